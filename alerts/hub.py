@@ -1,0 +1,64 @@
+"""The hub: which sockets each user has open, and a bounded queue in front of each of them.
+
+Publishing never waits on a socket. A consumer whose queue fills up is cut off; it catches up
+from its mailbox when it reconnects, so dropping it loses nothing and slows no one else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterable
+
+from alerts.store import Envelope
+
+
+class Subscription:
+    """One open socket's place in the hub."""
+
+    def __init__(self, user_id: str, label: str, queue_size: int) -> None:
+        self.user_id = user_id
+        self.label = label
+        self.queue: asyncio.Queue[Envelope] = asyncio.Queue(maxsize=queue_size)
+        self.overflowed = asyncio.Event()
+
+    def offer(self, envelope: Envelope) -> None:
+        if self.overflowed.is_set():
+            return
+        try:
+            self.queue.put_nowait(envelope)
+        except asyncio.QueueFull:
+            self.overflowed.set()
+
+
+class Hub:
+    def __init__(self, queue_size: int = 1000) -> None:
+        self.queue_size = queue_size
+        self._by_user: dict[str, set[Subscription]] = {}
+
+    def subscribe(self, user_id: str, label: str = "") -> Subscription:
+        subscription = Subscription(user_id, label, self.queue_size)
+        self._by_user.setdefault(user_id, set()).add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        subscriptions = self._by_user.get(subscription.user_id)
+        if subscriptions is None:
+            return
+        subscriptions.discard(subscription)
+        if not subscriptions:
+            del self._by_user[subscription.user_id]
+
+    def publish(self, envelopes: Iterable[Envelope]) -> None:
+        for envelope in envelopes:
+            for subscription in self._by_user.get(envelope.user_id, ()):
+                subscription.offer(envelope)
+
+    def connected_users(self) -> set[str]:
+        return set(self._by_user)
+
+    def is_connected(self, user_id: str) -> bool:
+        return user_id in self._by_user
+
+    def count_by_label(self) -> Counter[str]:
+        return Counter(s.label for subs in self._by_user.values() for s in subs)

@@ -1,0 +1,281 @@
+"""The websocket protocol: hello, welcome, replay from the mailbox, live messages, acks.
+
+A socket never holds a database session: replay pages and acks each use a short one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from alerts import store
+from alerts.hub import Hub, Subscription
+from alerts.store import Envelope
+
+log = logging.getLogger(__name__)
+
+UNSUPPORTED_DATA = 1003
+INVALID_PAYLOAD = 1007
+POLICY_VIOLATION = 1008
+INTERNAL_ERROR = 1011
+SERVICE_RESTART = 1012
+TRY_AGAIN_LATER = 1013
+
+REPLAY_PAGE = 500
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Who is on the other end, as the application's authenticator saw it."""
+
+    user_id: str
+    label: str = ""
+    info: dict[str, Any] | None = None
+
+
+Authenticate = Callable[[str], Awaitable[Peer | None]]
+Acknowledge = Callable[[Peer, int], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class SocketPolicy:
+    hello_timeout_s: float = 5.0
+    allowed_origins: tuple[str, ...] = ()
+
+
+class FrameError(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class GapError(Exception):
+    """A live message arrived whose predecessors the store does not show yet."""
+
+
+async def serve_socket(
+    websocket: WebSocket,
+    *,
+    hub: Hub,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    authenticate: Authenticate,
+    acknowledge: Acknowledge,
+    policy: SocketPolicy,
+    server_time: Callable[[], str],
+) -> None:
+    origin = websocket.headers.get("origin")
+    if policy.allowed_origins and origin not in policy.allowed_origins:
+        # Refusing before accept answers the handshake with 403: no cross-site hijacking.
+        await websocket.close(code=POLICY_VIOLATION, reason="origin not allowed")
+        return
+    await websocket.accept()
+    try:
+        peer, resume_from = await _handshake(websocket, authenticate, policy)
+    except FrameError as error:
+        await _close(websocket, error.code, error.reason)
+        return
+    except (WebSocketDisconnect, ConnectionError):
+        return
+    subscription = hub.subscribe(peer.user_id, peer.label)
+    try:
+        await _converse(
+            websocket, peer, resume_from, subscription, sessionmaker, acknowledge, server_time
+        )
+    finally:
+        hub.unsubscribe(subscription)
+
+
+async def _handshake(
+    websocket: WebSocket, authenticate: Authenticate, policy: SocketPolicy
+) -> tuple[Peer, int]:
+    try:
+        hello = await asyncio.wait_for(_receive_frame(websocket), policy.hello_timeout_s)
+    except TimeoutError:
+        raise FrameError(POLICY_VIOLATION, "no hello within the time allowed") from None
+    if hello.get("type") != "hello":
+        raise FrameError(POLICY_VIOLATION, "the first frame must be a hello")
+    token = hello.get("token")
+    if not isinstance(token, str) or not token:
+        raise FrameError(POLICY_VIOLATION, "hello.token is missing")
+    resume_from = hello.get("resume_from", 0)
+    if not _is_seq(resume_from):
+        raise FrameError(POLICY_VIOLATION, "hello.resume_from must be a whole number >= 0")
+    peer = await authenticate(token)
+    if peer is None:
+        raise FrameError(POLICY_VIOLATION, "hello.token is invalid or expired")
+    return peer, int(resume_from)
+
+
+def _is_seq(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+async def _receive_frame(websocket: WebSocket) -> dict[str, Any]:
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    if text is None:
+        raise FrameError(UNSUPPORTED_DATA, "binary frames are not accepted")
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        raise FrameError(INVALID_PAYLOAD, "frames must be JSON") from None
+    if not isinstance(frame, dict):
+        raise FrameError(INVALID_PAYLOAD, "frames must be JSON objects")
+    return frame
+
+
+async def _converse(
+    websocket: WebSocket,
+    peer: Peer,
+    resume_from: int,
+    subscription: Subscription,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    acknowledge: Acknowledge,
+    server_time: Callable[[], str],
+) -> None:
+    start_after = await _welcome(websocket, peer, resume_from, sessionmaker, server_time)
+    sender = asyncio.create_task(_send_loop(websocket, subscription, sessionmaker, start_after))
+    receiver = asyncio.create_task(_receive_loop(websocket, peer, acknowledge))
+    overflow = asyncio.create_task(subscription.overflowed.wait())
+    tasks = {sender, receiver, overflow}
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    code, reason = _closing(done, overflow)
+    if code:
+        await _close(websocket, code, reason)
+
+
+def _closing(done: set[asyncio.Task[Any]], overflow: asyncio.Task[Any]) -> tuple[int, str]:
+    if overflow in done:
+        return TRY_AGAIN_LATER, "too slow to keep up: reconnect and resume"
+    for task in done:
+        error = task.exception()
+        if isinstance(error, FrameError):
+            return error.code, error.reason
+        if isinstance(error, GapError):
+            return TRY_AGAIN_LATER, "out of order: reconnect and resume"
+        if isinstance(error, WebSocketDisconnect | ConnectionError):
+            return 0, ""
+        if error is not None:
+            log.error("websocket session failed", exc_info=error)
+            return INTERNAL_ERROR, "server error: reconnect and resume"
+    return 0, ""
+
+
+async def _welcome(
+    websocket: WebSocket,
+    peer: Peer,
+    resume_from: int,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    server_time: Callable[[], str],
+) -> int:
+    """Send the welcome (and a resync when the gap cannot be replayed); return where to start."""
+    async with sessionmaker() as session:
+        latest = await store.latest_seq(session, peer.user_id)
+        oldest = await store.oldest_retained_seq(session, peer.user_id)
+    welcome = {"user_id": peer.user_id, "server_time": server_time(), **(peer.info or {})}
+    await websocket.send_text(_control("welcome", latest, welcome))
+    reason = _resync_reason(resume_from, latest, oldest)
+    if reason is None:
+        return resume_from
+    await websocket.send_text(_control("resync", latest, {"reason": reason}))
+    return latest
+
+
+def _resync_reason(resume_from: int, latest: int, oldest: int | None) -> str | None:
+    if resume_from > latest:
+        return "resume_from is ahead of this server's sequence"
+    if resume_from < latest and (oldest is None or oldest > resume_from + 1):
+        return "messages after resume_from are past the retention window"
+    return None
+
+
+def _control(kind: str, seq: int, data: dict[str, Any]) -> str:
+    return json.dumps({"type": kind, "seq": seq, "data": data}, ensure_ascii=False)
+
+
+async def _send_loop(
+    websocket: WebSocket,
+    subscription: Subscription,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    after: int,
+) -> None:
+    last = await _replay(websocket, subscription.user_id, sessionmaker, after)
+    while True:
+        envelope = await subscription.queue.get()
+        if envelope.seq <= last:
+            continue
+        if envelope.seq > last + 1:
+            last = await _fill_gap(websocket, subscription.user_id, sessionmaker, last, envelope)
+        await websocket.send_text(envelope.encode())
+        last = envelope.seq
+
+
+async def _replay(
+    websocket: WebSocket,
+    user_id: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    after: int,
+    upto: int | None = None,
+) -> int:
+    last = after
+    while True:
+        async with sessionmaker() as session:
+            page = await store.messages_after(session, user_id, last, upto=upto, limit=REPLAY_PAGE)
+        for envelope in page:
+            await websocket.send_text(envelope.encode())
+            last = envelope.seq
+        if len(page) < REPLAY_PAGE:
+            return last
+
+
+async def _fill_gap(
+    websocket: WebSocket,
+    user_id: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    last: int,
+    envelope: Envelope,
+) -> int:
+    # Publishing follows commit order only loosely; the missing seqs are committed already
+    # (a mailbox row lock orders them), so read them from the store.
+    for delay in (0.0, 0.05, 0.25):
+        await asyncio.sleep(delay)
+        last = await _replay(websocket, user_id, sessionmaker, last, upto=envelope.seq - 1)
+        if last == envelope.seq - 1:
+            return last
+    raise GapError(f"seq {last + 1} to {envelope.seq - 1} not readable")
+
+
+async def _receive_loop(websocket: WebSocket, peer: Peer, acknowledge: Acknowledge) -> None:
+    while True:
+        frame = await _receive_frame(websocket)
+        kind = frame.get("type")
+        if kind == "ack":
+            seq = frame.get("seq")
+            if not _is_seq(seq):
+                raise FrameError(POLICY_VIOLATION, "ack.seq must be a whole number >= 0")
+            await acknowledge(peer, int(seq))
+        else:
+            raise FrameError(POLICY_VIOLATION, f"unknown message type {kind!r}")
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    if websocket.client_state == WebSocketState.DISCONNECTED:
+        return
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect, ConnectionError):
+        await websocket.close(code=code, reason=reason)

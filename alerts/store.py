@@ -1,0 +1,177 @@
+"""Writing and reading mailboxes inside the caller's transaction.
+
+Messages are enqueued in the same transaction as the facts they announce, so a committed fact
+always has its messages and a rolled-back one never does. The caller publishes them after commit.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts.models import Mailbox, Message
+
+OUTBOX_KEY = "alerts.outbox"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message to be enqueued for one user."""
+
+    user_id: str
+    type: str
+    data: dict[str, Any]
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A stored message with its place in the user's sequence."""
+
+    user_id: str
+    seq: int
+    type: str
+    data: dict[str, Any]
+    ref: str | None = None
+    batch: str = ""
+
+    @staticmethod
+    def of(message: Message) -> Envelope:
+        return Envelope(
+            message.user_id, message.seq, message.type, message.data, message.ref, message.batch
+        )
+
+    def encode(self) -> str:
+        return json.dumps(
+            {"type": self.type, "seq": self.seq, "data": self.data},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+
+async def open_mailbox(session: AsyncSession, user_id: str) -> None:
+    if await session.get(Mailbox, user_id) is None:
+        session.add(Mailbox(user_id=user_id, last_seq=0, acked_seq=0))
+        await session.flush()
+
+
+async def enqueue(
+    session: AsyncSession, outgoing: Sequence[Outgoing], *, now: datetime
+) -> list[Envelope]:
+    """Give each message the next seq of its user's mailbox and store it.
+
+    Mailboxes are locked in user-id order so concurrent transactions never deadlock, and a seq
+    becomes visible only when its transaction commits, after every smaller seq of that user.
+    """
+    if not outgoing:
+        return []
+    users = sorted({o.user_id for o in outgoing})
+    rows = await session.execute(
+        select(Mailbox.user_id, Mailbox.last_seq)
+        .where(Mailbox.user_id.in_(users))
+        .order_by(Mailbox.user_id)
+        .with_for_update()
+    )
+    last = {user_id: seq for user_id, seq in rows.all()}
+    missing = [u for u in users if u not in last]
+    if missing:
+        await session.execute(
+            insert(Mailbox), [{"user_id": u, "last_seq": 0, "acked_seq": 0} for u in missing]
+        )
+        last.update(dict.fromkeys(missing, 0))
+    batch = uuid.uuid4().hex
+    envelopes: list[Envelope] = []
+    for o in outgoing:
+        last[o.user_id] += 1
+        envelopes.append(Envelope(o.user_id, last[o.user_id], o.type, o.data, o.ref, batch))
+    await session.execute(
+        update(Mailbox), [{"user_id": u, "last_seq": last[u]} for u in users]
+    )
+    await session.execute(
+        insert(Message),
+        [
+            {
+                "user_id": e.user_id,
+                "seq": e.seq,
+                "type": e.type,
+                "data": e.data,
+                "ref": e.ref,
+                "batch": batch,
+                "created_at": now,
+            }
+            for e in envelopes
+        ],
+    )
+    session.info.setdefault(OUTBOX_KEY, []).extend(envelopes)
+    return envelopes
+
+
+def take_outbox(session: AsyncSession) -> list[Envelope]:
+    """The messages this transaction enqueued, handed over once for publishing after commit."""
+    envelopes: list[Envelope] = session.info.pop(OUTBOX_KEY, [])
+    return envelopes
+
+
+async def latest_seq(session: AsyncSession, user_id: str) -> int:
+    seq = await session.scalar(select(Mailbox.last_seq).where(Mailbox.user_id == user_id))
+    return seq or 0
+
+
+async def oldest_retained_seq(session: AsyncSession, user_id: str) -> int | None:
+    seq: int | None = await session.scalar(
+        select(func.min(Message.seq)).where(Message.user_id == user_id)
+    )
+    return seq
+
+
+async def messages_after(
+    session: AsyncSession, user_id: str, after_seq: int, *, upto: int | None = None, limit: int = 500
+) -> list[Envelope]:
+    query = select(Message).where(Message.user_id == user_id, Message.seq > after_seq)
+    if upto is not None:
+        query = query.where(Message.seq <= upto)
+    rows = await session.scalars(query.order_by(Message.seq).limit(limit))
+    return [Envelope.of(m) for m in rows]
+
+
+async def batch_messages(
+    session: AsyncSession, batch: str, user_ids: Iterable[str]
+) -> list[Envelope]:
+    users = list(user_ids)
+    if not users:
+        return []
+    rows = await session.scalars(
+        select(Message)
+        .where(Message.batch == batch, Message.user_id.in_(users))
+        .order_by(Message.user_id, Message.seq)
+    )
+    return [Envelope.of(m) for m in rows]
+
+
+async def acknowledge(session: AsyncSession, user_id: str, seq: int) -> list[Envelope]:
+    """Acknowledge every message up to ``seq``; returns those acknowledged for the first time."""
+    mailbox = await session.get(Mailbox, user_id, with_for_update=True)
+    if mailbox is None or seq <= mailbox.acked_seq:
+        return []
+    upto = min(seq, mailbox.last_seq)
+    rows = await session.scalars(
+        select(Message)
+        .where(Message.user_id == user_id, Message.seq > mailbox.acked_seq, Message.seq <= upto)
+        .order_by(Message.seq)
+    )
+    newly = [Envelope.of(m) for m in rows]
+    mailbox.acked_seq = upto
+    await session.flush()
+    return newly
+
+
+async def purge_before(session: AsyncSession, cutoff: datetime) -> int:
+    result = await session.execute(delete(Message).where(Message.created_at < cutoff))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,110 @@
+"""The application factory. Everything stateful is built in the lifespan, nothing at import."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from alerts.hub import Hub
+from dispatch import migrate
+from dispatch.auth.routes import router as auth_router
+from dispatch.clock import Clock, SystemClock
+from dispatch.config import Settings
+from dispatch.db import create_engine, create_sessionmaker
+from dispatch.deps import RuntimeDep
+from dispatch.errors import install_error_handlers
+from dispatch.incidents.routes import dispatches_router, incidents_router
+from dispatch.incidents.tasks import ChainTimer, purge_old_messages
+from dispatch.realtime import router as realtime_router
+from dispatch.runtime import Runtime, load_secret
+from dispatch.teams import service as teams
+from dispatch.teams.coverage import Coverage
+from dispatch.teams.routes import router as teams_router
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Incidents in, covering teams alerted over websockets, the 1-3-5 minute chain on record.
+Every route but `POST /api/v1/auth/token` and the health checks needs `Authorization: Bearer`.
+The websocket protocol at `/ws` is described in docs/api.md.
+"""
+
+
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await start_runtime(settings or Settings(), clock or SystemClock())
+        app.state.runtime = runtime
+        timer = ChainTimer(runtime)
+        tasks = [
+            asyncio.create_task(timer.run(), name="chain-timer"),
+            asyncio.create_task(purge_old_messages(runtime), name="message-retention"),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await runtime.engine.dispose()
+
+    app = FastAPI(
+        title="Dispatch 1-3-5",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for router in (auth_router, teams_router, incidents_router, dispatches_router):
+        app.include_router(router)
+    app.include_router(realtime_router)
+    _add_health(app)
+    return app
+
+
+async def start_runtime(settings: Settings, clock: Clock) -> Runtime:
+    await migrate.upgrade_async(settings.database_url)
+    engine = create_engine(settings.database_url)
+    sessionmaker = create_sessionmaker(engine)
+    coverage = Coverage()
+    async with sessionmaker() as session:
+        coverage.load(await teams.all_teams(session))
+    log.info("coverage index loaded with %d teams", len(coverage))
+    return Runtime(
+        settings=settings,
+        clock=clock,
+        engine=engine,
+        sessionmaker=sessionmaker,
+        hub=Hub(settings.ws_queue_size),
+        coverage=coverage,
+        secret=load_secret(settings),
+    )
+
+
+def _add_health(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready"}})
+    async def readyz(runtime: RuntimeDep) -> JSONResponse:
+        """The database answers and its schema is at the newest migration."""
+        try:
+            async with runtime.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            at_head = await migrate.at_head(runtime.engine)
+        except Exception as error:
+            return JSONResponse({"status": "unavailable", "detail": str(error)}, status_code=503)
+        if not at_head:
+            return JSONResponse({"status": "migrations pending"}, status_code=503)
+        return JSONResponse({"status": "ready"})

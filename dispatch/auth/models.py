@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dispatch.db import Base
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    OPERATOR = "operator"
+    LEADER = "leader"
+    AUDITOR = "auditor"
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id"), index=True)
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime]

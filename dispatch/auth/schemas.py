@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from dispatch.auth.models import Role
+from dispatch.schemas import LocalTime, Schema
+
+
+class TokenOut(Schema):
+    access_token: str
+    token_type: str = "bearer"
+    expires_at: LocalTime
+
+
+class UserCreate(Schema):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[^\s]+$")
+    password: str = Field(min_length=8, max_length=256)
+    role: Role
+    team_id: str | None = Field(default=None, max_length=32)
+
+
+class UserOut(Schema):
+    id: str
+    name: str
+    role: Role
+    team_id: str | None
+    disabled: bool
+    created_at: LocalTime

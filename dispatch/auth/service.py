@@ -1,0 +1,135 @@
+"""Accounts, passwords and bearer tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts import store as mailboxes
+from dispatch.auth.models import Role, User
+from dispatch.db import new_id
+from dispatch.errors import Conflict, InvalidInput, NotFound, Unauthorized
+
+TOKEN_ALGORITHM = "HS256"
+_hasher = PasswordHasher()
+# Verifying against this keeps a login for an unknown name as slow as one for a known name.
+_DUMMY_HASH = _hasher.hash("not-a-password")
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: str
+    name: str
+    role: Role
+    team_id: str | None
+
+
+async def create_user(
+    session: AsyncSession,
+    *,
+    name: str,
+    password: str,
+    role: Role,
+    team_id: str | None,
+    now: datetime,
+) -> User:
+    if role == Role.LEADER and team_id is None:
+        raise InvalidInput("team_id: a leader belongs to one team", field="team_id")
+    if role != Role.LEADER and team_id is not None:
+        raise InvalidInput("team_id: only leaders belong to a team", field="team_id")
+    if await session.scalar(select(User.id).where(User.name == name)) is not None:
+        raise Conflict(f"name: a user named {name!r} exists already", field="name")
+    user = User(
+        id=new_id(),
+        name=name,
+        password_hash=_hasher.hash(password),
+        role=role.value,
+        team_id=team_id,
+        disabled=False,
+        created_at=now,
+    )
+    session.add(user)
+    await session.flush()
+    await mailboxes.open_mailbox(session, user.id)
+    return user
+
+
+async def list_users(session: AsyncSession) -> list[User]:
+    return list(await session.scalars(select(User).order_by(User.name)))
+
+
+async def authenticate(session: AsyncSession, name: str, password: str) -> User:
+    user = await session.scalar(select(User).where(User.name == name))
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        user = None
+    if user is None or user.disabled:
+        raise Unauthorized("username or password is wrong")
+    return user
+
+
+def issue_token(user: User, *, secret: str, ttl_s: int, now: datetime) -> tuple[str, datetime]:
+    expires_at = now + timedelta(seconds=ttl_s)
+    claims = {"sub": user.id, "iat": int(now.timestamp()), "exp": int(expires_at.timestamp())}
+    return jwt.encode(claims, secret, algorithm=TOKEN_ALGORITHM), expires_at
+
+
+async def principal_for_token(
+    session: AsyncSession, token: str, *, secret: str, now: datetime
+) -> Principal:
+    """The user a token speaks for; a disabled or deleted user's tokens stop working at once."""
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[TOKEN_ALGORITHM],
+            options={"verify_exp": False, "require": ["sub", "exp"]},
+        )
+    except jwt.InvalidTokenError:
+        raise Unauthorized("the bearer token is invalid") from None
+    # Expiry is judged by the server's clock, the same one that issued the token.
+    if int(claims["exp"]) <= now.timestamp():
+        raise Unauthorized("the bearer token has expired")
+    user = await session.get(User, str(claims["sub"]))
+    if user is None or user.disabled:
+        raise Unauthorized("the bearer token's user is unknown or disabled")
+    return Principal(user.id, user.name, Role(user.role), user.team_id)
+
+
+async def get_user(session: AsyncSession, user_id: str) -> User:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"user {user_id!r} does not exist", field="user_id")
+    return user
+
+
+async def leaders_by_team(session: AsyncSession, team_ids: list[str]) -> dict[str, list[str]]:
+    if not team_ids:
+        return {}
+    rows = await session.execute(
+        select(User.team_id, User.id).where(
+            User.role == Role.LEADER.value, User.team_id.in_(team_ids), User.disabled.is_(False)
+        )
+    )
+    leaders: dict[str, list[str]] = {}
+    for team_id, user_id in rows.all():
+        if team_id is not None:
+            leaders.setdefault(team_id, []).append(user_id)
+    return leaders
+
+
+async def operator_ids(session: AsyncSession) -> list[str]:
+    """Everyone who watches the whole board: operators and admins."""
+    rows = await session.scalars(
+        select(User.id).where(
+            User.role.in_([Role.OPERATOR.value, Role.ADMIN.value]), User.disabled.is_(False)
+        )
+    )
+    return list(rows)

@@ -1,0 +1,66 @@
+"""All settings, read once from the environment (``DISPATCH_`` prefix) when the app starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_TARGETS = (60.0, 180.0, 300.0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DISPATCH_", extra="ignore")
+
+    database_url: str = "sqlite+aiosqlite:///./dispatch.db"
+    # Seconds to be on scene for tiers 1, 2 and 3. Tests shorten them to seconds.
+    chain_targets: Annotated[tuple[float, float, float], NoDecode] = DEFAULT_TARGETS
+    secret_key: str | None = None
+    # Where the embedded default keeps its generated signing secret.
+    secret_file: Path = Path("./dispatch-secret.key")
+    token_ttl_s: int = Field(default=12 * 3600, gt=0)
+    # Per-socket outbound queue; a consumer that lets it fill is dropped and resumes.
+    ws_queue_size: int = Field(default=1000, gt=0)
+    ws_hello_timeout_s: float = Field(default=5.0, gt=0)
+    ws_ping_interval_s: float = Field(default=20.0, gt=0)
+    ws_ping_timeout_s: float = Field(default=20.0, gt=0)
+    ws_max_frame_bytes: int = Field(default=64 * 1024, gt=0)
+    ws_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    message_retention_days: float = Field(default=7.0, gt=0)
+    # How often an idle timer looks for due deadlines that another process may have created.
+    timer_poll_s: float = Field(default=1.0, gt=0)
+    max_body_bytes: int = Field(default=256 * 1024, gt=0)
+    max_zone_vertices: int = Field(default=10_000, gt=3)
+
+    @field_validator("chain_targets", mode="before")
+    @classmethod
+    def _parse_targets(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            if len(parts) != 3:
+                raise ValueError("DISPATCH_CHAIN_TARGETS needs three seconds values, e.g. 60,180,300")
+            return tuple(float(p) for p in parts)
+        return value
+
+    @field_validator("chain_targets")
+    @classmethod
+    def _check_targets(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(t <= 0 for t in value):
+            raise ValueError("chain targets must be positive")
+        return value
+
+    @field_validator("ws_allowed_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(p.strip() for p in value.split(",") if p.strip())
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def target_for(self, tier: int) -> float:
+        return self.chain_targets[tier - 1]

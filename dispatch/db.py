@@ -1,0 +1,63 @@
+"""Storage plumbing: the declarative base, column types, engine and the unit of work."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import MetaData, event
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from alerts.models import NAMING, JSONType, UTCDateTime
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSONType}
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def create_engine(database_url: str) -> AsyncEngine:
+    if database_url.startswith("sqlite"):
+        # One connection: SQLite has one writer, and queuing inside the process beats
+        # "database is locked" errors under concurrent requests.
+        engine = create_async_engine(database_url, pool_size=1, max_overflow=0, pool_timeout=30)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(database_url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+AfterCommit = Callable[[], None]
+
+
+def after_commit(session: AsyncSession, action: AfterCommit) -> None:
+    """Run ``action`` once this session's transaction has committed (never on rollback)."""
+    session.info.setdefault("after_commit", []).append(action)
+
+
+def dialect_name(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name

@@ -1,0 +1,94 @@
+"""A demo town around Qingxi (清溪镇), for trying the server on a fresh machine."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from dispatch.auth import service as auth
+from dispatch.auth.models import Role, User
+from dispatch.clock import SystemClock
+from dispatch.config import Settings
+from dispatch.db import create_engine, create_sessionmaker
+from dispatch.schemas import LocationIn
+from dispatch.teams import service as teams
+from dispatch.teams.coverage import Coverage
+from dispatch.teams.models import TeamKind
+from dispatch.teams.schemas import TeamCreate
+
+
+@dataclass(frozen=True)
+class DemoTeam:
+    name: str
+    kind: TeamKind
+    lon: float
+    lat: float
+    radius_m: float | None = None
+
+
+# Around the town centre, 22.847 N 114.159 E (WGS84).
+DEMO_TEAMS = (
+    DemoTeam("三中工业园驻点应急联防队", TeamKind.FIXED_POST, 114.1612, 22.8488),
+    DemoTeam("清溪商业步行街驻点应急联防队", TeamKind.FIXED_POST, 114.1581, 22.8462),
+    DemoTeam("大利批发市场驻点应急联防队", TeamKind.FIXED_POST, 114.1562, 22.8449),
+    DemoTeam("清溪中心机动应急联防队", TeamKind.MOBILE, 114.1590, 22.8470),
+    DemoTeam("银湖工业区机动应急联防队", TeamKind.MOBILE, 114.1530, 22.8515),
+    DemoTeam("清溪派出所巡逻警力", TeamKind.PATROL, 114.1600, 22.8465, 3000.0),
+    DemoTeam("清溪处突警力", TeamKind.RESPONSE, 114.1648, 22.8431, 6000.0),
+)
+
+
+async def seed_demo(settings: Settings, credentials_file: Path) -> list[tuple[str, str, str]]:
+    """Create the demo teams and accounts once; return (name, role, password) of each account."""
+    engine = create_engine(settings.database_url)
+    sessionmaker = create_sessionmaker(engine)
+    clock = SystemClock()
+    try:
+        async with sessionmaker() as session, session.begin():
+            if await session.scalar(select(User.id).limit(1)) is not None:
+                return _read_credentials(credentials_file)
+            accounts = [("admin", Role.ADMIN, None), ("operator", Role.OPERATOR, None)]
+            for i, spec in enumerate(DEMO_TEAMS, start=1):
+                team = await teams.create_team(
+                    session,
+                    TeamCreate(
+                        name=spec.name,
+                        kind=spec.kind,
+                        location=LocationIn(lon=spec.lon, lat=spec.lat),
+                        radius_m=spec.radius_m,
+                    ),
+                    coverage=Coverage(),
+                    now=clock.now(),
+                    max_vertices=settings.max_zone_vertices,
+                )
+                accounts.append((f"leader{i}", Role.LEADER, team.id))
+            created = []
+            for name, role, team_id in accounts:
+                password = secrets.token_urlsafe(9)
+                await auth.create_user(
+                    session, name=name, password=password, role=role, team_id=team_id,
+                    now=clock.now(),
+                )
+                created.append((name, role.value, password))
+    finally:
+        await engine.dispose()
+    _write_credentials(credentials_file, created)
+    return created
+
+
+def _write_credentials(path: Path, accounts: list[tuple[str, str, str]]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        for name, role, password in accounts:
+            handle.write(f"{name}\t{role}\t{password}\n")
+
+
+def _read_credentials(path: Path) -> list[tuple[str, str, str]]:
+    if not path.exists():
+        return []
+    rows = [line.split("\t") for line in path.read_text().splitlines() if line.strip()]
+    return [(r[0], r[1], r[2]) for r in rows if len(r) == 3]

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dispatch.db import Base
+
+
+class Category(StrEnum):
+    VIOLENCE = "violence"
+    EXTREMISM = "extremism"
+    FIGHT = "fight"
+    ROBBERY = "robbery"
+    THEFT = "theft"
+    FIRE = "fire"
+    DISPUTE = "dispute"
+    SUSPICIOUS = "suspicious"
+    OTHER = "other"
+
+
+class IncidentStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class TierStatus(StrEnum):
+    PENDING = "pending"
+    MET = "met"
+    BREACHED = "breached"
+    # Closed before its deadline with nobody of the tier on scene: not measured.
+    CANCELLED = "cancelled"
+
+
+class ArrivalSource(StrEnum):
+    BUTTON = "button"
+    GEOFENCE = "geofence"
+    OPERATOR = "operator"
+
+
+class Incident(Base):
+    __tablename__ = "incidents"
+    __table_args__ = (UniqueConstraint("reported_by", "idempotency_key"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    reported_at: Mapped[datetime] = mapped_column(index=True)
+    lon: Mapped[float]
+    lat: Mapped[float]
+    category: Mapped[str] = mapped_column(String(32))
+    description: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    closed_at: Mapped[datetime | None]
+    reported_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+
+
+class ChainTier(Base):
+    """One tier's clock for one incident: target, stored deadline, and outcome."""
+
+    __tablename__ = "chain_tiers"
+    __table_args__ = (Index("ix_chain_tiers_due", "status", "deadline"),)
+
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), primary_key=True)
+    tier: Mapped[int] = mapped_column(primary_key=True)
+    target_s: Mapped[float]
+    deadline: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16))
+    covered: Mapped[bool]
+    arrived_at: Mapped[datetime | None]
+    elapsed_s: Mapped[float | None]
+    breached_at: Mapped[datetime | None]
+
+
+class Dispatch(Base):
+    __tablename__ = "dispatches"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"), index=True)
+    tier: Mapped[int]
+    distance_m: Mapped[float]
+    alerted_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+    accepted_at: Mapped[datetime | None]
+    arrived_at: Mapped[datetime | None]
+    arrival_source: Mapped[str | None] = mapped_column(String(16))
+    arrival_lon: Mapped[float | None]
+    arrival_lat: Mapped[float | None]
+    arrival_distance_m: Mapped[float | None]
+
+
+class IncidentEvent(Base):
+    """The append-only record of everything that happened to an incident."""
+
+    __tablename__ = "incident_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
+    at: Mapped[datetime]
+    type: Mapped[str] = mapped_column(String(32))
+    actor_id: Mapped[str | None] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]]

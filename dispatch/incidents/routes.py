@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+
+from dispatch.auth import service as auth
+from dispatch.auth.models import Role
+from dispatch.deps import OperatorDep, RuntimeDep, SessionDep, require
+from dispatch.incidents import service
+from dispatch.incidents.models import IncidentStatus
+from dispatch.incidents.schemas import ArriveIn, EventOut, IncidentCreate, IncidentOut
+
+incidents_router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
+dispatches_router = APIRouter(prefix="/api/v1/dispatches", tags=["dispatches"])
+
+Viewer = Annotated[
+    auth.Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Role.AUDITOR, Role.LEADER))
+]
+Responder = Annotated[auth.Principal, Depends(require(Role.LEADER, Role.OPERATOR, Role.ADMIN))]
+
+
+@incidents_router.post(
+    "",
+    status_code=201,
+    response_model=IncidentOut,
+    responses={201: {"description": "stored with its dispatches and alerts, then alerted"}},
+)
+async def report_incident(
+    data: IncidentCreate,
+    response: Response,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    reporter: OperatorDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=128,
+            description="the same key from the same user returns the same incident",
+        ),
+    ] = None,
+) -> IncidentOut:
+    view, replayed = await service.report_incident(
+        session,
+        data,
+        reporter=reporter,
+        idempotency_key=idempotency_key,
+        coverage=runtime.coverage,
+        targets=runtime.settings.chain_targets,
+        now=runtime.clock.now(),
+    )
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    else:
+        runtime.schedule_wake(session)
+    return view
+
+
+@incidents_router.get("", response_model=list[IncidentOut])
+async def list_incidents(
+    session: SessionDep,
+    viewer: Viewer,
+    status: IncidentStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[IncidentOut]:
+    """Newest first. A leader sees only incidents dispatched to his team."""
+    return await service.list_incidents(session, status=status, viewer=viewer, limit=limit)
+
+
+@incidents_router.get("/{incident_id}", response_model=IncidentOut)
+async def get_incident(incident_id: str, session: SessionDep, viewer: Viewer) -> IncidentOut:
+    return await service.get_incident(session, incident_id, viewer=viewer)
+
+
+@incidents_router.get("/{incident_id}/events", response_model=list[EventOut])
+async def incident_events(incident_id: str, session: SessionDep, viewer: Viewer) -> list[EventOut]:
+    """The append-only timeline: every state change with server time and actor."""
+    return await service.incident_events(session, incident_id, viewer=viewer)
+
+
+@incidents_router.post("/{incident_id}/close", response_model=IncidentOut)
+async def close_incident(
+    incident_id: str, runtime: RuntimeDep, session: SessionDep, actor: OperatorDep
+) -> IncidentOut:
+    return await service.close_incident(session, actor, incident_id, runtime.clock.now())
+
+
+@dispatches_router.post("/{dispatch_id}/accept", response_model=IncidentOut)
+async def accept_dispatch(
+    dispatch_id: str, runtime: RuntimeDep, session: SessionDep, actor: Responder
+) -> IncidentOut:
+    return await service.accept_dispatch(session, actor, dispatch_id, runtime.clock.now())
+
+
+@dispatches_router.post("/{dispatch_id}/arrive", response_model=IncidentOut)
+async def record_arrival(
+    dispatch_id: str,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    actor: Responder,
+    body: ArriveIn | None = None,
+) -> IncidentOut:
+    location = body.location if body is not None else None
+    return await service.record_arrival(session, actor, dispatch_id, location, runtime.clock.now())

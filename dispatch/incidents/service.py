@@ -1,0 +1,502 @@
+"""Incidents, their dispatches and the 1-3-5 chain: report, deliver, accept, arrive, breach, close."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts import store as mailboxes
+from alerts.store import Outgoing
+from dispatch.auth import service as auth
+from dispatch.auth.models import Role
+from dispatch.db import dialect_name, new_id
+from dispatch.errors import Conflict, Forbidden, NotFound
+from dispatch.incidents.models import (
+    ArrivalSource,
+    Category,
+    ChainTier,
+    Dispatch,
+    Incident,
+    IncidentEvent,
+    IncidentStatus,
+    TierStatus,
+)
+from dispatch.incidents.schemas import (
+    ChainTierOut,
+    DispatchOut,
+    EventOut,
+    IncidentCreate,
+    IncidentOut,
+)
+from dispatch.schemas import LocationIn, LocationOut
+from dispatch.teams import service as teams
+from dispatch.teams.coverage import Coverage, CoveredBy
+from geo.geodesy import distance_m
+
+TIERS = (1, 2, 3)
+
+
+# ---------------------------------------------------------------- reading
+
+
+async def get_incident(
+    session: AsyncSession, incident_id: str, *, viewer: auth.Principal | None = None
+) -> IncidentOut:
+    incident = await _load_incident(session, incident_id)
+    views = await _views(session, [incident])
+    view = views[0]
+    if viewer is not None:
+        _check_can_view(viewer, view)
+    return view
+
+
+async def list_incidents(
+    session: AsyncSession,
+    *,
+    status: IncidentStatus | None,
+    viewer: auth.Principal,
+    limit: int,
+) -> list[IncidentOut]:
+    query = select(Incident).order_by(Incident.reported_at.desc()).limit(limit)
+    if status is not None:
+        query = query.where(Incident.status == status.value)
+    if viewer.role == Role.LEADER:
+        mine = select(Dispatch.incident_id).where(Dispatch.team_id == viewer.team_id)
+        query = query.where(Incident.id.in_(mine))
+    return await _views(session, list(await session.scalars(query)))
+
+
+async def incident_events(
+    session: AsyncSession, incident_id: str, *, viewer: auth.Principal
+) -> list[EventOut]:
+    await get_incident(session, incident_id, viewer=viewer)
+    rows = await session.scalars(
+        select(IncidentEvent)
+        .where(IncidentEvent.incident_id == incident_id)
+        .order_by(IncidentEvent.at, IncidentEvent.id)
+    )
+    return [EventOut.model_validate(e) for e in rows]
+
+
+def _check_can_view(viewer: auth.Principal, view: IncidentOut) -> None:
+    if viewer.role == Role.LEADER and all(d.team_id != viewer.team_id for d in view.dispatches):
+        raise Forbidden("this incident was not dispatched to your team")
+
+
+async def _load_incident(
+    session: AsyncSession, incident_id: str, *, for_update: bool = False
+) -> Incident:
+    query = select(Incident).where(Incident.id == incident_id)
+    if for_update:
+        query = query.with_for_update()
+    incident = await session.scalar(query)
+    if incident is None:
+        raise NotFound(f"incident {incident_id!r} does not exist", field="incident_id")
+    return incident
+
+
+async def _views(session: AsyncSession, incidents: Sequence[Incident]) -> list[IncidentOut]:
+    ids = [i.id for i in incidents]
+    if not ids:
+        return []
+    chains: dict[str, list[ChainTier]] = {i: [] for i in ids}
+    for tier in await session.scalars(
+        select(ChainTier).where(ChainTier.incident_id.in_(ids)).order_by(ChainTier.tier)
+    ):
+        chains[tier.incident_id].append(tier)
+    dispatches: dict[str, list[Dispatch]] = {i: [] for i in ids}
+    for d in await session.scalars(
+        select(Dispatch)
+        .where(Dispatch.incident_id.in_(ids))
+        .order_by(Dispatch.tier, Dispatch.distance_m)
+    ):
+        dispatches[d.incident_id].append(d)
+    team_ids = sorted({d.team_id for ds in dispatches.values() for d in ds})
+    names = {t.id: t.name for t in (await teams.teams_by_id(session, team_ids)).values()}
+    return [incident_view(i, chains[i.id], dispatches[i.id], names) for i in incidents]
+
+
+def incident_view(
+    incident: Incident,
+    chain: Iterable[ChainTier],
+    dispatches: Iterable[Dispatch],
+    team_names: dict[str, str],
+) -> IncidentOut:
+    return IncidentOut(
+        id=incident.id,
+        reported_at=incident.reported_at,
+        location=LocationOut(lon=incident.lon, lat=incident.lat),
+        category=Category(incident.category),
+        description=incident.description,
+        status=IncidentStatus(incident.status),
+        closed_at=incident.closed_at,
+        reported_by=incident.reported_by,
+        chain=[ChainTierOut.model_validate(t) for t in sorted(chain, key=lambda t: t.tier)],
+        dispatches=[dispatch_view(d, team_names.get(d.team_id, "")) for d in dispatches],
+    )
+
+
+def dispatch_view(d: Dispatch, team_name: str) -> DispatchOut:
+    arrival = (
+        LocationOut(lon=d.arrival_lon, lat=d.arrival_lat)
+        if d.arrival_lon is not None and d.arrival_lat is not None
+        else None
+    )
+    return DispatchOut(
+        id=d.id,
+        incident_id=d.incident_id,
+        team_id=d.team_id,
+        team_name=team_name,
+        tier=d.tier,
+        distance_m=d.distance_m,
+        alerted_at=d.alerted_at,
+        delivered_at=d.delivered_at,
+        accepted_at=d.accepted_at,
+        arrived_at=d.arrived_at,
+        arrival_source=ArrivalSource(d.arrival_source) if d.arrival_source else None,
+        arrival_location=arrival,
+        arrival_distance_m=d.arrival_distance_m,
+    )
+
+
+# ---------------------------------------------------------------- reporting
+
+
+async def report_incident(
+    session: AsyncSession,
+    data: IncidentCreate,
+    *,
+    reporter: auth.Principal,
+    idempotency_key: str | None,
+    coverage: Coverage,
+    targets: tuple[float, float, float],
+    now: datetime,
+) -> tuple[IncidentOut, bool]:
+    """Store the incident, its chain, its dispatches and their alerts in one transaction.
+
+    Returns the incident and whether it is a replay of an earlier report with the same
+    idempotency key (then nothing new was written).
+    """
+    lon, lat = data.location.to_wgs84()
+    incident = Incident(
+        id=new_id(),
+        reported_at=now,
+        lon=lon,
+        lat=lat,
+        category=data.category.value,
+        description=data.description,
+        status=IncidentStatus.OPEN.value,
+        closed_at=None,
+        reported_by=reporter.user_id,
+        idempotency_key=idempotency_key,
+    )
+    if not await _insert_once(session, incident):
+        existing = await session.scalar(
+            select(Incident.id).where(
+                Incident.reported_by == reporter.user_id,
+                Incident.idempotency_key == idempotency_key,
+            )
+        )
+        assert existing is not None
+        return await get_incident(session, existing), True
+    hits = coverage.covering(lon, lat)
+    chain = _new_chain(incident, hits, targets)
+    dispatches = [_new_dispatch(incident, hit) for hit in hits]
+    session.add_all([*chain, *dispatches])
+    _record(session, incident.id, now, "reported", reporter.user_id, {"lon": lon, "lat": lat})
+    for d in dispatches:
+        _record(session, incident.id, now, "dispatched", None, _dispatch_facts(d))
+    await session.flush()
+    found = await teams.teams_by_id(session, [h.team_id for h in hits])
+    names = {team_id: team.name for team_id, team in found.items()}
+    view = incident_view(incident, chain, dispatches, names)
+    await _send_alerts(session, view, now)
+    return view, False
+
+
+async def _insert_once(session: AsyncSession, incident: Incident) -> bool:
+    """Insert unless the reporter already used this idempotency key: race-free on both backends.
+
+    A missing key is NULL, and NULLs never conflict, so such reports always insert.
+    """
+    values = {c.key: getattr(incident, c.key) for c in Incident.__table__.columns}
+    insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
+    statement = (
+        insert(Incident)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["reported_by", "idempotency_key"])
+    )
+    result = await session.execute(statement)
+    return bool(getattr(result, "rowcount", 0))
+
+
+def _new_chain(
+    incident: Incident, hits: Sequence[CoveredBy], targets: tuple[float, float, float]
+) -> list[ChainTier]:
+    covered = {h.tier for h in hits}
+    return [
+        ChainTier(
+            incident_id=incident.id,
+            tier=tier,
+            target_s=targets[tier - 1],
+            deadline=incident.reported_at + timedelta(seconds=targets[tier - 1]),
+            status=TierStatus.PENDING.value,
+            covered=tier in covered,
+            arrived_at=None,
+            elapsed_s=None,
+            breached_at=None,
+        )
+        for tier in TIERS
+    ]
+
+
+def _new_dispatch(incident: Incident, hit: CoveredBy) -> Dispatch:
+    return Dispatch(
+        id=new_id(),
+        incident_id=incident.id,
+        team_id=hit.team_id,
+        tier=hit.tier,
+        distance_m=round(hit.distance_m, 3),
+        alerted_at=incident.reported_at,
+        delivered_at=None,
+        accepted_at=None,
+        arrived_at=None,
+        arrival_source=None,
+        arrival_lon=None,
+        arrival_lat=None,
+        arrival_distance_m=None,
+    )
+
+
+def _dispatch_facts(d: Dispatch) -> dict[str, Any]:
+    return {"dispatch_id": d.id, "team_id": d.team_id, "tier": d.tier, "distance_m": d.distance_m}
+
+
+def _record(
+    session: AsyncSession,
+    incident_id: str,
+    at: datetime,
+    kind: str,
+    actor_id: str | None,
+    data: dict[str, Any],
+) -> None:
+    session.add(
+        IncidentEvent(incident_id=incident_id, at=at, type=kind, actor_id=actor_id, data=data)
+    )
+
+
+async def _send_alerts(session: AsyncSession, view: IncidentOut, now: datetime) -> None:
+    leaders = await auth.leaders_by_team(session, [d.team_id for d in view.dispatches])
+    incident_json = view.model_dump(mode="json")
+    outgoing = [
+        Outgoing(
+            leader,
+            "alert",
+            {"incident": incident_json, "dispatch": d.model_dump(mode="json")},
+            ref=d.id,
+        )
+        for d in view.dispatches
+        for leader in leaders.get(d.team_id, [])
+    ]
+    operators = await auth.operator_ids(session)
+    outgoing += [Outgoing(o, "incident.updated", incident_json) for o in operators]
+    await mailboxes.enqueue(session, outgoing, now=now)
+
+
+async def _announce(
+    session: AsyncSession,
+    incident_id: str,
+    now: datetime,
+    *,
+    breached: Sequence[ChainTier] = (),
+) -> IncidentOut:
+    """Tell operators and the incident's leaders what changed: the new state, and breaches."""
+    view = (await _views(session, [await _load_incident(session, incident_id)]))[0]
+    leaders = await auth.leaders_by_team(session, sorted({d.team_id for d in view.dispatches}))
+    audience = sorted(
+        {*await auth.operator_ids(session), *(u for ids in leaders.values() for u in ids)}
+    )
+    incident_json = view.model_dump(mode="json")
+    outgoing: list[Outgoing] = []
+    for tier in breached:
+        tier_json = ChainTierOut.model_validate(tier).model_dump(mode="json")
+        body = {"incident_id": incident_id, "tier": tier_json, "incident": incident_json}
+        outgoing += [Outgoing(u, "chain.breached", body) for u in audience]
+    outgoing += [Outgoing(u, "incident.updated", incident_json) for u in audience]
+    await mailboxes.enqueue(session, outgoing, now=now)
+    return view
+
+
+# ---------------------------------------------------------------- the hops
+
+
+async def record_deliveries(
+    session: AsyncSession, user_id: str, dispatch_ids: Sequence[str], now: datetime
+) -> None:
+    """The first acknowledgement of an alert sets its dispatch's delivered_at."""
+    if not dispatch_ids:
+        return
+    rows = await session.scalars(
+        select(Dispatch)
+        .where(Dispatch.id.in_(dispatch_ids), Dispatch.delivered_at.is_(None))
+        .with_for_update()
+    )
+    touched: set[str] = set()
+    for d in rows:
+        d.delivered_at = now
+        _record(session, d.incident_id, now, "delivered", user_id, {"dispatch_id": d.id})
+        touched.add(d.incident_id)
+    await session.flush()
+    for incident_id in sorted(touched):
+        await _announce(session, incident_id, now)
+
+
+async def _acting_dispatch(
+    session: AsyncSession, actor: auth.Principal, dispatch_id: str
+) -> tuple[Dispatch, Incident]:
+    d = await session.scalar(select(Dispatch).where(Dispatch.id == dispatch_id).with_for_update())
+    if d is None:
+        raise NotFound(f"dispatch {dispatch_id!r} does not exist", field="dispatch_id")
+    if actor.role == Role.LEADER and actor.team_id != d.team_id:
+        raise Forbidden("this dispatch belongs to another team")
+    incident = await _load_incident(session, d.incident_id)
+    if incident.status == IncidentStatus.CLOSED.value:
+        raise Conflict("the incident is closed", field="dispatch_id")
+    return d, incident
+
+
+def _mark_accepted(session: AsyncSession, d: Dispatch, actor_id: str, now: datetime) -> None:
+    if d.delivered_at is None:
+        # Accepting proves receipt, even when the websocket ack never came.
+        d.delivered_at = now
+        _record(session, d.incident_id, now, "delivered", actor_id, {"dispatch_id": d.id})
+    if d.accepted_at is None:
+        d.accepted_at = now
+        _record(session, d.incident_id, now, "accepted", actor_id, {"dispatch_id": d.id})
+
+
+async def accept_dispatch(
+    session: AsyncSession, actor: auth.Principal, dispatch_id: str, now: datetime
+) -> IncidentOut:
+    d, incident = await _acting_dispatch(session, actor, dispatch_id)
+    if d.accepted_at is not None:
+        return await get_incident(session, incident.id)
+    _mark_accepted(session, d, actor.user_id, now)
+    await session.flush()
+    return await _announce(session, incident.id, now)
+
+
+async def record_arrival(
+    session: AsyncSession,
+    actor: auth.Principal,
+    dispatch_id: str,
+    location: LocationIn | None,
+    now: datetime,
+    source: ArrivalSource = ArrivalSource.BUTTON,
+) -> IncidentOut:
+    d, incident = await _acting_dispatch(session, actor, dispatch_id)
+    if d.arrived_at is not None:
+        return await get_incident(session, incident.id)
+    if actor.role != Role.LEADER and source == ArrivalSource.BUTTON:
+        source = ArrivalSource.OPERATOR
+    _mark_accepted(session, d, actor.user_id, now)
+    d.arrived_at, d.arrival_source = now, source.value
+    if location is not None:
+        d.arrival_lon, d.arrival_lat = location.to_wgs84()
+        d.arrival_distance_m = round(
+            distance_m(d.arrival_lon, d.arrival_lat, incident.lon, incident.lat), 3
+        )
+    elapsed = (now - incident.reported_at).total_seconds()
+    facts = {**_dispatch_facts(d), "elapsed_s": elapsed, "source": source.value}
+    facts["arrival_distance_m"] = d.arrival_distance_m
+    _record(session, incident.id, now, "arrived", actor.user_id, facts)
+    breached = await _settle_tier(session, incident, d.tier, now, elapsed)
+    await session.flush()
+    return await _announce(session, incident.id, now, breached=breached)
+
+
+async def _settle_tier(
+    session: AsyncSession, incident: Incident, tier: int, now: datetime, elapsed: float
+) -> list[ChainTier]:
+    """A tier is met when a team arrives by its deadline; arriving later still counts time."""
+    row = await session.scalar(
+        select(ChainTier)
+        .where(ChainTier.incident_id == incident.id, ChainTier.tier == tier)
+        .with_for_update()
+    )
+    assert row is not None, "every incident has three chain tiers"
+    if row.arrived_at is None:
+        row.arrived_at, row.elapsed_s = now, elapsed
+    if row.status != TierStatus.PENDING.value:
+        return []
+    if now <= row.deadline:
+        row.status = TierStatus.MET.value
+        _record(session, incident.id, now, "met", None, {"tier": tier, "elapsed_s": elapsed})
+        return []
+    _breach(session, row)
+    return [row]
+
+
+def _breach(session: AsyncSession, row: ChainTier) -> None:
+    # The breach happened at the deadline, whenever it is noticed.
+    row.status, row.breached_at = TierStatus.BREACHED.value, row.deadline
+    facts = {"tier": row.tier, "target_s": row.target_s}
+    _record(session, row.incident_id, row.deadline, "breached", None, facts)
+
+
+async def fire_due_breaches(session: AsyncSession, now: datetime, limit: int = 100) -> int:
+    """Breach every pending tier whose deadline has passed; each is claimed by one process."""
+    rows = list(
+        await session.scalars(
+            select(ChainTier)
+            .where(ChainTier.status == TierStatus.PENDING.value, ChainTier.deadline <= now)
+            .order_by(ChainTier.deadline)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    by_incident: dict[str, list[ChainTier]] = {}
+    for row in rows:
+        _breach(session, row)
+        by_incident.setdefault(row.incident_id, []).append(row)
+    await session.flush()
+    for incident_id, breached in by_incident.items():
+        await _announce(session, incident_id, now, breached=breached)
+    return len(rows)
+
+
+async def next_deadline(session: AsyncSession) -> datetime | None:
+    due: datetime | None = await session.scalar(
+        select(ChainTier.deadline)
+        .where(ChainTier.status == TierStatus.PENDING.value)
+        .order_by(ChainTier.deadline)
+        .limit(1)
+    )
+    return due
+
+
+async def close_incident(
+    session: AsyncSession, actor: auth.Principal, incident_id: str, now: datetime
+) -> IncidentOut:
+    incident = await _load_incident(session, incident_id, for_update=True)
+    if incident.status == IncidentStatus.CLOSED.value:
+        return await get_incident(session, incident_id)
+    incident.status, incident.closed_at = IncidentStatus.CLOSED.value, now
+    pending = await session.scalars(
+        select(ChainTier)
+        .where(ChainTier.incident_id == incident_id, ChainTier.status == TierStatus.PENDING.value)
+        .with_for_update()
+    )
+    for row in pending:
+        if row.deadline < now:
+            _breach(session, row)
+        else:
+            row.status = TierStatus.CANCELLED.value
+    _record(session, incident_id, now, "closed", actor.user_id, {})
+    await session.flush()
+    return await _announce(session, incident_id, now)

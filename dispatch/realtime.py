@@ -1,0 +1,50 @@
+"""The websocket endpoint: authentication and acknowledgements wired into the alerts protocol."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, WebSocket
+
+from alerts import store as mailboxes
+from alerts.socket import Peer, SocketPolicy, serve_socket
+from dispatch.auth import service as auth
+from dispatch.errors import Unauthorized
+from dispatch.incidents import service as incidents
+from dispatch.runtime import Runtime
+from dispatch.schemas import show_time
+
+router = APIRouter()
+
+
+@router.websocket("/ws")
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    runtime: Runtime = websocket.app.state.runtime
+
+    async def authenticate(token: str) -> Peer | None:
+        async with runtime.sessionmaker() as session:
+            try:
+                principal = await auth.principal_for_token(
+                    session, token, secret=runtime.secret, now=runtime.clock.now()
+                )
+            except Unauthorized:
+                return None
+        info = {"role": principal.role.value, "team_id": principal.team_id}
+        return Peer(principal.user_id, principal.role.value, info)
+
+    async def acknowledge(peer: Peer, seq: int) -> None:
+        async with runtime.transaction() as session:
+            acked = await mailboxes.acknowledge(session, peer.user_id, seq)
+            refs = [e.ref for e in acked if e.type == "alert" and e.ref is not None]
+            await incidents.record_deliveries(session, peer.user_id, refs, runtime.clock.now())
+
+    await serve_socket(
+        websocket,
+        hub=runtime.hub,
+        sessionmaker=runtime.sessionmaker,
+        authenticate=authenticate,
+        acknowledge=acknowledge,
+        policy=SocketPolicy(
+            hello_timeout_s=runtime.settings.ws_hello_timeout_s,
+            allowed_origins=runtime.settings.ws_allowed_origins,
+        ),
+        server_time=lambda: show_time(runtime.clock.now()),
+    )

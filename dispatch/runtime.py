@@ -1,0 +1,70 @@
+"""What the running server holds: built in the lifespan, never at import time."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from alerts import store as mailboxes
+from alerts.hub import Hub
+from dispatch.clock import Clock
+from dispatch.config import Settings
+from dispatch.db import AfterCommit, after_commit
+from dispatch.teams.coverage import Coverage
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clock: Clock
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    hub: Hub
+    coverage: Coverage
+    secret: str
+    wake_timers: list[AfterCommit] = field(default_factory=list)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One unit of work. Messages it enqueued are published only after it commits."""
+        async with self.sessionmaker() as session:
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+            envelopes = mailboxes.take_outbox(session)
+            actions: list[AfterCommit] = session.info.pop("after_commit", [])
+        self.hub.publish(envelopes)
+        for action in actions:
+            action()
+
+    def wake(self) -> None:
+        for wake in self.wake_timers:
+            wake()
+
+    def schedule_wake(self, session: AsyncSession) -> None:
+        """Wake the timers once this transaction commits: it stored a new deadline."""
+        after_commit(session, self.wake)
+
+
+def load_secret(settings: Settings) -> str:
+    """The token signing secret: from settings, or generated once and kept in a 0600 file."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = Path(settings.secret_file)
+    if path.exists():
+        return path.read_text().strip()
+    secret = secrets.token_urlsafe(48)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret)
+    return secret

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dispatch.db import Base
+
+
+class TeamKind(StrEnum):
+    FIXED_POST = "fixed_post"
+    MOBILE = "mobile"
+    PATROL = "patrol"
+    RESPONSE = "response"
+
+    @property
+    def tier(self) -> int:
+        return TIER_OF_KIND[self]
+
+
+TIER_OF_KIND = {
+    TeamKind.FIXED_POST: 1,
+    TeamKind.MOBILE: 1,
+    TeamKind.PATROL: 2,
+    TeamKind.RESPONSE: 3,
+}
+# The plan: a fixed post acts within 100 m of its site, a mobile team within 500 m.
+DEFAULT_RADIUS_M = {TeamKind.FIXED_POST: 100.0, TeamKind.MOBILE: 500.0}
+
+
+class Team(Base):
+    __tablename__ = "teams"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    tier: Mapped[int]
+    lon: Mapped[float]
+    lat: Mapped[float]
+    radius_m: Mapped[float | None]
+    # A GeoJSON Polygon or MultiPolygon in WGS84, for police zones drawn as areas.
+    zone: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    retired_at: Mapped[datetime | None] = mapped_column(index=True)

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from dispatch.auth.models import Role
+from dispatch.deps import AdminDep, RuntimeDep, SessionDep, require
+from dispatch.schemas import LocationIn, LocationOut
+from dispatch.teams import service
+from dispatch.teams.coverage import CoveredBy
+from dispatch.teams.models import Team, TeamKind
+from dispatch.teams.schemas import CoveringTeamOut, TeamCreate, TeamOut, TeamPatch
+from geo.crs import CRS
+
+router = APIRouter(prefix="/api/v1/teams", tags=["teams"])
+_Viewer = Depends(require(Role.ADMIN, Role.OPERATOR, Role.AUDITOR, Role.LEADER))
+
+
+def team_out(team: Team) -> TeamOut:
+    return TeamOut(
+        id=team.id,
+        name=team.name,
+        kind=TeamKind(team.kind),
+        tier=team.tier,
+        location=LocationOut(lon=team.lon, lat=team.lat),
+        radius_m=team.radius_m,
+        zone=team.zone,
+        created_at=team.created_at,
+        updated_at=team.updated_at,
+    )
+
+
+def covering_out(team: Team, hit: CoveredBy) -> CoveringTeamOut:
+    return CoveringTeamOut(**team_out(team).model_dump(), distance_m=round(hit.distance_m, 3))
+
+
+@router.post("", status_code=201, response_model=TeamOut)
+async def create_team(
+    data: TeamCreate, runtime: RuntimeDep, session: SessionDep, _: AdminDep
+) -> TeamOut:
+    team = await service.create_team(
+        session,
+        data,
+        coverage=runtime.coverage,
+        now=runtime.clock.now(),
+        max_vertices=runtime.settings.max_zone_vertices,
+    )
+    return team_out(team)
+
+
+@router.get("", response_model=list[TeamOut], dependencies=[_Viewer])
+async def list_teams(session: SessionDep) -> list[TeamOut]:
+    return [team_out(t) for t in await service.list_teams(session)]
+
+
+@router.get("/covering", response_model=list[CoveringTeamOut], dependencies=[_Viewer])
+async def covering_teams(
+    runtime: RuntimeDep,
+    session: SessionDep,
+    lon: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)],
+    lat: Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)],
+    crs: Annotated[CRS, Query()] = CRS.WGS84,
+) -> list[CoveringTeamOut]:
+    """Every team whose zone covers the point, nearest first."""
+    found = await service.covering_teams(
+        session, runtime.coverage, LocationIn(lon=lon, lat=lat, crs=crs)
+    )
+    return [covering_out(team, hit) for team, hit in found]
+
+
+@router.get("/{team_id}", response_model=TeamOut, dependencies=[_Viewer])
+async def get_team(team_id: str, session: SessionDep) -> TeamOut:
+    return team_out(await service.get_team(session, team_id))
+
+
+@router.patch("/{team_id}", response_model=TeamOut)
+async def update_team(
+    team_id: str, patch: TeamPatch, runtime: RuntimeDep, session: SessionDep, _: AdminDep
+) -> TeamOut:
+    team = await service.update_team(
+        session,
+        team_id,
+        patch,
+        coverage=runtime.coverage,
+        now=runtime.clock.now(),
+        max_vertices=runtime.settings.max_zone_vertices,
+    )
+    return team_out(team)
+
+
+@router.delete("/{team_id}", status_code=204, response_class=Response)
+async def retire_team(
+    team_id: str, runtime: RuntimeDep, session: SessionDep, _: AdminDep
+) -> Response:
+    await service.retire_team(session, team_id, coverage=runtime.coverage, now=runtime.clock.now())
+    return Response(status_code=204)
+
+

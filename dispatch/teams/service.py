@@ -1,0 +1,155 @@
+"""Teams and their zones."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.db import after_commit, new_id
+from dispatch.errors import InvalidInput, NotFound
+from dispatch.schemas import LocationIn
+from dispatch.teams.coverage import Coverage, CoveredBy
+from dispatch.teams.models import DEFAULT_RADIUS_M, Team, TeamKind
+from dispatch.teams.schemas import TeamCreate, TeamPatch
+from geo.crs import CRS
+from geo.errors import CoordinateError, ZoneError
+from geo.zones import parse_zone_geojson, zone_to_geojson
+
+
+async def create_team(
+    session: AsyncSession, data: TeamCreate, *, coverage: Coverage, now: datetime, max_vertices: int
+) -> Team:
+    lon, lat = data.location.to_wgs84()
+    radius_m, zone = _zone_fields(data.kind, data.radius_m, data.zone, max_vertices)
+    team = Team(
+        id=new_id(),
+        name=data.name,
+        kind=data.kind.value,
+        tier=data.kind.tier,
+        lon=lon,
+        lat=lat,
+        radius_m=radius_m,
+        zone=zone,
+        created_at=now,
+        updated_at=now,
+        retired_at=None,
+    )
+    session.add(team)
+    await session.flush()
+    after_commit(session, lambda: coverage.put(team))
+    return team
+
+
+async def update_team(
+    session: AsyncSession,
+    team_id: str,
+    patch: TeamPatch,
+    *,
+    coverage: Coverage,
+    now: datetime,
+    max_vertices: int,
+) -> Team:
+    team = await get_team(session, team_id, for_update=True)
+    fields = patch.model_fields_set
+    if "name" in fields and patch.name is not None:
+        team.name = patch.name
+    if "kind" in fields and patch.kind is not None:
+        team.kind, team.tier = patch.kind.value, patch.kind.tier
+    if "location" in fields and patch.location is not None:
+        team.lon, team.lat = patch.location.to_wgs84()
+    if fields & {"radius_m", "zone", "kind"}:
+        radius = patch.radius_m if "radius_m" in fields else None
+        zone = patch.zone if "zone" in fields else None
+        if not fields & {"radius_m", "zone"}:
+            radius, zone = team.radius_m, team.zone
+        team.radius_m, team.zone = _zone_fields(TeamKind(team.kind), radius, zone, max_vertices)
+    team.updated_at = now
+    await session.flush()
+    after_commit(session, lambda: coverage.put(team))
+    return team
+
+
+async def retire_team(
+    session: AsyncSession, team_id: str, *, coverage: Coverage, now: datetime
+) -> None:
+    """Teams are retired, not erased: past dispatches keep pointing at them."""
+    team = await get_team(session, team_id, for_update=True)
+    team.retired_at = now
+    team.updated_at = now
+    await session.flush()
+    after_commit(session, lambda: coverage.drop(team_id))
+
+
+def _zone_fields(
+    kind: TeamKind, radius_m: float | None, zone: dict[str, Any] | None, max_vertices: int
+) -> tuple[float | None, dict[str, Any] | None]:
+    if radius_m is not None and zone is not None:
+        raise InvalidInput("zone: give either radius_m or zone, not both", field="zone")
+    if zone is not None:
+        return None, _parse_zone(zone, max_vertices)
+    if radius_m is not None:
+        return radius_m, None
+    if kind in DEFAULT_RADIUS_M:
+        return DEFAULT_RADIUS_M[kind], None
+    raise InvalidInput(
+        f"radius_m: a {kind.value} team needs a radius_m or a zone", field="radius_m"
+    )
+
+
+def _parse_zone(zone: dict[str, Any], max_vertices: int) -> dict[str, Any]:
+    raw_crs = zone.get("crs", CRS.WGS84.value)
+    try:
+        crs = CRS(raw_crs)
+    except ValueError:
+        raise InvalidInput(
+            f"zone.crs: unknown coordinate system {raw_crs!r}; use wgs84, gcj02 or bd09",
+            field="zone.crs",
+        ) from None
+    body = {k: v for k, v in zone.items() if k != "crs"}
+    try:
+        geometry = parse_zone_geojson(body, crs, max_vertices=max_vertices)
+    except ZoneError as error:
+        raise InvalidInput(f"zone: {error.message}", field="zone") from None
+    except CoordinateError as error:
+        raise InvalidInput(f"zone: {error.message}", field="zone") from None
+    return zone_to_geojson(geometry)
+
+
+async def get_team(session: AsyncSession, team_id: str, *, for_update: bool = False) -> Team:
+    query = select(Team).where(Team.id == team_id, Team.retired_at.is_(None))
+    if for_update:
+        query = query.with_for_update()
+    team = await session.scalar(query)
+    if team is None:
+        raise NotFound(f"team {team_id!r} does not exist", field="team_id")
+    return team
+
+
+async def list_teams(session: AsyncSession) -> list[Team]:
+    rows = await session.scalars(
+        select(Team).where(Team.retired_at.is_(None)).order_by(Team.tier, Team.name)
+    )
+    return list(rows)
+
+
+async def teams_by_id(session: AsyncSession, team_ids: list[str]) -> dict[str, Team]:
+    if not team_ids:
+        return {}
+    rows = await session.scalars(select(Team).where(Team.id.in_(team_ids)))
+    return {t.id: t for t in rows}
+
+
+async def all_teams(session: AsyncSession) -> list[Team]:
+    return list(await session.scalars(select(Team).where(Team.retired_at.is_(None))))
+
+
+async def covering_teams(
+    session: AsyncSession, coverage: Coverage, location: LocationIn
+) -> list[tuple[Team, CoveredBy]]:
+    lon, lat = location.to_wgs84()
+    hits = coverage.covering(lon, lat)
+    teams = await teams_by_id(session, [h.team_id for h in hits])
+    return [(teams[h.team_id], h) for h in hits if h.team_id in teams]

@@ -1,0 +1,57 @@
+"""Alembic environment: async engine, every table of dispatch and alerts, one migrator at a time."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import context
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from alerts.models import AlertsBase
+from dispatch import models  # noqa: F401  (registers every table)
+from dispatch.config import Settings
+from dispatch.db import Base
+
+target_metadata = [Base.metadata, AlertsBase.metadata]
+# An arbitrary constant: the advisory lock that lets one process migrate while others wait.
+MIGRATION_LOCK = 135_135
+
+
+def database_url() -> str:
+    url = context.config.attributes.get("database_url")
+    return str(url) if url else Settings().database_url
+
+
+def run_offline() -> None:
+    context.configure(url=database_url(), target_metadata=target_metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def migrate(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def run_online() -> None:
+    engine = create_async_engine(database_url(), poolclass=NullPool)
+    async with engine.begin() as connection:
+        await connection.run_sync(migrate)
+    await engine.dispose()
+
+
+if context.is_offline_mode():
+    run_offline()
+else:
+    asyncio.run(run_online())
