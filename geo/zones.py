@@ -1,0 +1,504 @@
+"""Team zones and the spatial index that answers "which zones cover this point".
+
+Coverage is exact: a circle covers a point when the geodesic distance from
+its centre is at most its radius, and a polygon covers a point when the point
+lies inside it or on its boundary.  The STRtree is only a candidate filter;
+every candidate is decided by the exact test, so the index can never
+disagree with a brute-force check.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+from typing import Any, TypeAlias, TypeGuard, TypeVar
+
+import numpy as np
+import shapely
+from numpy.typing import ArrayLike, NDArray
+from shapely.errors import GEOSException
+from shapely.geometry import MultiPolygon, Polygon, mapping
+from shapely.validation import explain_validity
+
+from geo.crs import CRS, LonLat, check_lon_lat, from_wgs84, to_wgs84
+from geo.errors import CoordinateError, ZoneError
+from geo.geodesy import wgs84_geod
+
+
+@dataclass(frozen=True, slots=True)
+class CircleZone:
+    """All points within radius_m (geodesic, WGS-84) of a WGS-84 centre."""
+
+    key: str
+    lon: float
+    lat: float
+    radius_m: float
+
+    def __post_init__(self) -> None:
+        _check_key(self.key)
+        _check_zone_position(self.key, self.lon, self.lat)
+        if not (math.isfinite(self.radius_m) and self.radius_m > 0):
+            raise ZoneError(f"zone {self.key!r}: radius_m must be a positive finite number")
+
+
+@dataclass(frozen=True, slots=True)
+class PolygonZone:
+    """A WGS-84 polygon; the anchor is the team's position, used for distances."""
+
+    key: str
+    anchor_lon: float
+    anchor_lat: float
+    geometry: Polygon | MultiPolygon
+
+    def __post_init__(self) -> None:
+        _check_key(self.key)
+        _check_zone_position(self.key, self.anchor_lon, self.anchor_lat)
+        if not isinstance(self.geometry, Polygon | MultiPolygon):
+            raise ZoneError(f"zone {self.key!r}: geometry must be a Polygon or MultiPolygon")
+        # covers() gives undefined answers on empty or invalid geometry.
+        if self.geometry.is_empty:
+            raise ZoneError(f"zone {self.key!r}: geometry is empty")
+        if not self.geometry.is_valid:
+            raise ZoneError(
+                f"zone {self.key!r}: invalid geometry: {explain_validity(self.geometry)}"
+            )
+
+
+Zone: TypeAlias = CircleZone | PolygonZone
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A zone that matched, with the geodesic distance from its centre or anchor."""
+
+    key: str
+    distance_m: float
+
+
+def _check_key(key: str) -> None:
+    if not isinstance(key, str) or not key:
+        raise ZoneError("zone key must be a non-empty string")
+
+
+def _check_zone_position(key: str, lon: float, lat: float) -> None:
+    try:
+        check_lon_lat(lon, lat)
+    except CoordinateError as error:
+        raise ZoneError(f"zone {key!r}: {error.message}") from error
+
+
+# --- conservative bounding boxes for geodesic circles -----------------------
+#
+# Along any path, a metre of length moves latitude by at most 1/M radians and
+# longitude by at most 1/(N cos(lat)) radians, where M and N are the
+# ellipsoid's radii of curvature.  M is smallest at the equator (a(1 - e^2))
+# and N is never below a, so a geodesic of length r stays within
+# r / (a(1 - e^2)) radians of latitude and, with lat_max the most poleward
+# latitude it can reach, r / (a cos(lat_max)) radians of longitude.  The
+# slack only absorbs floating-point noise.
+
+_WGS84_A = 6378137.0
+_WGS84_F = 1.0 / 298.257223563
+_WGS84_MIN_MERIDIAN_RADIUS = _WGS84_A * (1.0 - _WGS84_F * (2.0 - _WGS84_F))
+_BOX_SLACK = 1.001
+_BOX_PAD_DEG = 1e-7
+# Past this latitude the longitude extent is not worth bounding tightly.
+_POLAR_CAP_DEG = 89.0
+
+
+def _circle_boxes(
+    lons: NDArray[np.float64], lats: NDArray[np.float64], radii_m: NDArray[np.float64]
+) -> Any:
+    """Shapely boxes that surely contain every point within radius of each centre."""
+    d_lat = np.degrees(radii_m / _WGS84_MIN_MERIDIAN_RADIUS) * _BOX_SLACK + _BOX_PAD_DEG
+    south = np.maximum(lats - d_lat, -90.0)
+    north = np.minimum(lats + d_lat, 90.0)
+    poleward = np.maximum(np.abs(south), np.abs(north))
+    cos_poleward = np.cos(np.radians(np.minimum(poleward, _POLAR_CAP_DEG)))
+    d_lon = np.degrees(radii_m / (_WGS84_A * cos_poleward)) * _BOX_SLACK + _BOX_PAD_DEG
+    west, east = lons - d_lon, lons + d_lon
+    # Near a pole or across the antimeridian the circle may reach any
+    # longitude; a full-width box is crude but never wrong.
+    full_width = (poleward >= _POLAR_CAP_DEG) | (west < -180.0) | (east > 180.0)
+    west = np.where(full_width, -180.0, west)
+    east = np.where(full_width, 180.0, east)
+    return shapely.box(west, south, east, north)
+
+
+# --- the index ----------------------------------------------------------------
+
+
+class ZoneIndex:
+    """An immutable set of zones answering coverage queries.
+
+    Tree item i is zone i: a bounding box for a circle, the polygon itself for
+    a polygon zone.  Per-zone numbers live in parallel numpy arrays so that
+    covering_many can decide all candidate pairs in a few vectorised calls.
+    """
+
+    __slots__ = (
+        "_centre_lat",
+        "_centre_lon",
+        "_is_circle",
+        "_key_rank",
+        "_keys",
+        "_position",
+        "_radius_m",
+        "_tree",
+        "_tree_items",
+        "_zones",
+    )
+
+    def __init__(self, zones: Iterable[Zone] = ()) -> None:
+        self._zones: tuple[Zone, ...] = tuple(zones)
+        self._keys: tuple[str, ...] = tuple(zone.key for zone in self._zones)
+        self._position: dict[str, int] = _positions_by_key(self._keys)
+        self._centre_lon = np.array([_centre(zone)[0] for zone in self._zones], dtype=np.float64)
+        self._centre_lat = np.array([_centre(zone)[1] for zone in self._zones], dtype=np.float64)
+        # NaN radius makes "distance <= radius" false for polygon zones.
+        self._radius_m = np.array([_radius_or_nan(zone) for zone in self._zones], dtype=np.float64)
+        self._is_circle = np.array(
+            [isinstance(zone, CircleZone) for zone in self._zones], dtype=bool
+        )
+        # Lets numpy sort ties between equal distances by key, deterministically.
+        self._key_rank = np.argsort(np.argsort(np.array(self._keys, dtype=object)))
+        self._tree_items = self._build_tree_items()
+        self._tree = shapely.STRtree(self._tree_items)
+
+    def _build_tree_items(self) -> Any:
+        items = np.empty(len(self._zones), dtype=object)
+        circles = np.flatnonzero(self._is_circle)
+        items[circles] = _circle_boxes(
+            self._centre_lon[circles], self._centre_lat[circles], self._radius_m[circles]
+        )
+        for i, zone in enumerate(self._zones):
+            if isinstance(zone, PolygonZone):
+                items[i] = zone.geometry
+        # Preparing makes the repeated covers() tests several times faster.
+        shapely.prepare(items[~self._is_circle])
+        return items
+
+    def __len__(self) -> int:
+        return len(self._zones)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._position
+
+    def keys(self) -> tuple[str, ...]:
+        return self._keys
+
+    def get(self, key: str) -> Zone | None:
+        position = self._position.get(key)
+        return None if position is None else self._zones[position]
+
+    def replace(self, zone: Zone) -> ZoneIndex:
+        """A new index with zone in place of the one with the same key (or added)."""
+        zones = list(self._zones)
+        position = self._position.get(zone.key)
+        if position is None:
+            zones.append(zone)
+        else:
+            zones[position] = zone
+        return ZoneIndex(zones)
+
+    def remove(self, key: str) -> ZoneIndex:
+        """A new index without the zone with this key; KeyError if there is none."""
+        position = self._position[key]
+        return ZoneIndex(self._zones[:position] + self._zones[position + 1 :])
+
+    def covering(self, lon: float, lat: float) -> list[Hit]:
+        """Zones covering the WGS-84 point, nearest centre/anchor first."""
+        check_lon_lat(lon, lat)
+        point = shapely.points((lon, lat))
+        # For the dozen or so candidates of one point a plain loop is faster:
+        # covering_many's numpy path costs ~40 us before it does any work.
+        return self._hits_one_by_one(self._tree.query(point).tolist(), lon, lat, point)
+
+    def _hits_one_by_one(
+        self, candidates: list[int], lon: float, lat: float, point: Any
+    ) -> list[Hit]:
+        inverse = wgs84_geod().inv
+        hits: list[Hit] = []
+        for zone in map(self._zones.__getitem__, candidates):
+            # Always centre -> point, the argument order covering_many uses
+            # too, so both give bit-identical distances.
+            if isinstance(zone, CircleZone):
+                _, _, distance = inverse(zone.lon, zone.lat, lon, lat)
+                if distance <= zone.radius_m:
+                    hits.append(Hit(zone.key, distance))
+            elif shapely.covers(zone.geometry, point):
+                _, _, distance = inverse(zone.anchor_lon, zone.anchor_lat, lon, lat)
+                hits.append(Hit(zone.key, distance))
+        hits.sort(key=_hit_order)
+        return hits
+
+    def covering_many(self, lons: ArrayLike, lats: ArrayLike) -> list[list[Hit]]:
+        """covering() for many points at once: one tree query, one distance batch."""
+        lon_array, lat_array = _checked_point_arrays(lons, lats)
+        points = shapely.points(lon_array, lat_array)
+        point_idx, zone_idx = self._tree.query(points)
+        distances = self._distances_from_centres(
+            zone_idx, lon_array[point_idx], lat_array[point_idx]
+        )
+        covered = self._covered_pairs(point_idx, zone_idx, points, distances)
+        point_idx, zone_idx, distances = point_idx[covered], zone_idx[covered], distances[covered]
+        order = np.lexsort((self._key_rank[zone_idx], distances, point_idx))
+        return self._group_hits(len(lon_array), point_idx[order], zone_idx[order], distances[order])
+
+    def _distances_from_centres(
+        self, zone_idx: NDArray[np.intp], lons: NDArray[np.float64], lats: NDArray[np.float64]
+    ) -> NDArray[np.float64]:
+        _, _, distances = wgs84_geod().inv(
+            self._centre_lon[zone_idx], self._centre_lat[zone_idx], lons, lats
+        )
+        return np.asarray(distances, dtype=np.float64)
+
+    def _covered_pairs(
+        self,
+        point_idx: NDArray[np.intp],
+        zone_idx: NDArray[np.intp],
+        points: Any,
+        distances: NDArray[np.float64],
+    ) -> NDArray[np.bool_]:
+        covered: NDArray[np.bool_] = distances <= self._radius_m[zone_idx]
+        polygon_pairs = np.flatnonzero(~self._is_circle[zone_idx])
+        if polygon_pairs.size:
+            tree_items = self._tree_items[zone_idx[polygon_pairs]]
+            covered[polygon_pairs] = shapely.covers(tree_items, points[point_idx[polygon_pairs]])
+        return covered
+
+    def _group_hits(
+        self,
+        n_points: int,
+        point_idx: NDArray[np.intp],
+        zone_idx: NDArray[np.intp],
+        distances: NDArray[np.float64],
+    ) -> list[list[Hit]]:
+        grouped: list[list[Hit]] = [[] for _ in range(n_points)]
+        for p, z, distance in zip(
+            point_idx.tolist(), zone_idx.tolist(), distances.tolist(), strict=True
+        ):
+            grouped[p].append(Hit(self._keys[z], distance))
+        return grouped
+
+    def within(
+        self, lon: float, lat: float, radius_m: float, keys_filter: AbstractSet[str] | None = None
+    ) -> list[Hit]:
+        """Circle zones whose centre is within radius_m of the point, nearest first.
+
+        keys_filter, when given, restricts the answer to those keys.
+        """
+        check_lon_lat(lon, lat)
+        if not (math.isfinite(radius_m) and radius_m >= 0):
+            raise ValueError("radius_m must be a non-negative finite number")
+        # A circle's tree box contains its centre, so a box around the query
+        # ring that contains every centre within reach meets all of them.
+        search_box = _circle_boxes(np.array([lon]), np.array([lat]), np.array([radius_m]))[0]
+        candidates = self._tree.query(search_box)
+        candidates = candidates[self._is_circle[candidates]]
+        if keys_filter is not None:
+            wanted = [i for i in candidates.tolist() if self._keys[i] in keys_filter]
+            candidates = np.array(wanted, dtype=np.intp)
+        distances = self._distances_from_centres(
+            candidates,
+            np.full(len(candidates), lon, dtype=np.float64),
+            np.full(len(candidates), lat, dtype=np.float64),
+        )
+        inside = distances <= radius_m
+        candidates, distances = candidates[inside], distances[inside]
+        order = np.lexsort((self._key_rank[candidates], distances))
+        return [
+            Hit(self._keys[i], distance)
+            for i, distance in zip(
+                candidates[order].tolist(), distances[order].tolist(), strict=True
+            )
+        ]
+
+
+def _hit_order(hit: Hit) -> tuple[float, str]:
+    return hit.distance_m, hit.key
+
+
+def _positions_by_key(keys: Sequence[str]) -> dict[str, int]:
+    position = {key: i for i, key in enumerate(keys)}
+    if len(position) != len(keys):
+        duplicates = sorted({key for key in keys if keys.count(key) > 1})
+        raise ZoneError(f"duplicate zone keys: {', '.join(duplicates)}")
+    return position
+
+
+def _centre(zone: Zone) -> LonLat:
+    if isinstance(zone, CircleZone):
+        return zone.lon, zone.lat
+    return zone.anchor_lon, zone.anchor_lat
+
+
+def _radius_or_nan(zone: Zone) -> float:
+    return zone.radius_m if isinstance(zone, CircleZone) else math.nan
+
+
+def _checked_point_arrays(
+    lons: ArrayLike, lats: ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    lon_array = np.asarray(lons, dtype=np.float64)
+    lat_array = np.asarray(lats, dtype=np.float64)
+    if lon_array.ndim != 1 or lon_array.shape != lat_array.shape:
+        raise ValueError("lons and lats must be 1-D arrays of the same length")
+    _check_axis_array("lon", lon_array, 180.0)
+    _check_axis_array("lat", lat_array, 90.0)
+    return lon_array, lat_array
+
+
+def _check_axis_array(field: str, values: NDArray[np.float64], limit: float) -> None:
+    finite = np.isfinite(values)
+    bad = np.flatnonzero(~finite | (np.abs(values) > limit))
+    if bad.size:
+        first = int(bad[0])
+        problem = f"within [{-limit:g}, {limit:g}]" if finite[first] else "a finite number"
+        raise CoordinateError(field, f"{field} must be {problem} (at index {first})")
+
+
+# --- GeoJSON ------------------------------------------------------------------
+
+
+_Built = TypeVar("_Built")
+
+
+class _VertexBudget:
+    """Counts positions so that oversized input is refused before any work."""
+
+    def __init__(self, limit: int) -> None:
+        self.remaining = limit
+        self.limit = limit
+
+    def spend(self, count: int) -> None:
+        self.remaining -= count
+        if self.remaining < 0:
+            raise ZoneError(f"zone has more than {self.limit} vertices")
+
+
+def parse_zone_geojson(
+    obj: object, crs: CRS = CRS.WGS84, max_vertices: int = 10_000
+) -> Polygon | MultiPolygon:
+    """Validate a GeoJSON Polygon/MultiPolygon in crs and return it in WGS-84.
+
+    Every problem is reported as a ZoneError whose message names the
+    offending place, e.g. "coordinates[0][3]: lat must be within [-90, 90]".
+    """
+    system = _zone_crs(crs)
+    if not isinstance(obj, Mapping):
+        raise ZoneError("zone must be a GeoJSON object")
+    kind = obj.get("type")
+    coordinates = obj.get("coordinates")
+    budget = _VertexBudget(max_vertices)
+    if kind == "Polygon":
+        geometry = _parse_polygon(coordinates, "coordinates", system, budget)
+    elif kind == "MultiPolygon":
+        geometry = _parse_multipolygon(coordinates, system, budget)
+    else:
+        raise ZoneError(f"zone type must be Polygon or MultiPolygon, not {kind!r}")
+    if not geometry.is_valid:
+        raise ZoneError(f"invalid zone geometry: {explain_validity(geometry)}")
+    return geometry
+
+
+def zone_to_geojson(geometry: Polygon | MultiPolygon, crs: CRS = CRS.WGS84) -> dict[str, Any]:
+    """GeoJSON for a WGS-84 zone geometry, optionally shifted into crs for display."""
+    system = _zone_crs(crs)
+    if system is not CRS.WGS84:
+        geometry = shapely.transform(geometry, lambda xy: _shift_vertices(xy, system))
+    as_mapping = mapping(geometry)
+    return {"type": as_mapping["type"], "coordinates": _nested_lists(as_mapping["coordinates"])}
+
+
+def _zone_crs(crs: CRS) -> CRS:
+    try:
+        return CRS(crs)
+    except ValueError:
+        raise ZoneError(f"unknown coordinate system {crs!r}") from None
+
+
+def _shift_vertices(xy: NDArray[np.float64], system: CRS) -> NDArray[np.float64]:
+    return np.array([from_wgs84(lon, lat, system) for lon, lat in xy.tolist()], dtype=np.float64)
+
+
+def _nested_lists(value: object) -> object:
+    # mapping() yields tuples; lists make the result equal to parsed JSON.
+    if isinstance(value, tuple | list):
+        return [_nested_lists(item) for item in value]
+    return value
+
+
+def _parse_multipolygon(value: object, crs: CRS, budget: _VertexBudget) -> MultiPolygon:
+    members = _as_list(value, "coordinates", "a list of polygons")
+    if not members:
+        raise ZoneError("coordinates: a MultiPolygon needs at least one polygon")
+    polygons = [
+        _parse_polygon(member, f"coordinates[{i}]", crs, budget) for i, member in enumerate(members)
+    ]
+    return _build(lambda: MultiPolygon(polygons))
+
+
+def _parse_polygon(value: object, path: str, crs: CRS, budget: _VertexBudget) -> Polygon:
+    rings = _as_list(value, path, "a list of linear rings")
+    if not rings:
+        raise ZoneError(f"{path}: a Polygon needs at least one linear ring")
+    shell, *holes = [_parse_ring(ring, f"{path}[{i}]", crs, budget) for i, ring in enumerate(rings)]
+    return _build(lambda: Polygon(shell, holes))
+
+
+def _parse_ring(value: object, path: str, crs: CRS, budget: _VertexBudget) -> list[LonLat]:
+    positions = _as_list(value, path, "a list of positions")
+    if positions and _is_number(positions[0]):
+        raise ZoneError(f"{path}: expected a list of positions, got numbers (nesting too shallow?)")
+    if len(positions) < 4:
+        raise ZoneError(f"{path}: a linear ring needs at least 4 positions, got {len(positions)}")
+    budget.spend(len(positions))
+    raw = [_parse_position(position, f"{path}[{i}]") for i, position in enumerate(positions)]
+    if raw[0] != raw[-1]:
+        raise ZoneError(f"{path}: linear ring is not closed (first and last positions differ)")
+    return [_converted(lon, lat, f"{path}[{i}]", crs) for i, (lon, lat) in enumerate(raw)]
+
+
+def _parse_position(value: object, path: str) -> LonLat:
+    position = _as_list(value, path, "a position [lon, lat]")
+    # A third number (altitude) is legal GeoJSON and simply ignored.
+    if len(position) not in (2, 3):
+        raise ZoneError(f"{path}: a position must be 2 or 3 numbers [lon, lat(, alt)]")
+    lon, lat = (_finite_number(n, path) for n in position[:2])
+    return lon, lat
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    # bool is an int subclass, but true/false in a coordinate is a client bug.
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _finite_number(value: object, path: str) -> float:
+    if not _is_number(value):
+        raise ZoneError(f"{path}: coordinates must be numbers")
+    if not math.isfinite(value):
+        raise ZoneError(f"{path}: coordinates must be finite numbers")
+    return float(value)
+
+
+def _converted(lon: float, lat: float, path: str, crs: CRS) -> LonLat:
+    try:
+        return to_wgs84(lon, lat, crs)
+    except CoordinateError as error:
+        raise ZoneError(f"{path}: {error.message}") from error
+
+
+def _as_list(value: object, path: str, expected: str) -> list[object] | tuple[object, ...]:
+    if not isinstance(value, list | tuple):
+        raise ZoneError(f"{path}: expected {expected}")
+    return value
+
+
+def _build(make: Callable[[], _Built]) -> _Built:
+    try:
+        return make()
+    except (GEOSException, ValueError) as error:
+        raise ZoneError(f"cannot build zone geometry: {error}") from error
