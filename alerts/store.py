@@ -91,9 +91,7 @@ async def enqueue(
     for o in outgoing:
         last[o.user_id] += 1
         envelopes.append(Envelope(o.user_id, last[o.user_id], o.type, o.data, o.ref, batch))
-    await session.execute(
-        update(Mailbox), [{"user_id": u, "last_seq": last[u]} for u in users]
-    )
+    await session.execute(update(Mailbox), [{"user_id": u, "last_seq": last[u]} for u in users])
     await session.execute(
         insert(Message),
         [
@@ -132,7 +130,12 @@ async def oldest_retained_seq(session: AsyncSession, user_id: str) -> int | None
 
 
 async def messages_after(
-    session: AsyncSession, user_id: str, after_seq: int, *, upto: int | None = None, limit: int = 500
+    session: AsyncSession,
+    user_id: str,
+    after_seq: int,
+    *,
+    upto: int | None = None,
+    limit: int = 500,
 ) -> list[Envelope]:
     query = select(Message).where(Message.user_id == user_id, Message.seq > after_seq)
     if upto is not None:

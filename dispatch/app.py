@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from alerts.hub import Hub
 from dispatch import migrate
+from dispatch.auth import service as auth
 from dispatch.auth.routes import router as auth_router
 from dispatch.clock import Clock, SystemClock
 from dispatch.config import Settings
@@ -87,6 +88,7 @@ async def start_runtime(settings: Settings, clock: Clock) -> Runtime:
         hub=Hub(settings.ws_queue_size),
         coverage=coverage,
         secret=load_secret(settings),
+        passwords=auth.password_hasher(settings.argon2_time_cost, settings.argon2_memory_kib),
     )
 
 

@@ -80,7 +80,7 @@ def _print_demo(settings: Settings) -> None:
 
     credentials = Path(settings.secret_file).with_name("demo-credentials.txt")
     accounts = asyncio.run(seed_demo(settings, credentials))
-    print("Demo town: 清溪镇 (22.847 N, 114.159 E). Accounts (also in %s):" % credentials)
+    print(f"Demo town: 清溪镇 (22.847 N, 114.159 E). Accounts (also in {credentials}):")
     for name, role, password in accounts:
         print(f"  {name:<10} {role:<9} {password}")
 
@@ -97,7 +97,7 @@ def _users_add(args: argparse.Namespace) -> int:
     from dispatch.auth.models import Role
     from dispatch.errors import DomainError
 
-    password = (getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline())
+    password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline()
     password = password.rstrip("\n")
     try:
         user_id = asyncio.run(_add_user(args.name, Role(args.role), args.team, password))
@@ -131,8 +131,13 @@ async def _add_user(name: str, role: object, team_id: str | None, password: str)
             if team_id is not None:
                 await teams.get_team(session, team_id)
             user = await auth.create_user(
-                session, name=name, password=password, role=role, team_id=team_id,
+                session,
+                name=name,
+                password=password,
+                role=role,
+                team_id=team_id,
                 now=SystemClock().now(),
+                hasher=auth.password_hasher(settings.argon2_time_cost, settings.argon2_memory_kib),
             )
             return user.id
     finally:

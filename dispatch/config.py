@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     # Where the embedded default keeps its generated signing secret.
     secret_file: Path = Path("./dispatch-secret.key")
     token_ttl_s: int = Field(default=12 * 3600, gt=0)
+    # Argon2id cost; the defaults follow the argon2-cffi recommendation.
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65536, ge=8)
     # Per-socket outbound queue; a consumer that lets it fill is dropped and resumes.
     ws_queue_size: int = Field(default=1000, gt=0)
     ws_hello_timeout_s: float = Field(default=5.0, gt=0)
@@ -40,7 +43,9 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             parts = [p.strip() for p in value.split(",") if p.strip()]
             if len(parts) != 3:
-                raise ValueError("DISPATCH_CHAIN_TARGETS needs three seconds values, e.g. 60,180,300")
+                raise ValueError(
+                    "DISPATCH_CHAIN_TARGETS needs three seconds values, e.g. 60,180,300"
+                )
             return tuple(float(p) for p in parts)
         return value
 

@@ -47,11 +47,15 @@ async def seed_demo(settings: Settings, credentials_file: Path) -> list[tuple[st
     engine = create_engine(settings.database_url)
     sessionmaker = create_sessionmaker(engine)
     clock = SystemClock()
+    hasher = auth.password_hasher(settings.argon2_time_cost, settings.argon2_memory_kib)
     try:
         async with sessionmaker() as session, session.begin():
             if await session.scalar(select(User.id).limit(1)) is not None:
                 return _read_credentials(credentials_file)
-            accounts = [("admin", Role.ADMIN, None), ("operator", Role.OPERATOR, None)]
+            accounts: list[tuple[str, Role, str | None]] = [
+                ("admin", Role.ADMIN, None),
+                ("operator", Role.OPERATOR, None),
+            ]
             for i, spec in enumerate(DEMO_TEAMS, start=1):
                 team = await teams.create_team(
                     session,
@@ -70,8 +74,13 @@ async def seed_demo(settings: Settings, credentials_file: Path) -> list[tuple[st
             for name, role, team_id in accounts:
                 password = secrets.token_urlsafe(9)
                 await auth.create_user(
-                    session, name=name, password=password, role=role, team_id=team_id,
+                    session,
+                    name=name,
+                    password=password,
+                    role=role,
+                    team_id=team_id,
                     now=clock.now(),
+                    hasher=hasher,
                 )
                 created.append((name, role.value, password))
     finally:

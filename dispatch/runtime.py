@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from argon2 import PasswordHasher
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from alerts import store as mailboxes
@@ -28,6 +29,7 @@ class Runtime:
     hub: Hub
     coverage: Coverage
     secret: str
+    passwords: PasswordHasher
     wake_timers: list[AfterCommit] = field(default_factory=list)
 
     @asynccontextmanager

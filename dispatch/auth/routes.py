@@ -20,7 +20,7 @@ async def issue_token(
     session: SessionDep,
 ) -> TokenOut:
     """OAuth2 password flow: form fields ``username`` and ``password``."""
-    user = await service.authenticate(session, form.username, form.password)
+    user = await service.authenticate(session, form.username, form.password, runtime.passwords)
     token, expires_at = service.issue_token(
         user, secret=runtime.secret, ttl_s=runtime.settings.token_ttl_s, now=runtime.clock.now()
     )
@@ -45,6 +45,7 @@ async def create_user(
         role=data.role,
         team_id=data.team_id,
         now=runtime.clock.now(),
+        hasher=runtime.passwords,
     )
     return UserOut.model_validate(user)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,9 +18,22 @@ from dispatch.db import new_id
 from dispatch.errors import Conflict, InvalidInput, NotFound, Unauthorized
 
 TOKEN_ALGORITHM = "HS256"
-_hasher = PasswordHasher()
-# Verifying against this keeps a login for an unknown name as slow as one for a known name.
-_DUMMY_HASH = _hasher.hash("not-a-password")
+
+
+def password_hasher(time_cost: int, memory_kib: int) -> PasswordHasher:
+    return PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
+
+
+async def hash_password(hasher: PasswordHasher, password: str) -> str:
+    # Argon2 takes a tenth of a second of CPU by design: keep it off the event loop.
+    return await asyncio.to_thread(hasher.hash, password)
+
+
+async def _verify_password(hasher: PasswordHasher, password_hash: str, password: str) -> bool:
+    try:
+        return await asyncio.to_thread(hasher.verify, password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,7 @@ async def create_user(
     role: Role,
     team_id: str | None,
     now: datetime,
+    hasher: PasswordHasher,
 ) -> User:
     if role == Role.LEADER and team_id is None:
         raise InvalidInput("team_id: a leader belongs to one team", field="team_id")
@@ -48,7 +63,7 @@ async def create_user(
     user = User(
         id=new_id(),
         name=name,
-        password_hash=_hasher.hash(password),
+        password_hash=await hash_password(hasher, password),
         role=role.value,
         team_id=team_id,
         disabled=False,
@@ -64,13 +79,15 @@ async def list_users(session: AsyncSession) -> list[User]:
     return list(await session.scalars(select(User).order_by(User.name)))
 
 
-async def authenticate(session: AsyncSession, name: str, password: str) -> User:
+async def authenticate(
+    session: AsyncSession, name: str, password: str, hasher: PasswordHasher
+) -> User:
     user = await session.scalar(select(User).where(User.name == name))
-    try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
-        user = None
-    if user is None or user.disabled:
+    if user is None:
+        # Spend the same time as for a known name, so timing does not reveal which names exist.
+        await hash_password(hasher, password)
+        raise Unauthorized("username or password is wrong")
+    if not await _verify_password(hasher, user.password_hash, password) or user.disabled:
         raise Unauthorized("username or password is wrong")
     return user
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import Field
@@ -68,5 +67,3 @@ class EventOut(Schema):
     type: str
     actor_id: str | None
     data: dict[str, Any]
-
-

@@ -1,4 +1,4 @@
-"""Incidents, their dispatches and the 1-3-5 chain: report, deliver, accept, arrive, breach, close."""
+"""Incidents, their dispatches and the 1-3-5 chain: report, deliver, accept, arrive, breach."""
 
 from __future__ import annotations
 

@@ -56,9 +56,7 @@ class Coverage:
     def tier1_within(self, lon: float, lat: float, radius_m: float) -> list[CoveredBy]:
         """Tier-1 teams whose site lies within ``radius_m``: the wider ring for escalation."""
         hits = self._index.within(lon, lat, radius_m)
-        return [
-            CoveredBy(h.key, 1, h.distance_m) for h in hits if self._tiers.get(h.key) == 1
-        ]
+        return [CoveredBy(h.key, 1, h.distance_m) for h in hits if self._tiers.get(h.key) == 1]
 
     def __len__(self) -> int:
         return len(self._tiers)

@@ -95,5 +95,3 @@ async def retire_team(
 ) -> Response:
     await service.retire_team(session, team_id, coverage=runtime.coverage, now=runtime.clock.now())
     return Response(status_code=204)
-
-

@@ -1,0 +1,162 @@
+"""Shared fixtures: real databases (SQLite and PostgreSQL), a real server on a real socket.
+
+Every test that takes ``world`` runs once per backend in DISPATCH_TEST_BACKENDS
+(default: sqlite,postgresql).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import uvicorn
+from sqlalchemy import text
+
+from dispatch import migrate
+from dispatch.app import create_app
+from dispatch.clock import ManualClock
+from dispatch.config import Settings
+from dispatch.db import create_engine
+from tests.support import World
+
+PG_ADMIN_DSN = os.environ.get("DISPATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+BACKENDS = os.environ.get("DISPATCH_TEST_BACKENDS", "sqlite,postgresql").split(",")
+TABLES = (
+    "messages",
+    "mailboxes",
+    "incident_events",
+    "dispatches",
+    "chain_tiers",
+    "incidents",
+    "users",
+    "teams",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+async def database_url(
+    backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    if backend == "sqlite":
+        path = tmp_path_factory.mktemp("sqlite") / "dispatch.db"
+        url = f"sqlite+aiosqlite:///{path}"
+        await migrate.upgrade_async(url)
+        yield url
+        return
+    name = f"dispatch_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    await migrate.upgrade_async(url)
+    yield url
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def clean_database(database_url: str) -> str:
+    engine = create_engine(database_url)
+    async with engine.begin() as connection:
+        for table in TABLES:
+            await connection.execute(text(f"DELETE FROM {table}"))
+    await engine.dispose()
+    return database_url
+
+
+@pytest.fixture
+def settings(clean_database: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=clean_database,
+        secret_key="test-secret-" + uuid.uuid4().hex,
+        chain_targets=(60.0, 180.0, 300.0),
+        timer_poll_s=0.2,
+        ws_hello_timeout_s=1.0,
+        # Cheap hashing keeps the suite quick; production keeps the argon2-cffi defaults.
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+    )
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+class RunningServer:
+    """The app under a real uvicorn on a real port, in this event loop."""
+
+    def __init__(self, settings: Settings, clock: ManualClock) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.port = free_port()
+        self.app = create_app(settings, clock)
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            ws="websockets-sansio",
+            ws_per_message_deflate=False,
+            ws_max_size=settings.ws_max_frame_bytes,
+            log_level="warning",
+            lifespan="on",
+        )
+        self.server = uvicorn.Server(config)
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            if self.task.done():
+                self.task.result()
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self.task is not None:
+            await self.task
+
+
+@pytest.fixture
+async def server(settings: Settings, clock: ManualClock) -> AsyncIterator[RunningServer]:
+    running = RunningServer(settings, clock)
+    await running.start()
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+async def world(server: RunningServer) -> AsyncIterator[World]:
+    world = World(server.app, f"http://127.0.0.1:{server.port}", server.clock)
+    yield world
+    await world.close()
+
+
+@pytest.fixture
+def artifacts() -> Iterator[Path]:
+    path = Path(os.environ.get("DISPATCH_TEST_ARTIFACTS", "test-artifacts"))
+    path.mkdir(parents=True, exist_ok=True)
+    yield path

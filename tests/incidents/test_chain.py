@@ -1,0 +1,202 @@
+"""The 1-3-5 chain: accepted, arrived, met, breached, cancelled, on record."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from tests.conftest import RunningServer
+from tests.support import World
+
+
+def t(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def tier(incident: dict[str, Any], n: int) -> dict[str, Any]:
+    entry: dict[str, Any] = incident["chain"][n - 1]
+    return entry
+
+
+def dispatch_of(incident: dict[str, Any], team: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = next(d for d in incident["dispatches"] if d["team_id"] == team["id"])
+    return found
+
+
+async def test_arrival_within_target_meets_the_tier(world: World) -> None:
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    incident = await world.report(operator)
+    d = dispatch_of(incident, team)
+
+    world.clock.advance(12)
+    reply = await world.http.post(f"/api/v1/dispatches/{d['id']}/accept", headers=leader.headers)
+    assert reply.status_code == 200
+    accepted = dispatch_of(reply.json(), team)
+    assert t(accepted["accepted_at"]) - t(incident["reported_at"]) == _s(12)
+    assert accepted["delivered_at"] is not None, "accepting proves the alert was received"
+
+    world.clock.advance(40)
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{d['id']}/arrive",
+        json={"location": {"lon": 114.1591, "lat": 22.8471}},
+        headers=leader.headers,
+    )
+    assert reply.status_code == 200
+    after = reply.json()
+    assert tier(after, 1)["status"] == "met"
+    assert tier(after, 1)["elapsed_s"] == 52
+    arrived = dispatch_of(after, team)
+    assert arrived["arrival_source"] == "button"
+    assert 10 < arrived["arrival_distance_m"] < 20
+    assert tier(after, 2)["status"] == "pending"
+
+
+async def test_arrival_exactly_at_the_deadline_meets_it(world: World) -> None:
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    incident = await world.report(await world.operator())
+    d = dispatch_of(incident, team)
+    world.clock.advance(60)
+    reply = await world.http.post(f"/api/v1/dispatches/{d['id']}/arrive", headers=leader.headers)
+    assert tier(reply.json(), 1)["status"] == "met"
+    assert tier(reply.json(), 1)["elapsed_s"] == 60
+
+
+async def test_a_missed_deadline_is_breached_at_the_deadline(world: World) -> None:
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    console = await world.connect(operator)
+    incident = await world.report(operator)
+    await console.next_of("incident.updated")
+
+    world.clock.advance(75)
+    breach = await console.next_of("chain.breached")
+    assert breach["data"]["incident_id"] == incident["id"]
+    assert breach["data"]["tier"]["tier"] == 1
+    assert breach["data"]["tier"]["breached_at"] == tier(incident, 1)["deadline"]
+    after = await world.incident(operator, incident["id"])
+    assert tier(after, 1)["status"] == "breached"
+    assert tier(after, 1)["breached_at"] == tier(incident, 1)["deadline"]
+    assert tier(after, 2)["status"] == "pending"
+
+    # Arriving late is still recorded, with its elapsed time; the breach stands.
+    d = dispatch_of(incident, team)
+    reply = await world.http.post(f"/api/v1/dispatches/{d['id']}/arrive", headers=leader.headers)
+    late = reply.json()
+    assert tier(late, 1)["status"] == "breached"
+    assert tier(late, 1)["elapsed_s"] == 75
+    await console.close()
+
+
+async def test_late_arrival_before_the_timer_notices_is_a_breach(world: World) -> None:
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    incident = await world.report(await world.operator())
+    d = dispatch_of(incident, team)
+    # Move time without letting the timer run first: the arrival itself must judge.
+    world.runtime.settings.timer_poll_s = 3600
+    world.clock.advance(61)
+    reply = await world.http.post(f"/api/v1/dispatches/{d['id']}/arrive", headers=leader.headers)
+    assert tier(reply.json(), 1)["status"] == "breached"
+    assert tier(reply.json(), 1)["breached_at"] == tier(incident, 1)["deadline"]
+
+
+async def test_breach_noticed_on_start_is_recorded_at_its_deadline(
+    server: RunningServer, world: World
+) -> None:
+    operator = await world.operator()
+    await world.team("fixed_post")
+    incident = await world.report(operator)
+    await server.stop()
+    server.clock.advance(400)
+    restarted = RunningServer(server.settings, server.clock)
+    await restarted.start()
+    try:
+        again = World(restarted.app, f"http://127.0.0.1:{restarted.port}", server.clock)
+        after = await again.wait_for(
+            operator, incident["id"], lambda i: tier(i, 3)["status"] == "breached"
+        )
+        for n in (1, 2, 3):
+            assert tier(after, n)["status"] == "breached"
+            assert tier(after, n)["breached_at"] == tier(incident, n)["deadline"]
+        await again.close()
+    finally:
+        await restarted.stop()
+
+
+async def test_a_leader_cannot_act_on_another_teams_dispatch(world: World) -> None:
+    mine = await world.team("fixed_post")
+    other = await world.team("mobile")
+    other_leader = await world.leader(other)
+    incident = await world.report(await world.operator())
+    d = dispatch_of(incident, mine)
+    for action in ("accept", "arrive"):
+        reply = await world.http.post(
+            f"/api/v1/dispatches/{d['id']}/{action}", headers=other_leader.headers
+        )
+        assert reply.status_code == 403, reply.text
+    reply = await world.http.get(
+        f"/api/v1/incidents/{incident['id']}", headers=other_leader.headers
+    )
+    assert reply.status_code == 200, "the other team was dispatched too"
+    auditor = await world.account("auditor")
+    reply = await world.http.post(f"/api/v1/dispatches/{d['id']}/accept", headers=auditor.headers)
+    assert reply.status_code == 403
+
+
+async def test_closing_cancels_pending_clocks_and_ends_actions(world: World) -> None:
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    incident = await world.report(operator)
+    d = dispatch_of(incident, team)
+    await world.http.post(f"/api/v1/dispatches/{d['id']}/arrive", headers=leader.headers)
+    world.clock.advance(30)
+    reply = await world.http.post(
+        f"/api/v1/incidents/{incident['id']}/close", headers=operator.headers
+    )
+    closed = reply.json()
+    assert closed["status"] == "closed"
+    assert [c["status"] for c in closed["chain"]] == ["met", "cancelled", "cancelled"]
+    reply = await world.http.post(f"/api/v1/dispatches/{d['id']}/accept", headers=leader.headers)
+    assert reply.status_code == 409
+    world.clock.advance(600)
+    after = await world.incident(operator, incident["id"])
+    assert [c["status"] for c in after["chain"]] == ["met", "cancelled", "cancelled"]
+    listed = await world.http.get("/api/v1/incidents?status=open", headers=operator.headers)
+    assert listed.json() == []
+
+
+async def test_the_timeline_records_every_hop_with_actor(world: World) -> None:
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    incident = await world.report(operator)
+    d = dispatch_of(incident, team)
+    world.clock.advance(5)
+    await world.http.post(f"/api/v1/dispatches/{d['id']}/accept", headers=leader.headers)
+    world.clock.advance(5)
+    await world.http.post(f"/api/v1/dispatches/{d['id']}/arrive", headers=leader.headers)
+    await world.http.post(f"/api/v1/incidents/{incident['id']}/close", headers=operator.headers)
+    reply = await world.http.get(
+        f"/api/v1/incidents/{incident['id']}/events", headers=operator.headers
+    )
+    events = [(e["type"], e["actor_id"]) for e in reply.json()]
+    assert events == [
+        ("reported", operator.id),
+        ("dispatched", None),
+        ("delivered", leader.id),
+        ("accepted", leader.id),
+        ("arrived", leader.id),
+        ("met", None),
+        ("closed", operator.id),
+    ]
+
+
+def _s(seconds: float) -> Any:
+    from datetime import timedelta
+
+    return timedelta(seconds=seconds)

@@ -1,0 +1,116 @@
+"""Reporting an incident: the right teams, the three clocks, one incident per idempotency key."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from pyproj import Geod
+
+from tests.support import QINGXI, World
+
+GEOD = Geod(ellps="WGS84")
+
+
+def t(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def near(metres: float, azimuth: float = 45.0) -> tuple[float, float]:
+    lon, lat, _ = GEOD.fwd(*QINGXI, azimuth, metres)
+    return float(lon), float(lat)
+
+
+async def test_report_dispatches_every_covering_team_and_starts_three_clocks(world: World) -> None:
+    fixed = await world.team("fixed_post")
+    mobile = await world.team("mobile", *near(400, 180))
+    patrol = await world.team("patrol", *near(2000, 90), radius_m=3000)
+    response = await world.team("response", *near(4000, 270), radius_m=6000)
+    far_fixed = await world.team("fixed_post", *near(150, 0))
+    operator = await world.operator()
+
+    incident = await world.report(operator)
+
+    assert incident["status"] == "open"
+    assert incident["location"] == {"lon": QINGXI[0], "lat": QINGXI[1]}
+    reported = t(incident["reported_at"])
+    assert reported.utcoffset() == timedelta(hours=8), "times are shown in Asia/Shanghai"
+    chain = incident["chain"]
+    assert [c["tier"] for c in chain] == [1, 2, 3]
+    assert [c["target_s"] for c in chain] == [60, 180, 300]
+    assert [t(c["deadline"]) - reported for c in chain] == [
+        timedelta(seconds=60),
+        timedelta(seconds=180),
+        timedelta(seconds=300),
+    ]
+    assert all(c["status"] == "pending" and c["covered"] for c in chain)
+    by_team = {d["team_id"]: d for d in incident["dispatches"]}
+    assert set(by_team) == {fixed["id"], mobile["id"], patrol["id"], response["id"]}
+    assert far_fixed["id"] not in by_team
+    assert by_team[mobile["id"]]["tier"] == 1
+    assert abs(by_team[mobile["id"]]["distance_m"] - 400) < 0.01
+    assert all(
+        t(d["alerted_at"]) == reported and d["delivered_at"] is None for d in incident["dispatches"]
+    )
+    assert await world.incident(operator, incident["id"]) == incident
+
+
+async def test_an_uncovered_tier_is_shown_as_such(world: World) -> None:
+    await world.team("patrol", radius_m=1000)
+    operator = await world.operator()
+    incident = await world.report(operator)
+    assert [c["covered"] for c in incident["chain"]] == [False, True, False]
+
+
+async def test_same_idempotency_key_returns_the_same_incident(world: World) -> None:
+    await world.team("fixed_post")
+    operator = await world.operator()
+    key = {"Idempotency-Key": "radio-call-0042"}
+    replies = await asyncio.gather(*(world.report(operator, headers=key) for _ in range(5)))
+    assert len({r["id"] for r in replies}) == 1
+    listed = await world.http.get("/api/v1/incidents", headers=operator.headers)
+    assert len(listed.json()) == 1
+    assert len(listed.json()[0]["dispatches"]) == 1
+    other = await world.operator()
+    assert (await world.report(other, headers=key))["id"] != replies[0]["id"]
+
+
+async def test_bad_reports_are_refused_and_nothing_is_written(world: World) -> None:
+    operator = await world.operator()
+    bodies = [
+        ({"location": {"lon": 114.1, "lat": 95}, "category": "fight"}, "location.lat"),
+        (
+            {"location": {"lon": 114.1, "lat": 22.8, "crs": "utm"}, "category": "fight"},
+            "location.crs",
+        ),
+        ({"location": {"lon": 114.1, "lat": 22.8}, "category": "parking"}, "category"),
+        ({"category": "fight"}, "location"),
+    ]
+    for body, field in bodies:
+        reply = await world.http.post("/api/v1/incidents", json=body, headers=operator.headers)
+        assert reply.status_code == 422, reply.text
+        assert field in reply.json()["detail"]
+    leader_team = await world.team("fixed_post")
+    leader = await world.leader(leader_team)
+    reply = await world.http.post(
+        "/api/v1/incidents",
+        json={"location": {"lon": 114.1, "lat": 22.8}, "category": "fight"},
+        headers=leader.headers,
+    )
+    assert reply.status_code == 403
+    listed = await world.http.get("/api/v1/incidents", headers=operator.headers)
+    assert listed.json() == []
+
+
+async def test_unknown_ids_are_404(world: World) -> None:
+    operator = await world.operator()
+    for method, path in [
+        ("GET", "/api/v1/incidents/nope"),
+        ("POST", "/api/v1/incidents/nope/close"),
+        ("POST", "/api/v1/dispatches/nope/accept"),
+        ("POST", "/api/v1/dispatches/nope/arrive"),
+        ("GET", "/api/v1/incidents/nope/events"),
+    ]:
+        reply = await world.http.request(method, path, headers=operator.headers)
+        assert reply.status_code == 404, (path, reply.text)
+        assert reply.json()["error"] == "not_found"

@@ -1,0 +1,152 @@
+"""Alerts over real websockets: hello, welcome, replay, live, acks, and bad clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from alerts import store as mailboxes
+from alerts.store import Outgoing
+from tests.support import World
+
+
+async def test_alert_reaches_the_leader_and_ack_records_delivery(world: World) -> None:
+    team = await world.team("fixed_post")
+    other_team = await world.team("fixed_post", 114.2, 22.9)
+    leader = await world.leader(team)
+    bystander = await world.leader(other_team)
+    operator = await world.operator()
+    phone = await world.connect(leader)
+    quiet_phone = await world.connect(bystander)
+    console = await world.connect(operator)
+    assert phone.welcome["seq"] == 0
+
+    incident = await world.report(operator)
+
+    alert = await phone.next()
+    assert alert["type"] == "alert" and alert["seq"] == 1
+    assert alert["data"]["incident"]["id"] == incident["id"]
+    dispatch = alert["data"]["dispatch"]
+    assert dispatch["team_id"] == team["id"] and dispatch["tier"] == 1
+    update = await console.next()
+    assert update["type"] == "incident.updated" and update["data"]["id"] == incident["id"]
+    assert await quiet_phone.silent()
+
+    world.clock.advance(0.25)
+    await phone.ack(alert["seq"])
+    delivered = await console.next_of("incident.updated")
+    d = delivered["data"]["dispatches"][0]
+    assert d["delivered_at"] is not None
+    after = await world.incident(operator, incident["id"])
+    assert after["dispatches"][0]["delivered_at"] == d["delivered_at"]
+    # A second ack of the same alert changes nothing.
+    await phone.ack(alert["seq"])
+    assert await console.silent()
+    for socket in (phone, quiet_phone, console):
+        await socket.close()
+
+
+async def test_missed_alerts_arrive_on_reconnect_in_order_once(world: World) -> None:
+    team = await world.team("mobile")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    phone = await world.connect(leader)
+    first = await world.report(operator)
+    assert (await phone.next_of("alert"))["data"]["incident"]["id"] == first["id"]
+    last_seen = phone.last_seq
+    await phone.close()
+
+    missed = [await world.report(operator, category=c) for c in ("theft", "fire", "robbery")]
+
+    phone = await world.connect(leader, resume_from=last_seen)
+    assert phone.welcome["seq"] > last_seen
+    alerts = []
+    while phone.last_seq < phone.welcome["seq"]:
+        message = await phone.next()
+        if message["type"] == "alert":
+            alerts.append(message["data"]["incident"]["id"])
+    assert alerts == [m["id"] for m in missed]
+    assert await phone.silent()
+    await phone.close()
+
+    # Resuming from the newest seq replays nothing; a new alert arrives live.
+    phone = await world.connect(leader, resume_from=phone.last_seq)
+    assert await phone.silent()
+    live = await world.report(operator)
+    assert (await phone.next_of("alert"))["data"]["incident"]["id"] == live["id"]
+    await phone.close()
+
+
+async def test_resume_from_the_future_gets_an_explicit_resync(world: World) -> None:
+    operator = await world.operator()
+    console = await world.connect(operator, resume_from=999)
+    resync = json.loads(await console.connection.recv())
+    assert resync["type"] == "resync"
+    await console.close()
+
+
+async def test_a_socket_without_a_valid_hello_is_closed_with_1008(world: World) -> None:
+    operator = await world.operator()
+    cases = [
+        None,  # says nothing
+        {"type": "ack", "seq": 1},
+        {"type": "hello", "token": "forged", "resume_from": 0},
+        {"type": "hello", "token": operator.token, "resume_from": -3},
+        {"type": "hello", "resume_from": 0},
+    ]
+    for hello in cases:
+        async with connect(world.ws_url, compression=None) as ws:
+            if hello is not None:
+                await ws.send(json.dumps(hello))
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 5)
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 1008, (hello, closed.value.rcvd)
+
+
+async def test_malformed_frames_close_with_a_clear_code(world: World) -> None:
+    operator = await world.operator()
+    for frame, code in [("not json", 1007), (b"\x00\x01", 1003), ("[1, 2]", 1007)]:
+        async with connect(world.ws_url, compression=None) as ws:
+            await ws.send(frame)
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+    socket = await world.connect(operator)
+    await socket.connection.send(json.dumps({"type": "shout"}))
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(socket.connection.recv(), 5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+async def test_frames_over_the_size_cap_are_refused(world: World) -> None:
+    operator = await world.operator()
+    socket = await world.connect(operator)
+    await socket.connection.send(json.dumps({"type": "ack", "seq": 1, "pad": "x" * 70_000}))
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(socket.connection.recv(), 5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+async def test_a_slow_consumer_is_dropped_and_catches_up_by_resume(world: World) -> None:
+    operator = await world.operator()
+    world.runtime.hub.queue_size = 3
+    slow = await world.connect(operator)
+    # A burst larger than the socket's queue, published in one go after one commit.
+    async with world.runtime.transaction() as session:
+        burst = [Outgoing(operator.id, "incident.updated", {"n": n}) for n in range(10)]
+        await mailboxes.enqueue(session, burst, now=world.clock.now())
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await slow.next(5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+    world.runtime.hub.queue_size = 1000
+    again = await world.connect(operator, resume_from=slow.last_seq)
+    while again.last_seq < again.welcome["seq"]:
+        await again.next()
+    assert [m["data"]["n"] for m in slow.received + again.received] == list(range(10))
+    await again.close()

@@ -1,0 +1,197 @@
+"""Test helpers that act as the users do: over HTTP and over real websockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from websockets.asyncio.client import ClientConnection, connect
+
+from dispatch.auth import service as auth
+from dispatch.auth.models import Role
+from dispatch.clock import ManualClock
+from dispatch.runtime import Runtime
+
+QINGXI = (114.159, 22.847)
+
+
+@dataclass
+class Account:
+    id: str
+    name: str
+    role: str
+    password: str
+    token: str
+    team_id: str | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class Socket:
+    """A websocket client that speaks the hello/ack protocol and remembers its last seq."""
+
+    connection: ClientConnection
+    welcome: dict[str, Any]
+    last_seq: int = 0
+    received: list[dict[str, Any]] = field(default_factory=list)
+
+    async def next(self, timeout: float = 5.0) -> dict[str, Any]:
+        message: dict[str, Any] = json.loads(
+            await asyncio.wait_for(self.connection.recv(), timeout)
+        )
+        if isinstance(message.get("seq"), int) and message["type"] not in ("welcome", "resync"):
+            assert message["seq"] == self.last_seq + 1, (message["seq"], self.last_seq)
+            self.last_seq = message["seq"]
+        self.received.append(message)
+        return message
+
+    async def next_of(self, kind: str, timeout: float = 5.0) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            message = await self.next(max(remaining, 0.01))
+            if message["type"] == kind:
+                return message
+
+    async def ack(self, seq: int | None = None) -> None:
+        await self.connection.send(json.dumps({"type": "ack", "seq": seq or self.last_seq}))
+
+    async def silent(self, seconds: float = 0.3) -> bool:
+        try:
+            await asyncio.wait_for(self.connection.recv(), seconds)
+        except TimeoutError:
+            return True
+        return False
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+
+class World:
+    """The server under test, seen from outside, plus its runtime for setting up users."""
+
+    def __init__(self, app: FastAPI, base_url: str, clock: ManualClock) -> None:
+        self.app = app
+        self.base_url = base_url
+        self.ws_url = base_url.replace("http://", "ws://") + "/ws"
+        self.clock = clock
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=10)
+        self._admin: Account | None = None
+
+    @property
+    def runtime(self) -> Runtime:
+        runtime: Runtime = self.app.state.runtime
+        return runtime
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def account(self, role: str, team_id: str | None = None) -> Account:
+        name = f"{role}-{uuid.uuid4().hex[:8]}"
+        password = "pw-" + uuid.uuid4().hex
+        async with self.runtime.transaction() as session:
+            user = await auth.create_user(
+                session,
+                name=name,
+                password=password,
+                role=Role(role),
+                team_id=team_id,
+                now=self.clock.now(),
+                hasher=self.runtime.passwords,
+            )
+        return await self.login(name, password, user.id, role, team_id)
+
+    async def login(
+        self, name: str, password: str, user_id: str, role: str, team_id: str | None
+    ) -> Account:
+        reply = await self.http.post(
+            "/api/v1/auth/token", data={"username": name, "password": password}
+        )
+        assert reply.status_code == 200, reply.text
+        token = reply.json()["access_token"]
+        return Account(user_id, name, role, password, token, team_id)
+
+    async def admin(self) -> Account:
+        if self._admin is None:
+            self._admin = await self.account("admin")
+        return self._admin
+
+    async def operator(self) -> Account:
+        return await self.account("operator")
+
+    async def leader(self, team: dict[str, Any]) -> Account:
+        return await self.account("leader", team_id=team["id"])
+
+    async def team(
+        self,
+        kind: str = "fixed_post",
+        lon: float = QINGXI[0],
+        lat: float = QINGXI[1],
+        crs: str = "wgs84",
+        **extra: Any,
+    ) -> dict[str, Any]:
+        body = {
+            "name": f"{kind}-{uuid.uuid4().hex[:6]}",
+            "kind": kind,
+            "location": {"lon": lon, "lat": lat, "crs": crs},
+            **extra,
+        }
+        reply = await self.http.post(
+            "/api/v1/teams", json=body, headers=(await self.admin()).headers
+        )
+        assert reply.status_code == 201, reply.text
+        team: dict[str, Any] = reply.json()
+        return team
+
+    async def report(
+        self,
+        by: Account,
+        lon: float = QINGXI[0],
+        lat: float = QINGXI[1],
+        crs: str = "wgs84",
+        category: str = "fight",
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        reply = await self.http.post(
+            "/api/v1/incidents",
+            json={"location": {"lon": lon, "lat": lat, "crs": crs}, "category": category},
+            headers={**by.headers, **(headers or {})},
+        )
+        assert reply.status_code == 201, reply.text
+        incident: dict[str, Any] = reply.json()
+        return incident
+
+    async def incident(self, by: Account, incident_id: str) -> dict[str, Any]:
+        reply = await self.http.get(f"/api/v1/incidents/{incident_id}", headers=by.headers)
+        assert reply.status_code == 200, reply.text
+        incident: dict[str, Any] = reply.json()
+        return incident
+
+    async def connect(self, account: Account, resume_from: int = 0) -> Socket:
+        connection = await connect(self.ws_url, compression=None)
+        hello = {"type": "hello", "token": account.token, "resume_from": resume_from}
+        await connection.send(json.dumps(hello))
+        welcome = json.loads(await asyncio.wait_for(connection.recv(), 5))
+        assert welcome["type"] == "welcome", welcome
+        return Socket(connection, welcome, last_seq=resume_from)
+
+    async def wait_for(
+        self, by: Account, incident_id: str, predicate: Any, timeout: float = 5.0
+    ) -> dict[str, Any]:
+        """Poll an incident over HTTP until ``predicate(incident)`` holds."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            incident = await self.incident(by, incident_id)
+            if predicate(incident):
+                return incident
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"condition never held: {incident}")
+            await asyncio.sleep(0.02)

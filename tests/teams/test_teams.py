@@ -1,0 +1,173 @@
+"""Registering teams and asking which teams cover a point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyproj import Geod
+
+from geo.crs import CRS, from_wgs84
+from geo.geodesy import distance_m
+from tests.support import QINGXI, World
+
+GEOD = Geod(ellps="WGS84")
+
+
+def point_at(lon: float, lat: float, azimuth: float, metres: float) -> tuple[float, float]:
+    x, y, _ = GEOD.fwd(lon, lat, azimuth, metres)
+    return float(x), float(y)
+
+
+async def test_tier_and_default_radius_follow_from_kind(world: World) -> None:
+    fixed = await world.team("fixed_post")
+    mobile = await world.team("mobile")
+    patrol = await world.team("patrol", radius_m=2500)
+    response = await world.team("response", radius_m=8000)
+    assert (fixed["tier"], fixed["radius_m"]) == (1, 100.0)
+    assert (mobile["tier"], mobile["radius_m"]) == (1, 500.0)
+    assert (patrol["tier"], patrol["radius_m"]) == (2, 2500.0)
+    assert (response["tier"], response["radius_m"]) == (3, 8000.0)
+
+
+async def test_police_teams_need_a_radius_or_a_zone(world: World) -> None:
+    admin = await world.admin()
+    body = {"name": "巡逻", "kind": "patrol", "location": {"lon": 114.159, "lat": 22.847}}
+    reply = await world.http.post("/api/v1/teams", json=body, headers=admin.headers)
+    assert reply.status_code == 422
+    assert reply.json()["field"] == "radius_m"
+
+
+async def test_covering_is_exact_on_the_ellipsoid_at_the_boundary(world: World) -> None:
+    team = await world.team("fixed_post")
+    admin = await world.admin()
+    lon, lat = QINGXI
+    inside = point_at(lon, lat, 37.0, 99.999)
+    outside = point_at(lon, lat, 37.0, 100.001)
+    found = await covering(world, admin.headers, *inside)
+    assert [t["id"] for t in found] == [team["id"]]
+    assert abs(found[0]["distance_m"] - 99.999) < 0.002
+    assert found[0]["tier"] == 1
+    assert await covering(world, admin.headers, *outside) == []
+
+
+async def test_gcj02_input_is_converted_before_matching(world: World) -> None:
+    team = await world.team("fixed_post")
+    admin = await world.admin()
+    gcj_lon, gcj_lat = from_wgs84(*QINGXI, CRS.GCJ02)
+    # Taken as WGS84, the GCJ-02 numbers lie some 600 m away: outside a 100 m zone.
+    assert 550 < distance_m(gcj_lon, gcj_lat, *QINGXI) < 650
+    assert await covering(world, admin.headers, gcj_lon, gcj_lat) == []
+    found = await covering(world, admin.headers, gcj_lon, gcj_lat, "gcj02")
+    assert [t["id"] for t in found] == [team["id"]]
+    assert found[0]["distance_m"] < 0.01
+
+
+async def test_a_team_located_in_bd09_is_stored_in_wgs84(world: World) -> None:
+    bd_lon, bd_lat = from_wgs84(*QINGXI, CRS.BD09)
+    team = await world.team("mobile", lon=bd_lon, lat=bd_lat, crs="bd09")
+    stored = team["location"]
+    assert distance_m(stored["lon"], stored["lat"], *QINGXI) < 0.01
+
+
+async def test_polygon_zones_cover_their_area_and_boundary(world: World) -> None:
+    square = square_zone(114.15, 22.84, 0.01)
+    team = await world.team("patrol", zone=square)
+    admin = await world.admin()
+    assert [t["id"] for t in await covering(world, admin.headers, 114.155, 22.845)] == [team["id"]]
+    assert [t["id"] for t in await covering(world, admin.headers, 114.16, 22.845)] == [team["id"]]
+    assert await covering(world, admin.headers, 114.1601, 22.845) == []
+
+
+async def test_invalid_polygon_is_refused_with_the_reason(world: World) -> None:
+    admin = await world.admin()
+    bowtie = {
+        "type": "Polygon",
+        "coordinates": [
+            [[114.15, 22.84], [114.16, 22.85], [114.16, 22.84], [114.15, 22.85], [114.15, 22.84]]
+        ],
+    }
+    body = {
+        "name": "坏区域",
+        "kind": "patrol",
+        "location": {"lon": 114.155, "lat": 22.845},
+        "zone": bowtie,
+    }
+    reply = await world.http.post("/api/v1/teams", json=body, headers=admin.headers)
+    assert reply.status_code == 422
+    assert reply.json()["field"] == "zone"
+    assert "Self-intersection" in reply.json()["detail"]
+    assert (await world.http.get("/api/v1/teams", headers=admin.headers)).json() == []
+
+
+async def test_bad_coordinates_name_the_field(world: World) -> None:
+    admin = await world.admin()
+    cases: list[tuple[Any, str]] = [
+        ({"lon": 114.1, "lat": 91}, "location.lat"),
+        ({"lon": 181, "lat": 22.8}, "location.lon"),
+        ({"lon": 114.1, "lat": 22.8, "crs": "epsg3857"}, "location.crs"),
+        ({"lon": 2.35, "lat": 48.85, "crs": "gcj02"}, "location"),
+    ]
+    for location, field in cases:
+        body = {"name": "x", "kind": "fixed_post", "location": location}
+        reply = await world.http.post("/api/v1/teams", json=body, headers=admin.headers)
+        assert reply.status_code == 422, (location, reply.text)
+        assert field in reply.json()["detail"], reply.json()
+    raw = '{"name": "x", "kind": "fixed_post", "location": {"lon": NaN, "lat": 22.8}}'
+    reply = await world.http.post(
+        "/api/v1/teams",
+        content=raw,
+        headers={**admin.headers, "content-type": "application/json"},
+    )
+    assert reply.status_code == 422
+    assert "location.lon" in reply.json()["detail"]
+    for query in ("lon=nan&lat=22.8", "lon=114.1&lat=inf", "lon=114.1&lat=-91"):
+        reply = await world.http.get(f"/api/v1/teams/covering?{query}", headers=admin.headers)
+        assert reply.status_code == 422, query
+
+
+async def test_changes_reach_the_coverage_index(world: World) -> None:
+    admin = await world.admin()
+    team = await world.team("fixed_post")
+    far = point_at(*QINGXI, 90.0, 300.0)
+    assert await covering(world, admin.headers, *far) == []
+    reply = await world.http.patch(
+        f"/api/v1/teams/{team['id']}", json={"radius_m": 350}, headers=admin.headers
+    )
+    assert reply.status_code == 200 and reply.json()["radius_m"] == 350
+    assert [t["id"] for t in await covering(world, admin.headers, *far)] == [team["id"]]
+    reply = await world.http.delete(f"/api/v1/teams/{team['id']}", headers=admin.headers)
+    assert reply.status_code == 204
+    assert await covering(world, admin.headers, *far) == []
+    reply = await world.http.get(f"/api/v1/teams/{team['id']}", headers=admin.headers)
+    assert reply.status_code == 404
+
+
+async def test_only_admins_manage_teams(world: World) -> None:
+    operator = await world.operator()
+    body = {"name": "x", "kind": "fixed_post", "location": {"lon": 114.1, "lat": 22.8}}
+    reply = await world.http.post("/api/v1/teams", json=body, headers=operator.headers)
+    assert reply.status_code == 403
+    reply = await world.http.post("/api/v1/teams", json=body)
+    assert reply.status_code == 401
+    reply = await world.http.get("/api/v1/teams", headers={"Authorization": "Bearer nonsense"})
+    assert reply.status_code == 401
+    reply = await world.http.patch(
+        "/api/v1/teams/nope", json={}, headers=(await world.admin()).headers
+    )
+    assert reply.status_code == 404
+
+
+async def covering(
+    world: World, headers: dict[str, str], lon: float, lat: float, crs: str = "wgs84"
+) -> list[dict[str, Any]]:
+    reply = await world.http.get(
+        "/api/v1/teams/covering", params={"lon": lon, "lat": lat, "crs": crs}, headers=headers
+    )
+    assert reply.status_code == 200, reply.text
+    found: list[dict[str, Any]] = reply.json()
+    return found
+
+
+def square_zone(lon: float, lat: float, size: float) -> dict[str, Any]:
+    ring = [[lon, lat], [lon + size, lat], [lon + size, lat + size], [lon, lat + size], [lon, lat]]
+    return {"type": "Polygon", "coordinates": [ring]}
