@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     message_retention_days: float = Field(default=7.0, gt=0)
     # How often an idle timer looks for due deadlines that another process may have created.
     timer_poll_s: float = Field(default=1.0, gt=0)
+    # Automatic arrival: a fix this accurate, this close to the incident, counts as on scene.
+    geofence_radius_m: float = Field(default=50.0, gt=0)
+    geofence_accuracy_m: float = Field(default=30.0, gt=0)
     max_body_bytes: int = Field(default=256 * 1024, gt=0)
     max_zone_vertices: int = Field(default=10_000, gt=3)
 

@@ -84,12 +84,17 @@ class Dispatch(Base):
     distance_m: Mapped[float]
     alerted_at: Mapped[datetime]
     delivered_at: Mapped[datetime | None]
+    # When the phone actually put the alert on screen (Page Visibility), not just received it.
+    shown_at: Mapped[datetime | None]
     accepted_at: Mapped[datetime | None]
     arrived_at: Mapped[datetime | None]
     arrival_source: Mapped[str | None] = mapped_column(String(16))
     arrival_lon: Mapped[float | None]
     arrival_lat: Mapped[float | None]
     arrival_distance_m: Mapped[float | None]
+    arrival_accuracy_m: Mapped[float | None]
+    # The device's own clock at arrival; the record uses the server's, this shows disagreement.
+    arrival_device_time: Mapped[datetime | None]
 
 
 class IncidentEvent(Base):

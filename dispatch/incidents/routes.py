@@ -9,7 +9,15 @@ from dispatch.auth.models import Role
 from dispatch.deps import OperatorDep, RuntimeDep, SessionDep, require
 from dispatch.incidents import service
 from dispatch.incidents.models import IncidentStatus
-from dispatch.incidents.schemas import ArriveIn, EventOut, IncidentCreate, IncidentOut
+from dispatch.incidents.schemas import (
+    ArriveIn,
+    EventOut,
+    IncidentCreate,
+    IncidentOut,
+    PositionIn,
+    PositionOut,
+    ShownIn,
+)
 
 incidents_router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 dispatches_router = APIRouter(prefix="/api/v1/dispatches", tags=["dispatches"])
@@ -93,6 +101,19 @@ async def accept_dispatch(
     return await service.accept_dispatch(session, actor, dispatch_id, runtime.clock.now())
 
 
+@dispatches_router.post("/{dispatch_id}/shown", response_model=IncidentOut)
+async def record_shown(
+    dispatch_id: str,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    actor: Responder,
+    body: ShownIn | None = None,
+) -> IncidentOut:
+    """The leader's page reports when the alert was actually visible on screen."""
+    device_time = body.device_time if body is not None else None
+    return await service.record_shown(session, actor, dispatch_id, device_time, runtime.clock.now())
+
+
 @dispatches_router.post("/{dispatch_id}/arrive", response_model=IncidentOut)
 async def record_arrival(
     dispatch_id: str,
@@ -101,5 +122,33 @@ async def record_arrival(
     actor: Responder,
     body: ArriveIn | None = None,
 ) -> IncidentOut:
-    location = body.location if body is not None else None
-    return await service.record_arrival(session, actor, dispatch_id, location, runtime.clock.now())
+    """On scene, by the leader's button (or an operator on the leader's behalf)."""
+    fix = (
+        service.Fix(body.location, body.accuracy_m, body.device_time)
+        if body is not None
+        else service.Fix()
+    )
+    return await service.record_arrival(session, actor, dispatch_id, fix, runtime.clock.now())
+
+
+@dispatches_router.post("/{dispatch_id}/position", response_model=PositionOut)
+async def record_position(
+    dispatch_id: str,
+    body: PositionIn,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    actor: Responder,
+) -> PositionOut:
+    """A position fix while on the way. Once accepted, a fix with accuracy within
+    ``geofence_accuracy_m`` (30 m) no farther than ``geofence_radius_m`` (50 m) from the incident
+    records the arrival with source ``geofence``."""
+    settings = runtime.settings
+    distance, arrived, view = await service.record_position(
+        session,
+        actor,
+        dispatch_id,
+        service.Fix(body.location, body.accuracy_m, body.device_time),
+        runtime.clock.now(),
+        (settings.geofence_radius_m, settings.geofence_accuracy_m),
+    )
+    return PositionOut(distance_m=distance, arrived=arrived, incident=view)

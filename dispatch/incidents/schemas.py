@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from dispatch.incidents.models import ArrivalSource, Category, IncidentStatus, TierStatus
 from dispatch.schemas import LocalTime, LocationIn, LocationOut, Schema
@@ -33,12 +33,18 @@ class DispatchOut(Schema):
     tier: int
     distance_m: float
     alerted_at: LocalTime
-    delivered_at: LocalTime | None
+    delivered_at: LocalTime | None = Field(description="first websocket ack of the alert")
+    shown_at: LocalTime | None = Field(description="the alert was on the leader's screen")
     accepted_at: LocalTime | None
     arrived_at: LocalTime | None
     arrival_source: ArrivalSource | None
     arrival_location: LocationOut | None
-    arrival_distance_m: float | None
+    arrival_distance_m: float | None = Field(description="metres from the incident at arrival")
+    arrival_accuracy_m: float | None
+    arrival_device_time: LocalTime | None = Field(description="the device's clock at arrival")
+    arrival_clock_skew_s: float | None = Field(
+        description="device clock minus server clock at arrival; large values mean a wrong clock"
+    )
 
 
 class IncidentOut(Schema):
@@ -58,6 +64,26 @@ class ArriveIn(Schema):
     location: LocationIn | None = Field(
         default=None, description="where the team is, as the device measured it"
     )
+    accuracy_m: float | None = Field(default=None, gt=0, le=100_000, allow_inf_nan=False)
+    device_time: AwareDatetime | None = Field(
+        default=None, description="the device's clock (ISO 8601 with offset); kept for comparison"
+    )
+
+
+class ShownIn(Schema):
+    device_time: AwareDatetime | None = Field(default=None, description="the device's clock")
+
+
+class PositionIn(Schema):
+    location: LocationIn
+    accuracy_m: float = Field(gt=0, le=100_000, allow_inf_nan=False, description="metres, 1 sigma")
+    device_time: AwareDatetime | None = None
+
+
+class PositionOut(Schema):
+    distance_m: float = Field(description="geodesic metres from the incident")
+    arrived: bool = Field(description="whether this fix recorded the arrival (source geofence)")
+    incident: IncidentOut
 
 
 class EventOut(Schema):

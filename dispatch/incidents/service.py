@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -156,12 +157,22 @@ def dispatch_view(d: Dispatch, team_name: str) -> DispatchOut:
         distance_m=d.distance_m,
         alerted_at=d.alerted_at,
         delivered_at=d.delivered_at,
+        shown_at=d.shown_at,
         accepted_at=d.accepted_at,
         arrived_at=d.arrived_at,
         arrival_source=ArrivalSource(d.arrival_source) if d.arrival_source else None,
         arrival_location=arrival,
         arrival_distance_m=d.arrival_distance_m,
+        arrival_accuracy_m=d.arrival_accuracy_m,
+        arrival_device_time=d.arrival_device_time,
+        arrival_clock_skew_s=_skew(d.arrival_device_time, d.arrived_at),
     )
+
+
+def _skew(device_time: datetime | None, server_time: datetime | None) -> float | None:
+    if device_time is None or server_time is None:
+        return None
+    return round((device_time - server_time).total_seconds(), 3)
 
 
 # ---------------------------------------------------------------- reporting
@@ -264,12 +275,15 @@ def _new_dispatch(incident: Incident, hit: CoveredBy) -> Dispatch:
         distance_m=round(hit.distance_m, 3),
         alerted_at=incident.reported_at,
         delivered_at=None,
+        shown_at=None,
         accepted_at=None,
         arrived_at=None,
         arrival_source=None,
         arrival_lon=None,
         arrival_lat=None,
         arrival_distance_m=None,
+        arrival_accuracy_m=None,
+        arrival_device_time=None,
     )
 
 
@@ -391,11 +405,20 @@ async def accept_dispatch(
     return await _announce(session, incident.id, now)
 
 
+@dataclass(frozen=True)
+class Fix:
+    """A position as a device reported it."""
+
+    location: LocationIn | None = None
+    accuracy_m: float | None = None
+    device_time: datetime | None = None
+
+
 async def record_arrival(
     session: AsyncSession,
     actor: auth.Principal,
     dispatch_id: str,
-    location: LocationIn | None,
+    fix: Fix,
     now: datetime,
     source: ArrivalSource = ArrivalSource.BUTTON,
 ) -> IncidentOut:
@@ -404,20 +427,80 @@ async def record_arrival(
         return await get_incident(session, incident.id)
     if actor.role != Role.LEADER and source == ArrivalSource.BUTTON:
         source = ArrivalSource.OPERATOR
+    return await _arrive(session, actor, d, incident, fix, now, source)
+
+
+async def _arrive(
+    session: AsyncSession,
+    actor: auth.Principal,
+    d: Dispatch,
+    incident: Incident,
+    fix: Fix,
+    now: datetime,
+    source: ArrivalSource,
+) -> IncidentOut:
     _mark_accepted(session, d, actor.user_id, now)
     d.arrived_at, d.arrival_source = now, source.value
-    if location is not None:
-        d.arrival_lon, d.arrival_lat = location.to_wgs84()
+    d.arrival_accuracy_m, d.arrival_device_time = fix.accuracy_m, fix.device_time
+    if fix.location is not None:
+        d.arrival_lon, d.arrival_lat = fix.location.to_wgs84()
         d.arrival_distance_m = round(
             distance_m(d.arrival_lon, d.arrival_lat, incident.lon, incident.lat), 3
         )
     elapsed = (now - incident.reported_at).total_seconds()
-    facts = {**_dispatch_facts(d), "elapsed_s": elapsed, "source": source.value}
-    facts["arrival_distance_m"] = d.arrival_distance_m
+    facts = {
+        **_dispatch_facts(d),
+        "elapsed_s": elapsed,
+        "source": source.value,
+        "arrival_distance_m": d.arrival_distance_m,
+        "device_time": fix.device_time.isoformat() if fix.device_time else None,
+    }
     _record(session, incident.id, now, "arrived", actor.user_id, facts)
     breached = await _settle_tier(session, incident, d.tier, now, elapsed)
     await session.flush()
     return await _announce(session, incident.id, now, breached=breached)
+
+
+async def record_shown(
+    session: AsyncSession,
+    actor: auth.Principal,
+    dispatch_id: str,
+    device_time: datetime | None,
+    now: datetime,
+) -> IncidentOut:
+    """The alert was on the leader's screen: the hop between "received" and "accepted"."""
+    d, incident = await _acting_dispatch(session, actor, dispatch_id)
+    if d.shown_at is not None:
+        return await get_incident(session, incident.id)
+    d.shown_at = now
+    facts = {"dispatch_id": d.id, "device_time": device_time.isoformat() if device_time else None}
+    _record(session, incident.id, now, "shown", actor.user_id, facts)
+    await session.flush()
+    return await _announce(session, incident.id, now)
+
+
+async def record_position(
+    session: AsyncSession,
+    actor: auth.Principal,
+    dispatch_id: str,
+    fix: Fix,
+    now: datetime,
+    geofence: tuple[float, float],
+) -> tuple[float, bool, IncidentOut]:
+    """A position on the way; close and accurate enough, it records the arrival by geofence.
+
+    Returns the distance to the incident, whether this fix recorded the arrival, and the incident.
+    """
+    assert fix.location is not None and fix.accuracy_m is not None
+    d, incident = await _acting_dispatch(session, actor, dispatch_id)
+    lon, lat = fix.location.to_wgs84()
+    distance = round(distance_m(lon, lat, incident.lon, incident.lat), 3)
+    radius_m, accuracy_m = geofence
+    on_scene = distance <= radius_m and fix.accuracy_m <= accuracy_m
+    if d.arrived_at is not None or d.accepted_at is None or not on_scene:
+        return distance, False, await get_incident(session, incident.id)
+    view = await _arrive(session, actor, d, incident, fix, now, ArrivalSource.GEOFENCE)
+    return distance, True, view
 
 
 async def _settle_tier(

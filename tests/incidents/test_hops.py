@@ -1,0 +1,101 @@
+"""Every hop on record: shown on screen, positions on the way, arrival by geofence or button."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from pyproj import Geod
+
+from tests.support import QINGXI, Account, World
+
+GEOD = Geod(ellps="WGS84")
+
+
+def towards_incident(metres: float) -> dict[str, float]:
+    lon, lat, _ = GEOD.fwd(*QINGXI, 120.0, metres)
+    return {"lon": float(lon), "lat": float(lat)}
+
+
+async def setup(world: World) -> tuple[Account, dict[str, Any], str]:
+    team = await world.team("mobile")
+    leader = await world.leader(team)
+    incident = await world.report(await world.operator())
+    return leader, incident, incident["dispatches"][0]["id"]
+
+
+async def test_shown_is_recorded_once_with_server_time(world: World) -> None:
+    leader, incident, dispatch_id = await setup(world)
+    world.clock.advance(3)
+    body = {"device_time": "2020-01-01T08:00:00+08:00"}
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{dispatch_id}/shown", json=body, headers=leader.headers
+    )
+    assert reply.status_code == 200
+    shown = reply.json()["dispatches"][0]["shown_at"]
+    reported = datetime.fromisoformat(incident["reported_at"])
+    assert datetime.fromisoformat(shown) - reported == timedelta(seconds=3)
+    world.clock.advance(3)
+    again = await world.http.post(f"/api/v1/dispatches/{dispatch_id}/shown", headers=leader.headers)
+    assert again.json()["dispatches"][0]["shown_at"] == shown
+
+
+async def test_a_close_accurate_fix_records_arrival_by_geofence(world: World) -> None:
+    leader, _, dispatch_id = await setup(world)
+    url = f"/api/v1/dispatches/{dispatch_id}/position"
+    far = {"location": towards_incident(49.0), "accuracy_m": 10}
+    # Not accepted yet: positions are not taken as arrival.
+    reply = await world.http.post(url, json=far, headers=leader.headers)
+    assert reply.status_code == 200 and reply.json()["arrived"] is False
+    await world.http.post(f"/api/v1/dispatches/{dispatch_id}/accept", headers=leader.headers)
+    world.clock.advance(20)
+    for fix in (
+        {"location": towards_incident(80.0), "accuracy_m": 5},
+        {"location": towards_incident(20.0), "accuracy_m": 45},
+    ):
+        reply = await world.http.post(url, json=fix, headers=leader.headers)
+        assert reply.json()["arrived"] is False, fix
+    device_time = (world.clock.now() + timedelta(seconds=7)).isoformat()
+    fix = {"location": towards_incident(49.0), "accuracy_m": 30, "device_time": device_time}
+    reply = await world.http.post(url, json=fix, headers=leader.headers)
+    body = reply.json()
+    assert body["arrived"] is True
+    assert abs(body["distance_m"] - 49.0) < 0.01
+    d = body["incident"]["dispatches"][0]
+    assert d["arrival_source"] == "geofence"
+    assert d["arrival_accuracy_m"] == 30
+    assert d["arrival_clock_skew_s"] == 7.0
+    assert body["incident"]["chain"][0]["status"] == "met"
+
+
+async def test_arrive_button_carries_both_clocks(world: World) -> None:
+    leader, _, dispatch_id = await setup(world)
+    device_time = (world.clock.now() - timedelta(seconds=90)).isoformat()
+    body = {"location": towards_incident(10.0), "accuracy_m": 8, "device_time": device_time}
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{dispatch_id}/arrive", json=body, headers=leader.headers
+    )
+    d = reply.json()["dispatches"][0]
+    assert d["arrival_source"] == "button"
+    assert d["arrival_clock_skew_s"] == -90.0
+    assert abs(d["arrival_distance_m"] - 10.0) < 0.01
+
+
+async def test_fixes_are_validated(world: World) -> None:
+    leader, _, dispatch_id = await setup(world)
+    url = f"/api/v1/dispatches/{dispatch_id}/position"
+    for fix, field in [
+        ({"location": {"lon": 114.1, "lat": 22.8}}, "accuracy_m"),
+        ({"location": {"lon": 114.1, "lat": 122.8}, "accuracy_m": 5}, "location.lat"),
+        (
+            {
+                "location": towards_incident(1),
+                "accuracy_m": 5,
+                "device_time": "2026-01-01T00:00:00",
+            },
+            "device_time",
+        ),
+    ]:
+        reply = await world.http.post(url, json=fix, headers=leader.headers)
+        assert reply.status_code == 422, fix
+        assert field in reply.json()["detail"]
