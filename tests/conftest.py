@@ -16,27 +16,23 @@ from pathlib import Path
 import asyncpg
 import pytest
 import uvicorn
-from sqlalchemy import text
+from sqlalchemy import Table
 
-from dispatch import migrate
+from alerts.models import AlertsBase
+from dispatch import migrate, models  # noqa: F401  (every table, for cleaning)
 from dispatch.app import create_app
 from dispatch.clock import ManualClock
 from dispatch.config import Settings
-from dispatch.db import create_engine
+from dispatch.db import Base, create_engine
 from tests.support import World
 
 PG_ADMIN_DSN = os.environ.get("DISPATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = os.environ.get("DISPATCH_TEST_BACKENDS", "sqlite,postgresql").split(",")
-TABLES = (
-    "messages",
-    "mailboxes",
-    "incident_events",
-    "dispatches",
-    "chain_tiers",
-    "incidents",
-    "users",
-    "teams",
-)
+
+
+def every_table_child_first() -> list[Table]:
+    tables = [*Base.metadata.sorted_tables, *AlertsBase.metadata.sorted_tables]
+    return list(reversed(tables))
 
 
 def free_port() -> int:
@@ -81,8 +77,8 @@ async def database_url(
 async def clean_database(database_url: str) -> str:
     engine = create_engine(database_url)
     async with engine.begin() as connection:
-        for table in TABLES:
-            await connection.execute(text(f"DELETE FROM {table}"))
+        for table in every_table_child_first():
+            await connection.execute(table.delete())
     await engine.dispose()
     return database_url
 
