@@ -22,7 +22,8 @@ from dispatch.db import create_engine, create_sessionmaker
 from dispatch.deps import RuntimeDep
 from dispatch.errors import install_error_handlers
 from dispatch.incidents.routes import dispatches_router, incidents_router
-from dispatch.incidents.tasks import ChainTimer, purge_old_messages
+from dispatch.incidents.tasks import ChainDeadlines, job_handlers, purge_old_messages
+from dispatch.jobs.tasks import JobQueue, Timer
 from dispatch.realtime import router as realtime_router
 from dispatch.runtime import Runtime, load_secret
 from dispatch.teams import service as teams
@@ -43,7 +44,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await start_runtime(settings or Settings(), clock or SystemClock())
         app.state.runtime = runtime
-        timer = ChainTimer(runtime)
+        timer = Timer(runtime, [ChainDeadlines(), JobQueue(job_handlers(runtime))])
         tasks = [
             asyncio.create_task(timer.run(), name="chain-timer"),
             asyncio.create_task(purge_old_messages(runtime), name="message-retention"),

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     message_retention_days: float = Field(default=7.0, gt=0)
     # How often an idle timer looks for due deadlines that another process may have created.
     timer_poll_s: float = Field(default=1.0, gt=0)
+    # Escalation: with no tier-1 dispatch accepted this long after the report (or no tier-1
+    # zone covering the incident at all), alert the tier-1 teams within the wider ring.
+    escalation_after_s: float = Field(default=20.0, gt=0)
+    escalation_ring_m: float = Field(default=1000.0, gt=0)
     # Automatic arrival: a fix this accurate, this close to the incident, counts as on scene.
     geofence_radius_m: float = Field(default=50.0, gt=0)
     geofence_accuracy_m: float = Field(default=30.0, gt=0)

@@ -3,6 +3,7 @@
 from alerts.models import Mailbox, Message
 from dispatch.auth.models import User
 from dispatch.incidents.models import ChainTier, Dispatch, Incident, IncidentEvent
+from dispatch.jobs.models import Job
 from dispatch.teams.models import Team
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "Dispatch",
     "Incident",
     "IncidentEvent",
+    "Job",
     "Mailbox",
     "Message",
     "Team",

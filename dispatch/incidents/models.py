@@ -81,6 +81,8 @@ class Dispatch(Base):
     incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
     team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"), index=True)
     tier: Mapped[int]
+    # 0 for the teams whose zone covers the incident; 1 for those alerted by escalation.
+    ring: Mapped[int] = mapped_column(default=0, server_default="0")
     distance_m: Mapped[float]
     alerted_at: Mapped[datetime]
     delivered_at: Mapped[datetime | None]

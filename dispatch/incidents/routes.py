@@ -56,6 +56,9 @@ async def report_incident(
         idempotency_key=idempotency_key,
         coverage=runtime.coverage,
         targets=runtime.settings.chain_targets,
+        escalation=service.Escalation(
+            runtime.settings.escalation_after_s, runtime.settings.escalation_ring_m
+        ),
         now=runtime.clock.now(),
     )
     if replayed:

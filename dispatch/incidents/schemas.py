@@ -31,6 +31,7 @@ class DispatchOut(Schema):
     team_id: str
     team_name: str
     tier: int
+    ring: int = Field(description="0: the team's zone covers the incident; 1: escalation ring")
     distance_m: float
     alerted_at: LocalTime
     delivered_at: LocalTime | None = Field(description="first websocket ack of the alert")

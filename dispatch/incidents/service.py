@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,6 +34,7 @@ from dispatch.incidents.schemas import (
     IncidentCreate,
     IncidentOut,
 )
+from dispatch.jobs import service as jobs
 from dispatch.schemas import LocationIn, LocationOut
 from dispatch.teams import service as teams
 from dispatch.teams.coverage import Coverage, CoveredBy
@@ -154,6 +155,7 @@ def dispatch_view(d: Dispatch, team_name: str) -> DispatchOut:
         team_id=d.team_id,
         team_name=team_name,
         tier=d.tier,
+        ring=d.ring,
         distance_m=d.distance_m,
         alerted_at=d.alerted_at,
         delivered_at=d.delivered_at,
@@ -186,6 +188,7 @@ async def report_incident(
     idempotency_key: str | None,
     coverage: Coverage,
     targets: tuple[float, float, float],
+    escalation: Escalation,
     now: datetime,
 ) -> tuple[IncidentOut, bool]:
     """Store the incident, its chain, its dispatches and their alerts in one transaction.
@@ -217,7 +220,7 @@ async def report_incident(
         return await get_incident(session, existing), True
     hits = coverage.covering(lon, lat)
     chain = _new_chain(incident, hits, targets)
-    dispatches = [_new_dispatch(incident, hit) for hit in hits]
+    dispatches = [_new_dispatch(incident, hit, now) for hit in hits]
     session.add_all([*chain, *dispatches])
     _record(session, incident.id, now, "reported", reporter.user_id, {"lon": lon, "lat": lat})
     for d in dispatches:
@@ -226,7 +229,14 @@ async def report_incident(
     found = await teams.teams_by_id(session, [h.team_id for h in hits])
     names = {team_id: team.name for team_id, team in found.items()}
     view = incident_view(incident, chain, dispatches, names)
-    await _send_alerts(session, view, now)
+    await _send_alerts(session, view, view.dispatches, now)
+    if any(h.tier == 1 for h in hits):
+        due = now + timedelta(seconds=escalation.after_s)
+        step = {"ring_m": escalation.ring_m, "after_s": escalation.after_s}
+        jobs.schedule(session, ESCALATE, due, incident_id=incident.id, data=step)
+    else:
+        reason = "no tier-1 zone covers the incident"
+        view = await _escalate(session, incident, now, now, coverage, escalation.ring_m, reason)
     return view, False
 
 
@@ -266,14 +276,17 @@ def _new_chain(
     ]
 
 
-def _new_dispatch(incident: Incident, hit: CoveredBy) -> Dispatch:
+def _new_dispatch(
+    incident: Incident, hit: CoveredBy, alerted_at: datetime, ring: int = 0
+) -> Dispatch:
     return Dispatch(
         id=new_id(),
         incident_id=incident.id,
         team_id=hit.team_id,
         tier=hit.tier,
+        ring=ring,
         distance_m=round(hit.distance_m, 3),
-        alerted_at=incident.reported_at,
+        alerted_at=alerted_at,
         delivered_at=None,
         shown_at=None,
         accepted_at=None,
@@ -304,8 +317,11 @@ def _record(
     )
 
 
-async def _send_alerts(session: AsyncSession, view: IncidentOut, now: datetime) -> None:
-    leaders = await auth.leaders_by_team(session, [d.team_id for d in view.dispatches])
+async def _send_alerts(
+    session: AsyncSession, view: IncidentOut, alerted: Sequence[DispatchOut], now: datetime
+) -> None:
+    """Alert the leaders of the ``alerted`` dispatches; tell operators the new state."""
+    leaders = await auth.leaders_by_team(session, [d.team_id for d in alerted])
     incident_json = view.model_dump(mode="json")
     outgoing = [
         Outgoing(
@@ -314,12 +330,106 @@ async def _send_alerts(session: AsyncSession, view: IncidentOut, now: datetime) 
             {"incident": incident_json, "dispatch": d.model_dump(mode="json")},
             ref=d.id,
         )
-        for d in view.dispatches
+        for d in alerted
         for leader in leaders.get(d.team_id, [])
     ]
     operators = await auth.operator_ids(session)
     outgoing += [Outgoing(o, "incident.updated", incident_json) for o in operators]
     await mailboxes.enqueue(session, outgoing, now=now)
+
+
+# ---------------------------------------------------------------- escalation
+
+ESCALATE = "escalate"
+
+
+@dataclass(frozen=True)
+class Escalation:
+    after_s: float
+    ring_m: float
+
+
+async def escalate_if_unaccepted(
+    session: AsyncSession,
+    incident_id: str,
+    now: datetime,
+    *,
+    due_at: datetime,
+    coverage: Coverage,
+    ring_m: float,
+) -> str:
+    """The escalation step: if no tier-1 team has accepted, alert the wider ring."""
+    incident = await _load_incident(session, incident_id, for_update=True)
+    if incident.status == IncidentStatus.CLOSED.value:
+        return "not needed: the incident is closed"
+    accepted = await session.scalar(
+        select(Dispatch.id)
+        .where(
+            Dispatch.incident_id == incident_id,
+            Dispatch.tier == 1,
+            Dispatch.accepted_at.is_not(None),
+        )
+        .limit(1)
+    )
+    if accepted is not None:
+        return "not needed: a tier-1 team accepted"
+    elapsed = round((due_at - incident.reported_at).total_seconds())
+    reason = f"no tier-1 team accepted within {elapsed} s"
+    view = await _escalate(session, incident, due_at, now, coverage, ring_m, reason)
+    ringed = sum(1 for d in view.dispatches if d.ring == 1)
+    return f"escalated: {ringed} tier-1 teams within {ring_m:g} m"
+
+
+async def _escalate(
+    session: AsyncSession,
+    incident: Incident,
+    due_at: datetime,
+    now: datetime,
+    coverage: Coverage,
+    ring_m: float,
+    reason: str,
+) -> IncidentOut:
+    """Alert the tier-1 teams within ``ring_m`` not yet dispatched, and tell operators."""
+    known = set(
+        await session.scalars(select(Dispatch.team_id).where(Dispatch.incident_id == incident.id))
+    )
+    ring = [
+        h
+        for h in coverage.tier1_within(incident.lon, incident.lat, ring_m)
+        if h.team_id not in known
+    ]
+    added = [_new_dispatch(incident, hit, now, ring=1) for hit in ring]
+    session.add_all(added)
+    facts = {
+        "reason": reason,
+        "ring_m": ring_m,
+        "team_ids": [d.team_id for d in added],
+        "fired_at": now.isoformat(),
+    }
+    # Recorded at its due time, also when it fires late (after a restart).
+    _record(session, incident.id, due_at, "escalated", None, facts)
+    for d in added:
+        _record(session, incident.id, now, "dispatched", None, _dispatch_facts(d))
+    if added:
+        await session.execute(
+            update(ChainTier)
+            .where(ChainTier.incident_id == incident.id, ChainTier.tier == 1)
+            .values(covered=True)
+        )
+    await session.flush()
+    view = (await _views(session, [incident]))[0]
+    alerted = [d for d in view.dispatches if d.id in {a.id for a in added}]
+    await _send_alerts(session, view, alerted, now)
+    body = {
+        "incident_id": incident.id,
+        "reason": reason,
+        "ring_m": ring_m,
+        "dispatches": [d.model_dump(mode="json") for d in alerted],
+        "incident": view.model_dump(mode="json"),
+    }
+    operators = await auth.operator_ids(session)
+    await mailboxes.enqueue(session, [Outgoing(o, "escalation", body) for o in operators], now=now)
+    return view
 
 
 async def _announce(

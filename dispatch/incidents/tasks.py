@@ -1,8 +1,4 @@
-"""The chain timer: breaches every tier whose stored deadline passes with nobody on scene.
-
-Deadlines are rows, so nothing is lost across restarts: on start the timer breaches whatever
-fell due while the server was down, recorded at the deadline itself.
-"""
+"""What falls due for incidents: chain deadlines (breaches) and escalation steps."""
 
 from __future__ import annotations
 
@@ -10,8 +6,12 @@ import asyncio
 import logging
 from datetime import datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from alerts import store
 from dispatch.incidents import service
+from dispatch.jobs import service as jobs
+from dispatch.jobs.models import Job
 from dispatch.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -19,38 +19,33 @@ log = logging.getLogger(__name__)
 BATCH = 100
 
 
-class ChainTimer:
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
-        self._wake = asyncio.Event()
-        runtime.wake_timers.append(self._wake.set)
+class ChainDeadlines:
+    """Breaches every tier whose stored deadline passed with nobody of it on scene."""
 
-    async def run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                next_due = await self.fire_due()
-            except Exception:
-                # The database may be briefly unreachable; the deadlines wait in their rows.
-                log.exception("chain timer could not fire due deadlines")
-                next_due = None
-            await self._runtime.clock.sleep_until(self._until(next_due), self._wake)
-
-    async def fire_due(self) -> datetime | None:
-        """Breach everything due now; return the next pending deadline."""
-        runtime = self._runtime
+    async def fire_due(self, runtime: Runtime) -> None:
         while True:
             async with runtime.transaction() as session:
                 fired = await service.fire_due_breaches(session, runtime.clock.now(), BATCH)
             if fired < BATCH:
-                break
-        async with runtime.sessionmaker() as session:
-            return await service.next_deadline(session)
+                return
 
-    def _until(self, next_due: datetime | None) -> datetime:
-        # Poll as well: another process may have stored an earlier deadline.
-        poll = self._runtime.clock.now() + timedelta(seconds=self._runtime.settings.timer_poll_s)
-        return poll if next_due is None else min(next_due, poll)
+    async def next_due(self, session: AsyncSession) -> datetime | None:
+        return await service.next_deadline(session)
+
+
+def job_handlers(runtime: Runtime) -> dict[str, jobs.Handler]:
+    async def escalate(session: AsyncSession, job: Job, now: datetime) -> str:
+        assert job.incident_id is not None
+        return await service.escalate_if_unaccepted(
+            session,
+            job.incident_id,
+            now,
+            due_at=job.due_at,
+            coverage=runtime.coverage,
+            ring_m=float(job.data.get("ring_m", runtime.settings.escalation_ring_m)),
+        )
+
+    return {service.ESCALATE: escalate}
 
 
 async def purge_old_messages(runtime: Runtime) -> None:

@@ -1,0 +1,80 @@
+"""Durable scheduled steps: schedule in the caller's transaction, claim when due, fire once."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.db import new_id
+from dispatch.jobs.models import Job, JobStatus
+
+# A handler does the step inside the claiming transaction and returns a short outcome.
+Handler = Callable[[AsyncSession, Job, datetime], Awaitable[str]]
+
+
+def schedule(
+    session: AsyncSession,
+    kind: str,
+    due_at: datetime,
+    *,
+    incident_id: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> Job:
+    job = Job(
+        id=new_id(),
+        kind=kind,
+        incident_id=incident_id,
+        due_at=due_at,
+        status=JobStatus.PENDING.value,
+        data=data or {},
+        attempts=0,
+        fired_at=None,
+        outcome=None,
+    )
+    session.add(job)
+    return job
+
+
+async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Job]:
+    """Lock due jobs; another process skips them rather than firing them a second time."""
+    rows = await session.scalars(
+        select(Job)
+        .where(Job.status == JobStatus.PENDING.value, Job.due_at <= now)
+        .order_by(Job.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(rows)
+
+
+async def fire(
+    session: AsyncSession, job: Job, now: datetime, handlers: Mapping[str, Handler]
+) -> None:
+    handler = handlers.get(job.kind)
+    outcome = await handler(session, job, now) if handler else f"no handler for {job.kind}"
+    job.status, job.fired_at, job.outcome = JobStatus.DONE.value, now, outcome[:255]
+    job.attempts += 1
+    await session.flush()
+
+
+async def postpone(session: AsyncSession, job_id: str, until: datetime, reason: str) -> None:
+    """After a failed attempt: try again later, and say why."""
+    await session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(due_at=until, attempts=Job.attempts + 1, outcome=reason[:255])
+    )
+
+
+async def next_due(session: AsyncSession) -> datetime | None:
+    due: datetime | None = await session.scalar(
+        select(Job.due_at)
+        .where(Job.status == JobStatus.PENDING.value)
+        .order_by(Job.due_at)
+        .limit(1)
+    )
+    return due

@@ -1,0 +1,88 @@
+"""The timer loop: fires every due deadline and job, sleeping until the next one is due.
+
+Everything due lives in rows, so a restart loses nothing: whatever fell due while the server
+was down fires on start. With several processes, row locks (SKIP LOCKED) make each fire once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.jobs import service as jobs
+from dispatch.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 5.0
+
+
+class DueWork(Protocol):
+    async def fire_due(self, runtime: Runtime) -> None: ...
+
+    async def next_due(self, session: AsyncSession) -> datetime | None: ...
+
+
+class JobQueue:
+    def __init__(self, handlers: Mapping[str, jobs.Handler]) -> None:
+        self._handlers = handlers
+
+    async def fire_due(self, runtime: Runtime) -> None:
+        # One job per transaction: a failing step must not hold back or undo the others.
+        while True:
+            job_id: str | None = None
+            try:
+                async with runtime.transaction() as session:
+                    claimed = await jobs.claim_due(session, runtime.clock.now(), 1)
+                    if not claimed:
+                        return
+                    job_id = claimed[0].id
+                    await jobs.fire(session, claimed[0], runtime.clock.now(), self._handlers)
+            except Exception as error:
+                if job_id is None:
+                    raise
+                log.exception("job %s failed; retrying in %ss", job_id, RETRY_AFTER_S)
+                retry_at = runtime.clock.now() + timedelta(seconds=RETRY_AFTER_S)
+                async with runtime.transaction() as session:
+                    await jobs.postpone(session, job_id, retry_at, f"failed: {error!r}")
+
+    async def next_due(self, session: AsyncSession) -> datetime | None:
+        return await jobs.next_due(session)
+
+
+class Timer:
+    def __init__(self, runtime: Runtime, works: Sequence[DueWork]) -> None:
+        self._runtime = runtime
+        self._works = works
+        self._wake = asyncio.Event()
+        runtime.wake_timers.append(self._wake.set)
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                next_due = await self.fire_due()
+            except Exception:
+                # The database may be briefly unreachable; what is due waits in its rows.
+                log.exception("timer could not fire what is due")
+                next_due = None
+            await self._runtime.clock.sleep_until(self._until(next_due), self._wake)
+
+    async def fire_due(self) -> datetime | None:
+        """Fire everything due now; return when the next thing falls due."""
+        for work in self._works:
+            await work.fire_due(self._runtime)
+        async with self._runtime.sessionmaker() as session:
+            dues = [await work.next_due(session) for work in self._works]
+        pending = [d for d in dues if d is not None]
+        return min(pending) if pending else None
+
+    def _until(self, next_due: datetime | None) -> datetime:
+        # Poll as well: another process may have stored something due earlier.
+        poll = self._runtime.clock.now() + timedelta(seconds=self._runtime.settings.timer_poll_s)
+        return poll if next_due is None else min(next_due, poll)

@@ -1,0 +1,131 @@
+"""Escalation: when tier 1 does not accept in time, or no tier-1 zone covers, the wider ring."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+from pyproj import Geod
+from sqlalchemy import select
+
+from dispatch.jobs.models import Job
+from tests.conftest import RunningServer
+from tests.support import QINGXI, World
+
+GEOD = Geod(ellps="WGS84")
+
+
+def at(metres: float, azimuth: float = 0.0) -> tuple[float, float]:
+    lon, lat, _ = GEOD.fwd(*QINGXI, azimuth, metres)
+    return float(lon), float(lat)
+
+
+def t(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+async def events(world: World, by: Any, incident_id: str) -> list[dict[str, Any]]:
+    reply = await world.http.get(f"/api/v1/incidents/{incident_id}/events", headers=by.headers)
+    found: list[dict[str, Any]] = reply.json()
+    return found
+
+
+async def escalation_outcome(world: World, incident_id: str) -> str:
+    for _ in range(250):
+        async with world.runtime.sessionmaker() as session:
+            job = await session.scalar(select(Job).where(Job.incident_id == incident_id))
+        if job is not None and job.status == "done":
+            return str(job.outcome)
+        await asyncio.sleep(0.02)
+    raise AssertionError("the escalation step never fired")
+
+
+async def test_unaccepted_tier_one_escalates_to_the_wider_ring(world: World) -> None:
+    covering = await world.team("fixed_post")
+    ring_team = await world.team("mobile", *at(800, 90))  # 500 m zone: does not cover
+    beyond = await world.team("fixed_post", *at(1200, 180))
+    ring_leader = await world.leader(ring_team)
+    operator = await world.operator()
+    console = await world.connect(operator)
+    ring_phone = await world.connect(ring_leader)
+    incident = await world.report(operator)
+    assert [d["team_id"] for d in incident["dispatches"]] == [covering["id"]]
+
+    world.clock.advance(21)
+    escalation = await console.next_of("escalation")
+    data = escalation["data"]
+    assert data["incident_id"] == incident["id"]
+    assert data["ring_m"] == 1000
+    assert [d["team_id"] for d in data["dispatches"]] == [ring_team["id"]]
+    assert data["dispatches"][0]["ring"] == 1
+    assert abs(data["dispatches"][0]["distance_m"] - 800) < 0.01
+    alert = await ring_phone.next_of("alert")
+    assert alert["data"]["dispatch"]["team_id"] == ring_team["id"]
+
+    after = await world.incident(operator, incident["id"])
+    assert {d["team_id"] for d in after["dispatches"]} == {covering["id"], ring_team["id"]}
+    assert beyond["id"] not in {d["team_id"] for d in after["dispatches"]}
+    escalated = [
+        e for e in await events(world, operator, incident["id"]) if e["type"] == "escalated"
+    ]
+    assert len(escalated) == 1
+    assert t(escalated[0]["at"]) - t(incident["reported_at"]) == timedelta(seconds=20)
+    await console.close()
+    await ring_phone.close()
+
+
+async def test_accepting_in_time_means_no_escalation(world: World) -> None:
+    covering = await world.team("fixed_post")
+    await world.team("mobile", *at(800, 90))
+    leader = await world.leader(covering)
+    operator = await world.operator()
+    incident = await world.report(operator)
+    world.clock.advance(10)
+    d = incident["dispatches"][0]
+    await world.http.post(f"/api/v1/dispatches/{d['id']}/accept", headers=leader.headers)
+    world.clock.advance(30)
+    assert await escalation_outcome(world, incident["id"]) == "not needed: a tier-1 team accepted"
+    after = await world.incident(operator, incident["id"])
+    assert len(after["dispatches"]) == 1
+    assert "escalated" not in [e["type"] for e in await events(world, operator, incident["id"])]
+
+
+async def test_no_tier_one_cover_escalates_at_once(world: World) -> None:
+    ring_team = await world.team("fixed_post", *at(600, 45))
+    await world.team("patrol", radius_m=3000)
+    operator = await world.operator()
+    console = await world.connect(operator)
+    incident = await world.report(operator)
+    ring = [d for d in incident["dispatches"] if d["ring"] == 1]
+    assert [d["team_id"] for d in ring] == [ring_team["id"]]
+    assert incident["chain"][0]["covered"] is True
+    escalation = await console.next_of("escalation")
+    assert escalation["data"]["reason"] == "no tier-1 zone covers the incident"
+    await console.close()
+
+
+async def test_an_escalation_due_while_down_fires_on_start_at_its_due_time(
+    server: RunningServer, world: World
+) -> None:
+    await world.team("fixed_post")
+    ring_team = await world.team("mobile", *at(900, 270))
+    operator = await world.operator()
+    incident = await world.report(operator)
+    await server.stop()
+    server.clock.advance(45)
+    restarted = RunningServer(server.settings, server.clock)
+    await restarted.start()
+    try:
+        again = World(restarted.app, f"http://127.0.0.1:{restarted.port}", server.clock)
+        after = await again.wait_for(operator, incident["id"], lambda i: len(i["dispatches"]) == 2)
+        assert after["dispatches"][1]["team_id"] == ring_team["id"]
+        escalated = [
+            e for e in await events(again, operator, incident["id"]) if e["type"] == "escalated"
+        ]
+        assert [t(e["at"]) - t(incident["reported_at"]) for e in escalated] == [
+            timedelta(seconds=20)
+        ]
+        await again.close()
+    finally:
+        await restarted.stop()
