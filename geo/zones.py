@@ -129,6 +129,11 @@ def _circle_boxes(
 
 # --- the index ----------------------------------------------------------------
 
+# Candidates per point from which covering() decides them in one numpy batch
+# (measured: a pyproj call on arrays costs ~15 us plus ~1.4 us a pair, a
+# scalar call ~2.4 us).
+_VECTORISE_FROM = 24
+
 
 class ZoneIndex:
     """An immutable set of zones answering coverage queries.
@@ -212,9 +217,35 @@ class ZoneIndex:
         """Zones covering the WGS-84 point, nearest centre/anchor first."""
         check_lon_lat(lon, lat)
         point = shapely.points((lon, lat))
-        # For the dozen or so candidates of one point a plain loop is faster:
-        # covering_many's numpy path costs ~40 us before it does any work.
-        return self._hits_one_by_one(self._tree.query(point).tolist(), lon, lat, point)
+        candidates = self._tree.query(point)
+        # For the dozen or so candidates of one point a plain loop is faster;
+        # where zones pile up (a hundred candidates in a dense city) one
+        # vectorised geodesic call over all of them wins.
+        if len(candidates) >= _VECTORISE_FROM:
+            return self._hits_vectorised(candidates, lon, lat, point)
+        return self._hits_one_by_one(candidates.tolist(), lon, lat, point)
+
+    def _hits_vectorised(
+        self, candidates: NDArray[np.intp], lon: float, lat: float, point: Any
+    ) -> list[Hit]:
+        distances = self._distances_from_centres(
+            candidates,
+            np.full(len(candidates), lon, dtype=np.float64),
+            np.full(len(candidates), lat, dtype=np.float64),
+        )
+        covered: NDArray[np.bool_] = distances <= self._radius_m[candidates]
+        polygons = np.flatnonzero(~self._is_circle[candidates])
+        if polygons.size:
+            covered[polygons] = shapely.covers(self._tree_items[candidates[polygons]], point)
+        candidates, distances = candidates[covered], distances[covered]
+        order = np.lexsort((self._key_rank[candidates], distances))
+        keys = self._keys
+        return [
+            Hit(keys[i], distance)
+            for i, distance in zip(
+                candidates[order].tolist(), distances[order].tolist(), strict=True
+            )
+        ]
 
     def _hits_one_by_one(
         self, candidates: list[int], lon: float, lat: float, point: Any

@@ -1,0 +1,138 @@
+"""Run the benchmark suite: ``.venv/bin/python -m bench [options]``.
+
+Prints one table (ours, baseline, ratio, target) and writes every figure as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from bench.common import Report, markdown_table, raise_fd_limit, rows_json, say, text_table
+
+BENCHMARKS = ("covering", "alert", "intake", "reports")
+DOC = Path("docs/performance.md")
+TABLE_START = "<!-- bench:table:start -->"
+TABLE_END = "<!-- bench:table:end -->"
+
+
+def _ints(text: str) -> list[int]:
+    return [int(float(part)) for part in text.split(",") if part.strip()]
+
+
+def _names(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown benchmark(s): {', '.join(unknown)}")
+    return names
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument(
+        "--only",
+        type=_names,
+        default=list(BENCHMARKS),
+        help=f"comma-separated subset of {','.join(BENCHMARKS)} (default: all)",
+    )
+    p.add_argument("--reps", type=int, default=3, help="repetitions per figure (default 3)")
+    p.add_argument(
+        "--zones", type=_ints, default=[1000, 10_000, 100_000], help="covering: zone counts"
+    )
+    p.add_argument("--points", type=int, default=10_000, help="covering: query points")
+    p.add_argument("--no-postgis", action="store_true", help="covering: skip the PostGIS baseline")
+    p.add_argument(
+        "--leaders", type=_ints, default=[1000, 10_000], help="alert: connected leader counts"
+    )
+    p.add_argument(
+        "--backends",
+        default="sqlite,postgresql",
+        help="alert: databases to run the server on (default sqlite,postgresql)",
+    )
+    p.add_argument("--rate", type=float, default=20.0, help="alert: incidents per second")
+    p.add_argument("--seconds", type=float, default=15.0, help="alert/intake: seconds per stream")
+    p.add_argument("--clients", type=int, default=4, help="alert: websocket client processes")
+    p.add_argument("--concurrency", type=int, default=32, help="intake: concurrent connections")
+    p.add_argument(
+        "--incidents",
+        type=_ints,
+        default=[100_000, 1_000_000],
+        help="reports: incident counts",
+    )
+    p.add_argument("--json", type=Path, default=Path("var/bench/latest.json"), help="JSON output")
+    p.add_argument("--work", type=Path, default=Path("var/bench"), help="scratch files and logs")
+    p.add_argument(
+        "--update-docs", action="store_true", help=f"put the table into {DOC} between its markers"
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    fds = raise_fd_limit()
+    report = Report()
+    started = time.time()
+    say(f"bench: {', '.join(args.only)}  (open-file limit {fds}, {os.cpu_count()} cores)")
+    if "covering" in args.only:
+        from bench import covering
+
+        say("covering query")
+        covering.run(report, args.zones, args.reps, args.points, not args.no_postgis)
+    if "alert" in args.only:
+        from bench import alert
+
+        say("report to alert, and memory per connection")
+        alert.run(report, args)
+    if "intake" in args.only:
+        from bench import intake
+
+        say("intake throughput")
+        intake.run(report, args)
+    if "reports" in args.only:
+        from bench import reports
+
+        say("response-time reports")
+        reports.run(report, args)
+
+    table = text_table(report.rows)
+    say("")
+    say(table)
+    for note in report.notes:
+        say(f"note: {note}")
+    result = {
+        "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "seconds": round(time.time() - started, 1),
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+        "argv": sys.argv[1:] if argv is None else argv,
+        "rows": rows_json(report.rows),
+        "notes": report.notes,
+        "raw": report.raw,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+    say(f"\nJSON written to {args.json}")
+    if args.update_docs:
+        _update_docs(markdown_table(report.rows), report.notes, result["when"])
+    missed = [r for r in report.rows if r.met is False]
+    return 1 if missed else 0
+
+
+def _update_docs(table: str, notes: list[str], when: str) -> None:
+    text = DOC.read_text()
+    start, end = text.index(TABLE_START), text.index(TABLE_END)
+    body = [f"Run of {when}.", "", table]
+    if notes:
+        body += ["", *(f"- {n}" for n in notes)]
+    DOC.write_text(text[: start + len(TABLE_START)] + "\n" + "\n".join(body) + "\n" + text[end:])
+    say(f"table written into {DOC}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

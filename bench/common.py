@@ -1,0 +1,280 @@
+"""What every benchmark shares: statistics, result rows, processes, databases, the fd limit."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+PG_ADMIN_DSN = os.environ.get("DISPATCH_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+HOST = "127.0.0.1"
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100) by linear interpolation; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100.0
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """The median of several repetitions and their spread (min and max)."""
+
+    median: float
+    low: float
+    high: float
+    reps: int
+
+    @staticmethod
+    def of(values: Iterable[float]) -> Figure:
+        values = [v for v in values if v == v]
+        if not values:
+            nan = float("nan")
+            return Figure(nan, nan, nan, 0)
+        return Figure(statistics.median(values), min(values), max(values), len(values))
+
+    def show(self, unit: str) -> str:
+        if self.reps == 0:
+            return "-"
+        text = f"{_number(self.median)} {unit}".strip()
+        if self.reps > 1 and self.high > self.low:
+            text += f" ({_number(self.low)}-{_number(self.high)})"
+        return text
+
+
+def _number(value: float) -> str:
+    if value != value:
+        return "nan"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+@dataclass
+class Row:
+    """One line of the table: our figure beside its baseline, with the target it must meet."""
+
+    benchmark: str
+    case: str
+    metric: str
+    unit: str
+    ours: Figure
+    baseline: Figure | None = None
+    # ours / baseline, computed per repetition, then the median and spread of those.
+    ratio: Figure | None = None
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
+
+    def cells(self) -> list[str]:
+        status = "" if self.met is None else ("met" if self.met else "MISSED")
+        return [
+            self.benchmark,
+            self.case,
+            self.metric,
+            self.ours.show(self.unit),
+            self.baseline.show(self.unit) if self.baseline else "",
+            self.ratio.show("x") if self.ratio else "",
+            self.target,
+            status,
+        ]
+
+
+HEADER = ["benchmark", "case", "metric", "ours", "baseline", "ratio", "target", ""]
+
+
+def ratios(ours: Sequence[float], baseline: Sequence[float]) -> Figure:
+    return Figure.of(o / b for o, b in zip(ours, baseline, strict=False) if b)
+
+
+def markdown_table(rows: Sequence[Row]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for row in rows:
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in row.cells()) + " |")
+    return "\n".join(lines)
+
+
+def text_table(rows: Sequence[Row]) -> str:
+    table = [HEADER, *(row.cells() for row in rows)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(HEADER))]
+    out = []
+    for n, r in enumerate(table):
+        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def rows_json(rows: Sequence[Row]) -> list[dict[str, Any]]:
+    return [asdict(row) for row in rows]
+
+
+@dataclass
+class Report:
+    """Everything a run produced: rows for the table, notes, and raw figures for the JSON."""
+
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def note(self, text: str) -> None:
+        print(f"  note: {text}", flush=True)
+        self.notes.append(text)
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+# ---------------------------------------------------------------- processes and limits
+
+
+def raise_fd_limit() -> int:
+    """Lift the soft open-files limit to the hard one; children inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of one process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    port: int
+    log: Path
+
+    @property
+    def ws_url(self) -> str:
+        return self.base_url.replace("http://", "ws://") + "/ws"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def start_process(
+    argv: Sequence[str], env: Mapping[str, str], log: Path, port: int
+) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as handle:
+        return subprocess.Popen(
+            list(argv), env=dict(env), stdout=handle, stderr=subprocess.STDOUT, cwd=os.getcwd()
+        )
+
+
+def wait_http(process: subprocess.Popen[bytes], url: str, log: Path, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}: {log.read_text()[-2000:]}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"server not ready at {url}: {log.read_text()[-2000:]}")
+
+
+def serve_dispatch(env: Mapping[str, str], work: Path, name: str) -> Served:
+    """`dispatch serve` as operators run it, on a free loopback port."""
+    port = free_port()
+    log = work / f"{name}.log"
+    argv = [sys.executable, "-m", "dispatch", "serve", "--host", HOST, "--port", str(port)]
+    process = start_process(argv, {**os.environ, **env}, log, port)
+    base = f"http://{HOST}:{port}"
+    try:
+        wait_http(process, base + "/readyz", log)
+    except BaseException:
+        process.kill()
+        raise
+    return Served(process, base, port, log)
+
+
+# ---------------------------------------------------------------- databases
+
+
+@contextlib.asynccontextmanager
+async def scratch_postgres(prefix: str) -> AsyncIterator[str]:
+    """A PostgreSQL database of its own, dropped afterwards; yields its asyncpg DSN."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+def sqlalchemy_url(dsn: str) -> str:
+    return dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+@contextlib.contextmanager
+def work_dir(root: Path, name: str) -> Iterator[Path]:
+    path = root / f"{name}-{uuid.uuid4().hex[:6]}"
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    finally:
+        if not os.environ.get("DISPATCH_BENCH_KEEP"):
+            shutil.rmtree(path, ignore_errors=True)
