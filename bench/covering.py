@@ -118,7 +118,9 @@ def differing(a: list[set[str]], b: list[set[str]]) -> int:
     return sum(len(x ^ y) for x, y in zip(a, b, strict=True))
 
 
-def latencies_us(query: Callable[[float, float], object], points: list[tuple[float, float]]) -> list[float]:
+def latencies_us(
+    query: Callable[[float, float], object], points: list[tuple[float, float]]
+) -> list[float]:
     clock = time.perf_counter_ns
     out = []
     for lon, lat in points:
@@ -232,9 +234,7 @@ def run(report: Report, sizes: list[int], reps: int, points: int, use_postgis: b
     _zone_index_extras(report, sizes)
 
 
-async def _run(
-    report: Report, layouts: list[Layout], reps: int, count: int, postgis: bool
-) -> None:
+async def _run(report: Report, layouts: list[Layout], reps: int, count: int, postgis: bool) -> None:
     async with scratch_postgres("bench_covering") as dsn:
         connection = await asyncpg.connect(dsn) if postgis else None
         try:

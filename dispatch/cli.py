@@ -45,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--role", required=True, choices=["admin", "operator", "leader", "auditor"])
     add.add_argument("--team", default=None, help="the team id of a leader")
     add.set_defaults(handler=_users_add)
+
+    from dispatch.simulate.cli import add_simulate_command
+
+    add_simulate_command(commands)
     return parser
 
 

@@ -1,0 +1,302 @@
+"""Team leaders' phones: websocket clients that receive alerts, acknowledge them, accept after a
+human delay and travel to the scene at walking or motorcycle speed.
+
+Clients run in worker processes (a Python websocket client costs tens of microseconds of CPU per
+message, so one process saturates long before a server does). A worker talks to its parent over
+a pipe: ``ready`` once its sockets are connected, then ``stop``, then its results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import multiprocessing
+import random
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, Literal
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["simulate", "measure"]
+
+
+@dataclass(frozen=True)
+class Leader:
+    user_id: str
+    token: str
+    team_id: str
+    kind: str
+    # Only one leader of a team accepts and goes; the others just receive and acknowledge.
+    acts: bool = True
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """How simulated people behave; every duration is in real-world seconds."""
+
+    walk_mps: float = 1.4
+    ride_mps: float = 8.3
+    # Police cars in town traffic.
+    drive_mps: float = 11.0
+    # Streets are not straight lines.
+    detour: float = 1.3
+    # Seconds from the alert on screen to pressing accept: lognormal around this median.
+    accept_median_s: float = 5.0
+    accept_sigma: float = 0.6
+    # Share of alerts a leader never answers (phone in a pocket, out of battery).
+    miss_share: float = 0.05
+    # Everything runs this many times faster than real life; the server's targets must match.
+    speed: float = 1.0
+
+    def travel_s(self, kind: str, distance_m: float, rng: random.Random) -> float:
+        """Fixed posts walk from their site, mobile teams ride from theirs; police are out on
+        patrol somewhere in their zone, so they start nearer than their station."""
+        if kind == "fixed_post":
+            return distance_m * self.detour / self.walk_mps
+        if kind == "mobile":
+            return distance_m * self.detour / self.ride_mps
+        return distance_m * rng.uniform(0.1, 1.0) * self.detour / self.drive_mps
+
+
+@dataclass
+class WorkerJob:
+    ws_url: str
+    base_url: str
+    leaders: list[Leader]
+    mode: Mode = "simulate"
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    seed: int = 0
+    ack: bool = True
+    # Handshakes in flight at once: enough to connect quickly, few enough not to swamp the server.
+    connect_concurrency: int = 64
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """One alert as a phone received it (measure mode)."""
+
+    tag: str
+    user_id: str
+    at: float  # time.monotonic(), shared by every process on the machine
+    size: int
+
+
+def start_workers(jobs: list[WorkerJob]) -> list[tuple[BaseProcess, Connection]]:
+    context = multiprocessing.get_context("spawn")
+    started: list[tuple[BaseProcess, Connection]] = []
+    for job in jobs:
+        parent, child = context.Pipe()
+        process = context.Process(target=worker_main, args=(job, child), daemon=True)
+        process.start()
+        child.close()
+        started.append((process, parent))
+    return started
+
+
+def worker_main(job: WorkerJob, pipe: Connection) -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        result = asyncio.run(_worker(job, pipe))
+    except Exception as error:  # reported to the parent, which decides what to do
+        pipe.send(("error", repr(error)))
+        return
+    pipe.send(("done", result))
+
+
+async def _worker(job: WorkerJob, pipe: Connection) -> dict[str, Any]:
+    phones = Phones(job)
+    await phones.connect_all()
+    pipe.send(("ready", {"connected": phones.connected, "failed": phones.failed}))
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_reader(pipe.fileno(), stop.set)
+    try:
+        await stop.wait()
+    finally:
+        loop.remove_reader(pipe.fileno())
+    pipe.recv()
+    return await phones.finish()
+
+
+class Phones:
+    """All the leaders one worker plays."""
+
+    def __init__(self, job: WorkerJob) -> None:
+        self.job = job
+        self.rng = random.Random(job.seed)
+        self.connected = 0
+        self.failed = 0
+        self.receipts: list[Receipt] = []
+        # One payload per tag (measure mode), so a baseline can send the same bytes.
+        self.samples: dict[str, str] = {}
+        self.acts_done: dict[str, int] = {"accepted": 0, "arrived": 0, "missed": 0, "errors": 0}
+        self._sockets: list[ClientConnection] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._http: httpx.AsyncClient | None = None
+
+    async def connect_all(self) -> None:
+        if self.job.mode == "simulate":
+            self._http = httpx.AsyncClient(base_url=self.job.base_url, timeout=30)
+        gate = asyncio.Semaphore(self.job.connect_concurrency)
+
+        async def one(leader: Leader) -> None:
+            async with gate:
+                try:
+                    socket = await self._open(leader)
+                except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake) as error:
+                    log.warning("leader %s could not connect: %r", leader.user_id, error)
+                    self.failed += 1
+                    return
+            self.connected += 1
+            self._sockets.append(socket)
+            self._spawn(self._listen(leader, socket))
+
+        await asyncio.gather(*(one(leader) for leader in self.job.leaders))
+
+    async def _open(self, leader: Leader) -> ClientConnection:
+        # Compression off, as the server has it: deflate costs memory and CPU on both ends.
+        socket = await connect(
+            self.job.ws_url, compression=None, open_timeout=60, ping_interval=None
+        )
+        await socket.send(json.dumps({"type": "hello", "token": leader.token, "resume_from": 0}))
+        welcome = json.loads(await asyncio.wait_for(socket.recv(), 60))
+        if welcome.get("type") != "welcome":
+            await socket.close()
+            raise ConnectionClosed(None, None)
+        return socket
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _listen(self, leader: Leader, socket: ClientConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for raw in socket:
+                at = time.monotonic()
+                text = raw if isinstance(raw, str) else raw.decode()
+                message = json.loads(text)
+                if message.get("type") != "alert":
+                    continue
+                if self.job.ack:
+                    await socket.send(json.dumps({"type": "ack", "seq": message["seq"]}))
+                if self.job.mode == "measure":
+                    self._record(leader, message, text, at)
+                elif leader.acts:
+                    self._spawn(self._respond(leader, message["data"]))
+
+    def _record(self, leader: Leader, message: dict[str, Any], text: str, at: float) -> None:
+        tag = str(message["data"]["incident"].get("description") or "")
+        self.receipts.append(Receipt(tag, leader.user_id, at, len(text)))
+        self.samples.setdefault(tag, text)
+
+    async def _respond(self, leader: Leader, alert: dict[str, Any]) -> None:
+        """Read the alert, accept after a while, go there, and say so on arrival."""
+        behaviour = self.job.behaviour
+        dispatch = alert["dispatch"]
+        incident = alert["incident"]
+        headers = {"Authorization": f"Bearer {leader.token}"}
+        assert self._http is not None
+        if self.rng.random() < behaviour.miss_share:
+            self.acts_done["missed"] += 1
+            return
+        try:
+            await self._pause(self.rng.uniform(0.5, 3.0))
+            await self._post(f"/api/v1/dispatches/{dispatch['id']}/shown", headers, None)
+            await self._pause(
+                self.rng.lognormvariate(math.log(behaviour.accept_median_s), behaviour.accept_sigma)
+            )
+            await self._post(f"/api/v1/dispatches/{dispatch['id']}/accept", headers, None)
+            self.acts_done["accepted"] += 1
+            await self._pause(
+                behaviour.travel_s(leader.kind, float(dispatch["distance_m"]), self.rng)
+            )
+            location = incident["location"]
+            body = {"location": {"lon": location["lon"], "lat": location["lat"]}, "accuracy_m": 8}
+            await self._post(f"/api/v1/dispatches/{dispatch['id']}/arrive", headers, body)
+            self.acts_done["arrived"] += 1
+        except (httpx.HTTPError, RuntimeError) as error:
+            log.warning("leader %s: %r", leader.user_id, error)
+            self.acts_done["errors"] += 1
+
+    async def _pause(self, real_seconds: float) -> None:
+        await asyncio.sleep(real_seconds / self.job.behaviour.speed)
+
+    async def _post(self, path: str, headers: dict[str, str], body: Any) -> None:
+        assert self._http is not None
+        reply = await self._http.post(path, headers=headers, json=body)
+        # 409: the incident was closed meanwhile, which a real leader would see too.
+        if reply.status_code >= 400 and reply.status_code != 409:
+            raise RuntimeError(f"{path}: {reply.status_code} {reply.text[:200]}")
+
+    async def finish(self) -> dict[str, Any]:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(s.close() for s in self._sockets), return_exceptions=True)
+        if self._http is not None:
+            await self._http.aclose()
+        return {
+            "connected": self.connected,
+            "failed": self.failed,
+            "receipts": [(r.tag, r.user_id, r.at, r.size) for r in self.receipts],
+            "samples": self.samples,
+            "acts": self.acts_done,
+        }
+
+
+def split(leaders: list[Leader], parts: int) -> list[list[Leader]]:
+    parts = max(1, min(parts, len(leaders)))
+    return [leaders[i::parts] for i in range(parts)]
+
+
+class Crowd:
+    """Worker processes playing every leader; connect, run, stop and collect."""
+
+    def __init__(self, jobs: list[WorkerJob]) -> None:
+        self.jobs = jobs
+        self.workers: list[tuple[BaseProcess, Connection]] = []
+
+    def start(self, on_progress: Callable[[str], None] = lambda _: None) -> dict[str, int]:
+        self.workers = start_workers(self.jobs)
+        totals = {"connected": 0, "failed": 0}
+        for _, pipe in self.workers:
+            kind, payload = pipe.recv()
+            if kind == "error":
+                self.stop()
+                raise RuntimeError(f"a leader worker failed: {payload}")
+            totals["connected"] += payload["connected"]
+            totals["failed"] += payload["failed"]
+            on_progress(f"{totals['connected']} leaders connected")
+        return totals
+
+    def stop(self) -> list[dict[str, Any]]:
+        results = []
+        for _, pipe in self.workers:
+            with contextlib.suppress(OSError, BrokenPipeError):
+                pipe.send("stop")
+        for process, pipe in self.workers:
+            with contextlib.suppress(EOFError, OSError):
+                if pipe.poll(120):
+                    kind, payload = pipe.recv()
+                    if kind == "done":
+                        results.append(payload)
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+        self.workers = []
+        return results

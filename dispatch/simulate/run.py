@@ -1,0 +1,375 @@
+"""A simulation run: a town, its leaders on their phones, incidents at a rate, the live chain and
+the report at the end: with these teams, what share of incidents would meet 1 minute?"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from dispatch.config import DEFAULT_TARGETS
+from dispatch.incidents.models import Category
+from dispatch.simulate.leaders import Behaviour, Crowd, WorkerJob, split
+from dispatch.simulate.seed import Seeded, retire_api, seed_api, seed_database
+from dispatch.simulate.town import Town
+
+TIER_NAMES = {1: "1 min", 2: "3 min", 3: "5 min"}
+CATEGORIES = [c.value for c in Category]
+
+
+@dataclass
+class Options:
+    town: Town
+    incidents: int = 30
+    # Incidents per minute of simulated time.
+    rate_per_min: float = 6.0
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    seed: int = 1
+    processes: int = 1
+    # Own server: this database (a fresh SQLite file when None). External server: its URL.
+    database_url: str | None = None
+    url: str | None = None
+    admin: str | None = None
+    password: str | None = None
+    keep_town: bool = False
+    targets: tuple[float, float, float] = DEFAULT_TARGETS
+    json_out: Path | None = None
+    port: int | None = None
+
+
+Say = Callable[[str], None]
+
+
+def simulate(options: Options, say: Say = print) -> dict[str, Any]:
+    """Run the whole simulation and return its report (also written to json_out if given)."""
+    with tempfile.TemporaryDirectory(prefix="dispatch-sim-") as scratch:
+        if options.url is None:
+            report = _with_own_server(options, Path(scratch), say)
+        else:
+            report = asyncio.run(_with_external_server(options, say))
+    if options.json_out is not None:
+        options.json_out.parent.mkdir(parents=True, exist_ok=True)
+        options.json_out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    return report
+
+
+def _with_own_server(options: Options, scratch: Path, say: Say) -> dict[str, Any]:
+    speed = options.behaviour.speed
+    database_url = options.database_url or f"sqlite+aiosqlite:///{scratch / 'sim.db'}"
+    secret = secrets.token_urlsafe(32)
+    say(f"seeding {options.town.name}: {_describe(options.town)}")
+    seeded = asyncio.run(seed_database(database_url, options.town, secret=secret))
+    port = options.port or _free_port()
+    scaled = ",".join(f"{t / speed:g}" for t in options.targets)
+    env = {
+        **os.environ,
+        "DISPATCH_DATABASE_URL": database_url,
+        "DISPATCH_SECRET_KEY": secret,
+        "DISPATCH_SECRET_FILE": str(scratch / "secret.key"),
+        "DISPATCH_CHAIN_TARGETS": scaled,
+        "DISPATCH_TIMER_POLL_S": str(min(1.0, 10.0 / speed)),
+    }
+    log = scratch / "server.log"
+    with log.open("wb") as handle:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "dispatch", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(server, base, log)
+        say(f"server on {base} (targets {scaled} s: real targets / {speed:g})")
+        return asyncio.run(_drive(options, base, seeded, say))
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+async def _with_external_server(options: Options, say: Say) -> dict[str, Any]:
+    assert options.url is not None
+    if not options.admin or options.password is None:
+        raise SystemExit("simulating against a running server needs --admin and its password")
+    base = options.url.rstrip("/")
+    say(f"creating {options.town.name} on {base}: {_describe(options.town)}")
+    seeded = await seed_api(base, options.town, options.admin, options.password)
+    try:
+        return await _drive(options, base, seeded, say)
+    finally:
+        if not options.keep_town:
+            await retire_api(base, options.admin, options.password, seeded.team_ids)
+            say(
+                f"retired the {len(seeded.team_ids)} simulated teams again (--keep-town keeps them)"
+            )
+
+
+def _describe(town: Town) -> str:
+    counts = town.counts()
+    return (
+        f"{counts['fixed_post']} fixed posts, {counts['mobile']} mobile teams, "
+        f"{counts['patrol']} patrol, {counts['response']} response; {town.leader_count} leaders"
+    )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_ready(server: subprocess.Popen[bytes], base: str, log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server stopped: {log.read_text()[-2000:]}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(base + "/readyz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"the server did not become ready: {log.read_text()[-2000:]}")
+
+
+# ---------------------------------------------------------------- the run
+
+
+class Console:
+    """The operator's view over the websocket: every incident's chain as it changes."""
+
+    def __init__(self, speed: float, say: Say) -> None:
+        self.speed = speed
+        self.say = say
+        self.numbers: dict[str, int] = {}
+        self.chains: dict[str, dict[int, dict[str, Any]]] = {}
+        self.changed = asyncio.Event()
+
+    def number(self, incident_id: str, n: int) -> None:
+        self.numbers[incident_id] = n
+        for tier in self.chains.get(incident_id, {}).values():
+            if tier["status"] != "pending":
+                self._show(incident_id, tier)
+
+    def update(self, incident: dict[str, Any]) -> None:
+        known = self.chains.setdefault(incident["id"], {})
+        for tier in incident["chain"]:
+            before = known.get(tier["tier"])
+            known[tier["tier"]] = tier
+            newly_settled = tier["status"] != "pending" and (
+                before is None or before["status"] == "pending"
+            )
+            if newly_settled and incident["id"] in self.numbers:
+                self._show(incident["id"], tier)
+        self.changed.set()
+
+    def _show(self, incident_id: str, tier: dict[str, Any]) -> None:
+        n = self.numbers[incident_id]
+        label = f"#{n:<4} tier {tier['tier']} ({TIER_NAMES[tier['tier']]})"
+        if tier["status"] == "met":
+            self.say(f"{label}: met, on scene after {tier['elapsed_s'] * self.speed:.0f} s")
+        elif tier["status"] == "breached":
+            why = "no team covers it" if not tier["covered"] else "nobody on scene in time"
+            self.say(f"{label}: BREACHED ({why})")
+        else:
+            self.say(f"{label}: {tier['status']}")
+
+    def settled(self, incident_ids: list[str]) -> bool:
+        for incident_id in incident_ids:
+            chain = self.chains.get(incident_id)
+            if chain is None or len(chain) < 3:
+                return False
+            if any(t["status"] == "pending" for t in chain.values()):
+                return False
+        return True
+
+    async def listen(self, ws_url: str, token: str) -> None:
+        async with connect(ws_url, compression=None, ping_interval=None) as socket:
+            await socket.send(json.dumps({"type": "hello", "token": token, "resume_from": 0}))
+            last = 0
+            with contextlib.suppress(ConnectionClosed):
+                async for raw in socket:
+                    message = json.loads(raw)
+                    if message["type"] == "incident.updated":
+                        self.update(message["data"])
+                    if message["type"] not in ("welcome", "resync"):
+                        last = max(last, int(message.get("seq", 0)))
+                        await socket.send(json.dumps({"type": "ack", "seq": last}))
+
+
+async def _drive(options: Options, base: str, seeded: Seeded, say: Say) -> dict[str, Any]:
+    behaviour = options.behaviour
+    ws_url = base.replace("http://", "ws://").replace("https://", "wss://") + "/ws"
+    jobs = [
+        WorkerJob(ws_url, base, part, "simulate", behaviour, seed=options.seed * 1000 + i)
+        for i, part in enumerate(split(seeded.leaders, options.processes))
+    ]
+    crowd = Crowd(jobs)
+    connected = await asyncio.to_thread(crowd.start)
+    say(f"{connected['connected']} leaders online ({connected['failed']} failed to connect)")
+    console = Console(behaviour.speed, say)
+    listening = asyncio.create_task(console.listen(ws_url, seeded.operator_token))
+    headers = {"Authorization": f"Bearer {seeded.operator_token}"}
+    rng = random.Random(options.seed)
+    reported: list[str] = []
+    started = time.monotonic()
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            gap_s = 60.0 / options.rate_per_min / behaviour.speed
+            for n in range(1, options.incidents + 1):
+                lon, lat = options.town.incident_point(rng)
+                body = {
+                    "location": {"lon": lon, "lat": lat},
+                    "category": rng.choice(CATEGORIES),
+                    "description": f"模拟警情 #{n}",
+                }
+                reply = await http.post("/api/v1/incidents", json=body, headers=headers)
+                if reply.status_code != 201:
+                    raise RuntimeError(f"reporting failed: {reply.status_code} {reply.text[:300]}")
+                incident = reply.json()
+                reported.append(incident["id"])
+                console.update(incident)
+                console.number(incident["id"], n)
+                teams = len(incident["dispatches"])
+                say(f"#{n:<4} reported ({body['category']}), {teams} teams alerted")
+                if n < options.incidents:
+                    await asyncio.sleep(rng.expovariate(1.0) * gap_s)
+            # Every tier settles by its deadline at the latest: wait for that, then a margin.
+            wait_s = max(options.targets) / behaviour.speed + 5.0
+            deadline = time.monotonic() + wait_s
+            while not console.settled(reported) and time.monotonic() < deadline:
+                console.changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(console.changed.wait(), 1.0)
+            incidents = [await _fetch(http, headers, i) for i in reported]
+            for incident_id in reported:
+                await http.post(f"/api/v1/incidents/{incident_id}/close", headers=headers)
+    finally:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, OSError):
+            await listening
+        results = await asyncio.to_thread(crowd.stop)
+    acts: dict[str, int] = {}
+    for result in results:
+        for key, value in result["acts"].items():
+            acts[key] = acts.get(key, 0) + value
+    report = summarise(options, incidents, acts, time.monotonic() - started)
+    for line in report["lines"]:
+        say(line)
+    return report
+
+
+async def _fetch(http: httpx.AsyncClient, headers: dict[str, str], incident_id: str) -> Any:
+    reply = await http.get(f"/api/v1/incidents/{incident_id}", headers=headers)
+    reply.raise_for_status()
+    return reply.json()
+
+
+# ---------------------------------------------------------------- the report
+
+
+def summarise(
+    options: Options, incidents: list[dict[str, Any]], acts: dict[str, int], wall_s: float
+) -> dict[str, Any]:
+    """Shares of incidents meeting each tier, time on scene, and the hops, in real seconds."""
+    speed = options.behaviour.speed
+    total = len(incidents)
+    tiers: dict[str, Any] = {}
+    lines = ["", f"Report: {total} incidents in {options.town.name} ({_describe(options.town)})"]
+    for tier in (1, 2, 3):
+        rows = [t for i in incidents for t in i["chain"] if t["tier"] == tier]
+        covered = sum(1 for t in rows if t["covered"])
+        met = sum(1 for t in rows if t["status"] == "met")
+        elapsed = [t["elapsed_s"] * speed for t in rows if t["elapsed_s"] is not None]
+        entry = {
+            "target_s": options.targets[tier - 1],
+            "covered": covered,
+            "met": met,
+            "breached": sum(1 for t in rows if t["status"] == "breached"),
+            "met_share": met / total if total else 0.0,
+            "met_share_of_covered": met / covered if covered else 0.0,
+            "on_scene_median_s": statistics.median(elapsed) if elapsed else None,
+            "on_scene_p90_s": _p90(elapsed),
+        }
+        tiers[str(tier)] = entry
+        median = (
+            "-" if entry["on_scene_median_s"] is None else f"{entry['on_scene_median_s']:.0f} s"
+        )
+        lines.append(
+            f"  tier {tier} ({TIER_NAMES[tier]}): covered {_pct(covered, total)}, "
+            f"met {_pct(met, total)} of all ({_pct(met, covered)} of covered), "
+            f"on scene median {median}"
+        )
+    hops = _hops(incidents, speed)
+    lines.append(
+        "  hops (median, all tiers): "
+        + ", ".join(f"{k} {v:.1f} s" if v is not None else f"{k} -" for k, v in hops.items())
+    )
+    share = tiers["1"]["met_share"]
+    lines.append(f"With these teams, {share:.0%} of incidents would meet 1 minute.")
+    return {
+        "town": options.town.name,
+        "teams": options.town.counts(),
+        "leaders": options.town.leader_count,
+        "incidents": total,
+        "speed": speed,
+        "wall_s": round(wall_s, 1),
+        "tiers": tiers,
+        "hops_median_s": hops,
+        "leader_actions": acts,
+        "lines": lines,
+        "incident_ids": [i["id"] for i in incidents],
+    }
+
+
+def _hops(incidents: list[dict[str, Any]], speed: float) -> dict[str, float | None]:
+    from datetime import datetime
+
+    spans: dict[str, list[float]] = {"delivered": [], "accepted": [], "arrived": []}
+    for incident in incidents:
+        for d in incident["dispatches"]:
+            alerted = datetime.fromisoformat(d["alerted_at"])
+            for hop, key in (
+                ("delivered", "delivered_at"),
+                ("accepted", "accepted_at"),
+                ("arrived", "arrived_at"),
+            ):
+                if d.get(key):
+                    spans[hop].append((datetime.fromisoformat(d[key]) - alerted).total_seconds())
+    # Delivery is the network's real time; accepting and travelling are simulated, scaled back.
+    scale = {"delivered": 1.0, "accepted": speed, "arrived": speed}
+    return {
+        f"alert→{hop}": (statistics.median(v) * scale[hop] if v else None)
+        for hop, v in spans.items()
+    }
+
+
+def _p90(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{part / whole:.0%}" if whole else "-"

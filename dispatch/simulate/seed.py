@@ -1,0 +1,149 @@
+"""Putting a simulated town into a server: straight into its database before it starts (fast,
+for thousands of leaders), or through the admin API of a server that is running already."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from alerts.models import Mailbox
+from dispatch import migrate
+from dispatch.auth import service as auth
+from dispatch.auth.models import Role, User
+from dispatch.clock import SystemClock
+from dispatch.db import create_engine, create_sessionmaker, new_id
+from dispatch.simulate.leaders import Leader
+from dispatch.simulate.town import Town
+from dispatch.teams.models import Team
+
+# Simulated accounts never log in with a password (their tokens are issued directly), so the
+# stored hash only has to be unguessable, not expensive.
+CHEAP_HASH = (1, 1024)
+
+
+@dataclass
+class Seeded:
+    leaders: list[Leader]
+    operator_token: str
+    team_ids: list[str]
+
+
+async def seed_database(
+    database_url: str, town: Town, *, secret: str, token_ttl_s: int = 24 * 3600
+) -> Seeded:
+    """Write the town's teams, one account per leader and an operator, in one transaction."""
+    await migrate.upgrade_async(database_url)
+    engine = create_engine(database_url)
+    sessionmaker = create_sessionmaker(engine)
+    now = SystemClock().now()
+    hasher = auth.password_hasher(*CHEAP_HASH)
+    password_hash = hasher.hash(secrets.token_urlsafe(24))
+    run = uuid.uuid4().hex[:6]
+    teams: list[Team] = []
+    users: list[User] = []
+    plan: list[tuple[User, Team, bool]] = []
+    for team_spec in town.teams:
+        team = Team(
+            id=new_id(),
+            name=team_spec.name,
+            kind=team_spec.kind.value,
+            tier=team_spec.tier,
+            lon=team_spec.lon,
+            lat=team_spec.lat,
+            radius_m=team_spec.radius_m,
+            zone=None,
+            created_at=now,
+            updated_at=now,
+            retired_at=None,
+        )
+        teams.append(team)
+        for n in range(team_spec.leaders):
+            user = _user(f"sim-{run}-{len(users)}", Role.LEADER, team.id, password_hash, now)
+            users.append(user)
+            plan.append((user, team, n == 0))
+    operator = _user(f"sim-{run}-operator", Role.OPERATOR, None, password_hash, now)
+    try:
+        async with sessionmaker() as session, session.begin():
+            session.add_all(teams)
+            await session.flush()
+            session.add_all([*users, operator])
+            await session.flush()
+            session.add_all(
+                Mailbox(user_id=u.id, last_seq=0, acked_seq=0) for u in [*users, operator]
+            )
+    finally:
+        await engine.dispose()
+
+    def token(user: User) -> str:
+        return auth.issue_token(user, secret=secret, ttl_s=token_ttl_s, now=now)[0]
+
+    leaders = [Leader(u.id, token(u), t.id, t.kind, acts) for u, t, acts in plan]
+    return Seeded(leaders, token(operator), [t.id for t in teams])
+
+
+def _user(name: str, role: Role, team_id: str | None, password_hash: str, now: datetime) -> User:
+    return User(
+        id=new_id(),
+        name=name,
+        password_hash=password_hash,
+        role=role.value,
+        team_id=team_id,
+        disabled=False,
+        created_at=now,
+    )
+
+
+async def seed_api(base_url: str, town: Town, admin_name: str, admin_password: str) -> Seeded:
+    """Create the town through a running server's API as an admin (fine for hundreds of teams)."""
+    run = uuid.uuid4().hex[:6]
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
+        admin = await _login(http, admin_name, admin_password)
+        leaders: list[Leader] = []
+        team_ids: list[str] = []
+        for i, spec in enumerate(town.teams):
+            body = {
+                "name": spec.name,
+                "kind": spec.kind.value,
+                "location": {"lon": spec.lon, "lat": spec.lat},
+                "radius_m": spec.radius_m,
+            }
+            team = _ok(await http.post("/api/v1/teams", json=body, headers=admin))
+            team_ids.append(team["id"])
+            for n in range(spec.leaders):
+                name, password = f"sim-{run}-{i}-{n}", secrets.token_urlsafe(12)
+                user = {"name": name, "password": password, "role": "leader", "team_id": team["id"]}
+                created = _ok(await http.post("/api/v1/users", json=user, headers=admin))
+                headers = await _login(http, name, password)
+                token = headers["Authorization"].removeprefix("Bearer ")
+                leaders.append(Leader(created["id"], token, team["id"], spec.kind.value, n == 0))
+        operator_token = admin["Authorization"].removeprefix("Bearer ")
+    return Seeded(leaders, operator_token, team_ids)
+
+
+async def retire_api(
+    base_url: str, admin_name: str, admin_password: str, team_ids: list[str]
+) -> None:
+    """Take a simulated town's teams out of service again (their records stay)."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
+        admin = await _login(http, admin_name, admin_password)
+        for team_id in team_ids:
+            await http.delete(f"/api/v1/teams/{team_id}", headers=admin)
+
+
+async def _login(http: httpx.AsyncClient, name: str, password: str) -> dict[str, str]:
+    reply = _ok(
+        await http.post("/api/v1/auth/token", data={"username": name, "password": password})
+    )
+    return {"Authorization": f"Bearer {reply['access_token']}"}
+
+
+def _ok(reply: httpx.Response) -> dict[str, Any]:
+    if reply.status_code >= 400:
+        raise RuntimeError(f"{reply.request.method} {reply.request.url.path}: {reply.text[:300]}")
+    data: dict[str, Any] = reply.json()
+    return data
