@@ -19,10 +19,11 @@ class Subscription:
     def __init__(self, user_id: str, label: str, queue_size: int) -> None:
         self.user_id = user_id
         self.label = label
-        self.queue: asyncio.Queue[Envelope] = asyncio.Queue(maxsize=queue_size)
+        # None is a nudge: "look in the store", after this process may have missed a publish.
+        self.queue: asyncio.Queue[Envelope | None] = asyncio.Queue(maxsize=queue_size)
         self.overflowed = asyncio.Event()
 
-    def offer(self, envelope: Envelope) -> None:
+    def offer(self, envelope: Envelope | None) -> None:
         if self.overflowed.is_set():
             return
         try:
@@ -53,6 +54,12 @@ class Hub:
         for envelope in envelopes:
             for subscription in self._by_user.get(envelope.user_id, ()):
                 subscription.offer(envelope)
+
+    def nudge_all(self) -> None:
+        """Make every socket catch up from the store (after fan-out was interrupted)."""
+        for subscriptions in self._by_user.values():
+            for subscription in subscriptions:
+                subscription.offer(None)
 
     def connected_users(self) -> set[str]:
         return set(self._by_user)

@@ -218,6 +218,9 @@ async def _send_loop(
     last = await _replay(websocket, subscription.user_id, sessionmaker, after)
     while True:
         envelope = await subscription.queue.get()
+        if envelope is None:
+            last = await _replay(websocket, subscription.user_id, sessionmaker, last)
+            continue
         if envelope.seq <= last:
             continue
         if envelope.seq > last + 1:

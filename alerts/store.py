@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -111,6 +111,12 @@ async def enqueue(
     return envelopes
 
 
+def pending_batches(session: AsyncSession) -> list[str]:
+    """The batches this transaction enqueued so far (to announce to other processes)."""
+    envelopes: list[Envelope] = session.info.get(OUTBOX_KEY, [])
+    return sorted({e.batch for e in envelopes})
+
+
 def take_outbox(session: AsyncSession) -> list[Envelope]:
     """The messages this transaction enqueued, handed over once for publishing after commit."""
     envelopes: list[Envelope] = session.info.pop(OUTBOX_KEY, [])
@@ -144,35 +150,42 @@ async def messages_after(
     return [Envelope.of(m) for m in rows]
 
 
-async def batch_messages(
-    session: AsyncSession, batch: str, user_ids: Iterable[str]
-) -> list[Envelope]:
-    users = list(user_ids)
-    if not users:
-        return []
+async def batch_messages(session: AsyncSession, batch: str) -> list[Envelope]:
     rows = await session.scalars(
-        select(Message)
-        .where(Message.batch == batch, Message.user_id.in_(users))
-        .order_by(Message.user_id, Message.seq)
+        select(Message).where(Message.batch == batch).order_by(Message.user_id, Message.seq)
     )
     return [Envelope.of(m) for m in rows]
 
 
-async def acknowledge(session: AsyncSession, user_id: str, seq: int) -> list[Envelope]:
-    """Acknowledge every message up to ``seq``; returns those acknowledged for the first time."""
-    mailbox = await session.get(Mailbox, user_id, with_for_update=True)
-    if mailbox is None or seq <= mailbox.acked_seq:
-        return []
-    upto = min(seq, mailbox.last_seq)
-    rows = await session.scalars(
-        select(Message)
-        .where(Message.user_id == user_id, Message.seq > mailbox.acked_seq, Message.seq <= upto)
+async def acked_seq(session: AsyncSession, user_id: str) -> int:
+    seq = await session.scalar(select(Mailbox.acked_seq).where(Mailbox.user_id == user_id))
+    return seq or 0
+
+
+async def refs_between(
+    session: AsyncSession, user_id: str, after: int, upto: int
+) -> list[tuple[str, str]]:
+    """(type, ref) of every referenced message with ``after < seq <= upto``."""
+    rows = await session.execute(
+        select(Message.type, Message.ref)
+        .where(
+            Message.user_id == user_id,
+            Message.seq > after,
+            Message.seq <= upto,
+            Message.ref.is_not(None),
+        )
         .order_by(Message.seq)
     )
-    newly = [Envelope.of(m) for m in rows]
-    mailbox.acked_seq = upto
-    await session.flush()
-    return newly
+    return [(kind, ref) for kind, ref in rows.all() if ref is not None]
+
+
+async def mark_acked(session: AsyncSession, user_id: str, seq: int) -> None:
+    """Move the user's acknowledged mark forward (never back)."""
+    await session.execute(
+        update(Mailbox)
+        .where(Mailbox.user_id == user_id, Mailbox.acked_seq < seq, Mailbox.last_seq >= seq)
+        .values(acked_seq=seq)
+    )
 
 
 async def purge_before(session: AsyncSession, cutoff: datetime) -> int:

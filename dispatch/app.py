@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from alerts.hub import Hub
-from dispatch import migrate
+from dispatch import fanout, migrate
 from dispatch.auth import service as auth
 from dispatch.auth.routes import router as auth_router
 from dispatch.clock import Clock, SystemClock
@@ -44,6 +44,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await start_runtime(settings or Settings(), clock or SystemClock())
         app.state.runtime = runtime
+        if not runtime.settings.is_sqlite:
+            runtime.fanout = fanout.listen(runtime)
+            await runtime.fanout.start()
         timer = Timer(runtime, [ChainDeadlines(), JobQueue(job_handlers(runtime))])
         tasks = [
             asyncio.create_task(timer.run(), name="chain-timer"),
@@ -57,6 +60,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if runtime.fanout is not None:
+                await runtime.fanout.stop()
             await runtime.engine.dispose()
 
     app = FastAPI(

@@ -63,5 +63,10 @@ def after_commit(session: AsyncSession, action: AfterCommit) -> None:
     session.info.setdefault("after_commit", []).append(action)
 
 
+def announce(session: AsyncSession, channel: str, item_id: str) -> None:
+    """Tell the other server processes, when this transaction commits, that ``item_id`` changed."""
+    session.info.setdefault("announce", {}).setdefault(channel, []).append(item_id)
+
+
 def dialect_name(session: AsyncSession) -> str:
     return session.get_bind().dialect.name

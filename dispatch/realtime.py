@@ -31,10 +31,19 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         return Peer(principal.user_id, principal.role.value, info)
 
     async def acknowledge(peer: Peer, seq: int) -> None:
+        # Three short steps, none holding the mailbox row while it locks dispatches: every
+        # other transaction locks dispatches before mailboxes, so this order cannot deadlock.
+        # Recording a delivery is idempotent, so a crash between the steps loses nothing.
+        async with runtime.sessionmaker() as session:
+            after = await mailboxes.acked_seq(session, peer.user_id)
+        if seq <= after:
+            return
         async with runtime.transaction() as session:
-            acked = await mailboxes.acknowledge(session, peer.user_id, seq)
-            refs = [e.ref for e in acked if e.type == "alert" and e.ref is not None]
+            acked = await mailboxes.refs_between(session, peer.user_id, after, seq)
+            refs = [ref for kind, ref in acked if kind == "alert"]
             await incidents.record_deliveries(session, peer.user_id, refs, runtime.clock.now())
+        async with runtime.transaction() as session:
+            await mailboxes.mark_acked(session, peer.user_id, seq)
 
     await serve_socket(
         websocket,

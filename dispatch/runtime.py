@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -13,11 +14,14 @@ from argon2 import PasswordHasher
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from alerts import store as mailboxes
+from alerts.fanout import Listener, notify
 from alerts.hub import Hub
 from dispatch.clock import Clock
 from dispatch.config import Settings
 from dispatch.db import AfterCommit, after_commit
 from dispatch.teams.coverage import Coverage
+
+MESSAGES_CHANNEL = "dispatch_messages"
 
 
 @dataclass
@@ -30,6 +34,9 @@ class Runtime:
     coverage: Coverage
     secret: str
     passwords: PasswordHasher
+    # Cross-process fan-out; None on SQLite, which serves from one process.
+    fanout: Listener | None = None
+    origin: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     wake_timers: list[AfterCommit] = field(default_factory=list)
 
     @asynccontextmanager
@@ -38,6 +45,7 @@ class Runtime:
         async with self.sessionmaker() as session:
             try:
                 yield session
+                await self._announce(session)
                 await session.commit()
             except BaseException:
                 await session.rollback()
@@ -47,6 +55,16 @@ class Runtime:
         self.hub.publish(envelopes)
         for action in actions:
             action()
+
+    async def _announce(self, session: AsyncSession) -> None:
+        announcements: dict[str, list[str]] = session.info.pop("announce", {})
+        if self.fanout is None:
+            return
+        batches = mailboxes.pending_batches(session)
+        if batches:
+            announcements[MESSAGES_CHANNEL] = batches
+        for channel, ids in announcements.items():
+            await notify(session, channel, self.origin, ids)
 
     def wake(self) -> None:
         for wake in self.wake_timers:

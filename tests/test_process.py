@@ -148,7 +148,11 @@ async def test_the_served_process_alerts_measures_and_closes_cleanly(
         with pytest.raises(ConnectionClosed) as closed:
             while True:
                 await asyncio.wait_for(phone.recv(), 10)
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+        output_so_far = ""
+        if closed.value.rcvd is None or closed.value.rcvd.code != 1012:
+            process.wait(15)
+            output_so_far = process.stdout.read() if process.stdout else ""
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012, output_so_far
         # uvicorn shuts down gracefully, then re-raises the signal it caught.
         assert process.wait(15) in (0, -signal.SIGTERM)
         output = process.stdout.read() if process.stdout else ""

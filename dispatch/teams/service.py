@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatch.db import after_commit, new_id
+from dispatch.db import after_commit, announce, new_id
 from dispatch.errors import InvalidInput, NotFound
 from dispatch.schemas import LocationIn
 from dispatch.teams.coverage import Coverage, CoveredBy
@@ -39,7 +39,7 @@ async def create_team(
     )
     session.add(team)
     await session.flush()
-    after_commit(session, lambda: coverage.put(team))
+    _changed(session, coverage, team)
     return team
 
 
@@ -68,7 +68,7 @@ async def update_team(
         team.radius_m, team.zone = _zone_fields(TeamKind(team.kind), radius, zone, max_vertices)
     team.updated_at = now
     await session.flush()
-    after_commit(session, lambda: coverage.put(team))
+    _changed(session, coverage, team)
     return team
 
 
@@ -80,7 +80,25 @@ async def retire_team(
     team.retired_at = now
     team.updated_at = now
     await session.flush()
-    after_commit(session, lambda: coverage.drop(team_id))
+    _changed(session, coverage, team)
+
+
+TEAMS_CHANNEL = "dispatch_teams"
+
+
+def _changed(session: AsyncSession, coverage: Coverage, team: Team) -> None:
+    """Update this process's coverage on commit, and tell the other processes to do the same."""
+    after_commit(session, lambda: coverage.put(team))
+    announce(session, TEAMS_CHANNEL, team.id)
+
+
+async def refresh_coverage(session: AsyncSession, coverage: Coverage, team_id: str) -> None:
+    """Another process changed a team: read it and update this process's index."""
+    team = await session.get(Team, team_id)
+    if team is None:
+        coverage.drop(team_id)
+    else:
+        coverage.put(team)
 
 
 def _zone_fields(

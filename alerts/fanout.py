@@ -1,0 +1,142 @@
+"""Fan-out between server processes over PostgreSQL LISTEN/NOTIFY.
+
+Notifications carry ids only (far below PostgreSQL's 8,000-byte payload limit); receivers read
+the rows from the database. A NOTIFY sent inside a transaction is delivered only when that
+transaction commits, so a receiver never hears of rows it cannot read yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
+
+log = logging.getLogger(__name__)
+
+Receiver = Callable[[str], Awaitable[None]]
+Reconnected = Callable[[], Awaitable[None]]
+
+MAX_PAYLOAD = 7900
+KEEPALIVE_S = 10.0
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def notify(session: AsyncSession, channel: str, origin: str, ids: list[str]) -> None:
+    """Announce ``ids`` on ``channel`` when the session's transaction commits."""
+    for chunk in _chunks(ids, MAX_PAYLOAD - len(origin) - 1):
+        await session.execute(
+            text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": channel, "payload": f"{origin}:{','.join(chunk)}"},
+        )
+
+
+def _chunks(ids: list[str], limit: int) -> list[list[str]]:
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for item in ids:
+        if chunks[-1] and size + len(item) + 1 > limit:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += len(item) + 1
+    return [c for c in chunks if c]
+
+
+class Listener:
+    """One dedicated connection that LISTENs, reconnects by itself and says when it is up."""
+
+    def __init__(self, database_url: str, origin: str) -> None:
+        self._dsn = asyncpg_dsn(database_url)
+        self.origin = origin
+        self._receivers: dict[str, Receiver] = {}
+        self._on_reconnect: list[Reconnected] = []
+        self._task: asyncio.Task[None] | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._up = asyncio.Event()
+        self.errors = 0
+
+    def on(self, channel: str, receiver: Receiver) -> None:
+        self._receivers[channel] = receiver
+
+    def on_reconnect(self, callback: Reconnected) -> None:
+        self._on_reconnect.append(callback)
+
+    @property
+    def connected(self) -> bool:
+        return self._up.is_set()
+
+    async def start(self) -> None:
+        """Start listening; wait (a while) for the first connection, then go on regardless."""
+        self._task = asyncio.create_task(self._run(), name="fanout-listener")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._up.wait(), 10)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for handler in list(self._handlers):
+            handler.cancel()
+
+    async def _run(self) -> None:
+        delay, first = 0.1, True
+        while True:
+            try:
+                await self._listen(first)
+                first = False
+                delay = 0.1
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+                self.errors += 1
+                log.warning("fan-out listener lost (%s); reconnecting in %.1fs", error, delay)
+            self._up.clear()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _listen(self, first: bool) -> None:
+        connection = await asyncpg.connect(self._dsn, timeout=10)
+        lost = asyncio.Event()
+        connection.add_termination_listener(lambda _: lost.set())
+        try:
+            for channel in self._receivers:
+                await connection.add_listener(channel, self._received)
+            self._up.set()
+            if not first:
+                # Whatever was announced while we were away is in the database: catch up.
+                for callback in self._on_reconnect:
+                    await callback()
+            while not lost.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lost.wait(), KEEPALIVE_S)
+                if not lost.is_set():
+                    await connection.fetchval("SELECT 1", timeout=KEEPALIVE_S)
+        finally:
+            with contextlib.suppress(Exception):
+                await connection.close(timeout=2)
+
+    def _received(self, _connection: Any, _pid: int, channel: str, payload: str) -> None:
+        origin, _, ids = payload.partition(":")
+        receiver = self._receivers.get(channel)
+        if origin == self.origin or receiver is None:
+            return
+        for item in ids.split(","):
+            task = asyncio.create_task(self._deliver(receiver, item))
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+
+    async def _deliver(self, receiver: Receiver, item: str) -> None:
+        try:
+            await receiver(item)
+        except Exception:
+            self.errors += 1
+            log.exception("fan-out receiver failed for %s", item)

@@ -1,0 +1,32 @@
+"""What the server processes tell each other: new message batches and changed teams."""
+
+from __future__ import annotations
+
+from alerts import store as mailboxes
+from alerts.fanout import Listener
+from dispatch.runtime import MESSAGES_CHANNEL, Runtime
+from dispatch.teams import service as teams
+
+
+def listen(runtime: Runtime) -> Listener:
+    listener = Listener(runtime.settings.database_url, runtime.origin)
+
+    async def messages_committed(batch: str) -> None:
+        async with runtime.sessionmaker() as session:
+            envelopes = await mailboxes.batch_messages(session, batch)
+        runtime.hub.publish(envelopes)
+
+    async def team_changed(team_id: str) -> None:
+        async with runtime.sessionmaker() as session:
+            await teams.refresh_coverage(session, runtime.coverage, team_id)
+
+    async def reconnected() -> None:
+        # Announcements made while the listener was down are lost; the rows are not.
+        async with runtime.sessionmaker() as session:
+            runtime.coverage.load(await teams.all_teams(session))
+        runtime.hub.nudge_all()
+
+    listener.on(MESSAGES_CHANNEL, messages_committed)
+    listener.on(teams.TEAMS_CHANNEL, team_changed)
+    listener.on_reconnect(reconnected)
+    return listener
