@@ -11,6 +11,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -57,6 +58,13 @@ async def database_url(
         await migrate.upgrade_async(url)
         yield url
         return
+    async with postgres_database() as url:
+        yield url
+
+
+@asynccontextmanager
+async def postgres_database() -> AsyncIterator[str]:
+    """A new PostgreSQL database at the newest migration, dropped afterwards."""
     name = f"dispatch_test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(PG_ADMIN_DSN)
     try:
@@ -64,13 +72,22 @@ async def database_url(
     finally:
         await admin.close()
     url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    await migrate.upgrade_async(url)
-    yield url
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await migrate.upgrade_async(url)
+        yield url
     finally:
-        await admin.close()
+        admin = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def postgres_only() -> AsyncIterator[str]:
+    """For what only PostgreSQL does (several processes on one database)."""
+    async with postgres_database() as url:
+        yield url
 
 
 @pytest.fixture
@@ -117,6 +134,8 @@ class RunningServer:
             ws="websockets-sansio",
             ws_per_message_deflate=False,
             ws_max_size=settings.ws_max_frame_bytes,
+            ws_ping_interval=settings.ws_ping_interval_s,
+            ws_ping_timeout=settings.ws_ping_timeout_s,
             log_level="warning",
             lifespan="on",
         )

@@ -75,6 +75,23 @@ class Socket:
         await self.connection.close()
 
 
+async def open_socket(ws_url: str, token: str, resume_from: int = 0) -> Socket:
+    """Connect and say hello; the welcome is checked and kept."""
+    connection = await connect(ws_url, compression=None, open_timeout=10)
+    hello = {"type": "hello", "token": token, "resume_from": resume_from}
+    await connection.send(json.dumps(hello))
+    welcome = json.loads(await asyncio.wait_for(connection.recv(), 10))
+    assert welcome["type"] == "welcome", welcome
+    return Socket(connection, welcome, last_seq=resume_from)
+
+
+async def get_token(http: httpx.AsyncClient, name: str, password: str) -> str:
+    reply = await http.post("/api/v1/auth/token", data={"username": name, "password": password})
+    assert reply.status_code == 200, reply.text
+    token: str = reply.json()["access_token"]
+    return token
+
+
 class World:
     """The server under test, seen from outside, plus its runtime for setting up users."""
 
@@ -176,12 +193,7 @@ class World:
         return incident
 
     async def connect(self, account: Account, resume_from: int = 0) -> Socket:
-        connection = await connect(self.ws_url, compression=None)
-        hello = {"type": "hello", "token": account.token, "resume_from": resume_from}
-        await connection.send(json.dumps(hello))
-        welcome = json.loads(await asyncio.wait_for(connection.recv(), 5))
-        assert welcome["type"] == "welcome", welcome
-        return Socket(connection, welcome, last_seq=resume_from)
+        return await open_socket(self.ws_url, account.token, resume_from)
 
     async def wait_for(
         self, by: Account, incident_id: str, predicate: Any, timeout: float = 5.0

@@ -1,0 +1,316 @@
+"""No alert lost, no deadline missed: kill -9 mid-burst, two processes, a reconnect storm."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pyproj import Geod
+from websockets.exceptions import ConnectionClosed
+
+from tests.processes import ServerProcess, cli, server_env
+from tests.support import QINGXI, Socket, get_token, open_socket
+
+GEOD = Geod(ellps="WGS84")
+ESCALATE_AFTER_S = 1.5
+
+
+def at(metres: float, azimuth: float) -> dict[str, float]:
+    lon, lat, _ = GEOD.fwd(*QINGXI, azimuth, metres)
+    return {"lon": float(lon), "lat": float(lat)}
+
+
+def t(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+@dataclass
+class Leader:
+    """A leader's phone across reconnects: its last seq and every alert it was shown."""
+
+    name: str
+    team_id: str
+    token: str = ""
+    last_seq: int = 0
+    alerts: list[str] = field(default_factory=list)
+    socket: Socket | None = None
+
+    async def connect(self, ws_url: str) -> None:
+        self.socket = await open_socket(ws_url, self.token, self.last_seq)
+
+    async def read_until_closed(self) -> None:
+        assert self.socket is not None
+        with contextlib.suppress(ConnectionClosed, TimeoutError):
+            while True:
+                self._take(await self.socket.next(30))
+
+    async def catch_up(self, until_seq: int) -> None:
+        assert self.socket is not None
+        while self.socket.last_seq < until_seq:
+            self._take(await self.socket.next(10))
+
+    def _take(self, message: dict[str, Any]) -> None:
+        assert self.socket is not None
+        self.last_seq = self.socket.last_seq
+        if message["type"] == "alert":
+            self.alerts.append(message["data"]["dispatch"]["id"])
+
+
+@dataclass
+class Town:
+    admin: dict[str, str]
+    operator: dict[str, str]
+    leaders: list[Leader]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def build_town(server: ServerProcess, ring_team: bool = True) -> Town:
+    """Teams covering Qingxi (and one 800 m away for escalation), a leader for each."""
+    env = server.env
+    cli(env, "users", "add", "chief", "--role", "admin", stdin="admin-password\n")
+    cli(env, "users", "add", "duty", "--role", "operator", stdin="operator-password\n")
+    await server.start()
+    specs: list[dict[str, Any]] = [
+        {"kind": "fixed_post", "location": at(30, 0)},
+        {"kind": "mobile", "location": at(300, 90)},
+        {"kind": "patrol", "location": at(1000, 180), "radius_m": 3000},
+    ]
+    if ring_team:
+        specs.append({"kind": "mobile", "location": at(800, 270)})
+    leaders = []
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        admin = bearer(await get_token(http, "chief", "admin-password"))
+        operator = bearer(await get_token(http, "duty", "operator-password"))
+        for n, spec in enumerate(specs):
+            reply = await http.post("/api/v1/teams", json={"name": f"队{n}", **spec}, headers=admin)
+            team = reply.json()
+            name = f"leader{n}"
+            cli(
+                env,
+                "users",
+                "add",
+                name,
+                "--role",
+                "leader",
+                "--team",
+                team["id"],
+                stdin="leader-password\n",
+            )
+            leader = Leader(name, team["id"])
+            leader.token = await get_token(http, name, "leader-password")
+            leaders.append(leader)
+    return Town(admin, operator, leaders)
+
+
+async def incidents_in_db(server: ServerProcess, town: Town) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        reply = await http.get("/api/v1/incidents?limit=1000", headers=town.operator)
+        found: list[dict[str, Any]] = reply.json()
+        return found
+
+
+async def events_of(server: ServerProcess, town: Town, incident_id: str) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        reply = await http.get(f"/api/v1/incidents/{incident_id}/events", headers=town.operator)
+        found: list[dict[str, Any]] = reply.json()
+        return found
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+@pytest.fixture
+def servers() -> Iterator[list[ServerProcess]]:
+    started: list[ServerProcess] = []
+    yield started
+    for server in started:
+        server.stop()
+
+
+async def test_kill_9_mid_burst_loses_nothing_and_deadlines_fire_after_restart(
+    clean_database: str, folder: Path, servers: list[ServerProcess]
+) -> None:
+    env = server_env(
+        clean_database,
+        folder,
+        chain_targets="2,3,4",
+        escalation_after_s=str(ESCALATE_AFTER_S),
+    )
+    server = ServerProcess(env, folder / "server.log")
+    servers.append(server)
+    town = await build_town(server)
+    for leader in town.leaders:
+        await leader.connect(server.ws_url)
+    readers = [asyncio.create_task(leader.read_until_closed()) for leader in town.leaders]
+
+    acknowledged: dict[str, str] = {}
+    keys = [f"burst-{n:03d}" for n in range(40)]
+
+    async def report(http: httpx.AsyncClient, key: str) -> None:
+        body = {"location": {"lon": QINGXI[0], "lat": QINGXI[1]}, "category": "violence"}
+        with contextlib.suppress(httpx.TransportError):
+            reply = await http.post(
+                "/api/v1/incidents", json=body, headers={**town.operator, "Idempotency-Key": key}
+            )
+            if reply.status_code == 201:
+                acknowledged[key] = reply.json()["id"]
+
+    async def burst() -> None:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+            for n in range(0, len(keys), 4):
+                await asyncio.gather(*(report(http, k) for k in keys[n : n + 4]))
+
+    reporting = asyncio.create_task(burst())
+    while len(acknowledged) < 12:
+        await asyncio.sleep(0.005)
+    server.kill()
+    await reporting
+    await asyncio.gather(*readers)
+    before_kill = dict(acknowledged)
+    assert 12 <= len(before_kill) < len(keys), "the kill must land mid-burst"
+
+    await server.start()
+    # Every incident that got a 201 survived, with every dispatch.
+    stored = {i["id"]: i for i in await incidents_in_db(server, town)}
+    assert set(before_kill.values()) <= set(stored)
+    for incident_id in before_kill.values():
+        assert {d["team_id"] for d in stored[incident_id]["dispatches"] if d["ring"] == 0} == {
+            leader.team_id for leader in town.leaders[:3]
+        }
+    # The client retries what got no answer; the same key never makes a second incident.
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+        for key in keys:
+            await report(http, key)
+    assert {k: acknowledged[k] for k in before_kill} == before_kill
+    assert len(set(acknowledged.values())) == len(keys)
+
+    # Every leader resumes from its last seq and sees each of its alerts exactly once, in order.
+    await asyncio.sleep(4.5)  # every deadline and escalation falls due
+    for leader in town.leaders:
+        await leader.connect(server.ws_url)
+    stored = {i["id"]: i for i in await incidents_in_db(server, town)}
+    for incident in stored.values():
+        for tier in incident["chain"]:
+            assert tier["status"] == "breached"
+            assert tier["breached_at"] == tier["deadline"], "recorded at the deadline"
+    for leader in town.leaders:
+        mine = sorted(
+            (d["alerted_at"], d["id"])
+            for i in stored.values()
+            for d in i["dispatches"]
+            if d["team_id"] == leader.team_id
+        )
+        assert leader.socket is not None
+        await leader.catch_up(leader.socket.welcome["seq"])
+        assert sorted(leader.alerts) == sorted(d for _, d in mine), leader.name
+        assert len(leader.alerts) == len(set(leader.alerts)), "no alert twice"
+        await leader.socket.close()
+    # Escalation fired once per incident, recorded at its due time, also across the restart.
+    ring = town.leaders[3]
+    assert len(ring.alerts) == len(stored)
+    for incident in stored.values():
+        escalations = [
+            e for e in await events_of(server, town, incident["id"]) if e["type"] == "escalated"
+        ]
+        assert len(escalations) == 1
+        due = t(incident["reported_at"]) + timedelta(seconds=ESCALATE_AFTER_S)
+        assert t(escalations[0]["at"]) == due
+
+
+async def test_two_processes_are_one_system(
+    postgres_only: str, folder: Path, servers: list[ServerProcess]
+) -> None:
+    env = server_env(postgres_only, folder, chain_targets="1,1.5,2", escalation_after_s="60")
+    a = ServerProcess(env, folder / "a.log")
+    b = ServerProcess(env, folder / "b.log")
+    servers.extend([a, b])
+    town = await build_town(a, ring_team=False)
+    await b.start()
+    leader = town.leaders[0]
+    await leader.connect(b.ws_url)
+    operator_token = town.operator["Authorization"].removeprefix("Bearer ")
+    console = await open_socket(a.ws_url, operator_token)
+
+    async with (
+        httpx.AsyncClient(base_url=a.base_url) as on_a,
+        httpx.AsyncClient(base_url=b.base_url) as on_b,
+    ):
+        body = {"location": {"lon": QINGXI[0], "lat": QINGXI[1]}, "category": "fight"}
+        reply = await on_a.post("/api/v1/incidents", json=body, headers=town.operator)
+        incident = reply.json()
+        assert leader.socket is not None
+        alert = await leader.socket.next_of("alert")
+        assert alert["data"]["incident"]["id"] == incident["id"]
+
+        # A team made on B covers new ground on A.
+        far = at(5000, 45)
+        team = {"name": "新驻点", "kind": "fixed_post", "location": far}
+        assert (await on_b.post("/api/v1/teams", json=team, headers=town.admin)).is_success
+        for _ in range(100):
+            reply = await on_a.get("/api/v1/teams/covering", params=far, headers=town.operator)
+            if reply.json():
+                break
+            await asyncio.sleep(0.02)
+        assert [t["name"] for t in reply.json()] == ["新驻点"]
+
+    # Each deadline fires once across both processes.
+    breaches = []
+    while len(breaches) < 3:
+        message = await console.next(10)
+        if message["type"] == "chain.breached":
+            breaches.append(message["data"]["tier"]["tier"])
+    assert breaches == [1, 2, 3]
+    assert await console.silent(1.0)
+    events = await events_of(a, town, incident["id"])
+    assert [e["data"]["tier"] for e in events if e["type"] == "breached"] == [1, 2, 3]
+    await console.close()
+
+
+async def test_a_reconnect_storm_after_restart_catches_everyone_up(
+    clean_database: str, folder: Path, servers: list[ServerProcess]
+) -> None:
+    env = server_env(clean_database, folder, chain_targets="60,180,300")
+    server = ServerProcess(env, folder / "server.log")
+    servers.append(server)
+    town = await build_town(server, ring_team=False)
+    leader = town.leaders[0]
+    phones = [Leader(leader.name, leader.team_id, leader.token) for _ in range(150)]
+    await asyncio.gather(*(p.connect(server.ws_url) for p in phones))
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        body = {"location": {"lon": QINGXI[0], "lat": QINGXI[1]}, "category": "fight"}
+        first = (await http.post("/api/v1/incidents", json=body, headers=town.operator)).json()
+    await asyncio.gather(*(p.catch_up(1) for p in phones))
+    assert server.terminate() in (0, -15)
+    for phone in phones:
+        assert phone.socket is not None
+        with contextlib.suppress(ConnectionClosed):
+            await phone.socket.next(5)
+    await server.start()
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        for category in ("theft", "fire", "robbery"):
+            body = {"location": {"lon": QINGXI[0], "lat": QINGXI[1]}, "category": category}
+            await http.post("/api/v1/incidents", json=body, headers=town.operator)
+    # All at once, each from where it left off.
+    await asyncio.gather(*(p.connect(server.ws_url) for p in phones))
+    latest = max(p.socket.welcome["seq"] for p in phones if p.socket is not None)
+    await asyncio.gather(*(p.catch_up(latest) for p in phones))
+    expected = json.dumps(phones[0].alerts)
+    assert len(phones[0].alerts) == 4
+    assert phones[0].alerts[0] == first["dispatches"][0]["id"]
+    assert all(json.dumps(p.alerts) == expected for p in phones)
+    for phone in phones:
+        assert phone.socket is not None
+        await phone.socket.close()
