@@ -44,6 +44,7 @@ async def test_messages_are_replayed_within_retention_and_resync_beyond(world: W
         )
         # The retention sweep keeps seven days.
         await mailboxes.purge_before(session, world.clock.now() - timedelta(days=7))
+    operator = await world.relogin(operator)
     socket = await world.connect(operator, resume_from=1)
     assert [(await socket.next())["data"]["n"] for _ in range(3)] == [1, 2, 3]
     await socket.close()
@@ -51,6 +52,7 @@ async def test_messages_are_replayed_within_retention_and_resync_beyond(world: W
     world.clock.advance(timedelta(days=1).total_seconds())
     async with world.runtime.transaction() as session:
         await mailboxes.purge_before(session, world.clock.now() - timedelta(days=7))
+    operator = await world.relogin(operator)
     socket = await world.connect(operator, resume_from=1)
     resync = json.loads(await socket.connection.recv())
     assert resync["type"] == "resync"
