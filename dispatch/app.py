@@ -24,6 +24,8 @@ from dispatch.errors import install_error_handlers
 from dispatch.incidents.routes import dispatches_router, incidents_router
 from dispatch.incidents.tasks import ChainDeadlines, job_handlers, purge_old_messages
 from dispatch.jobs.tasks import JobQueue, Timer
+from dispatch.pages.routes import mount_static
+from dispatch.pages.routes import router as pages_router
 from dispatch.realtime import router as realtime_router
 from dispatch.runtime import Runtime, load_secret
 from dispatch.teams import service as teams
@@ -74,6 +76,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     for router in (auth_router, teams_router, incidents_router, dispatches_router):
         app.include_router(router)
     app.include_router(realtime_router)
+    app.include_router(pages_router)
+    mount_static(app)
     _add_health(app)
     return app
 

@@ -43,6 +43,17 @@ class Settings(BaseSettings):
     geofence_accuracy_m: float = Field(default=30.0, gt=0)
     max_body_bytes: int = Field(default=256 * 1024, gt=0)
     max_zone_vertices: int = Field(default=10_000, gt=3)
+    # The pages' map. No tile URL: a plain background with zones and a scale bar (offline
+    # control rooms). Amap and Tencent tiles are GCJ-02: set tile_crs so overlays line up.
+    tile_url: str | None = None
+    tile_crs: str = Field(default="wgs84", pattern="^(wgs84|gcj02)$")
+    tile_subdomains: str = "abc"
+    tile_attribution: str = ""
+    tile_max_zoom: int = Field(default=18, ge=1, le=22)
+    # Where the map opens when no team is known yet (WGS84); the demo town by default.
+    map_center_lon: float = Field(default=114.159, ge=-180, le=180)
+    map_center_lat: float = Field(default=22.847, ge=-90, le=90)
+    map_zoom: int = Field(default=15, ge=1, le=22)
 
     @field_validator("chain_targets", mode="before")
     @classmethod

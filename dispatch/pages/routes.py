@@ -1,0 +1,85 @@
+"""``/console`` for operators, ``/m`` for team leaders, and their bundled assets at /static."""
+
+from __future__ import annotations
+
+import os
+
+import anyio
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import HTMLResponse
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.responses import Response
+from starlette.staticfiles import PathLike, StaticFiles
+from starlette.types import Scope
+
+from dispatch.deps import RuntimeDep
+from dispatch.pages import service
+
+router = APIRouter(tags=["pages"])
+
+NOT_BUILT = """<!doctype html><meta charset="utf-8"><title>503</title>
+<p>前端页面尚未构建 / The pages are not built: run <code>npm ci &amp;&amp; npm run build</code>
+in <code>web/</code> (or <code>bash scripts/setup</code>).</p>"""
+
+_PAGE_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"content": {"text/html": {}}, "description": "the page"},
+    503: {"content": {"text/html": {}}, "description": "the front-end was not built"},
+}
+
+
+def _page(page: str, runtime: RuntimeDep) -> HTMLResponse:
+    settings = runtime.settings
+    try:
+        html = service.render_page(page, settings)
+    except service.PagesNotBuilt:
+        return HTMLResponse(NOT_BUILT, status_code=503)
+    return HTMLResponse(
+        html,
+        headers={
+            # The HTML names the hashed bundles, so it must never be served stale.
+            "Cache-Control": "no-cache",
+            "Content-Security-Policy": service.content_security_policy(settings),
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "same-origin",
+        },
+    )
+
+
+@router.get("/console", response_class=HTMLResponse, responses=_PAGE_RESPONSES)
+def console_page(runtime: RuntimeDep) -> HTMLResponse:
+    """The operator's dispatch console (desktop)."""
+    return _page("console", runtime)
+
+
+@router.get("/m", response_class=HTMLResponse, responses=_PAGE_RESPONSES)
+def phone_page(runtime: RuntimeDep) -> HTMLResponse:
+    """The team leader's page (phone, also inside WeChat)."""
+    return _page("phone", runtime)
+
+
+class HashedStaticFiles(StaticFiles):
+    """Bundles carry a content hash in their names: cache them for good."""
+
+    def file_response(
+        self,
+        full_path: PathLike,
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    async def check_config(self) -> None:
+        # Not built yet: answer 404 for assets rather than failing; the pages say what to do.
+        directory = self.directory
+        if directory is not None and await anyio.to_thread.run_sync(os.path.isdir, directory):
+            await super().check_config()
+
+
+def mount_static(app: FastAPI) -> None:
+    # check_dir=False: the server runs without built pages (the API does not need them).
+    files = HashedStaticFiles(directory=service.STATIC_DIR / "assets", check_dir=False)
+    app.mount("/static/assets", GZipMiddleware(files, minimum_size=1024), name="static")

@@ -1,0 +1,87 @@
+"""A real headless Chromium (Debian's), driven by Playwright, against the real server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from dispatch.pages.service import PAGES, STATIC_DIR
+from tests.support import Account
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    # The console's breach alarm is audible without waiting for a click.
+    "--autoplay-policy=no-user-gesture-required",
+]
+PHONE = {"width": 360, "height": 740}
+DESK = {"width": 1440, "height": 900}
+# Clicks and waits fail after this; expect() assertions keep Playwright's own 5 s.
+TIMEOUT_MS = 10_000
+
+
+def check_prerequisites() -> None:
+    for page in PAGES.values():
+        assert (STATIC_DIR / page).exists(), (
+            f"{STATIC_DIR / page} is missing: build the pages with "
+            "`npm --prefix web ci && npm --prefix web run build` (scripts/setup does it)"
+        )
+    assert Path(CHROMIUM).exists(), "install Debian's chromium: apt-get install -y chromium"
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    check_prerequisites()
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture
+async def contexts(browser: Browser) -> AsyncIterator[list[BrowserContext]]:
+    """Contexts a test opens; closed afterwards even when the test fails."""
+    opened: list[BrowserContext] = []
+    yield opened
+    for context in opened:
+        await context.close()
+
+
+async def desk_context(browser: Browser, opened: list[BrowserContext]) -> BrowserContext:
+    context = await browser.new_context(viewport=DESK, locale="zh-CN")
+    context.set_default_timeout(TIMEOUT_MS)
+    opened.append(context)
+    return context
+
+
+async def phone_context(
+    browser: Browser, opened: list[BrowserContext], position: tuple[float, float]
+) -> BrowserContext:
+    lon, lat = position
+    context = await browser.new_context(
+        viewport=PHONE,
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+        locale="zh-CN",
+        geolocation={"longitude": lon, "latitude": lat, "accuracy": 10},
+        permissions=["geolocation"],
+    )
+    context.set_default_timeout(TIMEOUT_MS)
+    opened.append(context)
+    return context
+
+
+async def log_in(page: Page, url: str, account: Account) -> None:
+    await page.goto(url)
+    await page.get_by_label("用户名").fill(account.name)
+    await page.get_by_label("密码").fill(account.password)
+    await page.get_by_role("button", name="登录").click()

@@ -1,0 +1,585 @@
+// The operator's dispatch console: map with zones, reporting, the live incident list.
+import 'leaflet/dist/leaflet.css';
+import '../shared/base.css';
+import './console.css';
+
+import { Api } from '../shared/api.js';
+import { Live } from '../shared/live.js';
+import { $, clear, h, newKey, readConfig } from '../shared/dom.js';
+import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
+import { clockTime, coordinate, metres, ms } from '../shared/format.js';
+import { repeat, siren, soundReady, unlockOnGesture } from '../shared/alarm.js';
+import {
+  L,
+  ZONE_STYLE,
+  createMap,
+  draftMarker,
+  fitAll,
+  incidentMarker,
+  zoneLayer,
+} from '../shared/map.js';
+import { arrivalView, hopsView, tickClocks, tierView } from '../shared/views.js';
+
+const CATEGORIES = [
+  'violence',
+  'extremism',
+  'fight',
+  'robbery',
+  'theft',
+  'fire',
+  'dispute',
+  'suspicious',
+  'other',
+];
+const SYSTEMS = ['wgs84', 'gcj02', 'bd09'];
+const CAN_REPORT = ['operator', 'admin'];
+const CAN_VIEW = ['operator', 'admin', 'auditor'];
+// A breach older than this when it reaches the console (a replay) is listed, not sounded.
+const FRESH_BREACH_MS = 60000;
+
+const config = readConfig();
+const api = new Api('dispatch.console.token');
+
+const state = {
+  me: null,
+  teams: [],
+  incidents: new Map(),
+  cards: new Map(),
+  live: null,
+  view: null,
+  zones: null,
+  markers: null,
+  draft: null,
+  reportKey: null,
+  renderQueued: false,
+  stopAlarm: null,
+  lastResult: null,
+  status: null,
+};
+
+function boot() {
+  applyLang();
+  $('#lang').addEventListener('click', () => setLang(currentLang() === 'zh' ? 'en' : 'zh'));
+  $('#logout').addEventListener('click', () => {
+    api.logout();
+    showLogin('');
+  });
+  $('#login-form').addEventListener('submit', onLogin);
+  $('#report-form').addEventListener('submit', onReport);
+  $('#report-form').addEventListener('input', () => {
+    state.reportKey = null;
+  });
+  $('#alarm-silence').addEventListener('click', silenceAlarm);
+  fillSelects();
+  onLangChange(() => {
+    fillSelects();
+    state.cards.clear();
+    clear($('#incidents'));
+    renderIncidents();
+    renderResult();
+    if (state.me) $('#who').textContent = state.me.name;
+    if (state.status) showStatus(state.status[0], state.status[1]);
+  });
+  unlockOnGesture(() => {
+    $('#sound-hint').hidden = true;
+  });
+  api.onUnauthorized = () => showLogin(t('login.expired'));
+  if (api.token) start();
+  else showLogin('');
+  setInterval(tick, 250);
+}
+
+function fillSelects() {
+  const category = $('#category');
+  const chosen = category.value || 'fight';
+  clear(category);
+  for (const c of CATEGORIES) {
+    category.appendChild(h('option', { value: c, text: t('category.' + c) }));
+  }
+  category.value = chosen;
+  const crs = $('#crs');
+  const chosenCrs = crs.value || config.tile_crs || 'wgs84';
+  clear(crs);
+  for (const s of SYSTEMS) crs.appendChild(h('option', { value: s, text: t('crs.' + s) }));
+  crs.value = chosenCrs;
+}
+
+function showLogin(message) {
+  if (state.live) state.live.stop();
+  state.live = null;
+  state.me = null;
+  $('#app').hidden = true;
+  $('#logout').hidden = true;
+  $('#conn').hidden = true;
+  $('#who').textContent = '';
+  $('#login').hidden = false;
+  $('#login-error').textContent = message || '';
+  const user = $('#login-form').elements.namedItem('username');
+  user.focus();
+}
+
+async function onLogin(event) {
+  event.preventDefault();
+  const form = event.target;
+  const username = form.elements.namedItem('username').value.trim();
+  const password = form.elements.namedItem('password').value;
+  try {
+    await api.login(username, password);
+  } catch (error) {
+    $('#login-error').textContent = t('login.failed', { detail: error.detail || error.message });
+    return;
+  }
+  form.elements.namedItem('password').value = '';
+  start();
+}
+
+async function start() {
+  let me;
+  try {
+    me = await api.get('/api/v1/auth/me');
+  } catch (_) {
+    return; // onUnauthorized shows the login; a network error leaves the page to retry on reload.
+  }
+  if (CAN_VIEW.indexOf(me.role) < 0) {
+    api.logout();
+    showLogin(t('login.wrong_role', { role: me.role }));
+    return;
+  }
+  state.me = me;
+  $('#login').hidden = true;
+  $('#app').hidden = false;
+  $('#logout').hidden = false;
+  $('#who').textContent = me.name;
+  $('#report-form').closest('section').hidden = CAN_REPORT.indexOf(me.role) < 0;
+  setupMap();
+  if (!soundReady()) $('#sound-hint').hidden = false;
+  try {
+    state.teams = await api.get('/api/v1/teams');
+    drawZones();
+    await reloadIncidents();
+  } catch (_) {
+    // The websocket below retries; state is reloaded on its resync.
+  }
+  state.live = new Live({
+    userId: me.id,
+    token: () => api.token,
+    onWelcome: onWelcome,
+    onResync: () => reloadIncidents(),
+    onMessage: onMessage,
+    onStatus: showStatus,
+    onAuthFailed: () => {
+      api.logout();
+      showLogin(t('login.expired'));
+    },
+  });
+  state.live.start();
+}
+
+function setupMap() {
+  if (state.view) {
+    state.view.map.invalidateSize();
+    return;
+  }
+  state.view = createMap($('#map'), config);
+  state.zones = L.layerGroup().addTo(state.view.map);
+  state.markers = L.layerGroup().addTo(state.view.map);
+  state.view.map.on('click', onMapClick);
+  const legend = L.control({ position: 'topright' });
+  legend.onAdd = () =>
+    h(
+      'div',
+      { class: 'legend' },
+      Object.keys(ZONE_STYLE).map((kind) =>
+        h(
+          'div',
+          null,
+          h('span', { class: 'legend-swatch', style: { borderColor: ZONE_STYLE[kind].color } }),
+          t('kind.' + kind),
+        ),
+      ),
+    );
+  legend.addTo(state.view.map);
+}
+
+function drawZones() {
+  state.zones.clearLayers();
+  const layers = state.teams.map((team) => zoneLayer(state.view, team));
+  for (const layer of layers) state.zones.addLayer(layer);
+  // Fit to the emergency teams: police zones are wide and would zoom the town away.
+  const local = state.teams
+    .map((team, i) => (team.tier === 1 ? layers[i] : null))
+    .filter((layer) => layer !== null);
+  fitAll(state.view, local.length ? local : layers);
+}
+
+async function reloadIncidents() {
+  const open = await api.get('/api/v1/incidents?status=open');
+  state.incidents = new Map(open.map((incident) => [incident.id, incident]));
+  scheduleRender();
+}
+
+// ---------------------------------------------------------------- the live feed
+
+function onWelcome(_, info) {
+  if (info.reconnected) {
+    addFeed(t('conn.resumed', { n: info.missed }), 'feed-warn');
+  }
+}
+
+function showStatus(status, attempt) {
+  state.status = [status, attempt];
+  const el = $('#conn');
+  el.hidden = false;
+  el.dataset.state = status;
+  el.textContent = status === 'reconnecting' ? t('conn.reconnecting', { n: attempt }) : t('conn.' + status);
+}
+
+function onMessage(message, info) {
+  const data = message.data || {};
+  if (message.type === 'incident.updated') {
+    applyIncident(data, info.replayed);
+  } else if (message.type === 'chain.breached') {
+    applyIncident(data.incident, true);
+    const incident = data.incident;
+    const tier = data.tier;
+    const text = t('feed.breached', {
+      tier: t('tier.' + tier.tier),
+      category: t('category.' + incident.category),
+      t: clockTime(tier.breached_at || tier.deadline),
+    });
+    addFeed(text, 'feed-breach');
+    const age = state.live.serverNow() - ms(tier.breached_at || tier.deadline);
+    if (incident.status === 'open' && age < FRESH_BREACH_MS) raiseAlarm(text);
+  } else if (message.type === 'escalation') {
+    if (data.incident) applyIncident(data.incident, true);
+    const added = data.dispatches || [];
+    const incident = data.incident || state.incidents.get(data.incident_id);
+    addFeed(
+      t('feed.escalation', {
+        ring: data.ring_m === undefined ? '' : Math.round(data.ring_m),
+        category: incident ? t('category.' + incident.category) : '',
+        n: added.length,
+        teams: added.map((d) => d.team_name).join('、'),
+      }),
+      'feed-warn',
+    );
+  }
+}
+
+// Keep the newest state of each open incident; list what changed in the feed.
+function applyIncident(incident, quiet) {
+  if (!incident || !incident.id) return;
+  const before = state.incidents.get(incident.id);
+  if (!quiet) describeChange(before, incident);
+  if (incident.status === 'open') state.incidents.set(incident.id, incident);
+  else state.incidents.delete(incident.id);
+  scheduleRender();
+}
+
+function describeChange(before, after) {
+  const category = t('category.' + after.category);
+  if (after.status === 'closed') {
+    if (before) addFeed(t('feed.closed', { category }), '');
+    return;
+  }
+  if (!before) {
+    addFeed(t('feed.reported', { category, n: after.dispatches.length }), '');
+    return;
+  }
+  const old = new Map(before.dispatches.map((d) => [d.id, d]));
+  for (const d of after.dispatches) {
+    const was = old.get(d.id) || {};
+    if (d.accepted_at && !was.accepted_at) addFeed(t('feed.accepted', { team: d.team_name }), '');
+    if (d.arrived_at && !was.arrived_at) {
+      const source = t('source.' + d.arrival_source);
+      addFeed(t('feed.arrived', { team: d.team_name, source }), 'feed-good');
+    }
+  }
+}
+
+function addFeed(text, kind) {
+  const now = state.live ? state.live.serverNow() : Date.now();
+  const at = new Date(now + 8 * 3600 * 1000).toISOString().slice(11, 19);
+  const feed = $('#feed');
+  feed.insertBefore(h('li', { class: kind || null }, h('time', { text: at }), text), feed.firstChild);
+  while (feed.childNodes.length > 200) feed.removeChild(feed.lastChild);
+}
+
+// ---------------------------------------------------------------- alarm
+
+function raiseAlarm(text) {
+  $('#alarm-text').textContent = t('alarm.breach', { text });
+  $('#alarm').hidden = false;
+  document.title = '⚠ ' + t('app.console');
+  if (!state.stopAlarm) {
+    state.stopAlarm = repeat(() => {
+      const played = siren(2.5);
+      $('#alarm').dataset.sounding = String(played);
+      if (!played) $('#sound-hint').hidden = false;
+    }, 8000);
+  }
+}
+
+function silenceAlarm() {
+  if (state.stopAlarm) state.stopAlarm();
+  state.stopAlarm = null;
+  $('#alarm').hidden = true;
+  document.title = t('app.console');
+}
+
+// ---------------------------------------------------------------- reporting
+
+function onMapClick(event) {
+  if (!state.me || CAN_REPORT.indexOf(state.me.role) < 0) return;
+  // A point picked on the map is in the tiles' coordinate system; the server converts it.
+  $('#lon').value = event.latlng.lng.toFixed(6);
+  $('#lat').value = event.latlng.lat.toFixed(6);
+  $('#crs').value = state.view.tileCrs;
+  state.reportKey = null;
+  if (state.draft) state.draft.remove();
+  state.draft = draftMarker(event.latlng).addTo(state.view.map);
+  previewCoverage();
+}
+
+function formPoint() {
+  const lon = parseFloat($('#lon').value.replace(',', '.'));
+  const lat = parseFloat($('#lat').value.replace(',', '.'));
+  return { lon, lat, crs: $('#crs').value };
+}
+
+async function previewCoverage() {
+  const point = formPoint();
+  const box = clear($('#coverage'));
+  if (!Number.isFinite(point.lon) || !Number.isFinite(point.lat)) return;
+  const query = 'lon=' + point.lon + '&lat=' + point.lat + '&crs=' + point.crs;
+  let teams;
+  try {
+    teams = await api.get('/api/v1/teams/covering?' + query);
+  } catch (error) {
+    box.appendChild(h('p', { class: 'error', text: t('error.generic', { detail: error.detail }) }));
+    return;
+  }
+  box.appendChild(
+    h('p', { text: teams.length ? t('report.covering', { n: teams.length }) : t('report.none') }),
+  );
+  box.appendChild(
+    h(
+      'ul',
+      null,
+      teams.map((team) =>
+        h('li', { text: team.name + ' · ' + t('tier.short', { n: team.tier }) + ' · ' + metres(team.distance_m) }),
+      ),
+    ),
+  );
+  const covered = new Set(teams.map((team) => team.tier));
+  const missing = [1, 2, 3].filter((tier) => !covered.has(tier));
+  if (missing.length) box.appendChild(uncoveredLine(missing));
+}
+
+function uncoveredLine(tiers) {
+  return h('p', {
+    class: 'uncovered',
+    dataset: { tiers: tiers.join(',') },
+    text: t('report.uncovered', { tiers: tiers.map((n) => t('tier.' + n)).join('、') }),
+  });
+}
+
+async function onReport(event) {
+  event.preventDefault();
+  const point = formPoint();
+  const body = {
+    location: point,
+    category: $('#category').value,
+  };
+  const description = $('#description').value.trim();
+  if (description) body.description = description;
+  // The same key on a retry of this very report: a lost reply never makes a second incident.
+  if (!state.reportKey) state.reportKey = newKey();
+  const button = $('#report-submit');
+  button.disabled = true;
+  try {
+    const incident = await api.post('/api/v1/incidents', body, {
+      'idempotency-key': state.reportKey,
+    });
+    state.reportKey = null;
+    state.lastResult = { incident, error: null };
+    applyIncident(incident, false);
+    $('#description').value = '';
+    clear($('#coverage'));
+    if (state.draft) state.draft.remove();
+    state.draft = null;
+  } catch (error) {
+    state.lastResult = { incident: null, error: error.detail || error.message };
+  } finally {
+    button.disabled = false;
+  }
+  renderResult();
+}
+
+// What the report did, at once: who was alerted and which tiers nobody covers.
+function renderResult() {
+  const box = clear($('#report-result'));
+  const result = state.lastResult;
+  if (!result) return;
+  if (result.error) {
+    box.appendChild(h('p', { class: 'error', text: t('report.failed', { detail: result.error }) }));
+    return;
+  }
+  const incident = result.incident;
+  const ds = incident.dispatches;
+  box.dataset.incidentId = incident.id;
+  box.appendChild(h('p', { text: ds.length ? t('report.sent', { n: ds.length }) : t('report.no_team') }));
+  box.appendChild(
+    h(
+      'ul',
+      { class: 'alerted' },
+      ds.map((d) =>
+        h('li', { text: d.team_name + ' · ' + t('tier.short', { n: d.tier }) + ' · ' + metres(d.distance_m) }),
+      ),
+    ),
+  );
+  const missing = incident.chain.filter((tier) => !tier.covered).map((tier) => tier.tier);
+  if (missing.length) box.appendChild(uncoveredLine(missing));
+}
+
+// ---------------------------------------------------------------- the incident list
+
+function scheduleRender() {
+  if (state.renderQueued) return;
+  state.renderQueued = true;
+  setTimeout(() => {
+    state.renderQueued = false;
+    renderIncidents();
+  }, 30);
+}
+
+function renderIncidents() {
+  const list = $('#incidents');
+  const incidents = Array.from(state.incidents.values()).sort(
+    (a, b) => ms(b.reported_at) - ms(a.reported_at),
+  );
+  $('#incident-count').textContent = '(' + incidents.length + ')';
+  const keep = new Set(incidents.map((i) => i.id));
+  for (const [id, card] of state.cards) {
+    if (!keep.has(id)) {
+      card.el.remove();
+      state.cards.delete(id);
+    }
+  }
+  // Only changed cards are rebuilt, so focus and scrolling survive live updates.
+  let previous = null;
+  for (const incident of incidents) {
+    const json = JSON.stringify(incident);
+    let card = state.cards.get(incident.id);
+    if (!card || card.json !== json) {
+      const el = incidentCard(incident);
+      if (card) list.replaceChild(el, card.el);
+      card = { el, json };
+      state.cards.set(incident.id, card);
+    }
+    const wanted = previous ? previous.nextSibling : list.firstChild;
+    if (wanted !== card.el) list.insertBefore(card.el, wanted);
+    previous = card.el;
+  }
+  if (!incidents.length) {
+    if (!$('.empty', list)) list.appendChild(h('p', { class: 'empty hint', text: t('incidents.none') }));
+  } else {
+    const empty = $('.empty', list);
+    if (empty) empty.remove();
+  }
+  drawMarkers(incidents);
+  tick();
+}
+
+function incidentCard(incident) {
+  const breached = incident.chain.some((tier) => tier.status === 'breached');
+  return h(
+    'article',
+    {
+      class: 'incident' + (breached ? ' incident-breached' : ''),
+      dataset: { incidentId: incident.id },
+      'aria-label': t('category.' + incident.category),
+    },
+    h(
+      'div',
+      { class: 'incident-head' },
+      h('h3', { text: t('category.' + incident.category) }),
+      h('span', {
+        class: 'meta',
+        text:
+          t('incident.reported', { t: clockTime(incident.reported_at) }) +
+          ' · ' +
+          coordinate(incident.location.lat) +
+          ', ' +
+          coordinate(incident.location.lon),
+      }),
+      h(
+        'span',
+        { class: 'actions' },
+        h('button', {
+          type: 'button',
+          text: t('incident.locate'),
+          onClick: () => focusIncident(incident),
+        }),
+        CAN_REPORT.indexOf(state.me.role) >= 0
+          ? h('button', {
+              type: 'button',
+              class: 'close',
+              text: t('incident.close'),
+              onClick: () => closeIncident(incident),
+            })
+          : null,
+      ),
+    ),
+    incident.description ? h('p', { class: 'meta', text: incident.description }) : null,
+    h('div', { class: 'tiers' }, incident.chain.map(tierView)),
+    incident.dispatches.length
+      ? h('ul', { class: 'dispatches' }, incident.dispatches.map(dispatchItem))
+      : h('p', { class: 'uncovered', text: t('incident.no_dispatch') }),
+  );
+}
+
+function dispatchItem(d) {
+  return h(
+    'li',
+    { class: 'dispatch', dataset: { dispatchId: d.id, tier: String(d.tier) } },
+    h(
+      'div',
+      { class: 'dispatch-head' },
+      d.team_name + ' ',
+      h('span', { class: 'meta', text: t('tier.short', { n: d.tier }) + ' · ' + metres(d.distance_m) }),
+      d.ring ? h('span', { class: 'ring', text: ' ' + t('ring.escalated') }) : null,
+    ),
+    hopsView(d),
+    arrivalView(d),
+  );
+}
+
+async function closeIncident(incident) {
+  if (!window.confirm(t('incident.close_confirm'))) return;
+  try {
+    applyIncident(await api.post('/api/v1/incidents/' + incident.id + '/close'), false);
+  } catch (error) {
+    addFeed(t('error.generic', { detail: error.detail || error.message }), 'feed-breach');
+  }
+}
+
+function focusIncident(incident) {
+  state.view.map.setView(state.view.toMap(incident.location.lon, incident.location.lat), 17);
+}
+
+function drawMarkers(incidents) {
+  if (!state.markers) return;
+  state.markers.clearLayers();
+  for (const incident of incidents) {
+    const label = t('category.' + incident.category) + ' ' + clockTime(incident.reported_at);
+    state.markers.addLayer(incidentMarker(state.view, incident, label));
+  }
+}
+
+function tick() {
+  if (!state.live) return;
+  tickClocks($('#incidents'), state.live.serverNow());
+}
+
+boot();

@@ -1,0 +1,90 @@
+// The REST API with a bearer token kept on this device, so a leader logs in once.
+import { load, save, remove } from './storage.js';
+
+export class ApiError extends Error {
+  constructor(status, detail) {
+    super(detail);
+    this.status = status;
+    this.detail = detail;
+  }
+}
+
+export class Api {
+  constructor(storageKey) {
+    this.key = storageKey;
+    this.onUnauthorized = () => {};
+  }
+
+  get token() {
+    const raw = load(this.key);
+    if (!raw) return null;
+    try {
+      const stored = JSON.parse(raw);
+      // Expired tokens are dropped here so the page asks for a login instead of failing later.
+      if (!stored.token || Date.parse(stored.expires_at) <= Date.now()) return null;
+      return stored.token;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  async login(username, password) {
+    const body = new URLSearchParams({ username, password });
+    const reply = await fetch('/api/v1/auth/token', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: body.toString(),
+    });
+    const data = await readJson(reply);
+    if (!reply.ok) throw new ApiError(reply.status, detailOf(data, reply));
+    save(this.key, JSON.stringify({ token: data.access_token, expires_at: data.expires_at }));
+    return data;
+  }
+
+  logout() {
+    remove(this.key);
+  }
+
+  get(path) {
+    return this.request('GET', path);
+  }
+
+  post(path, body, headers) {
+    return this.request('POST', path, body, headers);
+  }
+
+  async request(method, path, body, headers) {
+    const token = this.token;
+    if (!token) {
+      this.onUnauthorized();
+      throw new ApiError(401, 'not logged in');
+    }
+    const init = { method, headers: Object.assign({ authorization: 'Bearer ' + token }, headers) };
+    if (body !== undefined) {
+      init.headers['content-type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    const reply = await fetch(path, init);
+    const data = await readJson(reply);
+    if (reply.status === 401) {
+      this.logout();
+      this.onUnauthorized();
+    }
+    if (!reply.ok) throw new ApiError(reply.status, detailOf(data, reply));
+    return data;
+  }
+}
+
+async function readJson(reply) {
+  try {
+    return await reply.json();
+  } catch (_) {
+    return null;
+  }
+}
+
+function detailOf(data, reply) {
+  if (data && typeof data.detail === 'string') return data.detail;
+  if (data && Array.isArray(data.detail)) return data.detail.map((d) => d.msg).join('; ');
+  return reply.status + ' ' + reply.statusText;
+}

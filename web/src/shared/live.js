@@ -1,0 +1,157 @@
+// The websocket: hello with resume_from, welcome (server clock), replay, live messages, acks.
+// The last seq seen is kept on the device, so a reload or a dropped line resumes where it was.
+import { load, save } from './storage.js';
+
+const RESTART = 1012;
+const POLICY = 1008;
+
+export class Live {
+  constructor(options) {
+    this.options = options;
+    this.seqKey = 'dispatch.seq.' + options.userId;
+    const stored = parseInt(load(this.seqKey) || '0', 10);
+    this.lastSeq = Number.isFinite(stored) && stored > 0 ? stored : 0;
+    this.offsetMs = 0;
+    this.attempt = 0;
+    this.socket = null;
+    this.timer = null;
+    this.ackTimer = null;
+    this.stopped = false;
+    this.welcomeSeq = 0;
+    this.everConnected = false;
+    this.caughtUp = false;
+    this.onOnline = () => this.reconnectNow();
+    this.onVisible = () => {
+      if (document.visibilityState === 'visible') this.reconnectNow();
+    };
+  }
+
+  // The server's clock as best known here: the welcome's server_time corrects this device's.
+  serverNow() {
+    return Date.now() + this.offsetMs;
+  }
+
+  start() {
+    window.addEventListener('online', this.onOnline);
+    document.addEventListener('visibilitychange', this.onVisible);
+    this.connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    window.removeEventListener('online', this.onOnline);
+    document.removeEventListener('visibilitychange', this.onVisible);
+    clearTimeout(this.timer);
+    if (this.socket) this.socket.close(1000, 'bye');
+  }
+
+  reconnectNow() {
+    if (this.stopped) return;
+    const state = this.socket ? this.socket.readyState : WebSocket.CLOSED;
+    if (state === WebSocket.CLOSED || state === WebSocket.CLOSING) {
+      clearTimeout(this.timer);
+      this.connect();
+    }
+  }
+
+  connect() {
+    if (this.stopped) return;
+    const token = this.options.token();
+    if (!token) {
+      this.options.onAuthFailed();
+      return;
+    }
+    const scheme = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
+    const socket = new WebSocket(scheme + '//' + window.location.host + '/ws');
+    this.socket = socket;
+    this.caughtUp = false;
+    this.status(this.everConnected ? 'reconnecting' : 'connecting');
+    socket.onopen = () => {
+      socket.send(JSON.stringify({ type: 'hello', token, resume_from: this.lastSeq }));
+    };
+    socket.onmessage = (event) => this.receive(event.data);
+    socket.onclose = (event) => this.closed(socket, event);
+  }
+
+  receive(text) {
+    let message;
+    try {
+      message = JSON.parse(text);
+    } catch (_) {
+      return;
+    }
+    if (message.type === 'welcome') {
+      const serverTime = Date.parse(message.data.server_time);
+      if (Number.isFinite(serverTime)) this.offsetMs = serverTime - Date.now();
+      this.welcomeSeq = message.seq;
+      const missed = Math.max(0, message.seq - this.lastSeq);
+      const reconnected = this.everConnected;
+      this.everConnected = true;
+      this.attempt = 0;
+      this.options.onWelcome(message.data, { reconnected, missed });
+      this.checkCaughtUp();
+      return;
+    }
+    if (message.type === 'resync') {
+      // The gap cannot be replayed: start from the latest seq and reload state over HTTP.
+      this.remember(message.seq);
+      this.options.onResync();
+      this.checkCaughtUp();
+      return;
+    }
+    if (typeof message.seq !== 'number' || message.seq <= this.lastSeq) return;
+    this.remember(message.seq);
+    const replayed = message.seq <= this.welcomeSeq;
+    try {
+      this.options.onMessage(message, { replayed });
+    } finally {
+      this.scheduleAck();
+      this.checkCaughtUp();
+    }
+  }
+
+  checkCaughtUp() {
+    if (!this.caughtUp && this.lastSeq >= this.welcomeSeq) {
+      this.caughtUp = true;
+      this.status('live');
+      if (this.options.onCaughtUp) this.options.onCaughtUp();
+    }
+  }
+
+  remember(seq) {
+    this.lastSeq = seq;
+    save(this.seqKey, String(seq));
+  }
+
+  // Acks are cumulative: one per burst of messages is enough, and it goes out right away.
+  scheduleAck() {
+    if (this.ackTimer !== null) return;
+    this.ackTimer = setTimeout(() => {
+      this.ackTimer = null;
+      const socket = this.socket;
+      if (socket && socket.readyState === WebSocket.OPEN) {
+        socket.send(JSON.stringify({ type: 'ack', seq: this.lastSeq }));
+      }
+    }, 0);
+  }
+
+  closed(socket, event) {
+    if (socket !== this.socket || this.stopped) return;
+    if (event.code === POLICY && /token/.test(event.reason || '')) {
+      this.options.onAuthFailed();
+      return;
+    }
+    this.attempt += 1;
+    const offline = navigator.onLine === false;
+    this.status(offline ? 'offline' : 'reconnecting');
+    // A restarting server (1012) comes back quickly; otherwise back off up to 15 s.
+    const base = event.code === RESTART ? 500 : Math.min(15000, 500 * Math.pow(2, this.attempt));
+    const delay = base / 2 + Math.random() * (base / 2);
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  status(state) {
+    this.options.onStatus(state, this.attempt);
+  }
+}

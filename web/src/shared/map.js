@@ -1,0 +1,110 @@
+// Leaflet with configurable base tiles. Everything the server sends is WGS84; Chinese tiles
+// (Amap, Tencent) are drawn in GCJ-02, so overlays are shifted into the tiles' system with
+// gcoord, and a point picked on the map is reported in the tiles' system for the server to
+// convert back.
+import L from 'leaflet';
+import gcoord from 'gcoord';
+import { t } from './i18n.js';
+
+const SYSTEMS = { wgs84: gcoord.WGS84, gcj02: gcoord.GCJ02 };
+
+export const ZONE_STYLE = {
+  fixed_post: { color: '#1d4ed8', fillOpacity: 0.12, weight: 2 },
+  mobile: { color: '#047857', fillOpacity: 0.08, weight: 2 },
+  patrol: { color: '#7c3aed', fillOpacity: 0.03, weight: 1, dashArray: '6 6' },
+  response: { color: '#b45309', fillOpacity: 0.02, weight: 1, dashArray: '2 6' },
+};
+
+export function createMap(element, config, options) {
+  const small = !!(options && options.small);
+  const tileCrs = SYSTEMS[config.tile_crs] ? config.tile_crs : 'wgs84';
+  const map = L.map(element, {
+    zoomControl: !small,
+    attributionControl: !!config.tile_url,
+    keyboard: !small,
+  });
+  if (config.tile_url) {
+    L.tileLayer(config.tile_url, {
+      subdomains: config.tile_subdomains || 'abc',
+      maxZoom: config.tile_max_zoom || 18,
+      attribution: config.tile_attribution || '',
+    }).addTo(map);
+  } else {
+    // No base tiles (an offline control room): a plain background, the scale bar and zones.
+    element.classList.add('map-plain');
+  }
+  L.control.scale({ imperial: false, position: small ? 'bottomleft' : 'bottomleft' }).addTo(map);
+  const center = config.map_center || [114.159, 22.847];
+  const view = {
+    map,
+    tileCrs,
+    // [lon, lat] in WGS84 -> Leaflet LatLng in the tiles' system.
+    toMap(lon, lat) {
+      if (tileCrs === 'wgs84') return L.latLng(lat, lon);
+      const shifted = gcoord.transform([lon, lat], gcoord.WGS84, SYSTEMS[tileCrs]);
+      return L.latLng(shifted[1], shifted[0]);
+    },
+  };
+  map.setView(view.toMap(center[0], center[1]), config.map_zoom || 15);
+  return view;
+}
+
+export function zoneLayer(view, team) {
+  const style = ZONE_STYLE[team.kind] || ZONE_STYLE.patrol;
+  const label = team.name + ' · ' + t('kind.' + team.kind);
+  const group = L.featureGroup();
+  if (team.zone) {
+    L.geoJSON(team.zone, {
+      style: () => style,
+      coordsToLatLng: (c) => view.toMap(c[0], c[1]),
+      interactive: false,
+    }).addTo(group);
+  } else if (team.radius_m) {
+    L.circle(view.toMap(team.location.lon, team.location.lat), {
+      radius: team.radius_m,
+      interactive: false,
+      ...style,
+    }).addTo(group);
+  }
+  L.circleMarker(view.toMap(team.location.lon, team.location.lat), {
+    radius: 4,
+    color: style.color,
+    fillColor: style.color,
+    fillOpacity: 1,
+    weight: 1,
+  })
+    .bindTooltip(label)
+    .addTo(group);
+  return group;
+}
+
+export function incidentMarker(view, incident, label) {
+  const marker = L.circleMarker(view.toMap(incident.location.lon, incident.location.lat), {
+    radius: 9,
+    color: '#7f1d1d',
+    weight: 2,
+    fillColor: '#dc2626',
+    fillOpacity: 0.9,
+  });
+  if (label) marker.bindTooltip(label);
+  return marker;
+}
+
+export function draftMarker(latlng) {
+  return L.circleMarker(latlng, {
+    radius: 7,
+    color: '#111827',
+    weight: 2,
+    dashArray: '3 3',
+    fillColor: '#fbbf24',
+    fillOpacity: 0.9,
+  });
+}
+
+export function fitAll(view, layers) {
+  const group = L.featureGroup(layers);
+  const bounds = group.getBounds();
+  if (bounds.isValid()) view.map.fitBounds(bounds, { padding: [20, 20], maxZoom: 17 });
+}
+
+export { L };

@@ -1,0 +1,103 @@
+// Pieces both pages show: the three tier clocks and the hops of a dispatch.
+import { h } from './dom.js';
+import { t } from './i18n.js';
+import { clockTime, countdown, metres, ms, seconds, signedSeconds } from './format.js';
+
+export const HOPS = ['alerted', 'delivered', 'shown', 'accepted', 'arrived'];
+
+export function tierView(tier) {
+  const status = tier.status;
+  const parts = [
+    h('span', { class: 'tier-name', text: t('tier.' + tier.tier) }),
+    h('span', { class: 'tier-target', text: t('tier.target', { m: round(tier.target_s / 60) }) }),
+  ];
+  if (status === 'pending') {
+    parts.push(
+      h('span', {
+        class: 'tier-clock',
+        role: 'timer',
+        dataset: { deadline: tier.deadline, target: String(tier.target_s) },
+      }),
+    );
+  } else if (status === 'met') {
+    parts.push(h('span', { class: 'tier-state', text: metText(tier) }));
+  } else if (status === 'breached') {
+    const text = tier.arrived_at
+      ? t('tier.breached_late', { t: clockTime(tier.arrived_at) + ' (' + seconds(tier.elapsed_s) + ')' })
+      : t('tier.breached') + ' ' + clockTime(tier.breached_at || tier.deadline);
+    parts.push(h('span', { class: 'tier-state', text }));
+  } else {
+    parts.push(h('span', { class: 'tier-state', text: t('tier.' + status) }));
+  }
+  if (!tier.covered) parts.push(h('span', { class: 'tier-uncovered', text: t('tier.uncovered') }));
+  return h(
+    'div',
+    {
+      class: 'tier tier-' + status + (tier.covered ? '' : ' tier-nocover'),
+      dataset: { tier: String(tier.tier), status, covered: String(tier.covered) },
+    },
+    parts,
+  );
+}
+
+function metText(tier) {
+  return t('tier.met', { t: clockTime(tier.arrived_at) + ' (' + seconds(tier.elapsed_s) + ')' });
+}
+
+function round(value) {
+  return Math.round(value * 100) / 100;
+}
+
+// Called a few times a second: only the clocks' text changes, nothing is rebuilt.
+export function tickClocks(root, serverNowMs) {
+  for (const el of root.querySelectorAll('.tier-clock[data-deadline]')) {
+    const left = (ms(el.dataset.deadline) - serverNowMs) / 1000;
+    const target = parseFloat(el.dataset.target) || 60;
+    const text = countdown(left);
+    if (el.textContent !== text) el.textContent = text;
+    el.classList.toggle('clock-warning', left >= 0 && left < target * 0.25);
+    el.classList.toggle('clock-over', left < 0);
+  }
+}
+
+export function hopsView(d) {
+  const items = [];
+  let previous = null;
+  for (const hop of HOPS) {
+    const at = d[hop + '_at'];
+    const children = [h('span', { class: 'hop-name', text: t('hop.' + hop) })];
+    if (at) {
+      children.push(h('time', { datetime: at, text: clockTime(at) }));
+      if (previous) {
+        const latency = (ms(at) - ms(previous)) / 1000;
+        children.push(h('span', { class: 'hop-latency', text: signedSeconds(latency) }));
+      }
+      previous = at;
+    }
+    items.push(h('li', { class: 'hop' + (at ? ' hop-done' : ''), dataset: { hop } }, children));
+  }
+  return h('ol', { class: 'hops' }, items);
+}
+
+export function arrivalView(d) {
+  if (!d.arrived_at) return null;
+  const parts = [t('arrival.source', { source: t('source.' + d.arrival_source) })];
+  if (d.arrival_distance_m !== null && d.arrival_distance_m !== undefined) {
+    parts.push(t('arrival.distance', { d: metres(d.arrival_distance_m) }));
+  }
+  const skew = d.arrival_clock_skew_s;
+  let skewed = false;
+  if (skew !== null && skew !== undefined) {
+    skewed = Math.abs(skew) >= 2;
+    parts.push(t(skewed ? 'arrival.skew' : 'arrival.skew_ok', { s: signedSeconds(skew) }));
+  }
+  return h('p', {
+    class: 'arrival' + (skewed ? ' arrival-skewed' : ''),
+    dataset: { source: d.arrival_source || '' },
+    text: parts.join(' · '),
+  });
+}
+
+export function langButton(onSwitch) {
+  return h('button', { type: 'button', class: 'lang', text: t('lang.switch'), onClick: onSwitch });
+}
