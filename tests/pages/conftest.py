@@ -55,8 +55,10 @@ async def contexts(browser: Browser) -> AsyncIterator[list[BrowserContext]]:
         await context.close()
 
 
-async def desk_context(browser: Browser, opened: list[BrowserContext]) -> BrowserContext:
-    context = await browser.new_context(viewport=DESK, locale="zh-CN")
+async def desk_context(
+    browser: Browser, opened: list[BrowserContext], viewport: dict[str, int] = DESK
+) -> BrowserContext:
+    context = await browser.new_context(viewport=viewport, locale="zh-CN")
     context.set_default_timeout(TIMEOUT_MS)
     opened.append(context)
     return context

@@ -1,0 +1,75 @@
+"""How the pages and their bundles are served: settings in the page, caching, safe headers."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from dispatch.config import Settings
+from dispatch.pages.service import PagesNotBuilt, render_page
+from tests.support import World
+
+
+def page_config(html: str) -> dict[str, object]:
+    match = re.search(r'<script id="dispatch-config" type="application/json">(.*?)</script>', html)
+    assert match, "the page carries its settings"
+    config: dict[str, object] = json.loads(match.group(1))
+    return config
+
+
+async def test_pages_carry_the_map_settings_and_a_strict_policy(world: World) -> None:
+    for path, bundle in (("/console", "console-"), ("/m", "phone-")):
+        reply = await world.http.get(path)
+        assert reply.status_code == 200
+        assert reply.headers["content-type"].startswith("text/html")
+        assert reply.headers["cache-control"] == "no-cache"
+        policy = reply.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+        config = page_config(reply.text)
+        assert config["tile_url"] is None and config["tile_crs"] == "wgs84"
+        assert config["chain_targets"] == [60.0, 180.0, 300.0]
+        scripts = re.findall(r'<script src="(/static/assets/[^"]+\.js)"', reply.text)
+        assert len(scripts) == 1 and bundle in scripts[0]
+        asset = await world.http.get(scripts[0], headers={"accept-encoding": "gzip"})
+        assert asset.status_code == 200
+        assert asset.headers["content-encoding"] == "gzip"
+        assert "immutable" in asset.headers["cache-control"]
+        # Nothing is fetched from elsewhere at run time: no CDN, no web fonts.
+        assert "http" not in reply.text
+        styles = re.findall(r"href=\"(/static/assets/[^\"]+\.css)\"", reply.text)
+        assert len(styles) == 1
+        assert "http" not in (await world.http.get(styles[0])).text
+
+
+async def test_a_missing_asset_is_404(world: World) -> None:
+    reply = await world.http.get("/static/assets/nothing-here.js")
+    assert reply.status_code == 404
+
+
+def test_unbuilt_pages_are_reported_not_crashed(tmp_path: Path) -> None:
+    with pytest.raises(PagesNotBuilt):
+        render_page("console", Settings(), static_dir=tmp_path)
+
+
+def test_tile_settings_reach_the_page_escaped(tmp_path: Path) -> None:
+    (tmp_path / "m.html").write_text("<head><!--config--></head>", encoding="utf-8")
+    settings = Settings(
+        tile_url="https://webrd0{s}.is.autonavi.com/appmaptile?x={x}&y={y}&z={z}&style=8",
+        tile_crs="gcj02",
+        tile_subdomains="1234",
+        tile_attribution="</script><script>alert(1)</script>高德",
+    )
+    html = render_page("phone", settings, static_dir=tmp_path)
+    assert html.count("</script>") == 1, "the attribution cannot close the script element"
+    config = page_config(html)
+    assert config["tile_crs"] == "gcj02" and config["tile_subdomains"] == "1234"
+    assert config["tile_attribution"] == "</script><script>alert(1)</script>高德"
+
+
+def test_only_tile_systems_leaflet_can_draw_are_accepted() -> None:
+    # Baidu's tiles use their own projection as well as BD-09 coordinates.
+    with pytest.raises(ValueError, match="tile_crs"):
+        Settings(tile_crs="bd09")
