@@ -77,9 +77,7 @@ def bearer(token: str) -> dict[str, str]:
 
 async def build_town(server: ServerProcess, ring_team: bool = True) -> Town:
     """Teams covering Qingxi (and one 800 m away for escalation), a leader for each."""
-    env = server.env
-    cli(env, "users", "add", "chief", "--role", "admin", stdin="admin-password\n")
-    cli(env, "users", "add", "duty", "--role", "operator", stdin="operator-password\n")
+    cli(server.env, "users", "add", "chief", "--role", "admin", stdin="admin-password\n")
     await server.start()
     specs: list[dict[str, Any]] = [
         {"kind": "fixed_post", "location": at(30, 0)},
@@ -91,26 +89,29 @@ async def build_town(server: ServerProcess, ring_team: bool = True) -> Town:
     leaders = []
     async with httpx.AsyncClient(base_url=server.base_url) as http:
         admin = bearer(await get_token(http, "chief", "admin-password"))
+        await add_user(http, admin, "duty", "operator")
         operator = bearer(await get_token(http, "duty", "operator-password"))
         for n, spec in enumerate(specs):
             reply = await http.post("/api/v1/teams", json={"name": f"队{n}", **spec}, headers=admin)
             team = reply.json()
             name = f"leader{n}"
-            cli(
-                env,
-                "users",
-                "add",
-                name,
-                "--role",
-                "leader",
-                "--team",
-                team["id"],
-                stdin="leader-password\n",
-            )
+            await add_user(http, admin, name, "leader", team["id"])
             leader = Leader(name, team["id"])
             leader.token = await get_token(http, name, "leader-password")
             leaders.append(leader)
     return Town(admin, operator, leaders)
+
+
+async def add_user(
+    http: httpx.AsyncClient,
+    admin: dict[str, str],
+    name: str,
+    role: str,
+    team_id: str | None = None,
+) -> None:
+    body = {"name": name, "password": f"{role}-password", "role": role, "team_id": team_id}
+    reply = await http.post("/api/v1/users", json=body, headers=admin)
+    assert reply.status_code == 201, reply.text
 
 
 async def incidents_in_db(server: ServerProcess, town: Town) -> list[dict[str, Any]]:
