@@ -27,10 +27,14 @@ from dispatch.jobs.tasks import JobQueue, Timer
 from dispatch.pages.routes import mount_static
 from dispatch.pages.routes import router as pages_router
 from dispatch.realtime import router as realtime_router
+from dispatch.reports.routes import router as reports_router
+from dispatch.rosters.routes import router as rosters_router
 from dispatch.runtime import Runtime, load_secret
 from dispatch.teams import service as teams
 from dispatch.teams.coverage import Coverage
 from dispatch.teams.routes import router as teams_router
+from dispatch.villages.routes import coverage_router
+from dispatch.villages.routes import router as villages_router
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +78,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     )
     install_error_handlers(app)
     for router in (auth_router, teams_router, incidents_router, dispatches_router):
+        app.include_router(router)
+    for router in (reports_router, rosters_router, villages_router, coverage_router):
         app.include_router(router)
     app.include_router(realtime_router)
     app.include_router(pages_router)

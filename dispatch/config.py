@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     geofence_accuracy_m: float = Field(default=30.0, gt=0)
     max_body_bytes: int = Field(default=256 * 1024, gt=0)
     max_zone_vertices: int = Field(default=10_000, gt=3)
+    # Uploaded rosters (XLSX/CSV) and village boundaries (GeoJSON) are refused above this.
+    max_upload_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    # Surveyed village boundaries carry far more vertices than drawn team zones.
+    max_village_vertices: int = Field(default=200_000, gt=3)
     # The pages' map. No tile URL: a plain background with zones and a scale bar (offline
     # control rooms). Amap and Tencent tiles are GCJ-02: set tile_crs so overlays line up.
     tile_url: str | None = None

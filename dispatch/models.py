@@ -4,16 +4,22 @@ from alerts.models import Mailbox, Message
 from dispatch.auth.models import User
 from dispatch.incidents.models import ChainTier, Dispatch, Incident, IncidentEvent
 from dispatch.jobs.models import Job
+from dispatch.rosters.models import DutySchedule, IncidentSkip, RosterMember
 from dispatch.teams.models import Team
+from dispatch.villages.models import Village
 
 __all__ = [
     "ChainTier",
     "Dispatch",
+    "DutySchedule",
     "Incident",
     "IncidentEvent",
+    "IncidentSkip",
     "Job",
     "Mailbox",
     "Message",
+    "RosterMember",
     "Team",
     "User",
+    "Village",
 ]

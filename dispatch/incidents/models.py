@@ -55,6 +55,8 @@ class Incident(Base):
     closed_at: Mapped[datetime | None]
     reported_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
     idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    # The village or community it falls in, for reports by village.
+    village_id: Mapped[str | None] = mapped_column(ForeignKey("villages.id"), index=True)
 
 
 class ChainTier(Base):

@@ -48,6 +48,17 @@ class DispatchOut(Schema):
     )
 
 
+class SkippedTeamOut(Schema):
+    """A team whose zone covered the incident but which was off duty, so not alerted."""
+
+    team_id: str
+    team_name: str
+    tier: int
+    reason: str = Field(description="off_hours (outside its duty hours) or unit_empty")
+    detail: str
+    unit: int | None = Field(description="the unit whose turn it was, if the team rotates")
+
+
 class IncidentOut(Schema):
     id: str
     reported_at: LocalTime
@@ -59,6 +70,10 @@ class IncidentOut(Schema):
     reported_by: str
     chain: list[ChainTierOut]
     dispatches: list[DispatchOut]
+    village_id: str | None = Field(default=None, description="the village it falls in, if any")
+    skipped: list[SkippedTeamOut] = Field(
+        default_factory=list, description="covering teams not alerted because off duty"
+    )
 
 
 class ArriveIn(Schema):

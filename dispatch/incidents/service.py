@@ -33,11 +33,14 @@ from dispatch.incidents.schemas import (
     EventOut,
     IncidentCreate,
     IncidentOut,
+    SkippedTeamOut,
 )
 from dispatch.jobs import service as jobs
+from dispatch.rosters import service as rosters
 from dispatch.schemas import LocationIn, LocationOut
 from dispatch.teams import service as teams
 from dispatch.teams.coverage import Coverage, CoveredBy
+from dispatch.villages import service as villages
 from geo.geodesy import distance_m
 
 TIERS = (1, 2, 3)
@@ -120,7 +123,8 @@ async def _views(session: AsyncSession, incidents: Sequence[Incident]) -> list[I
         dispatches[d.incident_id].append(d)
     team_ids = sorted({d.team_id for ds in dispatches.values() for d in ds})
     names = {t.id: t.name for t in (await teams.teams_by_id(session, team_ids)).values()}
-    return [incident_view(i, chains[i.id], dispatches[i.id], names) for i in incidents]
+    skips = await rosters.skips_for(session, ids)
+    return [incident_view(i, chains[i.id], dispatches[i.id], names, skips[i.id]) for i in incidents]
 
 
 def incident_view(
@@ -128,6 +132,7 @@ def incident_view(
     chain: Iterable[ChainTier],
     dispatches: Iterable[Dispatch],
     team_names: dict[str, str],
+    skipped: Iterable[SkippedTeamOut] = (),
 ) -> IncidentOut:
     return IncidentOut(
         id=incident.id,
@@ -140,6 +145,8 @@ def incident_view(
         reported_by=incident.reported_by,
         chain=[ChainTierOut.model_validate(t) for t in sorted(chain, key=lambda t: t.tier)],
         dispatches=[dispatch_view(d, team_names.get(d.team_id, "")) for d in dispatches],
+        village_id=incident.village_id,
+        skipped=list(skipped),
     )
 
 
@@ -208,6 +215,7 @@ async def report_incident(
         closed_at=None,
         reported_by=reporter.user_id,
         idempotency_key=idempotency_key,
+        village_id=await villages.village_at(session, lon, lat),
     )
     if not await _insert_once(session, incident):
         existing = await session.scalar(
@@ -219,16 +227,20 @@ async def report_incident(
         assert existing is not None
         return await get_incident(session, existing), True
     hits = coverage.covering(lon, lat)
+    hits, skipped = await rosters.split_on_duty(session, hits, now)
     chain = _new_chain(incident, hits, targets)
     dispatches = [_new_dispatch(incident, hit, now) for hit in hits]
     session.add_all([*chain, *dispatches])
     _record(session, incident.id, now, "reported", reporter.user_id, {"lon": lon, "lat": lat})
+    rosters.record_skips(session, incident.id, skipped, now)
+    for skip in skipped:
+        _record(session, incident.id, now, "skipped", None, skip.model_dump())
     for d in dispatches:
         _record(session, incident.id, now, "dispatched", None, _dispatch_facts(d))
     await session.flush()
     found = await teams.teams_by_id(session, [h.team_id for h in hits])
     names = {team_id: team.name for team_id, team in found.items()}
-    view = incident_view(incident, chain, dispatches, names)
+    view = incident_view(incident, chain, dispatches, names, skipped)
     await _send_alerts(session, view, view.dispatches, now)
     if any(h.tier == 1 for h in hits):
         due = now + timedelta(seconds=escalation.after_s)
@@ -398,6 +410,8 @@ async def _escalate(
         for h in coverage.tier1_within(incident.lon, incident.lat, ring_m)
         if h.team_id not in known
     ]
+    # A team off duty is not alerted by the wider ring either.
+    ring, _ = await rosters.split_on_duty(session, ring, now)
     added = [_new_dispatch(incident, hit, now, ring=1) for hit in ring]
     session.add_all(added)
     facts = {

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+
+from dispatch.auth import service as auth
+from dispatch.auth.models import Role
+from dispatch.deps import RuntimeDep, SessionDep, require
+from dispatch.incidents.models import Category
+from dispatch.reports import exports, service
+from dispatch.reports.schemas import GroupBy, IncidentReportOut, ReportOut
+from dispatch.rosters.files import CSV_TYPE, XLSX_TYPE, download
+from dispatch.schemas import DISPLAY_TZ
+
+router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
+Office = Annotated[auth.Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Role.AUDITOR))]
+
+HISTOGRAM_BIN_S = 10
+_FORMATS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the report: JSON, or a CSV / XLSX download with Chinese headers",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ReportOut"}},
+            "text/csv": {"schema": {"type": "string"}},
+            XLSX_TYPE: {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+@router.get("/response-times", response_model=ReportOut, responses=_FORMATS)
+async def response_times(
+    runtime: RuntimeDep,
+    session: SessionDep,
+    _: Office,
+    start: Annotated[
+        datetime | None,
+        Query(
+            alias="from",
+            description="start of the period, included; a date or a time without offset is "
+            "Asia/Shanghai local time (default: 30 days before `to`)",
+        ),
+    ] = None,
+    end: Annotated[
+        datetime | None,
+        Query(alias="to", description="end of the period, excluded (default: tomorrow 00:00)"),
+    ] = None,
+    tier: Annotated[int | None, Query(ge=1, le=3)] = None,
+    team_id: str | None = None,
+    village_id: str | None = None,
+    category: Category | None = None,
+    group_by: Annotated[
+        list[GroupBy] | None,
+        Query(description="repeat for several groupings (one sheet each in XLSX)"),
+    ] = None,
+    format: Literal["json", "csv", "xlsx"] = "json",
+    part: Annotated[
+        Literal["figures", "exclusions"], Query(description="which table a CSV holds")
+    ] = "figures",
+    max_exclusions: Annotated[int, Query(ge=0, le=1_000_000)] = 1000,
+    max_incidents: Annotated[
+        int, Query(ge=0, le=1_000_000, description="rows of the XLSX sheet 警情明细")
+    ] = 50_000,
+) -> Any:
+    """Response times per group and tier from the raw timestamps; see docs/reports.md."""
+    now = runtime.clock.now()
+    period = service.local_period(start, end, now)
+    filters = service.Filters(period[0], period[1], tier, team_id, village_id, category)
+    wanted = list(group_by or [GroupBy.TIER])
+    if format == "xlsx":
+        # The workbook always carries the tier totals and the per-team chart.
+        wanted += [by for by in (GroupBy.TIER, GroupBy.TEAM) if by not in wanted]
+    targets = runtime.settings.chain_targets
+    report = await service.response_times(
+        session, filters, wanted, targets=targets, now=now, max_exclusions=max_exclusions
+    )
+    if format == "json":
+        return report
+    stamp = now.astimezone(DISPLAY_TZ).strftime("%Y%m%d-%H%M")
+    if format == "csv":
+        name = "响应时间报表" if part == "figures" else "未到场清单"
+        return download(
+            exports.report_csv(report, part), CSV_TYPE, f"{name}-{stamp}.csv", f"report-{stamp}.csv"
+        )
+    histogram = await service.arrival_histogram(session, filters, HISTOGRAM_BIN_S, now)
+    detail, total = await service.incident_details(session, filters, max_incidents)
+    content = exports.report_xlsx(report, histogram, HISTOGRAM_BIN_S, detail, total)
+    return download(content, XLSX_TYPE, f"响应时间报表-{stamp}.xlsx", f"report-{stamp}.xlsx")
+
+
+@router.get("/incidents/{incident_id}", response_model=IncidentReportOut)
+async def incident_report(
+    incident_id: str, runtime: RuntimeDep, session: SessionDep, _: Office
+) -> IncidentReportOut:
+    """One incident for the record: each tier's and each team's outcome, and the whole timeline
+    with every event's time and actor."""
+    return await service.incident_report(session, incident_id, runtime.clock.now())

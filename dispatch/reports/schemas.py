@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field
+
+from dispatch.incidents.schemas import IncidentOut
+from dispatch.schemas import LocalTime, Schema
+
+
+class GroupBy(StrEnum):
+    TIER = "tier"
+    TEAM = "team"
+    VILLAGE = "village"
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+
+class Unit(StrEnum):
+    # One measurement per incident and tier: the tier's first arrival against its deadline.
+    INCIDENT_TIER = "incident_tier"
+    # One measurement per alerted team: that team's own arrival against the tier's deadline.
+    DISPATCH = "dispatch"
+
+
+class Stat(Schema):
+    n: int = Field(description="measurements that have both ends of the interval")
+    p50_s: float | None = Field(description="median, nearest-rank, seconds")
+    p90_s: float | None = Field(description="90th percentile, nearest-rank, seconds")
+    max_s: float | None
+
+
+class TierFigures(Schema):
+    tier: int
+    target_s: float
+    incidents: int = Field(description="measurements: incident tiers, or dispatches per team")
+    with_arrival: int
+    without_arrival: int = Field(description="listed in exclusions")
+    met: int
+    breached: int
+    cancelled: int = Field(description="closed by the deadline with nobody on scene: not judged")
+    pending: int = Field(description="deadline still ahead: not judged")
+    uncovered: int = Field(description="no team of the tier was alerted (counted in breached)")
+    share_within_target: float | None = Field(description="met / (met + breached)")
+    time_to_arrival: Stat = Field(description="from the report to arrival on scene")
+    alert_to_delivery: Stat = Field(description="per dispatch: alert sent to phone received")
+    delivery_to_acceptance: Stat = Field(description="per dispatch: received to accepted")
+    acceptance_to_arrival: Stat = Field(description="per dispatch: accepted to on scene")
+
+
+class Group(Schema):
+    key: str
+    label: str
+    tiers: list[TierFigures]
+
+
+class Grouping(Schema):
+    by: GroupBy
+    unit: Unit
+    groups: list[Group]
+
+
+class Exclusion(Schema):
+    incident_id: str
+    tier: int
+    team_id: str | None
+    team_name: str | None
+    reported_at: LocalTime
+    outcome: str
+    reason: str
+
+
+class ReportOut(Schema):
+    generated_at: LocalTime
+    period_from: LocalTime
+    period_to: LocalTime = Field(description="exclusive")
+    filters: dict[str, Any]
+    method: str = Field(description="how the figures are computed, percentile definition included")
+    totals: list[TierFigures] = Field(description="every measurement of the period, per tier")
+    groupings: list[Grouping]
+    exclusions: list[Exclusion] = Field(description="measurements without an arrival")
+    exclusions_total: int
+    exclusions_truncated: bool
+
+
+class TimelineEvent(Schema):
+    at: LocalTime
+    type: str
+    actor_id: str | None
+    actor_name: str | None
+    data: dict[str, Any]
+
+
+class DispatchOutcome(Schema):
+    dispatch_id: str
+    team_id: str
+    team_name: str
+    tier: int
+    outcome: str
+    time_to_arrival_s: float | None
+
+
+class IncidentReportOut(Schema):
+    incident: IncidentOut
+    village_name: str | None
+    tiers: list[dict[str, Any]] = Field(description="each tier: target, status, elapsed_s")
+    teams: list[DispatchOutcome]
+    timeline: list[TimelineEvent]

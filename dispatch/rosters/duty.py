@@ -1,0 +1,80 @@
+"""Duty hours and unit rotation: who of a mobile team serves at a given moment.
+
+Everything is in local time (Asia/Shanghai). A shift that crosses midnight belongs to the day it
+began, so the night of Sunday 20:00 to Monday 08:00 is Sunday's shift and is served by the unit
+whose turn covers that Sunday. Duty hours are half-open: a shift of 08:00-20:00 includes 08:00
+and excludes 20:00.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from dispatch.schemas import DISPLAY_TZ
+
+DAY_MINUTES = 24 * 60
+
+
+@dataclass(frozen=True)
+class Rotation:
+    start_minute: int
+    end_minute: int
+    rotation_weeks: int
+    rotation_start: date
+    units: Sequence[int]
+
+
+@dataclass(frozen=True)
+class DutyState:
+    on_duty: bool
+    # Why not: "off_hours" (outside the duty hours) or "unit_empty" (the unit whose turn it is
+    # has nobody on the roster). None when on duty.
+    reason: str | None
+    detail: str
+    unit: int | None
+    shift_date: date | None
+
+
+def hhmm(minute: int) -> str:
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+def shift_date(rotation: Rotation, at: datetime) -> date | None:
+    """The local date on which the shift running at ``at`` began, or None outside duty hours."""
+    local = at.astimezone(DISPLAY_TZ)
+    # Seconds matter at the edges: 19:59:59.9 is inside an 08:00-20:00 shift, 20:00:00 is not.
+    now = local.hour * 60 + local.minute + (local.second + local.microsecond / 1e6) / 60
+    start, end = rotation.start_minute, rotation.end_minute
+    today = local.date()
+    if start == end:
+        return today if now >= start else today - timedelta(days=1)
+    if start < end:
+        return today if start <= now < end else None
+    if now >= start:
+        return today
+    if now < end:
+        return today - timedelta(days=1)
+    return None
+
+
+def unit_on_turn(rotation: Rotation, day: date) -> int | None:
+    if not rotation.units:
+        return None
+    period = (day - rotation.rotation_start).days // (7 * rotation.rotation_weeks)
+    return rotation.units[period % len(rotation.units)]
+
+
+def duty_state(rotation: Rotation, unit_sizes: Mapping[int, int], at: datetime) -> DutyState:
+    hours = f"{hhmm(rotation.start_minute)}-{hhmm(rotation.end_minute)}"
+    day = shift_date(rotation, at)
+    local = at.astimezone(DISPLAY_TZ).strftime("%Y-%m-%d %H:%M:%S")
+    if day is None:
+        return DutyState(False, "off_hours", f"outside duty hours {hours} (at {local})", None, None)
+    unit = unit_on_turn(rotation, day)
+    if unit is not None and unit_sizes.get(unit, 0) == 0:
+        detail = f"unit {unit} is on turn and has nobody on the roster"
+        return DutyState(False, "unit_empty", detail, unit, day)
+    on_turn = f", unit {unit} on turn" if unit is not None else ""
+    return DutyState(True, None, f"on duty {hours}{on_turn}", unit, day)

@@ -1,0 +1,223 @@
+"""Uploaded files and spreadsheets: read untrusted uploads safely, write CSV and XLSX.
+
+Uploads are read from the raw request body with a hard size cap, and their format is decided
+by their content, never by their name or declared type. Every failure is a 4xx naming the
+problem; nothing in an upload can make the server answer 500.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from fastapi import Request, Response
+from openpyxl import Workbook, load_workbook
+from openpyxl.styles import Alignment, Font
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.worksheet import Worksheet
+
+from dispatch.errors import DomainError, InvalidInput
+
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+CSV_TYPE = "text/csv; charset=utf-8"
+MAX_ROWS = 20_000
+MAX_COLUMNS = 64
+_ZIP_MAGIC = b"PK\x03\x04"
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+class TooLarge(DomainError):
+    status = 413
+    code = "too_large"
+
+
+class UnsupportedFile(DomainError):
+    status = 415
+    code = "unsupported_file"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason a file was refused: where (row number as the user sees it, column) and why."""
+
+    row: int | None
+    field: str | None
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"row": self.row, "field": self.field, "message": self.message}
+
+
+class FileRejected(InvalidInput):
+    """A file with bad rows: every problem is listed and nothing of the file was written."""
+
+    code: ClassVar[str] = "file_rejected"
+
+    def __init__(self, detail: str, problems: Sequence[Problem]) -> None:
+        super().__init__(detail)
+        self.problems = list(problems)
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "problems": [p.as_dict() for p in self.problems]}
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the upload is {int(declared)} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"the upload is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    if size == 0:
+        raise InvalidInput("the upload is empty", field="body")
+    return b"".join(chunks)
+
+
+@dataclass(frozen=True)
+class Table:
+    """The cells of the first sheet (XLSX) or of the file (CSV), as trimmed text."""
+
+    format: str
+    rows: list[list[str]]
+
+
+def read_table(data: bytes) -> Table:
+    if data.startswith(_ZIP_MAGIC):
+        return Table("xlsx", _read_xlsx(data))
+    if data.startswith(_OLE_MAGIC):
+        raise UnsupportedFile(
+            "this is an Excel 97-2003 .xls file; save it as .xlsx (Excel workbook) or .csv"
+        )
+    return Table("csv", _read_csv(data))
+
+
+def _read_xlsx(data: bytes) -> list[list[str]]:
+    try:
+        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile):
+        raise UnsupportedFile(
+            "the file looks like a zip archive but is not a readable .xlsx"
+        ) from None
+    except Exception as error:
+        # openpyxl raises a zoo of types (KeyError, ValueError, InvalidFileException, XML
+        # errors) for archives that are not workbooks; all mean the same to the user.
+        raise UnsupportedFile(f"not a readable .xlsx workbook ({type(error).__name__})") from None
+    try:
+        sheet = workbook.worksheets[0]
+        rows: list[list[str]] = []
+        for values in sheet.iter_rows(values_only=True):
+            if len(rows) >= MAX_ROWS:
+                raise InvalidInput(f"the sheet has more than {MAX_ROWS} rows", field="body")
+            rows.append([cell_text(v) for v in values[:MAX_COLUMNS]])
+        return rows
+    except DomainError:
+        raise
+    except Exception as error:
+        raise UnsupportedFile(f"the workbook cannot be read ({type(error).__name__})") from None
+    finally:
+        workbook.close()
+
+
+def _read_csv(data: bytes) -> list[list[str]]:
+    if b"\x00" in data:
+        raise UnsupportedFile("the file is neither an .xlsx workbook nor a CSV text file")
+    text = _decode(data)
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""))
+        rows: list[list[str]] = []
+        for values in reader:
+            if len(rows) >= MAX_ROWS:
+                raise InvalidInput(f"the file has more than {MAX_ROWS} rows", field="body")
+            rows.append([v.strip() for v in values[:MAX_COLUMNS]])
+        return rows
+    except csv.Error as error:
+        raise UnsupportedFile(f"the CSV cannot be parsed: {error}") from None
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    # Excel on Chinese Windows saves "CSV" in the ANSI code page, GBK, a subset of GB18030.
+    try:
+        return data.decode("gb18030")
+    except UnicodeDecodeError:
+        raise UnsupportedFile("the CSV is neither UTF-8 nor GB18030 (GBK) text") from None
+
+
+def cell_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    if isinstance(value, float) and value.is_integer():
+        # Excel stores a typed-in phone number as a float.
+        return str(int(value))
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    return str(value).strip()
+
+
+# ---------------------------------------------------------------- writing
+
+
+def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
+    """UTF-8 with a byte order mark, so Excel opens the Chinese text correctly."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(["" if v is None else v for v in row])
+    return ("\ufeff" + buffer.getvalue()).encode("utf-8")
+
+
+def write_sheet(
+    sheet: Worksheet,
+    header: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    title: str | None = None,
+    widths: Sequence[int] | None = None,
+) -> int:
+    """A header (under an optional title row) and the rows; returns the header's row number."""
+    header_row = 1
+    if title is not None:
+        sheet.cell(row=1, column=1, value=title).font = Font(bold=True, size=14)
+        header_row = 2
+    for column, name in enumerate(header, start=1):
+        cell = sheet.cell(row=header_row, column=column, value=name)
+        cell.font = Font(bold=True)
+        cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
+    for offset, row in enumerate(rows, start=1):
+        for column, value in enumerate(row, start=1):
+            sheet.cell(row=header_row + offset, column=column, value=value)
+    for column, name in enumerate(header, start=1):
+        width = widths[column - 1] if widths and column <= len(widths) else max(10, 2 * len(name))
+        sheet.column_dimensions[get_column_letter(column)].width = width
+    sheet.freeze_panes = f"A{header_row + 1}"
+    return header_row
+
+
+def workbook_bytes(workbook: Workbook) -> bytes:
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def download(content: bytes, media_type: str, filename: str, ascii_name: str) -> Response:
+    # RFC 6266/5987: Chinese file names survive only percent-encoded as UTF-8; older clients
+    # take the plain ASCII name.
+    disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
+    return Response(content, media_type=media_type, headers={"Content-Disposition": disposition})

@@ -1,0 +1,779 @@
+"""Rosters (花名册), team strength, duty hours and rotation, and the off-duty skip at dispatch."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from openpyxl import Workbook
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.auth import service as auth
+from dispatch.auth.models import Role, User
+from dispatch.db import new_id
+from dispatch.errors import Conflict, Forbidden, InvalidInput, NotFound
+from dispatch.incidents.schemas import SkippedTeamOut
+from dispatch.rosters import duty
+from dispatch.rosters.files import (
+    CSV_TYPE,
+    XLSX_TYPE,
+    FileRejected,
+    Problem,
+    Table,
+    csv_bytes,
+    read_table,
+    workbook_bytes,
+    write_sheet,
+)
+from dispatch.rosters.models import (
+    KIND_TITLES,
+    ROLE_LABELS,
+    DutySchedule,
+    IncidentSkip,
+    MemberRole,
+    RosterKind,
+    RosterMember,
+)
+from dispatch.rosters.schemas import (
+    DutyIn,
+    DutyOut,
+    ImportOut,
+    MemberCreate,
+    MemberOut,
+    TeamStrengthOut,
+    UnitStrength,
+)
+from dispatch.teams import service as teams
+from dispatch.teams.coverage import CoveredBy
+from dispatch.teams.models import Team, TeamKind
+
+# The plan (五(一)): a unit is 4-5 people, a team is 3 or more units.
+UNIT_MINIMUM = 4
+UNITS_MINIMUM = 3
+DISPATCHED_KINDS = (TeamKind.FIXED_POST.value, TeamKind.MOBILE.value)
+MAX_PROBLEMS = 200
+
+# ---------------------------------------------------------------- validating one member
+
+_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+_LANDLINE = re.compile(r"^0\d{9,11}$")
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+_CN_DIGITS = {
+    "一": 1,
+    "二": 2,
+    "两": 2,
+    "三": 3,
+    "四": 4,
+    "五": 5,
+    "六": 6,
+    "七": 7,
+    "八": 8,
+    "九": 9,
+}
+_ROLE_BY_TEXT = {
+    **{label: role for role, label in ROLE_LABELS.items()},
+    **{role.value: role for role in MemberRole},
+    # Words the ledgers use for the same roles.
+    "保安": MemberRole.GUARD,
+    "物管员": MemberRole.GUARD,
+    "辅警": MemberRole.AUXILIARY_POLICE_DRIVER,
+    "成员": MemberRole.MEMBER,
+    "信息员": MemberRole.MEMBER,
+    "联防员": MemberRole.MEMBER,
+}
+
+
+class RowError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def normalize_phone(value: str) -> str:
+    digits = re.sub(r"[\s\-()（）]", "", value)
+    if digits.startswith("+86"):
+        digits = digits[3:]
+    if _MOBILE.match(digits) or _LANDLINE.match(digits):
+        return digits
+    raise RowError("phone", f"{value!r} is not a mobile (11 digits, 1xx) or landline number")
+
+
+def normalize_id_number(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    text = value.strip().upper()
+    if not re.match(r"^\d{17}[\dX]$", text):
+        raise RowError("id_number", f"{value!r} is not an 18-character resident ID number")
+    total = sum(int(d) * w for d, w in zip(text[:17], _ID_WEIGHTS, strict=True))
+    if _ID_CHECK[total % 11] != text[17]:
+        raise RowError("id_number", f"{value!r} fails the ID number's check digit")
+    return text
+
+
+def parse_role(value: str) -> MemberRole:
+    role = _ROLE_BY_TEXT.get(value.strip())
+    if role is None:
+        labels = "、".join(ROLE_LABELS.values())
+        raise RowError("role", f"{value!r} is not a role; use one of {labels}")
+    return role
+
+
+def parse_unit(value: str) -> int | None:
+    text = value.strip()
+    if not text:
+        return None
+    match = re.match(r"^第?\s*([0-9]+|[一二两三四五六七八九十]+)\s*(单元)?$", text)
+    number = _number(match.group(1)) if match else None
+    if number is None or not 1 <= number <= 99:
+        raise RowError("unit", f"{text!r} is not a unit number (1-99, e.g. 2 or 第二单元)")
+    return number
+
+
+def _number(text: str) -> int | None:
+    if text.isdigit():
+        return int(text)
+    if text == "十":
+        return 10
+    tens, _, ones = text.partition("十")
+    if "十" not in text:
+        return _CN_DIGITS.get(text) if len(text) == 1 else None
+    high = _CN_DIGITS.get(tens, 0) if tens else 1
+    low = _CN_DIGITS.get(ones, 0) if ones else 0
+    return high * 10 + low if high else None
+
+
+def mask_phone(phone: str) -> str:
+    return phone[:3] + "*" * (len(phone) - 7) + phone[-4:] if len(phone) > 7 else "*" * len(phone)
+
+
+def mask_id_number(id_number: str | None) -> str | None:
+    if id_number is None:
+        return None
+    return id_number[:4] + "*" * (len(id_number) - 8) + id_number[-4:]
+
+
+def member_out(member: RosterMember, *, reveal: bool) -> MemberOut:
+    role = MemberRole(member.role)
+    return MemberOut(
+        id=member.id,
+        kind=RosterKind(member.kind),
+        group_name=member.group_name,
+        team_id=member.team_id,
+        name=member.name,
+        phone=member.phone if reveal else mask_phone(member.phone),
+        id_number=member.id_number if reveal else mask_id_number(member.id_number),
+        role=role,
+        role_label=ROLE_LABELS[role],
+        unit=member.unit,
+        site=member.site,
+        user_id=member.user_id,
+        created_at=member.created_at,
+        updated_at=member.updated_at,
+    )
+
+
+def can_see_identity(viewer: auth.Principal) -> bool:
+    """Only admins see phone and ID numbers in full, on screen and in exports."""
+    return viewer.role == Role.ADMIN
+
+
+@dataclass
+class _Row:
+    line: int
+    kind: RosterKind
+    group_name: str
+    team_id: str | None
+    name: str
+    phone: str
+    id_number: str | None
+    role: MemberRole
+    unit: int | None
+    site: str | None
+
+
+class _TeamNames:
+    """Tier-1 teams by name: the emergency roster's 队伍名称 must name one of them."""
+
+    def __init__(self, found: Sequence[Team]) -> None:
+        self.by_name: dict[str, list[Team]] = {}
+        for team in found:
+            if team.kind in DISPATCHED_KINDS:
+                self.by_name.setdefault(team.name, []).append(team)
+
+    def team_id(self, name: str) -> str:
+        found = self.by_name.get(name, [])
+        if not found:
+            raise RowError("group_name", f"no fixed-post or mobile team is named {name!r}")
+        if len(found) > 1:
+            raise RowError("group_name", f"{len(found)} teams are named {name!r}; rename one")
+        return found[0].id
+
+
+def _check_member(
+    kind: RosterKind,
+    line: int,
+    values: dict[str, str],
+    names: _TeamNames,
+) -> _Row:
+    group_name = values.get("group_name", "").strip()
+    if not group_name or len(group_name) > 128:
+        raise RowError("group_name", "the team (队伍名称) is required, at most 128 characters")
+    team_id = names.team_id(group_name) if kind == RosterKind.EMERGENCY else None
+    name = values.get("name", "").strip()
+    if not name or len(name) > 64:
+        raise RowError("name", "the name (姓名) is required, at most 64 characters")
+    if not values.get("phone", "").strip():
+        raise RowError("phone", "the phone number (联系电话) is required")
+    phone = normalize_phone(values["phone"])
+    id_number = normalize_id_number(values.get("id_number"))
+    if not values.get("role", "").strip():
+        raise RowError("role", "the role (职务) is required")
+    role = parse_role(values["role"])
+    unit = parse_unit(values.get("unit", ""))
+    site = values.get("site", "").strip() or None
+    if site is not None and len(site) > 128:
+        raise RowError("site", "the site (所在单位) is at most 128 characters")
+    return _Row(line, kind, group_name, team_id, name, phone, id_number, role, unit, site)
+
+
+# ---------------------------------------------------------------- reading and writing members
+
+
+async def get_member(session: AsyncSession, member_id: str) -> RosterMember:
+    member = await session.get(RosterMember, member_id)
+    if member is None:
+        raise NotFound(f"roster member {member_id!r} does not exist", field="member_id")
+    return member
+
+
+async def list_members(
+    session: AsyncSession,
+    *,
+    kind: RosterKind | None,
+    team_id: str | None,
+    group_name: str | None,
+    viewer: auth.Principal,
+) -> list[RosterMember]:
+    if viewer.role == Role.LEADER:
+        if team_id is not None and team_id != viewer.team_id:
+            raise Forbidden("a leader sees only his own team's roster")
+        team_id = viewer.team_id
+    query = select(RosterMember).order_by(
+        RosterMember.kind, RosterMember.group_name, RosterMember.unit, RosterMember.name
+    )
+    if kind is not None:
+        query = query.where(RosterMember.kind == kind.value)
+    if team_id is not None:
+        query = query.where(RosterMember.team_id == team_id)
+    if group_name is not None:
+        query = query.where(RosterMember.group_name == group_name)
+    return list(await session.scalars(query))
+
+
+async def create_member(session: AsyncSession, data: MemberCreate, now: datetime) -> RosterMember:
+    values = {
+        "group_name": data.group_name,
+        "name": data.name,
+        "phone": data.phone,
+        "id_number": data.id_number or "",
+        "role": data.role.value,
+        "unit": str(data.unit) if data.unit is not None else "",
+        "site": data.site or "",
+    }
+    names = _TeamNames(await teams.all_teams(session))
+    try:
+        row = _check_member(data.kind, 0, values, names)
+    except RowError as error:
+        raise InvalidInput(f"{error.field}: {error.message}", field=error.field) from None
+    clash = await session.scalar(
+        select(RosterMember.id).where(
+            RosterMember.kind == row.kind.value,
+            RosterMember.group_name == row.group_name,
+            RosterMember.phone == row.phone,
+        )
+    )
+    if clash is not None:
+        raise Conflict(
+            "phone: this team's roster already has a member with that phone", field="phone"
+        )
+    member = _new_member(row, now)
+    session.add(member)
+    await session.flush()
+    return member
+
+
+def _new_member(row: _Row, now: datetime) -> RosterMember:
+    return RosterMember(
+        id=new_id(),
+        kind=row.kind.value,
+        group_name=row.group_name,
+        team_id=row.team_id,
+        name=row.name,
+        phone=row.phone,
+        id_number=row.id_number,
+        role=row.role.value,
+        unit=row.unit,
+        site=row.site,
+        user_id=None,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+async def delete_member(session: AsyncSession, member_id: str) -> None:
+    await session.delete(await get_member(session, member_id))
+    await session.flush()
+
+
+async def link_account(
+    session: AsyncSession, member_id: str, user_id: str | None, now: datetime
+) -> RosterMember:
+    """A leader account speaks for one member of its own team."""
+    member = await get_member(session, member_id)
+    if user_id is not None:
+        user = await session.get(User, user_id)
+        if user is None:
+            raise NotFound(f"user {user_id!r} does not exist", field="user_id")
+        if user.role != Role.LEADER.value:
+            raise InvalidInput("user_id: only a leader account links to a member", field="user_id")
+        if member.team_id is None or user.team_id != member.team_id:
+            raise InvalidInput("user_id: the leader belongs to another team", field="user_id")
+        taken = await session.scalar(
+            select(RosterMember.id).where(
+                RosterMember.user_id == user_id, RosterMember.id != member.id
+            )
+        )
+        if taken is not None:
+            raise Conflict("user_id: this account is linked to another member", field="user_id")
+    member.user_id = user_id
+    member.updated_at = now
+    await session.flush()
+    return member
+
+
+# ---------------------------------------------------------------- import and export
+
+# Canonical column -> the plan's Chinese header, and other headers the ledgers use for it.
+HEADERS: dict[str, tuple[str, ...]] = {
+    "seq": ("序号",),
+    "group_name": ("队伍名称", "村(社区)", "村（社区）", "所属队伍", "队伍"),
+    "unit": ("单元", "所在单元"),
+    "name": ("姓名",),
+    "role": ("职务", "角色", "岗位"),
+    "phone": ("联系电话", "手机号码", "电话", "手机"),
+    "id_number": ("身份证号码", "身份证号"),
+    "site": ("所在单位", "所属单位", "单位"),
+}
+COLUMNS: dict[RosterKind, tuple[str, ...]] = {
+    RosterKind.EMERGENCY: (
+        "seq",
+        "group_name",
+        "unit",
+        "name",
+        "role",
+        "phone",
+        "id_number",
+        "site",
+    ),
+    RosterKind.AREA: ("seq", "group_name", "name", "role", "phone", "id_number", "site"),
+    RosterKind.VILLAGE_PATROL: ("seq", "group_name", "name", "role", "phone", "id_number"),
+    RosterKind.WATCH: ("seq", "group_name", "name", "role", "phone", "id_number", "site"),
+}
+REQUIRED = ("group_name", "name", "role", "phone")
+
+
+def header_label(kind: RosterKind, column: str) -> str:
+    if kind == RosterKind.VILLAGE_PATROL and column == "group_name":
+        return "村(社区)"
+    return HEADERS[column][0]
+
+
+def _canonical(text: str) -> str | None:
+    cleaned = text.replace(" ", "").replace("\n", "").replace("*", "")
+    for column, names in HEADERS.items():
+        if cleaned in names:
+            return column
+    return None
+
+
+def _find_header(table: Table) -> tuple[int, dict[int, str]]:
+    """The header row (0-based) and its columns; a title row above it is allowed."""
+    for index, row in enumerate(table.rows[:5]):
+        columns = {i: c for i, cell in enumerate(row) if (c := _canonical(cell)) is not None}
+        if "name" in columns.values():
+            missing = [header_label(RosterKind.EMERGENCY, c) for c in REQUIRED]
+            missing = [
+                m for c, m in zip(REQUIRED, missing, strict=True) if c not in columns.values()
+            ]
+            if missing:
+                raise FileRejected(
+                    "the header lacks required columns; nothing was imported",
+                    [Problem(index + 1, None, f"missing column(s): {'、'.join(missing)}")],
+                )
+            return index, columns
+    raise FileRejected(
+        "no header row with 姓名 in the first 5 rows; nothing was imported",
+        [
+            Problem(
+                None,
+                None,
+                "expected a header row such as: "
+                + "、".join(HEADERS[c][0] for c in COLUMNS[RosterKind.EMERGENCY]),
+            )
+        ],
+    )
+
+
+def _parse_rows(kind: RosterKind, table: Table, names: _TeamNames) -> list[_Row]:
+    header_index, columns = _find_header(table)
+    rows: list[_Row] = []
+    problems: list[Problem] = []
+    seen_phone: dict[tuple[str, str], int] = {}
+    seen_id: dict[str, int] = {}
+    for index in range(header_index + 1, len(table.rows)):
+        cells = table.rows[index]
+        line = index + 1
+        values = {column: cells[i] for i, column in columns.items() if i < len(cells)}
+        if not any(v for k, v in values.items() if k != "seq"):
+            continue
+        try:
+            row = _check_member(kind, line, values, names)
+        except RowError as error:
+            problems.append(Problem(line, error.field, error.message))
+            continue
+        key = (row.group_name, row.phone)
+        if key in seen_phone:
+            problems.append(Problem(line, "phone", f"repeats the phone of row {seen_phone[key]}"))
+            continue
+        if row.id_number is not None and row.id_number in seen_id:
+            problems.append(
+                Problem(line, "id_number", f"repeats the ID number of row {seen_id[row.id_number]}")
+            )
+            continue
+        seen_phone[key] = line
+        if row.id_number is not None:
+            seen_id[row.id_number] = line
+        rows.append(row)
+    if problems:
+        shown = problems[:MAX_PROBLEMS]
+        raise FileRejected(f"{len(problems)} bad row(s); nothing of the file was imported", shown)
+    if not rows:
+        raise FileRejected("the file has no member rows", [Problem(None, None, "no rows")])
+    return rows
+
+
+async def import_roster(
+    session: AsyncSession, kind: RosterKind, data: bytes, now: datetime
+) -> ImportOut:
+    """Replace the members of every team the file names; other teams are left alone.
+
+    A member already on the roster (same ID number, or same name and phone) keeps its id and
+    its linked account. All rows are checked first: one bad row and nothing is written.
+    """
+    table = read_table(data)
+    names = _TeamNames(await teams.all_teams(session))
+    rows = _parse_rows(kind, table, names)
+    groups = sorted({r.group_name for r in rows})
+    existing = list(
+        await session.scalars(
+            select(RosterMember).where(
+                RosterMember.kind == kind.value, RosterMember.group_name.in_(groups)
+            )
+        )
+    )
+    by_id_number = {(m.group_name, m.id_number): m for m in existing if m.id_number}
+    by_name_phone = {(m.group_name, m.name, m.phone): m for m in existing}
+    kept: set[str] = set()
+    created = updated = 0
+    for row in rows:
+        match = (row.id_number and by_id_number.get((row.group_name, row.id_number))) or (
+            by_name_phone.get((row.group_name, row.name, row.phone))
+        )
+        if match is None or match.id in kept:
+            session.add(_new_member(row, now))
+            created += 1
+            continue
+        kept.add(match.id)
+        match.team_id, match.name, match.phone = row.team_id, row.name, row.phone
+        match.id_number, match.role, match.unit = row.id_number, row.role.value, row.unit
+        match.site, match.updated_at = row.site, now
+        updated += 1
+    removed = [m.id for m in existing if m.id not in kept]
+    if removed:
+        await session.execute(delete(RosterMember).where(RosterMember.id.in_(removed)))
+    await session.flush()
+    return ImportOut(
+        kind=kind,
+        format=table.format,
+        rows=len(rows),
+        groups=groups,
+        created=created,
+        updated=updated,
+        removed=len(removed),
+    )
+
+
+def _export_rows(
+    kind: RosterKind, members: Sequence[RosterMember], reveal: bool
+) -> list[list[object]]:
+    rows: list[list[object]] = []
+    for seq, member in enumerate(members, start=1):
+        values: dict[str, object] = {
+            "seq": seq,
+            "group_name": member.group_name,
+            "unit": member.unit,
+            "name": member.name,
+            "role": ROLE_LABELS[MemberRole(member.role)],
+            "phone": member.phone if reveal else mask_phone(member.phone),
+            "id_number": (member.id_number if reveal else mask_id_number(member.id_number)) or "",
+            "site": member.site or "",
+        }
+        rows.append([values[c] for c in COLUMNS[kind]])
+    return rows
+
+
+async def export_roster(
+    session: AsyncSession,
+    kind: RosterKind,
+    fmt: str,
+    *,
+    team_id: str | None,
+    viewer: auth.Principal,
+) -> tuple[bytes, str]:
+    members = await list_members(
+        session, kind=kind, team_id=team_id, group_name=None, viewer=viewer
+    )
+    reveal = can_see_identity(viewer)
+    header = [header_label(kind, c) for c in COLUMNS[kind]]
+    rows = _export_rows(kind, members, reveal)
+    if fmt == "csv":
+        return csv_bytes(header, rows), CSV_TYPE
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.title = "花名册"
+    widths = [6, 28, 8, 12, 12, 16, 22, 28]
+    write_sheet(sheet, header, rows, title=KIND_TITLES[kind], widths=widths)
+    # Phone and ID numbers are text: Excel would otherwise show 4.4E+17 and drop digits.
+    for row in sheet.iter_rows(min_row=3):
+        for cell in row:
+            cell.number_format = "@"
+    return workbook_bytes(workbook), XLSX_TYPE
+
+
+# ---------------------------------------------------------------- strength
+
+
+async def team_strength(session: AsyncSession) -> list[TeamStrengthOut]:
+    """Every fixed-post and mobile team against the plan's minimum: 3 units of 4 or more."""
+    found = [t for t in await teams.list_teams(session) if t.kind in DISPATCHED_KINDS]
+    counts: dict[str, Counter[int | None]] = {t.id: Counter() for t in found}
+    rows = await session.execute(
+        select(RosterMember.team_id, RosterMember.unit, func.count())
+        .where(RosterMember.team_id.in_([t.id for t in found]))
+        .group_by(RosterMember.team_id, RosterMember.unit)
+    )
+    for team_id, unit, count in rows.all():
+        if team_id is not None:
+            counts[team_id][unit] += count
+    return [_strength(t, counts[t.id]) for t in found]
+
+
+def _strength(team: Team, counts: Counter[int | None]) -> TeamStrengthOut:
+    units = [
+        UnitStrength(unit=u, members=n, full=n >= UNIT_MINIMUM)
+        for u, n in sorted((u, n) for u, n in counts.items() if u is not None)
+    ]
+    full = sum(1 for u in units if u.full)
+    problems: list[str] = []
+    if full < UNITS_MINIMUM:
+        problems.append(
+            f"{full} unit(s) of at least {UNIT_MINIMUM} members; the plan needs {UNITS_MINIMUM}"
+        )
+    problems += [
+        f"unit {u.unit} has {u.members} member(s), fewer than {UNIT_MINIMUM}"
+        for u in units
+        if not u.full
+    ]
+    return TeamStrengthOut(
+        team_id=team.id,
+        team_name=team.name,
+        kind=team.kind,
+        members=sum(counts.values()),
+        units=units,
+        full_units=full,
+        under_strength=full < UNITS_MINIMUM,
+        problems=problems,
+    )
+
+
+# ---------------------------------------------------------------- duty hours and rotation
+
+
+def _minutes(hhmm: str) -> int:
+    hours, minutes = hhmm.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def _rotation(schedule: DutySchedule) -> duty.Rotation:
+    return duty.Rotation(
+        schedule.start_minute,
+        schedule.end_minute,
+        schedule.rotation_weeks,
+        schedule.rotation_start,
+        tuple(schedule.units),
+    )
+
+
+async def _unit_sizes(session: AsyncSession, team_ids: Sequence[str]) -> dict[str, dict[int, int]]:
+    sizes: dict[str, dict[int, int]] = {t: {} for t in team_ids}
+    if not team_ids:
+        return sizes
+    rows = await session.execute(
+        select(RosterMember.team_id, RosterMember.unit, func.count())
+        .where(RosterMember.team_id.in_(list(team_ids)), RosterMember.unit.is_not(None))
+        .group_by(RosterMember.team_id, RosterMember.unit)
+    )
+    for team_id, unit, count in rows.all():
+        if team_id is not None and unit is not None:
+            sizes[team_id][unit] = count
+    return sizes
+
+
+async def get_schedule(session: AsyncSession, team_id: str) -> DutySchedule:
+    schedule = await session.get(DutySchedule, team_id)
+    if schedule is None:
+        raise NotFound(f"team {team_id!r} has no duty schedule: it serves round the clock")
+    return schedule
+
+
+async def set_schedule(
+    session: AsyncSession, team_id: str, data: DutyIn, now: datetime
+) -> DutySchedule:
+    team = await teams.get_team(session, team_id)
+    if team.kind != TeamKind.MOBILE.value:
+        raise InvalidInput(
+            "team_id: duty hours and rotation are for mobile teams; fixed posts serve always",
+            field="team_id",
+        )
+    schedule = await session.get(DutySchedule, team_id)
+    if schedule is None:
+        schedule = DutySchedule(team_id=team_id)
+        session.add(schedule)
+    schedule.start_minute, schedule.end_minute = _minutes(data.start), _minutes(data.end)
+    schedule.rotation_weeks, schedule.rotation_start = data.rotation_weeks, data.rotation_start
+    schedule.units, schedule.updated_at = list(data.units), now
+    await session.flush()
+    return schedule
+
+
+async def delete_schedule(session: AsyncSession, team_id: str) -> None:
+    await session.delete(await get_schedule(session, team_id))
+    await session.flush()
+
+
+async def duty_out(session: AsyncSession, schedule: DutySchedule, at: datetime) -> DutyOut:
+    sizes = await _unit_sizes(session, [schedule.team_id])
+    state = duty.duty_state(_rotation(schedule), sizes[schedule.team_id], at)
+    return DutyOut(
+        team_id=schedule.team_id,
+        start=duty.hhmm(schedule.start_minute),
+        end=duty.hhmm(schedule.end_minute),
+        rotation_weeks=schedule.rotation_weeks,
+        rotation_start=schedule.rotation_start,
+        units=list(schedule.units),
+        at=at,
+        on_duty=state.on_duty,
+        reason=state.reason,
+        detail=state.detail,
+        unit_on_turn=state.unit,
+    )
+
+
+async def split_on_duty(
+    session: AsyncSession, hits: Sequence[CoveredBy], now: datetime
+) -> tuple[list[CoveredBy], list[SkippedTeamOut]]:
+    """The covering teams on duty at ``now``, and the others with the reason they are skipped.
+
+    A team without a duty schedule is always on duty. Two small queries, only for teams that
+    have a schedule.
+    """
+    if not hits:
+        return [], []
+    schedules = {
+        s.team_id: s
+        for s in await session.scalars(
+            select(DutySchedule).where(DutySchedule.team_id.in_([h.team_id for h in hits]))
+        )
+    }
+    if not schedules:
+        return list(hits), []
+    sizes = await _unit_sizes(session, [t for t, s in schedules.items() if s.units])
+    kept: list[CoveredBy] = []
+    off: list[tuple[CoveredBy, duty.DutyState]] = []
+    for hit in hits:
+        schedule = schedules.get(hit.team_id)
+        if schedule is None:
+            kept.append(hit)
+            continue
+        state = duty.duty_state(_rotation(schedule), sizes.get(hit.team_id, {}), now)
+        if state.on_duty:
+            kept.append(hit)
+        else:
+            off.append((hit, state))
+    names = {
+        t.id: t.name
+        for t in (await teams.teams_by_id(session, [h.team_id for h, _ in off])).values()
+    }
+    skipped = [
+        SkippedTeamOut(
+            team_id=hit.team_id,
+            team_name=names.get(hit.team_id, ""),
+            tier=hit.tier,
+            reason=state.reason or "off_duty",
+            detail=state.detail,
+            unit=state.unit,
+        )
+        for hit, state in off
+    ]
+    return kept, skipped
+
+
+def record_skips(
+    session: AsyncSession, incident_id: str, skipped: Sequence[SkippedTeamOut], now: datetime
+) -> None:
+    session.add_all(
+        IncidentSkip(
+            incident_id=incident_id,
+            team_id=s.team_id,
+            team_name=s.team_name,
+            tier=s.tier,
+            reason=s.reason,
+            detail=s.detail[:255],
+            unit=s.unit,
+            at=now,
+        )
+        for s in skipped
+    )
+
+
+async def skips_for(
+    session: AsyncSession, incident_ids: Sequence[str]
+) -> dict[str, list[SkippedTeamOut]]:
+    found: dict[str, list[SkippedTeamOut]] = {i: [] for i in incident_ids}
+    if not incident_ids:
+        return found
+    rows = await session.scalars(
+        select(IncidentSkip)
+        .where(IncidentSkip.incident_id.in_(list(incident_ids)))
+        .order_by(IncidentSkip.tier, IncidentSkip.team_name)
+    )
+    for row in rows:
+        found[row.incident_id].append(SkippedTeamOut.model_validate(row))
+    return found

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from dispatch.auth.models import Role
+from dispatch.deps import AdminDep, RuntimeDep, SessionDep, require
+from dispatch.rosters.files import read_capped
+from dispatch.villages import service
+from dispatch.villages.schemas import CoverageOut, VillageImportOut, VillageOut
+from geo.crs import CRS
+
+router = APIRouter(prefix="/api/v1/villages", tags=["villages"])
+coverage_router = APIRouter(prefix="/api/v1/coverage", tags=["villages"])
+_Viewer = Depends(require(Role.ADMIN, Role.OPERATOR, Role.AUDITOR, Role.LEADER))
+_Office = Depends(require(Role.ADMIN, Role.OPERATOR, Role.AUDITOR))
+
+_GEOJSON_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "a GeoJSON FeatureCollection of Polygon/MultiPolygon features, each with "
+        'properties.name (or "名称")',
+        "content": {
+            "application/geo+json": {"schema": {"type": "object"}},
+            "application/json": {"schema": {"type": "object"}},
+        },
+    }
+}
+_REFUSALS: dict[int | str, dict[str, Any]] = {
+    413: {"description": "larger than DISPATCH_MAX_UPLOAD_BYTES"},
+    422: {"description": "not GeoJSON, or bad features: every problem is listed, nothing written"},
+}
+
+
+@router.post(
+    "/import", response_model=VillageImportOut, openapi_extra=_GEOJSON_BODY, responses=_REFUSALS
+)
+async def import_villages(
+    request: Request,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    _: AdminDep,
+    crs: Annotated[CRS, Query(description="coordinate system of the file")] = CRS.WGS84,
+) -> VillageImportOut:
+    """Add villages/communities, or replace the boundary of those with the same name. Incidents
+    are re-tagged with the village they fall in."""
+    data = await read_capped(request, runtime.settings.max_upload_bytes)
+    return await service.import_villages(
+        session,
+        data,
+        crs=crs,
+        now=runtime.clock.now(),
+        max_vertices=runtime.settings.max_village_vertices,
+    )
+
+
+@router.get("", response_model=list[VillageOut], dependencies=[_Viewer])
+async def list_villages(session: SessionDep) -> list[VillageOut]:
+    return [service.village_out(v) for v in await service.list_villages(session)]
+
+
+@router.get("/{village_id}", response_model=VillageOut, dependencies=[_Viewer])
+async def get_village(village_id: str, session: SessionDep) -> VillageOut:
+    return service.village_out(await service.get_village(session, village_id))
+
+
+@router.delete("/{village_id}", status_code=204, response_class=Response)
+async def delete_village(village_id: str, session: SessionDep, _: AdminDep) -> Response:
+    """Its incidents are re-tagged (to an overlapping village, or to none)."""
+    await service.delete_village(session, village_id)
+    return Response(status_code=204)
+
+
+@coverage_router.get("", response_model=CoverageOut, dependencies=[_Office])
+async def coverage(
+    session: SessionDep,
+    tier: Annotated[int, Query(ge=1, le=3, description="which tier's zones")] = 1,
+    village_id: Annotated[
+        str | None, Query(description="measure this village; omit for the whole town")
+    ] = None,
+) -> CoverageOut:
+    """Covered and uncovered parts of a boundary as GeoJSON, with geodesic areas in m²."""
+    return await service.coverage(session, tier, village_id)

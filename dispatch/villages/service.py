@@ -1,0 +1,366 @@
+"""Villages and communities: their boundaries, the village a point falls in, and coverage.
+
+A point on the border of two villages, or inside two overlapping boundaries, belongs to the
+smaller of them (then the first by name), so every incident has exactly one village or none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import shapely
+from shapely.geometry import MultiPolygon, Point, Polygon, mapping, shape
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.db import new_id
+from dispatch.errors import InvalidInput, NotFound
+from dispatch.incidents.models import Incident
+from dispatch.rosters.files import FileRejected, Problem
+from dispatch.teams import service as teams
+from dispatch.villages.models import Village
+from dispatch.villages.schemas import CoverageOut, VillageImportOut, VillageOut
+from geo.areas import DEFAULT_TOLERANCE_M, area_m2, geodesic_circle, polygonal
+from geo.crs import CRS
+from geo.errors import CoordinateError, ZoneError
+from geo.zones import parse_zone_geojson, zone_to_geojson
+
+NAME_KEYS = ("name", "名称", "NAME", "Name")
+TOWN_NAME = "全镇"
+_CHUNK = 5000
+
+
+def village_out(village: Village) -> VillageOut:
+    return VillageOut.model_validate(village)
+
+
+async def list_villages(session: AsyncSession) -> list[Village]:
+    return list(await session.scalars(select(Village).order_by(Village.name)))
+
+
+async def get_village(session: AsyncSession, village_id: str) -> Village:
+    village = await session.get(Village, village_id)
+    if village is None:
+        raise NotFound(f"village {village_id!r} does not exist", field="village_id")
+    return village
+
+
+async def villages_by_id(session: AsyncSession, ids: Sequence[str]) -> dict[str, Village]:
+    if not ids:
+        return {}
+    rows = await session.scalars(select(Village).where(Village.id.in_(list(ids))))
+    return {v.id: v for v in rows}
+
+
+# ---------------------------------------------------------------- the village of a point
+
+
+async def village_at(session: AsyncSession, lon: float, lat: float) -> str | None:
+    """The id of the village the WGS84 point falls in, or None."""
+    candidates = await session.scalars(
+        select(Village).where(
+            Village.min_lon <= lon,
+            Village.max_lon >= lon,
+            Village.min_lat <= lat,
+            Village.max_lat >= lat,
+        )
+    )
+    point = Point(lon, lat)
+    inside = [v for v in candidates if shape(v.boundary).covers(point)]
+    if not inside:
+        return None
+    return min(inside, key=lambda v: (v.area_m2, v.name)).id
+
+
+class _Locator:
+    """Every village in an STRtree, to tag many points at once."""
+
+    def __init__(self, villages: Sequence[Village]) -> None:
+        self.ids = [v.id for v in villages]
+        order = sorted(range(len(villages)), key=lambda i: (villages[i].area_m2, villages[i].name))
+        self.rank = np.empty(len(villages), dtype=np.int64)
+        self.rank[order] = np.arange(len(villages))
+        self.tree = shapely.STRtree([shape(v.boundary) for v in villages])
+
+    def locate(self, lons: Sequence[float], lats: Sequence[float]) -> list[str | None]:
+        found: list[str | None] = [None] * len(lons)
+        if not self.ids or not lons:
+            return found
+        points = shapely.points(np.asarray(lons), np.asarray(lats))
+        point_idx, village_idx = self.tree.query(points, predicate="intersects")
+        best: dict[int, int] = {}
+        for p, v in zip(point_idx.tolist(), village_idx.tolist(), strict=True):
+            if p not in best or self.rank[v] < self.rank[best[p]]:
+                best[p] = v
+        for p, v in best.items():
+            found[p] = self.ids[v]
+        return found
+
+
+@dataclass(frozen=True)
+class _Box:
+    min_lon: float
+    min_lat: float
+    max_lon: float
+    max_lat: float
+
+
+def _box(village: Village) -> _Box:
+    return _Box(village.min_lon, village.min_lat, village.max_lon, village.max_lat)
+
+
+async def _retag(
+    session: AsyncSession, touched: set[str], boxes: Sequence[_Box], exclude: str | None = None
+) -> int:
+    """Re-decide the village of every incident that a changed boundary may concern."""
+    villages = [v for v in await list_villages(session) if v.id != exclude]
+    locator = _Locator(villages)
+    near = [
+        and_(Incident.lon.between(b.min_lon, b.max_lon), Incident.lat.between(b.min_lat, b.max_lat))
+        for b in boxes
+    ]
+    conditions = [*near, Incident.village_id.in_(sorted(touched))] if touched else near
+    if not conditions:
+        return 0
+    query = select(Incident.id, Incident.lon, Incident.lat, Incident.village_id).where(
+        or_(*conditions)
+    )
+    changes: dict[str | None, list[str]] = {}
+    result = await session.stream(query.execution_options(yield_per=_CHUNK))
+    async for chunk in result.partitions(_CHUNK):
+        ids = [row[0] for row in chunk]
+        located = locator.locate([row[1] for row in chunk], [row[2] for row in chunk])
+        for incident_id, old, new in zip(ids, [row[3] for row in chunk], located, strict=True):
+            if old != new:
+                changes.setdefault(new, []).append(incident_id)
+    for village_id, incident_ids in changes.items():
+        for start in range(0, len(incident_ids), 500):
+            batch = incident_ids[start : start + 500]
+            await session.execute(
+                update(Incident).where(Incident.id.in_(batch)).values(village_id=village_id)
+            )
+    return sum(len(ids) for ids in changes.values())
+
+
+# ---------------------------------------------------------------- import and delete
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    name: str
+    geometry: Polygon | MultiPolygon
+
+
+def parse_feature_collection(data: bytes, crs: CRS, max_vertices: int) -> list[_Parsed]:
+    try:
+        document = json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidInput(f"body: not a JSON document ({error})", field="body") from None
+    if not isinstance(document, dict) or document.get("type") != "FeatureCollection":
+        raise InvalidInput("body: expected a GeoJSON FeatureCollection", field="body")
+    features = document.get("features")
+    if not isinstance(features, list) or not features:
+        raise InvalidInput(
+            "features: a FeatureCollection with at least one feature", field="features"
+        )
+    problems: list[Problem] = []
+    parsed: list[_Parsed] = []
+    seen: dict[str, int] = {}
+    for i, feature in enumerate(features):
+        where = f"features[{i}]"
+        if not isinstance(feature, dict) or feature.get("type") != "Feature":
+            problems.append(Problem(None, where, "expected a GeoJSON Feature"))
+            continue
+        name = _feature_name(feature.get("properties"))
+        if name is None:
+            problems.append(
+                Problem(None, f"{where}.properties.name", "a non-empty name of at most 128 chars")
+            )
+        elif name in seen:
+            problems.append(
+                Problem(
+                    None, f"{where}.properties.name", f"{name!r} repeats features[{seen[name]}]"
+                )
+            )
+        else:
+            seen[name] = i
+        try:
+            geometry = parse_zone_geojson(feature.get("geometry"), crs, max_vertices=max_vertices)
+        except (ZoneError, CoordinateError) as error:
+            problems.append(Problem(None, f"{where}.geometry", str(error)))
+            continue
+        if name is not None:
+            parsed.append(_Parsed(name, geometry))
+    if problems:
+        raise FileRejected(
+            f"{len(problems)} problem(s) in the GeoJSON; no village was imported", problems
+        )
+    return parsed
+
+
+def _feature_name(properties: object) -> str | None:
+    if not isinstance(properties, dict):
+        return None
+    for key in NAME_KEYS:
+        value = properties.get(key)
+        if isinstance(value, str) and 0 < len(value.strip()) <= 128:
+            return value.strip()
+    return None
+
+
+async def import_villages(
+    session: AsyncSession, data: bytes, *, crs: CRS, now: datetime, max_vertices: int
+) -> VillageImportOut:
+    """Add each feature as a village, or replace the boundary of the village of that name."""
+    parsed = parse_feature_collection(data, crs, max_vertices)
+    existing = {v.name: v for v in await list_villages(session)}
+    created: list[str] = []
+    updated: list[str] = []
+    touched: set[str] = set()
+    boxes: list[_Box] = []
+    for item in parsed:
+        geojson = zone_to_geojson(item.geometry)
+        min_lon, min_lat, max_lon, max_lat = item.geometry.bounds
+        fields: dict[str, Any] = {
+            "boundary": geojson,
+            "area_m2": round(area_m2(item.geometry), 1),
+            "min_lon": min_lon,
+            "min_lat": min_lat,
+            "max_lon": max_lon,
+            "max_lat": max_lat,
+            "updated_at": now,
+        }
+        village = existing.get(item.name)
+        if village is None:
+            village = Village(id=new_id(), name=item.name, created_at=now, **fields)
+            session.add(village)
+            created.append(item.name)
+        else:
+            boxes.append(_box(village))
+            for key, value in fields.items():
+                setattr(village, key, value)
+            updated.append(item.name)
+        touched.add(village.id)
+        boxes.append(_box(village))
+    await session.flush()
+    retagged = await _retag(session, touched, boxes)
+    return VillageImportOut(created=created, updated=updated, retagged=retagged)
+
+
+async def delete_village(session: AsyncSession, village_id: str) -> int:
+    """Remove a village; its incidents fall to an overlapping village or to none."""
+    village = await get_village(session, village_id)
+    retagged = await _retag(session, {village.id}, [_box(village)], exclude=village.id)
+    await session.flush()
+    await session.delete(village)
+    await session.flush()
+    return retagged
+
+
+# ---------------------------------------------------------------- coverage
+
+
+@dataclass(frozen=True)
+class _ZoneSpec:
+    lon: float
+    lat: float
+    radius_m: float | None
+    zone: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class _Measured:
+    zones: int
+    boundary_area: float
+    covered: Polygon | MultiPolygon
+    covered_area: float
+    uncovered: Polygon | MultiPolygon
+    uncovered_area: float
+
+
+def _measure(
+    boundary: Polygon | MultiPolygon, specs: Sequence[_ZoneSpec], tolerance_m: float
+) -> _Measured:
+    shapes = []
+    for spec in specs:
+        if spec.zone is not None:
+            shapes.append(shape(spec.zone))
+        elif spec.radius_m is not None:
+            shapes.append(geodesic_circle(spec.lon, spec.lat, spec.radius_m, tolerance_m))
+    nearby = [s for s in shapes if s.intersects(boundary)]
+    union = shapely.union_all(nearby) if nearby else MultiPolygon([])
+    covered = polygonal(shapely.intersection(boundary, union))
+    uncovered = polygonal(shapely.difference(boundary, union))
+    return _Measured(
+        zones=len(nearby),
+        boundary_area=area_m2(boundary),
+        covered=covered,
+        covered_area=area_m2(covered),
+        uncovered=uncovered,
+        uncovered_area=area_m2(uncovered),
+    )
+
+
+def _feature(part: str, geometry: Polygon | MultiPolygon, area: float) -> dict[str, Any]:
+    as_json = json.loads(json.dumps(mapping(geometry)))
+    return {
+        "type": "Feature",
+        "properties": {"part": part, "area_m2": round(area, 1)},
+        "geometry": as_json,
+    }
+
+
+COVERAGE_METHOD = (
+    "circle zones as inscribed polygons with vertices on the geodesic circle (WGS84, "
+    f"edges at most {DEFAULT_TOLERANCE_M} m inside it); areas geodesic on the WGS84 ellipsoid "
+    "(pyproj Geod.geometry_area_perimeter)"
+)
+
+
+async def coverage(session: AsyncSession, tier: int, village_id: str | None) -> CoverageOut:
+    """How much of a village (or of the whole town) the tier's zones cover, and where not."""
+    if village_id is not None:
+        village = await get_village(session, village_id)
+        boundary: Polygon | MultiPolygon = polygonal(shape(village.boundary))
+        name = village.name
+    else:
+        villages = await list_villages(session)
+        if not villages:
+            raise NotFound(
+                "no villages: the town's boundary is the union of its villages; import them first",
+                field="village_id",
+            )
+        boundary = polygonal(shapely.union_all([shape(v.boundary) for v in villages]))
+        name = TOWN_NAME
+    specs = [
+        _ZoneSpec(t.lon, t.lat, t.radius_m, t.zone)
+        for t in await teams.all_teams(session)
+        if t.tier == tier
+    ]
+    # Unions of hundreds of circles take a while: keep them off the event loop.
+    measured = await asyncio.to_thread(_measure, boundary, specs, DEFAULT_TOLERANCE_M)
+    share = measured.covered_area / measured.boundary_area if measured.boundary_area else 0.0
+    return CoverageOut(
+        tier=tier,
+        village_id=village_id,
+        boundary_name=name,
+        zones=measured.zones,
+        boundary_area_m2=round(measured.boundary_area, 1),
+        covered_area_m2=round(measured.covered_area, 1),
+        uncovered_area_m2=round(measured.uncovered_area, 1),
+        covered_share=round(share, 6),
+        method=COVERAGE_METHOD,
+        geojson={
+            "type": "FeatureCollection",
+            "features": [
+                _feature("covered", measured.covered, measured.covered_area),
+                _feature("uncovered", measured.uncovered, measured.uncovered_area),
+            ],
+        },
+    )

@@ -1,0 +1,229 @@
+"""Duty hours and rotation: an off-duty mobile team is not alerted, and the incident says why."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import pytest
+from pyproj import Geod
+
+from dispatch.rosters.duty import Rotation, duty_state, shift_date
+from dispatch.schemas import DISPLAY_TZ
+from tests.support import QINGXI, Account, World
+
+GEOD = Geod(ellps="WGS84")
+
+
+def near(metres: float, azimuth: float) -> tuple[float, float]:
+    lon, lat, _ = GEOD.fwd(*QINGXI, azimuth, metres)
+    return float(lon), float(lat)
+
+
+def local(world: World) -> datetime:
+    return world.clock.now().astimezone(DISPLAY_TZ)
+
+
+def advance_to(world: World, hour: int, minute: int = 0, second: int = 0) -> datetime:
+    """Move the clock forward to the next local (Asia/Shanghai) time of day given."""
+    now = local(world)
+    target = now.replace(hour=hour, minute=minute, second=second, microsecond=0)
+    if target <= now:
+        target += timedelta(days=1)
+    world.clock.advance((target - now).total_seconds())
+    return target
+
+
+NIGHT = Rotation(20 * 60, 8 * 60, 1, date(2026, 1, 5), (1, 2, 3))
+
+
+@pytest.mark.parametrize(
+    ("at", "shift"),
+    [
+        ("2026-01-05T19:59:59.999+08:00", None),
+        ("2026-01-05T20:00:00+08:00", date(2026, 1, 5)),
+        ("2026-01-06T07:59:59.999+08:00", date(2026, 1, 5)),
+        ("2026-01-06T08:00:00+08:00", None),
+        ("2026-01-05T12:00:00Z", date(2026, 1, 5)),  # 20:00 in Shanghai
+    ],
+)
+def test_a_night_shift_belongs_to_the_day_it_began(at: str, shift: date | None) -> None:
+    assert shift_date(NIGHT, datetime.fromisoformat(at)) == shift
+
+
+def test_units_take_turns_by_the_week_of_the_shift() -> None:
+    sizes = {1: 4, 2: 4, 3: 4}
+    # Sunday night 11 January belongs to the first week; Monday 12th starts unit 2's turn.
+    sunday_night = datetime.fromisoformat("2026-01-12T02:00:00+08:00")
+    assert duty_state(NIGHT, sizes, sunday_night).unit == 1
+    assert duty_state(NIGHT, sizes, datetime.fromisoformat("2026-01-12T21:00:00+08:00")).unit == 2
+    assert duty_state(NIGHT, sizes, datetime.fromisoformat("2026-01-26T21:00:00+08:00")).unit == 1
+    fortnight = Rotation(20 * 60, 8 * 60, 2, date(2026, 1, 5), (1, 2, 3))
+    assert (
+        duty_state(fortnight, sizes, datetime.fromisoformat("2026-01-12T21:00:00+08:00")).unit == 1
+    )
+    assert (
+        duty_state(fortnight, sizes, datetime.fromisoformat("2026-01-19T21:00:00+08:00")).unit == 2
+    )
+    # Before the rotation's first day the cycle runs backwards the same way.
+    assert duty_state(NIGHT, sizes, datetime.fromisoformat("2025-12-29T21:00:00+08:00")).unit == 3
+    empty = duty_state(NIGHT, {1: 4, 3: 4}, datetime.fromisoformat("2026-01-12T21:00:00+08:00"))
+    assert (empty.on_duty, empty.reason, empty.unit) == (False, "unit_empty", 2)
+    all_day = Rotation(8 * 60, 8 * 60, 1, date(2026, 1, 5), ())
+    assert duty_state(all_day, {}, datetime.fromisoformat("2026-01-06T07:59:00+08:00")).on_duty
+
+
+async def put_duty(world: World, team: dict[str, Any], **body: Any) -> Any:
+    admin = await world.admin()
+    return await world.http.put(
+        f"/api/v1/rosters/duty/{team['id']}", json=body, headers=admin.headers
+    )
+
+
+async def add_members(world: World, team: dict[str, Any], unit: int, count: int) -> None:
+    admin = await world.admin()
+    for i in range(count):
+        reply = await world.http.post(
+            "/api/v1/rosters/members",
+            json={
+                "kind": "emergency",
+                "group_name": team["name"],
+                "name": f"队员{unit}-{i}",
+                "phone": f"1390000{unit:02d}{i:02d}",
+                "role": "auxiliary_police_driver" if i % 2 == 0 else "guard",
+                "unit": unit,
+            },
+            headers=admin.headers,
+        )
+        assert reply.status_code == 201, reply.text
+
+
+async def escalated(world: World, by: Account, incident_id: str) -> None:
+    deadline = asyncio.get_running_loop().time() + 5
+    while asyncio.get_running_loop().time() < deadline:
+        reply = await world.http.get(f"/api/v1/incidents/{incident_id}/events", headers=by.headers)
+        if any(e["type"] == "escalated" for e in reply.json()):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the escalation never fired")
+
+
+def team_ids(incident: dict[str, Any]) -> set[str]:
+    return {d["team_id"] for d in incident["dispatches"]}
+
+
+async def test_off_duty_mobile_team_is_skipped_with_its_reason(world: World) -> None:
+    world.runtime.settings.token_ttl_s = 30 * 86400  # the clock jumps days ahead
+    fixed = await world.team("fixed_post")
+    mobile = await world.team("mobile", *near(300, 90))
+    await add_members(world, mobile, 1, 4)
+    operator = await world.operator()
+    leader = await world.leader(mobile)
+    phone = await world.connect(leader)
+
+    today = local(world).date()
+    reply = await put_duty(
+        world, mobile, start="20:00", end="08:00", rotation_start=today.isoformat(), units=[1]
+    )
+    assert reply.status_code == 200, reply.text
+
+    advance_to(world, 12)
+    midday = await world.report(operator)
+    assert team_ids(midday) == {fixed["id"]}
+    assert len(midday["skipped"]) == 1
+    skip = midday["skipped"][0]
+    assert (skip["team_id"], skip["team_name"], skip["tier"], skip["reason"]) == (
+        mobile["id"],
+        mobile["name"],
+        1,
+        "off_hours",
+    )
+    assert "20:00-08:00" in skip["detail"]
+    assert (await world.incident(operator, midday["id"]))["skipped"] == midday["skipped"]
+    events = (
+        await world.http.get(f"/api/v1/incidents/{midday['id']}/events", headers=operator.headers)
+    ).json()
+    assert [e["data"]["team_id"] for e in events if e["type"] == "skipped"] == [mobile["id"]]
+    # Nobody accepts: 20 s later the escalation alerts the 1 km ring, still without the team.
+    world.clock.advance(21)
+    await escalated(world, operator, midday["id"])
+    assert mobile["id"] not in team_ids(await world.incident(operator, midday["id"]))
+    assert await phone.silent(0.3), "an off-duty team's leader gets no alert"
+
+    # Only the mobile team's zone covers this point. With it skipped no tier-1 zone covers, so
+    # the 1 km ring is alerted at once: the fixed post comes, the off-duty team still does not.
+    lonely = await world.report(operator, *near(600, 90))
+    assert [s["team_id"] for s in lonely["skipped"]] == [mobile["id"]]
+    assert team_ids(lonely) == {fixed["id"]}
+    await escalated(world, operator, lonely["id"])
+
+    advance_to(world, 20)  # exactly the start of the duty hours
+    evening = await world.report(operator)
+    assert team_ids(evening) == {fixed["id"], mobile["id"]} and evening["skipped"] == []
+    alert = await phone.next_of("alert")
+    assert alert["data"]["incident"]["id"] == evening["id"]
+
+    advance_to(world, 7, 59, 59)
+    assert mobile["id"] in team_ids(await world.report(operator))
+    world.clock.advance(1)  # 08:00:00: the shift is over
+    morning = await world.report(operator)
+    assert [s["reason"] for s in morning["skipped"]] == ["off_hours"]
+    await phone.close()
+
+
+async def test_the_unit_on_turn_without_members_cannot_serve(world: World) -> None:
+    world.runtime.settings.token_ttl_s = 30 * 86400  # the clock jumps days ahead
+    mobile = await world.team("mobile")
+    await add_members(world, mobile, 1, 4)
+    operator = await world.operator()
+    advance_to(world, 21)
+    shift = local(world).date()
+    # Unit 2 takes the first turn, and nobody of unit 2 is on the roster.
+    reply = await put_duty(
+        world, mobile, start="20:00", end="08:00", rotation_start=shift.isoformat(), units=[2, 1]
+    )
+    body = reply.json()
+    assert (body["on_duty"], body["reason"], body["unit_on_turn"]) == (False, "unit_empty", 2)
+    incident = await world.report(operator)
+    assert [(s["reason"], s["unit"]) for s in incident["skipped"]] == [("unit_empty", 2)]
+
+    # A week later it is unit 1's turn.
+    world.clock.advance(7 * 86400)
+    assert mobile["id"] in team_ids(await world.report(operator))
+    later = (
+        await world.http.get(f"/api/v1/rosters/duty/{mobile['id']}", headers=operator.headers)
+    ).json()
+    assert (later["on_duty"], later["unit_on_turn"]) == (True, 1)
+
+
+async def test_duty_schedules_are_checked(world: World) -> None:
+    fixed = await world.team("fixed_post")
+    mobile = await world.team("mobile")
+    good = {"start": "08:00", "end": "20:00", "rotation_start": "2026-01-05"}
+    assert (await put_duty(world, fixed, **good)).status_code == 422, "fixed posts serve always"
+    for bad in (
+        {**good, "start": "25:00"},
+        {**good, "end": "8:00"},
+        {**good, "rotation_weeks": 3},
+        {**good, "units": [1, 1]},
+        {**good, "units": [0]},
+    ):
+        assert (await put_duty(world, mobile, **bad)).status_code == 422, bad
+    operator = await world.operator()
+    reply = await world.http.put(
+        f"/api/v1/rosters/duty/{mobile['id']}", json=good, headers=operator.headers
+    )
+    assert reply.status_code == 403
+    assert (await put_duty(world, mobile, **good)).status_code == 200
+    reply = await world.http.get(
+        f"/api/v1/rosters/duty/{mobile['id']}",
+        params={"at": "2026-03-02T19:59:59+08:00"},
+        headers=operator.headers,
+    )
+    assert reply.json()["on_duty"] is True
+    admin = await world.admin()
+    reply = await world.http.delete(f"/api/v1/rosters/duty/{mobile['id']}", headers=admin.headers)
+    assert reply.status_code == 204
+    reply = await world.http.get(f"/api/v1/rosters/duty/{mobile['id']}", headers=admin.headers)
+    assert reply.status_code == 404

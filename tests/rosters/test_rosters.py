@@ -1,0 +1,307 @@
+"""Rosters: the plan's spreadsheets in and out, validated row by row, masked for non-admins."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from typing import Any
+
+from openpyxl import Workbook, load_workbook
+
+from tests.support import Account, World
+
+HEADER = ["序号", "队伍名称", "单元", "姓名", "职务", "联系电话", "身份证号码", "所在单位"]
+# Valid resident ID numbers (the last character is the GB 11643 check digit).
+ID_A = "441900199003070016"
+ID_B = "441900198501010011"
+
+
+def xlsx(rows: list[list[Any]], title: str | None = "清溪镇应急联防队伍人员花名册") -> bytes:
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    if title:
+        sheet.append([title])
+    sheet.append(HEADER)
+    for row in rows:
+        sheet.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def member(
+    seq: int, team: str, unit: int | str, name: str, role: str, phone: str, **kw: str
+) -> list[Any]:
+    return [
+        seq,
+        team,
+        unit,
+        name,
+        role,
+        phone,
+        kw.get("id_number", ""),
+        kw.get("site", "三中工业园"),
+    ]
+
+
+def full_team(team: str, units: int = 3, per_unit: int = 4) -> list[list[Any]]:
+    rows = [member(1, team, "", "陈队长", "队长", "13800138000", id_number=ID_A)]
+    roles = ["钢叉手", "盾牌手", "警棍手", "保安员"]
+    for u in range(1, units + 1):
+        for i in range(per_unit):
+            seq = len(rows) + 1
+            rows.append(
+                member(seq, team, f"第{u}单元", f"队员{u}-{i}", roles[i % 4], f"139{u:04d}{i:04d}")
+            )
+    return rows
+
+
+async def upload(
+    world: World, body: bytes, kind: str = "emergency", by: Account | None = None
+) -> Any:
+    account = by or await world.admin()
+    return await world.http.post(
+        "/api/v1/rosters/import", params={"kind": kind}, content=body, headers=account.headers
+    )
+
+
+async def test_import_masks_for_non_admins_and_exports_with_chinese_headers(world: World) -> None:
+    team = await world.team("fixed_post", name="三中工业园驻点应急联防队")
+    reply = await upload(world, xlsx(full_team(team["name"])))
+    assert reply.status_code == 200, reply.text
+    assert reply.json() == {
+        "kind": "emergency",
+        "format": "xlsx",
+        "rows": 13,
+        "groups": [team["name"]],
+        "created": 13,
+        "updated": 0,
+        "removed": 0,
+    }
+    admin = await world.admin()
+    operator = await world.operator()
+    full = (await world.http.get("/api/v1/rosters/members", headers=admin.headers)).json()
+    leader = next(m for m in full if m["role"] == "leader")
+    assert (leader["phone"], leader["id_number"], leader["role_label"]) == (
+        "13800138000",
+        ID_A,
+        "队长",
+    )
+    assert leader["team_id"] == team["id"] and leader["unit"] is None
+    assert sorted({m["unit"] for m in full if m["unit"]}) == [1, 2, 3]
+    masked = (await world.http.get("/api/v1/rosters/members", headers=operator.headers)).json()
+    leader_masked = next(m for m in masked if m["role"] == "leader")
+    assert leader_masked["phone"] == "138****8000"
+    assert leader_masked["id_number"] == "4419**********0016"
+
+    reply = await world.http.get(
+        "/api/v1/rosters/export", params={"kind": "emergency"}, headers=operator.headers
+    )
+    assert reply.status_code == 200
+    assert "filename*=UTF-8''" in reply.headers["content-disposition"]
+    sheet = load_workbook(io.BytesIO(reply.content)).active
+    assert sheet is not None
+    assert sheet["A1"].value == "应急联防队伍人员花名册"
+    assert [c.value for c in sheet[2]] == HEADER
+    exported = {row[3]: row for row in sheet.iter_rows(min_row=3, values_only=True)}
+    assert exported["陈队长"][4:7] == ("队长", "138****8000", "4419**********0016")
+    assert exported["队员2-1"][2] == 2
+
+    reply = await world.http.get(
+        "/api/v1/rosters/export",
+        params={"kind": "emergency", "format": "csv"},
+        headers=admin.headers,
+    )
+    assert reply.content.startswith(b"\xef\xbb\xbf"), "UTF-8 with BOM for Excel"
+    lines = reply.content.decode("utf-8-sig").splitlines()
+    assert lines[0] == ",".join(HEADER)
+    assert "13800138000" in reply.content.decode("utf-8-sig"), "admins export in full"
+
+    # The exported CSV goes back in unchanged: every member is recognised, none is new.
+    reply = await upload(world, reply.content)
+    assert reply.json()["created"] == 0 and reply.json()["updated"] == 13
+
+
+async def test_a_file_with_bad_rows_is_rejected_whole(world: World) -> None:
+    team = await world.team("fixed_post", name="清溪商业步行街驻点应急联防队")
+    good = full_team(team["name"])
+    assert (await upload(world, xlsx(good))).status_code == 200
+    before = (
+        await world.http.get("/api/v1/rosters/members", headers=(await world.admin()).headers)
+    ).json()
+
+    rows = [
+        member(1, team["name"], 1, "张三", "钢叉手", "13912345678"),
+        member(2, team["name"], 1, "李四", "钢叉手", "1234"),
+        member(3, team["name"], 1, "王五", "厨师", "13912345679"),
+        member(4, "不存在的队", 1, "赵六", "盾牌手", "13912345670"),
+        member(5, team["name"], 1, "钱七", "盾牌手", "13912345671", id_number="44190019900307001X"),
+        member(6, team["name"], 1, "孙八", "警棍手", "13912345678"),
+        member(7, team["name"], "第十二单元", "周九", "保安员", "13912345672", id_number=ID_B),
+        member(8, team["name"], "第百单元", "吴十", "保安员", "13912345673"),
+        member(9, team["name"], 2, "", "保安员", "13912345674"),
+    ]
+    reply = await upload(world, xlsx(rows))
+    assert reply.status_code == 422
+    body = reply.json()
+    assert body["error"] == "file_rejected"
+    # Row numbers as Excel shows them: title in row 1, header in row 2, members from row 3.
+    problems = [(p["row"], p["field"]) for p in body["problems"]]
+    assert problems == [
+        (4, "phone"),
+        (5, "role"),
+        (6, "group_name"),
+        (7, "id_number"),
+        (8, "phone"),
+        (10, "unit"),
+        (11, "name"),
+    ]
+    assert "repeats the phone of row 3" in body["problems"][4]["message"]
+    after = (
+        await world.http.get("/api/v1/rosters/members", headers=(await world.admin()).headers)
+    ).json()
+    assert after == before, "nothing of a rejected file is written"
+
+
+async def test_untrusted_uploads_get_clean_4xx(world: World) -> None:
+    await world.team("fixed_post", name="大利批发市场驻点应急联防队")
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("hello.txt", "not a workbook")
+    cases = [
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 100, 415, ".xls"),
+        (zipped.getvalue(), 415, "xlsx"),
+        (b"PK\x03\x04garbage", 415, "xlsx"),
+        (bytes(range(256)) * 4, 415, "neither"),
+        (b"", 422, "empty"),
+        ("姓名,职务\n张三,队长\n".encode(), 422, "missing column"),
+        (b"a,b\n1,2\n", 422, "姓名"),
+        (b"\xff\xfe\xfa" * 50, 415, "UTF-8"),
+    ]
+    for body, status, words in cases:
+        reply = await upload(world, body)
+        assert reply.status_code == status, (words, reply.text)
+        assert words in reply.text, reply.text
+    world.runtime.settings.max_upload_bytes = 1000
+    reply = await upload(world, b"x" * 5000)
+    assert reply.status_code == 413
+    operator = await world.operator()
+    assert (await upload(world, b"x", by=operator)).status_code == 403
+
+
+async def test_csv_from_chinese_excel_in_gbk_is_read(world: World) -> None:
+    team = await world.team("fixed_post", name="银湖驻点应急联防队")
+    text = ",".join(HEADER) + "\r\n" + f"1,{team['name']},1,黄队长,队长,13800001111,,银湖公司\r\n"
+    reply = await upload(world, text.encode("gb18030"))
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["format"] == "csv"
+    members = (
+        await world.http.get("/api/v1/rosters/members", headers=(await world.admin()).headers)
+    ).json()
+    assert [(m["name"], m["site"]) for m in members] == [("黄队长", "银湖公司")]
+
+
+async def test_village_patrol_roster_and_plain_members(world: World) -> None:
+    body = (
+        "序号,村(社区),姓名,职务,联系电话,身份证号码\n"
+        "1,上元村,刘一,队长,13700000001,\n"
+        "2,上元村,刘二,队员,13700000002,\n"
+    )
+    reply = await upload(world, body.encode(), kind="village_patrol")
+    assert reply.status_code == 200, reply.text
+    reply = await world.http.get(
+        "/api/v1/rosters/export",
+        params={"kind": "village_patrol", "format": "csv"},
+        headers=(await world.admin()).headers,
+    )
+    assert (
+        reply.content.decode("utf-8-sig").splitlines()[0]
+        == "序号,村(社区),姓名,职务,联系电话,身份证号码"
+    )
+
+
+async def test_reimport_keeps_members_and_links_and_removes_the_missing(world: World) -> None:
+    team = await world.team("mobile", name="清溪中心机动应急联防队")
+    other = await world.team("fixed_post", name="别的队")
+    rows = full_team(team["name"])
+    await upload(world, xlsx(rows))
+    admin = await world.admin()
+    members = (await world.http.get("/api/v1/rosters/members", headers=admin.headers)).json()
+    chen = next(m for m in members if m["name"] == "陈队长")
+    leader = await world.leader(team)
+    reply = await world.http.put(
+        f"/api/v1/rosters/members/{chen['id']}/account",
+        json={"user_id": leader.id},
+        headers=admin.headers,
+    )
+    assert reply.status_code == 200 and reply.json()["user_id"] == leader.id
+    stranger = await world.leader(other)
+    reply = await world.http.put(
+        f"/api/v1/rosters/members/{chen['id']}/account",
+        json={"user_id": stranger.id},
+        headers=admin.headers,
+    )
+    assert reply.status_code == 422
+
+    reply = await upload(world, xlsx(rows[:-1]))
+    assert reply.json() | {"groups": []} == {
+        "kind": "emergency",
+        "format": "xlsx",
+        "rows": 12,
+        "groups": [],
+        "created": 0,
+        "updated": 12,
+        "removed": 1,
+    }
+    after = (await world.http.get("/api/v1/rosters/members", headers=admin.headers)).json()
+    assert next(m for m in after if m["name"] == "陈队长") == chen | {
+        "user_id": leader.id,
+        "updated_at": next(m for m in after if m["name"] == "陈队长")["updated_at"],
+    }
+
+    # A leader sees his own team's roster, masked, and no other.
+    mine = (await world.http.get("/api/v1/rosters/members", headers=leader.headers)).json()
+    assert len(mine) == 12 and all("*" in m["phone"] for m in mine)
+    reply = await world.http.get(
+        "/api/v1/rosters/members", params={"team_id": other["id"]}, headers=leader.headers
+    )
+    assert reply.status_code == 403
+
+
+async def test_strength_flags_teams_below_the_plans_minimum(world: World) -> None:
+    strong = await world.team("fixed_post", name="强队")
+    weak = await world.team("mobile", name="弱队")
+    await upload(
+        world, xlsx(full_team(strong["name"]) + full_team(weak["name"], units=3, per_unit=3)[1:])
+    )
+    admin = await world.admin()
+    report = {
+        s["team_name"]: s
+        for s in (await world.http.get("/api/v1/rosters/strength", headers=admin.headers)).json()
+    }
+    assert report["强队"]["under_strength"] is False
+    assert report["强队"]["full_units"] == 3 and report["强队"]["members"] == 13
+    assert report["弱队"]["under_strength"] is True
+    assert report["弱队"]["full_units"] == 0
+    assert report["弱队"]["problems"][0] == "0 unit(s) of at least 4 members; the plan needs 3"
+
+    reply = await world.http.post(
+        "/api/v1/rosters/members",
+        json={
+            "kind": "emergency",
+            "group_name": "弱队",
+            "name": "新人",
+            "phone": "13600000000",
+            "role": "guard",
+            "unit": 1,
+        },
+        headers=admin.headers,
+    )
+    assert reply.status_code == 201, reply.text
+    report = {
+        s["team_name"]: s
+        for s in (await world.http.get("/api/v1/rosters/strength", headers=admin.headers)).json()
+    }
+    assert report["弱队"]["full_units"] == 1
+    assert [u["members"] for u in report["弱队"]["units"]] == [4, 3, 3]

@@ -1,0 +1,210 @@
+"""Villages: GeoJSON import, every incident tagged with its village, coverage with areas."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pyproj
+import shapely
+from shapely.geometry import Polygon, shape
+
+from tests.support import QINGXI, World
+
+LON, LAT = QINGXI
+TO_UTM = pyproj.Transformer.from_crs("EPSG:4326", "EPSG:32650", always_xy=True).transform
+
+
+def square(west: float, south: float, size_deg: float) -> dict[str, Any]:
+    ring = [
+        [west, south],
+        [west + size_deg, south],
+        [west + size_deg, south + size_deg],
+        [west, south + size_deg],
+        [west, south],
+    ]
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
+def feature(name: str, geometry: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "Feature", "properties": {"name": name}, "geometry": geometry}
+
+
+def collection(*features: dict[str, Any]) -> bytes:
+    return json.dumps({"type": "FeatureCollection", "features": list(features)}).encode()
+
+
+def utm_area(geometry: dict[str, Any]) -> float:
+    """An independent check: the planar area in UTM 50N (scale error near Qingxi < 0.15 %)."""
+    area: float = shapely.transform(shape(geometry), TO_UTM, interleaved=False).area
+    return area
+
+
+# Two villages side by side, 0.01 degree (about 1 km) squares; the town centre is in the first.
+WEST, SOUTH = LON - 0.005, LAT - 0.005
+SHANGYUAN = square(WEST, SOUTH, 0.01)
+XIAXIAN = square(WEST + 0.01, SOUTH, 0.01)
+
+
+async def import_villages(world: World, body: bytes, **params: str) -> Any:
+    admin = await world.admin()
+    return await world.http.post(
+        "/api/v1/villages/import",
+        content=body,
+        params=params,
+        headers={**admin.headers, "content-type": "application/geo+json"},
+    )
+
+
+async def test_import_tags_incidents_and_reimport_retags_them(world: World) -> None:
+    operator = await world.operator()
+    before = await world.report(operator, LON + 0.01, LAT)  # in 下仙, reported before import
+    assert before["village_id"] is None
+
+    reply = await import_villages(
+        world, collection(feature("上元村", SHANGYUAN), feature("下仙社区", XIAXIAN))
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json() == {"created": ["上元村", "下仙社区"], "updated": [], "retagged": 1}
+    villages = {
+        v["name"]: v
+        for v in (await world.http.get("/api/v1/villages", headers=operator.headers)).json()
+    }
+    for name, geometry in (("上元村", SHANGYUAN), ("下仙社区", XIAXIAN)):
+        expected = utm_area(geometry)
+        assert abs(villages[name]["area_m2"] - expected) / expected < 0.0015
+    shangyuan, xiaxian = villages["上元村"]["id"], villages["下仙社区"]["id"]
+
+    assert (await world.incident(operator, before["id"]))["village_id"] == xiaxian
+    inside = await world.report(operator)
+    assert inside["village_id"] == shangyuan
+    outside = await world.report(operator, LON, LAT + 0.02)
+    assert outside["village_id"] is None
+    # On the shared border both villages cover the point; the smaller one (here equal areas:
+    # then the first by name) takes it, so the answer is one village, always the same.
+    border = await world.report(operator, WEST + 0.01, LAT)
+    assert border["village_id"] in (shangyuan, xiaxian)
+
+    # 上元村 shrinks to its western half: the town centre falls out of every village.
+    half = square(WEST, SOUTH, 0.004)
+    reply = await import_villages(world, collection(feature("上元村", half)))
+    assert reply.json()["updated"] == ["上元村"]
+    assert (await world.incident(operator, inside["id"]))["village_id"] is None
+
+    reply = await world.http.delete(
+        f"/api/v1/villages/{xiaxian}", headers=(await world.admin()).headers
+    )
+    assert reply.status_code == 204
+    assert (await world.incident(operator, before["id"]))["village_id"] is None
+
+
+async def test_bad_geojson_is_refused_whole(world: World) -> None:
+    bad = collection(
+        feature("上元村", SHANGYUAN),
+        feature("", XIAXIAN),
+        feature("坏村", {"type": "Polygon", "coordinates": [[[114.1, 22.8], [114.2, 22.8]]]}),
+        feature("上元村", XIAXIAN),
+        {"type": "Point"},
+    )
+    reply = await import_villages(world, bad)
+    assert reply.status_code == 422
+    body = reply.json()
+    assert body["error"] == "file_rejected"
+    fields = [p["field"] for p in body["problems"]]
+    assert fields == [
+        "features[1].properties.name",
+        "features[2].geometry",
+        "features[3].properties.name",
+        "features[4]",
+    ]
+    assert "repeats features[0]" in body["problems"][2]["message"]
+    listed = await world.http.get("/api/v1/villages", headers=(await world.admin()).headers)
+    assert listed.json() == [], "nothing of a refused file is written"
+
+    for body_bytes in (b"not json", b'{"type": "Feature"}', b"\x00\x01", json.dumps([]).encode()):
+        reply = await import_villages(world, body_bytes)
+        assert reply.status_code == 422, reply.text
+
+    world.runtime.settings.max_upload_bytes = 100
+    reply = await import_villages(world, collection(feature("上元村", SHANGYUAN)))
+    assert reply.status_code == 413
+
+    operator = await world.operator()
+    reply = await world.http.post(
+        "/api/v1/villages/import", content=collection(), headers=operator.headers
+    )
+    assert reply.status_code == 403
+
+
+async def test_gcj02_boundaries_are_stored_in_wgs84(world: World) -> None:
+    from geo.crs import CRS, from_wgs84
+
+    shifted = [list(from_wgs84(x, y, CRS.GCJ02)) for x, y in SHANGYUAN["coordinates"][0]]
+    reply = await import_villages(
+        world,
+        collection(feature("上元村", {"type": "Polygon", "coordinates": [shifted]})),
+        crs="gcj02",
+    )
+    assert reply.status_code == 200, reply.text
+    stored = (
+        await world.http.get("/api/v1/villages", headers=(await world.admin()).headers)
+    ).json()
+    corners = stored[0]["boundary"]["coordinates"][0]
+    for (lon, lat), (want_lon, want_lat) in zip(corners, SHANGYUAN["coordinates"][0], strict=True):
+        assert abs(lon - want_lon) < 1e-6 and abs(lat - want_lat) < 1e-6
+
+
+async def test_coverage_of_a_village_and_of_the_town(world: World) -> None:
+    await import_villages(
+        world, collection(feature("上元村", SHANGYUAN), feature("下仙社区", XIAXIAN))
+    )
+    await world.team("fixed_post")  # 100 m circle at the town centre, inside 上元村
+    await world.team("fixed_post", LON + 0.5, LAT)  # far away: counts nowhere
+    await world.team("patrol", radius_m=3000)
+    auditor = await world.account("auditor")
+    villages = (await world.http.get("/api/v1/villages", headers=auditor.headers)).json()
+    shangyuan = next(v for v in villages if v["name"] == "上元村")
+
+    reply = await world.http.get(
+        "/api/v1/coverage",
+        params={"tier": 1, "village_id": shangyuan["id"]},
+        headers=auditor.headers,
+    )
+    assert reply.status_code == 200, reply.text
+    got = reply.json()
+    boundary = utm_area(SHANGYUAN)
+    # A 100 m geodesic circle: pi r^2 (the ellipsoid changes that by far less than 1 m^2 at this
+    # size); the inscribed polygon loses at most perimeter x 0.01 m, about 6.3 m^2.
+    circle = math.pi * 100**2
+    assert got["zones"] == 1
+    assert circle - 7 <= got["covered_area_m2"] <= circle
+    assert abs(got["boundary_area_m2"] - boundary) / boundary < 0.0015
+    assert got["uncovered_area_m2"] == round(got["boundary_area_m2"] - got["covered_area_m2"], 1)
+    assert abs(got["covered_share"] - circle / got["boundary_area_m2"]) < 1e-4
+    covered, uncovered = got["geojson"]["features"]
+    assert covered["properties"]["part"] == "covered"
+    assert uncovered["properties"]["part"] == "uncovered"
+    hole = shape(uncovered["geometry"])
+    assert isinstance(hole, Polygon) and len(hole.interiors) == 1, "the circle is a hole"
+    assert not hole.contains(shape({"type": "Point", "coordinates": [LON, LAT]}))
+
+    town = (await world.http.get("/api/v1/coverage?tier=1", headers=auditor.headers)).json()
+    assert town["village_id"] is None and town["boundary_name"] == "全镇"
+    assert abs(town["boundary_area_m2"] - (boundary + utm_area(XIAXIAN))) / boundary < 0.003
+    assert town["covered_area_m2"] == got["covered_area_m2"]
+
+    patrol = (await world.http.get("/api/v1/coverage?tier=2", headers=auditor.headers)).json()
+    assert patrol["covered_share"] == 1.0 and patrol["uncovered_area_m2"] == 0
+
+    leader = await world.leader(await world.team("fixed_post", LON + 0.3, LAT))
+    assert (await world.http.get("/api/v1/coverage", headers=leader.headers)).status_code == 403
+
+
+async def test_coverage_needs_a_boundary(world: World) -> None:
+    operator = await world.operator()
+    reply = await world.http.get("/api/v1/coverage?tier=1", headers=operator.headers)
+    assert reply.status_code == 404
+    assert "import" in reply.json()["detail"]
+    reply = await world.http.get("/api/v1/coverage?tier=4", headers=operator.headers)
+    assert reply.status_code == 422
