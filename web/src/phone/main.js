@@ -9,7 +9,7 @@ import { $, clear, h, readConfig } from '../shared/dom.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
 import { clockTime, coordinate, metres, ms } from '../shared/format.js';
 import { chime, repeat, soundReady, unlockNow, unlockOnGesture, vibrate } from '../shared/alarm.js';
-import { createMap, incidentMarker, zoneLayer } from '../shared/map.js';
+import { L, createMap, incidentMarker, zoneLayer } from '../shared/map.js';
 import { arrivalView, tickClocks, tierView } from '../shared/views.js';
 
 // How often a position goes to the server while on the way; the server decides arrival.
@@ -38,6 +38,7 @@ const state = {
   positions: new Map(), // dispatch id -> {distance_m, accuracy_m}
   mapView: null,
   mapFor: null,
+  meMarker: null,
   returnFocus: null,
   renderQueued: false,
   status: null,
@@ -305,6 +306,9 @@ function openAlert(incidentId, fresh) {
   state.overlay = incidentId;
   const overlay = $('#alert');
   overlay.hidden = false;
+  // A modal: what lies behind it is out of the keyboard's and screen readers' way.
+  $('#app').setAttribute('aria-hidden', 'true');
+  $('#app').inert = true;
   overlay.classList.toggle('alert-new', !!fresh);
   document.body.style.overflow = 'hidden';
   renderOverlay();
@@ -347,11 +351,14 @@ function closeOverlay() {
   stopRing();
   state.overlay = null;
   $('#alert').hidden = true;
+  $('#app').removeAttribute('aria-hidden');
+  $('#app').inert = false;
   document.body.style.overflow = '';
   if (state.mapView) {
     state.mapView.map.remove();
     state.mapView = null;
     state.mapFor = null;
+    state.meMarker = null;
   }
 }
 
@@ -398,14 +405,37 @@ function renderOverlay() {
 }
 
 function renderMap(incident) {
-  if (state.mapFor === incident.id) return;
+  if (state.mapFor === incident.id) {
+    showMe();
+    return;
+  }
   if (state.mapView) state.mapView.map.remove();
+  state.meMarker = null;
   const view = createMap($('#alert-map'), config, { small: true });
   state.mapView = view;
   state.mapFor = incident.id;
   if (state.team) zoneLayer(view, state.team).addTo(view.map);
   incidentMarker(view, incident).addTo(view.map);
   view.map.setView(view.toMap(incident.location.lon, incident.location.lat), 16);
+  showMe();
+}
+
+// Where this phone is, as its last fix put it, beside the incident on the small map.
+function showMe() {
+  const view = state.mapView;
+  const fix = state.fix;
+  if (!view || !fix) return;
+  const at = view.toMap(fix.lon, fix.lat);
+  if (state.meMarker) state.meMarker.setLatLng(at);
+  else {
+    state.meMarker = L.circleMarker(at, {
+      radius: 7,
+      color: '#ffffff',
+      weight: 3,
+      fillColor: '#2563eb',
+      fillOpacity: 1,
+    }).addTo(view.map);
+  }
 }
 
 // Shown means on screen, not just received: only while the page is visible.
@@ -509,6 +539,7 @@ function startPositions() {
       const first = !state.fix;
       state.fix = toFix(position);
       state.fixError = null;
+      showMe();
       if (first) sendPositions();
     },
     (error) => {
