@@ -6,13 +6,13 @@ always has its messages and a rolled-back one never does. The caller publishes t
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -49,11 +49,11 @@ class Envelope:
         )
 
     def encode(self) -> str:
-        return json.dumps(
-            {"type": self.type, "seq": self.seq, "data": self.data},
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
+        # orjson: an alert carries the whole incident and goes to every recipient, and the
+        # standard library's encoder was a tenth of the server's CPU on the alert path.
+        return orjson.dumps(
+            {"type": self.type, "seq": self.seq, "data": self.data}, option=orjson.OPT_NON_STR_KEYS
+        ).decode()
 
 
 async def open_mailbox(session: AsyncSession, user_id: str) -> None:

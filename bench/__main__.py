@@ -59,6 +59,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=20.0, help="alert: incidents per second")
     p.add_argument("--seconds", type=float, default=15.0, help="alert/intake: seconds per stream")
     p.add_argument("--clients", type=int, default=4, help="alert: websocket client processes")
+    p.add_argument(
+        "--no-ack", action="store_true", help="alert: leaders do not acknowledge (alert path only)"
+    )
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="record the server with py-spy during each stream (collapsed stacks into this folder)",
+    )
     p.add_argument("--concurrency", type=int, default=32, help="intake: concurrent connections")
     p.add_argument(
         "--incidents",

@@ -280,3 +280,40 @@ def work_dir(root: Path, name: str) -> Iterator[Path]:
     finally:
         if not os.environ.get("DISPATCH_BENCH_KEEP"):
             shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def profiled(folder: Path | None, pid: int, name: str, seconds: float) -> Iterator[None]:
+    """Sample a process with py-spy while the block runs (when a folder is given)."""
+    if folder is None:
+        yield
+        return
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{name}.txt"
+    process = subprocess.Popen(
+        [
+            spy,
+            "record",
+            "-p",
+            str(pid),
+            "-d",
+            str(int(seconds) + 1),
+            "-r",
+            "200",
+            "--format",
+            "raw",
+            "-o",
+            str(out),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        try:
+            process.wait(int(seconds) + 30)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -1,0 +1,509 @@
+"""Report to alert, and memory per connected websocket.
+
+A real server process (``dispatch serve``) on SQLite and on PostgreSQL; 1k and 10k leaders
+connected from several client processes; incidents POSTed at a steady rate, each covered by the
+zones of 5 to 20 leaders. Measured: from just before the POST is sent to each matched leader's
+receipt of the alert (p50/p99/max), and the server's resident memory per connected socket.
+
+Baseline, same run, same machine: a minimal ``websockets`` server (bench/baseline_ws.py) that
+``broadcast()``s the same payload to the same recipients, sent over a websocket from the driver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import secrets
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from websockets.asyncio.client import connect
+
+from bench.common import (
+    HOST,
+    Figure,
+    Report,
+    Row,
+    Served,
+    cpu_seconds,
+    free_port,
+    percentile,
+    profiled,
+    ratios,
+    rss_kib,
+    say,
+    scratch_postgres,
+    serve_dispatch,
+    sqlalchemy_url,
+    start_process,
+    work_dir,
+)
+from dispatch.simulate.leaders import Crowd, Leader, WorkerJob, split
+from dispatch.simulate.seed import seed_database
+from dispatch.simulate.town import QINGXI, TeamSpec, Town, offset
+from dispatch.teams.models import DEFAULT_RADIUS_M, TeamKind
+from geo import CircleZone, ZoneIndex
+
+# Mean zone area with fixed posts (100 m) and mobile teams (500 m) half and half, in m².
+MEAN_ZONE_AREA_M2 = 0.5 * math.pi * (100.0**2 + 500.0**2)
+TARGET_MEAN_RECIPIENTS = 11.0
+RECIPIENTS = (5, 20)
+WARMUP_INCIDENTS = 20
+
+
+def bench_town(leaders: int, seed: int = 7) -> tuple[Town, list[tuple[float, float, int]]]:
+    """One leader per tier-1 team, dense enough that a point has ~11 covering zones; and
+    incident points that 5-20 leaders cover (with their recipient count)."""
+    rng = np.random.default_rng(seed)
+    side_m = math.sqrt(leaders * MEAN_ZONE_AREA_M2 / TARGET_MEAN_RECIPIENTS)
+    half = side_m / 2
+    town = Town(f"bench town of {leaders} leaders", QINGXI, side_m)
+    east = rng.uniform(-half, half, leaders)
+    north = rng.uniform(-half, half, leaders)
+    for i in range(leaders):
+        kind = TeamKind.FIXED_POST if i % 2 == 0 else TeamKind.MOBILE
+        lon, lat = offset(*QINGXI, float(east[i]), float(north[i]))
+        town.teams.append(TeamSpec(f"T{i:05d}", kind, lon, lat, DEFAULT_RADIUS_M[kind]))
+    index = ZoneIndex(CircleZone(t.name, t.lon, t.lat, t.radius_m) for t in town.teams)
+    points: list[tuple[float, float, int]] = []
+    while len(points) < 5000:
+        lon, lat = offset(*QINGXI, float(rng.uniform(-half, half)), float(rng.uniform(-half, half)))
+        count = len(index.covering(lon, lat))
+        if RECIPIENTS[0] <= count <= RECIPIENTS[1]:
+            points.append((lon, lat, count))
+    return town, points
+
+
+@dataclass
+class Stream:
+    """What one incident stream produced."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    response_ms: list[float] = field(default_factory=list)
+    expected: int = 0
+    received: int = 0
+    server_cpu_share: float = 0.0
+    # tag -> recipients and one payload, so the baseline can send the same.
+    recipients: dict[str, list[str]] = field(default_factory=dict)
+    samples: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "p50_ms": percentile(self.latencies_ms, 50),
+            "p99_ms": percentile(self.latencies_ms, 99),
+            "max_ms": max(self.latencies_ms, default=float("nan")),
+            "response_p50_ms": percentile(self.response_ms, 50),
+            "response_p99_ms": percentile(self.response_ms, 99),
+            "deliveries": len(self.latencies_ms),
+            "expected": self.expected,
+            "server_cpu_share": self.server_cpu_share,
+        }
+
+
+def run(report: Report, args: argparse.Namespace) -> None:
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    for count in args.leaders:
+        say(f"  {count} leaders")
+        town, points = bench_town(count)
+        with work_dir(args.work, f"alert-{count}") as work:
+            ours: dict[str, list[Stream]] = {}
+            memory: dict[str, float] = {}
+            for backend in backends:
+                streams, per_socket = asyncio.run(_ours(backend, town, points, args, work))
+                ours[backend], memory[backend] = streams, per_socket
+            reference = next(iter(ours.values()))[-1]
+            baseline, baseline_memory = _baseline(town, reference, args, work)
+        _rows(report, count, ours, memory, baseline, baseline_memory)
+
+
+# ---------------------------------------------------------------- our server
+
+
+async def _ours(
+    backend: str,
+    town: Town,
+    points: list[tuple[float, float, int]],
+    args: argparse.Namespace,
+    work: Path,
+) -> tuple[list[Stream], float]:
+    if backend == "sqlite":
+        url = f"sqlite+aiosqlite:///{work / 'alert.db'}"
+        with contextlib.suppress(FileNotFoundError):
+            (work / "alert.db").unlink()
+        return await _ours_on(url, backend, town, points, args, work)
+    async with scratch_postgres("bench_alert") as dsn:
+        return await _ours_on(sqlalchemy_url(dsn), backend, town, points, args, work)
+
+
+async def _ours_on(
+    url: str,
+    backend: str,
+    town: Town,
+    points: list[tuple[float, float, int]],
+    args: argparse.Namespace,
+    work: Path,
+) -> tuple[list[Stream], float]:
+    secret = secrets.token_urlsafe(32)
+    started = time.monotonic()
+    seeded = await seed_database(url, town, secret=secret)
+    say(
+        f"    {backend}: seeded {len(seeded.leaders)} leaders in {time.monotonic() - started:.1f} s"
+    )
+    env = {
+        "DISPATCH_DATABASE_URL": url,
+        "DISPATCH_SECRET_KEY": secret,
+        "DISPATCH_SECRET_FILE": str(work / "secret.key"),
+    }
+    served = await asyncio.to_thread(serve_dispatch, env, work, f"server-{backend}")
+    try:
+        # Warm up code paths and allocator before the memory baseline.
+        await _warm_up(served, seeded.operator_token, points)
+        before = rss_kib(served.process.pid)
+        crowd = Crowd(_jobs(served.ws_url, served.base_url, seeded.leaders, args))
+        started = time.monotonic()
+        totals = await asyncio.to_thread(crowd.start)
+        connect_s = time.monotonic() - started
+        await asyncio.sleep(2.0)
+        after = rss_kib(served.process.pid)
+        per_socket = (after - before) / max(1, totals["connected"])
+        say(
+            f"    {backend}: {totals['connected']} connected in {connect_s:.1f} s "
+            f"({totals['failed']} failed); {per_socket:.1f} KiB per socket"
+        )
+        streams = []
+        try:
+            for rep in range(args.reps):
+                name = f"{backend}-{len(seeded.leaders)}-{rep}"
+                with profiled(args.profile, served.process.pid, name, args.seconds):
+                    stream = await _stream_ours(served, seeded.operator_token, points, args, rep)
+                streams.append(stream)
+        finally:
+            results = await asyncio.to_thread(crowd.stop)
+        _collect(streams, results)
+        for stream in streams:
+            summary = stream.summary()
+            say(
+                f"    {backend}: p50 {summary['p50_ms']:.2f} ms, p99 {summary['p99_ms']:.2f} ms, "
+                f"max {summary['max_ms']:.1f} ms; {summary['deliveries']}/{summary['expected']} "
+                f"delivered; server CPU {summary['server_cpu_share']:.0%}"
+            )
+        return streams, per_socket
+    finally:
+        served.stop()
+
+
+def _jobs(
+    ws_url: str, base_url: str, leaders: list[Leader], args: argparse.Namespace
+) -> list[WorkerJob]:
+    return [
+        WorkerJob(ws_url, base_url, part, "measure", seed=i, ack=not args.no_ack)
+        for i, part in enumerate(split(leaders, args.clients))
+    ]
+
+
+async def _warm_up(served: Served, token: str, points: list[tuple[float, float, int]]) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=served.base_url, timeout=30) as http:
+        for lon, lat, _ in points[-WARMUP_INCIDENTS:]:
+            body = {
+                "location": {"lon": lon, "lat": lat},
+                "category": "other",
+                "description": "warm",
+            }
+            (await http.post("/api/v1/incidents", json=body, headers=headers)).raise_for_status()
+    for _ in range(3):
+        async with connect(served.ws_url, compression=None) as ws:
+            await ws.send(json.dumps({"type": "hello", "token": token, "resume_from": 0}))
+            await ws.recv()
+
+
+async def _stream_ours(
+    served: Served,
+    token: str,
+    points: list[tuple[float, float, int]],
+    args: argparse.Namespace,
+    rep: int,
+) -> Stream:
+    stream = Stream()
+    headers = {"Authorization": f"Bearer {token}"}
+    count = int(args.rate * args.seconds)
+    interval = 1.0 / args.rate
+    sent: dict[str, float] = {}
+    cpu_before = cpu_seconds(served.process.pid)
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=served.base_url, timeout=30, limits=limits) as http:
+
+        async def post(n: int, lon: float, lat: float) -> None:
+            tag = f"r{rep}-{n}"
+            body = {"location": {"lon": lon, "lat": lat}, "category": "fight", "description": tag}
+            start = time.monotonic()
+            sent[tag] = start
+            reply = await http.post("/api/v1/incidents", json=body, headers=headers)
+            stream.response_ms.append((time.monotonic() - start) * 1000)
+            reply.raise_for_status()
+
+        tasks = []
+        began = time.monotonic()
+        offset_n = rep * count
+        for n in range(count):
+            await _sleep_until(began + n * interval)
+            lon, lat, expected = points[(offset_n + n) % (len(points) - WARMUP_INCIDENTS)]
+            stream.expected += expected
+            tasks.append(asyncio.create_task(post(n, lon, lat)))
+        await asyncio.gather(*tasks)
+        elapsed = time.monotonic() - began
+    stream.server_cpu_share = (cpu_seconds(served.process.pid) - cpu_before) / elapsed
+    await asyncio.sleep(2.0)
+    stream_sent = sent
+    stream.samples = {"__sent__": json.dumps(stream_sent)}
+    return stream
+
+
+async def _sleep_until(when: float) -> None:
+    delay = when - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+def _collect(streams: list[Stream], results: list[dict[str, Any]]) -> None:
+    """Match receipts from every client process with the send time of their incident."""
+    sent: dict[str, float] = {}
+    by_rep: dict[str, Stream] = {}
+    for stream in streams:
+        stamps = json.loads(stream.samples.pop("__sent__"))
+        sent.update(stamps)
+        for tag in stamps:
+            by_rep[tag] = stream
+    for result in results:
+        for tag, user_id, at, _size in result["receipts"]:
+            stream = by_rep.get(tag)
+            if stream is None:
+                continue
+            stream.latencies_ms.append((at - sent[tag]) * 1000)
+            stream.recipients.setdefault(tag, []).append(user_id)
+        for tag, text in result["samples"].items():
+            if tag in by_rep:
+                by_rep[tag].samples.setdefault(tag, text)
+    for stream in streams:
+        stream.received = len(stream.latencies_ms)
+
+
+# ---------------------------------------------------------------- the baseline
+
+
+def _baseline(
+    town: Town, reference: Stream, args: argparse.Namespace, work: Path
+) -> tuple[list[Stream], float]:
+    port = free_port()
+    log = work / "baseline.log"
+    process = start_process(
+        [sys.executable, "-m", "bench.baseline_ws", "--port", str(port)], os.environ, log, port
+    )
+    try:
+        _wait_port(port, process, log)
+        served = Served(process, f"http://{HOST}:{port}", port, log)
+        ws_url = f"ws://{HOST}:{port}/"
+        # The baseline takes the user id itself as the token.
+        leaders = [Leader(u, u, "", "") for u in _all_user_ids(reference, town)]
+        before = rss_kib(process.pid)
+        crowd = Crowd(
+            [
+                WorkerJob(ws_url, served.base_url, part, "measure", seed=i, ack=not args.no_ack)
+                for i, part in enumerate(split(leaders, args.clients))
+            ]
+        )
+        totals = crowd.start()
+        time.sleep(2.0)
+        per_socket = (rss_kib(process.pid) - before) / max(1, totals["connected"])
+        say(f"    baseline: {totals['connected']} connected; {per_socket:.1f} KiB per socket")
+        streams = []
+        try:
+            for rep in range(args.reps):
+                streams.append(asyncio.run(_stream_baseline(served, ws_url, reference, args, rep)))
+        finally:
+            results = crowd.stop()
+        _collect(streams, results)
+        for stream in streams:
+            summary = stream.summary()
+            say(
+                f"    baseline: p50 {summary['p50_ms']:.2f} ms, p99 {summary['p99_ms']:.2f} ms, "
+                f"max {summary['max_ms']:.1f} ms; {summary['deliveries']}/{summary['expected']} "
+                f"delivered; server CPU {summary['server_cpu_share']:.0%}"
+            )
+        return streams, per_socket
+    finally:
+        served.stop()
+
+
+def _all_user_ids(reference: Stream, town: Town) -> list[str]:
+    """As many leaders as our server had connected: the recipients seen, padded with others."""
+    seen = sorted({u for users in reference.recipients.values() for u in users})
+    padding = [f"idle-{i}" for i in range(max(0, len(town.teams) - len(seen)))]
+    return seen + padding
+
+
+def _wait_port(port: int, process: Any, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"baseline exited: {log.read_text()[-2000:]}")
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
+            return
+        time.sleep(0.05)
+    raise RuntimeError("baseline server did not start")
+
+
+async def _stream_baseline(
+    served: Served, ws_url: str, reference: Stream, args: argparse.Namespace, rep: int
+) -> Stream:
+    stream = Stream()
+    tags = [t for t in reference.recipients if t in reference.samples]
+    count = int(args.rate * args.seconds)
+    interval = 1.0 / args.rate
+    sent: dict[str, float] = {}
+    cpu_before = cpu_seconds(served.process.pid)
+    async with connect(ws_url, compression=None, max_size=None) as control:
+        await control.send(json.dumps({"type": "control"}))
+        began = time.monotonic()
+        for n in range(count):
+            await _sleep_until(began + n * interval)
+            source = tags[n % len(tags)]
+            tag = f"b{rep}-{n}"
+            payload = reference.samples[source].replace(
+                f'"description":"{source}"', f'"description":"{tag}"'
+            )
+            recipients = reference.recipients[source]
+            stream.expected += len(recipients)
+            message = json.dumps({"recipients": recipients, "payload": payload})
+            sent[tag] = time.monotonic()
+            await control.send(message)
+        elapsed = time.monotonic() - began
+    stream.server_cpu_share = (cpu_seconds(served.process.pid) - cpu_before) / elapsed
+    await asyncio.sleep(2.0)
+    stream.samples = {"__sent__": json.dumps(sent)}
+    return stream
+
+
+# ---------------------------------------------------------------- the table
+
+
+def _rows(
+    report: Report,
+    count: int,
+    ours: dict[str, list[Stream]],
+    memory: dict[str, float],
+    baseline: list[Stream],
+    baseline_memory: float,
+) -> None:
+    base_p50 = [s.summary()["p50_ms"] for s in baseline]
+    base_p99 = [s.summary()["p99_ms"] for s in baseline]
+    base_max = [s.summary()["max_ms"] for s in baseline]
+    big = count >= 10_000
+    for backend, streams in ours.items():
+        summaries = [s.summary() for s in streams]
+        p50 = [s["p50_ms"] for s in summaries]
+        p99 = [s["p99_ms"] for s in summaries]
+        worst = [s["max_ms"] for s in summaries]
+        case = f"{count // 1000}k leaders, {backend}"
+        pg_big = big and backend == "postgresql"
+        p50_fig, p99_fig = Figure.of(p50), Figure.of(p99)
+        p50_ratio = ratios(p50, base_p50)
+        report.rows.append(
+            Row(
+                "report→alert",
+                case,
+                "p50",
+                "ms",
+                p50_fig,
+                Figure.of(base_p50),
+                p50_ratio,
+                "≤ 5 ms, ≤ 2x" if pg_big else "",
+                (p50_fig.median <= 5 and p50_ratio.median <= 2) if pg_big else None,
+            )
+        )
+        report.rows.append(
+            Row(
+                "report→alert",
+                case,
+                "p99",
+                "ms",
+                p99_fig,
+                Figure.of(base_p99),
+                ratios(p99, base_p99),
+                "≤ 25 ms" if pg_big else "",
+                (p99_fig.median <= 25) if pg_big else None,
+            )
+        )
+        report.rows.append(
+            Row("report→alert", case, "max", "ms", Figure.of(worst), Figure.of(base_max))
+        )
+        report.rows.append(
+            Row(
+                "report→alert",
+                case,
+                "POST response p50",
+                "ms",
+                Figure.of(s["response_p50_ms"] for s in summaries),
+                note="HTTP + database; the baseline has neither",
+            )
+        )
+        delivered = sum(s["deliveries"] for s in summaries)
+        expected = sum(s["expected"] for s in summaries)
+        report.rows.append(
+            Row(
+                "report→alert",
+                case,
+                "delivered / expected",
+                "",
+                Figure.of([delivered / expected if expected else float("nan")]),
+                Figure.of(
+                    [sum(s.received for s in baseline) / max(1, sum(s.expected for s in baseline))]
+                ),
+                target="1.00",
+                met=delivered == expected,
+            )
+        )
+        report.rows.append(
+            Row(
+                "report→alert",
+                case,
+                "server CPU share",
+                "",
+                Figure.of(s["server_cpu_share"] for s in summaries),
+                Figure.of(s.server_cpu_share for s in baseline),
+                note="of one core, during the stream",
+            )
+        )
+        mem_ratio = Figure.of([memory[backend] / baseline_memory]) if baseline_memory else None
+        report.rows.append(
+            Row(
+                "connections",
+                case,
+                "RSS per idle websocket",
+                "KiB",
+                Figure.of([memory[backend]]),
+                Figure.of([baseline_memory]),
+                mem_ratio,
+                "≤ 40 KiB" if big else "",
+                (memory[backend] <= 40) if big else None,
+            )
+        )
+    report.raw.setdefault("alert", []).append(
+        {
+            "leaders": count,
+            "ours": {b: [s.summary() for s in streams] for b, streams in ours.items()},
+            "baseline": [s.summary() for s in baseline],
+            "rss_per_socket_kib": memory,
+            "baseline_rss_per_socket_kib": baseline_memory,
+        }
+    )
