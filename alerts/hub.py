@@ -8,17 +8,30 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
 from alerts.store import Envelope
+
+
+@dataclass
+class HubStats:
+    """Counts kept for monitoring; read, never reset."""
+
+    # Messages a socket was sent from the store rather than live (resume, catch-up).
+    replayed: int = 0
 
 
 class Subscription:
     """One open socket's place in the hub."""
 
-    def __init__(self, user_id: str, label: str, queue_size: int) -> None:
+    def __init__(
+        self, user_id: str, label: str, queue_size: int, stats: HubStats | None = None
+    ) -> None:
         self.user_id = user_id
         self.label = label
+        self.stats = stats or HubStats()
         # None is a nudge: "look in the store", after this process may have missed a publish.
         self.queue: asyncio.Queue[Envelope | None] = asyncio.Queue(maxsize=queue_size)
         self.overflowed = asyncio.Event()
@@ -33,16 +46,22 @@ class Subscription:
 
 
 class Hub:
-    def __init__(self, queue_size: int = 1000) -> None:
+    def __init__(self, queue_size: int = 1000, clock: Callable[[], datetime] | None = None) -> None:
         self.queue_size = queue_size
         self._by_user: dict[str, set[Subscription]] = {}
+        self.stats = HubStats()
+        self._clock = clock
+        # When each user last opened or closed a socket here (given a clock).
+        self.last_seen: dict[str, datetime] = {}
 
     def subscribe(self, user_id: str, label: str = "") -> Subscription:
-        subscription = Subscription(user_id, label, self.queue_size)
+        subscription = Subscription(user_id, label, self.queue_size, self.stats)
         self._by_user.setdefault(user_id, set()).add(subscription)
+        self._seen(user_id)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
+        self._seen(subscription.user_id)
         subscriptions = self._by_user.get(subscription.user_id)
         if subscriptions is None:
             return
@@ -60,6 +79,10 @@ class Hub:
         for subscriptions in self._by_user.values():
             for subscription in subscriptions:
                 subscription.offer(None)
+
+    def _seen(self, user_id: str) -> None:
+        if self._clock is not None:
+            self.last_seen[user_id] = self._clock()
 
     def connected_users(self) -> set[str]:
         return set(self._by_user)

@@ -215,16 +215,22 @@ async def _send_loop(
     sessionmaker: async_sessionmaker[AsyncSession],
     after: int,
 ) -> None:
+    # Seqs are gap-free, so how far ``last`` moves in a replay is how many messages it sent.
     last = await _replay(websocket, subscription.user_id, sessionmaker, after)
+    subscription.stats.replayed += last - after
     while True:
         envelope = await subscription.queue.get()
         if envelope is None:
-            last = await _replay(websocket, subscription.user_id, sessionmaker, last)
+            caught_up = await _replay(websocket, subscription.user_id, sessionmaker, last)
+            subscription.stats.replayed += caught_up - last
+            last = caught_up
             continue
         if envelope.seq <= last:
             continue
         if envelope.seq > last + 1:
-            last = await _fill_gap(websocket, subscription.user_id, sessionmaker, last, envelope)
+            filled = await _fill_gap(websocket, subscription.user_id, sessionmaker, last, envelope)
+            subscription.stats.replayed += filled - last
+            last = filled
         await websocket.send_text(envelope.encode())
         last = envelope.seq
 

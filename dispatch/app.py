@@ -24,6 +24,7 @@ from dispatch.errors import install_error_handlers
 from dispatch.incidents.routes import dispatches_router, incidents_router
 from dispatch.incidents.tasks import ChainDeadlines, job_handlers, purge_old_messages
 from dispatch.jobs.tasks import JobQueue, Timer
+from dispatch.observability.running import Operations, install_operations
 from dispatch.pages.routes import mount_static
 from dispatch.pages.routes import router as pages_router
 from dispatch.realtime import router as realtime_router
@@ -53,10 +54,13 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         if not runtime.settings.is_sqlite:
             runtime.fanout = fanout.listen(runtime)
             await runtime.fanout.start()
-        timer = Timer(runtime, [ChainDeadlines(), JobQueue(job_handlers(runtime))])
+        operations = Operations(app, runtime)
+        handlers = operations.job_handlers(job_handlers(runtime))
+        timer = Timer(runtime, [ChainDeadlines(), JobQueue(handlers)])
         tasks = [
             asyncio.create_task(timer.run(), name="chain-timer"),
             asyncio.create_task(purge_old_messages(runtime), name="message-retention"),
+            *operations.start(),
         ]
         try:
             yield
@@ -66,6 +70,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await operations.stop()
             if runtime.fanout is not None:
                 await runtime.fanout.stop()
             await runtime.engine.dispose()
@@ -84,6 +89,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(realtime_router)
     app.include_router(pages_router)
     mount_static(app)
+    install_operations(app)
     _add_health(app)
     return app
 
@@ -101,7 +107,7 @@ async def start_runtime(settings: Settings, clock: Clock) -> Runtime:
         clock=clock,
         engine=engine,
         sessionmaker=sessionmaker,
-        hub=Hub(settings.ws_queue_size),
+        hub=Hub(settings.ws_queue_size, clock.now),
         coverage=coverage,
         secret=load_secret(settings),
         passwords=auth.password_hasher(settings.argon2_time_cost, settings.argon2_memory_kib),
@@ -116,7 +122,8 @@ def _add_health(app: FastAPI) -> None:
 
     @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready"}})
     async def readyz(runtime: RuntimeDep) -> JSONResponse:
-        """The database answers and its schema is at the newest migration."""
+        """The database answers, its schema is at the newest migration, and (on PostgreSQL)
+        the fan-out listener that brings other processes' messages is connected."""
         try:
             async with runtime.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
@@ -125,4 +132,7 @@ def _add_health(app: FastAPI) -> None:
             return JSONResponse({"status": "unavailable", "detail": str(error)}, status_code=503)
         if not at_head:
             return JSONResponse({"status": "migrations pending"}, status_code=503)
-        return JSONResponse({"status": "ready"})
+        fanout = getattr(runtime, "fanout", None)
+        if fanout is not None and not fanout.connected:
+            return JSONResponse({"status": "fan-out listener disconnected"}, status_code=503)
+        return JSONResponse({"status": "ready", "fanout": "off" if fanout is None else "connected"})

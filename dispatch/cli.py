@@ -56,6 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from dispatch import migrate
+    from dispatch.observability.logs import uvicorn_log_config
 
     settings = Settings()
     migrate.upgrade(settings.database_url)
@@ -74,7 +75,8 @@ def _serve(args: argparse.Namespace) -> int:
         ws_per_message_deflate=False,
         ws_max_size=settings.ws_max_frame_bytes,
         proxy_headers=True,
-        log_level="info",
+        log_level=settings.log_level.lower(),
+        log_config=uvicorn_log_config(settings),
     )
     return 0
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_TARGETS = (60.0, 180.0, 300.0)
@@ -58,6 +58,27 @@ class Settings(BaseSettings):
     map_center_lon: float = Field(default=114.159, ge=-180, le=180)
     map_center_lat: float = Field(default=22.847, ge=-90, le=90)
     map_zoom: int = Field(default=15, ge=1, le=22)
+    # Logs: one JSON object a line (for collectors) or plain text (for a terminal).
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Outbound notifiers, each off until configured: they reach a leader whose phone has not
+    # acknowledged an alert within notify_after_s (no websocket, a killed background tab).
+    notify_after_s: float = Field(default=15.0, gt=0)
+    notify_max_attempts: int = Field(default=5, ge=1, le=20)
+    # The wait before retry n is notify_backoff_s * 2 ** (n - 1).
+    notify_backoff_s: float = Field(default=2.0, gt=0)
+    notify_timeout_s: float = Field(default=5.0, gt=0)
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    wecom_robot_url: str | None = None
+    dingtalk_robot_url: str | None = None
+    dingtalk_secret: SecretStr | None = None
+    sms_gateway_url: str | None = None
+    sms_gateway_username: str | None = None
+    sms_gateway_password: SecretStr | None = None
+    # Reachability: how often a process refreshes its leaders' presence rows; a row not
+    # refreshed for three of these is a process gone away.
+    presence_heartbeat_s: float = Field(default=10.0, gt=0)
 
     @field_validator("chain_targets", mode="before")
     @classmethod

@@ -9,6 +9,7 @@ from alerts.socket import Peer, SocketPolicy, serve_socket
 from dispatch.auth import service as auth
 from dispatch.errors import Unauthorized
 from dispatch.incidents import service as incidents
+from dispatch.reachability import service as reachability
 from dispatch.runtime import Runtime
 from dispatch.schemas import show_time
 
@@ -42,6 +43,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             acked = await mailboxes.refs_between(session, peer.user_id, after, seq)
             refs = [ref for kind, ref in acked if kind == "alert"]
             await incidents.record_deliveries(session, peer.user_id, refs, runtime.clock.now())
+            tests = [ref for kind, ref in acked if kind == reachability.TEST_ALERT]
+            await reachability.record_test_acks(session, peer.user_id, tests, runtime.clock.now())
         async with runtime.transaction() as session:
             await mailboxes.mark_acked(session, peer.user_id, seq)
 

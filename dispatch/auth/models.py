@@ -25,4 +25,6 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id"), index=True)
     disabled: Mapped[bool] = mapped_column(default=False)
+    # A leader's mobile number, for SMS and robot @-mentions when the phone's page is offline.
+    phone: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime]

@@ -36,6 +36,7 @@ from dispatch.incidents.schemas import (
     SkippedTeamOut,
 )
 from dispatch.jobs import service as jobs
+from dispatch.notifiers import service as notifiers
 from dispatch.rosters import service as rosters
 from dispatch.schemas import LocationIn, LocationOut
 from dispatch.teams import service as teams
@@ -347,7 +348,7 @@ async def _send_alerts(
     ]
     operators = await auth.operator_ids(session)
     outgoing += [Outgoing(o, "incident.updated", incident_json) for o in operators]
-    await mailboxes.enqueue(session, outgoing, now=now)
+    notifiers.watch_alerts(session, await mailboxes.enqueue(session, outgoing, now=now), now)
 
 
 # ---------------------------------------------------------------- escalation

@@ -1,0 +1,1 @@
+"""Alert channels beyond the websocket: signed webhook, WeCom and DingTalk robots, SMS."""

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from dispatch.schemas import LocalTime, Schema
+
+
+class PhoneIn(Schema):
+    phone: str | None = Field(
+        description="the leader's mobile number, digits with an optional leading +; null clears it",
+        pattern=r"^\+?[0-9]{6,15}$",
+    )
+
+
+class PhoneOut(Schema):
+    user_id: str
+    phone: str | None
+
+
+class AttemptOut(Schema):
+    attempt: int
+    at: LocalTime
+    ok: bool
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+
+
+class NotificationOut(Schema):
+    id: str
+    incident_id: str
+    dispatch_id: str
+    user_id: str
+    channel: str = Field(description="webhook, wecom, dingtalk or sms")
+    status: str = Field(description="pending, notified or failed")
+    attempts: list[AttemptOut]
+    created_at: LocalTime
+    finished_at: LocalTime | None

@@ -1,0 +1,279 @@
+"""Reaching a leader whose phone has not acknowledged an alert.
+
+Each alert stored for a leader schedules a check ``notify_after_s`` later (a durable job). If
+the leader's phone has not acknowledged it by then (and nobody accepted the dispatch), one
+notification per configured channel is created, and each is tried by a job: the job stores the
+attempt number and the next try (exponential backoff) before the request is made outside the
+transaction, so a crash mid-request loses nothing — the next try is already on record. Every
+attempt is a row; the final outcome is an incident event, ``notified`` or ``notify_failed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts.models import Mailbox
+from alerts.store import Envelope
+from dispatch.auth.models import User
+from dispatch.db import new_id
+from dispatch.errors import InvalidInput, NotFound
+from dispatch.incidents.models import Dispatch, Incident, IncidentEvent, IncidentStatus
+from dispatch.jobs import service as jobs
+from dispatch.notifiers.channels import Notice, Result
+from dispatch.notifiers.models import Notification, NotificationAttempt, NotificationStatus
+from dispatch.teams.models import Team
+
+CHECK = "notify.check"
+SEND = "notify.send"
+# Put in every session of a server with notifiers configured: how long an alert may go
+# unacknowledged. Sessions without it (the CLI, a server with no channel) schedule nothing.
+AFTER_KEY = "notifiers.after_s"
+
+
+def watch_alerts(session: AsyncSession, envelopes: Sequence[Envelope], now: datetime) -> None:
+    """Schedule the acknowledgement check of every alert message just enqueued."""
+    after_s = session.info.get(AFTER_KEY)
+    if after_s is None:
+        return
+    due = now + timedelta(seconds=float(after_s))
+    for envelope in envelopes:
+        if envelope.type != "alert" or envelope.ref is None:
+            continue
+        incident_id = str(envelope.data["incident"]["id"])
+        data = {"user_id": envelope.user_id, "seq": envelope.seq, "dispatch_id": envelope.ref}
+        jobs.schedule(session, CHECK, due, incident_id=incident_id, data=data)
+
+
+async def check_acknowledged(
+    session: AsyncSession,
+    *,
+    incident_id: str,
+    user_id: str,
+    seq: int,
+    dispatch_id: str,
+    channels: Sequence[tuple[str, bool]],
+    now: datetime,
+) -> str:
+    """The check step: if the alert is still unacknowledged, start one notification a channel.
+
+    ``channels`` are (name, needs a phone number) in the order they are tried.
+    """
+    acked = await session.scalar(select(Mailbox.acked_seq).where(Mailbox.user_id == user_id))
+    if acked is not None and acked >= seq:
+        return "not needed: acknowledged"
+    dispatch = await session.get(Dispatch, dispatch_id)
+    incident = await session.get(Incident, incident_id)
+    if dispatch is None or incident is None:
+        return "not needed: the dispatch is gone"
+    if dispatch.accepted_at is not None:
+        return "not needed: the dispatch was accepted"
+    if incident.status == IncidentStatus.CLOSED.value:
+        return "not needed: the incident is closed"
+    phone = await session.scalar(select(User.phone).where(User.id == user_id))
+    started: list[str] = []
+    for name, needs_phone in channels:
+        notification = Notification(
+            id=new_id(),
+            incident_id=incident_id,
+            dispatch_id=dispatch_id,
+            user_id=user_id,
+            channel=name,
+            status=NotificationStatus.PENDING.value,
+            attempts=0,
+            created_at=now,
+            finished_at=None,
+        )
+        session.add(notification)
+        if needs_phone and not phone:
+            _finish(notification, now, ok=False)
+            _outcome_event(session, notification, now, error="no phone number on file")
+            continue
+        jobs.schedule(
+            session, SEND, now, incident_id=incident_id, data={"notification_id": notification.id}
+        )
+        started.append(name)
+    await session.flush()
+    if not started:
+        return "unacknowledged: no channel can reach the leader"
+    return f"unacknowledged: notifying over {', '.join(started)}"
+
+
+async def begin_attempt(
+    session: AsyncSession,
+    notification_id: str,
+    now: datetime,
+    *,
+    max_attempts: int,
+    backoff_s: float,
+    after_s: float,
+) -> Notice | str:
+    """Claim the next attempt of a notification: a Notice to send, or why there is none.
+
+    The try after this one is scheduled here, before anything is sent: if this attempt fails
+    or is lost, that job makes the next one (and past the last, records the failure).
+    """
+    notification = await session.get(Notification, notification_id, with_for_update=True)
+    if notification is None:
+        return "not needed: the notification is gone"
+    if notification.status != NotificationStatus.PENDING.value:
+        return f"not needed: already {notification.status}"
+    if notification.attempts >= max_attempts:
+        error = f"no success after {notification.attempts} attempts"
+        _finish(notification, now, ok=False)
+        _outcome_event(session, notification, now, error=error)
+        await session.flush()
+        return f"failed: {error}"
+    notification.attempts += 1
+    retry_at = now + timedelta(seconds=backoff_s * 2 ** (notification.attempts - 1))
+    jobs.schedule(
+        session,
+        SEND,
+        retry_at,
+        incident_id=notification.incident_id,
+        data={"notification_id": notification.id},
+    )
+    await session.flush()
+    return await _notice(session, notification, after_s)
+
+
+async def record_attempt(
+    session: AsyncSession,
+    notice: Notice,
+    channel: str,
+    result: Result,
+    *,
+    started: datetime,
+    duration_ms: float,
+    max_attempts: int,
+) -> str:
+    """Keep the attempt; on success, or on the last failure, settle the notification."""
+    session.add(
+        NotificationAttempt(
+            notification_id=notice.notification_id,
+            channel=channel,
+            attempt=notice.attempt,
+            at=started,
+            ok=result.ok,
+            status_code=result.status_code,
+            error=result.error,
+            duration_ms=round(duration_ms, 3),
+        )
+    )
+    notification = await session.get(Notification, notice.notification_id, with_for_update=True)
+    assert notification is not None
+    outcome = "retrying" if notice.attempt < max_attempts else "failed"
+    if notification.status != NotificationStatus.PENDING.value:
+        outcome = f"already {notification.status}"
+    elif result.ok:
+        _finish(notification, started, ok=True)
+        _outcome_event(session, notification, started, status_code=result.status_code)
+        outcome = "notified"
+    elif notice.attempt >= max_attempts:
+        _finish(notification, started, ok=False)
+        _outcome_event(session, notification, started, error=result.error)
+    await session.flush()
+    return outcome
+
+
+def _finish(
+    notification: Notification, now: datetime, *, ok: bool, error: str | None = None
+) -> None:
+    notification.status = (NotificationStatus.NOTIFIED if ok else NotificationStatus.FAILED).value
+    notification.finished_at = now
+
+
+def _outcome_event(
+    session: AsyncSession,
+    notification: Notification,
+    now: datetime,
+    *,
+    status_code: int | None = None,
+    error: str | None = None,
+) -> None:
+    ok = notification.status == NotificationStatus.NOTIFIED.value
+    data: dict[str, Any] = {
+        "channel": notification.channel,
+        "dispatch_id": notification.dispatch_id,
+        "user_id": notification.user_id,
+        "notification_id": notification.id,
+        "attempts": notification.attempts,
+    }
+    if ok:
+        data["status_code"] = status_code
+    else:
+        data["error"] = error
+    session.add(
+        IncidentEvent(
+            incident_id=notification.incident_id,
+            at=now,
+            type="notified" if ok else "notify_failed",
+            actor_id=None,
+            data=data,
+        )
+    )
+
+
+async def _notice(session: AsyncSession, notification: Notification, after_s: float) -> Notice:
+    dispatch = await session.get(Dispatch, notification.dispatch_id)
+    incident = await session.get(Incident, notification.incident_id)
+    leader = await session.get(User, notification.user_id)
+    assert dispatch is not None and incident is not None and leader is not None
+    team = await session.get(Team, dispatch.team_id)
+    return Notice(
+        notification_id=notification.id,
+        channel=notification.channel,
+        attempt=notification.attempts,
+        incident_id=incident.id,
+        category=incident.category,
+        reported_at=incident.reported_at,
+        lon=incident.lon,
+        lat=incident.lat,
+        dispatch_id=dispatch.id,
+        team_id=dispatch.team_id,
+        team_name=team.name if team is not None else "",
+        tier=dispatch.tier,
+        distance_m=dispatch.distance_m,
+        alerted_at=dispatch.alerted_at,
+        leader_id=leader.id,
+        leader_name=leader.name,
+        phone=leader.phone,
+        after_s=after_s,
+    )
+
+
+async def notification_attempts(
+    session: AsyncSession, incident_id: str
+) -> list[tuple[Notification, list[NotificationAttempt]]]:
+    notifications = list(
+        await session.scalars(
+            select(Notification)
+            .where(Notification.incident_id == incident_id)
+            .order_by(Notification.created_at, Notification.channel)
+        )
+    )
+    ids = [n.id for n in notifications]
+    attempts: dict[str, list[NotificationAttempt]] = {i: [] for i in ids}
+    if ids:
+        for attempt in await session.scalars(
+            select(NotificationAttempt)
+            .where(NotificationAttempt.notification_id.in_(ids))
+            .order_by(NotificationAttempt.attempt, NotificationAttempt.id)
+        ):
+            attempts[attempt.notification_id].append(attempt)
+    return [(n, attempts[n.id]) for n in notifications]
+
+
+async def set_phone(session: AsyncSession, user_id: str, phone: str | None) -> User:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"user {user_id!r} does not exist", field="user_id")
+    if phone is not None and user.role != "leader":
+        raise InvalidInput("phone: only team leaders are notified by phone", field="phone")
+    user.phone = phone
+    await session.flush()
+    return user

@@ -1,0 +1,1 @@
+"""What operations staff watch: Prometheus metrics and structured logs."""

@@ -1,0 +1,150 @@
+"""Structured logs: one JSON object a line, the incident id on every line about an incident,
+and no personal data (no phone numbers, no client addresses, no query strings).
+
+The incident id comes from a context variable: set for the length of a request about an
+incident, of a job about one, or explicitly with ``about_incident``; or given as
+``extra={"incident_id": ...}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import IO, Any
+
+from pythonjsonlogger.json import JsonFormatter
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from dispatch.config import Settings
+
+current_incident: ContextVar[str | None] = ContextVar("current_incident", default=None)
+
+# Mainland mobile numbers (with or without +86): never written to a log in full.
+MOBILE = re.compile(r"(?<!\d)(\+?86)?(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+INCIDENT_PATH = re.compile(r"^/api/v1/incidents/([0-9a-f]{32})(?:/|$)")
+JSON_FIELDS = "%(levelname)s %(name)s %(message)s"
+
+
+def mask_phone(phone: str | None) -> str:
+    """Enough of a number to tell two apart in a log, not enough to call it."""
+    if not phone:
+        return ""
+    digits = re.sub(r"\D", "", phone)
+    if len(digits) < 7:
+        return "*" * len(digits)
+    return f"{digits[:3]}****{digits[-4:]}"
+
+
+@contextmanager
+def about_incident(incident_id: str | None) -> Iterator[None]:
+    token = current_incident.set(incident_id)
+    try:
+        yield
+    finally:
+        current_incident.reset(token)
+
+
+class IncidentFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "incident_id", None) is None:
+            incident_id = current_incident.get()
+            if incident_id is not None:
+                record.incident_id = incident_id
+        return True
+
+
+class RedactFilter(logging.Filter):
+    """Masks mobile numbers in the rendered message, whatever logged them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # uvicorn's terminal colours, useless in a log collector.
+        record.__dict__.pop("color_message", None)
+        message = record.getMessage()
+        masked = MOBILE.sub(lambda m: f"{m.group(2)}****{m.group(4)}", message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+class AccessFilter(logging.Filter):
+    """uvicorn's access lines without the client's address or the query string."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5:
+            _client, method, path, _version, status = args
+            path = str(path).split("?", 1)[0]
+            record.msg, record.args = "%s %s %s", (method, path, status)
+            record.http_method, record.path, record.status = method, path, status
+            found = INCIDENT_PATH.match(path)
+            if found and getattr(record, "incident_id", None) is None:
+                record.incident_id = found.group(1)
+        return True
+
+
+def json_formatter() -> logging.Formatter:
+    return JsonFormatter(
+        JSON_FIELDS,
+        rename_fields={"levelname": "level", "name": "logger"},
+        # ISO 8601 in UTC, like every time the server stores.
+        timestamp="time",
+        json_ensure_ascii=False,
+    )
+
+
+def text_formatter() -> logging.Formatter:
+    return logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def handler(stream: IO[str], log_format: str = "json") -> logging.Handler:
+    """A handler with the filters every line passes through."""
+    out = logging.StreamHandler(stream)
+    out.setFormatter(json_formatter() if log_format == "json" else text_formatter())
+    out.addFilter(IncidentFilter())
+    out.addFilter(RedactFilter())
+    out.addFilter(AccessFilter())
+    return out
+
+
+def uvicorn_log_config(settings: Settings) -> dict[str, Any]:
+    """dictConfig for the served process: uvicorn's loggers and ours through one handler."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {
+            "default": {
+                "()": "dispatch.observability.logs.handler",
+                "stream": sys.stderr,
+                "log_format": settings.log_format,
+            }
+        },
+        "root": {"handlers": ["default"], "level": settings.log_level},
+        "loggers": {
+            "uvicorn": {"handlers": [], "propagate": True},
+            "uvicorn.error": {"handlers": [], "propagate": True},
+            "uvicorn.access": {"handlers": [], "propagate": True},
+            # httpx logs every request's full URL, robot keys and tokens included.
+            "httpx": {"level": "WARNING"},
+            # Every /readyz compares the schema with the migrations; that is no news.
+            "alembic.runtime.migration": {"level": "WARNING"},
+        },
+    }
+
+
+class IncidentLogContext:
+    """ASGI middleware: a request under /api/v1/incidents/{id} logs with that incident id."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        found = INCIDENT_PATH.match(scope.get("path", "")) if scope["type"] == "http" else None
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        with about_incident(found.group(1)):
+            await self.app(scope, receive, send)

@@ -1,0 +1,287 @@
+"""Prometheus metrics, counted from what commits.
+
+The incident record is append-only: every hop is an ``IncidentEvent`` added in the transaction
+that makes it true. So rather than sprinkling counters through the domains, the runtime's
+sessions report the events (and the alert messages and notifier attempts) they flushed, and the
+counters move only once that transaction has committed; a rolled-back report counts nothing.
+What is a state rather than an event (open sockets, the fan-out listener) is read at scrape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import event, inspect
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
+
+from alerts.store import OUTBOX_KEY, Envelope
+from dispatch.incidents.models import Dispatch, IncidentEvent
+from dispatch.notifiers.models import NotificationAttempt
+from dispatch.reachability.models import TestAlert
+from dispatch.runtime import Runtime
+
+PENDING_KEY = "observability.pending"
+
+# Seconds from the alert to the phone's receipt: most land well under a second.
+DELIVERY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0)
+# Seconds from the report to the first team of a tier on scene, around the 60/180/300 targets.
+ARRIVAL_BUCKETS = (15.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 240.0, 300.0, 420.0, 600.0)
+ROUND_TRIP_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+@dataclass
+class _Pending:
+    """What a transaction did, held until it commits."""
+
+    events: list[tuple[str, dict[str, Any], datetime, Dispatch | None]] = field(
+        default_factory=list
+    )
+    attempts: list[tuple[str, bool]] = field(default_factory=list)
+    round_trips: list[float] = field(default_factory=list)
+
+
+class Metrics:
+    """Every metric of one server process, in a registry of its own (never the global one)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        # One series a counter, without the *_created companions nobody graphs.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.incidents = Counter("dispatch_incidents_reported", "Incidents reported.", registry=r)
+        self.dispatches = Counter(
+            "dispatch_dispatches",
+            "Teams dispatched, by tier and ring (0: zone covers, 1: escalation).",
+            ["tier", "ring"],
+            registry=r,
+        )
+        self.alerts_sent = Counter(
+            "dispatch_alerts_sent", "Alert messages stored for leaders.", ["tier"], registry=r
+        )
+        self.alerts_delivered = Counter(
+            "dispatch_alerts_delivered",
+            "Dispatches whose alert a leader's phone confirmed receiving.",
+            ["tier"],
+            registry=r,
+        )
+        self.alerts_acknowledged = Counter(
+            "dispatch_alerts_acknowledged",
+            "Dispatches a leader accepted (已接警).",
+            ["tier"],
+            registry=r,
+        )
+        self.delivery_latency = Histogram(
+            "dispatch_report_to_delivery_seconds",
+            "From the alert (the report, or the escalation that added the team) to the phone's "
+            "receipt.",
+            ["tier"],
+            buckets=DELIVERY_BUCKETS,
+            registry=r,
+        )
+        self.arrival = Histogram(
+            "dispatch_time_to_arrival_seconds",
+            "From the report to a team of the tier on scene.",
+            ["tier"],
+            buckets=ARRIVAL_BUCKETS,
+            registry=r,
+        )
+        self.met = Counter("dispatch_chain_met", "Chain tiers met in time.", ["tier"], registry=r)
+        self.breaches = Counter(
+            "dispatch_chain_breaches", "Chain tiers breached (超时).", ["tier"], registry=r
+        )
+        self.escalations = Counter(
+            "dispatch_escalations", "Escalations to the wider tier-1 ring.", registry=r
+        )
+        self.database_errors = Counter(
+            "dispatch_database_errors",
+            "Errors raised by the database driver, by exception class.",
+            ["error"],
+            registry=r,
+        )
+        self.notify_attempts = Counter(
+            "dispatch_notify_attempts",
+            "Outbound notifier attempts, by channel and result.",
+            ["channel", "result"],
+            registry=r,
+        )
+        self.notify_outcomes = Counter(
+            "dispatch_notify_outcomes",
+            "Final outcomes of outbound notifications (notified / notify_failed).",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.test_alerts = Counter(
+            "dispatch_test_alerts", "Test alerts sent to leaders.", registry=r
+        )
+        self.test_round_trip = Histogram(
+            "dispatch_test_alert_round_trip_seconds",
+            "From sending a test alert to the phone's acknowledgement.",
+            buckets=ROUND_TRIP_BUCKETS,
+            registry=r,
+        )
+        r.register(_LiveState(runtime))
+        self._session_class: type[Session] | None = None
+
+    # ------------------------------------------------------------ wiring
+
+    def install(self) -> None:
+        """Count from this runtime's sessions and engine from now on."""
+        session_class: type[Session] = type("MeteredSession", (Session,), {})
+        event.listen(session_class, "after_flush", self._after_flush)
+        event.listen(session_class, "after_commit", self._after_commit)
+        event.listen(session_class, "after_soft_rollback", self._after_rollback)
+        self.runtime.sessionmaker.configure(sync_session_class=session_class)
+        self._session_class = session_class
+        event.listen(self.runtime.engine.sync_engine, "handle_error", self._database_error)
+
+    def uninstall(self) -> None:
+        event.remove(self.runtime.engine.sync_engine, "handle_error", self._database_error)
+
+    def mount(self, app: FastAPI) -> None:
+        app.state.metrics = self
+
+    # ------------------------------------------------------------ session events
+
+    def _after_flush(self, session: Session, _context: Any) -> None:
+        pending: _Pending = session.info.setdefault(PENDING_KEY, _Pending())
+        added = {obj.id: obj for obj in session.new if isinstance(obj, Dispatch)}
+        for obj in session.new:
+            if isinstance(obj, IncidentEvent):
+                dispatch = _dispatch_of(session, obj.data, added)
+                pending.events.append((obj.type, dict(obj.data), obj.at, dispatch))
+            elif isinstance(obj, NotificationAttempt):
+                pending.attempts.append((obj.channel, obj.ok))
+        for obj in session.dirty:
+            if isinstance(obj, TestAlert) and inspect(obj).attrs.acked_at.history.added:
+                pending.round_trips.append((obj.round_trip_ms or 0.0) / 1000)
+
+    def _after_commit(self, session: Session) -> None:
+        pending: _Pending | None = session.info.pop(PENDING_KEY, None)
+        outbox: list[Envelope] = session.info.get(OUTBOX_KEY, [])
+        self._count_messages(outbox)
+        if pending is None:
+            return
+        for kind, data, at, dispatch in pending.events:
+            self._count_event(kind, data, at, dispatch)
+        for channel, ok in pending.attempts:
+            self.notify_attempts.labels(channel, "ok" if ok else "error").inc()
+        for seconds in pending.round_trips:
+            self.test_round_trip.observe(seconds)
+
+    def _after_rollback(self, session: Session, _previous: Any) -> None:
+        session.info.pop(PENDING_KEY, None)
+
+    def _database_error(self, context: ExceptionContext) -> None:
+        self.database_errors.labels(type(context.original_exception).__name__).inc()
+
+    # ------------------------------------------------------------ counting
+
+    def _count_messages(self, envelopes: Iterable[Envelope]) -> None:
+        for envelope in envelopes:
+            if envelope.type == "alert":
+                tier = envelope.data.get("dispatch", {}).get("tier", "")
+                self.alerts_sent.labels(str(tier)).inc()
+            elif envelope.type == "test_alert":
+                self.test_alerts.inc()
+
+    def _count_event(
+        self, kind: str, data: dict[str, Any], at: datetime, dispatch: Dispatch | None
+    ) -> None:
+        tier = str(data.get("tier", dispatch.tier if dispatch is not None else ""))
+        if kind == "reported":
+            self.incidents.inc()
+        elif kind == "dispatched":
+            ring = str(dispatch.ring if dispatch is not None else 0)
+            self.dispatches.labels(tier, ring).inc()
+        elif kind == "delivered":
+            self.alerts_delivered.labels(tier).inc()
+            if dispatch is not None:
+                latency = (at - dispatch.alerted_at).total_seconds()
+                self.delivery_latency.labels(tier).observe(max(latency, 0.0))
+        elif kind == "accepted":
+            self.alerts_acknowledged.labels(tier).inc()
+        elif kind == "arrived":
+            self.arrival.labels(tier).observe(float(data.get("elapsed_s", 0.0)))
+        elif kind == "met":
+            self.met.labels(tier).inc()
+        elif kind == "breached":
+            self.breaches.labels(tier).inc()
+        elif kind == "escalated":
+            self.escalations.inc()
+        elif kind in ("notified", "notify_failed"):
+            self.notify_outcomes.labels(str(data.get("channel", "")), kind).inc()
+
+    # ------------------------------------------------------------ exposition
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def _dispatch_of(
+    session: Session, data: dict[str, Any], added: dict[str, Dispatch]
+) -> Dispatch | None:
+    """The dispatch an event is about, as this session holds it (it just added or changed it)."""
+    dispatch_id = data.get("dispatch_id")
+    if not isinstance(dispatch_id, str):
+        return None
+    if dispatch_id in added:
+        return added[dispatch_id]
+    found = session.identity_map.get(identity_key(Dispatch, dispatch_id))
+    return found if isinstance(found, Dispatch) else None
+
+
+class _LiveState(Collector):
+    """States read when Prometheus scrapes: open sockets by role, and the fan-out listener."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        sockets = GaugeMetricFamily(
+            "dispatch_websocket_connections", "Open websockets by role.", labels=["role"]
+        )
+        counts = self.runtime.hub.count_by_label()
+        for role in sorted({"admin", "operator", "leader", "auditor", *counts}):
+            sockets.add_metric([role], counts.get(role, 0))
+        yield sockets
+        replayed = CounterMetricFamily(
+            "dispatch_replayed_messages",
+            "Messages sent from the store rather than live (resume after a reconnect, catch-up).",
+        )
+        replayed.add_metric([], self.runtime.hub.stats.replayed)
+        yield replayed
+        fanout = getattr(self.runtime, "fanout", None)
+        connected = GaugeMetricFamily(
+            "dispatch_fanout_connected",
+            "1 while the cross-process fan-out listener is connected (absent on SQLite).",
+        )
+        errors = CounterMetricFamily(
+            "dispatch_fanout_errors", "Errors of the cross-process fan-out listener."
+        )
+        if fanout is not None:
+            connected.add_metric([], 1.0 if getattr(fanout, "connected", False) else 0.0)
+            errors.add_metric([], float(getattr(fanout, "errors", 0)))
+        yield connected
+        yield errors
+
+
+async def serve_metrics(request: Request) -> Response:
+    metrics: Metrics = request.app.state.metrics
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

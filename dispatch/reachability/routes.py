@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from dispatch.auth import service as auth
+from dispatch.auth.models import Role
+from dispatch.deps import OperatorDep, RuntimeDep, SessionDep, require
+from dispatch.errors import NotFound
+from dispatch.reachability import service
+from dispatch.reachability.schemas import (
+    LeaderReachabilityOut,
+    TeamReachabilityOut,
+    TestAlertOut,
+    TestAlertSentOut,
+)
+from dispatch.runtime import Runtime
+from dispatch.teams import service as teams
+from dispatch.teams.models import Team
+
+router = APIRouter(prefix="/api/v1", tags=["reachability"])
+
+Watcher = Annotated[auth.Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Role.AUDITOR))]
+
+
+async def _views(
+    runtime: Runtime, session: SessionDep, found: list[Team]
+) -> list[TeamReachabilityOut]:
+    leaders = await service.leaders_of(session, [t.id for t in found])
+    user_ids = [u.id for users in leaders.values() for u in users]
+    seen = await service.presence_of(
+        session,
+        user_ids,
+        now=runtime.clock.now(),
+        stale_after_s=3 * runtime.settings.presence_heartbeat_s,
+        local=runtime.hub.connected_users(),
+        local_seen=runtime.hub.last_seen,
+    )
+    tests = await service.latest_tests(session, user_ids)
+    views = []
+    for team in found:
+        people = [
+            LeaderReachabilityOut(
+                user_id=u.id,
+                name=u.name,
+                connected=seen[u.id].connected,
+                last_seen_at=seen[u.id].last_seen_at,
+                phone_on_file=bool(u.phone),
+                last_test=TestAlertOut.model_validate(tests[u.id]) if u.id in tests else None,
+            )
+            for u in leaders[team.id]
+        ]
+        views.append(
+            TeamReachabilityOut(
+                team_id=team.id,
+                team_name=team.name,
+                tier=team.tier,
+                reachable=any(p.connected for p in people),
+                leaders=people,
+            )
+        )
+    return views
+
+
+@router.get("/reachability", response_model=list[TeamReachabilityOut])
+async def all_teams(
+    runtime: RuntimeDep, session: SessionDep, _: Watcher
+) -> list[TeamReachabilityOut]:
+    """Every active team: is a leader connected now, when each was last seen, the last test."""
+    return await _views(runtime, session, await teams.list_teams(session))
+
+
+@router.get("/teams/{team_id}/reachability", response_model=TeamReachabilityOut)
+async def one_team(
+    team_id: str, runtime: RuntimeDep, session: SessionDep, _: Watcher
+) -> TeamReachabilityOut:
+    return (await _views(runtime, session, [await teams.get_team(session, team_id)]))[0]
+
+
+@router.post(
+    "/teams/{team_id}/test-alert",
+    status_code=202,
+    response_model=TestAlertSentOut,
+    responses={
+        202: {"description": "stored for every leader of the team and sent to open sockets"},
+        409: {"description": "the team has no leader account"},
+    },
+)
+async def send_test_alert(
+    team_id: str, runtime: RuntimeDep, session: SessionDep, operator: OperatorDep
+) -> TestAlertSentOut:
+    """A ``test_alert`` message to each leader of the team. The round trip is recorded when
+    the phone acknowledges it; read it from the team's reachability or the test alert."""
+    team, sent = await service.send_test_alert(
+        session, team_id, requested_by=operator.user_id, now=runtime.clock.now()
+    )
+    return TestAlertSentOut(team_id=team.id, sent=[TestAlertOut.model_validate(t) for t in sent])
+
+
+@router.get("/teams/{team_id}/test-alerts/{test_alert_id}", response_model=TestAlertOut)
+async def get_test_alert(
+    team_id: str, test_alert_id: str, session: SessionDep, _: Watcher
+) -> TestAlertOut:
+    test = await service.get_test_alert(session, team_id, test_alert_id)
+    if test is None:
+        raise NotFound(f"test alert {test_alert_id!r} does not exist", field="test_alert_id")
+    return TestAlertOut.model_validate(test)

@@ -1,0 +1,196 @@
+"""Presence of users' sockets across processes, test alerts and their round trips."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts import store as mailboxes
+from alerts.store import Outgoing
+from dispatch.auth import service as auth
+from dispatch.auth.models import User
+from dispatch.db import dialect_name, new_id
+from dispatch.errors import Conflict
+from dispatch.reachability.models import Presence, TestAlert
+from dispatch.schemas import show_time
+from dispatch.teams import service as teams
+from dispatch.teams.models import Team
+
+TEST_ALERT = "test_alert"
+
+
+# ---------------------------------------------------------------- presence
+
+
+@dataclass(frozen=True)
+class Change:
+    user_id: str
+    connected: bool
+    at: datetime
+
+
+async def record_presence(session: AsyncSession, instance: str, changes: Sequence[Change]) -> None:
+    """Write sockets opened and closed in this process, at the times they happened."""
+    insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
+    for change in sorted(changes, key=lambda c: c.user_id):
+        row = {
+            "user_id": change.user_id,
+            "instance": instance,
+            "connected": change.connected,
+            "since": change.at,
+            "seen_at": change.at,
+        }
+        update_to = {"connected": change.connected, "seen_at": change.at}
+        if change.connected:
+            update_to["since"] = change.at
+        statement = insert(Presence).values(row)
+        await session.execute(
+            statement.on_conflict_do_update(index_elements=["user_id", "instance"], set_=update_to)
+        )
+
+
+async def heartbeat(session: AsyncSession, instance: str, now: datetime) -> None:
+    await session.execute(
+        update(Presence)
+        .where(Presence.instance == instance, Presence.connected.is_(True))
+        .values(seen_at=now)
+    )
+
+
+async def forget_before(session: AsyncSession, cutoff: datetime) -> None:
+    """Drop rows untouched since ``cutoff``: processes long gone, users long away."""
+    await session.execute(delete(Presence).where(Presence.seen_at < cutoff))
+
+
+@dataclass(frozen=True)
+class Seen:
+    connected: bool
+    last_seen_at: datetime | None
+
+
+async def presence_of(
+    session: AsyncSession,
+    user_ids: Sequence[str],
+    *,
+    now: datetime,
+    stale_after_s: float,
+    local: set[str],
+    local_seen: dict[str, datetime],
+) -> dict[str, Seen]:
+    """Connected if a socket is open in this process (``local``) or a fresh row says so;
+    last seen from this process's own memory and every process's rows, the latest wins."""
+    if not user_ids:
+        return {}
+    fresh = now - timedelta(seconds=stale_after_s)
+    seen = {u: Seen(u in local, now if u in local else local_seen.get(u)) for u in user_ids}
+    rows = await session.scalars(select(Presence).where(Presence.user_id.in_(list(user_ids))))
+    for row in rows:
+        current = seen[row.user_id]
+        live = row.connected and row.seen_at >= fresh
+        last = now if current.connected or live else row.seen_at
+        if current.last_seen_at is not None:
+            last = max(last, current.last_seen_at)
+        seen[row.user_id] = Seen(current.connected or live, last)
+    return seen
+
+
+# ---------------------------------------------------------------- test alerts
+
+
+async def send_test_alert(
+    session: AsyncSession, team_id: str, *, requested_by: str, now: datetime
+) -> tuple[Team, list[TestAlert]]:
+    team = await teams.get_team(session, team_id)
+    leaders = (await auth.leaders_by_team(session, [team.id])).get(team.id, [])
+    if not leaders:
+        raise Conflict(f"team {team.name!r} has no leader account to test", field="team_id")
+    sent = [
+        TestAlert(
+            id=new_id(),
+            team_id=team.id,
+            user_id=leader,
+            requested_by=requested_by,
+            seq=0,
+            sent_at=now,
+            acked_at=None,
+            round_trip_ms=None,
+        )
+        for leader in sorted(leaders)
+    ]
+    body = {"team_id": team.id, "team_name": team.name, "sent_at": show_time(now)}
+    outgoing = [
+        Outgoing(t.user_id, TEST_ALERT, {"test_alert_id": t.id, **body}, ref=t.id) for t in sent
+    ]
+    envelopes = await mailboxes.enqueue(session, outgoing, now=now)
+    for test, envelope in zip(sent, envelopes, strict=True):
+        test.seq = envelope.seq
+    session.add_all(sent)
+    await session.flush()
+    return team, sent
+
+
+async def record_test_acks(
+    session: AsyncSession, user_id: str, test_alert_ids: Sequence[str], now: datetime
+) -> None:
+    """The phone acknowledged test alerts: their round trip is now known."""
+    if not test_alert_ids:
+        return
+    rows = await session.scalars(
+        select(TestAlert).where(
+            TestAlert.id.in_(list(test_alert_ids)),
+            TestAlert.user_id == user_id,
+            TestAlert.acked_at.is_(None),
+        )
+    )
+    for test in rows:
+        test.acked_at = now
+        test.round_trip_ms = round((now - test.sent_at).total_seconds() * 1000, 3)
+    await session.flush()
+
+
+async def latest_tests(session: AsyncSession, user_ids: Sequence[str]) -> dict[str, TestAlert]:
+    if not user_ids:
+        return {}
+    newest = (
+        select(TestAlert.user_id, func.max(TestAlert.sent_at).label("sent_at"))
+        .where(TestAlert.user_id.in_(list(user_ids)))
+        .group_by(TestAlert.user_id)
+        .subquery()
+    )
+    rows = await session.scalars(
+        select(TestAlert).join(
+            newest,
+            (TestAlert.user_id == newest.c.user_id) & (TestAlert.sent_at == newest.c.sent_at),
+        )
+    )
+    return {t.user_id: t for t in rows}
+
+
+async def get_test_alert(session: AsyncSession, team_id: str, test_id: str) -> TestAlert | None:
+    return await session.scalar(
+        select(TestAlert).where(TestAlert.id == test_id, TestAlert.team_id == team_id)
+    )
+
+
+async def leaders_of(session: AsyncSession, team_ids: Sequence[str]) -> dict[str, list[User]]:
+    if not team_ids:
+        return {}
+    rows = await session.scalars(
+        select(User)
+        .where(
+            User.role == "leader",
+            User.team_id.in_(list(team_ids)),
+            User.disabled.is_(False),
+        )
+        .order_by(User.name)
+    )
+    found: dict[str, list[User]] = {t: [] for t in team_ids}
+    for user in rows:
+        if user.team_id is not None:
+            found[user.team_id].append(user)
+    return found

@@ -1,0 +1,72 @@
+"""Keeping this process's presence rows true: written when sockets come and go, refreshed
+while they stay, and closed when the process stops."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+
+from dispatch.reachability import service
+from dispatch.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# Sockets come and go in the hub in memory; the rows follow within this much.
+SYNC_S = 0.5
+FORGET_AFTER = timedelta(days=30)
+
+
+class PresenceTracker:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.instance = runtime.origin
+        self.known: set[str] = set()
+        self.written: dict[str, datetime] = {}
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_beat = loop.time()
+        async with self.runtime.transaction() as session:
+            await service.forget_before(session, self.runtime.clock.now() - FORGET_AFTER)
+        while True:
+            beat = loop.time() >= next_beat
+            try:
+                await self.sync(beat)
+                if beat:
+                    next_beat = loop.time() + self.runtime.settings.presence_heartbeat_s
+            except Exception:
+                log.exception("could not record presence")
+            await asyncio.sleep(SYNC_S)
+
+    async def sync(self, beat: bool = False) -> None:
+        hub = self.runtime.hub
+        now = self.runtime.clock.now()
+        current = hub.connected_users()
+        seen = dict(hub.last_seen)
+        changes = [service.Change(u, True, seen.get(u, now)) for u in current - self.known]
+        # Closed since the last look, including a socket that opened and closed in between.
+        changes += [
+            service.Change(u, False, at)
+            for u, at in seen.items()
+            if u not in current and (u in self.known or self.written.get(u) != at)
+        ]
+        if not (changes or beat):
+            return
+        async with self.runtime.transaction() as session:
+            await service.record_presence(session, self.instance, changes)
+            if beat:
+                await service.heartbeat(session, self.instance, now)
+        self.known = current
+        self.written.update(seen)
+
+    async def stop(self) -> None:
+        """Say this process's sockets are gone, so no one waits for rows to go stale."""
+        now = self.runtime.clock.now()
+        try:
+            async with self.runtime.transaction() as session:
+                gone = [service.Change(u, False, now) for u in self.known]
+                await service.record_presence(session, self.instance, gone)
+        except Exception:
+            log.exception("could not close presence rows on the way out")
+        self.known = set()

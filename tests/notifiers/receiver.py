@@ -1,0 +1,88 @@
+"""A real HTTP receiver on a real port, standing in for a webhook, a group robot or a gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
+
+from tests.conftest import free_port
+
+
+@dataclass(frozen=True)
+class Received:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """Answers each request with the next scripted (status, body); the last one repeats."""
+
+    answers: Sequence[tuple[int, Any]] = ((200, {"errcode": 0, "errmsg": "ok"}),)
+    requests: list[Received] = field(default_factory=list)
+    port: int = field(default_factory=free_port)
+    _server: uvicorn.Server | None = None
+    _task: asyncio.Task[None] | None = None
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        body = await request.body()
+        self.requests.append(
+            Received(
+                request.method,
+                request.url.path,
+                dict(request.query_params),
+                {k.lower(): v for k, v in request.headers.items()},
+                body,
+            )
+        )
+        status, answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
+        self._arrived.set()
+        await JSONResponse(answer, status_code=status)(scope, receive, send)
+
+    async def start(self) -> None:
+        config = uvicorn.Config(self, host="127.0.0.1", port=self.port, log_level="warning")
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await self._task
+
+    async def wait_for(self, count: int, timeout: float = 5.0) -> list[Received]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.requests) < count:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise AssertionError(f"{len(self.requests)} requests arrived, not {count}")
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+        return self.requests

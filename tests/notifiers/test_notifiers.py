@@ -1,0 +1,411 @@
+"""Outbound notifiers against real local receivers: formats, signatures, retries, outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import io
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from dispatch.clock import ManualClock
+from dispatch.config import Settings
+from dispatch.jobs.models import Job
+from dispatch.observability import logs
+from tests.conftest import RunningServer
+from tests.notifiers.receiver import Receiver
+from tests.support import Account, World
+
+PHONE = "13800138000"
+WEBHOOK_SECRET = "webhook-secret-for-tests"
+DINGTALK_SECRET = "SECdingtalk-secret-for-tests"
+
+Start = Callable[..., Awaitable[World]]
+
+
+@pytest.fixture
+async def start(settings: Settings, clock: ManualClock) -> AsyncIterator[Start]:
+    """Start the server with the given notifier settings (and receivers to stop afterwards)."""
+    running: list[RunningServer] = []
+    worlds: list[World] = []
+
+    async def begin(**notifier_settings: Any) -> World:
+        configured = Settings(**(settings.model_dump() | notifier_settings))
+        server = RunningServer(configured, clock)
+        await server.start()
+        running.append(server)
+        world = World(server.app, f"http://127.0.0.1:{server.port}", clock)
+        worlds.append(world)
+        return world
+
+    yield begin
+    for world in worlds:
+        await world.close()
+    for server in running:
+        await server.stop()
+
+
+@pytest.fixture
+async def receivers() -> AsyncIterator[Callable[..., Awaitable[Receiver]]]:
+    started: list[Receiver] = []
+
+    async def receiver(*answers: tuple[int, Any]) -> Receiver:
+        r = Receiver(answers) if answers else Receiver()
+        await r.start()
+        started.append(r)
+        return r
+
+    yield receiver
+    for r in started:
+        await r.stop()
+
+
+async def setup_incident(world: World, phone: str | None = PHONE) -> tuple[Account, Account, Any]:
+    """A fixed-post team whose leader has a phone number but no open page; an incident."""
+    team = await world.team("fixed_post", name="三中驻点队")
+    leader = await world.leader(team)
+    admin = await world.admin()
+    if phone is not None:
+        reply = await world.http.put(
+            f"/api/v1/users/{leader.id}/phone", json={"phone": phone}, headers=admin.headers
+        )
+        assert reply.status_code == 200, reply.text
+    operator = await world.operator()
+    incident = await world.report(operator)
+    return leader, operator, incident
+
+
+async def events_of(world: World, by: Account, incident_id: str, *kinds: str) -> list[Any]:
+    reply = await world.http.get(f"/api/v1/incidents/{incident_id}/events", headers=by.headers)
+    assert reply.status_code == 200, reply.text
+    return [e for e in reply.json() if e["type"] in kinds]
+
+
+async def wait_events(
+    world: World, by: Account, incident_id: str, kind: str, count: int
+) -> list[Any]:
+    for _ in range(250):
+        found = await events_of(world, by, incident_id, kind)
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"fewer than {count} {kind} events")
+
+
+async def job_outcomes(world: World, kind: str) -> list[str]:
+    async with world.runtime.sessionmaker() as session:
+        rows = await session.scalars(select(Job).where(Job.kind == kind, Job.status == "done"))
+        return [str(j.outcome) for j in rows]
+
+
+async def notifications(world: World, by: Account, incident_id: str) -> list[Any]:
+    reply = await world.http.get(
+        f"/api/v1/incidents/{incident_id}/notifications", headers=by.headers
+    )
+    assert reply.status_code == 200, reply.text
+    found: list[Any] = reply.json()
+    return found
+
+
+async def test_an_unacknowledged_alert_reaches_the_leader_over_every_channel(
+    start: Start, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    webhook, wecom, dingtalk, sms = [await receivers() for _ in range(4)]
+    world = await start(
+        webhook_url=webhook.url,
+        webhook_secret=WEBHOOK_SECRET,
+        wecom_robot_url=wecom.url + "?key=robot-key",
+        dingtalk_robot_url=dingtalk.url + "?access_token=robot-token",
+        dingtalk_secret=DINGTALK_SECRET,
+        sms_gateway_url=sms.url,
+        sms_gateway_username="town",
+        sms_gateway_password="gateway-password",
+    )
+    leader, operator, incident = await setup_incident(world)
+    dispatch = incident["dispatches"][0]
+
+    world.clock.advance(14)
+    await asyncio.sleep(0.3)
+    assert not (webhook.requests or wecom.requests or dingtalk.requests or sms.requests)
+    world.clock.advance(1)
+    sent_at = world.clock.now()
+
+    [hook] = await webhook.wait_for(1)
+    expected = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), hook.body, hashlib.sha256).hexdigest()
+    assert hook.headers["x-dispatch-signature"] == expected
+    assert hook.headers["x-dispatch-event"] == "alert.unacknowledged"
+    document = hook.json()
+    assert hook.headers["x-dispatch-delivery"] == document["notification_id"]
+    assert document["incident"]["id"] == incident["id"]
+    assert document["dispatch"]["id"] == dispatch["id"]
+    assert document["dispatch"]["team_name"] == "三中驻点队"
+    assert document["leader"] == {"id": leader.id, "name": leader.name, "phone": PHONE}
+    assert document["unacknowledged_for_s"] == 15
+    assert document["attempt"] == 1
+
+    [robot] = await wecom.wait_for(1)
+    assert robot.query == {"key": "robot-key"}
+    message = robot.json()
+    assert message["msgtype"] == "text"
+    assert "三中驻点队" in message["text"]["content"]
+    assert "打架斗殴" in message["text"]["content"]
+    assert message["text"]["mentioned_mobile_list"] == [PHONE]
+
+    [ding] = await dingtalk.wait_for(1)
+    assert ding.query["access_token"] == "robot-token"
+    timestamp = int(ding.query["timestamp"])
+    assert timestamp == int(sent_at.timestamp() * 1000)
+    to_sign = f"{timestamp}\n{DINGTALK_SECRET}".encode()
+    signature = hmac.new(DINGTALK_SECRET.encode(), to_sign, hashlib.sha256).digest()
+    assert ding.query["sign"] == base64.b64encode(signature).decode()
+    body = ding.json()
+    assert body["msgtype"] == "text"
+    assert body["at"] == {"atMobiles": [PHONE], "isAtAll": False}
+    assert "三中驻点队" in body["text"]["content"]
+
+    [text] = await sms.wait_for(1)
+    credentials = base64.b64encode(b"town:gateway-password").decode()
+    assert text.headers["authorization"] == f"Basic {credentials}"
+    assert text.json()["to"] == PHONE
+    assert "请立即打开派警页面接警" in text.json()["text"]
+
+    notified = await wait_events(world, operator, incident["id"], "notified", 4)
+    assert sorted(e["data"]["channel"] for e in notified) == ["dingtalk", "sms", "webhook", "wecom"]
+    for event in notified:
+        assert event["data"]["dispatch_id"] == dispatch["id"]
+        assert event["data"]["user_id"] == leader.id
+        assert event["data"]["attempts"] == 1
+        assert datetime.fromisoformat(event["at"]) == sent_at
+    records = await notifications(world, operator, incident["id"])
+    assert {n["channel"]: n["status"] for n in records} == {
+        "webhook": "notified",
+        "wecom": "notified",
+        "dingtalk": "notified",
+        "sms": "notified",
+    }
+    for record in records:
+        [attempt] = record["attempts"]
+        assert attempt["attempt"] == 1
+        assert attempt["ok"] is True
+        assert attempt["status_code"] == 200
+        assert attempt["error"] is None
+
+
+async def test_a_leader_who_acknowledged_in_time_gets_no_notification(
+    start: Start, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    webhook = await receivers()
+    world = await start(webhook_url=webhook.url, webhook_secret=WEBHOOK_SECRET)
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    phone = await world.connect(leader)
+    incident = await world.report(operator)
+    alert = await phone.next_of("alert")
+    world.clock.advance(3)
+    await phone.ack(alert["seq"])
+    await world.wait_for(operator, incident["id"], lambda i: i["dispatches"][0]["delivered_at"])
+
+    world.clock.advance(20)
+    for _ in range(250):
+        if await job_outcomes(world, "notify.check"):
+            break
+        await asyncio.sleep(0.02)
+    assert await job_outcomes(world, "notify.check") == ["not needed: acknowledged"]
+    await asyncio.sleep(0.2)
+    assert webhook.requests == []
+    assert await events_of(world, operator, incident["id"], "notified", "notify_failed") == []
+    assert await notifications(world, operator, incident["id"]) == []
+    await phone.close()
+
+
+async def test_a_failing_receiver_is_retried_with_backoff_until_it_answers(
+    start: Start, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    webhook = await receivers((503, {"error": "busy"}), (502, {"error": "bad gateway"}), (200, {}))
+    world = await start(
+        webhook_url=webhook.url, webhook_secret=WEBHOOK_SECRET, notify_backoff_s=1.0
+    )
+    _, operator, incident = await setup_incident(world)
+    reported = datetime.fromisoformat(incident["reported_at"])
+
+    world.clock.advance(15)
+    await webhook.wait_for(1)
+    await asyncio.sleep(0.3)
+    assert len(webhook.requests) == 1, "no retry before its backoff has passed"
+    world.clock.advance(1)
+    await webhook.wait_for(2)
+    await asyncio.sleep(0.3)
+    assert len(webhook.requests) == 2, "the second retry waits twice as long"
+    world.clock.advance(2)
+    await webhook.wait_for(3)
+
+    [notified] = await wait_events(world, operator, incident["id"], "notified", 1)
+    assert notified["data"]["attempts"] == 3
+    [record] = await notifications(world, operator, incident["id"])
+    assert record["status"] == "notified"
+    attempts = record["attempts"]
+    assert [a["attempt"] for a in attempts] == [1, 2, 3]
+    assert [a["status_code"] for a in attempts] == [503, 502, 200]
+    assert [a["ok"] for a in attempts] == [False, False, True]
+    assert "busy" in attempts[0]["error"]
+    offsets = [datetime.fromisoformat(a["at"]) - reported for a in attempts]
+    assert offsets == [timedelta(seconds=15), timedelta(seconds=16), timedelta(seconds=18)]
+    # The same delivery id each time: the receiver can tell a retry from a new notification.
+    assert len({r.headers["x-dispatch-delivery"] for r in webhook.requests}) == 1
+    assert [r.json()["attempt"] for r in webhook.requests] == [1, 2, 3]
+
+
+async def test_a_robot_that_keeps_refusing_ends_in_notify_failed(
+    start: Start, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    dingtalk = await receivers((200, {"errcode": 310000, "errmsg": "sign not match"}))
+    world = await start(
+        dingtalk_robot_url=dingtalk.url,
+        dingtalk_secret=DINGTALK_SECRET,
+        notify_backoff_s=1.0,
+        notify_max_attempts=2,
+    )
+    _, operator, incident = await setup_incident(world)
+    world.clock.advance(15)
+    await dingtalk.wait_for(1)
+    world.clock.advance(1)
+    await dingtalk.wait_for(2)
+
+    [failed] = await wait_events(world, operator, incident["id"], "notify_failed", 1)
+    assert failed["data"]["channel"] == "dingtalk"
+    assert failed["data"]["attempts"] == 2
+    assert "sign not match" in failed["data"]["error"]
+    assert await events_of(world, operator, incident["id"], "notified") == []
+    [record] = await notifications(world, operator, incident["id"])
+    assert record["status"] == "failed"
+    assert [a["ok"] for a in record["attempts"]] == [False, False]
+    world.clock.advance(10)
+    await asyncio.sleep(0.3)
+    assert len(dingtalk.requests) == 2, "nothing after the last attempt"
+
+
+async def test_an_unreachable_receiver_is_recorded_as_a_connection_error(
+    start: Start, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    gone = await receivers()
+    await gone.stop()
+    world = await start(webhook_url=gone.url, webhook_secret=WEBHOOK_SECRET, notify_max_attempts=1)
+    _, operator, incident = await setup_incident(world)
+    world.clock.advance(15)
+    [failed] = await wait_events(world, operator, incident["id"], "notify_failed", 1)
+    assert "ConnectError" in failed["data"]["error"]
+    [record] = await notifications(world, operator, incident["id"])
+    [attempt] = record["attempts"]
+    assert attempt["status_code"] is None
+    assert "ConnectError" in attempt["error"]
+
+
+async def test_a_leader_without_a_phone_number_cannot_be_texted(
+    start: Start, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    sms, wecom = await receivers(), await receivers()
+    world = await start(sms_gateway_url=sms.url, wecom_robot_url=wecom.url)
+    _, operator, incident = await setup_incident(world, phone=None)
+    world.clock.advance(15)
+    [robot] = await wecom.wait_for(1)
+    assert "mentioned_mobile_list" not in robot.json()["text"]
+    [failed] = await wait_events(world, operator, incident["id"], "notify_failed", 1)
+    assert failed["data"]["channel"] == "sms"
+    assert failed["data"]["error"] == "no phone number on file"
+    await wait_events(world, operator, incident["id"], "notified", 1)
+    assert sms.requests == []
+
+
+async def test_an_accepted_dispatch_or_a_closed_incident_needs_no_notification(
+    start: Start, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    webhook = await receivers()
+    world = await start(webhook_url=webhook.url, webhook_secret=WEBHOOK_SECRET)
+    leader, operator, accepted = await setup_incident(world)
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{accepted['dispatches'][0]['id']}/accept", headers=leader.headers
+    )
+    assert reply.status_code == 200
+    closed = await world.report(operator)
+    reply = await world.http.post(
+        f"/api/v1/incidents/{closed['id']}/close", headers=operator.headers
+    )
+    assert reply.status_code == 200
+    world.clock.advance(15)
+    for _ in range(250):
+        if len(await job_outcomes(world, "notify.check")) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert sorted(await job_outcomes(world, "notify.check")) == [
+        "not needed: the dispatch was accepted",
+        "not needed: the incident is closed",
+    ]
+    assert webhook.requests == []
+
+
+async def test_setting_a_phone_number_is_validated_and_for_leaders_only(start: Start) -> None:
+    world = await start()
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    admin = await world.admin()
+    url = f"/api/v1/users/{leader.id}/phone"
+    bad = await world.http.put(url, json={"phone": "call me"}, headers=admin.headers)
+    assert bad.status_code == 422
+    assert bad.json()["fields"][0]["field"] == "phone"
+    refused = await world.http.put(
+        f"/api/v1/users/{operator.id}/phone", json={"phone": PHONE}, headers=admin.headers
+    )
+    assert refused.status_code == 422
+    assert refused.json()["field"] == "phone"
+    forbidden = await world.http.put(url, json={"phone": PHONE}, headers=operator.headers)
+    assert forbidden.status_code == 403
+    ok = await world.http.put(url, json={"phone": "+8613800138000"}, headers=admin.headers)
+    assert ok.json() == {"user_id": leader.id, "phone": "+8613800138000"}
+    cleared = await world.http.put(url, json={"phone": None}, headers=admin.headers)
+    assert cleared.json()["phone"] is None
+
+
+async def test_notifier_logs_name_the_incident_and_never_the_phone_number(
+    start: Start, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    stream = io.StringIO()
+    handler = logs.handler(stream)
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        webhook = await receivers((500, {}), (200, {}))
+        world = await start(
+            webhook_url=webhook.url, webhook_secret=WEBHOOK_SECRET, notify_backoff_s=1.0
+        )
+        _, operator, incident = await setup_incident(world)
+        world.clock.advance(15)
+        await webhook.wait_for(1)
+        world.clock.advance(1)
+        await wait_events(world, operator, incident["id"], "notified", 1)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    about = [
+        line
+        for line in lines
+        if line["logger"].startswith("dispatch.notifiers") and "notifiers on" not in line["message"]
+    ]
+    assert len(about) >= 3, about  # not acknowledged, attempt 1 failed, attempt 2 notified
+    for line in about:
+        assert line["incident_id"] == incident["id"]
+        assert {"time", "level", "message"} <= set(line)
+    assert any("138****8000" in line["message"] for line in about)
+    assert PHONE not in stream.getvalue()

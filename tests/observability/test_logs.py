@@ -1,0 +1,84 @@
+"""The served process logs one JSON object a line, incident ids included, personal data not."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from dispatch.observability import logs
+from tests.conftest import free_port
+
+INCIDENT = "0123456789abcdef0123456789abcdef"
+
+
+async def test_the_served_process_writes_json_lines_without_addresses_or_queries(
+    clean_database: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DISPATCH_DATABASE_URL": clean_database,
+        "DISPATCH_SECRET_FILE": str(tmp_path / "secret.key"),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dispatch", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            for _ in range(300):
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/healthz")).status_code == 200:
+                        break
+                assert process.poll() is None
+                await asyncio.sleep(0.05)
+            await client.get("/readyz", params={"token": "secret-in-a-query"})
+            events = await client.get(f"/api/v1/incidents/{INCIDENT}/events")
+            assert events.status_code == 401
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+    lines = [json.loads(line) for line in stderr.splitlines() if line.strip()]
+    assert lines, "the process logged nothing"
+    for line in lines:
+        assert {"time", "level", "logger", "message"} <= set(line), line
+    access = [line for line in lines if line["logger"] == "uvicorn.access"]
+    about = [line for line in access if line.get("incident_id") == INCIDENT]
+    assert [line["message"] for line in about] == [f"GET /api/v1/incidents/{INCIDENT}/events 401"]
+    assert about[0]["status"] == 401
+    for line in access:
+        assert "127.0.0.1" not in json.dumps(line), "client addresses stay out of the logs"
+    assert "secret-in-a-query" not in stderr
+    assert "color_message" not in stderr
+
+
+def test_mobile_numbers_are_masked_whatever_logged_them() -> None:
+    stream = io.StringIO()
+    logger = logging.getLogger("tests.observability.masking")
+    handler = logs.handler(stream)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with logs.about_incident(INCIDENT):
+            logger.info("calling %s and +8613912345678", "13800138000")
+        logger.info("no incident here")
+    finally:
+        logger.removeHandler(handler)
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["message"] == "calling 138****8000 and 139****5678"
+    assert first["incident_id"] == INCIDENT
+    assert "incident_id" not in second
+    assert logs.mask_phone("+86 138-0013-8000") == "861****8000"

@@ -1,0 +1,176 @@
+"""Prometheus metrics scraped over HTTP as Prometheus would, moving as the chain runs."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
+
+from dispatch.incidents.models import IncidentEvent
+from tests.support import QINGXI, World
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def scrape(world: World) -> Samples:
+    reply = await world.http.get("/metrics")
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith("text/plain")
+    samples: Samples = {}
+    for family in text_string_to_metric_families(reply.text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def until(world: World, name: str, target: float, **labels: str) -> Samples:
+    for _ in range(250):
+        samples = await scrape(world)
+        if value(samples, name, **labels) >= target:
+            return samples
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{name}{labels} never reached {target}")
+
+
+async def test_the_chain_moves_the_metrics_as_it_happens(world: World) -> None:
+    team = await world.team("fixed_post")
+    await world.team("patrol", radius_m=3000)
+    leader = await world.leader(team)
+    operator = await world.operator()
+    console = await world.connect(operator)
+    phone = await world.connect(leader)
+    before = await scrape(world)
+    assert value(before, "dispatch_websocket_connections", role="leader") == 1
+    assert value(before, "dispatch_websocket_connections", role="operator") == 1
+
+    incident = await world.report(operator)
+    after_report = await scrape(world)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after_report, name, **labels) - value(before, name, **labels)
+
+    assert moved("dispatch_incidents_reported_total") == 1
+    assert moved("dispatch_dispatches_total", tier="1", ring="0") == 1
+    assert moved("dispatch_dispatches_total", tier="2", ring="0") == 1
+    assert moved("dispatch_alerts_sent_total", tier="1") == 1
+    assert moved("dispatch_alerts_delivered_total", tier="1") == 0
+
+    alert = await phone.next_of("alert")
+    world.clock.advance(0.75)
+    await phone.ack(alert["seq"])
+    delivered = await until(world, "dispatch_alerts_delivered_total", 1, tier="1")
+    assert value(delivered, "dispatch_report_to_delivery_seconds_count", tier="1") == 1
+    assert value(delivered, "dispatch_report_to_delivery_seconds_sum", tier="1") == 0.75
+    assert value(delivered, "dispatch_report_to_delivery_seconds_bucket", tier="1", le="0.5") == 0
+    assert value(delivered, "dispatch_report_to_delivery_seconds_bucket", tier="1", le="1.0") == 1
+
+    [tier1] = [d["id"] for d in incident["dispatches"] if d["tier"] == 1]
+    world.clock.advance(10)
+    reply = await world.http.post(f"/api/v1/dispatches/{tier1}/accept", headers=leader.headers)
+    assert reply.status_code == 200
+    world.clock.advance(30)
+    reply = await world.http.post(f"/api/v1/dispatches/{tier1}/arrive", headers=leader.headers)
+    assert reply.status_code == 200
+    arrived = await scrape(world)
+    assert value(arrived, "dispatch_alerts_acknowledged_total", tier="1") == 1
+    assert value(arrived, "dispatch_time_to_arrival_seconds_count", tier="1") == 1
+    assert value(arrived, "dispatch_time_to_arrival_seconds_sum", tier="1") == 40.75
+    assert value(arrived, "dispatch_time_to_arrival_seconds_bucket", tier="1", le="45.0") == 1
+    assert value(arrived, "dispatch_chain_met_total", tier="1") == 1
+    assert value(arrived, "dispatch_chain_breaches_total", tier="2") == 0
+
+    world.clock.advance(180)
+    breached = await until(world, "dispatch_chain_breaches_total", 1, tier="2")
+    assert value(breached, "dispatch_chain_breaches_total", tier="1") == 0
+    await console.close()
+    await phone.close()
+    for _ in range(250):
+        gone = await scrape(world)
+        if value(gone, "dispatch_websocket_connections", role="leader") == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert value(gone, "dispatch_websocket_connections", role="operator") == 0
+
+
+async def test_escalations_and_replayed_messages_are_counted(world: World) -> None:
+    await world.team("fixed_post", lon=QINGXI[0] + 0.02)  # far: covers nothing here
+    ring = await world.team("fixed_post", lon=QINGXI[0] + 0.006)  # ~600 m: in the 1 km ring
+    ring_leader = await world.leader(ring)
+    operator = await world.operator()
+    before = await scrape(world)
+    await world.report(operator)
+    escalated = await until(world, "dispatch_escalations_total", 1)
+    assert value(escalated, "dispatch_dispatches_total", tier="1", ring="1") == 1
+    assert value(escalated, "dispatch_replayed_messages_total") == value(
+        before, "dispatch_replayed_messages_total"
+    )
+    # The leader opens the page only now: the stored alert comes from the mailbox.
+    phone = await world.connect(ring_leader)
+    await phone.next_of("alert")
+    replayed = await scrape(world)
+    assert (
+        value(replayed, "dispatch_replayed_messages_total")
+        - value(before, "dispatch_replayed_messages_total")
+        == phone.last_seq
+    )
+    await phone.close()
+
+
+async def test_a_rolled_back_unit_of_work_counts_nothing(world: World) -> None:
+    operator = await world.operator()
+    incident = await world.report(operator)
+    before = await scrape(world)
+    with pytest.raises(RuntimeError):
+        async with world.runtime.transaction() as session:
+            session.add(
+                IncidentEvent(
+                    incident_id=incident["id"],
+                    at=world.clock.now(),
+                    type="breached",
+                    actor_id=None,
+                    data={"tier": 3, "target_s": 300},
+                )
+            )
+            await session.flush()
+            raise RuntimeError("the unit of work fails after its flush")
+    after = await scrape(world)
+    assert value(after, "dispatch_chain_breaches_total", tier="3") == value(
+        before, "dispatch_chain_breaches_total", tier="3"
+    )
+
+
+async def test_database_errors_are_counted_by_kind(world: World) -> None:
+    before = await scrape(world)
+    with pytest.raises(Exception, match="no_such_table"):
+        async with world.runtime.engine.connect() as connection:
+            await connection.execute(text("SELECT * FROM no_such_table"))
+    after = await scrape(world)
+    kinds: dict[str, float] = {
+        dict(labels)["error"]: count - before.get((name, labels), 0.0)
+        for (name, labels), count in after.items()
+        if name == "dispatch_database_errors_total"
+    }
+    assert sum(kinds.values()) == 1, kinds
+    [kind] = [k for k, v in kinds.items() if v == 1]
+    assert kind in {"OperationalError", "UndefinedTableError", "ProgrammingError"}
+
+
+async def test_the_fan_out_listener_shows_when_there_is_one(world: World) -> None:
+    samples = await scrape(world)
+    names = {name for name, _ in samples}
+    listener: Any = world.runtime.fanout
+    if listener is None:  # SQLite: one process, no listener
+        assert "dispatch_fanout_connected" not in names
+    else:
+        assert value(samples, "dispatch_fanout_connected") == 1
+        assert value(samples, "dispatch_fanout_errors_total") == listener.errors
+    ready = await world.http.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["fanout"] == ("off" if listener is None else "connected")

@@ -1,0 +1,237 @@
+"""Reachability: is a team's leader connected now (on any server process), when was he last
+seen, and does a test alert make the round trip to his phone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+
+from dispatch.reachability.models import Presence
+from tests.conftest import RunningServer, free_port
+from tests.support import Account, World
+
+
+async def reachability(world: World, by: Account, team_id: str) -> dict[str, Any]:
+    reply = await world.http.get(f"/api/v1/teams/{team_id}/reachability", headers=by.headers)
+    assert reply.status_code == 200, reply.text
+    found: dict[str, Any] = reply.json()
+    return found
+
+
+async def until(
+    world: World, by: Account, team_id: str, holds: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    for _ in range(300):
+        view = await reachability(world, by, team_id)
+        if holds(view):
+            return view
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"never held: {view}")
+
+
+async def test_a_connected_leader_is_reachable_and_a_gone_one_shows_when_last_seen(
+    world: World,
+) -> None:
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    never = await reachability(world, operator, team["id"])
+    assert never["reachable"] is False
+    assert never["leaders"] == [
+        {
+            "user_id": leader.id,
+            "name": leader.name,
+            "connected": False,
+            "last_seen_at": None,
+            "phone_on_file": False,
+            "last_test": None,
+        }
+    ]
+
+    phone = await world.connect(leader)
+    live = await reachability(world, operator, team["id"])
+    assert live["reachable"] is True
+    assert live["leaders"][0]["connected"] is True
+    assert datetime.fromisoformat(live["leaders"][0]["last_seen_at"]) == world.clock.now()
+
+    world.clock.advance(5)
+    left_at = world.clock.now()
+    await phone.close()
+    gone = await until(world, operator, team["id"], lambda v: not v["reachable"])
+    world.clock.advance(600)
+    later = await reachability(world, operator, team["id"])
+    assert later == gone
+    assert later["leaders"][0]["connected"] is False
+    assert datetime.fromisoformat(later["leaders"][0]["last_seen_at"]) == left_at
+
+    everyone = await world.http.get("/api/v1/reachability", headers=operator.headers)
+    assert [t["team_id"] for t in everyone.json()] == [team["id"]]
+    refused = await world.http.get("/api/v1/reachability", headers=leader.headers)
+    assert refused.status_code == 403
+
+
+async def test_a_test_alert_round_trip_is_recorded(world: World) -> None:
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    phone = await world.connect(leader)
+
+    reply = await world.http.post(
+        f"/api/v1/teams/{team['id']}/test-alert", headers=operator.headers
+    )
+    assert reply.status_code == 202, reply.text
+    [sent] = reply.json()["sent"]
+    assert sent["user_id"] == leader.id
+    assert sent["acked_at"] is None
+    message = await phone.next_of("test_alert")
+    assert message["data"]["test_alert_id"] == sent["id"]
+    assert message["data"]["team_name"] == team["name"]
+
+    world.clock.advance(0.4)
+    await phone.ack(message["seq"])
+    url = f"/api/v1/teams/{team['id']}/test-alerts/{sent['id']}"
+    for _ in range(250):
+        test = (await world.http.get(url, headers=operator.headers)).json()
+        if test["acked_at"] is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert test["round_trip_ms"] == 400
+    assert datetime.fromisoformat(test["acked_at"]) - datetime.fromisoformat(
+        test["sent_at"]
+    ) == timedelta(milliseconds=400)
+    view = await reachability(world, operator, team["id"])
+    assert view["leaders"][0]["last_test"] == test
+    metrics = (await world.http.get("/metrics")).text
+    assert "dispatch_test_alerts_total 1.0" in metrics
+    assert "dispatch_test_alert_round_trip_seconds_count 1.0" in metrics
+    await phone.close()
+
+
+async def test_a_test_alert_to_an_offline_leader_waits_for_his_phone(world: World) -> None:
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    reply = await world.http.post(
+        f"/api/v1/teams/{team['id']}/test-alert", headers=operator.headers
+    )
+    [sent] = reply.json()["sent"]
+    world.clock.advance(90)
+    view = await reachability(world, operator, team["id"])
+    assert view["leaders"][0]["last_test"]["acked_at"] is None
+    phone = await world.connect(leader)
+    message = await phone.next_of("test_alert")
+    await phone.ack(message["seq"])
+    url = f"/api/v1/teams/{team['id']}/test-alerts/{sent['id']}"
+    for _ in range(250):
+        test = (await world.http.get(url, headers=operator.headers)).json()
+        if test["acked_at"] is not None:
+            break
+        await asyncio.sleep(0.02)
+    # An unreachable leader shows as a long round trip, not as a lost test.
+    assert test["round_trip_ms"] == 90_000
+    await phone.close()
+
+
+async def test_test_alerts_need_an_operator_and_a_team_with_a_leader(world: World) -> None:
+    team = await world.team("fixed_post")
+    operator = await world.operator()
+    url = f"/api/v1/teams/{team['id']}/test-alert"
+    no_leader = await world.http.post(url, headers=operator.headers)
+    assert no_leader.status_code == 409
+    assert no_leader.json()["field"] == "team_id"
+    leader = await world.leader(team)
+    by_leader = await world.http.post(url, headers=leader.headers)
+    assert by_leader.status_code == 403
+    missing = await world.http.post("/api/v1/teams/nope/test-alert", headers=operator.headers)
+    assert missing.status_code == 404
+    unknown = await world.http.get(
+        f"/api/v1/teams/{team['id']}/test-alerts/nope", headers=operator.headers
+    )
+    assert unknown.status_code == 404
+
+
+async def test_a_leader_connected_to_another_server_process_is_reachable(
+    server: RunningServer, world: World
+) -> None:
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    other = RunningServer(server.settings, server.clock)
+    await other.start()
+    try:
+        elsewhere = World(other.app, f"http://127.0.0.1:{other.port}", server.clock)
+        phone = await elsewhere.connect(leader)
+        seen = await until(world, operator, team["id"], lambda v: v["reachable"])
+        assert seen["leaders"][0]["connected"] is True
+        await phone.close()
+        await until(world, operator, team["id"], lambda v: not v["reachable"])
+
+        await elsewhere.close()
+    finally:
+        await other.stop()
+
+
+async def test_a_leader_on_a_killed_process_stops_counting_after_three_heartbeats(
+    server: RunningServer, world: World
+) -> None:
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    port = free_port()
+    env = {
+        **os.environ,
+        "DISPATCH_DATABASE_URL": server.settings.database_url,
+        "DISPATCH_SECRET_KEY": str(server.settings.secret_key),
+        "DISPATCH_LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dispatch", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base) as client:
+            for _ in range(300):
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/readyz")).status_code == 200:
+                        break
+                assert process.poll() is None
+                await asyncio.sleep(0.05)
+        elsewhere = World(server.app, base, world.clock)
+        phone = await elsewhere.connect(leader)
+        await until(world, operator, team["id"], lambda v: v["reachable"])
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        with contextlib.suppress(Exception):
+            await phone.close()
+        # No process said goodbye: the row stays fresh until three heartbeats are missed,
+        # counted from its last heartbeat (written with that process's own clock).
+        async with world.runtime.sessionmaker() as session:
+            beat = await session.scalar(
+                select(func.max(Presence.seen_at)).where(Presence.user_id == leader.id)
+            )
+        assert beat is not None
+        stale_at = beat + timedelta(seconds=3 * server.settings.presence_heartbeat_s)
+        world.clock.advance((stale_at - world.clock.now()).total_seconds() - 1)
+        assert (await reachability(world, operator, team["id"]))["reachable"] is True
+        world.clock.advance(2)
+        gone = await reachability(world, operator, team["id"])
+        assert gone["reachable"] is False
+        assert gone["leaders"][0]["last_seen_at"] is not None
+        await elsewhere.close()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
