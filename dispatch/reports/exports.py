@@ -8,6 +8,7 @@ from typing import Any
 from openpyxl import Workbook
 from openpyxl.chart import BarChart, Reference, ScatterChart, Series
 from openpyxl.chart.axis import ChartLines
+from openpyxl.chart.data_source import AxDataSource, StrRef
 from openpyxl.chart.shapes import GraphicalProperties
 from openpyxl.drawing.line import LineProperties
 from openpyxl.worksheet.worksheet import Worksheet
@@ -230,10 +231,16 @@ def _compliance_chart(sheet: Worksheet, header_row: int, count: int) -> None:
     data = Reference(sheet, min_col=SHARE_COLUMN, min_row=header_row, max_row=header_row + count)
     categories = Reference(sheet, min_col=1, min_row=header_row + 1, max_row=header_row + count)
     chart.add_data(data, titles_from_data=True)
-    chart.set_categories(categories)
+    _text_categories(chart, categories)
     chart.height = max(7.5, 0.8 * count + 3)
     chart.width = 18
     sheet.add_chart(chart, f"A{header_row + count + 3}")
+
+
+def _text_categories(chart: BarChart, labels: Reference) -> None:
+    # set_categories() refers to labels as numbers; names and bin labels are text.
+    for series in chart.series:
+        series.cat = AxDataSource(strRef=StrRef(f=str(labels)))
 
 
 def _histogram(sheet: Worksheet, histogram: dict[int, int], bin_s: int) -> None:
@@ -244,7 +251,7 @@ def _histogram(sheet: Worksheet, histogram: dict[int, int], bin_s: int) -> None:
             [b * bin_s, (b + 1) * bin_s, f"{b * bin_s}-{(b + 1) * bin_s}秒", histogram.get(b, 0)]
         )
     tallest = max([r[3] for r in rows] + [1])
-    header = ["区间起(秒)", "区间止(秒)", "区间", "次数", "", "60秒线x", "60秒线y"]
+    header = ["区间起(秒,不含)", "区间止(秒,含)", "区间", "次数", "", "60秒线x", "60秒线y"]
     start = write_sheet(
         sheet,
         header,
@@ -269,7 +276,7 @@ def _histogram(sheet: Worksheet, histogram: dict[int, int], bin_s: int) -> None:
     bars.y_axis.scaling.min = 0
     bars.y_axis.scaling.max = tallest
     bars.add_data(Reference(sheet, min_col=4, min_row=start, max_row=end), titles_from_data=True)
-    bars.set_categories(Reference(sheet, min_col=3, min_row=start + 1, max_row=end))
+    _text_categories(bars, Reference(sheet, min_col=3, min_row=start + 1, max_row=end))
 
     # The 60 s line: a two-point scatter on its own axes, the x axis spanning exactly the bins,
     # so x = 60 falls on the edge between the bins that end and start at 60 s.

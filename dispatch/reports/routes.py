@@ -85,7 +85,7 @@ async def response_times(
             exports.report_csv(report, part), CSV_TYPE, f"{name}-{stamp}.csv", f"report-{stamp}.csv"
         )
     histogram = await service.arrival_histogram(session, filters, HISTOGRAM_BIN_S, now)
-    detail, total = await service.incident_details(session, filters, max_incidents)
+    detail, total = await service.incident_details(session, filters, max_incidents, now)
     content = exports.report_xlsx(report, histogram, HISTOGRAM_BIN_S, detail, total)
     return download(content, XLSX_TYPE, f"响应时间报表-{stamp}.xlsx", f"report-{stamp}.xlsx")
 

@@ -188,13 +188,18 @@ def _incident_filters(filters: Filters) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def _dispatch_outcome(sql: _Sql, now_us: int) -> ColumnElement[str]:
-    """One team's own outcome against its tier's deadline (see docs/reports.md)."""
-    arrived = sql.epoch_us(Dispatch.arrived_at)
+def _outcome(sql: _Sql, arrived_at: Any, now_us: int) -> ColumnElement[str]:
+    """Met, breached, cancelled or pending, judged from the timestamps themselves.
+
+    The stored tier status is what was shown live; the timer may set it at the very instant of
+    the deadline, a hair before an arrival stamped with that same instant. The report goes by
+    the record: an arrival at or before the deadline meets it.
+    """
+    arrived = sql.epoch_us(arrived_at)
     deadline = sql.epoch_us(ChainTier.deadline)
     return case(
-        (and_(Dispatch.arrived_at.is_not(None), arrived <= deadline), TierStatus.MET.value),
-        (Dispatch.arrived_at.is_not(None), TierStatus.BREACHED.value),
+        (and_(arrived_at.is_not(None), arrived <= deadline), TierStatus.MET.value),
+        (arrived_at.is_not(None), TierStatus.BREACHED.value),
         (ChainTier.status == TierStatus.CANCELLED.value, TierStatus.CANCELLED.value),
         (
             and_(Incident.closed_at.is_not(None), sql.epoch_us(Incident.closed_at) <= deadline),
@@ -216,7 +221,7 @@ def _measurements(sql: _Sql, filters: Filters, by: GroupBy, unit: Unit, now_us: 
                 ChainTier.incident_id.label("incident_id"),
                 null().label("team_id"),
                 Incident.reported_at.label("reported_at"),
-                ChainTier.status.label("outcome"),
+                _outcome(sql, ChainTier.arrived_at, now_us).label("outcome"),
                 ChainTier.covered.label("covered"),
                 case(
                     (
@@ -239,7 +244,7 @@ def _measurements(sql: _Sql, filters: Filters, by: GroupBy, unit: Unit, now_us: 
             Dispatch.incident_id.label("incident_id"),
             Dispatch.team_id.label("team_id"),
             Incident.reported_at.label("reported_at"),
-            _dispatch_outcome(sql, now_us).label("outcome"),
+            _outcome(sql, Dispatch.arrived_at, now_us).label("outcome"),
             literal(True).label("covered"),
             case(
                 (Dispatch.arrived_at.is_not(None), sql.epoch_us(Dispatch.arrived_at) - reported),
@@ -554,7 +559,7 @@ async def response_times(
 async def arrival_histogram(
     session: AsyncSession, filters: Filters, bin_s: int, now: datetime
 ) -> dict[int, int]:
-    """Tier-1 times to arrival in bins of ``bin_s`` seconds: bin index -> count."""
+    """Tier-1 times to arrival in ``bin_s`` second bins: bin b holds (b, b + 1] x bin_s."""
     sql = _Sql(dialect_name(session))
     tier1 = Filters(
         filters.start, filters.end, 1, filters.team_id, filters.village_id, filters.category
@@ -562,9 +567,9 @@ async def arrival_histogram(
     m = _measurements(
         sql, tier1, GroupBy.TIER, unit_for(GroupBy.TIER, tier1), _now_us(now)
     ).subquery("m")
-    # Integer division on both databases; a time exactly on an edge opens the next bin, so 60 s
-    # falls in [60, 70) and the bins up to the 60 s line hold only arrivals under a minute.
-    bucket = (m.c.arrival // (bin_s * 1_000_000)).label("b")
+    # Bins are closed on the right, (50, 60], like the target: an arrival at exactly 60 s meets
+    # it and is counted left of the 60 s line. Integer division on both databases.
+    bucket = case((m.c.arrival <= 0, 0), else_=(m.c.arrival - 1) // (bin_s * 1_000_000)).label("b")
     query = select(bucket, func.count()).where(m.c.arrival.is_not(None)).group_by(bucket)
     return {int(b): int(n) for b, n in (await session.execute(query)).all()}
 
@@ -583,7 +588,7 @@ class DetailRow:
 
 
 async def incident_details(
-    session: AsyncSession, filters: Filters, limit: int
+    session: AsyncSession, filters: Filters, limit: int, now: datetime
 ) -> tuple[list[DetailRow], int]:
     """The period's incidents, oldest first, each with its tiers' outcomes; and how many."""
     conditions = _incident_filters(filters)
@@ -610,11 +615,14 @@ async def incident_details(
         ).values()
     }
     tiers: dict[str, dict[int, tuple[str, float | None]]] = {i.id: {} for i in found}
+    closed = {i.id: i.closed_at for i in found}
     ids = [i.id for i in found]
     for start in range(0, len(ids), 500):
         batch = ids[start : start + 500]
         for row in await session.scalars(select(ChainTier).where(ChainTier.incident_id.in_(batch))):
-            tiers[row.incident_id][row.tier] = (row.status, row.elapsed_s)
+            closed_at = closed[row.incident_id]
+            outcome = _one_outcome(row.arrived_at, row.deadline, row.status, closed_at, now)
+            tiers[row.incident_id][row.tier] = (outcome, row.elapsed_s)
     rows = [
         DetailRow(
             incident_id=i.id,
@@ -680,6 +688,9 @@ async def incident_report(
                 "label": TIER_LABELS[t.tier],
                 "target_s": t.target_s,
                 "status": t.status.value,
+                "outcome": _one_outcome(
+                    t.arrived_at, t.deadline, t.status.value, view.closed_at, now
+                ),
                 "covered": t.covered,
                 "elapsed_s": t.elapsed_s,
             }
@@ -706,7 +717,7 @@ def _one_outcome(
     closed_at: datetime | None,
     now: datetime,
 ) -> str:
-    """The same rule as the SQL of _dispatch_outcome, for one dispatch."""
+    """The rule of _outcome's SQL, for one tier or dispatch."""
     if arrived is not None:
         return TierStatus.MET.value if arrived <= deadline else TierStatus.BREACHED.value
     if tier_status == TierStatus.CANCELLED.value:

@@ -1,0 +1,448 @@
+"""Response-time reports against a seeded day whose figures are worked out by hand below.
+
+Four incidents at 09:00 local time on one day, four teams: fixed post A and mobile team B
+(tier 1), patrol P (tier 2), response R (tier 3). Times are seconds after each report.
+
+    I1 (fight):  A accepts 10, arrives 50 (met) · P arrives 170 (met) · R accepts 100,
+                 arrives 300 = exactly the deadline (met) · B never comes · closed at 310
+    I2 (fight):  A accepts 20, arrives 60 = exactly the deadline (met) · B accepts 30, arrives
+                 90 (late) · P arrives 200 (breached) · R never comes · closed at 400
+    I3 (fight):  closed at 30 with nobody on scene: every tier cancelled, none judged
+    I4 (theft, in the other village): A arrives 75 without accepting first (breached) ·
+                 P arrives 100 (met) · R arrives 250 (met) · B never comes · left open
+
+Nearest rank: rank(p, n) = ceil(p n / 100).
+    tier 1 arrivals [50, 60, 75]: P50 = rank 2 = 60, P90 = rank 3 = 75, max 75; met 2 of 3
+    tier 2 arrivals [100, 170, 200]: P50 170, P90 200; met 2 of 3
+    tier 3 arrivals [250, 300]: P50 = rank 1 = 250, P90 = rank 2 = 300; met 2 of 3
+    tier-1 dispatches, alert to delivery [10, 20, 30, 75]: P50 = rank 2 = 20, P90 = rank 4 = 75
+    acceptance to arrival [0, 40, 40, 60]: P50 40, P90 60 (delivery to acceptance all 0: an
+    accept with no websocket ack proves delivery at the same instant)
+    exclusions (incident tiers without arrival): I2 tier 3 (breached), I3 tiers 1-3 (cancelled)
+    per team: A met 2 / breached 1 / cancelled 1; B met 0 / breached 3 (I1 and I4 nobody
+    came, I2 late) / cancelled 1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from openpyxl import load_workbook
+from openpyxl.chart import BarChart, ScatterChart
+from pyproj import Geod
+from sqlalchemy import func, select
+
+from dispatch.incidents.models import ChainTier
+from dispatch.jobs.models import Job, JobStatus
+from dispatch.reports.service import rank
+from dispatch.schemas import DISPLAY_TZ
+from tests.support import QINGXI, Account, World
+
+GEOD = Geod(ellps="WGS84")
+LON, LAT = QINGXI
+BORDER = LON + 0.0003  # the two villages meet about 31 m east of the town centre
+
+
+def near(metres: float, azimuth: float) -> tuple[float, float]:
+    lon, lat, _ = GEOD.fwd(LON, LAT, azimuth, metres)
+    return float(lon), float(lat)
+
+
+@pytest.mark.parametrize(
+    ("p", "n", "expected"),
+    [(50, 1, 1), (90, 1, 1), (50, 2, 1), (90, 2, 2), (50, 3, 2), (90, 3, 3), (50, 4, 2),
+     (90, 4, 4), (90, 10, 9), (90, 11, 10), (50, 10, 5), (90, 20, 18), (90, 21, 19)],
+)  # fmt: skip
+def test_nearest_rank(p: int, n: int, expected: int) -> None:
+    assert rank(p, n) == expected
+
+
+class Day:
+    """The seeded day: ids of teams and incidents, and the accounts that made them."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.teams: dict[str, dict[str, Any]] = {}
+        self.leaders: dict[str, Account] = {}
+        self.incidents: list[dict[str, Any]] = []
+        self.villages: dict[str, str] = {}
+
+    def dispatch(self, incident: dict[str, Any], team: str) -> str:
+        team_id = self.teams[team]["id"]
+        found: str = next(d["id"] for d in incident["dispatches"] if d["team_id"] == team_id)
+        return found
+
+    async def act(self, incident: dict[str, Any], team: str, verb: str) -> None:
+        reply = await self.world.http.post(
+            f"/api/v1/dispatches/{self.dispatch(incident, team)}/{verb}",
+            headers=self.leaders[team].headers,
+        )
+        assert reply.status_code == 200, reply.text
+
+    async def close(self, incident: dict[str, Any], operator: Account) -> None:
+        reply = await self.world.http.post(
+            f"/api/v1/incidents/{incident['id']}/close", headers=operator.headers
+        )
+        assert reply.status_code == 200, reply.text
+
+
+def square(west: float, east: float) -> dict[str, Any]:
+    south, north = LAT - 0.01, LAT + 0.01
+    ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
+async def settle(world: World) -> None:
+    now = world.clock.now()
+    for _ in range(500):
+        async with world.runtime.sessionmaker() as session:
+            due = await session.scalar(
+                select(func.count())
+                .select_from(ChainTier)
+                .where(ChainTier.status == "pending", ChainTier.deadline <= now)
+            )
+            jobs = await session.scalar(
+                select(func.count())
+                .select_from(Job)
+                .where(Job.status == JobStatus.PENDING.value, Job.due_at <= now)
+            )
+        if not due and not jobs:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the timers never caught up")
+
+
+async def seed(world: World) -> Day:
+    world.runtime.settings.token_ttl_s = 30 * 86400
+    day = Day(world)
+    admin = await world.admin()
+    villages = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "properties": {"name": name}, "geometry": square(west, east)}
+            for name, west, east in (
+                ("上元村", LON - 0.01, BORDER),
+                ("下仙社区", BORDER, LON + 0.01),
+            )
+        ],
+    }
+    reply = await world.http.post(
+        "/api/v1/villages/import", content=json.dumps(villages), headers=admin.headers
+    )
+    assert reply.status_code == 200, reply.text
+    listed = (await world.http.get("/api/v1/villages", headers=admin.headers)).json()
+    day.villages = {v["name"]: v["id"] for v in listed}
+    day.teams = {
+        "A": await world.team("fixed_post", name="A驻点队"),
+        "B": await world.team("mobile", *near(300, 270), name="B机动队"),
+        "P": await world.team("patrol", radius_m=3000, name="P巡逻警力"),
+        "R": await world.team("response", radius_m=6000, name="R处突警力"),
+    }
+    day.leaders = {k: await world.leader(t) for k, t in day.teams.items()}
+    operator = await world.operator()
+
+    # Start at 09:00 local time, so that the whole seeded day is one local date.
+    now = world.clock.now().astimezone(DISPLAY_TZ)
+    nine = now.replace(hour=9, minute=0, second=0, microsecond=0)
+    if nine <= now:
+        nine += timedelta(days=1)
+    world.clock.advance((nine - now).total_seconds())
+
+    async def at(start: datetime, offset: float) -> None:
+        # Moves the clock to exactly ``offset`` seconds after the report at ``start``, then lets
+        # the server's timers finish what fell due, so each step is the only thing going on.
+        target = start + timedelta(seconds=offset)
+        world.clock.advance((target - world.clock.now()).total_seconds())
+        await settle(world)
+
+    i1 = await world.report(operator)
+    t1 = world.clock.now()
+    await at(t1, 10), await day.act(i1, "A", "accept")
+    await at(t1, 50), await day.act(i1, "A", "arrive")
+    await at(t1, 100), await day.act(i1, "R", "accept")
+    await at(t1, 170), await day.act(i1, "P", "arrive")
+    await at(t1, 300), await day.act(i1, "R", "arrive")
+    await at(t1, 310), await day.close(i1, operator)
+
+    await at(t1, 600)
+    i2 = await world.report(operator)
+    t2 = world.clock.now()
+    await at(t2, 20), await day.act(i2, "A", "accept")
+    await at(t2, 30), await day.act(i2, "B", "accept")
+    await at(t2, 60), await day.act(i2, "A", "arrive")
+    await at(t2, 90), await day.act(i2, "B", "arrive")
+    await at(t2, 200), await day.act(i2, "P", "arrive")
+    await at(t2, 400), await day.close(i2, operator)
+
+    await at(t2, 600)
+    i3 = await world.report(operator)
+    t3 = world.clock.now()
+    await at(t3, 30), await day.close(i3, operator)
+
+    await at(t3, 600)
+    i4 = await world.report(operator, *near(50, 90), category="theft")
+    t4 = world.clock.now()
+    await at(t4, 75), await day.act(i4, "A", "arrive")
+    await at(t4, 100), await day.act(i4, "P", "arrive")
+    await at(t4, 250), await day.act(i4, "R", "arrive")
+    await at(t4, 400)
+    day.incidents = [i1, i2, i3, i4]
+    assert [i["village_id"] for i in day.incidents] == [day.villages["上元村"]] * 3 + [
+        day.villages["下仙社区"]
+    ]
+    return day
+
+
+async def report(world: World, by: Account | None = None, **params: Any) -> Any:
+    account = by or await world.account("auditor")
+    reply = await world.http.get(
+        "/api/v1/reports/response-times", params=params, headers=account.headers
+    )
+    assert reply.status_code == 200, reply.text
+    return reply
+
+
+def stat(n: int, p50: float | None, p90: float | None, most: float | None) -> dict[str, Any]:
+    return {"n": n, "p50_s": p50, "p90_s": p90, "max_s": most}
+
+
+def counts(figures: dict[str, Any]) -> tuple[int, ...]:
+    keys = ("incidents", "with_arrival", "met", "breached", "cancelled", "pending", "uncovered")
+    return tuple(figures[k] for k in keys)
+
+
+async def test_figures_by_tier_team_village_and_day(world: World) -> None:
+    day = await seed(world)
+    local_day = day.incidents[0]["reported_at"][:10]
+    body = (
+        await report(
+            world,
+            **{"from": local_day, "to": f"{local_day}T23:59:59"},
+            group_by=["tier", "team", "village", "day"],
+        )
+    ).json()
+    tiers = {f["tier"]: f for f in body["totals"]}
+    assert counts(tiers[1]) == (4, 3, 2, 1, 1, 0, 0)
+    assert counts(tiers[2]) == (4, 3, 2, 1, 1, 0, 0)
+    assert counts(tiers[3]) == (4, 2, 2, 1, 1, 0, 0)
+    assert [tiers[t]["share_within_target"] for t in (1, 2, 3)] == [2 / 3, 2 / 3, 2 / 3]
+    assert tiers[1]["time_to_arrival"] == stat(3, 60, 75, 75)
+    assert tiers[2]["time_to_arrival"] == stat(3, 170, 200, 200)
+    assert tiers[3]["time_to_arrival"] == stat(2, 250, 300, 300)
+    assert tiers[1]["alert_to_delivery"] == stat(4, 20, 75, 75)
+    assert tiers[1]["delivery_to_acceptance"] == stat(4, 0, 0, 0)
+    assert tiers[1]["acceptance_to_arrival"] == stat(4, 40, 60, 60)
+    # R: delivered by its accept at 100 (I1) and by its arrival at 250 (I4); never in I2.
+    assert tiers[3]["alert_to_delivery"] == stat(2, 100, 250, 250)
+    assert [t["target_s"] for t in body["totals"]] == [60, 180, 300]
+
+    by = {g["by"]: g for g in body["groupings"]}
+    assert by["tier"]["unit"] == "incident_tier"
+    assert [g["label"] for g in by["tier"]["groups"]] == [
+        "一梯队 应急联防队",
+        "二梯队 巡逻警力",
+        "三梯队 处突警力",
+    ]
+    teams = {g["label"]: g["tiers"][0] for g in by["team"]["groups"]}
+    assert by["team"]["unit"] == "dispatch"
+    assert counts(teams["A驻点队"]) == (4, 3, 2, 1, 1, 0, 0)
+    assert teams["A驻点队"]["time_to_arrival"] == stat(3, 60, 75, 75)
+    assert counts(teams["B机动队"]) == (4, 1, 0, 3, 1, 0, 0)
+    assert teams["B机动队"]["share_within_target"] == 0
+    assert teams["B机动队"]["time_to_arrival"] == stat(1, 90, 90, 90)
+    assert counts(teams["R处突警力"]) == (4, 2, 2, 1, 1, 0, 0)
+
+    villages = {g["label"]: {f["tier"]: f for f in g["tiers"]} for g in by["village"]["groups"]}
+    assert counts(villages["上元村"][1]) == (3, 2, 2, 0, 1, 0, 0)
+    assert villages["上元村"][1]["share_within_target"] == 1
+    assert villages["上元村"][1]["time_to_arrival"] == stat(2, 50, 60, 60)
+    assert counts(villages["下仙社区"][1]) == (1, 1, 0, 1, 0, 0, 0)
+    assert villages["下仙社区"][1]["time_to_arrival"] == stat(1, 75, 75, 75)
+
+    days = by["day"]["groups"]
+    assert [g["key"] for g in days] == [local_day]
+    assert counts(days[0]["tiers"][0]) == counts(tiers[1])
+
+    _, i2, i3, _ = day.incidents
+    excluded = [(e["incident_id"], e["tier"], e["outcome"]) for e in body["exclusions"]]
+    assert excluded == [
+        (i2["id"], 3, "breached"),
+        (i3["id"], 1, "cancelled"),
+        (i3["id"], 2, "cancelled"),
+        (i3["id"], 3, "cancelled"),
+    ]
+    assert body["exclusions_total"] == 4 and body["exclusions_truncated"] is False
+    assert "nearest-rank" in body["method"].lower() or "Nearest-rank" in body["method"]
+
+
+async def test_filters(world: World) -> None:
+    day = await seed(world)
+    local_day = day.incidents[0]["reported_at"][:10]
+    period = {"from": local_day, "to": f"{local_day}T23:59:59"}
+    tier1 = (await report(world, **period, tier=1)).json()
+    assert [f["tier"] for f in tier1["totals"]] == [1]
+    theft = (await report(world, **period, category="theft")).json()
+    assert [f["incidents"] for f in theft["totals"]] == [1, 1, 1]
+    xiaxian = (await report(world, **period, village_id=day.villages["下仙社区"])).json()
+    assert xiaxian["totals"][0]["time_to_arrival"] == stat(1, 75, 75, 75)
+    team_b = (await report(world, **period, team_id=day.teams["B"]["id"])).json()
+    assert [(f["tier"], f["met"], f["breached"]) for f in team_b["totals"]] == [(1, 0, 3)]
+    assert {e["team_name"] for e in team_b["exclusions"]} == {"B机动队"}
+    # From the moment I2 was reported: I1 falls outside the period.
+    later = (await report(world, **{"from": day.incidents[1]["reported_at"][:19]})).json()
+    assert later["totals"][0]["time_to_arrival"] == stat(2, 60, 75, 75)
+    nothing = (await report(world, **{"from": "2020-01-01", "to": "2020-01-02"})).json()
+    assert nothing["totals"] == [] and nothing["exclusions"] == []
+    truncated = (await report(world, **period, max_exclusions=1)).json()
+    assert len(truncated["exclusions"]) == 1 and truncated["exclusions_truncated"] is True
+
+
+async def test_roles_and_bad_parameters(world: World) -> None:
+    leader = await world.leader(await world.team("fixed_post"))
+    reply = await world.http.get("/api/v1/reports/response-times", headers=leader.headers)
+    assert reply.status_code == 403
+    operator = await world.operator()
+    for params in (
+        {"from": "2026-02-01", "to": "2026-01-01"},
+        {"group_by": "hour"},
+        {"tier": 4},
+        {"format": "pdf"},
+        {"from": "yesterday"},
+    ):
+        reply = await world.http.get(
+            "/api/v1/reports/response-times", params=params, headers=operator.headers
+        )
+        assert reply.status_code == 422, (params, reply.text)
+
+
+async def test_csv_has_a_bom_and_chinese_headers(world: World) -> None:
+    day = await seed(world)
+    local_day = day.incidents[0]["reported_at"][:10]
+    reply = await report(world, **{"from": local_day}, group_by=["tier", "team"], format="csv")
+    assert reply.headers["content-type"].startswith("text/csv")
+    assert reply.content.startswith(b"\xef\xbb\xbf")
+    lines = reply.content.decode("utf-8-sig").splitlines()
+    header = lines[0].split(",")
+    assert header[:6] == ["分组方式", "分组", "梯队", "目标时限(秒)", "警情数", "有到场"]
+    rows = [line.split(",") for line in lines[1:]]
+    assert len(rows) == 3 + 4
+    tier1 = rows[0]
+    assert tier1[:2] == ["按梯队", "一梯队 应急联防队"]
+    assert tier1[header.index("达标")] == "2" and tier1[header.index("超时")] == "1"
+    assert float(tier1[header.index("到场用时P90(秒)")]) == 75
+    exclusions = await report(world, **{"from": local_day}, format="csv", part="exclusions")
+    lines = exclusions.content.decode("utf-8-sig").splitlines()
+    assert lines[0] == "警情编号,报警时间,梯队,联防队,结果,原因"
+    assert len(lines) == 1 + 4
+
+
+async def test_xlsx_sheets_cells_and_charts(world: World) -> None:
+    day = await seed(world)
+    local_day = day.incidents[0]["reported_at"][:10]
+    reply = await report(world, **{"from": local_day}, group_by=["village"], format="xlsx")
+    assert "filename*=UTF-8''" in reply.headers["content-disposition"]
+    book = load_workbook(io.BytesIO(reply.content))
+    assert book.sheetnames == [
+        "说明",
+        "按村(社区)",
+        "按梯队",
+        "按联防队",
+        "一梯队到场时间分布",
+        "未到场清单",
+        "警情明细",
+    ]
+    tiers = book["按梯队"]
+    header = [c.value for c in tiers[2]]
+    assert header[:4] == ["梯队", "梯队", "目标时限(秒)", "警情数"]
+    first = [c.value for c in tiers[3]]
+    assert first[0] == "一梯队 应急联防队"
+    assert first[header.index("达标")] == 2
+    assert first[header.index("达标率")] == pytest.approx(2 / 3)
+    assert tiers.cell(row=3, column=header.index("达标率") + 1).number_format == "0.0%"
+    assert first[header.index("到场用时P50(秒)")] == 60
+
+    teams = book["按联防队"]
+    (chart,) = teams._charts
+    assert isinstance(chart, BarChart)
+    (series,) = chart.series
+    assert series.val.numRef.f == "'按联防队'!$L$3:$L$6"
+    assert series.cat.strRef.f == "'按联防队'!$A$3:$A$6"
+    shares = {
+        teams.cell(row=r, column=1).value: teams.cell(row=r, column=12).value for r in range(3, 7)
+    }
+    assert shares["B机动队"] == 0 and shares["A驻点队"] == pytest.approx(2 / 3)
+
+    histogram = book["一梯队到场时间分布"]
+    bins = {
+        row[2]: row[3]
+        for row in histogram.iter_rows(min_row=3, values_only=True)
+        if row[2] is not None
+    }
+    # 50 s in (40, 50], 60 s in (50, 60] (left of the line: it meets), 75 s in (70, 80].
+    assert {k: v for k, v in bins.items() if v} == {"40-50秒": 1, "50-60秒": 1, "70-80秒": 1}
+    (combo,) = histogram._charts
+    assert isinstance(combo, BarChart)
+    kinds = [type(c) for c in combo._charts]
+    assert kinds == [BarChart, ScatterChart]
+    line = combo._charts[1].series[0]
+    assert [histogram["F3"].value, histogram["F4"].value] == [60, 60]
+    assert line.xVal.numRef.f.endswith("$F$3:$F$4")
+    assert combo._charts[1].x_axis.scaling.max == len(bins) * 10
+
+    excluded = book["未到场清单"]
+    assert excluded["A1"].value == "未到场清单（共4条，列出4条）"
+    assert [c.value for c in excluded[2]] == [
+        "警情编号",
+        "报警时间",
+        "梯队",
+        "联防队",
+        "结果",
+        "原因",
+    ]
+    assert [r[4] for r in excluded.iter_rows(min_row=3, values_only=True)] == [
+        "超时",
+        "取消(不判定)",
+        "取消(不判定)",
+        "取消(不判定)",
+    ]
+    details = book["警情明细"]
+    rows = list(details.iter_rows(min_row=3, values_only=True))
+    assert [r[0] for r in rows] == [i["id"] for i in day.incidents]
+    assert rows[3][2:7] == ("下仙社区", "盗窃", "处置中", "超时", 75)
+    assert rows[0][5:11] == ("达标", 50, "达标", 170, "达标", 300)
+
+
+async def test_one_incident_with_its_timeline(world: World) -> None:
+    day = await seed(world)
+    i2 = day.incidents[1]
+    auditor = await world.account("auditor")
+    reply = await world.http.get(f"/api/v1/reports/incidents/{i2['id']}", headers=auditor.headers)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["village_name"] == "上元村"
+    assert [(t["tier"], t["outcome"], t["elapsed_s"]) for t in body["tiers"]] == [
+        (1, "met", 60),
+        (2, "breached", 200),
+        (3, "breached", None),
+    ]
+    outcomes = {t["team_name"]: (t["outcome"], t["time_to_arrival_s"]) for t in body["teams"]}
+    assert outcomes == {
+        "A驻点队": ("met", 60),
+        "B机动队": ("breached", 90),
+        "P巡逻警力": ("breached", 200),
+        "R处突警力": ("breached", None),
+    }
+    types = [e["type"] for e in body["timeline"]]
+    assert types[0] == "reported" and types[-1] == "closed"
+    # An arrival without an accept first records the accept too (P).
+    assert types.count("arrived") == 3 and types.count("accepted") == 3
+    assert {"dispatched", "delivered", "escalated", "breached"} <= set(types)
+    times = [e["at"] for e in body["timeline"]]
+    assert times == sorted(times)
+    accepted = next(e for e in body["timeline"] if e["type"] == "accepted")
+    assert accepted["actor_name"] == day.leaders["A"].name
