@@ -31,6 +31,7 @@ from dispatch.simulate.town import Town
 
 TIER_NAMES = {1: "1 min", 2: "3 min", 3: "5 min"}
 CATEGORIES = [c.value for c in Category]
+HOPS = ("delivered", "accepted", "arrived")
 
 
 @dataclass
@@ -321,6 +322,11 @@ def summarise(
             f"on scene median {median}"
         )
     hops = _hops(incidents, speed)
+    dispatches = [d for i in incidents for d in i["dispatches"]]
+    counts = {
+        "dispatches": len(dispatches),
+        **{hop: sum(1 for d in dispatches if d.get(f"{hop}_at")) for hop in HOPS},
+    }
     lines.append(
         "  hops (median, all tiers): "
         + ", ".join(f"{k} {v:.1f} s" if v is not None else f"{k} -" for k, v in hops.items())
@@ -336,6 +342,7 @@ def summarise(
         "wall_s": round(wall_s, 1),
         "tiers": tiers,
         "hops_median_s": hops,
+        "dispatch_counts": counts,
         "leader_actions": acts,
         "lines": lines,
         "incident_ids": [i["id"] for i in incidents],
@@ -345,17 +352,14 @@ def summarise(
 def _hops(incidents: list[dict[str, Any]], speed: float) -> dict[str, float | None]:
     from datetime import datetime
 
-    spans: dict[str, list[float]] = {"delivered": [], "accepted": [], "arrived": []}
+    spans: dict[str, list[float]] = {hop: [] for hop in HOPS}
     for incident in incidents:
         for d in incident["dispatches"]:
             alerted = datetime.fromisoformat(d["alerted_at"])
-            for hop, key in (
-                ("delivered", "delivered_at"),
-                ("accepted", "accepted_at"),
-                ("arrived", "arrived_at"),
-            ):
-                if d.get(key):
-                    spans[hop].append((datetime.fromisoformat(d[key]) - alerted).total_seconds())
+            for hop in HOPS:
+                if d.get(f"{hop}_at"):
+                    at = datetime.fromisoformat(d[f"{hop}_at"])
+                    spans[hop].append((at - alerted).total_seconds())
     # Delivery is the network's real time; accepting and travelling are simulated, scaled back.
     scale = {"delivered": 1.0, "accepted": speed, "arrived": speed}
     return {

@@ -1,0 +1,255 @@
+"""Intake throughput: POST /api/v1/incidents at 32 concurrent connections for a fixed time on
+PostgreSQL; requests/s and p99. Baseline: a bare FastAPI endpoint inserting one row with asyncpg
+(bench/bare_intake.py), same uvicorn settings, same run.
+
+The load comes from two processes speaking plain HTTP/1.1 keep-alive over asyncio streams: a
+full HTTP client library costs more CPU per request than the server under test, and on two cores
+that would measure the client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import secrets
+import socket
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench.alert import bench_town
+from bench.common import (
+    HOST,
+    Figure,
+    Report,
+    Row,
+    free_port,
+    percentile,
+    profiled,
+    ratios,
+    say,
+    scratch_postgres,
+    serve_dispatch,
+    sqlalchemy_url,
+    start_process,
+    wait_http,
+    work_dir,
+)
+from dispatch.simulate.seed import seed_database
+
+LOAD_PROCESSES = 2
+INTAKE_LEADERS = 1000
+
+
+def requests_for(points: list[tuple[float, float, int]], token: str | None) -> list[bytes]:
+    """Prebuilt POSTs over the town's incident points, ready to write to a socket."""
+    out = []
+    for n, (lon, lat, _) in enumerate(points[:500]):
+        body = json.dumps(
+            {"location": {"lon": lon, "lat": lat}, "category": "theft", "description": f"i{n}"}
+        ).encode()
+        head = [
+            "POST /api/v1/incidents HTTP/1.1",
+            f"Host: {HOST}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+        ]
+        if token:
+            head.append(f"Authorization: Bearer {token}")
+        out.append(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+    return out
+
+
+async def _connection(
+    port: int, requests: list[bytes], start: int, deadline: float, out: dict[str, Any]
+) -> None:
+    reader, writer = await asyncio.open_connection(HOST, port)
+    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    latencies: list[float] = out["latencies"]
+    statuses: Counter[int] = out["statuses"]
+    n = start
+    try:
+        while time.monotonic() < deadline:
+            request = requests[n % len(requests)]
+            n += 1
+            began = time.monotonic()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            latencies.append(time.monotonic() - began)
+            statuses[int(head[9:12])] += 1
+    finally:
+        writer.close()
+
+
+def _load_process(
+    port: int, requests: list[bytes], connections: int, seconds: float, pipe: Any
+) -> None:
+    async def main() -> dict[str, Any]:
+        out: dict[str, Any] = {"latencies": [], "statuses": Counter()}
+        deadline = time.monotonic() + seconds
+        await asyncio.gather(
+            *(_connection(port, requests, i * 37, deadline, out) for i in range(connections))
+        )
+        return out
+
+    try:
+        import uvloop
+
+        result = uvloop.run(main())
+    except ImportError:
+        result = asyncio.run(main())
+    pipe.send(result)
+
+
+def load(port: int, requests: list[bytes], concurrency: int, seconds: float) -> dict[str, Any]:
+    context = multiprocessing.get_context("spawn")
+    per = concurrency // LOAD_PROCESSES
+    workers = []
+    for i in range(LOAD_PROCESSES):
+        parent, child = context.Pipe()
+        share = per + (1 if i < concurrency % LOAD_PROCESSES else 0)
+        process = context.Process(
+            target=_load_process, args=(port, requests, share, seconds, child), daemon=True
+        )
+        process.start()
+        workers.append((process, parent))
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    for process, pipe in workers:
+        result = pipe.recv()
+        latencies += result["latencies"]
+        statuses.update(result["statuses"])
+        process.join(10)
+    return {
+        "rps": len(latencies) / seconds,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "statuses": dict(statuses),
+    }
+
+
+def run(report: Report, args: argparse.Namespace) -> None:
+    asyncio.run(_run(report, args))
+
+
+async def _run(report: Report, args: argparse.Namespace) -> None:
+    town, points = bench_town(INTAKE_LEADERS)
+    ours: list[dict[str, Any]] = []
+    bare: list[dict[str, Any]] = []
+    with work_dir(args.work, "intake") as work:
+        async with scratch_postgres("bench_intake") as dsn:
+            secret = secrets.token_urlsafe(32)
+            url = sqlalchemy_url(dsn)
+            seeded = await seed_database(url, town, secret=secret)
+            env = {
+                "DISPATCH_DATABASE_URL": url,
+                "DISPATCH_SECRET_KEY": secret,
+                "DISPATCH_SECRET_FILE": str(work / "secret.key"),
+            }
+            ours_requests = requests_for(points, seeded.operator_token)
+            bare_requests = requests_for(points, None)
+            for rep in range(args.reps):
+                served = await asyncio.to_thread(serve_dispatch, env, work, "intake-ours")
+                try:
+                    with profiled(args.profile, served.process.pid, f"intake-{rep}", args.seconds):
+                        result = await asyncio.to_thread(
+                            load, served.port, ours_requests, args.concurrency, args.seconds
+                        )
+                finally:
+                    served.stop()
+                ours.append(result)
+                _say("ours", result)
+                result = await asyncio.to_thread(
+                    _bare_once, dsn, bare_requests, args.concurrency, args.seconds, work
+                )
+                bare.append(result)
+                _say("bare", result)
+    _rows(report, ours, bare, args.concurrency)
+
+
+def _bare_once(
+    dsn: str, requests: list[bytes], concurrency: int, seconds: float, work: Path
+) -> dict[str, Any]:
+    port = free_port()
+    log = work / "bare.log"
+    process = start_process(
+        [sys.executable, "-m", "bench.bare_intake", "--port", str(port), "--dsn", dsn],
+        os.environ,
+        log,
+        port,
+    )
+    try:
+        wait_http(process, f"http://{HOST}:{port}/openapi.json", log)
+        return load(port, requests, concurrency, seconds)
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+def _say(label: str, result: dict[str, Any]) -> None:
+    say(
+        f"    {label}: {result['rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
+        f"p99 {result['p99_ms']:.1f} ms, statuses {result['statuses']}"
+    )
+
+
+def _rows(
+    report: Report, ours: list[dict[str, Any]], bare: list[dict[str, Any]], concurrency: int
+) -> None:
+    case = f"{concurrency} connections, postgresql"
+    rps = [r["rps"] for r in ours]
+    bare_rps = [r["rps"] for r in bare]
+    rps_ratio = ratios(rps, bare_rps)
+    p99 = Figure.of(r["p99_ms"] for r in ours)
+    report.rows.append(
+        Row(
+            "intake",
+            case,
+            "requests/s",
+            "/s",
+            Figure.of(rps),
+            Figure.of(bare_rps),
+            rps_ratio,
+            "≥ 0.5x",
+            rps_ratio.median >= 0.5,
+            note="ours writes the incident, chain, dispatches, events and alerts",
+        )
+    )
+    report.rows.append(
+        Row(
+            "intake",
+            case,
+            "p99",
+            "ms",
+            p99,
+            Figure.of(r["p99_ms"] for r in bare),
+            ratios([r["p99_ms"] for r in ours], [r["p99_ms"] for r in bare]),
+            "≤ 50 ms",
+            p99.median <= 50,
+        )
+    )
+    report.rows.append(
+        Row(
+            "intake",
+            case,
+            "p50",
+            "ms",
+            Figure.of(r["p50_ms"] for r in ours),
+            Figure.of(r["p50_ms"] for r in bare),
+            ratios([r["p50_ms"] for r in ours], [r["p50_ms"] for r in bare]),
+        )
+    )
+    failed = sum(n for r in ours for s, n in r["statuses"].items() if int(s) != 201)
+    if failed:
+        report.note(f"intake: {failed} requests did not answer 201")
+    report.raw["intake"] = {"ours": ours, "bare": bare}

@@ -1,0 +1,115 @@
+"""The town simulator, run for real: its own server process on the test database, leaders on
+real websockets in worker processes, incidents over HTTP, and the report from the server's record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from dispatch.simulate import town as towns
+from dispatch.teams.models import TeamKind
+
+
+def simulate(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dispatch", "simulate", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        timeout=300,
+        check=False,
+    )
+
+
+def test_a_generated_town_follows_the_plan() -> None:
+    town = towns.generate(stations=2, fixed_per_station=4, mobile_per_station=2, seed=3)
+    counts = town.counts()
+    assert counts == {"fixed_post": 8, "mobile": 4, "patrol": 2, "response": 4}
+    radius = {t.kind: t.radius_m for t in town.teams if t.kind.value in ("fixed_post", "mobile")}
+    assert radius == {TeamKind.FIXED_POST: 100.0, TeamKind.MOBILE: 500.0}
+    assert town.leader_count == len(town.teams)
+    # The same seed gives the same town: a layout can be compared run against run.
+    again = towns.generate(stations=2, fixed_per_station=4, mobile_per_station=2, seed=3)
+    assert again.to_json() == town.to_json()
+
+
+async def test_a_short_run_reports_every_tier_of_every_incident(
+    clean_database: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "report.json"
+    done = simulate(
+        "--database-url", clean_database,
+        "--stations", "1", "--fixed-per-station", "4", "--mobile-per-station", "2",
+        "--side-km", "4", "--incidents", "4", "--rate", "240", "--speed", "30",
+        "--miss", "0", "--json", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    report: dict[str, Any] = json.loads(out.read_text())
+
+    assert report["incidents"] == 4
+    assert report["leaders"] == 4 + 2 + 1 + 1
+    assert "leaders online (0 failed to connect)" in done.stdout
+    for tier in ("1", "2", "3"):
+        outcome = report["tiers"][tier]
+        # Every tier ends met or breached: the run waits for each deadline.
+        assert outcome["met"] + outcome["breached"] == 4, outcome
+        assert 0.0 <= outcome["met_share"] <= 1.0
+    counts = report["dispatch_counts"]
+    assert counts["dispatches"] > 0
+    # Every leader's phone acknowledged its alert, so the server recorded every delivery.
+    assert counts["delivered"] == counts["dispatches"]
+    assert counts["arrived"] <= counts["accepted"] <= counts["dispatches"]
+    share = report["tiers"]["1"]["met_share"]
+    assert f"With these teams, {share:.0%} of incidents would meet 1 minute." in done.stdout
+    assert "#1    reported" in done.stdout
+
+
+async def test_a_town_file_is_loaded_with_its_coordinate_system(
+    clean_database: str, tmp_path: Path
+) -> None:
+    layout = {
+        "name": "试点片区",
+        "teams": [
+            # GCJ-02, as copied from a Chinese web map.
+            {"name": "工业园驻点", "kind": "fixed_post", "lon": 114.1661, "lat": 22.8460,
+             "crs": "gcj02", "leaders": 2},
+            {"name": "机动队", "kind": "mobile", "lon": 114.1600, "lat": 22.8490},
+            {"name": "巡逻", "kind": "patrol", "lon": 114.159, "lat": 22.847, "radius_m": 3000},
+        ],
+        "hotspots": [{"lon": 114.1612, "lat": 22.8488}],
+    }  # fmt: skip
+    path = tmp_path / "town.json"
+    path.write_text(json.dumps(layout, ensure_ascii=False), encoding="utf-8")
+    loaded = towns.load(path)
+    fixed = loaded.teams[0]
+    # Stored as WGS84: hundreds of metres away from the GCJ-02 numbers.
+    assert abs(fixed.lon - 114.1661) > 0.003 and fixed.leaders == 2
+
+    out = tmp_path / "report.json"
+    done = simulate(
+        "--town", str(path), "--database-url", clean_database,
+        "--incidents", "2", "--rate", "240", "--speed", "30", "--json", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["town"] == "试点片区" and report["leaders"] == 4
+    assert report["teams"] == {"fixed_post": 1, "mobile": 1, "patrol": 1, "response": 0}
+    assert report["tiers"]["3"]["covered"] == 0
+
+
+def test_a_bad_town_file_is_refused_naming_the_place(tmp_path: Path) -> None:
+    path = tmp_path / "town.json"
+    teams = [
+        {"kind": "fixed_post", "lon": 114.1, "lat": 22.8},
+        {"kind": "castle", "lon": 114.1, "lat": 22.8},
+    ]
+    path.write_text(json.dumps({"teams": teams}))
+    done = simulate("--town", str(path))
+    assert done.returncode == 2
+    assert "teams[1].kind" in done.stderr
