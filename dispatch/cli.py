@@ -38,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     upgrade = db_commands.add_parser("upgrade", help="apply every pending migration")
     upgrade.set_defaults(handler=_db_upgrade)
 
+    secret = commands.add_parser(
+        "secret", help="write the token signing secret to DISPATCH_SECRET_FILE unless it exists"
+    )
+    secret.set_defaults(handler=_secret)
+
     users = commands.add_parser("users", help="accounts")
     users_commands = users.add_subparsers()
     add = users_commands.add_parser("add", help="add an account; the password is read from stdin")
@@ -89,6 +94,16 @@ def _print_demo(settings: Settings) -> None:
     print(f"Demo town: 清溪镇 (22.847 N, 114.159 E). Accounts (also in {credentials}):")
     for name, role, password in accounts:
         print(f"  {name:<10} {role:<9} {password}")
+
+
+def _secret(_: argparse.Namespace) -> int:
+    from dispatch.runtime import load_secret
+
+    settings = Settings()
+    load_secret(settings)
+    where = "DISPATCH_SECRET_KEY" if settings.secret_key else settings.secret_file
+    print(f"token signing secret in {where}")
+    return 0
 
 
 def _db_upgrade(_: argparse.Namespace) -> int:

@@ -1,0 +1,161 @@
+"""docker-compose.yml and deploy/nginx.conf: a structure a person can run as is.
+
+There is no Docker engine here, so the file is checked for what `docker compose up` relies on:
+the services and their order, named volumes, health checks, and the proxy in front.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dispatch.config import Settings
+from tests.conftest import RunningServer
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVERS = ("server-1", "server-2")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def nginx() -> str:
+    return (ROOT / "deploy" / "nginx.conf").read_text()
+
+
+def location(config: str, name: str) -> str:
+    found = re.search(r"location " + re.escape(name) + r" \{(.*?)\n    \}", config, re.S)
+    assert found is not None, f"no location {name}"
+    return found.group(1)
+
+
+def test_postgres_keeps_its_data_in_a_named_volume_and_says_when_it_is_ready(
+    compose: dict[str, Any],
+) -> None:
+    postgres = compose["services"]["postgres"]
+    [volume] = postgres["volumes"]
+    name, path = volume.split(":")
+    assert path == "/var/lib/postgresql/data"
+    assert name in compose["volumes"]
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    assert postgres["image"].startswith("postgres:15")
+
+
+def test_migrations_run_once_before_any_server_starts(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    migrate = services["migrate"]
+    assert "dispatch db upgrade" in " ".join(migrate["command"])
+    assert migrate["restart"] == "no"
+    assert migrate["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    for name in SERVERS:
+        assert services[name]["depends_on"] == {
+            "postgres": {"condition": "service_healthy"},
+            "migrate": {"condition": "service_completed_successfully"},
+        }
+
+
+def test_the_servers_share_one_database_one_secret_and_are_checked_on_readyz(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    first, second = (services[name] for name in SERVERS)
+    assert first["environment"] == second["environment"] == services["migrate"]["environment"]
+    env = first["environment"]
+    assert env["DISPATCH_DATABASE_URL"].startswith("postgresql+asyncpg://")
+    assert "@postgres:5432/" in env["DISPATCH_DATABASE_URL"]
+    secret_dir = str(Path(env["DISPATCH_SECRET_FILE"]).parent)
+    for service in (first, second, services["migrate"]):
+        assert any(v.endswith(":" + secret_dir) for v in service["volumes"])
+    assert first["command"] == ["dispatch", "serve", "--host", "0.0.0.0", "--port", "8000"]
+    assert "/readyz" in " ".join(first["healthcheck"]["test"])
+    assert first["restart"] == "unless-stopped"
+
+
+def test_every_dispatch_variable_in_the_compose_file_is_a_setting(compose: dict[str, Any]) -> None:
+    known = {f"DISPATCH_{name.upper()}" for name in Settings.model_fields}
+    for name, service in compose["services"].items():
+        env = service.get("environment") or {}
+        unknown = {k for k in env if k.startswith("DISPATCH_")} - known
+        assert not unknown, f"{name}: {unknown}"
+
+
+def test_nginx_waits_for_healthy_servers_and_uses_the_committed_config(
+    compose: dict[str, Any],
+) -> None:
+    proxy = compose["services"]["nginx"]
+    assert proxy["depends_on"] == {name: {"condition": "service_healthy"} for name in SERVERS}
+    [mount] = proxy["volumes"]
+    source, target, mode = mount.split(":")
+    assert (ROOT / source).is_file()
+    assert target == "/etc/nginx/conf.d/default.conf"
+    assert mode == "ro"
+    assert any(p.endswith(":80") for p in proxy["ports"])
+
+
+def test_nginx_balances_over_every_server_and_upgrades_websockets(
+    compose: dict[str, Any], nginx: str
+) -> None:
+    upstream = re.search(r"upstream dispatch \{(.*?)\}", nginx, re.S)
+    assert upstream is not None
+    servers = re.findall(r"^\s*server (\S+):(\d+)", upstream.group(1), re.M)
+    assert servers == [(name, "8000") for name in SERVERS]
+    assert sorted(n for n in compose["services"] if n.startswith("server-")) == list(SERVERS)
+
+    ws = location(nginx, "= /ws")
+    assert "proxy_pass http://dispatch;" in ws
+    assert "proxy_http_version 1.1;" in ws
+    assert "proxy_set_header Upgrade $http_upgrade;" in ws
+    assert "proxy_set_header Connection $connection_upgrade;" in ws
+    assert "proxy_buffering off;" in ws
+    read_timeout = re.search(r"proxy_read_timeout (\d+)s;", ws)
+    assert read_timeout is not None
+    settings = Settings()
+    # The server pings an idle socket and waits for the pong: the proxy must outlast both.
+    assert int(read_timeout.group(1)) > settings.ws_ping_interval_s + settings.ws_ping_timeout_s
+    assert re.search(r"map \$http_upgrade \$connection_upgrade", nginx)
+
+    rest = location(nginx, "/")
+    assert "proxy_pass http://dispatch;" in rest
+    assert "X-Forwarded-For" in rest and "X-Forwarded-Proto" in rest
+    assert "non_idempotent" not in nginx, "a POST (an incident report) is never sent twice"
+    assert "return 404;" in location(nginx, "= /metrics")
+    body_limit = re.search(r"client_max_body_size (\d+)m;", nginx)
+    assert body_limit is not None
+    assert int(body_limit.group(1)) * 1024 * 1024 >= settings.max_upload_bytes
+
+
+def test_the_access_log_format_has_no_client_address(nginx: str) -> None:
+    log_format = re.search(r"log_format dispatch (.*?);", nginx, re.S)
+    assert log_format is not None
+    assert "$remote_addr" not in log_format.group(1)
+    assert "$request_uri" not in log_format.group(1), "query strings stay out of the log"
+    assert "access_log /dev/stdout dispatch;" in nginx
+
+
+async def test_the_server_health_check_command_passes_on_a_ready_server(
+    compose: dict[str, Any], server: RunningServer
+) -> None:
+    test = compose["services"]["server-1"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    code = test[3].replace("127.0.0.1:8000", f"127.0.0.1:{server.port}")
+
+    async def check() -> int:
+        # The server runs in this event loop: the check must not block it.
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, stderr=asyncio.subprocess.DEVNULL
+        )
+        return await asyncio.wait_for(process.wait(), 10)
+
+    assert await check() == 0
+    await server.stop()
+    assert await check() != 0
