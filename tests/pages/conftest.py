@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
 
 from dispatch.pages.service import PAGES, STATIC_DIR
 from tests.support import Account
@@ -46,26 +46,44 @@ async def browser() -> AsyncIterator[Browser]:
         await launched.close()
 
 
+class Opened(list[BrowserContext]):
+    """The contexts a test opened, and what went wrong inside their pages."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.problems: list[str] = []
+
+    def watch(self, context: BrowserContext) -> None:
+        self.append(context)
+        context.on("weberror", lambda error: self.problems.append(f"uncaught: {error.error}"))
+        context.on("console", self._console)
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type == "error" and "Content Security Policy" in message.text:
+            self.problems.append(message.text)
+
+
 @pytest.fixture
-async def contexts(browser: Browser) -> AsyncIterator[list[BrowserContext]]:
-    """Contexts a test opens; closed afterwards even when the test fails."""
-    opened: list[BrowserContext] = []
+async def contexts(browser: Browser) -> AsyncIterator[Opened]:
+    """Contexts a test opens; closed afterwards. The pages must neither throw nor hit the CSP."""
+    opened = Opened()
     yield opened
     for context in opened:
         await context.close()
+    assert opened.problems == []
 
 
 async def desk_context(
-    browser: Browser, opened: list[BrowserContext], viewport: dict[str, int] = DESK
+    browser: Browser, opened: Opened, viewport: dict[str, int] = DESK
 ) -> BrowserContext:
     context = await browser.new_context(viewport=viewport, locale="zh-CN")
     context.set_default_timeout(TIMEOUT_MS)
-    opened.append(context)
+    opened.watch(context)
     return context
 
 
 async def phone_context(
-    browser: Browser, opened: list[BrowserContext], position: tuple[float, float]
+    browser: Browser, opened: Opened, position: tuple[float, float]
 ) -> BrowserContext:
     lon, lat = position
     context = await browser.new_context(
@@ -78,7 +96,7 @@ async def phone_context(
         permissions=["geolocation"],
     )
     context.set_default_timeout(TIMEOUT_MS)
-    opened.append(context)
+    opened.watch(context)
     return context
 
 

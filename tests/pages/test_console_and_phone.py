@@ -6,14 +6,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Browser, BrowserContext, Page, expect
+from playwright.async_api import Browser, Page, expect
 from pyproj import Geod
 
 from dispatch.demo import DEMO_TEAMS
 from dispatch.teams.models import TeamKind
 from geo.crs import CRS, from_wgs84
 from tests.conftest import RunningServer
-from tests.pages.conftest import desk_context, log_in, phone_context
+from tests.pages.conftest import Opened, desk_context, log_in, phone_context
 from tests.support import QINGXI, Account, World
 
 GEOD = Geod(ellps="WGS84")
@@ -29,9 +29,7 @@ def away(
     return float(lon), float(lat)
 
 
-async def open_console(
-    browser: Browser, opened: list[BrowserContext], world: World, height: int = 900
-) -> Page:
+async def open_console(browser: Browser, opened: Opened, world: World, height: int = 900) -> Page:
     page = await (await desk_context(browser, opened, {"width": 1440, "height": height})).new_page()
     await log_in(page, world.base_url + "/console", await world.operator())
     await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
@@ -40,7 +38,7 @@ async def open_console(
 
 async def open_phone(
     browser: Browser,
-    opened: list[BrowserContext],
+    opened: Opened,
     world: World,
     leader: Account,
     position: tuple[float, float],
@@ -83,7 +81,7 @@ async def demo_town(world: World, *, without: TeamKind) -> dict[str, dict[str, A
 
 
 async def test_reported_on_console_accepted_and_arrived_on_phone_tier_1_met(
-    world: World, browser: Browser, contexts: list[BrowserContext], artifacts: Path, backend: str
+    world: World, browser: Browser, contexts: Opened, artifacts: Path, backend: str
 ) -> None:
     teams = await demo_town(world, without=TeamKind.RESPONSE)
     post = teams["三中工业园驻点应急联防队"]
@@ -146,7 +144,7 @@ async def test_reported_on_console_accepted_and_arrived_on_phone_tier_1_met(
     second = await world.report(operator, 114.1566, 22.8452, category="suspicious")
     world.clock.advance(61)
     await expect(card(console, second["id"]).locator('.tier[data-tier="1"]')).to_have_attribute(
-        "data-status", "breached"
+        "data-status", "breached", timeout=10 * SECOND
     )
     await console.reload()
     await expect(console.locator("#conn")).to_have_attribute("data-state", "live")
@@ -160,7 +158,7 @@ async def test_reported_on_console_accepted_and_arrived_on_phone_tier_1_met(
 
 
 async def test_incident_left_alone_breaches_on_the_console_with_an_alarm(
-    world: World, browser: Browser, contexts: list[BrowserContext], artifacts: Path, backend: str
+    world: World, browser: Browser, contexts: Opened, artifacts: Path, backend: str
 ) -> None:
     await world.team("fixed_post")
     await world.team("mobile", *away(200, 200))
@@ -195,7 +193,7 @@ async def test_incident_left_alone_breaches_on_the_console_with_an_alarm(
 
 
 async def test_phone_records_arrival_by_geofence_while_on_the_way(
-    world: World, browser: Browser, contexts: list[BrowserContext], backend: str
+    world: World, browser: Browser, contexts: Opened, backend: str
 ) -> None:
     post = await world.team("fixed_post")
     leader = await world.leader(post)
@@ -218,7 +216,7 @@ async def test_phone_records_arrival_by_geofence_while_on_the_way(
 
 
 async def test_phone_stays_logged_in_and_gets_missed_alerts_on_return(
-    world: World, browser: Browser, contexts: list[BrowserContext], backend: str
+    world: World, browser: Browser, contexts: Opened, backend: str
 ) -> None:
     post = await world.team("fixed_post")
     leader = await world.leader(post)
@@ -250,7 +248,7 @@ async def test_phone_stays_logged_in_and_gets_missed_alerts_on_return(
 
 
 async def test_console_survives_a_server_restart_and_resumes(
-    world: World, server: RunningServer, browser: Browser, contexts: list[BrowserContext]
+    world: World, server: RunningServer, browser: Browser, contexts: Opened
 ) -> None:
     await world.team("fixed_post")
     operator = await world.operator()

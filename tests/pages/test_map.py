@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, expect
+from playwright.async_api import Browser, expect
 
 from dispatch.config import Settings
-from tests.pages.conftest import desk_context, log_in
+from tests.pages.conftest import Opened, desk_context, log_in
 from tests.support import QINGXI, World
 
 
@@ -19,7 +19,7 @@ def settings(settings: Settings) -> Settings:
 
 
 async def test_clicking_a_zone_on_gcj02_tiles_reports_the_point_in_the_zone(
-    world: World, browser: Browser, contexts: list[BrowserContext]
+    world: World, browser: Browser, contexts: Opened
 ) -> None:
     team = await world.team("fixed_post")
     page = await (await desk_context(browser, contexts)).new_page()

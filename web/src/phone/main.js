@@ -152,10 +152,17 @@ async function start() {
   state.live.start();
 }
 
+// After a resync (the gap was past the server's retention) the list comes over HTTP, and any
+// alert still unanswered counts as missed.
 async function reload() {
   const open = await api.get('/api/v1/incidents?status=open');
   state.incidents = new Map(open.map((incident) => [incident.id, incident]));
+  for (const incident of open) {
+    const d = myDispatch(incident);
+    if (d && !d.accepted_at && !d.arrived_at) state.missed.add(incident.id);
+  }
   renderAll();
+  onCaughtUp();
 }
 
 function showTeam() {
@@ -416,7 +423,7 @@ function renderMap(incident) {
   state.mapFor = incident.id;
   if (state.team) zoneLayer(view, state.team).addTo(view.map);
   incidentMarker(view, incident).addTo(view.map);
-  view.map.setView(view.toMap(incident.location.lon, incident.location.lat), 16);
+  view.map.setView(view.toMap(incident.location.lon, incident.location.lat), 16, { animate: false });
   showMe();
 }
 

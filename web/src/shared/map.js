@@ -22,6 +22,11 @@ export function createMap(element, config, options) {
     zoomControl: !small,
     attributionControl: !!config.tile_url,
     keyboard: !small,
+    // The small map comes and goes with the alert screen: a zoom animation still running when
+    // it is removed would throw inside Leaflet.
+    zoomAnimation: !small,
+    fadeAnimation: !small,
+    markerZoomAnimation: !small,
   });
   if (config.tile_url) {
     L.tileLayer(config.tile_url, {
