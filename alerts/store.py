@@ -77,7 +77,7 @@ async def enqueue(
         select(Mailbox.user_id, Mailbox.last_seq)
         .where(Mailbox.user_id.in_(users))
         .order_by(Mailbox.user_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     )
     last = {user_id: seq for user_id, seq in rows.all()}
     missing = [u for u in users if u not in last]

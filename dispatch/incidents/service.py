@@ -99,7 +99,7 @@ async def _load_incident(
 ) -> Incident:
     query = select(Incident).where(Incident.id == incident_id)
     if for_update:
-        query = query.with_for_update()
+        query = query.with_for_update(key_share=True)
     incident = await session.scalar(query)
     if incident is None:
         raise NotFound(f"incident {incident_id!r} does not exist", field="incident_id")
@@ -483,7 +483,7 @@ async def record_deliveries(
     rows = await session.scalars(
         select(Dispatch)
         .where(Dispatch.id.in_(dispatch_ids), Dispatch.delivered_at.is_(None))
-        .with_for_update()
+        .with_for_update(key_share=True)
     )
     touched: set[str] = set()
     for d in rows:
@@ -498,7 +498,9 @@ async def record_deliveries(
 async def _acting_dispatch(
     session: AsyncSession, actor: auth.Principal, dispatch_id: str
 ) -> tuple[Dispatch, Incident]:
-    d = await session.scalar(select(Dispatch).where(Dispatch.id == dispatch_id).with_for_update())
+    d = await session.scalar(
+        select(Dispatch).where(Dispatch.id == dispatch_id).with_for_update(key_share=True)
+    )
     if d is None:
         raise NotFound(f"dispatch {dispatch_id!r} does not exist", field="dispatch_id")
     if actor.role == Role.LEADER and actor.team_id != d.team_id:
@@ -635,7 +637,7 @@ async def _settle_tier(
     row = await session.scalar(
         select(ChainTier)
         .where(ChainTier.incident_id == incident.id, ChainTier.tier == tier)
-        .with_for_update()
+        .with_for_update(key_share=True)
     )
     assert row is not None, "every incident has three chain tiers"
     if row.arrived_at is None:
@@ -662,10 +664,11 @@ async def fire_due_breaches(session: AsyncSession, now: datetime, limit: int = 1
     rows = list(
         await session.scalars(
             select(ChainTier)
-            .where(ChainTier.status == TierStatus.PENDING.value, ChainTier.deadline <= now)
+            # Strictly past: an arrival at the very deadline still meets it.
+            .where(ChainTier.status == TierStatus.PENDING.value, ChainTier.deadline < now)
             .order_by(ChainTier.deadline)
             .limit(limit)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, key_share=True)
         )
     )
     by_incident: dict[str, list[ChainTier]] = {}
@@ -698,7 +701,7 @@ async def close_incident(
     pending = await session.scalars(
         select(ChainTier)
         .where(ChainTier.incident_id == incident_id, ChainTier.status == TierStatus.PENDING.value)
-        .with_for_update()
+        .with_for_update(key_share=True)
     )
     for row in pending:
         if row.deadline < now:

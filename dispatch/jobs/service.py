@@ -46,7 +46,7 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Jo
         .where(Job.status == JobStatus.PENDING.value, Job.due_at <= now)
         .order_by(Job.due_at)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
     )
     return list(rows)
 

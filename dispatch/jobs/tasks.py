@@ -85,4 +85,7 @@ class Timer:
     def _until(self, next_due: datetime | None) -> datetime:
         # Poll as well: another process may have stored something due earlier.
         poll = self._runtime.clock.now() + timedelta(seconds=self._runtime.settings.timer_poll_s)
-        return poll if next_due is None else min(next_due, poll)
+        if next_due is None:
+            return poll
+        # A deadline is passed only once the clock is beyond it.
+        return min(next_due + timedelta(milliseconds=1), poll)

@@ -139,7 +139,7 @@ def _parse_zone(zone: dict[str, Any], max_vertices: int) -> dict[str, Any]:
 async def get_team(session: AsyncSession, team_id: str, *, for_update: bool = False) -> Team:
     query = select(Team).where(Team.id == team_id, Team.retired_at.is_(None))
     if for_update:
-        query = query.with_for_update()
+        query = query.with_for_update(key_share=True)
     team = await session.scalar(query)
     if team is None:
         raise NotFound(f"team {team_id!r} does not exist", field="team_id")
