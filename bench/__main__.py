@@ -115,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     say(table)
     for note in report.notes:
         say(f"note: {note}")
+    when = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     result = {
-        "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "when": when,
         "seconds": round(time.time() - started, 1),
         "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
         "argv": sys.argv[1:] if argv is None else argv,
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     args.json.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str))
     say(f"\nJSON written to {args.json}")
     if args.update_docs:
-        _update_docs(markdown_table(report.rows), report.notes, result["when"])
+        _update_docs(markdown_table(report.rows), report.notes, when)
     missed = [r for r in report.rows if r.met is False]
     return 1 if missed else 0
 

@@ -286,11 +286,11 @@ def _collect(streams: list[Stream], results: list[dict[str, Any]]) -> None:
             by_rep[tag] = stream
     for result in results:
         for tag, user_id, at, _size in result["receipts"]:
-            stream = by_rep.get(tag)
-            if stream is None:
+            owner = by_rep.get(tag)
+            if owner is None:
                 continue
-            stream.latencies_ms.append((at - sent[tag]) * 1000)
-            stream.recipients.setdefault(tag, []).append(user_id)
+            owner.latencies_ms.append((at - sent[tag]) * 1000)
+            owner.recipients.setdefault(tag, []).append(user_id)
         for tag, text in result["samples"].items():
             if tag in by_rep:
                 by_rep[tag].samples.setdefault(tag, text)

@@ -79,8 +79,9 @@ class WorkerJob:
     behaviour: Behaviour = field(default_factory=Behaviour)
     seed: int = 0
     ack: bool = True
-    # Handshakes in flight at once: enough to connect quickly, few enough not to swamp the server.
-    connect_concurrency: int = 64
+    # Handshakes in flight at once per worker: enough to connect quickly, few enough not to
+    # swamp the server (each handshake reads the database twice).
+    connect_concurrency: int = 16
 
 
 @dataclass(frozen=True)
@@ -274,7 +275,12 @@ class Crowd:
     def start(self, on_progress: Callable[[str], None] = lambda _: None) -> dict[str, int]:
         self.workers = start_workers(self.jobs)
         totals = {"connected": 0, "failed": 0}
-        for _, pipe in self.workers:
+        for process, pipe in self.workers:
+            # A worker that dies without a word (killed, out of memory) must not hang the run.
+            while not pipe.poll(1.0):
+                if not process.is_alive():
+                    self.stop()
+                    raise RuntimeError(f"a leader worker exited with {process.exitcode}")
             kind, payload = pipe.recv()
             if kind == "error":
                 self.stop()
