@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from alerts.hub import Hub
 from dispatch import fanout, migrate
+from dispatch.audit.routes import router as audit_router
 from dispatch.auth import service as auth
 from dispatch.auth.routes import router as auth_router
 from dispatch.clock import Clock, SystemClock
@@ -31,6 +32,7 @@ from dispatch.realtime import router as realtime_router
 from dispatch.reports.routes import router as reports_router
 from dispatch.rosters.routes import router as rosters_router
 from dispatch.runtime import Runtime, load_secret
+from dispatch.security.middleware import BodyLimit
 from dispatch.teams import service as teams
 from dispatch.teams.coverage import Coverage
 from dispatch.teams.routes import router as teams_router
@@ -44,6 +46,10 @@ Incidents in, covering teams alerted over websockets, the 1-3-5 minute chain on 
 Every route but `POST /api/v1/auth/token` and the health checks needs `Authorization: Bearer`.
 The websocket protocol at `/ws` is described in docs/api.md.
 """
+
+
+# Routes that take a file as the raw body: capped at max_upload_bytes, not max_body_bytes.
+UPLOAD_ROUTES = ("/api/v1/rosters/import", "/api/v1/villages/import")
 
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -86,11 +92,14 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         app.include_router(router)
     for router in (reports_router, rosters_router, villages_router, coverage_router):
         app.include_router(router)
+    app.include_router(audit_router)
     app.include_router(realtime_router)
     app.include_router(pages_router)
     mount_static(app)
     install_operations(app)
     _add_health(app)
+    # Outermost: an oversized body is refused before anything reads it.
+    app.add_middleware(BodyLimit, uploads=UPLOAD_ROUTES)
     return app
 
 

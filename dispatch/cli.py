@@ -51,9 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--team", default=None, help="the team id of a leader")
     add.set_defaults(handler=_users_add)
 
+    from dispatch.audit.cli import add_audit_command
     from dispatch.simulate.cli import add_simulate_command
 
     add_simulate_command(commands)
+    add_audit_command(commands)
     return parser
 
 
@@ -131,6 +133,7 @@ def _users_add(args: argparse.Namespace) -> int:
 
 async def _add_user(name: str, role: object, team_id: str | None, password: str) -> str:
     from dispatch import migrate
+    from dispatch.audit import service as audit
     from dispatch.auth import service as auth
     from dispatch.auth.models import Role
     from dispatch.auth.schemas import UserCreate
@@ -159,6 +162,12 @@ async def _add_user(name: str, role: object, team_id: str | None, password: str)
                 team_id=team_id,
                 now=SystemClock().now(),
                 hasher=auth.password_hasher(settings.argon2_time_cost, settings.argon2_memory_kib),
+            )
+            # The trail names the command line as the actor: whoever can run it owns the box.
+            facts = {"name": name, "role": role.value, "team_id": team_id}
+            cli = audit.Actor(None, "command line", None, "local")
+            audit.record(
+                session, cli, "cli_add_user", user.created_at, target_id=user.id, data=facts
             )
             return user.id
     finally:

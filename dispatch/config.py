@@ -80,6 +80,21 @@ class Settings(BaseSettings):
     # refreshed for three of these is a process gone away.
     presence_heartbeat_s: float = Field(default=10.0, gt=0)
 
+    # Login backoff (docs/security.md): failures beyond the free ones double the wait, up to
+    # the maximum; never a permanent lockout. Per account name, and per client address.
+    login_account_free_failures: int = Field(default=5, ge=1)
+    login_address_free_failures: int = Field(default=20, ge=1)
+    login_backoff_s: float = Field(default=1.0, gt=0)
+    login_account_backoff_max_s: float = Field(default=300.0, gt=0)
+    login_address_backoff_max_s: float = Field(default=900.0, gt=0)
+    login_forget_after_s: float = Field(default=3600.0, gt=0)
+    # Incident reports per user: a burst, refilled at a steady rate (shared by all processes).
+    report_burst: int = Field(default=30, ge=1)
+    report_per_min: float = Field(default=30.0, gt=0)
+    # Frames a websocket may send: a burst, refilled per second; beyond it the socket is closed.
+    ws_frame_burst: int = Field(default=500, ge=1)
+    ws_frames_per_s: float = Field(default=100.0, gt=0)
+
     @field_validator("chain_targets", mode="before")
     @classmethod
     def _parse_targets(cls, value: object) -> object:

@@ -35,15 +35,19 @@ _bearer = HTTPBearer(auto_error=False, description="token from POST /api/v1/auth
 
 
 async def get_principal(
+    request: Request,
     runtime: RuntimeDep,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> auth.Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("an Authorization: Bearer token is required")
-    return await auth.principal_for_token(
+    principal = await auth.principal_for_token(
         session, credentials.credentials, secret=runtime.secret, now=runtime.clock.now()
     )
+    # The audit trail names who made a change.
+    request.state.principal = principal
+    return principal
 
 
 PrincipalDep = Annotated[auth.Principal, Depends(get_principal)]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
@@ -24,6 +26,9 @@ class DomainError(Exception):
         if self.field is not None:
             body["field"] = self.field
         return body
+
+    def headers(self) -> dict[str, str] | None:
+        return {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
 
 
 class InvalidInput(DomainError):
@@ -51,6 +56,63 @@ class Forbidden(DomainError):
     code = "forbidden"
 
 
+class RateLimited(DomainError):
+    """Too many attempts: the client may try again after ``retry_after_s`` seconds."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, detail: str, *, retry_after_s: float, field: str | None = None) -> None:
+        super().__init__(detail, field=field)
+        self.retry_after_s = max(1, math.ceil(retry_after_s))
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "retry_after_s": self.retry_after_s}
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class RowProblem(BaseModel):
+    row: int | None
+    field: str | None
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """Every error answer: a machine-readable ``error`` code and a ``detail`` for people."""
+
+    error: str = Field(description="invalid_input, not_found, conflict, unauthorized, ...")
+    detail: str
+    field: str | None = Field(default=None, description="the input the error is about")
+    fields: list[FieldProblem] | None = Field(default=None, description="every invalid input")
+    problems: list[RowProblem] | None = Field(default=None, description="bad rows of a file")
+    retry_after_s: int | None = Field(default=None, description="with 429: when to try again")
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorOut, "description": description}
+
+
+# Declared on every API router, so the schema names every error a route can answer with.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _error("no token, or a bad, expired or revoked one, or a disabled user"),
+    403: _error("the caller's role or team may not do this"),
+    404: _error("a named record does not exist"),
+    409: _error("the request conflicts with the record's state"),
+    413: _error("the request body is larger than allowed"),
+    422: _error("invalid input: the field and the reason are named"),
+}
+RATE_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: _error("too many attempts: wait for Retry-After seconds")
+}
+
+
 def _field_path(loc: tuple[int | str, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or ".".join(str(p) for p in loc)
@@ -68,8 +130,7 @@ def _validation_body(exc: RequestValidationError) -> dict[str, Any]:
 def install_error_handlers(app: FastAPI) -> None:
     async def domain_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DomainError)
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
 
     async def validation_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

@@ -1,19 +1,24 @@
 """Imports every model so the metadata knows every table (for migrations)."""
 
 from alerts.models import Mailbox, Message
-from dispatch.auth.models import User
+from dispatch.audit.models import AuditEntry, EventChainHead
+from dispatch.auth.models import RevokedToken, User
 from dispatch.incidents.models import ChainTier, Dispatch, Incident, IncidentEvent
 from dispatch.jobs.models import Job
 from dispatch.notifiers.models import Notification, NotificationAttempt
 from dispatch.reachability.models import Presence, TestAlert
 from dispatch.rosters.models import DutySchedule, IncidentSkip, RosterMember
+from dispatch.security.models import Backoff, RateBucket
 from dispatch.teams.models import Team
 from dispatch.villages.models import Village
 
 __all__ = [
+    "AuditEntry",
+    "Backoff",
     "ChainTier",
     "Dispatch",
     "DutySchedule",
+    "EventChainHead",
     "Incident",
     "IncidentEvent",
     "IncidentSkip",
@@ -23,6 +28,8 @@ __all__ = [
     "Notification",
     "NotificationAttempt",
     "Presence",
+    "RateBucket",
+    "RevokedToken",
     "RosterMember",
     "Team",
     "TestAlert",

@@ -28,3 +28,15 @@ class User(Base):
     # A leader's mobile number, for SMS and robot @-mentions when the phone's page is offline.
     phone: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime]
+    # Tokens issued before this moment are refused: set when the password is reset.
+    tokens_valid_after: Mapped[datetime | None]
+
+
+class RevokedToken(Base):
+    """A token given back by logout; kept until it would have expired anyway."""
+
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), index=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -2,29 +2,83 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
+from dispatch.audit import service as audit
+from dispatch.audit.trail import actor_of
 from dispatch.auth import service
-from dispatch.auth.schemas import TokenOut, UserCreate, UserOut
+from dispatch.auth.models import Role
+from dispatch.auth.schemas import TokenOut, UserCreate, UserOut, UserPatch
+from dispatch.config import Settings
 from dispatch.deps import AdminDep, PrincipalDep, RuntimeDep, SessionDep
+from dispatch.errors import RATE_LIMITED, Unauthorized
+from dispatch.routing import api_router
+from dispatch.security import limits
 from dispatch.teams import service as teams
 
-router = APIRouter(prefix="/api/v1", tags=["auth"])
+router = api_router("/api/v1", tags=["auth"])
 
 
-@router.post("/auth/token", response_model=TokenOut)
+def login_limits(settings: Settings, name: str, address: str) -> dict[str, limits.BackoffPolicy]:
+    """Two counts for every attempt: the account's (from anywhere) and the address's (for any
+    account). Either one waiting refuses the attempt."""
+    account = limits.BackoffPolicy(
+        settings.login_account_free_failures,
+        settings.login_backoff_s,
+        settings.login_account_backoff_max_s,
+        settings.login_forget_after_s,
+    )
+    addressed = limits.BackoffPolicy(
+        settings.login_address_free_failures,
+        settings.login_backoff_s,
+        settings.login_address_backoff_max_s,
+        settings.login_forget_after_s,
+    )
+    return {f"login:account:{name}"[:200]: account, f"login:address:{address}"[:200]: addressed}
+
+
+@router.post("/auth/token", response_model=TokenOut, responses=RATE_LIMITED)
 async def issue_token(
+    request: Request,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     runtime: RuntimeDep,
-    session: SessionDep,
 ) -> TokenOut:
-    """OAuth2 password flow: form fields ``username`` and ``password``."""
-    user = await service.authenticate(session, form.username, form.password, runtime.passwords)
+    """OAuth2 password flow: form fields ``username`` and ``password``.
+
+    Failed attempts earn a growing wait (429 with Retry-After), per account and per address.
+    """
+    now = runtime.clock.now()
+    actor = actor_of(request)
+    name = form.username[:64]
+    keys = login_limits(runtime.settings, name, actor.address or "unknown")
+    # Each step its own short unit of work: the password hash runs holding no connection.
+    async with runtime.transaction() as session:
+        await limits.admit(session, keys, now, "login")
+    async with runtime.sessionmaker() as session:
+        found = await service.find_user(session, name)
+    try:
+        user = await service.check_password(runtime.passwords, found, form.password)
+    except Unauthorized:
+        async with runtime.transaction() as session:
+            tried = audit.Actor(None, name, None, actor.address)
+            audit.record(session, tried, "login_failed", now, data={"username": name})
+        raise
+    account_key, address_key = keys
+    async with runtime.transaction() as session:
+        await limits.succeeded(session, clear=[account_key], undo={address_key: keys[address_key]})
     token, expires_at = service.issue_token(
-        user, secret=runtime.secret, ttl_s=runtime.settings.token_ttl_s, now=runtime.clock.now()
+        user, secret=runtime.secret, ttl_s=runtime.settings.token_ttl_s, now=now
     )
+    request.state.principal = service.Principal(user.id, user.name, Role(user.role), user.team_id)
     return TokenOut(access_token=token, expires_at=expires_at)
+
+
+@router.post("/auth/logout", status_code=204, response_class=Response)
+async def logout(principal: PrincipalDep, runtime: RuntimeDep, session: SessionDep) -> Response:
+    """Revoke the bearer token of this request: it stops working at once, everywhere."""
+    await service.revoke(session, principal, runtime.clock.now())
+    return Response(status_code=204)
 
 
 @router.get("/auth/me", response_model=UserOut)
@@ -47,9 +101,28 @@ async def create_user(
         now=runtime.clock.now(),
         hasher=runtime.passwords,
     )
+    audit.note(session, target_id=user.id, name=user.name, role=user.role, team_id=user.team_id)
     return UserOut.model_validate(user)
 
 
 @router.get("/users", response_model=list[UserOut], tags=["users"])
 async def list_users(session: SessionDep, _: AdminDep) -> list[UserOut]:
     return [UserOut.model_validate(u) for u in await service.list_users(session)]
+
+
+@router.patch("/users/{user_id}", response_model=UserOut, tags=["users"])
+async def update_user(
+    user_id: str, patch: UserPatch, runtime: RuntimeDep, session: SessionDep, _: AdminDep
+) -> UserOut:
+    """Disable or enable an account, or reset its password."""
+    user = await service.update_user(
+        session,
+        user_id,
+        disabled=patch.disabled,
+        password=patch.password,
+        now=runtime.clock.now(),
+        hasher=runtime.passwords,
+    )
+    # The trail withholds the password itself; it records that one was set.
+    audit.note(session, changes=patch.model_dump(exclude_unset=True))
+    return UserOut.model_validate(user)

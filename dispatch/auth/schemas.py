@@ -26,3 +26,15 @@ class UserOut(Schema):
     team_id: str | None
     disabled: bool
     created_at: LocalTime
+
+
+class UserPatch(Schema):
+    disabled: bool | None = Field(
+        default=None, description="a disabled user's tokens stop working at once"
+    )
+    password: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=256,
+        description="a new password; every token issued before it stops working",
+    )

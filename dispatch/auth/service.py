@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
-from dispatch.auth.models import Role, User
+from dispatch.auth.models import RevokedToken, Role, User
 from dispatch.db import new_id
 from dispatch.errors import Conflict, InvalidInput, NotFound, Unauthorized
 
@@ -42,6 +43,9 @@ class Principal:
     name: str
     role: Role
     team_id: str | None
+    # The token this principal came with: logout revokes it until it would have expired.
+    token_id: str | None = None
+    token_expires_at: datetime | None = None
 
 
 async def create_user(
@@ -79,10 +83,16 @@ async def list_users(session: AsyncSession) -> list[User]:
     return list(await session.scalars(select(User).order_by(User.name)))
 
 
-async def authenticate(
-    session: AsyncSession, name: str, password: str, hasher: PasswordHasher
-) -> User:
-    user = await session.scalar(select(User).where(User.name == name))
+async def find_user(session: AsyncSession, name: str) -> User | None:
+    found: User | None = await session.scalar(select(User).where(User.name == name))
+    return found
+
+
+async def check_password(hasher: PasswordHasher, user: User | None, password: str) -> User:
+    """The user, if the password is theirs and the account is enabled; else 401.
+
+    Needs no database session: the slow hash holds no connection while it runs.
+    """
     if user is None:
         # Spend the same time as for a known name, so timing does not reveal which names exist.
         await hash_password(hasher, password)
@@ -94,31 +104,92 @@ async def authenticate(
 
 def issue_token(user: User, *, secret: str, ttl_s: int, now: datetime) -> tuple[str, datetime]:
     expires_at = now + timedelta(seconds=ttl_s)
-    claims = {"sub": user.id, "iat": int(now.timestamp()), "exp": int(expires_at.timestamp())}
+    claims = {
+        "sub": user.id,
+        # To the microsecond: a password reset refuses tokens issued before it, to the instant.
+        "iat": now.timestamp(),
+        "exp": int(expires_at.timestamp()),
+        "jti": uuid.uuid4().hex,
+    }
     return jwt.encode(claims, secret, algorithm=TOKEN_ALGORITHM), expires_at
 
 
 async def principal_for_token(
     session: AsyncSession, token: str, *, secret: str, now: datetime
 ) -> Principal:
-    """The user a token speaks for; a disabled or deleted user's tokens stop working at once."""
+    """The user a token speaks for. A disabled or deleted user's tokens, a revoked token and
+    tokens issued before a password reset stop working at once: every request reads them."""
     try:
         claims = jwt.decode(
             token,
             secret,
             algorithms=[TOKEN_ALGORITHM],
             # Times are judged by the server clock below, not by the library's wall clock.
-            options={"verify_exp": False, "verify_iat": False, "require": ["sub", "exp"]},
+            options={
+                "verify_exp": False,
+                "verify_iat": False,
+                "require": ["sub", "exp", "iat", "jti"],
+            },
         )
-    except jwt.InvalidTokenError:
+        expires = float(claims["exp"])
+        issued = float(claims["iat"])
+    except (jwt.InvalidTokenError, TypeError, ValueError):
         raise Unauthorized("the bearer token is invalid") from None
     # Expiry is judged by the server's clock, the same one that issued the token.
-    if int(claims["exp"]) <= now.timestamp():
+    if expires <= now.timestamp():
         raise Unauthorized("the bearer token has expired")
+    token_id = str(claims["jti"])
+    if await session.get(RevokedToken, token_id) is not None:
+        raise Unauthorized("the bearer token was revoked (logged out)")
     user = await session.get(User, str(claims["sub"]))
     if user is None or user.disabled:
         raise Unauthorized("the bearer token's user is unknown or disabled")
-    return Principal(user.id, user.name, Role(user.role), user.team_id)
+    if user.tokens_valid_after is not None and issued < user.tokens_valid_after.timestamp():
+        raise Unauthorized("the bearer token was issued before the password was reset")
+    return Principal(
+        user.id,
+        user.name,
+        Role(user.role),
+        user.team_id,
+        token_id=token_id,
+        token_expires_at=datetime.fromtimestamp(expires, UTC),
+    )
+
+
+async def revoke(session: AsyncSession, principal: Principal, now: datetime) -> None:
+    """Logout: the token stops working; tokens that expired by now need no record."""
+    await session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= now))
+    if principal.token_id is None or principal.token_expires_at is None:
+        return
+    if await session.get(RevokedToken, principal.token_id) is None:
+        session.add(
+            RevokedToken(
+                jti=principal.token_id,
+                user_id=principal.user_id,
+                expires_at=principal.token_expires_at,
+            )
+        )
+    await session.flush()
+
+
+async def update_user(
+    session: AsyncSession,
+    user_id: str,
+    *,
+    disabled: bool | None,
+    password: str | None,
+    now: datetime,
+    hasher: PasswordHasher,
+) -> User:
+    """Disable or enable an account, or reset its password (which ends its tokens)."""
+    user = await get_user(session, user_id)
+    if disabled is not None:
+        user.disabled = disabled
+    if password is not None:
+        user.password_hash = await hash_password(hasher, password)
+        user.tokens_valid_after = now
+    await session.flush()
+    return user
 
 
 async def get_user(session: AsyncSession, user_id: str) -> User:

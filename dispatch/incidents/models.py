@@ -102,9 +102,14 @@ class Dispatch(Base):
 
 
 class IncidentEvent(Base):
-    """The append-only record of everything that happened to an incident."""
+    """The append-only record of everything that happened to an incident.
+
+    Tamper-evident: each row's ``hash`` covers its content and the previous row's hash of the
+    same incident (dispatch.audit.chain fills them in as the row is flushed).
+    """
 
     __tablename__ = "incident_events"
+    __table_args__ = (UniqueConstraint("incident_id", "seq"),)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
@@ -112,3 +117,12 @@ class IncidentEvent(Base):
     type: Mapped[str] = mapped_column(String(32))
     actor_id: Mapped[str | None] = mapped_column(String(32))
     data: Mapped[dict[str, Any]]
+    # Place in the incident's chain (1, 2, ...), the previous row's hash, and this row's.
+    seq: Mapped[int]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+# Seals every new event into its incident's hash chain as it is flushed, whoever adds it; at
+# the end of this module because the chain reads IncidentEvent.
+from dispatch.audit import chain as _chain  # noqa: E402, F401

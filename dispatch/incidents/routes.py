@@ -2,11 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import Depends, Header, Query, Response
 
+from dispatch.audit import service as audit
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
 from dispatch.deps import OperatorDep, RuntimeDep, SessionDep, require
+from dispatch.errors import RATE_LIMITED
 from dispatch.incidents import service
 from dispatch.incidents.models import IncidentStatus
 from dispatch.incidents.schemas import (
@@ -18,9 +20,11 @@ from dispatch.incidents.schemas import (
     PositionOut,
     ShownIn,
 )
+from dispatch.routing import api_router
+from dispatch.security import limits
 
-incidents_router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
-dispatches_router = APIRouter(prefix="/api/v1/dispatches", tags=["dispatches"])
+incidents_router = api_router("/api/v1/incidents", tags=["incidents"])
+dispatches_router = api_router("/api/v1/dispatches", tags=["dispatches"])
 
 Viewer = Annotated[
     auth.Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Role.AUDITOR, Role.LEADER))
@@ -32,7 +36,10 @@ Responder = Annotated[auth.Principal, Depends(require(Role.LEADER, Role.OPERATOR
     "",
     status_code=201,
     response_model=IncidentOut,
-    responses={201: {"description": "stored with its dispatches and alerts, then alerted"}},
+    responses={
+        201: {"description": "stored with its dispatches and alerts, then alerted"},
+        **RATE_LIMITED,
+    },
 )
 async def report_incident(
     data: IncidentCreate,
@@ -49,6 +56,12 @@ async def report_incident(
         ),
     ] = None,
 ) -> IncidentOut:
+    settings = runtime.settings
+    # Per user, before any work: one account cannot flood the teams with alerts.
+    rate = limits.Rate(settings.report_burst, settings.report_per_min)
+    await limits.take(
+        session, f"report:{reporter.user_id}", rate, runtime.clock.now(), "incident reports"
+    )
     view, replayed = await service.report_incident(
         session,
         data,
@@ -65,6 +78,7 @@ async def report_incident(
         response.headers["Idempotent-Replayed"] = "true"
     else:
         runtime.schedule_wake(session)
+    audit.note(session, target_id=view.id, category=view.category.value, replayed=replayed)
     return view
 
 

@@ -2,16 +2,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 
+from dispatch.audit import service as audit
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
 from dispatch.deps import AdminDep, SessionDep, require
 from dispatch.incidents import service as incidents
 from dispatch.notifiers import service
 from dispatch.notifiers.schemas import AttemptOut, NotificationOut, PhoneIn, PhoneOut
+from dispatch.routing import api_router
 
-router = APIRouter(prefix="/api/v1", tags=["notifiers"])
+router = api_router("/api/v1", tags=["notifiers"])
 
 Watcher = Annotated[auth.Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Role.AUDITOR))]
 
@@ -20,6 +22,8 @@ Watcher = Annotated[auth.Principal, Depends(require(Role.ADMIN, Role.OPERATOR, R
 async def set_phone(user_id: str, body: PhoneIn, session: SessionDep, _: AdminDep) -> PhoneOut:
     """The number SMS and the group robots' @-mentions use to reach a leader."""
     user = await service.set_phone(session, user_id, body.phone)
+    # Personal data: the audit trail shows it in full to admins only.
+    audit.note(session, phone=user.phone)
     return PhoneOut(user_id=user.id, phone=user.phone)
 
 

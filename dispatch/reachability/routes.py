@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
@@ -15,11 +15,12 @@ from dispatch.reachability.schemas import (
     TestAlertOut,
     TestAlertSentOut,
 )
+from dispatch.routing import api_router
 from dispatch.runtime import Runtime
 from dispatch.teams import service as teams
 from dispatch.teams.models import Team
 
-router = APIRouter(prefix="/api/v1", tags=["reachability"])
+router = api_router("/api/v1", tags=["reachability"])
 
 Watcher = Annotated[auth.Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Role.AUDITOR))]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
@@ -12,9 +12,10 @@ from dispatch.incidents.models import Category
 from dispatch.reports import exports, service
 from dispatch.reports.schemas import GroupBy, IncidentReportOut, ReportOut
 from dispatch.rosters.files import CSV_TYPE, XLSX_TYPE, download
+from dispatch.routing import api_router
 from dispatch.schemas import DISPLAY_TZ
 
-router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
+router = api_router("/api/v1/reports", tags=["reports"])
 Office = Annotated[auth.Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Role.AUDITOR))]
 
 HISTOGRAM_BIN_S = 10

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 from pydantic import AwareDatetime
 
 from dispatch.auth import service as auth
@@ -21,8 +21,9 @@ from dispatch.rosters.schemas import (
     MemberOut,
     TeamStrengthOut,
 )
+from dispatch.routing import api_router
 
-router = APIRouter(prefix="/api/v1/rosters", tags=["rosters"])
+router = api_router("/api/v1/rosters", tags=["rosters"])
 Reader = Annotated[
     auth.Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Role.AUDITOR, Role.LEADER))
 ]

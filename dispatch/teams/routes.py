@@ -2,10 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import Depends, Query, Response
 
+from dispatch.audit import service as audit
 from dispatch.auth.models import Role
 from dispatch.deps import AdminDep, RuntimeDep, SessionDep, require
+from dispatch.routing import api_router
 from dispatch.schemas import LocationIn, LocationOut
 from dispatch.teams import service
 from dispatch.teams.coverage import CoveredBy
@@ -13,7 +15,7 @@ from dispatch.teams.models import Team, TeamKind
 from dispatch.teams.schemas import CoveringTeamOut, TeamCreate, TeamOut, TeamPatch
 from geo.crs import CRS
 
-router = APIRouter(prefix="/api/v1/teams", tags=["teams"])
+router = api_router("/api/v1/teams", tags=["teams"])
 _Viewer = Depends(require(Role.ADMIN, Role.OPERATOR, Role.AUDITOR, Role.LEADER))
 
 
@@ -46,6 +48,7 @@ async def create_team(
         now=runtime.clock.now(),
         max_vertices=runtime.settings.max_zone_vertices,
     )
+    audit.note(session, target_id=team.id, name=team.name, kind=team.kind)
     return team_out(team)
 
 
@@ -86,6 +89,11 @@ async def update_team(
         now=runtime.clock.now(),
         max_vertices=runtime.settings.max_zone_vertices,
     )
+    changes = patch.model_dump(mode="json", exclude_unset=True)
+    if changes.get("zone") is not None:
+        # A zone can hold thousands of vertices: the trail says it was replaced.
+        changes["zone"] = "replaced"
+    audit.note(session, changes=changes)
     return team_out(team)
 
 

@@ -2,17 +2,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 
 from dispatch.auth.models import Role
 from dispatch.deps import AdminDep, RuntimeDep, SessionDep, require
 from dispatch.rosters.files import read_capped
+from dispatch.routing import api_router
 from dispatch.villages import service
 from dispatch.villages.schemas import CoverageOut, VillageImportOut, VillageOut
 from geo.crs import CRS
 
-router = APIRouter(prefix="/api/v1/villages", tags=["villages"])
-coverage_router = APIRouter(prefix="/api/v1/coverage", tags=["villages"])
+router = api_router("/api/v1/villages", tags=["villages"])
+coverage_router = api_router("/api/v1/coverage", tags=["villages"])
 _Viewer = Depends(require(Role.ADMIN, Role.OPERATOR, Role.AUDITOR, Role.LEADER))
 _Office = Depends(require(Role.ADMIN, Role.OPERATOR, Role.AUDITOR))
 

@@ -1,0 +1,201 @@
+"""The incident event log as hash chains: one chain per incident.
+
+Each event row carries its place in its incident's chain (``seq`` 1, 2, ...), the previous
+row's hash (``prev_hash``; 64 zeros for the first) and its own ``hash``: SHA-256 over the
+previous hash and a canonical serialisation of the row. Changing, inserting or deleting a row
+through SQL breaks the chain at that row; ``verify`` finds the first break.
+
+The newest link of each chain is kept in ``incident_event_heads`` and locked (FOR UPDATE) while
+a transaction appends to that incident, so two transactions never fork a chain. The lock is
+taken when the events are flushed, after the transaction's dispatch and chain-tier locks and
+before it enqueues messages (mailboxes), heads in incident-id order: the order every other
+transaction takes them, so it cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import event, inspect, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, UOWTransaction
+
+from dispatch.audit.models import EventChainHead
+from dispatch.incidents.models import IncidentEvent
+
+GENESIS = "0" * 64
+
+
+def _normal(value: Any) -> Any:
+    """The value as any JSON store hands it back: integral floats as integers (PostgreSQL's
+    jsonb keeps numbers as decimals), keys as strings, tuples as lists, times as ISO text."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("event data must be finite numbers")
+        return int(value) if value.is_integer() else value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _normal(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_normal(v) for v in value]
+    raise TypeError(f"event data holds a {type(value).__name__}, which JSON cannot keep")
+
+
+def canonical(
+    incident_id: str, seq: int, at: datetime, kind: str, actor_id: str | None, data: Any
+) -> bytes:
+    """The row as hashed: JSON with sorted keys, no spaces, the time in UTC to the microsecond.
+    The same bytes on SQLite and PostgreSQL, before storing and after reading back."""
+    row = {
+        "incident_id": incident_id,
+        "seq": seq,
+        "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "type": kind,
+        "actor_id": actor_id,
+        "data": _normal(data),
+    }
+    text = json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.encode()
+
+
+def link(prev_hash: str, body: bytes) -> str:
+    return hashlib.sha256(prev_hash.encode() + b"\n" + body).hexdigest()
+
+
+def event_hash(e: IncidentEvent, prev_hash: str) -> str:
+    return link(prev_hash, canonical(e.incident_id, e.seq, e.at, e.type, e.actor_id, e.data))
+
+
+@event.listens_for(Session, "before_flush")
+def _seal_new_events(session: Session, _context: UOWTransaction, _instances: object) -> None:
+    """Give every new event its place and hash, whoever added it, just before it is written."""
+    pending = sorted(
+        (o for o in session.new if isinstance(o, IncidentEvent) and o.hash is None),
+        key=lambda o: inspect(o).insert_order,
+    )
+    if not pending:
+        return
+    by_incident: dict[str, list[IncidentEvent]] = {}
+    for e in pending:
+        by_incident.setdefault(e.incident_id, []).append(e)
+    with session.no_autoflush:
+        for incident_id in sorted(by_incident):
+            head = session.scalar(
+                select(EventChainHead)
+                .where(EventChainHead.incident_id == incident_id)
+                .with_for_update()
+                # This session may hold the row from an earlier transaction: read it afresh.
+                .execution_options(populate_existing=True)
+            )
+            if head is None:
+                head = EventChainHead(incident_id=incident_id, seq=0, hash=GENESIS)
+                session.add(head)
+            for e in by_incident[incident_id]:
+                e.seq, e.prev_hash = head.seq + 1, head.hash
+                e.hash = event_hash(e, e.prev_hash)
+                head.seq, head.hash = e.seq, e.hash
+
+
+# ---------------------------------------------------------------- verification
+
+
+@dataclass(frozen=True)
+class Break:
+    """The first row where a chain does not hold."""
+
+    event_id: int | None
+    incident_id: str
+    seq: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        row = f"incident_events row id={self.event_id}" if self.event_id else "incident"
+        at = (
+            f" (incident {self.incident_id}, seq {self.seq})"
+            if self.seq
+            else f" {self.incident_id}"
+        )
+        return f"{row}{at}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    events: int
+    incidents: int
+    # SHA-256 over every head: note it somewhere else, and a later rewrite of whole chains,
+    # or an incident removed with all its events, shows as a different seal.
+    seal: str
+    broken: Break | None
+
+
+async def _stream(session: AsyncSession) -> AsyncIterator[IncidentEvent]:
+    query = select(IncidentEvent).order_by(IncidentEvent.incident_id, IncidentEvent.id)
+    result = await session.stream_scalars(query.execution_options(yield_per=1000))
+    async for row in result:
+        yield row
+
+
+async def verify(session: AsyncSession) -> Verdict:
+    """Walk every chain in order of insertion; stop at the first row that breaks."""
+    heads = {h.incident_id: h for h in await session.scalars(select(EventChainHead))}
+    seal = hashlib.sha256()
+    for incident_id in sorted(heads):
+        seal.update(f"{incident_id}:{heads[incident_id].seq}:{heads[incident_id].hash}\n".encode())
+    events = 0
+    seen: set[str] = set()
+    current: str | None = None
+    prev_hash, seq = GENESIS, 0
+    broken: Break | None = None
+
+    def close_chain(incident_id: str) -> Break | None:
+        head = heads.get(incident_id)
+        if head is None:
+            return Break(None, incident_id, None, "its events have no chain head")
+        if (head.seq, head.hash) != (seq, prev_hash):
+            return Break(
+                None,
+                incident_id,
+                None,
+                f"the chain ends at seq {seq} but its head says seq {head.seq}: rows are missing",
+            )
+        return None
+
+    async for e in _stream(session):
+        events += 1
+        if e.incident_id != current:
+            if current is not None and (broken := close_chain(current)):
+                break
+            current, prev_hash, seq = e.incident_id, GENESIS, 0
+            seen.add(current)
+        seq += 1
+        if e.seq != seq:
+            broken = Break(e.id, e.incident_id, e.seq, f"expected seq {seq}: a row is missing")
+            break
+        if e.prev_hash != prev_hash:
+            reason = "its prev_hash is not the previous row's hash"
+            broken = Break(e.id, e.incident_id, e.seq, reason)
+            break
+        if e.hash != event_hash(e, prev_hash):
+            reason = "its hash does not match its content: the row was changed"
+            broken = Break(e.id, e.incident_id, e.seq, reason)
+            break
+        prev_hash = e.hash
+    else:
+        if current is not None:
+            broken = close_chain(current)
+    if broken is None:
+        for incident_id in sorted(set(heads) - seen):
+            broken = Break(None, incident_id, None, "its head names events that are gone")
+            break
+    return Verdict(events, len(heads), seal.hexdigest(), broken)

@@ -1,0 +1,1 @@
+"""Abuse limits, request size caps and the websocket origin check."""

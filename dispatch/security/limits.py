@@ -1,0 +1,165 @@
+"""Rate limits and login backoff, kept in the database.
+
+The counts live in rows, not in process memory, so every server process behind the proxy sees
+the same counts: with four processes, a limit of 30 a minute is 30 a minute, not 120. A row is
+locked only for the length of one short transaction (``SELECT ... FOR UPDATE``), and several
+rows are always locked in key order, so two limits checked together cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.db import Base, dialect_name
+from dispatch.errors import RateLimited
+from dispatch.security.models import Backoff, RateBucket
+
+
+async def _ensure(session: AsyncSession, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
+    """Insert the rows that do not exist yet; race-free on both backends."""
+    insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
+    for row in rows:
+        await session.execute(insert(model).values(row).on_conflict_do_nothing())
+
+
+# ---------------------------------------------------------------- token buckets
+
+
+@dataclass(frozen=True)
+class Rate:
+    """Up to ``burst`` at once, refilled at ``per_minute``."""
+
+    burst: int
+    per_minute: float
+
+
+async def take(session: AsyncSession, key: str, rate: Rate, now: datetime, what: str) -> None:
+    """Spend one token of ``key``'s bucket, or refuse with 429 and when to try again.
+
+    Call it inside the unit of work it guards: when the request fails, the token is not spent.
+    """
+    await _ensure(
+        session, RateBucket, [{"key": key, "tokens": float(rate.burst), "updated_at": now}]
+    )
+    bucket = await session.scalar(select(RateBucket).where(RateBucket.key == key).with_for_update())
+    assert bucket is not None
+    elapsed = max(0.0, (now - bucket.updated_at).total_seconds())
+    tokens = min(float(rate.burst), bucket.tokens + elapsed * rate.per_minute / 60)
+    if tokens < 1:
+        wait = (1 - tokens) * 60 / rate.per_minute
+        raise RateLimited(
+            f"{what}: at most {rate.burst} at once and {rate.per_minute:g} a minute; "
+            f"try again in {wait:.0f} s",
+            retry_after_s=wait,
+        )
+    bucket.tokens, bucket.updated_at = tokens - 1, now
+    await session.flush()
+
+
+class FrameBudget:
+    """A token bucket in memory, for one websocket: a socket lives in one process.
+
+    Measured on the monotonic clock: it limits a rate, it stamps nothing on the record.
+    """
+
+    def __init__(self, burst: int, per_s: float) -> None:
+        self.burst = burst
+        self.per_s = per_s
+        self.tokens = float(burst)
+        self.at = time.monotonic()
+
+    def spend(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(float(self.burst), self.tokens + (now - self.at) * self.per_s)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+# ---------------------------------------------------------------- backoff
+
+
+@dataclass(frozen=True)
+class BackoffPolicy:
+    """``free`` failures cost nothing; each one after doubles the wait, up to ``max_s``.
+
+    The wait is never permanent: it is at most ``max_s`` after the last failure, and a key that
+    has been quiet for ``forget_s`` starts from zero again.
+    """
+
+    free: int
+    base_s: float
+    max_s: float
+    forget_s: float
+
+    def wait_after(self, failures: int) -> float:
+        if failures <= self.free:
+            return 0.0
+        return min(self.max_s, self.base_s * 2.0 ** min(failures - self.free - 1, 40))
+
+
+async def admit(
+    session: AsyncSession, keys: dict[str, BackoffPolicy], now: datetime, what: str
+) -> None:
+    """Refuse (429) while any key is waiting; otherwise count this attempt as a failure.
+
+    Counting before the outcome is known means that a burst of parallel attempts cannot all
+    slip in before the first failure is written. A success takes its count back
+    (``succeeded``). A refused attempt is not counted, so the wait ends when it says.
+    """
+    await session.execute(
+        delete(Backoff).where(
+            Backoff.last_at < now - timedelta(seconds=max(p.forget_s for p in keys.values()))
+        )
+    )
+    rows = [{"key": k, "failures": 0, "last_at": now, "blocked_until": None} for k in sorted(keys)]
+    await _ensure(session, Backoff, rows)
+    found = await session.scalars(
+        select(Backoff).where(Backoff.key.in_(keys)).order_by(Backoff.key).with_for_update()
+    )
+    counted = list(found)
+    waits = [
+        (row.blocked_until - now).total_seconds()
+        for row in counted
+        if row.blocked_until is not None and row.blocked_until > now
+    ]
+    if waits:
+        wait = max(waits)
+        raise RateLimited(
+            f"{what}: too many failed attempts; try again in {wait:.0f} s", retry_after_s=wait
+        )
+    for row in counted:
+        policy = keys[row.key]
+        if (now - row.last_at).total_seconds() > policy.forget_s:
+            row.failures = 0
+        row.failures += 1
+        row.last_at = now
+        wait_s = policy.wait_after(row.failures)
+        row.blocked_until = now + timedelta(seconds=wait_s) if wait_s else None
+    await session.flush()
+
+
+async def succeeded(
+    session: AsyncSession, *, clear: Sequence[str], undo: dict[str, BackoffPolicy]
+) -> None:
+    """An attempt counted by ``admit`` succeeded: forget the ``clear`` keys' failures, and take
+    this attempt back from the ``undo`` keys."""
+    if clear:
+        await session.execute(delete(Backoff).where(Backoff.key.in_(clear)))
+    for row in await session.scalars(
+        select(Backoff).where(Backoff.key.in_(undo)).order_by(Backoff.key).with_for_update()
+    ):
+        row.failures = max(0, row.failures - 1)
+        wait_s = undo[row.key].wait_after(row.failures)
+        row.blocked_until = row.last_at + timedelta(seconds=wait_s) if wait_s else None
+    await session.flush()

@@ -1,0 +1,96 @@
+"""Login attempts: a growing wait per account and per address, never a permanent lockout."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from tests.support import World
+
+
+async def login(world: World, name: str, password: str) -> httpx.Response:
+    return await world.http.post(
+        "/api/v1/auth/token", data={"username": name, "password": password}
+    )
+
+
+async def test_failures_on_one_account_earn_a_doubling_wait(world: World) -> None:
+    operator = await world.operator()
+    settings = world.runtime.settings
+    for _ in range(settings.login_account_free_failures + 1):
+        assert (await login(world, operator.name, "wrong-password")).status_code == 401
+    # The sixth failure earned a wait of 1 s: even the right password is not tried meanwhile.
+    refused = await login(world, operator.name, operator.password)
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "1"
+    assert refused.json()["error"] == "rate_limited"
+
+    world.clock.advance(1)
+    assert (await login(world, operator.name, "wrong-password")).status_code == 401
+    assert (await login(world, operator.name, operator.password)).headers["retry-after"] == "2"
+    world.clock.advance(2)
+    assert (await login(world, operator.name, operator.password)).status_code == 200
+    # A success forgets the account's failures.
+    assert (await login(world, operator.name, "wrong-password")).status_code == 401
+    assert (await login(world, operator.name, operator.password)).status_code == 200
+
+
+async def test_the_wait_is_capped_so_a_real_user_is_never_locked_out_for_good(
+    world: World,
+) -> None:
+    leader = await world.leader(await world.team())
+    settings = world.runtime.settings
+    cap = settings.login_account_backoff_max_s
+    # 5 free, then waits of 1, 2, 4, ... 256 s, then the cap; under the address's 20 free.
+    for _ in range(settings.login_account_free_failures + 11):
+        reply = await login(world, leader.name, "guess")
+        if reply.status_code == 429:
+            world.clock.advance(float(reply.headers["retry-after"]))
+            reply = await login(world, leader.name, "guess")
+        assert reply.status_code == 401
+    refused = await login(world, leader.name, leader.password)
+    assert refused.status_code == 429 and float(refused.headers["retry-after"]) == cap
+    world.clock.advance(cap)
+    assert (await login(world, leader.name, leader.password)).status_code == 200
+
+
+async def test_failures_from_one_address_across_accounts_are_limited_too(world: World) -> None:
+    operator = await world.operator()
+    settings = world.runtime.settings
+    for n in range(settings.login_address_free_failures + 1):
+        # A different name each time: only the address's count grows.
+        assert (await login(world, f"sprayed-{n}", "password1")).status_code == 401
+    refused = await login(world, operator.name, operator.password)
+    assert refused.status_code == 429
+    world.clock.advance(float(refused.headers["retry-after"]))
+    assert (await login(world, operator.name, operator.password)).status_code == 200
+
+
+async def test_a_burst_of_parallel_guesses_is_counted_before_any_is_checked(
+    world: World,
+) -> None:
+    operator = await world.operator()
+    free = world.runtime.settings.login_account_free_failures
+    replies = await asyncio.gather(
+        *(login(world, operator.name, f"guess-{n}") for n in range(free + 10))
+    )
+    codes = sorted(r.status_code for r in replies)
+    # Each attempt is counted as it starts: the one after the free ones sets the wait.
+    assert codes == [401] * (free + 1) + [429] * 9
+
+
+async def test_failed_logins_are_in_the_audit_trail_with_the_address(world: World) -> None:
+    admin = await world.admin()
+    await login(world, "nobody-here", "password1")
+    trail = await world.http.get(
+        "/api/v1/audit", params={"action": "login_failed"}, headers=admin.headers
+    )
+    [entry] = trail.json()["items"]
+    assert entry["actor_name"] == "nobody-here" and entry["actor_id"] is None
+    assert entry["address"] == "127.0.0.1"
+    assert entry["data"] == {"username": "nobody-here"}
+    logins = await world.http.get(
+        "/api/v1/audit", params={"action": "issue_token"}, headers=admin.headers
+    )
+    assert admin.id in {e["actor_id"] for e in logins.json()["items"]}

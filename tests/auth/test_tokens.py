@@ -1,0 +1,132 @@
+"""Accounts and tokens: Argon2 hashes, expiry, logout, disabling, password resets, signatures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import jwt
+import pytest
+from sqlalchemy import select
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from dispatch.auth.models import RevokedToken, User
+from tests.support import World
+
+
+async def me(world: World, token: str) -> tuple[int, str]:
+    reply = await world.http.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+    return reply.status_code, reply.json().get("detail", "")
+
+
+async def hello_closes_with(world: World, token: str) -> int:
+    async with connect(world.ws_url, compression=None) as ws:
+        await ws.send(json.dumps({"type": "hello", "token": token, "resume_from": 0}))
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(ws.recv(), 5)
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code
+
+
+async def test_passwords_are_stored_as_argon2id_hashes(world: World) -> None:
+    operator = await world.operator()
+    async with world.runtime.sessionmaker() as session:
+        stored = await session.scalar(select(User.password_hash).where(User.id == operator.id))
+    assert stored is not None and stored.startswith("$argon2id$")
+    assert operator.password not in stored
+
+
+async def test_logout_revokes_that_token_at_once_and_only_that_one(world: World) -> None:
+    leader = await world.leader(await world.team())
+    console = await world.relogin(leader)
+    assert await me(world, leader.token) == (200, "")
+
+    reply = await world.http.post("/api/v1/auth/logout", headers=leader.headers)
+    assert reply.status_code == 204
+
+    assert await me(world, leader.token) == (401, "the bearer token was revoked (logged out)")
+    assert (await me(world, console.token))[0] == 200
+    assert await hello_closes_with(world, leader.token) == 1008
+    again = await world.http.post("/api/v1/auth/logout", headers=leader.headers)
+    assert again.status_code == 401
+
+
+async def test_a_disabled_users_tokens_stop_working_at_once(world: World) -> None:
+    admin = await world.admin()
+    leader = await world.leader(await world.team())
+    assert (await me(world, leader.token))[0] == 200
+
+    reply = await world.http.patch(
+        f"/api/v1/users/{leader.id}", json={"disabled": True}, headers=admin.headers
+    )
+    assert reply.status_code == 200 and reply.json()["disabled"] is True
+
+    assert await me(world, leader.token) == (401, "the bearer token's user is unknown or disabled")
+    assert await hello_closes_with(world, leader.token) == 1008
+    login = {"username": leader.name, "password": leader.password}
+    assert (await world.http.post("/api/v1/auth/token", data=login)).status_code == 401
+
+    await world.http.patch(
+        f"/api/v1/users/{leader.id}", json={"disabled": False}, headers=admin.headers
+    )
+    assert (await world.http.post("/api/v1/auth/token", data=login)).status_code == 200
+
+
+async def test_a_password_reset_ends_every_token_issued_before_it(world: World) -> None:
+    admin = await world.admin()
+    operator = await world.operator()
+    world.clock.advance(1)
+    reply = await world.http.patch(
+        f"/api/v1/users/{operator.id}",
+        json={"password": "a-new-long-password"},
+        headers=admin.headers,
+    )
+    assert reply.status_code == 200
+    assert await me(world, operator.token) == (
+        401,
+        "the bearer token was issued before the password was reset",
+    )
+    old = {"username": operator.name, "password": operator.password}
+    assert (await world.http.post("/api/v1/auth/token", data=old)).status_code == 401
+    new = {"username": operator.name, "password": "a-new-long-password"}
+    fresh = await world.http.post("/api/v1/auth/token", data=new)
+    assert fresh.status_code == 200
+    assert (await me(world, fresh.json()["access_token"]))[0] == 200
+
+
+async def test_tokens_expire_by_the_server_clock(world: World) -> None:
+    operator = await world.operator()
+    world.clock.advance(world.runtime.settings.token_ttl_s - 1)
+    assert (await me(world, operator.token))[0] == 200
+    world.clock.advance(1)
+    assert await me(world, operator.token) == (401, "the bearer token has expired")
+    assert await hello_closes_with(world, operator.token) == 1008
+
+
+async def test_forged_and_unsigned_tokens_are_refused(world: World) -> None:
+    operator = await world.operator()
+    claims = jwt.decode(operator.token, options={"verify_signature": False})
+    forged = jwt.encode(claims, "not-the-server-secret-" * 3, algorithm="HS256")
+    unsigned = jwt.encode(claims, key=None, algorithm="none")
+    without_id = jwt.encode(
+        {k: v for k, v in claims.items() if k != "jti"}, world.runtime.secret, algorithm="HS256"
+    )
+    for token in (forged, unsigned, without_id, "garbage"):
+        assert await me(world, token) == (401, "the bearer token is invalid"), token
+    no_scheme = await world.http.get("/api/v1/auth/me", headers={"Authorization": operator.token})
+    assert no_scheme.status_code == 401
+    assert no_scheme.headers["www-authenticate"] == "Bearer"
+
+
+async def test_expired_revocations_are_forgotten(world: World) -> None:
+    first = await world.operator()
+    await world.http.post("/api/v1/auth/logout", headers=first.headers)
+    world.clock.advance(world.runtime.settings.token_ttl_s + 1)
+    second = await world.relogin(first)
+    await world.http.post("/api/v1/auth/logout", headers=second.headers)
+    async with world.runtime.sessionmaker() as session:
+        kept = list(await session.scalars(select(RevokedToken.jti)))
+    # The first token would have expired anyway: only the second is remembered.
+    assert kept == [jwt.decode(second.token, options={"verify_signature": False})["jti"]]
