@@ -123,7 +123,20 @@ def run(report: Report, args: argparse.Namespace) -> None:
                 ours[backend], memory[backend] = streams, per_socket
             reference = next(iter(ours.values()))[-1]
             baseline, baseline_memory = _baseline(town, reference, args, work)
+            floor = _bare_uvicorn_memory(count, args, work)
         _rows(report, count, ours, memory, baseline, baseline_memory)
+        report.rows.append(
+            Row(
+                "connections",
+                f"{count // 1000}k leaders",
+                "RSS per idle websocket, bare uvicorn endpoint",
+                "KiB",
+                Figure.of([floor]),
+                Figure.of([baseline_memory]),
+                Figure.of([floor / baseline_memory]) if baseline_memory else None,
+                note="FastAPI/Starlette under uvicorn, same websocket settings, no state of ours",
+            )
+        )
 
 
 # ---------------------------------------------------------------- our server
@@ -343,6 +356,35 @@ def _baseline(
         return streams, per_socket
     finally:
         served.stop()
+
+
+def _bare_uvicorn_memory(count: int, args: argparse.Namespace, work: Path) -> float:
+    """Memory per connection of a bare FastAPI websocket endpoint: the floor under ours."""
+    port = free_port()
+    log = work / "bare-ws.log"
+    process = start_process(
+        [sys.executable, "-m", "bench.bare_ws", "--port", str(port)], os.environ, log, port
+    )
+    try:
+        _wait_port(port, process, log)
+        ws_url = f"ws://{HOST}:{port}/ws"
+        leaders = [Leader(f"idle-{i}", f"idle-{i}", "", "") for i in range(count)]
+        before = rss_kib(process.pid)
+        crowd = Crowd(
+            [
+                WorkerJob(ws_url, "", part, "measure", seed=i, ack=False)
+                for i, part in enumerate(split(leaders, args.clients))
+            ]
+        )
+        totals = crowd.start()
+        time.sleep(2.0)
+        per_socket = (rss_kib(process.pid) - before) / max(1, totals["connected"])
+        crowd.stop()
+        say(f"    bare uvicorn: {totals['connected']} connected; {per_socket:.1f} KiB per socket")
+        return per_socket
+    finally:
+        process.terminate()
+        process.wait(15)
 
 
 def _all_user_ids(reference: Stream, town: Town) -> list[str]:
