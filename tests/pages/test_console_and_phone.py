@@ -202,6 +202,16 @@ async def test_phone_records_arrival_by_geofence_while_on_the_way(
     incident = await world.report(operator)
 
     await expect(phone.locator("#alert")).to_be_visible()
+    # Large system fonts: everything grows, nothing is cut off or pushed out sideways.
+    await phone.evaluate("document.documentElement.style.fontSize = '150%'")
+    overflow = await phone.evaluate(
+        """() => Array.from(document.querySelectorAll('#alert button, #alert p'))
+            .filter(el => el.scrollWidth > el.clientWidth + 1
+                       || el.scrollHeight > el.clientHeight + 1)
+            .map(el => el.id || el.textContent)"""
+    )
+    assert overflow == []
+    assert await phone.evaluate("document.getElementById('alert').scrollWidth") <= 360
     world.clock.advance(9)
     await phone.get_by_role("button", name="接警").click()
     # No tap on "arrived": the positions sent every few seconds bring the team inside 50 m.

@@ -19,6 +19,7 @@ import {
   zoneLayer,
 } from '../shared/map.js';
 import { arrivalView, hopsView, tickClocks, tierView } from '../shared/views.js';
+import { mergeIncident } from '../shared/merge.js';
 
 const CATEGORIES = [
   'violence',
@@ -55,6 +56,7 @@ const state = {
   stopAlarm: null,
   lastResult: null,
   status: null,
+  closed: new Set(),
 };
 
 function boot() {
@@ -267,12 +269,16 @@ function onMessage(message, info) {
 }
 
 // Keep the newest state of each open incident; list what changed in the feed.
-function applyIncident(incident, quiet) {
-  if (!incident || !incident.id) return;
-  const before = state.incidents.get(incident.id);
+function applyIncident(snapshot, quiet) {
+  if (!snapshot || !snapshot.id || state.closed.has(snapshot.id)) return;
+  const before = state.incidents.get(snapshot.id);
+  const incident = mergeIncident(before, snapshot);
   if (!quiet) describeChange(before, incident);
   if (incident.status === 'open') state.incidents.set(incident.id, incident);
-  else state.incidents.delete(incident.id);
+  else {
+    state.incidents.delete(incident.id);
+    state.closed.add(incident.id);
+  }
   scheduleRender();
 }
 

@@ -11,6 +11,7 @@ import { clockTime, coordinate, metres, ms } from '../shared/format.js';
 import { chime, repeat, soundReady, unlockNow, unlockOnGesture, vibrate } from '../shared/alarm.js';
 import { L, createMap, incidentMarker, zoneLayer } from '../shared/map.js';
 import { arrivalView, tickClocks, tierView } from '../shared/views.js';
+import { mergeIncident } from '../shared/merge.js';
 
 // How often a position goes to the server while on the way; the server decides arrival.
 const POSITION_EVERY_MS = 4000;
@@ -43,6 +44,7 @@ const state = {
   renderQueued: false,
   status: null,
   missedCount: 0,
+  closed: new Set(),
 };
 
 function boot() {
@@ -237,10 +239,14 @@ function showMissed() {
   notice.textContent = t('phone.missed', { n: state.missedCount });
 }
 
-function apply(incident) {
-  if (!incident || !incident.id) return;
+function apply(snapshot) {
+  if (!snapshot || !snapshot.id || state.closed.has(snapshot.id)) return;
+  const incident = mergeIncident(state.incidents.get(snapshot.id), snapshot);
   if (incident.status === 'open') state.incidents.set(incident.id, incident);
-  else state.incidents.delete(incident.id);
+  else {
+    state.incidents.delete(incident.id);
+    state.closed.add(incident.id);
+  }
   scheduleRender();
 }
 

@@ -1,0 +1,40 @@
+// Snapshots of an incident can reach a page out of order (two server transactions may each read
+// the incident before the other commits). Everything in an incident only moves forward — a tier
+// leaves "pending" once, a hop's time is set once, dispatches are only added, a closed incident
+// stays closed — so merging keeps the furthest state of every part, whatever the order.
+function pickSet(incoming, old) {
+  const merged = Object.assign({}, old, incoming);
+  for (const key of Object.keys(old)) {
+    if ((merged[key] === null || merged[key] === undefined) && old[key] !== null) {
+      merged[key] = old[key];
+    }
+  }
+  return merged;
+}
+
+function mergeTier(incoming, old) {
+  if (!old) return incoming;
+  const merged = pickSet(incoming, old);
+  if (incoming.status === 'pending' && old.status !== 'pending') merged.status = old.status;
+  merged.covered = incoming.covered || old.covered;
+  return merged;
+}
+
+export function mergeIncident(old, incoming) {
+  if (!old || old.id !== incoming.id) return incoming;
+  const merged = pickSet(incoming, old);
+  if (old.status === 'closed') merged.status = 'closed';
+  const oldTiers = new Map(old.chain.map((tier) => [tier.tier, tier]));
+  merged.chain = incoming.chain.map((tier) => mergeTier(tier, oldTiers.get(tier.tier)));
+  const oldDispatches = new Map(old.dispatches.map((d) => [d.id, d]));
+  const seen = new Set();
+  const dispatches = incoming.dispatches.map((d) => {
+    seen.add(d.id);
+    const before = oldDispatches.get(d.id);
+    return before ? pickSet(d, before) : d;
+  });
+  for (const d of old.dispatches) if (!seen.has(d.id)) dispatches.push(d);
+  dispatches.sort((a, b) => a.tier - b.tier || a.distance_m - b.distance_m);
+  merged.dispatches = dispatches;
+  return merged;
+}
