@@ -101,6 +101,7 @@ def _error(description: str) -> dict[str, Any]:
 
 # Declared on every API router, so the schema names every error a route can answer with.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error("the body could not be parsed (not JSON, or a broken form)"),
     401: _error("no token, or a bad, expired or revoked one, or a disabled user"),
     403: _error("the caller's role or team may not do this"),
     404: _error("a named record does not exist"),
@@ -138,7 +139,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+        code = {
+            400: "bad_request",
+            401: "unauthorized",
+            403: "forbidden",
+            404: "not_found",
+            405: "method_not_allowed",
+        }
         body = {"error": code.get(exc.status_code, "http_error"), "detail": str(exc.detail)}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -18,7 +18,18 @@ DISPLAY_TZ = ZoneInfo("Asia/Shanghai")
 
 
 def show_time(value: datetime) -> str:
-    return value.astimezone(DISPLAY_TZ).isoformat()
+    try:
+        local = value.astimezone(DISPLAY_TZ)
+    except OverflowError:
+        # At the very ends of the calendar (a device's broken clock): the instant in UTC.
+        return value.astimezone(UTC).isoformat()
+    offset = local.utcoffset()
+    if offset is not None and offset % timedelta(minutes=1):
+        # Before 1901 the zone's offset is local mean time (+08:05:43), which RFC 3339 cannot
+        # write: the same instant at the offset rounded to the minute.
+        minutes = round(offset / timedelta(minutes=1))
+        local = value.astimezone(timezone(timedelta(minutes=minutes)))
+    return local.isoformat()
 
 
 LocalTime = Annotated[

@@ -1,0 +1,148 @@
+"""The audit trail: who changed what, when, from where; readable by admin and auditor only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dispatch.schemas import show_time
+from tests.processes import cli, server_env
+from tests.support import Account, World
+
+
+async def trail(world: World, by: Account, **params: Any) -> list[dict[str, Any]]:
+    reply = await world.http.get("/api/v1/audit", params=params, headers=by.headers)
+    assert reply.status_code == 200, reply.text
+    items: list[dict[str, Any]] = reply.json()["items"]
+    return items
+
+
+async def test_team_user_and_incident_changes_leave_who_when_what_and_where(
+    world: World,
+) -> None:
+    admin = await world.admin()
+    world.clock.advance(5)
+    team = await world.team()
+    await world.http.patch(
+        f"/api/v1/teams/{team['id']}", json={"radius_m": 150}, headers=admin.headers
+    )
+    reply = await world.http.post(
+        "/api/v1/users",
+        json={"name": "张值班", "password": "long-password", "role": "operator"},
+        headers=admin.headers,
+    )
+    user_id = reply.json()["id"]
+    await world.http.patch(
+        f"/api/v1/users/{user_id}", json={"password": "another-password"}, headers=admin.headers
+    )
+    operator = await world.operator()
+    incident = await world.report(operator)
+    await world.http.post(f"/api/v1/incidents/{incident['id']}/close", headers=operator.headers)
+
+    rows = await trail(world, admin)
+    changes = [r for r in rows if r["action"] != "issue_token"]
+    assert [r["action"] for r in reversed(changes)] == [
+        "create_team",
+        "update_team",
+        "create_user",
+        "update_user",
+        "report_incident",
+        "close_incident",
+    ]
+    created = changes[-1]
+    assert created["actor_id"] == admin.id and created["actor_role"] == "admin"
+    assert created["address"] == "127.0.0.1"
+    assert created["target_id"] == team["id"]
+    assert created["route"] == "/api/v1/teams" and created["method"] == "POST"
+    assert created["at"] == show_time(world.clock.now())
+    by_action = {r["action"]: r for r in changes}
+    assert by_action["update_team"]["data"] == {
+        "path": {"team_id": team["id"]},
+        "changes": {"radius_m": 150.0},
+    }
+    assert by_action["create_user"]["data"] == {
+        "name": "张值班",
+        "role": "operator",
+        "team_id": None,
+    }
+    # The password itself is never written down, only that one was set.
+    assert by_action["update_user"]["data"]["changes"] == {"password": "[withheld]"}
+    assert by_action["report_incident"]["target_id"] == incident["id"]
+    assert by_action["report_incident"]["actor_id"] == operator.id
+    assert by_action["close_incident"]["target_id"] == incident["id"]
+
+
+async def test_a_refused_change_leaves_no_row(world: World) -> None:
+    admin = await world.admin()
+    team = await world.team()
+    before = await trail(world, admin, action="update_team")
+    reply = await world.http.patch(
+        f"/api/v1/teams/{team['id']}", json={"radius_m": -1}, headers=admin.headers
+    )
+    assert reply.status_code == 422
+    missing = await world.http.delete("/api/v1/teams/none-such", headers=admin.headers)
+    assert missing.status_code == 404
+    assert await trail(world, admin, action="update_team") == before
+    assert await trail(world, admin, action="retire_team") == []
+
+
+async def test_phone_numbers_are_masked_for_the_auditor_and_whole_for_the_admin(
+    world: World,
+) -> None:
+    admin = await world.admin()
+    auditor = await world.account("auditor")
+    leader = await world.leader(await world.team())
+    reply = await world.http.put(
+        f"/api/v1/users/{leader.id}/phone", json={"phone": "13812345678"}, headers=admin.headers
+    )
+    assert reply.status_code == 200, reply.text
+    [as_admin] = await trail(world, admin, action="set_phone")
+    [as_auditor] = await trail(world, auditor, action="set_phone")
+    assert as_admin["data"]["phone"] == "13812345678"
+    assert as_auditor["data"]["phone"] == "138****5678"
+
+
+async def test_filters_and_paging(world: World) -> None:
+    admin = await world.admin()
+    auditor = await world.account("auditor")
+    teams = []
+    for _ in range(5):
+        world.clock.advance(60)
+        teams.append(await world.team())
+    created = await trail(world, auditor, action="create_team")
+    assert [r["target_id"] for r in created] == [t["id"] for t in reversed(teams)]
+    first = await world.http.get(
+        "/api/v1/audit", params={"action": "create_team", "limit": 2}, headers=auditor.headers
+    )
+    page = first.json()
+    assert len(page["items"]) == 2 and page["next_before_id"] == page["items"][-1]["id"]
+    rest = await trail(
+        world, auditor, action="create_team", limit=10, before_id=page["next_before_id"]
+    )
+    assert [r["target_id"] for r in page["items"] + rest] == [t["id"] for t in reversed(teams)]
+    assert await trail(world, auditor, target_id=teams[0]["id"]) == [created[-1]]
+    assert {r["actor_id"] for r in await trail(world, auditor, actor_id=admin.id)} == {admin.id}
+    since = await trail(world, auditor, action="create_team", **{"from": teams[3]["created_at"]})
+    assert [r["target_id"] for r in since] == [teams[4]["id"], teams[3]["id"]]
+
+
+async def test_the_trail_cannot_be_changed_through_the_api(world: World) -> None:
+    admin = await world.admin()
+    await world.team()
+    [row] = await trail(world, admin, action="create_team")
+    for method in ("PUT", "PATCH", "DELETE", "POST"):
+        for path in ("/api/v1/audit", f"/api/v1/audit/{row['id']}"):
+            reply = await world.http.request(method, path, headers=admin.headers, json={})
+            assert reply.status_code in (404, 405), (method, path, reply.status_code)
+    assert await trail(world, admin, action="create_team") == [row]
+    operator = await world.operator()
+    assert (await world.http.get("/api/v1/audit", headers=operator.headers)).status_code == 403
+
+
+async def test_the_command_line_leaves_its_row_too(world: World, tmp_path: Path) -> None:
+    env = server_env(world.runtime.settings.database_url, tmp_path)
+    user_id = cli(env, "users", "add", "cli-admin", "--role", "admin", stdin="long-password\n")
+    admin = await world.admin()
+    [row] = await trail(world, admin, action="cli_add_user")
+    assert row["target_id"] == user_id and row["actor_name"] == "command line"
+    assert row["data"] == {"name": "cli-admin", "role": "admin", "team_id": None}
