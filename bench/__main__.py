@@ -12,6 +12,7 @@ import os
 import platform
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from bench.common import Report, markdown_table, raise_fd_limit, rows_json, say, text_table
@@ -89,26 +90,16 @@ def main(argv: list[str] | None = None) -> int:
     report = Report()
     started = time.time()
     say(f"bench: {', '.join(args.only)}  (open-file limit {fds}, {os.cpu_count()} cores)")
-    if "covering" in args.only:
-        from bench import covering
-
-        say("covering query")
-        covering.run(report, args.zones, args.reps, args.points, not args.no_postgis)
-    if "alert" in args.only:
-        from bench import alert
-
-        say("report to alert, and memory per connection")
-        alert.run(report, args)
-    if "intake" in args.only:
-        from bench import intake
-
-        say("intake throughput")
-        intake.run(report, args)
-    if "reports" in args.only:
-        from bench import reports
-
-        say("response-time reports")
-        reports.run(report, args)
+    for name in BENCHMARKS:
+        if name not in args.only:
+            continue
+        say(TITLES[name])
+        try:
+            _run_one(name, report, args)
+        except Exception as error:
+            # One benchmark failing must not cost the figures of the others.
+            report.note(f"{name} failed: {error!r}")
+            traceback.print_exc()
 
     table = text_table(report.rows)
     say("")
@@ -132,6 +123,33 @@ def main(argv: list[str] | None = None) -> int:
         _update_docs(markdown_table(report.rows), report.notes, when)
     missed = [r for r in report.rows if r.met is False]
     return 1 if missed else 0
+
+
+TITLES = {
+    "covering": "covering query",
+    "alert": "report to alert, and memory per connection",
+    "intake": "intake throughput",
+    "reports": "response-time reports",
+}
+
+
+def _run_one(name: str, report: Report, args: argparse.Namespace) -> None:
+    if name == "covering":
+        from bench import covering
+
+        covering.run(report, args.zones, args.reps, args.points, not args.no_postgis)
+    elif name == "alert":
+        from bench import alert
+
+        alert.run(report, args)
+    elif name == "intake":
+        from bench import intake
+
+        intake.run(report, args)
+    else:
+        from bench import reports
+
+        reports.run(report, args)
 
 
 def _update_docs(table: str, notes: list[str], when: str) -> None:
