@@ -2,8 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request, Response
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import Form, Request, Response
 
 from dispatch.audit import service as audit
 from dispatch.audit.trail import actor_of
@@ -41,8 +40,10 @@ def login_limits(settings: Settings, name: str, address: str) -> dict[str, limit
 @router.post("/auth/token", response_model=TokenOut, responses=RATE_LIMITED)
 async def issue_token(
     request: Request,
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    username: Annotated[str, Form(min_length=1, max_length=64)],
+    password: Annotated[str, Form(min_length=1, max_length=256)],
     runtime: RuntimeDep,
+    grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
 ) -> TokenOut:
     """OAuth2 password flow: form fields ``username`` and ``password``.
 
@@ -50,7 +51,7 @@ async def issue_token(
     """
     now = runtime.clock.now()
     actor = actor_of(request)
-    name = form.username[:64]
+    name = username
     keys = login_limits(runtime.settings, name, actor.address or "unknown")
     # Each step its own short unit of work: the password hash runs holding no connection.
     async with runtime.transaction() as session:
@@ -58,7 +59,7 @@ async def issue_token(
     async with runtime.sessionmaker() as session:
         found = await service.find_user(session, name)
     try:
-        user = await service.check_password(runtime.passwords, found, form.password)
+        user = await service.check_password(runtime.passwords, found, password)
     except Unauthorized:
         async with runtime.transaction() as session:
             tried = audit.Actor(None, name, None, actor.address)

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from fastapi import Request, Response
 from openpyxl import Workbook, load_workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
@@ -202,6 +203,9 @@ def write_sheet(
         cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
     for offset, row in enumerate(rows, start=1):
         for column, value in enumerate(row, start=1):
+            if isinstance(value, str):
+                # Control characters cannot be stored in a worksheet (openpyxl refuses them).
+                value = ILLEGAL_CHARACTERS_RE.sub("", value)
             sheet.cell(row=header_row + offset, column=column, value=value)
     for column, name in enumerate(header, start=1):
         width = widths[column - 1] if widths and column <= len(widths) else max(10, 2 * len(name))

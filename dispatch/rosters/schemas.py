@@ -16,7 +16,9 @@ class MemberCreate(Schema):
     group_name: str = Field(min_length=1, max_length=128, description="队伍名称")
     name: str = Field(min_length=1, max_length=64)
     phone: str = Field(min_length=5, max_length=32)
-    id_number: str | None = Field(default=None, description="18-character resident ID, optional")
+    id_number: str | None = Field(
+        default=None, max_length=32, description="18-character resident ID, optional"
+    )
     role: MemberRole
     unit: int | None = Field(default=None, ge=1, le=99)
     site: str | None = Field(default=None, max_length=128, description="所在单位")
@@ -40,7 +42,9 @@ class MemberOut(Schema):
 
 
 class AccountLink(Schema):
-    user_id: str | None = Field(description="a leader account of the member's team; null unlinks")
+    user_id: str | None = Field(
+        max_length=32, description="a leader account of the member's team; null unlinks"
+    )
 
 
 class ImportOut(Schema):
@@ -71,9 +75,12 @@ class TeamStrengthOut(Schema):
 
 
 class DutyIn(Schema):
-    start: str = Field(description="local start of the duty hours, HH:MM (Asia/Shanghai)")
+    start: str = Field(
+        max_length=5, description="local start of the duty hours, HH:MM (Asia/Shanghai)"
+    )
     end: str = Field(
-        description="local end, HH:MM; earlier than start crosses midnight; equal is all day"
+        max_length=5,
+        description="local end, HH:MM; earlier than start crosses midnight; equal is all day",
     )
     rotation_weeks: int = Field(default=1, ge=1, le=2, description="each unit serves 1 or 2 weeks")
     rotation_start: date = Field(description="local date on which the first unit's turn begins")

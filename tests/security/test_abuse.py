@@ -1,0 +1,201 @@
+"""Abuse: capped bodies, bounded strings and zones, NUL refused, reports limited per user, and
+one account's flood does not hold up another's alerts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from tests.support import QINGXI, World
+
+
+async def test_a_declared_body_over_the_cap_is_refused_before_it_is_read(world: World) -> None:
+    admin = await world.admin()
+    cap = world.runtime.settings.max_body_bytes
+    body = json.dumps({"name": "x" * cap, "kind": "mobile"}).encode()
+    reply = await world.http.post("/api/v1/teams", content=body, headers=admin.headers)
+    assert reply.status_code == 413
+    assert reply.json() == {
+        "error": "too_large",
+        "detail": f"the request body is larger than {cap} bytes",
+    }
+
+
+async def test_a_streamed_body_is_counted_as_it_arrives(world: World) -> None:
+    admin = await world.admin()
+    port = int(world.base_url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = (
+        "POST /api/v1/teams HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {admin.token}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    writer.write(head.encode())
+    chunk = b"x" * 8192
+    # No Content-Length: the cap is found by counting. The server may hang up mid-stream.
+    with contextlib.suppress(ConnectionError):
+        for _ in range(64):
+            writer.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            await writer.drain()
+    answer = await asyncio.wait_for(reader.read(4096), 10)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:100]
+    assert b'"error": "too_large"' in answer
+    # Under the cap, the same route answers as always.
+    ok = await world.http.post("/api/v1/teams", json={"name": "x"}, headers=admin.headers)
+    assert ok.status_code == 422
+
+
+async def test_file_uploads_have_their_own_larger_cap(world: World) -> None:
+    admin = await world.admin()
+    big = b"x" * (world.runtime.settings.max_body_bytes * 2)
+    reply = await world.http.post("/api/v1/villages/import", content=big, headers=admin.headers)
+    # Not refused for its size: refused as what it is, not GeoJSON.
+    assert reply.status_code == 422
+    world.runtime.settings.max_upload_bytes = 1000
+    reply = await world.http.post("/api/v1/villages/import", content=big, headers=admin.headers)
+    assert reply.status_code == 413
+
+
+async def test_text_with_nul_characters_is_refused_with_422(world: World) -> None:
+    admin = await world.admin()
+    team = await world.team()
+    refused = [
+        await world.http.post(
+            "/api/v1/teams",
+            content=b'{"name": "a\\u0000b", "kind": "mobile", "location": {"lon": 1, "lat": 1}}',
+            headers={**admin.headers, "content-type": "application/json"},
+        ),
+        await world.http.get("/api/v1/teams/a%00b", headers=admin.headers),
+        await world.http.get(
+            "/api/v1/rosters/members", params={"group_name": "a\x00b"}, headers=admin.headers
+        ),
+        await world.http.post("/api/v1/auth/token", data={"username": "a\x00", "password": "p"}),
+    ]
+    for reply in refused:
+        assert reply.status_code == 422, reply.text
+        assert reply.json()["error"] == "invalid_input"
+    # A backslash written out is no NUL.
+    fine = await world.http.patch(
+        f"/api/v1/teams/{team['id']}",
+        content=b'{"name": "a\\\\u0000b"}',
+        headers={**admin.headers, "content-type": "application/json"},
+    )
+    assert fine.status_code == 200 and fine.json()["name"] == "a\\u0000b"
+
+
+def body_strings(schema: dict[str, Any]) -> list[str]:
+    """Every string a request body can carry that has no length bound, by JSON pointer."""
+    components = schema["components"]["schemas"]
+    loose: list[str] = []
+    seen: set[str] = set()
+
+    def walk(node: Any, where: str) -> None:
+        if not isinstance(node, dict):
+            return
+        ref = node.get("$ref")
+        if ref is not None:
+            name = ref.rsplit("/", 1)[-1]
+            if name not in seen:
+                seen.add(name)
+                walk(components[name], name)
+            return
+        if node.get("type") == "string" and not (
+            "maxLength" in node or "enum" in node or "const" in node or "format" in node
+        ):
+            if node.get("pattern", "").endswith("$"):
+                return
+            loose.append(where)
+        for key in ("properties",):
+            for prop, child in node.get(key, {}).items():
+                walk(child, f"{where}.{prop}")
+        for key in ("items", "additionalProperties"):
+            walk(node.get(key), f"{where}[]")
+        for key in ("anyOf", "oneOf", "allOf"):
+            for child in node.get(key, []):
+                walk(child, where)
+
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            content = operation.get("requestBody", {}).get("content", {})
+            for media in content.values():
+                walk(media.get("schema"), f"{method.upper()} {path}")
+    return sorted(set(loose))
+
+
+async def test_every_string_in_a_request_body_is_bounded(world: World) -> None:
+    schema = (await world.http.get("/openapi.json")).json()
+    assert body_strings(schema) == []
+
+
+async def test_long_strings_are_refused_naming_the_field(world: World) -> None:
+    operator = await world.operator()
+    reply = await world.http.post(
+        "/api/v1/incidents",
+        json={
+            "location": {"lon": QINGXI[0], "lat": QINGXI[1]},
+            "category": "fight",
+            "description": "x" * 2001,
+        },
+        headers=operator.headers,
+    )
+    assert reply.status_code == 422
+    assert reply.json()["fields"][0]["field"] == "description"
+
+
+async def test_zones_are_bounded_in_vertices_and_bytes(world: World) -> None:
+    admin = await world.admin()
+    limit = world.runtime.settings.max_zone_vertices
+    lon, lat = QINGXI
+    ring = [[lon + 0.001 * (n % 7), lat + 0.000001 * n] for n in range(limit + 1)]
+    ring.append(ring[0])
+    body = {
+        "name": "大区",
+        "kind": "mobile",
+        "location": {"lon": lon, "lat": lat},
+        "zone": {"type": "Polygon", "coordinates": [ring]},
+    }
+    reply = await world.http.post("/api/v1/teams", json=body, headers=admin.headers)
+    assert reply.status_code in (413, 422)
+    world.runtime.settings.max_body_bytes = 10 * 1024 * 1024
+    reply = await world.http.post("/api/v1/teams", json=body, headers=admin.headers)
+    assert reply.status_code == 422
+    assert reply.json()["field"] == "zone" and str(limit) in reply.json()["detail"]
+
+
+async def test_reports_are_limited_per_user_and_the_flood_starves_no_one(world: World) -> None:
+    team = await world.team()
+    leader = await world.leader(team)
+    phone = await world.connect(leader)
+    flooder = await world.operator()
+    colleague = await world.operator()
+    settings = world.runtime.settings
+    body = {"location": {"lon": QINGXI[0], "lat": QINGXI[1]}, "category": "other"}
+
+    async def report(by: Any) -> Any:
+        return await world.http.post("/api/v1/incidents", json=body, headers=by.headers)
+
+    replies = await asyncio.gather(*(report(flooder) for _ in range(settings.report_burst + 10)))
+    codes = sorted(r.status_code for r in replies)
+    assert codes == [201] * settings.report_burst + [429] * 10
+    refused = next(r for r in replies if r.status_code == 429)
+    assert refused.headers["retry-after"] == "2"
+    assert refused.json()["error"] == "rate_limited"
+
+    # The colleague's report goes through at once, and its alert reaches the leader.
+    mine = await report(colleague)
+    assert mine.status_code == 201
+    alerts = []
+    while len(alerts) < settings.report_burst + 1:
+        message = await phone.next_of("alert")
+        alerts.append(message["data"]["incident"]["id"])
+    assert mine.json()["id"] in alerts
+    await phone.close()
+
+    # The bucket refills with time: 30 a minute is one every 2 s.
+    assert (await report(flooder)).status_code == 429
+    world.clock.advance(2)
+    assert (await report(flooder)).status_code == 201
+    assert (await report(flooder)).status_code == 429
