@@ -73,13 +73,7 @@ async def enqueue(
     if not outgoing:
         return []
     users = sorted({o.user_id for o in outgoing})
-    rows = await session.execute(
-        select(Mailbox.user_id, Mailbox.last_seq)
-        .where(Mailbox.user_id.in_(users))
-        .order_by(Mailbox.user_id)
-        .with_for_update(key_share=True)
-    )
-    last = {user_id: seq for user_id, seq in rows.all()}
+    last = await lock(session, users)
     missing = [u for u in users if u not in last]
     if missing:
         await session.execute(
@@ -109,6 +103,18 @@ async def enqueue(
     )
     session.info.setdefault(OUTBOX_KEY, []).extend(envelopes)
     return envelopes
+
+
+async def lock(session: AsyncSession, user_ids: Sequence[str]) -> dict[str, int]:
+    """Lock these users' mailboxes (in user-id order, so transactions never deadlock) until
+    the transaction ends; returns each existing mailbox's last seq."""
+    rows = await session.execute(
+        select(Mailbox.user_id, Mailbox.last_seq)
+        .where(Mailbox.user_id.in_(sorted(set(user_ids))))
+        .order_by(Mailbox.user_id)
+        .with_for_update(key_share=True)
+    )
+    return {user_id: seq for user_id, seq in rows.all()}
 
 
 def pending_batches(session: AsyncSession) -> list[str]:

@@ -455,11 +455,17 @@ async def _announce(
     breached: Sequence[ChainTier] = (),
 ) -> IncidentOut:
     """Tell operators and the incident's leaders what changed: the new state, and breaches."""
-    view = (await _views(session, [await _load_incident(session, incident_id)]))[0]
-    leaders = await auth.leaders_by_team(session, sorted({d.team_id for d in view.dispatches}))
+    team_ids = await session.scalars(
+        select(Dispatch.team_id).where(Dispatch.incident_id == incident_id).distinct()
+    )
+    leaders = await auth.leaders_by_team(session, sorted(team_ids))
     audience = sorted(
         {*await auth.operator_ids(session), *(u for ids in leaders.values() for u in ids)}
     )
+    # Lock the mailboxes before reading the state: a transaction that takes a later seq then
+    # reads after every earlier one committed, so a later message never shows an older state.
+    await mailboxes.lock(session, audience)
+    view = (await _views(session, [await _load_incident(session, incident_id)]))[0]
     incident_json = view.model_dump(mode="json")
     outgoing: list[Outgoing] = []
     for tier in breached:
