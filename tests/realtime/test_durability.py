@@ -149,6 +149,9 @@ async def test_kill_9_mid_burst_loses_nothing_and_deadlines_fire_after_restart(
         folder,
         chain_targets="2,3,4",
         escalation_after_s=str(ESCALATE_AFTER_S),
+        # A burst and its retries from one operator: lift the per-user report limit.
+        report_burst="1000",
+        report_per_min="100000",
     )
     server = ServerProcess(env, folder / "server.log")
     servers.append(server)
