@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -30,6 +31,7 @@ SERVICE_RESTART = 1012
 TRY_AGAIN_LATER = 1013
 
 REPLAY_PAGE = 500
+BUSY = "server busy: reconnect and resume"
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,11 @@ async def serve_socket(
         await _close(websocket, error.code, error.reason)
         return
     except (WebSocketDisconnect, ConnectionError):
+        return
+    except SQLAlchemyError:
+        # A reconnect storm can outrun the database pool: ask the client to come back.
+        log.warning("database busy during a websocket handshake", exc_info=True)
+        await _close(websocket, TRY_AGAIN_LATER, BUSY)
         return
     subscription = hub.subscribe(peer.user_id, peer.label)
     try:
@@ -144,7 +151,12 @@ async def _converse(
     acknowledge: Acknowledge,
     server_time: Callable[[], str],
 ) -> None:
-    start_after = await _welcome(websocket, peer, resume_from, sessionmaker, server_time)
+    try:
+        start_after = await _welcome(websocket, peer, resume_from, sessionmaker, server_time)
+    except SQLAlchemyError:
+        log.warning("database busy while welcoming a websocket", exc_info=True)
+        await _close(websocket, TRY_AGAIN_LATER, BUSY)
+        return
     sender = asyncio.create_task(_send_loop(websocket, subscription, sessionmaker, start_after))
     receiver = asyncio.create_task(_receive_loop(websocket, peer, acknowledge))
     overflow = asyncio.create_task(subscription.overflowed.wait())
@@ -171,6 +183,9 @@ def _closing(done: set[asyncio.Task[Any]], overflow: asyncio.Task[Any]) -> tuple
             return TRY_AGAIN_LATER, "out of order: reconnect and resume"
         if isinstance(error, WebSocketDisconnect | ConnectionError):
             return 0, ""
+        if isinstance(error, SQLAlchemyError):
+            log.warning("database busy during a websocket session", exc_info=error)
+            return TRY_AGAIN_LATER, BUSY
         if error is not None:
             log.error("websocket session failed", exc_info=error)
             return INTERNAL_ERROR, "server error: reconnect and resume"
