@@ -33,8 +33,10 @@ from sqlalchemy import (
     null,
     or_,
     select,
-    union_all,
+    text,
+    type_coerce,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.auth.models import User
@@ -68,6 +70,7 @@ from dispatch.villages import service as villages
 
 PERCENTILES = (50, 90)
 METRICS = ("arrival", "a2d", "d2acc", "acc2arr")
+OUTCOMES = (TierStatus.MET, TierStatus.BREACHED, TierStatus.CANCELLED, TierStatus.PENDING)
 TIER_LABELS = {1: "一梯队 应急联防队", 2: "二梯队 巡逻警力", 3: "三梯队 处突警力"}
 NO_VILLAGE = "未划入村(社区)"
 METHOD = (
@@ -124,21 +127,38 @@ def local_period(
 
 # ---------------------------------------------------------------- SQL building blocks
 
+# Memory for the report's sorts and hash joins, for its own transaction only. With the server
+# default (4 MB) a year of a town's dispatches spills to temporary files several times over;
+# the report holds at most its values once (about 24 bytes each) and is asked for rarely.
+WORK_MEM = "64MB"
+# The p-th percentiles of a series as PostgreSQL's percentile_disc fractions, and the maximum.
+FRACTIONS = (*(p / 100 for p in PERCENTILES), 1.0)
+
 
 class _Sql:
     """The few expressions SQLite and PostgreSQL spell differently."""
 
-    def __init__(self, dialect: str) -> None:
+    def __init__(self, dialect: str, *, ordered_sets: bool | None = None) -> None:
         self.pg = dialect == "postgresql"
+        # PostgreSQL picks ranks inside its percentile_disc aggregate, which sorts each group's
+        # values alone; SQLite has no ordered-set aggregates and ranks rows with window
+        # functions. Both give the same figures (the tests run both on PostgreSQL).
+        self.ordered_sets = self.pg if ordered_sets is None else ordered_sets
         offset = DISPLAY_TZ.utcoffset(datetime(2000, 1, 1))
         assert offset is not None
         # SQLite has no time zones; Asia/Shanghai has kept UTC+8 without DST since 1991.
         self.shift = f"{int(offset.total_seconds() // 60):+d} minutes"
 
-    def epoch_us(self, column: Any) -> ColumnElement[int]:
-        """Microseconds since 1970 as an exact integer."""
+    def duration_us(self, later: Any, earlier: Any) -> ColumnElement[int]:
+        """``later - earlier`` in microseconds as an exact integer; null if either is null."""
         if self.pg:
-            return cast(func.extract("epoch", column) * 1_000_000, BigInteger)
+            # date_part gives float8 seconds, within 0.5 µs of the exact difference for any
+            # span below decades, so the cast (which rounds) recovers the exact integer.
+            # EXTRACT would give an exact numeric, at several times the cost per row.
+            return cast(func.date_part("epoch", later - earlier) * 1_000_000, BigInteger)
+        return self._epoch_us(later) - self._epoch_us(earlier)
+
+    def _epoch_us(self, column: Any) -> ColumnElement[int]:
         # SQLite keeps 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC); julianday() would round to ~20 µs.
         seconds = cast(func.strftime("%s", func.substr(column, 1, 19)), Integer)
         return seconds * 1_000_000 + cast(func.substr(column, 21, 6), Integer)
@@ -162,7 +182,7 @@ class _Sql:
         return func.strftime("%Y-%m", column, self.shift)
 
 
-def _key(sql: _Sql, by: GroupBy, tier_column: Any, team_column: Any) -> Any:
+def _key(sql: _Sql, by: GroupBy, team_column: Any) -> Any:
     if by == GroupBy.TIER:
         return literal("")
     if by == GroupBy.TEAM:
@@ -188,114 +208,101 @@ def _incident_filters(filters: Filters) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def _outcome(sql: _Sql, arrived_at: Any, now_us: int) -> ColumnElement[str]:
+def _outcome(arrived_at: Any, now: datetime) -> ColumnElement[str]:
     """Met, breached, cancelled or pending, judged from the timestamps themselves.
 
     The stored tier status is what was shown live; the timer may set it at the very instant of
     the deadline, a hair before an arrival stamped with that same instant. The report goes by
-    the record: an arrival at or before the deadline meets it.
+    the record: an arrival at or before the deadline meets it. Times are compared as stored
+    (timestamptz on PostgreSQL, fixed-width UTC text on SQLite), which is exact on both.
     """
-    arrived = sql.epoch_us(arrived_at)
-    deadline = sql.epoch_us(ChainTier.deadline)
     return case(
-        (and_(arrived_at.is_not(None), arrived <= deadline), TierStatus.MET.value),
+        (arrived_at <= ChainTier.deadline, TierStatus.MET.value),
         (arrived_at.is_not(None), TierStatus.BREACHED.value),
         (ChainTier.status == TierStatus.CANCELLED.value, TierStatus.CANCELLED.value),
-        (
-            and_(Incident.closed_at.is_not(None), sql.epoch_us(Incident.closed_at) <= deadline),
-            TierStatus.CANCELLED.value,
-        ),
-        (deadline > now_us, TierStatus.PENDING.value),
+        (Incident.closed_at <= ChainTier.deadline, TierStatus.CANCELLED.value),
+        (ChainTier.deadline > now, TierStatus.PENDING.value),
         else_=TierStatus.BREACHED.value,
     )
 
 
-def _measurements(sql: _Sql, filters: Filters, by: GroupBy, unit: Unit, now_us: int) -> Select[Any]:
-    """One row per measurement: group key, tier, outcome, covered, time to arrival (µs)."""
-    reported = sql.epoch_us(Incident.reported_at)
-    if unit == Unit.INCIDENT_TIER:
-        query = (
-            select(
-                _key(sql, by, ChainTier.tier, literal("")).label("g"),
-                ChainTier.tier.label("tier"),
-                ChainTier.incident_id.label("incident_id"),
-                null().label("team_id"),
-                Incident.reported_at.label("reported_at"),
-                _outcome(sql, ChainTier.arrived_at, now_us).label("outcome"),
-                ChainTier.covered.label("covered"),
-                case(
-                    (
-                        ChainTier.arrived_at.is_not(None),
-                        sql.epoch_us(ChainTier.arrived_at) - reported,
-                    ),
-                    else_=null(),
-                ).label("arrival"),
-            )
-            .join(Incident, Incident.id == ChainTier.incident_id)
-            .where(*_incident_filters(filters))
-        )
-        if filters.tier is not None:
-            query = query.where(ChainTier.tier == filters.tier)
-        return query
+def _hops(sql: _Sql) -> list[Any]:
+    return [
+        sql.duration_us(Dispatch.delivered_at, Dispatch.alerted_at).label("a2d"),
+        sql.duration_us(Dispatch.accepted_at, Dispatch.delivered_at).label("d2acc"),
+        sql.duration_us(Dispatch.arrived_at, Dispatch.accepted_at).label("acc2arr"),
+    ]
+
+
+def _tier_rows(
+    sql: _Sql, filters: Filters, by: GroupBy, now: datetime, *, missing: bool = False
+) -> Select[Any]:
+    """One row per incident tier: its first arrival against the tier's deadline."""
     query = (
         select(
-            _key(sql, by, Dispatch.tier, Dispatch.team_id).label("g"),
-            Dispatch.tier.label("tier"),
+            _key(sql, by, literal("")).label("g"),
+            ChainTier.tier.label("tier"),
+            ChainTier.incident_id.label("incident_id"),
+            null().label("team_id"),
+            Incident.reported_at.label("reported_at"),
+            _outcome(ChainTier.arrived_at, now).label("outcome"),
+            ChainTier.covered.label("covered"),
+            sql.duration_us(ChainTier.arrived_at, Incident.reported_at).label("arrival"),
+        )
+        .join(Incident, Incident.id == ChainTier.incident_id)
+        .where(*_incident_filters(filters))
+    )
+    if filters.tier is not None:
+        query = query.where(ChainTier.tier == filters.tier)
+    if missing:
+        query = query.where(ChainTier.arrived_at.is_(None))
+    return query
+
+
+def _dispatch_rows(
+    sql: _Sql,
+    filters: Filters,
+    by: GroupBy,
+    now: datetime,
+    *,
+    judged: bool,
+    missing: bool = False,
+) -> Select[Any]:
+    """One row per dispatch with its three hops; ``judged`` adds its own arrival and outcome."""
+    columns = [
+        _key(sql, by, Dispatch.team_id).label("g"),
+        Dispatch.tier.label("tier"),
+        *_hops(sql),
+    ]
+    if judged:
+        columns += [
             Dispatch.incident_id.label("incident_id"),
             Dispatch.team_id.label("team_id"),
             Incident.reported_at.label("reported_at"),
-            _outcome(sql, Dispatch.arrived_at, now_us).label("outcome"),
+            _outcome(Dispatch.arrived_at, now).label("outcome"),
             literal(True).label("covered"),
-            case(
-                (Dispatch.arrived_at.is_not(None), sql.epoch_us(Dispatch.arrived_at) - reported),
-                else_=null(),
-            ).label("arrival"),
-        )
+            sql.duration_us(Dispatch.arrived_at, Incident.reported_at).label("arrival"),
+        ]
+    query = (
+        select(*columns)
         .join(Incident, Incident.id == Dispatch.incident_id)
-        .join(
+        .where(*_incident_filters(filters))
+    )
+    if judged:
+        query = query.join(
             ChainTier,
             and_(ChainTier.incident_id == Dispatch.incident_id, ChainTier.tier == Dispatch.tier),
         )
-        .where(*_incident_filters(filters))
-    )
-    return _dispatch_filters(query, filters)
-
-
-def _dispatch_filters(query: Select[Any], filters: Filters) -> Select[Any]:
     if filters.tier is not None:
         query = query.where(Dispatch.tier == filters.tier)
     if filters.team_id is not None:
         query = query.where(Dispatch.team_id == filters.team_id)
+    if missing:
+        query = query.where(Dispatch.arrived_at.is_(None))
     return query
 
 
-def _segments(sql: _Sql, filters: Filters, by: GroupBy) -> Select[Any]:
-    """One row per dispatch with its three hops in µs (null where a hop is missing)."""
-
-    def hop(later: Any, earlier: Any) -> ColumnElement[int | None]:
-        return case(
-            (
-                and_(later.is_not(None), earlier.is_not(None)),
-                sql.epoch_us(later) - sql.epoch_us(earlier),
-            ),
-            else_=null(),
-        )
-
-    query = (
-        select(
-            _key(sql, by, Dispatch.tier, Dispatch.team_id).label("g"),
-            Dispatch.tier.label("tier"),
-            hop(Dispatch.delivered_at, Dispatch.alerted_at).label("a2d"),
-            hop(Dispatch.accepted_at, Dispatch.delivered_at).label("d2acc"),
-            hop(Dispatch.arrived_at, Dispatch.accepted_at).label("acc2arr"),
-        )
-        .join(Incident, Incident.id == Dispatch.incident_id)
-        .where(*_incident_filters(filters))
-    )
-    return _dispatch_filters(query, filters)
-
-
-# ---------------------------------------------------------------- the three queries
+# ---------------------------------------------------------------- figures per group and tier
 
 
 @dataclass
@@ -309,88 +316,157 @@ class _Cell:
     uncovered: int = 0
 
 
-async def _counts(session: AsyncSession, measurements: Select[Any]) -> dict[tuple[str, int], _Cell]:
-    m = measurements.subquery("m")
+@dataclass(frozen=True)
+class _Source:
+    """Measurement rows, whether they carry outcomes to count, and which series to rank."""
 
-    def count_of(outcome: str) -> Any:
-        return func.sum(case((m.c.outcome == outcome, 1), else_=0))
-
-    query = select(
-        m.c.g,
-        m.c.tier,
-        func.count(),
-        func.count(m.c.arrival),
-        count_of(TierStatus.MET.value),
-        count_of(TierStatus.BREACHED.value),
-        count_of(TierStatus.CANCELLED.value),
-        count_of(TierStatus.PENDING.value),
-        func.sum(case((m.c.covered.is_(False), 1), else_=0)),
-    ).group_by(m.c.g, m.c.tier)
-    cells: dict[tuple[str, int], _Cell] = {}
-    for row in (await session.execute(query)).all():
-        cells[(str(row[0]), int(row[1]))] = _Cell(*(int(v or 0) for v in row[2:]))
-    return cells
+    rows: Select[Any]
+    counted: bool
+    metrics: tuple[str, ...]
 
 
-async def _percentiles(
-    session: AsyncSession, measurements: Select[Any], segments: Select[Any]
-) -> dict[tuple[str, str, int], dict[int, int]]:
-    """For every metric, group and tier: n and the values at the needed ranks."""
-    m = measurements.subquery("m")
-    s = segments.subquery("s")
-    parts = [
-        select(literal("arrival").label("metric"), m.c.g, m.c.tier, m.c.arrival.label("v")).where(
-            m.c.arrival.is_not(None)
-        )
-    ]
-    for metric in METRICS[1:]:
-        column = s.c[metric]
-        parts.append(
-            select(literal(metric).label("metric"), s.c.g, s.c.tier, column.label("v")).where(
-                column.is_not(None)
-            )
-        )
-    values = union_all(*parts).subquery("v")
-    window = (values.c.metric, values.c.g, values.c.tier)
-    ranked = select(
-        values.c.metric,
-        values.c.g,
-        values.c.tier,
-        values.c.v,
-        func.row_number().over(partition_by=window, order_by=values.c.v).label("rn"),
-        func.count().over(partition_by=window).label("n"),
-    ).subquery("r")
-    wanted = [ranked.c.rn == (p * ranked.c.n + 99) // 100 for p in PERCENTILES]
-    query = select(
-        ranked.c.metric, ranked.c.g, ranked.c.tier, ranked.c.rn, ranked.c.n, ranked.c.v
-    ).where(or_(*wanted, ranked.c.rn == ranked.c.n))
-    found: dict[tuple[str, str, int], dict[int, int]] = {}
-    for metric, g, tier, rn, n, v in (await session.execute(query)).all():
-        entry = found.setdefault((str(metric), str(g), int(tier)), {0: int(n)})
-        entry[int(rn)] = int(v)
+Found = dict[tuple[str, int], tuple[_Cell | None, dict[str, Stat]]]
+
+
+def _sources(sql: _Sql, filters: Filters, by: GroupBy, unit: Unit, now: datetime) -> list[_Source]:
+    if unit == Unit.INCIDENT_TIER:
+        return [
+            _Source(_tier_rows(sql, filters, by, now), True, ("arrival",)),
+            _Source(_dispatch_rows(sql, filters, by, now, judged=False), False, METRICS[1:]),
+        ]
+    # Per team every figure is the team's own, so one pass over its dispatches holds them all.
+    return [_Source(_dispatch_rows(sql, filters, by, now, judged=True), True, METRICS)]
+
+
+def _aggregates(
+    m: Any, only: ColumnElement[bool] | None, counted: bool, metrics: Sequence[str], ranked: bool
+) -> list[Any]:
+    """Counts, and per series n plus (``ranked``) P50, P90 and max by percentile_disc."""
+
+    def where(aggregate: Any, condition: ColumnElement[bool] | None = None) -> Any:
+        conditions = [c for c in (only, condition) if c is not None]
+        return aggregate.filter(and_(*conditions)) if conditions else aggregate
+
+    columns = []
+    if counted:
+        columns += [where(func.count()), where(func.count(m.c.arrival))]
+        columns += [where(func.count(), m.c.outcome == outcome.value) for outcome in OUTCOMES]
+        columns.append(where(func.count(), m.c.covered.is_(False)))
+    for metric in metrics:
+        columns.append(where(func.count(m.c[metric])))
+        if ranked:
+            picked = func.percentile_disc(postgresql.array(FRACTIONS)).within_group(m.c[metric])
+            columns.append(type_coerce(where(picked), postgresql.ARRAY(BigInteger)))
+    return columns
+
+
+def _read(
+    values: Sequence[Any], counted: bool, metrics: Sequence[str], ranked: bool
+) -> tuple[_Cell | None, dict[str, Stat], int]:
+    """One block of _aggregates' columns back into a cell and stats; and how many rows it had."""
+    at = 0
+    cell = None
+    if counted:
+        cell = _Cell(*(int(v or 0) for v in values[:7]))
+        at = 7
+    stats: dict[str, Stat] = {}
+    rows = cell.incidents if cell else 0
+    for metric in metrics:
+        n = int(values[at] or 0)
+        rows = max(rows, n)
+        at += 1
+        if ranked:
+            picked = values[at]
+            at += 1
+            stats[metric] = _stat_of(n, picked)
+        else:
+            stats[metric] = Stat(n=n, p50_s=None, p90_s=None, max_s=None)
+    return cell, stats, rows
+
+
+def _stat_of(n: int, picked: Sequence[int] | None) -> Stat:
+    if not n or not picked:
+        return Stat(n=n, p50_s=None, p90_s=None, max_s=None)
+    p50, p90, most = (int(v) / 1e6 for v in picked)
+    return Stat(n=n, p50_s=p50, p90_s=p90, max_s=most)
+
+
+async def _ordered_set_figures(
+    session: AsyncSession, source: _Source, keyed: bool, tiers: Sequence[int]
+) -> Found:
+    """One query: every count and percentile of every group and tier of this source."""
+    m = source.rows.offset(0).subquery("m")
+    found: Found = {}
+    if keyed:
+        query = select(
+            m.c.g, m.c.tier, *_aggregates(m, None, source.counted, source.metrics, True)
+        ).group_by(m.c.g, m.c.tier)
+        for row in (await session.execute(query)).all():
+            cell, stats, _ = _read(row[2:], source.counted, source.metrics, True)
+            found[(str(row[0]), int(row[1]))] = (cell, stats)
+        return found
+    # By tier alone, FILTER per tier spares sorting every row by tier before aggregating.
+    blocks = [_aggregates(m, m.c.tier == t, source.counted, source.metrics, True) for t in tiers]
+    row = (await session.execute(select(*(c for block in blocks for c in block)))).one()
+    at = 0
+    for t, block in zip(tiers, blocks, strict=True):
+        cell, stats, rows = _read(row[at : at + len(block)], source.counted, source.metrics, True)
+        at += len(block)
+        if rows:
+            found[("", t)] = (cell, stats)
     return found
 
 
-def _stat(found: dict[int, int] | None) -> Stat:
-    if not found:
-        return Stat(n=0, p50_s=None, p90_s=None, max_s=None)
-    n = found[0]
-    return Stat(
-        n=n,
-        p50_s=found[rank(50, n)] / 1e6,
-        p90_s=found[rank(90, n)] / 1e6,
-        max_s=found[n] / 1e6,
-    )
+async def _window_figures(session: AsyncSession, source: _Source) -> Found:
+    """Counts with GROUP BY, then the values at the needed ranks by row_number()."""
+    m = source.rows.subquery("m")
+    found: Found = {}
+    query = select(
+        m.c.g, m.c.tier, *_aggregates(m, None, source.counted, source.metrics, False)
+    ).group_by(m.c.g, m.c.tier)
+    for row in (await session.execute(query)).all():
+        cell, stats, _ = _read(row[2:], source.counted, source.metrics, False)
+        found[(str(row[0]), int(row[1]))] = (cell, stats)
+    window = (m.c.g, m.c.tier)
+    columns: list[Any] = [m.c.g, m.c.tier]
+    for metric in source.metrics:
+        value = m.c[metric]
+        columns += [
+            value,
+            func.row_number()
+            .over(partition_by=window, order_by=value.asc().nulls_last())
+            .label(f"r_{metric}"),
+            func.count(value).over(partition_by=window).label(f"n_{metric}"),
+        ]
+    ranked = select(*columns).subquery("r")
+    wanted = []
+    for metric in source.metrics:
+        rn, count = ranked.c[f"r_{metric}"], ranked.c[f"n_{metric}"]
+        wanted += [rn == (p * count + 99) // 100 for p in PERCENTILES] + [rn == count]
+    picked: dict[tuple[str, str, int], dict[int, int]] = {}
+    for hit in (await session.execute(select(ranked).where(or_(*wanted)))).mappings():
+        for metric in source.metrics:
+            r, n, v = hit[f"r_{metric}"], hit[f"n_{metric}"], hit[metric]
+            if v is not None and r in {rank(p, n) for p in PERCENTILES} | {n}:
+                picked.setdefault((metric, str(hit["g"]), int(hit["tier"])), {})[int(r)] = int(v)
+    for (g, tier), (_, stats) in found.items():
+        for metric in source.metrics:
+            size = stats[metric].n
+            at_rank = picked.get((metric, g, tier), {})
+            if size:
+                values = [at_rank[rank(p, size)] for p in PERCENTILES] + [at_rank[size]]
+                stats[metric] = _stat_of(size, values)
+    return found
 
 
 def _figures(
     tier: int,
     target_s: float,
     cell: _Cell,
-    values: dict[tuple[str, str, int], dict[int, int]],
-    key: str,
+    stats: dict[str, Stat],
 ) -> TierFigures:
     judged = cell.met + cell.breached
+    empty = Stat(n=0, p50_s=None, p90_s=None, max_s=None)
     return TierFigures(
         tier=tier,
         target_s=target_s,
@@ -403,10 +479,10 @@ def _figures(
         pending=cell.pending,
         uncovered=cell.uncovered,
         share_within_target=cell.met / judged if judged else None,
-        time_to_arrival=_stat(values.get(("arrival", key, tier))),
-        alert_to_delivery=_stat(values.get(("a2d", key, tier))),
-        delivery_to_acceptance=_stat(values.get(("d2acc", key, tier))),
-        acceptance_to_arrival=_stat(values.get(("acc2arr", key, tier))),
+        time_to_arrival=stats.get("arrival", empty),
+        alert_to_delivery=stats.get("a2d", empty),
+        delivery_to_acceptance=stats.get("d2acc", empty),
+        acceptance_to_arrival=stats.get("acc2arr", empty),
     )
 
 
@@ -421,23 +497,36 @@ async def grouping(
     by: GroupBy,
     targets: Sequence[float],
     now: datetime,
+    *,
+    ordered_sets: bool | None = None,
 ) -> Grouping:
-    sql = _Sql(dialect_name(session))
+    sql = _Sql(dialect_name(session), ordered_sets=ordered_sets)
     unit = unit_for(by, filters)
-    now_us = _now_us(now)
-    measurements = _measurements(sql, filters, by, unit, now_us)
-    cells = await _counts(session, measurements)
-    values = await _percentiles(session, measurements, _segments(sql, filters, by))
+    tiers = [filters.tier] if filters.tier is not None else list(range(1, len(targets) + 1))
+    cells: dict[tuple[str, int], _Cell] = {}
+    stats: dict[tuple[str, int], dict[str, Stat]] = {}
+    for source in _sources(sql, filters, by, unit, now):
+        if sql.ordered_sets:
+            found = await _ordered_set_figures(session, source, by != GroupBy.TIER, tiers)
+        else:
+            found = await _window_figures(session, source)
+        for cell_key, (cell, series) in found.items():
+            if cell is not None:
+                cells[cell_key] = cell
+            stats.setdefault(cell_key, {}).update(series)
     labels = await _labels(session, by, sorted({k for k, _ in cells}))
     keys = sorted({k for k, _ in cells}, key=lambda k: labels[k] if by == GroupBy.TEAM else k)
     groups = []
     for key in keys:
-        tiers = sorted(t for k, t in cells if k == key)
+        tiers_here = sorted(t for k, t in cells if k == key)
         groups.append(
             Group(
                 key=key,
                 label=labels[key],
-                tiers=[_figures(t, targets[t - 1], cells[(key, t)], values, key) for t in tiers],
+                tiers=[
+                    _figures(t, targets[t - 1], cells[(key, t)], stats.get((key, t), {}))
+                    for t in tiers_here
+                ],
             )
         )
     if by == GroupBy.TIER:
@@ -449,9 +538,13 @@ async def grouping(
     return Grouping(by=by, unit=unit, groups=groups)
 
 
-def _now_us(now: datetime) -> int:
-    delta = now - datetime(1970, 1, 1, tzinfo=now.tzinfo)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+async def _tune(session: AsyncSession) -> None:
+    """Settings for this transaction's analytic queries (PostgreSQL; nothing to do on SQLite)."""
+    if dialect_name(session) != "postgresql":
+        return
+    await session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+    # Compiling these wide expressions costs seconds on large tables and saves far less.
+    await session.execute(text("SET LOCAL jit = off"))
 
 
 async def _labels(session: AsyncSession, by: GroupBy, keys: Sequence[str]) -> dict[str, str]:
@@ -485,10 +578,13 @@ async def exclusions(
     session: AsyncSession, filters: Filters, unit: Unit, now: datetime, limit: int
 ) -> list[Exclusion]:
     sql = _Sql(dialect_name(session))
-    m = _measurements(sql, filters, GroupBy.TIER, unit, _now_us(now)).subquery("m")
+    if unit == Unit.INCIDENT_TIER:
+        missing = _tier_rows(sql, filters, GroupBy.TIER, now, missing=True)
+    else:
+        missing = _dispatch_rows(sql, filters, GroupBy.TIER, now, judged=True, missing=True)
+    m = missing.subquery("m")
     query = (
         select(m.c.incident_id, m.c.tier, m.c.team_id, m.c.reported_at, m.c.outcome, m.c.covered)
-        .where(m.c.arrival.is_(None))
         .order_by(m.c.reported_at, m.c.incident_id, m.c.tier, m.c.team_id)
         .limit(limit)
     )
@@ -533,11 +629,18 @@ async def response_times(
     targets: Sequence[float],
     now: datetime,
     max_exclusions: int,
+    ordered_sets: bool | None = None,
 ) -> ReportOut:
+    """The whole report. ``ordered_sets`` chooses how ranks are picked (None: the database's
+    best way; False: window functions, which every database has)."""
+    await _tune(session)
     wanted = list(dict.fromkeys(group_by)) or [GroupBy.TIER]
-    computed = {by: await grouping(session, filters, by, targets, now) for by in wanted}
+    computed = {
+        by: await grouping(session, filters, by, targets, now, ordered_sets=ordered_sets)
+        for by in wanted
+    }
     totals = computed.get(GroupBy.TIER) or await grouping(
-        session, filters, GroupBy.TIER, targets, now
+        session, filters, GroupBy.TIER, targets, now, ordered_sets=ordered_sets
     )
     unit = totals.unit
     total_without = sum(f.without_arrival for g in totals.groups for f in g.tiers)
@@ -564,9 +667,11 @@ async def arrival_histogram(
     tier1 = Filters(
         filters.start, filters.end, 1, filters.team_id, filters.village_id, filters.category
     )
-    m = _measurements(
-        sql, tier1, GroupBy.TIER, unit_for(GroupBy.TIER, tier1), _now_us(now)
-    ).subquery("m")
+    if unit_for(GroupBy.TIER, tier1) == Unit.INCIDENT_TIER:
+        rows = _tier_rows(sql, tier1, GroupBy.TIER, now)
+    else:
+        rows = _dispatch_rows(sql, tier1, GroupBy.TIER, now, judged=True)
+    m = rows.subquery("m")
     # Bins are closed on the right, (50, 60], like the target: an arrival at exactly 60 s meets
     # it and is counted left of the 60 s line. Integer division on both databases.
     bucket = case((m.c.arrival <= 0, 0), else_=(m.c.arrival - 1) // (bin_s * 1_000_000)).label("b")

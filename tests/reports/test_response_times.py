@@ -104,7 +104,8 @@ async def settle(world: World) -> None:
             due = await session.scalar(
                 select(func.count())
                 .select_from(ChainTier)
-                .where(ChainTier.status == "pending", ChainTier.deadline <= now)
+                # The timer passes a deadline only once the clock is beyond it.
+                .where(ChainTier.status == "pending", ChainTier.deadline < now)
             )
             jobs = await session.scalar(
                 select(func.count())

@@ -1,0 +1,362 @@
+"""Every figure of the report equals a direct computation from the raw timestamps.
+
+Four hundred incidents with random times to the microsecond are written straight into the
+tables (as the dispatch core would have left them: some tiers nobody covered, alerts never
+delivered, accepts without an arrival, arrivals exactly at the deadline, tiers cancelled, closed
+before the deadline, or still pending). The expected report is worked out below in plain
+Python: sort each series, take the values at the nearest ranks, count the outcomes by the rules
+of docs/reports.md. On PostgreSQL the report is computed both ways the server knows (ordered-set
+aggregates and window functions) and each must agree to the microsecond.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from dispatch.db import dialect_name, new_id
+from dispatch.incidents.models import ChainTier, Dispatch, Incident
+from dispatch.reports import service
+from dispatch.reports.schemas import GroupBy
+from dispatch.schemas import DISPLAY_TZ
+from tests.support import QINGXI, World
+
+TARGETS = (60.0, 180.0, 300.0)
+CATEGORIES = ("fight", "theft", "fire")
+LON, LAT = QINGXI
+
+
+@dataclass
+class Hop:
+    team_id: str
+    tier: int
+    alerted: datetime
+    delivered: datetime | None
+    accepted: datetime | None
+    arrived: datetime | None
+
+
+@dataclass
+class Tier:
+    tier: int
+    deadline: datetime
+    status: str
+    covered: bool
+    arrived: datetime | None
+
+
+@dataclass
+class Case:
+    id: str
+    reported: datetime
+    closed: datetime | None
+    category: str
+    village_id: str | None
+    tiers: list[Tier] = field(default_factory=list)
+    hops: list[Hop] = field(default_factory=list)
+
+
+def us(seconds: float) -> timedelta:
+    return timedelta(microseconds=round(seconds * 1e6))
+
+
+def invent(
+    rng: random.Random, now: datetime, teams: dict[int, list[str]], villages: list[str]
+) -> list[Case]:
+    cases = []
+    for n in range(400):
+        # The last few were reported moments ago: their later tiers are still pending.
+        ago = rng.uniform(40, 200) if n >= 390 else rng.uniform(600, 20 * 86400)
+        reported = now - us(ago)
+        early = rng.random() < 0.08
+        closed = reported + us(20) if early else (reported + us(900) if ago > 900 else None)
+        case = Case(
+            new_id(),
+            reported,
+            closed,
+            rng.choice(CATEGORIES),
+            rng.choice([*villages, None]),
+        )
+        for tier, target in enumerate(TARGETS, start=1):
+            deadline = reported + us(target)
+            count = rng.choice([0, 1, 1, 2]) if tier == 1 else rng.choice([0, 1, 1, 1])
+            hops = []
+            for team_id in rng.sample(teams[tier], count):
+                alerted = reported + us(rng.uniform(0.01, 0.2))
+                delivered = None if rng.random() < 0.1 else alerted + us(rng.uniform(0.05, 4))
+                accepted = None
+                if delivered and rng.random() < 0.85:
+                    accepted = delivered + us(rng.uniform(0, 30))
+                arrived = None
+                if accepted and not early and rng.random() < 0.85:
+                    arrived = accepted + us(rng.uniform(5, target * 1.3))
+                    if rng.random() < 0.05:
+                        arrived = max(accepted, deadline)  # exactly at the deadline
+                    if arrived > now:
+                        arrived = None
+                hops.append(Hop(team_id, tier, alerted, delivered, accepted, arrived))
+            arrivals = [h.arrived for h in hops if h.arrived]
+            first = min(arrivals) if arrivals else None
+            if first is not None:
+                status = "met" if first <= deadline else "breached"
+            elif early or rng.random() < 0.05:
+                status = "cancelled"
+            else:
+                status = "pending" if deadline > now else "breached"
+            case.tiers.append(Tier(tier, deadline, status, bool(hops), first))
+            case.hops += hops
+        cases.append(case)
+    return cases
+
+
+async def store(world: World, cases: list[Case], operator_id: str) -> None:
+    async with world.runtime.transaction() as session:
+        for c in cases:
+            session.add(
+                Incident(
+                    id=c.id,
+                    reported_at=c.reported,
+                    lon=LON,
+                    lat=LAT,
+                    category=c.category,
+                    status="closed" if c.closed else "open",
+                    closed_at=c.closed,
+                    reported_by=operator_id,
+                    village_id=c.village_id,
+                )
+            )
+        await session.flush()
+        for c in cases:
+            for t in c.tiers:
+                elapsed = (t.arrived - c.reported).total_seconds() if t.arrived else None
+                session.add(
+                    ChainTier(
+                        incident_id=c.id,
+                        tier=t.tier,
+                        target_s=TARGETS[t.tier - 1],
+                        deadline=t.deadline,
+                        status=t.status,
+                        covered=t.covered,
+                        arrived_at=t.arrived,
+                        elapsed_s=elapsed,
+                        breached_at=None,
+                    )
+                )
+            for h in c.hops:
+                session.add(
+                    Dispatch(
+                        id=new_id(),
+                        incident_id=c.id,
+                        team_id=h.team_id,
+                        tier=h.tier,
+                        distance_m=10.0,
+                        alerted_at=h.alerted,
+                        delivered_at=h.delivered,
+                        accepted_at=h.accepted,
+                        arrived_at=h.arrived,
+                    )
+                )
+
+
+# ---------------------------------------------------------------- the figures, by hand
+
+
+def outcome(arrived: datetime | None, tier: Tier, closed: datetime | None, now: datetime) -> str:
+    if arrived is not None:
+        return "met" if arrived <= tier.deadline else "breached"
+    if tier.status == "cancelled" or (closed is not None and closed <= tier.deadline):
+        return "cancelled"
+    return "pending" if tier.deadline > now else "breached"
+
+
+def micro(span: timedelta) -> int:
+    return (span.days * 86400 + span.seconds) * 1_000_000 + span.microseconds
+
+
+def stat(values: list[int]) -> dict[str, Any]:
+    ordered = sorted(values)
+    n = len(ordered)
+    if not n:
+        return {"n": 0, "p50_s": None, "p90_s": None, "max_s": None}
+    # Nearest rank, in integers: rank = ceil(p n / 100), 1-based.
+    at = [ordered[(p * n + 99) // 100 - 1] for p in (50, 90)] + [ordered[-1]]
+    return {"n": n, "p50_s": at[0] / 1e6, "p90_s": at[1] / 1e6, "max_s": at[2] / 1e6}
+
+
+def key_of(by: str, c: Case, team_id: str | None) -> str:
+    local = c.reported.astimezone(DISPLAY_TZ).date()
+    keys: dict[str, Callable[[], str]] = {
+        "tier": lambda: "",
+        "team": lambda: team_id or "",
+        "village": lambda: c.village_id or "",
+        "day": local.isoformat,
+        "week": lambda: (local - timedelta(days=local.weekday())).isoformat(),
+        "month": lambda: local.strftime("%Y-%m"),
+    }
+    return keys[by]()
+
+
+def expected(
+    cases: list[Case], by: str, now: datetime, tier: int | None = None, team_id: str | None = None
+) -> dict[tuple[str, int], dict[str, Any]]:
+    per_team = by == "team" or team_id is not None
+    counts: dict[tuple[str, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    series: dict[tuple[str, int], dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for c in cases:
+        tiers = {t.tier: t for t in c.tiers}
+        measured: list[tuple[str, int, datetime | None, bool]] = []
+        if per_team:
+            for h in c.hops:
+                if team_id in (None, h.team_id):
+                    measured.append((key_of(by, c, h.team_id), h.tier, h.arrived, True))
+        else:
+            for row in c.tiers:
+                measured.append((key_of(by, c, None), row.tier, row.arrived, row.covered))
+        for key, t, arrived, covered in measured:
+            if tier not in (None, t):
+                continue
+            cell = counts[(key, t)]
+            cell["incidents"] += 1
+            cell["with_arrival"] += arrived is not None
+            cell[outcome(arrived, tiers[t], c.closed, now)] += 1
+            cell["uncovered"] += not covered
+            if arrived is not None:
+                series[(key, t)]["arrival"].append(micro(arrived - c.reported))
+        for h in c.hops:
+            if tier not in (None, h.tier) or team_id not in (None, h.team_id):
+                continue
+            key = key_of(by, c, h.team_id)
+            for name, later, earlier in (
+                ("a2d", h.delivered, h.alerted),
+                ("d2acc", h.accepted, h.delivered),
+                ("acc2arr", h.arrived, h.accepted),
+            ):
+                if later is not None and earlier is not None:
+                    series[(key, h.tier)][name].append(micro(later - earlier))
+    figures = {}
+    for (key, t), cell in counts.items():
+        judged = cell["met"] + cell["breached"]
+        values = series[(key, t)]
+        figures[(key, t)] = {
+            "tier": t,
+            "target_s": TARGETS[t - 1],
+            "incidents": cell["incidents"],
+            "with_arrival": cell["with_arrival"],
+            "without_arrival": cell["incidents"] - cell["with_arrival"],
+            "met": cell["met"],
+            "breached": cell["breached"],
+            "cancelled": cell["cancelled"],
+            "pending": cell["pending"],
+            "uncovered": cell["uncovered"],
+            "share_within_target": cell["met"] / judged if judged else None,
+            "time_to_arrival": stat(values["arrival"]),
+            "alert_to_delivery": stat(values["a2d"]),
+            "delivery_to_acceptance": stat(values["d2acc"]),
+            "acceptance_to_arrival": stat(values["acc2arr"]),
+        }
+    return figures
+
+
+def shown(grouping: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
+    """The report's groups keyed like the expected figures (by tier, the key is the tier)."""
+    found = {}
+    for group in grouping["groups"]:
+        for figures in group["tiers"]:
+            key = "" if grouping["by"] == "tier" else group["key"]
+            found[(key, figures["tier"])] = figures
+    return found
+
+
+# ---------------------------------------------------------------- the test
+
+
+async def test_every_figure_equals_a_direct_computation(world: World) -> None:
+    rng = random.Random(1_3_5)
+    operator = await world.operator()
+    teams = {
+        1: [(await world.team("fixed_post"))["id"] for _ in range(3)],
+        2: [(await world.team("patrol", radius_m=3000))["id"] for _ in range(2)],
+        3: [(await world.team("response", radius_m=6000))["id"]],
+    }
+    admin = await world.admin()
+    boundary = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {"name": name},
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [[[x, 0], [x + 1, 0], [x + 1, 1], [x, 1], [x, 0]]],
+                },
+            }
+            for name, x in (("上元村", 10.0), ("下仙社区", 12.0))
+        ],
+    }
+    reply = await world.http.post(
+        "/api/v1/villages/import", content=json.dumps(boundary), headers=admin.headers
+    )
+    assert reply.status_code == 200, reply.text
+    villages = [
+        v["id"] for v in (await world.http.get("/api/v1/villages", headers=admin.headers)).json()
+    ]
+    now = world.clock.now()
+    cases = invent(rng, now, teams, villages)
+    await store(world, cases, operator.id)
+    start = min(c.reported for c in cases) - timedelta(seconds=1)
+    period = {"from": start.isoformat(), "to": (now + timedelta(seconds=1)).isoformat()}
+    auditor = await world.account("auditor")
+
+    every = ["tier", "team", "village", "day", "week", "month"]
+    asks: list[dict[str, Any]] = [
+        {"group_by": every},
+        {"group_by": ["tier", "day"], "tier": 2},
+        {"group_by": ["tier", "village"], "team_id": teams[1][0]},
+        {"group_by": ["tier", "team"], "tier": 1, "category": "theft"},
+    ]
+    for ask in asks:
+        reply = await world.http.get(
+            "/api/v1/reports/response-times",
+            params={**period, **ask, "max_exclusions": 5},
+            headers=auditor.headers,
+        )
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        chosen = [c for c in cases if ask.get("category") in (None, c.category)]
+        for grouping in body["groupings"]:
+            want = expected(chosen, grouping["by"], now, ask.get("tier"), ask.get("team_id"))
+            assert shown(grouping) == want, (ask, grouping["by"])
+        totals = {("", f["tier"]): f for f in body["totals"]}
+        assert totals == expected(chosen, "tier", now, ask.get("tier"), ask.get("team_id"))
+        without = sum(f["without_arrival"] for f in body["totals"])
+        assert body["exclusions_total"] == without
+        assert len(body["exclusions"]) == min(5, without)
+        listed = [(e["reported_at"], e["incident_id"], e["tier"]) for e in body["exclusions"]]
+        assert listed == sorted(listed)
+
+    # Ranked by the database's own aggregate and by window functions: the same, to the µs.
+    async with world.runtime.sessionmaker() as session:
+        ways = [None, False] if dialect_name(session) == "postgresql" else [None]
+        filters = service.Filters(start, now + timedelta(seconds=1))
+        reports = [
+            (
+                await service.response_times(
+                    session,
+                    filters,
+                    list(GroupBy),
+                    targets=TARGETS,
+                    now=now,
+                    max_exclusions=5,
+                    ordered_sets=way,
+                )
+            ).model_dump()
+            for way in ways
+        ]
+    for report in reports:
+        for grouping in report["groupings"]:
+            assert shown(grouping) == expected(cases, grouping["by"], now), grouping["by"]
