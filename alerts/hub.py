@@ -7,7 +7,7 @@ from its mailbox when it reconnects, so dropping it loses nothing and slows no o
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +24,23 @@ class HubStats:
 
 
 class Subscription:
-    """One open socket's place in the hub."""
+    """One open socket's place in the hub: a bounded queue and an overflow signal.
+
+    Built from one deque and futures made only while someone waits, rather than an
+    asyncio.Queue and an Event (five deques of ~760 bytes each): most sockets sit idle, and at
+    ten thousand of them every kilobyte per socket is ten megabytes.
+    """
+
+    __slots__ = (
+        "_getter",
+        "_items",
+        "_overflow",
+        "label",
+        "overflowed",
+        "queue_size",
+        "stats",
+        "user_id",
+    )
 
     def __init__(
         self, user_id: str, label: str, queue_size: int, stats: HubStats | None = None
@@ -32,17 +48,48 @@ class Subscription:
         self.user_id = user_id
         self.label = label
         self.stats = stats or HubStats()
+        self.queue_size = queue_size
+        self.overflowed = False
         # None is a nudge: "look in the store", after this process may have missed a publish.
-        self.queue: asyncio.Queue[Envelope | None] = asyncio.Queue(maxsize=queue_size)
-        self.overflowed = asyncio.Event()
+        self._items: deque[Envelope | None] | None = None
+        self._getter: asyncio.Future[None] | None = None
+        self._overflow: asyncio.Future[None] | None = None
 
     def offer(self, envelope: Envelope | None) -> None:
-        if self.overflowed.is_set():
+        if self.overflowed:
             return
-        try:
-            self.queue.put_nowait(envelope)
-        except asyncio.QueueFull:
-            self.overflowed.set()
+        if self._items is None:
+            self._items = deque()
+        if len(self._items) >= self.queue_size:
+            self.overflowed = True
+            if self._overflow is not None and not self._overflow.done():
+                self._overflow.set_result(None)
+            return
+        self._items.append(envelope)
+        if self._getter is not None and not self._getter.done():
+            self._getter.set_result(None)
+
+    async def get(self) -> Envelope | None:
+        """The next envelope (or nudge), waiting for one if there is none."""
+        while not self._items:
+            self._getter = asyncio.get_running_loop().create_future()
+            try:
+                await self._getter
+            finally:
+                self._getter = None
+        envelope = self._items.popleft()
+        if not self._items:
+            # An idle socket keeps no empty deque around.
+            self._items = None
+        return envelope
+
+    def overflow_signal(self) -> asyncio.Future[None]:
+        """A future done once this subscription overflowed: await it beside the socket's tasks."""
+        if self._overflow is None:
+            self._overflow = asyncio.get_running_loop().create_future()
+            if self.overflowed:
+                self._overflow.set_result(None)
+        return self._overflow
 
 
 class Hub:

@@ -159,8 +159,9 @@ async def _converse(
         return
     sender = asyncio.create_task(_send_loop(websocket, subscription, sessionmaker, start_after))
     receiver = asyncio.create_task(_receive_loop(websocket, peer, acknowledge))
-    overflow = asyncio.create_task(subscription.overflowed.wait())
-    tasks = {sender, receiver, overflow}
+    # A future, not a task waiting on an event: one object less for every idle socket.
+    overflow = subscription.overflow_signal()
+    tasks: set[asyncio.Future[Any]] = {sender, receiver, overflow}
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -172,7 +173,7 @@ async def _converse(
         await _close(websocket, code, reason)
 
 
-def _closing(done: set[asyncio.Task[Any]], overflow: asyncio.Task[Any]) -> tuple[int, str]:
+def _closing(done: set[asyncio.Future[Any]], overflow: asyncio.Future[Any]) -> tuple[int, str]:
     if overflow in done:
         return TRY_AGAIN_LATER, "too slow to keep up: reconnect and resume"
     for task in done:
@@ -234,7 +235,7 @@ async def _send_loop(
     last = await _replay(websocket, subscription.user_id, sessionmaker, after)
     subscription.stats.replayed += last - after
     while True:
-        envelope = await subscription.queue.get()
+        envelope = await subscription.get()
         if envelope is None:
             caught_up = await _replay(websocket, subscription.user_id, sessionmaker, last)
             subscription.stats.replayed += caught_up - last
