@@ -59,6 +59,9 @@ MEAN_ZONE_AREA_M2 = 0.5 * math.pi * (100.0**2 + 500.0**2)
 TARGET_MEAN_RECIPIENTS = 11.0
 RECIPIENTS = (5, 20)
 WARMUP_INCIDENTS = 20
+# Reports come from a control room of four operators in turn. Each report locks its reporter's
+# rate-limit bucket until it commits, so one account's reports run one at a time.
+OPERATORS = 4
 
 
 def bench_town(leaders: int, seed: int = 7) -> tuple[Town, list[tuple[float, float, int]]]:
@@ -171,7 +174,7 @@ async def _ours_on(
 ) -> tuple[list[Stream], float]:
     secret = secrets.token_urlsafe(32)
     started = time.monotonic()
-    seeded = await seed_database(url, town, secret=secret)
+    seeded = await seed_database(url, town, secret=secret, operators=OPERATORS)
     say(
         f"    {backend}: seeded {len(seeded.leaders)} leaders in {time.monotonic() - started:.1f} s"
     )
@@ -201,7 +204,7 @@ async def _ours_on(
             for rep in range(args.reps):
                 name = f"{backend}-{len(seeded.leaders)}-{rep}"
                 with profiled(args.profile, served.process.pid, name, args.seconds):
-                    stream = await _stream_ours(served, seeded.operator_token, points, args, rep)
+                    stream = await _stream_ours(served, seeded.operator_tokens, points, args, rep)
                 streams.append(stream)
         finally:
             results = await asyncio.to_thread(crowd.stop)
@@ -245,13 +248,13 @@ async def _warm_up(served: Served, token: str, points: list[tuple[float, float, 
 
 async def _stream_ours(
     served: Served,
-    token: str,
+    tokens: list[str],
     points: list[tuple[float, float, int]],
     args: argparse.Namespace,
     rep: int,
 ) -> Stream:
     stream = Stream()
-    headers = {"Authorization": f"Bearer {token}"}
+    operators = [{"Authorization": f"Bearer {token}"} for token in tokens]
     count = int(args.rate * args.seconds)
     interval = 1.0 / args.rate
     sent: dict[str, float] = {}
@@ -264,9 +267,14 @@ async def _stream_ours(
             body = {"location": {"lon": lon, "lat": lat}, "category": "fight", "description": tag}
             start = time.monotonic()
             sent[tag] = start
-            reply = await http.post("/api/v1/incidents", json=body, headers=headers)
+            headers = operators[n % len(operators)]
+            try:
+                reply = await http.post("/api/v1/incidents", json=body, headers=headers)
+                status = reply.status_code
+            except httpx.HTTPError:
+                status = 0
             stream.response_ms.append((time.monotonic() - start) * 1000)
-            if reply.status_code != 201:
+            if status != 201:
                 stream.failed += 1
                 stream.expected -= expected
 

@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.alert import bench_town
+from bench.alert import OPERATORS, bench_town
 from bench.common import (
     HOST,
     Figure,
@@ -150,13 +150,15 @@ async def _run(report: Report, args: argparse.Namespace) -> None:
         async with scratch_postgres("bench_intake") as dsn:
             secret = secrets.token_urlsafe(32)
             url = sqlalchemy_url(dsn)
-            seeded = await seed_database(url, town, secret=secret)
+            seeded = await seed_database(url, town, secret=secret, operators=OPERATORS)
             env = {
                 "DISPATCH_DATABASE_URL": url,
                 "DISPATCH_SECRET_KEY": secret,
                 "DISPATCH_SECRET_FILE": str(work / "secret.key"),
             }
-            ours_requests = requests_for(points, seeded.operator_token)
+            # Interleaved, so that consecutive requests on a connection come from each operator.
+            per_operator = [requests_for(points, t) for t in seeded.operator_tokens]
+            ours_requests = [r for group in zip(*per_operator, strict=True) for r in group]
             bare_requests = requests_for(points, None)
             for rep in range(args.reps):
                 served = await asyncio.to_thread(serve_dispatch, env, work, "intake-ours")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -31,12 +31,19 @@ class Seeded:
     leaders: list[Leader]
     operator_token: str
     team_ids: list[str]
+    # Every operator's token, the first one being operator_token.
+    operator_tokens: list[str] = field(default_factory=list)
 
 
 async def seed_database(
-    database_url: str, town: Town, *, secret: str, token_ttl_s: int = 24 * 3600
+    database_url: str,
+    town: Town,
+    *,
+    secret: str,
+    token_ttl_s: int = 24 * 3600,
+    operators: int = 1,
 ) -> Seeded:
-    """Write the town's teams, one account per leader and an operator, in one transaction."""
+    """Write the town's teams, one account per leader and the operators, in one transaction."""
     await migrate.upgrade_async(database_url)
     engine = create_engine(database_url)
     sessionmaker = create_sessionmaker(engine)
@@ -66,15 +73,18 @@ async def seed_database(
             user = _user(f"sim-{run}-{len(users)}", Role.LEADER, team.id, password_hash, now)
             users.append(user)
             plan.append((user, team, n == 0))
-    operator = _user(f"sim-{run}-operator", Role.OPERATOR, None, password_hash, now)
+    staff = [
+        _user(f"sim-{run}-operator-{n}", Role.OPERATOR, None, password_hash, now)
+        for n in range(operators)
+    ]
     try:
         async with sessionmaker() as session, session.begin():
             session.add_all(teams)
             await session.flush()
-            session.add_all([*users, operator])
+            session.add_all([*users, *staff])
             await session.flush()
             session.add_all(
-                Mailbox(user_id=u.id, last_seq=0, acked_seq=0) for u in [*users, operator]
+                Mailbox(user_id=u.id, last_seq=0, acked_seq=0) for u in [*users, *staff]
             )
     finally:
         await engine.dispose()
@@ -83,7 +93,8 @@ async def seed_database(
         return auth.issue_token(user, secret=secret, ttl_s=token_ttl_s, now=now)[0]
 
     leaders = [Leader(u.id, token(u), t.id, t.kind, acts) for u, t, acts in plan]
-    return Seeded(leaders, token(operator), [t.id for t in teams])
+    tokens = [token(u) for u in staff]
+    return Seeded(leaders, tokens[0], [t.id for t in teams], tokens)
 
 
 def _user(name: str, role: Role, team_id: str | None, password_hash: str, now: datetime) -> User:
@@ -122,7 +133,7 @@ async def seed_api(base_url: str, town: Town, admin_name: str, admin_password: s
                 token = headers["Authorization"].removeprefix("Bearer ")
                 leaders.append(Leader(created["id"], token, team["id"], spec.kind.value, n == 0))
         operator_token = admin["Authorization"].removeprefix("Bearer ")
-    return Seeded(leaders, operator_token, team_ids)
+    return Seeded(leaders, operator_token, team_ids, [operator_token])
 
 
 async def retire_api(
