@@ -85,6 +85,26 @@ class ReportOut(Schema):
     exclusions_truncated: bool
 
 
+class HistogramBin(Schema):
+    from_s: int = Field(description="lower edge, excluded")
+    to_s: int = Field(description="upper edge, included: an arrival at exactly 60 s is in 50-60")
+    count: int
+
+
+class ArrivalHistogramOut(Schema):
+    generated_at: LocalTime
+    period_from: LocalTime
+    period_to: LocalTime = Field(description="exclusive")
+    filters: dict[str, Any]
+    unit: Unit
+    target_s: float = Field(description="tier 1's target, for the line drawn across the bins")
+    bin_s: int
+    n: int = Field(description="tier-1 measurements with an arrival")
+    bins: list[HistogramBin] = Field(
+        description="from 0 up to the last arrival, and at least two bins past the target"
+    )
+
+
 class TimelineEvent(Schema):
     at: LocalTime
     type: str

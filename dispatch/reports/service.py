@@ -57,6 +57,7 @@ from dispatch.reports.schemas import (
     Group,
     GroupBy,
     Grouping,
+    HistogramBin,
     IncidentReportOut,
     ReportOut,
     Stat,
@@ -677,6 +678,15 @@ async def arrival_histogram(
     bucket = case((m.c.arrival <= 0, 0), else_=(m.c.arrival - 1) // (bin_s * 1_000_000)).label("b")
     query = select(bucket, func.count()).where(m.c.arrival.is_not(None)).group_by(bucket)
     return {int(b): int(n) for b, n in (await session.execute(query)).all()}
+
+
+def histogram_bins(counts: dict[int, int], bin_s: int, target_s: float) -> list[HistogramBin]:
+    """Every bin from 0 to the last one used, and at least two past the target's bin."""
+    last = max([*counts, int(target_s // bin_s) + 2])
+    return [
+        HistogramBin(from_s=b * bin_s, to_s=(b + 1) * bin_s, count=counts.get(b, 0))
+        for b in range(last + 1)
+    ]
 
 
 # ---------------------------------------------------------------- per incident, for the ledger
