@@ -1,4 +1,4 @@
-// Bundles the two pages into dispatch/static (git-ignored, shipped as package data).
+// Bundles the pages into dispatch/static (git-ignored, shipped as package data).
 // Plain ES2017 scripts (no modules) so that WeChat's and older phone browsers run them;
 // hashed names so that those browsers' caches never serve a stale bundle.
 import { build } from 'esbuild';
@@ -11,6 +11,7 @@ const out = join(here, '..', 'dispatch', 'static');
 const pages = {
   console: { entry: 'src/console/main.js', html: 'src/console.html', file: 'console.html' },
   phone: { entry: 'src/phone/main.js', html: 'src/m.html', file: 'm.html' },
+  reports: { entry: 'src/reports/main.js', html: 'src/reports.html', file: 'reports.html' },
 };
 
 rmSync(out, { recursive: true, force: true });

@@ -1,4 +1,5 @@
-"""``/console`` for operators, ``/m`` for team leaders, and their bundled assets at /static."""
+"""``/console`` and ``/console/reports`` for operators and the office, ``/m`` for team leaders,
+and their bundled assets at /static."""
 
 from __future__ import annotations
 
@@ -49,6 +50,12 @@ def _page(page: str, runtime: RuntimeDep) -> HTMLResponse:
 def console_page(runtime: RuntimeDep) -> HTMLResponse:
     """The operator's dispatch console (desktop)."""
     return _page("console", runtime)
+
+
+@router.get("/console/reports", response_class=HTMLResponse, responses=_PAGE_RESPONSES)
+def reports_page(runtime: RuntimeDep) -> HTMLResponse:
+    """The response-time report with its charts, for operators and the assessing office."""
+    return _page("reports", runtime)
 
 
 @router.get("/m", response_class=HTMLResponse, responses=_PAGE_RESPONSES)

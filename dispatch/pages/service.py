@@ -1,4 +1,4 @@
-"""The two pages, built from web/ by npm into the package's static folder and served here."""
+"""The pages, built from web/ by npm into the package's static folder and served here."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dispatch.config import Settings
 from dispatch.pages.schemas import PageConfig
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-PAGES = {"console": "console.html", "phone": "m.html"}
+PAGES = {"console": "console.html", "phone": "m.html", "reports": "reports.html"}
 CONFIG_SLOT = "<!--config-->"
 
 

@@ -308,6 +308,9 @@ MATRIX: dict[str, Entry] = {
     "GET /api/v1/reports/incidents/{incident_id}": Entry(
         fixed("/api/v1/reports/incidents/{incident}"), only(200, *OFFICE)
     ),
+    "GET /api/v1/reports/arrival-histogram": Entry(
+        fixed("/api/v1/reports/arrival-histogram"), only(200, *OFFICE)
+    ),
     # ------------------------------------------------------------ rosters and duty
     "POST /api/v1/rosters/import": Entry(
         fixed(
@@ -362,6 +365,7 @@ MATRIX: dict[str, Entry] = {
     "GET /api/v1/audit": Entry(fixed("/api/v1/audit"), only(200, "admin", "auditor")),
     # ------------------------------------------------------------ public: pages, health, docs
     "GET /console": Entry(fixed("/console"), everyone(200)),
+    "GET /console/reports": Entry(fixed("/console/reports"), everyone(200)),
     "GET /m": Entry(fixed("/m"), everyone(200)),
     "MOUNT /static/assets": Entry(fixed("/static/assets/none-such.js"), everyone(404)),
     "GET /healthz": Entry(fixed("/healthz"), everyone(200)),

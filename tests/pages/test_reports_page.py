@@ -1,0 +1,164 @@
+"""The console's report page, end to end in headless Chromium: the API's figures, drawn.
+
+The seeded day is the hand-computed one of tests/reports (tier 1: met 2 of 3, P50 60 s, P90
+75 s; four exclusions). The page is read as an auditor would: the figures in its tables must be
+the API's, every chart must have drawn, and the downloads must be the server's files.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from openpyxl import load_workbook
+from playwright.async_api import Browser, Locator, Page, expect
+
+from tests.pages.conftest import Opened, desk_context, log_in
+from tests.reports.test_response_times import seed
+from tests.support import World
+
+COUNTS = ("incidents", "with_arrival", "without_arrival", "met", "breached", "cancelled")
+COUNTS += ("pending", "uncovered")
+
+
+def seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def share(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+async def check_row(row: Locator, figures: dict[str, Any]) -> None:
+    """One row of the page's tables against the API's figures for the same group and tier."""
+    for key in COUNTS:
+        await expect(row.locator(f'td[data-field="{key}"]')).to_have_text(str(figures[key]))
+    await expect(row.locator('td[data-field="share_within_target"]')).to_have_text(
+        share(figures["share_within_target"])
+    )
+    arrival = figures["time_to_arrival"]
+    for stat in ("p50", "p90", "max"):
+        await expect(row.locator(f'td[data-field="time_to_arrival.{stat}"]')).to_have_text(
+            seconds(arrival[f"{stat}_s"])
+        )
+    for segment in ("alert_to_delivery", "delivery_to_acceptance", "acceptance_to_arrival"):
+        s = figures[segment]
+        await expect(row.locator(f'td[data-field="{segment}.p90"]')).to_have_text(
+            f"{seconds(s['p50_s'])} / {seconds(s['p90_s'])} / {seconds(s['max_s'])}"
+        )
+
+
+async def painted(page: Page, canvas_id: str) -> int:
+    """How many pixels of a canvas are not transparent: zero for a chart that never drew."""
+    count: int = await page.evaluate(
+        """(id) => {
+            const canvas = document.getElementById(id);
+            const context = canvas.getContext('2d');
+            const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
+            let n = 0;
+            for (let i = 3; i < data.length; i += 4) if (data[i] !== 0) n++;
+            return n;
+        }""",
+        canvas_id,
+    )
+    return count
+
+
+async def test_the_report_page_shows_the_api_figures_with_charts_and_downloads(
+    world: World, browser: Browser, contexts: Opened, artifacts: Path, backend: str
+) -> None:
+    day = await seed(world)
+    local_day = day.incidents[0]["reported_at"][:10]
+    next_day = (date.fromisoformat(local_day) + timedelta(days=1)).isoformat()
+    auditor = await world.account("auditor")
+    params = {"from": local_day, "to": next_day, "group_by": ["village", "tier", "team"]}
+    api = (
+        await world.http.get(
+            "/api/v1/reports/response-times", params=params, headers=auditor.headers
+        )
+    ).json()
+    histogram = (
+        await world.http.get(
+            "/api/v1/reports/arrival-histogram",
+            params={"from": local_day, "to": next_day},
+            headers=auditor.headers,
+        )
+    ).json()
+
+    context = await desk_context(browser, contexts, {"width": 1440, "height": 1000})
+    page = await context.new_page()
+    await log_in(page, world.base_url + "/console/reports", auditor)
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+
+    # The seeded day, grouped by village; dates are local, the last one included.
+    await page.locator("#from").fill(local_day)
+    await page.locator("#to").fill(local_day)
+    await page.locator("#group-by").select_option("village")
+    await page.get_by_role("button", name="查询").click()
+    await expect(page.locator("#period")).to_contain_text(f"{local_day} 00:00 至 {next_day} 00:00")
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+
+    totals = page.locator("table.totals-table")
+    assert [f["tier"] for f in api["totals"]] == [1, 2, 3]
+    for figures in api["totals"]:
+        await check_row(totals.locator(f'tr[data-tier="{figures["tier"]}"]'), figures)
+    # And the hand-computed figures themselves, as the office would read them.
+    tier1 = page.locator('.tier-card[data-tier="1"]')
+    await expect(tier1.locator(".tier-card-share")).to_have_text("66.7%")
+    await expect(tier1).to_contain_text("P50 60.0 秒 · P90 75.0 秒 · 最大 75.0 秒")
+
+    by = {g["by"]: g for g in api["groupings"]}
+    grouping = page.locator("#grouping")
+    await expect(grouping).to_have_attribute("data-by", "village")
+    rows = 0
+    for group in by["village"]["groups"]:
+        for figures in group["tiers"]:
+            row = grouping.locator(f'tr[data-key="{group["key"]}"][data-tier="{figures["tier"]}"]')
+            await expect(row.locator("th")).to_have_text(group["label"])
+            await check_row(row, figures)
+            rows += 1
+    await expect(grouping.locator("tbody tr")).to_have_count(rows)
+
+    exclusions = page.locator("#exclusions")
+    await expect(exclusions).to_have_attribute("data-total", str(api["exclusions_total"]))
+    listed = exclusions.locator("tbody tr")
+    await expect(listed).to_have_count(len(api["exclusions"]))
+    for n, excluded in enumerate(api["exclusions"]):
+        await expect(listed.nth(n)).to_have_attribute("data-incident-id", excluded["incident_id"])
+    await expect(page.locator("#exclusion-count")).to_have_text("（共 4 条）")
+
+    # The charts: drawn by Chart.js, with the numbers behind them in their data tables.
+    for canvas in ("chart-tiers", "chart-teams", "chart-histogram"):
+        assert await painted(page, canvas) > 2000, canvas
+    teams = {g["label"]: share(g["tiers"][0]["share_within_target"]) for g in by["team"]["groups"]}
+    team_rows = page.locator("#data-teams tbody tr")
+    await expect(team_rows).to_have_count(len(teams))
+    for name, value in teams.items():
+        await expect(team_rows.filter(has_text=name).locator("td").last).to_have_text(value)
+    bins = [f"{b['from_s']}-{b['to_s']}" for b in histogram["bins"] if b["count"]]
+    assert bins == ["40-50", "50-60", "70-80"]
+    await expect(page.locator("#data-histogram tbody tr td:first-child")).to_have_text(bins)
+
+    await page.screenshot(path=artifacts / f"reports-{backend}.png", full_page=True)
+
+    # Downloads are the server's own files, fetched with the auditor's token.
+    async with page.expect_download() as csv_download:
+        await page.locator("#dl-csv").click()
+    csv_file = await csv_download.value
+    assert csv_file.suggested_filename.startswith("响应时间报表")
+    csv_path = await csv_file.path()
+    assert csv_path.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert "按村(社区)" in csv_path.read_bytes().decode("utf-8-sig")
+    async with page.expect_download() as xlsx_download:
+        await page.locator("#dl-xlsx").click()
+    book = load_workbook(io.BytesIO((await (await xlsx_download.value).path()).read_bytes()))
+    assert {"按村(社区)", "按梯队", "按联防队", "一梯队到场时间分布"} <= set(book.sheetnames)
+
+    # English on request, the same figures.
+    await page.get_by_role("button", name="English").click()
+    await expect(page.locator("h1")).to_have_text("1-3-5 response-time report")
+    await expect(totals.locator("thead")).to_contain_text("Met")
+    await expect(tier1.locator(".tier-card-share")).to_have_text("66.7%")
+    assert await painted(page, "chart-histogram") > 2000

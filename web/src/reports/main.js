@@ -1,0 +1,641 @@
+// The response-time report: the API's figures with charts (Chart.js), filters and downloads.
+import '../shared/base.css';
+import './reports.css';
+
+import {
+  BarController,
+  BarElement,
+  CategoryScale,
+  Chart,
+  Legend,
+  LinearScale,
+  Tooltip,
+} from 'chart.js';
+import annotationPlugin from 'chartjs-plugin-annotation';
+
+import { Api } from '../shared/api.js';
+import { $, clear, h } from '../shared/dom.js';
+import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
+
+Chart.register(BarController, BarElement, CategoryScale, LinearScale, Tooltip, Legend, annotationPlugin);
+
+const CAN_VIEW = ['operator', 'admin', 'auditor'];
+const CATEGORIES = [
+  'violence',
+  'extremism',
+  'fight',
+  'robbery',
+  'theft',
+  'fire',
+  'dispute',
+  'suspicious',
+  'other',
+];
+const GROUPINGS = ['tier', 'team', 'village', 'day', 'week', 'month'];
+const SEGMENTS = [
+  ['alert_to_delivery', 'rep.a2d'],
+  ['delivery_to_acceptance', 'rep.d2acc'],
+  ['acceptance_to_arrival', 'rep.acc2arr'],
+];
+const COUNTS = ['incidents', 'with_arrival', 'without_arrival', 'met', 'breached', 'cancelled', 'pending', 'uncovered'];
+const COLORS = { met: '#047857', breach: '#b91c1c', bar: '#1d4ed8', line: '#b91c1c' };
+const DAY_MS = 86400000;
+const SHANGHAI_MS = 8 * 3600000;
+
+// The console's login: one token for both pages.
+const api = new Api('dispatch.console.token');
+
+const state = {
+  me: null,
+  teams: [],
+  villages: [],
+  report: null,
+  histogram: null,
+  params: null,
+  charts: [],
+  running: 0,
+};
+
+function boot() {
+  applyLang();
+  $('#lang').addEventListener('click', () => setLang(currentLang() === 'zh' ? 'en' : 'zh'));
+  $('#logout').addEventListener('click', () => {
+    api.logout();
+    showLogin('');
+  });
+  $('#login-form').addEventListener('submit', onLogin);
+  $('#filters').addEventListener('submit', (event) => {
+    event.preventDefault();
+    run();
+  });
+  for (const [id, part, format] of [
+    ['#dl-csv', 'figures', 'csv'],
+    ['#dl-exclusions', 'exclusions', 'csv'],
+    ['#dl-xlsx', 'figures', 'xlsx'],
+  ]) {
+    $(id).addEventListener('click', (event) => {
+      event.preventDefault();
+      download(event.currentTarget.getAttribute('href'));
+    });
+    $(id).dataset.part = part;
+    $(id).dataset.format = format;
+  }
+  onLangChange(() => {
+    fillSelects();
+    render();
+  });
+  api.onUnauthorized = () => showLogin(t('login.expired'));
+  if (api.token) start();
+  else showLogin('');
+}
+
+function showLogin(message) {
+  state.me = null;
+  $('#app').hidden = true;
+  $('#logout').hidden = true;
+  $('#who').textContent = '';
+  $('#login').hidden = false;
+  $('#login-error').textContent = message || '';
+  $('#login-form').elements.namedItem('username').focus();
+}
+
+async function onLogin(event) {
+  event.preventDefault();
+  const form = event.target;
+  const username = form.elements.namedItem('username').value.trim();
+  const password = form.elements.namedItem('password').value;
+  try {
+    await api.login(username, password);
+  } catch (error) {
+    $('#login-error').textContent = t('login.failed', { detail: error.detail || error.message });
+    return;
+  }
+  form.elements.namedItem('password').value = '';
+  start();
+}
+
+async function start() {
+  let me;
+  try {
+    me = await api.get('/api/v1/auth/me');
+  } catch (_) {
+    return; // onUnauthorized shows the login.
+  }
+  if (CAN_VIEW.indexOf(me.role) < 0) {
+    api.logout();
+    showLogin(t('login.wrong_role', { role: me.role }));
+    return;
+  }
+  state.me = me;
+  $('#login').hidden = true;
+  $('#app').hidden = false;
+  $('#logout').hidden = false;
+  $('#who').textContent = me.name;
+  try {
+    const [teams, villages] = await Promise.all([
+      api.get('/api/v1/teams'),
+      api.get('/api/v1/villages'),
+    ]);
+    state.teams = teams.slice().sort((a, b) => a.tier - b.tier || a.name.localeCompare(b.name, 'zh'));
+    state.villages = villages;
+  } catch (_) {
+    // The filters then offer "all" only; the report itself still runs.
+  }
+  if (!$('#from').value) {
+    const today = shanghaiDate(Date.now());
+    $('#to').value = today;
+    $('#from').value = addDays(today, -29);
+  }
+  fillSelects();
+  run();
+}
+
+// ---------------------------------------------------------------- filters
+
+function option(value, text) {
+  return h('option', { value, text });
+}
+
+function fillSelect(select, options) {
+  const chosen = select.value;
+  clear(select);
+  for (const [value, text] of options) select.appendChild(option(value, text));
+  if (options.some(([value]) => value === chosen)) select.value = chosen;
+}
+
+function fillSelects() {
+  const all = ['', t('rep.all')];
+  fillSelect($('#tier'), [all, ...[1, 2, 3].map((n) => [String(n), t('tier.' + n)])]);
+  fillSelect($('#team'), [all, ...state.teams.map((team) => [team.id, team.name])]);
+  fillSelect($('#village'), [all, ...state.villages.map((v) => [v.id, v.name])]);
+  fillSelect($('#category'), [all, ...CATEGORIES.map((c) => [c, t('category.' + c)])]);
+  fillSelect(
+    $('#group-by'),
+    GROUPINGS.map((g) => [g, t('rep.by.' + g)]),
+  );
+}
+
+function shanghaiDate(ms) {
+  return new Date(ms + SHANGHAI_MS).toISOString().slice(0, 10);
+}
+
+function addDays(date, days) {
+  return new Date(Date.parse(date + 'T00:00:00Z') + days * DAY_MS).toISOString().slice(0, 10);
+}
+
+// The API reads a bare date as Asia/Shanghai midnight and its end as excluded: the last day
+// picked is included by asking up to the next midnight.
+function filterParams() {
+  const params = new URLSearchParams();
+  params.set('from', $('#from').value);
+  params.set('to', addDays($('#to').value, 1));
+  for (const [name, id] of [
+    ['tier', '#tier'],
+    ['team_id', '#team'],
+    ['village_id', '#village'],
+    ['category', '#category'],
+  ]) {
+    if ($(id).value) params.set(name, $(id).value);
+  }
+  return params;
+}
+
+function reportParams(filters, grouping) {
+  const params = new URLSearchParams(filters);
+  // The chosen grouping first; tier and team always, for the charts.
+  for (const by of [grouping, 'tier', 'team'].filter((g, i, list) => list.indexOf(g) === i)) {
+    params.append('group_by', by);
+  }
+  return params;
+}
+
+function histogramParams(filters) {
+  const params = new URLSearchParams(filters);
+  params.delete('tier'); // always tier 1
+  return params;
+}
+
+async function run() {
+  if (!$('#from').value || !$('#to').value) return;
+  const filters = filterParams();
+  const grouping = $('#group-by').value || 'tier';
+  const params = reportParams(filters, grouping);
+  const ticket = ++state.running;
+  $('#app').dataset.state = 'loading';
+  $('#status').textContent = t('rep.loading');
+  $('#status').className = 'status';
+  $('#run').disabled = true;
+  try {
+    const [report, histogram] = await Promise.all([
+      api.get('/api/v1/reports/response-times?' + params.toString()),
+      api.get('/api/v1/reports/arrival-histogram?' + histogramParams(filters).toString()),
+    ]);
+    if (ticket !== state.running) return;
+    state.report = report;
+    state.histogram = histogram;
+    state.params = { filters, grouping, query: params.toString() };
+    render();
+    $('#app').dataset.state = 'ready';
+  } catch (error) {
+    if (ticket !== state.running) return;
+    $('#status').textContent = t('rep.failed', { detail: error.detail || error.message });
+    $('#status').className = 'status error';
+    $('#app').dataset.state = 'failed';
+  } finally {
+    if (ticket === state.running) $('#run').disabled = false;
+  }
+}
+
+// ---------------------------------------------------------------- formatting
+
+function sec(value) {
+  return value === null || value === undefined ? '—' : Number(value).toFixed(1);
+}
+
+function share(value) {
+  return value === null || value === undefined ? '—' : (value * 100).toFixed(1) + '%';
+}
+
+// Times come as ISO 8601 with +08:00: show the wall-clock time as sent.
+function localTime(iso) {
+  return iso ? iso.slice(0, 19).replace('T', ' ') : '';
+}
+
+function cell(field, value, text) {
+  return h('td', {
+    dataset: { field, value: value === null || value === undefined ? '' : String(value) },
+    text,
+  });
+}
+
+function statCells(prefix, stat) {
+  return [
+    cell(prefix + '.p50', stat.p50_s, sec(stat.p50_s)),
+    cell(prefix + '.p90', stat.p90_s, sec(stat.p90_s)),
+    cell(prefix + '.max', stat.max_s, sec(stat.max_s)),
+  ];
+}
+
+function table(head, rows, className) {
+  return h(
+    'table',
+    { class: 'figures ' + (className || '') },
+    h('thead', null, head),
+    h('tbody', null, rows),
+  );
+}
+
+// ---------------------------------------------------------------- rendering
+
+function render() {
+  const report = state.report;
+  if (!report) return;
+  $('#result').hidden = false;
+  $('#status').textContent = t('rep.done', { t: localTime(report.generated_at) });
+  $('#status').className = 'status';
+  $('#period').textContent = t('rep.period', {
+    from: localTime(report.period_from).slice(0, 16),
+    to: localTime(report.period_to).slice(0, 16),
+  });
+  setDownloads();
+  renderTotals(report);
+  const by = Object.fromEntries(report.groupings.map((g) => [g.by, g]));
+  renderGrouping(by[state.params.grouping]);
+  renderExclusions(report);
+  $('#method').textContent = t('rep.method_text');
+  for (const chart of state.charts) chart.destroy();
+  state.charts = [tierChart(report.totals), teamChart(by.team), histogramChart(state.histogram)];
+}
+
+function setDownloads() {
+  const base = '/api/v1/reports/response-times?';
+  const figures = new URLSearchParams(state.params.query);
+  figures.set('format', 'csv');
+  $('#dl-csv').setAttribute('href', base + figures.toString());
+  const excluded = new URLSearchParams(state.params.query);
+  excluded.set('format', 'csv');
+  excluded.set('part', 'exclusions');
+  $('#dl-exclusions').setAttribute('href', base + excluded.toString());
+  // The workbook carries every grouping asked for, plus tier and team with its charts.
+  const workbook = new URLSearchParams(state.params.filters);
+  workbook.append('group_by', state.params.grouping);
+  workbook.set('format', 'xlsx');
+  $('#dl-xlsx').setAttribute('href', base + workbook.toString());
+}
+
+function figureHead(first) {
+  return h(
+    'tr',
+    null,
+    first.map((key) => h('th', { text: t(key) })),
+    h('th', { text: t('rep.target') }),
+    COUNTS.map((key) => h('th', { text: t('rep.' + key) })),
+    h('th', { text: t('rep.share') }),
+    h('th', { text: t('rep.arrival') + ' ' + t('rep.p50') }),
+    h('th', { text: t('rep.arrival') + ' ' + t('rep.p90') }),
+    h('th', { text: t('rep.arrival') + ' ' + t('rep.max') }),
+    SEGMENTS.map(([, key]) => h('th', { text: t(key) + ' P50 / P90 / ' + t('rep.max') })),
+  );
+}
+
+function figureCells(f) {
+  return [
+    cell('target_s', f.target_s, String(f.target_s)),
+    COUNTS.map((key) => cell(key, f[key], String(f[key]))),
+    cell('share_within_target', f.share_within_target, share(f.share_within_target)),
+    statCells('time_to_arrival', f.time_to_arrival),
+    SEGMENTS.map(([key]) => {
+      const s = f[key];
+      return cell(
+        key + '.p90',
+        s.p90_s,
+        sec(s.p50_s) + ' / ' + sec(s.p90_s) + ' / ' + sec(s.max_s),
+      );
+    }),
+  ];
+}
+
+function renderTotals(report) {
+  const box = clear($('#totals'));
+  if (!report.totals.length) {
+    box.appendChild(h('p', { class: 'hint', text: t('rep.none') }));
+    return;
+  }
+  box.appendChild(
+    h(
+      'div',
+      { class: 'tier-cards' },
+      report.totals.map((f) =>
+        h(
+          'div',
+          { class: 'tier-card', dataset: { tier: String(f.tier) } },
+          h('div', { class: 'tier-card-name', text: t('tier.' + f.tier) }),
+          h('div', { class: 'tier-card-share', dataset: { field: 'share_within_target' }, text: share(f.share_within_target) }),
+          h('div', {
+            class: 'tier-card-line',
+            text: t('rep.met') + ' ' + f.met + ' · ' + t('rep.breached') + ' ' + f.breached,
+          }),
+          h('div', {
+            class: 'tier-card-line',
+            text: [
+              [t('rep.p50'), f.time_to_arrival.p50_s],
+              [t('rep.p90'), f.time_to_arrival.p90_s],
+              [t('rep.max'), f.time_to_arrival.max_s],
+            ]
+              .map(([name, value]) => name + ' ' + t('unit.s', { n: sec(value) }))
+              .join(' · '),
+          }),
+        ),
+      ),
+    ),
+  );
+  const wrap = h('div', { class: 'table-wrap' });
+  wrap.appendChild(
+    table(
+      figureHead(['rep.tier']),
+      report.totals.map((f) =>
+        h('tr', { dataset: { tier: String(f.tier) } }, h('th', { text: t('tier.' + f.tier) }), figureCells(f)),
+      ),
+      'totals-table',
+    ),
+  );
+  box.appendChild(wrap);
+}
+
+function groupLabel(grouping, group) {
+  if (grouping.by === 'tier') return t('tier.' + group.key);
+  if (grouping.by === 'village' && !group.key) return t('rep.no_village');
+  return group.label;
+}
+
+function renderGrouping(grouping) {
+  $('#grouping-title').textContent = t('rep.by.' + state.params.grouping);
+  const box = clear($('#grouping'));
+  if (!grouping) return;
+  box.dataset.by = grouping.by;
+  box.appendChild(h('p', { class: 'hint', text: t('rep.unit.' + grouping.unit) }));
+  const rows = [];
+  for (const group of grouping.groups) {
+    for (const f of group.tiers) {
+      rows.push(
+        h(
+          'tr',
+          { dataset: { key: group.key, tier: String(f.tier) } },
+          h('th', { text: groupLabel(grouping, group) }),
+          h('td', { text: t('tier.short', { n: f.tier }) }),
+          figureCells(f),
+        ),
+      );
+    }
+  }
+  if (!rows.length) {
+    box.appendChild(h('p', { class: 'hint', text: t('rep.none') }));
+    return;
+  }
+  box.appendChild(table(figureHead(['rep.group', 'rep.tier']), rows, 'grouping-table'));
+}
+
+function renderExclusions(report) {
+  const listed = report.exclusions.length;
+  $('#exclusion-count').textContent = report.exclusions_truncated
+    ? t('rep.exclusion_count_cut', { n: report.exclusions_total, m: listed })
+    : t('rep.exclusion_count', { n: report.exclusions_total });
+  const box = clear($('#exclusions'));
+  box.dataset.total = String(report.exclusions_total);
+  if (!listed) {
+    box.appendChild(h('p', { class: 'hint', text: t('rep.exclusions_none') }));
+    return;
+  }
+  const head = h(
+    'tr',
+    null,
+    ['rep.incident', 'rep.reported', 'rep.tier', 'rep.team', 'rep.outcome', 'rep.reason'].map((key) =>
+      h('th', { text: t(key) }),
+    ),
+  );
+  const rows = report.exclusions.map((e) => {
+    let reason = t('rep.reason.' + e.outcome);
+    if (e.reason.indexOf('no team of this tier') === 0) reason = t('rep.reason.uncovered') + '（' + reason + '）';
+    return h(
+      'tr',
+      { dataset: { incidentId: e.incident_id, tier: String(e.tier) } },
+      h('td', { class: 'mono', text: e.incident_id }),
+      h('td', { text: localTime(e.reported_at) }),
+      h('td', { text: t('tier.short', { n: e.tier }) }),
+      h('td', { text: e.team_name || '' }),
+      h('td', { text: t('rep.outcome.' + e.outcome) }),
+      h('td', { text: reason }),
+    );
+  });
+  box.appendChild(table(head, rows, 'exclusions-table'));
+}
+
+// ---------------------------------------------------------------- charts
+
+const BASE_OPTIONS = {
+  responsive: true,
+  maintainAspectRatio: false,
+  // Drawn at once: a report is read, not watched.
+  animation: false,
+  plugins: { legend: { display: false } },
+};
+
+function shareChart(canvas, labels, values, horizontal) {
+  const valueAxis = {
+    min: 0,
+    max: 100,
+    title: { display: true, text: t('rep.share_axis') + ' (%)' },
+    ticks: { callback: (v) => v + '%' },
+  };
+  return new Chart(canvas, {
+    type: 'bar',
+    data: {
+      labels,
+      datasets: [
+        {
+          label: t('rep.share'),
+          data: values.map((v) => (v === null ? null : Math.round(v * 1000) / 10)),
+          backgroundColor: values.map((v) => (v !== null && v >= 0.9 ? COLORS.met : COLORS.bar)),
+        },
+      ],
+    },
+    options: Object.assign({}, BASE_OPTIONS, {
+      indexAxis: horizontal ? 'y' : 'x',
+      scales: horizontal ? { x: valueAxis } : { y: valueAxis },
+    }),
+  });
+}
+
+function dataTable(box, head, rows) {
+  clear(box).appendChild(
+    table(
+      h('tr', null, head.map((text) => h('th', { text }))),
+      rows.map((row) => h('tr', null, row.map((text) => h('td', { text })))),
+    ),
+  );
+}
+
+function tierChart(totals) {
+  const labels = totals.map((f) => t('tier.' + f.tier));
+  const values = totals.map((f) => f.share_within_target);
+  dataTable(
+    $('#data-tiers'),
+    [t('rep.tier'), t('rep.met'), t('rep.breached'), t('rep.share')],
+    totals.map((f) => [labels[totals.indexOf(f)], String(f.met), String(f.breached), share(f.share_within_target)]),
+  );
+  return shareChart($('#chart-tiers'), labels, values, false);
+}
+
+function teamChart(grouping) {
+  const rows = [];
+  for (const group of grouping ? grouping.groups : []) {
+    for (const f of group.tiers) rows.push({ name: group.label, tier: f.tier, f });
+  }
+  // Tall enough for every team's bar to carry its name.
+  $('#chart-teams').parentElement.style.height = Math.max(12, rows.length * 1.75 + 4) + 'rem';
+  dataTable(
+    $('#data-teams'),
+    [t('rep.team'), t('rep.tier'), t('rep.met'), t('rep.breached'), t('rep.share')],
+    rows.map((r) => [r.name, t('tier.short', { n: r.tier }), String(r.f.met), String(r.f.breached), share(r.f.share_within_target)]),
+  );
+  return shareChart(
+    $('#chart-teams'),
+    rows.map((r) => r.name),
+    rows.map((r) => r.f.share_within_target),
+    true,
+  );
+}
+
+function histogramChart(histogram) {
+  const bins = histogram.bins;
+  const labels = bins.map((b) => b.from_s + '-' + b.to_s);
+  dataTable(
+    $('#data-histogram'),
+    [t('rep.bin'), t('rep.count')],
+    bins.filter((b) => b.count).map((b) => [b.from_s + '-' + b.to_s, String(b.count)]),
+  );
+  $('#chart-histogram').setAttribute('aria-label', t('rep.histogram_n', { n: histogram.n }));
+  // Bins are closed on the right, so the target falls on the border after bin (50, 60]: on a
+  // category axis, half a bin after that bin's index.
+  const at = histogram.target_s / histogram.bin_s - 0.5;
+  return new Chart($('#chart-histogram'), {
+    type: 'bar',
+    data: {
+      labels,
+      datasets: [
+        {
+          label: t('rep.count'),
+          data: bins.map((b) => b.count),
+          backgroundColor: bins.map((b) => (b.to_s <= histogram.target_s ? COLORS.met : COLORS.breach)),
+          barPercentage: 1,
+          categoryPercentage: 0.95,
+        },
+      ],
+    },
+    options: Object.assign({}, BASE_OPTIONS, {
+      scales: {
+        x: { title: { display: true, text: t('rep.seconds_axis') } },
+        y: { beginAtZero: true, ticks: { precision: 0 }, title: { display: true, text: t('rep.count_axis') } },
+      },
+      plugins: {
+        legend: { display: false },
+        annotation: {
+          annotations: {
+            target: {
+              type: 'line',
+              xMin: at,
+              xMax: at,
+              borderColor: COLORS.line,
+              borderWidth: 2,
+              borderDash: [6, 4],
+              label: {
+                display: true,
+                content: t('rep.target_line', { n: histogram.target_s }),
+                position: 'start',
+                backgroundColor: COLORS.line,
+              },
+            },
+          },
+        },
+      },
+    }),
+  });
+}
+
+// ---------------------------------------------------------------- downloads
+
+// A plain link cannot carry the bearer token: fetch the file with it and save it from memory.
+async function download(path) {
+  const token = api.token;
+  if (!token) {
+    showLogin(t('login.expired'));
+    return;
+  }
+  let reply;
+  try {
+    reply = await fetch(path, { headers: { authorization: 'Bearer ' + token } });
+  } catch (error) {
+    $('#status').textContent = t('rep.download_failed', { detail: error.message });
+    return;
+  }
+  if (!reply.ok) {
+    $('#status').textContent = t('rep.download_failed', { detail: reply.status + ' ' + reply.statusText });
+    return;
+  }
+  const blob = await reply.blob();
+  const url = URL.createObjectURL(blob);
+  const link = h('a', { href: url, download: fileName(reply.headers.get('content-disposition')) });
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
+
+function fileName(disposition) {
+  const utf8 = /filename\*=UTF-8''([^;]+)/i.exec(disposition || '');
+  if (utf8) return decodeURIComponent(utf8[1]);
+  const plain = /filename="([^"]+)"/i.exec(disposition || '');
+  return plain ? plain[1] : 'report';
+}
+
+boot();
