@@ -14,8 +14,18 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
-from bench.common import Report, markdown_table, raise_fd_limit, rows_json, say, text_table
+from bench.common import (
+    Figure,
+    Report,
+    Row,
+    markdown_table,
+    raise_fd_limit,
+    rows_json,
+    say,
+    text_table,
+)
 
 BENCHMARKS = ("covering", "alert", "intake", "reports")
 DOC = Path("docs/performance.md")
@@ -81,11 +91,44 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--update-docs", action="store_true", help=f"put the table into {DOC} between its markers"
     )
+    p.add_argument(
+        "--table-from",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="run nothing: print (and with --update-docs place) the table of earlier JSON runs",
+    )
     return p
+
+
+def _figure(data: dict[str, Any] | None) -> Figure | None:
+    return None if data is None else Figure(**data)
+
+
+def _load_rows(paths: list[Path]) -> tuple[list[Row], list[str], str]:
+    rows: list[Row] = []
+    notes: list[str] = []
+    whens = []
+    for path in paths:
+        result = json.loads(path.read_text())
+        whens.append(result["when"])
+        notes += result["notes"]
+        for r in result["rows"]:
+            ours = _figure(r.pop("ours"))
+            assert ours is not None
+            baseline, ratio = _figure(r.pop("baseline")), _figure(r.pop("ratio"))
+            rows.append(Row(ours=ours, baseline=baseline, ratio=ratio, **r))
+    return rows, notes, ", ".join(whens)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.table_from:
+        rows, notes, when = _load_rows(args.table_from)
+        say(text_table(rows))
+        if args.update_docs:
+            _update_docs(markdown_table(rows), notes, when)
+        return 0
     fds = raise_fd_limit()
     report = Report()
     started = time.time()
@@ -155,7 +198,7 @@ def _run_one(name: str, report: Report, args: argparse.Namespace) -> None:
 def _update_docs(table: str, notes: list[str], when: str) -> None:
     text = DOC.read_text()
     start, end = text.index(TABLE_START), text.index(TABLE_END)
-    body = [f"Run of {when}.", "", table]
+    body = [f"Runs of {when} (UTC).", "", table]
     if notes:
         body += ["", *(f"- {n}" for n in notes)]
     DOC.write_text(text[: start + len(TABLE_START)] + "\n" + "\n".join(body) + "\n" + text[end:])
