@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from bench.common import (
     UNLIMITED_REPORTS,
@@ -86,20 +88,35 @@ class Phone:
     def __init__(self, token: str) -> None:
         self.token = token
         self.last_seq = 0
+        self.retries = 0
         self.connection: ClientConnection | None = None
 
     async def connect(self, ws_url: str) -> int:
-        self.connection = await connect(ws_url, compression=None, open_timeout=60)
-        hello = {"type": "hello", "token": self.token, "resume_from": self.last_seq}
-        await self.connection.send(json.dumps(hello))
-        welcome = json.loads(await self.connection.recv())
-        latest: int = welcome["seq"]
-        return latest
+        """Connect as the pages do: on a refusal (1013, server busy) back off and try again."""
+        for attempt in range(20):
+            try:
+                self.connection = await connect(ws_url, compression=None, open_timeout=60)
+                hello = {"type": "hello", "token": self.token, "resume_from": self.last_seq}
+                await self.connection.send(json.dumps(hello))
+                welcome = json.loads(await self.connection.recv())
+            except (ConnectionClosed, OSError):
+                self.retries += 1
+                await asyncio.sleep(random.uniform(0.2, 1.0) * (attempt + 1))
+                continue
+            latest: int = welcome["seq"]
+            return latest
+        raise RuntimeError("could not connect after 20 attempts")
 
-    async def read_until(self, seq: int) -> None:
-        assert self.connection is not None
+    async def read_until(self, seq: int, ws_url: str) -> None:
+        """Read in order up to ``seq``; when told to come back (1013), resume as a page does."""
         while self.last_seq < seq:
-            message = json.loads(await self.connection.recv())
+            assert self.connection is not None
+            try:
+                message = json.loads(await self.connection.recv())
+            except ConnectionClosed:
+                self.retries += 1
+                await self.connect(ws_url)
+                continue
             if message["seq"] != self.last_seq + 1:
                 raise AssertionError(f"gap: {self.last_seq} then {message['seq']}")
             self.last_seq = message["seq"]
@@ -136,7 +153,7 @@ async def restart_and_storm(
     phones = [Phone(leaders[n % LEADERS]) for n in range(sockets)]
     await asyncio.gather(*(p.connect(served.ws_url) for p in phones))
     await _report(served.base_url, operator, 1)
-    await asyncio.gather(*(p.read_until(1) for p in phones))
+    await asyncio.gather(*(p.read_until(1, served.ws_url) for p in phones))
 
     # kill -9, then time the way back to ready.
     served.process.send_signal(signal.SIGKILL)
@@ -157,7 +174,7 @@ async def restart_and_storm(
 
     async def come_back(phone: Phone) -> None:
         latest = await phone.connect(served.ws_url)
-        await phone.read_until(latest)
+        await phone.read_until(latest, served.ws_url)
         caught_up.append(time.perf_counter() - ready)
 
     await asyncio.gather(*(come_back(p) for p in phones))
@@ -169,6 +186,7 @@ async def restart_and_storm(
         "storm_p50_s": percentile(caught_up, 50),
         "storm_p99_s": percentile(caught_up, 99),
         "storm_all_s": max(caught_up),
+        "storm_reconnect_retries": sum(p.retries for p in phones),
     }
 
 
@@ -200,12 +218,19 @@ async def _timed_reports(base_url: str, operator: str, phone: Phone, count: int)
     body = {"location": QINGXI, "category": "fight"}
     latencies = []
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-        for _ in range(count):
+        for n in range(count):
+            # Each report carries its own tag: a late alert of an earlier report is not taken
+            # for this one's.
+            tagged = {**body, "description": f"latency-{n}"}
             sent = time.perf_counter()
-            post = asyncio.create_task(http.post("/api/v1/incidents", json=body, headers=headers))
+            post = asyncio.create_task(http.post("/api/v1/incidents", json=tagged, headers=headers))
             while True:
                 message = json.loads(await phone.connection.recv())
-                if message["type"] == "alert":
+                incident = message["data"].get("incident") or {}
+                if (
+                    message["type"] == "alert"
+                    and incident.get("description") == tagged["description"]
+                ):
                     break
             latencies.append((time.perf_counter() - sent) * 1000)
             (await post).raise_for_status()
