@@ -30,6 +30,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 log = logging.getLogger(__name__)
 
 Mode = Literal["simulate", "measure"]
+TRY_AGAIN_LATER = 1013
+CONNECT_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
@@ -155,18 +157,30 @@ class Phones:
         gate = asyncio.Semaphore(self.job.connect_concurrency)
 
         async def one(leader: Leader) -> None:
-            async with gate:
-                try:
-                    socket = await self._open(leader)
-                except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake) as error:
-                    log.warning("leader %s could not connect: %r", leader.user_id, error)
-                    self.failed += 1
-                    return
+            for attempt in range(CONNECT_ATTEMPTS):
+                async with gate:
+                    try:
+                        socket = await self._open(leader)
+                        break
+                    except ConnectionClosed as error:
+                        # 1013: the server sheds handshakes while busy; phones back off, retry.
+                        busy = error.rcvd is not None and error.rcvd.code == TRY_AGAIN_LATER
+                        if not busy or attempt == CONNECT_ATTEMPTS - 1:
+                            self._failed(leader, error)
+                            return
+                    except (OSError, TimeoutError, InvalidHandshake) as error:
+                        self._failed(leader, error)
+                        return
+                await asyncio.sleep(self.rng.uniform(0.5, 1.5) * 2 ** min(attempt, 4))
             self.connected += 1
             self._sockets.append(socket)
             self._spawn(self._listen(leader, socket))
 
         await asyncio.gather(*(one(leader) for leader in self.job.leaders))
+
+    def _failed(self, leader: Leader, error: BaseException) -> None:
+        log.warning("leader %s could not connect: %r", leader.user_id, error)
+        self.failed += 1
 
     async def _open(self, leader: Leader) -> ClientConnection:
         # Compression off, as the server has it: deflate costs memory and CPU on both ends.
