@@ -35,6 +35,7 @@ from sqlalchemy import (
     select,
     text,
     type_coerce,
+    union_all,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -227,11 +228,19 @@ def _outcome(arrived_at: Any, now: datetime) -> ColumnElement[str]:
     )
 
 
+def _series(sql: _Sql, name: str, later: Any, earlier: Any) -> list[Any]:
+    """A series' value in µs, and whether the row has one (counted without computing it)."""
+    return [
+        sql.duration_us(later, earlier).label(name),
+        and_(later.is_not(None), earlier.is_not(None)).label(f"has_{name}"),
+    ]
+
+
 def _hops(sql: _Sql) -> list[Any]:
     return [
-        sql.duration_us(Dispatch.delivered_at, Dispatch.alerted_at).label("a2d"),
-        sql.duration_us(Dispatch.accepted_at, Dispatch.delivered_at).label("d2acc"),
-        sql.duration_us(Dispatch.arrived_at, Dispatch.accepted_at).label("acc2arr"),
+        *_series(sql, "a2d", Dispatch.delivered_at, Dispatch.alerted_at),
+        *_series(sql, "d2acc", Dispatch.accepted_at, Dispatch.delivered_at),
+        *_series(sql, "acc2arr", Dispatch.arrived_at, Dispatch.accepted_at),
     ]
 
 
@@ -248,7 +257,7 @@ def _tier_rows(
             Incident.reported_at.label("reported_at"),
             _outcome(ChainTier.arrived_at, now).label("outcome"),
             ChainTier.covered.label("covered"),
-            sql.duration_us(ChainTier.arrived_at, Incident.reported_at).label("arrival"),
+            *_series(sql, "arrival", ChainTier.arrived_at, Incident.reported_at),
         )
         .join(Incident, Incident.id == ChainTier.incident_id)
         .where(*_incident_filters(filters))
@@ -282,7 +291,7 @@ def _dispatch_rows(
             Incident.reported_at.label("reported_at"),
             _outcome(Dispatch.arrived_at, now).label("outcome"),
             literal(True).label("covered"),
-            sql.duration_us(Dispatch.arrived_at, Incident.reported_at).label("arrival"),
+            *_series(sql, "arrival", Dispatch.arrived_at, Incident.reported_at),
         ]
     query = (
         select(*columns)
@@ -339,49 +348,55 @@ def _sources(sql: _Sql, filters: Filters, by: GroupBy, unit: Unit, now: datetime
     return [_Source(_dispatch_rows(sql, filters, by, now, judged=True), True, METRICS)]
 
 
+COUNTED = 7  # the _Cell fields, in order
+
+
 def _aggregates(
-    m: Any, only: ColumnElement[bool] | None, counted: bool, metrics: Sequence[str], ranked: bool
+    m: Any, only: ColumnElement[bool] | None, source: _Source, ranked: bool, tag: str
 ) -> list[Any]:
-    """Counts, and per series n plus (``ranked``) P50, P90 and max by percentile_disc."""
+    """One block of columns, the same layout for every source: the seven counts, then per
+    series its n and (``ranked``) P50, P90 and max by percentile_disc; typed nulls for what
+    the source does not hold. Labels start with ``tag``, unique in the statement, so that
+    each column of a result row is found by its own name."""
 
     def where(aggregate: Any, condition: ColumnElement[bool] | None = None) -> Any:
         conditions = [c for c in (only, condition) if c is not None]
         return aggregate.filter(and_(*conditions)) if conditions else aggregate
 
-    columns = []
-    if counted:
-        columns += [where(func.count()), where(func.count(m.c.arrival))]
+    columns: list[Any] = [cast(null(), BigInteger) for _ in range(COUNTED)]
+    if source.counted:
+        columns = [where(func.count()), where(func.count(), m.c.has_arrival)]
         columns += [where(func.count(), m.c.outcome == outcome.value) for outcome in OUTCOMES]
         columns.append(where(func.count(), m.c.covered.is_(False)))
-    for metric in metrics:
-        columns.append(where(func.count(m.c[metric])))
-        if ranked:
+    for metric in METRICS:
+        held = metric in source.metrics
+        columns.append(
+            where(func.count(), m.c[f"has_{metric}"]) if held else cast(null(), BigInteger)
+        )
+        if ranked and held:
             picked = func.percentile_disc(postgresql.array(FRACTIONS)).within_group(m.c[metric])
             columns.append(type_coerce(where(picked), postgresql.ARRAY(BigInteger)))
-    return columns
+        elif ranked:
+            columns.append(cast(null(), postgresql.ARRAY(BigInteger)))
+    return [c.label(f"{tag}_{n}") for n, c in enumerate(columns)]
 
 
-def _read(
-    values: Sequence[Any], counted: bool, metrics: Sequence[str], ranked: bool
-) -> tuple[_Cell | None, dict[str, Stat], int]:
+def _block_width(ranked: bool) -> int:
+    return COUNTED + len(METRICS) * (2 if ranked else 1)
+
+
+def _read(values: Sequence[Any], ranked: bool) -> tuple[_Cell | None, dict[str, Stat], int]:
     """One block of _aggregates' columns back into a cell and stats; and how many rows it had."""
-    at = 0
-    cell = None
-    if counted:
-        cell = _Cell(*(int(v or 0) for v in values[:7]))
-        at = 7
+    cell = None if values[0] is None else _Cell(*(int(v or 0) for v in values[:COUNTED]))
     stats: dict[str, Stat] = {}
     rows = cell.incidents if cell else 0
-    for metric in metrics:
-        n = int(values[at] or 0)
-        rows = max(rows, n)
-        at += 1
-        if ranked:
-            picked = values[at]
-            at += 1
-            stats[metric] = _stat_of(n, picked)
-        else:
-            stats[metric] = Stat(n=n, p50_s=None, p90_s=None, max_s=None)
+    at = COUNTED
+    for metric in METRICS:
+        n, picked = values[at], values[at + 1] if ranked else None
+        at += 2 if ranked else 1
+        if n is not None:
+            rows = max(rows, int(n))
+            stats[metric] = _stat_of(int(n), picked)
     return cell, stats, rows
 
 
@@ -393,40 +408,73 @@ def _stat_of(n: int, picked: Sequence[int] | None) -> Stat:
 
 
 async def _ordered_set_figures(
-    session: AsyncSession, source: _Source, keyed: bool, tiers: Sequence[int]
-) -> Found:
-    """One query: every count and percentile of every group and tier of this source."""
-    m = source.rows.offset(0).subquery("m")
-    found: Found = {}
-    if keyed:
-        query = select(
-            m.c.g, m.c.tier, *_aggregates(m, None, source.counted, source.metrics, True)
-        ).group_by(m.c.g, m.c.tier)
-        for row in (await session.execute(query)).all():
-            cell, stats, _ = _read(row[2:], source.counted, source.metrics, True)
-            found[(str(row[0]), int(row[1]))] = (cell, stats)
-        return found
-    # By tier alone, FILTER per tier spares sorting every row by tier before aggregating.
-    blocks = [_aggregates(m, m.c.tier == t, source.counted, source.metrics, True) for t in tiers]
-    row = (await session.execute(select(*(c for block in blocks for c in block)))).one()
-    at = 0
-    for t, block in zip(tiers, blocks, strict=True):
-        cell, stats, rows = _read(row[at : at + len(block)], source.counted, source.metrics, True)
-        at += len(block)
-        if rows:
-            found[("", t)] = (cell, stats)
+    session: AsyncSession, plans: dict[GroupBy, list[_Source]], tiers: Sequence[int]
+) -> dict[GroupBy, Found]:
+    """Every count and percentile of the groupings' groups and tiers, in one statement.
+
+    Each source is one branch of a UNION ALL, which PostgreSQL hands to parallel workers
+    (Parallel Append): the aggregations run side by side. Every branch gives the same
+    columns: its part number, group key, tier and one block per tier. Grouped by key, the tier
+    is a column and one block is used; by tier alone, FILTER per tier fills a block each,
+    which spares sorting every row by tier first.
+    """
+    width = _block_width(True)
+    parts: list[tuple[GroupBy, _Source]] = []
+    branches = []
+    for by, sources in plans.items():
+        for source in sources:
+            part = len(parts)
+            parts.append((by, source))
+            # Flattened into the aggregate (an OFFSET 0 fence would rule out parallel workers),
+            # a duration is computed by each aggregate that reads it: only percentile_disc
+            # does; the counts read the has_ flags.
+            m = source.rows.subquery(f"m{part}")
+            if by != GroupBy.TIER:
+                head = [literal(part).label("part"), m.c.g, m.c.tier]
+                # Typed nulls in the other tiers' places.
+                nothing = _Source(source.rows, False, ())
+                blocks = _aggregates(m, None, source, True, "b0")
+                for n in range(1, len(tiers)):
+                    blocks += _aggregates(m, None, nothing, True, f"b{n}")
+                branches.append(select(*head, *blocks).group_by(m.c.g, m.c.tier))
+                continue
+            head = [literal(part).label("part"), literal("").label("g"), literal(0).label("tier")]
+            blocks = [
+                c
+                for n, t in enumerate(tiers)
+                for c in _aggregates(m, m.c.tier == t, source, True, f"b{n}")
+            ]
+            branches.append(select(*head, *blocks))
+    query = branches[0] if len(branches) == 1 else union_all(*branches)
+    found: dict[GroupBy, Found] = {by: {} for by in plans}
+    for row in (await session.execute(query)).all():
+        by, _ = parts[int(row[0])]
+        if by != GroupBy.TIER:
+            cell, stats, _ = _read(row[3 : 3 + width], True)
+            _merge(found[by], (str(row[1]), int(row[2])), cell, stats)
+            continue
+        for n, t in enumerate(tiers):
+            cell, stats, rows = _read(row[3 + n * width : 3 + (n + 1) * width], True)
+            if rows:
+                _merge(found[by], ("", t), cell, stats)
     return found
+
+
+def _merge(found: Found, key: tuple[str, int], cell: _Cell | None, stats: dict[str, Stat]) -> None:
+    """What one source found for a group and tier, added to what the others found."""
+    had, series = found.get(key, (None, {}))
+    found[key] = (cell or had, {**series, **stats})
 
 
 async def _window_figures(session: AsyncSession, source: _Source) -> Found:
     """Counts with GROUP BY, then the values at the needed ranks by row_number()."""
     m = source.rows.subquery("m")
     found: Found = {}
-    query = select(
-        m.c.g, m.c.tier, *_aggregates(m, None, source.counted, source.metrics, False)
-    ).group_by(m.c.g, m.c.tier)
+    query = select(m.c.g, m.c.tier, *_aggregates(m, None, source, False, "b0")).group_by(
+        m.c.g, m.c.tier
+    )
     for row in (await session.execute(query)).all():
-        cell, stats, _ = _read(row[2:], source.counted, source.metrics, False)
+        cell, stats, _ = _read(row[2:], False)
         found[(str(row[0]), int(row[1]))] = (cell, stats)
     window = (m.c.g, m.c.tier)
     columns: list[Any] = [m.c.g, m.c.tier]
@@ -492,29 +540,40 @@ def unit_for(by: GroupBy, filters: Filters) -> Unit:
     return Unit.DISPATCH if by == GroupBy.TEAM or filters.team_id else Unit.INCIDENT_TIER
 
 
-async def grouping(
+async def groupings(
     session: AsyncSession,
     filters: Filters,
-    by: GroupBy,
+    wanted: Sequence[GroupBy],
     targets: Sequence[float],
     now: datetime,
     *,
     ordered_sets: bool | None = None,
-) -> Grouping:
+) -> dict[GroupBy, Grouping]:
     sql = _Sql(dialect_name(session), ordered_sets=ordered_sets)
-    unit = unit_for(by, filters)
     tiers = [filters.tier] if filters.tier is not None else list(range(1, len(targets) + 1))
-    cells: dict[tuple[str, int], _Cell] = {}
-    stats: dict[tuple[str, int], dict[str, Stat]] = {}
-    for source in _sources(sql, filters, by, unit, now):
-        if sql.ordered_sets:
-            found = await _ordered_set_figures(session, source, by != GroupBy.TIER, tiers)
-        else:
-            found = await _window_figures(session, source)
-        for cell_key, (cell, series) in found.items():
-            if cell is not None:
-                cells[cell_key] = cell
-            stats.setdefault(cell_key, {}).update(series)
+    units = {by: unit_for(by, filters) for by in wanted}
+    plans = {by: _sources(sql, filters, by, units[by], now) for by in wanted}
+    if sql.ordered_sets:
+        # A statement per grouping: its sources side by side. All groupings in one statement
+        # would run serially whenever the planner misjudges how many days or weeks there are
+        # (it takes every row for a group), which costs more than it saves.
+        found = {}
+        for by, sources in plans.items():
+            found.update(await _ordered_set_figures(session, {by: sources}, tiers))
+    else:
+        found = {by: {} for by in wanted}
+        for by, sources in plans.items():
+            for source in sources:
+                for key, (cell, series) in (await _window_figures(session, source)).items():
+                    _merge(found[by], key, cell, series)
+    return {by: await _grouping(session, by, units[by], found[by], targets) for by in wanted}
+
+
+async def _grouping(
+    session: AsyncSession, by: GroupBy, unit: Unit, found: Found, targets: Sequence[float]
+) -> Grouping:
+    cells = {k: cell for k, (cell, _) in found.items() if cell is not None}
+    stats = {k: series for k, (_, series) in found.items()}
     labels = await _labels(session, by, sorted({k for k, _ in cells}))
     keys = sorted({k for k, _ in cells}, key=lambda k: labels[k] if by == GroupBy.TEAM else k)
     groups = []
@@ -636,13 +695,16 @@ async def response_times(
     best way; False: window functions, which every database has)."""
     await _tune(session)
     wanted = list(dict.fromkeys(group_by)) or [GroupBy.TIER]
-    computed = {
-        by: await grouping(session, filters, by, targets, now, ordered_sets=ordered_sets)
-        for by in wanted
-    }
-    totals = computed.get(GroupBy.TIER) or await grouping(
-        session, filters, GroupBy.TIER, targets, now, ordered_sets=ordered_sets
+    # The totals are the grouping by tier, asked for or not.
+    computed = await groupings(
+        session,
+        filters,
+        [*wanted, *([] if GroupBy.TIER in wanted else [GroupBy.TIER])],
+        targets,
+        now,
+        ordered_sets=ordered_sets,
     )
+    totals = computed[GroupBy.TIER]
     unit = totals.unit
     total_without = sum(f.without_arrival for g in totals.groups for f in g.tiers)
     listed = await exclusions(session, filters, unit, now, max_exclusions)
