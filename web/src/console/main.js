@@ -4,6 +4,7 @@ import '../shared/base.css';
 import './console.css';
 
 import { Api } from '../shared/api.js';
+import { submitLogin } from '../shared/login.js';
 import { Live } from '../shared/live.js';
 import { $, clear, h, newKey, readConfig } from '../shared/dom.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
@@ -122,16 +123,7 @@ function showLogin(message) {
 
 async function onLogin(event) {
   event.preventDefault();
-  const form = event.target;
-  const username = form.elements.namedItem('username').value.trim();
-  const password = form.elements.namedItem('password').value;
-  try {
-    await api.login(username, password);
-  } catch (error) {
-    $('#login-error').textContent = t('login.failed', { detail: error.detail || error.message });
-    return;
-  }
-  form.elements.namedItem('password').value = '';
+  if (!(await submitLogin(api, event.target))) return;
   start();
 }
 

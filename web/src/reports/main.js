@@ -14,6 +14,7 @@ import {
 import annotationPlugin from 'chartjs-plugin-annotation';
 
 import { Api } from '../shared/api.js';
+import { submitLogin } from '../shared/login.js';
 import { $, clear, h } from '../shared/dom.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
 
@@ -101,16 +102,7 @@ function showLogin(message) {
 
 async function onLogin(event) {
   event.preventDefault();
-  const form = event.target;
-  const username = form.elements.namedItem('username').value.trim();
-  const password = form.elements.namedItem('password').value;
-  try {
-    await api.login(username, password);
-  } catch (error) {
-    $('#login-error').textContent = t('login.failed', { detail: error.detail || error.message });
-    return;
-  }
-  form.elements.namedItem('password').value = '';
+  if (!(await submitLogin(api, event.target))) return;
   start();
 }
 
