@@ -36,23 +36,27 @@ _FORMATS: dict[int | str, dict[str, Any]] = {
 }
 
 
+PeriodStart = Annotated[
+    datetime | None,
+    Query(
+        alias="from",
+        description="start of the period, included; a date or a time without offset is "
+        "Asia/Shanghai local time (default: 30 days before `to`)",
+    ),
+]
+PeriodEnd = Annotated[
+    datetime | None,
+    Query(alias="to", description="end of the period, excluded (default: tomorrow 00:00)"),
+]
+
+
 @router.get("/response-times", response_model=ReportOut, responses=_FORMATS)
 async def response_times(
     runtime: RuntimeDep,
     session: SessionDep,
     _: Office,
-    start: Annotated[
-        datetime | None,
-        Query(
-            alias="from",
-            description="start of the period, included; a date or a time without offset is "
-            "Asia/Shanghai local time (default: 30 days before `to`)",
-        ),
-    ] = None,
-    end: Annotated[
-        datetime | None,
-        Query(alias="to", description="end of the period, excluded (default: tomorrow 00:00)"),
-    ] = None,
+    start: PeriodStart = None,
+    end: PeriodEnd = None,
     tier: Annotated[int | None, Query(ge=1, le=3)] = None,
     team_id: str | None = None,
     village_id: str | None = None,
@@ -101,18 +105,8 @@ async def arrival_histogram(
     runtime: RuntimeDep,
     session: SessionDep,
     _: Office,
-    start: Annotated[
-        datetime | None,
-        Query(
-            alias="from",
-            description="start of the period, included; a date or a time without offset is "
-            "Asia/Shanghai local time (default: 30 days before `to`)",
-        ),
-    ] = None,
-    end: Annotated[
-        datetime | None,
-        Query(alias="to", description="end of the period, excluded (default: tomorrow 00:00)"),
-    ] = None,
+    start: PeriodStart = None,
+    end: PeriodEnd = None,
     team_id: str | None = None,
     village_id: str | None = None,
     category: Category | None = None,
