@@ -163,37 +163,6 @@ async def batch_messages(session: AsyncSession, batch: str) -> list[Envelope]:
     return [Envelope.of(m) for m in rows]
 
 
-async def acked_seq(session: AsyncSession, user_id: str) -> int:
-    seq = await session.scalar(select(Mailbox.acked_seq).where(Mailbox.user_id == user_id))
-    return seq or 0
-
-
-async def refs_between(
-    session: AsyncSession, user_id: str, after: int, upto: int
-) -> list[tuple[str, str]]:
-    """(type, ref) of every referenced message with ``after < seq <= upto``."""
-    rows = await session.execute(
-        select(Message.type, Message.ref)
-        .where(
-            Message.user_id == user_id,
-            Message.seq > after,
-            Message.seq <= upto,
-            Message.ref.is_not(None),
-        )
-        .order_by(Message.seq)
-    )
-    return [(kind, ref) for kind, ref in rows.all() if ref is not None]
-
-
-async def mark_acked(session: AsyncSession, user_id: str, seq: int) -> None:
-    """Move the user's acknowledged mark forward (never back)."""
-    await session.execute(
-        update(Mailbox)
-        .where(Mailbox.user_id == user_id, Mailbox.acked_seq < seq, Mailbox.last_seq >= seq)
-        .values(acked_seq=seq)
-    )
-
-
 async def purge_before(session: AsyncSession, cutoff: datetime) -> int:
     result = await session.execute(delete(Message).where(Message.created_at < cutoff))
     return int(getattr(result, "rowcount", 0) or 0)

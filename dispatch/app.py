@@ -7,11 +7,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from alerts.acks import AckRecorder
 from alerts.hub import Hub
 from dispatch import fanout, migrate
 from dispatch.audit.routes import router as audit_router
@@ -28,6 +30,7 @@ from dispatch.jobs.tasks import JobQueue, Timer
 from dispatch.observability.running import Operations, install_operations
 from dispatch.pages.routes import mount_static
 from dispatch.pages.routes import router as pages_router
+from dispatch.realtime import record_acknowledged
 from dispatch.realtime import router as realtime_router
 from dispatch.reports.routes import router as reports_router
 from dispatch.rosters.routes import router as rosters_router
@@ -63,7 +66,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         operations = Operations(app, runtime)
         handlers = operations.job_handlers(job_handlers(runtime))
         timer = Timer(runtime, [ChainDeadlines(), JobQueue(handlers)])
+        runtime.acks = AckRecorder(runtime.transaction, partial(record_acknowledged, runtime))
         tasks = [
+            asyncio.create_task(runtime.acks.run(), name="acknowledgements"),
             asyncio.create_task(timer.run(), name="chain-timer"),
             asyncio.create_task(purge_old_messages(runtime), name="message-retention"),
             *operations.start(),
@@ -76,6 +81,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            # Acknowledgements already received are written before the database goes.
+            await runtime.acks.flush()
             await operations.stop()
             if runtime.fanout is not None:
                 await runtime.fanout.stop()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, WebSocket
+from collections.abc import Sequence
 
-from alerts import store as mailboxes
+from fastapi import APIRouter, WebSocket
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts.acks import Acked
 from alerts.socket import POLICY_VIOLATION, FrameError, Peer, SocketPolicy, serve_socket
 from dispatch.auth import service as auth
 from dispatch.errors import Unauthorized
@@ -35,31 +38,20 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
     frames = FrameBudget(runtime.settings.ws_frame_burst, runtime.settings.ws_frames_per_s)
     highest_ack = 0
+    acks = runtime.acks
+    assert acks is not None, "the lifespan starts the acknowledgement recorder"
 
     async def acknowledge(peer: Peer, seq: int) -> None:
-        # A socket that floods frames is closed, and a repeated ack costs no database work:
-        # one phone cannot starve the others of the database.
+        # A socket that floods frames is closed, and a repeated ack costs nothing: one phone
+        # cannot starve the others of the database.
         nonlocal highest_ack
         if not frames.spend():
             raise FrameError(POLICY_VIOLATION, "too many frames: slow down and reconnect")
         if seq <= highest_ack:
             return
         highest_ack = seq
-        # Three short steps, none holding the mailbox row while it locks dispatches: every
-        # other transaction locks dispatches before mailboxes, so this order cannot deadlock.
-        # Recording a delivery is idempotent, so a crash between the steps loses nothing.
-        async with runtime.sessionmaker() as session:
-            after = await mailboxes.acked_seq(session, peer.user_id)
-        if seq <= after:
-            return
-        async with runtime.transaction() as session:
-            acked = await mailboxes.refs_between(session, peer.user_id, after, seq)
-            refs = [ref for kind, ref in acked if kind == "alert"]
-            await incidents.record_deliveries(session, peer.user_id, refs, runtime.clock.now())
-            tests = [ref for kind, ref in acked if kind == reachability.TEST_ALERT]
-            await reachability.record_test_acks(session, peer.user_id, tests, runtime.clock.now())
-        async with runtime.transaction() as session:
-            await mailboxes.mark_acked(session, peer.user_id, seq)
+        # Stamped now, written with the others gathered meanwhile (alerts/acks.py).
+        acks.submit(peer.user_id, seq, runtime.clock.now())
 
     headers = websocket.headers
     allowed = runtime.settings.ws_allowed_origins
@@ -76,3 +68,14 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         policy=SocketPolicy(hello_timeout_s=runtime.settings.ws_hello_timeout_s),
         server_time=lambda: show_time(runtime.clock.now()),
     )
+
+
+async def record_acknowledged(
+    runtime: Runtime, session: AsyncSession, acked: Sequence[Acked]
+) -> None:
+    """What acknowledged messages prove: an alert's delivery, a test alert's round trip."""
+    deliveries = [incidents.Delivery(a.ref, a.user_id, a.at) for a in acked if a.type == "alert"]
+    await incidents.record_deliveries(session, deliveries, runtime.clock.now())
+    # Test alerts are rare (an operator's reachability check): one at a time, each its own time.
+    for test in (a for a in acked if a.type == reachability.TEST_ALERT):
+        await reachability.record_test_acks(session, test.user_id, [test.ref], test.at)

@@ -5,20 +5,22 @@ from __future__ import annotations
 import os
 import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from argon2 import PasswordHasher
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from alerts import store as mailboxes
+from alerts.acks import AckRecorder
 from alerts.fanout import Listener, notify
 from alerts.hub import Hub
 from dispatch.clock import Clock
 from dispatch.config import Settings
-from dispatch.db import AfterCommit, after_commit
+from dispatch.db import FALLS_DUE_KEY, AfterCommit
 from dispatch.teams.coverage import Coverage
 
 MESSAGES_CHANNEL = "dispatch_messages"
@@ -36,8 +38,11 @@ class Runtime:
     passwords: PasswordHasher
     # Cross-process fan-out; None on SQLite, which serves from one process.
     fanout: Listener | None = None
+    # Records websocket acknowledgements in group commits; started in the lifespan.
+    acks: AckRecorder | None = None
     origin: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    wake_timers: list[AfterCommit] = field(default_factory=list)
+    # Each timer's wake-up, given the time something new falls due (None: unknown).
+    wake_timers: list[Callable[[datetime | None], None]] = field(default_factory=list)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -52,7 +57,10 @@ class Runtime:
                 raise
             envelopes = mailboxes.take_outbox(session)
             actions: list[AfterCommit] = session.info.pop("after_commit", [])
+            due: datetime | None = session.info.pop(FALLS_DUE_KEY, None)
         self.hub.publish(envelopes)
+        if due is not None:
+            self.wake(due)
         for action in actions:
             action()
 
@@ -66,13 +74,9 @@ class Runtime:
         for channel, ids in announcements.items():
             await notify(session, channel, self.origin, ids)
 
-    def wake(self) -> None:
+    def wake(self, due: datetime | None = None) -> None:
         for wake in self.wake_timers:
-            wake()
-
-    def schedule_wake(self, session: AsyncSession) -> None:
-        """Wake the timers once this transaction commits: it stored a new deadline."""
-        after_commit(session, self.wake)
+            wake(due)
 
 
 def load_secret(settings: Settings) -> str:

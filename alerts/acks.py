@@ -1,0 +1,159 @@
+"""Acknowledgements, recorded in group commits.
+
+Every delivered message is acknowledged by its recipient, so at city scale acknowledgements are
+the most frequent write of all: a report covered by fifteen leaders brings fifteen of them
+within a second. Recording each in its own transactions made them queue behind each other and
+in front of new reports. Here a socket only hands its acknowledgement over (``submit``); one
+task per process records whatever has gathered in one pair of transactions, and while those run
+the next acknowledgements gather. A quiet server records each at once; a busy one records many
+per commit. The time of each acknowledgement is taken when it arrives, not when it is written.
+
+A batch that cannot be written (the database briefly away) is kept and tried again: the
+acknowledged mark moves forward only after what the acknowledged messages referred to is
+recorded, and recording is idempotent, so a crash in between loses nothing either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import Table, and_, bindparam, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts.models import Mailbox, Message
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 1.0
+# Users per statement when reading the acknowledged messages: keeps each OR list short.
+CHUNK = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Acked:
+    """A referenced message its recipient acknowledged, and when the acknowledgement came."""
+
+    user_id: str
+    type: str
+    ref: str
+    at: datetime
+
+
+RecordAcked = Callable[[AsyncSession, Sequence[Acked]], Awaitable[None]]
+Transaction = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+# user id -> the acknowledged seqs in the order they came, each with its arrival time.
+Pending = dict[str, list[tuple[int, datetime]]]
+
+
+class AckRecorder:
+    """Gathers acknowledgements and records them, many per commit.
+
+    ``record`` is the application's part (what an acknowledged reference means); it runs in the
+    first transaction, the acknowledged marks move in the second. Keeping them apart keeps lock
+    order simple: the first locks what ``record`` locks, the second only mailbox rows, in
+    user-id order.
+    """
+
+    def __init__(self, transaction: Transaction, record: RecordAcked) -> None:
+        self._transaction = transaction
+        self._record = record
+        self._pending: Pending = {}
+        self._gathered = asyncio.Event()
+
+    def submit(self, user_id: str, seq: int, at: datetime) -> None:
+        self._pending.setdefault(user_id, []).append((seq, at))
+        self._gathered.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._gathered.wait()
+            self._gathered.clear()
+            if not await self.flush():
+                await asyncio.sleep(RETRY_AFTER_S)
+
+    async def flush(self) -> bool:
+        """Record everything gathered so far; on failure keep it for the next try."""
+        batch, self._pending = self._pending, {}
+        if not batch:
+            return True
+        try:
+            await self._write(batch)
+        except Exception:
+            log.exception("could not record acknowledgements of %d users; retrying", len(batch))
+            for user_id, acks in batch.items():
+                self._pending[user_id] = acks + self._pending.get(user_id, [])
+            self._gathered.set()
+            return False
+        return True
+
+    async def _write(self, batch: Pending) -> None:
+        async with self._transaction() as session:
+            acked = await acknowledged_refs(session, batch)
+            if acked:
+                await self._record(session, acked)
+        async with self._transaction() as session:
+            await mark_acked(
+                session, {user: max(s for s, _ in acks) for user, acks in batch.items()}
+            )
+
+
+async def acknowledged_refs(session: AsyncSession, batch: Pending) -> list[Acked]:
+    """Every referenced message the batch acknowledges for the first time, with its ack time:
+    an acknowledgement of seq n covers every message up to n not acknowledged before."""
+    users = sorted(batch)
+    found = await session.execute(
+        select(Mailbox.user_id, Mailbox.acked_seq).where(Mailbox.user_id.in_(users))
+    )
+    marks: dict[str, int] = {user: seq for user, seq in found.all()}
+    ranges = {u: (marks.get(u, 0), max(s for s, _ in batch[u])) for u in users}
+    ranges = {u: (after, upto) for u, (after, upto) in ranges.items() if upto > after}
+    acked: list[Acked] = []
+    names = sorted(ranges)
+    for start in range(0, len(names), CHUNK):
+        chunk = names[start : start + CHUNK]
+        within = or_(
+            *(
+                and_(Message.user_id == u, Message.seq > ranges[u][0], Message.seq <= ranges[u][1])
+                for u in chunk
+            )
+        )
+        rows = await session.execute(
+            select(Message.user_id, Message.seq, Message.type, Message.ref)
+            .where(within, Message.ref.is_not(None))
+            .order_by(Message.user_id, Message.seq)
+        )
+        for user_id, seq, kind, ref in rows.all():
+            if ref is not None:
+                acked.append(Acked(user_id, kind, ref, _first_covering(batch[user_id], seq)))
+    return acked
+
+
+def _first_covering(acks: list[tuple[int, datetime]], seq: int) -> datetime:
+    """When the message ``seq`` was first acknowledged: by the earliest ack of seq or later
+    (the batch's highest ack covers every message read for it)."""
+    return min(at for s, at in acks if s >= seq)
+
+
+async def mark_acked(session: AsyncSession, marks: dict[str, int]) -> None:
+    """Move each user's acknowledged mark forward (never back), in user-id order."""
+    if not marks:
+        return
+    table = cast(Table, Mailbox.__table__)
+    mailboxes = table.c
+    # Core, not ORM: one statement executed for many users.
+    await session.execute(
+        update(table)
+        .where(
+            mailboxes.user_id == bindparam("uid"),
+            mailboxes.acked_seq < bindparam("seq"),
+            mailboxes.last_seq >= bindparam("seq"),
+        )
+        .values(acked_seq=bindparam("seq")),
+        [{"uid": user, "seq": marks[user]} for user in sorted(marks)],
+    )

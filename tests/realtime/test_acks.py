@@ -1,0 +1,140 @@
+"""Acknowledgements recorded in group commits: each keeps its own time, none is lost."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from pyproj import Geod
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts.acks import Acked, AckRecorder
+from alerts.models import Mailbox
+from dispatch.realtime import record_acknowledged
+from tests.support import QINGXI, Account, World
+
+GEOD = Geod(ellps="WGS84")
+
+
+async def covered_by_three(world: World) -> tuple[list[Account], dict[str, Any]]:
+    leaders = []
+    for n in range(3):
+        lon, lat, _ = GEOD.fwd(*QINGXI, n * 120.0, 30.0)
+        leaders.append(await world.leader(await world.team("fixed_post", float(lon), float(lat))))
+    incident = await world.report(await world.operator())
+    return leaders, incident
+
+
+def recorder(world: World) -> AckRecorder:
+    """A recorder of the server's own kind, flushed by the test instead of its task."""
+    runtime = world.runtime
+    return AckRecorder(runtime.transaction, partial(record_acknowledged, runtime))
+
+
+async def delivered(world: World, incident_id: str) -> dict[str, datetime | None]:
+    by = await world.operator()
+    found = await world.incident(by, incident_id)
+    return {
+        d["team_id"]: datetime.fromisoformat(d["delivered_at"]) if d["delivered_at"] else None
+        for d in found["dispatches"]
+    }
+
+
+async def acked_marks(world: World, users: Sequence[str]) -> dict[str, int]:
+    async with world.runtime.sessionmaker() as session:
+        rows = await session.execute(
+            select(Mailbox.user_id, Mailbox.acked_seq).where(Mailbox.user_id.in_(users))
+        )
+        return {user: seq for user, seq in rows.all()}
+
+
+async def test_acks_gathered_together_are_written_in_two_commits_each_with_its_own_time(
+    world: World,
+) -> None:
+    leaders, incident = await covered_by_three(world)
+    runtime = world.runtime
+    transactions = 0
+
+    def transaction() -> AbstractAsyncContextManager[AsyncSession]:
+        nonlocal transactions
+        transactions += 1
+        return runtime.transaction()
+
+    acks = AckRecorder(transaction, partial(record_acknowledged, runtime))
+    arrived = {}
+    for leader in leaders:
+        world.clock.advance(0.4)
+        arrived[leader.team_id] = world.clock.now()
+        acks.submit(leader.id, 1, world.clock.now())
+    assert await acks.flush()
+
+    assert transactions == 2, "the deliveries in one transaction, the acknowledged marks in another"
+    assert await delivered(world, incident["id"]) == arrived
+    assert await acked_marks(world, [a.id for a in leaders]) == {a.id: 1 for a in leaders}
+
+
+async def test_an_ack_covers_earlier_alerts_with_the_time_of_the_first_ack_that_covered_them(
+    world: World,
+) -> None:
+    leaders, first = await covered_by_three(world)
+    operator = await world.operator()
+    second = await world.report(operator, category="theft")
+    third = await world.report(operator, category="fire")
+    leader = leaders[0]
+    acks = recorder(world)
+    world.clock.advance(1)
+    early = world.clock.now()
+    acks.submit(leader.id, 1, early)
+    world.clock.advance(1)
+    late = world.clock.now()
+    # Seq 3 acknowledges the third alert and, with it, the unacknowledged second.
+    acks.submit(leader.id, 3, late)
+    assert await acks.flush()
+
+    assert (await delivered(world, first["id"]))[leader.team_id] == early
+    assert (await delivered(world, second["id"]))[leader.team_id] == late
+    assert (await delivered(world, third["id"]))[leader.team_id] == late
+    assert (await acked_marks(world, [leader.id]))[leader.id] == 3
+    # Acknowledging again changes nothing on the record.
+    world.clock.advance(1)
+    acks.submit(leader.id, 3, world.clock.now())
+    assert await acks.flush()
+    assert (await delivered(world, first["id"]))[leader.team_id] == early
+
+
+async def test_a_batch_that_cannot_be_written_is_kept_and_written_on_the_next_try(
+    world: World,
+) -> None:
+    leaders, incident = await covered_by_three(world)
+    runtime = world.runtime
+    failures = 1
+
+    async def database_away_once(session: AsyncSession, acked: Sequence[Acked]) -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise OperationalError("INSERT", {}, ConnectionError("database restarting"))
+        await record_acknowledged(runtime, session, acked)
+
+    acks = AckRecorder(runtime.transaction, database_away_once)
+    at = world.clock.now()
+    acks.submit(leaders[0].id, 1, at)
+    assert not await acks.flush()
+    assert (await delivered(world, incident["id"]))[leaders[0].team_id] is None
+    assert (await acked_marks(world, [leaders[0].id]))[leaders[0].id] == 0
+    # Meanwhile another leader acknowledged; the next try writes both, the first with its time.
+    world.clock.advance(2)
+    acks.submit(leaders[1].id, 1, world.clock.now())
+    assert await acks.flush()
+    times = await delivered(world, incident["id"])
+    assert times[leaders[0].team_id] == at
+    assert times[leaders[1].team_id] == world.clock.now()
+    assert await acked_marks(world, [a.id for a in leaders[:2]]) == {
+        leaders[0].id: 1,
+        leaders[1].id: 1,
+    }
