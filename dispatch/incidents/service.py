@@ -15,7 +15,7 @@ from alerts import store as mailboxes
 from alerts.store import Outgoing
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
-from dispatch.db import dialect_name, new_id
+from dispatch.db import dialect_name, falls_due, new_id
 from dispatch.errors import Conflict, Forbidden, NotFound
 from dispatch.incidents.models import (
     ArrivalSource,
@@ -39,6 +39,7 @@ from dispatch.jobs import service as jobs
 from dispatch.notifiers import service as notifiers
 from dispatch.rosters import service as rosters
 from dispatch.schemas import LocationIn, LocationOut
+from dispatch.security import limits
 from dispatch.teams import service as teams
 from dispatch.teams.coverage import Coverage, CoveredBy
 from dispatch.villages import service as villages
@@ -198,11 +199,13 @@ async def report_incident(
     targets: tuple[float, float, float],
     escalation: Escalation,
     now: datetime,
+    rate: limits.Rate | None = None,
 ) -> tuple[IncidentOut, bool]:
     """Store the incident, its chain, its dispatches and their alerts in one transaction.
 
     Returns the incident and whether it is a replay of an earlier report with the same
-    idempotency key (then nothing new was written).
+    idempotency key (then nothing new was written, and no token of the reporter's ``rate``
+    was spent).
     """
     lon, lat = data.location.to_wgs84()
     incident = Incident(
@@ -230,6 +233,7 @@ async def report_incident(
     hits = coverage.covering(lon, lat)
     hits, skipped = await rosters.split_on_duty(session, hits, now)
     chain = _new_chain(incident, hits, targets)
+    falls_due(session, min(tier.deadline for tier in chain))
     dispatches = [_new_dispatch(incident, hit, now) for hit in hits]
     session.add_all([*chain, *dispatches])
     _record(session, incident.id, now, "reported", reporter.user_id, {"lon": lon, "lat": lat})
@@ -238,18 +242,32 @@ async def report_incident(
         _record(session, incident.id, now, "skipped", None, skip.model_dump())
     for d in dispatches:
         _record(session, incident.id, now, "dispatched", None, _dispatch_facts(d))
-    await session.flush()
-    found = await teams.teams_by_id(session, [h.team_id for h in hits])
-    names = {team_id: team.name for team_id, team in found.items()}
-    view = incident_view(incident, chain, dispatches, names, skipped)
-    await _send_alerts(session, view, view.dispatches, now)
+    ring: list[Dispatch] = []
+    reason = "no tier-1 zone covers the incident"
     if any(h.tier == 1 for h in hits):
         due = now + timedelta(seconds=escalation.after_s)
         step = {"ring_m": escalation.ring_m, "after_s": escalation.after_s}
         jobs.schedule(session, ESCALATE, due, incident_id=incident.id, data=step)
     else:
-        reason = "no tier-1 zone covers the incident"
-        view = await _escalate(session, incident, now, now, coverage, escalation.ring_m, reason)
+        known = {h.team_id for h in hits}
+        ring = await _add_ring(
+            session, incident, now, now, coverage, escalation.ring_m, reason, known
+        )
+        chain[0].covered = chain[0].covered or bool(ring)
+    await session.flush()
+    everyone = sorted([*dispatches, *ring], key=lambda d: (d.tier, d.distance_m))
+    found = await teams.teams_by_id(session, sorted({d.team_id for d in everyone}))
+    names = {team_id: team.name for team_id, team in found.items()}
+    view = incident_view(incident, chain, everyone, names, skipped)
+    # Last before the commit: the rate-limit bucket and the mailboxes are rows that other
+    # reports lock too, so they are held only for the commit, not for the whole report.
+    if rate is not None:
+        key = f"report:{reporter.user_id}"
+        await limits.take(session, key, rate, now, "incident reports")
+    await _send_alerts(session, view, view.dispatches, now)
+    if not any(h.tier == 1 for h in hits):
+        added = [d for d in view.dispatches if d.ring == 1]
+        await _send_escalation(session, view, added, reason, escalation.ring_m, now)
     return view, False
 
 
@@ -406,6 +424,32 @@ async def _escalate(
     known = set(
         await session.scalars(select(Dispatch.team_id).where(Dispatch.incident_id == incident.id))
     )
+    added = await _add_ring(session, incident, due_at, now, coverage, ring_m, reason, known)
+    if added:
+        await session.execute(
+            update(ChainTier)
+            .where(ChainTier.incident_id == incident.id, ChainTier.tier == 1)
+            .values(covered=True)
+        )
+    await session.flush()
+    view = (await _views(session, [incident]))[0]
+    alerted = [d for d in view.dispatches if d.id in {a.id for a in added}]
+    await _send_alerts(session, view, alerted, now)
+    await _send_escalation(session, view, alerted, reason, ring_m, now)
+    return view
+
+
+async def _add_ring(
+    session: AsyncSession,
+    incident: Incident,
+    due_at: datetime,
+    now: datetime,
+    coverage: Coverage,
+    ring_m: float,
+    reason: str,
+    known: set[str],
+) -> list[Dispatch]:
+    """Dispatch the tier-1 teams on duty within ``ring_m`` that are not among ``known``."""
     ring = [
         h
         for h in coverage.tier1_within(incident.lon, incident.lat, ring_m)
@@ -425,18 +469,19 @@ async def _escalate(
     _record(session, incident.id, due_at, "escalated", None, facts)
     for d in added:
         _record(session, incident.id, now, "dispatched", None, _dispatch_facts(d))
-    if added:
-        await session.execute(
-            update(ChainTier)
-            .where(ChainTier.incident_id == incident.id, ChainTier.tier == 1)
-            .values(covered=True)
-        )
-    await session.flush()
-    view = (await _views(session, [incident]))[0]
-    alerted = [d for d in view.dispatches if d.id in {a.id for a in added}]
-    await _send_alerts(session, view, alerted, now)
+    return added
+
+
+async def _send_escalation(
+    session: AsyncSession,
+    view: IncidentOut,
+    alerted: Sequence[DispatchOut],
+    reason: str,
+    ring_m: float,
+    now: datetime,
+) -> None:
     body = {
-        "incident_id": incident.id,
+        "incident_id": view.id,
         "reason": reason,
         "ring_m": ring_m,
         "dispatches": [d.model_dump(mode="json") for d in alerted],
@@ -444,7 +489,17 @@ async def _escalate(
     }
     operators = await auth.operator_ids(session)
     await mailboxes.enqueue(session, [Outgoing(o, "escalation", body) for o in operators], now=now)
-    return view
+
+
+async def _audience(session: AsyncSession, incident_id: str) -> list[str]:
+    """Who follows an incident: every operator and every leader of a dispatched team."""
+    team_ids = await session.scalars(
+        select(Dispatch.team_id).where(Dispatch.incident_id == incident_id).distinct()
+    )
+    leaders = await auth.leaders_by_team(session, sorted(team_ids))
+    return sorted(
+        {*await auth.operator_ids(session), *(u for ids in leaders.values() for u in ids)}
+    )
 
 
 async def _announce(
@@ -453,15 +508,11 @@ async def _announce(
     now: datetime,
     *,
     breached: Sequence[ChainTier] = (),
+    audience: Sequence[str] | None = None,
 ) -> IncidentOut:
     """Tell operators and the incident's leaders what changed: the new state, and breaches."""
-    team_ids = await session.scalars(
-        select(Dispatch.team_id).where(Dispatch.incident_id == incident_id).distinct()
-    )
-    leaders = await auth.leaders_by_team(session, sorted(team_ids))
-    audience = sorted(
-        {*await auth.operator_ids(session), *(u for ids in leaders.values() for u in ids)}
-    )
+    if audience is None:
+        audience = await _audience(session, incident_id)
     # Lock the mailboxes before reading the state: a transaction that takes a later seq then
     # reads after every earlier one committed, so a later message never shows an older state.
     await mailboxes.lock(session, audience)
@@ -480,25 +531,71 @@ async def _announce(
 # ---------------------------------------------------------------- the hops
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A leader's phone acknowledged the alert of a dispatch, at this server time."""
+
+    dispatch_id: str
+    user_id: str
+    at: datetime
+
+
 async def record_deliveries(
-    session: AsyncSession, user_id: str, dispatch_ids: Sequence[str], now: datetime
+    session: AsyncSession, deliveries: Sequence[Delivery], now: datetime
 ) -> None:
-    """The first acknowledgement of an alert sets its dispatch's delivered_at."""
-    if not dispatch_ids:
+    """The first acknowledgement of an alert sets its dispatch's delivered_at.
+
+    Operators are told with a small ``dispatch.updated`` each; nobody else needs it, and
+    re-sending the whole incident to every recipient on every delivery made the work per
+    incident grow with the square of its recipients.
+    """
+    first: dict[str, Delivery] = {}
+    for delivery in sorted(deliveries, key=lambda d: d.at):
+        first.setdefault(delivery.dispatch_id, delivery)
+    if not first:
         return
     rows = await session.scalars(
         select(Dispatch)
-        .where(Dispatch.id.in_(dispatch_ids), Dispatch.delivered_at.is_(None))
+        .where(Dispatch.id.in_(sorted(first)), Dispatch.delivered_at.is_(None))
+        # Locked in id order: two batches of deliveries never wait on each other in a circle.
+        .order_by(Dispatch.id)
         .with_for_update(key_share=True)
     )
-    touched: set[str] = set()
-    for d in rows:
-        d.delivered_at = now
-        _record(session, d.incident_id, now, "delivered", user_id, {"dispatch_id": d.id})
-        touched.add(d.incident_id)
+    changed = list(rows)
+    for d in changed:
+        delivery = first[d.id]
+        d.delivered_at = delivery.at
+        _record(
+            session,
+            d.incident_id,
+            delivery.at,
+            "delivered",
+            delivery.user_id,
+            {"dispatch_id": d.id},
+        )
     await session.flush()
-    for incident_id in sorted(touched):
-        await _announce(session, incident_id, now)
+    await _tell_operators(session, changed, now)
+
+
+async def _tell_operators(
+    session: AsyncSession, changed: Sequence[Dispatch], now: datetime
+) -> None:
+    """A ``dispatch.updated`` to every operator for each dispatch whose hops moved."""
+    if not changed:
+        return
+    found = await teams.teams_by_id(session, sorted({d.team_id for d in changed}))
+    bodies = [
+        {
+            "incident_id": d.incident_id,
+            "dispatch": dispatch_view(
+                d, found[d.team_id].name if d.team_id in found else ""
+            ).model_dump(mode="json"),
+        }
+        for d in changed
+    ]
+    operators = await auth.operator_ids(session)
+    outgoing = [Outgoing(o, "dispatch.updated", body) for body in bodies for o in operators]
+    await mailboxes.enqueue(session, outgoing, now=now)
 
 
 async def _acting_dispatch(
@@ -609,7 +706,8 @@ async def record_shown(
     facts = {"dispatch_id": d.id, "device_time": device_time.isoformat() if device_time else None}
     _record(session, incident.id, now, "shown", actor.user_id, facts)
     await session.flush()
-    return await _announce(session, incident.id, now)
+    await _tell_operators(session, [d], now)
+    return await get_incident(session, incident.id)
 
 
 async def record_position(
@@ -682,8 +780,14 @@ async def fire_due_breaches(session: AsyncSession, now: datetime, limit: int = 1
         _breach(session, row)
         by_incident.setdefault(row.incident_id, []).append(row)
     await session.flush()
+    audiences = {i: await _audience(session, i) for i in by_incident}
+    # Every mailbox at once, in user-id order: locking incident by incident would take them
+    # out of order and could deadlock with another transaction locking the same users.
+    await mailboxes.lock(session, sorted({u for users in audiences.values() for u in users}))
     for incident_id, breached in by_incident.items():
-        await _announce(session, incident_id, now, breached=breached)
+        await _announce(
+            session, incident_id, now, breached=breached, audience=audiences[incident_id]
+        )
     return len(rows)
 
 

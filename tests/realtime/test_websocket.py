@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime
 
 import pytest
 from websockets.asyncio.client import connect
@@ -37,13 +38,19 @@ async def test_alert_reaches_the_leader_and_ack_records_delivery(world: World) -
     assert await quiet_phone.silent()
 
     world.clock.advance(0.25)
+    acked_at = world.clock.now()
     await phone.ack(alert["seq"])
-    delivered = await console.next_of("incident.updated")
-    d = delivered["data"]["dispatches"][0]
-    assert d["delivered_at"] is not None
+    # Operators hear of the delivery as one dispatch's change, not the whole incident again.
+    delivered = await console.next()
+    assert delivered["type"] == "dispatch.updated"
+    assert delivered["data"]["incident_id"] == incident["id"]
+    d = delivered["data"]["dispatch"]
+    assert d["id"] == dispatch["id"] and d["delivered_at"] is not None
+    assert datetime.fromisoformat(d["delivered_at"]) == acked_at
     after = await world.incident(operator, incident["id"])
     assert after["dispatches"][0]["delivered_at"] == d["delivered_at"]
-    # A second ack of the same alert changes nothing.
+    # The leaders are not sent it, and a second ack of the same alert changes nothing.
+    assert await phone.silent()
     await phone.ack(alert["seq"])
     assert await console.silent()
     for socket in (phone, quiet_phone, console):

@@ -20,7 +20,7 @@ import {
   zoneLayer,
 } from '../shared/map.js';
 import { arrivalView, hopsView, tickClocks, tierView } from '../shared/views.js';
-import { mergeIncident } from '../shared/merge.js';
+import { mergeDispatch, mergeIncident } from '../shared/merge.js';
 
 const CATEGORIES = [
   'violence',
@@ -232,6 +232,11 @@ function onMessage(message, info) {
   const data = message.data || {};
   if (message.type === 'incident.updated') {
     applyIncident(data, info.replayed);
+  } else if (message.type === 'dispatch.updated') {
+    // Only the hops of one dispatch moved; an incident this console does not hold is skipped
+    // (a closed one, or one it will load whole).
+    const incident = state.incidents.get(data.incident_id);
+    if (incident && data.dispatch) applyIncident(mergeDispatch(incident, data.dispatch), true);
   } else if (message.type === 'chain.breached') {
     applyIncident(data.incident, true);
     const incident = data.incident;
