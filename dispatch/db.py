@@ -76,6 +76,17 @@ def after_commit(session: AsyncSession, action: AfterCommit) -> None:
     session.info.setdefault("after_commit", []).append(action)
 
 
+FALLS_DUE_KEY = "falls_due"
+
+
+def falls_due(session: AsyncSession, when: datetime) -> None:
+    """This transaction stores something that falls due at ``when``: once it commits, the
+    timer is woken if that is earlier than what it sleeps towards."""
+    earliest: datetime | None = session.info.get(FALLS_DUE_KEY)
+    if earliest is None or when < earliest:
+        session.info[FALLS_DUE_KEY] = when
+
+
 def announce(session: AsyncSession, channel: str, item_id: str) -> None:
     """Tell the other server processes, when this transaction commits, that ``item_id`` changed."""
     session.info.setdefault("announce", {}).setdefault(channel, []).append(item_id)

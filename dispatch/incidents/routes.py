@@ -57,11 +57,8 @@ async def report_incident(
     ] = None,
 ) -> IncidentOut:
     settings = runtime.settings
-    # Per user, before any work: one account cannot flood the teams with alerts.
+    # Per user: one account cannot flood the teams with alerts.
     rate = limits.Rate(settings.report_burst, settings.report_per_min)
-    await limits.take(
-        session, f"report:{reporter.user_id}", rate, runtime.clock.now(), "incident reports"
-    )
     view, replayed = await service.report_incident(
         session,
         data,
@@ -73,11 +70,10 @@ async def report_incident(
             runtime.settings.escalation_after_s, runtime.settings.escalation_ring_m
         ),
         now=runtime.clock.now(),
+        rate=rate,
     )
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    else:
-        runtime.schedule_wake(session)
     audit.note(session, target_id=view.id, category=view.category.value, replayed=replayed)
     return view
 

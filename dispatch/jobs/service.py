@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatch.db import new_id
+from dispatch.db import falls_due, new_id
 from dispatch.jobs.models import Job, JobStatus
 
 # A handler does the step inside the claiming transaction and returns a short outcome.
@@ -36,6 +36,7 @@ def schedule(
         outcome=None,
     )
     session.add(job)
+    falls_due(session, due_at)
     return job
 
 

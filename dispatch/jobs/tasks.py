@@ -60,18 +60,30 @@ class Timer:
         self._runtime = runtime
         self._works = works
         self._wake = asyncio.Event()
-        runtime.wake_timers.append(self._wake.set)
+        # What the timer sleeps towards; None while it is firing.
+        self._sleeping_until: datetime | None = None
+        runtime.wake_timers.append(self.wake)
+
+    def wake(self, due: datetime | None = None) -> None:
+        """Something new falls due at ``due``: wake only if that is before the timer would
+        wake anyway. Every report stores deadlines a minute or more ahead, and re-reading the
+        tables after each one cost as much again as the report."""
+        until = self._sleeping_until
+        if due is None or until is None or due < until:
+            self._wake.set()
 
     async def run(self) -> None:
         while True:
             self._wake.clear()
+            self._sleeping_until = None
             try:
                 next_due = await self.fire_due()
             except Exception:
                 # The database may be briefly unreachable; what is due waits in its rows.
                 log.exception("timer could not fire what is due")
                 next_due = None
-            await self._runtime.clock.sleep_until(self._until(next_due), self._wake)
+            self._sleeping_until = self._until(next_due)
+            await self._runtime.clock.sleep_until(self._sleeping_until, self._wake)
 
     async def fire_due(self) -> datetime | None:
         """Fire everything due now; return when the next thing falls due."""

@@ -134,7 +134,6 @@ class Notifier:
                         duration_ms=duration_ms,
                         max_attempts=settings.notify_max_attempts,
                     )
-                    self.runtime.schedule_wake(session)
             except Exception:
                 # The next attempt is already scheduled; it will settle the notification.
                 log.exception("could not record notifier attempt %d", notice.attempt)
