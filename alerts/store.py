@@ -87,7 +87,8 @@ async def enqueue(
         envelopes.append(Envelope(o.user_id, last[o.user_id], o.type, o.data, o.ref, batch))
     await session.execute(update(Mailbox), [{"user_id": u, "last_seq": last[u]} for u in users])
     await session.execute(
-        insert(Message),
+        # With NULLs rendered, alerts (with a ref) and updates (without) are one statement.
+        insert(Message).execution_options(render_nulls=True),
         [
             {
                 "user_id": e.user_id,

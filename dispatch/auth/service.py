@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
@@ -139,9 +140,14 @@ async def principal_for_token(
     if expires <= now.timestamp():
         raise Unauthorized("the bearer token has expired")
     token_id = str(claims["jti"])
-    if await session.get(RevokedToken, token_id) is not None:
+    # One round trip for the user and the revocation: every request and handshake asks.
+    revoked = exists().where(RevokedToken.jti == token_id)
+    found = (
+        await session.execute(select(User, revoked).where(User.id == str(claims["sub"])))
+    ).first()
+    if found is not None and found[1]:
         raise Unauthorized("the bearer token was revoked (logged out)")
-    user = await session.get(User, str(claims["sub"]))
+    user = found[0] if found is not None else None
     if user is None or user.disabled:
         raise Unauthorized("the bearer token's user is unknown or disabled")
     if user.tokens_valid_after is not None and issued < user.tokens_valid_after.timestamp():
@@ -212,6 +218,34 @@ async def leaders_by_team(session: AsyncSession, team_ids: list[str]) -> dict[st
         if team_id is not None:
             leaders.setdefault(team_id, []).append(user_id)
     return leaders
+
+
+@dataclass(frozen=True)
+class Recipients:
+    """Who is told about an incident: everyone watching the board, and its teams' leaders."""
+
+    operators: list[str]
+    leaders: dict[str, list[str]]
+
+
+async def recipients(session: AsyncSession, team_ids: Sequence[str]) -> Recipients:
+    """Operators and admins, and the leaders of ``team_ids``, in one query (every report and
+    every change of an incident asks)."""
+    board = [Role.OPERATOR.value, Role.ADMIN.value]
+    leading = (User.role == Role.LEADER.value) & User.team_id.in_(sorted(set(team_ids)))
+    rows = await session.execute(
+        select(User.id, User.role, User.team_id).where(
+            User.disabled.is_(False), or_(User.role.in_(board), leading)
+        )
+    )
+    operators: list[str] = []
+    leaders: dict[str, list[str]] = {}
+    for user_id, role, team_id in rows.all():
+        if role == Role.LEADER.value and team_id is not None:
+            leaders.setdefault(team_id, []).append(user_id)
+        else:
+            operators.append(user_id)
+    return Recipients(operators, leaders)
 
 
 async def operator_ids(session: AsyncSession) -> list[str]:

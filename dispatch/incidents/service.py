@@ -256,18 +256,18 @@ async def report_incident(
         chain[0].covered = chain[0].covered or bool(ring)
     await session.flush()
     everyone = sorted([*dispatches, *ring], key=lambda d: (d.tier, d.distance_m))
-    found = await teams.teams_by_id(session, sorted({d.team_id for d in everyone}))
-    names = {team_id: team.name for team_id, team in found.items()}
+    # Every team just dispatched is active, so the coverage index knows its name.
+    names = {d.team_id: coverage.name_of(d.team_id) for d in everyone}
     view = incident_view(incident, chain, everyone, names, skipped)
     # Last before the commit: the rate-limit bucket and the mailboxes are rows that other
     # reports lock too, so they are held only for the commit, not for the whole report.
     if rate is not None:
         key = f"report:{reporter.user_id}"
         await limits.take(session, key, rate, now, "incident reports")
-    await _send_alerts(session, view, view.dispatches, now)
+    operators = await _send_alerts(session, view, view.dispatches, now)
     if not any(h.tier == 1 for h in hits):
         added = [d for d in view.dispatches if d.ring == 1]
-        await _send_escalation(session, view, added, reason, escalation.ring_m, now)
+        await _send_escalation(session, view, added, reason, escalation.ring_m, operators, now)
     return view, False
 
 
@@ -350,9 +350,12 @@ def _record(
 
 async def _send_alerts(
     session: AsyncSession, view: IncidentOut, alerted: Sequence[DispatchOut], now: datetime
-) -> None:
-    """Alert the leaders of the ``alerted`` dispatches; tell operators the new state."""
-    leaders = await auth.leaders_by_team(session, [d.team_id for d in alerted])
+) -> list[str]:
+    """Alert the leaders of the ``alerted`` dispatches; tell operators the new state.
+
+    Returns the operators, who are also told of an escalation in the same transaction.
+    """
+    to = await auth.recipients(session, [d.team_id for d in alerted])
     incident_json = view.model_dump(mode="json")
     outgoing = [
         Outgoing(
@@ -362,11 +365,11 @@ async def _send_alerts(
             ref=d.id,
         )
         for d in alerted
-        for leader in leaders.get(d.team_id, [])
+        for leader in to.leaders.get(d.team_id, [])
     ]
-    operators = await auth.operator_ids(session)
-    outgoing += [Outgoing(o, "incident.updated", incident_json) for o in operators]
+    outgoing += [Outgoing(o, "incident.updated", incident_json) for o in to.operators]
     notifiers.watch_alerts(session, await mailboxes.enqueue(session, outgoing, now=now), now)
+    return to.operators
 
 
 # ---------------------------------------------------------------- escalation
@@ -434,8 +437,8 @@ async def _escalate(
     await session.flush()
     view = (await _views(session, [incident]))[0]
     alerted = [d for d in view.dispatches if d.id in {a.id for a in added}]
-    await _send_alerts(session, view, alerted, now)
-    await _send_escalation(session, view, alerted, reason, ring_m, now)
+    operators = await _send_alerts(session, view, alerted, now)
+    await _send_escalation(session, view, alerted, reason, ring_m, operators, now)
     return view
 
 
@@ -478,6 +481,7 @@ async def _send_escalation(
     alerted: Sequence[DispatchOut],
     reason: str,
     ring_m: float,
+    operators: Sequence[str],
     now: datetime,
 ) -> None:
     body = {
@@ -487,7 +491,6 @@ async def _send_escalation(
         "dispatches": [d.model_dump(mode="json") for d in alerted],
         "incident": view.model_dump(mode="json"),
     }
-    operators = await auth.operator_ids(session)
     await mailboxes.enqueue(session, [Outgoing(o, "escalation", body) for o in operators], now=now)
 
 
@@ -496,10 +499,8 @@ async def _audience(session: AsyncSession, incident_id: str) -> list[str]:
     team_ids = await session.scalars(
         select(Dispatch.team_id).where(Dispatch.incident_id == incident_id).distinct()
     )
-    leaders = await auth.leaders_by_team(session, sorted(team_ids))
-    return sorted(
-        {*await auth.operator_ids(session), *(u for ids in leaders.values() for u in ids)}
-    )
+    to = await auth.recipients(session, list(team_ids))
+    return sorted({*to.operators, *(u for ids in to.leaders.values() for u in ids)})
 
 
 async def _announce(

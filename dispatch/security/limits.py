@@ -46,10 +46,12 @@ async def take(session: AsyncSession, key: str, rate: Rate, now: datetime, what:
 
     Call it inside the unit of work it guards: when the request fails, the token is not spent.
     """
-    await _ensure(
-        session, RateBucket, [{"key": key, "tokens": float(rate.burst), "updated_at": now}]
-    )
-    bucket = await session.scalar(select(RateBucket).where(RateBucket.key == key).with_for_update())
+    locked = select(RateBucket).where(RateBucket.key == key).with_for_update()
+    bucket = await session.scalar(locked)
+    if bucket is None:
+        full = {"key": key, "tokens": float(rate.burst), "updated_at": now}
+        await _ensure(session, RateBucket, [full])
+        bucket = await session.scalar(locked)
     assert bucket is not None
     elapsed = max(0.0, (now - bucket.updated_at).total_seconds())
     tokens = min(float(rate.burst), bucket.tokens + elapsed * rate.per_minute / 60)

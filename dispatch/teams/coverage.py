@@ -31,11 +31,13 @@ class Coverage:
     def __init__(self) -> None:
         self._index = ZoneIndex([])
         self._tiers: dict[str, int] = {}
+        self._names: dict[str, str] = {}
 
     def load(self, teams: Iterable[Team]) -> None:
         active = [t for t in teams if t.retired_at is None]
         self._index = ZoneIndex(zone_of(t) for t in active)
         self._tiers = {t.id: t.tier for t in active}
+        self._names = {t.id: t.name for t in active}
 
     def put(self, team: Team) -> None:
         if team.retired_at is not None:
@@ -43,11 +45,13 @@ class Coverage:
             return
         self._index = self._index.replace(zone_of(team))
         self._tiers[team.id] = team.tier
+        self._names[team.id] = team.name
 
     def drop(self, team_id: str) -> None:
         if team_id in self._tiers:
             self._index = self._index.remove(team_id)
             del self._tiers[team_id]
+            del self._names[team_id]
 
     def covering(self, lon: float, lat: float) -> list[CoveredBy]:
         hits = self._index.covering(lon, lat)
@@ -57,6 +61,10 @@ class Coverage:
         """Tier-1 teams whose site lies within ``radius_m``: the wider ring for escalation."""
         hits = self._index.within(lon, lat, radius_m)
         return [CoveredBy(h.key, 1, h.distance_m) for h in hits if self._tiers.get(h.key) == 1]
+
+    def name_of(self, team_id: str) -> str:
+        """An active team's name ("" for a team the index does not hold)."""
+        return self._names.get(team_id, "")
 
     def __len__(self) -> int:
         return len(self._tiers)
