@@ -1,0 +1,71 @@
+"""The timer sleeps towards the next thing due and wakes early only when something new is due
+before it."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.jobs.tasks import Timer
+from dispatch.runtime import Runtime
+from tests.support import World
+
+
+class Scheduled:
+    """Work due at one time, counting how often the timer looked for what is due."""
+
+    def __init__(self, due: datetime) -> None:
+        self.due: datetime | None = due
+        self.looked = 0
+        self.fired = 0
+
+    async def fire_due(self, runtime: Runtime) -> None:
+        self.looked += 1
+        if self.due is not None and runtime.clock.now() > self.due:
+            self.fired, self.due = self.fired + 1, None
+
+    async def next_due(self, session: AsyncSession) -> datetime | None:
+        return self.due
+
+
+async def settled(work: Scheduled) -> int:
+    """Let the timer run until it sleeps again; how often it has looked."""
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+    return work.looked
+
+
+async def test_a_later_deadline_does_not_wake_the_timer_and_an_earlier_one_does(
+    world: World,
+) -> None:
+    runtime = world.runtime
+    clock = world.clock
+    # The poll bound sits far away so that only deadlines and wake-ups move the timer.
+    runtime.settings.timer_poll_s = 3600
+    work = Scheduled(clock.now() + timedelta(seconds=60))
+    timer = Timer(runtime, [work])
+    task = asyncio.create_task(timer.run())
+    try:
+        assert await settled(work) == 1
+
+        # Reports keep storing deadlines a minute or more ahead: no re-reading for those.
+        runtime.wake(clock.now() + timedelta(seconds=61))
+        runtime.wake(clock.now() + timedelta(seconds=300))
+        assert await settled(work) == 1
+
+        # Something due before the timer's own next time wakes it to look again.
+        runtime.wake(clock.now() + timedelta(seconds=20))
+        assert await settled(work) == 2
+        # So does a change whose time is unknown.
+        runtime.wake()
+        assert await settled(work) == 3
+
+        # And what is due fires once the clock passes it.
+        assert work.fired == 0
+        clock.advance(61)
+        assert await settled(work) == 4 and work.fired == 1
+    finally:
+        task.cancel()
+        runtime.wake_timers.remove(timer.wake)
