@@ -10,9 +10,11 @@ disagree with a brute-force check.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, TypeAlias, TypeGuard, TypeVar
 
 import numpy as np
@@ -77,6 +79,24 @@ class Hit:
     distance_m: float
 
 
+# A frozen dataclass's __init__ sets each field through object.__setattr__,
+# which made building the hundred Hits of a crowded point a third of
+# covering()'s time.  Hit has two slots and no __post_init__, so creating the
+# object and filling its slots directly is exactly what __init__ does, at
+# half the cost (tests check the result equals Hit(key, distance)).
+_new_object = object.__new__
+_set_hit_key: Callable[[Hit, str], None] = vars(Hit)["key"].__set__
+_set_hit_distance: Callable[[Hit, float], None] = vars(Hit)["distance_m"].__set__
+
+
+def _hits(keys: list[str], distances: list[float]) -> list[Hit]:
+    """[Hit(key, distance) for each pair], built in C loops."""
+    hits: list[Hit] = list(map(_new_object, repeat(Hit, len(keys))))
+    deque(map(_set_hit_key, hits, keys), maxlen=0)
+    deque(map(_set_hit_distance, hits, distances), maxlen=0)
+    return hits
+
+
 def _check_key(key: str) -> None:
     if not isinstance(key, str) or not key:
         raise ZoneError("zone key must be a non-empty string")
@@ -127,11 +147,93 @@ def _circle_boxes(
     return shapely.box(west, south, east, north)
 
 
+# --- a cheap test that a point is certainly outside a circle ---------------------
+#
+# Near a circle the ellipsoid is close to its tangent plane: a point dlon, dlat
+# degrees from the centre is about hypot(dlon * E, dlat * M) metres away, with
+# E and M the metres per degree along the parallel and along the meridian
+# (from the prime-vertical and meridional radii of curvature) at the pair's
+# middle latitude.  Two shortcuts keep this to a few numpy operations: E is the
+# mean of E at the centre (stored per zone) and at the point, which is E at the
+# middle latitude to within about dlat^2 / 8 relative; M is taken at the point,
+# and M changes by at most 1e-2 relative per radian of latitude.  The plane
+# itself departs from the geodesic by terms of order (d / a)^2.  For d <= 20 km
+# and |lat| <= 70 degrees the estimate stays within 2e-5 relative of Geod.inv
+# (worst case over random pairs, tests/geo/test_geo_zone_prefilter.py; it is
+# M's term, 1e-2 * dlat / 2).  A candidate is dropped only when the estimate
+# exceeds radius * (1 + 1e-3) + 0.5 m, fifty times the estimate's worst error,
+# so no point within the radius is ever dropped and every candidate kept is
+# decided by Geod.inv as before.  Larger circles, circles beyond 70 degrees and
+# circles within reach of the antimeridian (where dlon jumps by 360) are never
+# dropped.
+
+_WGS84_E2 = _WGS84_F * (2.0 - _WGS84_F)
+_PREFILTER_MAX_RADIUS_M = 20_000.0
+_PREFILTER_MAX_ABS_LAT = 70.0
+# A 20 km circle at 70 degrees spans 0.6 degrees of longitude either way.
+_PREFILTER_MAX_ABS_LON = 179.0
+_PREFILTER_REL_MARGIN = 1e-3
+_PREFILTER_ABS_MARGIN_M = 0.5
+
+
+def _metres_per_degree(
+    lats: NDArray[np.float64],
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Metres per degree east (along the parallel) and north at each latitude."""
+    phi = np.radians(lats)
+    w = np.sqrt(1.0 - _WGS84_E2 * np.sin(phi) ** 2)
+    east = np.radians(_WGS84_A / w * np.cos(phi))
+    north = np.radians(_WGS84_A * (1.0 - _WGS84_E2) / w**3)
+    return east, north
+
+
+def _metres_per_degree_at(lat: float) -> tuple[float, float]:
+    """_metres_per_degree for one latitude, without numpy's cost per call."""
+    phi = math.radians(lat)
+    w = math.sqrt(1.0 - _WGS84_E2 * math.sin(phi) ** 2)
+    east = math.radians(_WGS84_A / w * math.cos(phi))
+    north = math.radians(_WGS84_A * (1.0 - _WGS84_E2) / w**3)
+    return east, north
+
+
+def _plane_distance_sq_m2(
+    centre_lons: NDArray[np.float64],
+    centre_lats: NDArray[np.float64],
+    half_east_m_per_deg_at_centres: NDArray[np.float64],
+    lons: float | NDArray[np.float64],
+    lats: float | NDArray[np.float64],
+    east_m_per_deg: float | NDArray[np.float64],
+    north_m_per_deg: float | NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """The tangent-plane estimate above, squared, from each centre to its point.
+
+    east_m_per_deg and north_m_per_deg are _metres_per_degree at the point.
+    """
+    east_m = (centre_lons - lons) * (half_east_m_per_deg_at_centres + 0.5 * east_m_per_deg)
+    north_m = (centre_lats - lats) * north_m_per_deg
+    distances_sq: NDArray[np.float64] = east_m * east_m + north_m * north_m
+    return distances_sq
+
+
+def _prefilter_reach_sq(
+    lons: NDArray[np.float64], lats: NDArray[np.float64], radii_m: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Squared estimate beyond which a point is surely outside; inf: never drop."""
+    reach = radii_m * (1.0 + _PREFILTER_REL_MARGIN) + _PREFILTER_ABS_MARGIN_M
+    applies = (
+        (radii_m <= _PREFILTER_MAX_RADIUS_M)
+        & (np.abs(lats) <= _PREFILTER_MAX_ABS_LAT)
+        & (np.abs(lons) <= _PREFILTER_MAX_ABS_LON)
+    )
+    # NaN radii (polygon zones) fail the radius test and are never dropped.
+    return np.where(applies, reach * reach, np.inf)
+
+
 # --- the index ----------------------------------------------------------------
 
 # Candidates per point from which covering() decides them in one numpy batch
-# (measured: a pyproj call on arrays costs ~15 us plus ~1.4 us a pair, a
-# scalar call ~2.4 us).
+# (where the fixed cost of the array call and the prefilter, ~15-20 us, is
+# paid back by the scalar calls' own overhead; re-measured with the prefilter).
 _VECTORISE_FROM = 24
 
 
@@ -146,10 +248,13 @@ class ZoneIndex:
     __slots__ = (
         "_centre_lat",
         "_centre_lon",
+        "_half_east_m_per_deg",
         "_is_circle",
+        "_key_objects",
         "_key_rank",
         "_keys",
         "_position",
+        "_prefilter_reach_sq",
         "_radius_m",
         "_tree",
         "_tree_items",
@@ -168,7 +273,12 @@ class ZoneIndex:
             [isinstance(zone, CircleZone) for zone in self._zones], dtype=bool
         )
         # Lets numpy sort ties between equal distances by key, deterministically.
-        self._key_rank = np.argsort(np.argsort(np.array(self._keys, dtype=object)))
+        self._key_objects = np.array(self._keys, dtype=object)
+        self._key_rank = np.argsort(np.argsort(self._key_objects))
+        self._half_east_m_per_deg = 0.5 * _metres_per_degree(self._centre_lat)[0]
+        self._prefilter_reach_sq = _prefilter_reach_sq(
+            self._centre_lon, self._centre_lat, self._radius_m
+        )
         self._tree_items = self._build_tree_items()
         self._tree = shapely.STRtree(self._tree_items)
 
@@ -220,7 +330,8 @@ class ZoneIndex:
         candidates = self._tree.query(point)
         # For the dozen or so candidates of one point a plain loop is faster;
         # where zones pile up (a hundred candidates in a dense city) one
-        # vectorised geodesic call over all of them wins.
+        # vectorised geodesic call over all of them wins, after a cheaper
+        # estimate has dropped the circles the point is surely outside.
         if len(candidates) >= _VECTORISE_FROM:
             return self._hits_vectorised(candidates, lon, lat, point)
         return self._hits_one_by_one(candidates.tolist(), lon, lat, point)
@@ -228,10 +339,17 @@ class ZoneIndex:
     def _hits_vectorised(
         self, candidates: NDArray[np.intp], lon: float, lat: float, point: Any
     ) -> list[Hit]:
-        distances = self._distances_from_centres(
-            candidates,
-            np.full(len(candidates), lon, dtype=np.float64),
-            np.full(len(candidates), lat, dtype=np.float64),
+        centre_lons, centre_lats = self._centre_lon[candidates], self._centre_lat[candidates]
+        # Only candidates surely outside are dropped: hits keep their Geod.inv distance.
+        east, north = _metres_per_degree_at(lat)
+        maybe = self._maybe_covered(candidates, centre_lons, centre_lats, lon, lat, east, north)
+        candidates = candidates[maybe]
+        count = len(candidates)
+        distances = _geodesic_m(
+            centre_lons[maybe],
+            centre_lats[maybe],
+            np.full(count, lon, dtype=np.float64),
+            np.full(count, lat, dtype=np.float64),
         )
         covered: NDArray[np.bool_] = distances <= self._radius_m[candidates]
         polygons = np.flatnonzero(~self._is_circle[candidates])
@@ -239,13 +357,30 @@ class ZoneIndex:
             covered[polygons] = shapely.covers(self._tree_items[candidates[polygons]], point)
         candidates, distances = candidates[covered], distances[covered]
         order = np.lexsort((self._key_rank[candidates], distances))
-        keys = self._keys
-        return [
-            Hit(keys[i], distance)
-            for i, distance in zip(
-                candidates[order].tolist(), distances[order].tolist(), strict=True
-            )
-        ]
+        return _hits(self._key_objects[candidates[order]].tolist(), distances[order].tolist())
+
+    def _maybe_covered(
+        self,
+        zone_idx: NDArray[np.intp],
+        centre_lons: NDArray[np.float64],
+        centre_lats: NDArray[np.float64],
+        lons: float | NDArray[np.float64],
+        lats: float | NDArray[np.float64],
+        east_m_per_deg: float | NDArray[np.float64],
+        north_m_per_deg: float | NDArray[np.float64],
+    ) -> NDArray[np.bool_]:
+        """False where the point is surely outside the circle; the scales are the point's."""
+        distances_sq = _plane_distance_sq_m2(
+            centre_lons,
+            centre_lats,
+            self._half_east_m_per_deg[zone_idx],
+            lons,
+            lats,
+            east_m_per_deg,
+            north_m_per_deg,
+        )
+        maybe: NDArray[np.bool_] = distances_sq <= self._prefilter_reach_sq[zone_idx]
+        return maybe
 
     def _hits_one_by_one(
         self, candidates: list[int], lon: float, lat: float, point: Any
@@ -270,21 +405,43 @@ class ZoneIndex:
         lon_array, lat_array = _checked_point_arrays(lons, lats)
         points = shapely.points(lon_array, lat_array)
         point_idx, zone_idx = self._tree.query(points)
-        distances = self._distances_from_centres(
-            zone_idx, lon_array[point_idx], lat_array[point_idx]
+        point_idx, zone_idx = self._maybe_covered_pairs(point_idx, zone_idx, lon_array, lat_array)
+        # Same argument order as covering(): centre -> point, bit-identical.
+        distances = _geodesic_m(
+            self._centre_lon[zone_idx],
+            self._centre_lat[zone_idx],
+            lon_array[point_idx],
+            lat_array[point_idx],
         )
         covered = self._covered_pairs(point_idx, zone_idx, points, distances)
         point_idx, zone_idx, distances = point_idx[covered], zone_idx[covered], distances[covered]
         order = np.lexsort((self._key_rank[zone_idx], distances, point_idx))
         return self._group_hits(len(lon_array), point_idx[order], zone_idx[order], distances[order])
 
+    def _maybe_covered_pairs(
+        self,
+        point_idx: NDArray[np.intp],
+        zone_idx: NDArray[np.intp],
+        lons: NDArray[np.float64],
+        lats: NDArray[np.float64],
+    ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        """The (point, zone) pairs left after dropping those surely outside."""
+        east, north = _metres_per_degree(lats)
+        maybe = self._maybe_covered(
+            zone_idx,
+            self._centre_lon[zone_idx],
+            self._centre_lat[zone_idx],
+            lons[point_idx],
+            lats[point_idx],
+            east[point_idx],
+            north[point_idx],
+        )
+        return point_idx[maybe], zone_idx[maybe]
+
     def _distances_from_centres(
         self, zone_idx: NDArray[np.intp], lons: NDArray[np.float64], lats: NDArray[np.float64]
     ) -> NDArray[np.float64]:
-        _, _, distances = wgs84_geod().inv(
-            self._centre_lon[zone_idx], self._centre_lat[zone_idx], lons, lats
-        )
-        return np.asarray(distances, dtype=np.float64)
+        return _geodesic_m(self._centre_lon[zone_idx], self._centre_lat[zone_idx], lons, lats)
 
     def _covered_pairs(
         self,
@@ -307,12 +464,10 @@ class ZoneIndex:
         zone_idx: NDArray[np.intp],
         distances: NDArray[np.float64],
     ) -> list[list[Hit]]:
-        grouped: list[list[Hit]] = [[] for _ in range(n_points)]
-        for p, z, distance in zip(
-            point_idx.tolist(), zone_idx.tolist(), distances.tolist(), strict=True
-        ):
-            grouped[p].append(Hit(self._keys[z], distance))
-        return grouped
+        """Hits split by point; the pairs come sorted by point."""
+        hits = _hits(self._key_objects[zone_idx].tolist(), distances.tolist())
+        ends = np.cumsum(np.bincount(point_idx, minlength=n_points)).tolist()
+        return [hits[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
 
     def within(
         self, lon: float, lat: float, radius_m: float, keys_filter: AbstractSet[str] | None = None
@@ -340,12 +495,19 @@ class ZoneIndex:
         inside = distances <= radius_m
         candidates, distances = candidates[inside], distances[inside]
         order = np.lexsort((self._key_rank[candidates], distances))
-        return [
-            Hit(self._keys[i], distance)
-            for i, distance in zip(
-                candidates[order].tolist(), distances[order].tolist(), strict=True
-            )
-        ]
+        return _hits(self._key_objects[candidates[order]].tolist(), distances[order].tolist())
+
+
+def _geodesic_m(
+    lons1: NDArray[np.float64],
+    lats1: NDArray[np.float64],
+    lons2: NDArray[np.float64],
+    lats2: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """Geod.inv distances, element-wise; the arrays must be fresh: they are overwritten."""
+    # inplace spares pyproj four copies of arrays that nobody reads again.
+    _, _, distances = wgs84_geod().inv(lons1, lats1, lons2, lats2, inplace=True)
+    return np.asarray(distances, dtype=np.float64)
 
 
 def _hit_order(hit: Hit) -> tuple[float, str]:
