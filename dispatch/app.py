@@ -16,6 +16,7 @@ from sqlalchemy import text
 from alerts.acks import AckRecorder
 from alerts.hub import Hub
 from dispatch import fanout, migrate
+from dispatch.asgi import DispatchApp
 from dispatch.audit.routes import router as audit_router
 from dispatch.auth import service as auth
 from dispatch.auth.routes import router as auth_router
@@ -30,7 +31,7 @@ from dispatch.jobs.tasks import JobQueue, Timer
 from dispatch.observability.running import Operations, install_operations
 from dispatch.pages.routes import mount_static
 from dispatch.pages.routes import router as pages_router
-from dispatch.realtime import record_acknowledged
+from dispatch.realtime import record_acknowledged, websocket_endpoint
 from dispatch.realtime import router as realtime_router
 from dispatch.reports.routes import router as reports_router
 from dispatch.rosters.routes import router as rosters_router
@@ -88,7 +89,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                 await runtime.fanout.stop()
             await runtime.engine.dispose()
 
-    app = FastAPI(
+    app = DispatchApp(
         title="Dispatch 1-3-5",
         version="0.1.0",
         description=DESCRIPTION,
@@ -101,6 +102,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         app.include_router(router)
     app.include_router(audit_router)
     app.include_router(realtime_router)
+    # The same endpoint without the HTTP middleware and router in each open socket's stack.
+    app.serve_websocket_directly("/ws", websocket_endpoint)
     app.include_router(pages_router)
     mount_static(app)
     install_operations(app)
