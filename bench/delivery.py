@@ -200,7 +200,7 @@ async def cross_process(env: dict[str, str], work: Path, incidents: int) -> dict
         for name, served in (("same_process", a), ("other_process", b)):
             phone = Phone(leaders[0])
             phone.last_seq = await phone.connect(served.ws_url)
-            sent = await _timed_reports(a.base_url, operator, phone, incidents)
+            sent = await _timed_reports(a.base_url, operator, phone, incidents, name)
             figures[f"{name}_p50_ms"] = percentile(sent, 50)
             figures[f"{name}_p99_ms"] = percentile(sent, 99)
             assert phone.connection is not None
@@ -211,7 +211,9 @@ async def cross_process(env: dict[str, str], work: Path, incidents: int) -> dict
         b.stop()
 
 
-async def _timed_reports(base_url: str, operator: str, phone: Phone, count: int) -> list[float]:
+async def _timed_reports(
+    base_url: str, operator: str, phone: Phone, count: int, phase: str
+) -> list[float]:
     """POST one incident at a time; milliseconds from sending to the alert's arrival."""
     assert phone.connection is not None
     headers = {"Authorization": f"Bearer {operator}"}
@@ -219,9 +221,10 @@ async def _timed_reports(base_url: str, operator: str, phone: Phone, count: int)
     latencies = []
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
         for n in range(count):
-            # Each report carries its own tag: a late alert of an earlier report is not taken
-            # for this one's.
-            tagged = {**body, "description": f"latency-{n}"}
+            # Each report carries its own tag, unique across phases: a late alert of an
+            # earlier report, or one replayed from the earlier phase on connecting (the same
+            # leader, resuming from 0), is not taken for this one's.
+            tagged = {**body, "description": f"latency-{phase}-{n}"}
             sent = time.perf_counter()
             post = asyncio.create_task(http.post("/api/v1/incidents", json=tagged, headers=headers))
             while True:
