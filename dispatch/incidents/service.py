@@ -244,7 +244,8 @@ async def report_incident(
         _record(session, incident.id, now, "dispatched", None, _dispatch_facts(d))
     ring: list[Dispatch] = []
     reason = "no tier-1 zone covers the incident"
-    if any(h.tier == 1 for h in hits):
+    tier1_covers = any(h.tier == 1 for h in hits)
+    if tier1_covers:
         due = now + timedelta(seconds=escalation.after_s)
         step = {"ring_m": escalation.ring_m, "after_s": escalation.after_s}
         jobs.schedule(session, ESCALATE, due, incident_id=incident.id, data=step)
@@ -265,7 +266,7 @@ async def report_incident(
         key = f"report:{reporter.user_id}"
         await limits.take(session, key, rate, now, "incident reports")
     operators = await _send_alerts(session, view, view.dispatches, now)
-    if not any(h.tier == 1 for h in hits):
+    if not tier1_covers:
         added = [d for d in view.dispatches if d.ring == 1]
         await _send_escalation(session, view, added, reason, escalation.ring_m, operators, now)
     return view, False
@@ -436,7 +437,8 @@ async def _escalate(
         )
     await session.flush()
     view = (await _views(session, [incident]))[0]
-    alerted = [d for d in view.dispatches if d.id in {a.id for a in added}]
+    added_ids = {a.id for a in added}
+    alerted = [d for d in view.dispatches if d.id in added_ids]
     operators = await _send_alerts(session, view, alerted, now)
     await _send_escalation(session, view, alerted, reason, ring_m, operators, now)
     return view
