@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 import orjson
-from sqlalchemy import MetaData, event
+from sqlalchemy import MetaData, Table, event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -27,6 +27,11 @@ class Base(DeclarativeBase):
         datetime: UTCDateTime,
         dict[str, Any]: JSONType,
     }
+
+
+def table_of(model: type[Base]) -> Table:
+    """A mapped class's table, for bulk inserts past the unit of work."""
+    return Base.metadata.tables[model.__tablename__]
 
 
 def new_id() -> str:

@@ -17,19 +17,24 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, inspect, select
+from sqlalchemy import event, insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 
 from dispatch.audit.models import EventChainHead
-from dispatch.incidents.models import IncidentEvent
+from dispatch.db import table_of
+from dispatch.incidents.models import Dispatch, IncidentEvent
 
 GENESIS = "0" * 64
+# Events written as bulk inserts, past the unit of work, for those who count events on commit:
+# (type, data, at, the dispatch it is about or None).
+WRITTEN_KEY = "audit.written_events"
+Written = tuple[str, dict[str, Any], datetime, Dispatch | None]
 
 
 def _normal(value: Any) -> Any:
@@ -105,6 +110,35 @@ def _seal_new_events(session: Session, _context: UOWTransaction, _instances: obj
                 e.seq, e.prev_hash = head.seq + 1, head.hash
                 e.hash = event_hash(e, e.prev_hash)
                 head.seq, head.hash = e.seq, e.hash
+
+
+async def insert_new_chain(
+    session: AsyncSession, events: Sequence[IncidentEvent], dispatches: Sequence[Dispatch] = ()
+) -> None:
+    """The first events of an incident inserted in this transaction, sealed from genesis and
+    written as one bulk insert with their head: there is no head to read or lock yet.
+
+    The events stay out of the session (they are not flushed again); ``dispatches`` are the
+    ones they may name, for the counters read on commit."""
+    if not events:
+        return
+    incident_id = events[0].incident_id
+    prev = GENESIS
+    for seq, e in enumerate(events, start=1):
+        assert e.incident_id == incident_id, "one incident's chain at a time"
+        e.seq, e.prev_hash = seq, prev
+        e.hash = prev = event_hash(e, prev)
+    columns = [c.key for c in IncidentEvent.__table__.columns if c.key != "id"]
+    rows = [{c: getattr(e, c) for c in columns} for e in events]
+    await session.execute(insert(table_of(IncidentEvent)), rows)
+    head = {"incident_id": incident_id, "seq": len(events), "hash": prev}
+    await session.execute(insert(table_of(EventChainHead)), [head])
+    by_id = {d.id: d for d in dispatches}
+    written: list[Written] = session.info.setdefault(WRITTEN_KEY, [])
+    for e in events:
+        dispatch_id = e.data.get("dispatch_id")
+        dispatch = by_id.get(dispatch_id) if isinstance(dispatch_id, str) else None
+        written.append((e.type, dict(e.data), e.at, dispatch))
 
 
 # ---------------------------------------------------------------- verification

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from alerts.store import OUTBOX_KEY, Envelope
+from dispatch.audit.chain import WRITTEN_KEY, Written
 from dispatch.incidents.models import Dispatch, IncidentEvent
 from dispatch.notifiers.models import NotificationAttempt
 from dispatch.reachability.models import TestAlert
@@ -176,6 +177,9 @@ class Metrics:
         pending: _Pending | None = session.info.pop(PENDING_KEY, None)
         outbox: list[Envelope] = session.info.get(OUTBOX_KEY, [])
         self._count_messages(outbox)
+        written: list[Written] = session.info.pop(WRITTEN_KEY, [])
+        for kind, data, at, dispatch in written:
+            self._count_event(kind, data, at, dispatch)
         if pending is None:
             return
         for kind, data, at, dispatch in pending.events:
@@ -187,6 +191,7 @@ class Metrics:
 
     def _after_rollback(self, session: Session, _previous: Any) -> None:
         session.info.pop(PENDING_KEY, None)
+        session.info.pop(WRITTEN_KEY, None)
 
     def _database_error(self, context: ExceptionContext) -> None:
         self.database_errors.labels(type(context.original_exception).__name__).inc()
