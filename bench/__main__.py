@@ -81,6 +81,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--concurrency", type=int, default=32, help="intake: concurrent connections")
     p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="intake: server processes (dispatch serve --workers; the baseline gets as many)",
+    )
+    p.add_argument(
         "--incidents",
         type=_ints,
         default=[100_000, 1_000_000],

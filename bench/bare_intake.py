@@ -7,6 +7,7 @@ Run: ``python -m bench.bare_intake --port PORT --dsn postgresql://...``
 from __future__ import annotations
 
 import argparse
+import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -64,17 +65,26 @@ def create_app(dsn: str) -> FastAPI:
     return app
 
 
+def app_from_environment() -> FastAPI:
+    """The factory each worker process calls when the baseline runs several."""
+    return create_app(os.environ["BENCH_BARE_DSN"])
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dsn", required=True)
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    # The same server settings as ``dispatch serve`` with one worker.
+    os.environ["BENCH_BARE_DSN"] = args.dsn
+    # The same server settings as ``dispatch serve`` with as many workers.
     uvicorn.run(
-        create_app(args.dsn),
+        "bench.bare_intake:app_from_environment",
+        factory=True,
         host="127.0.0.1",
         port=args.port,
-        loop="auto",
+        workers=args.workers,
+        loop="uvloop" if args.workers > 1 else "auto",
         ws="websockets-sansio",
         ws_per_message_deflate=False,
         proxy_headers=True,

@@ -235,11 +235,12 @@ def wait_http(process: subprocess.Popen[bytes], url: str, log: Path, timeout_s: 
 UNLIMITED_REPORTS = {"DISPATCH_REPORT_BURST": "1000000", "DISPATCH_REPORT_PER_MIN": "1000000"}
 
 
-def serve_dispatch(env: Mapping[str, str], work: Path, name: str) -> Served:
+def serve_dispatch(env: Mapping[str, str], work: Path, name: str, workers: int = 1) -> Served:
     """`dispatch serve` as operators run it, on a free loopback port."""
     port = free_port()
     log = work / f"{name}.log"
     argv = [sys.executable, "-m", "dispatch", "serve", "--host", HOST, "--port", str(port)]
+    argv += ["--workers", str(workers)]
     process = start_process(argv, {**os.environ, **UNLIMITED_REPORTS, **env}, log, port)
     base = f"http://{HOST}:{port}"
     try:

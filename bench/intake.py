@@ -161,7 +161,9 @@ async def _run(report: Report, args: argparse.Namespace) -> None:
             ours_requests = [r for group in zip(*per_operator, strict=True) for r in group]
             bare_requests = requests_for(points, None)
             for rep in range(args.reps):
-                served = await asyncio.to_thread(serve_dispatch, env, work, "intake-ours")
+                served = await asyncio.to_thread(
+                    serve_dispatch, env, work, "intake-ours", args.workers
+                )
                 try:
                     with profiled(args.profile, served.process.pid, f"intake-{rep}", args.seconds):
                         result = await asyncio.to_thread(
@@ -171,28 +173,27 @@ async def _run(report: Report, args: argparse.Namespace) -> None:
                     served.stop()
                 ours.append(result)
                 _say("ours", result)
-                result = await asyncio.to_thread(
-                    _bare_once, dsn, bare_requests, args.concurrency, args.seconds, work
-                )
+                result = await asyncio.to_thread(_bare_once, dsn, bare_requests, args, work)
                 bare.append(result)
                 _say("bare", result)
-    _rows(report, ours, bare, args.concurrency)
+    _rows(report, ours, bare, args.concurrency, args.workers)
 
 
 def _bare_once(
-    dsn: str, requests: list[bytes], concurrency: int, seconds: float, work: Path
+    dsn: str, requests: list[bytes], args: argparse.Namespace, work: Path
 ) -> dict[str, Any]:
     port = free_port()
     log = work / "bare.log"
+    argv = [sys.executable, "-m", "bench.bare_intake", "--port", str(port), "--dsn", dsn]
     process = start_process(
-        [sys.executable, "-m", "bench.bare_intake", "--port", str(port), "--dsn", dsn],
+        [*argv, "--workers", str(args.workers)],
         os.environ,
         log,
         port,
     )
     try:
         wait_http(process, f"http://{HOST}:{port}/openapi.json", log)
-        return load(port, requests, concurrency, seconds)
+        return load(port, requests, args.concurrency, args.seconds)
     finally:
         process.terminate()
         process.wait(15)
@@ -206,9 +207,14 @@ def _say(label: str, result: dict[str, Any]) -> None:
 
 
 def _rows(
-    report: Report, ours: list[dict[str, Any]], bare: list[dict[str, Any]], concurrency: int
+    report: Report,
+    ours: list[dict[str, Any]],
+    bare: list[dict[str, Any]],
+    concurrency: int,
+    workers: int,
 ) -> None:
-    case = f"{concurrency} connections, postgresql"
+    processes = "" if workers == 1 else f", {workers} server processes"
+    case = f"{concurrency} connections, postgresql{processes}"
     rps = [r["rps"] for r in ours]
     bare_rps = [r["rps"] for r in bare]
     rps_ratio = ratios(rps, bare_rps)

@@ -66,6 +66,10 @@ def _serve(args: argparse.Namespace) -> int:
     from dispatch.observability.logs import uvicorn_log_config
 
     settings = Settings()
+    if args.workers > 1 and settings.is_sqlite:
+        # Each process would hold its own hub and timers over one single-writer file.
+        print("--workers above 1 needs PostgreSQL (DISPATCH_DATABASE_URL)", file=sys.stderr)
+        return 2
     migrate.upgrade(settings.database_url)
     if args.demo:
         _print_demo(settings)

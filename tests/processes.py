@@ -44,8 +44,11 @@ def server_env(database_url: str, folder: Path, **settings: str) -> dict[str, st
 class ServerProcess:
     """``dispatch serve`` in a child process; its output goes to a log file."""
 
-    def __init__(self, env: dict[str, str], log: Path, port: int | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, port: int | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         self.env = env
+        self.args = args
         self.port = port or free_port()
         self.log = log
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -55,7 +58,7 @@ class ServerProcess:
     async def start(self) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "dispatch", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "dispatch", "serve", "--port", str(self.port), *self.args],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

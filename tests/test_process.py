@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,3 +100,54 @@ async def test_the_served_process_alerts_measures_and_closes_cleanly(
     assert served.process.wait(15) in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in served.output()
     await asyncio.sleep(0)
+
+
+async def test_two_workers_on_postgresql_serve_one_town(postgres_only: str, tmp_path: Path) -> None:
+    env = server_env(postgres_only, tmp_path)
+    cli(env, "users", "add", "chief", "--role", "admin", stdin="admin-password\n")
+    server = ServerProcess(env, tmp_path / "server.log", args=("--workers", "2"))
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            admin = bearer(await get_token(client, "chief", "admin-password"))
+            site = {"lon": 114.159, "lat": 22.847}
+            body = {"name": "三中驻点队", "kind": "fixed_post", "location": site}
+            team = (await client.post("/api/v1/teams", json=body, headers=admin)).json()
+            body = {"name": "lead", "password": "leader-password", "role": "leader"}
+            added = await client.post(
+                "/api/v1/users", json={**body, "team_id": team["id"]}, headers=admin
+            )
+            assert added.status_code == 201, added.text
+            phone = await open_socket(
+                server.ws_url, await get_token(client, "lead", "leader-password")
+            )
+        # A new connection for each report: whichever process accepts it, the phone's own
+        # process delivers the alert, in order.
+        for n in range(1, 7):
+            async with httpx.AsyncClient(base_url=server.base_url) as client:
+                report = {"location": site, "category": "theft", "description": f"第{n}起"}
+                reply = await client.post("/api/v1/incidents", json=report, headers=admin)
+                assert reply.status_code == 201, reply.text
+            alert = await phone.next(10)
+            assert (alert["type"], alert["seq"]) == ("alert", n)
+            assert alert["data"]["incident"]["description"] == f"第{n}起"
+        await phone.close()
+    finally:
+        server.terminate()
+        server.stop()
+    started = set(re.findall(r"Started server process \[(\d+)\]", server.output()))
+    assert len(started) == 2, server.output()
+
+
+def test_several_workers_are_refused_on_sqlite(tmp_path: Path) -> None:
+    env = server_env(f"sqlite+aiosqlite:///{tmp_path / 'town.db'}", tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "dispatch", "serve", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "--workers above 1 needs PostgreSQL" in done.stderr

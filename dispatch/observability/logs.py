@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -118,7 +117,7 @@ def uvicorn_log_config(settings: Settings) -> dict[str, Any]:
         "handlers": {
             "default": {
                 "()": "dispatch.observability.logs.handler",
-                "stream": sys.stderr,
+                "stream": "ext://sys.stderr",
                 "log_format": settings.log_format,
             }
         },
