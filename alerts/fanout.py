@@ -64,6 +64,8 @@ class Listener:
         self._handlers: set[asyncio.Task[None]] = set()
         self._up = asyncio.Event()
         self.errors = 0
+        # Connections made so far; every one after the first catches up on what it missed.
+        self.connections = 0
 
     def on(self, channel: str, receiver: Receiver) -> None:
         self._receivers[channel] = receiver
@@ -90,11 +92,10 @@ class Listener:
             handler.cancel()
 
     async def _run(self) -> None:
-        delay, first = 0.1, True
+        delay = 0.1
         while True:
             try:
-                await self._listen(first)
-                first = False
+                await self._listen()
                 delay = 0.1
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
                 self.errors += 1
@@ -103,7 +104,7 @@ class Listener:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    async def _listen(self, first: bool) -> None:
+    async def _listen(self) -> None:
         connection = await asyncpg.connect(self._dsn, timeout=10)
         lost = asyncio.Event()
         connection.add_termination_listener(lambda _: lost.set())
@@ -111,7 +112,10 @@ class Listener:
             for channel in self._receivers:
                 await connection.add_listener(channel, self._received)
             self._up.set()
-            if not first:
+            # Counted when up, not when it ends well: a connection that ended in an error
+            # still means the next one has announcements to catch up on.
+            self.connections += 1
+            if self.connections > 1:
                 # Whatever was announced while we were away is in the database: catch up.
                 for callback in self._on_reconnect:
                     await callback()

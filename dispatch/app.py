@@ -19,6 +19,7 @@ from dispatch import fanout, migrate
 from dispatch.asgi import DispatchApp
 from dispatch.audit.routes import router as audit_router
 from dispatch.auth import service as auth
+from dispatch.auth.cache import Principals
 from dispatch.auth.routes import router as auth_router
 from dispatch.clock import Clock, SystemClock
 from dispatch.config import Settings
@@ -130,6 +131,7 @@ async def start_runtime(settings: Settings, clock: Clock) -> Runtime:
         coverage=coverage,
         secret=load_secret(settings),
         passwords=auth.password_hasher(settings.argon2_time_cost, settings.argon2_memory_kib),
+        principals=Principals(settings.principal_cache_s),
     )
 
 

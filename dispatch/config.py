@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     # Where the embedded default keeps its generated signing secret.
     secret_file: Path = Path("./dispatch-secret.key")
     token_ttl_s: int = Field(default=12 * 3600, gt=0)
+    # How long a process may answer a seen token from memory. Changes made through the API
+    # (logout, disabling, password resets) end cached tokens at once in every process; this
+    # bounds how long one made past it, directly in the database, may go unseen. 0: no cache.
+    principal_cache_s: float = Field(default=30.0, ge=0)
     # Argon2id cost; the defaults follow the argon2-cffi recommendation.
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)

@@ -43,7 +43,11 @@ async def get_principal(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("an Authorization: Bearer token is required")
     principal = await auth.principal_for_token(
-        session, credentials.credentials, secret=runtime.secret, now=runtime.clock.now()
+        session,
+        credentials.credentials,
+        secret=runtime.secret,
+        now=runtime.clock.now(),
+        cache=runtime.principal_cache(),
     )
     # The audit trail names who made a change.
     request.state.principal = principal

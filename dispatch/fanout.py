@@ -1,9 +1,10 @@
-"""What the server processes tell each other: new message batches and changed teams."""
+"""What the server processes tell each other: new message batches, changed teams and users."""
 
 from __future__ import annotations
 
 from alerts import store as mailboxes
 from alerts.fanout import Listener
+from dispatch.auth.service import USERS_CHANNEL
 from dispatch.runtime import MESSAGES_CHANNEL, Runtime
 from dispatch.teams import service as teams
 
@@ -20,13 +21,18 @@ def listen(runtime: Runtime) -> Listener:
         async with runtime.sessionmaker() as session:
             await teams.refresh_coverage(session, runtime.coverage, team_id)
 
+    async def user_changed(user_id: str) -> None:
+        runtime.principals.drop_user(user_id)
+
     async def reconnected() -> None:
         # Announcements made while the listener was down are lost; the rows are not.
+        runtime.principals.clear()
         async with runtime.sessionmaker() as session:
             runtime.coverage.load(await teams.all_teams(session))
         runtime.hub.nudge_all()
 
     listener.on(MESSAGES_CHANNEL, messages_committed)
     listener.on(teams.TEAMS_CHANNEL, team_changed)
+    listener.on(USERS_CHANNEL, user_changed)
     listener.on_reconnect(reconnected)
     return listener

@@ -29,7 +29,11 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         async with runtime.sessionmaker() as session:
             try:
                 principal = await auth.principal_for_token(
-                    session, token, secret=runtime.secret, now=runtime.clock.now()
+                    session,
+                    token,
+                    secret=runtime.secret,
+                    now=runtime.clock.now(),
+                    cache=runtime.principal_cache(),
                 )
             except Unauthorized:
                 return None

@@ -18,6 +18,7 @@ from alerts import store as mailboxes
 from alerts.acks import AckRecorder
 from alerts.fanout import Listener, notify
 from alerts.hub import Hub
+from dispatch.auth.cache import Principals
 from dispatch.clock import Clock
 from dispatch.config import Settings
 from dispatch.db import FALLS_DUE_KEY, AfterCommit
@@ -36,6 +37,8 @@ class Runtime:
     coverage: Coverage
     secret: str
     passwords: PasswordHasher
+    # Who each recently seen bearer token speaks for (DISPATCH_PRINCIPAL_CACHE_S).
+    principals: Principals
     # Cross-process fan-out; None on SQLite, which serves from one process.
     fanout: Listener | None = None
     # Records websocket acknowledgements in group commits; started in the lifespan.
@@ -63,6 +66,15 @@ class Runtime:
             self.wake(due)
         for action in actions:
             action()
+
+    def principal_cache(self) -> Principals | None:
+        """The token cache, unless the listener that brings other processes' changes is down:
+        their announcements are lost meanwhile, so the cache is emptied and left aside until the
+        listener is back (its reconnect empties it once more)."""
+        if self.fanout is not None and not self.fanout.connected:
+            self.principals.clear()
+            return None
+        return self.principals
 
     async def _announce(self, session: AsyncSession) -> None:
         announcements: dict[str, list[str]] = session.info.pop("announce", {})

@@ -78,7 +78,7 @@ async def issue_token(
 @router.post("/auth/logout", status_code=204, response_class=Response)
 async def logout(principal: PrincipalDep, runtime: RuntimeDep, session: SessionDep) -> Response:
     """Revoke the bearer token of this request: it stops working at once, everywhere."""
-    await service.revoke(session, principal, runtime.clock.now())
+    await service.revoke(session, principal, runtime.clock.now(), principals=runtime.principals)
     return Response(status_code=204)
 
 
@@ -123,6 +123,7 @@ async def update_user(
         password=patch.password,
         now=runtime.clock.now(),
         hasher=runtime.passwords,
+        principals=runtime.principals,
     )
     # The trail withholds the password itself; it records that one was set.
     audit.note(session, changes=patch.model_dump(exclude_unset=True))

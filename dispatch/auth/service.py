@@ -7,6 +7,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING
 
 import jwt
 from argon2 import PasswordHasher
@@ -16,8 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
 from dispatch.auth.models import RevokedToken, Role, User
-from dispatch.db import new_id
+from dispatch.db import after_commit, announce, new_id
 from dispatch.errors import Conflict, InvalidInput, NotFound, Unauthorized
+
+if TYPE_CHECKING:
+    # Annotations only: the cache module imports Principal from this one.
+    from dispatch.auth.cache import Principals
 
 TOKEN_ALGORITHM = "HS256"
 
@@ -116,10 +122,39 @@ def issue_token(user: User, *, secret: str, ttl_s: int, now: datetime) -> tuple[
 
 
 async def principal_for_token(
-    session: AsyncSession, token: str, *, secret: str, now: datetime
+    session: AsyncSession,
+    token: str,
+    *,
+    secret: str,
+    now: datetime,
+    cache: Principals | None = None,
 ) -> Principal:
     """The user a token speaks for. A disabled or deleted user's tokens, a revoked token and
-    tokens issued before a password reset stop working at once: every request reads them."""
+    tokens issued before a password reset stop working at once: a token not in ``cache``
+    reads them, and the changes that end tokens drop the user's entries (``_access_changed``).
+    A failed lookup is never cached."""
+    cached = cache.get(token) if cache is not None else None
+    if cached is not None:
+        principal, expires = cached
+        _check_expiry(expires, now)
+        return principal
+    generation = cache.generation if cache is not None else 0
+    principal, expires = await _look_up(session, token, secret=secret, now=now)
+    if cache is not None:
+        cache.put(token, principal, expires, generation)
+    return principal
+
+
+def _check_expiry(expires: float, now: datetime) -> None:
+    # Expiry is judged by the server's clock, the same one that issued the token.
+    if expires <= now.timestamp():
+        raise Unauthorized("the bearer token has expired")
+
+
+async def _look_up(
+    session: AsyncSession, token: str, *, secret: str, now: datetime
+) -> tuple[Principal, float]:
+    """The principal and the token's expiry (epoch seconds), read from the token and the rows."""
     try:
         claims = jwt.decode(
             token,
@@ -136,11 +171,9 @@ async def principal_for_token(
         issued = float(claims["iat"])
     except (jwt.InvalidTokenError, TypeError, ValueError):
         raise Unauthorized("the bearer token is invalid") from None
-    # Expiry is judged by the server's clock, the same one that issued the token.
-    if expires <= now.timestamp():
-        raise Unauthorized("the bearer token has expired")
+    _check_expiry(expires, now)
     token_id = str(claims["jti"])
-    # One round trip for the user and the revocation: every request and handshake asks.
+    # One round trip for the user and the revocation.
     revoked = exists().where(RevokedToken.jti == token_id)
     found = (
         await session.execute(select(User, revoked).where(User.id == str(claims["sub"])))
@@ -152,7 +185,7 @@ async def principal_for_token(
         raise Unauthorized("the bearer token's user is unknown or disabled")
     if user.tokens_valid_after is not None and issued < user.tokens_valid_after.timestamp():
         raise Unauthorized("the bearer token was issued before the password was reset")
-    return Principal(
+    principal = Principal(
         user.id,
         user.name,
         Role(user.role),
@@ -160,13 +193,28 @@ async def principal_for_token(
         token_id=token_id,
         token_expires_at=datetime.fromtimestamp(expires, UTC),
     )
+    return principal, expires
 
 
-async def revoke(session: AsyncSession, principal: Principal, now: datetime) -> None:
+USERS_CHANNEL = "dispatch_users"
+
+
+def _access_changed(session: AsyncSession, principals: Principals | None, user_id: str) -> None:
+    """Forget the user's cached tokens in this process once the change commits, and tell the
+    other processes to do the same."""
+    if principals is not None:
+        after_commit(session, partial(principals.drop_user, user_id))
+    announce(session, USERS_CHANNEL, user_id)
+
+
+async def revoke(
+    session: AsyncSession, principal: Principal, now: datetime, *, principals: Principals | None
+) -> None:
     """Logout: the token stops working; tokens that expired by now need no record."""
     await session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= now))
     if principal.token_id is None or principal.token_expires_at is None:
         return
+    _access_changed(session, principals, principal.user_id)
     if await session.get(RevokedToken, principal.token_id) is None:
         session.add(
             RevokedToken(
@@ -186,6 +234,7 @@ async def update_user(
     password: str | None,
     now: datetime,
     hasher: PasswordHasher,
+    principals: Principals | None,
 ) -> User:
     """Disable or enable an account, or reset its password (which ends its tokens)."""
     user = await get_user(session, user_id)
@@ -195,6 +244,8 @@ async def update_user(
         user.password_hash = await hash_password(hasher, password)
         user.tokens_valid_after = now
     await session.flush()
+    if disabled is not None or password is not None:
+        _access_changed(session, principals, user.id)
     return user
 
 
