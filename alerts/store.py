@@ -7,18 +7,20 @@ always has its messages and a rolled-back one never does. The caller publishes t
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from alerts.models import AlertsBase, Mailbox, Message
 
 OUTBOX_KEY = "alerts.outbox"
+STAGED_KEY = "alerts.staged"
 
 # The tables themselves, for the writes every alert makes: Core statements skip the ORM's
 # bulk-by-primary-key bookkeeping, which cost more than the round trips.
@@ -74,8 +76,64 @@ async def open_mailbox(session: AsyncSession, user_id: str) -> None:
         await session.flush()
 
 
+Enqueued = Callable[[list[Envelope]], None]
+
+
+@dataclass
+class _Staged:
+    """Messages to enqueue when the transaction ends, under one batch id known beforehand."""
+
+    batch: str = field(default_factory=lambda: uuid.uuid4().hex)
+    groups: list[tuple[list[Outgoing], datetime, Enqueued | None]] = field(default_factory=list)
+
+
+def stage(
+    session: AsyncSession,
+    outgoing: Sequence[Outgoing],
+    *,
+    now: datetime,
+    then: Enqueued | None = None,
+) -> None:
+    """Enqueue these messages as the transaction's last writes (``write_staged``), then call
+    ``then`` with their envelopes.
+
+    For messages about facts no other transaction can see yet (a new incident): their
+    content cannot race with another transaction's, and the mailboxes, which every report
+    locks (operators'), are held for the commit alone instead of the rest of the transaction.
+    """
+    if outgoing:
+        staged: _Staged = session.info.setdefault(STAGED_KEY, _Staged())
+        staged.groups.append((list(outgoing), now, then))
+
+
+async def write_staged(session: AsyncSession) -> None:
+    """Enqueue everything staged in this transaction, in one lock of its mailboxes."""
+    staged: _Staged | None = session.info.pop(STAGED_KEY, None)
+    if staged is None:
+        return
+    outgoing = [o for group, _, _ in staged.groups for o in group]
+    envelopes = await enqueue(session, outgoing, now=staged.groups[0][1], batch=staged.batch)
+    start = 0
+    for group, _, then in staged.groups:
+        if then is not None:
+            then(envelopes[start : start + len(group)])
+        start += len(group)
+
+
+@event.listens_for(Session, "before_commit")
+def _nothing_left_staged(session: Session) -> None:
+    # Staged messages are written by whoever owns the transaction (write_staged) before it
+    # commits; committing without them would lose alerts.
+    if session.info.get(STAGED_KEY) is not None:
+        raise RuntimeError("messages were staged but never written before the commit")
+
+
 async def enqueue(
-    session: AsyncSession, outgoing: Sequence[Outgoing], *, now: datetime
+    session: AsyncSession,
+    outgoing: Sequence[Outgoing],
+    *,
+    now: datetime,
+    batch: str | None = None,
 ) -> list[Envelope]:
     """Give each message the next seq of its user's mailbox and store it.
 
@@ -92,7 +150,7 @@ async def enqueue(
             insert(MAILBOXES), [{"user_id": u, "last_seq": 0, "acked_seq": 0} for u in missing]
         )
         last.update(dict.fromkeys(missing, 0))
-    batch = uuid.uuid4().hex
+    batch = batch or uuid.uuid4().hex
     envelopes: list[Envelope] = []
     for o in outgoing:
         last[o.user_id] += 1
@@ -132,7 +190,11 @@ async def lock(session: AsyncSession, user_ids: Sequence[str]) -> dict[str, int]
 def pending_batches(session: AsyncSession) -> list[str]:
     """The batches this transaction enqueued so far (to announce to other processes)."""
     envelopes: list[Envelope] = session.info.get(OUTBOX_KEY, [])
-    return sorted({e.batch for e in envelopes})
+    batches = {e.batch for e in envelopes}
+    staged: _Staged | None = session.info.get(STAGED_KEY)
+    if staged is not None:
+        batches.add(staged.batch)
+    return sorted(batches)
 
 
 def take_outbox(session: AsyncSession) -> list[Envelope]:

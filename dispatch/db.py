@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -94,6 +94,19 @@ AfterCommit = Callable[[], None]
 def after_commit(session: AsyncSession, action: AfterCommit) -> None:
     """Run ``action`` once this session's transaction has committed (never on rollback)."""
     session.info.setdefault("after_commit", []).append(action)
+
+
+BEFORE_COMMIT_KEY = "before_commit"
+BeforeCommit = Callable[[], Awaitable[None]]
+
+
+def before_commit(session: AsyncSession, action: BeforeCommit) -> None:
+    """Run ``action`` as the last statements of this transaction, just before it commits.
+
+    For rows that many transactions lock (a user's rate bucket): locked last, they are held
+    for the commit alone, not for the whole unit of work. An error it raises rolls back all.
+    """
+    session.info.setdefault(BEFORE_COMMIT_KEY, []).append(action)
 
 
 FALLS_DUE_KEY = "falls_due"

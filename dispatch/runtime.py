@@ -21,7 +21,7 @@ from alerts.hub import Hub
 from dispatch.auth.cache import Principals
 from dispatch.clock import Clock
 from dispatch.config import Settings
-from dispatch.db import FALLS_DUE_KEY, AfterCommit
+from dispatch.db import BEFORE_COMMIT_KEY, FALLS_DUE_KEY, AfterCommit
 from dispatch.teams.coverage import Coverage
 
 MESSAGES_CHANNEL = "dispatch_messages"
@@ -54,6 +54,10 @@ class Runtime:
             try:
                 yield session
                 await self._announce(session)
+                for action in session.info.pop(BEFORE_COMMIT_KEY, []):
+                    await action()
+                # Last of all: the mailboxes every report locks are held for the commit alone.
+                await mailboxes.write_staged(session)
                 await session.commit()
             except BaseException:
                 await session.rollback()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -16,7 +17,7 @@ from alerts.store import Outgoing
 from dispatch.audit import chain as event_chain
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
-from dispatch.db import dialect_name, falls_due, new_id, table_of
+from dispatch.db import before_commit, dialect_name, falls_due, new_id, table_of
 from dispatch.errors import Conflict, Forbidden, NotFound
 from dispatch.incidents.models import (
     ArrivalSource,
@@ -259,15 +260,18 @@ async def report_incident(
     # Every team just dispatched is active, so the coverage index knows its name.
     names = {d.team_id: coverage.name_of(d.team_id) for d in everyone}
     view = incident_view(incident, chain, everyone, names, skipped)
-    # Last before the commit: the rate-limit bucket and the mailboxes are rows that other
-    # reports lock too, so they are held only for the commit, not for the whole report.
+    # The rate-limit bucket and the mailboxes are rows that other reports lock too: taken
+    # last, they are held for the end of the transaction, not for the whole report. The
+    # bucket, shared by all of one user's reports, comes last of all.
     if rate is not None:
         key = f"report:{reporter.user_id}"
-        await limits.take(session, key, rate, now, "incident reports")
-    operators = await _send_alerts(session, view, view.dispatches, now)
+        before_commit(session, partial(limits.take, session, key, rate, now, "incident reports"))
+    operators = await _send_alerts(session, view, view.dispatches, now, new=True)
     if not tier1_covers:
         added = [d for d in view.dispatches if d.ring == 1]
-        await _send_escalation(session, view, added, reason, escalation.ring_m, operators, now)
+        await _send_escalation(
+            session, view, added, reason, escalation.ring_m, operators, now, new=True
+        )
     return view, False
 
 
@@ -370,11 +374,18 @@ def _columns(row: ChainTier | Dispatch) -> dict[str, Any]:
 
 
 async def _send_alerts(
-    session: AsyncSession, view: IncidentOut, alerted: Sequence[DispatchOut], now: datetime
+    session: AsyncSession,
+    view: IncidentOut,
+    alerted: Sequence[DispatchOut],
+    now: datetime,
+    *,
+    new: bool = False,
 ) -> list[str]:
     """Alert the leaders of the ``alerted`` dispatches; tell operators the new state.
 
-    Returns the operators, who are also told of an escalation in the same transaction.
+    A ``new`` incident's messages are written last in the transaction (no other transaction
+    can see the incident, so none can race its content). Returns the operators, who are also
+    told of an escalation in the same transaction.
     """
     to = await auth.recipients(session, [d.team_id for d in alerted])
     incident_json = view.model_dump(mode="json")
@@ -389,7 +400,11 @@ async def _send_alerts(
         for leader in to.leaders.get(d.team_id, [])
     ]
     outgoing += [Outgoing(o, "incident.updated", incident_json) for o in to.operators]
-    notifiers.watch_alerts(session, await mailboxes.enqueue(session, outgoing, now=now), now)
+    if new:
+        watch = partial(notifiers.watch_alerts, session, now=now)
+        mailboxes.stage(session, outgoing, now=now, then=watch)
+    else:
+        notifiers.watch_alerts(session, await mailboxes.enqueue(session, outgoing, now=now), now)
     return to.operators
 
 
@@ -505,6 +520,8 @@ async def _send_escalation(
     ring_m: float,
     operators: Sequence[str],
     now: datetime,
+    *,
+    new: bool = False,
 ) -> None:
     body = {
         "incident_id": view.id,
@@ -513,7 +530,11 @@ async def _send_escalation(
         "dispatches": [d.model_dump(mode="json") for d in alerted],
         "incident": view.model_dump(mode="json"),
     }
-    await mailboxes.enqueue(session, [Outgoing(o, "escalation", body) for o in operators], now=now)
+    outgoing = [Outgoing(o, "escalation", body) for o in operators]
+    if new:
+        mailboxes.stage(session, outgoing, now=now)
+    else:
+        await mailboxes.enqueue(session, outgoing, now=now)
 
 
 async def _audience(session: AsyncSession, incident_id: str) -> list[str]:
