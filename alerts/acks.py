@@ -60,9 +60,14 @@ class AckRecorder:
     user-id order.
     """
 
-    def __init__(self, transaction: Transaction, record: RecordAcked) -> None:
+    def __init__(
+        self, transaction: Transaction, record: RecordAcked, *, gather_s: float = 0.0
+    ) -> None:
         self._transaction = transaction
         self._record = record
+        # A write costs about the same for one acknowledgement as for fifty: waiting a few
+        # milliseconds for the others of the same alert writes them all at once.
+        self._gather_s = gather_s
         self._pending: Pending = {}
         self._gathered = asyncio.Event()
 
@@ -73,6 +78,8 @@ class AckRecorder:
     async def run(self) -> None:
         while True:
             await self._gathered.wait()
+            if self._gather_s > 0:
+                await asyncio.sleep(self._gather_s)
             self._gathered.clear()
             if not await self.flush():
                 await asyncio.sleep(RETRY_AFTER_S)

@@ -68,7 +68,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         operations = Operations(app, runtime)
         handlers = operations.job_handlers(job_handlers(runtime))
         timer = Timer(runtime, [ChainDeadlines(), JobQueue(handlers)])
-        runtime.acks = AckRecorder(runtime.transaction, partial(record_acknowledged, runtime))
+        runtime.acks = AckRecorder(
+            runtime.transaction,
+            partial(record_acknowledged, runtime),
+            gather_s=runtime.settings.ack_gather_ms / 1000,
+        )
         tasks = [
             asyncio.create_task(runtime.acks.run(), name="acknowledgements"),
             asyncio.create_task(timer.run(), name="chain-timer"),

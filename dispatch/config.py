@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     # Frames a websocket may send: a burst, refilled per second; beyond it the socket is closed.
     ws_frame_burst: int = Field(default=500, ge=1)
     ws_frames_per_s: float = Field(default=100.0, gt=0)
+    # How long acknowledgements gather before they are written together: each write costs a
+    # dozen statements whatever its size. Their times are stamped on arrival, not on writing.
+    ack_gather_ms: float = Field(default=10.0, ge=0, le=1000)
 
     @field_validator("chain_targets", mode="before")
     @classmethod

@@ -95,14 +95,20 @@ def _seal_new_events(session: Session, _context: UOWTransaction, _instances: obj
     for e in pending:
         by_incident.setdefault(e.incident_id, []).append(e)
     with session.no_autoflush:
-        for incident_id in sorted(by_incident):
-            head = session.scalar(
+        # One statement locks every head this flush appends to, in incident-id order.
+        heads = {
+            h.incident_id: h
+            for h in session.scalars(
                 select(EventChainHead)
-                .where(EventChainHead.incident_id == incident_id)
+                .where(EventChainHead.incident_id.in_(sorted(by_incident)))
+                .order_by(EventChainHead.incident_id)
                 .with_for_update()
-                # This session may hold the row from an earlier transaction: read it afresh.
+                # This session may hold the rows from an earlier transaction: read afresh.
                 .execution_options(populate_existing=True)
             )
+        }
+        for incident_id in sorted(by_incident):
+            head = heads.get(incident_id)
             if head is None:
                 head = EventChainHead(incident_id=incident_id, seq=0, hash=GENESIS)
                 session.add(head)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
@@ -138,3 +140,38 @@ async def test_a_batch_that_cannot_be_written_is_kept_and_written_on_the_next_tr
         leaders[0].id: 1,
         leaders[1].id: 1,
     }
+
+
+async def test_acks_that_come_within_the_gathering_window_are_written_as_one_batch(
+    world: World,
+) -> None:
+    leaders, incident = await covered_by_three(world)
+    runtime = world.runtime
+    transactions = 0
+
+    def transaction() -> AbstractAsyncContextManager[AsyncSession]:
+        nonlocal transactions
+        transactions += 1
+        return runtime.transaction()
+
+    acks = AckRecorder(transaction, partial(record_acknowledged, runtime), gather_s=0.3)
+    running = asyncio.create_task(acks.run())
+    arrived = {}
+    try:
+        # Three phones answer a few milliseconds apart, as they do after one alert.
+        for leader in leaders:
+            world.clock.advance(0.005)
+            arrived[leader.team_id] = world.clock.now()
+            acks.submit(leader.id, 1, world.clock.now())
+            await asyncio.sleep(0.01)
+        for _ in range(200):
+            if await acked_marks(world, [a.id for a in leaders]) == {a.id: 1 for a in leaders}:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+    assert transactions == 2, "one batch: the deliveries, then the acknowledged marks"
+    assert await delivered(world, incident["id"]) == arrived
