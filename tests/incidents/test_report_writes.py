@@ -1,0 +1,93 @@
+"""How a report is written: the rows other reports share are locked last, and a report refused
+at its commit leaves nothing behind."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, select
+
+from alerts import store as mailboxes
+from alerts.models import Mailbox, Message
+from dispatch.incidents.models import Dispatch, Incident, IncidentEvent
+from tests.support import QINGXI, World
+
+
+async def counts(world: World) -> dict[str, int]:
+    async with world.runtime.sessionmaker() as session:
+        return {
+            model.__tablename__: await session.scalar(select(func.count()).select_from(model)) or 0
+            for model in (Incident, Dispatch, IncidentEvent, Message)
+        }
+
+
+async def test_a_report_refused_at_its_commit_leaves_no_incident_and_no_message(
+    world: World,
+) -> None:
+    leader = await world.leader(await world.team())
+    phone = await world.connect(leader)
+    operator = await world.operator()
+    world.runtime.settings.report_burst = 1
+    first = await world.report(operator)
+    assert (await phone.next_of("alert"))["data"]["incident"]["id"] == first["id"]
+    before = await counts(world)
+
+    body = {"location": {"lon": QINGXI[0], "lat": QINGXI[1]}, "category": "fight"}
+    refused = await world.http.post("/api/v1/incidents", json=body, headers=operator.headers)
+
+    assert refused.status_code == 429
+    assert await counts(world) == before
+    assert await phone.silent()
+    async with world.runtime.sessionmaker() as session:
+        assert (await session.get(Mailbox, leader.id)) is not None
+        assert (
+            await session.scalar(select(Mailbox.last_seq).where(Mailbox.user_id == leader.id))
+        ) == 1
+
+
+async def test_the_mailboxes_and_the_rate_bucket_are_the_last_rows_a_report_writes(
+    world: World,
+) -> None:
+    await world.leader(await world.team())
+    operator = await world.operator()
+    await world.operator()
+    statements: list[tuple[int, str]] = []
+
+    def seen(connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        # "SELECT mailboxes", "INSERT incidents": what a statement does, to which table.
+        verb = statement.split()[0]
+        table = re.search(r"\b(?:FROM|INTO|UPDATE)\s+(\w+)", statement)
+        statements.append((id(connection), f"{verb} {table.group(1) if table else '?'}"))
+
+    engine = world.runtime.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        await world.report(operator)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+
+    start = statements.index(next(x for x in statements if x[1] == "INSERT incidents"))
+    connection = statements[start][0]
+    report = [s for c, s in statements[start:] if c == connection]
+    end = report.index("INSERT messages")
+    # Everything else comes first; then the reporter's bucket, then the mailboxes every
+    # report locks, held only for the commit that follows.
+    assert report[end - 4 : end + 1] == [
+        "SELECT rate_buckets",
+        "UPDATE rate_buckets",
+        "SELECT mailboxes",
+        "UPDATE mailboxes",
+        "INSERT messages",
+    ]
+
+
+async def test_messages_staged_but_never_written_refuse_the_commit(world: World) -> None:
+    operator = await world.operator()
+    async with world.runtime.sessionmaker() as session:
+        note = mailboxes.Outgoing(operator.id, "incident.updated", {"id": "x"})
+        mailboxes.stage(session, [note], now=world.clock.now())
+        with pytest.raises(RuntimeError, match="staged but never written"):
+            await session.commit()
+    assert (await counts(world))["messages"] == 0
