@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -73,6 +74,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             partial(record_acknowledged, runtime),
             gather_s=runtime.settings.ack_gather_ms / 1000,
         )
+        if runtime.settings.gc_settle:
+            settle_garbage_collector()
         tasks = [
             asyncio.create_task(runtime.acks.run(), name="acknowledgements"),
             asyncio.create_task(timer.run(), name="chain-timer"),
@@ -116,6 +119,20 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     # Outermost: an oversized body is refused before anything reads it.
     app.add_middleware(BodyLimit, uploads=UPLOAD_ROUTES)
     return app
+
+
+# Young objects collected every 50 000 allocations instead of 700: a report allocates
+# thousands, and each pass also walked the sockets' objects.
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def settle_garbage_collector() -> None:
+    """What exists once the server has started lives as long as the process: freeze it out of
+    the collector's passes, and collect the young generation less often."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 async def start_runtime(settings: Settings, clock: Clock) -> Runtime:

@@ -111,6 +111,8 @@ def settings(clean_database: str, tmp_path: Path) -> Settings:
         # Cheap hashing keeps the suite quick; production keeps the argon2-cffi defaults.
         argon2_time_cost=1,
         argon2_memory_kib=1024,
+        # Hundreds of servers start in this one process: its collector stays as Python sets it.
+        gc_settle=False,
     )
 
 

@@ -151,3 +151,16 @@ def test_several_workers_are_refused_on_sqlite(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "--workers above 1 needs PostgreSQL" in done.stderr
+
+
+def test_settling_freezes_what_exists_and_collects_young_objects_less_often() -> None:
+    # In a process of its own: the collector's settings belong to the whole process.
+    probe = (
+        "import gc; from dispatch.app import settle_garbage_collector, GC_YOUNG_THRESHOLD; "
+        "before = gc.get_freeze_count(); settle_garbage_collector(); "
+        "print(before, gc.get_freeze_count() > 1000, gc.get_threshold()[0] == GC_YOUNG_THRESHOLD)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split() == ["0", "True", "True"]
