@@ -186,6 +186,9 @@ async def _ours_on(
         # its wider ring's alerts, tagged with the same incident, would count as late receipts
         # of the report. Escalation is not what this measures.
         "DISPATCH_ESCALATION_AFTER_S": "3600",
+        # Nor are breaches: a repetition's incidents would breach tier 1 a minute later, during
+        # the next repetition, and the timer's work would land in its figures.
+        "DISPATCH_CHAIN_TARGETS": "3600,3600,3600",
     }
     served = await asyncio.to_thread(serve_dispatch, env, work, f"server-{backend}")
     try:

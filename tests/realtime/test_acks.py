@@ -38,6 +38,18 @@ def recorder(world: World) -> AckRecorder:
     return AckRecorder(runtime.transaction, partial(record_acknowledged, runtime))
 
 
+class Counted:
+    """The server's unit of work, counting the transactions it opens."""
+
+    def __init__(self, world: World) -> None:
+        self.runtime = world.runtime
+        self.count = 0
+
+    def __call__(self) -> AbstractAsyncContextManager[AsyncSession]:
+        self.count += 1
+        return self.runtime.transaction()
+
+
 async def delivered(world: World, incident_id: str) -> dict[str, datetime | None]:
     by = await world.operator()
     found = await world.incident(by, incident_id)
@@ -59,15 +71,8 @@ async def test_acks_gathered_together_are_written_in_two_commits_each_with_its_o
     world: World,
 ) -> None:
     leaders, incident = await covered_by_three(world)
-    runtime = world.runtime
-    transactions = 0
-
-    def transaction() -> AbstractAsyncContextManager[AsyncSession]:
-        nonlocal transactions
-        transactions += 1
-        return runtime.transaction()
-
-    acks = AckRecorder(transaction, partial(record_acknowledged, runtime))
+    transactions = Counted(world)
+    acks = AckRecorder(transactions, partial(record_acknowledged, world.runtime))
     arrived = {}
     for leader in leaders:
         world.clock.advance(0.4)
@@ -75,7 +80,9 @@ async def test_acks_gathered_together_are_written_in_two_commits_each_with_its_o
         acks.submit(leader.id, 1, world.clock.now())
     assert await acks.flush()
 
-    assert transactions == 2, "the deliveries in one transaction, the acknowledged marks in another"
+    assert transactions.count == 2, (
+        "the deliveries in one transaction, the acknowledged marks in another"
+    )
     assert await delivered(world, incident["id"]) == arrived
     assert await acked_marks(world, [a.id for a in leaders]) == {a.id: 1 for a in leaders}
 
@@ -146,15 +153,8 @@ async def test_acks_that_come_within_the_gathering_window_are_written_as_one_bat
     world: World,
 ) -> None:
     leaders, incident = await covered_by_three(world)
-    runtime = world.runtime
-    transactions = 0
-
-    def transaction() -> AbstractAsyncContextManager[AsyncSession]:
-        nonlocal transactions
-        transactions += 1
-        return runtime.transaction()
-
-    acks = AckRecorder(transaction, partial(record_acknowledged, runtime), gather_s=0.3)
+    transactions = Counted(world)
+    acks = AckRecorder(transactions, partial(record_acknowledged, world.runtime), gather_s=0.3)
     running = asyncio.create_task(acks.run())
     arrived = {}
     try:
@@ -173,5 +173,5 @@ async def test_acks_that_come_within_the_gathering_window_are_written_as_one_bat
         with contextlib.suppress(asyncio.CancelledError):
             await running
 
-    assert transactions == 2, "one batch: the deliveries, then the acknowledged marks"
+    assert transactions.count == 2, "one batch: the deliveries, then the acknowledged marks"
     assert await delivered(world, incident["id"]) == arrived
