@@ -21,12 +21,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
 
-from sqlalchemy import Table, and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.models import Mailbox, Message
+from alerts.store import MAILBOXES
 
 log = logging.getLogger(__name__)
 
@@ -151,11 +151,10 @@ async def mark_acked(session: AsyncSession, marks: dict[str, int]) -> None:
     """Move each user's acknowledged mark forward (never back), in user-id order."""
     if not marks:
         return
-    table = cast(Table, Mailbox.__table__)
-    mailboxes = table.c
+    mailboxes = MAILBOXES.c
     # Core, not ORM: one statement executed for many users.
     await session.execute(
-        update(table)
+        update(MAILBOXES)
         .where(
             mailboxes.user_id == bindparam("uid"),
             mailboxes.acked_seq < bindparam("seq"),

@@ -34,6 +34,12 @@ def table_of(model: type[Base]) -> Table:
     return Base.metadata.tables[model.__tablename__]
 
 
+def row_values(row: Base, *, leave_out: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """A mapped object's column values, for a bulk insert of objects kept out of the session
+    (``leave_out``: columns the database fills, such as an autoincrement id)."""
+    return {c.key: getattr(row, c.key) for c in row.__table__.columns if c.key not in leave_out}
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 

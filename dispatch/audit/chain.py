@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 
 from dispatch.audit.models import EventChainHead
-from dispatch.db import table_of
+from dispatch.db import row_values, table_of
 from dispatch.incidents.models import Dispatch, IncidentEvent
 
 GENESIS = "0" * 64
@@ -134,8 +134,7 @@ async def insert_new_chain(
         assert e.incident_id == incident_id, "one incident's chain at a time"
         e.seq, e.prev_hash = seq, prev
         e.hash = prev = event_hash(e, prev)
-    columns = [c.key for c in IncidentEvent.__table__.columns if c.key != "id"]
-    rows = [{c: getattr(e, c) for c in columns} for e in events]
+    rows = [row_values(e, leave_out=frozenset({"id"})) for e in events]
     await session.execute(insert(table_of(IncidentEvent)), rows)
     head = {"incident_id": incident_id, "seq": len(events), "hash": prev}
     await session.execute(insert(table_of(EventChainHead)), [head])

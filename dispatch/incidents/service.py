@@ -17,7 +17,7 @@ from alerts.store import Outgoing
 from dispatch.audit import chain as event_chain
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
-from dispatch.db import before_commit, dialect_name, falls_due, new_id, table_of
+from dispatch.db import before_commit, dialect_name, falls_due, new_id, row_values, table_of
 from dispatch.errors import Conflict, Forbidden, NotFound
 from dispatch.incidents.models import (
     ArrivalSource,
@@ -280,12 +280,11 @@ async def _insert_once(session: AsyncSession, incident: Incident) -> bool:
 
     A missing key is NULL, and NULLs never conflict, so such reports always insert.
     """
-    values = {c.key: getattr(incident, c.key) for c in Incident.__table__.columns}
     insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
     statement = insert(table_of(Incident)).on_conflict_do_nothing(
         index_elements=["reported_by", "idempotency_key"]
     )
-    result = await session.execute(statement, values)
+    result = await session.execute(statement, row_values(incident))
     return bool(getattr(result, "rowcount", 0))
 
 
@@ -363,14 +362,10 @@ async def _insert_report_rows(
     """A new incident's chain, dispatches and events as three bulk inserts (and its event
     chain's head): the unit of work's bookkeeping for some thirty new objects was a quarter
     of a report's CPU. The objects stay out of the session; views are built from them."""
-    await session.execute(insert(table_of(ChainTier)), [_columns(t) for t in chain])
+    await session.execute(insert(table_of(ChainTier)), [row_values(t) for t in chain])
     if dispatches:
-        await session.execute(insert(table_of(Dispatch)), [_columns(d) for d in dispatches])
+        await session.execute(insert(table_of(Dispatch)), [row_values(d) for d in dispatches])
     await event_chain.insert_new_chain(session, events, dispatches)
-
-
-def _columns(row: ChainTier | Dispatch) -> dict[str, Any]:
-    return {c.key: getattr(row, c.key) for c in row.__table__.columns}
 
 
 async def _send_alerts(
@@ -400,12 +395,26 @@ async def _send_alerts(
         for leader in to.leaders.get(d.team_id, [])
     ]
     outgoing += [Outgoing(o, "incident.updated", incident_json) for o in to.operators]
-    if new:
-        watch = partial(notifiers.watch_alerts, session, now=now)
-        mailboxes.stage(session, outgoing, now=now, then=watch)
-    else:
-        notifiers.watch_alerts(session, await mailboxes.enqueue(session, outgoing, now=now), now)
+    watch = partial(notifiers.watch_alerts, session, now=now)
+    await _send(session, outgoing, now, new=new, then=watch)
     return to.operators
+
+
+async def _send(
+    session: AsyncSession,
+    outgoing: Sequence[Outgoing],
+    now: datetime,
+    *,
+    new: bool,
+    then: mailboxes.Enqueued | None = None,
+) -> None:
+    """Enqueue now, or, for a ``new`` incident, as the transaction's last writes."""
+    if new:
+        mailboxes.stage(session, outgoing, now=now, then=then)
+        return
+    envelopes = await mailboxes.enqueue(session, outgoing, now=now)
+    if then is not None:
+        then(envelopes)
 
 
 # ---------------------------------------------------------------- escalation
@@ -531,10 +540,7 @@ async def _send_escalation(
         "incident": view.model_dump(mode="json"),
     }
     outgoing = [Outgoing(o, "escalation", body) for o in operators]
-    if new:
-        mailboxes.stage(session, outgoing, now=now)
-    else:
-        await mailboxes.enqueue(session, outgoing, now=now)
+    await _send(session, outgoing, now, new=new)
 
 
 async def _audience(session: AsyncSession, incident_id: str) -> list[str]:
