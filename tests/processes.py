@@ -14,18 +14,25 @@ import httpx
 from tests.conftest import free_port
 
 
-def cli(env: dict[str, str], *args: str, stdin: str = "") -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "dispatch", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
+async def cli(env: dict[str, str], *args: str, stdin: str = "") -> str:
+    """Run one ``dispatch`` command; awaited, so an in-process server keeps serving meanwhile.
+
+    A blocking call here would freeze the test's own event loop: a write that server had
+    begun (its startup purge, say) would hold SQLite's lock until the command gave up.
+    """
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "dispatch",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         env=env,
-        timeout=60,
-        check=False,
     )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    out, err = await asyncio.wait_for(child.communicate(stdin.encode()), timeout=60)
+    assert child.returncode == 0, err.decode()
+    return out.decode().strip()
 
 
 def server_env(database_url: str, folder: Path, **settings: str) -> dict[str, str]:

@@ -34,8 +34,8 @@ async def test_the_served_process_alerts_measures_and_closes_cleanly(
     served: ServerProcess,
 ) -> None:
     env = served.env
-    cli(env, "users", "add", "chief", "--role", "admin", stdin="admin-password\n")
-    cli(env, "users", "add", "duty", "--role", "operator", stdin="operator-password\n")
+    await cli(env, "users", "add", "chief", "--role", "admin", stdin="admin-password\n")
+    await cli(env, "users", "add", "duty", "--role", "operator", stdin="operator-password\n")
     await served.start()
     async with httpx.AsyncClient(base_url=served.base_url) as client:
         admin = bearer(await get_token(client, "chief", "admin-password"))
@@ -52,7 +52,7 @@ async def test_the_served_process_alerts_measures_and_closes_cleanly(
             "location": {"lon": 114.16, "lat": 22.85},
         }
         assert (await client.post("/api/v1/teams", json=body, headers=admin)).is_success
-        cli(
+        await cli(
             env,
             "users",
             "add",
@@ -104,7 +104,7 @@ async def test_the_served_process_alerts_measures_and_closes_cleanly(
 
 async def test_two_workers_on_postgresql_serve_one_town(postgres_only: str, tmp_path: Path) -> None:
     env = server_env(postgres_only, tmp_path)
-    cli(env, "users", "add", "chief", "--role", "admin", stdin="admin-password\n")
+    await cli(env, "users", "add", "chief", "--role", "admin", stdin="admin-password\n")
     server = ServerProcess(env, tmp_path / "server.log", args=("--workers", "2"))
     await server.start()
     try:

@@ -180,7 +180,7 @@ async def test_a_logout_on_one_process_ends_the_token_cached_in_another(
     env = server_env(postgres_only, tmp_path, principal_cache_s="3")
     a = ServerProcess(env, tmp_path / "a.log")
     b = ServerProcess(env, tmp_path / "b.log")
-    cli(env, "users", "add", "chief", "--role", "admin", stdin="admin-password\n")
+    await cli(env, "users", "add", "chief", "--role", "admin", stdin="admin-password\n")
     try:
         await a.start()
         await b.start()

@@ -77,7 +77,7 @@ def bearer(token: str) -> dict[str, str]:
 
 async def build_town(server: ServerProcess, ring_team: bool = True) -> Town:
     """Teams covering Qingxi (and one 800 m away for escalation), a leader for each."""
-    cli(server.env, "users", "add", "chief", "--role", "admin", stdin="admin-password\n")
+    await cli(server.env, "users", "add", "chief", "--role", "admin", stdin="admin-password\n")
     await server.start()
     specs: list[dict[str, Any]] = [
         {"kind": "fixed_post", "location": at(30, 0)},

@@ -141,7 +141,8 @@ async def test_the_trail_cannot_be_changed_through_the_api(world: World) -> None
 
 async def test_the_command_line_leaves_its_row_too(world: World, tmp_path: Path) -> None:
     env = server_env(world.runtime.settings.database_url, tmp_path)
-    user_id = cli(env, "users", "add", "cli-admin", "--role", "admin", stdin="long-password\n")
+    add = ("users", "add", "cli-admin", "--role", "admin")
+    user_id = await cli(env, *add, stdin="long-password\n")
     admin = await world.admin()
     [row] = await trail(world, admin, action="cli_add_user")
     assert row["target_id"] == user_id and row["actor_name"] == "command line"

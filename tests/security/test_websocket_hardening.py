@@ -93,7 +93,7 @@ async def test_the_served_process_caps_frames_refuses_compression_and_keeps_its_
     tmp_path: Path, database_url: str, clean_database: str
 ) -> None:
     env = server_env(clean_database, tmp_path)
-    cli(env, "users", "add", "duty", "--role", "operator", stdin="long-password\n")
+    await cli(env, "users", "add", "duty", "--role", "operator", stdin="long-password\n")
     server = ServerProcess(env, tmp_path / "server.log")
     await server.start()
     try:
