@@ -1,4 +1,7 @@
-"""The hub: which sockets each user has open, and a bounded queue in front of each of them.
+"""The hub: which sockets read each mailbox, and a bounded queue in front of each of them.
+
+A socket reads one mailbox: its user's own, or one shared by many readers (an operators' board,
+say). Messages are routed by mailbox; who is connected is still counted by user.
 
 Publishing never waits on a socket. A consumer whose queue fills up is cut off; it catches up
 from its mailbox when it reconnects, so dropping it loses nothing and slows no one else.
@@ -36,6 +39,7 @@ class Subscription:
         "_items",
         "_overflow",
         "label",
+        "mailbox",
         "overflowed",
         "queue_size",
         "stats",
@@ -43,9 +47,16 @@ class Subscription:
     )
 
     def __init__(
-        self, user_id: str, label: str, queue_size: int, stats: HubStats | None = None
+        self,
+        user_id: str,
+        label: str,
+        queue_size: int,
+        stats: HubStats | None = None,
+        mailbox: str | None = None,
     ) -> None:
         self.user_id = user_id
+        # The mailbox this socket reads: its user's own unless it reads a shared one.
+        self.mailbox = mailbox or user_id
         self.label = label
         self.stats = stats or HubStats()
         self.queue_size = queue_size
@@ -95,35 +106,41 @@ class Subscription:
 class Hub:
     def __init__(self, queue_size: int = 1000, clock: Callable[[], datetime] | None = None) -> None:
         self.queue_size = queue_size
-        self._by_user: dict[str, set[Subscription]] = {}
+        self._by_mailbox: dict[str, set[Subscription]] = {}
+        self._sockets_of: Counter[str] = Counter()
         self.stats = HubStats()
         self._clock = clock
         # When each user last opened or closed a socket here (given a clock).
         self.last_seen: dict[str, datetime] = {}
 
-    def subscribe(self, user_id: str, label: str = "") -> Subscription:
-        subscription = Subscription(user_id, label, self.queue_size, self.stats)
-        self._by_user.setdefault(user_id, set()).add(subscription)
+    def subscribe(self, user_id: str, label: str = "", mailbox: str | None = None) -> Subscription:
+        subscription = Subscription(user_id, label, self.queue_size, self.stats, mailbox)
+        self._by_mailbox.setdefault(subscription.mailbox, set()).add(subscription)
+        self._sockets_of[user_id] += 1
         self._seen(user_id)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self._seen(subscription.user_id)
-        subscriptions = self._by_user.get(subscription.user_id)
-        if subscriptions is None:
+        readers = self._by_mailbox.get(subscription.mailbox)
+        if readers is None or subscription not in readers:
             return
-        subscriptions.discard(subscription)
-        if not subscriptions:
-            del self._by_user[subscription.user_id]
+        readers.discard(subscription)
+        if not readers:
+            del self._by_mailbox[subscription.mailbox]
+        self._sockets_of[subscription.user_id] -= 1
+        if self._sockets_of[subscription.user_id] <= 0:
+            del self._sockets_of[subscription.user_id]
 
     def publish(self, envelopes: Iterable[Envelope]) -> None:
+        # Envelope.user_id is the mailbox the message was stored in.
         for envelope in envelopes:
-            for subscription in self._by_user.get(envelope.user_id, ()):
+            for subscription in self._by_mailbox.get(envelope.user_id, ()):
                 subscription.offer(envelope)
 
     def nudge_all(self) -> None:
         """Make every socket catch up from the store (after fan-out was interrupted)."""
-        for subscriptions in self._by_user.values():
+        for subscriptions in self._by_mailbox.values():
             for subscription in subscriptions:
                 subscription.offer(None)
 
@@ -132,10 +149,10 @@ class Hub:
             self.last_seen[user_id] = self._clock()
 
     def connected_users(self) -> set[str]:
-        return set(self._by_user)
+        return set(self._sockets_of)
 
     def is_connected(self, user_id: str) -> bool:
-        return user_id in self._by_user
+        return user_id in self._sockets_of
 
     def count_by_label(self) -> Counter[str]:
-        return Counter(s.label for subs in self._by_user.values() for s in subs)
+        return Counter(s.label for subs in self._by_mailbox.values() for s in subs)

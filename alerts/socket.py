@@ -36,11 +36,21 @@ BUSY = "server busy: reconnect and resume"
 
 @dataclass(frozen=True)
 class Peer:
-    """Who is on the other end, as the application's authenticator saw it."""
+    """Who is on the other end, as the application's authenticator saw it, and the mailbox
+    the socket reads: the user's own, or (``mailbox``) one shared by many readers."""
 
     user_id: str
     label: str = ""
     info: dict[str, Any] | None = None
+    mailbox: str | None = None
+
+    @property
+    def stream(self) -> str:
+        return self.mailbox or self.user_id
+
+    @property
+    def shared(self) -> bool:
+        return self.stream != self.user_id
 
 
 Authenticate = Callable[[str], Awaitable[Peer | None]]
@@ -92,7 +102,7 @@ async def serve_socket(
         log.warning("database busy during a websocket handshake", exc_info=True)
         await _close(websocket, TRY_AGAIN_LATER, BUSY)
         return
-    subscription = hub.subscribe(peer.user_id, peer.label)
+    subscription = hub.subscribe(peer.user_id, peer.label, mailbox=peer.stream)
     try:
         await _converse(
             websocket, peer, resume_from, subscription, sessionmaker, acknowledge, server_time
@@ -202,18 +212,28 @@ async def _welcome(
 ) -> int:
     """Send the welcome (and a resync when the gap cannot be replayed); return where to start."""
     async with sessionmaker() as session:
-        latest = await store.latest_seq(session, peer.user_id)
-        oldest = await store.oldest_retained_seq(session, peer.user_id)
-    welcome = {"user_id": peer.user_id, "server_time": server_time(), **(peer.info or {})}
+        latest = await store.latest_seq(session, peer.stream)
+        oldest = await store.oldest_retained_seq(session, peer.stream)
+    welcome = {
+        "user_id": peer.user_id,
+        "mailbox": peer.stream,
+        "server_time": server_time(),
+        **(peer.info or {}),
+    }
     await websocket.send_text(_control("welcome", latest, welcome))
-    reason = _resync_reason(resume_from, latest, oldest)
+    reason = _resync_reason(resume_from, latest, oldest, shared=peer.shared)
     if reason is None:
         return resume_from
     await websocket.send_text(_control("resync", latest, {"reason": reason}))
     return latest
 
 
-def _resync_reason(resume_from: int, latest: int, oldest: int | None) -> str | None:
+def _resync_reason(
+    resume_from: int, latest: int, oldest: int | None, *, shared: bool = False
+) -> str | None:
+    if shared and resume_from == 0 and latest > 0:
+        # A reader new to a shared mailbox wants the current state, not its whole history.
+        return "a shared mailbox starts at its latest message"
     if resume_from > latest:
         return "resume_from is ahead of this server's sequence"
     if resume_from < latest and (oldest is None or oldest > resume_from + 1):
@@ -232,19 +252,19 @@ async def _send_loop(
     after: int,
 ) -> None:
     # Seqs are gap-free, so how far ``last`` moves in a replay is how many messages it sent.
-    last = await _replay(websocket, subscription.user_id, sessionmaker, after)
+    last = await _replay(websocket, subscription.mailbox, sessionmaker, after)
     subscription.stats.replayed += last - after
     while True:
         envelope = await subscription.get()
         if envelope is None:
-            caught_up = await _replay(websocket, subscription.user_id, sessionmaker, last)
+            caught_up = await _replay(websocket, subscription.mailbox, sessionmaker, last)
             subscription.stats.replayed += caught_up - last
             last = caught_up
             continue
         if envelope.seq <= last:
             continue
         if envelope.seq > last + 1:
-            filled = await _fill_gap(websocket, subscription.user_id, sessionmaker, last, envelope)
+            filled = await _fill_gap(websocket, subscription.mailbox, sessionmaker, last, envelope)
             subscription.stats.replayed += filled - last
             last = filled
         await websocket.send_text(envelope.encode())
@@ -253,7 +273,7 @@ async def _send_loop(
 
 async def _replay(
     websocket: WebSocket,
-    user_id: str,
+    mailbox: str,
     sessionmaker: async_sessionmaker[AsyncSession],
     after: int,
     upto: int | None = None,
@@ -261,7 +281,7 @@ async def _replay(
     last = after
     while True:
         async with sessionmaker() as session:
-            page = await store.messages_after(session, user_id, last, upto=upto, limit=REPLAY_PAGE)
+            page = await store.messages_after(session, mailbox, last, upto=upto, limit=REPLAY_PAGE)
         for envelope in page:
             await websocket.send_text(envelope.encode())
             last = envelope.seq
@@ -271,7 +291,7 @@ async def _replay(
 
 async def _fill_gap(
     websocket: WebSocket,
-    user_id: str,
+    mailbox: str,
     sessionmaker: async_sessionmaker[AsyncSession],
     last: int,
     envelope: Envelope,
@@ -280,7 +300,7 @@ async def _fill_gap(
     # (a mailbox row lock orders them), so read them from the store.
     for delay in (0.0, 0.05, 0.25):
         await asyncio.sleep(delay)
-        last = await _replay(websocket, user_id, sessionmaker, last, upto=envelope.seq - 1)
+        last = await _replay(websocket, mailbox, sessionmaker, last, upto=envelope.seq - 1)
         if last == envelope.seq - 1:
             return last
     raise GapError(f"seq {last + 1} to {envelope.seq - 1} not readable")

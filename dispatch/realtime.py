@@ -38,7 +38,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             except Unauthorized:
                 return None
         info = {"role": principal.role.value, "team_id": principal.team_id}
-        return Peer(principal.user_id, principal.role.value, info)
+        return Peer(principal.user_id, principal.role.value, info, auth.mailbox_of(principal))
 
     frames = FrameBudget(runtime.settings.ws_frame_burst, runtime.settings.ws_frames_per_s)
     highest_ack = 0
@@ -51,7 +51,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         nonlocal highest_ack
         if not frames.spend():
             raise FrameError(POLICY_VIOLATION, "too many frames: slow down and reconnect")
-        if seq <= highest_ack:
+        if seq <= highest_ack or peer.shared:
+            # The board's messages refer to nothing a reader could prove received, and its
+            # acknowledged mark would be whichever operator's came last.
             return
         highest_ack = seq
         # Stamped now, written with the others gathered meanwhile (alerts/acks.py).

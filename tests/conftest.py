@@ -83,6 +83,18 @@ async def postgres_database() -> AsyncIterator[str]:
             await admin.close()
 
 
+@asynccontextmanager
+async def fresh_database(backend: str, folder: Path) -> AsyncIterator[str]:
+    """A database of its own at the newest migration, for tests that migrate it."""
+    if backend == "sqlite":
+        url = f"sqlite+aiosqlite:///{folder / 'fresh.db'}"
+        await migrate.upgrade_async(url)
+        yield url
+        return
+    async with postgres_database() as url:
+        yield url
+
+
 @pytest.fixture
 async def postgres_only() -> AsyncIterator[str]:
     """For what only PostgreSQL does (several processes on one database)."""

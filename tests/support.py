@@ -82,6 +82,12 @@ async def open_socket(ws_url: str, token: str, resume_from: int = 0) -> Socket:
     await connection.send(json.dumps(hello))
     welcome = json.loads(await asyncio.wait_for(connection.recv(), 10))
     assert welcome["type"] == "welcome", welcome
+    data = welcome["data"]
+    if data["mailbox"] != data["user_id"] and resume_from == 0 and welcome["seq"] > 0:
+        # New to a shared mailbox (the operators' board): told to start at its latest message.
+        resync = json.loads(await asyncio.wait_for(connection.recv(), 10))
+        assert resync["type"] == "resync", resync
+        return Socket(connection, welcome, last_seq=resync["seq"], received=[resync])
     return Socket(connection, welcome, last_seq=resume_from)
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, exists, or_, select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
@@ -256,12 +256,15 @@ async def get_user(session: AsyncSession, user_id: str) -> User:
     return user
 
 
-async def leaders_by_team(session: AsyncSession, team_ids: list[str]) -> dict[str, list[str]]:
+async def leaders_by_team(session: AsyncSession, team_ids: Sequence[str]) -> dict[str, list[str]]:
+    """The enabled leaders of each of ``team_ids`` (every report and change of an incident asks)."""
     if not team_ids:
         return {}
     rows = await session.execute(
         select(User.team_id, User.id).where(
-            User.role == Role.LEADER.value, User.team_id.in_(team_ids), User.disabled.is_(False)
+            User.role == Role.LEADER.value,
+            User.team_id.in_(sorted(set(team_ids))),
+            User.disabled.is_(False),
         )
     )
     leaders: dict[str, list[str]] = {}
@@ -271,39 +274,13 @@ async def leaders_by_team(session: AsyncSession, team_ids: list[str]) -> dict[st
     return leaders
 
 
-@dataclass(frozen=True)
-class Recipients:
-    """Who is told about an incident: everyone watching the board, and its teams' leaders."""
-
-    operators: list[str]
-    leaders: dict[str, list[str]]
-
-
-async def recipients(session: AsyncSession, team_ids: Sequence[str]) -> Recipients:
-    """Operators and admins, and the leaders of ``team_ids``, in one query (every report and
-    every change of an incident asks)."""
-    board = [Role.OPERATOR.value, Role.ADMIN.value]
-    leading = (User.role == Role.LEADER.value) & User.team_id.in_(sorted(set(team_ids)))
-    rows = await session.execute(
-        select(User.id, User.role, User.team_id).where(
-            User.disabled.is_(False), or_(User.role.in_(board), leading)
-        )
-    )
-    operators: list[str] = []
-    leaders: dict[str, list[str]] = {}
-    for user_id, role, team_id in rows.all():
-        if role == Role.LEADER.value and team_id is not None:
-            leaders.setdefault(team_id, []).append(user_id)
-        else:
-            operators.append(user_id)
-    return Recipients(operators, leaders)
+# Operators and admins all watch the same board, so their consoles read one shared mailbox: an
+# incident's news is written once for all of them. One mailbox each would make every report and
+# every delivery lock and write a row per operator, the rows all reports wait on.
+BOARD_MAILBOX = "board"
+BOARD_ROLES = frozenset({Role.OPERATOR, Role.ADMIN})
 
 
-async def operator_ids(session: AsyncSession) -> list[str]:
-    """Everyone who watches the whole board: operators and admins."""
-    rows = await session.scalars(
-        select(User.id).where(
-            User.role.in_([Role.OPERATOR.value, Role.ADMIN.value]), User.disabled.is_(False)
-        )
-    )
-    return list(rows)
+def mailbox_of(principal: Principal) -> str | None:
+    """The shared mailbox this user's sockets read, or None for the user's own."""
+    return BOARD_MAILBOX if principal.role in BOARD_ROLES else None

@@ -266,12 +266,10 @@ async def report_incident(
     if rate is not None:
         key = f"report:{reporter.user_id}"
         before_commit(session, partial(limits.take, session, key, rate, now, "incident reports"))
-    operators = await _send_alerts(session, view, view.dispatches, now, new=True)
+    await _send_alerts(session, view, view.dispatches, now, new=True)
     if not tier1_covers:
         added = [d for d in view.dispatches if d.ring == 1]
-        await _send_escalation(
-            session, view, added, reason, escalation.ring_m, operators, now, new=True
-        )
+        await _send_escalation(session, view, added, reason, escalation.ring_m, now, new=True)
     return view, False
 
 
@@ -375,14 +373,13 @@ async def _send_alerts(
     now: datetime,
     *,
     new: bool = False,
-) -> list[str]:
-    """Alert the leaders of the ``alerted`` dispatches; tell operators the new state.
+) -> None:
+    """Alert the leaders of the ``alerted`` dispatches; tell the operators' board the new state.
 
     A ``new`` incident's messages are written last in the transaction (no other transaction
-    can see the incident, so none can race its content). Returns the operators, who are also
-    told of an escalation in the same transaction.
+    can see the incident, so none can race its content).
     """
-    to = await auth.recipients(session, [d.team_id for d in alerted])
+    leaders = await auth.leaders_by_team(session, [d.team_id for d in alerted])
     incident_json = view.model_dump(mode="json")
     outgoing = [
         Outgoing(
@@ -392,12 +389,11 @@ async def _send_alerts(
             ref=d.id,
         )
         for d in alerted
-        for leader in to.leaders.get(d.team_id, [])
+        for leader in leaders.get(d.team_id, [])
     ]
-    outgoing += [Outgoing(o, "incident.updated", incident_json) for o in to.operators]
+    outgoing.append(Outgoing(auth.BOARD_MAILBOX, "incident.updated", incident_json))
     watch = partial(notifiers.watch_alerts, session, now=now)
     await _send(session, outgoing, now, new=new, then=watch)
-    return to.operators
 
 
 async def _send(
@@ -484,8 +480,8 @@ async def _escalate(
     view = (await _views(session, [incident]))[0]
     added_ids = {a.id for a in added}
     alerted = [d for d in view.dispatches if d.id in added_ids]
-    operators = await _send_alerts(session, view, alerted, now)
-    await _send_escalation(session, view, alerted, reason, ring_m, operators, now)
+    await _send_alerts(session, view, alerted, now)
+    await _send_escalation(session, view, alerted, reason, ring_m, now)
     return view
 
 
@@ -527,7 +523,6 @@ async def _send_escalation(
     alerted: Sequence[DispatchOut],
     reason: str,
     ring_m: float,
-    operators: Sequence[str],
     now: datetime,
     *,
     new: bool = False,
@@ -539,17 +534,16 @@ async def _send_escalation(
         "dispatches": [d.model_dump(mode="json") for d in alerted],
         "incident": view.model_dump(mode="json"),
     }
-    outgoing = [Outgoing(o, "escalation", body) for o in operators]
-    await _send(session, outgoing, now, new=new)
+    await _send(session, [Outgoing(auth.BOARD_MAILBOX, "escalation", body)], now, new=new)
 
 
 async def _audience(session: AsyncSession, incident_id: str) -> list[str]:
-    """Who follows an incident: every operator and every leader of a dispatched team."""
+    """Who follows an incident: the operators' board and every leader of a dispatched team."""
     team_ids = await session.scalars(
         select(Dispatch.team_id).where(Dispatch.incident_id == incident_id).distinct()
     )
-    to = await auth.recipients(session, list(team_ids))
-    return sorted({*to.operators, *(u for ids in to.leaders.values() for u in ids)})
+    leaders = await auth.leaders_by_team(session, list(team_ids))
+    return sorted({auth.BOARD_MAILBOX, *(u for ids in leaders.values() for u in ids)})
 
 
 async def _announce(
@@ -630,7 +624,7 @@ async def record_deliveries(
 async def _tell_operators(
     session: AsyncSession, changed: Sequence[Dispatch], now: datetime
 ) -> None:
-    """A ``dispatch.updated`` to every operator for each dispatch whose hops moved."""
+    """A ``dispatch.updated`` to the operators' board for each dispatch whose hops moved."""
     if not changed:
         return
     found = await teams.teams_by_id(session, sorted({d.team_id for d in changed}))
@@ -643,8 +637,7 @@ async def _tell_operators(
         }
         for d in changed
     ]
-    operators = await auth.operator_ids(session)
-    outgoing = [Outgoing(o, "dispatch.updated", body) for body in bodies for o in operators]
+    outgoing = [Outgoing(auth.BOARD_MAILBOX, "dispatch.updated", body) for body in bodies]
     await mailboxes.enqueue(session, outgoing, now=now)
 
 

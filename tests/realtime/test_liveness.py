@@ -33,27 +33,27 @@ async def test_a_socket_that_stops_answering_pings_is_dropped(world: World) -> N
 
 
 async def test_messages_are_replayed_within_retention_and_resync_beyond(world: World) -> None:
-    operator = await world.operator()
+    leader = await world.leader(await world.team())
     async with world.runtime.transaction() as session:
-        old = [Outgoing(operator.id, "incident.updated", {"n": n}) for n in range(3)]
+        old = [Outgoing(leader.id, "incident.updated", {"n": n}) for n in range(3)]
         await mailboxes.enqueue(session, old, now=world.clock.now())
     world.clock.advance(timedelta(days=6, hours=23).total_seconds())
     async with world.runtime.transaction() as session:
         await mailboxes.enqueue(
-            session, [Outgoing(operator.id, "incident.updated", {"n": 3})], now=world.clock.now()
+            session, [Outgoing(leader.id, "incident.updated", {"n": 3})], now=world.clock.now()
         )
         # The retention sweep keeps seven days.
         await mailboxes.purge_before(session, world.clock.now() - timedelta(days=7))
-    operator = await world.relogin(operator)
-    socket = await world.connect(operator, resume_from=1)
+    leader = await world.relogin(leader)
+    socket = await world.connect(leader, resume_from=1)
     assert [(await socket.next())["data"]["n"] for _ in range(3)] == [1, 2, 3]
     await socket.close()
 
     world.clock.advance(timedelta(days=1).total_seconds())
     async with world.runtime.transaction() as session:
         await mailboxes.purge_before(session, world.clock.now() - timedelta(days=7))
-    operator = await world.relogin(operator)
-    socket = await world.connect(operator, resume_from=1)
+    leader = await world.relogin(leader)
+    socket = await world.connect(leader, resume_from=1)
     resync = json.loads(await socket.connection.recv())
     assert resync["type"] == "resync"
     assert "retention" in resync["data"]["reason"]

@@ -140,19 +140,19 @@ async def test_frames_over_the_size_cap_are_refused(world: World) -> None:
 
 
 async def test_a_slow_consumer_is_dropped_and_catches_up_by_resume(world: World) -> None:
-    operator = await world.operator()
+    leader = await world.leader(await world.team())
     world.runtime.hub.queue_size = 3
-    slow = await world.connect(operator)
+    slow = await world.connect(leader)
     # A burst larger than the socket's queue, published in one go after one commit.
     async with world.runtime.transaction() as session:
-        burst = [Outgoing(operator.id, "incident.updated", {"n": n}) for n in range(10)]
+        burst = [Outgoing(leader.id, "incident.updated", {"n": n}) for n in range(10)]
         await mailboxes.enqueue(session, burst, now=world.clock.now())
     with pytest.raises(ConnectionClosed) as closed:
         while True:
             await slow.next(5)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
     world.runtime.hub.queue_size = 1000
-    again = await world.connect(operator, resume_from=slow.last_seq)
+    again = await world.connect(leader, resume_from=slow.last_seq)
     while again.last_seq < again.welcome["seq"]:
         await again.next()
     assert [m["data"]["n"] for m in slow.received + again.received] == list(range(10))

@@ -7,8 +7,6 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from dispatch.audit.chain import GENESIS, event_hash
 from dispatch.auth.models import User
 from dispatch.db import create_engine, create_sessionmaker
 from dispatch.incidents.models import Incident, IncidentEvent
-from tests.conftest import postgres_database
+from tests.conftest import fresh_database
 from tests.support import QINGXI, World
 
 
@@ -135,17 +133,6 @@ async def test_concurrent_hops_on_one_incident_never_fork_its_chain(world: World
     assert len({e.prev_hash for e in rows}) == len(rows)
     code, out = await asyncio.to_thread(verify, world.runtime.settings.database_url)
     assert code == 0, out
-
-
-@asynccontextmanager
-async def fresh_database(backend: str, folder: Path) -> AsyncIterator[str]:
-    if backend == "sqlite":
-        url = f"sqlite+aiosqlite:///{folder / 'chain.db'}"
-        await migrate.upgrade_async(url)
-        yield url
-        return
-    async with postgres_database() as url:
-        yield url
 
 
 async def test_events_from_before_the_chain_are_sealed_by_the_migration(
