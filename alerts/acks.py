@@ -22,16 +22,15 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alerts.models import Mailbox, Message
-from alerts.store import MAILBOXES
+from alerts.store import MAILBOXES, MESSAGES
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 1.0
-# Users per statement when reading the acknowledged messages: keeps each OR list short.
+# Users per statement when reading the acknowledged messages: keeps each IN list short.
 CHUNK = 200
 
 
@@ -112,31 +111,28 @@ class AckRecorder:
 
 async def acknowledged_refs(session: AsyncSession, batch: Pending) -> list[Acked]:
     """Every referenced message the batch acknowledges for the first time, with its ack time:
-    an acknowledgement of seq n covers every message up to n not acknowledged before."""
-    users = sorted(batch)
-    found = await session.execute(
-        select(Mailbox.user_id, Mailbox.acked_seq).where(Mailbox.user_id.in_(users))
-    )
-    marks: dict[str, int] = {user: seq for user, seq in found.all()}
-    ranges = {u: (marks.get(u, 0), max(s for s, _ in batch[u])) for u in users}
-    ranges = {u: (after, upto) for u, (after, upto) in ranges.items() if upto > after}
+    an acknowledgement of seq n covers every message up to n not acknowledged before.
+
+    One statement for the whole batch: the referenced messages past each user's acknowledged
+    mark (a handful: the ones just delivered), the ones past this batch's acks dropped here.
+    """
+    upto = {user: max(s for s, _ in acks) for user, acks in batch.items()}
     acked: list[Acked] = []
-    names = sorted(ranges)
-    for start in range(0, len(names), CHUNK):
-        chunk = names[start : start + CHUNK]
-        within = or_(
-            *(
-                and_(Message.user_id == u, Message.seq > ranges[u][0], Message.seq <= ranges[u][1])
-                for u in chunk
-            )
-        )
+    users = sorted(upto)
+    mailboxes, messages = MAILBOXES.c, MESSAGES.c
+    for start in range(0, len(users), CHUNK):
         rows = await session.execute(
-            select(Message.user_id, Message.seq, Message.type, Message.ref)
-            .where(within, Message.ref.is_not(None))
-            .order_by(Message.user_id, Message.seq)
+            select(messages.user_id, messages.seq, messages.type, messages.ref)
+            .join(MAILBOXES, mailboxes.user_id == messages.user_id)
+            .where(
+                messages.user_id.in_(users[start : start + CHUNK]),
+                messages.seq > mailboxes.acked_seq,
+                messages.ref.is_not(None),
+            )
+            .order_by(messages.user_id, messages.seq)
         )
         for user_id, seq, kind, ref in rows.all():
-            if ref is not None:
+            if ref is not None and seq <= upto[user_id]:
                 acked.append(Acked(user_id, kind, ref, _first_covering(batch[user_id], seq)))
     return acked
 

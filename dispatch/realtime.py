@@ -81,7 +81,7 @@ async def record_acknowledged(
 ) -> None:
     """What acknowledged messages prove: an alert's delivery, a test alert's round trip."""
     deliveries = [incidents.Delivery(a.ref, a.user_id, a.at) for a in acked if a.type == "alert"]
-    await incidents.record_deliveries(session, deliveries, runtime.clock.now())
+    await incidents.record_deliveries(session, deliveries, runtime.clock.now(), runtime.coverage)
     # Test alerts are rare (an operator's reachability check): one at a time, each its own time.
     for test in (a for a in acked if a.type == reachability.TEST_ALERT):
         await reachability.record_test_acks(session, test.user_id, [test.ref], test.at)

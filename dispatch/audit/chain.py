@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, insert, inspect, select
+from sqlalchemy import bindparam, event, insert, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 
@@ -35,6 +35,13 @@ GENESIS = "0" * 64
 # (type, data, at, the dispatch it is about or None).
 WRITTEN_KEY = "audit.written_events"
 Written = tuple[str, dict[str, Any], datetime, Dispatch | None]
+
+HEADS = table_of(EventChainHead)
+_MOVE_HEAD = (
+    update(HEADS)
+    .where(HEADS.c.incident_id == bindparam("head"))
+    .values(seq=bindparam("seq"), hash=bindparam("hash"))
+)
 
 
 def _normal(value: Any) -> Any:
@@ -129,15 +136,63 @@ async def insert_new_chain(
     if not events:
         return
     incident_id = events[0].incident_id
-    prev = GENESIS
-    for seq, e in enumerate(events, start=1):
-        assert e.incident_id == incident_id, "one incident's chain at a time"
+    assert all(e.incident_id == incident_id for e in events), "one incident's chain at a time"
+    seq, prev = _seal(events, 0, GENESIS)
+    await _write(session, events, dispatches)
+    await session.execute(insert(HEADS), [{"incident_id": incident_id, "seq": seq, "hash": prev}])
+
+
+async def append_events(
+    session: AsyncSession, events: Sequence[IncidentEvent], dispatches: Sequence[Dispatch] = ()
+) -> None:
+    """Events appended to their incidents' chains as bulk statements, past the unit of work.
+
+    The heads they extend are locked in one statement, in incident-id order (as the flush-time
+    sealing takes them), the events sealed here and inserted in one statement, and the heads
+    moved in another. For many events at once (a batch of deliveries) the unit of work's
+    bookkeeping cost more than the statements. ``dispatches`` as for ``insert_new_chain``.
+    """
+    if not events:
+        return
+    by_incident: dict[str, list[IncidentEvent]] = {}
+    for e in events:
+        by_incident.setdefault(e.incident_id, []).append(e)
+    locked = await session.execute(
+        select(HEADS.c.incident_id, HEADS.c.seq, HEADS.c.hash)
+        .where(HEADS.c.incident_id.in_(sorted(by_incident)))
+        .order_by(HEADS.c.incident_id)
+        .with_for_update()
+    )
+    heads = {incident_id: (seq, hash_) for incident_id, seq, hash_ in locked.all()}
+    moved: list[dict[str, Any]] = []
+    started: list[dict[str, Any]] = []
+    for incident_id in sorted(by_incident):
+        seq, prev = _seal(by_incident[incident_id], *heads.get(incident_id, (0, GENESIS)))
+        head = {"head": incident_id, "seq": seq, "hash": prev}
+        (moved if incident_id in heads else started).append(head)
+    await _write(session, events, dispatches)
+    if moved:
+        await session.execute(_MOVE_HEAD, moved)
+    if started:
+        rows = [{"incident_id": h["head"], "seq": h["seq"], "hash": h["hash"]} for h in started]
+        await session.execute(insert(HEADS), rows)
+
+
+def _seal(events: Sequence[IncidentEvent], seq: int, prev: str) -> tuple[int, str]:
+    """Chain ``events`` (of one incident) after the link ``seq``/``prev``; return the last."""
+    for e in events:
+        seq += 1
         e.seq, e.prev_hash = seq, prev
         e.hash = prev = event_hash(e, prev)
+    return seq, prev
+
+
+async def _write(
+    session: AsyncSession, events: Sequence[IncidentEvent], dispatches: Sequence[Dispatch]
+) -> None:
+    """Insert sealed events and note them for the counters read on commit."""
     rows = [row_values(e, leave_out=frozenset({"id"})) for e in events]
     await session.execute(insert(table_of(IncidentEvent)), rows)
-    head = {"incident_id": incident_id, "seq": len(events), "hash": prev}
-    await session.execute(insert(table_of(EventChainHead)), [head])
     by_id = {d.id: d for d in dispatches}
     written: list[Written] = session.info.setdefault(WRITTEN_KEY, [])
     for e in events:

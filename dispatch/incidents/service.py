@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -585,55 +585,76 @@ class Delivery:
 
 
 async def record_deliveries(
-    session: AsyncSession, deliveries: Sequence[Delivery], now: datetime
+    session: AsyncSession,
+    deliveries: Sequence[Delivery],
+    now: datetime,
+    coverage: Coverage | None = None,
 ) -> None:
     """The first acknowledgement of an alert sets its dispatch's delivered_at.
 
     Operators are told with a small ``dispatch.updated`` each; nobody else needs it, and
     re-sending the whole incident to every recipient on every delivery made the work per
-    incident grow with the square of its recipients.
+    incident grow with the square of its recipients. Acknowledgements are the most frequent
+    write of all, so the rows are read and written as bulk statements past the unit of work,
+    and team names come from the ``coverage`` index when it holds them.
     """
     first: dict[str, Delivery] = {}
     for delivery in sorted(deliveries, key=lambda d: d.at):
         first.setdefault(delivery.dispatch_id, delivery)
     if not first:
         return
-    rows = await session.scalars(
-        select(Dispatch)
-        .where(Dispatch.id.in_(sorted(first)), Dispatch.delivered_at.is_(None))
+    dispatches = table_of(Dispatch)
+    rows = await session.execute(
+        select(dispatches)
+        .where(dispatches.c.id.in_(sorted(first)), dispatches.c.delivered_at.is_(None))
         # Locked in id order: two batches of deliveries never wait on each other in a circle.
-        .order_by(Dispatch.id)
+        .order_by(dispatches.c.id)
         .with_for_update(key_share=True)
     )
-    changed = list(rows)
+    # Plain objects for the views, never added to the session.
+    changed = [Dispatch(**row) for row in rows.mappings()]
+    if not changed:
+        return
     for d in changed:
-        delivery = first[d.id]
-        d.delivered_at = delivery.at
-        _record(
-            session,
-            d.incident_id,
-            delivery.at,
-            "delivered",
-            delivery.user_id,
-            {"dispatch_id": d.id},
+        d.delivered_at = first[d.id].at
+    await session.execute(
+        _MARK_DELIVERED, [{"dispatch": d.id, "at": d.delivered_at} for d in changed]
+    )
+    events = [
+        _event(
+            d.incident_id, first[d.id].at, "delivered", first[d.id].user_id, {"dispatch_id": d.id}
         )
-    await session.flush()
-    await _tell_operators(session, changed, now)
+        for d in changed
+    ]
+    await event_chain.append_events(session, events, changed)
+    await _tell_operators(session, changed, now, coverage)
+
+
+_MARK_DELIVERED = (
+    update(table_of(Dispatch))
+    .where(table_of(Dispatch).c.id == bindparam("dispatch"))
+    .values(delivered_at=bindparam("at"))
+)
 
 
 async def _tell_operators(
-    session: AsyncSession, changed: Sequence[Dispatch], now: datetime
+    session: AsyncSession,
+    changed: Sequence[Dispatch],
+    now: datetime,
+    coverage: Coverage | None = None,
 ) -> None:
     """A ``dispatch.updated`` to the operators' board for each dispatch whose hops moved."""
     if not changed:
         return
-    found = await teams.teams_by_id(session, sorted({d.team_id for d in changed}))
+    team_ids = sorted({d.team_id for d in changed})
+    names = {t: coverage.name_of(t) for t in team_ids} if coverage is not None else {}
+    # A team the index does not hold (deactivated since) is looked up.
+    missing = [t for t in team_ids if not names.get(t)]
+    names.update({t.id: t.name for t in (await teams.teams_by_id(session, missing)).values()})
     bodies = [
         {
             "incident_id": d.incident_id,
-            "dispatch": dispatch_view(
-                d, found[d.team_id].name if d.team_id in found else ""
-            ).model_dump(mode="json"),
+            "dispatch": dispatch_view(d, names.get(d.team_id, "")).model_dump(mode="json"),
         }
         for d in changed
     ]

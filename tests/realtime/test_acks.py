@@ -17,6 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.acks import Acked, AckRecorder
 from alerts.models import Mailbox
+from dispatch.audit import chain
+from dispatch.audit.models import EventChainHead
+from dispatch.incidents.models import IncidentEvent
 from dispatch.realtime import record_acknowledged
 from tests.support import QINGXI, Account, World
 
@@ -175,3 +178,32 @@ async def test_acks_that_come_within_the_gathering_window_are_written_as_one_bat
 
     assert transactions.count == 2, "one batch: the deliveries, then the acknowledged marks"
     assert await delivered(world, incident["id"]) == arrived
+
+
+async def test_deliveries_of_several_incidents_in_one_batch_extend_each_event_chain(
+    world: World,
+) -> None:
+    leaders, first = await covered_by_three(world)
+    second = await world.report(await world.operator(), category="theft")
+    acks = recorder(world)
+    for leader in leaders:
+        world.clock.advance(0.2)
+        acks.submit(leader.id, 2, world.clock.now())
+    assert await acks.flush()
+
+    async with world.runtime.sessionmaker() as session:
+        for incident in (first, second):
+            events = list(
+                await session.scalars(
+                    select(IncidentEvent)
+                    .where(IncidentEvent.incident_id == incident["id"])
+                    .order_by(IncidentEvent.seq)
+                )
+            )
+            assert [e.seq for e in events] == list(range(1, len(events) + 1))
+            assert [e.type for e in events].count("delivered") == 3
+            assert {e.actor_id for e in events if e.type == "delivered"} == {a.id for a in leaders}
+            head = await session.get(EventChainHead, incident["id"])
+            assert head is not None and (head.seq, head.hash) == (events[-1].seq, events[-1].hash)
+        verdict = await chain.verify(session)
+    assert verdict.broken is None and verdict.events > 0
