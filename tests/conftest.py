@@ -52,13 +52,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 async def database_url(
     backend: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[str]:
-    if backend == "sqlite":
-        path = tmp_path_factory.mktemp("sqlite") / "dispatch.db"
-        url = f"sqlite+aiosqlite:///{path}"
-        await migrate.upgrade_async(url)
-        yield url
-        return
-    async with postgres_database() as url:
+    async with fresh_database(backend, tmp_path_factory.mktemp("sqlite")) as url:
         yield url
 
 
@@ -85,9 +79,9 @@ async def postgres_database() -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def fresh_database(backend: str, folder: Path) -> AsyncIterator[str]:
-    """A database of its own at the newest migration, for tests that migrate it."""
+    """A database of its own at the newest migration (a SQLite one in ``folder``)."""
     if backend == "sqlite":
-        url = f"sqlite+aiosqlite:///{folder / 'fresh.db'}"
+        url = f"sqlite+aiosqlite:///{folder / 'dispatch.db'}"
         await migrate.upgrade_async(url)
         yield url
         return
