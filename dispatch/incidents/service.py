@@ -247,7 +247,7 @@ async def report_incident(
     if tier1_covers:
         due = now + timedelta(seconds=escalation.after_s)
         step = {"ring_m": escalation.ring_m, "after_s": escalation.after_s}
-        jobs.schedule(session, ESCALATE, due, incident_id=incident.id, data=step)
+        await jobs.insert_job(session, ESCALATE, due, incident_id=incident.id, data=step)
     else:
         known = {h.team_id for h in hits}
         ring, ring_events = await _add_ring(

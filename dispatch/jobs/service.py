@@ -6,10 +6,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatch.db import falls_due, new_id
+from dispatch.db import falls_due, new_id, row_values, table_of
 from dispatch.jobs.models import Job, JobStatus
 
 # A handler does the step inside the claiming transaction and returns a short outcome.
@@ -24,7 +24,31 @@ def schedule(
     incident_id: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> Job:
-    job = Job(
+    job = _new_job(kind, due_at, incident_id, data)
+    session.add(job)
+    falls_due(session, due_at)
+    return job
+
+
+async def insert_job(
+    session: AsyncSession,
+    kind: str,
+    due_at: datetime,
+    *,
+    incident_id: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """``schedule``, written at once as one insert, past the unit of work: for the report,
+    whose other rows are bulk inserts too, so its commit has nothing left to flush."""
+    job = _new_job(kind, due_at, incident_id, data)
+    await session.execute(insert(table_of(Job)), [row_values(job)])
+    falls_due(session, due_at)
+
+
+def _new_job(
+    kind: str, due_at: datetime, incident_id: str | None, data: dict[str, Any] | None
+) -> Job:
+    return Job(
         id=new_id(),
         kind=kind,
         incident_id=incident_id,
@@ -35,9 +59,6 @@ def schedule(
         fired_at=None,
         outcome=None,
     )
-    session.add(job)
-    falls_due(session, due_at)
-    return job
 
 
 async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Job]:

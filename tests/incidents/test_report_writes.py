@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
 
 from alerts import store as mailboxes
 from alerts.models import Mailbox, Message
@@ -93,3 +94,29 @@ async def test_messages_staged_but_never_written_refuse_the_commit(world: World)
         with pytest.raises(RuntimeError, match="staged but never written"):
             await session.commit()
     assert (await counts(world))["messages"] == 0
+
+
+async def test_a_report_leaves_nothing_for_the_unit_of_work_to_flush(world: World) -> None:
+    # Every row of a report is a bulk insert: the unit of work's bookkeeping for a handful of
+    # objects cost more than the statements themselves.
+    await world.leader(await world.team())
+    operator = await world.operator()
+    flushed: list[str] = []
+
+    def seen(session: Session, _context: Any) -> None:
+        flushed.extend(type(o).__name__ for o in [*session.new, *session.dirty])
+
+    event.listen(Session, "after_flush", seen)
+    try:
+        incident = await world.report(operator)
+    finally:
+        event.remove(Session, "after_flush", seen)
+
+    assert flushed == []
+    assert incident["dispatches"] and incident["chain"]
+    audit = await world.http.get(
+        "/api/v1/audit",
+        params={"action": "report_incident"},
+        headers=(await world.admin()).headers,
+    )
+    assert [row["target_id"] for row in audit.json()["items"]] == [incident["id"]]
