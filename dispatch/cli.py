@@ -170,9 +170,8 @@ async def _add_user(name: str, role: object, team_id: str | None, password: str)
             # The trail names the command line as the actor: whoever can run it owns the box.
             facts = {"name": name, "role": role.value, "team_id": team_id}
             cli = audit.Actor(None, "command line", None, "local")
-            audit.record(
-                session, cli, "cli_add_user", user.created_at, target_id=user.id, data=facts
-            )
+            row = audit.entry(cli, "cli_add_user", user.created_at, target_id=user.id, data=facts)
+            audit.record(session, row)
             return user.id
     finally:
         await engine.dispose()

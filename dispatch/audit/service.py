@@ -45,8 +45,7 @@ def take_note(session: AsyncSession) -> dict[str, Any]:
     return noted
 
 
-def record(
-    session: AsyncSession,
+def entry(
     actor: Actor,
     action: str,
     now: datetime,
@@ -56,40 +55,7 @@ def record(
     route: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> AuditEntry:
-    entry = _entry(actor, action, now, target_id, method, route, data)
-    session.add(entry)
-    return entry
-
-
-async def write(
-    session: AsyncSession,
-    actor: Actor,
-    action: str,
-    now: datetime,
-    *,
-    target_id: str | None = None,
-    method: str | None = None,
-    route: str | None = None,
-    data: dict[str, Any] | None = None,
-) -> None:
-    """``record``, written at once as one insert, past the unit of work (every change made
-    through the API writes one, and the flush of a single object cost more than the insert)."""
-    entry = _entry(actor, action, now, target_id, method, route, data)
-    await session.execute(insert(table_of(AuditEntry)), [row_values(entry, leave_out=_DB_FILLS)])
-
-
-_DB_FILLS = frozenset({"id"})
-
-
-def _entry(
-    actor: Actor,
-    action: str,
-    now: datetime,
-    target_id: str | None,
-    method: str | None,
-    route: str | None,
-    data: dict[str, Any] | None,
-) -> AuditEntry:
+    """An audit row, its secrets withheld; ``record`` or ``write`` it."""
     return AuditEntry(
         at=now,
         actor_id=actor.user_id,
@@ -102,6 +68,21 @@ def _entry(
         target_id=target_id[:64] if target_id else None,
         data=_without_secrets(data or {}),
     )
+
+
+def record(session: AsyncSession, row: AuditEntry) -> AuditEntry:
+    """Add the row to the session, written with its next flush."""
+    session.add(row)
+    return row
+
+
+async def write(session: AsyncSession, row: AuditEntry) -> None:
+    """Write the row at once as one insert, past the unit of work: every change made through
+    the API writes one, and the flush of a single object cost more than the insert."""
+    await session.execute(insert(table_of(AuditEntry)), [row_values(row, leave_out=_DB_FILLS)])
+
+
+_DB_FILLS = frozenset({"id"})
 
 
 def _without_secrets(value: Any) -> Any:

@@ -38,8 +38,7 @@ async def audit_trail(
     path = dict(request.path_params)
     target_id = noted.pop("target_id", None) or next(iter(path.values()), None)
     data = {**({"path": path} if path else {}), **noted}
-    await service.write(
-        session,
+    row = service.entry(
         actor_of(request),
         route.name,
         runtime.clock.now(),
@@ -48,6 +47,7 @@ async def audit_trail(
         route=route.path,
         data=data,
     )
+    await service.write(session, row)
     # Whatever the handler left unflushed is written now, before the unit of work's last
     # writes (the rows every request shares) are taken at commit.
     await session.flush()

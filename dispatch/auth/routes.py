@@ -63,7 +63,8 @@ async def issue_token(
     except Unauthorized:
         async with runtime.transaction() as session:
             tried = audit.Actor(None, name, None, actor.address)
-            audit.record(session, tried, "login_failed", now, data={"username": name})
+            failed = audit.entry(tried, "login_failed", now, data={"username": name})
+            audit.record(session, failed)
         raise
     account_key, address_key = keys
     async with runtime.transaction() as session:

@@ -247,7 +247,8 @@ async def report_incident(
     if tier1_covers:
         due = now + timedelta(seconds=escalation.after_s)
         step = {"ring_m": escalation.ring_m, "after_s": escalation.after_s}
-        await jobs.insert_job(session, ESCALATE, due, incident_id=incident.id, data=step)
+        escalate = jobs.new_job(ESCALATE, due, incident_id=incident.id, data=step)
+        await jobs.insert_job(session, escalate)
     else:
         known = {h.team_id for h in hits}
         ring, ring_events = await _add_ring(

@@ -16,38 +16,14 @@ from dispatch.jobs.models import Job, JobStatus
 Handler = Callable[[AsyncSession, Job, datetime], Awaitable[str]]
 
 
-def schedule(
-    session: AsyncSession,
+def new_job(
     kind: str,
     due_at: datetime,
     *,
     incident_id: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> Job:
-    job = _new_job(kind, due_at, incident_id, data)
-    session.add(job)
-    falls_due(session, due_at)
-    return job
-
-
-async def insert_job(
-    session: AsyncSession,
-    kind: str,
-    due_at: datetime,
-    *,
-    incident_id: str | None = None,
-    data: dict[str, Any] | None = None,
-) -> None:
-    """``schedule``, written at once as one insert, past the unit of work: for the report,
-    whose other rows are bulk inserts too, so its commit has nothing left to flush."""
-    job = _new_job(kind, due_at, incident_id, data)
-    await session.execute(insert(table_of(Job)), [row_values(job)])
-    falls_due(session, due_at)
-
-
-def _new_job(
-    kind: str, due_at: datetime, incident_id: str | None, data: dict[str, Any] | None
-) -> Job:
+    """A pending job; ``schedule`` or ``insert_job`` it."""
     return Job(
         id=new_id(),
         kind=kind,
@@ -59,6 +35,20 @@ def _new_job(
         fired_at=None,
         outcome=None,
     )
+
+
+def schedule(session: AsyncSession, job: Job) -> Job:
+    """Add the job to the session, written with its next flush."""
+    session.add(job)
+    falls_due(session, job.due_at)
+    return job
+
+
+async def insert_job(session: AsyncSession, job: Job) -> None:
+    """Write the job at once as one insert, past the unit of work: for the report, whose other
+    rows are bulk inserts too, so its commit has nothing left to flush."""
+    await session.execute(insert(table_of(Job)), [row_values(job)])
+    falls_due(session, job.due_at)
 
 
 async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Job]:

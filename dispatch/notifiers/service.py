@@ -46,7 +46,7 @@ def watch_alerts(session: AsyncSession, envelopes: Sequence[Envelope], now: date
             continue
         incident_id = str(envelope.data["incident"]["id"])
         data = {"user_id": envelope.user_id, "seq": envelope.seq, "dispatch_id": envelope.ref}
-        jobs.schedule(session, CHECK, due, incident_id=incident_id, data=data)
+        jobs.schedule(session, jobs.new_job(CHECK, due, incident_id=incident_id, data=data))
 
 
 async def check_acknowledged(
@@ -93,9 +93,8 @@ async def check_acknowledged(
             _finish(notification, now, ok=False)
             _outcome_event(session, notification, now, error="no phone number on file")
             continue
-        jobs.schedule(
-            session, SEND, now, incident_id=incident_id, data={"notification_id": notification.id}
-        )
+        data = {"notification_id": notification.id}
+        jobs.schedule(session, jobs.new_job(SEND, now, incident_id=incident_id, data=data))
         started.append(name)
     await session.flush()
     if not started:
@@ -130,13 +129,13 @@ async def begin_attempt(
         return f"failed: {error}"
     notification.attempts += 1
     retry_at = now + timedelta(seconds=backoff_s * 2 ** (notification.attempts - 1))
-    jobs.schedule(
-        session,
+    retry = jobs.new_job(
         SEND,
         retry_at,
         incident_id=notification.incident_id,
         data={"notification_id": notification.id},
     )
+    jobs.schedule(session, retry)
     await session.flush()
     return await _notice(session, notification, after_s)
 
