@@ -98,9 +98,7 @@ def _seal_new_events(session: Session, _context: UOWTransaction, _instances: obj
     )
     if not pending:
         return
-    by_incident: dict[str, list[IncidentEvent]] = {}
-    for e in pending:
-        by_incident.setdefault(e.incident_id, []).append(e)
+    by_incident = _by_incident(pending)
     with session.no_autoflush:
         # One statement locks every head this flush appends to, in incident-id order.
         heads = {
@@ -119,10 +117,7 @@ def _seal_new_events(session: Session, _context: UOWTransaction, _instances: obj
             if head is None:
                 head = EventChainHead(incident_id=incident_id, seq=0, hash=GENESIS)
                 session.add(head)
-            for e in by_incident[incident_id]:
-                e.seq, e.prev_hash = head.seq + 1, head.hash
-                e.hash = event_hash(e, e.prev_hash)
-                head.seq, head.hash = e.seq, e.hash
+            head.seq, head.hash = _seal(by_incident[incident_id], head.seq, head.hash)
 
 
 async def insert_new_chain(
@@ -154,9 +149,7 @@ async def append_events(
     """
     if not events:
         return
-    by_incident: dict[str, list[IncidentEvent]] = {}
-    for e in events:
-        by_incident.setdefault(e.incident_id, []).append(e)
+    by_incident = _by_incident(events)
     locked = await session.execute(
         select(HEADS.c.incident_id, HEADS.c.seq, HEADS.c.hash)
         .where(HEADS.c.incident_id.in_(sorted(by_incident)))
@@ -168,14 +161,22 @@ async def append_events(
     started: list[dict[str, Any]] = []
     for incident_id in sorted(by_incident):
         seq, prev = _seal(by_incident[incident_id], *heads.get(incident_id, (0, GENESIS)))
-        head = {"head": incident_id, "seq": seq, "hash": prev}
-        (moved if incident_id in heads else started).append(head)
+        if incident_id in heads:
+            moved.append({"head": incident_id, "seq": seq, "hash": prev})
+        else:
+            started.append({"incident_id": incident_id, "seq": seq, "hash": prev})
     await _write(session, events, dispatches)
     if moved:
         await session.execute(_MOVE_HEAD, moved)
     if started:
-        rows = [{"incident_id": h["head"], "seq": h["seq"], "hash": h["hash"]} for h in started]
-        await session.execute(insert(HEADS), rows)
+        await session.execute(insert(HEADS), started)
+
+
+def _by_incident(events: Sequence[IncidentEvent]) -> dict[str, list[IncidentEvent]]:
+    by_incident: dict[str, list[IncidentEvent]] = {}
+    for e in events:
+        by_incident.setdefault(e.incident_id, []).append(e)
+    return by_incident
 
 
 def _seal(events: Sequence[IncidentEvent], seq: int, prev: str) -> tuple[int, str]:

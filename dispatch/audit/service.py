@@ -79,10 +79,8 @@ def record(session: AsyncSession, row: AuditEntry) -> AuditEntry:
 async def write(session: AsyncSession, row: AuditEntry) -> None:
     """Write the row at once as one insert, past the unit of work: every change made through
     the API writes one, and the flush of a single object cost more than the insert."""
-    await session.execute(insert(table_of(AuditEntry)), [row_values(row, leave_out=_DB_FILLS)])
-
-
-_DB_FILLS = frozenset({"id"})
+    values = row_values(row, leave_out=frozenset({"id"}))
+    await session.execute(insert(table_of(AuditEntry)), [values])
 
 
 def _without_secrets(value: Any) -> Any:

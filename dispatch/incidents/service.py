@@ -585,6 +585,13 @@ class Delivery:
     at: datetime
 
 
+_MARK_DELIVERED = (
+    update(table_of(Dispatch))
+    .where(table_of(Dispatch).c.id == bindparam("dispatch"))
+    .values(delivered_at=bindparam("at"))
+)
+
+
 async def record_deliveries(
     session: AsyncSession,
     deliveries: Sequence[Delivery],
@@ -616,26 +623,17 @@ async def record_deliveries(
     changed = [Dispatch(**row) for row in rows.mappings()]
     if not changed:
         return
+    events: list[IncidentEvent] = []
     for d in changed:
-        d.delivered_at = first[d.id].at
+        delivery = first[d.id]
+        d.delivered_at = delivery.at
+        facts = {"dispatch_id": d.id}
+        events.append(_event(d.incident_id, delivery.at, "delivered", delivery.user_id, facts))
     await session.execute(
         _MARK_DELIVERED, [{"dispatch": d.id, "at": d.delivered_at} for d in changed]
     )
-    events = [
-        _event(
-            d.incident_id, first[d.id].at, "delivered", first[d.id].user_id, {"dispatch_id": d.id}
-        )
-        for d in changed
-    ]
     await event_chain.append_events(session, events, changed)
     await _tell_operators(session, changed, now, coverage)
-
-
-_MARK_DELIVERED = (
-    update(table_of(Dispatch))
-    .where(table_of(Dispatch).c.id == bindparam("dispatch"))
-    .values(delivered_at=bindparam("at"))
-)
 
 
 async def _tell_operators(
