@@ -13,10 +13,11 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, delete, event, func, insert, select, update
+from sqlalchemy import ARRAY, Insert, bindparam, delete, event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from alerts.bulk import column_arrays, on_postgresql, unnested_insert, with_statements
 from alerts.models import AlertsBase, Mailbox, Message
 
 OUTBOX_KEY = "alerts.outbox"
@@ -33,6 +34,26 @@ _ADVANCE = (
 )
 # With NULLs rendered, alerts (with a ref) and updates (without) are one statement.
 _STORE = insert(MESSAGES).execution_options(render_nulls=True)
+
+
+def _advance_and_store() -> Insert:
+    """On PostgreSQL, both in one statement: the mailboxes moved to their new last seq from
+    arrays ``advanced_mailbox``/``advanced_last``, the messages unnested from ``stored_*``."""
+    moves = func.unnest(
+        bindparam("advanced_mailbox", type_=ARRAY(MAILBOXES.c.user_id.type)),
+        bindparam("advanced_last", type_=ARRAY(MAILBOXES.c.last_seq.type)),
+    ).table_valued("mailbox", "last")
+    moved = moves.render_derived(name="advanced")
+    advance = (
+        update(MAILBOXES)
+        .where(MAILBOXES.c.user_id == moved.c.mailbox)
+        .values(last_seq=moved.c.last)
+    )
+    keys = ("user_id", "seq", "type", "data", "ref", "batch", "created_at")
+    return with_statements(unnested_insert("stored", MESSAGES, keys), advance)
+
+
+_ADVANCE_AND_STORE = _advance_and_store()
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,22 +176,25 @@ async def enqueue(
     for o in outgoing:
         last[o.user_id] += 1
         envelopes.append(Envelope(o.user_id, last[o.user_id], o.type, o.data, o.ref, batch))
-    await session.execute(_ADVANCE, [{"mailbox": u, "last": last[u]} for u in users])
-    await session.execute(
-        _STORE,
-        [
-            {
-                "user_id": e.user_id,
-                "seq": e.seq,
-                "type": e.type,
-                "data": e.data,
-                "ref": e.ref,
-                "batch": batch,
-                "created_at": now,
-            }
-            for e in envelopes
-        ],
-    )
+    advanced = [{"mailbox": u, "last": last[u]} for u in users]
+    stored = [
+        {
+            "user_id": e.user_id,
+            "seq": e.seq,
+            "type": e.type,
+            "data": e.data,
+            "ref": e.ref,
+            "batch": batch,
+            "created_at": now,
+        }
+        for e in envelopes
+    ]
+    if on_postgresql(session):
+        arrays = column_arrays("advanced", advanced) | column_arrays("stored", stored)
+        await session.execute(_ADVANCE_AND_STORE, arrays)
+    else:
+        await session.execute(_ADVANCE, advanced)
+        await session.execute(_STORE, stored)
     session.info.setdefault(OUTBOX_KEY, []).extend(envelopes)
     return envelopes
 

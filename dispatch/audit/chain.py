@@ -26,6 +26,7 @@ from sqlalchemy import bindparam, event, insert, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 
+from alerts.bulk import NewRows
 from dispatch.audit.models import EventChainHead
 from dispatch.db import row_values, table_of
 from dispatch.incidents.models import Dispatch, IncidentEvent
@@ -37,6 +38,7 @@ WRITTEN_KEY = "audit.written_events"
 Written = tuple[str, dict[str, Any], datetime, Dispatch | None]
 
 HEADS = table_of(EventChainHead)
+EVENTS = table_of(IncidentEvent)
 _MOVE_HEAD = (
     update(HEADS)
     .where(HEADS.c.incident_id == bindparam("head"))
@@ -120,21 +122,23 @@ def _seal_new_events(session: Session, _context: UOWTransaction, _instances: obj
             head.seq, head.hash = _seal(by_incident[incident_id], head.seq, head.hash)
 
 
-async def insert_new_chain(
+def new_chain_rows(
     session: AsyncSession, events: Sequence[IncidentEvent], dispatches: Sequence[Dispatch] = ()
-) -> None:
-    """The first events of an incident inserted in this transaction, sealed from genesis and
-    written as one bulk insert with their head: there is no head to read or lock yet.
+) -> list[NewRows]:
+    """The first events of an incident inserted in this transaction, sealed from genesis, and
+    their head: the rows for the caller to insert with the incident's others (there is no head
+    to read or lock yet).
 
     The events stay out of the session (they are not flushed again); ``dispatches`` are the
     ones they may name, for the counters read on commit."""
     if not events:
-        return
+        return []
     incident_id = events[0].incident_id
     assert all(e.incident_id == incident_id for e in events), "one incident's chain at a time"
     seq, prev = _seal(events, 0, GENESIS)
-    await _write(session, events, dispatches)
-    await session.execute(insert(HEADS), [{"incident_id": incident_id, "seq": seq, "hash": prev}])
+    _note_written(session, events, dispatches)
+    head = {"incident_id": incident_id, "seq": seq, "hash": prev}
+    return [(EVENTS, _event_rows(events)), (HEADS, [head])]
 
 
 async def append_events(
@@ -145,7 +149,7 @@ async def append_events(
     The heads they extend are locked in one statement, in incident-id order (as the flush-time
     sealing takes them), the events sealed here and inserted in one statement, and the heads
     moved in another. For many events at once (a batch of deliveries) the unit of work's
-    bookkeeping cost more than the statements. ``dispatches`` as for ``insert_new_chain``.
+    bookkeeping cost more than the statements. ``dispatches`` as for ``new_chain_rows``.
     """
     if not events:
         return
@@ -165,7 +169,8 @@ async def append_events(
             moved.append({"head": incident_id, "seq": seq, "hash": prev})
         else:
             started.append({"incident_id": incident_id, "seq": seq, "hash": prev})
-    await _write(session, events, dispatches)
+    await session.execute(insert(EVENTS), _event_rows(events))
+    _note_written(session, events, dispatches)
     if moved:
         await session.execute(_MOVE_HEAD, moved)
     if started:
@@ -188,12 +193,14 @@ def _seal(events: Sequence[IncidentEvent], seq: int, prev: str) -> tuple[int, st
     return seq, prev
 
 
-async def _write(
+def _event_rows(events: Sequence[IncidentEvent]) -> list[dict[str, Any]]:
+    return [row_values(e, leave_out=frozenset({"id"})) for e in events]
+
+
+def _note_written(
     session: AsyncSession, events: Sequence[IncidentEvent], dispatches: Sequence[Dispatch]
 ) -> None:
-    """Insert sealed events and note them for the counters read on commit."""
-    rows = [row_values(e, leave_out=frozenset({"id"})) for e in events]
-    await session.execute(insert(table_of(IncidentEvent)), rows)
+    """Note sealed events written past the unit of work, for the counters read on commit."""
     by_id = {d.id: d for d in dispatches}
     written: list[Written] = session.info.setdefault(WRITTEN_KEY, [])
     for e in events:

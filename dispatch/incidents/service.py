@@ -8,16 +8,24 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
+from alerts.bulk import NewRows, insert_rows
 from alerts.store import Outgoing
 from dispatch.audit import chain as event_chain
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
-from dispatch.db import before_commit, dialect_name, falls_due, new_id, row_values, table_of
+from dispatch.db import (
+    before_commit,
+    dialect_name,
+    falls_due,
+    new_id,
+    row_values,
+    table_of,
+)
 from dispatch.errors import Conflict, Forbidden, NotFound
 from dispatch.incidents.models import (
     ArrivalSource,
@@ -48,6 +56,7 @@ from dispatch.villages import service as villages
 from geo.geodesy import distance_m
 
 TIERS = (1, 2, 3)
+INCIDENTS = table_of(Incident)
 
 
 # ---------------------------------------------------------------- reading
@@ -223,15 +232,12 @@ async def report_incident(
         idempotency_key=idempotency_key,
         village_id=await villages.village_at(session, lon, lat),
     )
-    if not await _insert_once(session, incident):
-        existing = await session.scalar(
-            select(Incident.id).where(
-                Incident.reported_by == reporter.user_id,
-                Incident.idempotency_key == idempotency_key,
-            )
-        )
-        assert existing is not None
-        return await get_incident(session, existing), True
+    # Without a key nothing can conflict: the incident is written with its other rows.
+    writes: list[NewRows] = [(INCIDENTS, [row_values(incident)])]
+    if idempotency_key is not None:
+        if not await _insert_once(session, incident):
+            return await _replay(session, reporter, idempotency_key), True
+        writes = []
     hits = coverage.covering(lon, lat)
     hits, skipped = await rosters.split_on_duty(session, hits, now)
     chain = _new_chain(incident, hits, targets)
@@ -248,7 +254,7 @@ async def report_incident(
         due = now + timedelta(seconds=escalation.after_s)
         step = {"ring_m": escalation.ring_m, "after_s": escalation.after_s}
         escalate = jobs.new_job(ESCALATE, due, incident_id=incident.id, data=step)
-        await jobs.insert_job(session, escalate)
+        writes.append(jobs.job_rows(session, escalate))
     else:
         known = {h.team_id for h in hits}
         ring, ring_events = await _add_ring(
@@ -256,7 +262,7 @@ async def report_incident(
         )
         events += ring_events
         chain[0].covered = chain[0].covered or bool(ring)
-    await _insert_report_rows(session, chain, [*dispatches, *ring], events)
+    await _insert_report_rows(session, writes, chain, [*dispatches, *ring], events)
     everyone = sorted([*dispatches, *ring], key=lambda d: (d.tier, d.distance_m))
     # Every team just dispatched is active, so the coverage index knows its name.
     names = {d.team_id: coverage.name_of(d.team_id) for d in everyone}
@@ -280,11 +286,22 @@ async def _insert_once(session: AsyncSession, incident: Incident) -> bool:
     A missing key is NULL, and NULLs never conflict, so such reports always insert.
     """
     insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
-    statement = insert(table_of(Incident)).on_conflict_do_nothing(
+    statement = insert(INCIDENTS).on_conflict_do_nothing(
         index_elements=["reported_by", "idempotency_key"]
     )
     result = await session.execute(statement, row_values(incident))
     return bool(getattr(result, "rowcount", 0))
+
+
+async def _replay(session: AsyncSession, reporter: auth.Principal, key: str) -> IncidentOut:
+    """The incident the reporter's earlier report with this idempotency key stored."""
+    existing = await session.scalar(
+        select(Incident.id).where(
+            Incident.reported_by == reporter.user_id, Incident.idempotency_key == key
+        )
+    )
+    assert existing is not None
+    return await get_incident(session, existing)
 
 
 def _new_chain(
@@ -354,17 +371,23 @@ def _record(
 
 async def _insert_report_rows(
     session: AsyncSession,
+    writes: Sequence[NewRows],
     chain: Sequence[ChainTier],
     dispatches: Sequence[Dispatch],
     events: Sequence[IncidentEvent],
 ) -> None:
-    """A new incident's chain, dispatches and events as three bulk inserts (and its event
-    chain's head): the unit of work's bookkeeping for some thirty new objects was a quarter
-    of a report's CPU. The objects stay out of the session; views are built from them."""
-    await session.execute(insert(table_of(ChainTier)), [row_values(t) for t in chain])
-    if dispatches:
-        await session.execute(insert(table_of(Dispatch)), [row_values(d) for d in dispatches])
-    await event_chain.insert_new_chain(session, events, dispatches)
+    """A new incident's rows (``writes``: the incident unless already in, its escalation job),
+    chain, dispatches, events and event chain head, inserted together (``insert_rows``): the
+    unit of work's bookkeeping for some thirty new objects was a quarter of a report's CPU, and
+    a round trip a table the most of its wait. The objects stay out of the session; views are
+    built from them."""
+    await insert_rows(
+        session,
+        *writes,
+        (table_of(ChainTier), [row_values(t) for t in chain]),
+        (table_of(Dispatch), [row_values(d) for d in dispatches]),
+        *event_chain.new_chain_rows(session, events, dispatches),
+    )
 
 
 async def _send_alerts(

@@ -6,9 +6,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from alerts.bulk import NewRows
 from dispatch.db import falls_due, new_id, row_values, table_of
 from dispatch.jobs.models import Job, JobStatus
 
@@ -23,7 +24,7 @@ def new_job(
     incident_id: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> Job:
-    """A pending job; ``schedule`` or ``insert_job`` it."""
+    """A pending job; ``schedule`` it, or insert its ``job_rows``."""
     return Job(
         id=new_id(),
         kind=kind,
@@ -44,11 +45,11 @@ def schedule(session: AsyncSession, job: Job) -> Job:
     return job
 
 
-async def insert_job(session: AsyncSession, job: Job) -> None:
-    """Write the job at once as one insert, past the unit of work: for the report, whose other
-    rows are bulk inserts too, so its commit has nothing left to flush."""
-    await session.execute(insert(table_of(Job)), [row_values(job)])
+def job_rows(session: AsyncSession, job: Job) -> NewRows:
+    """The job as a row for ``insert_rows``, past the unit of work: for the report, whose other
+    rows go in the same statement, so its commit has nothing left to flush."""
     falls_due(session, job.due_at)
+    return table_of(Job), [row_values(job)]
 
 
 async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Job]:

@@ -57,7 +57,12 @@ async def test_the_mailboxes_and_the_rate_bucket_are_the_last_rows_a_report_writ
     statements: list[tuple[int, str]] = []
 
     def seen(connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        # "SELECT mailboxes", "INSERT incidents": what a statement does, to which table.
+        # "SELECT mailboxes", "INSERT incidents": what a statement does, to which table; each
+        # write of a statement that makes several at once (PostgreSQL's CTEs), in its order.
+        if statement.startswith("WITH"):
+            for verb, table in re.findall(r"\b(INSERT INTO|UPDATE)\s+(\w+)", statement):
+                statements.append((id(connection), f"{verb.split()[0]} {table}"))
+            return
         verb = statement.split()[0]
         table = re.search(r"\b(?:FROM|INTO|UPDATE)\s+(\w+)", statement)
         statements.append((id(connection), f"{verb} {table.group(1) if table else '?'}"))
@@ -84,6 +89,53 @@ async def test_the_mailboxes_and_the_rate_bucket_are_the_last_rows_a_report_writ
         "UPDATE mailboxes",
         "INSERT messages",
     ]
+
+
+def statements_of(world: World) -> tuple[list[str], Any]:
+    """The statements the engine sends, recorded until the returned listener is removed."""
+    sent: list[str] = []
+
+    def seen(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    event.listen(world.runtime.engine.sync_engine, "before_cursor_execute", seen)
+    return sent, seen
+
+
+async def test_a_new_incident_is_written_in_one_statement_on_postgresql(
+    world: World, backend: str
+) -> None:
+    # One round trip for the incident, its escalation job, chain, dispatches, events and chain
+    # head (and one for the mailboxes and messages): each round trip was a wait of its own.
+    await world.leader(await world.team())
+    await world.leader(await world.team("mobile"))
+    operator = await world.operator()
+    sent, seen = statements_of(world)
+    try:
+        incident = await world.report(operator)
+    finally:
+        event.remove(world.runtime.engine.sync_engine, "before_cursor_execute", seen)
+
+    writes = [s for s in sent if re.match(r"(WITH|INSERT|UPDATE)\b", s)]
+    tables = ("incidents", "jobs", "chain_tiers", "dispatches", "incident_events")
+    writing = {t: [s for s in writes if re.search(rf"INSERT INTO {t}\b", s)] for t in tables}
+    if backend == "postgresql":
+        (combined,) = writing["incidents"]
+        assert all(found == [combined] for found in writing.values())
+        assert "INSERT INTO incident_event_heads" in combined
+        (messages,) = [s for s in writes if "INSERT INTO messages" in s]
+        assert "UPDATE mailboxes" in messages
+    else:
+        assert all(len(found) == 1 for found in writing.values())
+    assert len(incident["dispatches"]) == 2
+    async with world.runtime.sessionmaker() as session:
+        rows = await session.scalars(
+            select(Dispatch).where(Dispatch.incident_id == incident["id"]).order_by(Dispatch.tier)
+        )
+        assert [(d.team_id, d.tier) for d in rows] == [
+            (d["team_id"], d["tier"]) for d in incident["dispatches"]
+        ]
+        assert (await session.get(Incident, incident["id"])) is not None
 
 
 async def test_messages_staged_but_never_written_refuse_the_commit(world: World) -> None:

@@ -1,0 +1,56 @@
+"""Many new rows in one call: what goes in comes back, whatever the count, or nothing does."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from alerts.bulk import insert_rows
+from alerts.models import Mailbox, Message
+from alerts.store import MAILBOXES, MESSAGES
+from tests.support import World
+
+T0 = datetime(2026, 11, 29, 8, 30, tzinfo=UTC)
+
+
+def message(user_id: str, seq: int, ref: str | None) -> dict[str, object]:
+    return {
+        "user_id": user_id,
+        "seq": seq,
+        "type": "alert" if ref else "incident.updated",
+        "data": {"incident": {"id": f"i{seq}", "名称": "治安"}, "tiers": [1, 3, None]},
+        "ref": ref,
+        "batch": "b" * 32,
+        "created_at": T0 + timedelta(seconds=seq),
+    }
+
+
+@pytest.mark.parametrize("count", [1, 3, 40])
+async def test_rows_of_several_tables_come_back_as_they_went_in(world: World, count: int) -> None:
+    boxes = [{"user_id": f"u{n}", "last_seq": n, "acked_seq": 0} for n in range(count)]
+    notes = [message(f"u{n}", n + 1, f"d{n}" if n % 2 else None) for n in range(count)]
+    async with world.runtime.transaction() as session:
+        await insert_rows(session, (MAILBOXES, boxes), (MESSAGES, notes), (MESSAGES, []))
+
+    async with world.runtime.sessionmaker() as session:
+        stored = (await session.scalars(select(Message).order_by(Message.seq))).all()
+        assert await session.scalar(select(func.count()).select_from(Mailbox)) == count
+    assert [(m.user_id, m.seq, m.type, m.data, m.ref, m.created_at) for m in stored] == [
+        (n["user_id"], n["seq"], n["type"], n["data"], n["ref"], n["created_at"]) for n in notes
+    ]
+    assert all(m.created_at.tzinfo is UTC for m in stored)
+
+
+async def test_one_bad_row_leaves_no_row_of_any_table(world: World) -> None:
+    boxes = [{"user_id": "u1", "last_seq": 0, "acked_seq": 0}]
+    twice = [message("u1", 1, None), message("u1", 1, "d1")]
+    with pytest.raises(IntegrityError):
+        async with world.runtime.transaction() as session:
+            await insert_rows(session, (MAILBOXES, boxes), (MESSAGES, twice))
+
+    async with world.runtime.sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(Mailbox)) == 0
+        assert await session.scalar(select(func.count()).select_from(Message)) == 0
