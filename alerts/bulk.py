@@ -1,68 +1,112 @@
-"""Many new rows in few round trips: on PostgreSQL, one statement that unnests column arrays.
+"""Many rows written in few round trips: on PostgreSQL, one statement over column arrays.
 
 A multi-row ``VALUES`` has a text of its own for every number of rows: compiled and prepared
-again and again. An ``INSERT ... SELECT FROM unnest(arrays)`` has one text whatever the count,
-compiled and prepared once, and several of them go as data-modifying CTEs of one statement.
+again and again. ``INSERT ... SELECT FROM unnest(arrays)`` and ``UPDATE ... FROM unnest(arrays)``
+have one text whatever the count, compiled and prepared once, and several of them go as
+data-modifying CTEs of one statement: one round trip where there was one a table. Elsewhere
+(SQLite, in-process) each step is one executemany.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ARRAY, Insert, Table, Update, bindparam, func, insert, select
+from sqlalchemy import ARRAY, Insert, Table, Update, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-# New rows of one table, every row with the same keys.
-NewRows = tuple[Table, Sequence[dict[str, Any]]]
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Added:
+    """New rows of ``table``, every one with the same keys."""
+
+    table: Table
+    rows: Sequence[Row]
+
+    def shape(self) -> tuple[str, Table, str | None, tuple[str, ...]]:
+        return ("added", self.table, None, tuple(self.rows[0]))
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """New values for rows of ``table`` found by their ``key`` column: each row holds the key
+    and the columns to set, every one the same columns."""
+
+    table: Table
+    key: str
+    rows: Sequence[Row]
+
+    def shape(self) -> tuple[str, Table, str | None, tuple[str, ...]]:
+        return ("changed", self.table, self.key, tuple(self.rows[0]))
+
+
+Step = Added | Changed
+Shape = tuple[str, Table, str | None, tuple[str, ...]]
 
 
 def on_postgresql(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-async def insert_rows(session: AsyncSession, *writes: NewRows) -> None:
-    """New rows of several tables, past the unit of work, parents first.
+async def write_rows(session: AsyncSession, *steps: Step) -> None:
+    """Every step, in the order given (parents first), in the caller's transaction.
 
-    On PostgreSQL they go as one statement, one round trip instead of one a table. Foreign keys
-    between them hold: their checks run at the end of the statement. Elsewhere, one executemany
-    a table, in the order given.
+    On PostgreSQL as one statement: foreign keys between its rows hold, as their checks run at
+    the end of the statement, and its steps must not touch the same row twice.
     """
-    writes = tuple((table, rows) for table, rows in writes if rows)
-    if not writes:
+    steps = tuple(step for step in steps if step.rows)
+    if len(steps) > 1 and on_postgresql(session):
+        arrays: dict[str, list[Any]] = {}
+        for n, step in enumerate(steps):
+            arrays.update(_arrays(f"step_{n}", step.rows))
+        await session.execute(_combined(tuple(step.shape() for step in steps)), arrays)
         return
-    if len(writes) == 1 or not on_postgresql(session):
-        for table, rows in writes:
-            await session.execute(insert(table), list(rows))
-        return
-    shape = tuple((table, tuple(rows[0])) for table, rows in writes)
-    arrays: dict[str, list[Any]] = {}
-    for n, (_, rows) in enumerate(writes):
-        arrays.update(column_arrays(f"new_{n}", rows))
-    await session.execute(_combined_insert(shape), arrays)
+    for step in steps:
+        if isinstance(step, Added):
+            await session.execute(insert(step.table), list(step.rows))
+        else:
+            statement, params = _by_key(step.table, step.key, tuple(step.rows[0]))
+            await session.execute(statement, [params(row) for row in step.rows])
 
 
-def column_arrays(prefix: str, rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
-    """The parameters of ``unnested_insert(prefix, ...)``: one list a column."""
+def _arrays(prefix: str, rows: Sequence[Row]) -> dict[str, list[Any]]:
     return {f"{prefix}_{key}": [row[key] for row in rows] for key in rows[0]}
 
 
 @functools.cache
-def unnested_insert(prefix: str, table: Table, keys: tuple[str, ...]) -> Insert:
-    """INSERT INTO table (keys) SELECT * FROM unnest(one array a key) AS prefix(keys);
-    its parameters are ``column_arrays(prefix, rows)``."""
-    arrays = [bindparam(f"{prefix}_{key}", type_=ARRAY(table.c[key].type)) for key in keys]
+def _combined(shapes: tuple[Shape, ...]) -> Insert | Update:
+    *first, last = [_unnested(f"step_{n}", shape) for n, shape in enumerate(shapes)]
+    return last.add_cte(*(statement.cte(f"step_{n}") for n, statement in enumerate(first)))
+
+
+def _unnested(prefix: str, shape: Shape) -> Insert | Update:
+    """``INSERT INTO t (keys) SELECT ... FROM unnest(one array a key) AS prefix(keys)``, or
+    ``UPDATE t SET ... FROM unnest(...) AS prefix(keys) WHERE t.key = prefix.key``."""
+    kind, table, key, keys = shape
+    arrays = [bindparam(f"{prefix}_{k}", type_=ARRAY(table.c[k].type)) for k in keys]
     rows = func.unnest(*arrays).table_valued(*keys).render_derived(name=prefix)
-    return insert(table).from_select(list(keys), select(*(rows.c[key] for key in keys)))
-
-
-def with_statements(last: Insert, *before: Insert | Update) -> Insert:
-    """``last`` carrying ``before`` as data-modifying CTEs: all of them in one statement."""
-    return last.add_cte(*(statement.cte(f"step_{n}") for n, statement in enumerate(before)))
+    if kind == "added":
+        return insert(table).from_select(list(keys), select(*(rows.c[k] for k in keys)))
+    assert key is not None
+    values = {k: rows.c[k] for k in keys if k != key}
+    return update(table).where(table.c[key] == rows.c[key]).values(values)
 
 
 @functools.cache
-def _combined_insert(shape: tuple[tuple[Table, tuple[str, ...]], ...]) -> Insert:
-    *first, last = [unnested_insert(f"new_{n}", t, keys) for n, (t, keys) in enumerate(shape)]
-    return with_statements(last, *first)
+def _by_key(table: Table, key: str, keys: tuple[str, ...]) -> tuple[Update, Callable[[Row], Row]]:
+    """One row's update by its key, for executemany, and the row's parameters for it (a bound
+    parameter may not share its name with a column the statement sets)."""
+    statement = (
+        update(table)
+        .where(table.c[key] == bindparam(f"match_{key}"))
+        .values({k: bindparam(f"set_{k}") for k in keys if k != key})
+    )
+
+    def params(row: Row) -> Row:
+        return {(f"match_{k}" if k == key else f"set_{k}"): row[k] for k in keys}
+
+    return statement, params

@@ -13,11 +13,11 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ARRAY, Insert, bindparam, delete, event, func, insert, select, update
+from sqlalchemy import delete, event, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from alerts.bulk import column_arrays, on_postgresql, unnested_insert, with_statements
+from alerts.bulk import Added, Changed, write_rows
 from alerts.models import AlertsBase, Mailbox, Message
 
 OUTBOX_KEY = "alerts.outbox"
@@ -27,33 +27,6 @@ STAGED_KEY = "alerts.staged"
 # bulk-by-primary-key bookkeeping, which cost more than the round trips.
 MAILBOXES = AlertsBase.metadata.tables["mailboxes"]
 MESSAGES = AlertsBase.metadata.tables["messages"]
-_ADVANCE = (
-    update(MAILBOXES)
-    .where(MAILBOXES.c.user_id == bindparam("mailbox"))
-    .values(last_seq=bindparam("last"))
-)
-# With NULLs rendered, alerts (with a ref) and updates (without) are one statement.
-_STORE = insert(MESSAGES).execution_options(render_nulls=True)
-
-
-def _advance_and_store() -> Insert:
-    """On PostgreSQL, both in one statement: the mailboxes moved to their new last seq from
-    arrays ``advanced_mailbox``/``advanced_last``, the messages unnested from ``stored_*``."""
-    moves = func.unnest(
-        bindparam("advanced_mailbox", type_=ARRAY(MAILBOXES.c.user_id.type)),
-        bindparam("advanced_last", type_=ARRAY(MAILBOXES.c.last_seq.type)),
-    ).table_valued("mailbox", "last")
-    moved = moves.render_derived(name="advanced")
-    advance = (
-        update(MAILBOXES)
-        .where(MAILBOXES.c.user_id == moved.c.mailbox)
-        .values(last_seq=moved.c.last)
-    )
-    keys = ("user_id", "seq", "type", "data", "ref", "batch", "created_at")
-    return with_statements(unnested_insert("stored", MESSAGES, keys), advance)
-
-
-_ADVANCE_AND_STORE = _advance_and_store()
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +149,7 @@ async def enqueue(
     for o in outgoing:
         last[o.user_id] += 1
         envelopes.append(Envelope(o.user_id, last[o.user_id], o.type, o.data, o.ref, batch))
-    advanced = [{"mailbox": u, "last": last[u]} for u in users]
+    advanced = [{"user_id": u, "last_seq": last[u]} for u in users]
     stored = [
         {
             "user_id": e.user_id,
@@ -189,12 +162,7 @@ async def enqueue(
         }
         for e in envelopes
     ]
-    if on_postgresql(session):
-        arrays = column_arrays("advanced", advanced) | column_arrays("stored", stored)
-        await session.execute(_ADVANCE_AND_STORE, arrays)
-    else:
-        await session.execute(_ADVANCE, advanced)
-        await session.execute(_STORE, stored)
+    await write_rows(session, Changed(MAILBOXES, "user_id", advanced), Added(MESSAGES, stored))
     session.info.setdefault(OUTBOX_KEY, []).extend(envelopes)
     return envelopes
 

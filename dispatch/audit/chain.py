@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, event, insert, inspect, select, update
+from sqlalchemy import event, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 
-from alerts.bulk import NewRows
+from alerts.bulk import Added, Changed, Step
 from dispatch.audit.models import EventChainHead
 from dispatch.db import row_values, table_of
 from dispatch.incidents.models import Dispatch, IncidentEvent
@@ -39,11 +39,6 @@ Written = tuple[str, dict[str, Any], datetime, Dispatch | None]
 
 HEADS = table_of(EventChainHead)
 EVENTS = table_of(IncidentEvent)
-_MOVE_HEAD = (
-    update(HEADS)
-    .where(HEADS.c.incident_id == bindparam("head"))
-    .values(seq=bindparam("seq"), hash=bindparam("hash"))
-)
 
 
 def _normal(value: Any) -> Any:
@@ -124,9 +119,9 @@ def _seal_new_events(session: Session, _context: UOWTransaction, _instances: obj
 
 def new_chain_rows(
     session: AsyncSession, events: Sequence[IncidentEvent], dispatches: Sequence[Dispatch] = ()
-) -> list[NewRows]:
+) -> list[Step]:
     """The first events of an incident inserted in this transaction, sealed from genesis, and
-    their head: the rows for the caller to insert with the incident's others (there is no head
+    their head: the rows for the caller to write with the incident's others (there is no head
     to read or lock yet).
 
     The events stay out of the session (they are not flushed again); ``dispatches`` are the
@@ -138,21 +133,20 @@ def new_chain_rows(
     seq, prev = _seal(events, 0, GENESIS)
     _note_written(session, events, dispatches)
     head = {"incident_id": incident_id, "seq": seq, "hash": prev}
-    return [(EVENTS, _event_rows(events)), (HEADS, [head])]
+    return [Added(EVENTS, _event_rows(events)), Added(HEADS, [head])]
 
 
-async def append_events(
+async def appended_rows(
     session: AsyncSession, events: Sequence[IncidentEvent], dispatches: Sequence[Dispatch] = ()
-) -> None:
-    """Events appended to their incidents' chains as bulk statements, past the unit of work.
-
-    The heads they extend are locked in one statement, in incident-id order (as the flush-time
-    sealing takes them), the events sealed here and inserted in one statement, and the heads
-    moved in another. For many events at once (a batch of deliveries) the unit of work's
+) -> list[Step]:
+    """Events appended to their incidents' chains past the unit of work: the heads they extend
+    locked now in one statement, in incident-id order (as the flush-time sealing takes them),
+    the events sealed here; the rows (events, moved and new heads) for the caller to write
+    with its others. For many events at once (a batch of deliveries) the unit of work's
     bookkeeping cost more than the statements. ``dispatches`` as for ``new_chain_rows``.
     """
     if not events:
-        return
+        return []
     by_incident = _by_incident(events)
     locked = await session.execute(
         select(HEADS.c.incident_id, HEADS.c.seq, HEADS.c.hash)
@@ -165,16 +159,14 @@ async def append_events(
     started: list[dict[str, Any]] = []
     for incident_id in sorted(by_incident):
         seq, prev = _seal(by_incident[incident_id], *heads.get(incident_id, (0, GENESIS)))
-        if incident_id in heads:
-            moved.append({"head": incident_id, "seq": seq, "hash": prev})
-        else:
-            started.append({"incident_id": incident_id, "seq": seq, "hash": prev})
-    await session.execute(insert(EVENTS), _event_rows(events))
+        link = {"incident_id": incident_id, "seq": seq, "hash": prev}
+        (moved if incident_id in heads else started).append(link)
     _note_written(session, events, dispatches)
-    if moved:
-        await session.execute(_MOVE_HEAD, moved)
-    if started:
-        await session.execute(insert(HEADS), started)
+    return [
+        Added(EVENTS, _event_rows(events)),
+        Changed(HEADS, "incident_id", moved),
+        Added(HEADS, started),
+    ]
 
 
 def _by_incident(events: Sequence[IncidentEvent]) -> dict[str, list[IncidentEvent]]:

@@ -8,12 +8,12 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
-from alerts.bulk import NewRows, insert_rows
+from alerts.bulk import Added, Changed, Step, write_rows
 from alerts.store import Outgoing
 from dispatch.audit import chain as event_chain
 from dispatch.auth import service as auth
@@ -233,7 +233,7 @@ async def report_incident(
         village_id=await villages.village_at(session, lon, lat),
     )
     # Without a key nothing can conflict: the incident is written with its other rows.
-    writes: list[NewRows] = [(INCIDENTS, [row_values(incident)])]
+    writes: list[Step] = [Added(INCIDENTS, [row_values(incident)])]
     if idempotency_key is not None:
         if not await _insert_once(session, incident):
             return await _replay(session, reporter, idempotency_key), True
@@ -371,21 +371,21 @@ def _record(
 
 async def _insert_report_rows(
     session: AsyncSession,
-    writes: Sequence[NewRows],
+    writes: Sequence[Step],
     chain: Sequence[ChainTier],
     dispatches: Sequence[Dispatch],
     events: Sequence[IncidentEvent],
 ) -> None:
     """A new incident's rows (``writes``: the incident unless already in, its escalation job),
-    chain, dispatches, events and event chain head, inserted together (``insert_rows``): the
+    chain, dispatches, events and event chain head, written together (``write_rows``): the
     unit of work's bookkeeping for some thirty new objects was a quarter of a report's CPU, and
     a round trip a table the most of its wait. The objects stay out of the session; views are
     built from them."""
-    await insert_rows(
+    await write_rows(
         session,
         *writes,
-        (table_of(ChainTier), [row_values(t) for t in chain]),
-        (table_of(Dispatch), [row_values(d) for d in dispatches]),
+        Added(table_of(ChainTier), [row_values(t) for t in chain]),
+        Added(table_of(Dispatch), [row_values(d) for d in dispatches]),
         *event_chain.new_chain_rows(session, events, dispatches),
     )
 
@@ -608,13 +608,6 @@ class Delivery:
     at: datetime
 
 
-_MARK_DELIVERED = (
-    update(table_of(Dispatch))
-    .where(table_of(Dispatch).c.id == bindparam("dispatch"))
-    .values(delivered_at=bindparam("at"))
-)
-
-
 async def record_deliveries(
     session: AsyncSession,
     deliveries: Sequence[Delivery],
@@ -652,10 +645,12 @@ async def record_deliveries(
         d.delivered_at = delivery.at
         facts = {"dispatch_id": d.id}
         events.append(_event(d.incident_id, delivery.at, "delivered", delivery.user_id, facts))
-    await session.execute(
-        _MARK_DELIVERED, [{"dispatch": d.id, "at": d.delivered_at} for d in changed]
+    delivered = [{"id": d.id, "delivered_at": d.delivered_at} for d in changed]
+    await write_rows(
+        session,
+        Changed(dispatches, "id", delivered),
+        *await event_chain.appended_rows(session, events, changed),
     )
-    await event_chain.append_events(session, events, changed)
     await _tell_operators(session, changed, now, coverage)
 
 

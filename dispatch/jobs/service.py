@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alerts.bulk import NewRows
+from alerts.bulk import Added
 from dispatch.db import falls_due, new_id, row_values, table_of
 from dispatch.jobs.models import Job, JobStatus
 
@@ -45,11 +45,11 @@ def schedule(session: AsyncSession, job: Job) -> Job:
     return job
 
 
-def job_rows(session: AsyncSession, job: Job) -> NewRows:
-    """The job as a row for ``insert_rows``, past the unit of work: for the report, whose other
-    rows go in the same statement, so its commit has nothing left to flush."""
+def job_rows(session: AsyncSession, job: Job) -> Added:
+    """The job as a row for ``alerts.bulk.write_rows``, past the unit of work: for the report,
+    whose other rows go in the same statement, so its commit has nothing left to flush."""
     falls_due(session, job.due_at)
-    return table_of(Job), [row_values(job)]
+    return Added(table_of(Job), [row_values(job)])
 
 
 async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Job]:

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from alerts.bulk import insert_rows
+from alerts.bulk import Added, Changed, write_rows
 from alerts.models import Mailbox, Message
 from alerts.store import MAILBOXES, MESSAGES
 from tests.support import World
@@ -33,7 +33,9 @@ async def test_rows_of_several_tables_come_back_as_they_went_in(world: World, co
     boxes = [{"user_id": f"u{n}", "last_seq": n, "acked_seq": 0} for n in range(count)]
     notes = [message(f"u{n}", n + 1, f"d{n}" if n % 2 else None) for n in range(count)]
     async with world.runtime.transaction() as session:
-        await insert_rows(session, (MAILBOXES, boxes), (MESSAGES, notes), (MESSAGES, []))
+        await write_rows(
+            session, Added(MAILBOXES, boxes), Added(MESSAGES, notes), Added(MESSAGES, [])
+        )
 
     async with world.runtime.sessionmaker() as session:
         stored = (await session.scalars(select(Message).order_by(Message.seq))).all()
@@ -49,8 +51,28 @@ async def test_one_bad_row_leaves_no_row_of_any_table(world: World) -> None:
     twice = [message("u1", 1, None), message("u1", 1, "d1")]
     with pytest.raises(IntegrityError):
         async with world.runtime.transaction() as session:
-            await insert_rows(session, (MAILBOXES, boxes), (MESSAGES, twice))
+            await write_rows(session, Added(MAILBOXES, boxes), Added(MESSAGES, twice))
 
     async with world.runtime.sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Mailbox)) == 0
         assert await session.scalar(select(func.count()).select_from(Message)) == 0
+
+
+@pytest.mark.parametrize("count", [1, 5])
+async def test_changed_rows_are_found_by_their_key_and_only_they_change(
+    world: World, count: int
+) -> None:
+    boxes = [{"user_id": f"u{n}", "last_seq": 0, "acked_seq": 0} for n in range(count + 2)]
+    async with world.runtime.transaction() as session:
+        await write_rows(session, Added(MAILBOXES, boxes))
+    moved = [{"user_id": f"u{n}", "last_seq": 10 + n} for n in range(count)]
+    notes = [message(f"u{n}", 10 + n, None) for n in range(count)]
+    async with world.runtime.transaction() as session:
+        await write_rows(session, Changed(MAILBOXES, "user_id", moved), Added(MESSAGES, notes))
+
+    async with world.runtime.sessionmaker() as session:
+        rows = await session.execute(
+            select(Mailbox.user_id, Mailbox.last_seq, Mailbox.acked_seq).order_by(Mailbox.user_id)
+        )
+        assert rows.all() == [(f"u{n}", 10 + n if n < count else 0, 0) for n in range(count + 2)]
+        assert await session.scalar(select(func.count()).select_from(Message)) == count
