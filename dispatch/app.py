@@ -42,6 +42,8 @@ from dispatch.security.middleware import BodyLimit
 from dispatch.teams import service as teams
 from dispatch.teams.coverage import Coverage
 from dispatch.teams.routes import router as teams_router
+from dispatch.villages import service as village_service
+from dispatch.villages.index import Villages
 from dispatch.villages.routes import coverage_router
 from dispatch.villages.routes import router as villages_router
 
@@ -140,9 +142,11 @@ async def start_runtime(settings: Settings, clock: Clock) -> Runtime:
     engine = create_engine(settings.database_url)
     sessionmaker = create_sessionmaker(engine)
     coverage = Coverage()
+    villages = Villages()
     async with sessionmaker() as session:
         coverage.load(await teams.all_teams(session))
-    log.info("coverage index loaded with %d teams", len(coverage))
+        villages.replace(await village_service.load_index(session))
+    log.info("coverage index loaded with %d teams, %d villages", len(coverage), len(villages.index))
     return Runtime(
         settings=settings,
         clock=clock,
@@ -150,6 +154,7 @@ async def start_runtime(settings: Settings, clock: Clock) -> Runtime:
         sessionmaker=sessionmaker,
         hub=Hub(settings.ws_queue_size, clock.now),
         coverage=coverage,
+        villages=villages,
         secret=load_secret(settings),
         passwords=auth.password_hasher(settings.argon2_time_cost, settings.argon2_memory_kib),
         principals=Principals(settings.principal_cache_s),

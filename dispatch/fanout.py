@@ -1,4 +1,5 @@
-"""What the server processes tell each other: new message batches, changed teams and users."""
+"""What the server processes tell each other: new message batches, changed teams, villages
+and users."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from alerts.fanout import Listener
 from dispatch.auth.service import USERS_CHANNEL
 from dispatch.runtime import MESSAGES_CHANNEL, Runtime
 from dispatch.teams import service as teams
+from dispatch.villages import service as villages
+from dispatch.villages.index import VILLAGES_CHANNEL
 
 
 def listen(runtime: Runtime) -> Listener:
@@ -21,6 +24,10 @@ def listen(runtime: Runtime) -> Listener:
         async with runtime.sessionmaker() as session:
             await teams.refresh_coverage(session, runtime.coverage, team_id)
 
+    async def villages_changed(_: str) -> None:
+        async with runtime.sessionmaker() as session:
+            runtime.villages.replace(await villages.load_index(session))
+
     async def user_changed(user_id: str) -> None:
         runtime.principals.drop_user(user_id)
 
@@ -29,10 +36,12 @@ def listen(runtime: Runtime) -> Listener:
         runtime.principals.clear()
         async with runtime.sessionmaker() as session:
             runtime.coverage.load(await teams.all_teams(session))
+            runtime.villages.replace(await villages.load_index(session))
         runtime.hub.nudge_all()
 
     listener.on(MESSAGES_CHANNEL, messages_committed)
     listener.on(teams.TEAMS_CHANNEL, team_changed)
+    listener.on(VILLAGES_CHANNEL, villages_changed)
     listener.on(USERS_CHANNEL, user_changed)
     listener.on_reconnect(reconnected)
     return listener

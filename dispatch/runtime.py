@@ -23,6 +23,7 @@ from dispatch.clock import Clock
 from dispatch.config import Settings
 from dispatch.db import BEFORE_COMMIT_KEY, FALLS_DUE_KEY, AfterCommit
 from dispatch.teams.coverage import Coverage
+from dispatch.villages.index import Villages
 
 MESSAGES_CHANNEL = "dispatch_messages"
 
@@ -35,6 +36,7 @@ class Runtime:
     sessionmaker: async_sessionmaker[AsyncSession]
     hub: Hub
     coverage: Coverage
+    villages: Villages
     secret: str
     passwords: PasswordHasher
     # Who each recently seen bearer token speaks for (DISPATCH_PRINCIPAL_CACHE_S).

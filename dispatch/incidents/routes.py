@@ -65,6 +65,7 @@ async def report_incident(
         reporter=reporter,
         idempotency_key=idempotency_key,
         coverage=runtime.coverage,
+        villages=runtime.villages,
         targets=runtime.settings.chain_targets,
         escalation=service.Escalation(
             runtime.settings.escalation_after_s, runtime.settings.escalation_ring_m

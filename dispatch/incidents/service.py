@@ -52,7 +52,7 @@ from dispatch.schemas import LocationIn, LocationOut
 from dispatch.security import limits
 from dispatch.teams import service as teams
 from dispatch.teams.coverage import Coverage, CoveredBy
-from dispatch.villages import service as villages
+from dispatch.villages.index import Villages
 from geo.geodesy import distance_m
 
 TIERS = (1, 2, 3)
@@ -207,6 +207,7 @@ async def report_incident(
     reporter: auth.Principal,
     idempotency_key: str | None,
     coverage: Coverage,
+    villages: Villages,
     targets: tuple[float, float, float],
     escalation: Escalation,
     now: datetime,
@@ -230,7 +231,7 @@ async def report_incident(
         closed_at=None,
         reported_by=reporter.user_id,
         idempotency_key=idempotency_key,
-        village_id=await villages.village_at(session, lon, lat),
+        village_id=villages.village_at(lon, lat),
     )
     # Without a key nothing can conflict: the incident is written with its other rows.
     writes: list[Step] = [Added(INCIDENTS, [row_values(incident)])]

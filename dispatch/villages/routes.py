@@ -53,6 +53,7 @@ async def import_villages(
         crs=crs,
         now=runtime.clock.now(),
         max_vertices=runtime.settings.max_village_vertices,
+        villages=runtime.villages,
     )
 
 
@@ -67,9 +68,11 @@ async def get_village(village_id: str, session: SessionDep) -> VillageOut:
 
 
 @router.delete("/{village_id}", status_code=204, response_class=Response)
-async def delete_village(village_id: str, session: SessionDep, _: AdminDep) -> Response:
+async def delete_village(
+    village_id: str, runtime: RuntimeDep, session: SessionDep, _: AdminDep
+) -> Response:
     """Its incidents are re-tagged (to an overlapping village, or to none)."""
-    await service.delete_village(session, village_id)
+    await service.delete_village(session, village_id, runtime.villages)
     return Response(status_code=204)
 
 

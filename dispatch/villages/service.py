@@ -11,19 +11,20 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
-import numpy as np
 import shapely
-from shapely.geometry import MultiPolygon, Point, Polygon, mapping, shape
+from shapely.geometry import MultiPolygon, Polygon, mapping, shape
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatch.db import new_id
+from dispatch.db import after_commit, announce, new_id
 from dispatch.errors import InvalidInput, NotFound
 from dispatch.incidents.models import Incident
 from dispatch.rosters.files import FileRejected, Problem
 from dispatch.teams import service as teams
+from dispatch.villages.index import VILLAGES_CHANNEL, VillageIndex, Villages
 from dispatch.villages.models import Village
 from dispatch.villages.schemas import CoverageOut, VillageImportOut, VillageOut
 from geo.areas import DEFAULT_TOLERANCE_M, area_m2, geodesic_circle, polygonal
@@ -61,46 +62,16 @@ async def villages_by_id(session: AsyncSession, ids: Sequence[str]) -> dict[str,
 # ---------------------------------------------------------------- the village of a point
 
 
-async def village_at(session: AsyncSession, lon: float, lat: float) -> str | None:
-    """The id of the village the WGS84 point falls in, or None."""
-    candidates = await session.scalars(
-        select(Village).where(
-            Village.min_lon <= lon,
-            Village.max_lon >= lon,
-            Village.min_lat <= lat,
-            Village.max_lat >= lat,
-        )
-    )
-    point = Point(lon, lat)
-    inside = [v for v in candidates if shape(v.boundary).covers(point)]
-    if not inside:
-        return None
-    return min(inside, key=lambda v: (v.area_m2, v.name)).id
+async def load_index(session: AsyncSession) -> VillageIndex:
+    """Every village, for the index a report tags its incident from."""
+    return VillageIndex(await list_villages(session))
 
 
-class _Locator:
-    """Every village in an STRtree, to tag many points at once."""
-
-    def __init__(self, villages: Sequence[Village]) -> None:
-        self.ids = [v.id for v in villages]
-        order = sorted(range(len(villages)), key=lambda i: (villages[i].area_m2, villages[i].name))
-        self.rank = np.empty(len(villages), dtype=np.int64)
-        self.rank[order] = np.arange(len(villages))
-        self.tree = shapely.STRtree([shape(v.boundary) for v in villages])
-
-    def locate(self, lons: Sequence[float], lats: Sequence[float]) -> list[str | None]:
-        found: list[str | None] = [None] * len(lons)
-        if not self.ids or not lons:
-            return found
-        points = shapely.points(np.asarray(lons), np.asarray(lats))
-        point_idx, village_idx = self.tree.query(points, predicate="intersects")
-        best: dict[int, int] = {}
-        for p, v in zip(point_idx.tolist(), village_idx.tolist(), strict=True):
-            if p not in best or self.rank[v] < self.rank[best[p]]:
-                best[p] = v
-        for p, v in best.items():
-            found[p] = self.ids[v]
-        return found
+def _changed(session: AsyncSession, villages: Villages | None, index: VillageIndex) -> None:
+    """This process tags with ``index`` once the change commits; the others reload theirs."""
+    if villages is not None:
+        after_commit(session, partial(villages.replace, index))
+    announce(session, VILLAGES_CHANNEL, "all")
 
 
 @dataclass(frozen=True)
@@ -117,17 +88,18 @@ def _box(village: Village) -> _Box:
 
 async def _retag(
     session: AsyncSession, touched: set[str], boxes: Sequence[_Box], exclude: str | None = None
-) -> int:
-    """Re-decide the village of every incident that a changed boundary may concern."""
+) -> tuple[int, VillageIndex]:
+    """Re-decide the village of every incident that a changed boundary may concern; returns
+    how many changed and the index of the villages after the change."""
     villages = [v for v in await list_villages(session) if v.id != exclude]
-    locator = _Locator(villages)
+    locator = VillageIndex(villages)
     near = [
         and_(Incident.lon.between(b.min_lon, b.max_lon), Incident.lat.between(b.min_lat, b.max_lat))
         for b in boxes
     ]
     conditions = [*near, Incident.village_id.in_(sorted(touched))] if touched else near
     if not conditions:
-        return 0
+        return 0, locator
     query = select(Incident.id, Incident.lon, Incident.lat, Incident.village_id).where(
         or_(*conditions)
     )
@@ -145,7 +117,7 @@ async def _retag(
             await session.execute(
                 update(Incident).where(Incident.id.in_(batch)).values(village_id=village_id)
             )
-    return sum(len(ids) for ids in changes.values())
+    return sum(len(ids) for ids in changes.values()), locator
 
 
 # ---------------------------------------------------------------- import and delete
@@ -215,7 +187,13 @@ def _feature_name(properties: object) -> str | None:
 
 
 async def import_villages(
-    session: AsyncSession, data: bytes, *, crs: CRS, now: datetime, max_vertices: int
+    session: AsyncSession,
+    data: bytes,
+    *,
+    crs: CRS,
+    now: datetime,
+    max_vertices: int,
+    villages: Villages | None = None,
 ) -> VillageImportOut:
     """Add each feature as a village, or replace the boundary of the village of that name."""
     parsed = parse_feature_collection(data, crs, max_vertices)
@@ -249,14 +227,18 @@ async def import_villages(
         touched.add(village.id)
         boxes.append(_box(village))
     await session.flush()
-    retagged = await _retag(session, touched, boxes)
+    retagged, index = await _retag(session, touched, boxes)
+    _changed(session, villages, index)
     return VillageImportOut(created=created, updated=updated, retagged=retagged)
 
 
-async def delete_village(session: AsyncSession, village_id: str) -> int:
+async def delete_village(
+    session: AsyncSession, village_id: str, villages: Villages | None = None
+) -> int:
     """Remove a village; its incidents fall to an overlapping village or to none."""
     village = await get_village(session, village_id)
-    retagged = await _retag(session, {village.id}, [_box(village)], exclude=village.id)
+    retagged, index = await _retag(session, {village.id}, [_box(village)], exclude=village.id)
+    _changed(session, villages, index)
     await session.flush()
     await session.delete(village)
     await session.flush()

@@ -286,6 +286,32 @@ async def test_two_processes_are_one_system(
     assert [e["data"]["tier"] for e in events if e["type"] == "breached"] == [1, 2, 3]
     await console.close()
 
+    # A village imported on B tags the incidents reported on A.
+    async with (
+        httpx.AsyncClient(base_url=a.base_url) as on_a,
+        httpx.AsyncClient(base_url=b.base_url) as on_b,
+    ):
+        lon, lat = far["lon"], far["lat"]
+        ring = [[lon - 0.01, lat - 0.01], [lon + 0.01, lat - 0.01], [lon, lat + 0.01]]
+        village = {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
+        geojson = {
+            "type": "FeatureCollection",
+            "features": [{"type": "Feature", "properties": {"name": "新村"}, "geometry": village}],
+        }
+        upload = {**town.admin, "content-type": "application/geo+json"}
+        imported = await on_b.post(
+            "/api/v1/villages/import", content=json.dumps(geojson), headers=upload
+        )
+        assert imported.json()["created"] == ["新村"]
+        there = {"location": {"lon": lon, "lat": lat}, "category": "theft"}
+        for _ in range(50):
+            reply = await on_a.post("/api/v1/incidents", json=there, headers=town.operator)
+            if reply.json()["village_id"] is not None:
+                break
+            await asyncio.sleep(0.05)
+        villages = (await on_a.get("/api/v1/villages", headers=town.operator)).json()
+        assert reply.json()["village_id"] == villages[0]["id"]
+
 
 async def test_a_reconnect_storm_after_restart_catches_everyone_up(
     clean_database: str, folder: Path, servers: list[ServerProcess]

@@ -91,12 +91,16 @@ async def test_import_tags_incidents_and_reimport_retags_them(world: World) -> N
     reply = await import_villages(world, collection(feature("上元村", half)))
     assert reply.json()["updated"] == ["上元村"]
     assert (await world.incident(operator, inside["id"]))["village_id"] is None
+    # New reports follow the new boundary at once.
+    assert (await world.report(operator))["village_id"] is None
+    assert (await world.report(operator, WEST + 0.002, LAT - 0.002))["village_id"] == shangyuan
 
     reply = await world.http.delete(
         f"/api/v1/villages/{xiaxian}", headers=(await world.admin()).headers
     )
     assert reply.status_code == 204
     assert (await world.incident(operator, before["id"]))["village_id"] is None
+    assert (await world.report(operator, LON + 0.01, LAT))["village_id"] is None
 
 
 async def test_bad_geojson_is_refused_whole(world: World) -> None:
