@@ -14,8 +14,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ARRAY, Insert, Table, Update, bindparam, func, insert, select, update
+from sqlalchemy import (
+    ARRAY,
+    Insert,
+    Table,
+    Update,
+    bindparam,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 Row = dict[str, Any]
 
@@ -71,6 +83,28 @@ async def write_rows(session: AsyncSession, *steps: Step) -> None:
         else:
             statement, params = _by_key(step.table, step.key, tuple(step.rows[0]))
             await session.execute(statement, [params(row) for row in step.rows])
+
+
+LATER_KEY = "alerts.bulk.later"
+
+
+def write_later(session: AsyncSession, step: Step) -> None:
+    """Write ``step`` with the transaction's last statement, just before it commits (the
+    owner of the transaction calls ``take_later``): one round trip fewer for rows nothing in
+    the transaction reads back, such as an audit row or a counter already locked."""
+    session.info.setdefault(LATER_KEY, []).append(step)
+
+
+def take_later(session: AsyncSession) -> list[Step]:
+    steps: list[Step] = session.info.pop(LATER_KEY, [])
+    return steps
+
+
+@event.listens_for(Session, "before_commit")
+def _nothing_left_for_later(session: Session) -> None:
+    # Committing without the steps kept for the last statement would lose them.
+    if session.info.get(LATER_KEY):
+        raise RuntimeError("rows were kept for the last statement but never written")
 
 
 def _arrays(prefix: str, rows: Sequence[Row]) -> dict[str, list[Any]]:

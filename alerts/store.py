@@ -17,7 +17,7 @@ from sqlalchemy import delete, event, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from alerts.bulk import Added, Changed, write_rows
+from alerts.bulk import Added, Changed, Step, take_later, write_rows
 from alerts.models import AlertsBase, Mailbox, Message
 
 OUTBOX_KEY = "alerts.outbox"
@@ -106,7 +106,9 @@ async def write_staged(session: AsyncSession) -> None:
     if staged is None:
         return
     outgoing = [o for group, _, _ in staged.groups for o in group]
-    envelopes = await enqueue(session, outgoing, now=staged.groups[0][1], batch=staged.batch)
+    envelopes = await enqueue(
+        session, outgoing, now=staged.groups[0][1], batch=staged.batch, also=take_later(session)
+    )
     start = 0
     for group, _, then in staged.groups:
         if then is not None:
@@ -128,6 +130,7 @@ async def enqueue(
     *,
     now: datetime,
     batch: str | None = None,
+    also: Sequence[Step] = (),
 ) -> list[Envelope]:
     """Give each message the next seq of its user's mailbox and store it.
 
@@ -162,7 +165,9 @@ async def enqueue(
         }
         for e in envelopes
     ]
-    await write_rows(session, Changed(MAILBOXES, "user_id", advanced), Added(MESSAGES, stored))
+    await write_rows(
+        session, *also, Changed(MAILBOXES, "user_id", advanced), Added(MESSAGES, stored)
+    )
     session.info.setdefault(OUTBOX_KEY, []).extend(envelopes)
     return envelopes
 

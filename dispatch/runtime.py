@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from alerts import store as mailboxes
 from alerts.acks import AckRecorder
+from alerts.bulk import take_later, write_rows
 from alerts.fanout import Listener, notify
 from alerts.hub import Hub
 from dispatch.auth.cache import Principals
@@ -59,7 +60,9 @@ class Runtime:
                 for action in session.info.pop(BEFORE_COMMIT_KEY, []):
                     await action()
                 # Last of all: the mailboxes every report locks are held for the commit alone.
+                # The rows kept for the last statement go with the staged messages, or alone.
                 await mailboxes.write_staged(session)
+                await write_rows(session, *take_later(session))
                 await session.commit()
             except BaseException:
                 await session.rollback()

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from alerts.bulk import Added, write_later
 from dispatch.audit.models import AuditEntry
 from dispatch.db import row_values, table_of
 
@@ -76,11 +77,12 @@ def record(session: AsyncSession, row: AuditEntry) -> AuditEntry:
     return row
 
 
-async def write(session: AsyncSession, row: AuditEntry) -> None:
-    """Write the row at once as one insert, past the unit of work: every change made through
-    the API writes one, and the flush of a single object cost more than the insert."""
+def write(session: AsyncSession, row: AuditEntry) -> None:
+    """Write the row past the unit of work with the transaction's last statement: every change
+    made through the API writes one, the flush of a single object cost more than the insert,
+    and the insert a round trip of its own."""
     values = row_values(row, leave_out=frozenset({"id"}))
-    await session.execute(insert(table_of(AuditEntry)), [values])
+    write_later(session, Added(table_of(AuditEntry), [values]))
 
 
 def _without_secrets(value: Any) -> Any:

@@ -47,7 +47,7 @@ async def audit_trail(
         route=route.path,
         data=data,
     )
-    await service.write(session, row)
+    service.write(session, row)
     # Whatever the handler left unflushed is written now, before the unit of work's last
     # writes (the rows every request shares) are taken at commit.
     await session.flush()

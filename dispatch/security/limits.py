@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatch.db import Base, dialect_name
+from alerts.bulk import Changed, write_later
+from dispatch.db import Base, dialect_name, table_of
 from dispatch.errors import RateLimited
 from dispatch.security.models import Backoff, RateBucket
 
@@ -68,12 +69,9 @@ async def take(session: AsyncSession, key: str, rate: Rate, now: datetime, what:
             f"try again in {wait:.0f} s",
             retry_after_s=wait,
         )
-    await session.execute(
-        update(RateBucket)
-        .where(RateBucket.key == key)
-        .values(tokens=tokens - 1, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    # The row stays locked until the commit: its new value goes with the last statement.
+    spent = {"key": key, "tokens": tokens - 1, "updated_at": now}
+    write_later(session, Changed(table_of(RateBucket), "key", [spent]))
 
 
 class FrameBudget:

@@ -78,17 +78,20 @@ async def test_the_mailboxes_and_the_rate_bucket_are_the_last_rows_a_report_writ
     connection = statements[start][0]
     report = [s for c, s in statements[start:] if c == connection]
     end = report.index("INSERT messages")
-    # Everything else comes first; then the reporter's bucket, then the mailboxes every
-    # report locks (the board's among them, made by this first message), held only for the
-    # commit that follows.
-    assert report[end - 5 : end + 1] == [
+    # Everything else comes first; then the reporter's bucket is locked, then the mailboxes
+    # every report locks (the board's among them, made by this first message); the last write
+    # (one statement on PostgreSQL) carries the request's audit row, the bucket's new count and
+    # the messages, and the commit follows.
+    assert report[end - 6 : end + 1] == [
         "SELECT rate_buckets",
-        "UPDATE rate_buckets",
         "SELECT mailboxes",
         "INSERT mailboxes",
+        "INSERT audit_log",
+        "UPDATE rate_buckets",
         "UPDATE mailboxes",
         "INSERT messages",
     ]
+    assert report[end + 1 :] == []
 
 
 def statements_of(world: World) -> tuple[list[str], Any]:

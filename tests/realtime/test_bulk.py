@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from alerts.bulk import Added, Changed, write_rows
+from alerts.bulk import Added, Changed, write_later, write_rows
 from alerts.models import Mailbox, Message
 from alerts.store import MAILBOXES, MESSAGES
 from tests.support import World
@@ -76,3 +76,19 @@ async def test_changed_rows_are_found_by_their_key_and_only_they_change(
         )
         assert rows.all() == [(f"u{n}", 10 + n if n < count else 0, 0) for n in range(count + 2)]
         assert await session.scalar(select(func.count()).select_from(Message)) == count
+
+
+async def test_rows_kept_for_the_last_statement_go_with_it_or_refuse_the_commit(
+    world: World,
+) -> None:
+    async with world.runtime.transaction() as session:
+        write_later(session, Added(MAILBOXES, [{"user_id": "u1", "last_seq": 0, "acked_seq": 0}]))
+    async with world.runtime.sessionmaker() as session:
+        assert (await session.get(Mailbox, "u1")) is not None
+
+        write_later(session, Changed(MAILBOXES, "user_id", [{"user_id": "u1", "last_seq": 9}]))
+        with pytest.raises(RuntimeError, match="never written"):
+            await session.commit()
+        await session.rollback()
+        box = await session.get(Mailbox, "u1", populate_existing=True)
+        assert box is not None and box.last_seq == 0
