@@ -20,7 +20,7 @@ import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,14 +28,14 @@ from sqlalchemy.orm import Session, UOWTransaction
 
 from alerts.bulk import Added, Changed, Step
 from dispatch.audit.models import EventChainHead
-from dispatch.db import row_values, table_of
-from dispatch.incidents.models import Dispatch, IncidentEvent
+from dispatch.db import table_of
+from dispatch.incidents.models import AnyDispatch, AnyEvent, EventRecord, IncidentEvent
 
 GENESIS = "0" * 64
 # Events written as bulk inserts, past the unit of work, for those who count events on commit:
 # (type, data, at, the dispatch it is about or None).
 WRITTEN_KEY = "audit.written_events"
-Written = tuple[str, dict[str, Any], datetime, Dispatch | None]
+Written = tuple[str, dict[str, Any], datetime, AnyDispatch | None]
 
 HEADS = table_of(EventChainHead)
 EVENTS = table_of(IncidentEvent)
@@ -82,7 +82,7 @@ def link(prev_hash: str, body: bytes) -> str:
     return hashlib.sha256(prev_hash.encode() + b"\n" + body).hexdigest()
 
 
-def event_hash(e: IncidentEvent, prev_hash: str) -> str:
+def event_hash(e: AnyEvent, prev_hash: str) -> str:
     return link(prev_hash, canonical(e.incident_id, e.seq, e.at, e.type, e.actor_id, e.data))
 
 
@@ -118,7 +118,7 @@ def _seal_new_events(session: Session, _context: UOWTransaction, _instances: obj
 
 
 def new_chain_rows(
-    session: AsyncSession, events: Sequence[IncidentEvent], dispatches: Sequence[Dispatch] = ()
+    session: AsyncSession, events: Sequence[EventRecord], dispatches: Sequence[AnyDispatch] = ()
 ) -> list[Step]:
     """The first events of an incident inserted in this transaction, sealed from genesis, and
     their head: the rows for the caller to write with the incident's others (there is no head
@@ -137,7 +137,7 @@ def new_chain_rows(
 
 
 async def appended_rows(
-    session: AsyncSession, events: Sequence[IncidentEvent], dispatches: Sequence[Dispatch] = ()
+    session: AsyncSession, events: Sequence[EventRecord], dispatches: Sequence[AnyDispatch] = ()
 ) -> list[Step]:
     """Events appended to their incidents' chains past the unit of work: the heads they extend
     locked now in one statement, in incident-id order (as the flush-time sealing takes them),
@@ -169,14 +169,17 @@ async def appended_rows(
     ]
 
 
-def _by_incident(events: Sequence[IncidentEvent]) -> dict[str, list[IncidentEvent]]:
-    by_incident: dict[str, list[IncidentEvent]] = {}
+Event = TypeVar("Event", IncidentEvent, EventRecord)
+
+
+def _by_incident(events: Sequence[Event]) -> dict[str, list[Event]]:
+    by_incident: dict[str, list[Event]] = {}
     for e in events:
         by_incident.setdefault(e.incident_id, []).append(e)
     return by_incident
 
 
-def _seal(events: Sequence[IncidentEvent], seq: int, prev: str) -> tuple[int, str]:
+def _seal(events: Sequence[AnyEvent], seq: int, prev: str) -> tuple[int, str]:
     """Chain ``events`` (of one incident) after the link ``seq``/``prev``; return the last."""
     for e in events:
         seq += 1
@@ -185,12 +188,12 @@ def _seal(events: Sequence[IncidentEvent], seq: int, prev: str) -> tuple[int, st
     return seq, prev
 
 
-def _event_rows(events: Sequence[IncidentEvent]) -> list[dict[str, Any]]:
-    return [row_values(e, leave_out=frozenset({"id"})) for e in events]
+def _event_rows(events: Sequence[EventRecord]) -> list[dict[str, Any]]:
+    return [e.values() for e in events]
 
 
 def _note_written(
-    session: AsyncSession, events: Sequence[IncidentEvent], dispatches: Sequence[Dispatch]
+    session: AsyncSession, events: Sequence[EventRecord], dispatches: Sequence[AnyDispatch]
 ) -> None:
     """Note sealed events written past the unit of work, for the counters read on commit."""
     by_id = {d.id: d for d in dispatches}

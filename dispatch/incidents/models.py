@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -101,6 +102,39 @@ class Dispatch(Base):
     arrival_device_time: Mapped[datetime | None]
 
 
+@dataclass
+class DispatchRecord:
+    """A dispatch row as plain values, for rows no session tracks: a new report's dispatches
+    and a batch of deliveries, written as bulk statements. Building the mapped object cost
+    ~20 µs a row (its instrumented attributes), an eighth of a delivery batch's CPU."""
+
+    id: str
+    incident_id: str
+    team_id: str
+    tier: int
+    ring: int
+    distance_m: float
+    alerted_at: datetime
+    delivered_at: datetime | None = None
+    shown_at: datetime | None = None
+    accepted_at: datetime | None = None
+    arrived_at: datetime | None = None
+    arrival_source: str | None = None
+    arrival_lon: float | None = None
+    arrival_lat: float | None = None
+    arrival_distance_m: float | None = None
+    arrival_accuracy_m: float | None = None
+    arrival_device_time: datetime | None = None
+
+    def values(self) -> dict[str, Any]:
+        """The row's column values, for an insert."""
+        return dict(vars(self))
+
+
+# Either form of a dispatch, for what only reads its values (views, event facts, counters).
+AnyDispatch = Dispatch | DispatchRecord
+
+
 class IncidentEvent(Base):
     """The append-only record of everything that happened to an incident.
 
@@ -121,6 +155,30 @@ class IncidentEvent(Base):
     seq: Mapped[int]
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+@dataclass
+class EventRecord:
+    """An event row as plain values, for the bulk appends (a new report's events, a batch of
+    deliveries): sealed into the chain by ``dispatch.audit.chain`` and inserted as rows. The
+    database numbers its ``id``."""
+
+    incident_id: str
+    at: datetime
+    type: str
+    actor_id: str | None
+    data: dict[str, Any]
+    seq: int = 0
+    prev_hash: str = ""
+    hash: str = ""
+
+    def values(self) -> dict[str, Any]:
+        """The row's column values, for an insert."""
+        return dict(vars(self))
+
+
+# Either form of an event, for what only reads or seals it.
+AnyEvent = IncidentEvent | EventRecord
 
 
 # Seals every new event into its incident's hash chain as it is flushed, whoever adds it; at

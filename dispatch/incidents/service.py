@@ -28,10 +28,13 @@ from dispatch.db import (
 )
 from dispatch.errors import Conflict, Forbidden, NotFound
 from dispatch.incidents.models import (
+    AnyDispatch,
     ArrivalSource,
     Category,
     ChainTier,
     Dispatch,
+    DispatchRecord,
+    EventRecord,
     Incident,
     IncidentEvent,
     IncidentStatus,
@@ -57,6 +60,7 @@ from geo.geodesy import distance_m
 
 TIERS = (1, 2, 3)
 INCIDENTS = table_of(Incident)
+DISPATCHES = table_of(Dispatch)
 
 
 # ---------------------------------------------------------------- reading
@@ -143,7 +147,7 @@ async def _views(session: AsyncSession, incidents: Sequence[Incident]) -> list[I
 def incident_view(
     incident: Incident,
     chain: Iterable[ChainTier],
-    dispatches: Iterable[Dispatch],
+    dispatches: Iterable[AnyDispatch],
     team_names: dict[str, str],
     skipped: Iterable[SkippedTeamOut] = (),
 ) -> IncidentOut:
@@ -163,7 +167,7 @@ def incident_view(
     )
 
 
-def dispatch_view(d: Dispatch, team_name: str) -> DispatchOut:
+def dispatch_view(d: AnyDispatch, team_name: str) -> DispatchOut:
     arrival = (
         LocationOut(lon=d.arrival_lon, lat=d.arrival_lat)
         if d.arrival_lon is not None and d.arrival_lat is not None
@@ -248,7 +252,7 @@ async def report_incident(
     rosters.record_skips(session, incident.id, skipped, now)
     events += [_event(incident.id, now, "skipped", None, skip.model_dump()) for skip in skipped]
     events += [_event(incident.id, now, "dispatched", None, _dispatch_facts(d)) for d in dispatches]
-    ring: list[Dispatch] = []
+    ring: list[DispatchRecord] = []
     reason = "no tier-1 zone covers the incident"
     tier1_covers = any(h.tier == 1 for h in hits)
     if tier1_covers:
@@ -327,8 +331,8 @@ def _new_chain(
 
 def _new_dispatch(
     incident: Incident, hit: CoveredBy, alerted_at: datetime, ring: int = 0
-) -> Dispatch:
-    return Dispatch(
+) -> DispatchRecord:
+    return DispatchRecord(
         id=new_id(),
         incident_id=incident.id,
         team_id=hit.team_id,
@@ -336,27 +340,18 @@ def _new_dispatch(
         ring=ring,
         distance_m=round(hit.distance_m, 3),
         alerted_at=alerted_at,
-        delivered_at=None,
-        shown_at=None,
-        accepted_at=None,
-        arrived_at=None,
-        arrival_source=None,
-        arrival_lon=None,
-        arrival_lat=None,
-        arrival_distance_m=None,
-        arrival_accuracy_m=None,
-        arrival_device_time=None,
     )
 
 
-def _dispatch_facts(d: Dispatch) -> dict[str, Any]:
+def _dispatch_facts(d: AnyDispatch) -> dict[str, Any]:
     return {"dispatch_id": d.id, "team_id": d.team_id, "tier": d.tier, "distance_m": d.distance_m}
 
 
 def _event(
     incident_id: str, at: datetime, kind: str, actor_id: str | None, data: dict[str, Any]
-) -> IncidentEvent:
-    return IncidentEvent(incident_id=incident_id, at=at, type=kind, actor_id=actor_id, data=data)
+) -> EventRecord:
+    """An event for the bulk appends (``audit.chain.new_chain_rows``, ``appended_rows``)."""
+    return EventRecord(incident_id, at, kind, actor_id, data)
 
 
 def _record(
@@ -367,15 +362,17 @@ def _record(
     actor_id: str | None,
     data: dict[str, Any],
 ) -> None:
-    session.add(_event(incident_id, at, kind, actor_id, data))
+    session.add(
+        IncidentEvent(incident_id=incident_id, at=at, type=kind, actor_id=actor_id, data=data)
+    )
 
 
 async def _insert_report_rows(
     session: AsyncSession,
     writes: Sequence[Step],
     chain: Sequence[ChainTier],
-    dispatches: Sequence[Dispatch],
-    events: Sequence[IncidentEvent],
+    dispatches: Sequence[DispatchRecord],
+    events: Sequence[EventRecord],
 ) -> None:
     """A new incident's rows (``writes``: the incident unless already in, its escalation job),
     chain, dispatches, events and event chain head, written together (``write_rows``): the
@@ -386,7 +383,7 @@ async def _insert_report_rows(
         session,
         *writes,
         Added(table_of(ChainTier), [row_values(t) for t in chain]),
-        Added(table_of(Dispatch), [row_values(d) for d in dispatches]),
+        Added(DISPATCHES, [d.values() for d in dispatches]),
         *event_chain.new_chain_rows(session, events, dispatches),
     )
 
@@ -494,7 +491,11 @@ async def _escalate(
         await session.scalars(select(Dispatch.team_id).where(Dispatch.incident_id == incident.id))
     )
     added, events = await _add_ring(session, incident, due_at, now, coverage, ring_m, reason, known)
-    session.add_all([*added, *events])
+    await write_rows(
+        session,
+        Added(DISPATCHES, [d.values() for d in added]),
+        *await event_chain.appended_rows(session, events, added),
+    )
     if added:
         await session.execute(
             update(ChainTier)
@@ -519,7 +520,7 @@ async def _add_ring(
     ring_m: float,
     reason: str,
     known: set[str],
-) -> tuple[list[Dispatch], list[IncidentEvent]]:
+) -> tuple[list[DispatchRecord], list[EventRecord]]:
     """The dispatches of the tier-1 teams on duty within ``ring_m`` that are not among
     ``known``, and their events; the caller stores them."""
     ring = [
@@ -628,7 +629,7 @@ async def record_deliveries(
         first.setdefault(delivery.dispatch_id, delivery)
     if not first:
         return
-    dispatches = table_of(Dispatch)
+    dispatches = DISPATCHES
     rows = await session.execute(
         select(dispatches)
         .where(dispatches.c.id.in_(sorted(first)), dispatches.c.delivered_at.is_(None))
@@ -637,10 +638,10 @@ async def record_deliveries(
         .with_for_update(key_share=True)
     )
     # Plain objects for the views, never added to the session.
-    changed = [Dispatch(**row) for row in rows.mappings()]
+    changed = [DispatchRecord(**row) for row in rows.mappings()]
     if not changed:
         return
-    events: list[IncidentEvent] = []
+    events: list[EventRecord] = []
     for d in changed:
         delivery = first[d.id]
         d.delivered_at = delivery.at
@@ -657,7 +658,7 @@ async def record_deliveries(
 
 async def _tell_operators(
     session: AsyncSession,
-    changed: Sequence[Dispatch],
+    changed: Sequence[AnyDispatch],
     now: datetime,
     coverage: Coverage | None = None,
 ) -> None:

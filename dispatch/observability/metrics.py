@@ -32,7 +32,7 @@ from sqlalchemy.orm.util import identity_key
 
 from alerts.store import OUTBOX_KEY, Envelope
 from dispatch.audit.chain import WRITTEN_KEY, Written
-from dispatch.incidents.models import Dispatch, IncidentEvent
+from dispatch.incidents.models import AnyDispatch, Dispatch, IncidentEvent
 from dispatch.notifiers.models import NotificationAttempt
 from dispatch.reachability.models import TestAlert
 from dispatch.runtime import Runtime
@@ -207,7 +207,7 @@ class Metrics:
                 self.test_alerts.inc()
 
     def _count_event(
-        self, kind: str, data: dict[str, Any], at: datetime, dispatch: Dispatch | None
+        self, kind: str, data: dict[str, Any], at: datetime, dispatch: AnyDispatch | None
     ) -> None:
         tier = str(data.get("tier", dispatch.tier if dispatch is not None else ""))
         if kind == "reported":
