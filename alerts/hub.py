@@ -112,6 +112,8 @@ class Hub:
         self._clock = clock
         # When each user last opened or closed a socket here (given a clock).
         self.last_seen: dict[str, datetime] = {}
+        # Users who opened or closed a socket since the last take_changed().
+        self._changed: set[str] = set()
 
     def subscribe(self, user_id: str, label: str = "", mailbox: str | None = None) -> Subscription:
         subscription = Subscription(user_id, label, self.queue_size, self.stats, mailbox)
@@ -145,8 +147,19 @@ class Hub:
                 subscription.offer(None)
 
     def _seen(self, user_id: str) -> None:
+        self._changed.add(user_id)
         if self._clock is not None:
             self.last_seen[user_id] = self._clock()
+
+    def take_changed(self) -> set[str]:
+        """Who opened or closed a socket since the last call: whoever watches presence looks
+        at those instead of every connected user (thousands, twice a second)."""
+        changed, self._changed = self._changed, set()
+        return changed
+
+    def mark_changed(self, user_ids: Iterable[str]) -> None:
+        """Hand users back to the next ``take_changed`` (their change could not be recorded)."""
+        self._changed.update(user_ids)
 
     def connected_users(self) -> set[str]:
         return set(self._sockets_of)

@@ -42,22 +42,28 @@ class PresenceTracker:
     async def sync(self, beat: bool = False) -> None:
         hub = self.runtime.hub
         now = self.runtime.clock.now()
-        current = hub.connected_users()
-        seen = dict(hub.last_seen)
-        changes = [service.Change(u, True, seen.get(u, now)) for u in current - self.known]
+        # Only users whose sockets came or went since the last look can have changed.
+        changed = hub.take_changed()
+        connected = {u for u in changed if hub.is_connected(u)}
+        seen = {u: hub.last_seen[u] for u in changed if u in hub.last_seen}
+        changes = [service.Change(u, True, seen.get(u, now)) for u in connected - self.known]
         # Closed since the last look, including a socket that opened and closed in between.
         changes += [
             service.Change(u, False, at)
             for u, at in seen.items()
-            if u not in current and (u in self.known or self.written.get(u) != at)
+            if u not in connected and (u in self.known or self.written.get(u) != at)
         ]
         if not (changes or beat):
             return
-        async with self.runtime.transaction() as session:
-            await service.record_presence(session, self.instance, changes)
-            if beat:
-                await service.heartbeat(session, self.instance, now)
-        self.known = current
+        try:
+            async with self.runtime.transaction() as session:
+                await service.record_presence(session, self.instance, changes)
+                if beat:
+                    await service.heartbeat(session, self.instance, now)
+        except BaseException:
+            hub.mark_changed(changed)
+            raise
+        self.known = (self.known - changed) | connected
         self.written.update(seen)
 
     async def stop(self) -> None:

@@ -10,12 +10,13 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy import func, select
 
+from alerts.hub import Hub
 from dispatch.reachability.models import Presence
 from tests.conftest import RunningServer, free_port
 from tests.support import Account, World
@@ -235,3 +236,20 @@ async def test_a_leader_on_a_killed_process_stops_counting_after_three_heartbeat
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+async def test_presence_looks_only_at_who_came_or_went_since_its_last_look() -> None:
+    # Twice a second the presence rows are brought up to date; with thousands of idle sockets
+    # connected, comparing every one of them each time cost more than the changes.
+    hub = Hub(clock=lambda: datetime(2026, 11, 29, 8, 0, tzinfo=UTC))
+    first, second = hub.subscribe("leader-1"), hub.subscribe("leader-2")
+    assert hub.take_changed() == {"leader-1", "leader-2"}
+    assert hub.take_changed() == set()
+    hub.unsubscribe(first)
+    again = hub.subscribe("leader-2")
+    assert hub.take_changed() == {"leader-1", "leader-2"}
+    # A look that could not be recorded hands its users back to the next one.
+    hub.mark_changed({"leader-1"})
+    hub.unsubscribe(again)
+    assert hub.take_changed() == {"leader-1", "leader-2"}
+    assert hub.connected_users() == {"leader-2"} and second.user_id == "leader-2"
