@@ -4,6 +4,7 @@ at its commit leaves nothing behind."""
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from typing import Any
 
 import pytest
@@ -12,7 +13,13 @@ from sqlalchemy.orm import Session
 
 from alerts import store as mailboxes
 from alerts.models import Mailbox, Message
-from dispatch.incidents.models import Dispatch, Incident, IncidentEvent
+from dispatch.incidents.models import (
+    Dispatch,
+    DispatchRecord,
+    EventRecord,
+    Incident,
+    IncidentEvent,
+)
 from tests.support import QINGXI, World
 
 
@@ -175,3 +182,10 @@ async def test_a_report_leaves_nothing_for_the_unit_of_work_to_flush(world: Worl
         headers=(await world.admin()).headers,
     )
     assert [row["target_id"] for row in audit.json()["items"]] == [incident["id"]]
+
+
+def test_the_plain_records_hold_every_column_of_their_tables() -> None:
+    # A column added to a table and not to its record would be left NULL by the bulk writes.
+    assert [f.name for f in fields(DispatchRecord)] == [c.key for c in Dispatch.__table__.columns]
+    columns = [c.key for c in IncidentEvent.__table__.columns if c.key != "id"]
+    assert sorted(f.name for f in fields(EventRecord)) == sorted(columns)
