@@ -18,14 +18,7 @@ from alerts.store import Outgoing
 from dispatch.audit import chain as event_chain
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
-from dispatch.db import (
-    before_commit,
-    dialect_name,
-    falls_due,
-    new_id,
-    row_values,
-    table_of,
-)
+from dispatch.db import before_commit, dialect_name, falls_due, new_id, row_values, table_of
 from dispatch.errors import Conflict, Forbidden, NotFound
 from dispatch.incidents.models import (
     AnyDispatch,
