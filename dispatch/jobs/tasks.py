@@ -62,6 +62,8 @@ class Timer:
         self._wake = asyncio.Event()
         # What the timer sleeps towards; None while it is firing.
         self._sleeping_until: datetime | None = None
+        # The earliest time noted while it was firing, to sleep no later than.
+        self._noted: datetime | None = None
         runtime.wake_timers.append(self.wake)
 
     def wake(self, due: datetime | None = None) -> None:
@@ -69,19 +71,27 @@ class Timer:
         wake anyway. Every report stores deadlines a minute or more ahead, and re-reading the
         tables after each one cost as much again as the report."""
         until = self._sleeping_until
-        if due is None or until is None or due < until:
+        if due is not None and until is None:
+            # Firing: whether or not its look at the tables saw this, the sleep that follows
+            # ends by then. Waking at once instead would fire again for every report that
+            # arrived meanwhile, and under a stream of reports the timer never slept.
+            self._noted = due if self._noted is None else min(self._noted, due)
+        elif due is None or until is None or due < until:
             self._wake.set()
 
     async def run(self) -> None:
         while True:
             self._wake.clear()
-            self._sleeping_until = None
+            self._sleeping_until, self._noted = None, None
             try:
                 next_due = await self.fire_due()
             except Exception:
                 # The database may be briefly unreachable; what is due waits in its rows.
                 log.exception("timer could not fire what is due")
                 next_due = None
+            noted = self._noted
+            if noted is not None:
+                next_due = noted if next_due is None else min(next_due, noted)
             self._sleeping_until = self._until(next_due)
             await self._runtime.clock.sleep_until(self._sleeping_until, self._wake)
 

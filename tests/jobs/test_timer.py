@@ -69,3 +69,57 @@ async def test_a_later_deadline_does_not_wake_the_timer_and_an_earlier_one_does(
     finally:
         task.cancel()
         runtime.wake_timers.remove(timer.wake)
+
+
+class ReportedWhileFiring(Scheduled):
+    """Work whose every look coincides with a report storing a deadline at ``reported``."""
+
+    def __init__(self, due: datetime, reported: timedelta) -> None:
+        super().__init__(due)
+        self.reported = reported
+
+    async def fire_due(self, runtime: Runtime) -> None:
+        await super().fire_due(runtime)
+        runtime.wake(runtime.clock.now() + self.reported)
+        await asyncio.sleep(0)
+
+
+async def test_reports_arriving_while_the_timer_fires_do_not_make_it_fire_again(
+    world: World,
+) -> None:
+    runtime = world.runtime
+    clock = world.clock
+    runtime.settings.timer_poll_s = 3600
+    work = ReportedWhileFiring(clock.now() + timedelta(seconds=60), timedelta(seconds=61))
+    timer = Timer(runtime, [work])
+    task = asyncio.create_task(timer.run())
+    try:
+        # Each look saw a report arrive; a later deadline than the next one is no reason to
+        # look again at once (under a stream of reports the timer used to never sleep).
+        assert await settled(work) == 1
+        assert await settled(work) == 1
+    finally:
+        task.cancel()
+        runtime.wake_timers.remove(timer.wake)
+
+
+async def test_an_earlier_deadline_noted_while_firing_ends_the_next_sleep_in_time(
+    world: World,
+) -> None:
+    runtime = world.runtime
+    clock = world.clock
+    runtime.settings.timer_poll_s = 3600
+    # The work's own rows say nothing is due for an hour, but a report made during the look
+    # stored a deadline 10 s ahead, which that look may not have seen.
+    work = ReportedWhileFiring(clock.now() + timedelta(seconds=3600), timedelta(seconds=10))
+    timer = Timer(runtime, [work])
+    task = asyncio.create_task(timer.run())
+    try:
+        assert await settled(work) == 1
+        clock.advance(9)
+        assert await settled(work) == 1
+        clock.advance(2)
+        assert await settled(work) == 2
+    finally:
+        task.cancel()
+        runtime.wake_timers.remove(timer.wake)
