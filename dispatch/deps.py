@@ -15,7 +15,9 @@ from dispatch.errors import Forbidden, Unauthorized
 from dispatch.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: FastAPI runs a plain function dependency in its thread pool, a thread hop on
+    # every request for one attribute read.
     runtime: Runtime = request.app.state.runtime
     return runtime
 
