@@ -396,11 +396,12 @@ async def _send_alerts(
     """
     leaders = await auth.leaders_by_team(session, [d.team_id for d in alerted])
     incident_json = view.model_dump(mode="json")
+    copies = _LeaderCopies(incident_json)
     outgoing = [
         Outgoing(
             leader,
             "alert",
-            {"incident": incident_json, "dispatch": d.model_dump(mode="json")},
+            {"incident": copies.of(d.team_id), "dispatch": copies.dispatch(d.id)},
             ref=d.id,
         )
         for d in alerted
@@ -556,13 +557,37 @@ async def _send_escalation(
     await _send(session, [Outgoing(auth.BOARD_MAILBOX, "escalation", body)], now, new=new)
 
 
-async def _audience(session: AsyncSession, incident_id: str) -> list[str]:
-    """Who follows an incident: the operators' board and every leader of a dispatched team."""
+class _LeaderCopies:
+    """Leaders' copies of an incident, one per team: the chain whole, of the dispatches only
+    their team's, no off-duty teams. The rest is the console's; carrying all of it to every
+    leader stored the whole incident once per recipient (~7 KB each with 10 dispatches) and
+    was the most of what a report wrote."""
+
+    def __init__(self, incident_json: dict[str, Any]) -> None:
+        self._incident = incident_json
+        self._copies: dict[str, dict[str, Any]] = {}
+
+    def of(self, team_id: str) -> dict[str, Any]:
+        copy = self._copies.get(team_id)
+        if copy is None:
+            own = [d for d in self._incident["dispatches"] if d["team_id"] == team_id]
+            copy = self._copies[team_id] = {**self._incident, "dispatches": own, "skipped": []}
+        return copy
+
+    def dispatch(self, dispatch_id: str) -> dict[str, Any]:
+        return next(d for d in self._incident["dispatches"] if d["id"] == dispatch_id)
+
+
+async def _audience(session: AsyncSession, incident_id: str) -> dict[str, str | None]:
+    """Who follows an incident: the operators' board (None) and every leader of a dispatched
+    team (their team)."""
     team_ids = await session.scalars(
         select(Dispatch.team_id).where(Dispatch.incident_id == incident_id).distinct()
     )
     leaders = await auth.leaders_by_team(session, list(team_ids))
-    return sorted({auth.BOARD_MAILBOX, *(u for ids in leaders.values() for u in ids)})
+    audience: dict[str, str | None] = {auth.BOARD_MAILBOX: None}
+    audience.update((user, team) for team, users in leaders.items() for user in users)
+    return audience
 
 
 async def _announce(
@@ -571,22 +596,31 @@ async def _announce(
     now: datetime,
     *,
     breached: Sequence[ChainTier] = (),
-    audience: Sequence[str] | None = None,
+    audience: dict[str, str | None] | None = None,
 ) -> IncidentOut:
     """Tell operators and the incident's leaders what changed: the new state, and breaches."""
     if audience is None:
         audience = await _audience(session, incident_id)
     # Lock the mailboxes before reading the state: a transaction that takes a later seq then
     # reads after every earlier one committed, so a later message never shows an older state.
-    await mailboxes.lock(session, audience)
+    await mailboxes.lock(session, list(audience))
     view = (await _views(session, [await _load_incident(session, incident_id)]))[0]
     incident_json = view.model_dump(mode="json")
+    copies = _LeaderCopies(incident_json)
+    followers = [
+        (user, incident_json if team is None else copies.of(team))
+        for user, team in sorted(audience.items())
+    ]
     outgoing: list[Outgoing] = []
     for tier in breached:
         tier_json = ChainTierOut.model_validate(tier).model_dump(mode="json")
-        body = {"incident_id": incident_id, "tier": tier_json, "incident": incident_json}
-        outgoing += [Outgoing(u, "chain.breached", body) for u in audience]
-    outgoing += [Outgoing(u, "incident.updated", incident_json) for u in audience]
+        outgoing += [
+            Outgoing(
+                u, "chain.breached", {"incident_id": incident_id, "tier": tier_json, "incident": i}
+            )
+            for u, i in followers
+        ]
+    outgoing += [Outgoing(u, "incident.updated", i) for u, i in followers]
     await mailboxes.enqueue(session, outgoing, now=now)
     return view
 

@@ -114,3 +114,53 @@ async def test_unknown_ids_are_404(world: World) -> None:
         reply = await world.http.request(method, path, headers=operator.headers)
         assert reply.status_code == 404, (path, reply.text)
         assert reply.json()["error"] == "not_found"
+
+
+async def test_a_leader_is_sent_their_own_teams_dispatch_and_the_board_the_whole_incident(
+    world: World,
+) -> None:
+    fixed = await world.team("fixed_post")
+    mobile = await world.team("mobile", *near(400, 180))
+    patrol = await world.team("patrol", *near(2000, 90), radius_m=3000)
+    guard, rider, police = (
+        await world.leader(fixed),
+        await world.leader(mobile),
+        await world.leader(patrol),
+    )
+    operator = await world.operator()
+    board, phone, car = (
+        await world.connect(operator),
+        await world.connect(guard),
+        await world.connect(police),
+    )
+
+    incident = await world.report(operator)
+
+    # The console sees every team; a phone only what its leader acts on, with the whole chain.
+    whole = (await board.next_of("incident.updated"))["data"]
+    assert {d["team_id"] for d in whole["dispatches"]} == {fixed["id"], mobile["id"], patrol["id"]}
+    alert = (await phone.next_of("alert"))["data"]
+    own = next(d for d in incident["dispatches"] if d["team_id"] == fixed["id"])
+    assert alert["dispatch"] == own
+    assert alert["incident"]["dispatches"] == [own]
+    assert alert["incident"]["chain"] == incident["chain"]
+    assert alert["incident"] == {**incident, "dispatches": [own], "skipped": []}
+
+    # The same on every later update: the police accepting changes nothing on the guard's copy
+    # but the news, and the police's own copy shows the acceptance.
+    police_dispatch = next(d for d in incident["dispatches"] if d["team_id"] == patrol["id"])
+    await car.next_of("alert")
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{police_dispatch['id']}/accept", headers=police.headers
+    )
+    assert reply.status_code == 200, reply.text
+    guard_copy = (await phone.next_of("incident.updated"))["data"]
+    assert [d["team_id"] for d in guard_copy["dispatches"]] == [fixed["id"]]
+    police_copy = (await car.next_of("incident.updated"))["data"]
+    assert [d["accepted_at"] is not None for d in police_copy["dispatches"]] == [True]
+    board_copy = (await board.next_of("incident.updated"))["data"]
+    assert len(board_copy["dispatches"]) == 3
+    # Over HTTP a leader still reads the whole incident.
+    assert len((await world.incident(rider, incident["id"]))["dispatches"]) == 3
+    for socket in (board, phone, car):
+        await socket.close()
