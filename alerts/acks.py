@@ -4,13 +4,13 @@ Every delivered message is acknowledged by its recipient, so at city scale ackno
 the most frequent write of all: a report covered by fifteen leaders brings fifteen of them
 within a second. Recording each in its own transactions made them queue behind each other and
 in front of new reports. Here a socket only hands its acknowledgement over (``submit``); one
-task per process records whatever has gathered in one pair of transactions, and while those run
+task per process records whatever has gathered in one transaction, and while that runs
 the next acknowledgements gather. A quiet server records each at once; a busy one records many
 per commit. The time of each acknowledgement is taken when it arrives, not when it is written.
 
 A batch that cannot be written (the database briefly away) is kept and tried again: the
-acknowledged mark moves forward only after what the acknowledged messages referred to is
-recorded, and recording is idempotent, so a crash in between loses nothing either.
+acknowledged marks move in the same transaction as what the acknowledged messages referred to,
+and recording is idempotent, so a crash loses nothing either.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alerts.store import MAILBOXES, MESSAGES
+from alerts.store import MAILBOXES, MESSAGES, move_marks, write_marks
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +53,10 @@ Pending = dict[str, list[tuple[int, datetime]]]
 class AckRecorder:
     """Gathers acknowledgements and records them, many per commit.
 
-    ``record`` is the application's part (what an acknowledged reference means); it runs in the
-    first transaction, the acknowledged marks move in the second. Keeping them apart keeps lock
-    order simple: the first locks what ``record`` locks, the second only mailbox rows, in
-    user-id order.
+    ``record`` is the application's part (what an acknowledged reference means). It runs in
+    the same transaction as the move of the acknowledged marks, so a mark never passes what is
+    not recorded. Lock order stays that of every other writer: what ``record`` locks first,
+    mailbox rows last and all together in user-id order (``alerts.store.move_marks``).
     """
 
     def __init__(
@@ -101,12 +101,12 @@ class AckRecorder:
     async def _write(self, batch: Pending) -> None:
         async with self._transaction() as session:
             acked = await acknowledged_refs(session, batch)
+            # The marks move in the same transaction as what they prove: with the mailboxes
+            # ``record`` writes to when it does (one lock in user-id order, one last write).
+            move_marks(session, {user: max(s for s, _ in acks) for user, acks in batch.items()})
             if acked:
                 await self._record(session, acked)
-        async with self._transaction() as session:
-            await mark_acked(
-                session, {user: max(s for s, _ in acks) for user, acks in batch.items()}
-            )
+            await write_marks(session)
 
 
 async def acknowledged_refs(session: AsyncSession, batch: Pending) -> list[Acked]:
@@ -141,21 +141,3 @@ def _first_covering(acks: list[tuple[int, datetime]], seq: int) -> datetime:
     """When the message ``seq`` was first acknowledged: by the earliest ack of seq or later
     (the batch's highest ack covers every message read for it)."""
     return min(at for s, at in acks if s >= seq)
-
-
-async def mark_acked(session: AsyncSession, marks: dict[str, int]) -> None:
-    """Move each user's acknowledged mark forward (never back), in user-id order."""
-    if not marks:
-        return
-    mailboxes = MAILBOXES.c
-    # Core, not ORM: one statement executed for many users.
-    await session.execute(
-        update(MAILBOXES)
-        .where(
-            mailboxes.user_id == bindparam("uid"),
-            mailboxes.acked_seq < bindparam("seq"),
-            mailboxes.last_seq >= bindparam("seq"),
-        )
-        .values(acked_seq=bindparam("seq")),
-        [{"uid": user, "seq": marks[user]} for user in sorted(marks)],
-    )

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, event, func, insert, select
+from sqlalchemy import bindparam, delete, event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,7 @@ from alerts.models import AlertsBase, Mailbox, Message
 
 OUTBOX_KEY = "alerts.outbox"
 STAGED_KEY = "alerts.staged"
+MARKS_KEY = "alerts.marks"
 
 # The tables themselves, for the writes every alert makes: Core statements skip the ORM's
 # bulk-by-primary-key bookkeeping, which cost more than the round trips.
@@ -139,8 +140,10 @@ async def enqueue(
     """
     if not outgoing:
         return []
+    marks: dict[str, int] = session.info.pop(MARKS_KEY, {})
     users = sorted({o.user_id for o in outgoing})
-    last = await lock(session, users)
+    locked = await _lock(session, sorted({*users, *marks}))
+    last = {user: seq for user, (seq, _) in locked.items()}
     missing = [u for u in users if u not in last]
     if missing:
         await session.execute(
@@ -152,7 +155,6 @@ async def enqueue(
     for o in outgoing:
         last[o.user_id] += 1
         envelopes.append(Envelope(o.user_id, last[o.user_id], o.type, o.data, o.ref, batch))
-    advanced = [{"user_id": u, "last_seq": last[u]} for u in users]
     stored = [
         {
             "user_id": e.user_id,
@@ -165,23 +167,75 @@ async def enqueue(
         }
         for e in envelopes
     ]
+    changed = [
+        {"user_id": u, "last_seq": last[u], "acked_seq": _moved(locked.get(u), marks.get(u))}
+        for u in sorted({*users, *(m for m in marks if m in locked)})
+    ]
     await write_rows(
-        session, *also, Changed(MAILBOXES, "user_id", advanced), Added(MESSAGES, stored)
+        session, *also, Changed(MAILBOXES, "user_id", changed), Added(MESSAGES, stored)
     )
     session.info.setdefault(OUTBOX_KEY, []).extend(envelopes)
     return envelopes
 
 
+def _moved(locked: tuple[int, int] | None, mark: int | None) -> int:
+    """A mailbox's acknowledged seq once ``mark`` is applied: forward only, and never past the
+    messages it had before this transaction."""
+    last, acked = locked or (0, 0)
+    return mark if mark is not None and acked < mark <= last else acked
+
+
+def move_marks(session: AsyncSession, marks: dict[str, int]) -> None:
+    """Move these users' acknowledged marks (``mark_acked``) in this transaction: with the
+    next ``enqueue``, whose lock takes their mailboxes in the same user-id order as its own
+    and whose last statement writes them, or else at ``write_marks``."""
+    pending: dict[str, int] = session.info.setdefault(MARKS_KEY, {})
+    for user, seq in marks.items():
+        pending[user] = max(seq, pending.get(user, 0))
+
+
+async def write_marks(session: AsyncSession) -> None:
+    """The marks of ``move_marks`` that no ``enqueue`` took."""
+    marks: dict[str, int] | None = session.info.pop(MARKS_KEY, None)
+    if marks:
+        await mark_acked(session, marks)
+
+
+async def mark_acked(session: AsyncSession, marks: dict[str, int]) -> None:
+    """Move each user's acknowledged mark forward (never back, never past their last
+    message), in user-id order."""
+    if not marks:
+        return
+    mailboxes = MAILBOXES.c
+    # Core, not ORM: one statement executed for many users.
+    await session.execute(
+        update(MAILBOXES)
+        .where(
+            mailboxes.user_id == bindparam("uid"),
+            mailboxes.acked_seq < bindparam("seq"),
+            mailboxes.last_seq >= bindparam("seq"),
+        )
+        .values(acked_seq=bindparam("seq")),
+        [{"uid": user, "seq": marks[user]} for user in sorted(marks)],
+    )
+
+
 async def lock(session: AsyncSession, user_ids: Sequence[str]) -> dict[str, int]:
     """Lock these users' mailboxes (in user-id order, so transactions never deadlock) until
     the transaction ends; returns each existing mailbox's last seq."""
+    return {user: last for user, (last, _) in (await _lock(session, user_ids)).items()}
+
+
+async def _lock(session: AsyncSession, user_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """``lock``, returning each existing mailbox's last and acknowledged seq."""
+    mailboxes = MAILBOXES.c
     rows = await session.execute(
-        select(Mailbox.user_id, Mailbox.last_seq)
-        .where(Mailbox.user_id.in_(sorted(set(user_ids))))
-        .order_by(Mailbox.user_id)
+        select(mailboxes.user_id, mailboxes.last_seq, mailboxes.acked_seq)
+        .where(mailboxes.user_id.in_(sorted(set(user_ids))))
+        .order_by(mailboxes.user_id)
         .with_for_update(key_share=True)
     )
-    return {user_id: seq for user_id, seq in rows.all()}
+    return {user_id: (last, acked) for user_id, last, acked in rows.all()}
 
 
 def pending_batches(session: AsyncSession) -> list[str]:

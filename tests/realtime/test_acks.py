@@ -70,7 +70,7 @@ async def acked_marks(world: World, users: Sequence[str]) -> dict[str, int]:
         return {user: seq for user, seq in rows.all()}
 
 
-async def test_acks_gathered_together_are_written_in_two_commits_each_with_its_own_time(
+async def test_acks_gathered_together_are_written_in_one_commit_each_with_its_own_time(
     world: World,
 ) -> None:
     leaders, incident = await covered_by_three(world)
@@ -83,9 +83,7 @@ async def test_acks_gathered_together_are_written_in_two_commits_each_with_its_o
         acks.submit(leader.id, 1, world.clock.now())
     assert await acks.flush()
 
-    assert transactions.count == 2, (
-        "the deliveries in one transaction, the acknowledged marks in another"
-    )
+    assert transactions.count == 1, "the deliveries and the acknowledged marks in one"
     assert await delivered(world, incident["id"]) == arrived
     assert await acked_marks(world, [a.id for a in leaders]) == {a.id: 1 for a in leaders}
 
@@ -176,7 +174,7 @@ async def test_acks_that_come_within_the_gathering_window_are_written_as_one_bat
         with contextlib.suppress(asyncio.CancelledError):
             await running
 
-    assert transactions.count == 2, "one batch: the deliveries, then the acknowledged marks"
+    assert transactions.count == 1, "one batch: the deliveries with the acknowledged marks"
     assert await delivered(world, incident["id"]) == arrived
 
 
@@ -207,3 +205,23 @@ async def test_deliveries_of_several_incidents_in_one_batch_extend_each_event_ch
             assert head is not None and (head.seq, head.hash) == (events[-1].seq, events[-1].hash)
         verdict = await chain.verify(session)
     assert verdict.broken is None and verdict.events > 0
+
+
+async def test_a_mark_moves_only_forward_and_never_past_the_last_message_on_both_paths(
+    world: World,
+) -> None:
+    leaders, _ = await covered_by_three(world)
+    first, second, third = leaders
+    acks = recorder(world)
+    # The alerts (seq 1) delivered: the marks ride the board's write. An ack of seq 5 covers
+    # the alert but cannot move the mark past the last message there is.
+    acks.submit(first.id, 1, world.clock.now())
+    acks.submit(second.id, 5, world.clock.now())
+    assert await acks.flush()
+    assert await acked_marks(world, [first.id, second.id]) == {first.id: 1, second.id: 0}
+
+    # Nothing left to record (seq 1 is delivered already): the marks move on their own.
+    acks.submit(first.id, 0, world.clock.now())
+    acks.submit(third.id, 1, world.clock.now())
+    assert await acks.flush()
+    assert await acked_marks(world, [first.id, third.id]) == {first.id: 1, third.id: 1}
