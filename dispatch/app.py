@@ -36,6 +36,8 @@ from dispatch.pages.routes import router as pages_router
 from dispatch.realtime import record_acknowledged, websocket_endpoint
 from dispatch.realtime import router as realtime_router
 from dispatch.reports.routes import router as reports_router
+from dispatch.rosters import service as rosters
+from dispatch.rosters.book import Duties, DutyBook
 from dispatch.rosters.routes import router as rosters_router
 from dispatch.runtime import Runtime, load_secret
 from dispatch.security.middleware import BodyLimit
@@ -146,6 +148,13 @@ async def start_runtime(settings: Settings, clock: Clock) -> Runtime:
     async with sessionmaker() as session:
         coverage.load(await teams.all_teams(session))
         villages.replace(await village_service.load_index(session))
+
+    async def load_duties() -> Duties:
+        async with sessionmaker() as session:
+            return await rosters.load_duties(session)
+
+    duty = DutyBook(load_duties)
+    await duty.load()
     log.info("coverage index loaded with %d teams, %d villages", len(coverage), len(villages.index))
     return Runtime(
         settings=settings,
@@ -155,6 +164,7 @@ async def start_runtime(settings: Settings, clock: Clock) -> Runtime:
         hub=Hub(settings.ws_queue_size, clock.now),
         coverage=coverage,
         villages=villages,
+        duty=duty,
         secret=load_secret(settings),
         passwords=auth.password_hasher(settings.argon2_time_cost, settings.argon2_memory_kib),
         principals=Principals(settings.principal_cache_s),

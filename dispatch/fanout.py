@@ -1,11 +1,12 @@
-"""What the server processes tell each other: new message batches, changed teams, villages
-and users."""
+"""What the server processes tell each other: new message batches, changed teams, villages,
+duty schedules and users."""
 
 from __future__ import annotations
 
 from alerts import store as mailboxes
 from alerts.fanout import Listener
 from dispatch.auth.service import USERS_CHANNEL
+from dispatch.rosters.book import DUTY_CHANNEL
 from dispatch.runtime import MESSAGES_CHANNEL, Runtime
 from dispatch.teams import service as teams
 from dispatch.villages import service as villages
@@ -28,6 +29,9 @@ def listen(runtime: Runtime) -> Listener:
         async with runtime.sessionmaker() as session:
             runtime.villages.replace(await villages.load_index(session))
 
+    async def duty_changed(_: str) -> None:
+        runtime.duty.changed()
+
     async def user_changed(user_id: str) -> None:
         runtime.principals.drop_user(user_id)
 
@@ -37,11 +41,13 @@ def listen(runtime: Runtime) -> Listener:
         async with runtime.sessionmaker() as session:
             runtime.coverage.load(await teams.all_teams(session))
             runtime.villages.replace(await villages.load_index(session))
+        runtime.duty.changed()
         runtime.hub.nudge_all()
 
     listener.on(MESSAGES_CHANNEL, messages_committed)
     listener.on(teams.TEAMS_CHANNEL, team_changed)
     listener.on(VILLAGES_CHANNEL, villages_changed)
+    listener.on(DUTY_CHANNEL, duty_changed)
     listener.on(USERS_CHANNEL, user_changed)
     listener.on_reconnect(reconnected)
     return listener

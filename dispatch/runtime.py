@@ -23,6 +23,7 @@ from dispatch.auth.cache import Principals
 from dispatch.clock import Clock
 from dispatch.config import Settings
 from dispatch.db import BEFORE_COMMIT_KEY, FALLS_DUE_KEY, AfterCommit
+from dispatch.rosters.book import DutyBook
 from dispatch.teams.coverage import Coverage
 from dispatch.villages.index import Villages
 
@@ -38,6 +39,8 @@ class Runtime:
     hub: Hub
     coverage: Coverage
     villages: Villages
+    # Duty schedules and unit sizes, for the reports' on-duty check.
+    duty: DutyBook
     secret: str
     passwords: PasswordHasher
     # Who each recently seen bearer token speaks for (DISPATCH_PRINCIPAL_CACHE_S).

@@ -72,6 +72,7 @@ async def report_incident(
         ),
         now=runtime.clock.now(),
         rate=rate,
+        duty=runtime.duty,
     )
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"

@@ -44,6 +44,7 @@ from dispatch.incidents.schemas import (
 from dispatch.jobs import service as jobs
 from dispatch.notifiers import service as notifiers
 from dispatch.rosters import service as rosters
+from dispatch.rosters.book import DutyBook
 from dispatch.schemas import LocationIn, LocationOut
 from dispatch.security import limits
 from dispatch.teams import service as teams
@@ -209,6 +210,7 @@ async def report_incident(
     escalation: Escalation,
     now: datetime,
     rate: limits.Rate | None = None,
+    duty: DutyBook | None = None,
 ) -> tuple[IncidentOut, bool]:
     """Store the incident, its chain, its dispatches and their alerts in one transaction.
 
@@ -237,7 +239,7 @@ async def report_incident(
             return await _replay(session, reporter, idempotency_key), True
         writes = []
     hits = coverage.covering(lon, lat)
-    hits, skipped = await rosters.split_on_duty(session, hits, now)
+    hits, skipped = await rosters.split_on_duty(session, hits, now, duty)
     chain = _new_chain(incident, hits, targets)
     falls_due(session, min(tier.deadline for tier in chain))
     dispatches = [_new_dispatch(incident, hit, now) for hit in hits]
@@ -256,7 +258,7 @@ async def report_incident(
     else:
         known = {h.team_id for h in hits}
         ring, ring_events = await _add_ring(
-            session, incident, now, now, coverage, escalation.ring_m, reason, known
+            session, incident, now, now, coverage, escalation.ring_m, reason, known, duty
         )
         events += ring_events
         chain[0].covered = chain[0].covered or bool(ring)
@@ -514,6 +516,7 @@ async def _add_ring(
     ring_m: float,
     reason: str,
     known: set[str],
+    duty: DutyBook | None = None,
 ) -> tuple[list[DispatchRecord], list[EventRecord]]:
     """The dispatches of the tier-1 teams on duty within ``ring_m`` that are not among
     ``known``, and their events; the caller stores them."""
@@ -523,7 +526,7 @@ async def _add_ring(
         if h.team_id not in known
     ]
     # A team off duty is not alerted by the wider ring either.
-    ring, _ = await rosters.split_on_duty(session, ring, now)
+    ring, _ = await rosters.split_on_duty(session, ring, now, duty)
     added = [_new_dispatch(incident, hit, now, ring=1) for hit in ring]
     facts = {
         "reason": reason,

@@ -69,7 +69,7 @@ async def import_roster(
     """Replace the members of every team named in the file (column 队伍名称). Headers follow
     the plan's attachments 2-5: 序号、队伍名称、单元、姓名、职务、联系电话、身份证号码、所在单位."""
     data = await read_capped(request, runtime.settings.max_upload_bytes)
-    return await service.import_roster(session, kind, data, runtime.clock.now())
+    return await service.import_roster(session, kind, data, runtime.clock.now(), runtime.duty)
 
 
 @router.get("/export", response_class=Response, responses=_FILE)
@@ -110,13 +110,15 @@ async def list_members(
 async def create_member(
     data: MemberCreate, runtime: RuntimeDep, session: SessionDep, _: AdminDep
 ) -> MemberOut:
-    member = await service.create_member(session, data, runtime.clock.now())
+    member = await service.create_member(session, data, runtime.clock.now(), runtime.duty)
     return service.member_out(member, reveal=True)
 
 
 @router.delete("/members/{member_id}", status_code=204, response_class=Response)
-async def delete_member(member_id: str, session: SessionDep, _: AdminDep) -> Response:
-    await service.delete_member(session, member_id)
+async def delete_member(
+    member_id: str, runtime: RuntimeDep, session: SessionDep, _: AdminDep
+) -> Response:
+    await service.delete_member(session, member_id, runtime.duty)
     return Response(status_code=204)
 
 
@@ -142,7 +144,7 @@ async def set_duty(
     """Duty hours (Asia/Shanghai) and unit rotation of a mobile team. Outside them, or when the
     unit on turn has nobody on the roster, the team is skipped at dispatch."""
     now = runtime.clock.now()
-    schedule = await service.set_schedule(session, team_id, body, now)
+    schedule = await service.set_schedule(session, team_id, body, now, runtime.duty)
     return await service.duty_out(session, schedule, now)
 
 
@@ -162,7 +164,9 @@ async def get_duty(
 
 
 @router.delete("/duty/{team_id}", status_code=204, response_class=Response)
-async def delete_duty(team_id: str, session: SessionDep, _: AdminDep) -> Response:
+async def delete_duty(
+    team_id: str, runtime: RuntimeDep, session: SessionDep, _: AdminDep
+) -> Response:
     """Without a schedule the team serves round the clock."""
-    await service.delete_schedule(session, team_id)
+    await service.delete_schedule(session, team_id, runtime.duty)
     return Response(status_code=204)

@@ -14,10 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role, User
-from dispatch.db import new_id
+from dispatch.db import after_commit, announce, new_id
 from dispatch.errors import Conflict, Forbidden, InvalidInput, NotFound
 from dispatch.incidents.schemas import SkippedTeamOut
 from dispatch.rosters import duty
+from dispatch.rosters.book import DUTY_CHANNEL, Duties, DutyBook, TeamDuty
 from dispatch.rosters.files import (
     CSV_TYPE,
     XLSX_TYPE,
@@ -276,7 +277,9 @@ async def list_members(
     return list(await session.scalars(query))
 
 
-async def create_member(session: AsyncSession, data: MemberCreate, now: datetime) -> RosterMember:
+async def create_member(
+    session: AsyncSession, data: MemberCreate, now: datetime, book: DutyBook | None = None
+) -> RosterMember:
     values = {
         "group_name": data.group_name,
         "name": data.name,
@@ -305,6 +308,7 @@ async def create_member(session: AsyncSession, data: MemberCreate, now: datetime
     member = _new_member(row, now)
     session.add(member)
     await session.flush()
+    _duty_changed(session, book)
     return member
 
 
@@ -326,9 +330,12 @@ def _new_member(row: _Row, now: datetime) -> RosterMember:
     )
 
 
-async def delete_member(session: AsyncSession, member_id: str) -> None:
+async def delete_member(
+    session: AsyncSession, member_id: str, book: DutyBook | None = None
+) -> None:
     await session.delete(await get_member(session, member_id))
     await session.flush()
+    _duty_changed(session, book)
 
 
 async def link_account(
@@ -469,7 +476,11 @@ def _parse_rows(kind: RosterKind, table: Table, names: _TeamNames) -> list[_Row]
 
 
 async def import_roster(
-    session: AsyncSession, kind: RosterKind, data: bytes, now: datetime
+    session: AsyncSession,
+    kind: RosterKind,
+    data: bytes,
+    now: datetime,
+    book: DutyBook | None = None,
 ) -> ImportOut:
     """Replace the members of every team the file names; other teams are left alone.
 
@@ -508,6 +519,7 @@ async def import_roster(
     if removed:
         await session.execute(delete(RosterMember).where(RosterMember.id.in_(removed)))
     await session.flush()
+    _duty_changed(session, book)
     return ImportOut(
         kind=kind,
         format=table.format,
@@ -654,7 +666,11 @@ async def get_schedule(session: AsyncSession, team_id: str) -> DutySchedule:
 
 
 async def set_schedule(
-    session: AsyncSession, team_id: str, data: DutyIn, now: datetime
+    session: AsyncSession,
+    team_id: str,
+    data: DutyIn,
+    now: datetime,
+    book: DutyBook | None = None,
 ) -> DutySchedule:
     team = await teams.get_team(session, team_id)
     if team.kind != TeamKind.MOBILE.value:
@@ -670,12 +686,16 @@ async def set_schedule(
     schedule.rotation_weeks, schedule.rotation_start = data.rotation_weeks, data.rotation_start
     schedule.units, schedule.updated_at = list(data.units), now
     await session.flush()
+    _duty_changed(session, book)
     return schedule
 
 
-async def delete_schedule(session: AsyncSession, team_id: str) -> None:
+async def delete_schedule(
+    session: AsyncSession, team_id: str, book: DutyBook | None = None
+) -> None:
     await session.delete(await get_schedule(session, team_id))
     await session.flush()
+    _duty_changed(session, book)
 
 
 async def duty_out(session: AsyncSession, schedule: DutySchedule, at: datetime) -> DutyOut:
@@ -696,37 +716,57 @@ async def duty_out(session: AsyncSession, schedule: DutySchedule, at: datetime) 
     )
 
 
+async def load_duties(session: AsyncSession, team_ids: Sequence[str] | None = None) -> Duties:
+    """The duty of every team with a schedule (of ``team_ids``, or of all): two queries."""
+    query = select(DutySchedule)
+    if team_ids is not None:
+        query = query.where(DutySchedule.team_id.in_(list(team_ids)))
+    schedules = list(await session.scalars(query))
+    if not schedules:
+        return {}
+    sizes = await _unit_sizes(session, [s.team_id for s in schedules if s.units])
+    return {s.team_id: TeamDuty(_rotation(s), sizes.get(s.team_id, {})) for s in schedules}
+
+
+def _duty_changed(session: AsyncSession, book: DutyBook | None) -> None:
+    """This process reloads its book once the change commits; the others reload theirs."""
+    if book is not None:
+        after_commit(session, book.changed)
+    announce(session, DUTY_CHANNEL, "all")
+
+
 async def split_on_duty(
-    session: AsyncSession, hits: Sequence[CoveredBy], now: datetime
+    session: AsyncSession,
+    hits: Sequence[CoveredBy],
+    now: datetime,
+    book: DutyBook | None = None,
 ) -> tuple[list[CoveredBy], list[SkippedTeamOut]]:
     """The covering teams on duty at ``now``, and the others with the reason they are skipped.
 
-    A team without a duty schedule is always on duty. Two small queries, only for teams that
-    have a schedule.
+    A team without a duty schedule is always on duty. From the ``book`` when it is current,
+    else two small queries.
     """
     if not hits:
         return [], []
-    schedules = {
-        s.team_id: s
-        for s in await session.scalars(
-            select(DutySchedule).where(DutySchedule.team_id.in_([h.team_id for h in hits]))
-        )
-    }
-    if not schedules:
+    duties = book.current() if book is not None else None
+    if duties is None:
+        duties = await load_duties(session, [h.team_id for h in hits])
+    if not duties:
         return list(hits), []
-    sizes = await _unit_sizes(session, [t for t, s in schedules.items() if s.units])
     kept: list[CoveredBy] = []
     off: list[tuple[CoveredBy, duty.DutyState]] = []
     for hit in hits:
-        schedule = schedules.get(hit.team_id)
-        if schedule is None:
+        team_duty = duties.get(hit.team_id)
+        if team_duty is None:
             kept.append(hit)
             continue
-        state = duty.duty_state(_rotation(schedule), sizes.get(hit.team_id, {}), now)
+        state = duty.duty_state(team_duty.rotation, team_duty.unit_sizes, now)
         if state.on_duty:
             kept.append(hit)
         else:
             off.append((hit, state))
+    if not off:
+        return kept, []
     names = {
         t.id: t.name
         for t in (await teams.teams_by_id(session, [h.team_id for h, _ in off])).values()

@@ -16,6 +16,7 @@ import pytest
 from pyproj import Geod
 from websockets.exceptions import ConnectionClosed
 
+from dispatch.schemas import DISPLAY_TZ
 from tests.processes import ServerProcess, cli, server_env
 from tests.support import QINGXI, Socket, get_token, open_socket
 
@@ -311,6 +312,29 @@ async def test_two_processes_are_one_system(
             await asyncio.sleep(0.05)
         villages = (await on_a.get("/api/v1/villages", headers=town.operator)).json()
         assert reply.json()["village_id"] == villages[0]["id"]
+
+        # A duty schedule set on B skips its team in the reports made on A: A's duty book
+        # reloads on B's announcement. The team is off duty now (its hours begin in 2 h).
+        spot = at(9000, 135)
+        mobile = {"name": "机动队", "kind": "mobile", "location": spot}
+        team_id = (await on_b.post("/api/v1/teams", json=mobile, headers=town.admin)).json()["id"]
+        local = datetime.now(DISPLAY_TZ)
+        hours = {
+            "start": (local + timedelta(hours=2)).strftime("%H:%M"),
+            "end": (local + timedelta(hours=3)).strftime("%H:%M"),
+            "rotation_start": local.date().isoformat(),
+            "units": [],
+        }
+        duty = await on_b.put(f"/api/v1/rosters/duty/{team_id}", json=hours, headers=town.admin)
+        assert duty.is_success, duty.text
+        there = {"location": spot, "category": "theft"}
+        for _ in range(20):
+            reply = await on_a.post("/api/v1/incidents", json=there, headers=town.operator)
+            if reply.json()["skipped"]:
+                break
+            await asyncio.sleep(0.1)
+        assert [s["team_id"] for s in reply.json()["skipped"]] == [team_id]
+        assert reply.json()["dispatches"] == []
 
 
 async def test_a_reconnect_storm_after_restart_catches_everyone_up(

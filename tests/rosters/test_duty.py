@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 from pyproj import Geod
+from sqlalchemy import event
 
+from dispatch.rosters.book import Duties
 from dispatch.rosters.duty import Rotation, duty_state, shift_date
 from dispatch.schemas import DISPLAY_TZ
 from tests.support import QINGXI, Account, World
@@ -227,3 +229,69 @@ async def test_duty_schedules_are_checked(world: World) -> None:
     assert reply.status_code == 204
     reply = await world.http.get(f"/api/v1/rosters/duty/{mobile['id']}", headers=admin.headers)
     assert reply.status_code == 404
+
+
+async def book_of(world: World) -> Duties:
+    """The process's duty book once it has loaded the latest change."""
+    for _ in range(200):
+        duties = world.runtime.duty.current()
+        if duties is not None:
+            return duties
+        await asyncio.sleep(0.01)
+    raise AssertionError("the duty book never reloaded")
+
+
+async def test_the_duty_book_follows_every_schedule_and_roster_change(world: World) -> None:
+    mobile = await world.team("mobile")
+    admin = await world.admin()
+    assert mobile["id"] not in await book_of(world)
+
+    reply = await put_duty(
+        world, mobile, start="20:00", end="08:00", rotation_start="2026-01-05", units=[1, 2]
+    )
+    assert reply.status_code == 200, reply.text
+    kept = (await book_of(world))[mobile["id"]]
+    assert (kept.rotation.start_minute, kept.rotation.end_minute) == (20 * 60, 8 * 60)
+    assert tuple(kept.rotation.units) == (1, 2) and kept.unit_sizes == {}
+
+    await add_members(world, mobile, 2, 3)
+    assert (await book_of(world))[mobile["id"]].unit_sizes == {2: 3}
+    members = await world.http.get(
+        "/api/v1/rosters/members", params={"team_id": mobile["id"]}, headers=admin.headers
+    )
+    gone = members.json()[0]["id"]
+    reply = await world.http.delete(f"/api/v1/rosters/members/{gone}", headers=admin.headers)
+    assert reply.status_code == 204
+    assert (await book_of(world))[mobile["id"]].unit_sizes == {2: 2}
+
+    reply = await world.http.delete(f"/api/v1/rosters/duty/{mobile['id']}", headers=admin.headers)
+    assert reply.status_code == 204
+    assert mobile["id"] not in await book_of(world)
+
+
+async def test_a_report_reads_no_duty_table_while_the_book_is_current(world: World) -> None:
+    world.runtime.settings.token_ttl_s = 30 * 86400
+    mobile = await world.team("mobile")
+    await add_members(world, mobile, 1, 4)
+    today = local(world).date().isoformat()
+    reply = await put_duty(
+        world, mobile, start="20:00", end="08:00", rotation_start=today, units=[1]
+    )
+    assert reply.is_success, reply.text
+    await book_of(world)
+    operator = await world.operator()
+    advance_to(world, 12)
+    sent: list[str] = []
+
+    def seen(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    engine = world.runtime.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        incident = await world.report(operator)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+
+    assert [s["reason"] for s in incident["skipped"]] == ["off_hours"]
+    assert not [s for s in sent if "duty_schedules" in s or "roster_members" in s]

@@ -1,0 +1,77 @@
+"""Every team's duty schedule and unit sizes, held in memory for the reports that ask.
+
+Every report asks whether its covering teams are on duty. The answer depends on a few hundred
+rows that change when an admin edits a schedule or a roster, so each process keeps them and
+reloads them when they change: after its own change commits, and on ``DUTY_CHANNEL`` for
+another process's (and after the fan-out reconnects). From a change until the reload is in,
+``current`` is None and reports read the tables as before: a book is never older than the
+last change this process heard of.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from dispatch.rosters.duty import Rotation
+
+log = logging.getLogger(__name__)
+
+DUTY_CHANNEL = "dispatch_duty"
+RETRY_AFTER_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class TeamDuty:
+    """A team's duty hours and rotation, and how many members each of its units has."""
+
+    rotation: Rotation
+    unit_sizes: Mapping[int, int]
+
+
+Duties = dict[str, TeamDuty]
+Load = Callable[[], Awaitable[Duties]]
+
+
+class DutyBook:
+    def __init__(self, load: Load) -> None:
+        self._load = load
+        self._duties: Duties | None = None
+        # Moves on every change; a load installs its result only if none came meanwhile.
+        self._generation = 0
+        self._loading: set[asyncio.Task[None]] = set()
+
+    def current(self) -> Duties | None:
+        """The teams that have a schedule, or None while a change is being loaded."""
+        return self._duties
+
+    async def load(self) -> None:
+        """Load now (at start): the book is current once this returns."""
+        self._generation += 1
+        generation = self._generation
+        duties = await self._load()
+        if generation == self._generation:
+            self._duties = duties
+
+    def changed(self) -> None:
+        """Schedules or rosters changed (committed): read the tables until reloaded."""
+        self._generation += 1
+        self._duties = None
+        task = asyncio.create_task(self._reload(self._generation), name="duty-book")
+        self._loading.add(task)
+        task.add_done_callback(self._loading.discard)
+
+    async def _reload(self, generation: int) -> None:
+        while generation == self._generation:
+            try:
+                duties = await self._load()
+            except Exception:
+                # Reports read the tables meanwhile: slower, never wrong.
+                log.exception("could not load the duty schedules; retrying")
+                await asyncio.sleep(RETRY_AFTER_S)
+                continue
+            if generation == self._generation:
+                self._duties = duties
+            return
