@@ -90,6 +90,8 @@ class Timer:
                 log.exception("timer could not fire what is due")
                 next_due = None
             noted = self._noted
+            if noted is not None and noted <= self._runtime.clock.now():
+                continue  # already due (a job due at once): look again now
             if noted is not None:
                 next_due = noted if next_due is None else min(next_due, noted)
             self._sleeping_until = self._until(next_due)

@@ -123,3 +123,30 @@ async def test_an_earlier_deadline_noted_while_firing_ends_the_next_sleep_in_tim
     finally:
         task.cancel()
         runtime.wake_timers.remove(timer.wake)
+
+
+async def test_something_due_at_once_stored_while_firing_is_looked_at_at_once(
+    world: World,
+) -> None:
+    runtime = world.runtime
+    clock = world.clock
+    runtime.settings.timer_poll_s = 3600
+
+    class JobDueNow(Scheduled):
+        async def fire_due(self, runtime: Runtime) -> None:
+            await super().fire_due(runtime)
+            if self.looked == 1:
+                # A transaction of this look stores a job due now (its commit wakes the timer).
+                self.due = runtime.clock.now()
+                runtime.wake(self.due)
+
+    work = JobDueNow(clock.now() + timedelta(seconds=3600))
+    timer = Timer(runtime, [work])
+    task = asyncio.create_task(timer.run())
+    try:
+        # The second look comes without the clock moving, and after it the timer sleeps.
+        assert await settled(work) == 2
+        assert await settled(work) == 2
+    finally:
+        task.cancel()
+        runtime.wake_timers.remove(timer.wake)
