@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated
@@ -17,6 +18,9 @@ from geo.errors import CoordinateError
 DISPLAY_TZ = ZoneInfo("Asia/Shanghai")
 
 
+# Cached: a report shows the same few instants many times (every dispatch's alerted_at is its
+# reported_at), once for its messages and again for its response.
+@functools.lru_cache(maxsize=4096)
 def show_time(value: datetime) -> str:
     try:
         local = value.astimezone(DISPLAY_TZ)
