@@ -25,6 +25,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from alerts.bulk import one_of
 from alerts.store import MAILBOXES, MESSAGES, move_marks, write_marks
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ async def acknowledged_refs(session: AsyncSession, batch: Pending) -> list[Acked
             select(messages.user_id, messages.seq, messages.type, messages.ref)
             .join(MAILBOXES, mailboxes.user_id == messages.user_id)
             .where(
-                messages.user_id.in_(users[start : start + CHUNK]),
+                one_of(session, messages.user_id, users[start : start + CHUNK]),
                 messages.seq > mailboxes.acked_seq,
                 messages.ref.is_not(None),
             )

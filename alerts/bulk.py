@@ -10,15 +10,17 @@ data-modifying CTEs of one statement: one round trip where there was one a table
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
     ARRAY,
+    ColumnElement,
     Insert,
     Table,
     Update,
+    any_,
     bindparam,
     event,
     func,
@@ -62,6 +64,19 @@ Shape = tuple[str, Table, str | None, tuple[str, ...]]
 
 def on_postgresql(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+def one_of(
+    session: AsyncSession, column: ColumnElement[Any], values: Iterable[Any]
+) -> ColumnElement[bool]:
+    """``column IN (values)``; on PostgreSQL ``column = ANY($1)`` over one array parameter.
+    An ``IN`` list is a bound parameter a value, built and coerced at every call and rendered
+    into a statement text of its own for every count; the array is one parameter and one text,
+    prepared once."""
+    values = list(values)
+    if on_postgresql(session):
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)
 
 
 async def write_rows(session: AsyncSession, *steps: Step) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, delete, event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from alerts.bulk import Added, Changed, Step, take_later, write_rows
+from alerts.bulk import Added, Changed, Step, one_of, take_later, write_rows
 from alerts.models import AlertsBase, Mailbox, Message
 
 OUTBOX_KEY = "alerts.outbox"
@@ -231,7 +231,7 @@ async def _lock(session: AsyncSession, user_ids: Sequence[str]) -> dict[str, tup
     mailboxes = MAILBOXES.c
     rows = await session.execute(
         select(mailboxes.user_id, mailboxes.last_seq, mailboxes.acked_seq)
-        .where(mailboxes.user_id.in_(sorted(set(user_ids))))
+        .where(one_of(session, mailboxes.user_id, sorted(set(user_ids))))
         .order_by(mailboxes.user_id)
         .with_for_update(key_share=True)
     )

@@ -26,7 +26,7 @@ from sqlalchemy import event, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 
-from alerts.bulk import Added, Changed, Step
+from alerts.bulk import Added, Changed, Step, one_of
 from dispatch.audit.models import EventChainHead
 from dispatch.db import table_of
 from dispatch.incidents.models import AnyDispatch, AnyEvent, EventRecord, IncidentEvent
@@ -150,7 +150,7 @@ async def appended_rows(
     by_incident = _by_incident(events)
     locked = await session.execute(
         select(HEADS.c.incident_id, HEADS.c.seq, HEADS.c.hash)
-        .where(HEADS.c.incident_id.in_(sorted(by_incident)))
+        .where(one_of(session, HEADS.c.incident_id, sorted(by_incident)))
         .order_by(HEADS.c.incident_id)
         .with_for_update()
     )

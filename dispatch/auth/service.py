@@ -17,8 +17,9 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
+from alerts.bulk import one_of
 from dispatch.auth.models import RevokedToken, Role, User
-from dispatch.db import after_commit, announce, new_id
+from dispatch.db import after_commit, announce, new_id, table_of
 from dispatch.errors import Conflict, InvalidInput, NotFound, Unauthorized
 
 if TYPE_CHECKING:
@@ -260,11 +261,12 @@ async def leaders_by_team(session: AsyncSession, team_ids: Sequence[str]) -> dic
     """The enabled leaders of each of ``team_ids`` (every report and change of an incident asks)."""
     if not team_ids:
         return {}
+    users = table_of(User).c
     rows = await session.execute(
-        select(User.team_id, User.id).where(
-            User.role == Role.LEADER.value,
-            User.team_id.in_(sorted(set(team_ids))),
-            User.disabled.is_(False),
+        select(users.team_id, users.id).where(
+            users.role == Role.LEADER.value,
+            one_of(session, users.team_id, sorted(set(team_ids))),
+            users.disabled.is_(False),
         )
     )
     leaders: dict[str, list[str]] = {}

@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
-from alerts.bulk import Added, Changed, Step, write_rows
+from alerts.bulk import Added, Changed, Step, one_of, write_rows
 from alerts.store import Outgoing
 from dispatch.audit import chain as event_chain
 from dispatch.auth import service as auth
@@ -662,7 +662,7 @@ async def record_deliveries(
     dispatches = DISPATCHES
     rows = await session.execute(
         select(dispatches)
-        .where(dispatches.c.id.in_(sorted(first)), dispatches.c.delivered_at.is_(None))
+        .where(one_of(session, dispatches.c.id, sorted(first)), dispatches.c.delivered_at.is_(None))
         # Locked in id order: two batches of deliveries never wait on each other in a circle.
         .order_by(dispatches.c.id)
         .with_for_update(key_share=True)
