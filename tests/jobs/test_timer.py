@@ -4,6 +4,8 @@ before it."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,17 +39,27 @@ async def settled(work: Scheduled) -> int:
     return work.looked
 
 
+@asynccontextmanager
+async def running(runtime: Runtime, work: Scheduled) -> AsyncIterator[None]:
+    """A timer over ``work`` alone, its poll bound far away so that only deadlines and
+    wake-ups move it."""
+    runtime.settings.timer_poll_s = 3600
+    timer = Timer(runtime, [work])
+    task = asyncio.create_task(timer.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        runtime.wake_timers.remove(timer.wake)
+
+
 async def test_a_later_deadline_does_not_wake_the_timer_and_an_earlier_one_does(
     world: World,
 ) -> None:
     runtime = world.runtime
     clock = world.clock
-    # The poll bound sits far away so that only deadlines and wake-ups move the timer.
-    runtime.settings.timer_poll_s = 3600
     work = Scheduled(clock.now() + timedelta(seconds=60))
-    timer = Timer(runtime, [work])
-    task = asyncio.create_task(timer.run())
-    try:
+    async with running(runtime, work):
         assert await settled(work) == 1
 
         # Reports keep storing deadlines a minute or more ahead: no re-reading for those.
@@ -66,9 +78,6 @@ async def test_a_later_deadline_does_not_wake_the_timer_and_an_earlier_one_does(
         assert work.fired == 0
         clock.advance(61)
         assert await settled(work) == 4 and work.fired == 1
-    finally:
-        task.cancel()
-        runtime.wake_timers.remove(timer.wake)
 
 
 class ReportedWhileFiring(Scheduled):
@@ -89,18 +98,12 @@ async def test_reports_arriving_while_the_timer_fires_do_not_make_it_fire_again(
 ) -> None:
     runtime = world.runtime
     clock = world.clock
-    runtime.settings.timer_poll_s = 3600
     work = ReportedWhileFiring(clock.now() + timedelta(seconds=60), timedelta(seconds=61))
-    timer = Timer(runtime, [work])
-    task = asyncio.create_task(timer.run())
-    try:
+    async with running(runtime, work):
         # Each look saw a report arrive; a later deadline than the next one is no reason to
         # look again at once (under a stream of reports the timer used to never sleep).
         assert await settled(work) == 1
         assert await settled(work) == 1
-    finally:
-        task.cancel()
-        runtime.wake_timers.remove(timer.wake)
 
 
 async def test_an_earlier_deadline_noted_while_firing_ends_the_next_sleep_in_time(
@@ -108,21 +111,15 @@ async def test_an_earlier_deadline_noted_while_firing_ends_the_next_sleep_in_tim
 ) -> None:
     runtime = world.runtime
     clock = world.clock
-    runtime.settings.timer_poll_s = 3600
     # The work's own rows say nothing is due for an hour, but a report made during the look
     # stored a deadline 10 s ahead, which that look may not have seen.
     work = ReportedWhileFiring(clock.now() + timedelta(seconds=3600), timedelta(seconds=10))
-    timer = Timer(runtime, [work])
-    task = asyncio.create_task(timer.run())
-    try:
+    async with running(runtime, work):
         assert await settled(work) == 1
         clock.advance(9)
         assert await settled(work) == 1
         clock.advance(2)
         assert await settled(work) == 2
-    finally:
-        task.cancel()
-        runtime.wake_timers.remove(timer.wake)
 
 
 async def test_something_due_at_once_stored_while_firing_is_looked_at_at_once(
@@ -130,7 +127,6 @@ async def test_something_due_at_once_stored_while_firing_is_looked_at_at_once(
 ) -> None:
     runtime = world.runtime
     clock = world.clock
-    runtime.settings.timer_poll_s = 3600
 
     class JobDueNow(Scheduled):
         async def fire_due(self, runtime: Runtime) -> None:
@@ -141,12 +137,7 @@ async def test_something_due_at_once_stored_while_firing_is_looked_at_at_once(
                 runtime.wake(self.due)
 
     work = JobDueNow(clock.now() + timedelta(seconds=3600))
-    timer = Timer(runtime, [work])
-    task = asyncio.create_task(timer.run())
-    try:
+    async with running(runtime, work):
         # The second look comes without the clock moving, and after it the timer sleeps.
         assert await settled(work) == 2
         assert await settled(work) == 2
-    finally:
-        task.cancel()
-        runtime.wake_timers.remove(timer.wake)
