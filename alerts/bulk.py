@@ -17,7 +17,10 @@ from typing import Any
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
+    Executable,
     Insert,
+    RowMapping,
+    Select,
     Table,
     Update,
     any_,
@@ -79,25 +82,51 @@ def one_of(
     return column.in_(values)
 
 
-async def write_rows(session: AsyncSession, *steps: Step) -> None:
-    """Every step, in the order given (parents first), in the caller's transaction.
+@dataclass(frozen=True, slots=True)
+class Read:
+    """A query to run with the steps of ``write_rows``: on PostgreSQL the statement they ride
+    as CTEs, so the writes and the read are one round trip. ``statement`` is built once (it
+    keys the compiled statement's cache) and takes its values from ``params``."""
+
+    statement: Select[Any]
+    params: dict[str, Any]
+
+
+async def write_rows(
+    session: AsyncSession, *steps: Step, read: Read | None = None
+) -> Sequence[RowMapping]:
+    """Every step, in the order given (parents first), in the caller's transaction; then
+    ``read``, whose rows are returned.
 
     On PostgreSQL as one statement: foreign keys between its rows hold, as their checks run at
-    the end of the statement, and its steps must not touch the same row twice.
+    the end of the statement, and its steps must not touch the same row twice. ``read`` must not
+    look at what the steps write: on PostgreSQL it sees the tables as they were before the
+    statement (as every part of one statement does), elsewhere as they are after it.
     """
     steps = tuple(step for step in steps if step.rows)
-    if len(steps) > 1 and on_postgresql(session):
-        arrays: dict[str, list[Any]] = {}
+    if on_postgresql(session) and (len(steps) > 1 or (steps and read is not None)):
+        arrays: dict[str, Any] = {}
         for n, step in enumerate(steps):
             arrays.update(_arrays(f"step_{n}", step.rows))
-        await session.execute(_combined(tuple(step.shape() for step in steps)), arrays)
-        return
+        shapes = tuple(step.shape() for step in steps)
+        if read is None:
+            await session.execute(_combined(shapes), arrays)
+            return []
+        result = await session.execute(_combined(shapes, read.statement), arrays | read.params)
+        rows: Sequence[RowMapping] = result.mappings().all()
+        return rows
     for step in steps:
         if isinstance(step, Added):
             await session.execute(insert(step.table), list(step.rows))
         else:
             statement, params = _by_key(step.table, step.key, tuple(step.rows[0]))
             await session.execute(statement, [params(row) for row in step.rows])
+    if read is None:
+        return []
+    found: Sequence[RowMapping] = (
+        (await session.execute(read.statement, read.params)).mappings().all()
+    )
+    return found
 
 
 LATER_KEY = "alerts.bulk.later"
@@ -127,8 +156,11 @@ def _arrays(prefix: str, rows: Sequence[Row]) -> dict[str, list[Any]]:
 
 
 @functools.cache
-def _combined(shapes: tuple[Shape, ...]) -> Insert | Update:
-    *first, last = [_unnested(f"step_{n}", shape) for n, shape in enumerate(shapes)]
+def _combined(shapes: tuple[Shape, ...], read: Select[Any] | None = None) -> Executable:
+    statements = [_unnested(f"step_{n}", shape) for n, shape in enumerate(shapes)]
+    if read is not None:
+        return read.add_cte(*(s.cte(f"step_{n}") for n, s in enumerate(statements)))
+    *first, last = statements
     return last.add_cte(*(statement.cte(f"step_{n}") for n, statement in enumerate(first)))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,13 +14,13 @@ from typing import TYPE_CHECKING
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, exists, select
+from sqlalchemy import ARRAY, RowMapping, Select, any_, bindparam, delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
-from alerts.bulk import one_of
+from alerts.bulk import Read
 from dispatch.auth.models import RevokedToken, Role, User
-from dispatch.db import after_commit, announce, new_id, table_of
+from dispatch.db import after_commit, announce, dialect_name, new_id, table_of
 from dispatch.errors import Conflict, InvalidInput, NotFound, Unauthorized
 
 if TYPE_CHECKING:
@@ -261,19 +262,36 @@ async def leaders_by_team(session: AsyncSession, team_ids: Sequence[str]) -> dic
     """The enabled leaders of each of ``team_ids`` (every report and change of an incident asks)."""
     if not team_ids:
         return {}
-    users = table_of(User).c
-    rows = await session.execute(
-        select(users.team_id, users.id).where(
-            users.role == Role.LEADER.value,
-            one_of(session, users.team_id, sorted(set(team_ids))),
-            users.disabled.is_(False),
-        )
-    )
+    read = leaders_read(session, team_ids)
+    return leaders_from((await session.execute(read.statement, read.params)).mappings().all())
+
+
+def leaders_read(session: AsyncSession, team_ids: Sequence[str]) -> Read:
+    """The query of ``leaders_by_team``, to run with a bulk write (``write_rows(read=...)``)."""
+    return Read(_leaders_query(dialect_name(session)), {"leader_teams": sorted(set(team_ids))})
+
+
+def leaders_from(rows: Sequence[RowMapping]) -> dict[str, list[str]]:
     leaders: dict[str, list[str]] = {}
-    for team_id, user_id in rows.all():
-        if team_id is not None:
-            leaders.setdefault(team_id, []).append(user_id)
+    for row in rows:
+        if row["team_id"] is not None:
+            leaders.setdefault(row["team_id"], []).append(row["id"])
     return leaders
+
+
+@functools.cache
+def _leaders_query(dialect: str) -> Select[tuple[str | None, str]]:
+    # Built once: it keys the compiled statement a report's bulk write carries it in. On
+    # PostgreSQL one array parameter, so the statement has one text whatever the count.
+    users = table_of(User).c
+    if dialect == "postgresql":
+        teams = bindparam("leader_teams", type_=ARRAY(users.team_id.type))
+        of_teams = users.team_id == any_(teams)
+    else:
+        of_teams = users.team_id.in_(bindparam("leader_teams", expanding=True))
+    return select(users.team_id, users.id).where(
+        users.role == Role.LEADER.value, of_teams, users.disabled.is_(False)
+    )
 
 
 # Operators and admins all watch the same board, so their consoles read one shared mailbox: an

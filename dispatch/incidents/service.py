@@ -262,8 +262,8 @@ async def report_incident(
         )
         events += ring_events
         chain[0].covered = chain[0].covered or bool(ring)
-    await _insert_report_rows(session, writes, chain, [*dispatches, *ring], events)
     everyone = sorted([*dispatches, *ring], key=lambda d: (d.tier, d.distance_m))
+    leaders = await _insert_report_rows(session, writes, chain, everyone, events)
     # Every team just dispatched is active, so the coverage index knows its name.
     names = {d.team_id: coverage.name_of(d.team_id) for d in everyone}
     view = incident_view(incident, chain, everyone, names, skipped)
@@ -273,7 +273,7 @@ async def report_incident(
     if rate is not None:
         key = f"report:{reporter.user_id}"
         before_commit(session, partial(limits.take, session, key, rate, now, "incident reports"))
-    await _send_alerts(session, view, view.dispatches, now, new=True)
+    await _send_alerts(session, view, view.dispatches, now, new=True, leaders=leaders)
     if not tier1_covers:
         added = [d for d in view.dispatches if d.ring == 1]
         await _send_escalation(session, view, added, reason, escalation.ring_m, now, new=True)
@@ -368,19 +368,21 @@ async def _insert_report_rows(
     chain: Sequence[ChainTier],
     dispatches: Sequence[DispatchRecord],
     events: Sequence[EventRecord],
-) -> None:
+) -> dict[str, list[str]]:
     """A new incident's rows (``writes``: the incident unless already in, its escalation job),
     chain, dispatches, events and event chain head, written together (``write_rows``): the
     unit of work's bookkeeping for some thirty new objects was a quarter of a report's CPU, and
     a round trip a table the most of its wait. The objects stay out of the session; views are
-    built from them."""
-    await write_rows(
+    built from them. The same statement reads the dispatched teams' leaders, and returns them."""
+    rows = await write_rows(
         session,
         *writes,
         Added(table_of(ChainTier), [row_values(t) for t in chain]),
         Added(DISPATCHES, [d.values() for d in dispatches]),
         *event_chain.new_chain_rows(session, events, dispatches),
+        read=auth.leaders_read(session, [d.team_id for d in dispatches]),
     )
+    return auth.leaders_from(rows)
 
 
 async def _send_alerts(
@@ -390,13 +392,16 @@ async def _send_alerts(
     now: datetime,
     *,
     new: bool = False,
+    leaders: dict[str, list[str]] | None = None,
 ) -> None:
-    """Alert the leaders of the ``alerted`` dispatches; tell the operators' board the new state.
+    """Alert the leaders of the ``alerted`` dispatches (``leaders`` by team, when known);
+    tell the operators' board the new state.
 
     A ``new`` incident's messages are written last in the transaction (no other transaction
     can see the incident, so none can race its content).
     """
-    leaders = await auth.leaders_by_team(session, [d.team_id for d in alerted])
+    if leaders is None:
+        leaders = await auth.leaders_by_team(session, [d.team_id for d in alerted])
     incident_json = view.model_dump(mode="json")
     copies = _LeaderCopies(incident_json)
     outgoing = [

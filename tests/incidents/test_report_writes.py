@@ -116,9 +116,11 @@ async def test_a_new_incident_is_written_in_one_statement_on_postgresql(
     world: World, backend: str
 ) -> None:
     # One round trip for the incident, its escalation job, chain, dispatches, events and chain
-    # head (and one for the mailboxes and messages): each round trip was a wait of its own.
-    await world.leader(await world.team())
-    await world.leader(await world.team("mobile"))
+    # head, and the dispatched teams' leaders read back (and one for the mailboxes and
+    # messages): each round trip was a wait of its own.
+    guard = await world.leader(await world.team())
+    rider = await world.leader(await world.team("mobile"))
+    phones = [await world.connect(guard), await world.connect(rider)]
     operator = await world.operator()
     sent, seen = statements_of(world)
     try:
@@ -133,11 +135,16 @@ async def test_a_new_incident_is_written_in_one_statement_on_postgresql(
         (combined,) = writing["incidents"]
         assert all(found == [combined] for found in writing.values())
         assert "INSERT INTO incident_event_heads" in combined
+        assert re.search(r"\)\s*SELECT users\.team_id, users\.id\s+FROM users", combined)
+        assert not [s for s in sent if s.startswith("SELECT users.team_id")]
         (messages,) = [s for s in writes if "INSERT INTO messages" in s]
         assert "UPDATE mailboxes" in messages
     else:
         assert all(len(found) == 1 for found in writing.values())
     assert len(incident["dispatches"]) == 2
+    for phone in phones:
+        assert (await phone.next_of("alert"))["data"]["incident"]["id"] == incident["id"]
+        await phone.close()
     async with world.runtime.sessionmaker() as session:
         rows = await session.scalars(
             select(Dispatch).where(Dispatch.incident_id == incident["id"]).order_by(Dispatch.tier)

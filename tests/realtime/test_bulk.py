@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, event, func, select
 from sqlalchemy.exc import IntegrityError
 
-from alerts.bulk import Added, Changed, one_of, write_later, write_rows
+from alerts.bulk import Added, Changed, Read, one_of, write_later, write_rows
 from alerts.fanout import asyncpg_dsn
 from alerts.models import Mailbox, Message
 from alerts.store import MAILBOXES, MESSAGES
@@ -134,3 +135,35 @@ async def test_one_of_finds_the_same_rows_with_one_statement_text_for_every_coun
     assert found == [["u3"], ["u1", "u11", "u7"], ["u0", "u10", "u2", "u4", "u6", "u8"], []]
     if backend == "postgresql":
         assert len(texts) == 1 and "ANY" in texts.pop()
+
+
+async def test_a_read_rides_the_writes_and_its_rows_come_back(world: World, backend: str) -> None:
+    async with world.runtime.transaction() as session:
+        await write_rows(
+            session, Added(MAILBOXES, [{"user_id": "u1", "last_seq": 4, "acked_seq": 2}])
+        )
+    last_seqs = select(MAILBOXES.c.user_id, MAILBOXES.c.last_seq).where(
+        MAILBOXES.c.user_id.in_(bindparam("users", expanding=True))
+    )
+    sent: list[str] = []
+
+    def seen(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    engine = world.runtime.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        async with world.runtime.transaction() as session:
+            rows = await write_rows(
+                session,
+                Added(MESSAGES, [message("u1", 5, "d5")]),
+                read=Read(last_seqs, {"users": ["u1", "u9"]}),
+            )
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+
+    assert [dict(row) for row in rows] == [{"user_id": "u1", "last_seq": 4}]
+    writes_and_reads = [s for s in sent if "messages" in s or "FROM mailboxes" in s]
+    assert len(writes_and_reads) == (1 if backend == "postgresql" else 2)
+    async with world.runtime.sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(Message)) == 1
