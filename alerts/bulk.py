@@ -69,6 +69,14 @@ def on_postgresql(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+def any_of(column: ColumnElement[Any], name: str, postgresql: bool) -> ColumnElement[bool]:
+    """``column`` among the values of the parameter ``name``, for a statement built once: one
+    array on PostgreSQL (one text whatever the count), an expanding list elsewhere."""
+    if postgresql:
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
+
+
 def one_of(
     session: AsyncSession, column: ColumnElement[Any], values: Iterable[Any]
 ) -> ColumnElement[bool]:

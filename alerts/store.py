@@ -6,6 +6,7 @@ always has its messages and a rolled-back one never does. The caller publishes t
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -13,11 +14,20 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, delete, event, func, insert, select, update
+from sqlalchemy import Select, bindparam, delete, event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from alerts.bulk import Added, Changed, Step, one_of, take_later, write_rows
+from alerts.bulk import (
+    Added,
+    Changed,
+    Read,
+    Step,
+    any_of,
+    on_postgresql,
+    take_later,
+    write_rows,
+)
 from alerts.models import AlertsBase, Mailbox, Message
 
 OUTBOX_KEY = "alerts.outbox"
@@ -131,18 +141,21 @@ async def enqueue(
     *,
     now: datetime,
     batch: str | None = None,
+    before: Sequence[Step] = (),
     also: Sequence[Step] = (),
 ) -> list[Envelope]:
-    """Give each message the next seq of its user's mailbox and store it.
+    """Give each message the next seq of its user's mailbox and store it; the rows of
+    ``before`` ride the statement that locks the mailboxes, those of ``also`` the last one.
 
     Mailboxes are locked in user-id order so concurrent transactions never deadlock, and a seq
     becomes visible only when its transaction commits, after every smaller seq of that user.
     """
     if not outgoing:
+        await write_rows(session, *before)
         return []
     marks: dict[str, int] = session.info.pop(MARKS_KEY, {})
     users = sorted({o.user_id for o in outgoing})
-    locked = await _lock(session, sorted({*users, *marks}))
+    locked = await _lock(session, sorted({*users, *marks}), before)
     last = {user: seq for user, (seq, _) in locked.items()}
     missing = [u for u in users if u not in last]
     if missing:
@@ -226,16 +239,26 @@ async def lock(session: AsyncSession, user_ids: Sequence[str]) -> dict[str, int]
     return {user: last for user, (last, _) in (await _lock(session, user_ids)).items()}
 
 
-async def _lock(session: AsyncSession, user_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
-    """``lock``, returning each existing mailbox's last and acknowledged seq."""
+async def _lock(
+    session: AsyncSession, user_ids: Sequence[str], before: Sequence[Step] = ()
+) -> dict[str, tuple[int, int]]:
+    """``lock``, returning each existing mailbox's last and acknowledged seq; the rows of
+    ``before`` are written first, in the same statement on PostgreSQL."""
+    read = Read(_lock_query(on_postgresql(session)), {"lock_users": sorted(set(user_ids))})
+    rows = await write_rows(session, *before, read=read)
+    return {row["user_id"]: (row["last_seq"], row["acked_seq"]) for row in rows}
+
+
+@functools.cache
+def _lock_query(postgresql: bool) -> Select[tuple[str, int, int]]:
+    # Built once: it keys the compiled statement the writes before it ride.
     mailboxes = MAILBOXES.c
-    rows = await session.execute(
+    return (
         select(mailboxes.user_id, mailboxes.last_seq, mailboxes.acked_seq)
-        .where(one_of(session, mailboxes.user_id, sorted(set(user_ids))))
+        .where(any_of(mailboxes.user_id, "lock_users", postgresql))
         .order_by(mailboxes.user_id)
         .with_for_update(key_share=True)
     )
-    return {user_id: (last, acked) for user_id, last, acked in rows.all()}
 
 
 def pending_batches(session: AsyncSession) -> list[str]:

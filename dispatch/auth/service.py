@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ARRAY, RowMapping, Select, any_, bindparam, delete, exists, select
+from sqlalchemy import RowMapping, Select, delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
-from alerts.bulk import Read
+from alerts.bulk import Read, any_of
 from dispatch.auth.models import RevokedToken, Role, User
 from dispatch.db import after_commit, announce, dialect_name, new_id, table_of
 from dispatch.errors import Conflict, InvalidInput, NotFound, Unauthorized
@@ -284,13 +284,10 @@ def _leaders_query(dialect: str) -> Select[tuple[str | None, str]]:
     # Built once: it keys the compiled statement a report's bulk write carries it in. On
     # PostgreSQL one array parameter, so the statement has one text whatever the count.
     users = table_of(User).c
-    if dialect == "postgresql":
-        teams = bindparam("leader_teams", type_=ARRAY(users.team_id.type))
-        of_teams = users.team_id == any_(teams)
-    else:
-        of_teams = users.team_id.in_(bindparam("leader_teams", expanding=True))
     return select(users.team_id, users.id).where(
-        users.role == Role.LEADER.value, of_teams, users.disabled.is_(False)
+        users.role == Role.LEADER.value,
+        any_of(users.team_id, "leader_teams", dialect == "postgresql"),
+        users.disabled.is_(False),
     )
 
 

@@ -683,12 +683,12 @@ async def record_deliveries(
         facts = {"dispatch_id": d.id}
         events.append(_event(d.incident_id, delivery.at, "delivered", delivery.user_id, facts))
     delivered = [{"id": d.id, "delivered_at": d.delivered_at} for d in changed]
-    await write_rows(
-        session,
+    marked = [
         Changed(dispatches, "id", delivered),
         *await event_chain.appended_rows(session, events, changed),
-    )
-    await _tell_operators(session, changed, now, coverage)
+    ]
+    # Written with the statement that locks the board.
+    await _tell_operators(session, changed, now, coverage, before=marked)
 
 
 async def _tell_operators(
@@ -696,9 +696,13 @@ async def _tell_operators(
     changed: Sequence[AnyDispatch],
     now: datetime,
     coverage: Coverage | None = None,
+    *,
+    before: Sequence[Step] = (),
 ) -> None:
-    """A ``dispatch.updated`` to the operators' board for each dispatch whose hops moved."""
+    """A ``dispatch.updated`` to the operators' board for each dispatch whose hops moved;
+    the rows of ``before`` ride the board's lock (``mailboxes.enqueue``)."""
     if not changed:
+        await write_rows(session, *before)
         return
     team_ids = sorted({d.team_id for d in changed})
     names = {t: coverage.name_of(t) for t in team_ids} if coverage is not None else {}
@@ -713,7 +717,7 @@ async def _tell_operators(
         for d in changed
     ]
     outgoing = [Outgoing(auth.BOARD_MAILBOX, "dispatch.updated", body) for body in bodies]
-    await mailboxes.enqueue(session, outgoing, now=now)
+    await mailboxes.enqueue(session, outgoing, now=now, before=before)
 
 
 async def _acting_dispatch(

@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any
 
 from pyproj import Geod
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -225,3 +225,29 @@ async def test_a_mark_moves_only_forward_and_never_past_the_last_message_on_both
     acks.submit(third.id, 1, world.clock.now())
     assert await acks.flush()
     assert await acked_marks(world, [first.id, third.id]) == {first.id: 1, third.id: 1}
+
+
+async def test_a_flush_marks_its_deliveries_in_the_statement_that_locks_the_board(
+    world: World, backend: str
+) -> None:
+    leaders, incident = await covered_by_three(world)
+    acks = recorder(world)
+    for leader in leaders:
+        acks.submit(leader.id, 1, world.clock.now())
+    sent: list[str] = []
+
+    def seen(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    engine = world.runtime.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert await acks.flush()
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+
+    locks = [s for s in sent if "FROM mailboxes" in s and "FOR NO KEY UPDATE" in s]
+    if backend == "postgresql":
+        (lock,) = locks
+        assert "UPDATE dispatches" in lock and "INSERT INTO incident_events" in lock
+    assert set((await delivered(world, incident["id"])).values()) == {world.clock.now()}
