@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             await operations.stop()
             if runtime.fanout is not None:
                 await runtime.fanout.stop()
+            await runtime.duty.close()
             await runtime.engine.dispose()
 
     app = DispatchApp(

@@ -63,6 +63,12 @@ class DutyBook:
         self._loading.add(task)
         task.add_done_callback(self._loading.discard)
 
+    async def close(self) -> None:
+        """Stop the reloads in flight (before the database goes)."""
+        for task in list(self._loading):
+            task.cancel()
+        await asyncio.gather(*self._loading, return_exceptions=True)
+
     async def _reload(self, generation: int) -> None:
         while generation == self._generation:
             try:

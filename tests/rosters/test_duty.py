@@ -10,8 +10,9 @@ import pytest
 from pyproj import Geod
 from sqlalchemy import event
 
-from dispatch.rosters.book import Duties
+from dispatch.rosters.book import Duties, DutyBook
 from dispatch.rosters.duty import Rotation, duty_state, shift_date
+from dispatch.rosters.service import load_duties
 from dispatch.schemas import DISPLAY_TZ
 from tests.support import QINGXI, Account, World
 
@@ -295,3 +296,48 @@ async def test_a_report_reads_no_duty_table_while_the_book_is_current(world: Wor
 
     assert [s["reason"] for s in incident["skipped"]] == ["off_hours"]
     assert not [s for s in sent if "duty_schedules" in s or "roster_members" in s]
+
+
+class GatedLoads:
+    """The server's own load of the duty book, each held until the test lets it finish."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.gates: list[asyncio.Event] = []
+
+    async def __call__(self) -> Duties:
+        gate = asyncio.Event()
+        self.gates.append(gate)
+        await gate.wait()
+        async with self.world.runtime.sessionmaker() as session:
+            return await load_duties(session)
+
+
+async def test_a_load_overtaken_by_a_newer_change_is_not_installed_and_close_stops_loads(
+    world: World,
+) -> None:
+    mobile = await world.team("mobile")
+    loads = GatedLoads(world)
+    book = DutyBook(loads)
+    book.changed()
+    await asyncio.sleep(0)
+    reply = await put_duty(
+        world, mobile, start="20:00", end="08:00", rotation_start="2026-01-05", units=[]
+    )
+    assert reply.status_code == 200, reply.text
+    book.changed()  # the schedule's commit, heard while the first load is still out
+    await asyncio.sleep(0)
+    first, second = loads.gates
+
+    second.set()
+    while book.current() is None:
+        await asyncio.sleep(0.01)
+    assert mobile["id"] in (book.current() or {})
+    first.set()  # it read the tables too, but after a newer change began: not installed
+    await asyncio.sleep(0.1)
+    assert mobile["id"] in (book.current() or {})
+
+    book.changed()
+    await asyncio.sleep(0)
+    await book.close()
+    assert book.current() is None, "a stopped load installs nothing; reports read the tables"
