@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy import event
 from websockets.asyncio.client import ClientConnection, connect
 
 from dispatch.auth import service as auth
@@ -18,6 +21,22 @@ from dispatch.clock import ManualClock
 from dispatch.runtime import Runtime
 
 QINGXI = (114.159, 22.847)
+
+
+@contextmanager
+def statements_sent(runtime: Runtime) -> Iterator[list[str]]:
+    """The SQL statements the server's engine sends while the block runs, in order."""
+    sent: list[str] = []
+
+    def seen(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    engine = runtime.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from dispatch.incidents.models import (
     Incident,
     IncidentEvent,
 )
-from tests.support import QINGXI, World
+from tests.support import QINGXI, World, statements_sent
 
 
 async def counts(world: World) -> dict[str, int]:
@@ -101,17 +101,6 @@ async def test_the_mailboxes_and_the_rate_bucket_are_the_last_rows_a_report_writ
     assert report[end + 1 :] == []
 
 
-def statements_of(world: World) -> tuple[list[str], Any]:
-    """The statements the engine sends, recorded until the returned listener is removed."""
-    sent: list[str] = []
-
-    def seen(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        sent.append(statement)
-
-    event.listen(world.runtime.engine.sync_engine, "before_cursor_execute", seen)
-    return sent, seen
-
-
 async def test_a_new_incident_is_written_in_one_statement_on_postgresql(
     world: World, backend: str
 ) -> None:
@@ -122,11 +111,8 @@ async def test_a_new_incident_is_written_in_one_statement_on_postgresql(
     rider = await world.leader(await world.team("mobile"))
     phones = [await world.connect(guard), await world.connect(rider)]
     operator = await world.operator()
-    sent, seen = statements_of(world)
-    try:
+    with statements_sent(world.runtime) as sent:
         incident = await world.report(operator)
-    finally:
-        event.remove(world.runtime.engine.sync_engine, "before_cursor_execute", seen)
 
     writes = [s for s in sent if re.match(r"(WITH|INSERT|UPDATE)\b", s)]
     tables = ("incidents", "jobs", "chain_tiers", "dispatches", "incident_events")

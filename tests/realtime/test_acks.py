@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any
 
 from pyproj import Geod
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,7 +21,7 @@ from dispatch.audit import chain
 from dispatch.audit.models import EventChainHead
 from dispatch.incidents.models import IncidentEvent
 from dispatch.realtime import record_acknowledged
-from tests.support import QINGXI, Account, World
+from tests.support import QINGXI, Account, World, statements_sent
 
 GEOD = Geod(ellps="WGS84")
 
@@ -234,17 +234,8 @@ async def test_a_flush_marks_its_deliveries_in_the_statement_that_locks_the_boar
     acks = recorder(world)
     for leader in leaders:
         acks.submit(leader.id, 1, world.clock.now())
-    sent: list[str] = []
-
-    def seen(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        sent.append(statement)
-
-    engine = world.runtime.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with statements_sent(world.runtime) as sent:
         assert await acks.flush()
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
 
     locks = [s for s in sent if "FROM mailboxes" in s and "FOR NO KEY UPDATE" in s]
     if backend == "postgresql":

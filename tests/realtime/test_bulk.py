@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import bindparam, event, func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from alerts.bulk import Added, Changed, Read, one_of, write_later, write_rows
 from alerts.fanout import asyncpg_dsn
 from alerts.models import Mailbox, Message
 from alerts.store import MAILBOXES, MESSAGES
-from tests.support import World
+from tests.support import World, statements_sent
 
 T0 = datetime(2026, 11, 29, 8, 30, tzinfo=UTC)
 
@@ -145,22 +144,13 @@ async def test_a_read_rides_the_writes_and_its_rows_come_back(world: World, back
     last_seqs = select(MAILBOXES.c.user_id, MAILBOXES.c.last_seq).where(
         MAILBOXES.c.user_id.in_(bindparam("users", expanding=True))
     )
-    sent: list[str] = []
-
-    def seen(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        sent.append(statement)
-
-    engine = world.runtime.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with statements_sent(world.runtime) as sent:
         async with world.runtime.transaction() as session:
             rows = await write_rows(
                 session,
                 Added(MESSAGES, [message("u1", 5, "d5")]),
                 read=Read(last_seqs, {"users": ["u1", "u9"]}),
             )
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
 
     assert [dict(row) for row in rows] == [{"user_id": "u1", "last_seq": 4}]
     writes_and_reads = [s for s in sent if "messages" in s or "FROM mailboxes" in s]

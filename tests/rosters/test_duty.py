@@ -8,13 +8,12 @@ from typing import Any
 
 import pytest
 from pyproj import Geod
-from sqlalchemy import event
 
 from dispatch.rosters.book import Duties, DutyBook
 from dispatch.rosters.duty import Rotation, duty_state, shift_date
 from dispatch.rosters.service import load_duties
 from dispatch.schemas import DISPLAY_TZ
-from tests.support import QINGXI, Account, World
+from tests.support import QINGXI, Account, World, statements_sent
 
 GEOD = Geod(ellps="WGS84")
 
@@ -282,17 +281,8 @@ async def test_a_report_reads_no_duty_table_while_the_book_is_current(world: Wor
     await book_of(world)
     operator = await world.operator()
     advance_to(world, 12)
-    sent: list[str] = []
-
-    def seen(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        sent.append(statement)
-
-    engine = world.runtime.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with statements_sent(world.runtime) as sent:
         incident = await world.report(operator)
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
 
     assert [s["reason"] for s in incident["skipped"]] == ["off_hours"]
     assert not [s for s in sent if "duty_schedules" in s or "roster_members" in s]
