@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
-from sqlalchemy import text
+from sqlalchemy import ARRAY, Select, Text, bindparam, func, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts.bulk import Read
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +33,36 @@ def asyncpg_dsn(database_url: str) -> str:
     return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def notify(session: AsyncSession, channel: str, origin: str, ids: list[str]) -> None:
-    """Announce ``ids`` on ``channel`` when the session's transaction commits."""
-    for chunk in _chunks(ids, MAX_PAYLOAD - len(origin) - 1):
-        await session.execute(
-            text("SELECT pg_notify(:channel, :payload)"),
-            {"channel": channel, "payload": f"{origin}:{','.join(chunk)}"},
+def notification(origin: str, announcements: dict[str, list[str]]) -> Read | None:
+    """Every announcement of a transaction as one query, for its last write to carry
+    (``write_rows(read=...)``): ids on each channel, delivered when the transaction commits.
+
+    A NOTIFY goes out at the commit wherever the transaction sends it, so it need not be a
+    round trip of its own.
+    """
+    channels: list[str] = []
+    payloads: list[str] = []
+    for channel, ids in announcements.items():
+        for chunk in _chunks(ids, MAX_PAYLOAD - len(origin) - 1):
+            channels.append(channel)
+            payloads.append(f"{origin}:{','.join(chunk)}")
+    if not channels:
+        return None
+    return Read(_notify_query(), {"notify_channels": channels, "notify_payloads": payloads})
+
+
+@functools.cache
+def _notify_query() -> Select[tuple[object]]:
+    # Built once: it keys the compiled statement of the writes it rides.
+    sent = (
+        func.unnest(
+            bindparam("notify_channels", type_=ARRAY(Text)),
+            bindparam("notify_payloads", type_=ARRAY(Text)),
         )
+        .table_valued("channel", "payload")
+        .render_derived(name="sent")
+    )
+    return select(func.pg_notify(sent.c.channel, sent.c.payload)).select_from(sent)
 
 
 def _chunks(ids: list[str], limit: int) -> list[list[str]]:

@@ -111,20 +111,28 @@ def stage(
         staged.groups.append((list(outgoing), now, then))
 
 
-async def write_staged(session: AsyncSession) -> None:
-    """Enqueue everything staged in this transaction, in one lock of its mailboxes."""
+async def write_staged(session: AsyncSession, *, read: Read | None = None) -> bool:
+    """Enqueue everything staged in this transaction, in one lock of its mailboxes; its last
+    statement also carries the rows kept for later (``write_later``) and ``read``, whose rows
+    are dropped. False when nothing was staged (and nothing written)."""
     staged: _Staged | None = session.info.pop(STAGED_KEY, None)
     if staged is None:
-        return
+        return False
     outgoing = [o for group, _, _ in staged.groups for o in group]
     envelopes = await enqueue(
-        session, outgoing, now=staged.groups[0][1], batch=staged.batch, also=take_later(session)
+        session,
+        outgoing,
+        now=staged.groups[0][1],
+        batch=staged.batch,
+        also=take_later(session),
+        read=read,
     )
     start = 0
     for group, _, then in staged.groups:
         if then is not None:
             then(envelopes[start : start + len(group)])
         start += len(group)
+    return True
 
 
 @event.listens_for(Session, "before_commit")
@@ -143,15 +151,17 @@ async def enqueue(
     batch: str | None = None,
     before: Sequence[Step] = (),
     also: Sequence[Step] = (),
+    read: Read | None = None,
 ) -> list[Envelope]:
     """Give each message the next seq of its user's mailbox and store it; the rows of
-    ``before`` ride the statement that locks the mailboxes, those of ``also`` the last one.
+    ``before`` ride the statement that locks the mailboxes, those of ``also`` and the query
+    ``read`` (its rows dropped) the last one.
 
     Mailboxes are locked in user-id order so concurrent transactions never deadlock, and a seq
     becomes visible only when its transaction commits, after every smaller seq of that user.
     """
     if not outgoing:
-        await write_rows(session, *before)
+        await write_rows(session, *before, *also, read=read)
         return []
     marks: dict[str, int] = session.info.pop(MARKS_KEY, {})
     users = sorted({o.user_id for o in outgoing})
@@ -185,7 +195,11 @@ async def enqueue(
         for u in sorted({*users, *(m for m in marks if m in locked)})
     ]
     await write_rows(
-        session, *also, Changed(MAILBOXES, "user_id", changed), Added(MESSAGES, stored)
+        session,
+        *also,
+        Changed(MAILBOXES, "user_id", changed),
+        Added(MESSAGES, stored),
+        read=read,
     )
     session.info.setdefault(OUTBOX_KEY, []).extend(envelopes)
     return envelopes

@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from alerts import store as mailboxes
 from alerts.acks import AckRecorder
-from alerts.bulk import take_later, write_rows
-from alerts.fanout import Listener, notify
+from alerts.bulk import Read, take_later, write_rows
+from alerts.fanout import Listener, notification
 from alerts.hub import Hub
 from dispatch.auth.cache import Principals
 from dispatch.clock import Clock
@@ -59,13 +59,14 @@ class Runtime:
         async with self.sessionmaker() as session:
             try:
                 yield session
-                await self._announce(session)
                 for action in session.info.pop(BEFORE_COMMIT_KEY, []):
                     await action()
                 # Last of all: the mailboxes every report locks are held for the commit alone.
-                # The rows kept for the last statement go with the staged messages, or alone.
-                await mailboxes.write_staged(session)
-                await write_rows(session, *take_later(session))
+                # The rows kept for the last statement and the announcements to the other
+                # processes go with the staged messages, or alone.
+                notes = self._notification(session)
+                if not await mailboxes.write_staged(session, read=notes):
+                    await write_rows(session, *take_later(session), read=notes)
                 await session.commit()
             except BaseException:
                 await session.rollback()
@@ -88,15 +89,16 @@ class Runtime:
             return None
         return self.principals
 
-    async def _announce(self, session: AsyncSession) -> None:
+    def _notification(self, session: AsyncSession) -> Read | None:
+        """What this transaction announces to the other processes (none on SQLite, served
+        by one process): the ids each channel names, and the batches of messages it wrote."""
         announcements: dict[str, list[str]] = session.info.pop("announce", {})
         if self.fanout is None:
-            return
+            return None
         batches = mailboxes.pending_batches(session)
         if batches:
             announcements[MESSAGES_CHANNEL] = batches
-        for channel, ids in announcements.items():
-            await notify(session, channel, self.origin, ids)
+        return notification(self.origin, announcements)
 
     def wake(self, due: datetime | None = None) -> None:
         for wake in self.wake_timers:

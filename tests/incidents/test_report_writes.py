@@ -105,8 +105,8 @@ async def test_a_new_incident_is_written_in_one_statement_on_postgresql(
     world: World, backend: str
 ) -> None:
     # One round trip for the incident, its escalation job, chain, dispatches, events and chain
-    # head, and the dispatched teams' leaders read back (and one for the mailboxes and
-    # messages): each round trip was a wait of its own.
+    # head, and the dispatched teams' leaders read back (and one for the mailboxes, messages
+    # and the announcement to other processes): each round trip was a wait of its own.
     guard = await world.leader(await world.team())
     rider = await world.leader(await world.team("mobile"))
     phones = [await world.connect(guard), await world.connect(rider)]
@@ -125,6 +125,10 @@ async def test_a_new_incident_is_written_in_one_statement_on_postgresql(
         assert not [s for s in sent if s.startswith("SELECT users.team_id")]
         (messages,) = [s for s in writes if "INSERT INTO messages" in s]
         assert "UPDATE mailboxes" in messages
+        # The other processes hear of the alerts from the same statement (a NOTIFY goes out
+        # at the commit wherever it is sent), not from a round trip of its own.
+        assert "pg_notify" in messages
+        assert [s for s in sent if "pg_notify" in s] == [messages]
     else:
         assert all(len(found) == 1 for found in writing.values())
     assert len(incident["dispatches"]) == 2
