@@ -7,8 +7,11 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, ClassVar
 
+import asyncpg
 import orjson
 from sqlalchemy import MetaData, Table, event
+from sqlalchemy.engine import AdaptedConnection
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -71,14 +74,30 @@ def create_engine(database_url: str) -> AsyncEngine:
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         database_url,
         pool_size=10,
         max_overflow=10,
-        pool_pre_ping=True,
         connect_args=STATEMENT_CACHES,
         **JSON_CODEC,
     )
+    event.listen(engine.sync_engine.pool, "checkout", _ping)
+    return engine
+
+
+def _ping(dbapi_connection: AdaptedConnection, _record: ConnectionPoolEntry, _proxy: Any) -> None:
+    """Make sure a pooled connection still works before it is handed out (the database may
+    have restarted since it was last used); a dead one is replaced by a new connection.
+
+    In one round trip: ``pool_pre_ping`` takes three with asyncpg (BEGIN, a query, ROLLBACK,
+    for pgbouncer's transaction mode, where a prepared statement outside a transaction may
+    land on another server connection). A simple query without parameters prepares nothing.
+    """
+    try:
+        dbapi_connection.run_async(lambda connection: connection.execute("SELECT 1"))
+    except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError) as error:
+        # The pool discards the connection and tries again with a new one.
+        raise DisconnectionError(f"pooled connection is gone: {error!r}") from error
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
