@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 from sqlalchemy import text
 
+from alerts.store import _lock_query
 from dispatch.db import create_engine
 from tests.conftest import PG_ADMIN_DSN
 
@@ -40,3 +41,28 @@ async def end_sessions(database_url: str) -> list[int]:
     finally:
         await admin.close()
     return [row["pid"] for row in rows if row["ended"]]
+
+
+async def test_a_small_towns_mailboxes_are_locked_by_index_not_read_whole(
+    postgres_only: str,
+) -> None:
+    # A thousand mailboxes fit in a few pages: with the default cost of a random read (meant
+    # for disks) the planner read them all, twice a report, to lock a dozen.
+    engine = create_engine(postgres_only)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO mailboxes (user_id, last_seq, acked_seq)"
+                    " SELECT 'user-' || n, 0, 0 FROM generate_series(1, 1000) AS n"
+                )
+            )
+            await connection.execute(text("ANALYZE mailboxes"))
+            locking = _lock_query(postgresql=True).compile(dialect=engine.dialect)
+            dozen = [f"user-{n}" for n in range(1, 13)]
+            explained = await connection.exec_driver_sql(f"EXPLAIN {locking}", (dozen,))
+            plan = "\n".join(row[0] for row in explained)
+            assert "Index Scan using pk_mailboxes" in plan
+            assert "Seq Scan" not in plan
+    finally:
+        await engine.dispose()
