@@ -149,23 +149,21 @@ async def enqueue(
     *,
     now: datetime,
     batch: str | None = None,
-    before: Sequence[Step] = (),
     also: Sequence[Step] = (),
     read: Read | None = None,
 ) -> list[Envelope]:
     """Give each message the next seq of its user's mailbox and store it; the rows of
-    ``before`` ride the statement that locks the mailboxes, those of ``also`` and the query
-    ``read`` (its rows dropped) the last one.
+    ``also`` and the query ``read`` (its rows dropped) ride the last statement.
 
     Mailboxes are locked in user-id order so concurrent transactions never deadlock, and a seq
     becomes visible only when its transaction commits, after every smaller seq of that user.
     """
     if not outgoing:
-        await write_rows(session, *before, *also, read=read)
+        await write_rows(session, *also, read=read)
         return []
     marks: dict[str, int] = session.info.pop(MARKS_KEY, {})
     users = sorted({o.user_id for o in outgoing})
-    locked = await _lock(session, sorted({*users, *marks}), before)
+    locked = await _lock(session, sorted({*users, *marks}))
     last = {user: seq for user, (seq, _) in locked.items()}
     missing = [u for u in users if u not in last]
     if missing:
@@ -222,7 +220,10 @@ def move_marks(session: AsyncSession, marks: dict[str, int]) -> None:
 
 
 async def write_marks(session: AsyncSession) -> None:
-    """The marks of ``move_marks`` that no ``enqueue`` took."""
+    """The marks of ``move_marks`` that no ``enqueue`` took, nor will: messages staged in the
+    transaction are enqueued at its end (``write_staged``), and that enqueue takes them."""
+    if session.info.get(STAGED_KEY) is not None:
+        return
     marks: dict[str, int] | None = session.info.pop(MARKS_KEY, None)
     if marks:
         await mark_acked(session, marks)
@@ -253,19 +254,16 @@ async def lock(session: AsyncSession, user_ids: Sequence[str]) -> dict[str, int]
     return {user: last for user, (last, _) in (await _lock(session, user_ids)).items()}
 
 
-async def _lock(
-    session: AsyncSession, user_ids: Sequence[str], before: Sequence[Step] = ()
-) -> dict[str, tuple[int, int]]:
-    """``lock``, returning each existing mailbox's last and acknowledged seq; the rows of
-    ``before`` are written first, in the same statement on PostgreSQL."""
-    read = Read(_lock_query(on_postgresql(session)), {"lock_users": sorted(set(user_ids))})
-    rows = await write_rows(session, *before, read=read)
-    return {row["user_id"]: (row["last_seq"], row["acked_seq"]) for row in rows}
+async def _lock(session: AsyncSession, user_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """``lock``, returning each existing mailbox's last and acknowledged seq."""
+    locking = _lock_query(on_postgresql(session))
+    rows = await session.execute(locking, {"lock_users": sorted(set(user_ids))})
+    return {row.user_id: (row.last_seq, row.acked_seq) for row in rows}
 
 
 @functools.cache
 def _lock_query(postgresql: bool) -> Select[tuple[str, int, int]]:
-    # Built once: it keys the compiled statement the writes before it ride.
+    # Built once, with one array parameter on PostgreSQL: one statement text whatever the count.
     mailboxes = MAILBOXES.c
     return (
         select(mailboxes.user_id, mailboxes.last_seq, mailboxes.acked_seq)

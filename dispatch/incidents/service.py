@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
-from alerts.bulk import Added, Changed, Step, one_of, write_rows
+from alerts.bulk import Added, Changed, Step, one_of, write_later, write_rows
 from alerts.store import Outgoing
 from dispatch.audit import chain as event_chain
 from dispatch.auth import service as auth
@@ -687,37 +687,41 @@ async def record_deliveries(
         Changed(dispatches, "id", delivered),
         *await event_chain.appended_rows(session, events, changed),
     ]
-    # Written with the statement that locks the board.
-    await _tell_operators(session, changed, now, coverage, before=marked)
+    # The rows and the operators' news go with the transaction's last statement (staged): the
+    # board is locked for the commit alone, and the announcement to other processes rides it.
+    for step in marked:
+        write_later(session, step)
+    mailboxes.stage(session, await _board_news(session, changed, coverage), now=now)
 
 
 async def _tell_operators(
-    session: AsyncSession,
-    changed: Sequence[AnyDispatch],
-    now: datetime,
-    coverage: Coverage | None = None,
-    *,
-    before: Sequence[Step] = (),
+    session: AsyncSession, changed: Sequence[AnyDispatch], now: datetime
 ) -> None:
-    """A ``dispatch.updated`` to the operators' board for each dispatch whose hops moved;
-    the rows of ``before`` ride the board's lock (``mailboxes.enqueue``)."""
-    if not changed:
-        await write_rows(session, *before)
-        return
+    """A ``dispatch.updated`` to the operators' board for each dispatch whose hops moved."""
+    if changed:
+        await mailboxes.enqueue(session, await _board_news(session, changed), now=now)
+
+
+async def _board_news(
+    session: AsyncSession, changed: Sequence[AnyDispatch], coverage: Coverage | None = None
+) -> list[Outgoing]:
+    """The board's ``dispatch.updated`` for each of these dispatches."""
     team_ids = sorted({d.team_id for d in changed})
     names = {t: coverage.name_of(t) for t in team_ids} if coverage is not None else {}
     # A team the index does not hold (deactivated since) is looked up.
     missing = [t for t in team_ids if not names.get(t)]
     names.update({t.id: t.name for t in (await teams.teams_by_id(session, missing)).values()})
-    bodies = [
-        {
-            "incident_id": d.incident_id,
-            "dispatch": dispatch_view(d, names.get(d.team_id, "")).model_dump(mode="json"),
-        }
+    return [
+        Outgoing(
+            auth.BOARD_MAILBOX,
+            "dispatch.updated",
+            {
+                "incident_id": d.incident_id,
+                "dispatch": dispatch_view(d, names.get(d.team_id, "")).model_dump(mode="json"),
+            },
+        )
         for d in changed
     ]
-    outgoing = [Outgoing(auth.BOARD_MAILBOX, "dispatch.updated", body) for body in bodies]
-    await mailboxes.enqueue(session, outgoing, now=now, before=before)
 
 
 async def _acting_dispatch(
