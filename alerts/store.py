@@ -102,7 +102,8 @@ def stage(
     """Enqueue these messages as the transaction's last writes (``write_staged``), then call
     ``then`` with their envelopes.
 
-    For messages about facts no other transaction can see yet (a new incident): their
+    For messages about facts no other transaction can change before this one commits: a new
+    incident's, which nothing else can see yet, or rows this transaction has locked. Their
     content cannot race with another transaction's, and the mailboxes, which every report
     locks (operators'), are held for the commit alone instead of the rest of the transaction.
     """
