@@ -605,6 +605,10 @@ async def _tune(session: AsyncSession) -> None:
     await session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
     # Compiling these wide expressions costs seconds on large tables and saves far less.
     await session.execute(text("SET LOCAL jit = off"))
+    # The server's sessions price a random read like a sequential one (dispatch.db), which
+    # suits the alert path's few rows; these passes read most of their tables, and with that
+    # price a report of 100k incidents took 8 % longer than with PostgreSQL's default.
+    await session.execute(text("SET LOCAL random_page_cost = 4"))
 
 
 async def _labels(session: AsyncSession, by: GroupBy, keys: Sequence[str]) -> dict[str, str]:
