@@ -182,7 +182,11 @@ def _unnested(prefix: str, shape: Shape) -> Insert | Update:
         return insert(table).from_select(list(keys), select(*(rows.c[k] for k in keys)))
     assert key is not None
     values = {k: rows.c[k] for k in keys if k != key}
-    return update(table).where(table.c[key] == rows.c[key]).values(values)
+    # The keys once more as a condition on the table itself (the same array parameter): the
+    # planner then finds the rows by index, where a join with the unnested rows alone read a
+    # small table whole.
+    by_key = table.c[key] == any_(arrays[keys.index(key)])
+    return update(table).where(by_key, table.c[key] == rows.c[key]).values(values)
 
 
 @functools.cache
