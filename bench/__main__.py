@@ -27,7 +27,7 @@ from bench.common import (
     text_table,
 )
 
-BENCHMARKS = ("covering", "alert", "intake", "reports")
+BENCHMARKS = ("covering", "alert", "intake", "reports", "work")
 DOC = Path("docs/performance.md")
 TABLE_START = "<!-- bench:table:start -->"
 TABLE_END = "<!-- bench:table:end -->"
@@ -91,6 +91,12 @@ def parser() -> argparse.ArgumentParser:
         type=_ints,
         default=[100_000, 1_000_000],
         help="reports: incident counts",
+    )
+    p.add_argument(
+        "--reports",
+        type=int,
+        default=300,
+        help="work: reports measured per run, after 30 to warm up (alert's town, first --leaders)",
     )
     p.add_argument("--json", type=Path, default=Path("var/bench/latest.json"), help="JSON output")
     p.add_argument("--work", type=Path, default=Path("var/bench"), help="scratch files and logs")
@@ -179,6 +185,7 @@ TITLES = {
     "alert": "report to alert, and memory per connection",
     "intake": "intake throughput",
     "reports": "response-time reports",
+    "work": "work per report and per flush, in-process",
 }
 
 
@@ -195,10 +202,14 @@ def _run_one(name: str, report: Report, args: argparse.Namespace) -> None:
         from bench import intake
 
         intake.run(report, args)
-    else:
+    elif name == "reports":
         from bench import reports
 
         reports.run(report, args)
+    else:
+        from bench import work
+
+        work.run(report, args)
 
 
 def _update_docs(table: str, notes: list[str], when: str) -> None:

@@ -1,0 +1,191 @@
+"""Work per report and per flush of acknowledgements, in-process: CPU and wall time.
+
+The served benchmarks time a report across three processes on two cores, where the box's swing
+from one run to the next is larger than most single changes. Here the application runs in this
+process (``httpx`` over ASGI, no sockets to clients, the timer and the other background tasks as
+served): the reports of the alert benchmark's town are posted one at a time, and after each the
+acknowledgements of its alerts are recorded in one flush of the recorder, as the phones' would
+be. Counted for each: this process's CPU (``time.process_time``, the in-process client's small
+part included), the wall time, and on PostgreSQL the CPU its processes spent meanwhile (from
+``/proc``: the database must run on this machine). Each repetition is a fresh database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from alerts.acks import AckRecorder
+from alerts.store import MESSAGES
+from bench.alert import bench_town
+from bench.common import Figure, Report, Row, say, scratch_postgres, sqlalchemy_url
+from dispatch.app import create_app
+from dispatch.config import Settings
+from dispatch.runtime import Runtime
+from dispatch.simulate.seed import seed_database
+
+WARMUP = 30
+METRICS = (
+    ("report", "cpu", "report: our CPU"),
+    ("report", "wall", "report: wall"),
+    ("report", "database", "report: PostgreSQL's CPU"),
+    ("flush", "cpu", "flush of its acks: our CPU"),
+    ("flush", "wall", "flush of its acks: wall"),
+    ("flush", "database", "flush of its acks: PostgreSQL's CPU"),
+)
+
+
+@dataclass
+class Costs:
+    """Milliseconds per report and per flush, summed over the measured ones."""
+
+    count: int = 0
+    totals: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def add(self, what: str, cpu: float, wall: float, database: float) -> None:
+        for name, seconds in (("cpu", cpu), ("wall", wall), ("database", database)):
+            key = (what, name)
+            self.totals[key] = self.totals.get(key, 0.0) + seconds * 1000
+
+    def per_item(self) -> dict[tuple[str, str], float]:
+        return {key: total / self.count for key, total in self.totals.items()}
+
+
+def database_cpu_s() -> float:
+    """CPU time that PostgreSQL's processes on this machine have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        # By the process's name: a command line that merely mentions "postgresql" (this one's)
+        # is not the database.
+        name, rest = stat.split(" (", 1)[1].rsplit(")", 1)
+        if name == "postgres":
+            fields = rest.split()
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def run(report: Report, args: argparse.Namespace) -> None:
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    leaders = args.leaders[0]
+    for backend in backends:
+        runs = [asyncio.run(_one_run(backend, leaders, args.reports)) for _ in range(args.reps)]
+        for n, costs in enumerate(runs):
+            say(
+                f"    {backend}, run {n + 1}: "
+                + ", ".join(f"{label} {costs[(w, m)]:.2f} ms" for w, m, label in METRICS)
+            )
+        report.raw[f"work-{backend}-{leaders}"] = [
+            {f"{w}_{m}_ms": c[(w, m)] for w, m, _ in METRICS} for c in runs
+        ]
+        for what, measure, label in METRICS:
+            if measure == "database" and backend != "postgresql":
+                continue
+            report.rows.append(
+                Row(
+                    "work",
+                    f"{leaders // 1000}k leaders, {backend}, in-process",
+                    label,
+                    "ms",
+                    Figure.of(c[(what, measure)] for c in runs),
+                )
+            )
+
+
+async def _one_run(backend: str, leaders: int, reports: int) -> dict[tuple[str, str], float]:
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory() as folder:
+            return await _measure(f"sqlite+aiosqlite:///{folder}/work.db", leaders, reports)
+    async with scratch_postgres("bench_work") as dsn:
+        return await _measure(sqlalchemy_url(dsn), leaders, reports)
+
+
+async def _measure(url: str, leaders: int, reports: int) -> dict[tuple[str, str], float]:
+    town, points = bench_town(leaders)
+    secret = secrets.token_urlsafe(32)
+    seeded = await seed_database(url, town, secret=secret)
+    settings = Settings(
+        database_url=url,
+        secret_key=secret,
+        secret_file=Path(tempfile.gettempdir()) / "bench-work-secret.key",
+        # As in the alert benchmark: no escalation or breach lands among the measured reports.
+        escalation_after_s=3600,
+        chain_targets=(3600, 3600, 3600),
+        report_burst=1_000_000,
+        report_per_min=1_000_000,
+        # The flushes are called here, one a report; the recorder's own task stays asleep.
+        ack_gather_ms=1000,
+        log_level="WARNING",
+    )
+    app = create_app(settings)
+    costs = Costs()
+    headers = {"Authorization": f"Bearer {seeded.operator_token}"}
+    async with app.router.lifespan_context(app):
+        runtime: Runtime = app.state.runtime
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+            for n in range(WARMUP + reports):
+                lon, lat, _ = points[n % len(points)]
+                body = {"location": {"lon": lon, "lat": lat}, "category": "fight"}
+                posted = await _timed(http.post("/api/v1/incidents", json=body, headers=headers))
+                reply: httpx.Response = posted[0]
+                if reply.status_code != 201:
+                    raise RuntimeError(f"report refused: {reply.status_code} {reply.text}")
+                await _acknowledge_alerts(runtime, reply.json())
+                flush = await _timed(_flush(runtime))
+                if n >= WARMUP:
+                    costs.count += 1
+                    costs.add("report", *posted[1:])
+                    costs.add("flush", *flush[1:])
+    return costs.per_item()
+
+
+async def _timed(work: Any) -> tuple[Any, float, float, float]:
+    # Reading /proc costs this process a millisecond or two: done outside the clocks.
+    database = database_cpu_s()
+    wall = time.perf_counter()
+    cpu = time.process_time()
+    result = await work
+    cpu = time.process_time() - cpu
+    wall = time.perf_counter() - wall
+    return result, cpu, wall, database_cpu_s() - database
+
+
+async def _acknowledge_alerts(runtime: Runtime, incident: dict[str, Any]) -> None:
+    """Hand the recorder what the phones would: each alert's seq, acknowledged now."""
+    refs = [d["id"] for d in incident["dispatches"]]
+    async with runtime.sessionmaker() as session:
+        rows = await session.execute(
+            select(MESSAGES.c.user_id, MESSAGES.c.seq).where(
+                MESSAGES.c.type == "alert", MESSAGES.c.ref.in_(refs)
+            )
+        )
+        alerts = rows.all()
+    now = runtime.clock.now()
+    for user_id, seq in alerts:
+        _recorder(runtime).submit(user_id, seq, now)
+
+
+async def _flush(runtime: Runtime) -> None:
+    if not await _recorder(runtime).flush():
+        raise RuntimeError("the acknowledgements could not be recorded")
+
+
+def _recorder(runtime: Runtime) -> AckRecorder:
+    if runtime.acks is None:
+        raise RuntimeError("the application started without its acknowledgement recorder")
+    return runtime.acks
