@@ -10,7 +10,7 @@ from sqlalchemy import text
 from alerts import store as mailboxes
 from alerts.bulk import Added, Changed, write_rows
 from alerts.store import MAILBOXES, MESSAGES
-from dispatch.db import create_engine, create_sessionmaker
+from dispatch.db import CHECK_IDLE_S, CHECKED_IN_KEY, create_engine, create_sessionmaker
 from tests.conftest import PG_ADMIN_DSN
 
 
@@ -28,6 +28,33 @@ async def test_a_pooled_connection_the_database_ended_is_replaced_before_it_is_h
         async with engine.connect() as connection:
             second = await connection.scalar(text("SELECT pg_backend_pid()"))
         assert second is not None and second != first
+    finally:
+        await engine.dispose()
+
+
+async def test_a_connection_back_from_work_is_handed_out_without_a_query_an_idle_one_with_one(
+    postgres_only: str,
+) -> None:
+    # Under load the check must not cost a round trip a transaction: a connection that was
+    # just used is known alive unless its socket closed. One idle for long may have been cut
+    # without a word, and is asked.
+    engine = create_engine(postgres_only)
+    sent: list[str] = []
+    try:
+        async with engine.connect() as connection:
+            pooled = await connection.get_raw_connection()
+            assert pooled.driver_connection is not None
+            pooled.driver_connection.add_query_logger(lambda query: sent.append(query.query))
+            entry = pooled.info  # the pool entry's, kept across checkouts
+        async with engine.connect() as connection:
+            assert await connection.scalar(text("SELECT 2")) == 2
+        # (Statements SQLAlchemy prepares are not logged; the check's simple query is.)
+        assert "SELECT 1" not in sent
+
+        entry[CHECKED_IN_KEY] -= CHECK_IDLE_S + 1
+        async with engine.connect() as connection:
+            assert await connection.scalar(text("SELECT 3")) == 3
+        assert sent.count("SELECT 1") == 1
     finally:
         await engine.dispose()
 
