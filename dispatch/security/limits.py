@@ -8,13 +8,14 @@ rows are always locked in key order, so two limits checked together cannot deadl
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,18 +48,12 @@ async def take(session: AsyncSession, key: str, rate: Rate, now: datetime, what:
 
     Call it inside the unit of work it guards: when the request fails, the token is not spent.
     """
-    # Columns, not the mapped object: this runs on every report, and loading the row into the
-    # session and flushing it back cost more than the two statements.
-    locked = (
-        select(RateBucket.tokens, RateBucket.updated_at)
-        .where(RateBucket.key == key)
-        .with_for_update()
-    )
-    bucket = (await session.execute(locked)).first()
+    locked = _locked_bucket()
+    bucket = (await session.execute(locked, {"bucket_key": key})).first()
     if bucket is None:
         full = {"key": key, "tokens": float(rate.burst), "updated_at": now}
         await _ensure(session, RateBucket, [full])
-        bucket = (await session.execute(locked)).first()
+        bucket = (await session.execute(locked, {"bucket_key": key})).first()
     assert bucket is not None
     elapsed = max(0.0, (now - bucket.updated_at).total_seconds())
     tokens = min(float(rate.burst), bucket.tokens + elapsed * rate.per_minute / 60)
@@ -72,6 +67,18 @@ async def take(session: AsyncSession, key: str, rate: Rate, now: datetime, what:
     # The row stays locked until the commit: its new value goes with the last statement.
     spent = {"key": key, "tokens": tokens - 1, "updated_at": now}
     write_later(session, Changed(table_of(RateBucket), "key", [spent]))
+
+
+@functools.cache
+def _locked_bucket() -> Select[float, datetime]:
+    # Columns, not the mapped object: this runs on every report, and loading the row into the
+    # session and flushing it back cost more than the two statements. Built once: a statement
+    # built at every call is walked again for its cache key, a third of this round trip's CPU.
+    return (
+        select(RateBucket.tokens, RateBucket.updated_at)
+        .where(RateBucket.key == bindparam("bucket_key"))
+        .with_for_update()
+    )
 
 
 class FrameBudget:
