@@ -16,16 +16,17 @@ and recording is idempotent, so a crash loses nothing either.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alerts.bulk import one_of
+from alerts.bulk import any_of, on_postgresql
 from alerts.store import MAILBOXES, MESSAGES, move_marks, write_marks
 
 log = logging.getLogger(__name__)
@@ -120,22 +121,30 @@ async def acknowledged_refs(session: AsyncSession, batch: Pending) -> list[Acked
     upto = {user: max(s for s, _ in acks) for user, acks in batch.items()}
     acked: list[Acked] = []
     users = sorted(upto)
-    mailboxes, messages = MAILBOXES.c, MESSAGES.c
+    unacknowledged = _unacknowledged_refs(on_postgresql(session))
     for start in range(0, len(users), CHUNK):
-        rows = await session.execute(
-            select(messages.user_id, messages.seq, messages.type, messages.ref)
-            .join(MAILBOXES, mailboxes.user_id == messages.user_id)
-            .where(
-                one_of(session, messages.user_id, users[start : start + CHUNK]),
-                messages.seq > mailboxes.acked_seq,
-                messages.ref.is_not(None),
-            )
-            .order_by(messages.user_id, messages.seq)
-        )
+        chunk = {"ack_users": users[start : start + CHUNK]}
+        rows = await session.execute(unacknowledged, chunk)
         for user_id, seq, kind, ref in rows.all():
             if ref is not None and seq <= upto[user_id]:
                 acked.append(Acked(user_id, kind, ref, _first_covering(batch[user_id], seq)))
     return acked
+
+
+@functools.cache
+def _unacknowledged_refs(postgresql: bool) -> Select[str, int, str, str | None]:
+    # Built once: built at every flush, SQLAlchemy walked it again for its cache key.
+    mailboxes, messages = MAILBOXES.c, MESSAGES.c
+    return (
+        select(messages.user_id, messages.seq, messages.type, messages.ref)
+        .join(MAILBOXES, mailboxes.user_id == messages.user_id)
+        .where(
+            any_of(messages.user_id, "ack_users", postgresql),
+            messages.seq > mailboxes.acked_seq,
+            messages.ref.is_not(None),
+        )
+        .order_by(messages.user_id, messages.seq)
+    )
 
 
 def _first_covering(acks: list[tuple[int, datetime]], seq: int) -> datetime:

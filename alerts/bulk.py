@@ -10,7 +10,7 @@ data-modifying CTEs of one statement: one round trip where there was one a table
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,19 +90,6 @@ def any_of(column: ColumnElement[Any], name: str, postgresql: bool) -> ColumnEle
     if postgresql:
         return column == any_(bindparam(name, type_=ARRAY(column.type)))
     return column.in_(bindparam(name, expanding=True))
-
-
-def one_of(
-    session: AsyncSession, column: ColumnElement[Any], values: Iterable[Any]
-) -> ColumnElement[bool]:
-    """``column IN (values)``; on PostgreSQL ``column = ANY($1)`` over one array parameter.
-    An ``IN`` list is a bound parameter a value, built and coerced at every call and rendered
-    into a statement text of its own for every count; the array is one parameter and one text,
-    prepared once."""
-    values = list(values)
-    if on_postgresql(session):
-        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
-    return column.in_(values)
 
 
 @dataclass(frozen=True, slots=True)

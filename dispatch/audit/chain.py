@@ -14,6 +14,7 @@ transaction takes them, so it cannot deadlock.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -22,11 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import event, inspect, select
+from sqlalchemy import Select, event, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 
-from alerts.bulk import Added, Changed, Step, one_of
+from alerts.bulk import Added, Changed, Step, any_of, on_postgresql
 from dispatch.audit.models import EventChainHead
 from dispatch.db import table_of
 from dispatch.incidents.models import AnyDispatch, AnyEvent, EventRecord, IncidentEvent
@@ -149,10 +150,7 @@ async def appended_rows(
         return []
     by_incident = _by_incident(events)
     locked = await session.execute(
-        select(HEADS.c.incident_id, HEADS.c.seq, HEADS.c.hash)
-        .where(one_of(session, HEADS.c.incident_id, sorted(by_incident)))
-        .order_by(HEADS.c.incident_id)
-        .with_for_update()
+        _heads_locked(on_postgresql(session)), {"head_incidents": sorted(by_incident)}
     )
     heads = {incident_id: (seq, hash_) for incident_id, seq, hash_ in locked.all()}
     moved: list[dict[str, Any]] = []
@@ -167,6 +165,17 @@ async def appended_rows(
         Changed(HEADS, "incident_id", moved),
         Added(HEADS, started),
     ]
+
+
+@functools.cache
+def _heads_locked(postgresql: bool) -> Select[str, int, str]:
+    # Built once: built at every flush of deliveries, it was walked again for its cache key.
+    return (
+        select(HEADS.c.incident_id, HEADS.c.seq, HEADS.c.hash)
+        .where(any_of(HEADS.c.incident_id, "head_incidents", postgresql))
+        .order_by(HEADS.c.incident_id)
+        .with_for_update()
+    )
 
 
 Event = TypeVar("Event", IncidentEvent, EventRecord)

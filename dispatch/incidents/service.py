@@ -5,15 +5,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
-from alerts.bulk import Added, Changed, Step, one_of, write_later, write_rows
+from alerts.bulk import (
+    Added,
+    Changed,
+    Step,
+    any_of,
+    on_postgresql,
+    write_later,
+    write_rows,
+)
 from alerts.store import Outgoing
 from dispatch.audit import chain as event_chain
 from dispatch.auth import service as auth
@@ -664,14 +672,8 @@ async def record_deliveries(
         first.setdefault(delivery.dispatch_id, delivery)
     if not first:
         return
-    dispatches = DISPATCHES
-    rows = await session.execute(
-        select(dispatches)
-        .where(one_of(session, dispatches.c.id, sorted(first)), dispatches.c.delivered_at.is_(None))
-        # Locked in id order: two batches of deliveries never wait on each other in a circle.
-        .order_by(dispatches.c.id)
-        .with_for_update(key_share=True)
-    )
+    undelivered = _undelivered_locked(on_postgresql(session))
+    rows = await session.execute(undelivered, {"delivered_ids": sorted(first)})
     # Plain objects for the views, never added to the session.
     changed = [DispatchRecord(**row) for row in rows.mappings()]
     if not changed:
@@ -684,7 +686,7 @@ async def record_deliveries(
         events.append(_event(d.incident_id, delivery.at, "delivered", delivery.user_id, facts))
     delivered = [{"id": d.id, "delivered_at": d.delivered_at} for d in changed]
     marked = [
-        Changed(dispatches, "id", delivered),
+        Changed(DISPATCHES, "id", delivered),
         *await event_chain.appended_rows(session, events, changed),
     ]
     # The rows and the operators' news go with the transaction's last statement (staged): the
@@ -692,6 +694,21 @@ async def record_deliveries(
     for step in marked:
         write_later(session, step)
     mailboxes.stage(session, await _board_news(session, changed, coverage), now=now)
+
+
+@cache
+def _undelivered_locked(postgresql: bool) -> Select[Any]:
+    # Built once: built at every flush of deliveries, it was walked again for its cache key.
+    return (
+        select(DISPATCHES)
+        .where(
+            any_of(DISPATCHES.c.id, "delivered_ids", postgresql),
+            DISPATCHES.c.delivered_at.is_(None),
+        )
+        # Locked in id order: two batches of deliveries never wait on each other in a circle.
+        .order_by(DISPATCHES.c.id)
+        .with_for_update(key_share=True)
+    )
 
 
 async def _tell_operators(
