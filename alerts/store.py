@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 from alerts.bulk import (
     Added,
     Changed,
-    Guarded,
     Read,
     Step,
     any_of,
@@ -151,7 +150,7 @@ async def enqueue(
     *,
     now: datetime,
     batch: str | None = None,
-    also: Sequence[Step | Guarded] = (),
+    also: Sequence[Step] = (),
     read: Read | None = None,
 ) -> list[Envelope]:
     """Give each message the next seq of its user's mailbox and store it; the rows of

@@ -56,7 +56,7 @@ async def test_a_report_refused_at_its_commit_leaves_no_incident_and_no_message(
 
 
 async def test_the_mailboxes_and_the_rate_bucket_are_the_last_rows_a_report_writes(
-    world: World, backend: str
+    world: World,
 ) -> None:
     await world.leader(await world.team())
     operator = await world.operator()
@@ -67,8 +67,7 @@ async def test_the_mailboxes_and_the_rate_bucket_are_the_last_rows_a_report_writ
         # "SELECT mailboxes", "INSERT incidents": what a statement does, to which table; each
         # write of a statement that makes several at once (PostgreSQL's CTEs), in its order.
         if statement.startswith("WITH"):
-            # (Not an upsert's "DO UPDATE SET": that is the INSERT's other branch.)
-            for verb, table in re.findall(r"(?<!DO )\b(INSERT INTO|UPDATE)\s+(\w+)", statement):
+            for verb, table in re.findall(r"\b(INSERT INTO|UPDATE)\s+(\w+)", statement):
                 statements.append((id(connection), f"{verb.split()[0]} {table}"))
             return
         verb = statement.split()[0]
@@ -85,34 +84,20 @@ async def test_the_mailboxes_and_the_rate_bucket_are_the_last_rows_a_report_writ
     start = statements.index(next(x for x in statements if x[1] == "INSERT incidents"))
     connection = statements[start][0]
     report = [s for c, s in statements[start:] if c == connection]
-    if backend == "postgresql":
-        # Everything else comes first; then the mailboxes every report locks (the board's
-        # among them, made by this first message); the last write, one statement, carries the
-        # request's audit row and the messages, and checks and spends the reporter's bucket
-        # (an upsert that writes only while a token is left); the commit follows.
-        assert "SELECT rate_buckets" not in report
-        end = report.index("INSERT rate_buckets")
-        assert report[end - 5 : end + 1] == [
-            "SELECT mailboxes",
-            "INSERT mailboxes",
-            "INSERT audit_log",
-            "UPDATE mailboxes",
-            "INSERT messages",
-            "INSERT rate_buckets",
-        ]
-    else:
-        # On SQLite the bucket is locked (read) before the mailboxes, and its new count written
-        # with the last writes.
-        end = report.index("INSERT messages")
-        assert report[end - 6 : end + 1] == [
-            "SELECT rate_buckets",
-            "SELECT mailboxes",
-            "INSERT mailboxes",
-            "INSERT audit_log",
-            "UPDATE rate_buckets",
-            "UPDATE mailboxes",
-            "INSERT messages",
-        ]
+    end = report.index("INSERT messages")
+    # Everything else comes first; then the reporter's bucket is locked, then the mailboxes
+    # every report locks (the board's among them, made by this first message); the last write
+    # (one statement on PostgreSQL) carries the request's audit row, the bucket's new count and
+    # the messages, and the commit follows.
+    assert report[end - 6 : end + 1] == [
+        "SELECT rate_buckets",
+        "SELECT mailboxes",
+        "INSERT mailboxes",
+        "INSERT audit_log",
+        "UPDATE rate_buckets",
+        "UPDATE mailboxes",
+        "INSERT messages",
+    ]
     assert report[end + 1 :] == []
 
 
