@@ -8,15 +8,34 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, bindparam, delete, event, func, insert, select, update
+from sqlalchemy import (
+    ARRAY,
+    Insert,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    case,
+    delete,
+    event,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import Grouping
 
 from alerts.bulk import (
     Added,
@@ -163,15 +182,8 @@ async def enqueue(
         await write_rows(session, *also, read=read)
         return []
     marks: dict[str, int] = session.info.pop(MARKS_KEY, {})
-    users = sorted({o.user_id for o in outgoing})
-    locked = await _lock(session, sorted({*users, *marks}))
-    last = {user: seq for user, (seq, _) in locked.items()}
-    missing = [u for u in users if u not in last]
-    if missing:
-        await session.execute(
-            insert(MAILBOXES), [{"user_id": u, "last_seq": 0, "acked_seq": 0} for u in missing]
-        )
-        last.update(dict.fromkeys(missing, 0))
+    counts = Counter(o.user_id for o in outgoing)
+    last, mailbox_rows = await _reserve(session, counts, marks)
     batch = batch or uuid.uuid4().hex
     envelopes: list[Envelope] = []
     for o in outgoing:
@@ -189,19 +201,77 @@ async def enqueue(
         }
         for e in envelopes
     ]
-    changed = [
-        {"user_id": u, "last_seq": last[u], "acked_seq": _moved(locked.get(u), marks.get(u))}
-        for u in sorted({*users, *(m for m in marks if m in locked)})
-    ]
-    await write_rows(
-        session,
-        *also,
-        Changed(MAILBOXES, "user_id", changed),
-        Added(MESSAGES, stored),
-        read=read,
-    )
+    await write_rows(session, *also, *mailbox_rows, Added(MESSAGES, stored), read=read)
     session.info.setdefault(OUTBOX_KEY, []).extend(envelopes)
     return envelopes
+
+
+async def _reserve(
+    session: AsyncSession, counts: Counter[str], marks: dict[str, int]
+) -> tuple[dict[str, int], list[Step]]:
+    """Lock the mailboxes of these users and of the marks' (in user-id order, made where
+    missing), keep ``counts[user]`` seqs for each and move the marks; returns each user's
+    seq before the first one kept, and the rows the last statement must write for it."""
+    users = sorted({*counts, *marks})
+    if on_postgresql(session):
+        # One upsert does it all: rows locked in the order it inserts them, a missing mailbox
+        # made and locked in its place in that order, not after the others (which deadlocked).
+        reserved = await session.execute(
+            _reserve_on_postgresql(),
+            {
+                "reserve_users": users,
+                "reserve_counts": [counts[u] for u in users],
+                "reserve_marks": [marks.get(u, 0) for u in users],
+            },
+        )
+        kept = {user: last - counts[user] for user, last in reserved}
+        return {user: kept[user] for user in counts}, []
+    locked = await _lock(session, users)
+    missing = [u for u in counts if u not in locked]
+    if missing:
+        new = [{"user_id": u, "last_seq": 0, "acked_seq": 0} for u in missing]
+        await session.execute(insert(MAILBOXES), new)
+    before = {user: locked.get(user, (0, 0))[0] for user in counts}
+    changed = [
+        {
+            "user_id": u,
+            "last_seq": before[u] + counts[u] if u in counts else locked[u][0],
+            "acked_seq": _moved(locked.get(u), marks.get(u)),
+        }
+        for u in users
+        if u in counts or u in locked
+    ]
+    return before, [Changed(MAILBOXES, "user_id", changed)]
+
+
+@functools.cache
+def _reserve_on_postgresql() -> Insert:
+    """``INSERT ... SELECT FROM unnest(users, counts) ORDER BY user_id ON CONFLICT DO UPDATE``:
+    each mailbox's last seq moved on by its count and its mark applied (``_moved``'s rule),
+    returning the new last seq of every mailbox it changed. A mailbox with nothing to change
+    is locked all the same (PostgreSQL locks every conflicting row), but not written."""
+    mailboxes = MAILBOXES.c
+    users = bindparam("reserve_users", type_=ARRAY(mailboxes.user_id.type))
+    wanted = (
+        func.unnest(users, bindparam("reserve_counts", type_=ARRAY(Integer)))
+        .table_valued("user_id", "n")
+        .render_derived(name="wanted")
+    )
+    proposed = select(wanted.c.user_id, wanted.c.n, literal_column("0")).order_by(wanted.c.user_id)
+    new = postgresql.insert(MAILBOXES).from_select(["user_id", "last_seq", "acked_seq"], proposed)
+    marks = bindparam("reserve_marks", type_=ARRAY(Integer))
+    # In brackets: asyncpg's dialect casts parameters (``$3::INTEGER[]``), and a subscript
+    # right after the cast would be read as the type's dimensions, the whole array.
+    mark = Grouping(marks)[func.array_position(users, new.excluded.user_id)]
+    moves = and_(mark > mailboxes.acked_seq, mark <= mailboxes.last_seq)
+    return new.on_conflict_do_update(
+        index_elements=[mailboxes.user_id],
+        set_={
+            "last_seq": mailboxes.last_seq + new.excluded.last_seq,
+            "acked_seq": case((moves, mark), else_=mailboxes.acked_seq),
+        },
+        where=or_(new.excluded.last_seq > 0, moves),
+    ).returning(mailboxes.user_id, mailboxes.last_seq)
 
 
 def _moved(locked: tuple[int, int] | None, mark: int | None) -> int:
@@ -213,8 +283,9 @@ def _moved(locked: tuple[int, int] | None, mark: int | None) -> int:
 
 def move_marks(session: AsyncSession, marks: dict[str, int]) -> None:
     """Move these users' acknowledged marks (``mark_acked``) in this transaction: with the
-    next ``enqueue``, whose lock takes their mailboxes in the same user-id order as its own
-    and whose last statement writes them, or else at ``write_marks``."""
+    next ``enqueue``, which locks their mailboxes in the same user-id order as its own and
+    moves them (on PostgreSQL in that lock's statement, elsewhere in its last), or else at
+    ``write_marks``."""
     pending: dict[str, int] = session.info.setdefault(MARKS_KEY, {})
     for user, seq in marks.items():
         pending[user] = max(seq, pending.get(user, 0))
@@ -249,10 +320,17 @@ async def mark_acked(session: AsyncSession, marks: dict[str, int]) -> None:
     )
 
 
-async def lock(session: AsyncSession, user_ids: Sequence[str]) -> dict[str, int]:
-    """Lock these users' mailboxes (in user-id order, so transactions never deadlock) until
-    the transaction ends; returns each existing mailbox's last seq."""
-    return {user: last for user, (last, _) in (await _lock(session, user_ids)).items()}
+async def lock(session: AsyncSession, user_ids: Sequence[str]) -> None:
+    """Lock these users' mailboxes (in user-id order, so transactions never deadlock; a
+    missing one is made in its place) until the transaction ends."""
+    if on_postgresql(session):
+        users = sorted(set(user_ids))
+        params = {"reserve_users": users, "reserve_counts": [0] * len(users)}
+        await session.execute(
+            _reserve_on_postgresql(), params | {"reserve_marks": params["reserve_counts"]}
+        )
+    else:
+        await _lock(session, user_ids)
 
 
 async def _lock(session: AsyncSession, user_ids: Sequence[str]) -> dict[str, tuple[int, int]]:

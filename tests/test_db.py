@@ -93,7 +93,7 @@ async def test_a_small_towns_mailboxes_are_locked_and_written_by_index_not_read_
             )
             await connection.execute(text("ANALYZE mailboxes"))
         async with create_sessionmaker(engine)() as session:
-            assert await mailboxes.lock(session, dozen) == dict.fromkeys(dozen, 0)
+            await mailboxes.lock(session, dozen)
             await write_rows(
                 session,
                 Changed(MAILBOXES, "user_id", [{"user_id": u, "last_seq": 1} for u in dozen]),
