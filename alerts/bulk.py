@@ -10,7 +10,7 @@ data-modifying CTEs of one statement: one round trip where there was one a table
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +65,21 @@ Step = Added | Changed
 Shape = tuple[str, Table, str | None, tuple[str, ...]]
 
 
+@dataclass(frozen=True, slots=True)
+class Guarded:
+    """A write that may be refused: ``statement`` (built once, taking ``params``) returns a row
+    when it wrote, none when its condition refused it (an upsert whose update holds only under
+    a ``WHERE``). ``write_rows`` then awaits ``refused``, which raises: the caller's error rolls
+    the transaction back, and with it what the same statement wrote.
+
+    For a counter many transactions spend (a rate bucket): checked and spent in the last
+    statement, it is locked for the commit alone, and costs no round trip of its own."""
+
+    statement: Insert
+    params: dict[str, Any]
+    refused: Callable[[], Awaitable[None]]
+
+
 def on_postgresql(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
@@ -88,54 +103,82 @@ class Read:
 
 
 async def write_rows(
-    session: AsyncSession, *steps: Step, read: Read | None = None
+    session: AsyncSession, *steps: Step | Guarded, read: Read | None = None
 ) -> Sequence[RowMapping]:
     """Every step, in the order given (parents first), in the caller's transaction; then
-    ``read``, whose rows are returned.
+    ``read``, whose rows are returned (not where guarded writes are among the steps: then the
+    read is still made, and its rows dropped).
 
     On PostgreSQL as one statement: foreign keys between its rows hold, as their checks run at
     the end of the statement, and its steps must not touch the same row twice. ``read`` must not
     look at what the steps write: on PostgreSQL it sees the tables as they were before the
     statement (as every part of one statement does), elsewhere as they are after it.
     """
-    steps = tuple(step for step in steps if step.rows)
-    if on_postgresql(session) and (len(steps) > 1 or (steps and read is not None)):
-        arrays: dict[str, Any] = {}
-        for n, step in enumerate(steps):
-            arrays.update(_arrays(f"step_{n}", step.rows))
-        shapes = tuple(step.shape() for step in steps)
-        if read is None:
-            await session.execute(_combined(shapes), arrays)
-            return []
-        result = await session.execute(_combined(shapes, read.statement), arrays | read.params)
-        rows: Sequence[RowMapping] = result.mappings().all()
-        return rows
-    for step in steps:
+    guards = tuple(step for step in steps if isinstance(step, Guarded))
+    writes = tuple(step for step in steps if not isinstance(step, Guarded) and step.rows)
+    if on_postgresql(session) and (len(writes) > 1 or guards or (writes and read is not None)):
+        return await _in_one_statement(session, writes, guards, read)
+    for step in writes:
         if isinstance(step, Added):
             await session.execute(insert(step.table), list(step.rows))
         else:
             statement, params = _by_key(step.table, step.key, tuple(step.rows[0]))
             await session.execute(statement, [params(row) for row in step.rows])
+    for guard in guards:
+        if (await session.execute(guard.statement, guard.params)).first() is None:
+            await guard.refused()
     if read is None:
         return []
     found: Sequence[RowMapping] = (
         (await session.execute(read.statement, read.params)).mappings().all()
     )
-    return found
+    return [] if guards else found
+
+
+async def _in_one_statement(
+    session: AsyncSession,
+    writes: Sequence[Step],
+    guards: Sequence[Guarded],
+    read: Read | None,
+) -> Sequence[RowMapping]:
+    params: dict[str, Any] = {}
+    for n, step in enumerate(writes):
+        params.update(_arrays(f"step_{n}", step.rows))
+    for guard in guards:
+        params.update(guard.params)
+    if read is not None:
+        params.update(read.params)
+    shapes = tuple(step.shape() for step in writes)
+    statement = _combined(
+        shapes,
+        None if read is None else read.statement,
+        tuple(guard.statement for guard in guards),
+    )
+    result = await session.execute(statement, params)
+    if guards:
+        written = result.one()
+        for n, guard in enumerate(guards):
+            if not written[n]:
+                await guard.refused()
+        return []
+    if read is None:
+        return []
+    rows: Sequence[RowMapping] = result.mappings().all()
+    return rows
 
 
 LATER_KEY = "alerts.bulk.later"
 
 
-def write_later(session: AsyncSession, step: Step) -> None:
+def write_later(session: AsyncSession, step: Step | Guarded) -> None:
     """Write ``step`` with the transaction's last statement, just before it commits (the
     owner of the transaction calls ``take_later``): one round trip fewer for rows nothing in
     the transaction reads back, such as an audit row or a counter already locked."""
     session.info.setdefault(LATER_KEY, []).append(step)
 
 
-def take_later(session: AsyncSession) -> list[Step]:
-    steps: list[Step] = session.info.pop(LATER_KEY, [])
+def take_later(session: AsyncSession) -> list[Step | Guarded]:
+    steps: list[Step | Guarded] = session.info.pop(LATER_KEY, [])
     return steps
 
 
@@ -151,12 +194,28 @@ def _arrays(prefix: str, rows: Sequence[Row]) -> dict[str, list[Any]]:
 
 
 @functools.cache
-def _combined(shapes: tuple[Shape, ...], read: Select[Any] | None = None) -> Executable:
+def _combined(
+    shapes: tuple[Shape, ...],
+    read: Select[Any] | None = None,
+    guards: tuple[Insert, ...] = (),
+) -> Executable:
     statements = [_unnested(f"step_{n}", shape) for n, shape in enumerate(shapes)]
+    ctes = [statement.cte(f"step_{n}") for n, statement in enumerate(statements)]
+    if guards:
+        # One row: for each guarded write, how many rows it wrote (0: refused). The read is
+        # counted, so that it runs (its rows are not wanted here: an announcement's).
+        guarded = [guard.cte(f"guard_{n}") for n, guard in enumerate(guards)]
+        columns = [_count(cte).label(f"guard_{n}") for n, cte in enumerate(guarded)]
+        if read is not None:
+            columns.append(_count(read.subquery("read")).label("read"))
+        return select(*columns).add_cte(*ctes, *guarded)
     if read is not None:
-        return read.add_cte(*(s.cte(f"step_{n}") for n, s in enumerate(statements)))
-    *first, last = statements
-    return last.add_cte(*(statement.cte(f"step_{n}") for n, statement in enumerate(first)))
+        return read.add_cte(*ctes)
+    return statements[-1].add_cte(*ctes[:-1])
+
+
+def _count(rows: Any) -> Any:
+    return select(func.count()).select_from(rows).scalar_subquery()
 
 
 def _unnested(prefix: str, shape: Shape) -> Insert | Update:

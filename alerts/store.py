@@ -40,6 +40,7 @@ from sqlalchemy.sql.expression import Grouping
 from alerts.bulk import (
     Added,
     Changed,
+    Guarded,
     Read,
     Step,
     any_of,
@@ -169,7 +170,7 @@ async def enqueue(
     *,
     now: datetime,
     batch: str | None = None,
-    also: Sequence[Step] = (),
+    also: Sequence[Step | Guarded] = (),
     read: Read | None = None,
 ) -> list[Envelope]:
     """Give each message the next seq of its user's mailbox and store it; the rows of

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Boolean, String, bindparam, func, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 
-from alerts.bulk import Added, Changed, Read, any_of, write_later, write_rows
+from alerts.bulk import Added, Changed, Guarded, Read, any_of, write_later, write_rows
 from alerts.fanout import asyncpg_dsn
 from alerts.models import Mailbox, Message
 from alerts.store import MAILBOXES, MESSAGES
@@ -160,3 +160,58 @@ async def test_a_read_rides_the_writes_and_its_rows_come_back(world: World, back
     assert len(writes_and_reads) == (1 if backend == "postgresql" else 2)
     async with world.runtime.sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Message)) == 1
+
+
+# A guarded write for the tests: a mailbox for ``guarded_user``, only when ``guarded_allowed``.
+GUARDED_MAILBOX = (
+    insert(MAILBOXES)
+    .from_select(
+        ["user_id", "last_seq", "acked_seq"],
+        select(bindparam("guarded_user", type_=String()), literal(0), literal(0)).where(
+            bindparam("guarded_allowed", type_=Boolean())
+        ),
+    )
+    .returning(MAILBOXES.c.user_id)
+)
+
+
+class Refused(Exception):
+    pass
+
+
+async def refuse() -> None:
+    raise Refused
+
+
+async def test_a_guarded_write_its_condition_refuses_takes_back_the_rows_written_with_it(
+    world: World, backend: str
+) -> None:
+    box = {"user_id": "u1", "last_seq": 0, "acked_seq": 0}
+    announced = select(func.upper(bindparam("word", type_=String())))
+    with pytest.raises(Refused), statements_sent(world.runtime) as sent:
+        async with world.runtime.transaction() as session:
+            await write_rows(
+                session,
+                Added(MAILBOXES, [box]),
+                Guarded(GUARDED_MAILBOX, {"guarded_user": "u2", "guarded_allowed": False}, refuse),
+                read=Read(announced, {"word": "ok"}),
+            )
+    if backend == "postgresql":
+        # The rows, the guarded write and the read: one statement.
+        (statement,) = [s for s in sent if "mailboxes" in s]
+        assert "upper" in statement
+    async with world.runtime.sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(Mailbox)) == 0
+
+    async with world.runtime.transaction() as session:
+        rows = await write_rows(
+            session,
+            Added(MAILBOXES, [box]),
+            Guarded(GUARDED_MAILBOX, {"guarded_user": "u2", "guarded_allowed": True}, refuse),
+            read=Read(announced, {"word": "ok"}),
+        )
+    # With a guarded write the read is made, and its rows are not handed back.
+    assert rows == []
+    async with world.runtime.sessionmaker() as session:
+        users = await session.scalars(select(Mailbox.user_id).order_by(Mailbox.user_id))
+        assert list(users) == ["u1", "u2"]
