@@ -661,7 +661,7 @@ async def record_deliveries(
 ) -> None:
     """The first acknowledgement of an alert sets its dispatch's delivered_at.
 
-    Operators are told with a small ``dispatch.updated`` each; nobody else needs it, and
+    Operators are told with one small ``dispatches.updated``; nobody else needs it, and
     re-sending the whole incident to every recipient on every delivery made the work per
     incident grow with the square of its recipients. Acknowledgements are the most frequent
     write of all, so the rows are read and written as bulk statements past the unit of work,
@@ -714,7 +714,7 @@ def _undelivered_locked(postgresql: bool) -> Select[Any]:
 async def _tell_operators(
     session: AsyncSession, changed: Sequence[AnyDispatch], now: datetime
 ) -> None:
-    """A ``dispatch.updated`` to the operators' board for each dispatch whose hops moved."""
+    """A ``dispatches.updated`` to the operators' board with the dispatches whose hops moved."""
     if changed:
         await mailboxes.enqueue(session, await _board_news(session, changed), now=now)
 
@@ -722,23 +722,18 @@ async def _tell_operators(
 async def _board_news(
     session: AsyncSession, changed: Sequence[AnyDispatch], coverage: Coverage | None = None
 ) -> list[Outgoing]:
-    """The board's ``dispatch.updated`` for each of these dispatches."""
+    """The board's ``dispatches.updated`` for these dispatches: one message for all of them.
+
+    A flush of acknowledgements delivers the dispatches of one alert together; a message each
+    was a row, a frame to every console and a render each, for what the console shows at once.
+    """
     team_ids = sorted({d.team_id for d in changed})
     names = {t: coverage.name_of(t) for t in team_ids} if coverage is not None else {}
     # A team the index does not hold (deactivated since) is looked up.
     missing = [t for t in team_ids if not names.get(t)]
     names.update({t.id: t.name for t in (await teams.teams_by_id(session, missing)).values()})
-    return [
-        Outgoing(
-            auth.BOARD_MAILBOX,
-            "dispatch.updated",
-            {
-                "incident_id": d.incident_id,
-                "dispatch": dispatch_view(d, names.get(d.team_id, "")).model_dump(mode="json"),
-            },
-        )
-        for d in changed
-    ]
+    views = [dispatch_view(d, names.get(d.team_id, "")).model_dump(mode="json") for d in changed]
+    return [Outgoing(auth.BOARD_MAILBOX, "dispatches.updated", {"dispatches": views})]
 
 
 async def _acting_dispatch(

@@ -16,9 +16,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.acks import Acked, AckRecorder
-from alerts.models import Mailbox
+from alerts.models import Mailbox, Message
 from dispatch.audit import chain
 from dispatch.audit.models import EventChainHead
+from dispatch.auth.service import BOARD_MAILBOX
 from dispatch.incidents.models import IncidentEvent
 from dispatch.realtime import record_acknowledged
 from tests.support import QINGXI, Account, World, statements_sent
@@ -250,3 +251,25 @@ async def test_a_flush_writes_its_deliveries_with_the_boards_news_in_its_last_st
         assert "mailboxes" not in last
         assert [s for s in sent if "pg_notify" in s] == [last]
     assert set((await delivered(world, incident["id"])).values()) == {world.clock.now()}
+
+
+async def test_the_deliveries_of_one_flush_reach_the_board_as_one_message(world: World) -> None:
+    leaders, incident = await covered_by_three(world)
+    acks = recorder(world)
+    for leader in leaders:
+        acks.submit(leader.id, 1, world.clock.now())
+    assert await acks.flush()
+
+    async with world.runtime.sessionmaker() as session:
+        board = await session.execute(
+            select(Message.type, Message.data)
+            .where(Message.user_id == BOARD_MAILBOX)
+            .order_by(Message.seq)
+        )
+        (_, reported), (kind, news) = board.all()
+    assert kind == "dispatches.updated"
+    assert sorted(d["id"] for d in news["dispatches"]) == sorted(
+        d["id"] for d in incident["dispatches"]
+    )
+    assert reported["id"] == incident["id"]
+    assert all(d["delivered_at"] is not None for d in news["dispatches"])

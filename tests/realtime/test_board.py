@@ -60,11 +60,12 @@ async def test_a_delivery_reaches_the_board_once_and_every_console_sees_it(world
     await phone.ack()
 
     for console in consoles:
-        update = await console.next_of("dispatch.updated")
-        assert update["data"]["incident_id"] == incident["id"]
-        assert update["data"]["dispatch"]["delivered_at"] is not None
+        update = await console.next_of("dispatches.updated")
+        (dispatch,) = update["data"]["dispatches"]
+        assert dispatch["incident_id"] == incident["id"]
+        assert dispatch["delivered_at"] is not None
     kinds = [kind for _, kind in await stored(world, BOARD_MAILBOX)]
-    assert kinds == ["incident.updated", "dispatch.updated"]
+    assert kinds == ["incident.updated", "dispatches.updated"]
 
 
 async def test_a_console_new_to_the_board_starts_at_its_latest_message(world: World) -> None:

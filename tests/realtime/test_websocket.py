@@ -42,9 +42,9 @@ async def test_alert_reaches_the_leader_and_ack_records_delivery(world: World) -
     await phone.ack(alert["seq"])
     # Operators hear of the delivery as one dispatch's change, not the whole incident again.
     delivered = await console.next()
-    assert delivered["type"] == "dispatch.updated"
-    assert delivered["data"]["incident_id"] == incident["id"]
-    d = delivered["data"]["dispatch"]
+    assert delivered["type"] == "dispatches.updated"
+    (d,) = delivered["data"]["dispatches"]
+    assert d["incident_id"] == incident["id"]
     assert d["id"] == dispatch["id"] and d["delivered_at"] is not None
     assert datetime.fromisoformat(d["delivered_at"]) == acked_at
     after = await world.incident(operator, incident["id"])

@@ -232,11 +232,13 @@ function onMessage(message, info) {
   const data = message.data || {};
   if (message.type === 'incident.updated') {
     applyIncident(data, info.replayed);
-  } else if (message.type === 'dispatch.updated') {
-    // Only the hops of one dispatch moved; an incident this console does not hold is skipped
-    // (a closed one, or one it will load whole).
-    const incident = state.incidents.get(data.incident_id);
-    if (incident && data.dispatch) applyIncident(mergeDispatch(incident, data.dispatch), true);
+  } else if (message.type === 'dispatches.updated') {
+    // Only the hops of these dispatches moved; an incident this console does not hold is
+    // skipped (a closed one, or one it will load whole).
+    for (const dispatch of data.dispatches || []) {
+      const incident = state.incidents.get(dispatch.incident_id);
+      if (incident) applyIncident(mergeDispatch(incident, dispatch), true);
+    }
   } else if (message.type === 'chain.breached') {
     applyIncident(data.incident, true);
     const incident = data.incident;

@@ -39,8 +39,9 @@ export function mergeIncident(old, incoming) {
   return merged;
 }
 
-// A `dispatch.updated` carries one dispatch whose hops moved (delivered, shown): merged into the
-// incident it belongs to like any snapshot, so an older one never undoes a newer state.
+// A `dispatches.updated` carries the dispatches whose hops moved (delivered, shown): each one is
+// merged into the incident it belongs to like any snapshot, so an older one never undoes a newer
+// state.
 export function mergeDispatch(incident, dispatch) {
   const others = incident.dispatches.filter((d) => d.id !== dispatch.id);
   return mergeIncident(incident, { ...incident, dispatches: [...others, dispatch] });
