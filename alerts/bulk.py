@@ -16,8 +16,10 @@ from typing import Any
 
 from sqlalchemy import (
     ARRAY,
+    CTE,
     ColumnElement,
     Executable,
+    FromClause,
     Insert,
     RowMapping,
     Select,
@@ -67,17 +69,40 @@ Shape = tuple[str, Table, str | None, tuple[str, ...]]
 
 @dataclass(frozen=True, slots=True)
 class Guarded:
-    """A write that may be refused: ``statement`` (built once, taking ``params``) returns a row
-    when it wrote, none when its condition refused it (an upsert whose update holds only under
-    a ``WHERE``). ``write_rows`` then awaits ``refused``, which raises: the caller's error rolls
-    the transaction back, and with it what the same statement wrote.
+    """A write that may be refused: the statement ``build`` makes (built once, taking
+    ``params``) returns a row when it wrote, none when its condition refused it (an upsert whose
+    update holds only under a ``WHERE``). ``write_rows`` then awaits ``refused``, which raises:
+    the caller's error rolls the transaction back, and with it what the same statement wrote.
+
+    ``build`` is given the statement's lead (``Lead``), or None: the write must not start
+    before every row of the lead is written (``after``).
 
     For a counter many transactions spend (a rate bucket): checked and spent in the last
     statement, it is locked for the commit alone, and costs no round trip of its own."""
 
-    statement: Insert
+    build: Callable[[FromClause | None], Insert]
     params: dict[str, Any]
     refused: Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Lead:
+    """The writes a statement starts with, on PostgreSQL: ``ctes`` (built once, taking
+    ``params``) in order, the first returning the rows ``write_rows`` returns, the others
+    free to read them. A guarded write of the same statement waits until every row of the
+    first is written, so the rows it locks are always locked before the guard's: one lock
+    order for every transaction, whichever order PostgreSQL runs the parts of a statement in."""
+
+    ctes: tuple[CTE, ...]
+    params: dict[str, Any]
+
+
+def after(lead: FromClause | None) -> ColumnElement[bool] | None:
+    """A condition true once every row of ``lead`` is written: a query whose ``WHERE`` holds it
+    yields nothing before (PostgreSQL evaluates the uncorrelated count first, to its end)."""
+    if lead is None:
+        return None
+    return select(func.count()).select_from(lead).scalar_subquery() >= 0
 
 
 def on_postgresql(session: AsyncSession) -> bool:
@@ -103,11 +128,15 @@ class Read:
 
 
 async def write_rows(
-    session: AsyncSession, *steps: Step | Guarded, read: Read | None = None
+    session: AsyncSession,
+    *steps: Step | Guarded,
+    read: Read | None = None,
+    lead: Lead | None = None,
 ) -> Sequence[RowMapping]:
     """Every step, in the order given (parents first), in the caller's transaction; then
     ``read``, whose rows are returned (not where guarded writes are among the steps: then the
-    read is still made, and its rows dropped).
+    read is still made, and its rows dropped). With a ``lead`` (PostgreSQL only), its writes
+    come first, and its first write's rows are returned instead.
 
     On PostgreSQL as one statement: foreign keys between its rows hold, as their checks run at
     the end of the statement, and its steps must not touch the same row twice. ``read`` must not
@@ -116,8 +145,10 @@ async def write_rows(
     """
     guards = tuple(step for step in steps if isinstance(step, Guarded))
     writes = tuple(step for step in steps if not isinstance(step, Guarded) and step.rows)
-    if on_postgresql(session) and (len(writes) > 1 or guards or (writes and read is not None)):
-        return await _in_one_statement(session, writes, guards, read)
+    if lead is not None or (
+        on_postgresql(session) and (len(writes) > 1 or guards or (writes and read is not None))
+    ):
+        return await _in_one_statement(session, writes, guards, read, lead)
     for step in writes:
         if isinstance(step, Added):
             await session.execute(insert(step.table), list(step.rows))
@@ -125,7 +156,7 @@ async def write_rows(
             statement, params = _by_key(step.table, step.key, tuple(step.rows[0]))
             await session.execute(statement, [params(row) for row in step.rows])
     for guard in guards:
-        if (await session.execute(guard.statement, guard.params)).first() is None:
+        if (await session.execute(guard.build(None), guard.params)).first() is None:
             await guard.refused()
     if read is None:
         return []
@@ -140,31 +171,33 @@ async def _in_one_statement(
     writes: Sequence[Step],
     guards: Sequence[Guarded],
     read: Read | None,
+    lead: Lead | None,
 ) -> Sequence[RowMapping]:
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = {} if lead is None else dict(lead.params)
     for n, step in enumerate(writes):
         params.update(_arrays(f"step_{n}", step.rows))
     for guard in guards:
         params.update(guard.params)
     if read is not None:
         params.update(read.params)
-    shapes = tuple(step.shape() for step in writes)
     statement = _combined(
-        shapes,
+        tuple(step.shape() for step in writes),
         None if read is None else read.statement,
-        tuple(guard.statement for guard in guards),
+        tuple(guard.build for guard in guards),
+        () if lead is None else lead.ctes,
     )
     result = await session.execute(statement, params)
-    if guards:
-        written = result.one()
-        for n, guard in enumerate(guards):
-            if not written[n]:
-                await guard.refused()
-        return []
-    if read is None:
-        return []
-    rows: Sequence[RowMapping] = result.mappings().all()
-    return rows
+    if lead is None and not guards:
+        rows: Sequence[RowMapping] = [] if read is None else result.mappings().all()
+        return rows
+    found = result.mappings().all() if lead is not None else [result.mappings().one()]
+    if guards and not found:
+        # The counts come with the lead's rows: a lead that wrote none cannot say.
+        raise RuntimeError("guarded writes rode a lead that wrote no row")
+    for n, guard in enumerate(guards):
+        if not found[0][f"guard_{n}"]:
+            await guard.refused()
+    return found if lead is not None else []
 
 
 LATER_KEY = "alerts.bulk.later"
@@ -197,18 +230,23 @@ def _arrays(prefix: str, rows: Sequence[Row]) -> dict[str, list[Any]]:
 def _combined(
     shapes: tuple[Shape, ...],
     read: Select[Any] | None = None,
-    guards: tuple[Insert, ...] = (),
+    guards: tuple[Callable[[FromClause | None], Insert], ...] = (),
+    lead: tuple[CTE, ...] = (),
 ) -> Executable:
     statements = [_unnested(f"step_{n}", shape) for n, shape in enumerate(shapes)]
     ctes = [statement.cte(f"step_{n}") for n, statement in enumerate(statements)]
-    if guards:
-        # One row: for each guarded write, how many rows it wrote (0: refused). The read is
-        # counted, so that it runs (its rows are not wanted here: an announcement's).
-        guarded = [guard.cte(f"guard_{n}") for n, guard in enumerate(guards)]
+    if guards or lead:
+        # For each guarded write, how many rows it wrote (0: refused). The read is counted, so
+        # that it runs (its rows are not wanted here: an announcement's).
+        first = lead[0] if lead else None
+        guarded = [build(first).cte(f"guard_{n}") for n, build in enumerate(guards)]
         columns = [_count(cte).label(f"guard_{n}") for n, cte in enumerate(guarded)]
         if read is not None:
             columns.append(_count(read.subquery("read")).label("read"))
-        return select(*columns).add_cte(*ctes, *guarded)
+        if first is None:
+            return select(*columns).add_cte(*ctes, *guarded)
+        # The lead's rows, each with the counts.
+        return select(*first.c, *columns).add_cte(*lead, *ctes, *guarded)
     if read is not None:
         return read.add_cte(*ctes)
     return statements[-1].add_cte(*ctes[:-1])

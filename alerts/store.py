@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from sqlalchemy import (
     ARRAY,
+    CTE,
     Insert,
     Integer,
     Select,
@@ -41,6 +42,7 @@ from alerts.bulk import (
     Added,
     Changed,
     Guarded,
+    Lead,
     Read,
     Step,
     any_of,
@@ -184,8 +186,76 @@ async def enqueue(
         return []
     marks: dict[str, int] = session.info.pop(MARKS_KEY, {})
     counts = Counter(o.user_id for o in outgoing)
-    last, mailbox_rows = await _reserve(session, counts, marks)
     batch = batch or uuid.uuid4().hex
+    if on_postgresql(session):
+        envelopes = await _enqueue_in_one_statement(
+            session, outgoing, counts, marks, now=now, batch=batch, also=also, read=read
+        )
+    else:
+        envelopes = await _enqueue_elsewhere(
+            session, outgoing, counts, marks, now=now, batch=batch, also=also, read=read
+        )
+    session.info.setdefault(OUTBOX_KEY, []).extend(envelopes)
+    return envelopes
+
+
+async def _enqueue_in_one_statement(
+    session: AsyncSession,
+    outgoing: Sequence[Outgoing],
+    counts: Counter[str],
+    marks: dict[str, int],
+    *,
+    now: datetime,
+    batch: str,
+    also: Sequence[Step | Guarded],
+    read: Read | None,
+) -> list[Envelope]:
+    """PostgreSQL: the mailboxes' upsert leads the last statement and the messages are
+    numbered from what it returns, in the statement itself, so the mailboxes (the board's,
+    which every report and every flush writes) are held for that statement and the commit
+    alone. Each message is its user's ``k``-th of ``n`` here, numbered last seq - n + k."""
+    users = sorted({*counts, *marks})
+    ordinal: Counter[str] = Counter()
+    nth = []
+    for o in outgoing:
+        ordinal[o.user_id] += 1
+        nth.append(ordinal[o.user_id])
+    params = {
+        "reserve_users": users,
+        "reserve_counts": [counts[u] for u in users],
+        "reserve_marks": [marks.get(u, 0) for u in users],
+        "numbered_user_id": [o.user_id for o in outgoing],
+        "numbered_k": nth,
+        "numbered_n": [counts[o.user_id] for o in outgoing],
+        "numbered_type": [o.type for o in outgoing],
+        "numbered_data": [o.data for o in outgoing],
+        "numbered_ref": [o.ref for o in outgoing],
+        "numbered_batch": batch,
+        "numbered_created_at": now,
+    }
+    reserved = await write_rows(
+        session, *also, read=read, lead=Lead(_numbered_on_postgresql(), params)
+    )
+    last = {row["user_id"]: row["last_seq"] for row in reserved}
+    return [
+        Envelope(o.user_id, last[o.user_id] - counts[o.user_id] + k, o.type, o.data, o.ref, batch)
+        for o, k in zip(outgoing, nth, strict=True)
+    ]
+
+
+async def _enqueue_elsewhere(
+    session: AsyncSession,
+    outgoing: Sequence[Outgoing],
+    counts: Counter[str],
+    marks: dict[str, int],
+    *,
+    now: datetime,
+    batch: str,
+    also: Sequence[Step | Guarded],
+    read: Read | None,
+) -> list[Envelope]:
+    """SQLite (one writer, no row locks): the mailboxes read, then written with the messages."""
+    last, mailbox_rows = await _reserve(session, counts, marks)
     envelopes: list[Envelope] = []
     for o in outgoing:
         last[o.user_id] += 1
@@ -203,30 +273,16 @@ async def enqueue(
         for e in envelopes
     ]
     await write_rows(session, *also, *mailbox_rows, Added(MESSAGES, stored), read=read)
-    session.info.setdefault(OUTBOX_KEY, []).extend(envelopes)
     return envelopes
 
 
 async def _reserve(
     session: AsyncSession, counts: Counter[str], marks: dict[str, int]
 ) -> tuple[dict[str, int], list[Step]]:
-    """Lock the mailboxes of these users and of the marks' (in user-id order, made where
-    missing), keep ``counts[user]`` seqs for each and move the marks; returns each user's
-    seq before the first one kept, and the rows the last statement must write for it."""
+    """Read the mailboxes of these users and of the marks', make the missing ones, keep
+    ``counts[user]`` seqs for each and move the marks; returns each user's seq before the
+    first one kept, and the rows the last statement must write for it."""
     users = sorted({*counts, *marks})
-    if on_postgresql(session):
-        # One upsert does it all: rows locked in the order it inserts them, a missing mailbox
-        # made and locked in its place in that order, not after the others (which deadlocked).
-        reserved = await session.execute(
-            _reserve_on_postgresql(),
-            {
-                "reserve_users": users,
-                "reserve_counts": [counts[u] for u in users],
-                "reserve_marks": [marks.get(u, 0) for u in users],
-            },
-        )
-        kept = {user: last - counts[user] for user, last in reserved}
-        return {user: kept[user] for user in counts}, []
     locked = await _lock(session, users)
     missing = [u for u in counts if u not in locked]
     if missing:
@@ -273,6 +329,37 @@ def _reserve_on_postgresql() -> Insert:
         },
         where=or_(new.excluded.last_seq > 0, moves),
     ).returning(mailboxes.user_id, mailboxes.last_seq)
+
+
+@functools.cache
+def _numbered_on_postgresql() -> tuple[CTE, CTE]:
+    """The mailboxes' upsert (``_reserve_on_postgresql``) as a CTE, and the messages' insert
+    that numbers them from the last seqs it returns."""
+    reserved = _reserve_on_postgresql().cte("reserved")
+    messages = MESSAGES.c
+    columns = {
+        "user_id": messages.user_id.type,
+        "k": Integer(),
+        "n": Integer(),
+        "type": messages.type.type,
+        "data": messages.data.type,
+        "ref": messages.ref.type,
+    }
+    arrays = [bindparam(f"numbered_{c}", type_=ARRAY(t)) for c, t in columns.items()]
+    rows = func.unnest(*arrays).table_valued(*columns).render_derived(name="numbered")
+    numbered = select(
+        rows.c.user_id,
+        reserved.c.last_seq - rows.c.n + rows.c.k,
+        rows.c.type,
+        rows.c.data,
+        rows.c.ref,
+        bindparam("numbered_batch", type_=messages.batch.type),
+        bindparam("numbered_created_at", type_=messages.created_at.type),
+    ).join(reserved, reserved.c.user_id == rows.c.user_id)
+    stored = insert(MESSAGES).from_select(
+        ["user_id", "seq", "type", "data", "ref", "batch", "created_at"], numbered
+    )
+    return reserved, stored.cte("numbered_messages")
 
 
 def _moved(locked: tuple[int, int] | None, mark: int | None) -> int:

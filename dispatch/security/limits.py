@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 from sqlalchemy import (
     Float,
+    FromClause,
     Insert,
     Select,
     bindparam,
@@ -30,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alerts.bulk import Changed, Guarded, on_postgresql, write_later
+from alerts.bulk import Changed, Guarded, after, on_postgresql, write_later
 from dispatch.db import Base, dialect_name, table_of
 from dispatch.errors import RateLimited
 from dispatch.security.models import Backoff, RateBucket
@@ -71,7 +72,7 @@ async def take(session: AsyncSession, key: str, rate: Rate, now: datetime, what:
             "bucket_now": now,
         }
         refused = partial(_refuse, session, key, rate, now, what)
-        write_later(session, Guarded(_spend_on_postgresql(), params, refused))
+        write_later(session, Guarded(_spend_on_postgresql, params, refused))
         return
     bucket = await _bucket(session, key, rate, now, lock=True)
     if bucket < 1:
@@ -122,20 +123,23 @@ def _bucket_query(lock: bool) -> Select[float, datetime]:
 
 
 @functools.cache
-def _spend_on_postgresql() -> Insert:
+def _spend_on_postgresql(lead: FromClause | None) -> Insert:
     """Refill the bucket to ``bucket_now`` and spend a token where one is left (a new bucket
-    starts full): the rule of ``_bucket`` in SQL, returning the key only when it spent."""
+    starts full): the rule of ``_bucket`` in SQL, returning the key only when it spent. Not
+    before the statement's ``lead`` is written (the mailboxes it locks come first)."""
     table = table_of(RateBucket)
     buckets = table.c
+    key = bindparam("bucket_key", type_=buckets.key.type)
     now = bindparam("bucket_now", type_=buckets.updated_at.type)
     burst = bindparam("bucket_burst", type_=Float())
     elapsed_s = func.greatest(0.0, cast(extract("epoch", now - buckets.updated_at), Float()))
     tokens = func.least(
         burst, buckets.tokens + elapsed_s * bindparam("bucket_per_s", type_=Float())
     )
-    new = postgresql.insert(table).values(
-        key=bindparam("bucket_key", type_=buckets.key.type), tokens=burst - 1, updated_at=now
-    )
+    proposed = select(key, burst - 1, now)
+    if (written := after(lead)) is not None:
+        proposed = proposed.where(written)
+    new = postgresql.insert(table).from_select(["key", "tokens", "updated_at"], proposed)
     return new.on_conflict_do_update(
         index_elements=[buckets.key],
         set_={"tokens": tokens - 1, "updated_at": now},

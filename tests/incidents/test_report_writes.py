@@ -86,17 +86,18 @@ async def test_the_mailboxes_and_the_rate_bucket_are_the_last_rows_a_report_writ
     connection = statements[start][0]
     report = [s for c, s in statements[start:] if c == connection]
     if backend == "postgresql":
-        # Everything else comes first; then the mailboxes every report locks (the board's
-        # among them, made by this first message), with one upsert that also keeps their
-        # seqs; the last write, one statement, carries the request's audit row and the
-        # messages, and checks and spends the reporter's bucket (an upsert that writes only
-        # while a token is left); the commit follows.
+        # Everything else comes first; then one last statement: the upsert of the mailboxes
+        # every report locks (the board's among them, made by this first message) leads it,
+        # the messages are numbered from what it returns, the request's audit row goes with
+        # them, and the reporter's bucket is checked and spent (an upsert that writes only
+        # while a token is left) once the mailboxes are locked; the commit follows.
         assert "SELECT rate_buckets" not in report
+        assert report.count("INSERT mailboxes") == 1
         end = report.index("INSERT rate_buckets")
         assert report[end - 3 : end + 1] == [
             "INSERT mailboxes",
-            "INSERT audit_log",
             "INSERT messages",
+            "INSERT audit_log",
             "INSERT rate_buckets",
         ]
     else:
@@ -119,8 +120,8 @@ async def test_a_new_incident_is_written_in_one_statement_on_postgresql(
     world: World, backend: str
 ) -> None:
     # One round trip for the incident, its escalation job, chain, dispatches, events and chain
-    # head, and the dispatched teams' leaders read back (one for the mailboxes, and one for the
-    # messages and the announcement to other processes): each round trip was a wait of its own.
+    # head, and the dispatched teams' leaders read back (and one for the mailboxes, messages
+    # and the announcement to other processes): each round trip was a wait of its own.
     guard = await world.leader(await world.team())
     rider = await world.leader(await world.team("mobile"))
     phones = [await world.connect(guard), await world.connect(rider)]
@@ -138,8 +139,9 @@ async def test_a_new_incident_is_written_in_one_statement_on_postgresql(
         assert re.search(r"\)\s*SELECT users\.team_id, users\.id\s+FROM users", combined)
         assert not [s for s in sent if s.startswith("SELECT users.team_id")]
         (messages,) = [s for s in writes if "INSERT INTO messages" in s]
-        # The mailboxes moved on by the upsert that locked them, not again here.
-        assert "mailboxes" not in messages
+        # The mailboxes are locked and moved on by the same statement, which numbers the
+        # messages from the seqs it returns.
+        assert [s for s in writes if "INSERT INTO mailboxes" in s] == [messages]
         # The other processes hear of the alerts from the same statement (a NOTIFY goes out
         # at the commit wherever it is sent), not from a round trip of its own.
         assert "pg_notify" in messages

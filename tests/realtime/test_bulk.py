@@ -2,18 +2,44 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from sqlalchemy import Boolean, String, bindparam, func, insert, literal, select
+from sqlalchemy import (
+    ARRAY,
+    CTE,
+    Boolean,
+    FromClause,
+    Insert,
+    Integer,
+    String,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from alerts.bulk import Added, Changed, Guarded, Read, any_of, write_later, write_rows
+from alerts.bulk import (
+    Added,
+    Changed,
+    Guarded,
+    Lead,
+    Read,
+    after,
+    any_of,
+    write_later,
+    write_rows,
+)
 from alerts.fanout import asyncpg_dsn
 from alerts.models import Mailbox, Message
 from alerts.store import MAILBOXES, MESSAGES
+from dispatch.db import create_engine, create_sessionmaker
 from tests.support import World, statements_sent
 
 T0 = datetime(2026, 11, 29, 8, 30, tzinfo=UTC)
@@ -156,23 +182,29 @@ async def test_a_read_rides_the_writes_and_its_rows_come_back(world: World, back
             )
 
     assert [dict(row) for row in rows] == [{"user_id": "u1", "last_seq": 4}]
-    writes_and_reads = [s for s in sent if "messages" in s or "FROM mailboxes" in s]
+    # (Not the retention job's purge, which may run meanwhile.)
+    writes_and_reads = [
+        s for s in sent if not s.startswith("DELETE") and ("messages" in s or "FROM mailboxes" in s)
+    ]
     assert len(writes_and_reads) == (1 if backend == "postgresql" else 2)
     async with world.runtime.sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Message)) == 1
 
 
-# A guarded write for the tests: a mailbox for ``guarded_user``, only when ``guarded_allowed``.
-GUARDED_MAILBOX = (
-    insert(MAILBOXES)
-    .from_select(
-        ["user_id", "last_seq", "acked_seq"],
-        select(bindparam("guarded_user", type_=String()), literal(0), literal(0)).where(
-            bindparam("guarded_allowed", type_=Boolean())
-        ),
+@functools.cache
+def guarded_mailbox(lead: FromClause | None) -> Insert:
+    """A guarded write for the tests: a mailbox for ``guarded_user``, only when
+    ``guarded_allowed``, and not before the statement's lead is written."""
+    proposed = select(bindparam("guarded_user", type_=String()), literal(0), literal(0)).where(
+        bindparam("guarded_allowed", type_=Boolean())
     )
-    .returning(MAILBOXES.c.user_id)
-)
+    if (written := after(lead)) is not None:
+        proposed = proposed.where(written)
+    return (
+        insert(MAILBOXES)
+        .from_select(["user_id", "last_seq", "acked_seq"], proposed)
+        .returning(MAILBOXES.c.user_id)
+    )
 
 
 class Refused(Exception):
@@ -193,7 +225,7 @@ async def test_a_guarded_write_its_condition_refuses_takes_back_the_rows_written
             await write_rows(
                 session,
                 Added(MAILBOXES, [box]),
-                Guarded(GUARDED_MAILBOX, {"guarded_user": "u2", "guarded_allowed": False}, refuse),
+                Guarded(guarded_mailbox, {"guarded_user": "u2", "guarded_allowed": False}, refuse),
                 read=Read(announced, {"word": "ok"}),
             )
     if backend == "postgresql":
@@ -207,7 +239,7 @@ async def test_a_guarded_write_its_condition_refuses_takes_back_the_rows_written
         rows = await write_rows(
             session,
             Added(MAILBOXES, [box]),
-            Guarded(GUARDED_MAILBOX, {"guarded_user": "u2", "guarded_allowed": True}, refuse),
+            Guarded(guarded_mailbox, {"guarded_user": "u2", "guarded_allowed": True}, refuse),
             read=Read(announced, {"word": "ok"}),
         )
     # With a guarded write the read is made, and its rows are not handed back.
@@ -215,3 +247,85 @@ async def test_a_guarded_write_its_condition_refuses_takes_back_the_rows_written
     async with world.runtime.sessionmaker() as session:
         users = await session.scalars(select(Mailbox.user_id).order_by(Mailbox.user_id))
         assert list(users) == ["u1", "u2"]
+
+
+@functools.cache
+def numbered_lead() -> tuple[CTE, CTE]:
+    """A lead for the tests: mailboxes made with a last seq, and one message for each numbered
+    from what the first write returns."""
+    users = bindparam("lead_users", type_=ARRAY(String()))
+    made = (
+        insert(MAILBOXES)
+        .from_select(
+            ["user_id", "last_seq", "acked_seq"],
+            select(func.unnest(users), bindparam("lead_last", type_=Integer()), literal(0)),
+        )
+        .returning(MAILBOXES.c.user_id, MAILBOXES.c.last_seq)
+        .cte("made")
+    )
+    numbered = insert(MESSAGES).from_select(
+        ["user_id", "seq", "type", "data", "ref", "batch", "created_at"],
+        select(
+            made.c.user_id,
+            made.c.last_seq,
+            literal("note"),
+            func.jsonb_build_object(),
+            literal(None, String()),
+            literal("b" * 32),
+            bindparam("lead_at", type_=MESSAGES.c.created_at.type),
+        ),
+    )
+    return made, numbered.cte("numbered")
+
+
+async def test_a_lead_comes_first_its_rows_come_back_and_a_guard_waits_for_it(
+    postgres_only: str,
+) -> None:
+    engine = create_engine(postgres_only)
+    params = {"lead_users": ["u1", "u2"], "lead_last": 7, "lead_at": T0}
+    refused = {"guarded_user": "u3", "guarded_allowed": False}
+    try:
+        sessions = create_sessionmaker(engine)
+        with pytest.raises(Refused):
+            async with sessions() as session, session.begin():
+                await write_rows(
+                    session,
+                    Guarded(guarded_mailbox, refused, refuse),
+                    lead=Lead(numbered_lead(), params),
+                )
+        async with sessions() as session, session.begin():
+            allowed = {"guarded_user": "u3", "guarded_allowed": True}
+            rows = await write_rows(
+                session,
+                Guarded(guarded_mailbox, allowed, refuse),
+                lead=Lead(numbered_lead(), params),
+            )
+            stored = await session.execute(select(Message.user_id, Message.seq))
+            boxes = await session.scalars(
+                select(Mailbox.user_id).where(Mailbox.user_id.like("u%")).order_by(Mailbox.user_id)
+            )
+            assert sorted((user, seq) for user, seq in stored) == [("u1", 7), ("u2", 7)]
+            assert list(boxes) == ["u1", "u2", "u3"]
+        # The lead's rows, each with the guard's count; nothing of the refused try was kept.
+        assert sorted((r["user_id"], r["last_seq"], r["guard_0"]) for r in rows) == [
+            ("u1", 7, 1),
+            ("u2", 7, 1),
+        ]
+        # The guard's row is proposed only once the lead has written all of its rows.
+        plan = await _plan(engine, numbered_lead(), params | allowed)
+        assert "One-Time Filter" in plan
+    finally:
+        await engine.dispose()
+
+
+async def _plan(engine: AsyncEngine, lead: tuple[CTE, CTE], params: dict[str, object]) -> str:
+    made = lead[0]
+    guard = guarded_mailbox(made).cte("guard")
+    count = select(func.count()).select_from(guard).scalar_subquery()
+    query = select(made.c.user_id, count).add_cte(*lead, guard).params(params)
+    sql = query.compile(engine.sync_engine, compile_kwargs={"literal_binds": True})
+    async with engine.connect() as connection:
+        rows = await connection.exec_driver_sql(f"EXPLAIN {sql}")
+        plan = "\n".join(row[0] for row in rows)
+        await connection.rollback()
+    return plan
