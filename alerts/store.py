@@ -166,6 +166,20 @@ def _nothing_left_staged(session: Session) -> None:
         raise RuntimeError("messages were staged but never written before the commit")
 
 
+@dataclass(frozen=True, slots=True)
+class _Enqueuing:
+    """One ``enqueue``: its messages, how many each user gets, the marks to move, and what
+    rides its last statement."""
+
+    outgoing: Sequence[Outgoing]
+    counts: Counter[str]
+    marks: dict[str, int]
+    now: datetime
+    batch: str
+    also: Sequence[Step | Guarded]
+    read: Read | None
+
+
 async def enqueue(
     session: AsyncSession,
     outgoing: Sequence[Outgoing],
@@ -187,92 +201,68 @@ async def enqueue(
     marks: dict[str, int] = session.info.pop(MARKS_KEY, {})
     counts = Counter(o.user_id for o in outgoing)
     batch = batch or uuid.uuid4().hex
+    enqueuing = _Enqueuing(outgoing, counts, marks, now, batch, also, read)
     if on_postgresql(session):
-        envelopes = await _enqueue_in_one_statement(
-            session, outgoing, counts, marks, now=now, batch=batch, also=also, read=read
-        )
+        envelopes = await _enqueue_in_one_statement(session, enqueuing)
     else:
-        envelopes = await _enqueue_elsewhere(
-            session, outgoing, counts, marks, now=now, batch=batch, also=also, read=read
-        )
+        envelopes = await _enqueue_elsewhere(session, enqueuing)
     session.info.setdefault(OUTBOX_KEY, []).extend(envelopes)
     return envelopes
 
 
-async def _enqueue_in_one_statement(
-    session: AsyncSession,
-    outgoing: Sequence[Outgoing],
-    counts: Counter[str],
-    marks: dict[str, int],
-    *,
-    now: datetime,
-    batch: str,
-    also: Sequence[Step | Guarded],
-    read: Read | None,
-) -> list[Envelope]:
+async def _enqueue_in_one_statement(session: AsyncSession, e: _Enqueuing) -> list[Envelope]:
     """PostgreSQL: the mailboxes' upsert leads the last statement and the messages are
     numbered from what it returns, in the statement itself, so the mailboxes (the board's,
     which every report and every flush writes) are held for that statement and the commit
     alone. Each message is its user's ``k``-th of ``n`` here, numbered last seq - n + k."""
-    users = sorted({*counts, *marks})
+    users = sorted({*e.counts, *e.marks})
     ordinal: Counter[str] = Counter()
     nth = []
-    for o in outgoing:
+    for o in e.outgoing:
         ordinal[o.user_id] += 1
         nth.append(ordinal[o.user_id])
     params = {
         "reserve_users": users,
-        "reserve_counts": [counts[u] for u in users],
-        "reserve_marks": [marks.get(u, 0) for u in users],
-        "numbered_user_id": [o.user_id for o in outgoing],
+        "reserve_counts": [e.counts[u] for u in users],
+        "reserve_marks": [e.marks.get(u, 0) for u in users],
+        "numbered_user_id": [o.user_id for o in e.outgoing],
         "numbered_k": nth,
-        "numbered_n": [counts[o.user_id] for o in outgoing],
-        "numbered_type": [o.type for o in outgoing],
-        "numbered_data": [o.data for o in outgoing],
-        "numbered_ref": [o.ref for o in outgoing],
-        "numbered_batch": batch,
-        "numbered_created_at": now,
+        "numbered_n": [e.counts[o.user_id] for o in e.outgoing],
+        "numbered_type": [o.type for o in e.outgoing],
+        "numbered_data": [o.data for o in e.outgoing],
+        "numbered_ref": [o.ref for o in e.outgoing],
+        "numbered_batch": e.batch,
+        "numbered_created_at": e.now,
     }
-    reserved = await write_rows(
-        session, *also, read=read, lead=Lead(_numbered_on_postgresql(), params)
-    )
-    last = {row["user_id"]: row["last_seq"] for row in reserved}
+    lead = Lead(_numbered_on_postgresql(), params)
+    reserved = await write_rows(session, *e.also, read=e.read, lead=lead)
+    before = {row["user_id"]: row["last_seq"] - e.counts[row["user_id"]] for row in reserved}
     return [
-        Envelope(o.user_id, last[o.user_id] - counts[o.user_id] + k, o.type, o.data, o.ref, batch)
-        for o, k in zip(outgoing, nth, strict=True)
+        Envelope(o.user_id, before[o.user_id] + k, o.type, o.data, o.ref, e.batch)
+        for o, k in zip(e.outgoing, nth, strict=True)
     ]
 
 
-async def _enqueue_elsewhere(
-    session: AsyncSession,
-    outgoing: Sequence[Outgoing],
-    counts: Counter[str],
-    marks: dict[str, int],
-    *,
-    now: datetime,
-    batch: str,
-    also: Sequence[Step | Guarded],
-    read: Read | None,
-) -> list[Envelope]:
+async def _enqueue_elsewhere(session: AsyncSession, e: _Enqueuing) -> list[Envelope]:
     """SQLite (one writer, no row locks): the mailboxes read, then written with the messages."""
-    last, mailbox_rows = await _reserve(session, counts, marks)
+    last, mailbox_rows = await _reserve(session, e.counts, e.marks)
     envelopes: list[Envelope] = []
-    for o in outgoing:
+    for o in e.outgoing:
         last[o.user_id] += 1
-        envelopes.append(Envelope(o.user_id, last[o.user_id], o.type, o.data, o.ref, batch))
+        envelopes.append(Envelope(o.user_id, last[o.user_id], o.type, o.data, o.ref, e.batch))
     stored = [
         {
-            "user_id": e.user_id,
-            "seq": e.seq,
-            "type": e.type,
-            "data": e.data,
-            "ref": e.ref,
-            "batch": batch,
-            "created_at": now,
+            "user_id": n.user_id,
+            "seq": n.seq,
+            "type": n.type,
+            "data": n.data,
+            "ref": n.ref,
+            "batch": e.batch,
+            "created_at": e.now,
         }
-        for e in envelopes
+        for n in envelopes
     ]
-    await write_rows(session, *also, *mailbox_rows, Added(MESSAGES, stored), read=read)
+    await write_rows(session, *e.also, *mailbox_rows, Added(MESSAGES, stored), read=e.read)
     return envelopes
 
 
