@@ -100,9 +100,7 @@ class Lead:
 def after(lead: FromClause | None) -> ColumnElement[bool] | None:
     """A condition true once every row of ``lead`` is written: a query whose ``WHERE`` holds it
     yields nothing before (PostgreSQL evaluates the uncorrelated count first, to its end)."""
-    if lead is None:
-        return None
-    return select(func.count()).select_from(lead).scalar_subquery() >= 0
+    return None if lead is None else _count(lead) >= 0
 
 
 def on_postgresql(session: AsyncSession) -> bool:

@@ -273,7 +273,7 @@ async def _reserve(
     ``counts[user]`` seqs for each and move the marks; returns each user's seq before the
     first one kept, and the rows the last statement must write for it."""
     users = sorted({*counts, *marks})
-    locked = await _lock(session, users)
+    locked = await _read_mailboxes(session, users)
     missing = [u for u in counts if u not in locked]
     if missing:
         new = [{"user_id": u, "last_seq": 0, "acked_seq": 0} for u in missing]
@@ -403,30 +403,29 @@ async def lock(session: AsyncSession, user_ids: Sequence[str]) -> None:
     missing one is made in its place) until the transaction ends."""
     if on_postgresql(session):
         users = sorted(set(user_ids))
-        params = {"reserve_users": users, "reserve_counts": [0] * len(users)}
-        await session.execute(
-            _reserve_on_postgresql(), params | {"reserve_marks": params["reserve_counts"]}
-        )
+        nothing = [0] * len(users)
+        params = {"reserve_users": users, "reserve_counts": nothing, "reserve_marks": nothing}
+        await session.execute(_reserve_on_postgresql(), params)
     else:
-        await _lock(session, user_ids)
+        await _read_mailboxes(session, user_ids)
 
 
-async def _lock(session: AsyncSession, user_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
-    """``lock``, returning each existing mailbox's last and acknowledged seq."""
-    locking = _lock_query(on_postgresql(session))
-    rows = await session.execute(locking, {"lock_users": sorted(set(user_ids))})
+async def _read_mailboxes(
+    session: AsyncSession, user_ids: Sequence[str]
+) -> dict[str, tuple[int, int]]:
+    """SQLite (one writer, no row locks): each existing mailbox's last and acknowledged seq."""
+    rows = await session.execute(_mailboxes_query(), {"read_users": sorted(set(user_ids))})
     return {row.user_id: (row.last_seq, row.acked_seq) for row in rows}
 
 
 @functools.cache
-def _lock_query(postgresql: bool) -> Select[tuple[str, int, int]]:
-    # Built once, with one array parameter on PostgreSQL: one statement text whatever the count.
+def _mailboxes_query() -> Select[tuple[str, int, int]]:
+    # Built once; PostgreSQL locks and reads its mailboxes with _reserve_on_postgresql.
     mailboxes = MAILBOXES.c
     return (
         select(mailboxes.user_id, mailboxes.last_seq, mailboxes.acked_seq)
-        .where(any_of(mailboxes.user_id, "lock_users", postgresql))
+        .where(any_of(mailboxes.user_id, "read_users", postgresql=False))
         .order_by(mailboxes.user_id)
-        .with_for_update(key_share=True)
     )
 
 
