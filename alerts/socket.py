@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from alerts import store
@@ -78,7 +78,7 @@ async def serve_socket(
     websocket: WebSocket,
     *,
     hub: Hub,
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: Callable[[], AsyncSession],
     authenticate: Authenticate,
     acknowledge: Acknowledge,
     policy: SocketPolicy,
@@ -157,7 +157,7 @@ async def _converse(
     peer: Peer,
     resume_from: int,
     subscription: Subscription,
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: Callable[[], AsyncSession],
     acknowledge: Acknowledge,
     server_time: Callable[[], str],
 ) -> None:
@@ -207,7 +207,7 @@ async def _welcome(
     websocket: WebSocket,
     peer: Peer,
     resume_from: int,
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: Callable[[], AsyncSession],
     server_time: Callable[[], str],
 ) -> int:
     """Send the welcome (and a resync when the gap cannot be replayed); return where to start."""
@@ -248,7 +248,7 @@ def _control(kind: str, seq: int, data: dict[str, Any]) -> str:
 async def _send_loop(
     websocket: WebSocket,
     subscription: Subscription,
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: Callable[[], AsyncSession],
     after: int,
 ) -> None:
     # Seqs are gap-free, so how far ``last`` moves in a replay is how many messages it sent.
@@ -274,7 +274,7 @@ async def _send_loop(
 async def _replay(
     websocket: WebSocket,
     mailbox: str,
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: Callable[[], AsyncSession],
     after: int,
     upto: int | None = None,
 ) -> int:
@@ -292,7 +292,7 @@ async def _replay(
 async def _fill_gap(
     websocket: WebSocket,
     mailbox: str,
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: Callable[[], AsyncSession],
     last: int,
     envelope: Envelope,
 ) -> int:

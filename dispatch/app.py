@@ -101,6 +101,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                 await runtime.fanout.stop()
             await runtime.duty.close()
             await runtime.engine.dispose()
+            if runtime.read_engine is not runtime.engine:
+                await runtime.read_engine.dispose()
 
     app = DispatchApp(
         title="Dispatch 1-3-5",
@@ -142,7 +144,10 @@ def settle_garbage_collector() -> None:
 
 async def start_runtime(settings: Settings, clock: Clock) -> Runtime:
     await migrate.upgrade_async(settings.database_url)
-    engine = create_engine(settings.database_url)
+    url, waited = settings.database_url, settings.db_pool_timeout_s
+    engine = create_engine(url, settings.db_pool_size, 0, waited)
+    readers = settings.db_read_pool_size
+    read_engine = engine if settings.is_sqlite else create_engine(url, readers, readers, waited)
     sessionmaker = create_sessionmaker(engine)
     coverage = Coverage()
     villages = Villages()
@@ -161,6 +166,7 @@ async def start_runtime(settings: Settings, clock: Clock) -> Runtime:
         settings=settings,
         clock=clock,
         engine=engine,
+        read_engine=read_engine,
         sessionmaker=sessionmaker,
         hub=Hub(settings.ws_queue_size, clock.now),
         coverage=coverage,

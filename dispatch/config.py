@@ -15,6 +15,16 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DISPATCH_", extra="ignore")
 
     database_url: str = "sqlite+aiosqlite:///./dispatch.db"
+    # PostgreSQL connections a process holds for units of work that write (reports, accepts,
+    # acknowledgements, timers); more wait for one in turn. Every report locks rows all reports
+    # share (the board's mailbox) until its commit, and the commit waits for the event loop:
+    # with many transactions in flight that hold grows with them, and so does the queue on it.
+    db_pool_size: int = Field(default=4, ge=1)
+    # ... and for reads (GET requests, websocket replays), apart: a long report or export
+    # never makes a report wait for a connection.
+    db_read_pool_size: int = Field(default=10, ge=1)
+    # A request that waits longer for a connection is answered 503 with Retry-After.
+    db_pool_timeout_s: float = Field(default=30.0, gt=0)
     # Seconds to be on scene for tiers 1, 2 and 3. Tests shorten them to seconds.
     chain_targets: Annotated[tuple[float, float, float], NoDecode] = DEFAULT_TARGETS
     secret_key: str | None = None

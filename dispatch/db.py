@@ -72,19 +72,24 @@ STATEMENT_CACHES: dict[str, Any] = {
 SESSION_SETTINGS: dict[str, str] = {"random_page_cost": "1.1"}
 
 
-def create_engine(database_url: str) -> AsyncEngine:
+def create_engine(
+    database_url: str, pool_size: int = 10, max_overflow: int = 10, pool_timeout: float = 30.0
+) -> AsyncEngine:
+    """``pool_size`` and ``max_overflow``: PostgreSQL's connections (SQLite has one), waited
+    for up to ``pool_timeout`` seconds."""
     if database_url.startswith("sqlite"):
         # One connection: SQLite has one writer, and queuing inside the process beats
         # "database is locked" errors under concurrent requests.
         engine = create_async_engine(
-            database_url, pool_size=1, max_overflow=0, pool_timeout=30, **JSON_CODEC
+            database_url, pool_size=1, max_overflow=0, pool_timeout=pool_timeout, **JSON_CODEC
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     engine = create_async_engine(
         database_url,
-        pool_size=10,
-        max_overflow=10,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
         connect_args={**STATEMENT_CACHES, "server_settings": SESSION_SETTINGS},
         **JSON_CODEC,
     )

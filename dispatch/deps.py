@@ -25,8 +25,13 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
-    async with runtime.transaction() as session:
+# Requests that only read take their connection from the readers' pool, so that a long
+# report queues no write behind it (the writers' pool is kept small on purpose).
+READING_METHODS = frozenset({"GET", "HEAD"})
+
+
+async def get_session(request: Request, runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    async with runtime.transaction(read=request.method in READING_METHODS) as session:
         yield session
 
 

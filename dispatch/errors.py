@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
@@ -92,7 +93,7 @@ class ErrorOut(BaseModel):
     field: str | None = Field(default=None, description="the input the error is about")
     fields: list[FieldProblem] | None = Field(default=None, description="every invalid input")
     problems: list[RowProblem] | None = Field(default=None, description="bad rows of a file")
-    retry_after_s: int | None = Field(default=None, description="with 429: when to try again")
+    retry_after_s: int | None = Field(default=None, description="with 429, 503: when to try again")
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -108,6 +109,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: _error("the request conflicts with the record's state"),
     413: _error("the request body is larger than allowed"),
     422: _error("invalid input: the field and the reason are named"),
+    503: _error("no database connection came free in time (nothing was written): try again"),
 }
 RATE_LIMITED: dict[int | str, dict[str, Any]] = {
     429: _error("too many attempts: wait for Retry-After seconds")
@@ -150,6 +152,14 @@ def install_error_handlers(app: FastAPI) -> None:
         body = {"error": code.get(exc.status_code, "http_error"), "detail": str(exc.detail)}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
+    async def pool_timeout(_: Request, exc: Exception) -> JSONResponse:
+        # Raised while waiting for a connection, before the request's first statement.
+        assert isinstance(exc, PoolTimeout)
+        detail = "the server's database connections stayed busy; nothing was written, try again"
+        body = {"error": "busy", "detail": detail, "retry_after_s": 1}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+
     app.add_exception_handler(DomainError, domain_error)
+    app.add_exception_handler(PoolTimeout, pool_timeout)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -17,16 +17,16 @@ def listen(runtime: Runtime) -> Listener:
     listener = Listener(runtime.settings.database_url, runtime.origin)
 
     async def messages_committed(batch: str) -> None:
-        async with runtime.sessionmaker() as session:
+        async with runtime.reading() as session:
             envelopes = await mailboxes.batch_messages(session, batch)
         runtime.hub.publish(envelopes)
 
     async def team_changed(team_id: str) -> None:
-        async with runtime.sessionmaker() as session:
+        async with runtime.reading() as session:
             await teams.refresh_coverage(session, runtime.coverage, team_id)
 
     async def villages_changed(_: str) -> None:
-        async with runtime.sessionmaker() as session:
+        async with runtime.reading() as session:
             runtime.villages.replace(await villages.load_index(session))
 
     async def duty_changed(_: str) -> None:
@@ -38,7 +38,7 @@ def listen(runtime: Runtime) -> Listener:
     async def reconnected() -> None:
         # Announcements made while the listener was down are lost; the rows are not.
         runtime.principals.clear()
-        async with runtime.sessionmaker() as session:
+        async with runtime.reading() as session:
             runtime.coverage.load(await teams.all_teams(session))
             runtime.villages.replace(await villages.load_index(session))
         runtime.duty.changed()

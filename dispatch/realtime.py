@@ -26,7 +26,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     runtime: Runtime = websocket.app.state.runtime
 
     async def authenticate(token: str) -> Peer | None:
-        async with runtime.sessionmaker() as session:
+        async with runtime.reading() as session:
             try:
                 principal = await auth.principal_for_token(
                     session,
@@ -68,7 +68,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     await serve_socket(
         websocket,
         hub=runtime.hub,
-        sessionmaker=runtime.sessionmaker,
+        sessionmaker=runtime.reading,
         authenticate=authenticate,
         acknowledge=acknowledge,
         policy=SocketPolicy(hello_timeout_s=runtime.settings.ws_hello_timeout_s),

@@ -34,7 +34,9 @@ MESSAGES_CHANNEL = "dispatch_messages"
 class Runtime:
     settings: Settings
     clock: Clock
+    # Writes; reads have their own pool (the same engine on SQLite).
     engine: AsyncEngine
+    read_engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     hub: Hub
     coverage: Coverage
@@ -53,10 +55,16 @@ class Runtime:
     # Each timer's wake-up, given the time something new falls due (None: unknown).
     wake_timers: list[Callable[[datetime | None], None]] = field(default_factory=list)
 
+    def reading(self) -> AsyncSession:
+        """A session on the readers' pool, for work that only reads."""
+        return self.sessionmaker(bind=self.read_engine)
+
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work. Messages it enqueued are published only after it commits."""
-        async with self.sessionmaker() as session:
+    async def transaction(self, *, read: bool = False) -> AsyncIterator[AsyncSession]:
+        """One unit of work. Messages it enqueued are published only after it commits.
+
+        ``read``: on the readers' pool (a GET request's: it may still note an audit row)."""
+        async with self.reading() if read else self.sessionmaker() as session:
             try:
                 yield session
                 for action in session.info.pop(BEFORE_COMMIT_KEY, []):

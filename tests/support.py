@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 from websockets.asyncio.client import ClientConnection, connect
 
 from dispatch.auth import service as auth
@@ -25,9 +25,17 @@ QINGXI = (114.159, 22.847)
 PURGE = "DELETE FROM messages WHERE messages.created_at <"
 
 
+def sync_engines(runtime: Runtime) -> list[Engine]:
+    """The server's engines: the writers' and, where it is another, the readers'."""
+    engines = [runtime.engine.sync_engine]
+    if runtime.read_engine is not runtime.engine:
+        engines.append(runtime.read_engine.sync_engine)
+    return engines
+
+
 @contextmanager
 def statements_sent(runtime: Runtime) -> Iterator[list[str]]:
-    """The SQL statements the server's engine sends while the block runs, in order; not the
+    """The SQL statements the server's engines send while the block runs, in order; not the
     retention job's purge, which runs in its own task as the server starts, whenever the event
     loop gets to it (sometimes in the middle of a test's block)."""
     sent: list[str] = []
@@ -36,12 +44,14 @@ def statements_sent(runtime: Runtime) -> Iterator[list[str]]:
         if not statement.startswith(PURGE):
             sent.append(statement)
 
-    engine = runtime.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", seen)
+    engines = sync_engines(runtime)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", seen)
     try:
         yield sent
     finally:
-        event.remove(engine, "before_cursor_execute", seen)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", seen)
 
 
 @dataclass

@@ -56,7 +56,7 @@ async def issue_token(
     # Each step its own short unit of work: the password hash runs holding no connection.
     async with runtime.transaction() as session:
         await limits.admit(session, keys, now, "login")
-    async with runtime.sessionmaker() as session:
+    async with runtime.reading() as session:
         found = await service.find_user(session, name)
     try:
         user = await service.check_password(runtime.passwords, found, password)

@@ -101,7 +101,7 @@ class Timer:
         """Fire everything due now; return when the next thing falls due."""
         for work in self._works:
             await work.fire_due(self._runtime)
-        async with self._runtime.sessionmaker() as session:
+        async with self._runtime.reading() as session:
             dues = [await work.next_due(session) for work in self._works]
         pending = [d for d in dues if d is not None]
         return min(pending) if pending else None

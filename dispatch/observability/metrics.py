@@ -27,8 +27,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
+from sqlalchemy.pool import QueuePool
 
 from alerts.store import OUTBOX_KEY, Envelope
 from dispatch.audit.chain import WRITTEN_KEY, Written
@@ -150,10 +152,17 @@ class Metrics:
         event.listen(session_class, "after_soft_rollback", self._after_rollback)
         self.runtime.sessionmaker.configure(sync_session_class=session_class)
         self._session_class = session_class
-        event.listen(self.runtime.engine.sync_engine, "handle_error", self._database_error)
+        for engine in self._engines():
+            event.listen(engine.sync_engine, "handle_error", self._database_error)
 
     def uninstall(self) -> None:
-        event.remove(self.runtime.engine.sync_engine, "handle_error", self._database_error)
+        for engine in self._engines():
+            event.remove(engine.sync_engine, "handle_error", self._database_error)
+
+    def _engines(self) -> list[AsyncEngine]:
+        """The writers' engine and, where it is another, the readers'."""
+        engine, read_engine = self.runtime.engine, self.runtime.read_engine
+        return [engine] if read_engine is engine else [engine, read_engine]
 
     def mount(self, app: FastAPI) -> None:
         app.state.metrics = self
@@ -285,6 +294,25 @@ class _LiveState(Collector):
             errors.add_metric([], float(getattr(fanout, "errors", 0)))
         yield connected
         yield errors
+        yield self._connections()
+
+    def _connections(self) -> GaugeMetricFamily:
+        """The pools' connections: a writers' pool whose connections are all in use means
+        units of work wait for one (DISPATCH_DB_POOL_SIZE)."""
+        gauge = GaugeMetricFamily(
+            "dispatch_db_connections",
+            "Database connections by pool (writes; reads, on PostgreSQL) and state.",
+            labels=["pool", "state"],
+        )
+        engines = [("writes", self.runtime.engine)]
+        if self.runtime.read_engine is not self.runtime.engine:
+            engines.append(("reads", self.runtime.read_engine))
+        for name, engine in engines:
+            pool = engine.sync_engine.pool
+            if isinstance(pool, QueuePool):
+                gauge.add_metric([name, "in_use"], pool.checkedout())
+                gauge.add_metric([name, "idle"], pool.checkedin())
+        return gauge
 
 
 async def serve_metrics(request: Request) -> Response:

@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 from sqlalchemy import event, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 from websockets.asyncio.client import connect
 
 from dispatch.auth.cache import Principals
@@ -21,15 +20,17 @@ from dispatch.auth.service import Principal
 from dispatch.clock import ManualClock
 from dispatch.config import Settings
 from dispatch.db import create_engine
+from dispatch.runtime import Runtime
 from tests.auth.test_tokens import hello_closes_with, me
 from tests.conftest import RunningServer
 from tests.processes import ServerProcess, cli, server_env
-from tests.support import World, get_token
+from tests.support import World, get_token, sync_engines
 
 
 @contextmanager
-def token_lookups(engine: AsyncEngine) -> Iterator[list[str]]:
-    """The statements that look a token up: the user with the EXISTS on revoked_tokens."""
+def token_lookups(runtime: Runtime) -> Iterator[list[str]]:
+    """The statements that look a token up: the user with the EXISTS on revoked_tokens (on
+    either of the server's pools)."""
     seen: list[str] = []
 
     def record(*args: Any) -> None:
@@ -37,11 +38,14 @@ def token_lookups(engine: AsyncEngine) -> Iterator[list[str]]:
         if "FROM users" in statement and "revoked_tokens" in statement:
             seen.append(statement)
 
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    engines = sync_engines(runtime)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
     try:
         yield seen
     finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
 
 
 async def welcomed(world: World, token: str) -> bool:
@@ -55,7 +59,7 @@ async def test_a_repeated_token_is_answered_without_a_query(world: World) -> Non
     operator = await world.operator()
     cache = world.runtime.principals
     hits = cache.hits
-    with token_lookups(world.runtime.engine) as lookups:
+    with token_lookups(world.runtime) as lookups:
         assert (await me(world, operator.token))[0] == 200
         assert len(lookups) == 1
         for _ in range(3):
@@ -98,7 +102,7 @@ async def test_disabling_a_user_ends_his_cached_tokens_at_once(world: World) -> 
 async def test_a_cached_token_still_expires_by_the_server_clock(world: World) -> None:
     operator = await world.operator()
     cache = world.runtime.principals
-    with token_lookups(world.runtime.engine) as lookups:
+    with token_lookups(world.runtime) as lookups:
         assert (await me(world, operator.token))[0] == 200
         world.clock.advance(world.runtime.settings.token_ttl_s - 1)
         assert (await me(world, operator.token))[0] == 200
@@ -117,7 +121,7 @@ async def test_zero_seconds_caches_nothing(settings: Settings, clock: ManualCloc
     world = World(server.app, f"http://127.0.0.1:{server.port}", clock)
     try:
         operator = await world.operator()
-        with token_lookups(world.runtime.engine) as lookups:
+        with token_lookups(world.runtime) as lookups:
             for _ in range(3):
                 assert (await me(world, operator.token))[0] == 200
             assert await welcomed(world, operator.token)
