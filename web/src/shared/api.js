@@ -2,10 +2,12 @@
 import { load, save, remove } from './storage.js';
 
 export class ApiError extends Error {
-  constructor(status, detail) {
+  constructor(status, detail, retryAfterS = null) {
     super(detail);
     this.status = status;
     this.detail = detail;
+    // With 429 and 503: the seconds the server asks the client to wait before trying again.
+    this.retryAfterS = retryAfterS;
   }
 }
 
@@ -70,9 +72,14 @@ export class Api {
       this.logout();
       this.onUnauthorized();
     }
-    if (!reply.ok) throw new ApiError(reply.status, detailOf(data, reply));
+    if (!reply.ok) throw new ApiError(reply.status, detailOf(data, reply), retryAfter(reply));
     return data;
   }
+}
+
+function retryAfter(reply) {
+  const seconds = Number(reply.headers.get('retry-after'));
+  return Number.isFinite(seconds) && seconds > 0 ? seconds : null;
 }
 
 async function readJson(reply) {
