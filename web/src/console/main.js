@@ -3,7 +3,7 @@ import 'leaflet/dist/leaflet.css';
 import '../shared/base.css';
 import './console.css';
 
-import { Api, ApiError } from '../shared/api.js';
+import { Api } from '../shared/api.js';
 import { submitLogin } from '../shared/login.js';
 import { Live } from '../shared/live.js';
 import { $, clear, h, newKey, readConfig } from '../shared/dom.js';
@@ -422,26 +422,13 @@ async function onReport(event) {
 // A report the server was too busy to take (503), or that never reached it, is sent again by
 // itself, with the same key, so that an operator in a burst of reports need not press again:
 // the key keeps it one incident however many tries reach the server.
-const REPORT_TRIES = 5;
-const LONGEST_WAIT_S = 5;
-
-async function postReport(body, key) {
-  for (let attempt = 1; ; attempt += 1) {
-    try {
-      return await api.post('/api/v1/incidents', body, { 'idempotency-key': key });
-    } catch (error) {
-      const busy = error instanceof ApiError ? error.status === 503 : error instanceof TypeError;
-      if (!busy || attempt >= REPORT_TRIES) throw error;
-      const wait = Math.min(error.retryAfterS || 1, LONGEST_WAIT_S);
-      showRetrying(error instanceof ApiError, wait, attempt);
-      await new Promise((resolve) => setTimeout(resolve, wait * 1000));
-    }
-  }
+function postReport(body, key) {
+  return api.postRetrying('/api/v1/incidents', body, { 'idempotency-key': key }, showRetrying);
 }
 
-function showRetrying(busy, seconds, attempt) {
+function showRetrying(busy, seconds, attempt, tries) {
   const box = clear($('#report-result'));
-  const text = t(busy ? 'report.busy' : 'report.unreached', { s: seconds, n: attempt, max: REPORT_TRIES });
+  const text = t(busy ? 'retry.busy' : 'retry.unreached', { s: seconds, n: attempt, max: tries });
   box.appendChild(h('p', { class: 'retrying', text }));
 }
 

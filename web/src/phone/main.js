@@ -460,7 +460,8 @@ async function onAccept() {
   stopRing();
   $('#accept').disabled = true;
   try {
-    apply(await api.post('/api/v1/dispatches/' + d.id + '/accept'));
+    // Accepting twice records the first: safe to send again when the server was busy.
+    apply(await api.postRetrying('/api/v1/dispatches/' + d.id + '/accept', undefined, {}, showRetrying));
   } catch (error) {
     showPositionText(t('error.generic', { detail: error.detail || error.message }));
     $('#accept').disabled = false;
@@ -480,7 +481,8 @@ async function onArrive() {
     body.accuracy_m = fix.accuracy;
   }
   try {
-    apply(await api.post('/api/v1/dispatches/' + d.id + '/arrive', body));
+    // An arrival is recorded once: safe to send again when the server was busy.
+    apply(await api.postRetrying('/api/v1/dispatches/' + d.id + '/arrive', body, {}, showRetrying));
   } catch (error) {
     showPositionText(t('error.generic', { detail: error.detail || error.message }));
     $('#arrive').disabled = false;
@@ -597,6 +599,10 @@ function renderPosition(d) {
 
 function showPositionText(text) {
   $('#alert-position').textContent = text;
+}
+
+function showRetrying(busy, seconds, attempt, tries) {
+  showPositionText(t(busy ? 'retry.busy' : 'retry.unreached', { s: seconds, n: attempt, max: tries }));
 }
 
 function tick() {

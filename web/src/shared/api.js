@@ -11,6 +11,9 @@ export class ApiError extends Error {
   }
 }
 
+export const RETRY_TRIES = 5;
+const LONGEST_WAIT_S = 5;
+
 export class Api {
   constructor(storageKey) {
     this.key = storageKey;
@@ -53,6 +56,24 @@ export class Api {
 
   post(path, body, headers) {
     return this.request('POST', path, body, headers);
+  }
+
+  // A POST the server was too busy to take (503) or that never reached it, sent again up to
+  // `tries` times after the Retry-After seconds (at most 5). Only for requests that are safe to
+  // repeat: an idempotent action, or one carrying an Idempotency-Key. `waiting(busy, seconds,
+  // attempt, tries)` is told before each wait.
+  async postRetrying(path, body, headers, waiting, tries = RETRY_TRIES) {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await this.post(path, body, headers);
+      } catch (error) {
+        const busy = error instanceof ApiError && error.status === 503;
+        if (!(busy || error instanceof TypeError) || attempt >= tries) throw error;
+        const seconds = Math.min(error.retryAfterS || 1, LONGEST_WAIT_S);
+        waiting(busy, seconds, attempt, tries);
+        await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+      }
+    }
   }
 
   async request(method, path, body, headers) {
