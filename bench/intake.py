@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -19,8 +20,11 @@ import socket
 import sys
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+import asyncpg
 
 from bench.alert import OPERATORS, bench_town
 from bench.common import (
@@ -111,6 +115,43 @@ def _load_process(
     pipe.send(result)
 
 
+# The database's other client connections: how many wait for a lock another transaction holds,
+# and how many are at work (not idle in the pool).
+ACTIVITY = """
+SELECT count(*) FILTER (WHERE wait_event_type = 'Lock'), count(*) FILTER (WHERE state <> 'idle')
+FROM pg_stat_activity
+WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+"""
+
+
+@contextlib.asynccontextmanager
+async def lock_waits(dsn: str) -> AsyncIterator[list[int]]:
+    """While the block runs, every 100 ms: how many connections wait for a lock, counted when
+    any is at work. Transactions queueing on a row they all write (a convoy) show here."""
+    samples: list[int] = []
+    connection = await asyncpg.connect(dsn)
+
+    async def sample() -> None:
+        while True:
+            waiting, busy = await connection.fetchrow(ACTIVITY)
+            if busy:
+                samples.append(int(waiting))
+            await asyncio.sleep(0.1)
+
+    task = asyncio.create_task(sample())
+    try:
+        yield samples
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await connection.close()
+
+
+def _mean(samples: list[int]) -> float:
+    return sum(samples) / len(samples) if samples else 0.0
+
+
 def load(port: int, requests: list[bytes], concurrency: int, seconds: float) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     per = concurrency // LOAD_PROCESSES
@@ -170,16 +211,18 @@ async def _run(report: Report, args: argparse.Namespace) -> None:
                 )
                 try:
                     with profiled(args.profile, served.process.pid, f"intake-{rep}", args.seconds):
-                        result = await asyncio.to_thread(
-                            load, served.port, ours_requests, args.concurrency, args.seconds
-                        )
+                        async with lock_waits(dsn) as waits:
+                            result = await asyncio.to_thread(
+                                load, served.port, ours_requests, args.concurrency, args.seconds
+                            )
                 finally:
                     served.stop()
-                ours.append(result)
-                _say("ours", result)
-                result = await asyncio.to_thread(_bare_once, dsn, bare_requests, args, work)
-                bare.append(result)
-                _say("bare", result)
+                ours.append({**result, "lock_waits": _mean(waits)})
+                _say("ours", ours[-1])
+                async with lock_waits(dsn) as waits:
+                    result = await asyncio.to_thread(_bare_once, dsn, bare_requests, args, work)
+                bare.append({**result, "lock_waits": _mean(waits)})
+                _say("bare", bare[-1])
     _rows(report, ours, bare, args.concurrency, args.workers)
 
 
@@ -206,7 +249,8 @@ def _bare_once(
 def _say(label: str, result: dict[str, Any]) -> None:
     say(
         f"    {label}: {result['rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
-        f"p99 {result['p99_ms']:.1f} ms, statuses {result['statuses']}"
+        f"p99 {result['p99_ms']:.1f} ms, waiting for a lock {result['lock_waits']:.1f}, "
+        f"statuses {result['statuses']}"
     )
 
 
@@ -259,6 +303,17 @@ def _rows(
             Figure.of(r["p50_ms"] for r in ours),
             Figure.of(r["p50_ms"] for r in bare),
             ratios([r["p50_ms"] for r in ours], [r["p50_ms"] for r in bare]),
+        )
+    )
+    report.rows.append(
+        Row(
+            "intake",
+            case,
+            "connections waiting for a lock",
+            "",
+            Figure.of(r["lock_waits"] for r in ours),
+            Figure.of(r["lock_waits"] for r in bare),
+            note="mean of pg_stat_activity every 100 ms while any connection is at work",
         )
     )
     failed = sum(n for r in ours for s, n in r["statuses"].items() if int(s) != 201)
