@@ -263,59 +263,48 @@ def _rows(
 ) -> None:
     processes = "" if workers == 1 else f", {workers} server processes"
     case = f"{concurrency} connections, postgresql{processes}"
-    rps = [r["rps"] for r in ours]
-    bare_rps = [r["rps"] for r in bare]
-    rps_ratio = ratios(rps, bare_rps)
-    p99 = Figure.of(r["p99_ms"] for r in ours)
-    report.rows.append(
+
+    def side_by_side(key: str) -> tuple[Figure, Figure]:
+        return Figure.of(r[key] for r in ours), Figure.of(r[key] for r in bare)
+
+    def ratio_of(key: str) -> Figure:
+        return ratios([r[key] for r in ours], [r[key] for r in bare])
+
+    rps_ratio = ratio_of("rps")
+    p99, bare_p99 = side_by_side("p99_ms")
+    report.rows += [
         Row(
             "intake",
             case,
             "requests/s",
             "/s",
-            Figure.of(rps),
-            Figure.of(bare_rps),
+            *side_by_side("rps"),
             rps_ratio,
             "≥ 0.5x",
             rps_ratio.median >= 0.5,
             note="ours writes the incident, chain, dispatches, events and alerts",
-        )
-    )
-    report.rows.append(
+        ),
         Row(
             "intake",
             case,
             "p99",
             "ms",
             p99,
-            Figure.of(r["p99_ms"] for r in bare),
-            ratios([r["p99_ms"] for r in ours], [r["p99_ms"] for r in bare]),
+            bare_p99,
+            ratio_of("p99_ms"),
             "≤ 50 ms",
             p99.median <= 50,
-        )
-    )
-    report.rows.append(
-        Row(
-            "intake",
-            case,
-            "p50",
-            "ms",
-            Figure.of(r["p50_ms"] for r in ours),
-            Figure.of(r["p50_ms"] for r in bare),
-            ratios([r["p50_ms"] for r in ours], [r["p50_ms"] for r in bare]),
-        )
-    )
-    report.rows.append(
+        ),
+        Row("intake", case, "p50", "ms", *side_by_side("p50_ms"), ratio_of("p50_ms")),
         Row(
             "intake",
             case,
             "connections waiting for a lock",
             "",
-            Figure.of(r["lock_waits"] for r in ours),
-            Figure.of(r["lock_waits"] for r in bare),
+            *side_by_side("lock_waits"),
             note="mean of pg_stat_activity every 100 ms while any connection is at work",
-        )
-    )
+        ),
+    ]
     failed = sum(n for r in ours for s, n in r["statuses"].items() if int(s) != 201)
     if failed:
         report.note(f"intake: {failed} requests did not answer 201")
