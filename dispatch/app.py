@@ -100,9 +100,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             if runtime.fanout is not None:
                 await runtime.fanout.stop()
             await runtime.duty.close()
-            await runtime.engine.dispose()
-            if runtime.read_engine is not runtime.engine:
-                await runtime.read_engine.dispose()
+            for engine in runtime.pools().values():
+                await engine.dispose()
 
     app = DispatchApp(
         title="Dispatch 1-3-5",

@@ -55,6 +55,12 @@ class Runtime:
     # Each timer's wake-up, given the time something new falls due (None: unknown).
     wake_timers: list[Callable[[datetime | None], None]] = field(default_factory=list)
 
+    def pools(self) -> dict[str, AsyncEngine]:
+        """The engines by pool: ``writes``, and ``reads`` where it is another (PostgreSQL)."""
+        if self.read_engine is self.engine:
+            return {"writes": self.engine}
+        return {"writes": self.engine, "reads": self.read_engine}
+
     def reading(self) -> AsyncSession:
         """A session on the readers' pool, for work that only reads."""
         return self.sessionmaker(bind=self.read_engine)

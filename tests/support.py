@@ -27,10 +27,7 @@ PURGE = "DELETE FROM messages WHERE messages.created_at <"
 
 def sync_engines(runtime: Runtime) -> list[Engine]:
     """The server's engines: the writers' and, where it is another, the readers'."""
-    engines = [runtime.engine.sync_engine]
-    if runtime.read_engine is not runtime.engine:
-        engines.append(runtime.read_engine.sync_engine)
-    return engines
+    return [engine.sync_engine for engine in runtime.pools().values()]
 
 
 @contextmanager

@@ -27,7 +27,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import ExceptionContext
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 from sqlalchemy.pool import QueuePool
@@ -152,17 +151,12 @@ class Metrics:
         event.listen(session_class, "after_soft_rollback", self._after_rollback)
         self.runtime.sessionmaker.configure(sync_session_class=session_class)
         self._session_class = session_class
-        for engine in self._engines():
+        for engine in self.runtime.pools().values():
             event.listen(engine.sync_engine, "handle_error", self._database_error)
 
     def uninstall(self) -> None:
-        for engine in self._engines():
+        for engine in self.runtime.pools().values():
             event.remove(engine.sync_engine, "handle_error", self._database_error)
-
-    def _engines(self) -> list[AsyncEngine]:
-        """The writers' engine and, where it is another, the readers'."""
-        engine, read_engine = self.runtime.engine, self.runtime.read_engine
-        return [engine] if read_engine is engine else [engine, read_engine]
 
     def mount(self, app: FastAPI) -> None:
         app.state.metrics = self
@@ -304,10 +298,7 @@ class _LiveState(Collector):
             "Database connections by pool (writes; reads, on PostgreSQL) and state.",
             labels=["pool", "state"],
         )
-        engines = [("writes", self.runtime.engine)]
-        if self.runtime.read_engine is not self.runtime.engine:
-            engines.append(("reads", self.runtime.read_engine))
-        for name, engine in engines:
+        for name, engine in self.runtime.pools().items():
             pool = engine.sync_engine.pool
             if isinstance(pool, QueuePool):
                 gauge.add_metric([name, "in_use"], pool.checkedout())
