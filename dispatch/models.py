@@ -6,7 +6,7 @@ from dispatch.auth.models import RevokedToken, User
 from dispatch.incidents.models import ChainTier, Dispatch, Incident, IncidentEvent
 from dispatch.jobs.models import Job
 from dispatch.notifiers.models import Notification, NotificationAttempt
-from dispatch.reachability.models import Presence, TestAlert
+from dispatch.reachability.models import Presence, PresenceBeat, TestAlert
 from dispatch.rosters.models import DutySchedule, IncidentSkip, RosterMember
 from dispatch.security.models import Backoff, RateBucket
 from dispatch.teams.models import Team
@@ -28,6 +28,7 @@ __all__ = [
     "Notification",
     "NotificationAttempt",
     "Presence",
+    "PresenceBeat",
     "RateBucket",
     "RevokedToken",
     "RosterMember",

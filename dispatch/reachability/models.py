@@ -9,11 +9,12 @@ from dispatch.db import Base
 
 
 class Presence(Base):
-    """A user's sockets as one server process sees them, refreshed while they stay open.
+    """A user's sockets as one server process sees them: written when the first opens and when
+    the last closes (``seen_at``), and true while its process's heartbeat is fresh.
 
     One row per user and process, so that with several processes behind a proxy every process
-    can tell whether a leader is connected anywhere; a row its process stopped refreshing
-    (the process died) counts as disconnected.
+    can tell whether a leader is connected anywhere; a row whose process stopped beating (the
+    process died) counts as disconnected from its last beat on.
     """
 
     __tablename__ = "presence"
@@ -22,6 +23,17 @@ class Presence(Base):
     instance: Mapped[str] = mapped_column(String(32), primary_key=True)
     connected: Mapped[bool]
     since: Mapped[datetime]
+    seen_at: Mapped[datetime]
+
+
+class PresenceBeat(Base):
+    """A server process's heartbeat, for all its presence rows at once: one row a process, so
+    that a heartbeat is one write whatever the number of sockets it holds (it was one row a
+    connected user: 10k rows rewritten every heartbeat with 10k leaders connected)."""
+
+    __tablename__ = "presence_beats"
+
+    instance: Mapped[str] = mapped_column(String(32), primary_key=True)
     seen_at: Mapped[datetime]
 
 

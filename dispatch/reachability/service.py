@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,7 +16,7 @@ from dispatch.auth import service as auth
 from dispatch.auth.models import User
 from dispatch.db import dialect_name, new_id
 from dispatch.errors import Conflict
-from dispatch.reachability.models import Presence, TestAlert
+from dispatch.reachability.models import Presence, PresenceBeat, TestAlert
 from dispatch.schemas import show_time
 from dispatch.teams import service as teams
 from dispatch.teams.models import Team
@@ -34,37 +34,64 @@ class Change:
     at: datetime
 
 
+# Rows per upsert: a reconnecting town's thousands of sockets in a few statements, each far
+# below SQLite's limit of bound values (5 a row).
+PRESENCE_ROWS_PER_STATEMENT = 500
+
+
 async def record_presence(session: AsyncSession, instance: str, changes: Sequence[Change]) -> None:
-    """Write sockets opened and closed in this process, at the times they happened."""
+    """Write sockets opened and closed in this process, at the times they happened: a few
+    statements however many (after a restart, every phone of the town reconnects at once)."""
     insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
-    for change in sorted(changes, key=lambda c: c.user_id):
-        row = {
+    rows = [
+        {
             "user_id": change.user_id,
             "instance": instance,
             "connected": change.connected,
             "since": change.at,
             "seen_at": change.at,
         }
-        update_to = {"connected": change.connected, "seen_at": change.at}
-        if change.connected:
-            update_to["since"] = change.at
-        statement = insert(Presence).values(row)
+        for change in sorted(changes, key=lambda c: c.user_id)
+    ]
+    for start in range(0, len(rows), PRESENCE_ROWS_PER_STATEMENT):
+        statement = insert(Presence).values(rows[start : start + PRESENCE_ROWS_PER_STATEMENT])
+        new = statement.excluded
         await session.execute(
-            statement.on_conflict_do_update(index_elements=["user_id", "instance"], set_=update_to)
+            statement.on_conflict_do_update(
+                index_elements=["user_id", "instance"],
+                set_={
+                    "connected": new.connected,
+                    "seen_at": new.seen_at,
+                    # Connected since the socket that opened; a close keeps when that was.
+                    "since": case((new.connected, new.since), else_=Presence.since),
+                },
+            )
         )
 
 
 async def heartbeat(session: AsyncSession, instance: str, now: datetime) -> None:
+    """This process is alive, and so are its connected rows: one row, whatever their number."""
+    insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
+    statement = insert(PresenceBeat).values(instance=instance, seen_at=now)
     await session.execute(
-        update(Presence)
-        .where(Presence.instance == instance, Presence.connected.is_(True))
-        .values(seen_at=now)
+        statement.on_conflict_do_update(
+            index_elements=["instance"], set_={"seen_at": statement.excluded.seen_at}
+        )
     )
 
 
 async def forget_before(session: AsyncSession, cutoff: datetime) -> None:
-    """Drop rows untouched since ``cutoff``: processes long gone, users long away."""
-    await session.execute(delete(Presence).where(Presence.seen_at < cutoff))
+    """Drop what says nothing since ``cutoff``: sockets closed before it, sockets of processes
+    that stopped beating before it, and those processes' beats. A socket open for longer on a
+    live process stays."""
+    live = select(PresenceBeat.instance).where(PresenceBeat.seen_at >= cutoff)
+    await session.execute(
+        delete(Presence).where(
+            Presence.seen_at < cutoff,
+            or_(Presence.connected.is_(False), Presence.instance.not_in(live)),
+        )
+    )
+    await session.execute(delete(PresenceBeat).where(PresenceBeat.seen_at < cutoff))
 
 
 @dataclass(frozen=True)
@@ -88,15 +115,33 @@ async def presence_of(
         return {}
     fresh = now - timedelta(seconds=stale_after_s)
     seen = {u: Seen(u in local, now if u in local else local_seen.get(u)) for u in user_ids}
-    rows = await session.scalars(select(Presence).where(Presence.user_id.in_(list(user_ids))))
+    rows = (
+        await session.scalars(select(Presence).where(Presence.user_id.in_(list(user_ids))))
+    ).all()
+    beats = await _beats(session, {row.instance for row in rows})
     for row in rows:
         current = seen[row.user_id]
-        live = row.connected and row.seen_at >= fresh
-        last = now if current.connected or live else row.seen_at
+        # An open socket was there until its process's last beat (or its own opening, later).
+        at = row.seen_at
+        if row.connected:
+            at = max(at, beats.get(row.instance, at))
+        live = row.connected and at >= fresh
+        last = now if current.connected or live else at
         if current.last_seen_at is not None:
             last = max(last, current.last_seen_at)
         seen[row.user_id] = Seen(current.connected or live, last)
     return seen
+
+
+async def _beats(session: AsyncSession, instances: set[str]) -> dict[str, datetime]:
+    if not instances:
+        return {}
+    found = await session.execute(
+        select(PresenceBeat.instance, PresenceBeat.seen_at).where(
+            PresenceBeat.instance.in_(sorted(instances))
+        )
+    )
+    return {instance: seen_at for instance, seen_at in found}
 
 
 # ---------------------------------------------------------------- test alerts

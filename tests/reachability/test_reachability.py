@@ -17,9 +17,11 @@ import httpx
 from sqlalchemy import func, select
 
 from alerts.hub import Hub
-from dispatch.reachability.models import Presence
+from dispatch.auth.models import User
+from dispatch.reachability import service
+from dispatch.reachability.models import Presence, PresenceBeat
 from tests.conftest import RunningServer, free_port
-from tests.support import Account, World
+from tests.support import Account, World, statements_sent
 
 
 async def reachability(world: World, by: Account, team_id: str) -> dict[str, Any]:
@@ -221,10 +223,15 @@ async def test_a_leader_on_a_killed_process_stops_counting_after_three_heartbeat
         # counted from its last heartbeat (written with that process's own clock).
         async with world.runtime.sessionmaker() as session:
             beat = await session.scalar(
+                select(func.max(PresenceBeat.seen_at))
+                .join(Presence, Presence.instance == PresenceBeat.instance)
+                .where(Presence.user_id == leader.id)
+            )
+            opened = await session.scalar(
                 select(func.max(Presence.seen_at)).where(Presence.user_id == leader.id)
             )
-        assert beat is not None
-        stale_at = beat + timedelta(seconds=3 * server.settings.presence_heartbeat_s)
+        assert beat is not None and opened is not None
+        stale_at = max(beat, opened) + timedelta(seconds=3 * server.settings.presence_heartbeat_s)
         world.clock.advance((stale_at - world.clock.now()).total_seconds() - 1)
         assert (await reachability(world, operator, team["id"]))["reachable"] is True
         world.clock.advance(2)
@@ -253,3 +260,113 @@ async def test_presence_looks_only_at_who_came_or_went_since_its_last_look() -> 
     hub.unsubscribe(again)
     assert hub.take_changed() == {"leader-1", "leader-2"}
     assert hub.connected_users() == {"leader-2"} and second.user_id == "leader-2"
+
+
+async def presence_elsewhere(world: World, users: list[str], now: datetime) -> dict[str, Any]:
+    """What another process's rows say of ``users``, with no socket of this process's own."""
+    async with world.runtime.transaction(read=True) as session:
+        return await service.presence_of(
+            session, users, now=now, stale_after_s=30, local=set(), local_seen={}
+        )
+
+
+async def test_a_heartbeat_is_one_row_a_process_and_keeps_all_its_open_sockets_live(
+    world: World,
+) -> None:
+    users = [(await world.leader(await world.team())).id for _ in range(3)]
+    opened = world.clock.now()
+    beat = opened + timedelta(seconds=25)
+    async with world.runtime.transaction() as session:
+        changes = [service.Change(u, True, opened) for u in users]
+        await service.record_presence(session, "elsewhere", changes)
+    with statements_sent(world.runtime) as sent:
+        async with world.runtime.transaction() as session:
+            await service.heartbeat(session, "elsewhere", beat)
+    assert [s for s in sent if "presence" in s] == [
+        s for s in sent if s.startswith("INSERT INTO presence_beats")
+    ]
+    async with world.runtime.transaction(read=True) as session:
+        rows = await session.execute(
+            select(Presence.user_id, Presence.seen_at).where(Presence.instance == "elsewhere")
+        )
+        assert set(rows) == {(u, opened) for u in users}
+
+    # Live until three beats (30 s) after the last one, then last seen at that beat.
+    live = await presence_elsewhere(world, users, beat + timedelta(seconds=29))
+    assert all(s.connected for s in live.values())
+    gone = await presence_elsewhere(world, users, beat + timedelta(seconds=31))
+    assert {(s.connected, s.last_seen_at) for s in gone.values()} == {(False, beat)}
+
+
+async def test_a_socket_opened_after_the_last_beat_counts_from_its_opening(world: World) -> None:
+    leader = (await world.leader(await world.team())).id
+    beat = world.clock.now()
+    opened = beat + timedelta(seconds=8)
+    async with world.runtime.transaction() as session:
+        await service.heartbeat(session, "elsewhere", beat)
+        await service.record_presence(session, "elsewhere", [service.Change(leader, True, opened)])
+    live = await presence_elsewhere(world, [leader], opened + timedelta(seconds=29))
+    assert live[leader].connected
+    gone = await presence_elsewhere(world, [leader], opened + timedelta(seconds=31))
+    assert (gone[leader].connected, gone[leader].last_seen_at) == (False, opened)
+
+
+async def test_presence_forgets_closed_and_dead_sockets_but_not_one_long_open(
+    world: World,
+) -> None:
+    closed, open_long, on_dead = [(await world.leader(await world.team())).id for _ in range(3)]
+    old = world.clock.now() - timedelta(days=40)
+    cutoff = world.clock.now() - timedelta(days=30)
+    async with world.runtime.transaction() as session:
+        changes = [service.Change(closed, False, old), service.Change(open_long, True, old)]
+        await service.record_presence(session, "live", changes)
+        await service.record_presence(session, "dead", [service.Change(on_dead, True, old)])
+        await service.heartbeat(session, "live", world.clock.now())
+        await service.heartbeat(session, "dead", old)
+    async with world.runtime.transaction() as session:
+        await service.forget_before(session, cutoff)
+    async with world.runtime.transaction(read=True) as session:
+        rows = await session.execute(
+            select(Presence.user_id, Presence.instance).where(
+                Presence.user_id.in_([closed, open_long, on_dead])
+            )
+        )
+        assert set(rows) == {(open_long, "live")}
+        beats = await session.scalars(
+            select(PresenceBeat.instance).where(PresenceBeat.instance.in_(["live", "dead"]))
+        )
+        assert set(beats) == {"live"}
+
+
+async def test_a_town_reconnecting_at_once_is_written_in_a_few_statements(world: World) -> None:
+    # After a restart every phone of the town reconnects within seconds; one statement a
+    # socket kept the presence rows seconds behind.
+    now = world.clock.now()
+    users = [f"phone-{n:04d}" for n in range(1001)]
+    async with world.runtime.transaction() as session:
+        session.add_all(
+            User(id=u, name=u, password_hash="-", role="leader", disabled=False, created_at=now)
+            for u in users
+        )
+    with statements_sent(world.runtime) as sent:
+        async with world.runtime.transaction() as session:
+            changes = [service.Change(u, True, now) for u in users]
+            await service.record_presence(session, "elsewhere", changes)
+    assert len([s for s in sent if s.startswith("INSERT INTO presence (")]) == 3
+    live = await presence_elsewhere(world, users, now)
+    assert all(s.connected for s in live.values())
+    # Closing keeps when each socket opened; reopening moves it.
+    later = now + timedelta(seconds=5)
+    async with world.runtime.transaction() as session:
+        changes = [service.Change(users[0], False, later), service.Change(users[1], True, later)]
+        await service.record_presence(session, "elsewhere", changes)
+    async with world.runtime.transaction(read=True) as session:
+        rows = await session.execute(
+            select(Presence.user_id, Presence.connected, Presence.since, Presence.seen_at).where(
+                Presence.user_id.in_(users[:2])
+            )
+        )
+        assert set(rows) == {
+            (users[0], False, now, later),
+            (users[1], True, later, later),
+        }
