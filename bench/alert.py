@@ -21,7 +21,7 @@ import secrets
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from bench.common import (
     Row,
     Served,
     cpu_seconds,
+    database_cpu_s,
     free_port,
     percentile,
     profiled,
@@ -59,6 +60,8 @@ MEAN_ZONE_AREA_M2 = 0.5 * math.pi * (100.0**2 + 500.0**2)
 TARGET_MEAN_RECIPIENTS = 11.0
 RECIPIENTS = (5, 20)
 WARMUP_INCIDENTS = 20
+# Idle sockets measured over this long: two heartbeats of the presence rows (every 10 s).
+IDLE_S = 20.0
 # Reports come from a control room of four operators in turn. Each report locks its reporter's
 # rate-limit bucket until it commits, so one account's reports run one at a time.
 OPERATORS = 4
@@ -85,6 +88,18 @@ def bench_town(leaders: int, seed: int = 7) -> tuple[Town, list[tuple[float, flo
         if RECIPIENTS[0] <= count <= RECIPIENTS[1]:
             points.append((lon, lat, count))
     return town, points
+
+
+@dataclass
+class Connections:
+    """What the connected leaders cost our server before any incident: per socket, and while
+    they sit idle (CPU as a share of one core; the database's on PostgreSQL, where it is a
+    process of its own)."""
+
+    per_socket_kib: float
+    connect_s: float
+    idle_server_share: float
+    idle_database_share: float | None
 
 
 @dataclass
@@ -123,14 +138,14 @@ def run(report: Report, args: argparse.Namespace) -> None:
         town, points = bench_town(count)
         with work_dir(args.work, f"alert-{count}") as work:
             ours: dict[str, list[Stream]] = {}
-            memory: dict[str, float] = {}
+            connections: dict[str, Connections] = {}
             for backend in backends:
-                streams, per_socket = asyncio.run(_ours(backend, town, points, args, work))
-                ours[backend], memory[backend] = streams, per_socket
+                streams, connected = asyncio.run(_ours(backend, town, points, args, work))
+                ours[backend], connections[backend] = streams, connected
             reference = next(iter(ours.values()))[-1]
             baseline, baseline_memory = _baseline(town, reference, args, work)
             floor = _bare_uvicorn_memory(count, args, work)
-        _rows(report, count, ours, memory, baseline, baseline_memory)
+        _rows(report, count, ours, connections, baseline, baseline_memory)
         report.rows.append(
             Row(
                 "connections",
@@ -154,7 +169,7 @@ async def _ours(
     points: list[tuple[float, float, int]],
     args: argparse.Namespace,
     work: Path,
-) -> tuple[list[Stream], float]:
+) -> tuple[list[Stream], Connections]:
     if backend == "sqlite":
         url = f"sqlite+aiosqlite:///{work / 'alert.db'}"
         with contextlib.suppress(FileNotFoundError):
@@ -171,7 +186,7 @@ async def _ours_on(
     points: list[tuple[float, float, int]],
     args: argparse.Namespace,
     work: Path,
-) -> tuple[list[Stream], float]:
+) -> tuple[list[Stream], Connections]:
     secret = secrets.token_urlsafe(32)
     started = time.monotonic()
     seeded = await seed_database(url, town, secret=secret, operators=OPERATORS)
@@ -206,6 +221,7 @@ async def _ours_on(
             f"    {backend}: {totals['connected']} connected in {connect_s:.1f} s "
             f"({totals['failed']} failed); {per_socket:.1f} KiB per socket"
         )
+        connections = await _idle(served, backend, per_socket, connect_s)
         streams = []
         try:
             for rep in range(args.reps):
@@ -223,9 +239,22 @@ async def _ours_on(
                 f"max {summary['max_ms']:.1f} ms; {summary['deliveries']}/{summary['expected']} "
                 f"delivered; server CPU {summary['server_cpu_share']:.0%}"
             )
-        return streams, per_socket
+        return streams, connections
     finally:
         served.stop()
+
+
+async def _idle(served: Served, backend: str, per_socket: float, connect_s: float) -> Connections:
+    server, database, began = cpu_seconds(served.process.pid), database_cpu_s(), time.monotonic()
+    await asyncio.sleep(IDLE_S)
+    elapsed = time.monotonic() - began
+    server_share = (cpu_seconds(served.process.pid) - server) / elapsed
+    database_share = (database_cpu_s() - database) / elapsed if backend == "postgresql" else None
+    say(
+        f"    {backend}: idle for {elapsed:.0f} s, server CPU {server_share:.1%}"
+        + ("" if database_share is None else f", PostgreSQL CPU {database_share:.1%}")
+    )
+    return Connections(per_socket, connect_s, server_share, database_share)
 
 
 def _jobs(
@@ -464,7 +493,7 @@ def _rows(
     report: Report,
     count: int,
     ours: dict[str, list[Stream]],
-    memory: dict[str, float],
+    connections: dict[str, Connections],
     baseline: list[Stream],
     baseline_memory: float,
 ) -> None:
@@ -547,26 +576,63 @@ def _rows(
                 note="of one core, during the stream",
             )
         )
-        mem_ratio = Figure.of([memory[backend] / baseline_memory]) if baseline_memory else None
-        report.rows.append(
-            Row(
-                "connections",
-                case,
-                "RSS per idle websocket",
-                "KiB",
-                Figure.of([memory[backend]]),
-                Figure.of([baseline_memory]),
-                mem_ratio,
-                "≤ 40 KiB" if big else "",
-                (memory[backend] <= 40) if big else None,
-            )
-        )
+        _connection_rows(report, case, connections[backend], baseline_memory, big)
     report.raw.setdefault("alert", []).append(
         {
             "leaders": count,
             "ours": {b: [s.summary() for s in streams] for b, streams in ours.items()},
             "baseline": [s.summary() for s in baseline],
-            "rss_per_socket_kib": memory,
+            "connections": {b: asdict(c) for b, c in connections.items()},
             "baseline_rss_per_socket_kib": baseline_memory,
         }
     )
+
+
+def _connection_rows(
+    report: Report, case: str, connected: Connections, baseline_memory: float, big: bool
+) -> None:
+    per_socket = connected.per_socket_kib
+    report.rows.append(
+        Row(
+            "connections",
+            case,
+            "RSS per idle websocket",
+            "KiB",
+            Figure.of([per_socket]),
+            Figure.of([baseline_memory]),
+            Figure.of([per_socket / baseline_memory]) if baseline_memory else None,
+            "≤ 40 KiB" if big else "",
+            (per_socket <= 40) if big else None,
+        )
+    )
+    report.rows.append(
+        Row(
+            "connections",
+            case,
+            "time to connect them all",
+            "s",
+            Figure.of([connected.connect_s]),
+            note="hello and replay for each, from 4 client processes",
+        )
+    )
+    report.rows.append(
+        Row(
+            "connections",
+            case,
+            "idle: server CPU",
+            "% of a core",
+            Figure.of([100 * connected.idle_server_share]),
+            note=f"over {IDLE_S:.0f} s with every socket open and quiet",
+        )
+    )
+    if connected.idle_database_share is not None:
+        report.rows.append(
+            Row(
+                "connections",
+                case,
+                "idle: PostgreSQL CPU",
+                "% of a core",
+                Figure.of([100 * connected.idle_database_share]),
+                note="the same seconds",
+            )
+        )

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
 import tempfile
 import time
@@ -28,7 +27,15 @@ from sqlalchemy import select
 from alerts.acks import AckRecorder
 from alerts.store import MESSAGES
 from bench.alert import bench_town
-from bench.common import Figure, Report, Row, say, scratch_postgres, sqlalchemy_url
+from bench.common import (
+    Figure,
+    Report,
+    Row,
+    database_cpu_s,
+    say,
+    scratch_postgres,
+    sqlalchemy_url,
+)
 from dispatch.app import create_app
 from dispatch.config import Settings
 from dispatch.runtime import Runtime
@@ -59,24 +66,6 @@ class Costs:
 
     def per_item(self) -> dict[tuple[str, str], float]:
         return {key: total / self.count for key, total in self.totals.items()}
-
-
-def database_cpu_s() -> float:
-    """CPU time that PostgreSQL's processes on this machine have used so far."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue  # gone meanwhile
-        # By the process's name: a command line that merely mentions "postgresql" (this one's)
-        # is not the database.
-        name, rest = stat.split(" (", 1)[1].rsplit(")", 1)
-        if name == "postgres":
-            fields = rest.split()
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
 
 
 def run(report: Report, args: argparse.Namespace) -> None:
