@@ -212,8 +212,7 @@ async def _welcome(
 ) -> int:
     """Send the welcome (and a resync when the gap cannot be replayed); return where to start."""
     async with sessionmaker() as session:
-        latest = await store.latest_seq(session, peer.stream)
-        oldest = await store.oldest_retained_seq(session, peer.stream)
+        latest, oldest = await store.mailbox_span(session, peer.stream)
     welcome = {
         "user_id": peer.user_id,
         "mailbox": peer.stream,

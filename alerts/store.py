@@ -445,16 +445,13 @@ def take_outbox(session: AsyncSession) -> list[Envelope]:
     return envelopes
 
 
-async def latest_seq(session: AsyncSession, user_id: str) -> int:
-    seq = await session.scalar(select(Mailbox.last_seq).where(Mailbox.user_id == user_id))
-    return seq or 0
-
-
-async def oldest_retained_seq(session: AsyncSession, user_id: str) -> int | None:
-    seq: int | None = await session.scalar(
-        select(func.min(Message.seq)).where(Message.user_id == user_id)
-    )
-    return seq
+async def mailbox_span(session: AsyncSession, user_id: str) -> tuple[int, int | None]:
+    """The mailbox's latest seq (0 before its first message) and the oldest one still kept
+    (None when none is), in one round trip: every hello asks both."""
+    latest = select(Mailbox.last_seq).where(Mailbox.user_id == user_id).scalar_subquery()
+    oldest = select(func.min(Message.seq)).where(Message.user_id == user_id).scalar_subquery()
+    found = (await session.execute(select(latest, oldest))).one()
+    return found[0] or 0, found[1]
 
 
 async def messages_after(

@@ -37,6 +37,8 @@ class Runtime:
     # Writes; reads have their own pool (the same engine on SQLite).
     engine: AsyncEngine
     read_engine: AsyncEngine
+    # The readers' pool, each statement its own transaction (PostgreSQL; else the same).
+    statement_read_engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     hub: Hub
     coverage: Coverage
@@ -62,15 +64,19 @@ class Runtime:
         return {"writes": self.engine, "reads": self.read_engine}
 
     def reading(self) -> AsyncSession:
-        """A session on the readers' pool, for work that only reads."""
-        return self.sessionmaker(bind=self.read_engine)
+        """A session on the readers' pool for work that only reads, where each statement is
+        its own transaction: no BEGIN and ROLLBACK round trips around it (a websocket's hello
+        and replays, the fan-out's reads). Under READ COMMITTED each statement of a
+        transaction sees the database anew anyway, so a read sees nothing different."""
+        return self.sessionmaker(bind=self.statement_read_engine)
 
     @asynccontextmanager
     async def transaction(self, *, read: bool = False) -> AsyncIterator[AsyncSession]:
         """One unit of work. Messages it enqueued are published only after it commits.
 
         ``read``: on the readers' pool (a GET request's: it may still note an audit row)."""
-        async with self.reading() if read else self.sessionmaker() as session:
+        bind = self.read_engine if read else self.engine
+        async with self.sessionmaker(bind=bind) as session:
             try:
                 yield session
                 for action in session.info.pop(BEFORE_COMMIT_KEY, []):
