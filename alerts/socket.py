@@ -162,12 +162,16 @@ async def _converse(
     server_time: Callable[[], str],
 ) -> None:
     try:
-        start_after = await _welcome(websocket, peer, resume_from, sessionmaker, server_time)
+        start_after, latest = await _welcome(
+            websocket, peer, resume_from, sessionmaker, server_time
+        )
     except SQLAlchemyError:
         log.warning("database busy while welcoming a websocket", exc_info=True)
         await _close(websocket, TRY_AGAIN_LATER, BUSY)
         return
-    sender = asyncio.create_task(_send_loop(websocket, subscription, sessionmaker, start_after))
+    sender = asyncio.create_task(
+        _send_loop(websocket, subscription, sessionmaker, start_after, latest)
+    )
     receiver = asyncio.create_task(_receive_loop(websocket, peer, acknowledge))
     # A future, not a task waiting on an event: one object less for every idle socket.
     overflow = subscription.overflow_signal()
@@ -209,8 +213,9 @@ async def _welcome(
     resume_from: int,
     sessionmaker: Callable[[], AsyncSession],
     server_time: Callable[[], str],
-) -> int:
-    """Send the welcome (and a resync when the gap cannot be replayed); return where to start."""
+) -> tuple[int, int]:
+    """Send the welcome (and a resync when the gap cannot be replayed); return where to start
+    and the mailbox's latest seq as read."""
     async with sessionmaker() as session:
         latest, oldest = await store.mailbox_span(session, peer.stream)
     welcome = {
@@ -222,9 +227,9 @@ async def _welcome(
     await websocket.send_text(_control("welcome", latest, welcome))
     reason = _resync_reason(resume_from, latest, oldest, shared=peer.shared)
     if reason is None:
-        return resume_from
+        return resume_from, latest
     await websocket.send_text(_control("resync", latest, {"reason": reason}))
-    return latest
+    return latest, latest
 
 
 def _resync_reason(
@@ -249,10 +254,16 @@ async def _send_loop(
     subscription: Subscription,
     sessionmaker: Callable[[], AsyncSession],
     after: int,
+    latest: int,
 ) -> None:
     # Seqs are gap-free, so how far ``last`` moves in a replay is how many messages it sent.
-    last = await _replay(websocket, subscription.mailbox, sessionmaker, after)
-    subscription.stats.replayed += last - after
+    last = after
+    if after < latest:
+        last = await _replay(websocket, subscription.mailbox, sessionmaker, after)
+        subscription.stats.replayed += last - after
+    # Else nothing to read: what was committed by the welcome's read is at most ``latest``,
+    # and what commits later is published to the subscription, made before that read (and a
+    # message published out of order has its gap filled from the store, as always).
     while True:
         envelope = await subscription.get()
         if envelope is None:

@@ -153,6 +153,16 @@ def _check_expiry(expires: float, now: datetime) -> None:
         raise Unauthorized("the bearer token has expired")
 
 
+_PRINCIPAL_COLUMNS = (
+    User.id,
+    User.name,
+    User.role,
+    User.team_id,
+    User.disabled,
+    User.tokens_valid_after,
+)
+
+
 async def _look_up(
     session: AsyncSession, token: str, *, secret: str, now: datetime
 ) -> tuple[Principal, float]:
@@ -175,14 +185,16 @@ async def _look_up(
         raise Unauthorized("the bearer token is invalid") from None
     _check_expiry(expires, now)
     token_id = str(claims["jti"])
-    # One round trip for the user and the revocation.
-    revoked = exists().where(RevokedToken.jti == token_id)
-    found = (
-        await session.execute(select(User, revoked).where(User.id == str(claims["sub"])))
+    # One round trip for the user and the revocation; the columns alone, not a mapped User
+    # (every websocket's hello asks: a reconnecting town asks thousands of times at once).
+    revoked = exists().where(RevokedToken.jti == token_id).label("revoked")
+    user = (
+        await session.execute(
+            select(*_PRINCIPAL_COLUMNS, revoked).where(User.id == str(claims["sub"]))
+        )
     ).first()
-    if found is not None and found[1]:
+    if user is not None and user.revoked:
         raise Unauthorized("the bearer token was revoked (logged out)")
-    user = found[0] if found is not None else None
     if user is None or user.disabled:
         raise Unauthorized("the bearer token's user is unknown or disabled")
     if user.tokens_valid_after is not None and issued < user.tokens_valid_after.timestamp():

@@ -12,7 +12,7 @@ from websockets.exceptions import ConnectionClosed
 
 from alerts import store as mailboxes
 from alerts.store import Outgoing
-from tests.support import World
+from tests.support import World, statements_sent
 
 
 async def test_alert_reaches_the_leader_and_ack_records_delivery(world: World) -> None:
@@ -83,6 +83,28 @@ async def test_missed_alerts_arrive_on_reconnect_in_order_once(world: World) -> 
     # Resuming from the newest seq replays nothing; a new alert arrives live.
     phone = await world.connect(leader, resume_from=phone.last_seq)
     assert await phone.silent()
+    live = await world.report(operator)
+    assert (await phone.next_of("alert"))["data"]["incident"]["id"] == live["id"]
+    await phone.close()
+
+
+async def test_a_phone_up_to_date_is_welcomed_with_one_read_and_no_replay(world: World) -> None:
+    # After a restart thousands of phones say hello at once, nearly all of them up to date.
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    phone = await world.connect(leader)
+    await world.report(operator)
+    await phone.next_of("alert")
+    await phone.close()
+
+    with statements_sent(world.runtime) as sent:
+        phone = await world.connect(leader, resume_from=phone.last_seq)
+        assert await phone.silent()
+    mailbox_reads = [s for s in sent if "FROM mailboxes" in s]
+    replays = [s for s in sent if "messages.seq >" in s]
+    assert (len(mailbox_reads), replays) == (1, [])
+    # What is stored after the welcome still arrives.
     live = await world.report(operator)
     assert (await phone.next_of("alert"))["data"]["incident"]["id"] == live["id"]
     await phone.close()
