@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, delete, func, or_, select
+from sqlalchemy import Insert, case, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,15 +35,12 @@ class Change:
     at: datetime
 
 
-# Rows per upsert: a reconnecting town's thousands of sockets in a few statements, each far
-# below SQLite's limit of bound values (5 a row).
-PRESENCE_ROWS_PER_STATEMENT = 500
-
-
 async def record_presence(session: AsyncSession, instance: str, changes: Sequence[Change]) -> None:
-    """Write sockets opened and closed in this process, at the times they happened: a few
-    statements however many (after a restart, every phone of the town reconnects at once)."""
-    insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
+    """Write sockets opened and closed in this process, at the times they happened: one
+    statement, prepared once, for however many (after a restart, every phone of the town
+    reconnects at once)."""
+    if not changes:
+        return
     rows = [
         {
             "user_id": change.user_id,
@@ -53,20 +51,23 @@ async def record_presence(session: AsyncSession, instance: str, changes: Sequenc
         }
         for change in sorted(changes, key=lambda c: c.user_id)
     ]
-    for start in range(0, len(rows), PRESENCE_ROWS_PER_STATEMENT):
-        statement = insert(Presence).values(rows[start : start + PRESENCE_ROWS_PER_STATEMENT])
-        new = statement.excluded
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["user_id", "instance"],
-                set_={
-                    "connected": new.connected,
-                    "seen_at": new.seen_at,
-                    # Connected since the socket that opened; a close keeps when that was.
-                    "since": case((new.connected, new.since), else_=Presence.since),
-                },
-            )
-        )
+    await session.execute(_presence_upsert(dialect_name(session)), rows)
+
+
+@functools.cache
+def _presence_upsert(dialect: str) -> Insert:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(Presence)
+    new = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=["user_id", "instance"],
+        set_={
+            "connected": new.connected,
+            "seen_at": new.seen_at,
+            # Connected since the socket that opened; a close keeps when that was.
+            "since": case((new.connected, new.since), else_=Presence.since),
+        },
+    )
 
 
 async def heartbeat(session: AsyncSession, instance: str, now: datetime) -> None:
