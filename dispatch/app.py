@@ -147,11 +147,6 @@ async def start_runtime(settings: Settings, clock: Clock) -> Runtime:
     engine = create_engine(url, settings.db_pool_size, 0, waited)
     readers = settings.db_read_pool_size
     read_engine = engine if settings.is_sqlite else create_engine(url, readers, readers, waited)
-    statement_read_engine = (
-        read_engine
-        if settings.is_sqlite
-        else read_engine.execution_options(isolation_level="AUTOCOMMIT")
-    )
     sessionmaker = create_sessionmaker(engine)
     coverage = Coverage()
     villages = Villages()
@@ -171,7 +166,6 @@ async def start_runtime(settings: Settings, clock: Clock) -> Runtime:
         clock=clock,
         engine=engine,
         read_engine=read_engine,
-        statement_read_engine=statement_read_engine,
         sessionmaker=sessionmaker,
         hub=Hub(settings.ws_queue_size, clock.now),
         coverage=coverage,

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import asyncpg
 import orjson
 from sqlalchemy import MetaData, Table, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import AdaptedConnection
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
@@ -189,3 +190,8 @@ def announce(session: AsyncSession, channel: str, item_id: str) -> None:
 
 def dialect_name(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
+
+
+def upsert_insert(dialect: str) -> Callable[[Any], postgresql.Insert | sqlite.Insert]:
+    """The dialect's ``insert``, the one with ``on_conflict_do_*`` (PostgreSQL's or SQLite's)."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert

@@ -37,8 +37,6 @@ class Runtime:
     # Writes; reads have their own pool (the same engine on SQLite).
     engine: AsyncEngine
     read_engine: AsyncEngine
-    # The readers' pool, each statement its own transaction (PostgreSQL; else the same).
-    statement_read_engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     hub: Hub
     coverage: Coverage
@@ -56,6 +54,15 @@ class Runtime:
     origin: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     # Each timer's wake-up, given the time something new falls due (None: unknown).
     wake_timers: list[Callable[[datetime | None], None]] = field(default_factory=list)
+    # The readers' pool, each statement its own transaction (PostgreSQL; SQLite's one engine).
+    statement_read_engine: AsyncEngine = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.statement_read_engine = (
+            self.read_engine
+            if self.read_engine is self.engine
+            else self.read_engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
 
     def pools(self) -> dict[str, AsyncEngine]:
         """The engines by pool: ``writes``, and ``reads`` where it is another (PostgreSQL)."""

@@ -9,7 +9,6 @@ from functools import cache, partial
 from typing import Any
 
 from sqlalchemy import Select, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
@@ -26,7 +25,15 @@ from alerts.store import Outgoing
 from dispatch.audit import chain as event_chain
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
-from dispatch.db import before_commit, dialect_name, falls_due, new_id, row_values, table_of
+from dispatch.db import (
+    before_commit,
+    dialect_name,
+    falls_due,
+    new_id,
+    row_values,
+    table_of,
+    upsert_insert,
+)
 from dispatch.errors import Conflict, Forbidden, NotFound
 from dispatch.incidents.models import (
     AnyDispatch,
@@ -293,7 +300,7 @@ async def _insert_once(session: AsyncSession, incident: Incident) -> bool:
 
     A missing key is NULL, and NULLs never conflict, so such reports always insert.
     """
-    insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
+    insert = upsert_insert(dialect_name(session))
     statement = insert(INCIDENTS).on_conflict_do_nothing(
         index_elements=["reported_by", "idempotency_key"]
     )

@@ -8,14 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Insert, case, delete, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
 from alerts.store import Outgoing
 from dispatch.auth import service as auth
 from dispatch.auth.models import User
-from dispatch.db import dialect_name, new_id
+from dispatch.db import dialect_name, new_id, upsert_insert
 from dispatch.errors import Conflict
 from dispatch.reachability.models import Presence, PresenceBeat, TestAlert
 from dispatch.schemas import show_time
@@ -56,7 +55,7 @@ async def record_presence(session: AsyncSession, instance: str, changes: Sequenc
 
 @functools.cache
 def _presence_upsert(dialect: str) -> Insert:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = upsert_insert(dialect)
     statement = insert(Presence)
     new = statement.excluded
     return statement.on_conflict_do_update(
@@ -72,7 +71,7 @@ def _presence_upsert(dialect: str) -> Insert:
 
 async def heartbeat(session: AsyncSession, instance: str, now: datetime) -> None:
     """This process is alive, and so are its connected rows: one row, whatever their number."""
-    insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
+    insert = upsert_insert(dialect_name(session))
     statement = insert(PresenceBeat).values(instance=instance, seen_at=now)
     await session.execute(
         statement.on_conflict_do_update(

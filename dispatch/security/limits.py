@@ -28,18 +28,18 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.bulk import Changed, Guarded, after, on_postgresql, write_later
-from dispatch.db import Base, dialect_name, table_of
+from dispatch.db import Base, dialect_name, table_of, upsert_insert
 from dispatch.errors import RateLimited
 from dispatch.security.models import Backoff, RateBucket
 
 
 async def _ensure(session: AsyncSession, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
     """Insert the rows that do not exist yet; race-free on both backends."""
-    insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
+    insert = upsert_insert(dialect_name(session))
     for row in rows:
         await session.execute(insert(model).values(row).on_conflict_do_nothing())
 
