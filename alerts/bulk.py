@@ -21,7 +21,6 @@ from sqlalchemy import (
     Executable,
     FromClause,
     Insert,
-    RowMapping,
     Select,
     Table,
     Update,
@@ -35,6 +34,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
+
+from alerts.driver import fetch_rows
 
 Row = dict[str, Any]
 
@@ -130,7 +131,7 @@ async def write_rows(
     *steps: Step | Guarded,
     read: Read | None = None,
     lead: Lead | None = None,
-) -> Sequence[RowMapping]:
+) -> Sequence[Row]:
     """Every step, in the order given (parents first), in the caller's transaction; then
     ``read``, whose rows are returned (not where guarded writes are among the steps: then the
     read is still made, and its rows dropped). With a ``lead`` (PostgreSQL only), its writes
@@ -158,10 +159,8 @@ async def write_rows(
             await guard.refused()
     if read is None:
         return []
-    found: Sequence[RowMapping] = (
-        (await session.execute(read.statement, read.params)).mappings().all()
-    )
-    return [] if guards else found
+    found = (await session.execute(read.statement, read.params)).mappings()
+    return [] if guards else [dict(row) for row in found]
 
 
 async def _in_one_statement(
@@ -170,7 +169,7 @@ async def _in_one_statement(
     guards: Sequence[Guarded],
     read: Read | None,
     lead: Lead | None,
-) -> Sequence[RowMapping]:
+) -> Sequence[Row]:
     params: dict[str, Any] = {} if lead is None else dict(lead.params)
     for n, step in enumerate(writes):
         params.update(_arrays(f"step_{n}", step.rows))
@@ -184,11 +183,9 @@ async def _in_one_statement(
         tuple(guard.build for guard in guards),
         () if lead is None else lead.ctes,
     )
-    result = await session.execute(statement, params)
+    found = await fetch_rows(session, statement, params)
     if lead is None and not guards:
-        rows: Sequence[RowMapping] = [] if read is None else result.mappings().all()
-        return rows
-    found = result.mappings().all() if lead is not None else [result.mappings().one()]
+        return [] if read is None else found
     if guards and not found:
         # The counts come with the lead's rows: a lead that wrote none cannot say.
         raise RuntimeError("guarded writes rode a lead that wrote no row")

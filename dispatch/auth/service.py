@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import RowMapping, Select, delete, exists, select
+from sqlalchemy import Select, delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
@@ -283,7 +283,7 @@ def leaders_read(session: AsyncSession, team_ids: Sequence[str]) -> Read:
     return Read(_leaders_query(dialect_name(session)), {"leader_teams": sorted(set(team_ids))})
 
 
-def leaders_from(rows: Sequence[RowMapping]) -> dict[str, list[str]]:
+def leaders_from(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
     leaders: dict[str, list[str]] = {}
     for row in rows:
         if row["team_id"] is not None:
