@@ -85,8 +85,9 @@ def for_driver(statement: Executable, dialect: Dialect) -> DriverStatement | Non
     if order is None or compiled.literal_execute_params or compiled.post_compile_params:
         return None
     binds = [compiled.binds[name] for name in order]
-    converts = [_convert(bind.type, dialect) for bind in binds]
-    if any(c is _UNSUPPORTED for c in converts):
+    try:
+        converts = [_convert(bind.type, dialect) for bind in binds]
+    except _NotBindable:
         return None
     return DriverStatement(
         sql=str(compiled),
@@ -96,11 +97,8 @@ def for_driver(statement: Executable, dialect: Dialect) -> DriverStatement | Non
     )
 
 
-def _unsupported(value: Any) -> Any:
-    raise AssertionError("never called: such a statement goes through SQLAlchemy")
-
-
-_UNSUPPORTED: Convert = _unsupported
+class _NotBindable(Exception):
+    """A parameter whose conversion here would not be SQLAlchemy's."""
 
 
 def _convert(type_: TypeEngine[Any], dialect: Dialect) -> Convert | None:
@@ -111,7 +109,7 @@ def _convert(type_: TypeEngine[Any], dialect: Dialect) -> Convert | None:
     if not isinstance(impl, ARRAY):
         return impl.bind_processor(dialect)
     if impl.dimensions not in (None, 1) or isinstance(impl.item_type, ARRAY):
-        return _UNSUPPORTED
+        raise _NotBindable(type_)
     each = impl.item_type.dialect_impl(dialect).bind_processor(dialect)
     if each is None:
         return None

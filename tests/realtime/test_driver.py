@@ -81,3 +81,14 @@ async def test_the_statement_is_compiled_once_and_seen_by_the_engines_events(
         async with world.runtime.transaction() as session:
             assert await fetch_rows(session, statement, {"users": ["u1", "u2"]}) == []
     assert len([s for s in sent if "FROM messages" in s]) == 1
+
+
+async def test_a_list_expanded_at_execution_goes_through_sqlalchemy(world: World) -> None:
+    statement = select(MESSAGES.c.seq).where(
+        MESSAGES.c.user_id.in_(bindparam("users", expanding=True))
+    )
+    assert for_driver(statement, world.runtime.engine.dialect) is None
+    async with world.runtime.transaction() as session:
+        await write_rows(session, Added(MESSAGES, [note("u1", 1, T0)]))
+    async with world.runtime.transaction() as session:
+        assert await fetch_rows(session, statement, {"users": ["u1", "u2"]}) == [{"seq": 1}]
