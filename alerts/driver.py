@@ -68,7 +68,9 @@ async def fetch_rows(
         result = await connection.exec_driver_sql(compiled.sql, tuple(compiled.arguments(params)))
     if isinstance(result, CursorResult) and not result.returns_rows:
         return []
-    return [dict(row) for row in result.mappings()]
+    # The keys once for all rows: a row's mapping builds its key view again at every dict().
+    keys = tuple(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result]
 
 
 @functools.cache
