@@ -143,10 +143,11 @@ class IncidentEvent(Base):
     """
 
     __tablename__ = "incident_events"
+    # The unique (incident_id, seq) is also the index for an incident's events, in order.
     __table_args__ = (UniqueConstraint("incident_id", "seq"),)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"))
     at: Mapped[datetime]
     type: Mapped[str] = mapped_column(String(32))
     actor_id: Mapped[str | None] = mapped_column(String(32))
