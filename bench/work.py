@@ -8,6 +8,12 @@ acknowledgements of its alerts are recorded in one flush of the recorder, as the
 be. Counted for each: this process's CPU (``time.process_time``, the in-process client's small
 part included), the wall time, and on PostgreSQL the CPU its processes spent meanwhile (from
 ``/proc``: the database must run on this machine). Each repetition is a fresh database.
+
+A report's wall time is also split along its path (``Timeline``): from the request reaching the
+application to its first statement, the statements' round trips, the work between them, to the
+COMMIT, the COMMIT's round trip, and from there to the response. The round trips are the
+database's part of the wait (with the driver's and the socket's); the rest is ours, the
+application's CPU on a path nothing else runs beside.
 """
 
 from __future__ import annotations
@@ -17,12 +23,16 @@ import asyncio
 import secrets
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import Session
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alerts.acks import AckRecorder
 from alerts.store import MESSAGES
@@ -54,10 +64,20 @@ METRICS = (
 
 @dataclass
 class Costs:
-    """Milliseconds per report and per flush, summed over the measured ones."""
+    """Milliseconds per report and per flush, summed over the measured ones; and along the
+    report's path, summed over the reports whose path was recorded alone."""
 
     count: int = 0
     totals: dict[tuple[str, str], float] = field(default_factory=dict)
+    paths: int = 0
+    along: dict[str, float] = field(default_factory=dict)
+
+    def add_path(self, phases: dict[str, float] | None) -> None:
+        if phases is None:
+            return
+        self.paths += 1
+        for name, ms in phases.items():
+            self.along[name] = self.along.get(name, 0.0) + ms
 
     def add(self, what: str, cpu: float, wall: float, database: float) -> None:
         for name, seconds in (("cpu", cpu), ("wall", wall), ("database", database)):
@@ -65,7 +85,92 @@ class Costs:
             self.totals[key] = self.totals.get(key, 0.0) + seconds * 1000
 
     def per_item(self) -> dict[tuple[str, str], float]:
-        return {key: total / self.count for key, total in self.totals.items()}
+        costs = {key: total / self.count for key, total in self.totals.items()}
+        costs.update({("path", name): total / self.paths for name, total in self.along.items()})
+        return costs
+
+
+# A report's path in order, the label of each phase (wall time, ms).
+PHASES = (
+    ("to_first_statement", "report path: ours, to its first statement"),
+    ("statements", "report path: statements' round trips"),
+    ("between_statements", "report path: ours, between statements"),
+    ("to_commit", "report path: ours, last statement to COMMIT"),
+    ("commit", "report path: COMMIT's round trip"),
+    ("to_response", "report path: ours, COMMIT to response"),
+)
+
+
+@dataclass
+class Timeline:
+    """The moments along one report's path, from the application's and the engine's events:
+    the request in, each statement sent and its answer back, the COMMIT sent and done, the
+    response out."""
+
+    recording: bool = False
+    marks: list[tuple[str, float]] = field(default_factory=list)
+
+    def mark(self, what: str) -> None:
+        if self.recording:
+            self.marks.append((what, time.perf_counter()))
+
+    def start(self) -> None:
+        self.marks.clear()
+        self.recording = True
+
+    def phases(self) -> dict[str, float] | None:
+        """Milliseconds in each of ``PHASES`` for the report just recorded; None where another
+        transaction ran beside it (a heartbeat's), which would mix its moments in."""
+        self.recording = False
+        at: dict[str, list[float]] = {}
+        for what, moment in self.marks:
+            at.setdefault(what, []).append(moment)
+        sent, back = at.get("sent", []), at.get("back", [])
+        if not sent or len(sent) != len(back) or len(at.get("commit", [])) != 1:
+            return None
+        if len(at.get("committed", [])) != 1:
+            return None
+        seconds = {
+            "to_first_statement": sent[0] - at["request"][0],
+            "statements": sum(b - s for s, b in zip(sent, back, strict=True)),
+            "between_statements": sum(s - b for b, s in zip(back, sent[1:], strict=False)),
+            "to_commit": at["commit"][0] - back[-1],
+            "commit": at["committed"][0] - at["commit"][0],
+            "to_response": at["response"][0] - at["committed"][0],
+        }
+        return {name: value * 1000 for name, value in seconds.items()}
+
+    def listen(self, engine: AsyncEngine) -> Callable[[], None]:
+        """Listen to the writers' engine and to every session's commit; returns the undoing."""
+        hooks: list[tuple[Any, str, Callable[..., None]]] = [
+            (engine.sync_engine, "before_cursor_execute", lambda *_: self.mark("sent")),
+            (engine.sync_engine, "after_cursor_execute", lambda *_: self.mark("back")),
+            (engine.sync_engine, "commit", lambda *_: self.mark("commit")),
+            (Session, "after_commit", lambda *_: self.mark("committed")),
+        ]
+        for target, name, hook in hooks:
+            event.listen(target, name, hook)
+
+        def undo() -> None:
+            for target, name, hook in hooks:
+                event.remove(target, name, hook)
+
+        return undo
+
+    def around(self, app: ASGIApp) -> ASGIApp:
+        """``app``, marking the request's arrival and the response's start."""
+
+        async def marked(scope: Scope, receive: Receive, send: Send) -> None:
+            self.mark("request")
+
+            async def sending(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    self.mark("response")
+                await send(message)
+
+            await app(scope, receive, sending)
+
+        return marked
 
 
 def run(report: Report, args: argparse.Namespace) -> None:
@@ -78,10 +183,15 @@ def run(report: Report, args: argparse.Namespace) -> None:
                 f"    {backend}, run {n + 1}: "
                 + ", ".join(f"{label} {costs[(w, m)]:.2f} ms" for w, m, label in METRICS)
             )
+            say(
+                "      along the path: "
+                + ", ".join(f"{name} {costs[('path', name)]:.2f} ms" for name, _ in PHASES)
+            )
+        measured = [*METRICS, *(("path", name, label) for name, label in PHASES)]
         report.raw[f"work-{backend}-{leaders}"] = [
-            {f"{w}_{m}_ms": c[(w, m)] for w, m, _ in METRICS} for c in runs
+            {f"{w}_{m}_ms": c[(w, m)] for w, m, _ in measured} for c in runs
         ]
-        for what, measure, label in METRICS:
+        for what, measure, label in measured:
             if measure == "database" and backend != "postgresql":
                 continue
             report.rows.append(
@@ -122,15 +232,19 @@ async def _measure(url: str, leaders: int, reports: int) -> dict[tuple[str, str]
     )
     app = create_app(settings)
     costs = Costs()
+    timeline = Timeline()
     headers = {"Authorization": f"Bearer {seeded.operator_token}"}
     async with app.router.lifespan_context(app):
         runtime: Runtime = app.state.runtime
-        transport = httpx.ASGITransport(app=app)
+        stop_listening = timeline.listen(runtime.engine)
+        transport = httpx.ASGITransport(app=timeline.around(app))
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
             for n in range(WARMUP + reports):
                 lon, lat, _ = points[n % len(points)]
                 body = {"location": {"lon": lon, "lat": lat}, "category": "fight"}
+                timeline.start()
                 posted = await _timed(http.post("/api/v1/incidents", json=body, headers=headers))
+                path = timeline.phases()
                 reply: httpx.Response = posted[0]
                 if reply.status_code != 201:
                     raise RuntimeError(f"report refused: {reply.status_code} {reply.text}")
@@ -140,6 +254,8 @@ async def _measure(url: str, leaders: int, reports: int) -> dict[tuple[str, str]
                     costs.count += 1
                     costs.add("report", *posted[1:])
                     costs.add("flush", *flush[1:])
+                    costs.add_path(path)
+        stop_listening()
     return costs.per_item()
 
 
