@@ -159,8 +159,8 @@ async def write_rows(
             await guard.refused()
     if read is None:
         return []
-    found = (await session.execute(read.statement, read.params)).mappings()
-    return [] if guards else [dict(row) for row in found]
+    found = await fetch_rows(session, read.statement, read.params)
+    return [] if guards else found
 
 
 async def _in_one_statement(
