@@ -126,9 +126,8 @@ class Timeline:
         for what, moment in self.marks:
             at.setdefault(what, []).append(moment)
         sent, back = at.get("sent", []), at.get("back", [])
-        if not sent or len(sent) != len(back) or len(at.get("commit", [])) != 1:
-            return None
-        if len(at.get("committed", [])) != 1:
+        alone = len(at.get("commit", [])) == len(at.get("committed", [])) == 1
+        if not sent or len(sent) != len(back) or not alone:
             return None
         seconds = {
             "to_first_statement": sent[0] - at["request"][0],
