@@ -12,11 +12,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import multiprocessing
 import os
 import secrets
-import socket
 import sys
 import time
 from collections import Counter
@@ -33,9 +31,12 @@ from bench.common import (
     Report,
     Row,
     free_port,
+    open_kept_alive,
     percentile,
+    post_request,
     profiled,
     ratios,
+    read_response,
     say,
     scratch_postgres,
     serve_dispatch,
@@ -52,28 +53,20 @@ INTAKE_LEADERS = 1000
 
 def requests_for(points: list[tuple[float, float, int]], token: str | None) -> list[bytes]:
     """Prebuilt POSTs over the town's incident points, ready to write to a socket."""
-    out = []
-    for n, (lon, lat, _) in enumerate(points[:500]):
-        body = json.dumps(
-            {"location": {"lon": lon, "lat": lat}, "category": "theft", "description": f"i{n}"}
-        ).encode()
-        head = [
-            "POST /api/v1/incidents HTTP/1.1",
-            f"Host: {HOST}",
-            "Content-Type: application/json",
-            f"Content-Length: {len(body)}",
-        ]
-        if token:
-            head.append(f"Authorization: Bearer {token}")
-        out.append(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-    return out
+    return [
+        post_request(
+            "/api/v1/incidents",
+            {"location": {"lon": lon, "lat": lat}, "category": "theft", "description": f"i{n}"},
+            token,
+        )
+        for n, (lon, lat, _) in enumerate(points[:500])
+    ]
 
 
 async def _connection(
     port: int, requests: list[bytes], start: int, deadline: float, out: dict[str, Any]
 ) -> None:
-    reader, writer = await asyncio.open_connection(HOST, port)
-    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    reader, writer = await open_kept_alive(port)
     latencies: list[float] = out["latencies"]
     statuses: Counter[int] = out["statuses"]
     n = start
@@ -83,14 +76,9 @@ async def _connection(
             n += 1
             began = time.monotonic()
             writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            await reader.readexactly(length)
+            status, _ = await read_response(reader)
             latencies.append(time.monotonic() - began)
-            statuses[int(head[9:12])] += 1
+            statuses[status] += 1
     finally:
         writer.close()
 
