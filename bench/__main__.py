@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from bench.alert import OPERATORS
 from bench.common import (
     Figure,
     Report,
@@ -80,6 +81,12 @@ def parser() -> argparse.ArgumentParser:
         help="record the server with py-spy during each stream (collapsed stacks into this folder)",
     )
     p.add_argument("--concurrency", type=int, default=32, help="intake: concurrent connections")
+    p.add_argument(
+        "--operators",
+        type=int,
+        default=OPERATORS,
+        help="intake: operator accounts whose reports take turns (each has its rate bucket)",
+    )
     p.add_argument(
         "--workers",
         type=int,

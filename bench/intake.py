@@ -179,7 +179,7 @@ async def _run(report: Report, args: argparse.Namespace) -> None:
         async with scratch_postgres("bench_intake") as dsn:
             secret = secrets.token_urlsafe(32)
             url = sqlalchemy_url(dsn)
-            seeded = await seed_database(url, town, secret=secret, operators=OPERATORS)
+            seeded = await seed_database(url, town, secret=secret, operators=args.operators)
             env = {
                 "DISPATCH_DATABASE_URL": url,
                 "DISPATCH_SECRET_KEY": secret,
@@ -211,7 +211,7 @@ async def _run(report: Report, args: argparse.Namespace) -> None:
                     result = await asyncio.to_thread(_bare_once, dsn, bare_requests, args, work)
                 bare.append({**result, "lock_waits": _mean(waits)})
                 _say("bare", bare[-1])
-    _rows(report, ours, bare, args.concurrency, args.workers)
+    _rows(report, ours, bare, args)
 
 
 def _bare_once(
@@ -246,11 +246,11 @@ def _rows(
     report: Report,
     ours: list[dict[str, Any]],
     bare: list[dict[str, Any]],
-    concurrency: int,
-    workers: int,
+    args: argparse.Namespace,
 ) -> None:
-    processes = "" if workers == 1 else f", {workers} server processes"
-    case = f"{concurrency} connections, postgresql{processes}"
+    processes = "" if args.workers == 1 else f", {args.workers} server processes"
+    accounts = "" if args.operators == OPERATORS else f", {args.operators} operators"
+    case = f"{args.concurrency} connections, postgresql{processes}{accounts}"
 
     def side_by_side(key: str) -> tuple[Figure, Figure]:
         return Figure.of(r[key] for r in ours), Figure.of(r[key] for r in bare)
