@@ -9,6 +9,10 @@ be. Counted for each: this process's CPU (``time.process_time``, the in-process 
 part included), the wall time, and on PostgreSQL the CPU its processes spent meanwhile (from
 ``/proc``: the database must run on this machine). Each repetition is a fresh database.
 
+On PostgreSQL the intake benchmark's bare endpoint is posted the same way right after, on the
+same database, as the report's baseline: the box's speed at that moment, for the figures to be
+read as ratios across runs that the box's swing would otherwise make incomparable.
+
 A report's wall time is also split along its path (``Timeline``): from the request reaching the
 application to its first statement, the statements' round trips, the work between them, to the
 COMMIT, the COMMIT's round trip, and from there to the response. The round trips are the
@@ -37,11 +41,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from alerts.acks import AckRecorder
 from alerts.store import MESSAGES
 from bench.alert import bench_town
+from bench.bare_intake import create_app as create_bare_app
 from bench.common import (
     Figure,
     Report,
     Row,
     database_cpu_s,
+    ratios,
     say,
     scratch_postgres,
     sqlalchemy_url,
@@ -52,6 +58,7 @@ from dispatch.runtime import Runtime
 from dispatch.simulate.seed import seed_database
 
 WARMUP = 30
+BARE_MEASURES = ("cpu", "wall", "database")
 METRICS = (
     ("report", "cpu", "report: our CPU"),
     ("report", "wall", "report: wall"),
@@ -186,6 +193,11 @@ def run(report: Report, args: argparse.Namespace) -> None:
                 "      along the path: "
                 + ", ".join(f"{name} {costs[('path', name)]:.2f} ms" for name, _ in PHASES)
             )
+            if ("bare", "cpu") in costs:
+                say(
+                    "      the bare endpoint: "
+                    + ", ".join(f"{m} {costs[('bare', m)]:.2f} ms" for m in BARE_MEASURES)
+                )
         measured = [*METRICS, *(("path", name, label) for name, label in PHASES)]
         report.raw[f"work-{backend}-{leaders}"] = [
             {f"{w}_{m}_ms": c[(w, m)] for w, m, _ in measured} for c in runs
@@ -193,13 +205,17 @@ def run(report: Report, args: argparse.Namespace) -> None:
         for what, measure, label in measured:
             if measure == "database" and backend != "postgresql":
                 continue
+            ours = [c[(what, measure)] for c in runs]
+            bare = [c[("bare", measure)] for c in runs if ("bare", measure) in c]
             report.rows.append(
                 Row(
                     "work",
                     f"{leaders // 1000}k leaders, {backend}, in-process",
                     label,
                     "ms",
-                    Figure.of(c[(what, measure)] for c in runs),
+                    Figure.of(ours),
+                    baseline=Figure.of(bare) if what == "report" and bare else None,
+                    ratio=ratios(ours, bare) if what == "report" and bare else None,
                 )
             )
 
@@ -209,7 +225,31 @@ async def _one_run(backend: str, leaders: int, reports: int) -> dict[tuple[str, 
         with tempfile.TemporaryDirectory() as folder:
             return await _measure(f"sqlite+aiosqlite:///{folder}/work.db", leaders, reports)
     async with scratch_postgres("bench_work") as dsn:
-        return await _measure(sqlalchemy_url(dsn), leaders, reports)
+        costs = await _measure(sqlalchemy_url(dsn), leaders, reports)
+        costs.update(await _measure_bare(dsn, leaders, reports))
+        return costs
+
+
+async def _measure_bare(dsn: str, leaders: int, reports: int) -> dict[tuple[str, str], float]:
+    """The intake benchmark's baseline (a bare FastAPI endpoint inserting one row with
+    asyncpg) posted the same bodies the same way, in the same run: the box's speed at that
+    moment, for the report's figures to be read as ratios."""
+    _, points = bench_town(leaders)
+    app = create_bare_app(dsn)
+    costs = Costs()
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+            for n in range(WARMUP + reports):
+                lon, lat, _ = points[n % len(points)]
+                body = {"location": {"lon": lon, "lat": lat}, "category": "fight"}
+                posted = await _timed(http.post("/api/v1/incidents", json=body))
+                if posted[0].status_code != 201:
+                    raise RuntimeError(f"bare report refused: {posted[0].status_code}")
+                if n >= WARMUP:
+                    costs.count += 1
+                    costs.add("bare", *posted[1:])
+    return costs.per_item()
 
 
 async def _measure(url: str, leaders: int, reports: int) -> dict[tuple[str, str], float]:
