@@ -193,14 +193,15 @@ def run(report: Report, args: argparse.Namespace) -> None:
                 "      along the path: "
                 + ", ".join(f"{name} {costs[('path', name)]:.2f} ms" for name, _ in PHASES)
             )
-            if ("bare", "cpu") in costs:
+            if bare_keys(costs):
                 say(
                     "      the bare endpoint: "
-                    + ", ".join(f"{m} {costs[('bare', m)]:.2f} ms" for m in BARE_MEASURES)
+                    + ", ".join(f"{m} {costs[(w, m)]:.2f} ms" for w, m in bare_keys(costs))
                 )
         measured = [*METRICS, *(("path", name, label) for name, label in PHASES)]
+        keys = [(w, m) for w, m, _ in measured]
         report.raw[f"work-{backend}-{leaders}"] = [
-            {f"{w}_{m}_ms": c[(w, m)] for w, m, _ in measured} for c in runs
+            {f"{w}_{m}_ms": c[(w, m)] for w, m in [*keys, *bare_keys(c)]} for c in runs
         ]
         for what, measure, label in measured:
             if measure == "database" and backend != "postgresql":
@@ -218,6 +219,11 @@ def run(report: Report, args: argparse.Namespace) -> None:
                     ratio=ratios(ours, bare) if what == "report" and bare else None,
                 )
             )
+
+
+def bare_keys(costs: dict[tuple[str, str], float]) -> list[tuple[str, str]]:
+    """The baseline's figures in ``costs`` (PostgreSQL only)."""
+    return [("bare", m) for m in BARE_MEASURES if ("bare", m) in costs]
 
 
 async def _one_run(backend: str, leaders: int, reports: int) -> dict[tuple[str, str], float]:
