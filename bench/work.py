@@ -56,6 +56,7 @@ from dispatch.app import create_app
 from dispatch.config import Settings
 from dispatch.runtime import Runtime
 from dispatch.simulate.seed import seed_database
+from dispatch.simulate.town import Town
 
 WARMUP = 30
 BARE_MEASURES = ("cpu", "wall", "database")
@@ -227,28 +228,35 @@ def bare_keys(costs: dict[tuple[str, str], float]) -> list[tuple[str, str]]:
 
 
 async def _one_run(backend: str, leaders: int, reports: int) -> dict[tuple[str, str], float]:
+    town, points = bench_town(leaders)
     if backend == "sqlite":
         with tempfile.TemporaryDirectory() as folder:
-            return await _measure(f"sqlite+aiosqlite:///{folder}/work.db", leaders, reports)
+            url = f"sqlite+aiosqlite:///{folder}/work.db"
+            return await _measure(url, town, points, reports)
     async with scratch_postgres("bench_work") as dsn:
-        costs = await _measure(sqlalchemy_url(dsn), leaders, reports)
-        costs.update(await _measure_bare(dsn, leaders, reports))
+        costs = await _measure(sqlalchemy_url(dsn), town, points, reports)
+        costs.update(await _measure_bare(dsn, points, reports))
         return costs
 
 
-async def _measure_bare(dsn: str, leaders: int, reports: int) -> dict[tuple[str, str], float]:
+def _report_body(points: list[tuple[float, float, int]], n: int) -> dict[str, Any]:
+    lon, lat, _ = points[n % len(points)]
+    return {"location": {"lon": lon, "lat": lat}, "category": "fight"}
+
+
+async def _measure_bare(
+    dsn: str, points: list[tuple[float, float, int]], reports: int
+) -> dict[tuple[str, str], float]:
     """The intake benchmark's baseline (a bare FastAPI endpoint inserting one row with
     asyncpg) posted the same bodies the same way, in the same run: the box's speed at that
     moment, for the report's figures to be read as ratios."""
-    _, points = bench_town(leaders)
     app = create_bare_app(dsn)
     costs = Costs()
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
             for n in range(WARMUP + reports):
-                lon, lat, _ = points[n % len(points)]
-                body = {"location": {"lon": lon, "lat": lat}, "category": "fight"}
+                body = _report_body(points, n)
                 posted = await _timed(http.post("/api/v1/incidents", json=body))
                 if posted[0].status_code != 201:
                     raise RuntimeError(f"bare report refused: {posted[0].status_code}")
@@ -258,8 +266,9 @@ async def _measure_bare(dsn: str, leaders: int, reports: int) -> dict[tuple[str,
     return costs.per_item()
 
 
-async def _measure(url: str, leaders: int, reports: int) -> dict[tuple[str, str], float]:
-    town, points = bench_town(leaders)
+async def _measure(
+    url: str, town: Town, points: list[tuple[float, float, int]], reports: int
+) -> dict[tuple[str, str], float]:
     secret = secrets.token_urlsafe(32)
     seeded = await seed_database(url, town, secret=secret)
     settings = Settings(
@@ -285,8 +294,7 @@ async def _measure(url: str, leaders: int, reports: int) -> dict[tuple[str, str]
         transport = httpx.ASGITransport(app=timeline.around(app))
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
             for n in range(WARMUP + reports):
-                lon, lat, _ = points[n % len(points)]
-                body = {"location": {"lon": lon, "lat": lat}, "category": "fight"}
+                body = _report_body(points, n)
                 timeline.start()
                 posted = await _timed(http.post("/api/v1/incidents", json=body, headers=headers))
                 path = timeline.phases()
