@@ -125,15 +125,21 @@ async def _handshake(
         raise FrameError(POLICY_VIOLATION, "hello.token is missing")
     resume_from = hello.get("resume_from", 0)
     if not _is_seq(resume_from):
-        raise FrameError(POLICY_VIOLATION, "hello.resume_from must be a whole number >= 0")
+        raise FrameError(POLICY_VIOLATION, f"hello.resume_from must be a whole number {SEQS}")
     peer = await authenticate(token)
     if peer is None:
         raise FrameError(POLICY_VIOLATION, "hello.token is invalid or expired")
     return peer, int(resume_from)
 
 
+# Seqs are stored as 64-bit integers: a larger one in a frame can name no message, and bound
+# into a statement it would fail the write it rides (every acknowledgement gathered with it).
+MAX_SEQ = 2**63 - 1
+SEQS = "from 0 to 2^63-1"
+
+
 def _is_seq(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEQ
 
 
 async def _receive_frame(websocket: WebSocket) -> dict[str, Any]:
@@ -323,7 +329,7 @@ async def _receive_loop(websocket: WebSocket, peer: Peer, acknowledge: Acknowled
         if kind == "ack":
             seq = frame.get("seq")
             if not _is_seq(seq):
-                raise FrameError(POLICY_VIOLATION, "ack.seq must be a whole number >= 0")
+                raise FrameError(POLICY_VIOLATION, f"ack.seq must be a whole number {SEQS}")
             await acknowledge(peer, int(seq))
         else:
             raise FrameError(POLICY_VIOLATION, f"unknown message type {kind!r}")

@@ -130,6 +130,19 @@ def _validation_body(exc: RequestValidationError) -> dict[str, Any]:
     return {"error": "invalid_input", "detail": detail, "fields": errors}
 
 
+def _unparsed_body(exc: RequestValidationError) -> dict[str, Any] | None:
+    """A body that is not JSON at all is a 400, as for a broken form: FastAPI reports it as a
+    validation error of a field named by the character where parsing stopped."""
+    for e in exc.errors():
+        if e.get("type") == "json_invalid":
+            reason = (e.get("ctx") or {}).get("error", "not JSON")
+            where = e.get("loc", ())[-1:]
+            at = f" at character {where[0]}" if where and isinstance(where[0], int) else ""
+            detail = f"body: not valid JSON ({reason}{at})"
+            return {"error": "bad_request", "detail": detail, "field": "body"}
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def domain_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DomainError)
@@ -137,6 +150,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def validation_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
+        unparsed = _unparsed_body(exc)
+        if unparsed is not None:
+            return JSONResponse(unparsed, status_code=400)
         return JSONResponse(_validation_body(exc), status_code=422)
 
     async def http_error(_: Request, exc: Exception) -> JSONResponse:

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    Strict,
+)
 
 from dispatch.errors import InvalidInput
 from geo.crs import CRS, to_wgs84
@@ -43,6 +53,38 @@ LocalTime = Annotated[
 ]
 
 
+# A number written as digits alone, which pydantic would read as seconds since 1970.
+_DIGITS = re.compile(r"\s*[-+]?\d+(\.\d*)?\s*")
+
+
+def _written_as_a_time(value: object) -> object:
+    """A time comes as ISO 8601 text: ``from=20260101`` or a bare 12345 are refused, where
+    pydantic would read them as seconds since 1970 and answer about 1970-08-23."""
+    if isinstance(value, int | float) or (isinstance(value, str) and _DIGITS.fullmatch(value)):
+        raise ValueError("write a time in ISO 8601, e.g. 2026-11-30T08:00:00+08:00")
+    return value
+
+
+def _in_utc(value: datetime) -> datetime:
+    """An aware time as the instant it is in UTC, as every stored time is; one that falls
+    outside the calendar (years 1 to 9999) once in UTC is refused here, not by the store."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("this time lies outside the years 1 to 9999 in UTC") from None
+
+
+# A moment from outside (a device's clock, a query's bound): ISO 8601 with its offset, kept as
+# the same instant in UTC.
+Instant = Annotated[AwareDatetime, BeforeValidator(_written_as_a_time), AfterValidator(_in_utc)]
+# A period's bound, where a date or a time without offset means Asia/Shanghai.
+LocalOrAware = Annotated[datetime, BeforeValidator(_written_as_a_time)]
+# JSON numbers in bodies: pydantic's lax mode reads true as 1, which put an incident at
+# longitude 1 and made a 1 m zone.
+Number = Annotated[float, Strict()]
+WholeNumber = Annotated[int, Strict()]
+
+
 class Schema(BaseModel):
     model_config = ConfigDict(extra="forbid", from_attributes=True)
 
@@ -50,8 +92,8 @@ class Schema(BaseModel):
 class LocationIn(Schema):
     """A point as the user has it: phones give WGS84, Chinese web maps GCJ-02 or BD-09."""
 
-    lon: float = Field(ge=-180, le=180, allow_inf_nan=False, description="longitude, degrees")
-    lat: float = Field(ge=-90, le=90, allow_inf_nan=False, description="latitude, degrees")
+    lon: Number = Field(ge=-180, le=180, allow_inf_nan=False, description="longitude, degrees")
+    lat: Number = Field(ge=-90, le=90, allow_inf_nan=False, description="latitude, degrees")
     crs: CRS = Field(default=CRS.WGS84, description="coordinate system of lon/lat")
 
     def to_wgs84(self, field: str = "location") -> tuple[float, float]:

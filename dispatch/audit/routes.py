@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Query
-from pydantic import AwareDatetime
 
 from dispatch.audit import service
 from dispatch.audit.schemas import AuditEntryOut, AuditPage
@@ -11,6 +10,7 @@ from dispatch.auth import service as auth
 from dispatch.auth.models import Role
 from dispatch.deps import SessionDep, require
 from dispatch.routing import api_router
+from dispatch.schemas import Instant
 
 router = api_router("/api/v1/audit", tags=["audit"])
 Reader = Annotated[auth.Principal, Depends(require(Role.ADMIN, Role.AUDITOR))]
@@ -24,8 +24,8 @@ async def audit_trail(
     actor_id: _Id = None,
     action: Annotated[str | None, Query(max_length=64)] = None,
     target_id: _Id = None,
-    start: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    end: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    start: Annotated[Instant | None, Query(alias="from")] = None,
+    end: Annotated[Instant | None, Query(alias="to")] = None,
     before_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> AuditPage:

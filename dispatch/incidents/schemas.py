@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from dispatch.incidents.models import ArrivalSource, Category, IncidentStatus, TierStatus
-from dispatch.schemas import LocalTime, LocationIn, LocationOut, Schema
+from dispatch.schemas import Instant, LocalTime, LocationIn, LocationOut, Number, Schema
 
 
 class IncidentCreate(Schema):
@@ -80,20 +80,20 @@ class ArriveIn(Schema):
     location: LocationIn | None = Field(
         default=None, description="where the team is, as the device measured it"
     )
-    accuracy_m: float | None = Field(default=None, gt=0, le=100_000, allow_inf_nan=False)
-    device_time: AwareDatetime | None = Field(
+    accuracy_m: Number | None = Field(default=None, gt=0, le=100_000, allow_inf_nan=False)
+    device_time: Instant | None = Field(
         default=None, description="the device's clock (ISO 8601 with offset); kept for comparison"
     )
 
 
 class ShownIn(Schema):
-    device_time: AwareDatetime | None = Field(default=None, description="the device's clock")
+    device_time: Instant | None = Field(default=None, description="the device's clock")
 
 
 class PositionIn(Schema):
     location: LocationIn
-    accuracy_m: float = Field(gt=0, le=100_000, allow_inf_nan=False, description="metres, 1 sigma")
-    device_time: AwareDatetime | None = None
+    accuracy_m: Number = Field(gt=0, le=100_000, allow_inf_nan=False, description="metres, 1 sigma")
+    device_time: Instant | None = None
 
 
 class PositionOut(Schema):

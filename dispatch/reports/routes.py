@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Query
@@ -18,7 +17,7 @@ from dispatch.reports.schemas import (
 )
 from dispatch.rosters.files import CSV_TYPE, XLSX_TYPE, download
 from dispatch.routing import api_router
-from dispatch.schemas import DISPLAY_TZ
+from dispatch.schemas import DISPLAY_TZ, LocalOrAware
 
 router = api_router("/api/v1/reports", tags=["reports"])
 Office = Annotated[auth.Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Role.AUDITOR))]
@@ -36,8 +35,10 @@ _FORMATS: dict[int | str, dict[str, Any]] = {
 }
 
 
+# A record's id: 404 when it names nothing (service.check_filters).
+Id = Annotated[str | None, Query(max_length=64)]
 PeriodStart = Annotated[
-    datetime | None,
+    LocalOrAware | None,
     Query(
         alias="from",
         description="start of the period, included; a date or a time without offset is "
@@ -45,7 +46,7 @@ PeriodStart = Annotated[
     ),
 ]
 PeriodEnd = Annotated[
-    datetime | None,
+    LocalOrAware | None,
     Query(alias="to", description="end of the period, excluded (default: tomorrow 00:00)"),
 ]
 
@@ -58,8 +59,8 @@ async def response_times(
     start: PeriodStart = None,
     end: PeriodEnd = None,
     tier: Annotated[int | None, Query(ge=1, le=3)] = None,
-    team_id: str | None = None,
-    village_id: str | None = None,
+    team_id: Id = None,
+    village_id: Id = None,
     category: Category | None = None,
     group_by: Annotated[
         list[GroupBy] | None,
@@ -78,6 +79,7 @@ async def response_times(
     now = runtime.clock.now()
     period = service.local_period(start, end, now)
     filters = service.Filters(period[0], period[1], tier, team_id, village_id, category)
+    await service.check_filters(session, filters)
     wanted = list(group_by or [GroupBy.TIER])
     if format == "xlsx":
         # The workbook always carries the tier totals and the per-team chart.
@@ -107,8 +109,8 @@ async def arrival_histogram(
     _: Office,
     start: PeriodStart = None,
     end: PeriodEnd = None,
-    team_id: str | None = None,
-    village_id: str | None = None,
+    team_id: Id = None,
+    village_id: Id = None,
     category: Category | None = None,
     bin_s: Annotated[int, Query(ge=1, le=300, description="width of a bin in seconds")] = (
         HISTOGRAM_BIN_S
@@ -119,6 +121,7 @@ async def arrival_histogram(
     now = runtime.clock.now()
     period = service.local_period(start, end, now)
     filters = service.Filters(period[0], period[1], 1, team_id, village_id, category)
+    await service.check_filters(session, filters)
     counts = await service.arrival_histogram(session, filters, bin_s, now)
     target_s = runtime.settings.chain_targets[0]
     return ArrivalHistogramOut(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.auth.models import User
 from dispatch.db import dialect_name
-from dispatch.errors import InvalidInput
+from dispatch.errors import InvalidInput, NotFound
 from dispatch.incidents import service as incidents
 from dispatch.incidents.models import (
     Category,
@@ -111,20 +111,47 @@ class Filters:
         }
 
 
+async def check_filters(session: AsyncSession, filters: Filters) -> None:
+    """A team or village the filters name must exist (a retired team does): an unknown id is a
+    mistake to point out, not a period without incidents."""
+    if filters.team_id is not None and not await teams.teams_by_id(session, [filters.team_id]):
+        raise NotFound(f"team {filters.team_id!r} does not exist", field="team_id")
+    village_id = filters.village_id
+    if village_id is not None and not await villages.villages_by_id(session, [village_id]):
+        raise NotFound(f"village {village_id!r} does not exist", field="village_id")
+
+
 def local_period(
     start: datetime | None, end: datetime | None, now: datetime
 ) -> tuple[datetime, datetime]:
     """[start, end) with naive values read as Asia/Shanghai; default: the last 30 local days."""
-
-    def aware(value: datetime) -> datetime:
-        return value.replace(tzinfo=DISPLAY_TZ) if value.tzinfo is None else value
-
     today = now.astimezone(DISPLAY_TZ).replace(hour=0, minute=0, second=0, microsecond=0)
-    end_at = aware(end) if end is not None else today + timedelta(days=1)
-    start_at = aware(start) if start is not None else end_at - timedelta(days=30)
+    end_at = _bound(end, "to") if end is not None else today + timedelta(days=1)
+    if start is not None:
+        start_at = _bound(start, "from")
+    else:
+        try:
+            start_at = end_at - timedelta(days=30)
+            start_at.astimezone(UTC)
+        except OverflowError:
+            raise InvalidInput(
+                "to: 30 days before it fall before the year 1; give from as well", field="to"
+            ) from None
     if start_at >= end_at:
         raise InvalidInput("from: the period's start must be before its end", field="from")
     return start_at, end_at
+
+
+def _bound(value: datetime, field: str) -> datetime:
+    moment = value.replace(tzinfo=DISPLAY_TZ) if value.tzinfo is None else value
+    try:
+        # Stored times are compared in UTC; one past the calendar there cannot be.
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(
+            f"{field}: this time lies outside the years 1 to 9999 in UTC", field=field
+        ) from None
+    return moment
 
 
 # ---------------------------------------------------------------- SQL building blocks

@@ -4,7 +4,6 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Query, Request, Response
-from pydantic import AwareDatetime
 
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
@@ -22,6 +21,7 @@ from dispatch.rosters.schemas import (
     TeamStrengthOut,
 )
 from dispatch.routing import api_router
+from dispatch.schemas import Instant
 
 router = api_router("/api/v1/rosters", tags=["rosters"])
 Reader = Annotated[
@@ -154,9 +154,7 @@ async def get_duty(
     runtime: RuntimeDep,
     session: SessionDep,
     _: Reader,
-    at: Annotated[
-        AwareDatetime | None, Query(description="the moment to judge (default now)")
-    ] = None,
+    at: Annotated[Instant | None, Query(description="the moment to judge (default now)")] = None,
 ) -> DutyOut:
     schedule = await service.get_schedule(session, team_id)
     moment: datetime = at if at is not None else runtime.clock.now()

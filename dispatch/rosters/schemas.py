@@ -6,7 +6,7 @@ from datetime import date
 from pydantic import Field, field_validator
 
 from dispatch.rosters.models import MemberRole, RosterKind
-from dispatch.schemas import LocalTime, Schema
+from dispatch.schemas import LocalTime, Schema, WholeNumber
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
@@ -20,7 +20,7 @@ class MemberCreate(Schema):
         default=None, max_length=32, description="18-character resident ID, optional"
     )
     role: MemberRole
-    unit: int | None = Field(default=None, ge=1, le=99)
+    unit: WholeNumber | None = Field(default=None, ge=1, le=99)
     site: str | None = Field(default=None, max_length=128, description="所在单位")
 
 
@@ -82,9 +82,11 @@ class DutyIn(Schema):
         max_length=5,
         description="local end, HH:MM; earlier than start crosses midnight; equal is all day",
     )
-    rotation_weeks: int = Field(default=1, ge=1, le=2, description="each unit serves 1 or 2 weeks")
+    rotation_weeks: WholeNumber = Field(
+        default=1, ge=1, le=2, description="each unit serves 1 or 2 weeks"
+    )
     rotation_start: date = Field(description="local date on which the first unit's turn begins")
-    units: list[int] = Field(
+    units: list[WholeNumber] = Field(
         default_factory=list,
         max_length=50,
         description="unit numbers in the order they take turns; empty = the whole team serves",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -37,8 +39,11 @@ class BodyLimit:
         settings = scope["app"].state.runtime.settings
         upload = scope.get("path", "") in self.uploads
         limit: int = settings.max_upload_bytes if upload else settings.max_body_bytes
-        if b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b""):
-            await _nul_refused(send)
+        if b"%00" in scope.get("raw_path", b""):
+            await _nul_refused(send, "path")
+            return
+        if b"%00" in scope.get("query_string", b""):
+            await _nul_refused(send, _form_field_with_nul(scope["query_string"]) or "query")
             return
         content_type = b""
         for name, value in scope.get("headers", ()):
@@ -59,7 +64,7 @@ class BodyLimit:
             if not message.get("more_body", False):
                 break
         if not upload and _has_nul(bytes(body), content_type):
-            await _nul_refused(send)
+            await _nul_refused(send, _body_field_with_nul(bytes(body), content_type))
             return
         await self.app(scope, _replay(bytes(body), receive), send)
 
@@ -90,9 +95,49 @@ async def _too_large(send: Send, limit: int) -> None:
     await _answer(send, 413, {"error": "too_large", "detail": detail}, close=True)
 
 
-async def _nul_refused(send: Send) -> None:
-    detail = "text must not contain NUL (\\u0000) characters"
-    await _answer(send, 422, {"error": "invalid_input", "detail": detail})
+def _form_field_with_nul(encoded: bytes) -> str | None:
+    for name, value in parse_qsl(encoded.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            return name.replace("\x00", "") or None
+    return None
+
+
+def _body_field_with_nul(body: bytes, content_type: bytes) -> str:
+    """Where the NUL is, for the answer to name it: a JSON member's path, a form's field, or
+    the body itself when it does not parse (a raw NUL byte is not JSON either)."""
+    if content_type.startswith(_FORM):
+        return _form_field_with_nul(body) or "body"
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        return "body"
+    return _json_path_with_nul(parsed) or "body"
+
+
+def _json_path_with_nul(document: Any) -> str | None:
+    # A stack, not recursion: the body is capped in bytes, not in depth.
+    stack: list[tuple[str, Any]] = [("", document)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return path or None
+            continue
+        if isinstance(value, dict):
+            members = [(f"{path}.{k}" if path else str(k), k, v) for k, v in value.items()]
+            for name, key, _ in members:
+                if "\x00" in key:
+                    return name.replace("\x00", "")
+            stack.extend((name, item) for name, _, item in reversed(members))
+        elif isinstance(value, list):
+            named = [(f"{path}.{i}" if path else str(i), item) for i, item in enumerate(value)]
+            stack.extend(reversed(named))
+    return None
+
+
+async def _nul_refused(send: Send, field: str) -> None:
+    detail = f"{field}: text must not contain NUL (\\u0000) characters"
+    await _answer(send, 422, {"error": "invalid_input", "detail": detail, "field": field})
 
 
 async def _answer(send: Send, status: int, error: dict[str, str], *, close: bool = False) -> None:

@@ -4,7 +4,7 @@ from typing import Any
 
 from pydantic import Field
 
-from dispatch.schemas import LocalTime, LocationIn, LocationOut, Schema
+from dispatch.schemas import LocalTime, LocationIn, LocationOut, Number, Schema
 from dispatch.teams.models import TeamKind
 
 ZONE_DESCRIPTION = (
@@ -17,7 +17,7 @@ class TeamCreate(Schema):
     name: str = Field(min_length=1, max_length=128)
     kind: TeamKind
     location: LocationIn = Field(description="the team's site (fixed post, key site, station)")
-    radius_m: float | None = Field(
+    radius_m: Number | None = Field(
         default=None,
         gt=0,
         le=50_000,
@@ -31,7 +31,7 @@ class TeamPatch(Schema):
     name: str | None = Field(default=None, min_length=1, max_length=128)
     kind: TeamKind | None = None
     location: LocationIn | None = None
-    radius_m: float | None = Field(default=None, gt=0, le=50_000, allow_inf_nan=False)
+    radius_m: Number | None = Field(default=None, gt=0, le=50_000, allow_inf_nan=False)
     zone: dict[str, Any] | None = Field(default=None, description=ZONE_DESCRIPTION)
 
 

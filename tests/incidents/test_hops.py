@@ -95,7 +95,42 @@ async def test_fixes_are_validated(world: World) -> None:
             },
             "device_time",
         ),
+        ({"location": {"lon": True, "lat": 22.8}, "accuracy_m": 5}, "location.lon"),
+        ({"location": towards_incident(1), "accuracy_m": True}, "accuracy_m"),
+        ({"location": towards_incident(1), "accuracy_m": "5"}, "accuracy_m"),
     ]:
         reply = await world.http.post(url, json=fix, headers=leader.headers)
         assert reply.status_code == 422, fix
         assert field in reply.json()["detail"]
+
+
+# Seconds since 1970 and instants that leave the calendar once in UTC: a phone's broken clock.
+BAD_DEVICE_TIMES = [12345, "12345", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"]
+
+
+async def test_a_device_time_off_the_calendar_is_refused_and_the_arrival_waits_for_a_good_one(
+    world: World,
+) -> None:
+    leader, incident, dispatch_id = await setup(world)
+    for path, extra in [("position", {"accuracy_m": 5}), ("arrive", {}), ("shown", None)]:
+        for device_time in BAD_DEVICE_TIMES:
+            body = {"device_time": device_time}
+            if extra is not None:
+                body |= {"location": towards_incident(1), **extra}
+            reply = await world.http.post(
+                f"/api/v1/dispatches/{dispatch_id}/{path}", json=body, headers=leader.headers
+            )
+            assert reply.status_code == 422, (path, device_time, reply.text)
+            assert reply.json()["fields"][0]["field"] == "device_time"
+    d = (await world.incident(leader, incident["id"]))["dispatches"][0]
+    assert d["shown_at"] is None and d["accepted_at"] is None and d["arrived_at"] is None
+    # The calendar's first instant in UTC is a time like any other: kept, with its skew.
+    body = {"location": towards_incident(1), "device_time": "0001-01-01T00:00:00+00:00"}
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{dispatch_id}/arrive", json=body, headers=leader.headers
+    )
+    assert reply.status_code == 200, reply.text
+    d = reply.json()["dispatches"][0]
+    assert d["arrived_at"] is not None
+    assert d["arrival_device_time"].startswith("0001-01-01T08:")
+    assert d["arrival_clock_skew_s"] < -6e10

@@ -321,6 +321,42 @@ async def test_roles_and_bad_parameters(world: World) -> None:
         assert reply.status_code == 422, (params, reply.text)
 
 
+# Off the calendar once in UTC (year 0 or 10000), or digits pydantic would take for seconds
+# since 1970: each is named, never answered as a 500 or as a report of 1970.
+OFF_CALENDAR = [
+    ({"from": "0001-01-01"}, "from"),
+    ({"to": "0001-01-02"}, "to"),
+    ({"from": "9999-12-31T23:59:59+08:00", "to": "9999-12-31T23:59:59-14:00"}, "to"),
+    ({"from": "20260101"}, "from"),
+    ({"to": "1767225600"}, "to"),
+]
+
+
+async def test_periods_off_the_calendar_and_unknown_ids_are_named(world: World) -> None:
+    operator = await world.operator()
+    urls = [
+        ("/api/v1/reports/response-times", {}),
+        ("/api/v1/reports/response-times", {"format": "csv"}),
+        ("/api/v1/reports/response-times", {"format": "xlsx"}),
+        ("/api/v1/reports/arrival-histogram", {}),
+    ]
+    for url, extra in urls:
+        for params, field in OFF_CALENDAR:
+            reply = await world.http.get(url, params={**params, **extra}, headers=operator.headers)
+            assert reply.status_code == 422, (url, params, reply.text)
+            assert field in reply.json()["detail"], (url, params, reply.text)
+        for name in ("team_id", "village_id"):
+            reply = await world.http.get(
+                url, params={name: "nope", **extra}, headers=operator.headers
+            )
+            assert reply.status_code == 404, (url, name, reply.text)
+            assert reply.json()["field"] == name
+    # The calendar's edges themselves are periods like any other.
+    edges = {"from": "0001-01-01T00:00:00+00:00", "to": "9999-12-31T00:00:00+08:00"}
+    reply = await world.http.get(url, params=edges, headers=operator.headers)
+    assert reply.status_code == 200, reply.text
+
+
 async def test_csv_has_a_bom_and_chinese_headers(world: World) -> None:
     day = await seed(world)
     local_day = day.incidents[0]["reported_at"][:10]

@@ -224,6 +224,13 @@ async def test_duty_schedules_are_checked(world: World) -> None:
         headers=operator.headers,
     )
     assert reply.json()["on_duty"] is True
+    for at in ("0001-01-01T00:00:00+08:00", "1767225600"):
+        reply = await world.http.get(
+            f"/api/v1/rosters/duty/{mobile['id']}", params={"at": at}, headers=operator.headers
+        )
+        assert reply.status_code == 422 and reply.json()["fields"][0]["field"] == "at", at
+    for bad in ({**good, "rotation_weeks": True}, {**good, "units": [True]}):
+        assert (await put_duty(world, mobile, **bad)).status_code == 422, bad
     admin = await world.admin()
     reply = await world.http.delete(f"/api/v1/rosters/duty/{mobile['id']}", headers=admin.headers)
     assert reply.status_code == 204

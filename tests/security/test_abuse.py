@@ -74,9 +74,18 @@ async def test_text_with_nul_characters_is_refused_with_422(world: World) -> Non
         ),
         await world.http.post("/api/v1/auth/token", data={"username": "a\x00", "password": "p"}),
     ]
-    for reply in refused:
+    for reply, field in zip(refused, ["name", "path", "group_name", "username"], strict=True):
         assert reply.status_code == 422, reply.text
         assert reply.json()["error"] == "invalid_input"
+        assert reply.json()["field"] == field
+        assert reply.json()["detail"].startswith(f"{field}: text must not contain NUL")
+    zone = b'{"type": "Polygon", "coordinates": [], "n": ["", "a\\u0000"]}'
+    nested = await world.http.post(
+        "/api/v1/teams",
+        content=b'{"name": "x", "zone": ' + zone + b"}",
+        headers={**admin.headers, "content-type": "application/json"},
+    )
+    assert nested.status_code == 422 and nested.json()["field"] == "zone.n.1"
     # A backslash written out is no NUL.
     fine = await world.http.patch(
         f"/api/v1/teams/{team['id']}",
@@ -199,3 +208,56 @@ async def test_reports_are_limited_per_user_and_the_flood_starves_no_one(world: 
     world.clock.advance(2)
     assert (await report(flooder)).status_code == 201
     assert (await report(flooder)).status_code == 429
+
+
+async def test_a_body_that_is_not_json_is_a_400_naming_the_body(world: World) -> None:
+    operator = await world.operator()
+    for broken in (b"{bad", b'{"location": {"lon": 114.16,', b"\xff\xfe"):
+        reply = await world.http.post(
+            "/api/v1/incidents",
+            content=broken,
+            headers={**operator.headers, "content-type": "application/json"},
+        )
+        assert reply.status_code == 400, reply.text
+        assert reply.json()["error"] == "bad_request"
+        assert reply.json()["field"] == "body"
+        assert reply.json()["detail"].startswith("body: not valid JSON")
+
+
+async def test_true_and_false_are_not_numbers_and_nothing_is_written(world: World) -> None:
+    operator = await world.operator()
+    admin = await world.admin()
+    before = (await world.http.get("/api/v1/incidents", headers=operator.headers)).json()
+    teams_before = (await world.http.get("/api/v1/teams", headers=admin.headers)).json()
+    location = {"lon": QINGXI[0], "lat": QINGXI[1]}
+    for body, url, who, field in [
+        (
+            {"location": {**location, "lon": True}, "category": "fight"},
+            "incidents",
+            operator,
+            "location.lon",
+        ),
+        (
+            {"location": {**location, "lat": False}, "category": "fight"},
+            "incidents",
+            operator,
+            "location.lat",
+        ),
+        (
+            {"name": "t", "kind": "mobile", "location": {**location, "lat": False}},
+            "teams",
+            admin,
+            "location.lat",
+        ),
+        (
+            {"name": "t", "kind": "mobile", "location": location, "radius_m": True},
+            "teams",
+            admin,
+            "radius_m",
+        ),
+    ]:
+        reply = await world.http.post(f"/api/v1/{url}", json=body, headers=who.headers)
+        assert reply.status_code == 422, (body, reply.text)
+        assert reply.json()["fields"][0]["field"] == field
+    assert (await world.http.get("/api/v1/incidents", headers=operator.headers)).json() == before
+    assert (await world.http.get("/api/v1/teams", headers=admin.headers)).json() == teams_before

@@ -147,3 +147,15 @@ async def test_the_command_line_leaves_its_row_too(world: World, tmp_path: Path)
     [row] = await trail(world, admin, action="cli_add_user")
     assert row["target_id"] == user_id and row["actor_name"] == "command line"
     assert row["data"] == {"name": "cli-admin", "role": "admin", "team_id": None}
+
+
+async def test_bounds_off_the_calendar_are_named(world: World) -> None:
+    auditor = await world.account("auditor")
+    for params, field in [
+        ({"from": "0001-01-01T00:00:00+08:00"}, "from"),
+        ({"to": "9999-12-31T23:59:59-12:00"}, "to"),
+        ({"from": "1767225600"}, "from"),
+    ]:
+        reply = await world.http.get("/api/v1/audit", params=params, headers=auditor.headers)
+        assert reply.status_code == 422, (params, reply.text)
+        assert reply.json()["fields"][0]["field"] == field
