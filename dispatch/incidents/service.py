@@ -759,11 +759,16 @@ async def _acting_dispatch(
     return d, incident
 
 
-def _mark_accepted(session: AsyncSession, d: Dispatch, actor_id: str, now: datetime) -> None:
+def _mark_delivered(session: AsyncSession, d: Dispatch, actor_id: str, now: datetime) -> None:
     if d.delivered_at is None:
-        # Accepting proves receipt, even when the websocket ack never came.
+        # Showing or accepting proves receipt, even when the websocket ack never came or is
+        # still being gathered: the record never has a hop before the delivery it follows.
         d.delivered_at = now
         _record(session, d.incident_id, now, "delivered", actor_id, {"dispatch_id": d.id})
+
+
+def _mark_accepted(session: AsyncSession, d: Dispatch, actor_id: str, now: datetime) -> None:
+    _mark_delivered(session, d, actor_id, now)
     if d.accepted_at is None:
         d.accepted_at = now
         _record(session, d.incident_id, now, "accepted", actor_id, {"dispatch_id": d.id})
@@ -847,6 +852,7 @@ async def record_shown(
     d, incident = await _acting_dispatch(session, actor, dispatch_id)
     if d.shown_at is not None:
         return await get_incident(session, incident.id)
+    _mark_delivered(session, d, actor.user_id, now)
     d.shown_at = now
     facts = {"dispatch_id": d.id, "device_time": device_time.isoformat() if device_time else None}
     _record(session, incident.id, now, "shown", actor.user_id, facts)

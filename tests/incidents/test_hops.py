@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from pyproj import Geod
 
+from alerts.acks import AckRecorder
+from dispatch.realtime import record_acknowledged
 from tests.support import QINGXI, Account, World
 
 GEOD = Geod(ellps="WGS84")
@@ -134,3 +137,31 @@ async def test_a_device_time_off_the_calendar_is_refused_and_the_arrival_waits_f
     assert d["arrived_at"] is not None
     assert d["arrival_device_time"].startswith("0001-01-01T08:")
     assert d["arrival_clock_skew_s"] < -6e10
+
+
+async def test_an_alert_on_screen_was_delivered_even_before_its_ack_is_written(
+    world: World,
+) -> None:
+    leader, incident, dispatch_id = await setup(world)
+    world.clock.advance(2)
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{dispatch_id}/shown", json={}, headers=leader.headers
+    )
+    d = reply.json()["dispatches"][0]
+    assert d["delivered_at"] == d["shown_at"]
+    events = (
+        await world.http.get(f"/api/v1/incidents/{incident['id']}/events", headers=leader.headers)
+    ).json()
+    hops = [e["type"] for e in events if e["data"].get("dispatch_id") == dispatch_id]
+    assert hops == ["dispatched", "delivered", "shown"]
+    # The phone's ack, gathered meanwhile, finds the delivery on record and adds nothing.
+    world.clock.advance(1)
+    acks = AckRecorder(world.runtime.transaction, partial(record_acknowledged, world.runtime))
+    acks.submit(leader.id, 1, world.clock.now())
+    assert await acks.flush()
+    again = await world.incident(leader, incident["id"])
+    assert again["dispatches"][0]["delivered_at"] == d["delivered_at"]
+    events = (
+        await world.http.get(f"/api/v1/incidents/{incident['id']}/events", headers=leader.headers)
+    ).json()
+    assert [e["type"] for e in events].count("delivered") == 1
