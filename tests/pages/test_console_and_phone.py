@@ -243,7 +243,7 @@ async def test_phone_stays_logged_in_and_gets_missed_alerts_on_return(
     again = await context.new_page()
     await again.goto(world.base_url + "/m")
     await expect(again.locator("#login")).to_be_hidden()
-    await expect(again.locator("#missed")).to_contain_text("漏收 1 条")
+    await expect(again.locator("#missed")).to_have_text("离线期间漏收 1 条派警，已补收，待您处理")
     await expect(again.locator("#alert")).to_contain_text("抢劫抢夺")
     await world.wait_for(operator, incident["id"], lambda i: i["dispatches"][0]["delivered_at"])
 
@@ -251,7 +251,7 @@ async def test_phone_stays_logged_in_and_gets_missed_alerts_on_return(
     await again.keyboard.press("Escape")
     await expect(again.locator("#alert")).to_be_hidden()
     await again.get_by_role("button", name="English").click()
-    await expect(again.locator("#missed")).to_contain_text("1 alerts missed")
+    await expect(again.locator("#missed")).to_contain_text("1 alert missed while offline")
     await expect(again.locator("#accept")).to_have_text("Accept")  # hidden, translated too
     await again.reload()
     await expect(again.locator("#title")).to_have_text("1-3-5 Team leader")
@@ -279,3 +279,265 @@ async def test_console_survives_a_server_restart_and_resumes(
         await expect(card(console, incident["id"])).to_contain_text("火情")
     finally:
         await restarted.stop()
+
+
+# Every visible text node, title and accessible name still holding Chinese once the names given
+# (teams', from the data) are taken out of it; hidden elements (and tooltips fading out) do not
+# count.
+LEFT_IN_CHINESE = """(names) => {
+    const chinese = /[\\u3000-\\u303f\\u3400-\\u9fff\\uff00-\\uffef]/;
+    const bare = (text) => names.reduce((rest, name) => rest.split(name).join(''), text);
+    const shown = (el) => el.checkVisibility({ visibilityProperty: true, opacityProperty: true });
+    const found = [];
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        const el = node.parentElement;
+        if (!el || !shown(el)) continue;
+        if (chinese.test(bare(node.textContent))) found.push(node.textContent.trim());
+    }
+    for (const el of document.querySelectorAll('[title], [aria-label]')) {
+        if (!shown(el)) continue;
+        for (const name of ['title', 'aria-label']) {
+            const value = el.getAttribute(name);
+            if (value && chinese.test(bare(value))) found.push(name + ': ' + value);
+        }
+    }
+    if (chinese.test(document.title)) found.push('document.title: ' + document.title);
+    return found;
+}"""
+
+# The tooltips of everything drawn on the map (teams' sites, incidents), hovered one by one; a
+# closed one fades out for a moment (opacity 0) before it leaves.
+MAP_TOOLTIPS = """() => {
+    const paths = Array.from(document.querySelectorAll('#map path.leaflet-interactive'));
+    return paths.map((path) => {
+        path.dispatchEvent(new MouseEvent('mouseover', { bubbles: true }));
+        const tooltip = Array.from(document.querySelectorAll('#map .leaflet-tooltip'))
+            .filter((el) => el.style.opacity !== '0')
+            .pop();
+        const text = tooltip ? tooltip.textContent : '';
+        path.dispatchEvent(new MouseEvent('mouseout', { bubbles: true }));
+        return text;
+    });
+}"""
+
+
+async def test_console_says_everything_again_in_english_after_the_switch(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    teams = await demo_town(world, without=TeamKind.RESPONSE)
+    names = list(teams)
+    console = await open_console(browser, contexts, world)
+    # Besides the teams' names, only the switch back may be in Chinese.
+    allowed = [*names, "中文"]
+    legend = console.locator(".legend")
+    await expect(legend).to_contain_text("驻点式应急联防队")
+
+    # Drawn in Chinese first: a preview, a report, a breach with its alarm and feed lines.
+    incident_id = await report_on_console(console, *SCENE)
+    await expect(console.locator("#feed")).to_contain_text("新警情")
+    await console.locator("#map").click()
+    await expect(console.locator("#coverage")).to_contain_text("此处")
+    world.clock.advance(61)
+    await expect(console.locator("#alarm")).to_be_visible(timeout=10 * SECOND)
+    await expect(console.locator("#feed")).to_contain_text("超时")
+    assert await console.evaluate(LEFT_IN_CHINESE, allowed) != []
+    assert any("驻点式应急联防队" in text for text in await console.evaluate(MAP_TOOLTIPS))
+
+    await console.get_by_role("button", name="English").click()
+    for kind in ("Fixed-post team", "Mobile team", "Patrol police", "Response police"):
+        await expect(legend).to_contain_text(kind)
+    await expect(console.locator("#feed")).to_contain_text("New incident: Fight (3 teams)")
+    await expect(console.locator("#feed")).to_contain_text("Breach: Tier 1 joint-defence teams")
+    await expect(console.locator("#alarm-text")).to_contain_text("Breach alarm")
+    await expect(console.locator("#coverage")).to_contain_text(
+        re.compile("Covered here by|No team covers")
+    )
+    await expect(card(console, incident_id)).to_contain_text("Tier 3")
+    assert await console.evaluate(LEFT_IN_CHINESE, allowed) == []
+    assert await console.title() == "⚠ 1-3-5 Dispatch console"
+    zoom_in = console.locator(".leaflet-control-zoom-in")
+    await expect(zoom_in).to_have_attribute("title", "Zoom in")
+    tooltips = await console.evaluate(MAP_TOOLTIPS)
+    assert len(tooltips) > len(names)  # the teams' sites and the incident
+    assert any(text.endswith("Fixed-post team") for text in tooltips)
+    assert not [t for t in tooltips if re.search("[\u3400-\u9fff]", strip(t, names))]
+
+    # And back: the same again in Chinese.
+    await console.get_by_role("button", name="中文").click()
+    await expect(legend).to_contain_text("巡逻警力")
+    await expect(console.locator("#feed")).to_contain_text("新警情：打架斗殴（3 支队伍）")
+    assert await console.title() == "⚠ 1-3-5 指挥调度台"
+
+
+def strip(text: str, names: list[str]) -> str:
+    for name in names:
+        text = text.replace(name, "")
+    return text
+
+
+async def test_a_refused_report_is_an_error_in_the_operators_language_with_the_reason(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    await world.team("fixed_post")
+    console = await open_console(browser, contexts, world)
+    # Typed as GCJ-02 but far outside China: the server refuses it with 422 and says why.
+    body = {"location": {"lon": 2.35, "lat": 48.85, "crs": "gcj02"}, "category": "fight"}
+    operator = await world.operator()
+    refused = await world.http.post("/api/v1/incidents", json=body, headers=operator.headers)
+    assert refused.status_code == 422
+    detail = refused.json()["detail"]
+    assert "gcj02" in detail
+
+    await console.locator("#crs").select_option("gcj02")
+    await console.locator("#lon").fill("2.35")
+    await console.locator("#lat").fill("48.85")
+    await console.get_by_role("button", name="派警").click()
+    result = console.locator("#report-result")
+    await expect(result.locator("p.error")).to_be_visible()
+    red = await result.evaluate("el => getComputedStyle(el).backgroundColor")
+    assert red == "rgb(254, 226, 226)"  # --breach-bg, not the green of a report that went out
+    await expect(result).to_have_attribute("data-state", "error")
+    await expect(result).to_have_attribute("data-status", "422")
+    await expect(result.locator(".result-title")).to_have_text("派警失败，警情未发出")
+    await expect(result).to_contain_text("请检查经纬度、坐标系和警情类别")
+    await expect(result.locator(".reason")).to_have_text("原因：" + detail)
+    assert "派警失败：" not in (await result.text_content() or "")
+
+    await console.get_by_role("button", name="English").click()
+    await expect(result.locator(".result-title")).to_have_text(
+        "Dispatch failed: the incident was not sent"
+    )
+    await expect(result).to_contain_text("Check the longitude, latitude")
+    await expect(result.locator(".reason")).to_have_text("Reason: " + detail)
+    assert await result.evaluate("el => getComputedStyle(el).backgroundColor") == red
+
+    # A report that goes out afterwards is green again, and nothing of the error stays.
+    await console.get_by_role("button", name="中文").click()
+    await report_on_console(console, *QINGXI)
+    await expect(result).to_have_attribute("data-state", "ok")
+    await expect(result).not_to_have_attribute("data-status", re.compile(".*"))
+    await expect(result).to_contain_text("已派警：通知 1 支队伍")
+    green = await result.evaluate("el => getComputedStyle(el).backgroundColor")
+    assert green == "rgb(209, 250, 229)"  # --met-bg
+
+
+def card_on_phone(phone: Page, incident_id: str) -> Any:
+    return phone.locator(f'#incidents article.incident[data-incident-id="{incident_id}"]')
+
+
+async def test_phone_counts_as_missed_only_alerts_still_waiting_for_the_leader(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    post = await world.team("fixed_post")
+    leader = await world.leader(post)
+    operator = await world.operator()
+    # Answered from another phone before this one was ever opened: accepted and on scene.
+    done = await world.report(operator, category="fire")
+    dispatch_id = done["dispatches"][0]["id"]
+    for step in ("accept", "arrive"):
+        reply = await world.http.post(
+            f"/api/v1/dispatches/{dispatch_id}/{step}", headers=leader.headers
+        )
+        assert reply.status_code == 200, reply.text
+
+    # A new device replays that alert, but nothing is waiting: nothing was missed.
+    first = await open_phone(browser, contexts, world, leader, away(300))
+    answered = card_on_phone(first, done["id"])
+    await expect(answered).to_contain_text("已到场")
+    await expect(first.locator("#missed")).to_be_hidden()
+    await expect(first.locator("#alert")).to_be_hidden()
+
+    # One more alert, answered by nobody yet: another new device counts that one only.
+    waiting = await world.report(operator, category="robbery")
+    second = await open_phone(browser, contexts, world, leader, away(300))
+    missed = second.locator("#missed")
+    await expect(missed).to_have_text("离线期间漏收 1 条派警，已补收，待您处理")
+    await expect(second.locator("#alert")).to_contain_text("抢劫抢夺")
+    await second.keyboard.press("Escape")
+    await second.get_by_role("button", name="English").click()
+    await expect(missed).to_have_text("1 alert missed while offline now awaits your answer")
+
+    # Answered: no longer waiting, so no longer said to be.
+    await card_on_phone(second, waiting["id"]).get_by_role("button").click()
+    await second.get_by_role("button", name="Accept").click()
+    await expect(second.locator("#accept")).to_contain_text("Accepted")
+    await expect(missed).to_be_hidden()
+    stored = await world.incident(operator, waiting["id"])
+    assert stored["dispatches"][0]["accepted_at"] is not None
+
+
+# What the phone sends and receives, in order: websocket frames both ways and HTTP requests.
+WIRE_LOG = """
+window.__wire = [];
+const NativeSocket = window.WebSocket;
+window.WebSocket = class extends NativeSocket {
+    constructor(...args) {
+        super(...args);
+        this.addEventListener('message', (event) => {
+            const m = JSON.parse(event.data);
+            const incident = m.data && m.data.incident ? m.data.incident.id : null;
+            window.__wire.push({ dir: 'in', type: m.type, seq: m.seq, incident });
+        });
+    }
+    send(data) {
+        const m = JSON.parse(data);
+        window.__wire.push({ dir: 'out', type: m.type, seq: m.seq === undefined ? null : m.seq });
+        return super.send(data);
+    }
+};
+const nativeFetch = window.fetch;
+window.fetch = function (input, init) {
+    window.__wire.push({ dir: 'http', url: String(input && input.url ? input.url : input) });
+    return nativeFetch.apply(this, arguments);
+};
+"""
+
+
+def ack_then_shown(wire: list[dict[str, Any]], incident: dict[str, Any]) -> tuple[int, int]:
+    """Where in the log the alert's ack and its shown report went out."""
+    alert = next(
+        e
+        for e in wire
+        if e["dir"] == "in" and e["type"] == "alert" and e["incident"] == incident["id"]
+    )
+    ack = next(
+        i
+        for i, e in enumerate(wire)
+        if e["dir"] == "out" and e["type"] == "ack" and e["seq"] >= alert["seq"]
+    )
+    shown_url = f"/api/v1/dispatches/{incident['dispatches'][0]['id']}/shown"
+    shown = next(
+        i for i, e in enumerate(wire) if e["dir"] == "http" and e["url"].endswith(shown_url)
+    )
+    return ack, shown
+
+
+async def test_phone_acknowledges_an_alert_before_reporting_it_shown(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    post = await world.team("fixed_post")
+    leader = await world.leader(post)
+    operator = await world.operator()
+    context = await phone_context(browser, contexts, away(300))
+    await context.add_init_script(WIRE_LOG)
+    phone = await context.new_page()
+    await log_in(phone, world.base_url + "/m", leader)
+    await expect(phone.locator("#conn")).to_have_attribute("data-state", "live")
+
+    # Live: the alert arrives while the page is open and goes on screen at once.
+    live = await world.report(operator)
+    await expect(phone.locator("#alert")).to_be_visible()
+    await world.wait_for(operator, live["id"], lambda i: i["dispatches"][0]["shown_at"])
+    ack, shown = ack_then_shown(await phone.evaluate("window.__wire"), live)
+    assert ack < shown, await phone.evaluate("window.__wire")
+
+    # Replayed: the alert came while the page was closed and goes on screen once caught up.
+    await phone.close()
+    replayed = await world.report(operator, category="theft")
+    again = await context.new_page()
+    await again.goto(world.base_url + "/m")
+    await expect(again.locator("#alert")).to_contain_text("盗窃")
+    await world.wait_for(operator, replayed["id"], lambda i: i["dispatches"][0]["shown_at"])
+    ack, shown = ack_then_shown(await again.evaluate("window.__wire"), replayed)
+    assert ack < shown, await again.evaluate("window.__wire")

@@ -8,6 +8,8 @@ the API's, every chart must have drawn, and the downloads must be the server's f
 from __future__ import annotations
 
 import io
+import json
+import re
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,20 @@ from tests.support import World
 
 COUNTS = ("incidents", "with_arrival", "without_arrival", "met", "breached", "cancelled")
 COUNTS += ("pending", "uncovered")
+# Each chart's axes with their titles as Chart.js resolved them, in either language: every axis
+# has one of the page's own, none is left to a Chart.js default such as a bare "y".
+AXES = {
+    "zh": {
+        "chart-tiers": {"x": "梯队", "y": "达标率 (%)"},
+        "chart-teams": {"x": "达标率 (%)", "y": "联防队"},
+        "chart-histogram": {"x": "到场用时（秒）", "y": "次数"},
+    },
+    "en": {
+        "chart-tiers": {"x": "Tier", "y": "Within target (%)"},
+        "chart-teams": {"x": "Within target (%)", "y": "Team"},
+        "chart-histogram": {"x": "Time to arrival (s)", "y": "Count"},
+    },
+}
 
 
 def seconds(value: float | None) -> str:
@@ -64,6 +80,13 @@ async def painted(page: Page, canvas_id: str) -> int:
         canvas_id,
     )
     return count
+
+
+async def axis_titles(page: Page, canvas_id: str) -> dict[str, str]:
+    axes = await page.locator(f"#{canvas_id}").get_attribute("data-axes")
+    assert axes is not None, f"{canvas_id} does not say what its axes are"
+    titles: dict[str, str] = json.loads(axes)
+    return titles
 
 
 async def test_the_report_page_shows_the_api_figures_with_charts_and_downloads(
@@ -132,6 +155,10 @@ async def test_the_report_page_shows_the_api_figures_with_charts_and_downloads(
     # The charts: drawn by Chart.js, with the numbers behind them in their data tables.
     for canvas in ("chart-tiers", "chart-teams", "chart-histogram"):
         assert await painted(page, canvas) > 2000, canvas
+        assert await axis_titles(page, canvas) == AXES["zh"][canvas]
+    await expect(page.locator("#chart-teams")).to_have_attribute(
+        "aria-label", "各联防队达标率 · 达标率 (%) · 联防队"
+    )
     teams = {g["label"]: share(g["tiers"][0]["share_within_target"]) for g in by["team"]["groups"]}
     team_rows = page.locator("#data-teams tbody tr")
     await expect(team_rows).to_have_count(len(teams))
@@ -162,3 +189,56 @@ async def test_the_report_page_shows_the_api_figures_with_charts_and_downloads(
     await expect(totals.locator("thead")).to_contain_text("Met")
     await expect(tier1.locator(".tier-card-share")).to_have_text("66.7%")
     assert await painted(page, "chart-histogram") > 2000
+    for canvas, titles in AXES["en"].items():
+        assert await axis_titles(page, canvas) == titles
+    await expect(page.locator("#chart-histogram")).to_have_attribute(
+        "aria-label", "Tier-1 times to arrival · 3 arrivals · Time to arrival (s) · Count"
+    )
+
+
+async def test_a_refused_period_clears_the_figures_of_the_one_before(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    day = await seed(world)
+    local_day = day.incidents[0]["reported_at"][:10]
+    day_before = (date.fromisoformat(local_day) - timedelta(days=1)).isoformat()
+    page = await (await desk_context(browser, contexts)).new_page()
+    await log_in(page, world.base_url + "/console/reports", await world.account("auditor"))
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    await page.locator("#from").fill(local_day)
+    await page.locator("#to").fill(local_day)
+    await page.get_by_role("button", name="查询").click()
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    result = page.locator("#result")
+    await expect(result.locator('.tier-card[data-tier="1"] .tier-card-share')).to_have_text("66.7%")
+
+    # An end before the start: the server refuses the period (4xx), and the figures of the
+    # period before must not stay on screen as if they were this one's.
+    await page.locator("#to").fill(day_before)
+    await page.get_by_role("button", name="查询").click()
+    await expect(page.locator("#app")).to_have_attribute("data-state", "failed")
+    await expect(result).to_be_hidden()
+    await expect(page.locator(".tier-card")).to_have_count(0)
+    await expect(page.locator("#totals tr, #grouping tr, #exclusions tr")).to_have_count(0)
+    await expect(page.locator("#period")).to_have_text("")
+    for canvas in ("chart-tiers", "chart-teams", "chart-histogram"):
+        assert await painted(page, canvas) == 0, canvas
+    status = page.locator("#status")
+    await expect(status).to_have_class(re.compile(r"\berror\b"))
+    await expect(status).to_contain_text("报表生成失败")
+    await expect(status).to_contain_text("此前的统计结果已清除")
+
+    # Said again in English, still without figures.
+    await page.get_by_role("button", name="English").click()
+    await expect(status).to_contain_text("The report failed")
+    await expect(status).to_contain_text("previous figures were cleared")
+    await expect(result).to_be_hidden()
+
+    # A good period again: the figures are back.
+    await page.locator("#to").fill(local_day)
+    await page.get_by_role("button", name="Show").click()
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    await expect(result).to_be_visible()
+    await expect(result.locator('.tier-card[data-tier="1"] .tier-card-share')).to_have_text("66.7%")
+    await expect(status).not_to_have_class(re.compile(r"\berror\b"))
+    assert await painted(page, "chart-teams") > 2000

@@ -4,7 +4,7 @@ import '../shared/base.css';
 import './console.css';
 
 import { Api } from '../shared/api.js';
-import { submitLogin } from '../shared/login.js';
+import { showLoginError, submitLogin } from '../shared/login.js';
 import { Live } from '../shared/live.js';
 import { $, clear, h, newKey, readConfig } from '../shared/dom.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
@@ -17,6 +17,7 @@ import {
   draftMarker,
   fitAll,
   incidentMarker,
+  translateMap,
   zoneLayer,
 } from '../shared/map.js';
 import { arrivalView, hopsView, tickClocks, tierView } from '../shared/views.js';
@@ -56,6 +57,11 @@ const state = {
   renderQueued: false,
   stopAlarm: null,
   lastResult: null,
+  retrying: null, // [busy, seconds, attempt, tries] while a report waits to be sent again
+  coverage: null, // what the report form says about the point: {teams} or {error}
+  legend: null,
+  feed: [], // {at, kind, text}: text() says it in the language of the moment
+  alarmText: null,
   status: null,
   closed: new Set(),
 };
@@ -65,7 +71,7 @@ function boot() {
   $('#lang').addEventListener('click', () => setLang(currentLang() === 'zh' ? 'en' : 'zh'));
   $('#logout').addEventListener('click', () => {
     api.logout();
-    showLogin('');
+    showLogin(null);
   });
   $('#login-form').addEventListener('submit', onLogin);
   $('#report-form').addEventListener('submit', onReport);
@@ -74,21 +80,31 @@ function boot() {
   });
   $('#alarm-silence').addEventListener('click', silenceAlarm);
   fillSelects();
+  // Everything on screen is said again in the new language, what was drawn before included.
   onLangChange(() => {
     fillSelects();
     state.cards.clear();
     clear($('#incidents'));
     renderIncidents();
     renderResult();
+    renderCoverage();
+    renderFeed();
+    renderLegend();
+    if (state.view) {
+      translateMap(state.view);
+      drawZones(false);
+    }
     if (state.me) $('#who').textContent = state.me.name;
     if (state.status) showStatus(state.status[0], state.status[1]);
+    if (state.alarmText) $('#alarm-text').textContent = t('alarm.breach', { text: state.alarmText() });
+    showTitle();
   });
   unlockOnGesture(() => {
     $('#sound-hint').hidden = true;
   });
-  api.onUnauthorized = () => showLogin(t('login.expired'));
+  api.onUnauthorized = () => showLogin(() => t('login.expired'));
   if (api.token) start();
-  else showLogin('');
+  else showLogin(null);
   setInterval(tick, 250);
 }
 
@@ -107,6 +123,7 @@ function fillSelects() {
   crs.value = chosenCrs;
 }
 
+// `message`: a function giving what to say under the form (in the language of the moment), or null.
 function showLogin(message) {
   if (state.live) state.live.stop();
   state.live = null;
@@ -116,7 +133,7 @@ function showLogin(message) {
   $('#conn').hidden = true;
   $('#who').textContent = '';
   $('#login').hidden = false;
-  $('#login-error').textContent = message || '';
+  showLoginError(message);
   const user = $('#login-form').elements.namedItem('username');
   user.focus();
 }
@@ -136,7 +153,7 @@ async function start() {
   }
   if (CAN_VIEW.indexOf(me.role) < 0) {
     api.logout();
-    showLogin(t('login.wrong_role', { role: me.role }));
+    showLogin(() => t('login.wrong_role', { role: me.role }));
     return;
   }
   state.me = me;
@@ -163,7 +180,7 @@ async function start() {
     onStatus: showStatus,
     onAuthFailed: () => {
       api.logout();
-      showLogin(t('login.expired'));
+      showLogin(() => t('login.expired'));
     },
   });
   state.live.start();
@@ -179,26 +196,36 @@ function setupMap() {
   state.markers = L.layerGroup().addTo(state.view.map);
   state.view.map.on('click', onMapClick);
   const legend = L.control({ position: 'topright' });
-  legend.onAdd = () =>
-    h(
-      'div',
-      { class: 'legend' },
-      Object.keys(ZONE_STYLE).map((kind) =>
-        h(
-          'div',
-          null,
-          h('span', { class: 'legend-swatch', style: { borderColor: ZONE_STYLE[kind].color } }),
-          t('kind.' + kind),
-        ),
-      ),
-    );
+  legend.onAdd = () => {
+    state.legend = h('div', { class: 'legend' });
+    renderLegend();
+    return state.legend;
+  };
   legend.addTo(state.view.map);
 }
 
-function drawZones() {
+function renderLegend() {
+  const box = state.legend;
+  if (!box) return;
+  clear(box).setAttribute('aria-label', t('zones.legend'));
+  for (const kind of Object.keys(ZONE_STYLE)) {
+    box.appendChild(
+      h(
+        'div',
+        { dataset: { kind } },
+        h('span', { class: 'legend-swatch', style: { borderColor: ZONE_STYLE[kind].color } }),
+        t('kind.' + kind),
+      ),
+    );
+  }
+}
+
+// `fit`: move the map to the zones; not when they are only drawn again (a language switch).
+function drawZones(fit = true) {
   state.zones.clearLayers();
   const layers = state.teams.map((team) => zoneLayer(state.view, team));
   for (const layer of layers) state.zones.addLayer(layer);
+  if (!fit) return;
   // Fit to the emergency teams: police zones are wide and would zoom the town away.
   const local = state.teams
     .map((team, i) => (team.tier === 1 ? layers[i] : null))
@@ -216,7 +243,7 @@ async function reloadIncidents() {
 
 function onWelcome(_, info) {
   if (info.reconnected) {
-    addFeed(t('conn.resumed', { n: info.missed }), 'feed-warn');
+    addFeed(() => t('conn.resumed', { n: info.missed }), 'feed-warn');
   }
 }
 
@@ -243,11 +270,12 @@ function onMessage(message, info) {
     applyIncident(data.incident, true);
     const incident = data.incident;
     const tier = data.tier;
-    const text = t('feed.breached', {
-      tier: t('tier.' + tier.tier),
-      category: t('category.' + incident.category),
-      t: clockTime(tier.breached_at || tier.deadline),
-    });
+    const text = () =>
+      t('feed.breached', {
+        tier: t('tier.' + tier.tier),
+        category: t('category.' + incident.category),
+        t: clockTime(tier.breached_at || tier.deadline),
+      });
     addFeed(text, 'feed-breach');
     const age = state.live.serverNow() - ms(tier.breached_at || tier.deadline);
     if (incident.status === 'open' && age < FRESH_BREACH_MS) raiseAlarm(text);
@@ -256,12 +284,13 @@ function onMessage(message, info) {
     const added = data.dispatches || [];
     const incident = data.incident || state.incidents.get(data.incident_id);
     addFeed(
-      t('feed.escalation', {
-        ring: data.ring_m === undefined ? '' : Math.round(data.ring_m),
-        category: incident ? t('category.' + incident.category) : '',
-        n: added.length,
-        teams: added.map((d) => d.team_name).join('、'),
-      }),
+      () =>
+        t('feed.escalation', {
+          ring: data.ring_m === undefined ? '' : Math.round(data.ring_m),
+          category: incident ? t('category.' + incident.category) : '',
+          n: added.length,
+          teams: added.map((d) => d.team_name).join(t('list.sep')),
+        }),
       'feed-warn',
     );
   }
@@ -282,40 +311,54 @@ function applyIncident(snapshot, quiet) {
 }
 
 function describeChange(before, after) {
-  const category = t('category.' + after.category);
+  const category = () => t('category.' + after.category);
   if (after.status === 'closed') {
-    if (before) addFeed(t('feed.closed', { category }), '');
+    if (before) addFeed(() => t('feed.closed', { category: category() }), '');
     return;
   }
   if (!before) {
-    addFeed(t('feed.reported', { category, n: after.dispatches.length }), '');
+    const n = after.dispatches.length;
+    addFeed(() => t('feed.reported', { category: category(), n }), '');
     return;
   }
   const old = new Map(before.dispatches.map((d) => [d.id, d]));
   for (const d of after.dispatches) {
     const was = old.get(d.id) || {};
-    if (d.accepted_at && !was.accepted_at) addFeed(t('feed.accepted', { team: d.team_name }), '');
+    if (d.accepted_at && !was.accepted_at) addFeed(() => t('feed.accepted', { team: d.team_name }), '');
     if (d.arrived_at && !was.arrived_at) {
-      const source = t('source.' + d.arrival_source);
-      addFeed(t('feed.arrived', { team: d.team_name, source }), 'feed-good');
+      const source = d.arrival_source;
+      addFeed(() => t('feed.arrived', { team: d.team_name, source: t('source.' + source) }), 'feed-good');
     }
   }
 }
 
+// `text` is a function, called again when the language changes.
 function addFeed(text, kind) {
   const now = state.live ? state.live.serverNow() : Date.now();
   const at = new Date(now + 8 * 3600 * 1000).toISOString().slice(11, 19);
+  state.feed.unshift({ at, kind, text });
+  if (state.feed.length > 200) state.feed.length = 200;
   const feed = $('#feed');
-  feed.insertBefore(h('li', { class: kind || null }, h('time', { text: at }), text), feed.firstChild);
+  feed.insertBefore(feedItem(state.feed[0]), feed.firstChild);
   while (feed.childNodes.length > 200) feed.removeChild(feed.lastChild);
+}
+
+function feedItem(entry) {
+  return h('li', { class: entry.kind || null }, h('time', { text: entry.at }), entry.text());
+}
+
+function renderFeed() {
+  const feed = clear($('#feed'));
+  for (const entry of state.feed) feed.appendChild(feedItem(entry));
 }
 
 // ---------------------------------------------------------------- alarm
 
+// `text` is a function, so that the banner follows a language switch.
 function raiseAlarm(text) {
-  $('#alarm-text').textContent = t('alarm.breach', { text });
+  state.alarmText = text;
+  $('#alarm-text').textContent = t('alarm.breach', { text: text() });
   $('#alarm').hidden = false;
-  document.title = '⚠ ' + t('app.console');
   if (!state.stopAlarm) {
     state.stopAlarm = repeat(() => {
       const played = siren(2.5);
@@ -323,13 +366,19 @@ function raiseAlarm(text) {
       if (!played) $('#sound-hint').hidden = false;
     }, 8000);
   }
+  showTitle();
 }
 
 function silenceAlarm() {
   if (state.stopAlarm) state.stopAlarm();
   state.stopAlarm = null;
+  state.alarmText = null;
   $('#alarm').hidden = true;
-  document.title = t('app.console');
+  showTitle();
+}
+
+function showTitle() {
+  document.title = (state.stopAlarm ? '⚠ ' : '') + t('app.console');
 }
 
 // ---------------------------------------------------------------- reporting
@@ -354,16 +403,30 @@ function formPoint() {
 
 async function previewCoverage() {
   const point = formPoint();
-  const box = clear($('#coverage'));
+  state.coverage = null;
+  renderCoverage();
   if (!Number.isFinite(point.lon) || !Number.isFinite(point.lat)) return;
   const query = 'lon=' + point.lon + '&lat=' + point.lat + '&crs=' + point.crs;
-  let teams;
+  const asked = {};
+  state.coverage = asked;
   try {
-    teams = await api.get('/api/v1/teams/covering?' + query);
+    asked.teams = await api.get('/api/v1/teams/covering?' + query);
   } catch (error) {
-    box.appendChild(h('p', { class: 'error', text: t('error.generic', { detail: error.detail }) }));
+    asked.error = error.detail || error.message;
+  }
+  // A later click asked again meanwhile: its answer is the one to show.
+  if (state.coverage === asked) renderCoverage();
+}
+
+function renderCoverage() {
+  const box = clear($('#coverage'));
+  const coverage = state.coverage;
+  if (!coverage || !(coverage.teams || coverage.error)) return;
+  if (coverage.error) {
+    box.appendChild(h('p', { class: 'error', text: t('error.generic', { detail: coverage.error }) }));
     return;
   }
+  const teams = coverage.teams;
   box.appendChild(
     h('p', { text: teams.length ? t('report.covering', { n: teams.length }) : t('report.none') }),
   );
@@ -385,7 +448,7 @@ function uncoveredLine(tiers) {
   return h('p', {
     class: 'uncovered',
     dataset: { tiers: tiers.join(',') },
-    text: t('report.uncovered', { tiers: tiers.map((n) => t('tier.' + n)).join('、') }),
+    text: t('report.uncovered', { tiers: tiers.map((n) => t('tier.' + n)).join(t('list.sep')) }),
   });
 }
 
@@ -408,12 +471,18 @@ async function onReport(event) {
     state.lastResult = { incident, error: null };
     applyIncident(incident, false);
     $('#description').value = '';
-    clear($('#coverage'));
+    state.coverage = null;
+    renderCoverage();
     if (state.draft) state.draft.remove();
     state.draft = null;
   } catch (error) {
-    state.lastResult = { incident: null, error: error.detail || error.message };
+    // A network failure (TypeError) has no status: said as the server being out of reach.
+    state.lastResult = {
+      incident: null,
+      error: { status: error.status || 0, detail: error.detail || error.message },
+    };
   } finally {
+    state.retrying = null;
     button.disabled = false;
   }
   renderResult();
@@ -427,22 +496,45 @@ function postReport(body, key) {
 }
 
 function showRetrying(busy, seconds, attempt, tries) {
-  const box = clear($('#report-result'));
-  const text = t(busy ? 'retry.busy' : 'retry.unreached', { s: seconds, n: attempt, max: tries });
-  box.appendChild(h('p', { class: 'retrying', text }));
+  state.retrying = [busy, seconds, attempt, tries];
+  renderResult();
 }
 
-// What the report did, at once: who was alerted and which tiers nobody covers.
+// What the operator should do about a report the server refused, by the kind of refusal.
+function failureAdvice(status) {
+  if (status === 400 || status === 409 || status === 422) return t('report.failed_input');
+  if (status === 401 || status === 403) return t('report.failed_denied');
+  if (!status || status === 429 || status === 503 || status === 504) return t('report.failed_busy');
+  return t('report.failed_other');
+}
+
+// What the report did, at once: who was alerted and which tiers nobody covers. The box's
+// data-state says how it went (ok, error, retrying), and its colour with it.
 function renderResult() {
   const box = clear($('#report-result'));
+  delete box.dataset.incidentId;
+  delete box.dataset.state;
+  delete box.dataset.status;
+  if (state.retrying) {
+    const [busy, seconds, attempt, tries] = state.retrying;
+    const text = t(busy ? 'retry.busy' : 'retry.unreached', { s: seconds, n: attempt, max: tries });
+    box.dataset.state = 'retrying';
+    box.appendChild(h('p', { class: 'retrying', text }));
+    return;
+  }
   const result = state.lastResult;
   if (!result) return;
   if (result.error) {
-    box.appendChild(h('p', { class: 'error', text: t('report.failed', { detail: result.error }) }));
+    box.dataset.state = 'error';
+    box.dataset.status = String(result.error.status);
+    box.appendChild(h('p', { class: 'error result-title', text: t('report.failed') }));
+    box.appendChild(h('p', { text: failureAdvice(result.error.status) }));
+    box.appendChild(h('p', { class: 'reason', text: t('report.reason', { detail: result.error.detail }) }));
     return;
   }
   const incident = result.incident;
   const ds = incident.dispatches;
+  box.dataset.state = 'ok';
   box.dataset.incidentId = incident.id;
   box.appendChild(h('p', { text: ds.length ? t('report.sent', { n: ds.length }) : t('report.no_team') }));
   box.appendChild(
@@ -576,7 +668,8 @@ async function closeIncident(incident) {
   try {
     applyIncident(await api.post('/api/v1/incidents/' + incident.id + '/close'), false);
   } catch (error) {
-    addFeed(t('error.generic', { detail: error.detail || error.message }), 'feed-breach');
+    const detail = error.detail || error.message;
+    addFeed(() => t('error.generic', { detail }), 'feed-breach');
   }
 }
 

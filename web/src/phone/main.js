@@ -4,7 +4,7 @@ import '../shared/base.css';
 import './phone.css';
 
 import { Api } from '../shared/api.js';
-import { submitLogin } from '../shared/login.js';
+import { showLoginError, submitLogin } from '../shared/login.js';
 import { Live } from '../shared/live.js';
 import { $, clear, h, readConfig } from '../shared/dom.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
@@ -44,7 +44,7 @@ const state = {
   returnFocus: null,
   renderQueued: false,
   status: null,
-  missedCount: 0,
+  missedWaiting: [], // ids of the missed alerts said to wait for an answer
   closed: new Set(),
 };
 
@@ -53,7 +53,7 @@ function boot() {
   $('#lang').addEventListener('click', () => setLang(currentLang() === 'zh' ? 'en' : 'zh'));
   $('#logout').addEventListener('click', () => {
     api.logout();
-    showLogin('');
+    showLogin(null);
   });
   $('#login-form').addEventListener('submit', onLogin);
   $('#sound').addEventListener('click', enableSound);
@@ -75,14 +75,18 @@ function boot() {
     showSound();
     showMissed();
     if (state.status) showStatus(state.status[0], state.status[1]);
+    if (state.overlay && document.visibilityState !== 'visible') {
+      document.title = '【' + t('phone.new_alert') + '】';
+    }
   });
   unlockOnGesture(showSound);
-  api.onUnauthorized = () => showLogin(t('login.expired'));
+  api.onUnauthorized = () => showLogin(() => t('login.expired'));
   if (api.token) start();
-  else showLogin('');
+  else showLogin(null);
   setInterval(tick, 250);
 }
 
+// `message`: a function giving what to say under the form (in the language of the moment), or null.
 function showLogin(message) {
   if (state.live) state.live.stop();
   state.live = null;
@@ -91,7 +95,7 @@ function showLogin(message) {
   $('#app').hidden = true;
   $('#conn').hidden = true;
   $('#login').hidden = false;
-  $('#login-error').textContent = message || '';
+  showLoginError(message);
   $('#login-form').elements.namedItem('username').focus();
 }
 
@@ -112,7 +116,7 @@ async function start() {
   }
   if (me.role !== 'leader' || !me.team_id) {
     api.logout();
-    showLogin(t('login.wrong_role', { role: me.role }) + ' — ' + t('phone.not_leader'));
+    showLogin(() => t('login.wrong_role', { role: me.role }) + ' — ' + t('phone.not_leader'));
     return;
   }
   state.me = me;
@@ -140,7 +144,7 @@ async function start() {
     onStatus: showStatus,
     onAuthFailed: () => {
       api.logout();
-      showLogin(t('login.expired'));
+      showLogin(() => t('login.expired'));
     },
   });
   state.live.start();
@@ -152,8 +156,7 @@ async function reload() {
   const open = await api.get('/api/v1/incidents?status=open');
   state.incidents = new Map(open.map((incident) => [incident.id, incident]));
   for (const incident of open) {
-    const d = myDispatch(incident);
-    if (d && !d.accepted_at && !d.arrived_at) state.missed.add(incident.id);
+    if (unanswered(incident)) state.missed.add(incident.id);
   }
   renderAll();
   onCaughtUp();
@@ -195,6 +198,12 @@ function myDispatch(incident) {
   return incident.dispatches.find((d) => d.team_id === state.me.team_id) || null;
 }
 
+// Still waiting for this leader: open, this team alerted, neither accepted nor arrived.
+function unanswered(incident) {
+  const d = myDispatch(incident);
+  return !!(incident && incident.status === 'open' && d && !d.accepted_at && !d.arrived_at);
+}
+
 function onMessage(message, info) {
   const data = message.data || {};
   if (message.type === 'alert') {
@@ -208,27 +217,27 @@ function onMessage(message, info) {
   }
 }
 
-// Alerts that came while the phone was away: say so, and put the newest unanswered one up.
+// Alerts that came while the phone was away: say how many still wait for this leader (not
+// those already accepted or arrived, from another device or by the time the phone is back),
+// and put the newest one up.
 function onCaughtUp() {
   const waiting = Array.from(state.missed)
     .map((id) => state.incidents.get(id))
-    .filter((incident) => incident && incident.status === 'open');
-  state.missed.clear();
-  state.missedCount = waiting.length;
-  showMissed();
-  const unanswered = waiting
-    .filter((incident) => {
-      const d = myDispatch(incident);
-      return d && !d.accepted_at && !d.arrived_at;
-    })
+    .filter(unanswered)
     .sort((a, b) => ms(b.reported_at) - ms(a.reported_at));
-  if (unanswered.length && !state.overlay) openAlert(unanswered[0].id, true);
+  state.missed.clear();
+  state.missedWaiting = waiting.map((incident) => incident.id);
+  showMissed();
+  if (waiting.length && !state.overlay) openAlert(waiting[0].id, true);
 }
 
+// Counted again on every change: once answered (here or on another device), one is no longer
+// waiting, and the line goes when none is.
 function showMissed() {
+  const n = state.missedWaiting.filter((id) => unanswered(state.incidents.get(id))).length;
   const notice = $('#missed');
-  notice.hidden = state.missedCount === 0;
-  notice.textContent = t('phone.missed', { n: state.missedCount });
+  notice.hidden = n === 0;
+  notice.textContent = t('phone.missed', { n });
 }
 
 function apply(snapshot) {
@@ -253,6 +262,7 @@ function scheduleRender() {
 
 function renderAll() {
   renderList();
+  showMissed();
   renderOverlay();
   syncPositions();
   tick();

@@ -14,7 +14,7 @@ import {
 import annotationPlugin from 'chartjs-plugin-annotation';
 
 import { Api } from '../shared/api.js';
-import { submitLogin } from '../shared/login.js';
+import { showLoginError, submitLogin } from '../shared/login.js';
 import { $, clear, h } from '../shared/dom.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
 
@@ -55,6 +55,7 @@ const state = {
   params: null,
   charts: [],
   running: 0,
+  failure: null, // the server's reason when the last request failed
 };
 
 function boot() {
@@ -62,7 +63,7 @@ function boot() {
   $('#lang').addEventListener('click', () => setLang(currentLang() === 'zh' ? 'en' : 'zh'));
   $('#logout').addEventListener('click', () => {
     api.logout();
-    showLogin('');
+    showLogin(null);
   });
   $('#login-form').addEventListener('submit', onLogin);
   $('#filters').addEventListener('submit', (event) => {
@@ -85,18 +86,19 @@ function boot() {
     fillSelects();
     render();
   });
-  api.onUnauthorized = () => showLogin(t('login.expired'));
+  api.onUnauthorized = () => showLogin(() => t('login.expired'));
   if (api.token) start();
-  else showLogin('');
+  else showLogin(null);
 }
 
+// `message`: a function giving what to say under the form (in the language of the moment), or null.
 function showLogin(message) {
   state.me = null;
   $('#app').hidden = true;
   $('#logout').hidden = true;
   $('#who').textContent = '';
   $('#login').hidden = false;
-  $('#login-error').textContent = message || '';
+  showLoginError(message);
   $('#login-form').elements.namedItem('username').focus();
 }
 
@@ -115,7 +117,7 @@ async function start() {
   }
   if (CAN_VIEW.indexOf(me.role) < 0) {
     api.logout();
-    showLogin(t('login.wrong_role', { role: me.role }));
+    showLogin(() => t('login.wrong_role', { role: me.role }));
     return;
   }
   state.me = me;
@@ -217,6 +219,9 @@ async function run() {
   $('#status').textContent = t('rep.loading');
   $('#status').className = 'status';
   $('#run').disabled = true;
+  // The figures on screen are the previous filters' until the answer comes: shown as such.
+  $('#result').classList.add('result-stale');
+  $('#result').setAttribute('aria-busy', 'true');
   try {
     const [report, histogram] = await Promise.all([
       api.get('/api/v1/reports/response-times?' + params.toString()),
@@ -226,12 +231,17 @@ async function run() {
     state.report = report;
     state.histogram = histogram;
     state.params = { filters, grouping, query: params.toString() };
+    state.failure = null;
     render();
     $('#app').dataset.state = 'ready';
   } catch (error) {
     if (ticket !== state.running) return;
-    $('#status').textContent = t('rep.failed', { detail: error.detail || error.message });
-    $('#status').className = 'status error';
+    // Figures left under the error would read as the new period's: they go.
+    state.report = null;
+    state.histogram = null;
+    state.params = null;
+    state.failure = error.detail || error.message;
+    render();
     $('#app').dataset.state = 'failed';
   } finally {
     if (ticket === state.running) $('#run').disabled = false;
@@ -281,7 +291,16 @@ function table(head, rows, className) {
 
 function render() {
   const report = state.report;
-  if (!report) return;
+  $('#result').classList.remove('result-stale');
+  $('#result').removeAttribute('aria-busy');
+  if (!report) {
+    clearResult();
+    if (state.failure !== null) {
+      $('#status').textContent = t('rep.failed', { detail: state.failure }) + ' ' + t('rep.failed_cleared');
+      $('#status').className = 'status error';
+    }
+    return;
+  }
   $('#result').hidden = false;
   $('#status').textContent = t('rep.done', { t: localTime(report.generated_at) });
   $('#status').className = 'status';
@@ -297,6 +316,17 @@ function render() {
   $('#method').textContent = t('rep.method_text');
   for (const chart of state.charts) chart.destroy();
   state.charts = [tierChart(report.totals), teamChart(by.team), histogramChart(state.histogram)];
+}
+
+function clearResult() {
+  for (const chart of state.charts) chart.destroy();
+  state.charts = [];
+  $('#result').hidden = true;
+  for (const id of ['#totals', '#grouping', '#exclusions', '#data-tiers', '#data-teams', '#data-histogram']) {
+    clear($(id));
+  }
+  for (const id of ['#period', '#exclusion-count', '#grouping-title']) $(id).textContent = '';
+  for (const id of ['#dl-csv', '#dl-exclusions', '#dl-xlsx']) $(id).setAttribute('href', '#');
 }
 
 function setDownloads() {
@@ -472,14 +502,17 @@ const BASE_OPTIONS = {
   plugins: { legend: { display: false } },
 };
 
-function shareChart(canvas, labels, values, horizontal) {
+// Both axes are titled here, in the page's language: none is left to Chart.js's defaults (a
+// stray "y" was reported on the per-team chart), and each says what it measures.
+function shareChart(canvas, labels, values, horizontal, categoryTitle) {
   const valueAxis = {
     min: 0,
     max: 100,
     title: { display: true, text: t('rep.share_axis') + ' (%)' },
     ticks: { callback: (v) => v + '%' },
   };
-  return new Chart(canvas, {
+  const categoryAxis = { title: { display: true, text: categoryTitle } };
+  const chart = new Chart(canvas, {
     type: 'bar',
     data: {
       labels,
@@ -493,9 +526,26 @@ function shareChart(canvas, labels, values, horizontal) {
     },
     options: Object.assign({}, BASE_OPTIONS, {
       indexAxis: horizontal ? 'y' : 'x',
-      scales: horizontal ? { x: valueAxis } : { y: valueAxis },
+      scales: horizontal ? { x: valueAxis, y: categoryAxis } : { x: categoryAxis, y: valueAxis },
     }),
   });
+  return describeChart(chart, []);
+}
+
+// The canvas says in words what the chart draws: its heading, extra facts, and the axes'
+// titles as Chart.js resolved them (data-axes holds those for each axis, x and y).
+function describeChart(chart, facts) {
+  const axes = {};
+  for (const scale of Object.values(chart.scales)) {
+    const title = scale.options.title;
+    if (scale.options.display !== false && title && title.display) axes[scale.axis] = String(title.text);
+  }
+  const canvas = chart.canvas;
+  const heading = canvas.closest('section').querySelector('h2').textContent;
+  canvas.dataset.axes = JSON.stringify(axes);
+  const names = ['x', 'y'].filter((axis) => axes[axis]).map((axis) => axes[axis]);
+  canvas.setAttribute('aria-label', [heading].concat(facts, names).join(' · '));
+  return chart;
 }
 
 function dataTable(box, head, rows) {
@@ -515,7 +565,7 @@ function tierChart(totals) {
     [t('rep.tier'), t('rep.met'), t('rep.breached'), t('rep.share')],
     totals.map((f) => [labels[totals.indexOf(f)], String(f.met), String(f.breached), share(f.share_within_target)]),
   );
-  return shareChart($('#chart-tiers'), labels, values, false);
+  return shareChart($('#chart-tiers'), labels, values, false, t('rep.tier'));
 }
 
 function teamChart(grouping) {
@@ -535,6 +585,7 @@ function teamChart(grouping) {
     rows.map((r) => r.name),
     rows.map((r) => r.f.share_within_target),
     true,
+    t('rep.team'),
   );
 }
 
@@ -546,11 +597,10 @@ function histogramChart(histogram) {
     [t('rep.bin'), t('rep.count')],
     bins.filter((b) => b.count).map((b) => [b.from_s + '-' + b.to_s, String(b.count)]),
   );
-  $('#chart-histogram').setAttribute('aria-label', t('rep.histogram_n', { n: histogram.n }));
   // Bins are closed on the right, so the target falls on the border after bin (50, 60]: on a
   // category axis, half a bin after that bin's index.
   const at = histogram.target_s / histogram.bin_s - 0.5;
-  return new Chart($('#chart-histogram'), {
+  const chart = new Chart($('#chart-histogram'), {
     type: 'bar',
     data: {
       labels,
@@ -592,6 +642,7 @@ function histogramChart(histogram) {
       },
     }),
   });
+  return describeChart(chart, [t('rep.histogram_n', { n: histogram.n })]);
 }
 
 // ---------------------------------------------------------------- downloads
@@ -600,7 +651,7 @@ function histogramChart(histogram) {
 async function download(path) {
   const token = api.token;
   if (!token) {
-    showLogin(t('login.expired'));
+    showLogin(() => t('login.expired'));
     return;
   }
   let reply;

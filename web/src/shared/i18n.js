@@ -71,7 +71,12 @@ const zh = {
   'report.sent': '已派警：通知 {n} 支队伍',
   'report.no_team': '没有通知到任何队伍',
   'report.uncovered': '无覆盖梯队：{tiers}',
-  'report.failed': '派警失败：{detail}',
+  'report.failed': '派警失败，警情未发出',
+  'report.failed_input': '请检查经纬度、坐标系和警情类别后再按「派警」。',
+  'report.failed_denied': '此账号无权派警，请联系管理员。',
+  'report.failed_busy': '服务器繁忙或无法连接，请稍后再按「派警」。',
+  'report.failed_other': '请稍后再按「派警」；仍然失败请联系管理员。',
+  'report.reason': '原因：{detail}',
   'retry.busy': '服务器繁忙，{s} 秒后自动重试（第 {n}/{max} 次）…',
   'retry.unreached': '未能连上服务器，{s} 秒后自动重试（第 {n}/{max} 次）…',
   'crs.wgs84': 'WGS84（GPS）',
@@ -96,6 +101,9 @@ const zh = {
   'alarm.silence': '确认并静音',
   'alarm.enable': '点击页面任意处以启用警报声音',
   'zones.legend': '图例',
+  'map.zoom_in': '放大',
+  'map.zoom_out': '缩小',
+  'list.sep': '、',
   'phone.my_incidents': '本队警情',
   'phone.none': '暂无警情，保持本页打开即可接收派警',
   'phone.new_alert': '新警情',
@@ -109,7 +117,7 @@ const zh = {
   'phone.coords': '坐标（WGS84）：{lat}, {lon}',
   'phone.reported': '{t} 接报',
   'phone.other_tiers': '各梯队情况',
-  'phone.missed': '断线期间漏收 {n} 条派警，已补收',
+  'phone.missed': '离线期间漏收 {n} 条派警，已补收，待您处理',
   'phone.sound_on': '开启声音和震动',
   'phone.sound_ready': '声音已开启',
   'phone.help_title': '如何确保收到提醒',
@@ -151,6 +159,7 @@ const zh = {
   'rep.loading': '正在计算…',
   'rep.done': '已生成 {t}（北京时间）',
   'rep.failed': '报表生成失败：{detail}',
+  'rep.failed_cleared': '此前的统计结果已清除，请修改条件后重新查询。',
   'rep.download_failed': '下载失败：{detail}',
   'rep.period': '统计区间：{from} 至 {to}（北京时间，不含截止时刻）',
   'rep.totals': '各梯队汇总',
@@ -227,6 +236,7 @@ const en = {
   'conn.live': 'Live',
   'conn.reconnecting': 'Connection lost, reconnecting (attempt {n})…',
   'conn.resumed': 'Reconnected, {n} missed messages caught up',
+  'conn.resumed.one': 'Reconnected, 1 missed message caught up',
   'conn.resync': 'Reconnected, everything reloaded',
   'conn.offline': 'Offline; will reconnect when the network is back',
   'category.violence': 'Violent attack',
@@ -275,11 +285,18 @@ const en = {
   'report.submit': 'Dispatch',
   'report.pick': 'Click the map, or type the coordinates',
   'report.covering': 'Covered here by {n} teams',
+  'report.covering.one': 'Covered here by 1 team',
   'report.none': 'No team covers this point',
   'report.sent': 'Dispatched: {n} teams alerted',
+  'report.sent.one': 'Dispatched: 1 team alerted',
   'report.no_team': 'No team was alerted',
   'report.uncovered': 'Tiers without coverage: {tiers}',
-  'report.failed': 'Dispatch failed: {detail}',
+  'report.failed': 'Dispatch failed: the incident was not sent',
+  'report.failed_input': 'Check the longitude, latitude, coordinate system and category, then press Dispatch again.',
+  'report.failed_denied': 'This account may not dispatch; ask the administrator.',
+  'report.failed_busy': 'The server is busy or cannot be reached; press Dispatch again shortly.',
+  'report.failed_other': 'Press Dispatch again shortly; if it keeps failing, ask the administrator.',
+  'report.reason': 'Reason: {detail}',
   'retry.busy': 'The server is busy: trying again in {s} s (try {n} of {max})…',
   'retry.unreached': 'The server could not be reached: trying again in {s} s (try {n} of {max})…',
   'crs.wgs84': 'WGS84 (GPS)',
@@ -295,8 +312,10 @@ const en = {
   'incident.no_dispatch': 'No team alerted',
   'feed.title': 'Live events',
   'feed.reported': 'New incident: {category} ({n} teams)',
+  'feed.reported.one': 'New incident: {category} (1 team)',
   'feed.breached': 'Breach: {tier}, {category} {t}',
   'feed.escalation': 'Wider ring ({ring} m): {category}, {n} more teams {teams}',
+  'feed.escalation.one': 'Wider ring ({ring} m): {category}, 1 more team {teams}',
   'feed.arrived': 'On scene: {team} ({source})',
   'feed.accepted': 'Accepted: {team}',
   'feed.closed': 'Closed: {category}',
@@ -304,6 +323,9 @@ const en = {
   'alarm.silence': 'Acknowledge and silence',
   'alarm.enable': 'Click anywhere on the page to enable the alarm sound',
   'zones.legend': 'Legend',
+  'map.zoom_in': 'Zoom in',
+  'map.zoom_out': 'Zoom out',
+  'list.sep': ', ',
   'phone.my_incidents': "My team's incidents",
   'phone.none': 'No incidents. Keep this page open to receive alerts',
   'phone.new_alert': 'New alert',
@@ -317,7 +339,8 @@ const en = {
   'phone.coords': 'Coordinates (WGS84): {lat}, {lon}',
   'phone.reported': 'reported {t}',
   'phone.other_tiers': 'All tiers',
-  'phone.missed': '{n} alerts missed while offline, now received',
+  'phone.missed': '{n} alerts missed while offline now await your answer',
+  'phone.missed.one': '1 alert missed while offline now awaits your answer',
   'phone.sound_on': 'Enable sound and vibration',
   'phone.sound_ready': 'Sound is on',
   'phone.help_title': 'How to make sure alerts reach you',
@@ -359,6 +382,7 @@ const en = {
   'rep.loading': 'Computing…',
   'rep.done': 'Generated {t} (Beijing time)',
   'rep.failed': 'The report failed: {detail}',
+  'rep.failed_cleared': 'The previous figures were cleared; change the filters and show again.',
   'rep.download_failed': 'Download failed: {detail}',
   'rep.period': 'Period: {from} to {to} (Beijing time, end excluded)',
   'rep.totals': 'Per tier',
@@ -402,6 +426,7 @@ const en = {
   'rep.bin': 'Bin (s)',
   'rep.count': 'Count',
   'rep.histogram_n': '{n} arrivals',
+  'rep.histogram_n.one': '1 arrival',
   'rep.target_line': '{n} s target',
   'rep.share_axis': 'Within target',
   'rep.count_axis': 'Count',
@@ -423,8 +448,10 @@ const STRINGS = { zh, en };
 let lang = load(KEY) === 'en' ? 'en' : 'zh';
 const listeners = [];
 
+// A count of one takes the `key.one` form where the language has it ("1 alert", not "1 alerts").
 export function t(key, vars) {
-  let text = STRINGS[lang][key];
+  const one = vars && Number(vars.n) === 1 ? STRINGS[lang][key + '.one'] : undefined;
+  let text = one === undefined ? STRINGS[lang][key] : one;
   if (text === undefined) text = zh[key] === undefined ? key : zh[key];
   if (vars) {
     text = text.replace(/\{(\w+)\}/g, (whole, name) =>
@@ -453,6 +480,7 @@ export function onLangChange(listener) {
 export function applyLang(root) {
   document.documentElement.lang = lang === 'zh' ? 'zh-CN' : 'en';
   const scope = root || document;
+  // The <title> carries a data-i18n key too, so the tab follows the switch.
   for (const el of scope.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
   for (const el of scope.querySelectorAll('[data-i18n-label]')) {
     el.setAttribute('aria-label', t(el.dataset.i18nLabel));

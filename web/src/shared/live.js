@@ -16,6 +16,7 @@ export class Live {
     this.socket = null;
     this.timer = null;
     this.ackTimer = null;
+    this.ackedSeq = 0; // the last seq acknowledged on the current socket
     this.stopped = false;
     this.welcomeSeq = 0;
     this.everConnected = false;
@@ -65,6 +66,7 @@ export class Live {
     const socket = new WebSocket(scheme + '//' + window.location.host + '/ws');
     this.socket = socket;
     this.caughtUp = false;
+    this.ackedSeq = 0;
     this.status(this.everConnected ? 'reconnecting' : 'connecting');
     socket.onopen = () => {
       socket.send(JSON.stringify({ type: 'hello', token, resume_from: this.lastSeq }));
@@ -102,10 +104,14 @@ export class Live {
     if (typeof message.seq !== 'number' || message.seq <= this.lastSeq) return;
     this.remember(message.seq);
     const replayed = message.seq <= this.welcomeSeq;
+    // An alert is acknowledged before the page acts on it: the server's delivered time then
+    // comes before whatever the page reports next (shown, accepted). Other messages share one
+    // ack per burst.
+    if (message.type === 'alert') this.ackNow();
+    else this.scheduleAck();
     try {
       this.options.onMessage(message, { replayed });
     } finally {
-      this.scheduleAck();
       this.checkCaughtUp();
     }
   }
@@ -114,6 +120,8 @@ export class Live {
     if (!this.caughtUp && this.lastSeq >= this.welcomeSeq) {
       this.caughtUp = true;
       this.status('live');
+      // The page may put a replayed alert on screen now: what it got is acknowledged first.
+      if (this.ackTimer !== null) this.ackNow();
       if (this.options.onCaughtUp) this.options.onCaughtUp();
     }
   }
@@ -126,13 +134,18 @@ export class Live {
   // Acks are cumulative: one per burst of messages is enough, and it goes out right away.
   scheduleAck() {
     if (this.ackTimer !== null) return;
-    this.ackTimer = setTimeout(() => {
-      this.ackTimer = null;
-      const socket = this.socket;
-      if (socket && socket.readyState === WebSocket.OPEN) {
-        socket.send(JSON.stringify({ type: 'ack', seq: this.lastSeq }));
-      }
-    }, 0);
+    this.ackTimer = setTimeout(() => this.ackNow(), 0);
+  }
+
+  // Acknowledge everything received so far, now (nothing is sent when it already was).
+  ackNow() {
+    clearTimeout(this.ackTimer);
+    this.ackTimer = null;
+    const socket = this.socket;
+    if (this.lastSeq > this.ackedSeq && socket && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify({ type: 'ack', seq: this.lastSeq }));
+      this.ackedSeq = this.lastSeq;
+    }
   }
 
   closed(socket, event) {

@@ -1,5 +1,17 @@
 import { $ } from './dom.js';
-import { t } from './i18n.js';
+import { onLangChange, t } from './i18n.js';
+
+// What is said under the login form, kept as a function so that it follows the language switch.
+let loginMessage = null;
+onLangChange(() => {
+  if (loginMessage) $('#login-error').textContent = loginMessage();
+});
+
+/** Say why under the login form; `message` is a function giving the text, or nothing. */
+export function showLoginError(message) {
+  loginMessage = message || null;
+  $('#login-error').textContent = loginMessage ? loginMessage() : '';
+}
 
 /** Sign in with the login form's fields; on failure say why under the form. */
 export async function submitLogin(api, form) {
@@ -8,9 +20,10 @@ export async function submitLogin(api, form) {
   try {
     await api.login(username, password);
   } catch (error) {
-    $('#login-error').textContent = t('login.failed', { detail: error.detail || error.message });
+    showLoginError(() => t('login.failed', { detail: error.detail || error.message }));
     return false;
   }
   form.elements.namedItem('password').value = '';
+  showLoginError(null);
   return true;
 }

@@ -51,7 +51,22 @@ export function createMap(element, config, options) {
     },
   };
   map.setView(view.toMap(center[0], center[1]), config.map_zoom || 15);
+  translateMap(view);
   return view;
+}
+
+// Leaflet's own controls speak English: give them the page's language (again after a switch).
+export function translateMap(view) {
+  const container = view.map.getContainer();
+  for (const [selector, key] of [
+    ['.leaflet-control-zoom-in', 'map.zoom_in'],
+    ['.leaflet-control-zoom-out', 'map.zoom_out'],
+  ]) {
+    const button = container.querySelector(selector);
+    if (!button) continue;
+    button.title = t(key);
+    button.setAttribute('aria-label', t(key));
+  }
 }
 
 export function zoneLayer(view, team) {
