@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -131,8 +132,8 @@ class Settings(BaseSettings):
     @field_validator("chain_targets")
     @classmethod
     def _check_targets(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
-        if any(t <= 0 for t in value):
-            raise ValueError("chain targets must be positive")
+        if any(not math.isfinite(t) or t <= 0 for t in value):
+            raise ValueError("chain targets must be positive, finite seconds")
         return value
 
     @field_validator("ws_allowed_origins", mode="before")

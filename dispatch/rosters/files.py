@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,10 @@ XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV_TYPE = "text/csv; charset=utf-8"
 MAX_ROWS = 20_000
 MAX_COLUMNS = 64
+# What a workbook may unpack to. 20 000 rows of a roster are some 15 MB of sheet XML; a 5 MiB
+# upload of repeated text could unpack to gigabytes (deflate packs it ~1000:1), all of it held
+# by openpyxl in memory.
+MAX_UNPACKED_BYTES = 64 * 1024 * 1024
 _ZIP_MAGIC = b"PK\x03\x04"
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
@@ -103,7 +108,24 @@ def read_table(data: bytes) -> Table:
     return Table("csv", _read_csv(data))
 
 
+def _check_unpacked_size(data: bytes) -> None:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            # Declared sizes bound what the archive yields: zipfile stops a member at its size.
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError):
+        raise UnsupportedFile(
+            "the file looks like a zip archive but is not a readable .xlsx"
+        ) from None
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise TooLarge(
+            f"the workbook unpacks to {unpacked} bytes, more than {MAX_UNPACKED_BYTES}; "
+            "save it without unused sheets or as .csv"
+        )
+
+
 def _read_xlsx(data: bytes) -> list[list[str]]:
+    _check_unpacked_size(data)
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, zipfile.LargeZipFile):
@@ -174,13 +196,37 @@ def cell_text(value: object) -> str:
 # ---------------------------------------------------------------- writing
 
 
+# A phone number may start with + and a figure with -; text that starts so and is not a number
+# is what a spreadsheet would take for a formula.
+_NUMBER_LIKE = re.compile(r"[+-][\d\s().-]*")
+
+
+def is_formula_like(text: str) -> bool:
+    """Whether a spreadsheet would run this text as a formula (CSV injection, OWASP): an
+    imported name such as ``=HYPERLINK(...)`` must come back out as text."""
+    if not text:
+        return False
+    if text[0] in "=@\t\r":
+        return True
+    return text[0] in "+-" and _NUMBER_LIKE.fullmatch(text) is None
+
+
+def _csv_cell(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, str) and is_formula_like(value):
+        # The apostrophe is how a spreadsheet user writes "this is text".
+        return "'" + value
+    return value
+
+
 def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
     """UTF-8 with a byte order mark, so Excel opens the Chinese text correctly."""
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(header)
     for row in rows:
-        writer.writerow(["" if v is None else v for v in row])
+        writer.writerow([_csv_cell(v) for v in row])
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")
 
 
@@ -206,7 +252,10 @@ def write_sheet(
             if isinstance(value, str):
                 # Control characters cannot be stored in a worksheet (openpyxl refuses them).
                 value = ILLEGAL_CHARACTERS_RE.sub("", value)
-            sheet.cell(row=header_row + offset, column=column, value=value)
+            cell = sheet.cell(row=header_row + offset, column=column, value=value)
+            if isinstance(value, str) and value.startswith("="):
+                # openpyxl stores text starting with = as a formula; it is the user's text.
+                cell.data_type = "s"
     for column, name in enumerate(header, start=1):
         width = widths[column - 1] if widths and column <= len(widths) else max(10, 2 * len(name))
         sheet.column_dimensions[get_column_letter(column)].width = width

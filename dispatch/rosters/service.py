@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -487,7 +488,8 @@ async def import_roster(
     A member already on the roster (same ID number, or same name and phone) keeps its id and
     its linked account. All rows are checked first: one bad row and nothing is written.
     """
-    table = read_table(data)
+    # Off the event loop: a large workbook takes seconds to read, and alerts must not wait.
+    table = await asyncio.to_thread(read_table, data)
     names = _TeamNames(await teams.all_teams(session))
     rows = _parse_rows(kind, table, names)
     groups = sorted({r.group_name for r in rows})

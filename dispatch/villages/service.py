@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +36,12 @@ from geo.zones import parse_zone_geojson, zone_to_geojson
 NAME_KEYS = ("name", "名称", "NAME", "Name")
 TOWN_NAME = "全镇"
 _CHUNK = 5000
+# Boxes ORed in one query: SQLite refuses an expression tree deeper than 1000 (an import of a
+# thousand villages in one OR was a 500).
+_BOXES_PER_QUERY = 100
+# A village or community is kilometres across; a boundary wider than this is a mistake (a
+# world-spanning square was accepted with an area of 0 and then held every incident).
+MAX_VILLAGE_SPAN_DEG = 2.0
 
 
 def village_out(village: Village) -> VillageOut:
@@ -97,20 +104,25 @@ async def _retag(
         and_(Incident.lon.between(b.min_lon, b.max_lon), Incident.lat.between(b.min_lat, b.max_lat))
         for b in boxes
     ]
-    conditions = [*near, Incident.village_id.in_(sorted(touched))] if touched else near
-    if not conditions:
-        return 0, locator
-    query = select(Incident.id, Incident.lon, Incident.lat, Incident.village_id).where(
-        or_(*conditions)
-    )
+    tagged = sorted(touched)
+    conditions = [
+        *(or_(*near[i : i + _BOXES_PER_QUERY]) for i in range(0, len(near), _BOXES_PER_QUERY)),
+        *(Incident.village_id.in_(tagged[i : i + 500]) for i in range(0, len(tagged), 500)),
+    ]
     changes: dict[str | None, list[str]] = {}
-    result = await session.stream(query.execution_options(yield_per=_CHUNK))
-    async for chunk in result.partitions(_CHUNK):
-        ids = [row[0] for row in chunk]
-        located = locator.locate([row[1] for row in chunk], [row[2] for row in chunk])
-        for incident_id, old, new in zip(ids, [row[3] for row in chunk], located, strict=True):
-            if old != new:
-                changes.setdefault(new, []).append(incident_id)
+    seen: set[str] = set()
+    for condition in conditions:
+        query = select(Incident.id, Incident.lon, Incident.lat, Incident.village_id).where(
+            condition
+        )
+        result = await session.stream(query.execution_options(yield_per=_CHUNK))
+        async for chunk in result.partitions(_CHUNK):
+            rows = [row for row in chunk if row[0] not in seen]
+            seen.update(row[0] for row in rows)
+            located = locator.locate([row[1] for row in rows], [row[2] for row in rows])
+            for row, new in zip(rows, located, strict=True):
+                if row[3] != new:
+                    changes.setdefault(new, []).append(row[0])
     for village_id, incident_ids in changes.items():
         for start in range(0, len(incident_ids), 500):
             batch = incident_ids[start : start + 500]
@@ -167,6 +179,10 @@ def parse_feature_collection(data: bytes, crs: CRS, max_vertices: int) -> list[_
         except (ZoneError, CoordinateError) as error:
             problems.append(Problem(None, f"{where}.geometry", str(error)))
             continue
+        problem = _implausible(geometry)
+        if problem is not None:
+            problems.append(Problem(None, f"{where}.geometry", problem))
+            continue
         if name is not None:
             parsed.append(_Parsed(name, geometry))
     if problems:
@@ -174,6 +190,16 @@ def parse_feature_collection(data: bytes, crs: CRS, max_vertices: int) -> list[_
             f"{len(problems)} problem(s) in the GeoJSON; no village was imported", problems
         )
     return parsed
+
+
+def _implausible(geometry: Polygon | MultiPolygon) -> str | None:
+    min_lon, min_lat, max_lon, max_lat = geometry.bounds
+    if max(max_lon - min_lon, max_lat - min_lat) > MAX_VILLAGE_SPAN_DEG:
+        return f"a village boundary spans at most {MAX_VILLAGE_SPAN_DEG} degrees"
+    area = area_m2(geometry)
+    if not math.isfinite(area) or area <= 0:
+        return "the boundary encloses no area"
+    return None
 
 
 def _feature_name(properties: object) -> str | None:
@@ -196,7 +222,8 @@ async def import_villages(
     villages: Villages | None = None,
 ) -> VillageImportOut:
     """Add each feature as a village, or replace the boundary of the village of that name."""
-    parsed = parse_feature_collection(data, crs, max_vertices)
+    # Off the event loop: thousands of features take a good part of a second to check.
+    parsed = await asyncio.to_thread(parse_feature_collection, data, crs, max_vertices)
     existing = {v.name: v for v in await list_villages(session)}
     created: list[str] = []
     updated: list[str] = []

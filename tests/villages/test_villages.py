@@ -212,3 +212,41 @@ async def test_coverage_needs_a_boundary(world: World) -> None:
     assert "import" in reply.json()["detail"]
     reply = await world.http.get("/api/v1/coverage?tier=4", headers=operator.headers)
     assert reply.status_code == 422
+
+
+async def test_a_boundary_wider_than_a_village_or_without_area_is_refused(world: World) -> None:
+    world_square = {
+        "type": "Polygon",
+        "coordinates": [[[-180, -85], [180, -85], [180, 85], [-180, 85], [-180, -85]]],
+    }
+    county = square(WEST, SOUTH, 2.5)
+    reply = await import_villages(
+        world,
+        collection(
+            feature("上元村", SHANGYUAN), feature("全世界", world_square), feature("全县", county)
+        ),
+    )
+    assert reply.status_code == 422, reply.text
+    problems = reply.json()["problems"]
+    assert [p["field"] for p in problems] == ["features[1].geometry", "features[2].geometry"]
+    assert all("spans at most" in p["message"] for p in problems)
+    listed = await world.http.get("/api/v1/villages", headers=(await world.admin()).headers)
+    assert listed.json() == []
+
+
+async def test_a_thousand_villages_import_in_one_file(world: World) -> None:
+    operator = await world.operator()
+    incident = await world.report(operator)
+    # A 40 x 25 grid of 100 m squares around the town centre, the centre's square among them.
+    west, south = LON - 0.02, LAT - 0.0125
+    grid = [
+        feature(f"村{i}-{j}", square(west + i * 0.001, south + j * 0.001, 0.001))
+        for i in range(40)
+        for j in range(25)
+    ]
+    reply = await import_villages(world, collection(*grid))
+    assert reply.status_code == 200, reply.text
+    assert len(reply.json()["created"]) == 1000
+    assert reply.json()["retagged"] == 1
+    tagged = await world.incident(operator, incident["id"])
+    assert tagged["village_id"] is not None
