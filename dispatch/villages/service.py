@@ -154,6 +154,7 @@ def parse_feature_collection(data: bytes, crs: CRS, max_vertices: int) -> list[_
             "features: a FeatureCollection with at least one feature", field="features"
         )
     problems: list[Problem] = []
+    crs = _declared_crs(document.get("crs"), "crs", crs, problems)
     parsed: list[_Parsed] = []
     seen: dict[str, int] = {}
     for i, feature in enumerate(features):
@@ -174,8 +175,13 @@ def parse_feature_collection(data: bytes, crs: CRS, max_vertices: int) -> list[_
             )
         else:
             seen[name] = i
+        raw = feature.get("geometry")
+        own = crs
+        if isinstance(raw, dict) and "crs" in raw:
+            own = _declared_crs(raw["crs"], f"{where}.geometry.crs", crs, problems)
+            raw = {k: v for k, v in raw.items() if k != "crs"}
         try:
-            geometry = parse_zone_geojson(feature.get("geometry"), crs, max_vertices=max_vertices)
+            geometry = parse_zone_geojson(raw, own, max_vertices=max_vertices)
         except (ZoneError, CoordinateError) as error:
             problems.append(Problem(None, f"{where}.geometry", str(error)))
             continue
@@ -190,6 +196,34 @@ def parse_feature_collection(data: bytes, crs: CRS, max_vertices: int) -> list[_
             f"{len(problems)} problem(s) in the GeoJSON; no village was imported", problems
         )
     return parsed
+
+
+# The names GeoJSON files of 2008 used for WGS 84, longitude first; RFC 7946 drops the member.
+_WGS84_NAMES = frozenset(
+    {"urn:ogc:def:crs:ogc:1.3:crs84", "epsg:4326", "urn:ogc:def:crs:epsg::4326", "crs84"}
+)
+
+
+def _declared_crs(declared: object, where: str, default: CRS, problems: list[Problem]) -> CRS:
+    """A crs the file states itself: ours by name (as a team's zone takes it), or a 2008-style
+    named crs that is WGS 84. Any other is a problem, never silently read as WGS 84 (GCJ-02
+    lies some 600 m off near Qingxi)."""
+    if declared is None:
+        return default
+    if isinstance(declared, str):
+        try:
+            return CRS(declared.lower())
+        except ValueError:
+            pass
+    elif isinstance(declared, dict):
+        properties = declared.get("properties")
+        name = properties.get("name") if isinstance(properties, dict) else None
+        if isinstance(name, str) and name.lower() in _WGS84_NAMES:
+            return CRS.WGS84
+    problems.append(
+        Problem(None, where, "use wgs84, gcj02 or bd09 (or ?crs=); other systems are not read")
+    )
+    return default
 
 
 def _implausible(geometry: Polygon | MultiPolygon) -> str | None:

@@ -250,3 +250,27 @@ async def test_a_thousand_villages_import_in_one_file(world: World) -> None:
     assert reply.json()["retagged"] == 1
     tagged = await world.incident(operator, incident["id"])
     assert tagged["village_id"] is not None
+
+
+async def test_a_crs_the_file_states_is_read_or_refused_never_ignored(world: World) -> None:
+    from geo.crs import CRS, from_wgs84
+
+    shifted = [list(from_wgs84(x, y, CRS.GCJ02)) for x, y in SHANGYUAN["coordinates"][0]]
+    own = {"type": "Polygon", "coordinates": [shifted], "crs": "gcj02"}
+    mercator = {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::3857"}}
+    refused = json.loads(collection(feature("上元村", own)))
+    refused["crs"] = mercator
+    reply = await import_villages(world, json.dumps(refused).encode())
+    assert reply.status_code == 422, reply.text
+    assert [p["field"] for p in reply.json()["problems"]] == ["crs"]
+    named = json.loads(collection(feature("下仙村", XIAXIAN)))
+    named["crs"] = {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}}
+    assert (await import_villages(world, json.dumps(named).encode())).status_code == 200
+    reply = await import_villages(world, collection(feature("上元村", own)))
+    assert reply.status_code == 200, reply.text
+    stored = (
+        await world.http.get("/api/v1/villages", headers=(await world.admin()).headers)
+    ).json()
+    corners = next(v for v in stored if v["name"] == "上元村")["boundary"]["coordinates"][0]
+    for (lon, lat), (want_lon, want_lat) in zip(corners, SHANGYUAN["coordinates"][0], strict=True):
+        assert abs(lon - want_lon) < 1e-6 and abs(lat - want_lat) < 1e-6
