@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import sys
 from pathlib import Path
@@ -62,7 +63,6 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from dispatch import migrate
     from dispatch.observability.logs import uvicorn_log_config
 
     settings = Settings()
@@ -70,7 +70,8 @@ def _serve(args: argparse.Namespace) -> int:
         # Each process would hold its own hub and timers over one single-writer file.
         print("--workers above 1 needs PostgreSQL (DISPATCH_DATABASE_URL)", file=sys.stderr)
         return 2
-    migrate.upgrade(settings.database_url)
+    if not upgraded(settings.database_url):
+        return 1
     if args.demo:
         _print_demo(settings)
     uvicorn.run(
@@ -113,11 +114,26 @@ def _secret(_: argparse.Namespace) -> int:
 
 
 def _db_upgrade(_: argparse.Namespace) -> int:
-    from dispatch import migrate
-
-    migrate.upgrade(Settings().database_url)
+    if not upgraded(Settings().database_url):
+        return 1
     print("database at the newest migration")
     return 0
+
+
+def upgraded(database_url: str, source: str = "DISPATCH_DATABASE_URL") -> bool:
+    """Migrate the database, or say in one line on stderr why it cannot be."""
+    from dispatch import migrate
+
+    problem = database_url_problem(database_url)
+    if problem is not None:
+        print(f"error: {source}: {problem}", file=sys.stderr)
+        return False
+    try:
+        migrate.upgrade(database_url)
+    except database_errors() as error:
+        print(database_error(source, database_url, error), file=sys.stderr)
+        return False
+    return True
 
 
 def _users_add(args: argparse.Namespace) -> int:
@@ -126,33 +142,54 @@ def _users_add(args: argparse.Namespace) -> int:
 
     password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline()
     password = password.rstrip("\n")
+    problem = _user_problem(args.name, Role(args.role), args.team, password)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    database_url = Settings().database_url
+    if not upgraded(database_url):
+        return 1
     try:
         user_id = asyncio.run(_add_user(args.name, Role(args.role), args.team, password))
     except DomainError as error:
         print(f"error: {error.detail}", file=sys.stderr)
         return 1
+    except database_errors() as error:
+        print(database_error("DISPATCH_DATABASE_URL", database_url, error), file=sys.stderr)
+        return 1
     print(user_id)
     return 0
 
 
+def _user_problem(name: str, role: object, team_id: str | None, password: str) -> str | None:
+    """The rules the account breaks, naming each field and rule but never the values given:
+    one of them is the password."""
+    from pydantic import ValidationError
+
+    from dispatch.auth.schemas import UserCreate
+
+    try:
+        UserCreate.model_validate(
+            {"name": name, "password": password, "role": role, "team_id": team_id}
+        )
+    except ValidationError as error:
+        return "; ".join(
+            f"{'.'.join(str(part) for part in e['loc']) or 'account'}: {e['msg']}"
+            for e in error.errors(include_url=False, include_context=False, include_input=False)
+        )
+    return None
+
+
 async def _add_user(name: str, role: object, team_id: str | None, password: str) -> str:
-    from dispatch import migrate
     from dispatch.audit import service as audit
     from dispatch.auth import service as auth
     from dispatch.auth.models import Role
-    from dispatch.auth.schemas import UserCreate
     from dispatch.clock import SystemClock
     from dispatch.db import create_engine, create_sessionmaker
-    from dispatch.errors import InvalidInput
     from dispatch.teams import service as teams
 
     settings = Settings()
-    await migrate.upgrade_async(settings.database_url)
     assert isinstance(role, Role)
-    try:
-        UserCreate(name=name, password=password, role=role, team_id=team_id)
-    except ValueError as error:
-        raise InvalidInput(str(error)) from None
     engine = create_engine(settings.database_url)
     try:
         async with create_sessionmaker(engine)() as session, session.begin():
@@ -175,6 +212,86 @@ async def _add_user(name: str, role: object, team_id: str | None, password: str)
             return user.id
     finally:
         await engine.dispose()
+
+
+# ---------------------------------------------------------------- database errors, one line each
+
+DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+URL_FORMS = "sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user:password@host/name"
+
+
+def database_url_problem(database_url: str) -> str | None:
+    """Why ``database_url`` cannot be one of our databases, found without connecting; None when
+    it may be. Never repeats the URL: it may hold a password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(database_url)
+    except ArgumentError:
+        return f"not a database URL (expected {URL_FORMS})"
+    if url.drivername not in DRIVERS:
+        return f"unsupported database {url.drivername!r} (expected {URL_FORMS})"
+    if url.drivername.startswith("sqlite"):
+        path = sqlite_path(database_url)
+        if path is not None and not path.parent.is_dir():
+            return f"the directory {path.parent} of the SQLite file does not exist"
+    return None
+
+
+def sqlite_path(database_url: str) -> Path | None:
+    """The file of a SQLite URL; None for other databases, memory and ``file:`` URIs."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(database_url)
+    except ArgumentError:
+        return None
+    if not url.drivername.startswith("sqlite") or url.query.get("uri"):
+        return None
+    if not url.database or url.database == ":memory:" or url.database.startswith("file:"):
+        return None
+    return Path(url.database)
+
+
+def safe_url(database_url: str) -> str:
+    """The URL with its password hidden, for messages."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(database_url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparseable)"
+
+
+def database_errors() -> tuple[type[BaseException], ...]:
+    """What opening, migrating or querying an unusable database raises."""
+    import asyncpg
+    from alembic.util.exc import CommandError
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
+    return (DBAPIError, ArgumentError, CommandError, asyncpg.PostgresError, OSError, TimeoutError)
+
+
+def database_error(source: str, database_url: str, error: BaseException) -> str:
+    """One line naming where the URL came from and the cause, without the URL's password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
+    cause: BaseException = error
+    if isinstance(error, DBAPIError) and error.orig is not None:
+        cause = error.orig
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    text = lines[0] if lines else type(cause).__name__
+    with contextlib.suppress(ArgumentError):
+        password = make_url(database_url).password
+        if password:
+            text = text.replace(str(password), "***")
+    if isinstance(error, TimeoutError) and not lines:
+        text = "timed out connecting"
+    return f"error: {source} ({safe_url(database_url)}): {text}"
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from typing import Any
 
 from dispatch.audit.chain import Verdict
@@ -21,7 +22,26 @@ def add_audit_command(commands: Any) -> None:
 
 
 def _verify(_: argparse.Namespace) -> int:
-    verdict = asyncio.run(_run_verify(Settings()))
+    from dispatch.cli import database_error, database_errors, sqlite_path, upgraded
+
+    settings = Settings()
+    # A check never creates what it checks: a missing file is a wrong path, not an empty log.
+    path = sqlite_path(settings.database_url) if settings.is_sqlite else None
+    if path is not None and not path.is_file():
+        print(
+            f"error: DISPATCH_DATABASE_URL: no SQLite database at {path}; nothing to verify",
+            file=sys.stderr,
+        )
+        return 1
+    if not upgraded(settings.database_url):
+        return 1
+    try:
+        verdict = asyncio.run(_run_verify(settings))
+    except database_errors() as error:
+        print(
+            database_error("DISPATCH_DATABASE_URL", settings.database_url, error), file=sys.stderr
+        )
+        return 1
     if verdict.broken is not None:
         print(f"BROKEN: {verdict.broken}")
         return 1
@@ -33,11 +53,9 @@ def _verify(_: argparse.Namespace) -> int:
 
 
 async def _run_verify(settings: Settings) -> Verdict:
-    from dispatch import migrate
     from dispatch.audit import chain
     from dispatch.db import create_engine, create_sessionmaker
 
-    await migrate.upgrade_async(settings.database_url)
     engine = create_engine(settings.database_url)
     try:
         async with create_sessionmaker(engine)() as session:

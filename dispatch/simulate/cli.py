@@ -3,10 +3,83 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
 from typing import Any
+
+
+def positive(text: str) -> float:
+    """A finite number above 0 (speeds, rates, distances, durations)."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return value
+
+
+def share(text: str) -> float:
+    """A share from 0 to 1."""
+    value = _number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a share from 0 to 1, not {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A whole number of at least 1."""
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
+def count(text: str) -> int:
+    """A whole number of at least 0 (for --processes, 0 is automatic)."""
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def server_url(text: str) -> str:
+    """The http(s) address of a running server."""
+    import httpx
+
+    try:
+        url = httpx.URL(text)
+    except httpx.InvalidURL as error:
+        raise argparse.ArgumentTypeError(f"not a URL ({error})") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise argparse.ArgumentTypeError(f"expected http://host:port or https://host, not {text}")
+    return text
+
+
+def database_url(text: str) -> str:
+    """A database URL this server can use; never echoed, it may hold a password."""
+    from dispatch.cli import database_url_problem
+
+    problem = database_url_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text}") from None
 
 
 def add_simulate_command(commands: Any) -> None:
@@ -22,43 +95,58 @@ def add_simulate_command(commands: Any) -> None:
     )
     town = simulate.add_argument_group("the town")
     town.add_argument("--town", type=Path, help="a town JSON file (see docs/performance.md)")
-    town.add_argument("--stations", type=int, default=3, help="police stations (default 3)")
-    town.add_argument("--fixed-per-station", type=int, default=8, help="fixed posts per station")
-    town.add_argument("--mobile-per-station", type=int, default=3, help="mobile teams per station")
-    town.add_argument("--side-km", type=float, default=12.0, help="side of the town's square")
-    town.add_argument("--leaders-per-team", type=int, default=1)
+    town.add_argument(
+        "--stations", type=positive_int, default=3, help="police stations (default 3)"
+    )
+    town.add_argument("--fixed-per-station", type=count, default=8, help="fixed posts per station")
+    town.add_argument(
+        "--mobile-per-station", type=count, default=3, help="mobile teams per station"
+    )
+    town.add_argument("--side-km", type=positive, default=12.0, help="side of the town's square")
+    town.add_argument("--leaders-per-team", type=positive_int, default=1)
     town.add_argument("--save-town", type=Path, help="write the generated town as JSON")
     run = simulate.add_argument_group("the run")
-    run.add_argument("--incidents", type=int, default=30, help="how many (default 30)")
-    run.add_argument("--rate", type=float, default=6.0, help="incidents per minute (default 6)")
+    run.add_argument("--incidents", type=positive_int, default=30, help="how many (default 30)")
+    run.add_argument("--rate", type=positive, default=6.0, help="incidents per minute (default 6)")
     run.add_argument(
         "--speed",
-        type=float,
+        type=positive,
         default=10.0,
         help="run this many times faster than life; targets and delays shrink alike (default 10)",
     )
-    run.add_argument("--walk", type=float, default=1.4, help="fixed-post speed, m/s (default 1.4)")
-    run.add_argument("--ride", type=float, default=8.3, help="motorcycle speed, m/s (default 8.3)")
-    run.add_argument("--drive", type=float, default=11.0, help="police car speed, m/s")
-    run.add_argument("--accept-median", type=float, default=5.0, help="seconds to accept")
-    run.add_argument("--miss", type=float, default=0.05, help="share of alerts never answered")
+    run.add_argument(
+        "--walk", type=positive, default=1.4, help="fixed-post speed, m/s (default 1.4)"
+    )
+    run.add_argument(
+        "--ride", type=positive, default=8.3, help="motorcycle speed, m/s (default 8.3)"
+    )
+    run.add_argument("--drive", type=positive, default=11.0, help="police car speed, m/s")
+    run.add_argument("--accept-median", type=positive, default=5.0, help="seconds to accept")
+    run.add_argument("--miss", type=share, default=0.05, help="share of alerts never answered")
     run.add_argument("--seed", type=int, default=1)
-    run.add_argument("--processes", type=int, default=0, help="leader processes (0: automatic)")
+    run.add_argument("--processes", type=count, default=0, help="leader processes (0: automatic)")
     run.add_argument("--json", type=Path, help="write the report as JSON")
     server = simulate.add_argument_group("the server")
     server.add_argument(
-        "--database-url", help="own server: this database (default: a fresh SQLite file)"
+        "--database-url",
+        type=database_url,
+        help="own server: this database (default: a fresh SQLite file)",
     )
-    server.add_argument("--url", help="a running server instead (needs --admin); real time only")
+    server.add_argument(
+        "--url", type=server_url, help="a running server instead (needs --admin); real time only"
+    )
     server.add_argument("--admin", help="an admin account of that server; password from stdin")
     server.add_argument("--keep-town", action="store_true", help="leave the simulated teams there")
     simulate.set_defaults(handler=_simulate)
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    if args.url is not None and not args.admin:
+        print("error: --url needs --admin (its password is read from stdin)", file=sys.stderr)
+        return 2
     from dispatch.simulate import town as towns
     from dispatch.simulate.leaders import Behaviour
-    from dispatch.simulate.run import Options, simulate
+    from dispatch.simulate.run import Options
 
     if args.town is not None:
         try:
@@ -109,5 +197,31 @@ def _simulate(args: argparse.Namespace) -> int:
         keep_town=args.keep_town,
         json_out=args.json,
     )
-    simulate(options, say=lambda line: print(line, flush=True))
+    return _run(options, args)
+
+
+def _run(options: Any, args: argparse.Namespace) -> int:
+    """Run the simulation; a server or database it cannot use is one line on stderr, exit 1."""
+    import httpx
+
+    from dispatch.cli import database_error, database_errors
+    from dispatch.simulate.run import simulate
+
+    server = args.url or "the simulation's own server"
+    try:
+        simulate(options, say=lambda line: print(line, flush=True))
+    except httpx.HTTPError as error:
+        print(f"error: {server}: {error or type(error).__name__}", file=sys.stderr)
+        return 1
+    except RuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except database_errors() as error:
+        if args.url is not None:
+            print(f"error: {server}: {error or type(error).__name__}", file=sys.stderr)
+        elif args.database_url is not None:
+            print(database_error("--database-url", args.database_url, error), file=sys.stderr)
+        else:
+            print(f"error: the simulation's database: {error}", file=sys.stderr)
+        return 1
     return 0

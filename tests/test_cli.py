@@ -1,0 +1,228 @@
+"""The command line refuses what it cannot use in one line on stderr: exit 2 for arguments that
+make no sense, 1 for a database or server it cannot use; never a traceback, never a password."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from dispatch.cli import _parser
+from tests.conftest import BACKENDS, free_port
+
+
+def dispatch(
+    *args: str, database_url: str | None = None, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DISPATCH_ARGON2_TIME_COST": "1", "DISPATCH_ARGON2_MEMORY_KIB": "1024"}
+    if database_url is not None:
+        env["DISPATCH_DATABASE_URL"] = database_url
+    return subprocess.run(
+        [sys.executable, "-m", "dispatch", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def one_error_line(done: subprocess.CompletedProcess[str], status: int) -> str:
+    assert done.returncode == status, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: "), done.stderr
+    return lines[0]
+
+
+# ---------------------------------------------------------------- dispatch simulate: arguments
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--speed", "0", "must be above 0"),
+        ("--speed", "-5", "must be above 0"),
+        ("--speed", "nan", "finite"),
+        ("--speed", "inf", "finite"),
+        ("--speed", "fast", "not a number"),
+        ("--rate", "0", "must be above 0"),
+        ("--rate", "-3", "must be above 0"),
+        ("--stations", "0", "at least 1"),
+        ("--stations", "1.5", "not a whole number"),
+        ("--fixed-per-station", "-1", "0 or more"),
+        ("--mobile-per-station", "-1", "0 or more"),
+        ("--side-km", "-1", "must be above 0"),
+        ("--side-km", "0", "must be above 0"),
+        ("--leaders-per-team", "0", "at least 1"),
+        ("--incidents", "-1", "at least 1"),
+        ("--incidents", "0", "at least 1"),
+        ("--walk", "0", "must be above 0"),
+        ("--ride", "-1", "must be above 0"),
+        ("--drive", "0", "must be above 0"),
+        ("--accept-median", "0", "must be above 0"),
+        ("--miss", "2", "share from 0 to 1"),
+        ("--miss", "-0.1", "share from 0 to 1"),
+        ("--processes", "-1", "0 or more"),
+        ("--url", "notaurl", "expected http"),
+        ("--url", "ftp://example.org", "expected http"),
+        ("--database-url", "garbage", "not a database URL"),
+        ("--database-url", "mysql://u:secret@h/db", "unsupported database"),
+        ("--database-url", "sqlite+aiosqlite:////no/such/dir/x.db", "does not exist"),
+    ],
+)
+def test_simulate_refuses_nonsense_arguments(
+    option: str, value: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        _parser().parse_args(["simulate", option, value])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"argument {option}:" in error
+    assert says in error
+    assert "secret" not in error
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--miss", "0"],
+        ["--miss", "1"],
+        ["--processes", "0"],
+        ["--fixed-per-station", "0"],
+        ["--speed", "0.5"],
+        ["--url", "http://127.0.0.1:8000", "--admin", "admin"],
+        ["--database-url", "sqlite+aiosqlite:///./sim.db"],
+        ["--database-url", "postgresql+asyncpg://u:p@127.0.0.1:5432/db"],
+    ],
+)
+def test_simulate_takes_sensible_arguments(args: list[str]) -> None:
+    parsed = _parser().parse_args(["simulate", *args])
+    assert parsed.handler is not None
+
+
+def test_simulate_against_a_server_needs_an_admin() -> None:
+    done = dispatch("simulate", "--url", "http://127.0.0.1:9")
+    assert "--admin" in one_error_line(done, 2)
+
+
+# ---------------------------------------------------------------- dispatch simulate: at run time
+
+
+def test_simulate_names_a_server_it_cannot_reach() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    done = dispatch("simulate", "--url", url, "--admin", "admin", stdin="password\n")
+    assert url in one_error_line(done, 1)
+
+
+def test_simulate_names_a_database_it_cannot_connect_to() -> None:
+    url = f"postgresql+asyncpg://postgres:hunter2secret@127.0.0.1:{free_port()}/nowhere"
+    done = dispatch("simulate", "--database-url", url, "--incidents", "1")
+    line = one_error_line(done, 1)
+    assert line.startswith("error: --database-url")
+    assert "hunter2secret" not in done.stderr + done.stdout
+
+
+# ---------------------------------------------------------------- dispatch db upgrade
+
+
+@pytest.mark.parametrize(
+    ("database_url", "says"),
+    [
+        ("garbage", "not a database URL"),
+        ("mysql://root:hunter2secret@127.0.0.1/dispatch", "unsupported database 'mysql'"),
+        ("sqlite+aiosqlite:////no/such/dir/dispatch.db", "does not exist"),
+    ],
+)
+def test_db_upgrade_refuses_an_unusable_url(database_url: str, says: str) -> None:
+    line = one_error_line(dispatch("db", "upgrade", database_url=database_url), 1)
+    assert "DISPATCH_DATABASE_URL" in line
+    assert says in line
+    assert "hunter2secret" not in line
+
+
+def test_db_upgrade_names_a_refused_port_without_the_password() -> None:
+    url = f"postgresql+asyncpg://postgres:hunter2secret@127.0.0.1:{free_port()}/dispatch"
+    line = one_error_line(dispatch("db", "upgrade", database_url=url), 1)
+    assert "DISPATCH_DATABASE_URL" in line
+    assert "Connect call failed" in line
+    assert "hunter2secret" not in line
+    assert "***" in line
+
+
+@pytest.mark.skipif("postgresql" not in BACKENDS, reason="needs PostgreSQL")
+def test_db_upgrade_names_a_postgres_database_that_does_not_exist() -> None:
+    name = f"dispatch_missing_{uuid.uuid4().hex[:12]}"
+    url = f"postgresql+asyncpg://postgres:hunter2secret@127.0.0.1:5432/{name}"
+    line = one_error_line(dispatch("db", "upgrade", database_url=url), 1)
+    assert "DISPATCH_DATABASE_URL" in line
+    assert f'database "{name}" does not exist' in line
+    assert "hunter2secret" not in line
+
+
+def test_db_upgrade_still_creates_a_sqlite_database(tmp_path: Path) -> None:
+    done = dispatch("db", "upgrade", database_url=f"sqlite+aiosqlite:///{tmp_path / 'new.db'}")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "new.db").is_file()
+
+
+# ---------------------------------------------------------------- dispatch users add
+
+
+def test_users_add_names_the_rule_but_never_the_password(tmp_path: Path) -> None:
+    database = tmp_path / "users.db"
+    done = dispatch(
+        "users", "add", "bob", "--role", "admin",
+        database_url=f"sqlite+aiosqlite:///{database}", stdin="short\n",
+    )  # fmt: skip
+    line = one_error_line(done, 1)
+    assert "password" in line
+    assert "at least 8 characters" in line
+    assert "short" not in line
+    assert "input_value" not in done.stderr
+    # Refused before anything touched the database.
+    assert not database.exists()
+
+
+def test_users_add_names_an_unusable_database() -> None:
+    done = dispatch(
+        "users", "add", "bob", "--role", "admin",
+        database_url="sqlite+aiosqlite:////no/such/dir/dispatch.db", stdin="long-password\n",
+    )  # fmt: skip
+    assert "DISPATCH_DATABASE_URL" in one_error_line(done, 1)
+
+
+# ---------------------------------------------------------------- dispatch audit verify
+
+
+def test_audit_verify_does_not_create_a_missing_sqlite_database(tmp_path: Path) -> None:
+    database = tmp_path / "missing.db"
+    done = dispatch("audit", "verify", database_url=f"sqlite+aiosqlite:///{database}")
+    line = one_error_line(done, 1)
+    assert "DISPATCH_DATABASE_URL" in line
+    assert str(database) in line
+    assert "ok:" not in done.stdout
+    assert not database.exists()
+
+
+@pytest.mark.skipif("postgresql" not in BACKENDS, reason="needs PostgreSQL")
+def test_audit_verify_names_a_postgres_database_that_does_not_exist() -> None:
+    name = f"dispatch_missing_{uuid.uuid4().hex[:12]}"
+    url = f"postgresql+asyncpg://postgres:hunter2secret@127.0.0.1:5432/{name}"
+    line = one_error_line(dispatch("audit", "verify", database_url=url), 1)
+    assert f'database "{name}" does not exist' in line
+    assert "hunter2secret" not in line
+
+
+def test_audit_verify_still_checks_an_existing_database(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'dispatch.db'}"
+    assert dispatch("db", "upgrade", database_url=url).returncode == 0
+    done = dispatch("audit", "verify", database_url=url)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ok: 0 events")
