@@ -77,8 +77,19 @@ def _in_utc(value: datetime) -> datetime:
 # A moment from outside (a device's clock, a query's bound): ISO 8601 with its offset, kept as
 # the same instant in UTC.
 Instant = Annotated[AwareDatetime, BeforeValidator(_written_as_a_time), AfterValidator(_in_utc)]
+
+
+def _local_instant(value: datetime) -> datetime:
+    """A time without offset is Asia/Shanghai's; checked like any instant, kept as given."""
+    moment = value.replace(tzinfo=DISPLAY_TZ) if value.tzinfo is None else value
+    _in_utc(moment)
+    return moment
+
+
 # A period's bound, where a date or a time without offset means Asia/Shanghai.
-LocalOrAware = Annotated[datetime, BeforeValidator(_written_as_a_time)]
+LocalOrAware = Annotated[
+    datetime, BeforeValidator(_written_as_a_time), AfterValidator(_local_instant)
+]
 # JSON numbers in bodies: pydantic's lax mode reads true as 1, which put an incident at
 # longitude 1 and made a 1 m zone.
 Number = Annotated[float, Strict()]

@@ -124,11 +124,12 @@ async def check_filters(session: AsyncSession, filters: Filters) -> None:
 def local_period(
     start: datetime | None, end: datetime | None, now: datetime
 ) -> tuple[datetime, datetime]:
-    """[start, end) with naive values read as Asia/Shanghai; default: the last 30 local days."""
+    """[start, end) from aware bounds (``schemas.LocalOrAware`` reads a naive one as Asia/
+    Shanghai); default: the last 30 local days."""
     today = now.astimezone(DISPLAY_TZ).replace(hour=0, minute=0, second=0, microsecond=0)
-    end_at = _bound(end, "to") if end is not None else today + timedelta(days=1)
+    end_at = end if end is not None else today + timedelta(days=1)
     if start is not None:
-        start_at = _bound(start, "from")
+        start_at = start
     else:
         try:
             start_at = end_at - timedelta(days=30)
@@ -140,18 +141,6 @@ def local_period(
     if start_at >= end_at:
         raise InvalidInput("from: the period's start must be before its end", field="from")
     return start_at, end_at
-
-
-def _bound(value: datetime, field: str) -> datetime:
-    moment = value.replace(tzinfo=DISPLAY_TZ) if value.tzinfo is None else value
-    try:
-        # Stored times are compared in UTC; one past the calendar there cannot be.
-        moment.astimezone(UTC)
-    except OverflowError:
-        raise InvalidInput(
-            f"{field}: this time lies outside the years 1 to 9999 in UTC", field=field
-        ) from None
-    return moment
 
 
 # ---------------------------------------------------------------- SQL building blocks
