@@ -759,6 +759,18 @@ async def _acting_dispatch(
     return d, incident
 
 
+def _after_recorded_hops(d: Dispatch, now: datetime) -> datetime:
+    """The time to record a leader's hop at: the request's, unless a hop is on record later.
+
+    A request's time is taken when it arrives, before it waits for the dispatch's row lock; a
+    hop that committed meanwhile (the phone's ack, stamped when it arrived and written by its
+    group commit) can then be later than it. Recording this hop at that time keeps every
+    dispatch's hops in order (delivered, shown, accepted, arrived), off by the wait at most.
+    """
+    recorded = [t for t in (d.delivered_at, d.shown_at, d.accepted_at, d.arrived_at) if t]
+    return max([now, *recorded])
+
+
 def _mark_delivered(session: AsyncSession, d: Dispatch, actor_id: str, now: datetime) -> None:
     if d.delivered_at is None:
         # Showing or accepting proves receipt, even when the websocket ack never came or is
@@ -780,6 +792,7 @@ async def accept_dispatch(
     d, incident = await _acting_dispatch(session, actor, dispatch_id)
     if d.accepted_at is not None:
         return await get_incident(session, incident.id)
+    now = _after_recorded_hops(d, now)
     _mark_accepted(session, d, actor.user_id, now)
     await session.flush()
     return await _announce(session, incident.id, now)
@@ -819,6 +832,7 @@ async def _arrive(
     now: datetime,
     source: ArrivalSource,
 ) -> IncidentOut:
+    now = _after_recorded_hops(d, now)
     _mark_accepted(session, d, actor.user_id, now)
     d.arrived_at, d.arrival_source = now, source.value
     d.arrival_accuracy_m, d.arrival_device_time = fix.accuracy_m, fix.device_time
@@ -852,6 +866,7 @@ async def record_shown(
     d, incident = await _acting_dispatch(session, actor, dispatch_id)
     if d.shown_at is not None:
         return await get_incident(session, incident.id)
+    now = _after_recorded_hops(d, now)
     _mark_delivered(session, d, actor.user_id, now)
     d.shown_at = now
     facts = {"dispatch_id": d.id, "device_time": device_time.isoformat() if device_time else None}

@@ -165,3 +165,32 @@ async def test_an_alert_on_screen_was_delivered_even_before_its_ack_is_written(
         await world.http.get(f"/api/v1/incidents/{incident['id']}/events", headers=leader.headers)
     ).json()
     assert [e["type"] for e in events].count("delivered") == 1
+
+
+async def test_a_hop_whose_request_began_before_the_ack_was_written_is_not_recorded_before_it(
+    world: World,
+) -> None:
+    leader, incident, dispatch_id = await setup(world)
+    world.clock.advance(2)
+    # The ack arrived 30 ms after the /shown request began and its group commit won the row
+    # lock: the request, stamped at its start, must not record shown before delivered.
+    acks = AckRecorder(world.runtime.transaction, partial(record_acknowledged, world.runtime))
+    acks.submit(leader.id, 1, world.clock.now() + timedelta(milliseconds=30))
+    assert await acks.flush()
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{dispatch_id}/shown", json={}, headers=leader.headers
+    )
+    d = reply.json()["dispatches"][0]
+    assert d["shown_at"] == d["delivered_at"]
+    world.clock.advance(-0.01)
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{dispatch_id}/accept", json={}, headers=leader.headers
+    )
+    d = reply.json()["dispatches"][0]
+    assert d["delivered_at"] == d["shown_at"] == d["accepted_at"]
+    events = (
+        await world.http.get(f"/api/v1/incidents/{incident['id']}/events", headers=leader.headers)
+    ).json()
+    hops = [e for e in events if e["data"].get("dispatch_id") == dispatch_id]
+    assert [e["type"] for e in hops] == ["dispatched", "delivered", "shown", "accepted"]
+    assert [e["at"] for e in hops] == sorted(e["at"] for e in hops)
