@@ -8,6 +8,7 @@ problem; nothing in an upload can make the server answer 500.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 import zipfile
@@ -36,6 +37,17 @@ MAX_COLUMNS = 64
 MAX_UNPACKED_BYTES = 64 * 1024 * 1024
 _ZIP_MAGIC = b"PK\x03\x04"
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+# Files people pick by mistake whose first bytes happen to decode as GB18030 text: without
+# these they were read as a CSV and refused for a missing header row.
+_OTHER_MAGIC = {
+    b"%PDF-": "a PDF document",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"\x1f\x8b": "a gzip archive",
+    b"Rar!": "a RAR archive",
+    b"7z\xbc\xaf": "a 7-Zip archive",
+}
 
 
 class TooLarge(DomainError):
@@ -105,7 +117,15 @@ def read_table(data: bytes) -> Table:
         raise UnsupportedFile(
             "this is an Excel 97-2003 .xls file; save it as .xlsx (Excel workbook) or .csv"
         )
+    for magic, what in _OTHER_MAGIC.items():
+        if data.startswith(magic):
+            raise UnsupportedFile(f"this is {what}; upload the .xlsx workbook or a .csv file")
     return Table("csv", _read_csv(data))
+
+
+def file_facts(data: bytes) -> dict[str, Any]:
+    """What the audit trail keeps of an uploaded file: its size and digest, which name it."""
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def _check_unpacked_size(data: bytes) -> None:

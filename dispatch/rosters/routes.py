@@ -5,11 +5,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Query, Request, Response
 
+from dispatch.audit import service as audit
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
 from dispatch.deps import AdminDep, RuntimeDep, SessionDep, require
 from dispatch.rosters import service
-from dispatch.rosters.files import download, read_capped
+from dispatch.rosters.files import download, file_facts, read_capped
 from dispatch.rosters.models import KIND_TITLES, RosterKind
 from dispatch.rosters.schemas import (
     AccountLink,
@@ -69,7 +70,9 @@ async def import_roster(
     """Replace the members of every team named in the file (column 队伍名称). Headers follow
     the plan's attachments 2-5: 序号、队伍名称、单元、姓名、职务、联系电话、身份证号码、所在单位."""
     data = await read_capped(request, runtime.settings.max_upload_bytes)
-    return await service.import_roster(session, kind, data, runtime.clock.now(), runtime.duty)
+    result = await service.import_roster(session, kind, data, runtime.clock.now(), runtime.duty)
+    audit.note(session, file=file_facts(data), **result.model_dump(mode="json"))
+    return result
 
 
 @router.get("/export", response_class=Response, responses=_FILE)

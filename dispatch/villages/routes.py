@@ -4,9 +4,10 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request, Response
 
+from dispatch.audit import service as audit
 from dispatch.auth.models import Role
 from dispatch.deps import AdminDep, RuntimeDep, SessionDep, require
-from dispatch.rosters.files import read_capped
+from dispatch.rosters.files import file_facts, read_capped
 from dispatch.routing import api_router
 from dispatch.villages import service
 from dispatch.villages.schemas import CoverageOut, VillageImportOut, VillageOut
@@ -47,7 +48,7 @@ async def import_villages(
     """Add villages/communities, or replace the boundary of those with the same name. Incidents
     are re-tagged with the village they fall in."""
     data = await read_capped(request, runtime.settings.max_upload_bytes)
-    return await service.import_villages(
+    result = await service.import_villages(
         session,
         data,
         crs=crs,
@@ -55,6 +56,8 @@ async def import_villages(
         max_vertices=runtime.settings.max_village_vertices,
         villages=runtime.villages,
     )
+    audit.note(session, file=file_facts(data), crs=crs.value, **result.model_dump(mode="json"))
+    return result
 
 
 @router.get("", response_model=list[VillageOut], dependencies=[_Viewer])

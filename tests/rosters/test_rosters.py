@@ -179,6 +179,8 @@ async def test_untrusted_uploads_get_clean_4xx(world: World) -> None:
         ("姓名,职务\n张三,队长\n".encode(), 422, "missing column"),
         (b"a,b\n1,2\n", 422, "姓名"),
         (b"\xff\xfe\xfa" * 50, 415, "UTF-8"),
+        (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n", 415, "PDF"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 8, 415, "PNG"),
     ]
     for body, status, words in cases:
         reply = await upload(world, body)

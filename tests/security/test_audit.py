@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +161,53 @@ async def test_bounds_off_the_calendar_are_named(world: World) -> None:
         reply = await world.http.get("/api/v1/audit", params=params, headers=auditor.headers)
         assert reply.status_code == 422, (params, reply.text)
         assert reply.json()["fields"][0]["field"] == field
+
+
+async def test_a_file_import_leaves_the_file_digest_and_what_it_changed(world: World) -> None:
+    admin = await world.admin()
+    team = await world.team("fixed_post", name="大利批发市场驻点应急联防队")
+    roster = (
+        "序号,队伍名称,单元,姓名,职务,联系电话,身份证号码,所在单位\r\n"
+        f"1,{team['name']},1,黄队长,队长,13800001111,,大利公司\r\n"
+    ).encode()
+    reply = await world.http.post(
+        "/api/v1/rosters/import",
+        params={"kind": "emergency"},
+        content=roster,
+        headers=admin.headers,
+    )
+    assert reply.status_code == 200, reply.text
+    villages = json.dumps(
+        {
+            "type": "FeatureCollection",
+            "features": [
+                {
+                    "type": "Feature",
+                    "properties": {"name": "上元村"},
+                    "geometry": {
+                        "type": "Polygon",
+                        "coordinates": [
+                            [[114.16, 22.84], [114.17, 22.84], [114.17, 22.85], [114.16, 22.84]]
+                        ],
+                    },
+                }
+            ],
+        }
+    ).encode()
+    reply = await world.http.post(
+        "/api/v1/villages/import", content=villages, headers=admin.headers
+    )
+    assert reply.status_code == 200, reply.text
+
+    [roster_row] = await trail(world, admin, action="import_roster")
+    assert roster_row["data"]["file"] == {
+        "bytes": len(roster),
+        "sha256": hashlib.sha256(roster).hexdigest(),
+    }
+    assert roster_row["data"]["kind"] == "emergency"
+    assert roster_row["data"]["groups"] == [team["name"]]
+    assert (roster_row["data"]["created"], roster_row["data"]["removed"]) == (1, 0)
+    [village_row] = await trail(world, admin, action="import_villages")
+    assert village_row["data"]["file"]["sha256"] == hashlib.sha256(villages).hexdigest()
+    assert village_row["data"]["created"] == ["上元村"]
+    assert village_row["data"]["crs"] == "wgs84"
