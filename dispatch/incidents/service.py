@@ -60,7 +60,7 @@ from dispatch.jobs import service as jobs
 from dispatch.notifiers import service as notifiers
 from dispatch.rosters import service as rosters
 from dispatch.rosters.book import DutyBook
-from dispatch.schemas import LocationIn, LocationOut
+from dispatch.schemas import LocationIn, LocationOut, show_time
 from dispatch.security import limits
 from dispatch.teams import service as teams
 from dispatch.teams.coverage import Coverage, CoveredBy
@@ -507,17 +507,19 @@ async def _escalate(
         await session.scalars(select(Dispatch.team_id).where(Dispatch.incident_id == incident.id))
     )
     added, events = await _add_ring(session, incident, due_at, now, coverage, ring_m, reason, known)
-    await write_rows(
-        session,
-        Added(DISPATCHES, [d.values() for d in added]),
-        *await event_chain.appended_rows(session, events, added),
-    )
     if added:
+        # The tier's row before the event chain's head, in the order an arrival or a breach
+        # takes them: the other way round, an escalation and an arrival deadlocked.
         await session.execute(
             update(ChainTier)
             .where(ChainTier.incident_id == incident.id, ChainTier.tier == 1)
             .values(covered=True)
         )
+    await write_rows(
+        session,
+        Added(DISPATCHES, [d.values() for d in added]),
+        *await event_chain.appended_rows(session, events, added),
+    )
     await session.flush()
     view = (await _views(session, [incident]))[0]
     added_ids = {a.id for a in added}
@@ -552,7 +554,7 @@ async def _add_ring(
         "reason": reason,
         "ring_m": ring_m,
         "team_ids": [d.team_id for d in added],
-        "fired_at": now.isoformat(),
+        "fired_at": show_time(now),
     }
     # Recorded at its due time, also when it fires late (after a restart).
     events = [_event(incident.id, due_at, "escalated", None, facts)]
@@ -760,12 +762,14 @@ async def _acting_dispatch(
 
 
 def _after_recorded_hops(d: Dispatch, now: datetime) -> datetime:
-    """The time to record a leader's hop at: the request's, unless a hop is on record later.
+    """The time to record showing or accepting at: the request's, unless a hop is on record
+    later.
 
     A request's time is taken when it arrives, before it waits for the dispatch's row lock; a
     hop that committed meanwhile (the phone's ack, stamped when it arrived and written by its
-    group commit) can then be later than it. Recording this hop at that time keeps every
-    dispatch's hops in order (delivered, shown, accepted, arrived), off by the wait at most.
+    group commit) can then be later than it. Recording this hop at that time keeps the hops
+    in order (delivered, shown, accepted), off by the wait at most. Arrivals are judged against
+    the deadline and keep their own time.
     """
     recorded = [t for t in (d.delivered_at, d.shown_at, d.accepted_at, d.arrived_at) if t]
     return max([now, *recorded])
@@ -832,7 +836,8 @@ async def _arrive(
     now: datetime,
     source: ArrivalSource,
 ) -> IncidentOut:
-    now = _after_recorded_hops(d, now)
+    # An arrival keeps the time its request came in, whatever was written while it waited:
+    # that time is judged against the deadline.
     _mark_accepted(session, d, actor.user_id, now)
     d.arrived_at, d.arrival_source = now, source.value
     d.arrival_accuracy_m, d.arrival_device_time = fix.accuracy_m, fix.device_time
@@ -847,7 +852,7 @@ async def _arrive(
         "elapsed_s": elapsed,
         "source": source.value,
         "arrival_distance_m": d.arrival_distance_m,
-        "device_time": fix.device_time.isoformat() if fix.device_time else None,
+        "device_time": show_time(fix.device_time) if fix.device_time else None,
     }
     _record(session, incident.id, now, "arrived", actor.user_id, facts)
     breached = await _settle_tier(session, incident, d.tier, now, elapsed)
@@ -869,7 +874,7 @@ async def record_shown(
     now = _after_recorded_hops(d, now)
     _mark_delivered(session, d, actor.user_id, now)
     d.shown_at = now
-    facts = {"dispatch_id": d.id, "device_time": device_time.isoformat() if device_time else None}
+    facts = {"dispatch_id": d.id, "device_time": show_time(device_time) if device_time else None}
     _record(session, incident.id, now, "shown", actor.user_id, facts)
     await session.flush()
     await _tell_operators(session, [d], now)
@@ -910,13 +915,20 @@ async def _settle_tier(
         .with_for_update(key_share=True)
     )
     assert row is not None, "every incident has three chain tiers"
-    if row.arrived_at is None:
+    if row.arrived_at is None or now < row.arrived_at:
         row.arrived_at, row.elapsed_s = now, elapsed
-    if row.status != TierStatus.PENDING.value:
+    # The timer (or a close) can breach the tier while an arrival that came by the deadline
+    # waits for a lock or a connection: the arrival's time decides, as the report's does.
+    breached_meanwhile = row.status == TierStatus.BREACHED.value and now <= row.deadline
+    if row.status != TierStatus.PENDING.value and not breached_meanwhile:
         return []
     if now <= row.deadline:
+        facts: dict[str, Any] = {"tier": tier, "elapsed_s": elapsed}
+        if breached_meanwhile:
+            facts["breach_withdrawn"] = True
+            row.breached_at = None
         row.status = TierStatus.MET.value
-        _record(session, incident.id, now, "met", None, {"tier": tier, "elapsed_s": elapsed})
+        _record(session, incident.id, now, "met", None, facts)
         return []
     _breach(session, row)
     return [row]
@@ -974,16 +986,28 @@ async def close_incident(
     if incident.status == IncidentStatus.CLOSED.value:
         return await get_incident(session, incident_id)
     incident.status, incident.closed_at = IncidentStatus.CLOSED.value, now
-    pending = await session.scalars(
+    open_tiers = await session.scalars(
         select(ChainTier)
-        .where(ChainTier.incident_id == incident_id, ChainTier.status == TierStatus.PENDING.value)
+        .where(
+            ChainTier.incident_id == incident_id,
+            ChainTier.status.in_([TierStatus.PENDING.value, TierStatus.BREACHED.value]),
+        )
         .with_for_update(key_share=True)
     )
-    for row in pending:
+    breached: list[ChainTier] = []
+    withdrawn: list[int] = []
+    for row in open_tiers:
         if row.deadline < now:
-            _breach(session, row)
-        else:
-            row.status = TierStatus.CANCELLED.value
-    _record(session, incident_id, now, "closed", actor.user_id, {})
+            if row.status == TierStatus.PENDING.value:
+                _breach(session, row)
+                breached.append(row)
+            continue
+        # Closed by the deadline. A breach there can only be the timer's, fired while this
+        # request waited for the incident's lock: the close's time decides.
+        if row.status == TierStatus.BREACHED.value:
+            withdrawn.append(row.tier)
+        row.status, row.breached_at = TierStatus.CANCELLED.value, None
+    facts = {"breaches_withdrawn": withdrawn} if withdrawn else {}
+    _record(session, incident_id, now, "closed", actor.user_id, facts)
     await session.flush()
-    return await _announce(session, incident_id, now)
+    return await _announce(session, incident_id, now, breached=breached)

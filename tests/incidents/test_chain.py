@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+
+from dispatch.auth.models import Role
+from dispatch.auth.service import Principal
+from dispatch.incidents import service as incidents
 
 from tests.conftest import RunningServer
 from tests.support import World
@@ -200,3 +204,79 @@ def _s(seconds: float) -> Any:
     from datetime import timedelta
 
     return timedelta(seconds=seconds)
+
+
+async def test_an_arrival_that_came_by_the_deadline_meets_the_tier_the_timer_breached_meanwhile(
+    world: World,
+) -> None:
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    console = await world.connect(operator)
+    incident = await world.report(operator)
+    d = dispatch_of(incident, team)
+    world.clock.advance(61)
+    await console.next_of("chain.breached")
+    # The arrival's request came in half a second before the deadline and waited (for a lock
+    # or a connection) while the timer breached the tier: its own time decides.
+    world.clock.advance(-1.5)
+    reply = await world.http.post(f"/api/v1/dispatches/{d['id']}/arrive", headers=leader.headers)
+    after = reply.json()
+    assert tier(after, 1)["status"] == "met"
+    assert tier(after, 1)["breached_at"] is None
+    assert tier(after, 1)["elapsed_s"] == 59.5
+    events = (
+        await world.http.get(f"/api/v1/incidents/{incident['id']}/events", headers=leader.headers)
+    ).json()
+    [met] = [e for e in events if e["type"] == "met"]
+    assert met["data"] == {"tier": 1, "elapsed_s": 59.5, "breach_withdrawn": True}
+    updated = await console.next_of("incident.updated")
+    while tier(updated["data"], 1)["status"] != "met":
+        updated = await console.next_of("incident.updated")
+    await console.close()
+
+
+async def test_a_close_that_came_by_the_deadline_cancels_the_tier_the_timer_breached_meanwhile(
+    world: World,
+) -> None:
+    await world.team("fixed_post")
+    operator = await world.operator()
+    console = await world.connect(operator)
+    incident = await world.report(operator)
+    world.clock.advance(61)
+    await console.next_of("chain.breached")
+    world.clock.advance(-2)
+    reply = await world.http.post(
+        f"/api/v1/incidents/{incident['id']}/close", headers=operator.headers
+    )
+    closed = reply.json()
+    assert [c["status"] for c in closed["chain"]] == ["cancelled", "cancelled", "cancelled"]
+    assert tier(closed, 1)["breached_at"] is None
+    events = (
+        await world.http.get(f"/api/v1/incidents/{incident['id']}/events", headers=operator.headers)
+    ).json()
+    [close] = [e for e in events if e["type"] == "closed"]
+    assert close["data"] == {"breaches_withdrawn": [1]}
+    await console.close()
+
+
+async def test_a_breach_that_a_close_records_is_announced_like_the_timers(world: World) -> None:
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    phone = await world.connect(leader)
+    operator = await world.operator()
+    incident = await world.report(operator)
+    await phone.next_of("alert")
+    # The close comes in after the deadline, before the timer has looked (the clock the timer
+    # reads stays before it): the close records the breach, and must announce it.
+    deadline = t(tier(incident, 1)["deadline"])
+    closer = Principal(operator.id, operator.name, Role.OPERATOR, None)
+    async with world.runtime.transaction() as session:
+        closed = await incidents.close_incident(
+            session, closer, incident["id"], deadline + timedelta(seconds=5)
+        )
+    assert [c.status for c in closed.chain] == ["breached", "cancelled", "cancelled"]
+    breach = await phone.next_of("chain.breached")
+    assert breach["data"]["tier"]["tier"] == 1
+    assert breach["data"]["tier"]["breached_at"] == tier(incident, 1)["deadline"]
+    await phone.close()
