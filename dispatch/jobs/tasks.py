@@ -19,7 +19,15 @@ from dispatch.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+# A failed job is tried again after 5 s, then after twice as long each time up to 5 minutes:
+# never given up (it may be an escalation), but a job that keeps failing does not flood the log.
 RETRY_AFTER_S = 5.0
+RETRY_AFTER_MAX_S = 300.0
+
+
+def retry_after_s(attempts_before: int) -> float:
+    """The wait before the next try of a job that had failed ``attempts_before`` times."""
+    return min(RETRY_AFTER_S * 2 ** min(attempts_before, 16), RETRY_AFTER_MAX_S)
 
 
 class DueWork(Protocol):
@@ -36,18 +44,20 @@ class JobQueue:
         # One job per transaction: a failing step must not hold back or undo the others.
         while True:
             job_id: str | None = None
+            failed_before = 0
             try:
                 async with runtime.transaction() as session:
                     claimed = await jobs.claim_due(session, runtime.clock.now(), 1)
                     if not claimed:
                         return
-                    job_id = claimed[0].id
+                    job_id, failed_before = claimed[0].id, claimed[0].attempts
                     await jobs.fire(session, claimed[0], runtime.clock.now(), self._handlers)
             except Exception as error:
                 if job_id is None:
                     raise
-                log.exception("job %s failed; retrying in %ss", job_id, RETRY_AFTER_S)
-                retry_at = runtime.clock.now() + timedelta(seconds=RETRY_AFTER_S)
+                wait_s = retry_after_s(failed_before)
+                log.exception("job %s failed; retrying in %ss", job_id, wait_s)
+                retry_at = runtime.clock.now() + timedelta(seconds=wait_s)
                 async with runtime.transaction() as session:
                     await jobs.postpone(session, job_id, retry_at, f"failed: {error!r}")
 
@@ -83,6 +93,7 @@ class Timer:
         while True:
             self._wake.clear()
             self._sleeping_until, self._noted = None, None
+            started = self._runtime.clock.now()
             try:
                 next_due = await self.fire_due()
             except Exception:
@@ -94,7 +105,8 @@ class Timer:
                 continue  # already due (a job due at once): look again now
             if noted is not None:
                 next_due = noted if next_due is None else min(next_due, noted)
-            self._sleeping_until = self._until(next_due)
+            poll_s = self._runtime.settings.timer_poll_s
+            self._sleeping_until = wake_time(self._runtime.clock.now(), started, next_due, poll_s)
             await self._runtime.clock.sleep_until(self._sleeping_until, self._wake)
 
     async def fire_due(self) -> datetime | None:
@@ -106,10 +118,25 @@ class Timer:
         pending = [d for d in dues if d is not None]
         return min(pending) if pending else None
 
-    def _until(self, next_due: datetime | None) -> datetime:
-        # Poll as well: another process may have stored something due earlier.
-        poll = self._runtime.clock.now() + timedelta(seconds=self._runtime.settings.timer_poll_s)
-        if next_due is None:
-            return poll
-        # A deadline is passed only once the clock is beyond it.
-        return min(next_due + timedelta(milliseconds=1), poll)
+
+# How long to wait before looking again at something due that another transaction holds.
+HELD_BACKOFF_S = 0.05
+
+
+def wake_time(
+    now: datetime, started: datetime, next_due: datetime | None, poll_s: float
+) -> datetime:
+    """When the timer looks again after a pass that began at ``started``.
+
+    At the next thing due, or after ``poll_s`` (another process may have stored something due
+    earlier). Something that was due before the pass began and is due still was held by another
+    transaction (SKIP LOCKED passed it by): looking again at once spun, a write transaction
+    after another, as long as that transaction held it.
+    """
+    poll = now + timedelta(seconds=poll_s)
+    if next_due is None:
+        return poll
+    if next_due < started:
+        return min(now + timedelta(seconds=HELD_BACKOFF_S), poll)
+    # A deadline is passed only once the clock is beyond it.
+    return min(next_due + timedelta(milliseconds=1), poll)

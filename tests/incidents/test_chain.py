@@ -8,7 +8,6 @@ from typing import Any
 from dispatch.auth.models import Role
 from dispatch.auth.service import Principal
 from dispatch.incidents import service as incidents
-
 from tests.conftest import RunningServer
 from tests.support import World
 

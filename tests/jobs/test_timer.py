@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatch.jobs.tasks import Timer
+from dispatch.jobs.tasks import HELD_BACKOFF_S, Timer, retry_after_s
 from dispatch.runtime import Runtime
 from tests.support import World
 
@@ -141,3 +141,30 @@ async def test_something_due_at_once_stored_while_firing_is_looked_at_at_once(
         # The second look comes without the clock moving, and after it the timer sleeps.
         assert await settled(work) == 2
         assert await settled(work) == 2
+
+
+async def test_something_due_that_another_transaction_holds_is_looked_at_again_after_a_moment(
+    world: World,
+) -> None:
+    runtime = world.runtime
+    clock = world.clock
+
+    class Held(Scheduled):
+        async def fire_due(self, runtime: Runtime) -> None:
+            # Due and never fired: another process holds its row (SKIP LOCKED passes it by).
+            self.looked += 1
+
+    work = Held(clock.now() - timedelta(seconds=1))
+    async with running(runtime, work):
+        # One look, then a short sleep: before, the timer looked again and again at once, a
+        # write transaction each time, for as long as the other transaction held the row.
+        assert await settled(work) == 1
+        clock.advance(HELD_BACKOFF_S)
+        assert await settled(work) == 2
+
+
+def test_a_job_that_keeps_failing_is_tried_again_less_and_less_often_but_never_dropped() -> None:
+    waits = [retry_after_s(attempts) for attempts in range(10)]
+    assert waits[:4] == [5.0, 10.0, 20.0, 40.0]
+    assert waits[-1] == 300.0
+    assert retry_after_s(10**6) == 300.0
