@@ -175,6 +175,11 @@ async def _converse(
         log.warning("database busy while welcoming a websocket", exc_info=True)
         await _close(websocket, TRY_AGAIN_LATER, BUSY)
         return
+    if 0 < resume_from <= latest:
+        # Resuming after N says the client holds every message up to N: an ack of N. Its own
+        # ack may have died with a server process before it was written, and the client
+        # sends none for what it already had.
+        await acknowledge(peer, resume_from)
     sender = asyncio.create_task(
         _send_loop(websocket, subscription, sessionmaker, start_after, latest)
     )

@@ -271,3 +271,41 @@ async def test_the_deliveries_of_one_flush_reach_the_board_as_one_message(world:
     )
     assert reported["id"] == incident["id"]
     assert all(d["delivered_at"] is not None for d in news["dispatches"])
+
+
+async def test_resuming_after_an_alert_acknowledges_it_when_its_own_ack_was_lost(
+    world: World,
+) -> None:
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    phone = await world.connect(leader)
+    incident = await world.report(operator)
+    alert = await phone.next_of("alert")
+    # The phone's ack died with the server process before its group commit: on record, the
+    # alert was never delivered, and the phone, which has it, will not ack it again.
+    await phone.close()
+    assert (await delivered(world, incident["id"]))[team["id"]] is None
+    world.clock.advance(3)
+    resumed_at = world.clock.now()
+    again = await world.connect(leader, resume_from=alert["seq"])
+    after = await world.wait_for(
+        operator, incident["id"], lambda i: i["dispatches"][0]["delivered_at"] is not None
+    )
+    assert datetime.fromisoformat(after["dispatches"][0]["delivered_at"]) == resumed_at
+    assert (await acked_marks(world, [leader.id]))[leader.id] == alert["seq"]
+    await again.close()
+
+
+async def test_resuming_from_a_seq_ahead_of_the_mailbox_acknowledges_nothing(
+    world: World,
+) -> None:
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    incident = await world.report(operator)
+    phone = await world.connect(leader, resume_from=10**6)
+    assert (await phone.next())["type"] == "resync"
+    assert await phone.silent(0.3)
+    assert (await delivered(world, incident["id"]))[team["id"]] is None
+    await phone.close()
