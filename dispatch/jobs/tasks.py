@@ -27,7 +27,8 @@ RETRY_AFTER_MAX_S = 300.0
 
 def retry_after_s(attempts_before: int) -> float:
     """The wait before the next try of a job that had failed ``attempts_before`` times."""
-    return min(RETRY_AFTER_S * 2 ** min(attempts_before, 16), RETRY_AFTER_MAX_S)
+    doublings: int = min(attempts_before, 16)
+    return min(RETRY_AFTER_S * float(2**doublings), RETRY_AFTER_MAX_S)
 
 
 class DueWork(Protocol):
