@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from openpyxl import Workbook
@@ -14,7 +15,7 @@ from openpyxl.drawing.line import LineProperties
 from openpyxl.worksheet.worksheet import Worksheet
 
 from dispatch.reports.schemas import Exclusion, GroupBy, Grouping, ReportOut, Stat, TierFigures
-from dispatch.reports.service import TIER_LABELS, DetailRow
+from dispatch.reports.service import TIER_LABELS, DetailRow, Details, Histogram
 from dispatch.rosters.files import csv_bytes, workbook_bytes, write_sheet
 from dispatch.schemas import DISPLAY_TZ
 
@@ -52,6 +53,14 @@ OUTCOME_LABELS = {
     "cancelled": "取消(不判定)",
     "pending": "未到时限",
 }
+# Why a measurement has no arrival, from its outcome (the console's words).
+REASON_LABELS = {
+    "breached": "无人到场",
+    "cancelled": "时限前结案，无人需到场",
+    "pending": "时限未到",
+}
+UNCOVERED_REASON = "此处无该梯队覆盖"
+TIER_NAMES = {1: "一梯队", 2: "二梯队", 3: "三梯队"}
 SEGMENTS = (
     ("time_to_arrival", "到场用时"),
     ("alert_to_delivery", "推送至送达"),
@@ -71,34 +80,37 @@ FIGURE_HEADER = [
     "无覆盖",
     "达标率",
     *[f"{label}{stat}" for _, label in SEGMENTS for stat in ("P50(秒)", "P90(秒)", "最长(秒)")],
+    # Added after the columns that were there first, so that they keep their places.
+    "无覆盖且超时",
 ]
 SHARE_COLUMN = 12  # 1-based column of 达标率 on the grouping sheets (after 分组 and 梯队...)
 EXCLUSION_HEADER = ["警情编号", "报警时间", "梯队", "联防队", "结果", "原因"]
-DETAIL_HEADER = [
-    "警情编号",
-    "报警时间",
-    "村(社区)",
-    "类别",
-    "状态",
-    "一梯队结果",
-    "一梯队用时(秒)",
-    "二梯队结果",
-    "二梯队用时(秒)",
-    "三梯队结果",
-    "三梯队用时(秒)",
-]
-HISTOGRAM_SHEET = "一梯队到场时间分布"
-TARGET_LINE_S = 60
+# Last in every CSV row: what the file covers, so that a row read alone still says it.
+CONTEXT_HEADER = ["统计区间(北京时间)", "筛选条件", "生成时间(北京时间)"]
+DETAIL_HEADER = ["警情编号", "报警时间", "村(社区)", "类别", "状态"]
+HISTOGRAM_SHEET = "到场时间分布"  # after the tier's name: 一梯队到场时间分布
 
 
 def _stat_cells(stat: Stat) -> list[Any]:
     return [stat.p50_s, stat.p90_s, stat.max_s]
 
 
+def seconds_text(value: float) -> str:
+    return f"{value:g}"
+
+
+def target_cell(f: TierFigures) -> Any:
+    """The target the row's measurements were judged by; every one of them, when it changed
+    within the period."""
+    if f.target_s is not None:
+        return f.target_s
+    return "/".join(seconds_text(t) for t in f.targets_s) + "（期间调整，各按当时时限判定）"
+
+
 def figure_cells(f: TierFigures) -> list[Any]:
     cells: list[Any] = [
         TIER_LABELS[f.tier],
-        f.target_s,
+        target_cell(f),
         f.incidents,
         f.with_arrival,
         f.without_arrival,
@@ -111,6 +123,7 @@ def figure_cells(f: TierFigures) -> list[Any]:
     ]
     for name, _ in SEGMENTS:
         cells += _stat_cells(getattr(f, name))
+    cells.append(f.uncovered_breached)
     return cells
 
 
@@ -118,45 +131,77 @@ def _grouping_rows(grouping: Grouping) -> list[list[Any]]:
     return [[group.label, *figure_cells(f)] for group in grouping.groups for f in group.tiers]
 
 
+def reason_text(e: Exclusion) -> str:
+    """Why nobody is on scene, in Chinese, from the outcome and whether any team was alerted."""
+    reason = REASON_LABELS.get(e.outcome, OUTCOME_LABELS.get(e.outcome, e.outcome))
+    return reason if e.covered else f"{UNCOVERED_REASON}（{reason}）"
+
+
 def _exclusion_rows(exclusions: Sequence[Exclusion]) -> list[list[Any]]:
     return [
         [
             e.incident_id,
-            e.reported_at.astimezone(DISPLAY_TZ).strftime("%Y-%m-%d %H:%M:%S"),
+            local_text(e.reported_at),
             TIER_LABELS[e.tier],
             e.team_name or "",
             OUTCOME_LABELS.get(e.outcome, e.outcome),
-            e.reason,
+            reason_text(e),
         ]
         for e in exclusions
     ]
+
+
+def local_text(value: datetime) -> str:
+    return value.astimezone(DISPLAY_TZ).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def period_text(report: ReportOut) -> str:
+    return f"{local_text(report.period_from)} 至 {local_text(report.period_to)}（不含）"
+
+
+def filter_text(report: ReportOut) -> str:
+    """The filters in words: tier and category in Chinese, team and village by name."""
+    chosen, names = report.filters, report.filter_names
+    parts = []
+    if chosen.get("tier") is not None:
+        parts.append(f"梯队：{TIER_LABELS[int(chosen['tier'])]}")
+    if chosen.get("team_id") is not None:
+        parts.append(f"联防队：{names.get('team_id', chosen['team_id'])}")
+    if chosen.get("village_id") is not None:
+        parts.append(f"村(社区)：{names.get('village_id', chosen['village_id'])}")
+    if chosen.get("category") is not None:
+        parts.append(f"类别：{CATEGORY_LABELS.get(chosen['category'], chosen['category'])}")
+    return "；".join(parts) or "无（全部警情）"
 
 
 # ---------------------------------------------------------------- CSV
 
 
 def report_csv(report: ReportOut, part: str) -> bytes:
+    """One table, its header on the first line; every row ends with what the file covers."""
+    context = [period_text(report), filter_text(report), local_text(report.generated_at)]
     if part == "exclusions":
-        return csv_bytes(EXCLUSION_HEADER, _exclusion_rows(report.exclusions))
-    rows = [[SHEET_TITLES[g.by], *row] for g in report.groupings for row in _grouping_rows(g)]
-    return csv_bytes(["分组方式", "分组", *FIGURE_HEADER], rows)
+        rows = [[*row, *context] for row in _exclusion_rows(report.exclusions)]
+        return csv_bytes([*EXCLUSION_HEADER, *CONTEXT_HEADER], rows)
+    rows = [
+        [SHEET_TITLES[g.by], *row, *context] for g in report.groupings for row in _grouping_rows(g)
+    ]
+    return csv_bytes(["分组方式", "分组", *FIGURE_HEADER, *CONTEXT_HEADER], rows)
 
 
 # ---------------------------------------------------------------- XLSX
 
 
 def report_xlsx(
-    report: ReportOut,
-    histogram: dict[int, int],
-    bin_s: int,
-    detail: Sequence[DetailRow],
-    detail_total: int,
+    report: ReportOut, histogram: Histogram, fallback_target_s: float, details: Details
 ) -> bytes:
+    """The workbook. ``fallback_target_s``: the tier's current target, for the histogram's line
+    when the period has no measurement of the tier to take it from."""
     workbook = Workbook()
     about = workbook.active
     assert about is not None
     about.title = "说明"
-    _about(about, report, detail_total, len(detail))
+    _about(about, report, histogram, details)
     for grouping in report.groupings:
         sheet = workbook.create_sheet(SHEET_TITLES[grouping.by])
         header = [GROUP_LABELS[grouping.by], *FIGURE_HEADER]
@@ -169,7 +214,8 @@ def report_xlsx(
                 cell.number_format = "0.0%"
         if grouping.by == GroupBy.TEAM and rows:
             _compliance_chart(sheet, start, len(rows))
-    _histogram(workbook.create_sheet(HISTOGRAM_SHEET), histogram, bin_s)
+    targets = histogram.targets or (fallback_target_s,)
+    _histogram(workbook.create_sheet(histogram_sheet(histogram.tier)), histogram, targets)
     exclusions = workbook.create_sheet("未到场清单")
     title = f"未到场清单（共{report.exclusions_total}条，列出{len(report.exclusions)}条）"
     write_sheet(
@@ -179,41 +225,82 @@ def report_xlsx(
         title=title,
         widths=[34, 20, 18, 28, 12, 48],
     )
-    details = workbook.create_sheet("警情明细")
+    sheet = workbook.create_sheet("警情明细")
+    header = [*DETAIL_HEADER]
+    for tier in details.tiers:
+        own = "本队" if details.team_id is not None else ""
+        header += [f"{TIER_NAMES[tier]}{own}结果", f"{TIER_NAMES[tier]}{own}用时(秒)"]
+        header.append(f"{TIER_NAMES[tier]}时限(秒)")
+    listed = f"共{details.total}起，列出{len(details.rows)}起{detail_scope(report, details)}"
     write_sheet(
-        details,
-        DETAIL_HEADER,
-        [_detail_cells(d) for d in detail],
-        title=f"警情明细（共{detail_total}起，列出{len(detail)}起）",
-        widths=[34, 20, 18, 12, 10, 12, 14, 12, 14, 12, 14],
+        sheet,
+        header,
+        [_detail_cells(d, details.tiers) for d in details.rows],
+        title=f"警情明细（{listed}）",
+        widths=[34, 20, 18, 12, 10, *([14, 16, 14] * len(details.tiers))],
     )
     return workbook_bytes(workbook)
 
 
-def _about(sheet: Worksheet, report: ReportOut, detail_total: int, detail_listed: int) -> None:
-    def local(value: Any) -> str:
-        return str(value.astimezone(DISPLAY_TZ).strftime("%Y-%m-%d %H:%M:%S"))
+def histogram_sheet(tier: int) -> str:
+    return TIER_NAMES[tier] + HISTOGRAM_SHEET
 
-    filters = {k: v for k, v in report.filters.items() if v is not None}
+
+def detail_scope(report: ReportOut, details: Details) -> str:
+    """What the sheet 警情明细 lists, when the filters narrow it."""
+    if details.team_id is not None:
+        name = report.filter_names.get("team_id", details.team_id)
+        return f"；仅{name}被派警的警情，结果与用时为该队自己的到场"
+    if len(details.tiers) == 1:
+        return f"；仅列{TIER_NAMES[details.tiers[0]]}"
+    return ""
+
+
+def _about(sheet: Worksheet, report: ReportOut, histogram: Histogram, details: Details) -> None:
     rows: list[list[Any]] = [
-        [
-            "统计区间（北京时间）",
-            f"{local(report.period_from)} 至 {local(report.period_to)}（不含）",
-        ],
-        ["生成时间", local(report.generated_at)],
-        ["筛选条件", ", ".join(f"{k}={v}" for k, v in filters.items()) or "无"],
+        ["统计区间（北京时间）", period_text(report)],
+        ["生成时间（北京时间）", local_text(report.generated_at)],
+        ["筛选条件", filter_text(report)],
+    ]
+    ids = {k: v for k, v in report.filters.items() if k.endswith("_id") and v is not None}
+    if ids:
+        rows.append(["筛选编号", "，".join(f"{k}={v}" for k, v in ids.items())])
+    rows += [
         [
             "百分位算法",
             "最近秩法(nearest-rank)：n个时间从小到大排列，第p百分位取第⌈p×n/100⌉个，"
-            "是实际发生过的时间；按NFPA 1710的做法，各环节分别计算P90。",
+            "是实际发生过的时间（n为偶数时P50取中间两个中较小的一个）；"
+            "按NFPA 1710的做法，各环节分别计算P90。",
+        ],
+        [
+            "目标时限",
+            "每起警情各梯队按报警时生效并随警情保存的时限判定，不按现行设置；"
+            "期间调整过时限的，“目标时限”列出所有用过的时限，每起仍按其当时的时限判定。",
         ],
         [
             "达标率",
             "达标/(达标+超时)。到场时间恰好等于时限算达标；时限前结案且无人到场为取消，不判定；"
-            "时限未到为未到时限，不判定；无队伍覆盖计为超时并单列。",
+            "时限未到为未到时限，不判定。",
+        ],
+        [
+            "无覆盖",
+            "该梯队没有任何队伍被派警（辖区无队伍覆盖、覆盖的队伍不在岗，且扩大范围也无队伍）的梯队数，"
+            "不论结果。其判定与其他梯队相同：时限前结案为取消，时限未到为未到时限，"
+            "否则时限一到即为超时；“无覆盖且超时”为其中超时的个数（已计入“超时”）。",
+        ],
+        [
+            "扩大范围派警",
+            "一梯队无人接警或无一梯队覆盖时按范围扩大派警的队伍，与其他队伍一样按本梯队自报警起算的时限逐队判定。",
         ],
         ["无到场", f"{report.exclusions_total}项，见“未到场清单”"],
-        ["警情明细", f"共{detail_total}起，列出{detail_listed}起"],
+        [
+            histogram_sheet(histogram.tier),
+            f"{TIER_NAMES[histogram.tier]}到场用时，每{histogram.bin_s}秒一组（左开右闭）",
+        ],
+        [
+            "警情明细",
+            f"共{details.total}起，列出{len(details.rows)}起{detail_scope(report, details)}",
+        ],
         ["Method", report.method],
     ]
     write_sheet(sheet, ["项目", "内容"], rows, title="响应时间报表（1-3-5分钟）", widths=[22, 120])
@@ -243,33 +330,38 @@ def _text_categories(chart: BarChart, labels: Reference) -> None:
         series.cat = AxDataSource(strRef=StrRef(f=str(labels)))
 
 
-def _histogram(sheet: Worksheet, histogram: dict[int, int], bin_s: int) -> None:
-    last = max([*histogram, (TARGET_LINE_S // bin_s) + 2])
+def _histogram(sheet: Worksheet, histogram: Histogram, targets: Sequence[float]) -> None:
+    """The bins as a table and a column chart, with a red line at each target applied."""
+    bin_s, counts = histogram.bin_s, histogram.counts
+    last = max([*counts, *(int(t // bin_s) + 2 for t in targets)])
     rows: list[list[Any]] = []
     for b in range(last + 1):
         rows.append(
-            [b * bin_s, (b + 1) * bin_s, f"{b * bin_s}-{(b + 1) * bin_s}秒", histogram.get(b, 0)]
+            [b * bin_s, (b + 1) * bin_s, f"{b * bin_s}-{(b + 1) * bin_s}秒", counts.get(b, 0)]
         )
     tallest = max([r[3] for r in rows] + [1])
-    header = ["区间起(秒,不含)", "区间止(秒,含)", "区间", "次数", "", "60秒线x", "60秒线y"]
+    named = "、".join(seconds_text(t) for t in targets)
+    tier = TIER_NAMES[histogram.tier]
+    header = ["区间起(秒,不含)", "区间止(秒,含)", "区间", "次数", "", "时限线x(秒)", "时限线y"]
     start = write_sheet(
         sheet,
         header,
         [[*r, None, None, None] for r in rows],
-        title="一梯队到场用时分布（含60秒时限线）",
-        widths=[12, 12, 14, 10, 4, 10, 10],
+        title=f"{tier}到场用时分布（含{named}秒时限线）",
+        widths=[12, 12, 14, 10, 4, 12, 10],
     )
-    sheet.cell(row=start + 1, column=6, value=TARGET_LINE_S)
-    sheet.cell(row=start + 1, column=7, value=0)
-    sheet.cell(row=start + 2, column=6, value=TARGET_LINE_S)
-    sheet.cell(row=start + 2, column=7, value=tallest)
+    # Each line's two points, one line after the other.
+    for n, target in enumerate(targets):
+        for k, y in enumerate((0, tallest)):
+            sheet.cell(row=start + 1 + 2 * n + k, column=6, value=target)
+            sheet.cell(row=start + 1 + 2 * n + k, column=7, value=y)
     end = start + len(rows)
 
     bars = BarChart()
     bars.type = "col"
     bars.grouping = "clustered"
     bars.gapWidth = 10
-    bars.title = "一梯队到场用时分布"
+    bars.title = f"{tier}到场用时分布"
     bars.x_axis.title = "到场用时(秒)"
     bars.y_axis.title = "次数"
     bars.y_axis.majorGridlines = ChartLines()
@@ -278,16 +370,20 @@ def _histogram(sheet: Worksheet, histogram: dict[int, int], bin_s: int) -> None:
     bars.add_data(Reference(sheet, min_col=4, min_row=start, max_row=end), titles_from_data=True)
     _text_categories(bars, Reference(sheet, min_col=3, min_row=start + 1, max_row=end))
 
-    # The 60 s line: a two-point scatter on its own axes, the x axis spanning exactly the bins,
-    # so x = 60 falls on the edge between the bins that end and start at 60 s.
+    # A target's line: a two-point scatter on its own axes, the x axis spanning exactly the
+    # bins, so x = 60 falls on the edge between the bins that end and start at 60 s.
     line = ScatterChart()
     line.scatterStyle = "line"
-    xs = Reference(sheet, min_col=6, min_row=start + 1, max_row=start + 2)
-    ys = Reference(sheet, min_col=7, min_row=start + 1, max_row=start + 2)
-    target = Series(ys, xs, title="60秒时限")
-    target.marker.symbol = "none"
-    target.graphicalProperties = GraphicalProperties(ln=LineProperties(solidFill="C00000", w=28575))
-    line.series.append(target)
+    for n, target in enumerate(targets):
+        first = start + 1 + 2 * n
+        xs = Reference(sheet, min_col=6, min_row=first, max_row=first + 1)
+        ys = Reference(sheet, min_col=7, min_row=first, max_row=first + 1)
+        series = Series(ys, xs, title=f"{seconds_text(target)}秒时限")
+        series.marker.symbol = "none"
+        series.graphicalProperties = GraphicalProperties(
+            ln=LineProperties(solidFill="C00000", w=28575)
+        )
+        line.series.append(series)
     line.x_axis.axId = 500
     line.y_axis.axId = 600
     line.x_axis.crossAx = 600
@@ -305,15 +401,19 @@ def _histogram(sheet: Worksheet, histogram: dict[int, int], bin_s: int) -> None:
     sheet.add_chart(bars, f"I{start}")
 
 
-def _detail_cells(row: DetailRow) -> list[Any]:
+def _detail_cells(row: DetailRow, tiers: Sequence[int]) -> list[Any]:
     cells: list[Any] = [
         row.incident_id,
-        row.reported_at.astimezone(DISPLAY_TZ).strftime("%Y-%m-%d %H:%M:%S"),
+        local_text(row.reported_at),
         row.village,
         CATEGORY_LABELS.get(row.category, row.category),
         STATUS_LABELS.get(row.status, row.status),
     ]
-    for tier in (1, 2, 3):
-        outcome, elapsed = row.tiers.get(tier, ("", None))
-        cells += [OUTCOME_LABELS.get(outcome, outcome), elapsed]
+    for tier in tiers:
+        found = row.tiers.get(tier)
+        if found is None:
+            cells += ["", None, None]
+        else:
+            cells += [OUTCOME_LABELS.get(found.outcome, found.outcome), found.elapsed_s]
+            cells.append(found.target_s)
     return cells

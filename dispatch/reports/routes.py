@@ -84,9 +84,8 @@ async def response_times(
     if format == "xlsx":
         # The workbook always carries the tier totals and the per-team chart.
         wanted += [by for by in (GroupBy.TIER, GroupBy.TEAM) if by not in wanted]
-    targets = runtime.settings.chain_targets
     report = await service.response_times(
-        session, filters, wanted, targets=targets, now=now, max_exclusions=max_exclusions
+        session, filters, wanted, now=now, max_exclusions=max_exclusions
     )
     if format == "json":
         return report
@@ -97,8 +96,9 @@ async def response_times(
             exports.report_csv(report, part), CSV_TYPE, f"{name}-{stamp}.csv", f"report-{stamp}.csv"
         )
     histogram = await service.arrival_histogram(session, filters, HISTOGRAM_BIN_S, now)
-    detail, total = await service.incident_details(session, filters, max_incidents, now)
-    content = exports.report_xlsx(report, histogram, HISTOGRAM_BIN_S, detail, total)
+    details = await service.incident_details(session, filters, max_incidents, now)
+    fallback = runtime.settings.chain_targets[histogram.tier - 1]
+    content = exports.report_xlsx(report, histogram, fallback, details)
     return download(content, XLSX_TYPE, f"响应时间报表-{stamp}.xlsx", f"report-{stamp}.xlsx")
 
 
@@ -117,23 +117,25 @@ async def arrival_histogram(
     ),
 ) -> ArrivalHistogramOut:
     """Tier-1 times to arrival counted in bins closed on the right, as the workbook's chart
-    draws them: the numbers behind the console's histogram with its 60 s line."""
+    draws them: the numbers behind the console's histogram with its target line(s)."""
     now = runtime.clock.now()
     period = service.local_period(start, end, now)
     filters = service.Filters(period[0], period[1], 1, team_id, village_id, category)
     await service.check_filters(session, filters)
-    counts = await service.arrival_histogram(session, filters, bin_s, now)
-    target_s = runtime.settings.chain_targets[0]
+    histogram = await service.arrival_histogram(session, filters, bin_s, now)
+    # The targets the period's measurements were judged by; with none, today's.
+    targets = histogram.targets or (runtime.settings.chain_targets[0],)
     return ArrivalHistogramOut(
         generated_at=now,
         period_from=filters.start,
         period_to=filters.end,
         filters=filters.as_dict(),
         unit=service.unit_for(GroupBy.TIER, filters),
-        target_s=target_s,
+        target_s=targets[0] if len(targets) == 1 else None,
+        targets_s=list(targets),
         bin_s=bin_s,
-        n=sum(counts.values()),
-        bins=service.histogram_bins(counts, bin_s, target_s),
+        n=sum(histogram.counts.values()),
+        bins=service.histogram_bins(histogram.counts, bin_s, targets),
     )
 
 

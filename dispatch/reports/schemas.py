@@ -34,7 +34,14 @@ class Stat(Schema):
 
 class TierFigures(Schema):
     tier: int
-    target_s: float
+    target_s: float | None = Field(
+        description="the target every measurement counted was judged by, as stored with each "
+        "incident's chain when it was reported (not the current setting); null when they were "
+        "judged by different targets (the targets were changed within the period)"
+    )
+    targets_s: list[float] = Field(
+        description="every target the measurements counted were judged by, ascending"
+    )
     incidents: int = Field(description="measurements: incident tiers, or dispatches per team")
     with_arrival: int
     without_arrival: int = Field(description="listed in exclusions")
@@ -42,7 +49,14 @@ class TierFigures(Schema):
     breached: int
     cancelled: int = Field(description="closed by the deadline with nobody on scene: not judged")
     pending: int = Field(description="deadline still ahead: not judged")
-    uncovered: int = Field(description="no team of the tier was alerted (counted in breached)")
+    uncovered: int = Field(
+        description="tiers of which no team was alerted (neither by its zones nor by the "
+        "escalation ring), whatever their outcome: judged like any other, breached at the "
+        "deadline unless closed before it (cancelled), pending until then; 0 per team"
+    )
+    uncovered_breached: int = Field(
+        description="of the uncovered, those breached: nobody could come (counted in breached)"
+    )
     share_within_target: float | None = Field(description="met / (met + breached)")
     time_to_arrival: Stat = Field(description="from the report to arrival on scene")
     alert_to_delivery: Stat = Field(description="per dispatch: alert sent to phone received")
@@ -68,8 +82,9 @@ class Exclusion(Schema):
     team_id: str | None
     team_name: str | None
     reported_at: LocalTime
-    outcome: str
-    reason: str
+    outcome: str = Field(description="breached, cancelled or pending")
+    covered: bool = Field(description="false when no team of the tier was alerted")
+    reason: str = Field(description="the outcome and cover in English words; a stable text")
 
 
 class ReportOut(Schema):
@@ -77,8 +92,13 @@ class ReportOut(Schema):
     period_from: LocalTime
     period_to: LocalTime = Field(description="exclusive")
     filters: dict[str, Any]
+    filter_names: dict[str, str] = Field(
+        description="the names of the team and village filtered by (team_id, village_id)"
+    )
     method: str = Field(description="how the figures are computed, percentile definition included")
-    totals: list[TierFigures] = Field(description="every measurement of the period, per tier")
+    totals: list[TierFigures] = Field(
+        description="every measurement of the period, per tier; empty when it has none"
+    )
     groupings: list[Grouping]
     exclusions: list[Exclusion] = Field(description="measurements without an arrival")
     exclusions_total: int
@@ -97,7 +117,12 @@ class ArrivalHistogramOut(Schema):
     period_to: LocalTime = Field(description="exclusive")
     filters: dict[str, Any]
     unit: Unit
-    target_s: float = Field(description="tier 1's target, for the line drawn across the bins")
+    target_s: float | None = Field(
+        description="the target tier 1's measurements were judged by (stored with each incident; "
+        "the current setting when the period has none), for the line drawn across the bins; "
+        "null when they were judged by different targets"
+    )
+    targets_s: list[float] = Field(description="every such target, ascending: a line each")
     bin_s: int
     n: int = Field(description="tier-1 measurements with an arrival")
     bins: list[HistogramBin] = Field(

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Float,
     Integer,
     Select,
     and_,
@@ -74,6 +75,7 @@ PERCENTILES = (50, 90)
 METRICS = ("arrival", "a2d", "d2acc", "acc2arr")
 OUTCOMES = (TierStatus.MET, TierStatus.BREACHED, TierStatus.CANCELLED, TierStatus.PENDING)
 TIER_LABELS = {1: "一梯队 应急联防队", 2: "二梯队 巡逻警力", 3: "三梯队 处突警力"}
+TIERS = tuple(TIER_LABELS)
 NO_VILLAGE = "未划入村(社区)"
 METHOD = (
     "Nearest-rank percentiles: the p-th percentile of n sorted times is the value at rank "
@@ -81,10 +83,15 @@ METHOD = (
     "segment as in NFPA 1710 practice. Times are exact differences of the stored server "
     "timestamps (microseconds): time to arrival from the report to arrival on scene; segments "
     "per dispatch from alert to delivery, delivery to acceptance and acceptance to arrival. "
+    "Each tier is judged by the target stored with the incident when it was reported "
+    "(target_s; targets_s lists every target applied, and target_s is null when they differ). "
     "Share within target = met / (met + breached): a tier closed by its deadline with nobody "
     "on scene (cancelled) and one whose deadline is still ahead (pending) are not judged. An "
-    "arrival exactly at the deadline meets it. A tier no team covered is breached and counted "
-    "as uncovered. Measurements without an arrival are counted and listed as exclusions."
+    "arrival exactly at the deadline meets it. Uncovered counts the tiers of which no team was "
+    "alerted, whatever their outcome; such a tier is judged like any other: breached at its "
+    "deadline unless closed before it (cancelled), pending until then; uncovered_breached "
+    "counts those breached (they are in breached too). Measurements without an arrival are "
+    "counted and listed as exclusions."
 )
 
 
@@ -111,14 +118,27 @@ class Filters:
         }
 
 
-async def check_filters(session: AsyncSession, filters: Filters) -> None:
-    """A team or village the filters name must exist (a retired team does): an unknown id is a
-    mistake to point out, not a period without incidents."""
-    if filters.team_id is not None and not await teams.teams_by_id(session, [filters.team_id]):
-        raise NotFound(f"team {filters.team_id!r} does not exist", field="team_id")
+async def filter_names(session: AsyncSession, filters: Filters) -> dict[str, str]:
+    """The names of the team and village the filters name, by filter. Each must exist (a
+    retired team does): an unknown id is a mistake to point out, not a period without
+    incidents."""
+    names: dict[str, str] = {}
+    if filters.team_id is not None:
+        team = (await teams.teams_by_id(session, [filters.team_id])).get(filters.team_id)
+        if team is None:
+            raise NotFound(f"team {filters.team_id!r} does not exist", field="team_id")
+        names["team_id"] = team.name
     village_id = filters.village_id
-    if village_id is not None and not await villages.villages_by_id(session, [village_id]):
-        raise NotFound(f"village {village_id!r} does not exist", field="village_id")
+    if village_id is not None:
+        village = (await villages.villages_by_id(session, [village_id])).get(village_id)
+        if village is None:
+            raise NotFound(f"village {village_id!r} does not exist", field="village_id")
+        names["village_id"] = village.name
+    return names
+
+
+async def check_filters(session: AsyncSession, filters: Filters) -> None:
+    await filter_names(session, filters)
 
 
 def local_period(
@@ -181,10 +201,15 @@ class _Sql:
         seconds = cast(func.strftime("%s", func.substr(column, 1, 19)), Integer)
         return seconds * 1_000_000 + cast(func.substr(column, 21, 6), Integer)
 
+    def _whole_seconds(self, column: Any) -> ColumnElement[str]:
+        # SQLite's date functions round a time with a fraction to the millisecond, so
+        # 23:59:59.9995 would become the next day: the calendar reads the whole seconds only.
+        return func.substr(column, 1, 19)
+
     def local_day(self, column: Any) -> ColumnElement[str]:
         if self.pg:
             return func.to_char(func.timezone(DISPLAY_TZ.key, column), "YYYY-MM-DD")
-        return func.date(column, self.shift)
+        return func.date(self._whole_seconds(column), self.shift)
 
     def local_week(self, column: Any) -> ColumnElement[str]:
         """The Monday that starts the local ISO week."""
@@ -192,12 +217,12 @@ class _Sql:
             return func.to_char(
                 func.date_trunc("week", func.timezone(DISPLAY_TZ.key, column)), "YYYY-MM-DD"
             )
-        return func.date(column, self.shift, "weekday 0", "-6 days")
+        return func.date(self._whole_seconds(column), self.shift, "weekday 0", "-6 days")
 
     def local_month(self, column: Any) -> ColumnElement[str]:
         if self.pg:
             return func.to_char(func.timezone(DISPLAY_TZ.key, column), "YYYY-MM")
-        return func.strftime("%Y-%m", column, self.shift)
+        return func.strftime("%Y-%m", self._whole_seconds(column), self.shift)
 
 
 def _key(sql: _Sql, by: GroupBy, team_column: Any) -> Any:
@@ -273,6 +298,7 @@ def _tier_rows(
             Incident.reported_at.label("reported_at"),
             _outcome(ChainTier.arrived_at, now).label("outcome"),
             ChainTier.covered.label("covered"),
+            ChainTier.target_s.label("target_s"),
             *_series(sql, "arrival", ChainTier.arrived_at, Incident.reported_at),
         )
         .join(Incident, Incident.id == ChainTier.incident_id)
@@ -307,6 +333,7 @@ def _dispatch_rows(
             Incident.reported_at.label("reported_at"),
             _outcome(Dispatch.arrived_at, now).label("outcome"),
             literal(True).label("covered"),
+            ChainTier.target_s.label("target_s"),
             *_series(sql, "arrival", Dispatch.arrived_at, Incident.reported_at),
         ]
     query = (
@@ -340,6 +367,21 @@ class _Cell:
     cancelled: int = 0
     pending: int = 0
     uncovered: int = 0
+    uncovered_breached: int = 0
+    # The lowest and highest target the measurements were judged by (chain_tiers.target_s),
+    # and, once looked up, every one of them.
+    target_min: float | None = None
+    target_max: float | None = None
+    targets: tuple[float, ...] = ()
+
+    def applied(self) -> tuple[float, ...]:
+        if self.targets:
+            return self.targets
+        return () if self.target_min is None else (self.target_min,)
+
+    @property
+    def mixed(self) -> bool:
+        return self.target_min != self.target_max
 
 
 @dataclass(frozen=True)
@@ -364,26 +406,40 @@ def _sources(sql: _Sql, filters: Filters, by: GroupBy, unit: Unit, now: datetime
     return [_Source(_dispatch_rows(sql, filters, by, now, judged=True), True, METRICS)]
 
 
-COUNTED = 7  # the _Cell fields, in order
+# The _Cell counts, in the order of _aggregates' columns.
+COUNTS = (
+    "incidents",
+    "with_arrival",
+    *(outcome.value for outcome in OUTCOMES),
+    "uncovered",
+    "uncovered_breached",
+)
+COUNTED = len(COUNTS)
+TARGET_COLUMNS = 2  # then the lowest and highest target applied
 
 
 def _aggregates(
     m: Any, only: ColumnElement[bool] | None, source: _Source, ranked: bool, tag: str
 ) -> list[Any]:
-    """One block of columns, the same layout for every source: the seven counts, then per
-    series its n and (``ranked``) P50, P90 and max by percentile_disc; typed nulls for what
-    the source does not hold. Labels start with ``tag``, unique in the statement, so that
-    each column of a result row is found by its own name."""
+    """One block of columns, the same layout for every source: the eight counts, the lowest and
+    highest target applied, then per series its n and (``ranked``) P50, P90 and max by
+    percentile_disc; typed nulls for what the source does not hold. Labels start with ``tag``,
+    unique in the statement, so that each column of a result row is found by its own name."""
 
     def where(aggregate: Any, condition: ColumnElement[bool] | None = None) -> Any:
         conditions = [c for c in (only, condition) if c is not None]
         return aggregate.filter(and_(*conditions)) if conditions else aggregate
 
     columns: list[Any] = [cast(null(), BigInteger) for _ in range(COUNTED)]
+    columns += [cast(null(), Float) for _ in range(TARGET_COLUMNS)]
     if source.counted:
+        uncovered = m.c.covered.is_(False)
+        breached = m.c.outcome == TierStatus.BREACHED.value
         columns = [where(func.count()), where(func.count(), m.c.has_arrival)]
         columns += [where(func.count(), m.c.outcome == outcome.value) for outcome in OUTCOMES]
-        columns.append(where(func.count(), m.c.covered.is_(False)))
+        columns.append(where(func.count(), uncovered))
+        columns.append(where(func.count(), and_(uncovered, breached)))
+        columns += [where(func.min(m.c.target_s)), where(func.max(m.c.target_s))]
     for metric in METRICS:
         held = metric in source.metrics
         columns.append(
@@ -398,15 +454,23 @@ def _aggregates(
 
 
 def _block_width(ranked: bool) -> int:
-    return COUNTED + len(METRICS) * (2 if ranked else 1)
+    return COUNTED + TARGET_COLUMNS + len(METRICS) * (2 if ranked else 1)
 
 
 def _read(values: Sequence[Any], ranked: bool) -> tuple[_Cell | None, dict[str, Stat], int]:
     """One block of _aggregates' columns back into a cell and stats; and how many rows it had."""
-    cell = None if values[0] is None else _Cell(*(int(v or 0) for v in values[:COUNTED]))
+    cell = None
+    if values[0] is not None:
+        low, high = values[COUNTED : COUNTED + TARGET_COLUMNS]
+        cell = _Cell(
+            target_min=None if low is None else float(low),
+            target_max=None if high is None else float(high),
+        )
+        for name, value in zip(COUNTS, values[:COUNTED], strict=True):
+            setattr(cell, name, int(value or 0))
     stats: dict[str, Stat] = {}
     rows = cell.incidents if cell else 0
-    at = COUNTED
+    at = COUNTED + TARGET_COLUMNS
     for metric in METRICS:
         n, picked = values[at], values[at + 1] if ranked else None
         at += 2 if ranked else 1
@@ -524,17 +588,14 @@ async def _window_figures(session: AsyncSession, source: _Source) -> Found:
     return found
 
 
-def _figures(
-    tier: int,
-    target_s: float,
-    cell: _Cell,
-    stats: dict[str, Stat],
-) -> TierFigures:
+def _figures(tier: int, cell: _Cell, stats: dict[str, Stat]) -> TierFigures:
     judged = cell.met + cell.breached
     empty = Stat(n=0, p50_s=None, p90_s=None, max_s=None)
+    applied = cell.applied()
     return TierFigures(
         tier=tier,
-        target_s=target_s,
+        target_s=applied[0] if len(applied) == 1 else None,
+        targets_s=list(applied),
         incidents=cell.incidents,
         with_arrival=cell.with_arrival,
         without_arrival=cell.incidents - cell.with_arrival,
@@ -543,6 +604,7 @@ def _figures(
         cancelled=cell.cancelled,
         pending=cell.pending,
         uncovered=cell.uncovered,
+        uncovered_breached=cell.uncovered_breached,
         share_within_target=cell.met / judged if judged else None,
         time_to_arrival=stats.get("arrival", empty),
         alert_to_delivery=stats.get("a2d", empty),
@@ -560,13 +622,12 @@ async def groupings(
     session: AsyncSession,
     filters: Filters,
     wanted: Sequence[GroupBy],
-    targets: Sequence[float],
     now: datetime,
     *,
     ordered_sets: bool | None = None,
 ) -> dict[GroupBy, Grouping]:
     sql = _Sql(dialect_name(session), ordered_sets=ordered_sets)
-    tiers = [filters.tier] if filters.tier is not None else list(range(1, len(targets) + 1))
+    tiers = [filters.tier] if filters.tier is not None else list(TIERS)
     units = {by: unit_for(by, filters) for by in wanted}
     plans = {by: _sources(sql, filters, by, units[by], now) for by in wanted}
     if sql.ordered_sets:
@@ -582,12 +643,33 @@ async def groupings(
             for source in sources:
                 for key, (cell, series) in (await _window_figures(session, source)).items():
                     _merge(found[by], key, cell, series)
-    return {by: await _grouping(session, by, units[by], found[by], targets) for by in wanted}
+    for by, sources in plans.items():
+        await _list_mixed_targets(session, sources, found[by])
+    return {by: await _grouping(session, by, units[by], found[by]) for by in wanted}
 
 
-async def _grouping(
-    session: AsyncSession, by: GroupBy, unit: Unit, found: Found, targets: Sequence[float]
-) -> Grouping:
+async def _list_mixed_targets(
+    session: AsyncSession, sources: Sequence[_Source], found: Found
+) -> None:
+    """Every target applied, where a group's measurements were judged by more than one (the
+    targets were changed within the period): one more pass over the counted rows, only then."""
+    mixed = {key for key, (cell, _) in found.items() if cell is not None and cell.mixed}
+    if not mixed:
+        return
+    counted = next(source for source in sources if source.counted)
+    m = counted.rows.subquery("m")
+    applied: dict[tuple[str, int], set[float]] = {}
+    for g, tier, target in await session.execute(select(m.c.g, m.c.tier, m.c.target_s).distinct()):
+        key = (str(g), int(tier))
+        if key in mixed:
+            applied.setdefault(key, set()).add(float(target))
+    for key, targets in applied.items():
+        cell = found[key][0]
+        assert cell is not None
+        cell.targets = tuple(sorted(targets))
+
+
+async def _grouping(session: AsyncSession, by: GroupBy, unit: Unit, found: Found) -> Grouping:
     cells = {k: cell for k, (cell, _) in found.items() if cell is not None}
     stats = {k: series for k, (_, series) in found.items()}
     labels = await _labels(session, by, sorted({k for k, _ in cells}))
@@ -599,10 +681,7 @@ async def _grouping(
             Group(
                 key=key,
                 label=labels[key],
-                tiers=[
-                    _figures(t, targets[t - 1], cells[(key, t)], stats.get((key, t), {}))
-                    for t in tiers_here
-                ],
+                tiers=[_figures(t, cells[(key, t)], stats.get((key, t), {})) for t in tiers_here],
             )
         )
     if by == GroupBy.TIER:
@@ -686,6 +765,7 @@ async def exclusions(
                 team_name=names.get(team_id) if team_id else None,
                 reported_at=_as_datetime(reported_at),
                 outcome=outcome,
+                covered=bool(covered),
                 reason=reason,
             )
         )
@@ -706,7 +786,6 @@ async def response_times(
     filters: Filters,
     group_by: Sequence[GroupBy],
     *,
-    targets: Sequence[float],
     now: datetime,
     max_exclusions: int,
     ordered_sets: bool | None = None,
@@ -720,7 +799,6 @@ async def response_times(
         session,
         filters,
         [*wanted, *([] if GroupBy.TIER in wanted else [GroupBy.TIER])],
-        targets,
         now,
         ordered_sets=ordered_sets,
     )
@@ -733,6 +811,7 @@ async def response_times(
         period_from=filters.start,
         period_to=filters.end,
         filters=filters.as_dict(),
+        filter_names=await filter_names(session, filters),
         method=METHOD,
         totals=[f for g in totals.groups for f in g.tiers],
         groupings=[computed[by] for by in wanted],
@@ -742,29 +821,51 @@ async def response_times(
     )
 
 
+@dataclass(frozen=True)
+class Histogram:
+    """A tier's times to arrival counted in bins, and the targets its measurements were judged
+    by (chain_tiers.target_s, ascending; none when the period has no measurement of it)."""
+
+    tier: int
+    bin_s: int
+    counts: dict[int, int]
+    targets: tuple[float, ...]
+
+
 async def arrival_histogram(
     session: AsyncSession, filters: Filters, bin_s: int, now: datetime
-) -> dict[int, int]:
-    """Tier-1 times to arrival in ``bin_s`` second bins: bin b holds (b, b + 1] x bin_s."""
+) -> Histogram:
+    """The filtered tier's times to arrival (tier 1 when no tier is asked for) in ``bin_s``
+    second bins: bin b holds (b, b + 1] x bin_s."""
     sql = _Sql(dialect_name(session))
-    tier1 = Filters(
-        filters.start, filters.end, 1, filters.team_id, filters.village_id, filters.category
+    tier = filters.tier or 1
+    chosen = Filters(
+        filters.start, filters.end, tier, filters.team_id, filters.village_id, filters.category
     )
-    if unit_for(GroupBy.TIER, tier1) == Unit.INCIDENT_TIER:
-        rows = _tier_rows(sql, tier1, GroupBy.TIER, now)
+    if unit_for(GroupBy.TIER, chosen) == Unit.INCIDENT_TIER:
+        rows = _tier_rows(sql, chosen, GroupBy.TIER, now)
     else:
-        rows = _dispatch_rows(sql, tier1, GroupBy.TIER, now, judged=True)
+        rows = _dispatch_rows(sql, chosen, GroupBy.TIER, now, judged=True)
     m = rows.subquery("m")
     # Bins are closed on the right, (50, 60], like the target: an arrival at exactly 60 s meets
-    # it and is counted left of the 60 s line. Integer division on both databases.
+    # it and is counted left of the 60 s line. Integer division on both databases. A row
+    # without an arrival has no bin (null) but still tells the target it was judged by.
     bucket = case((m.c.arrival <= 0, 0), else_=(m.c.arrival - 1) // (bin_s * 1_000_000)).label("b")
-    query = select(bucket, func.count()).where(m.c.arrival.is_not(None)).group_by(bucket)
-    return {int(b): int(n) for b, n in (await session.execute(query)).all()}
+    query = select(bucket, m.c.target_s, func.count(m.c.arrival)).group_by(bucket, m.c.target_s)
+    counts: dict[int, int] = {}
+    targets: set[float] = set()
+    for b, target, n in (await session.execute(query)).all():
+        targets.add(float(target))
+        if b is not None:
+            counts[int(b)] = counts.get(int(b), 0) + int(n)
+    return Histogram(tier, bin_s, counts, tuple(sorted(targets)))
 
 
-def histogram_bins(counts: dict[int, int], bin_s: int, target_s: float) -> list[HistogramBin]:
-    """Every bin from 0 to the last one used, and at least two past the target's bin."""
-    last = max([*counts, int(target_s // bin_s) + 2])
+def histogram_bins(
+    counts: dict[int, int], bin_s: int, targets: Sequence[float]
+) -> list[HistogramBin]:
+    """Every bin from 0 to the last one used, and at least two past the highest target's."""
+    last = max([*counts, *(int(t // bin_s) + 2 for t in targets)])
     return [
         HistogramBin(from_s=b * bin_s, to_s=(b + 1) * bin_s, count=counts.get(b, 0))
         for b in range(last + 1)
@@ -775,22 +876,46 @@ def histogram_bins(counts: dict[int, int], bin_s: int, target_s: float) -> list[
 
 
 @dataclass(frozen=True)
+class DetailTier:
+    outcome: str
+    elapsed_s: float | None
+    target_s: float
+
+
+@dataclass(frozen=True)
 class DetailRow:
     incident_id: str
     reported_at: datetime
     village: str
     category: str
     status: str
-    tiers: dict[int, tuple[str, float | None]]
+    tiers: dict[int, DetailTier]
+
+
+@dataclass(frozen=True)
+class Details:
+    """The rows of the sheet 警情明细, how many there are in all, the tiers they show, and the
+    team whose own outcomes they are (None: each tier's, by its first arrival)."""
+
+    rows: list[DetailRow]
+    total: int
+    tiers: tuple[int, ...]
+    team_id: str | None
 
 
 async def incident_details(
     session: AsyncSession, filters: Filters, limit: int, now: datetime
-) -> tuple[list[DetailRow], int]:
-    """The period's incidents, oldest first, each with its tiers' outcomes; and how many."""
+) -> Details:
+    """The period's incidents, oldest first, with the outcome, time and target of each tier the
+    filters keep; and how many. Filtered by team, only the incidents the team was alerted to
+    (in the filtered tier), each with the team's own outcome and time, as the figures count
+    them."""
     conditions = _incident_filters(filters)
-    if filters.team_id is not None:
-        mine = select(Dispatch.incident_id).where(Dispatch.team_id == filters.team_id)
+    team_id = filters.team_id
+    if team_id is not None:
+        mine = select(Dispatch.incident_id).where(Dispatch.team_id == team_id)
+        if filters.tier is not None:
+            mine = mine.where(Dispatch.tier == filters.tier)
         conditions.append(Incident.id.in_(mine))
     total = int(
         await session.scalar(select(func.count()).select_from(Incident).where(*conditions)) or 0
@@ -811,15 +936,29 @@ async def incident_details(
             )
         ).values()
     }
-    tiers: dict[str, dict[int, tuple[str, float | None]]] = {i.id: {} for i in found}
-    closed = {i.id: i.closed_at for i in found}
+    tiers: dict[str, dict[int, DetailTier]] = {i.id: {} for i in found}
+    incident = {i.id: i for i in found}
     ids = [i.id for i in found]
     for start in range(0, len(ids), 500):
         batch = ids[start : start + 500]
-        for row in await session.scalars(select(ChainTier).where(ChainTier.incident_id.in_(batch))):
-            closed_at = closed[row.incident_id]
-            outcome = _one_outcome(row.arrived_at, row.deadline, row.status, closed_at, now)
-            tiers[row.incident_id][row.tier] = (outcome, row.elapsed_s)
+        query = select(ChainTier).where(ChainTier.incident_id.in_(batch))
+        if filters.tier is not None:
+            query = query.where(ChainTier.tier == filters.tier)
+        chain = {(row.incident_id, row.tier): row for row in await session.scalars(query)}
+        if team_id is None:
+            for row in chain.values():
+                closed_at = incident[row.incident_id].closed_at
+                outcome = _one_outcome(row.arrived_at, row.deadline, row.status, closed_at, now)
+                tiers[row.incident_id][row.tier] = DetailTier(outcome, row.elapsed_s, row.target_s)
+            continue
+        own = select(Dispatch).where(Dispatch.incident_id.in_(batch), Dispatch.team_id == team_id)
+        if filters.tier is not None:
+            own = own.where(Dispatch.tier == filters.tier)
+        for d in await session.scalars(own):
+            row, i = chain[(d.incident_id, d.tier)], incident[d.incident_id]
+            outcome = _one_outcome(d.arrived_at, row.deadline, row.status, i.closed_at, now)
+            elapsed = (d.arrived_at - i.reported_at).total_seconds() if d.arrived_at else None
+            tiers[d.incident_id][d.tier] = DetailTier(outcome, elapsed, row.target_s)
     rows = [
         DetailRow(
             incident_id=i.id,
@@ -831,7 +970,14 @@ async def incident_details(
         )
         for i in found
     ]
-    return rows, total
+    if filters.tier is not None:
+        shown: tuple[int, ...] = (filters.tier,)
+    elif team_id is not None:
+        # A team serves in one tier: its columns only (all three if it has none listed).
+        shown = tuple(sorted({t for r in rows for t in r.tiers})) or TIERS
+    else:
+        shown = TIERS
+    return Details(rows, total, shown, team_id)
 
 
 # ---------------------------------------------------------------- one incident

@@ -26,6 +26,7 @@ Nearest rank: rank(p, n) = ceil(p n / 100).
 from __future__ import annotations
 
 import asyncio
+import csv
 import io
 import json
 from datetime import datetime, timedelta
@@ -357,25 +358,65 @@ async def test_periods_off_the_calendar_and_unknown_ids_are_named(world: World) 
     assert reply.status_code == 200, reply.text
 
 
+def csv_rows(reply: Any) -> tuple[list[str], list[list[str]]]:
+    lines = list(csv.reader(io.StringIO(reply.content.decode("utf-8-sig"))))
+    return lines[0], lines[1:]
+
+
+CONTEXT = ["统计区间(北京时间)", "筛选条件", "生成时间(北京时间)"]
+
+
 async def test_csv_has_a_bom_and_chinese_headers(world: World) -> None:
     day = await seed(world)
     local_day = day.incidents[0]["reported_at"][:10]
-    reply = await report(world, **{"from": local_day}, group_by=["tier", "team"], format="csv")
+    next_day = (datetime.fromisoformat(local_day) + timedelta(days=1)).date().isoformat()
+    period = {"from": local_day, "to": next_day}
+    reply = await report(world, **period, group_by=["tier", "team"], format="csv")
     assert reply.headers["content-type"].startswith("text/csv")
     assert reply.content.startswith(b"\xef\xbb\xbf")
-    lines = reply.content.decode("utf-8-sig").splitlines()
-    header = lines[0].split(",")
+    header, rows = csv_rows(reply)
     assert header[:6] == ["分组方式", "分组", "梯队", "目标时限(秒)", "警情数", "有到场"]
-    rows = [line.split(",") for line in lines[1:]]
     assert len(rows) == 3 + 4
     tier1 = rows[0]
     assert tier1[:2] == ["按梯队", "一梯队 应急联防队"]
     assert tier1[header.index("达标")] == "2" and tier1[header.index("超时")] == "1"
     assert float(tier1[header.index("到场用时P90(秒)")]) == 75
-    exclusions = await report(world, **{"from": local_day}, format="csv", part="exclusions")
-    lines = exclusions.content.decode("utf-8-sig").splitlines()
-    assert lines[0] == "警情编号,报警时间,梯队,联防队,结果,原因"
-    assert len(lines) == 1 + 4
+    # Every row ends with what the file covers: the period in Beijing time, the filters, when.
+    assert header[-3:] == CONTEXT
+    generated = (await report(world, **period)).json()["generated_at"]  # the clock stood still
+    for row in rows:
+        assert len(row) == len(header)
+        assert row[-3:] == [
+            f"{local_day} 00:00:00 至 {next_day} 00:00:00（不含）",
+            "无（全部警情）",
+            generated[:19].replace("T", " "),
+        ]
+
+    exclusions = await report(world, **period, format="csv", part="exclusions")
+    header, rows = csv_rows(exclusions)
+    assert header == ["警情编号", "报警时间", "梯队", "联防队", "结果", "原因", *CONTEXT]
+    # The reasons in Chinese, like the rest of the file.
+    assert [(r[4], r[5]) for r in rows] == [
+        ("超时", "无人到场"),
+        ("取消(不判定)", "时限前结案，无人需到场"),
+        ("取消(不判定)", "时限前结案，无人需到场"),
+        ("取消(不判定)", "时限前结案，无人需到场"),
+    ]
+
+    # Filtered: the team and village by name, the tier and category in words.
+    filtered = await report(
+        world,
+        **period,
+        format="csv",
+        tier=1,
+        team_id=day.teams["B"]["id"],
+        village_id=day.villages["上元村"],
+        category="fight",
+    )
+    header, rows = csv_rows(filtered)
+    assert {r[-2] for r in rows} == {
+        "梯队：一梯队 应急联防队；联防队：B机动队；村(社区)：上元村；类别：打架斗殴"
+    }
 
 
 async def test_xlsx_sheets_cells_and_charts(world: World) -> None:
@@ -441,17 +482,136 @@ async def test_xlsx_sheets_cells_and_charts(world: World) -> None:
         "结果",
         "原因",
     ]
-    assert [r[4] for r in excluded.iter_rows(min_row=3, values_only=True)] == [
-        "超时",
-        "取消(不判定)",
-        "取消(不判定)",
-        "取消(不判定)",
+    assert [r[4:6] for r in excluded.iter_rows(min_row=3, values_only=True)] == [
+        ("超时", "无人到场"),
+        ("取消(不判定)", "时限前结案，无人需到场"),
+        ("取消(不判定)", "时限前结案，无人需到场"),
+        ("取消(不判定)", "时限前结案，无人需到场"),
     ]
     details = book["警情明细"]
+    assert details["A1"].value == "警情明细（共4起，列出4起）"
+    assert [c.value for c in details[2]][5:] == [
+        "一梯队结果",
+        "一梯队用时(秒)",
+        "一梯队时限(秒)",
+        "二梯队结果",
+        "二梯队用时(秒)",
+        "二梯队时限(秒)",
+        "三梯队结果",
+        "三梯队用时(秒)",
+        "三梯队时限(秒)",
+    ]
     rows = list(details.iter_rows(min_row=3, values_only=True))
     assert [r[0] for r in rows] == [i["id"] for i in day.incidents]
-    assert rows[3][2:7] == ("下仙社区", "盗窃", "处置中", "超时", 75)
-    assert rows[0][5:11] == ("达标", 50, "达标", 170, "达标", 300)
+    assert rows[3][2:8] == ("下仙社区", "盗窃", "处置中", "超时", 75, 60)
+    assert rows[0][5:14] == ("达标", 50, 60, "达标", 170, 180, "达标", 300, 300)
+    about = {r[0]: r[1] for r in book["说明"].iter_rows(min_row=3, values_only=True)}
+    assert about["筛选条件"] == "无（全部警情）"
+
+
+async def test_workbook_follows_the_team_and_tier_filters_and_names_them(world: World) -> None:
+    day = await seed(world)
+    local_day = day.incidents[0]["reported_at"][:10]
+    team_b = day.teams["B"]["id"]
+    reply = await report(world, **{"from": local_day}, team_id=team_b, format="xlsx")
+    book = load_workbook(io.BytesIO(reply.content))
+    about = {r[0]: r[1] for r in book["说明"].iter_rows(min_row=3, values_only=True)}
+    assert about["筛选条件"] == "联防队：B机动队"
+    assert about["筛选编号"] == f"team_id={team_b}"
+    # B's own arrivals, as the figures count them: I1 nobody of B came although A met the
+    # tier at 50 s; I2 B arrived at 90 s, late.
+    details = book["警情明细"]
+    assert details["A1"].value == (
+        "警情明细（共4起，列出4起；仅B机动队被派警的警情，结果与用时为该队自己的到场）"
+    )
+    assert [c.value for c in details[2]][5:] == [
+        "一梯队本队结果",
+        "一梯队本队用时(秒)",
+        "一梯队时限(秒)",
+    ]
+    rows = list(details.iter_rows(min_row=3, values_only=True))
+    assert [r[5:] for r in rows] == [
+        ("超时", None, 60),
+        ("超时", 90, 60),
+        ("取消(不判定)", None, 60),
+        ("超时", None, 60),
+    ]
+
+    reply = await report(world, **{"from": local_day}, tier=2, format="xlsx")
+    book = load_workbook(io.BytesIO(reply.content))
+    assert book.sheetnames == [
+        "说明",
+        "按梯队",
+        "按联防队",
+        "二梯队到场时间分布",
+        "未到场清单",
+        "警情明细",
+    ]
+    about = {r[0]: r[1] for r in book["说明"].iter_rows(min_row=3, values_only=True)}
+    assert about["筛选条件"] == "梯队：二梯队 巡逻警力"
+    details = book["警情明细"]
+    assert details["A1"].value == "警情明细（共4起，列出4起；仅列二梯队）"
+    assert [c.value for c in details[2]][5:] == ["二梯队结果", "二梯队用时(秒)", "二梯队时限(秒)"]
+    rows = list(details.iter_rows(min_row=3, values_only=True))
+    assert [r[5:] for r in rows] == [
+        ("达标", 170, 180),
+        ("超时", 200, 180),
+        ("取消(不判定)", None, 180),
+        ("达标", 100, 180),
+    ]
+    histogram = book["二梯队到场时间分布"]
+    bins = {
+        row[2]: row[3]
+        for row in histogram.iter_rows(min_row=3, values_only=True)
+        if row[2] is not None
+    }
+    assert {k: v for k, v in bins.items() if v} == {"90-100秒": 1, "160-170秒": 1, "190-200秒": 1}
+    assert [histogram["F3"].value, histogram["F4"].value] == [180, 180]
+
+
+async def test_uncovered_tiers_are_counted_whatever_their_outcome(world: World) -> None:
+    """Three incidents 20 km out, where no team's zone nor the escalation ring reaches: one
+    closed after 30 s (cancelled), one left open past every deadline (breached), one just
+    reported (pending). Each of their tiers is uncovered; only the breached ones are breaches."""
+    await world.team("fixed_post", name="A驻点队")
+    operator = await world.operator()
+    far = near(20_000, 0)
+    closed = await world.report(operator, *far)
+    world.clock.advance(30)
+    await Day(world).close(closed, operator)
+    world.clock.advance(600)
+    await world.report(operator, *far)
+    world.clock.advance(400)
+    await settle(world)
+    await world.report(operator, *far)
+
+    body = (await report(world)).json()
+    for tier in body["totals"]:
+        assert counts(tier) == (3, 0, 0, 1, 1, 1, 3), tier["tier"]
+        assert tier["uncovered_breached"] == 1
+        assert tier["share_within_target"] == 0
+    assert "whatever their outcome" in body["method"]
+    assert [(e["outcome"], e["covered"]) for e in body["exclusions"] if e["tier"] == 1] == [
+        ("cancelled", False),
+        ("breached", False),
+        ("pending", False),
+    ]
+    schema = (await world.http.get("/openapi.json")).json()["components"]["schemas"]
+    described = schema["TierFigures"]["properties"]["uncovered"]["description"]
+    assert "whatever their outcome" in described and "counted in breached" not in described
+
+    header, rows = csv_rows(await report(world, format="csv"))
+    assert [r[header.index("无覆盖且超时")] for r in rows] == ["1", "1", "1"]
+    header, rows = csv_rows(await report(world, format="csv", part="exclusions"))
+    assert [r[5] for r in rows if r[2] == "一梯队 应急联防队"] == [
+        "此处无该梯队覆盖（时限前结案，无人需到场）",
+        "此处无该梯队覆盖（无人到场）",
+        "此处无该梯队覆盖（时限未到）",
+    ]
+    book = load_workbook(io.BytesIO((await report(world, format="xlsx")).content))
+    about = {r[0]: r[1] for r in book["说明"].iter_rows(min_row=3, values_only=True)}
+    assert "不论结果" in about["无覆盖"] and "时限一到即为超时" in about["无覆盖"]
+    assert "覆盖" not in about["达标率"]
 
 
 async def test_one_incident_with_its_timeline(world: World) -> None:

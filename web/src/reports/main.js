@@ -39,7 +39,12 @@ const SEGMENTS = [
   ['acceptance_to_arrival', 'rep.acc2arr'],
 ];
 const COUNTS = ['incidents', 'with_arrival', 'without_arrival', 'met', 'breached', 'cancelled', 'pending', 'uncovered'];
-const COLORS = { met: '#047857', breach: '#b91c1c', bar: '#1d4ed8', line: '#b91c1c' };
+const COLORS = { met: '#047857', breach: '#b91c1c', between: '#b45309', bar: '#1d4ed8', line: '#b91c1c' };
+// Said when a row's measurements were judged by different targets (changed within the period).
+const MIXED_TARGETS = {
+  zh: '期间调整过时限，每起警情按其当时的时限判定',
+  en: 'The target changed within the period; each incident is judged by the one it was reported under',
+};
 const DAY_MS = 86400000;
 const SHANGHAI_MS = 8 * 3600000;
 
@@ -360,9 +365,18 @@ function figureHead(first) {
   );
 }
 
+// The target the row was judged by (stored with each incident), or all of them when it changed.
+function targetCell(f) {
+  if (f.target_s !== null) return cell('target_s', f.target_s, String(f.target_s));
+  const td = cell('target_s', f.targets_s.join('/'), f.targets_s.join('/') + ' *');
+  td.title = MIXED_TARGETS[currentLang()] || MIXED_TARGETS.en;
+  td.dataset.mixed = 'true';
+  return td;
+}
+
 function figureCells(f) {
   return [
-    cell('target_s', f.target_s, String(f.target_s)),
+    targetCell(f),
     COUNTS.map((key) => cell(key, f[key], String(f[key]))),
     cell('share_within_target', f.share_within_target, share(f.share_within_target)),
     statCells('time_to_arrival', f.time_to_arrival),
@@ -477,7 +491,7 @@ function renderExclusions(report) {
   );
   const rows = report.exclusions.map((e) => {
     let reason = t('rep.reason.' + e.outcome);
-    if (e.reason.indexOf('no team of this tier') === 0) reason = t('rep.reason.uncovered') + '（' + reason + '）';
+    if (e.covered === false) reason = t('rep.reason.uncovered') + '（' + reason + '）';
     return h(
       'tr',
       { dataset: { incidentId: e.incident_id, tier: String(e.tier) } },
@@ -597,9 +611,31 @@ function histogramChart(histogram) {
     [t('rep.bin'), t('rep.count')],
     bins.filter((b) => b.count).map((b) => [b.from_s + '-' + b.to_s, String(b.count)]),
   );
-  // Bins are closed on the right, so the target falls on the border after bin (50, 60]: on a
-  // category axis, half a bin after that bin's index.
-  const at = histogram.target_s / histogram.bin_s - 0.5;
+  // Bins are closed on the right, so a target falls on the border after bin (50, 60]: on a
+  // category axis, half a bin after that bin's index. A line for each target the period's
+  // incidents were judged by (two when it changed within the period).
+  const targets = histogram.targets_s;
+  const lowest = Math.min(...targets);
+  const highest = Math.max(...targets);
+  const annotations = {};
+  targets.forEach((target, n) => {
+    const at = target / histogram.bin_s - 0.5;
+    annotations['target' + n] = {
+      type: 'line',
+      xMin: at,
+      xMax: at,
+      borderColor: COLORS.line,
+      borderWidth: 2,
+      borderDash: [6, 4],
+      label: {
+        display: true,
+        content: t('rep.target_line', { n: target }),
+        position: n % 2 ? 'end' : 'start',
+        backgroundColor: COLORS.line,
+      },
+    };
+  });
+  const color = (b) => (b.to_s <= lowest ? COLORS.met : b.to_s <= highest ? COLORS.between : COLORS.breach);
   const chart = new Chart($('#chart-histogram'), {
     type: 'bar',
     data: {
@@ -608,7 +644,7 @@ function histogramChart(histogram) {
         {
           label: t('rep.count'),
           data: bins.map((b) => b.count),
-          backgroundColor: bins.map((b) => (b.to_s <= histogram.target_s ? COLORS.met : COLORS.breach)),
+          backgroundColor: bins.map(color),
           barPercentage: 1,
           categoryPercentage: 0.95,
         },
@@ -621,24 +657,7 @@ function histogramChart(histogram) {
       },
       plugins: {
         legend: { display: false },
-        annotation: {
-          annotations: {
-            target: {
-              type: 'line',
-              xMin: at,
-              xMax: at,
-              borderColor: COLORS.line,
-              borderWidth: 2,
-              borderDash: [6, 4],
-              label: {
-                display: true,
-                content: t('rep.target_line', { n: histogram.target_s }),
-                position: 'start',
-                backgroundColor: COLORS.line,
-              },
-            },
-          },
-        },
+        annotation: { annotations },
       },
     }),
   });
