@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from openpyxl import Workbook
@@ -152,7 +152,12 @@ def _exclusion_rows(exclusions: Sequence[Exclusion]) -> list[list[Any]]:
 
 
 def local_text(value: datetime) -> str:
-    return value.astimezone(DISPLAY_TZ).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return value.astimezone(DISPLAY_TZ).strftime("%Y-%m-%d %H:%M:%S")
+    except OverflowError:
+        # A period bound at the very end of the calendar (to=9999-12-31T23:59:59Z) has no
+        # Beijing time: it is written in UTC, and says so.
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def period_text(report: ReportOut) -> str:

@@ -352,10 +352,15 @@ async def test_periods_off_the_calendar_and_unknown_ids_are_named(world: World) 
             )
             assert reply.status_code == 404, (url, name, reply.text)
             assert reply.json()["field"] == name
-    # The calendar's edges themselves are periods like any other.
-    edges = {"from": "0001-01-01T00:00:00+00:00", "to": "9999-12-31T00:00:00+08:00"}
-    reply = await world.http.get(url, params=edges, headers=operator.headers)
-    assert reply.status_code == 200, reply.text
+    # The calendar's edges themselves are periods like any other, in every format (the
+    # workbook's Beijing time of the last second of year 9999 UTC is past the calendar).
+    for edges in (
+        {"from": "0001-01-01T00:00:00+00:00", "to": "9999-12-31T00:00:00+08:00"},
+        {"from": "2026-01-01", "to": "9999-12-31T23:59:59Z"},
+    ):
+        for url, extra in urls:
+            reply = await world.http.get(url, params={**edges, **extra}, headers=operator.headers)
+            assert reply.status_code == 200, (url, edges, extra, reply.text)
 
 
 def csv_rows(reply: Any) -> tuple[list[str], list[list[str]]]:
