@@ -177,7 +177,7 @@ const zh = {
   'rep.none': '该区间内没有警情',
   'rep.method': '计算方法',
   'rep.method_text':
-    '百分位数采用最近秩法：n 个时间从小到大排列，第 p 百分位取第 ⌈p·n/100⌉ 个，必为实际发生过的时间；依 NFPA 1710 惯例，各环节（派警→送达、送达→接警、接警→到场）分别计算 P90。所有时间都由服务器记录的原始时间戳精确相减，从不对百分位数求平均。达标率 = 达标 ÷（达标 + 超时）；时限前结案且无人到场的记为取消，时限未到的记为计时中，二者不计入分母。无人到场的记录全部列入未到场清单。',
+    '百分位数采用最近秩法：n 个时间从小到大排列，第 p 百分位取第 ⌈p·n/100⌉ 个，必为实际发生过的时间；依 NFPA 1710 惯例，各环节（派警→送达、送达→接警、接警→到场）分别计算 P90。所有时间都由服务器记录的原始时间戳精确相减，从不对百分位数求平均。达标率 = 达标 ÷（达标 + 超时）；时限前结案且无人到场的记为取消，时限未到的记为计时中，二者不计入分母。每起警情按其报警时保存的时限判定。无覆盖指该梯队没有任何队伍接到派警，照常判定：时限到仍无人到场计为超时，时限前结案计为取消。无人到场的记录全部列入未到场清单。',
   'rep.unit.incident_tier': '统计单位：每起警情的每个梯队（以最先到场者计）',
   'rep.unit.dispatch': '统计单位：每支队伍的每次派警（以该队自己的到场计）',
   'rep.group': '分组',
@@ -400,7 +400,7 @@ const en = {
   'rep.none': 'No incidents in this period',
   'rep.method': 'Method',
   'rep.method_text':
-    'Percentiles are nearest-rank: of n times sorted ascending, the p-th percentile is the one at rank ⌈p·n/100⌉, always a time that actually occurred; as in NFPA 1710 practice the 90th percentile is given for each segment (alert → delivery, delivery → acceptance, acceptance → arrival) separately. Every time is an exact difference of the timestamps the server recorded; no percentile is ever averaged. Share within target = met ÷ (met + breached); a tier closed by its deadline with nobody on scene (cancelled) and one whose deadline is still ahead (pending) are not judged. Every measurement without an arrival is listed under exclusions.',
+    'Percentiles are nearest-rank: of n times sorted ascending, the p-th percentile is the one at rank ⌈p·n/100⌉, always a time that actually occurred; as in NFPA 1710 practice the 90th percentile is given for each segment (alert → delivery, delivery → acceptance, acceptance → arrival) separately. Every time is an exact difference of the timestamps the server recorded; no percentile is ever averaged. Share within target = met ÷ (met + breached); a tier closed by its deadline with nobody on scene (cancelled) and one whose deadline is still ahead (pending) are not judged. Each incident is judged by the target stored when it was reported. Uncovered means no team of the tier was alerted; such a tier is judged like any other: breached if nobody is on scene by its deadline, cancelled if closed before it. Every measurement without an arrival is listed under exclusions.',
   'rep.unit.incident_tier': 'Unit: each incident tier (its first arrival)',
   'rep.unit.dispatch': "Unit: each team's dispatch (the team's own arrival)",
   'rep.group': 'Group',
