@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, MetaData
+from sqlalchemy import Connection, MetaData, select
+from sqlalchemy.exc import IntegrityError
 
 from alerts.models import AlertsBase
-from dispatch.db import Base, create_engine
+from dispatch import migrate
+from dispatch.audit.models import AuditEntry
+from dispatch.auth.models import User
+from dispatch.db import Base, create_engine, table_of
+from dispatch.rosters.models import RosterMember
+from tests.conftest import fresh_database
 
 
 def _differences(connection: Connection) -> list[Any]:
@@ -29,3 +40,85 @@ async def test_the_newest_migration_is_the_schema_the_models_declare(database_ur
     finally:
         await engine.dispose()
     assert differences == [], "a model and the migrations disagree: add a migration"
+
+
+def _member(member_id: str, kind: str, group: str, phone: str, **extra: Any) -> dict[str, Any]:
+    at = extra.pop("at", datetime(2026, 3, 1, tzinfo=UTC))
+    return {
+        "id": member_id,
+        "kind": kind,
+        "group_name": group,
+        "team_id": None,
+        "name": f"队员{member_id}",
+        "phone": phone,
+        "id_number": None,
+        "role": "member",
+        "unit": None,
+        "site": None,
+        "user_id": None,
+        "created_at": at,
+        "updated_at": at,
+        **extra,
+    }
+
+
+async def test_a_phone_twice_on_a_team_is_kept_once_and_the_removal_is_on_the_trail(
+    backend: str, tmp_path: Path
+) -> None:
+    """0015: of each set the member linked to an account stays, else the one entered first."""
+    members = table_of(RosterMember)
+    earlier = datetime(2026, 2, 1, tzinfo=UTC)
+    async with fresh_database(backend, tmp_path) as url:
+        config = migrate.alembic_config(url)
+        await asyncio.to_thread(command.downgrade, config, "0014")
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    table_of(User).insert(),
+                    {
+                        "id": "u1",
+                        "name": "u1",
+                        "password_hash": "x",
+                        "role": "leader",
+                        "disabled": False,
+                        "created_at": earlier,
+                    },
+                )
+                await connection.execute(
+                    members.insert(),
+                    [
+                        _member("later", "area", "gX", "13900000001"),
+                        _member("first", "area", "gX", "13900000001", at=earlier),
+                        _member("entered", "area", "gX", "13900000002", at=earlier),
+                        _member("linked", "area", "gX", "13900000002", user_id="u1"),
+                        # Another team's roster, and another roster's team of the same name.
+                        _member("other-team", "area", "gY", "13900000001"),
+                        _member("other-roster", "watch", "gX", "13900000001"),
+                    ],
+                )
+            await asyncio.to_thread(command.upgrade, config, "head")
+
+            async with engine.connect() as connection:
+                left = await connection.scalars(select(members.c.id).order_by(members.c.id))
+                assert list(left) == ["first", "linked", "other-roster", "other-team"]
+                audit = table_of(AuditEntry)
+                trail = await connection.execute(
+                    select(audit.c.actor_name, audit.c.target_id, audit.c.data)
+                    .where(audit.c.action == "duplicate_member_removed")
+                    .order_by(audit.c.target_id)
+                )
+                removed = [
+                    (actor, target, data["kept"], data["name"]) for actor, target, data in trail
+                ]
+                assert removed == [
+                    ("migration 0015", "entered", "linked", "队员entered"),
+                    ("migration 0015", "later", "first", "队员later"),
+                ]
+            with pytest.raises(IntegrityError):
+                async with engine.begin() as connection:
+                    await connection.execute(
+                        members.insert(), _member("again", "area", "gX", "13900000001")
+                    )
+        finally:
+            await engine.dispose()

@@ -20,7 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from alerts import store as mailboxes
 from alerts.bulk import Read, any_of
 from dispatch.auth.models import RevokedToken, Role, User
-from dispatch.db import after_commit, announce, dialect_name, new_id, table_of
+from dispatch.db import (
+    after_commit,
+    announce,
+    dialect_name,
+    new_id,
+    row_values,
+    table_of,
+    upsert_insert,
+)
 from dispatch.errors import Conflict, InvalidInput, NotFound, Unauthorized
 
 if TYPE_CHECKING:
@@ -71,8 +79,11 @@ async def create_user(
         raise InvalidInput("team_id: a leader belongs to one team", field="team_id")
     if role != Role.LEADER and team_id is not None:
         raise InvalidInput("team_id: only leaders belong to a team", field="team_id")
+    taken = Conflict(f"name: a user named {name!r} exists already", field="name")
+    # Asked first so that a known name costs no hash; the insert below decides, since another
+    # request may take the name while the hash runs.
     if await session.scalar(select(User.id).where(User.name == name)) is not None:
-        raise Conflict(f"name: a user named {name!r} exists already", field="name")
+        raise taken
     user = User(
         id=new_id(),
         name=name,
@@ -80,12 +91,23 @@ async def create_user(
         role=role.value,
         team_id=team_id,
         disabled=False,
+        phone=None,
         created_at=now,
+        tokens_valid_after=None,
     )
-    session.add(user)
-    await session.flush()
+    if not await _insert_unless_named(session, user):
+        raise taken
     await mailboxes.open_mailbox(session, user.id)
     return user
+
+
+async def _insert_unless_named(session: AsyncSession, user: User) -> bool:
+    """Insert the user unless the name is taken, committed or not: race-free on both backends
+    (PostgreSQL waits for a transaction that holds the name and then skips the row)."""
+    insert = upsert_insert(dialect_name(session))
+    statement = insert(table_of(User)).on_conflict_do_nothing(index_elements=["name"])
+    result = await session.execute(statement, row_values(user))
+    return bool(getattr(result, "rowcount", 0))
 
 
 async def list_users(session: AsyncSession) -> list[User]:

@@ -15,6 +15,9 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.db import after_commit, announce
 from dispatch.rosters.duty import Rotation
 
 log = logging.getLogger(__name__)
@@ -81,3 +84,11 @@ class DutyBook:
             if generation == self._generation:
                 self._duties = duties
             return
+
+
+def duty_changed(session: AsyncSession, book: DutyBook | None) -> None:
+    """A schedule or a roster changes in ``session``'s transaction: once it commits, this
+    process reloads its ``book`` and the other processes theirs (``DUTY_CHANNEL``)."""
+    if book is not None:
+        after_commit(session, book.changed)
+    announce(session, DUTY_CHANNEL, "all")

@@ -15,6 +15,10 @@ from datetime import date, datetime, timedelta
 from dispatch.schemas import DISPLAY_TZ
 
 DAY_MINUTES = 24 * 60
+# The shifts that have a date: a night shift running early on the first local day began the day
+# before, and a moment past the last local day has no date at all.
+FIRST_DAY = date.min + timedelta(days=1)
+LAST_DAY = date.max
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,15 @@ class DutyState:
 
 def hhmm(minute: int) -> str:
     return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+def judgeable(at: datetime) -> bool:
+    """Whether the duty at ``at`` can be told: its local date is FIRST_DAY to LAST_DAY."""
+    try:
+        local = at.astimezone(DISPLAY_TZ)
+    except OverflowError:
+        return False
+    return local.date() >= FIRST_DAY
 
 
 def shift_date(rotation: Rotation, at: datetime) -> date | None:

@@ -52,7 +52,11 @@ KIND_TITLES = {
 
 class RosterMember(Base):
     __tablename__ = "roster_members"
-    __table_args__ = (Index("ix_roster_members_kind_group", "kind", "group_name"),)
+    # A phone number is on a team's roster once (the team being its roster and 队伍名称); the
+    # index also serves every lookup by roster and team, its leading columns.
+    __table_args__ = (
+        Index("uq_roster_members_kind_group_phone", "kind", "group_name", "phone", unique=True),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))

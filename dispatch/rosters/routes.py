@@ -9,6 +9,7 @@ from dispatch.audit import service as audit
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
 from dispatch.deps import AdminDep, RuntimeDep, SessionDep, require
+from dispatch.errors import ErrorOut
 from dispatch.rosters import service
 from dispatch.rosters.files import download, file_facts, read_capped
 from dispatch.rosters.models import KIND_TITLES, RosterKind
@@ -43,10 +44,17 @@ _UPLOAD: dict[str, Any] = {
         },
     }
 }
+# Each replaces the router's answer of its status (ERROR_RESPONSES), so it names the body too.
 _REFUSALS: dict[int | str, dict[str, Any]] = {
-    413: {"description": "larger than DISPATCH_MAX_UPLOAD_BYTES"},
-    415: {"description": "neither .xlsx nor CSV (an old .xls is named as such)"},
-    422: {"description": "bad rows: each listed with its row number and reason; nothing written"},
+    413: {"model": ErrorOut, "description": "larger than DISPATCH_MAX_UPLOAD_BYTES"},
+    415: {
+        "model": ErrorOut,
+        "description": "neither .xlsx nor CSV (an old .xls is named as such)",
+    },
+    422: {
+        "model": ErrorOut,
+        "description": "bad rows: each listed with its row number and reason; nothing written",
+    },
 }
 _FILE: dict[int | str, dict[str, Any]] = {
     200: {

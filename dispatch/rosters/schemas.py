@@ -4,20 +4,58 @@ import re
 from datetime import date
 
 from pydantic import Field, field_validator
+from pydantic.config import JsonDict
 
 from dispatch.rosters.models import MemberRole, RosterKind
 from dispatch.schemas import LocalTime, Schema, WholeNumber
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
+# What the service accepts, written into the schema for clients (and the fuzzer); the service
+# checks the values itself (rosters.service: normalize_phone, normalize_id_number, and the
+# validators below), so the messages and the fields they name stay those of the file import.
+# A phone: a mobile number (1, then 3-9, then 9 digits) or a landline (0 and 9-11 digits),
+# optionally after +86, with spaces, hyphens and brackets anywhere.
+_SEP = "[ ()（）-]*"
+PHONE_PATTERN = (
+    f"^{_SEP}(\\+{_SEP}8{_SEP}6{_SEP})?"
+    f"(1{_SEP}[3-9](?:{_SEP}[0-9]){{9}}|0(?:{_SEP}[0-9]){{9,11}}){_SEP}$"
+)
+# An 18-character resident ID (the last a digit or X, GB 11643's check digit), or blank.
+ID_NUMBER_PATTERN = "^ *([0-9]{17}[0-9Xx])? *$"
+HHMM_PATTERN = "^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+def _id_number(schema: JsonDict) -> None:
+    # The pattern belongs to the string of "string or null".
+    options = schema.get("anyOf")
+    for option in options if isinstance(options, list) else []:
+        if isinstance(option, dict) and option.get("type") == "string":
+            option["pattern"] = ID_NUMBER_PATTERN
+
+
+def _unit_numbers(schema: JsonDict) -> None:
+    schema["uniqueItems"] = True
+    items = schema.get("items")
+    if isinstance(items, dict):
+        items.update(minimum=1, maximum=99)
+
 
 class MemberCreate(Schema):
     kind: RosterKind
     group_name: str = Field(min_length=1, max_length=128, description="队伍名称")
     name: str = Field(min_length=1, max_length=64)
-    phone: str = Field(min_length=5, max_length=32)
+    phone: str = Field(
+        min_length=5,
+        max_length=32,
+        description="mobile (11 digits, 1[3-9]...) or landline (0 and 9-11 digits) number",
+        json_schema_extra={"pattern": PHONE_PATTERN},
+    )
     id_number: str | None = Field(
-        default=None, max_length=32, description="18-character resident ID, optional"
+        default=None,
+        max_length=32,
+        description="18-character resident ID with its check digit, optional",
+        json_schema_extra=_id_number,
     )
     role: MemberRole
     unit: WholeNumber | None = Field(default=None, ge=1, le=99)
@@ -76,11 +114,14 @@ class TeamStrengthOut(Schema):
 
 class DutyIn(Schema):
     start: str = Field(
-        max_length=5, description="local start of the duty hours, HH:MM (Asia/Shanghai)"
+        max_length=5,
+        description="local start of the duty hours, HH:MM (Asia/Shanghai)",
+        json_schema_extra={"pattern": HHMM_PATTERN},
     )
     end: str = Field(
         max_length=5,
         description="local end, HH:MM; earlier than start crosses midnight; equal is all day",
+        json_schema_extra={"pattern": HHMM_PATTERN},
     )
     rotation_weeks: WholeNumber = Field(
         default=1, ge=1, le=2, description="each unit serves 1 or 2 weeks"
@@ -89,7 +130,9 @@ class DutyIn(Schema):
     units: list[WholeNumber] = Field(
         default_factory=list,
         max_length=50,
-        description="unit numbers in the order they take turns; empty = the whole team serves",
+        description="unit numbers (1-99, each once) in the order they take turns; empty = the "
+        "whole team serves",
+        json_schema_extra=_unit_numbers,
     )
 
     @field_validator("start", "end")

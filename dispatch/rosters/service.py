@@ -11,15 +11,17 @@ from datetime import datetime
 
 from openpyxl import Workbook
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
 
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role, User
-from dispatch.db import after_commit, announce, new_id
+from dispatch.db import dialect_name, new_id, row_values, table_of, upsert_insert
 from dispatch.errors import Conflict, Forbidden, InvalidInput, NotFound
 from dispatch.incidents.schemas import SkippedTeamOut
 from dispatch.rosters import duty
-from dispatch.rosters.book import DUTY_CHANNEL, Duties, DutyBook, TeamDuty
+from dispatch.rosters.book import Duties, DutyBook, TeamDuty, duty_changed
 from dispatch.rosters.files import (
     CSV_TYPE,
     XLSX_TYPE,
@@ -61,6 +63,7 @@ MAX_PROBLEMS = 200
 
 # ---------------------------------------------------------------- validating one member
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _MOBILE = re.compile(r"^1[3-9]\d{9}$")
 _LANDLINE = re.compile(r"^0\d{9,11}$")
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -95,6 +98,16 @@ class RowError(ValueError):
         super().__init__(message)
         self.field = field
         self.message = message
+
+
+def refuse_control_characters(field: str, label: str, value: str) -> None:
+    """Names are shown, exported and printed: a control character in one is a copying mistake
+    or an attempt to garble what others see."""
+    found = _CONTROL.search(value)
+    if found is not None:
+        raise RowError(
+            field, f"the {label} contains a control character (U+{ord(found.group()):04X})"
+        )
 
 
 def normalize_phone(value: str) -> str:
@@ -226,10 +239,12 @@ def _check_member(
     group_name = values.get("group_name", "").strip()
     if not group_name or len(group_name) > 128:
         raise RowError("group_name", "the team (队伍名称) is required, at most 128 characters")
+    refuse_control_characters("group_name", "team (队伍名称)", group_name)
     team_id = names.team_id(group_name) if kind == RosterKind.EMERGENCY else None
     name = values.get("name", "").strip()
     if not name or len(name) > 64:
         raise RowError("name", "the name (姓名) is required, at most 64 characters")
+    refuse_control_characters("name", "name (姓名)", name)
     if not values.get("phone", "").strip():
         raise RowError("phone", "the phone number (联系电话) is required")
     phone = normalize_phone(values["phone"])
@@ -241,6 +256,8 @@ def _check_member(
     site = values.get("site", "").strip() or None
     if site is not None and len(site) > 128:
         raise RowError("site", "the site (所在单位) is at most 128 characters")
+    if site is not None:
+        refuse_control_characters("site", "site (所在单位)", site)
     return _Row(line, kind, group_name, team_id, name, phone, id_number, role, unit, site)
 
 
@@ -266,6 +283,9 @@ async def list_members(
         if team_id is not None and team_id != viewer.team_id:
             raise Forbidden("a leader sees only his own team's roster")
         team_id = viewer.team_id
+    elif team_id is not None and not await teams.teams_by_id(session, [team_id]):
+        # As the reports answer: an unknown team is not a team without members.
+        raise NotFound(f"team {team_id!r} does not exist", field="team_id")
     query = select(RosterMember).order_by(
         RosterMember.kind, RosterMember.group_name, RosterMember.unit, RosterMember.name
     )
@@ -295,22 +315,36 @@ async def create_member(
         row = _check_member(data.kind, 0, values, names)
     except RowError as error:
         raise InvalidInput(f"{error.field}: {error.message}", field=error.field) from None
-    clash = await session.scalar(
-        select(RosterMember.id).where(
-            RosterMember.kind == row.kind.value,
-            RosterMember.group_name == row.group_name,
-            RosterMember.phone == row.phone,
-        )
-    )
-    if clash is not None:
+    member = _new_member(row, now)
+    if not await _insert_unless_phone_taken(session, member):
         raise Conflict(
             "phone: this team's roster already has a member with that phone", field="phone"
         )
-    member = _new_member(row, now)
-    session.add(member)
-    await session.flush()
     _duty_changed(session, book)
     return member
+
+
+# The unique index that keeps a phone number once per team (RosterMember.__table_args__).
+PHONE_INDEX = "uq_roster_members_kind_group_phone"
+
+
+async def _insert_unless_phone_taken(session: AsyncSession, member: RosterMember) -> bool:
+    """Insert the member unless the team's roster has the phone, committed or not: race-free
+    on both backends (PostgreSQL waits for a transaction that holds it and then skips)."""
+    insert = upsert_insert(dialect_name(session))
+    statement = insert(table_of(RosterMember)).on_conflict_do_nothing(
+        index_elements=["kind", "group_name", "phone"]
+    )
+    result = await session.execute(statement, row_values(member))
+    return bool(getattr(result, "rowcount", 0))
+
+
+def _violates(error: IntegrityError, index: str, *columns: str) -> bool:
+    """Whether ``error`` is a unique ``index`` of roster_members refusing a row: PostgreSQL names
+    the index, SQLite the columns."""
+    text = str(error.orig)
+    named = ", ".join(f"roster_members.{c}" for c in columns)
+    return f'"{index}"' in text or text.endswith(f"UNIQUE constraint failed: {named}")
 
 
 def _new_member(row: _Row, now: datetime) -> RosterMember:
@@ -358,11 +392,21 @@ async def link_account(
             )
         )
         if taken is not None:
-            raise Conflict("user_id: this account is linked to another member", field="user_id")
+            raise _account_taken()
     member.user_id = user_id
     member.updated_at = now
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError as error:
+        # Linked to another member by a request that committed after the check above.
+        if _violates(error, "uq_roster_members_user_id", "user_id"):
+            raise _account_taken() from None
+        raise
     return member
+
+
+def _account_taken() -> Conflict:
+    return Conflict("user_id: this account is linked to another member", field="user_id")
 
 
 # ---------------------------------------------------------------- import and export
@@ -503,33 +547,58 @@ async def import_roster(
     by_id_number = {(m.group_name, m.id_number): m for m in existing if m.id_number}
     by_name_phone = {(m.group_name, m.name, m.phone): m for m in existing}
     kept: set[str] = set()
-    created = updated = 0
+    new: list[RosterMember] = []
+    # Members whose phone changes (found by ID number), and the phone each gets.
+    moved: list[tuple[RosterMember, str]] = []
     for row in rows:
         match = (row.id_number and by_id_number.get((row.group_name, row.id_number))) or (
             by_name_phone.get((row.group_name, row.name, row.phone))
         )
         if match is None or match.id in kept:
-            session.add(_new_member(row, now))
-            created += 1
+            new.append(_new_member(row, now))
             continue
         kept.add(match.id)
-        match.team_id, match.name, match.phone = row.team_id, row.name, row.phone
+        if match.phone != row.phone:
+            # A team's phones are unique at every statement, and two members may swap theirs:
+            # each gives its old one up (for its id, which is no phone) before any takes one.
+            moved.append((match, row.phone))
+            match.phone = match.id
+        match.team_id, match.name = row.team_id, row.name
         match.id_number, match.role, match.unit = row.id_number, row.role.value, row.unit
         match.site, match.updated_at = row.site, now
-        updated += 1
     removed = [m.id for m in existing if m.id not in kept]
-    if removed:
-        await session.execute(delete(RosterMember).where(RosterMember.id.in_(removed)))
-    await session.flush()
+    try:
+        if removed:
+            await session.execute(delete(RosterMember).where(RosterMember.id.in_(removed)))
+        await session.flush()
+        for member, phone in moved:
+            member.phone = phone
+        session.add_all(new)
+        await session.flush()
+    except IntegrityError as error:
+        if _violates(error, PHONE_INDEX, "kind", "group_name", "phone"):
+            raise _roster_changed(groups) from None
+        raise
+    except StaleDataError:
+        # A member of these teams was removed by another change since the file was read.
+        raise _roster_changed(groups) from None
     _duty_changed(session, book)
     return ImportOut(
         kind=kind,
         format=table.format,
         rows=len(rows),
         groups=groups,
-        created=created,
-        updated=updated,
+        created=len(new),
+        updated=len(kept),
         removed=len(removed),
+    )
+
+
+def _roster_changed(groups: Sequence[str]) -> Conflict:
+    return Conflict(
+        f"the roster of {'、'.join(groups)} changed while the file was imported; nothing of the "
+        "file was written: import it again",
+        field="body",
     )
 
 
@@ -661,9 +730,12 @@ async def _unit_sizes(session: AsyncSession, team_ids: Sequence[str]) -> dict[st
 
 
 async def get_schedule(session: AsyncSession, team_id: str) -> DutySchedule:
+    await teams.get_team(session, team_id)
     schedule = await session.get(DutySchedule, team_id)
     if schedule is None:
-        raise NotFound(f"team {team_id!r} has no duty schedule: it serves round the clock")
+        raise NotFound(
+            f"team {team_id!r} has no duty schedule: it serves round the clock", field="team_id"
+        )
     return schedule
 
 
@@ -674,20 +746,33 @@ async def set_schedule(
     now: datetime,
     book: DutyBook | None = None,
 ) -> DutySchedule:
-    team = await teams.get_team(session, team_id)
+    # Locked against a change of kind: a team that stops being mobile loses its schedule
+    # (teams.update_team), and one set meanwhile would outlive the change.
+    team = await teams.get_team(session, team_id, for_update=True)
     if team.kind != TeamKind.MOBILE.value:
         raise InvalidInput(
             "team_id: duty hours and rotation are for mobile teams; fixed posts serve always",
             field="team_id",
         )
-    schedule = await session.get(DutySchedule, team_id)
-    if schedule is None:
-        schedule = DutySchedule(team_id=team_id)
-        session.add(schedule)
-    schedule.start_minute, schedule.end_minute = _minutes(data.start), _minutes(data.end)
-    schedule.rotation_weeks, schedule.rotation_start = data.rotation_weeks, data.rotation_start
-    schedule.units, schedule.updated_at = list(data.units), now
-    await session.flush()
+    schedule = DutySchedule(
+        team_id=team_id,
+        start_minute=_minutes(data.start),
+        end_minute=_minutes(data.end),
+        rotation_weeks=data.rotation_weeks,
+        rotation_start=data.rotation_start,
+        units=list(data.units),
+        updated_at=now,
+    )
+    # One statement, so that requests at once each write theirs, the last one winning.
+    values = row_values(schedule)
+    insert = upsert_insert(dialect_name(session))
+    statement = insert(table_of(DutySchedule)).values(values)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["team_id"],
+            set_={k: statement.excluded[k] for k in values if k != "team_id"},
+        )
+    )
     _duty_changed(session, book)
     return schedule
 
@@ -701,6 +786,12 @@ async def delete_schedule(
 
 
 async def duty_out(session: AsyncSession, schedule: DutySchedule, at: datetime) -> DutyOut:
+    if not duty.judgeable(at):
+        raise InvalidInput(
+            f"at: a shift is dated from {duty.FIRST_DAY} to {duty.LAST_DAY} in local time "
+            "(Asia/Shanghai); this moment is outside",
+            field="at",
+        )
     sizes = await _unit_sizes(session, [schedule.team_id])
     state = duty.duty_state(_rotation(schedule), sizes[schedule.team_id], at)
     return DutyOut(
@@ -732,9 +823,7 @@ async def load_duties(session: AsyncSession, team_ids: Sequence[str] | None = No
 
 def _duty_changed(session: AsyncSession, book: DutyBook | None) -> None:
     """This process reloads its book once the change commits; the others reload theirs."""
-    if book is not None:
-        after_commit(session, book.changed)
-    announce(session, DUTY_CHANNEL, "all")
+    duty_changed(session, book)
 
 
 async def split_on_duty(

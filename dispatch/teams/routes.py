@@ -81,19 +81,24 @@ async def get_team(team_id: str, session: SessionDep) -> TeamOut:
 async def update_team(
     team_id: str, patch: TeamPatch, runtime: RuntimeDep, session: SessionDep, _: AdminDep
 ) -> TeamOut:
-    team = await service.update_team(
+    """A team that stops being mobile loses its duty schedule: it serves round the clock."""
+    team, schedule_removed = await service.update_team(
         session,
         team_id,
         patch,
         coverage=runtime.coverage,
         now=runtime.clock.now(),
         max_vertices=runtime.settings.max_zone_vertices,
+        duty=runtime.duty,
     )
     changes = patch.model_dump(mode="json", exclude_unset=True)
     if changes.get("zone") is not None:
         # A zone can hold thousands of vertices: the trail says it was replaced.
         changes["zone"] = "replaced"
-    audit.note(session, changes=changes)
+    if schedule_removed:
+        audit.note(session, changes=changes, duty_schedule="removed")
+    else:
+        audit.note(session, changes=changes)
     return team_out(team)
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.db import after_commit, announce, new_id
 from dispatch.errors import InvalidInput, NotFound
+from dispatch.rosters.book import DutyBook, duty_changed
+from dispatch.rosters.models import DutySchedule
 from dispatch.schemas import LocationIn
 from dispatch.teams.coverage import Coverage, CoveredBy
 from dispatch.teams.models import DEFAULT_RADIUS_M, Team, TeamKind
@@ -51,8 +53,13 @@ async def update_team(
     coverage: Coverage,
     now: datetime,
     max_vertices: int,
-) -> Team:
+    duty: DutyBook | None = None,
+) -> tuple[Team, bool]:
+    """The team as changed, and whether its duty schedule was removed: duty hours are a mobile
+    team's, so a team that stops being mobile serves round the clock (a fixed post always
+    does), and becoming mobile again it starts without a schedule."""
     team = await get_team(session, team_id, for_update=True)
+    was_mobile = team.kind == TeamKind.MOBILE.value
     fields = patch.model_fields_set
     if "name" in fields and patch.name is not None:
         team.name = patch.name
@@ -69,7 +76,17 @@ async def update_team(
     team.updated_at = now
     await session.flush()
     _changed(session, coverage, team)
-    return team
+    removed = was_mobile and team.kind != TeamKind.MOBILE.value
+    return team, removed and await _remove_schedule(session, team.id, duty)
+
+
+async def _remove_schedule(session: AsyncSession, team_id: str, duty: DutyBook | None) -> bool:
+    """Remove the team's duty schedule, if it has one; the duty book hears of it."""
+    result = await session.execute(delete(DutySchedule).where(DutySchedule.team_id == team_id))
+    if not getattr(result, "rowcount", 0):
+        return False
+    duty_changed(session, duty)
+    return True
 
 
 async def retire_team(

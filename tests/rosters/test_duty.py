@@ -338,3 +338,43 @@ async def test_a_load_overtaken_by_a_newer_change_is_not_installed_and_close_sto
     await asyncio.sleep(0)
     await book.close()
     assert book.current() is None, "a stopped load installs nothing; reports read the tables"
+
+
+async def test_the_duty_of_a_team_that_does_not_exist_is_not_found_naming_the_team(
+    world: World,
+) -> None:
+    admin = await world.admin()
+    for method in ("GET", "DELETE"):
+        reply = await world.http.request(
+            method, "/api/v1/rosters/duty/none-such", headers=admin.headers
+        )
+        assert reply.status_code == 404, (method, reply.text)
+        assert reply.json()["field"] == "team_id"
+        assert reply.json()["detail"] == "team 'none-such' does not exist"
+    mobile = await world.team("mobile")
+    reply = await world.http.get(f"/api/v1/rosters/duty/{mobile['id']}", headers=admin.headers)
+    assert reply.status_code == 404 and reply.json()["field"] == "team_id"
+    assert "has no duty schedule: it serves round the clock" in reply.json()["detail"]
+
+
+async def test_a_moment_whose_shift_has_no_date_is_refused_naming_at(world: World) -> None:
+    mobile = await world.team("mobile")
+    night = {"start": "20:00", "end": "09:00", "rotation_start": "2026-01-05", "units": []}
+    assert (await put_duty(world, mobile, **night)).status_code == 200
+    operator = await world.operator()
+
+    async def duty_at(at: str) -> Any:
+        return await world.http.get(
+            f"/api/v1/rosters/duty/{mobile['id']}", params={"at": at}, headers=operator.headers
+        )
+
+    # 10000-01-01 04:00 in Shanghai; and 0001-01-01 08:05 (local mean time), in a night shift
+    # that began the day before the first day.
+    for at in ("9999-12-31T20:00:00Z", "0001-01-01T00:00:00Z"):
+        reply = await duty_at(at)
+        assert reply.status_code == 422, (at, reply.text)
+        assert reply.json()["field"] == "at" and "Asia/Shanghai" in reply.json()["detail"]
+    last = await duty_at("9999-12-31T15:59:59Z")  # 23:59:59 on the last day
+    assert last.status_code == 200 and last.json()["on_duty"] is True
+    first = await duty_at("0001-01-01T16:00:00Z")  # just after midnight on the second day
+    assert first.status_code == 200 and first.json()["on_duty"] is True

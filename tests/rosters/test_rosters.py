@@ -360,3 +360,54 @@ async def test_names_that_look_like_formulas_are_exported_as_text(world: World) 
     assert names == {"'" + formula, "'@SUM(1)"}
     assert "'-cmd|' /C calc'!A0" in {r[7] for r in rows_out[1:]}
     assert "13800138000" in {r[5] for r in rows_out[1:]}, "numbers stay as they are"
+
+
+async def test_a_team_that_does_not_exist_is_not_found_in_lists_and_exports(
+    world: World,
+) -> None:
+    admin = await world.admin()
+    for path, params in (
+        ("/api/v1/rosters/members", {"team_id": "none-such"}),
+        ("/api/v1/rosters/export", {"kind": "emergency", "team_id": "none-such"}),
+    ):
+        reply = await world.http.get(path, params=params, headers=admin.headers)
+        assert reply.status_code == 404, (path, reply.text)
+        assert reply.json()["field"] == "team_id"
+        assert reply.json()["detail"] == "team 'none-such' does not exist"
+    team = await world.team("fixed_post")
+    reply = await world.http.get(
+        "/api/v1/rosters/members", params={"team_id": team["id"]}, headers=admin.headers
+    )
+    assert reply.status_code == 200 and reply.json() == [], "a team without members is listed"
+
+
+async def test_names_with_control_characters_are_refused_naming_the_field(world: World) -> None:
+    team = await world.team("fixed_post", name="银湖驻点应急联防队")
+    admin = await world.admin()
+    good = {
+        "kind": "emergency",
+        "group_name": team["name"],
+        "name": "黄队长",
+        "phone": "13800001111",
+        "role": "leader",
+    }
+    for field, value in (("name", "黄\x01队长"), ("site", "银湖\x1b[2J"), ("group_name", "g\x7f")):
+        reply = await world.http.post(
+            "/api/v1/rosters/members", json={**good, field: value}, headers=admin.headers
+        )
+        assert reply.status_code == 422, (field, reply.text)
+        assert reply.json()["field"] == field and "control character" in reply.json()["detail"]
+
+    rows = [
+        member(1, team["name"], 1, "黄队长", "队长", "13800001111"),
+        member(2, team["name"], 1, "李\x01四", "队员", "13800001112"),
+        member(3, team["name"], 1, "王五", "队员", "13800001113", site="银湖\t公司"),
+    ]
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([HEADER, *rows])
+    reply = await upload(world, buffer.getvalue().encode())
+    assert reply.status_code == 422, reply.text
+    problems = [(p["row"], p["field"]) for p in reply.json()["problems"]]
+    assert problems == [(3, "name"), (4, "site")]
+    assert "U+0001" in reply.json()["problems"][0]["message"]
+    assert (await world.http.get("/api/v1/rosters/members", headers=admin.headers)).json() == []

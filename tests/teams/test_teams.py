@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from pyproj import Geod
@@ -155,6 +156,52 @@ async def test_only_admins_manage_teams(world: World) -> None:
         "/api/v1/teams/nope", json={}, headers=(await world.admin()).headers
     )
     assert reply.status_code == 404
+
+
+async def test_a_team_that_stops_being_mobile_loses_its_duty_hours_and_serves_always(
+    world: World,
+) -> None:
+    team = await world.team("mobile")
+    admin = await world.admin()
+    duty = f"/api/v1/rosters/duty/{team['id']}"
+    # All day, unit 1 on turn, and nobody of unit 1 on the roster: a mobile team that never
+    # serves.
+    schedule = {"start": "00:00", "end": "00:00", "rotation_start": "2026-01-05", "units": [1]}
+    assert (await world.http.put(duty, json=schedule, headers=admin.headers)).status_code == 200
+    renamed = await world.http.patch(
+        f"/api/v1/teams/{team['id']}", json={"name": "改名的机动队"}, headers=admin.headers
+    )
+    assert renamed.status_code == 200
+    assert (await world.http.get(duty, headers=admin.headers)).status_code == 200, "still mobile"
+
+    reply = await world.http.patch(
+        f"/api/v1/teams/{team['id']}", json={"kind": "fixed_post"}, headers=admin.headers
+    )
+
+    assert reply.status_code == 200 and reply.json()["kind"] == "fixed_post"
+    gone = await world.http.get(duty, headers=admin.headers)
+    assert gone.status_code == 404 and "has no duty schedule" in gone.json()["detail"]
+    incident = await world.report(await world.operator())
+    assert [d["team_id"] for d in incident["dispatches"]] == [team["id"]]
+    assert incident["skipped"] == [] and incident["chain"][0]["covered"] is True
+    for _ in range(200):
+        book = world.runtime.duty.current()
+        if book is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert book is not None and team["id"] not in book, "the duty book heard of it"
+    trail = await world.http.get(
+        "/api/v1/audit", params={"action": "update_team"}, headers=admin.headers
+    )
+    assert trail.json()["items"][0]["data"]["changes"] == {"kind": "fixed_post"}
+    assert trail.json()["items"][0]["data"]["duty_schedule"] == "removed"
+
+    # Mobile again, it starts without duty hours: it serves round the clock until given some.
+    reply = await world.http.patch(
+        f"/api/v1/teams/{team['id']}", json={"kind": "mobile"}, headers=admin.headers
+    )
+    assert reply.status_code == 200
+    assert (await world.http.get(duty, headers=admin.headers)).status_code == 404
 
 
 async def covering(
