@@ -12,6 +12,7 @@ from functools import partial
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from alerts.acks import AckRecorder
@@ -26,7 +27,7 @@ from dispatch.clock import Clock, SystemClock
 from dispatch.config import Settings
 from dispatch.db import create_engine, create_sessionmaker
 from dispatch.deps import RuntimeDep
-from dispatch.errors import install_error_handlers
+from dispatch.errors import MIDDLEWARE_RESPONSES, install_error_handlers
 from dispatch.incidents.routes import dispatches_router, incidents_router
 from dispatch.incidents.tasks import ChainDeadlines, job_handlers, purge_old_messages
 from dispatch.jobs.tasks import JobQueue, Timer
@@ -177,13 +178,28 @@ async def start_runtime(settings: Settings, clock: Clock) -> Runtime:
     )
 
 
+class Readiness(BaseModel):
+    status: str = Field(description="ready, or what is missing")
+    fanout: str | None = Field(default=None, description="when ready: connected, or off (SQLite)")
+    detail: str | None = Field(default=None, description="when the database did not answer")
+
+
 def _add_health(app: FastAPI) -> None:
-    @app.get("/healthz", tags=["health"])
+    # Outside api_router: the body-size and NUL checks' answers are declared here.
+    @app.get("/healthz", tags=["health"], responses=MIDDLEWARE_RESPONSES)
     async def healthz() -> dict[str, str]:
         """The process is alive."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready"}})
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        responses={
+            **MIDDLEWARE_RESPONSES,
+            200: {"model": Readiness, "description": "ready"},
+            503: {"model": Readiness, "description": "not ready: status (and detail) say why"},
+        },
+    )
     async def readyz(runtime: RuntimeDep) -> JSONResponse:
         """The database answers, its schema is at the newest migration, and (on PostgreSQL)
         the fan-out listener that brings other processes' messages is connected."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
@@ -96,24 +97,64 @@ class ErrorOut(BaseModel):
     retry_after_s: int | None = Field(default=None, description="with 429, 503: when to try again")
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"model": ErrorOut, "description": description}
+def header(description: str, *, required: bool = True, kind: str = "string") -> dict[str, Any]:
+    """A response header as the OpenAPI schema declares it."""
+    return {"description": description, "required": required, "schema": {"type": kind}}
+
+
+RETRY_AFTER = {"Retry-After": header("seconds to wait before trying again", kind="integer")}
+WWW_AUTHENTICATE = {"WWW-Authenticate": header("Bearer: the scheme a token is sent with")}
+
+
+def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    declared: dict[str, Any] = {"model": ErrorOut, "description": description}
+    if headers:
+        declared["headers"] = headers
+    return declared
+
+
+def error_response(status: int, description: str) -> dict[str, Any]:
+    """One of ERROR_RESPONSES with its own description: a route's ``responses`` replace the
+    router's entry for a status whole, model and headers included."""
+    return {**ERROR_RESPONSES[status], "description": description}
 
 
 # Declared on every API router, so the schema names every error a route can answer with.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _error("the body could not be parsed (not JSON, or a broken form)"),
-    401: _error("no token, or a bad, expired or revoked one, or a disabled user"),
+    401: _error("no token, or a bad, expired or revoked one, or a disabled user", WWW_AUTHENTICATE),
     403: _error("the caller's role or team may not do this"),
     404: _error("a named record does not exist"),
     409: _error("the request conflicts with the record's state"),
     413: _error("the request body is larger than allowed"),
     422: _error("invalid input: the field and the reason are named"),
-    503: _error("no database connection came free in time (nothing was written): try again"),
+    503: _error(
+        "no database connection came free in time (nothing was written): try again",
+        RETRY_AFTER,
+    ),
 }
 RATE_LIMITED: dict[int | str, dict[str, Any]] = {
-    429: _error("too many attempts: wait for Retry-After seconds")
+    429: _error("too many attempts: wait for Retry-After seconds", RETRY_AFTER)
 }
+# What the body-size and NUL checks (dispatch.security.middleware) answer on every HTTP route,
+# for the routes made without api_router (health, metrics, pages) to declare.
+MIDDLEWARE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: _error("the request body is larger than allowed"),
+    422: _error("a NUL character in the path or the query (the field is named)"),
+}
+
+# FastAPI's answer when reading a body fails other than as a JSON syntax error (a number of
+# more digits than Python converts, nesting past the interpreter's depth, a broken form).
+_FASTAPI_UNPARSED = "There was an error parsing the body"
+
+
+def unparsable(error: BaseException) -> str:
+    """Why a body could not be read, in words for whoever sent it."""
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    if isinstance(error, ValueError) and "integer string conversion" in str(error):
+        return f"a number has more than {sys.get_int_max_str_digits()} digits"
+    return str(error)
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
@@ -143,6 +184,18 @@ def _unparsed_body(exc: RequestValidationError) -> dict[str, Any] | None:
     return None
 
 
+def _unreadable_body(request: Request, cause: BaseException | None) -> dict[str, Any]:
+    """A body FastAPI could not read other than for a JSON syntax error (those are
+    ``_unparsed_body``'s), named the same way: 400, ``field`` body, and why."""
+    form = request.headers.get("content-type", "").lower().startswith(_FORMS)
+    reason = f" ({unparsable(cause)})" if cause is not None else ""
+    detail = f"body: not a valid form{reason}" if form else f"body: not valid JSON{reason}"
+    return {"error": "bad_request", "detail": detail, "field": "body"}
+
+
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def domain_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DomainError)
@@ -155,8 +208,10 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(unparsed, status_code=400)
         return JSONResponse(_validation_body(exc), status_code=422)
 
-    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and exc.detail == _FASTAPI_UNPARSED:
+            return JSONResponse(_unreadable_body(request, exc.__cause__), status_code=400)
         code = {
             400: "bad_request",
             401: "unauthorized",
@@ -166,7 +221,10 @@ def install_error_handlers(app: FastAPI) -> None:
             413: "too_large",
         }
         body = {"error": code.get(exc.status_code, "http_error"), "detail": str(exc.detail)}
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 401:
+            headers.setdefault("WWW-Authenticate", "Bearer")
+        return JSONResponse(body, status_code=exc.status_code, headers=headers or None)
 
     async def pool_timeout(_: Request, exc: Exception) -> JSONResponse:
         # Raised while waiting for a connection, before the request's first statement.

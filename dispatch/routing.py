@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends
 
 from dispatch.audit.trail import audit_trail
-from dispatch.errors import ERROR_RESPONSES
+from dispatch.errors import ERROR_RESPONSES, header
 
 
 def api_router(prefix: str = "", *, tags: list[str]) -> APIRouter:
@@ -18,3 +20,19 @@ def api_router(prefix: str = "", *, tags: list[str]) -> APIRouter:
         # scope="function": the row is written before the unit of work commits.
         dependencies=[Depends(audit_trail, scope="function")],
     )
+
+
+def file_answer(description: str, *media_types: str) -> dict[int | str, dict[str, Any]]:
+    """``responses`` for a route whose 200 is a file to save (an export): its media types and
+    the Content-Disposition header that names the file."""
+    return {
+        200: {
+            "description": description,
+            "content": {media_type: {} for media_type in media_types},
+            "headers": {
+                "Content-Disposition": header(
+                    "attachment, with the file's name (filename*, UTF-8, for names in Chinese)"
+                )
+            },
+        }
+    }

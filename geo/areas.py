@@ -19,7 +19,7 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.polygon import orient
 
-from geo.crs import check_lon_lat
+from geo.crs import check_lon_lat, finite_float
 from geo.geodesy import wgs84_geod
 
 DEFAULT_TOLERANCE_M = 0.01
@@ -29,14 +29,16 @@ MAX_SEGMENTS = 20_000
 
 def circle_segments(radius_m: float, tolerance_m: float = DEFAULT_TOLERANCE_M) -> int:
     """Vertices needed so the inscribed polygon stays within tolerance_m of the circle."""
-    if not (math.isfinite(radius_m) and radius_m > 0):
+    radius = finite_float(radius_m)
+    if radius is None or radius <= 0:
         raise ValueError("radius_m must be a positive finite number")
-    if not (math.isfinite(tolerance_m) and tolerance_m > 0):
+    tolerance = finite_float(tolerance_m)
+    if tolerance is None or tolerance <= 0:
         raise ValueError("tolerance_m must be a positive finite number")
-    if tolerance_m >= radius_m:
+    if tolerance >= radius:
         return MIN_SEGMENTS
     # sagitta = r (1 - cos(pi / n)) <= tolerance  <=>  n >= pi / acos(1 - tolerance / r)
-    needed = math.ceil(math.pi / math.acos(1.0 - tolerance_m / radius_m))
+    needed = math.ceil(math.pi / math.acos(1.0 - tolerance / radius))
     return min(max(needed, MIN_SEGMENTS), MAX_SEGMENTS)
 
 

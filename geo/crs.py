@@ -50,6 +50,17 @@ def in_china(lon: float, lat: float) -> bool:
     return _CHINA_WEST <= lon <= _CHINA_EAST and _CHINA_SOUTH <= lat <= _CHINA_NORTH
 
 
+def finite_float(value: float) -> float | None:
+    """``value`` as a float, or None unless it is a finite one: NaN, the infinities, and
+    integers too large for a float (JSON allows any number of digits; ``float()`` and
+    ``math.isfinite`` raise OverflowError on them)."""
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def check_lon_lat(lon: float, lat: float) -> None:
     """Raise CoordinateError unless (lon, lat) is a finite, in-range position."""
     _check_axis("lon", lon, 180.0)
@@ -90,9 +101,11 @@ def _known_crs(crs: CRS) -> CRS:
 
 
 def _check_axis(field: str, value: float, limit: float) -> None:
-    if not math.isfinite(value):
+    number = finite_float(value)
+    # An integer too large for a float is a finite number, far out of range.
+    if number is None and not isinstance(value, int):
         raise CoordinateError(field, f"{field} must be a finite number")
-    if not -limit <= value <= limit:
+    if number is None or not -limit <= number <= limit:
         raise CoordinateError(field, f"{field} must be within [{-limit:g}, {limit:g}]")
 
 

@@ -24,7 +24,7 @@ from shapely.errors import GEOSException
 from shapely.geometry import MultiPolygon, Polygon, mapping
 from shapely.validation import explain_validity
 
-from geo.crs import CRS, LonLat, check_lon_lat, from_wgs84, to_wgs84
+from geo.crs import CRS, LonLat, check_lon_lat, finite_float, from_wgs84, to_wgs84
 from geo.errors import CoordinateError, ZoneError
 from geo.geodesy import wgs84_geod
 
@@ -41,7 +41,8 @@ class CircleZone:
     def __post_init__(self) -> None:
         _check_key(self.key)
         _check_zone_position(self.key, self.lon, self.lat)
-        if not (math.isfinite(self.radius_m) and self.radius_m > 0):
+        radius = finite_float(self.radius_m)
+        if radius is None or radius <= 0:
             raise ZoneError(f"zone {self.key!r}: radius_m must be a positive finite number")
 
 
@@ -477,7 +478,8 @@ class ZoneIndex:
         keys_filter, when given, restricts the answer to those keys.
         """
         check_lon_lat(lon, lat)
-        if not (math.isfinite(radius_m) and radius_m >= 0):
+        radius = finite_float(radius_m)
+        if radius is None or radius < 0:
             raise ValueError("radius_m must be a non-negative finite number")
         # A circle's tree box contains its centre, so a box around the query
         # ring that contains every centre within reach meets all of them.
@@ -535,13 +537,21 @@ def _radius_or_nan(zone: Zone) -> float:
 def _checked_point_arrays(
     lons: ArrayLike, lats: ArrayLike
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    lon_array = np.asarray(lons, dtype=np.float64)
-    lat_array = np.asarray(lats, dtype=np.float64)
+    lon_array = _axis_array("lon", lons, 180.0)
+    lat_array = _axis_array("lat", lats, 90.0)
     if lon_array.ndim != 1 or lon_array.shape != lat_array.shape:
         raise ValueError("lons and lats must be 1-D arrays of the same length")
     _check_axis_array("lon", lon_array, 180.0)
     _check_axis_array("lat", lat_array, 90.0)
     return lon_array, lat_array
+
+
+def _axis_array(field: str, values: ArrayLike, limit: float) -> NDArray[np.float64]:
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except OverflowError:
+        # An integer too large for a float: far out of range.
+        raise CoordinateError(field, f"{field} must be within [{-limit:g}, {limit:g}]") from None
 
 
 def _check_axis_array(field: str, values: NDArray[np.float64], limit: float) -> None:
@@ -660,8 +670,7 @@ def _parse_position(value: object, path: str) -> LonLat:
     # A third number (altitude) is legal GeoJSON and simply ignored.
     if len(position) not in (2, 3):
         raise ZoneError(f"{path}: a position must be 2 or 3 numbers [lon, lat(, alt)]")
-    lon, lat = (_finite_number(n, path) for n in position[:2])
-    return lon, lat
+    return _coordinate(position[0], path, "lon", 180.0), _coordinate(position[1], path, "lat", 90.0)
 
 
 def _is_number(value: object) -> TypeGuard[int | float]:
@@ -669,12 +678,16 @@ def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _finite_number(value: object, path: str) -> float:
+def _coordinate(value: object, path: str, axis: str, limit: float) -> float:
     if not _is_number(value):
         raise ZoneError(f"{path}: coordinates must be numbers")
-    if not math.isfinite(value):
+    number = finite_float(value)
+    if number is None and isinstance(value, int):
+        # An integer too large for a float (JSON allows any number of digits).
+        raise ZoneError(f"{path}: {axis} must be within [{-limit:g}, {limit:g}]")
+    if number is None:
         raise ZoneError(f"{path}: coordinates must be finite numbers")
-    return float(value)
+    return number
 
 
 def _converted(lon: float, lat: float, path: str, crs: CRS) -> LonLat:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, event, inspect, select
+from sqlalchemy import Select, event, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 
@@ -252,8 +252,30 @@ async def _stream(session: AsyncSession) -> AsyncIterator[IncidentEvent]:
         yield row
 
 
+async def _one_snapshot(session: AsyncSession) -> None:
+    """Begin the session's transaction as one snapshot of the database, for every statement
+    it runs. Verification reads the heads, then the events: read at two moments of a live
+    database, a chain that grew in between ends past the head read first, which looked like
+    rows deleted from its head. On PostgreSQL a REPEATABLE READ transaction (READ COMMITTED
+    gives each statement its own snapshot); on SQLite a read transaction begun by hand (the
+    driver begins one only before a write, so each SELECT saw the database anew).
+
+    A session whose transaction has already begun is read as it is: its caller chose."""
+    if session.in_transaction():
+        return
+    if on_postgresql(session):
+        options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+        await session.connection(execution_options=options)
+    else:
+        await session.execute(text("BEGIN"))
+
+
 async def verify(session: AsyncSession) -> Verdict:
-    """Walk every chain in order of insertion; stop at the first row that breaks."""
+    """Walk every chain in order of insertion; stop at the first row that breaks. Given a
+    session that has not begun its transaction (as ``dispatch audit verify`` does), the heads
+    and the events are read in one snapshot: events written meanwhile are not seen, and what
+    was seen agrees with itself."""
+    await _one_snapshot(session)
     heads = {h.incident_id: h for h in await session.scalars(select(EventChainHead))}
     seal = hashlib.sha256()
     for incident_id in sorted(heads):

@@ -8,7 +8,7 @@ from dispatch.audit import service as audit
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
 from dispatch.deps import OperatorDep, RuntimeDep, SessionDep, require
-from dispatch.errors import RATE_LIMITED
+from dispatch.errors import RATE_LIMITED, header
 from dispatch.incidents import service
 from dispatch.incidents.models import IncidentStatus
 from dispatch.incidents.schemas import (
@@ -37,7 +37,16 @@ Responder = Annotated[auth.Principal, Depends(require(Role.LEADER, Role.OPERATOR
     status_code=201,
     response_model=IncidentOut,
     responses={
-        201: {"description": "stored with its dispatches and alerts, then alerted"},
+        201: {
+            "description": "stored with its dispatches and alerts, then alerted",
+            "headers": {
+                "Idempotent-Replayed": header(
+                    "true when the Idempotency-Key was seen before: this is the incident it "
+                    "reported then, and nothing new was stored",
+                    required=False,
+                )
+            },
+        },
         **RATE_LIMITED,
     },
 )

@@ -7,6 +7,7 @@ from fastapi import Depends, Query, Request, Response
 from dispatch.audit import service as audit
 from dispatch.auth.models import Role
 from dispatch.deps import AdminDep, RuntimeDep, SessionDep, require
+from dispatch.errors import error_response
 from dispatch.rosters.files import file_facts, read_capped
 from dispatch.routing import api_router
 from dispatch.villages import service
@@ -30,8 +31,12 @@ _GEOJSON_BODY: dict[str, Any] = {
     }
 }
 _REFUSALS: dict[int | str, dict[str, Any]] = {
-    413: {"description": "larger than DISPATCH_MAX_UPLOAD_BYTES"},
-    422: {"description": "not GeoJSON, or bad features: every problem is listed, nothing written"},
+    413: error_response(413, "larger than DISPATCH_MAX_UPLOAD_BYTES"),
+    422: error_response(
+        422,
+        "not a JSON document (field: body), or bad features (error: file_rejected, every "
+        "problem listed in problems, each with its field): nothing written",
+    ),
 }
 
 
@@ -46,7 +51,12 @@ async def import_villages(
     crs: Annotated[CRS, Query(description="coordinate system of the file")] = CRS.WGS84,
 ) -> VillageImportOut:
     """Add villages/communities, or replace the boundary of those with the same name. Incidents
-    are re-tagged with the village they fall in."""
+    are re-tagged with the village they fall in.
+
+    Imports and deletions take turns: one that arrives while another is under way waits for
+    it to commit, then reads the villages as it left them. The same file sent twice at once
+    creates its villages once; the second answer lists them as updated (to the same
+    boundaries)."""
     data = await read_capped(request, runtime.settings.max_upload_bytes)
     result = await service.import_villages(
         session,

@@ -17,11 +17,11 @@ from typing import Any
 
 import shapely
 from shapely.geometry import MultiPolygon, Polygon, mapping, shape
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatch.db import after_commit, announce, new_id
-from dispatch.errors import InvalidInput, NotFound
+from dispatch.db import after_commit, announce, dialect_name, new_id
+from dispatch.errors import InvalidInput, NotFound, unparsable
 from dispatch.incidents.models import Incident
 from dispatch.rosters.files import FileRejected, Problem
 from dispatch.teams import service as teams
@@ -144,8 +144,11 @@ class _Parsed:
 def parse_feature_collection(data: bytes, crs: CRS, max_vertices: int) -> list[_Parsed]:
     try:
         document = json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidInput(f"body: not a JSON document ({error})", field="body") from None
+    except (ValueError, RecursionError) as error:
+        # Not UTF-8, not JSON, nested past the interpreter's depth, or a number of more
+        # digits than Python converts: all the file's fault, none a crash.
+        reason = unparsable(error)
+        raise InvalidInput(f"body: not a JSON document ({reason})", field="body") from None
     if not isinstance(document, dict) or document.get("type") != "FeatureCollection":
         raise InvalidInput("body: expected a GeoJSON FeatureCollection", field="body")
     features = document.get("features")
@@ -162,11 +165,9 @@ def parse_feature_collection(data: bytes, crs: CRS, max_vertices: int) -> list[_
         if not isinstance(feature, dict) or feature.get("type") != "Feature":
             problems.append(Problem(None, where, "expected a GeoJSON Feature"))
             continue
-        name = _feature_name(feature.get("properties"))
+        name, wrong = _feature_name(feature.get("properties"))
         if name is None:
-            problems.append(
-                Problem(None, f"{where}.properties.name", "a non-empty name of at most 128 chars")
-            )
+            problems.append(Problem(None, f"{where}.properties.name", wrong))
         elif name in seen:
             problems.append(
                 Problem(
@@ -236,14 +237,49 @@ def _implausible(geometry: Polygon | MultiPolygon) -> str | None:
     return None
 
 
-def _feature_name(properties: object) -> str | None:
+_NO_NAME = "a non-empty name of at most 128 chars"
+
+
+def _feature_name(properties: object) -> tuple[str | None, str]:
+    """The feature's name, or None and why there is none to store."""
     if not isinstance(properties, dict):
-        return None
+        return None, _NO_NAME
     for key in NAME_KEYS:
         value = properties.get(key)
         if isinstance(value, str) and 0 < len(value.strip()) <= 128:
-            return value.strip()
-    return None
+            return _storable(value.strip())
+    return None, _NO_NAME
+
+
+def _storable(name: str) -> tuple[str | None, str]:
+    # An upload skips the NUL check every JSON body gets (a roster is a binary spreadsheet),
+    # and JSON's escapes can spell what no database stores: NUL (PostgreSQL refuses it in
+    # text), and half a surrogate pair, which is no character at all (neither backend
+    # encodes it).
+    if "\x00" in name:
+        return None, "a name must not contain NUL (\\u0000) characters"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return None, "a name must be Unicode text, not half of a surrogate pair (\\ud800-\\udfff)"
+    return name, ""
+
+
+# Taken by every import and deletion, for its transaction (an arbitrary constant: "villages").
+VILLAGES_LOCK = 0x76696C6C61676573
+
+
+async def _take_turn(session: AsyncSession) -> None:
+    """Imports and deletions of villages take turns: each reads the villages, decides which
+    names are new and which boundaries to replace, and builds the index it swaps in from
+    what it read. Two at once inserted the same new name twice (the second a 500 on
+    ``uq_villages_name``) or each swapped in an index without the other's change. So each
+    waits here, on PostgreSQL, until the one before it has committed, and reads the villages
+    as that one left them: an identical import made twice at once creates the villages once
+    and then replaces their boundaries with the same ones. On SQLite the one connection
+    already makes them take turns."""
+    if dialect_name(session) == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": VILLAGES_LOCK})
 
 
 async def import_villages(
@@ -258,6 +294,7 @@ async def import_villages(
     """Add each feature as a village, or replace the boundary of the village of that name."""
     # Off the event loop: thousands of features take a good part of a second to check.
     parsed = await asyncio.to_thread(parse_feature_collection, data, crs, max_vertices)
+    await _take_turn(session)
     existing = {v.name: v for v in await list_villages(session)}
     created: list[str] = []
     updated: list[str] = []
@@ -297,6 +334,7 @@ async def delete_village(
     session: AsyncSession, village_id: str, villages: Villages | None = None
 ) -> int:
     """Remove a village; its incidents fall to an overlapping village or to none."""
+    await _take_turn(session)
     village = await get_village(session, village_id)
     retagged, index = await _retag(session, {village.id}, [_box(village)], exclude=village.id)
     _changed(session, villages, index)

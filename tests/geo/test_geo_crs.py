@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from geo import CRS, CoordinateError, distance_m, from_wgs84, in_china, to_wgs84
+from geo import CRS, CoordinateError, check_lon_lat, distance_m, from_wgs84, in_china, to_wgs84
 
 QINGXI = (114.159, 22.847)
 PARIS = (2.3522, 48.8566)
@@ -140,3 +140,26 @@ def test_unknown_crs_is_rejected() -> None:
     with pytest.raises(CoordinateError) as caught:
         to_wgs84(*QINGXI, "utm50n")  # type: ignore[arg-type]
     assert caught.value.field == "crs"
+
+
+# JSON allows any number of digits: a 400-digit integer is a number no float can hold.
+TOO_LARGE_FOR_A_FLOAT = int("9" * 400)
+
+
+@pytest.mark.parametrize("crs", list(CRS))
+@pytest.mark.parametrize(
+    ("lon", "lat", "field"),
+    [(TOO_LARGE_FOR_A_FLOAT, 22.8, "lon"), (114.1, -TOO_LARGE_FOR_A_FLOAT, "lat")],
+    ids=["lon", "lat"],
+)
+def test_integers_too_large_for_a_float_are_out_of_range(
+    lon: float, lat: float, field: str, crs: CRS
+) -> None:
+    range_ = "[-180, 180]" if field == "lon" else "[-90, 90]"
+    for convert in (to_wgs84, from_wgs84):
+        with pytest.raises(CoordinateError) as caught:
+            convert(lon, lat, crs)
+        assert caught.value.field == field
+        assert caught.value.message == f"{field} must be within {range_}"
+    with pytest.raises(CoordinateError):
+        check_lon_lat(lon, lat)

@@ -132,6 +132,15 @@ OPEN_RING = [[114.0, 22.0], [114.1, 22.0], [114.1, 22.1], [114.0, 22.1]]
             r"\[0\]\[1\]: lat must",
         ),
         (polygon([[114.0, 22.0], [190.0, 22.0], [114.1, 22.1], [114.0, 22.0]]), "lon must"),
+        # Integers no float can hold (JSON allows any number of digits): out of range.
+        (
+            polygon([[114.0, 22.0], [10**400, 22.0], [114.1, 22.1], [114.0, 22.0]]),
+            r"coordinates\[0\]\[1\]: lon must be within \[-180, 180\]",
+        ),
+        (
+            polygon([[114.0, 22.0], [114.1, -(10**400)], [114.1, 22.1], [114.0, 22.0]]),
+            r"coordinates\[0\]\[1\]: lat must be within \[-90, 90\]",
+        ),
         (
             polygon([[114.0, 22.0], [114.0, 22.0], [114.0, 22.0], [114.0, 22.0]]),
             "invalid zone geometry",

@@ -9,6 +9,7 @@ from numpy.typing import NDArray
 from shapely.geometry import Point, Polygon, box
 
 from geo import CircleZone, CoordinateError, Hit, PolygonZone, Zone, ZoneError, ZoneIndex
+from geo.areas import geodesic_circle
 
 GEOD = pyproj.Geod(ellps="WGS84")
 QINGXI = (114.159, 22.847)
@@ -360,6 +361,8 @@ def test_duplicate_keys_are_rejected() -> None:
         lambda: CircleZone("a", 114.0, 22.0, math.nan),
         lambda: CircleZone("a", 114.0, 91.0, 100.0),
         lambda: CircleZone("a", math.inf, 22.0, 100.0),
+        lambda: CircleZone("a", 10**400, 22.0, 100.0),
+        lambda: CircleZone("a", 114.0, 22.0, 10**400),
         lambda: CircleZone("", 114.0, 22.0, 100.0),
         lambda: PolygonZone("a", 114.0, 22.0, Polygon()),
     ],
@@ -381,6 +384,20 @@ def test_bad_query_points_are_rejected() -> None:
         index.covering_many([114.0, 114.0], [22.0])
     with pytest.raises(ValueError):
         index.within(*QINGXI, -1.0)
+
+
+def test_integers_too_large_for_a_float_are_refused_not_overflowed() -> None:
+    index = ZoneIndex([CircleZone("a", *QINGXI, 100.0)])
+    huge = 10**400
+    with pytest.raises(CoordinateError, match="lon must be within") as caught:
+        index.covering(huge, 22.0)
+    with pytest.raises(CoordinateError, match="lat must be within") as caught:
+        index.covering_many([114.0], [-huge])
+    assert caught.value.field == "lat"
+    with pytest.raises(ValueError, match="radius_m"):
+        index.within(*QINGXI, huge)
+    with pytest.raises(ValueError, match="radius_m"):
+        geodesic_circle(*QINGXI, huge)
 
 
 def test_zone_union_alias_covers_both_kinds() -> None:

@@ -261,3 +261,110 @@ async def test_true_and_false_are_not_numbers_and_nothing_is_written(world: Worl
         assert reply.json()["fields"][0]["field"] == field
     assert (await world.http.get("/api/v1/incidents", headers=operator.headers)).json() == before
     assert (await world.http.get("/api/v1/teams", headers=admin.headers)).json() == teams_before
+
+
+def named(reply: Any) -> str:
+    """The field an error answer names: its ``field``, or the first of its ``fields``."""
+    body = reply.json()
+    field: str = body["field"] if "field" in body else body["fields"][0]["field"]
+    return field
+
+
+# JSON allows any number of digits: 400 of them make an integer no float can hold.
+NO_FLOAT = "9" * 400
+
+
+async def test_a_number_no_float_can_hold_is_a_422_naming_the_coordinate(world: World) -> None:
+    admin = await world.admin()
+    operator = await world.operator()
+    team = await world.team()
+    leader = await world.leader(team)
+    dispatch_id = (await world.report(operator))["dispatches"][0]["id"]
+    lon, lat = QINGXI
+    ring = f"[[{lon}, {lat}], [{NO_FLOAT}, {lat}], [{lon}, {lat + 0.01}], [{lon}, {lat}]]"
+    site = f'"location": {{"lon": {lon}, "lat": {lat}}}'
+    patrol = f'"name": "p", "kind": "patrol", {site}'
+    # (where, who, the JSON body as sent, the field the answer names)
+    cases = [
+        (
+            "/api/v1/teams",
+            admin,
+            f'{{{patrol}, "zone": {{"type": "Polygon", "coordinates": [{ring}]}}}}',
+            "zone",
+        ),
+        (
+            "/api/v1/teams",
+            admin,
+            f'{{{patrol}, "zone": {{"type": "Polygon", "crs": "gcj02", "coordinates": [{ring}]}}}}',
+            "zone",
+        ),
+        ("/api/v1/teams", admin, f'{{{patrol}, "radius_m": {NO_FLOAT}}}', "radius_m"),
+        (
+            "/api/v1/teams",
+            admin,
+            f'{{"name": "m", "kind": "mobile", "location": {{"lon": {NO_FLOAT}, "lat": {lat}}}}}',
+            "location.lon",
+        ),
+        (
+            "/api/v1/incidents",
+            operator,
+            f'{{"category": "fight", "location": {{"lon": {lon}, "lat": -{NO_FLOAT}}}}}',
+            "location.lat",
+        ),
+        (
+            "/api/v1/incidents",
+            operator,
+            f'{{"category": "fight", "location": {{"lon": 1e400, "lat": {lat}, "crs": "bd09"}}}}',
+            "location.lon",
+        ),
+        (
+            f"/api/v1/dispatches/{dispatch_id}/position",
+            leader,
+            f'{{"accuracy_m": 5, "location": {{"lon": {NO_FLOAT}, "lat": {lat}}}}}',
+            "location.lon",
+        ),
+    ]
+    for url, who, body, field in cases:
+        reply = await world.http.post(
+            url, content=body, headers={**who.headers, "content-type": "application/json"}
+        )
+        assert reply.status_code == 422, (url, body[:80], reply.text)
+        assert named(reply) == field, reply.text
+    for query, field in (
+        ({"lon": NO_FLOAT, "lat": str(lat)}, "lon"),
+        ({"lon": str(lon), "lat": "1e400", "crs": "gcj02"}, "lat"),
+    ):
+        reply = await world.http.get(
+            "/api/v1/teams/covering", params=query, headers=operator.headers
+        )
+        assert reply.status_code == 422, reply.text
+        assert named(reply) == field, reply.text
+    teams = (await world.http.get("/api/v1/teams", headers=admin.headers)).json()
+    assert [t["id"] for t in teams] == [team["id"]], "nothing refused was written"
+
+
+async def test_a_body_json_cannot_hold_is_a_400_naming_the_body(world: World) -> None:
+    operator = await world.operator()
+    admin = await world.admin()
+    location = f'"location": {{"lon": {QINGXI[0]}, "lat": {QINGXI[1]}}}'
+    for body, reason in [
+        (b"[" * 100_000, "nested too deeply"),
+        (b'{"category": "fight", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too deeply"),
+        # More digits than Python turns into a number (4300).
+        (
+            f'{{"category": "fight", {location}, "n": {"9" * 5000}}}'.encode(),
+            "a number has more than 4300 digits",
+        ),
+    ]:
+        for url, who in (("/api/v1/incidents", operator), ("/api/v1/teams", admin)):
+            reply = await world.http.post(
+                url, content=body, headers={**who.headers, "content-type": "application/json"}
+            )
+            assert reply.status_code == 400, reply.text
+            assert reply.json() == {
+                "error": "bad_request",
+                "detail": f"body: not valid JSON ({reason})",
+                "field": "body",
+            }
+    incidents = await world.http.get("/api/v1/incidents", headers=operator.headers)
+    assert incidents.json() == []

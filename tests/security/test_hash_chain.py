@@ -7,13 +7,17 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from alembic import command
 from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch import migrate
+from dispatch.audit import chain
 from dispatch.audit.chain import GENESIS, event_hash
 from dispatch.auth.models import User
 from dispatch.db import create_engine, create_sessionmaker
@@ -109,6 +113,56 @@ async def test_a_row_changed_removed_or_forged_through_sql_is_named(world: World
     await sql(world, "DELETE FROM incident_events WHERE id = :id", id=tail.id)
     code, out = await asyncio.to_thread(verify, url)
     assert code == 1 and f"incident {second['id']}: " in out and "rows are missing" in out, out
+
+
+async def test_verify_sees_one_moment_of_a_live_database(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events written while verify runs are not a broken chain: verify reads the heads and
+    the events as of one moment, here with a leader's hops landing between the two reads."""
+    team = await world.team()
+    leader = await world.leader(team)
+    operator = await world.operator()
+    incident = await world.report(operator)
+    dispatch_id = incident["dispatches"][0]["id"]
+    before = len(await events_of(world, incident["id"]))
+    read_events = chain._stream
+
+    async def hops_land_between_the_reads(session: AsyncSession) -> AsyncIterator[IncidentEvent]:
+        for hop in ("shown", "accept"):
+            reply = await world.http.post(
+                f"/api/v1/dispatches/{dispatch_id}/{hop}", headers=leader.headers
+            )
+            assert reply.status_code == 200, reply.text
+        async for event in read_events(session):
+            yield event
+
+    monkeypatch.setattr(chain, "_stream", hops_land_between_the_reads)
+    engine = create_engine(world.runtime.settings.database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            verdict = await chain.verify(session)
+    finally:
+        await engine.dispose()
+    assert verdict.broken is None, str(verdict.broken)
+    assert verdict.events == before
+    assert len(await events_of(world, incident["id"])) > before, "the hops were written"
+
+    # What a live database hides nothing of: the same interleaving over a changed row.
+    rows = await events_of(world, incident["id"])
+    await sql(
+        world,
+        "UPDATE incident_events SET actor_id = :actor WHERE id = :id",
+        actor=operator.id,
+        id=rows[1].id,
+    )
+    engine = create_engine(world.runtime.settings.database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            verdict = await chain.verify(session)
+    finally:
+        await engine.dispose()
+    assert verdict.broken is not None and verdict.broken.event_id == rows[1].id
 
 
 async def test_concurrent_hops_on_one_incident_never_fork_its_chain(world: World) -> None:

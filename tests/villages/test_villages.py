@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from typing import Any
@@ -274,3 +275,80 @@ async def test_a_crs_the_file_states_is_read_or_refused_never_ignored(world: Wor
     corners = next(v for v in stored if v["name"] == "上元村")["boundary"]["coordinates"][0]
     for (lon, lat), (want_lon, want_lat) in zip(corners, SHANGYUAN["coordinates"][0], strict=True):
         assert abs(lon - want_lon) < 1e-6 and abs(lat - want_lat) < 1e-6
+
+
+async def villages_listed(world: World) -> list[dict[str, Any]]:
+    reply = await world.http.get("/api/v1/villages", headers=(await world.admin()).headers)
+    listed: list[dict[str, Any]] = reply.json()
+    return listed
+
+
+async def test_a_file_json_cannot_hold_is_refused_naming_the_body(world: World) -> None:
+    digits = json.dumps(
+        {"type": "FeatureCollection", "features": [feature("上元村", square(12345.0, 22.8, 0.01))]}
+    ).encode()
+    for body, reason in [
+        (b"[" * 100_000, "nested too deeply"),
+        # More digits than Python turns into a number (4300).
+        (digits.replace(b"12345.0", b"9" * 5000, 1), "a number has more than 4300 digits"),
+    ]:
+        reply = await import_villages(world, body)
+        assert reply.status_code == 422, reply.text
+        assert reply.json()["field"] == "body"
+        assert reply.json()["detail"] == f"body: not a JSON document ({reason})"
+    assert await villages_listed(world) == []
+
+
+async def test_a_coordinate_no_float_can_hold_is_named(world: World) -> None:
+    ring = [[114.15, 22.84], [10**400, 22.84], [114.16, 22.85], [114.15, 22.84]]
+    beyond = {"type": "Polygon", "coordinates": [ring]}
+    reply = await import_villages(
+        world, collection(feature("上元村", SHANGYUAN), feature("下仙村", beyond))
+    )
+    assert reply.status_code == 422, reply.text
+    assert reply.json()["problems"] == [
+        {
+            "row": None,
+            "field": "features[1].geometry",
+            "message": "coordinates[0][1]: lon must be within [-180, 180]",
+        }
+    ]
+    assert await villages_listed(world) == []
+
+
+async def test_names_no_database_can_store_are_refused_naming_them(world: World) -> None:
+    # JSON escapes can spell half a surrogate pair (no character at all) and NUL (which
+    # PostgreSQL refuses in text); an upload is not checked for NUL on its way in.
+    reply = await import_villages(
+        world,
+        collection(
+            feature("上元村", SHANGYUAN),
+            feature("sur\ud800", XIAXIAN),
+            feature("nul\u0000x", square(WEST + 0.02, SOUTH, 0.01)),
+        ),
+    )
+    assert reply.status_code == 422, reply.text
+    problems = reply.json()["problems"]
+    assert [p["field"] for p in problems] == [
+        "features[1].properties.name",
+        "features[2].properties.name",
+    ]
+    assert "surrogate" in problems[0]["message"] and "NUL" in problems[1]["message"]
+    assert await villages_listed(world) == []
+
+
+async def test_the_same_file_imported_twice_at_once_creates_its_villages_once(
+    world: World,
+) -> None:
+    """Imports take turns: each after the first finds the villages the first created and
+    replaces their boundaries with the same ones."""
+    names = ["上元村", "下仙社区", "中岭村"]
+    file = collection(
+        *(feature(name, square(WEST + 0.01 * i, SOUTH, 0.01)) for i, name in enumerate(names))
+    )
+    replies = await asyncio.gather(*(import_villages(world, file) for _ in range(8)))
+    assert [r.status_code for r in replies] == [200] * 8, [r.text for r in replies]
+    answers = [r.json() for r in replies]
+    assert sorted(name for a in answers for name in a["created"]) == sorted(names)
+    assert all(sorted(a["created"] + a["updated"]) == sorted(names) for a in answers)
+    assert sorted(v["name"] for v in await villages_listed(world)) == sorted(names)
