@@ -10,7 +10,10 @@ per commit. The time of each acknowledgement is taken when it arrives, not when 
 
 A batch that cannot be written (the database briefly away) is kept and tried again: the
 acknowledged marks move in the same transaction as what the acknowledged messages referred to,
-and recording is idempotent, so a crash loses nothing either.
+and recording is idempotent, so a crash loses nothing either. A batch the database refuses for
+what it holds (a value its columns cannot take) is written again one user at a time, and only
+the acknowledgements it still refuses are dropped: kept, they would be refused forever and take
+every later acknowledgement down with them.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Select, select
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.bulk import any_of, on_postgresql
@@ -86,19 +90,54 @@ class AckRecorder:
                 await asyncio.sleep(RETRY_AFTER_S)
 
     async def flush(self) -> bool:
-        """Record everything gathered so far; on failure keep it for the next try."""
+        """Record everything gathered so far; on failure keep it for the next try, except what
+        the database refuses for its data."""
         batch, self._pending = self._pending, {}
         if not batch:
             return True
         try:
             await self._write(batch)
-        except Exception:
+        except asyncio.CancelledError:
+            # Cancelled mid-write (the server stopping): whether it committed is unknown, and
+            # recording is idempotent, so the last flush writes it again rather than lose it.
+            self._keep(batch)
+            raise
+        except Exception as error:
+            if refused_for_its_data(error):
+                return await self._write_each(batch)
             log.exception("could not record acknowledgements of %d users; retrying", len(batch))
-            for user_id, acks in batch.items():
-                self._pending[user_id] = acks + self._pending.get(user_id, [])
-            self._gathered.set()
+            self._keep(batch)
             return False
         return True
+
+    async def _write_each(self, batch: Pending) -> bool:
+        """The batch one user at a time, after the database refused it whole: one user's bad
+        acknowledgement is dropped, the others are written (or kept, if it goes away)."""
+        users = list(batch)
+        for done, user_id in enumerate(users):
+            try:
+                await self._write({user_id: batch[user_id]})
+            except asyncio.CancelledError:
+                self._keep({u: batch[u] for u in users[done:]})
+                raise
+            except Exception as error:
+                if not refused_for_its_data(error):
+                    log.exception("could not record acknowledgements; retrying")
+                    self._keep({u: batch[u] for u in users[done:]})
+                    return False
+                seqs = sorted({seq for seq, _ in batch[user_id]})
+                log.error(
+                    "dropped acknowledgements of user %s (seqs %s): the database refuses them",
+                    user_id,
+                    seqs,
+                    exc_info=error,
+                )
+        return True
+
+    def _keep(self, batch: Pending) -> None:
+        for user_id, acks in batch.items():
+            self._pending[user_id] = acks + self._pending.get(user_id, [])
+        self._gathered.set()
 
     async def _write(self, batch: Pending) -> None:
         async with self._transaction() as session:
@@ -109,6 +148,31 @@ class AckRecorder:
             if acked:
                 await self._record(session, acked)
             await write_marks(session)
+
+
+def refused_for_its_data(error: BaseException) -> bool:
+    """Whether the database refused what it was given (asking again gives the same answer),
+    rather than could not be asked (away, restarting, out of connections: asking again later
+    may work). Unknown failures count as the latter: kept, they are at worst retried."""
+    if isinstance(error, DataError | IntegrityError):
+        return True
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated or isinstance(error, OperationalError):
+            return False
+        # PostgreSQL's classes 22 (data exception) and 23 (integrity constraint violation).
+        sqlstate = getattr(error.orig, "sqlstate", None)
+        if isinstance(sqlstate, str):
+            return sqlstate[:2] in ("22", "23")
+    # A value the driver cannot bind at all (asyncpg's int4 range, SQLite's 64 bits) is
+    # refused before the database sees it: a ValueError or OverflowError, perhaps wrapped.
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ValueError | OverflowError):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 async def acknowledged_refs(session: AsyncSession, batch: Pending) -> list[Acked]:

@@ -3,6 +3,11 @@
 Notifications carry ids only (far below PostgreSQL's 8,000-byte payload limit); receivers read
 the rows from the database. A NOTIFY sent inside a transaction is delivered only when that
 transaction commits, so a receiver never hears of rows it cannot read yet.
+
+An announcement this process could not act on (its receiver failed, retried) counts as missed,
+like those sent while the connection was down: the listener reconnects and runs its catch-up,
+which reads the rows anew. Nothing ends the listener but ``stop``; until a catch-up has
+succeeded it reports itself not connected.
 """
 
 from __future__ import annotations
@@ -27,6 +32,10 @@ Reconnected = Callable[[], Awaitable[None]]
 
 MAX_PAYLOAD = 7900
 KEEPALIVE_S = 10.0
+# A receiver that fails is tried again after each of these pauses, then the announcement
+# counts as missed.
+RECEIVER_RETRIES_S = (0.05, 0.25, 1.0)
+MAX_BACKOFF_S = 5.0
 
 
 def asyncpg_dsn(database_url: str) -> str:
@@ -84,16 +93,29 @@ class Listener:
         self._dsn = asyncpg_dsn(database_url)
         self.origin = origin
         self._receivers: dict[str, Receiver] = {}
+        # Channels whose receiver also hears this process's own announcements.
+        self._own: set[str] = set()
         self._on_reconnect: list[Reconnected] = []
         self._task: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._up = asyncio.Event()
+        # Set to drop the current connection: an announcement was missed, catch up anew.
+        self._lost: asyncio.Event | None = None
+        self._stopping = False
         self.errors = 0
         # Connections made so far; every one after the first catches up on what it missed.
         self.connections = 0
+        # Announcements missed since the last catch-up: the next connection catches up even
+        # when it is the first (its predecessors never came up).
+        self._behind = False
 
-    def on(self, channel: str, receiver: Receiver) -> None:
+    def on(self, channel: str, receiver: Receiver, *, own: bool = False) -> None:
+        """Hand the ids announced on ``channel`` to ``receiver``; with ``own``, also those
+        this process announced itself (for what the announcing transaction cannot reach,
+        such as the sockets of this process)."""
         self._receivers[channel] = receiver
+        if own:
+            self._own.add(channel)
 
     def on_reconnect(self, callback: Reconnected) -> None:
         self._on_reconnect.append(callback)
@@ -104,11 +126,13 @@ class Listener:
 
     async def start(self) -> None:
         """Start listening; wait (a while) for the first connection, then go on regardless."""
-        self._task = asyncio.create_task(self._run(), name="fanout-listener")
+        self._stopping = False
+        self._launch()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._up.wait(), 10)
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -116,34 +140,60 @@ class Listener:
         for handler in list(self._handlers):
             handler.cancel()
 
+    def _launch(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="fanout-listener")
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        # ``_run`` never returns and catches every Exception: only something stranger ends it
+        # (a stray cancellation, a BaseException). Without it this process would hear no other
+        # process again while every probe said it was fine: say so, and start again.
+        if self._stopping:
+            return
+        self._up.clear()
+        self.errors += 1
+        error = None if task.cancelled() else task.exception()
+        log.error("fan-out listener ended unexpectedly; restarting it", exc_info=error)
+        self._behind = True
+        self._launch()
+
     async def _run(self) -> None:
         delay = 0.1
         while True:
             try:
                 await self._listen()
                 delay = 0.1
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+            except Exception as error:
+                # Whatever failed (the connection, or the catch-up's reads in a callback:
+                # SQLAlchemy's errors too), the cure is the same: connect again, catch up again.
                 self.errors += 1
-                log.warning("fan-out listener lost (%s); reconnecting in %.1fs", error, delay)
-            self._up.clear()
+                log.warning(
+                    "fan-out listener lost (%r); reconnecting in %.1fs", error, delay, exc_info=True
+                )
+            finally:
+                self._up.clear()
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, MAX_BACKOFF_S)
 
     async def _listen(self) -> None:
         connection = await asyncpg.connect(self._dsn, timeout=10)
         lost = asyncio.Event()
+        self._lost = lost
         connection.add_termination_listener(lambda _: lost.set())
         try:
             for channel in self._receivers:
                 await connection.add_listener(channel, self._received)
-            self._up.set()
-            # Counted when up, not when it ends well: a connection that ended in an error
-            # still means the next one has announcements to catch up on.
+            # Counted once listening, not when it ends well: a connection that ended in an
+            # error still means the next one has announcements to catch up on.
             self.connections += 1
-            if self.connections > 1:
+            if self.connections > 1 or self._behind:
                 # Whatever was announced while we were away is in the database: catch up.
+                # Until that has worked this process is not up to date, and says so.
+                self._behind = True
                 for callback in self._on_reconnect:
                     await callback()
+                self._behind = False
+            self._up.set()
             while not lost.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(lost.wait(), KEEPALIVE_S)
@@ -156,7 +206,7 @@ class Listener:
     def _received(self, _connection: Any, _pid: int, channel: str, payload: str) -> None:
         origin, _, ids = payload.partition(":")
         receiver = self._receivers.get(channel)
-        if origin == self.origin or receiver is None:
+        if receiver is None or (origin == self.origin and channel not in self._own):
             return
         for item in ids.split(","):
             task = asyncio.create_task(self._deliver(receiver, item))
@@ -164,8 +214,23 @@ class Listener:
             task.add_done_callback(self._handlers.discard)
 
     async def _deliver(self, receiver: Receiver, item: str) -> None:
-        try:
-            await receiver(item)
-        except Exception:
-            self.errors += 1
-            log.exception("fan-out receiver failed for %s", item)
+        for pause in (*RECEIVER_RETRIES_S, None):
+            try:
+                await receiver(item)
+                return
+            except Exception:
+                self.errors += 1
+                log.warning("fan-out receiver failed for %s", item, exc_info=True)
+            if pause is not None:
+                await asyncio.sleep(pause)
+        # Still failing: this announcement is missed, as if the connection had dropped while
+        # it was sent. Reconnecting runs the catch-up (the rows are all in the database), and
+        # keeps running it, backing off, until it works.
+        log.error("fan-out receiver kept failing for %s; catching up from the database", item)
+        self._missed()
+
+    def _missed(self) -> None:
+        self._behind = True
+        self._up.clear()
+        if self._lost is not None:
+            self._lost.set()

@@ -10,6 +10,7 @@ from its mailbox when it reconnects, so dropping it loses nothing and slows no o
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -24,6 +25,19 @@ class HubStats:
 
     # Messages a socket was sent from the store rather than live (resume, catch-up).
     replayed: int = 0
+
+
+class Signal(enum.Enum):
+    """What a socket's sender is told besides messages."""
+
+    # The server should look at this socket's access again: its user's access changed, or
+    # its token is about to expire.
+    RECHECK = "recheck"
+
+
+# A message to send, a nudge (None: "look in the store", after this process may have missed a
+# publish) or a signal.
+Item = Envelope | Signal | None
 
 
 class Subscription:
@@ -42,6 +56,7 @@ class Subscription:
         "mailbox",
         "overflowed",
         "queue_size",
+        "sent",
         "stats",
         "user_id",
     )
@@ -61,12 +76,13 @@ class Subscription:
         self.stats = stats or HubStats()
         self.queue_size = queue_size
         self.overflowed = False
-        # None is a nudge: "look in the store", after this process may have missed a publish.
-        self._items: deque[Envelope | None] | None = None
+        # The highest seq this socket has handed to its client: an ack can prove no more.
+        self.sent = 0
+        self._items: deque[Item] | None = None
         self._getter: asyncio.Future[None] | None = None
         self._overflow: asyncio.Future[None] | None = None
 
-    def offer(self, envelope: Envelope | None) -> None:
+    def offer(self, envelope: Item) -> None:
         if self.overflowed:
             return
         if self._items is None:
@@ -80,8 +96,8 @@ class Subscription:
         if self._getter is not None and not self._getter.done():
             self._getter.set_result(None)
 
-    async def get(self) -> Envelope | None:
-        """The next envelope (or nudge), waiting for one if there is none."""
+    async def get(self) -> Item:
+        """The next envelope (or nudge, or signal), waiting for one if there is none."""
         while not self._items:
             self._getter = asyncio.get_running_loop().create_future()
             try:
@@ -136,15 +152,35 @@ class Hub:
 
     def publish(self, envelopes: Iterable[Envelope]) -> None:
         # Envelope.user_id is the mailbox the message was stored in.
+        overflowed: list[Subscription] = []
         for envelope in envelopes:
             for subscription in self._by_mailbox.get(envelope.user_id, ()):
                 subscription.offer(envelope)
+                if subscription.overflowed:
+                    overflowed.append(subscription)
+        self._drop(overflowed)
 
     def nudge_all(self) -> None:
         """Make every socket catch up from the store (after fan-out was interrupted)."""
-        for subscriptions in self._by_mailbox.values():
-            for subscription in subscriptions:
-                subscription.offer(None)
+        self._offer_all(None, lambda _: True)
+
+    def recheck(self, user_id: str) -> None:
+        """Have every socket of ``user_id`` ask the server whether its access still holds
+        (the user's access changed); one whose access ended is closed."""
+        self._offer_all(Signal.RECHECK, lambda s: s.user_id == user_id)
+
+    def _offer_all(self, item: Item, which: Callable[[Subscription], bool]) -> None:
+        chosen = [s for subs in self._by_mailbox.values() for s in subs if which(s)]
+        for subscription in chosen:
+            subscription.offer(item)
+        self._drop([s for s in chosen if s.overflowed])
+
+    def _drop(self, overflowed: list[Subscription]) -> None:
+        # An overflowed socket is gone for the hub at once: it is sent nothing more and no
+        # longer counts as connected, even while closing it waits on a client that stopped
+        # reading (its socket unsubscribes again when it ends, which changes nothing).
+        for subscription in overflowed:
+            self.unsubscribe(subscription)
 
     def _seen(self, user_id: str) -> None:
         self._changed.add(user_id)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from alerts import store
-from alerts.hub import Hub, Subscription
+from alerts.hub import Hub, Signal, Subscription
 from alerts.store import Envelope
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,9 @@ TRY_AGAIN_LATER = 1013
 
 REPLAY_PAGE = 500
 BUSY = "server busy: reconnect and resume"
+# How long a socket that overflowed is given to take its close frame before its connection is
+# cut: a client that stopped reading would hold it until the keepalive gave up (40 s).
+OVERFLOW_CLOSE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ class Peer:
     label: str = ""
     info: dict[str, Any] | None = None
     mailbox: str | None = None
+    # Seconds until the server wants to look at this peer's access again (its token expires
+    # then); None: only when the hub asks (``Hub.recheck``).
+    recheck_in_s: float | None = None
 
     @property
     def stream(self) -> str:
@@ -55,6 +61,10 @@ class Peer:
 
 Authenticate = Callable[[str], Awaitable[Peer | None]]
 Acknowledge = Callable[[Peer, int], Awaitable[None]]
+# Whether a peer may still read, asked before the socket sends it anything: None if so, else
+# why not (the socket is closed with 1008 and that reason). ``told`` is True when the hub or
+# the expiry timer asked, so the answer must come from the rows, not from what is remembered.
+Recheck = Callable[[Peer, bool], Awaitable[str | None]]
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,7 @@ async def serve_socket(
     acknowledge: Acknowledge,
     policy: SocketPolicy,
     server_time: Callable[[], str],
+    recheck: Recheck | None = None,
 ) -> None:
     origin = websocket.headers.get("origin")
     if policy.allowed_origins and origin not in policy.allowed_origins:
@@ -103,12 +114,33 @@ async def serve_socket(
         await _close(websocket, TRY_AGAIN_LATER, BUSY)
         return
     subscription = hub.subscribe(peer.user_id, peer.label, mailbox=peer.stream)
+    session = _Session(websocket, peer, subscription, sessionmaker, recheck)
     try:
-        await _converse(
-            websocket, peer, resume_from, subscription, sessionmaker, acknowledge, server_time
-        )
+        await _converse(session, resume_from, acknowledge, server_time)
     finally:
         hub.unsubscribe(subscription)
+
+
+@dataclass(frozen=True, slots=True)
+class _Session:
+    """What a socket's sender needs besides where it starts."""
+
+    websocket: WebSocket
+    peer: Peer
+    subscription: Subscription
+    sessionmaker: Callable[[], AsyncSession]
+    recheck: Recheck | None
+
+    async def send(self, envelope: Envelope) -> None:
+        await self.websocket.send_text(envelope.encode())
+        self.subscription.sent = envelope.seq
+
+    async def check_access(self, told: bool = False) -> None:
+        if self.recheck is None:
+            return
+        reason = await self.recheck(self.peer, told)
+        if reason is not None:
+            raise FrameError(POLICY_VIOLATION, reason)
 
 
 async def _handshake(
@@ -132,10 +164,22 @@ async def _handshake(
     return peer, int(resume_from)
 
 
-# Seqs are stored as 64-bit integers: a larger one in a frame can name no message, and bound
-# into a statement it would fail the write it rides (every acknowledgement gathered with it).
-MAX_SEQ = 2**63 - 1
-SEQS = "from 0 to 2^63-1"
+# Seqs are stored as 32-bit integers on PostgreSQL (``integer`` columns): a larger one in a
+# frame can name no message, and bound into a statement it would fail the write it rides
+# (every acknowledgement gathered with it). 2^31-1 messages is a mailbox's whole life: the
+# board, which gets every report's and every delivery's news, at 100,000 messages a day
+# lasts 58 years.
+MAX_SEQ = 2**31 - 1
+SEQS = "from 0 to 2^31-1"
+# Digits beyond any seq's: a longer number is not even converted (Python refuses beyond 4,300
+# digits with a ValueError, which would read as malformed JSON rather than a bad seq).
+MAX_DIGITS = 20
+
+
+def _parse_int(digits: str) -> int | float:
+    # Too long for a seq: a value no field accepts as a whole number, so the frame is refused
+    # with 1008 naming the field, as any other out-of-range seq.
+    return int(digits) if len(digits) <= MAX_DIGITS else float("inf")
 
 
 def _is_seq(value: object) -> TypeGuard[int]:
@@ -150,8 +194,10 @@ async def _receive_frame(websocket: WebSocket) -> dict[str, Any]:
     if text is None:
         raise FrameError(UNSUPPORTED_DATA, "binary frames are not accepted")
     try:
-        frame = json.loads(text)
-    except ValueError:
+        frame = json.loads(text, parse_int=_parse_int)
+    except (ValueError, RecursionError):
+        # RecursionError: nesting deeper than the parser's stack ("[" * 30000) is not JSON
+        # that any client of ours sends either.
         raise FrameError(INVALID_PAYLOAD, "frames must be JSON") from None
     if not isinstance(frame, dict):
         raise FrameError(INVALID_PAYLOAD, "frames must be JSON objects")
@@ -159,42 +205,57 @@ async def _receive_frame(websocket: WebSocket) -> dict[str, Any]:
 
 
 async def _converse(
-    websocket: WebSocket,
-    peer: Peer,
+    session: _Session,
     resume_from: int,
-    subscription: Subscription,
-    sessionmaker: Callable[[], AsyncSession],
     acknowledge: Acknowledge,
     server_time: Callable[[], str],
 ) -> None:
+    websocket, peer, subscription = session.websocket, session.peer, session.subscription
     try:
-        start_after, latest = await _welcome(
-            websocket, peer, resume_from, sessionmaker, server_time
+        start_after, span = await _welcome(
+            websocket, peer, resume_from, session.sessionmaker, server_time
         )
     except SQLAlchemyError:
         log.warning("database busy while welcoming a websocket", exc_info=True)
         await _close(websocket, TRY_AGAIN_LATER, BUSY)
         return
-    if 0 < resume_from <= latest:
+    except (WebSocketDisconnect, ConnectionError):
+        # The client left while being welcomed: nothing to close, nothing went wrong here.
+        return
+    # What the client holds once welcomed: the messages up to where it resumes (or, after a
+    # resync, what it reloads), so its acks may cover them.
+    subscription.sent = start_after
+    if span.acked < resume_from <= span.latest:
         # Resuming after N says the client holds every message up to N: an ack of N. Its own
         # ack may have died with a server process before it was written, and the client
-        # sends none for what it already had.
+        # sends none for what it already had. (Already on record, it costs no write: a
+        # storm of phones up to date is all hellos.)
         await acknowledge(peer, resume_from)
-    sender = asyncio.create_task(
-        _send_loop(websocket, subscription, sessionmaker, start_after, latest)
-    )
-    receiver = asyncio.create_task(_receive_loop(websocket, peer, acknowledge))
+    sender = asyncio.create_task(_send_loop(session, start_after, span.latest))
+    receiver = asyncio.create_task(_receive_loop(websocket, peer, subscription, acknowledge))
     # A future, not a task waiting on an event: one object less for every idle socket.
     overflow = subscription.overflow_signal()
     tasks: set[asyncio.Future[Any]] = {sender, receiver, overflow}
+    # A timer handle, not a task: the look at a token's expiry goes through the sender.
+    expiry = (
+        None
+        if peer.recheck_in_s is None
+        else asyncio.get_running_loop().call_later(
+            peer.recheck_in_s, subscription.offer, Signal.RECHECK
+        )
+    )
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        if expiry is not None:
+            expiry.cancel()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     code, reason = _closing(done, overflow)
-    if code:
+    if overflow in done:
+        await _close(websocket, code, reason, timeout_s=OVERFLOW_CLOSE_S)
+    elif code:
         await _close(websocket, code, reason)
 
 
@@ -224,11 +285,12 @@ async def _welcome(
     resume_from: int,
     sessionmaker: Callable[[], AsyncSession],
     server_time: Callable[[], str],
-) -> tuple[int, int]:
+) -> tuple[int, store.Span]:
     """Send the welcome (and a resync when the gap cannot be replayed); return where to start
-    and the mailbox's latest seq as read."""
+    and the mailbox's span as read."""
     async with sessionmaker() as session:
-        latest, oldest = await store.mailbox_span(session, peer.stream)
+        span = await store.mailbox_span(session, peer.stream)
+    latest, oldest = span.latest, span.oldest
     welcome = {
         "user_id": peer.user_id,
         "mailbox": peer.stream,
@@ -238,9 +300,9 @@ async def _welcome(
     await websocket.send_text(_control("welcome", latest, welcome))
     reason = _resync_reason(resume_from, latest, oldest, shared=peer.shared)
     if reason is None:
-        return resume_from, latest
+        return resume_from, span
     await websocket.send_text(_control("resync", latest, {"reason": reason}))
-    return latest, latest
+    return latest, span
 
 
 def _resync_reason(
@@ -260,74 +322,79 @@ def _control(kind: str, seq: int, data: dict[str, Any]) -> str:
     return json.dumps({"type": kind, "seq": seq, "data": data}, ensure_ascii=False)
 
 
-async def _send_loop(
-    websocket: WebSocket,
-    subscription: Subscription,
-    sessionmaker: Callable[[], AsyncSession],
-    after: int,
-    latest: int,
-) -> None:
+async def _send_loop(session: _Session, after: int, latest: int) -> None:
+    subscription = session.subscription
     # Seqs are gap-free, so how far ``last`` moves in a replay is how many messages it sent.
     last = after
     if after < latest:
-        last = await _replay(websocket, subscription.mailbox, sessionmaker, after)
+        last = await _replay(session, after)
         subscription.stats.replayed += last - after
     # Else nothing to read: what was committed by the welcome's read is at most ``latest``,
     # and what commits later is published to the subscription, made before that read (and a
     # message published out of order has its gap filled from the store, as always).
     while True:
         envelope = await subscription.get()
+        if envelope is Signal.RECHECK:
+            await session.check_access(told=True)
+            continue
         if envelope is None:
-            caught_up = await _replay(websocket, subscription.mailbox, sessionmaker, last)
+            caught_up = await _replay(session, last)
             subscription.stats.replayed += caught_up - last
             last = caught_up
             continue
         if envelope.seq <= last:
             continue
+        # Nothing new goes to a peer whose access ended (a user disabled, a token revoked or
+        # expired), whether or not this process heard of the change.
+        await session.check_access()
         if envelope.seq > last + 1:
-            filled = await _fill_gap(websocket, subscription.mailbox, sessionmaker, last, envelope)
+            filled = await _fill_gap(session, last, envelope)
             subscription.stats.replayed += filled - last
             last = filled
-        await websocket.send_text(envelope.encode())
+        await session.send(envelope)
         last = envelope.seq
 
 
-async def _replay(
-    websocket: WebSocket,
-    mailbox: str,
-    sessionmaker: Callable[[], AsyncSession],
-    after: int,
-    upto: int | None = None,
-) -> int:
+async def _replay(session: _Session, after: int, upto: int | None = None) -> int:
     last = after
     while True:
-        async with sessionmaker() as session:
-            page = await store.messages_after(session, mailbox, last, upto=upto, limit=REPLAY_PAGE)
+        async with session.sessionmaker() as reading:
+            page = await store.messages_after(
+                reading, session.subscription.mailbox, last, upto=upto, limit=REPLAY_PAGE
+            )
+        if page:
+            await session.check_access()
+        if page and page[0].seq != last + 1:
+            if upto is not None:
+                # Filling a gap before a live message: what is missing is not readable yet.
+                return last
+            # The retention purge removed what follows ``last`` since the welcome looked: say
+            # so, as the welcome would have, rather than leave the client a silent gap. It
+            # reloads its state and carries on from just before the oldest message left.
+            reason = "messages after resume_from are past the retention window"
+            resync = _control("resync", page[0].seq - 1, {"reason": reason})
+            await session.websocket.send_text(resync)
         for envelope in page:
-            await websocket.send_text(envelope.encode())
+            await session.send(envelope)
             last = envelope.seq
         if len(page) < REPLAY_PAGE:
             return last
 
 
-async def _fill_gap(
-    websocket: WebSocket,
-    mailbox: str,
-    sessionmaker: Callable[[], AsyncSession],
-    last: int,
-    envelope: Envelope,
-) -> int:
+async def _fill_gap(session: _Session, last: int, envelope: Envelope) -> int:
     # Publishing follows commit order only loosely; the missing seqs are committed already
     # (a mailbox row lock orders them), so read them from the store.
     for delay in (0.0, 0.05, 0.25):
         await asyncio.sleep(delay)
-        last = await _replay(websocket, mailbox, sessionmaker, last, upto=envelope.seq - 1)
+        last = await _replay(session, last, upto=envelope.seq - 1)
         if last == envelope.seq - 1:
             return last
     raise GapError(f"seq {last + 1} to {envelope.seq - 1} not readable")
 
 
-async def _receive_loop(websocket: WebSocket, peer: Peer, acknowledge: Acknowledge) -> None:
+async def _receive_loop(
+    websocket: WebSocket, peer: Peer, subscription: Subscription, acknowledge: Acknowledge
+) -> None:
     while True:
         frame = await _receive_frame(websocket)
         kind = frame.get("type")
@@ -335,13 +402,33 @@ async def _receive_loop(websocket: WebSocket, peer: Peer, acknowledge: Acknowled
             seq = frame.get("seq")
             if not _is_seq(seq):
                 raise FrameError(POLICY_VIOLATION, f"ack.seq must be a whole number {SEQS}")
-            await acknowledge(peer, int(seq))
+            # An ack proves receipt of what this socket sent, no more: past that it would mark
+            # delivered an alert the client has not been sent yet (the store holds it, a
+            # busy sender has not got to it), and a later true ack would seem old.
+            await acknowledge(peer, min(seq, subscription.sent))
         else:
             raise FrameError(POLICY_VIOLATION, f"unknown message type {kind!r}")
 
 
-async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+async def _close(
+    websocket: WebSocket, code: int, reason: str, *, timeout_s: float | None = None
+) -> None:
     if websocket.client_state == WebSocketState.DISCONNECTED:
         return
-    with contextlib.suppress(RuntimeError, WebSocketDisconnect, ConnectionError):
-        await websocket.close(code=code, reason=reason)
+    try:
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect, ConnectionError):
+            await asyncio.wait_for(websocket.close(code=code, reason=reason), timeout_s)
+    except TimeoutError:
+        # The client stopped reading: the close frame waits behind what it has not taken.
+        _abort(websocket)
+
+
+def _abort(websocket: WebSocket) -> None:
+    """Cut the connection under the socket. ASGI has no way to say so: the server's send is
+    a method of its protocol object, whose transport is asyncio's (uvicorn). Closing that
+    transport would wait for its buffer to drain, which a client that stopped reading never
+    lets happen; aborting drops the buffer and the connection."""
+    protocol = getattr(getattr(websocket, "_send", None), "__self__", None)
+    transport = getattr(protocol, "transport", None)
+    if isinstance(transport, asyncio.Transport):
+        transport.abort()

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import (
@@ -439,13 +439,21 @@ def take_outbox(session: AsyncSession) -> list[Envelope]:
     return envelopes
 
 
-async def mailbox_span(session: AsyncSession, user_id: str) -> tuple[int, int | None]:
-    """The mailbox's latest seq (0 before its first message) and the oldest one still kept
-    (None when none is), in one round trip: every hello asks both."""
+class Span(NamedTuple):
+    # The latest seq (0 before the first message), the oldest one still kept (None when none
+    # is) and the acknowledged mark.
+    latest: int
+    oldest: int | None
+    acked: int
+
+
+async def mailbox_span(session: AsyncSession, user_id: str) -> Span:
+    """The mailbox's span, in one round trip: every hello asks all of it."""
     latest = select(Mailbox.last_seq).where(Mailbox.user_id == user_id).scalar_subquery()
+    acked = select(Mailbox.acked_seq).where(Mailbox.user_id == user_id).scalar_subquery()
     oldest = select(func.min(Message.seq)).where(Message.user_id == user_id).scalar_subquery()
-    found = (await session.execute(select(latest, oldest))).one()
-    return found[0] or 0, found[1]
+    found = (await session.execute(select(latest, oldest, acked))).one()
+    return Span(found[0] or 0, found[1], found[2] or 0)
 
 
 # A stored message's columns in ``Envelope``'s order: replays and the fan-out read them as

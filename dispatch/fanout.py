@@ -17,6 +17,8 @@ def listen(runtime: Runtime) -> Listener:
     listener = Listener(runtime.settings.database_url, runtime.origin)
 
     async def messages_committed(batch: str) -> None:
+        # A read that fails is tried again, and then made up for by a catch-up of every
+        # socket from the store (alerts.fanout.Listener): an alert is never left unsent.
         async with runtime.reading() as session:
             envelopes = await mailboxes.batch_messages(session, batch)
         runtime.hub.publish(envelopes)
@@ -33,7 +35,12 @@ def listen(runtime: Runtime) -> Listener:
         runtime.duty.changed()
 
     async def user_changed(user_id: str) -> None:
+        # The user's access changed (disabled, logged out, password reset): forget their
+        # tokens, and have each of their open sockets judged again; the ones whose token no
+        # longer holds are closed (dispatch.realtime). Heard from this process's own
+        # announcements too: its transaction cannot reach its sockets.
         runtime.principals.drop_user(user_id)
+        runtime.hub.recheck(user_id)
 
     async def reconnected() -> None:
         # Announcements made while the listener was down are lost; the rows are not.
@@ -48,6 +55,6 @@ def listen(runtime: Runtime) -> Listener:
     listener.on(teams.TEAMS_CHANNEL, team_changed)
     listener.on(VILLAGES_CHANNEL, villages_changed)
     listener.on(DUTY_CHANNEL, duty_changed)
-    listener.on(USERS_CHANNEL, user_changed)
+    listener.on(USERS_CHANNEL, user_changed, own=True)
     listener.on_reconnect(reconnected)
     return listener

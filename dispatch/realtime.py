@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from fastapi import APIRouter, WebSocket
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,21 +25,55 @@ router = APIRouter()
 @router.websocket("/ws")
 async def websocket_endpoint(websocket: WebSocket) -> None:
     runtime: Runtime = websocket.app.state.runtime
+    # The socket's token, once its hello showed it, and what is known of it since.
+    presented = ""
+    expires_at: datetime | None = None
+    # The token cache's generation when the token was last judged: unchanged, no user's
+    # access has changed since (every change drops the cache's entries of its user).
+    judged = -1
+
+    async def look_up(token: str) -> auth.Principal:
+        nonlocal judged
+        cache = runtime.principal_cache()
+        judged = runtime.principals.generation
+        async with runtime.reading() as session:
+            return await auth.principal_for_token(
+                session, token, secret=runtime.secret, now=runtime.clock.now(), cache=cache
+            )
 
     async def authenticate(token: str) -> Peer | None:
-        async with runtime.reading() as session:
-            try:
-                principal = await auth.principal_for_token(
-                    session,
-                    token,
-                    secret=runtime.secret,
-                    now=runtime.clock.now(),
-                    cache=runtime.principal_cache(),
-                )
-            except Unauthorized:
-                return None
+        nonlocal presented, expires_at
+        try:
+            principal = await look_up(token)
+        except Unauthorized:
+            return None
+        presented, expires_at = token, principal.token_expires_at
         info = {"role": principal.role.value, "team_id": principal.team_id}
-        return Peer(principal.user_id, principal.role.value, info, auth.mailbox_of(principal))
+        # Just past the expiry: judged by the same clock, the token has then expired.
+        until = None
+        if expires_at is not None:
+            until = max((expires_at - runtime.clock.now()).total_seconds(), 0) + EXPIRY_MARGIN_S
+        return Peer(
+            principal.user_id,
+            principal.role.value,
+            info,
+            auth.mailbox_of(principal),
+            recheck_in_s=until,
+        )
+
+    async def recheck(_peer: Peer, told: bool) -> str | None:
+        """Why this socket's token no longer lets it read, or None while it does. A token
+        that expired, was revoked (logout) or whose user was disabled or reset ends the
+        socket (1008): a dismissed guard's phone stops receiving the board at once."""
+        if expires_at is not None and expires_at <= runtime.clock.now():
+            return "the token has expired: log in again"
+        if not told and runtime.principals.generation == judged:
+            return None
+        try:
+            await look_up(presented)
+        except Unauthorized:
+            return "the token is no longer valid: log in again"
+        return None
 
     frames = FrameBudget(runtime.settings.ws_frame_burst, runtime.settings.ws_frames_per_s)
     highest_ack = 0
@@ -53,7 +88,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             raise FrameError(POLICY_VIOLATION, "too many frames: slow down and reconnect")
         if seq <= highest_ack or peer.shared:
             # The board's messages refer to nothing a reader could prove received, and its
-            # acknowledged mark would be whichever operator's came last.
+            # acknowledged mark would be whichever operator's came last. (``seq`` is at most
+            # what this socket sent: alerts.socket clamps it.)
             return
         highest_ack = seq
         # Stamped now, written with the others gathered meanwhile (alerts/acks.py).
@@ -73,7 +109,12 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         acknowledge=acknowledge,
         policy=SocketPolicy(hello_timeout_s=runtime.settings.ws_hello_timeout_s),
         server_time=lambda: show_time(runtime.clock.now()),
+        recheck=recheck,
     )
+
+
+# A timer may fire a little before the clock it was set by says the time has come.
+EXPIRY_MARGIN_S = 1.0
 
 
 async def record_acknowledged(

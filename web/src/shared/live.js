@@ -157,8 +157,10 @@ export class Live {
     this.attempt += 1;
     const offline = navigator.onLine === false;
     this.status(offline ? 'offline' : 'reconnecting');
-    // A restarting server (1012) comes back quickly; otherwise back off up to 15 s.
-    const base = event.code === RESTART ? 500 : Math.min(15000, 500 * Math.pow(2, this.attempt));
+    // A restarting server (1012) comes back quickly; otherwise back off, randomised, from
+    // 0.5 s up to 5 s (docs/delivery.md): a phone on a flaky line must not sit out a tier's
+    // 1-minute clock waiting to retry, and the jitter still spreads a town's reconnects.
+    const base = event.code === RESTART ? 500 : Math.min(5000, 500 * Math.pow(2, this.attempt));
     const delay = base / 2 + Math.random() * (base / 2);
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.connect(), delay);

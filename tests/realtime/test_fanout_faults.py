@@ -1,0 +1,128 @@
+"""The fan-out between processes when reading fails (PostgreSQL, two servers on one database):
+an announcement that cannot be acted on is made up for, and the listener never dies silently."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy import event
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from dispatch.clock import ManualClock
+from dispatch.config import Settings
+from tests.conftest import PG_ADMIN_DSN, RunningServer
+from tests.support import World, sync_engines
+
+
+@pytest.fixture
+async def two_servers(postgres_only: str, tmp_path: Path) -> AsyncIterator[tuple[World, World]]:
+    settings = Settings(
+        database_url=postgres_only,
+        secret_key="test-secret-" + uuid.uuid4().hex,
+        timer_poll_s=0.2,
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+        gc_settle=False,
+    )
+    clock = ManualClock()
+    servers = [RunningServer(settings, clock), RunningServer(settings, clock)]
+    for server in servers:
+        await server.start()
+    worlds = [World(s.app, f"http://127.0.0.1:{s.port}", clock) for s in servers]
+    yield worlds[0], worlds[1]
+    for world in worlds:
+        await world.close()
+    for server in servers:
+        await server.stop()
+
+
+@contextmanager
+def failing(world: World, marker: str, times: int, error: Exception) -> Iterator[list[int]]:
+    """The server's statements containing ``marker`` fail ``times`` times (-1: always)."""
+    left = [times]
+
+    def refuse(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if marker in statement and left[0] != 0:
+            left[0] -= 1
+            raise error
+
+    engines = sync_engines(world.runtime)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", refuse)
+    try:
+        yield left
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", refuse)
+
+
+BATCH_READ = "WHERE messages.batch ="
+
+
+@pytest.mark.parametrize("failures", [1, -1])
+async def test_an_alert_from_another_process_arrives_though_reading_its_batch_fails(
+    two_servers: tuple[World, World], failures: int
+) -> None:
+    a, b = two_servers
+    team = await a.team()
+    leader = await a.leader(team)
+    operator = await a.operator()
+    phone = await b.connect(leader)
+    # Once: read again. Always: the process catches every socket up from the store instead.
+    with failing(b, BATCH_READ, failures, PoolTimeout("pool exhausted")):
+        incident = await a.report(operator)
+        alert = await phone.next_of("alert", timeout=15)
+    assert alert["data"]["incident"]["id"] == incident["id"]
+    await phone.close()
+
+
+async def listener_backends(database_url: str) -> list[int]:
+    name = database_url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        rows = await admin.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'", name
+        )
+    finally:
+        await admin.close()
+    return [row["pid"] for row in rows]
+
+
+async def test_a_listener_whose_catch_up_fails_keeps_trying_and_says_it_is_not_ready(
+    two_servers: tuple[World, World],
+) -> None:
+    a, b = two_servers
+    team = await a.team()
+    leader = await a.leader(team)
+    operator = await a.operator()
+    phone = await b.connect(leader)
+    url = b.runtime.settings.database_url
+    # The catch-up after a reconnect reads the teams first: make that fail, for a while.
+    with failing(b, "FROM teams", -1, PoolTimeout("pool exhausted")) as left:
+        admin = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            for pid in await listener_backends(url):
+                await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
+        await asyncio.sleep(1.0)
+        ready = await b.http.get("/readyz")
+        assert ready.status_code == 503, ready.text
+        left[0] = 0
+    # Once the database answers again the listener catches up and hears what comes next.
+    for _ in range(100):
+        if (await b.http.get("/readyz")).status_code == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert (await b.http.get("/readyz")).status_code == 200
+    incident = await a.report(operator)
+    alert = await phone.next_of("alert", timeout=10)
+    assert alert["data"]["incident"]["id"] == incident["id"]
+    await phone.close()

@@ -1,0 +1,248 @@
+"""What a socket may claim and what ends it: seqs a mailbox can hold, acks of what it was sent,
+access that ends while it is open, a client that stops reading, frames no client sends."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from datetime import datetime
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from alerts import store as mailboxes
+from alerts.acks import Acked, AckRecorder
+from alerts.store import Outgoing
+from dispatch.realtime import record_acknowledged
+from tests.conftest import RunningServer
+from tests.realtime.test_acks import acked_marks, delivered, recorder
+from tests.support import Socket, World
+
+BEYOND_INT4 = 2**31
+
+
+async def drained(socket: Socket) -> int:
+    """The last seq of what the socket was sent, once nothing more comes."""
+    with pytest.raises(TimeoutError):
+        while True:
+            await socket.next(0.3)
+    return socket.last_seq
+
+
+async def closed_with(socket: Socket, timeout: float = 5.0) -> tuple[int, str]:
+    """Read until the server closes the socket; its code and reason."""
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await socket.next(timeout)
+    assert closed.value.rcvd is not None, closed.value
+    return closed.value.rcvd.code, closed.value.rcvd.reason
+
+
+async def test_seqs_past_what_a_mailbox_column_holds_are_refused_naming_the_field(
+    world: World,
+) -> None:
+    leader = await world.leader(await world.team())
+    phone = await world.connect(leader)
+    await phone.connection.send(json.dumps({"type": "ack", "seq": BEYOND_INT4}))
+    code, reason = await closed_with(phone)
+    assert (code, "ack.seq" in reason, "2^31-1" in reason) == (1008, True, True)
+    for resume_from in (str(BEYOND_INT4), "9" * 5000):
+        async with connect(world.ws_url, compression=None) as ws:
+            hello = f'{{"type": "hello", "token": "{leader.token}", "resume_from": {resume_from}}}'
+            await ws.send(hello)
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 5)
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 1008 and "resume_from" in closed.value.rcvd.reason
+    # A 5000-digit ack is a bad seq too (1008), not a malformed frame (1007).
+    phone = await world.connect(leader)
+    await phone.connection.send('{"type": "ack", "seq": ' + "9" * 5000 + "}")
+    code, reason = await closed_with(phone)
+    assert code == 1008 and "ack.seq" in reason
+
+
+async def test_an_ack_the_database_refuses_drops_alone_and_later_acks_are_recorded(
+    world: World,
+) -> None:
+    team, other = await world.team(), await world.team()
+    leader, colleague = await world.leader(team), await world.leader(other)
+    operator = await world.operator()
+    incident = await world.report(operator)
+    acks = recorder(world)
+    # Past what PostgreSQL's integer column takes: refused there, for what it holds.
+    acks.submit(leader.id, BEYOND_INT4, world.clock.now())
+    acks.submit(colleague.id, 1, world.clock.now())
+    assert await acks.flush()
+    assert (await delivered(world, incident["id"]))[other["id"]] is not None
+    # Nothing is left to poison what comes after it.
+    world.clock.advance(1)
+    acks.submit(leader.id, 1, world.clock.now())
+    assert await acks.flush()
+    assert (await delivered(world, incident["id"]))[team["id"]] is not None
+    assert await acked_marks(world, [leader.id, colleague.id]) == {leader.id: 1, colleague.id: 1}
+
+
+async def test_an_ack_past_what_the_socket_was_sent_does_not_hide_later_acks(
+    world: World,
+) -> None:
+    team = await world.team()
+    leader = await world.leader(team)
+    operator = await world.operator()
+    phone = await world.connect(leader)
+    await world.report(operator)
+    await phone.next_of("alert")
+    sent = await drained(phone)
+    await phone.ack(sent + 10)
+    await asyncio.sleep(0.2)
+    assert (await acked_marks(world, [leader.id]))[leader.id] == sent
+    second_incident = await world.report(operator)
+    second = await phone.next_of("alert")
+    world.clock.advance(2)
+    acked_at = world.clock.now()
+    await phone.ack(second["seq"])
+    after = await world.wait_for(
+        operator,
+        second_incident["id"],
+        lambda i: i["dispatches"][0]["delivered_at"] is not None,
+    )
+    assert datetime.fromisoformat(after["dispatches"][0]["delivered_at"]) == acked_at
+    await phone.close()
+
+
+async def test_an_ack_covers_only_what_was_sent_on_its_socket(world: World) -> None:
+    team = await world.team()
+    leader = await world.leader(team)
+    operator = await world.operator()
+    phone = await world.connect(leader)
+    await world.report(operator)
+    await phone.next_of("alert")
+    sent = await drained(phone)
+    # A message stored but not yet sent on this socket (its process has not heard of it).
+    async with world.runtime.sessionmaker() as session:
+        later = Outgoing(leader.id, "incident.updated", {"unsent": True})
+        await mailboxes.enqueue(session, [later], now=world.clock.now())
+        await session.commit()
+    await phone.ack(sent + 1)
+    await asyncio.sleep(0.2)
+    assert (await acked_marks(world, [leader.id]))[leader.id] == sent
+    await phone.close()
+
+
+async def test_a_disabled_operator_is_sent_nothing_more_and_closed_with_1008(
+    world: World, backend: str
+) -> None:
+    operator, colleague = await world.operator(), await world.operator()
+    admin = await world.admin()
+    console = await world.connect(operator)
+    reply = await world.http.patch(
+        f"/api/v1/users/{operator.id}", json={"disabled": True}, headers=admin.headers
+    )
+    assert reply.status_code == 200, reply.text
+    if backend == "postgresql":
+        # The change's announcement reaches the sockets of every process, this one included.
+        code, reason = await closed_with(console, 5)
+    else:
+        # One process, no announcements: the next message is not sent, the socket is closed.
+        await world.report(colleague)
+        code, reason = await closed_with(console, 5)
+    assert code == 1008 and "token" in reason
+    assert not [m for m in console.received if m["type"] == "incident.updated"]
+
+
+async def test_logging_out_closes_that_tokens_socket_only(world: World) -> None:
+    team = await world.team()
+    leader = await world.leader(team)
+    other_device = await world.relogin(leader)
+    operator = await world.operator()
+    phone, tablet = await world.connect(leader), await world.connect(other_device)
+    reply = await world.http.post("/api/v1/auth/logout", headers=leader.headers)
+    assert reply.status_code == 204, reply.text
+    incident = await world.report(operator)
+    code, _ = await closed_with(phone)
+    assert code == 1008
+    alert = await tablet.next_of("alert")
+    assert alert["data"]["incident"]["id"] == incident["id"]
+    await tablet.close()
+
+
+async def test_a_socket_whose_token_expired_is_sent_nothing_more(world: World) -> None:
+    team = await world.team()
+    leader = await world.leader(team)
+    operator = await world.operator()
+    phone = await world.connect(leader)
+    world.clock.advance(world.runtime.settings.token_ttl_s + 1)
+    fresh = await world.relogin(operator)
+    await world.report(fresh)
+    code, reason = await closed_with(phone)
+    assert code == 1008 and "expired" in reason
+    assert not [m for m in phone.received if m["type"] == "alert"]
+
+
+def open_websockets(server: RunningServer) -> int:
+    connections = server.server.server_state.connections
+    return sum("WebSocket" in type(c).__name__ for c in connections)
+
+
+async def test_a_client_that_stops_reading_is_let_go_at_once(
+    world: World, server: RunningServer
+) -> None:
+    leader = await world.leader(await world.team())
+    world.runtime.hub.queue_size = 3
+    async with connect(world.ws_url, compression=None, max_queue=1) as ws:
+        await ws.send(json.dumps({"type": "hello", "token": leader.token, "resume_from": 0}))
+        await asyncio.wait_for(ws.recv(), 5)
+        # Never read again: the server's writes fill every buffer on the way, then its queue.
+        for _ in range(40):
+            async with world.runtime.transaction() as session:
+                pad = "x" * 400_000
+                burst = [Outgoing(leader.id, "incident.updated", {"pad": pad}) for _ in range(2)]
+                await mailboxes.enqueue(session, burst, now=world.clock.now())
+            await asyncio.sleep(0.02)
+            if not world.runtime.hub.is_connected(leader.id):
+                break
+        assert not world.runtime.hub.is_connected(leader.id)
+        # And its connection is cut rather than left to the keepalive (40 s).
+        for _ in range(50):
+            if open_websockets(server) == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert open_websockets(server) == 0
+    world.runtime.hub.queue_size = 1000
+
+
+async def test_frames_nested_past_the_parsers_depth_close_with_1007(world: World) -> None:
+    async with connect(world.ws_url, compression=None) as ws:
+        await ws.send("[" * 30000)
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
+
+
+async def test_acks_being_written_when_the_server_stops_are_written_by_its_last_flush(
+    world: World,
+) -> None:
+    team = await world.team()
+    leader = await world.leader(team)
+    incident = await world.report(await world.operator())
+    runtime = world.runtime
+    writing = asyncio.Event()
+
+    async def stopped_mid_write_once(session: AsyncSession, acked: Sequence[Acked]) -> None:
+        if not writing.is_set():
+            writing.set()
+            await asyncio.sleep(10)
+        await record_acknowledged(runtime, session, acked)
+
+    acks = AckRecorder(runtime.transaction, stopped_mid_write_once)
+    acks.submit(leader.id, 1, world.clock.now())
+    flushing = asyncio.create_task(acks.flush())
+    await writing.wait()
+    # The lifespan cancels the recorder's task, then flushes what is left.
+    flushing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await flushing
+    assert await acks.flush()
+    assert (await delivered(world, incident["id"]))[team["id"]] == world.clock.now()
