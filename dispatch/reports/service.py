@@ -407,10 +407,13 @@ def _sources(sql: _Sql, filters: Filters, by: GroupBy, unit: Unit, now: datetime
 
 
 # The _Cell counts, in the order of _aggregates' columns.
+# Pending is not counted: it is what the other three outcomes leave (every row has one), and
+# each outcome counted evaluates the outcome's CASE again for every row.
+COUNTED_OUTCOMES = (TierStatus.MET, TierStatus.BREACHED, TierStatus.CANCELLED)
 COUNTS = (
     "incidents",
     "with_arrival",
-    *(outcome.value for outcome in OUTCOMES),
+    *(outcome.value for outcome in COUNTED_OUTCOMES),
     "uncovered",
     "uncovered_breached",
 )
@@ -421,7 +424,7 @@ TARGET_COLUMNS = 2  # then the lowest and highest target applied
 def _aggregates(
     m: Any, only: ColumnElement[bool] | None, source: _Source, ranked: bool, tag: str
 ) -> list[Any]:
-    """One block of columns, the same layout for every source: the eight counts, the lowest and
+    """One block of columns, the same layout for every source: the seven counts, the lowest and
     highest target applied, then per series its n and (``ranked``) P50, P90 and max by
     percentile_disc; typed nulls for what the source does not hold. Labels start with ``tag``,
     unique in the statement, so that each column of a result row is found by its own name."""
@@ -436,7 +439,9 @@ def _aggregates(
         uncovered = m.c.covered.is_(False)
         breached = m.c.outcome == TierStatus.BREACHED.value
         columns = [where(func.count()), where(func.count(), m.c.has_arrival)]
-        columns += [where(func.count(), m.c.outcome == outcome.value) for outcome in OUTCOMES]
+        columns += [
+            where(func.count(), m.c.outcome == outcome.value) for outcome in COUNTED_OUTCOMES
+        ]
         columns.append(where(func.count(), uncovered))
         columns.append(where(func.count(), and_(uncovered, breached)))
         columns += [where(func.min(m.c.target_s)), where(func.max(m.c.target_s))]
@@ -468,6 +473,7 @@ def _read(values: Sequence[Any], ranked: bool) -> tuple[_Cell | None, dict[str, 
         )
         for name, value in zip(COUNTS, values[:COUNTED], strict=True):
             setattr(cell, name, int(value or 0))
+        cell.pending = cell.incidents - cell.met - cell.breached - cell.cancelled
     stats: dict[str, Stat] = {}
     rows = cell.incidents if cell else 0
     at = COUNTED + TARGET_COLUMNS
