@@ -85,7 +85,12 @@ async def response_times(
         # The workbook always carries the tier totals and the per-team chart.
         wanted += [by for by in (GroupBy.TIER, GroupBy.TEAM) if by not in wanted]
     report = await service.response_times(
-        session, filters, wanted, now=now, max_exclusions=max_exclusions
+        session,
+        filters,
+        wanted,
+        now=now,
+        targets=runtime.settings.chain_targets,
+        max_exclusions=max_exclusions,
     )
     if format == "json":
         return report

@@ -23,7 +23,6 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
-    Float,
     Integer,
     Select,
     and_,
@@ -368,20 +367,10 @@ class _Cell:
     pending: int = 0
     uncovered: int = 0
     uncovered_breached: int = 0
-    # The lowest and highest target the measurements were judged by (chain_tiers.target_s),
-    # and, once looked up, every one of them.
-    target_min: float | None = None
-    target_max: float | None = None
+    # Whether any measurement counted here was judged by a target other than today's (then
+    # the stored ones are looked up), and the targets applied (chain_tiers.target_s).
+    off_target: bool = False
     targets: tuple[float, ...] = ()
-
-    def applied(self) -> tuple[float, ...]:
-        if self.targets:
-            return self.targets
-        return () if self.target_min is None else (self.target_min,)
-
-    @property
-    def mixed(self) -> bool:
-        return self.target_min != self.target_max
 
 
 @dataclass(frozen=True)
@@ -418,23 +407,31 @@ COUNTS = (
     "uncovered_breached",
 )
 COUNTED = len(COUNTS)
-TARGET_COLUMNS = 2  # then the lowest and highest target applied
+
+
+def _off_target(m: Any, source: _Source, targets: Sequence[float]) -> Any:
+    """How many counted rows were judged by a target other than today's, in one aggregate
+    over the rows. Nearly always none; only then are the stored targets looked up (a second
+    pass), which spares every report two aggregates (min and max) per tier and row."""
+    if not source.counted:
+        return cast(null(), BigInteger)
+    today = case({t: target for t, target in enumerate(targets, 1)}, value=m.c.tier)
+    return func.count().filter(m.c.target_s != today)
 
 
 def _aggregates(
     m: Any, only: ColumnElement[bool] | None, source: _Source, ranked: bool, tag: str
 ) -> list[Any]:
-    """One block of columns, the same layout for every source: the seven counts, the lowest and
-    highest target applied, then per series its n and (``ranked``) P50, P90 and max by
-    percentile_disc; typed nulls for what the source does not hold. Labels start with ``tag``,
-    unique in the statement, so that each column of a result row is found by its own name."""
+    """One block of columns, the same layout for every source: the seven counts, then per
+    series its n and (``ranked``) P50, P90 and max by percentile_disc; typed nulls for what
+    the source does not hold. Labels start with ``tag``, unique in the statement, so that each
+    column of a result row is found by its own name."""
 
     def where(aggregate: Any, condition: ColumnElement[bool] | None = None) -> Any:
         conditions = [c for c in (only, condition) if c is not None]
         return aggregate.filter(and_(*conditions)) if conditions else aggregate
 
     columns: list[Any] = [cast(null(), BigInteger) for _ in range(COUNTED)]
-    columns += [cast(null(), Float) for _ in range(TARGET_COLUMNS)]
     if source.counted:
         uncovered = m.c.covered.is_(False)
         breached = m.c.outcome == TierStatus.BREACHED.value
@@ -444,7 +441,6 @@ def _aggregates(
         ]
         columns.append(where(func.count(), uncovered))
         columns.append(where(func.count(), and_(uncovered, breached)))
-        columns += [where(func.min(m.c.target_s)), where(func.max(m.c.target_s))]
     for metric in METRICS:
         held = metric in source.metrics
         columns.append(
@@ -459,24 +455,22 @@ def _aggregates(
 
 
 def _block_width(ranked: bool) -> int:
-    return COUNTED + TARGET_COLUMNS + len(METRICS) * (2 if ranked else 1)
+    return COUNTED + len(METRICS) * (2 if ranked else 1)
 
 
-def _read(values: Sequence[Any], ranked: bool) -> tuple[_Cell | None, dict[str, Stat], int]:
+def _read(
+    values: Sequence[Any], ranked: bool, off_target: bool
+) -> tuple[_Cell | None, dict[str, Stat], int]:
     """One block of _aggregates' columns back into a cell and stats; and how many rows it had."""
     cell = None
     if values[0] is not None:
-        low, high = values[COUNTED : COUNTED + TARGET_COLUMNS]
-        cell = _Cell(
-            target_min=None if low is None else float(low),
-            target_max=None if high is None else float(high),
-        )
+        cell = _Cell(off_target=off_target)
         for name, value in zip(COUNTS, values[:COUNTED], strict=True):
             setattr(cell, name, int(value or 0))
         cell.pending = cell.incidents - cell.met - cell.breached - cell.cancelled
     stats: dict[str, Stat] = {}
     rows = cell.incidents if cell else 0
-    at = COUNTED + TARGET_COLUMNS
+    at = COUNTED
     for metric in METRICS:
         n, picked = values[at], values[at + 1] if ranked else None
         at += 2 if ranked else 1
@@ -494,13 +488,17 @@ def _stat_of(n: int, picked: Sequence[int] | None) -> Stat:
 
 
 async def _ordered_set_figures(
-    session: AsyncSession, plans: dict[GroupBy, list[_Source]], tiers: Sequence[int]
+    session: AsyncSession,
+    plans: dict[GroupBy, list[_Source]],
+    tiers: Sequence[int],
+    targets: Sequence[float],
 ) -> dict[GroupBy, Found]:
     """Every count and percentile of the groupings' groups and tiers, in one statement.
 
     Each source is one branch of a UNION ALL, which PostgreSQL hands to parallel workers
     (Parallel Append): the aggregations run side by side. Every branch gives the same
-    columns: its part number, group key, tier and one block per tier. Grouped by key, the tier
+    columns: its part number, group key, tier, rows off today's targets and one block per tier.
+    Grouped by key, the tier
     is a column and one block is used; by tier alone, FILTER per tier fills a block each,
     which spares sorting every row by tier first.
     """
@@ -515,8 +513,9 @@ async def _ordered_set_figures(
             # a duration is computed by each aggregate that reads it: only percentile_disc
             # does; the counts read the has_ flags.
             m = source.rows.subquery(f"m{part}")
+            off = _off_target(m, source, targets).label("off")
             if by != GroupBy.TIER:
-                head = [literal(part).label("part"), m.c.g, m.c.tier]
+                head = [literal(part).label("part"), m.c.g, m.c.tier, off]
                 # Typed nulls in the other tiers' places.
                 nothing = _Source(source.rows, False, ())
                 blocks = _aggregates(m, None, source, True, "b0")
@@ -524,7 +523,12 @@ async def _ordered_set_figures(
                     blocks += _aggregates(m, None, nothing, True, f"b{n}")
                 branches.append(select(*head, *blocks).group_by(m.c.g, m.c.tier))
                 continue
-            head = [literal(part).label("part"), literal("").label("g"), literal(0).label("tier")]
+            head = [
+                literal(part).label("part"),
+                literal("").label("g"),
+                literal(0).label("tier"),
+                off,
+            ]
             blocks = [
                 c
                 for n, t in enumerate(tiers)
@@ -535,12 +539,13 @@ async def _ordered_set_figures(
     found: dict[GroupBy, Found] = {by: {} for by in plans}
     for row in (await session.execute(query)).all():
         by, _ = parts[int(row[0])]
+        off = bool(row[3])
         if by != GroupBy.TIER:
-            cell, stats, _ = _read(row[3 : 3 + width], True)
+            cell, stats, _ = _read(row[4 : 4 + width], True, off)
             _merge(found[by], (str(row[1]), int(row[2])), cell, stats)
             continue
         for n, t in enumerate(tiers):
-            cell, stats, rows = _read(row[3 + n * width : 3 + (n + 1) * width], True)
+            cell, stats, rows = _read(row[4 + n * width : 4 + (n + 1) * width], True, off)
             if rows:
                 _merge(found[by], ("", t), cell, stats)
     return found
@@ -552,15 +557,17 @@ def _merge(found: Found, key: tuple[str, int], cell: _Cell | None, stats: dict[s
     found[key] = (cell or had, {**series, **stats})
 
 
-async def _window_figures(session: AsyncSession, source: _Source) -> Found:
+async def _window_figures(
+    session: AsyncSession, source: _Source, targets: Sequence[float]
+) -> Found:
     """Counts with GROUP BY, then the values at the needed ranks by row_number()."""
     m = source.rows.subquery("m")
     found: Found = {}
-    query = select(m.c.g, m.c.tier, *_aggregates(m, None, source, False, "b0")).group_by(
-        m.c.g, m.c.tier
-    )
+    off = _off_target(m, source, targets)
+    aggregates = _aggregates(m, None, source, False, "b0")
+    query = select(m.c.g, m.c.tier, off, *aggregates).group_by(m.c.g, m.c.tier)
     for row in (await session.execute(query)).all():
-        cell, stats, _ = _read(row[2:], False)
+        cell, stats, _ = _read(row[3:], False, bool(row[2]))
         found[(str(row[0]), int(row[1]))] = (cell, stats)
     window = (m.c.g, m.c.tier)
     columns: list[Any] = [m.c.g, m.c.tier]
@@ -597,7 +604,7 @@ async def _window_figures(session: AsyncSession, source: _Source) -> Found:
 def _figures(tier: int, cell: _Cell, stats: dict[str, Stat]) -> TierFigures:
     judged = cell.met + cell.breached
     empty = Stat(n=0, p50_s=None, p90_s=None, max_s=None)
-    applied = cell.applied()
+    applied = cell.targets
     return TierFigures(
         tier=tier,
         target_s=applied[0] if len(applied) == 1 else None,
@@ -630,8 +637,12 @@ async def groupings(
     wanted: Sequence[GroupBy],
     now: datetime,
     *,
+    targets: Sequence[float],
     ordered_sets: bool | None = None,
 ) -> dict[GroupBy, Grouping]:
+    """The groupings' figures; ``targets`` are today's (DISPATCH_CHAIN_TARGETS), which the
+    measurements were nearly always judged by: only where some were not are the stored
+    targets looked up."""
     sql = _Sql(dialect_name(session), ordered_sets=ordered_sets)
     tiers = [filters.tier] if filters.tier is not None else list(TIERS)
     units = {by: unit_for(by, filters) for by in wanted}
@@ -642,24 +653,32 @@ async def groupings(
         # (it takes every row for a group), which costs more than it saves.
         found = {}
         for by, sources in plans.items():
-            found.update(await _ordered_set_figures(session, {by: sources}, tiers))
+            found.update(await _ordered_set_figures(session, {by: sources}, tiers, targets))
     else:
         found = {by: {} for by in wanted}
         for by, sources in plans.items():
             for source in sources:
-                for key, (cell, series) in (await _window_figures(session, source)).items():
+                for key, (cell, series) in (
+                    await _window_figures(session, source, targets)
+                ).items():
                     _merge(found[by], key, cell, series)
     for by, sources in plans.items():
-        await _list_mixed_targets(session, sources, found[by])
+        await _list_stored_targets(session, sources, found[by], targets)
     return {by: await _grouping(session, by, units[by], found[by]) for by in wanted}
 
 
-async def _list_mixed_targets(
-    session: AsyncSession, sources: Sequence[_Source], found: Found
+async def _list_stored_targets(
+    session: AsyncSession, sources: Sequence[_Source], found: Found, targets: Sequence[float]
 ) -> None:
-    """Every target applied, where a group's measurements were judged by more than one (the
-    targets were changed within the period): one more pass over the counted rows, only then."""
-    mixed = {key for key, (cell, _) in found.items() if cell is not None and cell.mixed}
+    """Every target applied to each cell: today's, unless some measurement of the statement
+    was judged by another (the targets were changed since); only then, one more pass over the
+    counted rows lists the stored ones."""
+    mixed: set[tuple[str, int]] = set()
+    for key, (cell, _) in found.items():
+        if cell is not None and cell.off_target:
+            mixed.add(key)
+        elif cell is not None:
+            cell.targets = (float(targets[key[1] - 1]),)
     if not mixed:
         return
     counted = next(source for source in sources if source.counted)
@@ -669,10 +688,10 @@ async def _list_mixed_targets(
         key = (str(g), int(tier))
         if key in mixed:
             applied.setdefault(key, set()).add(float(target))
-    for key, targets in applied.items():
+    for key, stored in applied.items():
         cell = found[key][0]
         assert cell is not None
-        cell.targets = tuple(sorted(targets))
+        cell.targets = tuple(sorted(stored))
 
 
 async def _grouping(session: AsyncSession, by: GroupBy, unit: Unit, found: Found) -> Grouping:
@@ -793,6 +812,7 @@ async def response_times(
     group_by: Sequence[GroupBy],
     *,
     now: datetime,
+    targets: Sequence[float],
     max_exclusions: int,
     ordered_sets: bool | None = None,
 ) -> ReportOut:
@@ -806,6 +826,7 @@ async def response_times(
         filters,
         [*wanted, *([] if GroupBy.TIER in wanted else [GroupBy.TIER])],
         now,
+        targets=targets,
         ordered_sets=ordered_sets,
     )
     totals = computed[GroupBy.TIER]

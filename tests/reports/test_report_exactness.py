@@ -362,6 +362,7 @@ async def test_every_figure_equals_a_direct_computation(world: World) -> None:
                     filters,
                     list(GroupBy),
                     now=now,
+                    targets=world.runtime.settings.chain_targets,
                     max_exclusions=5,
                     ordered_sets=way,
                 )
