@@ -7,7 +7,7 @@ from fastapi import Depends
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
 from dispatch.deps import OperatorDep, RuntimeDep, SessionDep, require
-from dispatch.errors import NotFound
+from dispatch.errors import NotFound, error_response
 from dispatch.reachability import service
 from dispatch.reachability.schemas import (
     LeaderReachabilityOut,
@@ -85,7 +85,7 @@ async def one_team(
     response_model=TestAlertSentOut,
     responses={
         202: {"description": "stored for every leader of the team and sent to open sockets"},
-        409: {"description": "the team has no leader account"},
+        409: error_response(409, "the team has no leader account"),
     },
 )
 async def send_test_alert(
