@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -134,6 +135,10 @@ class Settings(BaseSettings):
     def _check_targets(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
         if any(not math.isfinite(t) or t <= 0 for t in value):
             raise ValueError("chain targets must be positive, finite seconds")
+        # A later tier is the backup of an earlier one (escalation widens the ring while
+        # tier 2 is on its way): a tier 2 due before tier 1 is a typing mistake, not a plan.
+        if any(later < earlier for earlier, later in pairwise(value)):
+            raise ValueError("chain targets must not decrease from tier 1 to tier 3")
         return value
 
     @field_validator("ws_allowed_origins", mode="before")

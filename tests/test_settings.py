@@ -17,6 +17,20 @@ def test_chain_targets_must_be_positive_finite_seconds(
         Settings()
 
 
+@pytest.mark.parametrize("targets", ["300,180,60", "60,300,180"])
+def test_chain_targets_must_not_decrease_from_tier_to_tier(
+    targets: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISPATCH_CHAIN_TARGETS", targets)
+    with pytest.raises(ValidationError, match="must not decrease"):
+        Settings()
+
+
+def test_equal_chain_targets_are_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISPATCH_CHAIN_TARGETS", "3600,3600,3600")
+    assert Settings().chain_targets == (3600.0, 3600.0, 3600.0)
+
+
 def test_chain_targets_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DISPATCH_CHAIN_TARGETS", "1.5,2.5,30")
     assert Settings().chain_targets == (1.5, 2.5, 30.0)
