@@ -23,7 +23,7 @@ from dispatch.audit.routes import router as audit_router
 from dispatch.auth import service as auth
 from dispatch.auth.cache import Principals
 from dispatch.auth.routes import router as auth_router
-from dispatch.clock import Clock, SystemClock
+from dispatch.clock import Clock, StepWatch, SystemClock
 from dispatch.config import Settings
 from dispatch.db import create_engine, create_sessionmaker
 from dispatch.deps import RuntimeDep
@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             asyncio.create_task(runtime.acks.run(), name="acknowledgements"),
             asyncio.create_task(timer.run(), name="chain-timer"),
             asyncio.create_task(purge_old_messages(runtime), name="message-retention"),
+            asyncio.create_task(watch_clock(runtime), name="clock-watch"),
             *operations.start(),
         ]
         try:
@@ -140,6 +141,12 @@ def settle_garbage_collector() -> None:
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
+async def watch_clock(runtime: Runtime) -> None:
+    """Warn when the host clock steps away from the server's time (it is not followed)."""
+    watch = StepWatch(runtime.clock, runtime.settings.clock_step_warn_s)
+    await watch.run(runtime.settings.clock_check_s)
 
 
 async def start_runtime(settings: Settings, clock: Clock) -> Runtime:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -107,3 +110,45 @@ class ManualClock:
             finally:
                 for task in waiters:
                     task.cancel()
+
+
+class StepWatch:
+    """Tells operations when the host clock and the server's time part (a step of the host
+    clock) or agree again: one WARNING each time the offset changes by more than
+    ``threshold_s``, never one a check. The server's time is not re-anchored while running:
+    following the host there would be the step itself, in the middle of the record."""
+
+    def __init__(self, clock: Clock, threshold_s: float) -> None:
+        self._clock = clock
+        self._threshold_s = threshold_s
+        # The offset last told of; 0: in agreement (as at start, where the clock is anchored).
+        self._told = 0.0
+
+    def check(self) -> float:
+        """Compare the clocks once, warn if their offset changed; return the offset."""
+        offset = self._clock.offset_s()
+        if abs(offset - self._told) <= self._threshold_s:
+            return offset
+        if abs(offset) > self._threshold_s:
+            log.warning(
+                "the host clock is %+.3f s from the server's time (a step of the host clock); "
+                "the server keeps its own time so that durations stay exact, and adopts the "
+                "host's at its next restart",
+                offset,
+                extra={"clock_offset_s": round(offset, 6)},
+            )
+            self._told = offset
+        else:
+            log.warning(
+                "the host clock agrees with the server's time again (%+.3f s)",
+                offset,
+                extra={"clock_offset_s": round(offset, 6)},
+            )
+            self._told = 0.0
+        return offset
+
+    async def run(self, every_s: float) -> None:
+        # asyncio.sleep counts on the monotonic clock: a step does not change the rhythm.
+        while True:
+            self.check()
+            await asyncio.sleep(every_s)

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     message_retention_days: float = Field(default=7.0, gt=0)
     # How often an idle timer looks for due deadlines that another process may have created.
     timer_poll_s: float = Field(default=1.0, gt=0)
+    # The server keeps its own time from start-up (dispatch/clock.py): a host clock that moves
+    # more than this away from it (a step) is logged once and shown by a gauge ...
+    clock_step_warn_s: float = Field(default=2.0, gt=0)
+    # ... looked at this often; each look is one read of the host clock.
+    clock_check_s: float = Field(default=10.0, gt=0)
     # Escalation: with no tier-1 dispatch accepted this long after the report (or no tier-1
     # zone covering the incident at all), alert the tier-1 teams within the wider ring.
     escalation_after_s: float = Field(default=20.0, gt=0)

@@ -22,7 +22,7 @@ from sqlalchemy import Table
 from alerts.models import AlertsBase
 from dispatch import migrate, models  # noqa: F401  (every table, for cleaning)
 from dispatch.app import create_app
-from dispatch.clock import ManualClock
+from dispatch.clock import Clock, ManualClock
 from dispatch.config import Settings
 from dispatch.db import Base, create_engine
 from tests.support import World
@@ -130,11 +130,15 @@ def clock() -> ManualClock:
 class RunningServer:
     """The app under a real uvicorn on a real port, in this event loop."""
 
-    def __init__(self, settings: Settings, clock: ManualClock) -> None:
+    def __init__(
+        self, settings: Settings, clock: ManualClock, *, server_clock: Clock | None = None
+    ) -> None:
+        """``server_clock``: the server's own, for a test of the production clock; ``clock``
+        then only stamps what the test sets up directly (accounts)."""
         self.settings = settings
         self.clock = clock
         self.port = free_port()
-        self.app = create_app(settings, clock)
+        self.app = create_app(settings, clock if server_clock is None else server_clock)
         config = uvicorn.Config(
             self.app,
             host="127.0.0.1",

@@ -6,9 +6,18 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+import logging
+import time
+from datetime import datetime, timedelta
 
-from dispatch.clock import EPOCH, ManualClock, SystemClock
+import pytest
+
+from dispatch.clock import EPOCH, ManualClock, StepWatch, SystemClock
+from dispatch.config import Settings
+from tests.conftest import RunningServer
+from tests.observability.test_metrics import scrape, value
+from tests.support import World
 
 SECOND_NS = 1_000_000_000
 # 2026-11-28T10:00:00Z, a whole second: times on record are exact to the microsecond.
@@ -105,3 +114,89 @@ def test_the_offset_is_how_far_the_host_clock_moved_away() -> None:
     host.step(3660)
     assert clock.offset_s() == 3600
     assert ManualClock().offset_s() == 0
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "dispatch.clock" and record.levelno == logging.WARNING
+    ]
+
+
+def test_a_step_is_told_once_and_so_is_the_return_to_agreement(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    host = Host()
+    watch = StepWatch(SystemClock(host.wall, host.monotonic), threshold_s=2.0)
+    host.step(1.5)  # within the threshold: an NTP correction's worth, not a step
+    assert watch.check() == 1.5
+    assert warnings_of(caplog) == []
+
+    host.step(-61.5)
+    for _ in range(3):
+        host.elapse(10)
+        assert watch.check() == -60
+    [told] = warnings_of(caplog)
+    assert "-60.000 s" in told and "restart" in told
+    assert caplog.records[-1].__dict__["clock_offset_s"] == -60
+
+    host.step(-1)  # moved, but not by more than the threshold since it was told
+    watch.check()
+    assert len(warnings_of(caplog)) == 1
+    host.step(-30)
+    watch.check()
+    assert "-91.000 s" in warnings_of(caplog)[-1]
+
+    host.step(91)
+    assert watch.check() == 0
+    assert "agrees" in warnings_of(caplog)[-1]
+    assert len(warnings_of(caplog)) == 3
+
+
+async def test_the_running_server_keeps_its_time_when_the_host_clock_steps_back(
+    settings: Settings, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The host's time now, so that what the test sets up directly (accounts, on ``clock``)
+    # is of the same day as what the server records.
+    host = Host(wall_ns=time.time_ns())
+    configured = settings.model_copy(
+        update={"chain_targets": (6.0, 18.0, 30.0), "clock_check_s": 0.05}
+    )
+    running = RunningServer(configured, clock, server_clock=SystemClock(host.wall, host.monotonic))
+    await running.start()
+    world = World(running.app, f"http://127.0.0.1:{running.port}", clock)
+    try:
+        team = await world.team("fixed_post")
+        leader = await world.leader(team)
+        operator = await world.operator()
+        incident = await world.report(operator)
+        [d] = incident["dispatches"]
+
+        host.elapse(2)
+        host.step(-60)
+        host.elapse(6)
+        reply = await world.http.post(
+            f"/api/v1/dispatches/{d['id']}/arrive", headers=leader.headers
+        )
+        assert reply.status_code == 200, reply.text
+        after = reply.json()
+        first = after["chain"][0]
+        # Eight seconds against six: late, whatever the host clock said meanwhile.
+        assert first["elapsed_s"] == 8
+        assert first["status"] == "breached"
+        assert first["breached_at"] == first["deadline"]
+        [arrived] = after["dispatches"]
+        reported_at = datetime.fromisoformat(after["reported_at"])
+        assert datetime.fromisoformat(arrived["arrived_at"]) - reported_at == s(8)
+
+        assert value(await scrape(world), "dispatch_clock_offset_seconds") == -60
+        for _ in range(500):
+            if warnings_of(caplog):
+                break
+            await asyncio.sleep(0.02)
+        [told] = warnings_of(caplog)
+        assert "-60.000 s" in told
+    finally:
+        await world.close()
+        await running.stop()

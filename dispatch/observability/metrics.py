@@ -256,7 +256,8 @@ def _dispatch_of(
 
 
 class _LiveState(Collector):
-    """States read when Prometheus scrapes: open sockets by role, and the fan-out listener."""
+    """States read when Prometheus scrapes: open sockets by role, the fan-out listener, the
+    database pools, and how far the host clock is from the server's time."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -289,6 +290,12 @@ class _LiveState(Collector):
         yield connected
         yield errors
         yield self._connections()
+        offset = GaugeMetricFamily(
+            "dispatch_clock_offset_seconds",
+            "The host's wall clock minus the server's time, which does not follow a step of it.",
+        )
+        offset.add_metric([], self.runtime.clock.offset_s())
+        yield offset
 
     def _connections(self) -> GaugeMetricFamily:
         """The pools' connections: a writers' pool whose connections are all in use means
