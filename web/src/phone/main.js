@@ -5,6 +5,7 @@ import './phone.css';
 
 import { Api } from '../shared/api.js';
 import { showLoginError, submitLogin } from '../shared/login.js';
+import { errorText } from '../shared/errors.js';
 import { Live } from '../shared/live.js';
 import { $, clear, h, readConfig } from '../shared/dom.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
@@ -116,7 +117,7 @@ async function start() {
   }
   if (me.role !== 'leader' || !me.team_id) {
     api.logout();
-    showLogin(() => t('login.wrong_role', { role: me.role }) + ' — ' + t('phone.not_leader'));
+    showLogin(() => t('login.wrong_role', { role: t('role.' + me.role) }) + ' — ' + t('phone.not_leader'));
     return;
   }
   state.me = me;
@@ -473,7 +474,7 @@ async function onAccept() {
     // Accepting twice records the first: safe to send again when the server was busy.
     apply(await api.postRetrying('/api/v1/dispatches/' + d.id + '/accept', undefined, {}, showRetrying));
   } catch (error) {
-    showPositionText(t('error.generic', { detail: error.detail || error.message }));
+    showPositionText(t('error.generic', { detail: errorText(error) }));
     $('#accept').disabled = false;
   }
   $('#arrive').focus();
@@ -494,7 +495,7 @@ async function onArrive() {
     // An arrival is recorded once: safe to send again when the server was busy.
     apply(await api.postRetrying('/api/v1/dispatches/' + d.id + '/arrive', body, {}, showRetrying));
   } catch (error) {
-    showPositionText(t('error.generic', { detail: error.detail || error.message }));
+    showPositionText(t('error.generic', { detail: errorText(error) }));
     $('#arrive').disabled = false;
   }
 }

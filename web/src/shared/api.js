@@ -2,10 +2,12 @@
 import { load, save, remove } from './storage.js';
 
 export class ApiError extends Error {
-  constructor(status, detail, retryAfterS = null) {
+  constructor(status, detail, retryAfterS = null, body = null) {
     super(detail);
     this.status = status;
     this.detail = detail;
+    // The answer as sent ({"error", "detail", "field" or "fields"}): shared/errors.js says it.
+    this.body = body && typeof body === 'object' ? body : null;
     // With 429 and 503: the seconds the server asks the client to wait before trying again.
     this.retryAfterS = retryAfterS;
   }
@@ -41,7 +43,7 @@ export class Api {
       body: body.toString(),
     });
     const data = await readJson(reply);
-    if (!reply.ok) throw new ApiError(reply.status, detailOf(data, reply));
+    if (!reply.ok) throw new ApiError(reply.status, detailOf(data, reply), null, data);
     save(this.key, JSON.stringify({ token: data.access_token, expires_at: data.expires_at }));
     return data;
   }
@@ -93,7 +95,7 @@ export class Api {
       this.logout();
       this.onUnauthorized();
     }
-    if (!reply.ok) throw new ApiError(reply.status, detailOf(data, reply), retryAfter(reply));
+    if (!reply.ok) throw new ApiError(reply.status, detailOf(data, reply), retryAfter(reply), data);
     return data;
   }
 }

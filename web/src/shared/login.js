@@ -1,4 +1,5 @@
 import { $ } from './dom.js';
+import { errorText } from './errors.js';
 import { onLangChange, t } from './i18n.js';
 
 // What is said under the login form, kept as a function so that it follows the language switch.
@@ -20,7 +21,7 @@ export async function submitLogin(api, form) {
   try {
     await api.login(username, password);
   } catch (error) {
-    showLoginError(() => t('login.failed', { detail: error.detail || error.message }));
+    showLoginError(() => t('login.failed', { detail: errorText(error, { login: true }) }));
     return false;
   }
   form.elements.namedItem('password').value = '';
