@@ -1,11 +1,35 @@
 import { t } from './i18n.js';
 
-// The server sends ISO 8601 with +08:00 (Asia/Shanghai): show its wall-clock time as sent,
-// whatever time zone this device is set to.
+const SHANGHAI_MS = 8 * 3600 * 1000;
+// How far the server's clock is from this device's (set from the websocket's welcome), so that
+// "today" is the server's day, not the device's.
+let serverOffsetMs = 0;
+
+export function setServerOffset(offsetMs) {
+  serverOffsetMs = Number.isFinite(offsetMs) ? offsetMs : 0;
+}
+
+/** The server's date today in Asia/Shanghai, YYYY-MM-DD. */
+export function shanghaiToday() {
+  return new Date(Date.now() + serverOffsetMs + SHANGHAI_MS).toISOString().slice(0, 10);
+}
+
+// The server sends ISO 8601 with +08:00 (Asia/Shanghai): show its wall-clock time in
+// Asia/Shanghai whatever time zone this device is set to; HH:MM:SS today, with the date
+// (MM-DD, or YYYY-MM-DD in another year) before it on any other day.
 export function clockTime(iso) {
   if (!iso) return '';
-  const match = /T(\d\d:\d\d:\d\d)/.exec(iso);
-  return match ? match[1] : iso;
+  const at = Date.parse(iso);
+  if (!Number.isFinite(at)) {
+    const match = /T(\d\d:\d\d:\d\d)/.exec(iso);
+    return match ? match[1] : iso;
+  }
+  const wall = new Date(at + SHANGHAI_MS).toISOString();
+  const day = wall.slice(0, 10);
+  const time = wall.slice(11, 19);
+  const today = shanghaiToday();
+  if (day === today) return time;
+  return (day.slice(0, 4) === today.slice(0, 4) ? day.slice(5) : day) + ' ' + time;
 }
 
 export function ms(iso) {

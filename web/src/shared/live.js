@@ -1,5 +1,6 @@
 // The websocket: hello with resume_from, welcome (server clock), replay, live messages, acks.
 // The last seq seen is kept on the device, so a reload or a dropped line resumes where it was.
+import { setServerOffset } from './format.js';
 import { load, save } from './storage.js';
 
 const RESTART = 1012;
@@ -85,6 +86,8 @@ export class Live {
     if (message.type === 'welcome') {
       const serverTime = Date.parse(message.data.server_time);
       if (Number.isFinite(serverTime)) this.offsetMs = serverTime - Date.now();
+      // Dates are shown when a time is not of the server's today (shared/format.js).
+      setServerOffset(this.offsetMs);
       this.welcomeSeq = message.seq;
       const missed = Math.max(0, message.seq - this.lastSeq);
       const reconnected = this.everConnected;
