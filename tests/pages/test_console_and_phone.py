@@ -152,7 +152,7 @@ async def test_reported_on_console_accepted_and_arrived_on_phone_tier_1_met(
     await expect(incident.locator('.tier[data-tier="1"]')).to_have_attribute("data-status", "met")
     # The picture in the docs: the breached incident's end above the met one in full.
     await incident.evaluate(
-        "card => { card.parentElement.closest('.panel').scrollTop = card.offsetTop - 520; }"
+        "card => { card.closest('.incidents-card').scrollTop = card.offsetTop - 520; }"
     )
     await console.screenshot(path=artifacts / f"console-{backend}.png")
 
@@ -179,7 +179,7 @@ async def test_incident_left_alone_breaches_on_the_console_with_an_alarm(
     await expect(tier1).to_contain_text("超时")
     await expect(console.locator("#alarm")).to_be_visible()
     await expect(console.locator("#alarm")).to_have_attribute("data-sounding", "true")
-    await expect(console.locator("#feed")).to_contain_text("超时：梯队1 应急联防队")
+    await expect(console.locator("#feed")).to_contain_text("超时：一梯队 应急联防队")
     await expect(card(console, incident_id)).to_have_class(re.compile("incident-breached"))
     await console.screenshot(path=artifacts / f"console-breached-{backend}.png")
 
@@ -401,7 +401,10 @@ async def test_a_refused_report_is_an_error_in_the_operators_language_with_the_r
     await expect(result).to_have_attribute("data-status", "422")
     await expect(result.locator(".result-title")).to_have_text("派警失败，警情未发出")
     await expect(result).to_contain_text("请检查经纬度、坐标系和警情类别")
-    await expect(result.locator(".reason")).to_have_text("原因：" + detail)
+    # The server's reason in the operator's words, not its English.
+    await expect(result.locator(".reason")).to_have_text(
+        "原因：坐标不在中国境内：GCJ-02、BD-09 坐标只用于中国境内，请检查坐标系和经纬度"
+    )
     assert "派警失败：" not in (await result.text_content() or "")
 
     await console.get_by_role("button", name="English").click()
@@ -409,7 +412,10 @@ async def test_a_refused_report_is_an_error_in_the_operators_language_with_the_r
         "Dispatch failed: the incident was not sent"
     )
     await expect(result).to_contain_text("Check the longitude, latitude")
-    await expect(result.locator(".reason")).to_have_text("Reason: " + detail)
+    await expect(result.locator(".reason")).to_have_text(
+        "Reason: The point is outside China: GCJ-02 and BD-09 coordinates are only used in China;"
+        " check the coordinate system and the numbers"
+    )
     assert await result.evaluate("el => getComputedStyle(el).backgroundColor") == red
 
     # A report that goes out afterwards is green again, and nothing of the error stays.

@@ -8,7 +8,8 @@ import { showLoginError, submitLogin } from '../shared/login.js';
 import { Live } from '../shared/live.js';
 import { $, clear, h, newKey, readConfig } from '../shared/dom.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
-import { clockTime, coordinate, metres, ms } from '../shared/format.js';
+import { clockTime, coordinate, metres, ms, shanghaiToday } from '../shared/format.js';
+import { errorText } from '../shared/errors.js';
 import { repeat, siren, soundReady, unlockOnGesture } from '../shared/alarm.js';
 import {
   L,
@@ -39,6 +40,9 @@ const CAN_REPORT = ['operator', 'admin'];
 const CAN_VIEW = ['operator', 'admin', 'auditor'];
 // A breach older than this when it reaches the console (a replay) is listed, not sounded.
 const FRESH_BREACH_MS = 60000;
+// The coverage preview waits for typing to pause this long before asking the server.
+const PREVIEW_DELAY_MS = 300;
+const COORDINATE_RANGE = { lon: 180, lat: 90 };
 
 const config = readConfig();
 const api = new Api('dispatch.console.token');
@@ -64,6 +68,14 @@ const state = {
   alarmText: null,
   status: null,
   closed: new Set(),
+  pointProblems: [], // [{field: 'lon'|'lat', reason: 'number'|'range'}] of the typed point
+  previewTimer: null,
+  resume: null, // after a reconnect, until caught up: {missed, resync}
+  breachSeen: new Set(), // incidentId:tier of every breach this page has shown
+  alarmed: new Set(), // ... of those the sounding alarm is about
+  silenced: new Set(), // ... of those an operator acknowledged
+  day: null, // the server's date the list was drawn on: dates show on other days' times
+  arriving: new Set(), // dispatch ids whose arrival an operator is recording
 };
 
 function boot() {
@@ -78,6 +90,9 @@ function boot() {
   $('#report-form').addEventListener('input', () => {
     state.reportKey = null;
   });
+  // The point as typed is checked, drawn and its coverage asked for again on every change.
+  for (const id of ['#lon', '#lat']) $(id).addEventListener('input', schedulePreview);
+  $('#crs').addEventListener('change', schedulePreview);
   $('#alarm-silence').addEventListener('click', silenceAlarm);
   fillSelects();
   // Everything on screen is said again in the new language, what was drawn before included.
@@ -88,6 +103,7 @@ function boot() {
     renderIncidents();
     renderResult();
     renderCoverage();
+    renderPointProblems();
     renderFeed();
     renderLegend();
     if (state.view) {
@@ -153,7 +169,7 @@ async function start() {
   }
   if (CAN_VIEW.indexOf(me.role) < 0) {
     api.logout();
-    showLogin(() => t('login.wrong_role', { role: me.role }));
+    showLogin(() => t('login.wrong_role', { role: t('role.' + me.role) }));
     return;
   }
   state.me = me;
@@ -175,7 +191,8 @@ async function start() {
     userId: me.id,
     token: () => api.token,
     onWelcome: onWelcome,
-    onResync: () => reloadIncidents(),
+    onResync: onResync,
+    onCaughtUp: onCaughtUp,
     onMessage: onMessage,
     onStatus: showStatus,
     onAuthFailed: () => {
@@ -233,18 +250,64 @@ function drawZones(fit = true) {
   fitAll(state.view, local.length ? local : layers);
 }
 
-async function reloadIncidents() {
+// `gap`: the reload follows a gap too old to replay; breaches that happened in it (tiers this
+// page never showed breached, nor an operator silenced) raise the alarm as live ones do.
+async function reloadIncidents(gap) {
   const open = await api.get('/api/v1/incidents?status=open');
   state.incidents = new Map(open.map((incident) => [incident.id, incident]));
+  const missed = [];
+  for (const incident of open) {
+    for (const tier of incident.chain) {
+      if (tier.status !== 'breached') continue;
+      const key = breachKey(incident, tier);
+      if (gap && !state.breachSeen.has(key) && !state.silenced.has(key)) missed.push([incident, tier]);
+      state.breachSeen.add(key);
+    }
+  }
   scheduleRender();
+  if (!missed.length) return;
+  const texts = missed.map(([incident, tier]) => breachText(incident, tier));
+  for (const text of texts) addFeed(text, 'feed-breach');
+  raiseAlarm(() => texts.map((text) => text()).join(t('list.sep')), missed.map(([i, tier]) => breachKey(i, tier)));
+}
+
+function breachKey(incident, tier) {
+  return incident.id + ':' + tier.tier;
+}
+
+function breachText(incident, tier) {
+  return () =>
+    t('feed.breached', {
+      tier: t('tier.' + tier.tier),
+      category: t('category.' + incident.category),
+      t: clockTime(tier.breached_at || tier.deadline),
+    });
 }
 
 // ---------------------------------------------------------------- the live feed
 
+// After a reconnect the feed says how the page caught up once it has: by replaying what it
+// missed, or, when the gap was too old to replay, by reloading everything.
 function onWelcome(_, info) {
-  if (info.reconnected) {
-    addFeed(() => t('conn.resumed', { n: info.missed }), 'feed-warn');
+  state.resume = info.reconnected ? { missed: info.missed, resync: false } : null;
+}
+
+async function onResync() {
+  const gap = state.resume !== null;
+  if (gap) state.resume.resync = true;
+  try {
+    await reloadIncidents(gap);
+  } catch (_) {
+    // The next reconnect resyncs again.
   }
+}
+
+function onCaughtUp() {
+  const resume = state.resume;
+  state.resume = null;
+  if (!resume) return;
+  if (resume.resync) addFeed(() => t('conn.resync'), 'feed-warn');
+  else addFeed(() => t('conn.resumed', { n: resume.missed }), 'feed-warn');
 }
 
 function showStatus(status, attempt) {
@@ -270,15 +333,10 @@ function onMessage(message, info) {
     applyIncident(data.incident, true);
     const incident = data.incident;
     const tier = data.tier;
-    const text = () =>
-      t('feed.breached', {
-        tier: t('tier.' + tier.tier),
-        category: t('category.' + incident.category),
-        t: clockTime(tier.breached_at || tier.deadline),
-      });
+    const text = breachText(incident, tier);
     addFeed(text, 'feed-breach');
     const age = state.live.serverNow() - ms(tier.breached_at || tier.deadline);
-    if (incident.status === 'open' && age < FRESH_BREACH_MS) raiseAlarm(text);
+    if (incident.status === 'open' && age < FRESH_BREACH_MS) raiseAlarm(text, [breachKey(incident, tier)]);
   } else if (message.type === 'escalation') {
     if (data.incident) applyIncident(data.incident, true);
     const added = data.dispatches || [];
@@ -302,6 +360,9 @@ function applyIncident(snapshot, quiet) {
   const before = state.incidents.get(snapshot.id);
   const incident = mergeIncident(before, snapshot);
   if (!quiet) describeChange(before, incident);
+  for (const tier of incident.chain) {
+    if (tier.status === 'breached') state.breachSeen.add(breachKey(incident, tier));
+  }
   if (incident.status === 'open') state.incidents.set(incident.id, incident);
   else {
     state.incidents.delete(incident.id);
@@ -354,8 +415,10 @@ function renderFeed() {
 
 // ---------------------------------------------------------------- alarm
 
-// `text` is a function, so that the banner follows a language switch.
-function raiseAlarm(text) {
+// `text` is a function, so that the banner follows a language switch; `keys` the breaches
+// (incidentId:tier) it is about, acknowledged together when it is silenced.
+function raiseAlarm(text, keys) {
+  for (const key of keys || []) state.alarmed.add(key);
   state.alarmText = text;
   $('#alarm-text').textContent = t('alarm.breach', { text: text() });
   $('#alarm').hidden = false;
@@ -373,6 +436,8 @@ function silenceAlarm() {
   if (state.stopAlarm) state.stopAlarm();
   state.stopAlarm = null;
   state.alarmText = null;
+  for (const key of state.alarmed) state.silenced.add(key);
+  state.alarmed.clear();
   $('#alarm').hidden = true;
   showTitle();
 }
@@ -390,29 +455,88 @@ function onMapClick(event) {
   $('#lat').value = event.latlng.lat.toFixed(6);
   $('#crs').value = state.view.tileCrs;
   state.reportKey = null;
-  if (state.draft) state.draft.remove();
-  state.draft = draftMarker(event.latlng).addTo(state.view.map);
+  clearTimeout(state.previewTimer);
   previewCoverage();
 }
 
-function formPoint() {
-  const lon = parseFloat($('#lon').value.replace(',', '.'));
-  const lat = parseFloat($('#lat').value.replace(',', '.'));
-  return { lon, lat, crs: $('#crs').value };
+// A coordinate as typed, or NaN unless the whole text is one number: "114。1612" from a
+// Chinese keyboard is read as 114.1612 (full-width digits, 。 and ． as the decimal point, a
+// decimal comma), but "114.16abc" or "114.16.1" is refused, never cut short.
+function parseCoordinate(text) {
+  const normal = String(text)
+    .trim()
+    .replace(/[\uff10-\uff19]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 0xff10 + 48))
+    .replace(/[。．｡,]/g, '.')
+    .replace(/^[－−]/, '-')
+    .replace(/^＋/, '+');
+  if (!/^[-+]?(\d+(\.\d*)?|\.\d+)$/.test(normal)) return NaN;
+  return Number(normal);
 }
 
+// The point in the form, and what is wrong with it: a field that is not one whole number, or
+// one out of range. An empty field is a problem only when `complete` (the form is sent).
+function formPoint(complete) {
+  const point = { crs: $('#crs').value, problems: [] };
+  for (const field of ['lon', 'lat']) {
+    const text = $('#' + field).value;
+    const value = parseCoordinate(text);
+    point[field] = value;
+    if (!text.trim()) {
+      if (complete) point.problems.push({ field, reason: 'empty' });
+    } else if (!Number.isFinite(value)) {
+      point.problems.push({ field, reason: 'number' });
+    } else if (Math.abs(value) > COORDINATE_RANGE[field]) {
+      point.problems.push({ field, reason: 'range' });
+    }
+  }
+  return point;
+}
+
+// Each coordinate field says whether it holds a usable number, and the form says which is not.
+function renderPointProblems() {
+  const problems = state.pointProblems;
+  for (const field of ['lon', 'lat']) {
+    const bad = problems.some((p) => p.field === field);
+    if (bad) $('#' + field).setAttribute('aria-invalid', 'true');
+    else $('#' + field).removeAttribute('aria-invalid');
+  }
+  const box = $('#point-error');
+  box.textContent = problems
+    .map((p) =>
+      t('point.' + p.reason, { field: t('field.' + p.field), max: COORDINATE_RANGE[p.field] }),
+    )
+    .join(t('error.sep'));
+  box.hidden = !problems.length;
+}
+
+// Typing, pasting or choosing another system: the preview follows once typing pauses.
+function schedulePreview() {
+  clearTimeout(state.previewTimer);
+  state.previewTimer = setTimeout(previewCoverage, PREVIEW_DELAY_MS);
+}
+
+// The point in the form checked, drawn on the map and the teams covering it listed; nothing
+// (no marker, no list) while it is incomplete or invalid.
 async function previewCoverage() {
-  const point = formPoint();
+  const point = formPoint(false);
+  state.pointProblems = point.problems;
+  renderPointProblems();
   state.coverage = null;
   renderCoverage();
-  if (!Number.isFinite(point.lon) || !Number.isFinite(point.lat)) return;
+  const usable = !point.problems.length && Number.isFinite(point.lon) && Number.isFinite(point.lat);
+  if (state.draft) state.draft.remove();
+  state.draft = null;
+  if (!usable) return;
+  if (state.view) {
+    state.draft = draftMarker(state.view.typedToMap(point.lon, point.lat, point.crs)).addTo(state.view.map);
+  }
   const query = 'lon=' + point.lon + '&lat=' + point.lat + '&crs=' + point.crs;
   const asked = {};
   state.coverage = asked;
   try {
     asked.teams = await api.get('/api/v1/teams/covering?' + query);
   } catch (error) {
-    asked.error = error.detail || error.message;
+    asked.error = error;
   }
   // A later click asked again meanwhile: its answer is the one to show.
   if (state.coverage === asked) renderCoverage();
@@ -423,7 +547,7 @@ function renderCoverage() {
   const coverage = state.coverage;
   if (!coverage || !(coverage.teams || coverage.error)) return;
   if (coverage.error) {
-    box.appendChild(h('p', { class: 'error', text: t('error.generic', { detail: coverage.error }) }));
+    box.appendChild(h('p', { class: 'error', text: t('error.generic', { detail: errorText(coverage.error) }) }));
     return;
   }
   const teams = coverage.teams;
@@ -435,7 +559,7 @@ function renderCoverage() {
       'ul',
       null,
       teams.map((team) =>
-        h('li', { text: team.name + ' · ' + t('tier.short', { n: team.tier }) + ' · ' + metres(team.distance_m) }),
+        h('li', { text: team.name + ' · ' + t('tier.short.' + team.tier) + ' · ' + metres(team.distance_m) }),
       ),
     ),
   );
@@ -454,9 +578,17 @@ function uncoveredLine(tiers) {
 
 async function onReport(event) {
   event.preventDefault();
-  const point = formPoint();
+  clearTimeout(state.previewTimer);
+  const point = formPoint(true);
+  state.pointProblems = point.problems;
+  renderPointProblems();
+  if (point.problems.length) {
+    // Nothing is sent: the field is marked and named, the operator corrects it.
+    $('#' + point.problems[0].field).focus();
+    return;
+  }
   const body = {
-    location: point,
+    location: { lon: point.lon, lat: point.lat, crs: point.crs },
     category: $('#category').value,
   };
   const description = $('#description').value.trim();
@@ -477,10 +609,7 @@ async function onReport(event) {
     state.draft = null;
   } catch (error) {
     // A network failure (TypeError) has no status: said as the server being out of reach.
-    state.lastResult = {
-      incident: null,
-      error: { status: error.status || 0, detail: error.detail || error.message },
-    };
+    state.lastResult = { incident: null, error: { status: error.status || 0, error } };
   } finally {
     state.retrying = null;
     button.disabled = false;
@@ -529,7 +658,7 @@ function renderResult() {
     box.dataset.status = String(result.error.status);
     box.appendChild(h('p', { class: 'error result-title', text: t('report.failed') }));
     box.appendChild(h('p', { text: failureAdvice(result.error.status) }));
-    box.appendChild(h('p', { class: 'reason', text: t('report.reason', { detail: result.error.detail }) }));
+    box.appendChild(h('p', { class: 'reason', text: t('report.reason', { detail: errorText(result.error.error) }) }));
     return;
   }
   const incident = result.incident;
@@ -542,7 +671,7 @@ function renderResult() {
       'ul',
       { class: 'alerted' },
       ds.map((d) =>
-        h('li', { text: d.team_name + ' · ' + t('tier.short', { n: d.tier }) + ' · ' + metres(d.distance_m) }),
+        h('li', { text: d.team_name + ' · ' + t('tier.short.' + d.tier) + ' · ' + metres(d.distance_m) }),
       ),
     ),
   );
@@ -642,12 +771,14 @@ function incidentCard(incident) {
     incident.description ? h('p', { class: 'meta', text: incident.description }) : null,
     h('div', { class: 'tiers' }, incident.chain.map(tierView)),
     incident.dispatches.length
-      ? h('ul', { class: 'dispatches' }, incident.dispatches.map(dispatchItem))
+      ? h('ul', { class: 'dispatches' }, incident.dispatches.map((d) => dispatchItem(incident, d)))
       : h('p', { class: 'uncovered', text: t('incident.no_dispatch') }),
   );
 }
 
-function dispatchItem(d) {
+function dispatchItem(incident, d) {
+  const canRecord =
+    incident.status === 'open' && !d.arrived_at && CAN_REPORT.indexOf(state.me.role) >= 0;
   return h(
     'li',
     { class: 'dispatch', dataset: { dispatchId: d.id, tier: String(d.tier) } },
@@ -655,8 +786,18 @@ function dispatchItem(d) {
       'div',
       { class: 'dispatch-head' },
       d.team_name + ' ',
-      h('span', { class: 'meta', text: t('tier.short', { n: d.tier }) + ' · ' + metres(d.distance_m) }),
+      h('span', { class: 'meta', text: t('tier.short.' + d.tier) + ' · ' + metres(d.distance_m) }),
       d.ring ? h('span', { class: 'ring', text: ' ' + t('ring.escalated') }) : null,
+      canRecord
+        ? h('button', {
+            type: 'button',
+            class: 'record-arrival',
+            text: t('dispatch.arrive'),
+            title: t('dispatch.arrive_hint'),
+            disabled: state.arriving.has(d.id),
+            onClick: () => recordArrival(incident, d),
+          })
+        : null,
     ),
     hopsView(d),
     arrivalView(d),
@@ -668,9 +809,34 @@ async function closeIncident(incident) {
   try {
     applyIncident(await api.post('/api/v1/incidents/' + incident.id + '/close'), false);
   } catch (error) {
-    const detail = error.detail || error.message;
-    addFeed(() => t('error.generic', { detail }), 'feed-breach');
+    addFeed(() => t('error.generic', { detail: errorText(error) }), 'feed-breach');
   }
+}
+
+// A team that reports arrival by radio: the operator records it for them (source operator),
+// after saying yes to the team's name.
+async function recordArrival(incident, d) {
+  if (!window.confirm(t('dispatch.arrive_confirm', { team: d.team_name }))) return;
+  state.arriving.add(d.id);
+  redrawCard(incident.id);
+  try {
+    applyIncident(await api.post('/api/v1/dispatches/' + d.id + '/arrive'), false);
+  } catch (error) {
+    addFeed(
+      () => t('dispatch.arrive_failed', { team: d.team_name, detail: errorText(error) }),
+      'feed-breach',
+    );
+  } finally {
+    state.arriving.delete(d.id);
+    redrawCard(incident.id);
+  }
+}
+
+// A card drawn again although its incident is the same (a button's state changed).
+function redrawCard(id) {
+  const card = state.cards.get(id);
+  if (card) card.json = null;
+  scheduleRender();
 }
 
 function focusIncident(incident) {
@@ -688,6 +854,18 @@ function drawMarkers(incidents) {
 
 function tick() {
   if (!state.live) return;
+  // At midnight (the server's, Asia/Shanghai) yesterday's times take their date: draw again.
+  const day = shanghaiToday();
+  if (state.day !== day) {
+    const first = state.day === null;
+    state.day = day;
+    if (!first) {
+      state.cards.clear();
+      clear($('#incidents'));
+      renderIncidents();
+      return;
+    }
+  }
   tickClocks($('#incidents'), state.live.serverNow());
 }
 

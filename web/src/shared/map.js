@@ -7,6 +7,8 @@ import gcoord from 'gcoord';
 import { t } from './i18n.js';
 
 const SYSTEMS = { wgs84: gcoord.WGS84, gcj02: gcoord.GCJ02 };
+// The systems a point may be typed in (Baidu's only as numbers: its tiles are not drawn).
+const TYPED = { wgs84: gcoord.WGS84, gcj02: gcoord.GCJ02, bd09: gcoord.BD09 };
 
 export const ZONE_STYLE = {
   fixed_post: { color: '#1d4ed8', fillOpacity: 0.12, weight: 2 },
@@ -47,6 +49,13 @@ export function createMap(element, config, options) {
     toMap(lon, lat) {
       if (tileCrs === 'wgs84') return L.latLng(lat, lon);
       const shifted = gcoord.transform([lon, lat], gcoord.WGS84, SYSTEMS[tileCrs]);
+      return L.latLng(shifted[1], shifted[0]);
+    },
+    // [lon, lat] typed in `crs` -> Leaflet LatLng in the tiles' system.
+    typedToMap(lon, lat, crs) {
+      const from = TYPED[crs] || gcoord.WGS84;
+      if (from === SYSTEMS[tileCrs]) return L.latLng(lat, lon);
+      const shifted = gcoord.transform([lon, lat], from, SYSTEMS[tileCrs]);
       return L.latLng(shifted[1], shifted[0]);
     },
   };

@@ -1,0 +1,350 @@
+"""The console as an operator works it: typed coordinates, the coverage preview, errors in the
+operator's language, the breach alarm (its button, and breaches in a gap too old to replay),
+arrivals recorded on a team's behalf, and the layout of a 1280x720 screen."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import Browser, Page, WebSocketRoute, expect
+
+from alerts import store as mailboxes
+from geo.crs import CRS, from_wgs84
+from tests.pages.conftest import Opened, desk_context, log_in
+from tests.pages.test_console_and_phone import GEOD, SECOND, away, card, open_console
+from tests.support import QINGXI, World
+
+# The draft marker (dashed, amber): the point of the report form on the map.
+DRAFT = '#map path.leaflet-interactive[fill="#fbbf24"]'
+
+
+async def open_incidents(world: World) -> list[dict[str, Any]]:
+    reply = await world.http.get(
+        "/api/v1/incidents?status=open", headers=(await world.operator()).headers
+    )
+    assert reply.status_code == 200
+    incidents: list[dict[str, Any]] = reply.json()
+    return incidents
+
+
+async def test_a_coordinate_that_is_not_one_whole_number_is_refused_and_named(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    team = await world.team("fixed_post")
+    console = await open_console(browser, contexts, world)
+    lon, lat = console.locator("#lon"), console.locator("#lat")
+    problem = console.locator("#point-error")
+
+    # Stray letters after the number: parseFloat would have read 114.16 and sent it 700 m off.
+    await lon.fill(f"{QINGXI[0]:.2f}abc")
+    await lat.fill(f"{QINGXI[1]:.6f}")
+    await console.get_by_role("button", name="派警").click()
+    await expect(lon).to_have_attribute("aria-invalid", "true")
+    await expect(lat).not_to_have_attribute("aria-invalid", "true")
+    await expect(problem).to_be_visible()
+    await expect(problem).to_contain_text("经度不是完整的数字")
+    await expect(console.locator("#report-result")).to_be_empty()
+    await expect(console.locator("#coverage")).to_be_empty()
+    await expect(console.locator(DRAFT)).to_have_count(0)
+
+    # Two points, a second decimal point, a latitude past the pole: refused the same way.
+    for bad_lon, bad_lat, field, words in [
+        ("114.16.12", f"{QINGXI[1]:.6f}", "#lon", "经度不是完整的数字"),
+        (f"{QINGXI[0]:.6f}", "95", "#lat", "纬度超出范围：应在 -90 到 90 之间"),
+        (f"{QINGXI[0]:.6f}", "22,85,1", "#lat", "纬度不是完整的数字"),
+    ]:
+        await lon.fill(bad_lon)
+        await lat.fill(bad_lat)
+        await console.get_by_role("button", name="派警").click()
+        await expect(console.locator(field)).to_have_attribute("aria-invalid", "true")
+        await expect(problem).to_contain_text(words)
+    assert await open_incidents(world) == []
+
+    # Said again in English.
+    await console.get_by_role("button", name="English").click()
+    await expect(problem).to_contain_text("Latitude is not a valid number")
+    await console.get_by_role("button", name="中文").click()
+
+    # What a Chinese keyboard gives, the full stop 。 and full-width digits, is the number meant:
+    # the preview shows the team at once, and the report goes out to the very point.
+    full_width = str.maketrans("0123456789.", "０１２３４５６７８９。")
+    await lon.fill(f"{QINGXI[0]:.6f}".replace(".", "。"))
+    await lat.fill(f"{QINGXI[1]:.6f}".translate(full_width))
+    await expect(lon).not_to_have_attribute("aria-invalid", "true")
+    await expect(problem).to_be_hidden()
+    await expect(console.locator("#coverage")).to_contain_text(team["name"])
+    await console.get_by_role("button", name="派警").click()
+    result = console.locator("#report-result")
+    await expect(result).to_have_attribute("data-state", "ok")
+    incident_id = await result.get_attribute("data-incident-id")
+    assert incident_id is not None
+    stored = await world.incident(await world.operator(), incident_id)
+    _, _, off = GEOD.inv(*QINGXI, stored["location"]["lon"], stored["location"]["lat"])
+    assert off < 0.2
+
+
+async def test_the_coverage_preview_follows_typing_and_the_coordinate_system(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    post = await world.team("fixed_post")
+    console = await open_console(browser, contexts, world)
+    coverage = console.locator("#coverage")
+    draft = console.locator(DRAFT)
+
+    # Typed, not clicked: the list and the marker come without pressing anything.
+    await console.locator("#crs").select_option("wgs84")
+    await console.locator("#lon").fill(f"{QINGXI[0]:.6f}")
+    await console.locator("#lat").fill(f"{QINGXI[1]:.6f}")
+    await expect(coverage).to_contain_text("此处覆盖：1 支联防队")
+    await expect(coverage).to_contain_text(post["name"])
+    await expect(draft).to_have_count(1)
+    before = await draft.bounding_box()
+    assert before is not None
+
+    # The same numbers read as Baidu's BD-09 are a point about 1 km away: nobody covers it, and
+    # the marker moves there.
+    await console.locator("#crs").select_option("bd09")
+    await expect(coverage).to_contain_text("此处无任何联防队覆盖")
+    await expect(coverage).not_to_contain_text(post["name"])
+    await expect(draft).to_have_count(1)
+    after = await draft.bounding_box()
+    assert after is not None
+    assert abs(after["x"] - before["x"]) + abs(after["y"] - before["y"]) > 20
+
+    # The site's own coordinates in GCJ-02, typed as read off Amap: covered again.
+    gcj = from_wgs84(*QINGXI, CRS.GCJ02)
+    await console.locator("#crs").select_option("gcj02")
+    await console.locator("#lon").fill(f"{gcj[0]:.6f}")
+    await console.locator("#lat").fill(f"{gcj[1]:.6f}")
+    await expect(coverage).to_contain_text(post["name"])
+
+    # Something that is not a number: no list, no marker, the field marked.
+    await console.locator("#lat").fill("22.8x")
+    await expect(coverage).to_be_empty()
+    await expect(draft).to_have_count(0)
+    await expect(console.locator("#lat")).to_have_attribute("aria-invalid", "true")
+
+
+async def test_errors_are_said_in_the_operators_language(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    await world.team("fixed_post")
+    context = await desk_context(browser, contexts)
+    page = await context.new_page()
+
+    # A wrong password, in Chinese.
+    operator = await world.operator()
+    await page.goto(world.base_url + "/console")
+    await page.get_by_label("用户名").fill(operator.name)
+    await page.get_by_label("密码").fill("not-the-password")
+    await page.get_by_role("button", name="登录").click()
+    await expect(page.locator("#login-error")).to_have_text("登录失败：用户名或密码错误")
+    await page.get_by_role("button", name="English").click()
+    await expect(page.locator("#login-error")).to_have_text(
+        "Login failed: The user name or password is wrong"
+    )
+    await page.get_by_role("button", name="中文").click()
+
+    # A leader on the console: the role in words, not its code.
+    leader = await world.leader(await world.team("mobile"))
+    await log_in(page, world.base_url + "/console", leader)
+    await expect(page.locator("#login-error")).to_have_text("此账号（队长）不能使用本页面")
+
+    # The server out of reach: every try fails, and the operator reads why in Chinese.
+    await log_in(page, world.base_url + "/console", operator)
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    await page.route("**/api/v1/incidents", lambda route: route.abort())
+    await page.locator("#lon").fill(f"{QINGXI[0]:.6f}")
+    await page.locator("#lat").fill(f"{QINGXI[1]:.6f}")
+    await page.get_by_role("button", name="派警").click()
+    result = page.locator("#report-result")
+    await expect(result).to_have_attribute("data-state", "error", timeout=15 * SECOND)
+    await expect(result.locator(".reason")).to_have_text("原因：无法连接服务器，请检查网络")
+    assert "Failed to fetch" not in (await result.text_content() or "")
+    await page.get_by_role("button", name="English").click()
+    await expect(result.locator(".reason")).to_have_text(
+        "Reason: Cannot reach the server; check the network"
+    )
+
+
+async def test_the_alarm_button_is_readable_on_the_red_banner(
+    world: World, browser: Browser, contexts: Opened, artifacts: Path, backend: str
+) -> None:
+    await world.team("fixed_post")
+    console = await open_console(browser, contexts, world)
+    await world.report(await world.operator())
+    world.clock.advance(61)
+    alarm = console.locator("#alarm")
+    await expect(alarm).to_be_visible(timeout=10 * SECOND)
+    button = console.get_by_role("button", name="确认并静音")
+    colours = await button.evaluate(
+        """(el) => {
+            const style = getComputedStyle(el);
+            return [style.color, style.backgroundColor];
+        }"""
+    )
+    text, ground = (rgb(c) for c in colours)
+    assert contrast(text, ground) >= 4.5, colours
+    await alarm.screenshot(path=artifacts / f"console-alarm-{backend}.png")
+
+
+def rgb(css: str) -> tuple[float, float, float]:
+    r, g, b = (float(n) for n in re.findall(r"[\d.]+", css)[:3])
+    return r, g, b
+
+
+def contrast(a: tuple[float, float, float], b: tuple[float, float, float]) -> float:
+    """WCAG 2 contrast ratio of two sRGB colours."""
+
+    def luminance(colour: tuple[float, float, float]) -> float:
+        def linear(c: float) -> float:
+            c /= 255
+            return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+        r, g, b = (linear(c) for c in colour)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    light, dark = sorted((luminance(a), luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+class Gate:
+    """The console's websocket passed through to the server, or refused while closed."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.current: WebSocketRoute | None = None
+
+    async def handle(self, ws: WebSocketRoute) -> None:
+        if self.closed:
+            await ws.close(code=1011, reason="gate closed")
+            return
+        self.current = ws
+        ws.connect_to_server()
+
+    async def shut(self) -> None:
+        self.closed = True
+        if self.current is not None:
+            await self.current.close(code=1011, reason="gate closed")
+
+
+async def test_breaches_in_a_gap_too_old_to_replay_raise_the_alarm_after_the_reload(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    await world.team("fixed_post")
+    operator = await world.operator()
+    gate = Gate()
+    context = await desk_context(browser, contexts)
+    await context.route_web_socket(re.compile(r"/ws$"), gate.handle)
+    console = await context.new_page()
+    await log_in(console, world.base_url + "/console", operator)
+    conn = console.locator("#conn")
+    await expect(conn).to_have_attribute("data-state", "live")
+
+    # A breach seen live and silenced by the operator.
+    silenced = await world.report(operator, category="fight")
+    world.clock.advance(61)
+    await expect(console.locator("#alarm")).to_be_visible(timeout=10 * SECOND)
+    await console.get_by_role("button", name="确认并静音").click()
+    await expect(console.locator("#alarm")).to_be_hidden()
+    # One still running when the line goes.
+    missed = await world.report(operator, category="fire")
+    await expect(card(console, missed["id"])).to_have_count(1)
+
+    await gate.shut()
+    await expect(conn).to_have_attribute("data-state", "reconnecting")
+    world.clock.advance(61)
+    await world.wait_for(operator, missed["id"], lambda i: i["chain"][0]["status"] == "breached")
+    # The messages of the gap are gone, as after the retention window: only a reload can tell.
+    async with world.runtime.transaction() as session:
+        await mailboxes.purge_before(session, world.clock.now() + timedelta(seconds=1))
+    gate.closed = False
+
+    await expect(conn).to_have_attribute("data-state", "live", timeout=20 * SECOND)
+    feed = console.locator("#feed")
+    await expect(feed).to_contain_text("已重新连接，已重新加载全部数据")
+    await expect(feed).not_to_contain_text("补收")
+    await expect(console.locator("#alarm")).to_be_visible()
+    await expect(console.locator("#alarm-text")).to_contain_text("火情")
+    await expect(console.locator("#alarm-text")).not_to_contain_text("打架斗殴")
+    await expect(card(console, missed["id"]).locator('.tier[data-tier="1"]')).to_have_attribute(
+        "data-status", "breached"
+    )
+    # The silenced breach is listed once, from when it happened: not raised again.
+    await expect(feed.locator("li.feed-breach", has_text="打架斗殴")).to_have_count(1)
+    assert (await world.incident(operator, silenced["id"]))["chain"][0]["status"] == "breached"
+
+
+async def test_an_operator_records_an_arrival_reported_by_radio(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    post = await world.team("fixed_post")
+    operator = await world.operator()
+    console = await open_console(browser, contexts, world)
+    incident = await world.report(operator, *away(20))
+    row = card(console, incident["id"]).locator(f'.dispatch:has-text("{post["name"]}")')
+    button = row.get_by_role("button", name="代报到场")
+    await expect(button).to_be_visible()
+
+    # Said no to: nothing is recorded.
+    async def dismiss(dialog: Any) -> None:
+        await dialog.dismiss()
+
+    console.once("dialog", dismiss)
+    await button.click()
+    await asyncio.sleep(0.3)
+    assert (await world.incident(operator, incident["id"]))["dispatches"][0]["arrived_at"] is None
+
+    world.clock.advance(40)
+    messages: list[str] = []
+
+    async def accept(dialog: Any) -> None:
+        messages.append(dialog.message)
+        await dialog.accept()
+
+    console.once("dialog", accept)
+    await button.click()
+    tier1 = card(console, incident["id"]).locator('.tier[data-tier="1"]')
+    await expect(tier1).to_have_attribute("data-status", "met")
+    await expect(row.locator(".arrival")).to_contain_text("到场方式：值班员")
+    await expect(row.get_by_role("button", name="代报到场")).to_have_count(0)
+    assert post["name"] in messages[0]
+    stored = await world.incident(operator, incident["id"])
+    assert stored["dispatches"][0]["arrival_source"] == "operator"
+    assert stored["chain"][0]["status"] == "met"
+
+
+async def test_the_live_list_is_in_view_on_a_1280x720_screen(
+    world: World, browser: Browser, contexts: Opened, artifacts: Path, backend: str
+) -> None:
+    await world.team("fixed_post")
+    await world.team("mobile", *away(200, 200))
+    page = await (await desk_context(browser, contexts, {"width": 1280, "height": 720})).new_page()
+    await log_in(page, world.base_url + "/console", await world.operator())
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    # The form at its fullest: a preview and a report's result under it.
+    await page.locator("#lon").fill(f"{QINGXI[0]:.6f}")
+    await page.locator("#lat").fill(f"{QINGXI[1]:.6f}")
+    await expect(page.locator("#coverage")).to_contain_text("此处覆盖")
+    await page.get_by_role("button", name="派警").click()
+    result = page.locator("#report-result")
+    await expect(result).to_have_attribute("data-state", "ok")
+    incident_id = await result.get_attribute("data-incident-id")
+    assert incident_id is not None
+    first = card(page, incident_id)
+    await expect(first).to_be_in_viewport()
+    box = await first.bounding_box()
+    assert box is not None and box["y"] + 120 < 720, box
+    assert await _page_overflows(page) is False
+    await page.screenshot(path=artifacts / f"console-1280x720-{backend}.png")
+
+
+async def _page_overflows(page: Page) -> bool:
+    wide: bool = await page.evaluate(
+        "() => document.documentElement.scrollWidth > document.documentElement.clientWidth"
+    )
+    return wide
