@@ -226,11 +226,16 @@ async def test_a_refused_period_clears_the_figures_of_the_one_before(
     status = page.locator("#status")
     await expect(status).to_have_class(re.compile(r"\berror\b"))
     await expect(status).to_contain_text("报表生成失败")
+    # The server's reason in the office's words: which date is wrong, not its English.
+    await expect(status).to_contain_text("报表生成失败：起始日期不能晚于截止日期")
+    await expect(status).not_to_contain_text("period")
     await expect(status).to_contain_text("此前的统计结果已清除")
 
     # Said again in English, still without figures.
     await page.get_by_role("button", name="English").click()
-    await expect(status).to_contain_text("The report failed")
+    await expect(status).to_contain_text(
+        "The report failed: The start date must not be after the end date"
+    )
     await expect(status).to_contain_text("previous figures were cleared")
     await expect(result).to_be_hidden()
 
@@ -242,3 +247,51 @@ async def test_a_refused_period_clears_the_figures_of_the_one_before(
     await expect(result.locator('.tier-card[data-tier="1"] .tier-card-share')).to_have_text("66.7%")
     await expect(status).not_to_have_class(re.compile(r"\berror\b"))
     assert await painted(page, "chart-teams") > 2000
+
+
+async def test_the_report_page_fits_a_phone_with_teams_by_tier_and_zero_bars_seen(
+    world: World, browser: Browser, contexts: Opened, artifacts: Path, backend: str
+) -> None:
+    day = await seed(world)
+    local_day = day.incidents[0]["reported_at"][:10]
+    # A response-police team whose name sorts first: the chart still lists it after tier 1 and 2.
+    admin = await world.admin()
+    renamed = await world.http.patch(
+        f"/api/v1/teams/{day.teams['R']['id']}", json={"name": "0处突警力"}, headers=admin.headers
+    )
+    assert renamed.status_code == 200, renamed.text
+    auditor = await world.account("auditor")
+
+    for width in (390, 360):
+        context = await desk_context(browser, contexts, {"width": width, "height": 800})
+        page = await context.new_page()
+        await log_in(page, world.base_url + "/console/reports", auditor)
+        await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+        await page.locator("#from").fill(local_day)
+        await page.locator("#to").fill(local_day)
+        for language in ("zh", "en"):
+            if language == "en":
+                await page.get_by_role("button", name="English").click()
+                await expect(page.locator("h1")).to_have_text("1-3-5 response-time report")
+            else:
+                await page.get_by_role("button", name="查询").click()
+            await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+            for details in await page.locator("details").all():
+                await details.evaluate("el => { el.open = true; }")
+            page_width = await page.evaluate("() => document.documentElement.scrollWidth")
+            assert page_width <= width, (width, language, page_width)
+            for chart in await page.locator(".chart-card").all():
+                box = await chart.bounding_box()
+                assert box is not None and box["x"] + box["width"] <= width, (width, box)
+        await page.screenshot(path=artifacts / f"reports-{width}-{backend}.png", full_page=True)
+
+    # The per-team chart and its table: tier 1's teams, then tier 2's, then tier 3's.
+    bars = json.loads(await page.locator("#chart-teams").get_attribute("data-bars") or "[]")
+    assert [b["label"] for b in bars] == ["A驻点队", "B机动队", "P巡逻警力", "0处突警力"]
+    tiers = await page.locator("#data-teams tbody tr td:nth-child(2)").all_text_contents()
+    assert tiers == ["Tier 1", "Tier 1", "Tier 2", "Tier 3"]
+    # Every judged team has a bar to see, 0% included.
+    assert any(b["value"] == 0 for b in bars), bars
+    for bar in bars:
+        if bar["value"] is not None:
+            assert bar["px"] >= 2.5, bar

@@ -14,6 +14,7 @@ import {
 import annotationPlugin from 'chartjs-plugin-annotation';
 
 import { Api } from '../shared/api.js';
+import { errorFromReply, errorText } from '../shared/errors.js';
 import { showLoginError, submitLogin } from '../shared/login.js';
 import { $, clear, h } from '../shared/dom.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
@@ -60,7 +61,7 @@ const state = {
   params: null,
   charts: [],
   running: 0,
-  failure: null, // the server's reason when the last request failed
+  failure: null, // the error when the last request failed: said in the language of the moment
 };
 
 function boot() {
@@ -122,7 +123,7 @@ async function start() {
   }
   if (CAN_VIEW.indexOf(me.role) < 0) {
     api.logout();
-    showLogin(() => t('login.wrong_role', { role: me.role }));
+    showLogin(() => t('login.wrong_role', { role: t('role.' + me.role) }));
     return;
   }
   state.me = me;
@@ -245,7 +246,7 @@ async function run() {
     state.report = null;
     state.histogram = null;
     state.params = null;
-    state.failure = error.detail || error.message;
+    state.failure = error;
     render();
     $('#app').dataset.state = 'failed';
   } finally {
@@ -301,7 +302,7 @@ function render() {
   if (!report) {
     clearResult();
     if (state.failure !== null) {
-      $('#status').textContent = t('rep.failed', { detail: state.failure }) + ' ' + t('rep.failed_cleared');
+      $('#status').textContent = t('rep.failed', { detail: errorText(state.failure) }) + ' ' + t('rep.failed_cleared');
       $('#status').className = 'status error';
     }
     return;
@@ -458,7 +459,7 @@ function renderGrouping(grouping) {
           'tr',
           { dataset: { key: group.key, tier: String(f.tier) } },
           h('th', { text: groupLabel(grouping, group) }),
-          h('td', { text: t('tier.short', { n: f.tier }) }),
+          h('td', { text: t('tier.short.' + f.tier) }),
           figureCells(f),
         ),
       );
@@ -497,7 +498,7 @@ function renderExclusions(report) {
       { dataset: { incidentId: e.incident_id, tier: String(e.tier) } },
       h('td', { class: 'mono', text: e.incident_id }),
       h('td', { text: localTime(e.reported_at) }),
-      h('td', { text: t('tier.short', { n: e.tier }) }),
+      h('td', { text: t('tier.short.' + e.tier) }),
       h('td', { text: e.team_name || '' }),
       h('td', { text: t('rep.outcome.' + e.outcome) }),
       h('td', { text: reason }),
@@ -535,16 +536,56 @@ function shareChart(canvas, labels, values, horizontal, categoryTitle) {
           label: t('rep.share'),
           data: values.map((v) => (v === null ? null : Math.round(v * 1000) / 10)),
           backgroundColor: values.map((v) => (v !== null && v >= 0.9 ? COLORS.met : COLORS.bar)),
+          // 0% is a sliver, not nothing: a team that met no target is seen, not missed.
+          minBarLength: 3,
         },
       ],
     },
+    plugins: [VALUE_LABELS],
     options: Object.assign({}, BASE_OPTIONS, {
       indexAxis: horizontal ? 'y' : 'x',
       scales: horizontal ? { x: valueAxis, y: categoryAxis } : { x: categoryAxis, y: valueAxis },
     }),
   });
-  return describeChart(chart, []);
+  describeChart(chart, []);
+  // What each bar says and how long it is drawn (px): a 0% bar is a sliver, never nothing.
+  const bars = chart.getDatasetMeta(0).data.map((bar, i) => {
+    const { x, y, base } = bar.getProps(['x', 'y', 'base'], true);
+    const length = horizontal ? Math.abs(x - base) : Math.abs(y - base);
+    return { label: labels[i], value: chart.data.datasets[0].data[i], px: Math.round(length * 10) / 10 };
+  });
+  canvas.dataset.bars = JSON.stringify(bars);
+  return chart;
 }
+
+// Each bar's value written at its end (0.0% included; a group with nothing judged, "—").
+const VALUE_LABELS = {
+  id: 'valueLabels',
+  afterDatasetsDraw(chart) {
+    const ctx = chart.ctx;
+    const horizontal = chart.options.indexAxis === 'y';
+    const data = chart.data.datasets[0].data;
+    ctx.save();
+    ctx.font = '12px sans-serif';
+    ctx.fillStyle = '#111827';
+    chart.getDatasetMeta(0).data.forEach((bar, i) => {
+      const value = data[i];
+      const text = value === null || value === undefined ? '—' : value.toFixed(1) + '%';
+      if (horizontal) {
+        ctx.textAlign = 'left';
+        ctx.textBaseline = 'middle';
+        const x = value === null ? chart.scales.x.getPixelForValue(0) : bar.x;
+        ctx.fillText(text, Math.min(x + 4, chart.chartArea.right - ctx.measureText(text).width), bar.y);
+      } else {
+        ctx.textAlign = 'center';
+        ctx.textBaseline = 'bottom';
+        const y = value === null ? chart.scales.y.getPixelForValue(0) : bar.y;
+        ctx.fillText(text, bar.x, Math.max(y - 2, chart.chartArea.top + 12));
+      }
+    });
+    ctx.restore();
+  },
+};
 
 // The canvas says in words what the chart draws: its heading, extra facts, and the axes'
 // titles as Chart.js resolved them (data-axes holds those for each axis, x and y).
@@ -587,12 +628,14 @@ function teamChart(grouping) {
   for (const group of grouping ? grouping.groups : []) {
     for (const f of group.tiers) rows.push({ name: group.label, tier: f.tier, f });
   }
+  // Tier 1's teams first, then tier 2's and tier 3's, each by name, as in the filters.
+  rows.sort((a, b) => a.tier - b.tier || a.name.localeCompare(b.name, 'zh'));
   // Tall enough for every team's bar to carry its name.
   $('#chart-teams').parentElement.style.height = Math.max(12, rows.length * 1.75 + 4) + 'rem';
   dataTable(
     $('#data-teams'),
     [t('rep.team'), t('rep.tier'), t('rep.met'), t('rep.breached'), t('rep.share')],
-    rows.map((r) => [r.name, t('tier.short', { n: r.tier }), String(r.f.met), String(r.f.breached), share(r.f.share_within_target)]),
+    rows.map((r) => [r.name, t('tier.short.' + r.tier), String(r.f.met), String(r.f.breached), share(r.f.share_within_target)]),
   );
   return shareChart(
     $('#chart-teams'),
@@ -677,11 +720,12 @@ async function download(path) {
   try {
     reply = await fetch(path, { headers: { authorization: 'Bearer ' + token } });
   } catch (error) {
-    $('#status').textContent = t('rep.download_failed', { detail: error.message });
+    $('#status').textContent = t('rep.download_failed', { detail: errorText(error) });
     return;
   }
   if (!reply.ok) {
-    $('#status').textContent = t('rep.download_failed', { detail: reply.status + ' ' + reply.statusText });
+    const error = await errorFromReply(reply);
+    $('#status').textContent = t('rep.download_failed', { detail: errorText(error) });
     return;
   }
   const blob = await reply.blob();
