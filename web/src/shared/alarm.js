@@ -84,8 +84,12 @@ export function chime() {
   return true;
 }
 
+// Browsers refuse (and log) vibration before the first tap or key on the page: until then the
+// page's other cues (the screen, the chime once sound is on, the tab's title) have to do.
 export function vibrate(pattern) {
   if (typeof navigator.vibrate !== 'function') return false;
+  const activation = navigator.userActivation;
+  if (activation && !activation.hasBeenActive) return false;
   try {
     return navigator.vibrate(pattern);
   } catch (_) {
