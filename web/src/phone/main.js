@@ -3,7 +3,7 @@ import 'leaflet/dist/leaflet.css';
 import '../shared/base.css';
 import './phone.css';
 
-import { Api } from '../shared/api.js';
+import { Api, ApiError } from '../shared/api.js';
 import { showLoginError, submitLogin } from '../shared/login.js';
 import { errorText } from '../shared/errors.js';
 import { Live } from '../shared/live.js';
@@ -14,6 +14,7 @@ import { chime, repeat, soundReady, unlockNow, unlockOnGesture, vibrate } from '
 import { L, createMap, incidentMarker, zoneLayer } from '../shared/map.js';
 import { arrivalView, tickClocks, tierView } from '../shared/views.js';
 import { mergeIncident } from '../shared/merge.js';
+import { load, remove, save } from '../shared/storage.js';
 
 // How often a position goes to the server while on the way; the server decides arrival.
 const POSITION_EVERY_MS = 4000;
@@ -21,6 +22,12 @@ const POSITION_EVERY_MS = 4000;
 const FIX_FRESH_MS = 15000;
 // An alert sounds and vibrates until it is accepted or hidden, at most this long.
 const RING_FOR_MS = 60000;
+// A tap kept on the phone because it did not reach the server is sent again this often (and at
+// once when the line comes back).
+const OUTBOX_EVERY_MS = 5000;
+// When the next alert takes the screen, its buttons ignore taps this long: the second tap of a
+// double tap must not answer an alert nobody has read.
+const SWITCH_GUARD_MS = 600;
 
 const config = readConfig();
 const api = new Api('dispatch.m.token');
@@ -47,6 +54,13 @@ const state = {
   status: null,
   missedWaiting: [], // ids of the missed alerts said to wait for an answer
   closed: new Set(),
+  queued: new Set(), // alerts put up for an answer: live ones, and missed ones once caught up
+  dismissed: new Set(), // put away unanswered (收起): not put up again by themselves
+  replaying: false, // missed messages are coming in on this connection
+  outbox: [], // taps (accept, arrive) the server has not recorded yet, kept on the phone
+  sending: new Set(),
+  outboxNotes: new Map(), // incident id -> why a kept tap was dropped (a function giving the text)
+  guardTimer: null,
 };
 
 function boot() {
@@ -61,6 +75,7 @@ function boot() {
   $('#accept').addEventListener('click', onAccept);
   $('#arrive').addEventListener('click', onArrive);
   $('#alert-hide').addEventListener('click', hideAlert);
+  $('#alert-next').addEventListener('click', showNext);
   document.addEventListener('keydown', (event) => {
     if (event.key === 'Escape' && state.overlay) hideAlert();
   });
@@ -75,6 +90,7 @@ function boot() {
     showTeam();
     showSound();
     showMissed();
+    showOutbox();
     if (state.status) showStatus(state.status[0], state.status[1]);
     if (state.overlay && document.visibilityState !== 'visible') {
       document.title = '【' + t('phone.new_alert') + '】';
@@ -85,6 +101,8 @@ function boot() {
   if (api.token) start();
   else showLogin(null);
   setInterval(tick, 250);
+  window.addEventListener('online', flushOutbox);
+  setInterval(flushOutbox, OUTBOX_EVERY_MS);
 }
 
 // `message`: a function giving what to say under the form (in the language of the moment), or null.
@@ -121,6 +139,7 @@ async function start() {
     return;
   }
   state.me = me;
+  state.outbox = loadOutbox();
   $('#login').hidden = true;
   $('#app').hidden = false;
   showSound();
@@ -133,11 +152,13 @@ async function start() {
     // The websocket's replay and later updates fill in what this missed.
   }
   renderAll();
+  flushOutbox();
   state.live = new Live({
     userId: me.id,
     token: () => api.token,
     onWelcome: (_, info) => {
       if (info.reconnected) state.missed.clear();
+      state.replaying = true;
     },
     onResync: reload,
     onMessage,
@@ -185,6 +206,10 @@ function enableSound() {
 }
 
 function showStatus(status, attempt) {
+  // A replay cut short ends with its connection; the next one replays again from there.
+  if (status !== 'live') state.replaying = false;
+  // Back on line: what the leader tapped meanwhile goes now.
+  else if (!state.status || state.status[0] !== 'live') flushOutbox();
   state.status = [status, attempt];
   const el = $('#conn');
   el.hidden = false;
@@ -205,12 +230,38 @@ function unanswered(incident) {
   return !!(incident && incident.status === 'open' && d && !d.accepted_at && !d.arrived_at);
 }
 
+// Unanswered, and no answer tapped on this phone is waiting to be sent either.
+function awaitsAnswer(incident) {
+  const d = myDispatch(incident);
+  return unanswered(incident) && !kept(d.id);
+}
+
+// The deadline this team is measured against: its own tier's.
+function urgency(incident) {
+  const d = myDispatch(incident);
+  const tier = d && incident.chain.find((c) => c.tier === d.tier);
+  return ms((tier && tier.deadline) || incident.reported_at);
+}
+
+// The alerts put up that still wait for this leader's answer, most urgent (earliest deadline)
+// first; those put away unanswered are left in the list.
+function waitingAlerts() {
+  return Array.from(state.queued)
+    .map((id) => state.incidents.get(id))
+    .filter((incident) => awaitsAnswer(incident) && !state.dismissed.has(incident.id))
+    .sort((a, b) => urgency(a) - urgency(b));
+}
+
 function onMessage(message, info) {
   const data = message.data || {};
   if (message.type === 'alert') {
     apply(data.incident);
     if (info.replayed) state.missed.add(data.incident.id);
-    else openAlert(data.incident.id, true);
+    else if (state.incidents.has(data.incident.id)) {
+      state.queued.add(data.incident.id);
+      ring();
+      putUpNext();
+    }
   } else if (message.type === 'incident.updated') {
     apply(data);
   } else if (message.type === 'chain.breached' || message.type === 'escalation') {
@@ -222,20 +273,41 @@ function onMessage(message, info) {
 // those already accepted or arrived, from another device or by the time the phone is back),
 // and put the newest one up.
 function onCaughtUp() {
+  state.replaying = false;
   const waiting = Array.from(state.missed)
     .map((id) => state.incidents.get(id))
-    .filter(unanswered)
-    .sort((a, b) => ms(b.reported_at) - ms(a.reported_at));
+    .filter(awaitsAnswer);
   state.missed.clear();
   state.missedWaiting = waiting.map((incident) => incident.id);
-  showMissed();
-  if (waiting.length && !state.overlay) openAlert(waiting[0].id, true);
+  for (const incident of waiting) state.queued.add(incident.id);
+  renderAll();
+  if (waiting.length) {
+    ring();
+    putUpNext();
+  }
+}
+
+// The screen holds an alert waiting for an answer while there is one, the most urgent first. A
+// new alert does not take the place of one being read: the screen says it is waiting.
+function putUpNext() {
+  const current = state.overlay && state.incidents.get(state.overlay);
+  if (current && awaitsAnswer(current) && !state.dismissed.has(current.id)) {
+    renderOverlay();
+    return;
+  }
+  const next = waitingAlerts()[0];
+  if (next) openAlert(next.id, true);
+}
+
+function showNext() {
+  const next = waitingAlerts().find((incident) => incident.id !== state.overlay);
+  if (next) openAlert(next.id, true);
 }
 
 // Counted again on every change: once answered (here or on another device), one is no longer
 // waiting, and the line goes when none is.
 function showMissed() {
-  const n = state.missedWaiting.filter((id) => unanswered(state.incidents.get(id))).length;
+  const n = state.missedWaiting.filter((id) => awaitsAnswer(state.incidents.get(id))).length;
   const notice = $('#missed');
   notice.hidden = n === 0;
   notice.textContent = t('phone.missed', { n });
@@ -253,7 +325,9 @@ function apply(snapshot) {
 }
 
 function scheduleRender() {
-  if (state.renderQueued) return;
+  // Mid-replay an incident can look open and on the way that a later message closes: drawn
+  // once caught up.
+  if (state.renderQueued || state.replaying) return;
   state.renderQueued = true;
   setTimeout(() => {
     state.renderQueued = false;
@@ -264,50 +338,90 @@ function scheduleRender() {
 function renderAll() {
   renderList();
   showMissed();
+  showOutbox();
   renderOverlay();
   syncPositions();
+  updateRing();
   tick();
 }
 
 // ---------------------------------------------------------------- the list
 
+// Rows are updated in place, keyed by incident: a position reply every few seconds redraws the
+// list, and the control the keyboard is on must stay where it is.
 function renderList() {
-  const list = clear($('#incidents'));
+  const list = $('#incidents');
+  const active = document.activeElement;
+  const hadFocus = list.contains(active);
   const incidents = Array.from(state.incidents.values()).sort(
     (a, b) => ms(b.reported_at) - ms(a.reported_at),
   );
-  if (!incidents.length) list.appendChild(h('p', { class: 'hint', text: t('phone.none') }));
+  const rows = new Map();
+  for (const row of Array.from(list.children)) {
+    const id = row.dataset.incidentId;
+    if (id && state.incidents.has(id)) rows.set(id, row);
+    else if (!(row.classList.contains('hint') && !incidents.length)) list.removeChild(row);
+  }
+  if (!incidents.length && !list.firstChild) {
+    list.appendChild(h('p', { class: 'hint', text: t('phone.none') }));
+  }
+  for (const hint of list.querySelectorAll('.hint')) hint.textContent = t('phone.none');
+  let cursor = list.firstElementChild;
   for (const incident of incidents) {
-    const d = myDispatch(incident);
-    const pending = d && !d.accepted_at && !d.arrived_at;
-    list.appendChild(
-      h(
-        'article',
-        {
-          class: 'incident' + (pending ? ' incident-new' : ''),
-          dataset: { incidentId: incident.id },
-        },
-        h('h3', { text: t('category.' + incident.category) }),
-        h('p', {
-          class: 'meta',
-          text:
-            t('phone.reported', { t: clockTime(incident.reported_at) }) +
-            (d ? ' · ' + t('phone.distance', { d: metres(d.distance_m) }) : ''),
-        }),
-        d ? h('p', { class: 'meta', text: dispatchState(d) }) : null,
-        h('div', { class: 'tiers' }, incident.chain.map(tierView)),
-        h('button', {
-          type: 'button',
-          class: 'big',
-          text: t('phone.open'),
-          onClick: () => openAlert(incident.id, false),
-        }),
-      ),
-    );
+    const row = rows.get(incident.id) || listRow(incident.id);
+    fillRow(row, incident);
+    // Only what is out of place moves: moving a row would take the focus off its button.
+    if (row === cursor) cursor = cursor.nextElementSibling;
+    else list.insertBefore(row, cursor);
+  }
+  if (hadFocus && document.activeElement !== active && active.isConnected) {
+    active.focus({ preventScroll: true });
   }
 }
 
+function listRow(incidentId) {
+  return h(
+    'article',
+    { class: 'incident', dataset: { incidentId } },
+    h('h3'),
+    h('p', { class: 'meta meta-reported' }),
+    h('p', { class: 'meta meta-state' }),
+    h('div', { class: 'tiers' }),
+    h('button', { type: 'button', class: 'big', onClick: () => openAlert(incidentId, false) }),
+  );
+}
+
+function fillRow(row, incident) {
+  const d = myDispatch(incident);
+  const pending = !!d && !d.accepted_at && !d.arrived_at;
+  row.classList.toggle('incident-new', pending);
+  setText($('h3', row), t('category.' + incident.category));
+  setText(
+    $('.meta-reported', row),
+    t('phone.reported', { t: clockTime(incident.reported_at) }) +
+      (d ? ' · ' + t('phone.distance', { d: metres(d.distance_m) }) : ''),
+  );
+  const shown = $('.meta-state', row);
+  shown.hidden = !d;
+  setText(shown, d ? dispatchState(d) : '');
+  // The clocks tick by themselves; the tiers are drawn again only when they change.
+  const tiers = $('.tiers', row);
+  const drawn = currentLang() + JSON.stringify(incident.chain);
+  if (tiers.dataset.drawn !== drawn) {
+    clear(tiers);
+    for (const tier of incident.chain) tiers.appendChild(tierView(tier));
+    tiers.dataset.drawn = drawn;
+  }
+  setText($('button', row), t('phone.open'));
+}
+
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+
 function dispatchState(d) {
+  const waiting = kept(d.id);
+  if (waiting) return outboxState(waiting);
   if (d.arrived_at) return t('phone.arrived', { t: clockTime(d.arrived_at) });
   if (d.accepted_at) return t('phone.accepted', { t: clockTime(d.accepted_at) });
   return t('phone.new_alert');
@@ -315,11 +429,15 @@ function dispatchState(d) {
 
 // ---------------------------------------------------------------- the alert screen
 
+// `fresh`: put up by itself (a new alert, a missed one, the next waiting), not opened from the
+// list; it flashes and, with the page in the background, marks the tab's title.
 function openAlert(incidentId, fresh) {
   const incident = state.incidents.get(incidentId);
   if (!incident) return;
   if (!state.overlay) state.returnFocus = document.activeElement;
+  else if (state.overlay !== incidentId) guardButtons();
   state.overlay = incidentId;
+  state.dismissed.delete(incidentId);
   const overlay = $('#alert');
   overlay.hidden = false;
   // A modal: what lies behind it is out of the keyboard's and screen readers' way.
@@ -328,16 +446,24 @@ function openAlert(incidentId, fresh) {
   overlay.classList.toggle('alert-new', !!fresh);
   document.body.style.overflow = 'hidden';
   renderOverlay();
-  const d = myDispatch(incident);
-  if (fresh && d && !d.accepted_at) {
-    ring();
-    if (document.visibilityState !== 'visible') document.title = '【' + t('phone.new_alert') + '】';
+  if (fresh && awaitsAnswer(incident) && document.visibilityState !== 'visible') {
+    document.title = '【' + t('phone.new_alert') + '】';
   }
   const accept = $('#accept');
   (accept.disabled ? $('#arrive') : accept).focus();
   reportShown();
 }
 
+// Taps on the answer buttons are let through again a moment after another alert came up.
+function guardButtons() {
+  const actions = $('#alert .actions');
+  actions.classList.add('actions-guarded');
+  clearTimeout(state.guardTimer);
+  state.guardTimer = setTimeout(() => actions.classList.remove('actions-guarded'), SWITCH_GUARD_MS);
+}
+
+// Chimes and vibrates while some alert put up waits for an answer (at most a minute from the
+// latest one).
 function ring() {
   stopRing();
   const started = Date.now();
@@ -350,15 +476,32 @@ function ring() {
     vibrate([400, 150, 400, 150, 400]);
   }, 2500);
   state.stopRing = stop;
+  $('#alert').dataset.ringing = 'true';
 }
 
 function stopRing() {
-  if (state.stopRing) state.stopRing();
+  if (state.stopRing) {
+    state.stopRing();
+    vibrate(0);
+  }
   state.stopRing = null;
-  vibrate(0);
+  $('#alert').dataset.ringing = 'false';
 }
 
+function updateRing() {
+  if (state.stopRing && !waitingAlerts().length) stopRing();
+}
+
+// Put away (收起, Escape): an unanswered alert stays in the list and is not put up again by
+// itself; the next one waiting comes up instead, if any.
 function hideAlert() {
+  const incident = state.incidents.get(state.overlay);
+  if (incident && awaitsAnswer(incident)) state.dismissed.add(incident.id);
+  const next = waitingAlerts().find((other) => other.id !== state.overlay);
+  if (next) {
+    openAlert(next.id, true);
+    return;
+  }
   closeOverlay();
   if (state.returnFocus && document.body.contains(state.returnFocus)) state.returnFocus.focus();
 }
@@ -386,7 +529,9 @@ function renderOverlay() {
     $('#alert-title').textContent = t('phone.closed');
     $('#accept').disabled = true;
     $('#arrive').disabled = true;
-    stopRing();
+    showWaiting();
+    showOutboxLine(state.overlay);
+    updateRing();
     return;
   }
   const d = myDispatch(incident);
@@ -406,11 +551,17 @@ function renderOverlay() {
   if (incident.description) info.appendChild(h('p', { text: incident.description }));
   const accept = $('#accept');
   const arrive = $('#arrive');
-  accept.disabled = !d || !!d.accepted_at || !!d.arrived_at;
-  accept.textContent = d && d.accepted_at ? t('phone.accepted', { t: clockTime(d.accepted_at) }) : t('phone.accept');
-  arrive.disabled = !d || !!d.arrived_at;
-  arrive.textContent = d && d.arrived_at ? t('phone.arrived', { t: clockTime(d.arrived_at) }) : t('phone.arrive');
-  if (d && (d.accepted_at || d.arrived_at)) stopRing();
+  const acceptKept = d && kept(d.id, 'accept');
+  const arriveKept = d && kept(d.id, 'arrive');
+  accept.disabled = !d || !!d.accepted_at || !!d.arrived_at || !!acceptKept || !!arriveKept;
+  if (d && d.accepted_at) accept.textContent = t('phone.accepted', { t: clockTime(d.accepted_at) });
+  else accept.textContent = t(acceptKept ? 'phone.accept_pending' : 'phone.accept');
+  arrive.disabled = !d || !!d.arrived_at || !!arriveKept;
+  if (d && d.arrived_at) arrive.textContent = t('phone.arrived', { t: clockTime(d.arrived_at) });
+  else arrive.textContent = t(arriveKept ? 'phone.arrive_pending' : 'phone.arrive');
+  showWaiting();
+  showOutboxLine(incident.id);
+  updateRing();
   const arrival = clear($('#alert-arrival'));
   const shown = d ? arrivalView(d) : null;
   if (shown) arrival.appendChild(shown);
@@ -465,39 +616,177 @@ function reportShown() {
     .then(apply, () => state.shownSent.delete(d.id));
 }
 
+// The count of other alerts waiting for an answer, with a way to them.
+function showWaiting() {
+  const n = waitingAlerts().filter((incident) => incident.id !== state.overlay).length;
+  $('#alert-waiting').hidden = n === 0;
+  $('#alert-waiting-text').textContent = t('phone.waiting', { n });
+}
+
+// Accepting twice records the first, an arrival is recorded once: a tap is kept on the phone
+// and sent until the server has it, however long the line is down.
 async function onAccept() {
-  const d = myDispatch(state.incidents.get(state.overlay));
+  const incident = state.incidents.get(state.overlay);
+  const d = myDispatch(incident);
   if (!d) return;
-  stopRing();
   $('#accept').disabled = true;
-  try {
-    // Accepting twice records the first: safe to send again when the server was busy.
-    apply(await api.postRetrying('/api/v1/dispatches/' + d.id + '/accept', undefined, {}, showRetrying));
-  } catch (error) {
-    showPositionText(t('error.generic', { detail: errorText(error) }));
-    $('#accept').disabled = false;
-  }
-  $('#arrive').focus();
+  const entry = keep(d, incident, 'accept', undefined);
+  renderOverlay();
+  await send(entry, true);
+  // Answered: the next alert waiting comes up; without one, on to the arrival.
+  if (state.overlay !== incident.id) return;
+  const next = waitingAlerts().find((other) => other.id !== incident.id);
+  if (next) openAlert(next.id, true);
+  else $('#arrive').focus();
 }
 
 async function onArrive() {
-  const d = myDispatch(state.incidents.get(state.overlay));
+  const incident = state.incidents.get(state.overlay);
+  const d = myDispatch(incident);
   if (!d) return;
-  stopRing();
   $('#arrive').disabled = true;
-  const fix = await currentFix();
+  // The phone's clock at the tap, whenever the server gets it.
   const body = { device_time: new Date().toISOString() };
+  const fix = await currentFix();
   if (fix) {
     body.location = { lon: fix.lon, lat: fix.lat, crs: 'wgs84' };
     body.accuracy_m = fix.accuracy;
   }
+  const entry = keep(d, incident, 'arrive', body);
+  renderOverlay();
+  await send(entry, true);
+}
+
+// ---------------------------------------------------------------- the outbox
+
+function outboxKey() {
+  return 'dispatch.outbox.' + state.me.id;
+}
+
+function loadOutbox() {
   try {
-    // An arrival is recorded once: safe to send again when the server was busy.
-    apply(await api.postRetrying('/api/v1/dispatches/' + d.id + '/arrive', body, {}, showRetrying));
-  } catch (error) {
-    showPositionText(t('error.generic', { detail: errorText(error) }));
-    $('#arrive').disabled = false;
+    const stored = JSON.parse(load(outboxKey()) || '[]');
+    return Array.isArray(stored) ? stored : [];
+  } catch (_) {
+    return [];
   }
+}
+
+function saveOutbox() {
+  if (state.outbox.length) save(outboxKey(), JSON.stringify(state.outbox));
+  else remove(outboxKey());
+}
+
+// The tap on this dispatch (of this action, or any) still waiting to be sent.
+function kept(dispatchId, action) {
+  return (
+    state.outbox.find((entry) => entry.dispatch_id === dispatchId && (!action || entry.action === action)) ||
+    null
+  );
+}
+
+function keep(d, incident, action, body) {
+  let entry = kept(d.id, action);
+  if (!entry) {
+    const tapped = body && body.device_time ? body.device_time : new Date().toISOString();
+    entry = { dispatch_id: d.id, incident_id: incident.id, action, body, tapped_at: tapped };
+    state.outbox.push(entry);
+    saveOutbox();
+  }
+  state.outboxNotes.delete(incident.id);
+  return entry;
+}
+
+function drop(entry) {
+  state.outbox = state.outbox.filter((other) => other !== entry);
+  saveOutbox();
+}
+
+// `retrying`: right after the tap, tried a few times over some seconds, saying so; later
+// chances send it once each.
+async function send(entry, retrying) {
+  const key = entry.dispatch_id + '/' + entry.action;
+  if (state.sending.has(key) || !state.outbox.includes(entry)) return;
+  state.sending.add(key);
+  const path = '/api/v1/dispatches/' + entry.dispatch_id + '/' + entry.action;
+  try {
+    const reply = retrying
+      ? await api.postRetrying(path, entry.body, {}, showRetrying)
+      : await api.post(path, entry.body);
+    drop(entry);
+    apply(reply);
+  } catch (error) {
+    if (refusedForGood(error)) {
+      drop(entry);
+      state.outboxNotes.set(entry.incident_id, () => refusal(entry, error));
+    }
+    // Otherwise it stays on the phone for the next chance.
+  } finally {
+    state.sending.delete(key);
+    renderAll();
+  }
+}
+
+// A 4xx says the server has the answer or never will take it (the incident closed, another
+// team's dispatch); not so a 401 (sent after the next login), 408 or 429 (sent later).
+function refusedForGood(error) {
+  return (
+    error instanceof ApiError &&
+    error.status >= 400 &&
+    error.status < 500 &&
+    [401, 408, 429].indexOf(error.status) < 0
+  );
+}
+
+function refusal(entry, error) {
+  const action = t('phone.outbox.' + entry.action);
+  if (error.status === 409) return t('phone.outbox_closed', { action });
+  return t('phone.outbox_refused', { action, detail: errorText(error) });
+}
+
+// Each kept tap in turn, in the order tapped: on reconnect, on the browser's online event and
+// every few seconds while any is waiting.
+async function flushOutbox() {
+  if (!state.me || !state.outbox.length || !api.token) return;
+  for (const entry of state.outbox.slice()) await send(entry, false);
+}
+
+function outboxState(entry) {
+  return t('phone.outbox_state', {
+    action: t('phone.outbox.' + entry.action),
+    t: clockTime(entry.tapped_at),
+  });
+}
+
+// Under the team's name: how many taps wait to be sent, and why any was dropped.
+function showOutbox() {
+  const notice = $('#outbox');
+  const n = state.outbox.length;
+  const lines = n ? [t('phone.outbox_count', { n })] : [];
+  for (const note of state.outboxNotes.values()) lines.push(note());
+  notice.hidden = !lines.length;
+  notice.textContent = lines.join(' ');
+}
+
+// On the alert screen: this incident's taps waiting to be sent, or why one was dropped.
+function showOutboxLine(incidentId) {
+  const line = $('#alert-outbox');
+  const waiting = state.outbox.filter((entry) => entry.incident_id === incidentId);
+  const note = state.outboxNotes.get(incidentId);
+  let text = '';
+  if (waiting.length) {
+    text = waiting
+      .map((entry) =>
+        t('phone.outbox_pending', {
+          action: t('phone.outbox.' + entry.action),
+          t: clockTime(entry.tapped_at),
+        }),
+      )
+      .join(' ');
+  } else if (note) text = note();
+  line.hidden = !text;
+  line.dataset.state = waiting.length ? 'waiting' : 'dropped';
+  line.textContent = text;
 }
 
 // ---------------------------------------------------------------- positions
@@ -541,6 +830,9 @@ function onTheWay() {
 }
 
 function syncPositions() {
+  // Mid-replay an incident can look accepted that a later message closes: decided once caught
+  // up, on what is still open then.
+  if (state.replaying) return;
   if (onTheWay().length) startPositions();
   else stopPositions();
 }

@@ -1,0 +1,331 @@
+"""The leader's phone with more than one alert, a line that drops, a keyboard, and a clean
+console: in headless Chromium against the real server."""
+
+from __future__ import annotations
+
+import json
+
+from playwright.async_api import Browser, ConsoleMessage, Page, Request, Response, expect
+
+from tests.conftest import RunningServer
+from tests.pages.conftest import PHONE, Opened, desk_context, log_in
+from tests.pages.test_console_and_phone import SECOND, away, card_on_phone, open_phone
+from tests.support import Account, World
+
+
+async def restart(server: RunningServer) -> RunningServer:
+    """The same server back on the same address, as after a deploy or an outage."""
+    again = RunningServer(server.settings, server.clock)
+    again.port = again.server.config.port = server.port
+    await again.start()
+    return again
+
+
+def outbox(leader: Account) -> str:
+    return f"localStorage.getItem('dispatch.outbox.{leader.id}')"
+
+
+async def test_a_second_alert_waits_behind_the_first_and_comes_up_once_it_is_answered(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    post = await world.team("fixed_post")
+    leader = await world.leader(post)
+    operator = await world.operator()
+    phone = await open_phone(browser, contexts, world, leader, away(300))
+    alert = phone.locator("#alert")
+    waiting = phone.locator("#alert-waiting")
+
+    first = await world.report(operator, category="fight")
+    await expect(alert).to_contain_text("打架斗殴")
+    await expect(waiting).to_be_hidden()
+    world.clock.advance(1)
+    second = await world.report(operator, category="fire")
+    await expect(card_on_phone(phone, second["id"])).to_have_count(1)
+
+    # The one being read stays; the screen says another waits, and it keeps ringing.
+    await expect(waiting).to_have_text("还有 1 条警情待接 下一条")
+    await expect(alert.locator("#alert-title")).to_contain_text("打架斗殴")
+    await expect(alert).to_have_attribute("data-ringing", "true")
+
+    # Accepted: the next one comes up, still ringing, nothing more waiting behind it.
+    await phone.get_by_role("button", name="接警").click()
+    await expect(alert.locator("#alert-title")).to_contain_text("火情")
+    await expect(waiting).to_be_hidden()
+    await expect(alert).to_have_attribute("data-ringing", "true")
+    await phone.get_by_role("button", name="接警").click()
+    await expect(phone.locator("#accept")).to_contain_text("已接警")
+    await expect(alert).to_have_attribute("data-ringing", "false")
+    await phone.keyboard.press("Escape")
+    await expect(alert).to_be_hidden()
+    for incident in (first, second):
+        stored = await world.incident(operator, incident["id"])
+        assert stored["dispatches"][0]["accepted_at"] is not None
+
+    # Put away unanswered: the next comes up; once none is left the screen goes and the
+    # unanswered ones stay in the list.
+    third = await world.report(operator, category="theft")
+    await expect(alert.locator("#alert-title")).to_contain_text("盗窃")
+    world.clock.advance(1)
+    fourth = await world.report(operator, category="robbery")
+    await expect(waiting).to_contain_text("还有 1 条警情待接")
+    await phone.get_by_role("button", name="收起").click()
+    await expect(alert.locator("#alert-title")).to_contain_text("抢劫抢夺")
+    await expect(alert).to_have_attribute("data-ringing", "true")
+    await phone.keyboard.press("Escape")
+    await expect(alert).to_be_hidden()
+    await expect(alert).to_have_attribute("data-ringing", "false")
+    for incident in (third, fourth):
+        await expect(card_on_phone(phone, incident["id"])).to_have_class("incident incident-new")
+
+
+async def test_alerts_missed_while_away_come_up_most_urgent_first(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    post = await world.team("fixed_post")
+    leader = await world.leader(post)
+    operator = await world.operator()
+    phone = await open_phone(browser, contexts, world, leader, away(300))
+    context = phone.context
+    await phone.close()
+
+    await world.report(operator, category="fight")
+    world.clock.advance(2)
+    await world.report(operator, category="fire")
+    again = await context.new_page()
+    await again.goto(world.base_url + "/m")
+    await expect(again.locator("#missed")).to_contain_text("漏收 2 条派警")
+    # The earlier report's deadline is the nearer one.
+    await expect(again.locator("#alert-title")).to_contain_text("打架斗殴")
+    await expect(again.locator("#alert-waiting")).to_contain_text("还有 1 条警情待接")
+    await again.get_by_role("button", name="下一条").click()
+    await expect(again.locator("#alert-title")).to_contain_text("火情")
+    await expect(again.locator("#alert-waiting")).to_contain_text("还有 1 条警情待接")
+    # Put away: the other comes up again, the last one put away ends it.
+    await again.keyboard.press("Escape")
+    await expect(again.locator("#alert-title")).to_contain_text("打架斗殴")
+    await expect(again.locator("#alert-waiting")).to_be_hidden()
+
+
+async def test_an_accept_tapped_while_the_server_is_down_is_sent_once_it_is_back(
+    world: World, server: RunningServer, browser: Browser, contexts: Opened
+) -> None:
+    post = await world.team("fixed_post")
+    leader = await world.leader(post)
+    operator = await world.operator()
+    phone = await open_phone(browser, contexts, world, leader, away(300))
+    incident = await world.report(operator)
+    await expect(phone.locator("#alert")).to_be_visible()
+
+    await server.stop()
+    await expect(phone.locator("#conn")).to_have_attribute("data-state", "reconnecting")
+    await phone.get_by_role("button", name="接警").click()
+    await expect(phone.locator("#alert-position")).to_contain_text("未能连上服务器")
+    # The tries over, the tap is kept on the phone and says so; the alert stops ringing.
+    pending = phone.locator("#alert-outbox")
+    await expect(pending).to_contain_text("接警未发出", timeout=15 * SECOND)
+    await expect(pending).to_contain_text("连上服务器后自动补发")
+    await expect(phone.locator("#accept")).to_have_text("接警待发送")
+    await expect(phone.locator("#alert")).to_have_attribute("data-ringing", "false")
+    kept = json.loads(await phone.evaluate(outbox(leader)))
+    assert [(e["action"], e["dispatch_id"]) for e in kept] == [
+        ("accept", incident["dispatches"][0]["id"])
+    ]
+    await phone.keyboard.press("Escape")
+    await expect(phone.locator("#outbox")).to_have_text("1 项操作等待发送到服务器，连上后自动补发")
+    row = card_on_phone(phone, incident["id"])
+    await expect(row).to_contain_text("接警待发送")
+
+    restarted = await restart(server)
+    try:
+        await expect(row).to_contain_text("已接警", timeout=20 * SECOND)
+        await expect(phone.locator("#outbox")).to_be_hidden()
+        assert await phone.evaluate(outbox(leader)) is None
+        stored = await world.incident(operator, incident["id"])
+        assert stored["dispatches"][0]["accepted_at"] is not None
+    finally:
+        await restarted.stop()
+
+
+async def test_a_kept_tap_survives_a_reload_and_one_the_server_refuses_is_dropped_saying_why(
+    world: World, server: RunningServer, browser: Browser, contexts: Opened
+) -> None:
+    post = await world.team("fixed_post")
+    leader = await world.leader(post)
+    operator = await world.operator()
+    phone = await open_phone(browser, contexts, world, leader, away(300))
+    context = phone.context
+    closing = await world.report(operator, category="fight")
+    await expect(phone.locator("#alert")).to_contain_text("打架斗殴")
+    world.clock.advance(1)
+    arriving = await world.report(operator, category="fire")
+    await expect(phone.locator("#alert-waiting")).to_be_visible()
+
+    await server.stop()
+    await expect(phone.locator("#conn")).to_have_attribute("data-state", "reconnecting")
+    await phone.get_by_role("button", name="接警").click()
+    await expect(phone.locator("#alert-title")).to_contain_text("火情", timeout=15 * SECOND)
+    await phone.get_by_role("button", name="已到场").click()
+    await expect(phone.locator("#alert-outbox")).to_contain_text("到场未发出", timeout=15 * SECOND)
+    assert len(json.loads(await phone.evaluate(outbox(leader)))) == 2
+    await phone.close()
+
+    restarted = await restart(server)
+    try:
+        # Closed meanwhile: that acceptance can never be recorded. The arrival still can.
+        closed = await world.http.post(
+            f"/api/v1/incidents/{closing['id']}/close", headers=operator.headers
+        )
+        assert closed.status_code == 200, closed.text
+        again = await context.new_page()
+        await again.goto(world.base_url + "/m")
+        await expect(again.locator("#outbox")).to_have_text("接警未记录：警情已结案")
+        await expect(card_on_phone(again, arriving["id"])).to_contain_text("已到场")
+        assert await again.evaluate(outbox(leader)) is None
+        stored = await world.incident(operator, arriving["id"])
+        arrival = stored["dispatches"][0]
+        assert arrival["arrival_source"] == "button"
+        assert arrival["arrival_device_time"] is not None
+        gone = await world.incident(operator, closing["id"])
+        assert gone["dispatches"][0]["accepted_at"] is None
+    finally:
+        await restarted.stop()
+
+
+async def test_keyboard_focus_stays_in_the_list_while_positions_come_in(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    post = await world.team("fixed_post")
+    leader = await world.leader(post)
+    operator = await world.operator()
+    phone = await open_phone(browser, contexts, world, leader, away(300))
+    incident = await world.report(operator)
+    await phone.get_by_role("button", name="接警").click()
+    await expect(phone.locator("#accept")).to_contain_text("已接警")
+    await phone.keyboard.press("Escape")
+    await expect(phone.locator("#alert")).to_be_hidden()
+
+    button = card_on_phone(phone, incident["id"]).get_by_role("button", name="查看")
+    await button.focus()
+    await button.evaluate("el => { el.dataset.marked = 'yes'; }")
+    for _ in range(2):
+        async with phone.expect_response(lambda r: r.url.endswith("/position")) as reply:
+            pass
+        assert (await reply.value).status == 200
+        await phone.wait_for_timeout(100)  # the reply's redraw
+        assert await phone.evaluate("document.activeElement.dataset.marked") == "yes"
+    await phone.keyboard.press("Enter")
+    await expect(phone.locator("#alert")).to_be_visible()
+
+
+# Every call of navigator.vibrate, with whether the page had been tapped by then. Headless
+# Chromium under Playwright counts pages as activated from the start, so the activation a phone's
+# browser keeps (tapped or not) is kept here from the page's own taps and keys.
+VIBRATIONS = """
+let tapped = false;
+addEventListener('pointerdown', () => { tapped = true; }, true);
+addEventListener('keydown', () => { tapped = true; }, true);
+Object.defineProperty(navigator, 'userActivation', {
+    value: { get hasBeenActive() { return tapped; }, get isActive() { return tapped; } },
+});
+window.__vibrations = [];
+const nativeVibrate = navigator.vibrate ? navigator.vibrate.bind(navigator) : null;
+navigator.vibrate = (pattern) => {
+    window.__vibrations.push({ pattern, tapped: navigator.userActivation.hasBeenActive });
+    return nativeVibrate ? nativeVibrate(pattern) : false;
+};
+"""
+
+
+def noise(page: Page, seen: list[str]) -> None:
+    def console(message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning") or "vibrate" in message.text:
+            seen.append(f"console {message.type}: {message.text}")
+
+    def response(reply: Response) -> None:
+        if reply.status >= 400:
+            seen.append(f"{reply.status} {reply.request.method} {reply.url}")
+
+    page.on("console", console)
+    page.on("response", response)
+
+
+async def test_pages_load_without_errors_and_a_new_phone_sends_no_positions_for_closed_incidents(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    post = await world.team("fixed_post")
+    leader = await world.leader(post)
+    operator = await world.operator()
+    reply = await world.http.get("/favicon.ico")
+    assert reply.status_code == 200
+    assert reply.headers["content-type"] == "image/svg+xml"
+    assert reply.text.startswith("<svg")
+
+    desk = await (await desk_context(browser, contexts)).new_page()
+    seen: list[str] = []
+    noise(desk, seen)
+    await log_in(desk, world.base_url + "/console", operator)
+    await expect(desk.locator("#conn")).to_have_attribute("data-state", "live")
+    await desk.goto(world.base_url + "/console/reports")  # the login is kept
+    await desk.wait_for_load_state("networkidle")
+    assert seen == [], seen
+
+    # Accepted on another phone, then closed: a new phone's replay has it open and accepted
+    # for a moment, and must not start sending positions for it.
+    done = await world.report(operator, category="fire")
+    accepted = await world.http.post(
+        f"/api/v1/dispatches/{done['dispatches'][0]['id']}/accept", headers=leader.headers
+    )
+    assert accepted.status_code == 200, accepted.text
+    closed = await world.http.post(
+        f"/api/v1/incidents/{done['id']}/close", headers=operator.headers
+    )
+    assert closed.status_code == 200, closed.text
+
+    # Not emulated as a touch phone: there, Chromium counts the page as tapped from the start.
+    lon, lat = away(300)
+    context = await browser.new_context(
+        viewport=PHONE,
+        locale="zh-CN",
+        geolocation={"longitude": lon, "latitude": lat, "accuracy": 10},
+        permissions=["geolocation"],
+    )
+    contexts.watch(context)
+    await context.add_init_script(VIBRATIONS)
+    page = await context.new_page()
+    positions: list[str] = []
+
+    def on_request(request: Request) -> None:
+        if request.url.endswith("/position"):
+            positions.append(request.url)
+
+    page.on("request", on_request)
+    noise(page, seen)
+    await log_in(page, world.base_url + "/m", leader)
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    await expect(page.locator("#incidents")).to_contain_text("暂无警情")
+    await page.wait_for_timeout(1500)
+    assert positions == []
+    await page.close()
+
+    # Opened again with the login kept, nobody has touched the page: an alert rings without
+    # the vibration browsers refuse before a tap.
+    untouched = await context.new_page()
+    untouched.on("request", on_request)
+    noise(untouched, seen)
+    await untouched.goto(world.base_url + "/m")
+    await expect(untouched.locator("#conn")).to_have_attribute("data-state", "live")
+    await world.report(operator, category="robbery")
+    await expect(untouched.locator("#alert")).to_have_attribute("data-ringing", "true")
+    assert await untouched.evaluate("navigator.userActivation.hasBeenActive") is False
+    await untouched.wait_for_timeout(3000)  # two rings
+    assert await untouched.evaluate("window.__vibrations") == []
+    assert seen == [], seen
+    assert positions == []
+    # Once tapped, it vibrates as well.
+    await untouched.locator("#alert-title").click()
+    for _ in range(50):
+        if await untouched.evaluate("window.__vibrations.length"):
+            break
+        await untouched.wait_for_timeout(100)
+    vibrations = await untouched.evaluate("window.__vibrations")
+    assert vibrations and all(v["tapped"] for v in vibrations)
