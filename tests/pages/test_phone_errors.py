@@ -9,7 +9,7 @@ from tests.pages.test_console_and_phone import SECOND, away, open_phone
 from tests.support import World
 
 
-async def test_a_tap_that_never_reaches_the_server_is_said_in_chinese(
+async def test_a_tap_that_never_reaches_the_server_is_kept_and_said_in_chinese(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
     post = await world.team("fixed_post")
@@ -20,8 +20,9 @@ async def test_a_tap_that_never_reaches_the_server_is_said_in_chinese(
 
     await phone.route("**/accept", lambda route: route.abort())
     await phone.get_by_role("button", name="接警").click()
-    position = phone.locator("#alert-position")
-    await expect(position).to_have_text("操作失败：无法连接服务器，请检查网络", timeout=15 * SECOND)
+    await expect(phone.locator("#alert-outbox")).to_contain_text("接警未发出", timeout=15 * SECOND)
+    await expect(phone.locator("#alert-outbox")).to_contain_text("连上服务器后自动补发")
+    await expect(phone.locator("#accept")).to_have_text("接警待发送")
 
 
 async def test_an_operator_on_the_phone_page_is_named_by_role(
