@@ -32,8 +32,10 @@ from dispatch.incidents.routes import dispatches_router, incidents_router
 from dispatch.incidents.tasks import ChainDeadlines, job_handlers, purge_old_messages
 from dispatch.jobs.tasks import JobQueue, Timer
 from dispatch.observability.running import Operations, install_operations
+from dispatch.outages import database_unavailable
 from dispatch.pages.routes import mount_static
 from dispatch.pages.routes import router as pages_router
+from dispatch.reachability import service as reachability
 from dispatch.realtime import record_acknowledged, websocket_endpoint
 from dispatch.realtime import router as realtime_router
 from dispatch.reports.routes import router as reports_router
@@ -150,7 +152,14 @@ async def watch_clock(runtime: Runtime) -> None:
 
 
 async def start_runtime(settings: Settings, clock: Clock) -> Runtime:
-    await migrate.upgrade_async(settings.database_url)
+    unknown = await migrate.upgrade_async(settings.database_url)
+    if unknown:
+        log.warning(
+            "the database is at revision %s, which this release does not know (its newest is "
+            "%s): a newer release migrated it; serving without migrating",
+            ", ".join(unknown),
+            ", ".join(migrate.heads()),
+        )
     url, waited = settings.database_url, settings.db_pool_timeout_s
     engine = create_engine(url, settings.db_pool_size, 0, waited)
     readers = settings.db_read_pool_size
@@ -208,17 +217,38 @@ def _add_health(app: FastAPI) -> None:
         },
     )
     async def readyz(runtime: RuntimeDep) -> JSONResponse:
-        """The database answers, its schema is at the newest migration, and (on PostgreSQL)
-        the fan-out listener that brings other processes' messages is connected."""
+        """The database answers and takes writes, its schema is not behind the newest
+        migration, and (on PostgreSQL) the fan-out listener that brings other processes'
+        messages is connected."""
         try:
             async with runtime.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
-            at_head = await migrate.at_head(runtime.engine)
+            schema = await migrate.schema_state(runtime.engine)
         except Exception as error:
             return JSONResponse({"status": "unavailable", "detail": str(error)}, status_code=503)
-        if not at_head:
+        # Ahead (a newer release migrated it, a rolling upgrade): still ready.
+        if schema is migrate.Schema.BEHIND:
             return JSONResponse({"status": "migrations pending"}, status_code=503)
+        if runtime.writes.failing and not await _writes_again(runtime):
+            detail = runtime.writes.last_error
+            body = {"status": "database refuses writes", "detail": detail}
+            return JSONResponse(body, status_code=503)
         fanout = getattr(runtime, "fanout", None)
         if fanout is not None and not fanout.connected:
             return JSONResponse({"status": "fan-out listener disconnected"}, status_code=503)
         return JSONResponse({"status": "ready", "fanout": "off" if fanout is None else "connected"})
+
+
+async def _writes_again(runtime: Runtime) -> bool:
+    """After a unit of work met a database outage: whether a write succeeds now. The write is
+    this process's presence heartbeat (one row), so a server that a load balancer stopped
+    sending requests to still finds out that it can serve again."""
+    try:
+        async with runtime.transaction() as session:
+            await reachability.heartbeat(session, runtime.origin, runtime.clock.now())
+    except Exception as error:
+        if not database_unavailable(error):
+            raise
+        return False
+    runtime.writes.succeeded()
+    return True

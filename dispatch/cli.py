@@ -114,24 +114,85 @@ def _secret(_: argparse.Namespace) -> int:
 
 
 def _db_upgrade(_: argparse.Namespace) -> int:
-    if not upgraded(Settings().database_url):
+    unknown = migrated(Settings().database_url)
+    if unknown is None:
         return 1
-    print("database at the newest migration")
+    if not unknown:
+        print("database at the newest migration")
     return 0
 
 
 def upgraded(database_url: str, source: str = "DISPATCH_DATABASE_URL") -> bool:
-    """Migrate the database, or say in one line on stderr why it cannot be."""
+    """Migrate the database, or say in one line on stderr why it cannot be. A database ahead
+    of this release is left as it is, with a warning."""
+    return migrated(database_url, source) is not None
+
+
+def migrated(database_url: str, source: str = "DISPATCH_DATABASE_URL") -> list[str] | None:
+    """Migrate the database: the revisions this release does not know when a newer release
+    migrated it (left as it is, with a warning on stderr), or None when it cannot be migrated
+    (said in one line on stderr)."""
     from dispatch import migrate
 
     problem = database_url_problem(database_url)
     if problem is not None:
         print(f"error: {source}: {problem}", file=sys.stderr)
-        return False
+        return None
     try:
-        migrate.upgrade(database_url)
+        unknown = migrate.upgrade(database_url)
     except database_errors() as error:
         print(database_error(source, database_url, error), file=sys.stderr)
+        return None
+    if unknown:
+        print(
+            f"warning: {source}: the database is at revision {', '.join(unknown)}, newer than "
+            f"this release's {', '.join(migrate.heads())}: left as it is (a newer release "
+            "migrated it; this one keeps working on it)",
+            file=sys.stderr,
+        )
+    return unknown
+
+
+def at_this_release(database_url: str, source: str = "DISPATCH_DATABASE_URL") -> bool:
+    """Whether the database is at this release's newest migration, found without writing; if
+    not, or if it cannot be read, said in one line on stderr."""
+    from dispatch import migrate
+    from dispatch.db import create_engine
+
+    problem = database_url_problem(database_url)
+    if problem is not None:
+        print(f"error: {source}: {problem}", file=sys.stderr)
+        return False
+
+    async def state() -> tuple[migrate.Schema, list[str]]:
+        engine = create_engine(database_url)
+        try:
+            return await migrate.schema_state(engine), await migrate.current_revisions(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        schema, current = asyncio.run(state())
+    except database_errors() as error:
+        print(database_error(source, database_url, error), file=sys.stderr)
+        return False
+    at = ", ".join(current) or "none (an empty database)"
+    newest = ", ".join(migrate.heads())
+    if schema is migrate.Schema.BEHIND:
+        print(
+            f"error: {source}: the database is at revision {at}, older than this release's "
+            f"{newest}; nothing was changed. Upgrade a copy and check that: copy it (sqlite3 "
+            'DB ".backup copy.db", or pg_dump and pg_restore into a new database), then '
+            "DISPATCH_DATABASE_URL=<the copy> dispatch db upgrade",
+            file=sys.stderr,
+        )
+        return False
+    if schema is migrate.Schema.AHEAD:
+        print(
+            f"error: {source}: the database is at revision {at}, newer than this release's "
+            f"{newest}: check it with the release that migrated it",
+            file=sys.stderr,
+        )
         return False
     return True
 

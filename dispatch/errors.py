@@ -6,12 +6,16 @@ import math
 import sys
 from typing import Any, ClassVar
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from dispatch.outages import database_unavailable
 
 
 class DomainError(Exception):
@@ -129,7 +133,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: _error("the request body is larger than allowed"),
     422: _error("invalid input: the field and the reason are named"),
     503: _error(
-        "no database connection came free in time (nothing was written): try again",
+        "busy: no database connection came free in time; or database_unavailable: the database"
+        " is away, full, locked or read-only (the request was rolled back): try again",
         RETRY_AFTER,
     ),
 }
@@ -194,6 +199,8 @@ def _unreadable_body(request: Request, cause: BaseException | None) -> dict[str,
 
 
 _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+# When a client is told to try again after a database outage.
+DATABASE_RETRY_AFTER_S = 2
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -233,7 +240,25 @@ def install_error_handlers(app: FastAPI) -> None:
         body = {"error": "busy", "detail": detail, "retry_after_s": 1}
         return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
 
+    async def database_error(_: Request, exc: Exception) -> JSONResponse:
+        # Only an outage is answered here; any other database error is a bug: re-raised, it is
+        # answered 500 and logged with its traceback.
+        if not database_unavailable(exc):
+            raise exc
+        body = {
+            "error": "database_unavailable",
+            "detail": "the database is unavailable (away, full, locked or read-only); the request"
+            " was rolled back: try again",
+            "retry_after_s": DATABASE_RETRY_AFTER_S,
+        }
+        headers = {"Retry-After": str(DATABASE_RETRY_AFTER_S)}
+        return JSONResponse(body, status_code=503, headers=headers)
+
     app.add_exception_handler(DomainError, domain_error)
     app.add_exception_handler(PoolTimeout, pool_timeout)
+    # SQLAlchemy's wrapping of every driver error, and what the drivers raise unwrapped when a
+    # connection drops.
+    for kind in (DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError):
+        app.add_exception_handler(kind, database_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

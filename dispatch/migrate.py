@@ -1,17 +1,37 @@
-"""Alembic, driven from code: applied at start and by ``dispatch db upgrade``."""
+"""Alembic, driven from code: applied at start and by ``dispatch db upgrade``.
+
+A database may be ahead of the code: during a rolling upgrade the newer release has migrated it
+while older servers still run. Migrations are written to be compatible with the release
+before (expand first, contract a release later), so an older server keeps serving on it: it
+neither migrates (it does not know the newer revisions) nor reports itself not ready.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
+from enum import StrEnum
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import ResolutionError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import migrations
+
+# Where env.py leaves the revisions of the database this code does not know.
+UNKNOWN_KEY = "dispatch.unknown_revisions"
+
+
+class Schema(StrEnum):
+    CURRENT = "current"
+    # Migrations of this release are pending: upgrade.
+    BEHIND = "behind"
+    # The database carries a revision this release does not know: a newer release migrated it.
+    AHEAD = "ahead"
 
 
 def alembic_config(database_url: str) -> Config:
@@ -21,19 +41,51 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str) -> None:
-    command.upgrade(alembic_config(database_url), "head")
+def unknown_revisions(script: ScriptDirectory, current: Iterable[str]) -> list[str]:
+    """The database's revisions that are none of this code's migrations."""
+    unknown = []
+    for revision in current:
+        try:
+            known = script.revision_map.get_revision(revision)
+        except ResolutionError:
+            known = None
+        if known is None:
+            unknown.append(revision)
+    return sorted(unknown)
 
 
-async def upgrade_async(database_url: str) -> None:
+def heads() -> list[str]:
+    """This release's newest revisions."""
+    return sorted(ScriptDirectory.from_config(alembic_config("")).get_heads())
+
+
+def upgrade(database_url: str) -> list[str]:
+    """Apply the pending migrations. A database ahead of this code is left as it is: its
+    revisions this code does not know are returned (none when it was upgraded or current)."""
+    config = alembic_config(database_url)
+    command.upgrade(config, "head")
+    unknown: list[str] = config.attributes.get(UNKNOWN_KEY, [])
+    return unknown
+
+
+async def upgrade_async(database_url: str) -> list[str]:
     # env.py runs its own event loop; give it a thread of its own.
-    await asyncio.to_thread(upgrade, database_url)
+    return await asyncio.to_thread(upgrade, database_url)
 
 
-async def at_head(engine: AsyncEngine) -> bool:
-    heads = set(ScriptDirectory.from_config(alembic_config(str(engine.url))).get_heads())
+async def current_revisions(engine: AsyncEngine) -> list[str]:
     async with engine.connect() as connection:
         current = await connection.run_sync(
-            lambda sync: set(MigrationContext.configure(sync).get_current_heads())
+            lambda sync: MigrationContext.configure(sync).get_current_heads()
         )
-    return current == heads
+    return sorted(current)
+
+
+async def schema_state(engine: AsyncEngine) -> Schema:
+    """Whether the database is at this release's newest migration, behind it, or ahead of it.
+    Only reads."""
+    script = ScriptDirectory.from_config(alembic_config(str(engine.url)))
+    current = await current_revisions(engine)
+    if unknown_revisions(script, current):
+        return Schema.AHEAD
+    return Schema.CURRENT if set(current) == set(script.get_heads()) else Schema.BEHIND

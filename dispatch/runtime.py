@@ -23,6 +23,7 @@ from dispatch.auth.cache import Principals
 from dispatch.clock import Clock
 from dispatch.config import Settings
 from dispatch.db import BEFORE_COMMIT_KEY, FALLS_DUE_KEY, AfterCommit
+from dispatch.outages import WriteHealth, database_unavailable
 from dispatch.rosters.book import DutyBook
 from dispatch.teams.coverage import Coverage
 from dispatch.villages.index import Villages
@@ -54,6 +55,9 @@ class Runtime:
     origin: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     # Each timer's wake-up, given the time something new falls due (None: unknown).
     wake_timers: list[Callable[[datetime | None], None]] = field(default_factory=list)
+    # Failing from a database outage seen by a unit of work until a write succeeds again
+    # (/readyz answers 503 meanwhile, and tries a write of its own).
+    writes: WriteHealth = field(default_factory=WriteHealth)
     # The readers' pool, each statement its own transaction (PostgreSQL; SQLite's one engine).
     statement_read_engine: AsyncEngine = field(init=False)
 
@@ -95,7 +99,9 @@ class Runtime:
                 if not await mailboxes.write_staged(session, read=notes):
                     await write_rows(session, *take_later(session), read=notes)
                 await session.commit()
-            except BaseException:
+            except BaseException as error:
+                if database_unavailable(error):
+                    self.writes.failed(error)
                 await session.rollback()
                 raise
             envelopes = mailboxes.take_outbox(session)

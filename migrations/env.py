@@ -14,6 +14,7 @@ from alerts.models import AlertsBase
 from dispatch import models  # noqa: F401  (registers every table)
 from dispatch.config import Settings
 from dispatch.db import Base
+from dispatch.migrate import UNKNOWN_KEY, unknown_revisions
 
 target_metadata = [Base.metadata, AlertsBase.metadata]
 # An arbitrary constant: the advisory lock that lets one process migrate while others wait.
@@ -40,6 +41,13 @@ def migrate(connection: Connection) -> None:
     )
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+    # A newer release migrated the database (a rolling upgrade): leave it as it is. Its
+    # migrations keep it usable by this release (expand first, contract a release later).
+    current = context.get_context().get_current_heads()
+    unknown = unknown_revisions(context.script, current)
+    if unknown:
+        context.config.attributes[UNKNOWN_KEY] = unknown
+        return
     with context.begin_transaction():
         context.run_migrations()
 

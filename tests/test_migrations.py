@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, MetaData, select
+from sqlalchemy import Connection, MetaData, select, text
 from sqlalchemy.exc import IntegrityError
 
 from alerts.models import AlertsBase
@@ -21,6 +23,8 @@ from dispatch.auth.models import User
 from dispatch.db import Base, create_engine, table_of
 from dispatch.rosters.models import RosterMember
 from tests.conftest import fresh_database
+from tests.processes import ServerProcess, server_env
+from tests.test_cli import dispatch
 
 
 def _differences(connection: Connection) -> list[Any]:
@@ -120,5 +124,51 @@ async def test_a_phone_twice_on_a_team_is_kept_once_and_the_removal_is_on_the_tr
                     await connection.execute(
                         members.insert(), _member("again", "area", "gX", "13900000001")
                     )
+        finally:
+            await engine.dispose()
+
+
+async def test_a_database_ahead_of_this_release_is_served_as_it_is(
+    backend: str, tmp_path: Path
+) -> None:
+    """A rolling upgrade: a newer release migrated the database while this one still runs.
+    This release neither migrates it (it cannot: the revision is not one of its own) nor
+    reports itself not ready; behind is still behind."""
+    newer = "9999_from_a_newer_release"
+    async with fresh_database(backend, tmp_path) as url:
+        engine = create_engine(url)
+        try:
+            assert await migrate.schema_state(engine) is migrate.Schema.CURRENT
+            config = migrate.alembic_config(url)
+            await asyncio.to_thread(command.downgrade, config, "0014")
+            assert await migrate.schema_state(engine) is migrate.Schema.BEHIND
+            await asyncio.to_thread(command.upgrade, config, "head")
+            async with engine.begin() as connection:
+                await connection.execute(
+                    text("UPDATE alembic_version SET version_num = :newer"), {"newer": newer}
+                )
+            assert await migrate.schema_state(engine) is migrate.Schema.AHEAD
+
+            done = await asyncio.to_thread(dispatch, "db", "upgrade", database_url=url)
+            assert done.returncode == 0, done.stderr
+            assert done.stderr.startswith("warning: ") and newer in done.stderr
+            assert await migrate.current_revisions(engine) == [newer]
+
+            env = server_env(url, tmp_path)
+            server = ServerProcess(env, tmp_path / "server.log")
+            try:
+                await server.start()  # ready: /readyz answered 200
+                async with httpx.AsyncClient(base_url=server.base_url) as http:
+                    assert (await http.get("/readyz")).json()["status"] == "ready"
+            finally:
+                server.terminate()
+                server.stop()
+            warnings = [
+                json.loads(line)
+                for line in server.output().splitlines()
+                if line.startswith("{") and newer in line
+            ]
+            assert [w["level"] for w in warnings] == ["WARNING"], server.output()
+            assert await migrate.current_revisions(engine) == [newer]
         finally:
             await engine.dispose()

@@ -1,0 +1,213 @@
+"""A database that goes away: requests are answered 503 database_unavailable (nothing written),
+/readyz reports the server not ready until a write succeeds again, and bugs stay 500."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from dispatch.clock import ManualClock
+from dispatch.config import Settings
+from dispatch.db import create_engine
+from dispatch.errors import install_error_handlers
+from dispatch.outages import database_unavailable
+from tests.conftest import PG_ADMIN_DSN, RunningServer
+from tests.support import World
+
+REPORT = {"location": {"lon": 114.159, "lat": 22.847}, "category": "fight"}
+
+
+async def refuse_connections(database_url: str) -> None:
+    """PostgreSQL stops taking connections to this database (and only this one), and ends the
+    ones it has."""
+    name = make_url(database_url).database
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()",
+            name,
+        )
+    finally:
+        await admin.close()
+
+
+async def allow_connections(database_url: str) -> None:
+    name = make_url(database_url).database
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    finally:
+        await admin.close()
+
+
+@contextmanager
+def sqlite_write_locked(database_url: str) -> Iterator[None]:
+    """Another connection holds SQLite's write lock: the server's writes fail with "database
+    is locked" once its busy timeout has passed."""
+    holder = sqlite3.connect(str(make_url(database_url).database), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        yield
+        holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+
+
+@asynccontextmanager
+async def outage(backend: str, database_url: str) -> AsyncIterator[None]:
+    if backend == "sqlite":
+        with sqlite_write_locked(database_url):
+            yield
+        return
+    await refuse_connections(database_url)
+    try:
+        yield
+    finally:
+        await allow_connections(database_url)
+
+
+async def ready_again(http: httpx.AsyncClient) -> httpx.Response:
+    """/readyz until it answers 200 (the fan-out listener reconnects on its own schedule)."""
+    for _ in range(600):
+        reply = await http.get("/readyz")
+        if reply.status_code == 200:
+            return reply
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never ready again: {reply.text}")
+
+
+@pytest.fixture
+async def quiet_server(settings: Settings, clock: ManualClock) -> AsyncIterator[RunningServer]:
+    # Background writes (presence) rare, so that on SQLite the request is what meets the lock.
+    running = RunningServer(settings.model_copy(update={"presence_heartbeat_s": 3600}), clock)
+    await running.start()
+    yield running
+    await running.stop()
+
+
+async def test_a_database_outage_is_a_503_with_retry_after_and_readyz_follows_it(
+    backend: str, quiet_server: RunningServer
+) -> None:
+    world = World(quiet_server.app, f"http://127.0.0.1:{quiet_server.port}", quiet_server.clock)
+    url = quiet_server.settings.database_url
+    operator = await world.operator()
+    await world.team()
+    # SQLite's busy timeout is 10 s: a longer wait than the helper's client takes.
+    async with httpx.AsyncClient(base_url=world.base_url, timeout=120) as http:
+        schema = (await http.get("/openapi.json")).json()
+        declared = schema["paths"]["/api/v1/incidents"]["post"]["responses"]["503"]
+        assert "database_unavailable" in declared["description"]
+        async with outage(backend, url):
+            reply = await http.post("/api/v1/incidents", json=REPORT, headers=operator.headers)
+            assert reply.status_code == 503, reply.text
+            body = reply.json()
+            assert body["error"] == "database_unavailable"
+            assert body["detail"]
+            assert reply.headers["Retry-After"] == str(body["retry_after_s"])
+            assert body["retry_after_s"] >= 1
+            ready = await http.get("/readyz")
+            assert ready.status_code == 503, ready.text
+            assert ready.json()["status"] != "ready"
+        # Once a write succeeds again (readyz's own), ready; nothing of the refused report.
+        assert (await ready_again(http)).json()["status"] == "ready"
+        listed = await http.get("/api/v1/incidents", headers=operator.headers)
+        assert listed.status_code == 200 and listed.json() == []
+        reply = await http.post("/api/v1/incidents", json=REPORT, headers=operator.headers)
+        assert reply.status_code == 201, reply.text
+    await world.close()
+
+
+async def test_readyz_stays_not_ready_while_writes_fail_though_reads_work(
+    backend: str, quiet_server: RunningServer
+) -> None:
+    if backend != "sqlite":
+        pytest.skip("on PostgreSQL an unreachable database fails the reads too")
+    url = quiet_server.settings.database_url
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{quiet_server.port}", timeout=120
+    ) as http:
+        assert (await http.get("/readyz")).status_code == 200
+        with sqlite_write_locked(url):
+            # A unit of work of the server meets the outage (a write of its own).
+            runtime = quiet_server.app.state.runtime
+            with pytest.raises(DBAPIError):
+                async with runtime.transaction() as session:
+                    await session.execute(text("DELETE FROM presence_beats WHERE instance = 'x'"))
+            ready = await http.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json() == {
+                "status": "database refuses writes",
+                "detail": "database is locked",
+            }
+        assert (await ready_again(http)).json()["status"] == "ready"
+
+
+# ---------------------------------------------------------------- what counts as an outage
+
+
+async def test_refusals_for_the_data_or_the_statement_are_not_outages(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("CREATE TEMPORARY TABLE t (id INTEGER PRIMARY KEY)"))
+            await connection.execute(text("INSERT INTO t VALUES (1)"))
+            with pytest.raises(DBAPIError) as duplicate:
+                await connection.execute(text("INSERT INTO t VALUES (1)"))
+        assert not database_unavailable(duplicate.value)
+        async with engine.connect() as connection:
+            with pytest.raises(DBAPIError) as missing:
+                await connection.execute(text("SELECT * FROM no_such_table"))
+        assert not database_unavailable(missing.value)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_database_that_cannot_be_reached_is_an_outage(backend: str) -> None:
+    if backend == "sqlite":
+        url = "sqlite+aiosqlite:////no/such/dir/dispatch.db"
+    else:
+        url = "postgresql+asyncpg://postgres@127.0.0.1:5432/dispatch_no_such_database"
+    engine = create_engine(url)
+    try:
+        with pytest.raises(DBAPIError) as refused:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        assert database_unavailable(refused.value)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_bug_in_a_database_statement_stays_a_500(tmp_path: Path) -> None:
+    """The handler answers outages only: a constraint failure is re-raised to the 500."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'bug.db'}")
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/twice")
+    async def twice() -> None:
+        async with engine.begin() as connection:
+            await connection.execute(text("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY)"))
+            await connection.execute(text("INSERT INTO t VALUES (1)"))
+            await connection.execute(text("INSERT INTO t VALUES (1)"))
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            reply = await http.post("/twice")
+        assert reply.status_code == 500
+        assert "database_unavailable" not in reply.text
+    finally:
+        await engine.dispose()
