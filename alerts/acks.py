@@ -36,6 +36,9 @@ from alerts.store import MAILBOXES, MESSAGES, move_marks, write_marks
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 1.0
+# At shutdown, the first wait before trying a refused flush again, doubled up to the longest.
+DRAIN_FIRST_WAIT_S = 0.1
+DRAIN_LONGEST_WAIT_S = 2.0
 # Users per statement when reading the acknowledged messages: keeps each IN list short.
 CHUNK = 200
 
@@ -109,6 +112,43 @@ class AckRecorder:
             self._keep(batch)
             return False
         return True
+
+    async def drain(self, within_s: float) -> bool:
+        """Record everything gathered, for the server stopping: a refused flush is tried again
+        with backoff for up to ``within_s`` seconds. What is still not recorded then is logged
+        as an error, user by user; it is recorded when those phones resume (below)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        wait = DRAIN_FIRST_WAIT_S
+        while True:
+            try:
+                # An attempt under way at the deadline gets a little longer, not forever.
+                async with asyncio.timeout_at(max(deadline, loop.time() + DRAIN_LONGEST_WAIT_S)):
+                    if await self.flush():
+                        return True
+            except TimeoutError:
+                # An attempt that outlasted the time left: its batch was kept (``flush``).
+                pass
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            await asyncio.sleep(min(wait, left))
+            wait = min(wait * 2, DRAIN_LONGEST_WAIT_S)
+        self._log_unrecorded(within_s)
+        return False
+
+    def _log_unrecorded(self, within_s: float) -> None:
+        users = {user: len(acks) for user, acks in sorted(self._pending.items())}
+        log.error(
+            "%d acknowledgements of %d users were not recorded: the database refused them for "
+            "%.1f s while the server stopped (user: acknowledgements: %s). They are recorded "
+            "when those phones resume: a phone resumes from the last seq it holds, which "
+            "acknowledges every message up to it, with the time of the resume",
+            sum(users.values()),
+            len(users),
+            within_s,
+            ", ".join(f"{user}: {count}" for user, count in users.items()),
+        )
 
     async def _write_each(self, batch: Pending) -> bool:
         """The batch one user at a time, after the database refused it whole: one user's bad

@@ -98,8 +98,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            # Acknowledgements already received are written before the database goes.
-            await runtime.acks.flush()
+            # Acknowledgements already received are written before the database goes; while it
+            # refuses them, tried again for up to DISPATCH_SHUTDOWN_ACK_FLUSH_S.
+            await runtime.acks.drain(runtime.settings.shutdown_ack_flush_s)
             await operations.stop()
             if runtime.fanout is not None:
                 await runtime.fanout.stop()

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     # How long acknowledgements gather before they are written together: each write costs a
     # dozen statements whatever its size. Their times are stamped on arrival, not on writing.
     ack_gather_ms: float = Field(default=10.0, ge=0, le=1000)
+    # At shutdown, acknowledgements not yet recorded are tried again for this long while the
+    # database refuses them; what is left is recorded when the phones resume.
+    shutdown_ack_flush_s: float = Field(default=10.0, ge=0)
     # Once started, the process's long-lived objects (zone index, modules) leave the cyclic
     # garbage collector's view, and young objects are collected less often: its full passes
     # over thousands of sockets were pauses of tens of milliseconds on the alert path.

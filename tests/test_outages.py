@@ -1,9 +1,11 @@
 """A database that goes away: requests are answered 503 database_unavailable (nothing written),
-/readyz reports the server not ready until a write succeeds again, and bugs stay 500."""
+/readyz reports the server not ready until a write succeeds again, bugs stay 500, and
+acknowledgements received before a shutdown are not silently lost."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -23,7 +25,8 @@ from dispatch.db import create_engine
 from dispatch.errors import install_error_handlers
 from dispatch.outages import database_unavailable
 from tests.conftest import PG_ADMIN_DSN, RunningServer
-from tests.support import World
+from tests.processes import ServerProcess, cli, server_env
+from tests.support import World, get_token, open_socket
 
 REPORT = {"location": {"lon": 114.159, "lat": 22.847}, "category": "fight"}
 
@@ -211,3 +214,113 @@ async def test_a_bug_in_a_database_statement_stays_a_500(tmp_path: Path) -> None
         assert "database_unavailable" not in reply.text
     finally:
         await engine.dispose()
+
+
+# ---------------------------------------------------------------- acknowledgements at shutdown
+
+
+async def _alerted_and_acked_while_refused(
+    env: dict[str, str], server: ServerProcess, database_url: str
+) -> tuple[str, str]:
+    """A leader's phone acknowledges an alert while PostgreSQL refuses connections: returns
+    the leader's token and the dispatch id, once the server said it could not record it."""
+    await cli(env, "users", "add", "chief", "--role", "admin", stdin="admin-password\n")
+    await server.start()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        admin = {"Authorization": f"Bearer {await get_token(http, 'chief', 'admin-password')}"}
+        body = {"name": "三中驻点队", "kind": "fixed_post", "location": REPORT["location"]}
+        team = (await http.post("/api/v1/teams", json=body, headers=admin)).json()
+        body = {"name": "lead", "password": "leader-password", "role": "leader"}
+        added = await http.post(
+            "/api/v1/users", json={**body, "team_id": team["id"]}, headers=admin
+        )
+        assert added.status_code == 201, added.text
+        token = await get_token(http, "lead", "leader-password")
+        phone = await open_socket(server.ws_url, token)
+        reply = await http.post("/api/v1/incidents", json=REPORT, headers=admin)
+        assert reply.status_code == 201, reply.text
+    alert = await phone.next_of("alert", timeout=20)
+    await refuse_connections(database_url)
+    await phone.ack()
+    for _ in range(1200):
+        if "could not record acknowledgements" in server.output():
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError(server.output())
+    await phone.close()
+    return token, alert["data"]["dispatch"]["id"]
+
+
+async def _delivered_at(database_url: str, dispatch_id: str) -> object:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            found = await connection.execute(
+                text("SELECT delivered_at FROM dispatches WHERE id = :id"), {"id": dispatch_id}
+            )
+            return found.scalar_one()
+    finally:
+        await engine.dispose()
+
+
+async def test_acknowledgements_refused_at_shutdown_are_retried_until_the_database_is_back(
+    postgres_only: str, tmp_path: Path
+) -> None:
+    env = server_env(postgres_only, tmp_path, shutdown_ack_flush_s="120")
+    server = ServerProcess(env, tmp_path / "server.log")
+    try:
+        _, dispatch_id = await _alerted_and_acked_while_refused(env, server, postgres_only)
+        assert server.process is not None
+        server.process.send_signal(signal.SIGTERM)
+        # The stop tries again (the window is long) until the database comes back.
+        for _ in range(1200):
+            _, stopping, after = server.output().partition("Waiting for application shutdown")
+            if stopping and "could not record acknowledgements" in after:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(server.output())
+        assert server.process.poll() is None, server.output()
+        await allow_connections(postgres_only)
+        assert server.process.wait(60) in (0, -signal.SIGTERM), server.output()
+    finally:
+        await allow_connections(postgres_only)
+        server.stop()
+    assert "were not recorded" not in server.output()
+    assert await _delivered_at(postgres_only, dispatch_id) is not None
+
+
+async def test_acknowledgements_still_refused_are_named_and_recorded_when_the_phone_resumes(
+    postgres_only: str, tmp_path: Path
+) -> None:
+    env = server_env(postgres_only, tmp_path, shutdown_ack_flush_s="0.5")
+    server = ServerProcess(env, tmp_path / "server.log")
+    try:
+        token, dispatch_id = await _alerted_and_acked_while_refused(env, server, postgres_only)
+        assert server.terminate() in (0, -signal.SIGTERM)
+    finally:
+        await allow_connections(postgres_only)
+        server.stop()
+    errors = [line for line in server.output().splitlines() if "were not recorded" in line]
+    assert len(errors) == 1, server.output()
+    assert '"level": "ERROR"' in errors[0] or "ERROR" in errors[0]
+    assert "1 acknowledgements of 1 users" in errors[0]
+    assert "when those phones resume" in errors[0]
+    assert await _delivered_at(postgres_only, dispatch_id) is None
+
+    # The phone comes back and resumes from the alert it holds: that records the receipt.
+    again = ServerProcess(env, tmp_path / "again.log")
+    try:
+        await again.start()
+        phone = await open_socket(again.ws_url, token, resume_from=1)
+        for _ in range(600):
+            if await _delivered_at(postgres_only, dispatch_id) is not None:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(again.output())
+        await phone.close()
+    finally:
+        again.terminate()
+        again.stop()
