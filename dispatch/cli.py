@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import getpass
+import os
 import sys
 from pathlib import Path
 
@@ -61,19 +62,58 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from dispatch.observability.logs import uvicorn_log_config
-
     settings = Settings()
     if args.workers > 1 and settings.is_sqlite:
         # Each process would hold its own hub and timers over one single-writer file.
         print("--workers above 1 needs PostgreSQL (DISPATCH_DATABASE_URL)", file=sys.stderr)
         return 2
-    if not upgraded(settings.database_url):
+    held = serving_lock(settings.database_url)
+    if held is False:
         return 1
-    if args.demo:
-        _print_demo(settings)
+    try:
+        if not upgraded(settings.database_url):
+            return 1
+        if args.demo:
+            _print_demo(settings)
+        _run(args, settings)
+    finally:
+        if isinstance(held, int):
+            os.close(held)
+    return 0
+
+
+def serving_lock(database_url: str) -> int | bool:
+    """On SQLite, this process's claim to serve the database: an exclusive lock on a file next
+    to it, held while the process lives (the system lets it go when the process ends, even
+    killed). A second server would split the town between two hubs and two sets of timers
+    over one file. Returns the lock's file descriptor, True where no lock is needed
+    (PostgreSQL, a file whose directory is missing: refused later), or False, said on stderr,
+    when another process serves the database."""
+    import fcntl
+
+    path = sqlite_path(database_url)
+    if path is None or not path.parent.is_dir():
+        return True
+    lock = path.with_name(path.name + ".lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        print(
+            f"error: another dispatch server is serving {path} (it holds {lock}): a SQLite "
+            "database takes exactly one server process; stop that one first",
+            file=sys.stderr,
+        )
+        return False
+    return fd
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> None:
+    import uvicorn
+
+    from dispatch.observability.logs import uvicorn_log_config
+
     uvicorn.run(
         "dispatch.app:create_app",
         factory=True,
@@ -90,7 +130,6 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level.lower(),
         log_config=uvicorn_log_config(settings),
     )
-    return 0
 
 
 def _print_demo(settings: Settings) -> None:

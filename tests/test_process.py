@@ -14,6 +14,7 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from tests.conftest import free_port
 from tests.processes import ServerProcess, cli, server_env
 from tests.support import get_token, open_socket
 
@@ -151,6 +152,33 @@ def test_several_workers_are_refused_on_sqlite(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "--workers above 1 needs PostgreSQL" in done.stderr
+
+
+async def test_a_second_server_on_the_same_sqlite_file_is_refused(tmp_path: Path) -> None:
+    database = tmp_path / "town.db"
+    env = server_env(f"sqlite+aiosqlite:///{database}", tmp_path)
+    first = ServerProcess(env, tmp_path / "first.log")
+    await first.start()
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "dispatch", "serve", "--port", str(free_port())],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 1, second.stderr
+        assert "another dispatch server is serving" in second.stderr
+        assert str(database) in second.stderr
+        # kill -9: no shutdown at all, and the lock goes with the process.
+        first.kill()
+        again = ServerProcess(env, tmp_path / "again.log")
+        await again.start()
+        assert again.terminate() in (0, -signal.SIGTERM)
+        again.stop()
+    finally:
+        first.stop()
 
 
 def test_settling_freezes_what_exists_and_collects_young_objects_less_often() -> None:
