@@ -3,6 +3,7 @@ make no sense, 1 for a database or server it cannot use; never a traceback, neve
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -10,9 +11,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from alembic import command
 
+from dispatch import migrate
 from dispatch.cli import _parser
-from tests.conftest import BACKENDS, free_port
+from dispatch.db import create_engine
+from tests.conftest import BACKENDS, free_port, fresh_database
 
 
 def dispatch(
@@ -226,3 +230,20 @@ def test_audit_verify_still_checks_an_existing_database(tmp_path: Path) -> None:
     done = dispatch("audit", "verify", database_url=url)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ok: 0 events")
+
+
+async def test_audit_verify_refuses_an_older_database_and_leaves_it_as_it_is(
+    backend: str, tmp_path: Path
+) -> None:
+    async with fresh_database(backend, tmp_path) as url:
+        await asyncio.to_thread(command.downgrade, migrate.alembic_config(url), "0014")
+        done = await asyncio.to_thread(dispatch, "audit", "verify", database_url=url)
+        line = one_error_line(done, 1)
+        assert "at revision 0014, older than this release's" in line
+        assert "copy" in line and "dispatch db upgrade" in line
+        assert "ok:" not in done.stdout
+        engine = create_engine(url)
+        try:
+            assert await migrate.current_revisions(engine) == ["0014"]
+        finally:
+            await engine.dispose()

@@ -22,7 +22,7 @@ def add_audit_command(commands: Any) -> None:
 
 
 def _verify(_: argparse.Namespace) -> int:
-    from dispatch.cli import database_error, database_errors, sqlite_path, upgraded
+    from dispatch.cli import at_this_release, database_error, database_errors, sqlite_path
 
     settings = Settings()
     # A check never creates what it checks: a missing file is a wrong path, not an empty log.
@@ -33,7 +33,8 @@ def _verify(_: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    if not upgraded(settings.database_url):
+    # Nor does it write: a database of an older release (a backup) is refused, not upgraded.
+    if not at_this_release(settings.database_url):
         return 1
     try:
         verdict = asyncio.run(_run_verify(settings))
