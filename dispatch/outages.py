@@ -12,7 +12,7 @@ import sqlite3
 import time
 
 import asyncpg
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
 
 # SQLite's primary result codes for a database that cannot be used now: busy and locked (after
 # the busy timeout), out of memory, read-only, an I/O error, full, cannot open, a lock protocol
@@ -39,10 +39,12 @@ def database_unavailable(error: BaseException) -> bool:
     if isinstance(error, DBAPIError):
         if error.connection_invalidated:
             return True
-        if error.statement is None:
-            # Raised while connecting: no statement had been sent.
-            return True
-        return _driver_outage(error.orig)
+        # A constraint (also one checked at commit), a value or a statement: refused for what
+        # it was given, however it was raised.
+        if isinstance(error, IntegrityError | DataError | ProgrammingError):
+            return False
+        # Else no statement: raised while connecting (or committing), the database away.
+        return _driver_outage(error.orig) or error.statement is None
     return _driver_outage(error)
 
 
