@@ -5,6 +5,7 @@ acknowledgements received before a shutdown are not silently lost."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
@@ -221,9 +222,9 @@ async def test_a_bug_in_a_database_statement_stays_a_500(tmp_path: Path) -> None
 
 async def _alerted_and_acked_while_refused(
     env: dict[str, str], server: ServerProcess, database_url: str
-) -> tuple[str, str]:
+) -> tuple[str, str, str]:
     """A leader's phone acknowledges an alert while PostgreSQL refuses connections: returns
-    the leader's token and the dispatch id, once the server said it could not record it."""
+    the leader's id and token and the dispatch id, once the server said it could not record it."""
     await cli(env, "users", "add", "chief", "--role", "admin", stdin="admin-password\n")
     await server.start()
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
@@ -249,7 +250,7 @@ async def _alerted_and_acked_while_refused(
     else:
         raise AssertionError(server.output())
     await phone.close()
-    return token, alert["data"]["dispatch"]["id"]
+    return added.json()["id"], token, alert["data"]["dispatch"]["id"]
 
 
 async def _delivered_at(database_url: str, dispatch_id: str) -> object:
@@ -270,7 +271,7 @@ async def test_acknowledgements_refused_at_shutdown_are_retried_until_the_databa
     env = server_env(postgres_only, tmp_path, shutdown_ack_flush_s="120")
     server = ServerProcess(env, tmp_path / "server.log")
     try:
-        _, dispatch_id = await _alerted_and_acked_while_refused(env, server, postgres_only)
+        _, _, dispatch_id = await _alerted_and_acked_while_refused(env, server, postgres_only)
         assert server.process is not None
         server.process.send_signal(signal.SIGTERM)
         # The stop tries again (the window is long) until the database comes back.
@@ -297,16 +298,20 @@ async def test_acknowledgements_still_refused_are_named_and_recorded_when_the_ph
     env = server_env(postgres_only, tmp_path, shutdown_ack_flush_s="0.5")
     server = ServerProcess(env, tmp_path / "server.log")
     try:
-        token, dispatch_id = await _alerted_and_acked_while_refused(env, server, postgres_only)
+        leader_id, token, dispatch_id = await _alerted_and_acked_while_refused(
+            env, server, postgres_only
+        )
         assert server.terminate() in (0, -signal.SIGTERM)
     finally:
         await allow_connections(postgres_only)
         server.stop()
     errors = [line for line in server.output().splitlines() if "were not recorded" in line]
     assert len(errors) == 1, server.output()
-    assert '"level": "ERROR"' in errors[0] or "ERROR" in errors[0]
-    assert "1 acknowledgements of 1 users" in errors[0]
-    assert "when those phones resume" in errors[0]
+    error = json.loads(errors[0])
+    assert error["level"] == "ERROR"
+    assert error["message"].startswith("1 acknowledgements of 1 users were not recorded")
+    assert f"{leader_id}: 1" in error["message"]
+    assert "when those phones resume" in error["message"]
     assert await _delivered_at(postgres_only, dispatch_id) is None
 
     # The phone comes back and resumes from the alert it holds: that records the receipt.
