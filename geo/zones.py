@@ -568,12 +568,37 @@ def _check_axis_array(field: str, values: NDArray[np.float64], limit: float) -> 
 
 _Built = TypeVar("_Built")
 
+# A zone is a town's area at most: a village is kilometres across, a police zone some tens of
+# kilometres.  Anything wider than this is a mistake, and one that does harm: a world-sized
+# square holds every incident, and a polygon drawn across the 180th meridian comes out as its
+# complement, the rest of the world.  Checked on the numbers as sent, before any work.
+MAX_ZONE_SPAN_DEG = 2.0
+
+# Edges drawn in GCJ-02 or BD-09 are straight in that system, not in WGS-84: the shift between
+# them wobbles (BD-09's angle term with a period of 0.12 degrees of longitude, GCJ-02's series
+# with periods of 1/3 degree and more), so converting only the corners moved the edges of a
+# 0.05-degree square by up to 29 m (BD-09) and 4.4 m (GCJ-02).  Each edge is therefore cut into
+# pieces of at most this many degrees in its own system and every cut is converted.  A piece of
+# length L then strays from the true image of the edge by at most (A k^2 / 8) L^2, where A k^2
+# bounds the shift's second derivative: for BD-09 3e-6 rad * ~116 deg * (3000 pi / 180)^2 ~ 0.96
+# deg per deg^2, so 0.001 degrees (about 100 m) gives 1.2e-7 degrees, 1.3 cm (GCJ-02: under
+# 1 mm); random edges around Qingxi measure 13 mm and 0.7 mm at worst
+# (tests/geo/test_geo_zone_geojson.py checks points 3 m either side of drawn edges).  The cost:
+# one converted position per 100 m of edge.
+MAX_SHIFTED_EDGE_DEG = 0.001
+
 
 class _VertexBudget:
-    """Counts positions so that oversized input is refused before any work."""
+    """Counts positions so that oversized input is refused before any work.
+
+    The limit is on the positions the user sent; the ones added along edges drawn in a shifted
+    system have an allowance of the same size, so a few long edges cannot make a zone of
+    millions of points.
+    """
 
     def __init__(self, limit: int) -> None:
         self.remaining = limit
+        self.added_remaining = limit
         self.limit = limit
 
     def spend(self, count: int) -> None:
@@ -581,14 +606,31 @@ class _VertexBudget:
         if self.remaining < 0:
             raise ZoneError(f"zone has more than {self.limit} vertices")
 
+    def spend_added(self, count: int, crs: CRS) -> None:
+        self.added_remaining -= count
+        if self.added_remaining < 0:
+            raise ZoneError(
+                f"zone edges are too long to convert from {crs.value}: they need more than "
+                f"{self.limit} added points (one every {MAX_SHIFTED_EDGE_DEG:g} degrees)"
+            )
+
+
+# A ring as sent: its path for messages and its positions in the source system.
+_RawRing: TypeAlias = tuple[str, list[LonLat]]
+
 
 def parse_zone_geojson(
-    obj: object, crs: CRS = CRS.WGS84, max_vertices: int = 10_000
+    obj: object,
+    crs: CRS = CRS.WGS84,
+    max_vertices: int = 10_000,
+    max_span_deg: float = MAX_ZONE_SPAN_DEG,
 ) -> Polygon | MultiPolygon:
     """Validate a GeoJSON Polygon/MultiPolygon in crs and return it in WGS-84.
 
     Every problem is reported as a ZoneError whose message names the
     offending place, e.g. "coordinates[0][3]: lat must be within [-90, 90]".
+    Edges are straight lines in crs as drawn: in GCJ-02 and BD-09 they are
+    cut every MAX_SHIFTED_EDGE_DEG before converting.
     """
     system = _zone_crs(crs)
     if not isinstance(obj, Mapping):
@@ -596,15 +638,36 @@ def parse_zone_geojson(
     kind = obj.get("type")
     coordinates = obj.get("coordinates")
     budget = _VertexBudget(max_vertices)
+    polygons: list[list[_RawRing]]
     if kind == "Polygon":
-        geometry = _parse_polygon(coordinates, "coordinates", system, budget)
+        polygons = [_parse_polygon(coordinates, "coordinates", budget)]
     elif kind == "MultiPolygon":
-        geometry = _parse_multipolygon(coordinates, system, budget)
+        polygons = _parse_multipolygon(coordinates, budget)
     else:
         raise ZoneError(f"zone type must be Polygon or MultiPolygon, not {kind!r}")
+    _check_span(polygons, max_span_deg)
+    built = [_build_polygon(rings, system, budget) for rings in polygons]
+    geometry: Polygon | MultiPolygon = (
+        built[0] if kind == "Polygon" else _build(lambda: MultiPolygon(built))
+    )
     if not geometry.is_valid:
         raise ZoneError(f"invalid zone geometry: {explain_validity(geometry)}")
     return geometry
+
+
+def _check_span(polygons: list[list[_RawRing]], max_span_deg: float) -> None:
+    positions = np.array(
+        [position for rings in polygons for _, ring in rings for position in ring],
+        dtype=np.float64,
+    )
+    spans = positions.max(axis=0) - positions.min(axis=0)
+    span = float(spans.max())
+    if span > max_span_deg:
+        axis = "longitude" if spans[0] >= spans[1] else "latitude"
+        raise ZoneError(
+            f"zone spans {span:g} degrees of {axis}; a zone spans at most {max_span_deg:g} "
+            "degrees (a zone cannot cross the 180th meridian)"
+        )
 
 
 def zone_to_geojson(geometry: Polygon | MultiPolygon, crs: CRS = CRS.WGS84) -> dict[str, Any]:
@@ -634,25 +697,21 @@ def _nested_lists(value: object) -> object:
     return value
 
 
-def _parse_multipolygon(value: object, crs: CRS, budget: _VertexBudget) -> MultiPolygon:
+def _parse_multipolygon(value: object, budget: _VertexBudget) -> list[list[_RawRing]]:
     members = _as_list(value, "coordinates", "a list of polygons")
     if not members:
         raise ZoneError("coordinates: a MultiPolygon needs at least one polygon")
-    polygons = [
-        _parse_polygon(member, f"coordinates[{i}]", crs, budget) for i, member in enumerate(members)
-    ]
-    return _build(lambda: MultiPolygon(polygons))
+    return [_parse_polygon(member, f"coordinates[{i}]", budget) for i, member in enumerate(members)]
 
 
-def _parse_polygon(value: object, path: str, crs: CRS, budget: _VertexBudget) -> Polygon:
+def _parse_polygon(value: object, path: str, budget: _VertexBudget) -> list[_RawRing]:
     rings = _as_list(value, path, "a list of linear rings")
     if not rings:
         raise ZoneError(f"{path}: a Polygon needs at least one linear ring")
-    shell, *holes = [_parse_ring(ring, f"{path}[{i}]", crs, budget) for i, ring in enumerate(rings)]
-    return _build(lambda: Polygon(shell, holes))
+    return [_parse_ring(ring, f"{path}[{i}]", budget) for i, ring in enumerate(rings)]
 
 
-def _parse_ring(value: object, path: str, crs: CRS, budget: _VertexBudget) -> list[LonLat]:
+def _parse_ring(value: object, path: str, budget: _VertexBudget) -> _RawRing:
     positions = _as_list(value, path, "a list of positions")
     if positions and _is_number(positions[0]):
         raise ZoneError(f"{path}: expected a list of positions, got numbers (nesting too shallow?)")
@@ -662,15 +721,52 @@ def _parse_ring(value: object, path: str, crs: CRS, budget: _VertexBudget) -> li
     raw = [_parse_position(position, f"{path}[{i}]") for i, position in enumerate(positions)]
     if raw[0] != raw[-1]:
         raise ZoneError(f"{path}: linear ring is not closed (first and last positions differ)")
-    return [_converted(lon, lat, f"{path}[{i}]", crs) for i, (lon, lat) in enumerate(raw)]
+    return path, raw
+
+
+def _build_polygon(rings: list[_RawRing], crs: CRS, budget: _VertexBudget) -> Polygon:
+    shell, *holes = [_wgs84_ring(path, raw, crs, budget) for path, raw in rings]
+    return _build(lambda: Polygon(shell, holes))
+
+
+def _wgs84_ring(path: str, raw: list[LonLat], crs: CRS, budget: _VertexBudget) -> list[LonLat]:
+    """The ring in WGS-84; drawn in a shifted system, with its edges cut before converting."""
+    if crs is CRS.WGS84:
+        return [_converted(lon, lat, f"{path}[{i}]", crs) for i, (lon, lat) in enumerate(raw)]
+    starts = np.array(raw[:-1], dtype=np.float64)
+    steps = np.diff(np.array(raw, dtype=np.float64), axis=0)
+    pieces = np.maximum(np.ceil(np.hypot(steps[:, 0], steps[:, 1]) / MAX_SHIFTED_EDGE_DEG), 1)
+    counts = pieces.astype(np.intp)
+    budget.spend_added(int(counts.sum()) - len(counts), crs)
+    edge = np.repeat(np.arange(len(counts)), counts)
+    # The k-th of an edge's n pieces starts k/n of the way along it; k = 0 is the corner.
+    first = np.cumsum(counts) - counts
+    fractions = (np.arange(len(edge)) - first[edge]) / pieces[edge]
+    points = starts[edge] + fractions[:, None] * steps[edge]
+    # The corners as sent, not as recomputed (start + 0 * step is the same number anyway).
+    points[first] = starts
+    ring = [
+        _converted(lon, lat, f"{path}[{i}]", crs)
+        for i, (lon, lat) in zip(edge.tolist(), points.tolist(), strict=True)
+    ]
+    ring.append(ring[0])
+    return ring
 
 
 def _parse_position(value: object, path: str) -> LonLat:
     position = _as_list(value, path, "a position [lon, lat]")
-    # A third number (altitude) is legal GeoJSON and simply ignored.
+    # A third number (altitude) is legal GeoJSON and ignored, but it must be a number.
     if len(position) not in (2, 3):
         raise ZoneError(f"{path}: a position must be 2 or 3 numbers [lon, lat(, alt)]")
-    return _coordinate(position[0], path, "lon", 180.0), _coordinate(position[1], path, "lat", 90.0)
+    if len(position) == 3:
+        _altitude(position[2], path)
+    lon = _coordinate(position[0], path, "lon", 180.0)
+    lat = _coordinate(position[1], path, "lat", 90.0)
+    try:
+        check_lon_lat(lon, lat)
+    except CoordinateError as error:
+        raise ZoneError(f"{path}: {error.message}") from error
+    return lon, lat
 
 
 def _is_number(value: object) -> TypeGuard[int | float]:
@@ -688,6 +784,11 @@ def _coordinate(value: object, path: str, axis: str, limit: float) -> float:
     if number is None:
         raise ZoneError(f"{path}: coordinates must be finite numbers")
     return number
+
+
+def _altitude(value: object, path: str) -> None:
+    if not _is_number(value) or finite_float(value) is None:
+        raise ZoneError(f"{path}: altitude (the third number) must be a finite number")
 
 
 def _converted(lon: float, lat: float, path: str, crs: CRS) -> LonLat:

@@ -39,9 +39,6 @@ _CHUNK = 5000
 # Boxes ORed in one query: SQLite refuses an expression tree deeper than 1000 (an import of a
 # thousand villages in one OR was a 500).
 _BOXES_PER_QUERY = 100
-# A village or community is kilometres across; a boundary wider than this is a mistake (a
-# world-spanning square was accepted with an area of 0 and then held every incident).
-MAX_VILLAGE_SPAN_DEG = 2.0
 
 
 def village_out(village: Village) -> VillageOut:
@@ -228,9 +225,8 @@ def _declared_crs(declared: object, where: str, default: CRS, problems: list[Pro
 
 
 def _implausible(geometry: Polygon | MultiPolygon) -> str | None:
-    min_lon, min_lat, max_lon, max_lat = geometry.bounds
-    if max(max_lon - min_lon, max_lat - min_lat) > MAX_VILLAGE_SPAN_DEG:
-        return f"a village boundary spans at most {MAX_VILLAGE_SPAN_DEG} degrees"
+    # A boundary wider than geo.zones.MAX_ZONE_SPAN_DEG was refused while parsing (a
+    # world-spanning square was accepted with an area of 0 and then held every incident).
     area = area_m2(geometry)
     if not math.isfinite(area) or area <= 0:
         return "the boundary encloses no area"
