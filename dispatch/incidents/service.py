@@ -896,13 +896,16 @@ async def record_position(
     assert fix.location is not None and fix.accuracy_m is not None
     d, incident = await _acting_dispatch(session, actor, dispatch_id)
     lon, lat = fix.location.to_wgs84()
-    distance = round(distance_m(lon, lat, incident.lon, incident.lat), 3)
+    distance = distance_m(lon, lat, incident.lon, incident.lat)
     radius_m, accuracy_m = geofence
+    # The fence decides on the distance itself: 50.0004 m is outside a 50 m fence, although
+    # it is shown, rounded to the millimetre, as 50.0.
     on_scene = distance <= radius_m and fix.accuracy_m <= accuracy_m
+    shown = round(distance, 3)
     if d.arrived_at is not None or d.accepted_at is None or not on_scene:
-        return distance, False, await get_incident(session, incident.id)
+        return shown, False, await get_incident(session, incident.id)
     view = await _arrive(session, actor, d, incident, fix, now, ArrivalSource.GEOFENCE)
-    return distance, True, view
+    return shown, True, view
 
 
 async def _settle_tier(

@@ -71,6 +71,19 @@ async def test_a_close_accurate_fix_records_arrival_by_geofence(world: World) ->
     assert body["incident"]["chain"][0]["status"] == "met"
 
 
+async def test_the_geofence_decides_on_the_distance_not_on_its_rounding(world: World) -> None:
+    leader, _, dispatch_id = await setup(world)
+    url = f"/api/v1/dispatches/{dispatch_id}/position"
+    await world.http.post(f"/api/v1/dispatches/{dispatch_id}/accept", headers=leader.headers)
+    # Both are shown as 50.0 m (to the millimetre); only the one inside the 50 m fence arrives.
+    outside = {"location": towards_incident(50.0004), "accuracy_m": 5}
+    reply = await world.http.post(url, json=outside, headers=leader.headers)
+    assert (reply.json()["distance_m"], reply.json()["arrived"]) == (50.0, False)
+    inside = {"location": towards_incident(49.9996), "accuracy_m": 5}
+    reply = await world.http.post(url, json=inside, headers=leader.headers)
+    assert (reply.json()["distance_m"], reply.json()["arrived"]) == (50.0, True)
+
+
 async def test_arrive_button_carries_both_clocks(world: World) -> None:
     leader, _, dispatch_id = await setup(world)
     device_time = (world.clock.now() - timedelta(seconds=90)).isoformat()
