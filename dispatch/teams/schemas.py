@@ -1,15 +1,26 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from dispatch.schemas import LocalTime, LocationIn, LocationOut, Number, Schema
 from dispatch.teams.models import TeamKind
 
 ZONE_DESCRIPTION = (
-    "GeoJSON Polygon or MultiPolygon. Coordinates are WGS84 unless the object carries "
-    '"crs": "gcj02" or "bd09".'
+    "GeoJSON Polygon or MultiPolygon, patrol and response teams only, at most 2 degrees "
+    'across. Coordinates are WGS84 unless the object carries "crs": "gcj02" or "bd09"; '
+    "edges are straight lines in that system, as drawn on its map."
+)
+
+
+# A zone is metres to tens of kilometres across; a radius under a metre is no zone at all.
+MIN_RADIUS_M = 1
+MAX_RADIUS_M = 50_000
+RADIUS_DESCRIPTION = (
+    "circular zone around the site, 1 to 50,000 m; defaults to 100 (fixed_post) or 500 "
+    "(mobile), whose zone is always a circle"
 )
 
 
@@ -19,20 +30,39 @@ class TeamCreate(Schema):
     location: LocationIn = Field(description="the team's site (fixed post, key site, station)")
     radius_m: Number | None = Field(
         default=None,
-        gt=0,
-        le=50_000,
+        ge=MIN_RADIUS_M,
+        le=MAX_RADIUS_M,
         allow_inf_nan=False,
-        description="circular zone around the site; defaults to 100 (fixed_post) or 500 (mobile)",
+        description=RADIUS_DESCRIPTION,
     )
     zone: dict[str, Any] | None = Field(default=None, description=ZONE_DESCRIPTION)
 
 
 class TeamPatch(Schema):
-    name: str | None = Field(default=None, min_length=1, max_length=128)
-    kind: TeamKind | None = None
-    location: LocationIn | None = None
-    radius_m: Number | None = Field(default=None, gt=0, le=50_000, allow_inf_nan=False)
+    """Only what is given changes. name, kind and location may be left out but not null."""
+
+    name: Annotated[str, Field(min_length=1, max_length=128)] | SkipJsonSchema[None] = None
+    kind: TeamKind | SkipJsonSchema[None] = Field(
+        default=None,
+        description="a new kind without radius_m or zone takes that kind's zone (see radius_m)",
+    )
+    location: LocationIn | SkipJsonSchema[None] = None
+    radius_m: Number | None = Field(
+        default=None,
+        ge=MIN_RADIUS_M,
+        le=MAX_RADIUS_M,
+        allow_inf_nan=False,
+        description=RADIUS_DESCRIPTION,
+    )
     zone: dict[str, Any] | None = Field(default=None, description=ZONE_DESCRIPTION)
+
+    @field_validator("name", "kind", "location")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Only given values are validated: a field left out is not checked here.
+        if value is None:
+            raise ValueError("leave the field out to keep it; it cannot be null")
+        return value
 
 
 class TeamOut(Schema):

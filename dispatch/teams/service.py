@@ -61,18 +61,17 @@ async def update_team(
     team = await get_team(session, team_id, for_update=True)
     was_mobile = team.kind == TeamKind.MOBILE.value
     fields = patch.model_fields_set
-    if "name" in fields and patch.name is not None:
+    if patch.name is not None:
         team.name = patch.name
-    if "kind" in fields and patch.kind is not None:
-        team.kind, team.tier = patch.kind.value, patch.kind.tier
-    if "location" in fields and patch.location is not None:
+    if patch.location is not None:
         team.lon, team.lat = patch.location.to_wgs84()
-    if fields & {"radius_m", "zone", "kind"}:
-        radius = patch.radius_m if "radius_m" in fields else None
-        zone = patch.zone if "zone" in fields else None
-        if not fields & {"radius_m", "zone"}:
-            radius, zone = team.radius_m, team.zone
-        team.radius_m, team.zone = _zone_fields(TeamKind(team.kind), radius, zone, max_vertices)
+    if fields & {"radius_m", "zone"}:
+        kind = patch.kind or TeamKind(team.kind)
+        team.radius_m, team.zone = _zone_fields(kind, patch.radius_m, patch.zone, max_vertices)
+    elif patch.kind is not None and patch.kind.value != team.kind:
+        team.radius_m, team.zone = _zone_of_new_kind(team, patch.kind, max_vertices)
+    if patch.kind is not None:
+        team.kind, team.tier = patch.kind.value, patch.kind.tier
     team.updated_at = now
     await session.flush()
     _changed(session, coverage, team)
@@ -118,11 +117,40 @@ async def refresh_coverage(session: AsyncSession, coverage: Coverage, team_id: s
         coverage.put(team)
 
 
+def _zone_of_new_kind(
+    team: Team, kind: TeamKind, max_vertices: int
+) -> tuple[float | None, dict[str, Any] | None]:
+    """The zone a team takes when its kind changes and no radius_m or zone comes with it.
+
+    A joint-defence kind takes its own circle (100 m for a fixed post, 500 m for a mobile team),
+    as a new team of that kind would; a polygon drawn for police is not silently dropped for
+    it: the change must say its radius_m. A police kind keeps a zone drawn for police, and
+    needs one of its own in place of a joint-defence team's circle, as a new team would.
+    """
+    if kind.tier == 1 and team.zone is not None:
+        raise InvalidInput(
+            f"zone: a {kind.value} team's zone is a circle, and this team has a polygon; "
+            "give radius_m with the change of kind",
+            field="zone",
+        )
+    if kind.tier == 1 or TeamKind(team.kind).tier == 1:
+        return _zone_fields(kind, None, None, max_vertices)
+    return team.radius_m, team.zone
+
+
 def _zone_fields(
     kind: TeamKind, radius_m: float | None, zone: dict[str, Any] | None, max_vertices: int
 ) -> tuple[float | None, dict[str, Any] | None]:
     if radius_m is not None and zone is not None:
         raise InvalidInput("zone: give either radius_m or zone, not both", field="zone")
+    if zone is not None and kind in DEFAULT_RADIUS_M:
+        # The escalation ring reaches joint-defence teams by the distance to their site: a
+        # polygon would leave the team out of it.
+        raise InvalidInput(
+            f"zone: a {kind.value} team's zone is a circle around its site; give radius_m "
+            f"(default {DEFAULT_RADIUS_M[kind]:g})",
+            field="zone",
+        )
     if zone is not None:
         return None, _parse_zone(zone, max_vertices)
     if radius_m is not None:

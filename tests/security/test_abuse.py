@@ -162,7 +162,7 @@ async def test_zones_are_bounded_in_vertices_and_bytes(world: World) -> None:
     ring.append(ring[0])
     body = {
         "name": "大区",
-        "kind": "mobile",
+        "kind": "patrol",
         "location": {"lon": lon, "lat": lat},
         "zone": {"type": "Polygon", "coordinates": [ring]},
     }

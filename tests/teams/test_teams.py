@@ -218,3 +218,144 @@ async def covering(
 def square_zone(lon: float, lat: float, size: float) -> dict[str, Any]:
     ring = [[lon, lat], [lon + size, lat], [lon + size, lat + size], [lon, lat + size], [lon, lat]]
     return {"type": "Polygon", "coordinates": [ring]}
+
+
+def named(reply: Any) -> list[str]:
+    """The fields a 422 names: one by the service, each one by the schema."""
+    body = reply.json()
+    return [body["field"]] if "field" in body else [f["field"] for f in body["fields"]]
+
+
+async def patch_team(world: World, team_id: str, body: dict[str, Any]) -> Any:
+    headers = (await world.admin()).headers
+    return await world.http.patch(f"/api/v1/teams/{team_id}", json=body, headers=headers)
+
+
+async def test_a_change_of_kind_takes_the_new_kinds_zone(world: World) -> None:
+    admin = await world.admin()
+    team = await world.team("mobile")
+    at_300_m = point_at(*QINGXI, 45.0, 300.0)
+    assert [t["id"] for t in await covering(world, admin.headers, *at_300_m)] == [team["id"]]
+    reply = await patch_team(world, team["id"], {"kind": "fixed_post"})
+    assert (reply.json()["tier"], reply.json()["radius_m"]) == (1, 100.0)
+    assert await covering(world, admin.headers, *at_300_m) == []
+    reply = await patch_team(world, team["id"], {"kind": "mobile"})
+    assert reply.json()["radius_m"] == 500.0
+    assert [t["id"] for t in await covering(world, admin.headers, *at_300_m)] == [team["id"]]
+    # A radius given with the change is taken; the same kind again changes nothing.
+    reply = await patch_team(world, team["id"], {"kind": "fixed_post", "radius_m": 150})
+    assert reply.json()["radius_m"] == 150.0
+    reply = await patch_team(world, team["id"], {"kind": "fixed_post"})
+    assert reply.json()["radius_m"] == 150.0
+    # A joint-defence team's circle is no police zone: becoming police needs one of its own.
+    reply = await patch_team(world, team["id"], {"kind": "patrol"})
+    assert reply.status_code == 422 and reply.json()["field"] == "radius_m"
+    reply = await patch_team(world, team["id"], {"kind": "patrol", "radius_m": 2500})
+    assert (reply.json()["tier"], reply.json()["radius_m"]) == (2, 2500.0)
+
+
+async def test_police_keep_their_zone_from_patrol_to_response(world: World) -> None:
+    zone = square_zone(114.15, 22.84, 0.01)
+    team = await world.team("patrol", zone=zone)
+    reply = await patch_team(world, team["id"], {"kind": "response"})
+    assert reply.status_code == 200
+    assert (reply.json()["tier"], reply.json()["zone"]) == (3, team["zone"])
+
+
+async def test_joint_defence_teams_take_no_polygon(world: World) -> None:
+    admin = await world.admin()
+    zone = square_zone(114.15, 22.84, 0.01)
+    for kind in ("fixed_post", "mobile"):
+        body = {"name": "x", "kind": kind, "location": {"lon": 114.155, "lat": 22.845}}
+        reply = await world.http.post(
+            "/api/v1/teams", json={**body, "zone": zone}, headers=admin.headers
+        )
+        assert reply.status_code == 422 and reply.json()["field"] == "zone", reply.text
+    assert (await world.http.get("/api/v1/teams", headers=admin.headers)).json() == []
+    mobile = await world.team("mobile")
+    reply = await patch_team(world, mobile["id"], {"zone": zone})
+    assert reply.status_code == 422 and reply.json()["field"] == "zone"
+    patrol = await world.team("patrol", zone=zone)
+    # The polygon drawn for police is not dropped silently: the change must give the radius.
+    reply = await patch_team(world, patrol["id"], {"kind": "fixed_post"})
+    assert reply.status_code == 422 and reply.json()["field"] == "zone"
+    reply = await patch_team(world, patrol["id"], {"kind": "fixed_post", "zone": zone})
+    assert reply.status_code == 422 and reply.json()["field"] == "zone"
+    stored = (await world.http.get(f"/api/v1/teams/{patrol['id']}", headers=admin.headers)).json()
+    assert (stored["kind"], stored["zone"]) == ("patrol", patrol["zone"])
+    reply = await patch_team(world, patrol["id"], {"kind": "fixed_post", "radius_m": 100})
+    assert reply.status_code == 200
+    assert (reply.json()["tier"], reply.json()["radius_m"], reply.json()["zone"]) == (1, 100, None)
+
+
+async def test_a_zone_across_the_180th_meridian_or_wider_than_two_degrees_is_refused(
+    world: World,
+) -> None:
+    admin = await world.admin()
+    across = [[179.9, 10.0], [-179.9, 10.0], [-179.9, 10.1], [179.9, 10.1], [179.9, 10.0]]
+    world_sized = [[-180, -89], [180, -89], [180, 89], [-180, 89], [-180, -89]]
+    for ring in (across, world_sized):
+        body = {
+            "name": "x",
+            "kind": "response",
+            "location": {"lon": 114.155, "lat": 22.845},
+            "zone": {"type": "Polygon", "coordinates": [ring]},
+        }
+        reply = await world.http.post("/api/v1/teams", json=body, headers=admin.headers)
+        assert reply.status_code == 422, reply.text
+        assert reply.json()["field"] == "zone"
+        assert "spans at most 2 degrees" in reply.json()["detail"]
+    assert (await world.http.get("/api/v1/teams", headers=admin.headers)).json() == []
+
+
+async def test_a_zone_drawn_in_bd09_covers_what_was_drawn(world: World) -> None:
+    admin = await world.admin()
+    west, south = from_wgs84(114.13, 22.82, CRS.BD09)
+    zone = {**square_zone(west, south, 0.05), "crs": "bd09"}
+    team = await world.team("patrol", zone=zone)
+    # 3 m inside and outside the middle of the south edge, as drawn on Baidu's map.
+    three_m = 3 / 110_574
+    inside = (west + 0.025, south + three_m)
+    outside = (west + 0.025, south - three_m)
+    found = await covering(world, admin.headers, *inside, "bd09")
+    assert [t["id"] for t in found] == [team["id"]]
+    assert await covering(world, admin.headers, *outside, "bd09") == []
+
+
+async def test_an_altitude_must_be_a_number(world: World) -> None:
+    admin = await world.admin()
+    zone = square_zone(114.15, 22.84, 0.01)
+    zone["coordinates"][0][1] = [114.16, 22.84, "a"]
+    body = {"name": "x", "kind": "patrol", "location": {"lon": 114.155, "lat": 22.845}}
+    reply = await world.http.post(
+        "/api/v1/teams", json={**body, "zone": zone}, headers=admin.headers
+    )
+    assert reply.status_code == 422 and reply.json()["field"] == "zone"
+    assert "coordinates[0][1]: altitude" in reply.json()["detail"]
+
+
+async def test_a_radius_is_between_one_metre_and_fifty_kilometres(world: World) -> None:
+    admin = await world.admin()
+    body = {"name": "x", "kind": "patrol", "location": {"lon": 114.155, "lat": 22.845}}
+    for radius in (1e-300, 0.5, 0, -1, 50_000.5):
+        reply = await world.http.post(
+            "/api/v1/teams", json={**body, "radius_m": radius}, headers=admin.headers
+        )
+        assert reply.status_code == 422, radius
+        assert named(reply) == ["radius_m"]
+    team = await world.team("patrol", radius_m=1)
+    reply = await patch_team(world, team["id"], {"radius_m": 1e-300})
+    assert reply.status_code == 422 and named(reply) == ["radius_m"]
+    reply = await patch_team(world, team["id"], {"radius_m": 50_000})
+    assert reply.json()["radius_m"] == 50_000
+
+
+async def test_a_change_cannot_null_what_every_team_has(world: World) -> None:
+    admin = await world.admin()
+    team = await world.team("mobile")
+    for field in ("name", "kind", "location"):
+        reply = await patch_team(world, team["id"], {field: None})
+        assert reply.status_code == 422, field
+        assert named(reply) == [field]
+    stored = (await world.http.get(f"/api/v1/teams/{team['id']}", headers=admin.headers)).json()
+    assert stored == team
