@@ -118,11 +118,29 @@ class LocationOut(Schema):
     lat: float
 
 
-def wgs84_point(lon: float, lat: float, crs: CRS, field: str) -> tuple[float, float]:
+def wgs84_point(lon: float, lat: float, crs: CRS, field: str | None) -> tuple[float, float]:
+    """The point in WGS84. field is the member it came in (``location``), whose ``lon``,
+    ``lat`` or ``crs`` an error names; None for the query parameters ``lon``, ``lat``, ``crs``."""
     if not (math.isfinite(lon) and math.isfinite(lat)):
-        raise InvalidInput(f"{field}: coordinates must be finite numbers", field=field)
+        name = field or ("lat" if math.isfinite(lon) else "lon")
+        raise InvalidInput(f"{name}: coordinates must be finite numbers", field=name)
     try:
         return to_wgs84(lon, lat, crs)
     except CoordinateError as error:
-        name = f"{field}.{error.field}"
+        name = f"{field}.{error.field}" if field else error.field
         raise InvalidInput(f"{name}: {error.message}", field=name) from None
+
+
+# A number in a query string, as digits with an optional sign, point and exponent. float() (and
+# so pydantic) also reads "1_14" as 114, which no client means.
+_PLAIN_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _plain_number(value: object) -> object:
+    if isinstance(value, str) and not _PLAIN_NUMBER.fullmatch(value):
+        raise ValueError("write a plain decimal number, e.g. 114.159")
+    return value
+
+
+# A number from a query string (a coordinate), written plainly.
+QueryNumber = Annotated[float, BeforeValidator(_plain_number)]

@@ -8,7 +8,7 @@ from dispatch.audit import service as audit
 from dispatch.auth.models import Role
 from dispatch.deps import AdminDep, RuntimeDep, SessionDep, require
 from dispatch.routing import api_router
-from dispatch.schemas import LocationIn, LocationOut
+from dispatch.schemas import LocationOut, QueryNumber
 from dispatch.teams import service
 from dispatch.teams.coverage import CoveredBy
 from dispatch.teams.models import Team, TeamKind
@@ -61,14 +61,12 @@ async def list_teams(session: SessionDep) -> list[TeamOut]:
 async def covering_teams(
     runtime: RuntimeDep,
     session: SessionDep,
-    lon: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)],
-    lat: Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)],
+    lon: Annotated[QueryNumber, Query(ge=-180, le=180, allow_inf_nan=False)],
+    lat: Annotated[QueryNumber, Query(ge=-90, le=90, allow_inf_nan=False)],
     crs: Annotated[CRS, Query()] = CRS.WGS84,
 ) -> list[CoveringTeamOut]:
     """Every team whose zone covers the point, nearest first."""
-    found = await service.covering_teams(
-        session, runtime.coverage, LocationIn(lon=lon, lat=lat, crs=crs)
-    )
+    found = await service.covering_teams(session, runtime.coverage, lon, lat, crs)
     return [covering_out(team, hit) for team, hit in found]
 
 

@@ -12,7 +12,7 @@ from dispatch.db import after_commit, announce, new_id
 from dispatch.errors import InvalidInput, NotFound
 from dispatch.rosters.book import DutyBook, duty_changed
 from dispatch.rosters.models import DutySchedule
-from dispatch.schemas import LocationIn
+from dispatch.schemas import wgs84_point
 from dispatch.teams.coverage import Coverage, CoveredBy
 from dispatch.teams.models import DEFAULT_RADIUS_M, Team, TeamKind
 from dispatch.teams.schemas import TeamCreate, TeamPatch
@@ -210,9 +210,10 @@ async def all_teams(session: AsyncSession) -> list[Team]:
 
 
 async def covering_teams(
-    session: AsyncSession, coverage: Coverage, location: LocationIn
+    session: AsyncSession, coverage: Coverage, lon: float, lat: float, crs: CRS
 ) -> list[tuple[Team, CoveredBy]]:
-    lon, lat = location.to_wgs84()
+    """Teams covering the point given by the query parameters lon, lat and crs."""
+    lon, lat = wgs84_point(lon, lat, crs, field=None)
     hits = coverage.covering(lon, lat)
     teams = await teams_by_id(session, [h.team_id for h in hits])
     return [(teams[h.team_id], h) for h in hits if h.team_id in teams]

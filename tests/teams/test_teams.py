@@ -359,3 +359,26 @@ async def test_a_change_cannot_null_what_every_team_has(world: World) -> None:
         assert named(reply) == [field]
     stored = (await world.http.get(f"/api/v1/teams/{team['id']}", headers=admin.headers)).json()
     assert stored == team
+
+
+async def test_the_covering_query_names_the_parameter_at_fault(world: World) -> None:
+    admin = await world.admin()
+    url = "/api/v1/teams/covering"
+    reply = await world.http.get(
+        url, params={"lon": 2.35, "lat": 48.85, "crs": "gcj02"}, headers=admin.headers
+    )
+    assert reply.status_code == 422
+    assert reply.json()["field"] == "crs"
+    assert reply.json()["detail"].startswith("crs: gcj02 coordinates must lie within China")
+    for query, field in (
+        ("lon=1_14&lat=22.8", "lon"),
+        ("lon=114.1&lat=2_2.8", "lat"),
+        ("lon=0x72&lat=22.8", "lon"),
+        ("lon=114.1&lat=%2022.8", "lat"),
+    ):
+        reply = await world.http.get(f"{url}?{query}", headers=admin.headers)
+        assert reply.status_code == 422, query
+        assert named(reply) == [field], reply.json()
+    for query in ("lon=114.159&lat=22.847", "lon=%2B114.159&lat=2.2847e1", "lon=114&lat=.5"):
+        reply = await world.http.get(f"{url}?{query}", headers=admin.headers)
+        assert reply.status_code == 200, query
