@@ -38,15 +38,25 @@ class TeamCreate(Schema):
     zone: dict[str, Any] | None = Field(default=None, description=ZONE_DESCRIPTION)
 
 
+def _absent_not_null(schema: dict[str, Any]) -> None:
+    """The schema of a field that may be left out but is never null: no null default."""
+    schema.pop("default", None)
+
+
 class TeamPatch(Schema):
     """Only what is given changes. name, kind and location may be left out but not null."""
 
-    name: Annotated[str, Field(min_length=1, max_length=128)] | SkipJsonSchema[None] = None
+    name: Annotated[str, Field(min_length=1, max_length=128)] | SkipJsonSchema[None] = Field(
+        default=None, json_schema_extra=_absent_not_null
+    )
     kind: TeamKind | SkipJsonSchema[None] = Field(
         default=None,
         description="a new kind without radius_m or zone takes that kind's zone (see radius_m)",
+        json_schema_extra=_absent_not_null,
     )
-    location: LocationIn | SkipJsonSchema[None] = None
+    location: LocationIn | SkipJsonSchema[None] = Field(
+        default=None, json_schema_extra=_absent_not_null
+    )
     radius_m: Number | None = Field(
         default=None,
         ge=MIN_RADIUS_M,
