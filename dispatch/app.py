@@ -169,7 +169,7 @@ async def start_runtime(settings: Settings, clock: Clock) -> Runtime:
     coverage = Coverage()
     villages = Villages()
     async with sessionmaker() as session:
-        coverage.load(await teams.all_teams(session))
+        await teams.load_coverage(session, coverage)
         villages.replace(await village_service.load_index(session))
 
     async def load_duties() -> Duties:

@@ -23,9 +23,11 @@ def listen(runtime: Runtime) -> Listener:
             envelopes = await mailboxes.batch_messages(session, batch)
         runtime.hub.publish(envelopes)
 
-    async def team_changed(team_id: str) -> None:
+    async def team_changed(_: str) -> None:
+        # Not the team named, but every change up to the newest: announcements of two quick
+        # changes are handled concurrently, and whichever runs first applies both, in order.
         async with runtime.reading() as session:
-            await teams.refresh_coverage(session, runtime.coverage, team_id)
+            await runtime.coverage.catch_up(session)
 
     async def villages_changed(_: str) -> None:
         async with runtime.reading() as session:
@@ -46,7 +48,7 @@ def listen(runtime: Runtime) -> Listener:
         # Announcements made while the listener was down are lost; the rows are not.
         runtime.principals.clear()
         async with runtime.reading() as session:
-            runtime.coverage.load(await teams.all_teams(session))
+            await runtime.coverage.catch_up(session)
             runtime.villages.replace(await villages.load_index(session))
         runtime.duty.changed()
         runtime.hub.nudge_all()

@@ -10,18 +10,22 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, MetaData, select, text
+from sqlalchemy import Connection, MetaData, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from alerts.models import AlertsBase
 from dispatch import migrate
 from dispatch.audit.models import AuditEntry
 from dispatch.auth.models import User
-from dispatch.db import Base, create_engine, table_of
+from dispatch.db import Base, create_engine, create_sessionmaker, table_of
 from dispatch.rosters.models import RosterMember
+from dispatch.teams import service as teams
+from dispatch.teams.coverage import Coverage
+from dispatch.teams.models import Team
 from tests.conftest import fresh_database
 from tests.processes import ServerProcess, server_env
 from tests.test_cli import dispatch
@@ -170,5 +174,92 @@ async def test_a_database_ahead_of_this_release_is_served_as_it_is(
             ]
             assert [w["level"] for w in warnings] == ["WARNING"], server.output()
             assert await migrate.current_revisions(engine) == [newer]
+        finally:
+            await engine.dispose()
+
+
+def _team_row(team_id: str, at: datetime, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": team_id,
+        "name": f"队{team_id}",
+        "kind": "fixed_post",
+        "tier": 1,
+        "lon": 114.16,
+        "lat": 22.85,
+        "radius_m": 100.0,
+        "zone": None,
+        "created_at": at,
+        "updated_at": at,
+        "retired_at": None,
+        **extra,
+    }
+
+
+def _team_columns(connection: Connection) -> tuple[set[str], set[str]]:
+    found = inspect(connection)
+    return (
+        {c["name"] for c in found.get_columns("teams")},
+        {i["name"] for i in found.get_indexes("teams")},
+    )
+
+
+async def test_teams_are_numbered_in_the_order_they_were_created_and_back_again(
+    backend: str, tmp_path: Path
+) -> None:
+    """0016: the teams stored before it get revisions 1, 2, ... by creation; the index's
+    first load takes them all, and so does its revision."""
+    old_teams = sa.table(
+        "teams", *(sa.column(name) for name in _team_row("x", datetime.now(UTC)) if name != "zone")
+    )
+    async with fresh_database(backend, tmp_path) as url:
+        config = migrate.alembic_config(url)
+        await asyncio.to_thread(command.downgrade, config, "0015")
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    old_teams.insert(),
+                    [
+                        {k: v for k, v in row.items() if k != "zone"}
+                        for row in (
+                            _team_row("late", datetime(2026, 3, 3, tzinfo=UTC)),
+                            _team_row("first", datetime(2026, 3, 1, tzinfo=UTC)),
+                            _team_row(
+                                "gone",
+                                datetime(2026, 3, 2, tzinfo=UTC),
+                                retired_at=datetime(2026, 3, 4, tzinfo=UTC),
+                            ),
+                        )
+                    ],
+                )
+            await asyncio.to_thread(command.upgrade, config, "head")
+
+            teams_table = table_of(Team)
+            async with engine.connect() as connection:
+                numbered = await connection.execute(
+                    select(teams_table.c.id, teams_table.c.revision).order_by(
+                        teams_table.c.revision
+                    )
+                )
+                assert list(numbered) == [("first", 1), ("gone", 2), ("late", 3)]
+                columns, indexes = await connection.run_sync(_team_columns)
+                assert "revision" in columns and "ix_teams_revision" in indexes
+            coverage = Coverage()
+            async with create_sessionmaker(engine)() as session:
+                await teams.load_coverage(session, coverage)
+            assert (len(coverage), coverage.revision) == (2, 3)
+            with pytest.raises(IntegrityError):
+                async with engine.begin() as connection:
+                    await connection.execute(
+                        teams_table.insert(), _team_row("unnumbered", datetime.now(UTC))
+                    )
+
+            await asyncio.to_thread(command.downgrade, config, "0015")
+            async with engine.connect() as connection:
+                columns, indexes = await connection.run_sync(_team_columns)
+                assert "revision" not in columns and "ix_teams_revision" not in indexes
+                left = await connection.scalars(select(old_teams.c.id).order_by(old_teams.c.id))
+                assert list(left) == ["first", "gone", "late"]
+            await asyncio.to_thread(command.upgrade, config, "head")
         finally:
             await engine.dispose()

@@ -253,6 +253,8 @@ async def report_incident(
         if not await _insert_once(session, incident):
             return await _replay(session, reporter, idempotency_key), True
         writes = []
+    # Teams changed through any process up to now count, heard of by NOTIFY yet or not.
+    await coverage.catch_up(session)
     hits = coverage.covering(lon, lat)
     hits, skipped = await rosters.split_on_duty(session, hits, now, duty)
     chain = _new_chain(incident, hits, targets)
@@ -506,6 +508,8 @@ async def _escalate(
     known = set(
         await session.scalars(select(Dispatch.team_id).where(Dispatch.incident_id == incident.id))
     )
+    # The ring is drawn from the teams as they are now (a report's own is, by report_incident).
+    await coverage.catch_up(session)
     added, events = await _add_ring(session, incident, due_at, now, coverage, ring_m, reason, known)
     if added:
         # The tier's row before the event chain's head, in the order an arrival or a breach

@@ -19,6 +19,7 @@ from dispatch.clock import SystemClock
 from dispatch.db import create_engine, create_sessionmaker, new_id
 from dispatch.simulate.leaders import Leader
 from dispatch.simulate.town import Town
+from dispatch.teams import service as teams_service
 from dispatch.teams.models import Team
 
 # Simulated accounts never log in with a password (their tokens are issued directly), so the
@@ -67,6 +68,8 @@ async def seed_database(
             created_at=now,
             updated_at=now,
             retired_at=None,
+            # Numbered once written (teams_service.stamp_all).
+            revision=0,
         )
         teams.append(team)
         for n in range(team_spec.leaders):
@@ -81,6 +84,7 @@ async def seed_database(
         async with sessionmaker() as session, session.begin():
             session.add_all(teams)
             await session.flush()
+            await teams_service.stamp_all(session, teams)
             session.add_all([*users, *staff])
             await session.flush()
             session.add_all(

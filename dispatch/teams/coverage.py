@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from shapely.geometry import shape
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.teams.models import Team
 from geo.zones import CircleZone, PolygonZone, Zone, ZoneIndex
@@ -26,32 +29,88 @@ def zone_of(team: Team) -> Zone:
 
 
 class Coverage:
-    """Rebuilt from the teams table at start; kept current as teams change."""
+    """Every active team's zone, as of a revision of the teams table.
+
+    Loaded from the table at start. Before each decision about who covers a point, the caller
+    brings it up to the database's newest revision (``catch_up``, one index-only query when
+    nothing changed), so a team changed through any process is honoured by the very next
+    report, whether or not that process's NOTIFY has arrived yet.
+    """
 
     def __init__(self) -> None:
         self._index = ZoneIndex([])
         self._tiers: dict[str, int] = {}
         self._names: dict[str, str] = {}
+        # Every change up to this revision is applied. Team changes take revisions in the
+        # order they commit (dispatch.teams.service.stamp), so the teams with a higher
+        # revision are exactly the changes still to apply.
+        self.revision = 0
+        # The revision applied per team (retired ones too): a change applied out of turn
+        # (this process's own, after its commit) never undoes a newer one.
+        self._applied: dict[str, int] = {}
+        # One catch-up at a time: two requests would both read and apply the same changes.
+        self._catching_up = asyncio.Lock()
 
-    def load(self, teams: Iterable[Team]) -> None:
+    def load(self, teams: Iterable[Team], revision: int) -> None:
+        """Hold exactly ``teams``, read after ``revision`` was the database's newest: any
+        of them changed since is applied (again) by the next catch-up."""
+        teams = list(teams)
         active = [t for t in teams if t.retired_at is None]
         self._index = ZoneIndex(zone_of(t) for t in active)
         self._tiers = {t.id: t.tier for t in active}
         self._names = {t.id: t.name for t in active}
+        self._applied = {t.id: t.revision for t in teams}
+        self.revision = revision
 
     def put(self, team: Team) -> None:
+        """Apply a committed change of ``team`` (a retired team is dropped), unless a newer
+        one of the same team is applied already."""
+        if team.revision <= self._applied.get(team.id, 0):
+            return
+        self._applied[team.id] = team.revision
+        if team.revision == self.revision + 1:
+            # Every revision before it committed first, and is applied: nothing is skipped.
+            self.revision = team.revision
         if team.retired_at is not None:
-            self.drop(team.id)
+            self._drop(team.id)
             return
         self._index = self._index.replace(zone_of(team))
         self._tiers[team.id] = team.tier
         self._names[team.id] = team.name
 
-    def drop(self, team_id: str) -> None:
+    def _drop(self, team_id: str) -> None:
         if team_id in self._tiers:
             self._index = self._index.remove(team_id)
             del self._tiers[team_id]
             del self._names[team_id]
+
+    async def catch_up(self, session: AsyncSession) -> None:
+        """Apply every team change committed so far, read in ``session``.
+
+        Called before each decision about who covers a point (a report, the escalation ring,
+        ``/covering``) and on each NOTIFY of a team change or reconnect of the listener.
+        """
+        newest = await session.scalar(select(func.max(Team.revision)))
+        if newest is None or newest <= self.revision:
+            return
+        async with self._catching_up:
+            # Whoever held the lock may have applied these already.
+            if newest <= self.revision:
+                return
+            since = self.revision
+            changed = await session.scalars(
+                select(Team)
+                .where(Team.revision > since)
+                .order_by(Team.revision)
+                # The session may hold an older copy of a team: take the row as it is now.
+                .execution_options(populate_existing=True)
+            )
+            applied = since
+            for team in changed:
+                self.put(team)
+                applied = team.revision
+            # One statement saw them all: the newest committed, so did every one before it.
+            self.revision = max(self.revision, applied)
 
     def covering(self, lon: float, lat: float) -> list[CoveredBy]:
         hits = self._index.covering(lon, lat)

@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import String
+from sqlalchemy import BigInteger, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dispatch.db import Base
@@ -46,3 +46,7 @@ class Team(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     retired_at: Mapped[datetime | None] = mapped_column(index=True)
+    # Each change of a team (creation and retirement too) takes the next revision, in the order
+    # the changes commit (dispatch.teams.service.stamp): a server process's coverage index
+    # catches up on whatever is newer than the revision it holds (Coverage.catch_up).
+    revision: Mapped[int] = mapped_column(BigInteger, index=True)

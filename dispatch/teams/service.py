@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
-from dispatch.db import after_commit, announce, new_id
+from dispatch.db import after_commit, announce, dialect_name, new_id
 from dispatch.errors import InvalidInput, NotFound
 from dispatch.rosters.book import DutyBook, duty_changed
 from dispatch.rosters.models import DutySchedule
@@ -38,10 +39,12 @@ async def create_team(
         created_at=now,
         updated_at=now,
         retired_at=None,
+        # Numbered by ``stamp`` below, in the same transaction.
+        revision=0,
     )
     session.add(team)
     await session.flush()
-    _changed(session, coverage, team)
+    await _changed(session, coverage, team)
     return team
 
 
@@ -74,7 +77,7 @@ async def update_team(
         team.kind, team.tier = patch.kind.value, patch.kind.tier
     team.updated_at = now
     await session.flush()
-    _changed(session, coverage, team)
+    await _changed(session, coverage, team)
     removed = was_mobile and team.kind != TeamKind.MOBILE.value
     return team, removed and await _remove_schedule(session, team.id, duty)
 
@@ -96,25 +99,66 @@ async def retire_team(
     team.retired_at = now
     team.updated_at = now
     await session.flush()
-    _changed(session, coverage, team)
+    await _changed(session, coverage, team)
 
 
 TEAMS_CHANNEL = "dispatch_teams"
+# Taken by every change of a team, for its transaction (an arbitrary constant: "teams").
+TEAMS_LOCK = 0x7465616D73
 
 
-def _changed(session: AsyncSession, coverage: Coverage, team: Team) -> None:
-    """Update this process's coverage on commit, and tell the other processes to do the same."""
+async def stamp(session: AsyncSession, team: Team) -> None:
+    """Give the change of ``team`` just flushed the next revision, in commit order.
+
+    Each server process's coverage index applies the teams whose revision is above its own
+    (``Coverage.catch_up``), which is right only if no change commits with a revision below
+    one already seen. So the changes take turns from reading the newest revision to their
+    commit: on PostgreSQL by an advisory lock held to the end of the transaction (taken just
+    before the read: the statement reading the revision sees every change committed before);
+    SQLite has one writer at a time, and the flush of ``team`` before this already holds the
+    write lock, so the same single statement reads the newest revision under it.
+    """
+    await _take_turn(session)
+    # The newest revision of all the teams, not of the row updated.
+    others = select(func.coalesce(func.max(Team.revision), 0) + 1).scalar_subquery()
+    revision = await session.scalar(
+        update(Team)
+        .where(Team.id == team.id)
+        .values(revision=others.correlate(None))
+        .returning(Team.revision)
+        .execution_options(synchronize_session=False)
+    )
+    assert revision is not None, "the team was flushed in this transaction"
+    set_committed_value(team, "revision", revision)
+
+
+async def stamp_all(session: AsyncSession, teams: list[Team]) -> None:
+    """``stamp`` for many teams flushed at once (a simulated town's): one read, one write.
+    On SQLite their flush holds the write lock already, as for ``stamp``."""
+    await _take_turn(session)
+    newest = await session.scalar(select(func.max(Team.revision))) or 0
+    for n, team in enumerate(teams, start=1):
+        team.revision = newest + n
+    await session.flush()
+
+
+async def _take_turn(session: AsyncSession) -> None:
+    if dialect_name(session) == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": TEAMS_LOCK})
+
+
+async def _changed(session: AsyncSession, coverage: Coverage, team: Team) -> None:
+    """Number the change, update this process's coverage on commit, and tell the other
+    processes to catch up (each also catches up by itself before its next decision)."""
+    await stamp(session, team)
     after_commit(session, lambda: coverage.put(team))
     announce(session, TEAMS_CHANNEL, team.id)
 
 
-async def refresh_coverage(session: AsyncSession, coverage: Coverage, team_id: str) -> None:
-    """Another process changed a team: read it and update this process's index."""
-    team = await session.get(Team, team_id)
-    if team is None:
-        coverage.drop(team_id)
-    else:
-        coverage.put(team)
+async def load_coverage(session: AsyncSession, coverage: Coverage) -> None:
+    """Fill ``coverage`` with every active team, at the revision read first."""
+    revision = await session.scalar(select(func.max(Team.revision)))
+    coverage.load(await all_teams(session), revision or 0)
 
 
 def _zone_of_new_kind(
@@ -214,6 +258,7 @@ async def covering_teams(
 ) -> list[tuple[Team, CoveredBy]]:
     """Teams covering the point given by the query parameters lon, lat and crs."""
     lon, lat = wgs84_point(lon, lat, crs, field=None)
+    await coverage.catch_up(session)
     hits = coverage.covering(lon, lat)
     teams = await teams_by_id(session, [h.team_id for h in hits])
     return [(teams[h.team_id], h) for h in hits if h.team_id in teams]

@@ -1,0 +1,257 @@
+"""A team change made through one server process is honoured by the very next decision of
+another sharing the database, before (or without) any NOTIFY reaching it."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from dispatch.clock import ManualClock
+from dispatch.config import Settings
+from dispatch.incidents import service as incidents
+from dispatch.teams.coverage import Coverage
+from dispatch.teams.models import Team
+from tests.conftest import RunningServer
+from tests.support import QINGXI, World
+from tests.teams.test_teams import covering, point_at
+
+
+@pytest.fixture
+async def two_servers(settings: Settings) -> AsyncIterator[tuple[World, World]]:
+    """Two servers on one database; the second hears no announcement of the first's.
+
+    On PostgreSQL the second's fan-out listener is stopped: a NOTIFY it would have handled
+    is never delivered. SQLite has no fan-out at all.
+    """
+    clock = ManualClock()
+    servers = [RunningServer(settings, clock), RunningServer(settings, clock)]
+    for server in servers:
+        await server.start()
+    worlds = [World(s.app, f"http://127.0.0.1:{s.port}", clock) for s in servers]
+    deaf = worlds[1].runtime.fanout
+    if deaf is not None:
+        await deaf.stop()
+        assert not deaf.connected
+    yield worlds[0], worlds[1]
+    for world in worlds:
+        await world.close()
+    for server in servers:
+        await server.stop()
+
+
+def dispatched(incident: dict[str, Any]) -> list[str]:
+    return [d["team_id"] for d in incident["dispatches"]]
+
+
+async def test_a_team_moved_or_retired_through_one_process_is_honoured_by_the_next_report(
+    two_servers: tuple[World, World],
+) -> None:
+    a, b = two_servers
+    admin = await a.admin()
+    operator = await a.operator()
+    old_site = QINGXI
+    new_site = point_at(*QINGXI, 90.0, 3000.0)
+    for _ in range(3):
+        team = await a.team("fixed_post", *old_site)
+        assert dispatched(await b.report(operator, *old_site)) == [team["id"]]
+
+        moved = await a.http.patch(
+            f"/api/v1/teams/{team['id']}",
+            json={"location": {"lon": new_site[0], "lat": new_site[1]}},
+            headers=admin.headers,
+        )
+        assert moved.status_code == 200, moved.text
+        assert dispatched(await b.report(operator, *old_site)) == []
+        assert dispatched(await b.report(operator, *new_site)) == [team["id"]]
+        assert [t["id"] for t in await covering(b, admin.headers, *new_site)] == [team["id"]]
+
+        retired = await a.http.delete(f"/api/v1/teams/{team['id']}", headers=admin.headers)
+        assert retired.status_code == 204
+        assert dispatched(await b.report(operator, *new_site)) == []
+        assert await covering(b, admin.headers, *new_site) == []
+
+
+async def test_the_escalation_ring_of_another_process_counts_a_team_moved_into_it(
+    two_servers: tuple[World, World],
+) -> None:
+    """No tier-1 zone covers the point: the report alerts the tier-1 teams within the ring
+    at once, drawn from the teams as they are, not as the process last heard of them."""
+    a, b = two_servers
+    admin = await a.admin()
+    operator = await a.operator()
+    incident_site = point_at(*QINGXI, 0.0, 5000.0)
+    team = await a.team("fixed_post", *QINGXI)
+    assert dispatched(await b.report(operator, *incident_site)) == []
+    near = point_at(*incident_site, 180.0, 400.0)
+    moved = await a.http.patch(
+        f"/api/v1/teams/{team['id']}",
+        json={"location": {"lon": near[0], "lat": near[1]}},
+        headers=admin.headers,
+    )
+    assert moved.status_code == 200, moved.text
+    incident = await b.report(operator, *incident_site)
+    assert [(d["team_id"], d["ring"]) for d in incident["dispatches"]] == [(team["id"], 1)]
+
+
+async def test_the_escalation_step_of_another_process_counts_a_team_moved_into_the_ring(
+    two_servers: tuple[World, World],
+) -> None:
+    """The step the timer runs when no tier-1 team accepted, run by the second process."""
+    a, b = two_servers
+    admin = await a.admin()
+    operator = await a.operator()
+    guard = await a.team("fixed_post", *QINGXI)
+    elsewhere = await a.team("fixed_post", *point_at(*QINGXI, 0.0, 5000.0))
+    incident = await b.report(operator, *QINGXI)
+    assert dispatched(incident) == [guard["id"]]
+    near = point_at(*QINGXI, 180.0, 400.0)
+    moved = await a.http.patch(
+        f"/api/v1/teams/{elsewhere['id']}",
+        json={"location": {"lon": near[0], "lat": near[1]}},
+        headers=admin.headers,
+    )
+    assert moved.status_code == 200, moved.text
+    runtime = b.runtime
+    now = runtime.clock.now()
+    async with runtime.transaction() as session:
+        outcome = await incidents.escalate_if_unaccepted(
+            session, incident["id"], now, due_at=now, coverage=runtime.coverage, ring_m=1000.0
+        )
+    assert outcome == "escalated: 1 tier-1 teams within 1000 m"
+    ringed = (await b.incident(operator, incident["id"]))["dispatches"]
+    assert [(d["team_id"], d["ring"]) for d in ringed] == [(guard["id"], 0), (elsewhere["id"], 1)]
+
+
+async def newest_revision(world: World) -> int:
+    async with world.runtime.sessionmaker() as session:
+        return await session.scalar(select(func.max(Team.revision))) or 0
+
+
+async def test_each_team_change_takes_the_next_revision(world: World) -> None:
+    admin = await world.admin()
+    before = await newest_revision(world)
+    team = await world.team("fixed_post")
+    created = await newest_revision(world)
+    reply = await world.http.patch(
+        f"/api/v1/teams/{team['id']}", json={"radius_m": 200}, headers=admin.headers
+    )
+    assert reply.status_code == 200
+    updated = await newest_revision(world)
+    reply = await world.http.delete(f"/api/v1/teams/{team['id']}", headers=admin.headers)
+    assert reply.status_code == 204
+    retired = await newest_revision(world)
+    assert [created, updated, retired] == [before + 1, before + 2, before + 3]
+    # This process applied its own changes as they committed: nothing is left to catch up on.
+    assert world.runtime.coverage.revision == retired
+
+
+async def test_concurrent_changes_of_one_team_get_distinct_revisions_in_commit_order(
+    world: World,
+) -> None:
+    admin = await world.admin()
+    team = await world.team("fixed_post")
+    replies = await asyncio.gather(
+        *(
+            world.http.patch(
+                f"/api/v1/teams/{team['id']}", json={"radius_m": 100 + n}, headers=admin.headers
+            )
+            for n in range(8)
+        )
+    )
+    assert all(r.status_code == 200 for r in replies)
+    async with world.runtime.sessionmaker() as session:
+        row = await session.get_one(Team, team["id"])
+    # The last change to commit holds the newest revision, and the index holds that change.
+    assert row.revision == await newest_revision(world)
+    assert row.radius_m is not None
+    inside = point_at(*QINGXI, 0.0, row.radius_m - 0.01)
+    found = await covering(world, admin.headers, *inside)
+    assert [(t["id"], t["radius_m"]) for t in found] == [(team["id"], row.radius_m)]
+    assert await covering(world, admin.headers, *point_at(*QINGXI, 0.0, row.radius_m + 0.5)) == []
+
+
+def _team(team_id: str, revision: int, lon: float, *, retired: bool = False) -> Team:
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    return Team(
+        id=team_id,
+        name=team_id,
+        kind="fixed_post",
+        tier=1,
+        lon=lon,
+        lat=QINGXI[1],
+        radius_m=100.0,
+        zone=None,
+        created_at=now,
+        updated_at=now,
+        retired_at=now if retired else None,
+        revision=revision,
+    )
+
+
+def test_a_change_applied_late_never_undoes_a_newer_one() -> None:
+    """Two changes of one team heard in the wrong order: the older is ignored, and the
+    index's revision moves on only over changes it has all applied."""
+    coverage = Coverage()
+    coverage.load([_team("t", 1, QINGXI[0])], 1)
+    far_lon = point_at(*QINGXI, 90.0, 3000.0)[0]
+    coverage.put(_team("t", 3, far_lon, retired=True))
+    assert coverage.covering(far_lon, QINGXI[1]) == []
+    # Revision 2 is not known to be applied: a catch-up would read from it on.
+    assert coverage.revision == 1
+    coverage.put(_team("t", 2, far_lon))
+    assert coverage.covering(far_lon, QINGXI[1]) == []
+    assert coverage.covering(*QINGXI) == []
+    assert coverage.revision == 1
+
+
+async def test_the_listener_applies_two_quick_changes_in_order(
+    postgres_only: str,
+) -> None:
+    """With the fan-out running, announcements of two quick changes of one team leave the
+    other process's index at the second, however their handlers interleave."""
+    settings = Settings(
+        database_url=postgres_only,
+        secret_key="test-secret-" + uuid.uuid4().hex,
+        timer_poll_s=0.2,
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+        gc_settle=False,
+    )
+    clock = ManualClock()
+    servers = [RunningServer(settings, clock), RunningServer(settings, clock)]
+    for server in servers:
+        await server.start()
+    a, b = (World(s.app, f"http://127.0.0.1:{s.port}", clock) for s in servers)
+    try:
+        admin = await a.admin()
+        for n in range(3):
+            team = await a.team("fixed_post")
+            # Each round's team along a bearing of its own, clear of the others.
+            first, second = (point_at(*QINGXI, 90.0 * n, m) for m in (1000.0, 2000.0))
+            for site in (first, second):
+                reply = await a.http.patch(
+                    f"/api/v1/teams/{team['id']}",
+                    json={"location": {"lon": site[0], "lat": site[1]}},
+                    headers=admin.headers,
+                )
+                assert reply.status_code == 200
+            newest = await newest_revision(a)
+            for _ in range(200):
+                if b.runtime.coverage.revision >= newest:
+                    break
+                await asyncio.sleep(0.01)
+            # Read straight from the index: no catch-up of a request's own.
+            assert b.runtime.coverage.revision == newest
+            assert [h.team_id for h in b.runtime.coverage.covering(*second)] == [team["id"]]
+            assert b.runtime.coverage.covering(*first) == []
+    finally:
+        for world in (a, b):
+            await world.close()
+        for server in servers:
+            await server.stop()
