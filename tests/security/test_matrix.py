@@ -367,6 +367,8 @@ MATRIX: dict[str, Entry] = {
     "GET /console": Entry(fixed("/console"), everyone(200)),
     "GET /console/reports": Entry(fixed("/console/reports"), everyone(200)),
     "GET /m": Entry(fixed("/m"), everyone(200)),
+    "GET /favicon.ico": Entry(fixed("/favicon.ico"), everyone(200)),
+    "GET /favicon.svg": Entry(fixed("/favicon.svg"), everyone(200)),
     "MOUNT /static/assets": Entry(fixed("/static/assets/none-such.js"), everyone(404)),
     "GET /healthz": Entry(fixed("/healthz"), everyone(200)),
     "GET /readyz": Entry(fixed("/readyz"), everyone(200)),
