@@ -191,7 +191,9 @@ async def test_a_client_that_stops_reading_is_let_go_at_once(
 ) -> None:
     leader = await world.leader(await world.team())
     world.runtime.hub.queue_size = 3
-    async with connect(world.ws_url, compression=None, max_queue=1) as ws:
+    # Cut by the server, the client never reads the end of its stream (it stopped reading):
+    # leaving the block would otherwise wait out its own close handshake (10 s by default).
+    async with connect(world.ws_url, compression=None, max_queue=1, close_timeout=0.1) as ws:
         await ws.send(json.dumps({"type": "hello", "token": leader.token, "resume_from": 0}))
         await asyncio.wait_for(ws.recv(), 5)
         # Never read again: the server's writes fill every buffer on the way, then its queue.

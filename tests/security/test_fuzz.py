@@ -44,17 +44,13 @@ class Figures:
     failures: list[str] = field(default_factory=list)
 
 
-def probe(
-    operation: schemathesis.APIOperation,
-    mode: GenerationMode,
-    role: str,
-    headers: dict[str, str],
-    base_url: str,
-    http: requests.Session,
-    figures: Figures,
-) -> None:
-    """Generated requests to one operation as one role; the first broken answer raises."""
-    checks = conformance()
+def generated(operation: schemathesis.APIOperation, mode: GenerationMode) -> list[Any]:
+    """The requests Hypothesis generates for one operation in one mode.
+
+    Derandomized, so the same for every role: they are drawn once and sent as each role.
+    Drawing them (regex-shaped strings above all) costs far more than sending them.
+    """
+    cases: list[Any] = []
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(
@@ -67,18 +63,37 @@ def probe(
         suppress_health_check=list(HealthCheck),
     )
     def one(case: schemathesis.Case) -> None:
+        cases.append(case)
+
+    one()
+    return cases
+
+
+def probe(
+    cases: list[Any],
+    role: str,
+    headers: dict[str, str],
+    base_url: str,
+    http: requests.Session,
+    figures: Figures,
+) -> None:
+    """The generated requests to one operation, sent as one role; the first broken answer
+    raises."""
+    checks = conformance()
+    for generated_case in cases:
+        # A copy of its own for each role: the same request, never one a call has touched.
+        case = generated_case.derive(keep_auth=True)
         response = case.call(base_url=base_url, headers=headers, session=http)
         figures.requests[role] += 1
         figures.statuses[response.status_code] += 1
         case.validate_response(response, checks=checks, headers=headers)
-
-    one()
 
 
 def fuzz(raw_schema: dict[str, Any], base_url: str, tokens: dict[str, str | None]) -> Figures:
     schema = schemathesis.openapi.from_dict(raw_schema)
     figures = Figures()
     http = requests.Session()
+    drawn: dict[tuple[str, GenerationMode], list[Any] | BaseException] = {}
     for role, token in tokens.items():
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         for result in schema.get_all_operations():
@@ -88,8 +103,16 @@ def fuzz(raw_schema: dict[str, Any], base_url: str, tokens: dict[str, str | None
                 continue
             figures.operations.add(label)
             for mode in EXAMPLES:
+                if (label, mode) not in drawn:
+                    try:
+                        drawn[label, mode] = generated(operation, mode)
+                    except (Exception, BaseExceptionGroup) as failure:
+                        drawn[label, mode] = failure
                 try:
-                    probe(operation, mode, role, headers, base_url, http, figures)
+                    cases = drawn[label, mode]
+                    if isinstance(cases, BaseException):
+                        raise cases
+                    probe(cases, role, headers, base_url, http, figures)
                 except Unsatisfiable:
                     # No invalid request exists for an operation without parameters.
                     continue
