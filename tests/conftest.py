@@ -108,8 +108,13 @@ async def clean_database(database_url: str) -> str:
 
 @pytest.fixture
 def settings(clean_database: str, tmp_path: Path) -> Settings:
+    return server_settings(clean_database)
+
+
+def server_settings(database_url: str) -> Settings:
+    """A test server's settings: the production defaults but for speed and a secret of its own."""
     return Settings(
-        database_url=clean_database,
+        database_url=database_url,
         secret_key="test-secret-" + uuid.uuid4().hex,
         chain_targets=(60.0, 180.0, 300.0),
         timer_poll_s=0.2,
@@ -165,6 +170,23 @@ class RunningServer:
         self.server.should_exit = True
         if self.task is not None:
             await self.task
+
+
+@asynccontextmanager
+async def two_servers_on(settings: Settings) -> AsyncIterator[tuple[World, World]]:
+    """Two servers sharing one database and one driven clock, as two processes would."""
+    clock = ManualClock()
+    servers = [RunningServer(settings, clock), RunningServer(settings, clock)]
+    for server in servers:
+        await server.start()
+    worlds = [World(s.app, f"http://127.0.0.1:{s.port}", clock) for s in servers]
+    try:
+        yield worlds[0], worlds[1]
+    finally:
+        for world in worlds:
+            await world.close()
+        for server in servers:
+            await server.stop()
 
 
 @pytest.fixture

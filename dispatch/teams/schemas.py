@@ -24,17 +24,14 @@ RADIUS_DESCRIPTION = (
 )
 
 
+RadiusM = Annotated[Number, Field(ge=MIN_RADIUS_M, le=MAX_RADIUS_M, allow_inf_nan=False)]
+
+
 class TeamCreate(Schema):
     name: str = Field(min_length=1, max_length=128)
     kind: TeamKind
     location: LocationIn = Field(description="the team's site (fixed post, key site, station)")
-    radius_m: Number | None = Field(
-        default=None,
-        ge=MIN_RADIUS_M,
-        le=MAX_RADIUS_M,
-        allow_inf_nan=False,
-        description=RADIUS_DESCRIPTION,
-    )
+    radius_m: RadiusM | None = Field(default=None, description=RADIUS_DESCRIPTION)
     zone: dict[str, Any] | None = Field(default=None, description=ZONE_DESCRIPTION)
 
 
@@ -57,13 +54,7 @@ class TeamPatch(Schema):
     location: LocationIn | SkipJsonSchema[None] = Field(
         default=None, json_schema_extra=_absent_not_null
     )
-    radius_m: Number | None = Field(
-        default=None,
-        ge=MIN_RADIUS_M,
-        le=MAX_RADIUS_M,
-        allow_inf_nan=False,
-        description=RADIUS_DESCRIPTION,
-    )
+    radius_m: RadiusM | None = Field(default=None, description=RADIUS_DESCRIPTION)
     zone: dict[str, Any] | None = Field(default=None, description=ZONE_DESCRIPTION)
 
     @field_validator("name", "kind", "location")

@@ -4,10 +4,8 @@ an announcement that cannot be acted on is made up for, and the listener never d
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -15,32 +13,14 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from dispatch.clock import ManualClock
-from dispatch.config import Settings
-from tests.conftest import PG_ADMIN_DSN, RunningServer
+from tests.conftest import PG_ADMIN_DSN, server_settings, two_servers_on
 from tests.support import World, sync_engines
 
 
 @pytest.fixture
-async def two_servers(postgres_only: str, tmp_path: Path) -> AsyncIterator[tuple[World, World]]:
-    settings = Settings(
-        database_url=postgres_only,
-        secret_key="test-secret-" + uuid.uuid4().hex,
-        timer_poll_s=0.2,
-        argon2_time_cost=1,
-        argon2_memory_kib=1024,
-        gc_settle=False,
-    )
-    clock = ManualClock()
-    servers = [RunningServer(settings, clock), RunningServer(settings, clock)]
-    for server in servers:
-        await server.start()
-    worlds = [World(s.app, f"http://127.0.0.1:{s.port}", clock) for s in servers]
-    yield worlds[0], worlds[1]
-    for world in worlds:
-        await world.close()
-    for server in servers:
-        await server.stop()
+async def two_servers(postgres_only: str) -> AsyncIterator[tuple[World, World]]:
+    async with two_servers_on(server_settings(postgres_only)) as pair:
+        yield pair
 
 
 @contextmanager

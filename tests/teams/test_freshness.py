@@ -4,7 +4,6 @@ another sharing the database, before (or without) any NOTIFY reaching it."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -12,12 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from dispatch.clock import ManualClock
 from dispatch.config import Settings
 from dispatch.incidents import service as incidents
 from dispatch.teams.coverage import Coverage
 from dispatch.teams.models import Team
-from tests.conftest import RunningServer
+from tests.conftest import server_settings, two_servers_on
 from tests.support import QINGXI, World
 from tests.teams.test_teams import covering, point_at
 
@@ -29,20 +27,12 @@ async def two_servers(settings: Settings) -> AsyncIterator[tuple[World, World]]:
     On PostgreSQL the second's fan-out listener is stopped: a NOTIFY it would have handled
     is never delivered. SQLite has no fan-out at all.
     """
-    clock = ManualClock()
-    servers = [RunningServer(settings, clock), RunningServer(settings, clock)]
-    for server in servers:
-        await server.start()
-    worlds = [World(s.app, f"http://127.0.0.1:{s.port}", clock) for s in servers]
-    deaf = worlds[1].runtime.fanout
-    if deaf is not None:
-        await deaf.stop()
-        assert not deaf.connected
-    yield worlds[0], worlds[1]
-    for world in worlds:
-        await world.close()
-    for server in servers:
-        await server.stop()
+    async with two_servers_on(settings) as (a, b):
+        deaf = b.runtime.fanout
+        if deaf is not None:
+            await deaf.stop()
+            assert not deaf.connected
+        yield a, b
 
 
 def dispatched(incident: dict[str, Any]) -> list[str]:
@@ -215,20 +205,7 @@ async def test_the_listener_applies_two_quick_changes_in_order(
 ) -> None:
     """With the fan-out running, announcements of two quick changes of one team leave the
     other process's index at the second, however their handlers interleave."""
-    settings = Settings(
-        database_url=postgres_only,
-        secret_key="test-secret-" + uuid.uuid4().hex,
-        timer_poll_s=0.2,
-        argon2_time_cost=1,
-        argon2_memory_kib=1024,
-        gc_settle=False,
-    )
-    clock = ManualClock()
-    servers = [RunningServer(settings, clock), RunningServer(settings, clock)]
-    for server in servers:
-        await server.start()
-    a, b = (World(s.app, f"http://127.0.0.1:{s.port}", clock) for s in servers)
-    try:
+    async with two_servers_on(server_settings(postgres_only)) as (a, b):
         admin = await a.admin()
         for n in range(3):
             team = await a.team("fixed_post")
@@ -250,8 +227,3 @@ async def test_the_listener_applies_two_quick_changes_in_order(
             assert b.runtime.coverage.revision == newest
             assert [h.team_id for h in b.runtime.coverage.covering(*second)] == [team["id"]]
             assert b.runtime.coverage.covering(*first) == []
-    finally:
-        for world in (a, b):
-            await world.close()
-        for server in servers:
-            await server.stop()
