@@ -57,24 +57,29 @@ async def database_url(
 
 
 @asynccontextmanager
+async def pg_admin() -> AsyncIterator[asyncpg.Connection]:
+    """A connection to PostgreSQL's maintenance database, for what a test does to a whole
+    database (create, drop, refuse or end its connections)."""
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        yield admin
+    finally:
+        await admin.close()
+
+
+@asynccontextmanager
 async def postgres_database() -> AsyncIterator[str]:
     """A new PostgreSQL database at the newest migration, dropped afterwards."""
     name = f"dispatch_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
+    async with pg_admin() as admin:
         await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
     url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
     try:
         await migrate.upgrade_async(url)
         yield url
     finally:
-        admin = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
+        async with pg_admin() as admin:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 @asynccontextmanager

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import asyncpg
 from sqlalchemy import text
 
 from alerts import store as mailboxes
 from alerts.bulk import Added, Changed, write_rows
 from alerts.store import MAILBOXES, MESSAGES
 from dispatch.db import CHECK_IDLE_S, CHECKED_IN_KEY, create_engine, create_sessionmaker
-from tests.conftest import PG_ADMIN_DSN
+from tests.conftest import pg_admin
 
 
 async def test_a_pooled_connection_the_database_ended_is_replaced_before_it_is_handed_out(
@@ -61,16 +60,13 @@ async def test_a_connection_back_from_work_is_handed_out_without_a_query_an_idle
 
 async def end_sessions(database_url: str) -> list[int]:
     """Ends every session on the database (waiting until each is gone), as a restart does."""
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
+    async with pg_admin() as admin:
         # In the select list, not the WHERE clause: only for the rows the filter keeps.
         rows = await admin.fetch(
             "SELECT pid, pg_terminate_backend(pid, 5000) AS ended FROM pg_stat_activity"
             " WHERE datname = $1 AND pid <> pg_backend_pid()",
             database_url.rsplit("/", 1)[1],
         )
-    finally:
-        await admin.close()
     return [row["pid"] for row in rows if row["ended"]]
 
 

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -25,7 +24,7 @@ from dispatch.config import Settings
 from dispatch.db import create_engine
 from dispatch.errors import install_error_handlers
 from dispatch.outages import database_unavailable
-from tests.conftest import PG_ADMIN_DSN, RunningServer
+from tests.conftest import RunningServer, pg_admin
 from tests.processes import ServerProcess, cli, server_env
 from tests.support import World, get_token, open_socket
 
@@ -36,25 +35,19 @@ async def refuse_connections(database_url: str) -> None:
     """PostgreSQL stops taking connections to this database (and only this one), and ends the
     ones it has."""
     name = make_url(database_url).database
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
+    async with pg_admin() as admin:
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
         await admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = $1 AND pid <> pg_backend_pid()",
             name,
         )
-    finally:
-        await admin.close()
 
 
 async def allow_connections(database_url: str) -> None:
     name = make_url(database_url).database
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
+    async with pg_admin() as admin:
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-    finally:
-        await admin.close()
 
 
 @contextmanager

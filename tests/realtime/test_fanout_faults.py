@@ -8,12 +8,11 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import asyncpg
 import pytest
 from sqlalchemy import event
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from tests.conftest import PG_ADMIN_DSN, server_settings, two_servers_on
+from tests.conftest import pg_admin, server_settings, two_servers_on
 from tests.support import World, sync_engines
 
 
@@ -65,13 +64,10 @@ async def test_an_alert_from_another_process_arrives_though_reading_its_batch_fa
 
 async def listener_backends(database_url: str) -> list[int]:
     name = database_url.rsplit("/", 1)[1]
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
+    async with pg_admin() as admin:
         rows = await admin.fetch(
             "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'", name
         )
-    finally:
-        await admin.close()
     return [row["pid"] for row in rows]
 
 
@@ -86,12 +82,9 @@ async def test_a_listener_whose_catch_up_fails_keeps_trying_and_says_it_is_not_r
     url = b.runtime.settings.database_url
     # The catch-up after a reconnect reads the teams first: make that fail, for a while.
     with failing(b, "FROM teams", -1, PoolTimeout("pool exhausted")) as left:
-        admin = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
+        async with pg_admin() as admin:
             for pid in await listener_backends(url):
                 await admin.execute("SELECT pg_terminate_backend($1)", pid)
-        finally:
-            await admin.close()
         await asyncio.sleep(1.0)
         ready = await b.http.get("/readyz")
         assert ready.status_code == 503, ready.text
