@@ -21,6 +21,16 @@ async def restart(server: RunningServer) -> RunningServer:
     return again
 
 
+async def a_fixed_posts_phone(
+    world: World, browser: Browser, contexts: Opened
+) -> tuple[Account, Account, Page]:
+    """A fixed post's leader with the phone page open 300 m away, and an operator to report."""
+    post = await world.team("fixed_post")
+    leader = await world.leader(post)
+    operator = await world.operator()
+    return leader, operator, await open_phone(browser, contexts, world, leader, away(300))
+
+
 def outbox(leader: Account) -> str:
     return f"localStorage.getItem('dispatch.outbox.{leader.id}')"
 
@@ -28,10 +38,7 @@ def outbox(leader: Account) -> str:
 async def test_a_second_alert_waits_behind_the_first_and_comes_up_once_it_is_answered(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
-    post = await world.team("fixed_post")
-    leader = await world.leader(post)
-    operator = await world.operator()
-    phone = await open_phone(browser, contexts, world, leader, away(300))
+    _leader, operator, phone = await a_fixed_posts_phone(world, browser, contexts)
     alert = phone.locator("#alert")
     waiting = phone.locator("#alert-waiting")
 
@@ -81,10 +88,7 @@ async def test_a_second_alert_waits_behind_the_first_and_comes_up_once_it_is_ans
 async def test_alerts_missed_while_away_come_up_most_urgent_first(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
-    post = await world.team("fixed_post")
-    leader = await world.leader(post)
-    operator = await world.operator()
-    phone = await open_phone(browser, contexts, world, leader, away(300))
+    _leader, operator, phone = await a_fixed_posts_phone(world, browser, contexts)
     context = phone.context
     await phone.close()
 
@@ -109,10 +113,7 @@ async def test_alerts_missed_while_away_come_up_most_urgent_first(
 async def test_an_accept_tapped_while_the_server_is_down_is_sent_once_it_is_back(
     world: World, server: RunningServer, browser: Browser, contexts: Opened
 ) -> None:
-    post = await world.team("fixed_post")
-    leader = await world.leader(post)
-    operator = await world.operator()
-    phone = await open_phone(browser, contexts, world, leader, away(300))
+    leader, operator, phone = await a_fixed_posts_phone(world, browser, contexts)
     incident = await world.report(operator)
     await expect(phone.locator("#alert")).to_be_visible()
 
@@ -149,10 +150,7 @@ async def test_an_accept_tapped_while_the_server_is_down_is_sent_once_it_is_back
 async def test_a_kept_tap_survives_a_reload_and_one_the_server_refuses_is_dropped_saying_why(
     world: World, server: RunningServer, browser: Browser, contexts: Opened
 ) -> None:
-    post = await world.team("fixed_post")
-    leader = await world.leader(post)
-    operator = await world.operator()
-    phone = await open_phone(browser, contexts, world, leader, away(300))
+    leader, operator, phone = await a_fixed_posts_phone(world, browser, contexts)
     context = phone.context
     closing = await world.report(operator, category="fight")
     await expect(phone.locator("#alert")).to_contain_text("打架斗殴")
@@ -194,10 +192,7 @@ async def test_a_kept_tap_survives_a_reload_and_one_the_server_refuses_is_droppe
 async def test_keyboard_focus_stays_in_the_list_while_positions_come_in(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
-    post = await world.team("fixed_post")
-    leader = await world.leader(post)
-    operator = await world.operator()
-    phone = await open_phone(browser, contexts, world, leader, away(300))
+    _leader, operator, phone = await a_fixed_posts_phone(world, browser, contexts)
     incident = await world.report(operator)
     await phone.get_by_role("button", name="接警").click()
     await expect(phone.locator("#accept")).to_contain_text("已接警")
