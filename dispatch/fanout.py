@@ -3,6 +3,8 @@ duty schedules and users."""
 
 from __future__ import annotations
 
+import asyncio
+
 from alerts import store as mailboxes
 from alerts.fanout import Listener
 from dispatch.auth.service import USERS_CHANNEL
@@ -29,9 +31,17 @@ def listen(runtime: Runtime) -> Listener:
         async with runtime.reading() as session:
             await runtime.coverage.catch_up(session)
 
-    async def villages_changed(_: str) -> None:
-        async with runtime.reading() as session:
+    # One reload of the villages at a time. Each reads the whole table, so in turn the last
+    # one reads the newest; side by side (announcements are handled concurrently), an older
+    # read could be applied last and stay until the next change.
+    reloading_villages = asyncio.Lock()
+
+    async def reload_villages() -> None:
+        async with reloading_villages, runtime.reading() as session:
             runtime.villages.replace(await villages.load_index(session))
+
+    async def villages_changed(_: str) -> None:
+        await reload_villages()
 
     async def duty_changed(_: str) -> None:
         runtime.duty.changed()
@@ -49,7 +59,7 @@ def listen(runtime: Runtime) -> Listener:
         runtime.principals.clear()
         async with runtime.reading() as session:
             await runtime.coverage.catch_up(session)
-            runtime.villages.replace(await villages.load_index(session))
+        await reload_villages()
         runtime.duty.changed()
         runtime.hub.nudge_all()
 

@@ -11,6 +11,7 @@ import pyproj
 import shapely
 from shapely.geometry import Polygon, shape
 
+from tests.conftest import server_settings, two_servers_on
 from tests.support import QINGXI, World
 
 LON, LAT = QINGXI
@@ -362,3 +363,24 @@ async def test_the_same_file_imported_twice_at_once_creates_its_villages_once(
     assert sorted(name for a in answers for name in a["created"]) == sorted(names)
     assert all(sorted(a["created"] + a["updated"]) == sorted(names) for a in answers)
     assert sorted(v["name"] for v in await villages_listed(world)) == sorted(names)
+
+
+async def test_quick_reimports_leave_another_process_with_the_last_one(
+    postgres_only: str,
+) -> None:
+    """The other process handles the announcements of quick imports side by side; however
+    they interleave, the villages it ends up with are the last import's."""
+    async with two_servers_on(server_settings(postgres_only)) as (a, b):
+        centres = [(LON + 0.02 * n, LAT) for n in range(4)]
+        for lon, lat in centres:
+            body = collection(feature("上元村", square(lon - 0.005, lat - 0.005, 0.01)))
+            reply = await import_villages(a, body)
+            assert reply.status_code == 200, reply.text
+        (village,) = await villages_listed(a)
+        seen = b.runtime.villages
+        for _ in range(300):
+            if seen.village_at(*centres[-1]) == village["id"]:
+                break
+            await asyncio.sleep(0.01)
+        assert seen.village_at(*centres[-1]) == village["id"]
+        assert [seen.village_at(*c) for c in centres[:-1]] == [None, None, None]
