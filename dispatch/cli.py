@@ -204,7 +204,7 @@ def at_this_release(database_url: str, source: str = "DISPATCH_DATABASE_URL") ->
         return False
 
     async def state() -> tuple[migrate.Schema, list[str]]:
-        engine = create_engine(database_url)
+        engine = create_engine(database_url, read_only=True)
         try:
             return await migrate.schema_state(engine), await migrate.current_revisions(engine)
         finally:

@@ -74,24 +74,32 @@ SESSION_SETTINGS: dict[str, str] = {"random_page_cost": "1.1"}
 
 
 def create_engine(
-    database_url: str, pool_size: int = 10, max_overflow: int = 10, pool_timeout: float = 30.0
+    database_url: str,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    pool_timeout: float = 30.0,
+    *,
+    read_only: bool = False,
 ) -> AsyncEngine:
     """``pool_size`` and ``max_overflow``: PostgreSQL's connections (SQLite has one), waited
-    for up to ``pool_timeout`` seconds."""
+    for up to ``pool_timeout`` seconds. ``read_only``: for checks of a database (a backup
+    among them), which must leave it exactly as it was: no write, no journal mode set."""
     if database_url.startswith("sqlite"):
         # One connection: SQLite has one writer, and queuing inside the process beats
         # "database is locked" errors under concurrent requests.
         engine = create_async_engine(
             database_url, pool_size=1, max_overflow=0, pool_timeout=pool_timeout, **JSON_CODEC
         )
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        pragmas = _sqlite_read_only_pragmas if read_only else _sqlite_pragmas
+        event.listen(engine.sync_engine, "connect", pragmas)
         return engine
+    settings = SESSION_SETTINGS | ({"default_transaction_read_only": "on"} if read_only else {})
     engine = create_async_engine(
         database_url,
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,
-        connect_args={**STATEMENT_CACHES, "server_settings": SESSION_SETTINGS},
+        connect_args={**STATEMENT_CACHES, "server_settings": settings},
         **JSON_CODEC,
     )
     pool = engine.sync_engine.pool
@@ -143,6 +151,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _sqlite_read_only_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # Not journal_mode=WAL: setting it rewrites the file's header.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 

@@ -4,7 +4,10 @@ make no sense, 1 for a database or server it cannot use; never a traceback, neve
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import os
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -230,6 +233,23 @@ def test_audit_verify_still_checks_an_existing_database(tmp_path: Path) -> None:
     done = dispatch("audit", "verify", database_url=url)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ok: 0 events")
+
+
+def test_audit_verify_leaves_a_sqlite_backup_byte_for_byte_as_it_was(tmp_path: Path) -> None:
+    """A backup made by sqlite3's .backup is in the rollback journal mode; the server would
+    turn it to WAL on connecting, which rewrites the file's header."""
+    database = tmp_path / "backup.db"
+    url = f"sqlite+aiosqlite:///{database}"
+    assert dispatch("db", "upgrade", database_url=url).returncode == 0
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        assert connection.execute("PRAGMA journal_mode=DELETE").fetchone() == ("delete",)
+    before = hashlib.sha256(database.read_bytes()).hexdigest()
+
+    done = dispatch("audit", "verify", database_url=url)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ok: 0 events")
+    assert hashlib.sha256(database.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backup.db"]
 
 
 async def test_audit_verify_refuses_an_older_database_and_leaves_it_as_it_is(

@@ -57,7 +57,7 @@ async def _run_verify(settings: Settings) -> Verdict:
     from dispatch.audit import chain
     from dispatch.db import create_engine, create_sessionmaker
 
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, read_only=True)
     try:
         async with create_sessionmaker(engine)() as session:
             return await chain.verify(session)
