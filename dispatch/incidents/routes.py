@@ -12,6 +12,7 @@ from dispatch.errors import RATE_LIMITED, header
 from dispatch.incidents import service
 from dispatch.incidents.models import IncidentStatus
 from dispatch.incidents.schemas import (
+    AcceptIn,
     ArriveIn,
     EventOut,
     IncidentCreate,
@@ -120,9 +121,17 @@ async def close_incident(
 
 @dispatches_router.post("/{dispatch_id}/accept", response_model=IncidentOut)
 async def accept_dispatch(
-    dispatch_id: str, runtime: RuntimeDep, session: SessionDep, actor: Responder
+    dispatch_id: str,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    actor: Responder,
+    body: AcceptIn | None = None,
 ) -> IncidentOut:
-    return await service.accept_dispatch(session, actor, dispatch_id, runtime.clock.now())
+    """Recorded at the server's time; ``device_time`` is kept beside it in the event."""
+    device_time = body.device_time if body is not None else None
+    return await service.accept_dispatch(
+        session, actor, dispatch_id, runtime.clock.now(), device_time
+    )
 
 
 @dispatches_router.post("/{dispatch_id}/shown", response_model=IncidentOut)

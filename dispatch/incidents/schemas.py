@@ -90,6 +90,10 @@ class ShownIn(Schema):
     device_time: Instant | None = Field(default=None, description="the device's clock")
 
 
+class AcceptIn(ShownIn):
+    """The body of an acceptance, which may be left out: the device's clock at the tap."""
+
+
 class PositionIn(Schema):
     location: LocationIn
     accuracy_m: Number = Field(gt=0, le=100_000, allow_inf_nan=False, description="metres, 1 sigma")

@@ -787,21 +787,36 @@ def _mark_delivered(session: AsyncSession, d: Dispatch, actor_id: str, now: date
         _record(session, d.incident_id, now, "delivered", actor_id, {"dispatch_id": d.id})
 
 
-def _mark_accepted(session: AsyncSession, d: Dispatch, actor_id: str, now: datetime) -> None:
+def _mark_accepted(
+    session: AsyncSession,
+    d: Dispatch,
+    actor_id: str,
+    now: datetime,
+    device_time: datetime | None = None,
+) -> None:
     _mark_delivered(session, d, actor_id, now)
     if d.accepted_at is None:
         d.accepted_at = now
-        _record(session, d.incident_id, now, "accepted", actor_id, {"dispatch_id": d.id})
+        facts: dict[str, Any] = {"dispatch_id": d.id}
+        if device_time is not None:
+            # The phone's clock at the tap: a tap kept through an outage reaches the server
+            # late, and is recorded then; the record keeps when the leader tapped.
+            facts["device_time"] = show_time(device_time)
+        _record(session, d.incident_id, now, "accepted", actor_id, facts)
 
 
 async def accept_dispatch(
-    session: AsyncSession, actor: auth.Principal, dispatch_id: str, now: datetime
+    session: AsyncSession,
+    actor: auth.Principal,
+    dispatch_id: str,
+    now: datetime,
+    device_time: datetime | None = None,
 ) -> IncidentOut:
     d, incident = await _acting_dispatch(session, actor, dispatch_id)
     if d.accepted_at is not None:
         return await get_incident(session, incident.id)
     now = _after_recorded_hops(d, now)
-    _mark_accepted(session, d, actor.user_id, now)
+    _mark_accepted(session, d, actor.user_id, now, device_time)
     await session.flush()
     return await _announce(session, incident.id, now)
 

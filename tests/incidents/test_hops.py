@@ -43,6 +43,37 @@ async def test_shown_is_recorded_once_with_server_time(world: World) -> None:
     assert again.json()["dispatches"][0]["shown_at"] == shown
 
 
+async def test_an_acceptance_is_recorded_at_server_time_keeping_the_tap_time(
+    world: World,
+) -> None:
+    """A tap kept on the phone through an outage arrives late: recorded when it arrives, with
+    the phone's clock at the tap beside it."""
+    leader, incident, dispatch_id = await setup(world)
+    tapped = world.clock.now() + timedelta(seconds=5)
+    world.clock.advance(40)
+    body = {"device_time": tapped.isoformat()}
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{dispatch_id}/accept", json=body, headers=leader.headers
+    )
+    assert reply.status_code == 200, reply.text
+    accepted = reply.json()["dispatches"][0]["accepted_at"]
+    reported = datetime.fromisoformat(incident["reported_at"])
+    assert datetime.fromisoformat(accepted) - reported == timedelta(seconds=40)
+    events = (
+        await world.http.get(f"/api/v1/incidents/{incident['id']}/events", headers=leader.headers)
+    ).json()
+    (event,) = [e for e in events if e["type"] == "accepted"]
+    assert datetime.fromisoformat(event["data"]["device_time"]) == tapped
+    assert event["data"]["device_time"].endswith("+08:00")
+
+    bad = await world.http.post(
+        f"/api/v1/dispatches/{dispatch_id}/accept",
+        json={"device_time": "yesterday"},
+        headers=leader.headers,
+    )
+    assert bad.status_code == 422 and "device_time" in bad.text
+
+
 async def test_a_close_accurate_fix_records_arrival_by_geofence(world: World) -> None:
     leader, _, dispatch_id = await setup(world)
     url = f"/api/v1/dispatches/{dispatch_id}/position"

@@ -4,6 +4,7 @@ console: in headless Chromium against the real server."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from playwright.async_api import Browser, ConsoleMessage, Page, Request, Response, expect
 
@@ -131,6 +132,7 @@ async def test_an_accept_tapped_while_the_server_is_down_is_sent_once_it_is_back
     assert [(e["action"], e["dispatch_id"]) for e in kept] == [
         ("accept", incident["dispatches"][0]["id"])
     ]
+    tapped = kept[0]["body"]["device_time"]
     await phone.keyboard.press("Escape")
     await expect(phone.locator("#outbox")).to_have_text("1 项操作等待发送到服务器，连上后自动补发")
     row = card_on_phone(phone, incident["id"])
@@ -143,6 +145,16 @@ async def test_an_accept_tapped_while_the_server_is_down_is_sent_once_it_is_back
         assert await phone.evaluate(outbox(leader)) is None
         stored = await world.incident(operator, incident["id"])
         assert stored["dispatches"][0]["accepted_at"] is not None
+        # Recorded when it reached the server, with the phone's clock at the tap beside it.
+        events = (
+            await world.http.get(
+                f"/api/v1/incidents/{incident['id']}/events", headers=operator.headers
+            )
+        ).json()
+        (accepted,) = [e for e in events if e["type"] == "accepted"]
+        assert datetime.fromisoformat(accepted["data"]["device_time"]) == datetime.fromisoformat(
+            tapped
+        )
     finally:
         await restarted.stop()
 

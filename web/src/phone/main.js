@@ -630,7 +630,7 @@ async function onAccept() {
   const d = myDispatch(incident);
   if (!d) return;
   $('#accept').disabled = true;
-  const entry = keep(d, incident, 'accept', undefined);
+  const entry = keep(d, incident, 'accept', { device_time: new Date().toISOString() });
   renderOverlay();
   await send(entry, true);
   // Answered: the next alert waiting comes up; without one, on to the arrival.
