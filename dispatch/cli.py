@@ -203,18 +203,19 @@ def at_this_release(database_url: str, source: str = "DISPATCH_DATABASE_URL") ->
         print(f"error: {source}: {problem}", file=sys.stderr)
         return False
 
-    async def state() -> tuple[migrate.Schema, list[str]]:
+    async def revisions() -> list[str]:
         engine = create_engine(database_url, read_only=True)
         try:
-            return await migrate.schema_state(engine), await migrate.current_revisions(engine)
+            return await migrate.current_revisions(engine)
         finally:
             await engine.dispose()
 
     try:
-        schema, current = asyncio.run(state())
+        current = asyncio.run(revisions())
     except database_errors() as error:
         print(database_error(source, database_url, error), file=sys.stderr)
         return False
+    schema = migrate.state_of(current)
     at = ", ".join(current) or "none (an empty database)"
     newest = ", ".join(migrate.heads())
     if schema is migrate.Schema.BEHIND:

@@ -84,8 +84,13 @@ async def current_revisions(engine: AsyncEngine) -> list[str]:
 async def schema_state(engine: AsyncEngine) -> Schema:
     """Whether the database is at this release's newest migration, behind it, or ahead of it.
     Only reads."""
-    script = ScriptDirectory.from_config(alembic_config(str(engine.url)))
-    current = await current_revisions(engine)
+    return state_of(await current_revisions(engine))
+
+
+def state_of(current: Iterable[str]) -> Schema:
+    """The state of a database at the revisions ``current`` against this release's."""
+    script = ScriptDirectory.from_config(alembic_config(""))
+    current = list(current)
     if unknown_revisions(script, current):
         return Schema.AHEAD
     return Schema.CURRENT if set(current) == set(script.get_heads()) else Schema.BEHIND
