@@ -141,11 +141,21 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 RATE_LIMITED: dict[int | str, dict[str, Any]] = {
     429: _error("too many attempts: wait for Retry-After seconds", RETRY_AFTER)
 }
+
+
+def _json_error(description: str) -> dict[str, Any]:
+    # Named by reference rather than as a model: on a route whose own answer is HTML or text
+    # (pages, metrics) FastAPI files a model under the route's media type, and these are JSON.
+    # Every API router's declarations keep ErrorOut among the schema's components.
+    ref = {"$ref": "#/components/schemas/ErrorOut"}
+    return {"description": description, "content": {"application/json": {"schema": ref}}}
+
+
 # What the body-size and NUL checks (dispatch.security.middleware) answer on every HTTP route,
 # for the routes made without api_router (health, metrics, pages) to declare.
 MIDDLEWARE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    413: _error("the request body is larger than allowed"),
-    422: _error("a NUL character in the path or the query (the field is named)"),
+    413: _json_error("the request body is larger than allowed"),
+    422: _json_error("a NUL character in the path or the query (the field is named)"),
 }
 
 # FastAPI's answer when reading a body fails other than as a JSON syntax error (a number of

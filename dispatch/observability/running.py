@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatch.errors import MIDDLEWARE_RESPONSES
 from dispatch.jobs import service as jobs
 from dispatch.jobs.models import Job
 from dispatch.notifiers.routes import router as notifiers_router
@@ -75,5 +76,8 @@ def install_operations(app: FastAPI) -> None:
         response_class=Response,
         summary="Prometheus metrics",
         description="The process's metrics in the Prometheus text format (see docs/deploy.md).",
-        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+        responses={
+            200: {"description": "the metrics", "content": {CONTENT_TYPE_LATEST: {}}},
+            **MIDDLEWARE_RESPONSES,
+        },
     )

@@ -14,6 +14,7 @@ from starlette.staticfiles import PathLike, StaticFiles
 from starlette.types import Scope
 
 from dispatch.deps import RuntimeDep
+from dispatch.errors import MIDDLEWARE_RESPONSES
 from dispatch.pages import service
 
 router = APIRouter(tags=["pages"])
@@ -25,6 +26,7 @@ in <code>web/</code> (or <code>bash scripts/setup</code>).</p>"""
 _PAGE_RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"content": {"text/html": {}}, "description": "the page"},
     503: {"content": {"text/html": {}}, "description": "the front-end was not built"},
+    **MIDDLEWARE_RESPONSES,
 }
 
 

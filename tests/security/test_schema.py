@@ -72,9 +72,11 @@ async def test_the_headers_a_client_acts_on_are_declared_and_sent(world: World) 
     assert again.headers["Idempotent-Replayed"] == "true"
 
 
-async def test_health_checks_declare_what_the_middleware_answers(world: World) -> None:
+async def test_routes_outside_the_api_declare_what_the_middleware_answers(world: World) -> None:
     schema = (await world.http.get("/openapi.json")).json()
-    for path in ("/healthz", "/readyz"):
+    outside = sorted(path for path in schema["paths"] if not path.startswith("/api/"))
+    assert {"/healthz", "/readyz", "/metrics", "/console", "/m"} <= set(outside)
+    for path in outside:
         responses = schema["paths"][path]["get"]["responses"]
         assert json_schema(responses["413"]) == ERROR_OUT, path
         assert json_schema(responses["422"]) == ERROR_OUT, path
