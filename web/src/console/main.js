@@ -4,7 +4,7 @@ import '../shared/base.css';
 import './console.css';
 
 import { Api } from '../shared/api.js';
-import { showLoginError, submitLogin } from '../shared/login.js';
+import { signInGate } from '../shared/login.js';
 import { Live } from '../shared/live.js';
 import { $, clear, h, newKey, readConfig } from '../shared/dom.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
@@ -81,11 +81,6 @@ const state = {
 function boot() {
   applyLang();
   $('#lang').addEventListener('click', () => setLang(currentLang() === 'zh' ? 'en' : 'zh'));
-  $('#logout').addEventListener('click', () => {
-    api.logout();
-    showLogin(null);
-  });
-  $('#login-form').addEventListener('submit', onLogin);
   $('#report-form').addEventListener('submit', onReport);
   $('#report-form').addEventListener('input', () => {
     state.reportKey = null;
@@ -118,9 +113,12 @@ function boot() {
   unlockOnGesture(() => {
     $('#sound-hint').hidden = true;
   });
-  api.onUnauthorized = () => showLogin(() => t('login.expired'));
-  if (api.token) start();
-  else showLogin(null);
+  signOut = signInGate(api, {
+    admit: (me) =>
+      CAN_VIEW.indexOf(me.role) < 0 ? () => t('login.wrong_role', { role: t('role.' + me.role) }) : null,
+    enter: start,
+    leave: stop,
+  });
   setInterval(tick, 250);
 }
 
@@ -139,44 +137,18 @@ function fillSelects() {
   crs.value = chosenCrs;
 }
 
-// `message`: a function giving what to say under the form (in the language of the moment), or null.
-function showLogin(message) {
+// Signs out and shows the login, saying `message` (a function giving the text) under the form;
+// set once the page has booted.
+let signOut = () => {};
+
+function stop() {
   if (state.live) state.live.stop();
   state.live = null;
   state.me = null;
-  $('#app').hidden = true;
-  $('#logout').hidden = true;
-  $('#conn').hidden = true;
-  $('#who').textContent = '';
-  $('#login').hidden = false;
-  showLoginError(message);
-  const user = $('#login-form').elements.namedItem('username');
-  user.focus();
 }
 
-async function onLogin(event) {
-  event.preventDefault();
-  if (!(await submitLogin(api, event.target))) return;
-  start();
-}
-
-async function start() {
-  let me;
-  try {
-    me = await api.get('/api/v1/auth/me');
-  } catch (_) {
-    return; // onUnauthorized shows the login; a network error leaves the page to retry on reload.
-  }
-  if (CAN_VIEW.indexOf(me.role) < 0) {
-    api.logout();
-    showLogin(() => t('login.wrong_role', { role: t('role.' + me.role) }));
-    return;
-  }
+async function start(me) {
   state.me = me;
-  $('#login').hidden = true;
-  $('#app').hidden = false;
-  $('#logout').hidden = false;
-  $('#who').textContent = me.name;
   $('#report-form').closest('section').hidden = CAN_REPORT.indexOf(me.role) < 0;
   setupMap();
   if (!soundReady()) $('#sound-hint').hidden = false;
@@ -197,7 +169,7 @@ async function start() {
     onStatus: showStatus,
     onAuthFailed: () => {
       api.logout();
-      showLogin(() => t('login.expired'));
+      signOut(() => t('login.expired'));
     },
   });
   state.live.start();

@@ -4,7 +4,7 @@ import '../shared/base.css';
 import './phone.css';
 
 import { Api, ApiError } from '../shared/api.js';
-import { showLoginError, submitLogin } from '../shared/login.js';
+import { signInGate } from '../shared/login.js';
 import { errorText } from '../shared/errors.js';
 import { Live } from '../shared/live.js';
 import { $, clear, h, readConfig } from '../shared/dom.js';
@@ -66,11 +66,6 @@ const state = {
 function boot() {
   applyLang();
   $('#lang').addEventListener('click', () => setLang(currentLang() === 'zh' ? 'en' : 'zh'));
-  $('#logout').addEventListener('click', () => {
-    api.logout();
-    showLogin(null);
-  });
-  $('#login-form').addEventListener('submit', onLogin);
   $('#sound').addEventListener('click', enableSound);
   $('#accept').addEventListener('click', onAccept);
   $('#arrive').addEventListener('click', onArrive);
@@ -97,51 +92,35 @@ function boot() {
     }
   });
   unlockOnGesture(showSound);
-  api.onUnauthorized = () => showLogin(() => t('login.expired'));
-  if (api.token) start();
-  else showLogin(null);
+  signOut = signInGate(api, {
+    admit: (me) =>
+      me.role !== 'leader' || !me.team_id
+        ? () => t('login.wrong_role', { role: t('role.' + me.role) }) + ' — ' + t('phone.not_leader')
+        : null,
+    enter: start,
+    leave: stop,
+    // The login tap is a gesture: use it to unlock sound as well.
+    onSubmit: () => unlockNow().then(showSound),
+  });
   setInterval(tick, 250);
   window.addEventListener('online', flushOutbox);
   setInterval(flushOutbox, OUTBOX_EVERY_MS);
 }
 
-// `message`: a function giving what to say under the form (in the language of the moment), or null.
-function showLogin(message) {
+// Signs out and shows the login, saying `message` (a function giving the text) under the form;
+// set once the page has booted.
+let signOut = () => {};
+
+function stop() {
   if (state.live) state.live.stop();
   state.live = null;
   stopPositions();
   closeOverlay();
-  $('#app').hidden = true;
-  $('#conn').hidden = true;
-  $('#login').hidden = false;
-  showLoginError(message);
-  $('#login-form').elements.namedItem('username').focus();
 }
 
-async function onLogin(event) {
-  event.preventDefault();
-  if (!(await submitLogin(api, event.target))) return;
-  // The login tap is a gesture: use it to unlock sound as well.
-  unlockNow().then(showSound);
-  start();
-}
-
-async function start() {
-  let me;
-  try {
-    me = await api.get('/api/v1/auth/me');
-  } catch (_) {
-    return;
-  }
-  if (me.role !== 'leader' || !me.team_id) {
-    api.logout();
-    showLogin(() => t('login.wrong_role', { role: t('role.' + me.role) }) + ' — ' + t('phone.not_leader'));
-    return;
-  }
+async function start(me) {
   state.me = me;
   state.outbox = loadOutbox();
-  $('#login').hidden = true;
-  $('#app').hidden = false;
   showSound();
   try {
     state.team = await api.get('/api/v1/teams/' + me.team_id);
@@ -166,7 +145,7 @@ async function start() {
     onStatus: showStatus,
     onAuthFailed: () => {
       api.logout();
-      showLogin(() => t('login.expired'));
+      signOut(() => t('login.expired'));
     },
   });
   state.live.start();

@@ -15,7 +15,7 @@ import annotationPlugin from 'chartjs-plugin-annotation';
 
 import { Api } from '../shared/api.js';
 import { errorFromReply, errorText } from '../shared/errors.js';
-import { showLoginError, submitLogin } from '../shared/login.js';
+import { signInGate } from '../shared/login.js';
 import { $, clear, h } from '../shared/dom.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
 
@@ -67,11 +67,6 @@ const state = {
 function boot() {
   applyLang();
   $('#lang').addEventListener('click', () => setLang(currentLang() === 'zh' ? 'en' : 'zh'));
-  $('#logout').addEventListener('click', () => {
-    api.logout();
-    showLogin(null);
-  });
-  $('#login-form').addEventListener('submit', onLogin);
   $('#filters').addEventListener('submit', (event) => {
     event.preventDefault();
     run();
@@ -92,45 +87,22 @@ function boot() {
     fillSelects();
     render();
   });
-  api.onUnauthorized = () => showLogin(() => t('login.expired'));
-  if (api.token) start();
-  else showLogin(null);
+  signOut = signInGate(api, {
+    admit: (me) =>
+      CAN_VIEW.indexOf(me.role) < 0 ? () => t('login.wrong_role', { role: t('role.' + me.role) }) : null,
+    enter: start,
+    leave: () => {
+      state.me = null;
+    },
+  });
 }
 
-// `message`: a function giving what to say under the form (in the language of the moment), or null.
-function showLogin(message) {
-  state.me = null;
-  $('#app').hidden = true;
-  $('#logout').hidden = true;
-  $('#who').textContent = '';
-  $('#login').hidden = false;
-  showLoginError(message);
-  $('#login-form').elements.namedItem('username').focus();
-}
+// Signs out and shows the login, saying `message` (a function giving the text) under the form;
+// set once the page has booted.
+let signOut = () => {};
 
-async function onLogin(event) {
-  event.preventDefault();
-  if (!(await submitLogin(api, event.target))) return;
-  start();
-}
-
-async function start() {
-  let me;
-  try {
-    me = await api.get('/api/v1/auth/me');
-  } catch (_) {
-    return; // onUnauthorized shows the login.
-  }
-  if (CAN_VIEW.indexOf(me.role) < 0) {
-    api.logout();
-    showLogin(() => t('login.wrong_role', { role: t('role.' + me.role) }));
-    return;
-  }
+async function start(me) {
   state.me = me;
-  $('#login').hidden = true;
-  $('#app').hidden = false;
-  $('#logout').hidden = false;
-  $('#who').textContent = me.name;
   try {
     const [teams, villages] = await Promise.all([
       api.get('/api/v1/teams'),
@@ -713,7 +685,7 @@ function histogramChart(histogram) {
 async function download(path) {
   const token = api.token;
   if (!token) {
-    showLogin(() => t('login.expired'));
+    signOut(() => t('login.expired'));
     return;
   }
   let reply;

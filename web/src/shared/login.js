@@ -28,3 +28,63 @@ export async function submitLogin(api, form) {
   showLoginError(null);
   return true;
 }
+
+function setIfPresent(selector, apply) {
+  const el = $(selector);
+  if (el) apply(el);
+}
+
+/**
+ * The sign-in every page shares: the login form, signing out, an expired session, and who may
+ * use the page. `page.admit(me)` gives null when `me` may use the page, else a function saying
+ * why not; `page.enter(me)` starts the page for `me`; `page.leave()` stops what the page runs;
+ * `page.onSubmit()` (optional) runs within the login form's submit, a user's gesture.
+ * Returns `signOut(message)`, for the page's own channels that find the session gone.
+ */
+export function signInGate(api, page) {
+  function signOut(message) {
+    page.leave();
+    $('#app').hidden = true;
+    $('#logout').hidden = true;
+    setIfPresent('#conn', (el) => (el.hidden = true));
+    setIfPresent('#who', (el) => (el.textContent = ''));
+    $('#login').hidden = false;
+    showLoginError(message);
+    $('#login-form').elements.namedItem('username').focus();
+  }
+
+  async function start() {
+    let me;
+    try {
+      me = await api.get('/api/v1/auth/me');
+    } catch (_) {
+      return; // onUnauthorized signs out; a network error leaves the page to retry on reload.
+    }
+    const refusal = page.admit(me);
+    if (refusal) {
+      api.logout();
+      signOut(refusal);
+      return;
+    }
+    $('#login').hidden = true;
+    $('#app').hidden = false;
+    $('#logout').hidden = false;
+    setIfPresent('#who', (el) => (el.textContent = me.name));
+    page.enter(me);
+  }
+
+  $('#logout').addEventListener('click', () => {
+    api.logout();
+    signOut(null);
+  });
+  $('#login-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (!(await submitLogin(api, event.target))) return;
+    if (page.onSubmit) page.onSubmit();
+    start();
+  });
+  api.onUnauthorized = () => signOut(() => t('login.expired'));
+  if (api.token) start();
+  else signOut(null);
+  return signOut;
+}
