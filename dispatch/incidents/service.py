@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache, partial
@@ -26,6 +27,7 @@ from dispatch.audit import chain as event_chain
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
 from dispatch.db import (
+    after_commit,
     before_commit,
     dialect_name,
     falls_due,
@@ -60,12 +62,15 @@ from dispatch.jobs import service as jobs
 from dispatch.notifiers import service as notifiers
 from dispatch.rosters import service as rosters
 from dispatch.rosters.book import DutyBook
+from dispatch.rosters.duty import OnTurn, leaders_on_turn
 from dispatch.schemas import LocationIn, LocationOut, show_time
 from dispatch.security import limits
 from dispatch.teams import service as teams
 from dispatch.teams.coverage import Coverage, CoveredBy
 from dispatch.villages.index import Villages
 from geo.geodesy import distance_m
+
+log = logging.getLogger(__name__)
 
 TIERS = (1, 2, 3)
 INCIDENTS = table_of(Incident)
@@ -255,8 +260,8 @@ async def report_incident(
         writes = []
     # Teams changed through any process up to now count, heard of by NOTIFY yet or not.
     await coverage.catch_up(session)
-    hits = coverage.covering(lon, lat)
-    hits, skipped = await rosters.split_on_duty(session, hits, now, duty)
+    on_duty = await rosters.split_on_duty(session, coverage.covering(lon, lat), now, duty)
+    hits, skipped, on_turn = on_duty.kept, on_duty.skipped, on_duty.on_turn
     chain = _new_chain(incident, hits, targets)
     falls_due(session, min(tier.deadline for tier in chain))
     dispatches = [_new_dispatch(incident, hit, now) for hit in hits]
@@ -274,10 +279,11 @@ async def report_incident(
         writes.append(jobs.job_rows(session, escalate))
     else:
         known = {h.team_id for h in hits}
-        ring, ring_events = await _add_ring(
+        ring, ring_events, ring_on_turn = await _add_ring(
             session, incident, now, now, coverage, escalation.ring_m, reason, known, duty
         )
         events += ring_events
+        on_turn = {**on_turn, **ring_on_turn}
         chain[0].covered = chain[0].covered or bool(ring)
     everyone = sorted([*dispatches, *ring], key=lambda d: (d.tier, d.distance_m))
     leaders = await _insert_report_rows(session, writes, chain, everyone, events)
@@ -290,7 +296,9 @@ async def report_incident(
     if rate is not None:
         key = f"report:{reporter.user_id}"
         before_commit(session, partial(limits.take, session, key, rate, now, "incident reports"))
-    await _send_alerts(session, view, view.dispatches, now, new=True, leaders=leaders)
+    await _send_alerts(
+        session, view, view.dispatches, now, new=True, leaders=leaders, on_turn=on_turn
+    )
     if not tier1_covers:
         added = [d for d in view.dispatches if d.ring == 1]
         await _send_escalation(session, view, added, reason, escalation.ring_m, now, new=True)
@@ -410,15 +418,18 @@ async def _send_alerts(
     *,
     new: bool = False,
     leaders: dict[str, list[str]] | None = None,
+    on_turn: Mapping[str, OnTurn],
 ) -> None:
     """Alert the leaders of the ``alerted`` dispatches (``leaders`` by team, when known);
-    tell the operators' board the new state.
+    tell the operators' board the new state. Of a team whose units take turns (``on_turn``),
+    only the leaders serving with the unit on turn (``leaders_on_turn``).
 
     A ``new`` incident's messages are written last in the transaction (no other transaction
     can see the incident, so none can race its content).
     """
     if leaders is None:
         leaders = await auth.leaders_by_team(session, [d.team_id for d in alerted])
+    leaders = await _serving(session, view.id, alerted, leaders, on_turn, now)
     incident_json = view.model_dump(mode="json")
     copies = _LeaderCopies(incident_json)
     outgoing = [
@@ -434,6 +445,51 @@ async def _send_alerts(
     outgoing.append(Outgoing(auth.BOARD_MAILBOX, "incident.updated", incident_json))
     watch = partial(notifiers.watch_alerts, session, now=now)
     await _send(session, outgoing, now, new=new, then=watch)
+
+
+async def _serving(
+    session: AsyncSession,
+    incident_id: str,
+    alerted: Sequence[DispatchOut],
+    leaders: dict[str, list[str]],
+    on_turn: Mapping[str, OnTurn],
+    now: datetime,
+) -> dict[str, list[str]]:
+    """The leaders each alerted team's alert goes to: of a team whose units take turns, those
+    serving with the unit on turn (``leaders_on_turn``). When none of a team's leaders does,
+    all of them are alerted, and the incident's timeline (``all_leaders_alerted``) and the log
+    say so."""
+    if not on_turn:
+        return leaders
+    chosen = dict(leaders)
+    fell_back: list[EventRecord] = []
+    for d in alerted:
+        turn = on_turn.get(d.team_id)
+        if turn is None:
+            continue
+        chosen[d.team_id], everyone = leaders_on_turn(leaders.get(d.team_id, []), turn)
+        if everyone:
+            detail = (
+                f"unit {turn.unit} is on turn and every leader account of the team speaks for "
+                f"a member of another unit: all {len(chosen[d.team_id])} are alerted"
+            )
+            facts = {
+                "dispatch_id": d.id,
+                "team_id": d.team_id,
+                "tier": d.tier,
+                "unit": turn.unit,
+                "detail": detail,
+            }
+            fell_back.append(_event(incident_id, now, "all_leaders_alerted", None, facts))
+            line = "incident %s: team %s (%s): %s"
+            after_commit(
+                session, partial(log.warning, line, incident_id, d.team_name, d.team_id, detail)
+            )
+    if fell_back:
+        # Rare (a roster to put right), so a statement of its own: after the incident's rows,
+        # before the messages, as every transaction takes the chain's head and the mailboxes.
+        await write_rows(session, *await event_chain.appended_rows(session, fell_back))
+    return chosen
 
 
 async def _send(
@@ -510,7 +566,9 @@ async def _escalate(
     )
     # The ring is drawn from the teams as they are now (a report's own is, by report_incident).
     await coverage.catch_up(session)
-    added, events = await _add_ring(session, incident, due_at, now, coverage, ring_m, reason, known)
+    added, events, on_turn = await _add_ring(
+        session, incident, due_at, now, coverage, ring_m, reason, known
+    )
     if added:
         # The tier's row before the event chain's head, in the order an arrival or a breach
         # takes them: the other way round, an escalation and an arrival deadlocked.
@@ -528,7 +586,7 @@ async def _escalate(
     view = (await _views(session, [incident]))[0]
     added_ids = {a.id for a in added}
     alerted = [d for d in view.dispatches if d.id in added_ids]
-    await _send_alerts(session, view, alerted, now)
+    await _send_alerts(session, view, alerted, now, on_turn=on_turn)
     await _send_escalation(session, view, alerted, reason, ring_m, now)
     return view
 
@@ -543,17 +601,18 @@ async def _add_ring(
     reason: str,
     known: set[str],
     duty: DutyBook | None = None,
-) -> tuple[list[DispatchRecord], list[EventRecord]]:
+) -> tuple[list[DispatchRecord], list[EventRecord], dict[str, OnTurn]]:
     """The dispatches of the tier-1 teams on duty within ``ring_m`` that are not among
-    ``known``, and their events; the caller stores them."""
+    ``known``, their events, and the unit on turn of those whose units take turns; the caller
+    stores them."""
     ring = [
         h
         for h in coverage.tier1_within(incident.lon, incident.lat, ring_m)
         if h.team_id not in known
     ]
     # A team off duty is not alerted by the wider ring either.
-    ring, _ = await rosters.split_on_duty(session, ring, now, duty)
-    added = [_new_dispatch(incident, hit, now, ring=1) for hit in ring]
+    on_duty = await rosters.split_on_duty(session, ring, now, duty)
+    added = [_new_dispatch(incident, hit, now, ring=1) for hit in on_duty.kept]
     facts = {
         "reason": reason,
         "ring_m": ring_m,
@@ -563,7 +622,7 @@ async def _add_ring(
     # Recorded at its due time, also when it fires late (after a restart).
     events = [_event(incident.id, due_at, "escalated", None, facts)]
     events += [_event(incident.id, now, "dispatched", None, _dispatch_facts(d)) for d in added]
-    return added, events
+    return added, events, on_duty.on_turn
 
 
 async def _send_escalation(

@@ -1,7 +1,9 @@
-"""Every team's duty schedule and unit sizes, held in memory for the reports that ask.
+"""Every team's duty schedule, unit sizes and leaders' units, held in memory for the reports
+that ask.
 
-Every report asks whether its covering teams are on duty. The answer depends on a few hundred
-rows that change when an admin edits a schedule or a roster, so each process keeps them and
+Every report asks whether its covering teams are on duty, and which of a rotating team's
+leaders serve with the unit on turn. The answer depends on a few hundred rows that change when
+an admin edits a schedule, a roster or a member's account link, so each process keeps them and
 reloads them when they change: after its own change commits, and on ``DUTY_CHANNEL`` for
 another process's (and after the fan-out reconnects). From a change until the reload is in,
 ``current`` is None and reports read the tables as before: a book is never older than the
@@ -28,10 +30,12 @@ RETRY_AFTER_S = 5.0
 
 @dataclass(frozen=True, slots=True)
 class TeamDuty:
-    """A team's duty hours and rotation, and how many members each of its units has."""
+    """A team's duty hours and rotation, how many members each of its units has, and the unit
+    of the member each linked leader account speaks for (``OnTurn.leader_units``)."""
 
     rotation: Rotation
     unit_sizes: Mapping[int, int]
+    leader_units: Mapping[str, int]
 
 
 Duties = dict[str, TeamDuty]

@@ -1,4 +1,5 @@
-"""Duty hours and unit rotation: who of a mobile team serves at a given moment.
+"""Duty hours and unit rotation: who of a mobile team serves at a given moment, and which of
+its leader accounts an alert then goes to.
 
 Everything is in local time (Asia/Shanghai). A shift that crosses midnight belongs to the day it
 began, so the night of Sunday 20:00 to Monday 08:00 is Sunday's shift and is served by the unit
@@ -39,6 +40,28 @@ class DutyState:
     detail: str
     unit: int | None
     shift_date: date | None
+
+
+@dataclass(frozen=True, slots=True)
+class OnTurn:
+    """The unit on turn of a team whose schedule rotates units, at the moment of an alert, and
+    the unit of the member each of its linked leader accounts speaks for."""
+
+    unit: int
+    # Leader account id -> the unit of its member; an account linked to no member (or to one
+    # in no unit) is not here: it answers for every shift.
+    leader_units: Mapping[str, int]
+
+
+def leaders_on_turn(leaders: Sequence[str], on_turn: OnTurn) -> tuple[list[str], bool]:
+    """Of a rotating team's enabled ``leaders``, the ones its alert goes to: those linked to a
+    member of the unit on turn, and those linked to no unit. If that leaves nobody (every
+    leader speaks for an off-turn unit), all of them, and True: an alert is never lost."""
+    units = on_turn.leader_units
+    chosen = [leader for leader in leaders if units.get(leader, on_turn.unit) == on_turn.unit]
+    if chosen or not leaders:
+        return chosen, False
+    return list(leaders), True
 
 
 def hhmm(minute: int) -> str:

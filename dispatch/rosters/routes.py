@@ -137,8 +137,11 @@ async def delete_member(
 async def link_account(
     member_id: str, body: AccountLink, runtime: RuntimeDep, session: SessionDep, _: AdminDep
 ) -> MemberOut:
-    """Link a leader account of the member's team to the member (or unlink with null)."""
-    member = await service.link_account(session, member_id, body.user_id, runtime.clock.now())
+    """Link a leader account of the member's team to the member (or unlink with null). In a
+    team that rotates units, the account is alerted while the member's unit is on turn."""
+    member = await service.link_account(
+        session, member_id, body.user_id, runtime.clock.now(), runtime.duty
+    )
     return service.member_out(member, reveal=True)
 
 

@@ -374,9 +374,14 @@ async def delete_member(
 
 
 async def link_account(
-    session: AsyncSession, member_id: str, user_id: str | None, now: datetime
+    session: AsyncSession,
+    member_id: str,
+    user_id: str | None,
+    now: datetime,
+    book: DutyBook | None = None,
 ) -> RosterMember:
-    """A leader account speaks for one member of its own team."""
+    """A leader account speaks for one member of its own team; in a team that rotates units,
+    it is alerted while that member's unit is on turn (``duty.leaders_on_turn``)."""
     member = await get_member(session, member_id)
     if user_id is not None:
         user = await session.get(User, user_id)
@@ -402,6 +407,7 @@ async def link_account(
         if _violates(error, "uq_roster_members_user_id", "user_id"):
             raise _account_taken() from None
         raise
+    _duty_changed(session, book)
     return member
 
 
@@ -809,16 +815,43 @@ async def duty_out(session: AsyncSession, schedule: DutySchedule, at: datetime) 
     )
 
 
+async def _leader_units(
+    session: AsyncSession, team_ids: Sequence[str]
+) -> dict[str, dict[str, int]]:
+    """Of each team, the leader accounts linked to a member of one of its units: their units."""
+    linked: dict[str, dict[str, int]] = {t: {} for t in team_ids}
+    if not team_ids:
+        return linked
+    rows = await session.execute(
+        select(RosterMember.team_id, RosterMember.user_id, RosterMember.unit).where(
+            RosterMember.team_id.in_(list(team_ids)),
+            RosterMember.user_id.is_not(None),
+            RosterMember.unit.is_not(None),
+        )
+    )
+    for team_id, user_id, unit in rows.all():
+        if team_id is not None and user_id is not None and unit is not None:
+            linked[team_id][user_id] = unit
+    return linked
+
+
 async def load_duties(session: AsyncSession, team_ids: Sequence[str] | None = None) -> Duties:
-    """The duty of every team with a schedule (of ``team_ids``, or of all): two queries."""
+    """The duty of every team with a schedule (of ``team_ids``, or of all): three queries, one
+    when no team has a schedule."""
     query = select(DutySchedule)
     if team_ids is not None:
         query = query.where(DutySchedule.team_id.in_(list(team_ids)))
     schedules = list(await session.scalars(query))
     if not schedules:
         return {}
-    sizes = await _unit_sizes(session, [s.team_id for s in schedules if s.units])
-    return {s.team_id: TeamDuty(_rotation(s), sizes.get(s.team_id, {})) for s in schedules}
+    rotating = [s.team_id for s in schedules if s.units]
+    sizes = await _unit_sizes(session, rotating)
+    # Only a team that rotates units has leaders on and off turn.
+    units = await _leader_units(session, rotating)
+    return {
+        s.team_id: TeamDuty(_rotation(s), sizes.get(s.team_id, {}), units.get(s.team_id, {}))
+        for s in schedules
+    }
 
 
 def _duty_changed(session: AsyncSession, book: DutyBook | None) -> None:
@@ -826,38 +859,51 @@ def _duty_changed(session: AsyncSession, book: DutyBook | None) -> None:
     duty_changed(session, book)
 
 
+@dataclass(frozen=True, slots=True)
+class OnDuty:
+    """``split_on_duty``'s answer: the teams to alert, the ones skipped, and of the teams to
+    alert whose schedule rotates units, the unit on turn (whose leaders the alert goes to)."""
+
+    kept: list[CoveredBy]
+    skipped: list[SkippedTeamOut]
+    on_turn: dict[str, duty.OnTurn]
+
+
 async def split_on_duty(
     session: AsyncSession,
     hits: Sequence[CoveredBy],
     now: datetime,
     book: DutyBook | None = None,
-) -> tuple[list[CoveredBy], list[SkippedTeamOut]]:
+) -> OnDuty:
     """The covering teams on duty at ``now``, and the others with the reason they are skipped.
 
     A team without a duty schedule is always on duty. From the ``book`` when it is current,
-    else two small queries.
+    else three small queries.
     """
     if not hits:
-        return [], []
+        return OnDuty([], [], {})
     duties = book.current() if book is not None else None
     if duties is None:
         duties = await load_duties(session, [h.team_id for h in hits])
     if not duties:
-        return list(hits), []
+        return OnDuty(list(hits), [], {})
     kept: list[CoveredBy] = []
     off: list[tuple[CoveredBy, duty.DutyState]] = []
+    on_turn: dict[str, duty.OnTurn] = {}
     for hit in hits:
         team_duty = duties.get(hit.team_id)
         if team_duty is None:
             kept.append(hit)
             continue
         state = duty.duty_state(team_duty.rotation, team_duty.unit_sizes, now)
-        if state.on_duty:
-            kept.append(hit)
-        else:
+        if not state.on_duty:
             off.append((hit, state))
+            continue
+        kept.append(hit)
+        if state.unit is not None:
+            on_turn[hit.team_id] = duty.OnTurn(state.unit, team_duty.leader_units)
     if not off:
-        return kept, []
+        return OnDuty(kept, [], on_turn)
     names = {
         t.id: t.name
         for t in (await teams.teams_by_id(session, [h.team_id for h, _ in off])).values()
@@ -873,7 +919,7 @@ async def split_on_duty(
         )
         for hit, state in off
     ]
-    return kept, skipped
+    return OnDuty(kept, skipped, on_turn)
 
 
 def record_skips(

@@ -1,4 +1,5 @@
-"""Duty hours and rotation: an off-duty mobile team is not alerted, and the incident says why."""
+"""Duty hours and rotation: an off-duty mobile team is not alerted, and the incident says why;
+a team whose units take turns alerts the leaders serving with the unit on turn."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import pytest
 from pyproj import Geod
 
 from dispatch.rosters.book import Duties, DutyBook
-from dispatch.rosters.duty import Rotation, duty_state, shift_date
+from dispatch.rosters.duty import OnTurn, Rotation, duty_state, leaders_on_turn, shift_date
 from dispatch.rosters.service import load_duties
 from dispatch.schemas import DISPLAY_TZ
-from tests.support import QINGXI, Account, World, statements_sent
+from tests.support import QINGXI, Account, Socket, World, statements_sent
 
 GEOD = Geod(ellps="WGS84")
 
@@ -238,6 +239,158 @@ async def test_duty_schedules_are_checked(world: World) -> None:
     assert reply.status_code == 404
 
 
+def test_the_alert_goes_to_the_leaders_of_the_unit_on_turn_and_of_no_unit() -> None:
+    turn = OnTurn(unit=2, leader_units={"first": 1, "second": 2, "third": 3})
+    assert leaders_on_turn(["first", "second", "captain"], turn) == (["second", "captain"], False)
+    # Every leader speaks for an off-turn unit: all of them rather than nobody.
+    assert leaders_on_turn(["first", "third"], turn) == (["first", "third"], True)
+    assert leaders_on_turn([], turn) == ([], False)
+
+
+async def add_member(world: World, team: dict[str, Any], phone: str, unit: int | None) -> str:
+    admin = await world.admin()
+    body = {"kind": "emergency", "group_name": team["name"], "name": f"队长{phone[-4:]}"}
+    body |= {"phone": phone, "role": "leader", "unit": unit}
+    reply = await world.http.post("/api/v1/rosters/members", json=body, headers=admin.headers)
+    assert reply.status_code == 201, reply.text
+    member_id: str = reply.json()["id"]
+    return member_id
+
+
+async def leader_of_unit(
+    world: World, team: dict[str, Any], phone: str, unit: int | None
+) -> Account:
+    """A leader account linked to a new member of ``unit`` (None: a member of no unit)."""
+    leader = await world.leader(team)
+    member_id = await add_member(world, team, phone, unit)
+    admin = await world.admin()
+    reply = await world.http.put(
+        f"/api/v1/rosters/members/{member_id}/account",
+        json={"user_id": leader.id},
+        headers=admin.headers,
+    )
+    assert reply.status_code == 200, reply.text
+    return leader
+
+
+async def rotate_weekly(world: World, team: dict[str, Any], units: list[int]) -> None:
+    """Round the clock, ``units[0]`` on turn this week."""
+    today = local(world).date().isoformat()
+    reply = await put_duty(
+        world, team, start="00:00", end="00:00", rotation_start=today, units=units
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["unit_on_turn"] == units[0]
+
+
+async def alerted_with(phone: Socket, incident: dict[str, Any]) -> None:
+    alert = await phone.next_of("alert")
+    assert alert["data"]["incident"]["id"] == incident["id"]
+
+
+async def no_alert(phone: Socket, seconds: float = 0.3) -> bool:
+    """No alert comes within ``seconds`` (the news of the team's incidents may)."""
+    try:
+        await phone.next_of("alert", seconds)
+    except TimeoutError:
+        return True
+    return False
+
+
+async def test_a_rotating_team_alerts_the_leaders_of_the_unit_on_turn_and_the_team_wide_ones(
+    world: World,
+) -> None:
+    world.runtime.settings.token_ttl_s = 30 * 86400  # the clock jumps a week ahead
+    mobile = await world.team("mobile")
+    await add_members(world, mobile, 1, 4)
+    await add_members(world, mobile, 2, 4)
+    first = await leader_of_unit(world, mobile, "13800001001", 1)
+    second = await leader_of_unit(world, mobile, "13800001002", 2)
+    # The 队长 who answers for every shift: linked to no member, or to one in no unit.
+    captain = await world.leader(mobile)
+    deputy = await leader_of_unit(world, mobile, "13800001003", None)
+    await rotate_weekly(world, mobile, [1, 2])
+    await book_of(world)
+    phones = {a.name: await world.connect(a) for a in (first, second, captain, deputy)}
+    operator = await world.operator()
+
+    with statements_sent(world.runtime) as sent:
+        week1 = await world.report(operator)
+    for leader in (first, captain, deputy):
+        await alerted_with(phones[leader.name], week1)
+    assert await no_alert(phones[second.name]), "unit 2 is off turn: its leader is not alerted"
+    assert not [s for s in sent if "roster_members" in s], "the links come from the duty book"
+
+    # A week on, unit 2 has the turn.
+    world.clock.advance(7 * 86400)
+    week2 = await world.report(operator)
+    for leader in (second, captain, deputy):
+        await alerted_with(phones[leader.name], week2)
+    assert await no_alert(phones[first.name]), "unit 1 is off turn now"
+
+    # Not alerted, the off-turn leader is still a leader of the team: he may take the dispatch
+    # on, and the record says who did.
+    dispatch_id = week2["dispatches"][0]["id"]
+    reply = await world.http.post(f"/api/v1/dispatches/{dispatch_id}/accept", headers=first.headers)
+    assert reply.status_code == 200, reply.text
+    events = (
+        await world.http.get(f"/api/v1/incidents/{week2['id']}/events", headers=operator.headers)
+    ).json()
+    hops = [(e["type"], e["actor_id"]) for e in events if e["type"] in ("delivered", "accepted")]
+    assert hops == [("delivered", first.id), ("accepted", first.id)]
+    assert not [e for e in events if e["type"] == "all_leaders_alerted"]
+    for phone in phones.values():
+        await phone.close()
+
+
+async def test_when_every_leader_serves_an_off_turn_unit_all_are_alerted_and_it_is_recorded(
+    world: World,
+) -> None:
+    mobile = await world.team("mobile")
+    await add_members(world, mobile, 1, 4)
+    await add_members(world, mobile, 2, 4)
+    leaders = [await leader_of_unit(world, mobile, f"1380000200{n}", 2) for n in (1, 2)]
+    await rotate_weekly(world, mobile, [1, 2])
+    phones = [await world.connect(leader) for leader in leaders]
+    operator = await world.operator()
+
+    incident = await world.report(operator)
+    for phone in phones:
+        await alerted_with(phone, incident)
+    events = (
+        await world.http.get(f"/api/v1/incidents/{incident['id']}/events", headers=operator.headers)
+    ).json()
+    fell_back = [e["data"] for e in events if e["type"] == "all_leaders_alerted"]
+    assert [(f["team_id"], f["dispatch_id"], f["unit"]) for f in fell_back] == [
+        (mobile["id"], incident["dispatches"][0]["id"], 1)
+    ]
+    assert "unit 1" in fell_back[0]["detail"]
+    for phone in phones:
+        await phone.close()
+
+
+async def test_the_escalation_ring_alerts_the_leaders_of_the_unit_on_turn(world: World) -> None:
+    fixed = await world.team("fixed_post")
+    # Its 500 m zone misses the incident; its site is inside the 1 km ring.
+    mobile = await world.team("mobile", *near(700, 90))
+    await add_members(world, mobile, 1, 4)
+    await add_members(world, mobile, 2, 4)
+    on_turn = await leader_of_unit(world, mobile, "13800003001", 2)
+    off_turn = await leader_of_unit(world, mobile, "13800003002", 1)
+    await rotate_weekly(world, mobile, [2, 1])
+    phones = [await world.connect(on_turn), await world.connect(off_turn)]
+    operator = await world.operator()
+
+    incident = await world.report(operator)
+    assert team_ids(incident) == {fixed["id"]}
+    world.clock.advance(21)  # nobody accepted
+    await escalated(world, operator, incident["id"])
+    await alerted_with(phones[0], incident)
+    assert await no_alert(phones[1]), "the ring alerts the unit on turn, not unit 1's leader"
+    for phone in phones:
+        await phone.close()
+
+
 async def book_of(world: World) -> Duties:
     """The process's duty book once it has loaded the latest change."""
     for _ in range(200):
@@ -270,6 +423,17 @@ async def test_the_duty_book_follows_every_schedule_and_roster_change(world: Wor
     reply = await world.http.delete(f"/api/v1/rosters/members/{gone}", headers=admin.headers)
     assert reply.status_code == 204
     assert (await book_of(world))[mobile["id"]].unit_sizes == {2: 2}
+
+    leader = await world.leader(mobile)
+    member = members.json()[1]["id"]
+    for user_id, units in ((leader.id, {leader.id: 2}), (None, {})):
+        reply = await world.http.put(
+            f"/api/v1/rosters/members/{member}/account",
+            json={"user_id": user_id},
+            headers=admin.headers,
+        )
+        assert reply.status_code == 200, reply.text
+        assert (await book_of(world))[mobile["id"]].leader_units == units
 
     reply = await world.http.delete(f"/api/v1/rosters/duty/{mobile['id']}", headers=admin.headers)
     assert reply.status_code == 204
