@@ -125,11 +125,16 @@ def _check_can_view(viewer: auth.Principal, view: IncidentOut) -> None:
 
 
 async def _load_incident(
-    session: AsyncSession, incident_id: str, *, for_update: bool = False
+    session: AsyncSession, incident_id: str, *, for_update: bool = False, for_share: bool = False
 ) -> Incident:
+    """``for_update``: for what changes the incident's state (a close, an escalation);
+    ``for_share``: for a hop, which must not be recorded on an incident closed meanwhile. The
+    two conflict, hops do not conflict with each other (PostgreSQL; SQLite has one writer)."""
     query = select(Incident).where(Incident.id == incident_id)
     if for_update:
         query = query.with_for_update(key_share=True)
+    elif for_share:
+        query = query.with_for_update(read=True)
     incident = await session.scalar(query)
     if incident is None:
         raise NotFound(f"incident {incident_id!r} does not exist", field="incident_id")
@@ -818,7 +823,12 @@ async def _acting_dispatch(
         raise NotFound(f"dispatch {dispatch_id!r} does not exist", field="dispatch_id")
     if actor.role == Role.LEADER and actor.team_id != d.team_id:
         raise Forbidden("this dispatch belongs to another team")
-    incident = await _load_incident(session, d.incident_id)
+    # Shared with the other hops, not with a close (nor an escalation step), which lock the
+    # incident before its tiers: a hop that came in while a close was being written waits
+    # for its commit and finds the incident closed. Read unlocked, the hop saw it open, waited
+    # for the tier or the mailboxes the close held, and recorded after it. Taken after the
+    # dispatch and before the tier, the order of every path that locks more than one of them.
+    incident = await _load_incident(session, d.incident_id, for_share=True)
     if incident.status == IncidentStatus.CLOSED.value:
         raise Conflict("the incident is closed", field="dispatch_id")
     return d, incident

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
+
+import pytest
 
 from dispatch.auth.models import Role
 from dispatch.auth.service import Principal
 from dispatch.incidents import service as incidents
 from tests.conftest import RunningServer
-from tests.support import World
+from tests.rosters.races import when_blocked_or_done
+from tests.support import QINGXI, World
 
 
 def t(value: str) -> datetime:
@@ -171,6 +175,47 @@ async def test_closing_cancels_pending_clocks_and_ends_actions(world: World) -> 
     assert [c["status"] for c in after["chain"]] == ["met", "cancelled", "cancelled"]
     listed = await world.http.get("/api/v1/incidents?status=open", headers=operator.headers)
     assert listed.json() == []
+
+
+HOPS: dict[str, dict[str, Any]] = {
+    "shown": {},
+    "accept": {},
+    "arrive": {},
+    "position": {"location": {"lon": QINGXI[0], "lat": QINGXI[1]}, "accuracy_m": 5},
+}
+
+
+@pytest.mark.parametrize("hop", list(HOPS))
+async def test_a_hop_that_comes_in_while_a_close_is_written_is_refused(
+    world: World, backend: str, hop: str
+) -> None:
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    incident = await world.report(operator)
+    d = dispatch_of(incident, team)
+    if hop in ("arrive", "position"):
+        await world.http.post(f"/api/v1/dispatches/{d['id']}/accept", headers=leader.headers)
+    world.clock.advance(10)
+    closer = Principal(operator.id, operator.name, Role.OPERATOR, None)
+    url = f"/api/v1/dispatches/{d['id']}/{hop}"
+    # The close is written, not committed, when the hop comes in. On PostgreSQL the hop waits
+    # for it, and it commits once the hop waits; on SQLite, one writer, the hop runs after.
+    async with world.runtime.transaction() as session:
+        await incidents.close_incident(session, closer, incident["id"], world.clock.now())
+        request = asyncio.create_task(world.http.post(url, json=HOPS[hop], headers=leader.headers))
+        if backend == "postgresql":
+            await when_blocked_or_done(world, request)
+    reply = await request
+    assert reply.status_code == 409, reply.text
+    events = (
+        await world.http.get(f"/api/v1/incidents/{incident['id']}/events", headers=leader.headers)
+    ).json()
+    assert events[-1]["type"] == "closed", [e["type"] for e in events]
+    closed = await world.incident(operator, incident["id"])
+    assert [c["status"] for c in closed["chain"]] == ["cancelled"] * 3
+    assert all(c["arrived_at"] is None for c in closed["chain"])
+    assert closed["dispatches"][0]["arrived_at"] is None
 
 
 async def test_the_timeline_records_every_hop_with_actor(world: World) -> None:
