@@ -8,7 +8,7 @@ from dispatch.audit import service as audit
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
 from dispatch.deps import OperatorDep, RuntimeDep, SessionDep, require
-from dispatch.errors import RATE_LIMITED, header
+from dispatch.errors import RATE_LIMITED, error_response, header
 from dispatch.incidents import service
 from dispatch.incidents.models import IncidentStatus
 from dispatch.incidents.schemas import (
@@ -164,7 +164,17 @@ async def record_arrival(
     return await service.record_arrival(session, actor, dispatch_id, fix, runtime.clock.now())
 
 
-@dispatches_router.post("/{dispatch_id}/position", response_model=PositionOut)
+@dispatches_router.post(
+    "/{dispatch_id}/position",
+    response_model=PositionOut,
+    responses={
+        403: error_response(
+            403,
+            "not the leader of the dispatch's team: positions come from the leader's phone "
+            "(an operator records an arrival with /arrive)",
+        )
+    },
+)
 async def record_position(
     dispatch_id: str,
     body: PositionIn,
@@ -172,9 +182,9 @@ async def record_position(
     session: SessionDep,
     actor: Responder,
 ) -> PositionOut:
-    """A position fix while on the way. Once accepted, a fix with accuracy within
-    ``geofence_accuracy_m`` (30 m) no farther than ``geofence_radius_m`` (50 m) from the incident
-    records the arrival with source ``geofence``."""
+    """A position fix from the team leader's phone while on the way. Once accepted, a fix with
+    accuracy within ``geofence_accuracy_m`` (30 m) no farther than ``geofence_radius_m`` (50 m)
+    from the incident records the arrival with source ``geofence``."""
     settings = runtime.settings
     distance, arrived, view = await service.record_position(
         session,

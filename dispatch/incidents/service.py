@@ -977,10 +977,18 @@ async def record_position(
     now: datetime,
     geofence: tuple[float, float],
 ) -> tuple[float, bool, IncidentOut]:
-    """A position on the way; close and accurate enough, it records the arrival by geofence.
+    """A position on the way from the team leader's phone; close and accurate enough, it
+    records the arrival by geofence.
 
     Returns the distance to the incident, whether this fix recorded the arrival, and the incident.
     """
+    if actor.role != Role.LEADER:
+        # An arrival by geofence stands for the phone's GPS on scene: a position an operator
+        # typed in would be recorded as that proof. Operators record arrivals with /arrive.
+        raise Forbidden(
+            "positions come from the team leader's phone (its GPS); an operator records an "
+            "arrival with POST /api/v1/dispatches/{id}/arrive (source operator)"
+        )
     assert fix.location is not None and fix.accuracy_m is not None
     d, incident = await _acting_dispatch(session, actor, dispatch_id)
     lon, lat = fix.location.to_wgs84()

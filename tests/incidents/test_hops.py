@@ -102,6 +102,28 @@ async def test_a_close_accurate_fix_records_arrival_by_geofence(world: World) ->
     assert body["incident"]["chain"][0]["status"] == "met"
 
 
+async def test_only_the_leaders_phone_sends_positions(world: World) -> None:
+    leader, incident, dispatch_id = await setup(world)
+    operator, admin = await world.operator(), await world.admin()
+    on_scene = {"location": towards_incident(5.0), "accuracy_m": 5}
+    url = f"/api/v1/dispatches/{dispatch_id}/position"
+    for office in (operator, admin):
+        await world.http.post(f"/api/v1/dispatches/{dispatch_id}/accept", headers=office.headers)
+        # A fix an operator sends is no GPS of the team's on scene: it would be recorded as one.
+        reply = await world.http.post(url, json=on_scene, headers=office.headers)
+        assert reply.status_code == 403, reply.text
+        assert "leader's phone" in reply.json()["detail"]
+    d = (await world.incident(operator, incident["id"]))["dispatches"][0]
+    assert d["arrived_at"] is None
+    # On the team's behalf the operator records the arrival as their own.
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{dispatch_id}/arrive", json=on_scene, headers=operator.headers
+    )
+    assert reply.json()["dispatches"][0]["arrival_source"] == "operator"
+    reply = await world.http.post(url, json=on_scene, headers=leader.headers)
+    assert reply.status_code == 200 and reply.json()["arrived"] is False
+
+
 async def test_the_geofence_decides_on_the_distance_not_on_its_rounding(world: World) -> None:
     leader, _, dispatch_id = await setup(world)
     url = f"/api/v1/dispatches/{dispatch_id}/position"

@@ -293,7 +293,7 @@ MATRIX: dict[str, Entry] = {
         fixed("/api/v1/dispatches/{dispatch}/shown"), only(200, *RESPONDERS)
     ),
     "POST /api/v1/dispatches/{dispatch_id}/position": Entry(
-        fixed("/api/v1/dispatches/{dispatch}/position", json=POSITION), only(200, *RESPONDERS)
+        fixed("/api/v1/dispatches/{dispatch}/position", json=POSITION), only(200, "leader")
     ),
     "POST /api/v1/dispatches/{dispatch_id}/arrive": Entry(
         fixed("/api/v1/dispatches/{dispatch}/arrive"), only(200, *RESPONDERS)
