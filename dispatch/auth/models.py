@@ -28,7 +28,8 @@ class User(Base):
     # A leader's mobile number, for SMS and robot @-mentions when the phone's page is offline.
     phone: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime]
-    # Tokens issued before this moment are refused: set when the password is reset.
+    # Tokens issued before this moment are refused: set when the password is reset and when
+    # the account is disabled (enabling it again must not bring a lost phone's token back).
     tokens_valid_after: Mapped[datetime | None]
 
 

@@ -30,7 +30,9 @@ class UserOut(Schema):
 
 class UserPatch(Schema):
     disabled: bool | None = Field(
-        default=None, description="a disabled user's tokens stop working at once"
+        default=None,
+        description="a disabled user's tokens stop working at once, and for good: enabling the "
+        "user again brings none issued before back",
     )
     password: str | None = Field(
         default=None,

@@ -220,7 +220,9 @@ async def _look_up(
     if user is None or user.disabled:
         raise Unauthorized("the bearer token's user is unknown or disabled")
     if user.tokens_valid_after is not None and issued < user.tokens_valid_after.timestamp():
-        raise Unauthorized("the bearer token was issued before the password was reset")
+        raise Unauthorized(
+            "the bearer token was issued before the password was reset or the account disabled"
+        )
     principal = Principal(
         user.id,
         user.name,
@@ -272,10 +274,15 @@ async def update_user(
     hasher: PasswordHasher,
     principals: Principals | None,
 ) -> User:
-    """Disable or enable an account, or reset its password (which ends its tokens)."""
+    """Disable or enable an account, or reset its password. Disabling and a reset end every
+    token issued before them: enabling the account again brings none back."""
     user = await get_user(session, user_id)
     if disabled is not None:
         user.disabled = disabled
+    if disabled:
+        # An account is disabled for a lost or stolen phone, and enabled again for the new
+        # one: the old phone's token must stay dead, as after a password reset.
+        user.tokens_valid_after = now
     if password is not None:
         user.password_hash = await hash_password(hasher, password)
         user.tokens_valid_after = now

@@ -90,13 +90,16 @@ async def test_disabling_a_user_ends_his_cached_tokens_at_once(world: World) -> 
     assert (await me(world, leader.token))[0] == 200
     assert await welcomed(world, leader.token)
     url = f"/api/v1/users/{leader.id}"
+    world.clock.advance(1)
 
     assert (await world.http.patch(url, json={"disabled": True}, headers=admin.headers)).is_success
     assert await me(world, leader.token) == (401, "the bearer token's user is unknown or disabled")
     assert await hello_closes_with(world, leader.token) == 1008
 
+    # Enabled again, the account takes new logins; the token from before stays dead.
     assert (await world.http.patch(url, json={"disabled": False}, headers=admin.headers)).is_success
-    assert (await me(world, leader.token))[0] == 200
+    assert (await me(world, leader.token))[0] == 401
+    assert (await me(world, (await world.relogin(leader)).token))[0] == 200
 
 
 async def test_a_cached_token_still_expires_by_the_server_clock(world: World) -> None:

@@ -74,6 +74,33 @@ async def test_a_disabled_users_tokens_stop_working_at_once(world: World) -> Non
     assert (await world.http.post("/api/v1/auth/token", data=login)).status_code == 200
 
 
+async def test_a_token_from_before_disabling_stays_dead_when_the_account_is_enabled_again(
+    world: World,
+) -> None:
+    admin = await world.admin()
+    leader = await world.leader(await world.team())
+    # The lost phone's token, used once, so that the server holds it in its token cache too.
+    assert (await me(world, leader.token))[0] == 200
+    world.clock.advance(1)
+    await world.http.patch(
+        f"/api/v1/users/{leader.id}", json={"disabled": True}, headers=admin.headers
+    )
+    world.clock.advance(60)
+    reply = await world.http.patch(
+        f"/api/v1/users/{leader.id}", json={"disabled": False}, headers=admin.headers
+    )
+    assert reply.status_code == 200 and reply.json()["disabled"] is False
+
+    assert await me(world, leader.token) == (
+        401,
+        "the bearer token was issued before the password was reset or the account disabled",
+    )
+    assert await hello_closes_with(world, leader.token) == 1008
+    # The new phone signs in.
+    new_phone = await world.relogin(leader)
+    assert await me(world, new_phone.token) == (200, "")
+
+
 async def test_a_password_reset_ends_every_token_issued_before_it(world: World) -> None:
     admin = await world.admin()
     operator = await world.operator()
@@ -88,7 +115,7 @@ async def test_a_password_reset_ends_every_token_issued_before_it(world: World) 
     assert reply.status_code == 200
     assert await me(world, operator.token) == (
         401,
-        "the bearer token was issued before the password was reset",
+        "the bearer token was issued before the password was reset or the account disabled",
     )
     old = {"username": operator.name, "password": operator.password}
     assert (await world.http.post("/api/v1/auth/token", data=old)).status_code == 401
