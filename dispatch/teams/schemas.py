@@ -41,7 +41,8 @@ def _absent_not_null(schema: dict[str, Any]) -> None:
 
 
 class TeamPatch(Schema):
-    """Only what is given changes. name, kind and location may be left out but not null."""
+    """Only what is given changes. name, kind and location may be left out but not null.
+    radius_m or zone null clears that one alone: {"zone": null} keeps a circle's radius_m."""
 
     name: Annotated[str, Field(min_length=1, max_length=128)] | SkipJsonSchema[None] = Field(
         default=None, json_schema_extra=_absent_not_null

@@ -68,9 +68,13 @@ async def update_team(
         team.name = patch.name
     if patch.location is not None:
         team.lon, team.lat = patch.location.to_wgs84()
-    if fields & {"radius_m", "zone"}:
+    if patch.radius_m is not None or patch.zone is not None:
         kind = patch.kind or TeamKind(team.kind)
         team.radius_m, team.zone = _zone_fields(kind, patch.radius_m, patch.zone, max_vertices)
+    elif fields & {"radius_m", "zone"}:
+        kind = patch.kind or TeamKind(team.kind)
+        cleared = fields & {"radius_m", "zone"}
+        team.radius_m, team.zone = _zone_cleared(team, kind, cleared, max_vertices)
     elif patch.kind is not None and patch.kind.value != team.kind:
         team.radius_m, team.zone = _zone_of_new_kind(team, patch.kind, max_vertices)
     if patch.kind is not None:
@@ -180,6 +184,22 @@ def _zone_of_new_kind(
     if kind.tier == 1 or TeamKind(team.kind).tier == 1:
         return _zone_fields(kind, None, None, max_vertices)
     return team.radius_m, team.zone
+
+
+def _zone_cleared(
+    team: Team, kind: TeamKind, cleared: set[str], max_vertices: int
+) -> tuple[float | None, dict[str, Any] | None]:
+    """The zone left when a change gives ``cleared`` (radius_m, zone or both) as null and
+    neither a value: those are cleared, the other stays as it was (``{"zone": null}`` keeps a
+    circle's radius). A team left with neither takes its kind's circle, as a new team does
+    (a police kind has none: 422). A change of kind between tiers brings the new kind's zone
+    whatever stays, as a change of kind alone does."""
+    carried = kind.value == team.kind or min(kind.tier, TeamKind(team.kind).tier) > 1
+    radius_m = team.radius_m if carried and "radius_m" not in cleared else None
+    zone = team.zone if carried and "zone" not in cleared else None
+    if radius_m is None and zone is None:
+        return _zone_fields(kind, None, None, max_vertices)
+    return radius_m, zone
 
 
 def _zone_fields(

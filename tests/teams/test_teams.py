@@ -254,6 +254,37 @@ async def test_a_change_of_kind_takes_the_new_kinds_zone(world: World) -> None:
     assert (reply.json()["tier"], reply.json()["radius_m"]) == (2, 2500.0)
 
 
+async def test_a_null_radius_or_zone_clears_that_one_and_keeps_the_other(world: World) -> None:
+    admin = await world.admin()
+    post = await world.team("fixed_post", radius_m=250)
+    # A circle has no polygon to clear: only what is given changes.
+    reply = await patch_team(world, post["id"], {"zone": None})
+    assert (reply.status_code, reply.json()["radius_m"]) == (200, 250.0)
+    reply = await patch_team(world, post["id"], {"radius_m": 300, "zone": None})
+    assert reply.json()["radius_m"] == 300.0
+    # A cleared radius leaves nothing: the kind's circle, as a new team's.
+    reply = await patch_team(world, post["id"], {"radius_m": None})
+    assert reply.json()["radius_m"] == 100.0
+    patrol = await world.team("patrol", radius_m=2500)
+    reply = await patch_team(world, patrol["id"], {"zone": None})
+    assert (reply.json()["radius_m"], reply.json()["zone"]) == (2500.0, None)
+    zone = square_zone(114.15, 22.84, 0.01)
+    drawn = await world.team("patrol", zone=zone)
+    reply = await patch_team(world, drawn["id"], {"radius_m": None})
+    assert (reply.json()["radius_m"], reply.json()["zone"]) == (None, drawn["zone"])
+    # A police team left with neither has no default circle to take.
+    reply = await patch_team(world, drawn["id"], {"zone": None})
+    assert reply.status_code == 422 and named(reply) == ["radius_m"]
+    stored = (await world.http.get(f"/api/v1/teams/{drawn['id']}", headers=admin.headers)).json()
+    assert stored["zone"] == drawn["zone"]
+    # The polygon given up with a change to a joint-defence kind: that kind's circle.
+    reply = await patch_team(world, drawn["id"], {"kind": "fixed_post", "zone": None})
+    assert (reply.json()["radius_m"], reply.json()["zone"]) == (100.0, None)
+    # A change of kind brings the new kind's zone, not the old kind's radius.
+    reply = await patch_team(world, patrol["id"], {"kind": "mobile", "zone": None})
+    assert reply.json()["radius_m"] == 500.0
+
+
 async def test_police_keep_their_zone_from_patrol_to_response(world: World) -> None:
     zone = square_zone(114.15, 22.84, 0.01)
     team = await world.team("patrol", zone=zone)
