@@ -5,8 +5,10 @@ from typing import Annotated
 from fastapi import Depends, Query, Response
 
 from dispatch.audit import service as audit
+from dispatch.auth import service as auth
 from dispatch.auth.models import Role
 from dispatch.deps import AdminDep, RuntimeDep, SessionDep, require
+from dispatch.errors import Forbidden
 from dispatch.routing import api_router
 from dispatch.schemas import LocationOut, QueryNumber
 from dispatch.teams import service
@@ -17,6 +19,9 @@ from geo.crs import CRS
 
 router = api_router("/api/v1/teams", tags=["teams"])
 _Viewer = Depends(require(Role.ADMIN, Role.OPERATOR, Role.AUDITOR, Role.LEADER))
+Viewer = Annotated[auth.Principal, _Viewer]
+# Those who read reports, which still name retired teams.
+OFFICE = (Role.ADMIN, Role.OPERATOR, Role.AUDITOR)
 
 
 def team_out(team: Team) -> TeamOut:
@@ -30,6 +35,7 @@ def team_out(team: Team) -> TeamOut:
         zone=team.zone,
         created_at=team.created_at,
         updated_at=team.updated_at,
+        retired_at=team.retired_at,
     )
 
 
@@ -52,9 +58,27 @@ async def create_team(
     return team_out(team)
 
 
-@router.get("", response_model=list[TeamOut], dependencies=[_Viewer])
-async def list_teams(session: SessionDep) -> list[TeamOut]:
-    return [team_out(t) for t in await service.list_teams(session)]
+@router.get("", response_model=list[TeamOut])
+async def list_teams(
+    session: SessionDep,
+    principal: Viewer,
+    include_retired: Annotated[
+        bool,
+        Query(
+            description="also the retired teams, after those in service (admin, operator, "
+            "auditor: the office reports on them)"
+        ),
+    ] = False,
+) -> list[TeamOut]:
+    """Teams in service by tier and name; retired ones after them on request."""
+    if include_retired and principal.role not in OFFICE:
+        # A leader's page needs the teams alerted today, not the town's past organisation.
+        raise Forbidden(
+            "retired teams are listed for admin, operator and auditor only",
+            field="include_retired",
+        )
+    teams = await service.list_teams(session, include_retired=include_retired)
+    return [team_out(t) for t in teams]
 
 
 @router.get("/covering", response_model=list[CoveringTeamOut], dependencies=[_Viewer])

@@ -77,6 +77,9 @@ class TeamOut(Schema):
     zone: dict[str, Any] | None
     created_at: LocalTime
     updated_at: LocalTime
+    retired_at: LocalTime | None = Field(
+        description="when the team was retired (DELETE); null for a team in service"
+    )
 
 
 class CoveringTeamOut(TeamOut):

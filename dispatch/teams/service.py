@@ -255,10 +255,13 @@ async def get_team(session: AsyncSession, team_id: str, *, for_update: bool = Fa
     return team
 
 
-async def list_teams(session: AsyncSession) -> list[Team]:
-    rows = await session.scalars(
-        select(Team).where(Team.retired_at.is_(None)).order_by(Team.tier, Team.name)
-    )
+async def list_teams(session: AsyncSession, *, include_retired: bool = False) -> list[Team]:
+    """Teams in service by tier and name; with ``include_retired``, the retired ones after
+    them, in the same order: reports still cover their past dispatches."""
+    query = select(Team)
+    if not include_retired:
+        query = query.where(Team.retired_at.is_(None))
+    rows = await session.scalars(query.order_by(Team.retired_at.is_not(None), Team.tier, Team.name))
     return list(rows)
 
 

@@ -143,6 +143,43 @@ async def test_changes_reach_the_coverage_index(world: World) -> None:
     assert reply.status_code == 404
 
 
+async def test_retired_teams_are_listed_on_request_for_the_office_after_those_in_service(
+    world: World,
+) -> None:
+    """Reports still cover a retired team's dispatches, so the office must be able to pick it;
+    the teams alerted today stay the plain list, and a leader has no need of the rest."""
+    admin = await world.admin()
+    gone = await world.team("fixed_post", name="A旧驻点队")
+    kept = await world.team("patrol", radius_m=2000, name="Z巡逻警力")
+    assert gone["retired_at"] is None
+    reply = await world.http.delete(f"/api/v1/teams/{gone['id']}", headers=admin.headers)
+    assert reply.status_code == 204
+
+    plain = await world.http.get("/api/v1/teams", headers=admin.headers)
+    assert [t["id"] for t in plain.json()] == [kept["id"]]
+    for role in ("admin", "operator", "auditor"):
+        account = await world.account(role)
+        reply = await world.http.get(
+            "/api/v1/teams", params={"include_retired": "true"}, headers=account.headers
+        )
+        assert reply.status_code == 200, reply.text
+        # After the teams in service, though tier 1 and first by name.
+        assert [t["id"] for t in reply.json()] == [kept["id"], gone["id"]]
+        retired = reply.json()[1]
+        assert retired["name"] == "A旧驻点队"
+        assert retired["retired_at"] is not None and retired["retired_at"].endswith("+08:00")
+        assert reply.json()[0]["retired_at"] is None
+
+    leader = await world.leader(kept)
+    reply = await world.http.get(
+        "/api/v1/teams", params={"include_retired": "true"}, headers=leader.headers
+    )
+    assert reply.status_code == 403
+    assert reply.json()["field"] == "include_retired"
+    reply = await world.http.get("/api/v1/teams", headers=leader.headers)
+    assert [t["id"] for t in reply.json()] == [kept["id"]]
+
+
 async def test_only_admins_manage_teams(world: World) -> None:
     operator = await world.operator()
     body = {"name": "x", "kind": "fixed_post", "location": {"lon": 114.1, "lat": 22.8}}
