@@ -295,3 +295,48 @@ async def test_the_report_page_fits_a_phone_with_teams_by_tier_and_zero_bars_see
     for bar in bars:
         if bar["value"] is not None:
             assert bar["px"] >= 2.5, bar
+
+
+async def test_a_retired_team_is_offered_after_those_in_service_and_reported_on(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """The office pulls a retired team's year: the team filter still offers it, said to be
+    retired, after the teams in service."""
+    day = await seed(world)
+    local_day = day.incidents[0]["reported_at"][:10]
+    next_day = (date.fromisoformat(local_day) + timedelta(days=1)).isoformat()
+    admin = await world.admin()
+    retired = day.teams["A"]["id"]
+    reply = await world.http.delete(f"/api/v1/teams/{retired}", headers=admin.headers)
+    assert reply.status_code == 204
+    auditor = await world.account("auditor")
+    api = (
+        await world.http.get(
+            "/api/v1/reports/response-times",
+            params={"from": local_day, "to": next_day, "team_id": retired},
+            headers=auditor.headers,
+        )
+    ).json()
+    assert api["filter_names"] == {"team_id": "A驻点队"}
+
+    page = await (await desk_context(browser, contexts)).new_page()
+    await log_in(page, world.base_url + "/console/reports", auditor)
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    options = page.locator("#team option")
+    await expect(options).to_have_text(
+        ["全部", "B机动队", "P巡逻警力", "R处突警力", "A驻点队（已撤销）"]
+    )
+    assert await options.last.get_attribute("value") == retired
+
+    await page.locator("#from").fill(local_day)
+    await page.locator("#to").fill(local_day)
+    await page.locator("#team").select_option(retired)
+    await page.get_by_role("button", name="查询").click()
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    assert [f["tier"] for f in api["totals"]] == [1]
+    await check_row(page.locator('table.totals-table tr[data-tier="1"]'), api["totals"][0])
+    await expect(page.locator('.tier-card[data-tier="1"] .tier-card-share')).to_have_text("66.7%")
+
+    await page.get_by_role("button", name="English").click()
+    await expect(options.last).to_have_text("A驻点队 (retired)")
+    await expect(page.locator("#team")).to_have_value(retired)

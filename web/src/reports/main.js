@@ -104,11 +104,20 @@ let signOut = () => {};
 async function start(me) {
   state.me = me;
   try {
+    // Retired teams too: the report still covers their past dispatches.
     const [teams, villages] = await Promise.all([
-      api.get('/api/v1/teams'),
+      api.get('/api/v1/teams?include_retired=true'),
       api.get('/api/v1/villages'),
     ]);
-    state.teams = teams.slice().sort((a, b) => a.tier - b.tier || a.name.localeCompare(b.name, 'zh'));
+    // Teams in service first, then the retired ones; each part by tier, then name.
+    state.teams = teams
+      .slice()
+      .sort(
+        (a, b) =>
+          Number(a.retired_at !== null) - Number(b.retired_at !== null) ||
+          a.tier - b.tier ||
+          a.name.localeCompare(b.name, 'zh'),
+      );
     state.villages = villages;
   } catch (_) {
     // The filters then offer "all" only; the report itself still runs.
@@ -138,13 +147,17 @@ function fillSelect(select, options) {
 function fillSelects() {
   const all = ['', t('rep.all')];
   fillSelect($('#tier'), [all, ...[1, 2, 3].map((n) => [String(n), t('tier.' + n)])]);
-  fillSelect($('#team'), [all, ...state.teams.map((team) => [team.id, team.name])]);
+  fillSelect($('#team'), [all, ...state.teams.map((team) => [team.id, teamName(team)])]);
   fillSelect($('#village'), [all, ...state.villages.map((v) => [v.id, v.name])]);
   fillSelect($('#category'), [all, ...CATEGORIES.map((c) => [c, t('category.' + c)])]);
   fillSelect(
     $('#group-by'),
     GROUPINGS.map((g) => [g, t('rep.by.' + g)]),
   );
+}
+
+function teamName(team) {
+  return team.retired_at === null ? team.name : t('rep.team_retired', { name: team.name });
 }
 
 function shanghaiDate(ms) {
