@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 from datetime import date, timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ from openpyxl import load_workbook
 from playwright.async_api import Browser, Locator, Page, expect
 
 from tests.pages.conftest import Opened, desk_context, log_in
-from tests.reports.test_response_times import seed
+from tests.reports.test_response_times import AROUND_THE_TARGET, seed, seed_around_the_target
 from tests.support import World
 
 COUNTS = ("incidents", "with_arrival", "without_arrival", "met", "breached", "cancelled")
@@ -40,7 +41,8 @@ AXES = {
 
 
 def seconds(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1f}"
+    """As the page shows a time: rounded up to the next 0.1 s (from whole microseconds)."""
+    return "—" if value is None else f"{math.ceil(round(value * 1e6) / 1e5) / 10:.1f}"
 
 
 def share(value: float | None) -> str:
@@ -340,3 +342,40 @@ async def test_a_retired_team_is_offered_after_those_in_service_and_reported_on(
     await page.get_by_role("button", name="English").click()
     await expect(options.last).to_have_text("A驻点队 (retired)")
     await expect(page.locator("#team")).to_have_value(retired)
+
+
+async def test_a_time_past_its_target_never_reads_as_on_it(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """Times are shown rounded up to 0.1 s: 60.04 s breached the 60 s target and reads 60.1,
+    while 59.96 s and exactly 60 s, which met it, read 60.0."""
+    teams = await seed_around_the_target(world)
+    auditor = await world.account("auditor")
+    api = (
+        await world.http.get(
+            "/api/v1/reports/response-times",
+            params={"group_by": ["team", "tier"]},
+            headers=auditor.headers,
+        )
+    ).json()
+    page = await (await desk_context(browser, contexts)).new_page()
+    await log_in(page, world.base_url + "/console/reports", auditor)
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    await page.locator("#group-by").select_option("team")
+    await page.get_by_role("button", name="查询").click()
+    await expect(page.locator("#grouping")).to_have_attribute("data-by", "team")
+
+    shown = {"早到驻点队": "60.0", "准时驻点队": "60.0", "迟到驻点队": "60.1"}
+    for name, arrival in AROUND_THE_TARGET.items():
+        row = page.locator(f'#grouping tr[data-key="{teams[name]["id"]}"][data-tier="1"]')
+        cell = row.locator('td[data-field="time_to_arrival.max"]')
+        await expect(cell).to_have_text(shown[name])
+        # The exact time is kept with the cell.
+        assert float(await cell.get_attribute("data-value") or "nan") == arrival
+    (by_team,) = [g for g in api["groupings"] if g["by"] == "team"]
+    for group in by_team["groups"]:
+        await check_row(page.locator(f'#grouping tr[data-key="{group["key"]}"]'), group["tiers"][0])
+    # Tier 1's arrivals 59.96, 60 and 60.04 s: P50 is the one exactly on the target.
+    await expect(page.locator('.tier-card[data-tier="1"]')).to_contain_text(
+        "达标 2 · 超时 1P50 60.0 秒 · P90 60.1 秒 · 最大 60.1 秒"
+    )

@@ -619,6 +619,77 @@ async def test_uncovered_tiers_are_counted_whatever_their_outcome(world: World) 
     assert "覆盖" not in about["达标率"]
 
 
+# Three fixed posts 2 km apart, each alone at its own incident, on scene this long after the
+# report: a hair before the 60 s target, exactly on it, and a hair past it.
+AROUND_THE_TARGET = {"早到驻点队": 59.96, "准时驻点队": 60.0, "迟到驻点队": 60.04}
+
+
+async def seed_around_the_target(world: World) -> dict[str, dict[str, Any]]:
+    """The teams by name; their arrivals are AROUND_THE_TARGET's."""
+    operator = await world.operator()
+    teams: dict[str, dict[str, Any]] = {}
+    for n, (name, arrival) in enumerate(AROUND_THE_TARGET.items()):
+        site = near(2000 * n, 90)
+        team = teams[name] = await world.team("fixed_post", *site, name=name)
+        leader = await world.leader(team)
+        incident = await world.report(operator, *site)
+        world.clock.advance(arrival)
+        await settle(world)
+        (dispatch,) = incident["dispatches"]
+        reply = await world.http.post(
+            f"/api/v1/dispatches/{dispatch['id']}/arrive", headers=leader.headers
+        )
+        assert reply.status_code == 200, reply.text
+        world.clock.advance(600)
+        await settle(world)
+    return teams
+
+
+async def test_the_exports_give_times_in_full_so_a_hair_past_the_target_shows(
+    world: World,
+) -> None:
+    """A 60.04 s arrival breached the 60 s target: no file may write it as 60.0 or 60."""
+    await seed_around_the_target(world)
+    body = (await report(world, group_by=["team"])).json()
+    (teams,) = body["groupings"]
+    judged = {g["label"]: g["tiers"][0] for g in teams["groups"]}
+    assert {name: judged[name]["time_to_arrival"]["max_s"] for name in judged} == (
+        AROUND_THE_TARGET
+    )
+    assert [(judged[n]["met"], judged[n]["breached"]) for n in AROUND_THE_TARGET] == [
+        (1, 0),
+        (1, 0),
+        (0, 1),
+    ]
+
+    header, rows = csv_rows(await report(world, group_by=["team"], format="csv"))
+    written = {r[1]: r[header.index("到场用时P50(秒)")] for r in rows if r[0] == "按联防队"}
+    assert written == {"早到驻点队": "59.96", "准时驻点队": "60.0", "迟到驻点队": "60.04"}
+
+    book = load_workbook(io.BytesIO((await report(world, format="xlsx")).content))
+    sheet = book["按联防队"]
+    header = [c.value for c in sheet[2]]
+    column = header.index("到场用时P50(秒)") + 1
+    for row in range(3, 3 + len(AROUND_THE_TARGET)):
+        cell = sheet.cell(row=row, column=column)
+        assert cell.value == AROUND_THE_TARGET[sheet.cell(row=row, column=1).value]
+        # General: every digit shown, none rounded away by a fixed number of decimals.
+        assert cell.number_format == "General"
+    details = book["警情明细"]
+    header = [c.value for c in details[2]]
+    elapsed = [
+        r[header.index("一梯队用时(秒)")] for r in details.iter_rows(min_row=3, values_only=True)
+    ]
+    outcome = [
+        r[header.index("一梯队结果")] for r in details.iter_rows(min_row=3, values_only=True)
+    ]
+    assert list(zip(elapsed, outcome, strict=True)) == [
+        (59.96, "达标"),
+        (60.0, "达标"),
+        (60.04, "超时"),
+    ]
+
+
 async def test_one_incident_with_its_timeline(world: World) -> None:
     day = await seed(world)
     i2 = day.incidents[1]
