@@ -23,6 +23,21 @@ class Category(StrEnum):
     OTHER = "other"
 
 
+# Every category's Chinese name, the one table the server says them from (exports, alerts):
+# the pages' words (web/src/shared/i18n.js) and docs/api.md's, kept equal by a test.
+CATEGORY_LABELS: dict[str, str] = {
+    Category.VIOLENCE: "暴力袭击",
+    Category.EXTREMISM: "个人极端",
+    Category.FIGHT: "打架斗殴",
+    Category.ROBBERY: "抢劫抢夺",
+    Category.THEFT: "盗窃",
+    Category.FIRE: "火情",
+    Category.DISPUTE: "纠纷",
+    Category.SUSPICIOUS: "可疑情况",
+    Category.OTHER: "其他",
+}
+
+
 class IncidentStatus(StrEnum):
     OPEN = "open"
     CLOSED = "closed"

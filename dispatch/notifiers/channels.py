@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import httpx
 
 from dispatch.config import Settings
+from dispatch.incidents.models import CATEGORY_LABELS
 from dispatch.schemas import show_time
 
 SIGNATURE_HEADER = "X-Dispatch-Signature"
@@ -30,17 +31,6 @@ EVENT_HEADER = "X-Dispatch-Event"
 DELIVERY_HEADER = "X-Dispatch-Delivery"
 EVENT = "alert.unacknowledged"
 
-CATEGORY_ZH = {
-    "violence": "暴力袭击",
-    "extremism": "个人极端",
-    "fight": "打架斗殴",
-    "robbery": "抢劫",
-    "theft": "盗窃",
-    "fire": "火情",
-    "dispute": "纠纷",
-    "suspicious": "可疑情况",
-    "other": "其他",
-}
 TIER_ZH = {1: "应急联防队", 2: "巡逻警力", 3: "处突警力"}
 
 
@@ -68,7 +58,7 @@ class Notice:
     after_s: float
 
     def text(self) -> str:
-        category = CATEGORY_ZH.get(self.category, self.category)
+        category = CATEGORY_LABELS.get(self.category, self.category)
         return (
             f"【警情派警】{self.team_name}（{TIER_ZH.get(self.tier, '')}）队长{self.leader_name}："
             f"{show_time(self.reported_at)[11:19]} 报{category}警情，"

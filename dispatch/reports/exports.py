@@ -14,6 +14,7 @@ from openpyxl.chart.shapes import GraphicalProperties
 from openpyxl.drawing.line import LineProperties
 from openpyxl.worksheet.worksheet import Worksheet
 
+from dispatch.incidents.models import CATEGORY_LABELS
 from dispatch.reports.schemas import Exclusion, GroupBy, Grouping, ReportOut, Stat, TierFigures
 from dispatch.reports.service import TIER_LABELS, DetailRow, Details, Histogram
 from dispatch.rosters.files import csv_bytes, workbook_bytes, write_sheet
@@ -34,17 +35,6 @@ GROUP_LABELS = {
     GroupBy.DAY: "日期",
     GroupBy.WEEK: "周",
     GroupBy.MONTH: "月份",
-}
-CATEGORY_LABELS = {
-    "violence": "暴力事件",
-    "extremism": "个人极端事件",
-    "fight": "打架斗殴",
-    "robbery": "抢劫抢夺",
-    "theft": "盗窃",
-    "fire": "火情",
-    "dispute": "纠纷",
-    "suspicious": "可疑情况",
-    "other": "其他",
 }
 STATUS_LABELS = {"open": "处置中", "closed": "已结案"}
 OUTCOME_LABELS = {

@@ -10,7 +10,7 @@ import io
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,6 +19,7 @@ from sqlalchemy import select
 from dispatch.clock import ManualClock
 from dispatch.config import Settings
 from dispatch.jobs.models import Job
+from dispatch.notifiers.channels import Notice
 from dispatch.observability import logs
 from tests.conftest import RunningServer
 from tests.notifiers.receiver import Receiver
@@ -197,6 +198,35 @@ async def test_an_unacknowledged_alert_reaches_the_leader_over_every_channel(
         assert attempt["ok"] is True
         assert attempt["status_code"] == 200
         assert attempt["error"] is None
+
+
+def robbery_notice() -> Notice:
+    """A robbery 123 m from the team, reported 08:30:05 Beijing time, unanswered for 15 s."""
+    reported = datetime(2026, 5, 1, 0, 30, 5, tzinfo=UTC)
+    return Notice(
+        notification_id="n1",
+        channel="sms",
+        attempt=1,
+        incident_id="0123456789abcdef",
+        category="robbery",
+        reported_at=reported,
+        lon=114.16,
+        lat=22.85,
+        dispatch_id="d1",
+        team_id="t1",
+        team_name="三中驻点队",
+        tier=1,
+        distance_m=123.4,
+        alerted_at=reported,
+        leader_id="u1",
+        leader_name="张三",
+        phone=PHONE,
+        after_s=15,
+    )
+
+
+def test_the_alert_names_the_category_as_the_page_and_the_exports_do() -> None:
+    assert "08:30:05 报抢劫抢夺警情" in robbery_notice().text()
 
 
 async def test_a_leader_who_acknowledged_in_time_gets_no_notification(

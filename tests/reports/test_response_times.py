@@ -29,7 +29,9 @@ import asyncio
 import csv
 import io
 import json
+import re
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,9 +40,10 @@ from openpyxl.chart import BarChart, ScatterChart
 from pyproj import Geod
 from sqlalchemy import func, select
 
-from dispatch.incidents.models import ChainTier
+from dispatch.incidents.models import CATEGORY_LABELS, Category, ChainTier
 from dispatch.jobs.models import Job, JobStatus
-from dispatch.reports.service import rank
+from dispatch.reports import exports
+from dispatch.reports.service import TIER_LABELS, rank
 from dispatch.schemas import DISPLAY_TZ
 from tests.support import QINGXI, Account, World
 
@@ -688,6 +691,47 @@ async def test_the_exports_give_times_in_full_so_a_hair_past_the_target_shows(
         (60.0, "达标"),
         (60.04, "超时"),
     ]
+
+
+ROOT = Path(__file__).parents[2]
+
+
+def page_words(prefix: str) -> dict[str, str]:
+    """The pages' Chinese for every key ``<prefix>.<name>``, read from web/src/shared/i18n.js."""
+    text = (ROOT / "web/src/shared/i18n.js").read_text(encoding="utf-8")
+    zh = text[text.index("const zh = {") : text.index("const en = {")]
+    return {m[1]: m[2] for m in re.finditer(rf"'{re.escape(prefix)}\.(\w+)': '([^']*)'", zh)}
+
+
+def test_the_server_names_categories_and_tiers_as_the_pages_and_the_docs_do() -> None:
+    assert set(CATEGORY_LABELS) == set(Category)
+    assert page_words("category") == CATEGORY_LABELS
+    api = (ROOT / "docs/api.md").read_text(encoding="utf-8")
+    listed = api[api.index("Categories: ") :].split("\n\n", 1)[0]
+    assert dict(re.findall(r"`(\w+)` \(([^)]+)\)", listed)) == CATEGORY_LABELS
+    tiers, short = page_words("tier"), page_words("tier.short")
+    assert {tier: tiers[str(tier)] for tier in TIER_LABELS} == TIER_LABELS
+    assert {tier: short[str(tier)] for tier in TIER_LABELS} == exports.TIER_NAMES
+
+
+async def test_the_exports_name_a_category_as_the_page_does(
+    world: World,
+) -> None:
+    await world.team("fixed_post", name="A驻点队")
+    operator = await world.operator()
+    await world.report(operator, category="violence")
+    await world.report(operator, category="extremism")
+    book = load_workbook(
+        io.BytesIO((await report(world, category="violence", format="xlsx")).content)
+    )
+    about = {r[0]: r[1] for r in book["说明"].iter_rows(min_row=3, values_only=True)}
+    assert about["筛选条件"] == "类别：暴力袭击"
+    details = book["警情明细"]
+    header = [c.value for c in details[2]]
+    (row,) = details.iter_rows(min_row=3, values_only=True)
+    assert row[header.index("类别")] == "暴力袭击"
+    header, rows = csv_rows(await report(world, category="extremism", format="csv"))
+    assert {r[header.index("筛选条件")] for r in rows} == {"类别：个人极端"}
 
 
 async def test_one_incident_with_its_timeline(world: World) -> None:
