@@ -63,7 +63,6 @@ class Notice:
             f"【警情派警】{self.team_name}（{TIER_ZH.get(self.tier, '')}）队长{self.leader_name}："
             f"{show_time(self.reported_at)[11:19]} 报{category}警情，"
             f"距离约{self.distance_m:.0f}米，"
-            f"距离约{self.distance_m:.0f}米，"
             f"告警{self.after_s:.0f}秒未确认接收，请立即打开派警页面接警。"
             f"警情编号 {self.incident_id[:8]}"
         )

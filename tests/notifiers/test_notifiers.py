@@ -229,6 +229,13 @@ def test_the_alert_names_the_category_as_the_page_and_the_exports_do() -> None:
     assert "08:30:05 报抢劫抢夺警情" in robbery_notice().text()
 
 
+def test_the_alert_says_the_distance_once() -> None:
+    assert robbery_notice().text() == (
+        "【警情派警】三中驻点队（应急联防队）队长张三：08:30:05 报抢劫抢夺警情，距离约123米，"
+        "告警15秒未确认接收，请立即打开派警页面接警。警情编号 01234567"
+    )
+
+
 async def test_a_leader_who_acknowledged_in_time_gets_no_notification(
     start: Start, receivers: Callable[..., Awaitable[Receiver]]
 ) -> None:
