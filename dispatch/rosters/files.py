@@ -216,9 +216,10 @@ def cell_text(value: object) -> str:
 # ---------------------------------------------------------------- writing
 
 
-# A phone number may start with + and a figure with -; text that starts so and is not a number
-# is what a spreadsheet would take for a formula.
-_NUMBER_LIKE = re.compile(r"[+-][\d\s().-]*")
+# One plain signed number (a figure, or a phone number as +8613800138000) is read by a
+# spreadsheet as that number and nothing more, so it stays as it is. Anything else after + or -
+# is a formula to it: "-1-1", "+1-2" and "-(3)-(4)" are sums that it would work out.
+_PLAIN_NUMBER = re.compile(r"[+-][0-9]+(\.[0-9]+)?")
 
 
 def is_formula_like(text: str) -> bool:
@@ -228,7 +229,7 @@ def is_formula_like(text: str) -> bool:
         return False
     if text[0] in "=@\t\r":
         return True
-    return text[0] in "+-" and _NUMBER_LIKE.fullmatch(text) is None
+    return text[0] in "+-" and _PLAIN_NUMBER.fullmatch(text) is None
 
 
 def _csv_cell(value: object) -> object:

@@ -427,6 +427,31 @@ async def test_csv_has_a_bom_and_chinese_headers(world: World) -> None:
     }
 
 
+async def test_csv_writes_team_names_a_spreadsheet_would_work_out_as_text(world: World) -> None:
+    """Names such as -1-1 read like numbers but are sums to a spreadsheet (OWASP CSV injection):
+    they are written after an apostrophe, as text."""
+    names = ("-1-1", "+1-2", "-(3)-(4)")
+    teams = []
+    for n, name in enumerate(names):
+        teams.append(await world.team("fixed_post", *near(2000 * n, 90), name=name))
+        await world.report(await world.operator(), *near(2000 * n, 90))
+    world.clock.advance(600)
+    await settle(world)
+
+    header, rows = csv_rows(await report(world, group_by=["team"], format="csv"))
+    assert sorted(r[1] for r in rows if r[0] == "按联防队") == sorted("'" + n for n in names)
+    for team in teams:
+        part = {"format": "csv", "part": "exclusions", "team_id": team["id"]}
+        header, rows = csv_rows(await report(world, **part))
+        assert {r[header.index("联防队")] for r in rows} == {"'" + team["name"]}
+    book = load_workbook(io.BytesIO((await report(world, format="xlsx")).content))
+    teams = book["按联防队"]
+    cells = [teams.cell(row=r, column=1) for r in range(3, 3 + len(names))]
+    # A workbook's text cell is never worked out: the name stays as it is.
+    assert sorted(c.value for c in cells) == sorted(names)
+    assert {c.data_type for c in cells} == {"s"}
+
+
 async def test_xlsx_sheets_cells_and_charts(world: World) -> None:
     day = await seed(world)
     local_day = day.incidents[0]["reported_at"][:10]

@@ -337,6 +337,9 @@ async def test_names_that_look_like_formulas_are_exported_as_text(world: World) 
     rows = [
         member(1, team["name"], "", formula, "队长", "13800138000"),
         member(2, team["name"], "", "@SUM(1)", "队员", "13900139000", site="-cmd|' /C calc'!A0"),
+        # Arithmetic a spreadsheet would work out, though it reads like numbers.
+        member(3, team["name"], "", "-1-1", "队员", "13700137000", site="+1-2"),
+        member(4, team["name"], "", "-(3)-(4)", "队员", "13600136000", site="-12.5"),
     ]
     buffer = io.StringIO()
     csv.writer(buffer).writerows([HEADER, *rows])
@@ -357,8 +360,11 @@ async def test_names_that_look_like_formulas_are_exported_as_text(world: World) 
     )
     rows_out = list(csv.reader(io.StringIO(reply.content.decode("utf-8-sig"))))
     names = {r[3] for r in rows_out[1:]}
-    assert names == {"'" + formula, "'@SUM(1)"}
-    assert "'-cmd|' /C calc'!A0" in {r[7] for r in rows_out[1:]}
+    assert names == {"'" + formula, "'@SUM(1)", "'-1-1", "'-(3)-(4)"}
+    sites = {r[7] for r in rows_out[1:]}
+    assert {"'-cmd|' /C calc'!A0", "'+1-2"} <= sites
+    # One plain number is no formula: it stays as it is.
+    assert "-12.5" in sites
     assert "13800138000" in {r[5] for r in rows_out[1:]}, "numbers stay as they are"
 
 
