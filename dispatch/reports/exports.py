@@ -28,8 +28,10 @@ SHEET_TITLES = {
     GroupBy.WEEK: "按周",
     GroupBy.MONTH: "按月",
 }
+# The first column of a grouping's sheet. By tier it is the group, next to the figures' own
+# 梯队 column: two columns of one name would leave a reader guessing which is which.
 GROUP_LABELS = {
-    GroupBy.TIER: "梯队",
+    GroupBy.TIER: "分组(梯队)",
     GroupBy.TEAM: "联防队",
     GroupBy.VILLAGE: "村(社区)",
     GroupBy.DAY: "日期",
@@ -75,9 +77,13 @@ FIGURE_HEADER = [
 ]
 SHARE_COLUMN = 12  # 1-based column of 达标率 on the grouping sheets (after 分组 and 梯队...)
 EXCLUSION_HEADER = ["警情编号", "报警时间", "梯队", "联防队", "结果", "原因"]
+# The workbook names the time zone in the header, as in its other time columns; the CSV keeps
+# the header its readers look columns up by, and says 北京时间 in its context columns.
+LOCAL_TIME_HEADER = "报警时间(北京时间)"
+SHEET_EXCLUSION_HEADER = [LOCAL_TIME_HEADER if h == "报警时间" else h for h in EXCLUSION_HEADER]
 # Last in every CSV row: what the file covers, so that a row read alone still says it.
 CONTEXT_HEADER = ["统计区间(北京时间)", "筛选条件", "生成时间(北京时间)"]
-DETAIL_HEADER = ["警情编号", "报警时间", "村(社区)", "类别", "状态"]
+DETAIL_HEADER = ["警情编号", LOCAL_TIME_HEADER, "村(社区)", "类别", "状态"]
 HISTOGRAM_SHEET = "到场时间分布"  # after the tier's name: 一梯队到场时间分布
 
 
@@ -215,7 +221,7 @@ def report_xlsx(
     title = f"未到场清单（共{report.exclusions_total}条，列出{len(report.exclusions)}条）"
     write_sheet(
         exclusions,
-        EXCLUSION_HEADER,
+        SHEET_EXCLUSION_HEADER,
         _exclusion_rows(report.exclusions),
         title=title,
         widths=[34, 20, 18, 28, 12, 48],

@@ -469,7 +469,11 @@ async def test_xlsx_sheets_cells_and_charts(world: World) -> None:
     ]
     tiers = book["按梯队"]
     header = [c.value for c in tiers[2]]
-    assert header[:4] == ["梯队", "梯队", "目标时限(秒)", "警情数"]
+    # The group, then the tier its figures are of: two headers, two names.
+    assert header[:4] == ["分组(梯队)", "梯队", "目标时限(秒)", "警情数"]
+    for sheet in book.sheetnames[1:4]:
+        names = [c.value for c in book[sheet][2]]
+        assert len(set(names)) == len(names), sheet
     first = [c.value for c in tiers[3]]
     assert first[0] == "一梯队 应急联防队"
     assert first[header.index("达标")] == 2
@@ -507,9 +511,10 @@ async def test_xlsx_sheets_cells_and_charts(world: World) -> None:
 
     excluded = book["未到场清单"]
     assert excluded["A1"].value == "未到场清单（共4条，列出4条）"
+    # Its times are Beijing time, and the header says so like every other time column.
     assert [c.value for c in excluded[2]] == [
         "警情编号",
-        "报警时间",
+        "报警时间(北京时间)",
         "梯队",
         "联防队",
         "结果",
@@ -523,6 +528,7 @@ async def test_xlsx_sheets_cells_and_charts(world: World) -> None:
     ]
     details = book["警情明细"]
     assert details["A1"].value == "警情明细（共4起，列出4起）"
+    assert [c.value for c in details[2]][:2] == ["警情编号", "报警时间(北京时间)"]
     assert [c.value for c in details[2]][5:] == [
         "一梯队结果",
         "一梯队用时(秒)",
