@@ -18,7 +18,9 @@ from typing import Any
 from openpyxl import load_workbook
 from playwright.async_api import Browser, Locator, Page, expect
 
+from dispatch.db import new_id
 from tests.pages.conftest import Opened, desk_context, log_in
+from tests.reports.test_report_exactness import TARGETS, Case, Tier, store, us
 from tests.reports.test_response_times import AROUND_THE_TARGET, seed, seed_around_the_target
 from tests.support import World
 
@@ -46,7 +48,15 @@ def seconds(value: float | None) -> str:
 
 
 def share(value: float | None) -> str:
-    return "—" if value is None else f"{value * 100:.1f}%"
+    """As the page shows a share: to 0.1 %, never rounded onto 0 % or 100 % it has not reached."""
+    if value is None:
+        return "—"
+    text = f"{value * 100:.1f}"
+    if text == "100.0" and value < 1:
+        text = "99.9"
+    elif text == "0.0" and value > 0:
+        text = "0.1"
+    return text + "%"
 
 
 async def check_row(row: Locator, figures: dict[str, Any]) -> None:
@@ -379,3 +389,29 @@ async def test_a_time_past_its_target_never_reads_as_on_it(
     await expect(page.locator('.tier-card[data-tier="1"]')).to_contain_text(
         "达标 2 · 超时 1P50 60.0 秒 · P90 60.1 秒 · 最大 60.1 秒"
     )
+
+
+async def test_a_share_is_never_rounded_onto_all_or_none(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """Of 2001 incidents, tier 1 met 2000 (99.95 %) and tier 2 met one (0.05 %): the page says
+    99.9% and 0.1%, where plain rounding said 100.0% and 0.0%, as if none had missed or met."""
+    now = world.runtime.clock.now()
+    cases = []
+    for n in range(2001):
+        reported = now - timedelta(hours=2, seconds=n)
+        case = Case(new_id(), reported, reported + us(900), "fight", None)
+        for tier, met in ((1, n > 0), (2, n == 0)):
+            target = TARGETS[tier - 1]
+            arrived = reported + us(target - 1 if met else target + 1)
+            status = "met" if met else "breached"
+            case.tiers.append(Tier(tier, target, reported + us(target), status, True, arrived))
+        cases.append(case)
+    await store(world, cases, (await world.operator()).id)
+    auditor = await world.account("auditor")
+    page = await (await desk_context(browser, contexts)).new_page()
+    await log_in(page, world.base_url + "/console/reports", auditor)
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    for tier, text in ((1, "99.9%"), (2, "0.1%")):
+        card = page.locator(f'.tier-card[data-tier="{tier}"] .tier-card-share')
+        await expect(card).to_have_text(text)

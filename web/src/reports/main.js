@@ -251,7 +251,16 @@ function sec(value) {
 }
 
 function share(value) {
-  return value === null || value === undefined ? '—' : (value * 100).toFixed(1) + '%';
+  return value === null || value === undefined ? '—' : percent(value * 100);
+}
+
+// A percentage to 0.1 %, never rounded onto its ends: 2999 met of 3000 reads 99.9%, not 100.0%
+// as if none had missed, and 1 of 3000 reads 0.1%, not 0.0% as if none had met.
+function percent(value) {
+  let text = value.toFixed(1);
+  if (text === '100.0' && value < 100) text = '99.9';
+  else if (text === '0.0' && value > 0) text = '0.1';
+  return text + '%';
 }
 
 // Times come as ISO 8601 with +08:00: show the wall-clock time as sent.
@@ -524,7 +533,7 @@ function shareChart(canvas, labels, values, horizontal, categoryTitle) {
       datasets: [
         {
           label: t('rep.share'),
-          data: values.map((v) => (v === null ? null : Math.round(v * 1000) / 10)),
+          data: values.map((v) => (v === null ? null : v * 100)),
           backgroundColor: values.map((v) => (v !== null && v >= 0.9 ? COLORS.met : COLORS.bar)),
           // 0% is a sliver, not nothing: a team that met no target is seen, not missed.
           minBarLength: 3,
@@ -535,6 +544,10 @@ function shareChart(canvas, labels, values, horizontal, categoryTitle) {
     options: Object.assign({}, BASE_OPTIONS, {
       indexAxis: horizontal ? 'y' : 'x',
       scales: horizontal ? { x: valueAxis, y: categoryAxis } : { x: categoryAxis, y: valueAxis },
+      plugins: {
+        legend: { display: false },
+        tooltip: { callbacks: { label: (item) => percent(horizontal ? item.parsed.x : item.parsed.y) } },
+      },
     }),
   });
   describeChart(chart, []);
@@ -560,7 +573,7 @@ const VALUE_LABELS = {
     ctx.fillStyle = '#111827';
     chart.getDatasetMeta(0).data.forEach((bar, i) => {
       const value = data[i];
-      const text = value === null || value === undefined ? '—' : value.toFixed(1) + '%';
+      const text = value === null || value === undefined ? '—' : percent(value);
       if (horizontal) {
         ctx.textAlign = 'left';
         ctx.textBaseline = 'middle';
