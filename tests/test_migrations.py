@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from dispatch import migrate
 from dispatch.audit.models import AuditEntry
 from dispatch.auth.models import User
 from dispatch.db import Base, create_engine, create_sessionmaker, table_of
+from dispatch.incidents.models import Dispatch, Incident
 from dispatch.rosters.models import RosterMember
 from dispatch.teams import service as teams
 from dispatch.teams.coverage import Coverage
@@ -260,6 +261,77 @@ async def test_teams_are_numbered_in_the_order_they_were_created_and_back_again(
                 assert "revision" not in columns and "ix_teams_revision" not in indexes
                 left = await connection.scalars(select(old_teams.c.id).order_by(old_teams.c.id))
                 assert list(left) == ["first", "gone", "late"]
+            await asyncio.to_thread(command.upgrade, config, "head")
+        finally:
+            await engine.dispose()
+
+
+async def test_hops_stamped_by_their_arrival_are_marked_implied(
+    backend: str, tmp_path: Path
+) -> None:
+    """0017: a delivery or accept stored at the very microsecond of its dispatch's arrival was
+    recorded by that arrival (a radio arrival, or one without an accept first): marked implied,
+    so that the reports stop measuring it. Hops observed before the arrival stay as they were."""
+    new_columns = ("delivered_implied", "accepted_implied")
+    dispatches = table_of(Dispatch)
+    old_dispatches = sa.table(
+        "dispatches",
+        *(sa.column(c.name, c.type) for c in dispatches.c if c.name not in new_columns),
+    )
+    reported = datetime(2026, 3, 1, 1, 0, tzinfo=UTC)
+
+    def at(seconds: float | None) -> datetime | None:
+        return None if seconds is None else reported + timedelta(seconds=seconds)
+
+    def dispatch(dispatch_id: str, delivered: float | None, accepted: float | None,
+                 arrived: float | None) -> dict[str, Any]:  # fmt: skip
+        return {
+            "id": dispatch_id, "incident_id": "i1", "team_id": "t1", "tier": 1, "ring": 0,
+            "distance_m": 10.0, "alerted_at": reported, "delivered_at": at(delivered),
+            "shown_at": None, "accepted_at": at(accepted), "arrived_at": at(arrived),
+            "arrival_source": None if arrived is None else "button",
+        }  # fmt: skip
+
+    async with fresh_database(backend, tmp_path) as url:
+        config = migrate.alembic_config(url)
+        await asyncio.to_thread(command.downgrade, config, "0016")
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    table_of(User).insert(),
+                    {"id": "u1", "name": "u1", "password_hash": "x", "role": "operator",
+                     "disabled": False, "created_at": reported},
+                )  # fmt: skip
+                await connection.execute(
+                    table_of(Team).insert(), _team_row("t1", reported, revision=1)
+                )
+                await connection.execute(
+                    table_of(Incident).insert(),
+                    {"id": "i1", "reported_at": reported, "lon": 114.16, "lat": 22.85,
+                     "category": "fight", "status": "open", "reported_by": "u1"},
+                )  # fmt: skip
+                await connection.execute(
+                    old_dispatches.insert(),
+                    [
+                        dispatch("radio", 121, 121, 121),
+                        dispatch("tapped", 5, 10, 50),
+                        dispatch("acked", 3, 80, 80),
+                        dispatch("waiting", 2, None, None),
+                    ],
+                )
+            await asyncio.to_thread(command.upgrade, config, "head")
+            async with engine.connect() as connection:
+                marked = await connection.execute(
+                    select(dispatches.c.id, *(dispatches.c[name] for name in new_columns))
+                )
+                assert sorted(marked) == [
+                    ("acked", False, True),
+                    ("radio", True, True),
+                    ("tapped", False, False),
+                    ("waiting", False, False),
+                ]
+            await asyncio.to_thread(command.downgrade, config, "0016")
             await asyncio.to_thread(command.upgrade, config, "head")
         finally:
             await engine.dispose()

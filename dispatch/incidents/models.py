@@ -5,7 +5,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dispatch.db import Base
@@ -107,6 +107,11 @@ class Dispatch(Base):
     # When the phone actually put the alert on screen (Page Visibility), not just received it.
     shown_at: Mapped[datetime | None]
     accepted_at: Mapped[datetime | None]
+    # A leader's arrival without an accept first stands for the accept (and for the delivery
+    # when no ack came): those hops are on record at the arrival's time, but were never
+    # observed, so they are marked and measure nothing. An ack later replaces such a delivery.
+    delivered_implied: Mapped[bool] = mapped_column(default=False, server_default=false())
+    accepted_implied: Mapped[bool] = mapped_column(default=False, server_default=false())
     arrived_at: Mapped[datetime | None]
     arrival_source: Mapped[str | None] = mapped_column(String(16))
     arrival_lon: Mapped[float | None]
@@ -133,6 +138,8 @@ class DispatchRecord:
     delivered_at: datetime | None = None
     shown_at: datetime | None = None
     accepted_at: datetime | None = None
+    delivered_implied: bool = False
+    accepted_implied: bool = False
     arrived_at: datetime | None = None
     arrival_source: str | None = None
     arrival_lon: float | None = None

@@ -34,9 +34,22 @@ class DispatchOut(Schema):
     ring: int = Field(description="0: the team's zone covers the incident; 1: escalation ring")
     distance_m: float
     alerted_at: LocalTime
-    delivered_at: LocalTime | None = Field(description="first websocket ack of the alert")
+    delivered_at: LocalTime | None = Field(
+        description="the phone had the alert: its first websocket ack, or it was shown or "
+        "accepted first; when delivered_implied, the time of the arrival that stood for it"
+    )
+    delivered_implied: bool = Field(
+        description="the delivery was not observed but implied by the leader's arrival (no ack "
+        "had come): not measured; the phone's ack, when it comes, replaces it"
+    )
     shown_at: LocalTime | None = Field(description="the alert was on the leader's screen")
-    accepted_at: LocalTime | None
+    accepted_at: LocalTime | None = Field(
+        description="the leader accepted; when accepted_implied, the time of his arrival"
+    )
+    accepted_implied: bool = Field(
+        description="the leader arrived without accepting first: his arrival stands for the "
+        "accept, which is not measured. An arrival an operator records implies nothing"
+    )
     arrived_at: LocalTime | None
     arrival_source: ArrivalSource | None
     arrival_location: LocationOut | None

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from functools import cache, partial
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
@@ -202,8 +202,10 @@ def dispatch_view(d: AnyDispatch, team_name: str) -> DispatchOut:
         distance_m=d.distance_m,
         alerted_at=d.alerted_at,
         delivered_at=d.delivered_at,
+        delivered_implied=d.delivered_implied,
         shown_at=d.shown_at,
         accepted_at=d.accepted_at,
+        accepted_implied=d.accepted_implied,
         arrived_at=d.arrived_at,
         arrival_source=ArrivalSource(d.arrival_source) if d.arrival_source else None,
         arrival_location=arrival,
@@ -538,17 +540,19 @@ async def escalate_if_unaccepted(
     incident = await _load_incident(session, incident_id, for_update=True)
     if incident.status == IncidentStatus.CLOSED.value:
         return "not needed: the incident is closed"
-    accepted = await session.scalar(
-        select(Dispatch.id)
+    answered = await session.scalar(
+        select(Dispatch.accepted_at.is_not(None))
         .where(
             Dispatch.incident_id == incident_id,
             Dispatch.tier == 1,
-            Dispatch.accepted_at.is_not(None),
+            # An arrival recorded by radio comes with no accept: the team is there all the same.
+            or_(Dispatch.accepted_at.is_not(None), Dispatch.arrived_at.is_not(None)),
         )
+        .order_by(Dispatch.accepted_at.is_(None))
         .limit(1)
     )
-    if accepted is not None:
-        return "not needed: a tier-1 team accepted"
+    if answered is not None:
+        return f"not needed: a tier-1 team {'accepted' if answered else 'arrived'}"
     elapsed = round((due_at - incident.reported_at).total_seconds())
     reason = f"no tier-1 team accepted within {elapsed} s"
     view = await _escalate(session, incident, due_at, now, coverage, ring_m, reason)
@@ -736,7 +740,8 @@ async def record_deliveries(
     now: datetime,
     coverage: Coverage | None = None,
 ) -> None:
-    """The first acknowledgement of an alert sets its dispatch's delivered_at.
+    """The first acknowledgement of an alert sets its dispatch's delivered_at, unless the
+    delivery is on record already; one an arrival implied is replaced.
 
     Operators are told with one small ``dispatches.updated``; nobody else needs it, and
     re-sending the whole incident to every recipient on every delivery made the work per
@@ -758,10 +763,16 @@ async def record_deliveries(
     events: list[EventRecord] = []
     for d in changed:
         delivery = first[d.id]
-        d.delivered_at = delivery.at
-        facts = {"dispatch_id": d.id}
+        facts: dict[str, Any] = {"dispatch_id": d.id}
+        if d.delivered_implied:
+            # The delivery an arrival implied gives way to the one observed, earlier or later:
+            # the timeline keeps both, the dispatch (and the report) the observed one.
+            facts["replaces_implied"] = True
+        d.delivered_at, d.delivered_implied = delivery.at, False
         events.append(_event(d.incident_id, delivery.at, "delivered", delivery.user_id, facts))
-    delivered = [{"id": d.id, "delivered_at": d.delivered_at} for d in changed]
+    delivered = [
+        {"id": d.id, "delivered_at": d.delivered_at, "delivered_implied": False} for d in changed
+    ]
     marked = [
         Changed(DISPATCHES, "id", delivered),
         *await event_chain.appended_rows(session, events, changed),
@@ -780,7 +791,7 @@ def _undelivered_locked(postgresql: bool) -> Select[Any]:
         select(DISPATCHES)
         .where(
             any_of(DISPATCHES.c.id, "delivered_ids", postgresql),
-            DISPATCHES.c.delivered_at.is_(None),
+            or_(DISPATCHES.c.delivered_at.is_(None), DISPATCHES.c.delivered_implied),
         )
         # Locked in id order: two batches of deliveries never wait on each other in a circle.
         .order_by(DISPATCHES.c.id)
@@ -848,12 +859,23 @@ def _after_recorded_hops(d: Dispatch, now: datetime) -> datetime:
     return max([now, *recorded])
 
 
-def _mark_delivered(session: AsyncSession, d: Dispatch, actor_id: str, now: datetime) -> None:
-    if d.delivered_at is None:
-        # Showing or accepting proves receipt, even when the websocket ack never came or is
-        # still being gathered: the record never has a hop before the delivery it follows.
-        d.delivered_at = now
-        _record(session, d.incident_id, now, "delivered", actor_id, {"dispatch_id": d.id})
+def _mark_delivered(
+    session: AsyncSession, d: Dispatch, actor_id: str, now: datetime, *, implied: bool = False
+) -> None:
+    """Record the delivery at ``now`` unless one is on record: observed when the phone showed
+    or accepted the alert, ``implied`` when an arrival stands for it. An observed one replaces
+    an implied one."""
+    if d.delivered_at is not None and (implied or not d.delivered_implied):
+        return
+    # Showing or accepting proves receipt, even when the websocket ack never came or is still
+    # being gathered: the record never has a hop before the delivery it follows.
+    facts: dict[str, Any] = {"dispatch_id": d.id}
+    if implied:
+        facts["implied"] = True
+    elif d.delivered_implied:
+        facts["replaces_implied"] = True
+    d.delivered_at, d.delivered_implied = now, implied
+    _record(session, d.incident_id, now, "delivered", actor_id, facts)
 
 
 def _mark_accepted(
@@ -862,11 +884,17 @@ def _mark_accepted(
     actor_id: str,
     now: datetime,
     device_time: datetime | None = None,
+    *,
+    implied: bool = False,
 ) -> None:
-    _mark_delivered(session, d, actor_id, now)
+    """Record the acceptance at ``now`` (and the delivery, if none is on record): tapped, or
+    ``implied`` by the leader's arrival without an accept first."""
+    _mark_delivered(session, d, actor_id, now, implied=implied)
     if d.accepted_at is None:
-        d.accepted_at = now
+        d.accepted_at, d.accepted_implied = now, implied
         facts: dict[str, Any] = {"dispatch_id": d.id}
+        if implied:
+            facts["implied"] = True
         if device_time is not None:
             # The phone's clock at the tap: a tap kept through an outage reaches the server
             # late, and is recorded then; the record keeps when the leader tapped.
@@ -882,7 +910,9 @@ async def accept_dispatch(
     device_time: datetime | None = None,
 ) -> IncidentOut:
     d, incident = await _acting_dispatch(session, actor, dispatch_id)
-    if d.accepted_at is not None:
+    # Once the team is on scene there is nothing left to accept: a tap that reaches the server
+    # after an arrival recorded by radio would put the acceptance after the arrival.
+    if d.accepted_at is not None or d.arrived_at is not None:
         return await get_incident(session, incident.id)
     now = _after_recorded_hops(d, now)
     _mark_accepted(session, d, actor.user_id, now, device_time)
@@ -926,7 +956,12 @@ async def _arrive(
 ) -> IncidentOut:
     # An arrival keeps the time its request came in, whatever was written while it waited:
     # that time is judged against the deadline.
-    _mark_accepted(session, d, actor.user_id, now)
+    if source != ArrivalSource.OPERATOR:
+        # The leader acted on the alert: his arrival stands for the accept he did not tap (and
+        # for the delivery, if no ack came), marked implied, so that no segment is measured
+        # from it. An operator's radio arrival says nothing of the phone: it records only the
+        # arrival, and the phone's ack may still come.
+        _mark_accepted(session, d, actor.user_id, now, implied=True)
     d.arrived_at, d.arrival_source = now, source.value
     d.arrival_accuracy_m, d.arrival_device_time = fix.accuracy_m, fix.device_time
     if fix.location is not None:

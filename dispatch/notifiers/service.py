@@ -72,6 +72,9 @@ async def check_acknowledged(
         return "not needed: the dispatch is gone"
     if dispatch.accepted_at is not None:
         return "not needed: the dispatch was accepted"
+    if dispatch.arrived_at is not None:
+        # Recorded by radio: the team is on scene, its phone never answered and need not.
+        return "not needed: the team arrived"
     if incident.status == IncidentStatus.CLOSED.value:
         return "not needed: the incident is closed"
     phone = await session.scalar(select(User.phone).where(User.id == user_id))

@@ -218,6 +218,9 @@ class Metrics:
         elif kind == "dispatched":
             ring = str(dispatch.ring if dispatch is not None else 0)
             self.dispatches.labels(tier, ring).inc()
+        elif kind in ("delivered", "accepted") and data.get("implied"):
+            # Stood for by an arrival, not observed: neither a receipt nor a tap to count.
+            return
         elif kind == "delivered":
             self.alerts_delivered.labels(tier).inc()
             if dispatch is not None:

@@ -328,7 +328,10 @@ def summarise(
     dispatches = [d for i in incidents for d in i["dispatches"]]
     counts = {
         "dispatches": len(dispatches),
-        **{hop: sum(1 for d in dispatches if d.get(f"{hop}_at")) for hop in HOPS},
+        **{
+            hop: sum(1 for d in dispatches if d.get(f"{hop}_at") and not d.get(f"{hop}_implied"))
+            for hop in HOPS
+        },
     }
     lines.append(
         "  hops (median, all tiers): "
@@ -360,7 +363,8 @@ def _hops(incidents: list[dict[str, Any]], speed: float) -> dict[str, float | No
         for d in incident["dispatches"]:
             alerted = datetime.fromisoformat(d["alerted_at"])
             for hop in HOPS:
-                if d.get(f"{hop}_at"):
+                # A hop an arrival implied took no time of its own.
+                if d.get(f"{hop}_at") and not d.get(f"{hop}_implied"):
                     at = datetime.fromisoformat(d[f"{hop}_at"])
                     spans[hop].append((at - alerted).total_seconds())
     # Delivery is the network's real time; accepting and travelling are simulated, scaled back.

@@ -91,6 +91,22 @@ async def test_accepting_in_time_means_no_escalation(world: World) -> None:
     assert "escalated" not in [e["type"] for e in await events(world, operator, incident["id"])]
 
 
+async def test_an_arrival_recorded_by_radio_in_time_means_no_escalation(world: World) -> None:
+    """The team is on scene although its phone never accepted: nobody else is needed."""
+    covering = await world.team("fixed_post")
+    await world.team("mobile", *at(800, 90))
+    operator = await world.operator()
+    incident = await world.report(operator)
+    world.clock.advance(15)
+    d = incident["dispatches"][0]
+    reply = await world.http.post(f"/api/v1/dispatches/{d['id']}/arrive", headers=operator.headers)
+    assert reply.status_code == 200 and reply.json()["dispatches"][0]["accepted_at"] is None
+    world.clock.advance(10)
+    assert await escalation_outcome(world, incident["id"]) == "not needed: a tier-1 team arrived"
+    after = await world.incident(operator, incident["id"])
+    assert [x["team_id"] for x in after["dispatches"]] == [covering["id"]]
+
+
 async def test_no_tier_one_cover_escalates_at_once(world: World) -> None:
     ring_team = await world.team("fixed_post", *at(600, 45))
     await world.team("patrol", radius_m=3000)

@@ -260,3 +260,148 @@ async def test_a_hop_whose_request_began_before_the_ack_was_written_is_not_recor
     hops = [e for e in events if e["data"].get("dispatch_id") == dispatch_id]
     assert [e["type"] for e in hops] == ["dispatched", "delivered", "shown", "accepted"]
     assert [e["at"] for e in hops] == sorted(e["at"] for e in hops)
+
+
+async def hop_events(world: World, incident_id: str, dispatch_id: str) -> list[dict[str, Any]]:
+    operator = await world.operator()
+    reply = await world.http.get(
+        f"/api/v1/incidents/{incident_id}/events", headers=operator.headers
+    )
+    return [e for e in reply.json() if e["data"].get("dispatch_id") == dispatch_id]
+
+
+def since(incident: dict[str, Any], at: str) -> float:
+    return (datetime.fromisoformat(at) - datetime.fromisoformat(incident["reported_at"])).seconds
+
+
+async def test_an_arrival_recorded_by_an_operator_records_nothing_for_the_phone(
+    world: World,
+) -> None:
+    """A team whose phone never answered arrives, as it says by radio: the operator's record is
+    the arrival alone. Neither a delivery nor an accept is made up for the phone; its ack, when
+    the phone comes back, is the delivery, and a tap on accept after the arrival changes
+    nothing (it would put the accept after the arrival)."""
+    leader, incident, dispatch_id = await setup(world)
+    operator = await world.operator()
+    world.clock.advance(121)
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{dispatch_id}/arrive", json={}, headers=operator.headers
+    )
+    assert reply.status_code == 200, reply.text
+    d = reply.json()["dispatches"][0]
+    assert (d["arrival_source"], since(incident, d["arrived_at"])) == ("operator", 121)
+    assert d["delivered_at"] is None and d["accepted_at"] is None
+    assert d["delivered_implied"] is False and d["accepted_implied"] is False
+    events = await hop_events(world, incident["id"], dispatch_id)
+    assert [(e["type"], e["actor_id"]) for e in events] == [
+        ("dispatched", None),
+        ("arrived", operator.id),
+    ]
+
+    world.clock.advance(30)
+    phone = await world.connect(leader)
+    alert = await phone.next_of("alert")
+    await phone.ack(alert["seq"])
+    d = (
+        await world.wait_for(leader, incident["id"], lambda i: i["dispatches"][0]["delivered_at"])
+    )["dispatches"][0]
+    assert since(incident, d["delivered_at"]) == 151 and d["delivered_implied"] is False
+    world.clock.advance(5)
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{dispatch_id}/accept", headers=leader.headers
+    )
+    assert reply.status_code == 200 and reply.json()["dispatches"][0]["accepted_at"] is None
+    events = await hop_events(world, incident["id"], dispatch_id)
+    assert [e["type"] for e in events] == ["dispatched", "arrived", "delivered"]
+    await phone.close()
+
+
+async def test_an_arrival_without_an_accept_implies_it_and_marks_it_so(world: World) -> None:
+    """The leader taps "arrived" at 181 s without accepting, his phone's ack never came: the
+    arrival stands for the accept and the delivery, on record at its time and marked implied
+    on the dispatch and in the events, so that no segment is measured from them."""
+    leader, incident, dispatch_id = await setup(world)
+    world.clock.advance(181)
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{dispatch_id}/arrive", json={}, headers=leader.headers
+    )
+    d = reply.json()["dispatches"][0]
+    assert d["arrival_source"] == "button"
+    assert d["delivered_at"] == d["accepted_at"] == d["arrived_at"]
+    assert d["delivered_implied"] is True and d["accepted_implied"] is True
+    events = await hop_events(world, incident["id"], dispatch_id)
+    assert [(e["type"], e["data"].get("implied")) for e in events] == [
+        ("dispatched", None),
+        ("delivered", True),
+        ("accepted", True),
+        ("arrived", None),
+    ]
+    assert {e["actor_id"] for e in events[1:]} == {leader.id}
+
+
+async def test_an_accept_observed_before_the_arrival_is_not_implied(world: World) -> None:
+    """Shown, then arrived without accepting: only the accept is implied."""
+    leader, incident, dispatch_id = await setup(world)
+    world.clock.advance(4)
+    await world.http.post(f"/api/v1/dispatches/{dispatch_id}/shown", headers=leader.headers)
+    world.clock.advance(50)
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{dispatch_id}/arrive", headers=leader.headers
+    )
+    d = reply.json()["dispatches"][0]
+    assert since(incident, d["delivered_at"]) == 4 and d["delivered_implied"] is False
+    assert d["accepted_at"] == d["arrived_at"] and d["accepted_implied"] is True
+
+
+async def test_the_phones_ack_after_an_implied_delivery_replaces_it_once(world: World) -> None:
+    """A phone comes back after its leader's arrival, is sent the alert again and acks it:
+    that ack is the delivery observed (at the ack's time, after the arrival), replacing the
+    implied one on the dispatch, which the operators' board is told; the timeline keeps both,
+    the later saying so. The other leader's ack, later still, changes nothing."""
+    team = await world.team("mobile")
+    leader, other = await world.leader(team), await world.leader(team)
+    incident = await world.report(await world.operator())
+    dispatch_id = incident["dispatches"][0]["id"]
+    board = await world.connect(await world.operator(), resume_from=0)
+    world.clock.advance(181)
+    await world.http.post(f"/api/v1/dispatches/{dispatch_id}/arrive", headers=leader.headers)
+    world.clock.advance(60)
+    phone = await world.connect(leader)
+    alert = await phone.next_of("alert")
+    await phone.ack(alert["seq"])
+    news = await board.next_of("dispatches.updated")
+    (told,) = news["data"]["dispatches"]
+    assert since(incident, told["delivered_at"]) == 241 and told["delivered_implied"] is False
+    assert told["accepted_implied"] is True
+    d = (await world.incident(leader, incident["id"]))["dispatches"][0]
+    assert d["delivered_at"] == told["delivered_at"] and d["delivered_implied"] is False
+
+    world.clock.advance(3)
+    acks = AckRecorder(world.runtime.transaction, partial(record_acknowledged, world.runtime))
+    acks.submit(other.id, 1, world.clock.now())
+    assert await acks.flush()
+    assert (await world.incident(leader, incident["id"]))["dispatches"][0] == d
+    events = await hop_events(world, incident["id"], dispatch_id)
+    delivered = [(since(incident, e["at"]), e["data"]) for e in events if e["type"] == "delivered"]
+    assert delivered == [
+        (181, {"dispatch_id": dispatch_id, "implied": True}),
+        (241, {"dispatch_id": dispatch_id, "replaces_implied": True}),
+    ]
+    await phone.close()
+    await board.close()
+
+
+async def test_an_ack_gathered_while_the_arrival_waited_is_the_delivery(world: World) -> None:
+    """The ack came in 30 ms before the arrival but was written after it: the delivery is the
+    ack's, before the arrival, and the accept alone stays implied."""
+    leader, incident, dispatch_id = await setup(world)
+    world.clock.advance(20)
+    acked_at = world.clock.now() - timedelta(milliseconds=30)
+    await world.http.post(f"/api/v1/dispatches/{dispatch_id}/arrive", headers=leader.headers)
+    acks = AckRecorder(world.runtime.transaction, partial(record_acknowledged, world.runtime))
+    acks.submit(leader.id, 1, acked_at)
+    assert await acks.flush()
+    d = (await world.incident(leader, incident["id"]))["dispatches"][0]
+    assert datetime.fromisoformat(d["delivered_at"]) == acked_at
+    assert d["delivered_implied"] is False and d["accepted_implied"] is True
+    assert d["delivered_at"] < d["accepted_at"] == d["arrived_at"]

@@ -365,11 +365,17 @@ async def test_a_leader_without_a_phone_number_cannot_be_texted(
 async def test_an_accepted_dispatch_or_a_closed_incident_needs_no_notification(
     start: Start, receivers: Callable[..., Awaitable[Receiver]]
 ) -> None:
+    """Nor does a team on scene whose arrival an operator recorded (by radio: no accept)."""
     webhook = await receivers()
     world = await start(webhook_url=webhook.url, webhook_secret=WEBHOOK_SECRET)
     leader, operator, accepted = await setup_incident(world)
     reply = await world.http.post(
         f"/api/v1/dispatches/{accepted['dispatches'][0]['id']}/accept", headers=leader.headers
+    )
+    assert reply.status_code == 200
+    arrived = await world.report(operator)
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{arrived['dispatches'][0]['id']}/arrive", headers=operator.headers
     )
     assert reply.status_code == 200
     closed = await world.report(operator)
@@ -379,12 +385,13 @@ async def test_an_accepted_dispatch_or_a_closed_incident_needs_no_notification(
     assert reply.status_code == 200
     world.clock.advance(15)
     for _ in range(250):
-        if len(await job_outcomes(world, "notify.check")) == 2:
+        if len(await job_outcomes(world, "notify.check")) == 3:
             break
         await asyncio.sleep(0.02)
     assert sorted(await job_outcomes(world, "notify.check")) == [
         "not needed: the dispatch was accepted",
         "not needed: the incident is closed",
+        "not needed: the team arrived",
     ]
     assert webhook.requests == []
 

@@ -99,6 +99,28 @@ async def test_the_chain_moves_the_metrics_as_it_happens(world: World) -> None:
     assert value(gone, "dispatch_websocket_connections", role="operator") == 0
 
 
+async def test_hops_an_arrival_implied_are_neither_a_receipt_nor_an_accept(world: World) -> None:
+    team = await world.team("patrol", radius_m=3000)
+    leader = await world.leader(team)
+    incident = await world.report(await world.operator())
+    before = await scrape(world)
+    world.clock.advance(100)
+    dispatch_id = incident["dispatches"][0]["id"]
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{dispatch_id}/arrive", headers=leader.headers
+    )
+    assert reply.json()["dispatches"][0]["accepted_implied"] is True
+    after = await scrape(world)
+    for name in (
+        "dispatch_alerts_delivered_total",
+        "dispatch_alerts_acknowledged_total",
+        "dispatch_report_to_delivery_seconds_count",
+        "dispatch_time_to_arrival_seconds_count",
+    ):
+        moved = value(after, name, tier="2") - value(before, name, tier="2")
+        assert moved == (1 if name == "dispatch_time_to_arrival_seconds_count" else 0), name
+
+
 async def test_escalations_and_replayed_messages_are_counted(world: World) -> None:
     await world.team("fixed_post", lon=QINGXI[0] + 0.02)  # far: covers nothing here
     ring = await world.team("fixed_post", lon=QINGXI[0] + 0.006)  # ~600 m: in the 1 km ring
