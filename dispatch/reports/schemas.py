@@ -32,6 +32,14 @@ class Stat(Schema):
     max_s: float | None
 
 
+class SegmentStat(Stat):
+    n: int = Field(description="dispatches of which both ends of the segment were observed")
+    implied: int = Field(
+        description="dispatches left out: both ends are on record, but one was not observed, "
+        "only implied by the leader's arrival (no accept tapped, no ack before it)"
+    )
+
+
 class TierFigures(Schema):
     tier: int
     target_s: float | None = Field(
@@ -59,9 +67,9 @@ class TierFigures(Schema):
     )
     share_within_target: float | None = Field(description="met / (met + breached)")
     time_to_arrival: Stat = Field(description="from the report to arrival on scene")
-    alert_to_delivery: Stat = Field(description="per dispatch: alert sent to phone received")
-    delivery_to_acceptance: Stat = Field(description="per dispatch: received to accepted")
-    acceptance_to_arrival: Stat = Field(description="per dispatch: accepted to on scene")
+    alert_to_delivery: SegmentStat = Field(description="per dispatch: alert sent to phone received")
+    delivery_to_acceptance: SegmentStat = Field(description="per dispatch: received to accepted")
+    acceptance_to_arrival: SegmentStat = Field(description="per dispatch: accepted to on scene")
 
 
 class Group(Schema):

@@ -30,6 +30,7 @@ from sqlalchemy import (
     cast,
     func,
     literal,
+    not_,
     null,
     or_,
     select,
@@ -61,6 +62,7 @@ from dispatch.reports.schemas import (
     HistogramBin,
     IncidentReportOut,
     ReportOut,
+    SegmentStat,
     Stat,
     TierFigures,
     TimelineEvent,
@@ -72,6 +74,8 @@ from dispatch.villages import service as villages
 
 PERCENTILES = (50, 90)
 METRICS = ("arrival", "a2d", "d2acc", "acc2arr")
+# The per-dispatch segments, whose ends may be implied by a later hop rather than observed.
+SEGMENTS = METRICS[1:]
 OUTCOMES = (TierStatus.MET, TierStatus.BREACHED, TierStatus.CANCELLED, TierStatus.PENDING)
 TIER_LABELS = {1: "一梯队 应急联防队", 2: "二梯队 巡逻警力", 3: "三梯队 处突警力"}
 TIERS = tuple(TIER_LABELS)
@@ -81,7 +85,10 @@ METHOD = (
     "ceil(p*n/100) (integer arithmetic), a time that actually occurred; P90 is given per "
     "segment as in NFPA 1710 practice. Times are exact differences of the stored server "
     "timestamps (microseconds): time to arrival from the report to arrival on scene; segments "
-    "per dispatch from alert to delivery, delivery to acceptance and acceptance to arrival. "
+    "per dispatch from alert to delivery, delivery to acceptance and acceptance to arrival, "
+    "each measured only where both of its ends were observed: an acceptance (and a delivery "
+    "without an ack before it) implied by a leader's arrival without an accept first is left "
+    "out and counted as implied; an arrival an operator records implies neither. "
     "Each tier is judged by the target stored with the incident when it was reported "
     "(target_s; targets_s lists every target applied, and target_s is null when they differ). "
     "Share within target = met / (met + breached): a tier closed by its deadline with nobody "
@@ -276,11 +283,27 @@ def _series(sql: _Sql, name: str, later: Any, earlier: Any) -> list[Any]:
     ]
 
 
-def _hops(sql: _Sql) -> list[Any]:
+def _segment(sql: _Sql, name: str, later: Any, earlier: Any, implied: Any) -> list[Any]:
+    """A segment's value in µs where both of its ends were observed, and null where one was
+    ``implied`` by a later hop (a leader's arrival without an accept first): such a row is
+    counted apart (``implied_``), never measured."""
+    recorded = and_(later.is_not(None), earlier.is_not(None))
+    observed = and_(recorded, not_(implied))
     return [
-        *_series(sql, "a2d", Dispatch.delivered_at, Dispatch.alerted_at),
-        *_series(sql, "d2acc", Dispatch.accepted_at, Dispatch.delivered_at),
-        *_series(sql, "acc2arr", Dispatch.arrived_at, Dispatch.accepted_at),
+        case((observed, sql.duration_us(later, earlier))).label(name),
+        observed.label(f"has_{name}"),
+        and_(recorded, implied).label(f"implied_{name}"),
+    ]
+
+
+def _hops(sql: _Sql) -> list[Any]:
+    delivered, accepted = Dispatch.delivered_implied, Dispatch.accepted_implied
+    return [
+        *_segment(sql, "a2d", Dispatch.delivered_at, Dispatch.alerted_at, delivered),
+        *_segment(
+            sql, "d2acc", Dispatch.accepted_at, Dispatch.delivered_at, or_(delivered, accepted)
+        ),
+        *_segment(sql, "acc2arr", Dispatch.arrived_at, Dispatch.accepted_at, accepted),
     ]
 
 
@@ -423,9 +446,10 @@ def _aggregates(
     m: Any, only: ColumnElement[bool] | None, source: _Source, ranked: bool, tag: str
 ) -> list[Any]:
     """One block of columns, the same layout for every source: the seven counts, then per
-    series its n and (``ranked``) P50, P90 and max by percentile_disc; typed nulls for what
-    the source does not hold. Labels start with ``tag``, unique in the statement, so that each
-    column of a result row is found by its own name."""
+    series its n, rows left out as implied (segments) and (``ranked``) P50, P90 and max by
+    percentile_disc; typed nulls for what the source does not hold. Labels start with
+    ``tag``, unique in the statement, so that each column of a result row is found by its own
+    name."""
 
     def where(aggregate: Any, condition: ColumnElement[bool] | None = None) -> Any:
         conditions = [c for c in (only, condition) if c is not None]
@@ -446,6 +470,10 @@ def _aggregates(
         columns.append(
             where(func.count(), m.c[f"has_{metric}"]) if held else cast(null(), BigInteger)
         )
+        segment = held and metric in SEGMENTS
+        columns.append(
+            where(func.count(), m.c[f"implied_{metric}"]) if segment else cast(null(), BigInteger)
+        )
         if ranked and held:
             picked = func.percentile_disc(postgresql.array(FRACTIONS)).within_group(m.c[metric])
             columns.append(type_coerce(where(picked), postgresql.ARRAY(BigInteger)))
@@ -455,7 +483,7 @@ def _aggregates(
 
 
 def _block_width(ranked: bool) -> int:
-    return COUNTED + len(METRICS) * (2 if ranked else 1)
+    return COUNTED + len(METRICS) * (3 if ranked else 2)
 
 
 def _read(
@@ -472,19 +500,24 @@ def _read(
     rows = cell.incidents if cell else 0
     at = COUNTED
     for metric in METRICS:
-        n, picked = values[at], values[at + 1] if ranked else None
-        at += 2 if ranked else 1
+        n, implied = values[at], values[at + 1]
+        picked = values[at + 2] if ranked else None
+        at += 3 if ranked else 2
         if n is not None:
-            rows = max(rows, int(n))
-            stats[metric] = _stat_of(int(n), picked)
+            left_out = None if implied is None else int(implied)
+            rows = max(rows, int(n), left_out or 0)
+            stats[metric] = _stat_of(int(n), picked, left_out)
     return cell, stats, rows
 
 
-def _stat_of(n: int, picked: Sequence[int] | None) -> Stat:
-    if not n or not picked:
-        return Stat(n=n, p50_s=None, p90_s=None, max_s=None)
-    p50, p90, most = (int(v) / 1e6 for v in picked)
-    return Stat(n=n, p50_s=p50, p90_s=p90, max_s=most)
+def _stat_of(n: int, picked: Sequence[int] | None, implied: int | None = None) -> Stat:
+    """A series' figures; a segment's (``implied`` given) with the rows it left out."""
+    p50 = p90 = most = None
+    if n and picked:
+        p50, p90, most = (int(v) / 1e6 for v in picked)
+    if implied is None:
+        return Stat(n=n, p50_s=p50, p90_s=p90, max_s=most)
+    return SegmentStat(n=n, p50_s=p50, p90_s=p90, max_s=most, implied=implied)
 
 
 async def _ordered_set_figures(
@@ -597,13 +630,21 @@ async def _window_figures(
             at_rank = picked.get((metric, g, tier), {})
             if size:
                 values = [at_rank[rank(p, size)] for p in PERCENTILES] + [at_rank[size]]
-                stats[metric] = _stat_of(size, values)
+                implied = getattr(stats[metric], "implied", None)
+                stats[metric] = _stat_of(size, values, implied)
     return found
 
 
 def _figures(tier: int, cell: _Cell, stats: dict[str, Stat]) -> TierFigures:
     judged = cell.met + cell.breached
     empty = Stat(n=0, p50_s=None, p90_s=None, max_s=None)
+    none = SegmentStat(n=0, p50_s=None, p90_s=None, max_s=None, implied=0)
+
+    def segment(name: str) -> SegmentStat:
+        found = stats.get(name, none)
+        assert isinstance(found, SegmentStat)
+        return found
+
     applied = cell.targets
     return TierFigures(
         tier=tier,
@@ -620,9 +661,9 @@ def _figures(tier: int, cell: _Cell, stats: dict[str, Stat]) -> TierFigures:
         uncovered_breached=cell.uncovered_breached,
         share_within_target=cell.met / judged if judged else None,
         time_to_arrival=stats.get("arrival", empty),
-        alert_to_delivery=stats.get("a2d", empty),
-        delivery_to_acceptance=stats.get("d2acc", empty),
-        acceptance_to_arrival=stats.get("acc2arr", empty),
+        alert_to_delivery=segment("a2d"),
+        delivery_to_acceptance=segment("d2acc"),
+        acceptance_to_arrival=segment("acc2arr"),
     )
 
 

@@ -2,7 +2,9 @@
 
 Four hundred incidents with random times to the microsecond are written straight into the
 tables (as the dispatch core would have left them: some tiers nobody covered, alerts never
-delivered, accepts without an arrival, arrivals exactly at the deadline, tiers cancelled, closed
+delivered, accepts without an arrival, arrivals exactly at the deadline, leaders arriving without
+an accept first (the accept, and the delivery without an ack, implied), arrivals recorded by an
+operator (no accept at all), acks coming after an implied delivery, tiers cancelled, closed
 before the deadline, or still pending; a few judged by other targets, as after the targets were
 changed). The expected report is worked out below in plain
 Python: sort each series, take the values at the nearest ranks, count the outcomes by the rules
@@ -42,6 +44,8 @@ class Hop:
     delivered: datetime | None
     accepted: datetime | None
     arrived: datetime | None
+    delivered_implied: bool = False
+    accepted_implied: bool = False
 
 
 @dataclass
@@ -69,9 +73,34 @@ def us(seconds: float) -> timedelta:
     return timedelta(microseconds=round(seconds * 1e6))
 
 
+def unanswered_arrival(
+    kinds: random.Random, hop: Hop, target: float, now: datetime, deadline: datetime
+) -> None:
+    """An arrival of a team that never accepted on its phone: by the leader's button (the
+    accept implied, and the delivery if no ack had come; that ack may come later and replace
+    it) or recorded by an operator (nothing implied)."""
+    start = hop.delivered or hop.alerted
+    arrived = start + us(kinds.uniform(5, target * 1.3))
+    if kinds.random() < 0.1:
+        arrived = max(start, deadline)
+    if arrived > now:
+        return
+    hop.arrived = arrived
+    if kinds.random() < 0.3:
+        return  # by radio, recorded by an operator
+    hop.accepted, hop.accepted_implied = arrived, True
+    if hop.delivered is None:
+        hop.delivered, hop.delivered_implied = arrived, True
+        late = arrived + us(kinds.uniform(0.5, 90))
+        if kinds.random() < 0.4 and late <= now:
+            hop.delivered, hop.delivered_implied = late, False
+
+
 def invent(
     rng: random.Random, now: datetime, teams: dict[int, list[str]], villages: list[str]
 ) -> list[Case]:
+    # The hops without an accept are drawn apart, leaving the other draws as they were.
+    kinds = random.Random(5_3_1)
     cases = []
     for n in range(400):
         # The last few were reported moments ago: their later tiers are still pending.
@@ -104,7 +133,10 @@ def invent(
                         arrived = max(accepted, deadline)  # exactly at the deadline
                     if arrived > now:
                         arrived = None
-                hops.append(Hop(team_id, tier, alerted, delivered, accepted, arrived))
+                hop = Hop(team_id, tier, alerted, delivered, accepted, arrived)
+                if accepted is None and not early and kinds.random() < 0.6:
+                    unanswered_arrival(kinds, hop, target, now, deadline)
+                hops.append(hop)
             arrivals = [h.arrived for h in hops if h.arrived]
             first = min(arrivals) if arrivals else None
             if first is not None:
@@ -164,6 +196,8 @@ async def store(world: World, cases: list[Case], operator_id: str) -> None:
                         delivered_at=h.delivered,
                         accepted_at=h.accepted,
                         arrived_at=h.arrived,
+                        delivered_implied=h.delivered_implied,
+                        accepted_implied=h.accepted_implied,
                     )
                 )
 
@@ -183,14 +217,16 @@ def micro(span: timedelta) -> int:
     return (span.days * 86400 + span.seconds) * 1_000_000 + span.microseconds
 
 
-def stat(values: list[int]) -> dict[str, Any]:
+def stat(values: list[int], implied: int | None = None) -> dict[str, Any]:
+    """The figures of a series; of a segment (``implied`` given), with the rows left out."""
     ordered = sorted(values)
     n = len(ordered)
-    if not n:
-        return {"n": 0, "p50_s": None, "p90_s": None, "max_s": None}
-    # Nearest rank, in integers: rank = ceil(p n / 100), 1-based.
-    at = [ordered[(p * n + 99) // 100 - 1] for p in (50, 90)] + [ordered[-1]]
-    return {"n": n, "p50_s": at[0] / 1e6, "p90_s": at[1] / 1e6, "max_s": at[2] / 1e6}
+    found: dict[str, Any] = {"n": 0, "p50_s": None, "p90_s": None, "max_s": None}
+    if n:
+        # Nearest rank, in integers: rank = ceil(p n / 100), 1-based.
+        at = [ordered[(p * n + 99) // 100 - 1] for p in (50, 90)] + [ordered[-1]]
+        found = {"n": n, "p50_s": at[0] / 1e6, "p90_s": at[1] / 1e6, "max_s": at[2] / 1e6}
+    return found if implied is None else {**found, "implied": implied}
 
 
 def key_of(by: str, c: Case, team_id: str | None) -> str:
@@ -212,6 +248,7 @@ def expected(
     per_team = by == "team" or team_id is not None
     counts: dict[tuple[str, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     series: dict[tuple[str, int], dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    implied: dict[tuple[str, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     targets: dict[tuple[str, int], set[float]] = defaultdict(set)
     for c in cases:
         tiers = {t.tier: t for t in c.tiers}
@@ -240,12 +277,17 @@ def expected(
             if tier not in (None, h.tier) or team_id not in (None, h.team_id):
                 continue
             key = key_of(by, c, h.team_id)
-            for name, later, earlier in (
-                ("a2d", h.delivered, h.alerted),
-                ("d2acc", h.accepted, h.delivered),
-                ("acc2arr", h.arrived, h.accepted),
+            for name, later, earlier, guessed in (
+                ("a2d", h.delivered, h.alerted, h.delivered_implied),
+                ("d2acc", h.accepted, h.delivered, h.delivered_implied or h.accepted_implied),
+                ("acc2arr", h.arrived, h.accepted, h.accepted_implied),
             ):
-                if later is not None and earlier is not None:
+                if later is None or earlier is None:
+                    continue
+                # A segment is measured only between two hops that were observed.
+                if guessed:
+                    implied[(key, h.tier)][name] += 1
+                else:
                     series[(key, h.tier)][name].append(micro(later - earlier))
     figures = {}
     for (key, t), cell in counts.items():
@@ -267,9 +309,9 @@ def expected(
             "uncovered_breached": cell["uncovered_breached"],
             "share_within_target": cell["met"] / judged if judged else None,
             "time_to_arrival": stat(values["arrival"]),
-            "alert_to_delivery": stat(values["a2d"]),
-            "delivery_to_acceptance": stat(values["d2acc"]),
-            "acceptance_to_arrival": stat(values["acc2arr"]),
+            "alert_to_delivery": stat(values["a2d"], implied[(key, t)]["a2d"]),
+            "delivery_to_acceptance": stat(values["d2acc"], implied[(key, t)]["d2acc"]),
+            "acceptance_to_arrival": stat(values["acc2arr"], implied[(key, t)]["acc2arr"]),
         }
     return figures
 
@@ -319,6 +361,12 @@ async def test_every_figure_equals_a_direct_computation(world: World) -> None:
     ]
     now = world.clock.now()
     cases = invent(rng, now, teams, villages)
+    hops = [h for c in cases for h in c.hops]
+    # Every kind of arrival without an accept tapped is among them: implied delivery and
+    # accept, an ack after the arrival replacing the delivery, an operator's record.
+    assert any(h.delivered_implied for h in hops)
+    assert any(h.accepted_implied and h.delivered > h.arrived for h in hops if h.delivered)
+    assert any(h.arrived and h.accepted is None for h in hops)
     await store(world, cases, operator.id)
     start = min(c.reported for c in cases) - timedelta(seconds=1)
     period = {"from": start.isoformat(), "to": (now + timedelta(seconds=1)).isoformat()}

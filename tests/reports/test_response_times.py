@@ -3,21 +3,33 @@
 Four incidents at 09:00 local time on one day, four teams: fixed post A and mobile team B
 (tier 1), patrol P (tier 2), response R (tier 3). Times are seconds after each report.
 
-    I1 (fight):  A accepts 10, arrives 50 (met) · P arrives 170 (met) · R accepts 100,
-                 arrives 300 = exactly the deadline (met) · B never comes · closed at 310
+    I1 (fight):  A accepts 10, arrives 50 (met) · P arrives 170 without accepting first (met)
+                 · R accepts 100, arrives 300 = exactly the deadline (met) · B never comes ·
+                 closed at 310
     I2 (fight):  A accepts 20, arrives 60 = exactly the deadline (met) · B accepts 30, arrives
-                 90 (late) · P arrives 200 (breached) · R never comes · closed at 400
+                 90 (late) · P's phone shows the alert at 25, P never accepts on it, and the
+                 operator records P's arrival by radio at 200 (breached) · R never comes ·
+                 closed at 400
     I3 (fight):  closed at 30 with nobody on scene: every tier cancelled, none judged
     I4 (theft, in the other village): A arrives 75 without accepting first (breached) ·
-                 P arrives 100 (met) · R arrives 250 (met) · B never comes · left open
+                 P arrives 100 (met) and R 250 (met), neither accepting first · B never comes ·
+                 left open
 
 Nearest rank: rank(p, n) = ceil(p n / 100).
     tier 1 arrivals [50, 60, 75]: P50 = rank 2 = 60, P90 = rank 3 = 75, max 75; met 2 of 3
     tier 2 arrivals [100, 170, 200]: P50 170, P90 200; met 2 of 3
     tier 3 arrivals [250, 300]: P50 = rank 1 = 250, P90 = rank 2 = 300; met 2 of 3
-    tier-1 dispatches, alert to delivery [10, 20, 30, 75]: P50 = rank 2 = 20, P90 = rank 4 = 75
-    acceptance to arrival [0, 40, 40, 60]: P50 40, P90 60 (delivery to acceptance all 0: an
-    accept with no websocket ack proves delivery at the same instant)
+    Segments are measured between observed hops only. An arrival without an accept first
+    implies the accept, and the delivery when no ack came: I1 P, I4 A, P and R each have an
+    implied delivery and accept, so none of their segments is measured (each counts as implied
+    in all three). An operator's radio arrival implies nothing: I2 P has its delivery (shown at
+    25) and no accept, so only its alert to delivery is measured.
+    tier-1 dispatches, alert to delivery [10, 20, 30]: P50 = rank 2 = 20, P90 = rank 3 = 30;
+    acceptance to arrival [40, 40, 60]: P50 40, P90 60; delivery to acceptance [0, 0, 0] (an
+    accept with no websocket ack proves delivery at the same instant); 1 implied in each
+    tier 2: alert to delivery [25] (I2 P); nothing else measured; 2 implied in each
+    tier 3: alert to delivery [100], delivery to acceptance [0], acceptance to arrival [200]
+    (I1 R); 1 implied in each (I4 R)
     exclusions (incident tiers without arrival): I2 tier 3 (breached), I3 tiers 1-3 (cancelled)
     per team: A met 2 / breached 1 / cancelled 1; B met 0 / breached 3 (I1 and I4 nobody
     came, I2 late) / cancelled 1
@@ -75,16 +87,20 @@ class Day:
         self.leaders: dict[str, Account] = {}
         self.incidents: list[dict[str, Any]] = []
         self.villages: dict[str, str] = {}
+        self.operator: Account | None = None
 
     def dispatch(self, incident: dict[str, Any], team: str) -> str:
         team_id = self.teams[team]["id"]
         found: str = next(d["id"] for d in incident["dispatches"] if d["team_id"] == team_id)
         return found
 
-    async def act(self, incident: dict[str, Any], team: str, verb: str) -> None:
+    async def act(
+        self, incident: dict[str, Any], team: str, verb: str, by: Account | None = None
+    ) -> None:
+        """The team's leader acts on its dispatch, or ``by`` (an operator) on the team's behalf."""
         reply = await self.world.http.post(
             f"/api/v1/dispatches/{self.dispatch(incident, team)}/{verb}",
-            headers=self.leaders[team].headers,
+            headers=(by or self.leaders[team]).headers,
         )
         assert reply.status_code == 200, reply.text
 
@@ -149,7 +165,7 @@ async def seed(world: World) -> Day:
         "R": await world.team("response", radius_m=6000, name="R处突警力"),
     }
     day.leaders = {k: await world.leader(t) for k, t in day.teams.items()}
-    operator = await world.operator()
+    operator = day.operator = await world.operator()
 
     # Start at 09:00 local time, so that the whole seeded day is one local date.
     now = world.clock.now().astimezone(DISPLAY_TZ)
@@ -178,10 +194,11 @@ async def seed(world: World) -> Day:
     i2 = await world.report(operator)
     t2 = world.clock.now()
     await at(t2, 20), await day.act(i2, "A", "accept")
+    await at(t2, 25), await day.act(i2, "P", "shown")
     await at(t2, 30), await day.act(i2, "B", "accept")
     await at(t2, 60), await day.act(i2, "A", "arrive")
     await at(t2, 90), await day.act(i2, "B", "arrive")
-    await at(t2, 200), await day.act(i2, "P", "arrive")
+    await at(t2, 200), await day.act(i2, "P", "arrive", by=operator)
     await at(t2, 400), await day.close(i2, operator)
 
     await at(t2, 600)
@@ -216,6 +233,12 @@ def stat(n: int, p50: float | None, p90: float | None, most: float | None) -> di
     return {"n": n, "p50_s": p50, "p90_s": p90, "max_s": most}
 
 
+def segment(
+    n: int, p50: float | None, p90: float | None, most: float | None, implied: int
+) -> dict[str, Any]:
+    return {**stat(n, p50, p90, most), "implied": implied}
+
+
 def counts(figures: dict[str, Any]) -> tuple[int, ...]:
     keys = ("incidents", "with_arrival", "met", "breached", "cancelled", "pending", "uncovered")
     return tuple(figures[k] for k in keys)
@@ -239,11 +262,20 @@ async def test_figures_by_tier_team_village_and_day(world: World) -> None:
     assert tiers[1]["time_to_arrival"] == stat(3, 60, 75, 75)
     assert tiers[2]["time_to_arrival"] == stat(3, 170, 200, 200)
     assert tiers[3]["time_to_arrival"] == stat(2, 250, 300, 300)
-    assert tiers[1]["alert_to_delivery"] == stat(4, 20, 75, 75)
-    assert tiers[1]["delivery_to_acceptance"] == stat(4, 0, 0, 0)
-    assert tiers[1]["acceptance_to_arrival"] == stat(4, 40, 60, 60)
-    # R: delivered by its accept at 100 (I1) and by its arrival at 250 (I4); never in I2.
-    assert tiers[3]["alert_to_delivery"] == stat(2, 100, 250, 250)
+    # I4 A arrived at 75 without accepting first: its implied delivery and accept measure
+    # nothing (they made an alert to delivery of 75 s and an acceptance to arrival of 0).
+    assert tiers[1]["alert_to_delivery"] == segment(3, 20, 30, 30, 1)
+    assert tiers[1]["delivery_to_acceptance"] == segment(3, 0, 0, 0, 1)
+    assert tiers[1]["acceptance_to_arrival"] == segment(3, 40, 60, 60, 1)
+    # P: shown at 25 in I2, where the operator recorded its arrival by radio, which implies
+    # no accept; in I1 and I4 its leader arrived without accepting, which implies both.
+    assert tiers[2]["alert_to_delivery"] == segment(1, 25, 25, 25, 2)
+    assert tiers[2]["delivery_to_acceptance"] == segment(0, None, None, None, 2)
+    assert tiers[2]["acceptance_to_arrival"] == segment(0, None, None, None, 2)
+    # R: delivered by its accept at 100 in I1; in I4 its arrival at 250 implied both.
+    assert tiers[3]["alert_to_delivery"] == segment(1, 100, 100, 100, 1)
+    assert tiers[3]["delivery_to_acceptance"] == segment(1, 0, 0, 0, 1)
+    assert tiers[3]["acceptance_to_arrival"] == segment(1, 200, 200, 200, 1)
     assert [t["target_s"] for t in body["totals"]] == [60, 180, 300]
 
     by = {g["by"]: g for g in body["groupings"]}
@@ -546,6 +578,7 @@ async def test_xlsx_sheets_cells_and_charts(world: World) -> None:
     assert rows[0][5:14] == ("达标", 50, 60, "达标", 170, 180, "达标", 300, 300)
     about = {r[0]: r[1] for r in book["说明"].iter_rows(min_row=3, values_only=True)}
     assert about["筛选条件"] == "无（全部警情）"
+    assert "由到场推定" in about["各环节用时"] and "不计入" in about["各环节用时"]
 
 
 async def test_workbook_follows_the_team_and_tier_filters_and_names_them(world: World) -> None:
@@ -787,9 +820,18 @@ async def test_one_incident_with_its_timeline(world: World) -> None:
     }
     types = [e["type"] for e in body["timeline"]]
     assert types[0] == "reported" and types[-1] == "closed"
-    # An arrival without an accept first records the accept too (P).
-    assert types.count("arrived") == 3 and types.count("accepted") == 3
+    # The operator's radio arrival of P records the arrival alone: no accept for its phone.
+    assert types.count("arrived") == 3 and types.count("accepted") == 2
     assert {"dispatched", "delivered", "escalated", "breached"} <= set(types)
+    p = day.dispatch(i2, "P")
+    of_p = [e for e in body["timeline"] if e["data"].get("dispatch_id") == p]
+    assert [(e["type"], e["actor_name"]) for e in of_p] == [
+        ("dispatched", None),
+        ("delivered", day.leaders["P"].name),
+        ("shown", day.leaders["P"].name),
+        ("arrived", day.operator and day.operator.name),
+    ]
+    assert of_p[-1]["data"]["source"] == "operator"
     times = [e["at"] for e in body["timeline"]]
     assert times == sorted(times)
     accepted = next(e for e in body["timeline"] if e["type"] == "accepted")
