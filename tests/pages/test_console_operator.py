@@ -316,6 +316,47 @@ async def test_an_operator_records_an_arrival_reported_by_radio(
     stored = await world.incident(operator, incident["id"])
     assert stored["dispatches"][0]["arrival_source"] == "operator"
     assert stored["chain"][0]["status"] == "met"
+    # The radio says nothing of the phone: no delivery nor accept shown, the arrival counted
+    # from the alert.
+    for hop in ("delivered", "shown", "accepted"):
+        await expect(row.locator(f'[data-hop="{hop}"]')).not_to_have_class(re.compile("hop-"))
+    await expect(row.locator('.hop-done[data-hop="arrived"] .hop-latency')).to_have_text("+40 秒")
+
+
+async def test_hops_a_leaders_arrival_stood_for_are_shown_as_implied(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """The leader taps "arrived" without accepting and before his phone acked: the console
+    says the accept and the delivery were implied by the arrival, measures no latency to them,
+    and does not announce an accept; the phone's ack, when it comes, is shown as the delivery."""
+    post = await world.team("fixed_post")
+    leader = await world.leader(post)
+    console = await open_console(browser, contexts, world)
+    incident = await world.report(await world.operator(), *away(20))
+    row = card(console, incident["id"]).locator(f'.dispatch:has-text("{post["name"]}")')
+    await expect(row).to_be_visible()
+    world.clock.advance(50)
+    dispatch_id = incident["dispatches"][0]["id"]
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{dispatch_id}/arrive", headers=leader.headers
+    )
+    assert reply.status_code == 200
+    await expect(row.locator('.hop-done[data-hop="arrived"] .hop-latency')).to_have_text("+50 秒")
+    for hop in ("delivered", "accepted"):
+        implied = row.locator(f'.hop-implied[data-hop="{hop}"]')
+        await expect(implied).to_have_text(re.compile("由到场推定"))
+        await expect(implied.locator("time, .hop-latency")).to_have_count(0)
+    await expect(console.locator("#feed")).to_contain_text("到场")
+    await expect(console.locator("#feed")).not_to_contain_text("接警：")
+
+    world.clock.advance(7)
+    phone = await world.connect(leader)
+    await phone.ack((await phone.next_of("alert"))["seq"])
+    delivered = row.locator('.hop-done[data-hop="delivered"]')
+    await expect(delivered.locator(".hop-latency")).to_have_text("+57 秒")
+    await expect(row.locator('.hop-implied[data-hop="accepted"]')).to_have_count(1)
+    await expect(row.locator('.hop-done[data-hop="arrived"] .hop-latency')).to_have_text("+50 秒")
+    await phone.close()
 
 
 async def test_the_live_list_is_in_view_on_a_1280x720_screen(

@@ -357,7 +357,10 @@ function describeChange(before, after) {
   const old = new Map(before.dispatches.map((d) => [d.id, d]));
   for (const d of after.dispatches) {
     const was = old.get(d.id) || {};
-    if (d.accepted_at && !was.accepted_at) addFeed(() => t('feed.accepted', { team: d.team_name }), '');
+    // An accept the arrival stood for is no news of its own: the arrival says it.
+    if (d.accepted_at && !d.accepted_implied && !was.accepted_at) {
+      addFeed(() => t('feed.accepted', { team: d.team_name }), '');
+    }
     if (d.arrived_at && !was.arrived_at) {
       const source = d.arrival_source;
       addFeed(() => t('feed.arrived', { team: d.team_name, source: t('source.' + source) }), 'feed-good');

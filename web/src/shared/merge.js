@@ -1,7 +1,8 @@
 // Snapshots of an incident can reach a page out of order (two server transactions may each read
 // the incident before the other commits). Everything in an incident only moves forward — a tier
-// leaves "pending" once, a hop's time is set once, dispatches are only added, a closed incident
-// stays closed — so merging keeps the furthest state of every part, whatever the order.
+// leaves "pending" once, a hop's time is set once (or, for a delivery or accept the leader's
+// arrival stood for, once implied and then once observed), dispatches are only added, a closed
+// incident stays closed — so merging keeps the furthest state of every part, whatever the order.
 function pickSet(incoming, old) {
   const merged = Object.assign({}, old, incoming);
   for (const key of Object.keys(old)) {
@@ -20,6 +21,25 @@ function mergeTier(incoming, old) {
   return merged;
 }
 
+// The hops an arrival may imply, and how far one has come: none, implied, observed.
+const IMPLIABLE = ['delivered', 'accepted'];
+
+function hopStage(d, hop) {
+  if (!d[hop + '_at']) return 0;
+  return d[hop + '_implied'] ? 1 : 2;
+}
+
+function mergeHops(incoming, old) {
+  const merged = pickSet(incoming, old);
+  for (const hop of IMPLIABLE) {
+    // An older snapshot's implied delivery never undoes the ack observed since.
+    const from = hopStage(old, hop) > hopStage(incoming, hop) ? old : incoming;
+    merged[hop + '_at'] = from[hop + '_at'] || null;
+    merged[hop + '_implied'] = !!from[hop + '_implied'];
+  }
+  return merged;
+}
+
 export function mergeIncident(old, incoming) {
   if (!old || old.id !== incoming.id) return incoming;
   const merged = pickSet(incoming, old);
@@ -31,7 +51,7 @@ export function mergeIncident(old, incoming) {
   const dispatches = incoming.dispatches.map((d) => {
     seen.add(d.id);
     const before = oldDispatches.get(d.id);
-    return before ? pickSet(d, before) : d;
+    return before ? mergeHops(d, before) : d;
   });
   for (const d of old.dispatches) if (!seen.has(d.id)) dispatches.push(d);
   dispatches.sort((a, b) => a.tier - b.tier || a.distance_m - b.distance_m);

@@ -62,19 +62,29 @@ export function tickClocks(root, serverNowMs) {
 
 export function hopsView(d) {
   const items = [];
-  let previous = null;
+  const observed = []; // the times of the hops observed so far, in ms
   for (const hop of HOPS) {
     const at = d[hop + '_at'];
+    // A hop the leader's arrival stood for (no accept tapped, no ack before it) was never
+    // observed: it says so instead of a time, and no latency is measured to or from it.
+    const implied = !!at && !!d[hop + '_implied'];
     const children = [h('span', { class: 'hop-name', text: t('hop.' + hop) })];
-    if (at) {
+    if (implied) {
+      children.push(h('span', { class: 'hop-implied-note', text: t('hop.implied') }));
+    } else if (at) {
       children.push(h('time', { datetime: at, text: clockTime(at) }));
-      if (previous) {
-        const latency = (ms(at) - ms(previous)) / 1000;
+      // From the latest hop observed by then: an ack that came only after an arrival recorded
+      // by radio is measured from the alert, and the arrival not from that later ack.
+      const before = observed.filter((when) => when <= ms(at));
+      if (before.length) {
+        const latency = (ms(at) - Math.max.apply(null, before)) / 1000;
         children.push(h('span', { class: 'hop-latency', text: signedSeconds(latency) }));
       }
-      previous = at;
+      observed.push(ms(at));
     }
-    items.push(h('li', { class: 'hop' + (at ? ' hop-done' : ''), dataset: { hop } }, children));
+    const state = implied ? ' hop-implied' : at ? ' hop-done' : '';
+    const dataset = implied ? { hop, implied: 'true' } : { hop };
+    items.push(h('li', { class: 'hop' + state, dataset }, children));
   }
   return h('ol', { class: 'hops' }, items);
 }
