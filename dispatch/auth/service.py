@@ -332,11 +332,12 @@ def _leaders_query(dialect: str) -> Select[tuple[str | None, str]]:
     )
 
 
-# Operators and admins all watch the same board, so their consoles read one shared mailbox: an
-# incident's news is written once for all of them. One mailbox each would make every report and
-# every delivery lock and write a row per operator, the rows all reports wait on.
+# Operators, admins and auditors all watch the same board, so their consoles read one shared
+# mailbox: an incident's news is written once for all of them. One mailbox each would make every
+# report and every delivery lock and write a row per reader, the rows all reports wait on.
+# Auditors see the console read-only; their acks, like anyone's on the board, change nothing.
 BOARD_MAILBOX = "board"
-BOARD_ROLES = frozenset({Role.OPERATOR, Role.ADMIN})
+BOARD_ROLES = frozenset({Role.OPERATOR, Role.ADMIN, Role.AUDITOR})
 
 
 def mailbox_of(principal: Principal) -> str | None:

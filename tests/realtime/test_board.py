@@ -1,4 +1,4 @@
-"""The operators' board: every operator's and admin's console reads one shared mailbox."""
+"""The board: every operator's, admin's and auditor's console reads one shared mailbox."""
 
 from __future__ import annotations
 
@@ -47,6 +47,32 @@ async def test_every_console_gets_the_same_board_message_written_once(world: Wor
     assert await stored(world, BOARD_MAILBOX) == [(1, "incident.updated")]
     for account in (first, second, admin):
         assert await stored(world, account.id) == []
+
+
+async def test_an_auditors_console_reads_the_board_and_its_acks_change_nothing(
+    world: World,
+) -> None:
+    team = await world.team("fixed_post")
+    await world.leader(team)
+    operator = await world.operator()
+    auditor = await world.account("auditor")
+    console = await world.connect(auditor)
+    assert console.welcome["data"]["mailbox"] == BOARD_MAILBOX
+
+    incident = await world.report(operator)
+
+    update = await console.next()
+    assert (update["type"], update["seq"], update["data"]["id"]) == (
+        "incident.updated",
+        1,
+        incident["id"],
+    )
+    await console.ack()
+    await console.silent(0.2)
+    async with world.runtime.sessionmaker() as session:
+        board = await session.get(Mailbox, BOARD_MAILBOX)
+    assert board is not None and (board.last_seq, board.acked_seq) == (1, 0)
+    assert await stored(world, auditor.id) == []
 
 
 async def test_a_delivery_reaches_the_board_once_and_every_console_sees_it(world: World) -> None:
