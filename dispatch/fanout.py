@@ -47,10 +47,10 @@ def listen(runtime: Runtime) -> Listener:
         runtime.duty.changed()
 
     async def user_changed(user_id: str) -> None:
-        # The user's access changed (disabled, logged out, password reset): forget their
-        # tokens, and have each of their open sockets judged again; the ones whose token no
-        # longer holds are closed (dispatch.realtime). Heard from this process's own
-        # announcements too: its transaction cannot reach its sockets.
+        # The user's access changed (disabled, logged out, password reset) in another process:
+        # forget their tokens, and have each of their open sockets judged again; the ones whose
+        # token no longer holds are closed (dispatch.realtime). The process that made the
+        # change does both once it commits (dispatch.auth.service), as on SQLite.
         runtime.principals.drop_user(user_id)
         runtime.hub.recheck(user_id)
 
@@ -67,6 +67,6 @@ def listen(runtime: Runtime) -> Listener:
     listener.on(teams.TEAMS_CHANNEL, team_changed)
     listener.on(VILLAGES_CHANNEL, villages_changed)
     listener.on(DUTY_CHANNEL, duty_changed)
-    listener.on(USERS_CHANNEL, user_changed, own=True)
+    listener.on(USERS_CHANNEL, user_changed)
     listener.on_reconnect(reconnected)
     return listener

@@ -79,7 +79,13 @@ async def issue_token(
 @router.post("/auth/logout", status_code=204, response_class=Response)
 async def logout(principal: PrincipalDep, runtime: RuntimeDep, session: SessionDep) -> Response:
     """Revoke the bearer token of this request: it stops working at once, everywhere."""
-    await service.revoke(session, principal, runtime.clock.now(), principals=runtime.principals)
+    await service.revoke(
+        session,
+        principal,
+        runtime.clock.now(),
+        principals=runtime.principals,
+        sockets=runtime.hub,
+    )
     return Response(status_code=204)
 
 
@@ -125,6 +131,7 @@ async def update_user(
         now=runtime.clock.now(),
         hasher=runtime.passwords,
         principals=runtime.principals,
+        sockets=runtime.hub,
     )
     # The trail withholds the password itself; it records that one was set.
     audit.note(session, changes=patch.model_dump(exclude_unset=True))

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
 from alerts.bulk import Read, any_of
+from alerts.hub import Hub
 from dispatch.auth.models import RevokedToken, Role, User
 from dispatch.db import (
     after_commit,
@@ -237,22 +238,37 @@ async def _look_up(
 USERS_CHANNEL = "dispatch_users"
 
 
-def _access_changed(session: AsyncSession, principals: Principals | None, user_id: str) -> None:
-    """Forget the user's cached tokens in this process once the change commits, and tell the
-    other processes to do the same."""
+def _access_changed(
+    session: AsyncSession, principals: Principals | None, sockets: Hub | None, user_id: str
+) -> None:
+    """Once the change commits: forget the user's cached tokens in this process and have the
+    user's open sockets here judged again (those whose token no longer holds are closed), and
+    tell the other processes to do the same.
+
+    Judged after the commit, not before: a socket judged earlier would read the rows as they
+    were. And here, not only when this process hears its own announcement: SQLite has none, and
+    a disabled leader's socket stayed open, acknowledging, until its token expired."""
     if principals is not None:
         after_commit(session, partial(principals.drop_user, user_id))
+    if sockets is not None:
+        # After the tokens are forgotten: the sockets' judgement reads the rows, not the cache.
+        after_commit(session, partial(sockets.recheck, user_id))
     announce(session, USERS_CHANNEL, user_id)
 
 
 async def revoke(
-    session: AsyncSession, principal: Principal, now: datetime, *, principals: Principals | None
+    session: AsyncSession,
+    principal: Principal,
+    now: datetime,
+    *,
+    principals: Principals | None,
+    sockets: Hub | None,
 ) -> None:
     """Logout: the token stops working; tokens that expired by now need no record."""
     await session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= now))
     if principal.token_id is None or principal.token_expires_at is None:
         return
-    _access_changed(session, principals, principal.user_id)
+    _access_changed(session, principals, sockets, principal.user_id)
     if await session.get(RevokedToken, principal.token_id) is None:
         session.add(
             RevokedToken(
@@ -273,6 +289,7 @@ async def update_user(
     now: datetime,
     hasher: PasswordHasher,
     principals: Principals | None,
+    sockets: Hub | None,
 ) -> User:
     """Disable or enable an account, or reset its password. Disabling and a reset end every
     token issued before them: enabling the account again brings none back."""
@@ -288,7 +305,7 @@ async def update_user(
         user.tokens_valid_after = now
     await session.flush()
     if disabled is not None or password is not None:
-        _access_changed(session, principals, user.id)
+        _access_changed(session, principals, sockets, user.id)
     return user
 
 
