@@ -741,7 +741,10 @@ async def record_deliveries(
     coverage: Coverage | None = None,
 ) -> None:
     """The first acknowledgement of an alert sets its dispatch's delivered_at, unless the
-    delivery is on record already; one an arrival implied is replaced.
+    delivery is on record already (one an arrival implied is replaced), if it came while the
+    incident was open: the close ends the chain of hops, and an acknowledgement that came after
+    it records nothing (one that came before, written a moment later by its group commit, is
+    recorded at its own time).
 
     Operators are told with one small ``dispatches.updated``; nobody else needs it, and
     re-sending the whole incident to every recipient on every delivery made the work per
@@ -757,7 +760,12 @@ async def record_deliveries(
     undelivered = _undelivered_locked(on_postgresql(session))
     rows = await session.execute(undelivered, {"delivered_ids": sorted(first)})
     # Plain objects for the views, never added to the session.
-    changed = [DispatchRecord(**row) for row in rows.mappings()]
+    changed: list[DispatchRecord] = []
+    for row in rows.mappings():
+        values = dict(row)
+        closed_at = values.pop(CLOSED_AT)
+        if closed_at is None or first[values["id"]].at < closed_at:
+            changed.append(DispatchRecord(**values))
     if not changed:
         return
     events: list[EventRecord] = []
@@ -784,18 +792,24 @@ async def record_deliveries(
     mailboxes.stage(session, await _board_news(session, changed, coverage), now=now)
 
 
+# The column beside a dispatch's own that says when its incident was closed.
+CLOSED_AT = "incident_closed_at"
+
+
 @cache
 def _undelivered_locked(postgresql: bool) -> Select[Any]:
     # Built once: built at every flush of deliveries, it was walked again for its cache key.
     return (
-        select(DISPATCHES)
+        select(DISPATCHES, INCIDENTS.c.closed_at.label(CLOSED_AT))
+        .join(INCIDENTS, INCIDENTS.c.id == DISPATCHES.c.incident_id)
         .where(
             any_of(DISPATCHES.c.id, "delivered_ids", postgresql),
             or_(DISPATCHES.c.delivered_at.is_(None), DISPATCHES.c.delivered_implied),
         )
         # Locked in id order: two batches of deliveries never wait on each other in a circle.
+        # The dispatches alone: deliveries never lock an incident.
         .order_by(DISPATCHES.c.id)
-        .with_for_update(key_share=True)
+        .with_for_update(key_share=True, of=DISPATCHES)
     )
 
 

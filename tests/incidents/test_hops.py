@@ -405,3 +405,33 @@ async def test_an_ack_gathered_while_the_arrival_waited_is_the_delivery(world: W
     assert datetime.fromisoformat(d["delivered_at"]) == acked_at
     assert d["delivered_implied"] is False and d["accepted_implied"] is True
     assert d["delivered_at"] < d["accepted_at"] == d["arrived_at"]
+
+
+async def test_an_ack_that_came_after_the_close_records_no_delivery(world: World) -> None:
+    team = await world.team("mobile")
+    late, early = await world.leader(team), await world.leader(team)
+    operator = await world.operator()
+    incident = await world.report(operator)
+    world.clock.advance(2)
+    before_close = world.clock.now()
+    world.clock.advance(1)
+    closing = f"/api/v1/incidents/{incident['id']}/close"
+    assert (await world.http.post(closing, json={}, headers=operator.headers)).is_success
+    world.clock.advance(1)
+    acks = AckRecorder(world.runtime.transaction, partial(record_acknowledged, world.runtime))
+
+    # The close ended the chain of hops: an acknowledgement that came after it is none.
+    acks.submit(late.id, 1, world.clock.now())
+    assert await acks.flush()
+    assert (await world.incident(operator, incident["id"]))["dispatches"][0]["delivered_at"] is None
+
+    # One that came before the close, written by its group commit a moment after, is one.
+    acks.submit(early.id, 1, before_close)
+    assert await acks.flush()
+    d = (await world.incident(operator, incident["id"]))["dispatches"][0]
+    assert datetime.fromisoformat(d["delivered_at"]) == before_close
+    events = (
+        await world.http.get(f"/api/v1/incidents/{incident['id']}/events", headers=operator.headers)
+    ).json()
+    delivered = [e for e in events if e["type"] == "delivered"]
+    assert [(e["actor_id"], e["at"]) for e in delivered] == [(early.id, d["delivered_at"])]
