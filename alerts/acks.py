@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import Select, select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
@@ -53,10 +54,23 @@ class Acked:
     at: datetime
 
 
+class Ack(NamedTuple):
+    """One acknowledgement as it came: every message up to ``seq``, at ``at``. Only those after
+    ``skipped`` were sent to the socket it came from; a resync had that socket skip the others
+    (its client reloaded its state instead), so it proves none of them received."""
+
+    seq: int
+    at: datetime
+    skipped: int = 0
+
+    def proves(self, seq: int) -> bool:
+        return self.skipped < seq <= self.seq
+
+
 RecordAcked = Callable[[AsyncSession, Sequence[Acked]], Awaitable[None]]
 Transaction = Callable[[], AbstractAsyncContextManager[AsyncSession]]
-# user id -> the acknowledged seqs in the order they came, each with its arrival time.
-Pending = dict[str, list[tuple[int, datetime]]]
+# user id -> the acknowledgements in the order they came.
+Pending = dict[str, list[Ack]]
 
 
 class AckRecorder:
@@ -79,8 +93,11 @@ class AckRecorder:
         self._pending: Pending = {}
         self._gathered = asyncio.Event()
 
-    def submit(self, user_id: str, seq: int, at: datetime) -> None:
-        self._pending.setdefault(user_id, []).append((seq, at))
+    def submit(self, user_id: str, seq: int, at: datetime, skipped: int = 0) -> None:
+        """``user_id`` acknowledged every message up to ``seq`` at ``at``; ``skipped``: the
+        ones up to it were never sent to the socket (``Ack``): its mark passes them, and
+        nothing they refer to is recorded."""
+        self._pending.setdefault(user_id, []).append(Ack(seq, at, skipped))
         self._gathered.set()
 
     async def run(self) -> None:
@@ -165,7 +182,7 @@ class AckRecorder:
                     log.exception("could not record acknowledgements; retrying")
                     self._keep({u: batch[u] for u in users[done:]})
                     return False
-                seqs = sorted({seq for seq, _ in batch[user_id]})
+                seqs = sorted({ack.seq for ack in batch[user_id]})
                 log.error(
                     "dropped acknowledgements of user %s (seqs %s): the database refuses them",
                     user_id,
@@ -184,7 +201,7 @@ class AckRecorder:
             acked = await acknowledged_refs(session, batch)
             # The marks move in the same transaction as what they prove: with the mailboxes
             # ``record`` writes to when it does (one lock in user-id order, one last write).
-            move_marks(session, {user: max(s for s, _ in acks) for user, acks in batch.items()})
+            move_marks(session, {user: max(a.seq for a in acks) for user, acks in batch.items()})
             if acked:
                 await self._record(session, acked)
             await write_marks(session)
@@ -217,12 +234,13 @@ def refused_for_its_data(error: BaseException) -> bool:
 
 async def acknowledged_refs(session: AsyncSession, batch: Pending) -> list[Acked]:
     """Every referenced message the batch acknowledges for the first time, with its ack time:
-    an acknowledgement of seq n covers every message up to n not acknowledged before.
+    an acknowledgement of seq n covers every message up to n not acknowledged before, but
+    those a resync skipped (``Ack.skipped``) it passes without proving them received.
 
     One statement for the whole batch: the referenced messages past each user's acknowledged
     mark (a handful: the ones just delivered), the ones past this batch's acks dropped here.
     """
-    upto = {user: max(s for s, _ in acks) for user, acks in batch.items()}
+    upto = {user: max(a.seq for a in acks) for user, acks in batch.items()}
     acked: list[Acked] = []
     users = sorted(upto)
     unacknowledged = _unacknowledged_refs(on_postgresql(session))
@@ -230,8 +248,11 @@ async def acknowledged_refs(session: AsyncSession, batch: Pending) -> list[Acked
         chunk = {"ack_users": users[start : start + CHUNK]}
         rows = await session.execute(unacknowledged, chunk)
         for user_id, seq, kind, ref in rows.all():
-            if ref is not None and seq <= upto[user_id]:
-                acked.append(Acked(user_id, kind, ref, _first_covering(batch[user_id], seq)))
+            if ref is None or seq > upto[user_id]:
+                continue
+            at = _first_proving(batch[user_id], seq)
+            if at is not None:
+                acked.append(Acked(user_id, kind, ref, at))
     return acked
 
 
@@ -251,7 +272,9 @@ def _unacknowledged_refs(postgresql: bool) -> Select[str, int, str, str | None]:
     )
 
 
-def _first_covering(acks: list[tuple[int, datetime]], seq: int) -> datetime:
+def _first_proving(acks: list[Ack], seq: int) -> datetime | None:
     """When the message ``seq`` was first acknowledged: by the earliest ack of seq or later
-    (the batch's highest ack covers every message read for it)."""
-    return min(at for s, at in acks if s >= seq)
+    from a socket that was sent it; None when every ack covering it came from one a resync
+    had skip it."""
+    times = [a.at for a in acks if a.proves(seq)]
+    return min(times) if times else None

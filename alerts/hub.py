@@ -57,6 +57,7 @@ class Subscription:
         "overflowed",
         "queue_size",
         "sent",
+        "skipped",
         "stats",
         "user_id",
     )
@@ -78,6 +79,11 @@ class Subscription:
         self.overflowed = False
         # The highest seq this socket has handed to its client: an ack can prove no more.
         self.sent = 0
+        # The seq the welcome's resync told the client to carry on from: this socket sent it
+        # nothing up to there (the client reloads its state instead), so its acks prove
+        # nothing of those. (A resync during a replay skips only messages the retention purge
+        # removed: nothing is left of them to prove, and what was sent before it still is.)
+        self.skipped = 0
         self._items: deque[Item] | None = None
         self._getter: asyncio.Future[None] | None = None
         self._overflow: asyncio.Future[None] | None = None

@@ -60,7 +60,10 @@ class Peer:
 
 
 Authenticate = Callable[[str], Awaitable[Peer | None]]
-Acknowledge = Callable[[Peer, int], Awaitable[None]]
+# The peer holds every message up to ``seq``; of them, it was sent (and so proves received)
+# only those after ``skipped``: a resync had it skip the others, and it reloaded its state
+# instead. Its acknowledged mark passes them all.
+Acknowledge = Callable[[Peer, int, int], Awaitable[None]]
 # Whether a peer may still read, asked before the socket sends it anything: None if so, else
 # why not (the socket is closed with 1008 and that reason). ``told`` is True when the hub or
 # the expiry timer asked, so the answer must come from the rows, not from what is remembered.
@@ -230,7 +233,14 @@ async def _converse(
         # ack may have died with a server process before it was written, and the client
         # sends none for what it already had. (Already on record, it costs no write: a
         # storm of phones up to date is all hellos.)
-        await acknowledge(peer, resume_from)
+        await acknowledge(peer, resume_from, 0)
+    if start_after != resume_from:
+        # A resync: the client was sent nothing up to ``start_after`` and reloads its state
+        # instead, so no ack of this socket proves any of those received. The mark passes
+        # them now, with nothing proven: the client keeps ``start_after`` as its seq, and a
+        # later resume from it would otherwise say it holds them.
+        subscription.skipped = start_after
+        await acknowledge(peer, start_after, start_after)
     sender = asyncio.create_task(_send_loop(session, start_after, span.latest))
     receiver = asyncio.create_task(_receive_loop(websocket, peer, subscription, acknowledge))
     # A future, not a task waiting on an event: one object less for every idle socket.
@@ -404,8 +414,9 @@ async def _receive_loop(
                 raise FrameError(POLICY_VIOLATION, f"ack.seq must be a whole number {SEQS}")
             # An ack proves receipt of what this socket sent, no more: past that it would mark
             # delivered an alert the client has not been sent yet (the store holds it, a
-            # busy sender has not got to it), and a later true ack would seem old.
-            await acknowledge(peer, min(seq, subscription.sent))
+            # busy sender has not got to it), and a later true ack would seem old. Nor what a
+            # resync skipped, below: its seqs are not what the client has.
+            await acknowledge(peer, min(seq, subscription.sent), subscription.skipped)
         else:
             raise FrameError(POLICY_VIOLATION, f"unknown message type {kind!r}")
 

@@ -80,7 +80,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     acks = runtime.acks
     assert acks is not None, "the lifespan starts the acknowledgement recorder"
 
-    async def acknowledge(peer: Peer, seq: int) -> None:
+    async def acknowledge(peer: Peer, seq: int, skipped: int) -> None:
         # A socket that floods frames is closed, and a repeated ack costs nothing: one phone
         # cannot starve the others of the database.
         nonlocal highest_ack
@@ -92,8 +92,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             # what this socket sent: alerts.socket clamps it.)
             return
         highest_ack = seq
-        # Stamped now, written with the others gathered meanwhile (alerts/acks.py).
-        acks.submit(peer.user_id, seq, runtime.clock.now())
+        # Stamped now, written with the others gathered meanwhile (alerts/acks.py). Up to
+        # ``skipped`` (a resync's seq) it moves the mark and proves no delivery.
+        acks.submit(peer.user_id, seq, runtime.clock.now(), skipped)
 
     headers = websocket.headers
     allowed = runtime.settings.ws_allowed_origins

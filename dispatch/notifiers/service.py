@@ -64,12 +64,15 @@ async def check_acknowledged(
     ``channels`` are (name, needs a phone number) in the order they are tried.
     """
     acked = await session.scalar(select(Mailbox.acked_seq).where(Mailbox.user_id == user_id))
-    if acked is not None and acked >= seq:
-        return "not needed: acknowledged"
     dispatch = await session.get(Dispatch, dispatch_id)
     incident = await session.get(Incident, incident_id)
     if dispatch is None or incident is None:
         return "not needed: the dispatch is gone"
+    # The mark alone proves nothing: a resync moves it past alerts the phone was never sent
+    # (it reloads its state instead). Those count as delivered only once on record (shown or
+    # accepted); an acknowledgement that covered the alert recorded its delivery with the mark.
+    if acked is not None and acked >= seq and dispatch.delivered_at is not None:
+        return "not needed: acknowledged"
     if dispatch.accepted_at is not None:
         return "not needed: the dispatch was accepted"
     if dispatch.arrived_at is not None:

@@ -23,6 +23,7 @@ from dispatch.notifiers.channels import Notice
 from dispatch.observability import logs
 from tests.conftest import RunningServer
 from tests.notifiers.receiver import Receiver
+from tests.realtime.test_acks import marked
 from tests.support import Account, World
 
 PHONE = "13800138000"
@@ -261,6 +262,28 @@ async def test_a_leader_who_acknowledged_in_time_gets_no_notification(
     assert webhook.requests == []
     assert await events_of(world, operator, incident["id"], "notified", "notify_failed") == []
     assert await notifications(world, operator, incident["id"]) == []
+    await phone.close()
+
+
+async def test_an_alert_a_resync_skipped_is_unacknowledged_though_the_mark_passed_it(
+    start: Start, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    webhook = await receivers()
+    world = await start(webhook_url=webhook.url, webhook_secret=WEBHOOK_SECRET)
+    leader, _, incident = await setup_incident(world)
+    # The phone comes back with a seq ahead of its mailbox (the database was restored from a
+    # backup): told to resync, it reloads its state, and its ack passes the alert it was
+    # never sent. Nothing says the leader has it: the fallback still reaches him.
+    phone = await world.connect(leader, resume_from=10**6)
+    resync = await phone.next()
+    assert resync["type"] == "resync"
+    await phone.ack(resync["seq"])
+    await marked(world, leader.id, resync["seq"])
+
+    world.clock.advance(15)
+    [hook] = await webhook.wait_for(1)
+    assert hook.json()["dispatch"]["id"] == incident["dispatches"][0]["id"]
+    assert await job_outcomes(world, "notify.check") == ["unacknowledged: notifying over webhook"]
     await phone.close()
 
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -15,14 +15,16 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from alerts import store as mailboxes
 from alerts.acks import Acked, AckRecorder
 from alerts.models import Mailbox, Message
+from alerts.store import Outgoing
 from dispatch.audit import chain
 from dispatch.audit.models import EventChainHead
 from dispatch.auth.service import BOARD_MAILBOX
 from dispatch.incidents.models import IncidentEvent
 from dispatch.realtime import record_acknowledged
-from tests.support import QINGXI, Account, World, statements_sent
+from tests.support import QINGXI, Account, Socket, World, statements_sent
 
 GEOD = Geod(ellps="WGS84")
 
@@ -308,4 +310,130 @@ async def test_resuming_from_a_seq_ahead_of_the_mailbox_acknowledges_nothing(
     assert (await phone.next())["type"] == "resync"
     assert await phone.silent(0.3)
     assert (await delivered(world, incident["id"]))[team["id"]] is None
+    await phone.close()
+
+
+async def marked(world: World, user_id: str, seq: int) -> None:
+    """Wait until the user's acknowledged mark reached ``seq``: what the acknowledgements up to
+    it record is on record by then (the mark moves in the same transaction)."""
+    for _ in range(250):
+        if (await acked_marks(world, [user_id]))[user_id] >= seq:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"the mark of {user_id} never reached {seq}")
+
+
+async def delivered_events(world: World, incident_id: str) -> list[IncidentEvent]:
+    async with world.runtime.sessionmaker() as session:
+        return list(
+            await session.scalars(
+                select(IncidentEvent).where(
+                    IncidentEvent.incident_id == incident_id, IncidentEvent.type == "delivered"
+                )
+            )
+        )
+
+
+async def resynced(world: World, account: Account) -> tuple[Socket, int]:
+    """A phone whose stored seq is ahead of its mailbox (the database was restored from a
+    backup): told to resync, it carries on from the seq the resync names."""
+    phone = await world.connect(account, resume_from=10**6)
+    resync = await phone.next()
+    assert resync["type"] == "resync", resync
+    phone.last_seq = resync["seq"]
+    return phone, resync["seq"]
+
+
+async def test_an_ack_after_a_resync_does_not_deliver_a_closed_incidents_alert_never_sent(
+    world: World,
+) -> None:
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    # The leader is offline: the alert waits in the mailbox, and the incident is closed.
+    incident = await world.report(operator)
+    closing = f"/api/v1/incidents/{incident['id']}/close"
+    assert (await world.http.post(closing, json={}, headers=operator.headers)).is_success
+    world.clock.advance(2)
+
+    phone, resync_seq = await resynced(world, leader)
+    # What a client acknowledges next: the seq it now holds.
+    await phone.ack(resync_seq)
+    await marked(world, leader.id, resync_seq)
+
+    assert (await delivered(world, incident["id"]))[team["id"]] is None
+    assert await delivered_events(world, incident["id"]) == []
+    await phone.close()
+
+
+async def test_an_open_incidents_alert_a_resync_skipped_is_not_delivered_by_later_acks(
+    world: World,
+) -> None:
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    skipped = await world.report(operator)
+    world.clock.advance(2)
+    phone, _ = await resynced(world, leader)
+
+    sent = await world.report(operator, category="theft")
+    alert = await phone.next_of("alert")
+    assert alert["data"]["incident"]["id"] == sent["id"]
+    world.clock.advance(1)
+    # Acknowledges everything up to the new alert, the resync's seq and what it skipped too.
+    await phone.ack(alert["seq"])
+    await marked(world, leader.id, alert["seq"])
+
+    assert (await delivered(world, sent["id"]))[team["id"]] == world.clock.now()
+    assert (await delivered(world, skipped["id"]))[team["id"]] is None
+    assert await delivered_events(world, skipped["id"]) == []
+    await phone.close()
+
+
+async def test_resuming_from_a_resyncs_seq_acknowledges_nothing_it_skipped(world: World) -> None:
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    skipped = await world.report(operator)
+    phone, resync_seq = await resynced(world, leader)
+    # Gone before anything came to acknowledge; the phone keeps the resync's seq. The resync
+    # moved the mark past what it skipped, proving none of it received.
+    await phone.close()
+    await marked(world, leader.id, resync_seq)
+
+    again = await world.connect(leader, resume_from=resync_seq)
+    sent = await world.report(operator, category="theft")
+    alert = await again.next_of("alert")
+    await again.ack(alert["seq"])
+    await marked(world, leader.id, alert["seq"])
+
+    assert (await delivered(world, sent["id"]))[team["id"]] is not None
+    assert (await delivered(world, skipped["id"]))[team["id"]] is None
+    await again.close()
+
+
+async def test_an_ack_after_a_retention_resync_does_not_deliver_what_it_skipped(
+    world: World,
+) -> None:
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    async with world.runtime.transaction() as session:
+        old = [Outgoing(leader.id, "incident.updated", {"n": n}) for n in range(2)]
+        await mailboxes.enqueue(session, old, now=world.clock.now())
+    world.clock.advance(timedelta(days=8).total_seconds())
+    operator, leader = await world.relogin(operator), await world.relogin(leader)
+    skipped = await world.report(operator)
+    async with world.runtime.transaction() as session:
+        await mailboxes.purge_before(session, world.clock.now() - timedelta(days=7))
+
+    # The phone had seq 1; seq 2 is past the retention window, so it is told to resync to
+    # the alert's seq rather than being sent the alert.
+    phone = await world.connect(leader, resume_from=1)
+    resync = await phone.next()
+    assert (resync["type"], resync["seq"]) == ("resync", 3)
+    await phone.ack(resync["seq"])
+    await marked(world, leader.id, resync["seq"])
+
+    assert (await delivered(world, skipped["id"]))[team["id"]] is None
     await phone.close()
