@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic.json_schema import SkipJsonSchema
 
 from dispatch.schemas import LocalTime, LocationIn, LocationOut, Number, Schema
 from dispatch.teams.models import TeamKind
@@ -36,25 +35,29 @@ class TeamCreate(Schema):
 
 
 def _absent_not_null(schema: dict[str, Any]) -> None:
-    """The schema of a field that may be left out but is never null: no null default."""
+    """The schema of a field that may be left out but is never null: no null default, and the
+    value's own schema for ``X | None`` (which the validator below refuses null)."""
     schema.pop("default", None)
+    options = schema.pop("anyOf", [])
+    schema.update(*(o for o in options if o.get("type") != "null"))
 
 
 class TeamPatch(Schema):
     """Only what is given changes. name, kind and location may be left out but not null.
-    radius_m or zone null clears that one alone: {"zone": null} keeps a circle's radius_m."""
+    radius_m or zone null clears that one alone: {"zone": null} keeps a circle's radius_m.
 
-    name: Annotated[str, Field(min_length=1, max_length=128)] | SkipJsonSchema[None] = Field(
+    name, kind and location are optional (``X | None``) rather than a union with a hidden null, whose every member
+    an error would name (``kind.str-enum[TeamKind]`` and ``kind.none``, not ``kind``)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
         default=None, json_schema_extra=_absent_not_null
     )
-    kind: TeamKind | SkipJsonSchema[None] = Field(
+    kind: TeamKind | None = Field(
         default=None,
         description="a new kind without radius_m or zone takes that kind's zone (see radius_m)",
         json_schema_extra=_absent_not_null,
     )
-    location: LocationIn | SkipJsonSchema[None] = Field(
-        default=None, json_schema_extra=_absent_not_null
-    )
+    location: LocationIn | None = Field(default=None, json_schema_extra=_absent_not_null)
     radius_m: RadiusM | None = Field(default=None, description=RADIUS_DESCRIPTION)
     zone: dict[str, Any] | None = Field(default=None, description=ZONE_DESCRIPTION)
 

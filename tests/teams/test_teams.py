@@ -429,6 +429,19 @@ async def test_a_change_cannot_null_what_every_team_has(world: World) -> None:
     assert stored == team
 
 
+async def test_a_bad_value_in_a_change_is_named_by_its_field(world: World) -> None:
+    team = await world.team("mobile")
+    for body, fields in (
+        ({"name": ""}, ["name"]),
+        ({"name": "x" * 129}, ["name"]),
+        ({"kind": "castle"}, ["kind"]),
+        ({"location": {"lon": "east", "lat": 22.8}}, ["location.lon"]),
+    ):
+        reply = await patch_team(world, team["id"], body)
+        assert reply.status_code == 422, body
+        assert named(reply) == fields, reply.json()
+
+
 async def test_the_covering_query_names_the_parameter_at_fault(world: World) -> None:
     admin = await world.admin()
     url = "/api/v1/teams/covering"
