@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     Strict,
+    StringConstraints,
 )
 
 from dispatch.errors import InvalidInput
@@ -144,3 +145,42 @@ def _plain_number(value: object) -> object:
 
 # A number from a query string (a coordinate), written plainly.
 QueryNumber = Annotated[float, BeforeValidator(_plain_number)]
+
+
+# C0 and C1 control characters, and the bidirectional formatting characters (Unicode's
+# Bidi_Control): text that one of them garbles, or reorders so that it reads as something else
+# (U+202E shows "abc" as "cba"), on screens, in exports and on printed rosters.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def control_character(value: str, *, allowed: str = "") -> str | None:
+    """The first control character in ``value`` but those ``allowed``, as U+XXXX, or None."""
+    for found in _CONTROL.finditer(value):
+        if found.group() not in allowed:
+            return f"U+{ord(found.group()):04X}"
+    return None
+
+
+def _shown_name(value: str) -> str:
+    found = control_character(value)
+    if found is not None:
+        raise ValueError(f"the name contains a control character ({found})")
+    return value
+
+
+def shown_text(value: str) -> str:
+    """A free text others read (an incident's description): lines and tabs, no other control."""
+    # Line breaks and tabs are how people write a longer text.
+    found = control_character(value, allowed="\t\n\r")
+    if found is not None:
+        raise ValueError(f"the text contains a control character ({found})")
+    return value
+
+
+# A name others read (a team's): surrounding whitespace dropped, as the rosters' 队伍名称 is
+# read, then not blank and without control characters.
+ShownName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=128),
+    AfterValidator(_shown_name),
+]

@@ -1,17 +1,25 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from dispatch.incidents.models import ArrivalSource, Category, IncidentStatus, TierStatus
-from dispatch.schemas import Instant, LocalTime, LocationIn, LocationOut, Number, Schema
+from dispatch.schemas import (
+    Instant,
+    LocalTime,
+    LocationIn,
+    LocationOut,
+    Number,
+    Schema,
+    shown_text,
+)
 
 
 class IncidentCreate(Schema):
     location: LocationIn
     category: Category
-    description: str | None = Field(default=None, max_length=2000)
+    description: Annotated[str, Field(max_length=2000), AfterValidator(shown_text)] | None = None
 
 
 class ChainTierOut(Schema):

@@ -51,6 +51,7 @@ from dispatch.rosters.schemas import (
     TeamStrengthOut,
     UnitStrength,
 )
+from dispatch.schemas import control_character
 from dispatch.teams import service as teams
 from dispatch.teams.coverage import CoveredBy
 from dispatch.teams.models import Team, TeamKind
@@ -63,7 +64,6 @@ MAX_PROBLEMS = 200
 
 # ---------------------------------------------------------------- validating one member
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _MOBILE = re.compile(r"^1[3-9]\d{9}$")
 _LANDLINE = re.compile(r"^0\d{9,11}$")
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -103,11 +103,9 @@ class RowError(ValueError):
 def refuse_control_characters(field: str, label: str, value: str) -> None:
     """Names are shown, exported and printed: a control character in one is a copying mistake
     or an attempt to garble what others see."""
-    found = _CONTROL.search(value)
+    found = control_character(value)
     if found is not None:
-        raise RowError(
-            field, f"the {label} contains a control character (U+{ord(found.group()):04X})"
-        )
+        raise RowError(field, f"the {label} contains a control character ({found})")
 
 
 def normalize_phone(value: str) -> str:

@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 
-from dispatch.schemas import LocalTime, LocationIn, LocationOut, Number, Schema
+from dispatch.schemas import LocalTime, LocationIn, LocationOut, Number, Schema, ShownName
 from dispatch.teams.models import TeamKind
 
 ZONE_DESCRIPTION = (
@@ -26,8 +26,11 @@ RADIUS_DESCRIPTION = (
 RadiusM = Annotated[Number, Field(ge=MIN_RADIUS_M, le=MAX_RADIUS_M, allow_inf_nan=False)]
 
 
+NAME_DESCRIPTION = "surrounding whitespace is dropped; no control characters"
+
+
 class TeamCreate(Schema):
-    name: str = Field(min_length=1, max_length=128)
+    name: ShownName = Field(description=NAME_DESCRIPTION)
     kind: TeamKind
     location: LocationIn = Field(description="the team's site (fixed post, key site, station)")
     radius_m: RadiusM | None = Field(default=None, description=RADIUS_DESCRIPTION)
@@ -49,8 +52,10 @@ class TeamPatch(Schema):
     name, kind and location are optional (``X | None``) rather than a union with a hidden null, whose every member
     an error would name (``kind.str-enum[TeamKind]`` and ``kind.none``, not ``kind``)."""
 
-    name: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
-        default=None, json_schema_extra=_absent_not_null
+    name: ShownName | None = Field(
+        default=None,
+        description=NAME_DESCRIPTION,
+        json_schema_extra=_absent_not_null,
     )
     kind: TeamKind | None = Field(
         default=None,

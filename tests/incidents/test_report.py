@@ -102,6 +102,23 @@ async def test_bad_reports_are_refused_and_nothing_is_written(world: World) -> N
     assert listed.json() == []
 
 
+async def test_a_description_is_lines_of_text_without_control_characters(world: World) -> None:
+    operator = await world.operator()
+    where = {"lon": QINGXI[0], "lat": QINGXI[1]}
+    # BEL garbles a screen; RLO (U+202E) shows what follows it backwards.
+    for text in ("两名男子持刀\u0007", "门口\u202e刀持子男名两", "\x1b[2J清屏"):
+        body = {"location": where, "category": "fight", "description": text}
+        reply = await world.http.post("/api/v1/incidents", json=body, headers=operator.headers)
+        assert reply.status_code == 422, text
+        assert [f["field"] for f in reply.json()["fields"]] == ["description"]
+        assert "control character" in reply.json()["detail"]
+    assert (await world.http.get("/api/v1/incidents", headers=operator.headers)).json() == []
+    text = "两名男子持刀\r\n在三中工业园门口\t(东门)"
+    body = {"location": where, "category": "fight", "description": text}
+    reply = await world.http.post("/api/v1/incidents", json=body, headers=operator.headers)
+    assert reply.status_code == 201 and reply.json()["description"] == text
+
+
 async def test_unknown_ids_are_404(world: World) -> None:
     operator = await world.operator()
     for method, path in [

@@ -397,7 +397,13 @@ async def test_names_with_control_characters_are_refused_naming_the_field(world:
         "phone": "13800001111",
         "role": "leader",
     }
-    for field, value in (("name", "黄\x01队长"), ("site", "银湖\x1b[2J"), ("group_name", "g\x7f")):
+    for field, value in (
+        ("name", "黄\x01队长"),
+        ("site", "银湖\x1b[2J"),
+        ("group_name", "g\x7f"),
+        # Shown backwards after it: 长队黄 reads as 黄队长.
+        ("name", "\u202e长队黄"),
+    ):
         reply = await world.http.post(
             "/api/v1/rosters/members", json={**good, field: value}, headers=admin.headers
         )

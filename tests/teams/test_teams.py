@@ -463,3 +463,32 @@ async def test_the_covering_query_names_the_parameter_at_fault(world: World) -> 
     for query in ("lon=114.159&lat=22.847", "lon=%2B114.159&lat=2.2847e1", "lon=114&lat=.5"):
         reply = await world.http.get(f"{url}?{query}", headers=admin.headers)
         assert reply.status_code == 200, query
+
+
+async def create_team(world: World, name: str, kind: str = "fixed_post") -> Any:
+    body = {"name": name, "kind": kind, "location": {"lon": QINGXI[0], "lat": QINGXI[1]}}
+    return await world.http.post("/api/v1/teams", json=body, headers=(await world.admin()).headers)
+
+
+async def test_a_name_others_read_has_no_control_characters_and_is_not_blank(
+    world: World,
+) -> None:
+    admin = await world.admin()
+    team = await world.team("mobile")
+    # BEL garbles a screen; RLO (U+202E) shows what follows it backwards; U+2066 isolates it.
+    for name in ("控制\u0007字符队", "\u202e队防联", "联防\u2066队", "   ", "\u3000", "x" * 129):
+        reply = await create_team(world, name)
+        assert reply.status_code == 422, (name, reply.text)
+        assert named(reply) == ["name"]
+        reply = await patch_team(world, team["id"], {"name": name})
+        assert reply.status_code == 422, (name, reply.text)
+        assert named(reply) == ["name"]
+    assert "control character (U+202E)" in (await create_team(world, "\u202eA")).text
+    assert [
+        t["id"] for t in (await world.http.get("/api/v1/teams", headers=admin.headers)).json()
+    ] == [team["id"]]
+    # Surrounding whitespace is dropped, as the rosters' 队伍名称 is read.
+    reply = await create_team(world, " 三中工业园驻点应急联防队\u3000")
+    assert reply.status_code == 201 and reply.json()["name"] == "三中工业园驻点应急联防队"
+    reply = await patch_team(world, team["id"], {"name": "\t银湖机动队 "})
+    assert reply.status_code == 200 and reply.json()["name"] == "银湖机动队"
