@@ -335,3 +335,73 @@ async def test_hops_stamped_by_their_arrival_are_marked_implied(
             await asyncio.to_thread(command.upgrade, config, "head")
         finally:
             await engine.dispose()
+
+
+async def test_teams_in_service_sharing_a_name_keep_it_for_the_first_and_the_trail_says_so(
+    backend: str, tmp_path: Path
+) -> None:
+    """0018: the team created first keeps the name; each other is numbered, the first free
+    number, and its rename is on the trail; a retired team keeps its name."""
+    teams_table = table_of(Team)
+    old_teams = sa.table("teams", *(sa.column(c.name) for c in teams_table.columns))
+    long_name = "长" * 128
+
+    def row(team_id: str, name: str, day: int, **extra: Any) -> dict[str, Any]:
+        at = datetime(2026, 3, day, tzinfo=UTC)
+        return _team_row(team_id, at, name=name, revision=day, **extra)
+
+    async with fresh_database(backend, tmp_path) as url:
+        config = migrate.alembic_config(url)
+        await asyncio.to_thread(command.downgrade, config, "0017")
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    old_teams.insert(),
+                    [
+                        row("later", "三中驻点", 3),
+                        row("first", "三中驻点", 1),
+                        row("gone", "三中驻点", 2, retired_at=datetime(2026, 3, 4, tzinfo=UTC)),
+                        row("numbered", "三中驻点（2）", 4),
+                        row("long-1", long_name, 5),
+                        row("long-2", long_name, 6),
+                    ],
+                )
+            await asyncio.to_thread(command.upgrade, config, "head")
+
+            async with engine.connect() as connection:
+                found = await connection.execute(
+                    select(teams_table.c.id, teams_table.c.name, teams_table.c.revision)
+                )
+                names = {team_id: (name, revision) for team_id, name, revision in found}
+                assert {k: v[0] for k, v in names.items()} == {
+                    "first": "三中驻点",
+                    "gone": "三中驻点",
+                    "later": "三中驻点（3）",
+                    "numbered": "三中驻点（2）",
+                    "long-1": long_name,
+                    "long-2": "长" * 125 + "（2）",
+                }
+                # Renamed: a change of the team, after every revision before.
+                assert sorted((names["later"][1], names["long-2"][1])) == [7, 8]
+                audit = table_of(AuditEntry)
+                trail = await connection.execute(
+                    select(audit.c.actor_name, audit.c.target_id, audit.c.data)
+                    .where(audit.c.action == "duplicate_team_renamed")
+                    .order_by(audit.c.target_id)
+                )
+                renamed = [(a, target, d["name"], d["was"], d["kept"]) for a, target, d in trail]
+                assert renamed == [
+                    ("migration 0018", "later", "三中驻点（3）", "三中驻点", "first"),
+                    ("migration 0018", "long-2", "长" * 125 + "（2）", long_name, "long-1"),
+                ]
+            with pytest.raises(IntegrityError):
+                async with engine.begin() as connection:
+                    await connection.execute(teams_table.insert(), row("again", "三中驻点", 9))
+            async with engine.begin() as connection:
+                await connection.execute(
+                    teams_table.insert(),
+                    row("retired", "三中驻点", 9, retired_at=datetime.now(UTC)),
+                )
+        finally:
+            await engine.dispose()

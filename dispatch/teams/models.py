@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, String
+from sqlalchemy import BigInteger, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dispatch.db import Base
@@ -29,10 +29,22 @@ TIER_OF_KIND = {
 }
 # The plan: a fixed post acts within 100 m of its site, a mobile team within 500 m.
 DEFAULT_RADIUS_M = {TeamKind.FIXED_POST: 100.0, TeamKind.MOBILE: 500.0}
+_ACTIVE = text("retired_at IS NULL")
 
 
 class Team(Base):
     __tablename__ = "teams"
+    # A name is one team's while it is in service: rosters (队伍名称), lists and alerts find and
+    # show the team by it. A retired team's name may be taken again.
+    __table_args__ = (
+        Index(
+            "uq_teams_active_name",
+            "name",
+            unique=True,
+            postgresql_where=_ACTIVE,
+            sqlite_where=_ACTIVE,
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(128))

@@ -26,7 +26,9 @@ RADIUS_DESCRIPTION = (
 RadiusM = Annotated[Number, Field(ge=MIN_RADIUS_M, le=MAX_RADIUS_M, allow_inf_nan=False)]
 
 
-NAME_DESCRIPTION = "surrounding whitespace is dropped; no control characters"
+NAME_DESCRIPTION = (
+    "unique among the teams in service; surrounding whitespace is dropped; no control characters"
+)
 
 
 class TeamCreate(Schema):
@@ -49,8 +51,9 @@ class TeamPatch(Schema):
     """Only what is given changes. name, kind and location may be left out but not null.
     radius_m or zone null clears that one alone: {"zone": null} keeps a circle's radius_m.
 
-    name, kind and location are optional (``X | None``) rather than a union with a hidden null, whose every member
-    an error would name (``kind.str-enum[TeamKind]`` and ``kind.none``, not ``kind``)."""
+    name, kind and location are optional (``X | None``) rather than a union with a hidden
+    null, whose every member an error would name (``kind.str-enum[TeamKind]`` and ``kind.none``,
+    not ``kind``)."""
 
     name: ShownName | None = Field(
         default=None,

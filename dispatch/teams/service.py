@@ -6,11 +6,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from dispatch.db import after_commit, announce, dialect_name, new_id
-from dispatch.errors import InvalidInput, NotFound
+from dispatch.errors import Conflict, InvalidInput, NotFound
 from dispatch.rosters.book import DutyBook, duty_changed
 from dispatch.rosters.models import DutySchedule
 from dispatch.schemas import wgs84_point
@@ -43,9 +44,28 @@ async def create_team(
         revision=0,
     )
     session.add(team)
-    await session.flush()
+    await _flush_name(session, team.name)
     await _changed(session, coverage, team)
     return team
+
+
+# The index that keeps a name one active team's (Team.__table_args__).
+NAME_INDEX = "uq_teams_active_name"
+
+
+async def _flush_name(session: AsyncSession, name: str) -> None:
+    """Flush a team just named ``name``: the database refuses a name another team in service
+    has, also when two requests take it at once (the second waits for the first to commit)."""
+    try:
+        await session.flush()
+    except IntegrityError as error:
+        said = str(error.orig)
+        if f'"{NAME_INDEX}"' in said or said.endswith("UNIQUE constraint failed: teams.name"):
+            raise Conflict(
+                f"name: another team in service is named {name!r}; choose another name",
+                field="name",
+            ) from None
+        raise
 
 
 async def update_team(
@@ -80,7 +100,7 @@ async def update_team(
     if patch.kind is not None:
         team.kind, team.tier = patch.kind.value, patch.kind.tier
     team.updated_at = now
-    await session.flush()
+    await _flush_name(session, team.name)
     await _changed(session, coverage, team)
     removed = was_mobile and team.kind != TeamKind.MOBILE.value
     return team, removed and await _remove_schedule(session, team.id, duty)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 from pyproj import Geod
 
 from geo.crs import CRS, from_wgs84
 from geo.geodesy import distance_m
+from tests.rosters.races import at_once, racing_a_writer, statuses
 from tests.support import QINGXI, World
 
 GEOD = Geod(ellps="WGS84")
@@ -492,3 +494,56 @@ async def test_a_name_others_read_has_no_control_characters_and_is_not_blank(
     assert reply.status_code == 201 and reply.json()["name"] == "三中工业园驻点应急联防队"
     reply = await patch_team(world, team["id"], {"name": "\t银湖机动队 "})
     assert reply.status_code == 200 and reply.json()["name"] == "银湖机动队"
+
+
+async def test_a_name_is_one_teams_while_it_is_in_service(world: World) -> None:
+    first = (await create_team(world, "三中工业园驻点应急联防队")).json()
+    reply = await create_team(world, "三中工业园驻点应急联防队", kind="mobile")
+    assert reply.status_code == 409, reply.text
+    assert reply.json()["field"] == "name" and "三中工业园驻点应急联防队" in reply.json()["detail"]
+
+    other = (await create_team(world, "清溪商业步行街驻点应急联防队")).json()
+    reply = await patch_team(world, other["id"], {"name": " 三中工业园驻点应急联防队"})
+    assert reply.status_code == 409 and reply.json()["field"] == "name"
+    admin = await world.admin()
+    stored = await world.http.get(f"/api/v1/teams/{other['id']}", headers=admin.headers)
+    assert stored.json() == other, "a refused change changes nothing"
+    # A team keeps its own name in a change of something else.
+    reply = await patch_team(world, first["id"], {"name": first["name"], "radius_m": 150})
+    assert reply.status_code == 200, reply.text
+
+    # A retired team's name may be taken again.
+    await world.http.delete(f"/api/v1/teams/{first['id']}", headers=admin.headers)
+    reply = await patch_team(world, other["id"], {"name": "三中工业园驻点应急联防队"})
+    assert reply.status_code == 200, reply.text
+    assert (await create_team(world, "清溪商业步行街驻点应急联防队")).status_code == 201
+    names = [
+        t["name"] for t in (await world.http.get("/api/v1/teams", headers=admin.headers)).json()
+    ]
+    assert sorted(names) == ["三中工业园驻点应急联防队", "清溪商业步行街驻点应急联防队"]
+
+
+async def test_one_name_taken_by_requests_at_once_is_one_teams(world: World) -> None:
+    replies = await at_once(lambda i: create_team(world, "银湖工业区机动应急联防队", "mobile"))
+    assert statuses(replies) == [201] + [409] * 7
+    assert {r.json()["field"] for r in replies if r.status_code == 409} == {"name"}
+    admin = await world.admin()
+    listed = (await world.http.get("/api/v1/teams", headers=admin.headers)).json()
+    assert [t["name"] for t in listed] == ["银湖工业区机动应急联防队"]
+
+
+async def test_a_name_taken_while_another_transaction_takes_it_is_a_conflict(
+    world: World,
+) -> None:
+    """PostgreSQL, step by step: the other team is written and not committed when the request
+    checks the name; the request waits for it, and is refused once it commits."""
+    reply = await racing_a_writer(
+        world,
+        lambda: create_team(world, "清溪中心机动应急联防队", "mobile"),
+        "INSERT INTO teams (id, name, kind, tier, lon, lat, radius_m, created_at, updated_at,"
+        " revision) VALUES ($1, '清溪中心机动应急联防队', 'mobile', 1, 114.159, 22.847, 500,"
+        " now(), now(), 1000)",
+        uuid.uuid4().hex,
+    )
+    assert reply.status_code == 409, reply.text
+    assert reply.json()["field"] == "name"
