@@ -26,7 +26,13 @@ from websockets.exceptions import ConnectionClosed
 from dispatch.config import DEFAULT_TARGETS
 from dispatch.incidents.models import Category
 from dispatch.simulate.leaders import Behaviour, Crowd, WorkerJob, split
-from dispatch.simulate.seed import Seeded, retire_api, seed_api, seed_database
+from dispatch.simulate.seed import (
+    Seeded,
+    retire_api,
+    retire_database,
+    seed_api,
+    seed_database,
+)
 from dispatch.simulate.town import Town
 
 TIER_NAMES = {1: "1 min", 2: "3 min", 3: "5 min"}
@@ -108,6 +114,10 @@ def _with_own_server(options: Options, scratch: Path, say: Say) -> dict[str, Any
             server.wait(15)
         except subprocess.TimeoutExpired:
             server.kill()
+        # A database of the caller's outlives the run: its next run must not meet this town.
+        if options.database_url is not None and not options.keep_town:
+            asyncio.run(retire_database(database_url, seeded.team_ids))
+            say(f"retired the {len(seeded.team_ids)} simulated teams (--keep-town keeps them)")
 
 
 async def _with_external_server(options: Options, say: Say) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
 from alerts.models import Mailbox
 from dispatch import migrate
@@ -18,13 +19,22 @@ from dispatch.auth.models import Role, User
 from dispatch.clock import SystemClock
 from dispatch.db import create_engine, create_sessionmaker, new_id
 from dispatch.simulate.leaders import Leader
-from dispatch.simulate.town import Town
+from dispatch.simulate.town import NAME_ROOM, Town
 from dispatch.teams import service as teams_service
 from dispatch.teams.models import Team
 
 # Simulated accounts never log in with a password (their tokens are issued directly), so the
 # stored hash only has to be unguessable, not expensive.
 CHEAP_HASH = (1, 1024)
+
+
+def team_name(town_name: str, run: str) -> str:
+    """A simulated team's name: the town's name for it, tagged with the run as its leaders'
+    accounts are, so it is no name of a team in service (a real one, or one of a run that was
+    killed before it retired its town)."""
+    tag = f" (sim-{run})"
+    assert len(tag) <= NAME_ROOM, "the town's names leave room for the tag"
+    return town_name + tag
 
 
 @dataclass
@@ -58,7 +68,7 @@ async def seed_database(
     for team_spec in town.teams:
         team = Team(
             id=new_id(),
-            name=team_spec.name,
+            name=team_name(team_spec.name, run),
             kind=team_spec.kind.value,
             tier=team_spec.tier,
             lon=team_spec.lon,
@@ -122,7 +132,7 @@ async def seed_api(base_url: str, town: Town, admin_name: str, admin_password: s
         team_ids: list[str] = []
         for i, spec in enumerate(town.teams):
             body = {
-                "name": spec.name,
+                "name": team_name(spec.name, run),
                 "kind": spec.kind.value,
                 "location": {"lon": spec.lon, "lat": spec.lat},
                 "radius_m": spec.radius_m,
@@ -138,6 +148,26 @@ async def seed_api(base_url: str, town: Town, admin_name: str, admin_password: s
                 leaders.append(Leader(created["id"], token, team["id"], spec.kind.value, n == 0))
         operator_token = admin["Authorization"].removeprefix("Bearer ")
     return Seeded(leaders, operator_token, team_ids, [operator_token])
+
+
+async def retire_database(database_url: str, team_ids: list[str]) -> None:
+    """Take a simulated town's teams out of service again, straight in the database its own
+    server ran on once that has stopped (their records stay)."""
+    engine = create_engine(database_url)
+    now = SystemClock().now()
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            found = list(
+                await session.scalars(
+                    select(Team).where(Team.id.in_(team_ids), Team.retired_at.is_(None))
+                )
+            )
+            for team in found:
+                team.retired_at = team.updated_at = now
+            await session.flush()
+            await teams_service.stamp_all(session, found)
+    finally:
+        await engine.dispose()
 
 
 async def retire_api(

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dispatch.schemas import control_character
 from dispatch.teams.models import DEFAULT_RADIUS_M, TIER_OF_KIND, TeamKind
 from geo.crs import CRS, to_wgs84
 
@@ -28,6 +29,9 @@ MOBILE_TEAMS_PER_STATION = 3
 # Incidents cluster at key sites (industrial parks, markets); the rest fall anywhere.
 NEAR_SITE_SHARE = 0.7
 NEAR_SITE_SPREAD_M = 250.0
+# A team's name is at most 128 characters; a simulated one carries the run's tag after it.
+NAME_ROOM = 16
+MAX_NAME_LENGTH = 128 - NAME_ROOM
 
 
 @dataclass(frozen=True)
@@ -185,6 +189,13 @@ def load(path: Path) -> Town:
     if not isinstance(data, dict) or not isinstance(data.get("teams"), list) or not data["teams"]:
         raise TownFileError(f"{path}: needs an object with a non-empty list 'teams'")
     teams = [_team(item, f"teams[{i}]") for i, item in enumerate(data["teams"])]
+    first: dict[str, int] = {}
+    for i, team in enumerate(teams):
+        if first.setdefault(team.name, i) != i:
+            # A name is one team's in service.
+            raise TownFileError(
+                f"teams[{i}].name: {team.name!r} is the name of teams[{first[team.name]}]"
+            )
     hotspots = [_point(item, f"hotspots[{i}]") for i, item in enumerate(data.get("hotspots", []))]
     lons = [t.lon for t in teams]
     lats = [t.lat for t in teams]
@@ -212,8 +223,19 @@ def _team(item: Any, where: str) -> TeamSpec:
     leaders = item.get("leaders", 1)
     if not isinstance(leaders, int) or leaders < 1:
         raise TownFileError(f"{where}.leaders: must be a whole number >= 1")
-    name = item.get("name") or f"{kind.value}-{where}"
-    return TeamSpec(str(name), kind, lon, lat, float(radius), leaders)
+    return TeamSpec(_name(item.get("name"), kind, where), kind, lon, lat, float(radius), leaders)
+
+
+def _name(value: Any, kind: TeamKind, where: str) -> str:
+    """A team's name as the server takes it: stripped, without control characters, and short
+    enough for the run's tag (dispatch.simulate.seed.team_name)."""
+    name = str(value).strip() if value else f"{kind.value}-{where}"
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise TownFileError(f"{where}.name: 1 to {MAX_NAME_LENGTH} characters")
+    found = control_character(name)
+    if found is not None:
+        raise TownFileError(f"{where}.name: contains a control character ({found})")
+    return name
 
 
 def _point(item: Any, where: str) -> tuple[float, float]:

@@ -34,6 +34,7 @@ def test_a_generated_town_follows_the_plan() -> None:
     radius = {t.kind: t.radius_m for t in town.teams if t.kind.value in ("fixed_post", "mobile")}
     assert radius == {TeamKind.FIXED_POST: 100.0, TeamKind.MOBILE: 500.0}
     assert town.leader_count == len(town.teams)
+    assert len({t.name for t in town.teams}) == len(town.teams), "a name is one team's"
     # The same seed gives the same town: a layout can be compared run against run.
     again = towns.generate(stations=2, fixed_per_station=4, mobile_per_station=2, seed=3)
     assert again.to_json() == town.to_json()
@@ -92,15 +93,21 @@ async def test_a_town_file_is_loaded_with_its_coordinate_system(
     assert abs(fixed.lon - 114.1661) > 0.003 and fixed.leaders == 2
 
     out = tmp_path / "report.json"
-    done = simulate(
-        "--town", str(path), "--database-url", clean_database,
-        "--incidents", "2", "--rate", "240", "--speed", "30", "--json", str(out),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(out.read_text())
-    assert report["town"] == "试点片区" and report["leaders"] == 4
-    assert report["teams"] == {"fixed_post": 1, "mobile": 1, "patrol": 1, "response": 0}
-    assert report["tiers"]["3"]["covered"] == 0
+    # Twice on one database: the first run's teams are retired, and their names free again.
+    for run in (1, 2):
+        done = simulate(
+            "--town", str(path), "--database-url", clean_database,
+            "--incidents", "2", "--rate", "240", "--speed", "30", "--json", str(out),
+        )  # fmt: skip
+        assert done.returncode == 0, (run, done.stderr[-3000:])
+        assert "retired the 3 simulated teams" in done.stdout
+        report = json.loads(out.read_text())
+        assert report["town"] == "试点片区" and report["leaders"] == 4
+        assert report["teams"] == {"fixed_post": 1, "mobile": 1, "patrol": 1, "response": 0}
+        assert report["tiers"]["3"]["covered"] == 0
+        # Only this run's teams were alerted: each had a leader online to take the alert.
+        counts = report["dispatch_counts"]
+        assert counts["delivered"] == counts["dispatches"] > 0, counts
 
 
 def test_a_bad_town_file_is_refused_naming_the_place(tmp_path: Path) -> None:
@@ -113,3 +120,10 @@ def test_a_bad_town_file_is_refused_naming_the_place(tmp_path: Path) -> None:
     done = simulate("--town", str(path))
     assert done.returncode == 2
     assert "teams[1].kind" in done.stderr
+    for teams, problem in (
+        ([{"name": "机动队", "kind": "mobile", "lon": 114.1, "lat": 22.8}] * 2, "teams[1].name"),
+        ([{"name": "机动\u202e队", "kind": "mobile", "lon": 114.1, "lat": 22.8}], "teams[0].name"),
+    ):
+        path.write_text(json.dumps({"teams": teams}))
+        done = simulate("--town", str(path))
+        assert done.returncode == 2 and problem in done.stderr, done.stderr
