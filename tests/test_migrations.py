@@ -343,7 +343,9 @@ async def test_teams_in_service_sharing_a_name_keep_it_for_the_first_and_the_tra
     """0018: the team created first keeps the name; each other is numbered, the first free
     number, and its rename is on the trail; a retired team keeps its name."""
     teams_table = table_of(Team)
-    old_teams = sa.table("teams", *(sa.column(c.name) for c in teams_table.columns))
+    old_teams = sa.table(
+        "teams", *(sa.column(c.name) for c in teams_table.columns if c.name != "former_names")
+    )
     long_name = "长" * 128
 
     def row(team_id: str, name: str, day: int, **extra: Any) -> dict[str, Any]:
@@ -397,11 +399,103 @@ async def test_teams_in_service_sharing_a_name_keep_it_for_the_first_and_the_tra
                 ]
             with pytest.raises(IntegrityError):
                 async with engine.begin() as connection:
-                    await connection.execute(teams_table.insert(), row("again", "三中驻点", 9))
+                    await connection.execute(
+                        teams_table.insert(), row("again", "三中驻点", 9, former_names=[])
+                    )
             async with engine.begin() as connection:
                 await connection.execute(
                     teams_table.insert(),
-                    row("retired", "三中驻点", 9, retired_at=datetime.now(UTC)),
+                    row("retired", "三中驻点", 9, former_names=[], retired_at=datetime.now(UTC)),
                 )
+        finally:
+            await engine.dispose()
+
+
+async def test_a_teams_roster_is_put_under_its_present_name_once_per_phone(
+    backend: str, tmp_path: Path
+) -> None:
+    """0019: members stored under a team's old name are put under its present one, the old
+    name kept as a former name; a phone the team had under both names is kept once."""
+    members = table_of(RosterMember)
+    teams_table = table_of(Team)
+    old_teams = sa.table(
+        "teams", *(sa.column(c.name) for c in teams_table.columns if c.name != "former_names")
+    )
+    early, late = datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)
+    earliest = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def of_team(member_id: str, group: str, phone: str, **extra: Any) -> dict[str, Any]:
+        return _member(member_id, "emergency", group, phone, team_id="t", **extra)
+
+    async with fresh_database(backend, tmp_path) as url:
+        config = migrate.alembic_config(url)
+        await asyncio.to_thread(command.downgrade, config, "0018")
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    old_teams.insert(), _team_row("t", early, name="银湖机动队（二期）", revision=1)
+                )
+                await connection.execute(
+                    table_of(User).insert(),
+                    {
+                        "id": "u1",
+                        "name": "u1",
+                        "password_hash": "x",
+                        "role": "leader",
+                        "team_id": "t",
+                        "disabled": False,
+                        "created_at": early,
+                    },
+                )
+                await connection.execute(
+                    members.insert(),
+                    [
+                        # Imported before the rename, and again under the new name.
+                        of_team("old-1", "银湖机动队", "13900000001", at=early),
+                        of_team("new-1", "银湖机动队（二期）", "13900000001", at=late),
+                        of_team("old-2", "银湖机动队", "13900000002", at=early, user_id="u1"),
+                        of_team("new-2", "银湖机动队（二期）", "13900000002", at=late),
+                        of_team("old-3", "银湖机动队", "13900000003", at=early),
+                        of_team("older", "银湖联防队", "13900000004", at=earliest),
+                        # Another roster's team of the same name: no team's, left as it is.
+                        _member("area", "area", "银湖机动队", "13900000001"),
+                    ],
+                )  # fmt: skip
+            await asyncio.to_thread(command.upgrade, config, "head")
+
+            async with engine.connect() as connection:
+                left = await connection.execute(
+                    select(members.c.id, members.c.group_name).order_by(members.c.id)
+                )
+                assert list(left) == [
+                    ("area", "银湖机动队"),
+                    ("new-1", "银湖机动队（二期）"),
+                    ("old-2", "银湖机动队（二期）"),
+                    ("old-3", "银湖机动队（二期）"),
+                    ("older", "银湖机动队（二期）"),
+                ]
+                former = await connection.scalar(
+                    select(teams_table.c.former_names).where(teams_table.c.id == "t")
+                )
+                assert former == ["银湖机动队", "银湖联防队"], "newest first"
+                audit = table_of(AuditEntry)
+                trail = await connection.execute(
+                    select(audit.c.actor_name, audit.c.target_id, audit.c.data)
+                    .where(audit.c.action == "duplicate_member_removed")
+                    .order_by(audit.c.target_id)
+                )
+                removed = [
+                    (a, target, data["kept"], data["group_name"]) for a, target, data in trail
+                ]
+                assert removed == [
+                    ("migration 0019", "new-2", "old-2", "银湖机动队（二期）"),
+                    ("migration 0019", "old-1", "new-1", "银湖机动队"),
+                ]
+            with pytest.raises(IntegrityError):
+                async with engine.begin() as connection:
+                    await connection.execute(
+                        members.insert(), of_team("again", "别的名字", "13900000003")
+                    )
         finally:
             await engine.dispose()

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from alerts.models import JSONType
@@ -50,17 +50,39 @@ KIND_TITLES = {
 }
 
 
+_OF_A_TEAM = text("team_id IS NOT NULL")
+_OF_NO_TEAM = text("team_id IS NULL")
+
+
 class RosterMember(Base):
     __tablename__ = "roster_members"
-    # A phone number is on a team's roster once (the team being its roster and 队伍名称); the
-    # index also serves every lookup by roster and team, its leading columns.
+    # A phone number is on a team's roster once. A dispatched team (the emergency roster's) is
+    # its team_id, whatever it is named now; any other roster's team is its roster and 队伍名称,
+    # and that index also serves every lookup by roster and team, its leading columns.
     __table_args__ = (
-        Index("uq_roster_members_kind_group_phone", "kind", "group_name", "phone", unique=True),
+        Index(
+            "uq_roster_members_team_phone",
+            "team_id",
+            "phone",
+            unique=True,
+            postgresql_where=_OF_A_TEAM,
+            sqlite_where=_OF_A_TEAM,
+        ),
+        Index(
+            "uq_roster_members_kind_group_phone",
+            "kind",
+            "group_name",
+            "phone",
+            unique=True,
+            postgresql_where=_OF_NO_TEAM,
+            sqlite_where=_OF_NO_TEAM,
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
-    # 队伍名称: for the emergency roster, the name of the dispatched team (team_id).
+    # 队伍名称: for the emergency roster, the name of the dispatched team (team_id) as it is now:
+    # a rename of the team renames its roster (dispatch.teams.service.update_team).
     group_name: Mapped[str] = mapped_column(String(128))
     team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id"), index=True)
     name: Mapped[str] = mapped_column(String(64))

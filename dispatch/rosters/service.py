@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from openpyxl import Workbook
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
@@ -211,21 +211,34 @@ class _Row:
 
 
 class _TeamNames:
-    """Tier-1 teams by name: the emergency roster's 队伍名称 must name one of them."""
+    """Teams in service by name: the emergency roster's 队伍名称 must name a tier-1 one, as it
+    is named now or, in a file written before it was renamed, as it was named then."""
 
     def __init__(self, found: Sequence[Team]) -> None:
-        self.by_name: dict[str, list[Team]] = {}
+        # Every team in service, by the name that is its own (one team's: uq_teams_active_name).
+        self.by_name = {team.name: team for team in found}
+        self.by_former_name: dict[str, list[Team]] = {}
         for team in found:
             if team.kind in DISPATCHED_KINDS:
-                self.by_name.setdefault(team.name, []).append(team)
+                for name in team.former_names:
+                    self.by_former_name.setdefault(name, []).append(team)
 
-    def team_id(self, name: str) -> str:
-        found = self.by_name.get(name, [])
-        if not found:
+    def team(self, name: str) -> Team:
+        team = self.by_name.get(name)
+        if team is None:
+            # A name no team has now: the team that was so named, if only one was.
+            renamed = self.by_former_name.get(name, [])
+            if len(renamed) > 1:
+                now = "、".join(sorted(repr(t.name) for t in renamed))
+                raise RowError(
+                    "group_name",
+                    f"no team is named {name!r} now; {len(renamed)} teams were once so named, "
+                    f"now {now}: write the team's name as it is now",
+                )
+            team = renamed[0] if renamed else None
+        if team is None or team.kind not in DISPATCHED_KINDS:
             raise RowError("group_name", f"no fixed-post or mobile team is named {name!r}")
-        if len(found) > 1:
-            raise RowError("group_name", f"{len(found)} teams are named {name!r}; rename one")
-        return found[0].id
+        return team
 
 
 def _check_member(
@@ -238,7 +251,11 @@ def _check_member(
     if not group_name or len(group_name) > 128:
         raise RowError("group_name", "the team (队伍名称) is required, at most 128 characters")
     refuse_control_characters("group_name", "team (队伍名称)", group_name)
-    team_id = names.team_id(group_name) if kind == RosterKind.EMERGENCY else None
+    team_id = None
+    if kind == RosterKind.EMERGENCY:
+        # The member is the team's, under the name the team has now.
+        team = names.team(group_name)
+        group_name, team_id = team.name, team.id
     name = values.get("name", "").strip()
     if not name or len(name) > 64:
         raise RowError("name", "the name (姓名) is required, at most 64 characters")
@@ -313,6 +330,10 @@ async def create_member(
         row = _check_member(data.kind, 0, values, names)
     except RowError as error:
         raise InvalidInput(f"{error.field}: {error.message}", field=error.field) from None
+    if not await _under_names_held(session, [row]):
+        raise Conflict(
+            f"group_name: the team {row.group_name!r} was retired meanwhile", field="group_name"
+        )
     member = _new_member(row, now)
     if not await _insert_unless_phone_taken(session, member):
         raise Conflict(
@@ -322,19 +343,54 @@ async def create_member(
     return member
 
 
-# The unique index that keeps a phone number once per team (RosterMember.__table_args__).
+# The unique indexes that keep a phone number once per team (RosterMember.__table_args__): a
+# dispatched team's by its id, any other roster's team by roster and name.
+TEAM_PHONE_INDEX = "uq_roster_members_team_phone"
 PHONE_INDEX = "uq_roster_members_kind_group_phone"
+
+
+def _roster_of(row: _Row | RosterMember) -> str:
+    """The team whose roster a member is on: a dispatched team's id, else its 队伍名称."""
+    return row.team_id if row.team_id is not None else row.group_name
+
+
+async def _under_names_held(session: AsyncSession, rows: Sequence[_Row]) -> bool:
+    """Put the rows of dispatched teams under their teams' names as they are now, held against
+    a rename until this transaction ends (a rename renames the roster; one committed since the
+    names were read must not leave members under the old name). False if one was retired."""
+    team_ids = sorted({r.team_id for r in rows if r.team_id is not None})
+    if not team_ids:
+        return True
+    names = await teams.names_held(session, team_ids)
+    for row in rows:
+        if row.team_id is not None:
+            if row.team_id not in names:
+                return False
+            row.group_name = names[row.team_id]
+    return True
 
 
 async def _insert_unless_phone_taken(session: AsyncSession, member: RosterMember) -> bool:
     """Insert the member unless the team's roster has the phone, committed or not: race-free
     on both backends (PostgreSQL waits for a transaction that holds it and then skips)."""
     insert = upsert_insert(dialect_name(session))
-    statement = insert(table_of(RosterMember)).on_conflict_do_nothing(
-        index_elements=["kind", "group_name", "phone"]
-    )
+    if member.team_id is not None:
+        statement = insert(table_of(RosterMember)).on_conflict_do_nothing(
+            index_elements=["team_id", "phone"], index_where=RosterMember.team_id.is_not(None)
+        )
+    else:
+        statement = insert(table_of(RosterMember)).on_conflict_do_nothing(
+            index_elements=["kind", "group_name", "phone"],
+            index_where=RosterMember.team_id.is_(None),
+        )
     result = await session.execute(statement, row_values(member))
     return bool(getattr(result, "rowcount", 0))
+
+
+def _phone_taken(error: IntegrityError) -> bool:
+    return _violates(error, TEAM_PHONE_INDEX, "team_id", "phone") or _violates(
+        error, PHONE_INDEX, "kind", "group_name", "phone"
+    )
 
 
 def _violates(error: IntegrityError, index: str, *columns: str) -> bool:
@@ -503,7 +559,7 @@ def _parse_rows(kind: RosterKind, table: Table, names: _TeamNames) -> list[_Row]
         except RowError as error:
             problems.append(Problem(line, error.field, error.message))
             continue
-        key = (row.group_name, row.phone)
+        key = (_roster_of(row), row.phone)
         if key in seen_phone:
             problems.append(Problem(line, "phone", f"repeats the phone of row {seen_phone[key]}"))
             continue
@@ -533,30 +589,36 @@ async def import_roster(
 ) -> ImportOut:
     """Replace the members of every team the file names; other teams are left alone.
 
-    A member already on the roster (same ID number, or same name and phone) keeps its id and
-    its linked account. All rows are checked first: one bad row and nothing is written.
+    A dispatched team (the emergency roster's) is the team the name is now, or was before a
+    rename; its members are found by the team, whatever name they were written under. A member
+    already on the roster (same ID number, or same name and phone) keeps its id and its linked
+    account. All rows are checked first: one bad row and nothing is written.
     """
     # Off the event loop: a large workbook takes seconds to read, and alerts must not wait.
     table = await asyncio.to_thread(read_table, data)
     names = _TeamNames(await teams.all_teams(session))
     rows = _parse_rows(kind, table, names)
+    if not await _under_names_held(session, rows):
+        raise _roster_changed(sorted({r.group_name for r in rows}))
     groups = sorted({r.group_name for r in rows})
-    existing = list(
-        await session.scalars(
-            select(RosterMember).where(
-                RosterMember.kind == kind.value, RosterMember.group_name.in_(groups)
-            )
-        )
+    theirs: ColumnElement[bool] = (
+        RosterMember.team_id.in_(sorted({_roster_of(r) for r in rows}))
+        if kind == RosterKind.EMERGENCY
+        else RosterMember.team_id.is_(None) & RosterMember.group_name.in_(groups)
     )
-    by_id_number = {(m.group_name, m.id_number): m for m in existing if m.id_number}
-    by_name_phone = {(m.group_name, m.name, m.phone): m for m in existing}
+    existing = list(
+        await session.scalars(select(RosterMember).where(RosterMember.kind == kind.value, theirs))
+    )
+    by_id_number = {(_roster_of(m), m.id_number): m for m in existing if m.id_number}
+    by_name_phone = {(_roster_of(m), m.name, m.phone): m for m in existing}
     kept: set[str] = set()
     new: list[RosterMember] = []
     # Members whose phone changes (found by ID number), and the phone each gets.
     moved: list[tuple[RosterMember, str]] = []
     for row in rows:
-        match = (row.id_number and by_id_number.get((row.group_name, row.id_number))) or (
-            by_name_phone.get((row.group_name, row.name, row.phone))
+        roster = _roster_of(row)
+        match = (row.id_number and by_id_number.get((roster, row.id_number))) or (
+            by_name_phone.get((roster, row.name, row.phone))
         )
         if match is None or match.id in kept:
             new.append(_new_member(row, now))
@@ -567,7 +629,7 @@ async def import_roster(
             # each gives its old one up (for its id, which is no phone) before any takes one.
             moved.append((match, row.phone))
             match.phone = match.id
-        match.team_id, match.name = row.team_id, row.name
+        match.group_name, match.team_id, match.name = row.group_name, row.team_id, row.name
         match.id_number, match.role, match.unit = row.id_number, row.role.value, row.unit
         match.site, match.updated_at = row.site, now
     removed = [m.id for m in existing if m.id not in kept]
@@ -580,7 +642,7 @@ async def import_roster(
         session.add_all(new)
         await session.flush()
     except IntegrityError as error:
-        if _violates(error, PHONE_INDEX, "kind", "group_name", "phone"):
+        if _phone_taken(error):
             raise _roster_changed(groups) from None
         raise
     except StaleDataError:

@@ -80,6 +80,7 @@ async def seed_database(
             retired_at=None,
             # Numbered once written (teams_service.stamp_all).
             revision=0,
+            former_names=[],
         )
         teams.append(team)
         for n in range(team_spec.leaders):

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from alerts.models import JSONType
 from dispatch.db import Base
 
 
@@ -29,6 +30,8 @@ TIER_OF_KIND = {
 }
 # The plan: a fixed post acts within 100 m of its site, a mobile team within 500 m.
 DEFAULT_RADIUS_M = {TeamKind.FIXED_POST: 100.0, TeamKind.MOBILE: 500.0}
+# The names a renamed team answers to in roster files written before: the latest few.
+FORMER_NAMES_KEPT = 10
 _ACTIVE = text("retired_at IS NULL")
 
 
@@ -62,3 +65,6 @@ class Team(Base):
     # the changes commit (dispatch.teams.service.stamp): a server process's coverage index
     # catches up on whatever is newer than the revision it holds (Coverage.catch_up).
     revision: Mapped[int] = mapped_column(BigInteger, index=True)
+    # The names it had before, newest first (at most FORMER_NAMES_KEPT): a roster file exported
+    # before a rename still names the team by one of them.
+    former_names: Mapped[list[str]] = mapped_column(JSONType, default=list)

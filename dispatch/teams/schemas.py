@@ -57,7 +57,7 @@ class TeamPatch(Schema):
 
     name: ShownName | None = Field(
         default=None,
-        description=NAME_DESCRIPTION,
+        description=NAME_DESCRIPTION + "; the team's roster carries the new name",
         json_schema_extra=_absent_not_null,
     )
     kind: TeamKind | None = Field(

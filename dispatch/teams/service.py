@@ -13,10 +13,10 @@ from sqlalchemy.orm.attributes import set_committed_value
 from dispatch.db import after_commit, announce, dialect_name, new_id
 from dispatch.errors import Conflict, InvalidInput, NotFound
 from dispatch.rosters.book import DutyBook, duty_changed
-from dispatch.rosters.models import DutySchedule
+from dispatch.rosters.models import DutySchedule, RosterMember
 from dispatch.schemas import wgs84_point
 from dispatch.teams.coverage import Coverage, CoveredBy
-from dispatch.teams.models import DEFAULT_RADIUS_M, Team, TeamKind
+from dispatch.teams.models import DEFAULT_RADIUS_M, FORMER_NAMES_KEPT, Team, TeamKind
 from dispatch.teams.schemas import TeamCreate, TeamPatch
 from geo.crs import CRS
 from geo.errors import CoordinateError, ZoneError
@@ -42,6 +42,7 @@ async def create_team(
         retired_at=None,
         # Numbered by ``stamp`` below, in the same transaction.
         revision=0,
+        former_names=[],
     )
     session.add(team)
     await _flush_name(session, team.name)
@@ -84,8 +85,10 @@ async def update_team(
     team = await get_team(session, team_id, for_update=True)
     was_mobile = team.kind == TeamKind.MOBILE.value
     fields = patch.model_fields_set
-    if patch.name is not None:
-        team.name = patch.name
+    renamed = False
+    if patch.name is not None and patch.name != team.name:
+        team.former_names = _former_names(team, patch.name)
+        team.name, renamed = patch.name, True
     if patch.location is not None:
         team.lon, team.lat = patch.location.to_wgs84()
     if patch.radius_m is not None or patch.zone is not None:
@@ -101,9 +104,24 @@ async def update_team(
         team.kind, team.tier = patch.kind.value, patch.kind.tier
     team.updated_at = now
     await _flush_name(session, team.name)
+    if renamed:
+        # The roster goes with the team: its members show, export and import under the new
+        # name (an import locks the team, so none is written under the old one meanwhile).
+        await session.execute(
+            update(RosterMember)
+            .where(RosterMember.team_id == team.id)
+            .values(group_name=team.name)
+            .execution_options(synchronize_session=False)
+        )
     await _changed(session, coverage, team)
     removed = was_mobile and team.kind != TeamKind.MOBILE.value
     return team, removed and await _remove_schedule(session, team.id, duty)
+
+
+def _former_names(team: Team, new_name: str) -> list[str]:
+    """The names the team answers to in roster files once renamed to ``new_name``."""
+    kept = [n for n in team.former_names if n not in (team.name, new_name)]
+    return [team.name, *kept][:FORMER_NAMES_KEPT]
 
 
 async def _remove_schedule(session: AsyncSession, team_id: str, duty: DutyBook | None) -> bool:
@@ -273,6 +291,18 @@ async def get_team(session: AsyncSession, team_id: str, *, for_update: bool = Fa
     if team is None:
         raise NotFound(f"team {team_id!r} does not exist", field="team_id")
     return team
+
+
+async def names_held(session: AsyncSession, team_ids: list[str]) -> dict[str, str]:
+    """The names of those of ``team_ids`` in service, as they are now, held until the
+    transaction ends: no rename or retirement of them commits in between (PostgreSQL: a share
+    lock, which waits for one under way; SQLite has one writer at a time)."""
+    rows = await session.execute(
+        select(Team.id, Team.name)
+        .where(Team.id.in_(team_ids), Team.retired_at.is_(None))
+        .with_for_update(read=True)
+    )
+    return {team_id: name for team_id, name in rows}
 
 
 async def list_teams(session: AsyncSession, *, include_retired: bool = False) -> list[Team]:

@@ -233,3 +233,26 @@ async def test_a_schedule_set_while_the_team_becomes_a_fixed_post_is_refused(
     assert reply.json()["field"] == "team_id"
     reply = await world.http.get(f"/api/v1/rosters/duty/{mobile['id']}", headers=admin.headers)
     assert reply.status_code == 404
+
+
+async def test_a_file_imported_while_its_team_is_renamed_is_under_the_new_name(
+    world: World,
+) -> None:
+    """The rename (PATCH /teams) is under way, not committed, when the file comes naming the
+    team as it was: the import waits for it, and writes the members under the new name."""
+    team = await world.team("mobile", name="银湖工业区机动应急联防队")
+    rows = [member(i + 1, team["name"], 1, f"队员{i}", "队员", f"1390000000{i}") for i in range(4)]
+
+    reply = await racing_a_writer(
+        world,
+        lambda: upload(world, xlsx(rows)),
+        "UPDATE teams SET name = '银湖工业区机动应急联防队（二期）',"
+        " former_names = '[\"银湖工业区机动应急联防队\"]' WHERE id = $1",
+        team["id"],
+    )
+
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["groups"] == ["银湖工业区机动应急联防队（二期）"]
+    found = await members(world, team_id=team["id"])
+    assert len(found) == 4
+    assert {m["group_name"] for m in found} == {"银湖工业区机动应急联防队（二期）"}

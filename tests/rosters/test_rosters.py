@@ -423,3 +423,123 @@ async def test_names_with_control_characters_are_refused_naming_the_field(world:
     assert problems == [(3, "name"), (4, "site")]
     assert "U+0001" in reply.json()["problems"][0]["message"]
     assert (await world.http.get("/api/v1/rosters/members", headers=admin.headers)).json() == []
+
+
+def csv_file(rows: list[list[Any]]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([HEADER, *rows])
+    return buffer.getvalue().encode()
+
+
+async def rename(world: World, team: dict[str, Any], name: str) -> None:
+    reply = await world.http.patch(
+        f"/api/v1/teams/{team['id']}", json={"name": name}, headers=(await world.admin()).headers
+    )
+    assert reply.status_code == 200, reply.text
+
+
+async def test_a_renamed_team_takes_its_roster_along(world: World) -> None:
+    old, new = "银湖工业区机动应急联防队", "银湖工业区机动应急联防队（二期）"
+    team = await world.team("mobile", name=old)
+    rows = [member(i, old, 1, f"队员{i}", "队员", f"1390000000{i}") for i in range(1, 5)]
+    assert (await upload(world, csv_file(rows))).status_code == 200
+    admin = await world.admin()
+    before = {m["id"] for m in await members_of(world, team)}
+
+    await rename(world, team, new)
+
+    listed = await members_of(world, team)
+    assert {m["id"] for m in listed} == before and {m["group_name"] for m in listed} == {new}
+    reply = await world.http.get(
+        "/api/v1/rosters/export",
+        params={"kind": "emergency", "format": "csv", "team_id": team["id"]},
+        headers=admin.headers,
+    )
+    exported = list(csv.reader(io.StringIO(reply.content.decode("utf-8-sig"))))
+    assert {row[1] for row in exported[1:]} == {new}
+
+    # The export goes back in unchanged; so does the file written before the rename, and the
+    # same people under the new name: every time the same four members.
+    for again in (reply.content, csv_file(rows), csv_file([[*r[:1], new, *r[2:]] for r in rows])):
+        reply = await upload(world, again)
+        assert reply.status_code == 200, reply.text
+        assert reply.json() | {"format": "?"} == {
+            "kind": "emergency",
+            "format": "?",
+            "rows": 4,
+            "groups": [new],
+            "created": 0,
+            "updated": 4,
+            "removed": 0,
+        }
+        assert {m["id"] for m in await members_of(world, team)} == before
+    strength = (await world.http.get("/api/v1/rosters/strength", headers=admin.headers)).json()
+    assert [(s["team_name"], s["members"]) for s in strength] == [(new, 4)]
+
+
+async def members_of(world: World, team: dict[str, Any]) -> list[dict[str, Any]]:
+    reply = await world.http.get(
+        "/api/v1/rosters/members",
+        params={"team_id": team["id"]},
+        headers=(await world.admin()).headers,
+    )
+    assert reply.status_code == 200, reply.text
+    found: list[dict[str, Any]] = reply.json()
+    return found
+
+
+async def test_a_former_name_finds_the_team_only_if_no_team_has_it_and_one_had_it(
+    world: World,
+) -> None:
+    one = await world.team("fixed_post", name="三中驻点")
+    await rename(world, one, "三中工业园驻点")
+    two = await world.team("fixed_post", name="三中驻点")
+    row = [member(1, "三中驻点", 1, "甲", "队长", "13800000001")]
+    # The name is a team's now: that team's, not the one that had it before.
+    reply = await upload(world, csv_file(row))
+    assert reply.status_code == 200 and reply.json()["groups"] == ["三中驻点"]
+    assert [m["name"] for m in await members_of(world, two)] == ["甲"]
+    assert await members_of(world, one) == []
+
+    # Renamed too, both once had the name: the file must say which team it means.
+    await rename(world, two, "三中商业街驻点")
+    reply = await upload(world, csv_file(row))
+    assert reply.status_code == 422, reply.text
+    (problem,) = reply.json()["problems"]
+    assert problem["field"] == "group_name"
+    assert "'三中商业街驻点'" in problem["message"] and "'三中工业园驻点'" in problem["message"]
+    # A name no dispatched team has had is refused as before.
+    reply = await upload(world, csv_file([member(1, "不存在的队", 1, "乙", "队长", "13800000002")]))
+    assert reply.json()["problems"][0]["message"] == (
+        "no fixed-post or mobile team is named '不存在的队'"
+    )
+
+
+async def test_a_retired_teams_roster_stays_its_own_when_its_name_is_taken_again(
+    world: World,
+) -> None:
+    admin = await world.admin()
+    gone = await world.team("fixed_post", name="大利批发市场驻点应急联防队")
+    row = [member(1, gone["name"], 1, "甲", "队长", "13800000001")]
+    assert (await upload(world, csv_file(row))).status_code == 200
+    await world.http.delete(f"/api/v1/teams/{gone['id']}", headers=admin.headers)
+    again = await world.team("fixed_post", name="大利批发市场驻点应急联防队")
+
+    reply = await upload(world, csv_file(row))
+
+    assert reply.status_code == 200, reply.text
+    assert (reply.json()["created"], reply.json()["removed"]) == (1, 0)
+    assert [m["name"] for m in await members_of(world, again)] == ["甲"]
+    assert [m["name"] for m in await members_of(world, gone)] == ["甲"]
+    reply = await world.http.post(
+        "/api/v1/rosters/members",
+        json={
+            "kind": "emergency",
+            "group_name": again["name"],
+            "name": "乙",
+            "phone": "13800000001",
+            "role": "guard",
+        },
+        headers=admin.headers,
+    )
+    assert reply.status_code == 409 and reply.json()["field"] == "phone"

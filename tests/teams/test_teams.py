@@ -541,8 +541,8 @@ async def test_a_name_taken_while_another_transaction_takes_it_is_a_conflict(
         world,
         lambda: create_team(world, "清溪中心机动应急联防队", "mobile"),
         "INSERT INTO teams (id, name, kind, tier, lon, lat, radius_m, created_at, updated_at,"
-        " revision) VALUES ($1, '清溪中心机动应急联防队', 'mobile', 1, 114.159, 22.847, 500,"
-        " now(), now(), 1000)",
+        " revision, former_names) VALUES ($1, '清溪中心机动应急联防队', 'mobile', 1, 114.159,"
+        " 22.847, 500, now(), now(), 1000, '[]')",
         uuid.uuid4().hex,
     )
     assert reply.status_code == 409, reply.text
