@@ -19,18 +19,27 @@ import hashlib
 import json
 import math
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, event, inspect, select, text
+from sqlalchemy import ColumnElement, Row, Select, Table, event, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 
 from alerts.bulk import Added, Changed, Step, any_of, on_postgresql
+from dispatch.audit import records
 from dispatch.audit.models import EventChainHead
 from dispatch.db import table_of
-from dispatch.incidents.models import AnyDispatch, AnyEvent, EventRecord, IncidentEvent
+from dispatch.incidents.models import (
+    AnyDispatch,
+    AnyEvent,
+    ChainTier,
+    Dispatch,
+    EventRecord,
+    Incident,
+    IncidentEvent,
+)
 
 GENESIS = "0" * 64
 # Events written as bulk inserts, past the unit of work, for those who count events on commit:
@@ -215,17 +224,28 @@ def _note_written(
 
 # ---------------------------------------------------------------- verification
 
+# Incidents read at a time, with every row of theirs: a bounded slice of the database in
+# memory, a handful of statements for each slice, none for each incident.
+CHUNK = 250
+INCIDENTS = table_of(Incident)
+TIER_ROWS = table_of(ChainTier)
+DISPATCHES = table_of(Dispatch)
+
 
 @dataclass(frozen=True)
 class Break:
-    """The first row where a chain does not hold."""
+    """The first row where a chain does not hold, or where a row the reports judge from
+    disagrees with the events (``row`` names it then)."""
 
     event_id: int | None
     incident_id: str
     seq: int | None
     reason: str
+    row: str | None = None
 
     def __str__(self) -> str:
+        if self.row is not None:
+            return f"{self.row}: {self.reason}"
         row = f"incident_events row id={self.event_id}" if self.event_id else "incident"
         at = (
             f" (incident {self.incident_id}, seq {self.seq})"
@@ -245,11 +265,101 @@ class Verdict:
     broken: Break | None
 
 
-async def _stream(session: AsyncSession) -> AsyncIterator[IncidentEvent]:
-    query = select(IncidentEvent).order_by(IncidentEvent.incident_id, IncidentEvent.id)
-    result = await session.stream_scalars(query.execution_options(yield_per=1000))
-    async for row in result:
-        yield row
+@dataclass
+class _Slice:
+    """Every row of the incidents whose ids fall in one range, by incident."""
+
+    incidents: dict[str, Row[Any]] = field(default_factory=dict)
+    heads: dict[str, Row[Any]] = field(default_factory=dict)
+    events: dict[str, list[Row[Any]]] = field(default_factory=dict)
+    tiers: dict[str, list[Row[Any]]] = field(default_factory=dict)
+    dispatches: dict[str, list[Row[Any]]] = field(default_factory=dict)
+
+    def incident_ids(self) -> list[str]:
+        return sorted(
+            set(self.incidents) | set(self.heads) | set(self.events)
+            | set(self.tiers) | set(self.dispatches)
+        )  # fmt: skip
+
+
+def _within(column: ColumnElement[str], after: str | None, upto: str | None) -> list[Any]:
+    """``after < column <= upto``, either end open when None. The slices' ranges meet end to
+    end, so every row falls in one, its incident's row or not; the database orders and
+    compares the ids alike, whatever its collation."""
+    conditions: list[Any] = []
+    if after is not None:
+        conditions.append(column > after)
+    if upto is not None:
+        conditions.append(column <= upto)
+    return conditions
+
+
+async def _incidents_after(session: AsyncSession, after: str | None) -> list[Row[Any]]:
+    query = select(INCIDENTS).where(*_within(INCIDENTS.c.id, after, None))
+    return list(await session.execute(query.order_by(INCIDENTS.c.id).limit(CHUNK)))
+
+
+async def _read_range(session: AsyncSession, after: str | None, upto: str | None) -> _Slice:
+    """The heads, events (in order of insertion), tiers and dispatches of the incidents whose
+    ids are in ``(after, upto]``."""
+    found = _Slice()
+
+    def rows_of(table: Table) -> Select[Any]:
+        column = table.c.incident_id
+        return select(table).where(*_within(column, after, upto)).order_by(column)
+
+    for head in await session.execute(rows_of(HEADS)):
+        found.heads[head.incident_id] = head
+    # Events in order of insertion: a chain is walked as its rows were written.
+    for table, into, then in (
+        (EVENTS, found.events, EVENTS.c.id),
+        (TIER_ROWS, found.tiers, TIER_ROWS.c.tier),
+        (DISPATCHES, found.dispatches, DISPATCHES.c.id),
+    ):
+        for row in await session.execute(rows_of(table).order_by(then)):
+            into.setdefault(row.incident_id, []).append(row)
+    return found
+
+
+async def _slices(session: AsyncSession) -> AsyncIterator[_Slice]:
+    after: str | None = None
+    while True:
+        incidents = await _incidents_after(session, after)
+        # The last slice reaches past the last incident: rows naming no incident are in it.
+        upto = incidents[-1].id if len(incidents) == CHUNK else None
+        found = await _read_range(session, after, upto)
+        found.incidents = {i.id: i for i in incidents}
+        yield found
+        if upto is None:
+            return
+        after = upto
+
+
+def _chain_break(incident_id: str, events: list[Row[Any]], head: Row[Any] | None) -> Break | None:
+    """Where one incident's chain does not hold: a row missing, reordered or changed, rows
+    gone from its end, events without a head or a head without events."""
+    if not events:
+        if head is not None:
+            return Break(None, incident_id, None, "its head names events that are gone")
+        return None
+    prev_hash, seq = GENESIS, 0
+    for e in events:
+        seq += 1
+        if e.seq != seq:
+            return Break(e.id, incident_id, e.seq, f"expected seq {seq}: a row is missing")
+        if e.prev_hash != prev_hash:
+            return Break(e.id, incident_id, e.seq, "its prev_hash is not the previous row's hash")
+        body = canonical(incident_id, e.seq, e.at, e.type, e.actor_id, e.data)
+        if e.hash != link(prev_hash, body):
+            reason = "its hash does not match its content: the row was changed"
+            return Break(e.id, incident_id, e.seq, reason)
+        prev_hash = e.hash
+    if head is None:
+        return Break(None, incident_id, None, "its events have no chain head")
+    if (head.seq, head.hash) != (seq, prev_hash):
+        reason = f"the chain ends at seq {seq} but its head says seq {head.seq}: rows are missing"
+        return Break(None, incident_id, None, reason)
+    return None
 
 
 async def _one_snapshot(session: AsyncSession) -> None:
@@ -271,59 +381,36 @@ async def _one_snapshot(session: AsyncSession) -> None:
 
 
 async def verify(session: AsyncSession) -> Verdict:
-    """Walk every chain in order of insertion; stop at the first row that breaks. Given a
-    session that has not begun its transaction (as ``dispatch audit verify`` does), the heads
-    and the events are read in one snapshot: events written meanwhile are not seen, and what
-    was seen agrees with itself."""
+    """Walk every incident, a slice of them at a time; stop at the first break. Each chain
+    must hold from its first row to its head, and the incident's rows that the reports judge
+    from (``incidents``, ``chain_tiers``, ``dispatches``) must be what its events record
+    (``dispatch.audit.records``).
+
+    Given a session that has not begun its transaction (as ``dispatch audit verify`` does),
+    every slice is read in one snapshot: what is written meanwhile is not seen, and what was
+    seen agrees with itself."""
     await _one_snapshot(session)
-    heads = {h.incident_id: h for h in await session.scalars(select(EventChainHead))}
-    seal = hashlib.sha256()
-    for incident_id in sorted(heads):
-        seal.update(f"{incident_id}:{heads[incident_id].seq}:{heads[incident_id].hash}\n".encode())
     events = 0
-    seen: set[str] = set()
-    current: str | None = None
-    prev_hash, seq = GENESIS, 0
-    broken: Break | None = None
-
-    def close_chain(incident_id: str) -> Break | None:
-        head = heads.get(incident_id)
-        if head is None:
-            return Break(None, incident_id, None, "its events have no chain head")
-        if (head.seq, head.hash) != (seq, prev_hash):
-            return Break(
-                None,
-                incident_id,
-                None,
-                f"the chain ends at seq {seq} but its head says seq {head.seq}: rows are missing",
-            )
-        return None
-
-    async for e in _stream(session):
-        events += 1
-        if e.incident_id != current:
-            if current is not None and (broken := close_chain(current)):
-                break
-            current, prev_hash, seq = e.incident_id, GENESIS, 0
-            seen.add(current)
-        seq += 1
-        if e.seq != seq:
-            broken = Break(e.id, e.incident_id, e.seq, f"expected seq {seq}: a row is missing")
-            break
-        if e.prev_hash != prev_hash:
-            reason = "its prev_hash is not the previous row's hash"
-            broken = Break(e.id, e.incident_id, e.seq, reason)
-            break
-        if e.hash != event_hash(e, prev_hash):
-            reason = "its hash does not match its content: the row was changed"
-            broken = Break(e.id, e.incident_id, e.seq, reason)
-            break
-        prev_hash = e.hash
-    else:
-        if current is not None:
-            broken = close_chain(current)
-    if broken is None:
-        for incident_id in sorted(set(heads) - seen):
-            broken = Break(None, incident_id, None, "its head names events that are gone")
-            break
-    return Verdict(events, len(heads), seal.hexdigest(), broken)
+    heads: list[str] = []
+    async for found in _slices(session):
+        for incident_id in found.incident_ids():
+            chain = found.events.get(incident_id, [])
+            head = found.heads.get(incident_id)
+            events += len(chain)
+            if head is not None:
+                heads.append(f"{incident_id}:{head.seq}:{head.hash}\n")
+            broken = _chain_break(incident_id, chain, head)
+            if broken is None:
+                different = records.mismatch(
+                    incident_id,
+                    chain,
+                    found.incidents.get(incident_id),
+                    found.tiers.get(incident_id, []),
+                    found.dispatches.get(incident_id, []),
+                )
+                if different is not None:
+                    broken = Break(None, incident_id, None, different.reason, different.row)
+            if broken is not None:
+                return Verdict(events, len(heads), "", broken)
+    seal = hashlib.sha256("".join(sorted(heads)).encode())
+    return Verdict(events, len(heads), seal.hexdigest(), None)

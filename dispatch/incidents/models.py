@@ -43,6 +43,10 @@ class IncidentStatus(StrEnum):
     CLOSED = "closed"
 
 
+# The 1-3-5 chain's tiers: every incident has one chain_tiers row for each.
+TIERS = (1, 2, 3)
+
+
 class TierStatus(StrEnum):
     PENDING = "pending"
     MET = "met"

@@ -38,6 +38,7 @@ from dispatch.db import (
 )
 from dispatch.errors import Conflict, Forbidden, NotFound
 from dispatch.incidents.models import (
+    TIERS,
     AnyDispatch,
     ArrivalSource,
     Category,
@@ -72,7 +73,6 @@ from geo.geodesy import distance_m
 
 log = logging.getLogger(__name__)
 
-TIERS = (1, 2, 3)
 INCIDENTS = table_of(Incident)
 DISPATCHES = table_of(Dispatch)
 

@@ -8,22 +8,31 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import select, text
+from pyproj import Geod
+from sqlalchemy import Table, delete, insert, select, text, update
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch import migrate
 from dispatch.audit import chain
 from dispatch.audit.chain import GENESIS, event_hash
 from dispatch.auth.models import User
-from dispatch.db import create_engine, create_sessionmaker
-from dispatch.incidents.models import Incident, IncidentEvent
+from dispatch.db import create_engine, create_sessionmaker, table_of
+from dispatch.incidents.models import ChainTier, Dispatch, Incident, IncidentEvent
 from tests.conftest import fresh_database
-from tests.support import QINGXI, World
+from tests.support import QINGXI, Account, World
+
+GEOD = Geod(ellps="WGS84")
+INCIDENTS, TIERS, DISPATCHES = table_of(Incident), table_of(ChainTier), table_of(Dispatch)
+EVENTS = table_of(IncidentEvent)
 
 
 def verify(database_url: str) -> tuple[int, str]:
@@ -51,6 +60,155 @@ async def events_of(world: World, incident_id: str) -> list[IncidentEvent]:
             .order_by(IncidentEvent.id)
         )
         return list(rows)
+
+
+def at(metres: float, azimuth: float) -> tuple[float, float]:
+    lon, lat, _ = GEOD.fwd(*QINGXI, azimuth, metres)
+    return float(lon), float(lat)
+
+
+@dataclass
+class Day:
+    """A day of the town's work, every path that writes the rows the reports judge from."""
+
+    operator: Account
+    # A: met by geofence; tier 2 breached by the timer, its patrol arriving later by button
+    # (accept and delivery implied); tier 3 met by an operator on the radio; closed.
+    a: dict[str, Any]
+    # B: tier 1 escalated to the wider ring, met by the ring team; closed before tiers 2
+    # and 3 fell due (cancelled).
+    b: dict[str, Any]
+    # C: no tier-1 zone covers it, the ring alerted with the report; tier 1 breached, open.
+    c: dict[str, Any]
+    post: dict[str, Any]
+    ring: dict[str, Any]
+    patrol: dict[str, Any]
+    response: dict[str, Any]
+
+
+def dispatch_of(incident: dict[str, Any], team: dict[str, Any]) -> str:
+    found: str = next(d["id"] for d in incident["dispatches"] if d["team_id"] == team["id"])
+    return found
+
+
+async def a_day_of_work(world: World) -> Day:
+    post = await world.team("fixed_post")
+    ring = await world.team("mobile", *at(800, 90))  # its 500 m zone does not cover QINGXI
+    patrol = await world.team("patrol", radius_m=5000)
+    response = await world.team("response", radius_m=5000)
+    post_leader, ring_leader = await world.leader(post), await world.leader(ring)
+    patrol_leader = await world.leader(patrol)
+    operator = await world.operator()
+    post_phone = await world.connect(post_leader)
+
+    async def hop(leader: Account, dispatch_id: str, verb: str, **body: Any) -> dict[str, Any]:
+        url = f"/api/v1/dispatches/{dispatch_id}/{verb}"
+        reply = await world.http.post(url, json=body, headers=leader.headers)
+        assert reply.status_code == 200, reply.text
+        answer: dict[str, Any] = reply.json()
+        return answer
+
+    def device_time(offset_s: float) -> str:
+        return (world.clock.now() + timedelta(seconds=offset_s)).isoformat()
+
+    async def phone_acks(incident: dict[str, Any]) -> None:
+        await post_phone.next_of("alert")
+        await post_phone.ack()
+        await world.wait_for(
+            operator,
+            incident["id"],
+            lambda i: all(d["delivered_at"] for d in i["dispatches"] if d["team_id"] == post["id"]),
+        )
+
+    a = await world.report(operator)
+    await phone_acks(a)
+    world.clock.advance(5)
+    await hop(post_leader, dispatch_of(a, post), "shown", device_time=device_time(-1))
+    world.clock.advance(5)
+    await hop(post_leader, dispatch_of(a, post), "accept", device_time=device_time(-2))
+    world.clock.advance(20)
+    fix = {"location": dict(zip(("lon", "lat"), at(20, 0), strict=True)), "accuracy_m": 8}
+    assert (await hop(post_leader, dispatch_of(a, post), "position", **fix))["arrived"]
+
+    b = await world.report(operator)
+    await phone_acks(b)
+    world.clock.advance(20)
+    b = await world.wait_for(operator, b["id"], lambda i: len(i["dispatches"]) == 4)
+    world.clock.advance(5)
+    await hop(ring_leader, dispatch_of(b, ring), "accept")
+    world.clock.advance(5)
+    on_scene = {"lon": QINGXI[0], "lat": QINGXI[1]}
+    await hop(ring_leader, dispatch_of(b, ring), "arrive", location=on_scene)
+
+    c = await world.report(operator, *at(600, 270))
+    await phone_acks(c)
+    world.clock.advance(10)
+    reply = await world.http.post(f"/api/v1/incidents/{b['id']}/close", headers=operator.headers)
+    assert reply.status_code == 200, reply.text
+
+    world.clock.advance(111)  # A + 181 s
+    await world.wait_for(operator, a["id"], lambda i: i["chain"][1]["status"] == "breached")
+    await world.wait_for(operator, c["id"], lambda i: i["chain"][0]["status"] == "breached")
+    world.clock.advance(1)
+    late = {"location": on_scene, "accuracy_m": 12}
+    await hop(patrol_leader, dispatch_of(a, patrol), "arrive", device_time=device_time(3), **late)
+    world.clock.advance(18)
+    await hop(operator, dispatch_of(a, response), "arrive")
+    world.clock.advance(10)
+    reply = await world.http.post(f"/api/v1/incidents/{a['id']}/close", headers=operator.headers)
+    assert reply.status_code == 200, reply.text
+    await post_phone.close()
+
+    a, b, c = [await world.incident(operator, i["id"]) for i in (a, b, c)]
+    assert [t["status"] for t in a["chain"]] == ["met", "breached", "met"]
+    assert [t["status"] for t in b["chain"]] == ["met", "cancelled", "cancelled"]
+    assert [t["status"] for t in c["chain"]] == ["breached", "pending", "pending"]
+    assert {(d["team_id"], d["ring"]) for d in b["dispatches"]} >= {(ring["id"], 1)}
+    assert {(d["team_id"], d["ring"]) for d in c["dispatches"]} >= {(post["id"], 1)}
+    sources = {d["team_id"]: d["arrival_source"] for d in a["dispatches"]}
+    assert sources == {post["id"]: "geofence", patrol["id"]: "button", response["id"]: "operator"}
+    return Day(operator, a, b, c, post, ring, patrol, response)
+
+
+@asynccontextmanager
+async def changed(
+    world: World, table: Table, where: Any, values: dict[str, Any] | None = None
+) -> AsyncIterator[None]:
+    """Rows changed through SQL (deleted without ``values``) while the block runs, as an
+    insider would change them; then put back as they were."""
+    async with world.runtime.engine.begin() as connection:
+        before = [dict(r._mapping) for r in await connection.execute(select(table).where(where))]
+        assert before, "the change must touch a row"
+        if values is None:
+            await connection.execute(delete(table).where(where))
+        else:
+            await connection.execute(update(table).where(where).values(values))
+    try:
+        yield
+    finally:
+        async with world.runtime.engine.begin() as connection:
+            if values is None:
+                await connection.execute(insert(table), before)
+            else:
+                (was,) = before
+                await connection.execute(update(table).where(where).values(was))
+
+
+async def broken(world: World) -> str | None:
+    """What ``dispatch audit verify`` names first, found in this process (a few at a time
+    through the command line cost seconds each)."""
+    engine = create_engine(world.runtime.settings.database_url, read_only=True)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            verdict = await chain.verify(session)
+    finally:
+        await engine.dispose()
+    return None if verdict.broken is None else str(verdict.broken)
+
+
+async def row(world: World, table: Table, where: Any) -> Any:
+    async with world.runtime.engine.connect() as connection:
+        return (await connection.execute(select(table).where(where))).one()
 
 
 async def test_each_event_carries_the_hash_of_the_one_before(world: World) -> None:
@@ -100,19 +258,139 @@ async def test_a_row_changed_removed_or_forged_through_sql_is_named(world: World
     await sql(world, "UPDATE incident_events SET actor_id = NULL WHERE id = :id", id=target.id)
     assert (await asyncio.to_thread(verify, url))[0] == 0
 
+    # Removed from the end of a chain: its head says more rows existed.
+    tail = (await events_of(world, second["id"]))[-1]
+    async with changed(world, EVENTS, EVENTS.c.id == tail.id):
+        code, out = await asyncio.to_thread(verify, url)
+    assert code == 1 and f"incident {second['id']}: " in out and "rows are missing" in out, out
+    assert (await asyncio.to_thread(verify, url))[0] == 0
+
     # Removed from the middle: the next row names the gap.
     await sql(world, "DELETE FROM incident_events WHERE id = :id", id=rows[0].id)
     code, out = await asyncio.to_thread(verify, url)
     assert code == 1 and f"row id={target.id} " in out and "a row is missing" in out, out
 
-    # Removed from the end of another chain: its head says more rows existed.
-    tail = (await events_of(world, second["id"]))[-1]
+    # A whole chain removed, head and all: the incident's row is left with no events.
     await sql(world, "DELETE FROM incident_events WHERE incident_id = :i", i=first["id"])
     await sql(world, "DELETE FROM incident_event_heads WHERE incident_id = :i", i=first["id"])
-    assert (await asyncio.to_thread(verify, url))[0] == 0
-    await sql(world, "DELETE FROM incident_events WHERE id = :id", id=tail.id)
     code, out = await asyncio.to_thread(verify, url)
-    assert code == 1 and f"incident {second['id']}: " in out and "rows are missing" in out, out
+    assert code == 1 and f"incidents row {first['id']}: no reported event records it" in out, out
+
+
+async def test_a_day_of_work_on_every_path_verifies(world: World) -> None:
+    """No false alarm: the rows the reports judge from, after deliveries, escalations,
+    arrivals of every source, breaches and closes, are what their events record."""
+    await a_day_of_work(world)
+    code, out = await asyncio.to_thread(verify, world.runtime.settings.database_url)
+    assert code == 0, out
+
+
+async def test_a_row_the_reports_judge_from_changed_through_sql_is_named(world: World) -> None:
+    """The reports read incidents, chain_tiers and dispatches, which no hash covers: each is
+    checked against the events that record it, and the first row that differs is named."""
+    day = await a_day_of_work(world)
+    url = world.runtime.settings.database_url
+    a, b = day.a, day.b
+    patrol = dispatch_of(a, day.patrol)
+    late = await row(world, DISPATCHES, DISPATCHES.c.id == patrol)
+    a_tier = (TIERS.c.incident_id == a["id"]) & (TIERS.c.tier == 2)
+    reported = datetime.fromisoformat(a["reported_at"])
+    # The breach of the review: the patrol on scene at 181 s moved to 151 s, its tier with it.
+    moved = reported + timedelta(seconds=151)
+    met = {"status": "met", "arrived_at": moved, "elapsed_s": 151.0, "breached_at": None}
+    cases: list[tuple[Table, Any, dict[str, Any] | None, str]] = [
+        (
+            DISPATCHES,
+            DISPATCHES.c.id == patrol,
+            {"arrived_at": moved},
+            f"dispatches row {patrol} (incident {a['id']}): arrived_at "
+            f"{moved.astimezone(UTC).isoformat()} differs from its arrived event (incident_events "
+            "row id=",
+        ),
+        (
+            TIERS,
+            a_tier,
+            met,
+            f"chain_tiers row (incident {a['id']}, tier 2): status met differs from its "
+            "breached event (",
+        ),
+        (
+            TIERS,
+            a_tier,
+            {"target_s": 240.0, "deadline": reported + timedelta(seconds=240)},
+            "tier 2): deadline",
+        ),
+        (
+            TIERS,
+            (TIERS.c.incident_id == a["id"]) & (TIERS.c.tier == 1),
+            {"target_s": 20.0, "deadline": reported + timedelta(seconds=20)},
+            "is before its met event (",
+        ),
+        (TIERS, a_tier, None, f"chain_tiers (incident {a['id']}): no row for tier 2"),
+        (
+            DISPATCHES,
+            DISPATCHES.c.id == patrol,
+            None,
+            f"no row for dispatch {patrol}, which its dispatched event records",
+        ),
+        (
+            DISPATCHES,
+            DISPATCHES.c.id == dispatch_of(a, day.post),
+            {"arrival_source": "button"},
+            "arrival_source button differs from its arrived event (",
+        ),
+        (
+            DISPATCHES,
+            DISPATCHES.c.id == dispatch_of(b, day.ring),
+            {"accepted_at": datetime.fromisoformat(b["reported_at"])},
+            "accepted_at",
+        ),
+        (
+            DISPATCHES,
+            DISPATCHES.c.id == dispatch_of(b, day.patrol),
+            {"delivered_at": datetime.fromisoformat(b["reported_at"])},
+            "delivered_at",
+        ),
+        (
+            TIERS,
+            (TIERS.c.incident_id == day.c["id"]) & (TIERS.c.tier == 1),
+            {"status": "cancelled"},
+            "status cancelled differs from its breached event (",
+        ),
+        (
+            INCIDENTS,
+            INCIDENTS.c.id == b["id"],
+            {"closed_at": None, "status": "open"},
+            f"incidents row {b['id']}: status open differs from its closed event (",
+        ),
+        (
+            INCIDENTS,
+            INCIDENTS.c.id == a["id"],
+            {"reported_at": reported + timedelta(seconds=30)},
+            "reported_at",
+        ),
+    ]
+    # The review's case through the command line, the others found the same way in-process.
+    table, where, values, named = cases[0]
+    async with changed(world, table, where, values):
+        code, out = await asyncio.to_thread(verify, url)
+    assert code == 1 and f"BROKEN: {named}" in out, out
+    for table, where, values, named in cases[1:]:
+        async with changed(world, table, where, values):
+            found = await broken(world)
+        assert found is not None and named in found, (named, found)
+    # A dispatch no event records: a team credited with an arrival it never made.
+    forged = {**late._mapping, "id": "f" * 32}
+    async with world.runtime.engine.begin() as connection:
+        await connection.execute(insert(DISPATCHES), forged)
+    found = await broken(world)
+    forger = f"dispatches row {'f' * 32} (incident {a['id']})"
+    assert found == f"{forger}: no dispatched event records it", found
+    async with world.runtime.engine.begin() as connection:
+        await connection.execute(delete(DISPATCHES).where(DISPATCHES.c.id == "f" * 32))
+    # Every change put back: as the events record it again.
+    code, out = await asyncio.to_thread(verify, url)
+    assert code == 0, out
 
 
 async def test_verify_sees_one_moment_of_a_live_database(
@@ -126,18 +404,19 @@ async def test_verify_sees_one_moment_of_a_live_database(
     incident = await world.report(operator)
     dispatch_id = incident["dispatches"][0]["id"]
     before = len(await events_of(world, incident["id"]))
-    read_events = chain._stream
+    read_range = chain._read_range
 
-    async def hops_land_between_the_reads(session: AsyncSession) -> AsyncIterator[IncidentEvent]:
+    async def hops_land_between_the_reads(
+        session: AsyncSession, after: str | None, upto: str | None
+    ) -> Any:
         for hop in ("shown", "accept"):
             reply = await world.http.post(
                 f"/api/v1/dispatches/{dispatch_id}/{hop}", headers=leader.headers
             )
             assert reply.status_code == 200, reply.text
-        async for event in read_events(session):
-            yield event
+        return await read_range(session, after, upto)
 
-    monkeypatch.setattr(chain, "_stream", hops_land_between_the_reads)
+    monkeypatch.setattr(chain, "_read_range", hops_land_between_the_reads)
     engine = create_engine(world.runtime.settings.database_url)
     try:
         async with create_sessionmaker(engine)() as session:
@@ -163,6 +442,33 @@ async def test_verify_sees_one_moment_of_a_live_database(
     finally:
         await engine.dispose()
     assert verdict.broken is not None and verdict.broken.event_id == rows[1].id
+
+
+async def test_verify_reads_the_incidents_a_slice_at_a_time(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Linear over any number of incidents: the same few statements for each slice of them,
+    none for each incident."""
+    await world.team()
+    operator = await world.operator()
+    for _ in range(5):
+        await world.report(operator)
+    monkeypatch.setattr(chain, "CHUNK", 2)
+    engine = create_engine(world.runtime.settings.database_url, read_only=True)
+    sent: list[str] = []
+    sqlalchemy_event.listen(
+        engine.sync_engine, "before_cursor_execute", lambda *args: sent.append(args[2])
+    )
+    try:
+        async with create_sessionmaker(engine)() as session:
+            verdict = await chain.verify(session)
+    finally:
+        await engine.dispose()
+    assert verdict.broken is None and verdict.incidents == 5
+    reads = [s for s in sent if s.lstrip().upper().startswith("SELECT")]
+    # Slices of two, two and one incident: each its incidents, then the heads, events,
+    # tiers and dispatches of their range.
+    assert len(reads) == 3 * 5, reads
 
 
 async def test_concurrent_hops_on_one_incident_never_fork_its_chain(world: World) -> None:
@@ -213,13 +519,24 @@ async def test_events_from_before_the_chain_are_sealed_by_the_migration(
                     )
                 )
                 await session.flush()
-                for kind, data in (
-                    ("reported", {"lon": 114.159, "lat": 22.847}),
-                    ("met", {"elapsed_s": 42.0}),
+                for tier, target_s in enumerate((60.0, 180.0, 300.0), 1):
+                    session.add(
+                        ChainTier(
+                            incident_id=f"i{n}",
+                            tier=tier,
+                            target_s=target_s,
+                            deadline=now + timedelta(seconds=target_s),
+                            status="met" if tier == 1 else "pending",
+                            covered=False,
+                        )
+                    )
+                for kind, actor_id, data in (
+                    ("reported", "u1", {"lon": 114.159, "lat": 22.847}),
+                    ("met", None, {"tier": 1, "elapsed_s": 42.0}),
                 ):
                     session.add(
                         IncidentEvent(
-                            incident_id=f"i{n}", at=now, type=kind, actor_id=None, data=data
+                            incident_id=f"i{n}", at=now, type=kind, actor_id=actor_id, data=data
                         )
                     )
         async with create_sessionmaker(engine)() as session:

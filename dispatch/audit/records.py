@@ -1,0 +1,351 @@
+"""The rows the reports judge from, checked against the hashed events that record them.
+
+The reports read ``incidents``, ``chain_tiers`` and ``dispatches``, which no hash covers: an
+arrival time moved in ``dispatches`` turns a breach into a met target while every chain still
+holds. Every change the server makes to those rows is written in the same transaction as the
+event that records it, so the events of an incident, replayed in their chain's order, give the
+values its rows must hold. ``mismatch`` replays one incident's events and names the first row
+and column that differ.
+
+What the events record, and so what is checked (``docs/security.md`` lists what is not):
+
+- the incident: ``reported_at``, ``lon``/``lat`` and ``reported_by`` (its ``reported`` event);
+  ``status`` and ``closed_at`` (its ``closed`` event, or none);
+- each dispatch: that it exists, its ``team_id``, ``tier``, ``distance_m`` and ``alerted_at``
+  (its ``dispatched`` event), its ``ring`` (1 when an ``escalated`` event named its team), and
+  each hop: ``delivered_at``, ``shown_at``, ``accepted_at`` (their events; an arrival records
+  the accept and the delivery it implies as events of their own), ``arrived_at``,
+  ``arrival_source``, ``arrival_distance_m`` and ``arrival_device_time`` (its ``arrived``
+  event); a hop with no event must be null;
+- each of the three tiers: that it exists, ``covered`` (a ``dispatched`` event of that tier),
+  ``arrived_at`` and ``elapsed_s`` (the tier's first ``arrived`` event), ``status`` and
+  ``breached_at`` (``met``, ``breached`` and ``closed`` events, as the service applies them),
+  ``deadline`` and ``target_s`` where a ``breached`` event records them; any tier's deadline is
+  its report's time plus its ``target_s``, a met tier's is not before the arrival that met it,
+  nor a cancelled tier's before the close that cancelled it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row
+
+from dispatch.incidents.models import TIERS, IncidentStatus, TierStatus
+
+Rows = Sequence[Row[Any]]
+
+
+@dataclass(frozen=True)
+class Told:
+    """A value as the events tell it: ``event`` is the row that says so (None: no event does;
+    the value is then what a row holds without one), ``what`` names that event."""
+
+    value: Any
+    event: Row[Any] | None
+    what: str
+
+    def differs(self, column: str, stored: Any) -> str:
+        where = (
+            f"its {self.what} (incident_events row id={self.event.id}, seq {self.event.seq}: "
+            if self.event is not None
+            else f"its events (no {self.what}: "
+        )
+        return f"{column} {show(stored)} differs from {where}{show(self.value)})"
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The first stored row that disagrees with the events: which row, and how."""
+
+    row: str
+    reason: str
+
+
+def show(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _int(data: dict[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _str(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return value if isinstance(value, str) else None
+
+
+class _Replay:
+    """One incident's rows as its events, applied in chain order, leave them."""
+
+    def __init__(self) -> None:
+        self.reported: Row[Any] | None = None
+        self.incident: dict[str, Told] = {}
+        self.dispatches: dict[str, dict[str, Told]] = {}
+        self.dispatched: dict[str, Row[Any]] = {}
+        self.tiers: dict[int, dict[str, Told]] = {
+            tier: {
+                "status": Told(TierStatus.PENDING.value, None, "met, breached or closed event"),
+                "breached_at": Told(None, None, "breached event"),
+                "arrived_at": Told(None, None, f"arrived event of tier {tier}"),
+                "elapsed_s": Told(None, None, f"arrived event of tier {tier}"),
+                "covered": Told(False, None, f"dispatched event of tier {tier}"),
+            }
+            for tier in TIERS
+        }
+        # Bounds on a tier's deadline: the met event (at or before it), the close that
+        # cancelled the tier (at or before it).
+        self.met: dict[int, Row[Any]] = {}
+        self.cancelled: dict[int, Row[Any]] = {}
+        self.ringed: dict[str, Row[Any]] = {}
+
+    def _tier(self, data: dict[str, Any]) -> dict[str, Told] | None:
+        tier = _int(data, "tier")
+        return self.tiers.get(tier) if tier is not None else None
+
+    def _dispatch(self, data: dict[str, Any]) -> dict[str, Told] | None:
+        dispatch_id = _str(data, "dispatch_id")
+        return self.dispatches.get(dispatch_id) if dispatch_id is not None else None
+
+    def apply(self, e: Row[Any]) -> None:
+        data: dict[str, Any] = e.data if isinstance(e.data, dict) else {}
+        handle = getattr(self, "_" + e.type, None)
+        if handle is not None:
+            handle(e, data)
+
+    def _reported(self, e: Row[Any], data: dict[str, Any]) -> None:
+        if self.reported is not None:
+            return
+        self.reported = e
+        told = self.incident
+        told["reported_at"] = Told(e.at, e, "reported event")
+        told["reported_by"] = Told(e.actor_id, e, "reported event")
+        for key in ("lon", "lat"):
+            if key in data:
+                told[key] = Told(data[key], e, "reported event")
+        told["status"] = Told(IncidentStatus.OPEN.value, None, "closed event")
+        told["closed_at"] = Told(None, None, "closed event")
+
+    def _closed(self, e: Row[Any], data: dict[str, Any]) -> None:
+        self.incident["status"] = Told(IncidentStatus.CLOSED.value, e, "closed event")
+        self.incident["closed_at"] = Told(e.at, e, "closed event")
+        withdrawn = data.get("breaches_withdrawn")
+        withdrawn = withdrawn if isinstance(withdrawn, list) else []
+        for tier, told in self.tiers.items():
+            status = told["status"].value
+            # A close cancels the tiers still pending (those past their deadline it breached
+            # first, in events of their own), and the breaches it withdrew.
+            if status == TierStatus.PENDING.value or (
+                status == TierStatus.BREACHED.value and tier in withdrawn
+            ):
+                told["status"] = Told(TierStatus.CANCELLED.value, e, "closed event")
+                told["breached_at"] = Told(None, e, "closed event")
+                self.cancelled[tier] = e
+
+    def _escalated(self, e: Row[Any], data: dict[str, Any]) -> None:
+        team_ids = data.get("team_ids")
+        for team_id in team_ids if isinstance(team_ids, list) else []:
+            if isinstance(team_id, str):
+                self.ringed.setdefault(team_id, e)
+
+    def _dispatched(self, e: Row[Any], data: dict[str, Any]) -> None:
+        dispatch_id = _str(data, "dispatch_id")
+        if dispatch_id is None or dispatch_id in self.dispatches:
+            return
+        self.dispatched[dispatch_id] = e
+        told: dict[str, Told] = {"alerted_at": Told(e.at, e, "dispatched event")}
+        for key in ("team_id", "tier", "distance_m"):
+            if key in data:
+                told[key] = Told(data[key], e, "dispatched event")
+        team_id = _str(data, "team_id")
+        escalated = self.ringed.get(team_id) if team_id is not None else None
+        told["ring"] = (
+            Told(1, escalated, "escalated event")
+            if escalated is not None
+            else Told(0, e, "dispatched event")
+        )
+        for column, kind in (
+            ("delivered_at", "delivered"),
+            ("shown_at", "shown"),
+            ("accepted_at", "accepted"),
+        ):
+            told[column] = Told(None, None, f"{kind} event")
+        for column in (
+            "arrived_at",
+            "arrival_source",
+            "arrival_distance_m",
+            "arrival_device_time",
+        ):
+            told[column] = Told(None, None, "arrived event")
+        self.dispatches[dispatch_id] = told
+        tier = self._tier(data)
+        if tier is not None:
+            tier["covered"] = Told(True, e, "dispatched event")
+
+    def _hop(self, e: Row[Any], data: dict[str, Any], column: str) -> None:
+        told = self._dispatch(data)
+        # The first such event stamps the hop; the service never stamps one twice.
+        if told is not None and told[column].event is None:
+            told[column] = Told(e.at, e, f"{e.type} event")
+
+    def _delivered(self, e: Row[Any], data: dict[str, Any]) -> None:
+        self._hop(e, data, "delivered_at")
+
+    def _shown(self, e: Row[Any], data: dict[str, Any]) -> None:
+        self._hop(e, data, "shown_at")
+
+    def _accepted(self, e: Row[Any], data: dict[str, Any]) -> None:
+        self._hop(e, data, "accepted_at")
+
+    def _arrived(self, e: Row[Any], data: dict[str, Any]) -> None:
+        told = self._dispatch(data)
+        if told is not None and told["arrived_at"].event is None:
+            told["arrived_at"] = Told(e.at, e, "arrived event")
+            if "source" in data:
+                told["arrival_source"] = Told(data["source"], e, "arrived event")
+            if "arrival_distance_m" in data:
+                told["arrival_distance_m"] = Told(data["arrival_distance_m"], e, "arrived event")
+            if "device_time" in data:
+                device_time = data["device_time"]
+                parsed = _instant(device_time) if isinstance(device_time, str) else None
+                told["arrival_device_time"] = Told(parsed, e, "arrived event")
+        tier = self._tier(data)
+        if tier is None:
+            return
+        first = tier["arrived_at"]
+        # The tier keeps its earliest arrival, and that arrival's elapsed time.
+        if first.value is None or e.at < first.value:
+            what = f"arrived event of tier {data['tier']}"
+            tier["arrived_at"] = Told(e.at, e, what)
+            if "elapsed_s" in data:
+                tier["elapsed_s"] = Told(data["elapsed_s"], e, what)
+
+    def _met(self, e: Row[Any], data: dict[str, Any]) -> None:
+        tier = self._tier(data)
+        if tier is not None:
+            tier["status"] = Told(TierStatus.MET.value, e, "met event")
+            tier["breached_at"] = Told(None, e, "met event")
+            self.met[data["tier"]] = e
+
+    def _breached(self, e: Row[Any], data: dict[str, Any]) -> None:
+        tier = self._tier(data)
+        if tier is None:
+            return
+        tier["status"] = Told(TierStatus.BREACHED.value, e, "breached event")
+        # A breach is recorded at the deadline, whenever it was noticed.
+        tier["breached_at"] = Told(e.at, e, "breached event")
+        tier["deadline"] = Told(e.at, e, "breached event")
+        if "target_s" in data:
+            tier["target_s"] = Told(data["target_s"], e, "breached event")
+
+
+def _instant(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _first_difference(stored: Row[Any], told: dict[str, Told]) -> str | None:
+    for column, expected in told.items():
+        value = getattr(stored, column)
+        if value != expected.value:
+            return expected.differs(column, value)
+    return None
+
+
+def mismatch(
+    incident_id: str,
+    events: Rows,
+    incident: Row[Any] | None,
+    tiers: Rows,
+    dispatches: Rows,
+) -> Mismatch | None:
+    """The first of the incident's stored rows that its events (a chain already verified, in
+    order) do not bear out; None when they all agree."""
+    replay = _Replay()
+    for e in events:
+        replay.apply(e)
+    reported = replay.reported
+    if incident is None:
+        if not events:
+            # Tiers or dispatches of an incident with neither a row nor events.
+            return Mismatch(
+                f"incident {incident_id}",
+                "chain_tiers or dispatches rows name it, but it has no incidents row, no events",
+            )
+        first = events[0]
+        return Mismatch(
+            f"incident {incident_id}",
+            f"no incidents row, though its events are on record (incident_events row "
+            f"id={first.id}, seq {first.seq})",
+        )
+    row = f"incidents row {incident_id}"
+    if reported is None:
+        return Mismatch(row, "no reported event records it")
+    if (reason := _first_difference(incident, replay.incident)) is not None:
+        return Mismatch(row, reason)
+
+    for d in dispatches:
+        if d.id not in replay.dispatches:
+            return Mismatch(
+                f"dispatches row {d.id} (incident {incident_id})",
+                "no dispatched event records it",
+            )
+    by_id = {d.id: d for d in dispatches}
+    for dispatch_id, told in replay.dispatches.items():
+        stored = by_id.get(dispatch_id)
+        if stored is None:
+            e = replay.dispatched[dispatch_id]
+            return Mismatch(
+                f"dispatches (incident {incident_id})",
+                f"no row for dispatch {dispatch_id}, which its dispatched event records "
+                f"(incident_events row id={e.id}, seq {e.seq})",
+            )
+        if (reason := _first_difference(stored, told)) is not None:
+            return Mismatch(f"dispatches row {dispatch_id} (incident {incident_id})", reason)
+    by_tier = {t.tier: t for t in tiers}
+    for t in tiers:
+        if t.tier not in replay.tiers:
+            return Mismatch(
+                f"chain_tiers row (incident {incident_id}, tier {t.tier})", "no such tier"
+            )
+    for tier, told in replay.tiers.items():
+        row = f"chain_tiers row (incident {incident_id}, tier {tier})"
+        stored = by_tier.get(tier)
+        if stored is None:
+            return Mismatch(f"chain_tiers (incident {incident_id})", f"no row for tier {tier}")
+        if (reason := _first_difference(stored, told)) is not None:
+            return Mismatch(row, reason)
+        if (reason := _deadline(stored, reported, replay, tier)) is not None:
+            return Mismatch(row, reason)
+
+    return None
+
+
+def _deadline(stored: Row[Any], reported: Row[Any], replay: _Replay, tier: int) -> str | None:
+    """What no event states outright about a tier's deadline, but its events bound."""
+    try:
+        due = reported.at + timedelta(seconds=stored.target_s)
+    except (OverflowError, TypeError, ValueError):
+        due = None
+    if due != stored.deadline:
+        what = f"reported event plus its target_s {show(stored.target_s)}"
+        return Told(due, reported, what).differs("deadline", stored.deadline)
+    for bound, kind in ((replay.met.get(tier), "met"), (replay.cancelled.get(tier), "closed")):
+        if bound is not None and stored.deadline < bound.at:
+            return (
+                f"deadline {show(stored.deadline)} is before its {kind} event (incident_events "
+                f"row id={bound.id}, seq {bound.seq}: {show(bound.at)})"
+            )
+    return None
