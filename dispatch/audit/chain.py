@@ -18,7 +18,7 @@ import functools
 import hashlib
 import json
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -259,9 +259,6 @@ class Break:
 class Verdict:
     events: int
     incidents: int
-    # SHA-256 over every head: note it somewhere else, and a later rewrite of whole chains,
-    # or an incident removed with all its events, shows as a different seal.
-    seal: str
     broken: Break | None
 
 
@@ -380,26 +377,37 @@ async def _one_snapshot(session: AsyncSession) -> None:
         await session.execute(text("BEGIN"))
 
 
-async def verify(session: AsyncSession) -> Verdict:
+# Each incident's chain head as a checkpoint noted it: (seq, hash).
+Heads = Mapping[str, tuple[int, str]]
+# Given each incident that holds, with its head's seq and hash: the checkpoint to write.
+Keep = Callable[[str, int, str], None]
+
+
+async def verify(
+    session: AsyncSession, *, against: Heads | None = None, keep: Keep | None = None
+) -> Verdict:
     """Walk every incident, a slice of them at a time; stop at the first break. Each chain
-    must hold from its first row to its head, and the incident's rows that the reports judge
+    must hold from its first row to its head; with a checkpoint taken earlier (``against``),
+    it must pass through the head noted then; and the incident's rows that the reports judge
     from (``incidents``, ``chain_tiers``, ``dispatches``) must be what its events record
-    (``dispatch.audit.records``).
+    (``dispatch.audit.records``). Every incident that holds is given to ``keep``.
 
     Given a session that has not begun its transaction (as ``dispatch audit verify`` does),
     every slice is read in one snapshot: what is written meanwhile is not seen, and what was
     seen agrees with itself."""
     await _one_snapshot(session)
-    events = 0
-    heads: list[str] = []
+    events = incidents = 0
+    seen: set[str] = set()
     async for found in _slices(session):
         for incident_id in found.incident_ids():
             chain = found.events.get(incident_id, [])
             head = found.heads.get(incident_id)
             events += len(chain)
-            if head is not None:
-                heads.append(f"{incident_id}:{head.seq}:{head.hash}\n")
+            incidents += head is not None
             broken = _chain_break(incident_id, chain, head)
+            if broken is None and against is not None and incident_id in against:
+                seen.add(incident_id)
+                broken = _rewritten(incident_id, chain, *against[incident_id])
             if broken is None:
                 different = records.mismatch(
                     incident_id,
@@ -411,6 +419,36 @@ async def verify(session: AsyncSession) -> Verdict:
                 if different is not None:
                     broken = Break(None, incident_id, None, different.reason, different.row)
             if broken is not None:
-                return Verdict(events, len(heads), "", broken)
-    seal = hashlib.sha256("".join(sorted(heads)).encode())
-    return Verdict(events, len(heads), seal.hexdigest(), None)
+                return Verdict(events, incidents, broken)
+            if keep is not None and head is not None:
+                keep(incident_id, head.seq, head.hash)
+    if against is not None and len(seen) < len(against):
+        incident_id = min(set(against) - seen)
+        seq, _ = against[incident_id]
+        reason = f"removed since the checkpoint, which names its chain up to seq {seq}"
+        return Verdict(
+            events, incidents, Break(None, incident_id, None, reason, _whose(incident_id))
+        )
+    return Verdict(events, incidents, None)
+
+
+def _whose(incident_id: str) -> str:
+    return f"incident {incident_id}"
+
+
+def _rewritten(incident_id: str, chain: list[Row[Any]], seq: int, hash_: str) -> Break | None:
+    """Where a chain (that holds) no longer passes through the head a checkpoint noted."""
+    since = "rewritten since the checkpoint"
+    if len(chain) < seq:
+        reason = (
+            f"{since}: its chain ends at seq {len(chain)}, the checkpoint's head is at seq {seq}"
+        )
+        return Break(None, incident_id, None, reason, _whose(incident_id))
+    e = chain[seq - 1]
+    if e.hash != hash_:
+        reason = (
+            f"{since}: its event at seq {seq} (incident_events row id={e.id}) has the hash "
+            f"{e.hash}, the checkpoint's head there {hash_}"
+        )
+        return Break(e.id, incident_id, seq, reason, _whose(incident_id))
+    return None

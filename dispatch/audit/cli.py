@@ -1,13 +1,18 @@
-"""``dispatch audit verify``: check the incident event log's hash chains."""
+"""``dispatch audit verify``: check the incident event log's hash chains, the rows the reports
+judge from against them, and, against a checkpoint kept outside the database, that no incident
+was rewritten or removed since."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from dispatch.audit.chain import Verdict
+from dispatch.audit.checkpoint import Checkpoint, CheckpointError, Writer
 from dispatch.config import Settings
 
 
@@ -16,12 +21,28 @@ def add_audit_command(commands: Any) -> None:
     audit_commands = audit.add_subparsers()
     verify = audit_commands.add_parser(
         "verify",
-        help="check every incident's event chain; exit 1 naming the first broken row",
+        help="check every incident's event chain and the rows the reports judge from; exit 1 "
+        "naming the first that does not hold",
+    )
+    verify.add_argument(
+        "--against",
+        type=Path,
+        metavar="FILE",
+        help="a checkpoint written earlier: every incident in it must still be there, its chain "
+        "passing through the head it had then",
+    )
+    verify.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="when everything holds, write every incident's chain head to FILE, to keep "
+        "outside the database (with the report) and verify --against later",
     )
     verify.set_defaults(handler=_verify)
 
 
-def _verify(_: argparse.Namespace) -> int:
+def _verify(args: argparse.Namespace) -> int:
+    from dispatch.audit import checkpoint
     from dispatch.cli import at_this_release, database_error, database_errors, sqlite_path
 
     settings = Settings()
@@ -36,30 +57,70 @@ def _verify(_: argparse.Namespace) -> int:
     # Nor does it write: a database of an older release (a backup) is refused, not upgraded.
     if not at_this_release(settings.database_url):
         return 1
+    against: Checkpoint | None = None
+    if args.against is not None:
+        try:
+            against = checkpoint.read(args.against)
+        except CheckpointError as error:
+            print(f"error: --against {args.against}: {error}", file=sys.stderr)
+            return 1
+    writer: Writer | None = None
+    if args.checkpoint is not None:
+        try:
+            writer = Writer(args.checkpoint, datetime.now(UTC))
+        except CheckpointError as error:
+            print(f"error: --checkpoint {args.checkpoint}: {error}", file=sys.stderr)
+            return 1
+    written = False
     try:
-        verdict = asyncio.run(_run_verify(settings))
+        verdict = asyncio.run(_run_verify(settings, against, writer))
+        if writer is not None and verdict.broken is None:
+            writer.finish(verdict.events)
+            written = True
     except database_errors() as error:
         print(
             database_error("DISPATCH_DATABASE_URL", settings.database_url, error), file=sys.stderr
         )
         return 1
+    except CheckpointError as error:
+        print(f"error: --checkpoint {args.checkpoint}: {error}", file=sys.stderr)
+        return 1
+    finally:
+        # A checkpoint only of a database that held, whole: otherwise none, and an earlier
+        # one in the same place is left as it was.
+        if writer is not None and not written:
+            writer.discard()
     if verdict.broken is not None:
         print(f"BROKEN: {verdict.broken}")
         return 1
     print(f"ok: {verdict.events} events in {verdict.incidents} incident chains")
-    # Kept somewhere else (the office's ledger), a later seal that differs shows that whole
-    # chains were rewritten or removed since.
-    print(f"seal: {verdict.seal}")
+    if against is not None:
+        taken = f" (taken {against.taken})" if against.taken else ""
+        print(
+            f"ok: each of the {len(against.heads)} incidents of {args.against}{taken} still "
+            "passes through the chain head it had then"
+        )
+    if writer is not None:
+        print(
+            f"checkpoint: {writer.incidents} incident chain heads written to {args.checkpoint}; "
+            "keep it outside the database, with the report, for verify --against"
+        )
     return 0
 
 
-async def _run_verify(settings: Settings) -> Verdict:
+async def _run_verify(
+    settings: Settings, against: Checkpoint | None, writer: Writer | None
+) -> Verdict:
     from dispatch.audit import chain
     from dispatch.db import create_engine, create_sessionmaker
 
     engine = create_engine(settings.database_url, read_only=True)
     try:
         async with create_sessionmaker(engine)() as session:
-            return await chain.verify(session)
+            return await chain.verify(
+                session,
+                against=against.heads if against is not None else None,
+                keep=writer.add if writer is not None else None,
+            )
     finally:
         await engine.dispose()
