@@ -14,7 +14,9 @@ What the events record, and so what is checked (``docs/security.md`` lists what 
 - each dispatch: that it exists, its ``team_id``, ``tier``, ``distance_m`` and ``alerted_at``
   (its ``dispatched`` event), its ``ring`` (1 when an ``escalated`` event named its team), and
   each hop: ``delivered_at``, ``shown_at``, ``accepted_at`` (their events; an arrival records
-  the accept and the delivery it implies as events of their own), ``arrived_at``,
+  the accept and the delivery it implies as events of their own, marked implied, which gives
+  ``delivered_implied`` and ``accepted_implied``; a later delivery observed replaces an implied
+  one, its event says so), ``arrived_at``,
   ``arrival_source``, ``arrival_distance_m`` and ``arrival_device_time`` (its ``arrived``
   event); a hop with no event must be null;
 - each of the three tiers: that it exists, ``covered`` (a ``dispatched`` event of that tier),
@@ -180,6 +182,8 @@ class _Replay:
             ("accepted_at", "accepted"),
         ):
             told[column] = Told(None, None, f"{kind} event")
+        for column, kind in (("delivered_implied", "delivered"), ("accepted_implied", "accepted")):
+            told[column] = Told(False, None, f"{kind} event")
         for column in (
             "arrived_at",
             "arrival_source",
@@ -194,9 +198,16 @@ class _Replay:
 
     def _hop(self, e: Row[Any], data: dict[str, Any], column: str) -> None:
         told = self._dispatch(data)
-        # The first such event stamps the hop; the service never stamps one twice.
-        if told is not None and told[column].event is None:
-            told[column] = Told(e.at, e, f"{e.type} event")
+        if told is None:
+            return
+        # The first such event stamps the hop, and only an observed delivery replaces one an
+        # arrival implied (its event says so): the service stamps no hop twice otherwise.
+        if told[column].event is None or data.get("replaces_implied") is True:
+            what = f"{e.type} event"
+            told[column] = Told(e.at, e, what)
+            flag = IMPLIED_FLAGS.get(column)
+            if flag is not None:
+                told[flag] = Told(data.get("implied") is True, e, what)
 
     def _delivered(self, e: Row[Any], data: dict[str, Any]) -> None:
         self._hop(e, data, "delivered_at")
@@ -249,6 +260,25 @@ class _Replay:
             tier["target_s"] = Told(data["target_s"], e, "breached event")
 
 
+# The column that says a hop was implied by its dispatch's arrival rather than observed.
+IMPLIED_FLAGS = {"delivered_at": "delivered_implied", "accepted_at": "accepted_implied"}
+
+
+def _settle_implied(told: dict[str, Told]) -> None:
+    """Hops recorded before their events said whether they were implied (migration 0017) were
+    judged implied when stamped at their arrival's very instant: such a flag is not checked."""
+    arrived = told["arrived_at"].value
+    for hop, flag in IMPLIED_FLAGS.items():
+        event = told[flag].event
+        if (
+            event is not None
+            and "implied" not in (event.data if isinstance(event.data, dict) else {})
+            and arrived is not None
+            and told[hop].value == arrived
+        ):
+            del told[flag]
+
+
 def _instant(text: str) -> datetime | None:
     try:
         return datetime.fromisoformat(text)
@@ -276,6 +306,8 @@ def mismatch(
     replay = _Replay()
     for e in events:
         replay.apply(e)
+    for told in replay.dispatches.values():
+        _settle_implied(told)
     reported = replay.reported
     if incident is None:
         if not events:

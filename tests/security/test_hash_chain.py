@@ -73,7 +73,8 @@ class Day:
 
     operator: Account
     # A: met by geofence; tier 2 breached by the timer, its patrol arriving later by button
-    # (accept and delivery implied); tier 3 met by an operator on the radio; closed.
+    # (accept and delivery implied, the delivery then observed when the patrol's phone came
+    # online and acknowledged its alert); tier 3 met by an operator on the radio; closed.
     a: dict[str, Any]
     # B: tier 1 escalated to the wider ring, met by the ring team; closed before tiers 2
     # and 3 fell due (cancelled).
@@ -152,7 +153,21 @@ async def a_day_of_work(world: World) -> Day:
     world.clock.advance(1)
     late = {"location": on_scene, "accuracy_m": 12}
     await hop(patrol_leader, dispatch_of(a, patrol), "arrive", device_time=device_time(3), **late)
-    world.clock.advance(18)
+    # The patrol's phone comes online: its replayed alert's ack replaces the implied delivery.
+    world.clock.advance(2)
+    patrol_phone = await world.connect(patrol_leader)
+    await patrol_phone.next_of("alert")
+    await patrol_phone.ack()
+    patrol_hops = dispatch_of(a, patrol)
+    await world.wait_for(
+        operator,
+        a["id"],
+        lambda i: any(
+            d["id"] == patrol_hops and not d["delivered_implied"] for d in i["dispatches"]
+        ),
+    )
+    await patrol_phone.close()
+    world.clock.advance(16)
     await hop(operator, dispatch_of(a, response), "arrive")
     world.clock.advance(10)
     reply = await world.http.post(f"/api/v1/incidents/{a['id']}/close", headers=operator.headers)
@@ -167,6 +182,10 @@ async def a_day_of_work(world: World) -> Day:
     assert {(d["team_id"], d["ring"]) for d in c["dispatches"]} >= {(post["id"], 1)}
     sources = {d["team_id"]: d["arrival_source"] for d in a["dispatches"]}
     assert sources == {post["id"]: "geofence", patrol["id"]: "button", response["id"]: "operator"}
+    implied = {
+        d["team_id"]: (d["delivered_implied"], d["accepted_implied"]) for d in a["dispatches"]
+    }
+    assert implied[patrol["id"]] == (False, True)
     return Day(operator, a, b, c, post, ring, patrol, response)
 
 
@@ -348,6 +367,24 @@ async def test_a_row_the_reports_judge_from_changed_through_sql_is_named(world: 
             DISPATCHES,
             DISPATCHES.c.id == dispatch_of(b, day.patrol),
             {"delivered_at": datetime.fromisoformat(b["reported_at"])},
+            "delivered_at",
+        ),
+        (
+            DISPATCHES,
+            DISPATCHES.c.id == dispatch_of(a, day.post),
+            {"delivered_implied": True},
+            "delivered_implied true differs from its delivered event (",
+        ),
+        (
+            DISPATCHES,
+            DISPATCHES.c.id == patrol,
+            {"accepted_implied": False},
+            "accepted_implied false differs from its accepted event (",
+        ),
+        (
+            DISPATCHES,
+            DISPATCHES.c.id == patrol,
+            {"delivered_implied": True, "delivered_at": late.accepted_at},
             "delivered_at",
         ),
         (
