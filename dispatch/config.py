@@ -7,10 +7,26 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_TARGETS = (60.0, 180.0, 300.0)
+
+# Settings that are off, or take a default, while unset. An empty or blank value is the same
+# as none: docker-compose.yml passes every one of them as ``${NAME:-}``, which is "" when the
+# operator set nothing. A feature that is on and needs one of them refuses to start without it.
+OPTIONAL_SETTINGS = (
+    "secret_key",
+    "tile_url",
+    "webhook_url",
+    "webhook_secret",
+    "wecom_robot_url",
+    "dingtalk_robot_url",
+    "dingtalk_secret",
+    "sms_gateway_url",
+    "sms_gateway_username",
+    "sms_gateway_password",
+)
 
 
 class Settings(BaseSettings):
@@ -90,13 +106,15 @@ class Settings(BaseSettings):
     notify_backoff_s: float = Field(default=2.0, gt=0)
     notify_timeout_s: float = Field(default=5.0, gt=0)
     webhook_url: str | None = None
-    webhook_secret: SecretStr | None = None
+    # Required with the URL: an unsigned (or empty-keyed) webhook could be forged.
+    webhook_secret: SecretStr | None = Field(default=None, validate_default=True)
     wecom_robot_url: str | None = None
     dingtalk_robot_url: str | None = None
     dingtalk_secret: SecretStr | None = None
     sms_gateway_url: str | None = None
     sms_gateway_username: str | None = None
-    sms_gateway_password: SecretStr | None = None
+    # The gateway's HTTP Basic credentials: both or neither.
+    sms_gateway_password: SecretStr | None = Field(default=None, validate_default=True)
     # Reachability: how often a process refreshes its leaders' presence rows; a row not
     # refreshed for three of these is a process gone away.
     presence_heartbeat_s: float = Field(default=10.0, gt=0)
@@ -125,6 +143,35 @@ class Settings(BaseSettings):
     # garbage collector's view, and young objects are collected less often: its full passes
     # over thousands of sockets were pauses of tens of milliseconds on the alert path.
     gc_settle: bool = True
+
+    @field_validator(*OPTIONAL_SETTINGS, mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and not text.strip():
+            return None
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_is_signed(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None and info.data.get("webhook_url"):
+            raise ValueError("required with DISPATCH_WEBHOOK_URL, and not empty")
+        return value
+
+    @field_validator("sms_gateway_password")
+    @classmethod
+    def _sms_credentials_go_together(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        if not info.data.get("sms_gateway_url"):
+            return value
+        username = info.data.get("sms_gateway_username")
+        if username is not None and value is None:
+            raise ValueError("required with DISPATCH_SMS_GATEWAY_USERNAME, and not empty")
+        if username is None and value is not None:
+            raise ValueError("set without DISPATCH_SMS_GATEWAY_USERNAME: give both or neither")
+        return value
 
     @field_validator("chain_targets", mode="before")
     @classmethod

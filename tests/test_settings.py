@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from dispatch.config import Settings
+from dispatch.config import OPTIONAL_SETTINGS, Settings
+from dispatch.notifiers.channels import (
+    HttpSmsGateway,
+    SmsChannel,
+    WebhookChannel,
+    configured_channels,
+)
 
 
 @pytest.mark.parametrize("targets", ["nan,180,300", "60,inf,300", "60,180,-inf", "0,180,300"])
@@ -34,3 +40,79 @@ def test_equal_chain_targets_are_allowed(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_chain_targets_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DISPATCH_CHAIN_TARGETS", "1.5,2.5,30")
     assert Settings().chain_targets == (1.5, 2.5, 30.0)
+
+
+# ---------------------------------------------------------------- optional settings left empty
+
+
+@pytest.mark.parametrize("name", OPTIONAL_SETTINGS)
+@pytest.mark.parametrize("blank", ["", "   ", "\t"])
+def test_an_empty_optional_setting_is_unset(
+    name: str, blank: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docker-compose.yml passes each of them as ${NAME:-}: "" when the operator set nothing."""
+    monkeypatch.setenv(f"DISPATCH_{name.upper()}", blank)
+    assert getattr(Settings(), name) is None
+
+
+@pytest.mark.parametrize("secret", [None, "", "  "])
+def test_a_webhook_is_refused_without_a_secret_to_sign_with(
+    secret: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISPATCH_WEBHOOK_URL", "http://receiver/hook")
+    if secret is not None:
+        monkeypatch.setenv("DISPATCH_WEBHOOK_SECRET", secret)
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    [error] = refused.value.errors()
+    assert error["loc"] == ("webhook_secret",)
+    assert "required with DISPATCH_WEBHOOK_URL" in error["msg"]
+
+
+def test_a_webhook_secret_is_kept_as_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISPATCH_WEBHOOK_URL", "http://receiver/hook")
+    monkeypatch.setenv("DISPATCH_WEBHOOK_SECRET", " spaced secret ")
+    [channel] = configured_channels(Settings())
+    assert isinstance(channel, WebhookChannel)
+    assert channel.secret == " spaced secret "
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "says"),
+    [
+        ("town", "", "required with DISPATCH_SMS_GATEWAY_USERNAME"),
+        ("town", None, "required with DISPATCH_SMS_GATEWAY_USERNAME"),
+        ("", "gateway-password", "set without DISPATCH_SMS_GATEWAY_USERNAME"),
+    ],
+)
+def test_the_sms_gateway_takes_both_credentials_or_neither(
+    username: str, password: str | None, says: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISPATCH_SMS_GATEWAY_URL", "http://gateway/send")
+    monkeypatch.setenv("DISPATCH_SMS_GATEWAY_USERNAME", username)
+    if password is not None:
+        monkeypatch.setenv("DISPATCH_SMS_GATEWAY_PASSWORD", password)
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    [error] = refused.value.errors()
+    assert error["loc"] == ("sms_gateway_password",)
+    assert says in error["msg"]
+
+
+def test_an_sms_gateway_without_credentials_sends_without_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DISPATCH_SMS_GATEWAY_URL", "http://gateway/send")
+    monkeypatch.setenv("DISPATCH_SMS_GATEWAY_USERNAME", "")
+    monkeypatch.setenv("DISPATCH_SMS_GATEWAY_PASSWORD", "")
+    [channel] = configured_channels(Settings())
+    assert isinstance(channel, SmsChannel)
+    assert channel.gateway == HttpSmsGateway("http://gateway/send", None, None)
+
+
+def test_credentials_of_a_channel_that_is_off_are_not_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DISPATCH_SMS_GATEWAY_USERNAME", "town")
+    monkeypatch.setenv("DISPATCH_WEBHOOK_SECRET", "")
+    assert configured_channels(Settings()) == []

@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from dispatch.config import Settings
+from dispatch.notifiers.channels import DingTalkChannel, configured_channels
 from tests.conftest import RunningServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,6 +89,43 @@ def test_every_dispatch_variable_in_the_compose_file_is_a_setting(compose: dict[
         env = service.get("environment") or {}
         unknown = {k for k in env if k.startswith("DISPATCH_")} - known
         assert not unknown, f"{name}: {unknown}"
+
+
+def servers_settings(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch, **shell: str
+) -> Settings:
+    """The servers' settings as compose makes them when the shell sets only ``shell``:
+    ``${NAME:-default}`` is the default when NAME is unset or empty."""
+    for name, value in compose["services"]["server-1"]["environment"].items():
+        interpolated = re.sub(
+            r"\$\{(\w+):-([^}]*)\}", lambda m: shell.get(m.group(1)) or m.group(2), str(value)
+        )
+        monkeypatch.setenv(name, interpolated)
+    return Settings()
+
+
+def test_the_notifiers_compose_passes_empty_are_off(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = servers_settings(compose, monkeypatch, POSTGRES_PASSWORD="pw")
+    assert configured_channels(settings) == []
+    assert settings.secret_key is None
+
+
+def test_a_dingtalk_robot_without_its_secret_posts_unsigned(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    robot = "https://oapi.dingtalk.com/robot/send?access_token=t"
+    settings = servers_settings(compose, monkeypatch, DISPATCH_DINGTALK_ROBOT_URL=robot)
+    assert configured_channels(settings) == [DingTalkChannel(robot, None)]
+
+
+def test_a_webhook_url_without_its_secret_stops_the_servers_starting(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compose turns the unset secret into "": a webhook signed with an empty key is forgeable."""
+    with pytest.raises(ValidationError, match="required with DISPATCH_WEBHOOK_URL"):
+        servers_settings(compose, monkeypatch, DISPATCH_WEBHOOK_URL="http://receiver/hook")
 
 
 def test_nginx_waits_for_healthy_servers_and_uses_the_committed_config(
