@@ -10,7 +10,9 @@ import os
 import sys
 from pathlib import Path
 
-from dispatch.config import Settings
+from pydantic import ValidationError
+
+from dispatch.config import Settings, setting_errors
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +22,15 @@ def main(argv: list[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
-    result: int = handler(args)
+    try:
+        result: int = handler(args)
+    except ValidationError as error:
+        # A bad DISPATCH_ variable: named, one line each, like a bad argument (exit 2).
+        if error.title != Settings.__name__:
+            raise
+        for line in setting_errors(error):
+            print(line, file=sys.stderr)
+        return 2
     return result
 
 

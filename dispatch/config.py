@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_TARGETS = (60.0, 180.0, 300.0)
@@ -27,6 +28,15 @@ OPTIONAL_SETTINGS = (
     "sms_gateway_username",
     "sms_gateway_password",
 )
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+LogFormat = Literal["json", "text"]
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
+LOG_FORMATS: tuple[str, ...] = get_args(LogFormat)
+
+# Settings whose values a message never repeats: keys, passwords, and URLs that carry them
+# (a robot's key, a tile service's key, the database's password).
+SECRET_SETTINGS = frozenset({"database_url", *OPTIONAL_SETTINGS})
 
 
 class Settings(BaseSettings):
@@ -96,8 +106,8 @@ class Settings(BaseSettings):
     map_center_lat: float = Field(default=22.847, ge=-90, le=90)
     map_zoom: int = Field(default=15, ge=1, le=22)
     # Logs: one JSON object a line (for collectors) or plain text (for a terminal).
-    log_format: Literal["json", "text"] = "json"
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: LogFormat = "json"
+    log_level: LogLevel = "INFO"
     # Outbound notifiers, each off until configured: they reach a leader whose phone has not
     # acknowledged an alert within notify_after_s (no websocket, a killed background tab).
     notify_after_s: float = Field(default=15.0, gt=0)
@@ -152,6 +162,16 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: object) -> object:
+        return _one_of(value, LOG_LEVELS, str.upper)
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_in_any_case(cls, value: object) -> object:
+        return _one_of(value, LOG_FORMATS, str.lower)
+
     @field_validator("webhook_secret")
     @classmethod
     def _webhook_is_signed(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
@@ -179,9 +199,7 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             parts = [p.strip() for p in value.split(",") if p.strip()]
             if len(parts) != 3:
-                raise ValueError(
-                    "DISPATCH_CHAIN_TARGETS needs three seconds values, e.g. 60,180,300"
-                )
+                raise ValueError("three seconds values, e.g. 60,180,300")
             return tuple(float(p) for p in parts)
         return value
 
@@ -209,3 +227,33 @@ class Settings(BaseSettings):
 
     def target_for(self, tier: int) -> float:
         return self.chain_targets[tier - 1]
+
+
+def _one_of(value: object, choices: tuple[str, ...], case: Callable[[str], str]) -> object:
+    """``value`` as the choice it names in another case (debug: DEBUG); anything else as given,
+    for the refusal to show."""
+    if isinstance(value, str) and case(value.strip()) in choices:
+        return case(value.strip())
+    return value
+
+
+def setting_errors(error: ValidationError) -> list[str]:
+    """One line for each setting ``Settings`` refused, naming its environment variable and
+    what was given (unless it may hold a secret)."""
+    lines = []
+    for problem in error.errors(include_url=False):
+        loc = problem["loc"]
+        name = str(loc[0]) if loc else None
+        message = problem["msg"]
+        if problem["type"] == "value_error" and "error" in problem.get("ctx", {}):
+            message = str(problem["ctx"]["error"])  # without pydantic's "Value error, "
+        where = f"DISPATCH_{name.upper()}: " if name is not None else ""
+        given = repr(problem.get("input"))
+        if name is None or name in SECRET_SETTINGS:
+            given = ""
+        elif len(given) > 80:
+            given = f" (got {given[:77]}...)"
+        else:
+            given = f" (got {given})"
+        lines.append(f"error: {where}{message}{given}")
+    return lines

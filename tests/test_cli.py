@@ -23,9 +23,10 @@ from tests.conftest import BACKENDS, free_port, fresh_database
 
 
 def dispatch(
-    *args: str, database_url: str | None = None, stdin: str = ""
+    *args: str, database_url: str | None = None, stdin: str = "", **settings: str
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DISPATCH_ARGON2_TIME_COST": "1", "DISPATCH_ARGON2_MEMORY_KIB": "1024"}
+    env.update({f"DISPATCH_{name.upper()}": value for name, value in settings.items()})
     if database_url is not None:
         env["DISPATCH_DATABASE_URL"] = database_url
     return subprocess.run(
@@ -46,6 +47,50 @@ def one_error_line(done: subprocess.CompletedProcess[str], status: int) -> str:
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("error: "), done.stderr
     return lines[0]
+
+
+# ---------------------------------------------------------------- settings
+
+
+def test_a_bad_setting_is_one_line_naming_its_variable(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'dispatch.db'}"
+    done = dispatch("db", "upgrade", database_url=url, log_level="verbose")
+    assert one_error_line(done, 2) == (
+        "error: DISPATCH_LOG_LEVEL: Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR' "
+        "(got 'verbose')"
+    )
+    assert not (tmp_path / "dispatch.db").exists()
+
+
+def test_every_bad_setting_has_its_line() -> None:
+    done = dispatch("audit", "verify", timer_poll_s="-1", chain_targets="60,180")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert sorted(done.stderr.strip().splitlines()) == [
+        "error: DISPATCH_CHAIN_TARGETS: three seconds values, e.g. 60,180,300 (got '60,180')",
+        "error: DISPATCH_TIMER_POLL_S: Input should be greater than 0 (got '-1')",
+    ]
+
+
+def test_a_webhook_without_its_secret_stops_the_server_in_one_line(tmp_path: Path) -> None:
+    done = dispatch(
+        "serve", "--port", str(free_port()),
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'dispatch.db'}",
+        webhook_url="http://receiver/hook", webhook_secret="",
+    )  # fmt: skip
+    assert one_error_line(done, 2) == (
+        "error: DISPATCH_WEBHOOK_SECRET: required with DISPATCH_WEBHOOK_URL, and not empty"
+    )
+
+
+def test_a_refused_credential_is_named_but_never_shown() -> None:
+    done = dispatch(
+        "db", "upgrade",
+        sms_gateway_url="http://gateway/send", sms_gateway_password="hunter2secret",
+    )  # fmt: skip
+    line = one_error_line(done, 2)
+    assert line.startswith("error: DISPATCH_SMS_GATEWAY_PASSWORD: set without")
+    assert "hunter2secret" not in done.stderr
 
 
 # ---------------------------------------------------------------- dispatch simulate: arguments

@@ -42,6 +42,19 @@ def test_chain_targets_are_read_from_the_environment(monkeypatch: pytest.MonkeyP
     assert Settings().chain_targets == (1.5, 2.5, 30.0)
 
 
+@pytest.mark.parametrize(("given", "level"), [("debug", "DEBUG"), ("Warning", "WARNING")])
+def test_a_log_level_is_taken_in_any_case(
+    given: str, level: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISPATCH_LOG_LEVEL", given)
+    assert Settings().log_level == level
+
+
+def test_a_log_format_is_taken_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISPATCH_LOG_FORMAT", "TEXT")
+    assert Settings().log_format == "text"
+
+
 # ---------------------------------------------------------------- optional settings left empty
 
 
