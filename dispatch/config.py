@@ -13,6 +13,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_TARGETS = (60.0, 180.0, 300.0)
 
+# Every number is finite (the model refuses inf and nan): an infinite wait or distance is
+# nothing a server can use, and a time built from it (now + inf) ends the task that built it.
+# A duration is at most a year: longer is a typing mistake, and a deadline or retry time
+# built from it must stay within the calendar.
+YEAR_S = 366 * 24 * 3600
+MAX_RETENTION_DAYS = 3660
+Seconds = Annotated[float, Field(le=YEAR_S)]
+
 # Settings that are off, or take a default, while unset. An empty or blank value is the same
 # as none: docker-compose.yml passes every one of them as ``${NAME:-}``, which is "" when the
 # operator set nothing. A feature that is on and needs one of them refuses to start without it.
@@ -40,7 +48,7 @@ SECRET_SETTINGS = frozenset({"database_url", *OPTIONAL_SETTINGS})
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DISPATCH_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="DISPATCH_", extra="ignore", allow_inf_nan=False)
 
     database_url: str = "sqlite+aiosqlite:///./dispatch.db"
     # PostgreSQL connections a process holds for units of work that write (reports, accepts,
@@ -52,38 +60,38 @@ class Settings(BaseSettings):
     # never makes a report wait for a connection.
     db_read_pool_size: int = Field(default=10, ge=1)
     # A request that waits longer for a connection is answered 503 with Retry-After.
-    db_pool_timeout_s: float = Field(default=30.0, gt=0)
+    db_pool_timeout_s: Seconds = Field(default=30.0, gt=0)
     # Seconds to be on scene for tiers 1, 2 and 3. Tests shorten them to seconds.
     chain_targets: Annotated[tuple[float, float, float], NoDecode] = DEFAULT_TARGETS
     secret_key: str | None = None
     # Where the embedded default keeps its generated signing secret.
     secret_file: Path = Path("./dispatch-secret.key")
-    token_ttl_s: int = Field(default=12 * 3600, gt=0)
+    token_ttl_s: Annotated[int, Field(le=YEAR_S)] = Field(default=12 * 3600, gt=0)
     # How long a process may answer a seen token from memory. Changes made through the API
     # (logout, disabling, password resets) end cached tokens at once in every process; this
     # bounds how long one made past it, directly in the database, may go unseen. 0: no cache.
-    principal_cache_s: float = Field(default=30.0, ge=0)
+    principal_cache_s: Seconds = Field(default=30.0, ge=0)
     # Argon2id cost; the defaults follow the argon2-cffi recommendation.
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)
     # Per-socket outbound queue; a consumer that lets it fill is dropped and resumes.
     ws_queue_size: int = Field(default=1000, gt=0)
-    ws_hello_timeout_s: float = Field(default=5.0, gt=0)
-    ws_ping_interval_s: float = Field(default=20.0, gt=0)
-    ws_ping_timeout_s: float = Field(default=20.0, gt=0)
+    ws_hello_timeout_s: Seconds = Field(default=5.0, gt=0)
+    ws_ping_interval_s: Seconds = Field(default=20.0, gt=0)
+    ws_ping_timeout_s: Seconds = Field(default=20.0, gt=0)
     ws_max_frame_bytes: int = Field(default=64 * 1024, gt=0)
     ws_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
-    message_retention_days: float = Field(default=7.0, gt=0)
+    message_retention_days: float = Field(default=7.0, gt=0, le=MAX_RETENTION_DAYS)
     # How often an idle timer looks for due deadlines that another process may have created.
-    timer_poll_s: float = Field(default=1.0, gt=0)
+    timer_poll_s: Seconds = Field(default=1.0, gt=0)
     # The server keeps its own time from start-up (dispatch/clock.py): a host clock that moves
     # more than this away from it (a step) is logged once and shown by a gauge ...
-    clock_step_warn_s: float = Field(default=2.0, gt=0)
+    clock_step_warn_s: Seconds = Field(default=2.0, gt=0)
     # ... looked at this often; each look is one read of the host clock.
-    clock_check_s: float = Field(default=10.0, gt=0)
+    clock_check_s: Seconds = Field(default=10.0, gt=0)
     # Escalation: with no tier-1 dispatch accepted this long after the report (or no tier-1
     # zone covering the incident at all), alert the tier-1 teams within the wider ring.
-    escalation_after_s: float = Field(default=20.0, gt=0)
+    escalation_after_s: Seconds = Field(default=20.0, gt=0)
     escalation_ring_m: float = Field(default=1000.0, gt=0)
     # Automatic arrival: a fix this accurate, this close to the incident, counts as on scene.
     geofence_radius_m: float = Field(default=50.0, gt=0)
@@ -110,11 +118,11 @@ class Settings(BaseSettings):
     log_level: LogLevel = "INFO"
     # Outbound notifiers, each off until configured: they reach a leader whose phone has not
     # acknowledged an alert within notify_after_s (no websocket, a killed background tab).
-    notify_after_s: float = Field(default=15.0, gt=0)
+    notify_after_s: Seconds = Field(default=15.0, gt=0)
     notify_max_attempts: int = Field(default=5, ge=1, le=20)
     # The wait before retry n is notify_backoff_s * 2 ** (n - 1).
-    notify_backoff_s: float = Field(default=2.0, gt=0)
-    notify_timeout_s: float = Field(default=5.0, gt=0)
+    notify_backoff_s: Seconds = Field(default=2.0, gt=0)
+    notify_timeout_s: Seconds = Field(default=5.0, gt=0)
     webhook_url: str | None = None
     # Required with the URL: an unsigned (or empty-keyed) webhook could be forged.
     webhook_secret: SecretStr | None = Field(default=None, validate_default=True)
@@ -127,16 +135,16 @@ class Settings(BaseSettings):
     sms_gateway_password: SecretStr | None = Field(default=None, validate_default=True)
     # Reachability: how often a process refreshes its leaders' presence rows; a row not
     # refreshed for three of these is a process gone away.
-    presence_heartbeat_s: float = Field(default=10.0, gt=0)
+    presence_heartbeat_s: Seconds = Field(default=10.0, gt=0)
 
     # Login backoff (docs/security.md): failures beyond the free ones double the wait, up to
     # the maximum; never a permanent lockout. Per account name, and per client address.
     login_account_free_failures: int = Field(default=5, ge=1)
     login_address_free_failures: int = Field(default=20, ge=1)
-    login_backoff_s: float = Field(default=1.0, gt=0)
-    login_account_backoff_max_s: float = Field(default=300.0, gt=0)
-    login_address_backoff_max_s: float = Field(default=900.0, gt=0)
-    login_forget_after_s: float = Field(default=3600.0, gt=0)
+    login_backoff_s: Seconds = Field(default=1.0, gt=0)
+    login_account_backoff_max_s: Seconds = Field(default=300.0, gt=0)
+    login_address_backoff_max_s: Seconds = Field(default=900.0, gt=0)
+    login_forget_after_s: Seconds = Field(default=3600.0, gt=0)
     # Incident reports per user: a burst, refilled at a steady rate (shared by all processes).
     report_burst: int = Field(default=30, ge=1)
     report_per_min: float = Field(default=30.0, gt=0)
@@ -148,7 +156,7 @@ class Settings(BaseSettings):
     ack_gather_ms: float = Field(default=10.0, ge=0, le=1000)
     # At shutdown, acknowledgements not yet recorded are tried again for this long while the
     # database refuses them; what is left is recorded when the phones resume.
-    shutdown_ack_flush_s: float = Field(default=10.0, ge=0)
+    shutdown_ack_flush_s: Seconds = Field(default=10.0, ge=0)
     # Once started, the process's long-lived objects (zone index, modules) leave the cyclic
     # garbage collector's view, and young objects are collected less often: its full passes
     # over thousands of sockets were pauses of tens of milliseconds on the alert path.
@@ -193,6 +201,18 @@ class Settings(BaseSettings):
             raise ValueError("set without DISPATCH_SMS_GATEWAY_USERNAME: give both or neither")
         return value
 
+    @field_validator("notify_backoff_s")
+    @classmethod
+    def _last_retry_within_a_year(cls, value: float, info: ValidationInfo) -> float:
+        attempts = info.data.get("notify_max_attempts")
+        # The wait before retry n is value * 2 ** (n - 1); the last retry is attempt n + 1.
+        if attempts is not None and attempts > 1 and value * 2 ** (attempts - 2) > YEAR_S:
+            raise ValueError(
+                f"doubled for each of DISPATCH_NOTIFY_MAX_ATTEMPTS={attempts} attempts, the last "
+                f"wait would be over a year ({YEAR_S} s)"
+            )
+        return value
+
     @field_validator("chain_targets", mode="before")
     @classmethod
     def _parse_targets(cls, value: object) -> object:
@@ -200,7 +220,10 @@ class Settings(BaseSettings):
             parts = [p.strip() for p in value.split(",") if p.strip()]
             if len(parts) != 3:
                 raise ValueError("three seconds values, e.g. 60,180,300")
-            return tuple(float(p) for p in parts)
+            targets = tuple(float(p) for p in parts)
+            if not all(math.isfinite(t) for t in targets):
+                raise ValueError("chain targets must be positive, finite seconds")
+            return targets
         return value
 
     @field_validator("chain_targets")
@@ -208,6 +231,8 @@ class Settings(BaseSettings):
     def _check_targets(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
         if any(not math.isfinite(t) or t <= 0 for t in value):
             raise ValueError("chain targets must be positive, finite seconds")
+        if any(t > YEAR_S for t in value):
+            raise ValueError(f"a chain target is at most a year ({YEAR_S} s)")
         # A later tier is the backup of an earlier one (escalation widens the ring while
         # tier 2 is on its way): a tier 2 due before tier 1 is a typing mistake, not a plan.
         if any(later < earlier for earlier, later in pairwise(value)):

@@ -72,6 +72,17 @@ def test_every_bad_setting_has_its_line() -> None:
     ]
 
 
+def test_an_infinite_timer_poll_stops_the_server_in_one_line(tmp_path: Path) -> None:
+    """It passed once, and the deadline timer died as the server started: no breach fired."""
+    done = dispatch(
+        "serve", "--port", str(free_port()),
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'dispatch.db'}", timer_poll_s="inf",
+    )  # fmt: skip
+    assert one_error_line(done, 2) == (
+        "error: DISPATCH_TIMER_POLL_S: Input should be a finite number (got 'inf')"
+    )
+
+
 def test_a_webhook_without_its_secret_stops_the_server_in_one_line(tmp_path: Path) -> None:
     done = dispatch(
         "serve", "--port", str(free_port()),

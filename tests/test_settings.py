@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from dispatch.config import OPTIONAL_SETTINGS, Settings
+from dispatch.config import OPTIONAL_SETTINGS, YEAR_S, Settings
 from dispatch.notifiers.channels import (
     HttpSmsGateway,
     SmsChannel,
@@ -40,6 +40,68 @@ def test_equal_chain_targets_are_allowed(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_chain_targets_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DISPATCH_CHAIN_TARGETS", "1.5,2.5,30")
     assert Settings().chain_targets == (1.5, 2.5, 30.0)
+
+
+NUMBERS = sorted(name for name, f in Settings.model_fields.items() if f.annotation is float)
+
+
+def test_the_numbers_are_the_ones_expected() -> None:
+    assert {"timer_poll_s", "message_retention_days", "escalation_ring_m"} <= set(NUMBERS)
+
+
+@pytest.mark.parametrize("name", NUMBERS)
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "Infinity"])
+def test_every_number_must_be_finite(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DISPATCH_TIMER_POLL_S=inf passed gt=0, and the deadline timer died at start."""
+    monkeypatch.setenv(f"DISPATCH_{name.upper()}", value)
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    [error] = refused.value.errors()
+    assert error["loc"] == (name,)
+    assert error["msg"] == "Input should be a finite number"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("timer_poll_s", "1e12"),
+        ("escalation_after_s", str(YEAR_S + 1)),
+        ("token_ttl_s", "99999999999"),
+        ("principal_cache_s", "1e300"),
+        ("message_retention_days", "1e6"),
+    ],
+)
+def test_a_duration_is_at_most_a_year_or_so(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A time built from it (now + it, now - it) must stay within the calendar."""
+    monkeypatch.setenv(f"DISPATCH_{name.upper()}", value)
+    with pytest.raises(ValidationError, match="less than or equal to"):
+        Settings()
+
+
+def test_a_year_is_still_a_duration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISPATCH_TIMER_POLL_S", str(YEAR_S))
+    monkeypatch.setenv("DISPATCH_CHAIN_TARGETS", f"60,180,{YEAR_S}")
+    monkeypatch.setenv("DISPATCH_MESSAGE_RETENTION_DAYS", "3650")
+    assert Settings().timer_poll_s == YEAR_S
+
+
+def test_a_chain_target_is_at_most_a_year(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISPATCH_CHAIN_TARGETS", "60,180,1e9")
+    with pytest.raises(ValidationError, match="at most a year"):
+        Settings()
+
+
+def test_the_last_notifier_retry_waits_at_most_a_year(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISPATCH_NOTIFY_MAX_ATTEMPTS", "20")
+    monkeypatch.setenv("DISPATCH_NOTIFY_BACKOFF_S", "120")
+    assert Settings().notify_backoff_s == 120  # the 19th retry waits 120 * 2**18 s: 364 days
+    monkeypatch.setenv("DISPATCH_NOTIFY_BACKOFF_S", "121")
+    with pytest.raises(ValidationError, match="the last wait would be over a year"):
+        Settings()
 
 
 @pytest.mark.parametrize(("given", "level"), [("debug", "DEBUG"), ("Warning", "WARNING")])
