@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -83,21 +82,27 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         )
         if runtime.settings.gc_settle:
             settle_garbage_collector()
-        tasks = [
+        core = [
             asyncio.create_task(runtime.acks.run(), name="acknowledgements"),
             asyncio.create_task(timer.run(), name="chain-timer"),
+        ]
+        others = [
             asyncio.create_task(purge_old_messages(runtime), name="message-retention"),
             asyncio.create_task(watch_clock(runtime), name="clock-watch"),
             *operations.start(),
         ]
+        for task in core:
+            watch_task(runtime, task, core=True)
+        for task in others:
+            watch_task(runtime, task, core=False)
+        tasks = [*core, *others]
         try:
             yield
         finally:
             for task in tasks:
                 task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # One that ended by itself was logged then; the shutdown goes on regardless.
+            await asyncio.gather(*tasks, return_exceptions=True)
             # Acknowledgements already received are written before the database goes; while it
             # refuses them, tried again for up to DISPATCH_SHUTDOWN_ACK_FLUSH_S.
             await runtime.acks.drain(runtime.settings.shutdown_ack_flush_s)
@@ -144,6 +149,31 @@ def settle_garbage_collector() -> None:
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
+def watch_task(runtime: Runtime, task: asyncio.Task[None], *, core: bool) -> None:
+    """Say at once when a background task ends by itself: each runs for the life of the
+    process, so ending is a fault (cancelled at shutdown is not). Unwatched, its error was
+    logged only at shutdown, and deadlines stopped breaching while /readyz said ready. A core
+    task's end makes /readyz answer 503 until the process is restarted."""
+
+    def ended(task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        name = task.get_name()
+        what = "returned" if error is None else f"{type(error).__name__}: {error}"
+        if core:
+            runtime.stopped[name] = what
+        log.error(
+            "background task %s stopped (%s)%s",
+            name,
+            what,
+            "; /readyz answers 503 until the process is restarted" if core else "",
+            exc_info=error,
+        )
+
+    task.add_done_callback(ended)
 
 
 async def watch_clock(runtime: Runtime) -> None:
@@ -218,9 +248,14 @@ def _add_health(app: FastAPI) -> None:
         },
     )
     async def readyz(runtime: RuntimeDep) -> JSONResponse:
-        """The database answers and takes writes, its schema is not behind the newest
-        migration, and (on PostgreSQL) the fan-out listener that brings other processes'
-        messages is connected."""
+        """The deadline timer and the acknowledgements' recorder run, the database answers and
+        takes writes, its schema is not behind the newest migration, and (on PostgreSQL) the
+        fan-out listener that brings other processes' messages is connected."""
+        if runtime.stopped:
+            stopped = "; ".join(f"{name}: {what}" for name, what in runtime.stopped.items())
+            return JSONResponse(
+                {"status": "background task stopped", "detail": stopped}, status_code=503
+            )
         try:
             async with runtime.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))

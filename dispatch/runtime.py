@@ -58,6 +58,9 @@ class Runtime:
     # Failing from a database outage seen by a unit of work until a write succeeds again
     # (/readyz answers 503 meanwhile, and tries a write of its own).
     writes: WriteHealth = field(default_factory=WriteHealth)
+    # Background tasks the server cannot do without (the deadline timer, the acknowledgements'
+    # recorder) that ended, by name, with what ended them: /readyz answers 503 meanwhile.
+    stopped: dict[str, str] = field(default_factory=dict)
     # The readers' pool, each statement its own transaction (PostgreSQL; SQLite's one engine).
     statement_read_engine: AsyncEngine = field(init=False)
 

@@ -4,7 +4,6 @@ stopped with the lifespan; /metrics, the notifier and reachability routes, and t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -49,8 +48,8 @@ class Operations:
         """Before the engine is disposed: the last presence rows, in-flight notifications."""
         for task in self._tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # One that ended by itself was logged then (dispatch.app.watch_task).
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.notifier.stop()
         await self.presence.stop()
         self.metrics.uninstall()

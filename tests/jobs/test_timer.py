@@ -4,10 +4,12 @@ before it."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.jobs.tasks import HELD_BACKOFF_S, Timer, retry_after_s
@@ -168,3 +170,28 @@ def test_a_job_that_keeps_failing_is_tried_again_less_and_less_often_but_never_d
     assert waits[:4] == [5.0, 10.0, 20.0, 40.0]
     assert waits[-1] == 300.0
     assert retry_after_s(10**6) == 300.0
+
+
+async def test_a_timer_that_dies_is_logged_at_once_and_the_server_is_no_longer_ready(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert (await world.http.get("/readyz")).status_code == 200
+    # The server's clock a moment before the end of the calendar: the deadline timer's next
+    # wake-up (now + DISPATCH_TIMER_POLL_S) cannot be written, and its task ends.
+    end = datetime.max.replace(tzinfo=UTC) - timedelta(milliseconds=100)
+    with caplog.at_level(logging.ERROR, logger="dispatch.app"):
+        world.clock.advance((end - world.clock.now()).total_seconds())
+        for _ in range(250):
+            ready = await world.http.get("/readyz")
+            if ready.status_code != 200:
+                break
+            await asyncio.sleep(0.02)
+    assert ready.status_code == 503
+    assert ready.json() == {
+        "status": "background task stopped",
+        "detail": "chain-timer: OverflowError: date value out of range",
+    }
+    [record] = [r for r in caplog.records if r.name == "dispatch.app"]
+    assert record.levelno == logging.ERROR
+    assert record.getMessage().startswith("background task chain-timer stopped (OverflowError")
+    assert record.exc_info is not None and record.exc_info[0] is OverflowError
