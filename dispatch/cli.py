@@ -77,6 +77,9 @@ def _serve(args: argparse.Namespace) -> int:
         # Each process would hold its own hub and timers over one single-writer file.
         print("--workers above 1 needs PostgreSQL (DISPATCH_DATABASE_URL)", file=sys.stderr)
         return 2
+    # Made (or checked) before anything starts: a worker refusing it would be a traceback.
+    if signing_secret(settings) is None:
+        return 1
     held = serving_lock(settings.database_url)
     if held is False:
         return 1
@@ -152,11 +155,27 @@ def _print_demo(settings: Settings) -> None:
         print(f"  {name:<10} {role:<9} {password}")
 
 
-def _secret(_: argparse.Namespace) -> int:
-    from dispatch.runtime import load_secret
+def signing_secret(settings: Settings) -> str | None:
+    """The token signing secret (made now if it is to be kept in a file that does not exist
+    yet), or None when it cannot be had, said in one line on stderr."""
+    from dispatch.runtime import SecretFileError, load_secret
 
+    try:
+        return load_secret(settings)
+    except SecretFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+    except OSError as error:
+        print(
+            f"error: DISPATCH_SECRET_FILE: {error.strerror or error}: {settings.secret_file}",
+            file=sys.stderr,
+        )
+    return None
+
+
+def _secret(_: argparse.Namespace) -> int:
     settings = Settings()
-    load_secret(settings)
+    if signing_secret(settings) is None:
+        return 1
     where = "DISPATCH_SECRET_KEY" if settings.secret_key else settings.secret_file
     print(f"token signing secret in {where}")
     return 0

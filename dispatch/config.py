@@ -18,6 +18,8 @@ DEFAULT_TARGETS = (60.0, 180.0, 300.0)
 # A duration is at most a year: longer is a typing mistake, and a deadline or retry time
 # built from it must stay within the calendar.
 YEAR_S = 366 * 24 * 3600
+# The shortest token signing secret taken, from DISPATCH_SECRET_KEY or DISPATCH_SECRET_FILE.
+MIN_SECRET_CHARS = 32
 MAX_RETENTION_DAYS = 3660
 Seconds = Annotated[float, Field(le=YEAR_S)]
 
@@ -63,7 +65,8 @@ class Settings(BaseSettings):
     db_pool_timeout_s: Seconds = Field(default=30.0, gt=0)
     # Seconds to be on scene for tiers 1, 2 and 3. Tests shorten them to seconds.
     chain_targets: Annotated[tuple[float, float, float], NoDecode] = DEFAULT_TARGETS
-    secret_key: str | None = None
+    # At least MIN_SECRET_CHARS: the key of the tokens' HMAC-SHA256 (RFC 7518 asks for 256 bits).
+    secret_key: str | None = Field(default=None, min_length=MIN_SECRET_CHARS)
     # Where the embedded default keeps its generated signing secret.
     secret_file: Path = Path("./dispatch-secret.key")
     token_ttl_s: Annotated[int, Field(le=YEAR_S)] = Field(default=12 * 3600, gt=0)

@@ -21,7 +21,7 @@ from alerts.fanout import Listener, notification
 from alerts.hub import Hub
 from dispatch.auth.cache import Principals
 from dispatch.clock import Clock
-from dispatch.config import Settings
+from dispatch.config import MIN_SECRET_CHARS, Settings
 from dispatch.db import BEFORE_COMMIT_KEY, FALLS_DUE_KEY, AfterCommit
 from dispatch.outages import WriteHealth, database_unavailable
 from dispatch.rosters.book import DutyBook
@@ -141,16 +141,56 @@ class Runtime:
             wake(due)
 
 
+class SecretFileError(ValueError):
+    """DISPATCH_SECRET_FILE holds no usable signing secret; the message is one line."""
+
+
 def load_secret(settings: Settings) -> str:
     """The token signing secret: from settings, or generated once and kept in a 0600 file."""
     if settings.secret_key:
         return settings.secret_key
     path = Path(settings.secret_file)
     if path.exists():
-        return path.read_text().strip()
+        return _kept_secret(path)
+    return _new_secret(path)
+
+
+def _kept_secret(path: Path) -> str:
+    secret = path.read_text().strip()
+    if len(secret) < MIN_SECRET_CHARS:
+        # An empty file once started a server whose every login then failed.
+        held = f"a secret of {len(secret)} characters" if secret else "no secret (it is empty)"
+        raise SecretFileError(
+            f"DISPATCH_SECRET_FILE: {path} holds {held}; a signing secret has at least "
+            f"{MIN_SECRET_CHARS} characters. Put the servers' secret back, or delete the file "
+            "to have a new one made (tokens issued so far are then refused: users log in again)"
+        )
+    return secret
+
+
+def _new_secret(path: Path) -> str:
+    """Write a new secret to ``path`` whole or not at all: a crash or a full disk leaves at most
+    a stray temporary file, never an empty secret file. A secret another process wrote there
+    first is kept, and returned instead."""
     secret = secrets.token_urlsafe(48)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secret)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secret)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            # A link, not a rename: it never replaces a file that is already there.
+            os.link(temporary, path)
+        except FileExistsError:
+            return _kept_secret(path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
     return secret

@@ -104,6 +104,65 @@ def test_a_refused_credential_is_named_but_never_shown() -> None:
     assert "hunter2secret" not in done.stderr
 
 
+# ---------------------------------------------------------------- the token signing secret
+
+
+@pytest.mark.parametrize(("content", "held"), [("", "no secret"), ("short\n", "a secret of 5")])
+def test_serve_refuses_a_secret_file_without_a_usable_secret(
+    content: str, held: str, tmp_path: Path
+) -> None:
+    """An empty file (a crash between its creation and the write) once gave a ready server
+    whose every login failed."""
+    secret_file = tmp_path / "secret.key"
+    secret_file.write_text(content)
+    database = tmp_path / "dispatch.db"
+    done = dispatch(
+        "serve", "--port", str(free_port()),
+        database_url=f"sqlite+aiosqlite:///{database}", secret_file=str(secret_file),
+    )  # fmt: skip
+    line = one_error_line(done, 1)
+    assert line.startswith(f"error: DISPATCH_SECRET_FILE: {secret_file} holds {held}")
+    assert "at least 32 characters" in line
+    assert secret_file.read_text() == content, "left for the operator to look at"
+    assert not database.exists(), "refused before anything else"
+
+
+def test_a_short_secret_key_is_refused_without_showing_it() -> None:
+    done = dispatch("secret", secret_key="too-short-a-key")
+    line = one_error_line(done, 2)
+    assert line.startswith("error: DISPATCH_SECRET_KEY: String should have at least 32")
+    assert "too-short-a-key" not in done.stderr
+
+
+def test_the_secret_file_is_made_whole_and_private(tmp_path: Path) -> None:
+    secret_file = tmp_path / "keys" / "secret.key"
+    done = dispatch("secret", secret_file=str(secret_file))
+    assert done.returncode == 0, done.stderr
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    assert len(secret_file.read_text()) == 64
+    assert [p.name for p in secret_file.parent.iterdir()] == ["secret.key"]
+    # Kept as it is from then on.
+    before = secret_file.read_text()
+    assert dispatch("secret", secret_file=str(secret_file)).returncode == 0
+    assert secret_file.read_text() == before
+
+
+def test_processes_starting_together_share_one_secret(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret.key"
+    show = (
+        "from dispatch.config import Settings; from dispatch.runtime import load_secret; "
+        "print(load_secret(Settings()))"
+    )
+    env = {**os.environ, "DISPATCH_SECRET_FILE": str(secret_file)}
+    starting = [
+        subprocess.Popen([sys.executable, "-c", show], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    secrets = {process.communicate(timeout=60)[0].strip() for process in starting}
+    assert secrets == {secret_file.read_text()}
+    assert [p.name for p in tmp_path.iterdir()] == ["secret.key"]
+
+
 # ---------------------------------------------------------------- dispatch simulate: arguments
 
 
