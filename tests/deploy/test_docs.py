@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
 import re
+import shutil
+import sqlite3 as sqlite
+import sys
 from pathlib import Path
 
+import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dispatch.config import Settings
-from tests.support import World
+from tests.processes import ServerProcess, cli, server_env
+from tests.support import World, get_token
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = (ROOT / "docs" / "deploy.md").read_text()
@@ -70,3 +79,65 @@ async def test_every_metric_is_documented_and_the_dashboard_uses_only_real_ones(
         "dispatch_report_to_delivery_seconds",
         "dispatch_websocket_connections",
     } <= used
+
+
+def documented_block(after: str) -> str:
+    """The first ``sh`` block of docs/deploy.md after the sentence ``after``."""
+    found = re.search(re.escape(after) + r".*?```sh\n(.*?)```", DEPLOY, re.S)
+    assert found is not None, after
+    return found.group(1)
+
+
+@pytest.mark.skipif(shutil.which("sqlite3") is None, reason="needs the sqlite3 command")
+async def test_the_documented_sqlite_restore_brings_back_the_backup_after_a_crash(
+    tmp_path: Path,
+) -> None:
+    """Copying the backup over dispatch.db alone kept the crashed server's WAL beside it, and
+    SQLite replayed it onto the backup."""
+    folder = tmp_path / "var-lib-dispatch"
+    folder.mkdir()
+    database = folder / "dispatch.db"
+    env = server_env(f"sqlite+aiosqlite:///{database}", folder)
+    await cli(env, "users", "add", "duty", "--role", "operator", stdin="operator-password\n")
+    server = ServerProcess(env, tmp_path / "server.log")
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            token = await get_token(http, "duty", "operator-password")
+
+            async def report() -> None:
+                body = {"location": {"lon": 114.159, "lat": 22.847}, "category": "fight"}
+                headers = {"Authorization": f"Bearer {token}"}
+                reply = await http.post("/api/v1/incidents", json=body, headers=headers)
+                assert reply.status_code == 201, reply.text
+
+            await report()
+            backup = folder / "dispatch-2026-11-28.db"
+            sqlite3 = await asyncio.create_subprocess_exec(
+                "sqlite3", str(database), f".backup {backup}"
+            )
+            assert await sqlite3.wait() == 0
+            backup_env = {**env, "DISPATCH_DATABASE_URL": f"sqlite+aiosqlite:///{backup}"}
+            verified = await cli(backup_env, "audit", "verify")
+            await report()
+            await report()
+        server.kill()  # a crash: the last commits are in the WAL only
+    finally:
+        server.stop()
+    assert (folder / "dispatch.db-wal").stat().st_size > 0
+
+    restore = documented_block("Restore with the server stopped")
+    lines = [line for line in restore.splitlines() if not line.startswith("systemctl ")]
+    script = "\n".join(lines).replace("/var/lib/dispatch", str(folder))
+    done = await asyncio.create_subprocess_exec(
+        "bash", "-euc", script,
+        env={**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await done.communicate()
+    assert done.returncode == 0, err.decode()
+    # The same events, the same seal as the backup's.
+    assert out.decode().strip() == verified
+    with contextlib.closing(sqlite.connect(database)) as connection:
+        assert connection.execute("SELECT count(*) FROM incidents").fetchone() == (1,)
+    assert (folder / "before-restore" / "dispatch.db-wal").exists()
