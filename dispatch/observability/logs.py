@@ -69,20 +69,37 @@ class RedactFilter(logging.Filter):
         return True
 
 
+# uvicorn's line for a websocket handshake (on its error logger, not the access logger):
+# '%s - "WebSocket %s" [accepted]', ... 403, ... %d, with the client and the path with its query.
+WEBSOCKET_LINE = '%s - "WebSocket %s" '
+
+
 class AccessFilter(logging.Filter):
-    """uvicorn's access lines without the client's address or the query string."""
+    """uvicorn's access lines, and its lines about websocket handshakes, without the client's
+    address or the query string."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
-        if isinstance(args, tuple) and len(args) == 5:
+        if not isinstance(args, tuple):
+            return True
+        if record.name == "uvicorn.access" and len(args) == 5:
             _client, method, path, _version, status = args
-            path = str(path).split("?", 1)[0]
+            path = _without_query(path)
             record.msg, record.args = "%s %s %s", (method, path, status)
             record.http_method, record.path, record.status = method, path, status
             found = INCIDENT_PATH.match(path)
             if found and getattr(record, "incident_id", None) is None:
                 record.incident_id = found.group(1)
+        elif isinstance(record.msg, str) and record.msg.startswith(WEBSOCKET_LINE):
+            outcome = record.msg.removeprefix(WEBSOCKET_LINE)
+            path = _without_query(args[1]) if len(args) > 1 else ""
+            record.msg, record.args = "WebSocket %s " + outcome, (path, *args[2:])
+            record.path = path
         return True
+
+
+def _without_query(path: object) -> str:
+    return str(path).split("?", 1)[0]
 
 
 def json_formatter() -> logging.Formatter:
@@ -104,8 +121,10 @@ def handler(stream: IO[str], log_format: str = "json") -> logging.Handler:
     out = logging.StreamHandler(stream)
     out.setFormatter(json_formatter() if log_format == "json" else text_formatter())
     out.addFilter(IncidentFilter())
-    out.addFilter(RedactFilter())
+    # Before the masking, which renders a message whose arguments hold a number: the access
+    # filter needs uvicorn's arguments to drop the client and the query.
     out.addFilter(AccessFilter())
+    out.addFilter(RedactFilter())
     return out
 
 

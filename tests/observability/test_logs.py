@@ -14,9 +14,13 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from dispatch.observability import logs
 from tests.conftest import free_port
+from tests.processes import ServerProcess, server_env
 
 INCIDENT = "0123456789abcdef0123456789abcdef"
 
@@ -45,7 +49,10 @@ async def test_the_served_process_writes_json_lines_without_addresses_or_queries
                         break
                 assert process.poll() is None
                 await asyncio.sleep(0.05)
-            await client.get("/readyz", params={"token": "secret-in-a-query"})
+            # A number in the query once had the line rendered (masked) before the client and
+            # the query could be dropped.
+            query = {"token": "secret-in-a-query", "phone": "13800138000"}
+            await client.get("/readyz", params=query)
             events = await client.get(f"/api/v1/incidents/{INCIDENT}/events")
             assert events.status_code == 401
     finally:
@@ -62,6 +69,7 @@ async def test_the_served_process_writes_json_lines_without_addresses_or_queries
     for line in access:
         assert "127.0.0.1" not in json.dumps(line), "client addresses stay out of the logs"
     assert "secret-in-a-query" not in stderr
+    assert "138****8000" not in stderr
     assert "color_message" not in stderr
 
 
@@ -82,3 +90,33 @@ def test_mobile_numbers_are_masked_whatever_logged_them() -> None:
     assert first["incident_id"] == INCIDENT
     assert "incident_id" not in second
     assert logs.mask_phone("+86 138-0013-8000") == "861****8000"
+
+
+async def test_websocket_handshakes_are_logged_without_addresses_or_queries(
+    clean_database: str, tmp_path: Path
+) -> None:
+    """uvicorn logs a handshake on its error logger, with the client (the proxy's
+    X-Forwarded-For) and the path with its query string."""
+    server = ServerProcess(server_env(clean_database, tmp_path), tmp_path / "server.log")
+    await server.start()
+    try:
+        query = "?phone=13800138000&token=secret-in-a-query"
+        forwarded = {"X-Forwarded-For": "203.0.113.77"}
+        async with connect(server.ws_url + query, additional_headers=forwarded):
+            pass
+        foreign = {**forwarded, "Origin": "http://elsewhere.example"}
+        with pytest.raises(InvalidStatus):
+            async with connect(server.ws_url + query, additional_headers=foreign):
+                pass
+    finally:
+        server.terminate()
+        server.stop()
+    output = server.output()
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    handshakes = [line for line in lines if line["message"].startswith("WebSocket")]
+    assert [(line["logger"], line["message"], line["path"]) for line in handshakes] == [
+        ("uvicorn.error", "WebSocket /ws [accepted]", "/ws"),
+        ("uvicorn.error", "WebSocket /ws 403", "/ws"),
+    ]
+    for leaked in ("203.0.113.77", "secret-in-a-query", "phone=", "138****8000"):
+        assert leaked not in output
