@@ -26,7 +26,7 @@ from dispatch.clock import Clock, StepWatch, SystemClock
 from dispatch.config import Settings
 from dispatch.db import create_engine, create_sessionmaker
 from dispatch.deps import RuntimeDep
-from dispatch.errors import MIDDLEWARE_RESPONSES, install_error_handlers
+from dispatch.errors import MIDDLEWARE_RESPONSES, RETRY_AFTER, install_error_handlers
 from dispatch.incidents.routes import dispatches_router, incidents_router
 from dispatch.incidents.tasks import ChainDeadlines, job_handlers, purge_old_messages
 from dispatch.jobs.tasks import JobQueue, Timer
@@ -244,7 +244,11 @@ def _add_health(app: FastAPI) -> None:
         responses={
             **MIDDLEWARE_RESPONSES,
             200: {"model": Readiness, "description": "ready"},
-            503: {"model": Readiness, "description": "not ready: status (and detail) say why"},
+            503: {
+                "model": Readiness,
+                "description": "not ready: status (and detail) say why",
+                "headers": RETRY_AFTER,
+            },
         },
     )
     async def readyz(runtime: RuntimeDep) -> JSONResponse:
@@ -253,26 +257,32 @@ def _add_health(app: FastAPI) -> None:
         fan-out listener that brings other processes' messages is connected."""
         if runtime.stopped:
             stopped = "; ".join(f"{name}: {what}" for name, what in runtime.stopped.items())
-            return JSONResponse(
-                {"status": "background task stopped", "detail": stopped}, status_code=503
-            )
+            return _not_ready({"status": "background task stopped", "detail": stopped})
         try:
             async with runtime.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
             schema = await migrate.schema_state(runtime.engine)
         except Exception as error:
-            return JSONResponse({"status": "unavailable", "detail": str(error)}, status_code=503)
+            return _not_ready({"status": "unavailable", "detail": str(error)})
         # Ahead (a newer release migrated it, a rolling upgrade): still ready.
         if schema is migrate.Schema.BEHIND:
-            return JSONResponse({"status": "migrations pending"}, status_code=503)
+            return _not_ready({"status": "migrations pending"})
         if runtime.writes.failing and not await _writes_again(runtime):
-            detail = runtime.writes.last_error
-            body = {"status": "database refuses writes", "detail": detail}
-            return JSONResponse(body, status_code=503)
+            return _not_ready(
+                {"status": "database refuses writes", "detail": runtime.writes.last_error}
+            )
         fanout = getattr(runtime, "fanout", None)
         if fanout is not None and not fanout.connected:
-            return JSONResponse({"status": "fan-out listener disconnected"}, status_code=503)
+            return _not_ready({"status": "fan-out listener disconnected"})
         return JSONResponse({"status": "ready", "fanout": "off" if fanout is None else "connected"})
+
+
+# When a probe that was told "not ready" may ask again (every 503 carries Retry-After).
+READY_RETRY_AFTER_S = 5
+
+
+def _not_ready(body: dict[str, str | None]) -> JSONResponse:
+    return JSONResponse(body, status_code=503, headers={"Retry-After": str(READY_RETRY_AFTER_S)})
 
 
 async def _writes_again(runtime: Runtime) -> bool:

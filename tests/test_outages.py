@@ -118,6 +118,7 @@ async def test_a_database_outage_is_a_503_with_retry_after_and_readyz_follows_it
             ready = await http.get("/readyz")
             assert ready.status_code == 503, ready.text
             assert ready.json()["status"] != "ready"
+            assert int(ready.headers["Retry-After"]) >= 1
         # Once a write succeeds again (readyz's own), ready; nothing of the refused report.
         assert (await ready_again(http)).json()["status"] == "ready"
         listed = await http.get("/api/v1/incidents", headers=operator.headers)
@@ -149,6 +150,7 @@ async def test_readyz_stays_not_ready_while_writes_fail_though_reads_work(
                 "status": "database refuses writes",
                 "detail": "database is locked",
             }
+            assert int(ready.headers["Retry-After"]) >= 1
         assert (await ready_again(http)).json()["status"] == "ready"
 
 

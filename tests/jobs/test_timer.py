@@ -187,6 +187,7 @@ async def test_a_timer_that_dies_is_logged_at_once_and_the_server_is_no_longer_r
                 break
             await asyncio.sleep(0.02)
     assert ready.status_code == 503
+    assert int(ready.headers["Retry-After"]) >= 1
     assert ready.json() == {
         "status": "background task stopped",
         "detail": "chain-timer: OverflowError: date value out of range",

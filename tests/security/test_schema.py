@@ -89,6 +89,7 @@ async def test_routes_outside_the_api_declare_what_the_middleware_answers(world:
         assert reply.status_code == 413 and reply.json()["error"] == "too_large"
     ready = schema["paths"]["/readyz"]["get"]["responses"]
     assert json_schema(ready["200"]) == json_schema(ready["503"])
+    assert ready["503"]["headers"]["Retry-After"]["schema"] == {"type": "integer"}
     assert (await world.http.get("/readyz")).json()["status"] == "ready"
 
 
