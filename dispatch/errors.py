@@ -10,10 +10,12 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from dispatch.outages import database_unavailable
 
@@ -208,6 +210,20 @@ def _unreadable_body(request: Request, cause: BaseException | None) -> dict[str,
     return {"error": "bad_request", "detail": detail, "field": "body"}
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the request's path takes. Starlette's 405 names only those of the first
+    route at the path (POST for /api/v1/incidents, which also lists incidents with GET)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        if (
+            route.methods
+            and route.path
+            and compile_path(route.path)[0].match(request.scope["path"])
+        ):
+            methods |= set(route.methods)
+    return sorted(methods)
+
+
 _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 # When a client is told to try again after a database outage.
 DATABASE_RETRY_AFTER_S = 2
@@ -241,6 +257,8 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = dict(exc.headers or {})
         if exc.status_code == 401:
             headers.setdefault("WWW-Authenticate", "Bearer")
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
         return JSONResponse(body, status_code=exc.status_code, headers=headers or None)
 
     async def pool_timeout(_: Request, exc: Exception) -> JSONResponse:

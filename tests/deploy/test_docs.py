@@ -141,3 +141,27 @@ async def test_the_documented_sqlite_restore_brings_back_the_backup_after_a_cras
     with contextlib.closing(sqlite.connect(database)) as connection:
         assert connection.execute("SELECT count(*) FROM incidents").fetchone() == (1,)
     assert (folder / "before-restore" / "dispatch.db-wal").exists()
+
+
+async def test_the_error_answers_api_md_shows_are_the_servers(world: World) -> None:
+    errors = (ROOT / "docs" / "api.md").read_text().split("## Errors", 1)[1].split("\n## ", 1)[0]
+    schema, beyond = (json.loads(block) for block in re.findall(r"```json\n(.*?)\n```", errors))
+    operator = await world.operator()
+
+    async def report(**body: object) -> httpx.Response:
+        sent = {"location": {"lon": 114.159, "lat": 22.847}, "category": "fight", **body}
+        return await world.http.post("/api/v1/incidents", json=sent, headers=operator.headers)
+
+    reply = await report(location={"lon": 114.16, "lat": 91})
+    assert (reply.status_code, reply.json()) == (422, schema)
+    reply = await report(location={"lon": 214.16, "lat": 91})
+    assert [f["field"] for f in reply.json()["fields"]] == ["location.lon", "location.lat"]
+    assert "field" not in reply.json()
+    reply = await report(description="a\x00b")
+    assert (reply.status_code, reply.json()) == (422, beyond)
+
+    assert "| 405 | `method_not_allowed` |" in errors
+    reply = await world.http.delete("/api/v1/incidents", headers=operator.headers)
+    assert (reply.status_code, reply.json()["error"]) == (405, "method_not_allowed")
+    # Every method of the path, not only those of the first route at it.
+    assert reply.headers["Allow"] == "GET, POST"
