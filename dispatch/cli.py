@@ -8,6 +8,7 @@ import contextlib
 import getpass
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -46,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_serve)
 
     db = commands.add_parser("db", help="database schema")
+    db.set_defaults(handler=usage(db))
     db_commands = db.add_subparsers()
     upgrade = db_commands.add_parser("upgrade", help="apply every pending migration")
     upgrade.set_defaults(handler=_db_upgrade)
@@ -56,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     secret.set_defaults(handler=_secret)
 
     users = commands.add_parser("users", help="accounts")
+    users.set_defaults(handler=usage(users))
     users_commands = users.add_subparsers()
     add = users_commands.add_parser("add", help="add an account; the password is read from stdin")
     add.add_argument("name")
@@ -69,6 +72,16 @@ def _parser() -> argparse.ArgumentParser:
     add_simulate_command(commands)
     add_audit_command(commands)
     return parser
+
+
+def usage(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """The handler of a command given without its subcommand: that command's own help."""
+
+    def show(_: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return 2
+
+    return show
 
 
 def _serve(args: argparse.Namespace) -> int:

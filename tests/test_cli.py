@@ -49,6 +49,19 @@ def one_error_line(done: subprocess.CompletedProcess[str], status: int) -> str:
     return lines[0]
 
 
+# ---------------------------------------------------------------- commands
+
+
+@pytest.mark.parametrize(
+    ("command", "subcommand"), [("db", "upgrade"), ("users", "add"), ("audit", "verify")]
+)
+def test_a_command_without_its_subcommand_shows_its_own_help(command: str, subcommand: str) -> None:
+    done = dispatch(command)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"usage: dispatch {command} [-h] {{{subcommand}}}")
+    assert subcommand in done.stderr
+
+
 # ---------------------------------------------------------------- settings
 
 

@@ -17,7 +17,10 @@ from dispatch.config import Settings
 
 
 def add_audit_command(commands: Any) -> None:
+    from dispatch.cli import usage
+
     audit = commands.add_parser("audit", help="the audit trail and the event log's hash chains")
+    audit.set_defaults(handler=usage(audit))
     audit_commands = audit.add_subparsers()
     verify = audit_commands.add_parser(
         "verify",
