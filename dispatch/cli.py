@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import getpass
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -14,6 +15,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from dispatch.config import Settings, setting_errors
+
+log = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +100,8 @@ def _serve(args: argparse.Namespace) -> int:
     if held is False:
         return 1
     try:
-        if not upgraded(settings.database_url):
+        # A database ahead of this release is logged by each serving process as it starts.
+        if not upgraded(settings.database_url, warn=False):
             return 1
         if args.demo:
             _print_demo(settings)
@@ -195,7 +199,11 @@ def _secret(_: argparse.Namespace) -> int:
 
 
 def _db_upgrade(_: argparse.Namespace) -> int:
-    unknown = migrated(Settings().database_url)
+    from dispatch.observability.logs import configure_logging
+
+    settings = Settings()
+    configure_logging(settings)
+    unknown = migrated(settings.database_url)
     if unknown is None:
         return 1
     if not unknown:
@@ -203,15 +211,19 @@ def _db_upgrade(_: argparse.Namespace) -> int:
     return 0
 
 
-def upgraded(database_url: str, source: str = "DISPATCH_DATABASE_URL") -> bool:
+def upgraded(
+    database_url: str, source: str = "DISPATCH_DATABASE_URL", *, warn: bool = True
+) -> bool:
     """Migrate the database, or say in one line on stderr why it cannot be. A database ahead
-    of this release is left as it is, with a warning."""
-    return migrated(database_url, source) is not None
+    of this release is left as it is, with a warning (unless ``warn`` is False)."""
+    return migrated(database_url, source, warn=warn) is not None
 
 
-def migrated(database_url: str, source: str = "DISPATCH_DATABASE_URL") -> list[str] | None:
+def migrated(
+    database_url: str, source: str = "DISPATCH_DATABASE_URL", *, warn: bool = True
+) -> list[str] | None:
     """Migrate the database: the revisions this release does not know when a newer release
-    migrated it (left as it is, with a warning on stderr), or None when it cannot be migrated
+    migrated it (left as it is, with a logged warning), or None when it cannot be migrated
     (said in one line on stderr)."""
     from dispatch import migrate
 
@@ -224,12 +236,14 @@ def migrated(database_url: str, source: str = "DISPATCH_DATABASE_URL") -> list[s
     except database_errors() as error:
         print(database_error(source, database_url, error), file=sys.stderr)
         return None
-    if unknown:
-        print(
-            f"warning: {source}: the database is at revision {', '.join(unknown)}, newer than "
-            f"this release's {', '.join(migrate.heads())}: left as it is (a newer release "
-            "migrated it; this one keeps working on it)",
-            file=sys.stderr,
+    if unknown and warn:
+        # Logged, not printed: with DISPATCH_LOG_FORMAT=json a collector reads it as a WARNING.
+        log.warning(
+            "%s: the database is at revision %s, newer than this release's %s: left as it is "
+            "(a newer release migrated it; this one keeps working on it)",
+            source,
+            ", ".join(unknown),
+            ", ".join(migrate.heads()),
         )
     return unknown
 
@@ -282,6 +296,7 @@ def at_this_release(database_url: str, source: str = "DISPATCH_DATABASE_URL") ->
 def _users_add(args: argparse.Namespace) -> int:
     from dispatch.auth.models import Role
     from dispatch.errors import DomainError
+    from dispatch.observability.logs import configure_logging
 
     password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline()
     password = password.rstrip("\n")
@@ -289,7 +304,9 @@ def _users_add(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 1
-    database_url = Settings().database_url
+    settings = Settings()
+    configure_logging(settings)
+    database_url = settings.database_url
     if not upgraded(database_url):
         return 1
     try:

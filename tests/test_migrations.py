@@ -156,7 +156,16 @@ async def test_a_database_ahead_of_this_release_is_served_as_it_is(
 
             done = await asyncio.to_thread(dispatch, "db", "upgrade", database_url=url)
             assert done.returncode == 0, done.stderr
-            assert done.stderr.startswith("warning: ") and newer in done.stderr
+            # A log line like the server's (DISPATCH_LOG_FORMAT=json), not plain text.
+            [warning] = [json.loads(line) for line in done.stderr.splitlines()]
+            assert (warning["level"], warning["logger"]) == ("WARNING", "dispatch.cli")
+            assert warning["message"].startswith("DISPATCH_DATABASE_URL: the database is at")
+            assert newer in warning["message"]
+            text_format = {"log_format": "text"}
+            done = await asyncio.to_thread(
+                dispatch, "db", "upgrade", database_url=url, **text_format
+            )
+            assert " WARNING dispatch.cli: DISPATCH_DATABASE_URL: " in done.stderr
             assert await migrate.current_revisions(engine) == [newer]
 
             env = server_env(url, tmp_path)

@@ -9,6 +9,7 @@ incident, of a job about one, or explicitly with ``about_incident``; or given as
 from __future__ import annotations
 
 import logging
+import logging.config
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -147,10 +148,17 @@ def uvicorn_log_config(settings: Settings) -> dict[str, Any]:
             "uvicorn.access": {"handlers": [], "propagate": True},
             # httpx logs every request's full URL, robot keys and tokens included.
             "httpx": {"level": "WARNING"},
-            # Every /readyz compares the schema with the migrations; that is no news.
-            "alembic.runtime.migration": {"level": "WARNING"},
+            # Every /readyz compares the schema with the migrations, and each migration run
+            # lists the plugins it set up; that is no news.
+            "alembic": {"level": "WARNING"},
         },
     }
+
+
+def configure_logging(settings: Settings) -> None:
+    """For a command that logs without uvicorn (``dispatch db upgrade``): the served process's
+    handler, format and level."""
+    logging.config.dictConfig(uvicorn_log_config(settings))
 
 
 class IncidentLogContext:
