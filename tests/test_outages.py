@@ -23,7 +23,7 @@ from dispatch.clock import ManualClock
 from dispatch.config import Settings
 from dispatch.db import create_engine
 from dispatch.errors import install_error_handlers
-from dispatch.outages import database_unavailable
+from dispatch.outages import database_unavailable, error_kind
 from tests.conftest import RunningServer, pg_admin
 from tests.processes import ServerProcess, cli, server_env
 from tests.support import World, get_token, open_socket
@@ -119,6 +119,10 @@ async def test_a_database_outage_is_a_503_with_retry_after_and_readyz_follows_it
             assert ready.status_code == 503, ready.text
             assert ready.json()["status"] != "ready"
             assert int(ready.headers["Retry-After"]) >= 1
+            # Counted by its kind, not by the driver's class name ("Error", "OperationalError").
+            metrics = (await http.get("/metrics")).text
+            kind = "locked" if backend == "sqlite" else "connection"
+            assert f'dispatch_database_errors_total{{error="{kind}"}}' in metrics
         # Once a write succeeds again (readyz's own), ready; nothing of the refused report.
         assert (await ready_again(http)).json()["status"] == "ready"
         listed = await http.get("/api/v1/incidents", headers=operator.headers)
@@ -166,10 +170,13 @@ async def test_refusals_for_the_data_or_the_statement_are_not_outages(database_u
             with pytest.raises(DBAPIError) as duplicate:
                 await connection.execute(text("INSERT INTO t VALUES (1)"))
         assert not database_unavailable(duplicate.value)
+        assert error_kind(duplicate.value) == "constraint"
         async with engine.connect() as connection:
             with pytest.raises(DBAPIError) as missing:
                 await connection.execute(text("SELECT * FROM no_such_table"))
         assert not database_unavailable(missing.value)
+        # The same word on both: SQLite raises OperationalError, PostgreSQL ProgrammingError.
+        assert error_kind(missing.value) == "statement"
     finally:
         await engine.dispose()
 
@@ -185,6 +192,7 @@ async def test_a_database_that_cannot_be_reached_is_an_outage(backend: str) -> N
             async with engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
         assert database_unavailable(refused.value)
+        assert error_kind(refused.value) == "connection"
     finally:
         await engine.dispose()
 

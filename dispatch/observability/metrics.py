@@ -35,6 +35,7 @@ from alerts.store import OUTBOX_KEY, Envelope
 from dispatch.audit.chain import WRITTEN_KEY, Written
 from dispatch.incidents.models import AnyDispatch, Dispatch, IncidentEvent
 from dispatch.notifiers.models import NotificationAttempt
+from dispatch.outages import error_kind
 from dispatch.reachability.models import TestAlert
 from dispatch.runtime import Runtime
 
@@ -113,7 +114,9 @@ class Metrics:
         )
         self.database_errors = Counter(
             "dispatch_database_errors",
-            "Errors raised by the database driver, by exception class.",
+            "Errors raised by the database driver, by kind: an outage's (connection, locked, "
+            "read_only, resources, shutdown, io) or a refusal's (constraint, data, statement, "
+            "conflict), else other.",
             ["error"],
             registry=r,
         )
@@ -197,7 +200,8 @@ class Metrics:
         session.info.pop(WRITTEN_KEY, None)
 
     def _database_error(self, context: ExceptionContext) -> None:
-        self.database_errors.labels(type(context.original_exception).__name__).inc()
+        error = context.sqlalchemy_exception or context.original_exception
+        self.database_errors.labels(error_kind(error)).inc()
 
     # ------------------------------------------------------------ counting
 
