@@ -8,8 +8,10 @@ import contextlib
 import getpass
 import logging
 import os
+import shutil
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -105,11 +107,34 @@ def _serve(args: argparse.Namespace) -> int:
             return 1
         if args.demo:
             _print_demo(settings)
-        _run(args, settings)
+        with shared_metrics(args.workers):
+            _run(args, settings)
     finally:
         if isinstance(held, int):
             os.close(held)
     return 0
+
+
+@contextlib.contextmanager
+def shared_metrics(workers: int) -> Iterator[None]:
+    """Several workers count into files of one directory, made empty now for this server's
+    workers alone and removed when it stops, so that any worker's /metrics answers for all of
+    them. prometheus_client takes the directory from PROMETHEUS_MULTIPROC_DIR when a worker
+    imports it. One worker counts in memory, whatever the variable said."""
+    if workers <= 1:
+        os.environ.pop(MULTIPROCESS_VARIABLE, None)
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="dispatch-metrics-")
+    os.environ[MULTIPROCESS_VARIABLE] = directory
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROCESS_VARIABLE, None)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def serving_lock(database_url: str) -> int | bool:

@@ -5,13 +5,21 @@ that makes it true. So rather than sprinkling counters through the domains, the 
 sessions report the events (and the alert messages and notifier attempts) they flushed, and the
 counters move only once that transaction has committed; a rolled-back report counts nothing.
 What is a state rather than an event (open sockets, the fan-out listener) is read at scrape.
+
+The workers of ``dispatch serve --workers N`` share their metrics through files in a directory
+that command makes for them (prometheus_client's multiprocess mode): any worker's /metrics
+answers for the whole server. There the states are written to those files instead, by each
+worker every SHARED_STATE_S and before each scrape it answers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -19,9 +27,12 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
+    multiprocess,
+    values,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -46,6 +57,30 @@ DELIVERY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0)
 # Seconds from the report to the first team of a tier on scene, around the 60/180/300 targets.
 ARRIVAL_BUCKETS = (15.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 240.0, 300.0, 420.0, 600.0)
 ROUND_TRIP_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+# How often a worker writes its states for the others to answer with (multiprocess mode).
+SHARED_STATE_S = 1.0
+
+SOCKETS_HELP = "Open websockets by role."
+REPLAYED_HELP = (
+    "Messages sent from the store rather than live (resume after a reconnect, catch-up)."
+)
+FANOUT_CONNECTED_HELP = (
+    "1 while the cross-process fan-out listener is connected (absent on SQLite)."
+)
+FANOUT_ERRORS_HELP = "Errors of the cross-process fan-out listener."
+CONNECTIONS_HELP = "Database connections by pool (writes; reads, on PostgreSQL) and state."
+OFFSET_HELP = "The host's wall clock minus the server's time, which does not follow a step of it."
+ROLES = ("admin", "operator", "leader", "auditor")
+
+
+def multiprocess_dir() -> str | None:
+    """The directory the workers of ``dispatch serve --workers N`` share their metrics in, or
+    None in a process that counts alone. prometheus_client chose where its values live when
+    it was imported, from the same variable."""
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        return None
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
 
 @dataclass
@@ -141,13 +176,25 @@ class Metrics:
             buckets=ROUND_TRIP_BUCKETS,
             registry=r,
         )
-        r.register(_LiveState(runtime))
+        self.shared_dir = multiprocess_dir()
+        self.shared: _SharedState | None = None
+        if self.shared_dir is None:
+            r.register(_LiveState(runtime))
+            self._exposed = r
+        else:
+            self.shared = _SharedState(runtime, r)
+            # Every worker's files, this one's included; not this registry, which holds only
+            # this worker's own counts.
+            self._exposed = CollectorRegistry(auto_describe=True)
+            multiprocess.MultiProcessCollector(self._exposed, self.shared_dir)  # type: ignore[no-untyped-call]
         self._session_class: type[Session] | None = None
 
     # ------------------------------------------------------------ wiring
 
     def install(self) -> None:
         """Count from this runtime's sessions and engine from now on."""
+        if self.shared_dir is not None:
+            forget_dead_workers(self.shared_dir)
         session_class: type[Session] = type("MeteredSession", (Session,), {})
         event.listen(session_class, "after_flush", self._after_flush)
         event.listen(session_class, "after_commit", self._after_commit)
@@ -160,6 +207,17 @@ class Metrics:
     def uninstall(self) -> None:
         for engine in self.runtime.pools().values():
             event.remove(engine.sync_engine, "handle_error", self._database_error)
+        if self.shared_dir is not None:
+            # This worker's states leave the sums; its counts stay in them.
+            multiprocess.mark_process_dead(os.getpid(), self.shared_dir)  # type: ignore[no-untyped-call]
+
+    async def share_states(self) -> None:
+        """In multiprocess mode, keep this worker's states written for the others to answer
+        with."""
+        assert self.shared is not None
+        while True:
+            self.shared.write()
+            await asyncio.sleep(SHARED_STATE_S)
 
     def mount(self, app: FastAPI) -> None:
         app.state.metrics = self
@@ -246,7 +304,9 @@ class Metrics:
     # ------------------------------------------------------------ exposition
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.shared is not None:
+            self.shared.write()
+        return generate_latest(self._exposed)
 
 
 def _dispatch_of(
@@ -270,37 +330,24 @@ class _LiveState(Collector):
         self.runtime = runtime
 
     def collect(self) -> Iterator[Metric]:
-        sockets = GaugeMetricFamily(
-            "dispatch_websocket_connections", "Open websockets by role.", labels=["role"]
-        )
+        sockets = GaugeMetricFamily("dispatch_websocket_connections", SOCKETS_HELP, labels=["role"])
         counts = self.runtime.hub.count_by_label()
-        for role in sorted({"admin", "operator", "leader", "auditor", *counts}):
+        for role in sorted({*ROLES, *counts}):
             sockets.add_metric([role], counts.get(role, 0))
         yield sockets
-        replayed = CounterMetricFamily(
-            "dispatch_replayed_messages",
-            "Messages sent from the store rather than live (resume after a reconnect, catch-up).",
-        )
+        replayed = CounterMetricFamily("dispatch_replayed_messages", REPLAYED_HELP)
         replayed.add_metric([], self.runtime.hub.stats.replayed)
         yield replayed
         fanout = getattr(self.runtime, "fanout", None)
-        connected = GaugeMetricFamily(
-            "dispatch_fanout_connected",
-            "1 while the cross-process fan-out listener is connected (absent on SQLite).",
-        )
-        errors = CounterMetricFamily(
-            "dispatch_fanout_errors", "Errors of the cross-process fan-out listener."
-        )
+        connected = GaugeMetricFamily("dispatch_fanout_connected", FANOUT_CONNECTED_HELP)
+        errors = CounterMetricFamily("dispatch_fanout_errors", FANOUT_ERRORS_HELP)
         if fanout is not None:
             connected.add_metric([], 1.0 if getattr(fanout, "connected", False) else 0.0)
             errors.add_metric([], float(getattr(fanout, "errors", 0)))
         yield connected
         yield errors
         yield self._connections()
-        offset = GaugeMetricFamily(
-            "dispatch_clock_offset_seconds",
-            "The host's wall clock minus the server's time, which does not follow a step of it.",
-        )
+        offset = GaugeMetricFamily("dispatch_clock_offset_seconds", OFFSET_HELP)
         offset.add_metric([], self.runtime.clock.offset_s())
         yield offset
 
@@ -308,9 +355,7 @@ class _LiveState(Collector):
         """The pools' connections: a writers' pool whose connections are all in use means
         units of work wait for one (DISPATCH_DB_POOL_SIZE)."""
         gauge = GaugeMetricFamily(
-            "dispatch_db_connections",
-            "Database connections by pool (writes; reads, on PostgreSQL) and state.",
-            labels=["pool", "state"],
+            "dispatch_db_connections", CONNECTIONS_HELP, labels=["pool", "state"]
         )
         for name, engine in self.runtime.pools().items():
             pool = engine.sync_engine.pool
@@ -318,6 +363,80 @@ class _LiveState(Collector):
                 gauge.add_metric([name, "in_use"], pool.checkedout())
                 gauge.add_metric([name, "idle"], pool.checkedin())
         return gauge
+
+
+class _SharedState:
+    """What _LiveState reads at scrape, written instead to the workers' shared files, each with
+    the multiprocess mode that makes the whole server's value of it: sockets and connections
+    summed over the live workers, the listener the lowest of theirs (0 when any is down), the
+    clock each worker's own (a ``pid`` label); the counters summed, a restarted worker's
+    counts kept."""
+
+    def __init__(self, runtime: Runtime, registry: CollectorRegistry) -> None:
+        self.runtime = runtime
+        r = registry
+        self.sockets = Gauge(
+            "dispatch_websocket_connections",
+            SOCKETS_HELP,
+            ["role"],
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.replayed = Counter("dispatch_replayed_messages", REPLAYED_HELP, registry=r)
+        self.fanout_connected = Gauge(
+            "dispatch_fanout_connected",
+            FANOUT_CONNECTED_HELP,
+            multiprocess_mode="livemin",
+            registry=r,
+        )
+        self.fanout_errors = Counter("dispatch_fanout_errors", FANOUT_ERRORS_HELP, registry=r)
+        self.connections = Gauge(
+            "dispatch_db_connections",
+            CONNECTIONS_HELP,
+            ["pool", "state"],
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.offset = Gauge(
+            "dispatch_clock_offset_seconds", OFFSET_HELP, multiprocess_mode="liveall", registry=r
+        )
+        # What the counters were written up to, from the hub's and the listener's own counts.
+        self._replayed = 0
+        self._fanout_errors = 0
+
+    def write(self) -> None:
+        runtime = self.runtime
+        counts = runtime.hub.count_by_label()
+        for role in sorted({*ROLES, *counts}):
+            self.sockets.labels(role).set(counts.get(role, 0))
+        replayed = runtime.hub.stats.replayed
+        self.replayed.inc(replayed - self._replayed)
+        self._replayed = replayed
+        fanout = getattr(runtime, "fanout", None)
+        if fanout is not None:
+            self.fanout_connected.set(1.0 if getattr(fanout, "connected", False) else 0.0)
+            errors = int(getattr(fanout, "errors", 0))
+            self.fanout_errors.inc(errors - self._fanout_errors)
+            self._fanout_errors = errors
+        for name, engine in runtime.pools().items():
+            pool = engine.sync_engine.pool
+            if isinstance(pool, QueuePool):
+                self.connections.labels(name, "in_use").set(pool.checkedout())
+                self.connections.labels(name, "idle").set(pool.checkedin())
+        self.offset.set(runtime.clock.offset_s())
+
+
+def forget_dead_workers(directory: str) -> None:
+    """Drop the states of workers that are gone (killed, restarted by the supervisor): their
+    sockets and connections went with them. Their counts stay."""
+    for file in Path(directory).glob("gauge_live*_*.db"):
+        pid = int(file.stem.rsplit("_", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+        except PermissionError:
+            pass  # alive, another user's
 
 
 async def serve_metrics(request: Request) -> Response:

@@ -42,6 +42,9 @@ class Operations:
         self.metrics.install()
         self.notifier.start()
         self._tasks = [asyncio.create_task(self.presence.run(), name="presence")]
+        if self.metrics.shared is not None:
+            shared = asyncio.create_task(self.metrics.share_states(), name="metrics-states")
+            self._tasks.append(shared)
         return self._tasks
 
     async def stop(self) -> None:

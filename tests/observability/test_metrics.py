@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from dispatch.incidents.models import IncidentEvent
-from tests.support import QINGXI, World
+from tests.processes import ServerProcess, cli, server_env
+from tests.support import QINGXI, World, get_token, open_socket
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -213,3 +217,69 @@ async def test_the_connections_in_use_show_by_pool(world: World, backend: str) -
     else:
         raise AssertionError("the writers' connection was never given back")
     assert value(samples, "dispatch_db_connections", pool="writes", state="idle") >= 1
+
+
+async def test_any_worker_of_a_server_answers_for_all_of_its_workers(
+    postgres_only: str, tmp_path: Path
+) -> None:
+    """dispatch serve --workers 2: each worker once answered with its own counts alone (8
+    scrapes after 6 reports said 3, or 3, or 3...)."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {**server_env(postgres_only, tmp_path), "TMPDIR": str(temporary)}
+    await cli(env, "users", "add", "duty", "--role", "operator", stdin="operator-password\n")
+    server = ServerProcess(env, tmp_path / "server.log", args=("--workers", "2"))
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            token = await get_token(http, "duty", "operator-password")
+        console = await open_socket(server.ws_url, token)
+
+        async def report() -> None:
+            # A connection of its own: either worker may take it.
+            async with httpx.AsyncClient(base_url=server.base_url) as http:
+                body = {"location": {"lon": 114.159, "lat": 22.847}, "category": "fight"}
+                headers = {"Authorization": f"Bearer {token}"}
+                reply = await http.post("/api/v1/incidents", json=body, headers=headers)
+                assert reply.status_code == 201, reply.text
+
+        await asyncio.gather(*(report() for _ in range(6)))
+
+        async def scrape_anew() -> Samples:
+            async with httpx.AsyncClient(base_url=server.base_url) as http:
+                reply = await http.get("/metrics")
+            assert reply.status_code == 200
+            return {
+                (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in text_string_to_metric_families(reply.text)
+                for sample in family.samples
+            }
+
+        # Each worker writes its states every second: wait until both have.
+        for _ in range(400):
+            samples = await scrape_anew()
+            workers = {
+                dict(labels)["pid"]
+                for name, labels in samples
+                if name == "dispatch_clock_offset_seconds"
+            }
+            if len(workers) == 2 and value(
+                samples, "dispatch_websocket_connections", role="operator"
+            ):
+                break
+            await asyncio.sleep(0.05)
+        assert len(workers) == 2, samples
+        for _ in range(8):
+            samples = await scrape_anew()
+            assert value(samples, "dispatch_incidents_reported_total") == 6
+            # The socket is on one worker; the sum over both is 1 whichever answers.
+            assert value(samples, "dispatch_websocket_connections", role="operator") == 1
+            assert value(samples, "dispatch_fanout_connected") == 1
+        await console.close()
+    finally:
+        server.terminate()
+        server.stop()
+    started = set(re.findall(r"Started server process \[(\d+)\]", server.output()))
+    assert started == workers, server.output()
+    # The shared directory was made for this server alone, and is gone with it.
+    assert list(temporary.iterdir()) == []
