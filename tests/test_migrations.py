@@ -16,6 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, MetaData, inspect, select, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from alerts.models import AlertsBase
 from dispatch import migrate
@@ -111,12 +112,7 @@ async def test_a_phone_twice_on_a_team_is_kept_once_and_the_removal_is_on_the_tr
             async with engine.connect() as connection:
                 left = await connection.scalars(select(members.c.id).order_by(members.c.id))
                 assert list(left) == ["first", "linked", "other-roster", "other-team"]
-                audit = table_of(AuditEntry)
-                trail = await connection.execute(
-                    select(audit.c.actor_name, audit.c.target_id, audit.c.data)
-                    .where(audit.c.action == "duplicate_member_removed")
-                    .order_by(audit.c.target_id)
-                )
+                trail = await _trail(connection, "duplicate_member_removed")
                 removed = [
                     (actor, target, data["kept"], data["name"]) for actor, target, data in trail
                 ]
@@ -186,6 +182,17 @@ async def test_a_database_ahead_of_this_release_is_served_as_it_is(
             assert await migrate.current_revisions(engine) == [newer]
         finally:
             await engine.dispose()
+
+
+async def _trail(connection: AsyncConnection, action: str) -> list[tuple[str, str, Any]]:
+    """The audit rows a migration wrote for ``action``: actor, target and data, by target."""
+    audit = table_of(AuditEntry)
+    rows = await connection.execute(
+        select(audit.c.actor_name, audit.c.target_id, audit.c.data)
+        .where(audit.c.action == action)
+        .order_by(audit.c.target_id)
+    )
+    return [(row.actor_name, row.target_id, row.data) for row in rows]
 
 
 def _team_row(team_id: str, at: datetime, **extra: Any) -> dict[str, Any]:
@@ -396,12 +403,7 @@ async def test_teams_in_service_sharing_a_name_keep_it_for_the_first_and_the_tra
                 }
                 # Renamed: a change of the team, after every revision before.
                 assert sorted((names["later"][1], names["long-2"][1])) == [7, 8]
-                audit = table_of(AuditEntry)
-                trail = await connection.execute(
-                    select(audit.c.actor_name, audit.c.target_id, audit.c.data)
-                    .where(audit.c.action == "duplicate_team_renamed")
-                    .order_by(audit.c.target_id)
-                )
+                trail = await _trail(connection, "duplicate_team_renamed")
                 renamed = [(a, target, d["name"], d["was"], d["kept"]) for a, target, d in trail]
                 assert renamed == [
                     ("migration 0018", "later", "三中驻点（3）", "三中驻点", "first"),
@@ -489,12 +491,7 @@ async def test_a_teams_roster_is_put_under_its_present_name_once_per_phone(
                     select(teams_table.c.former_names).where(teams_table.c.id == "t")
                 )
                 assert former == ["银湖机动队", "银湖联防队"], "newest first"
-                audit = table_of(AuditEntry)
-                trail = await connection.execute(
-                    select(audit.c.actor_name, audit.c.target_id, audit.c.data)
-                    .where(audit.c.action == "duplicate_member_removed")
-                    .order_by(audit.c.target_id)
-                )
+                trail = await _trail(connection, "duplicate_member_removed")
                 removed = [
                     (a, target, data["kept"], data["group_name"]) for a, target, data in trail
                 ]
