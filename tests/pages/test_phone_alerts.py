@@ -13,6 +13,11 @@ from tests.pages.conftest import PHONE, Opened, desk_context, log_in
 from tests.pages.test_console_and_phone import SECOND, away, card_on_phone, open_phone
 from tests.support import Account, World
 
+# A tap the server did not take at once (a busy answer on a loaded box) is kept on the phone and
+# sent again at its next outbox round, 5 s later: these tests are about what the page does around
+# the accept, so they allow one such retry.
+ACCEPTED_WITHIN_MS = 15_000
+
 
 async def restart(server: RunningServer) -> RunningServer:
     """The same server back on the same address, as after a deploy or an outage."""
@@ -61,7 +66,7 @@ async def test_a_second_alert_waits_behind_the_first_and_comes_up_once_it_is_ans
     await expect(waiting).to_be_hidden()
     await expect(alert).to_have_attribute("data-ringing", "true")
     await phone.get_by_role("button", name="接警").click()
-    await expect(phone.locator("#accept")).to_contain_text("已接警")
+    await expect(phone.locator("#accept")).to_contain_text("已接警", timeout=ACCEPTED_WITHIN_MS)
     await expect(alert).to_have_attribute("data-ringing", "false")
     await phone.keyboard.press("Escape")
     await expect(alert).to_be_hidden()
@@ -207,7 +212,7 @@ async def test_keyboard_focus_stays_in_the_list_while_positions_come_in(
     _leader, operator, phone = await a_fixed_posts_phone(world, browser, contexts)
     incident = await world.report(operator)
     await phone.get_by_role("button", name="接警").click()
-    await expect(phone.locator("#accept")).to_contain_text("已接警")
+    await expect(phone.locator("#accept")).to_contain_text("已接警", timeout=ACCEPTED_WITHIN_MS)
     await phone.keyboard.press("Escape")
     await expect(phone.locator("#alert")).to_be_hidden()
 
