@@ -93,8 +93,6 @@ class Listener:
         self._dsn = asyncpg_dsn(database_url)
         self.origin = origin
         self._receivers: dict[str, Receiver] = {}
-        # Channels whose receiver also hears this process's own announcements.
-        self._own: set[str] = set()
         self._on_reconnect: list[Reconnected] = []
         self._task: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
@@ -109,13 +107,9 @@ class Listener:
         # when it is the first (its predecessors never came up).
         self._behind = False
 
-    def on(self, channel: str, receiver: Receiver, *, own: bool = False) -> None:
-        """Hand the ids announced on ``channel`` to ``receiver``; with ``own``, also those
-        this process announced itself (for what the announcing transaction cannot reach,
-        such as the sockets of this process)."""
+    def on(self, channel: str, receiver: Receiver) -> None:
+        """Hand the ids other processes announce on ``channel`` to ``receiver``."""
         self._receivers[channel] = receiver
-        if own:
-            self._own.add(channel)
 
     def on_reconnect(self, callback: Reconnected) -> None:
         self._on_reconnect.append(callback)
@@ -206,7 +200,7 @@ class Listener:
     def _received(self, _connection: Any, _pid: int, channel: str, payload: str) -> None:
         origin, _, ids = payload.partition(":")
         receiver = self._receivers.get(channel)
-        if receiver is None or (origin == self.origin and channel not in self._own):
+        if receiver is None or origin == self.origin:
             return
         for item in ids.split(","):
             task = asyncio.create_task(self._deliver(receiver, item))

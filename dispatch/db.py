@@ -13,7 +13,7 @@ import orjson
 from sqlalchemy import MetaData, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import AdaptedConnection
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -211,3 +211,11 @@ def dialect_name(session: AsyncSession) -> str:
 def upsert_insert(dialect: str) -> Callable[[Any], postgresql.Insert | sqlite.Insert]:
     """The dialect's ``insert``, the one with ``on_conflict_do_*`` (PostgreSQL's or SQLite's)."""
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def violates_unique(error: IntegrityError, index: str, table: str, *columns: str) -> bool:
+    """Whether ``error`` is the unique ``index`` of ``table`` refusing a row: PostgreSQL names
+    the index, SQLite the columns."""
+    text = str(error.orig)
+    named = ", ".join(f"{table}.{c}" for c in columns)
+    return f'"{index}"' in text or text.endswith(f"UNIQUE constraint failed: {named}")

@@ -17,7 +17,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role, User
-from dispatch.db import dialect_name, new_id, row_values, table_of, upsert_insert
+from dispatch.db import dialect_name, new_id, row_values, table_of, upsert_insert, violates_unique
 from dispatch.errors import Conflict, Forbidden, InvalidInput, NotFound
 from dispatch.incidents.schemas import SkippedTeamOut
 from dispatch.rosters import duty
@@ -394,11 +394,7 @@ def _phone_taken(error: IntegrityError) -> bool:
 
 
 def _violates(error: IntegrityError, index: str, *columns: str) -> bool:
-    """Whether ``error`` is a unique ``index`` of roster_members refusing a row: PostgreSQL names
-    the index, SQLite the columns."""
-    text = str(error.orig)
-    named = ", ".join(f"roster_members.{c}" for c in columns)
-    return f'"{index}"' in text or text.endswith(f"UNIQUE constraint failed: {named}")
+    return violates_unique(error, index, "roster_members", *columns)
 
 
 def _new_member(row: _Row, now: datetime) -> RosterMember:

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from dispatch.db import after_commit, announce, dialect_name, new_id
+from dispatch.db import after_commit, announce, dialect_name, new_id, violates_unique
 from dispatch.errors import Conflict, InvalidInput, NotFound
 from dispatch.rosters.book import DutyBook, duty_changed
 from dispatch.rosters.models import DutySchedule, RosterMember
@@ -60,8 +60,7 @@ async def _flush_name(session: AsyncSession, name: str) -> None:
     try:
         await session.flush()
     except IntegrityError as error:
-        said = str(error.orig)
-        if f'"{NAME_INDEX}"' in said or said.endswith("UNIQUE constraint failed: teams.name"):
+        if violates_unique(error, NAME_INDEX, "teams", "name"):
             raise Conflict(
                 f"name: another team in service is named {name!r}; choose another name",
                 field="name",
