@@ -13,10 +13,14 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from dispatch.config import Settings, setting_errors
+
+if TYPE_CHECKING:
+    from dispatch.auth.schemas import UserCreate
 
 log = logging.getLogger(__name__)
 
@@ -325,9 +329,9 @@ def _users_add(args: argparse.Namespace) -> int:
 
     password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline()
     password = password.rstrip("\n")
-    problem = _user_problem(args.name, Role(args.role), args.team, password)
-    if problem is not None:
-        print(f"error: {problem}", file=sys.stderr)
+    account = _user_account(args.name, Role(args.role), args.team, password)
+    if isinstance(account, str):
+        print(f"error: {account}", file=sys.stderr)
         return 1
     settings = Settings()
     configure_logging(settings)
@@ -335,7 +339,9 @@ def _users_add(args: argparse.Namespace) -> int:
     if not upgraded(database_url):
         return 1
     try:
-        user_id = asyncio.run(_add_user(args.name, Role(args.role), args.team, password))
+        user_id = asyncio.run(
+            _add_user(account.name, account.role, account.team_id, account.password)
+        )
     except DomainError as error:
         print(f"error: {error.detail}", file=sys.stderr)
         return 1
@@ -346,15 +352,13 @@ def _users_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _user_problem(name: str, role: object, team_id: str | None, password: str) -> str | None:
-    """The rules the account breaks, naming each field and rule but never the values given:
-    one of them is the password."""
-    from pydantic import ValidationError
-
+def _user_account(name: str, role: object, team_id: str | None, password: str) -> UserCreate | str:
+    """The account as the API would take it (its name stripped), or the rules it breaks,
+    naming each field and rule but never the values given: one of them is the password."""
     from dispatch.auth.schemas import UserCreate
 
     try:
-        UserCreate.model_validate(
+        return UserCreate.model_validate(
             {"name": name, "password": password, "role": role, "team_id": team_id}
         )
     except ValidationError as error:
@@ -362,7 +366,6 @@ def _user_problem(name: str, role: object, team_id: str | None, password: str) -
             f"{'.'.join(str(part) for part in e['loc']) or 'account'}: {e['msg']}"
             for e in error.errors(include_url=False, include_context=False, include_input=False)
         )
-    return None
 
 
 async def _add_user(name: str, role: object, team_id: str | None, password: str) -> str:

@@ -151,6 +151,15 @@ QueryNumber = Annotated[float, BeforeValidator(_plain_number)]
 # Bidi_Control): text that one of them garbles, or reorders so that it reads as something else
 # (U+202E shows "abc" as "cba"), on screens, in exports and on printed rosters.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Unicode's White_Space, which a name loses at both ends: the characters pydantic's
+# strip_whitespace drops too, so a file's names are read as a body's. Not str.strip()'s set,
+# which also drops U+001C-U+001F (control characters, refused rather than dropped).
+WHITESPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+# Line breaks and tabs are how people write a longer text.
+TEXT_LAYOUT = "\t\n\r"
 
 
 def control_character(value: str, *, allowed: str = "") -> str | None:
@@ -159,6 +168,27 @@ def control_character(value: str, *, allowed: str = "") -> str | None:
         if found.group() not in allowed:
             return f"U+{ord(found.group()):04X}"
     return None
+
+
+def strip_name(value: str) -> str:
+    return value.strip(WHITESPACE)
+
+
+def name_problem(name: str, max_length: int) -> str | None:
+    """What keeps a stripped name from being one (``"contains a control character
+    (U+0007)"``), to follow the name's own words; None for a good name."""
+    if not name:
+        return "must not be blank"
+    if len(name) > max_length:
+        return f"must be at most {max_length} characters"
+    found = control_character(name)
+    if found is not None:
+        return f"contains a control character ({found})"
+    return None
+
+
+def _stripped(value: object) -> object:
+    return strip_name(value) if isinstance(value, str) else value
 
 
 def _shown_name(value: str) -> str:
@@ -170,17 +200,29 @@ def _shown_name(value: str) -> str:
 
 def shown_text(value: str) -> str:
     """A free text others read (an incident's description): lines and tabs, no other control."""
-    # Line breaks and tabs are how people write a longer text.
-    found = control_character(value, allowed="\t\n\r")
+    found = control_character(value, allowed=TEXT_LAYOUT)
     if found is not None:
         raise ValueError(f"the text contains a control character ({found})")
     return value
 
 
-# A name others read (a team's): surrounding whitespace dropped, as the rosters' 队伍名称 is
-# read, then not blank and without control characters.
+# Names and short labels others read (a team's, a user's): surrounding whitespace dropped, as
+# the rosters' 队伍名称 is read, then not blank, not too long and without control characters.
+# The same rules as name_problem, which the importers apply to a file's names; one alias per
+# length, as a Field's max_length does not reach into an Annotated string's constraints.
 ShownName = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=128),
+    StringConstraints(min_length=1, max_length=128),
+    # Before the constraints above, which it wraps.
+    BeforeValidator(_stripped),
     AfterValidator(_shown_name),
 ]
+ShortName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64),
+    # Before the constraints above, which it wraps.
+    BeforeValidator(_stripped),
+    AfterValidator(_shown_name),
+]
+# A free text others read (shown_text): kept as written, lines and tabs allowed.
+ShownText = Annotated[str, StringConstraints(max_length=2000), AfterValidator(shown_text)]

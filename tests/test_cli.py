@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import sqlite3
 import subprocess
@@ -323,6 +324,27 @@ def test_users_add_names_the_rule_but_never_the_password(tmp_path: Path) -> None
     assert "input_value" not in done.stderr
     # Refused before anything touched the database.
     assert not database.exists()
+
+
+def test_users_add_takes_a_name_as_the_api_does(tmp_path: Path) -> None:
+    database = tmp_path / "users.db"
+    url = f"sqlite+aiosqlite:///{database}"
+    assert dispatch("db", "upgrade", database_url=url).returncode == 0
+    for name, found in (("黄\u0007队长", "U+0007"), ("\u202e长队黄", "U+202E")):
+        done = dispatch(
+            "users", "add", name, "--role", "admin", database_url=url, stdin="long-password\n"
+        )
+        line = one_error_line(done, 1)
+        assert line.startswith("error: name:") and f"control character ({found})" in line
+    done = dispatch(
+        "users", "add", "\u3000黄 队长 ", "--role", "admin",
+        database_url=url, stdin="long-password\n",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        assert connection.execute("SELECT name FROM users").fetchall() == [("黄 队长",)]
+        trail = connection.execute("SELECT data FROM audit_log WHERE action = 'cli_add_user'")
+        assert [json.loads(data)["name"] for (data,) in trail] == ["黄 队长"]
 
 
 def test_users_add_names_an_unusable_database() -> None:

@@ -13,6 +13,7 @@ from dispatch.config import Settings
 from dispatch.deps import AdminDep, PrincipalDep, RuntimeDep, SessionDep
 from dispatch.errors import RATE_LIMITED, Unauthorized
 from dispatch.routing import api_router
+from dispatch.schemas import ShortName
 from dispatch.security import limits
 from dispatch.teams import service as teams
 
@@ -40,7 +41,9 @@ def login_limits(settings: Settings, name: str, address: str) -> dict[str, limit
 @router.post("/auth/token", response_model=TokenOut, responses=RATE_LIMITED)
 async def issue_token(
     request: Request,
-    username: Annotated[str, Form(min_length=1, max_length=64)],
+    # As names are stored: without surrounding whitespace or control characters. One with a
+    # control character names no account; refused, it puts none on the trail or in the log.
+    username: Annotated[ShortName, Form()],
     password: Annotated[str, Form(min_length=1, max_length=256)],
     runtime: RuntimeDep,
     grant_type: Annotated[str | None, Form(pattern="^password$")] = None,

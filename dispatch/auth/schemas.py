@@ -3,7 +3,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from dispatch.auth.models import Role
-from dispatch.schemas import LocalTime, Schema
+from dispatch.schemas import LocalTime, Schema, ShortName
 
 
 class TokenOut(Schema):
@@ -13,7 +13,10 @@ class TokenOut(Schema):
 
 
 class UserCreate(Schema):
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[^\s]+$")
+    name: ShortName = Field(
+        description="the login name, shown to others (the console, the audit trail): unique; "
+        "surrounding whitespace is dropped; no control characters"
+    )
     password: str = Field(min_length=8, max_length=256)
     role: Role
     team_id: str | None = Field(default=None, max_length=32)

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
 from dispatch.incidents.models import ArrivalSource, Category, IncidentStatus, TierStatus
 from dispatch.schemas import (
@@ -12,14 +12,17 @@ from dispatch.schemas import (
     LocationOut,
     Number,
     Schema,
-    shown_text,
+    ShownText,
 )
 
 
 class IncidentCreate(Schema):
     location: LocationIn
     category: Category
-    description: Annotated[str, Field(max_length=2000), AfterValidator(shown_text)] | None = None
+    description: ShownText | None = Field(
+        default=None,
+        description="free text in lines: tabs and line breaks, no other control characters",
+    )
 
 
 class ChainTierOut(Schema):

@@ -51,7 +51,7 @@ from dispatch.rosters.schemas import (
     TeamStrengthOut,
     UnitStrength,
 )
-from dispatch.schemas import control_character
+from dispatch.schemas import name_problem, strip_name
 from dispatch.teams import service as teams
 from dispatch.teams.coverage import CoveredBy
 from dispatch.teams.models import Team, TeamKind
@@ -100,12 +100,15 @@ class RowError(ValueError):
         self.message = message
 
 
-def refuse_control_characters(field: str, label: str, value: str) -> None:
-    """Names are shown, exported and printed: a control character in one is a copying mistake
-    or an attempt to garble what others see."""
-    found = control_character(value)
-    if found is not None:
-        raise RowError(field, f"the {label} contains a control character ({found})")
+def shown_name(values: dict[str, str], field: str, label: str, max_length: int) -> str:
+    """A name of the row as the API takes one (dispatch.schemas.name_problem): stripped, not
+    blank, not too long, without control characters. Names are shown, exported and printed:
+    a control character in one is a copying mistake or an attempt to garble what others see."""
+    name = strip_name(values.get(field, ""))
+    problem = name_problem(name, max_length)
+    if problem is not None:
+        raise RowError(field, f"the {label} {problem}")
+    return name
 
 
 def normalize_phone(value: str) -> str:
@@ -247,19 +250,13 @@ def _check_member(
     values: dict[str, str],
     names: _TeamNames,
 ) -> _Row:
-    group_name = values.get("group_name", "").strip()
-    if not group_name or len(group_name) > 128:
-        raise RowError("group_name", "the team (队伍名称) is required, at most 128 characters")
-    refuse_control_characters("group_name", "team (队伍名称)", group_name)
+    group_name = shown_name(values, "group_name", "team (队伍名称)", 128)
     team_id = None
     if kind == RosterKind.EMERGENCY:
         # The member is the team's, under the name the team has now.
         team = names.team(group_name)
         group_name, team_id = team.name, team.id
-    name = values.get("name", "").strip()
-    if not name or len(name) > 64:
-        raise RowError("name", "the name (姓名) is required, at most 64 characters")
-    refuse_control_characters("name", "name (姓名)", name)
+    name = shown_name(values, "name", "name (姓名)", 64)
     if not values.get("phone", "").strip():
         raise RowError("phone", "the phone number (联系电话) is required")
     phone = normalize_phone(values["phone"])
@@ -268,11 +265,12 @@ def _check_member(
         raise RowError("role", "the role (职务) is required")
     role = parse_role(values["role"])
     unit = parse_unit(values.get("unit", ""))
-    site = values.get("site", "").strip() or None
-    if site is not None and len(site) > 128:
-        raise RowError("site", "the site (所在单位) is at most 128 characters")
-    if site is not None:
-        refuse_control_characters("site", "site (所在单位)", site)
+    # Optional: a blank site is none.
+    site = (
+        shown_name(values, "site", "site (所在单位)", 128)
+        if strip_name(values.get("site", ""))
+        else None
+    )
     return _Row(line, kind, group_name, team_id, name, phone, id_number, role, unit, site)
 
 

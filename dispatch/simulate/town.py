@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dispatch.schemas import control_character
+from dispatch.schemas import name_problem, strip_name
 from dispatch.teams.models import DEFAULT_RADIUS_M, TIER_OF_KIND, TeamKind
 from geo.crs import CRS, to_wgs84
 
@@ -229,12 +229,10 @@ def _team(item: Any, where: str) -> TeamSpec:
 def _name(value: Any, kind: TeamKind, where: str) -> str:
     """A team's name as the server takes it: stripped, without control characters, and short
     enough for the run's tag (dispatch.simulate.seed.team_name)."""
-    name = str(value).strip() if value else f"{kind.value}-{where}"
-    if not name or len(name) > MAX_NAME_LENGTH:
-        raise TownFileError(f"{where}.name: 1 to {MAX_NAME_LENGTH} characters")
-    found = control_character(name)
-    if found is not None:
-        raise TownFileError(f"{where}.name: contains a control character ({found})")
+    name = strip_name(str(value)) if value else f"{kind.value}-{where}"
+    problem = name_problem(name, MAX_NAME_LENGTH)
+    if problem is not None:
+        raise TownFileError(f"{where}.name: {problem}")
     return name
 
 

@@ -24,6 +24,7 @@ from dispatch.db import after_commit, announce, dialect_name, new_id
 from dispatch.errors import InvalidInput, NotFound, unparsable
 from dispatch.incidents.models import Incident
 from dispatch.rosters.files import FileRejected, Problem
+from dispatch.schemas import name_problem, strip_name
 from dispatch.teams import service as teams
 from dispatch.villages.index import VILLAGES_CHANNEL, VillageIndex, Villages
 from dispatch.villages.models import Village
@@ -234,16 +235,22 @@ def _implausible(geometry: Polygon | MultiPolygon) -> str | None:
 
 
 _NO_NAME = "a non-empty name of at most 128 chars"
+MAX_NAME = 128
 
 
 def _feature_name(properties: object) -> tuple[str | None, str]:
-    """The feature's name, or None and why there is none to store."""
+    """The feature's name, or None and why there is none to store: the first of NAME_KEYS
+    that holds text, read as the API reads a name (dispatch.schemas.name_problem)."""
     if not isinstance(properties, dict):
         return None, _NO_NAME
     for key in NAME_KEYS:
         value = properties.get(key)
-        if isinstance(value, str) and 0 < len(value.strip()) <= 128:
-            return _storable(value.strip())
+        if isinstance(value, str) and strip_name(value):
+            name, wrong = _storable(strip_name(value))
+            problem = None if name is None else name_problem(name, MAX_NAME)
+            if problem is not None:
+                return None, f"the name {problem}"
+            return name, wrong
     return None, _NO_NAME
 
 

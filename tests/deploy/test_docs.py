@@ -165,3 +165,12 @@ async def test_the_error_answers_api_md_shows_are_the_servers(world: World) -> N
     assert (reply.status_code, reply.json()["error"]) == (405, "method_not_allowed")
     # Every method of the path, not only those of the first route at it.
     assert reply.headers["Allow"] == "GET, POST"
+
+
+async def test_the_refused_name_api_md_shows_is_the_servers(world: World) -> None:
+    names = (ROOT / "docs" / "api.md").read_text().split("## Names and texts", 1)[1]
+    (shown,) = re.findall(r"```json\n(.*?)\n```", names.split("\n## ", 1)[0])
+    admin = await world.admin()
+    body = {"name": "\u202e队防联", "kind": "mobile", "location": {"lon": 114.159, "lat": 22.847}}
+    reply = await world.http.post("/api/v1/teams", json=body, headers=admin.headers)
+    assert (reply.status_code, reply.json()) == (422, json.loads(shown))

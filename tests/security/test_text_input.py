@@ -1,0 +1,269 @@
+"""Names and texts others read follow one set of rules wherever a client sends them
+(docs/api.md, "Names and texts"): a name is stripped, not blank, and without control or
+bidirectional formatting characters; a free text may hold tabs and line breaks, no other
+control character. BEL (U+0007) garbles a screen and a log; RLO (U+202E) shows what follows
+it backwards, so that a console shows a name other than the one stored. Each refusal is a 422
+naming the field (in a file: the row and column), and nothing of the request is written."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from tests.rosters.test_rosters import HEADER, member
+from tests.support import QINGXI, World
+from tests.villages.test_villages import SHANGYUAN, XIAXIAN, collection, feature
+
+BEL, RLO = "\u0007", "\u202e"
+# Refused in any name: BEL, RLO (shows 队防联 as 联防队), an isolate (U+2066), a C1 control,
+# and a unit separator at the end (which str.strip() drops as whitespace: refused, not dropped).
+REFUSED = (f"联防{BEL}队", f"{RLO}队防联", "联防\u2066队", "联防\x85队", "联防队\x1f")
+# An ordinary name with spaces inside it and whitespace around it (an ideographic space, a
+# tab): kept inside, dropped around.
+SPACED, STORED = "\u3000 阿依古丽 买买提\t", "阿依古丽 买买提"
+
+
+def named(reply: Any) -> list[str]:
+    """The fields a 422 names: one by the service, each one by the schema."""
+    body = reply.json()
+    return [body["field"]] if "field" in body else [f["field"] for f in body["fields"]]
+
+
+def refused(reply: Any, field: str, found: str) -> None:
+    assert reply.status_code == 422, reply.text
+    assert reply.json()["error"] == "invalid_input"
+    assert named(reply) == [field], reply.text
+    assert f"control character ({found})" in reply.json()["detail"], reply.text
+
+
+def code_point(name: str) -> str:
+    """The character of REFUSED's name that is refused, as the answer names it."""
+    return next(f"U+{ord(c):04X}" for c in name if not c.isprintable())
+
+
+async def trail_length(world: World) -> int:
+    reply = await world.http.get(
+        "/api/v1/audit", params={"limit": 500}, headers=(await world.admin()).headers
+    )
+    assert reply.status_code == 200, reply.text
+    return len(reply.json()["items"])
+
+
+# Each field a name goes in: a request sending the value, the name as stored after a 2xx.
+Send = Callable[[World, str], Awaitable[Any]]
+Stored = Callable[[World, Any], Awaitable[str]]
+
+
+async def create_user(world: World, name: str) -> Any:
+    body = {"name": name, "password": "password123", "role": "operator"}
+    return await world.http.post("/api/v1/users", json=body, headers=(await world.admin()).headers)
+
+
+async def user_name(world: World, reply: Any) -> str:
+    listed = await world.http.get("/api/v1/users", headers=(await world.admin()).headers)
+    return str(next(u["name"] for u in listed.json() if u["id"] == reply.json()["id"]))
+
+
+async def create_team(world: World, name: str) -> Any:
+    body = {"name": name, "kind": "mobile", "location": {"lon": QINGXI[0], "lat": QINGXI[1]}}
+    return await world.http.post("/api/v1/teams", json=body, headers=(await world.admin()).headers)
+
+
+async def rename_team(world: World, name: str) -> Any:
+    admin = await world.admin()
+    listed = await world.http.get("/api/v1/teams", headers=admin.headers)
+    team = listed.json()[0] if listed.json() else await world.team("mobile", name="机动队")
+    reply = await world.http.patch(
+        f"/api/v1/teams/{team['id']}", json={"name": name}, headers=admin.headers
+    )
+    return reply
+
+
+async def team_name(world: World, reply: Any) -> str:
+    found = await world.http.get(
+        f"/api/v1/teams/{reply.json()['id']}", headers=(await world.admin()).headers
+    )
+    return str(found.json()["name"])
+
+
+def roster_member(field: str) -> Send:
+    async def send(world: World, value: str) -> Any:
+        body = {
+            "kind": "area",
+            "group_name": "银湖区域联防队",
+            "name": "黄队长",
+            "phone": "13800001111",
+            "role": "leader",
+            "site": "银湖公司",
+            field: value,
+        }
+        headers = (await world.admin()).headers
+        return await world.http.post("/api/v1/rosters/members", json=body, headers=headers)
+
+    return send
+
+
+def member_field(field: str) -> Stored:
+    async def stored(world: World, reply: Any) -> str:
+        listed = await world.http.get(
+            "/api/v1/rosters/members", headers=(await world.admin()).headers
+        )
+        return str(next(m[field] for m in listed.json() if m["id"] == reply.json()["id"]))
+
+    return stored
+
+
+NAMES: dict[str, tuple[Send, Stored, str]] = {
+    "users.name": (create_user, user_name, "name"),
+    "teams.name (create)": (create_team, team_name, "name"),
+    "teams.name (rename)": (rename_team, team_name, "name"),
+    "rosters.group_name": (roster_member("group_name"), member_field("group_name"), "group_name"),
+    "rosters.name": (roster_member("name"), member_field("name"), "name"),
+    "rosters.site": (roster_member("site"), member_field("site"), "site"),
+}
+
+
+@pytest.mark.parametrize("where", list(NAMES))
+async def test_a_name_refuses_control_characters_and_keeps_inner_spaces(
+    world: World, where: str
+) -> None:
+    send, stored, field = NAMES[where]
+    await world.admin()
+    if where == "teams.name (rename)":
+        await world.team("mobile", name="机动队")
+    before = await trail_length(world)
+
+    for name in REFUSED:
+        refused(await send(world, name), field, code_point(name))
+    if field != "site":
+        # A site is optional: a blank one is none.
+        blank = await send(world, " \u3000\t")
+        assert blank.status_code == 422 and named(blank) == [field], blank.text
+    assert await trail_length(world) == before, "a refused request writes nothing"
+
+    reply = await send(world, SPACED)
+    assert reply.status_code in (200, 201), reply.text
+    assert reply.json()[field] == STORED
+    assert await stored(world, reply) == STORED
+
+
+async def test_a_login_name_is_read_as_names_are_stored(world: World) -> None:
+    """A login name with a control character names no account: 422 naming username, and
+    neither the trail nor the log gets it (a failed login is on the trail, by name)."""
+    assert (await create_user(world, SPACED)).status_code == 201
+    before = await trail_length(world)
+    for name in (f"admin{BEL}", f"{RLO}nimda"):
+        reply = await world.http.post(
+            "/api/v1/auth/token", data={"username": name, "password": "password123"}
+        )
+        refused(reply, "username", code_point(name))
+    assert await trail_length(world) == before
+    # Surrounding whitespace is dropped, as it was from the name when it was stored.
+    for name in (STORED, SPACED, f" {STORED} "):
+        reply = await world.http.post(
+            "/api/v1/auth/token", data={"username": name, "password": "password123"}
+        )
+        assert reply.status_code == 200, (name, reply.text)
+
+
+async def test_a_roster_files_names_are_read_as_the_apis(world: World) -> None:
+    admin = await world.admin()
+    rows = [
+        member(1, "银湖区域联防队", 1, "黄队长", "队长", "13800001111"),
+        member(2, "银湖区域联防队", 1, f"李{BEL}四", "队员", "13800001112"),
+        member(3, f"{RLO}队防联域区湖银", 1, "王五", "队员", "13800001113"),
+        member(4, "银湖区域联防队", 1, "赵六", "队员", "13800001114", site=f"银湖{RLO}公司"),
+    ]
+
+    def csv_of(rows: list[list[Any]]) -> bytes:
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows([HEADER, *rows])
+        return buffer.getvalue().encode()
+
+    async def upload(body: bytes) -> Any:
+        return await world.http.post(
+            "/api/v1/rosters/import", params={"kind": "area"}, content=body, headers=admin.headers
+        )
+
+    reply = await upload(csv_of(rows))
+    assert reply.status_code == 422, reply.text
+    problems = [(p["row"], p["field"], p["message"]) for p in reply.json()["problems"]]
+    assert [(row, field) for row, field, _ in problems] == [
+        (3, "name"),
+        (4, "group_name"),
+        (5, "site"),
+    ]
+    assert [message.rsplit(" ", 1)[-1] for _, _, message in problems] == [
+        "(U+0007)",
+        "(U+202E)",
+        "(U+202E)",
+    ]
+    assert (await world.http.get("/api/v1/rosters/members", headers=admin.headers)).json() == []
+
+    rows = [member(1, f" {STORED} ", 1, SPACED, "队长", "13800001111", site=SPACED)]
+    assert (await upload(csv_of(rows))).status_code == 200
+    listed = (await world.http.get("/api/v1/rosters/members", headers=admin.headers)).json()
+    assert [(m["group_name"], m["name"], m["site"]) for m in listed] == [(STORED,) * 3]
+
+
+async def test_a_village_files_names_are_read_as_the_apis(world: World) -> None:
+    admin = await world.admin()
+
+    async def upload(*features: dict[str, Any]) -> Any:
+        return await world.http.post(
+            "/api/v1/villages/import", content=collection(*features), headers=admin.headers
+        )
+
+    reply = await upload(feature(f"上元{BEL}村", SHANGYUAN), feature(f"{RLO}区社仙下", XIAXIAN))
+    assert reply.status_code == 422, reply.text
+    assert reply.json()["error"] == "file_rejected"
+    problems = [(p["field"], p["message"]) for p in reply.json()["problems"]]
+    assert problems == [
+        ("features[0].properties.name", "the name contains a control character (U+0007)"),
+        ("features[1].properties.name", "the name contains a control character (U+202E)"),
+    ]
+    assert (await world.http.get("/api/v1/villages", headers=admin.headers)).json() == []
+
+    reply = await upload(feature(SPACED, SHANGYUAN))
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["created"] == [STORED]
+    listed = (await world.http.get("/api/v1/villages", headers=admin.headers)).json()
+    assert [v["name"] for v in listed] == [STORED]
+
+
+async def test_a_description_keeps_its_lines_and_refuses_other_control_characters(
+    world: World,
+) -> None:
+    operator = await world.operator()
+    where = {"lon": QINGXI[0], "lat": QINGXI[1]}
+
+    async def report(description: str) -> Any:
+        body = {"location": where, "category": "fight", "description": description}
+        return await world.http.post("/api/v1/incidents", json=body, headers=operator.headers)
+
+    before = await trail_length(world)
+    for text in (*REFUSED, "\x1b[2J清屏"):
+        refused(await report(text), "description", code_point(text))
+    assert await trail_length(world) == before
+    assert (await world.http.get("/api/v1/incidents", headers=operator.headers)).json() == []
+    # Free text is kept as written: its whitespace too.
+    text = " 两名男子 持刀\r\n在三中工业园门口\t(东门) "
+    reply = await report(text)
+    assert reply.status_code == 201 and reply.json()["description"] == text
+    stored = await world.incident(operator, reply.json()["id"])
+    assert stored["description"] == text
+
+
+def test_a_names_length_is_that_of_the_name_as_stored() -> None:
+    """Surrounding whitespace is dropped before the length is checked, as the schema's
+    minLength and maxLength say of the name as stored."""
+    from dispatch.auth.schemas import UserCreate
+
+    schema = UserCreate.model_json_schema()["properties"]["name"]
+    assert (schema["minLength"], schema["maxLength"]) == (1, 64)
+    user = UserCreate(name=" " + "名" * 64 + "\u3000", password="p" * 8, role="admin")
+    assert user.name == "名" * 64
