@@ -28,6 +28,7 @@ from dispatch.rosters.models import RosterMember
 from dispatch.teams import service as teams
 from dispatch.teams.coverage import Coverage
 from dispatch.teams.models import Team
+from dispatch.villages.models import Village
 from tests.conftest import fresh_database
 from tests.processes import ServerProcess, server_env
 from tests.test_cli import dispatch
@@ -504,5 +505,217 @@ async def test_a_teams_roster_is_put_under_its_present_name_once_per_phone(
                     await connection.execute(
                         members.insert(), of_team("again", "别的名字", "13900000003")
                     )
+        finally:
+            await engine.dispose()
+
+
+async def test_names_stored_before_the_checks_are_stripped_and_marked_on_the_trail(
+    backend: str, tmp_path: Path
+) -> None:
+    """0020: names lose their surrounding whitespace, and a control or bidirectional
+    formatting character (a description's too, but tabs and line breaks) shows as U+FFFD;
+    a unique name another record then has is numbered, as 0018 numbers; each change is on
+    the trail with what was stored."""
+    teams_table, members, users = table_of(Team), table_of(RosterMember), table_of(User)
+    villages, incidents = table_of(Village), table_of(Incident)
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+
+    def team(team_id: str, name: str, day: int, **extra: Any) -> dict[str, Any]:
+        when = datetime(2026, 3, day, tzinfo=UTC)
+        return _team_row(team_id, when, name=name, revision=day, **{"former_names": [], **extra})
+
+    def user(user_id: str, name: str, day: int) -> dict[str, Any]:
+        when = datetime(2026, 3, day, tzinfo=UTC)
+        row = {"id": user_id, "name": name, "password_hash": "x", "role": "operator"}
+        return {**row, "team_id": None, "disabled": False, "created_at": when}
+
+    def village(village_id: str, name: str) -> dict[str, Any]:
+        square = [[[114.1, 22.8], [114.2, 22.8], [114.2, 22.9], [114.1, 22.8]]]
+        bounds = {"min_lon": 114.1, "min_lat": 22.8, "max_lon": 114.2, "max_lat": 22.9}
+        boundary = {"type": "Polygon", "coordinates": square}
+        return {"id": village_id, "name": name, "boundary": boundary, "area_m2": 1.0, **bounds}
+
+    def incident(incident_id: str, description: str | None) -> dict[str, Any]:
+        return {
+            "id": incident_id,
+            "reported_at": at,
+            "lon": 114.16,
+            "lat": 22.85,
+            "category": "fight",
+            "description": description,
+            "status": "open",
+            "reported_by": "u-admin",
+        }
+
+    async with fresh_database(backend, tmp_path) as url:
+        config = migrate.alembic_config(url)
+        await asyncio.to_thread(command.downgrade, config, "0019")
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    teams_table.insert(),
+                    [
+                        team("kept", "三中驻点", 1),
+                        # Two names then, one once stripped: the one already clean keeps it.
+                        team("spaced", " 三中驻点\u3000", 2),
+                        team("rlo", "联防\u202e队", 3),
+                        team("blank", "   ", 4),
+                        team("gone", " 三中驻点", 5, retired_at=at),
+                        team(
+                            "former",
+                            "银湖机动队",
+                            6,
+                            former_names=[" 银湖机动队 ", "旧\u0007名", "旧\ufffd名", "旧名 "],
+                        ),
+                    ],
+                )
+                await connection.execute(
+                    users.insert(),
+                    [
+                        user("u-admin", "admin", 1),
+                        user("u-space", " admin", 2),
+                        user("u-bel", "b\x07", 3),
+                    ],
+                )
+                await connection.execute(
+                    villages.insert(),
+                    [
+                        {**village("v1", "上元村\u3000"), "created_at": at, "updated_at": at},
+                        {**village("v2", "下仙\u202e社区"), "created_at": at, "updated_at": at},
+                    ],
+                )
+                await connection.execute(
+                    members.insert(),
+                    [
+                        _member(
+                            "of-team",
+                            "emergency",
+                            " 三中驻点\u3000",
+                            "13900000001",
+                            team_id="spaced",
+                        ),
+                        # Two rosters of no team that cleaning gives one name, a phone on both.
+                        _member("clean", "area", "甲\ufffd组", "13900000002", at=at),
+                        _member(
+                            "dirty",
+                            "area",
+                            "甲\u202e组",
+                            "13900000002",
+                            at=at + timedelta(1),
+                            name="李\u202e四",
+                            site=" 银湖 ",
+                        ),
+                        _member("no-site", "watch", "乙组", "13900000003", site="\u3000"),
+                    ],
+                )
+                await connection.execute(
+                    incidents.insert(),
+                    [
+                        incident("i1", "持刀\u0007\r\n东门\t(\u202e)"),
+                        incident("i2", "两人\n\t打架 "),
+                        incident("i3", None),
+                    ],
+                )
+            await asyncio.to_thread(command.upgrade, config, "head")
+
+            async with engine.connect() as connection:
+                found = await connection.execute(
+                    select(
+                        teams_table.c.id,
+                        teams_table.c.name,
+                        teams_table.c.revision,
+                        teams_table.c.former_names,
+                    )
+                )
+                stored = {row.id: row for row in found}
+                assert {k: v.name for k, v in stored.items()} == {
+                    "kept": "三中驻点",
+                    "spaced": "三中驻点（2）",
+                    "rlo": "联防\ufffd队",
+                    "blank": "（无名称）",
+                    "gone": "三中驻点",
+                    "former": "银湖机动队",
+                }
+                assert stored["former"].former_names == ["旧\ufffd名", "旧名"]
+                # Each team changed takes the next revision, after every one before.
+                changed = ("spaced", "rlo", "blank", "gone", "former")
+                assert [stored[t].revision for t in changed] == [7, 8, 9, 10, 11]
+                assert stored["kept"].revision == 1
+                found = await connection.execute(select(users.c.id, users.c.name))
+                assert dict(found.all()) == {
+                    "u-admin": "admin",
+                    "u-space": "admin（2）",
+                    "u-bel": "b\ufffd",
+                }
+                found = await connection.execute(select(villages.c.id, villages.c.name))
+                assert dict(found.all()) == {"v1": "上元村", "v2": "下仙\ufffd社区"}
+                found = await connection.execute(
+                    select(members.c.id, members.c.group_name, members.c.name, members.c.site)
+                )
+                assert {row.id: tuple(row)[1:] for row in found} == {
+                    "of-team": ("三中驻点（2）", "队员of-team", None),
+                    "clean": ("甲\ufffd组", "队员clean", None),
+                    "dirty": ("甲\ufffd组（2）", "李\ufffd四", "银湖"),
+                    "no-site": ("乙组", "队员no-site", None),
+                }
+                found = await connection.execute(select(incidents.c.id, incidents.c.description))
+                assert dict(found.all()) == {
+                    "i1": "持刀\ufffd\r\n东门\t(\ufffd)",
+                    "i2": "两人\n\t打架 ",
+                    "i3": None,
+                }
+                trail = await _trail(connection, "stored_text_cleaned")
+                cleaned = sorted(
+                    (target, d["table"], d["field"], d["was"], d["now"], d.get("kept_by"))
+                    for actor, target, d in trail
+                    if actor == "migration 0020"
+                )
+                assert len(cleaned) == len(trail)
+                assert cleaned == sorted(
+                    [
+                        ("spaced", "teams", "name", " 三中驻点\u3000", "三中驻点（2）", "kept"),
+                        ("rlo", "teams", "name", "联防\u202e队", "联防\ufffd队", None),
+                        ("blank", "teams", "name", "   ", "（无名称）", None),
+                        ("gone", "teams", "name", " 三中驻点", "三中驻点", None),
+                        (
+                            "former",
+                            "teams",
+                            "former_names",
+                            [" 银湖机动队 ", "旧\u0007名", "旧\ufffd名", "旧名 "],
+                            ["旧\ufffd名", "旧名"],
+                            None,
+                        ),
+                        ("u-space", "users", "name", " admin", "admin（2）", "u-admin"),
+                        ("u-bel", "users", "name", "b\x07", "b\ufffd", None),
+                        ("v1", "villages", "name", "上元村\u3000", "上元村", None),
+                        ("v2", "villages", "name", "下仙\u202e社区", "下仙\ufffd社区", None),
+                        ("dirty", "roster_members", "name", "李\u202e四", "李\ufffd四", None),
+                        ("dirty", "roster_members", "site", " 银湖 ", "银湖", None),
+                        (
+                            "dirty",
+                            "roster_members",
+                            "group_name",
+                            "甲\u202e组",
+                            "甲\ufffd组（2）",
+                            None,
+                        ),
+                        ("no-site", "roster_members", "site", "\u3000", None, None),
+                        (
+                            "i1",
+                            "incidents",
+                            "description",
+                            "持刀\u0007\r\n东门\t(\u202e)",
+                            "持刀\ufffd\r\n东门\t(\ufffd)",
+                            None,
+                        ),
+                    ]
+                )
+
+            # Run again on what it left: nothing more to clean.
+            await asyncio.to_thread(command.downgrade, config, "0019")
+            await asyncio.to_thread(command.upgrade, config, "head")
+            async with engine.connect() as connection:
+                assert len(await _trail(connection, "stored_text_cleaned")) == len(trail)
         finally:
             await engine.dispose()
