@@ -418,7 +418,22 @@ async def _receive_loop(
             # resync skipped, below: its seqs are not what the client has.
             await acknowledge(peer, min(seq, subscription.sent), subscription.skipped)
         else:
+            # Quoted as repr writes it: a control character in it is escaped, not sent back.
             raise FrameError(POLICY_VIOLATION, f"unknown message type {kind!r}")
+
+
+# A close frame's payload is at most 125 bytes (RFC 6455, 5.5), 2 of them the code: a longer
+# reason is no frame at all, and the close failed as an error of the server.
+MAX_CLOSE_REASON_BYTES = 123
+
+
+def close_reason(reason: str) -> str:
+    """The reason as a close frame can carry it: cut to MAX_CLOSE_REASON_BYTES of UTF-8 (a
+    reason may quote the client's frame, an unknown type of any length)."""
+    encoded = reason.encode("utf-8")
+    if len(encoded) <= MAX_CLOSE_REASON_BYTES:
+        return reason
+    return encoded[: MAX_CLOSE_REASON_BYTES - 3].decode("utf-8", "ignore") + "..."
 
 
 async def _close(
@@ -428,7 +443,8 @@ async def _close(
         return
     try:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect, ConnectionError):
-            await asyncio.wait_for(websocket.close(code=code, reason=reason), timeout_s)
+            closing = websocket.close(code=code, reason=close_reason(reason))
+            await asyncio.wait_for(closing, timeout_s)
     except TimeoutError:
         # The client stopped reading: the close frame waits behind what it has not taken.
         _abort(websocket)

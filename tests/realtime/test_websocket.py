@@ -157,6 +157,23 @@ async def test_malformed_frames_close_with_a_clear_code(world: World) -> None:
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
 
 
+async def test_an_unknown_type_is_quoted_within_a_close_frame(world: World) -> None:
+    """The reason quotes the type the client sent: escaped, and cut to the 123 bytes a close
+    frame holds (a longer one failed the close, an error of the server, and the client saw
+    the connection drop, 1006)."""
+    operator = await world.operator()
+    for kind, reason in (
+        ("\u202eshout", "unknown message type '\\u202eshout'"),
+        ("叫" * 300, "unknown message type '" + "叫" * 32 + "..."),
+    ):
+        socket = await world.connect(operator)
+        await socket.connection.send(json.dumps({"type": kind}))
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(socket.connection.recv(), 5)
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1008, reason)
+
+
 async def test_frames_over_the_size_cap_are_refused(world: World) -> None:
     operator = await world.operator()
     socket = await world.connect(operator)
