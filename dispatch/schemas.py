@@ -158,6 +158,14 @@ WHITESPACE = (
     "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
     "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
+# Characters that show nothing (Unicode's Default_Ignorable_Code_Point, less the variation
+# selectors, which pick a glyph of a rare hanzi in a person's name; and the line and paragraph
+# separators): inside a name each makes two names that read alike differ, so that a console
+# shows two teams in service under one name, or a name that is not the one stored.
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u115f\u1160\u17b4\u17b5\u200b-\u200d\u2028\u2029\u2060-\u2064"
+    "\u206a-\u206f\u3164\ufeff\uffa0\ufff0-\ufff8]"
+)
 # Line breaks and tabs are how people write a longer text.
 TEXT_LAYOUT = "\t\n\r"
 
@@ -168,6 +176,12 @@ def control_character(value: str, *, allowed: str = "") -> str | None:
         if found.group() not in allowed:
             return f"U+{ord(found.group()):04X}"
     return None
+
+
+def invisible_character(value: str) -> str | None:
+    """The first character of ``value`` that shows nothing (_INVISIBLE), as U+XXXX, or None."""
+    found = _INVISIBLE.search(value)
+    return None if found is None else f"U+{ord(found.group()):04X}"
 
 
 def strip_name(value: str) -> str:
@@ -184,6 +198,9 @@ def name_problem(name: str, max_length: int) -> str | None:
     found = control_character(name)
     if found is not None:
         return f"contains a control character ({found})"
+    found = invisible_character(name)
+    if found is not None:
+        return f"contains an invisible character ({found})"
     return None
 
 
@@ -195,6 +212,9 @@ def _shown_name(value: str) -> str:
     found = control_character(value)
     if found is not None:
         raise ValueError(f"the name contains a control character ({found})")
+    found = invisible_character(value)
+    if found is not None:
+        raise ValueError(f"the name contains an invisible character ({found})")
     return value
 
 

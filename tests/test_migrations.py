@@ -513,7 +513,8 @@ async def test_names_stored_before_the_checks_are_stripped_and_marked_on_the_tra
     backend: str, tmp_path: Path
 ) -> None:
     """0020: names lose their surrounding whitespace, and a control or bidirectional
-    formatting character (a description's too, but tabs and line breaks) shows as U+FFFD;
+    formatting character (a description's too, but tabs and line breaks) or, in a name, a
+    character that shows nothing shows as U+FFFD;
     a unique name another record then has is numbered, as 0018 numbers; each change is on
     the trail with what was stored."""
     teams_table, members, users = table_of(Team), table_of(RosterMember), table_of(User)
@@ -583,6 +584,8 @@ async def test_names_stored_before_the_checks_are_stripped_and_marked_on_the_tra
                     [
                         {**village("v1", "上元村\u3000"), "created_at": at, "updated_at": at},
                         {**village("v2", "下仙\u202e社区"), "created_at": at, "updated_at": at},
+                        # A zero-width space: a second 横坑村 that reads as the first.
+                        {**village("v3", "横\u200b坑村"), "created_at": at, "updated_at": at},
                     ],
                 )
                 await connection.execute(
@@ -613,7 +616,8 @@ async def test_names_stored_before_the_checks_are_stripped_and_marked_on_the_tra
                     incidents.insert(),
                     [
                         incident("i1", "持刀\u0007\r\n东门\t(\u202e)"),
-                        incident("i2", "两人\n\t打架 "),
+                        # A free text keeps what shows nothing: it names nobody.
+                        incident("i2", "两人\u200b\n\t打架 "),
                         incident("i3", None),
                     ],
                 )
@@ -649,7 +653,11 @@ async def test_names_stored_before_the_checks_are_stripped_and_marked_on_the_tra
                     "u-bel": "b\ufffd",
                 }
                 found = await connection.execute(select(villages.c.id, villages.c.name))
-                assert dict(found.all()) == {"v1": "上元村", "v2": "下仙\ufffd社区"}
+                assert dict(found.all()) == {
+                    "v1": "上元村",
+                    "v2": "下仙\ufffd社区",
+                    "v3": "横\ufffd坑村",
+                }
                 found = await connection.execute(
                     select(members.c.id, members.c.group_name, members.c.name, members.c.site)
                 )
@@ -662,7 +670,7 @@ async def test_names_stored_before_the_checks_are_stripped_and_marked_on_the_tra
                 found = await connection.execute(select(incidents.c.id, incidents.c.description))
                 assert dict(found.all()) == {
                     "i1": "持刀\ufffd\r\n东门\t(\ufffd)",
-                    "i2": "两人\n\t打架 ",
+                    "i2": "两人\u200b\n\t打架 ",
                     "i3": None,
                 }
                 trail = await _trail(connection, "stored_text_cleaned")
@@ -690,6 +698,7 @@ async def test_names_stored_before_the_checks_are_stripped_and_marked_on_the_tra
                         ("u-bel", "users", "name", "b\x07", "b\ufffd", None),
                         ("v1", "villages", "name", "上元村\u3000", "上元村", None),
                         ("v2", "villages", "name", "下仙\u202e社区", "下仙\ufffd社区", None),
+                        ("v3", "villages", "name", "横\u200b坑村", "横\ufffd坑村", None),
                         ("dirty", "roster_members", "name", "李\u202e四", "李\ufffd四", None),
                         ("dirty", "roster_members", "site", " 银湖 ", "银湖", None),
                         (

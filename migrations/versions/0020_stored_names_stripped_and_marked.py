@@ -14,9 +14,11 @@ exports and on printed rosters. Each is put right here, never silently:
 
 * surrounding whitespace (Unicode's White_Space, as the API drops it) is dropped from names;
 * each control or bidirectional formatting character (in a description: but tab, line feed and
-  carriage return) is replaced by U+FFFD (�), which shows where one was. Dropping it would
-  show a name as something it never was (a reversed name as the one meant), and keeping it
-  keeps the garbling; the trail holds the text as it was;
+  carriage return), and in a name each character that shows nothing (a zero-width space U+200B
+  between two characters of 联防队 makes a second name that reads as the first), is replaced by
+  U+FFFD (�), which shows where one was. Dropping it would show a name as something it never
+  was (a reversed name as the one meant), and keeping it keeps the garbling; the trail holds the
+  text as it was;
 * a name left blank is （无名称）; a roster's site left blank is none;
 * a name the API keeps unique (a team's among those in service, a user's, a village's) that
   another record then has is numbered as 0018 numbers duplicates: （2）, （3）…, the first
@@ -57,6 +59,10 @@ log = logging.getLogger(__name__)
 
 # The rules as of this revision (dispatch.schemas): a migration does not follow later changes.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u115f\u1160\u17b4\u17b5\u200b-\u200d\u2028\u2029\u2060-\u2064"
+    "\u206a-\u206f\u3164\ufeff\uffa0\ufff0-\ufff8]"
+)
 _WHITESPACE = (
     "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
     "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
@@ -121,8 +127,9 @@ def _marked(value: str, allowed: str = "") -> str:
 
 
 def clean_name(value: str) -> str:
-    """A stored name as the API would have taken it, a control character marked: never blank."""
-    return _marked(value.strip(_WHITESPACE)) or NAMELESS
+    """A stored name as the API would have taken it, a control or invisible character marked:
+    never blank."""
+    return _INVISIBLE.sub(MARK, _marked(value.strip(_WHITESPACE))) or NAMELESS
 
 
 def clean_text(value: str) -> str:

@@ -151,6 +151,37 @@ async def test_a_name_refuses_control_characters_and_keeps_inner_spaces(
     assert await stored(world, reply) == STORED
 
 
+# Characters that show nothing, refused inside a name: with one, 联防队 in service twice would
+# read as one name on the console (a zero-width space, a word joiner, a byte-order mark, a soft
+# hyphen, a zero-width joiner, a line separator inside the name).
+INVISIBLE = (
+    "联\u200b防队",
+    "联防\u2060队",
+    "\ufeff联防队",
+    "联\u00ad防队",
+    "联\u200d防队",
+    "联\u2028防队",
+)
+
+
+@pytest.mark.parametrize("where", list(NAMES))
+async def test_a_name_refuses_characters_that_show_nothing(world: World, where: str) -> None:
+    send, _, field = NAMES[where]
+    await world.admin()
+    if where == "teams.name (rename)":
+        await world.team("mobile", name="机动队")
+    before = await trail_length(world)
+    for name in INVISIBLE:
+        reply = await send(world, name)
+        assert reply.status_code == 422 and named(reply) == [field], reply.text
+        found = next(f"U+{ord(c):04X}" for c in name if c not in "联防队")
+        assert f"invisible character ({found})" in reply.json()["detail"], reply.text
+    assert await trail_length(world) == before, "a refused request writes nothing"
+    # A variation selector picks a rare hanzi's glyph in a person's name: kept.
+    reply = await send(world, "葛\U000e0100洪")
+    assert reply.status_code in (200, 201), reply.text
+
+
 async def test_a_login_name_is_read_as_names_are_stored(world: World) -> None:
     """A login name with a control character names no account: 422 naming username, and
     neither the trail nor the log gets it (a failed login is on the trail, by name)."""
@@ -218,13 +249,18 @@ async def test_a_village_files_names_are_read_as_the_apis(world: World) -> None:
             "/api/v1/villages/import", content=collection(*features), headers=admin.headers
         )
 
-    reply = await upload(feature(f"上元{BEL}村", SHANGYUAN), feature(f"{RLO}区社仙下", XIAXIAN))
+    reply = await upload(
+        feature(f"上元{BEL}村", SHANGYUAN),
+        feature(f"{RLO}区社仙下", XIAXIAN),
+        feature("上元\u200b村", SHANGYUAN),
+    )
     assert reply.status_code == 422, reply.text
     assert reply.json()["error"] == "file_rejected"
     problems = [(p["field"], p["message"]) for p in reply.json()["problems"]]
     assert problems == [
         ("features[0].properties.name", "the name contains a control character (U+0007)"),
         ("features[1].properties.name", "the name contains a control character (U+202E)"),
+        ("features[2].properties.name", "the name contains an invisible character (U+200B)"),
     ]
     assert (await world.http.get("/api/v1/villages", headers=admin.headers)).json() == []
 
