@@ -246,6 +246,7 @@ async def report_incident(
     was spent).
     """
     lon, lat = data.location.to_wgs84()
+    village_id, village_name = villages.named_at(lon, lat)
     incident = Incident(
         id=new_id(),
         reported_at=now,
@@ -257,7 +258,7 @@ async def report_incident(
         closed_at=None,
         reported_by=reporter.user_id,
         idempotency_key=idempotency_key,
-        village_id=villages.village_at(lon, lat),
+        village_id=village_id,
     )
     # Without a key nothing can conflict: the incident is written with its other rows.
     writes: list[Step] = [Added(INCIDENTS, [row_values(incident)])]
@@ -272,7 +273,8 @@ async def report_incident(
     chain = _new_chain(incident, hits, targets)
     falls_due(session, min(tier.deadline for tier in chain))
     dispatches = [_new_dispatch(incident, hit, now) for hit in hits]
-    events = [_event(incident.id, now, "reported", reporter.user_id, {"lon": lon, "lat": lat})]
+    facts = _report_facts(incident, village_name, targets)
+    events = [_event(incident.id, now, "reported", reporter.user_id, facts)]
     rosters.record_skips(session, incident.id, skipped, now)
     events += [_event(incident.id, now, "skipped", None, skip.model_dump()) for skip in skipped]
     events += [_event(incident.id, now, "dispatched", None, _dispatch_facts(d)) for d in dispatches]
@@ -368,6 +370,23 @@ def _new_dispatch(
         distance_m=round(hit.distance_m, 3),
         alerted_at=alerted_at,
     )
+
+
+def _report_facts(
+    incident: Incident, village_name: str | None, targets: tuple[float, float, float]
+) -> dict[str, Any]:
+    """What the ``reported`` event records of the incident, as stored: every column the reports
+    count, filter or show it by, and each tier's target (``targets_s``, tier 1 first), so that
+    ``dispatch audit verify`` can hold its rows to them. All known here: no query."""
+    return {
+        "lon": incident.lon,
+        "lat": incident.lat,
+        "category": incident.category,
+        "description": incident.description,
+        "village_id": incident.village_id,
+        "village_name": village_name,
+        "targets_s": list(targets),
+    }
 
 
 def _dispatch_facts(d: AnyDispatch) -> dict[str, Any]:
@@ -989,6 +1008,9 @@ async def _arrive(
         "elapsed_s": elapsed,
         "source": source.value,
         "arrival_distance_m": d.arrival_distance_m,
+        "arrival_lon": d.arrival_lon,
+        "arrival_lat": d.arrival_lat,
+        "arrival_accuracy_m": d.arrival_accuracy_m,
         "device_time": show_time(fix.device_time) if fix.device_time else None,
     }
     _record(session, incident.id, now, "arrived", actor.user_id, facts)

@@ -25,6 +25,8 @@ class VillageIndex:
 
     def __init__(self, villages: Sequence[Village] = ()) -> None:
         self.ids = [v.id for v in villages]
+        # Each village's name as stored, for the events that record an incident's village.
+        self.names = {v.id: v.name for v in villages}
         order = sorted(range(len(villages)), key=lambda i: (villages[i].area_m2, villages[i].name))
         self.rank = np.empty(len(villages), dtype=np.int64)
         self.rank[order] = np.arange(len(villages))
@@ -64,3 +66,9 @@ class Villages:
 
     def village_at(self, lon: float, lat: float) -> str | None:
         return self.index.village_at(lon, lat)
+
+    def named_at(self, lon: float, lat: float) -> tuple[str | None, str | None]:
+        """The id and name of the village the point falls in, from one index; None, None."""
+        index = self.index
+        village_id = index.village_at(lon, lat)
+        return village_id, index.names.get(village_id) if village_id is not None else None
