@@ -47,7 +47,7 @@ async def import_villages(
     request: Request,
     runtime: RuntimeDep,
     session: SessionDep,
-    _: AdminDep,
+    admin: AdminDep,
     crs: Annotated[CRS, Query(description="coordinate system of the file")] = CRS.WGS84,
 ) -> VillageImportOut:
     """Add villages/communities, or replace the boundary of those with the same name. Incidents
@@ -65,6 +65,7 @@ async def import_villages(
         now=runtime.clock.now(),
         max_vertices=runtime.settings.max_village_vertices,
         villages=runtime.villages,
+        actor_id=admin.user_id,
     )
     audit.note(session, file=file_facts(data), crs=crs.value, **result.model_dump(mode="json"))
     return result
@@ -82,10 +83,12 @@ async def get_village(village_id: str, session: SessionDep) -> VillageOut:
 
 @router.delete("/{village_id}", status_code=204, response_class=Response)
 async def delete_village(
-    village_id: str, runtime: RuntimeDep, session: SessionDep, _: AdminDep
+    village_id: str, runtime: RuntimeDep, session: SessionDep, admin: AdminDep
 ) -> Response:
     """Its incidents are re-tagged (to an overlapping village, or to none)."""
-    await service.delete_village(session, village_id, runtime.villages)
+    await service.delete_village(
+        session, village_id, runtime.villages, now=runtime.clock.now(), actor_id=admin.user_id
+    )
     return Response(status_code=204)
 
 

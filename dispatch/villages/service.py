@@ -20,9 +20,11 @@ from shapely.geometry import MultiPolygon, Polygon, mapping, shape
 from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from alerts.bulk import write_rows
+from dispatch.audit import chain as event_chain
 from dispatch.db import after_commit, announce, dialect_name, new_id
 from dispatch.errors import InvalidInput, NotFound, unparsable
-from dispatch.incidents.models import Incident
+from dispatch.incidents.models import EventRecord, Incident
 from dispatch.rosters.files import FileRejected, Problem
 from dispatch.schemas import name_problem, strip_name
 from dispatch.teams import service as teams
@@ -40,6 +42,8 @@ _CHUNK = 5000
 # Boxes ORed in one query: SQLite refuses an expression tree deeper than 1000 (an import of a
 # thousand villages in one OR was a 500).
 _BOXES_PER_QUERY = 100
+# Incidents tagged again whose events are appended by one statement (their heads locked by one).
+_EVENTS_PER_STATEMENT = 500
 
 
 def village_out(village: Village) -> VillageOut:
@@ -92,10 +96,15 @@ def _box(village: Village) -> _Box:
 
 
 async def _retag(
-    session: AsyncSession, touched: set[str], boxes: Sequence[_Box], exclude: str | None = None
+    session: AsyncSession,
+    touched: set[str],
+    boxes: Sequence[_Box],
+    retagged: Retagged,
+    exclude: str | None = None,
 ) -> tuple[int, VillageIndex]:
     """Re-decide the village of every incident that a changed boundary may concern; returns
-    how many changed and the index of the villages after the change."""
+    how many changed and the index of the villages after the change. Each change is recorded
+    in its incident's event chain (``village_changed``), as ``retagged`` says."""
     villages = [v for v in await list_villages(session) if v.id != exclude]
     locator = VillageIndex(villages)
     near = [
@@ -127,7 +136,54 @@ async def _retag(
             await session.execute(
                 update(Incident).where(Incident.id.in_(batch)).values(village_id=village_id)
             )
+    await _record_retags(session, changes, locator, retagged)
     return sum(len(ids) for ids in changes.values()), locator
+
+
+@dataclass(frozen=True)
+class Retagged:
+    """When and by whom the incidents were tagged again: their ``village_changed`` events'."""
+
+    at: datetime
+    actor_id: str | None
+
+
+async def _record_retags(
+    session: AsyncSession,
+    changes: dict[str | None, list[str]],
+    locator: VillageIndex,
+    retagged: Retagged,
+) -> None:
+    """A ``village_changed`` event for every incident tagged again, with its new village's id
+    and name: the reports count it there from now on, and ``dispatch audit verify`` holds its
+    row to the latest such event. Appended after every incident's row is updated (each
+    incident locked before its chain's head, as every other writer takes them), in batches,
+    heads in incident-id order throughout."""
+    new_village = {
+        incident_id: village_id
+        for village_id, incident_ids in changes.items()
+        for incident_id in incident_ids
+    }
+    facts = {
+        village_id: {
+            "village_id": village_id,
+            "village_name": locator.names.get(village_id) if village_id is not None else None,
+        }
+        for village_id in changes
+    }
+    ordered = sorted(new_village)
+    for start in range(0, len(ordered), _EVENTS_PER_STATEMENT):
+        events = [
+            EventRecord(
+                incident_id,
+                retagged.at,
+                "village_changed",
+                retagged.actor_id,
+                dict(facts[new_village[incident_id]]),
+            )
+            for incident_id in ordered[start : start + _EVENTS_PER_STATEMENT]
+        ]
+        await write_rows(session, *await event_chain.appended_rows(session, events))
 
 
 # ---------------------------------------------------------------- import and delete
@@ -293,6 +349,7 @@ async def import_villages(
     now: datetime,
     max_vertices: int,
     villages: Villages | None = None,
+    actor_id: str | None = None,
 ) -> VillageImportOut:
     """Add each feature as a village, or replace the boundary of the village of that name."""
     # Off the event loop: thousands of features take a good part of a second to check.
@@ -328,18 +385,25 @@ async def import_villages(
         touched.add(village.id)
         boxes.append(_box(village))
     await session.flush()
-    retagged, index = await _retag(session, touched, boxes)
+    retagged, index = await _retag(session, touched, boxes, Retagged(now, actor_id))
     _changed(session, villages, index)
     return VillageImportOut(created=created, updated=updated, retagged=retagged)
 
 
 async def delete_village(
-    session: AsyncSession, village_id: str, villages: Villages | None = None
+    session: AsyncSession,
+    village_id: str,
+    villages: Villages | None = None,
+    *,
+    now: datetime,
+    actor_id: str | None = None,
 ) -> int:
     """Remove a village; its incidents fall to an overlapping village or to none."""
     await _take_turn(session)
     village = await get_village(session, village_id)
-    retagged, index = await _retag(session, {village.id}, [_box(village)], exclude=village.id)
+    retagged, index = await _retag(
+        session, {village.id}, [_box(village)], Retagged(now, actor_id), exclude=village.id
+    )
     _changed(session, villages, index)
     await session.flush()
     await session.delete(village)
