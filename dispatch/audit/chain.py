@@ -40,6 +40,8 @@ from dispatch.incidents.models import (
     Incident,
     IncidentEvent,
 )
+from dispatch.rosters.models import IncidentSkip
+from dispatch.villages.models import Village
 
 GENESIS = "0" * 64
 # Events written as bulk inserts, past the unit of work, for those who count events on commit:
@@ -230,6 +232,8 @@ CHUNK = 250
 INCIDENTS = table_of(Incident)
 TIER_ROWS = table_of(ChainTier)
 DISPATCHES = table_of(Dispatch)
+SKIPS = table_of(IncidentSkip)
+VILLAGES = table_of(Village)
 
 
 @dataclass(frozen=True)
@@ -260,6 +264,9 @@ class Verdict:
     events: int
     incidents: int
     broken: Break | None
+    # Incidents some of whose columns their events were written too early to record (before
+    # they carried everything the reports read): those columns are not checked.
+    unrecorded: int = 0
 
 
 @dataclass
@@ -271,11 +278,12 @@ class _Slice:
     events: dict[str, list[Row[Any]]] = field(default_factory=dict)
     tiers: dict[str, list[Row[Any]]] = field(default_factory=dict)
     dispatches: dict[str, list[Row[Any]]] = field(default_factory=dict)
+    skips: dict[str, list[Row[Any]]] = field(default_factory=dict)
 
     def incident_ids(self) -> list[str]:
         return sorted(
             set(self.incidents) | set(self.heads) | set(self.events)
-            | set(self.tiers) | set(self.dispatches)
+            | set(self.tiers) | set(self.dispatches) | set(self.skips)
         )  # fmt: skip
 
 
@@ -292,13 +300,19 @@ def _within(column: ColumnElement[str], after: str | None, upto: str | None) -> 
 
 
 async def _incidents_after(session: AsyncSession, after: str | None) -> list[Row[Any]]:
-    query = select(INCIDENTS).where(*_within(INCIDENTS.c.id, after, None))
+    """The next slice's incidents, each with its village's name (``village_name``), which the
+    reports show it under."""
+    query = (
+        select(INCIDENTS, VILLAGES.c.name.label("village_name"))
+        .outerjoin(VILLAGES, VILLAGES.c.id == INCIDENTS.c.village_id)
+        .where(*_within(INCIDENTS.c.id, after, None))
+    )
     return list(await session.execute(query.order_by(INCIDENTS.c.id).limit(CHUNK)))
 
 
 async def _read_range(session: AsyncSession, after: str | None, upto: str | None) -> _Slice:
-    """The heads, events (in order of insertion), tiers and dispatches of the incidents whose
-    ids are in ``(after, upto]``."""
+    """The heads, events (in order of insertion), tiers, dispatches and skipped teams of the
+    incidents whose ids are in ``(after, upto]``."""
     found = _Slice()
 
     def rows_of(table: Table) -> Select[Any]:
@@ -312,6 +326,7 @@ async def _read_range(session: AsyncSession, after: str | None, upto: str | None
         (EVENTS, found.events, EVENTS.c.id),
         (TIER_ROWS, found.tiers, TIER_ROWS.c.tier),
         (DISPATCHES, found.dispatches, DISPATCHES.c.id),
+        (SKIPS, found.skips, SKIPS.c.team_id),
     ):
         for row in await session.execute(rows_of(table).order_by(then)):
             into.setdefault(row.incident_id, []).append(row)
@@ -389,14 +404,16 @@ async def verify(
     """Walk every incident, a slice of them at a time; stop at the first break. Each chain
     must hold from its first row to its head; with a checkpoint taken earlier (``against``),
     it must pass through the head noted then; and the incident's rows that the reports judge
-    from (``incidents``, ``chain_tiers``, ``dispatches``) must be what its events record
-    (``dispatch.audit.records``). Every incident that holds is given to ``keep``.
+    from (``incidents`` with its village's name, ``chain_tiers``, ``dispatches``,
+    ``incident_skips``) must be what its events record (``dispatch.audit.records``). Every
+    incident that holds is given to ``keep``; the verdict counts those whose events were
+    written before they carried every column the reports read (``Verdict.unrecorded``).
 
     Given a session that has not begun its transaction (as ``dispatch audit verify`` does),
     every slice is read in one snapshot: what is written meanwhile is not seen, and what was
     seen agrees with itself."""
     await _one_snapshot(session)
-    events = incidents = 0
+    events = incidents = unrecorded = 0
     seen: set[str] = set()
     async for found in _slices(session):
         for incident_id in found.incident_ids():
@@ -409,17 +426,21 @@ async def verify(
                 seen.add(incident_id)
                 broken = _rewritten(incident_id, chain, *against[incident_id])
             if broken is None:
-                different = records.mismatch(
+                checked = records.check(
                     incident_id,
                     chain,
                     found.incidents.get(incident_id),
                     found.tiers.get(incident_id, []),
                     found.dispatches.get(incident_id, []),
+                    found.skips.get(incident_id, []),
                 )
+                different = checked.mismatch
                 if different is not None:
                     broken = Break(None, incident_id, None, different.reason, different.row)
+                if checked.unrecorded and head is not None:
+                    unrecorded += 1
             if broken is not None:
-                return Verdict(events, incidents, broken)
+                return Verdict(events, incidents, broken, unrecorded)
             if keep is not None and head is not None:
                 keep(incident_id, head.seq, head.hash)
     if against is not None and len(seen) < len(against):
@@ -427,9 +448,12 @@ async def verify(
         seq, _ = against[incident_id]
         reason = f"removed since the checkpoint, which names its chain up to seq {seq}"
         return Verdict(
-            events, incidents, Break(None, incident_id, None, reason, _whose(incident_id))
+            events,
+            incidents,
+            Break(None, incident_id, None, reason, _whose(incident_id)),
+            unrecorded,
         )
-    return Verdict(events, incidents, None)
+    return Verdict(events, incidents, None, unrecorded)
 
 
 def _whose(incident_id: str) -> str:

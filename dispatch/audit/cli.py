@@ -15,6 +15,11 @@ from dispatch.audit.chain import Verdict
 from dispatch.audit.checkpoint import Checkpoint, CheckpointError, Writer
 from dispatch.config import Settings
 
+# The columns events carry only since they carry everything the reports read.
+UNRECORDED = (
+    "category, description, village, tier targets and arrival positions (lon, lat, accuracy)"
+)
+
 
 def add_audit_command(commands: Any) -> None:
     from dispatch.cli import usage
@@ -97,6 +102,12 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"BROKEN: {verdict.broken}")
         return 1
     print(f"ok: {verdict.events} events in {verdict.incidents} incident chains")
+    # The extent of the proof: what events written before they carried every column the
+    # reports read could not vouch for.
+    print(
+        f"unchecked: {verdict.unrecorded} of {verdict.incidents} incidents recorded before the "
+        f"events carried their {UNRECORDED}: those are not checked"
+    )
     if against is not None:
         taken = f" (taken {against.taken})" if against.taken else ""
         print(

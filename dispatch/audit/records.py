@@ -1,15 +1,17 @@
 """The rows the reports judge from, checked against the hashed events that record them.
 
-The reports read ``incidents``, ``chain_tiers`` and ``dispatches``, which no hash covers: an
-arrival time moved in ``dispatches`` turns a breach into a met target while every chain still
-holds. Every change the server makes to those rows is written in the same transaction as the
-event that records it, so the events of an incident, replayed in their chain's order, give the
-values its rows must hold. ``mismatch`` replays one incident's events and names the first row
-and column that differ.
+The reports read ``incidents``, ``chain_tiers``, ``dispatches``, ``incident_skips`` and the
+villages' names, which no hash covers: an arrival time moved in ``dispatches`` turns a breach
+into a met target while every chain still holds. Every change the server makes to those rows
+is written in the same transaction as the event that records it, so the events of an incident,
+replayed in their chain's order, give the values its rows must hold. ``check`` replays one
+incident's events and names the first row and column that differ.
 
 What the events record, and so what is checked (``docs/security.md`` lists what is not):
 
-- the incident: ``reported_at``, ``lon``/``lat`` and ``reported_by`` (its ``reported`` event);
+- the incident: ``reported_at``, ``lon``/``lat``, ``reported_by``, ``category`` and
+  ``description`` (its ``reported`` event); ``village_id`` and that village's name (its
+  ``reported`` event, then each ``village_changed`` event: villages imported or deleted);
   ``status`` and ``closed_at`` (its ``closed`` event, or none);
 - each dispatch: that it exists, its ``team_id``, ``tier``, ``distance_m`` and ``alerted_at``
   (its ``dispatched`` event), its ``ring`` (1 when an ``escalated`` event named its team), and
@@ -17,14 +19,21 @@ What the events record, and so what is checked (``docs/security.md`` lists what 
   the accept and the delivery it implies as events of their own, marked implied, which gives
   ``delivered_implied`` and ``accepted_implied``; a later delivery observed replaces an implied
   one, its event says so), ``arrived_at``,
-  ``arrival_source``, ``arrival_distance_m`` and ``arrival_device_time`` (its ``arrived``
-  event); a hop with no event must be null;
+  ``arrival_source``, ``arrival_distance_m``, ``arrival_device_time``, ``arrival_lon``,
+  ``arrival_lat`` and ``arrival_accuracy_m`` (its ``arrived`` event); a hop with no event must
+  be null;
 - each of the three tiers: that it exists, ``covered`` (a ``dispatched`` event of that tier),
   ``arrived_at`` and ``elapsed_s`` (the tier's first ``arrived`` event), ``status`` and
   ``breached_at`` (``met``, ``breached`` and ``closed`` events, as the service applies them),
-  ``deadline`` and ``target_s`` where a ``breached`` event records them; any tier's deadline is
-  its report's time plus its ``target_s``, a met tier's is not before the arrival that met it,
-  nor a cancelled tier's before the close that cancelled it.
+  ``target_s`` (the ``reported`` event's ``targets_s``; a ``breached`` event's), ``deadline``
+  where a ``breached`` event records it; any tier's deadline is its report's time plus its
+  ``target_s``, a met tier's is not before the arrival that met it, nor a cancelled tier's
+  before the close that cancelled it;
+- each team skipped: its row and its ``skipped`` event, one for the other.
+
+Events written before they carried the category, description, village, targets and arrival
+positions leave those columns unchecked; ``Checked.unrecorded`` names them, for verify to count
+the incidents it could not prove whole.
 """
 
 from __future__ import annotations
@@ -87,12 +96,25 @@ def _str(data: dict[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+# What an incident's events record of it since they carry everything the reports read, and
+# so what verify checks only where they do: each column of these is left unchecked of an
+# incident recorded before (``Checked.unrecorded``), never flagged.
+INCIDENT_FACTS = ("category", "description", "village_id")
+ARRIVAL_POSITION = ("arrival_lon", "arrival_lat", "arrival_accuracy_m")
+
+
 class _Replay:
     """One incident's rows as its events, applied in chain order, leave them."""
 
     def __init__(self) -> None:
         self.reported: Row[Any] | None = None
         self.incident: dict[str, Told] = {}
+        # The name of the incident's village, as the event that tagged it recorded it.
+        self.village_name: Told | None = None
+        # The columns some event of the incident was written too early to record.
+        self.unrecorded: set[str] = set()
+        # Each skipped team's event, by team id.
+        self.skipped: dict[str, Row[Any]] = {}
         self.dispatches: dict[str, dict[str, Told]] = {}
         self.dispatched: dict[str, Row[Any]] = {}
         self.tiers: dict[int, dict[str, Told]] = {
@@ -132,11 +154,41 @@ class _Replay:
         told = self.incident
         told["reported_at"] = Told(e.at, e, "reported event")
         told["reported_by"] = Told(e.actor_id, e, "reported event")
-        for key in ("lon", "lat"):
+        for key in ("lon", "lat", *INCIDENT_FACTS):
             if key in data:
                 told[key] = Told(data[key], e, "reported event")
+        if "village_name" in data:
+            self.village_name = Told(data["village_name"], e, "reported event")
         told["status"] = Told(IncidentStatus.OPEN.value, None, "closed event")
         told["closed_at"] = Told(None, None, "closed event")
+        targets = data.get("targets_s")
+        if isinstance(targets, list) and len(targets) == len(TIERS):
+            for tier, target in zip(TIERS, targets, strict=True):
+                self.tiers[tier]["target_s"] = Told(target, e, "reported event")
+
+    def _village_changed(self, e: Row[Any], data: dict[str, Any]) -> None:
+        # The incident tagged again (its village's boundary imported or deleted): the reports
+        # count it in the new village from then on.
+        if "village_id" in data:
+            self.incident["village_id"] = Told(data["village_id"], e, "village_changed event")
+        if "village_name" in data:
+            self.village_name = Told(data["village_name"], e, "village_changed event")
+
+    def _skipped(self, e: Row[Any], data: dict[str, Any]) -> None:
+        team_id = _str(data, "team_id")
+        if team_id is not None:
+            self.skipped.setdefault(team_id, e)
+
+    def unrecorded_columns(self) -> frozenset[str]:
+        """The columns of the incident's rows its events do not record, as events written
+        before they did leave them: not checked."""
+        missing = set(self.unrecorded)
+        missing.update(c for c in INCIDENT_FACTS if c not in self.incident)
+        if self.village_name is None:
+            missing.add("village_name")
+        if any("target_s" not in told for told in self.tiers.values()):
+            missing.add("target_s")
+        return frozenset(missing)
 
     def _closed(self, e: Row[Any], data: dict[str, Any]) -> None:
         self.incident["status"] = Told(IncidentStatus.CLOSED.value, e, "closed event")
@@ -189,6 +241,7 @@ class _Replay:
             "arrival_source",
             "arrival_distance_m",
             "arrival_device_time",
+            *ARRIVAL_POSITION,
         ):
             told[column] = Told(None, None, "arrived event")
         self.dispatches[dispatch_id] = told
@@ -230,6 +283,13 @@ class _Replay:
                 device_time = data["device_time"]
                 parsed = _instant(device_time) if isinstance(device_time, str) else None
                 told["arrival_device_time"] = Told(parsed, e, "arrived event")
+            for column in ARRIVAL_POSITION:
+                if column in data:
+                    told[column] = Told(data[column], e, "arrived event")
+                else:
+                    # An arrival recorded before its event carried where the team was.
+                    del told[column]
+                    self.unrecorded.add(column)
         tier = self._tier(data)
         if tier is None:
             return
@@ -294,20 +354,45 @@ def _first_difference(stored: Row[Any], told: dict[str, Told]) -> str | None:
     return None
 
 
-def mismatch(
+@dataclass(frozen=True)
+class Checked:
+    """One incident's rows against its events: the first that differs (None: none does), and
+    the columns its events were written too early to record, left unchecked."""
+
+    mismatch: Mismatch | None
+    unrecorded: frozenset[str]
+
+
+def check(
     incident_id: str,
     events: Rows,
     incident: Row[Any] | None,
     tiers: Rows,
     dispatches: Rows,
-) -> Mismatch | None:
-    """The first of the incident's stored rows that its events (a chain already verified, in
-    order) do not bear out; None when they all agree."""
+    skips: Rows,
+) -> Checked:
+    """The incident's stored rows (``incident`` with its village's ``village_name``) against
+    its events (a chain already verified, in order)."""
     replay = _Replay()
     for e in events:
         replay.apply(e)
     for told in replay.dispatches.values():
         _settle_implied(told)
+    found = _mismatch(incident_id, events, incident, tiers, dispatches, skips, replay)
+    return Checked(found, replay.unrecorded_columns())
+
+
+def _mismatch(
+    incident_id: str,
+    events: Rows,
+    incident: Row[Any] | None,
+    tiers: Rows,
+    dispatches: Rows,
+    skips: Rows,
+    replay: _Replay,
+) -> Mismatch | None:
+    """The first of the incident's stored rows that its events do not bear out; None when
+    they all agree."""
     reported = replay.reported
     if incident is None:
         if not events:
@@ -327,6 +412,13 @@ def mismatch(
         return Mismatch(row, "no reported event records it")
     if (reason := _first_difference(incident, replay.incident)) is not None:
         return Mismatch(row, reason)
+    named = replay.village_name
+    if named is not None and incident.village_name != named.value:
+        # Its village is the one its events name (checked above): that village's row is off.
+        return Mismatch(
+            f"villages row {incident.village_id} (the village of incident {incident_id})",
+            named.differs("name", incident.village_name),
+        )
 
     for d in dispatches:
         if d.id not in replay.dispatches:
@@ -361,8 +453,43 @@ def mismatch(
             return Mismatch(row, reason)
         if (reason := _deadline(stored, reported, replay, tier)) is not None:
             return Mismatch(row, reason)
+    return _skips_mismatch(incident_id, skips, replay)
 
+
+def _skips_mismatch(incident_id: str, skips: Rows, replay: _Replay) -> Mismatch | None:
+    """The teams the report skipped (``incident_skips``, shown with the incident) against its
+    ``skipped`` events, one a team, written in the report's transaction."""
+    for s in skips:
+        if s.team_id not in replay.skipped:
+            return Mismatch(
+                f"incident_skips row (incident {incident_id}, team {s.team_id})",
+                "no skipped event records it",
+            )
+    by_team = {s.team_id: s for s in skips}
+    for team_id, e in replay.skipped.items():
+        stored = by_team.get(team_id)
+        if stored is None:
+            return Mismatch(
+                f"incident_skips (incident {incident_id})",
+                f"no row for team {team_id}, which its skipped event records "
+                f"(incident_events row id={e.id}, seq {e.seq})",
+            )
+        data: dict[str, Any] = e.data
+        told = {"at": Told(e.at, e, "skipped event")}
+        for column in ("team_name", "tier", "reason", "detail", "unit"):
+            if column in data:
+                value = data[column]
+                # The row keeps the first 255 characters of the reason in words.
+                if column == "detail" and isinstance(value, str):
+                    value = value[:DETAIL_CHARS]
+                told[column] = Told(value, e, "skipped event")
+        if (reason := _first_difference(stored, told)) is not None:
+            return Mismatch(f"incident_skips row (incident {incident_id}, team {team_id})", reason)
     return None
+
+
+# As many characters of a skip's detail as its row keeps (``IncidentSkip.detail``).
+DETAIL_CHARS = 255
 
 
 def _deadline(stored: Row[Any], reported: Row[Any], replay: _Replay, tier: int) -> str | None:

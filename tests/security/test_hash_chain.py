@@ -250,7 +250,12 @@ async def test_each_event_carries_the_hash_of_the_one_before(world: World) -> No
         previous = e.hash
     code, out = await asyncio.to_thread(verify, world.runtime.settings.database_url)
     assert code == 0, out
-    assert out == f"ok: {len(rows)} events in 1 incident chains\n"
+    assert out == (
+        f"ok: {len(rows)} events in 1 incident chains\n"
+        "unchecked: 0 of 1 incidents recorded before the events carried their category, "
+        "description, village, tier targets and arrival positions (lon, lat, accuracy): those "
+        "are not checked\n"
+    )
 
 
 async def test_a_row_changed_removed_or_forged_through_sql_is_named(world: World) -> None:
@@ -336,13 +341,19 @@ async def test_a_row_the_reports_judge_from_changed_through_sql_is_named(world: 
             TIERS,
             a_tier,
             {"target_s": 240.0, "deadline": reported + timedelta(seconds=240)},
-            "tier 2): deadline",
+            "tier 2): target_s 240.0 differs from its breached event (",
         ),
         (
             TIERS,
             (TIERS.c.incident_id == a["id"]) & (TIERS.c.tier == 1),
             {"target_s": 20.0, "deadline": reported + timedelta(seconds=20)},
-            "is before its met event (",
+            "tier 1): target_s 20.0 differs from its reported event (",
+        ),
+        (
+            TIERS,
+            (TIERS.c.incident_id == a["id"]) & (TIERS.c.tier == 1),
+            {"deadline": reported + timedelta(seconds=20)},
+            "tier 1): deadline",
         ),
         (TIERS, a_tier, None, f"chain_tiers (incident {a['id']}): no row for tier 2"),
         (
@@ -502,9 +513,9 @@ async def test_verify_reads_the_incidents_a_slice_at_a_time(
         await engine.dispose()
     assert verdict.broken is None and verdict.incidents == 5
     reads = [s for s in sent if s.lstrip().upper().startswith("SELECT")]
-    # Slices of two, two and one incident: each its incidents, then the heads, events,
-    # tiers and dispatches of their range.
-    assert len(reads) == 3 * 5, reads
+    # Slices of two, two and one incident: each its incidents (with their villages' names),
+    # then the heads, events, tiers, dispatches and skipped teams of their range.
+    assert len(reads) == 3 * 6, reads
 
 
 async def test_concurrent_hops_on_one_incident_never_fork_its_chain(world: World) -> None:
