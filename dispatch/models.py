@@ -3,7 +3,13 @@
 from alerts.models import Mailbox, Message
 from dispatch.audit.models import AuditEntry, EventChainHead
 from dispatch.auth.models import RevokedToken, User
-from dispatch.incidents.models import ChainTier, Dispatch, Incident, IncidentEvent
+from dispatch.incidents.models import (
+    ChainTier,
+    Dispatch,
+    DispatchFollower,
+    Incident,
+    IncidentEvent,
+)
 from dispatch.jobs.models import Job
 from dispatch.notifiers.models import Notification, NotificationAttempt
 from dispatch.reachability.models import Presence, PresenceBeat, TestAlert
@@ -17,6 +23,7 @@ __all__ = [
     "Backoff",
     "ChainTier",
     "Dispatch",
+    "DispatchFollower",
     "DutySchedule",
     "EventChainHead",
     "Incident",

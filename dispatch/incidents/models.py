@@ -126,6 +126,20 @@ class Dispatch(Base):
     arrival_device_time: Mapped[datetime | None]
 
 
+class DispatchFollower(Base):
+    """A leader who follows a dispatch of a team whose units take turns: one its alert went to
+    (``alerted``), or one who took the dispatch on since without having been alerted (an
+    off-turn leader who accepted or arrived). The incident's news goes to these leaders only; a
+    dispatch without such rows (a team whose units do not take turns) is followed by every
+    leader of its team."""
+
+    __tablename__ = "dispatch_followers"
+
+    dispatch_id: Mapped[str] = mapped_column(ForeignKey("dispatches.id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    alerted: Mapped[bool]
+
+
 @dataclass
 class DispatchRecord:
     """A dispatch row as plain values, for rows no session tracks: a new report's dispatches
