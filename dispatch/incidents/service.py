@@ -44,6 +44,7 @@ from dispatch.incidents.models import (
     Category,
     ChainTier,
     Dispatch,
+    DispatchFollower,
     DispatchRecord,
     EventRecord,
     Incident,
@@ -75,6 +76,7 @@ log = logging.getLogger(__name__)
 
 INCIDENTS = table_of(Incident)
 DISPATCHES = table_of(Dispatch)
+FOLLOWERS = table_of(DispatchFollower)
 
 
 # ---------------------------------------------------------------- reading
@@ -448,7 +450,9 @@ async def _send_alerts(
 ) -> None:
     """Alert the leaders of the ``alerted`` dispatches (``leaders`` by team, when known);
     tell the operators' board the new state. Of a team whose units take turns (``on_turn``),
-    only the leaders serving with the unit on turn (``leaders_on_turn``).
+    only the leaders serving with the unit on turn (``leaders_on_turn``), who are kept as the
+    dispatch's followers: the incident's news goes to them, not to the team's off-turn leaders
+    (``_audience``).
 
     A ``new`` incident's messages are written last in the transaction (no other transaction
     can see the incident, so none can race its content).
@@ -456,6 +460,15 @@ async def _send_alerts(
     if leaders is None:
         leaders = await auth.leaders_by_team(session, [d.team_id for d in alerted])
     leaders = await _serving(session, view.id, alerted, leaders, on_turn, now)
+    followers = [
+        {"dispatch_id": d.id, "user_id": leader, "alerted": True}
+        for d in alerted
+        if d.team_id in on_turn
+        for leader in leaders.get(d.team_id, [])
+    ]
+    if followers:
+        # With the transaction's last statement: nothing reads them before it commits.
+        write_later(session, Added(FOLLOWERS, followers))
     incident_json = view.model_dump(mode="json")
     copies = _LeaderCopies(incident_json)
     outgoing = [
@@ -695,15 +708,56 @@ class _LeaderCopies:
 
 
 async def _audience(session: AsyncSession, incident_id: str) -> dict[str, str | None]:
-    """Who follows an incident: the operators' board (None) and every leader of a dispatched
-    team (their team)."""
-    team_ids = await session.scalars(
-        select(Dispatch.team_id).where(Dispatch.incident_id == incident_id).distinct()
+    """Who follows an incident: the operators' board (None) and the enabled leaders of each
+    dispatched team (their team) whom its dispatch's news is for. Of a team whose units take
+    turns, the dispatch's followers: the leaders its alert went to and those who took it on
+    since; an off-turn leader who was not alerted is not woken by news of an incident he was
+    never told of. Of any other team, every leader, as its alert went to every leader."""
+    rows = await session.execute(
+        select(Dispatch.team_id, DispatchFollower.user_id)
+        .outerjoin(DispatchFollower, DispatchFollower.dispatch_id == Dispatch.id)
+        .where(Dispatch.incident_id == incident_id)
     )
-    leaders = await auth.leaders_by_team(session, list(team_ids))
+    # Team -> its followers, or None: the whole team follows.
+    following: dict[str, set[str] | None] = {}
+    for team_id, user_id in rows.all():
+        if user_id is None:
+            following[team_id] = None
+        else:
+            chosen = following.setdefault(team_id, set())
+            if chosen is not None:
+                chosen.add(user_id)
+    leaders = await auth.leaders_by_team(session, sorted(following))
     audience: dict[str, str | None] = {auth.BOARD_MAILBOX: None}
-    audience.update((user, team) for team, users in leaders.items() for user in users)
+    for team, users in leaders.items():
+        chosen = following[team]
+        audience.update((user, team) for user in users if chosen is None or user in chosen)
     return audience
+
+
+async def _take_on(session: AsyncSession, d: Dispatch, actor: auth.Principal) -> bool:
+    """A leader acts on his team's dispatch (accepts, arrives): from now on he follows it. True
+    when his team's units take turns and its alert did not go to him (he is off turn): his
+    act is the team's all the same, and its event says so."""
+    if actor.role != Role.LEADER:
+        return False
+    followers = dict(
+        (
+            await session.execute(
+                select(DispatchFollower.user_id, DispatchFollower.alerted).where(
+                    DispatchFollower.dispatch_id == d.id
+                )
+            )
+        ).all()
+    )
+    if not followers:
+        # The whole team follows the dispatch: its alert went to every leader.
+        return False
+    if actor.user_id not in followers:
+        insert = upsert_insert(dialect_name(session))
+        follower = {"dispatch_id": d.id, "user_id": actor.user_id, "alerted": False}
+        await session.execute(insert(FOLLOWERS).values(follower).on_conflict_do_nothing())
+    return not followers.get(actor.user_id, False)
 
 
 async def _announce(
@@ -919,15 +973,19 @@ def _mark_accepted(
     device_time: datetime | None = None,
     *,
     implied: bool = False,
+    off_turn: bool = False,
 ) -> None:
     """Record the acceptance at ``now`` (and the delivery, if none is on record): tapped, or
-    ``implied`` by the leader's arrival without an accept first."""
+    ``implied`` by the leader's arrival without an accept first; ``off_turn``: by a leader
+    the alert did not go to (``_take_on``)."""
     _mark_delivered(session, d, actor_id, now, implied=implied)
     if d.accepted_at is None:
         d.accepted_at, d.accepted_implied = now, implied
         facts: dict[str, Any] = {"dispatch_id": d.id}
         if implied:
             facts["implied"] = True
+        if off_turn:
+            facts["off_turn"] = True
         if device_time is not None:
             # The phone's clock at the tap: a tap kept through an outage reaches the server
             # late, and is recorded then; the record keeps when the leader tapped.
@@ -943,12 +1001,16 @@ async def accept_dispatch(
     device_time: datetime | None = None,
 ) -> IncidentOut:
     d, incident = await _acting_dispatch(session, actor, dispatch_id)
+    # A leader who accepts follows the incident from now on, also when the team had accepted
+    # already: he is on his way too. An off-turn leader's accept is the team's: it stops the
+    # escalation and the notifiers as any other does (docs/reports.md, duty and rotation).
+    off_turn = await _take_on(session, d, actor)
     # Once the team is on scene there is nothing left to accept: a tap that reaches the server
     # after an arrival recorded by radio would put the acceptance after the arrival.
     if d.accepted_at is not None or d.arrived_at is not None:
         return await get_incident(session, incident.id)
     now = _after_recorded_hops(d, now)
-    _mark_accepted(session, d, actor.user_id, now, device_time)
+    _mark_accepted(session, d, actor.user_id, now, device_time, off_turn=off_turn)
     await session.flush()
     return await _announce(session, incident.id, now)
 
@@ -972,6 +1034,8 @@ async def record_arrival(
 ) -> IncidentOut:
     d, incident = await _acting_dispatch(session, actor, dispatch_id)
     if d.arrived_at is not None:
+        # The team is on scene already; the leader who says so too follows the incident.
+        await _take_on(session, d, actor)
         return await get_incident(session, incident.id)
     if actor.role != Role.LEADER and source == ArrivalSource.BUTTON:
         source = ArrivalSource.OPERATOR
@@ -988,13 +1052,15 @@ async def _arrive(
     source: ArrivalSource,
 ) -> IncidentOut:
     # An arrival keeps the time its request came in, whatever was written while it waited:
-    # that time is judged against the deadline.
+    # that time is judged against the deadline. An off-turn leader on scene is the team on
+    # scene: the tier is met by it all the same.
+    off_turn = await _take_on(session, d, actor)
     if source != ArrivalSource.OPERATOR:
         # The leader acted on the alert: his arrival stands for the accept he did not tap (and
         # for the delivery, if no ack came), marked implied, so that no segment is measured
         # from it. An operator's radio arrival says nothing of the phone: it records only the
         # arrival, and the phone's ack may still come.
-        _mark_accepted(session, d, actor.user_id, now, implied=True)
+        _mark_accepted(session, d, actor.user_id, now, implied=True, off_turn=off_turn)
     d.arrived_at, d.arrival_source = now, source.value
     d.arrival_accuracy_m, d.arrival_device_time = fix.accuracy_m, fix.device_time
     if fix.location is not None:
@@ -1013,6 +1079,8 @@ async def _arrive(
         "arrival_accuracy_m": d.arrival_accuracy_m,
         "device_time": show_time(fix.device_time) if fix.device_time else None,
     }
+    if off_turn:
+        facts["off_turn"] = True
     _record(session, incident.id, now, "arrived", actor.user_id, facts)
     breached = await _settle_tier(session, incident, d.tier, now, elapsed)
     await session.flush()

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 from pyproj import Geod
+from sqlalchemy import select
 
+from dispatch.jobs.models import Job
 from dispatch.rosters.book import Duties, DutyBook
 from dispatch.rosters.duty import OnTurn, Rotation, duty_state, leaders_on_turn, shift_date
 from dispatch.rosters.service import load_duties
@@ -338,9 +340,125 @@ async def test_a_rotating_team_alerts_the_leaders_of_the_unit_on_turn_and_the_te
     ).json()
     hops = [(e["type"], e["actor_id"]) for e in events if e["type"] in ("delivered", "accepted")]
     assert hops == [("delivered", first.id), ("accepted", first.id)]
+    assert [e["data"].get("off_turn") for e in events if e["type"] == "accepted"] == [True]
     assert not [e for e in events if e["type"] == "all_leaders_alerted"]
     for phone in phones.values():
         await phone.close()
+
+
+async def events_of(world: World, by: Account, incident_id: str, kind: str) -> list[Any]:
+    reply = await world.http.get(f"/api/v1/incidents/{incident_id}/events", headers=by.headers)
+    assert reply.status_code == 200, reply.text
+    return [e for e in reply.json() if e["type"] == kind]
+
+
+async def news_of(phone: Socket, kind: str, incident: dict[str, Any]) -> dict[str, Any]:
+    """The next message of ``kind`` about ``incident`` (others of the team's may come first)."""
+    while True:
+        message = await phone.next_of(kind)
+        data = message["data"]
+        if data.get("incident_id", data.get("id")) == incident["id"]:
+            return data
+
+
+async def test_an_incidents_news_goes_to_the_leaders_alerted_and_those_who_take_it_on(
+    world: World,
+) -> None:
+    mobile = await world.team("mobile")
+    await add_members(world, mobile, 1, 4)
+    await add_members(world, mobile, 2, 4)
+    on_turn = await leader_of_unit(world, mobile, "13800004001", 1)
+    off_turn = await leader_of_unit(world, mobile, "13800004002", 2)
+    captain = await world.leader(mobile)
+    await rotate_weekly(world, mobile, [1, 2])
+    await book_of(world)
+    phones = {a.id: await world.connect(a) for a in (on_turn, off_turn, captain)}
+    operator = await world.operator()
+
+    incident = await world.report(operator)
+    for leader in (on_turn, captain):
+        await alerted_with(phones[leader.id], incident)
+    # The tier-1 minute passes with nobody there: the breach is news for those alerted only.
+    world.clock.advance(61)
+    for leader in (on_turn, captain):
+        breach = await news_of(phones[leader.id], "chain.breached", incident)
+        assert breach["tier"]["tier"] == 1
+        await news_of(phones[leader.id], "incident.updated", incident)
+    assert await phones[off_turn.id].silent(0.3), "not alerted, the off-turn leader is not woken"
+
+    # He saw the alert on his partner's phone and goes: he takes the dispatch on for the team,
+    # and from then on follows the incident with those alerted.
+    dispatch_id = incident["dispatches"][0]["id"]
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{dispatch_id}/accept", headers=off_turn.headers
+    )
+    assert reply.status_code == 200, reply.text
+    for leader in (on_turn, captain, off_turn):
+        news = await news_of(phones[leader.id], "incident.updated", incident)
+        assert news["dispatches"][0]["accepted_at"] is not None
+    [accepted] = await events_of(world, operator, incident["id"], "accepted")
+    assert (accepted["actor_id"], accepted["data"]["off_turn"]) == (off_turn.id, True)
+
+    # His arrival is the team's: it is recorded, and said to be an off-turn leader's.
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{dispatch_id}/arrive", json={}, headers=off_turn.headers
+    )
+    assert reply.status_code == 200, reply.text
+    [arrived] = await events_of(world, operator, incident["id"], "arrived")
+    assert (arrived["actor_id"], arrived["data"]["off_turn"]) == (off_turn.id, True)
+    closing = f"/api/v1/incidents/{incident['id']}/close"
+    assert (await world.http.post(closing, json={}, headers=operator.headers)).is_success
+    for leader in (on_turn, captain, off_turn):
+        phone = phones[leader.id]
+        while (await news_of(phone, "incident.updated", incident))["status"] != "closed":
+            pass
+    for phone in phones.values():
+        await phone.close()
+
+
+async def test_an_off_turn_leaders_accept_is_the_teams_and_the_ring_is_not_alerted(
+    world: World,
+) -> None:
+    mobile = await world.team("mobile")
+    # Its 100 m zone misses the incident; its site is inside the 1 km ring.
+    fixed = await world.team("fixed_post", *near(700, 90))
+    ringed = await world.leader(fixed)
+    await add_members(world, mobile, 1, 4)
+    await add_members(world, mobile, 2, 4)
+    await leader_of_unit(world, mobile, "13800005001", 1)
+    off_turn = await leader_of_unit(world, mobile, "13800005002", 2)
+    await rotate_weekly(world, mobile, [1, 2])
+    await book_of(world)
+    ring_phone = await world.connect(ringed)
+    operator = await world.operator()
+
+    incident = await world.report(operator)
+    assert team_ids(incident) == {mobile["id"]}
+    world.clock.advance(5)
+    dispatch_id = incident["dispatches"][0]["id"]
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{dispatch_id}/accept", headers=off_turn.headers
+    )
+    assert reply.status_code == 200, reply.text
+    world.clock.advance(16)  # the escalation step falls due at 20 s
+    assert await escalation_outcome(world, incident["id"]) == "not needed: a tier-1 team accepted"
+    assert team_ids(await world.incident(operator, incident["id"])) == {mobile["id"]}
+    assert await no_alert(ring_phone), "the team is on its way: no other team is called"
+    await ring_phone.close()
+
+
+async def escalation_outcome(world: World, incident_id: str) -> str:
+    for _ in range(250):
+        async with world.runtime.sessionmaker() as session:
+            outcome = await session.scalar(
+                select(Job.outcome).where(
+                    Job.kind == "escalate", Job.incident_id == incident_id, Job.status == "done"
+                )
+            )
+        if outcome is not None:
+            return str(outcome)
+        await asyncio.sleep(0.02)
+    raise AssertionError("the escalation step never fired")
 
 
 async def test_when_every_leader_serves_an_off_turn_unit_all_are_alerted_and_it_is_recorded(
