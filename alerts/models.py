@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Index, MetaData, String
+from sqlalchemy import JSON, DateTime, Index, MetaData, String, false
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -74,3 +74,9 @@ class Message(AlertsBase):
     # told "batch X committed" and read exactly those rows.
     batch: Mapped[str] = mapped_column(String(32), index=True)
     created_at: Mapped[datetime]
+    # A resync moved its mailbox's acknowledged mark past it without its being sent to the
+    # socket (the client reloaded its state instead): the mark proves nothing of it, and
+    # nothing else will (``alerts.acks``, ``alerts.store.received``). The database's default
+    # alone: messages are written by statements that name their columns, and a default of the
+    # model's would be one more parameter in them that nothing gives.
+    skipped: Mapped[bool] = mapped_column(server_default=false())
