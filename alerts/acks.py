@@ -32,7 +32,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.bulk import any_of, on_postgresql
-from alerts.store import MAILBOXES, MESSAGES, move_marks, write_marks
+from alerts.store import MAILBOXES, MESSAGES, mark_skipped, move_marks, write_marks
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,17 @@ class Acked:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A referenced message its recipient's acknowledged mark passed without its being sent:
+    a resync had the socket skip it (``Ack.skipped``), so nothing says the recipient has it."""
+
+    user_id: str
+    seq: int
+    type: str
+    ref: str
+
+
 class Ack(NamedTuple):
     """One acknowledgement as it came: every message up to ``seq``, at ``at``. Only those after
     ``skipped`` were sent to the socket it came from; a resync had that socket skip the others
@@ -68,6 +79,7 @@ class Ack(NamedTuple):
 
 
 RecordAcked = Callable[[AsyncSession, Sequence[Acked]], Awaitable[None]]
+RecordSkipped = Callable[[AsyncSession, Sequence[Skipped]], Awaitable[None]]
 Transaction = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 # user id -> the acknowledgements in the order they came.
 Pending = dict[str, list[Ack]]
@@ -80,13 +92,25 @@ class AckRecorder:
     the same transaction as the move of the acknowledged marks, so a mark never passes what is
     not recorded. Lock order stays that of every other writer: what ``record`` locks first,
     mailbox rows last and all together in user-id order (``alerts.store.move_marks``).
+
+    A referenced message a resync had its socket skip is marked so (``alerts.store``'s
+    ``mark_skipped``: the mark passing it proves nothing) in the same transaction, and handed
+    to ``skipped``, the application's part too (what to do for a recipient who never got it:
+    send it again, say), which must lock nothing another writer takes before what ``record``
+    locks.
     """
 
     def __init__(
-        self, transaction: Transaction, record: RecordAcked, *, gather_s: float = 0.0
+        self,
+        transaction: Transaction,
+        record: RecordAcked,
+        *,
+        gather_s: float = 0.0,
+        skipped: RecordSkipped | None = None,
     ) -> None:
         self._transaction = transaction
         self._record = record
+        self._skipped = skipped
         # A write costs about the same for one acknowledgement as for fifty: waiting a few
         # milliseconds for the others of the same alert writes them all at once.
         self._gather_s = gather_s
@@ -198,12 +222,18 @@ class AckRecorder:
 
     async def _write(self, batch: Pending) -> None:
         async with self._transaction() as session:
-            acked = await acknowledged_refs(session, batch)
+            acked, skipped = await acknowledged_refs(session, batch)
             # The marks move in the same transaction as what they prove: with the mailboxes
             # ``record`` writes to when it does (one lock in user-id order, one last write).
             move_marks(session, {user: max(a.seq for a in acks) for user, acks in batch.items()})
             if acked:
                 await self._record(session, acked)
+            if skipped:
+                # Rare (a resync past referenced messages): the messages' rows, which no other
+                # writer locks but the retention purge, holding nothing else.
+                await mark_skipped(session, [(s.user_id, s.seq) for s in skipped])
+                if self._skipped is not None:
+                    await self._skipped(session, skipped)
             await write_marks(session)
 
 
@@ -232,16 +262,20 @@ def refused_for_its_data(error: BaseException) -> bool:
     return False
 
 
-async def acknowledged_refs(session: AsyncSession, batch: Pending) -> list[Acked]:
+async def acknowledged_refs(
+    session: AsyncSession, batch: Pending
+) -> tuple[list[Acked], list[Skipped]]:
     """Every referenced message the batch acknowledges for the first time, with its ack time:
     an acknowledgement of seq n covers every message up to n not acknowledged before, but
-    those a resync skipped (``Ack.skipped``) it passes without proving them received.
+    those a resync skipped (``Ack.skipped``) it passes without proving them received: they
+    are the second list.
 
     One statement for the whole batch: the referenced messages past each user's acknowledged
     mark (a handful: the ones just delivered), the ones past this batch's acks dropped here.
     """
     upto = {user: max(a.seq for a in acks) for user, acks in batch.items()}
     acked: list[Acked] = []
+    skipped: list[Skipped] = []
     users = sorted(upto)
     unacknowledged = _unacknowledged_refs(on_postgresql(session))
     for start in range(0, len(users), CHUNK):
@@ -253,7 +287,9 @@ async def acknowledged_refs(session: AsyncSession, batch: Pending) -> list[Acked
             at = _first_proving(batch[user_id], seq)
             if at is not None:
                 acked.append(Acked(user_id, kind, ref, at))
-    return acked
+            else:
+                skipped.append(Skipped(user_id, seq, kind, ref))
+    return acked, skipped
 
 
 @functools.cache

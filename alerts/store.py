@@ -392,6 +392,64 @@ async def mark_acked(session: AsyncSession, marks: dict[str, int]) -> None:
     )
 
 
+async def mark_skipped(session: AsyncSession, skipped: Sequence[tuple[str, int]]) -> None:
+    """Mark these messages (user id, seq) as passed unsent by their mailbox's acknowledged
+    mark: a resync had the socket skip them (``alerts.acks``). ``received`` does not count
+    them, whatever the mark says."""
+    if not skipped:
+        return
+    messages = MESSAGES.c
+    await session.execute(
+        update(MESSAGES)
+        .where(
+            messages.user_id == bindparam("skipped_user"),
+            messages.seq == bindparam("skipped_seq"),
+        )
+        .values(skipped=True),
+        [{"skipped_user": user, "skipped_seq": seq} for user, seq in sorted(set(skipped))],
+    )
+
+
+async def received(session: AsyncSession, user_id: str, ref: str, since_seq: int = 0) -> bool:
+    """Whether ``user_id`` is known to have a message with ``ref`` (of seq ``since_seq`` or
+    later: the first one and the copies sent again after it): one its acknowledged mark
+    passed after a socket was sent it (an ack, or a hello resuming past it), not one a resync
+    passed unsent (``mark_skipped``). Per user: another reader's ack of their own copy of the
+    same reference says nothing of this one's."""
+    mailboxes, messages = MAILBOXES.c, MESSAGES.c
+    found = await session.scalar(
+        select(messages.seq)
+        .join(MAILBOXES, mailboxes.user_id == messages.user_id)
+        .where(
+            messages.user_id == user_id,
+            messages.seq >= since_seq,
+            messages.seq <= mailboxes.acked_seq,
+            messages.ref == ref,
+            messages.skipped.is_(False),
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+async def later_copy(session: AsyncSession, user_id: str, ref: str, after_seq: int) -> int | None:
+    """The seq of a message to ``user_id`` with ``ref`` after ``after_seq`` that no resync
+    passed unsent (a copy sent again, received or on its way), or None."""
+    messages = MESSAGES.c
+    found: int | None = await session.scalar(
+        select(messages.seq)
+        .where(
+            messages.user_id == user_id,
+            messages.seq > after_seq,
+            messages.ref == ref,
+            messages.skipped.is_(False),
+        )
+        .order_by(messages.seq)
+        .limit(1)
+    )
+    return found
+
+
 async def lock(session: AsyncSession, user_ids: Sequence[str]) -> None:
     """Lock these users' mailboxes (in user-id order, so transactions never deadlock; a
     missing one is made in its place) until the transaction ends."""

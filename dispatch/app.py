@@ -35,7 +35,7 @@ from dispatch.outages import database_unavailable
 from dispatch.pages.routes import mount_static
 from dispatch.pages.routes import router as pages_router
 from dispatch.reachability import service as reachability
-from dispatch.realtime import record_acknowledged, websocket_endpoint
+from dispatch.realtime import record_acknowledged, record_skipped, websocket_endpoint
 from dispatch.realtime import router as realtime_router
 from dispatch.reports.routes import router as reports_router
 from dispatch.rosters import service as rosters
@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             runtime.transaction,
             partial(record_acknowledged, runtime),
             gather_s=runtime.settings.ack_gather_ms / 1000,
+            skipped=partial(record_skipped, runtime),
         )
         if runtime.settings.gc_settle:
             settle_garbage_collector()

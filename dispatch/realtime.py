@@ -8,7 +8,7 @@ from datetime import datetime
 from fastapi import APIRouter, WebSocket
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alerts.acks import Acked
+from alerts.acks import Acked, Skipped
 from alerts.socket import POLICY_VIOLATION, FrameError, Peer, SocketPolicy, serve_socket
 from dispatch.auth import service as auth
 from dispatch.errors import Unauthorized
@@ -127,3 +127,12 @@ async def record_acknowledged(
     # Test alerts are rare (an operator's reachability check): one at a time, each its own time.
     for test in (a for a in acked if a.type == reachability.TEST_ALERT):
         await reachability.record_test_acks(session, test.user_id, [test.ref], test.at)
+
+
+async def record_skipped(
+    runtime: Runtime, session: AsyncSession, skipped: Sequence[Skipped]
+) -> None:
+    """What a resync passed unsent: a leader's alert is sent to him again (his phone reloaded
+    the incident but never rang for it, and nothing says he saw it)."""
+    alerts = [incidents.SkippedAlert(s.user_id, s.ref, s.seq) for s in skipped if s.type == "alert"]
+    await incidents.send_again(session, alerts, runtime.clock.now())

@@ -795,6 +795,84 @@ async def _announce(
     return view
 
 
+# ---------------------------------------------------------------- alerts a resync skipped
+
+SEND_AGAIN = "alert.send_again"
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedAlert:
+    """A leader's alert (of ``dispatch_id``, stored as ``seq``) that a resync passed without
+    sending it to his phone."""
+
+    user_id: str
+    dispatch_id: str
+    seq: int
+
+
+async def send_again(session: AsyncSession, skipped: Sequence[SkippedAlert], now: datetime) -> None:
+    """Send these alerts again, each by a job due now (``send_alert_again``), scheduled in the
+    transaction that moved the leader's acknowledged mark past it: a crash loses none.
+
+    A resync passes messages without sending them (the phone reloads its state instead), so the
+    phone shows such an incident but never rang for it, and its acks prove nothing of it
+    (alerts.acks): the leader is as good as unalerted, whatever another leader of the team
+    acknowledged. Sent again as a new message, it rings like any alert, on this connection or
+    the next one, and its ack proves it received by him.
+    """
+    if not skipped:
+        return
+    found = await session.execute(
+        select(Dispatch.id, Dispatch.incident_id).where(
+            Dispatch.id.in_(sorted({s.dispatch_id for s in skipped}))
+        )
+    )
+    incident_of = {dispatch_id: incident_id for dispatch_id, incident_id in found.all()}
+    for alert in skipped:
+        incident_id = incident_of.get(alert.dispatch_id)
+        if incident_id is None:
+            continue
+        data = {"user_id": alert.user_id, "dispatch_id": alert.dispatch_id, "seq": alert.seq}
+        jobs.schedule(session, jobs.new_job(SEND_AGAIN, now, incident_id=incident_id, data=data))
+    # Now, not at the commit: the transaction's last statement holds the mailboxes.
+    await session.flush()
+
+
+async def send_alert_again(
+    session: AsyncSession, incident_id: str, dispatch_id: str, user_id: str, seq: int, now: datetime
+) -> str:
+    """The job of ``send_again``: the alert of ``dispatch_id`` to ``user_id`` once more, with
+    the incident as it is now, unless it no longer asks anything of him (the team answered, the
+    incident is closed, he is no longer one of the team's leaders) or a copy after ``seq`` is
+    already his. The dispatch's ``delivered_at`` stays the team's first delivery; his ack of
+    the copy is what ``alerts.store.received`` finds for the notifiers."""
+    # His mailbox before the state, as every announcement: a later message never shows an
+    # older state.
+    await mailboxes.lock(session, [user_id])
+    later = await mailboxes.later_copy(session, user_id, dispatch_id, seq)
+    if later is not None:
+        return f"not needed: sent again as seq {later}"
+    incident = await session.get(Incident, incident_id)
+    if incident is None:
+        return "not needed: the incident is gone"
+    view = (await _views(session, [incident]))[0]
+    d = next((d for d in view.dispatches if d.id == dispatch_id), None)
+    if d is None:
+        return "not needed: the dispatch is gone"
+    if view.status == IncidentStatus.CLOSED:
+        return "not needed: the incident is closed"
+    if d.accepted_at is not None or d.arrived_at is not None:
+        return "not needed: the team answered"
+    if user_id not in (await auth.leaders_by_team(session, [d.team_id])).get(d.team_id, []):
+        return "not needed: no longer a leader of the team"
+    copies = _LeaderCopies(view.model_dump(mode="json"))
+    alert = {"incident": copies.of(d.team_id), "dispatch": copies.dispatch(d.id)}
+    [sent] = await mailboxes.enqueue(
+        session, [Outgoing(user_id, "alert", alert, ref=d.id)], now=now
+    )
+    return f"sent again as seq {sent.seq}"
+
+
 # ---------------------------------------------------------------- the hops
 
 

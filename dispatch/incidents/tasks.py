@@ -45,7 +45,18 @@ def job_handlers(runtime: Runtime) -> dict[str, jobs.Handler]:
             ring_m=float(job.data.get("ring_m", runtime.settings.escalation_ring_m)),
         )
 
-    return {service.ESCALATE: escalate}
+    async def send_again(session: AsyncSession, job: Job, now: datetime) -> str:
+        assert job.incident_id is not None
+        return await service.send_alert_again(
+            session,
+            job.incident_id,
+            str(job.data["dispatch_id"]),
+            str(job.data["user_id"]),
+            int(job.data["seq"]),
+            now,
+        )
+
+    return {service.ESCALATE: escalate, service.SEND_AGAIN: send_again}
 
 
 async def purge_old_messages(runtime: Runtime) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alerts.models import Mailbox
+from alerts import store as mailboxes
 from alerts.store import Envelope
 from dispatch.auth.models import User
 from dispatch.db import new_id
@@ -63,15 +63,15 @@ async def check_acknowledged(
 
     ``channels`` are (name, needs a phone number) in the order they are tried.
     """
-    acked = await session.scalar(select(Mailbox.acked_seq).where(Mailbox.user_id == user_id))
     dispatch = await session.get(Dispatch, dispatch_id)
     incident = await session.get(Incident, incident_id)
     if dispatch is None or incident is None:
         return "not needed: the dispatch is gone"
-    # The mark alone proves nothing: a resync moves it past alerts the phone was never sent
-    # (it reloads its state instead). Those count as delivered only once on record (shown or
-    # accepted); an acknowledgement that covered the alert recorded its delivery with the mark.
-    if acked is not None and acked >= seq and dispatch.delivered_at is not None:
+    # This leader's phone, not the team's: the dispatch's delivered_at is the first delivery
+    # to any of its leaders, and another leader's ack says nothing of this one's phone. Nor
+    # does his mark alone: a resync moves it past alerts the phone was never sent (it reloads
+    # its state instead, and the alert is sent again: a copy he acknowledges counts).
+    if await mailboxes.received(session, user_id, dispatch_id, since_seq=seq):
         return "not needed: acknowledged"
     if dispatch.accepted_at is not None:
         return "not needed: the dispatch was accepted"

@@ -70,9 +70,13 @@ async def receivers() -> AsyncIterator[Callable[..., Awaitable[Receiver]]]:
         await r.stop()
 
 
-async def setup_incident(world: World, phone: str | None = PHONE) -> tuple[Account, Account, Any]:
-    """A fixed-post team whose leader has a phone number but no open page; an incident."""
-    team = await world.team("fixed_post", name="三中驻点队")
+async def setup_incident(
+    world: World, phone: str | None = PHONE, team: dict[str, Any] | None = None
+) -> tuple[Account, Account, Any]:
+    """A fixed-post team (or ``team``) whose leader has a phone number but no open page; an
+    incident."""
+    if team is None:
+        team = await world.team("fixed_post", name="三中驻点队")
     leader = await world.leader(team)
     admin = await world.admin()
     if phone is not None:
@@ -284,6 +288,70 @@ async def test_an_alert_a_resync_skipped_is_unacknowledged_though_the_mark_passe
     [hook] = await webhook.wait_for(1)
     assert hook.json()["dispatch"]["id"] == incident["dispatches"][0]["id"]
     assert await job_outcomes(world, "notify.check") == ["unacknowledged: notifying over webhook"]
+    await phone.close()
+
+
+async def test_a_leader_a_resync_skipped_is_notified_though_his_partner_acknowledged(
+    start: Start, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    """Two leaders of one team: the partner's phone acknowledged the alert, the leader's was
+    never sent it (a resync passed it). The dispatch is delivered (the team's first delivery),
+    but the leader's phone has not got it: his fallback still goes, the partner's does not."""
+    webhook = await receivers()
+    world = await start(webhook_url=webhook.url, webhook_secret=WEBHOOK_SECRET)
+    team = await world.team("fixed_post")
+    partner = await world.leader(team)
+    leader, operator, incident = await setup_incident(world, team=team)
+    phone = await world.connect(leader, resume_from=10**6)
+    resync = await phone.next()
+    assert resync["type"] == "resync"
+    await phone.ack(resync["seq"])
+    await marked(world, leader.id, resync["seq"])
+    partners = await world.connect(partner)
+    alert = await partners.next_of("alert")
+    await partners.ack(alert["seq"])
+    await world.wait_for(operator, incident["id"], lambda i: i["dispatches"][0]["delivered_at"])
+
+    world.clock.advance(15)
+    [hook] = await webhook.wait_for(1)
+    assert hook.json()["dispatch"]["id"] == incident["dispatches"][0]["id"]
+    assert hook.json()["leader"]["id"] == leader.id
+    for _ in range(250):
+        if len(await job_outcomes(world, "notify.check")) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert sorted(await job_outcomes(world, "notify.check")) == [
+        "not needed: acknowledged",
+        "unacknowledged: notifying over webhook",
+    ]
+    await phone.close()
+    await partners.close()
+
+
+async def test_a_leader_who_acknowledged_the_alert_sent_again_after_a_resync_is_not_notified(
+    start: Start, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    webhook = await receivers()
+    world = await start(webhook_url=webhook.url, webhook_secret=WEBHOOK_SECRET)
+    leader, operator, incident = await setup_incident(world)
+    phone = await world.connect(leader, resume_from=10**6)
+    resync = await phone.next()
+    assert resync["type"] == "resync"
+    phone.last_seq = resync["seq"]
+    # Skipped by the resync, the alert comes again as a new message; his phone acknowledges it.
+    again = await phone.next_of("alert")
+    assert again["data"]["dispatch"]["id"] == incident["dispatches"][0]["id"]
+    await phone.ack(again["seq"])
+    await world.wait_for(operator, incident["id"], lambda i: i["dispatches"][0]["delivered_at"])
+
+    world.clock.advance(15)
+    for _ in range(250):
+        if await job_outcomes(world, "notify.check"):
+            break
+        await asyncio.sleep(0.02)
+    assert await job_outcomes(world, "notify.check") == ["not needed: acknowledged"]
+    await asyncio.sleep(0.2)
+    assert webhook.requests == []
     await phone.close()
 
 

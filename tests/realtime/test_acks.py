@@ -23,6 +23,7 @@ from dispatch.audit import chain
 from dispatch.audit.models import EventChainHead
 from dispatch.auth.service import BOARD_MAILBOX
 from dispatch.incidents.models import IncidentEvent
+from dispatch.jobs.models import Job
 from dispatch.realtime import record_acknowledged
 from tests.support import QINGXI, Account, Socket, World, statements_sent
 
@@ -307,7 +308,13 @@ async def test_resuming_from_a_seq_ahead_of_the_mailbox_acknowledges_nothing(
     operator = await world.operator()
     incident = await world.report(operator)
     phone = await world.connect(leader, resume_from=10**6)
-    assert (await phone.next())["type"] == "resync"
+    resync = await phone.next()
+    assert resync["type"] == "resync"
+    phone.last_seq = resync["seq"]
+    # The alert the resync skipped is sent again, after it: not delivered until acknowledged.
+    again = await phone.next()
+    assert (again["type"], again["seq"]) == ("alert", resync["seq"] + 1)
+    assert again["data"]["incident"]["id"] == incident["id"]
     assert await phone.silent(0.3)
     assert (await delivered(world, incident["id"]))[team["id"]] is None
     await phone.close()
@@ -366,7 +373,7 @@ async def test_an_ack_after_a_resync_does_not_deliver_a_closed_incidents_alert_n
     await phone.close()
 
 
-async def test_an_open_incidents_alert_a_resync_skipped_is_not_delivered_by_later_acks(
+async def test_an_open_incidents_alert_a_resync_skipped_is_delivered_by_its_copy_alone(
     world: World,
 ) -> None:
     team = await world.team("fixed_post")
@@ -374,42 +381,99 @@ async def test_an_open_incidents_alert_a_resync_skipped_is_not_delivered_by_late
     operator = await world.operator()
     skipped = await world.report(operator)
     world.clock.advance(2)
-    phone, _ = await resynced(world, leader)
-
-    sent = await world.report(operator, category="theft")
-    alert = await phone.next_of("alert")
-    assert alert["data"]["incident"]["id"] == sent["id"]
-    world.clock.advance(1)
-    # Acknowledges everything up to the new alert, the resync's seq and what it skipped too.
-    await phone.ack(alert["seq"])
-    await marked(world, leader.id, alert["seq"])
-
-    assert (await delivered(world, sent["id"]))[team["id"]] == world.clock.now()
+    phone, resync_seq = await resynced(world, leader)
+    # What a client acknowledges first: the seq the resync gave it. That proves nothing.
+    await phone.ack(resync_seq)
+    await marked(world, leader.id, resync_seq)
     assert (await delivered(world, skipped["id"]))[team["id"]] is None
     assert await delivered_events(world, skipped["id"]) == []
+
+    # The alert comes again, after the resync: the socket is sent it, so its ack proves it.
+    again = await phone.next_of("alert")
+    assert again["seq"] > resync_seq
+    assert again["data"]["incident"]["id"] == skipped["id"]
+    world.clock.advance(1)
+    await phone.ack(again["seq"])
+    await marked(world, leader.id, again["seq"])
+    assert (await delivered(world, skipped["id"]))[team["id"]] == world.clock.now()
+    assert [e.actor_id for e in await delivered_events(world, skipped["id"])] == [leader.id]
     await phone.close()
 
 
-async def test_resuming_from_a_resyncs_seq_acknowledges_nothing_it_skipped(world: World) -> None:
+async def received_by(world: World, user_id: str, dispatch_id: str) -> bool:
+    async with world.runtime.sessionmaker() as session:
+        return await mailboxes.received(session, user_id, dispatch_id)
+
+
+async def test_an_alert_a_resync_skipped_is_sent_again_on_the_next_connection_whoever_acked(
+    world: World,
+) -> None:
+    """Two leaders of one team: one's copy a resync skipped, the other acknowledged his. The
+    first is still owed the alert: it is replayed to him, and until his phone acknowledges it
+    he has not got it, whatever the dispatch's delivery (the team's first) says."""
     team = await world.team("fixed_post")
-    leader = await world.leader(team)
+    skipped_leader, partner = await world.leader(team), await world.leader(team)
     operator = await world.operator()
-    skipped = await world.report(operator)
-    phone, resync_seq = await resynced(world, leader)
+    incident = await world.report(operator)
+    dispatch_id = incident["dispatches"][0]["id"]
+    phone, resync_seq = await resynced(world, skipped_leader)
     # Gone before anything came to acknowledge; the phone keeps the resync's seq. The resync
     # moved the mark past what it skipped, proving none of it received.
     await phone.close()
-    await marked(world, leader.id, resync_seq)
+    await marked(world, skipped_leader.id, resync_seq)
 
-    again = await world.connect(leader, resume_from=resync_seq)
-    sent = await world.report(operator, category="theft")
-    alert = await again.next_of("alert")
-    await again.ack(alert["seq"])
-    await marked(world, leader.id, alert["seq"])
+    world.clock.advance(2)
+    partners = await world.connect(partner)
+    alert = await partners.next_of("alert")
+    await partners.ack(alert["seq"])
+    await marked(world, partner.id, alert["seq"])
+    partner_acked_at = world.clock.now()
+    assert (await delivered(world, incident["id"]))[team["id"]] == partner_acked_at
+    assert await received_by(world, partner.id, dispatch_id)
+    assert not await received_by(world, skipped_leader.id, dispatch_id)
 
-    assert (await delivered(world, sent["id"]))[team["id"]] is not None
-    assert (await delivered(world, skipped["id"]))[team["id"]] is None
+    world.clock.advance(3)
+    again = await world.connect(skipped_leader, resume_from=resync_seq)
+    copy = await again.next_of("alert")
+    assert copy["seq"] > resync_seq
+    assert copy["data"]["dispatch"]["id"] == dispatch_id
+    assert copy["data"]["incident"]["id"] == incident["id"]
+    assert not await received_by(world, skipped_leader.id, dispatch_id)
+    await again.ack(copy["seq"])
+    await marked(world, skipped_leader.id, copy["seq"])
+    assert await received_by(world, skipped_leader.id, dispatch_id)
+    # The dispatch's delivery stays the team's first: the partner's, one event.
+    assert (await delivered(world, incident["id"]))[team["id"]] == partner_acked_at
+    assert [e.actor_id for e in await delivered_events(world, incident["id"])] == [partner.id]
+    assert await again.silent(0.3), "sent again once"
     await again.close()
+    await partners.close()
+
+
+async def test_an_alert_the_team_answered_is_not_sent_again(world: World) -> None:
+    team = await world.team("fixed_post")
+    leader, partner = await world.leader(team), await world.leader(team)
+    operator = await world.operator()
+    incident = await world.report(operator)
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{incident['dispatches'][0]['id']}/accept", headers=partner.headers
+    )
+    assert reply.status_code == 200, reply.text
+    phone, resync_seq = await resynced(world, leader)
+    await phone.ack(resync_seq)
+    await marked(world, leader.id, resync_seq)
+    # His phone reloads the incident, accepted: there is nothing to ring for.
+    for _ in range(250):
+        async with world.runtime.sessionmaker() as session:
+            outcome = await session.scalar(
+                select(Job.outcome).where(Job.kind == "alert.send_again", Job.status == "done")
+            )
+        if outcome is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert outcome == "not needed: the team answered"
+    assert await phone.silent(0.3)
+    await phone.close()
 
 
 async def test_an_ack_after_a_retention_resync_does_not_deliver_what_it_skipped(
