@@ -3,7 +3,7 @@ import 'leaflet/dist/leaflet.css';
 import '../shared/base.css';
 import './console.css';
 
-import { Api } from '../shared/api.js';
+import { Api, keepLoading } from '../shared/api.js';
 import { signInGate } from '../shared/login.js';
 import { Live } from '../shared/live.js';
 import { $, clear, h, newKey, readConfig } from '../shared/dom.js';
@@ -76,6 +76,8 @@ const state = {
   silenced: new Set(), // ... of those an operator acknowledged
   day: null, // the server's date the list was drawn on: dates show on other days' times
   arriving: new Set(), // dispatch ids whose arrival an operator is recording
+  loading: null, // the first load of teams and incidents, asked again until it comes
+  loadProblem: null, // {error, tries} while it has not
 };
 
 function boot() {
@@ -101,6 +103,7 @@ function boot() {
     renderPointProblems();
     renderFeed();
     renderLegend();
+    renderLoadProblem();
     if (state.view) {
       translateMap(state.view);
       drawZones(false);
@@ -142,6 +145,9 @@ function fillSelects() {
 let signOut = () => {};
 
 function stop() {
+  if (state.loading) state.loading.stop();
+  state.loadProblem = null;
+  renderLoadProblem();
   if (state.live) state.live.stop();
   state.live = null;
   state.me = null;
@@ -152,13 +158,14 @@ async function start(me) {
   $('#report-form').closest('section').hidden = CAN_REPORT.indexOf(me.role) < 0;
   setupMap();
   if (!soundReady()) $('#sound-hint').hidden = false;
-  try {
-    state.teams = await api.get('/api/v1/teams');
-    drawZones();
-    await reloadIncidents();
-  } catch (_) {
-    // The websocket below retries; state is reloaded on its resync.
-  }
+  // The teams and the open incidents come over HTTP; the websocket only brings what changes
+  // after. Refused or out of reach (a server restarting or busy as the console opens), they are
+  // asked for again until they come: a console live but empty would read as "no incidents".
+  state.loading = keepLoading(loadState, (error, tries) => {
+    state.loadProblem = error ? { error, tries } : null;
+    renderLoadProblem();
+  });
+  await state.loading.run();
   state.live = new Live({
     userId: me.id,
     token: () => api.token,
@@ -173,6 +180,22 @@ async function start(me) {
     },
   });
   state.live.start();
+}
+
+async function loadState() {
+  state.teams = await api.get('/api/v1/teams');
+  drawZones();
+  await reloadIncidents();
+}
+
+// Above the incident list: why it may be missing incidents, until they are loaded.
+function renderLoadProblem() {
+  const line = $('#load-problem');
+  const problem = state.loadProblem;
+  line.hidden = !problem;
+  line.textContent = problem
+    ? t('load.retrying', { detail: errorText(problem.error), n: problem.tries })
+    : '';
 }
 
 function setupMap() {
@@ -262,6 +285,8 @@ function breachText(incident, tier) {
 // missed, or, when the gap was too old to replay, by reloading everything.
 function onWelcome(_, info) {
   state.resume = info.reconnected ? { missed: info.missed, resync: false } : null;
+  // The server answers again: what the console could not load is asked for now.
+  if (state.loadProblem) state.loading.run();
 }
 
 async function onResync() {

@@ -3,7 +3,7 @@ import 'leaflet/dist/leaflet.css';
 import '../shared/base.css';
 import './phone.css';
 
-import { Api, ApiError } from '../shared/api.js';
+import { Api, ApiError, keepLoading } from '../shared/api.js';
 import { signInGate } from '../shared/login.js';
 import { errorText } from '../shared/errors.js';
 import { Live } from '../shared/live.js';
@@ -61,6 +61,8 @@ const state = {
   sending: new Set(),
   outboxNotes: new Map(), // incident id -> why a kept tap was dropped (a function giving the text)
   guardTimer: null,
+  loading: null, // the first load of the team and its incidents, asked again until it comes
+  loadProblem: null, // {error, tries} while it has not
 };
 
 function boot() {
@@ -86,6 +88,7 @@ function boot() {
     showSound();
     showMissed();
     showOutbox();
+    showLoadProblem();
     if (state.status) showStatus(state.status[0], state.status[1]);
     if (state.overlay && document.visibilityState !== 'visible') {
       document.title = '【' + t('phone.new_alert') + '】';
@@ -112,6 +115,9 @@ function boot() {
 let signOut = () => {};
 
 function stop() {
+  if (state.loading) state.loading.stop();
+  state.loadProblem = null;
+  showLoadProblem();
   if (state.live) state.live.stop();
   state.live = null;
   stopPositions();
@@ -122,14 +128,17 @@ async function start(me) {
   state.me = me;
   state.outbox = loadOutbox();
   showSound();
-  try {
-    state.team = await api.get('/api/v1/teams/' + me.team_id);
-    showTeam();
-    const open = await api.get('/api/v1/incidents?status=open');
-    state.incidents = new Map(open.map((incident) => [incident.id, incident]));
-  } catch (_) {
-    // The websocket's replay and later updates fill in what this missed.
-  }
+  // The team and its open incidents come over HTTP; the websocket replays only what came after
+  // the last message this phone saw. Refused or out of reach (a server restarting or busy as
+  // the page opens), they are asked for again until they come, and the page says so meanwhile.
+  state.loading = keepLoading(
+    () => loadTeamAndIncidents(me),
+    (error, tries) => {
+      state.loadProblem = error ? { error, tries } : null;
+      showLoadProblem();
+    },
+  );
+  await state.loading.run();
   renderAll();
   flushOutbox();
   state.live = new Live({
@@ -138,6 +147,8 @@ async function start(me) {
     onWelcome: (_, info) => {
       if (info.reconnected) state.missed.clear();
       state.replaying = true;
+      // The server answers again: what the page could not load is asked for now.
+      if (state.loadProblem) state.loading.run();
     },
     onResync: reload,
     onMessage,
@@ -149,6 +160,28 @@ async function start(me) {
     },
   });
   state.live.start();
+}
+
+async function loadTeamAndIncidents(me) {
+  state.team = await api.get('/api/v1/teams/' + me.team_id);
+  showTeam();
+  const open = await api.get('/api/v1/incidents?status=open');
+  // What the websocket brought meanwhile is kept where it is further on; none closed returns.
+  state.incidents = new Map(
+    open
+      .filter((incident) => !state.closed.has(incident.id))
+      .map((incident) => [incident.id, mergeIncident(state.incidents.get(incident.id), incident)]),
+  );
+  if (state.live) scheduleRender();
+}
+
+function showLoadProblem() {
+  const line = $('#load-problem');
+  const problem = state.loadProblem;
+  line.hidden = !problem;
+  line.textContent = problem
+    ? t('load.retrying_phone', { detail: errorText(problem.error), n: problem.tries })
+    : '';
 }
 
 // After a resync (the gap was past the server's retention) the list comes over HTTP, and any

@@ -118,3 +118,48 @@ function detailOf(data, reply) {
   if (data && Array.isArray(data.detail)) return data.detail.map((d) => d.msg).join('; ');
   return reply.status + ' ' + reply.statusText;
 }
+
+const LONGEST_PAUSE_MS = 10000;
+
+/**
+ * What a page needs from the server when it opens, asked for again while the server is out of
+ * reach, restarting or busy (after 1 s, 2 s, 4 s … at most 10 s, and at once when the browser is
+ * back online), so that the page never stays blank or empty for want of asking. `load()` does
+ * the requests; `show(error, tries)` is told of each failure, and `show(null, 0)` of the
+ * success. A 401 ends it: the page has signed out. Returns {run, stop}.
+ */
+export function keepLoading(load, show) {
+  let tries = 0;
+  let timer = null;
+  let stopped = false;
+  const onOnline = () => {
+    if (timer !== null) run();
+  };
+  async function run() {
+    clearTimeout(timer);
+    timer = null;
+    stopped = false;
+    window.addEventListener('online', onOnline);
+    try {
+      await load();
+    } catch (error) {
+      if (stopped || (error instanceof ApiError && error.status === 401)) return false;
+      tries += 1;
+      show(error, tries);
+      timer = setTimeout(run, Math.min(LONGEST_PAUSE_MS, 1000 * Math.pow(2, tries - 1)));
+      return false;
+    }
+    tries = 0;
+    if (!stopped) show(null, 0);
+    window.removeEventListener('online', onOnline);
+    return true;
+  }
+  function stop() {
+    stopped = true;
+    clearTimeout(timer);
+    timer = null;
+    tries = 0;
+    window.removeEventListener('online', onOnline);
+  }
+  return { run, stop };
+}

@@ -1,12 +1,23 @@
+import { keepLoading } from './api.js';
 import { $ } from './dom.js';
 import { errorText } from './errors.js';
 import { onLangChange, t } from './i18n.js';
 
 // What is said under the login form, kept as a function so that it follows the language switch.
 let loginMessage = null;
+// Why a page signed in on this device cannot open yet, likewise.
+let gateMessage = null;
 onLangChange(() => {
   if (loginMessage) $('#login-error').textContent = loginMessage();
+  if (gateMessage) $('#gate').textContent = gateMessage();
 });
+
+function showGateProblem(message) {
+  gateMessage = message || null;
+  const line = $('#gate');
+  line.textContent = gateMessage ? gateMessage() : '';
+  line.hidden = !gateMessage;
+}
 
 /** Say why under the login form; `message` is a function giving the text, or nothing. */
 export function showLoginError(message) {
@@ -43,6 +54,8 @@ function setIfPresent(selector, apply) {
  */
 export function signInGate(api, page) {
   function signOut(message) {
+    gate.stop();
+    showGateProblem(null);
     page.leave();
     $('#app').hidden = true;
     $('#logout').hidden = true;
@@ -53,13 +66,16 @@ export function signInGate(api, page) {
     $('#login-form').elements.namedItem('username').focus();
   }
 
-  async function start() {
-    let me;
-    try {
-      me = await api.get('/api/v1/auth/me');
-    } catch (_) {
-      return; // onUnauthorized signs out; a network error leaves the page to retry on reload.
-    }
+  // Who is signed in on this device, asked again while the server cannot answer (restarting
+  // behind a proxy's 502, busy, out of reach): the page says so rather than stay blank.
+  const gate = keepLoading(
+    async () => enter(await api.get('/api/v1/auth/me')),
+    (error, tries) => {
+      showGateProblem(error ? () => t('gate.retrying', { detail: errorText(error), n: tries }) : null);
+    },
+  );
+
+  function enter(me) {
     const refusal = page.admit(me);
     if (refusal) {
       api.logout();
@@ -71,6 +87,10 @@ export function signInGate(api, page) {
     $('#logout').hidden = false;
     setIfPresent('#who', (el) => (el.textContent = me.name));
     page.enter(me);
+  }
+
+  function start() {
+    gate.run();
   }
 
   $('#logout').addEventListener('click', () => {
