@@ -76,6 +76,7 @@ const state = {
   silenced: new Set(), // ... of those an operator acknowledged
   day: null, // the server's date the list was drawn on: dates show on other days' times
   arriving: new Set(), // dispatch ids whose arrival an operator is recording
+  lateOnly: false, // the list shows only the incidents with a tier late and nobody on scene
   loading: null, // the first load of teams and incidents, asked again until it comes
   loadProblem: null, // {error, tries} while it has not
 };
@@ -91,6 +92,10 @@ function boot() {
   for (const id of ['#lon', '#lat']) $(id).addEventListener('input', schedulePreview);
   $('#crs').addEventListener('change', schedulePreview);
   $('#alarm-silence').addEventListener('click', silenceAlarm);
+  $('#late-only').addEventListener('click', () => {
+    state.lateOnly = !state.lateOnly;
+    renderIncidents();
+  });
   fillSelects();
   // Everything on screen is said again in the new language, what was drawn before included.
   onLangChange(() => {
@@ -207,6 +212,10 @@ function setupMap() {
   state.zones = L.layerGroup().addTo(state.view.map);
   state.markers = L.layerGroup().addTo(state.view.map);
   state.view.map.on('click', onMapClick);
+  // The alarm banner coming and going resizes the map without resizing the window.
+  if (window.ResizeObserver) {
+    new ResizeObserver(() => state.view.map.invalidateSize()).observe($('#map'));
+  }
   const legend = L.control({ position: 'topright' });
   legend.onAdd = () => {
     state.legend = h('div', { class: 'legend' });
@@ -690,12 +699,29 @@ function scheduleRender() {
   }, 30);
 }
 
+// A tier past its deadline with nobody of it on scene: what an operator has to act on (call the
+// team, record an arrival reported by radio). A tier met late is on record, no longer late.
+function isLate(incident) {
+  return incident.chain.some((tier) => tier.status === 'breached' && !tier.arrived_at);
+}
+
 function renderIncidents() {
   const list = $('#incidents');
-  const incidents = Array.from(state.incidents.values()).sort(
+  const open = Array.from(state.incidents.values()).sort(
     (a, b) => ms(b.reported_at) - ms(a.reported_at),
   );
-  $('#incident-count').textContent = '(' + incidents.length + ')';
+  // Among thirty open incidents the late ones are far down the list: the heading counts them,
+  // and its button shows them alone until pressed again (or none is late any more).
+  const late = open.filter(isLate);
+  if (!late.length) state.lateOnly = false;
+  const incidents = state.lateOnly ? late : open;
+  $('#incident-count').textContent =
+    '(' + (state.lateOnly ? late.length + '/' + open.length : open.length) + ')';
+  const lateOnly = $('#late-only');
+  lateOnly.hidden = !late.length;
+  lateOnly.textContent = t('incidents.late', { n: late.length });
+  lateOnly.title = t(state.lateOnly ? 'incidents.late_all' : 'incidents.late_hint');
+  lateOnly.setAttribute('aria-pressed', String(state.lateOnly));
   const keep = new Set(incidents.map((i) => i.id));
   for (const [id, card] of state.cards) {
     if (!keep.has(id)) {
@@ -724,7 +750,7 @@ function renderIncidents() {
     const empty = $('.empty', list);
     if (empty) empty.remove();
   }
-  drawMarkers(incidents);
+  drawMarkers(open);
   tick();
 }
 
@@ -787,7 +813,8 @@ function dispatchItem(incident, d) {
       { class: 'dispatch-head' },
       d.team_name + ' ',
       h('span', { class: 'meta', text: t('tier.short.' + d.tier) + ' · ' + metres(d.distance_m) }),
-      d.ring ? h('span', { class: 'ring', text: ' ' + t('ring.escalated') }) : null,
+      d.ring ? ' ' : null,
+      d.ring ? h('span', { class: 'ring', text: t('ring.escalated') }) : null,
       canRecord
         ? h('button', {
             type: 'button',

@@ -78,6 +78,18 @@ export function translateMap(view) {
   }
 }
 
+// Chromium makes a marker with a tooltip a tab stop (Leaflet listens for its focus): a town's
+// sites and a busy day's incidents were a hundred stops between the header and the report form.
+// The panel says the same (定位 finds an incident on the map), so the markers are left out of
+// the tab order; pointing at one still shows its tooltip.
+function outOfTabOrder(layer) {
+  layer.on('add', () => {
+    const el = layer.getElement();
+    if (el) el.setAttribute('tabindex', '-1');
+  });
+  return layer;
+}
+
 export function zoneLayer(view, team) {
   const style = ZONE_STYLE[team.kind] || ZONE_STYLE.patrol;
   const label = team.name + ' · ' + t('kind.' + team.kind);
@@ -95,13 +107,15 @@ export function zoneLayer(view, team) {
       ...style,
     }).addTo(group);
   }
-  L.circleMarker(view.toMap(team.location.lon, team.location.lat), {
-    radius: 4,
-    color: style.color,
-    fillColor: style.color,
-    fillOpacity: 1,
-    weight: 1,
-  })
+  outOfTabOrder(
+    L.circleMarker(view.toMap(team.location.lon, team.location.lat), {
+      radius: 4,
+      color: style.color,
+      fillColor: style.color,
+      fillOpacity: 1,
+      weight: 1,
+    }),
+  )
     .bindTooltip(label)
     .addTo(group);
   return group;
@@ -115,7 +129,7 @@ export function incidentMarker(view, incident, label) {
     fillColor: '#dc2626',
     fillOpacity: 0.9,
   });
-  if (label) marker.bindTooltip(label);
+  if (label) outOfTabOrder(marker).bindTooltip(label);
   return marker;
 }
 
