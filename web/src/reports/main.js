@@ -11,10 +11,11 @@ import {
   LinearScale,
   Tooltip,
 } from 'chart.js';
+import { toFont } from 'chart.js/helpers';
 import annotationPlugin from 'chartjs-plugin-annotation';
 
-import { Api } from '../shared/api.js';
-import { errorFromReply, errorText } from '../shared/errors.js';
+import { Api, ApiError } from '../shared/api.js';
+import { errorFromReply, errorText, isNetworkError } from '../shared/errors.js';
 import { signInGate } from '../shared/login.js';
 import { $, clear, h } from '../shared/dom.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
@@ -78,7 +79,7 @@ function boot() {
   ]) {
     $(id).addEventListener('click', (event) => {
       event.preventDefault();
-      download(event.currentTarget.getAttribute('href'));
+      download(event.currentTarget.getAttribute('href'), part, format);
     });
     $(id).dataset.part = part;
     $(id).dataset.format = format;
@@ -301,7 +302,8 @@ function render() {
   if (!report) {
     clearResult();
     if (state.failure !== null) {
-      $('#status').textContent = t('rep.failed', { detail: errorText(state.failure) }) + ' ' + t('rep.failed_cleared');
+      $('#status').textContent =
+        t('rep.failed', { detail: errorText(state.failure) }) + ' ' + t(failureAdvice(state.failure));
       $('#status').className = 'status error';
     }
     return;
@@ -321,6 +323,14 @@ function render() {
   $('#method').textContent = t('rep.method_text');
   for (const chart of state.charts) chart.destroy();
   state.charts = [tierChart(report.totals), teamChart(by.team), histogramChart(state.histogram)];
+}
+
+// The filters are worth changing only when the server refused them; when it could not answer
+// (out of reach, restarting, busy), the same filters are to be shown again shortly.
+function failureAdvice(error) {
+  const status = error instanceof ApiError ? error.status : 0;
+  if (isNetworkError(error) || status >= 500 || status === 429) return 'rep.failed_cleared_retry';
+  return 'rep.failed_cleared';
 }
 
 function clearResult() {
@@ -491,7 +501,7 @@ function renderExclusions(report) {
   );
   const rows = report.exclusions.map((e) => {
     let reason = t('rep.reason.' + e.outcome);
-    if (e.covered === false) reason = t('rep.reason.uncovered') + '（' + reason + '）';
+    if (e.covered === false) reason = t('rep.reason.uncovered_with', { reason });
     return h(
       'tr',
       { dataset: { incidentId: e.incident_id, tier: String(e.tier) } },
@@ -526,6 +536,16 @@ function shareChart(canvas, labels, values, horizontal, categoryTitle) {
     ticks: { callback: (v) => v + '%' },
   };
   const categoryAxis = { title: { display: true, text: categoryTitle } };
+  // Chart.js gives the labels beside horizontal bars half the chart's width; a longer team name
+  // ran past the canvas's left edge under the axis title. It is cut to fit, with "…"; the data
+  // table under the chart and the bar's tooltip carry the whole name.
+  if (horizontal) {
+    categoryAxis.ticks = {
+      callback(value) {
+        return fitLabel(this, this.getLabelForValue(value));
+      },
+    };
+  }
   const chart = new Chart(canvas, {
     type: 'bar',
     data: {
@@ -558,7 +578,28 @@ function shareChart(canvas, labels, values, horizontal, categoryTitle) {
     return { label: labels[i], value: chart.data.datasets[0].data[i], px: Math.round(length * 10) / 10 };
   });
   canvas.dataset.bars = JSON.stringify(bars);
+  // The labels as drawn beside the bars, so that a reader of the page can tell a cut one.
+  const labelled = horizontal ? chart.scales.y : chart.scales.x;
+  canvas.dataset.labels = JSON.stringify(labelled.ticks.map((tick) => tick.label));
   return chart;
+}
+
+// Room for a label beside horizontal bars: half the chart (Chart.js's most for the axis), less
+// the axis title, the tick marks and their padding.
+const LABEL_ROOM_LESS_PX = 40;
+
+function fitLabel(scale, text) {
+  const room = scale.chart.width / 2 - LABEL_ROOM_LESS_PX;
+  const ctx = scale.ctx;
+  ctx.save();
+  ctx.font = toFont(scale.options.ticks.font).string;
+  let cut = String(text);
+  if (ctx.measureText(cut).width > room) {
+    while (cut.length > 1 && ctx.measureText(cut + '…').width > room) cut = cut.slice(0, -1);
+    cut += '…';
+  }
+  ctx.restore();
+  return cut;
 }
 
 // Each bar's value written at its end (0.0% included; a group with nothing judged, "—").
@@ -713,7 +754,7 @@ function histogramChart(histogram) {
 // ---------------------------------------------------------------- downloads
 
 // A plain link cannot carry the bearer token: fetch the file with it and save it from memory.
-async function download(path) {
+async function download(path, part, format) {
   const token = api.token;
   if (!token) {
     signOut(() => t('login.expired'));
@@ -733,18 +774,20 @@ async function download(path) {
   }
   const blob = await reply.blob();
   const url = URL.createObjectURL(blob);
-  const link = h('a', { href: url, download: fileName(reply.headers.get('content-disposition')) });
+  const name = fileName(reply.headers.get('content-disposition'), part, format);
+  const link = h('a', { href: url, download: name });
   document.body.appendChild(link);
   link.click();
   link.remove();
   setTimeout(() => URL.revokeObjectURL(url), 60000);
 }
 
-function fileName(disposition) {
-  const utf8 = /filename\*=UTF-8''([^;]+)/i.exec(disposition || '');
-  if (utf8) return decodeURIComponent(utf8[1]);
-  const plain = /filename="([^"]+)"/i.exec(disposition || '');
-  return plain ? plain[1] : 'report';
+// Saved under a name in the page's language (响应时间报表-20261201-0930.csv, or
+// response-times-20261201-0930.csv in English), stamped with the server's time as the server
+// named the file.
+function fileName(disposition, part, format) {
+  const stamp = /(\d{8}-\d{4})\.[a-z]+"?(;|$)/i.exec(disposition || '');
+  return t('rep.file.' + part) + (stamp ? '-' + stamp[1] : '') + '.' + format;
 }
 
 boot();

@@ -229,6 +229,7 @@ const zh = {
   'rep.done': '已生成 {t}（北京时间）',
   'rep.failed': '报表生成失败：{detail}',
   'rep.failed_cleared': '此前的统计结果已清除，请修改条件后重新查询。',
+  'rep.failed_cleared_retry': '此前的统计结果已清除，请稍后再按「查询」。',
   'rep.download_failed': '下载失败：{detail}',
   'rep.period': '统计区间：{from} 至 {to}（北京时间，不含截止时刻）',
   'rep.totals': '各梯队汇总',
@@ -287,6 +288,9 @@ const zh = {
   'rep.reason.cancelled': '时限前结案，无人需到场',
   'rep.reason.pending': '时限未到',
   'rep.reason.uncovered': '此处无该梯队覆盖',
+  'rep.reason.uncovered_with': '此处无该梯队覆盖（{reason}）',
+  'rep.file.figures': '响应时间报表',
+  'rep.file.exclusions': '未到场清单',
 };
 
 const en = {
@@ -522,6 +526,7 @@ const en = {
   'rep.done': 'Generated {t} (Beijing time)',
   'rep.failed': 'The report failed: {detail}',
   'rep.failed_cleared': 'The previous figures were cleared; change the filters and show again.',
+  'rep.failed_cleared_retry': 'The previous figures were cleared; press Show again shortly.',
   'rep.download_failed': 'Download failed: {detail}',
   'rep.period': 'Period: {from} to {to} (Beijing time, end excluded)',
   'rep.totals': 'Per tier',
@@ -581,6 +586,9 @@ const en = {
   'rep.reason.cancelled': 'Closed by the deadline; nobody had to come',
   'rep.reason.pending': 'The deadline is still ahead',
   'rep.reason.uncovered': 'No team of this tier covers the place',
+  'rep.reason.uncovered_with': 'No team of this tier covers the place ({reason})',
+  'rep.file.figures': 'response-times',
+  'rep.file.exclusions': 'exclusions',
 };
 
 const STRINGS = { zh, en };
