@@ -400,7 +400,7 @@ async def test_a_refused_report_is_an_error_in_the_operators_language_with_the_r
     await expect(result).to_have_attribute("data-state", "error")
     await expect(result).to_have_attribute("data-status", "422")
     await expect(result.locator(".result-title")).to_have_text("派警失败，警情未发出")
-    await expect(result).to_contain_text("请检查经纬度、坐标系和警情类别")
+    await expect(result).to_contain_text("请检查经纬度、坐标系、警情类别和简要情况")
     # The server's reason in the operator's words, not its English.
     await expect(result.locator(".reason")).to_have_text(
         "原因：坐标不在中国境内：GCJ-02、BD-09 坐标只用于中国境内，请检查坐标系和经纬度"

@@ -389,3 +389,27 @@ async def _page_overflows(page: Page) -> bool:
         "() => document.documentElement.scrollWidth > document.documentElement.clientWidth"
     )
     return wide
+
+
+async def test_an_invisible_character_pasted_into_the_description_is_named_in_words(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    await world.team("fixed_post")
+    console = await open_console(browser, contexts, world)
+    await console.locator("#lon").fill(f"{QINGXI[0]:.6f}")
+    await console.locator("#lat").fill(f"{QINGXI[1]:.6f}")
+    # A right-to-left mark copied in with a message: invisible, and refused by the server.
+    await console.locator("#description").fill("东门打架\u200f两人受伤")
+    await console.get_by_role("button", name="派警").click()
+    result = console.locator("#report-result")
+    await expect(result).to_have_attribute("data-state", "error")
+    await expect(result).to_contain_text("简要情况")
+    await expect(result.locator(".reason")).to_have_text(
+        "原因：简要情况含有看不见的控制字符（U+200F），多半是复制粘贴带进来的：请删掉后重新输入"
+    )
+    await console.get_by_role("button", name="English").click()
+    await expect(result.locator(".reason")).to_have_text(
+        "Reason: Description holds an invisible control character (U+200F), usually pasted in"
+        " with the text: delete it and type it again"
+    )
+    assert await open_incidents(world) == []

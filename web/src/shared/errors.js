@@ -37,6 +37,9 @@ const REASONS = [
   [/must lie within China/i, 'china'],
   [/period's start must be before its end/i, 'period'],
   [/^Input should be '/, 'choice'],
+  // Invisible characters pasted in with a text (a bidirectional mark, an escape): named by code.
+  [/contains a control character \((U\+[0-9A-F]+)\)/, 'control'],
+  [/must not contain NUL/, 'control', 'U+0000'],
 ];
 
 /** True when the request never got an answer: the network, not the server, failed. */
@@ -63,7 +66,8 @@ export function errorText(error, context) {
     if (problems.length) return problems.map(problemText).join(t('error.sep'));
   }
   if (status >= 500) return t('error.server', { status });
-  return error.detail || String(status);
+  // A refusal we have no words for: said as one, in the page's language, with the server's reason.
+  return t('error.refused', { status, detail: error.detail || '' });
 }
 
 // Every {field, message} the answer names: from `fields`, or `field` with its detail.
@@ -87,9 +91,9 @@ function fieldName(path) {
 
 function problemText(problem) {
   const field = fieldName(problem.field);
-  for (const [pattern, reason] of REASONS) {
+  for (const [pattern, reason, fixed] of REASONS) {
     const match = pattern.exec(problem.message);
-    if (match) return t('error.field.' + reason, { field, n: match[1] });
+    if (match) return t('error.field.' + reason, { field, n: fixed || match[1] });
   }
   // A reason we have no words for: the field named in ours, the reason in the server's.
   return t('error.field.other', { field, detail: problem.message });
