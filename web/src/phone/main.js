@@ -91,7 +91,7 @@ function boot() {
     showLoadProblem();
     if (state.status) showStatus(state.status[0], state.status[1]);
     if (state.overlay && document.visibilityState !== 'visible') {
-      document.title = '【' + t('phone.new_alert') + '】';
+      document.title = t('phone.title_alert');
     }
   });
   unlockOnGesture(showSound);
@@ -459,7 +459,7 @@ function openAlert(incidentId, fresh) {
   document.body.style.overflow = 'hidden';
   renderOverlay();
   if (fresh && awaitsAnswer(incident) && document.visibilityState !== 'visible') {
-    document.title = '【' + t('phone.new_alert') + '】';
+    document.title = t('phone.title_alert');
   }
   const accept = $('#accept');
   (accept.disabled ? $('#arrive') : accept).focus();

@@ -1,0 +1,71 @@
+"""The team leader's page in a hand: every control thumb-sized, and the tab's mark of a new
+alert in the leader's language."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from playwright.async_api import Browser, Page, expect
+
+from tests.pages.conftest import Opened
+from tests.pages.test_console_and_phone import away, open_phone
+from tests.support import World
+
+# Android's and Apple's guidance for a control a thumb hits: 48 dp, 44 pt.
+THUMB_PX = 48
+
+SMALL_CONTROLS = """([root, least]) => Array.from(document.querySelectorAll(
+        root + ' button, ' + root + ' summary, ' + root + ' input'))
+    .filter((el) => el.checkVisibility())
+    .map((el) => [el.id || el.className || el.textContent.trim(), el.getBoundingClientRect()])
+    .filter(([, box]) => box.height < least || box.width < least)
+    .map(([name, box]) => name + ' ' + Math.round(box.width) + 'x' + Math.round(box.height))"""
+
+
+async def small_controls(page: Page, root: str) -> list[str]:
+    found: list[str] = await page.evaluate(SMALL_CONTROLS, [root, THUMB_PX])
+    return found
+
+
+async def test_every_control_on_the_phone_is_thumb_sized(
+    world: World, browser: Browser, contexts: Opened, artifacts: Path, backend: str
+) -> None:
+    post = await world.team("fixed_post")
+    leader = await world.leader(post)
+    phone = await open_phone(browser, contexts, world, leader, away(300))
+    operator = await world.operator()
+    await world.report(operator, category="fire")
+    await world.report(operator, category="theft")
+    alert = phone.locator("#alert")
+    await expect(alert).to_be_visible()
+    # The alert screen with another alert waiting: hide, next, accept, arrived.
+    await expect(phone.locator("#alert-next")).to_be_visible()
+    assert await small_controls(phone, "#alert") == []
+    await phone.screenshot(path=artifacts / f"phone-thumbs-alert-{backend}.png")
+
+    for _ in range(2):
+        await phone.get_by_role("button", name="收起").click()
+    await expect(alert).to_be_hidden()
+    # The list: the language switch, sound, the help's summary, each row's button, logging out.
+    await phone.locator(".help summary").click()
+    assert await small_controls(phone, "body > header") == []
+    assert await small_controls(phone, "#app") == []
+    await phone.get_by_role("button", name="English").click()
+    assert await small_controls(phone, "body > header") == []
+    assert await small_controls(phone, "#app") == []
+
+
+async def test_a_new_alert_marks_the_tab_in_the_leaders_language(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    post = await world.team("fixed_post")
+    leader = await world.leader(post)
+    phone = await open_phone(browser, contexts, world, leader, away(300))
+    await phone.get_by_role("button", name="English").click()
+    # The page in the background (another app in front): the tab's title says an alert came.
+    await phone.evaluate(
+        """() => Object.defineProperty(document, 'visibilityState', { get: () => 'hidden' })"""
+    )
+    await world.report(await world.operator())
+    await expect(phone.locator("#alert")).to_be_visible()
+    await expect(phone).to_have_title("[New alert]")
