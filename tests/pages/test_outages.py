@@ -148,3 +148,29 @@ async def test_the_phone_opened_while_the_server_is_busy_lists_its_incidents_whe
     await expect(row).to_contain_text("盗窃")
     await expect(phone.locator("#team")).to_contain_text(post["name"])
     await expect(problem).to_be_hidden()
+
+
+async def test_the_pages_say_at_once_when_the_device_goes_offline_and_catch_up_when_back(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    post = await world.team("fixed_post")
+    leader = await world.leader(post)
+    phone = await open_phone(browser, contexts, world, leader, away(300))
+    console = await open_console(browser, contexts, world)
+
+    # The network goes (a lift, flight mode): the sockets would look open for minutes more, so
+    # the badge must not go on saying the line is live.
+    for page in (phone, console):
+        await page.context.set_offline(True)
+    for page in (phone, console):
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "offline")
+        await expect(page.locator("#conn")).to_have_text("网络已断开，恢复后自动重连")
+    incident = await world.report(await world.operator(), category="robbery")
+
+    # Back: at once, and with what happened meanwhile.
+    for page in (phone, console):
+        await page.context.set_offline(False)
+    for page in (phone, console):
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    await expect(card(console, incident["id"])).to_contain_text("抢劫抢夺")
+    await expect(phone.locator("#alert")).to_contain_text("抢劫抢夺")

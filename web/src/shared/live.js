@@ -4,6 +4,8 @@ import { setServerOffset } from './format.js';
 import { load, save } from './storage.js';
 
 const RESTART = 1012;
+// While the device says it is offline, a connection is still tried this often.
+const OFFLINE_RETRY_MS = 5000;
 const POLICY = 1008;
 
 export class Live {
@@ -23,6 +25,7 @@ export class Live {
     this.everConnected = false;
     this.caughtUp = false;
     this.onOnline = () => this.reconnectNow();
+    this.onOffline = () => this.dropOffline();
     this.onVisible = () => {
       if (document.visibilityState === 'visible') this.reconnectNow();
     };
@@ -35,6 +38,7 @@ export class Live {
 
   start() {
     window.addEventListener('online', this.onOnline);
+    window.addEventListener('offline', this.onOffline);
     document.addEventListener('visibilitychange', this.onVisible);
     this.connect();
   }
@@ -42,6 +46,7 @@ export class Live {
   stop() {
     this.stopped = true;
     window.removeEventListener('online', this.onOnline);
+    window.removeEventListener('offline', this.onOffline);
     document.removeEventListener('visibilitychange', this.onVisible);
     clearTimeout(this.timer);
     if (this.socket) this.socket.close(1000, 'bye');
@@ -149,6 +154,26 @@ export class Live {
       socket.send(JSON.stringify({ type: 'ack', seq: this.lastSeq }));
       this.ackedSeq = this.lastSeq;
     }
+  }
+
+  // The device says its network is gone (a lift, a tunnel, flight mode). A socket can stay
+  // "open" for minutes after that before TCP gives up, the page saying 实时连接正常 while
+  // nothing can reach it: it is let go now and the page says it is offline. The online event
+  // brings it back at once; meanwhile it tries now and then, in case the device was wrong.
+  dropOffline() {
+    const socket = this.socket;
+    if (this.stopped || !socket) return;
+    this.socket = null; // its close, whenever it comes, is no news
+    socket.onmessage = null;
+    try {
+      socket.close(1000, 'offline');
+    } catch (_) {
+      // Closing a socket that never opened: nothing to close.
+    }
+    this.attempt += 1;
+    this.status('offline');
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.connect(), OFFLINE_RETRY_MS);
   }
 
   closed(socket, event) {
