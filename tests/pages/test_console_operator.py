@@ -413,3 +413,19 @@ async def test_an_invisible_character_pasted_into_the_description_is_named_in_wo
         " with the text: delete it and type it again"
     )
     assert await open_incidents(world) == []
+
+
+async def test_a_name_too_long_for_the_server_is_said_in_words(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    page = await (await desk_context(browser, contexts)).new_page()
+    await page.goto(world.base_url + "/console")
+    # Pasted into the user name: more than the server takes (64), which it refuses with 422.
+    await page.get_by_label("用户名").fill("值班员" * 30)
+    await page.get_by_label("密码").fill("whatever-it-is")
+    await page.get_by_role("button", name="登录").click()
+    await expect(page.locator("#login-error")).to_have_text("登录失败：用户名过长：最多 64 个字符")
+    await page.get_by_role("button", name="English").click()
+    await expect(page.locator("#login-error")).to_have_text(
+        "Login failed: User name is too long: at most 64 characters"
+    )

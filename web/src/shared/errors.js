@@ -37,6 +37,8 @@ const REASONS = [
   [/must lie within China/i, 'china'],
   [/period's start must be before its end/i, 'period'],
   [/^Input should be '/, 'choice'],
+  [/should have at most (\d+) characters?/, 'too_long'],
+  [/should have at least (\d+) characters?/, 'too_short'],
   // Invisible characters pasted in with a text (a bidirectional mark, an escape): named by code.
   [/contains a control character \((U\+[0-9A-F]+)\)/, 'control'],
   [/must not contain NUL/, 'control', 'U+0000'],
