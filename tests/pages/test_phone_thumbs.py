@@ -1,8 +1,10 @@
-"""The team leader's page in a hand: every control thumb-sized, and the tab's mark of a new
-alert in the leader's language."""
+"""The team leader's page in a hand: every control thumb-sized, the tab's mark of a new alert
+in the leader's language, and a device clock that agrees with the server's shown without a
+sign."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from playwright.async_api import Browser, Page, expect
@@ -69,3 +71,19 @@ async def test_a_new_alert_marks_the_tab_in_the_leaders_language(
     await world.report(await world.operator())
     await expect(phone.locator("#alert")).to_be_visible()
     await expect(phone).to_have_title("[New alert]")
+
+
+async def test_a_clock_that_rounds_to_agreement_has_no_sign(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    post = await world.team("fixed_post")
+    leader = await world.leader(post)
+    phone = await open_phone(browser, contexts, world, leader, away(20))
+    await world.report(await world.operator())
+    await expect(phone.locator("#alert")).to_be_visible()
+    # The phone's clock 30 ms behind the server's at the tap: they agree, to the tenth shown.
+    await phone.clock.set_fixed_time(world.clock.now() - timedelta(milliseconds=30))
+    await phone.get_by_role("button", name="已到场").click()
+    arrival = phone.locator("#alert-arrival")
+    await expect(arrival).to_contain_text("设备时钟与服务器一致（0.0 秒）")
+    await expect(arrival).not_to_contain_text("-0.0")

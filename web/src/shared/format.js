@@ -36,14 +36,23 @@ export function ms(iso) {
   return iso ? Date.parse(iso) : NaN;
 }
 
-export function seconds(value) {
+function secondsText(value) {
   const abs = Math.abs(value);
-  const text = abs < 10 ? abs.toFixed(1) : String(Math.round(abs));
-  return t('unit.s', { n: (value < 0 ? '-' : '') + text });
+  return abs < 10 ? abs.toFixed(1) : String(Math.round(abs));
+}
+
+// What rounds to nothing has no sign: a clock 0.03 s behind agrees, "0.0 s", not "-0.0 s".
+function sign(value, plus) {
+  if (Number(secondsText(value)) === 0) return '';
+  return value < 0 ? '-' : plus;
+}
+
+export function seconds(value) {
+  return t('unit.s', { n: sign(value, '') + secondsText(value) });
 }
 
 export function signedSeconds(value) {
-  return (value > 0 ? '+' : '') + seconds(value);
+  return t('unit.s', { n: sign(value, '+') + secondsText(value) });
 }
 
 // mm:ss for clocks; negative values are shown as overrun with a plus sign.
