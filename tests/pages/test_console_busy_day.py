@@ -160,3 +160,15 @@ async def test_a_chip_beside_a_team_never_breaks_inside_its_words(
         }"""
     )
     assert broken == []
+
+
+async def test_the_login_form_keeps_its_width_in_the_windows_column(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    page = await (await desk_context(browser, contexts, SMALL_DESK)).new_page()
+    await page.goto(world.base_url + "/console")
+    form = page.locator("#login")
+    await expect(form).to_be_visible()
+    # 24rem, not shrunk to its labels in the column the window is laid out as.
+    box = await form.bounding_box()
+    assert box is not None and box["width"] == 24 * 16, box
