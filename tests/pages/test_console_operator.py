@@ -149,6 +149,19 @@ async def test_errors_are_said_in_the_operators_language(
     )
     await page.get_by_role("button", name="中文").click()
 
+    # A user name pasted with a zero-width space: named, in the operator's language.
+    await page.get_by_label("用户名").fill(operator.name + "\u200b")
+    await page.get_by_role("button", name="登录").click()
+    await expect(page.locator("#login-error")).to_have_text(
+        "登录失败：用户名含有不显示的字符（U+200B，如零宽空格），多半是复制粘贴带进来的：请删掉后重新输入"
+    )
+    await page.get_by_role("button", name="English").click()
+    await expect(page.locator("#login-error")).to_have_text(
+        "Login failed: User name holds a character that shows nothing (U+200B, such as a"
+        " zero-width space), usually pasted in with the text: delete it and type it again"
+    )
+    await page.get_by_role("button", name="中文").click()
+
     # A leader on the console: the role in words, not its code.
     leader = await world.leader(await world.team("mobile"))
     await log_in(page, world.base_url + "/console", leader)

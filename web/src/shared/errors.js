@@ -42,6 +42,8 @@ const REASONS = [
   // Invisible characters pasted in with a text (a bidirectional mark, an escape): named by code.
   [/contains a control character \((U\+[0-9A-F]+)\)/, 'control'],
   [/must not contain NUL/, 'control', 'U+0000'],
+  // A character that shows nothing in a name (a zero-width space): two names would read alike.
+  [/contains an invisible character \((U\+[0-9A-F]+)\)/, 'invisible'],
 ];
 
 /** True when the request never got an answer: the network, not the server, failed. */
