@@ -7,6 +7,7 @@ Every test that takes ``world`` runs once per backend in DISPATCH_TEST_BACKENDS
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import uuid
@@ -29,6 +30,31 @@ from tests.support import World
 
 PG_ADMIN_DSN = os.environ.get("DISPATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = os.environ.get("DISPATCH_TEST_BACKENDS", "sqlite,postgresql").split(",")
+
+
+def settle_garbage_between_tests() -> None:
+    """Collect what the test that ended left as garbage, and freeze the rest out of the
+    garbage collector's passes.
+
+    Every test's servers run in this one process, on the event loop that drives the test, and
+    a full pass of the collector stops them all. Left as Python sets it, such a pass walks
+    every object the session holds, which grows test after test (1.3 million objects after
+    160 tests): over a second of CPU, which a loaded two-core box stretched to 5-11 s inside
+    whichever test it fell in, a request in flight answered that much later. Frozen between
+    tests, the passes inside a test walk only what that test made. What turns into garbage
+    only after its test is over stays (a few objects in a hundred)."""
+    gc.collect()
+    gc.freeze()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # The modules and what collecting the tests made live as long as the session.
+    settle_garbage_between_tests()
+
+
+def pytest_runtest_logfinish(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    # Called once the test's fixtures are torn down: its servers are stopped.
+    settle_garbage_between_tests()
 
 
 def every_table_child_first() -> list[Table]:
