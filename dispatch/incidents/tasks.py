@@ -17,6 +17,8 @@ from dispatch.runtime import Runtime
 log = logging.getLogger(__name__)
 
 BATCH = 100
+# How far past a deadline the timer looks again: the least step its clock can be beyond it.
+BEYOND = timedelta(milliseconds=1)
 
 
 class ChainDeadlines:
@@ -30,7 +32,9 @@ class ChainDeadlines:
                 return
 
     async def next_due(self, session: AsyncSession) -> datetime | None:
-        return await service.next_deadline(session)
+        deadline = await service.next_deadline(session)
+        # A tier is breached once the clock is beyond its deadline, not at it.
+        return None if deadline is None else deadline + BEYOND
 
 
 def job_handlers(runtime: Runtime) -> dict[str, jobs.Handler]:

@@ -129,15 +129,15 @@ def wake_time(
 ) -> datetime:
     """When the timer looks again after a pass that began at ``started``.
 
-    At the next thing due, or after ``poll_s`` (another process may have stored something due
-    earlier). Something that was due before the pass began and is due still was held by another
-    transaction (SKIP LOCKED passed it by): looking again at once spun, a write transaction
-    after another, as long as that transaction held it.
+    At the next thing due (the first moment each work can fire it: a job at its due time, a
+    deadline once the clock is beyond it), or after ``poll_s`` (another process may have stored
+    something due earlier). Something that could fire when the pass began and is due still was
+    held by another transaction (SKIP LOCKED passed it by): looking again at once spun, a write
+    transaction after another, as long as that transaction held it.
     """
     poll = now + timedelta(seconds=poll_s)
     if next_due is None:
         return poll
-    if next_due < started:
+    if next_due <= started:
         return min(now + timedelta(seconds=HELD_BACKOFF_S), poll)
-    # A deadline is passed only once the clock is beyond it.
-    return min(next_due + timedelta(milliseconds=1), poll)
+    return min(next_due, poll)

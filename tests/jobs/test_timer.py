@@ -18,7 +18,8 @@ from tests.support import World
 
 
 class Scheduled:
-    """Work due at one time, counting how often the timer looked for what is due."""
+    """Work due at one time (a job: it fires once the clock reaches it), counting how often
+    the timer looked for what is due."""
 
     def __init__(self, due: datetime) -> None:
         self.due: datetime | None = due
@@ -27,7 +28,7 @@ class Scheduled:
 
     async def fire_due(self, runtime: Runtime) -> None:
         self.looked += 1
-        if self.due is not None and runtime.clock.now() > self.due:
+        if self.due is not None and runtime.clock.now() >= self.due:
             self.fired, self.due = self.fired + 1, None
 
     async def next_due(self, session: AsyncSession) -> datetime | None:
@@ -80,6 +81,20 @@ async def test_a_later_deadline_does_not_wake_the_timer_and_an_earlier_one_does(
         assert work.fired == 0
         clock.advance(61)
         assert await settled(work) == 4 and work.fired == 1
+
+
+async def test_a_job_fires_when_the_clock_reaches_its_time_with_nothing_else_waking_the_timer(
+    world: World,
+) -> None:
+    """The timer used to sleep until a millisecond past everything due, as a deadline needs:
+    a job due at the very time the clock stopped at waited for something else to wake it."""
+    runtime = world.runtime
+    clock = world.clock
+    work = Scheduled(clock.now() + timedelta(seconds=15))
+    async with running(runtime, work):
+        assert await settled(work) == 1
+        clock.advance(15)
+        assert await settled(work) == 2 and work.fired == 1
 
 
 class ReportedWhileFiring(Scheduled):
