@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import free_port
+from tests.support import tls_context
 
 
 async def cli(env: dict[str, str], *args: str, stdin: str = "") -> str:
@@ -70,7 +71,7 @@ class ServerProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        async with httpx.AsyncClient(base_url=self.base_url) as client:
+        async with httpx.AsyncClient(base_url=self.base_url, verify=tls_context()) as client:
             for _ in range(400):
                 try:
                     if (await client.get("/readyz")).status_code == 200:

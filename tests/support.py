@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import ssl
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +25,13 @@ from dispatch.runtime import Runtime
 QINGXI = (114.159, 22.847)
 # The retention job's statement (alerts.store.purge_before).
 PURGE = "DELETE FROM messages WHERE messages.created_at <"
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The certificate store an httpx client loads when it is made (some 50 ms each, though
+    the test servers speak plain HTTP): loaded once, for every test's client."""
+    return httpx.create_ssl_context()
 
 
 def sync_engines(runtime: Runtime) -> list[Engine]:
@@ -137,7 +146,7 @@ class World:
         self.base_url = base_url
         self.ws_url = base_url.replace("http://", "ws://") + "/ws"
         self.clock = clock
-        self.http = httpx.AsyncClient(base_url=base_url, timeout=10)
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=10, verify=tls_context())
         self._admin: Account | None = None
 
     @property
