@@ -63,6 +63,22 @@ def test_a_command_without_its_subcommand_shows_its_own_help(command: str, subco
     assert subcommand in done.stderr
 
 
+def test_the_parser_every_command_builds_imports_none_of_the_server() -> None:
+    """Every command, ``--help`` and a mistyped argument among them, builds the whole parser:
+    the server's modules (FastAPI, the schemas, pyproj) are for the commands that use them,
+    a second of CPU otherwise spent at each start."""
+    server = ("fastapi", "dispatch.schemas", "dispatch.audit.chain", "pyproj", "sqlalchemy")
+    probe = (
+        "import sys; from dispatch.cli import _parser; _parser(); "
+        f"print(sorted(m for m in {server!r} if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 # ---------------------------------------------------------------- settings
 
 

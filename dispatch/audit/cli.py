@@ -9,11 +9,15 @@ import asyncio
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dispatch.audit.chain import Verdict
-from dispatch.audit.checkpoint import Checkpoint, CheckpointError, Writer
 from dispatch.config import Settings
+
+# Only for the verify command: every other command builds this parser too, and the chain's
+# modules bring the server's schemas (FastAPI, pyproj), about a second of CPU at each start.
+if TYPE_CHECKING:
+    from dispatch.audit.chain import Verdict
+    from dispatch.audit.checkpoint import Checkpoint, Writer
 
 # The columns events carry only since they carry everything the reports read.
 UNRECORDED = (
@@ -51,6 +55,7 @@ def add_audit_command(commands: Any) -> None:
 
 def _verify(args: argparse.Namespace) -> int:
     from dispatch.audit import checkpoint
+    from dispatch.audit.checkpoint import CheckpointError, Writer
     from dispatch.cli import at_this_release, database_error, database_errors, sqlite_path
 
     settings = Settings()
