@@ -68,6 +68,9 @@ Acknowledge = Callable[[Peer, int, int], Awaitable[None]]
 # why not (the socket is closed with 1008 and that reason). ``told`` is True when the hub or
 # the expiry timer asked, so the answer must come from the rows, not from what is remembered.
 Recheck = Callable[[Peer, bool], Awaitable[str | None]]
+# Called for every frame a peer sends after its hello, before it is acted on: raises
+# FrameError to refuse it (a socket flooding frames is closed, whatever the frames are).
+Admit = Callable[[], None]
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ async def serve_socket(
     policy: SocketPolicy,
     server_time: Callable[[], str],
     recheck: Recheck | None = None,
+    admit: Admit | None = None,
 ) -> None:
     origin = websocket.headers.get("origin")
     if policy.allowed_origins and origin not in policy.allowed_origins:
@@ -119,7 +123,7 @@ async def serve_socket(
     subscription = hub.subscribe(peer.user_id, peer.label, mailbox=peer.stream)
     session = _Session(websocket, peer, subscription, sessionmaker, recheck)
     try:
-        await _converse(session, resume_from, acknowledge, server_time)
+        await _converse(session, resume_from, acknowledge, server_time, admit)
     finally:
         hub.unsubscribe(subscription)
 
@@ -212,6 +216,7 @@ async def _converse(
     resume_from: int,
     acknowledge: Acknowledge,
     server_time: Callable[[], str],
+    admit: Admit | None = None,
 ) -> None:
     websocket, peer, subscription = session.websocket, session.peer, session.subscription
     try:
@@ -242,7 +247,7 @@ async def _converse(
         subscription.skipped = start_after
         await acknowledge(peer, start_after, start_after)
     sender = asyncio.create_task(_send_loop(session, start_after, span.latest))
-    receiver = asyncio.create_task(_receive_loop(websocket, peer, subscription, acknowledge))
+    receiver = asyncio.create_task(_receive_loop(websocket, peer, subscription, acknowledge, admit))
     # A future, not a task waiting on an event: one object less for every idle socket.
     overflow = subscription.overflow_signal()
     tasks: set[asyncio.Future[Any]] = {sender, receiver, overflow}
@@ -403,12 +408,24 @@ async def _fill_gap(session: _Session, last: int, envelope: Envelope) -> int:
 
 
 async def _receive_loop(
-    websocket: WebSocket, peer: Peer, subscription: Subscription, acknowledge: Acknowledge
+    websocket: WebSocket,
+    peer: Peer,
+    subscription: Subscription,
+    acknowledge: Acknowledge,
+    admit: Admit | None = None,
 ) -> None:
     while True:
         frame = await _receive_frame(websocket)
+        if admit is not None:
+            admit()
         kind = frame.get("type")
-        if kind == "ack":
+        if kind == "ping":
+            # The client's own look at the line: the protocol's pings are answered by its
+            # browser, unseen by the page, so a page whose server vanished without a word
+            # (a host gone, Wi-Fi dropped behind NAT) would show "live" until TCP gave up,
+            # minutes later. Its seq is the last one this socket sent: nothing to act on.
+            await websocket.send_text(_control("pong", subscription.sent, {}))
+        elif kind == "ack":
             seq = frame.get("seq")
             if not _is_seq(seq):
                 raise FrameError(POLICY_VIOLATION, f"ack.seq must be a whole number {SEQS}")

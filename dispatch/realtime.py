@@ -80,12 +80,15 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     acks = runtime.acks
     assert acks is not None, "the lifespan starts the acknowledgement recorder"
 
-    async def acknowledge(peer: Peer, seq: int, skipped: int) -> None:
-        # A socket that floods frames is closed, and a repeated ack costs nothing: one phone
-        # cannot starve the others of the database.
-        nonlocal highest_ack
+    def admit() -> None:
+        # A socket that floods frames (acks, pings, anything) is closed: one phone cannot
+        # starve the others of the server.
         if not frames.spend():
             raise FrameError(POLICY_VIOLATION, "too many frames: slow down and reconnect")
+
+    async def acknowledge(peer: Peer, seq: int, skipped: int) -> None:
+        # A repeated ack costs nothing: one phone cannot starve the others of the database.
+        nonlocal highest_ack
         if seq <= highest_ack or peer.shared:
             # The board's messages refer to nothing a reader could prove received, and its
             # acknowledged mark would be whichever operator's came last. (``seq`` is at most
@@ -111,6 +114,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         policy=SocketPolicy(hello_timeout_s=runtime.settings.ws_hello_timeout_s),
         server_time=lambda: show_time(runtime.clock.now()),
         recheck=recheck,
+        admit=admit,
     )
 
 

@@ -74,6 +74,10 @@ class Account:
         return {"Authorization": f"Bearer {self.token}"}
 
 
+# Frames whose seq is the mailbox's (welcome, resync) or the socket's (pong), not a message's.
+CONTROL_FRAMES = ("welcome", "resync", "pong")
+
+
 @dataclass
 class Socket:
     """A websocket client that speaks the hello/ack protocol and remembers its last seq."""
@@ -87,7 +91,7 @@ class Socket:
         message: dict[str, Any] = json.loads(
             await asyncio.wait_for(self.connection.recv(), timeout)
         )
-        if isinstance(message.get("seq"), int) and message["type"] not in ("welcome", "resync"):
+        if isinstance(message.get("seq"), int) and message["type"] not in CONTROL_FRAMES:
             assert message["seq"] == self.last_seq + 1, (message["seq"], self.last_seq)
             self.last_seq = message["seq"]
         self.received.append(message)

@@ -128,6 +128,7 @@ async def test_a_socket_without_a_valid_hello_is_closed_with_1008(world: World) 
     cases = [
         None,  # says nothing
         {"type": "ack", "seq": 1},
+        {"type": "ping"},
         {"type": "hello", "token": "forged", "resume_from": 0},
         {"type": "hello", "token": operator.token, "resume_from": -3},
         {"type": "hello", "resume_from": 0},
@@ -140,6 +141,35 @@ async def test_a_socket_without_a_valid_hello_is_closed_with_1008(world: World) 
                 await asyncio.wait_for(ws.recv(), 5)
             assert closed.value.rcvd is not None
             assert closed.value.rcvd.code == 1008, (hello, closed.value.rcvd)
+
+
+async def test_a_ping_is_answered_by_a_pong_in_line_with_the_messages(world: World) -> None:
+    """The pages' own look at their line (the protocol's pings are answered by the browser,
+    unseen by the page). A pong's seq is the last one the socket sent before it: what came
+    before it in the stream. It acknowledges nothing."""
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    phone = await world.connect(leader)
+    await phone.connection.send(json.dumps({"type": "ping"}))
+    assert await phone.next() == {"type": "pong", "seq": 0, "data": {}}
+
+    incident = await world.report(operator)
+    # Pings while the report's messages are on their way, one with more than it needs.
+    for n in range(5):
+        await phone.connection.send(json.dumps({"type": "ping", "n": n}))
+    pongs, seen = 0, 0
+    while pongs < 5:
+        frame = await phone.next()
+        if frame["type"] == "pong":
+            assert frame == {"type": "pong", "seq": seen, "data": {}}
+            pongs += 1
+        else:
+            seen = frame["seq"]
+    assert any(f["type"] == "alert" for f in phone.received)
+    after = await world.incident(operator, incident["id"])
+    assert after["dispatches"][0]["delivered_at"] is None
+    await phone.close()
 
 
 async def test_malformed_frames_close_with_a_clear_code(world: World) -> None:

@@ -58,7 +58,10 @@ async def test_a_token_in_the_url_opens_nothing(world: World) -> None:
     assert closed.value.rcvd.reason == "no hello within the time allowed"
 
 
-async def test_a_socket_that_floods_frames_is_closed_and_others_go_on(world: World) -> None:
+@pytest.mark.parametrize("kind", ["ack", "ping"])
+async def test_a_socket_that_floods_frames_is_closed_and_others_go_on(
+    world: World, kind: str
+) -> None:
     world.runtime.settings.ws_frame_burst = 20
     world.runtime.settings.ws_frames_per_s = 1
     team = await world.team()
@@ -68,7 +71,7 @@ async def test_a_socket_that_floods_frames_is_closed_and_others_go_on(world: Wor
     phone = await world.connect(leader)
     for n in range(100):
         try:
-            await flood.connection.send(json.dumps({"type": "ack", "seq": n}))
+            await flood.connection.send(json.dumps({"type": kind, "seq": n}))
         except ConnectionClosed:
             break
     with pytest.raises(ConnectionClosed) as closed:
