@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     ws_hello_timeout_s: Seconds = Field(default=5.0, gt=0)
     ws_ping_interval_s: Seconds = Field(default=20.0, gt=0)
     ws_ping_timeout_s: Seconds = Field(default=20.0, gt=0)
+    # The pages' own look at their socket (the protocol's pings above are invisible to them):
+    # a page that heard nothing for ws_client_ping_s sends a ping, and one that then hears
+    # nothing for ws_client_timeout_s more gives the socket up and reconnects, resuming. A
+    # silently dead line is so found within their sum, where TCP takes many minutes.
+    ws_client_ping_s: Seconds = Field(default=20.0, gt=0)
+    ws_client_timeout_s: Seconds = Field(default=10.0, gt=0)
     ws_max_frame_bytes: int = Field(default=64 * 1024, gt=0)
     ws_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
     message_retention_days: float = Field(default=7.0, gt=0, le=MAX_RETENTION_DAYS)

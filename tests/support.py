@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import ssl
@@ -263,3 +264,96 @@ class World:
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"condition never held: {incident}")
             await asyncio.sleep(0.02)
+
+
+class SilentProxy:
+    """A TCP proxy in front of a server that can fall silent: it stops passing bytes either way
+    and closes nothing, which is how a line that died without a word (a phone's Wi-Fi dropped
+    behind NAT, a server host gone) looks from both of its ends.
+
+    What was connected when it fell silent, and what connects while it is silent, passes
+    nothing ever again. Once it speaks again new connections pass, and the dead ones are reset
+    (as a host that came back answers a packet of a connection it no longer knows)."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = 0
+        self.silent = False
+        self.connections = 0
+        # Connections made before the latest fall into silence are dead.
+        self._era = 0
+        self._server: asyncio.Server | None = None
+        self._ends: dict[asyncio.StreamWriter, int] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def fall_silent(self) -> None:
+        self.silent = True
+        self._era += 1
+
+    def speak(self) -> None:
+        self.silent = False
+        for writer, era in list(self._ends.items()):
+            if era < self._era:
+                writer.transport.abort()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._ends):
+            writer.transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self.connections += 1
+        # Made while silent: of the dead era, it never passes anything.
+        era = self._era - 1 if self.silent else self._era
+        ends = [writer]
+        self._ends[writer] = era
+        try:
+            if self.silent:
+                while await reader.read(65536):
+                    pass
+                return
+            upstream_reader, upstream = await asyncio.open_connection(
+                "127.0.0.1", self.upstream_port
+            )
+            ends.append(upstream)
+            self._ends[upstream] = era
+            await asyncio.gather(
+                self._pump(reader, upstream, era), self._pump(upstream_reader, writer, era)
+            )
+        except ConnectionError:
+            pass
+        finally:
+            for end in ends:
+                self._ends.pop(end, None)
+                end.transport.abort()
+            self._tasks.discard(task)
+
+    async def _pump(
+        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, era: int
+    ) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await source.read(65536):
+                if era < self._era:
+                    continue  # the line is dead: what was sent is lost
+                sink.write(data)
+                await sink.drain()
+        if era == self._era:
+            # A close on a live line goes through; on a dead one it is lost with the rest.
+            sink.close()

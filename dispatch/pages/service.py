@@ -27,6 +27,8 @@ def page_config(settings: Settings) -> PageConfig:
         map_center=(settings.map_center_lon, settings.map_center_lat),
         map_zoom=settings.map_zoom,
         chain_targets=settings.chain_targets,
+        live_ping_s=settings.ws_client_ping_s,
+        live_timeout_s=settings.ws_client_timeout_s,
     )
 
 

@@ -174,6 +174,8 @@ async function start(me) {
   state.live = new Live({
     userId: me.id,
     token: () => api.token,
+    pingS: config.live_ping_s,
+    timeoutS: config.live_timeout_s,
     onWelcome: onWelcome,
     onResync: onResync,
     onCaughtUp: onCaughtUp,

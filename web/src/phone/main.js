@@ -144,6 +144,8 @@ async function start(me) {
   state.live = new Live({
     userId: me.id,
     token: () => api.token,
+    pingS: config.live_ping_s,
+    timeoutS: config.live_timeout_s,
     onWelcome: (_, info) => {
       if (info.reconnected) state.missed.clear();
       state.replaying = true;

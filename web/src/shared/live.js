@@ -7,6 +7,19 @@ const RESTART = 1012;
 // While the device says it is offline, a connection is still tried this often.
 const OFFLINE_RETRY_MS = 5000;
 const POLICY = 1008;
+// A socket can stay "open" for minutes after its line went dead without a word (a phone's Wi-Fi
+// dropped behind NAT, a server host gone): TCP gives up only after its retries, and the
+// protocol's pings are answered by the browser, unseen here. So the page looks for itself: after
+// PING_S with nothing heard it sends a ping, which the server answers with a pong; with nothing
+// heard for TIMEOUT_S more the socket is given up and another opened, resuming. A socket still
+// opening gets the same time for its welcome. The server may set both (its page config).
+const PING_S = 20;
+const TIMEOUT_S = 10;
+
+function positiveMs(seconds, fallback) {
+  const value = Number(seconds);
+  return (Number.isFinite(value) && value > 0 ? value : fallback) * 1000;
+}
 
 export class Live {
   constructor(options) {
@@ -24,6 +37,11 @@ export class Live {
     this.welcomeSeq = 0;
     this.everConnected = false;
     this.caughtUp = false;
+    this.pingMs = positiveMs(options.pingS, PING_S);
+    this.timeoutMs = positiveMs(options.timeoutS, TIMEOUT_S);
+    this.quietTimer = null; // when it fires: ping
+    this.deadTimer = null; // when it fires: give the socket up
+    this.helloSent = false;
     this.onOnline = () => this.reconnectNow();
     this.onOffline = () => this.dropOffline();
     this.onVisible = () => {
@@ -49,6 +67,7 @@ export class Live {
     window.removeEventListener('offline', this.onOffline);
     document.removeEventListener('visibilitychange', this.onVisible);
     clearTimeout(this.timer);
+    this.stopWatching();
     if (this.socket) this.socket.close(1000, 'bye');
   }
 
@@ -73,11 +92,17 @@ export class Live {
     this.socket = socket;
     this.caughtUp = false;
     this.ackedSeq = 0;
+    this.helloSent = false;
     this.status(this.everConnected ? 'reconnecting' : 'connecting');
+    this.heard(socket);
     socket.onopen = () => {
       socket.send(JSON.stringify({ type: 'hello', token, resume_from: this.lastSeq }));
+      this.helloSent = true;
     };
-    socket.onmessage = (event) => this.receive(event.data);
+    socket.onmessage = (event) => {
+      this.heard(socket);
+      this.receive(event.data);
+    };
     socket.onclose = (event) => this.closed(socket, event);
   }
 
@@ -102,6 +127,7 @@ export class Live {
       this.checkCaughtUp();
       return;
     }
+    if (message.type === 'pong') return; // heard: that was all it was for
     if (message.type === 'resync') {
       // The gap cannot be replayed: start from the latest seq and reload state over HTTP.
       this.remember(message.seq);
@@ -163,32 +189,76 @@ export class Live {
   dropOffline() {
     const socket = this.socket;
     if (this.stopped || !socket) return;
-    this.socket = null; // its close, whenever it comes, is no news
-    socket.onmessage = null;
-    try {
-      socket.close(1000, 'offline');
-    } catch (_) {
-      // Closing a socket that never opened: nothing to close.
-    }
+    this.letGo(socket, 'offline');
     this.attempt += 1;
     this.status('offline');
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.connect(), OFFLINE_RETRY_MS);
   }
 
+  // Stop listening to a socket and close it: its close, whenever it comes, is no news.
+  letGo(socket, reason) {
+    this.stopWatching();
+    this.socket = null;
+    socket.onmessage = null;
+    socket.onclose = null;
+    try {
+      socket.close(1000, reason);
+    } catch (_) {
+      // Closing a socket that never opened: nothing to close.
+    }
+  }
+
+  // Something came on the socket (or it is just opening): the line is alive, look again later.
+  heard(socket) {
+    clearTimeout(this.quietTimer);
+    clearTimeout(this.deadTimer);
+    this.deadTimer = null;
+    this.quietTimer = setTimeout(() => this.probe(socket), this.pingMs);
+  }
+
+  probe(socket) {
+    if (socket !== this.socket || this.stopped) return;
+    // Before its hello a ping would be refused: a socket still opening only gets the wait.
+    if (this.helloSent && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify({ type: 'ping' }));
+    }
+    this.deadTimer = setTimeout(() => this.giveUp(socket), this.timeoutMs);
+  }
+
+  // Nothing heard, not even the pong: the line is dead though the socket says open. It is let
+  // go and another one opened, as after any drop; the page says it is reconnecting meanwhile.
+  giveUp(socket) {
+    if (socket !== this.socket || this.stopped) return;
+    this.letGo(socket, 'no answer');
+    this.retry(false);
+  }
+
+  stopWatching() {
+    clearTimeout(this.quietTimer);
+    clearTimeout(this.deadTimer);
+    this.quietTimer = null;
+    this.deadTimer = null;
+  }
+
   closed(socket, event) {
     if (socket !== this.socket || this.stopped) return;
+    this.stopWatching();
     if (event.code === POLICY && /token/.test(event.reason || '')) {
       this.options.onAuthFailed();
       return;
     }
+    this.retry(event.code === RESTART);
+  }
+
+  retry(restarting) {
     this.attempt += 1;
     const offline = navigator.onLine === false;
     this.status(offline ? 'offline' : 'reconnecting');
     // A restarting server (1012) comes back quickly; otherwise back off, randomised, from
     // 0.5 s up to 5 s (docs/delivery.md): a phone on a flaky line must not sit out a tier's
     // 1-minute clock waiting to retry, and the jitter still spreads a town's reconnects.
-    const base = event.code === RESTART ? 500 : Math.min(5000, 500 * Math.pow(2, this.attempt));
+    const base = restarting ? 500 : Math.min(5000, 500 * Math.pow(2, this.attempt));
     const delay = base / 2 + Math.random() * (base / 2);
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.connect(), delay);
