@@ -44,8 +44,15 @@ AXES = {
 
 
 def seconds(value: float | None) -> str:
-    """As the page shows a time: rounded up to the next 0.1 s (from whole microseconds)."""
-    return "—" if value is None else f"{math.ceil(round(value * 1e6) / 1e5) / 10:.1f}"
+    """As a table shows a time: rounded up to the next 0.1 s (from whole microseconds), bare
+    below a minute and from one on as minutes and two-digit seconds."""
+    if value is None:
+        return "—"
+    tenths = math.ceil(round(value * 1e6) / 1e5)
+    if tenths < 600:
+        return f"{tenths / 10:.1f}"
+    minutes, rest = divmod(tenths, 600)
+    return f"{minutes} 分 {rest // 10:02d}.{rest % 10} 秒"
 
 
 def share(value: float | None) -> str:
@@ -143,7 +150,7 @@ async def test_the_report_page_shows_the_api_figures_with_charts_and_downloads(
     # And the hand-computed figures themselves, as the office would read them.
     tier1 = page.locator('.tier-card[data-tier="1"]')
     await expect(tier1.locator(".tier-card-share")).to_have_text("66.7%")
-    await expect(tier1).to_contain_text("P50 60.0 秒 · P90 75.0 秒 · 最大 75.0 秒")
+    await expect(tier1).to_contain_text("P50 1 分 00.0 秒 · P90 1 分 15.0 秒 · 最大 1 分 15.0 秒")
 
     by = {g["by"]: g for g in api["groupings"]}
     grouping = page.locator("#grouping")
@@ -201,6 +208,10 @@ async def test_the_report_page_shows_the_api_figures_with_charts_and_downloads(
     await expect(page.locator("h1")).to_have_text("1-3-5 response-time report")
     await expect(totals.locator("thead")).to_contain_text("Met")
     await expect(tier1.locator(".tier-card-share")).to_have_text("66.7%")
+    await expect(tier1).to_contain_text("P50 1 min 00.0 s · P90 1 min 15.0 s · Max 1 min 15.0 s")
+    await expect(
+        totals.locator('tr[data-tier="1"] td[data-field="time_to_arrival.max"]')
+    ).to_have_text("1 min 15.0 s")
     assert await painted(page, "chart-histogram") > 2000
     for canvas, titles in AXES["en"].items():
         assert await axis_titles(page, canvas) == titles
@@ -358,8 +369,8 @@ async def test_a_retired_team_is_offered_after_those_in_service_and_reported_on(
 async def test_a_time_past_its_target_never_reads_as_on_it(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
-    """Times are shown rounded up to 0.1 s: 60.04 s breached the 60 s target and reads 60.1,
-    while 59.96 s and exactly 60 s, which met it, read 60.0."""
+    """Times are shown rounded up to 0.1 s: 60.04 s breached the 60 s target and reads 1 分
+    00.1 秒, while 59.96 s and exactly 60 s, which met it, read 1 分 00.0 秒."""
     teams = await seed_around_the_target(world)
     auditor = await world.account("auditor")
     api = (
@@ -381,7 +392,11 @@ async def test_a_time_past_its_target_never_reads_as_on_it(
     await page.get_by_role("button", name="查询").click()
     await expect(page.locator("#grouping")).to_have_attribute("data-by", "team")
 
-    shown = {"早到驻点队": "60.0", "准时驻点队": "60.0", "迟到驻点队": "60.1"}
+    shown = {
+        "早到驻点队": "1 分 00.0 秒",
+        "准时驻点队": "1 分 00.0 秒",
+        "迟到驻点队": "1 分 00.1 秒",
+    }
     for name, arrival in AROUND_THE_TARGET.items():
         row = page.locator(f'#grouping tr[data-key="{teams[name]["id"]}"][data-tier="1"]')
         cell = row.locator('td[data-field="time_to_arrival.max"]')
@@ -393,7 +408,7 @@ async def test_a_time_past_its_target_never_reads_as_on_it(
         await check_row(page.locator(f'#grouping tr[data-key="{group["key"]}"]'), group["tiers"][0])
     # Tier 1's arrivals 59.96, 60 and 60.04 s: P50 is the one exactly on the target.
     await expect(page.locator('.tier-card[data-tier="1"]')).to_contain_text(
-        "达标 2 · 超时 1P50 60.0 秒 · P90 60.1 秒 · 最大 60.1 秒"
+        "达标 2 · 超时 1P50 1 分 00.0 秒 · P90 1 分 00.1 秒 · 最大 1 分 00.1 秒"
     )
 
 

@@ -19,6 +19,7 @@ import { errorFromReply, errorText, isNetworkError } from '../shared/errors.js';
 import { signInGate } from '../shared/login.js';
 import { $, clear, h } from '../shared/dom.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
+import { duration, minutesAndSeconds, secondsUp } from '../shared/format.js';
 
 Chart.register(BarController, BarElement, CategoryScale, LinearScale, Tooltip, Legend, annotationPlugin);
 
@@ -242,13 +243,11 @@ async function run() {
 
 // ---------------------------------------------------------------- formatting
 
-// Rounded up to the next 0.1 s, so that a time over its target never reads as at or under it
-// (60.04 s shows 60.1, not 60.0; exactly 60 s shows 60.0). Times are whole microseconds: the
-// tenths are counted from those, clear of binary fractions (0.3 s is 0.3, not 0.4).
+// A time in a table: the seconds bare below a minute (the column says what they are), minutes
+// and seconds with their units from one minute on; rounded up to 0.1 s (shared/format.js).
 function sec(value) {
-  if (value === null || value === undefined) return '—';
-  const tenths = Math.ceil(Math.round(Number(value) * 1e6) / 1e5);
-  return (tenths / 10).toFixed(1);
+  const shown = secondsUp(value);
+  return minutesAndSeconds(shown) || shown;
 }
 
 function share(value) {
@@ -428,7 +427,7 @@ function renderTotals(report) {
               [t('rep.p90'), f.time_to_arrival.p90_s],
               [t('rep.max'), f.time_to_arrival.max_s],
             ]
-              .map(([name, value]) => name + ' ' + t('unit.s', { n: sec(value) }))
+              .map(([name, value]) => name + ' ' + duration(secondsUp(value)))
               .join(' · '),
           }),
         ),

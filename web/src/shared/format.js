@@ -48,11 +48,46 @@ function sign(value, plus) {
 }
 
 export function seconds(value) {
-  return t('unit.s', { n: sign(value, '') + secondsText(value) });
+  return duration(secondsText(value), sign(value, ''));
 }
 
 export function signedSeconds(value) {
-  return t('unit.s', { n: sign(value, '+') + secondsText(value) });
+  return duration(secondsText(value), sign(value, '+'));
+}
+
+// Rounded up to the next 0.1 s, so that a time over its target never reads as at or under it
+// (60.04 s shows 60.1, not 60.0; exactly 60 s shows 60.0). Times are whole microseconds: the
+// tenths are counted from those, clear of binary fractions (0.3 s is 0.3, not 0.4).
+export function secondsUp(value) {
+  if (value === null || value === undefined) return '—';
+  const tenths = Math.ceil(Math.round(Number(value) * 1e6) / 1e5);
+  return (tenths / 10).toFixed(1);
+}
+
+// A time of a minute or more as minutes and seconds, "3 分 07.3 秒" / "3 min 07.3 s": 187.3 秒
+// left the reader to divide by 60. It takes the seconds as already rounded for showing
+// ("187.3", "60"), so it keeps their rounding and their decimals, and the split cannot make a
+// 60th second (179.96 s rounded up is 180.0: 3 分 00.0 秒). Below a minute, null: each page
+// shows those its own way.
+export function minutesAndSeconds(shown, signText) {
+  const match = /^(\d+)(?:\.(\d+))?$/.exec(String(shown));
+  if (!match) return null;
+  const decimals = match[2] ? match[2].length : 0;
+  const scale = Math.pow(10, decimals);
+  // Counted in whole units of the last decimal, clear of binary fractions.
+  const units = Number(match[1]) * scale + (decimals ? Number(match[2]) : 0);
+  const perMinute = 60 * scale;
+  if (units < perMinute) return null;
+  const minutes = Math.floor(units / perMinute);
+  const rest = units - minutes * perMinute;
+  // Two digits of seconds, as on a clock: 3 分 07.3 秒.
+  const text = (rest < 10 * scale ? '0' : '') + (rest / scale).toFixed(decimals);
+  return t('unit.min_s', { m: (signText || '') + minutes, s: text });
+}
+
+// Seconds as shown, with their unit: minutes and seconds from a minute on.
+export function duration(shown, signText) {
+  return minutesAndSeconds(shown, signText) || t('unit.s', { n: (signText || '') + shown });
 }
 
 // mm:ss for clocks; negative values are shown as overrun with a plus sign.

@@ -1,0 +1,132 @@
+"""How the pages write times, asked of web/src/shared/format.js itself in headless Chromium.
+
+The module is served as it is in the source tree, from an address no server holds (Playwright
+answers for it), and imported by a page that hands its functions to the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, Page, Route
+
+from tests.pages.conftest import Opened, desk_context
+
+SOURCE = Path(__file__).resolve().parents[2] / "web" / "src"
+ORIGIN = "http://format.test"
+HARNESS = """<!doctype html><meta charset="utf-8"><script type="module">
+import * as format from './shared/format.js';
+import { setLang } from './shared/i18n.js';
+window.format = format;
+window.setLang = setLang;
+window.ready = true;
+</script>"""
+
+
+async def serve_source(route: Route) -> None:
+    path = route.request.url.removeprefix(ORIGIN + "/")
+    if path == "harness.html":
+        await route.fulfill(body=HARNESS, content_type="text/html")
+        return
+    file = (SOURCE / path).resolve()
+    assert file.is_relative_to(SOURCE) and file.suffix == ".js", path
+    await route.fulfill(body=file.read_text(encoding="utf-8"), content_type="text/javascript")
+
+
+@pytest.fixture
+async def page(browser: Browser, contexts: Opened) -> AsyncIterator[Page]:
+    context = await desk_context(browser, contexts)
+    await context.route(ORIGIN + "/**", serve_source)
+    opened = await context.new_page()
+    await opened.goto(ORIGIN + "/harness.html")
+    await opened.wait_for_function("window.ready === true")
+    yield opened
+
+
+async def shown(page: Page, lang: str, function: str, values: list[Any]) -> list[str]:
+    texts: list[str] = await page.evaluate(
+        "([lang, name, values]) => { setLang(lang); return values.map((v) => format[name](v)); }",
+        [lang, function, values],
+    )
+    return texts
+
+
+async def test_the_console_shows_a_minute_or_more_as_minutes_and_seconds(page: Page) -> None:
+    """The console's rule stays: tenths below 10 s, whole seconds from there (to the nearest);
+    from one minute as shown, minutes and two-digit seconds."""
+    values = [0.04, 9.3, 40, 59.4, 59.6, 60, 187.3, 600.2, 3725]
+    assert await shown(page, "zh", "seconds", values) == [
+        "0.0 秒",
+        "9.3 秒",
+        "40 秒",
+        "59 秒",
+        "1 分 00 秒",
+        "1 分 00 秒",
+        "3 分 07 秒",
+        "10 分 00 秒",
+        "62 分 05 秒",
+    ]
+    assert await shown(page, "en", "seconds", [59.4, 187.3]) == ["59 s", "3 min 07 s"]
+    # Latencies and clock skews carry their sign, on the minutes.
+    signed = [40, 65.2, -65.2, -0.03]
+    assert await shown(page, "zh", "signedSeconds", signed) == [
+        "+40 秒",
+        "+1 分 05 秒",
+        "-1 分 05 秒",
+        "0.0 秒",
+    ]
+    assert await shown(page, "en", "signedSeconds", signed) == [
+        "+40 s",
+        "+1 min 05 s",
+        "-1 min 05 s",
+        "0.0 s",
+    ]
+
+
+async def test_the_reports_round_up_to_a_tenth_before_splitting_off_the_minutes(
+    page: Page,
+) -> None:
+    """Rounded up to 0.1 s first, so a time past a minute's target never reads as on it
+    (60.04 s is 1 分 00.1 秒), and the split never makes a 60th second (179.96 s is 3 分
+    00.0 秒, not 2 分 60.0 秒)."""
+    values = [0.3, 45, 59.94, 59.96, 60, 60.04, 75, 179.96, 187.25, 187.3]
+    rounded = await shown(page, "zh", "secondsUp", values)
+    assert rounded == [
+        "0.3",
+        "45.0",
+        "60.0",
+        "60.0",
+        "60.0",
+        "60.1",
+        "75.0",
+        "180.0",
+        "187.3",
+        "187.3",
+    ]
+    assert await shown(page, "zh", "duration", rounded) == [
+        "0.3 秒",
+        "45.0 秒",
+        "1 分 00.0 秒",
+        "1 分 00.0 秒",
+        "1 分 00.0 秒",
+        "1 分 00.1 秒",
+        "1 分 15.0 秒",
+        "3 分 00.0 秒",
+        "3 分 07.3 秒",
+        "3 分 07.3 秒",
+    ]
+    assert await shown(page, "en", "duration", ["45.0", "187.3", "3600.0"]) == [
+        "45.0 s",
+        "3 min 07.3 s",
+        "60 min 00.0 s",
+    ]
+    # Below a minute a table shows the bare number: there is no minutes form of it.
+    assert await shown(page, "zh", "minutesAndSeconds", ["59.9", "60.0", "—"]) == [
+        None,
+        "1 分 00.0 秒",
+        None,
+    ]
+    assert await shown(page, "zh", "secondsUp", [None]) == ["—"]
