@@ -375,8 +375,9 @@ async def test_hops_a_leaders_arrival_stood_for_are_shown_as_implied(
 async def test_times_of_a_minute_or_more_read_in_minutes_and_seconds(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
-    """An arrival 187.3 s after the report: 3 分 07 秒, where 187 秒 left the operator to
-    divide (whole seconds, as the console shows from 10 s on)."""
+    """An arrival 187.3 s after the report: 3 分 08 秒, where 188 秒 left the operator to
+    divide (whole seconds rounded up, as the console shows times since an event from 10 s
+    on)."""
     post = await world.team("fixed_post")
     leader = await world.leader(post)
     console = await open_console(browser, contexts, world)
@@ -390,13 +391,13 @@ async def test_times_of_a_minute_or_more_read_in_minutes_and_seconds(
     )
     assert reply.status_code == 200
     latency = row.locator('.hop-done[data-hop="arrived"] .hop-latency')
-    await expect(latency).to_have_text("+3 分 07 秒")
+    await expect(latency).to_have_text("+3 分 08 秒")
     tiers = card(console, incident["id"]).locator(".tier")
     await expect(tiers.nth(0)).to_have_attribute("data-status", "breached")
-    await expect(tiers.nth(0)).to_contain_text(re.compile(r"超时，\S+ \(3 分 07 秒\) 到场"))
+    await expect(tiers.nth(0)).to_contain_text(re.compile(r"超时，\S+ \(3 分 08 秒\) 到场"))
     await console.get_by_role("button", name="English").click()
-    await expect(latency).to_have_text("+3 min 07 s")
-    await expect(tiers.nth(0)).to_contain_text(re.compile(r"on scene \S+ \(3 min 07 s\)"))
+    await expect(latency).to_have_text("+3 min 08 s")
+    await expect(tiers.nth(0)).to_contain_text(re.compile(r"on scene \S+ \(3 min 08 s\)"))
 
 
 async def test_the_live_list_is_in_view_on_a_1280x720_screen(

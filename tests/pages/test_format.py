@@ -55,34 +55,53 @@ async def shown(page: Page, lang: str, function: str, values: list[Any]) -> list
 
 
 async def test_the_console_shows_a_minute_or_more_as_minutes_and_seconds(page: Page) -> None:
-    """The console's rule stays: tenths below 10 s, whole seconds from there (to the nearest);
-    from one minute as shown, minutes and two-digit seconds."""
-    values = [0.04, 9.3, 40, 59.4, 59.6, 60, 187.3, 600.2, 3725]
+    """The console's rule: tenths below 10 s, whole seconds from there, a time since an event
+    rounded up (60.4 s after the report was late for 60 s and reads 1 分 01 秒, not on the
+    minute); from one minute as shown, minutes and two-digit seconds."""
+    values = [0.04, 0.3, 9.3, 9.96, 40, 59, 59.4, 60, 60.4, 187.3, 600.2, 3725]
     assert await shown(page, "zh", "seconds", values) == [
-        "0.0 秒",
+        "0.1 秒",
+        "0.3 秒",
         "9.3 秒",
+        "10.0 秒",
         "40 秒",
         "59 秒",
         "1 分 00 秒",
         "1 分 00 秒",
-        "3 分 07 秒",
-        "10 分 00 秒",
+        "1 分 01 秒",
+        "3 分 08 秒",
+        "10 分 01 秒",
         "62 分 05 秒",
     ]
-    assert await shown(page, "en", "seconds", [59.4, 187.3]) == ["59 s", "3 min 07 s"]
-    # Latencies and clock skews carry their sign, on the minutes.
+    assert await shown(page, "en", "seconds", [59, 187.3]) == ["59 s", "3 min 08 s"]
+    # Latencies carry their sign, on the minutes; rounded up, a latency just under nothing is
+    # nothing, with no sign.
     signed = [40, 65.2, -65.2, -0.03]
     assert await shown(page, "zh", "signedSeconds", signed) == [
         "+40 秒",
-        "+1 分 05 秒",
+        "+1 分 06 秒",
         "-1 分 05 秒",
         "0.0 秒",
     ]
     assert await shown(page, "en", "signedSeconds", signed) == [
         "+40 s",
-        "+1 min 05 s",
+        "+1 min 06 s",
         "-1 min 05 s",
         "0.0 s",
+    ]
+
+
+async def test_a_clock_offset_reads_to_the_nearest_step(page: Page) -> None:
+    """A device clock's offset from the server's has no later side: 30 ms either way agrees
+    (0.0, no sign), 2.46 s reads 2.5 and 65.4 s reads 1 分 05 秒."""
+    offsets = [0.03, -0.03, 2.46, -2.44, 65.4, -65.6]
+    assert await shown(page, "zh", "offsetSeconds", offsets) == [
+        "0.0 秒",
+        "0.0 秒",
+        "+2.5 秒",
+        "-2.4 秒",
+        "+1 分 05 秒",
+        "-1 分 06 秒",
     ]
 
 

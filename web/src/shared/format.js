@@ -36,23 +36,40 @@ export function ms(iso) {
   return iso ? Date.parse(iso) : NaN;
 }
 
-function secondsText(value) {
-  const abs = Math.abs(value);
-  return abs < 10 ? abs.toFixed(1) : String(Math.round(abs));
+// Tenths below 10 s, whole seconds from there. A time taken since an event is rounded up
+// (towards later): an arrival 60.4 s after the report, late for a 60 s target, reads 61 秒
+// beside 超时, never 60. A clock's offset has no later side and goes to the nearest. Counted in
+// whole microseconds, clear of binary fractions (0.3 s stays 0.3).
+function secondsText(value, up) {
+  const tenths = Math.abs(value) < 10;
+  const steps = Math.round(Number(value) * 1e6) / (tenths ? 1e5 : 1e6);
+  const abs = Math.abs(up ? Math.ceil(steps) : Math.round(steps));
+  return tenths ? (abs / 10).toFixed(1) : String(abs);
 }
 
 // What rounds to nothing has no sign: a clock 0.03 s behind agrees, "0.0 s", not "-0.0 s".
-function sign(value, plus) {
-  if (Number(secondsText(value)) === 0) return '';
+function sign(shown, value, plus) {
+  if (Number(shown) === 0) return '';
   return value < 0 ? '-' : plus;
 }
 
+function withSign(value, up, plus) {
+  const shown = secondsText(value, up);
+  return duration(shown, sign(shown, value, plus));
+}
+
+/** A time since an event (an arrival, a latency), rounded up. */
 export function seconds(value) {
-  return duration(secondsText(value), sign(value, ''));
+  return withSign(value, true, '');
 }
 
 export function signedSeconds(value) {
-  return duration(secondsText(value), sign(value, '+'));
+  return withSign(value, true, '+');
+}
+
+/** How far one clock is from another, to the nearest shown step. */
+export function offsetSeconds(value) {
+  return withSign(value, false, '+');
 }
 
 // Rounded up to the next 0.1 s, so that a time over its target never reads as at or under it

@@ -1,7 +1,7 @@
 // Pieces both pages show: the three tier clocks and the hops of a dispatch.
 import { h } from './dom.js';
 import { t } from './i18n.js';
-import { clockTime, countdown, metres, ms, seconds, signedSeconds } from './format.js';
+import { clockTime, countdown, metres, ms, offsetSeconds, seconds, signedSeconds } from './format.js';
 
 export const HOPS = ['alerted', 'delivered', 'shown', 'accepted', 'arrived'];
 
@@ -99,7 +99,7 @@ export function arrivalView(d) {
   let skewed = false;
   if (skew !== null && skew !== undefined) {
     skewed = Math.abs(skew) >= 2;
-    parts.push(t(skewed ? 'arrival.skew' : 'arrival.skew_ok', { s: signedSeconds(skew) }));
+    parts.push(t(skewed ? 'arrival.skew' : 'arrival.skew_ok', { s: offsetSeconds(skew) }));
   }
   return h('p', {
     class: 'arrival' + (skewed ? ' arrival-skewed' : ''),
