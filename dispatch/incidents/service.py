@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache, partial
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Select, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -735,29 +735,31 @@ async def _audience(session: AsyncSession, incident_id: str) -> dict[str, str | 
     return audience
 
 
-async def _take_on(session: AsyncSession, d: Dispatch, actor: auth.Principal) -> bool:
+@dataclass(frozen=True, slots=True)
+class _Following:
+    """Who follows a dispatch, as its lock found it, for the team's leader ``user_id`` who acts
+    on it: ``chosen`` when its alert went to chosen leaders (of a team whose units took turns
+    when it was alerted: the dispatch has followers), and whether he is one of them and was
+    alerted (``alerted``: None when he is not one of them)."""
+
+    user_id: str
+    chosen: bool
+    alerted: bool | None
+
+
+async def _take_on(session: AsyncSession, d: Dispatch, following: _Following | None) -> bool:
     """A leader acts on his team's dispatch (accepts, arrives): from now on he follows it. True
     when his team's units take turns and its alert did not go to him (he is off turn): his
-    act is the team's all the same, and its event says so."""
-    if actor.role != Role.LEADER:
-        return False
-    followers = dict(
-        (
-            await session.execute(
-                select(DispatchFollower.user_id, DispatchFollower.alerted).where(
-                    DispatchFollower.dispatch_id == d.id
-                )
-            )
-        ).all()
-    )
-    if not followers:
+    act is the team's all the same, and its event says so. ``following`` is None for anyone
+    but the team's leader (``_acting_dispatch``)."""
+    if following is None or not following.chosen:
         # The whole team follows the dispatch: its alert went to every leader.
         return False
-    if actor.user_id not in followers:
+    if following.alerted is None:
         insert = upsert_insert(dialect_name(session))
-        follower = {"dispatch_id": d.id, "user_id": actor.user_id, "alerted": False}
+        follower = {"dispatch_id": d.id, "user_id": following.user_id, "alerted": False}
         await session.execute(insert(FOLLOWERS).values(follower).on_conflict_do_nothing())
-    return not followers.get(actor.user_id, False)
+    return not following.alerted
 
 
 async def _announce(
@@ -989,16 +991,59 @@ async def _board_news(
     return [Outgoing(auth.BOARD_MAILBOX, "dispatches.updated", {"dispatches": views})]
 
 
+@dataclass(frozen=True, slots=True)
+class _Acting:
+    """A dispatch a user acts on, its incident and, for the team's leader when asked for, who
+    follows it (``_take_on``)."""
+
+    dispatch: Dispatch
+    incident: Incident
+    following: _Following | None = None
+
+
 async def _acting_dispatch(
-    session: AsyncSession, actor: auth.Principal, dispatch_id: str
-) -> tuple[Dispatch, Incident]:
-    d = await session.scalar(
-        select(Dispatch).where(Dispatch.id == dispatch_id).with_for_update(key_share=True)
-    )
-    if d is None:
+    session: AsyncSession,
+    actor: auth.Principal,
+    dispatch_id: str,
+    *,
+    followers: bool = False,
+) -> _Acting:
+    """The dispatch and its incident, locked for a hop. ``followers``: for a hop that the
+    leader takes on (``_take_on``), who follows the dispatch, read by the statement that locks
+    it.
+
+    Read with the lock, the followers cost no round trip of their own, though only the
+    dispatches of teams whose units take turns have any. On PostgreSQL a statement that
+    waited for the lock sees the rows of others as they were when it began, yet nothing is
+    missed: a dispatch's alert writes its followers in the transaction that creates it (not
+    found before it commits), and ``_take_on`` adds one only to a dispatch that has them
+    already, and only unalerted, which is what a leader not found among them is taken for.
+    """
+    query = select(Dispatch).where(Dispatch.id == dispatch_id)
+    query = query.with_for_update(key_share=True)
+    taking_on = followers and actor.role == Role.LEADER
+    if taking_on:
+        query = query.add_columns(
+            select(DispatchFollower.user_id)
+            .where(DispatchFollower.dispatch_id == Dispatch.id)
+            .exists(),
+            select(DispatchFollower.alerted)
+            .where(
+                DispatchFollower.dispatch_id == Dispatch.id,
+                DispatchFollower.user_id == actor.user_id,
+            )
+            .scalar_subquery(),
+        )
+    row = (await session.execute(query)).first()
+    if row is None:
         raise NotFound(f"dispatch {dispatch_id!r} does not exist", field="dispatch_id")
+    d: Dispatch = row[0]
     if actor.role == Role.LEADER and actor.team_id != d.team_id:
         raise Forbidden("this dispatch belongs to another team")
+    following = None
+    if taking_on:
+        chosen, alerted = cast(tuple[Any, bool | None], tuple(row)[1:])
+        following = _Following(actor.user_id, bool(chosen), alerted)
     # Shared with the other hops, not with a close (nor an escalation step), which lock the
     # incident before its tiers: a hop that came in while a close was being written waits
     # for its commit and finds the incident closed. Read unlocked, the hop saw it open, waited
@@ -1007,7 +1052,7 @@ async def _acting_dispatch(
     incident = await _load_incident(session, d.incident_id, for_share=True)
     if incident.status == IncidentStatus.CLOSED.value:
         raise Conflict("the incident is closed", field="dispatch_id")
-    return d, incident
+    return _Acting(d, incident, following)
 
 
 def _after_recorded_hops(d: Dispatch, now: datetime) -> datetime:
@@ -1078,11 +1123,12 @@ async def accept_dispatch(
     now: datetime,
     device_time: datetime | None = None,
 ) -> IncidentOut:
-    d, incident = await _acting_dispatch(session, actor, dispatch_id)
+    acting = await _acting_dispatch(session, actor, dispatch_id, followers=True)
+    d, incident = acting.dispatch, acting.incident
     # A leader who accepts follows the incident from now on, also when the team had accepted
     # already: he is on his way too. An off-turn leader's accept is the team's: it stops the
     # escalation and the notifiers as any other does (docs/reports.md, duty and rotation).
-    off_turn = await _take_on(session, d, actor)
+    off_turn = await _take_on(session, d, acting.following)
     # Once the team is on scene there is nothing left to accept: a tap that reaches the server
     # after an arrival recorded by radio would put the acceptance after the arrival.
     if d.accepted_at is not None or d.arrived_at is not None:
@@ -1110,21 +1156,20 @@ async def record_arrival(
     now: datetime,
     source: ArrivalSource = ArrivalSource.BUTTON,
 ) -> IncidentOut:
-    d, incident = await _acting_dispatch(session, actor, dispatch_id)
-    if d.arrived_at is not None:
+    acting = await _acting_dispatch(session, actor, dispatch_id, followers=True)
+    if acting.dispatch.arrived_at is not None:
         # The team is on scene already; the leader who says so too follows the incident.
-        await _take_on(session, d, actor)
-        return await get_incident(session, incident.id)
+        await _take_on(session, acting.dispatch, acting.following)
+        return await get_incident(session, acting.incident.id)
     if actor.role != Role.LEADER and source == ArrivalSource.BUTTON:
         source = ArrivalSource.OPERATOR
-    return await _arrive(session, actor, d, incident, fix, now, source)
+    return await _arrive(session, actor, acting, fix, now, source)
 
 
 async def _arrive(
     session: AsyncSession,
     actor: auth.Principal,
-    d: Dispatch,
-    incident: Incident,
+    acting: _Acting,
     fix: Fix,
     now: datetime,
     source: ArrivalSource,
@@ -1132,7 +1177,8 @@ async def _arrive(
     # An arrival keeps the time its request came in, whatever was written while it waited:
     # that time is judged against the deadline. An off-turn leader on scene is the team on
     # scene: the tier is met by it all the same.
-    off_turn = await _take_on(session, d, actor)
+    d, incident = acting.dispatch, acting.incident
+    off_turn = await _take_on(session, d, acting.following)
     if source != ArrivalSource.OPERATOR:
         # The leader acted on the alert: his arrival stands for the accept he did not tap (and
         # for the delivery, if no ack came), marked implied, so that no segment is measured
@@ -1173,7 +1219,8 @@ async def record_shown(
     now: datetime,
 ) -> IncidentOut:
     """The alert was on the leader's screen: the hop between "received" and "accepted"."""
-    d, incident = await _acting_dispatch(session, actor, dispatch_id)
+    acting = await _acting_dispatch(session, actor, dispatch_id)
+    d, incident = acting.dispatch, acting.incident
     if d.shown_at is not None:
         return await get_incident(session, incident.id)
     now = _after_recorded_hops(d, now)
@@ -1207,7 +1254,8 @@ async def record_position(
             "arrival with POST /api/v1/dispatches/{id}/arrive (source operator)"
         )
     assert fix.location is not None and fix.accuracy_m is not None
-    d, incident = await _acting_dispatch(session, actor, dispatch_id)
+    acting = await _acting_dispatch(session, actor, dispatch_id, followers=True)
+    d, incident = acting.dispatch, acting.incident
     lon, lat = fix.location.to_wgs84()
     distance = distance_m(lon, lat, incident.lon, incident.lat)
     radius_m, accuracy_m = geofence
@@ -1217,7 +1265,7 @@ async def record_position(
     shown = round(distance, 3)
     if d.arrived_at is not None or d.accepted_at is None or not on_scene:
         return shown, False, await get_incident(session, incident.id)
-    view = await _arrive(session, actor, d, incident, fix, now, ArrivalSource.GEOFENCE)
+    view = await _arrive(session, actor, acting, fix, now, ArrivalSource.GEOFENCE)
     return shown, True, view
 
 
