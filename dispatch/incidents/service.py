@@ -137,6 +137,10 @@ async def _load_incident(
         query = query.with_for_update(key_share=True)
     elif for_share:
         query = query.with_for_update(read=True)
+    if for_update or for_share:
+        # Read before without a lock (a position fix decides first), the row is taken as the
+        # lock finds it, not as the session remembers it.
+        query = query.execution_options(populate_existing=True)
     incident = await session.scalar(query)
     if incident is None:
         raise NotFound(f"incident {incident_id!r} does not exist", field="incident_id")
@@ -1006,11 +1010,12 @@ async def _acting_dispatch(
     actor: auth.Principal,
     dispatch_id: str,
     *,
+    lock: bool = True,
     followers: bool = False,
 ) -> _Acting:
-    """The dispatch and its incident, locked for a hop. ``followers``: for a hop that the
-    leader takes on (``_take_on``), who follows the dispatch, read by the statement that locks
-    it.
+    """The dispatch and its incident, locked for a hop (``lock``; unlocked, for a request that
+    decides first whether it writes at all). ``followers``: for a hop that the leader takes on
+    (``_take_on``), who follows the dispatch, read by the statement that locks it.
 
     Read with the lock, the followers cost no round trip of their own, though only the
     dispatches of teams whose units take turns have any. On PostgreSQL a statement that
@@ -1020,8 +1025,10 @@ async def _acting_dispatch(
     already, and only unalerted, which is what a leader not found among them is taken for.
     """
     query = select(Dispatch).where(Dispatch.id == dispatch_id)
-    query = query.with_for_update(key_share=True)
-    taking_on = followers and actor.role == Role.LEADER
+    taking_on = lock and followers and actor.role == Role.LEADER
+    if lock:
+        # populate_existing: a dispatch read unlocked before is taken as the lock finds it.
+        query = query.with_for_update(key_share=True).execution_options(populate_existing=True)
     if taking_on:
         query = query.add_columns(
             select(DispatchFollower.user_id)
@@ -1049,7 +1056,7 @@ async def _acting_dispatch(
     # for its commit and finds the incident closed. Read unlocked, the hop saw it open, waited
     # for the tier or the mailboxes the close held, and recorded after it. Taken after the
     # dispatch and before the tier, the order of every path that locks more than one of them.
-    incident = await _load_incident(session, d.incident_id, for_share=True)
+    incident = await _load_incident(session, d.incident_id, for_share=lock)
     if incident.status == IncidentStatus.CLOSED.value:
         raise Conflict("the incident is closed", field="dispatch_id")
     return _Acting(d, incident, following)
@@ -1254,8 +1261,13 @@ async def record_position(
             "arrival with POST /api/v1/dispatches/{id}/arrive (source operator)"
         )
     assert fix.location is not None and fix.accuracy_m is not None
-    acting = await _acting_dispatch(session, actor, dispatch_id, followers=True)
-    d, incident = acting.dispatch, acting.incident
+    # Most fixes record nothing (too far, too inaccurate, before the accept or after the
+    # arrival): decided on rows read without a lock, they hold none, and the leader's arrive
+    # tap or accept never waits behind one. Only a fix that arrives takes the locks, and
+    # decides again on the rows as locked: an arrival (or a close) that committed meanwhile
+    # is neither lost nor followed by a second one.
+    acting = await _acting_dispatch(session, actor, dispatch_id, lock=False)
+    incident = acting.incident
     lon, lat = fix.location.to_wgs84()
     distance = distance_m(lon, lat, incident.lon, incident.lat)
     radius_m, accuracy_m = geofence
@@ -1263,10 +1275,18 @@ async def record_position(
     # it is shown, rounded to the millimetre, as 50.0.
     on_scene = distance <= radius_m and fix.accuracy_m <= accuracy_m
     shown = round(distance, 3)
-    if d.arrived_at is not None or d.accepted_at is None or not on_scene:
+    if not on_scene or not _arrives(acting.dispatch):
+        return shown, False, await get_incident(session, incident.id)
+    acting = await _acting_dispatch(session, actor, dispatch_id, followers=True)
+    if not _arrives(acting.dispatch):
         return shown, False, await get_incident(session, incident.id)
     view = await _arrive(session, actor, acting, fix, now, ArrivalSource.GEOFENCE)
     return shown, True, view
+
+
+def _arrives(d: Dispatch) -> bool:
+    """Whether a fix on scene records the team's arrival: once accepted, until arrived."""
+    return d.accepted_at is not None and d.arrived_at is None
 
 
 async def _settle_tier(

@@ -1,7 +1,11 @@
-"""What a hop locks and reads: a leader's accept reads the followers with the dispatch."""
+"""What a hop locks and reads: a position fix that records nothing holds no lock, one that
+arrives decides again once locked, and a leader's accept reads the followers with the
+dispatch."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
 from typing import Any
 
 from pyproj import Geod
@@ -9,7 +13,10 @@ from sqlalchemy import select
 
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
-from dispatch.incidents.models import DispatchFollower
+from dispatch.incidents import service
+from dispatch.incidents.models import Dispatch, DispatchFollower
+from dispatch.schemas import LocationIn
+from tests.rosters.races import postgres_dsn, racing_a_writer, when_blocked_or_done
 from tests.rosters.test_duty import add_members, book_of, leader_of_unit, rotate_weekly
 from tests.support import QINGXI, Account, World, statements_sent
 
@@ -39,6 +46,89 @@ def principal(account: Account) -> auth.Principal:
 
 def locking(statements: list[str]) -> list[str]:
     return [s for s in statements if " FOR UPDATE" in s or " FOR NO KEY" in s or " FOR SHARE" in s]
+
+
+async def test_a_fix_that_records_nothing_holds_no_lock_an_arrival_waits_for(
+    world: World,
+) -> None:
+    postgres_dsn(world)  # SQLite queues writers whatever they lock: nothing to see there
+    leader, incident, dispatch_id = await accepted(world)
+    # On scene, but too inaccurate to stand for the team's arrival.
+    vague = service.Fix(LocationIn(**towards_incident(5.0)), accuracy_m=200.0)
+    async with world.runtime.sessionmaker() as fixing, fixing.begin():
+        with statements_sent(world.runtime) as sent:
+            _, arrived, _ = await service.record_position(
+                fixing, principal(leader), dispatch_id, vague, world.clock.now(), GEOFENCE
+            )
+        assert arrived is False
+        assert sent and locking(sent) == []
+        # The fix's transaction is still open: the leader's tap is recorded all the same.
+        arrive = asyncio.create_task(
+            world.http.post(f"/api/v1/dispatches/{dispatch_id}/arrive", headers=leader.headers)
+        )
+        await when_blocked_or_done(world, arrive)
+        assert arrive.done(), "the arrival waited for the position fix's transaction"
+        reply = await arrive
+        assert reply.status_code == 200, reply.text
+        (d,) = reply.json()["dispatches"]
+        assert d["arrival_source"] == "button"
+    assert (await world.incident(leader, incident["id"]))["chain"][0]["status"] == "met"
+
+
+async def test_a_fix_on_scene_yields_to_an_arrival_committed_while_it_waited_for_the_lock(
+    world: World,
+) -> None:
+    """The fix decides to arrive on rows read unlocked; an arrival by button that commits
+    before the fix gets the dispatch's lock stays the arrival, and the fix records none."""
+    postgres_dsn(world)  # step by step on PostgreSQL; SQLite runs one writer at a time
+    leader, incident, dispatch_id = await accepted(world)
+    pressed = world.clock.now() + timedelta(seconds=1)
+    world.clock.advance(2)
+    fix = {"location": towards_incident(5.0), "accuracy_m": 5}
+
+    async def send() -> Any:
+        return await world.http.post(
+            f"/api/v1/dispatches/{dispatch_id}/position", json=fix, headers=leader.headers
+        )
+
+    reply = await racing_a_writer(
+        world,
+        send,
+        "UPDATE dispatches SET arrived_at = $1, arrival_source = 'button' WHERE id = $2",
+        pressed,
+        dispatch_id,
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["arrived"] is False
+    (d,) = reply.json()["incident"]["dispatches"]
+    assert (d["arrival_source"], d["arrival_accuracy_m"]) == ("button", None)
+    operator = await world.operator()
+    events = (
+        await world.http.get(f"/api/v1/incidents/{incident['id']}/events", headers=operator.headers)
+    ).json()
+    assert [e for e in events if e["type"] == "arrived"] == []
+
+
+async def test_a_fix_on_scene_locks_and_records_the_arrival(world: World) -> None:
+    leader, _, dispatch_id = await accepted(world)
+    fix = {"location": towards_incident(5.0), "accuracy_m": 5}
+    with statements_sent(world.runtime) as sent:
+        reply = await world.http.post(
+            f"/api/v1/dispatches/{dispatch_id}/position", json=fix, headers=leader.headers
+        )
+    assert reply.json()["arrived"] is True
+    # Read twice: unlocked to decide, then locked (on PostgreSQL) to write.
+    reads = [s for s in sent if s.startswith("SELECT dispatches.id")]
+    assert len(reads) >= 2
+    if world.runtime.settings.database_url.startswith("postgresql"):
+        assert " FOR " not in reads[0] and " FOR NO KEY UPDATE" in reads[1]
+    again = await world.http.post(
+        f"/api/v1/dispatches/{dispatch_id}/position", json=fix, headers=leader.headers
+    )
+    assert again.json()["arrived"] is False
+    async with world.runtime.sessionmaker() as session:
+        d = await session.scalar(select(Dispatch).where(Dispatch.id == dispatch_id))
+        assert d is not None and d.arrival_source == "geofence"
 
 
 async def test_a_leaders_accept_reads_the_followers_with_the_dispatch(world: World) -> None:
