@@ -170,6 +170,10 @@ class Settings(BaseSettings):
     # garbage collector's view, and young objects are collected less often: its full passes
     # over thousands of sockets were pauses of tens of milliseconds on the alert path.
     gc_settle: bool = True
+    # Before serving, the routes' request handlers are built (FastAPI builds a router's on the
+    # first request that reaches it, some 0.2 s of CPU for all of them): the first accept
+    # after a restart waited for that.
+    warm_routes: bool = True
 
     @field_validator(*OPTIONAL_SETTINGS, mode="before")
     @classmethod

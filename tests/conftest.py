@@ -156,6 +156,8 @@ def server_settings(database_url: str) -> Settings:
         argon2_memory_kib=1024,
         # Hundreds of servers start in this one process: its collector stays as Python sets it.
         gc_settle=False,
+        # ... and build only the routes their requests reach.
+        warm_routes=False,
     )
 
 

@@ -12,11 +12,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import free_port
+from dispatch.clock import ManualClock
+from dispatch.config import Settings
+from tests.conftest import RunningServer, free_port
 from tests.processes import ServerProcess, cli, server_env
-from tests.support import get_token, open_socket
+from tests.support import World, get_token, open_socket
 
 
 @pytest.fixture
@@ -192,3 +195,40 @@ def test_settling_freezes_what_exists_and_collects_young_objects_less_often() ->
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.split() == ["0", "True", "True"]
+
+
+@pytest.mark.parametrize("warm", [True, False])
+async def test_a_started_server_built_its_routes_before_the_first_request(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, warm: bool
+) -> None:
+    """FastAPI builds an included router's request handlers on the first request that reaches
+    it; the server builds them all as it starts, so that the first accept does not wait."""
+    built: list[str] = []
+    handler = APIRoute.get_route_handler
+
+    def building(route: APIRoute) -> object:
+        built.append(route.path)
+        return handler(route)
+
+    monkeypatch.setattr(APIRoute, "get_route_handler", building)
+    server = RunningServer(settings.model_copy(update={"warm_routes": warm}), ManualClock())
+    await server.start()
+    world = World(server.app, f"http://127.0.0.1:{server.port}", server.clock)
+    try:
+        at_start = len(built)
+        leader = await world.leader(await world.team("mobile"))
+        incident = await world.report(await world.operator())
+        dispatch_id = incident["dispatches"][0]["id"]
+        reply = await world.http.post(
+            f"/api/v1/dispatches/{dispatch_id}/accept", headers=leader.headers
+        )
+        assert reply.status_code == 200, reply.text
+        assert (await world.http.get("/api/v1/nowhere")).status_code == 404
+    finally:
+        await world.close()
+        await server.stop()
+    if warm:
+        assert at_start > 0 and len(built) == at_start
+    else:
+        # What the setting spares: routes built by the requests, the accept's among them.
+        assert "/api/v1/dispatches/{dispatch_id}/accept" in built[at_start:]
