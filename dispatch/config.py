@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     # silently dead line is so found within their sum, where TCP takes many minutes.
     ws_client_ping_s: Seconds = Field(default=20.0, gt=0)
     ws_client_timeout_s: Seconds = Field(default=10.0, gt=0)
+    # How long the console's and the phone's requests wait for their answer before they are
+    # given up as failed by the network: a tap sent on a silently dead line is sent again
+    # (over a new connection) instead of waiting the many minutes TCP takes to give up.
+    page_request_timeout_s: Seconds = Field(default=15.0, gt=0)
     ws_max_frame_bytes: int = Field(default=64 * 1024, gt=0)
     ws_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
     message_retention_days: float = Field(default=7.0, gt=0, le=MAX_RETENTION_DAYS)

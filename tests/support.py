@@ -298,8 +298,12 @@ class SilentProxy:
         self.silent = True
         self._era += 1
 
-    def speak(self) -> None:
+    def speak(self, reset_dead: bool = True) -> None:
+        """New connections pass again. ``reset_dead=False``: the dead ones stay dead, passing
+        nothing and never reset, as a phone's after it moved from one network to another."""
         self.silent = False
+        if not reset_dead:
+            return
         for writer, era in list(self._ends.items()):
             if era < self._era:
                 writer.transport.abort()

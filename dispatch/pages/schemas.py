@@ -21,3 +21,7 @@ class PageConfig(Schema):
     live_timeout_s: float = Field(
         description="seconds after that with nothing heard before the socket is given up"
     )
+    request_timeout_s: float = Field(
+        description="seconds the console and the phone wait for a request's answer before they "
+        "take it as failed by the network (and send a tap again)"
+    )

@@ -29,6 +29,7 @@ def page_config(settings: Settings) -> PageConfig:
         chain_targets=settings.chain_targets,
         live_ping_s=settings.ws_client_ping_s,
         live_timeout_s=settings.ws_client_timeout_s,
+        request_timeout_s=settings.page_request_timeout_s,
     )
 
 

@@ -23,7 +23,9 @@ from tests.support import SilentProxy, World
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"ws_client_ping_s": 0.4, "ws_client_timeout_s": 1.5})
+    return settings.model_copy(
+        update={"ws_client_ping_s": 0.4, "ws_client_timeout_s": 1.5, "page_request_timeout_s": 3.0}
+    )
 
 
 @pytest.fixture
@@ -115,3 +117,30 @@ async def test_a_console_on_a_silently_dead_line_reconnects_and_shows_what_came_
     await expect(card(page, incident["id"])).to_contain_text("火情", timeout=20 * SECOND)
     await expect(conn).to_have_attribute("data-state", "live")
     await expect(page.locator("#feed")).to_contain_text("已重新连接")
+
+
+async def test_an_accept_tapped_on_a_line_that_died_is_given_up_and_sent_again_on_a_new_one(
+    world: World, proxy: SilentProxy, browser: Browser, contexts: Opened
+) -> None:
+    """The phone moved to another network as the leader tapped 接警: the connection the tap
+    went out on is dead for good, nothing answers and nothing resets it. Given up after the
+    page's time for an answer, the tap is sent again over a new connection; waiting on the dead
+    one, it stayed unsent until TCP gave up, many minutes later."""
+    post = await world.team("fixed_post")
+    leader = await world.leader(post)
+    operator = await world.operator()
+    page = await (await phone_context(browser, contexts, away(300))).new_page()
+    await log_in(page, proxy.url + "/m", leader)
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    incident = await world.report(operator)
+    await expect(page.locator("#alert")).to_be_visible()
+
+    proxy.fall_silent()
+    await page.get_by_role("button", name="接警").click()
+    await expect(page.locator("#accept")).to_have_text("接警待发送")
+    # The new network works; the tap's connection and the page's others stay dead.
+    proxy.speak(reset_dead=False)
+    await world.wait_for(
+        operator, incident["id"], lambda i: i["dispatches"][0]["accepted_at"], timeout=30
+    )
+    await expect(page.locator("#accept")).to_contain_text("已接警", timeout=20 * SECOND)

@@ -33,6 +33,7 @@ async def test_pages_carry_the_map_settings_and_a_strict_policy(world: World) ->
         assert config["chain_targets"] == [60.0, 180.0, 300.0]
         # How the page looks after its websocket: a ping after 20 s of silence, 10 s for it.
         assert (config["live_ping_s"], config["live_timeout_s"]) == (20.0, 10.0)
+        assert config["request_timeout_s"] == 15.0
         scripts = re.findall(r'<script src="(/static/assets/[^"]+\.js)"', reply.text)
         assert len(scripts) == 1 and bundle in scripts[0]
         asset = await world.http.get(scripts[0], headers={"accept-encoding": "gzip"})

@@ -45,7 +45,7 @@ const PREVIEW_DELAY_MS = 300;
 const COORDINATE_RANGE = { lon: 180, lat: 90 };
 
 const config = readConfig();
-const api = new Api('dispatch.console.token');
+const api = new Api('dispatch.console.token', { timeoutS: config.request_timeout_s });
 
 const state = {
   me: null,

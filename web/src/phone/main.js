@@ -30,7 +30,7 @@ const OUTBOX_EVERY_MS = 5000;
 const SWITCH_GUARD_MS = 600;
 
 const config = readConfig();
-const api = new Api('dispatch.m.token');
+const api = new Api('dispatch.m.token', { timeoutS: config.request_timeout_s });
 
 const state = {
   me: null,

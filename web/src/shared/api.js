@@ -16,10 +16,43 @@ export class ApiError extends Error {
 export const RETRY_TRIES = 5;
 const LONGEST_WAIT_S = 5;
 
+/**
+ * A request given up after the page's time for an answer: a line that died without a word (a
+ * phone that changed networks) keeps a request waiting until TCP gives up, many minutes, and a
+ * tap waiting on it is neither recorded nor sent again. It is a network failure like any other
+ * (a TypeError, as fetch's own): the server may or may not have it, so only what is safe to
+ * repeat is sent again.
+ */
+export class RequestTimeout extends TypeError {
+  constructor(seconds) {
+    super('no answer within ' + seconds + ' s');
+    this.name = 'RequestTimeout';
+  }
+}
+
 export class Api {
-  constructor(storageKey) {
+  // `timeoutS`: how long a request waits for its whole answer (none: as long as the browser
+  // lets it; the reports page's queries over a year of a city can take that).
+  constructor(storageKey, { timeoutS = null } = {}) {
     this.key = storageKey;
+    this.timeoutS = Number.isFinite(timeoutS) && timeoutS > 0 ? timeoutS : null;
     this.onUnauthorized = () => {};
+  }
+
+  // fetch, and the reading of its JSON body, given up after `timeoutS`.
+  async exchange(path, init) {
+    if (this.timeoutS === null) {
+      const reply = await fetch(path, init);
+      return [reply, await readJson(reply)];
+    }
+    const signal = AbortSignal.timeout(this.timeoutS * 1000);
+    try {
+      const reply = await fetch(path, Object.assign({ signal }, init));
+      return [reply, await readJson(reply, signal)];
+    } catch (error) {
+      if (signal.aborted) throw new RequestTimeout(this.timeoutS);
+      throw error;
+    }
   }
 
   get token() {
@@ -37,12 +70,11 @@ export class Api {
 
   async login(username, password) {
     const body = new URLSearchParams({ username, password });
-    const reply = await fetch('/api/v1/auth/token', {
+    const [reply, data] = await this.exchange('/api/v1/auth/token', {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
       body: body.toString(),
     });
-    const data = await readJson(reply);
     if (!reply.ok) throw new ApiError(reply.status, detailOf(data, reply), null, data);
     save(this.key, JSON.stringify({ token: data.access_token, expires_at: data.expires_at }));
     return data;
@@ -89,8 +121,7 @@ export class Api {
       init.headers['content-type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
-    const reply = await fetch(path, init);
-    const data = await readJson(reply);
+    const [reply, data] = await this.exchange(path, init);
     if (reply.status === 401) {
       this.logout();
       this.onUnauthorized();
@@ -105,10 +136,12 @@ function retryAfter(reply) {
   return Number.isFinite(seconds) && seconds > 0 ? seconds : null;
 }
 
-async function readJson(reply) {
+// A body that is not JSON is null; a body cut off by the time limit is the limit's failure.
+async function readJson(reply, signal) {
   try {
     return await reply.json();
-  } catch (_) {
+  } catch (error) {
+    if (signal && signal.aborted) throw error;
     return null;
   }
 }
