@@ -70,6 +70,14 @@ class DispatchOut(Schema):
     arrival_clock_skew_s: float | None = Field(
         description="device clock minus server clock at arrival; large values mean a wrong clock"
     )
+    alerted_you: bool | None = Field(
+        default=None,
+        description="in a leader's own GET /api/v1/incidents and /api/v1/incidents/{id}: "
+        "whether this dispatch's alert went to him (of a team whose units take turns, only to "
+        "the leaders serving with the unit on turn; of any other team, to every leader; never "
+        "another team's). Null in every other view: the websocket's copies, the answers to "
+        "hops, the console's",
+    )
 
 
 class SkippedTeamOut(Schema):

@@ -90,6 +90,7 @@ async def get_incident(
     view = views[0]
     if viewer is not None:
         _check_can_view(viewer, view)
+        await _say_whom_alerted(session, views, viewer)
     return view
 
 
@@ -106,19 +107,55 @@ async def list_incidents(
     if viewer.role == Role.LEADER:
         mine = select(Dispatch.incident_id).where(Dispatch.team_id == viewer.team_id)
         query = query.where(Incident.id.in_(mine))
-    return await _views(session, list(await session.scalars(query)))
+    views = await _views(session, list(await session.scalars(query)))
+    await _say_whom_alerted(session, views, viewer)
+    return views
 
 
 async def incident_events(
     session: AsyncSession, incident_id: str, *, viewer: auth.Principal
 ) -> list[EventOut]:
-    await get_incident(session, incident_id, viewer=viewer)
+    # Who may read it, as for the incident; the leader's own marks are not needed here.
+    _check_can_view(
+        viewer, (await _views(session, [await _load_incident(session, incident_id)]))[0]
+    )
     rows = await session.scalars(
         select(IncidentEvent)
         .where(IncidentEvent.incident_id == incident_id)
         .order_by(IncidentEvent.at, IncidentEvent.id)
     )
     return [EventOut.model_validate(e) for e in rows]
+
+
+async def _say_whom_alerted(
+    session: AsyncSession, views: Sequence[IncidentOut], viewer: auth.Principal
+) -> None:
+    """A leader's own views say of each dispatch whether its alert went to him
+    (``alerted_you``). A phone that reloads its incidents after a resync counts as missed only
+    the alerts it was sent: of a team whose units take turns, an off-turn leader was never
+    alerted, and must not be rung for an incident as if he had been. The followers alerted are
+    the leaders the alert went to (``_send_alerts``); a dispatch without followers went to
+    every leader of its team."""
+    if viewer.role != Role.LEADER:
+        return
+    mine = [d.id for view in views for d in view.dispatches if d.team_id == viewer.team_id]
+    followed: set[str] = set()
+    alerted: set[str] = set()
+    if mine:
+        rows = await session.execute(
+            select(
+                DispatchFollower.dispatch_id, DispatchFollower.user_id, DispatchFollower.alerted
+            ).where(DispatchFollower.dispatch_id.in_(mine))
+        )
+        for dispatch_id, user_id, was_alerted in rows.all():
+            followed.add(dispatch_id)
+            if user_id == viewer.user_id and was_alerted:
+                alerted.add(dispatch_id)
+    for view in views:
+        for d in view.dispatches:
+            d.alerted_you = d.team_id == viewer.team_id and (
+                d.id not in followed or d.id in alerted
+            )
 
 
 def _check_can_view(viewer: auth.Principal, view: IncidentOut) -> None:

@@ -447,6 +447,64 @@ async def test_an_off_turn_leaders_accept_is_the_teams_and_the_ring_is_not_alert
     await ring_phone.close()
 
 
+def alerted_you(incident: dict[str, Any]) -> dict[str, bool | None]:
+    return {d["team_id"]: d["alerted_you"] for d in incident["dispatches"]}
+
+
+async def listed(world: World, leader: Account, incident_id: str) -> dict[str, Any]:
+    """The incident as the leader's open incidents list it (what his phone reloads)."""
+    reply = await world.http.get(
+        "/api/v1/incidents", params={"status": "open"}, headers=leader.headers
+    )
+    assert reply.status_code == 200, reply.text
+    [incident] = [i for i in reply.json() if i["id"] == incident_id]
+    return incident
+
+
+async def test_a_leaders_own_view_says_whether_the_incidents_alert_went_to_him(
+    world: World,
+) -> None:
+    """A phone that reloads its incidents after a resync counts as missed only the alerts it
+    was sent: the off-turn leader's view says the alert did not go to him."""
+    post = await world.team("fixed_post")
+    posts_leader = await world.leader(post)
+    mobile = await world.team("mobile")
+    await add_members(world, mobile, 1, 4)
+    await add_members(world, mobile, 2, 4)
+    on_turn = await leader_of_unit(world, mobile, "13800006001", 1)
+    off_turn = await leader_of_unit(world, mobile, "13800006002", 2)
+    captain = await world.leader(mobile)
+    await rotate_weekly(world, mobile, [1, 2])
+    await book_of(world)
+    operator = await world.operator()
+
+    incident = await world.report(operator)
+    assert team_ids(incident) == {post["id"], mobile["id"]}
+    expected = {
+        on_turn.id: {mobile["id"]: True, post["id"]: False},
+        captain.id: {mobile["id"]: True, post["id"]: False},
+        off_turn.id: {mobile["id"]: False, post["id"]: False},
+        # A team whose units do not take turns alerts every leader.
+        posts_leader.id: {mobile["id"]: False, post["id"]: True},
+    }
+    for leader in (on_turn, captain, off_turn, posts_leader):
+        assert alerted_you(await listed(world, leader, incident["id"])) == expected[leader.id]
+        assert alerted_you(await world.incident(leader, incident["id"])) == expected[leader.id]
+    # Only a leader's own view says it: not the report's answer nor the console's view.
+    nobody = {mobile["id"]: None, post["id"]: None}
+    assert alerted_you(incident) == nobody
+    assert alerted_you(await world.incident(operator, incident["id"])) == nobody
+
+    # Taken on since, the dispatch is his to follow; its alert still never went to him.
+    dispatch_id = next(d["id"] for d in incident["dispatches"] if d["team_id"] == mobile["id"])
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{dispatch_id}/accept", headers=off_turn.headers
+    )
+    assert reply.status_code == 200, reply.text
+    assert alerted_you(reply.json()) == nobody
+    assert alerted_you(await listed(world, off_turn, incident["id"])) == expected[off_turn.id]
+
+
 async def escalation_outcome(world: World, incident_id: str) -> str:
     for _ in range(250):
         async with world.runtime.sessionmaker() as session:
@@ -483,6 +541,8 @@ async def test_when_every_leader_serves_an_off_turn_unit_all_are_alerted_and_it_
         (mobile["id"], incident["dispatches"][0]["id"], 1)
     ]
     assert "unit 1" in fell_back[0]["detail"]
+    for leader in leaders:
+        assert alerted_you(await world.incident(leader, incident["id"])) == {mobile["id"]: True}
     for phone in phones:
         await phone.close()
 
