@@ -909,7 +909,9 @@ async def send_alert_again(
     if user_id not in (await auth.leaders_by_team(session, [d.team_id])).get(d.team_id, []):
         return "not needed: no longer a leader of the team"
     copies = _LeaderCopies(view.model_dump(mode="json"))
-    alert = {"incident": copies.of(d.team_id), "dispatch": copies.dispatch(d.id)}
+    # Marked as a copy: a phone that already rang for the incident (the leader's other device,
+    # or this one from its reload) does not ring for it again.
+    alert = {"incident": copies.of(d.team_id), "dispatch": copies.dispatch(d.id), "again": True}
     [sent] = await mailboxes.enqueue(
         session, [Outgoing(user_id, "alert", alert, ref=d.id)], now=now
     )

@@ -425,6 +425,7 @@ async def test_an_alert_a_resync_skipped_is_sent_again_on_the_next_connection_wh
     world.clock.advance(2)
     partners = await world.connect(partner)
     alert = await partners.next_of("alert")
+    assert "again" not in alert["data"], "the alert itself is no copy"
     await partners.ack(alert["seq"])
     await marked(world, partner.id, alert["seq"])
     partner_acked_at = world.clock.now()
@@ -438,6 +439,8 @@ async def test_an_alert_a_resync_skipped_is_sent_again_on_the_next_connection_wh
     assert copy["seq"] > resync_seq
     assert copy["data"]["dispatch"]["id"] == dispatch_id
     assert copy["data"]["incident"]["id"] == incident["id"]
+    # Marked as a copy: a device of his that rang for the alert does not ring again.
+    assert copy["data"]["again"] is True
     assert not await received_by(world, skipped_leader.id, dispatch_id)
     await again.ack(copy["seq"])
     await marked(world, skipped_leader.id, copy["seq"])
