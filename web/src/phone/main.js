@@ -57,6 +57,7 @@ const state = {
   queued: new Set(), // alerts put up for an answer: live ones, and missed ones once caught up
   dismissed: new Set(), // put away unanswered (收起): not put up again by themselves
   replaying: false, // missed messages are coming in on this connection
+  reloading: null, // after a resync, while the list comes: ids the websocket brought meanwhile
   outbox: [], // taps (accept, arrive) the server has not recorded yet, kept on the phone
   sending: new Set(),
   outboxNotes: new Map(), // incident id -> why a kept tap was dropped (a function giving the text)
@@ -186,16 +187,44 @@ function showLoadProblem() {
     : '';
 }
 
-// After a resync (the gap was past the server's retention) the list comes over HTTP, and any
-// alert still unanswered counts as missed.
+// After a resync (the gap was past the server's retention) the list comes over HTTP, and an
+// alert still unanswered that went to this leader counts as missed: not one of a team whose
+// units take turns sent to the unit on turn while he is off it (the server says which, in
+// `alerted_you`), nor one this phone has put up already. The alerts the resync skipped come
+// again meanwhile or after, as copies: those ring with the missed ones, once (onMessage).
 async function reload() {
-  const open = await api.get('/api/v1/incidents?status=open');
-  state.incidents = new Map(open.map((incident) => [incident.id, incident]));
-  for (const incident of open) {
-    if (unanswered(incident)) state.missed.add(incident.id);
+  const during = new Set();
+  state.reloading = during;
+  try {
+    const open = await api.get('/api/v1/incidents?status=open');
+    const held = state.incidents;
+    // Merged with what the websocket brought meanwhile; what it brought of incidents the list
+    // missed (reported after it was read) is kept, what closed stays closed.
+    state.incidents = new Map(
+      open
+        .filter((incident) => !state.closed.has(incident.id))
+        .map((incident) => [incident.id, mergeIncident(held.get(incident.id), incident)]),
+    );
+    for (const id of during) {
+      if (!state.incidents.has(id) && held.has(id)) state.incidents.set(id, held.get(id));
+    }
+    for (const incident of open) {
+      if (unanswered(incident) && alertedMe(incident) && !state.queued.has(incident.id)) {
+        state.missed.add(incident.id);
+      }
+    }
+  } finally {
+    state.reloading = null;
+    renderAll();
+    onCaughtUp();
   }
-  renderAll();
-  onCaughtUp();
+}
+
+// Whether this incident's alert went to this leader, as his own view over HTTP says (a server
+// that does not say: as it went to the whole team).
+function alertedMe(incident) {
+  const d = myDispatch(incident);
+  return !!d && d.alerted_you !== false;
 }
 
 function showTeam() {
@@ -266,13 +295,26 @@ function waitingAlerts() {
     .sort((a, b) => urgency(a) - urgency(b));
 }
 
+// Whether this phone has had the incident's alert already: missed (it rings once caught up)
+// or put up. A copy sent again after a resync (`again`) is no news either to a phone that holds
+// the incident: it rang for it before (this leader's other device, or this one before a reload
+// of the page), or reloads it after its own resync and rings for it then.
+function alertedHere(id, again) {
+  return state.missed.has(id) || state.queued.has(id) || (again && state.incidents.has(id));
+}
+
 function onMessage(message, info) {
   const data = message.data || {};
   if (message.type === 'alert') {
+    const id = data.incident.id;
+    const had = alertedHere(id, !!data.again);
     apply(data.incident);
-    if (info.replayed) state.missed.add(data.incident.id);
-    else if (state.incidents.has(data.incident.id)) {
-      state.queued.add(data.incident.id);
+    if (had) return;
+    // Replayed, or a copy come while the list is reloaded after a resync (whose missed alerts
+    // it is one of): rung with the missed ones. A new alert meanwhile rings at once.
+    if (info.replayed || (data.again && state.reloading)) state.missed.add(id);
+    else if (awaitsAnswer(state.incidents.get(id))) {
+      state.queued.add(id);
       ring();
       putUpNext();
     }
@@ -330,6 +372,7 @@ function showMissed() {
 function apply(snapshot) {
   if (!snapshot || !snapshot.id || state.closed.has(snapshot.id)) return;
   const incident = mergeIncident(state.incidents.get(snapshot.id), snapshot);
+  if (state.reloading) state.reloading.add(incident.id);
   if (incident.status === 'open') state.incidents.set(incident.id, incident);
   else {
     state.incidents.delete(incident.id);
