@@ -300,3 +300,109 @@ async def test_a_copy_sent_after_one_devices_resync_does_not_ring_the_leaders_ot
     await expect(again.locator("#missed")).to_be_hidden()
     await expect(again.locator("#alert")).to_be_hidden()
     assert await rings(again) == 0
+
+
+class CutMidReplay(Line):
+    """A line that drops once more just after it passed the phone the first of the alerts
+    replayed to it: what the server sent after that alert is lost with the line, and the
+    phone's seq is past that alert, which never comes again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.replayed_alerts_before_cut: int | None = None
+        self.welcome_seq = 0
+        self.dying: WebSocketRoute | None = None
+        self.drop: asyncio.Future[None] | None = None
+
+    def from_server(self, ws: WebSocketRoute, message: str | bytes) -> None:
+        if ws is self.dying:
+            return
+        super().from_server(ws, message)
+        frame = json.loads(message)
+        if frame.get("type") == "welcome":
+            self.welcome_seq = frame["seq"]
+            return
+        # Replayed: sent on the phone's current connection, no later than its welcome.
+        replayed = ws is self.current and frame.get("seq", 0) <= self.welcome_seq
+        if self.replayed_alerts_before_cut is None or frame.get("type") != "alert":
+            return
+        if not replayed:
+            return
+        self.replayed_alerts_before_cut -= 1
+        if self.replayed_alerts_before_cut == 0:
+            self.replayed_alerts_before_cut = None
+            self.dying = ws
+            self.drop = asyncio.ensure_future(self.drop_once_handled(ws, frame["seq"]))
+
+    async def drop_once_handled(self, ws: WebSocketRoute, seq: int) -> None:
+        # The page acknowledges an alert as it handles it: then its seq is past it.
+        for _ in range(500):
+            if self.acked >= seq:
+                await ws.close(code=1011, reason="line down")
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"alert {seq} never acknowledged")
+
+
+async def test_an_alert_replayed_before_the_line_dropped_again_still_rings(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """Two alerts came while the phone was away. Back, it is replayed the first, and the line
+    drops again before the second: on the next connection it is replayed the second only. Both
+    ring as missed once it is through, where the first was forgotten at the reconnect."""
+    post = await world.team("fixed_post")
+    leader = await world.leader(post)
+    operator = await world.operator()
+    line = CutMidReplay()
+    phone = await phone_on(browser, contexts, world, leader, line)
+
+    await line.cut(phone)
+    first = await world.report(operator, category="fight")
+    second = await world.report(operator, category="fire")
+    line.replayed_alerts_before_cut = 1
+    await line.restore(phone)
+    await expect(phone.locator("#missed")).to_have_text(
+        "离线期间漏收 2 条派警，已补收，待您处理", timeout=20 * SECOND
+    )
+    assert line.drop is not None
+    await line.drop
+    assert await rings(phone) == 1
+    for incident in (first, second):
+        await expect(card_on_phone(phone, incident["id"])).to_have_count(1)
+
+
+async def test_a_reload_after_a_resync_that_fails_is_asked_for_again_until_it_comes(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """The server is too busy for the list the resync needs, twice: the phone says so, asks
+    again by itself, and rings for the missed alert once the list comes."""
+    post = await world.team("fixed_post")
+    leader = await world.leader(post)
+    operator = await world.operator()
+    line = Line()
+    phone = await phone_on(browser, contexts, world, leader, line)
+    refused = 0
+
+    async def busy_twice(route: Route) -> None:
+        nonlocal refused
+        if refused < 2:
+            refused += 1
+            await route.fulfill(
+                status=503,
+                headers={"retry-after": "1"},
+                json={"error": "busy", "detail": "the server is busy"},
+            )
+            return
+        await route.continue_()
+
+    await phone.route(lambda url: url.endswith("/api/v1/incidents?status=open"), busy_twice)
+    await line.cut(phone)
+    await gap_past_retention(world, post, operator)
+    await line.restore(phone)
+    problem = phone.locator("#load-problem")
+    await expect(problem).to_contain_text("正在自动重试")
+    await expect(phone.locator("#missed")).to_have_text(MISSED_ONE, timeout=20 * SECOND)
+    await expect(phone.locator("#alert-title")).to_contain_text("打架斗殴")
+    await expect(problem).to_be_hidden()
+    assert refused == 2
+    assert await rings(phone) == 1

@@ -58,6 +58,7 @@ const state = {
   dismissed: new Set(), // put away unanswered (收起): not put up again by themselves
   replaying: false, // missed messages are coming in on this connection
   reloading: null, // after a resync, while the list comes: ids the websocket brought meanwhile
+  reloads: 0, // reloads begun: a later resync's reload takes over from one still retrying
   outbox: [], // taps (accept, arrive) the server has not recorded yet, kept on the phone
   sending: new Set(),
   outboxNotes: new Map(), // incident id -> why a kept tap was dropped (a function giving the text)
@@ -148,7 +149,8 @@ async function start(me) {
     pingS: config.live_ping_s,
     timeoutS: config.live_timeout_s,
     onWelcome: (_, info) => {
-      if (info.reconnected) state.missed.clear();
+      // Alerts replayed before a line that dropped mid-replay are kept as missed: the seq is
+      // past them, they come no more, and they ring once this replay is through.
       state.replaying = true;
       // The server answers again: what the page could not load is asked for now.
       if (state.loadProblem) state.loading.run();
@@ -194,9 +196,11 @@ function showLoadProblem() {
 // again meanwhile or after, as copies: those ring with the missed ones, once (onMessage).
 async function reload() {
   const during = new Set();
+  const reloadNo = (state.reloads += 1);
   state.reloading = during;
   try {
-    const open = await api.get('/api/v1/incidents?status=open');
+    const open = await openIncidents(reloadNo);
+    if (open === null) return; // signed out, or a later resync reloads instead
     const held = state.incidents;
     // Merged with what the websocket brought meanwhile; what it brought of incidents the list
     // missed (reported after it was read) is kept, what closed stays closed.
@@ -214,9 +218,34 @@ async function reload() {
       }
     }
   } finally {
-    state.reloading = null;
-    renderAll();
-    onCaughtUp();
+    if (reloadNo === state.reloads) {
+      state.reloading = null;
+      renderAll();
+      onCaughtUp();
+    }
+  }
+}
+
+// The open incidents, asked for until they come (after 1 s, 2 s, 4 s … at most 10 s, the page
+// saying so meanwhile): the list and the missed alerts are only known from them. Null when the
+// page signed out or reload number `reloadNo` was overtaken by a later one.
+async function openIncidents(reloadNo) {
+  for (let tries = 1; ; tries += 1) {
+    try {
+      const open = await api.get('/api/v1/incidents?status=open');
+      if (reloadNo !== state.reloads) return null;
+      state.loadProblem = null;
+      showLoadProblem();
+      return open;
+    } catch (error) {
+      if (reloadNo !== state.reloads || (error instanceof ApiError && error.status === 401)) {
+        return null;
+      }
+      state.loadProblem = { error, tries };
+      showLoadProblem();
+      await new Promise((resolve) => setTimeout(resolve, Math.min(1000 * 2 ** (tries - 1), 10000)));
+      if (reloadNo !== state.reloads) return null;
+    }
   }
 }
 
