@@ -7,7 +7,7 @@ from pydantic import Field, field_validator
 from pydantic.config import JsonDict
 
 from dispatch.rosters.models import MemberRole, RosterKind
-from dispatch.schemas import LocalTime, Schema, WholeNumber
+from dispatch.schemas import LocalTime, Schema, WholeNumber, strip_name
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
@@ -60,6 +60,13 @@ class MemberCreate(Schema):
     role: MemberRole
     unit: WholeNumber | None = Field(default=None, ge=1, le=99)
     site: str | None = Field(default=None, max_length=128, description="所在单位")
+
+    # Stripped as every name is (dispatch.schemas.strip_name; a roster file's too) before the
+    # lengths above are counted: a name padded with spaces is as long as the name it is.
+    @field_validator("group_name", "name", "site", mode="before")
+    @classmethod
+    def _stripped(cls, value: object) -> object:
+        return strip_name(value) if isinstance(value, str) else value
 
 
 class MemberOut(Schema):

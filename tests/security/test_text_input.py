@@ -151,6 +151,40 @@ async def test_a_name_refuses_control_characters_and_keeps_inner_spaces(
     assert await stored(world, reply) == STORED
 
 
+# The longest name each field takes, counted as stored: without the whitespace around it.
+LONGEST = {
+    "users.name": 64,
+    "teams.name (create)": 128,
+    "teams.name (rename)": 128,
+    "rosters.group_name": 128,
+    "rosters.name": 64,
+    "rosters.site": 128,
+}
+
+
+@pytest.mark.parametrize("where", list(NAMES))
+async def test_a_padded_name_is_as_long_as_the_name_it_is(world: World, where: str) -> None:
+    """The length is counted after the whitespace around a name is dropped, in every field
+    (the rosters' once counted the spaces: a padded name a file took was refused there)."""
+    send, stored, field = NAMES[where]
+    await world.admin()
+    if where == "teams.name (rename)":
+        await world.team("mobile", name="机动队")
+    longest = LONGEST[where]
+    before = await trail_length(world)
+
+    reply = await send(world, " " + "名" * (longest + 1) + "\u3000")
+    assert reply.status_code == 422 and named(reply) == [field], reply.text
+    assert f"at most {longest} characters" in reply.json()["detail"], reply.text
+    assert await trail_length(world) == before, "a refused request writes nothing"
+
+    name = "名" * longest
+    reply = await send(world, "\u3000 " + name + "\t")
+    assert reply.status_code in (200, 201), reply.text
+    assert reply.json()[field] == name
+    assert await stored(world, reply) == name
+
+
 # Characters that show nothing, refused inside a name: with one, 联防队 in service twice would
 # read as one name on the console (a zero-width space, a word joiner, a byte-order mark, a soft
 # hyphen, a zero-width joiner, a line separator inside the name).
@@ -269,6 +303,28 @@ async def test_a_village_files_names_are_read_as_the_apis(world: World) -> None:
     assert reply.json()["created"] == [STORED]
     listed = (await world.http.get("/api/v1/villages", headers=admin.headers)).json()
     assert [v["name"] for v in listed] == [STORED]
+
+
+async def test_a_village_files_padded_name_is_as_long_as_the_name_it_is(world: World) -> None:
+    admin = await world.admin()
+
+    async def upload(name: str) -> Any:
+        return await world.http.post(
+            "/api/v1/villages/import",
+            content=collection(feature(name, SHANGYUAN)),
+            headers=admin.headers,
+        )
+
+    reply = await upload(" " + "村" * 129 + "\u3000")
+    assert reply.status_code == 422, reply.text
+    assert [(p["field"], p["message"]) for p in reply.json()["problems"]] == [
+        ("features[0].properties.name", "the name must be at most 128 characters")
+    ]
+    reply = await upload("\u3000 " + "村" * 128 + "\t")
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["created"] == ["村" * 128]
+    listed = (await world.http.get("/api/v1/villages", headers=admin.headers)).json()
+    assert [v["name"] for v in listed] == ["村" * 128]
 
 
 async def test_a_description_keeps_its_lines_and_refuses_other_control_characters(
