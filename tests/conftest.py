@@ -14,6 +14,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -31,6 +32,20 @@ from tests.support import World
 
 PG_ADMIN_DSN = os.environ.get("DISPATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = os.environ.get("DISPATCH_TEST_BACKENDS", "sqlite,postgresql").split(",")
+# An instant (ISO 8601 with its offset, e.g. 2026-11-30T23:59:30+08:00) at which the test
+# servers' clocks start instead of the host's now: a test that only passes at some hours of the
+# day, or away from a month's or a week's end, shows itself when run at the edge on purpose.
+CLOCK_START = os.environ.get("DISPATCH_TEST_CLOCK_START", "")
+
+
+def clock_start() -> datetime | None:
+    """The instant DISPATCH_TEST_CLOCK_START names, or None: the host's now."""
+    if not CLOCK_START:
+        return None
+    start = datetime.fromisoformat(CLOCK_START)
+    if start.tzinfo is None:
+        raise ValueError(f"DISPATCH_TEST_CLOCK_START needs an offset: {CLOCK_START!r}")
+    return start
 
 
 def settle_garbage_between_tests() -> None:
@@ -163,7 +178,7 @@ def server_settings(database_url: str) -> Settings:
 
 @pytest.fixture
 def clock() -> ManualClock:
-    return ManualClock()
+    return ManualClock(clock_start())
 
 
 class PromptServer(uvicorn.Server):
@@ -229,7 +244,7 @@ class RunningServer:
 @asynccontextmanager
 async def two_servers_on(settings: Settings) -> AsyncIterator[tuple[World, World]]:
     """Two servers sharing one database and one driven clock, as two processes would."""
-    clock = ManualClock()
+    clock = ManualClock(clock_start())
     servers = [RunningServer(settings, clock), RunningServer(settings, clock)]
     for server in servers:
         await server.start()

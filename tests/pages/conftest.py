@@ -9,6 +9,7 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
 
 from dispatch.pages.service import PAGES, STATIC_DIR
+from tests.conftest import clock_start
 from tests.support import Account
 
 CHROMIUM = "/usr/bin/chromium"
@@ -73,11 +74,21 @@ async def contexts(browser: Browser) -> AsyncIterator[Opened]:
     assert opened.problems == []
 
 
+async def on_the_servers_clock(context: BrowserContext) -> None:
+    """With DISPATCH_TEST_CLOCK_START, the browser's clock starts where the test servers' do
+    (and runs on from there): a page compares the server's times with its own clock (a token's
+    expiry, the reports' default period), and the host's now would be another day."""
+    start = clock_start()
+    if start is not None:
+        await context.clock.set_system_time(start)
+
+
 async def desk_context(
     browser: Browser, opened: Opened, viewport: dict[str, int] = DESK
 ) -> BrowserContext:
     context = await browser.new_context(viewport=viewport, locale="zh-CN")
     context.set_default_timeout(TIMEOUT_MS)
+    await on_the_servers_clock(context)
     opened.watch(context)
     return context
 
@@ -96,6 +107,7 @@ async def phone_context(
         permissions=["geolocation"],
     )
     context.set_default_timeout(TIMEOUT_MS)
+    await on_the_servers_clock(context)
     opened.watch(context)
     return context
 

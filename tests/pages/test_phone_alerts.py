@@ -9,7 +9,7 @@ from datetime import datetime
 from playwright.async_api import Browser, ConsoleMessage, Page, Request, Response, expect
 
 from tests.conftest import RunningServer
-from tests.pages.conftest import PHONE, Opened, desk_context, log_in
+from tests.pages.conftest import PHONE, Opened, desk_context, log_in, on_the_servers_clock
 from tests.pages.test_console_and_phone import SECOND, away, card_on_phone, open_phone
 from tests.support import Account, World
 
@@ -315,6 +315,7 @@ async def test_pages_load_without_errors_and_a_new_phone_sends_no_positions_for_
         geolocation={"longitude": lon, "latitude": lat, "accuracy": 10},
         permissions=["geolocation"],
     )
+    await on_the_servers_clock(context)
     contexts.watch(context)
     await context.add_init_script(VIBRATIONS)
     page = await context.new_page()
