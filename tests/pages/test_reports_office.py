@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from typing import Any
 
 from playwright.async_api import Browser, Page, expect
@@ -24,7 +25,9 @@ async def a_day_nobody_came(world: World) -> tuple[str, str]:
     await world.team("fixed_post", name=LONG_NAME)
     incident = await world.report(await world.operator())
     world.clock.advance(301)
-    return world.clock.now().astimezone(DISPLAY_TZ).date().isoformat(), incident["id"]
+    # The day it was reported on, which the clocks running out may have left (at 23:55 on).
+    reported = datetime.fromisoformat(incident["reported_at"]).astimezone(DISPLAY_TZ)
+    return reported.date().isoformat(), incident["id"]
 
 
 async def open_report(browser: Browser, contexts: Opened, world: World, day: str) -> Page:
