@@ -436,3 +436,28 @@ async def test_a_share_is_never_rounded_onto_all_or_none(
     for tier, text in ((1, "99.9%"), (2, "0.1%")):
         card = page.locator(f'.tier-card[data-tier="{tier}"] .tier-card-share')
         await expect(card).to_have_text(text)
+
+
+async def test_the_default_period_is_the_servers_last_30_days_whatever_this_computers_clock(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """The computer's clock is three days behind: the page still opens on the server's last 30
+    days, today included, and the histogram and the downloads are asked for that period."""
+    auditor = await world.account("auditor")
+    context = await desk_context(browser, contexts)
+    await context.clock.set_system_time(world.clock.now() - timedelta(days=3))
+    page = await context.new_page()
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    await log_in(page, world.base_url + "/console/reports", auditor)
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+
+    today = world.clock.now().astimezone(DISPLAY_TZ).date()
+    first, end = today - timedelta(days=29), today + timedelta(days=1)
+    await expect(page.locator("#to")).to_have_value(today.isoformat())
+    await expect(page.locator("#from")).to_have_value(first.isoformat())
+    period = f"from={first.isoformat()}&to={end.isoformat()}"
+    (histogram,) = [url for url in asked if "/api/v1/reports/arrival-histogram" in url]
+    assert period in histogram
+    for link in ("#dl-csv", "#dl-exclusions", "#dl-xlsx"):
+        assert period in (await page.locator(link).get_attribute("href") or ""), link

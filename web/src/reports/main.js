@@ -124,11 +124,9 @@ async function start(me) {
   } catch (_) {
     // The filters then offer "all" only; the report itself still runs.
   }
-  if (!$('#from').value) {
-    const today = shanghaiDate(Date.now());
-    $('#to').value = today;
-    $('#from').value = addDays(today, -29);
-  }
+  // The period left empty, the server picks its default (its last 30 days, today included)
+  // and the inputs show it: "today" is the server's day, not this computer's, whose clock may
+  // be days off.
   fillSelects();
   run();
 }
@@ -162,6 +160,20 @@ function teamName(team) {
   return team.retired_at === null ? team.name : t('rep.team_retired', { name: team.name });
 }
 
+// A date left empty shows the server's choice, and the filters (the histogram's and the
+// downloads') carry it: the report's end is excluded, the last day shown the one before it.
+function showPeriod(report, filters) {
+  if (!filters.has('from') && report.period_from) {
+    $('#from').value = shanghaiDate(Date.parse(report.period_from));
+    filters.set('from', $('#from').value);
+  }
+  if (!filters.has('to') && report.period_to) {
+    const end = shanghaiDate(Date.parse(report.period_to));
+    $('#to').value = addDays(end, -1);
+    filters.set('to', end);
+  }
+}
+
 function shanghaiDate(ms) {
   return new Date(ms + SHANGHAI_MS).toISOString().slice(0, 10);
 }
@@ -174,8 +186,8 @@ function addDays(date, days) {
 // picked is included by asking up to the next midnight.
 function filterParams() {
   const params = new URLSearchParams();
-  params.set('from', $('#from').value);
-  params.set('to', addDays($('#to').value, 1));
+  if ($('#from').value) params.set('from', $('#from').value);
+  if ($('#to').value) params.set('to', addDays($('#to').value, 1));
   for (const [name, id] of [
     ['tier', '#tier'],
     ['team_id', '#team'],
@@ -203,7 +215,6 @@ function histogramParams(filters) {
 }
 
 async function run() {
-  if (!$('#from').value || !$('#to').value) return;
   const filters = filterParams();
   const grouping = $('#group-by').value || 'tier';
   const params = reportParams(filters, grouping);
@@ -216,14 +227,23 @@ async function run() {
   $('#result').classList.add('result-stale');
   $('#result').setAttribute('aria-busy', 'true');
   try {
+    const chosen = filters.has('from') && filters.has('to');
+    const reportAsked = api.get('/api/v1/reports/response-times?' + params.toString());
+    // A period the server picks is asked for first, and the histogram for the same one: two
+    // requests each left to pick could fall on either side of midnight.
+    if (!chosen) {
+      const picked = await reportAsked;
+      if (ticket !== state.running) return;
+      showPeriod(picked, filters);
+    }
     const [report, histogram] = await Promise.all([
-      api.get('/api/v1/reports/response-times?' + params.toString()),
+      reportAsked,
       api.get('/api/v1/reports/arrival-histogram?' + histogramParams(filters).toString()),
     ]);
     if (ticket !== state.running) return;
     state.report = report;
     state.histogram = histogram;
-    state.params = { filters, grouping, query: params.toString() };
+    state.params = { filters, grouping, query: reportParams(filters, grouping).toString() };
     state.failure = null;
     render();
     $('#app').dataset.state = 'ready';
