@@ -17,7 +17,7 @@ from playwright.async_api import Browser, Page, Route, WebSocketRoute, expect
 from alerts import store as mailboxes
 from tests.pages.conftest import Opened, log_in, phone_context
 from tests.pages.test_console_and_phone import SECOND, away, card_on_phone
-from tests.rosters.test_duty import add_members, book_of, leader_of_unit, rotate_weekly
+from tests.rosters.test_duty import book_of, taking_turns
 from tests.support import Account, World
 
 MISSED_ONE = "离线期间漏收 1 条派警，已补收，待您处理"
@@ -158,12 +158,7 @@ async def gap_past_retention(
 async def test_after_a_resync_an_off_turn_leader_is_not_shown_an_alert_he_was_never_sent(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
-    mobile = await world.team("mobile")
-    await add_members(world, mobile, 1, 4)
-    await add_members(world, mobile, 2, 4)
-    on_turn = await leader_of_unit(world, mobile, "13800007001", 1)
-    off_turn = await leader_of_unit(world, mobile, "13800007002", 2)
-    await rotate_weekly(world, mobile, [1, 2])
+    mobile, on_turn, off_turn = await taking_turns(world, "1380000700")
     await book_of(world)
     operator = await world.operator()
     lines = {on_turn.id: Line(), off_turn.id: Line()}

@@ -285,6 +285,18 @@ async def rotate_weekly(world: World, team: dict[str, Any], units: list[int]) ->
     assert reply.json()["unit_on_turn"] == units[0]
 
 
+async def taking_turns(world: World, phones: str) -> tuple[dict[str, Any], Account, Account]:
+    """A mobile team of two units of four taking turns weekly, unit 1 on turn this week, and a
+    leader in each unit (phones ``phones + "1"`` and ``phones + "2"``): on turn, off turn."""
+    mobile = await world.team("mobile")
+    await add_members(world, mobile, 1, 4)
+    await add_members(world, mobile, 2, 4)
+    on_turn = await leader_of_unit(world, mobile, phones + "1", 1)
+    off_turn = await leader_of_unit(world, mobile, phones + "2", 2)
+    await rotate_weekly(world, mobile, [1, 2])
+    return mobile, on_turn, off_turn
+
+
 async def alerted_with(phone: Socket, incident: dict[str, Any]) -> None:
     alert = await phone.next_of("alert")
     assert alert["data"]["incident"]["id"] == incident["id"]
@@ -364,13 +376,8 @@ async def news_of(phone: Socket, kind: str, incident: dict[str, Any]) -> dict[st
 async def test_an_incidents_news_goes_to_the_leaders_alerted_and_those_who_take_it_on(
     world: World,
 ) -> None:
-    mobile = await world.team("mobile")
-    await add_members(world, mobile, 1, 4)
-    await add_members(world, mobile, 2, 4)
-    on_turn = await leader_of_unit(world, mobile, "13800004001", 1)
-    off_turn = await leader_of_unit(world, mobile, "13800004002", 2)
+    mobile, on_turn, off_turn = await taking_turns(world, "1380000400")
     captain = await world.leader(mobile)
-    await rotate_weekly(world, mobile, [1, 2])
     await book_of(world)
     phones = {a.id: await world.connect(a) for a in (on_turn, off_turn, captain)}
     operator = await world.operator()
@@ -468,13 +475,8 @@ async def test_a_leaders_own_view_says_whether_the_incidents_alert_went_to_him(
     was sent: the off-turn leader's view says the alert did not go to him."""
     post = await world.team("fixed_post")
     posts_leader = await world.leader(post)
-    mobile = await world.team("mobile")
-    await add_members(world, mobile, 1, 4)
-    await add_members(world, mobile, 2, 4)
-    on_turn = await leader_of_unit(world, mobile, "13800006001", 1)
-    off_turn = await leader_of_unit(world, mobile, "13800006002", 2)
+    mobile, on_turn, off_turn = await taking_turns(world, "1380000600")
     captain = await world.leader(mobile)
-    await rotate_weekly(world, mobile, [1, 2])
     await book_of(world)
     operator = await world.operator()
 
