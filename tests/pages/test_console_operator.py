@@ -10,13 +10,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Browser, Page, WebSocketRoute, expect
+from playwright.async_api import Browser, Locator, Page, WebSocketRoute, expect
 
 from alerts import store as mailboxes
 from geo.crs import CRS, from_wgs84
 from tests.pages.conftest import Opened, desk_context, log_in
 from tests.pages.test_console_and_phone import GEOD, SECOND, away, card, open_console
-from tests.support import QINGXI, World
+from tests.support import QINGXI, Account, World
 
 # The draft marker (dashed, amber): the point of the report form on the map.
 DRAFT = '#map path.leaflet-interactive[fill="#fbbf24"]'
@@ -336,24 +336,33 @@ async def test_an_operator_records_an_arrival_reported_by_radio(
     await expect(row.locator('.hop-done[data-hop="arrived"] .hop-latency')).to_have_text("+40 秒")
 
 
-async def test_hops_a_leaders_arrival_stood_for_are_shown_as_implied(
-    world: World, browser: Browser, contexts: Opened
-) -> None:
-    """The leader taps "arrived" without accepting and before his phone acked: the console
-    says the accept and the delivery were implied by the arrival, measures no latency to them,
-    and does not announce an accept; the phone's ack, when it comes, is shown as the delivery."""
+async def arrived_without_accepting(
+    world: World, browser: Browser, contexts: Opened, after_s: float
+) -> tuple[Page, Account, dict[str, Any], Locator]:
+    """A fixed post's leader taps 到场 ``after_s`` after the report, without 接警 first, the
+    console watching: the console, the leader, the incident and the post's row on its card."""
     post = await world.team("fixed_post")
     leader = await world.leader(post)
     console = await open_console(browser, contexts, world)
     incident = await world.report(await world.operator(), *away(20))
     row = card(console, incident["id"]).locator(f'.dispatch:has-text("{post["name"]}")')
     await expect(row).to_be_visible()
-    world.clock.advance(50)
+    world.clock.advance(after_s)
     dispatch_id = incident["dispatches"][0]["id"]
     reply = await world.http.post(
         f"/api/v1/dispatches/{dispatch_id}/arrive", headers=leader.headers
     )
     assert reply.status_code == 200
+    return console, leader, incident, row
+
+
+async def test_hops_a_leaders_arrival_stood_for_are_shown_as_implied(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """The leader taps "arrived" without accepting and before his phone acked: the console
+    says the accept and the delivery were implied by the arrival, measures no latency to them,
+    and does not announce an accept; the phone's ack, when it comes, is shown as the delivery."""
+    console, leader, _, row = await arrived_without_accepting(world, browser, contexts, 50)
     await expect(row.locator('.hop-done[data-hop="arrived"] .hop-latency')).to_have_text("+50 秒")
     for hop in ("delivered", "accepted"):
         implied = row.locator(f'.hop-implied[data-hop="{hop}"]')
@@ -378,18 +387,7 @@ async def test_times_of_a_minute_or_more_read_in_minutes_and_seconds(
     """An arrival 187.3 s after the report: 3 分 08 秒, where 188 秒 left the operator to
     divide (whole seconds rounded up, as the console shows times since an event from 10 s
     on)."""
-    post = await world.team("fixed_post")
-    leader = await world.leader(post)
-    console = await open_console(browser, contexts, world)
-    incident = await world.report(await world.operator(), *away(20))
-    row = card(console, incident["id"]).locator(f'.dispatch:has-text("{post["name"]}")')
-    await expect(row).to_be_visible()
-    world.clock.advance(187.3)
-    dispatch_id = incident["dispatches"][0]["id"]
-    reply = await world.http.post(
-        f"/api/v1/dispatches/{dispatch_id}/arrive", headers=leader.headers
-    )
-    assert reply.status_code == 200
+    console, _, incident, row = await arrived_without_accepting(world, browser, contexts, 187.3)
     latency = row.locator('.hop-done[data-hop="arrived"] .hop-latency')
     await expect(latency).to_have_text("+3 分 08 秒")
     tiers = card(console, incident["id"]).locator(".tier")
