@@ -115,6 +115,8 @@ class Stream:
     received: int = 0
     # Reports the server refused (anything but 201): their alerts are not expected.
     failed: int = 0
+    # Reports sent again: their kept-alive connection was closed by the server as they went out.
+    resent: int = 0
     server_cpu_share: float = 0.0
     # tag -> recipients and one payload, so the baseline can send the same.
     recipients: dict[str, list[str]] = field(default_factory=dict)
@@ -130,6 +132,7 @@ class Stream:
             "deliveries": len(self.latencies_ms),
             "expected": self.expected,
             "failed_posts": self.failed,
+            "resent_posts": self.resent,
             "server_cpu_share": self.server_cpu_share,
         }
 
@@ -241,6 +244,7 @@ async def _ours_on(
                 f"    {backend}: p50 {summary['p50_ms']:.2f} ms, p99 {summary['p99_ms']:.2f} ms, "
                 f"max {summary['max_ms']:.1f} ms; {summary['deliveries']}/{summary['expected']} "
                 f"delivered; server CPU {summary['server_cpu_share']:.0%}"
+                + (f"; {stream.resent} sent again" if stream.resent else "")
             )
         return streams, connections
     finally:
@@ -329,6 +333,7 @@ async def _stream_ours(
             tasks.append(asyncio.create_task(post(n, lon, lat, expected)))
         await asyncio.gather(*tasks)
         elapsed = time.monotonic() - began
+        stream.resent = http.resent
     finally:
         await http.close()
     stream.server_cpu_share = (cpu_seconds(served.process.pid) - cpu_before) / elapsed

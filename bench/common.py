@@ -292,21 +292,44 @@ async def open_kept_alive(
 
 class KeptAlive:
     """Kept-alive connections to one server, each carrying one request at a time; a request
-    takes an idle one or opens another."""
+    takes the idle one used last or opens another.
+
+    The server closes a connection left idle past its keep-alive time (uvicorn: 5 s). A request
+    written as that close crosses it gets no answer, not a byte: it was never read, so it is
+    sent again on a new connection, as HTTP clients do for a request on a reused connection. A
+    failure on a new connection is the server's and is raised."""
 
     def __init__(self, port: int) -> None:
         self.port = port
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self._all: list[asyncio.StreamWriter] = []
+        # Requests sent again after a reused connection turned out closed.
+        self.resent = 0
 
     async def send(self, request: bytes) -> tuple[int, bytes, float, float]:
         """Status, body, the monotonic time the request was written (the connection already
         open) and the seconds until its answer was read."""
-        if self._idle:
+        while self._idle:
             reader, writer = self._idle.pop()
-        else:
-            reader, writer = await open_kept_alive(self.port)
-            self._all.append(writer)
+            if reader.at_eof() or writer.is_closing():
+                continue  # closed by the server while idle
+            try:
+                return await self._exchange(reader, writer, request)
+            except asyncio.IncompleteReadError as error:
+                # Not a byte of the status line (readuntil's error, expected None) came: the
+                # request was never read. An answer cut short is the server's failure.
+                if error.partial or error.expected is not None:
+                    raise
+                self.resent += 1
+            except ConnectionResetError:
+                self.resent += 1
+        reader, writer = await open_kept_alive(self.port)
+        self._all.append(writer)
+        return await self._exchange(reader, writer, request)
+
+    async def _exchange(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+    ) -> tuple[int, bytes, float, float]:
         began = time.monotonic()
         writer.write(request)
         status, body = await read_response(reader)
