@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from dispatch.clock import ManualClock
 from dispatch.config import Settings
 from tests.conftest import RunningServer, free_port
+from tests.incidents.test_hop_locks import accepted
 from tests.processes import ServerProcess, cli, server_env
 from tests.support import World, get_token, open_socket
 
@@ -216,13 +217,7 @@ async def test_a_started_server_built_its_routes_before_the_first_request(
     world = World(server.app, f"http://127.0.0.1:{server.port}", server.clock)
     try:
         at_start = len(built)
-        leader = await world.leader(await world.team("mobile"))
-        incident = await world.report(await world.operator())
-        dispatch_id = incident["dispatches"][0]["id"]
-        reply = await world.http.post(
-            f"/api/v1/dispatches/{dispatch_id}/accept", headers=leader.headers
-        )
-        assert reply.status_code == 200, reply.text
+        await accepted(world)
         assert (await world.http.get("/api/v1/nowhere")).status_code == 404
     finally:
         await world.close()

@@ -59,6 +59,7 @@ const state = {
   replaying: false, // missed messages are coming in on this connection
   reloading: null, // after a resync, while the list comes: ids the websocket brought meanwhile
   reloads: 0, // reloads begun: a later resync's reload takes over from one still retrying
+  reloader: null, // asks for the list after a resync until it comes (keepLoading)
   outbox: [], // taps (accept, arrive) the server has not recorded yet, kept on the phone
   sending: new Set(),
   outboxNotes: new Map(), // incident id -> why a kept tap was dropped (a function giving the text)
@@ -133,13 +134,9 @@ async function start(me) {
   // The team and its open incidents come over HTTP; the websocket replays only what came after
   // the last message this phone saw. Refused or out of reach (a server restarting or busy as
   // the page opens), they are asked for again until they come, and the page says so meanwhile.
-  state.loading = keepLoading(
-    () => loadTeamAndIncidents(me),
-    (error, tries) => {
-      state.loadProblem = error ? { error, tries } : null;
-      showLoadProblem();
-    },
-  );
+  state.loading = keepLoading(() => loadTeamAndIncidents(me), showLoading);
+  // After a resync: the open incidents, asked for again until they come, as at the start.
+  state.reloader = keepLoading(() => reloadList(state.reloads), showLoading);
   await state.loading.run();
   renderAll();
   flushOutbox();
@@ -180,6 +177,11 @@ async function loadTeamAndIncidents(me) {
   if (state.live) scheduleRender();
 }
 
+function showLoading(error, tries) {
+  state.loadProblem = error ? { error, tries } : null;
+  showLoadProblem();
+}
+
 function showLoadProblem() {
   const line = $('#load-problem');
   const problem = state.loadProblem;
@@ -193,60 +195,40 @@ function showLoadProblem() {
 // alert still unanswered that went to this leader counts as missed: not one of a team whose
 // units take turns sent to the unit on turn while he is off it (the server says which, in
 // `alerted_you`), nor one this phone has put up already. The alerts the resync skipped come
-// again meanwhile or after, as copies: those ring with the missed ones, once (onMessage).
-async function reload() {
-  const during = new Set();
-  const reloadNo = (state.reloads += 1);
-  state.reloading = during;
-  try {
-    const open = await openIncidents(reloadNo);
-    if (open === null) return; // signed out, or a later resync reloads instead
-    const held = state.incidents;
-    // Merged with what the websocket brought meanwhile; what it brought of incidents the list
-    // missed (reported after it was read) is kept, what closed stays closed.
-    state.incidents = new Map(
-      open
-        .filter((incident) => !state.closed.has(incident.id))
-        .map((incident) => [incident.id, mergeIncident(held.get(incident.id), incident)]),
-    );
-    for (const id of during) {
-      if (!state.incidents.has(id) && held.has(id)) state.incidents.set(id, held.get(id));
-    }
-    for (const incident of open) {
-      if (unanswered(incident) && alertedMe(incident) && !state.queued.has(incident.id)) {
-        state.missed.add(incident.id);
-      }
-    }
-  } finally {
-    if (reloadNo === state.reloads) {
-      state.reloading = null;
-      renderAll();
-      onCaughtUp();
-    }
-  }
+// again meanwhile or after, as copies: those ring with the missed ones, once (onMessage). A
+// later resync's reload takes over from one still waiting for its list.
+function reload() {
+  state.reloads += 1;
+  state.reloading = new Set();
+  state.reloader.stop();
+  return state.reloader.run();
 }
 
-// The open incidents, asked for until they come (after 1 s, 2 s, 4 s … at most 10 s, the page
-// saying so meanwhile): the list and the missed alerts are only known from them. Null when the
-// page signed out or reload number `reloadNo` was overtaken by a later one.
-async function openIncidents(reloadNo) {
-  for (let tries = 1; ; tries += 1) {
-    try {
-      const open = await api.get('/api/v1/incidents?status=open');
-      if (reloadNo !== state.reloads) return null;
-      state.loadProblem = null;
-      showLoadProblem();
-      return open;
-    } catch (error) {
-      if (reloadNo !== state.reloads || (error instanceof ApiError && error.status === 401)) {
-        return null;
-      }
-      state.loadProblem = { error, tries };
-      showLoadProblem();
-      await new Promise((resolve) => setTimeout(resolve, Math.min(1000 * 2 ** (tries - 1), 10000)));
-      if (reloadNo !== state.reloads) return null;
+// One try at the list for reload number `reloadNo`; a list that comes after a later reload
+// began is left to that one.
+async function reloadList(reloadNo) {
+  const open = await api.get('/api/v1/incidents?status=open');
+  if (reloadNo !== state.reloads) return;
+  const during = state.reloading || new Set();
+  const held = state.incidents;
+  // Merged with what the websocket brought meanwhile; what it brought of incidents the list
+  // missed (reported after it was read) is kept, what closed stays closed.
+  state.incidents = new Map(
+    open
+      .filter((incident) => !state.closed.has(incident.id))
+      .map((incident) => [incident.id, mergeIncident(held.get(incident.id), incident)]),
+  );
+  for (const id of during) {
+    if (!state.incidents.has(id) && held.has(id)) state.incidents.set(id, held.get(id));
+  }
+  for (const incident of open) {
+    if (unanswered(incident) && alertedMe(incident) && !state.queued.has(incident.id)) {
+      state.missed.add(incident.id);
     }
   }
+  state.reloading = null;
+  renderAll();
+  onCaughtUp();
 }
 
 // Whether this incident's alert went to this leader, as his own view over HTTP says (a server

@@ -211,9 +211,7 @@ export class Live {
 
   // Something came on the socket (or it is just opening): the line is alive, look again later.
   heard(socket) {
-    clearTimeout(this.quietTimer);
-    clearTimeout(this.deadTimer);
-    this.deadTimer = null;
+    this.stopWatching();
     this.quietTimer = setTimeout(() => this.probe(socket), this.pingMs);
   }
 
