@@ -55,7 +55,7 @@ from bench.common import (
 from dispatch.app import create_app
 from dispatch.config import Settings
 from dispatch.runtime import Runtime
-from dispatch.simulate.seed import seed_database
+from dispatch.simulate.seed import Seeded, seed_database
 from dispatch.simulate.town import Town
 
 WARMUP = 30
@@ -67,7 +67,13 @@ METRICS = (
     ("flush", "cpu", "flush of its acks: our CPU"),
     ("flush", "wall", "flush of its acks: wall"),
     ("flush", "database", "flush of its acks: PostgreSQL's CPU"),
+    ("position", "cpu", "position fix on the way: our CPU"),
+    ("position", "wall", "position fix on the way: wall"),
+    ("position", "database", "position fix on the way: PostgreSQL's CPU"),
 )
+# Position fixes measured per run, after as many again to warm up: one accepted team's leader,
+# still far from the scene, as a phone sends them every few seconds while its team is on the way.
+FIXES = 300
 
 
 @dataclass
@@ -76,6 +82,8 @@ class Costs:
     report's path, summed over the reports whose path was recorded alone."""
 
     count: int = 0
+    # Items counted apart from the reports (the position fixes), by what.
+    counts: dict[str, int] = field(default_factory=dict)
     totals: dict[tuple[str, str], float] = field(default_factory=dict)
     paths: int = 0
     along: dict[str, float] = field(default_factory=dict)
@@ -92,8 +100,15 @@ class Costs:
             key = (what, name)
             self.totals[key] = self.totals.get(key, 0.0) + seconds * 1000
 
+    def add_apart(self, what: str, cpu: float, wall: float, database: float) -> None:
+        self.counts[what] = self.counts.get(what, 0) + 1
+        self.add(what, cpu, wall, database)
+
     def per_item(self) -> dict[tuple[str, str], float]:
-        costs = {key: total / self.count for key, total in self.totals.items()}
+        costs = {
+            (what, name): total / self.counts.get(what, self.count)
+            for (what, name), total in self.totals.items()
+        }
         costs.update({("path", name): total / self.paths for name, total in self.along.items()})
         return costs
 
@@ -189,6 +204,10 @@ def run(report: Report, args: argparse.Namespace) -> None:
             say(
                 f"    {backend}, run {n + 1}: "
                 + ", ".join(f"{label} {costs[(w, m)]:.2f} ms" for w, m, label in METRICS)
+            )
+            say(
+                "      a position fix: "
+                + ", ".join(f"{m} {costs[('position', m)]:.2f} ms" for m in BARE_MEASURES)
             )
             say(
                 "      along the path: "
@@ -308,8 +327,32 @@ async def _measure(
                     costs.add("report", *posted[1:])
                     costs.add("flush", *flush[1:])
                     costs.add_path(path)
+            await _measure_fixes(http, seeded, reply.json(), costs)
         stop_listening()
     return costs.per_item()
+
+
+async def _measure_fixes(
+    http: httpx.AsyncClient, seeded: Seeded, incident: dict[str, Any], costs: Costs
+) -> None:
+    """A leader whose team accepted the last report, sending fixes from 2 km off: what every
+    travelling leader's phone costs the server every few seconds (``POSITION_EVERY_MS`` in the
+    phone's page), a fix that records nothing."""
+    tokens = {leader.team_id: leader.token for leader in seeded.leaders}
+    dispatch = next(d for d in incident["dispatches"] if d["team_id"] in tokens)
+    headers = {"Authorization": f"Bearer {tokens[dispatch['team_id']]}"}
+    url = f"/api/v1/dispatches/{dispatch['id']}"
+    accepted = await http.post(f"{url}/accept", headers=headers)
+    if accepted.status_code != 200:
+        raise RuntimeError(f"accept refused: {accepted.status_code} {accepted.text}")
+    where = incident["location"]
+    fix = {"location": {"lon": where["lon"] + 0.02, "lat": where["lat"]}, "accuracy_m": 10}
+    for n in range(2 * FIXES):
+        sent = await _timed(http.post(f"{url}/position", json=fix, headers=headers))
+        if sent[0].status_code != 200 or sent[0].json()["arrived"]:
+            raise RuntimeError(f"position fix: {sent[0].status_code} {sent[0].text}")
+        if n >= FIXES:
+            costs.add_apart("position", *sent[1:])
 
 
 async def _timed(work: Any) -> tuple[Any, float, float, float]:

@@ -15,6 +15,7 @@ from dispatch.audit.models import AuditEntry
 from dispatch.db import row_values, table_of
 
 NOTE_KEY = "audit.note"
+UNCHANGED_KEY = "audit.unchanged"
 # Personal data: shown in full to admins only, masked for everyone else who reads the trail.
 PERSONAL_KEYS = frozenset({"phone", "id_number"})
 SECRET_KEYS = frozenset({"password", "token", "access_token"})
@@ -39,6 +40,15 @@ def note(session: AsyncSession, *, target_id: str | None = None, **facts: Any) -
     if target_id is not None:
         pending["target_id"] = target_id
     pending.update(facts)
+
+
+def unchanged(session: AsyncSession) -> None:
+    """This request, though it succeeds, changed nothing: it leaves no audit row."""
+    session.info[UNCHANGED_KEY] = True
+
+
+def changed_anything(session: AsyncSession) -> bool:
+    return not session.info.pop(UNCHANGED_KEY, False)
 
 
 def take_note(session: AsyncSession) -> dict[str, Any]:

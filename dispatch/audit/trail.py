@@ -25,12 +25,13 @@ def actor_of(request: Request) -> service.Actor:
 async def audit_trail(
     request: Request, runtime: RuntimeDep, session: SessionDep
 ) -> AsyncIterator[None]:
-    """On every API router. A request that changes something and succeeds leaves one row:
+    """On every API router. A request that changes something and succeeds leaves one row
+    (one that succeeds without a change says so with ``audit.service.unchanged``):
     the route, who (the bearer token's user), from which address, the ids in the path, and
     what the handler noted with ``audit.service.note``. A failed request raises through the
     ``yield``, so it leaves no row, and its unit of work is rolled back anyway."""
     yield
-    if request.method in READS:
+    if request.method in READS or not service.changed_anything(session):
         return
     route = request.scope.get("route")
     assert isinstance(route, APIRoute)

@@ -184,9 +184,11 @@ async def record_position(
 ) -> PositionOut:
     """A position fix from the team leader's phone while on the way. Once accepted, a fix with
     accuracy within ``geofence_accuracy_m`` (30 m) no farther than ``geofence_radius_m`` (50 m)
-    from the incident records the arrival with source ``geofence``."""
+    from the incident records the arrival with source ``geofence``, and the answer carries the
+    incident as it left it. A fix that records nothing is answered with its distance alone
+    (``incident`` null: the websocket carries every change) and leaves no audit row."""
     settings = runtime.settings
-    distance, arrived, view = await service.record_position(
+    distance, view = await service.record_position(
         session,
         actor,
         dispatch_id,
@@ -194,4 +196,6 @@ async def record_position(
         runtime.clock.now(),
         (settings.geofence_radius_m, settings.geofence_accuracy_m),
     )
-    return PositionOut(distance_m=distance, arrived=arrived, incident=view)
+    if view is None:
+        audit.unchanged(session)
+    return PositionOut(distance_m=distance, arrived=view is not None, incident=view)

@@ -135,7 +135,10 @@ class PositionIn(Schema):
 class PositionOut(Schema):
     distance_m: float = Field(description="geodesic metres from the incident")
     arrived: bool = Field(description="whether this fix recorded the arrival (source geofence)")
-    incident: IncidentOut
+    incident: IncidentOut | None = Field(
+        description="the incident as this fix left it when it recorded the arrival; null when "
+        "it recorded nothing (the websocket carries every change)"
+    )
 
 
 class EventOut(Schema):

@@ -1286,11 +1286,15 @@ async def record_position(
     fix: Fix,
     now: datetime,
     geofence: tuple[float, float],
-) -> tuple[float, bool, IncidentOut]:
+) -> tuple[float, IncidentOut | None]:
     """A position on the way from the team leader's phone; close and accurate enough, it
     records the arrival by geofence.
 
-    Returns the distance to the incident, whether this fix recorded the arrival, and the incident.
+    Returns the distance to the incident and, when this fix recorded the arrival, the incident
+    as it left it. A fix that records nothing changes nothing, and has no view to send back:
+    the websocket carries every change. The phone sends a fix every few seconds while its team
+    is on the way, so at a town's scale fixes are the most frequent request of all, and the
+    view cost more than the rest of the fix's work.
     """
     if actor.role != Role.LEADER:
         # An arrival by geofence stands for the phone's GPS on scene: a position an operator
@@ -1314,13 +1318,11 @@ async def record_position(
     # it is shown, rounded to the millimetre, as 50.0.
     on_scene = distance <= radius_m and fix.accuracy_m <= accuracy_m
     shown = round(distance, 3)
-    if not on_scene or not _arrives(acting.dispatch):
-        return shown, False, await get_incident(session, incident.id)
-    acting = await _acting_dispatch(session, actor, dispatch_id, followers=True)
-    if not _arrives(acting.dispatch):
-        return shown, False, await get_incident(session, incident.id)
-    view = await _arrive(session, actor, acting, fix, now, ArrivalSource.GEOFENCE)
-    return shown, True, view
+    if on_scene and _arrives(acting.dispatch):
+        acting = await _acting_dispatch(session, actor, dispatch_id, followers=True)
+        if _arrives(acting.dispatch):
+            return shown, await _arrive(session, actor, acting, fix, now, ArrivalSource.GEOFENCE)
+    return shown, None
 
 
 def _arrives(d: Dispatch) -> bool:

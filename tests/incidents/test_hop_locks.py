@@ -57,10 +57,10 @@ async def test_a_fix_that_records_nothing_holds_no_lock_an_arrival_waits_for(
     vague = service.Fix(LocationIn(**towards_incident(5.0)), accuracy_m=200.0)
     async with world.runtime.sessionmaker() as fixing, fixing.begin():
         with statements_sent(world.runtime) as sent:
-            _, arrived, _ = await service.record_position(
+            _, view = await service.record_position(
                 fixing, principal(leader), dispatch_id, vague, world.clock.now(), GEOFENCE
             )
-        assert arrived is False
+        assert view is None
         assert sent and locking(sent) == []
         # The fix's transaction is still open: the leader's tap is recorded all the same.
         arrive = asyncio.create_task(
@@ -99,10 +99,10 @@ async def test_a_fix_on_scene_yields_to_an_arrival_committed_while_it_waited_for
         dispatch_id,
     )
     assert reply.status_code == 200, reply.text
-    assert reply.json()["arrived"] is False
-    (d,) = reply.json()["incident"]["dispatches"]
-    assert (d["arrival_source"], d["arrival_accuracy_m"]) == ("button", None)
+    assert (reply.json()["arrived"], reply.json()["incident"]) == (False, None)
     operator = await world.operator()
+    (d,) = (await world.incident(operator, incident["id"]))["dispatches"]
+    assert (d["arrival_source"], d["arrival_accuracy_m"]) == ("button", None)
     events = (
         await world.http.get(f"/api/v1/incidents/{incident['id']}/events", headers=operator.headers)
     ).json()

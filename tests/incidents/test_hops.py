@@ -89,6 +89,9 @@ async def test_a_close_accurate_fix_records_arrival_by_geofence(world: World) ->
     ):
         reply = await world.http.post(url, json=fix, headers=leader.headers)
         assert reply.json()["arrived"] is False, fix
+        # Recording nothing, a fix answers with its distance alone and leaves no audit row.
+        assert reply.json()["incident"] is None
+    assert await positions_on_the_audit_trail(world) == []
     device_time = (world.clock.now() + timedelta(seconds=7)).isoformat()
     fix = {"location": towards_incident(49.0), "accuracy_m": 30, "device_time": device_time}
     reply = await world.http.post(url, json=fix, headers=leader.headers)
@@ -100,6 +103,21 @@ async def test_a_close_accurate_fix_records_arrival_by_geofence(world: World) ->
     assert d["arrival_accuracy_m"] == 30
     assert d["arrival_clock_skew_s"] == 7.0
     assert body["incident"]["chain"][0]["status"] == "met"
+    assert await positions_on_the_audit_trail(world) == [dispatch_id]
+    # After the arrival a fix records nothing more.
+    reply = await world.http.post(url, json=fix, headers=leader.headers)
+    assert (reply.json()["arrived"], reply.json()["incident"]) == (False, None)
+    assert await positions_on_the_audit_trail(world) == [dispatch_id]
+
+
+async def positions_on_the_audit_trail(world: World) -> list[str]:
+    reply = await world.http.get(
+        "/api/v1/audit",
+        params={"action": "record_position"},
+        headers=(await world.admin()).headers,
+    )
+    assert reply.status_code == 200, reply.text
+    return [row["target_id"] for row in reply.json()["items"]]
 
 
 async def test_only_the_leaders_phone_sends_positions(world: World) -> None:

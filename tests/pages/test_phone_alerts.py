@@ -237,7 +237,7 @@ async def test_keyboard_focus_stays_in_the_list_while_positions_come_in(
         async with phone.expect_response(lambda r: r.url.endswith("/position")) as reply:
             pass
         assert (await reply.value).status == 200
-        await phone.wait_for_timeout(100)  # the reply's redraw
+        await phone.wait_for_timeout(100)  # the distance redrawn
         assert await phone.evaluate("document.activeElement.dataset.marked") == "yes"
     await phone.keyboard.press("Enter")
     await expect(phone.locator("#alert")).to_be_visible()

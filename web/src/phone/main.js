@@ -415,7 +415,7 @@ function renderAll() {
 
 // ---------------------------------------------------------------- the list
 
-// Rows are updated in place, keyed by incident: a position reply every few seconds redraws the
+// Rows are updated in place, keyed by incident: every change that comes in redraws the
 // list, and the control the keyboard is on must stay where it is.
 function renderList() {
   const list = $('#incidents');
@@ -949,7 +949,10 @@ function sendPositions() {
     api.post('/api/v1/dispatches/' + d.id + '/position', body).then(
       (reply) => {
         state.positions.set(d.id, { distance: reply.distance_m, accuracy: fix.accuracy });
-        apply(reply.incident);
+        // Only a fix that recorded the arrival comes back with the incident; otherwise only
+        // the distance shown changes, and every other change comes over the websocket.
+        if (reply.incident) apply(reply.incident);
+        else renderPosition(myDispatch(state.incidents.get(state.overlay)));
       },
       () => {},
     );
