@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from functools import cache, partial
 from typing import Any, cast
 
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import Select, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
@@ -169,7 +169,19 @@ async def _load_incident(
     """``for_update``: for what changes the incident's state (a close, an escalation);
     ``for_share``: for a hop, which must not be recorded on an incident closed meanwhile. The
     two conflict, hops do not conflict with each other (PostgreSQL; SQLite has one writer)."""
-    query = select(Incident).where(Incident.id == incident_id)
+    incident = await session.scalar(
+        _incident_query(for_update, for_share), {"incident_id": incident_id}
+    )
+    if incident is None:
+        raise NotFound(f"incident {incident_id!r} does not exist", field="incident_id")
+    return incident
+
+
+@cache
+def _incident_query(for_update: bool, for_share: bool) -> Select[Incident]:
+    # Built once: every hop reads its incident, and building the statement cost as much of our
+    # CPU as sending it and reading its row.
+    query = select(Incident).where(Incident.id == bindparam("incident_id"))
     if for_update:
         query = query.with_for_update(key_share=True)
     elif for_share:
@@ -178,10 +190,7 @@ async def _load_incident(
         # Read before without a lock (a position fix decides first), the row is taken as the
         # lock finds it, not as the session remembers it.
         query = query.execution_options(populate_existing=True)
-    incident = await session.scalar(query)
-    if incident is None:
-        raise NotFound(f"incident {incident_id!r} does not exist", field="incident_id")
-    return incident
+    return query
 
 
 async def _views(session: AsyncSession, incidents: Sequence[Incident]) -> list[IncidentOut]:
@@ -1063,24 +1072,10 @@ async def _acting_dispatch(
     found before it commits), and ``_take_on`` adds one only to a dispatch that has them
     already, and only unalerted, which is what a leader not found among them is taken for.
     """
-    query = select(Dispatch).where(Dispatch.id == dispatch_id)
     taking_on = lock and followers and actor.role == Role.LEADER
-    if lock:
-        # populate_existing: a dispatch read unlocked before is taken as the lock finds it.
-        query = query.with_for_update(key_share=True).execution_options(populate_existing=True)
-    if taking_on:
-        query = query.add_columns(
-            select(DispatchFollower.user_id)
-            .where(DispatchFollower.dispatch_id == Dispatch.id)
-            .exists(),
-            select(DispatchFollower.alerted)
-            .where(
-                DispatchFollower.dispatch_id == Dispatch.id,
-                DispatchFollower.user_id == actor.user_id,
-            )
-            .scalar_subquery(),
-        )
-    row = (await session.execute(query)).first()
+    query = _dispatch_query(lock, taking_on)
+    params = {"dispatch_id": dispatch_id, "user_id": actor.user_id}
+    row = (await session.execute(query, params)).first()
     if row is None:
         raise NotFound(f"dispatch {dispatch_id!r} does not exist", field="dispatch_id")
     d: Dispatch = row[0]
@@ -1099,6 +1094,28 @@ async def _acting_dispatch(
     if incident.status == IncidentStatus.CLOSED.value:
         raise Conflict("the incident is closed", field="dispatch_id")
     return _Acting(d, incident, following)
+
+
+@cache
+def _dispatch_query(lock: bool, taking_on: bool) -> Select[Any]:
+    # Built once, as the incident's (``_incident_query``): every hop reads its dispatch.
+    query = select(Dispatch).where(Dispatch.id == bindparam("dispatch_id"))
+    if lock:
+        # populate_existing: a dispatch read unlocked before is taken as the lock finds it.
+        query = query.with_for_update(key_share=True).execution_options(populate_existing=True)
+    if taking_on:
+        query = query.add_columns(
+            select(DispatchFollower.user_id)
+            .where(DispatchFollower.dispatch_id == Dispatch.id)
+            .exists(),
+            select(DispatchFollower.alerted)
+            .where(
+                DispatchFollower.dispatch_id == Dispatch.id,
+                DispatchFollower.user_id == bindparam("user_id"),
+            )
+            .scalar_subquery(),
+        )
+    return query
 
 
 def _after_recorded_hops(d: Dispatch, now: datetime) -> datetime:
