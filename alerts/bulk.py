@@ -33,7 +33,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from alerts.driver import fetch_rows
 
@@ -108,9 +108,12 @@ def on_postgresql(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def any_of(column: ColumnElement[Any], name: str, postgresql: bool) -> ColumnElement[bool]:
-    """``column`` among the values of the parameter ``name``, for a statement built once: one
-    array on PostgreSQL (one text whatever the count), an expanding list elsewhere."""
+def any_of(
+    column: ColumnElement[Any] | QueryableAttribute[Any], name: str, postgresql: bool
+) -> ColumnElement[bool]:
+    """``column`` (a table's or a mapped class's) among the values of the parameter ``name``,
+    for a statement built once: one array on PostgreSQL (one text whatever the count), an
+    expanding list elsewhere."""
     if postgresql:
         return column == any_(bindparam(name, type_=ARRAY(column.type)))
     return column.in_(bindparam(name, expanding=True))

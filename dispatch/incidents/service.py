@@ -143,9 +143,7 @@ async def _say_whom_alerted(
     alerted: set[str] = set()
     if mine:
         rows = await session.execute(
-            select(
-                DispatchFollower.dispatch_id, DispatchFollower.user_id, DispatchFollower.alerted
-            ).where(DispatchFollower.dispatch_id.in_(mine))
+            _followers_query(on_postgresql(session)), {"dispatch_ids": mine}
         )
         for dispatch_id, user_id, was_alerted in rows.all():
             followed.add(dispatch_id)
@@ -156,6 +154,13 @@ async def _say_whom_alerted(
             d.alerted_you = d.team_id == viewer.team_id and (
                 d.id not in followed or d.id in alerted
             )
+
+
+@cache
+def _followers_query(postgresql: bool) -> Select[str, str, bool]:
+    return select(
+        DispatchFollower.dispatch_id, DispatchFollower.user_id, DispatchFollower.alerted
+    ).where(any_of(DispatchFollower.dispatch_id, "dispatch_ids", postgresql))
 
 
 def _check_can_view(viewer: auth.Principal, view: IncidentOut) -> None:
@@ -197,22 +202,30 @@ async def _views(session: AsyncSession, incidents: Sequence[Incident]) -> list[I
     ids = [i.id for i in incidents]
     if not ids:
         return []
+    chain_query, dispatch_query = _view_queries(on_postgresql(session))
     chains: dict[str, list[ChainTier]] = {i: [] for i in ids}
-    for tier in await session.scalars(
-        select(ChainTier).where(ChainTier.incident_id.in_(ids)).order_by(ChainTier.tier)
-    ):
+    for tier in await session.scalars(chain_query, {"incident_ids": ids}):
         chains[tier.incident_id].append(tier)
     dispatches: dict[str, list[Dispatch]] = {i: [] for i in ids}
-    for d in await session.scalars(
-        select(Dispatch)
-        .where(Dispatch.incident_id.in_(ids))
-        .order_by(Dispatch.tier, Dispatch.distance_m)
-    ):
+    for d in await session.scalars(dispatch_query, {"incident_ids": ids}):
         dispatches[d.incident_id].append(d)
-    team_ids = sorted({d.team_id for ds in dispatches.values() for d in ds})
-    names = {t.id: t.name for t in (await teams.teams_by_id(session, team_ids)).values()}
+    names = await teams.team_names(session, {d.team_id for ds in dispatches.values() for d in ds})
     skips = await rosters.skips_for(session, ids)
     return [incident_view(i, chains[i.id], dispatches[i.id], names, skips[i.id]) for i in incidents]
+
+
+@cache
+def _view_queries(postgresql: bool) -> tuple[Select[ChainTier], Select[Dispatch]]:
+    # Built once: every view (a hop's answer, a GET) reads its incidents' rows, and building
+    # the statements took more of our CPU than sending them and reading the rows.
+    return (
+        select(ChainTier)
+        .where(any_of(ChainTier.incident_id, "incident_ids", postgresql))
+        .order_by(ChainTier.tier),
+        select(Dispatch)
+        .where(any_of(Dispatch.incident_id, "incident_ids", postgresql))
+        .order_by(Dispatch.tier, Dispatch.distance_m),
+    )
 
 
 def incident_view(

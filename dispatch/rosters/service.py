@@ -8,13 +8,15 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
 from openpyxl import Workbook
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import ColumnElement, Select, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
+from alerts.bulk import any_of, on_postgresql
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role, User
 from dispatch.db import dialect_name, new_id, row_values, table_of, upsert_insert, violates_unique
@@ -994,6 +996,16 @@ def record_skips(
     )
 
 
+@cache
+def _skips_query(postgresql: bool) -> Select[IncidentSkip]:
+    # Built once: every incident's view reads its skipped teams.
+    return (
+        select(IncidentSkip)
+        .where(any_of(IncidentSkip.incident_id, "incident_ids", postgresql))
+        .order_by(IncidentSkip.tier, IncidentSkip.team_name)
+    )
+
+
 async def skips_for(
     session: AsyncSession, incident_ids: Sequence[str]
 ) -> dict[str, list[SkippedTeamOut]]:
@@ -1001,9 +1013,7 @@ async def skips_for(
     if not incident_ids:
         return found
     rows = await session.scalars(
-        select(IncidentSkip)
-        .where(IncidentSkip.incident_id.in_(list(incident_ids)))
-        .order_by(IncidentSkip.tier, IncidentSkip.team_name)
+        _skips_query(on_postgresql(session)), {"incident_ids": list(incident_ids)}
     )
     for row in rows:
         found[row.incident_id].append(SkippedTeamOut.model_validate(row))

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import Select, delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
+from alerts.bulk import any_of, on_postgresql
 from dispatch.db import after_commit, announce, dialect_name, new_id, violates_unique
 from dispatch.errors import Conflict, InvalidInput, NotFound
 from dispatch.rosters.book import DutyBook, duty_changed
@@ -319,6 +322,21 @@ async def teams_by_id(session: AsyncSession, team_ids: list[str]) -> dict[str, T
         return {}
     rows = await session.scalars(select(Team).where(Team.id.in_(team_ids)))
     return {t.id: t for t in rows}
+
+
+async def team_names(session: AsyncSession, team_ids: Iterable[str]) -> dict[str, str]:
+    """Each team's name by id (retired teams' too: they name the dispatches of their past)."""
+    wanted = sorted(set(team_ids))
+    if not wanted:
+        return {}
+    rows = await session.execute(_names_query(on_postgresql(session)), {"team_ids": wanted})
+    return {team_id: name for team_id, name in rows}
+
+
+@cache
+def _names_query(postgresql: bool) -> Select[str, str]:
+    # Built once: every incident's view names its teams.
+    return select(Team.id, Team.name).where(any_of(Team.id, "team_ids", postgresql))
 
 
 async def all_teams(session: AsyncSession) -> list[Team]:
