@@ -1,5 +1,6 @@
 """Team leaders' phones: websocket clients that receive alerts, acknowledge them, accept after a
-human delay and travel to the scene at walking or motorcycle speed.
+human delay and travel to the scene at walking, motorcycle or car speed, sending position fixes
+on the way as the phone page does, so that the server records the arrival by geofence.
 
 Clients run in worker processes (a Python websocket client costs tens of microseconds of CPU per
 message, so one process saturates long before a server does). A worker talks to its parent over
@@ -27,11 +28,20 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from geo.geodesy import wgs84_geod
+
 log = logging.getLogger(__name__)
 
 Mode = Literal["simulate", "measure"]
 TRY_AGAIN_LATER = 1013
 CONNECT_ATTEMPTS = 8
+# Real-world seconds between position fixes on the way: the phone page's POSITION_EVERY_MS.
+POSITION_EVERY_S = 4.0
+# A phone's GPS outdoors (metres, 1 sigma): well within the server's geofence accuracy.
+FIX_ACCURACY_M = 8.0
+# How a journey ended: a fix recorded the arrival, the travel time ran out without one, or the
+# incident was closed on the way.
+Journey = Literal["geofence", "on_scene", "closed"]
 
 
 @dataclass(frozen=True)
@@ -65,11 +75,17 @@ class Behaviour:
     def travel_s(self, kind: str, distance_m: float, rng: random.Random) -> float:
         """Fixed posts walk from their site, mobile teams ride from theirs; police are out on
         patrol somewhere in their zone, so they start nearer than their station."""
+        if kind in ("fixed_post", "mobile"):
+            return distance_m * self.detour / self.ground_mps(kind)
+        return distance_m * rng.uniform(0.1, 1.0) * self.detour / self.ground_mps(kind)
+
+    def ground_mps(self, kind: str) -> float:
+        """The team's speed along the streets: on foot, on a motorcycle or in a car."""
         if kind == "fixed_post":
-            return distance_m * self.detour / self.walk_mps
+            return self.walk_mps
         if kind == "mobile":
-            return distance_m * self.detour / self.ride_mps
-        return distance_m * rng.uniform(0.1, 1.0) * self.detour / self.drive_mps
+            return self.ride_mps
+        return self.drive_mps
 
 
 @dataclass
@@ -146,7 +162,15 @@ class Phones:
         self.receipts: list[Receipt] = []
         # One payload per tag (measure mode), so a baseline can send the same bytes.
         self.samples: dict[str, str] = {}
-        self.acts_done: dict[str, int] = {"accepted": 0, "arrived": 0, "missed": 0, "errors": 0}
+        # "arrived" counts every arrival; "geofence" and "button" say how each was recorded.
+        self.acts_done: dict[str, int] = {
+            "accepted": 0,
+            "arrived": 0,
+            "geofence": 0,
+            "button": 0,
+            "missed": 0,
+            "errors": 0,
+        }
         self._sockets: list[ClientConnection] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
@@ -220,7 +244,8 @@ class Phones:
         self.samples.setdefault(tag, text)
 
     async def _respond(self, leader: Leader, alert: dict[str, Any]) -> None:
-        """Read the alert, accept after a while, go there, and say so on arrival."""
+        """Read the alert, accept after a while, and head for the scene with the phone sending
+        fixes; the server records the arrival by geofence, or the leader presses arrive."""
         behaviour = self.job.behaviour
         dispatch = alert["dispatch"]
         incident = alert["incident"]
@@ -237,16 +262,80 @@ class Phones:
             )
             await self._post(f"/api/v1/dispatches/{dispatch['id']}/accept", headers, None)
             self.acts_done["accepted"] += 1
-            await self._pause(
-                behaviour.travel_s(leader.kind, float(dispatch["distance_m"]), self.rng)
-            )
-            location = incident["location"]
-            body = {"location": {"lon": location["lon"], "lat": location["lat"]}, "accuracy_m": 8}
-            await self._post(f"/api/v1/dispatches/{dispatch['id']}/arrive", headers, body)
+            journey = await self._travel(leader, dispatch, incident["location"], headers)
+            if journey == "closed":
+                return
+            if journey == "on_scene":
+                location = incident["location"]
+                body = {
+                    "location": {"lon": location["lon"], "lat": location["lat"]},
+                    "accuracy_m": FIX_ACCURACY_M,
+                }
+                await self._post(f"/api/v1/dispatches/{dispatch['id']}/arrive", headers, body)
             self.acts_done["arrived"] += 1
+            self.acts_done["geofence" if journey == "geofence" else "button"] += 1
         except (httpx.HTTPError, RuntimeError) as error:
             log.warning("leader %s: %r", leader.user_id, error)
             self.acts_done["errors"] += 1
+
+    async def _travel(
+        self,
+        leader: Leader,
+        dispatch: dict[str, Any],
+        scene: dict[str, Any],
+        headers: dict[str, str],
+    ) -> Journey:
+        """From the dispatch's distance on a random bearing straight towards the scene, covered
+        in the travel time (streets' detour included), with a fix at once and then every
+        POSITION_EVERY_S until one records the arrival or the travel time is over."""
+        behaviour = self.job.behaviour
+        travel_s = behaviour.travel_s(leader.kind, float(dispatch["distance_m"]), self.rng)
+        # Police start somewhere on patrol, nearer than the dispatch's distance: the straight
+        # line is what the travel time covers at the team's speed, less the streets' detour.
+        start_m = travel_s * behaviour.ground_mps(leader.kind) / behaviour.detour
+        bearing = self.rng.uniform(0.0, 360.0)
+        path = f"/api/v1/dispatches/{dispatch['id']}/position"
+        began = time.monotonic()
+        every_s = POSITION_EVERY_S / behaviour.speed
+        sent = 0
+        while True:
+            # From the clock, not the count of fixes: a late fix is sent from where the team
+            # is by then.
+            on_way_s = (time.monotonic() - began) * behaviour.speed
+            left_m = start_m * max(0.0, 1.0 - on_way_s / travel_s) if travel_s > 0 else 0.0
+            lon, lat, _ = wgs84_geod().fwd(scene["lon"], scene["lat"], bearing, left_m)
+            answer = await self._fix(leader, path, headers, lon, lat)
+            if answer == "closed":
+                return "closed"
+            if answer == "arrived":
+                return "geofence"
+            if on_way_s >= travel_s:
+                return "on_scene"
+            sent += 1
+            # On the phone's timer, however long a fix took to answer.
+            await asyncio.sleep(max(0.0, began + sent * every_s - time.monotonic()))
+
+    async def _fix(
+        self, leader: Leader, path: str, headers: dict[str, str], lon: float, lat: float
+    ) -> Literal["arrived", "on_the_way", "closed"]:
+        """One position fix. A refused or failed one is counted and the journey goes on, as
+        the phone goes on with its next."""
+        assert self._http is not None
+        body = {"location": {"lon": lon, "lat": lat}, "accuracy_m": FIX_ACCURACY_M}
+        try:
+            reply = await self._http.post(path, headers=headers, json=body)
+        except httpx.HTTPError as error:
+            log.warning("leader %s: %s: %r", leader.user_id, path, error)
+            self.acts_done["errors"] += 1
+            return "on_the_way"
+        # 409: the incident was closed meanwhile; there is nowhere left to go.
+        if reply.status_code == 409:
+            return "closed"
+        if reply.status_code >= 400:
+            log.warning("leader %s: %s: %s", leader.user_id, path, reply.status_code)
+            self.acts_done["errors"] += 1
+            return "on_the_way"
+        return "arrived" if reply.json()["arrived"] else "on_the_way"
 
     async def _pause(self, real_seconds: float) -> None:
         await asyncio.sleep(real_seconds / self.job.behaviour.speed)

@@ -24,7 +24,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from dispatch.config import DEFAULT_TARGETS
-from dispatch.incidents.models import Category
+from dispatch.incidents.models import ArrivalSource, Category
 from dispatch.simulate.leaders import Behaviour, Crowd, WorkerJob, split
 from dispatch.simulate.seed import (
     Seeded,
@@ -347,6 +347,16 @@ def summarise(
         "  hops (median, all tiers): "
         + ", ".join(f"{k} {v:.1f} s" if v is not None else f"{k} -" for k, v in hops.items())
     )
+    # How the server recorded each arrival: the phones' fixes (geofence) or the arrive button.
+    sources = {
+        source.value: sum(1 for d in dispatches if d.get("arrival_source") == source.value)
+        for source in ArrivalSource
+    }
+    lines.append(
+        f"  leaders: {acts.get('accepted', 0)} accepted, {acts.get('arrived', 0)} arrived "
+        f"({acts.get('geofence', 0)} by geofence, {acts.get('button', 0)} by button), "
+        f"{acts.get('missed', 0)} missed, {acts.get('errors', 0)} errors"
+    )
     share = tiers["1"]["met_share"]
     lines.append(f"With these teams, {share:.0%} of incidents would meet 1 minute.")
     return {
@@ -359,6 +369,7 @@ def summarise(
         "tiers": tiers,
         "hops_median_s": hops,
         "dispatch_counts": counts,
+        "arrival_sources": sources,
         "leader_actions": acts,
         "lines": lines,
         "incident_ids": [i["id"] for i in incidents],

@@ -66,9 +66,20 @@ async def test_a_short_run_reports_every_tier_of_every_incident(
     # Every leader's phone acknowledged its alert, so the server recorded every delivery.
     assert counts["delivered"] == counts["dispatches"]
     assert counts["arrived"] <= counts["accepted"] <= counts["dispatches"]
+    # The phones sent their position on the way, as the phone page does, and the server's
+    # geofence recorded every arrival: no leader had to press arrive.
+    acts = report["leader_actions"]
+    assert acts["geofence"] == acts["arrived"] > 0 and acts["button"] == 0, acts
+    assert counts["arrived"] > 0
+    assert report["arrival_sources"] == {
+        "button": 0,
+        "geofence": counts["arrived"],
+        "operator": 0,
+    }, report["arrival_sources"]
     share = report["tiers"]["1"]["met_share"]
     assert f"With these teams, {share:.0%} of incidents would meet 1 minute." in done.stdout
     assert "#1    reported" in done.stdout
+    assert f"{acts['arrived']} arrived ({acts['arrived']} by geofence, 0 by button)" in done.stdout
 
 
 async def test_a_town_file_is_loaded_with_its_coordinate_system(
