@@ -44,13 +44,13 @@ AXES = {
 
 
 def seconds(value: float | None) -> str:
-    """As a table shows a time: rounded up to the next 0.1 s (from whole microseconds), bare
-    below a minute and from one on as minutes and two-digit seconds."""
+    """As the page shows a time: rounded up to the next 0.1 s (from whole microseconds), in
+    seconds below a minute and from one on as minutes and two-digit seconds."""
     if value is None:
         return "—"
     tenths = math.ceil(round(value * 1e6) / 1e5)
     if tenths < 600:
-        return f"{tenths / 10:.1f}"
+        return f"{tenths / 10:.1f} 秒"
     minutes, rest = divmod(tenths, 600)
     return f"{minutes} 分 {rest // 10:02d}.{rest % 10} 秒"
 
@@ -69,6 +69,12 @@ def share(value: float | None) -> str:
 
 async def check_row(row: Locator, figures: dict[str, Any]) -> None:
     """One row of the page's tables against the API's figures for the same group and tier."""
+    # The targets as JavaScript writes numbers: 60, not 60.0.
+    targets = [figures["target_s"]] if figures["target_s"] is not None else figures["targets_s"]
+    shown = "/".join(f"{target:g}" for target in targets) + " 秒"
+    await expect(row.locator('td[data-field="target_s"]')).to_have_text(
+        shown if figures["target_s"] is not None else shown + " *"
+    )
     for key in COUNTS:
         await expect(row.locator(f'td[data-field="{key}"]')).to_have_text(str(figures[key]))
     await expect(row.locator('td[data-field="share_within_target"]')).to_have_text(
@@ -151,6 +157,12 @@ async def test_the_report_page_shows_the_api_figures_with_charts_and_downloads(
     tier1 = page.locator('.tier-card[data-tier="1"]')
     await expect(tier1.locator(".tier-card-share")).to_have_text("66.7%")
     await expect(tier1).to_contain_text("P50 1 分 00.0 秒 · P90 1 分 15.0 秒 · 最大 1 分 15.0 秒")
+    for figures in api["totals"]:
+        arrival = figures["time_to_arrival"]
+        await expect(page.locator(f'.tier-card[data-tier="{figures["tier"]}"]')).to_contain_text(
+            f"P50 {seconds(arrival['p50_s'])} · P90 {seconds(arrival['p90_s'])} · "
+            f"最大 {seconds(arrival['max_s'])}"
+        )
 
     by = {g["by"]: g for g in api["groupings"]}
     grouping = page.locator("#grouping")

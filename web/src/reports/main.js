@@ -19,7 +19,7 @@ import { errorFromReply, errorText, isNetworkError } from '../shared/errors.js';
 import { signInGate } from '../shared/login.js';
 import { $, clear, h } from '../shared/dom.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
-import { duration, minutesAndSeconds, secondsUp } from '../shared/format.js';
+import { duration, secondsUp } from '../shared/format.js';
 
 Chart.register(BarController, BarElement, CategoryScale, LinearScale, Tooltip, Legend, annotationPlugin);
 
@@ -263,11 +263,11 @@ async function run() {
 
 // ---------------------------------------------------------------- formatting
 
-// A time in a table: the seconds bare below a minute (the column says what they are), minutes
-// and seconds with their units from one minute on; rounded up to 0.1 s (shared/format.js).
+// A time with its units, "42.3 秒" below a minute and "3 分 07.3 秒" from one on, rounded up
+// to 0.1 s (shared/format.js); "—" where there is none (a tier no team reached).
 function sec(value) {
   const shown = secondsUp(value);
-  return minutesAndSeconds(shown) || shown;
+  return shown === '—' ? shown : duration(shown);
 }
 
 function share(value) {
@@ -396,8 +396,9 @@ function figureHead(first) {
 
 // The target the row was judged by (stored with each incident), or all of them when it changed.
 function targetCell(f) {
-  if (f.target_s !== null) return cell('target_s', f.target_s, String(f.target_s));
-  const td = cell('target_s', f.targets_s.join('/'), f.targets_s.join('/') + ' *');
+  if (f.target_s !== null) return cell('target_s', f.target_s, t('unit.s', { n: f.target_s }));
+  const mixed = f.targets_s.join('/');
+  const td = cell('target_s', mixed, t('unit.s', { n: mixed }) + ' *');
   td.title = MIXED_TARGETS[currentLang()] || MIXED_TARGETS.en;
   td.dataset.mixed = 'true';
   return td;
@@ -447,7 +448,7 @@ function renderTotals(report) {
               [t('rep.p90'), f.time_to_arrival.p90_s],
               [t('rep.max'), f.time_to_arrival.max_s],
             ]
-              .map(([name, value]) => name + ' ' + duration(secondsUp(value)))
+              .map(([name, value]) => name + ' ' + sec(value))
               .join(' · '),
           }),
         ),
