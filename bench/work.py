@@ -70,9 +70,14 @@ METRICS = (
     ("position", "cpu", "position fix on the way: our CPU"),
     ("position", "wall", "position fix on the way: wall"),
     ("position", "database", "position fix on the way: PostgreSQL's CPU"),
+    ("view", "cpu", "an incident's view (GET): our CPU"),
+    ("view", "wall", "an incident's view (GET): wall"),
+    ("view", "database", "an incident's view (GET): PostgreSQL's CPU"),
 )
-# Position fixes measured per run, after as many again to warm up: one accepted team's leader,
-# still far from the scene, as a phone sends them every few seconds while its team is on the way.
+# Position fixes, and reads of an incident's view, measured per run after as many again to warm
+# up: one accepted team's leader, still far from the scene, sends fixes as a phone does every
+# few seconds while its team is on the way; then reads the incident, as every hop's answer, a
+# reload and the console build its view.
 FIXES = 300
 
 
@@ -205,10 +210,11 @@ def run(report: Report, args: argparse.Namespace) -> None:
                 f"    {backend}, run {n + 1}: "
                 + ", ".join(f"{label} {costs[(w, m)]:.2f} ms" for w, m, label in METRICS)
             )
-            say(
-                "      a position fix: "
-                + ", ".join(f"{m} {costs[('position', m)]:.2f} ms" for m in BARE_MEASURES)
-            )
+            for what, label in (("position", "a position fix"), ("view", "an incident's view")):
+                say(
+                    f"      {label}: "
+                    + ", ".join(f"{m} {costs[(what, m)]:.2f} ms" for m in BARE_MEASURES)
+                )
             say(
                 "      along the path: "
                 + ", ".join(f"{name} {costs[('path', name)]:.2f} ms" for name, _ in PHASES)
@@ -337,7 +343,7 @@ async def _measure_fixes(
 ) -> None:
     """A leader whose team accepted the last report, sending fixes from 2 km off: what every
     travelling leader's phone costs the server every few seconds (``POSITION_EVERY_MS`` in the
-    phone's page), a fix that records nothing."""
+    phone's page), a fix that records nothing. Then the same leader reading the incident."""
     tokens = {leader.team_id: leader.token for leader in seeded.leaders}
     dispatch = next(d for d in incident["dispatches"] if d["team_id"] in tokens)
     headers = {"Authorization": f"Bearer {tokens[dispatch['team_id']]}"}
@@ -353,6 +359,12 @@ async def _measure_fixes(
             raise RuntimeError(f"position fix: {sent[0].status_code} {sent[0].text}")
         if n >= FIXES:
             costs.add_apart("position", *sent[1:])
+    for n in range(2 * FIXES):
+        read = await _timed(http.get(f"/api/v1/incidents/{incident['id']}", headers=headers))
+        if read[0].status_code != 200:
+            raise RuntimeError(f"incident view: {read[0].status_code} {read[0].text}")
+        if n >= FIXES:
+            costs.add_apart("view", *read[1:])
 
 
 async def _timed(work: Any) -> tuple[Any, float, float, float]:
