@@ -151,9 +151,8 @@ async def _say_whom_alerted(
                 alerted.add(dispatch_id)
     for view in views:
         for d in view.dispatches:
-            d.alerted_you = d.team_id == viewer.team_id and (
-                d.id not in followed or d.id in alerted
-            )
+            following = _Following(viewer.user_id, d.id in followed, d.id in alerted)
+            d.alerted_you = d.team_id == viewer.team_id and following.alerted_him
 
 
 @cache
@@ -809,6 +808,12 @@ class _Following:
     chosen: bool
     alerted: bool | None
 
+    @property
+    def alerted_him(self) -> bool:
+        """Whether the dispatch's alert went to this leader: to every leader of the team,
+        unless it went to chosen ones, and then to him if he was one."""
+        return not self.chosen or bool(self.alerted)
+
 
 async def _take_on(session: AsyncSession, d: Dispatch, following: _Following | None) -> bool:
     """A leader acts on his team's dispatch (accepts, arrives): from now on he follows it. True
@@ -822,7 +827,7 @@ async def _take_on(session: AsyncSession, d: Dispatch, following: _Following | N
         insert = upsert_insert(dialect_name(session))
         follower = {"dispatch_id": d.id, "user_id": following.user_id, "alerted": False}
         await session.execute(insert(FOLLOWERS).values(follower).on_conflict_do_nothing())
-    return not following.alerted
+    return not following.alerted_him
 
 
 async def _announce(
