@@ -1103,12 +1103,17 @@ async def _acting_dispatch(
     if taking_on:
         chosen, alerted = cast(tuple[Any, bool | None], tuple(row)[1:])
         following = _Following(actor.user_id, bool(chosen), alerted)
-    # Shared with the other hops, not with a close (nor an escalation step), which lock the
-    # incident before its tiers: a hop that came in while a close was being written waits
-    # for its commit and finds the incident closed. Read unlocked, the hop saw it open, waited
-    # for the tier or the mailboxes the close held, and recorded after it. Taken after the
-    # dispatch and before the tier, the order of every path that locks more than one of them.
-    incident = await _load_incident(session, d.incident_id, for_share=lock)
+    if lock:
+        # Shared with the other hops, not with a close (nor an escalation step), which lock
+        # the incident before its tiers: a hop that came in while a close was being written
+        # waits for its commit and finds the incident closed. Read unlocked, the hop saw it
+        # open, waited for the tier or the mailboxes the close held, and recorded after it.
+        # Taken after the dispatch and before the tier, the order of every path that locks
+        # more than one of them.
+        incident = await _load_incident(session, d.incident_id, for_share=True)
+    else:
+        # Unlocked, the incident comes with the dispatch, in the same statement.
+        incident = row[1]
     if incident.status == IncidentStatus.CLOSED.value:
         raise Conflict("the incident is closed", field="dispatch_id")
     return _Acting(d, incident, following)
@@ -1121,6 +1126,8 @@ def _dispatch_query(lock: bool, taking_on: bool) -> Select[Any]:
     if lock:
         # populate_existing: a dispatch read unlocked before is taken as the lock finds it.
         query = query.with_for_update(key_share=True).execution_options(populate_existing=True)
+    else:
+        query = query.join(Incident, Incident.id == Dispatch.incident_id).add_columns(Incident)
     if taking_on:
         query = query.add_columns(
             select(DispatchFollower.user_id)

@@ -61,7 +61,8 @@ async def test_a_fix_that_records_nothing_holds_no_lock_an_arrival_waits_for(
                 fixing, principal(leader), dispatch_id, vague, world.clock.now(), GEOFENCE
             )
         assert view is None
-        assert sent and locking(sent) == []
+        # One statement reads the dispatch with its incident, and locks nothing.
+        assert len(sent) == 1 and locking(sent) == []
         # The fix's transaction is still open: the leader's tap is recorded all the same.
         arrive = asyncio.create_task(
             world.http.post(f"/api/v1/dispatches/{dispatch_id}/arrive", headers=leader.headers)
