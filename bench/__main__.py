@@ -75,6 +75,11 @@ def parser() -> argparse.ArgumentParser:
         "--no-ack", action="store_true", help="alert: leaders do not acknowledge (alert path only)"
     )
     p.add_argument(
+        "--no-page-pings",
+        action="store_true",
+        help="alert: leaders do not ping after 20 s of quiet as the pages do",
+    )
+    p.add_argument(
         "--profile",
         type=Path,
         default=None,

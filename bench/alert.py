@@ -52,6 +52,7 @@ from bench.common import (
     start_process,
     work_dir,
 )
+from dispatch.config import Settings
 from dispatch.simulate.leaders import Crowd, Leader, WorkerJob, split
 from dispatch.simulate.seed import seed_database
 from dispatch.simulate.town import QINGXI, TeamSpec, Town, offset
@@ -238,6 +239,9 @@ async def _ours_on(
         finally:
             results = await asyncio.to_thread(crowd.stop)
         _collect(streams, results)
+        if not args.no_page_pings:
+            pings = sum(int(r["pings"]) for r in results)
+            say(f"    {backend}: page pings {pings}, pongs {sum(int(r['pongs']) for r in results)}")
         for stream in streams:
             summary = stream.summary()
             say(
@@ -267,8 +271,19 @@ async def _idle(served: Served, backend: str, per_socket: float, connect_s: floa
 def _jobs(
     ws_url: str, base_url: str, leaders: list[Leader], args: argparse.Namespace
 ) -> list[WorkerJob]:
+    # The pages' default: the server the benchmark starts keeps it.
+    page_ping_s = float(Settings.model_fields["ws_client_ping_s"].default)
+    ping_after_s = None if args.no_page_pings else page_ping_s
     return [
-        WorkerJob(ws_url, base_url, part, "measure", seed=i, ack=not args.no_ack)
+        WorkerJob(
+            ws_url,
+            base_url,
+            part,
+            "measure",
+            seed=i,
+            ack=not args.no_ack,
+            ping_after_s=ping_after_s,
+        )
         for i, part in enumerate(split(leaders, args.clients))
     ]
 

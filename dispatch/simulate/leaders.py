@@ -100,6 +100,20 @@ class WorkerJob:
     # Handshakes in flight at once per worker: enough to connect quickly, few enough not to
     # swamp the server (each handshake reads the database twice).
     connect_concurrency: int = 16
+    # As the pages do (live.js, DISPATCH_WS_CLIENT_PING_S): after this long with nothing heard
+    # on its socket, a phone sends {"type": "ping"}, which the server answers with a pong; None:
+    # never (a client that relies on the protocol's own pings alone).
+    ping_after_s: float | None = None
+
+
+@dataclass
+class _Heard:
+    """When a socket last heard anything (time.monotonic())."""
+
+    at: float
+
+
+PING = json.dumps({"type": "ping"})
 
 
 @dataclass(frozen=True)
@@ -171,6 +185,9 @@ class Phones:
             "missed": 0,
             "errors": 0,
         }
+        # Page-like pings sent (``ping_after_s``) and the server's pongs heard.
+        self.pings = 0
+        self.pongs = 0
         self._sockets: list[ClientConnection] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
@@ -198,7 +215,10 @@ class Phones:
                 await asyncio.sleep(self.rng.uniform(0.5, 1.5) * 2 ** min(attempt, 4))
             self.connected += 1
             self._sockets.append(socket)
-            self._spawn(self._listen(leader, socket))
+            heard = _Heard(time.monotonic())
+            self._spawn(self._listen(leader, socket, heard))
+            if self.job.ping_after_s is not None:
+                self._spawn(self._ping_when_quiet(socket, heard, self.job.ping_after_s))
 
         await asyncio.gather(*(one(leader) for leader in self.job.leaders))
 
@@ -223,12 +243,14 @@ class Phones:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _listen(self, leader: Leader, socket: ClientConnection) -> None:
+    async def _listen(self, leader: Leader, socket: ClientConnection, heard: _Heard) -> None:
         with contextlib.suppress(ConnectionClosed):
             async for raw in socket:
-                at = time.monotonic()
+                at = heard.at = time.monotonic()
                 text = raw if isinstance(raw, str) else raw.decode()
                 message = json.loads(text)
+                if message.get("type") == "pong":
+                    self.pongs += 1
                 if message.get("type") != "alert":
                     continue
                 if self.job.ack:
@@ -237,6 +259,20 @@ class Phones:
                     self._record(leader, message, text, at)
                 elif leader.acts:
                     self._spawn(self._respond(leader, message["data"]))
+
+    async def _ping_when_quiet(
+        self, socket: ClientConnection, heard: _Heard, after_s: float
+    ) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                quiet_s = time.monotonic() - heard.at
+                if quiet_s < after_s:
+                    await asyncio.sleep(after_s - quiet_s)
+                    continue
+                await socket.send(PING)
+                self.pings += 1
+                # The pong is heard like any other message; until it comes, no second ping.
+                heard.at = time.monotonic()
 
     def _record(self, leader: Leader, message: dict[str, Any], text: str, at: float) -> None:
         tag = str(message["data"]["incident"].get("description") or "")
@@ -360,6 +396,8 @@ class Phones:
             "receipts": [(r.tag, r.user_id, r.at, r.size) for r in self.receipts],
             "samples": self.samples,
             "acts": self.acts_done,
+            "pings": self.pings,
+            "pongs": self.pongs,
         }
 
 

@@ -1,0 +1,38 @@
+"""The simulator's phones against a real server: as the pages do, a phone that hears nothing
+for a while pings, and the server's pongs come back."""
+
+from __future__ import annotations
+
+import asyncio
+
+from dispatch.simulate.leaders import Leader, Phones, WorkerJob
+from tests.support import World
+
+
+async def test_a_quiet_phone_pings_as_the_pages_do_and_hears_the_pongs(world: World) -> None:
+    team = await world.team("fixed_post")
+    account = await world.leader(team)
+    leader = Leader(account.id, account.token, team["id"], "fixed_post")
+    job = WorkerJob(world.ws_url, world.base_url, [leader], "measure", ping_after_s=0.2)
+    phones = Phones(job)
+    await phones.connect_all()
+    try:
+        async with asyncio.timeout(10):
+            while phones.pongs < 3:
+                await asyncio.sleep(0.05)
+    finally:
+        results = await phones.finish()
+    assert results["connected"] == 1
+    # One ping at a time: the next waits until the last one's pong and a quiet spell after it.
+    assert results["pings"] - results["pongs"] in (0, 1), results
+
+
+async def test_a_phone_without_page_pings_sends_none(world: World) -> None:
+    team = await world.team("fixed_post")
+    account = await world.leader(team)
+    leader = Leader(account.id, account.token, team["id"], "fixed_post")
+    phones = Phones(WorkerJob(world.ws_url, world.base_url, [leader], "measure"))
+    await phones.connect_all()
+    await asyncio.sleep(0.5)
+    results = await phones.finish()
+    assert (results["connected"], results["pings"], results["pongs"]) == (1, 0, 0)
