@@ -84,7 +84,9 @@ def bench_town(leaders: int, seed: int = 7) -> tuple[Town, list[tuple[float, flo
         kind = TeamKind.FIXED_POST if i % 2 == 0 else TeamKind.MOBILE
         lon, lat = offset(*QINGXI, float(east[i]), float(north[i]))
         town.teams.append(TeamSpec(f"T{i:05d}", kind, lon, lat, DEFAULT_RADIUS_M[kind]))
-    index = ZoneIndex(CircleZone(t.name, t.lon, t.lat, t.radius_m) for t in town.teams)
+    index = ZoneIndex(
+        CircleZone(t.name, t.lon, t.lat, DEFAULT_RADIUS_M[t.kind]) for t in town.teams
+    )
     points: list[tuple[float, float, int]] = []
     while len(points) < 5000:
         lon, lat = offset(*QINGXI, float(rng.uniform(-half, half)), float(rng.uniform(-half, half)))

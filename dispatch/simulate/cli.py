@@ -7,7 +7,10 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dispatch.simulate.town import Town
 
 
 def positive(text: str) -> float:
@@ -87,7 +90,8 @@ def add_simulate_command(commands: Any) -> None:
         "simulate",
         help="simulate a town: leaders on phones, incidents at a rate, the 1-3-5 report",
         description=(
-            "Generates a town by the plan's proportions (or loads one from JSON), connects every "
+            "Generates a town by the plan's proportions (or loads one from JSON, or reads a "
+            "running server's teams and the places of its incidents), connects every "
             "leader over the websocket, reports incidents at a rate, shows each tier as it is met "
             "or breached, and ends with the share of incidents that would meet 1 minute. "
             "Without --url it seeds a fresh database and runs its own server."
@@ -104,7 +108,24 @@ def add_simulate_command(commands: Any) -> None:
     )
     town.add_argument("--side-km", type=positive, default=12.0, help="side of the town's square")
     town.add_argument("--leaders-per-team", type=positive_int, default=1)
-    town.add_argument("--save-town", type=Path, help="write the generated town as JSON")
+    town.add_argument(
+        "--town-from",
+        type=server_url,
+        metavar="URL",
+        help="the teams in service of a running server, their leaders and the places of its "
+        "latest incidents (needs --admin)",
+    )
+    town.add_argument(
+        "--history",
+        type=count,
+        default=1000,
+        help="with --town-from: how many of its latest incidents give the places, at most 1000 "
+        "(0: none; default 1000)",
+    )
+    town.add_argument("--save-town", type=Path, help="write the town as JSON")
+    town.add_argument(
+        "--no-run", action="store_true", help="stop after writing --save-town: no simulation"
+    )
     run = simulate.add_argument_group("the run")
     run.add_argument("--incidents", type=positive_int, default=30, help="how many (default 30)")
     run.add_argument("--rate", type=positive, default=6.0, help="incidents per minute (default 6)")
@@ -141,40 +162,37 @@ def add_simulate_command(commands: Any) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    if args.url is not None and not args.admin:
-        print("error: --url needs --admin (its password is read from stdin)", file=sys.stderr)
+    problem = _problem(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
-    from dispatch.simulate import town as towns
     from dispatch.simulate.leaders import Behaviour
     from dispatch.simulate.run import Options
 
-    if args.town is not None:
-        try:
-            town = towns.load(args.town)
-        except towns.TownFileError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-    else:
-        town = towns.generate(
-            stations=args.stations,
-            fixed_per_station=args.fixed_per_station,
-            mobile_per_station=args.mobile_per_station,
-            side_m=args.side_km * 1000,
-            leaders_per_team=args.leaders_per_team,
-            seed=args.seed,
-        )
+    password = None
+    if args.url is not None or args.town_from is not None:
+        password = os.environ.get("DISPATCH_SIMULATE_PASSWORD") or sys.stdin.readline().strip()
+    town = _town(args, password)
+    if isinstance(town, int):
+        return town
     if args.save_town is not None:
         import json
 
         args.save_town.write_text(json.dumps(town.to_json(), indent=2, ensure_ascii=False))
+        print(f"wrote {args.save_town}: {len(town.teams)} teams, {_places(town)}")
+    if args.no_run:
+        return 0
     speed = args.speed
     if args.url is not None and speed != 1.0:
         # A running server keeps its own targets; only real time is honest against it.
         print("note: against a running server the simulation runs in real time (--speed 1)")
         speed = 1.0
-    password = None
     if args.url is not None:
-        password = os.environ.get("DISPATCH_SIMULATE_PASSWORD") or sys.stdin.readline().strip()
+        # Its incidents are real ones to that server: in its record and its reports.
+        print(
+            "note: the server's own teams are alerted too where their zones cover an incident, "
+            "and the incidents stay in its record"
+        )
     processes = args.processes or max(1, min(os.cpu_count() or 1, town.leader_count // 1000 + 1))
     options = Options(
         town=town,
@@ -198,6 +216,60 @@ def _simulate(args: argparse.Namespace) -> int:
         json_out=args.json,
     )
     return _run(options, args)
+
+
+def _problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the options taken together, if anything."""
+    if args.url is not None and not args.admin:
+        return "--url needs --admin (its password is read from stdin)"
+    if args.town_from is not None and not args.admin:
+        return "--town-from needs --admin (its password is read from stdin)"
+    if args.town_from is not None and args.town is not None:
+        return "give --town or --town-from, not both"
+    if args.no_run and args.save_town is None:
+        return "--no-run writes the town only: give --save-town"
+    return None
+
+
+def _town(args: argparse.Namespace, password: str | None) -> Town | int:
+    """The town to simulate, or the exit status when there is none."""
+    from dispatch.simulate import town as towns
+
+    if args.town is not None:
+        try:
+            return towns.load(args.town)
+        except towns.TownFileError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    if args.town_from is not None:
+        import asyncio
+
+        import httpx
+
+        from dispatch.simulate.export import town_of_server
+
+        assert password is not None, "read with the options"
+        try:
+            return asyncio.run(
+                town_of_server(args.town_from, args.admin, password, history=args.history)
+            )
+        except (httpx.HTTPError, RuntimeError) as error:
+            print(f"error: {args.town_from}: {error or type(error).__name__}", file=sys.stderr)
+            return 1
+    return towns.generate(
+        stations=args.stations,
+        fixed_per_station=args.fixed_per_station,
+        mobile_per_station=args.mobile_per_station,
+        side_m=args.side_km * 1000,
+        leaders_per_team=args.leaders_per_team,
+        seed=args.seed,
+    )
+
+
+def _places(town: Town) -> str:
+    if town.incident_places:
+        return f"{len(town.incident_places)} incident places"
+    return "no incident places (incidents fall near the tier-1 sites)"
 
 
 def _run(options: Any, args: argparse.Namespace) -> int:

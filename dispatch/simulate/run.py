@@ -27,6 +27,7 @@ from dispatch.config import DEFAULT_TARGETS
 from dispatch.incidents.models import ArrivalSource, Category
 from dispatch.simulate.leaders import Behaviour, Crowd, WorkerJob, split
 from dispatch.simulate.seed import (
+    SIMULATED_INCIDENT,
     Seeded,
     retire_api,
     retire_database,
@@ -255,7 +256,7 @@ async def _drive(options: Options, base: str, seeded: Seeded, say: Say) -> dict[
                 body = {
                     "location": {"lon": lon, "lat": lat},
                     "category": rng.choice(CATEGORIES),
-                    "description": f"模拟警情 #{n}",
+                    "description": f"{SIMULATED_INCIDENT} #{n}",
                 }
                 reply = await http.post("/api/v1/incidents", json=body, headers=headers)
                 if reply.status_code != 201:
@@ -310,6 +311,8 @@ def summarise(
     total = len(incidents)
     tiers: dict[str, Any] = {}
     lines = ["", f"Report: {total} incidents in {options.town.name} ({_describe(options.town)})"]
+    if options.town.incident_places:
+        lines.append(f"  at the places of {len(options.town.incident_places)} past incidents")
     for tier in (1, 2, 3):
         rows = [t for i in incidents for t in i["chain"] if t["tier"] == tier]
         covered = sum(1 for t in rows if t["covered"])
@@ -373,6 +376,7 @@ def summarise(
         "leader_actions": acts,
         "lines": lines,
         "incident_ids": [i["id"] for i in incidents],
+        "incident_places": [i["location"] for i in incidents],
     }
 
 

@@ -3,6 +3,7 @@ for thousands of leaders), or through the admin API of a server that is running 
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -34,7 +35,13 @@ def team_name(town_name: str, run: str) -> str:
     killed before it retired its town)."""
     tag = f" (sim-{run})"
     assert len(tag) <= NAME_ROOM, "the town's names leave room for the tag"
+    assert SIMULATED_TEAM.search(town_name + tag), "a simulated team is known by its name"
     return town_name + tag
+
+
+# A simulated team's name ends in its run's tag; a simulated incident's description starts so.
+SIMULATED_TEAM = re.compile(r" \(sim-[0-9a-f]{6}\)$")
+SIMULATED_INCIDENT = "模拟警情"
 
 
 @dataclass
@@ -74,7 +81,7 @@ async def seed_database(
             lon=team_spec.lon,
             lat=team_spec.lat,
             radius_m=team_spec.radius_m,
-            zone=None,
+            zone=team_spec.zone,
             created_at=now,
             updated_at=now,
             retired_at=None,
@@ -128,7 +135,7 @@ async def seed_api(base_url: str, town: Town, admin_name: str, admin_password: s
     """Create the town through a running server's API as an admin (fine for hundreds of teams)."""
     run = uuid.uuid4().hex[:6]
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
-        admin = await _login(http, admin_name, admin_password)
+        admin = await login(http, admin_name, admin_password)
         leaders: list[Leader] = []
         team_ids: list[str] = []
         for i, spec in enumerate(town.teams):
@@ -136,7 +143,7 @@ async def seed_api(base_url: str, town: Town, admin_name: str, admin_password: s
                 "name": team_name(spec.name, run),
                 "kind": spec.kind.value,
                 "location": {"lon": spec.lon, "lat": spec.lat},
-                "radius_m": spec.radius_m,
+                **({"radius_m": spec.radius_m} if spec.zone is None else {"zone": spec.zone}),
             }
             team = _ok(await http.post("/api/v1/teams", json=body, headers=admin))
             team_ids.append(team["id"])
@@ -144,7 +151,7 @@ async def seed_api(base_url: str, town: Town, admin_name: str, admin_password: s
                 name, password = f"sim-{run}-{i}-{n}", secrets.token_urlsafe(12)
                 user = {"name": name, "password": password, "role": "leader", "team_id": team["id"]}
                 created = _ok(await http.post("/api/v1/users", json=user, headers=admin))
-                headers = await _login(http, name, password)
+                headers = await login(http, name, password)
                 token = headers["Authorization"].removeprefix("Bearer ")
                 leaders.append(Leader(created["id"], token, team["id"], spec.kind.value, n == 0))
         operator_token = admin["Authorization"].removeprefix("Bearer ")
@@ -176,12 +183,12 @@ async def retire_api(
 ) -> None:
     """Take a simulated town's teams out of service again (their records stay)."""
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
-        admin = await _login(http, admin_name, admin_password)
+        admin = await login(http, admin_name, admin_password)
         for team_id in team_ids:
             await http.delete(f"/api/v1/teams/{team_id}", headers=admin)
 
 
-async def _login(http: httpx.AsyncClient, name: str, password: str) -> dict[str, str]:
+async def login(http: httpx.AsyncClient, name: str, password: str) -> dict[str, str]:
     reply = _ok(
         await http.post("/api/v1/auth/token", data={"username": name, "password": password})
     )

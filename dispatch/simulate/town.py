@@ -17,6 +17,7 @@ from typing import Any
 from dispatch.schemas import name_problem, strip_name
 from dispatch.teams.models import DEFAULT_RADIUS_M, TIER_OF_KIND, TeamKind
 from geo.crs import CRS, to_wgs84
+from geo.zones import parse_zone_geojson, zone_to_geojson
 
 QINGXI = (114.159, 22.847)
 METRES_PER_DEG_LAT = 110_700.0
@@ -40,8 +41,11 @@ class TeamSpec:
     kind: TeamKind
     lon: float
     lat: float
-    radius_m: float
+    # A circle around the site, or (police only) a drawn area: a GeoJSON Polygon or
+    # MultiPolygon in WGS84, as the server keeps it.
+    radius_m: float | None
     leaders: int = 1
+    zone: dict[str, Any] | None = None
 
     @property
     def tier(self) -> int:
@@ -56,6 +60,9 @@ class Town:
     teams: list[TeamSpec] = field(default_factory=list)
     # Places incidents gather around; by default the sites of the tier-1 teams.
     hotspots: list[tuple[float, float]] = field(default_factory=list)
+    # The places of real incidents (a server's record): when given, every incident happens
+    # at one of them, exactly, and the hotspots are not used.
+    incident_places: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def leader_count(self) -> int:
@@ -68,6 +75,8 @@ class Town:
         return counts
 
     def incident_point(self, rng: random.Random) -> tuple[float, float]:
+        if self.incident_places:
+            return rng.choice(self.incident_places)
         spots = self.hotspots or [(t.lon, t.lat) for t in self.teams if t.tier == 1]
         if spots and rng.random() < NEAR_SITE_SHARE:
             lon, lat = rng.choice(spots)
@@ -78,13 +87,23 @@ class Town:
         return offset(*self.centre, rng.uniform(-half, half), rng.uniform(-half, half))
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        town: dict[str, Any] = {
             "name": self.name,
             "centre": {"lon": self.centre[0], "lat": self.centre[1]},
             "side_m": self.side_m,
-            "teams": [{**asdict(t), "kind": t.kind.value} for t in self.teams],
+            "teams": [_team_json(t) for t in self.teams],
             "hotspots": [{"lon": lon, "lat": lat} for lon, lat in self.hotspots],
         }
+        if self.incident_places:
+            town["incidents"] = [{"lon": lon, "lat": lat} for lon, lat in self.incident_places]
+        return town
+
+
+def _team_json(team: TeamSpec) -> dict[str, Any]:
+    """A team as the file has it: a drawn zone instead of a radius, not both."""
+    fields = {**asdict(team), "kind": team.kind.value}
+    fields.pop("zone" if team.zone is None else "radius_m")
+    return fields
 
 
 def offset(lon: float, lat: float, east_m: float, north_m: float) -> tuple[float, float]:
@@ -180,8 +199,9 @@ class TownFileError(ValueError):
 
 
 def load(path: Path) -> Town:
-    """A town from JSON: {"name", "teams": [{"name", "kind", "lon", "lat", "crs"?, "radius_m"?,
-    "leaders"?}], "hotspots"?: [{"lon", "lat"}]}. Coordinates may be wgs84, gcj02 or bd09."""
+    """A town from JSON: {"name", "teams": [{"name", "kind", "lon", "lat", "crs"?, "radius_m"?
+    or "zone"?, "leaders"?}], "hotspots"?: [{"lon", "lat"}], "incidents"?: [{"lon", "lat"}]}.
+    Coordinates may be wgs84, gcj02 or bd09."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
@@ -196,7 +216,17 @@ def load(path: Path) -> Town:
             raise TownFileError(
                 f"teams[{i}].name: {team.name!r} is the name of teams[{first[team.name]}]"
             )
-    hotspots = [_point(item, f"hotspots[{i}]") for i, item in enumerate(data.get("hotspots", []))]
+    name = str(data.get("name", path.stem))
+    return around(name, teams, _points(data, "hotspots"), _points(data, "incidents"))
+
+
+def around(
+    name: str,
+    teams: list[TeamSpec],
+    hotspots: list[tuple[float, float]],
+    incident_places: list[tuple[float, float]],
+) -> Town:
+    """A town of ``teams``, its area the square around their sites (a kilometre at least)."""
     lons = [t.lon for t in teams]
     lats = [t.lat for t in teams]
     centre = ((min(lons) + max(lons)) / 2, (min(lats) + max(lats)) / 2)
@@ -205,7 +235,14 @@ def load(path: Path) -> Town:
         (max(lons) - min(lons)) * METRES_PER_DEG_LAT * math.cos(math.radians(centre[1])),
         1000.0,
     )
-    return Town(str(data.get("name", path.stem)), centre, span_m, teams, hotspots)
+    return Town(name, centre, span_m, teams, hotspots, incident_places)
+
+
+def _points(data: dict[str, Any], key: str) -> list[tuple[float, float]]:
+    items = data.get(key, [])
+    if not isinstance(items, list):
+        raise TownFileError(f"{key}: must be a list of {{lon, lat}}")
+    return [_point(item, f"{key}[{i}]") for i, item in enumerate(items)]
 
 
 def _team(item: Any, where: str) -> TeamSpec:
@@ -217,13 +254,34 @@ def _team(item: Any, where: str) -> TeamSpec:
         kinds = ", ".join(k.value for k in TeamKind)
         raise TownFileError(f"{where}.kind: must be one of {kinds}") from None
     lon, lat = _point(item, where)
+    leaders = item.get("leaders", 1)
+    # A team nobody leads is alerted and never answers, as it would be in service.
+    if not isinstance(leaders, int) or isinstance(leaders, bool) or leaders < 0:
+        raise TownFileError(f"{where}.leaders: must be a whole number >= 0")
+    name = _name(item.get("name"), kind, where)
+    if item.get("zone") is not None:
+        if "radius_m" in item:
+            raise TownFileError(f"{where}: give either radius_m or zone, not both")
+        zone = _zone(item["zone"], kind, f"{where}.zone")
+        return TeamSpec(name, kind, lon, lat, None, leaders, zone)
     radius = item.get("radius_m", DEFAULT_RADIUS_M.get(kind))
     if not isinstance(radius, int | float) or not 0 < radius <= 50_000:
         raise TownFileError(f"{where}.radius_m: a {kind.value} team needs 0 < radius_m <= 50000")
-    leaders = item.get("leaders", 1)
-    if not isinstance(leaders, int) or leaders < 1:
-        raise TownFileError(f"{where}.leaders: must be a whole number >= 1")
-    return TeamSpec(_name(item.get("name"), kind, where), kind, lon, lat, float(radius), leaders)
+    return TeamSpec(name, kind, lon, lat, float(radius), leaders)
+
+
+def _zone(value: Any, kind: TeamKind, where: str) -> dict[str, Any]:
+    """A police team's drawn zone, checked as the server checks it, kept in WGS84."""
+    if kind in DEFAULT_RADIUS_M:
+        raise TownFileError(f"{where}: a {kind.value} team's zone is a circle; give radius_m")
+    if not isinstance(value, dict):
+        raise TownFileError(f"{where}: must be a GeoJSON Polygon or MultiPolygon")
+    try:
+        crs = CRS(value.get("crs", "wgs84"))
+        shape = parse_zone_geojson({k: v for k, v in value.items() if k != "crs"}, crs)
+    except ValueError as error:  # the geo package's errors, and an unknown crs
+        raise TownFileError(f"{where}: {error}") from None
+    return zone_to_geojson(shape)
 
 
 def _name(value: Any, kind: TeamKind, where: str) -> str:

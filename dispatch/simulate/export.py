@@ -1,0 +1,77 @@
+"""The town a running server serves: its teams in service with their zones, how many leaders
+each has, and the places of its latest incidents.
+
+An office simulates the layout it has on the incidents it had, edits the saved file into the
+layout it is considering, and simulates that on the same places: two answers to "what share of
+incidents would meet 1 minute?" that differ by the layout alone.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import httpx
+
+from dispatch.simulate.seed import SIMULATED_INCIDENT, SIMULATED_TEAM, login
+from dispatch.simulate.town import MAX_NAME_LENGTH, TeamSpec, Town, around
+from dispatch.teams.models import TeamKind
+
+# The most incidents the server lists in one answer (GET /api/v1/incidents?limit=).
+MAX_HISTORY = 1000
+
+
+async def town_of_server(
+    base_url: str, admin_name: str, admin_password: str, *, history: int = MAX_HISTORY
+) -> Town:
+    """Read the town from the server's admin API; ``history`` latest incidents give the
+    places (0: none, and incidents then fall near the tier-1 sites as in a generated town).
+    The simulator's own teams and incidents, left by a run with ``--keep-town``, are not the
+    town's and are left out."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
+        admin = await login(http, admin_name, admin_password)
+        teams = await _listed(http, "/api/v1/teams", admin)
+        users = await _listed(http, "/api/v1/users", admin)
+        incidents = (
+            await _listed(http, "/api/v1/incidents", admin, limit=min(history, MAX_HISTORY))
+            if history > 0
+            else []
+        )
+    leaders = Counter(
+        u["team_id"] for u in users if u["role"] == "leader" and not u["disabled"] and u["team_id"]
+    )
+    specs = [_spec(t, leaders[t["id"]]) for t in teams if not SIMULATED_TEAM.search(t["name"])]
+    if not specs:
+        raise RuntimeError(f"{base_url} has no teams in service to simulate")
+    places = [
+        (float(i["location"]["lon"]), float(i["location"]["lat"]))
+        for i in incidents
+        if not (i.get("description") or "").startswith(SIMULATED_INCIDENT)
+    ]
+    return around(f"{httpx.URL(base_url).netloc.decode()} 在役队伍", specs, [], places)
+
+
+def _spec(team: dict[str, Any], leaders: int) -> TeamSpec:
+    name = team["name"]
+    if len(name) > MAX_NAME_LENGTH:
+        # The file leaves room for a run's tag after each name.
+        name = name[: MAX_NAME_LENGTH - 1] + "…"
+    return TeamSpec(
+        name=name,
+        kind=TeamKind(team["kind"]),
+        lon=float(team["location"]["lon"]),
+        lat=float(team["location"]["lat"]),
+        radius_m=None if team["zone"] is not None else float(team["radius_m"]),
+        leaders=leaders,
+        zone=team["zone"],
+    )
+
+
+async def _listed(
+    http: httpx.AsyncClient, path: str, headers: dict[str, str], **params: int
+) -> list[dict[str, Any]]:
+    reply = await http.get(path, headers=headers, params=params)
+    if reply.status_code >= 400:
+        raise RuntimeError(f"GET {path}: {reply.status_code} {reply.text[:300]}")
+    listed: list[dict[str, Any]] = reply.json()
+    return listed
