@@ -48,12 +48,16 @@ async def test_an_uncovered_tiers_reason_is_written_in_the_pages_language(
     page = await open_report(browser, contexts, world, day)
     uncovered = page.locator(f'#exclusions tr[data-incident-id="{incident_id}"][data-tier="2"]')
     await expect(uncovered.locator("td").last).to_have_text("此处无该梯队覆盖（无人到场）")
+    # A tier nobody reached has no times: a dash, not a dash with a unit after it.
+    card = page.locator('.tier-card[data-tier="1"] .tier-card-line').last
+    await expect(card).to_have_text("P50 — · P90 — · 最大 —")
 
     await page.get_by_role("button", name="English").click()
     # Not the Chinese full-width brackets around the English words.
     await expect(uncovered.locator("td").last).to_have_text(
         "No team of this tier covers the place (Nobody arrived)"
     )
+    await expect(card).to_have_text("P50 — · P90 — · Max —")
 
 
 async def test_a_report_the_server_could_not_answer_asks_for_the_same_filters_again(
