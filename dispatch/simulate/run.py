@@ -376,7 +376,20 @@ def summarise(
         "leader_actions": acts,
         "lines": lines,
         "incident_ids": [i["id"] for i in incidents],
-        "incident_places": [i["location"] for i in incidents],
+        "incident_outcomes": [_outcome(i) for i in incidents],
+    }
+
+
+def _outcome(incident: dict[str, Any]) -> dict[str, Any]:
+    """Where an incident was and how each tier came out there ("uncovered" where no team of
+    the tier covers the place): the places a layout leaves short, for a map."""
+    return {
+        "id": incident["id"],
+        "lon": incident["location"]["lon"],
+        "lat": incident["location"]["lat"],
+        "tiers": {
+            str(t["tier"]): t["status"] if t["covered"] else "uncovered" for t in incident["chain"]
+        },
     }
 
 

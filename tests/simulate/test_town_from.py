@@ -174,10 +174,15 @@ def test_a_town_file_keeps_drawn_zones_and_the_places_of_past_incidents(
     assert done.returncode == 0, done.stderr[-3000:]
     assert "at the places of 2 past incidents" in done.stdout
     report = json.loads(out.read_text())
-    reported = rounded((p["lon"], p["lat"]) for p in report["incident_places"])
+    outcomes = report["incident_outcomes"]
+    reported = rounded((o["lon"], o["lat"]) for o in outcomes)
     assert set(reported) <= set(rounded((p["lon"], p["lat"]) for p in places)), reported
-    # Every place lies in the drawn zone: patrol police covered every incident.
+    # Every place lies in the drawn zone: patrol police covered every incident, and no
+    # response team is in the town.
     assert report["tiers"]["2"]["covered"] == 3
+    for outcome in outcomes:
+        assert outcome["tiers"]["2"] in ("met", "breached"), outcome
+        assert outcome["tiers"]["3"] == "uncovered", outcome
     # The team nobody leads was alerted and never answered; the fixed post's leader did.
     counts = report["dispatch_counts"]
     assert counts["delivered"] == counts["dispatches"] - 3, counts
