@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -124,6 +126,13 @@ def add_simulate_command(commands: Any) -> None:
     )
     town.add_argument("--save-town", type=Path, help="write the town as JSON")
     town.add_argument(
+        "--compare",
+        type=Path,
+        metavar="TOWN",
+        help="a second town file, simulated after the first with the same options and seed; "
+        "the two reports are shown side by side",
+    )
+    town.add_argument(
         "--no-run", action="store_true", help="stop after writing --save-town: no simulation"
     )
     run = simulate.add_argument_group("the run")
@@ -175,9 +184,10 @@ def _simulate(args: argparse.Namespace) -> int:
     town = _town(args, password)
     if isinstance(town, int):
         return town
+    second = _second_town(args)
+    if isinstance(second, int):
+        return second
     if args.save_town is not None:
-        import json
-
         args.save_town.write_text(json.dumps(town.to_json(), indent=2, ensure_ascii=False))
         print(f"wrote {args.save_town}: {len(town.teams)} teams, {_places(town)}")
     if args.no_run:
@@ -213,9 +223,24 @@ def _simulate(args: argparse.Namespace) -> int:
         admin=args.admin,
         password=password,
         keep_town=args.keep_town,
-        json_out=args.json,
+        json_out=args.json if second is None else None,
     )
-    return _run(options, args)
+    first = _run(options, args)
+    if second is None or isinstance(first, int):
+        return first if isinstance(first, int) else 0
+    print(f"\nthe second town, {args.compare}:", flush=True)
+    then = _run(replace(options, town=second), args)
+    if isinstance(then, int):
+        return then
+    from dispatch.simulate.run import compared
+
+    for line in compared(first, then):
+        print(line)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"compared": [first, then]}, indent=2, ensure_ascii=False)
+        args.json.write_text(text, encoding="utf-8")
+    return 0
 
 
 def _problem(args: argparse.Namespace) -> str | None:
@@ -228,7 +253,22 @@ def _problem(args: argparse.Namespace) -> str | None:
         return "give --town or --town-from, not both"
     if args.no_run and args.save_town is None:
         return "--no-run writes the town only: give --save-town"
+    if args.no_run and args.compare is not None:
+        return "--compare runs both towns: not with --no-run"
     return None
+
+
+def _second_town(args: argparse.Namespace) -> Town | int | None:
+    """The --compare town, read before the first run so a bad file costs no simulation."""
+    from dispatch.simulate import town as towns
+
+    if args.compare is None:
+        return None
+    try:
+        return towns.load(args.compare)
+    except towns.TownFileError as error:
+        print(f"error: --compare: {error}", file=sys.stderr)
+        return 2
 
 
 def _town(args: argparse.Namespace, password: str | None) -> Town | int:
@@ -272,8 +312,9 @@ def _places(town: Town) -> str:
     return "no incident places (incidents fall near the tier-1 sites)"
 
 
-def _run(options: Any, args: argparse.Namespace) -> int:
-    """Run the simulation; a server or database it cannot use is one line on stderr, exit 1."""
+def _run(options: Any, args: argparse.Namespace) -> dict[str, Any] | int:
+    """Run the simulation for its report; a server or database it cannot use is one line on
+    stderr, exit 1."""
     import httpx
 
     from dispatch.cli import database_error, database_errors
@@ -281,7 +322,7 @@ def _run(options: Any, args: argparse.Namespace) -> int:
 
     server = args.url or "the simulation's own server"
     try:
-        simulate(options, say=lambda line: print(line, flush=True))
+        return simulate(options, say=lambda line: print(line, flush=True))
     except httpx.HTTPError as error:
         print(f"error: {server}: {error or type(error).__name__}", file=sys.stderr)
         return 1
@@ -296,4 +337,3 @@ def _run(options: Any, args: argparse.Namespace) -> int:
         else:
             print(f"error: the simulation's database: {error}", file=sys.stderr)
         return 1
-    return 0

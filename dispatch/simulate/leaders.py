@@ -52,6 +52,9 @@ class Leader:
     kind: str
     # Only one leader of a team accepts and goes; the others just receive and acknowledge.
     acts: bool = True
+    # The team's name in the town (without the run's tag): with the run's seed and the
+    # incident, what the leader's draws for an alert come from.
+    team_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,9 @@ class WorkerJob:
     mode: Mode = "simulate"
     behaviour: Behaviour = field(default_factory=Behaviour)
     seed: int = 0
+    # The run's seed, the same in every worker: a team's leader answers the same incident
+    # alike in two runs of one seed, whichever worker plays him (see Phones.draws).
+    run_seed: int = 0
     ack: bool = True
     # Handshakes in flight at once per worker: enough to connect quickly, few enough not to
     # swamp the server (each handshake reads the database twice).
@@ -287,18 +293,19 @@ class Phones:
         incident = alert["incident"]
         headers = {"Authorization": f"Bearer {leader.token}"}
         assert self._http is not None
-        if self.rng.random() < behaviour.miss_share:
+        rng = self.draws(leader, incident)
+        if rng.random() < behaviour.miss_share:
             self.acts_done["missed"] += 1
             return
         try:
-            await self._pause(self.rng.uniform(0.5, 3.0))
+            await self._pause(rng.uniform(0.5, 3.0))
             await self._post(f"/api/v1/dispatches/{dispatch['id']}/shown", headers, None)
             await self._pause(
-                self.rng.lognormvariate(math.log(behaviour.accept_median_s), behaviour.accept_sigma)
+                rng.lognormvariate(math.log(behaviour.accept_median_s), behaviour.accept_sigma)
             )
             await self._post(f"/api/v1/dispatches/{dispatch['id']}/accept", headers, None)
             self.acts_done["accepted"] += 1
-            journey = await self._travel(leader, dispatch, incident["location"], headers)
+            journey = await self._travel(leader, dispatch, incident["location"], headers, rng)
             if journey == "closed":
                 return
             if journey == "on_scene":
@@ -314,22 +321,33 @@ class Phones:
             log.warning("leader %s: %r", leader.user_id, error)
             self.acts_done["errors"] += 1
 
+    def draws(self, leader: Leader, incident: dict[str, Any]) -> random.Random:
+        """The leader's chances for one alert: whether he misses it, how long he takes, where
+        he starts from. Drawn from the run's seed, his team's name in the town and the
+        incident's number in the run, so two layouts compared on one seed differ by their
+        teams alone: a team in both answers each incident the same way in both."""
+        if not leader.team_key:
+            return self.rng
+        incident_key = incident.get("description") or incident["id"]
+        return random.Random(f"{self.job.run_seed}|{leader.team_key}|{incident_key}")
+
     async def _travel(
         self,
         leader: Leader,
         dispatch: dict[str, Any],
         scene: dict[str, Any],
         headers: dict[str, str],
+        rng: random.Random,
     ) -> Journey:
         """From the dispatch's distance on a random bearing straight towards the scene, covered
         in the travel time (streets' detour included), with a fix at once and then every
         POSITION_EVERY_S until one records the arrival or the travel time is over."""
         behaviour = self.job.behaviour
-        travel_s = behaviour.travel_s(leader.kind, float(dispatch["distance_m"]), self.rng)
+        travel_s = behaviour.travel_s(leader.kind, float(dispatch["distance_m"]), rng)
         # Police start somewhere on patrol, nearer than the dispatch's distance: the straight
         # line is what the travel time covers at the team's speed, less the streets' detour.
         start_m = travel_s * behaviour.ground_mps(leader.kind) / behaviour.detour
-        bearing = self.rng.uniform(0.0, 360.0)
+        bearing = rng.uniform(0.0, 360.0)
         path = f"/api/v1/dispatches/{dispatch['id']}/position"
         began = time.monotonic()
         every_s = POSITION_EVERY_S / behaviour.speed

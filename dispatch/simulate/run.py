@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,7 +237,15 @@ async def _drive(options: Options, base: str, seeded: Seeded, say: Say) -> dict[
     behaviour = options.behaviour
     ws_url = base.replace("http://", "ws://").replace("https://", "wss://") + "/ws"
     jobs = [
-        WorkerJob(ws_url, base, part, "simulate", behaviour, seed=options.seed * 1000 + i)
+        WorkerJob(
+            ws_url,
+            base,
+            part,
+            "simulate",
+            behaviour,
+            seed=options.seed * 1000 + i,
+            run_seed=options.seed,
+        )
         for i, part in enumerate(split(seeded.leaders, options.processes))
     ]
     crowd = Crowd(jobs)
@@ -378,6 +387,50 @@ def summarise(
         "incident_ids": [i["id"] for i in incidents],
         "incident_outcomes": [_outcome(i) for i in incidents],
     }
+
+
+def compared(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
+    """Two reports side by side: each tier's share met and covered, and its median time on
+    scene, with the second's difference from the first."""
+    names = [first["town"], second["town"]]
+    if names[0] == names[1]:
+        names = ["first", "second"]
+    width = max(12, *(_shown_width(n) + 2 for n in names))
+
+    def row(label: str, a: str, b: str, change: str) -> str:
+        return f"  {label:<26}{_padded(a, width)}{_padded(b, width)}{change}"
+
+    lines = [
+        "",
+        f"Compared ({first['incidents']} and {second['incidents']} incidents, same seed):",
+        row("", names[0], names[1], "change"),
+    ]
+    for tier in ("1", "2", "3"):
+        a, b = first["tiers"][tier], second["tiers"][tier]
+        target = TIER_NAMES[int(tier)]
+        for label, key in ((f"met ({target})", "met_share"), ("covered", None)):
+            share_a = a[key] if key else a["covered"] / first["incidents"]
+            share_b = b[key] if key else b["covered"] / second["incidents"]
+            change = f"{(share_b - share_a) * 100:+.0f} points"
+            lines.append(row(f"tier {tier} {label}", f"{share_a:.0%}", f"{share_b:.0%}", change))
+        median_a, median_b = a["on_scene_median_s"], b["on_scene_median_s"]
+        change = "-" if median_a is None or median_b is None else f"{median_b - median_a:+.0f} s"
+        label = f"tier {tier} on scene median"
+        lines.append(row(label, _seconds(median_a), _seconds(median_b), change))
+    return lines
+
+
+def _shown_width(text: str) -> int:
+    """Columns a terminal gives ``text``: two for a Chinese character."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _padded(text: str, width: int) -> str:
+    return text + " " * max(1, width - _shown_width(text))
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} s"
 
 
 def _outcome(incident: dict[str, Any]) -> dict[str, Any]:

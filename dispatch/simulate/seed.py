@@ -71,7 +71,7 @@ async def seed_database(
     run = uuid.uuid4().hex[:6]
     teams: list[Team] = []
     users: list[User] = []
-    plan: list[tuple[User, Team, bool]] = []
+    plan: list[tuple[User, Team, bool, str]] = []
     for team_spec in town.teams:
         team = Team(
             id=new_id(),
@@ -93,7 +93,7 @@ async def seed_database(
         for n in range(team_spec.leaders):
             user = _user(f"sim-{run}-{len(users)}", Role.LEADER, team.id, password_hash, now)
             users.append(user)
-            plan.append((user, team, n == 0))
+            plan.append((user, team, n == 0, team_spec.name))
     staff = [
         _user(f"sim-{run}-operator-{n}", Role.OPERATOR, None, password_hash, now)
         for n in range(operators)
@@ -114,7 +114,7 @@ async def seed_database(
     def token(user: User) -> str:
         return auth.issue_token(user, secret=secret, ttl_s=token_ttl_s, now=now)[0]
 
-    leaders = [Leader(u.id, token(u), t.id, t.kind, acts) for u, t, acts in plan]
+    leaders = [Leader(u.id, token(u), t.id, t.kind, acts, key) for u, t, acts, key in plan]
     tokens = [token(u) for u in staff]
     return Seeded(leaders, tokens[0], [t.id for t in teams], tokens)
 
@@ -153,7 +153,9 @@ async def seed_api(base_url: str, town: Town, admin_name: str, admin_password: s
                 created = _ok(await http.post("/api/v1/users", json=user, headers=admin))
                 headers = await login(http, name, password)
                 token = headers["Authorization"].removeprefix("Bearer ")
-                leaders.append(Leader(created["id"], token, team["id"], spec.kind.value, n == 0))
+                leaders.append(
+                    Leader(created["id"], token, team["id"], spec.kind.value, n == 0, spec.name)
+                )
         operator_token = admin["Authorization"].removeprefix("Bearer ")
     return Seeded(leaders, operator_token, team_ids, [operator_token])
 

@@ -36,3 +36,21 @@ async def test_a_phone_without_page_pings_sends_none(world: World) -> None:
     await asyncio.sleep(0.5)
     results = await phones.finish()
     assert (results["connected"], results["pings"], results["pongs"]) == (1, 0, 0)
+
+
+def test_a_team_answers_an_incident_alike_in_two_runs_of_one_seed() -> None:
+    """Common chances for layouts compared: a team's leader draws the same for the same
+    incident whichever worker plays him, and differently for another team or incident."""
+    leader = Leader("u1", "t", "team-1", "fixed_post", team_key="工业园驻点")
+    incident = {"id": "id-of-run-1", "description": "模拟警情 #7"}
+    in_one_run = Phones(WorkerJob("ws://x", "http://x", [leader], seed=1000, run_seed=1))
+    in_another = Phones(WorkerJob("ws://x", "http://x", [leader], seed=1003, run_seed=1))
+    again = {**incident, "id": "id-of-run-2"}
+    first = in_one_run.draws(leader, incident).random()
+    assert in_another.draws(leader, again).random() == first
+    other_team = Leader("u2", "t", "team-2", "fixed_post", team_key="机动队")
+    assert in_one_run.draws(other_team, incident).random() != first
+    other_incident = {**incident, "description": "模拟警情 #8"}
+    assert in_one_run.draws(leader, other_incident).random() != first
+    other_seed = Phones(WorkerJob("ws://x", "http://x", [leader], seed=2000, run_seed=2))
+    assert other_seed.draws(leader, incident).random() != first

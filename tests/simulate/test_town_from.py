@@ -206,3 +206,44 @@ def test_a_bad_zone_or_place_in_a_town_file_is_refused_naming_it(tmp_path: Path)
         path.write_text(json.dumps({"teams": teams, **extra}))
         done = simulate("--town", str(path))
         assert done.returncode == 2 and problem in done.stderr, (problem, done.stderr)
+
+
+def test_two_layouts_are_compared_on_the_same_incident_places(tmp_path: Path) -> None:
+    places = [{"lon": 114.1601, "lat": 22.8472}, {"lon": 114.1604, "lat": 22.8469}]
+    police = {"name": "巡逻", "kind": "patrol", "lon": 114.159, "lat": 22.847, "radius_m": 3000}
+    today = {
+        "name": "现有布局",
+        # The only fixed post stands 2 km from where incidents happen.
+        "teams": [{"name": "驻点", "kind": "fixed_post", "lon": 114.18, "lat": 22.8472}, police],
+        "incidents": places,
+    }
+    proposed = {
+        **today,
+        "name": "拟调整布局",
+        "teams": [{"name": "驻点", "kind": "fixed_post", "lon": 114.1602, "lat": 22.8471}, police],
+    }
+    paths = []
+    for layout in (today, proposed):
+        path = tmp_path / f"{layout['name']}.json"
+        path.write_text(json.dumps(layout, ensure_ascii=False), encoding="utf-8")
+        paths.append(path)
+    out = tmp_path / "report.json"
+    done = simulate(
+        "--town", str(paths[0]), "--compare", str(paths[1]), "--incidents", "2",
+        "--rate", "240", "--speed", "30", "--miss", "0", "--json", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    first, second = json.loads(out.read_text())["compared"]
+    assert (first["town"], second["town"]) == ("现有布局", "拟调整布局")
+    # Moved to where the incidents happen, the fixed post covers every one of them.
+    assert (first["tiers"]["1"]["covered"], second["tiers"]["1"]["covered"]) == (0, 2)
+    lines = done.stdout.splitlines()
+    assert "Compared (2 and 2 incidents, same seed):" in lines
+    covered = next(line for line in lines if line.strip().startswith("tier 1 covered"))
+    assert covered.split()[3:] == ["0%", "100%", "+100", "points"], covered
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"teams": []}))
+    done = simulate("--town", str(paths[0]), "--compare", str(bad))
+    assert done.returncode == 2 and "--compare:" in done.stderr, done.stderr
+    assert "reported" not in done.stdout, "a bad second town costs no simulation"
