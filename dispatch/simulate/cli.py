@@ -188,7 +188,8 @@ def _simulate(args: argparse.Namespace) -> int:
     if isinstance(second, int):
         return second
     if args.save_town is not None:
-        args.save_town.write_text(json.dumps(town.to_json(), indent=2, ensure_ascii=False))
+        text = json.dumps(town.to_json(), indent=2, ensure_ascii=False)
+        args.save_town.write_text(text, encoding="utf-8")
         print(f"wrote {args.save_town}: {len(town.teams)} teams, {_places(town)}")
     if args.no_run:
         return 0
@@ -226,14 +227,21 @@ def _simulate(args: argparse.Namespace) -> int:
         json_out=args.json if second is None else None,
     )
     first = _run(options, args)
-    if second is None or isinstance(first, int):
-        return first if isinstance(first, int) else 0
-    print(f"\nthe second town, {args.compare}:", flush=True)
-    then = _run(replace(options, town=second), args)
-    if isinstance(then, int):
-        return then
+    if isinstance(first, int):
+        return first
+    if second is not None:
+        return _compare(first, replace(options, town=second), args)
+    return 0
+
+
+def _compare(first: dict[str, Any], options: Any, args: argparse.Namespace) -> int:
+    """Simulate the second town and show both reports side by side."""
     from dispatch.simulate.run import compared
 
+    print(f"\nthe second town, {args.compare}:", flush=True)
+    then = _run(options, args)
+    if isinstance(then, int):
+        return then
     for line in compared(first, then):
         print(line)
     if args.json is not None:

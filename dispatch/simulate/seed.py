@@ -28,6 +28,10 @@ from dispatch.teams.models import Team
 # stored hash only has to be unguessable, not expensive.
 CHEAP_HASH = (1, 1024)
 
+# A simulated team's name ends in its run's tag; a simulated incident's description starts so.
+SIMULATED_TEAM = re.compile(r" \(sim-[0-9a-f]{6}\)$")
+SIMULATED_INCIDENT = "模拟警情"
+
 
 def team_name(town_name: str, run: str) -> str:
     """A simulated team's name: the town's name for it, tagged with the run as its leaders'
@@ -37,11 +41,6 @@ def team_name(town_name: str, run: str) -> str:
     assert len(tag) <= NAME_ROOM, "the town's names leave room for the tag"
     assert SIMULATED_TEAM.search(town_name + tag), "a simulated team is known by its name"
     return town_name + tag
-
-
-# A simulated team's name ends in its run's tag; a simulated incident's description starts so.
-SIMULATED_TEAM = re.compile(r" \(sim-[0-9a-f]{6}\)$")
-SIMULATED_INCIDENT = "模拟警情"
 
 
 @dataclass
