@@ -259,6 +259,9 @@ def _problem(args: argparse.Namespace) -> str | None:
         return "--town-from needs --admin (its password is read from stdin)"
     if args.town_from is not None and args.town is not None:
         return "give --town or --town-from, not both"
+    if args.town_from is not None and args.url is not None:
+        # Simulated there, its copy of the teams would be alerted beside the teams themselves.
+        return "--town-from is simulated on a server of the simulator's own: not with --url"
     if args.no_run and args.save_town is None:
         return "--no-run writes the town only: give --save-town"
     if args.no_run and args.compare is not None:

@@ -132,6 +132,7 @@ async def test_reading_a_server_without_its_incidents_or_admin_is_said_plainly(
         (["--town-from", world.base_url], "--town-from needs --admin"),
         (["--town-from", world.base_url, "--admin", "a", "--town", str(path)], "not both"),
         (["--no-run"], "--no-run writes the town only"),
+        (["--town-from", world.base_url, "--admin", "a", "--url", world.base_url], "--url"),
     ):
         code, _, err = await simulate_beside(*args)
         assert code == 2 and problem in err, (args, err)
