@@ -74,6 +74,16 @@ class Behaviour:
     miss_share: float = 0.05
     # Everything runs this many times faster than real life; the server's targets must match.
     speed: float = 1.0
+    # The geofence radius of a server the simulation set itself: a fix from farther away can
+    # record nothing, so only the first fix on the way and those within it (and a metre) are
+    # sent, and the record is the one every fix would have left. At --speed 30 every fix
+    # would be thirty phones' worth of requests, and the box's queue, counted thirty times,
+    # would be the teams' time. None (a running server's radius is its own): every fix.
+    fixes_within_m: float | None = None
+
+    def may_record(self, left_m: float) -> bool:
+        """Whether a fix this far from the scene could record the arrival."""
+        return self.fixes_within_m is None or left_m <= self.fixes_within_m + 1.0
 
     def travel_s(self, kind: str, distance_m: float, rng: random.Random) -> float:
         """Fixed posts walk from their site, mobile teams ride from theirs; police are out on
@@ -171,6 +181,11 @@ async def _worker(job: WorkerJob, pipe: Connection) -> dict[str, Any]:
     return await phones.finish()
 
 
+async def _until(moment: float) -> None:
+    """Sleep until ``moment`` of time.monotonic() (at once if it has passed)."""
+    await asyncio.sleep(max(0.0, moment - time.monotonic()))
+
+
 class Phones:
     """All the leaders one worker plays."""
 
@@ -182,7 +197,8 @@ class Phones:
         self.receipts: list[Receipt] = []
         # One payload per tag (measure mode), so a baseline can send the same bytes.
         self.samples: dict[str, str] = {}
-        # "arrived" counts every arrival; "geofence" and "button" say how each was recorded.
+        # "arrived" counts every arrival; "geofence" and "button" say how each was recorded;
+        # "fixes" the position fixes sent.
         self.acts_done: dict[str, int] = {
             "accepted": 0,
             "arrived": 0,
@@ -190,6 +206,7 @@ class Phones:
             "button": 0,
             "missed": 0,
             "errors": 0,
+            "fixes": 0,
         }
         # Page-like pings sent (``ping_after_s``) and the server's pongs heard.
         self.pings = 0
@@ -297,15 +314,20 @@ class Phones:
         if rng.random() < behaviour.miss_share:
             self.acts_done["missed"] += 1
             return
+        # Each act at its moment from the alert's receipt, however long the one before took
+        # to answer: sped up, a request's real time would count --speed times over.
+        shown_at = time.monotonic() + rng.uniform(0.5, 3.0) / behaviour.speed
+        accept_s = rng.lognormvariate(math.log(behaviour.accept_median_s), behaviour.accept_sigma)
+        accept_at = shown_at + accept_s / behaviour.speed
         try:
-            await self._pause(rng.uniform(0.5, 3.0))
+            await _until(shown_at)
             await self._post(f"/api/v1/dispatches/{dispatch['id']}/shown", headers, None)
-            await self._pause(
-                rng.lognormvariate(math.log(behaviour.accept_median_s), behaviour.accept_sigma)
-            )
+            await _until(accept_at)
             await self._post(f"/api/v1/dispatches/{dispatch['id']}/accept", headers, None)
             self.acts_done["accepted"] += 1
-            journey = await self._travel(leader, dispatch, incident["location"], headers, rng)
+            journey = await self._travel(
+                leader, dispatch, incident["location"], headers, rng, accept_at
+            )
             if journey == "closed":
                 return
             if journey == "on_scene":
@@ -338,10 +360,12 @@ class Phones:
         scene: dict[str, Any],
         headers: dict[str, str],
         rng: random.Random,
+        began: float,
     ) -> Journey:
         """From the dispatch's distance on a random bearing straight towards the scene, covered
-        in the travel time (streets' detour included), with a fix at once and then every
-        POSITION_EVERY_S until one records the arrival or the travel time is over."""
+        in the travel time (streets' detour included) from ``began`` (the moment of accepting),
+        with a fix at once and then every POSITION_EVERY_S until one records the arrival or
+        the travel time is over."""
         behaviour = self.job.behaviour
         travel_s = behaviour.travel_s(leader.kind, float(dispatch["distance_m"]), rng)
         # Police start somewhere on patrol, nearer than the dispatch's distance: the straight
@@ -349,25 +373,25 @@ class Phones:
         start_m = travel_s * behaviour.ground_mps(leader.kind) / behaviour.detour
         bearing = rng.uniform(0.0, 360.0)
         path = f"/api/v1/dispatches/{dispatch['id']}/position"
-        began = time.monotonic()
         every_s = POSITION_EVERY_S / behaviour.speed
-        sent = 0
+        ticks = 0
         while True:
             # From the clock, not the count of fixes: a late fix is sent from where the team
             # is by then.
             on_way_s = (time.monotonic() - began) * behaviour.speed
             left_m = start_m * max(0.0, 1.0 - on_way_s / travel_s) if travel_s > 0 else 0.0
-            lon, lat, _ = wgs84_geod().fwd(scene["lon"], scene["lat"], bearing, left_m)
-            answer = await self._fix(leader, path, headers, lon, lat)
-            if answer == "closed":
-                return "closed"
-            if answer == "arrived":
-                return "geofence"
+            if ticks == 0 or behaviour.may_record(left_m):
+                lon, lat, _ = wgs84_geod().fwd(scene["lon"], scene["lat"], bearing, left_m)
+                answer = await self._fix(leader, path, headers, lon, lat)
+                if answer == "closed":
+                    return "closed"
+                if answer == "arrived":
+                    return "geofence"
             if on_way_s >= travel_s:
                 return "on_scene"
-            sent += 1
+            ticks += 1
             # On the phone's timer, however long a fix took to answer.
-            await asyncio.sleep(max(0.0, began + sent * every_s - time.monotonic()))
+            await _until(began + ticks * every_s)
 
     async def _fix(
         self, leader: Leader, path: str, headers: dict[str, str], lon: float, lat: float
@@ -376,6 +400,7 @@ class Phones:
         the phone goes on with its next."""
         assert self._http is not None
         body = {"location": {"lon": lon, "lat": lat}, "accuracy_m": FIX_ACCURACY_M}
+        self.acts_done["fixes"] += 1
         try:
             reply = await self._http.post(path, headers=headers, json=body)
         except httpx.HTTPError as error:
@@ -390,9 +415,6 @@ class Phones:
             self.acts_done["errors"] += 1
             return "on_the_way"
         return "arrived" if reply.json()["arrived"] else "on_the_way"
-
-    async def _pause(self, real_seconds: float) -> None:
-        await asyncio.sleep(real_seconds / self.job.behaviour.speed)
 
     async def _post(self, path: str, headers: dict[str, str], body: Any) -> None:
         assert self._http is not None

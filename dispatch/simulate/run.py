@@ -16,7 +16,7 @@ import tempfile
 import time
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,10 @@ from dispatch.simulate.town import Town
 
 TIER_NAMES = {1: "1 min", 2: "3 min", 3: "5 min"}
 CATEGORIES = [c.value for c in Category]
+# The simulation's own server records an arrival as the server's defaults do: a fix within
+# 50 m of the incident, of an accuracy within 30 m (the leaders' fixes claim 8 m).
+GEOFENCE_M = 50.0
+GEOFENCE_ACCURACY_M = 30.0
 HOPS = ("delivered", "accepted", "arrived")
 
 
@@ -96,6 +100,9 @@ def _with_own_server(options: Options, scratch: Path, say: Say) -> dict[str, Any
         # One simulated operator reports every incident, faster than any person would.
         "DISPATCH_REPORT_BURST": "100000",
         "DISPATCH_REPORT_PER_MIN": "100000",
+        # The geofence the leaders' fixes are sent for (Behaviour.fixes_within_m).
+        "DISPATCH_GEOFENCE_RADIUS_M": f"{GEOFENCE_M:g}",
+        "DISPATCH_GEOFENCE_ACCURACY_M": f"{GEOFENCE_ACCURACY_M:g}",
     }
     log = scratch / "server.log"
     with log.open("wb") as handle:
@@ -109,7 +116,8 @@ def _with_own_server(options: Options, scratch: Path, say: Say) -> dict[str, Any
     try:
         _wait_ready(server, base, log)
         say(f"server on {base} (targets {scaled} s: real targets / {speed:g})")
-        return asyncio.run(_drive(options, base, seeded, say))
+        behaviour = replace(options.behaviour, fixes_within_m=GEOFENCE_M)
+        return asyncio.run(_drive(replace(options, behaviour=behaviour), base, seeded, say))
     finally:
         server.terminate()
         try:
