@@ -419,10 +419,12 @@ def compared(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
         for label, key in ((f"met ({target})", "met_share"), ("covered", None)):
             share_a = a[key] if key else a["covered"] / first["incidents"]
             share_b = b[key] if key else b["covered"] / second["incidents"]
-            change = f"{(share_b - share_a) * 100:+.0f} points"
+            change = f"{round((share_b - share_a) * 100):+d} points"
             lines.append(row(f"tier {tier} {label}", f"{share_a:.0%}", f"{share_b:.0%}", change))
         median_a, median_b = a["on_scene_median_s"], b["on_scene_median_s"]
-        change = "-" if median_a is None or median_b is None else f"{median_b - median_a:+.0f} s"
+        change = "-"
+        if median_a is not None and median_b is not None:
+            change = f"{round(median_b - median_a):+d} s"
         label = f"tier {tier} on scene median"
         lines.append(row(label, _seconds(median_a), _seconds(median_b), change))
     return lines
