@@ -230,6 +230,7 @@ def _simulate(args: argparse.Namespace) -> int:
     if isinstance(first, int):
         return first
     if second is not None:
+        second = _on_first_towns_incidents(town, second)
         return _compare(first, replace(options, town=second), args)
     return 0
 
@@ -280,6 +281,13 @@ def _second_town(args: argparse.Namespace) -> Town | int | None:
     except towns.TownFileError as error:
         print(f"error: --compare: {error}", file=sys.stderr)
         return 2
+
+
+def _on_first_towns_incidents(first: Town, second: Town) -> Town:
+    own = second.incident_places or second.hotspots
+    if own and second.where_incidents_fall() != first.where_incidents_fall():
+        print("note: the second town is simulated on the first town's incidents, not its own")
+    return second.on_incidents_of(first)
 
 
 def _town(args: argparse.Namespace, password: str | None) -> Town | int:

@@ -410,7 +410,7 @@ def compared(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
 
     lines = [
         "",
-        f"Compared ({first['incidents']} and {second['incidents']} incidents, same seed):",
+        f"Compared on the same {first['incidents']} incidents:",
         row("", names[0], names[1], "change"),
     ]
     for tier in ("1", "2", "3"):

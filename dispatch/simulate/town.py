@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,18 @@ class Town:
             )
         half = self.side_m / 2
         return offset(*self.centre, rng.uniform(-half, half), rng.uniform(-half, half))
+
+    def where_incidents_fall(self) -> tuple[Any, ...]:
+        """What decides the incidents' places: the places, the hotspots, the area."""
+        spots = self.hotspots or [(t.lon, t.lat) for t in self.teams if t.tier == 1]
+        return (self.incident_places, spots, self.centre, self.side_m)
+
+    def on_incidents_of(self, first: Town) -> Town:
+        """This town's teams, where ``first``'s incidents fall: the same seed then gives both
+        the same incidents, so a comparison differs by the teams alone. (By default incidents
+        gather at the tier-1 sites, and a team added in one town would draw them to it.)"""
+        places, spots, centre, side_m = first.where_incidents_fall()
+        return replace(self, incident_places=places, hotspots=spots, centre=centre, side_m=side_m)
 
     def to_json(self) -> dict[str, Any]:
         town: dict[str, Any] = {

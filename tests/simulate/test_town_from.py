@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import sys
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -239,7 +241,7 @@ def test_two_layouts_are_compared_on_the_same_incident_places(tmp_path: Path) ->
     # Moved to where the incidents happen, the fixed post covers every one of them.
     assert (first["tiers"]["1"]["covered"], second["tiers"]["1"]["covered"]) == (0, 2)
     lines = done.stdout.splitlines()
-    assert "Compared (2 and 2 incidents, same seed):" in lines
+    assert "Compared on the same 2 incidents:" in lines
     covered = next(line for line in lines if line.strip().startswith("tier 1 covered"))
     assert covered.split()[3:] == ["0%", "100%", "+100", "points"], covered
 
@@ -248,3 +250,21 @@ def test_two_layouts_are_compared_on_the_same_incident_places(tmp_path: Path) ->
     done = simulate("--town", str(paths[0]), "--compare", str(bad))
     assert done.returncode == 2 and "--compare:" in done.stderr, done.stderr
     assert "reported" not in done.stdout, "a bad second town costs no simulation"
+
+
+def test_a_compared_town_meets_the_first_towns_incidents() -> None:
+    """By default incidents gather at the tier-1 sites: a post added in the second town would
+    draw them to itself and flatter it. Compared, it meets the first town's incidents."""
+    first = towns.generate(stations=1, fixed_per_station=3, mobile_per_station=1, seed=3)
+    lon, lat = first.centre
+    added = towns.TeamSpec("新增驻点", TeamKind.FIXED_POST, lon + 0.05, lat + 0.05, 100.0)
+    second = replace(first, teams=[*first.teams, added], hotspots=[], incident_places=[])
+
+    def incidents(town: towns.Town) -> list[tuple[float, float]]:
+        rng = random.Random(7)
+        return [town.incident_point(rng) for _ in range(200)]
+
+    assert incidents(second) != incidents(first)
+    compared = second.on_incidents_of(first)
+    assert incidents(compared) == incidents(first)
+    assert compared.teams == second.teams
