@@ -172,6 +172,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
     from dispatch.observability.logs import uvicorn_log_config
+    from dispatch.websocket_protocol import WebSocketProtocol
 
     uvicorn.run(
         "dispatch.app:create_app",
@@ -180,7 +181,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
         port=args.port,
         workers=args.workers,
         loop="uvloop" if args.workers > 1 else "auto",
-        ws="websockets-sansio",
+        ws=WebSocketProtocol,
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,
         ws_per_message_deflate=False,

@@ -28,6 +28,7 @@ from dispatch.app import create_app
 from dispatch.clock import Clock, ManualClock
 from dispatch.config import Settings
 from dispatch.db import Base, create_engine
+from dispatch.websocket_protocol import WebSocketProtocol
 from tests.support import World
 
 PG_ADMIN_DSN = os.environ.get("DISPATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -217,7 +218,7 @@ class RunningServer:
             self.app,
             host="127.0.0.1",
             port=self.port,
-            ws="websockets-sansio",
+            ws=WebSocketProtocol,
             ws_per_message_deflate=False,
             ws_max_size=settings.ws_max_frame_bytes,
             ws_ping_interval=settings.ws_ping_interval_s,
