@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from dispatch.simulate.seed import SIMULATED_INCIDENT, SIMULATED_TEAM, login
+from dispatch.simulate.seed import SIMULATED_INCIDENT, SIMULATED_TEAM, login, ok
 from dispatch.simulate.town import MAX_NAME_LENGTH, TeamSpec, Town, around
 from dispatch.teams.models import TeamKind
 
@@ -30,13 +30,12 @@ async def town_of_server(
     town's and are left out."""
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
         admin = await login(http, admin_name, admin_password)
-        teams = await _listed(http, "/api/v1/teams", admin)
-        users = await _listed(http, "/api/v1/users", admin)
-        incidents = (
-            await _listed(http, "/api/v1/incidents", admin, limit=min(history, MAX_HISTORY))
-            if history > 0
-            else []
-        )
+        teams: list[dict[str, Any]] = ok(await http.get("/api/v1/teams", headers=admin))
+        users: list[dict[str, Any]] = ok(await http.get("/api/v1/users", headers=admin))
+        incidents: list[dict[str, Any]] = []
+        if history > 0:
+            latest = {"limit": min(history, MAX_HISTORY)}
+            incidents = ok(await http.get("/api/v1/incidents", headers=admin, params=latest))
     leaders = Counter(
         u["team_id"] for u in users if u["role"] == "leader" and not u["disabled"] and u["team_id"]
     )
@@ -65,13 +64,3 @@ def _spec(team: dict[str, Any], leaders: int) -> TeamSpec:
         leaders=leaders,
         zone=team["zone"],
     )
-
-
-async def _listed(
-    http: httpx.AsyncClient, path: str, headers: dict[str, str], **params: int
-) -> list[dict[str, Any]]:
-    reply = await http.get(path, headers=headers, params=params)
-    if reply.status_code >= 400:
-        raise RuntimeError(f"GET {path}: {reply.status_code} {reply.text[:300]}")
-    listed: list[dict[str, Any]] = reply.json()
-    return listed

@@ -144,12 +144,12 @@ async def seed_api(base_url: str, town: Town, admin_name: str, admin_password: s
                 "location": {"lon": spec.lon, "lat": spec.lat},
                 **({"radius_m": spec.radius_m} if spec.zone is None else {"zone": spec.zone}),
             }
-            team = _ok(await http.post("/api/v1/teams", json=body, headers=admin))
+            team = ok(await http.post("/api/v1/teams", json=body, headers=admin))
             team_ids.append(team["id"])
             for n in range(spec.leaders):
                 name, password = f"sim-{run}-{i}-{n}", secrets.token_urlsafe(12)
                 user = {"name": name, "password": password, "role": "leader", "team_id": team["id"]}
-                created = _ok(await http.post("/api/v1/users", json=user, headers=admin))
+                created = ok(await http.post("/api/v1/users", json=user, headers=admin))
                 headers = await login(http, name, password)
                 token = headers["Authorization"].removeprefix("Bearer ")
                 leaders.append(
@@ -190,14 +190,12 @@ async def retire_api(
 
 
 async def login(http: httpx.AsyncClient, name: str, password: str) -> dict[str, str]:
-    reply = _ok(
-        await http.post("/api/v1/auth/token", data={"username": name, "password": password})
-    )
+    reply = ok(await http.post("/api/v1/auth/token", data={"username": name, "password": password}))
     return {"Authorization": f"Bearer {reply['access_token']}"}
 
 
-def _ok(reply: httpx.Response) -> dict[str, Any]:
+def ok(reply: httpx.Response) -> Any:
+    """The answer's JSON; a refusal is a RuntimeError naming the request."""
     if reply.status_code >= 400:
         raise RuntimeError(f"{reply.request.method} {reply.request.url.path}: {reply.text[:300]}")
-    data: dict[str, Any] = reply.json()
-    return data
+    return reply.json()

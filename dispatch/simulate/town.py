@@ -14,10 +14,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from dispatch.config import Settings
+from dispatch.errors import InvalidInput
 from dispatch.schemas import name_problem, strip_name
+from dispatch.teams import service as teams_service
 from dispatch.teams.models import DEFAULT_RADIUS_M, TIER_OF_KIND, TeamKind
 from geo.crs import CRS, to_wgs84
-from geo.zones import parse_zone_geojson, zone_to_geojson
 
 QINGXI = (114.159, 22.847)
 METRES_PER_DEG_LAT = 110_700.0
@@ -33,6 +35,8 @@ NEAR_SITE_SPREAD_M = 250.0
 # A team's name is at most 128 characters; a simulated one carries the run's tag after it.
 NAME_ROOM = 16
 MAX_NAME_LENGTH = 128 - NAME_ROOM
+# A drawn zone is checked as a server with the default settings checks it.
+MAX_ZONE_VERTICES: int = Settings.model_fields["max_zone_vertices"].default
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ class Town:
     def incident_point(self, rng: random.Random) -> tuple[float, float]:
         if self.incident_places:
             return rng.choice(self.incident_places)
-        spots = self.hotspots or [(t.lon, t.lat) for t in self.teams if t.tier == 1]
+        spots = self._spots()
         if spots and rng.random() < NEAR_SITE_SHARE:
             lon, lat = rng.choice(spots)
             return offset(
@@ -88,8 +92,11 @@ class Town:
 
     def where_incidents_fall(self) -> tuple[Any, ...]:
         """What decides the incidents' places: the places, the hotspots, the area."""
-        spots = self.hotspots or [(t.lon, t.lat) for t in self.teams if t.tier == 1]
-        return (self.incident_places, spots, self.centre, self.side_m)
+        return (self.incident_places, self._spots(), self.centre, self.side_m)
+
+    def _spots(self) -> list[tuple[float, float]]:
+        """Where incidents gather: the hotspots, by default the tier-1 sites."""
+        return self.hotspots or [(t.lon, t.lat) for t in self.teams if t.tier == 1]
 
     def on_incidents_of(self, first: Town) -> Town:
         """This town's teams, where ``first``'s incidents fall: the same seed then gives both
@@ -274,7 +281,7 @@ def _team(item: Any, where: str) -> TeamSpec:
     if item.get("zone") is not None:
         if "radius_m" in item:
             raise TownFileError(f"{where}: give either radius_m or zone, not both")
-        zone = _zone(item["zone"], kind, f"{where}.zone")
+        zone = _zone(item["zone"], kind, where)
         return TeamSpec(name, kind, lon, lat, None, leaders, zone)
     radius = item.get("radius_m", DEFAULT_RADIUS_M.get(kind))
     if not isinstance(radius, int | float) or not 0 < radius <= 50_000:
@@ -285,15 +292,14 @@ def _team(item: Any, where: str) -> TeamSpec:
 def _zone(value: Any, kind: TeamKind, where: str) -> dict[str, Any]:
     """A police team's drawn zone, checked as the server checks it, kept in WGS84."""
     if kind in DEFAULT_RADIUS_M:
-        raise TownFileError(f"{where}: a {kind.value} team's zone is a circle; give radius_m")
+        raise TownFileError(f"{where}.zone: a {kind.value} team's zone is a circle; give radius_m")
     if not isinstance(value, dict):
-        raise TownFileError(f"{where}: must be a GeoJSON Polygon or MultiPolygon")
+        raise TownFileError(f"{where}.zone: must be a GeoJSON Polygon or MultiPolygon")
     try:
-        crs = CRS(value.get("crs", "wgs84"))
-        shape = parse_zone_geojson({k: v for k, v in value.items() if k != "crs"}, crs)
-    except ValueError as error:  # the geo package's errors, and an unknown crs
-        raise TownFileError(f"{where}: {error}") from None
-    return zone_to_geojson(shape)
+        return teams_service.parse_zone(value, MAX_ZONE_VERTICES)
+    except InvalidInput as error:
+        # Its detail names the member: "zone: ...", "zone.crs: ...".
+        raise TownFileError(f"{where}.{error.detail}") from None
 
 
 def _name(value: Any, kind: TeamKind, where: str) -> str:

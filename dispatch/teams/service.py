@@ -256,7 +256,7 @@ def _zone_fields(
             field="zone",
         )
     if zone is not None:
-        return None, _parse_zone(zone, max_vertices)
+        return None, parse_zone(zone, max_vertices)
     if radius_m is not None:
         return radius_m, None
     if kind in DEFAULT_RADIUS_M:
@@ -266,7 +266,7 @@ def _zone_fields(
     )
 
 
-def _parse_zone(zone: dict[str, Any], max_vertices: int) -> dict[str, Any]:
+def parse_zone(zone: dict[str, Any], max_vertices: int) -> dict[str, Any]:
     raw_crs = zone.get("crs", CRS.WGS84.value)
     try:
         crs = CRS(raw_crs)
