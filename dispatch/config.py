@@ -80,8 +80,11 @@ class Settings(BaseSettings):
     # Per-socket outbound queue; a consumer that lets it fill is dropped and resumes.
     ws_queue_size: int = Field(default=1000, gt=0)
     ws_hello_timeout_s: Seconds = Field(default=5.0, gt=0)
-    ws_ping_interval_s: Seconds = Field(default=20.0, gt=0)
-    ws_ping_timeout_s: Seconds = Field(default=20.0, gt=0)
+    # The protocol's keepalive: a socket whose client has sent nothing for ws_ping_interval_s
+    # is pinged, and dropped when its pong does not come within ws_ping_timeout_s. Above
+    # ws_client_ping_s, so the pages' own pings keep their sockets from being pinged too.
+    ws_ping_interval_s: Seconds = Field(default=25.0, gt=0)
+    ws_ping_timeout_s: Seconds = Field(default=15.0, gt=0)
     # The pages' own look at their socket (the protocol's pings above are invisible to them):
     # a page that heard nothing for ws_client_ping_s sends a ping, and one that then hears
     # nothing for ws_client_timeout_s more gives the socket up and reconnects, resuming. A

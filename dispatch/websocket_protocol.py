@@ -1,10 +1,19 @@
-"""uvicorn's websocket protocol (``websockets-sansio``), stopping whatever state a socket is in.
+"""uvicorn's websocket protocol (``websockets-sansio``), with two changes of our own.
 
-When the server stops, uvicorn sends every open socket a close frame (1012). A socket whose
-client's close has just been answered (its transport closing, not yet gone from the server's
-connections) can send no second close: uvicorn's shutdown raises ``InvalidState`` there, and
-the server stops half-way, its application's shutdown never run (the acknowledgements gathered
-in memory not written, the timers not stopped). Such a socket needs nothing more.
+**Stopping whatever state a socket is in.** When the server stops, uvicorn sends every open
+socket a close frame (1012). A socket whose client's close has just been answered (its
+transport closing, not yet gone from the server's connections) can send no second close:
+uvicorn's shutdown raises ``InvalidState`` there, and the server stops half-way, its
+application's shutdown never run (the acknowledgements gathered in memory not written, the
+timers not stopped). Such a socket needs nothing more.
+
+**Pinging only a quiet client.** uvicorn pings every socket every ``ws_ping_interval`` to find
+clients gone without a word. A client that spoke within that time is not gone: the pages and
+the phones ping the server themselves after ``DISPATCH_WS_CLIENT_PING_S`` of quiet (they cannot
+see the protocol's pings), so each idle socket carried both, two frames each way where one
+pair proves the line. Pinging only after ``ws_ping_interval`` of silence from the client
+leaves a page's socket one pair of frames per interval, and a silent client is still pinged,
+and dropped when its pong does not come, as before.
 """
 
 from __future__ import annotations
@@ -13,6 +22,22 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
+    # The event loop's time when the client's last bytes arrived (any frame, a pong included).
+    heard_at = 0.0
+
+    def data_received(self, data: bytes) -> None:
+        self.heard_at = self.loop.time()
+        super().data_received(data)
+
+    def send_keepalive_ping(self) -> None:
+        interval = self.ping_interval
+        quiet = self.loop.time() - self.heard_at
+        if interval is not None and self.pending_ping_payload is None and quiet < interval:
+            # Heard from within the interval: look again when it will have been quiet so long.
+            self.ping_timer = self.loop.call_later(interval - quiet, self.send_keepalive_ping)
+            return
+        super().send_keepalive_ping()
+
     def shutdown(self) -> None:
         if self.handshake_complete and not self.close_sent and self.transport.is_closing():
             # The client's close came first and was answered as it arrived (handle_close).

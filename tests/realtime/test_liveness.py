@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
 from alerts import store as mailboxes
 from alerts.store import Outgoing
@@ -30,6 +35,93 @@ async def test_a_socket_that_stops_answering_pings_is_dropped(world: World) -> N
             break
         await asyncio.sleep(0.05)
     assert not world.runtime.hub.is_connected(operator.id)
+
+
+@dataclass
+class FrameWatcher:
+    """A client that sees every frame the server sends, the protocol's pings too (a client
+    library answers those unseen); it answers them as any client does."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    protocol: ClientProtocol
+    frames: list[Frame] = field(default_factory=list)
+
+    @classmethod
+    async def open(cls, ws_url: str, token: str) -> FrameWatcher:
+        uri = parse_uri(ws_url)
+        reader, writer = await asyncio.open_connection(uri.host, uri.port)
+        watcher = cls(reader, writer, ClientProtocol(uri))
+        watcher.protocol.send_request(watcher.protocol.connect())
+        await watcher.flush()
+        while watcher.protocol.state is not State.OPEN:
+            await watcher.read(timeout_s=5)
+        await watcher.send({"type": "hello", "token": token})
+        return watcher
+
+    async def flush(self) -> None:
+        for data in self.protocol.data_to_send():
+            self.writer.write(data)
+        await self.writer.drain()
+
+    async def send(self, frame: dict[str, str]) -> None:
+        self.protocol.send_text(json.dumps(frame).encode())
+        await self.flush()
+
+    async def read(self, timeout_s: float) -> None:
+        try:
+            data = await asyncio.wait_for(self.reader.read(65536), timeout_s)
+        except TimeoutError:
+            return
+        self.protocol.receive_data(data)
+        self.frames += [e for e in self.protocol.events_received() if isinstance(e, Frame)]
+        await self.flush()  # the pong to a ping
+
+    async def watch(self, seconds: float, ping_every_s: float | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        until = next_ping = loop.time() + seconds
+        if ping_every_s is not None:
+            next_ping = loop.time()
+        while (now := loop.time()) < until:
+            if now >= next_ping and ping_every_s is not None:
+                await self.send({"type": "ping"})
+                next_ping = now + ping_every_s
+            await self.read(min(until, next_ping) - now)
+
+    def count(self, opcode: Opcode, kind: str | None = None) -> int:
+        return sum(
+            1
+            for frame in self.frames
+            if frame.opcode is opcode and (kind is None or json.loads(frame.data)["type"] == kind)
+        )
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def test_a_quiet_client_is_pinged_and_kept_while_it_answers(world: World) -> None:
+    operator = await world.operator()
+    watcher = await FrameWatcher.open(world.ws_url, operator.token)
+    await watcher.watch(seconds=1.5)
+    assert watcher.count(Opcode.TEXT, "welcome") == 1
+    # Every 0.3 s of silence (the test's interval), and answered each time.
+    assert watcher.count(Opcode.PING) >= 3
+    assert world.runtime.hub.is_connected(operator.id)
+    watcher.close()
+
+
+async def test_a_client_that_pings_itself_is_not_pinged_by_the_server(world: World) -> None:
+    # As the pages do: their own ping after a quiet spell, shorter than the server's interval.
+    operator = await world.operator()
+    watcher = await FrameWatcher.open(world.ws_url, operator.token)
+    await watcher.watch(seconds=1.5, ping_every_s=0.1)
+    assert watcher.count(Opcode.TEXT, "pong") >= 10
+    assert watcher.count(Opcode.PING) == 0
+    assert world.runtime.hub.is_connected(operator.id)
+    # Gone quiet, it is pinged again.
+    await watcher.watch(seconds=1.0)
+    assert watcher.count(Opcode.PING) >= 1
+    watcher.close()
 
 
 async def test_messages_are_replayed_within_retention_and_resync_beyond(world: World) -> None:
