@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
+import orjson
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -189,6 +190,10 @@ def _parse_int(digits: str) -> int | float:
     return int(digits) if len(digits) <= MAX_DIGITS else float("inf")
 
 
+# One decoder for every frame: ``json.loads`` with a hook builds a new one per call.
+_FRAMES = json.JSONDecoder(parse_int=_parse_int)
+
+
 def _is_seq(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEQ
 
@@ -201,7 +206,7 @@ async def _receive_frame(websocket: WebSocket) -> dict[str, Any]:
     if text is None:
         raise FrameError(UNSUPPORTED_DATA, "binary frames are not accepted")
     try:
-        frame = json.loads(text, parse_int=_parse_int)
+        frame = _FRAMES.decode(text)
     except (ValueError, RecursionError):
         # RecursionError: nesting deeper than the parser's stack ("[" * 30000) is not JSON
         # that any client of ours sends either.
@@ -334,7 +339,9 @@ def _resync_reason(
 
 
 def _control(kind: str, seq: int, data: dict[str, Any]) -> str:
-    return json.dumps({"type": kind, "seq": seq, "data": data}, ensure_ascii=False)
+    # orjson, as the messages are (store.Envelope): the pages' pings make the pong the frame
+    # sent most often to an idle socket.
+    return orjson.dumps({"type": kind, "seq": seq, "data": data}).decode()
 
 
 async def _send_loop(session: _Session, after: int, latest: int) -> None:
