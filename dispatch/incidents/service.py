@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from functools import cache, partial
 from typing import Any, cast
 
-from sqlalchemy import Select, bindparam, or_, select, update
+from sqlalchemy import Executable, Select, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
@@ -383,12 +383,18 @@ async def _insert_once(session: AsyncSession, incident: Incident) -> bool:
 
     A missing key is NULL, and NULLs never conflict, so such reports always insert.
     """
-    insert = upsert_insert(dialect_name(session))
-    statement = insert(INCIDENTS).on_conflict_do_nothing(
-        index_elements=["reported_by", "idempotency_key"]
-    )
+    statement = _insert_unless_replayed(dialect_name(session))
     result = await session.execute(statement, row_values(incident))
     return bool(getattr(result, "rowcount", 0))
+
+
+@cache
+def _insert_unless_replayed(dialect: str) -> Executable:
+    # Built once: the console sends every report with an idempotency key.
+    insert = upsert_insert(dialect)
+    return insert(INCIDENTS).on_conflict_do_nothing(
+        index_elements=["reported_by", "idempotency_key"]
+    )
 
 
 async def _replay(session: AsyncSession, reporter: auth.Principal, key: str) -> IncidentOut:

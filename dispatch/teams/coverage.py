@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from shapely.geometry import shape
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.teams.models import Team
@@ -19,6 +21,13 @@ class CoveredBy:
     team_id: str
     tier: int
     distance_m: float
+
+
+@functools.cache
+def newest_revision() -> Select[tuple[Any]]:
+    """The teams' newest revision (None while there are none). Built once: every report reads
+    it first, and building ``max()`` anew was a twentieth of a report's CPU."""
+    return select(func.max(Team.revision))
 
 
 def zone_of(team: Team) -> Zone:
@@ -90,7 +99,7 @@ class Coverage:
         Called before each decision about who covers a point (a report, the escalation ring,
         ``/covering``) and on each NOTIFY of a team change or reconnect of the listener.
         """
-        newest = await session.scalar(select(func.max(Team.revision)))
+        newest: int | None = await session.scalar(newest_revision())
         if newest is None or newest <= self.revision:
             return
         async with self._catching_up:

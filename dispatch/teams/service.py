@@ -18,7 +18,7 @@ from dispatch.errors import Conflict, InvalidInput, NotFound
 from dispatch.rosters.book import DutyBook, duty_changed
 from dispatch.rosters.models import DutySchedule, RosterMember
 from dispatch.schemas import wgs84_point
-from dispatch.teams.coverage import Coverage, CoveredBy
+from dispatch.teams.coverage import Coverage, CoveredBy, newest_revision
 from dispatch.teams.models import DEFAULT_RADIUS_M, FORMER_NAMES_KEPT, Team, TeamKind
 from dispatch.teams.schemas import TeamCreate, TeamPatch
 from geo.crs import CRS
@@ -180,7 +180,7 @@ async def stamp_all(session: AsyncSession, teams: list[Team]) -> None:
     """``stamp`` for many teams flushed at once (a simulated town's): one read, one write.
     On SQLite their flush holds the write lock already, as for ``stamp``."""
     await _take_turn(session)
-    newest = await session.scalar(select(func.max(Team.revision))) or 0
+    newest = await session.scalar(newest_revision()) or 0
     for n, team in enumerate(teams, start=1):
         team.revision = newest + n
     await session.flush()
@@ -201,7 +201,7 @@ async def _changed(session: AsyncSession, coverage: Coverage, team: Team) -> Non
 
 async def load_coverage(session: AsyncSession, coverage: Coverage) -> None:
     """Fill ``coverage`` with every active team, at the revision read first."""
-    revision = await session.scalar(select(func.max(Team.revision)))
+    revision = await session.scalar(newest_revision())
     coverage.load(await all_teams(session), revision or 0)
 
 
