@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from functools import cache, partial
 from typing import Any, cast
 
-from sqlalchemy import Executable, Select, bindparam, or_, select, update
+from sqlalchemy import Executable, Select, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
@@ -22,6 +22,7 @@ from alerts.bulk import (
     write_later,
     write_rows,
 )
+from alerts.driver import fetch_rows
 from alerts.store import Outgoing
 from dispatch.audit import chain as event_chain
 from dispatch.auth import service as auth
@@ -68,7 +69,7 @@ from dispatch.rosters.duty import OnTurn, leaders_on_turn
 from dispatch.schemas import LocationIn, LocationOut, show_time
 from dispatch.security import limits
 from dispatch.teams import service as teams
-from dispatch.teams.coverage import Coverage, CoveredBy
+from dispatch.teams.coverage import Coverage, CoveredBy, newest_revision
 from dispatch.villages.index import Villages
 from geo.geodesy import distance_m
 
@@ -326,12 +327,14 @@ async def report_incident(
     )
     # Without a key nothing can conflict: the incident is written with its other rows.
     writes: list[Step] = [Added(INCIDENTS, [row_values(incident)])]
+    # Teams changed through any process up to now count, heard of by NOTIFY yet or not: the
+    # coverage index catches up on them first.
     if idempotency_key is not None:
-        if not await _insert_once(session, incident):
+        if not await _insert_once(session, incident, coverage):
             return await _replay(session, reporter, idempotency_key), True
         writes = []
-    # Teams changed through any process up to now count, heard of by NOTIFY yet or not.
-    await coverage.catch_up(session)
+    else:
+        await coverage.catch_up(session)
     on_duty = await rosters.split_on_duty(session, coverage.covering(lon, lat), now, duty)
     hits, skipped, on_turn = on_duty.kept, on_duty.skipped, on_duty.on_turn
     chain = _new_chain(incident, hits, targets)
@@ -378,22 +381,42 @@ async def report_incident(
     return view, False
 
 
-async def _insert_once(session: AsyncSession, incident: Incident) -> bool:
+async def _insert_once(session: AsyncSession, incident: Incident, coverage: Coverage) -> bool:
     """Insert unless the reporter already used this idempotency key: race-free on both backends.
+    If inserted, bring ``coverage`` up to the teams' newest revision, on PostgreSQL read by the
+    same statement (the console sends every report with a key: one round trip less).
 
     A missing key is NULL, and NULLs never conflict, so such reports always insert.
     """
-    statement = _insert_unless_replayed(dialect_name(session))
+    dialect = dialect_name(session)
+    statement = _insert_unless_replayed(dialect)
+    if dialect == "postgresql":
+        params = {f"new_{key}": value for key, value in row_values(incident).items()}
+        (row,) = await fetch_rows(session, statement, params)
+        if row["inserted"]:
+            await coverage.catch_up_to(session, row["newest"])
+        return bool(row["inserted"])
     result = await session.execute(statement, row_values(incident))
-    return bool(getattr(result, "rowcount", 0))
+    inserted = bool(getattr(result, "rowcount", 0))
+    if inserted:
+        await coverage.catch_up(session)
+    return inserted
 
 
 @cache
 def _insert_unless_replayed(dialect: str) -> Executable:
-    # Built once: the console sends every report with an idempotency key.
-    insert = upsert_insert(dialect)
-    return insert(INCIDENTS).on_conflict_do_nothing(
+    """The incident's insert, doing nothing where its key was used. On PostgreSQL the insert
+    is a CTE, and the statement answers whether it inserted and the teams' newest revision."""
+    statement = upsert_insert(dialect)(INCIDENTS).on_conflict_do_nothing(
         index_elements=["reported_by", "idempotency_key"]
+    )
+    if dialect != "postgresql":
+        return statement
+    values = {c.key: bindparam(f"new_{c.key}", type_=c.type) for c in INCIDENTS.c}
+    inserted = statement.values(values).returning(INCIDENTS.c.id).cte("inserted")
+    return select(
+        select(func.count()).select_from(inserted).scalar_subquery().label("inserted"),
+        newest_revision().scalar_subquery().label("newest"),
     )
 
 

@@ -99,7 +99,11 @@ class Coverage:
         Called before each decision about who covers a point (a report, the escalation ring,
         ``/covering``) and on each NOTIFY of a team change or reconnect of the listener.
         """
-        newest: int | None = await session.scalar(newest_revision())
+        await self.catch_up_to(session, await session.scalar(newest_revision()))
+
+    async def catch_up_to(self, session: AsyncSession, newest: int | None) -> None:
+        """``catch_up``, where the caller read the teams' newest revision itself (with
+        ``newest_revision()``, in a statement of its own in ``session``)."""
         if newest is None or newest <= self.revision:
             return
         async with self._catching_up:

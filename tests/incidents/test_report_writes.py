@@ -116,6 +116,42 @@ async def test_the_mailboxes_and_the_rate_bucket_are_the_last_rows_a_report_writ
     assert report[end + 1 :] == []
 
 
+async def test_a_report_with_an_idempotency_key_reads_the_teams_revision_as_it_inserts(
+    world: World, backend: str
+) -> None:
+    # The console sends every report with a key: its incident is inserted unless the key was
+    # used, and on PostgreSQL the same statement reads the teams' newest revision, which the
+    # coverage index catches up to (a round trip of its own without a key).
+    await world.team()
+    operator = await world.operator()
+    key = {"Idempotency-Key": "console-1"}
+    with statements_sent(world.runtime) as sent:
+        incident = await world.report(operator, headers=key)
+    revision_reads = [s for s in sent if "max(teams.revision)" in s]
+    first_insert = next(s for s in sent if "INSERT INTO incidents" in s)
+    if backend == "postgresql":
+        assert revision_reads == [first_insert]
+        assert "ON CONFLICT (reported_by, idempotency_key) DO NOTHING" in first_insert
+    else:
+        assert len(revision_reads) == 1
+        assert sent.index(first_insert) < sent.index(revision_reads[0])
+    assert len(incident["dispatches"]) == 1
+    with statements_sent(world.runtime) as sent:
+        replayed = await world.http.post(
+            "/api/v1/incidents",
+            json={
+                "location": {"lon": QINGXI[0], "lat": QINGXI[1]},
+                "category": "fight",
+            },
+            headers={**operator.headers, **key},
+        )
+    assert replayed.status_code == 201, replayed.text
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert replayed.json()["id"] == incident["id"]
+    # The attempted insert found the key used: nothing of a new incident's is written.
+    assert not [s for s in sent if re.search(r"INSERT INTO (dispatches|chain_tiers|messages)", s)]
+
+
 async def test_a_new_incident_is_written_in_one_statement_on_postgresql(
     world: World, backend: str
 ) -> None:

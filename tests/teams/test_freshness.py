@@ -67,6 +67,33 @@ async def test_a_team_moved_or_retired_through_one_process_is_honoured_by_the_ne
         assert await covering(b, admin.headers, *new_site) == []
 
 
+async def test_a_report_sent_as_the_console_sends_it_honours_a_team_changed_elsewhere(
+    two_servers: tuple[World, World],
+) -> None:
+    # With an Idempotency-Key the incident is inserted first, and on PostgreSQL the teams'
+    # newest revision is read by that same statement.
+    a, b = two_servers
+    admin = await a.admin()
+    operator = await a.operator()
+    keys = iter(range(100))
+
+    async def report_keyed(lon: float, lat: float) -> list[str]:
+        key = {"Idempotency-Key": f"console-{next(keys)}"}
+        return dispatched(await b.report(operator, lon, lat, headers=key))
+
+    team = await a.team("fixed_post", *QINGXI)
+    assert await report_keyed(*QINGXI) == [team["id"]]
+    new_site = point_at(*QINGXI, 90.0, 3000.0)
+    moved = await a.http.patch(
+        f"/api/v1/teams/{team['id']}",
+        json={"location": {"lon": new_site[0], "lat": new_site[1]}},
+        headers=admin.headers,
+    )
+    assert moved.status_code == 200, moved.text
+    assert await report_keyed(*QINGXI) == []
+    assert await report_keyed(*new_site) == [team["id"]]
+
+
 async def test_the_escalation_ring_of_another_process_counts_a_team_moved_into_it(
     two_servers: tuple[World, World],
 ) -> None:
