@@ -4,6 +4,7 @@ another sharing the database, before (or without) any NOTIFY reaching it."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -39,17 +40,26 @@ def dispatched(incident: dict[str, Any]) -> list[str]:
     return [d["team_id"] for d in incident["dispatches"]]
 
 
+@pytest.mark.parametrize("keyed", [False, True], ids=["no key", "console key"])
 async def test_a_team_moved_or_retired_through_one_process_is_honoured_by_the_next_report(
-    two_servers: tuple[World, World],
+    two_servers: tuple[World, World], keyed: bool
 ) -> None:
+    # ``keyed``: sent as the console sends it, with an Idempotency-Key; the incident is then
+    # inserted first, and on PostgreSQL the teams' newest revision read by that statement.
     a, b = two_servers
     admin = await a.admin()
     operator = await a.operator()
+    keys = itertools.count()
+
+    async def report(lon: float, lat: float) -> list[str]:
+        key = {"Idempotency-Key": f"console-{next(keys)}"} if keyed else None
+        return dispatched(await b.report(operator, lon, lat, headers=key))
+
     old_site = QINGXI
     new_site = point_at(*QINGXI, 90.0, 3000.0)
     for _ in range(3):
         team = await a.team("fixed_post", *old_site)
-        assert dispatched(await b.report(operator, *old_site)) == [team["id"]]
+        assert await report(*old_site) == [team["id"]]
 
         moved = await a.http.patch(
             f"/api/v1/teams/{team['id']}",
@@ -57,41 +67,14 @@ async def test_a_team_moved_or_retired_through_one_process_is_honoured_by_the_ne
             headers=admin.headers,
         )
         assert moved.status_code == 200, moved.text
-        assert dispatched(await b.report(operator, *old_site)) == []
-        assert dispatched(await b.report(operator, *new_site)) == [team["id"]]
+        assert await report(*old_site) == []
+        assert await report(*new_site) == [team["id"]]
         assert [t["id"] for t in await covering(b, admin.headers, *new_site)] == [team["id"]]
 
         retired = await a.http.delete(f"/api/v1/teams/{team['id']}", headers=admin.headers)
         assert retired.status_code == 204
-        assert dispatched(await b.report(operator, *new_site)) == []
+        assert await report(*new_site) == []
         assert await covering(b, admin.headers, *new_site) == []
-
-
-async def test_a_report_sent_as_the_console_sends_it_honours_a_team_changed_elsewhere(
-    two_servers: tuple[World, World],
-) -> None:
-    # With an Idempotency-Key the incident is inserted first, and on PostgreSQL the teams'
-    # newest revision is read by that same statement.
-    a, b = two_servers
-    admin = await a.admin()
-    operator = await a.operator()
-    keys = iter(range(100))
-
-    async def report_keyed(lon: float, lat: float) -> list[str]:
-        key = {"Idempotency-Key": f"console-{next(keys)}"}
-        return dispatched(await b.report(operator, lon, lat, headers=key))
-
-    team = await a.team("fixed_post", *QINGXI)
-    assert await report_keyed(*QINGXI) == [team["id"]]
-    new_site = point_at(*QINGXI, 90.0, 3000.0)
-    moved = await a.http.patch(
-        f"/api/v1/teams/{team['id']}",
-        json={"location": {"lon": new_site[0], "lat": new_site[1]}},
-        headers=admin.headers,
-    )
-    assert moved.status_code == 200, moved.text
-    assert await report_keyed(*QINGXI) == []
-    assert await report_keyed(*new_site) == [team["id"]]
 
 
 async def test_the_escalation_ring_of_another_process_counts_a_team_moved_into_it(
