@@ -25,8 +25,8 @@ class CoveredBy:
 
 @functools.cache
 def newest_revision() -> Select[tuple[Any]]:
-    """The teams' newest revision (None while there are none). Built once: every report reads
-    it first, and building ``max()`` anew was a twentieth of a report's CPU."""
+    """The teams' newest revision (None while there are none). Built once, as the other
+    statements a report sends are: every report reads it first."""
     return select(func.max(Team.revision))
 
 
