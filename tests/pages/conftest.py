@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, 
 
 from dispatch.pages.service import PAGES, STATIC_DIR
 from tests.conftest import clock_start
-from tests.support import Account
+from tests.support import Account, World
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -110,6 +111,17 @@ async def phone_context(
     await on_the_servers_clock(context)
     opened.watch(context)
     return context
+
+
+async def close_phone(page: Page, world: World, leader: Account) -> None:
+    """Close the leader's only page and wait until the server has seen its socket go: a page
+    being torn down still takes messages for a moment after ``close()`` returns (and keeps
+    their seq on the device), so an alert meant to come while it is away must wait for this."""
+    await page.close()
+    deadline = asyncio.get_running_loop().time() + 5.0
+    while world.runtime.hub.is_connected(leader.id):
+        assert asyncio.get_running_loop().time() < deadline, "the server kept the page's socket"
+        await asyncio.sleep(0.01)
 
 
 async def log_in(page: Page, url: str, account: Account) -> None:

@@ -13,7 +13,7 @@ from dispatch.demo import DEMO_TEAMS
 from dispatch.teams.models import TeamKind
 from geo.crs import CRS, from_wgs84
 from tests.conftest import RunningServer
-from tests.pages.conftest import Opened, desk_context, log_in, phone_context
+from tests.pages.conftest import Opened, close_phone, desk_context, log_in, phone_context
 from tests.support import QINGXI, Account, World
 
 GEOD = Geod(ellps="WGS84")
@@ -232,7 +232,7 @@ async def test_phone_stays_logged_in_and_gets_missed_alerts_on_return(
     leader = await world.leader(post)
     phone = await open_phone(browser, contexts, world, leader, away(300))
     context = phone.context
-    await phone.close()
+    await close_phone(phone, world, leader)
 
     operator = await world.operator()
     incident = await world.report(operator, category="robbery")
@@ -539,7 +539,7 @@ async def test_phone_acknowledges_an_alert_before_reporting_it_shown(
     assert ack < shown, await phone.evaluate("window.__wire")
 
     # Replayed: the alert came while the page was closed and goes on screen once caught up.
-    await phone.close()
+    await close_phone(phone, world, leader)
     replayed = await world.report(operator, category="theft")
     again = await context.new_page()
     await again.goto(world.base_url + "/m")

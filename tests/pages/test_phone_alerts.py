@@ -9,7 +9,14 @@ from datetime import datetime
 from playwright.async_api import Browser, ConsoleMessage, Page, Request, Response, expect
 
 from tests.conftest import RunningServer
-from tests.pages.conftest import PHONE, Opened, desk_context, log_in, on_the_servers_clock
+from tests.pages.conftest import (
+    PHONE,
+    Opened,
+    close_phone,
+    desk_context,
+    log_in,
+    on_the_servers_clock,
+)
 from tests.pages.test_console_and_phone import SECOND, away, card_on_phone, open_phone
 from tests.support import Account, World
 
@@ -108,9 +115,9 @@ async def test_a_second_alert_waits_behind_the_first_and_comes_up_once_it_is_ans
 async def test_alerts_missed_while_away_come_up_most_urgent_first(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
-    _leader, operator, phone = await a_fixed_posts_phone(world, browser, contexts)
+    leader, operator, phone = await a_fixed_posts_phone(world, browser, contexts)
     context = phone.context
-    await phone.close()
+    await close_phone(phone, world, leader)
 
     await world.report(operator, category="fight")
     world.clock.advance(2)
@@ -128,6 +135,41 @@ async def test_alerts_missed_while_away_come_up_most_urgent_first(
     await again.keyboard.press("Escape")
     await expect(again.locator("#alert-title")).to_contain_text("打架斗殴")
     await expect(again.locator("#alert-waiting")).to_be_hidden()
+
+
+async def test_an_alert_taken_but_never_put_on_screen_comes_up_when_the_page_opens_again(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """The page went (swiped away, its tab reclaimed) between taking an alert and showing it:
+    the seq kept on the phone is past the alert, so it is not replayed, and the server's record
+    says nobody has seen it. It rings as missed; once shown, a reload leaves it in the list."""
+    leader, operator, phone = await a_fixed_posts_phone(world, browser, contexts)
+    context = phone.context
+    await close_phone(phone, world, leader)
+    incident = await world.report(operator, category="fire")
+    # What the page did before it went: took the alert, acknowledged it, kept its seq.
+    socket = await world.connect(leader)
+    seq = (await socket.next_of("alert"))["seq"]
+    await socket.ack(seq)
+    await socket.close()
+    await world.wait_for(operator, incident["id"], lambda i: i["dispatches"][0]["delivered_at"])
+    keep_seq = f"localStorage.setItem('dispatch.seq.{leader.id}', '{seq}')"
+    # (Not in the page's first blank document, which has no storage.)
+    await context.add_init_script(f"if (location.href.startsWith('http')) {keep_seq}")
+
+    again = await context.new_page()
+    await again.goto(world.base_url + "/m")
+    await expect(again.locator("#missed")).to_have_text("离线期间漏收 1 条派警，已补收，待您处理")
+    await expect(again.locator("#alert-title")).to_contain_text("火情")
+    await expect(again.locator("#alert")).to_have_attribute("data-ringing", "true")
+    shown = await world.wait_for(operator, incident["id"], lambda i: i["dispatches"][0]["shown_at"])
+    assert shown["dispatches"][0]["accepted_at"] is None
+
+    await again.reload()
+    await expect(again.locator("#conn")).to_have_attribute("data-state", "live")
+    await expect(card_on_phone(again, incident["id"])).to_contain_text("火情")
+    await expect(again.locator("#alert")).to_be_hidden()
+    await expect(again.locator("#missed")).to_be_hidden()
 
 
 async def test_an_accept_tapped_while_the_server_is_down_is_sent_once_it_is_back(

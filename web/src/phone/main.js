@@ -174,7 +174,23 @@ async function loadTeamAndIncidents(me) {
       .filter((incident) => !state.closed.has(incident.id))
       .map((incident) => [incident.id, mergeIncident(state.incidents.get(incident.id), incident)]),
   );
-  if (state.live) scheduleRender();
+  const unseen = open.filter(
+    (incident) =>
+      neverShown(incident) && !alertedHere(incident.id) && !state.dismissed.has(incident.id),
+  );
+  for (const incident of unseen) state.missed.add(incident.id);
+  // The list came after the websocket caught up (it was out of reach at first): ring now.
+  if (unseen.length && state.live && state.live.caughtUp) onCaughtUp();
+  else if (state.live) scheduleRender();
+}
+
+// An alert this phone took but never put on screen counts as missed when the page starts: the
+// page was closed or killed between the two (swiped away, the browser reclaiming its tab), and
+// its seq, kept on the device, is past the alert, so the websocket does not replay it. The
+// server's record says no device of the team has shown it; one that did is left in the list.
+function neverShown(incident) {
+  const d = myDispatch(incident);
+  return unanswered(incident) && alertedMe(incident) && !d.shown_at && !kept(d.id);
 }
 
 function showLoading(error, tries) {
