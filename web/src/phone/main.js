@@ -174,7 +174,7 @@ async function loadTeamAndIncidents(me) {
       .filter((incident) => !state.closed.has(incident.id))
       .map((incident) => [incident.id, mergeIncident(state.incidents.get(incident.id), incident)]),
   );
-  const unseen = open.filter(
+  const unseen = Array.from(state.incidents.values()).filter(
     (incident) =>
       neverShown(incident) && !alertedHere(incident.id) && !state.dismissed.has(incident.id),
   );
