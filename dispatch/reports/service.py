@@ -34,7 +34,6 @@ from sqlalchemy import (
     null,
     or_,
     select,
-    text,
     type_coerce,
     union_all,
 )
@@ -759,22 +758,31 @@ async def _grouping(session: AsyncSession, by: GroupBy, unit: Unit, found: Found
     return Grouping(by=by, unit=unit, groups=groups)
 
 
-async def _tune(session: AsyncSession) -> None:
-    """Settings for this transaction's analytic queries (PostgreSQL; nothing to do on SQLite)."""
-    if dialect_name(session) != "postgresql":
-        return
-    await session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+# Settings for the analytic queries' transaction (set_config with is_local, as SET LOCAL).
+TUNING = {
+    "work_mem": WORK_MEM,
     # Compiling these wide expressions costs seconds on large tables and saves far less.
-    await session.execute(text("SET LOCAL jit = off"))
+    "jit": "off",
     # The server's sessions price a random read like a sequential one (dispatch.db), which
     # suits the alert path's few rows; these passes read most of their tables, and with that
     # price a report of 100k incidents took 8 % longer than with PostgreSQL's default.
-    await session.execute(text("SET LOCAL random_page_cost = 4"))
-    # The driver prepares every statement on its connection, and after five runs PostgreSQL may
-    # keep one generic plan for all periods, priced for a guessed 0.5 % of the incidents: over
-    # a million incidents that plan's nested loops took 9 s where the period's own took 3 s.
-    # Planning a report for its own period costs a millisecond.
-    await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    "random_page_cost": "4",
+    # The driver prepares every statement on its connection, and after five runs PostgreSQL
+    # may keep one generic plan for all periods, priced for a guessed 0.5 % of the incidents:
+    # over a million incidents that plan's nested loops took 9 s where the period's own took
+    # 3 s. Planning a report for its own period costs a millisecond.
+    "plan_cache_mode": "force_custom_plan",
+}
+
+
+async def _tune(session: AsyncSession) -> None:
+    """Settings for this transaction's analytic queries, in one round trip (PostgreSQL;
+    nothing to do on SQLite)."""
+    if dialect_name(session) != "postgresql":
+        return
+    await session.execute(
+        select(*(func.set_config(name, value, True) for name, value in TUNING.items()))
+    )
 
 
 async def _labels(session: AsyncSession, by: GroupBy, keys: Sequence[str]) -> dict[str, str]:

@@ -1,5 +1,5 @@
 """The report's statements are planned for the period asked, however often a connection has
-run them before (PostgreSQL).
+run them before, under settings that last for the report's own transaction (PostgreSQL).
 
 The driver prepares each statement once per connection, and after five runs PostgreSQL may
 settle on one generic plan for every parameter value: for a report, a plan priced for a
@@ -71,3 +71,22 @@ async def test_a_connection_that_drew_the_histogram_often_still_plans_it_for_the
     finally:
         await engine.dispose()
     assert plans == [(0, RUNS)]
+
+
+async def test_the_reports_settings_hold_for_its_own_transaction_only(postgres_only: str) -> None:
+    engine = db.create_engine(postgres_only, pool_size=1, max_overflow=0)
+    sessions = db.create_sessionmaker(engine)
+    now = datetime.now(UTC)
+    filters = service.Filters(now - timedelta(days=30), now)
+    try:
+        async with sessions() as session:
+            await service.response_times(
+                session, filters, [GroupBy.TIER], now=now, targets=TARGETS, max_exclusions=10
+            )
+            during = {name: await session.scalar(text(f"SHOW {name}")) for name in service.TUNING}
+        async with sessions() as session:
+            after = {name: await session.scalar(text(f"SHOW {name}")) for name in service.TUNING}
+    finally:
+        await engine.dispose()
+    assert during == service.TUNING
+    assert all(after[name] != value for name, value in service.TUNING.items()), after
