@@ -9,10 +9,12 @@ as long as the period's own plan.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dispatch import db
 from dispatch.reports import service
@@ -20,6 +22,27 @@ from dispatch.reports.schemas import GroupBy
 
 TARGETS = (60.0, 180.0, 300.0)
 RUNS = 8
+NOW = datetime.now(UTC)
+LAST_30_DAYS = service.Filters(NOW - timedelta(days=30), NOW)
+
+
+@pytest.fixture
+async def engine(postgres_only: str) -> AsyncIterator[AsyncEngine]:
+    """The server's engine with one connection, which every session here gets in turn."""
+    engine = db.create_engine(postgres_only, pool_size=1, max_overflow=0)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return db.create_sessionmaker(engine)
+
+
+async def report(session: AsyncSession) -> None:
+    await service.response_times(
+        session, LAST_30_DAYS, [GroupBy.TIER], now=NOW, targets=TARGETS, max_exclusions=10
+    )
 
 
 async def prepared_plans(engine: AsyncEngine, marker: str) -> list[tuple[int, int]]:
@@ -35,58 +58,37 @@ async def prepared_plans(engine: AsyncEngine, marker: str) -> list[tuple[int, in
         return [(int(generic), int(custom)) for generic, custom in rows.all()]
 
 
+async def settings(session: AsyncSession) -> dict[str, str | None]:
+    return {name: await session.scalar(text(f"SHOW {name}")) for name in service.TUNING}
+
+
 async def test_a_connection_that_ran_the_report_often_still_plans_it_for_the_period(
-    postgres_only: str,
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    engine = db.create_engine(postgres_only, pool_size=1, max_overflow=0)
-    sessions = db.create_sessionmaker(engine)
-    now = datetime.now(UTC)
-    filters = service.Filters(now - timedelta(days=30), now)
-    try:
-        for _ in range(RUNS):
-            async with sessions() as session:
-                await service.response_times(
-                    session, filters, [GroupBy.TIER], now=now, targets=TARGETS, max_exclusions=10
-                )
-        figures = await prepared_plans(engine, "percentile_disc")
-        listed = await prepared_plans(engine, "ORDER BY m.reported_at")
-    finally:
-        await engine.dispose()
-    assert figures == [(0, RUNS)]
-    assert listed == [(0, RUNS)]
+    for _ in range(RUNS):
+        async with sessions() as session:
+            await report(session)
+    assert await prepared_plans(engine, "percentile_disc") == [(0, RUNS)]
+    assert await prepared_plans(engine, "ORDER BY m.reported_at") == [(0, RUNS)]
 
 
 async def test_a_connection_that_drew_the_histogram_often_still_plans_it_for_the_period(
-    postgres_only: str,
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    engine = db.create_engine(postgres_only, pool_size=1, max_overflow=0)
-    sessions = db.create_sessionmaker(engine)
-    now = datetime.now(UTC)
-    filters = service.Filters(now - timedelta(days=30), now, 1)
-    try:
-        for _ in range(RUNS):
-            async with sessions() as session:
-                await service.arrival_histogram(session, filters, 10, now)
-        plans = await prepared_plans(engine, "count(m.arrival)")
-    finally:
-        await engine.dispose()
-    assert plans == [(0, RUNS)]
+    tier_1 = service.Filters(LAST_30_DAYS.start, LAST_30_DAYS.end, 1)
+    for _ in range(RUNS):
+        async with sessions() as session:
+            await service.arrival_histogram(session, tier_1, 10, NOW)
+    assert await prepared_plans(engine, "count(m.arrival)") == [(0, RUNS)]
 
 
-async def test_the_reports_settings_hold_for_its_own_transaction_only(postgres_only: str) -> None:
-    engine = db.create_engine(postgres_only, pool_size=1, max_overflow=0)
-    sessions = db.create_sessionmaker(engine)
-    now = datetime.now(UTC)
-    filters = service.Filters(now - timedelta(days=30), now)
-    try:
-        async with sessions() as session:
-            await service.response_times(
-                session, filters, [GroupBy.TIER], now=now, targets=TARGETS, max_exclusions=10
-            )
-            during = {name: await session.scalar(text(f"SHOW {name}")) for name in service.TUNING}
-        async with sessions() as session:
-            after = {name: await session.scalar(text(f"SHOW {name}")) for name in service.TUNING}
-    finally:
-        await engine.dispose()
+async def test_the_reports_settings_hold_for_its_own_transaction_only(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as session:
+        await report(session)
+        during = await settings(session)
+    async with sessions() as session:
+        after = await settings(session)
     assert during == service.TUNING
     assert all(after[name] != value for name, value in service.TUNING.items()), after
