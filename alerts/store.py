@@ -47,6 +47,8 @@ from alerts.bulk import (
     Step,
     any_of,
     on_postgresql,
+    recordset,
+    recordset_values,
     take_later,
     write_rows,
 )
@@ -219,12 +221,17 @@ async def _enqueue_in_one_statement(session: AsyncSession, e: _Enqueuing) -> lis
         "reserve_users": users,
         "reserve_counts": [e.counts[u] for u in users],
         "reserve_marks": [e.marks.get(u, 0) for u in users],
-        "numbered_user_id": [o.user_id for o in e.outgoing],
-        "numbered_k": nth,
-        "numbered_n": [e.counts[o.user_id] for o in e.outgoing],
-        "numbered_type": [o.type for o in e.outgoing],
-        "numbered_data": [o.data for o in e.outgoing],
-        "numbered_ref": [o.ref for o in e.outgoing],
+        "numbered": [
+            {
+                "user_id": o.user_id,
+                "k": k,
+                "n": e.counts[o.user_id],
+                "type": o.type,
+                "data": o.data,
+                "ref": o.ref,
+            }
+            for o, k in zip(e.outgoing, nth, strict=True)
+        ],
         "numbered_batch": e.batch,
         "numbered_created_at": e.now,
     }
@@ -329,17 +336,17 @@ def _numbered_on_postgresql() -> tuple[CTE, CTE]:
         "data": messages.data.type,
         "ref": messages.ref.type,
     }
-    arrays = [bindparam(f"numbered_{c}", type_=ARRAY(t)) for c, t in columns.items()]
-    rows = func.unnest(*arrays).table_valued(*columns).render_derived(name="numbered")
+    rows = recordset("numbered", columns)
+    user_id, k, n, type_, data, ref = recordset_values(rows, columns)
     numbered = select(
-        rows.c.user_id,
-        reserved.c.last_seq - rows.c.n + rows.c.k,
-        rows.c.type,
-        rows.c.data,
-        rows.c.ref,
+        user_id,
+        reserved.c.last_seq - n + k,
+        type_,
+        data,
+        ref,
         bindparam("numbered_batch", type_=messages.batch.type),
         bindparam("numbered_created_at", type_=messages.created_at.type),
-    ).join(reserved, reserved.c.user_id == rows.c.user_id)
+    ).join(reserved, reserved.c.user_id == user_id)
     stored = insert(MESSAGES).from_select(
         ["user_id", "seq", "type", "data", "ref", "batch", "created_at"], numbered
     )

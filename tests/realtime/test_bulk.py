@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
-from datetime import UTC, datetime, timedelta
+import math
+from datetime import UTC, datetime, timedelta, timezone
 
 import asyncpg
 import pytest
@@ -12,11 +13,14 @@ from sqlalchemy import (
     ARRAY,
     CTE,
     Boolean,
+    Float,
     FromClause,
     Insert,
     Integer,
     String,
+    Text,
     bindparam,
+    cast,
     func,
     insert,
     literal,
@@ -33,9 +37,12 @@ from alerts.bulk import (
     Read,
     after,
     any_of,
+    recordset,
+    recordset_values,
     write_later,
     write_rows,
 )
+from alerts.driver import fetch_rows
 from alerts.fanout import asyncpg_dsn
 from alerts.models import Mailbox, Message
 from alerts.store import MAILBOXES, MESSAGES
@@ -73,6 +80,61 @@ async def test_rows_of_several_tables_come_back_as_they_went_in(world: World, co
         (n["user_id"], n["seq"], n["type"], n["data"], n["ref"], n["created_at"]) for n in notes
     ]
     assert all(m.created_at.tzinfo is UTC for m in stored)
+
+
+async def test_rows_are_stored_as_sqlalchemys_own_insert_stores_them(world: World) -> None:
+    # On PostgreSQL the rows ride one JSON document (json_to_recordset): a time in another
+    # zone, to the microsecond, JSON's null, escapes and numbers must land as SQLAlchemy's
+    # insert of the same values lands them.
+    east8 = timezone(timedelta(hours=8))
+    odd = [
+        {
+            **message("a", 1, None),
+            "data": None,
+            "created_at": datetime(2026, 11, 29, 16, 30, 0, 1, tzinfo=east8),
+        },
+        {
+            **message("a", 2, 'd"\\2'),
+            "data": {"说明": '引号"、反斜杠\\、换行\n', "n": [1.5e-7, 2**62, -0.5, True, None]},
+        },
+    ]
+    box = {"user_id": "a", "last_seq": 2, "acked_seq": 0}
+    async with world.runtime.transaction() as session:
+        await write_rows(session, Added(MAILBOXES, [box]), Added(MESSAGES, odd))
+    async with world.runtime.transaction() as session:
+        await session.execute(insert(MESSAGES), [{**row, "user_id": "b"} for row in odd])
+
+    m = MESSAGES.c
+    stored = select(m.seq, m.type, cast(m.data, Text), m.data.is_(None), m.ref, m.created_at)
+    async with world.runtime.sessionmaker() as session:
+        ours = (await session.execute(stored.where(m.user_id == "a").order_by(m.seq))).all()
+        theirs = (await session.execute(stored.where(m.user_id == "b").order_by(m.seq))).all()
+    assert ours == theirs
+    json_text, sql_null = ours[0][2], ours[0][3]
+    assert (json_text, sql_null) == ("null", False)
+    times = [row[5] for row in ours]
+    assert times == [odd[0]["created_at"], T0 + timedelta(seconds=2)]
+    assert [(t.tzinfo, t.microsecond) for t in times] == [(UTC, 1), (UTC, 0)]
+
+
+async def test_a_number_that_is_not_finite_is_refused_not_stored_as_null(
+    postgres_only: str,
+) -> None:
+    # JSON has no NaN: orjson would write null, and the row would hold NULL where it was given
+    # a number.
+    columns = {"x": Float()}
+    rows = recordset("checked", columns)
+    statement = select(*recordset_values(rows, columns)).select_from(rows)
+    engine = create_engine(postgres_only)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            given = [{"x": 1.25}, {"x": None}, {"x": 2e-300}]
+            assert await fetch_rows(session, statement, {"checked": given}) == given
+            for bad in (math.nan, math.inf, -math.inf):
+                with pytest.raises(ValueError, match="numbers must be finite"):
+                    await fetch_rows(session, statement, {"checked": [{"x": bad}]})
+    finally:
+        await engine.dispose()
 
 
 async def test_one_bad_row_leaves_no_row_of_any_table(world: World) -> None:
