@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import ColumnElement, Row, Select, Table, event, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
@@ -53,23 +54,39 @@ HEADS = table_of(EventChainHead)
 EVENTS = table_of(IncidentEvent)
 
 
-def _normal(value: Any) -> Any:
+# orjson writes what ``json.dumps`` writes (sorted keys, no spaces, text unescaped but for
+# quotes, backslashes and control characters) for every value here but two kinds, measured
+# over every code point and a million floats: a float below 1e-4 or from 1e16 on (``1e-05``
+# becomes ``0.00001``), and an integer outside 64 bits, which it refuses. Rows holding either
+# are written by ``json.dumps``, so every row keeps the bytes its hash was made of.
+_EXACT_FLOATS = (1e-4, 1e16)
+_EXACT_INTS = (-(2**63), 2**64)
+
+
+def _normal(value: Any, inexact: list[Any]) -> Any:
     """The value as any JSON store hands it back: integral floats as integers (PostgreSQL's
-    jsonb keeps numbers as decimals), keys as strings, tuples as lists, times as ISO text."""
+    jsonb keeps numbers as decimals), keys as strings, tuples as lists, times as ISO text.
+    Numbers orjson would not write as ``json.dumps`` does are added to ``inexact``."""
     if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, int):
+        if not _EXACT_INTS[0] <= value < _EXACT_INTS[1]:
+            inexact.append(value)
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError("event data must be finite numbers")
-        return int(value) if value.is_integer() else value
+        if value.is_integer():
+            return _normal(int(value), inexact)
+        if not _EXACT_FLOATS[0] <= abs(value) < _EXACT_FLOATS[1]:
+            inexact.append(value)
+        return value
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, dict):
-        return {str(k): _normal(v) for k, v in value.items()}
+        return {str(k): _normal(v, inexact) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_normal(v) for v in value]
+        return [_normal(v, inexact) for v in value]
     raise TypeError(f"event data holds a {type(value).__name__}, which JSON cannot keep")
 
 
@@ -78,14 +95,21 @@ def canonical(
 ) -> bytes:
     """The row as hashed: JSON with sorted keys, no spaces, the time in UTC to the microsecond.
     The same bytes on SQLite and PostgreSQL, before storing and after reading back."""
+    inexact: list[Any] = []
     row = {
         "incident_id": incident_id,
         "seq": seq,
         "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
         "type": kind,
         "actor_id": actor_id,
-        "data": _normal(data),
+        "data": _normal(data, inexact),
     }
+    if not inexact:
+        try:
+            # Half the time of json.dumps, which builds an encoder at every call.
+            return orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            pass  # text that is not Unicode (a lone surrogate): refused below, as ever
     text = json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return text.encode()
 

@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import random
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +230,52 @@ async def broken(world: World) -> str | None:
 async def row(world: World, table: Table, where: Any) -> Any:
     async with world.runtime.engine.connect() as connection:
         return (await connection.execute(select(table).where(where))).one()
+
+
+def hashed_as_ever(data: Any) -> bytes:
+    """The bytes every stored row's hash was made of, as the chain always wrote them (its
+    values normalised as stores hand them back: integral floats as integers, and so on)."""
+    at = datetime(2026, 11, 29, 8, 30, 0, 1, tzinfo=UTC)
+    row = {
+        "incident_id": "i" * 32,
+        "seq": 7,
+        "at": at.isoformat(timespec="microseconds"),
+        "type": "dispatch.alerted",
+        "actor_id": None,
+        "data": chain._normal(data, []),
+    }
+    return json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def hashed_now(data: Any) -> bytes:
+    at = datetime(2026, 11, 29, 16, 30, 0, 1, tzinfo=timezone(timedelta(hours=8)))
+    return chain.canonical("i" * 32, 7, at, "dispatch.alerted", None, data)
+
+
+def test_rows_are_hashed_over_the_bytes_they_always_were() -> None:
+    # A row sealed before must verify after: the canonical text may not change by a byte,
+    # whoever writes it.
+    text = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000)
+    keys = {text[n : n + 3]: n for n in range(0, len(text), 4099)}
+    rng = random.Random(135)
+    floats = [rng.uniform(-1, 1) * 10 ** rng.uniform(-12, 22) for _ in range(20_000)]
+    numbers = [2**63 - 1, -(2**63), 2**64 - 1, 2**64, -(2**63) - 1, 10**30, 1e-05, 1e16, 5e-324]
+    for data in (
+        {"text": text, "keys": keys},
+        {"floats": floats, "numbers": numbers},
+        {"距离": 12.5, "位置": {"lon": 114.1612, "lat": 22.849}, "team": None, "ok": True},
+    ):
+        assert hashed_now(data) == hashed_as_ever(data)
+    assert hashed_now({"n": 2.0, "t": (1, 2), 3: "k"}) == hashed_as_ever(
+        {"n": 2, "t": [1, 2], "3": "k"}
+    )
+
+
+def test_text_that_is_not_unicode_is_refused_as_ever() -> None:
+    with pytest.raises(UnicodeEncodeError):
+        hashed_as_ever({"text": "\ud800"})
+    with pytest.raises(UnicodeEncodeError):
+        hashed_now({"text": "\ud800"})
 
 
 async def test_each_event_carries_the_hash_of_the_one_before(world: World) -> None:
