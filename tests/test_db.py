@@ -1,7 +1,10 @@
-"""The storage plumbing: the engine's pool across a database restart."""
+"""The storage plumbing: the engine's pool across a database restart, and new ids."""
 
 from __future__ import annotations
 
+import functools
+import operator
+import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import text
@@ -9,7 +12,13 @@ from sqlalchemy import text
 from alerts import store as mailboxes
 from alerts.bulk import Added, Changed, write_rows
 from alerts.store import MAILBOXES, MESSAGES
-from dispatch.db import CHECK_IDLE_S, CHECKED_IN_KEY, create_engine, create_sessionmaker
+from dispatch.db import (
+    CHECK_IDLE_S,
+    CHECKED_IN_KEY,
+    create_engine,
+    create_sessionmaker,
+    new_id,
+)
 from tests.conftest import pg_admin
 
 
@@ -122,3 +131,16 @@ async def test_a_small_towns_mailboxes_are_locked_and_written_by_index_not_read_
             await session.commit()
     finally:
         await engine.dispose()
+
+
+def test_new_ids_are_random_uuids_written_as_uuid4_writes_them() -> None:
+    ids = [new_id() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    parsed = [uuid.UUID(hex=i) for i in ids]
+    assert {(u.version, u.variant) for u in parsed} == {(4, uuid.RFC_4122)}
+    assert all(u.hex == i for u, i in zip(parsed, ids, strict=True))
+    # Every one of the 122 random bits takes both values.
+    ones = functools.reduce(operator.or_, (u.int for u in parsed))
+    zeros = functools.reduce(operator.or_, (~u.int & (2**128 - 1) for u in parsed))
+    fixed = (0xF << 76) | (0x3 << 62)
+    assert ones | fixed == zeros | fixed == 2**128 - 1
