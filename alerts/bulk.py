@@ -322,7 +322,9 @@ class Rows(TypeDecorator[Sequence[Row]]):
     """Rows bound as one JSON document, for ``json_to_recordset``: each value converted by its
     column's type first (a time made UTC, a naive one refused), a JSON column's value kept as
     it is (it rides the document), and a float refused where it is not finite (JSON has no
-    NaN: orjson would write null)."""
+    NaN: orjson would write null). The document is written by the engine's JSON serializer,
+    as every JSON value is, so that serializer must write times (orjson does: the server's
+    engine uses it)."""
 
     impl = JSON
     cache_ok = True
