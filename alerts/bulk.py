@@ -277,7 +277,7 @@ def _unnested(prefix: str, shape: Shape) -> Insert | Update:
     kind, table, key, keys = shape
     columns = {k: table.c[k].type for k in keys}
     rows = recordset(prefix, columns)
-    values = dict(zip(keys, recordset_values(rows, columns), strict=True))
+    values = dict(zip(keys, recordset_values(rows), strict=True))
     if kind == "added":
         return insert(table).from_select(list(keys), select(*values.values()))
     assert key is not None
@@ -306,15 +306,12 @@ def recordset(name: str, columns: Mapping[str, TypeEngine[Any]]) -> TableValuedA
     )
 
 
-def recordset_values(
-    rows: TableValuedAlias, columns: Mapping[str, TypeEngine[Any]]
-) -> list[ColumnElement[Any]]:
-    """The columns of ``recordset(..., columns)``, as the columns' own types: a JSON value
-    comes as JSONB, and JSON's ``null`` comes as JSON's null, not as SQL's NULL (as SQLAlchemy
-    binds ``None`` for a JSON column)."""
+def recordset_values(rows: TableValuedAlias) -> list[ColumnElement[Any]]:
+    """The columns of a ``recordset``, in order, as the columns' own types: a JSON value comes
+    as JSONB, and JSON's ``null`` comes as JSON's null, not as SQL's NULL (as SQLAlchemy binds
+    ``None`` for a JSON column)."""
     return [
-        func.coalesce(rows.c[k], literal_column("'null'::jsonb")) if _is_json(t) else rows.c[k]
-        for k, t in columns.items()
+        func.coalesce(c, literal_column("'null'::jsonb")) if _is_json(c.type) else c for c in rows.c
     ]
 
 

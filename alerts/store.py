@@ -337,7 +337,7 @@ def _numbered_on_postgresql() -> tuple[CTE, CTE]:
         "ref": messages.ref.type,
     }
     rows = recordset("numbered", columns)
-    user_id, k, n, type_, data, ref = recordset_values(rows, columns)
+    user_id, k, n, type_, data, ref = recordset_values(rows)
     numbered = select(
         user_id,
         reserved.c.last_seq - n + k,

@@ -124,7 +124,7 @@ async def test_a_number_that_is_not_finite_is_refused_not_stored_as_null(
     # a number.
     columns = {"x": Float()}
     rows = recordset("checked", columns)
-    statement = select(*recordset_values(rows, columns)).select_from(rows)
+    statement = select(*recordset_values(rows)).select_from(rows)
     engine = create_engine(postgres_only)
     try:
         async with create_sessionmaker(engine)() as session:
