@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import uuid
@@ -115,6 +116,11 @@ class Runtime:
             self.wake(due)
         for action in actions:
             action()
+        if envelopes:
+            # The sockets' senders, woken by the publish, write their alerts before this task
+            # goes on (to a request's response, say): the teams hear first, the reporter a
+            # few sends later.
+            await asyncio.sleep(0)
 
     def principal_cache(self) -> Principals | None:
         """The token cache, unless the listener that brings other processes' changes is down:

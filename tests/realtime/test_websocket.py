@@ -11,6 +11,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from alerts import store as mailboxes
+from alerts.hub import Signal
 from alerts.store import Outgoing
 from tests.support import World, statements_sent
 
@@ -211,6 +212,30 @@ async def test_frames_over_the_size_cap_are_refused(world: World) -> None:
     with pytest.raises(ConnectionClosed) as closed:
         await asyncio.wait_for(socket.connection.recv(), 5)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+async def test_the_sockets_take_a_units_alerts_before_its_caller_goes_on(world: World) -> None:
+    # A report's sockets write its alerts before its request goes on to the reporter's answer.
+    leader = await world.leader(await world.team())
+    subscription = world.runtime.hub.subscribe(leader.id)
+    taken: list[str] = []
+
+    async def sender() -> None:
+        envelope = await subscription.get()
+        assert envelope is not None and not isinstance(envelope, Signal)
+        taken.append(envelope.type)
+
+    waiting = asyncio.create_task(sender())
+    await asyncio.sleep(0)
+    try:
+        async with world.runtime.transaction() as session:
+            await mailboxes.enqueue(
+                session, [Outgoing(leader.id, "alert", {})], now=world.clock.now()
+            )
+        assert taken == ["alert"]
+    finally:
+        waiting.cancel()
+        world.runtime.hub.unsubscribe(subscription)
 
 
 async def test_a_slow_consumer_is_dropped_and_catches_up_by_resume(world: World) -> None:
