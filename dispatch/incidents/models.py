@@ -175,6 +175,30 @@ class DispatchRecord:
 AnyDispatch = Dispatch | DispatchRecord
 
 
+@dataclass(slots=True)
+class ChainRecord:
+    """A new incident's chain tier as plain values, written by the report's bulk statement:
+    three mapped objects and their rows cost a report ~0.1 ms, the plain ones an eighth."""
+
+    incident_id: str
+    tier: int
+    target_s: float
+    deadline: datetime
+    status: str
+    covered: bool
+    arrived_at: datetime | None = None
+    elapsed_s: float | None = None
+    breached_at: datetime | None = None
+
+    def values(self) -> dict[str, Any]:
+        """The row's column values, for an insert."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+# Either form of a chain tier, for what only reads its values (views).
+AnyTier = ChainTier | ChainRecord
+
+
 class IncidentEvent(Base):
     """The append-only record of everything that happened to an incident.
 

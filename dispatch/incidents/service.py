@@ -41,8 +41,10 @@ from dispatch.errors import Conflict, Forbidden, NotFound
 from dispatch.incidents.models import (
     TIERS,
     AnyDispatch,
+    AnyTier,
     ArrivalSource,
     Category,
+    ChainRecord,
     ChainTier,
     Dispatch,
     DispatchFollower,
@@ -230,7 +232,7 @@ def _view_queries(postgresql: bool) -> tuple[Select[ChainTier], Select[Dispatch]
 
 def incident_view(
     incident: Incident,
-    chain: Iterable[ChainTier],
+    chain: Iterable[AnyTier],
     dispatches: Iterable[AnyDispatch],
     team_names: dict[str, str],
     skipped: Iterable[SkippedTeamOut] = (),
@@ -433,19 +435,16 @@ async def _replay(session: AsyncSession, reporter: auth.Principal, key: str) -> 
 
 def _new_chain(
     incident: Incident, hits: Sequence[CoveredBy], targets: tuple[float, float, float]
-) -> list[ChainTier]:
+) -> list[ChainRecord]:
     covered = {h.tier for h in hits}
     return [
-        ChainTier(
+        ChainRecord(
             incident_id=incident.id,
             tier=tier,
             target_s=targets[tier - 1],
             deadline=incident.reported_at + timedelta(seconds=targets[tier - 1]),
             status=TierStatus.PENDING.value,
             covered=tier in covered,
-            arrived_at=None,
-            elapsed_s=None,
-            breached_at=None,
         )
         for tier in TIERS
     ]
@@ -509,7 +508,7 @@ def _record(
 async def _insert_report_rows(
     session: AsyncSession,
     writes: Sequence[Step],
-    chain: Sequence[ChainTier],
+    chain: Sequence[ChainRecord],
     dispatches: Sequence[DispatchRecord],
     events: Sequence[EventRecord],
 ) -> dict[str, list[str]]:
@@ -521,7 +520,7 @@ async def _insert_report_rows(
     rows = await write_rows(
         session,
         *writes,
-        Added(table_of(ChainTier), [row_values(t) for t in chain]),
+        Added(table_of(ChainTier), [t.values() for t in chain]),
         Added(DISPATCHES, [d.values() for d in dispatches]),
         *event_chain.new_chain_rows(session, events, dispatches),
         read=auth.leaders_read(session, [d.team_id for d in dispatches]),
