@@ -9,7 +9,7 @@ from fastapi.routing import APIRoute
 
 from dispatch.audit import service
 from dispatch.auth import service as auth
-from dispatch.deps import RuntimeDep, SessionDep
+from dispatch.deps import SessionDep, runtime_of
 
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -22,9 +22,7 @@ def actor_of(request: Request) -> service.Actor:
     return service.Actor(principal.user_id, principal.name, principal.role.value, address)
 
 
-async def audit_trail(
-    request: Request, runtime: RuntimeDep, session: SessionDep
-) -> AsyncIterator[None]:
+async def audit_trail(request: Request, session: SessionDep) -> AsyncIterator[None]:
     """On every API router. A request that changes something and succeeds leaves one row
     (one that succeeds without a change says so with ``audit.service.unchanged``):
     the route, who (the bearer token's user), from which address, the ids in the path, and
@@ -42,7 +40,7 @@ async def audit_trail(
     row = service.entry(
         actor_of(request),
         route.name,
-        runtime.clock.now(),
+        runtime_of(request).clock.now(),
         target_id=target_id,
         method=request.method,
         route=route.path,
