@@ -33,7 +33,6 @@ from dispatch.db import (
     dialect_name,
     falls_due,
     new_id,
-    row_values,
     table_of,
     upsert_insert,
 )
@@ -41,6 +40,7 @@ from dispatch.errors import Conflict, Forbidden, NotFound
 from dispatch.incidents.models import (
     TIERS,
     AnyDispatch,
+    AnyIncident,
     AnyTier,
     ArrivalSource,
     Category,
@@ -52,6 +52,7 @@ from dispatch.incidents.models import (
     EventRecord,
     Incident,
     IncidentEvent,
+    IncidentRecord,
     IncidentStatus,
     TierStatus,
 )
@@ -231,7 +232,7 @@ def _view_queries(postgresql: bool) -> tuple[Select[ChainTier], Select[Dispatch]
 
 
 def incident_view(
-    incident: Incident,
+    incident: AnyIncident,
     chain: Iterable[AnyTier],
     dispatches: Iterable[AnyDispatch],
     team_names: dict[str, str],
@@ -314,7 +315,7 @@ async def report_incident(
     """
     lon, lat = data.location.to_wgs84()
     village_id, village_name = villages.named_at(lon, lat)
-    incident = Incident(
+    incident = IncidentRecord(
         id=new_id(),
         reported_at=now,
         lon=lon,
@@ -322,13 +323,12 @@ async def report_incident(
         category=data.category.value,
         description=data.description,
         status=IncidentStatus.OPEN.value,
-        closed_at=None,
         reported_by=reporter.user_id,
         idempotency_key=idempotency_key,
         village_id=village_id,
     )
     # Without a key nothing can conflict: the incident is written with its other rows.
-    writes: list[Step] = [Added(INCIDENTS, [row_values(incident)])]
+    writes: list[Step] = [Added(INCIDENTS, [incident.values()])]
     # Teams changed through any process up to now count, heard of by NOTIFY yet or not: the
     # coverage index catches up on them first.
     if idempotency_key is not None:
@@ -353,8 +353,7 @@ async def report_incident(
     if tier1_covers:
         due = now + timedelta(seconds=escalation.after_s)
         step = {"ring_m": escalation.ring_m, "after_s": escalation.after_s}
-        escalate = jobs.new_job(ESCALATE, due, incident_id=incident.id, data=step)
-        writes.append(jobs.job_rows(session, escalate))
+        writes.append(jobs.job_rows(session, ESCALATE, due, incident_id=incident.id, data=step))
     else:
         known = {h.team_id for h in hits}
         ring, ring_events, ring_on_turn = await _add_ring(
@@ -383,7 +382,7 @@ async def report_incident(
     return view, False
 
 
-async def _insert_once(session: AsyncSession, incident: Incident, coverage: Coverage) -> bool:
+async def _insert_once(session: AsyncSession, incident: IncidentRecord, coverage: Coverage) -> bool:
     """Insert unless the reporter already used this idempotency key: race-free on both backends.
     If inserted, bring ``coverage`` up to the teams' newest revision, on PostgreSQL read by the
     same statement (the console sends every report with a key: one round trip less).
@@ -393,12 +392,12 @@ async def _insert_once(session: AsyncSession, incident: Incident, coverage: Cove
     dialect = dialect_name(session)
     statement = _insert_unless_replayed(dialect)
     if dialect == "postgresql":
-        params = {f"new_{key}": value for key, value in row_values(incident).items()}
+        params = {f"new_{key}": value for key, value in incident.values().items()}
         (row,) = await fetch_rows(session, statement, params)
         if row["inserted"]:
             await coverage.catch_up_to(session, row["newest"])
         return bool(row["inserted"])
-    result = await session.execute(statement, row_values(incident))
+    result = await session.execute(statement, incident.values())
     inserted = bool(getattr(result, "rowcount", 0))
     if inserted:
         await coverage.catch_up(session)
@@ -434,7 +433,7 @@ async def _replay(session: AsyncSession, reporter: auth.Principal, key: str) -> 
 
 
 def _new_chain(
-    incident: Incident, hits: Sequence[CoveredBy], targets: tuple[float, float, float]
+    incident: AnyIncident, hits: Sequence[CoveredBy], targets: tuple[float, float, float]
 ) -> list[ChainRecord]:
     covered = {h.tier for h in hits}
     return [
@@ -451,7 +450,7 @@ def _new_chain(
 
 
 def _new_dispatch(
-    incident: Incident, hit: CoveredBy, alerted_at: datetime, ring: int = 0
+    incident: AnyIncident, hit: CoveredBy, alerted_at: datetime, ring: int = 0
 ) -> DispatchRecord:
     return DispatchRecord(
         id=new_id(),
@@ -465,7 +464,7 @@ def _new_dispatch(
 
 
 def _report_facts(
-    incident: Incident, village_name: str | None, targets: tuple[float, float, float]
+    incident: AnyIncident, village_name: str | None, targets: tuple[float, float, float]
 ) -> dict[str, Any]:
     """What the ``reported`` event records of the incident, as stored: every column the reports
     count, filter or show it by, and each tier's target (``targets_s``, tier 1 first), so that
@@ -724,7 +723,7 @@ async def _escalate(
 
 async def _add_ring(
     session: AsyncSession,
-    incident: Incident,
+    incident: AnyIncident,
     due_at: datetime,
     now: datetime,
     coverage: Coverage,
