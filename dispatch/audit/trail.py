@@ -37,8 +37,7 @@ async def audit_trail(request: Request, session: SessionDep) -> AsyncIterator[No
     path = dict(request.path_params)
     target_id = noted.pop("target_id", None) or next(iter(path.values()), None)
     data = {**({"path": path} if path else {}), **noted}
-    service.write(
-        session,
+    row = service.entry(
         actor_of(request),
         route.name,
         runtime_of(request).clock.now(),
@@ -47,6 +46,7 @@ async def audit_trail(request: Request, session: SessionDep) -> AsyncIterator[No
         route=route.path,
         data=data,
     )
+    service.write(session, row)
     # Whatever the handler left unflushed is written now, before the unit of work's last
     # writes (the rows every request shares) are taken at commit.
     await session.flush()

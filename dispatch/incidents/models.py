@@ -175,10 +175,21 @@ class DispatchRecord:
 AnyDispatch = Dispatch | DispatchRecord
 
 
+class _PlainRow:
+    """A row as plain values (a dataclass with slots, its fields the table's columns)."""
+
+    __slots__ = ()
+
+    def values(self) -> dict[str, Any]:
+        """The row's column values, for an insert."""
+        columns: tuple[str, ...] = self.__slots__  # the subclass's: its fields
+        return {name: getattr(self, name) for name in columns}
+
+
 @dataclass(slots=True)
-class IncidentRecord:
+class IncidentRecord(_PlainRow):
     """A new incident's row as plain values, for the report's bulk statement (the mapped
-    object and its row cost seven times these)."""
+    object and its row cost ten times these)."""
 
     id: str
     reported_at: datetime
@@ -192,17 +203,13 @@ class IncidentRecord:
     village_id: str | None
     closed_at: datetime | None = None
 
-    def values(self) -> dict[str, Any]:
-        """The row's column values, for an insert."""
-        return {name: getattr(self, name) for name in self.__slots__}
-
 
 # Either form of an incident, for what only reads its values (views, a report's rows).
 AnyIncident = Incident | IncidentRecord
 
 
 @dataclass(slots=True)
-class ChainRecord:
+class ChainRecord(_PlainRow):
     """A new incident's chain tier as plain values, written by the report's bulk statement:
     three mapped objects and their rows cost a report ~0.1 ms, the plain ones an eighth."""
 
@@ -215,10 +222,6 @@ class ChainRecord:
     arrived_at: datetime | None = None
     elapsed_s: float | None = None
     breached_at: datetime | None = None
-
-    def values(self) -> dict[str, Any]:
-        """The row's column values, for an insert."""
-        return {name: getattr(self, name) for name in self.__slots__}
 
 
 # Either form of a chain tier, for what only reads its values (views).
