@@ -135,6 +135,19 @@ def any_of(
 
 
 @dataclass(frozen=True, slots=True)
+class Precondition:
+    """A condition under which every step of a ``write_rows`` statement writes, on PostgreSQL:
+    where it does not hold (as the statement's snapshot sees the database), no step writes and
+    the read still answers, so the read should say what the caller needs to know why. For a
+    decision made on a copy of some rows kept in memory, checked in the round trip that writes
+    it instead of one of its own before. ``holds`` is built once (it keys the compiled
+    statement's cache) and takes its values from ``params``."""
+
+    holds: ColumnElement[bool]
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Read:
     """A query to run with the steps of ``write_rows``: on PostgreSQL the statement they ride
     as CTEs, so the writes and the read are one round trip. ``statement`` is built once (it
@@ -149,11 +162,13 @@ async def write_rows(
     *steps: Step | Guarded,
     read: Read | None = None,
     lead: Lead | None = None,
+    only_if: Precondition | None = None,
 ) -> Sequence[Row]:
     """Every step, in the order given (parents first), in the caller's transaction; then
     ``read``, whose rows are returned (not where guarded writes are among the steps: then the
     read is still made, and its rows dropped). With a ``lead`` (PostgreSQL only), its writes
-    come first, and its first write's rows are returned instead.
+    come first, and its first write's rows are returned instead. With ``only_if`` (PostgreSQL
+    only, neither guarded writes nor a lead), the steps write only where it holds.
 
     On PostgreSQL as one statement: foreign keys between its rows hold, as their checks run at
     the end of the statement, and its steps must not touch the same row twice. ``read`` must not
@@ -162,10 +177,16 @@ async def write_rows(
     """
     guards = tuple(step for step in steps if isinstance(step, Guarded))
     writes = tuple(step for step in steps if not isinstance(step, Guarded) and step.rows)
-    if lead is not None or (
-        on_postgresql(session) and (len(writes) > 1 or guards or (writes and read is not None))
+    if only_if is not None and (guards or lead is not None or not on_postgresql(session)):
+        raise ValueError("a precondition holds the steps of one statement, on PostgreSQL")
+    if not writes:
+        only_if = None
+    if (
+        lead is not None
+        or only_if is not None
+        or (on_postgresql(session) and (len(writes) > 1 or guards or (writes and read is not None)))
     ):
-        return await _in_one_statement(session, writes, guards, read, lead)
+        return await _in_one_statement(session, writes, guards, read, lead, only_if)
     for step in writes:
         if isinstance(step, Added):
             await session.execute(insert(step.table), list(step.rows))
@@ -187,6 +208,7 @@ async def _in_one_statement(
     guards: Sequence[Guarded],
     read: Read | None,
     lead: Lead | None,
+    only_if: Precondition | None = None,
 ) -> Sequence[Row]:
     params: dict[str, Any] = {} if lead is None else dict(lead.params)
     for n, step in enumerate(writes):
@@ -195,11 +217,14 @@ async def _in_one_statement(
         params.update(guard.params)
     if read is not None:
         params.update(read.params)
+    if only_if is not None:
+        params.update(only_if.params)
     statement = _combined(
         tuple(step.shape() for step in writes),
         None if read is None else read.statement,
         tuple(guard.build for guard in guards),
         () if lead is None else lead.ctes,
+        None if only_if is None else only_if.holds,
     )
     found = await fetch_rows(session, statement, params)
     if lead is None and not guards:
@@ -247,8 +272,9 @@ def _combined(
     read: Select[Any] | None = None,
     guards: tuple[Callable[[FromClause | None], Insert], ...] = (),
     lead: tuple[CTE, ...] = (),
+    holds: ColumnElement[bool] | None = None,
 ) -> Executable:
-    statements = [_unnested(f"step_{n}", shape) for n, shape in enumerate(shapes)]
+    statements = [_unnested(f"step_{n}", shape, holds) for n, shape in enumerate(shapes)]
     ctes = [statement.cte(f"step_{n}") for n, statement in enumerate(statements)]
     if guards or lead:
         # For each guarded write, how many rows it wrote (0: refused). The read is counted, so
@@ -271,15 +297,19 @@ def _count(rows: Any) -> Any:
     return select(func.count()).select_from(rows).scalar_subquery()
 
 
-def _unnested(prefix: str, shape: Shape) -> Insert | Update:
+def _unnested(prefix: str, shape: Shape, holds: ColumnElement[bool] | None) -> Insert | Update:
     """``INSERT INTO t (keys) SELECT ... FROM json_to_recordset(rows) AS prefix(keys)``, or
-    ``UPDATE t SET ... FROM json_to_recordset(rows) AS prefix(keys) WHERE t.key = prefix.key``."""
+    ``UPDATE t SET ... FROM json_to_recordset(rows) AS prefix(keys) WHERE t.key = prefix.key``;
+    either only where ``holds`` does."""
     kind, table, key, keys = shape
     columns = {k: table.c[k].type for k in keys}
     rows = recordset(prefix, columns)
     values = dict(zip(keys, recordset_values(rows), strict=True))
     if kind == "added":
-        return insert(table).from_select(list(keys), select(*values.values()))
+        chosen = select(*values.values())
+        if holds is not None:
+            chosen = chosen.where(holds)
+        return insert(table).from_select(list(keys), chosen)
     assert key is not None
     # The keys once more as a condition on the table itself (an array of them alone): the
     # planner then finds the rows by index, where a join with the rows alone read a small
@@ -288,7 +318,7 @@ def _unnested(prefix: str, shape: Shape) -> Insert | Update:
     by_key = table.c[key] == any_(keyed)
     return (
         update(table)
-        .where(by_key, table.c[key] == values[key])
+        .where(by_key, table.c[key] == values[key], *(() if holds is None else (holds,)))
         .values({k: v for k, v in values.items() if k != key})
     )
 

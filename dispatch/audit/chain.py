@@ -153,21 +153,16 @@ def _seal_new_events(session: Session, _context: UOWTransaction, _instances: obj
             head.seq, head.hash = _seal(by_incident[incident_id], head.seq, head.hash)
 
 
-def new_chain_rows(
-    session: AsyncSession, events: Sequence[EventRecord], dispatches: Sequence[AnyDispatch] = ()
-) -> list[Step]:
+def new_chain_rows(events: Sequence[EventRecord]) -> list[Step]:
     """The first events of an incident inserted in this transaction, sealed from genesis, and
     their head: the rows for the caller to write with the incident's others (there is no head
-    to read or lock yet).
-
-    The events stay out of the session (they are not flushed again); ``dispatches`` are the
-    ones they may name, for the counters read on commit."""
+    to read or lock yet). The events stay out of the session (they are not flushed again):
+    once written, the caller notes them (``note_written``)."""
     if not events:
         return []
     incident_id = events[0].incident_id
     assert all(e.incident_id == incident_id for e in events), "one incident's chain at a time"
     seq, prev = _seal(events, 0, GENESIS)
-    _note_written(session, events, dispatches)
     head = {"incident_id": incident_id, "seq": seq, "hash": prev}
     return [Added(EVENTS, _event_rows(events)), Added(HEADS, [head])]
 
@@ -194,7 +189,7 @@ async def appended_rows(
         seq, prev = _seal(by_incident[incident_id], *heads.get(incident_id, (0, GENESIS)))
         link = {"incident_id": incident_id, "seq": seq, "hash": prev}
         (moved if incident_id in heads else started).append(link)
-    _note_written(session, events, dispatches)
+    note_written(session, events, dispatches)
     return [
         Added(EVENTS, _event_rows(events)),
         Changed(HEADS, "incident_id", moved),
@@ -236,10 +231,11 @@ def _event_rows(events: Sequence[EventRecord]) -> list[dict[str, Any]]:
     return [e.values() for e in events]
 
 
-def _note_written(
+def note_written(
     session: AsyncSession, events: Sequence[EventRecord], dispatches: Sequence[AnyDispatch]
 ) -> None:
-    """Note sealed events written past the unit of work, for the counters read on commit."""
+    """Note sealed events written past the unit of work, for the counters read on commit;
+    ``dispatches`` are the ones they may name."""
     by_id = {d.id: d for d in dispatches}
     written: list[Written] = session.info.setdefault(WRITTEN_KEY, [])
     for e in events:

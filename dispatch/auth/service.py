@@ -18,7 +18,8 @@ from sqlalchemy import Select, delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
-from alerts.bulk import Read, any_of
+from alerts.bulk import any_of
+from alerts.driver import fetch_rows
 from alerts.hub import Hub
 from dispatch.auth.models import RevokedToken, Role, User
 from dispatch.db import (
@@ -320,13 +321,8 @@ async def leaders_by_team(session: AsyncSession, team_ids: Sequence[str]) -> dic
     """The enabled leaders of each of ``team_ids`` (every report and change of an incident asks)."""
     if not team_ids:
         return {}
-    read = leaders_read(session, team_ids)
-    return leaders_from((await session.execute(read.statement, read.params)).mappings().all())
-
-
-def leaders_read(session: AsyncSession, team_ids: Sequence[str]) -> Read:
-    """The query of ``leaders_by_team``, to run with a bulk write (``write_rows(read=...)``)."""
-    return Read(_leaders_query(dialect_name(session)), {"leader_teams": sorted(set(team_ids))})
+    query = leaders_query(dialect_name(session))
+    return leaders_from(await fetch_rows(session, query, {"leader_teams": sorted(set(team_ids))}))
 
 
 def leaders_from(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
@@ -338,9 +334,11 @@ def leaders_from(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
 
 
 @functools.cache
-def _leaders_query(dialect: str) -> Select[tuple[str | None, str]]:
-    # Built once: it keys the compiled statement a report's bulk write carries it in. On
-    # PostgreSQL one array parameter, so the statement has one text whatever the count.
+def leaders_query(dialect: str) -> Select[tuple[str | None, str]]:
+    """The query of ``leaders_by_team`` (the teams as ``leader_teams``), to run with a bulk
+    write (``write_rows(read=...)``). Built once: it keys the compiled statement a report's
+    bulk write carries it in. On PostgreSQL one array parameter, so the statement has one text
+    whatever the count."""
     users = table_of(User).c
     return select(users.team_id, users.id).where(
         users.role == Role.LEADER.value,

@@ -9,13 +9,24 @@ from datetime import datetime, timedelta
 from functools import cache, partial
 from typing import Any, cast
 
-from sqlalchemy import Executable, Select, bindparam, func, or_, select, update
+from sqlalchemy import (
+    Executable,
+    Select,
+    bindparam,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
 from alerts.bulk import (
     Added,
     Changed,
+    Read,
     Step,
     any_of,
     on_postgresql,
@@ -72,7 +83,7 @@ from dispatch.rosters.duty import OnTurn, leaders_on_turn
 from dispatch.schemas import LocationIn, LocationOut, show_time
 from dispatch.security import limits
 from dispatch.teams import service as teams
-from dispatch.teams.coverage import Coverage, CoveredBy, newest_revision
+from dispatch.teams.coverage import Coverage, CoveredBy, newest_revision, teams_unchanged_since
 from dispatch.villages.index import Villages
 from geo.geodesy import distance_m
 
@@ -328,42 +339,32 @@ async def report_incident(
         village_id=village_id,
     )
     # Without a key nothing can conflict: the incident is written with its other rows.
-    writes: list[Step] = [Added(INCIDENTS, [incident.values()])]
+    first: list[Step] = [Added(INCIDENTS, [incident.values()])]
     # Teams changed through any process up to now count, heard of by NOTIFY yet or not: the
-    # coverage index catches up on them first.
+    # coverage index catches up on them first, or (a report without a key, on PostgreSQL) its
+    # rows are written only if no team changed since the revision the index held.
+    since: int | None = None
     if idempotency_key is not None:
         if not await _insert_once(session, incident, coverage):
             return await _replay(session, reporter, idempotency_key), True
-        writes = []
-    else:
+        first = []
+    elif not on_postgresql(session):
         await coverage.catch_up(session)
-    on_duty = await rosters.split_on_duty(session, coverage.covering(lon, lat), now, duty)
-    hits, skipped, on_turn = on_duty.kept, on_duty.skipped, on_duty.on_turn
-    chain = _new_chain(incident, hits, targets)
-    falls_due(session, min(tier.deadline for tier in chain))
-    dispatches = [_new_dispatch(incident, hit, now) for hit in hits]
-    facts = _report_facts(incident, village_name, targets)
-    events = [_event(incident.id, now, "reported", reporter.user_id, facts)]
-    rosters.record_skips(session, incident.id, skipped, now)
-    events += [_event(incident.id, now, "skipped", None, skip.model_dump()) for skip in skipped]
-    events += [_event(incident.id, now, "dispatched", None, _dispatch_facts(d)) for d in dispatches]
-    ring: list[DispatchRecord] = []
-    reason = "no tier-1 zone covers the incident"
-    tier1_covers = any(h.tier == 1 for h in hits)
-    if tier1_covers:
-        due = now + timedelta(seconds=escalation.after_s)
-        step = {"ring_m": escalation.ring_m, "after_s": escalation.after_s}
-        writes.append(jobs.job_rows(session, ESCALATE, due, incident_id=incident.id, data=step))
     else:
-        known = {h.team_id for h in hits}
-        ring, ring_events, ring_on_turn = await _add_ring(
-            session, incident, now, now, coverage, escalation.ring_m, reason, known, duty
-        )
-        events += ring_events
-        on_turn = {**on_turn, **ring_on_turn}
-        chain[0].covered = chain[0].covered or bool(ring)
-    everyone = sorted([*dispatches, *ring], key=lambda d: (d.tier, d.distance_m))
-    leaders = await _insert_report_rows(session, writes, chain, everyone, events)
+        # The revision the decision is made on: no await between here and the decision.
+        since = coverage.revision
+    context = _ReportContext(incident, reporter.user_id, village_name, targets, escalation, now)
+    decided = await _decide(session, context, coverage, duty)
+    leaders, newest = await _insert_report_rows(session, first, decided, since)
+    if since is not None and newest is not None and newest > since:
+        # A team changed since: nothing was written. Decided again on the teams as that
+        # statement saw them, as a catch-up before the decision would have.
+        await coverage.catch_up_to(session, newest)
+        decided = await _decide(session, context, coverage, duty)
+        leaders, _ = await _insert_report_rows(session, first, decided, None)
+    event_chain.note_written(session, decided.events, decided.everyone)
+    rosters.record_skips(session, incident.id, decided.skipped, now)
+    chain, everyone, skipped = decided.chain, decided.everyone, decided.skipped
     # Every team just dispatched is active, so the coverage index knows its name.
     names = {d.team_id: coverage.name_of(d.team_id) for d in everyone}
     view = incident_view(incident, chain, everyone, names, skipped)
@@ -374,12 +375,75 @@ async def report_incident(
         key = f"report:{reporter.user_id}"
         before_commit(session, partial(limits.take, session, key, rate, now, "incident reports"))
     await _send_alerts(
-        session, view, view.dispatches, now, new=True, leaders=leaders, on_turn=on_turn
+        session, view, view.dispatches, now, new=True, leaders=leaders, on_turn=decided.on_turn
     )
-    if not tier1_covers:
+    if not decided.tier1_covers:
         added = [d for d in view.dispatches if d.ring == 1]
-        await _send_escalation(session, view, added, reason, escalation.ring_m, now, new=True)
+        await _send_escalation(session, view, added, NO_TIER1, escalation.ring_m, now, new=True)
     return view, False
+
+
+NO_TIER1 = "no tier-1 zone covers the incident"
+
+
+@dataclass(frozen=True, slots=True)
+class _ReportContext:
+    """What a new incident's decision is made from, besides the coverage index and duties."""
+
+    incident: IncidentRecord
+    reporter_id: str
+    village_name: str | None
+    targets: tuple[float, float, float]
+    escalation: Escalation
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    """Whom a new incident alerts, as decided on the coverage index, with the rows recording it
+    (nothing staged in the session but the time they fall due: they may be decided again)."""
+
+    chain: list[ChainRecord]
+    everyone: list[DispatchRecord]
+    events: list[EventRecord]
+    skipped: list[SkippedTeamOut]
+    on_turn: dict[str, OnTurn]
+    tier1_covers: bool
+    job: list[Step]
+
+
+async def _decide(
+    session: AsyncSession, context: _ReportContext, coverage: Coverage, duty: DutyBook | None
+) -> _Decided:
+    incident, now, escalation = context.incident, context.now, context.escalation
+    on_duty = await rosters.split_on_duty(
+        session, coverage.covering(incident.lon, incident.lat), now, duty
+    )
+    hits, skipped, on_turn = on_duty.kept, on_duty.skipped, on_duty.on_turn
+    chain = _new_chain(incident, hits, context.targets)
+    falls_due(session, min(tier.deadline for tier in chain))
+    dispatches = [_new_dispatch(incident, hit, now) for hit in hits]
+    facts = _report_facts(incident, context.village_name, context.targets)
+    events = [_event(incident.id, now, "reported", context.reporter_id, facts)]
+    events += [_event(incident.id, now, "skipped", None, skip.model_dump()) for skip in skipped]
+    events += [_event(incident.id, now, "dispatched", None, _dispatch_facts(d)) for d in dispatches]
+    ring: list[DispatchRecord] = []
+    job: list[Step] = []
+    tier1_covers = any(h.tier == 1 for h in hits)
+    if tier1_covers:
+        due = now + timedelta(seconds=escalation.after_s)
+        step = {"ring_m": escalation.ring_m, "after_s": escalation.after_s}
+        job.append(jobs.job_rows(session, ESCALATE, due, incident_id=incident.id, data=step))
+    else:
+        known = {h.team_id for h in hits}
+        ring, ring_events, ring_on_turn = await _add_ring(
+            session, incident, now, now, coverage, escalation.ring_m, NO_TIER1, known, duty
+        )
+        events += ring_events
+        on_turn = {**on_turn, **ring_on_turn}
+        chain[0].covered = chain[0].covered or bool(ring)
+    everyone = sorted([*dispatches, *ring], key=lambda d: (d.tier, d.distance_m))
+    return _Decided(chain, everyone, events, skipped, on_turn, tier1_covers, job)
 
 
 async def _insert_once(session: AsyncSession, incident: IncidentRecord, coverage: Coverage) -> bool:
@@ -506,25 +570,45 @@ def _record(
 
 async def _insert_report_rows(
     session: AsyncSession,
-    writes: Sequence[Step],
-    chain: Sequence[ChainRecord],
-    dispatches: Sequence[DispatchRecord],
-    events: Sequence[EventRecord],
-) -> dict[str, list[str]]:
-    """A new incident's rows (``writes``: the incident unless already in, its escalation job),
+    first: Sequence[Step],
+    decided: _Decided,
+    unchanged_since: int | None,
+) -> tuple[dict[str, list[str]], int | None]:
+    """A new incident's rows (``first``: the incident unless already in), escalation job,
     chain, dispatches, events and event chain head, written together (``write_rows``): the
     unit of work's bookkeeping for some thirty new objects was a quarter of a report's CPU, and
     a round trip a table the most of its wait. The objects stay out of the session; views are
-    built from them. The same statement reads the dispatched teams' leaders, and returns them."""
+    built from them. The same statement reads the dispatched teams' leaders, and returns them.
+    With ``unchanged_since`` it writes only if no team changed after that revision, and
+    returns the teams' newest revision as it saw it too."""
+    team_ids = {"leader_teams": sorted({d.team_id for d in decided.everyone})}
+    dialect = dialect_name(session)
+    only_if = None if unchanged_since is None else teams_unchanged_since(unchanged_since)
+    query = auth.leaders_query(dialect) if only_if is None else _leaders_and_revision(dialect)
     rows = await write_rows(
         session,
-        *writes,
-        Added(table_of(ChainTier), [t.values() for t in chain]),
-        Added(DISPATCHES, [d.values() for d in dispatches]),
-        *event_chain.new_chain_rows(session, events, dispatches),
-        read=auth.leaders_read(session, [d.team_id for d in dispatches]),
+        *first,
+        *decided.job,
+        Added(table_of(ChainTier), [t.values() for t in decided.chain]),
+        Added(DISPATCHES, [d.values() for d in decided.everyone]),
+        *event_chain.new_chain_rows(decided.events),
+        read=Read(query, team_ids),
+        only_if=only_if,
     )
-    return auth.leaders_from(rows)
+    return auth.leaders_from(rows), None if only_if is None else rows[0]["newest"] or 0
+
+
+@cache
+def _leaders_and_revision(dialect: str) -> Select[Any]:
+    """The dispatched teams' leaders (``auth.leaders_query``), each row with the teams' newest
+    revision; that revision alone, with no leader, where there is none. Built once: it keys the
+    compiled statement a report's bulk write carries it in."""
+    leaders = auth.leaders_query(dialect).subquery("leaders")
+    one = select(literal_column("1").label("one")).subquery("one")
+    newest = newest_revision().scalar_subquery().label("newest")
+    return select(newest, leaders.c.team_id, leaders.c.id).select_from(
+        one.outerjoin(leaders, true())
+    )
 
 
 async def _send_alerts(

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from shapely.geometry import shape
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from alerts.bulk import Precondition
 from dispatch.teams.models import Team
 from geo.zones import CircleZone, PolygonZone, Zone, ZoneIndex
 
@@ -28,6 +29,21 @@ def newest_revision() -> Select[tuple[Any]]:
     """The teams' newest revision (None while there are none). Built once, as the other
     statements a report sends are: every report reads it first."""
     return select(func.max(Team.revision))
+
+
+@functools.cache
+def _unchanged_since() -> ColumnElement[bool]:
+    # Built once: it keys the compiled statement of the writes it holds.
+    newest = func.coalesce(newest_revision().scalar_subquery(), 0)
+    return newest <= bindparam("coverage_revision", type_=Integer())
+
+
+def teams_unchanged_since(revision: int) -> Precondition:
+    """That no team changed after ``revision``: for the writes of a decision made on the index
+    while it held that revision (``Coverage.revision``, read with no ``await`` before the
+    decision), checked by the statement that makes them (``alerts.bulk.write_rows(only_if=...)``,
+    PostgreSQL), in place of a catch-up's round trip before the decision."""
+    return Precondition(_unchanged_since(), {"coverage_revision": revision})
 
 
 def zone_of(team: Team) -> Zone:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ARRAY,
     CTE,
     Boolean,
+    ColumnElement,
     Float,
     FromClause,
     Insert,
@@ -34,6 +35,7 @@ from alerts.bulk import (
     Changed,
     Guarded,
     Lead,
+    Precondition,
     Read,
     after,
     any_of,
@@ -248,6 +250,51 @@ async def test_a_read_rides_the_writes_and_its_rows_come_back(world: World, back
     assert len(writes_and_reads) == (1 if backend == "postgresql" else 2)
     async with world.runtime.sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Message)) == 1
+
+
+@functools.cache
+def fewer_mailboxes_than() -> ColumnElement[bool]:
+    # Built once, as a precondition must be: it keys the compiled statement.
+    count = select(func.count()).select_from(MAILBOXES).scalar_subquery()
+    return count < bindparam("most", type_=Integer())
+
+
+@pytest.mark.parametrize("holds", [True, False])
+async def test_steps_held_by_a_precondition_write_only_where_it_holds_and_the_read_answers(
+    world: World, backend: str, holds: bool
+) -> None:
+    async with world.runtime.transaction() as session:
+        await write_rows(
+            session, Added(MAILBOXES, [{"user_id": "u1", "last_seq": 4, "acked_seq": 2}])
+        )
+    boxes = [{"user_id": "u2", "last_seq": 0, "acked_seq": 0}]
+    moved = [{"user_id": "u1", "last_seq": 5}]
+    only_if = Precondition(fewer_mailboxes_than(), {"most": 2 if holds else 1})
+    counted = select(func.count().label("boxes")).select_from(MAILBOXES)
+    steps = (
+        Added(MAILBOXES, boxes),
+        Changed(MAILBOXES, "user_id", moved),
+        Added(MESSAGES, [message("u1", 5, "d5")]),
+    )
+    if backend != "postgresql":
+        # Elsewhere the steps go one statement each: nothing could hold them all at once.
+        async with world.runtime.transaction() as session:
+            with pytest.raises(ValueError, match="one statement"):
+                await write_rows(session, *steps, read=Read(counted, {}), only_if=only_if)
+        return
+    with statements_sent(world.runtime) as sent:
+        async with world.runtime.transaction() as session:
+            rows = await write_rows(session, *steps, read=Read(counted, {}), only_if=only_if)
+
+    # The read sees the table as the statement found it, which is what the condition judged.
+    assert [dict(row) for row in rows] == [{"boxes": 1}]
+    assert len([s for s in sent if "mailboxes" in s]) == 1
+    async with world.runtime.sessionmaker() as session:
+        stored = await session.execute(
+            select(Mailbox.user_id, Mailbox.last_seq).order_by(Mailbox.user_id)
+        )
+        assert stored.all() == ([("u1", 5), ("u2", 0)] if holds else [("u1", 4)])
+        assert await session.scalar(select(func.count()).select_from(Message)) == int(holds)
 
 
 @functools.cache

@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from dispatch.audit import chain as event_chain
 from dispatch.config import Settings
 from dispatch.incidents import service as incidents
+from dispatch.incidents.models import ChainTier, Dispatch, Incident, IncidentEvent
 from dispatch.teams.coverage import Coverage
 from dispatch.teams.models import Team
 from tests.conftest import server_settings, two_servers_on
-from tests.support import QINGXI, World
+from tests.support import QINGXI, World, statements_sent
 from tests.teams.test_teams import covering, point_at
 
 
@@ -75,6 +77,41 @@ async def test_a_team_moved_or_retired_through_one_process_is_honoured_by_the_ne
         assert retired.status_code == 204
         assert await report(*new_site) == []
         assert await covering(b, admin.headers, *new_site) == []
+
+
+async def test_a_report_decided_before_a_team_change_was_heard_of_is_decided_again(
+    two_servers: tuple[World, World], backend: str
+) -> None:
+    # On PostgreSQL a report without a key is decided on the index as the process holds it, and
+    # its rows are written only if no team changed since: here one did, so the first statement
+    # writes nothing, and the report is decided again on the teams as that statement saw them.
+    a, b = two_servers
+    operator = await a.operator()
+    assert dispatched(await b.report(operator, *QINGXI)) == []
+    team = await a.team("fixed_post", *QINGXI)
+
+    with statements_sent(b.runtime) as sent:
+        incident = await b.report(operator, *QINGXI)
+
+    assert dispatched(incident) == [team["id"]]
+    inserts = [s for s in sent if "INSERT INTO incidents" in s]
+    if backend == "postgresql":
+        guarded, again = inserts
+        assert "max(teams.revision)" in guarded and "max(teams.revision)" not in again
+    else:
+        assert len(inserts) == 1
+    async with b.runtime.sessionmaker() as session:
+        written = {
+            model.__tablename__: await session.scalar(
+                select(func.count()).select_from(model).where(model.incident_id == incident["id"])
+            )
+            for model in (Dispatch, ChainTier, IncidentEvent)
+        }
+        assert written == {"dispatches": 1, "chain_tiers": 3, "incident_events": 2}
+        assert await session.get(Incident, incident["id"]) is not None
+    # The events sealed are the ones written, and they record the rows: the chain verifies.
+    async with b.runtime.sessionmaker() as session:
+        assert (await event_chain.verify(session)).broken is None
 
 
 async def test_the_escalation_ring_of_another_process_counts_a_team_moved_into_it(
