@@ -145,6 +145,9 @@ class Precondition:
 
     holds: ColumnElement[bool]
     params: dict[str, Any]
+    # Writes of the caller's own (built once) that ``holds`` and the read may look at, ahead of
+    # the steps: an insert made once per key, say, whose ``RETURNING`` says whether it wrote.
+    ctes: tuple[CTE, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +182,9 @@ async def write_rows(
     writes = tuple(step for step in steps if not isinstance(step, Guarded) and step.rows)
     if only_if is not None and (guards or lead is not None or not on_postgresql(session)):
         raise ValueError("a precondition holds the steps of one statement, on PostgreSQL")
-    if not writes:
+    if only_if is not None and only_if.ctes and read is None:
+        raise ValueError("a precondition's own writes need a read to tell what they wrote")
+    if not writes and only_if is not None and not only_if.ctes:
         only_if = None
     if (
         lead is not None
@@ -225,6 +230,7 @@ async def _in_one_statement(
         tuple(guard.build for guard in guards),
         () if lead is None else lead.ctes,
         None if only_if is None else only_if.holds,
+        () if only_if is None else only_if.ctes,
     )
     found = await fetch_rows(session, statement, params)
     if lead is None and not guards:
@@ -273,6 +279,7 @@ def _combined(
     guards: tuple[Callable[[FromClause | None], Insert], ...] = (),
     lead: tuple[CTE, ...] = (),
     holds: ColumnElement[bool] | None = None,
+    ahead: tuple[CTE, ...] = (),
 ) -> Executable:
     statements = [_unnested(f"step_{n}", shape, holds) for n, shape in enumerate(shapes)]
     ctes = [statement.cte(f"step_{n}") for n, statement in enumerate(statements)]
@@ -289,8 +296,8 @@ def _combined(
         # The lead's rows, each with the counts.
         return select(*first.c, *columns).add_cte(*lead, *ctes, *guarded)
     if read is not None:
-        return read.add_cte(*ctes)
-    return statements[-1].add_cte(*ctes[:-1])
+        return read.add_cte(*ahead, *ctes)
+    return statements[-1].add_cte(*ahead, *ctes[:-1])
 
 
 def _count(rows: Any) -> Any:

@@ -10,8 +10,11 @@ from functools import cache, partial
 from typing import Any, cast
 
 from sqlalchemy import (
+    CTE,
+    ColumnElement,
     Executable,
     Select,
+    and_,
     bindparam,
     func,
     literal_column,
@@ -26,6 +29,7 @@ from alerts import store as mailboxes
 from alerts.bulk import (
     Added,
     Changed,
+    Precondition,
     Read,
     Step,
     any_of,
@@ -83,7 +87,13 @@ from dispatch.rosters.duty import OnTurn, leaders_on_turn
 from dispatch.schemas import LocationIn, LocationOut, show_time
 from dispatch.security import limits
 from dispatch.teams import service as teams
-from dispatch.teams.coverage import Coverage, CoveredBy, newest_revision, teams_unchanged_since
+from dispatch.teams.coverage import (
+    Coverage,
+    CoveredBy,
+    newest_revision,
+    teams_unchanged,
+    teams_unchanged_since,
+)
 from dispatch.villages.index import Villages
 from geo.geodesy import distance_m
 
@@ -338,30 +348,40 @@ async def report_incident(
         idempotency_key=idempotency_key,
         village_id=village_id,
     )
-    # Without a key nothing can conflict: the incident is written with its other rows.
+    # The incident is written with its other rows, unless its key is checked first (SQLite).
     first: list[Step] = [Added(INCIDENTS, [incident.values()])]
-    # Teams changed through any process up to now count, heard of by NOTIFY yet or not: the
-    # coverage index catches up on them first, or (a report without a key, on PostgreSQL) its
-    # rows are written only if no team changed since the revision the index held.
+    # Teams changed through any process up to now count, heard of by NOTIFY yet or not. On
+    # PostgreSQL the report is decided on the coverage index as it is, and its rows are written
+    # only if no team changed since (and, with a key, only if the key was not used); SQLite,
+    # served by one process, catches the index up and checks the key first.
     since: int | None = None
-    if idempotency_key is not None:
+    if on_postgresql(session):
+        # The revision the decision is made on: no await between here and the decision.
+        since = coverage.revision
+    elif idempotency_key is not None:
         if not await _insert_once(session, incident, coverage):
             return await _replay(session, reporter, idempotency_key), True
         first = []
-    elif not on_postgresql(session):
-        await coverage.catch_up(session)
     else:
-        # The revision the decision is made on: no await between here and the decision.
-        since = coverage.revision
+        await coverage.catch_up(session)
     context = _ReportContext(incident, reporter.user_id, village_name, targets, escalation, now)
     decided = await _decide(session, context, coverage, duty)
-    leaders, newest = await _insert_report_rows(session, first, decided, since)
-    if since is not None and newest is not None and newest > since:
-        # A team changed since: nothing was written. Decided again on the teams as that
-        # statement saw them, as a catch-up before the decision would have.
-        await coverage.catch_up_to(session, newest)
+    written = await _insert_report_rows(session, context, first, decided, since)
+    if written.stale:
+        # A team changed since: nothing was written. Decided again on the teams as they are
+        # now, as a catch-up (with a key, the key's check) before the decision would have.
+        if idempotency_key is None:
+            await coverage.catch_up_to(session, written.newest)
+        elif not await _insert_once(session, incident, coverage):
+            return await _replay(session, reporter, idempotency_key), True
+        else:
+            first = []
         decided = await _decide(session, context, coverage, duty)
-        leaders, _ = await _insert_report_rows(session, first, decided, None)
+        written = await _insert_report_rows(session, context, first, decided, None)
+    elif not written.inserted and idempotency_key is not None:
+        # The key was used: the earlier report's incident is the answer.
+        return await _replay(session, reporter, idempotency_key), True
+    leaders = written.leaders
     event_chain.note_written(session, decided.events, decided.everyone)
     rosters.record_skips(session, incident.id, decided.skipped, now)
     chain, everyone, skipped = decided.chain, decided.everyone, decided.skipped
@@ -568,23 +588,48 @@ def _record(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Written:
+    """What ``_insert_report_rows`` wrote: the dispatched teams' leaders; and, where it wrote
+    only if no team changed after a revision, the teams' newest revision as it saw them."""
+
+    leaders: dict[str, list[str]]
+    newest: int | None = None
+    # A team changed after the revision the report was decided on: nothing was written.
+    stale: bool = False
+    # The incident was written (not with its key checked in the statement and found used).
+    inserted: bool = True
+
+
 async def _insert_report_rows(
     session: AsyncSession,
+    context: _ReportContext,
     first: Sequence[Step],
     decided: _Decided,
     unchanged_since: int | None,
-) -> tuple[dict[str, list[str]], int | None]:
+) -> _Written:
     """A new incident's rows (``first``: the incident unless already in), escalation job,
     chain, dispatches, events and event chain head, written together (``write_rows``): the
     unit of work's bookkeeping for some thirty new objects was a quarter of a report's CPU, and
     a round trip a table the most of its wait. The objects stay out of the session; views are
     built from them. The same statement reads the dispatched teams' leaders, and returns them.
-    With ``unchanged_since`` it writes only if no team changed after that revision, and
-    returns the teams' newest revision as it saw it too."""
+
+    With ``unchanged_since`` (PostgreSQL) it writes only if no team changed after that
+    revision, and a report with a key's incident (``first`` empty) rides it too, inserted unless
+    the key was used, the other rows written only where it was."""
     team_ids = {"leader_teams": sorted({d.team_id for d in decided.everyone})}
     dialect = dialect_name(session)
-    only_if = None if unchanged_since is None else teams_unchanged_since(unchanged_since)
-    query = auth.leaders_query(dialect) if only_if is None else _leaders_and_revision(dialect)
+    incident = context.incident
+    keyed = unchanged_since is not None and incident.idempotency_key is not None
+    only_if: Precondition | None = None
+    query: Select[Any] = auth.leaders_query(dialect)
+    if keyed:
+        once, holds, query = _incident_once()
+        params = {f"new_{key}": value for key, value in incident.values().items()}
+        only_if = Precondition(holds, {**params, "coverage_revision": unchanged_since}, (once,))
+        first = []
+    elif unchanged_since is not None:
+        only_if, query = teams_unchanged_since(unchanged_since), _leaders_and_revision(dialect)
     rows = await write_rows(
         session,
         *first,
@@ -595,7 +640,34 @@ async def _insert_report_rows(
         read=Read(query, team_ids),
         only_if=only_if,
     )
-    return auth.leaders_from(rows), None if only_if is None else rows[0]["newest"] or 0
+    leaders = auth.leaders_from(rows)
+    if unchanged_since is None:
+        return _Written(leaders)
+    newest = rows[0]["newest"] or 0
+    stale = newest > unchanged_since
+    inserted = not stale and (not keyed or bool(rows[0]["inserted"]))
+    return _Written(leaders, newest, stale, inserted)
+
+
+@cache
+def _incident_once() -> tuple[CTE, ColumnElement[bool], Select[Any]]:
+    """For a report with a key on PostgreSQL: the insert of its incident, unless the key was
+    used and only if no team changed after ``coverage_revision``, as a CTE; the condition the
+    report's other rows are written under (that, and the incident written: a report sent again
+    while the first is in flight waits for that one's outcome, and writes nothing if it
+    committed); the read that says which. Built once: they key the compiled statement."""
+    unchanged = teams_unchanged()
+    values = [bindparam(f"new_{c.key}", type_=c.type) for c in INCIDENTS.c]
+    once = (
+        upsert_insert("postgresql")(INCIDENTS)
+        .from_select([c.key for c in INCIDENTS.c], select(*values).where(unchanged))
+        .on_conflict_do_nothing(index_elements=["reported_by", "idempotency_key"])
+        .returning(INCIDENTS.c.id)
+        .cte("incident_once")
+    )
+    written = select(func.count()).select_from(once).scalar_subquery()
+    read = _leaders_and_revision("postgresql").add_columns(written.label("inserted"))
+    return once, and_(unchanged, written > 0), read
 
 
 @cache

@@ -32,8 +32,9 @@ def newest_revision() -> Select[tuple[Any]]:
 
 
 @functools.cache
-def _unchanged_since() -> ColumnElement[bool]:
-    # Built once: it keys the compiled statement of the writes it holds.
+def teams_unchanged() -> ColumnElement[bool]:
+    """No team changed after the revision given as ``coverage_revision``. Built once: it keys
+    the compiled statement of the writes it holds."""
     newest = func.coalesce(newest_revision().scalar_subquery(), 0)
     return newest <= bindparam("coverage_revision", type_=Integer())
 
@@ -43,7 +44,7 @@ def teams_unchanged_since(revision: int) -> Precondition:
     while it held that revision (``Coverage.revision``, read with no ``await`` before the
     decision), checked by the statement that makes them (``alerts.bulk.write_rows(only_if=...)``,
     PostgreSQL), in place of a catch-up's round trip before the decision."""
-    return Precondition(_unchanged_since(), {"coverage_revision": revision})
+    return Precondition(teams_unchanged(), {"coverage_revision": revision})
 
 
 def zone_of(team: Team) -> Zone:

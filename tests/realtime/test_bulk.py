@@ -6,6 +6,7 @@ import functools
 import json
 import math
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import asyncpg
 import pytest
@@ -18,6 +19,7 @@ from sqlalchemy import (
     FromClause,
     Insert,
     Integer,
+    Select,
     String,
     Text,
     bindparam,
@@ -27,6 +29,7 @@ from sqlalchemy import (
     literal,
     select,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -288,13 +291,69 @@ async def test_steps_held_by_a_precondition_write_only_where_it_holds_and_the_re
 
     # The read sees the table as the statement found it, which is what the condition judged.
     assert [dict(row) for row in rows] == [{"boxes": 1}]
-    assert len([s for s in sent if "mailboxes" in s]) == 1
+    # One round trip: the condition rides the writes' statement.
+    (written,) = [s for s in sent if "INSERT INTO messages" in s]
+    assert "FROM mailboxes" in written
     async with world.runtime.sessionmaker() as session:
         stored = await session.execute(
             select(Mailbox.user_id, Mailbox.last_seq).order_by(Mailbox.user_id)
         )
         assert stored.all() == ([("u1", 5), ("u2", 0)] if holds else [("u1", 4)])
         assert await session.scalar(select(func.count()).select_from(Message)) == int(holds)
+
+
+@functools.cache
+def mailbox_once() -> tuple[CTE, ColumnElement[bool], Select[Any]]:
+    """A write of the caller's own, riding ahead of the steps: ``once_user``'s mailbox unless it
+    exists; the steps written only where it was, and a read that says whether it was."""
+    once = (
+        postgresql.insert(MAILBOXES)
+        .from_select(
+            ["user_id", "last_seq", "acked_seq"],
+            select(bindparam("once_user", type_=String()), literal(0), literal(0)),
+        )
+        .on_conflict_do_nothing(index_elements=["user_id"])
+        .returning(MAILBOXES.c.user_id)
+        .cte("once")
+    )
+    wrote = select(func.count()).select_from(once).scalar_subquery()
+    return once, wrote > 0, select(wrote.label("wrote"))
+
+
+@pytest.mark.parametrize("present", [False, True])
+async def test_a_preconditions_own_write_rides_ahead_and_the_steps_follow_it(
+    world: World, backend: str, present: bool
+) -> None:
+    once, holds, read = mailbox_once()
+    only_if = Precondition(holds, {"once_user": "u9"}, (once,))
+    if backend != "postgresql":
+        # Elsewhere the steps go one statement each: nothing could hold them all at once.
+        async with world.runtime.transaction() as session:
+            with pytest.raises(ValueError, match="one statement"):
+                await write_rows(session, Added(MESSAGES, []), read=Read(read, {}), only_if=only_if)
+        return
+    if present:
+        async with world.runtime.transaction() as session:
+            await write_rows(
+                session, Added(MAILBOXES, [{"user_id": "u9", "last_seq": 3, "acked_seq": 0}])
+            )
+    with statements_sent(world.runtime) as sent:
+        async with world.runtime.transaction() as session:
+            rows = await write_rows(
+                session,
+                Added(MESSAGES, [message("u9", 1, "d1")]),
+                read=Read(read, {}),
+                only_if=only_if,
+            )
+
+    assert [dict(row) for row in rows] == [{"wrote": int(not present)}]
+    # One round trip: the mailbox's insert rides ahead of the messages' in their statement.
+    (written,) = [s for s in sent if "INSERT INTO messages" in s]
+    assert "INSERT INTO mailboxes" in written
+    async with world.runtime.sessionmaker() as session:
+        box = await session.get(Mailbox, "u9")
+        assert box is not None and box.last_seq == (3 if present else 0)
+        assert await session.scalar(select(func.count()).select_from(Message)) == int(not present)
 
 
 @functools.cache
