@@ -615,8 +615,8 @@ async def _insert_report_rows(
     built from them. The same statement reads the dispatched teams' leaders, and returns them.
 
     With ``unchanged_since`` (PostgreSQL) it writes only if no team changed after that
-    revision, and a report with a key's incident (``first`` empty) rides it too, inserted unless
-    the key was used, the other rows written only where it was."""
+    revision; a report with a key has its incident inserted by the same statement in place of
+    ``first``, unless the key was used, and the other rows written only where it was."""
     team_ids = {"leader_teams": sorted({d.team_id for d in decided.everyone})}
     dialect = dialect_name(session)
     incident = context.incident
