@@ -348,8 +348,11 @@ async def report_incident(
         idempotency_key=idempotency_key,
         village_id=village_id,
     )
-    # The incident is written with its other rows, unless its key is checked first (SQLite).
-    first: list[Step] = [Added(INCIDENTS, [incident.values()])]
+    # The incident is written with its other rows; with a key, by an insert of its own that
+    # checks the key (on PostgreSQL in the same statement, on SQLite first).
+    first: list[Step] = (
+        [] if idempotency_key is not None else [Added(INCIDENTS, [incident.values()])]
+    )
     # Teams changed through any process up to now count, heard of by NOTIFY yet or not. On
     # PostgreSQL the report is decided on the coverage index as it is, and its rows are written
     # only if no team changed since (and, with a key, only if the key was not used); SQLite,
@@ -361,12 +364,11 @@ async def report_incident(
     elif idempotency_key is not None:
         if not await _insert_once(session, incident, coverage):
             return await _replay(session, reporter, idempotency_key), True
-        first = []
     else:
         await coverage.catch_up(session)
     context = _ReportContext(incident, reporter.user_id, village_name, targets, escalation, now)
     decided = await _decide(session, context, coverage, duty)
-    written = await _insert_report_rows(session, context, first, decided, since)
+    written = await _insert_report_rows(session, incident, first, decided, since)
     if written.stale:
         # A team changed since: nothing was written. Decided again on the teams as they are
         # now, as a catch-up (with a key, the key's check) before the decision would have.
@@ -374,10 +376,8 @@ async def report_incident(
             await coverage.catch_up_to(session, written.newest)
         elif not await _insert_once(session, incident, coverage):
             return await _replay(session, reporter, idempotency_key), True
-        else:
-            first = []
         decided = await _decide(session, context, coverage, duty)
-        written = await _insert_report_rows(session, context, first, decided, None)
+        written = await _insert_report_rows(session, incident, first, decided, None)
     elif not written.inserted and idempotency_key is not None:
         # The key was used: the earlier report's incident is the answer.
         return await _replay(session, reporter, idempotency_key), True
@@ -603,7 +603,7 @@ class _Written:
 
 async def _insert_report_rows(
     session: AsyncSession,
-    context: _ReportContext,
+    incident: IncidentRecord,
     first: Sequence[Step],
     decided: _Decided,
     unchanged_since: int | None,
@@ -615,11 +615,10 @@ async def _insert_report_rows(
     built from them. The same statement reads the dispatched teams' leaders, and returns them.
 
     With ``unchanged_since`` (PostgreSQL) it writes only if no team changed after that
-    revision; a report with a key has its incident inserted by the same statement in place of
-    ``first``, unless the key was used, and the other rows written only where it was."""
+    revision; a report with a key (``first`` empty) has its incident inserted by the same
+    statement, unless the key was used, and the other rows written only where it was."""
     team_ids = {"leader_teams": sorted({d.team_id for d in decided.everyone})}
     dialect = dialect_name(session)
-    incident = context.incident
     keyed = unchanged_since is not None and incident.idempotency_key is not None
     only_if: Precondition | None = None
     query: Select[Any] = auth.leaders_query(dialect)
@@ -627,7 +626,6 @@ async def _insert_report_rows(
         once, holds, query = _incident_once()
         params = {f"new_{key}": value for key, value in incident.values().items()}
         only_if = Precondition(holds, {**params, "coverage_revision": unchanged_since}, (once,))
-        first = []
     elif unchanged_since is not None:
         only_if, query = teams_unchanged_since(unchanged_since), _leaders_and_revision(dialect)
     rows = await write_rows(
