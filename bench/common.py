@@ -21,7 +21,10 @@ from typing import Any
 
 import asyncpg
 import httpx
+from sqlalchemy.engine import make_url
 
+# The server the benchmarks' databases are made on, and how they reach it: its scratch
+# databases are reached the same way (a DSN with ``?host=/var/run/postgresql``: its socket).
 PG_ADMIN_DSN = os.environ.get("DISPATCH_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 HOST = "127.0.0.1"
 
@@ -379,13 +382,18 @@ async def scratch_postgres(prefix: str) -> AsyncIterator[str]:
     finally:
         await admin.close()
     try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        yield database_dsn(PG_ADMIN_DSN, name)
     finally:
         admin = await asyncpg.connect(PG_ADMIN_DSN)
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+def database_dsn(dsn: str, name: str) -> str:
+    """``dsn`` naming the database ``name`` instead, on the same server reached the same way."""
+    return make_url(dsn).set(database=name).render_as_string(hide_password=False)
 
 
 def sqlalchemy_url(dsn: str) -> str:

@@ -21,6 +21,7 @@ import asyncpg
 import pytest
 import uvicorn
 from sqlalchemy import Table
+from sqlalchemy.engine import make_url
 
 from alerts.models import AlertsBase
 from dispatch import migrate, models  # noqa: F401  (every table, for cleaning)
@@ -99,6 +100,13 @@ async def database_url(
         yield url
 
 
+def database_url_named(name: str) -> str:
+    """The URL of the database ``name`` on the tests' server, reached as ``PG_ADMIN_DSN``
+    reaches it (its host and port, or its socket)."""
+    url = make_url(PG_ADMIN_DSN).set(drivername="postgresql+asyncpg", database=name)
+    return url.render_as_string(hide_password=False)
+
+
 @asynccontextmanager
 async def pg_admin() -> AsyncIterator[asyncpg.Connection]:
     """A connection to PostgreSQL's maintenance database, for what a test does to a whole
@@ -116,7 +124,7 @@ async def postgres_database() -> AsyncIterator[str]:
     name = f"dispatch_test_{uuid.uuid4().hex[:12]}"
     async with pg_admin() as admin:
         await admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    url = database_url_named(name)
     try:
         await migrate.upgrade_async(url)
         yield url

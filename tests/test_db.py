@@ -1,13 +1,17 @@
-"""The storage plumbing: the engine's pool across a database restart, and new ids."""
+"""The storage plumbing: the engine's pool across a database restart, PostgreSQL reached through
+its socket, and new ids."""
 
 from __future__ import annotations
 
 import functools
 import operator
+import os
 import uuid
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import URL, make_url
 
 from alerts import store as mailboxes
 from alerts.bulk import Added, Changed, write_rows
@@ -19,7 +23,7 @@ from dispatch.db import (
     create_sessionmaker,
     new_id,
 )
-from tests.conftest import pg_admin
+from tests.conftest import pg_admin, server_settings, two_servers_on
 
 
 async def test_a_pooled_connection_the_database_ended_is_replaced_before_it_is_handed_out(
@@ -74,7 +78,7 @@ async def end_sessions(database_url: str) -> list[int]:
         rows = await admin.fetch(
             "SELECT pid, pg_terminate_backend(pid, 5000) AS ended FROM pg_stat_activity"
             " WHERE datname = $1 AND pid <> pg_backend_pid()",
-            database_url.rsplit("/", 1)[1],
+            make_url(database_url).database,
         )
     return [row["pid"] for row in rows if row["ended"]]
 
@@ -131,6 +135,50 @@ async def test_a_small_towns_mailboxes_are_locked_and_written_by_index_not_read_
             await session.commit()
     finally:
         await engine.dispose()
+
+
+async def test_postgresql_named_by_its_socket_serves_every_connection_of_two_processes(
+    postgres_only: str,
+) -> None:
+    # On the server's own machine PostgreSQL is best reached through its socket, which costs
+    # each round trip less CPU than TCP (docs/deploy.md). Every connection goes there: the
+    # pools' and each process's fan-out listener, which carries the alert across.
+    tcp = make_url(postgres_only)
+    name = tcp.database
+    folder = await socket_dir()
+    url = URL.create(
+        tcp.drivername, tcp.username, tcp.password, database=name, query={"host": folder}
+    )
+    settings = server_settings(url.render_as_string(hide_password=False))
+    async with two_servers_on(settings) as (a, b):
+        team = await a.team()
+        leader = await a.leader(team)
+        operator = await a.operator()
+        phone = await b.connect(leader)
+        incident = await a.report(operator)
+        alert = await phone.next_of("alert", timeout=15)
+        assert alert["data"]["incident"]["id"] == incident["id"]
+        await phone.close()
+        async with pg_admin() as admin:
+            sessions = await admin.fetch(
+                "SELECT client_port, query FROM pg_stat_activity WHERE datname = $1", name
+            )
+    # A session over the socket has no client port (-1).
+    assert sessions and {s["client_port"] for s in sessions} == {-1}
+    assert sum(s["query"].startswith("LISTEN") for s in sessions) == 2
+
+
+async def socket_dir() -> str:
+    """The directory of the tests' PostgreSQL's socket; the test is skipped where it has none
+    on this machine (a server elsewhere)."""
+    async with pg_admin() as admin:
+        port = await admin.fetchval("SHOW port")
+        listed = await admin.fetchval("SHOW unix_socket_directories")
+    for folder in (d.strip() for d in listed.split(",") if d.strip()):
+        # A stat of a local path, too quick to hand to a thread.
+        if os.path.exists(os.path.join(folder, f".s.PGSQL.{port}")):  # noqa: ASYNC240
+            return folder
+    pytest.skip(f"PostgreSQL has no socket on this machine ({listed!r})")
 
 
 def test_new_ids_are_random_uuids_written_as_uuid4_writes_them() -> None:

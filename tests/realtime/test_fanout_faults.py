@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from tests.conftest import pg_admin, server_settings, two_servers_on
@@ -63,7 +64,7 @@ async def test_an_alert_from_another_process_arrives_though_reading_its_batch_fa
 
 
 async def listener_backends(database_url: str) -> list[int]:
-    name = database_url.rsplit("/", 1)[1]
+    name = make_url(database_url).database
     async with pg_admin() as admin:
         rows = await admin.fetch(
             "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'", name
