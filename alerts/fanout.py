@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import ARRAY, Select, Text, bindparam, func, select
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from alerts.bulk import Read
 
@@ -39,7 +39,16 @@ MAX_BACKOFF_S = 5.0
 
 
 def asyncpg_dsn(database_url: str) -> str:
-    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    """The SQLAlchemy URL as asyncpg's DSN, for the database its pools reach. A ``host`` in the
+    query (a socket's directory) goes before the address's host there, and asyncpg reads the
+    address first: the address's host is left out, or this connection alone would take TCP."""
+    url = make_url(database_url)
+    if "host" not in url.query:
+        return url.set(drivername="postgresql").render_as_string(hide_password=False)
+    # Its port, which names the socket's file, then goes in the query too.
+    query = {**({"port": str(url.port)} if url.port else {}), **url.query}
+    dsn = URL.create("postgresql", url.username, url.password, database=url.database, query=query)
+    return dsn.render_as_string(hide_password=False)
 
 
 def notification(origin: str, announcements: dict[str, list[str]]) -> Read | None:

@@ -137,17 +137,22 @@ async def test_a_small_towns_mailboxes_are_locked_and_written_by_index_not_read_
         await engine.dispose()
 
 
+@pytest.mark.parametrize("with_address", [False, True], ids=["socket", "address-and-socket"])
 async def test_postgresql_named_by_its_socket_serves_every_connection_of_two_processes(
-    postgres_only: str,
+    postgres_only: str, with_address: bool
 ) -> None:
-    # On the server's own machine PostgreSQL is best reached through its socket, which costs
-    # each round trip less CPU than TCP (docs/deploy.md). Every connection goes there: the
-    # pools' and each process's fan-out listener, which carries the alert across.
+    # On the server's own machine PostgreSQL can be reached through its socket, with no TCP
+    # port open (docs/deploy.md). Every connection must go there: the pools' and each
+    # process's fan-out listener, which carries the alert across. A URL with an address as
+    # well once sent the pools to the socket (as SQLAlchemy reads it) and the listener over
+    # TCP (as asyncpg reads it).
     tcp = make_url(postgres_only)
     name = tcp.database
-    folder = await socket_dir()
-    url = URL.create(
-        tcp.drivername, tcp.username, tcp.password, database=name, query={"host": folder}
+    socket = {"host": await socket_dir()}
+    url = (
+        tcp.set(query=socket)
+        if with_address
+        else URL.create(tcp.drivername, tcp.username, tcp.password, database=name, query=socket)
     )
     settings = server_settings(url.render_as_string(hide_password=False))
     async with two_servers_on(settings) as (a, b):
