@@ -28,7 +28,7 @@ from bench.common import (
     text_table,
 )
 
-BENCHMARKS = ("covering", "alert", "intake", "reports", "work")
+BENCHMARKS = ("covering", "alert", "intake", "reports", "work", "instructions")
 DOC = Path("docs/performance.md")
 TABLE_START = "<!-- bench:table:start -->"
 TABLE_END = "<!-- bench:table:end -->"
@@ -109,6 +109,12 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=300,
         help="work: reports measured per run, after 30 to warm up (alert's town, first --leaders)",
+    )
+    p.add_argument(
+        "--counted",
+        type=int,
+        default=30,
+        help="instructions: requests of each kind counted per run, under callgrind (default 30)",
     )
     p.add_argument("--json", type=Path, default=Path("var/bench/latest.json"), help="JSON output")
     p.add_argument("--work", type=Path, default=Path("var/bench"), help="scratch files and logs")
@@ -198,6 +204,7 @@ TITLES = {
     "intake": "intake throughput",
     "reports": "response-time reports",
     "work": "work per report and per flush, in-process",
+    "instructions": "instructions per report and per flush, in-process, counted by callgrind",
 }
 
 
@@ -218,10 +225,14 @@ def _run_one(name: str, report: Report, args: argparse.Namespace) -> None:
         from bench import reports
 
         reports.run(report, args)
-    else:
+    elif name == "work":
         from bench import work
 
         work.run(report, args)
+    else:
+        from bench import instructions
+
+        instructions.run(report, args)
 
 
 def _update_docs(table: str, notes: list[str], when: str) -> None:

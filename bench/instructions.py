@@ -1,0 +1,288 @@
+"""Instructions per request, counted by callgrind: a report's CPU as the box's swing leaves it.
+
+The other benchmarks time what the box gives them, and on the shared 2-core box the same code's
+CPU per report swings by a third from one hour to the next. Instructions do not: the same code
+on the same inputs executes the same instructions, whatever else the machine is doing. So the
+work benchmark's loop runs here again in a process of its own under valgrind's callgrind
+(``--instr-atstart=no``: nothing is counted until asked), and counting is switched on
+(``callgrind_control -i on``) just around each measured request, or each flush of
+acknowledgements, and off again after it. Each kind is counted over ``--reports`` of them in a
+row and dumped under its name; the count of switching on and off around nothing, measured as
+often, is taken off. Python's cyclic garbage collector is paused while they are counted: a
+collection lands in one request or another, and moved the counts of runs of the same code by
+several per cent.
+
+Counted (the application's own process only; the database's work is not, nor the kernel's):
+a report without a key, as the alert and intake benchmarks post it; the same with an
+``Idempotency-Key``, as the console posts it; the flush that records a report's
+acknowledgements; and on PostgreSQL, as the baseline, the intake benchmark's bare endpoint
+inserting one row with asyncpg, posted the same way. Needs Debian's ``valgrind`` (which brings
+``callgrind_control``); skipped with a note without it. A run takes a few minutes: the process
+runs some fifty times slower under callgrind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.alert import bench_town
+from bench.bare_intake import create_app as create_bare_app
+from bench.common import Figure, Report, Row, ratios, say, scratch_postgres, sqlalchemy_url
+from bench.work import _acknowledge_alerts, _flush, _report_body
+from dispatch.app import create_app
+from dispatch.config import Settings
+from dispatch.runtime import Runtime
+from dispatch.simulate.seed import seed_database
+
+WARMUP = 20
+# What is counted, the label of each kind in the table, and whether the bare endpoint is its
+# baseline.
+KINDS = (
+    ("report", "report: instructions", True),
+    ("keyed", "report with an Idempotency-Key (the console's): instructions", False),
+    ("flush", "flush of its acks: instructions", False),
+)
+# Switching counting on and off around nothing: taken off every count.
+NOTHING = "nothing"
+BARE = "bare"
+MILLION = 1e6
+
+
+def run(report: Report, args: argparse.Namespace) -> None:
+    missing = [tool for tool in ("valgrind", "callgrind_control") if shutil.which(tool) is None]
+    if missing:
+        report.note(f"instructions: skipped, {' and '.join(missing)} not found (Debian's valgrind)")
+        return
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    leaders = args.leaders[0]
+    for backend in backends:
+        runs = [_counted_run(backend, leaders, args.counted, args.work) for _ in range(args.reps)]
+        for n, counts in enumerate(runs):
+            say(
+                f"    {backend}, run {n + 1}: "
+                + ", ".join(f"{kind} {value / MILLION:.2f}M" for kind, value in counts.items())
+            )
+        report.raw[f"instructions-{backend}-{leaders}"] = runs
+        bare = [c[BARE] / MILLION for c in runs if BARE in c]
+        for kind, label, against_bare in KINDS:
+            ours = [c[kind] / MILLION for c in runs]
+            compared = against_bare and bool(bare)
+            report.rows.append(
+                Row(
+                    "instructions",
+                    f"{leaders // 1000}k leaders, {backend}, in-process",
+                    label,
+                    "M",
+                    Figure.of(ours),
+                    baseline=Figure.of(bare) if compared else None,
+                    ratio=ratios(ours, bare) if compared else None,
+                )
+            )
+
+
+def _counted_run(backend: str, leaders: int, count: int, work: Path) -> dict[str, float]:
+    """One process under callgrind counting ``count`` of each kind; instructions per item."""
+    work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work, prefix="callgrind-") as folder:
+        out = Path(folder) / "callgrind.out"
+        argv = [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            "-m",
+            "bench.instructions",
+            backend,
+            str(leaders),
+            str(count),
+        ]
+        # The same hashes in every run: sets and dicts of strings are walked in the same order.
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        log = Path(folder) / "valgrind.log"
+        with log.open("w") as sink:
+            done = subprocess.run(argv, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        if done.returncode != 0:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the counted run failed ({done.returncode}): {tail}")
+        totals = dumped_totals(Path(folder))
+    nothing = totals.pop(NOTHING, 0)
+    return {kind: (total - nothing) / count for kind, total in totals.items()}
+
+
+DUMP = re.compile(r"^desc: Trigger: dump (\w+)$", re.MULTILINE)
+TOTALS = re.compile(r"^(?:totals|summary): (\d+)", re.MULTILINE)
+
+
+def dumped_totals(folder: Path) -> dict[str, int]:
+    """The instructions of each dump callgrind wrote in ``folder``, by the name it was given."""
+    totals: dict[str, int] = {}
+    for path in folder.glob("callgrind.out.*"):
+        text = path.read_text(errors="replace")
+        named, counted = DUMP.search(text), TOTALS.findall(text)
+        if named and counted:
+            totals[named.group(1)] = max(int(n) for n in counted)
+    return totals
+
+
+# ---------------------------------------------------------------- the counted process
+
+
+class Counter:
+    """Switches callgrind's counting of this process on and off, and dumps what it counted."""
+
+    def __init__(self) -> None:
+        self._pid = str(os.getpid())
+
+    def _control(self, *argv: str) -> None:
+        subprocess.run(
+            ["callgrind_control", *argv, self._pid], check=True, stdout=subprocess.DEVNULL
+        )
+
+    async def around(self, work: Awaitable[Any]) -> Any:
+        self._control("-i", "on")
+        try:
+            return await work
+        finally:
+            self._control("-i", "off")
+
+    def dump(self, name: str) -> None:
+        self._control(f"--dump={name}")
+
+
+async def _count(backend: str, leaders: int, count: int) -> None:
+    counter = Counter()
+    async with _database(backend) as url:
+        town, points = bench_town(leaders)
+        secret = secrets.token_urlsafe(32)
+        seeded = await seed_database(url, town, secret=secret)
+        app = create_app(_settings(url, secret))
+        headers = {"Authorization": f"Bearer {seeded.operator_token}"}
+        async with app.router.lifespan_context(app):
+            runtime: Runtime = app.state.runtime
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+                items = _Items(http, runtime, points, headers)
+                for n in range(WARMUP):
+                    await items.report(n, keyed=n % 2 == 1, counted=None)
+                await _counted(counter, "report", count, lambda n: items.report(n, False, counter))
+                await _counted(counter, "keyed", count, lambda n: items.report(n, True, counter))
+                await _counted(counter, "flush", count, lambda n: items.flushed(n, counter))
+                await _counted(counter, NOTHING, count, lambda _: counter.around(asyncio.sleep(0)))
+        if backend == "postgresql":
+            await _count_bare(counter, url, points, count)
+
+
+async def _counted(
+    counter: Counter, name: str, count: int, item: Callable[[int], Awaitable[Any]]
+) -> None:
+    gc.collect()
+    gc.disable()
+    try:
+        for n in range(count):
+            await item(WARMUP + n)
+    finally:
+        gc.enable()
+    counter.dump(name)
+
+
+class _Items:
+    """The requests counted, each with what follows it uncounted (its acknowledgements)."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        runtime: Runtime,
+        points: list[tuple[float, float, int]],
+        headers: dict[str, str],
+    ) -> None:
+        self._http, self._runtime, self._points, self._headers = http, runtime, points, headers
+
+    async def report(self, n: int, keyed: bool, counted: Counter | None) -> dict[str, Any]:
+        headers = {**self._headers, "Idempotency-Key": f"counted-{n}"} if keyed else self._headers
+        post = self._http.post(
+            "/api/v1/incidents", json=_report_body(self._points, n), headers=headers
+        )
+        reply: httpx.Response = await (counted.around(post) if counted else post)
+        if reply.status_code != 201:
+            raise RuntimeError(f"report refused: {reply.status_code} {reply.text}")
+        incident: dict[str, Any] = reply.json()
+        await _acknowledge_alerts(self._runtime, incident)
+        await _flush(self._runtime)
+        return incident
+
+    async def flushed(self, n: int, counter: Counter) -> None:
+        post = self._http.post(
+            "/api/v1/incidents", json=_report_body(self._points, n), headers=self._headers
+        )
+        reply = await post
+        if reply.status_code != 201:
+            raise RuntimeError(f"report refused: {reply.status_code} {reply.text}")
+        await _acknowledge_alerts(self._runtime, reply.json())
+        await counter.around(_flush(self._runtime))
+
+
+async def _count_bare(
+    counter: Counter, url: str, points: list[tuple[float, float, int]], count: int
+) -> None:
+    """The intake benchmark's bare endpoint, on the same database, posted the same way."""
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    app = create_bare_app(dsn)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+
+            async def post(n: int, counted: bool) -> None:
+                sent = http.post("/api/v1/incidents", json=_report_body(points, n))
+                reply = await (counter.around(sent) if counted else sent)
+                if reply.status_code != 201:
+                    raise RuntimeError(f"bare report refused: {reply.status_code}")
+
+            for n in range(WARMUP):
+                await post(n, counted=False)
+            await _counted(counter, BARE, count, lambda n: post(n, counted=True))
+
+
+@asynccontextmanager
+async def _database(backend: str) -> AsyncIterator[str]:
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory() as folder:
+            yield f"sqlite+aiosqlite:///{folder}/counted.db"
+        return
+    async with scratch_postgres("bench_instructions") as dsn:
+        yield sqlalchemy_url(dsn)
+
+
+def _settings(url: str, secret: str) -> Settings:
+    # As the work benchmark's: no escalation or breach lands among the counted requests, and
+    # the acknowledgements' recorder waits for the explicit flushes.
+    return Settings(
+        database_url=url,
+        secret_key=secret,
+        secret_file=Path(tempfile.gettempdir()) / "bench-instructions-secret.key",
+        escalation_after_s=3600,
+        chain_targets=(3600, 3600, 3600),
+        report_burst=1_000_000,
+        report_per_min=1_000_000,
+        ack_gather_ms=1000,
+        log_level="WARNING",
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(_count(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
