@@ -18,8 +18,9 @@ a report without a key, as the alert and intake benchmarks post it; the same wit
 acknowledgements; and on PostgreSQL, as the baseline, the intake benchmark's bare endpoint
 inserting one row with asyncpg, posted the same way. Needs Debian's ``valgrind`` (which brings
 ``callgrind_control``); skipped with a note without it. A run takes a few minutes: the process
-runs some fifty times slower under callgrind. The count a report rises a little with the
-number counted in a row: runs are compared at the same ``--counted``.
+runs some fifty times slower under callgrind. A report's count grows with its recipients,
+and every run counts the same incidents in the same order: runs are compared at the same
+``--counted``.
 """
 
 from __future__ import annotations
