@@ -45,9 +45,8 @@ import httpx
 from bench.alert import bench_town
 from bench.bare_intake import create_app as create_bare_app
 from bench.common import Figure, Report, Row, ratios, say, scratch_postgres, sqlalchemy_url
-from bench.work import _acknowledge_alerts, _flush, _report_body
+from bench.work import acknowledge_alerts, flush_acknowledgements, in_process_settings, report_body
 from dispatch.app import create_app
-from dispatch.config import Settings
 from dispatch.runtime import Runtime
 from dispatch.simulate.seed import seed_database
 
@@ -176,7 +175,7 @@ async def _count(backend: str, leaders: int, count: int) -> None:
         town, points = bench_town(leaders)
         secret = secrets.token_urlsafe(32)
         seeded = await seed_database(url, town, secret=secret)
-        app = create_app(_settings(url, secret))
+        app = create_app(in_process_settings(url, secret, "bench-instructions-secret.key"))
         headers = {"Authorization": f"Bearer {seeded.operator_token}"}
         async with app.router.lifespan_context(app):
             runtime: Runtime = app.state.runtime
@@ -221,25 +220,25 @@ class _Items:
     async def report(self, n: int, keyed: bool, counted: Counter | None) -> dict[str, Any]:
         headers = {**self._headers, "Idempotency-Key": f"counted-{n}"} if keyed else self._headers
         post = self._http.post(
-            "/api/v1/incidents", json=_report_body(self._points, n), headers=headers
+            "/api/v1/incidents", json=report_body(self._points, n), headers=headers
         )
         reply: httpx.Response = await (counted.around(post) if counted else post)
         if reply.status_code != 201:
             raise RuntimeError(f"report refused: {reply.status_code} {reply.text}")
         incident: dict[str, Any] = reply.json()
-        await _acknowledge_alerts(self._runtime, incident)
-        await _flush(self._runtime)
+        await acknowledge_alerts(self._runtime, incident)
+        await flush_acknowledgements(self._runtime)
         return incident
 
     async def flushed(self, n: int, counter: Counter) -> None:
         post = self._http.post(
-            "/api/v1/incidents", json=_report_body(self._points, n), headers=self._headers
+            "/api/v1/incidents", json=report_body(self._points, n), headers=self._headers
         )
         reply = await post
         if reply.status_code != 201:
             raise RuntimeError(f"report refused: {reply.status_code} {reply.text}")
-        await _acknowledge_alerts(self._runtime, reply.json())
-        await counter.around(_flush(self._runtime))
+        await acknowledge_alerts(self._runtime, reply.json())
+        await counter.around(flush_acknowledgements(self._runtime))
 
 
 async def _count_bare(
@@ -253,7 +252,7 @@ async def _count_bare(
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
 
             async def post(n: int, counted: bool) -> None:
-                sent = http.post("/api/v1/incidents", json=_report_body(points, n))
+                sent = http.post("/api/v1/incidents", json=report_body(points, n))
                 reply = await (counter.around(sent) if counted else sent)
                 if reply.status_code != 201:
                     raise RuntimeError(f"bare report refused: {reply.status_code}")
@@ -271,22 +270,6 @@ async def _database(backend: str) -> AsyncIterator[str]:
         return
     async with scratch_postgres("bench_instructions") as dsn:
         yield sqlalchemy_url(dsn)
-
-
-def _settings(url: str, secret: str) -> Settings:
-    # As the work benchmark's: no escalation or breach lands among the counted requests, and
-    # the acknowledgements' recorder waits for the explicit flushes.
-    return Settings(
-        database_url=url,
-        secret_key=secret,
-        secret_file=Path(tempfile.gettempdir()) / "bench-instructions-secret.key",
-        escalation_after_s=3600,
-        chain_targets=(3600, 3600, 3600),
-        report_burst=1_000_000,
-        report_per_min=1_000_000,
-        ack_gather_ms=1000,
-        log_level="WARNING",
-    )
 
 
 if __name__ == "__main__":

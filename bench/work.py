@@ -267,7 +267,7 @@ async def _one_run(backend: str, leaders: int, reports: int) -> dict[tuple[str, 
         return costs
 
 
-def _report_body(points: list[tuple[float, float, int]], n: int) -> dict[str, Any]:
+def report_body(points: list[tuple[float, float, int]], n: int) -> dict[str, Any]:
     lon, lat, _ = points[n % len(points)]
     return {"location": {"lon": lon, "lat": lat}, "category": "fight"}
 
@@ -284,7 +284,7 @@ async def _measure_bare(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
             for n in range(WARMUP + reports):
-                body = _report_body(points, n)
+                body = report_body(points, n)
                 posted = await _timed(http.post("/api/v1/incidents", json=body))
                 if posted[0].status_code != 201:
                     raise RuntimeError(f"bare report refused: {posted[0].status_code}")
@@ -299,20 +299,7 @@ async def _measure(
 ) -> dict[tuple[str, str], float]:
     secret = secrets.token_urlsafe(32)
     seeded = await seed_database(url, town, secret=secret)
-    settings = Settings(
-        database_url=url,
-        secret_key=secret,
-        secret_file=Path(tempfile.gettempdir()) / "bench-work-secret.key",
-        # As in the alert benchmark: no escalation or breach lands among the measured reports.
-        escalation_after_s=3600,
-        chain_targets=(3600, 3600, 3600),
-        report_burst=1_000_000,
-        report_per_min=1_000_000,
-        # The flushes are called here, one a report; the recorder's own task stays asleep.
-        ack_gather_ms=1000,
-        log_level="WARNING",
-    )
-    app = create_app(settings)
+    app = create_app(in_process_settings(url, secret, "bench-work-secret.key"))
     costs = Costs()
     timeline = Timeline()
     headers = {"Authorization": f"Bearer {seeded.operator_token}"}
@@ -322,15 +309,15 @@ async def _measure(
         transport = httpx.ASGITransport(app=timeline.around(app))
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
             for n in range(WARMUP + reports):
-                body = _report_body(points, n)
+                body = report_body(points, n)
                 timeline.start()
                 posted = await _timed(http.post("/api/v1/incidents", json=body, headers=headers))
                 path = timeline.phases()
                 reply: httpx.Response = posted[0]
                 if reply.status_code != 201:
                     raise RuntimeError(f"report refused: {reply.status_code} {reply.text}")
-                await _acknowledge_alerts(runtime, reply.json())
-                flush = await _timed(_flush(runtime))
+                await acknowledge_alerts(runtime, reply.json())
+                flush = await _timed(flush_acknowledgements(runtime))
                 if n >= WARMUP:
                     costs.count += 1
                     costs.add("report", *posted[1:])
@@ -340,17 +327,34 @@ async def _measure(
                 # statement more: the incident is inserted unless the key was used), taking
                 # turns with the reports above so that both meet the box alike.
                 keyed = {**headers, "Idempotency-Key": f"bench-{n}"}
-                body = _report_body(points, n + 1)
+                body = report_body(points, n + 1)
                 posted = await _timed(http.post("/api/v1/incidents", json=body, headers=keyed))
                 if posted[0].status_code != 201:
                     raise RuntimeError(f"keyed report refused: {posted[0].status_code}")
-                await _acknowledge_alerts(runtime, posted[0].json())
-                await _flush(runtime)
+                await acknowledge_alerts(runtime, posted[0].json())
+                await flush_acknowledgements(runtime)
                 if n >= WARMUP:
                     costs.add_apart("keyed", *posted[1:])
             await _measure_fixes(http, seeded, reply.json(), costs)
         stop_listening()
     return costs.per_item()
+
+
+def in_process_settings(url: str, secret: str, secret_name: str) -> Settings:
+    """The application's settings for a loop of reports in-process."""
+    return Settings(
+        database_url=url,
+        secret_key=secret,
+        secret_file=Path(tempfile.gettempdir()) / secret_name,
+        # As in the alert benchmark: no escalation or breach lands among the measured reports.
+        escalation_after_s=3600,
+        chain_targets=(3600, 3600, 3600),
+        report_burst=1_000_000,
+        report_per_min=1_000_000,
+        # The flushes are called here, one a report; the recorder's own task stays asleep.
+        ack_gather_ms=1000,
+        log_level="WARNING",
+    )
 
 
 async def _measure_fixes(
@@ -393,7 +397,7 @@ async def _timed(work: Any) -> tuple[Any, float, float, float]:
     return result, cpu, wall, database_cpu_s() - database
 
 
-async def _acknowledge_alerts(runtime: Runtime, incident: dict[str, Any]) -> None:
+async def acknowledge_alerts(runtime: Runtime, incident: dict[str, Any]) -> None:
     """Hand the recorder what the phones would: each alert's seq, acknowledged now."""
     refs = [d["id"] for d in incident["dispatches"]]
     async with runtime.sessionmaker() as session:
@@ -408,7 +412,7 @@ async def _acknowledge_alerts(runtime: Runtime, incident: dict[str, Any]) -> Non
         _recorder(runtime).submit(user_id, seq, now)
 
 
-async def _flush(runtime: Runtime) -> None:
+async def flush_acknowledgements(runtime: Runtime) -> None:
     if not await _recorder(runtime).flush():
         raise RuntimeError("the acknowledgements could not be recorded")
 
