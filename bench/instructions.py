@@ -6,7 +6,7 @@ on the same inputs executes the same instructions, whatever else the machine is 
 work benchmark's loop runs here again in a process of its own under valgrind's callgrind
 (``--instr-atstart=no``: nothing is counted until asked), and counting is switched on
 (``callgrind_control -i on``) just around each measured request, or each flush of
-acknowledgements, and off again after it. Each kind is counted over ``--reports`` of them in a
+acknowledgements, and off again after it. Each kind is counted over ``--counted`` of them in a
 row and dumped under its name; the count of switching on and off around nothing, measured as
 often, is taken off. Python's cyclic garbage collector is paused while they are counted: a
 collection lands in one request or another, and moved the counts of runs of the same code by
