@@ -42,6 +42,7 @@ from typing import Any
 
 import httpx
 
+from alerts.fanout import asyncpg_dsn
 from bench.alert import bench_town
 from bench.bare_intake import create_app as create_bare_app
 from bench.common import Figure, Report, Row, ratios, say, scratch_postgres, sqlalchemy_url
@@ -189,10 +190,12 @@ async def _count(backend: str, leaders: int, count: int) -> None:
             async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
                 items = _Items(http, runtime, points, headers)
                 for n in range(WARMUP):
-                    await items.report(n, keyed=n % 2 == 1, counted=None)
-                await _counted(counter, "report", count, lambda n: items.report(n, False, counter))
-                await _counted(counter, "keyed", count, lambda n: items.report(n, True, counter))
-                await _counted(counter, "flush", count, lambda n: items.flushed(n, counter))
+                    await items.report(n, keyed=n % 2 == 1)
+                await _counted(counter, "report", count, lambda n: items.report(n, post=counter))
+                await _counted(
+                    counter, "keyed", count, lambda n: items.report(n, keyed=True, post=counter)
+                )
+                await _counted(counter, "flush", count, lambda n: items.report(n, flush=counter))
                 await _counted(counter, NOTHING, count, lambda _: counter.around(asyncio.sleep(0)))
         if backend == "postgresql":
             await _count_bare(counter, url, points, count)
@@ -223,36 +226,33 @@ class _Items:
     ) -> None:
         self._http, self._runtime, self._points, self._headers = http, runtime, points, headers
 
-    async def report(self, n: int, keyed: bool, counted: Counter | None) -> dict[str, Any]:
+    async def report(
+        self,
+        n: int,
+        *,
+        keyed: bool = False,
+        post: Counter | None = None,
+        flush: Counter | None = None,
+    ) -> None:
+        """Report the ``n``-th incident, then record its acknowledgements in one flush; the
+        POST counted by ``post``, the flush by ``flush``."""
         headers = {**self._headers, "Idempotency-Key": f"counted-{n}"} if keyed else self._headers
-        post = self._http.post(
+        sent = self._http.post(
             "/api/v1/incidents", json=report_body(self._points, n), headers=headers
         )
-        reply: httpx.Response = await (counted.around(post) if counted else post)
-        if reply.status_code != 201:
-            raise RuntimeError(f"report refused: {reply.status_code} {reply.text}")
-        incident: dict[str, Any] = reply.json()
-        await acknowledge_alerts(self._runtime, incident)
-        await flush_acknowledgements(self._runtime)
-        return incident
-
-    async def flushed(self, n: int, counter: Counter) -> None:
-        post = self._http.post(
-            "/api/v1/incidents", json=report_body(self._points, n), headers=self._headers
-        )
-        reply = await post
+        reply: httpx.Response = await (post.around(sent) if post else sent)
         if reply.status_code != 201:
             raise RuntimeError(f"report refused: {reply.status_code} {reply.text}")
         await acknowledge_alerts(self._runtime, reply.json())
-        await counter.around(flush_acknowledgements(self._runtime))
+        flushed = flush_acknowledgements(self._runtime)
+        await (flush.around(flushed) if flush else flushed)
 
 
 async def _count_bare(
     counter: Counter, url: str, points: list[tuple[float, float, int]], count: int
 ) -> None:
     """The intake benchmark's bare endpoint, on the same database, posted the same way."""
-    dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
-    app = create_bare_app(dsn)
+    app = create_bare_app(asyncpg_dsn(url))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
