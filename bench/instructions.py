@@ -15,7 +15,9 @@ several per cent.
 Counted (the application's own process only; the database's work is not, nor the kernel's):
 a report without a key, as the alert and intake benchmarks post it; the same with an
 ``Idempotency-Key``, as the console posts it; the flush that records a report's
-acknowledgements; and on PostgreSQL, as the baseline, the intake benchmark's bare endpoint
+acknowledgements; the floor under every request of the application's own, an operator's
+``GET /api/v1/auth/me`` (the middleware, the token's check, a unit of work reading one row,
+the answer); and on PostgreSQL, as the baseline, the intake benchmark's bare endpoint
 inserting one row with asyncpg, posted the same way. Needs Debian's ``valgrind`` (which brings
 ``callgrind_control``); skipped with a note without it. A run takes a few minutes: the process
 runs some fifty times slower under callgrind. A report's count grows with its recipients,
@@ -58,6 +60,7 @@ KINDS = (
     ("report", "report: instructions", True),
     ("keyed", "report with an Idempotency-Key (the console's): instructions", False),
     ("flush", "flush of its acks: instructions", False),
+    ("floor", "an operator's GET /api/v1/auth/me (a token, one row read): instructions", True),
 )
 # The background tasks that go to the database every second or so (the deadlines' and jobs'
 # timer, the presence heartbeat) and the clock's check, an hour apart. A request runs some fifty
@@ -196,6 +199,9 @@ async def _count(backend: str, leaders: int, count: int) -> None:
                     counter, "keyed", count, lambda n: items.report(n, keyed=True, post=counter)
                 )
                 await _counted(counter, "flush", count, lambda n: items.report(n, flush=counter))
+                for _ in range(WARMUP):
+                    await items.floor()
+                await _counted(counter, "floor", count, lambda _: items.floor(counter))
                 await _counted(counter, NOTHING, count, lambda _: counter.around(asyncio.sleep(0)))
         if backend == "postgresql":
             await _count_bare(counter, url, points, count)
@@ -246,6 +252,13 @@ class _Items:
         await acknowledge_alerts(self._runtime, reply.json())
         flushed = flush_acknowledgements(self._runtime)
         await (flush.around(flushed) if flush else flushed)
+
+    async def floor(self, counter: Counter | None = None) -> None:
+        """The operator's own account, read as the console reads it at sign-in."""
+        sent = self._http.get("/api/v1/auth/me", headers=self._headers)
+        reply: httpx.Response = await (counter.around(sent) if counter else sent)
+        if reply.status_code != 200:
+            raise RuntimeError(f"the account's read refused: {reply.status_code} {reply.text}")
 
 
 async def _count_bare(
