@@ -28,7 +28,7 @@ from bench.common import (
     text_table,
 )
 
-BENCHMARKS = ("covering", "alert", "intake", "reports", "work", "instructions")
+BENCHMARKS = ("covering", "alert", "intake", "reports", "work", "instructions", "cold")
 DOC = Path("docs/performance.md")
 TABLE_START = "<!-- bench:table:start -->"
 TABLE_END = "<!-- bench:table:end -->"
@@ -68,7 +68,12 @@ def parser() -> argparse.ArgumentParser:
         default="sqlite,postgresql",
         help="alert: databases to run the server on (default sqlite,postgresql)",
     )
-    p.add_argument("--rate", type=float, default=20.0, help="alert: incidents per second")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=20.0,
+        help="alert: incidents per second; cold: the pause before a cold report is 1/rate",
+    )
     p.add_argument("--seconds", type=float, default=15.0, help="alert/intake: seconds per stream")
     p.add_argument("--clients", type=int, default=4, help="alert: websocket client processes")
     p.add_argument(
@@ -108,7 +113,8 @@ def parser() -> argparse.ArgumentParser:
         "--reports",
         type=int,
         default=300,
-        help="work: reports measured per run, after 30 to warm up (alert's town, first --leaders)",
+        help="work: reports measured per run, after 30 to warm up (alert's town, first --leaders);"
+        " cold: pairs of reports per run",
     )
     p.add_argument(
         "--counted",
@@ -205,6 +211,7 @@ TITLES = {
     "reports": "response-time reports",
     "work": "work per report and per flush, in-process",
     "instructions": "instructions per report and per flush, in-process, counted by callgrind",
+    "cold": "one report at a time, served, after a pause and right after another",
 }
 
 
@@ -229,10 +236,14 @@ def _run_one(name: str, report: Report, args: argparse.Namespace) -> None:
         from bench import work
 
         work.run(report, args)
-    else:
+    elif name == "instructions":
         from bench import instructions
 
         instructions.run(report, args)
+    else:
+        from bench import cold
+
+        cold.run(report, args)
 
 
 def _update_docs(table: str, notes: list[str], when: str) -> None:
