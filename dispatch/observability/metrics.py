@@ -15,6 +15,7 @@ worker every SHARED_STATE_S and before each scrape it answers.
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -92,6 +93,17 @@ class _Pending:
     )
     attempts: list[tuple[str, bool]] = field(default_factory=list)
     round_trips: list[float] = field(default_factory=list)
+
+
+class _Tally:
+    """A committed transaction's increments, by counter and label values: each series moves
+    once, by its sum (a report dispatches a dozen teams of two or three tiers)."""
+
+    def __init__(self) -> None:
+        self.counts: collections.Counter[tuple[Counter, tuple[str, ...]]] = collections.Counter()
+
+    def add(self, metric: Counter, *labels: str) -> None:
+        self.counts[metric, labels] += 1
 
 
 class Metrics:
@@ -188,6 +200,8 @@ class Metrics:
             self._exposed = CollectorRegistry(auto_describe=True)
             multiprocess.MultiProcessCollector(self._exposed, self.shared_dir)  # type: ignore[no-untyped-call]
         self._session_class: type[Session] | None = None
+        # Each labelled metric's series by its label values (``_series``).
+        self._label_series: dict[tuple[Counter | Histogram, tuple[str, ...]], Any] = {}
 
     # ------------------------------------------------------------ wiring
 
@@ -240,18 +254,20 @@ class Metrics:
     def _after_commit(self, session: Session) -> None:
         pending: _Pending | None = session.info.pop(PENDING_KEY, None)
         outbox: list[Envelope] = session.info.get(OUTBOX_KEY, [])
-        self._count_messages(outbox)
+        tally = _Tally()
+        self._count_messages(tally, outbox)
         written: list[Written] = session.info.pop(WRITTEN_KEY, [])
         for kind, data, at, dispatch in written:
-            self._count_event(kind, data, at, dispatch)
-        if pending is None:
-            return
-        for kind, data, at, dispatch in pending.events:
-            self._count_event(kind, data, at, dispatch)
-        for channel, ok in pending.attempts:
-            self.notify_attempts.labels(channel, "ok" if ok else "error").inc()
-        for seconds in pending.round_trips:
-            self.test_round_trip.observe(seconds)
+            self._count_event(tally, kind, data, at, dispatch)
+        if pending is not None:
+            for kind, data, at, dispatch in pending.events:
+                self._count_event(tally, kind, data, at, dispatch)
+            for channel, ok in pending.attempts:
+                tally.add(self.notify_attempts, channel, "ok" if ok else "error")
+            for seconds in pending.round_trips:
+                self.test_round_trip.observe(seconds)
+        for (metric, labels), count in tally.counts.items():
+            self._series(metric, labels).inc(count)
 
     def _after_rollback(self, session: Session, _previous: Any) -> None:
         session.info.pop(PENDING_KEY, None)
@@ -263,43 +279,58 @@ class Metrics:
 
     # ------------------------------------------------------------ counting
 
-    def _count_messages(self, envelopes: Iterable[Envelope]) -> None:
+    def _series(self, metric: Counter | Histogram, labels: tuple[str, ...]) -> Any:
+        """The metric's series of these label values, kept: ``labels()`` checks and locks at
+        every call, for the same few series each time (a tier, a ring)."""
+        if not labels:
+            return metric
+        key = (metric, labels)
+        series = self._label_series.get(key)
+        if series is None:
+            series = self._label_series[key] = metric.labels(*labels)
+        return series
+
+    def _count_messages(self, tally: _Tally, envelopes: Iterable[Envelope]) -> None:
         for envelope in envelopes:
             if envelope.type == "alert":
                 tier = envelope.data.get("dispatch", {}).get("tier", "")
-                self.alerts_sent.labels(str(tier)).inc()
+                tally.add(self.alerts_sent, str(tier))
             elif envelope.type == "test_alert":
-                self.test_alerts.inc()
+                tally.add(self.test_alerts)
 
     def _count_event(
-        self, kind: str, data: dict[str, Any], at: datetime, dispatch: AnyDispatch | None
+        self,
+        tally: _Tally,
+        kind: str,
+        data: dict[str, Any],
+        at: datetime,
+        dispatch: AnyDispatch | None,
     ) -> None:
         tier = str(data.get("tier", dispatch.tier if dispatch is not None else ""))
         if kind == "reported":
-            self.incidents.inc()
+            tally.add(self.incidents)
         elif kind == "dispatched":
-            ring = str(dispatch.ring if dispatch is not None else 0)
-            self.dispatches.labels(tier, ring).inc()
+            tally.add(self.dispatches, tier, str(dispatch.ring if dispatch is not None else 0))
         elif kind in ("delivered", "accepted") and data.get("implied"):
             # Stood for by an arrival, not observed: neither a receipt nor a tap to count.
             return
         elif kind == "delivered":
-            self.alerts_delivered.labels(tier).inc()
+            tally.add(self.alerts_delivered, tier)
             if dispatch is not None:
                 latency = (at - dispatch.alerted_at).total_seconds()
-                self.delivery_latency.labels(tier).observe(max(latency, 0.0))
+                self._series(self.delivery_latency, (tier,)).observe(max(latency, 0.0))
         elif kind == "accepted":
-            self.alerts_acknowledged.labels(tier).inc()
+            tally.add(self.alerts_acknowledged, tier)
         elif kind == "arrived":
-            self.arrival.labels(tier).observe(float(data.get("elapsed_s", 0.0)))
+            self._series(self.arrival, (tier,)).observe(float(data.get("elapsed_s", 0.0)))
         elif kind == "met":
-            self.met.labels(tier).inc()
+            tally.add(self.met, tier)
         elif kind == "breached":
-            self.breaches.labels(tier).inc()
+            tally.add(self.breaches, tier)
         elif kind == "escalated":
-            self.escalations.inc()
+            tally.add(self.escalations)
         elif kind in ("notified", "notify_failed"):
-            self.notify_outcomes.labels(str(data.get("channel", "")), kind).inc()
+            tally.add(self.notify_outcomes, str(data.get("channel", "")), kind)
 
     # ------------------------------------------------------------ exposition
 

@@ -43,6 +43,38 @@ async def until(world: World, name: str, target: float, **labels: str) -> Sample
     raise AssertionError(f"{name}{labels} never reached {target}")
 
 
+async def test_a_report_moves_each_series_by_all_it_did(world: World) -> None:
+    # Two tier-1 teams of two leaders each, a tier-2 team of one: the series of a tier moves by
+    # the report's dispatches and alerts of that tier, not by one.
+    posts = [await world.team("fixed_post", lon=QINGXI[0] + i * 0.0002) for i in range(2)]
+    patrol = await world.team("patrol", radius_m=3000)
+    for team in (*posts, *posts, patrol):
+        await world.leader(team)
+    operator = await world.operator()
+    before = await scrape(world)
+
+    incident = await world.report(operator)
+    after = await scrape(world)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert sorted(d["tier"] for d in incident["dispatches"]) == [1, 1, 2]
+    assert moved("dispatch_incidents_reported_total") == 1
+    assert moved("dispatch_dispatches_total", tier="1", ring="0") == 2
+    assert moved("dispatch_dispatches_total", tier="2", ring="0") == 1
+    assert moved("dispatch_alerts_sent_total", tier="1") == 4
+    assert moved("dispatch_alerts_sent_total", tier="2") == 1
+
+    await world.report(operator)
+    again = await scrape(world)
+    assert (
+        value(again, "dispatch_alerts_sent_total", tier="1")
+        - value(after, "dispatch_alerts_sent_total", tier="1")
+        == 4
+    )
+
+
 async def test_the_chain_moves_the_metrics_as_it_happens(world: World) -> None:
     team = await world.team("fixed_post")
     await world.team("patrol", radius_m=3000)
