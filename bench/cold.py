@@ -260,7 +260,7 @@ def _rows(
                 ratio=ratios([r[key] for r in ours], [r[key] for r in bare]) if compared else None,
             )
         )
-    case = "the box alone: Python work walking some megabytes, in this process"
+    case = f"the box alone, between the {backend} runs: Python work walking megabytes"
     report.rows += [
         Row("cold", case, f"after {quiet} of quiet: p50", "ms", of(probe, "cold_p50_ms")),
         Row("cold", case, "right after itself: p50", "ms", of(probe, "warm_p50_ms")),
