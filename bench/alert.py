@@ -50,6 +50,7 @@ from bench.common import (
     serve_dispatch,
     sqlalchemy_url,
     start_process,
+    town_env,
     work_dir,
 )
 from dispatch.config import Settings
@@ -202,18 +203,7 @@ async def _ours_on(
     say(
         f"    {backend}: seeded {len(seeded.leaders)} leaders in {time.monotonic() - started:.1f} s"
     )
-    env = {
-        "DISPATCH_DATABASE_URL": url,
-        "DISPATCH_SECRET_KEY": secret,
-        "DISPATCH_SECRET_FILE": str(work / "secret.key"),
-        # The benchmark's leaders never accept, so every incident would escalate after 20 s and
-        # its wider ring's alerts, tagged with the same incident, would count as late receipts
-        # of the report. Escalation is not what this measures.
-        "DISPATCH_ESCALATION_AFTER_S": "3600",
-        # Nor are breaches: a repetition's incidents would breach tier 1 a minute later, during
-        # the next repetition, and the timer's work would land in its figures.
-        "DISPATCH_CHAIN_TARGETS": "3600,3600,3600",
-    }
+    env = town_env(url, secret, work)
     served = await asyncio.to_thread(serve_dispatch, env, work, f"server-{backend}")
     try:
         # Warm up code paths and allocator before the memory baseline.

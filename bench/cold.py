@@ -23,9 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import secrets
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -33,11 +31,9 @@ from typing import Any
 
 from bench.alert import OPERATORS, bench_town
 from bench.common import (
-    HOST,
     Figure,
     Report,
     Row,
-    free_port,
     open_kept_alive,
     percentile,
     post_request,
@@ -45,10 +41,10 @@ from bench.common import (
     read_response,
     say,
     scratch_postgres,
+    serve_bare,
     serve_dispatch,
     sqlalchemy_url,
-    start_process,
-    wait_http,
+    town_env,
     work_dir,
 )
 from dispatch.simulate.seed import seed_database
@@ -127,14 +123,7 @@ async def _served_ours(
     args: argparse.Namespace,
     work: Path,
 ) -> dict[str, float]:
-    env = {
-        "DISPATCH_DATABASE_URL": url,
-        "DISPATCH_SECRET_KEY": secret,
-        "DISPATCH_SECRET_FILE": str(work / "secret.key"),
-        # As in the alert benchmark: no escalation nor breach lands in the figures.
-        "DISPATCH_ESCALATION_AFTER_S": "3600",
-        "DISPATCH_CHAIN_TARGETS": "3600,3600,3600",
-    }
+    env = town_env(url, secret, work)
     served = await asyncio.to_thread(serve_dispatch, env, work, "cold-ours")
     try:
         return await _pairs(served.port, requests, pause, args.reports)
@@ -145,16 +134,9 @@ async def _served_ours(
 async def _served_bare(
     dsn: str, requests: list[bytes], pause: float, args: argparse.Namespace, work: Path
 ) -> dict[str, float]:
-    port = free_port()
-    log = work / "cold-bare.log"
-    argv = [sys.executable, "-m", "bench.bare_intake", "--port", str(port), "--dsn", dsn]
-    process = start_process([*argv, "--workers", "1"], os.environ, log, port)
-    try:
-        await asyncio.to_thread(wait_http, process, f"http://{HOST}:{port}/openapi.json", log)
+    with contextlib.ExitStack() as stack:
+        port = await asyncio.to_thread(stack.enter_context, serve_bare(dsn, work))
         return await _pairs(port, requests, pause, args.reports)
-    finally:
-        process.terminate()
-        process.wait(15)
 
 
 async def _pairs(port: int, requests: list[bytes], pause: float, count: int) -> dict[str, float]:

@@ -353,6 +353,37 @@ class KeptAlive:
 UNLIMITED_REPORTS = {"DISPATCH_REPORT_BURST": "1000000", "DISPATCH_REPORT_PER_MIN": "1000000"}
 
 
+def town_env(url: str, secret: str, work: Path) -> dict[str, str]:
+    """The settings ``dispatch serve`` runs a seeded town with in the benchmarks: its database,
+    the seed's secret, and escalation and deadlines an hour away. The benchmarks' leaders never
+    accept, so every incident would escalate 20 s on and its wider ring's alerts, tagged with
+    the same incident, would count as late receipts of the report; and a repetition's reports
+    would breach a minute later, during the next one, adding the timer's work to its figures."""
+    return {
+        "DISPATCH_DATABASE_URL": url,
+        "DISPATCH_SECRET_KEY": secret,
+        "DISPATCH_SECRET_FILE": str(work / "secret.key"),
+        "DISPATCH_ESCALATION_AFTER_S": "3600",
+        "DISPATCH_CHAIN_TARGETS": "3600,3600,3600",
+    }
+
+
+@contextlib.contextmanager
+def serve_bare(dsn: str, work: Path, workers: int = 1) -> Iterator[int]:
+    """The intake benchmark's bare endpoint (``bench/bare_intake.py``) on a free loopback
+    port, with as many processes, until the block ends; yields the port."""
+    port = free_port()
+    log = work / "bare.log"
+    argv = [sys.executable, "-m", "bench.bare_intake", "--port", str(port), "--dsn", dsn]
+    process = start_process([*argv, "--workers", str(workers)], os.environ, log, port)
+    try:
+        wait_http(process, f"http://{HOST}:{port}/openapi.json", log)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
 def serve_dispatch(env: Mapping[str, str], work: Path, name: str, workers: int = 1) -> Served:
     """`dispatch serve` as operators run it, on a free loopback port."""
     port = free_port()

@@ -13,9 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import multiprocessing
-import os
 import secrets
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -26,11 +24,9 @@ import asyncpg
 
 from bench.alert import OPERATORS, bench_town
 from bench.common import (
-    HOST,
     Figure,
     Report,
     Row,
-    free_port,
     open_kept_alive,
     percentile,
     post_request,
@@ -39,10 +35,10 @@ from bench.common import (
     read_response,
     say,
     scratch_postgres,
+    serve_bare,
     serve_dispatch,
     sqlalchemy_url,
-    start_process,
-    wait_http,
+    town_env,
     work_dir,
 )
 from dispatch.simulate.seed import seed_database
@@ -180,15 +176,7 @@ async def _run(report: Report, args: argparse.Namespace) -> None:
             secret = secrets.token_urlsafe(32)
             url = sqlalchemy_url(dsn)
             seeded = await seed_database(url, town, secret=secret, operators=args.operators)
-            env = {
-                "DISPATCH_DATABASE_URL": url,
-                "DISPATCH_SECRET_KEY": secret,
-                "DISPATCH_SECRET_FILE": str(work / "secret.key"),
-                # A repetition's reports would breach and escalate during the next one (their
-                # deadlines fall 20-300 s later), adding the timer's work to its figures.
-                "DISPATCH_ESCALATION_AFTER_S": "3600",
-                "DISPATCH_CHAIN_TARGETS": "3600,3600,3600",
-            }
+            env = town_env(url, secret, work)
             # Interleaved, so that consecutive requests on a connection come from each operator.
             per_operator = [requests_for(points, t) for t in seeded.operator_tokens]
             ours_requests = [r for group in zip(*per_operator, strict=True) for r in group]
@@ -217,21 +205,8 @@ async def _run(report: Report, args: argparse.Namespace) -> None:
 def _bare_once(
     dsn: str, requests: list[bytes], args: argparse.Namespace, work: Path
 ) -> dict[str, Any]:
-    port = free_port()
-    log = work / "bare.log"
-    argv = [sys.executable, "-m", "bench.bare_intake", "--port", str(port), "--dsn", dsn]
-    process = start_process(
-        [*argv, "--workers", str(args.workers)],
-        os.environ,
-        log,
-        port,
-    )
-    try:
-        wait_http(process, f"http://{HOST}:{port}/openapi.json", log)
+    with serve_bare(dsn, work, args.workers) as port:
         return load(port, requests, args.concurrency, args.seconds)
-    finally:
-        process.terminate()
-        process.wait(15)
 
 
 def _say(label: str, result: dict[str, Any]) -> None:
