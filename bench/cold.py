@@ -4,7 +4,7 @@ The alert benchmark streams 20 reports a second, one every 50 ms, and a report t
 that: between two reports the server, PostgreSQL and the clients sleep. On this box a process
 that slept a few tens of milliseconds runs its next work slower than work that follows work
 at once: its data has left the CPU's caches meanwhile (work that stays in the first-level
-cache slows by a tenth, work that walks a few megabytes by several times). So each report of
+cache slows by a tenth, work that walks a few megabytes two or three times). So each report of
 that stream starts cold, and so does the baseline's broadcast, which touches far less memory.
 
 Here the server gets one report at a time on one kept-alive connection, in pairs: a pause of
@@ -13,8 +13,8 @@ one stream interval (``--rate``: 50 ms at 20/s), then a report (cold), then at o
 request's write to its answer's last byte, by this process (which sleeps in the pause too).
 The same is done against the intake benchmark's bare endpoint, inserting one row with
 asyncpg, as the baseline (PostgreSQL only); and a probe of the box alone, in this process: the
-same Python work (parse a JSON document, walk some thousands of objects) after the pause and
-right after itself.
+same Python work (parse a JSON document, read some thousands of objects among 200k) after the
+pause and right after itself.
 """
 
 from __future__ import annotations
@@ -51,12 +51,6 @@ from dispatch.simulate.seed import seed_database
 
 LEADERS = 1000
 WARMUP = 30
-# The probe's work: a JSON document of some 40 KB parsed, and every 50th of 200k small dicts
-# read, some megabytes walked.
-PROBE_DOCUMENT = json.dumps(
-    [{"id": n, "name": f"team {n}", "lonlat": [114.0 + n / 1e4, 22.8]} for n in range(400)]
-)
-PROBE_OBJECTS: list[dict[str, int | str]] = [{"n": n, "text": str(n)} for n in range(200_000)]
 KINDS = ("cold", "warm")
 
 
@@ -171,13 +165,19 @@ async def _pairs(port: int, requests: list[bytes], pause: float, count: int) -> 
 
 
 def _probe(pause: float, count: int) -> dict[str, float]:
-    """The same Python work after ``pause`` and right after itself, in this process."""
+    """The same Python work after ``pause`` and right after itself, in this process: a JSON
+    document of some 24 KB parsed, and every 50th of 200k small dicts read, some megabytes
+    walked."""
     taken: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    document = json.dumps(
+        [{"id": n, "name": f"team {n}", "lonlat": [114.0 + n / 1e4, 22.8]} for n in range(400)]
+    )
+    objects = [{"n": n, "text": str(n)} for n in range(200_000)]
 
     def one() -> float:
         began = time.perf_counter()
-        json.loads(PROBE_DOCUMENT)
-        sum(1 for item in PROBE_OBJECTS[::50] if item["n"])
+        json.loads(document)
+        sum(1 for item in objects[::50] if item["n"])
         return (time.perf_counter() - began) * 1000
 
     for _ in range(WARMUP):
