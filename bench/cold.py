@@ -27,7 +27,6 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from bench.alert import OPERATORS, bench_town
 from bench.common import (
@@ -36,7 +35,6 @@ from bench.common import (
     Row,
     open_kept_alive,
     percentile,
-    post_request,
     ratios,
     read_response,
     say,
@@ -47,6 +45,7 @@ from bench.common import (
     town_env,
     work_dir,
 )
+from bench.intake import requests_for
 from dispatch.simulate.seed import seed_database
 
 LEADERS = 1000
@@ -70,30 +69,16 @@ async def _run(report: Report, args: argparse.Namespace) -> None:
             async with _database(backend, work) as (url, dsn):
                 secret = secrets.token_urlsafe(32)
                 seeded = await seed_database(url, town, secret=secret, operators=OPERATORS)
-                requests = [
-                    post_request("/api/v1/incidents", _body(point, n), seeded.operator_token)
-                    for n, point in enumerate(points[:500])
-                ]
+                requests = requests_for(points, seeded.operator_token)
+                anonymous = requests_for(points, None)
                 for rep in range(args.reps):
                     ours.append(await _served_ours(url, secret, requests, pause, args, work))
                     if dsn is not None:
-                        anonymous = [_without_token(r) for r in requests]
                         bare.append(await _served_bare(dsn, anonymous, pause, args, work))
                     probe.append(_probe(pause, args.reports))
                     say(f"    {backend}, run {rep + 1}: " + _said(ours[-1], bare, probe[-1]))
             report.raw[f"cold-{backend}"] = {"ours": ours, "bare": bare, "probe": probe}
             _rows(report, backend, ours, bare, probe, pause)
-
-
-def _body(point: tuple[float, float, int], n: int) -> dict[str, Any]:
-    lon, lat, _ = point
-    return {"location": {"lon": lon, "lat": lat}, "category": "theft", "description": f"c{n}"}
-
-
-def _without_token(request: bytes) -> bytes:
-    head, _, body = request.partition(b"\r\n\r\n")
-    lines = [line for line in head.split(b"\r\n") if not line.startswith(b"Authorization:")]
-    return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
 @contextlib.asynccontextmanager
