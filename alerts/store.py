@@ -21,6 +21,7 @@ from sqlalchemy import (
     Insert,
     Integer,
     Select,
+    String,
     and_,
     bindparam,
     case,
@@ -31,16 +32,16 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    true,
     update,
 )
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Grouping
 
 from alerts.bulk import (
     Added,
-    Changed,
     Guarded,
     Lead,
     Read,
@@ -245,8 +246,9 @@ async def _enqueue_in_one_statement(session: AsyncSession, e: _Enqueuing) -> lis
 
 
 async def _enqueue_elsewhere(session: AsyncSession, e: _Enqueuing) -> list[Envelope]:
-    """SQLite (one writer, no row locks): the mailboxes read, then written with the messages."""
-    last, mailbox_rows = await _reserve(session, e.counts, e.marks)
+    """SQLite (one writer, no row locks): the mailboxes moved on by one upsert that returns
+    their last seqs, then the messages numbered from them and written with the last writes."""
+    last = await _reserve_on_sqlite(session, e.counts, e.marks)
     envelopes: list[Envelope] = []
     for o in e.outgoing:
         last[o.user_id] += 1
@@ -263,41 +265,63 @@ async def _enqueue_elsewhere(session: AsyncSession, e: _Enqueuing) -> list[Envel
         }
         for n in envelopes
     ]
-    await write_rows(session, *e.also, *mailbox_rows, Added(MESSAGES, stored), read=e.read)
+    await write_rows(session, *e.also, Added(MESSAGES, stored), read=e.read)
     return envelopes
 
 
-async def _reserve(
+async def _reserve_on_sqlite(
     session: AsyncSession, counts: Counter[str], marks: dict[str, int]
-) -> tuple[dict[str, int], list[Step]]:
-    """Read the mailboxes of these users and of the marks', make the missing ones, keep
-    ``counts[user]`` seqs for each and move the marks; returns each user's seq before the
-    first one kept, and the rows the last statement must write for it."""
+) -> dict[str, int]:
+    """Keep ``counts[user]`` seqs in each user's mailbox (made where missing) and move the
+    marks, in one statement (``_upsert_on_sqlite``); each counted user's seq before the first
+    one kept."""
     users = sorted({*counts, *marks})
-    locked = await _read_mailboxes(session, users)
-    missing = [u for u in counts if u not in locked]
-    if missing:
-        new = [{"user_id": u, "last_seq": 0, "acked_seq": 0} for u in missing]
-        await session.execute(insert(MAILBOXES), new)
-    before = {user: locked.get(user, (0, 0))[0] for user in counts}
-    changed = [
-        {
-            "user_id": u,
-            "last_seq": before[u] + counts[u] if u in counts else locked[u][0],
-            "acked_seq": _moved(locked.get(u), marks.get(u)),
-        }
-        for u in users
-        if u in counts or u in locked
-    ]
-    return before, [Changed(MAILBOXES, "user_id", changed)]
+    wanted = orjson.dumps([[u, counts.get(u, 0), marks.get(u, 0)] for u in users]).decode()
+    rows = await session.execute(_upsert_on_sqlite(), {"reserve_rows": wanted})
+    last = {row.user_id: row.last_seq for row in rows}
+    return {user: last[user] - n for user, n in counts.items()}
+
+
+@functools.cache
+def _upsert_on_sqlite() -> Insert:
+    """``INSERT ... SELECT FROM json_each(rows) LEFT JOIN mailboxes ... ON CONFLICT DO
+    UPDATE``, the rows ``[user_id, count, mark]``: each mailbox's last seq moved on by its
+    count, its acknowledged mark moved to ``mark`` where that is forward and not past the
+    messages it had (``_reserve_on_postgresql``'s rule), returning the new last seq of every
+    mailbox it changed. SQLite has one writer, so the mailboxes the statement reads are the
+    ones it writes."""
+    mailboxes = MAILBOXES.c
+    wanted = func.json_each(bindparam("reserve_rows", type_=String())).table_valued(
+        "value", name="wanted"
+    )
+    user_id, n, mark = (func.json_extract(wanted.c.value, f"$[{i}]") for i in range(3))
+    last = func.coalesce(mailboxes.last_seq, 0)
+    acked = func.coalesce(mailboxes.acked_seq, 0)
+    moves = and_(mark > acked, mark <= last)
+    proposed = (
+        select(user_id, last + n, case((moves, mark), else_=acked))
+        .select_from(wanted.outerjoin(MAILBOXES, mailboxes.user_id == user_id))
+        # A WHERE tells SQLite's parser the upsert's ON CONFLICT from the join's ON.
+        .where(true())
+    )
+    new = sqlite.insert(MAILBOXES).from_select(["user_id", "last_seq", "acked_seq"], proposed)
+    return new.on_conflict_do_update(
+        index_elements=[mailboxes.user_id],
+        set_={"last_seq": new.excluded.last_seq, "acked_seq": new.excluded.acked_seq},
+        where=or_(
+            new.excluded.last_seq != mailboxes.last_seq,
+            new.excluded.acked_seq != mailboxes.acked_seq,
+        ),
+    ).returning(mailboxes.user_id, mailboxes.last_seq)
 
 
 @functools.cache
 def _reserve_on_postgresql() -> Insert:
     """``INSERT ... SELECT FROM unnest(users, counts) ORDER BY user_id ON CONFLICT DO UPDATE``:
-    each mailbox's last seq moved on by its count and its mark applied (``_moved``'s rule),
-    returning the new last seq of every mailbox it changed. A mailbox with nothing to change
-    is locked all the same (PostgreSQL locks every conflicting row), but not written."""
+    each mailbox's last seq moved on by its count and its mark applied (forward only, never
+    past the messages it had before), returning the new last seq of every mailbox it changed.
+    A mailbox with nothing to change is locked all the same (PostgreSQL locks every conflicting
+    row), but not written."""
     mailboxes = MAILBOXES.c
     users = bindparam("reserve_users", type_=ARRAY(mailboxes.user_id.type))
     wanted = (
@@ -351,13 +375,6 @@ def _numbered_on_postgresql() -> tuple[CTE, CTE]:
         ["user_id", "seq", "type", "data", "ref", "batch", "created_at"], numbered
     )
     return reserved, stored.cte("numbered_messages")
-
-
-def _moved(locked: tuple[int, int] | None, mark: int | None) -> int:
-    """A mailbox's acknowledged seq once ``mark`` is applied: forward only, and never past the
-    messages it had before this transaction."""
-    last, acked = locked or (0, 0)
-    return mark if mark is not None and acked < mark <= last else acked
 
 
 def move_marks(session: AsyncSession, marks: dict[str, int]) -> None:

@@ -70,3 +70,39 @@ async def test_concurrent_first_messages_make_each_missing_mailbox_once_and_numb
         "new-shared": list(range(1, 13)),
     }
     assert {u: last[u] for u in seqs} == {**dict.fromkeys(users, 6), "new-shared": 12}
+
+
+async def test_a_mailbox_is_moved_on_by_the_same_rule_on_both_backends(world: World) -> None:
+    # One statement moves the mailboxes on (PostgreSQL's upsert, SQLite's): seqs kept per
+    # message in order, a mailbox made where missing, and an acknowledged mark moved only
+    # forward and never past the messages the mailbox had before.
+    now = world.clock.now()
+
+    async def enqueue(users: list[str], marks: dict[str, int]) -> list[tuple[str, int]]:
+        async with world.runtime.transaction() as session:
+            mailboxes.move_marks(session, marks)
+            outgoing = [mailboxes.Outgoing(u, "note", {}) for u in users]
+            sent = await mailboxes.enqueue(session, outgoing, now=now)
+        return [(e.user_id, e.seq) for e in sent]
+
+    async def boxes() -> dict[str, tuple[int, int]]:
+        async with world.runtime.sessionmaker() as session:
+            rows = await session.execute(
+                select(Mailbox.user_id, Mailbox.last_seq, Mailbox.acked_seq)
+            )
+            return {user: (last, acked) for user, last, acked in rows}
+
+    sent = await enqueue(["ann", "bob", "ann", "ann"], {})
+    assert sent == [("ann", 1), ("bob", 1), ("ann", 2), ("ann", 3)]
+    assert await boxes() == {"ann": (3, 0), "bob": (1, 0)}
+
+    # ann's mark moves to 2; bob's 2 would pass his one message, so it stays; cid's 1 is the
+    # seq of this very enqueue, not one cid had; dan's mailbox is made empty, as every one
+    # the statement locks is.
+    sent = await enqueue(["bob", "cid", "ann"], {"ann": 2, "bob": 2, "cid": 1, "dan": 4})
+    assert sent == [("bob", 2), ("cid", 1), ("ann", 4)]
+    assert await boxes() == {"ann": (4, 2), "bob": (2, 0), "cid": (1, 0), "dan": (0, 0)}
+
+    # A mark back (ann: 1 after 2) stays where it was; bob's 2 is his now.
+    assert await enqueue(["ann"], {"ann": 1, "bob": 2}) == [("ann", 5)]
+    assert await boxes() == {"ann": (5, 2), "bob": (2, 2), "cid": (1, 0), "dan": (0, 0)}
