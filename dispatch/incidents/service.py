@@ -353,26 +353,27 @@ async def report_incident(
     first: list[Step] = (
         [] if idempotency_key is not None else [Added(INCIDENTS, [incident.values()])]
     )
-    # Teams changed through any process up to now count, heard of by NOTIFY yet or not. On
-    # PostgreSQL the report is decided on the coverage index as it is, and its rows are written
-    # only if no team changed since (and, with a key, only if the key was not used); SQLite,
-    # served by one process, catches the index up and checks the key first.
-    since: int | None = None
-    if on_postgresql(session):
-        # The revision the decision is made on: no await between here and the decision.
-        since = coverage.revision
-    elif idempotency_key is not None:
-        if not await _insert_once(session, incident, coverage):
-            return await _replay(session, reporter, idempotency_key), True
-    else:
-        await coverage.catch_up(session)
+    # Teams changed through any process up to now count, heard of by NOTIFY yet or not. The
+    # report is decided on the coverage index as it is, and its rows are written only if no
+    # team changed since: on PostgreSQL checked by the statement that writes them (with a key,
+    # which also inserts the incident unless the key was used), on SQLite by the read of the
+    # dispatched teams' leaders before them (with a key, after the key's check).
+    postgresql = on_postgresql(session)
+    if (
+        idempotency_key is not None
+        and not postgresql
+        and not await _insert_once(session, incident, coverage)
+    ):
+        return await _replay(session, reporter, idempotency_key), True
     context = _ReportContext(incident, reporter.user_id, village_name, targets, escalation, now)
+    # The revision the decision is made on: no await between here and the decision.
+    since = coverage.revision
     decided = await _decide(session, context, coverage, duty)
     written = await _insert_report_rows(session, incident, first, decided, since)
     if written.stale:
         # A team changed since: nothing was written. Decided again on the teams as they are
-        # now, as a catch-up (with a key, the key's check) before the decision would have.
-        if idempotency_key is None:
+        # now (on PostgreSQL with a key, caught up by the key's check as well).
+        if idempotency_key is None or not postgresql:
             await coverage.catch_up_to(session, written.newest)
         elif not await _insert_once(session, incident, coverage):
             return await _replay(session, reporter, idempotency_key), True
@@ -468,8 +469,8 @@ async def _decide(
 
 async def _insert_once(session: AsyncSession, incident: IncidentRecord, coverage: Coverage) -> bool:
     """Insert unless the reporter already used this idempotency key: race-free on both backends.
-    If inserted, bring ``coverage`` up to the teams' newest revision, on PostgreSQL read by the
-    same statement (the console sends every report with a key: one round trip less).
+    On PostgreSQL, if inserted, bring ``coverage`` up to the teams' newest revision, read by the
+    same statement (after a report with a key found a team changed since its decision).
 
     A missing key is NULL, and NULLs never conflict, so such reports always insert.
     """
@@ -482,10 +483,7 @@ async def _insert_once(session: AsyncSession, incident: IncidentRecord, coverage
             await coverage.catch_up_to(session, row["newest"])
         return bool(row["inserted"])
     result = await session.execute(statement, incident.values())
-    inserted = bool(getattr(result, "rowcount", 0))
-    if inserted:
-        await coverage.catch_up(session)
-    return inserted
+    return bool(getattr(result, "rowcount", 0))
 
 
 @cache
@@ -612,13 +610,17 @@ async def _insert_report_rows(
     chain, dispatches, events and event chain head, written together (``write_rows``): the
     unit of work's bookkeeping for some thirty new objects was a quarter of a report's CPU, and
     a round trip a table the most of its wait. The objects stay out of the session; views are
-    built from them. The same statement reads the dispatched teams' leaders, and returns them.
+    built from them. The dispatched teams' leaders are read with them, and returned.
 
-    With ``unchanged_since`` (PostgreSQL) it writes only if no team changed after that
-    revision; a report with a key (``first`` empty) has its incident inserted by the same
-    statement, unless the key was used, and the other rows written only where it was."""
+    With ``unchanged_since`` it writes only if no team changed after that revision: on
+    PostgreSQL as the statement's condition, and a report with a key (``first`` empty) has its
+    incident inserted by the same statement, unless the key was used, and the other rows
+    written only where it was; on SQLite as the read of the leaders, before the writes."""
     team_ids = {"leader_teams": sorted({d.team_id for d in decided.everyone})}
     dialect = dialect_name(session)
+    steps = _report_steps(first, decided)
+    if unchanged_since is not None and dialect != "postgresql":
+        return await _insert_unless_changed(session, steps, team_ids, unchanged_since)
     keyed = unchanged_since is not None and incident.idempotency_key is not None
     only_if: Precondition | None = None
     query: Select[Any] = auth.leaders_query(dialect)
@@ -628,16 +630,7 @@ async def _insert_report_rows(
         only_if = Precondition(holds, {**params, "coverage_revision": unchanged_since}, (once,))
     elif unchanged_since is not None:
         only_if, query = teams_unchanged_since(unchanged_since), _leaders_and_revision(dialect)
-    rows = await write_rows(
-        session,
-        *first,
-        *decided.job,
-        Added(table_of(ChainTier), [t.values() for t in decided.chain]),
-        Added(DISPATCHES, [d.values() for d in decided.everyone]),
-        *event_chain.new_chain_rows(decided.events),
-        read=Read(query, team_ids),
-        only_if=only_if,
-    )
+    rows = await write_rows(session, *steps, read=Read(query, team_ids), only_if=only_if)
     leaders = auth.leaders_from(rows)
     if unchanged_since is None:
         return _Written(leaders)
@@ -645,6 +638,32 @@ async def _insert_report_rows(
     stale = newest > unchanged_since
     inserted = not stale and (not keyed or bool(rows[0]["inserted"]))
     return _Written(leaders, newest, stale, inserted)
+
+
+def _report_steps(first: Sequence[Step], decided: _Decided) -> list[Step]:
+    return [
+        *first,
+        *decided.job,
+        Added(table_of(ChainTier), [t.values() for t in decided.chain]),
+        Added(DISPATCHES, [d.values() for d in decided.everyone]),
+        *event_chain.new_chain_rows(decided.events),
+    ]
+
+
+async def _insert_unless_changed(
+    session: AsyncSession, steps: Sequence[Step], team_ids: dict[str, Any], since: int
+) -> _Written:
+    """SQLite: the leaders and the teams' newest revision in one read, then the rows, unless a
+    team changed after ``since``. The server is SQLite's one process and its one connection
+    is the request's until it commits, so only another process (a command run beside it)
+    could change a team between the read and the writes, as it could between a revision read
+    before the decision and the writes."""
+    rows = await fetch_rows(session, _leaders_and_revision(dialect_name(session)), team_ids)
+    newest = rows[0]["newest"] or 0
+    if newest > since:
+        return _Written({}, newest, stale=True)
+    await write_rows(session, *steps)
+    return _Written(auth.leaders_from(rows), newest)
 
 
 @cache
