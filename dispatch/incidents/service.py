@@ -620,7 +620,8 @@ async def _insert_report_rows(
     dialect = dialect_name(session)
     steps = _report_steps(first, decided)
     if unchanged_since is not None and dialect != "postgresql":
-        return await _insert_unless_changed(session, steps, team_ids, unchanged_since)
+        read = Read(_leaders_and_revision(dialect), team_ids)
+        return await _insert_unless_changed(session, steps, read, unchanged_since)
     keyed = unchanged_since is not None and incident.idempotency_key is not None
     only_if: Precondition | None = None
     query: Select[Any] = auth.leaders_query(dialect)
@@ -651,14 +652,14 @@ def _report_steps(first: Sequence[Step], decided: _Decided) -> list[Step]:
 
 
 async def _insert_unless_changed(
-    session: AsyncSession, steps: Sequence[Step], team_ids: dict[str, Any], since: int
+    session: AsyncSession, steps: Sequence[Step], read: Read, since: int
 ) -> _Written:
-    """SQLite: the leaders and the teams' newest revision in one read, then the rows, unless a
+    """SQLite: ``read`` (the leaders with the teams' newest revision), then the rows, unless a
     team changed after ``since``. The server is SQLite's one process and its one connection
     is the request's until it commits, so only another process (a command run beside it)
     could change a team between the read and the writes, as it could between a revision read
     before the decision and the writes."""
-    rows = await fetch_rows(session, _leaders_and_revision(dialect_name(session)), team_ids)
+    rows = await fetch_rows(session, read.statement, read.params)
     newest = rows[0]["newest"] or 0
     if newest > since:
         return _Written({}, newest, stale=True)
