@@ -434,6 +434,10 @@ class _SharedState:
         # What the counters were written up to, from the hub's and the listener's own counts.
         self._replayed = 0
         self._fanout_errors = 0
+        # Made, the gauges above already read 0 in this worker's files: written at once, or a
+        # scrape before the first pass of share_states would hear, from a worker still
+        # starting, that its listener is down.
+        self.write()
 
     def write(self) -> None:
         runtime = self.runtime

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +250,46 @@ async def test_the_connections_in_use_show_by_pool(world: World, backend: str) -
     else:
         raise AssertionError("the writers' connection was never given back")
     assert value(samples, "dispatch_db_connections", pool="writes", state="idle") >= 1
+
+
+# A worker of ``dispatch serve --workers N``, started as far as serving and no further: what
+# its shared files say then, before its event loop has run a single pass of anything else.
+WORKER_JUST_STARTED = """
+import asyncio, os, sys
+from prometheus_client import CollectorRegistry, multiprocess
+from dispatch.app import create_app
+
+async def main():
+    app = create_app()
+    async with app.router.lifespan_context(app):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        print(registry.get_sample_value("dispatch_fanout_connected"))
+
+asyncio.run(main())
+"""
+
+
+async def test_a_worker_that_has_just_started_says_its_listener_is_up(
+    postgres_only: str, tmp_path: Path
+) -> None:
+    """A worker once said 0 (its listener down) from the making of its metrics to their
+    first pass of writing, after the rest of its startup: the scrapes of another worker,
+    already serving, said the whole server's listener was down."""
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    env = {**server_env(postgres_only, tmp_path), "PROMETHEUS_MULTIPROC_DIR": str(shared)}
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        WORKER_JUST_STARTED,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await asyncio.wait_for(child.communicate(), timeout=60)
+    assert child.returncode == 0, err.decode()
+    assert out.decode().split() == ["1.0"]
 
 
 async def test_any_worker_of_a_server_answers_for_all_of_its_workers(
