@@ -232,6 +232,72 @@ def _prefilter_reach_sq(
 
 # --- the index ----------------------------------------------------------------
 
+
+@dataclass(slots=True)
+class _Columns:
+    """Each zone's numbers, item i of every array for zone i."""
+
+    centre_lon: NDArray[np.float64]
+    centre_lat: NDArray[np.float64]
+    radius_m: NDArray[np.float64]
+    is_circle: NDArray[np.bool_]
+    half_east_m_per_deg: NDArray[np.float64]
+    prefilter_reach_sq: NDArray[np.float64]
+    # A circle's box, or the (prepared) polygon itself.
+    tree_items: NDArray[np.object_]
+    key_objects: NDArray[np.object_]
+
+    @classmethod
+    def of(cls, zones: Sequence[Zone]) -> _Columns:
+        lons = np.array([_centre(zone)[0] for zone in zones], dtype=np.float64)
+        lats = np.array([_centre(zone)[1] for zone in zones], dtype=np.float64)
+        radii = np.array([_radius_or_nan(zone) for zone in zones], dtype=np.float64)
+        is_circle = np.array([isinstance(zone, CircleZone) for zone in zones], dtype=bool)
+        items = np.empty(len(zones), dtype=object)
+        circles = np.flatnonzero(is_circle)
+        items[circles] = _circle_boxes(lons[circles], lats[circles], radii[circles])
+        for i, zone in enumerate(zones):
+            if isinstance(zone, PolygonZone):
+                items[i] = zone.geometry
+        # Preparing makes the repeated covers() tests several times faster.
+        shapely.prepare(items[~is_circle])
+        return cls(
+            lons,
+            lats,
+            radii,
+            is_circle,
+            0.5 * _metres_per_degree(lats)[0],
+            _prefilter_reach_sq(lons, lats, radii),
+            items,
+            np.array([zone.key for zone in zones], dtype=object),
+        )
+
+    def taken(self, source: NDArray[np.intp]) -> _Columns:
+        """New arrays, item i copied from item ``source[i]`` (left as item 0 where -1)."""
+        at = np.maximum(source, 0)
+        return _Columns(
+            self.centre_lon[at],
+            self.centre_lat[at],
+            self.radius_m[at],
+            self.is_circle[at],
+            self.half_east_m_per_deg[at],
+            self.prefilter_reach_sq[at],
+            self.tree_items[at],
+            self.key_objects[at],
+        )
+
+    def put(self, places: NDArray[np.intp], other: _Columns) -> None:
+        """Overwrite items ``places`` with ``other``'s, in order."""
+        self.centre_lon[places] = other.centre_lon
+        self.centre_lat[places] = other.centre_lat
+        self.radius_m[places] = other.radius_m
+        self.is_circle[places] = other.is_circle
+        self.half_east_m_per_deg[places] = other.half_east_m_per_deg
+        self.prefilter_reach_sq[places] = other.prefilter_reach_sq
+        self.tree_items[places] = other.tree_items
+        self.key_objects[places] = other.key_objects
+
+
 # Candidates per point from which covering() decides them in one numpy batch
 # (where the fixed cost of the array call and the prefilter, ~15-20 us, is
 # paid back by the scalar calls' own overhead; re-measured with the prefilter).
@@ -257,44 +323,60 @@ class ZoneIndex:
         "_position",
         "_prefilter_reach_sq",
         "_radius_m",
+        "_sorted_keys",
         "_tree",
         "_tree_items",
         "_zones",
     )
 
     def __init__(self, zones: Iterable[Zone] = ()) -> None:
-        self._zones: tuple[Zone, ...] = tuple(zones)
-        self._keys: tuple[str, ...] = tuple(zone.key for zone in self._zones)
-        self._position: dict[str, int] = _positions_by_key(self._keys)
-        self._centre_lon = np.array([_centre(zone)[0] for zone in self._zones], dtype=np.float64)
-        self._centre_lat = np.array([_centre(zone)[1] for zone in self._zones], dtype=np.float64)
-        # NaN radius makes "distance <= radius" false for polygon zones.
-        self._radius_m = np.array([_radius_or_nan(zone) for zone in self._zones], dtype=np.float64)
-        self._is_circle = np.array(
-            [isinstance(zone, CircleZone) for zone in self._zones], dtype=bool
-        )
+        all_zones = tuple(zones)
+        keys = tuple(zone.key for zone in all_zones)
+        position = _positions_by_key(keys)
+        columns = _Columns.of(all_zones)
         # Lets numpy sort ties between equal distances by key, deterministically.
-        self._key_objects = np.array(self._keys, dtype=object)
-        self._key_rank = np.argsort(np.argsort(self._key_objects))
-        self._half_east_m_per_deg = 0.5 * _metres_per_degree(self._centre_lat)[0]
-        self._prefilter_reach_sq = _prefilter_reach_sq(
-            self._centre_lon, self._centre_lat, self._radius_m
-        )
-        self._tree_items = self._build_tree_items()
+        by_key = np.argsort(columns.key_objects)
+        rank = np.empty(len(by_key), dtype=np.intp)
+        rank[by_key] = np.arange(len(by_key), dtype=np.intp)
+        self._assemble(all_zones, keys, position, columns, rank, columns.key_objects[by_key])
+
+    def _assemble(
+        self,
+        zones: tuple[Zone, ...],
+        keys: tuple[str, ...],
+        position: dict[str, int],
+        columns: _Columns,
+        key_rank: NDArray[np.intp],
+        sorted_keys: NDArray[np.object_],
+    ) -> None:
+        self._zones = zones
+        self._keys = keys
+        self._position = position
+        self._centre_lon = columns.centre_lon
+        self._centre_lat = columns.centre_lat
+        # NaN radius makes "distance <= radius" false for polygon zones.
+        self._radius_m = columns.radius_m
+        self._is_circle = columns.is_circle
+        self._half_east_m_per_deg = columns.half_east_m_per_deg
+        self._prefilter_reach_sq = columns.prefilter_reach_sq
+        self._tree_items = columns.tree_items
+        self._key_objects = columns.key_objects
+        # Each zone's key's place among all the keys, and the keys in that order.
+        self._key_rank = key_rank
+        self._sorted_keys = sorted_keys
         self._tree = shapely.STRtree(self._tree_items)
 
-    def _build_tree_items(self) -> Any:
-        items = np.empty(len(self._zones), dtype=object)
-        circles = np.flatnonzero(self._is_circle)
-        items[circles] = _circle_boxes(
-            self._centre_lon[circles], self._centre_lat[circles], self._radius_m[circles]
+    def _columns(self) -> _Columns:
+        return _Columns(
+            self._centre_lon,
+            self._centre_lat,
+            self._radius_m,
+            self._is_circle,
+            self._half_east_m_per_deg,
+            self._prefilter_reach_sq,
+            self._tree_items,
+            self._key_objects,
         )
-        for i, zone in enumerate(self._zones):
-            if isinstance(zone, PolygonZone):
-                items[i] = zone.geometry
-        # Preparing makes the repeated covers() tests several times faster.
-        shapely.prepare(items[~self._is_circle])
-        return items
 
     def __len__(self) -> int:
         return len(self._zones)
@@ -303,6 +385,7 @@ class ZoneIndex:
         return key in self._position
 
     def keys(self) -> tuple[str, ...]:
+        """The keys in the index's own order (a removed zone's place goes to the last one)."""
         return self._keys
 
     def get(self, key: str) -> Zone | None:
@@ -311,18 +394,85 @@ class ZoneIndex:
 
     def replace(self, zone: Zone) -> ZoneIndex:
         """A new index with zone in place of the one with the same key (or added)."""
-        zones = list(self._zones)
-        position = self._position.get(zone.key)
-        if position is None:
-            zones.append(zone)
-        else:
-            zones[position] = zone
-        return ZoneIndex(zones)
+        return self.changed(put=[zone])
 
     def remove(self, key: str) -> ZoneIndex:
         """A new index without the zone with this key; KeyError if there is none."""
-        position = self._position[key]
-        return ZoneIndex(self._zones[:position] + self._zones[position + 1 :])
+        return self.changed(removed=[key])
+
+    def changed(self, put: Iterable[Zone] = (), removed: Iterable[str] = ()) -> ZoneIndex:
+        """A new index with the zones of ``put`` in place of those with the same keys (or
+        added) and the zones of ``removed`` gone (KeyError for a key it does not hold); a key
+        may be named once in all.
+
+        Only the zones changed are worked out anew: the others' numbers are copied and the
+        tree is built again over the items as they are. Building every zone's numbers, boxes
+        and key order is what a full build spends most of its time on (a third of a second
+        at 100k zones), and a town's team changes come one at a time."""
+        puts, gone = list(put), list(removed)
+        named = [zone.key for zone in puts] + gone
+        if len(set(named)) != len(named):
+            twice = sorted({key for key in named if named.count(key) > 1})
+            raise ZoneError(f"zones changed twice at once: {', '.join(twice)}")
+        zones, keys = list(self._zones), list(self._keys)
+        position = self._position.copy()
+        # Per place in the new index: where its key was in this one (-1: a key added), and
+        # where its numbers can be copied from (-1 as well for a zone put in place).
+        key_source = np.arange(len(zones), dtype=np.intp)
+        removed_ranks = [int(self._key_rank[self._position[key]]) for key in gone]
+        for key in gone:
+            place = position.pop(key)
+            last = zones.pop()
+            keys.pop()
+            if place < len(zones):
+                zones[place] = last
+                keys[place] = last.key
+                position[last.key] = place
+                key_source[place] = key_source[len(zones)]
+            key_source = key_source[: len(zones)]
+        number_source = key_source.copy()
+        added: list[str] = []
+        for zone in puts:
+            place = position.setdefault(zone.key, len(zones))
+            if place == len(zones):
+                zones.append(zone)
+                keys.append(zone.key)
+                added.append(zone.key)
+            else:
+                zones[place] = zone
+                number_source[place] = -1
+        missing = np.full(len(added), -1, dtype=np.intp)
+        key_source = np.concatenate([key_source, missing])
+        number_source = np.concatenate([number_source, missing])
+        fresh = np.flatnonzero(number_source < 0)
+        if not self._zones or 2 * len(fresh) > len(zones):
+            return ZoneIndex(zones)
+        columns = self._columns().taken(number_source)
+        columns.put(fresh, _Columns.of([zones[i] for i in fresh.tolist()]))
+        rank, sorted_keys = self._ranks_after(key_source, removed_ranks, added)
+        index: ZoneIndex = object.__new__(ZoneIndex)
+        index._assemble(tuple(zones), tuple(keys), position, columns, rank, sorted_keys)
+        return index
+
+    def _ranks_after(
+        self, key_source: NDArray[np.intp], removed_ranks: list[int], added: list[str]
+    ) -> tuple[NDArray[np.intp], NDArray[np.object_]]:
+        """The keys' places in key order once ``removed_ranks`` (places among this index's
+        keys) are gone and ``added`` are in, without sorting every key again: a key's new
+        place is its old one, less the removed keys before it, plus the added ones."""
+        gone = np.sort(np.array(removed_ranks, dtype=np.intp))
+        new_keys = np.array(sorted(added), dtype=object)
+        # How many of this index's keys come before each added key.
+        before = np.searchsorted(self._sorted_keys, new_keys).astype(np.intp)
+        rank = np.empty(len(key_source), dtype=np.intp)
+        kept = np.flatnonzero(key_source >= 0)
+        old = self._key_rank[key_source[kept]]
+        rank[kept] = old - np.searchsorted(gone, old) + np.searchsorted(before, old, side="right")
+        new_places = before - np.searchsorted(gone, before)
+        order = np.argsort(np.array(added, dtype=object))
+        rank[np.flatnonzero(key_source < 0)[order]] = new_places + np.arange(len(added))
+        sorted_keys = np.insert(np.delete(self._sorted_keys, gone), new_places, new_keys)
+        return rank, sorted_keys
 
     def covering(self, lon: float, lat: float) -> list[Hit]:
         """Zones covering the WGS-84 point, nearest centre/anchor first."""

@@ -341,6 +341,64 @@ def test_remove() -> None:
         smaller.remove("a")
 
 
+def a_zone(rng: np.random.Generator, key: str) -> Zone:
+    """A zone near Qingxi; half of them the same circle, so that distances tie and the order
+    of keys decides, in the batched path of a point with many candidates too."""
+    lon, lat = QINGXI[0] + rng.uniform(-0.01, 0.01), QINGXI[1] + rng.uniform(-0.01, 0.01)
+    kind = rng.integers(0, 4)
+    if kind == 0:
+        return CircleZone(key, *QINGXI, 300.0)
+    if kind == 1:
+        return PolygonZone(key, lon, lat, box(lon - 0.004, lat - 0.003, lon + 0.004, lat + 0.003))
+    return CircleZone(key, lon, lat, float(rng.choice([100.0, 500.0, 1234.5])))
+
+
+def a_key(rng: np.random.Generator) -> str:
+    return "".join(rng.choice(list("abcdefgh"), 6).tolist())
+
+
+def test_an_index_changed_again_and_again_answers_as_one_built_at_once() -> None:
+    """changed() copies the unchanged zones' numbers, and moves the keys' order along
+    instead of sorting the keys again: after any run of puts and removals it must answer
+    exactly as an index built from the same zones does, ties included."""
+    rng = np.random.default_rng(11)
+    zones = {key: a_zone(rng, key) for key in {a_key(rng) for _ in range(90)}}
+    index = ZoneIndex(zones.values())
+    lons = np.append(QINGXI[0] + rng.uniform(-0.012, 0.012, 150), QINGXI[0])
+    lats = np.append(QINGXI[1] + rng.uniform(-0.012, 0.012, 150), QINGXI[1])
+    for _ in range(60):
+        held = sorted(zones)
+        chosen = rng.permutation(held)[: rng.integers(0, 6)].tolist()
+        removed = chosen[: len(chosen) // 2]
+        put = [a_zone(rng, key) for key in chosen[len(chosen) // 2 :]]
+        put += [a_zone(rng, key) for key in {a_key(rng) for _ in range(rng.integers(0, 4))}]
+        put = [zone for zone in put if zone.key not in removed]
+        index = index.changed(put, removed)
+        for key in removed:
+            del zones[key]
+        zones.update((zone.key, zone) for zone in put)
+        at_once = ZoneIndex(zones.values())
+        assert len(index) == len(zones) and sorted(index.keys()) == sorted(zones)
+        assert all(index.get(key) == zone for key, zone in zones.items())
+        assert index.covering_many(lons, lats) == at_once.covering_many(lons, lats)
+        for lon, lat in zip(lons.tolist(), lats.tolist(), strict=True):
+            assert index.covering(lon, lat) == at_once.covering(lon, lat)
+        assert index.within(*QINGXI, 2000.0) == at_once.within(*QINGXI, 2000.0)
+    assert len(index.covering(*QINGXI)) >= 24  # the batched path, with its ties
+    assert len({hit.distance_m for hit in index.covering(*QINGXI)}) < len(index.covering(*QINGXI))
+
+
+def test_a_change_naming_a_key_twice_or_removing_a_missing_one_changes_nothing() -> None:
+    index = ZoneIndex([CircleZone("a", *QINGXI, 100.0), CircleZone("b", *QINGXI, 500.0)])
+    with pytest.raises(ZoneError, match="changed twice at once: a"):
+        index.changed([CircleZone("a", *QINGXI, 50.0)], ["a"])
+    with pytest.raises(ZoneError, match="changed twice at once: c"):
+        index.changed([CircleZone("c", *QINGXI, 50.0), CircleZone("c", *QINGXI, 60.0)])
+    with pytest.raises(KeyError):
+        index.changed([CircleZone("c", *QINGXI, 50.0)], ["b", "missing"])
+    assert covered_keys(index, *QINGXI) == {"a", "b"} and len(index) == 2
+
+
 def test_empty_index() -> None:
     index = ZoneIndex()
     assert index.covering(*QINGXI) == []
