@@ -91,24 +91,40 @@ class Coverage:
     def put(self, team: Team) -> None:
         """Apply a committed change of ``team`` (a retired team is dropped), unless a newer
         one of the same team is applied already."""
-        if team.revision <= self._applied.get(team.id, 0):
-            return
-        self._applied[team.id] = team.revision
-        if team.revision == self.revision + 1:
-            # Every revision before it committed first, and is applied: nothing is skipped.
-            self.revision = team.revision
-        if team.retired_at is not None:
-            self._drop(team.id)
-            return
-        self._index = self._index.replace(zone_of(team))
-        self._tiers[team.id] = team.tier
-        self._names[team.id] = team.name
+        self.apply([team])
 
-    def _drop(self, team_id: str) -> None:
-        if team_id in self._tiers:
-            self._index = self._index.remove(team_id)
-            del self._tiers[team_id]
-            del self._names[team_id]
+    def apply(self, teams: Iterable[Team]) -> None:
+        """``put`` for committed changes in revision order, the index changed once for them
+        all: a catch-up after a town's teams were imported through another process changes
+        it once, not once a team (each a copy of every zone's numbers and a new tree)."""
+        newest: dict[str, Team] = {}
+        revision = self.revision
+        for team in teams:
+            seen = newest.get(team.id)
+            if team.revision <= (seen.revision if seen else self._applied.get(team.id, 0)):
+                continue
+            newest[team.id] = team
+            if team.revision == revision + 1:
+                # Every revision before it committed first, and is applied: nothing is skipped.
+                revision = team.revision
+        if not newest:
+            return
+        active = [team for team in newest.values() if team.retired_at is None]
+        gone = [
+            key
+            for key, team in newest.items()
+            if team.retired_at is not None and key in self._index
+        ]
+        # Worked out before anything is kept: a zone that cannot be built changes nothing.
+        self._index = self._index.changed([zone_of(team) for team in active], gone)
+        self.revision = revision
+        for team in newest.values():
+            self._applied[team.id] = team.revision
+            self._tiers.pop(team.id, None)
+            self._names.pop(team.id, None)
+        for team in active:
+            self._tiers[team.id] = team.tier
+            self._names[team.id] = team.name
 
     async def catch_up(self, session: AsyncSession) -> None:
         """Apply every team change committed so far, read in ``session``.
@@ -135,10 +151,9 @@ class Coverage:
                 # The session may hold an older copy of a team: take the row as it is now.
                 .execution_options(populate_existing=True)
             )
-            applied = since
-            for team in changed:
-                self.put(team)
-                applied = team.revision
+            teams = changed.all()
+            self.apply(teams)
+            applied = teams[-1].revision if teams else since
             # One statement saw them all: the newest committed, so did every one before it.
             self.revision = max(self.revision, applied)
 

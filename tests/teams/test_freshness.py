@@ -252,6 +252,34 @@ def test_a_change_applied_late_never_undoes_a_newer_one() -> None:
     assert coverage.revision == 1
 
 
+def test_a_catch_up_applies_its_changes_at_once_as_one_by_one() -> None:
+    """Changes read together (moves, a team changed twice, a retirement, one already
+    superseded) leave the index as applying them one at a time does."""
+    east = [point_at(*QINGXI, 90.0, 1000.0 * i)[0] for i in range(5)]
+    start = [_team("a", 1, east[0]), _team("b", 2, east[1]), _team("c", 3, east[2])]
+    changes = [
+        _team("a", 4, east[3]),
+        _team("d", 5, east[4]),
+        _team("b", 6, east[1], retired=True),
+        _team("a", 7, east[4]),
+        _team("c", 2, east[0]),  # older than what is held: ignored
+    ]
+    at_once, one_by_one = Coverage(), Coverage()
+    for coverage in (at_once, one_by_one):
+        coverage.load(start, 3)
+    at_once.apply(changes)
+    for team in changes:
+        one_by_one.put(team)
+    for coverage in (at_once, one_by_one):
+        assert coverage.revision == 7
+        assert len(coverage) == 3
+        assert [c.team_id for c in coverage.covering(east[4], QINGXI[1])] == ["a", "d"]
+        assert coverage.covering(east[1], QINGXI[1]) == []
+        assert coverage.covering(east[3], QINGXI[1]) == []
+        assert [c.team_id for c in coverage.covering(east[2], QINGXI[1])] == ["c"]
+        assert coverage.name_of("b") == ""
+
+
 async def test_the_listener_applies_two_quick_changes_in_order(
     postgres_only: str,
 ) -> None:
