@@ -371,30 +371,58 @@ async def _one_layout(
 
 
 def _zone_index_extras(report: Report, sizes: list[int]) -> None:
-    """Build, replace and ring queries of the index, with 5 % polygon zones in the mix."""
+    """Build, change and ring queries of the index, with 5 % polygon zones in the mix."""
     for count in sizes:
         rng = np.random.default_rng(count)
         zones = _mixed_zones(count, 20_000.0, rng)
         start = time.perf_counter()
         index = ZoneIndex(zones)
-        build_ms = (time.perf_counter() - start) * 1000
-        start = time.perf_counter()
-        index.replace(CircleZone("z1", *QINGXI, 100.0))
-        replace_ms = (time.perf_counter() - start) * 1000
+        build = Figure.of([(time.perf_counter() - start) * 1000])
+        changes = _zone_changes(index, zones, np.random.default_rng(count + 1))
         half = 10_000.0 / METRES_PER_DEG_LAT
         lons = QINGXI[0] + rng.uniform(-half, half, 1000)
         lats = QINGXI[1] + rng.uniform(-half, half, 1000)
         start = time.perf_counter()
         for lon, lat in zip(lons.tolist(), lats.tolist(), strict=True):
             index.within(lon, lat, 1000.0)
-        within_us = (time.perf_counter() - start) / 1000 * 1e6
+        within = Figure.of([(time.perf_counter() - start) / 1000 * 1e6])
         case = f"{count // 1000}k zones / 20 km, 5% polygons"
-        for metric, value, unit in (
-            ("index build", build_ms, "ms"),
-            ("replace one zone", replace_ms, "ms"),
-            ("within 1 km, per point", within_us, "µs"),
+        for metric, figure, unit in (
+            ("index build", build, "ms"),
+            *changes,
+            ("within 1 km, per point", within, "µs"),
         ):
-            report.rows.append(Row("zone index", case, metric, unit, Figure.of([value])))
+            report.rows.append(Row("zone index", case, metric, unit, figure))
+
+
+# Each change is timed this many times (a new index from the same one each time).
+CHANGE_REPS = 5
+
+
+def _zone_changes(
+    index: ZoneIndex, zones: list[Zone], rng: np.random.Generator
+) -> list[tuple[str, Figure, str]]:
+    """A team moved, added or retired, and a catch-up's hundred changes at once (half moved,
+    a quarter added, a quarter retired): each a new index from ``index``, in ms."""
+    picked = [zones[i].key for i in rng.choice(len(zones), 75, replace=False).tolist()]
+    moved = [CircleZone(key, *QINGXI, 100.0) for key in picked[:50]]
+    added = [CircleZone(f"new{i}", *QINGXI, 500.0) for i in range(25)]
+    retired = picked[50:]
+    timed: tuple[tuple[str, Callable[[], ZoneIndex]], ...] = (
+        ("replace one zone", lambda: index.replace(moved[0])),
+        ("add one zone", lambda: index.replace(added[0])),
+        ("remove one zone", lambda: index.remove(retired[0])),
+        ("100 changes at once", lambda: index.changed([*moved, *added], retired)),
+    )
+    figures = []
+    for metric, change in timed:
+        times = []
+        for _ in range(CHANGE_REPS):
+            start = time.perf_counter()
+            change()
+            times.append((time.perf_counter() - start) * 1000)
+        figures.append((metric, Figure.of(times), "ms"))
+    return figures
 
 
 def _mixed_zones(count: int, side_m: float, rng: np.random.Generator) -> list[Zone]:
