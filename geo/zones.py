@@ -414,6 +414,8 @@ class ZoneIndex:
         if len(set(named)) != len(named):
             twice = sorted({key for key in named if named.count(key) > 1})
             raise ZoneError(f"zones changed twice at once: {', '.join(twice)}")
+        if self._zones and not gone and all(zone.key in self._position for zone in puts):
+            return self._with_replaced(puts)
         zones, keys = list(self._zones), list(self._keys)
         position = self._position.copy()
         # Per place in the new index: where its key was in this one (-1: a key added), and
@@ -452,6 +454,21 @@ class ZoneIndex:
         rank, sorted_keys = self._ranks_after(key_source, removed_ranks, added)
         index: ZoneIndex = object.__new__(ZoneIndex)
         index._assemble(tuple(zones), tuple(keys), position, columns, rank, sorted_keys)
+        return index
+
+    def _with_replaced(self, puts: list[Zone]) -> ZoneIndex:
+        """``changed`` where every zone put has its key here already (a team moved, most
+        changes): the keys, their places and their order are this index's own."""
+        places = np.array([self._position[zone.key] for zone in puts], dtype=np.intp)
+        zones = list(self._zones)
+        for place, zone in zip(places.tolist(), puts, strict=True):
+            zones[place] = zone
+        columns = self._columns().taken(np.arange(len(zones), dtype=np.intp))
+        columns.put(places, _Columns.of(puts))
+        index: ZoneIndex = object.__new__(ZoneIndex)
+        index._assemble(
+            tuple(zones), self._keys, self._position, columns, self._key_rank, self._sorted_keys
+        )
         return index
 
     def _ranks_after(

@@ -366,13 +366,14 @@ def test_an_index_changed_again_and_again_answers_as_one_built_at_once() -> None
     index = ZoneIndex(zones.values())
     lons = np.append(QINGXI[0] + rng.uniform(-0.012, 0.012, 150), QINGXI[0])
     lats = np.append(QINGXI[1] + rng.uniform(-0.012, 0.012, 150), QINGXI[1])
-    for _ in range(60):
-        held = sorted(zones)
-        chosen = rng.permutation(held)[: rng.integers(0, 6)].tolist()
-        removed = chosen[: len(chosen) // 2]
-        put = [a_zone(rng, key) for key in chosen[len(chosen) // 2 :]]
-        put += [a_zone(rng, key) for key in {a_key(rng) for _ in range(rng.integers(0, 4))}]
-        put = [zone for zone in put if zone.key not in removed]
+    for step in range(80):
+        # In turn: zones moved only (their keys and order kept), added only, removed only,
+        # and all three at once.
+        chosen = rng.permutation(sorted(zones))[: rng.integers(1, 6)].tolist()
+        removed = chosen[: len(chosen) // 2] if step % 4 in (2, 3) else []
+        moved = chosen[len(chosen) // 2 :] if step % 4 in (0, 3) else []
+        new = {a_key(rng) for _ in range(rng.integers(1, 4))} - set(zones)
+        put = [a_zone(rng, key) for key in [*moved, *(sorted(new) if step % 4 in (1, 3) else [])]]
         index = index.changed(put, removed)
         for key in removed:
             del zones[key]
