@@ -478,7 +478,9 @@ class ZoneIndex:
         keys) are gone and ``added`` are in, without sorting every key again: a key's new
         place is its old one, less the removed keys before it, plus the added ones."""
         gone = np.sort(np.array(removed_ranks, dtype=np.intp))
-        new_keys = np.array(sorted(added), dtype=object)
+        added_keys = np.array(added, dtype=object)
+        order = np.argsort(added_keys)
+        new_keys = added_keys[order]
         # How many of this index's keys come before each added key.
         before = np.searchsorted(self._sorted_keys, new_keys).astype(np.intp)
         rank = np.empty(len(key_source), dtype=np.intp)
@@ -486,7 +488,6 @@ class ZoneIndex:
         old = self._key_rank[key_source[kept]]
         rank[kept] = old - np.searchsorted(gone, old) + np.searchsorted(before, old, side="right")
         new_places = before - np.searchsorted(gone, before)
-        order = np.argsort(np.array(added, dtype=object))
         rank[np.flatnonzero(key_source < 0)[order]] = new_places + np.arange(len(added))
         sorted_keys = np.insert(np.delete(self._sorted_keys, gone), new_places, new_keys)
         return rank, sorted_keys
