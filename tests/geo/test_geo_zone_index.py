@@ -373,7 +373,10 @@ def test_an_index_changed_again_and_again_answers_as_one_built_at_once() -> None
         removed = chosen[: len(chosen) // 2] if step % 4 in (2, 3) else []
         moved = chosen[len(chosen) // 2 :] if step % 4 in (0, 3) else []
         new = {a_key(rng) for _ in range(rng.integers(1, 4))} - set(zones)
-        put = [a_zone(rng, key) for key in [*moved, *(sorted(new) if step % 4 in (1, 3) else [])]]
+        put = [
+            a_zone(rng, key)
+            for key in [*moved, *(sorted(new, reverse=True) if step % 4 in (1, 3) else [])]
+        ]
         index = index.changed(put, removed)
         for key in removed:
             del zones[key]
