@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, NoReturn
 
 from sqlalchemy import (
+    ColumnElement,
     Float,
     FromClause,
     Insert,
+    Integer,
     Select,
+    Table,
     bindparam,
     cast,
     delete,
@@ -28,10 +31,10 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alerts.bulk import Changed, Guarded, after, on_postgresql, write_later
+from alerts.bulk import Guarded, after, on_postgresql, write_later
 from dispatch.db import Base, dialect_name, table_of, upsert_insert
 from dispatch.errors import RateLimited
 from dispatch.security.models import Backoff, RateBucket
@@ -60,38 +63,23 @@ async def take(session: AsyncSession, key: str, rate: Rate, now: datetime, what:
 
     Call it inside the unit of work it guards, as its last writes: when the request fails, the
     token is not spent, and when the bucket is empty, nothing the request wrote is kept. The
-    bucket is spent with the transaction's last statement.
+    bucket is checked and spent with the transaction's last statement: no round trip of its
+    own, and the row is locked for the commit alone.
     """
-    if on_postgresql(session):
-        # Checked and spent in the last statement itself: no round trip of its own, and the
-        # row is locked for the commit alone.
-        params = {
-            "bucket_key": key,
-            "bucket_burst": float(rate.burst),
-            "bucket_per_s": rate.per_minute / 60,
-            "bucket_now": now,
-        }
-        refused = partial(_refuse, session, key, rate, now, what)
-        write_later(session, Guarded(_spend_on_postgresql, params, refused))
-        return
-    bucket = await _bucket(session, key, rate, now, lock=True)
-    if bucket < 1:
-        _refuse_with(bucket, rate, what)
-    # The row stays locked until the commit: its new value goes with the last statement.
-    spent = {"key": key, "tokens": bucket - 1, "updated_at": now}
-    write_later(session, Changed(table_of(RateBucket), "key", [spent]))
+    params = {
+        "bucket_key": key,
+        "bucket_burst": float(rate.burst),
+        "bucket_per_s": rate.per_minute / 60,
+        "bucket_now": now,
+    }
+    refused = partial(_refuse, session, key, rate, now, what)
+    spend = _spend_on_postgresql if on_postgresql(session) else _spend_on_sqlite
+    write_later(session, Guarded(spend, params, refused))
 
 
-async def _bucket(
-    session: AsyncSession, key: str, rate: Rate, now: datetime, *, lock: bool
-) -> float:
+async def _bucket(session: AsyncSession, key: str, rate: Rate, now: datetime) -> float:
     """The tokens in ``key``'s bucket at ``now`` (a new bucket is full)."""
-    params = {"bucket_key": key}
-    bucket = (await session.execute(_bucket_query(lock), params)).first()
-    if bucket is None and lock:
-        full = {"key": key, "tokens": float(rate.burst), "updated_at": now}
-        await _ensure(session, RateBucket, [full])
-        bucket = (await session.execute(_bucket_query(lock), params)).first()
+    bucket = (await session.execute(_bucket_query(), {"bucket_key": key})).first()
     if bucket is None:
         return float(rate.burst)
     tokens, updated_at = bucket
@@ -101,7 +89,7 @@ async def _bucket(
 
 async def _refuse(session: AsyncSession, key: str, rate: Rate, now: datetime, what: str) -> None:
     """The last statement found the bucket empty: say how long until it holds a token."""
-    _refuse_with(await _bucket(session, key, rate, now, lock=False), rate, what)
+    _refuse_with(await _bucket(session, key, rate, now), rate, what)
 
 
 def _refuse_with(tokens: float, rate: Rate, what: str) -> NoReturn:
@@ -114,12 +102,11 @@ def _refuse_with(tokens: float, rate: Rate, what: str) -> NoReturn:
 
 
 @functools.cache
-def _bucket_query(lock: bool) -> Select[float, datetime]:
+def _bucket_query() -> Select[float, datetime]:
     # Core columns, built once: an ORM statement built at every call was walked again for its
     # cache key and compiled through the ORM, a third of this round trip's CPU.
     buckets = table_of(RateBucket).c
-    query = select(buckets.tokens, buckets.updated_at).where(buckets.key == bindparam("bucket_key"))
-    return query.with_for_update() if lock else query
+    return select(buckets.tokens, buckets.updated_at).where(buckets.key == bindparam("bucket_key"))
 
 
 @functools.cache
@@ -127,19 +114,47 @@ def _spend_on_postgresql(lead: FromClause | None) -> Insert:
     """Refill the bucket to ``bucket_now`` and spend a token where one is left (a new bucket
     starts full): the rule of ``_bucket`` in SQL, returning the key only when it spent. Not
     before the statement's ``lead`` is written (the mailboxes it locks come first)."""
+    buckets = table_of(RateBucket).c
+    now = bindparam("bucket_now", type_=buckets.updated_at.type)
+    elapsed_s = func.greatest(0.0, cast(extract("epoch", now - buckets.updated_at), Float()))
+    return _spend(postgresql.insert, func.least, elapsed_s, lead)
+
+
+@functools.cache
+def _spend_on_sqlite(lead: FromClause | None) -> Insert:
+    """``_spend_on_postgresql`` on SQLite, a statement of its own among the last writes.
+
+    SQLite keeps times as text, ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC: the seconds between two
+    are their whole seconds' difference (``strftime('%s')``) plus their fractions'. Its own
+    ``julianday`` keeps milliseconds, and its difference in days carries some 40 µs of
+    rounding, enough to refuse a token that has just come due."""
+    buckets = table_of(RateBucket).c
+    now = bindparam("bucket_now", type_=buckets.updated_at.type)
+    whole = cast(func.strftime("%s", now), Integer()) - cast(
+        func.strftime("%s", buckets.updated_at), Integer()
+    )
+    fraction = cast(func.substr(now, 20), Float()) - cast(
+        func.substr(buckets.updated_at, 20), Float()
+    )
+    return _spend(sqlite.insert, func.min, func.max(0.0, whole + fraction), lead)
+
+
+def _spend(
+    insert: Callable[[Table], postgresql.Insert | sqlite.Insert],
+    least: Callable[..., ColumnElement[float]],
+    elapsed_s: ColumnElement[float],
+    lead: FromClause | None,
+) -> Insert:
     table = table_of(RateBucket)
     buckets = table.c
     key = bindparam("bucket_key", type_=buckets.key.type)
     now = bindparam("bucket_now", type_=buckets.updated_at.type)
     burst = bindparam("bucket_burst", type_=Float())
-    elapsed_s = func.greatest(0.0, cast(extract("epoch", now - buckets.updated_at), Float()))
-    tokens = func.least(
-        burst, buckets.tokens + elapsed_s * bindparam("bucket_per_s", type_=Float())
-    )
+    tokens = least(burst, buckets.tokens + elapsed_s * bindparam("bucket_per_s", type_=Float()))
     proposed = select(key, burst - 1, now)
     if (written := after(lead)) is not None:
         proposed = proposed.where(written)
-    new = postgresql.insert(table).from_select(["key", "tokens", "updated_at"], proposed)
+    new = insert(table).from_select(["key", "tokens", "updated_at"], proposed)
     return new.on_conflict_do_update(
         index_elements=[buckets.key],
         set_={"tokens": tokens - 1, "updated_at": now},
