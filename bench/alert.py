@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import os
@@ -32,6 +33,8 @@ from websockets.asyncio.client import connect
 
 from bench.common import (
     HOST,
+    BoxCpu,
+    BoxProbe,
     Figure,
     KeptAlive,
     Report,
@@ -50,6 +53,7 @@ from bench.common import (
     serve_dispatch,
     sqlalchemy_url,
     start_process,
+    stolen_since,
     town_env,
     work_dir,
 )
@@ -122,6 +126,10 @@ class Stream:
     # Reports sent again: their kept-alive connection was closed by the server as they went out.
     resent: int = 0
     server_cpu_share: float = 0.0
+    # Of the box's CPU time during the stream, the share the host gave to its other guests.
+    stolen_share: float = 0.0
+    # The box's probe right before the stream, in milliseconds: its speed in that hour.
+    box_work_ms: float = float("nan")
     # tag -> recipients and one payload, so the baseline can send the same.
     recipients: dict[str, list[str]] = field(default_factory=dict)
     samples: dict[str, str] = field(default_factory=dict)
@@ -138,7 +146,15 @@ class Stream:
             "failed_posts": self.failed,
             "resent_posts": self.resent,
             "server_cpu_share": self.server_cpu_share,
+            "stolen_share": self.stolen_share,
+            "box_work_ms": self.box_work_ms,
         }
+
+
+@functools.cache
+def box_probe() -> BoxProbe:
+    """One probe for the run, made on first use (its objects are some megabytes)."""
+    return BoxProbe()
 
 
 def run(report: Report, args: argparse.Namespace) -> None:
@@ -239,7 +255,9 @@ async def _ours_on(
             say(
                 f"    {backend}: p50 {summary['p50_ms']:.2f} ms, p99 {summary['p99_ms']:.2f} ms, "
                 f"max {summary['max_ms']:.1f} ms; {summary['deliveries']}/{summary['expected']} "
-                f"delivered; server CPU {summary['server_cpu_share']:.0%}"
+                f"delivered; server CPU {summary['server_cpu_share']:.0%}; "
+                f"stolen by the host {summary['stolen_share']:.1%}; "
+                f"box probe {summary['box_work_ms']:.2f} ms"
                 + (f"; {stream.resent} sent again" if stream.resent else "")
             )
         return streams, connections
@@ -303,11 +321,11 @@ async def _stream_ours(
     args: argparse.Namespace,
     rep: int,
 ) -> Stream:
-    stream = Stream()
+    stream = Stream(box_work_ms=box_probe().back_to_back_ms())
     count = int(args.rate * args.seconds)
     interval = 1.0 / args.rate
     sent: dict[str, float] = {}
-    cpu_before = cpu_seconds(served.process.pid)
+    cpu_before, box_before = cpu_seconds(served.process.pid), BoxCpu.read()
     http = KeptAlive(served.port)
     try:
 
@@ -344,6 +362,7 @@ async def _stream_ours(
     finally:
         await http.close()
     stream.server_cpu_share = (cpu_seconds(served.process.pid) - cpu_before) / elapsed
+    stream.stolen_share = stolen_since(box_before)
     await asyncio.sleep(2.0)
     stream_sent = sent
     stream.samples = {"__sent__": json.dumps(stream_sent)}
@@ -419,7 +438,9 @@ def _baseline(
             say(
                 f"    baseline: p50 {summary['p50_ms']:.2f} ms, p99 {summary['p99_ms']:.2f} ms, "
                 f"max {summary['max_ms']:.1f} ms; {summary['deliveries']}/{summary['expected']} "
-                f"delivered; server CPU {summary['server_cpu_share']:.0%}"
+                f"delivered; server CPU {summary['server_cpu_share']:.0%}; "
+                f"stolen by the host {summary['stolen_share']:.1%}; "
+                f"box probe {summary['box_work_ms']:.2f} ms"
             )
         return streams, per_socket
     finally:
@@ -476,12 +497,12 @@ def _wait_port(port: int, process: Any, log: Path) -> None:
 async def _stream_baseline(
     served: Served, ws_url: str, reference: Stream, args: argparse.Namespace, rep: int
 ) -> Stream:
-    stream = Stream()
+    stream = Stream(box_work_ms=box_probe().back_to_back_ms())
     tags = [t for t in reference.recipients if t in reference.samples]
     count = int(args.rate * args.seconds)
     interval = 1.0 / args.rate
     sent: dict[str, float] = {}
-    cpu_before = cpu_seconds(served.process.pid)
+    cpu_before, box_before = cpu_seconds(served.process.pid), BoxCpu.read()
     async with connect(ws_url, compression=None, max_size=None) as control:
         await control.send(json.dumps({"type": "control"}))
         began = time.monotonic()
@@ -499,6 +520,7 @@ async def _stream_baseline(
             await control.send(message)
         elapsed = time.monotonic() - began
     stream.server_cpu_share = (cpu_seconds(served.process.pid) - cpu_before) / elapsed
+    stream.stolen_share = stolen_since(box_before)
     await asyncio.sleep(2.0)
     stream.samples = {"__sent__": json.dumps(sent)}
     return stream
@@ -592,6 +614,28 @@ def _rows(
                 Figure.of(s["server_cpu_share"] for s in summaries),
                 Figure.of(s.server_cpu_share for s in baseline),
                 note="of one core, during the stream",
+            )
+        )
+        report.rows.append(
+            Row(
+                "report→alert",
+                case,
+                "the box's CPU stolen by the host",
+                "",
+                Figure.of(s["stolen_share"] for s in summaries),
+                Figure.of(s.stolen_share for s in baseline),
+                note="share of both cores' time during the stream (steal in /proc/stat)",
+            )
+        )
+        report.rows.append(
+            Row(
+                "report→alert",
+                case,
+                "the box: a fixed piece of Python work, before the stream",
+                "ms",
+                Figure.of(s["box_work_ms"] for s in summaries),
+                Figure.of(s.box_work_ms for s in baseline),
+                note="BoxProbe: the box's speed in that hour",
             )
         )
         _connection_rows(report, case, connections[backend], baseline_memory, big)

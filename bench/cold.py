@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -30,6 +29,8 @@ from pathlib import Path
 
 from bench.alert import OPERATORS, bench_town
 from bench.common import (
+    BoxCpu,
+    BoxProbe,
     Figure,
     Report,
     Row,
@@ -42,6 +43,7 @@ from bench.common import (
     serve_bare,
     serve_dispatch,
     sqlalchemy_url,
+    stolen_since,
     town_env,
     work_dir,
 )
@@ -139,6 +141,7 @@ async def _pairs(port: int, requests: list[bytes], pause: float, count: int) -> 
     try:
         for _ in range(WARMUP):
             await one()
+        box_before = BoxCpu.read()
         for _ in range(count):
             # Nothing else is scheduled here: the whole process idles, as the stream's does.
             await asyncio.sleep(pause)
@@ -146,32 +149,21 @@ async def _pairs(port: int, requests: list[bytes], pause: float, count: int) -> 
             taken["warm"].append(await one())
     finally:
         writer.close()
-    return _summary(taken)
+    return {**_summary(taken), "stolen_share": stolen_since(box_before)}
 
 
 def _probe(pause: float, count: int) -> dict[str, float]:
-    """The same Python work after ``pause`` and right after itself, in this process: a JSON
-    document of some 24 KB parsed, and every 50th of 200k small dicts read, some megabytes
-    walked."""
+    """The box's probe (``BoxProbe``) after ``pause`` and right after itself, in this process."""
     taken: dict[str, list[float]] = {kind: [] for kind in KINDS}
-    document = json.dumps(
-        [{"id": n, "name": f"team {n}", "lonlat": [114.0 + n / 1e4, 22.8]} for n in range(400)]
-    )
-    objects = [{"n": n, "text": str(n)} for n in range(200_000)]
-
-    def one() -> float:
-        began = time.perf_counter()
-        json.loads(document)
-        sum(1 for item in objects[::50] if item["n"])
-        return (time.perf_counter() - began) * 1000
-
+    probe = BoxProbe()
     for _ in range(WARMUP):
-        one()
+        probe.once_ms()
+    box_before = BoxCpu.read()
     for _ in range(count):
         time.sleep(pause)
-        taken["cold"].append(one())
-        taken["warm"].append(one())
-    return _summary(taken)
+        taken["cold"].append(probe.once_ms())
+        taken["warm"].append(probe.once_ms())
+    return {**_summary(taken), "stolen_share": stolen_since(box_before)}
 
 
 def _summary(taken: dict[str, list[float]]) -> dict[str, float]:
@@ -185,7 +177,10 @@ def _summary(taken: dict[str, list[float]]) -> dict[str, float]:
 
 def _said(ours: dict[str, float], bare: list[dict[str, float]], probe: dict[str, float]) -> str:
     def pair(s: dict[str, float]) -> str:
-        return f"cold {s['cold_p50_ms']:.2f} ms, warm {s['warm_p50_ms']:.2f} ms"
+        return (
+            f"cold {s['cold_p50_ms']:.2f} ms, warm {s['warm_p50_ms']:.2f} ms, "
+            f"stolen by the host {s['stolen_share']:.1%}"
+        )
 
     text = f"report {pair(ours)}"
     if bare:
@@ -209,13 +204,14 @@ def _rows(
         ("warm_p50_ms", "report right after another: p50", "ms"),
         ("warm_p90_ms", "report right after another: p90", "ms"),
         ("slowdown", "after quiet / right after, p50", "x"),
+        ("stolen_share", "the box's CPU stolen by the host", ""),
     ]
 
     def of(runs: list[dict[str, float]], key: str) -> Figure:
         return Figure.of(r[key] for r in runs)
 
     for key, label, unit in metrics:
-        compared = bool(bare) and key != "slowdown"
+        compared = bool(bare) and key not in ("slowdown", "stolen_share")
         report.rows.append(
             Row(
                 "cold",
@@ -232,4 +228,5 @@ def _rows(
         Row("cold", case, f"after {quiet} of quiet: p50", "ms", of(probe, "cold_p50_ms")),
         Row("cold", case, "right after itself: p50", "ms", of(probe, "warm_p50_ms")),
         Row("cold", case, "after quiet / right after, p50", "x", of(probe, "slowdown")),
+        Row("cold", case, "the box's CPU stolen by the host", "", of(probe, "stolen_share")),
     ]

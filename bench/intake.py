@@ -24,6 +24,8 @@ import asyncpg
 
 from bench.alert import OPERATORS, bench_town
 from bench.common import (
+    BoxCpu,
+    BoxProbe,
     Figure,
     Report,
     Row,
@@ -38,6 +40,7 @@ from bench.common import (
     serve_bare,
     serve_dispatch,
     sqlalchemy_url,
+    stolen_since,
     town_env,
     work_dir,
 )
@@ -138,6 +141,7 @@ def _mean(samples: list[int]) -> float:
 
 def load(port: int, requests: list[bytes], concurrency: int, seconds: float) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
+    box_before = BoxCpu.read()
     per = concurrency // LOAD_PROCESSES
     workers = []
     for i in range(LOAD_PROCESSES):
@@ -156,6 +160,7 @@ def load(port: int, requests: list[bytes], concurrency: int, seconds: float) -> 
         statuses.update(result["statuses"])
         process.join(10)
     return {
+        "stolen_share": stolen_since(box_before),
         "rps": len(latencies) / seconds,
         "p50_ms": percentile(latencies, 50) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
@@ -181,7 +186,9 @@ async def _run(report: Report, args: argparse.Namespace) -> None:
             per_operator = [requests_for(points, t) for t in seeded.operator_tokens]
             ours_requests = [r for group in zip(*per_operator, strict=True) for r in group]
             bare_requests = requests_for(points, None)
+            probe = BoxProbe()
             for rep in range(args.reps):
+                box_ms = probe.back_to_back_ms()
                 served = await asyncio.to_thread(
                     serve_dispatch, env, work, "intake-ours", args.workers
                 )
@@ -193,11 +200,12 @@ async def _run(report: Report, args: argparse.Namespace) -> None:
                             )
                 finally:
                     served.stop()
-                ours.append({**result, "lock_waits": _mean(waits)})
+                ours.append({**result, "lock_waits": _mean(waits), "box_work_ms": box_ms})
                 _say("ours", ours[-1])
+                box_ms = probe.back_to_back_ms()
                 async with lock_waits(dsn) as waits:
                     result = await asyncio.to_thread(_bare_once, dsn, bare_requests, args, work)
-                bare.append({**result, "lock_waits": _mean(waits)})
+                bare.append({**result, "lock_waits": _mean(waits), "box_work_ms": box_ms})
                 _say("bare", bare[-1])
     _rows(report, ours, bare, args)
 
@@ -213,7 +221,8 @@ def _say(label: str, result: dict[str, Any]) -> None:
     say(
         f"    {label}: {result['rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
         f"p99 {result['p99_ms']:.1f} ms, waiting for a lock {result['lock_waits']:.1f}, "
-        f"statuses {result['statuses']}"
+        f"statuses {result['statuses']}, stolen by the host {result['stolen_share']:.1%}, "
+        f"box probe {result['box_work_ms']:.2f} ms"
     )
 
 
@@ -266,6 +275,22 @@ def _rows(
             "",
             *side_by_side("lock_waits"),
             note="mean of pg_stat_activity every 100 ms while any connection is at work",
+        ),
+        Row(
+            "intake",
+            case,
+            "the box's CPU stolen by the host",
+            "",
+            *side_by_side("stolen_share"),
+            note="share of both cores' time during the load (steal in /proc/stat)",
+        ),
+        Row(
+            "intake",
+            case,
+            "the box: a fixed piece of Python work, before the load",
+            "ms",
+            *side_by_side("box_work_ms"),
+            note="BoxProbe: the box's speed in that hour",
         ),
     ]
     failed = sum(n for r in ours for s, n in r["statuses"].items() if int(s) != 201)
