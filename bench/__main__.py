@@ -88,7 +88,8 @@ def parser() -> argparse.ArgumentParser:
         "--profile",
         type=Path,
         default=None,
-        help="record the server with py-spy during each stream (collapsed stacks into this folder)",
+        help="record the server with py-spy during each stream (collapsed stacks into this "
+        "folder); instructions: keep callgrind's dumps there",
     )
     p.add_argument("--concurrency", type=int, default=32, help="intake: concurrent connections")
     p.add_argument(

@@ -81,7 +81,10 @@ def run(report: Report, args: argparse.Namespace) -> None:
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     leaders = args.leaders[0]
     for backend in backends:
-        runs = [_counted_run(backend, leaders, args.counted, args.work) for _ in range(args.reps)]
+        runs = [
+            _counted_run(backend, leaders, args.counted, args.work, _kept(args.profile, backend, n))
+            for n in range(args.reps)
+        ]
         for n, counts in enumerate(runs):
             say(
                 f"    {backend}, run {n + 1}: "
@@ -105,8 +108,16 @@ def run(report: Report, args: argparse.Namespace) -> None:
             )
 
 
-def _counted_run(backend: str, leaders: int, count: int, work: Path) -> dict[str, float]:
-    """One process under callgrind counting ``count`` of each kind; instructions per item."""
+def _kept(profile: Path | None, backend: str, n: int) -> Path | None:
+    return None if profile is None else profile / f"instructions-{backend}-{n + 1}"
+
+
+def _counted_run(
+    backend: str, leaders: int, count: int, work: Path, keep: Path | None = None
+) -> dict[str, float]:
+    """One process under callgrind counting ``count`` of each kind; instructions per item.
+    With ``keep``, callgrind's dumps are copied there, one a kind (``callgrind_annotate``
+    reads them: where the instructions went, by function and by library)."""
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work, prefix="callgrind-") as folder:
         out = Path(folder) / "callgrind.out"
@@ -131,6 +142,8 @@ def _counted_run(backend: str, leaders: int, count: int, work: Path) -> dict[str
             tail = log.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"the counted run failed ({done.returncode}): {tail}")
         totals = dumped_totals(Path(folder))
+        if keep is not None:
+            shutil.copytree(folder, keep, dirs_exist_ok=True)
     nothing = totals.pop(NOTHING, 0)
     counts = {kind: (total - nothing) / count for kind, total in totals.items()}
     # Kept beside them, as what was taken off each.
