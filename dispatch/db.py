@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 
 from alerts.models import NAMING, JSONType, UTCDateTime
 
@@ -94,10 +94,16 @@ def create_engine(
         # One connection: SQLite has one writer, and queuing inside the process beats
         # "database is locked" errors under concurrent requests.
         engine = create_async_engine(
-            database_url, pool_size=1, max_overflow=0, pool_timeout=pool_timeout, **JSON_CODEC
+            database_url,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=pool_timeout,
+            pool_reset_on_return=None,
+            **JSON_CODEC,
         )
         pragmas = _sqlite_read_only_pragmas if read_only else _sqlite_pragmas
         event.listen(engine.sync_engine, "connect", pragmas)
+        event.listen(engine.sync_engine.pool, "reset", _roll_back_if_open)
         return engine
     settings = SESSION_SETTINGS | ({"default_transaction_read_only": "on"} if read_only else {})
     engine = create_async_engine(
@@ -150,6 +156,22 @@ def _check(dbapi_connection: AdaptedConnection, record: ConnectionPoolEntry, _pr
     except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError) as error:
         # The pool discards the connection and tries again with a new one.
         raise DisconnectionError(f"pooled connection is gone: {error!r}") from error
+
+
+def _roll_back_if_open(
+    dbapi_connection: AdaptedConnection, _record: ConnectionPoolEntry, state: PoolResetState
+) -> None:
+    """The pool's reset of the SQLite connection it takes back, in place of its own: a
+    transaction left open is rolled back, as ever, and nothing is sent when none is open.
+
+    SQLAlchemy ends every unit of work before the connection goes back, and the pool's own
+    reset then rolled back nothing, which on aiosqlite is a turn through the driver's thread
+    and back to the event loop: one of the some 38 turns a report on SQLite takes. SQLite
+    says itself whether a transaction is open (``in_transaction``, read without a turn)."""
+    if not state.asyncio_safe:
+        return  # not on the event loop (a connection collected as garbage): it is closed
+    if dbapi_connection.driver_connection.in_transaction:
+        dbapi_connection.run_async(lambda connection: connection.rollback())
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:

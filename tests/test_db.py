@@ -8,10 +8,14 @@ import operator
 import os
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
+import aiosqlite
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from alerts import store as mailboxes
 from alerts.bulk import Added, Changed, write_rows
@@ -197,3 +201,79 @@ def test_new_ids_are_random_uuids_written_as_uuid4_writes_them() -> None:
     zeros = functools.reduce(operator.or_, (~u.int & (2**128 - 1) for u in parsed))
     fixed = (0xF << 76) | (0x3 << 62)
     assert ones | fixed == zeros | fixed == 2**128 - 1
+
+
+class Rollbacks:
+    """Counts the rollbacks aiosqlite's connections are asked for (the driver's, not ours)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        original = aiosqlite.Connection.rollback
+
+        async def counted(connection: aiosqlite.Connection) -> None:
+            self.count += 1
+            await original(connection)
+
+        monkeypatch.setattr(aiosqlite.Connection, "rollback", counted)
+
+
+async def test_a_sqlite_unit_of_work_that_ended_goes_back_to_the_pool_without_a_rollback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each call to aiosqlite is a turn through its thread and back to the event loop; the
+    # pool's reset sent a rollback for nothing after every committed unit of work.
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/pool.db")
+    sessions = create_sessionmaker(engine)
+    rollbacks = Rollbacks(monkeypatch)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("CREATE TABLE kept (n INTEGER)"))
+        rollbacks.count = 0  # (SQLAlchemy's own, once, after it first connects)
+        async with sessions() as session:
+            await session.execute(text("INSERT INTO kept VALUES (1)"))
+            await session.commit()
+        assert rollbacks.count == 0
+
+        async with sessions() as session:
+            await session.execute(text("INSERT INTO kept VALUES (2)"))
+            await session.rollback()
+        # The session's own; none more from the pool.
+        assert rollbacks.count == 1
+        async with engine.connect() as connection:
+            assert (await connection.execute(text("SELECT n FROM kept"))).scalars().all() == [1]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_sqlite_connection_given_back_with_its_transaction_open_is_rolled_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A transaction SQLAlchemy did not begin (a BEGIN sent by hand) is still open when the
+    # connection goes back: the pool's reset ends it, so that the next unit of work neither
+    # inherits its writes nor finds the database locked.
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/pool.db")
+    rollbacks = Rollbacks(monkeypatch)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("CREATE TABLE kept (n INTEGER)"))
+        rollbacks.count = 0  # (SQLAlchemy's own, once, after it first connects)
+
+        def leave_open(_: Session) -> None:
+            pooled = engine.sync_engine.raw_connection()  # the pool's one connection
+            cursor = pooled.cursor()
+            cursor.execute("BEGIN")
+            cursor.execute("INSERT INTO kept VALUES (1)")
+            cursor.close()
+            assert pooled.driver_connection.in_transaction
+            pooled.close()  # back to the pool, the transaction open
+
+        async with AsyncSession(engine) as session:
+            await session.run_sync(leave_open)
+        assert rollbacks.count == 1
+        async with engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            assert raw.driver_connection is not None
+            assert not raw.driver_connection.in_transaction
+            assert (await connection.execute(text("SELECT n FROM kept"))).scalars().all() == []
+    finally:
+        await engine.dispose()
