@@ -605,39 +605,18 @@ def _rows(
                 met=delivered >= expected,
             )
         )
-        report.rows.append(
-            Row(
-                "report→alert",
-                case,
-                "server CPU share",
-                "",
-                Figure.of(s["server_cpu_share"] for s in summaries),
-                Figure.of(s.server_cpu_share for s in baseline),
-                note="of one core, during the stream",
+        for metric, unit, key, note in STREAM_FIGURES:
+            report.rows.append(
+                Row(
+                    "report→alert",
+                    case,
+                    metric,
+                    unit,
+                    Figure.of(s[key] for s in summaries),
+                    Figure.of(getattr(s, key) for s in baseline),
+                    note=note,
+                )
             )
-        )
-        report.rows.append(
-            Row(
-                "report→alert",
-                case,
-                "the box's CPU stolen by the host",
-                "",
-                Figure.of(s["stolen_share"] for s in summaries),
-                Figure.of(s.stolen_share for s in baseline),
-                note="share of both cores' time during the stream (steal in /proc/stat)",
-            )
-        )
-        report.rows.append(
-            Row(
-                "report→alert",
-                case,
-                "the box: a fixed piece of Python work, before the stream",
-                "ms",
-                Figure.of(s["box_work_ms"] for s in summaries),
-                Figure.of(s.box_work_ms for s in baseline),
-                note="BoxProbe: the box's speed in that hour",
-            )
-        )
         _connection_rows(report, case, connections[backend], baseline_memory, big)
     report.raw.setdefault("alert", []).append(
         {
@@ -648,6 +627,24 @@ def _rows(
             "baseline_rss_per_socket_kib": baseline_memory,
         }
     )
+
+
+# Figures of each stream beside the baseline's: (metric, unit, the summary's field, note).
+STREAM_FIGURES = (
+    ("server CPU share", "", "server_cpu_share", "of one core, during the stream"),
+    (
+        "the box's CPU stolen by the host",
+        "",
+        "stolen_share",
+        "share of both cores' time during the stream (steal in /proc/stat)",
+    ),
+    (
+        "the box: a fixed piece of Python work, before the stream",
+        "ms",
+        "box_work_ms",
+        "BoxProbe: the box's speed in that hour",
+    ),
+)
 
 
 def _connection_rows(
