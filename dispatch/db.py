@@ -12,6 +12,7 @@ import asyncpg
 import orjson
 from sqlalchemy import MetaData, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_connection
 from sqlalchemy.engine import AdaptedConnection
 from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import (
@@ -159,7 +160,9 @@ def _check(dbapi_connection: AdaptedConnection, record: ConnectionPoolEntry, _pr
 
 
 def _roll_back_if_open(
-    dbapi_connection: AdaptedConnection, _record: ConnectionPoolEntry, state: PoolResetState
+    dbapi_connection: AsyncAdapt_aiosqlite_connection,
+    _record: ConnectionPoolEntry,
+    state: PoolResetState,
 ) -> None:
     """The pool's reset of the SQLite connection it takes back, in place of its own: a
     transaction left open is rolled back, as ever, and nothing is sent when none is open.
@@ -170,8 +173,12 @@ def _roll_back_if_open(
     says itself whether a transaction is open (``in_transaction``, read without a turn)."""
     if not state.asyncio_safe:
         return  # not on the event loop (a connection collected as garbage): it is closed
-    if dbapi_connection.driver_connection.in_transaction:
-        dbapi_connection.run_async(lambda connection: connection.rollback())
+    try:
+        open_transaction = dbapi_connection.driver_connection.in_transaction
+    except ValueError:
+        return  # aiosqlite's connection is closed, where the adapter's rollback does nothing
+    if open_transaction:
+        dbapi_connection.rollback()  # the adapter's, as the pool's own reset calls it
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
