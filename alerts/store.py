@@ -531,23 +531,27 @@ class Span(NamedTuple):
 
 async def mailbox_span(session: AsyncSession, user_id: str) -> Span:
     """The mailbox's span, in one round trip: every hello asks all of it."""
-    latest = select(Mailbox.last_seq).where(Mailbox.user_id == user_id).scalar_subquery()
-    acked = select(Mailbox.acked_seq).where(Mailbox.user_id == user_id).scalar_subquery()
-    oldest = select(func.min(Message.seq)).where(Message.user_id == user_id).scalar_subquery()
-    found = (await session.execute(select(latest, oldest, acked))).one()
+    found = (await session.execute(_span_query(), {"span_user": user_id})).one()
     return Span(found[0] or 0, found[1], found[2] or 0)
+
+
+# The reads of a hello, a replay and the fan-out are built once, of the tables' columns: a
+# statement built at each call cost more of our CPU than sending it (its construction, the
+# ORM's compile step and its cache key, each time), and a reconnecting town sends thousands.
+@functools.cache
+def _span_query() -> Select[int | None, int | None, int | None]:
+    user = bindparam("span_user", type_=MAILBOXES.c.user_id.type)
+    mailboxes, messages = MAILBOXES.c, MESSAGES.c
+    return select(
+        select(mailboxes.last_seq).where(mailboxes.user_id == user).scalar_subquery(),
+        select(func.min(messages.seq)).where(messages.user_id == user).scalar_subquery(),
+        select(mailboxes.acked_seq).where(mailboxes.user_id == user).scalar_subquery(),
+    )
 
 
 # A stored message's columns in ``Envelope``'s order: replays and the fan-out read them as
 # rows, not mapped objects (a storm of reconnecting phones replays thousands).
-ENVELOPE_COLUMNS = (
-    Message.user_id,
-    Message.seq,
-    Message.type,
-    Message.data,
-    Message.ref,
-    Message.batch,
-)
+ENVELOPE_COLUMNS = ("user_id", "seq", "type", "data", "ref", "batch")
 
 
 async def messages_after(
@@ -558,20 +562,38 @@ async def messages_after(
     upto: int | None = None,
     limit: int = 500,
 ) -> list[Envelope]:
-    query = select(*ENVELOPE_COLUMNS).where(Message.user_id == user_id, Message.seq > after_seq)
+    bounds = {"after_user": user_id, "after_seq": after_seq, "after_limit": limit}
     if upto is not None:
-        query = query.where(Message.seq <= upto)
-    rows = await session.execute(query.order_by(Message.seq).limit(limit))
+        bounds["after_upto"] = upto
+    rows = await session.execute(_after_query(upto is not None), bounds)
     return [Envelope(*row) for row in rows]
+
+
+@functools.cache
+def _after_query(bounded: bool) -> Select[Any]:
+    messages = MESSAGES.c
+    query = select(*(messages[name] for name in ENVELOPE_COLUMNS)).where(
+        messages.user_id == bindparam("after_user", type_=messages.user_id.type),
+        messages.seq > bindparam("after_seq", type_=messages.seq.type),
+    )
+    if bounded:
+        query = query.where(messages.seq <= bindparam("after_upto", type_=messages.seq.type))
+    return query.order_by(messages.seq).limit(bindparam("after_limit", type_=Integer()))
 
 
 async def batch_messages(session: AsyncSession, batch: str) -> list[Envelope]:
-    rows = await session.execute(
-        select(*ENVELOPE_COLUMNS)
-        .where(Message.batch == batch)
-        .order_by(Message.user_id, Message.seq)
-    )
+    rows = await session.execute(_batch_query(), {"batch": batch})
     return [Envelope(*row) for row in rows]
+
+
+@functools.cache
+def _batch_query() -> Select[Any]:
+    messages = MESSAGES.c
+    return (
+        select(*(messages[name] for name in ENVELOPE_COLUMNS))
+        .where(messages.batch == bindparam("batch", type_=messages.batch.type))
+        .order_by(messages.user_id, messages.seq)
+    )
 
 
 async def purge_before(session: AsyncSession, cutoff: datetime) -> int:
