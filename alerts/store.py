@@ -551,7 +551,9 @@ def _span_query() -> Select[int | None, int | None, int | None]:
 
 # A stored message's columns in ``Envelope``'s order: replays and the fan-out read them as
 # rows, not mapped objects (a storm of reconnecting phones replays thousands).
-ENVELOPE_COLUMNS = ("user_id", "seq", "type", "data", "ref", "batch")
+ENVELOPE_COLUMNS = tuple(
+    MESSAGES.c[name] for name in ("user_id", "seq", "type", "data", "ref", "batch")
+)
 
 
 async def messages_after(
@@ -572,7 +574,7 @@ async def messages_after(
 @functools.cache
 def _after_query(bounded: bool) -> Select[Any]:
     messages = MESSAGES.c
-    query = select(*(messages[name] for name in ENVELOPE_COLUMNS)).where(
+    query = select(*ENVELOPE_COLUMNS).where(
         messages.user_id == bindparam("after_user", type_=messages.user_id.type),
         messages.seq > bindparam("after_seq", type_=messages.seq.type),
     )
@@ -590,7 +592,7 @@ async def batch_messages(session: AsyncSession, batch: str) -> list[Envelope]:
 def _batch_query() -> Select[Any]:
     messages = MESSAGES.c
     return (
-        select(*(messages[name] for name in ENVELOPE_COLUMNS))
+        select(*ENVELOPE_COLUMNS)
         .where(messages.batch == bindparam("batch", type_=messages.batch.type))
         .order_by(messages.user_id, messages.seq)
     )
