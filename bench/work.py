@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -400,13 +401,21 @@ async def _timed(work: Any) -> tuple[Any, float, float, float]:
 async def acknowledge_alerts(runtime: Runtime, incident: dict[str, Any]) -> None:
     """Hand the recorder what the phones would: each alert's seq, acknowledged now."""
     refs = [d["id"] for d in incident["dispatches"]]
+    # From the report's time on (its alerts are stored at it), by the messages' index on it:
+    # by the references alone, PostgreSQL read every message stored so far, between the
+    # measured requests, a few milliseconds more at every report of a run.
+    since = datetime.fromisoformat(incident["reported_at"])
     async with runtime.sessionmaker() as session:
         rows = await session.execute(
             select(MESSAGES.c.user_id, MESSAGES.c.seq).where(
-                MESSAGES.c.type == "alert", MESSAGES.c.ref.in_(refs)
+                MESSAGES.c.created_at >= since,
+                MESSAGES.c.type == "alert",
+                MESSAGES.c.ref.in_(refs),
             )
         )
         alerts = rows.all()
+    if not alerts:
+        raise RuntimeError(f"no alert of the report {incident['id']} was found to acknowledge")
     now = runtime.clock.now()
     for user_id, seq in alerts:
         _recorder(runtime).submit(user_id, seq, now)
