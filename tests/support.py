@@ -41,17 +41,17 @@ def sync_engines(runtime: Runtime) -> list[Engine]:
 
 
 @contextmanager
-def statements_sent(runtime: Runtime) -> Iterator[list[str]]:
-    """The SQL statements the server's engines send while the block runs, in order; not the
-    retention job's purge, which runs in its own task as the server starts, whenever the event
-    loop gets to it (sometimes in the middle of a test's block)."""
+def statements_sent(runtime: Runtime | Engine) -> Iterator[list[str]]:
+    """The SQL statements the server's engines (or the one engine) send while the block runs,
+    in order; not the retention job's purge, which runs in its own task as the server starts,
+    whenever the event loop gets to it (sometimes in the middle of a test's block)."""
     sent: list[str] = []
 
     def seen(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
         if not statement.startswith(PURGE):
             sent.append(statement)
 
-    engines = sync_engines(runtime)
+    engines = [runtime] if isinstance(runtime, Engine) else sync_engines(runtime)
     for engine in engines:
         event.listen(engine, "before_cursor_execute", seen)
     try:
