@@ -41,7 +41,7 @@ def sync_engines(runtime: Runtime) -> list[Engine]:
 
 
 @contextmanager
-def statements_sent(runtime: Runtime | Engine) -> Iterator[list[str]]:
+def statements_sent(sender: Runtime | Engine) -> Iterator[list[str]]:
     """The SQL statements the server's engines (or the one engine) send while the block runs,
     in order; not the retention job's purge, which runs in its own task as the server starts,
     whenever the event loop gets to it (sometimes in the middle of a test's block)."""
@@ -51,7 +51,7 @@ def statements_sent(runtime: Runtime | Engine) -> Iterator[list[str]]:
         if not statement.startswith(PURGE):
             sent.append(statement)
 
-    engines = [runtime] if isinstance(runtime, Engine) else sync_engines(runtime)
+    engines = [sender] if isinstance(sender, Engine) else sync_engines(sender)
     for engine in engines:
         event.listen(engine, "before_cursor_execute", seen)
     try:
