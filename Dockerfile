@@ -12,6 +12,7 @@ COPY web/ ./
 RUN npm run build
 
 # ---------------------------------------------------------------- Python environment
+# Python 3.11: 3.12 and 3.13 run a report with more CPU (docs/performance.md, "The interpreter").
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/dispatch
