@@ -17,12 +17,14 @@ a report without a key, as the alert and intake benchmarks post it; the same wit
 ``Idempotency-Key``, as the console posts it; the flush that records a report's
 acknowledgements; the floor under every request of the application's own, an operator's
 ``GET /api/v1/auth/me`` (the middleware, the token's check, a unit of work reading one row,
-the answer); and on PostgreSQL, as the baseline, the intake benchmark's bare endpoint
-inserting one row with asyncpg, posted the same way. Needs Debian's ``valgrind`` (which brings
-``callgrind_control``); skipped with a note without it. A run takes a few minutes: the process
-runs some fifty times slower under callgrind. A report's count grows with its recipients,
-and every run counts the same incidents in the same order: runs are compared at the same
-``--counted``.
+the answer); the in-process client alone, posting the report to an app that answers at once
+(every count holds that part); and on PostgreSQL, as the baseline, the intake benchmark's bare
+endpoint inserting one row with asyncpg, posted the same way. The client's part is also taken
+off the report, the floor and the bare endpoint alike, for the servers' own ratio. Needs
+Debian's ``valgrind`` (which brings ``callgrind_control``); skipped with a note without it.
+A run takes a few minutes: the process runs some fifty times slower under callgrind. A
+report's count grows with its recipients, and every run counts the same incidents in the same
+order: runs are compared at the same ``--counted``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from starlette.types import Receive, Scope, Send
 
 from alerts.fanout import asyncpg_dsn
 from bench.alert import bench_town
@@ -61,7 +64,19 @@ KINDS = (
     ("keyed", "report with an Idempotency-Key (the console's): instructions", False),
     ("flush", "flush of its acks: instructions", False),
     ("floor", "an operator's GET /api/v1/auth/me (a token, one row read): instructions", True),
+    (
+        "client",
+        "the in-process client alone, its report answered at once (in each count above): "
+        "instructions",
+        False,
+    ),
 )
+# The client's part taken off the kind and the bare endpoint alike: the servers' own ratio.
+SERVERS_ONLY = (
+    ("report", "report, the client's part taken off: instructions"),
+    ("floor", "GET /api/v1/auth/me, the client's part taken off: instructions"),
+)
+CLIENT = "client"
 # The background tasks that go to the database every second or so (the deadlines' and jobs'
 # timer, the presence heartbeat) and the clock's check, an hour apart. A request runs some fifty
 # times slower under callgrind, so at their pace they ran inside most counted requests: some 2M
@@ -106,6 +121,27 @@ def run(report: Report, args: argparse.Namespace) -> None:
                     ratio=ratios(ours, bare) if compared else None,
                 )
             )
+        if bare:
+            _servers_only(report, runs, f"{leaders // 1000}k leaders, {backend}, in-process")
+
+
+def _servers_only(report: Report, runs: list[dict[str, float]], case: str) -> None:
+    """Every count holds the in-process client's work: taken off both sides, the ratio is the
+    application's against the bare endpoint's alone."""
+    bare = [(c[BARE] - c[CLIENT]) / MILLION for c in runs]
+    for kind, label in SERVERS_ONLY:
+        ours = [(c[kind] - c[CLIENT]) / MILLION for c in runs]
+        report.rows.append(
+            Row(
+                "instructions",
+                case,
+                label,
+                "M",
+                Figure.of(ours),
+                baseline=Figure.of(bare),
+                ratio=ratios(ours, bare),
+            )
+        )
 
 
 def _kept(profile: Path | None, backend: str, n: int) -> Path | None:
@@ -216,6 +252,9 @@ async def _count(backend: str, leaders: int, count: int) -> None:
                     await items.floor()
                 await _counted(counter, "floor", count, lambda _: items.floor(counter))
                 await _counted(counter, NOTHING, count, lambda _: counter.around(asyncio.sleep(0)))
+                # After the switching's count, which stays where the counts before it had it:
+                # a background task of the application's landing in its windows moves them all.
+                await _count_client(counter, points, headers, count)
         if backend == "postgresql":
             await _count_bare(counter, url, points, count)
 
@@ -272,6 +311,36 @@ class _Items:
         reply: httpx.Response = await (counter.around(sent) if counter else sent)
         if reply.status_code != 200:
             raise RuntimeError(f"the account's read refused: {reply.status_code} {reply.text}")
+
+
+async def _answer_at_once(scope: Scope, receive: Receive, send: Send) -> None:
+    """An ASGI app that reads the request's body and answers 201 with a small JSON body."""
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body", False):
+        pass
+    headers = [(b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": 201, "headers": headers})
+    await send({"type": "http.response.body", "body": b'{"id":"counted"}'})
+
+
+async def _count_client(
+    counter: Counter, points: list[tuple[float, float, int]], headers: dict[str, str], count: int
+) -> None:
+    """The in-process client's own part of every count: the report's POST, as it is sent, to
+    an app that does nothing with it."""
+    transport = httpx.ASGITransport(app=_answer_at_once)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+
+        async def post(n: int, counted: bool) -> None:
+            sent = http.post("/api/v1/incidents", json=report_body(points, n), headers=headers)
+            reply = await (counter.around(sent) if counted else sent)
+            if reply.status_code != 201:
+                raise RuntimeError(f"the client alone: {reply.status_code}")
+
+        for n in range(WARMUP):
+            await post(n, counted=False)
+        await _counted(counter, CLIENT, count, lambda n: post(n, counted=True))
 
 
 async def _count_bare(
