@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from alerts.fanout import asyncpg_dsn
 from bench.alert import bench_town
@@ -329,18 +329,7 @@ async def _count_client(
 ) -> None:
     """The in-process client's own part of every count: the report's POST, as it is sent, to
     an app that does nothing with it."""
-    transport = httpx.ASGITransport(app=_answer_at_once)
-    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
-
-        async def post(n: int, counted: bool) -> None:
-            sent = http.post("/api/v1/incidents", json=report_body(points, n), headers=headers)
-            reply = await (counter.around(sent) if counted else sent)
-            if reply.status_code != 201:
-                raise RuntimeError(f"the client alone: {reply.status_code}")
-
-        for n in range(WARMUP):
-            await post(n, counted=False)
-        await _counted(counter, CLIENT, count, lambda n: post(n, counted=True))
+    await _count_posts(counter, CLIENT, _answer_at_once, points, count, headers)
 
 
 async def _count_bare(
@@ -349,18 +338,30 @@ async def _count_bare(
     """The intake benchmark's bare endpoint, on the same database, posted the same way."""
     app = create_bare_app(asyncpg_dsn(url))
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+        await _count_posts(counter, BARE, app, points, count)
 
-            async def post(n: int, counted: bool) -> None:
-                sent = http.post("/api/v1/incidents", json=report_body(points, n))
-                reply = await (counter.around(sent) if counted else sent)
-                if reply.status_code != 201:
-                    raise RuntimeError(f"bare report refused: {reply.status_code}")
 
-            for n in range(WARMUP):
-                await post(n, counted=False)
-            await _counted(counter, BARE, count, lambda n: post(n, counted=True))
+async def _count_posts(
+    counter: Counter,
+    name: str,
+    app: ASGIApp,
+    points: list[tuple[float, float, int]],
+    count: int,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Reports posted in-process to ``app``, the ones after the warm-up counted as ``name``."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+
+        async def post(n: int, counted: bool) -> None:
+            sent = http.post("/api/v1/incidents", json=report_body(points, n), headers=headers)
+            reply = await (counter.around(sent) if counted else sent)
+            if reply.status_code != 201:
+                raise RuntimeError(f"{name}: the report answered {reply.status_code}")
+
+        for n in range(WARMUP):
+            await post(n, counted=False)
+        await _counted(counter, name, count, lambda n: post(n, counted=True))
 
 
 @asynccontextmanager
