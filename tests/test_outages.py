@@ -8,8 +8,8 @@ import asyncio
 import json
 import signal
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -50,13 +50,16 @@ async def allow_connections(database_url: str) -> None:
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
 
-@contextmanager
-def sqlite_write_locked(database_url: str) -> Iterator[None]:
+@asynccontextmanager
+async def sqlite_write_locked(database_url: str) -> AsyncIterator[None]:
     """Another connection holds SQLite's write lock: the server's writes fail with "database
-    is locked" once its busy timeout has passed."""
-    holder = sqlite3.connect(str(make_url(database_url).database), isolation_level=None)
+    is locked" once its busy timeout has passed. The lock is taken off the event loop: the
+    server on this loop may be inside a write of its own (a heartbeat), which must finish for
+    the lock to come free."""
+    path = str(make_url(database_url).database)
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
-        holder.execute("BEGIN IMMEDIATE")
+        await asyncio.to_thread(holder.execute, "BEGIN IMMEDIATE")
         yield
         holder.execute("ROLLBACK")
     finally:
@@ -66,7 +69,7 @@ def sqlite_write_locked(database_url: str) -> Iterator[None]:
 @asynccontextmanager
 async def outage(backend: str, database_url: str) -> AsyncIterator[None]:
     if backend == "sqlite":
-        with sqlite_write_locked(database_url):
+        async with sqlite_write_locked(database_url):
             yield
         return
     await refuse_connections(database_url)
@@ -142,7 +145,7 @@ async def test_readyz_stays_not_ready_while_writes_fail_though_reads_work(
         base_url=f"http://127.0.0.1:{quiet_server.port}", timeout=120
     ) as http:
         assert (await http.get("/readyz")).status_code == 200
-        with sqlite_write_locked(url):
+        async with sqlite_write_locked(url):
             # A unit of work of the server meets the outage (a write of its own).
             runtime = quiet_server.app.state.runtime
             with pytest.raises(DBAPIError):
