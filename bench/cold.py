@@ -116,8 +116,8 @@ async def _served_bare(
     dsn: str, requests: list[bytes], pause: float, args: argparse.Namespace, work: Path
 ) -> dict[str, float]:
     with contextlib.ExitStack() as stack:
-        port = await asyncio.to_thread(stack.enter_context, serve_bare(dsn, work))
-        return await _pairs(port, requests, pause, args.reports)
+        served = await asyncio.to_thread(stack.enter_context, serve_bare(dsn, work))
+        return await _pairs(served.port, requests, pause, args.reports)
 
 
 async def _pairs(port: int, requests: list[bytes], pause: float, count: int) -> dict[str, float]:

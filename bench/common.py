@@ -190,6 +190,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time a process and every process below it have used so far: a server started with
+    ``--workers`` does its work in the children it spawned."""
+    parents: dict[int, int] = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, grown = {pid}, True
+    while grown:
+        below = {child for child, parent in parents.items() if parent in tree} - tree
+        tree |= below
+        grown = bool(below)
+    total = 0.0
+    for member in tree:
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(member)
+    return total
+
+
 def database_cpu_s() -> float:
     """CPU time that PostgreSQL's processes on this machine have used so far."""
     ticks = os.sysconf("SC_CLK_TCK")
@@ -217,6 +239,8 @@ class BoxCpu:
 
     total: int
     stolen: int
+    # Idle and waiting for input or output: nothing of the box's own ran.
+    idle: int
 
     @staticmethod
     def read() -> BoxCpu:
@@ -224,12 +248,21 @@ class BoxCpu:
         # already counted in user and nice.
         first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
         ticks = [int(f) for f in first[1:9]]
-        return BoxCpu(total=sum(ticks), stolen=ticks[7])
+        return BoxCpu(total=sum(ticks), stolen=ticks[7], idle=ticks[3] + ticks[4])
 
     def stolen_share_since(self, before: BoxCpu) -> float:
         """The share of the box's CPU time the host took between ``before`` and this."""
         total = self.total - before.total
         return (self.stolen - before.stolen) / total if total else 0.0
+
+    def busy_cores_since(self, before: BoxCpu) -> float:
+        """How many of the box's cores its own processes kept busy between ``before`` and
+        this, on average: neither idle nor taken by the host."""
+        total = self.total - before.total
+        if not total:
+            return 0.0
+        busy = total - (self.idle - before.idle) - (self.stolen - before.stolen)
+        return busy / total * (os.cpu_count() or 1)
 
 
 def stolen_since(before: BoxCpu) -> float:
@@ -424,19 +457,19 @@ def town_env(url: str, secret: str, work: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def serve_bare(dsn: str, work: Path, workers: int = 1) -> Iterator[int]:
+def serve_bare(dsn: str, work: Path, workers: int = 1) -> Iterator[Served]:
     """The intake benchmark's bare endpoint (``bench/bare_intake.py``) on a free loopback
-    port, with as many processes, until the block ends; yields the port."""
+    port, with as many processes, until the block ends."""
     port = free_port()
     log = work / "bare.log"
     argv = [sys.executable, "-m", "bench.bare_intake", "--port", str(port), "--dsn", dsn]
     process = start_process([*argv, "--workers", str(workers)], os.environ, log, port)
+    served = Served(process, f"http://{HOST}:{port}", port, log)
     try:
-        wait_http(process, f"http://{HOST}:{port}/openapi.json", log)
-        yield port
+        wait_http(process, f"{served.base_url}/openapi.json", log)
+        yield served
     finally:
-        process.terminate()
-        process.wait(15)
+        served.stop()
 
 
 def serve_dispatch(env: Mapping[str, str], work: Path, name: str, workers: int = 1) -> Served:

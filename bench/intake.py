@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import secrets
 import time
 from collections import Counter
@@ -29,6 +30,8 @@ from bench.common import (
     Figure,
     Report,
     Row,
+    Served,
+    database_cpu_s,
     open_kept_alive,
     percentile,
     post_request,
@@ -40,8 +43,8 @@ from bench.common import (
     serve_bare,
     serve_dispatch,
     sqlalchemy_url,
-    stolen_since,
     town_env,
+    tree_cpu_seconds,
     work_dir,
 )
 from dispatch.simulate.seed import seed_database
@@ -63,9 +66,13 @@ def requests_for(points: list[tuple[float, float, int]], token: str | None) -> l
 
 
 async def _connection(
-    port: int, requests: list[bytes], start: int, deadline: float, out: dict[str, Any]
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    requests: list[bytes],
+    start: int,
+    deadline: float,
+    out: dict[str, Any],
 ) -> None:
-    reader, writer = await open_kept_alive(port)
+    reader, writer = connection
     latencies: list[float] = out["latencies"]
     statuses: Counter[int] = out["statuses"]
     n = start
@@ -85,13 +92,24 @@ async def _connection(
 def _load_process(
     port: int, requests: list[bytes], connections: int, seconds: float, pipe: Any
 ) -> None:
+    """One load process: its connections opened, it says it is ready and waits for the word
+    to go, so that the load's CPU is counted from when every process sends, not while they
+    start."""
+
     async def main() -> dict[str, Any]:
+        opened = await asyncio.gather(*(open_kept_alive(port) for _ in range(connections)))
+        pipe.send("ready")
+        pipe.recv()
+        cpu_before = time.process_time()
         out: dict[str, Any] = {"latencies": [], "statuses": Counter()}
         deadline = time.monotonic() + seconds
         await asyncio.gather(
-            *(_connection(port, requests, i * 37, deadline, out) for i in range(connections))
+            *(
+                _connection(connection, requests, i * 37, deadline, out)
+                for i, connection in enumerate(opened)
+            )
         )
-        return out
+        return {**out, "cpu_s": time.process_time() - cpu_before}
 
     try:
         import uvloop
@@ -139,28 +157,45 @@ def _mean(samples: list[int]) -> float:
     return sum(samples) / len(samples) if samples else 0.0
 
 
-def load(port: int, requests: list[bytes], concurrency: int, seconds: float) -> dict[str, Any]:
+def load(served: Served, requests: list[bytes], concurrency: int, seconds: float) -> dict[str, Any]:
+    """``concurrency`` connections posting ``requests`` to ``served`` for ``seconds``, from
+    two processes; the figures, and the CPU each part of the box spent a request meanwhile."""
     context = multiprocessing.get_context("spawn")
-    box_before = BoxCpu.read()
     per = concurrency // LOAD_PROCESSES
     workers = []
     for i in range(LOAD_PROCESSES):
         parent, child = context.Pipe()
         share = per + (1 if i < concurrency % LOAD_PROCESSES else 0)
         process = context.Process(
-            target=_load_process, args=(port, requests, share, seconds, child), daemon=True
+            target=_load_process, args=(served.port, requests, share, seconds, child), daemon=True
         )
         process.start()
         workers.append((process, parent))
+    for _, pipe in workers:
+        pipe.recv()
+    box_before, server_before = BoxCpu.read(), tree_cpu_seconds(served.process.pid)
+    database_before = database_cpu_s()
+    for _, pipe in workers:
+        pipe.send("go")
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
+    load_cpu_s = 0.0
     for process, pipe in workers:
         result = pipe.recv()
         latencies += result["latencies"]
         statuses.update(result["statuses"])
+        load_cpu_s += result["cpu_s"]
         process.join(10)
+    box = BoxCpu.read()
+    server_cpu_s = tree_cpu_seconds(served.process.pid) - server_before
+    database_cpu = database_cpu_s() - database_before
+    done = max(len(latencies), 1)
     return {
-        "stolen_share": stolen_since(box_before),
+        "stolen_share": box.stolen_share_since(box_before),
+        "busy_cores": box.busy_cores_since(box_before),
+        "server_ms": server_cpu_s / done * 1000,
+        "database_ms": database_cpu / done * 1000,
+        "load_ms": load_cpu_s / done * 1000,
         "rps": len(latencies) / seconds,
         "p50_ms": percentile(latencies, 50) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
@@ -196,7 +231,7 @@ async def _run(report: Report, args: argparse.Namespace) -> None:
                     with profiled(args.profile, served.process.pid, f"intake-{rep}", args.seconds):
                         async with lock_waits(dsn) as waits:
                             result = await asyncio.to_thread(
-                                load, served.port, ours_requests, args.concurrency, args.seconds
+                                load, served, ours_requests, args.concurrency, args.seconds
                             )
                 finally:
                     served.stop()
@@ -213,8 +248,8 @@ async def _run(report: Report, args: argparse.Namespace) -> None:
 def _bare_once(
     dsn: str, requests: list[bytes], args: argparse.Namespace, work: Path
 ) -> dict[str, Any]:
-    with serve_bare(dsn, work, args.workers) as port:
-        return load(port, requests, args.concurrency, args.seconds)
+    with serve_bare(dsn, work, args.workers) as served:
+        return load(served, requests, args.concurrency, args.seconds)
 
 
 def _say(label: str, result: dict[str, Any]) -> None:
@@ -222,7 +257,9 @@ def _say(label: str, result: dict[str, Any]) -> None:
         f"    {label}: {result['rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
         f"p99 {result['p99_ms']:.1f} ms, waiting for a lock {result['lock_waits']:.1f}, "
         f"statuses {result['statuses']}, stolen by the host {result['stolen_share']:.1%}, "
-        f"box probe {result['box_work_ms']:.2f} ms"
+        f"box probe {result['box_work_ms']:.2f} ms, CPU a request: server "
+        f"{result['server_ms']:.2f} ms, PostgreSQL {result['database_ms']:.2f} ms, load "
+        f"{result['load_ms']:.2f} ms, cores busy {result['busy_cores']:.2f}"
     )
 
 
@@ -275,6 +312,40 @@ def _rows(
             "",
             *side_by_side("lock_waits"),
             note="mean of pg_stat_activity every 100 ms while any connection is at work",
+        ),
+        Row(
+            "intake",
+            case,
+            "CPU a request: the server's",
+            "ms",
+            *side_by_side("server_ms"),
+            ratio_of("server_ms"),
+            note="the server's processes' CPU time during the load over the requests answered",
+        ),
+        Row(
+            "intake",
+            case,
+            "CPU a request: PostgreSQL's",
+            "ms",
+            *side_by_side("database_ms"),
+            ratio_of("database_ms"),
+            note="every postgres process's CPU time during the load over the requests answered",
+        ),
+        Row(
+            "intake",
+            case,
+            "CPU a request: the load processes'",
+            "ms",
+            *side_by_side("load_ms"),
+            note="the two load processes' own CPU time over the requests they sent",
+        ),
+        Row(
+            "intake",
+            case,
+            f"cores kept busy, of the box's {os.cpu_count()}",
+            "",
+            *side_by_side("busy_cores"),
+            note="neither idle nor taken by the host, /proc/stat, during the load",
         ),
         Row(
             "intake",
