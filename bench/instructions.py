@@ -254,7 +254,9 @@ async def _count(backend: str, leaders: int, count: int) -> None:
                 await _counted(counter, NOTHING, count, lambda _: counter.around(asyncio.sleep(0)))
                 # After the switching's count, which stays where the counts before it had it:
                 # a background task of the application's landing in its windows moves them all.
-                await _count_client(counter, points, headers, count)
+                # The in-process client's own part of every count: the report's POST, as it
+                # is sent, to an app that does nothing with it.
+                await _count_posts(counter, CLIENT, _answer_at_once, points, count, headers)
         if backend == "postgresql":
             await _count_bare(counter, url, points, count)
 
@@ -322,14 +324,6 @@ async def _answer_at_once(scope: Scope, receive: Receive, send: Send) -> None:
     headers = [(b"content-type", b"application/json")]
     await send({"type": "http.response.start", "status": 201, "headers": headers})
     await send({"type": "http.response.body", "body": b'{"id":"counted"}'})
-
-
-async def _count_client(
-    counter: Counter, points: list[tuple[float, float, int]], headers: dict[str, str], count: int
-) -> None:
-    """The in-process client's own part of every count: the report's POST, as it is sent, to
-    an app that does nothing with it."""
-    await _count_posts(counter, CLIENT, _answer_at_once, points, count, headers)
 
 
 async def _count_bare(
