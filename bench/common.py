@@ -21,6 +21,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import psutil
 from sqlalchemy.engine import make_url
 
 # The server the benchmarks' databases are made on, and how they reach it: its scratch
@@ -176,79 +177,61 @@ def free_port() -> int:
 
 
 def rss_kib(pid: int) -> int:
-    """Resident memory of one process, from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    """Resident memory of one process."""
+    rss: int = psutil.Process(pid).memory_info().rss
+    return rss // 1024
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    return _cpu_of(psutil.Process(pid))
 
 
 def tree_cpu_seconds(pid: int) -> float:
     """CPU time a process and every process below it have used so far: a server started with
     ``--workers`` does its work in the children it spawned."""
-    parents: dict[int, int] = {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue  # gone meanwhile
-        parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-    tree, grown = {pid}, True
-    while grown:
-        below = {child for child, parent in parents.items() if parent in tree} - tree
-        tree |= below
-        grown = bool(below)
-    total = 0.0
-    for member in tree:
-        with contextlib.suppress(OSError):
-            total += cpu_seconds(member)
-    return total
+    root = psutil.Process(pid)
+    return sum(_cpu_or_gone(p) for p in [root, *root.children(recursive=True)])
 
 
 def database_cpu_s() -> float:
     """CPU time that PostgreSQL's processes on this machine have used so far."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue  # gone meanwhile
-        # By the process's name: a command line that merely mentions "postgresql" (this one's)
-        # is not the database.
-        name, rest = stat.split(" (", 1)[1].rsplit(")", 1)
-        if name == "postgres":
-            fields = rest.split()
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
+    # By the process's name: a command line that merely mentions "postgresql" (this one's)
+    # is not the database.
+    return sum(
+        _cpu_or_gone(p) for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"
+    )
+
+
+def _cpu_of(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def _cpu_or_gone(process: psutil.Process) -> float:
+    try:
+        return _cpu_of(process)
+    except psutil.NoSuchProcess:
+        return 0.0  # ended since it was listed
 
 
 @dataclass(frozen=True)
 class BoxCpu:
-    """The whole box's CPU time so far, every core, in clock ticks (the first line of
-    /proc/stat). On a shared virtual machine the host runs other guests on our cores: the time
-    it took from us is "steal", and a figure measured while much was stolen is the host's hour,
-    not the code's."""
+    """The whole box's CPU time so far, every core, in seconds. On a shared virtual machine
+    the host runs other guests on our cores: the time it took from us is "steal", and a figure
+    measured while much was stolen is the host's hour, not the code's."""
 
-    total: int
-    stolen: int
+    total: float
+    stolen: float
     # Idle and waiting for input or output: nothing of the box's own ran.
-    idle: int
+    idle: float
 
     @staticmethod
     def read() -> BoxCpu:
-        # user nice system idle iowait irq softirq steal; the guest columns after them are
-        # already counted in user and nice.
-        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-        ticks = [int(f) for f in first[1:9]]
-        return BoxCpu(total=sum(ticks), stolen=ticks[7], idle=ticks[3] + ticks[4])
+        t = psutil.cpu_times()
+        # The guest columns are already counted in user and nice: not added again.
+        total = t.user + t.nice + t.system + t.idle + t.iowait + t.irq + t.softirq + t.steal
+        return BoxCpu(total=total, stolen=t.steal, idle=t.idle + t.iowait)
 
     def stolen_share_since(self, before: BoxCpu) -> float:
         """The share of the box's CPU time the host took between ``before`` and this."""
