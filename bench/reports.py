@@ -77,12 +77,13 @@ async def generate_rows(
             FROM i, (VALUES (1, 60.0), (2, 180.0), (3, 300.0)) AS tiers(tier, target)
         )
         INSERT INTO chain_tiers (incident_id, tier, target_s, deadline, status, covered,
-                                 arrived_at, elapsed_s, breached_at)
+                                 arrived_at, elapsed_s, breached_at, incident_reported_at)
         SELECT id, tier, target, reported_at + target * interval '1 second',
                CASE WHEN secs IS NOT NULL AND secs <= target THEN 'met' ELSE 'breached' END,
                true, reported_at + secs * interval '1 second', secs,
                CASE WHEN secs IS NULL OR secs > target
-                    THEN reported_at + target * interval '1 second' END
+                    THEN reported_at + target * interval '1 second' END,
+               reported_at
         FROM t
         """,
         first + 1,
@@ -91,7 +92,7 @@ async def generate_rows(
     await connection.execute(
         """
         INSERT INTO dispatches (id, incident_id, team_id, tier, distance_m, alerted_at,
-                                delivered_at, accepted_at, arrived_at)
+                                delivered_at, accepted_at, arrived_at, incident_reported_at)
         SELECT md5(c.incident_id || c.tier::text), c.incident_id,
                CASE WHEN c.tier = 1 THEN ($3::text[])[1 + (hashtext(c.incident_id) & 1023)
                                                         % array_length($3::text[], 1)]
@@ -100,7 +101,7 @@ async def generate_rows(
                c.tier, 50 + random() * 400, i.reported_at,
                i.reported_at + interval '300 milliseconds',
                i.reported_at + (2 + random() * 8) * interval '1 second',
-               c.arrived_at
+               c.arrived_at, i.reported_at
         FROM chain_tiers c JOIN incidents i ON i.id = c.incident_id
         WHERE c.tier IN (1, 2)
           AND c.incident_id IN (SELECT md5(g::text) FROM generate_series($1::bigint, $2::bigint) g)

@@ -23,7 +23,7 @@ from dispatch import migrate
 from dispatch.audit.models import AuditEntry
 from dispatch.auth.models import User
 from dispatch.db import Base, create_engine, create_sessionmaker, table_of
-from dispatch.incidents.models import Dispatch, Incident
+from dispatch.incidents.models import ChainTier, Dispatch, Incident
 from dispatch.rosters.models import RosterMember
 from dispatch.teams import service as teams
 from dispatch.teams.coverage import Coverage
@@ -726,5 +726,83 @@ async def test_names_stored_before_the_checks_are_stripped_and_marked_on_the_tra
             await asyncio.to_thread(command.upgrade, config, "head")
             async with engine.connect() as connection:
                 assert len(await _trail(connection, "stored_text_cleaned")) == len(trail)
+        finally:
+            await engine.dispose()
+
+
+async def test_tiers_and_dispatches_stored_before_0023_take_their_incidents_times(
+    backend: str, tmp_path: Path
+) -> None:
+    """0023: every tier and dispatch already stored gets its incident's report time, and
+    every tier its close time (none while the incident is open), as the service writes them
+    now; the reports read those instead of joining each row to its incident."""
+    tiers, dispatches = table_of(ChainTier), table_of(Dispatch)
+    new_columns = ("incident_reported_at", "incident_closed_at")
+
+    def as_of_0022(table: sa.Table) -> sa.TableClause:
+        return sa.table(
+            table.name, *(sa.column(c.name, c.type) for c in table.c if c.name not in new_columns)
+        )
+
+    reported = datetime(2026, 3, 1, 1, 0, 0, 123456, tzinfo=UTC)
+    closed = reported + timedelta(seconds=95, microseconds=7)
+    async with fresh_database(backend, tmp_path) as url:
+        config = migrate.alembic_config(url)
+        await asyncio.to_thread(command.downgrade, config, "0022")
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    table_of(User).insert(),
+                    {"id": "u1", "name": "u1", "password_hash": "x", "role": "operator",
+                     "disabled": False, "created_at": reported},
+                )  # fmt: skip
+                await connection.execute(
+                    table_of(Team).insert(),
+                    _team_row("t1", reported, revision=1, former_names=[]),
+                )
+                for incident_id, at, closed_at in (
+                    ("open", reported, None),
+                    ("closed", reported + timedelta(hours=1), closed + timedelta(hours=1)),
+                ):
+                    await connection.execute(
+                        table_of(Incident).insert(),
+                        {"id": incident_id, "reported_at": at, "lon": 114.16, "lat": 22.85,
+                         "category": "fight", "status": "closed" if closed_at else "open",
+                         "closed_at": closed_at, "reported_by": "u1"},
+                    )  # fmt: skip
+                    await connection.execute(
+                        as_of_0022(tiers).insert(),
+                        [
+                            {"incident_id": incident_id, "tier": tier, "target_s": 60.0 * tier,
+                             "deadline": at + timedelta(minutes=tier), "status": "pending",
+                             "covered": tier == 1}
+                            for tier in (1, 2, 3)
+                        ],
+                    )  # fmt: skip
+                    await connection.execute(
+                        as_of_0022(dispatches).insert(),
+                        {"id": f"d-{incident_id}", "incident_id": incident_id, "team_id": "t1",
+                         "tier": 1, "ring": 0, "distance_m": 10.0,
+                         "alerted_at": at + timedelta(milliseconds=3)},
+                    )  # fmt: skip
+            await asyncio.to_thread(command.upgrade, config, "head")
+            async with engine.connect() as connection:
+                copied = await connection.execute(
+                    select(tiers.c.incident_id, tiers.c.tier, *(tiers.c[c] for c in new_columns))
+                )
+                assert sorted(copied) == [
+                    ("closed", tier, reported + timedelta(hours=1), closed + timedelta(hours=1))
+                    for tier in (1, 2, 3)
+                ] + [("open", tier, reported, None) for tier in (1, 2, 3)]
+                copied = await connection.execute(
+                    select(dispatches.c.id, dispatches.c.incident_reported_at)
+                )
+                assert sorted(copied) == [
+                    ("d-closed", reported + timedelta(hours=1)),
+                    ("d-open", reported),
+                ]
+            await asyncio.to_thread(command.downgrade, config, "0022")
+            await asyncio.to_thread(command.upgrade, config, "head")
         finally:
             await engine.dispose()

@@ -14,15 +14,16 @@ What the events record, and so what is checked (``docs/security.md`` lists what 
   ``reported`` event, then each ``village_changed`` event: villages imported or deleted);
   ``status`` and ``closed_at`` (its ``closed`` event, or none);
 - each dispatch: that it exists, its ``team_id``, ``tier``, ``distance_m`` and ``alerted_at``
-  (its ``dispatched`` event), its ``ring`` (1 when an ``escalated`` event named its team), and
-  each hop: ``delivered_at``, ``shown_at``, ``accepted_at`` (their events; an arrival records
-  the accept and the delivery it implies as events of their own, marked implied, which gives
-  ``delivered_implied`` and ``accepted_implied``; a later delivery observed replaces an implied
-  one, its event says so), ``arrived_at``,
-  ``arrival_source``, ``arrival_distance_m``, ``arrival_device_time``, ``arrival_lon``,
-  ``arrival_lat`` and ``arrival_accuracy_m`` (its ``arrived`` event); a hop with no event must
-  be null;
-- each of the three tiers: that it exists, ``covered`` (a ``dispatched`` event of that tier),
+  (its ``dispatched`` event), ``incident_reported_at`` (the ``reported`` event), its ``ring``
+  (1 when an ``escalated`` event named its team), and each hop: ``delivered_at``, ``shown_at``,
+  ``accepted_at`` (their events; an arrival records the accept and the delivery it implies as
+  events of their own, marked implied, which gives ``delivered_implied`` and
+  ``accepted_implied``; a later delivery observed replaces an implied one, its event says so),
+  ``arrived_at``, ``arrival_source``, ``arrival_distance_m``, ``arrival_device_time``,
+  ``arrival_lon``, ``arrival_lat`` and ``arrival_accuracy_m`` (its ``arrived`` event); a hop
+  with no event must be null;
+- each of the three tiers: that it exists, ``incident_reported_at`` and ``incident_closed_at``
+  (the ``reported`` and ``closed`` events), ``covered`` (a ``dispatched`` event of that tier),
   ``arrived_at`` and ``elapsed_s`` (the tier's first ``arrived`` event), ``status`` and
   ``breached_at`` (``met``, ``breached`` and ``closed`` events, as the service applies them),
   ``target_s`` (the ``reported`` event's ``targets_s``; a ``breached`` event's), ``deadline``
@@ -161,6 +162,10 @@ class _Replay:
             self.village_name = Told(data["village_name"], e, "reported event")
         told["status"] = Told(IncidentStatus.OPEN.value, None, "closed event")
         told["closed_at"] = Told(None, None, "closed event")
+        for copies in self.tiers.values():
+            # Each tier's copies of its incident's times, which the reports read.
+            copies["incident_reported_at"] = Told(e.at, e, "reported event")
+            copies["incident_closed_at"] = Told(None, None, "closed event")
         targets = data.get("targets_s")
         if isinstance(targets, list) and len(targets) == len(TIERS):
             for tier, target in zip(TIERS, targets, strict=True):
@@ -196,6 +201,7 @@ class _Replay:
         withdrawn = data.get("breaches_withdrawn")
         withdrawn = withdrawn if isinstance(withdrawn, list) else []
         for tier, told in self.tiers.items():
+            told["incident_closed_at"] = Told(e.at, e, "closed event")
             status = told["status"].value
             # A close cancels the tiers still pending (those past their deadline it breached
             # first, in events of their own), and the breaches it withdrew.
@@ -218,6 +224,9 @@ class _Replay:
             return
         self.dispatched[dispatch_id] = e
         told: dict[str, Told] = {"alerted_at": Told(e.at, e, "dispatched event")}
+        if self.reported is not None:
+            # The dispatch's copy of its incident's report time, which the reports read.
+            told["incident_reported_at"] = Told(self.reported.at, self.reported, "reported event")
         for key in ("team_id", "tier", "distance_m"):
             if key in data:
                 told[key] = Told(data[key], e, "dispatched event")

@@ -526,6 +526,7 @@ def _new_chain(
             deadline=incident.reported_at + timedelta(seconds=targets[tier - 1]),
             status=TierStatus.PENDING.value,
             covered=tier in covered,
+            incident_reported_at=incident.reported_at,
         )
         for tier in TIERS
     ]
@@ -542,6 +543,7 @@ def _new_dispatch(
         ring=ring,
         distance_m=round(hit.distance_m, 3),
         alerted_at=alerted_at,
+        incident_reported_at=incident.reported_at,
     )
 
 
@@ -1654,17 +1656,20 @@ async def close_incident(
     if incident.status == IncidentStatus.CLOSED.value:
         return await get_incident(session, incident_id)
     incident.status, incident.closed_at = IncidentStatus.CLOSED.value, now
-    open_tiers = await session.scalars(
+    tiers = await session.scalars(
         select(ChainTier)
-        .where(
-            ChainTier.incident_id == incident_id,
-            ChainTier.status.in_([TierStatus.PENDING.value, TierStatus.BREACHED.value]),
-        )
+        .where(ChainTier.incident_id == incident_id)
+        .order_by(ChainTier.tier)
         .with_for_update(key_share=True)
     )
     breached: list[ChainTier] = []
     withdrawn: list[int] = []
-    for row in open_tiers:
+    open_statuses = (TierStatus.PENDING.value, TierStatus.BREACHED.value)
+    for row in tiers:
+        # Every tier keeps the close's time, which the reports judge it by.
+        row.incident_closed_at = now
+        if row.status not in open_statuses:
+            continue
         if row.deadline < now:
             if row.status == TierStatus.PENDING.value:
                 _breach(session, row)

@@ -230,7 +230,7 @@ class _Sql:
         return func.strftime("%Y-%m", self._whole_seconds(column), self.shift)
 
 
-def _key(sql: _Sql, by: GroupBy, team_column: Any) -> Any:
+def _key(sql: _Sql, by: GroupBy, team_column: Any, reported_at: Any) -> Any:
     if by == GroupBy.TIER:
         return literal("")
     if by == GroupBy.TEAM:
@@ -238,16 +238,26 @@ def _key(sql: _Sql, by: GroupBy, team_column: Any) -> Any:
     if by == GroupBy.VILLAGE:
         return func.coalesce(Incident.village_id, "")
     if by == GroupBy.DAY:
-        return sql.local_day(Incident.reported_at)
+        return sql.local_day(reported_at)
     if by == GroupBy.WEEK:
-        return sql.local_week(Incident.reported_at)
-    return sql.local_month(Incident.reported_at)
+        return sql.local_week(reported_at)
+    return sql.local_month(reported_at)
 
 
-def _incident_filters(filters: Filters) -> list[ColumnElement[bool]]:
+def _reads_incident(filters: Filters, by: GroupBy) -> bool:
+    """Whether rows must be joined to their incident: for its village or category only, as
+    tiers and dispatches keep their incident's report and close times."""
+    return by == GroupBy.VILLAGE or filters.village_id is not None or filters.category is not None
+
+
+def _incident_filters(
+    filters: Filters, reported_at: Any = Incident.reported_at
+) -> list[ColumnElement[bool]]:
+    """The filters' conditions; the period on ``reported_at`` (the incident's report time or a
+    row's copy of it)."""
     conditions: list[ColumnElement[bool]] = [
-        Incident.reported_at >= filters.start,
-        Incident.reported_at < filters.end,
+        reported_at >= filters.start,
+        reported_at < filters.end,
     ]
     if filters.village_id is not None:
         conditions.append(Incident.village_id == filters.village_id)
@@ -268,7 +278,7 @@ def _outcome(arrived_at: Any, now: datetime) -> ColumnElement[str]:
         (arrived_at <= ChainTier.deadline, TierStatus.MET.value),
         (arrived_at.is_not(None), TierStatus.BREACHED.value),
         (ChainTier.status == TierStatus.CANCELLED.value, TierStatus.CANCELLED.value),
-        (Incident.closed_at <= ChainTier.deadline, TierStatus.CANCELLED.value),
+        (ChainTier.incident_closed_at <= ChainTier.deadline, TierStatus.CANCELLED.value),
         (ChainTier.deadline > now, TierStatus.PENDING.value),
         else_=TierStatus.BREACHED.value,
     )
@@ -310,21 +320,21 @@ def _tier_rows(
     sql: _Sql, filters: Filters, by: GroupBy, now: datetime, *, missing: bool = False
 ) -> Select[Any]:
     """One row per incident tier: its first arrival against the tier's deadline."""
-    query = (
-        select(
-            _key(sql, by, literal("")).label("g"),
-            ChainTier.tier.label("tier"),
-            ChainTier.incident_id.label("incident_id"),
-            null().label("team_id"),
-            Incident.reported_at.label("reported_at"),
-            _outcome(ChainTier.arrived_at, now).label("outcome"),
-            ChainTier.covered.label("covered"),
-            ChainTier.target_s.label("target_s"),
-            *_series(sql, "arrival", ChainTier.arrived_at, Incident.reported_at),
-        )
-        .join(Incident, Incident.id == ChainTier.incident_id)
-        .where(*_incident_filters(filters))
+    reported_at = ChainTier.incident_reported_at
+    query = select(
+        _key(sql, by, literal(""), reported_at).label("g"),
+        ChainTier.tier.label("tier"),
+        ChainTier.incident_id.label("incident_id"),
+        null().label("team_id"),
+        reported_at.label("reported_at"),
+        _outcome(ChainTier.arrived_at, now).label("outcome"),
+        ChainTier.covered.label("covered"),
+        ChainTier.target_s.label("target_s"),
+        *_series(sql, "arrival", ChainTier.arrived_at, reported_at),
     )
+    if _reads_incident(filters, by):
+        query = query.join(Incident, Incident.id == ChainTier.incident_id)
+    query = query.where(*_incident_filters(filters, reported_at))
     if filters.tier is not None:
         query = query.where(ChainTier.tier == filters.tier)
     if missing:
@@ -342,8 +352,9 @@ def _dispatch_rows(
     missing: bool = False,
 ) -> Select[Any]:
     """One row per dispatch with its three hops; ``judged`` adds its own arrival and outcome."""
+    reported_at = Dispatch.incident_reported_at
     columns = [
-        _key(sql, by, Dispatch.team_id).label("g"),
+        _key(sql, by, Dispatch.team_id, reported_at).label("g"),
         Dispatch.tier.label("tier"),
         *_hops(sql),
     ]
@@ -351,17 +362,16 @@ def _dispatch_rows(
         columns += [
             Dispatch.incident_id.label("incident_id"),
             Dispatch.team_id.label("team_id"),
-            Incident.reported_at.label("reported_at"),
+            reported_at.label("reported_at"),
             _outcome(Dispatch.arrived_at, now).label("outcome"),
             literal(True).label("covered"),
             ChainTier.target_s.label("target_s"),
-            *_series(sql, "arrival", Dispatch.arrived_at, Incident.reported_at),
+            *_series(sql, "arrival", Dispatch.arrived_at, reported_at),
         ]
-    query = (
-        select(*columns)
-        .join(Incident, Incident.id == Dispatch.incident_id)
-        .where(*_incident_filters(filters))
-    )
+    query = select(*columns)
+    if _reads_incident(filters, by):
+        query = query.join(Incident, Incident.id == Dispatch.incident_id)
+    query = query.where(*_incident_filters(filters, reported_at))
     if judged:
         query = query.join(
             ChainTier,

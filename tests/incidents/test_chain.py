@@ -7,10 +7,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from dispatch.auth.models import Role
 from dispatch.auth.service import Principal
 from dispatch.incidents import service as incidents
+from dispatch.incidents.models import ChainTier, Dispatch
 from tests.conftest import RunningServer
 from tests.rosters.races import when_blocked_or_done
 from tests.support import QINGXI, World
@@ -175,6 +177,39 @@ async def test_closing_cancels_pending_clocks_and_ends_actions(world: World) -> 
     assert [c["status"] for c in after["chain"]] == ["met", "cancelled", "cancelled"]
     listed = await world.http.get("/api/v1/incidents?status=open", headers=operator.headers)
     assert listed.json() == []
+
+
+async def test_tiers_and_dispatches_keep_their_incidents_report_and_close_times(
+    world: World,
+) -> None:
+    """The reports judge each tier and dispatch from its own row: each keeps a copy of its
+    incident's report time, and every tier, the met one too, the close's time."""
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    incident = await world.report(operator)
+    d = dispatch_of(incident, team)
+    await world.http.post(f"/api/v1/dispatches/{d['id']}/arrive", headers=leader.headers)
+
+    async def copies() -> tuple[set[Any], set[Any], set[Any]]:
+        async with world.runtime.transaction() as session:
+            tiers = (await session.execute(
+                select(ChainTier.incident_reported_at, ChainTier.incident_closed_at)
+                .where(ChainTier.incident_id == incident["id"])
+            )).all()  # fmt: skip
+            dispatched = await session.scalars(
+                select(Dispatch.incident_reported_at).where(Dispatch.incident_id == incident["id"])
+            )
+            return {t[0] for t in tiers}, {t[1] for t in tiers}, set(dispatched)
+
+    reported = t(incident["reported_at"])
+    assert await copies() == ({reported}, {None}, {reported})
+    world.clock.advance(30)
+    closed = (
+        await world.http.post(f"/api/v1/incidents/{incident['id']}/close", headers=operator.headers)
+    ).json()
+    assert [c["status"] for c in closed["chain"]] == ["met", "cancelled", "cancelled"]
+    assert await copies() == ({reported}, {t(closed["closed_at"])}, {reported})
 
 
 HOPS: dict[str, dict[str, Any]] = {

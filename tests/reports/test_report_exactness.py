@@ -188,6 +188,8 @@ async def store(world: World, cases: list[Case], operator_id: str) -> None:
                         arrived_at=t.arrived,
                         elapsed_s=elapsed,
                         breached_at=None,
+                        incident_reported_at=c.reported,
+                        incident_closed_at=c.closed,
                     )
                 )
             for h in c.hops:
@@ -199,6 +201,7 @@ async def store(world: World, cases: list[Case], operator_id: str) -> None:
                         tier=h.tier,
                         distance_m=10.0,
                         alerted_at=h.alerted,
+                        incident_reported_at=c.reported,
                         delivered_at=h.delivered,
                         accepted_at=h.accepted,
                         arrived_at=h.arrived,

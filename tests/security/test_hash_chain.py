@@ -406,6 +406,25 @@ async def test_a_row_the_reports_judge_from_changed_through_sql_is_named(world: 
             {"deadline": reported + timedelta(seconds=20)},
             "tier 1): deadline",
         ),
+        # The copies of the incident's times that the reports judge by.
+        (
+            TIERS,
+            a_tier,
+            {"incident_reported_at": reported + timedelta(seconds=30)},
+            "tier 2): incident_reported_at",
+        ),
+        (
+            TIERS,
+            (TIERS.c.incident_id == b["id"]) & (TIERS.c.tier == 3),
+            {"incident_closed_at": None},
+            f"chain_tiers row (incident {b['id']}, tier 3): incident_closed_at",
+        ),
+        (
+            DISPATCHES,
+            DISPATCHES.c.id == patrol,
+            {"incident_reported_at": reported - timedelta(hours=1)},
+            f"dispatches row {patrol} (incident {a['id']}): incident_reported_at",
+        ),
         (TIERS, a_tier, None, f"chain_tiers (incident {a['id']}): no row for tier 2"),
         (
             DISPATCHES,
@@ -626,6 +645,7 @@ async def test_events_from_before_the_chain_are_sealed_by_the_migration(
                             deadline=now + timedelta(seconds=target_s),
                             status="met" if tier == 1 else "pending",
                             covered=False,
+                            incident_reported_at=now,
                         )
                     )
                 for kind, actor_id, data in (
