@@ -8,7 +8,8 @@ The reports judged every tier and dispatch by its incident's report and close ti
 each row to ``incidents``: a third of a report's time over 100k incidents. Each row now keeps
 a copy (``incident_reported_at``; the tiers also ``incident_closed_at``), written with it and
 at the close, which ``dispatch audit verify`` holds to the incident's events. The rows already
-stored take their incident's times here.
+stored take their incident's times here. A partial index keeps the tiers nobody reached in
+report order, for the report's list of them (a sort of every such tier before).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ down_revision: str | None = "0022"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# The tiers nobody reached, which a report lists in report order.
+_UNREACHED = sa.text("arrived_at IS NULL")
 _incidents = sa.table(
     "incidents",
     sa.column("id", sa.String()),
@@ -95,11 +98,25 @@ def upgrade() -> None:
                 unique=False,
                 postgresql_using="brin",
             )
+            if table == "chain_tiers":
+                batch_op.create_index(
+                    "ix_chain_tiers_unreached",
+                    ["incident_reported_at", "incident_id", "tier"],
+                    unique=False,
+                    postgresql_where=_UNREACHED,
+                    sqlite_where=_UNREACHED,
+                )
 
 
 def downgrade() -> None:
     for table in ("chain_tiers", "dispatches"):
         with op.batch_alter_table(table, schema=None) as batch_op:
+            if table == "chain_tiers":
+                batch_op.drop_index(
+                    "ix_chain_tiers_unreached",
+                    postgresql_where=_UNREACHED,
+                    sqlite_where=_UNREACHED,
+                )
             batch_op.drop_index(f"ix_{table}_incident_reported_at", postgresql_using="brin")
             batch_op.drop_column("incident_reported_at")
             if table == "chain_tiers":
