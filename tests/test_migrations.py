@@ -730,79 +730,139 @@ async def test_names_stored_before_the_checks_are_stripped_and_marked_on_the_tra
             await engine.dispose()
 
 
+_COPIES = ("incident_reported_at", "incident_closed_at")
+
+
+def _without_copies(table: sa.Table) -> sa.TableClause:
+    """``table`` as the release before 0023 knew it: without its incident's times."""
+    return sa.table(
+        table.name, *(sa.column(c.name, c.type) for c in table.c if c.name not in _COPIES)
+    )
+
+
+async def _an_operator_and_a_team(connection: AsyncConnection, at: datetime) -> None:
+    await connection.execute(
+        table_of(User).insert(),
+        {"id": "u1", "name": "u1", "password_hash": "x", "role": "operator", "disabled": False,
+         "created_at": at},
+    )  # fmt: skip
+    await connection.execute(
+        table_of(Team).insert(), _team_row("t1", at, revision=1, former_names=[])
+    )
+
+
+async def _incident_as_the_release_before_wrote_it(
+    connection: AsyncConnection, incident_id: str, at: datetime, closed_at: datetime | None
+) -> None:
+    """An incident with its three tiers and a dispatch, none of them with the copies."""
+    await connection.execute(
+        table_of(Incident).insert(),
+        {"id": incident_id, "reported_at": at, "lon": 114.16, "lat": 22.85, "category": "fight",
+         "status": "closed" if closed_at else "open", "closed_at": closed_at,
+         "reported_by": "u1"},
+    )  # fmt: skip
+    await connection.execute(
+        _without_copies(table_of(ChainTier)).insert(),
+        [
+            {"incident_id": incident_id, "tier": tier, "target_s": 60.0 * tier,
+             "deadline": at + timedelta(minutes=tier), "status": "pending",
+             "covered": tier == 1}
+            for tier in (1, 2, 3)
+        ],
+    )  # fmt: skip
+    await connection.execute(
+        _without_copies(table_of(Dispatch)).insert(),
+        {"id": f"d-{incident_id}", "incident_id": incident_id, "team_id": "t1", "tier": 1,
+         "ring": 0, "distance_m": 10.0, "alerted_at": at + timedelta(milliseconds=3)},
+    )  # fmt: skip
+
+
+async def _copies(connection: AsyncConnection) -> tuple[list[Any], list[Any]]:
+    tiers, dispatches = table_of(ChainTier), table_of(Dispatch)
+    found_tiers = await connection.execute(
+        select(tiers.c.incident_id, tiers.c.tier, *(tiers.c[c] for c in _COPIES))
+    )
+    found_dispatches = await connection.execute(
+        select(dispatches.c.id, dispatches.c.incident_reported_at)
+    )
+    return sorted(found_tiers), sorted(found_dispatches)
+
+
 async def test_tiers_and_dispatches_stored_before_0023_take_their_incidents_times(
     backend: str, tmp_path: Path
 ) -> None:
     """0023: every tier and dispatch already stored gets its incident's report time, and
     every tier its close time (none while the incident is open), as the service writes them
     now; the reports read those instead of joining each row to its incident."""
-    tiers, dispatches = table_of(ChainTier), table_of(Dispatch)
-    new_columns = ("incident_reported_at", "incident_closed_at")
-
-    def as_of_0022(table: sa.Table) -> sa.TableClause:
-        return sa.table(
-            table.name, *(sa.column(c.name, c.type) for c in table.c if c.name not in new_columns)
-        )
-
     reported = datetime(2026, 3, 1, 1, 0, 0, 123456, tzinfo=UTC)
     closed = reported + timedelta(seconds=95, microseconds=7)
+    later = timedelta(hours=1)
     async with fresh_database(backend, tmp_path) as url:
         config = migrate.alembic_config(url)
         await asyncio.to_thread(command.downgrade, config, "0022")
         engine = create_engine(url)
         try:
             async with engine.begin() as connection:
-                await connection.execute(
-                    table_of(User).insert(),
-                    {"id": "u1", "name": "u1", "password_hash": "x", "role": "operator",
-                     "disabled": False, "created_at": reported},
-                )  # fmt: skip
-                await connection.execute(
-                    table_of(Team).insert(),
-                    _team_row("t1", reported, revision=1, former_names=[]),
+                await _an_operator_and_a_team(connection, reported)
+                await _incident_as_the_release_before_wrote_it(connection, "open", reported, None)
+                await _incident_as_the_release_before_wrote_it(
+                    connection, "closed", reported + later, closed + later
                 )
-                for incident_id, at, closed_at in (
-                    ("open", reported, None),
-                    ("closed", reported + timedelta(hours=1), closed + timedelta(hours=1)),
-                ):
-                    await connection.execute(
-                        table_of(Incident).insert(),
-                        {"id": incident_id, "reported_at": at, "lon": 114.16, "lat": 22.85,
-                         "category": "fight", "status": "closed" if closed_at else "open",
-                         "closed_at": closed_at, "reported_by": "u1"},
-                    )  # fmt: skip
-                    await connection.execute(
-                        as_of_0022(tiers).insert(),
-                        [
-                            {"incident_id": incident_id, "tier": tier, "target_s": 60.0 * tier,
-                             "deadline": at + timedelta(minutes=tier), "status": "pending",
-                             "covered": tier == 1}
-                            for tier in (1, 2, 3)
-                        ],
-                    )  # fmt: skip
-                    await connection.execute(
-                        as_of_0022(dispatches).insert(),
-                        {"id": f"d-{incident_id}", "incident_id": incident_id, "team_id": "t1",
-                         "tier": 1, "ring": 0, "distance_m": 10.0,
-                         "alerted_at": at + timedelta(milliseconds=3)},
-                    )  # fmt: skip
             await asyncio.to_thread(command.upgrade, config, "head")
             async with engine.connect() as connection:
-                copied = await connection.execute(
-                    select(tiers.c.incident_id, tiers.c.tier, *(tiers.c[c] for c in new_columns))
+                assert await _copies(connection) == (
+                    [("closed", tier, reported + later, closed + later) for tier in (1, 2, 3)]
+                    + [("open", tier, reported, None) for tier in (1, 2, 3)],
+                    [("d-closed", reported + later), ("d-open", reported)],
                 )
-                assert sorted(copied) == [
-                    ("closed", tier, reported + timedelta(hours=1), closed + timedelta(hours=1))
-                    for tier in (1, 2, 3)
-                ] + [("open", tier, reported, None) for tier in (1, 2, 3)]
-                copied = await connection.execute(
-                    select(dispatches.c.id, dispatches.c.incident_reported_at)
-                )
-                assert sorted(copied) == [
-                    ("d-closed", reported + timedelta(hours=1)),
-                    ("d-open", reported),
-                ]
             await asyncio.to_thread(command.downgrade, config, "0022")
             await asyncio.to_thread(command.upgrade, config, "head")
+        finally:
+            await engine.dispose()
+
+
+async def test_the_release_before_writes_on_the_migrated_database_and_its_rows_get_the_copies(
+    backend: str, tmp_path: Path
+) -> None:
+    """0024: a server of the release before keeps serving on the migrated database during a
+    rolling upgrade (and after a rollback). It writes tiers and dispatches without their
+    incident's times and closes an incident without touching its tiers; the database fills
+    the copies in, so its reports are stored and counted like this release's."""
+    reported = datetime(2026, 3, 1, 1, 0, 0, 123456, tzinfo=UTC)
+    closed = reported + timedelta(seconds=95, microseconds=7)
+    incidents = table_of(Incident)
+    async with fresh_database(backend, tmp_path) as url:
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as connection:
+                await _an_operator_and_a_team(connection, reported)
+                await _incident_as_the_release_before_wrote_it(connection, "i1", reported, None)
+            async with engine.connect() as connection:
+                assert await _copies(connection) == (
+                    [("i1", tier, reported, None) for tier in (1, 2, 3)],
+                    [("d-i1", reported)],
+                )
+            async with engine.begin() as connection:
+                await connection.execute(
+                    incidents.update()
+                    .where(incidents.c.id == "i1")
+                    .values(status="closed", closed_at=closed)
+                )
+            async with engine.connect() as connection:
+                assert await _copies(connection) == (
+                    [("i1", tier, reported, closed) for tier in (1, 2, 3)],
+                    [("d-i1", reported)],
+                )
+            # A time put right by hand reaches the copies too.
+            moved = reported - timedelta(seconds=1)
+            async with engine.begin() as connection:
+                await connection.execute(
+                    incidents.update().where(incidents.c.id == "i1").values(reported_at=moved)
+                )
+            async with engine.connect() as connection:
+                assert await _copies(connection) == (
+                    [("i1", tier, moved, closed) for tier in (1, 2, 3)],
+                    [("d-i1", moved)],
+                )
         finally:
             await engine.dispose()

@@ -117,8 +117,9 @@ class ChainTier(Base):
     # Copies of the incident's report and close times (set when it is reported and closed,
     # never changed otherwise), so that the reports judge each tier from its own row: joining
     # every tier to its incident was a third of a report's time. Audit verify holds them to
-    # the incident's reported and closed events.
-    incident_reported_at: Mapped[datetime]
+    # the incident's reported and closed events. Null is allowed for the release before,
+    # which writes rows without them: the database's triggers fill them in (migration 0024).
+    incident_reported_at: Mapped[datetime | None]
     incident_closed_at: Mapped[datetime | None]
 
 
@@ -142,8 +143,9 @@ class Dispatch(Base):
     ring: Mapped[int] = mapped_column(default=0, server_default="0")
     distance_m: Mapped[float]
     alerted_at: Mapped[datetime]
-    # A copy of the incident's report time, for the reports (as ChainTier's).
-    incident_reported_at: Mapped[datetime]
+    # A copy of the incident's report time, for the reports (as ChainTier's; the database's
+    # triggers fill it in for a writer that leaves it out).
+    incident_reported_at: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]
     # When the phone actually put the alert on screen (Page Visibility), not just received it.
     shown_at: Mapped[datetime | None]
