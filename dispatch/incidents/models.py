@@ -114,12 +114,12 @@ class ChainTier(Base):
     arrived_at: Mapped[datetime | None]
     elapsed_s: Mapped[float | None]
     breached_at: Mapped[datetime | None]
-    # Copies of the incident's report and close times (written when it is reported and
-    # closed), so that the reports judge each tier from its own row: joining every tier to
-    # its incident was a third of a report's time. Audit verify holds them to the incident's
-    # reported and closed events. Null is allowed for the release before, which writes rows
-    # without them: the database's triggers fill them in, and carry a change of the
-    # incident's times to them (migration 0024).
+    # Copies of the incident's report and close times, so that the reports judge each tier
+    # from its own row: joining every tier to its incident was a third of a report's time.
+    # Audit verify holds them to the incident's reported and closed events. The report
+    # writes the first; the database's triggers (migration 0024) carry every change of the
+    # incident's times to them, the close included, and fill them in for a writer that
+    # leaves them out (the release before, which is why null is allowed).
     incident_reported_at: Mapped[datetime | None]
     incident_closed_at: Mapped[datetime | None]
 

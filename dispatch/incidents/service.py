@@ -1655,6 +1655,8 @@ async def close_incident(
     incident = await _load_incident(session, incident_id, for_update=True)
     if incident.status == IncidentStatus.CLOSED.value:
         return await get_incident(session, incident_id)
+    # The database gives every tier the close's time, which the reports judge it by (a
+    # trigger on the incident's closed_at, migration 0024, which keeps it for every writer).
     incident.status, incident.closed_at = IncidentStatus.CLOSED.value, now
     tiers = await session.scalars(
         select(ChainTier)
@@ -1666,8 +1668,6 @@ async def close_incident(
     withdrawn: list[int] = []
     open_statuses = (TierStatus.PENDING.value, TierStatus.BREACHED.value)
     for row in tiers:
-        # Every tier keeps the close's time, which the reports judge it by.
-        row.incident_closed_at = now
         if row.status not in open_statuses:
             continue
         if row.deadline < now:

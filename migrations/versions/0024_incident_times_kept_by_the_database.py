@@ -14,8 +14,9 @@ Triggers now keep the copies for whoever writes: a tier or dispatch inserted wit
 incident's times takes them from the incident, and a change of an incident's report or close
 time is carried to its rows. The columns may be null again (SQLite checks ``NOT NULL`` before
 a trigger can fill the column); the triggers leave none null, and ``dispatch audit verify``
-holds every copy to the incident's events. This release's server writes the copies itself, so
-on its path a trigger's condition is false and nothing more runs.
+holds every copy to the incident's events. This release's report writes the copies itself, so
+on its path the insert triggers' condition is false; its close leaves the tiers' close time to
+the incident's trigger.
 
 On SQLite a table rebuilt by a later migration (``batch_alter_table`` moving and copying it)
 loses its triggers: such a migration must create them again (``create_triggers``).
