@@ -25,7 +25,7 @@ from dispatch.auth.cache import Principals
 from dispatch.auth.routes import router as auth_router
 from dispatch.clock import Clock, StepWatch, SystemClock
 from dispatch.config import Settings
-from dispatch.db import create_engine, create_sessionmaker
+from dispatch.db import create_engine, create_read_engine, create_sessionmaker
 from dispatch.deps import RuntimeDep
 from dispatch.errors import MIDDLEWARE_RESPONSES, RETRY_AFTER, install_error_handlers
 from dispatch.incidents.routes import dispatches_router, incidents_router
@@ -213,7 +213,7 @@ async def start_runtime(settings: Settings, clock: Clock) -> Runtime:
     url, waited = settings.database_url, settings.db_pool_timeout_s
     engine = create_engine(url, settings.db_pool_size, 0, waited)
     readers = settings.db_read_pool_size
-    read_engine = engine if settings.is_sqlite else create_engine(url, readers, readers, waited)
+    read_engine = await create_read_engine(engine, url, readers, waited)
     sessionmaker = create_sessionmaker(engine)
     coverage = Coverage()
     villages = Villages()

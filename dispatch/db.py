@@ -88,16 +88,17 @@ def create_engine(
     *,
     read_only: bool = False,
 ) -> AsyncEngine:
-    """``pool_size`` and ``max_overflow``: PostgreSQL's connections (SQLite has one), waited
-    for up to ``pool_timeout`` seconds. ``read_only``: for checks of a database (a backup
-    among them), which must leave it exactly as it was: no write, no journal mode set."""
+    """``pool_size`` and ``max_overflow``: the connections, waited for up to ``pool_timeout``
+    seconds; a SQLite engine that writes has one. ``read_only``: for readers and for checks of
+    a database (a backup among them), which must leave it exactly as it was: no write, no
+    journal mode set."""
     if database_url.startswith("sqlite"):
-        # One connection: SQLite has one writer, and queuing inside the process beats
-        # "database is locked" errors under concurrent requests.
+        # One connection that writes: SQLite has one writer, and queuing inside the process
+        # beats "database is locked" errors under concurrent requests.
         engine = create_async_engine(
             database_url,
-            pool_size=1,
-            max_overflow=0,
+            pool_size=pool_size if read_only else 1,
+            max_overflow=max_overflow if read_only else 0,
             pool_timeout=pool_timeout,
             pool_reset_on_return=None,
             **JSON_CODEC,
@@ -120,6 +121,27 @@ def create_engine(
     event.listen(pool, "checkin", _note_checkin)
     event.listen(pool, "checkout", _check)
     return engine
+
+
+async def create_read_engine(
+    writer: AsyncEngine, database_url: str, pool_size: int, pool_timeout: float
+) -> AsyncEngine:
+    """The readers' pool beside ``writer``, the writers': ``pool_size`` connections, doubling
+    under load.
+
+    On SQLite, connections of their own that can only read. In WAL mode a reader neither waits
+    for the writer nor holds it up, so a report over a year of incidents, seconds of SQLite's
+    work, no longer queues every report of an incident behind it on the one connection (nor
+    answers it 503 once the wait passes ``pool_timeout``). A file not in WAL mode (its journal
+    could not be switched) keeps the one connection for both: there a reader would lock the
+    writer out."""
+    if not database_url.startswith("sqlite"):
+        return create_engine(database_url, pool_size, pool_size, pool_timeout)
+    async with writer.connect() as connection:
+        mode = (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar()
+    if str(mode).lower() != "wal":
+        return writer
+    return create_engine(database_url, pool_size, pool_size, pool_timeout, read_only=True)
 
 
 # A connection back in the pool for longer than this is checked with a query before it is

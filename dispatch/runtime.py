@@ -62,18 +62,22 @@ class Runtime:
     # Background tasks the server cannot do without (the deadline timer, the acknowledgements'
     # recorder) that ended, by name, with what ended them: /readyz answers 503 meanwhile.
     stopped: dict[str, str] = field(default_factory=dict)
-    # The readers' pool, each statement its own transaction (PostgreSQL; SQLite's one engine).
+    # The readers' pool, each statement its own transaction.
     statement_read_engine: AsyncEngine = field(init=False)
 
     def __post_init__(self) -> None:
+        # SQLite's driver begins a transaction only before a write, so each read is its own
+        # already; asking for AUTOCOMMIT there would switch the connection's mode back and
+        # forth at every checkout, a turn through the driver's thread each way.
         self.statement_read_engine = (
             self.read_engine
-            if self.read_engine is self.engine
+            if self.read_engine is self.engine or self.read_engine.dialect.name == "sqlite"
             else self.read_engine.execution_options(isolation_level="AUTOCOMMIT")
         )
 
     def pools(self) -> dict[str, AsyncEngine]:
-        """The engines by pool: ``writes``, and ``reads`` where it is another (PostgreSQL)."""
+        """The engines by pool: ``writes``, and ``reads`` where it is another (PostgreSQL, and
+        SQLite in WAL mode)."""
         if self.read_engine is self.engine:
             return {"writes": self.engine}
         return {"writes": self.engine, "reads": self.read_engine}

@@ -70,7 +70,7 @@ FANOUT_CONNECTED_HELP = (
     "1 while the cross-process fan-out listener is connected (absent on SQLite)."
 )
 FANOUT_ERRORS_HELP = "Errors of the cross-process fan-out listener."
-CONNECTIONS_HELP = "Database connections by pool (writes; reads, on PostgreSQL) and state."
+CONNECTIONS_HELP = "Database connections by pool (writes, reads) and state."
 OFFSET_HELP = "The host's wall clock minus the server's time, which does not follow a step of it."
 ROLES = ("admin", "operator", "leader", "auditor")
 

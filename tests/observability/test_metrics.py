@@ -234,14 +234,13 @@ async def test_the_fan_out_listener_shows_when_there_is_one(world: World) -> Non
     assert ready.json()["fanout"] == ("off" if listener is None else "connected")
 
 
-async def test_the_connections_in_use_show_by_pool(world: World, backend: str) -> None:
+async def test_the_connections_in_use_show_by_pool(world: World) -> None:
     async with world.runtime.transaction() as session:
         await session.execute(text("SELECT 1"))
         held = await scrape(world)
     assert value(held, "dispatch_db_connections", pool="writes", state="in_use") >= 1
     pools = {dict(labels)["pool"] for name, labels in held if name == "dispatch_db_connections"}
-    # SQLite's one connection serves reads too.
-    assert pools == ({"writes"} if backend == "sqlite" else {"writes", "reads"})
+    assert pools == {"writes", "reads"}
     for _ in range(250):  # (a timer's pass may hold one for a moment)
         samples = await scrape(world)
         if value(samples, "dispatch_db_connections", pool="writes", state="in_use") == 0:
