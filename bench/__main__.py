@@ -66,7 +66,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backends",
         default="sqlite,postgresql",
-        help="alert: databases to run the server on (default sqlite,postgresql)",
+        help="alert, reports, work, instructions, cold: databases to run the server on"
+        " (default sqlite,postgresql)",
     )
     p.add_argument(
         "--rate",

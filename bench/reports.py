@@ -1,19 +1,30 @@
-"""Response-time reports over 100k and 1M incidents on PostgreSQL.
+"""Response-time reports over 100k and 1M incidents, on PostgreSQL and on SQLite.
 
 Ours: ``GET /api/v1/reports/response-times`` (per-tier figures, nearest-rank percentiles, hops)
-on a real server. Baseline: one SQL query computing the tier-1 P90 time to arrival with
-``percentile_cont`` over the same rows, through asyncpg. Rows are generated in the database
-with ``generate_series``: incidents over 29 days, three chain tiers each, two dispatches each
-(tier 1 and tier 2), arrivals spread like a real town's, a tenth never arriving.
+on a real server. Baseline: one SQL query computing the tier-1 P90 time to arrival over the same
+rows: on PostgreSQL with ``percentile_cont`` through asyncpg, on SQLite (which has no ordered-set
+aggregates) the value at the nearest rank, by ``ORDER BY ... LIMIT 1 OFFSET``, through the
+standard library's ``sqlite3``. Rows are generated in the database: incidents over 29 days,
+three chain tiers each, two dispatches each (tier 1 and tier 2), arrivals spread like a real
+town's, a tenth never arriving.
+
+Beside each size, an incident is reported while a report runs, and the time to its answer is
+set against the same report made when nothing else runs: a report of the office must not hold
+up an alert.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import secrets
+import sqlite3
 import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -34,6 +45,17 @@ from dispatch.simulate.seed import seed_database
 from dispatch.simulate.town import generate
 
 DAYS = 29
+
+# The nearest rank, ⌈0.9·n⌉, of the tier-1 times to arrival (stored text, as the server writes
+# it; julianday's ~20 µs of rounding is far below the 0.1 s the figures are compared to).
+SQLITE_BASELINE = """
+WITH d AS (
+    SELECT (julianday(c.arrived_at) - julianday(i.reported_at)) * 86400.0 AS s
+    FROM chain_tiers c JOIN incidents i ON i.id = c.incident_id
+    WHERE c.tier = 1 AND c.arrived_at IS NOT NULL AND i.reported_at >= ? AND i.reported_at < ?
+)
+SELECT s FROM d ORDER BY s LIMIT 1 OFFSET (SELECT (count(*) * 9 + 9) / 10 - 1 FROM d)
+"""
 
 BASELINE = """
 SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM c.arrived_at - i.reported_at))
@@ -117,108 +139,334 @@ async def generate_rows(
     await connection.execute("VACUUM (ANALYZE) incidents, chain_tiers, dispatches")
 
 
+# SQLite: the same rows, made by one script in the database. random() is drawn once per row
+# into a scratch table, as a column used twice would be drawn twice. Times are microseconds
+# since the epoch, written as the server stores them: fixed-width UTC text.
+def _text(us: str) -> str:
+    return (
+        f"strftime('%Y-%m-%d %H:%M:%S', ({us}) / 1000000, 'unixepoch')"
+        f" || printf('.%06d', ({us}) % 1000000)"
+    )
+
+
+# A uniform draw in [0, 1) from random()'s 64-bit integer.
+DRAW = "((random() & 1073741823) / 1073741824.0)"
+DRAWN = ("lon", "lat", "never1", "never2", "never3", "at1", "at2", "at3", "accept", "spot")
+
+
+SQLITE_ROWS = [
+    "DROP TABLE IF EXISTS temp.drawn",
+    f"""
+    CREATE TEMP TABLE drawn AS
+    WITH RECURSIVE g(n) AS (SELECT :first UNION ALL SELECT n + 1 FROM g WHERE n < :last)
+    SELECT n, :end_us - CAST({DRAW} * :span_us AS INTEGER) AS reported_us,
+           {", ".join(f"{DRAW} AS {column}" for column in DRAWN)}
+    FROM g
+    """,
+    f"""
+    INSERT INTO incidents (id, reported_at, lon, lat, category, status, reported_by)
+    SELECT printf('%032x', n), {_text("reported_us")}, 114.159 + lon * 0.1, 22.847 + lat * 0.1,
+           'theft', 'closed', :operator
+    FROM drawn
+    """,
+    f"""
+    INSERT INTO chain_tiers (incident_id, tier, target_s, deadline, status, covered, arrived_at,
+                             elapsed_s, breached_at, incident_reported_at)
+    SELECT printf('%032x', n), tier, target, {_text("reported_us + target_us")},
+           CASE WHEN secs IS NOT NULL AND secs <= target THEN 'met' ELSE 'breached' END, 1,
+           CASE WHEN secs IS NOT NULL THEN {_text("reported_us + CAST(secs * 1e6 AS INTEGER)")}
+           END,
+           secs,
+           CASE WHEN secs IS NULL OR secs > target THEN {_text("reported_us + target_us")} END,
+           {_text("reported_us")}
+    FROM (
+        SELECT n, reported_us, tier, target, CAST(target * 1000000 AS INTEGER) AS target_us,
+               CASE WHEN (CASE tier WHEN 1 THEN never1 WHEN 2 THEN never2 ELSE never3 END) < 0.1
+                    THEN NULL
+                    ELSE target * (0.3 + (CASE tier WHEN 1 THEN at1 WHEN 2 THEN at2 ELSE at3 END)
+                                         * 0.9) END AS secs
+        FROM drawn, (SELECT 1 AS tier, 60.0 AS target UNION ALL SELECT 2, 180.0
+                     UNION ALL SELECT 3, 300.0)
+    )
+    """,
+    f"""
+    INSERT INTO dispatches (id, incident_id, team_id, tier, distance_m, alerted_at,
+                            delivered_at, accepted_at, arrived_at, incident_reported_at)
+    SELECT printf('%030x%02x', d.n, c.tier), c.incident_id,
+           p.team_id,
+           c.tier, 50 + d.spot * 400, c.incident_reported_at,
+           {_text("d.reported_us + 300000")},
+           {_text("d.reported_us + CAST((2 + d.accept * 8) * 1000000 AS INTEGER)")},
+           c.arrived_at, c.incident_reported_at
+    FROM drawn d
+    JOIN chain_tiers c ON c.incident_id = printf('%032x', d.n) AND c.tier IN (1, 2)
+    JOIN picks p
+      ON p.tier = c.tier AND p.k = d.n % (CASE c.tier WHEN 1 THEN :teams1 ELSE :teams2 END)
+    """,
+    "DROP TABLE temp.drawn",
+    "DROP TABLE temp.picks",
+]
+
+
+PICKS = "SELECT id FROM teams WHERE tier = ? ORDER BY id"
+
+
+def generate_sqlite_rows(path: Path, first: int, count: int, end: datetime) -> None:
+    """Incidents first+1 .. first+count, with their chain tiers and dispatches (SQLite)."""
+    connection = sqlite3.connect(path)
+    try:
+        operator = connection.execute("SELECT id FROM users WHERE role = 'operator'").fetchone()
+        values = {
+            "first": first + 1,
+            "last": first + count,
+            "end_us": int(end.timestamp() * 1_000_000),
+            "span_us": DAYS * 86_400 * 1_000_000,
+            "operator": operator[0],
+        }
+        # Each tier's teams numbered, for a dispatch's team by its incident's number.
+        connection.execute("CREATE TEMP TABLE picks (tier INTEGER, k INTEGER, team_id TEXT)")
+        for tier in (1, 2):
+            teams = [r[0] for r in connection.execute(PICKS, (tier,))]
+            values[f"teams{tier}"] = len(teams)
+            connection.executemany(
+                "INSERT INTO picks VALUES (?, ?, ?)", [(tier, k, t) for k, t in enumerate(teams)]
+            )
+        connection.execute("CREATE INDEX temp.ix_picks ON picks (tier, k)")
+        with connection:
+            for statement in SQLITE_ROWS:
+                names = [k for k in values if f":{k}" in statement]
+                connection.execute(statement, {k: values[k] for k in names})
+        # A town's file is checkpointed as it grows; the benchmark's bulk insert is not, and the
+        # first reads would otherwise walk a WAL of hundreds of megabytes.
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        connection.close()
+
+
+def sqlite_p90(connection: sqlite3.Connection, start: datetime, end: datetime) -> float:
+    row = connection.execute(SQLITE_BASELINE, (_stored(start), _stored(end))).fetchone()
+    return float(row[0])
+
+
+def _stored(moment: datetime) -> str:
+    """A time as the server stores it on SQLite: UTC, fixed-width text."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
 def run(report: Report, args: argparse.Namespace) -> None:
-    asyncio.run(_run(report, args))
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    for backend in ("postgresql", "sqlite"):
+        if backend in backends:
+            asyncio.run(_run(report, args, backend))
 
 
-async def _run(report: Report, args: argparse.Namespace) -> None:
+async def _run(report: Report, args: argparse.Namespace, backend: str) -> None:
     sizes = sorted(args.incidents)
     end = datetime.now(UTC).replace(microsecond=0)
     start = end - timedelta(days=DAYS + 1)
-    results: dict[int, dict[str, Any]] = {}
+    town = generate(stations=6, seed=5)
+    place = (town.teams[0].lon, town.teams[0].lat)
+    secret = secrets.token_urlsafe(32)
     with work_dir(args.work, "reports") as work:
-        async with scratch_postgres("bench_reports") as dsn:
-            secret = secrets.token_urlsafe(32)
-            url = sqlalchemy_url(dsn)
-            seeded = await seed_database(url, generate(stations=6, seed=5), secret=secret)
-            connection = await asyncpg.connect(dsn)
-            # asyncpg prepares the baseline, and after five runs PostgreSQL may keep one generic
-            # plan for every period: at 1M incidents its nested loops took 7.5 s where the
-            # period's own plan took 1.0. A query typed once is planned for its values; so is ours.
-            await connection.execute("SET plan_cache_mode = force_custom_plan")
-            operator = await connection.fetchval("SELECT id FROM users WHERE role = 'operator'")
+        async with contextlib.AsyncExitStack() as stack:
+            if backend == "postgresql":
+                dsn = await stack.enter_async_context(scratch_postgres("bench_reports"))
+                url = sqlalchemy_url(dsn)
+            else:
+                path = work / "reports.db"
+                url = f"sqlite+aiosqlite:///{path}"
+            seeded = await seed_database(url, town, secret=secret)
             env = {
                 "DISPATCH_DATABASE_URL": url,
                 "DISPATCH_SECRET_KEY": secret,
                 "DISPATCH_SECRET_FILE": str(work / "secret.key"),
             }
-            served = await asyncio.to_thread(serve_dispatch, env, work, "reports")
-            try:
-                have = 0
-                for size in sizes:
-                    began = time.monotonic()
-                    await generate_rows(connection, have, size - have, operator, end)
-                    have = size
-                    say(f"    {size} incidents generated in {time.monotonic() - began:.0f} s")
-                    results[size] = await _measure(
-                        served.base_url, seeded.operator_token, connection, start, end, args.reps
-                    )
-                    r = results[size]
-                    say(
-                        f"    {size}: report {Figure.of(r['ours_s']).show('s')}, "
-                        f"percentile_cont {Figure.of(r['baseline_s']).show('s')}; "
-                        f"tier-1 P90 ours {r['ours_p90']:.1f} s, percentile_cont "
-                        f"{r['baseline_p90']:.1f} s"
-                    )
-            finally:
-                served.stop()
-                await connection.close()
-    _rows(report, sizes, results)
+            if backend == "postgresql":
+                connection = await asyncpg.connect(dsn)
+                stack.push_async_callback(connection.close)
+                # asyncpg prepares the baseline, and after five runs PostgreSQL may keep one
+                # generic plan for every period: at 1M incidents its nested loops took 7.5 s
+                # where the period's own plan took 1.0. A query typed once is planned for its
+                # values; so is ours.
+                await connection.execute("SET plan_cache_mode = force_custom_plan")
+                operator = await connection.fetchval("SELECT id FROM users WHERE role = 'operator'")
+
+                async def add(have: int, count: int) -> None:
+                    await generate_rows(connection, have, count, operator, end)
+
+                async def baseline() -> float:
+                    return float(await connection.fetchval(BASELINE, start, end))
+            else:
+                reader = sqlite3.connect(path, check_same_thread=False)
+                stack.callback(reader.close)
+
+                async def add(have: int, count: int) -> None:
+                    await asyncio.to_thread(generate_sqlite_rows, path, have, count, end)
+
+                async def baseline() -> float:
+                    return await asyncio.to_thread(sqlite_p90, reader, start, end)
+
+            served = await asyncio.to_thread(serve_dispatch, env, work, f"reports-{backend}")
+            stack.callback(served.stop)
+            results: dict[int, dict[str, Any]] = {}
+            have = 0
+            for size in sizes:
+                began = time.monotonic()
+                await add(have, size - have)
+                have = size
+                say(
+                    f"    {backend}, {size} incidents generated in {time.monotonic() - began:.0f} s"
+                )
+                results[size] = await _measure(
+                    Session(served.base_url, seeded.operator_token, place),
+                    baseline,
+                    start,
+                    end,
+                    args.reps,
+                )
+                _say_measured(backend, size, results[size])
+    _rows(report, backend, sizes, results)
+
+
+def _say_measured(backend: str, size: int, r: dict[str, Any]) -> None:
+    say(
+        f"    {backend}, {size}: report {Figure.of(r['ours_s']).show('s')}, "
+        f"baseline {Figure.of(r['baseline_s']).show('s')}; tier-1 P90 ours "
+        f"{r['ours_p90']:.1f} s, baseline {r['baseline_p90']:.1f} s; an incident's answer "
+        f"{Figure.of(r['during_s']).show('s')} during the report "
+        f"({r['overlapped']} of {len(r['during_s'])} overlapped it, {len(r['refused'])} "
+        f"refused), "
+        f"{Figure.of(r['alone_s']).show('s')} alone"
+    )
+
+
+@dataclass(frozen=True)
+class Session:
+    """The served report's address, the operator's token and where incidents are reported."""
+
+    base_url: str
+    token: str
+    place: tuple[float, float]
 
 
 async def _measure(
-    base_url: str,
-    token: str,
-    connection: asyncpg.Connection,
+    served: Session,
+    baseline: Callable[[], Awaitable[float]],
     start: datetime,
     end: datetime,
     reps: int,
 ) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {served.token}"}
     params = {"from": start.isoformat(), "to": end.isoformat()}
     ours_s, baseline_s = [], []
     ours_p90 = baseline_p90 = float("nan")
-    async with httpx.AsyncClient(base_url=base_url, timeout=1800) as http:
-        # One turn of each, not timed: both sides start from the same warm caches (ours has
-        # its statements compiled and its pools open, the baseline its statement prepared).
-        warm = await http.get("/api/v1/reports/response-times", params=params, headers=headers)
-        warm.raise_for_status()
-        await connection.fetchval(BASELINE, start, end)
-        for _ in range(reps):
+    async with httpx.AsyncClient(base_url=served.base_url, timeout=1800) as http:
+
+        async def timed_report() -> tuple[float, float]:
             began = time.monotonic()
             reply = await http.get("/api/v1/reports/response-times", params=params, headers=headers)
-            ours_s.append(time.monotonic() - began)
+            took = time.monotonic() - began
             reply.raise_for_status()
             tiers = {t["tier"]: t for t in reply.json()["totals"]}
-            ours_p90 = tiers[1]["time_to_arrival"]["p90_s"]
+            return took, tiers[1]["time_to_arrival"]["p90_s"]
+
+        # One turn of each, not timed: both sides start from the same warm caches (ours has
+        # its statements compiled and its pools open, the baseline its statement prepared).
+        await timed_report()
+        await baseline()
+        for _ in range(reps):
+            took, ours_p90 = await timed_report()
+            ours_s.append(took)
             began = time.monotonic()
-            baseline_p90 = float(await connection.fetchval(BASELINE, start, end))
+            baseline_p90 = await baseline()
             baseline_s.append(time.monotonic() - began)
+        alone, during, overlapped, refused = await _incidents_beside_reports(
+            http, served, timed_report, Figure.of(ours_s).median, reps
+        )
     return {
         "ours_s": ours_s,
         "baseline_s": baseline_s,
         "ours_p90": ours_p90,
         "baseline_p90": baseline_p90,
+        "alone_s": alone,
+        "during_s": during,
+        "overlapped": overlapped,
+        "refused": refused,
     }
 
 
-def _rows(report: Report, sizes: list[int], results: dict[int, dict[str, Any]]) -> None:
+async def _incidents_beside_reports(
+    http: httpx.AsyncClient,
+    served: Session,
+    timed_report: Callable[[], Coroutine[Any, Any, tuple[float, float]]],
+    report_s: float,
+    reps: int,
+) -> tuple[list[float], list[float], int, list[int]]:
+    """An incident reported alone, then one reported a quarter into a report, ``reps`` times:
+    the times to their answers, how many of the second answered before the report did, and
+    the statuses of those refused (reported after the period, neither changes the report's
+    figures)."""
+    body = {"location": {"lon": served.place[0], "lat": served.place[1]}, "category": "fight"}
+    headers = {"Authorization": f"Bearer {served.token}"}
+
+    async def incident() -> tuple[float, int]:
+        began = time.monotonic()
+        reply = await http.post("/api/v1/incidents", json=body, headers=headers)
+        return time.monotonic() - began, reply.status_code
+
+    await incident()  # not timed: the same warm start as the report's
+    alone, during, overlapped, refused = [], [], 0, []
+    for _ in range(reps):
+        took, status = await incident()
+        if status != 201:
+            raise RuntimeError(f"an incident reported alone was answered {status}")
+        alone.append(took)
+        running = asyncio.create_task(timed_report())
+        await asyncio.sleep(report_s / 4)
+        took, status = await incident()
+        during.append(took)
+        overlapped += not running.done()
+        if status != 201:  # the server's answer when it waited too long for a connection
+            refused.append(status)
+        await running
+    return alone, during, overlapped, refused
+
+
+def _rows(
+    report: Report, backend: str, sizes: list[int], results: dict[int, dict[str, Any]]
+) -> None:
+    baseline_name = "percentile_cont" if backend == "postgresql" else "nearest rank, one query"
     for size in sizes:
         r = results[size]
         ratio = ratios(r["ours_s"], r["baseline_s"])
+        case = f"{size // 1000}k incidents, {backend}"
         report.rows.append(
             Row(
                 "reports",
-                f"{size // 1000}k incidents, postgresql",
+                case,
                 "report time",
                 "s",
                 Figure.of(r["ours_s"]),
                 Figure.of(r["baseline_s"]),
                 ratio,
-                "≤ 3x",
-                ratio.median <= 3,
+                # The issue's target is PostgreSQL's; SQLite's figures are shown beside it.
+                "≤ 3x" if backend == "postgresql" else "",
+                ratio.median <= 3 if backend == "postgresql" else None,
                 note=f"tier-1 P90 {r['ours_p90']:.1f} s (nearest rank) vs "
-                f"{r['baseline_p90']:.1f} s (percentile_cont)",
+                f"{r['baseline_p90']:.1f} s ({baseline_name})",
+            )
+        )
+        report.rows.append(
+            Row(
+                "reports",
+                case,
+                "an incident reported during the report: time to its answer (baseline: alone)",
+                "s",
+                Figure.of(r["during_s"]),
+                Figure.of(r["alone_s"]),
+                ratios(r["during_s"], r["alone_s"]),
+                note=f"{r['overlapped']} of {len(r['during_s'])} answered while the report ran"
+                + (f"; refused: {', '.join(map(str, r['refused']))}" if r["refused"] else ""),
             )
         )
     if len(sizes) >= 2:
@@ -234,7 +482,7 @@ def _rows(report: Report, sizes: list[int], results: dict[int, dict[str, Any]]) 
         report.rows.append(
             Row(
                 "reports",
-                f"{small // 1000}k → {big // 1000}k incidents",
+                f"{small // 1000}k → {big // 1000}k incidents, {backend}",
                 "time growth",
                 "x",
                 Figure.of([growth]),
@@ -244,4 +492,4 @@ def _rows(report: Report, sizes: list[int], results: dict[int, dict[str, Any]]) 
                 growth <= rows * 1.5,
             )
         )
-    report.raw["reports"] = {str(k): v for k, v in results.items()}
+    report.raw.setdefault("reports", {})[backend] = {str(k): v for k, v in results.items()}
