@@ -213,15 +213,18 @@ PICKS = "SELECT id FROM teams WHERE tier = ? ORDER BY id"
 
 def generate_sqlite_rows(path: Path, first: int, count: int, end: datetime) -> None:
     """Incidents first+1 .. first+count, with their chain tiers and dispatches (SQLite)."""
-    connection = sqlite3.connect(path)
+    # Waits for a write of the server (a timer's, an escalation's) rather than fail at once.
+    connection = sqlite3.connect(path, timeout=60)
     try:
-        operator = connection.execute("SELECT id FROM users WHERE role = 'operator'").fetchone()
+        # Read to the end: a statement left unfinished holds its snapshot, and a write of this
+        # connection after the server's would then fail with "database is locked" at once.
+        operators = connection.execute("SELECT id FROM users WHERE role = 'operator'").fetchall()
         values = {
             "first": first + 1,
             "last": first + count,
             "end_us": int(end.timestamp() * 1_000_000),
             "span_us": DAYS * 86_400 * 1_000_000,
-            "operator": operator[0],
+            "operator": operators[0][0],
         }
         # Each tier's teams numbered, for a dispatch's team by its incident's number.
         connection.execute("CREATE TEMP TABLE picks (tier INTEGER, k INTEGER, team_id TEXT)")
@@ -244,8 +247,9 @@ def generate_sqlite_rows(path: Path, first: int, count: int, end: datetime) -> N
 
 
 def sqlite_p90(connection: sqlite3.Connection, start: datetime, end: datetime) -> float:
-    row = connection.execute(SQLITE_BASELINE, (_stored(start), _stored(end))).fetchone()
-    return float(row[0])
+    # fetchall: the statement finished, the snapshot let go.
+    rows = connection.execute(SQLITE_BASELINE, (_stored(start), _stored(end))).fetchall()
+    return float(rows[0][0])
 
 
 def _stored(moment: datetime) -> str:
