@@ -132,9 +132,11 @@ async def create_read_engine(
     On SQLite, connections of their own that can only read. In WAL mode a reader neither waits
     for the writer nor holds it up, so a report over a year of incidents, seconds of SQLite's
     work, no longer queues every report of an incident behind it on the one connection (nor
-    answers it 503 once the wait passes ``pool_timeout``). A file not in WAL mode (its journal
-    could not be switched) keeps the one connection for both: there a reader would lock the
-    writer out."""
+    answers it 503 once the wait passes ``pool_timeout``). A reader's snapshot lasts for its
+    statement alone: SQLAlchemy's asyncio adapter reads every result to its end as it executes,
+    so no connection goes back to the pool holding an old one. A file not in WAL mode (its
+    journal could not be switched) keeps the one connection for both: there a reader would lock
+    the writer out."""
     if not database_url.startswith("sqlite"):
         return create_engine(database_url, pool_size, pool_size, pool_timeout)
     async with writer.connect() as connection:
