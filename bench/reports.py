@@ -235,6 +235,9 @@ def generate_sqlite_rows(path: Path, first: int, count: int, end: datetime) -> N
                 "INSERT INTO picks VALUES (?, ?, ?)", [(tier, k, t) for k, t in enumerate(teams)]
             )
         connection.execute("CREATE INDEX temp.ix_picks ON picks (tier, k)")
+        # The inserts above began a transaction, and a read of the teams within it holds a
+        # snapshot: ended here, the rows' transaction begins with its first write.
+        connection.commit()
         with connection:
             for statement in SQLITE_ROWS:
                 names = [k for k in values if f":{k}" in statement]
