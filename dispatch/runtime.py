@@ -67,11 +67,12 @@ class Runtime:
 
     def __post_init__(self) -> None:
         # SQLite's driver begins a transaction only before a write, so each read is its own
-        # already; asking for AUTOCOMMIT there would switch the connection's mode back and
-        # forth at every checkout, a turn through the driver's thread each way.
+        # already (on the readers' connections or, in a file not in WAL mode, the writer's);
+        # asking for AUTOCOMMIT there would switch the connection's mode back and forth at
+        # every checkout, a turn through the driver's thread each way.
         self.statement_read_engine = (
             self.read_engine
-            if self.read_engine is self.engine or self.read_engine.dialect.name == "sqlite"
+            if self.read_engine.dialect.name == "sqlite"
             else self.read_engine.execution_options(isolation_level="AUTOCOMMIT")
         )
 
