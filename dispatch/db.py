@@ -87,11 +87,13 @@ def create_engine(
     pool_timeout: float = 30.0,
     *,
     read_only: bool = False,
+    isolation_level: str | None = None,
 ) -> AsyncEngine:
     """``pool_size`` and ``max_overflow``: the connections, waited for up to ``pool_timeout``
     seconds; a SQLite engine that writes has one. ``read_only``: for readers and for checks of
     a database (a backup among them), which must leave it exactly as it was: no write, no
-    journal mode set."""
+    journal mode set. ``isolation_level``: its transactions' (PostgreSQL; the server's
+    default, READ COMMITTED, if None)."""
     if database_url.startswith("sqlite"):
         # One connection that writes: SQLite has one writer, and queuing inside the process
         # beats "database is locked" errors under concurrent requests.
@@ -108,8 +110,10 @@ def create_engine(
         event.listen(engine.sync_engine.pool, "reset", _roll_back_if_open)
         return engine
     settings = SESSION_SETTINGS | ({"default_transaction_read_only": "on"} if read_only else {})
+    isolation = {"isolation_level": isolation_level} if isolation_level else {}
     engine = create_async_engine(
         database_url,
+        **isolation,
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,
@@ -136,9 +140,16 @@ async def create_read_engine(
     statement alone: SQLAlchemy's asyncio adapter reads every result to its end as it executes,
     so no connection goes back to the pool holding an old one. A file not in WAL mode (its
     journal could not be switched) keeps the one connection for both: there a reader would lock
-    the writer out."""
+    the writer out.
+
+    On PostgreSQL the readers' transactions are REPEATABLE READ: each sees the database as it
+    was at its first statement, so what a request reads in several statements (a report's
+    groupings and its totals) is of one moment. It costs nothing a transaction (the same one
+    BEGIN) and, as they write nothing, never fails them. See ``hold_snapshot`` for SQLite."""
     if not database_url.startswith("sqlite"):
-        return create_engine(database_url, pool_size, pool_size, pool_timeout)
+        return create_engine(
+            database_url, pool_size, pool_size, pool_timeout, isolation_level="REPEATABLE READ"
+        )
     async with writer.connect() as connection:
         mode = (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar()
     if str(mode).lower() != "wal":
@@ -220,6 +231,25 @@ def _sqlite_read_only_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntr
     cursor.execute("PRAGMA query_only=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+async def hold_snapshot(session: AsyncSession) -> None:
+    """From here to the end of its transaction, the session reads the database as it was at
+    its next read, however many statements it takes and whatever is written meanwhile.
+
+    SQLite's driver begins a transaction only before a write, so each read is of its own
+    moment: a report's counts and the ranks picked from them by a later statement could
+    disagree (and a rank counted would be missing). A transaction begun explicitly holds the
+    first read's snapshot (WAL mode) or its shared lock to the end. PostgreSQL's readers are
+    REPEATABLE READ already (``create_read_engine``); a writer's transaction is left as it
+    is there, as its isolation cannot change once it has read."""
+    if dialect_name(session) != "sqlite":
+        return
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None  # a connection checked out of the pool
+    if not driver.in_transaction:
+        await connection.exec_driver_sql("BEGIN")
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -41,7 +41,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.auth.models import User
-from dispatch.db import dialect_name
+from dispatch.db import dialect_name, hold_snapshot
 from dispatch.errors import InvalidInput, NotFound
 from dispatch.incidents import service as incidents
 from dispatch.incidents.models import (
@@ -789,8 +789,10 @@ TUNING = {
 
 
 async def _tune(session: AsyncSession) -> None:
-    """Settings for this transaction's analytic queries, in one round trip (PostgreSQL;
-    nothing to do on SQLite)."""
+    """One moment for all of the report's statements (they are several, and an arrival may
+    be recorded between two: a rank counted by one would then be missing from the next);
+    and settings for this transaction's analytic queries, in one round trip (PostgreSQL)."""
+    await hold_snapshot(session)
     if dialect_name(session) != "postgresql":
         return
     await session.execute(
@@ -1081,6 +1083,9 @@ async def incident_details(
 async def incident_report(
     session: AsyncSession, incident_id: str, now: datetime
 ) -> IncidentReportOut:
+    # The incident, its events and its teams read in one moment: an arrival recorded between
+    # two reads would show in the timeline and not in the outcomes.
+    await hold_snapshot(session)
     view = await incidents.get_incident(session, incident_id)
     events = list(
         await session.scalars(
