@@ -216,9 +216,17 @@ def _roll_back_if_open(
         dbapi_connection.rollback()  # the adapter's, as the pool's own reset calls it
 
 
+# The write-ahead log is checkpointed every 1000 pages (4 MiB) and begun again from its start,
+# but not past the oldest snapshot a reader holds: while a report over a large period reads,
+# every commit's pages are added to it (some 250 KiB an incident). SQLite keeps the file at the
+# size it reached unless told a limit, down to which it cuts it when it next begins again.
+WAL_SIZE_LIMIT = 16 * 1024 * 1024
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")

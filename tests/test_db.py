@@ -23,6 +23,7 @@ from alerts.store import MAILBOXES, MESSAGES
 from dispatch.db import (
     CHECK_IDLE_S,
     CHECKED_IN_KEY,
+    WAL_SIZE_LIMIT,
     create_engine,
     create_sessionmaker,
     new_id,
@@ -277,3 +278,43 @@ async def test_a_sqlite_connection_given_back_with_its_transaction_open_is_rolle
             assert (await connection.execute(text("SELECT n FROM kept"))).scalars().all() == []
     finally:
         await engine.dispose()
+
+
+async def test_the_log_a_long_sqlite_read_let_grow_is_cut_back_once_the_read_has_ended(
+    tmp_path: Path,
+) -> None:
+    # A reader's snapshot (a report's) keeps every commit made meanwhile in the write-ahead
+    # log; once it ends, the writer checkpoints the log and, beginning it again, cuts the
+    # file back to the limit, where without one it stayed as large as it had grown.
+    path = tmp_path / "town.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    wal = tmp_path / "town.db-wal"
+    writer = create_engine(url)
+    reader = create_engine(url, read_only=True)
+    sessions = create_sessionmaker(writer)
+    page = os.urandom(64 * 1024).hex()  # 128 KiB a row
+
+    async def write(rows: int) -> None:
+        for _ in range(rows):
+            async with sessions() as session:
+                await session.execute(text("INSERT INTO kept VALUES (:blob)"), {"blob": page})
+                await session.commit()
+
+    try:
+        async with writer.begin() as connection:
+            await connection.execute(text("CREATE TABLE kept (blob TEXT)"))
+        async with reader.connect() as reading:
+            await reading.exec_driver_sql("BEGIN")
+            await reading.execute(text("SELECT count(*) FROM kept"))  # the snapshot is taken
+            await write(3 * WAL_SIZE_LIMIT // len(page))
+            grown = wal.stat().st_size
+            await reading.rollback()
+        assert grown > 2 * WAL_SIZE_LIMIT
+        await write(3)  # a checkpoint, then the log begun again from its start
+        assert wal.stat().st_size <= WAL_SIZE_LIMIT
+        async with reader.connect() as reading:
+            count = (await reading.execute(text("SELECT count(*) FROM kept"))).scalar()
+        assert count == 3 * WAL_SIZE_LIMIT // len(page) + 3
+    finally:
+        await reader.dispose()
+        await writer.dispose()
