@@ -10,7 +10,9 @@ town's, a tenth never arriving.
 
 Beside each size, an incident is reported while a report runs, and the time to its answer is
 set against the same report made when nothing else runs: a report of the office must not hold
-up an alert.
+up an alert. Then incidents are reported at 20/s for the whole of one report, the stream of the
+alert benchmark: their answers, and on SQLite how far the write-ahead log grows while the
+report holds its snapshot (no checkpoint can pass it until the report ends).
 """
 
 from __future__ import annotations
@@ -330,6 +332,7 @@ async def _run(report: Report, args: argparse.Namespace, backend: str) -> None:
                     start,
                     end,
                     args.reps,
+                    None if backend == "postgresql" else path.with_name(path.name + "-wal"),
                 )
                 _say_measured(backend, size, results[size])
     _rows(report, backend, sizes, results)
@@ -344,6 +347,16 @@ def _say_measured(backend: str, size: int, r: dict[str, Any]) -> None:
         f"({r['overlapped']} of {len(r['during_s'])} overlapped it, {len(r['refused'])} "
         f"refused), "
         f"{Figure.of(r['alone_s']).show('s')} alone"
+    )
+    stream = r["stream"]
+    answers = stream["answers_s"][: stream["during"]]
+    say(
+        f"    {backend}, {size}: {len(answers)} incidents at {STREAM_PER_S}/s during "
+        f"a report of {stream['report_s']:.1f} s answered in "
+        f"{Figure.of([a * 1000 for a in answers]).show('ms')}, "
+        f"{len(stream['refused'])} refused; WAL {stream['wal_before'] / 2**20:.1f} MiB before, "
+        f"{stream['wal_largest'] / 2**20:.1f} at most, {stream['wal_after'] / 2**20:.1f} "
+        f"{STREAM_AFTER_S:.0f} s after"
     )
 
 
@@ -362,6 +375,7 @@ async def _measure(
     start: datetime,
     end: datetime,
     reps: int,
+    wal: Path | None,
 ) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {served.token}"}
     params = {"from": start.isoformat(), "to": end.isoformat()}
@@ -390,7 +404,9 @@ async def _measure(
         alone, during, overlapped, refused = await _incidents_beside_reports(
             http, served, timed_report, Figure.of(ours_s).median, reps
         )
+        stream = await _stream_beside_a_report(http, served, timed_report, wal)
     return {
+        "stream": stream,
         "ours_s": ours_s,
         "baseline_s": baseline_s,
         "ours_p90": ours_p90,
@@ -439,6 +455,94 @@ async def _incidents_beside_reports(
     return alone, during, overlapped, refused
 
 
+STREAM_PER_S = 20
+STREAM_AFTER_S = 3.0
+
+
+async def _stream_beside_a_report(
+    http: httpx.AsyncClient,
+    served: Session,
+    timed_report: Callable[[], Coroutine[Any, Any, tuple[float, float]]],
+    wal: Path | None,
+) -> dict[str, Any]:
+    """Incidents reported one after another at STREAM_PER_S for as long as one report runs:
+    the times to their answers and their statuses; on SQLite the write-ahead log's size before
+    the stream and its largest while the report ran."""
+    body = {"location": {"lon": served.place[0], "lat": served.place[1]}, "category": "fight"}
+    headers = {"Authorization": f"Bearer {served.token}"}
+
+    def wal_size() -> int:
+        return wal.stat().st_size if wal is not None and wal.exists() else 0
+
+    before = largest = wal_size()
+    answers: list[float] = []
+    refused: list[int] = []
+    began = time.monotonic()
+
+    async def send() -> None:
+        sent = time.monotonic()
+        reply = await http.post("/api/v1/incidents", json=body, headers=headers)
+        answers.append(time.monotonic() - sent)
+        if reply.status_code != 201:
+            refused.append(reply.status_code)
+        # Paced from the start, so a slow answer is followed by the ones it held up.
+        await asyncio.sleep(max(0.0, began + len(answers) / STREAM_PER_S - time.monotonic()))
+
+    running = asyncio.create_task(timed_report())
+    while not running.done():
+        await send()
+        largest = max(largest, wal_size())
+    report_s, _ = await running
+    during = len(answers)
+    # The stream goes on a while: its commits checkpoint the log the report no longer holds.
+    ended = time.monotonic()
+    while time.monotonic() - ended < STREAM_AFTER_S:
+        await send()
+    return {
+        "during": during,
+        "answers_s": answers,
+        "refused": refused,
+        "report_s": report_s,
+        "wal_before": before,
+        "wal_largest": largest,
+        "wal_after": wal_size(),
+    }
+
+
+def _stream_rows(report: Report, case: str, stream: dict[str, Any], sqlite: bool) -> None:
+    answers = stream["answers_s"][: stream["during"]]
+    report.rows.append(
+        Row(
+            "reports",
+            case,
+            f"incidents at {STREAM_PER_S}/s during a report: time to an answer",
+            "ms",
+            Figure.of([a * 1000 for a in answers]),
+            None,
+            None,
+            note=f"{len(answers)} incidents during a report of {stream['report_s']:.1f} s, "
+            f"max {max(answers) * 1000:.0f} ms"
+            + (f"; refused: {', '.join(map(str, stream['refused']))}" if stream["refused"] else ""),
+        )
+    )
+    if sqlite:
+        mib = 1024 * 1024
+        report.rows.append(
+            Row(
+                "reports",
+                case,
+                "the write-ahead log while the report ran, those incidents written (baseline: "
+                "before)",
+                "MiB",
+                Figure.of([stream["wal_largest"] / mib]),
+                Figure.of([stream["wal_before"] / mib]),
+                None,
+                note=f"{stream['wal_after'] / mib:.1f} MiB {STREAM_AFTER_S:.0f} s after the "
+                "report, the stream going on",
+            )
+        )
+
+
 def _rows(
     report: Report, backend: str, sizes: list[int], results: dict[int, dict[str, Any]]
 ) -> None:
@@ -476,6 +580,7 @@ def _rows(
                 + (f"; refused: {', '.join(map(str, r['refused']))}" if r["refused"] else ""),
             )
         )
+        _stream_rows(report, case, r["stream"], backend == "sqlite")
     if len(sizes) >= 2:
         small, big = sizes[0], sizes[-1]
         growth = (
