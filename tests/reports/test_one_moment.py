@@ -14,6 +14,8 @@ from sqlalchemy import event
 
 from tests.support import Account, World
 
+REPORT = "/api/v1/reports/response-times"
+
 
 async def arrive(world: World, incident: dict[str, Any], team: dict[str, Any], by: Account) -> int:
     dispatch = next(d["id"] for d in incident["dispatches"] if d["team_id"] == team["id"])
@@ -21,31 +23,35 @@ async def arrive(world: World, incident: dict[str, Any], team: dict[str, Any], b
     return reply.status_code
 
 
-async def during_the_report(
-    world: World, auditor: Account, meanwhile: Callable[[], Awaitable[None]], **params: Any
+async def read_while(
+    world: World,
+    path: str,
+    auditor: Account,
+    after_reading: str,
+    meanwhile: Callable[[], Awaitable[None]],
+    **params: Any,
 ) -> dict[str, Any]:
-    """The report, with ``meanwhile`` done (awaited) right after its first figures are read."""
+    """GET ``path``, with ``meanwhile`` done (awaited) right after the first of its statements
+    that holds ``after_reading``."""
     done: list[bool] = []
 
     def after(connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if not done and "FILTER (WHERE" in statement:
+        if not done and after_reading in statement:
             done.append(True)
-            # The report's statement has run; the report waits on its connection while the
-            # arrival is recorded through the API, by the same server, on the writers' pool.
+            # The statement has run; the request waits on its connection while the arrival
+            # is recorded through the API, by the same server, on the writers' pool.
             connection.connection.dbapi_connection.run_async(lambda _: meanwhile())
 
     engine = world.runtime.read_engine.sync_engine
     event.listen(engine, "after_cursor_execute", after)
     try:
-        reply = await world.http.get(
-            "/api/v1/reports/response-times", params=params, headers=auditor.headers
-        )
+        reply = await world.http.get(path, params=params, headers=auditor.headers)
     finally:
         event.remove(engine, "after_cursor_execute", after)
-    assert done, "the report read no figures"
+    assert done, f"nothing read with {after_reading!r}"
     assert reply.status_code == 200, reply.text
-    report: dict[str, Any] = reply.json()
-    return report
+    body: dict[str, Any] = reply.json()
+    return body
 
 
 def tier_1(report: dict[str, Any]) -> dict[str, Any]:
@@ -74,7 +80,9 @@ async def test_an_arrival_recorded_while_a_report_runs_is_left_to_the_next_repor
     # On SQLite the ranks are picked by a statement after the one that counts: had it seen
     # three arrivals where two were counted, it would have picked ranks 2 and 3 and left the
     # P50's rank 1 missing (the report failed).
-    report = await during_the_report(world, auditor, last_arrives, group_by="team")
+    report = await read_while(
+        world, REPORT, auditor, "FILTER (WHERE", last_arrives, group_by="team"
+    )
 
     assert landed == [200]
     totals = tier_1(report)
@@ -89,7 +97,7 @@ async def test_an_arrival_recorded_while_a_report_runs_is_left_to_the_next_repor
     assert excluded == [(last["id"], 1)]
     assert report["exclusions_total"] == len(report["exclusions"]) == 7
 
-    reply = await world.http.get("/api/v1/reports/response-times", headers=auditor.headers)
+    reply = await world.http.get(REPORT, headers=auditor.headers)
     after = tier_1(reply.json())
     assert (after["with_arrival"], after["pending"]) == (3, 0)
     assert after["time_to_arrival"] == {"n": 3, "p50_s": 30.0, "p90_s": 40.0, "max_s": 40.0}
@@ -105,25 +113,13 @@ async def test_an_incidents_record_is_of_one_moment_though_a_team_arrives_meanwh
     world.clock.advance(30)
     landed: list[int] = []
 
-    def after(connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        # Right after the incident's own row is read: its events and teams are read after.
-        if not landed and "FROM incidents" in statement:
-            connection.connection.dbapi_connection.run_async(lambda _: record())
-
     async def record() -> None:
         landed.append(await arrive(world, incident, post, leader))
 
-    engine = world.runtime.read_engine.sync_engine
-    event.listen(engine, "after_cursor_execute", after)
-    try:
-        reply = await world.http.get(
-            f"/api/v1/reports/incidents/{incident['id']}", headers=auditor.headers
-        )
-    finally:
-        event.remove(engine, "after_cursor_execute", after)
+    # Right after the incident's own row is read: its events and teams are read after.
+    path = f"/api/v1/reports/incidents/{incident['id']}"
+    body = await read_while(world, path, auditor, "FROM incidents", record)
     assert landed == [200]
-    assert reply.status_code == 200, reply.text
-    body = reply.json()
     # Neither the timeline nor the outcomes have the arrival that landed after the first read.
     assert "arrived" not in [e["type"] for e in body["timeline"]]
     assert [(t["tier"], t["outcome"]) for t in body["tiers"] if t["tier"] == 1] == [(1, "pending")]
