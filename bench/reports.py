@@ -354,9 +354,14 @@ def _say_measured(backend: str, size: int, r: dict[str, Any]) -> None:
         f"    {backend}, {size}: {len(answers)} incidents at {STREAM_PER_S}/s during "
         f"a report of {stream['report_s']:.1f} s answered in "
         f"{Figure.of([a * 1000 for a in answers]).show('ms')}, "
-        f"{len(stream['refused'])} refused; WAL {stream['wal_before'] / 2**20:.1f} MiB before, "
-        f"{stream['wal_largest'] / 2**20:.1f} at most, {stream['wal_after'] / 2**20:.1f} "
-        f"{STREAM_AFTER_S:.0f} s after"
+        f"{len(stream['refused'])} refused"
+        + (
+            f"; WAL {stream['wal_before'] / 2**20:.1f} MiB before, "
+            f"{stream['wal_largest'] / 2**20:.1f} at most, {stream['wal_after'] / 2**20:.1f} "
+            f"{STREAM_AFTER_S:.0f} s after"
+            if backend == "sqlite"
+            else ""
+        )
     )
 
 
@@ -465,9 +470,10 @@ async def _stream_beside_a_report(
     timed_report: Callable[[], Coroutine[Any, Any, tuple[float, float]]],
     wal: Path | None,
 ) -> dict[str, Any]:
-    """Incidents reported one after another at STREAM_PER_S for as long as one report runs:
-    the times to their answers and their statuses; on SQLite the write-ahead log's size before
-    the stream and its largest while the report ran."""
+    """Incidents reported one after another at STREAM_PER_S for as long as one report runs,
+    and STREAM_AFTER_S after it: the times to their answers (``during``: how many of them came
+    while the report ran) and the statuses of those refused; on SQLite the write-ahead log's
+    size before the stream, its largest while the report ran, and at the end."""
     body = {"location": {"lon": served.place[0], "lat": served.place[1]}, "category": "fight"}
     headers = {"Authorization": f"Bearer {served.token}"}
 
