@@ -94,7 +94,7 @@ class Runtime:
     async def transaction(self, *, read: bool = False) -> AsyncIterator[AsyncSession]:
         """One unit of work. Messages it enqueued are published only after it commits.
 
-        ``read``: on the readers' pool (a GET request's: it may still note an audit row)."""
+        ``read``: on the readers' pool (a GET request's), REPEATABLE READ on PostgreSQL."""
         bind = self.read_engine if read else self.engine
         async with self.sessionmaker(bind=bind) as session:
             try:
