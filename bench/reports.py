@@ -423,6 +423,15 @@ async def _measure(
     }
 
 
+async def _timed_incident(http: httpx.AsyncClient, served: Session) -> tuple[float, int]:
+    """An incident reported at the town's place: the time to its answer, and its status."""
+    body = {"location": {"lon": served.place[0], "lat": served.place[1]}, "category": "fight"}
+    headers = {"Authorization": f"Bearer {served.token}"}
+    began = time.monotonic()
+    reply = await http.post("/api/v1/incidents", json=body, headers=headers)
+    return time.monotonic() - began, reply.status_code
+
+
 async def _incidents_beside_reports(
     http: httpx.AsyncClient,
     served: Session,
@@ -434,24 +443,16 @@ async def _incidents_beside_reports(
     the times to their answers, how many of the second answered before the report did, and
     the statuses of those refused (reported after the period, neither changes the report's
     figures)."""
-    body = {"location": {"lon": served.place[0], "lat": served.place[1]}, "category": "fight"}
-    headers = {"Authorization": f"Bearer {served.token}"}
-
-    async def incident() -> tuple[float, int]:
-        began = time.monotonic()
-        reply = await http.post("/api/v1/incidents", json=body, headers=headers)
-        return time.monotonic() - began, reply.status_code
-
-    await incident()  # not timed: the same warm start as the report's
+    await _timed_incident(http, served)  # not timed: the same warm start as the report's
     alone, during, overlapped, refused = [], [], 0, []
     for _ in range(reps):
-        took, status = await incident()
+        took, status = await _timed_incident(http, served)
         if status != 201:
             raise RuntimeError(f"an incident reported alone was answered {status}")
         alone.append(took)
         running = asyncio.create_task(timed_report())
         await asyncio.sleep(report_s / 4)
-        took, status = await incident()
+        took, status = await _timed_incident(http, served)
         during.append(took)
         overlapped += not running.done()
         if status != 201:  # the server's answer when it waited too long for a connection
@@ -474,8 +475,6 @@ async def _stream_beside_a_report(
     and STREAM_AFTER_S after it: the times to their answers (``during``: how many of them came
     while the report ran) and the statuses of those refused; on SQLite the write-ahead log's
     size before the stream, its largest while the report ran, and at the end."""
-    body = {"location": {"lon": served.place[0], "lat": served.place[1]}, "category": "fight"}
-    headers = {"Authorization": f"Bearer {served.token}"}
 
     def wal_size() -> int:
         return wal.stat().st_size if wal is not None and wal.exists() else 0
@@ -486,11 +485,10 @@ async def _stream_beside_a_report(
     began = time.monotonic()
 
     async def send() -> None:
-        sent = time.monotonic()
-        reply = await http.post("/api/v1/incidents", json=body, headers=headers)
-        answers.append(time.monotonic() - sent)
-        if reply.status_code != 201:
-            refused.append(reply.status_code)
+        took, status = await _timed_incident(http, served)
+        answers.append(took)
+        if status != 201:
+            refused.append(status)
         # Paced from the start, so a slow answer is followed by the ones it held up.
         await asyncio.sleep(max(0.0, began + len(answers) / STREAM_PER_S - time.monotonic()))
 

@@ -26,6 +26,7 @@ from dispatch.db import (
     WAL_SIZE_LIMIT,
     create_engine,
     create_sessionmaker,
+    hold_snapshot,
     new_id,
 )
 from tests.conftest import pg_admin, server_settings, two_servers_on
@@ -303,8 +304,8 @@ async def test_the_log_a_long_sqlite_read_let_grow_is_cut_back_once_the_read_has
     try:
         async with writer.begin() as connection:
             await connection.execute(text("CREATE TABLE kept (blob TEXT)"))
-        async with reader.connect() as reading:
-            await reading.exec_driver_sql("BEGIN")
+        async with AsyncSession(reader) as reading:
+            await hold_snapshot(reading)
             await reading.execute(text("SELECT count(*) FROM kept"))  # the snapshot is taken
             await write(3 * WAL_SIZE_LIMIT // len(page))
             grown = wal.stat().st_size
