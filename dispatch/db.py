@@ -13,7 +13,7 @@ import orjson
 from sqlalchemy import MetaData, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_connection
-from sqlalchemy.engine import AdaptedConnection
+from sqlalchemy.engine import AdaptedConnection, Connection
 from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -133,19 +133,22 @@ async def create_read_engine(
     """The readers' pool beside ``writer``, the writers': ``pool_size`` connections, doubling
     under load.
 
+    Each transaction of the readers sees the database as it was at its first statement, so
+    what a request reads in several statements (an incident and its teams' dispatches, a
+    report's groupings and its totals) is of one moment, whatever is written meanwhile.
+
+    On PostgreSQL their transactions are REPEATABLE READ. It costs nothing a transaction (the
+    same one BEGIN) and, as they write nothing, never fails them.
+
     On SQLite, connections of their own that can only read. In WAL mode a reader neither waits
     for the writer nor holds it up, so a report over a year of incidents, seconds of SQLite's
     work, no longer queues every report of an incident behind it on the one connection (nor
-    answers it 503 once the wait passes ``pool_timeout``). A reader's snapshot lasts for its
-    statement alone: SQLAlchemy's asyncio adapter reads every result to its end as it executes,
-    so no connection goes back to the pool holding an old one. A file not in WAL mode (its
-    journal could not be switched) keeps the one connection for both: there a reader would lock
-    the writer out.
-
-    On PostgreSQL the readers' transactions are REPEATABLE READ: each sees the database as it
-    was at its first statement, so what a request reads in several statements (a report's
-    groupings and its totals) is of one moment. It costs nothing a transaction (the same one
-    BEGIN) and, as they write nothing, never fails them. See ``hold_snapshot`` for SQLite."""
+    answers it 503 once the wait passes ``pool_timeout``). The driver begins a transaction only
+    before a write, so each read would be of its own moment: the readers begin theirs (a turn
+    through the driver's thread a transaction), unless asked for each statement alone
+    (``EACH_STATEMENT_ALONE``). A file not in WAL mode (its journal could not be switched)
+    keeps the one connection for both: there a reader would lock the writer out, and only
+    what calls ``hold_snapshot`` reads one moment."""
     if not database_url.startswith("sqlite"):
         return create_engine(
             database_url, pool_size, pool_size, pool_timeout, isolation_level="REPEATABLE READ"
@@ -154,7 +157,21 @@ async def create_read_engine(
         mode = (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar()
     if str(mode).lower() != "wal":
         return writer
-    return create_engine(database_url, pool_size, pool_size, pool_timeout, read_only=True)
+    engine = create_engine(database_url, pool_size, pool_size, pool_timeout, read_only=True)
+    event.listen(engine.sync_engine, "begin", _begin_unless_each_statement_alone)
+    return engine
+
+
+# An execution option of SQLite's readers' engine: each statement its own transaction, as the
+# driver has it (``Runtime.reading``), where a transaction would only add a turn.
+EACH_STATEMENT_ALONE = "dispatch_each_statement_alone"
+
+
+def _begin_unless_each_statement_alone(connection: Connection) -> None:
+    # SQLAlchemy's own recipe for SQLite's transactions: it emits no BEGIN, the driver would
+    # emit one only before a write. Deferred, so it takes its snapshot at its first read.
+    if not connection.get_execution_options().get(EACH_STATEMENT_ALONE):
+        connection.exec_driver_sql("BEGIN")
 
 
 # A connection back in the pool for longer than this is checked with a query before it is
@@ -246,12 +263,13 @@ async def hold_snapshot(session: AsyncSession) -> None:
     """From here to the end of its transaction, the session reads the database as it was at
     its next read, however many statements it takes and whatever is written meanwhile.
 
-    SQLite's driver begins a transaction only before a write, so each read is of its own
-    moment: a report's counts and the ranks picked from them by a later statement could
-    disagree (and a rank counted would be missing). A transaction begun explicitly holds the
-    first read's snapshot (WAL mode) or its shared lock to the end. PostgreSQL's readers are
-    REPEATABLE READ already (``create_read_engine``); a writer's transaction is left as it
-    is there, as its isolation cannot change once it has read."""
+    For what must be of one moment on any connection: a report's counts and the ranks picked
+    from them by a later statement could disagree otherwise (and a rank counted would be
+    missing). The readers' transactions are of one moment already (``create_read_engine``);
+    this matters on SQLite's one connection of a file not in WAL mode, where the driver begins
+    a transaction only before a write. A transaction begun explicitly holds the first read's
+    snapshot (WAL mode) or its shared lock to the end. A writer's transaction on PostgreSQL is
+    left as it is, as its isolation cannot change once it has read."""
     if dialect_name(session) != "sqlite":
         return
     connection = await session.connection()

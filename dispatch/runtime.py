@@ -23,7 +23,7 @@ from alerts.hub import Hub
 from dispatch.auth.cache import Principals
 from dispatch.clock import Clock
 from dispatch.config import MIN_SECRET_CHARS, Settings
-from dispatch.db import BEFORE_COMMIT_KEY, FALLS_DUE_KEY, AfterCommit
+from dispatch.db import BEFORE_COMMIT_KEY, EACH_STATEMENT_ALONE, FALLS_DUE_KEY, AfterCommit
 from dispatch.outages import WriteHealth, database_unavailable
 from dispatch.rosters.book import DutyBook
 from dispatch.teams.coverage import Coverage
@@ -67,11 +67,11 @@ class Runtime:
 
     def __post_init__(self) -> None:
         # SQLite's driver begins a transaction only before a write, so each read is its own
-        # already (on the readers' connections or, in a file not in WAL mode, the writer's);
-        # asking for AUTOCOMMIT there would switch the connection's mode back and forth at
-        # every checkout, a turn through the driver's thread each way.
+        # where the readers' engine does not begin one (``create_read_engine``); asking for
+        # AUTOCOMMIT there would switch the connection's mode back and forth at every
+        # checkout, a turn through the driver's thread each way.
         self.statement_read_engine = (
-            self.read_engine
+            self.read_engine.execution_options(**{EACH_STATEMENT_ALONE: True})
             if self.read_engine.dialect.name == "sqlite"
             else self.read_engine.execution_options(isolation_level="AUTOCOMMIT")
         )
@@ -94,7 +94,8 @@ class Runtime:
     async def transaction(self, *, read: bool = False) -> AsyncIterator[AsyncSession]:
         """One unit of work. Messages it enqueued are published only after it commits.
 
-        ``read``: on the readers' pool (a GET request's), REPEATABLE READ on PostgreSQL."""
+        ``read``: on the readers' pool (a GET request's), of one moment however many
+        statements it reads (``create_read_engine``)."""
         bind = self.read_engine if read else self.engine
         async with self.sessionmaker(bind=bind) as session:
             try:

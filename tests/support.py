@@ -8,7 +8,7 @@ import functools
 import json
 import ssl
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -251,6 +251,41 @@ class World:
 
     async def connect(self, account: Account, resume_from: int = 0) -> Socket:
         return await open_socket(self.ws_url, account.token, resume_from)
+
+    async def arrive(self, incident: dict[str, Any], team: dict[str, Any], by: Account) -> int:
+        """The team's leader says it is on scene; the answer's status."""
+        dispatch = next(d["id"] for d in incident["dispatches"] if d["team_id"] == team["id"])
+        reply = await self.http.post(f"/api/v1/dispatches/{dispatch}/arrive", headers=by.headers)
+        return reply.status_code
+
+    async def read_while(
+        self,
+        path: str,
+        by: Account,
+        after_reading: str,
+        meanwhile: Callable[[], Awaitable[None]],
+        **params: Any,
+    ) -> Any:
+        """GET ``path``, with ``meanwhile`` done (awaited) right after the first of its
+        statements that holds ``after_reading``."""
+        done: list[bool] = []
+
+        def after(connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            if not done and after_reading in statement:
+                done.append(True)
+                # The statement has run; the request waits on its connection while
+                # ``meanwhile`` goes through the API, by the same server, on the writers' pool.
+                connection.connection.dbapi_connection.run_async(lambda _: meanwhile())
+
+        engine = self.runtime.read_engine.sync_engine
+        event.listen(engine, "after_cursor_execute", after)
+        try:
+            reply = await self.http.get(path, params=params, headers=by.headers)
+        finally:
+            event.remove(engine, "after_cursor_execute", after)
+        assert done, f"nothing read with {after_reading!r}"
+        assert reply.status_code == 200, reply.text
+        return reply.json()
 
     async def wait_for(
         self, by: Account, incident_id: str, predicate: Any, timeout: float = 5.0

@@ -7,51 +7,11 @@ two of them must change none of the report's figures: the next report has it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import event
-
-from tests.support import Account, World
+from tests.support import World
 
 REPORT = "/api/v1/reports/response-times"
-
-
-async def arrive(world: World, incident: dict[str, Any], team: dict[str, Any], by: Account) -> int:
-    dispatch = next(d["id"] for d in incident["dispatches"] if d["team_id"] == team["id"])
-    reply = await world.http.post(f"/api/v1/dispatches/{dispatch}/arrive", headers=by.headers)
-    return reply.status_code
-
-
-async def read_while(
-    world: World,
-    path: str,
-    auditor: Account,
-    after_reading: str,
-    meanwhile: Callable[[], Awaitable[None]],
-    **params: Any,
-) -> dict[str, Any]:
-    """GET ``path``, with ``meanwhile`` done (awaited) right after the first of its statements
-    that holds ``after_reading``."""
-    done: list[bool] = []
-
-    def after(connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if not done and after_reading in statement:
-            done.append(True)
-            # The statement has run; the request waits on its connection while the arrival
-            # is recorded through the API, by the same server, on the writers' pool.
-            connection.connection.dbapi_connection.run_async(lambda _: meanwhile())
-
-    engine = world.runtime.read_engine.sync_engine
-    event.listen(engine, "after_cursor_execute", after)
-    try:
-        reply = await world.http.get(path, params=params, headers=auditor.headers)
-    finally:
-        event.remove(engine, "after_cursor_execute", after)
-    assert done, f"nothing read with {after_reading!r}"
-    assert reply.status_code == 200, reply.text
-    body: dict[str, Any] = reply.json()
-    return body
 
 
 def tier_1(report: dict[str, Any]) -> dict[str, Any]:
@@ -69,20 +29,18 @@ async def test_an_arrival_recorded_while_a_report_runs_is_left_to_the_next_repor
     for seconds in (40, 30):
         arrived = await world.report(operator)
         world.clock.advance(seconds)
-        assert await arrive(world, arrived, post, leader) == 200
+        assert await world.arrive(arrived, post, leader) == 200
     last = await world.report(operator)
     world.clock.advance(20)
     landed: list[int] = []
 
     async def last_arrives() -> None:
-        landed.append(await arrive(world, last, post, leader))
+        landed.append(await world.arrive(last, post, leader))
 
     # On SQLite the ranks are picked by a statement after the one that counts: had it seen
     # three arrivals where two were counted, it would have picked ranks 2 and 3 and left the
     # P50's rank 1 missing (the report failed).
-    report = await read_while(
-        world, REPORT, auditor, "FILTER (WHERE", last_arrives, group_by="team"
-    )
+    report = await world.read_while(REPORT, auditor, "FILTER (WHERE", last_arrives, group_by="team")
 
     assert landed == [200]
     totals = tier_1(report)
@@ -114,11 +72,11 @@ async def test_an_incidents_record_is_of_one_moment_though_a_team_arrives_meanwh
     landed: list[int] = []
 
     async def record() -> None:
-        landed.append(await arrive(world, incident, post, leader))
+        landed.append(await world.arrive(incident, post, leader))
 
     # Right after the incident's own row is read: its events and teams are read after.
     path = f"/api/v1/reports/incidents/{incident['id']}"
-    body = await read_while(world, path, auditor, "FROM incidents", record)
+    body = await world.read_while(path, auditor, "FROM incidents", record)
     assert landed == [200]
     # Neither the timeline nor the outcomes have the arrival that landed after the first read.
     assert "arrived" not in [e["type"] for e in body["timeline"]]
