@@ -13,6 +13,8 @@ class NotificationStatus(StrEnum):
     PENDING = "pending"
     NOTIFIED = "notified"
     FAILED = "failed"
+    # Given up before its last attempt: the leader answered, or the incident closed.
+    STOPPED = "stopped"
 
 
 class Notification(Base):

@@ -32,7 +32,10 @@ class NotificationOut(Schema):
     dispatch_id: str
     user_id: str
     channel: str = Field(description="webhook, wecom, dingtalk or sms")
-    status: str = Field(description="pending, notified or failed")
+    status: str = Field(
+        description="pending, notified, failed, or stopped (the leader answered or the incident"
+        " closed before its last retry)"
+    )
     attempts: list[AttemptOut]
     created_at: LocalTime
     finished_at: LocalTime | None

@@ -63,23 +63,9 @@ async def check_acknowledged(
 
     ``channels`` are (name, needs a phone number) in the order they are tried.
     """
-    dispatch = await session.get(Dispatch, dispatch_id)
-    incident = await session.get(Incident, incident_id)
-    if dispatch is None or incident is None:
-        return "not needed: the dispatch is gone"
-    # This leader's phone, not the team's: the dispatch's delivered_at is the first delivery
-    # to any of its leaders, and another leader's ack says nothing of this one's phone. Nor
-    # does his mark alone: a resync moves it past alerts the phone was never sent (it reloads
-    # its state instead, and the alert is sent again: a copy he acknowledges counts).
-    if await mailboxes.received(session, user_id, dispatch_id, since_seq=seq):
-        return "not needed: acknowledged"
-    if dispatch.accepted_at is not None:
-        return "not needed: the dispatch was accepted"
-    if dispatch.arrived_at is not None:
-        # Recorded by radio: the team is on scene, its phone never answered and need not.
-        return "not needed: the team arrived"
-    if incident.status == IncidentStatus.CLOSED.value:
-        return "not needed: the incident is closed"
+    answered = await _answered(session, incident_id, dispatch_id, user_id, since_seq=seq)
+    if answered is not None:
+        return f"not needed: {answered}"
     phone = await session.scalar(select(User.phone).where(User.id == user_id))
     started: list[str] = []
     for name, needs_phone in channels:
@@ -127,6 +113,16 @@ async def begin_attempt(
         return "not needed: the notification is gone"
     if notification.status != NotificationStatus.PENDING.value:
         return f"not needed: already {notification.status}"
+    # A retry waits seconds to minutes: the leader may have answered meanwhile, and a text
+    # about an alert he accepted, or an incident closed, would only mislead him.
+    answered = await _answered(
+        session, notification.incident_id, notification.dispatch_id, notification.user_id
+    )
+    if answered is not None:
+        notification.status = NotificationStatus.STOPPED.value
+        notification.finished_at = now
+        await session.flush()
+        return f"stopped: {answered}"
     if notification.attempts >= max_attempts:
         error = f"no success after {notification.attempts} attempts"
         _finish(notification, now, ok=False)
@@ -144,6 +140,30 @@ async def begin_attempt(
     jobs.schedule(session, retry)
     await session.flush()
     return await _notice(session, notification, after_s)
+
+
+async def _answered(
+    session: AsyncSession, incident_id: str, dispatch_id: str, user_id: str, since_seq: int = 0
+) -> str | None:
+    """Why the leader need not be reached about the alert any more, or None."""
+    dispatch = await session.get(Dispatch, dispatch_id)
+    incident = await session.get(Incident, incident_id)
+    if dispatch is None or incident is None:
+        return "the dispatch is gone"
+    # This leader's phone, not the team's: the dispatch's delivered_at is the first delivery
+    # to any of its leaders, and another leader's ack says nothing of this one's phone. Nor
+    # does his mark alone: a resync moves it past alerts the phone was never sent (it reloads
+    # its state instead, and the alert is sent again: a copy he acknowledges counts).
+    if await mailboxes.received(session, user_id, dispatch_id, since_seq=since_seq):
+        return "acknowledged"
+    if dispatch.accepted_at is not None:
+        return "the dispatch was accepted"
+    if dispatch.arrived_at is not None:
+        # Recorded by radio: the team is on scene, its phone never answered and need not.
+        return "the team arrived"
+    if incident.status == IncidentStatus.CLOSED.value:
+        return "the incident is closed"
+    return None
 
 
 async def record_attempt(

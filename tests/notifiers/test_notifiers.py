@@ -487,6 +487,41 @@ async def test_an_accepted_dispatch_or_a_closed_incident_needs_no_notification(
     assert webhook.requests == []
 
 
+@pytest.mark.parametrize("answer", ["accept", "close"])
+async def test_retries_stop_once_the_leader_accepts_or_the_incident_closes(
+    start: Start, receivers: Callable[..., Awaitable[Receiver]], answer: str
+) -> None:
+    webhook = await receivers((503, {"error": "busy"}))
+    world = await start(
+        webhook_url=webhook.url, webhook_secret=WEBHOOK_SECRET, notify_backoff_s=1.0
+    )
+    leader, operator, incident = await setup_incident(world)
+    world.clock.advance(15)
+    await webhook.wait_for(1)
+    if answer == "accept":
+        url, by = f"/api/v1/dispatches/{incident['dispatches'][0]['id']}/accept", leader
+    else:
+        url, by = f"/api/v1/incidents/{incident['id']}/close", operator
+    reply = await world.http.post(url, headers=by.headers)
+    assert reply.status_code == 200, reply.text
+    world.clock.advance(1)
+    for _ in range(250):
+        if any(o.startswith("stopped") for o in await job_outcomes(world, "notify.send")):
+            break
+        await asyncio.sleep(0.02)
+    world.clock.advance(30)
+    await asyncio.sleep(0.3)
+
+    assert len(webhook.requests) == 1, "no retry after the answer"
+    reason = "the dispatch was accepted" if answer == "accept" else "the incident is closed"
+    assert f"stopped: {reason}" in await job_outcomes(world, "notify.send")
+    [record] = await notifications(world, operator, incident["id"])
+    assert record["status"] == "stopped"
+    assert [a["ok"] for a in record["attempts"]] == [False]
+    assert record["finished_at"] is not None
+    assert await events_of(world, operator, incident["id"], "notified", "notify_failed") == []
+
+
 async def test_setting_a_phone_number_is_validated_and_for_leaders_only(start: Start) -> None:
     world = await start()
     team = await world.team("fixed_post")
