@@ -829,12 +829,16 @@ async def escalate_if_unaccepted(
     incident_id: str,
     now: datetime,
     *,
-    due_at: datetime,
+    after_s: float,
     coverage: Coverage,
     ring_m: float,
 ) -> str:
-    """The escalation step: if no tier-1 team has accepted, alert the wider ring."""
+    """The escalation step: if no tier-1 team has accepted within ``after_s`` of the report,
+    alert the wider ring."""
     incident = await _load_incident(session, incident_id, for_update=True)
+    # Of the report, not of the job: a step retried after a failure is due later, and its
+    # event would carry the retry's time and its reason the wrong number of seconds.
+    due_at = incident.reported_at + timedelta(seconds=after_s)
     if incident.status == IncidentStatus.CLOSED.value:
         return "not needed: the incident is closed"
     answered = await session.scalar(
@@ -850,8 +854,7 @@ async def escalate_if_unaccepted(
     )
     if answered is not None:
         return f"not needed: a tier-1 team {'accepted' if answered else 'arrived'}"
-    elapsed = round((due_at - incident.reported_at).total_seconds())
-    reason = f"no tier-1 team accepted within {elapsed} s"
+    reason = f"no tier-1 team accepted within {after_s:g} s"
     view = await _escalate(session, incident, due_at, now, coverage, ring_m, reason)
     ringed = sum(1 for d in view.dispatches if d.ring == 1)
     return f"escalated: {ringed} tier-1 teams within {ring_m:g} m"

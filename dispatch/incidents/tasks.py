@@ -44,7 +44,7 @@ def job_handlers(runtime: Runtime) -> dict[str, jobs.Handler]:
             session,
             job.incident_id,
             now,
-            due_at=job.due_at,
+            after_s=float(job.data["after_s"]),
             coverage=runtime.coverage,
             ring_m=float(job.data.get("ring_m", runtime.settings.escalation_ring_m)),
         )

@@ -9,6 +9,7 @@ from typing import Any
 from pyproj import Geod
 from sqlalchemy import select
 
+from dispatch.jobs import service as jobs
 from dispatch.jobs.models import Job
 from tests.conftest import RunningServer
 from tests.support import QINGXI, World
@@ -73,6 +74,29 @@ async def test_unaccepted_tier_one_escalates_to_the_wider_ring(world: World) -> 
     assert t(escalated[0]["at"]) - t(incident["reported_at"]) == timedelta(seconds=20)
     await console.close()
     await ring_phone.close()
+
+
+async def test_an_escalation_retried_after_a_failure_keeps_its_due_time(world: World) -> None:
+    """A step that failed is tried again later (``postpone``, as the job queue leaves it):
+    the escalation is still of the 20 s after the report, not of the retry's moment."""
+    await world.team("fixed_post")
+    await world.team("mobile", *at(800, 90))
+    operator = await world.operator()
+    incident = await world.report(operator)
+    retry_at = t(incident["reported_at"]) + timedelta(seconds=26)
+    async with world.runtime.transaction() as session:
+        job = await session.scalar(select(Job).where(Job.incident_id == incident["id"]))
+        assert job is not None
+        await jobs.postpone(session, job.id, retry_at, "failed: a passing database error")
+
+    world.clock.advance(27)
+    assert (await escalation_outcome(world, incident["id"])).startswith("escalated")
+    [escalated] = [
+        e for e in await events(world, operator, incident["id"]) if e["type"] == "escalated"
+    ]
+    assert t(escalated["at"]) - t(incident["reported_at"]) == timedelta(seconds=20)
+    assert escalated["data"]["reason"] == "no tier-1 team accepted within 20 s"
+    assert t(escalated["data"]["fired_at"]) - t(incident["reported_at"]) == timedelta(seconds=27)
 
 
 async def test_accepting_in_time_means_no_escalation(world: World) -> None:

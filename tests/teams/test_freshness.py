@@ -163,7 +163,7 @@ async def test_the_escalation_step_of_another_process_counts_a_team_moved_into_t
     now = runtime.clock.now()
     async with runtime.transaction() as session:
         outcome = await incidents.escalate_if_unaccepted(
-            session, incident["id"], now, due_at=now, coverage=runtime.coverage, ring_m=1000.0
+            session, incident["id"], now, after_s=0, coverage=runtime.coverage, ring_m=1000.0
         )
     assert outcome == "escalated: 1 tier-1 teams within 1000 m"
     ringed = (await b.incident(operator, incident["id"]))["dispatches"]
