@@ -1,4 +1,5 @@
-"""The application object: the websocket endpoint served past the HTTP layers.
+"""The application object: the websocket endpoint served past the HTTP layers, and every
+HTTP request's time of arrival.
 
 A websocket stays inside the ASGI call it arrived in for as long as it is open, so every layer
 it went through stays suspended in its call stack for hours: Starlette's error and exception
@@ -23,6 +24,9 @@ from starlette.websockets import WebSocket
 
 WebSocketEndpoint = Callable[[WebSocket], Coroutine[Any, Any, None]]
 
+# The scope's key for the server's time at which an HTTP request came in.
+RECEIVED_AT = "dispatch.received_at"
+
 
 class DispatchApp(FastAPI):
     """FastAPI, with websocket endpoints that skip the middleware stack and the router."""
@@ -40,6 +44,12 @@ class DispatchApp(FastAPI):
         self._direct_websockets[path] = endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            # Before anything can keep the request waiting (its body, a connection from the
+            # pool, the token's lookup): a hop's time is when its call came in.
+            runtime = getattr(self.state, "runtime", None)
+            if runtime is not None:
+                scope[RECEIVED_AT] = runtime.clock.now()
         # Under a root path the router decides, as before.
         if scope["type"] == "websocket" and not (self.root_path or scope.get("root_path")):
             endpoint = self._direct_websockets.get(scope["path"])

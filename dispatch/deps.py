@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatch.asgi import RECEIVED_AT
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
 from dispatch.errors import Forbidden, Unauthorized
@@ -27,6 +29,13 @@ async def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def received_at(request: Request) -> datetime:
+    """The server's time when the request came in, before its body was read or a
+    connection and its token's owner were waited for: the time a hop is recorded at."""
+    at = request.scope.get(RECEIVED_AT)
+    return at if isinstance(at, datetime) else runtime_of(request).clock.now()
 
 
 # Requests that only read take their connection from the readers' pool, so that a long

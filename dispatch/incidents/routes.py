@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Query, Response
+from fastapi import Depends, Header, Query, Request, Response
 
 from dispatch.audit import service as audit
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
-from dispatch.deps import OperatorDep, RuntimeDep, SessionDep, require
+from dispatch.deps import OperatorDep, RuntimeDep, SessionDep, received_at, require
 from dispatch.errors import RATE_LIMITED, error_response, header
 from dispatch.incidents import service
 from dispatch.incidents.models import IncidentStatus
@@ -54,6 +54,7 @@ Responder = Annotated[auth.Principal, Depends(require(Role.LEADER, Role.OPERATOR
 async def report_incident(
     data: IncidentCreate,
     response: Response,
+    request: Request,
     runtime: RuntimeDep,
     session: SessionDep,
     reporter: OperatorDep,
@@ -80,7 +81,7 @@ async def report_incident(
         escalation=service.Escalation(
             runtime.settings.escalation_after_s, runtime.settings.escalation_ring_m
         ),
-        now=runtime.clock.now(),
+        now=received_at(request),
         rate=rate,
         duty=runtime.duty,
     )
@@ -114,15 +115,15 @@ async def incident_events(incident_id: str, session: SessionDep, viewer: Viewer)
 
 @incidents_router.post("/{incident_id}/close", response_model=IncidentOut)
 async def close_incident(
-    incident_id: str, runtime: RuntimeDep, session: SessionDep, actor: OperatorDep
+    incident_id: str, request: Request, session: SessionDep, actor: OperatorDep
 ) -> IncidentOut:
-    return await service.close_incident(session, actor, incident_id, runtime.clock.now())
+    return await service.close_incident(session, actor, incident_id, received_at(request))
 
 
 @dispatches_router.post("/{dispatch_id}/accept", response_model=IncidentOut)
 async def accept_dispatch(
     dispatch_id: str,
-    runtime: RuntimeDep,
+    request: Request,
     session: SessionDep,
     actor: Responder,
     body: AcceptIn | None = None,
@@ -130,27 +131,29 @@ async def accept_dispatch(
     """Recorded at the server's time; ``device_time`` is kept beside it in the event."""
     device_time = body.device_time if body is not None else None
     return await service.accept_dispatch(
-        session, actor, dispatch_id, runtime.clock.now(), device_time
+        session, actor, dispatch_id, received_at(request), device_time
     )
 
 
 @dispatches_router.post("/{dispatch_id}/shown", response_model=IncidentOut)
 async def record_shown(
     dispatch_id: str,
-    runtime: RuntimeDep,
+    request: Request,
     session: SessionDep,
     actor: Responder,
     body: ShownIn | None = None,
 ) -> IncidentOut:
     """The leader's page reports when the alert was actually visible on screen."""
     device_time = body.device_time if body is not None else None
-    return await service.record_shown(session, actor, dispatch_id, device_time, runtime.clock.now())
+    return await service.record_shown(
+        session, actor, dispatch_id, device_time, received_at(request)
+    )
 
 
 @dispatches_router.post("/{dispatch_id}/arrive", response_model=IncidentOut)
 async def record_arrival(
     dispatch_id: str,
-    runtime: RuntimeDep,
+    request: Request,
     session: SessionDep,
     actor: Responder,
     body: ArriveIn | None = None,
@@ -161,7 +164,7 @@ async def record_arrival(
         if body is not None
         else service.Fix()
     )
-    return await service.record_arrival(session, actor, dispatch_id, fix, runtime.clock.now())
+    return await service.record_arrival(session, actor, dispatch_id, fix, received_at(request))
 
 
 @dispatches_router.post(
@@ -178,6 +181,7 @@ async def record_arrival(
 async def record_position(
     dispatch_id: str,
     body: PositionIn,
+    request: Request,
     runtime: RuntimeDep,
     session: SessionDep,
     actor: Responder,
@@ -193,7 +197,7 @@ async def record_position(
         actor,
         dispatch_id,
         service.Fix(body.location, body.accuracy_m, body.device_time),
-        runtime.clock.now(),
+        received_at(request),
         (settings.geofence_radius_m, settings.geofence_accuracy_m),
     )
     if view is None:

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from dispatch.auth.models import Role
 from dispatch.auth.service import Principal
@@ -337,6 +337,39 @@ async def test_a_close_that_came_by_the_deadline_cancels_the_tier_the_timer_brea
     [close] = [e for e in events if e["type"] == "closed"]
     assert close["data"] == {"breaches_withdrawn": [1]}
     await console.close()
+
+
+async def test_a_hop_is_timed_when_its_call_came_in_not_when_a_connection_was_free(
+    world: World,
+) -> None:
+    """Before the route runs, a request may wait for its body, for a connection and for its
+    token's owner (read from the database when not cached): its time is taken before all."""
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)  # a token just issued: its owner is not cached yet
+    incident = await world.report(await world.operator())
+    world.clock.advance(59)
+    # Every writer connection busy with other units of work (a report, a flush of acks).
+    settings = world.runtime.settings
+    busy = [
+        world.runtime.transaction()
+        for _ in range(1 if settings.is_sqlite else settings.db_pool_size)
+    ]
+    for unit in busy:
+        await (await unit.__aenter__()).execute(text("SELECT 1"))
+    arrival = asyncio.create_task(
+        world.http.post(
+            f"/api/v1/dispatches/{dispatch_of(incident, team)['id']}/arrive",
+            headers=leader.headers,
+        )
+    )
+    await asyncio.sleep(0.3)
+    assert not arrival.done(), "the call waits for a connection"
+    world.clock.advance(2)
+    for unit in busy:
+        await unit.__aexit__(None, None, None)
+    after = (await arrival).json()
+    assert tier(after, 1)["status"] == "met"
+    assert tier(after, 1)["elapsed_s"] == 59
 
 
 async def test_a_breach_that_a_close_records_is_announced_like_the_timers(world: World) -> None:
