@@ -112,10 +112,19 @@ class Timer:
 
     async def fire_due(self) -> datetime | None:
         """Fire everything due now; return when the next thing falls due."""
+        fired: list[DueWork] = []
         for work in self._works:
-            await work.fire_due(self._runtime)
+            try:
+                await work.fire_due(self._runtime)
+            except Exception:
+                # Each work has its own transactions: breaches that cannot be written must not
+                # hold back the escalations and the notifiers, nor these those.
+                log.exception("timer could not fire what is due of %s", type(work).__name__)
+                continue
+            fired.append(work)
         async with self._runtime.reading() as session:
-            dues = [await work.next_due(session) for work in self._works]
+            # What failed is due still, and is looked at again after the poll, not at once.
+            dues = [await work.next_due(session) for work in fired]
         pending = [d for d in dues if d is not None]
         return min(pending) if pending else None
 

@@ -97,6 +97,36 @@ async def test_a_job_fires_when_the_clock_reaches_its_time_with_nothing_else_wak
         assert await settled(work) == 2 and work.fired == 1
 
 
+class Failing(Scheduled):
+    """Work that cannot be fired (its table unwritable, say)."""
+
+    async def fire_due(self, runtime: Runtime) -> None:
+        self.looked += 1
+        raise RuntimeError("cannot write")
+
+
+async def test_work_that_fails_holds_back_neither_the_other_work_nor_the_next_pass(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    runtime = world.runtime
+    clock = world.clock
+    runtime.settings.timer_poll_s = 3600
+    failing = Failing(clock.now())
+    work = Scheduled(clock.now() + timedelta(seconds=15))
+    timer = Timer(runtime, [failing, work])
+    task = asyncio.create_task(timer.run())
+    try:
+        assert await settled(work) == 1
+        clock.advance(15)
+        assert await settled(work) == 2 and work.fired == 1
+        # Not in a loop: the failing work is looked at again on each pass, not at once.
+        assert failing.looked == 2
+    finally:
+        task.cancel()
+        runtime.wake_timers.remove(timer.wake)
+    assert "could not fire what is due of Failing" in caplog.text
+
+
 class ReportedWhileFiring(Scheduled):
     """Work whose every look coincides with a report storing a deadline at ``reported``."""
 
