@@ -89,10 +89,11 @@ async def fire(
 
 
 async def postpone(session: AsyncSession, job_id: str, until: datetime, reason: str) -> None:
-    """After a failed attempt: try again later, and say why."""
+    """After a failed attempt: try again later, and say why. The attempt's rollback let go
+    of the job's row: another process may have fired it since, and its record stands."""
     await session.execute(
         update(Job)
-        .where(Job.id == job_id)
+        .where(Job.id == job_id, Job.status == JobStatus.PENDING.value)
         .values(due_at=until, attempts=Job.attempts + 1, outcome=reason[:255])
     )
 

@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatch.jobs import service as jobs
+from dispatch.jobs.models import Job
 from dispatch.jobs.tasks import HELD_BACKOFF_S, Timer, retry_after_s
 from dispatch.runtime import Runtime
 from tests.support import World
@@ -241,3 +243,32 @@ async def test_a_timer_that_dies_is_logged_at_once_and_the_server_is_no_longer_r
     assert record.levelno == logging.ERROR
     assert record.getMessage().startswith("background task chain-timer stopped (OverflowError")
     assert record.exc_info is not None and record.exc_info[0] is OverflowError
+
+
+async def test_a_failed_attempt_leaves_a_job_another_process_fired_meanwhile_as_it_is(
+    world: World,
+) -> None:
+    runtime = world.runtime
+    # An hour ahead of the test's clock: the server's own timer leaves it alone.
+    now = runtime.clock.now() + timedelta(hours=1)
+    async with runtime.transaction() as session:
+        job = jobs.schedule(session, jobs.new_job("nothing.to.do", now))
+    # Between this process's failed attempt and its postponing, another process fired it.
+    async with runtime.transaction() as session:
+        [claimed] = await jobs.claim_due(session, now, 1)
+        await jobs.fire(session, claimed, now, {"nothing.to.do": done})
+    async with runtime.transaction() as session:
+        await jobs.postpone(session, job.id, now + timedelta(seconds=5), "failed: busy")
+    async with runtime.transaction() as session:
+        fired = await session.get(Job, job.id)
+        assert fired is not None
+        assert (fired.status, fired.outcome, fired.attempts, fired.due_at) == (
+            "done",
+            "done by the other process",
+            1,
+            now,
+        )
+
+
+async def done(session: AsyncSession, job: Job, now: datetime) -> str:
+    return "done by the other process"
