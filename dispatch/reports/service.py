@@ -931,11 +931,12 @@ class Histogram:
 async def arrival_histogram(
     session: AsyncSession, filters: Filters, bin_s: int, now: datetime
 ) -> Histogram:
-    """The filtered tier's times to arrival (tier 1 when no tier is asked for) in ``bin_s``
-    second bins: bin b holds (b, b + 1] x bin_s."""
+    """The filtered tier's times to arrival in ``bin_s`` second bins: bin b holds
+    (b, b + 1] x bin_s. Without a tier, tier 1's, or filtered by team the team's own tier
+    (team_tier), as the sheet 警情明细 shows it."""
     await _tune(session)
     sql = _Sql(dialect_name(session))
-    tier = filters.tier or 1
+    tier = filters.tier or (await team_tier(session, filters) if filters.team_id else 1)
     chosen = Filters(
         filters.start, filters.end, tier, filters.team_id, filters.village_id, filters.category
     )
@@ -956,6 +957,24 @@ async def arrival_histogram(
         if b is not None:
             counts[int(b)] = counts.get(int(b), 0) + int(n)
     return Histogram(tier, bin_s, counts, tuple(sorted(targets)))
+
+
+async def team_tier(session: AsyncSession, filters: Filters) -> int:
+    """The tier the filtered team was alerted in to the filters' incidents (a team serves in
+    one; the lowest, if its kind changed within the period), or with none, its tier now: a
+    patrol's histogram is of tier 2, not an empty tier 1 against a 60 s line."""
+    assert filters.team_id is not None
+    query = select(func.min(Dispatch.tier)).where(
+        Dispatch.team_id == filters.team_id,
+        *_incident_filters(filters, Dispatch.incident_reported_at),
+    )
+    if _reads_incident(filters, GroupBy.TIER):
+        query = query.join(Incident, Incident.id == Dispatch.incident_id)
+    alerted = await session.scalar(query)
+    if alerted is not None:
+        return int(alerted)
+    team = (await teams.teams_by_id(session, [filters.team_id]))[filters.team_id]
+    return team.tier
 
 
 def histogram_bins(

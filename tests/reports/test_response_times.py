@@ -640,6 +640,28 @@ async def test_workbook_follows_the_team_and_tier_filters_and_names_them(world: 
     assert {k: v for k, v in bins.items() if v} == {"90-100秒": 1, "160-170秒": 1, "190-200秒": 1}
     assert [histogram["F3"].value, histogram["F4"].value] == [180, 180]
 
+    # Filtered by the patrol without a tier: its own tier's histogram, as on 警情明细, not an
+    # empty tier 1 against a 60 s line.
+    patrol = day.teams["P"]["id"]
+    reply = await report(world, **{"from": local_day}, team_id=patrol, format="xlsx")
+    book = load_workbook(io.BytesIO(reply.content))
+    assert "一梯队到场时间分布" not in book.sheetnames
+    assert [c.value for c in book["警情明细"][2]][5:] == [
+        "二梯队本队结果",
+        "二梯队本队用时(秒)",
+        "二梯队时限(秒)",
+    ]
+    histogram = book["二梯队到场时间分布"]
+    bins = {
+        row[2]: row[3]
+        for row in histogram.iter_rows(min_row=3, values_only=True)
+        if row[2] is not None
+    }
+    assert {k: v for k, v in bins.items() if v} == {"90-100秒": 1, "160-170秒": 1, "190-200秒": 1}
+    assert [histogram["F3"].value, histogram["F4"].value] == [180, 180]
+    about = {r[0]: r[1] for r in book["说明"].iter_rows(min_row=3, values_only=True)}
+    assert about["二梯队到场时间分布"].startswith("二梯队到场用时")
+
 
 async def test_uncovered_tiers_are_counted_whatever_their_outcome(world: World) -> None:
     """Three incidents 20 km out, where no team's zone nor the escalation ring reaches: one
