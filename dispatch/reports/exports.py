@@ -83,6 +83,9 @@ LOCAL_TIME_HEADER = "报警时间(北京时间)"
 SHEET_EXCLUSION_HEADER = [LOCAL_TIME_HEADER if h == "报警时间" else h for h in EXCLUSION_HEADER]
 # Last in every CSV row: what the file covers, so that a row read alone still says it.
 CONTEXT_HEADER = ["统计区间(北京时间)", "筛选条件", "生成时间(北京时间)"]
+# After those in the exclusions' file: how many of how many it lists, as the workbook's title
+# of the list says, so that a list cut by max_exclusions says so.
+LISTED_HEADER = "列出条数"
 DETAIL_HEADER = ["警情编号", LOCAL_TIME_HEADER, "村(社区)", "类别", "状态"]
 HISTOGRAM_SHEET = "到场时间分布"  # after the tier's name: 一梯队到场时间分布
 
@@ -175,6 +178,11 @@ def filter_text(report: ReportOut) -> str:
     return "；".join(parts) or "无（全部警情）"
 
 
+def listed_text(report: ReportOut) -> str:
+    """How many exclusions are listed of how many (the oldest first)."""
+    return f"共{report.exclusions_total}条，列出{len(report.exclusions)}条"
+
+
 # ---------------------------------------------------------------- CSV
 
 
@@ -182,8 +190,9 @@ def report_csv(report: ReportOut, part: str) -> bytes:
     """One table, its header on the first line; every row ends with what the file covers."""
     context = [period_text(report), filter_text(report), local_text(report.generated_at)]
     if part == "exclusions":
+        context.append(listed_text(report))
         rows = [[*row, *context] for row in _exclusion_rows(report.exclusions)]
-        return csv_bytes([*EXCLUSION_HEADER, *CONTEXT_HEADER], rows)
+        return csv_bytes([*EXCLUSION_HEADER, *CONTEXT_HEADER, LISTED_HEADER], rows)
     rows = [
         [SHEET_TITLES[g.by], *row, *context] for g in report.groupings for row in _grouping_rows(g)
     ]
@@ -218,7 +227,7 @@ def report_xlsx(
     targets = histogram.targets or (fallback_target_s,)
     _histogram(workbook.create_sheet(histogram_sheet(histogram.tier)), histogram, targets)
     exclusions = workbook.create_sheet("未到场清单")
-    title = f"未到场清单（共{report.exclusions_total}条，列出{len(report.exclusions)}条）"
+    title = f"未到场清单（{listed_text(report)}）"
     write_sheet(
         exclusions,
         SHEET_EXCLUSION_HEADER,

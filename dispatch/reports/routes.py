@@ -23,6 +23,10 @@ router = api_router("/api/v1/reports", tags=["reports"])
 Office = Annotated[auth.Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Role.AUDITOR))]
 
 HISTOGRAM_BIN_S = 10
+# The exclusions listed: on screen a first page; a download of the list is the list itself, so
+# it holds them all (up to the hard cap) unless fewer were asked for, and says when it is cut.
+LISTED_EXCLUSIONS = 1000
+MAX_EXCLUSIONS = 1_000_000
 _FORMATS: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "the report: JSON, or a CSV / XLSX download with Chinese headers",
@@ -70,7 +74,15 @@ async def response_times(
     part: Annotated[
         Literal["figures", "exclusions"], Query(description="which table a CSV holds")
     ] = "figures",
-    max_exclusions: Annotated[int, Query(ge=0, le=1_000_000)] = 1000,
+    max_exclusions: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=MAX_EXCLUSIONS,
+            description=f"exclusions to list (default {LISTED_EXCLUSIONS}; the CSV of the "
+            f"exclusions lists them all, up to {MAX_EXCLUSIONS})",
+        ),
+    ] = None,
     max_incidents: Annotated[
         int, Query(ge=0, le=1_000_000, description="rows of the XLSX sheet 警情明细")
     ] = 50_000,
@@ -80,6 +92,9 @@ async def response_times(
     period = service.local_period(start, end, now)
     filters = service.Filters(period[0], period[1], tier, team_id, village_id, category)
     await service.check_filters(session, filters)
+    if max_exclusions is None:
+        whole = format == "csv" and part == "exclusions"
+        max_exclusions = MAX_EXCLUSIONS if whole else LISTED_EXCLUSIONS
     wanted = list(group_by or [GroupBy.TIER])
     if format == "xlsx":
         # The workbook always carries the tier totals and the per-team chart.

@@ -52,11 +52,13 @@ from openpyxl.chart import BarChart, ScatterChart
 from pyproj import Geod
 from sqlalchemy import func, select
 
+from dispatch.db import new_id
 from dispatch.incidents.models import CATEGORY_LABELS, Category, ChainTier
 from dispatch.jobs.models import Job, JobStatus
 from dispatch.reports import exports
 from dispatch.reports.service import TIER_LABELS, rank
 from dispatch.schemas import DISPLAY_TZ
+from tests.reports.test_report_exactness import Case, Tier, store
 from tests.support import QINGXI, Account, World
 
 GEOD = Geod(ellps="WGS84")
@@ -404,6 +406,8 @@ def csv_rows(reply: Any) -> tuple[list[str], list[list[str]]]:
 
 
 CONTEXT = ["统计区间(北京时间)", "筛选条件", "生成时间(北京时间)"]
+# Last in the exclusions' file: how many of how many it lists.
+LISTED = "列出条数"
 
 
 async def test_csv_has_a_bom_and_chinese_headers(world: World) -> None:
@@ -434,7 +438,8 @@ async def test_csv_has_a_bom_and_chinese_headers(world: World) -> None:
 
     exclusions = await report(world, **period, format="csv", part="exclusions")
     header, rows = csv_rows(exclusions)
-    assert header == ["警情编号", "报警时间", "梯队", "联防队", "结果", "原因", *CONTEXT]
+    assert header == ["警情编号", "报警时间", "梯队", "联防队", "结果", "原因", *CONTEXT, LISTED]
+    assert {r[-1] for r in rows} == {"共4条，列出4条"}
     # The reasons in Chinese, like the rest of the file.
     assert [(r[4], r[5]) for r in rows] == [
         ("超时", "无人到场"),
@@ -482,6 +487,46 @@ async def test_csv_writes_team_names_a_spreadsheet_would_work_out_as_text(world:
     # A workbook's text cell is never worked out: the name stays as it is.
     assert sorted(c.value for c in cells) == sorted(names)
     assert {c.data_type for c in cells} == {"s"}
+
+
+async def test_the_exclusions_file_lists_them_all_and_says_when_asked_for_fewer(
+    world: World,
+) -> None:
+    """340 incidents closed 20 s after the report, nobody alerted: 1020 tiers without an
+    arrival, more than the 1000 the JSON lists by default. The file the page downloads (no
+    max_exclusions) holds every one; a file asked for fewer says on every row that it is cut."""
+    operator = await world.operator()
+    now = world.clock.now()
+    cases = []
+    for n in range(340):
+        reported = now - timedelta(hours=1, seconds=n)
+        tiers = [
+            Tier(t, target, reported + timedelta(seconds=target), "cancelled", False, None)
+            for t, target in ((1, 60.0), (2, 180.0), (3, 300.0))
+        ]
+        cases.append(
+            Case(new_id(), reported, reported + timedelta(seconds=20), "fight", None, tiers)
+        )
+    await store(world, cases, operator.id)
+    period = {"from": (now - timedelta(days=1)).isoformat(), "to": now.isoformat()}
+    body = (await report(world, **period)).json()
+    assert (body["exclusions_total"], len(body["exclusions"])) == (1020, 1000)
+    assert body["exclusions_truncated"] is True
+
+    header, rows = csv_rows(await report(world, **period, format="csv", part="exclusions"))
+    assert len(rows) == 1020
+    assert {r[header.index(LISTED)] for r in rows} == {"共1020条，列出1020条"}
+    # Oldest first, each incident's tiers in order, as the JSON lists them.
+    assert [(r[0], r[2]) for r in rows[:3]] == [
+        (cases[-1].id, TIER_LABELS[1]),
+        (cases[-1].id, TIER_LABELS[2]),
+        (cases[-1].id, TIER_LABELS[3]),
+    ]
+
+    asked = {**period, "format": "csv", "part": "exclusions", "max_exclusions": 10}
+    header, rows = csv_rows(await report(world, **asked))
+    assert len(rows) == 10
+    assert {r[header.index(LISTED)] for r in rows} == {"共1020条，列出10条"}
 
 
 async def test_xlsx_sheets_cells_and_charts(world: World) -> None:
