@@ -142,7 +142,7 @@ def _exclusion_rows(exclusions: Sequence[Exclusion]) -> list[list[Any]]:
             e.incident_id,
             local_text(e.reported_at),
             TIER_LABELS[e.tier],
-            e.team_name or "",
+            e.team_label or "",
             OUTCOME_LABELS.get(e.outcome, e.outcome),
             reason_text(e),
         ]

@@ -74,7 +74,10 @@ class TierFigures(Schema):
 
 class Group(Schema):
     key: str
-    label: str
+    label: str = Field(
+        description="by team: its name, a retired team's marked （已撤销） and told apart from "
+        "a retired namesake by the day it was retired (甲联防队（2026-03-01撤销）)"
+    )
     tiers: list[TierFigures]
 
 
@@ -89,6 +92,10 @@ class Exclusion(Schema):
     tier: int
     team_id: str | None
     team_name: str | None
+    team_label: str | None = Field(
+        description="the team as the groups by team label it: its name, a retired team's "
+        "marked （已撤销） and told apart from a retired namesake by the day it was retired"
+    )
     reported_at: LocalTime
     outcome: str = Field(description="breached, cancelled or pending")
     covered: bool = Field(description="false when no team of the tier was alerted")

@@ -15,7 +15,7 @@ percentiles do not add up to the whole's, by nature.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -69,6 +69,7 @@ from dispatch.reports.schemas import (
 )
 from dispatch.schemas import DISPLAY_TZ
 from dispatch.teams import service as teams
+from dispatch.teams.models import Team
 from dispatch.villages import service as villages
 
 PERCENTILES = (50, 90)
@@ -748,9 +749,8 @@ async def _grouping(session: AsyncSession, by: GroupBy, unit: Unit, found: Found
     cells = {k: cell for k, (cell, _) in found.items() if cell is not None}
     stats = {k: series for k, (_, series) in found.items()}
     labels = await _labels(session, by, sorted({k for k, _ in cells}))
-    keys = sorted({k for k, _ in cells}, key=lambda k: labels[k] if by == GroupBy.TEAM else k)
     groups = []
-    for key in keys:
+    for key in labels:
         tiers_here = sorted(t for k, t in cells if k == key)
         groups.append(
             Group(
@@ -801,15 +801,68 @@ async def _tune(session: AsyncSession) -> None:
 
 
 async def _labels(session: AsyncSession, by: GroupBy, keys: Sequence[str]) -> dict[str, str]:
+    """Each group's label, in the order of the groups: teams as team_labels orders them, the
+    rest by key."""
     if by == GroupBy.TEAM:
-        found = await teams.teams_by_id(session, list(keys))
-        return {k: found[k].name if k in found else k for k in keys}
+        return await team_labels(session, keys)
     if by == GroupBy.VILLAGE:
         found_v = await villages.villages_by_id(session, [k for k in keys if k])
         return {k: found_v[k].name if k in found_v else NO_VILLAGE for k in keys}
     if by == GroupBy.WEEK:
         return {k: _week_label(k) for k in keys}
     return {k: k for k in keys}
+
+
+RETIRED = "（已撤销）"
+
+
+async def team_labels(session: AsyncSession, team_ids: Iterable[str]) -> dict[str, str]:
+    """How the report names each team: by its name, a retired team's marked （已撤销）, as the
+    report page marks it among the filters. A retired team's name may be taken again, so a
+    retired team whose name another retired team had too is told apart by the day it was
+    retired (甲联防队（2026-03-01撤销）), and by its id if that day was theirs too. A label
+    depends on the team and its namesakes only, so it is the same in every part of the
+    report. In order: by name, the team in service first, then the retired ones as they were
+    retired."""
+    wanted = sorted(set(team_ids))
+    found = await teams.teams_by_id(session, wanted)
+    names = sorted({t.name for t in found.values()})
+    namesakes = []
+    if names:
+        namesakes = list(await session.scalars(select(Team).where(Team.name.in_(names))))
+    retired = [t for t in namesakes if t.retired_at is not None]
+    labels = {t.id: t.name for t in namesakes if t.retired_at is None}
+    for team in retired:
+        labels[team.id] = team.name + RETIRED
+    for clash in _clashes(labels, retired):
+        for team in clash:
+            assert team.retired_at is not None
+            day = team.retired_at.astimezone(DISPLAY_TZ).date().isoformat()
+            labels[team.id] = f"{team.name}（{day}撤销）"
+    for clash in _clashes(labels, retired):
+        for team in clash:
+            labels[team.id] = labels[team.id][:-1] + f"，编号{team.id}）"
+
+    def order(team_id: str) -> tuple[Any, ...]:
+        team = found.get(team_id)
+        if team is None:  # a dispatch keeps its team, so never; its id then
+            return (1, team_id)
+        retired = team.retired_at.timestamp() if team.retired_at else None
+        return (0, team.name, retired is not None, retired or 0.0, team.id)
+
+    return {k: labels[k] if k in found else k for k in sorted(wanted, key=order)}
+
+
+def _clashes(labels: dict[str, str], retired: Sequence[Team]) -> list[list[Team]]:
+    """The retired teams whose labels another team has too, label by label."""
+    holders: dict[str, int] = {}
+    for label in labels.values():
+        holders[label] = holders.get(label, 0) + 1
+    found: dict[str, list[Team]] = {}
+    for team in retired:
+        if holders[labels[team.id]] > 1:
+            found.setdefault(labels[team.id], []).append(team)
+    return list(found.values())
 
 
 def _week_label(monday: str) -> str:
@@ -842,10 +895,9 @@ async def exclusions(
         .limit(limit)
     )
     rows = (await session.execute(query)).all()
-    names = {
-        t.id: t.name
-        for t in (await teams.teams_by_id(session, sorted({r[2] for r in rows if r[2]}))).values()
-    }
+    team_ids = sorted({r[2] for r in rows if r[2]})
+    names = {t.id: t.name for t in (await teams.teams_by_id(session, team_ids)).values()}
+    labels = await team_labels(session, team_ids)
     found = []
     for incident_id, tier, team_id, reported_at, outcome, covered in rows:
         reason = REASONS.get(outcome, outcome)
@@ -857,6 +909,7 @@ async def exclusions(
                 tier=tier,
                 team_id=team_id,
                 team_name=names.get(team_id) if team_id else None,
+                team_label=labels.get(team_id) if team_id else None,
                 reported_at=_as_datetime(reported_at),
                 outcome=outcome,
                 covered=bool(covered),

@@ -58,7 +58,7 @@ from dispatch.jobs.models import Job, JobStatus
 from dispatch.reports import exports
 from dispatch.reports.service import TIER_LABELS, rank
 from dispatch.schemas import DISPLAY_TZ
-from tests.reports.test_report_exactness import Case, Tier, store
+from tests.reports.test_report_exactness import Case, Hop, Tier, store
 from tests.support import QINGXI, Account, World
 
 GEOD = Geod(ellps="WGS84")
@@ -527,6 +527,97 @@ async def test_the_exclusions_file_lists_them_all_and_says_when_asked_for_fewer(
     header, rows = csv_rows(await report(world, **asked))
     assert len(rows) == 10
     assert {r[header.index(LISTED)] for r in rows} == {"共1020条，列出10条"}
+
+
+async def test_a_retired_team_is_told_apart_from_the_team_that_took_its_name(
+    world: World,
+) -> None:
+    """甲联防队 was retired, a second team took its name and was retired a day later, and a
+    third serves under it now; 乙联防队 was retired once and its successor serves; two 丙联防队
+    were retired at the same moment. Each row by team says which team it is, in the JSON, the
+    CSV, the workbook and the exclusions alike, in one order: by name, the team in service,
+    then the retired ones as they were retired."""
+    world.runtime.settings.token_ttl_s = 30 * 86400
+    admin = await world.admin()
+    operator = await world.operator()
+    made: list[dict[str, Any]] = []
+
+    async def team(name: str) -> dict[str, Any]:
+        made.append(await world.team("fixed_post", *near(2000 * len(made), 90), name=name))
+        return made[-1]
+
+    async def retire(team: dict[str, Any], days_after: int = 1) -> None:
+        reply = await world.http.delete(f"/api/v1/teams/{team['id']}", headers=admin.headers)
+        assert reply.status_code == 204, reply.text
+        world.clock.advance(days_after * 86400)
+
+    jia_first, yi_old = await team("甲联防队"), await team("乙联防队")
+    await retire(jia_first)
+    await retire(yi_old)
+    jia_second = await team("甲联防队")
+    await retire(jia_second)
+    bing = [await team("丙联防队")]
+    await retire(bing[0], days_after=0)
+    bing.append(await team("丙联防队"))
+    await retire(bing[1])
+    jia_now, yi_now = await team("甲联防队"), await team("乙联防队")
+    listed = (
+        await world.http.get("/api/v1/teams?include_retired=true", headers=admin.headers)
+    ).json()
+    retired_at = {t["id"]: t["retired_at"] for t in listed}
+
+    def day(team: dict[str, Any]) -> str:
+        return str(datetime.fromisoformat(retired_at[team["id"]]).astimezone(DISPLAY_TZ).date())
+
+    first_label = f"甲联防队（{day(jia_first)}撤销）"
+    # By name as the server sorts text (丙 U+4E19, 乙 U+4E59, 甲 U+7532); namesakes retired
+    # at one moment by id.
+    expected = [
+        *(
+            (t["id"], f"丙联防队（{day(t)}撤销，编号{t['id']}）")
+            for t in sorted(bing, key=lambda t: (retired_at[t["id"]], t["id"]))
+        ),
+        (yi_now["id"], "乙联防队"),
+        (yi_old["id"], "乙联防队（已撤销）"),
+        (jia_now["id"], "甲联防队"),
+        (jia_first["id"], first_label),
+        (jia_second["id"], f"甲联防队（{day(jia_second)}撤销）"),
+    ]
+    assert day(jia_first) != day(jia_second)
+
+    # Each team alerted to an incident of its own, where nobody came.
+    now = world.clock.now()
+    cases = []
+    for n, t in enumerate(made):
+        reported = now - timedelta(hours=n + 1)
+        deadline = reported + timedelta(seconds=60)
+        c = Case(new_id(), reported, reported + timedelta(minutes=10), "fight", None)
+        c.tiers = [Tier(1, 60.0, deadline, "breached", True, None)]
+        c.hops = [Hop(t["id"], 1, reported, None, None, None)]
+        cases.append(c)
+    await store(world, cases, operator.id)
+    period = {"from": (now - timedelta(days=1)).isoformat(), "to": now.isoformat()}
+
+    body = (await report(world, **period, group_by=["team"])).json()
+    (by_team,) = body["groupings"]
+    assert [(g["key"], g["label"]) for g in by_team["groups"]] == expected
+    labels = [label for _, label in expected]
+    header, rows = csv_rows(await report(world, **period, group_by=["team"], format="csv"))
+    assert [r[1] for r in rows] == labels
+    book = load_workbook(io.BytesIO((await report(world, **period, format="xlsx")).content))
+    sheet = book["按联防队"]
+    assert [sheet.cell(row=r, column=1).value for r in range(3, 3 + len(labels))] == labels
+
+    # Filtered by the first 甲联防队, its exclusions name it as the rows by team do.
+    first = {**period, "team_id": jia_first["id"]}
+    (excluded,) = (await report(world, **first)).json()["exclusions"]
+    assert (excluded["team_name"], excluded["team_label"]) == ("甲联防队", first_label)
+    header, rows = csv_rows(await report(world, **first, format="csv", part="exclusions"))
+    assert [r[header.index("联防队")] for r in rows] == [first_label]
+    book = load_workbook(io.BytesIO((await report(world, **first, format="xlsx")).content))
+    assert [r[3] for r in book["未到场清单"].iter_rows(min_row=3, values_only=True)] == [
+        first_label
+    ]
 
 
 async def test_xlsx_sheets_cells_and_charts(world: World) -> None:

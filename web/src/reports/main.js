@@ -528,7 +528,7 @@ function renderExclusions(report) {
       h('td', { class: 'mono', text: e.incident_id }),
       h('td', { text: localTime(e.reported_at) }),
       h('td', { text: t('tier.short.' + e.tier) }),
-      h('td', { text: e.team_name || '' }),
+      h('td', { text: e.team_label || '' }),
       h('td', { text: t('rep.outcome.' + e.outcome) }),
       h('td', { text: reason }),
     );
