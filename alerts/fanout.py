@@ -169,6 +169,10 @@ class Listener:
             except Exception as error:
                 # Whatever failed (the connection, or the catch-up's reads in a callback:
                 # SQLAlchemy's errors too), the cure is the same: connect again, catch up again.
+                # Also when no connection has listened yet: this process may already hold
+                # sockets (its start waits for the first connection a while, not for ever),
+                # and what other processes announced meanwhile is in the database alone.
+                self._behind = True
                 self.errors += 1
                 log.warning(
                     "fan-out listener lost (%r); reconnecting in %.1fs", error, delay, exc_info=True

@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from tests.conftest import pg_admin, server_settings, two_servers_on
+from dispatch.clock import ManualClock
+from tests.conftest import RunningServer, clock_start, pg_admin, server_settings, two_servers_on
 from tests.support import World, sync_engines
 
 
@@ -102,3 +104,47 @@ async def test_a_listener_whose_catch_up_fails_keeps_trying_and_says_it_is_not_r
     alert = await phone.next_of("alert", timeout=10)
     assert alert["data"]["incident"]["id"] == incident["id"]
     await phone.close()
+
+
+async def test_sockets_catch_up_once_a_listener_whose_first_connection_failed_comes_up(
+    postgres_only: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process starts serving after waiting 10 s for its listener: alerts other processes
+    announced before the listener came up reach its sockets once it does."""
+    settings = server_settings(postgres_only)
+    clock = ManualClock(clock_start())
+    b = RunningServer(settings, clock)
+    await b.start()
+    connect = asyncpg.connect
+    refused = asyncio.Event()
+    database_up = asyncio.Event()
+
+    async def refusing_listeners(*args: Any, **kwargs: Any) -> Any:
+        task = asyncio.current_task()
+        if task is not None and task.get_name() == "fanout-listener" and not database_up.is_set():
+            refused.set()
+            raise OSError("the database refuses connections for now")
+        return await connect(*args, **kwargs)
+
+    # B listens already; A's listener is refused until the database is up for it.
+    monkeypatch.setattr(asyncpg, "connect", refusing_listeners)
+    a = RunningServer(settings, clock)
+    await a.start()
+    worlds = [World(s.app, f"http://127.0.0.1:{s.port}", clock) for s in (a, b)]
+    try:
+        on_a, on_b = worlds
+        assert refused.is_set() and not a.app.state.runtime.fanout.connected
+        team = await on_b.team()
+        leader = await on_b.leader(team)
+        phone = await on_a.connect(leader)
+        incident = await on_b.report(await on_b.operator())
+        database_up.set()
+        alert = await phone.next_of("alert", timeout=15)
+        assert alert["data"]["incident"]["id"] == incident["id"]
+        assert a.app.state.runtime.fanout.connected
+        await phone.close()
+    finally:
+        for world in worlds:
+            await world.close()
+        await a.stop()
+        await b.stop()
