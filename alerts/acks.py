@@ -124,6 +124,18 @@ class AckRecorder:
         self._pending.setdefault(user_id, []).append(Ack(seq, at, skipped))
         self._gathered.set()
 
+    async def record_now(self, user_id: str, seq: int, at: datetime, skipped: int = 0) -> None:
+        """``submit``, written before this returns, with the user's acknowledgements gathered
+        before it (in the order they came); raises if it could not be written, and then
+        keeps those gathered before it for the next flush."""
+        earlier = self._pending.pop(user_id, [])
+        try:
+            await self._write({user_id: [*earlier, Ack(seq, at, skipped)]})
+        except BaseException:
+            if earlier:
+                self._keep({user_id: earlier})
+            raise
+
     async def run(self) -> None:
         while True:
             await self._gathered.wait()

@@ -63,7 +63,10 @@ class Peer:
 Authenticate = Callable[[str], Awaitable[Peer | None]]
 # The peer holds every message up to ``seq``; of them, it was sent (and so proves received)
 # only those after ``skipped``: a resync had it skip the others, and it reloaded its state
-# instead. Its acknowledged mark passes them all.
+# instead. Its acknowledged mark passes them all. A resync's own pass (``skipped == seq``)
+# must be on record when the call returns: the resync frame sent next gives the client that
+# seq to resume from, and a resume from it, here or at another process, says it holds
+# everything up to it.
 Acknowledge = Callable[[Peer, int, int], Awaitable[None]]
 # Whether a peer may still read, asked before the socket sends it anything: None if so, else
 # why not (the socket is closed with 1008 and that reason). ``told`` is True when the hub or
@@ -226,7 +229,7 @@ async def _converse(
     websocket, peer, subscription = session.websocket, session.peer, session.subscription
     try:
         start_after, span = await _welcome(
-            websocket, peer, resume_from, session.sessionmaker, server_time
+            websocket, peer, resume_from, session.sessionmaker, server_time, acknowledge
         )
     except SQLAlchemyError:
         log.warning("database busy while welcoming a websocket", exc_info=True)
@@ -246,11 +249,9 @@ async def _converse(
         await acknowledge(peer, resume_from, 0)
     if start_after != resume_from:
         # A resync: the client was sent nothing up to ``start_after`` and reloads its state
-        # instead, so no ack of this socket proves any of those received. The mark passes
-        # them now, with nothing proven: the client keeps ``start_after`` as its seq, and a
-        # later resume from it would otherwise say it holds them.
+        # instead, so no ack of this socket proves any of those received (the mark passed
+        # them before the resync went out: ``_welcome``).
         subscription.skipped = start_after
-        await acknowledge(peer, start_after, start_after)
     sender = asyncio.create_task(_send_loop(session, start_after, span.latest))
     receiver = asyncio.create_task(_receive_loop(websocket, peer, subscription, acknowledge, admit))
     # A future, not a task waiting on an event: one object less for every idle socket.
@@ -305,6 +306,7 @@ async def _welcome(
     resume_from: int,
     sessionmaker: Callable[[], AsyncSession],
     server_time: Callable[[], str],
+    acknowledge: Acknowledge,
 ) -> tuple[int, store.Span]:
     """Send the welcome (and a resync when the gap cannot be replayed); return where to start
     and the mailbox's span as read."""
@@ -321,6 +323,11 @@ async def _welcome(
     reason = _resync_reason(resume_from, latest, oldest, shared=peer.shared)
     if reason is None:
         return resume_from, span
+    # The mark passes what the client skips, with nothing proven, before the client learns
+    # where it now stands: a reconnect resuming from ``latest`` at once (or at another
+    # process, or after this one crashed) then finds the mark there, and its resume proves
+    # nothing of what it was never sent.
+    await acknowledge(peer, latest, latest)
     await websocket.send_text(_control("resync", latest, {"reason": reason}))
     return latest, span
 

@@ -95,6 +95,10 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             # what this socket sent: alerts.socket clamps it.)
             return
         highest_ack = seq
+        if skipped == seq:
+            # A resync's pass, written before the resync frame tells the phone its new seq.
+            await acks.record_now(peer.user_id, seq, runtime.clock.now(), skipped)
+            return
         # Stamped now, written with the others gathered meanwhile (alerts/acks.py). Up to
         # ``skipped`` (a resync's seq) it moves the mark and proves no delivery.
         acks.submit(peer.user_id, seq, runtime.clock.now(), skipped)

@@ -453,6 +453,30 @@ async def test_an_alert_a_resync_skipped_is_sent_again_on_the_next_connection_wh
     await partners.close()
 
 
+async def test_a_phone_back_at_once_after_a_resync_has_not_got_what_the_resync_skipped(
+    world: World,
+) -> None:
+    """The resync's seq is where the phone resumes from next, which says it holds everything
+    up to it: the mark is there before the phone hears of it, so the resume proves nothing,
+    however soon it comes (within the acknowledgements' gathering window, say)."""
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    incident = await world.report(await world.operator())
+    dispatch_id = incident["dispatches"][0]["id"]
+    phone = await world.connect(leader, resume_from=10**6)
+    resync = await phone.next()
+    assert resync["type"] == "resync"
+    assert (await acked_marks(world, [leader.id]))[leader.id] == resync["seq"]
+    await phone.close()
+
+    again = await world.connect(leader, resume_from=resync["seq"])
+    copy = await again.next_of("alert")
+    assert copy["seq"] > resync["seq"] and copy["data"]["again"] is True
+    assert not await received_by(world, leader.id, dispatch_id)
+    assert (await delivered(world, incident["id"]))[team["id"]] is None
+    await again.close()
+
+
 async def test_an_alert_the_team_answered_is_not_sent_again(world: World) -> None:
     team = await world.team("fixed_post")
     leader, partner = await world.leader(team), await world.leader(team)
