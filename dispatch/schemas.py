@@ -163,8 +163,19 @@ WHITESPACE = (
 # separators): inside a name each makes two names that read alike differ, so that a console
 # shows two teams in service under one name, or a name that is not the one stored.
 _INVISIBLE = re.compile(
-    "[\u00ad\u034f\u115f\u1160\u17b4\u17b5\u200b-\u200d\u2028\u2029\u2060-\u2064"
-    "\u206a-\u206f\u3164\ufeff\uffa0\ufff0-\ufff8]"
+    "[\u00ad\u034f\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200d\u2028\u2029"
+    "\u2060-\u2065\u206a-\u206f\u3164\ufeff\uffa0\ufff0-\ufff8"
+    # Shorthand format controls, musical formatting, and the tag characters (which can spell
+    # a hidden text after a visible one) with the rest of their plane but its selectors.
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e00ff\U000e01f0-\U000e0fff]"
+)
+# Unicode's noncharacters (U+FDD0-U+FDEF and the last two code points of every plane): no text
+# holds them. XML cannot hold U+FFFE and U+FFFF, so that an exported workbook showing a name
+# with one is corrupt; the others are as meaningless in a name.
+_NONCHARACTER = re.compile(
+    "[\ufdd0-\ufdef\ufffe\uffff"
+    + "".join(f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}" for plane in range(1, 17))
+    + "]"
 )
 # Line breaks and tabs are how people write a longer text.
 TEXT_LAYOUT = "\t\n\r"
@@ -181,6 +192,12 @@ def control_character(value: str, *, allowed: str = "") -> str | None:
 def invisible_character(value: str) -> str | None:
     """The first character of ``value`` that shows nothing (_INVISIBLE), as U+XXXX, or None."""
     found = _INVISIBLE.search(value)
+    return None if found is None else f"U+{ord(found.group()):04X}"
+
+
+def noncharacter(value: str) -> str | None:
+    """The first noncharacter in ``value`` (_NONCHARACTER), as U+XXXX, or None."""
+    found = _NONCHARACTER.search(value)
     return None if found is None else f"U+{ord(found.group()):04X}"
 
 
@@ -201,6 +218,9 @@ def name_problem(name: str, max_length: int) -> str | None:
     found = invisible_character(name)
     if found is not None:
         return f"contains an invisible character ({found})"
+    found = noncharacter(name)
+    if found is not None:
+        return f"contains a noncharacter ({found})"
     return None
 
 
@@ -215,6 +235,9 @@ def _shown_name(value: str) -> str:
     found = invisible_character(value)
     if found is not None:
         raise ValueError(f"the name contains an invisible character ({found})")
+    found = noncharacter(value)
+    if found is not None:
+        raise ValueError(f"the name contains a noncharacter ({found})")
     return value
 
 
@@ -223,6 +246,9 @@ def shown_text(value: str) -> str:
     found = control_character(value, allowed=TEXT_LAYOUT)
     if found is not None:
         raise ValueError(f"the text contains a control character ({found})")
+    found = noncharacter(value)
+    if found is not None:
+        raise ValueError(f"the text contains a noncharacter ({found})")
     return value
 
 

@@ -187,7 +187,9 @@ async def test_a_padded_name_is_as_long_as_the_name_it_is(world: World, where: s
 
 # Characters that show nothing, refused inside a name: with one, 联防队 in service twice would
 # read as one name on the console (a zero-width space, a word joiner, a byte-order mark, a soft
-# hyphen, a zero-width joiner, a line separator inside the name).
+# hyphen, a zero-width joiner, a line separator inside the name; the Mongolian vowel separator,
+# a shorthand format control, a musical formatting character, and tag characters, which can
+# spell a hidden text after a visible one: 联防队 then "x").
 INVISIBLE = (
     "联\u200b防队",
     "联防\u2060队",
@@ -195,12 +197,21 @@ INVISIBLE = (
     "联\u00ad防队",
     "联\u200d防队",
     "联\u2028防队",
+    "联防\u180e队",
+    "联防\U0001bca0队",
+    "联防\U0001d173队",
+    "联防队\U000e0001\U000e0078\U000e007f",
+    "联防队\U000e00ff",
+    "联防队\U000e01f0",
 )
+# Variation selectors pick a rare hanzi's glyph in a person's name (葛 with U+E0100), of the
+# ideographic set, the standard ones and the Mongolian ones: kept.
+VARIATIONS = "葛\U000e0100洪\U000e01ef\ufe00\ufe0f\u180b\u180f"
 
 
 @pytest.mark.parametrize("where", list(NAMES))
 async def test_a_name_refuses_characters_that_show_nothing(world: World, where: str) -> None:
-    send, _, field = NAMES[where]
+    send, stored, field = NAMES[where]
     await world.admin()
     if where == "teams.name (rename)":
         await world.team("mobile", name="机动队")
@@ -211,9 +222,35 @@ async def test_a_name_refuses_characters_that_show_nothing(world: World, where: 
         found = next(f"U+{ord(c):04X}" for c in name if c not in "联防队")
         assert f"invisible character ({found})" in reply.json()["detail"], reply.text
     assert await trail_length(world) == before, "a refused request writes nothing"
-    # A variation selector picks a rare hanzi's glyph in a person's name: kept.
-    reply = await send(world, "葛\U000e0100洪")
+    reply = await send(world, VARIATIONS)
     assert reply.status_code in (200, 201), reply.text
+    assert await stored(world, reply) == VARIATIONS
+
+
+# Noncharacters, which no text holds: XML cannot hold U+FFFE and U+FFFF, and an exported
+# workbook showing a name with one was corrupt (Excel would not open it).
+NONCHARACTERS = (
+    "联防队\uffff",
+    "\ufffe联防队",
+    "联\ufdd0防队",
+    "联防\U0001fffe队",
+    "联防队\U0010ffff",
+)
+
+
+@pytest.mark.parametrize("where", list(NAMES))
+async def test_a_name_refuses_noncharacters(world: World, where: str) -> None:
+    send, _, field = NAMES[where]
+    await world.admin()
+    if where == "teams.name (rename)":
+        await world.team("mobile", name="机动队")
+    before = await trail_length(world)
+    for name in NONCHARACTERS:
+        reply = await send(world, name)
+        assert reply.status_code == 422 and named(reply) == [field], reply.text
+        found = next(f"U+{ord(c):04X}" for c in name if c not in "联防队")
+        assert f"noncharacter ({found})" in reply.json()["detail"], reply.text
+    assert await trail_length(world) == before, "a refused request writes nothing"
 
 
 async def test_a_login_name_is_read_as_names_are_stored(world: World) -> None:
@@ -340,6 +377,10 @@ async def test_a_description_keeps_its_lines_and_refuses_other_control_character
     before = await trail_length(world)
     for text in (*REFUSED, "\x1b[2J清屏"):
         refused(await report(text), "description", code_point(text))
+    for text in NONCHARACTERS:
+        reply = await report(text)
+        assert reply.status_code == 422 and named(reply) == ["description"], reply.text
+        assert "the text contains a noncharacter (U+" in reply.json()["detail"], reply.text
     assert await trail_length(world) == before
     assert (await world.http.get("/api/v1/incidents", headers=operator.headers)).json() == []
     # Free text is kept as written: its whitespace too.
