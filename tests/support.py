@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import io
 import json
 import ssl
 import uuid
+import zipfile
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from xml.etree import ElementTree
 
 import httpx
 from fastapi import FastAPI
@@ -141,6 +144,20 @@ async def get_token(http: httpx.AsyncClient, name: str, password: str) -> str:
     assert reply.status_code == 200, reply.text
     token: str = reply.json()["access_token"]
     return token
+
+
+def unreadable_parts(workbook: bytes) -> list[str]:
+    """The XML parts of an .xlsx that are not well-formed XML, with the parser's reason: a
+    workbook with one is corrupt to Excel (openpyxl writes what XML cannot hold, if given it)."""
+    broken = []
+    with zipfile.ZipFile(io.BytesIO(workbook)) as archive:
+        for name in archive.namelist():
+            if name.endswith(".xml"):
+                try:
+                    ElementTree.fromstring(archive.read(name))
+                except ElementTree.ParseError as error:
+                    broken.append(f"{name}: {error}")
+    return broken
 
 
 class World:

@@ -20,7 +20,6 @@ from urllib.parse import quote
 
 from fastapi import Request, Response
 from openpyxl import Workbook, load_workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
@@ -251,6 +250,18 @@ def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")
 
 
+# What a worksheet's XML cannot hold (XML 1.0's Char): control characters but tab and line
+# breaks (openpyxl refuses those), surrogates, and U+FFFE/U+FFFF (openpyxl writes those, and
+# Excel then calls the file corrupt). Names are refused with them; one stored before that was
+# still loses them on export rather than spoiling the workbook.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def sheet_text(value: str) -> str:
+    """``value`` as a worksheet can hold it: without what XML cannot hold (_NOT_XML)."""
+    return _NOT_XML.sub("", value)
+
+
 def write_sheet(
     sheet: Worksheet,
     header: Sequence[str],
@@ -262,17 +273,17 @@ def write_sheet(
     """A header (under an optional title row) and the rows; returns the header's row number."""
     header_row = 1
     if title is not None:
-        sheet.cell(row=1, column=1, value=title).font = Font(bold=True, size=14)
+        # A title or header may show a name too (a report's team).
+        sheet.cell(row=1, column=1, value=sheet_text(title)).font = Font(bold=True, size=14)
         header_row = 2
     for column, name in enumerate(header, start=1):
-        cell = sheet.cell(row=header_row, column=column, value=name)
+        cell = sheet.cell(row=header_row, column=column, value=sheet_text(name))
         cell.font = Font(bold=True)
         cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
     for offset, row in enumerate(rows, start=1):
         for column, value in enumerate(row, start=1):
             if isinstance(value, str):
-                # Control characters cannot be stored in a worksheet (openpyxl refuses them).
-                value = ILLEGAL_CHARACTERS_RE.sub("", value)
+                value = sheet_text(value)
             cell = sheet.cell(row=header_row + offset, column=column, value=value)
             if isinstance(value, str) and value.startswith("="):
                 # openpyxl stores text starting with = as a formula; it is the user's text.

@@ -50,7 +50,7 @@ import pytest
 from openpyxl import load_workbook
 from openpyxl.chart import BarChart, ScatterChart
 from pyproj import Geod
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from dispatch.db import new_id
 from dispatch.incidents.models import CATEGORY_LABELS, Category, ChainTier
@@ -58,8 +58,9 @@ from dispatch.jobs.models import Job, JobStatus
 from dispatch.reports import exports
 from dispatch.reports.service import TIER_LABELS, rank
 from dispatch.schemas import DISPLAY_TZ
+from dispatch.teams.models import Team
 from tests.reports.test_report_exactness import Case, Hop, Tier, store
-from tests.support import QINGXI, Account, World
+from tests.support import QINGXI, Account, World, unreadable_parts
 
 GEOD = Geod(ellps="WGS84")
 LON, LAT = QINGXI
@@ -842,6 +843,35 @@ async def test_uncovered_tiers_are_counted_whatever_their_outcome(world: World) 
     about = {r[0]: r[1] for r in book["说明"].iter_rows(min_row=3, values_only=True)}
     assert "不论结果" in about["无覆盖"] and "时限一到即为超时" in about["无覆盖"]
     assert "覆盖" not in about["达标率"]
+
+
+async def test_a_team_name_stored_with_what_xml_cannot_hold_leaves_the_workbook_readable(
+    world: World,
+) -> None:
+    """Names with U+FFFE or U+FFFF are refused now; a team's stored before still shows in the
+    workbook (a sheet's title, the filters, the rows by team, the exclusions), without them:
+    openpyxl wrote them, and Excel called the whole file corrupt."""
+    team = await world.team("fixed_post", name="坏名队")
+    async with world.runtime.transaction() as session:
+        await session.execute(
+            update(Team).where(Team.id == team["id"]).values(name="坏\uffff名\ufffe队\x07")
+        )
+    operator = await world.operator()
+    incident = await world.report(operator)
+    world.clock.advance(400)
+    await settle(world)
+
+    local_day = incident["reported_at"][:10]
+    reply = await report(
+        world, **{"from": local_day}, team_id=team["id"], group_by=["team"], format="xlsx"
+    )
+    assert unreadable_parts(reply.content) == []
+    book = load_workbook(io.BytesIO(reply.content))
+    about = {r[0]: r[1] for r in book["说明"].iter_rows(min_row=3, values_only=True)}
+    assert about["筛选条件"] == "联防队：坏名队"
+    assert "仅坏名队被派警" in book["警情明细"]["A1"].value
+    assert book["按联防队"]["A3"].value == "坏名队"
+    assert [r[3] for r in book["未到场清单"].iter_rows(min_row=3, values_only=True)] == ["坏名队"]
 
 
 # Three fixed posts 2 km apart, each alone at its own incident, on scene this long after the

@@ -8,8 +8,11 @@ import zipfile
 from typing import Any
 
 from openpyxl import Workbook, load_workbook
+from sqlalchemy import update
 
-from tests.support import Account, World
+from dispatch.rosters.files import workbook_bytes, write_sheet
+from dispatch.rosters.models import RosterMember
+from tests.support import Account, World, unreadable_parts
 
 HEADER = ["序号", "队伍名称", "单元", "姓名", "职务", "联系电话", "身份证号码", "所在单位"]
 # Valid resident ID numbers (the last character is the GB 11643 check digit).
@@ -423,6 +426,45 @@ async def test_names_with_control_characters_are_refused_naming_the_field(world:
     assert problems == [(3, "name"), (4, "site")]
     assert "U+0001" in reply.json()["problems"][0]["message"]
     assert (await world.http.get("/api/v1/rosters/members", headers=admin.headers)).json() == []
+
+
+async def test_a_name_stored_with_what_xml_cannot_hold_is_exported_without_it(
+    world: World,
+) -> None:
+    """Names with U+FFFE or U+FFFF are refused now; one stored before still shows in the
+    workbook, without them: openpyxl wrote them, and Excel called the whole file corrupt."""
+    team = await world.team("fixed_post", name="银湖驻点应急联防队")
+    assert (
+        await upload(world, csv_file([member(1, team["name"], 1, "李四", "队员", "13900139000")]))
+    ).status_code == 200
+    async with world.runtime.transaction() as session:
+        await session.execute(
+            update(RosterMember).values(name="李\uffff四\x07", site="银湖\ufffe公司")
+        )
+    reply = await world.http.get(
+        "/api/v1/rosters/export",
+        params={"kind": "emergency", "format": "xlsx"},
+        headers=(await world.admin()).headers,
+    )
+    assert reply.status_code == 200
+    assert unreadable_parts(reply.content) == []
+    sheet = load_workbook(io.BytesIO(reply.content)).worksheets[0]
+    (row,) = sheet.iter_rows(min_row=3, values_only=True)
+    assert (row[3], row[7]) == ("李四", "银湖公司")
+
+
+def test_a_sheet_holds_no_character_xml_cannot_in_its_title_header_or_cells() -> None:
+    """Every workbook the server writes (a roster, the response-time report) is written by
+    write_sheet: a team's name in a report's title or a cell keeps only what XML holds."""
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    not_xml = "\x00\x07\x1f\ud800\udfff\ufffe\uffff"
+    write_sheet(sheet, [f"姓名{not_xml}"], [[f"李{not_xml}四\t\n"]], title=f"队{not_xml}")
+    content = workbook_bytes(workbook)
+    assert unreadable_parts(content) == []
+    sheet = load_workbook(io.BytesIO(content)).worksheets[0]
+    assert [sheet["A1"].value, sheet["A2"].value, sheet["A3"].value] == ["队", "姓名", "李四\t\n"]
 
 
 def csv_file(rows: list[list[Any]]) -> bytes:
