@@ -15,14 +15,18 @@ _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 # checks the values itself (rosters.service: normalize_phone, normalize_id_number, and the
 # validators below), so the messages and the fields they name stay those of the file import.
 # A phone: a mobile number (1, then 3-9, then 9 digits) or a landline (0 and 9-11 digits),
-# optionally after +86, with spaces, hyphens and brackets anywhere.
-_SEP = "[ ()（）-]*"
+# optionally after +86, with spaces, hyphens and brackets anywhere. Each in ASCII or in its
+# full-width form (a Chinese input method's full-width mode), which is stored as ASCII.
+_SEP = "[ ()（）\u3000\uff0d-]*"
+_DIGIT = "[0-9\uff10-\uff19]"
 PHONE_PATTERN = (
-    f"^{_SEP}(\\+{_SEP}8{_SEP}6{_SEP})?"
-    f"(1{_SEP}[3-9](?:{_SEP}[0-9]){{9}}|0(?:{_SEP}[0-9]){{9,11}}){_SEP}$"
+    f"^{_SEP}([+\uff0b]{_SEP}[8\uff18]{_SEP}[6\uff16]{_SEP})?"
+    f"([1\uff11]{_SEP}[3-9\uff13-\uff19](?:{_SEP}{_DIGIT}){{9}}"
+    f"|[0\uff10](?:{_SEP}{_DIGIT}){{9,11}}){_SEP}$"
 )
-# An 18-character resident ID (the last a digit or X, GB 11643's check digit), or blank.
-ID_NUMBER_PATTERN = "^ *([0-9]{17}[0-9Xx])? *$"
+# An 18-character resident ID (the last a digit or X, GB 11643's check digit), or blank; in
+# ASCII or full-width.
+ID_NUMBER_PATTERN = f"^[ \u3000]*({_DIGIT}{{17}}[0-9Xx\uff10-\uff19\uff38\uff58])?[ \u3000]*$"
 HHMM_PATTERN = "^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 

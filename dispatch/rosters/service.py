@@ -66,8 +66,17 @@ MAX_PROBLEMS = 200
 
 # ---------------------------------------------------------------- validating one member
 
-_MOBILE = re.compile(r"^1[3-9]\d{9}$")
-_LANDLINE = re.compile(r"^0\d{9,11}$")
+# ASCII digits only: Unicode's \d also matches ١٢٣ or ১২৩, which int() reads, and a phone stored
+# in them is another phone to the one-per-roster rule than the same number in ASCII.
+_MOBILE = re.compile(r"^1[3-9][0-9]{9}$")
+_LANDLINE = re.compile(r"^0[0-9]{9,11}$")
+_ID_NUMBER = re.compile(r"^[0-9]{17}[0-9X]$")
+# The full-width forms of ASCII (U+FF01-U+FF5E) and the ideographic space, as ASCII: what a
+# Chinese input method types in full-width mode (１３８…, Ｘ, －, （）), meaning the plain
+# characters. Only these: NFKC would also read ² or ① as a digit, which nobody types for one.
+_HALF_WIDTH = str.maketrans(
+    {0xFF01 + i: chr(0x21 + i) for i in range(0x7E - 0x21 + 1)} | {0x3000: " "}
+)
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 _CN_DIGITS = {
@@ -114,24 +123,40 @@ def shown_name(values: dict[str, str], field: str, label: str, max_length: int) 
 
 
 def normalize_phone(value: str) -> str:
-    digits = re.sub(r"[\s\-()（）]", "", value)
+    """The number as stored: ASCII digits, full-width ones read as such, without separators or
+    +86; any other digit is refused (a number in them would be another number to the rule of
+    one phone per roster)."""
+    digits = re.sub(r"[\s\-()]", "", value.translate(_HALF_WIDTH))
     if digits.startswith("+86"):
         digits = digits[3:]
     if _MOBILE.match(digits) or _LANDLINE.match(digits):
         return digits
+    other = _other_digit(digits)
+    if other is not None:
+        raise RowError("phone", f"{value!r} has a digit other than 0-9 ({other})")
     raise RowError("phone", f"{value!r} is not a mobile (11 digits, 1xx) or landline number")
 
 
 def normalize_id_number(value: str | None) -> str | None:
+    """The number as stored: ASCII digits and X, full-width ones read as such."""
     if value is None or not value.strip():
         return None
-    text = value.strip().upper()
-    if not re.match(r"^\d{17}[\dX]$", text):
+    text = value.translate(_HALF_WIDTH).strip().upper()
+    if not _ID_NUMBER.match(text):
+        other = _other_digit(text)
+        if other is not None:
+            raise RowError("id_number", f"{value!r} has a digit other than 0-9 ({other})")
         raise RowError("id_number", f"{value!r} is not an 18-character resident ID number")
     total = sum(int(d) * w for d, w in zip(text[:17], _ID_WEIGHTS, strict=True))
     if _ID_CHECK[total % 11] != text[17]:
         raise RowError("id_number", f"{value!r} fails the ID number's check digit")
     return text
+
+
+def _other_digit(text: str) -> str | None:
+    """The first digit of ``text`` that is not one of 0-9 (٣, ３ once read), as U+XXXX."""
+    found = next((c for c in text if c.isdigit() and not c.isascii()), None)
+    return None if found is None else f"U+{ord(found):04X}"
 
 
 def parse_role(value: str) -> MemberRole:

@@ -467,6 +467,68 @@ def test_a_sheet_holds_no_character_xml_cannot_in_its_title_header_or_cells() ->
     assert [sheet["A1"].value, sheet["A2"].value, sheet["A3"].value] == ["队", "姓名", "李四\t\n"]
 
 
+async def members_listed(world: World) -> list[dict[str, Any]]:
+    reply = await world.http.get("/api/v1/rosters/members", headers=(await world.admin()).headers)
+    assert reply.status_code == 200, reply.text
+    listed: list[dict[str, Any]] = reply.json()
+    return listed
+
+
+async def test_full_width_numbers_are_stored_in_ascii_and_other_digits_are_refused(
+    world: World,
+) -> None:
+    """A Chinese input method in full-width mode types １３９－１２３４ and Ｘ: the number
+    meant, stored in ASCII, so that it is the same phone to the rule of one per roster. Any
+    other digit (Arabic-Indic ١٣٩) is refused naming the field, in a body and in a file."""
+    team = await world.team("fixed_post", name="银湖驻点应急联防队")
+    admin = await world.admin()
+    body = {"kind": "emergency", "group_name": team["name"], "role": "member"}
+
+    async def add(name: str, phone: str, id_number: str | None = None) -> Any:
+        sent = {**body, "name": name, "phone": phone, "id_number": id_number}
+        return await world.http.post("/api/v1/rosters/members", json=sent, headers=admin.headers)
+
+    reply = await add(
+        "张三", "＋８６　１３９－１２３４－５６７８", "４４１９００１９９００３０７０１８ｘ"
+    )
+    assert reply.status_code == 201, reply.text
+    assert (reply.json()["phone"], reply.json()["id_number"]) == (
+        "13912345678",
+        "44190019900307018X",
+    )
+    reply = await add("李四", "13912345678")
+    assert reply.status_code == 409 and reply.json()["field"] == "phone", reply.text
+    for field, phone, id_number, found in (
+        ("phone", "139١٢٣٤٥٦٧٨", None, "U+0661"),
+        ("phone", "13９12345６78\u00b2", None, "U+00B2"),
+        ("id_number", "13700137000", "44190019900307001٦", "U+0666"),
+    ):
+        reply = await add("王五", phone, id_number)
+        assert reply.status_code == 422, reply.text
+        assert reply.json()["field"] == field and found in reply.json()["detail"], reply.text
+
+    rows = [
+        member(1, team["name"], 1, "张三", "队员", "１３９１２３４５６７８", id_number=ID_A),
+        member(2, team["name"], 1, "赵六", "队员", "（０７６９）８７６５－４３２１"),
+        member(3, team["name"], 1, "钱七", "队员", "১৩৯১২৩৪৫৬৭৯"),
+        member(4, team["name"], 1, "孙八", "队员", "13912345678"),
+    ]
+    reply = await upload(world, csv_file(rows))
+    assert reply.status_code == 422, reply.text
+    problems = [(p["row"], p["field"]) for p in reply.json()["problems"]]
+    assert problems == [(4, "phone"), (5, "phone")]
+    assert "repeats the phone of row 2" in reply.json()["problems"][1]["message"]
+    reply = await upload(world, csv_file(rows[:2]))
+    assert reply.status_code == 200, reply.text
+    # 张三 is recognised by his name and phone, the phone read in ASCII: kept, not added.
+    assert (reply.json()["created"], reply.json()["updated"]) == (1, 1)
+    listed = await members_listed(world)
+    assert sorted((m["name"], m["phone"], m["id_number"]) for m in listed) == [
+        ("张三", "13912345678", ID_A),
+        ("赵六", "076987654321", None),
+    ]
+
+
 def csv_file(rows: list[list[Any]]) -> bytes:
     buffer = io.StringIO()
     csv.writer(buffer).writerows([HEADER, *rows])

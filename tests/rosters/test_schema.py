@@ -61,6 +61,12 @@ PHONES = [
     "1391234567a",
     "769-87654321",
     "0769-876543210123",
+    # Full-width, as an input method's full-width mode types them; other digits are refused.
+    "１３９１２３４５６７８",
+    "＋８６　１３９－１２３４－５６７８",
+    "（０７６９）８７６５４３２１",
+    "139١٢٣٤٥٦٧٨",
+    "13912345６7\u00b2",
 ]
 # The check digit is beyond a pattern: these have a right one, or a wrong form.
 ID_NUMBERS = [
@@ -72,6 +78,9 @@ ID_NUMBERS = [
     "4419",
     "44190019900307001Y",
     "4419001990030700161",
+    "４４１９００１９９００３０７０１８ｘ",
+    "\u3000４４１９００１９９００３０７００１６",
+    "44190019900307001٦",
 ]
 
 
