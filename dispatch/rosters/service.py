@@ -167,11 +167,17 @@ def parse_role(value: str) -> MemberRole:
     return role
 
 
+_UNIT = re.compile(r"^第?\s*([0-9]+|[一二两三四五六七八九十]+)\s*(单元)?$")
+# A number of one or two digits in hanzi as it is written: 二, 十, 十二, 二十, 二十三 (and 两 for
+# 2 on its own, as in 两单元).
+_CN_NUMBER = re.compile("([一二三四五六七八九])?十([一二三四五六七八九])?|([一二两三四五六七八九])")
+
+
 def parse_unit(value: str) -> int | None:
     text = value.strip()
     if not text:
         return None
-    match = re.match(r"^第?\s*([0-9]+|[一二两三四五六七八九十]+)\s*(单元)?$", text)
+    match = _UNIT.match(text.translate(_HALF_WIDTH))
     number = _number(match.group(1)) if match else None
     if number is None or not 1 <= number <= 99:
         raise RowError("unit", f"{text!r} is not a unit number (1-99, e.g. 2 or 第二单元)")
@@ -179,16 +185,17 @@ def parse_unit(value: str) -> int | None:
 
 
 def _number(text: str) -> int | None:
-    if text.isdigit():
+    """The number ``text`` writes in ASCII digits or hanzi; None when the hanzi are no number
+    (十十, 二十三十: read in part, they would put the member in another unit)."""
+    if text.isascii():
         return int(text)
-    if text == "十":
-        return 10
-    tens, _, ones = text.partition("十")
-    if "十" not in text:
-        return _CN_DIGITS.get(text) if len(text) == 1 else None
-    high = _CN_DIGITS.get(tens, 0) if tens else 1
-    low = _CN_DIGITS.get(ones, 0) if ones else 0
-    return high * 10 + low if high else None
+    match = _CN_NUMBER.fullmatch(text)
+    if match is None:
+        return None
+    tens, ones, alone = match.groups()
+    if alone is not None:
+        return _CN_DIGITS[alone]
+    return (_CN_DIGITS[tens] if tens else 1) * 10 + (_CN_DIGITS[ones] if ones else 0)
 
 
 def mask_phone(phone: str) -> str:

@@ -529,6 +529,31 @@ async def test_full_width_numbers_are_stored_in_ascii_and_other_digits_are_refus
     ]
 
 
+async def test_a_unit_in_hanzi_is_read_only_when_it_is_a_number(world: World) -> None:
+    """十十 or 二十三十 is no number: read in part it put the member in unit 10 or 20."""
+    team = await world.team("fixed_post", name="银湖驻点应急联防队")
+    bad = ["十十", "二十三十", "三三", "两十", "十两", "二十二二", "第十十单元", "٣"]
+    rows = [
+        member(i + 1, team["name"], unit, f"队员{i}", "队员", f"139000000{i:02d}")
+        for i, unit in enumerate(bad)
+    ]
+    reply = await upload(world, csv_file(rows))
+    assert reply.status_code == 422, reply.text
+    problems = [(p["row"], p["field"]) for p in reply.json()["problems"]]
+    assert problems == [(i + 2, "unit") for i in range(len(bad))]
+    assert "'十十' is not a unit number" in reply.json()["problems"][0]["message"]
+
+    good = {"十": 10, "一十": 10, "第十二单元": 12, "二十": 20, "九十九": 99, "两": 2, "２": 2}
+    rows = [
+        member(i + 1, team["name"], unit, f"队员{i}", "队员", f"139000000{i:02d}")
+        for i, unit in enumerate(good)
+    ]
+    reply = await upload(world, csv_file(rows))
+    assert reply.status_code == 200, reply.text
+    listed = {m["name"]: m["unit"] for m in await members_listed(world)}
+    assert listed == {f"队员{i}": unit for i, unit in enumerate(good.values())}
+
+
 def csv_file(rows: list[list[Any]]) -> bytes:
     buffer = io.StringIO()
     csv.writer(buffer).writerows([HEADER, *rows])
