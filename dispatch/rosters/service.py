@@ -311,8 +311,16 @@ def _check_member(
 # ---------------------------------------------------------------- reading and writing members
 
 
-async def get_member(session: AsyncSession, member_id: str) -> RosterMember:
-    member = await session.get(RosterMember, member_id)
+async def get_member(
+    session: AsyncSession, member_id: str, *, for_update: bool = False
+) -> RosterMember:
+    """``for_update``: for a change to the member, which a removal committed meanwhile would
+    leave with no row to write (PostgreSQL: the lock waits for one under way, and then the
+    member is not found)."""
+    query = select(RosterMember).where(RosterMember.id == member_id)
+    if for_update:
+        query = query.with_for_update(key_share=True)
+    member = await session.scalar(query)
     if member is None:
         raise NotFound(f"roster member {member_id!r} does not exist", field="member_id")
     return member
@@ -464,7 +472,7 @@ async def link_account(
 ) -> RosterMember:
     """A leader account speaks for one member of its own team; in a team that rotates units,
     it is alerted while that member's unit is on turn (``duty.leaders_on_turn``)."""
-    member = await get_member(session, member_id)
+    member = await get_member(session, member_id, for_update=True)
     if user_id is not None:
         user = await session.get(User, user_id)
         if user is None:

@@ -119,6 +119,30 @@ async def test_an_account_linked_while_another_transaction_links_it_is_a_conflic
     assert [m["id"] for m in await members(world) if m["user_id"] == leader.id] == [ids[0]]
 
 
+async def test_an_account_linked_to_a_member_another_transaction_removes_is_not_found(
+    world: World,
+) -> None:
+    """The link waits for the removal under way, and then finds no member: 404 naming it, not
+    a 500 for a row that was gone when the link was written."""
+    _, ids, leader = await team_of_eight(world)
+    admin = await world.admin()
+
+    reply = await racing_a_writer(
+        world,
+        lambda: world.http.put(
+            f"/api/v1/rosters/members/{ids[0]}/account",
+            json={"user_id": leader.id},
+            headers=admin.headers,
+        ),
+        "DELETE FROM roster_members WHERE id = $1",
+        ids[0],
+    )
+
+    assert reply.status_code == 404, reply.text
+    assert reply.json()["field"] == "member_id"
+    assert ids[0] not in [m["id"] for m in await members(world)]
+
+
 def shift(i: int) -> dict[str, Any]:
     return {"start": f"{12 + i:02d}:00", "end": "09:00", "rotation_start": "2026-01-05"}
 
