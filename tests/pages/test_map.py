@@ -1,4 +1,5 @@
-"""The map under Chinese (GCJ-02) base tiles: overlays shifted, picked points converted back."""
+"""The map under Chinese (GCJ-02) base tiles: overlays shifted, picked points converted back,
+names in tooltips shown as typed."""
 
 from __future__ import annotations
 
@@ -46,3 +47,18 @@ async def test_clicking_a_zone_on_gcj02_tiles_reports_the_point_in_the_zone(
     incident = await world.incident(await world.operator(), incident_id)
     # Back in WGS84 within a couple of pixels of the site (about a metre each at this zoom).
     assert incident["dispatches"][0]["distance_m"] < 5
+
+
+async def test_a_team_name_that_looks_like_markup_reads_as_typed_in_its_tooltip(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    name = 'A<b id="bold">粗体</b>队'
+    await world.team("fixed_post", name=name)
+    page = await (await desk_context(browser, contexts)).new_page()
+    await log_in(page, world.base_url + "/console", await world.operator())
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+
+    await page.locator("path.leaflet-interactive").last.hover(force=True)
+    tooltip = page.locator(".leaflet-tooltip")
+    await expect(tooltip).to_have_text(name + " · 驻点式应急联防队")
+    assert await tooltip.locator("#bold").count() == 0, "the name made no element of its own"

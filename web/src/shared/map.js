@@ -4,6 +4,7 @@
 // convert back.
 import L from 'leaflet';
 import gcoord from 'gcoord';
+import { h } from './dom.js';
 import { t } from './i18n.js';
 
 const SYSTEMS = { wgs84: gcoord.WGS84, gcj02: gcoord.GCJ02 };
@@ -90,6 +91,14 @@ function outOfTabOrder(layer) {
   return layer;
 }
 
+// A tooltip's content as text. Leaflet puts a string in with innerHTML, and a label holds names
+// users typed: a team named `A<b>B</b>` became markup on every console and phone that drew it
+// (the page's policy stops scripts, not markup). An element made with textContent shows the
+// name as typed.
+function textTip(label) {
+  return h('span', { text: label });
+}
+
 export function zoneLayer(view, team) {
   const style = ZONE_STYLE[team.kind] || ZONE_STYLE.patrol;
   const label = team.name + ' · ' + t('kind.' + team.kind);
@@ -116,7 +125,7 @@ export function zoneLayer(view, team) {
       weight: 1,
     }),
   )
-    .bindTooltip(label)
+    .bindTooltip(textTip(label))
     .addTo(group);
   return group;
 }
@@ -129,7 +138,7 @@ export function incidentMarker(view, incident, label) {
     fillColor: '#dc2626',
     fillOpacity: 0.9,
   });
-  if (label) outOfTabOrder(marker).bindTooltip(label);
+  if (label) outOfTabOrder(marker).bindTooltip(textTip(label));
   return marker;
 }
 
