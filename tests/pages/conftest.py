@@ -77,8 +77,8 @@ async def contexts(browser: Browser) -> AsyncIterator[Opened]:
 
 async def on_the_servers_clock(context: BrowserContext) -> None:
     """With DISPATCH_TEST_CLOCK_START, the browser's clock starts where the test servers' do
-    (and runs on from there): a page compares the server's times with its own clock (a token's
-    expiry, the reports' default period), and the host's now would be another day."""
+    (and runs on from there): a page compares the server's times with its own clock (the
+    reports' default period), and the host's now would be another day."""
     start = clock_start()
     if start is not None:
         await context.clock.set_system_time(start)

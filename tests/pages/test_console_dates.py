@@ -13,8 +13,7 @@ from tests.pages.test_console_and_phone import card, open_console
 from tests.support import World
 
 SHANGHAI = timedelta(hours=8)
-# The coming midnight in Shanghai, 90 s before it: ahead of this machine's clock, so that the
-# tokens the server issues are not expired by the browser's.
+# The coming midnight in Shanghai, and 90 s before it.
 MIDNIGHT = (datetime.now(UTC) + SHANGHAI).replace(hour=0, minute=0, second=0, microsecond=0)
 MIDNIGHT += timedelta(days=1)
 BEFORE = MIDNIGHT - timedelta(seconds=90)  # Shanghai wall clock 23:58:30

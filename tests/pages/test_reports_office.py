@@ -112,6 +112,17 @@ async def test_downloads_are_named_in_the_pages_language(
     assert re.fullmatch("response-times" + stamp + r"\.xlsx", names[2]), names
 
 
+async def test_a_download_refused_for_an_expired_login_signs_the_page_out_saying_so(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    day, _ = await a_day_nobody_came(world)
+    page = await open_report(browser, contexts, world, day)
+    world.clock.advance(world.runtime.settings.token_ttl_s + 1)
+    await page.locator("#dl-csv").click()
+    await expect(page.locator("#login")).to_be_visible()
+    await expect(page.locator("#login-error")).to_have_text("登录已过期，请重新登录")
+
+
 async def test_a_long_team_name_stays_inside_the_per_team_chart(
     world: World, browser: Browser, contexts: Opened
 ) -> None:

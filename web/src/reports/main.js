@@ -787,6 +787,13 @@ async function download(path, part, format) {
     $('#status').textContent = t('rep.download_failed', { detail: errorText(error) });
     return;
   }
+  if (reply.status === 401 && api.token === token) {
+    // The server has ended the token (it judges expiry, not this computer's clock): the page
+    // signs out, as it does when any other request is refused so.
+    api.logout();
+    signOut(() => t('login.expired'));
+    return;
+  }
   if (!reply.ok) {
     const error = await errorFromReply(reply);
     $('#status').textContent = t('rep.download_failed', { detail: errorText(error) });
