@@ -182,7 +182,7 @@ async function start(me) {
     onMessage: onMessage,
     onStatus: showStatus,
     onAuthFailed: () => {
-      api.logout();
+      api.forget();
       signOut(() => t('login.expired'));
     },
   });

@@ -157,7 +157,7 @@ async function start(me) {
     onCaughtUp,
     onStatus: showStatus,
     onAuthFailed: () => {
-      api.logout();
+      api.forget();
       signOut(() => t('login.expired'));
     },
   });

@@ -790,7 +790,7 @@ async function download(path, part, format) {
   if (reply.status === 401 && api.token === token) {
     // The server has ended the token (it judges expiry, not this computer's clock): the page
     // signs out, as it does when any other request is refused so.
-    api.logout();
+    api.forget();
     signOut(() => t('login.expired'));
     return;
   }

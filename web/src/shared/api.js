@@ -81,7 +81,28 @@ export class Api {
     return data;
   }
 
+  /**
+   * Log out: the token is forgotten here at once and ended on the server (a token left on a
+   * shared console or a lost phone works no more), as far as the server can be reached. Nobody
+   * waits for that answer: a server out of reach or slow keeps no one signed in on this device.
+   * `keepalive` lets the request outlive a page closed right after.
+   */
   logout() {
+    const token = this.token;
+    this.forget();
+    if (!token) return Promise.resolve();
+    return fetch('/api/v1/auth/logout', {
+      method: 'POST',
+      headers: { authorization: 'Bearer ' + token },
+      keepalive: true,
+    }).then(
+      () => {},
+      () => {},
+    );
+  }
+
+  /** Forget the token on this device only: for one the server has refused already. */
+  forget() {
     remove(this.key);
   }
 
@@ -123,8 +144,10 @@ export class Api {
       init.body = JSON.stringify(body);
     }
     const [reply, data] = await this.exchange(path, init);
-    if (reply.status === 401) {
-      this.logout();
+    // A refusal of a token no longer held (one logged out while this request was on its way)
+    // says nothing of the one held now, if any: only the refused token signs the page out.
+    if (reply.status === 401 && this.token === token) {
+      this.forget();
       this.onUnauthorized();
     }
     if (!reply.ok) throw new ApiError(reply.status, detailOf(data, reply), retryAfter(reply), data);

@@ -78,6 +78,7 @@ export function signInGate(api, page) {
   function enter(me) {
     const refusal = page.admit(me);
     if (refusal) {
+      // A token this page cannot use is ended, not left working where nobody holds it.
       api.logout();
       signOut(refusal);
       return;
@@ -93,6 +94,8 @@ export function signInGate(api, page) {
     gate.run();
   }
 
+  // 退出 ends the token on the server too; a sign-out after the server refused the token
+  // (login.expired) only forgets it here.
   $('#logout').addEventListener('click', () => {
     api.logout();
     signOut(null);
