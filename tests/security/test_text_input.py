@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -211,17 +211,8 @@ VARIATIONS = "葛\U000e0100洪\U000e01ef\ufe00\ufe0f\u180b\u180f"
 
 @pytest.mark.parametrize("where", list(NAMES))
 async def test_a_name_refuses_characters_that_show_nothing(world: World, where: str) -> None:
-    send, stored, field = NAMES[where]
-    await world.admin()
-    if where == "teams.name (rename)":
-        await world.team("mobile", name="机动队")
-    before = await trail_length(world)
-    for name in INVISIBLE:
-        reply = await send(world, name)
-        assert reply.status_code == 422 and named(reply) == [field], reply.text
-        found = next(f"U+{ord(c):04X}" for c in name if c not in "联防队")
-        assert f"invisible character ({found})" in reply.json()["detail"], reply.text
-    assert await trail_length(world) == before, "a refused request writes nothing"
+    send, stored, _ = NAMES[where]
+    await refused_each(world, where, INVISIBLE, "invisible character")
     reply = await send(world, VARIATIONS)
     assert reply.status_code in (200, 201), reply.text
     assert await stored(world, reply) == VARIATIONS
@@ -240,16 +231,22 @@ NONCHARACTERS = (
 
 @pytest.mark.parametrize("where", list(NAMES))
 async def test_a_name_refuses_noncharacters(world: World, where: str) -> None:
+    await refused_each(world, where, NONCHARACTERS, "noncharacter")
+
+
+async def refused_each(world: World, where: str, names: Sequence[str], what: str) -> None:
+    """Each of ``names`` sent ``where`` is refused, naming its field and its character, and
+    none of them writes anything."""
     send, _, field = NAMES[where]
     await world.admin()
     if where == "teams.name (rename)":
         await world.team("mobile", name="机动队")
     before = await trail_length(world)
-    for name in NONCHARACTERS:
+    for name in names:
         reply = await send(world, name)
         assert reply.status_code == 422 and named(reply) == [field], reply.text
         found = next(f"U+{ord(c):04X}" for c in name if c not in "联防队")
-        assert f"noncharacter ({found})" in reply.json()["detail"], reply.text
+        assert f"{what} ({found})" in reply.json()["detail"], reply.text
     assert await trail_length(world) == before, "a refused request writes nothing"
 
 
