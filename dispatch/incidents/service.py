@@ -1349,6 +1349,21 @@ def _dispatch_query(lock: bool, taking_on: bool) -> Select[Any]:
     return query
 
 
+async def _latest_hop(session: AsyncSession, incident_id: str) -> datetime | None:
+    """The time of the incident's latest hop on record, of any of its dispatches."""
+    row = (
+        await session.execute(
+            select(
+                func.max(Dispatch.delivered_at),
+                func.max(Dispatch.shown_at),
+                func.max(Dispatch.accepted_at),
+                func.max(Dispatch.arrived_at),
+            ).where(Dispatch.incident_id == incident_id)
+        )
+    ).one()
+    return max((t for t in row if t is not None), default=None)
+
+
 def _after_recorded_hops(d: Dispatch, now: datetime) -> datetime:
     """The time to record showing or accepting at: the request's, unless a hop is on record
     later.
@@ -1658,6 +1673,11 @@ async def close_incident(
     incident = await _load_incident(session, incident_id, for_update=True)
     if incident.status == IncidentStatus.CLOSED.value:
         return await get_incident(session, incident_id)
+    # Hops share the incident's row and a close waits for all of them, also for those that
+    # came in after it did (on PostgreSQL a share lock does not queue behind a waiting close).
+    # What they recorded stays, and the close comes after it: nothing is on record after the
+    # close, and a late arrival's breach is not taken for the timer's and withdrawn.
+    now = max(now, await _latest_hop(session, incident_id) or now)
     # The database gives every tier the close's time, which the reports judge it by (a
     # trigger on the incident's closed_at, migration 0024, which keeps it for every writer).
     incident.status, incident.closed_at = IncidentStatus.CLOSED.value, now

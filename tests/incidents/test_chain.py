@@ -6,6 +6,7 @@ import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import select, text
 
@@ -14,7 +15,7 @@ from dispatch.auth.service import Principal
 from dispatch.incidents import service as incidents
 from dispatch.incidents.models import ChainTier, Dispatch
 from tests.conftest import RunningServer
-from tests.rosters.races import when_blocked_or_done
+from tests.rosters.races import postgres_dsn, when_blocked_or_done
 from tests.support import QINGXI, World
 
 
@@ -251,6 +252,48 @@ async def test_a_hop_that_comes_in_while_a_close_is_written_is_refused(
     assert [c["status"] for c in closed["chain"]] == ["cancelled"] * 3
     assert all(c["arrived_at"] is None for c in closed["chain"])
     assert closed["dispatches"][0]["arrived_at"] is None
+
+
+async def test_a_close_that_waited_for_a_hop_come_in_after_it_is_recorded_after_that_hop(
+    world: World,
+) -> None:
+    """On PostgreSQL a hop takes the incident's row in share, which a close waiting for
+    another hop does not hold back: an arrival that came in after the close can be written
+    before it. The close then comes after the arrival, and the late arrival's breach stays."""
+    dsn = postgres_dsn(world)
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    incident = await world.report(operator)
+    world.clock.advance(59)
+    hop_in_flight = await asyncpg.connect(dsn)
+    try:
+        async with hop_in_flight.transaction():
+            await hop_in_flight.execute(
+                "SELECT 1 FROM incidents WHERE id = $1 FOR SHARE", incident["id"]
+            )
+            close = asyncio.create_task(
+                world.http.post(
+                    f"/api/v1/incidents/{incident['id']}/close", headers=operator.headers
+                )
+            )
+            await when_blocked_or_done(world, close)
+            assert not close.done(), "the close waits for the hop in flight"
+            world.clock.advance(2)
+            url = f"/api/v1/dispatches/{dispatch_of(incident, team)['id']}/arrive"
+            arrival = await world.http.post(url, headers=leader.headers)
+            assert arrival.status_code == 200, arrival.text
+    finally:
+        await hop_in_flight.close()
+    closed = (await close).json()
+    assert [c["status"] for c in closed["chain"]] == ["breached", "cancelled", "cancelled"]
+    assert tier(closed, 1)["elapsed_s"] == 61
+    events = (
+        await world.http.get(f"/api/v1/incidents/{incident['id']}/events", headers=operator.headers)
+    ).json()
+    assert events[-1]["type"] == "closed", [e["type"] for e in events]
+    assert events[-1]["data"] == {}, "no breach withdrawn"
+    assert t(events[-1]["at"]) - t(incident["reported_at"]) == timedelta(seconds=61)
 
 
 async def test_the_timeline_records_every_hop_with_actor(world: World) -> None:
