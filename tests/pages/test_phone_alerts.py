@@ -1,5 +1,5 @@
-"""The leader's phone with more than one alert, a line that drops, a keyboard, and a clean
-console: in headless Chromium against the real server."""
+"""The leader's phone with more than one alert, a line that drops, a keyboard, a phone handed
+over at the change of shift, and a clean console: in headless Chromium against the real server."""
 
 from __future__ import annotations
 
@@ -398,3 +398,28 @@ async def test_pages_load_without_errors_and_a_new_phone_sends_no_positions_for_
         await untouched.wait_for_timeout(100)
     vibrations = await untouched.evaluate("window.__vibrations")
     assert vibrations and all(v["tapped"] for v in vibrations)
+
+
+async def test_the_next_leader_on_a_shared_phone_is_alerted_to_what_the_last_one_put_away(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    post = await world.team("fixed_post")
+    day_leader, night_leader = await world.leader(post), await world.leader(post)
+    phone = await open_phone(browser, contexts, world, day_leader, away(300))
+    alert = phone.locator("#alert")
+    incident = await world.report(await world.operator())
+    await expect(alert).to_be_visible()
+    await phone.get_by_role("button", name="收起").click()
+    await expect(alert).to_be_hidden()
+
+    # The change of shift: the phone is handed over, the page never reloaded.
+    await phone.get_by_role("button", name="退出").click()
+    await phone.get_by_label("用户名").fill(night_leader.name)
+    await phone.get_by_label("密码").fill(night_leader.password)
+    await phone.get_by_role("button", name="登录").click()
+    await expect(phone.locator("#team")).to_contain_text(night_leader.name)
+
+    # The alert went to him too, and he has not seen it: it comes up and rings for him.
+    await expect(alert).to_be_visible()
+    await expect(alert).to_have_attribute("data-ringing", "true")
+    await expect(card_on_phone(phone, incident["id"])).to_have_count(1)

@@ -32,41 +32,52 @@ const SWITCH_GUARD_MS = 600;
 const config = readConfig();
 const api = new Api('dispatch.m.token', { timeoutS: config.request_timeout_s });
 
-const state = {
-  me: null,
-  team: null,
-  live: null,
-  incidents: new Map(),
-  overlay: null, // incident id on screen
-  shownSent: new Set(),
-  missed: new Set(),
-  stopRing: null,
-  fix: null,
-  fixError: null,
-  watchId: null,
-  positionTimer: null,
-  positions: new Map(), // dispatch id -> {distance_m, accuracy_m}
-  mapView: null,
-  mapFor: null,
-  meMarker: null,
-  returnFocus: null,
-  renderQueued: false,
-  status: null,
-  missedWaiting: [], // ids of the missed alerts said to wait for an answer
-  closed: new Set(),
-  queued: new Set(), // alerts put up for an answer: live ones, and missed ones once caught up
-  dismissed: new Set(), // put away unanswered (收起): not put up again by themselves
-  replaying: false, // missed messages are coming in on this connection
-  reloading: null, // after a resync, while the list comes: ids the websocket brought meanwhile
-  reloads: 0, // reloads begun: a later resync's reload takes over from one still retrying
-  reloader: null, // asks for the list after a resync until it comes (keepLoading)
-  outbox: [], // taps (accept, arrive) the server has not recorded yet, kept on the phone
-  sending: new Set(),
-  outboxNotes: new Map(), // incident id -> why a kept tap was dropped (a function giving the text)
-  guardTimer: null,
-  loading: null, // the first load of the team and its incidents, asked again until it comes
-  loadProblem: null, // {error, tries} while it has not
-};
+// What the page holds for the leader signed in. Each login starts from it afresh, as a page
+// just opened does: a phone handed over at the change of shift must ring for the next leader's
+// alerts, the ones the last leader put away (收起) or had up already included.
+function signedIn() {
+  return {
+    me: null,
+    team: null,
+    incidents: new Map(),
+    shownSent: new Set(),
+    missed: new Set(),
+    positions: new Map(), // dispatch id -> {distance_m, accuracy_m}
+    status: null,
+    missedWaiting: [], // ids of the missed alerts said to wait for an answer
+    closed: new Set(),
+    queued: new Set(), // alerts put up for an answer: live ones, and missed ones once caught up
+    dismissed: new Set(), // put away unanswered (收起): not put up again by themselves
+    replaying: false, // missed messages are coming in on this connection
+    reloading: null, // after a resync, while the list comes: ids the websocket brought meanwhile
+    reloader: null, // asks for the list after a resync until it comes (keepLoading)
+    outbox: [], // taps (accept, arrive) the server has not recorded yet, kept on the phone
+    outboxNotes: new Map(), // incident id -> why a kept tap was dropped (a function giving the text)
+    loading: null, // the first load of the team and its incidents, asked again until it comes
+    loadProblem: null, // {error, tries} while it has not
+  };
+}
+
+const state = Object.assign(
+  {
+    live: null,
+    overlay: null, // incident id on screen
+    stopRing: null,
+    fix: null,
+    fixError: null,
+    watchId: null,
+    positionTimer: null,
+    mapView: null,
+    mapFor: null,
+    meMarker: null,
+    returnFocus: null,
+    renderQueued: false,
+    reloads: 0, // reloads begun: a later resync's reload takes over from one still retrying
+    sending: new Set(),
+    guardTimer: null,
+  },
+  signedIn(),
+);
 
 function boot() {
   applyLang();
@@ -119,12 +130,27 @@ let signOut = () => {};
 
 function stop() {
   if (state.loading) state.loading.stop();
-  state.loadProblem = null;
-  showLoadProblem();
+  if (state.reloader) state.reloader.stop();
+  // A reload still waiting for its list is left behind (reloadList).
+  state.reloads += 1;
   if (state.live) state.live.stop();
   state.live = null;
   stopPositions();
   closeOverlay();
+  state.returnFocus = null;
+  Object.assign(state, signedIn());
+  $('#team').textContent = '';
+  showLoadProblem();
+  renderAll();
+}
+
+// An answer's handler for the login that sent the request: an answer that comes after its
+// leader signed out is not the next one's.
+function forThisLogin(handle) {
+  const me = state.me;
+  return (value) => {
+    if (state.me === me) handle(value);
+  };
 }
 
 async function start(me) {
@@ -138,6 +164,7 @@ async function start(me) {
   // After a resync: the open incidents, asked for again until they come, as at the start.
   state.reloader = keepLoading(() => reloadList(state.reloads), showLoading);
   await state.loading.run();
+  if (state.me !== me) return; // signed out meanwhile
   renderAll();
   flushOutbox();
   state.live = new Live({
@@ -165,9 +192,12 @@ async function start(me) {
 }
 
 async function loadTeamAndIncidents(me) {
-  state.team = await api.get('/api/v1/teams/' + me.team_id);
+  const team = await api.get('/api/v1/teams/' + me.team_id);
+  if (state.me !== me) return;
+  state.team = team;
   showTeam();
   const open = await api.get('/api/v1/incidents?status=open');
+  if (state.me !== me) return;
   // What the websocket brought meanwhile is kept where it is further on; none closed returns.
   state.incidents = new Map(
     open
@@ -697,7 +727,10 @@ function reportShown() {
   state.shownSent.add(d.id);
   api
     .post('/api/v1/dispatches/' + d.id + '/shown', { device_time: new Date().toISOString() })
-    .then(apply, () => state.shownSent.delete(d.id));
+    .then(
+      forThisLogin(apply),
+      forThisLogin(() => state.shownSent.delete(d.id)),
+    );
 }
 
 // The count of other alerts waiting for an answer, with a way to them.
@@ -792,15 +825,19 @@ async function send(entry, retrying) {
   const key = entry.dispatch_id + '/' + entry.action;
   if (state.sending.has(key) || !state.outbox.includes(entry)) return;
   state.sending.add(key);
+  const me = state.me;
   const path = '/api/v1/dispatches/' + entry.dispatch_id + '/' + entry.action;
   try {
     const reply = retrying
       ? await api.postRetrying(path, entry.body, {}, showRetrying)
       : await api.post(path, entry.body);
+    // Signed out meanwhile: the tap stays in its leader's outbox, sent again (and recorded
+    // once) at his next login.
+    if (state.me !== me) return;
     drop(entry);
     apply(reply);
   } catch (error) {
-    if (refusedForGood(error)) {
+    if (refusedForGood(error) && state.me === me) {
       drop(entry);
       state.outboxNotes.set(entry.incident_id, () => refusal(entry, error));
     }
@@ -963,13 +1000,13 @@ function sendPositions() {
       device_time: new Date().toISOString(),
     };
     api.post('/api/v1/dispatches/' + d.id + '/position', body).then(
-      (reply) => {
+      forThisLogin((reply) => {
         state.positions.set(d.id, { distance: reply.distance_m, accuracy: fix.accuracy });
         // Only a fix that recorded the arrival comes back with the incident; otherwise only
         // the distance shown changes, and every other change comes over the websocket.
         if (reply.incident) apply(reply.incident);
         else renderPosition(myDispatch(state.incidents.get(state.overlay)));
-      },
+      }),
       () => {},
     );
   }
