@@ -168,13 +168,19 @@ EACH_STATEMENT_ALONE = "dispatch_each_statement_alone"
 
 
 def _begin_unless_each_statement_alone(connection: Connection) -> None:
-    # SQLAlchemy's recipe for SQLite's transactions (it emits no BEGIN; the driver would emit
-    # one only before a write), sent in one turn through the driver's thread where
-    # ``exec_driver_sql`` takes three (a cursor made, used and closed): 3.84 M instructions
-    # for GET /api/v1/auth/me took 4.31 M with those. Deferred, the transaction takes its
-    # snapshot at its first read.
     if connection.get_execution_options().get(EACH_STATEMENT_ALONE):
         return
+    begin_sqlite_transaction(connection)
+
+
+def begin_sqlite_transaction(connection: Connection) -> None:
+    """A ``begin`` listener for a SQLite engine whose transactions must be real ones.
+
+    SQLAlchemy's recipe for SQLite's transactions (it emits no BEGIN; the driver would emit
+    one only before a write, so reads and DDL ran each on its own), sent in one turn through
+    the driver's thread where ``exec_driver_sql`` takes three (a cursor made, used and
+    closed): 3.84 M instructions for GET /api/v1/auth/me took 4.31 M with those. Deferred,
+    the transaction takes its snapshot at its first read."""
     adapted = cast(AdaptedConnection, connection.connection.dbapi_connection)
     adapted.run_async(lambda driver: driver.execute_fetchall("BEGIN"))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -13,7 +13,7 @@ from sqlalchemy.pool import NullPool
 from alerts.models import AlertsBase
 from dispatch import models  # noqa: F401  (registers every table)
 from dispatch.config import Settings
-from dispatch.db import Base
+from dispatch.db import Base, begin_sqlite_transaction
 from dispatch.migrate import UNKNOWN_KEY, unknown_revisions
 
 target_metadata = [Base.metadata, AlertsBase.metadata]
@@ -38,6 +38,8 @@ def migrate(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # SQLite's too (below): an upgrade stopped part-way leaves the database as it found it.
+        transactional_ddl=True,
     )
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
@@ -54,6 +56,12 @@ def migrate(connection: Connection) -> None:
 
 async def run_online() -> None:
     engine = create_async_engine(database_url(), poolclass=NullPool)
+    if engine.dialect.name == "sqlite":
+        # Its driver begins a transaction only before a write, so each DDL statement was its
+        # own: an upgrade stopped part-way (killed, a full disk, a locked file) kept some of a
+        # revision's changes without its number, and every later upgrade failed on them
+        # ("duplicate column name"). SQLite runs DDL in a transaction like the rest.
+        event.listen(engine.sync_engine, "begin", begin_sqlite_transaction)
     async with engine.begin() as connection:
         await connection.run_sync(migrate)
     await engine.dispose()

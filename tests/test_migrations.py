@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, MetaData, inspect, select, text
 from sqlalchemy.exc import IntegrityError
@@ -864,5 +865,46 @@ async def test_the_release_before_writes_on_the_migrated_database_and_its_rows_g
                     [("i1", tier, moved, closed) for tier in (1, 2, 3)],
                     [("d-i1", moved)],
                 )
+        finally:
+            await engine.dispose()
+
+
+class Interrupted(Exception):
+    """The upgrade stopped part-way: the process killed, the disk full, the file locked."""
+
+
+async def test_an_upgrade_stopped_part_way_leaves_the_database_as_it_found_it(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with fresh_database(backend, tmp_path) as url:
+        config = migrate.alembic_config(url)
+        await asyncio.to_thread(command.downgrade, config, "0022")
+        # 0023 adds the tiers' copy of their incident's times; 0024 stops at its first trigger.
+        run = Operations.execute
+
+        def stopping_at_a_trigger(self: Operations, sql: Any, *args: Any, **kw: Any) -> Any:
+            if "CREATE TRIGGER" in str(sql) or "CREATE FUNCTION" in str(sql):
+                raise Interrupted
+            return run(self, sql, *args, **kw)
+
+        monkeypatch.setattr(Operations, "execute", stopping_at_a_trigger)
+        with pytest.raises(Interrupted):
+            await asyncio.to_thread(command.upgrade, config, "head")
+        monkeypatch.setattr(Operations, "execute", run)
+
+        engine = create_engine(url)
+        try:
+            assert await migrate.current_revisions(engine) == ["0022"]
+            async with engine.connect() as connection:
+                columns = await connection.run_sync(
+                    lambda sync: [c["name"] for c in inspect(sync).get_columns("chain_tiers")]
+                )
+            assert "incident_reported_at" not in columns
+        finally:
+            await engine.dispose()
+        await asyncio.to_thread(command.upgrade, config, "head")
+        engine = create_engine(url)
+        try:
+            assert await migrate.current_revisions(engine) == migrate.heads()
         finally:
             await engine.dispose()
