@@ -20,6 +20,8 @@ from pydantic import ValidationError
 from dispatch.config import Settings, setting_errors
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
     from dispatch.auth.schemas import UserCreate
 
 log = logging.getLogger(__name__)
@@ -50,8 +52,8 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="serve the API, websockets and pages")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--port", type=port_number, default=8000, help="1-65535")
+    serve.add_argument("--workers", type=worker_count, default=1, help="processes, at least 1")
     serve.add_argument("--demo", action="store_true", help="seed a demo town on first start")
     serve.set_defaults(handler=_serve)
 
@@ -81,6 +83,31 @@ def _parser() -> argparse.ArgumentParser:
     add_simulate_command(commands)
     add_audit_command(commands)
     return parser
+
+
+def port_number(text: str) -> int:
+    """A TCP port to listen on. uvicorn takes any integer and the system keeps its low 16
+    bits, so 70000 listened on 4464 and 65536 on 0, which is any free port: a server on a
+    port nobody was told of. 0 is refused too for that reason."""
+    number = _integer(text)
+    if not 1 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: 1 to 65535")
+    return number
+
+
+def worker_count(text: str) -> int:
+    """Server processes: 0 and below ran one, as if asked for one."""
+    number = _integer(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes: at least 1")
+    return number
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
 def usage(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
@@ -329,7 +356,7 @@ def _users_add(args: argparse.Namespace) -> int:
     from dispatch.observability.logs import configure_logging
 
     password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline()
-    password = password.rstrip("\n")
+    password = without_line_ending(password)
     account = _user_account(args.name, Role(args.role), args.team, password)
     if isinstance(account, str):
         print(f"error: {account}", file=sys.stderr)
@@ -351,6 +378,16 @@ def _users_add(args: argparse.Namespace) -> int:
         return 1
     print(user_id)
     return 0
+
+
+def without_line_ending(line: str) -> str:
+    """A line read from a pipe without the one line ending that ended it, ``\\r\\n`` (a file
+    written on Windows, some terminals) as well as ``\\n``. Anything else is the password's,
+    spaces at its ends included: a ``\\r`` kept there made a password nobody could type."""
+    for ending in ("\r\n", "\n"):
+        if line.endswith(ending):
+            return line[: -len(ending)]
+    return line
 
 
 def _user_account(name: str, role: object, team_id: str | None, password: str) -> UserCreate | str:
@@ -421,11 +458,77 @@ def database_url_problem(database_url: str) -> str | None:
         return f"not a database URL (expected {URL_FORMS})"
     if url.drivername not in DRIVERS:
         return f"unsupported database {url.drivername!r} (expected {URL_FORMS})"
+    for option in url.query:
+        refused = url_option_problem(url, option)
+        if refused is not None:
+            return refused
     if url.drivername.startswith("sqlite"):
         path = sqlite_path(database_url)
         if path is not None and not path.parent.is_dir():
             return f"the directory {path.parent} of the SQLite file does not exist"
     return None
+
+
+# SQLAlchemy hands asyncpg each option of the URL, as text, as a keyword argument of
+# asyncpg.connect, but for this one, the size of its own cache of prepared statements.
+SQLALCHEMY_ASYNCPG_OPTIONS = frozenset({"prepared_statement_cache_size"})
+# What SQLAlchemy passes on to sqlite3.connect (its pysqlite dialect's own list: the function
+# is built in, its signature cannot be read); any other option it drops with only a warning.
+SQLITE_OPTIONS = frozenset(
+    {"uri", "timeout", "isolation_level", "detect_types", "check_same_thread", "cached_statements"}
+)
+# With uri=true the others go to SQLite in its own URI, which ignores names it does not know.
+SQLITE_URI_OPTIONS = frozenset({"vfs", "mode", "cache", "psow", "nolock", "immutable"})
+# libpq's names, which managed PostgreSQL providers' connection strings carry.
+LIBPQ_HINTS = {
+    "sslmode": "asyncpg's is ssl=, with the same values, e.g. ?ssl=require",
+    "connect_timeout": "asyncpg's timeout cannot be given in the URL",
+}
+
+
+def url_option_problem(url: URL, option: str) -> str | None:
+    """Why the URL's query option ``option`` cannot reach the driver, or None when it does.
+    Unchecked, asyncpg refused an unknown one with a TypeError, a traceback, as it first
+    connected, and SQLite's driver dropped it with only a warning."""
+    from sqlalchemy.util import asbool
+
+    if url.drivername.startswith("sqlite"):
+        if option in SQLITE_OPTIONS:
+            return None
+        if option in SQLITE_URI_OPTIONS and asbool(url.query.get("uri", False)):
+            return None
+        return (
+            f"the option {option!r} is not one SQLite's driver takes (it takes "
+            f"{', '.join(sorted(SQLITE_OPTIONS))}; with uri=true also "
+            f"{', '.join(sorted(SQLITE_URI_OPTIONS))})"
+        )
+    keywords = asyncpg_keywords()
+    if option in SQLALCHEMY_ASYNCPG_OPTIONS:
+        return None
+    if option in keywords:
+        default = keywords[option]
+        # asyncpg turns no text into a number or a class: ?timeout=5 failed part-way through
+        # connecting with a TypeError. ``loop`` takes an event loop.
+        if option != "loop" and (default is None or isinstance(default, str | bool)):
+            return None
+        return (
+            f"the option {option!r} cannot be given in the URL: the PostgreSQL driver (asyncpg) "
+            "takes it as a number or an object, not as text"
+        )
+    hint = LIBPQ_HINTS.get(option, "see the keyword arguments of asyncpg.connect")
+    return f"the option {option!r} is not one the PostgreSQL driver (asyncpg) takes; {hint}"
+
+
+def asyncpg_keywords() -> dict[str, object]:
+    """asyncpg.connect's keyword arguments and their defaults, read from its signature, so
+    that they follow the installed asyncpg."""
+    import inspect
+
+    import asyncpg
+
+    parameters = inspect.signature(asyncpg.connect).parameters.values()
+    keyword = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return {p.name: p.default for p in parameters if p.kind in keyword}
 
 
 def sqlite_path(database_url: str) -> Path | None:

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 from alembic import command
+from argon2 import PasswordHasher
 
 from dispatch import migrate
-from dispatch.cli import _parser
+from dispatch.cli import _parser, database_url_problem
 from dispatch.db import create_engine
 from tests.conftest import BACKENDS, free_port, fresh_database
 
@@ -77,6 +78,45 @@ def test_the_parser_every_command_builds_imports_none_of_the_server() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        # uvicorn kept the low 16 bits: 70000 listened on 4464, 65536 on any free port.
+        ("--port", "70000"),
+        ("--port", "65536"),
+        ("--port", "0"),
+        ("--port", "-1"),
+        ("--port", "eighty"),
+        # These ran one process, as if asked for one.
+        ("--workers", "0"),
+        ("--workers", "-2"),
+    ],
+)
+def test_serve_refuses_a_port_or_a_number_of_workers_it_cannot_use(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        _parser().parse_args(["serve", option, value])
+    assert exited.value.code == 2
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    assert said.startswith(f"dispatch serve: error: argument {option}: '{value}' is not")
+
+
+def test_serve_takes_every_port_and_any_number_of_workers() -> None:
+    args = _parser().parse_args(["serve", "--port", "1", "--workers", "1"])
+    assert (args.port, args.workers) == (1, 1)
+    args = _parser().parse_args(["serve", "--port", "65535", "--workers", "8"])
+    assert (args.port, args.workers) == (65535, 8)
+
+
+def test_serve_on_a_port_out_of_range_starts_no_server() -> None:
+    done = dispatch("serve", "--port", "65536")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "dispatch serve: error: argument --port: '65536' is not a port: 1 to 65535"
+    )
 
 
 # ---------------------------------------------------------------- settings
@@ -299,6 +339,50 @@ def test_db_upgrade_refuses_an_unusable_url(database_url: str, says: str) -> Non
     assert "hunter2secret" not in line
 
 
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        # libpq's form, which managed PostgreSQL providers hand out: asyncpg calls it ssl.
+        ("sslmode=require", "the option 'sslmode' is not one the PostgreSQL driver (asyncpg) "
+         "takes; asyncpg's is ssl=, with the same values, e.g. ?ssl=require"),
+        ("connect_timeout=5", "the option 'connect_timeout' is not one the PostgreSQL driver"),
+        ("sslmod=require", "the option 'sslmod' is not one the PostgreSQL driver"),
+        # asyncpg's own, but a number: given as text it failed part-way through connecting.
+        ("timeout=5", "the option 'timeout' cannot be given in the URL"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("audit", "verify"), ("serve",)])
+def test_a_url_option_the_driver_does_not_take_is_named_in_one_line(
+    tmp_path: Path, command: tuple[str, ...], query: str, says: str
+) -> None:
+    """Refused before connecting (no database listens at this address): asyncpg's TypeError
+    for an unknown keyword was a traceback of a hundred lines."""
+    url = f"postgresql+asyncpg://dispatch:hunter2secret@127.0.0.1:{free_port()}/dispatch?{query}"
+    port = ("--port", str(free_port())) if command == ("serve",) else ()
+    secret = str(tmp_path / "secret.key")
+    line = one_error_line(dispatch(*command, *port, database_url=url, secret_file=secret), 1)
+    assert line.startswith("error: DISPATCH_DATABASE_URL: the option ")
+    assert says in line
+    assert "hunter2secret" not in line
+
+
+def test_the_url_options_each_driver_takes_pass(tmp_path: Path) -> None:
+    for query in ("ssl=require", "host=/var/run/postgresql", "command_timeout=5"):
+        assert database_url_problem(f"postgresql+asyncpg://u:p@db/dispatch?{query}") is None
+    sqlite = f"sqlite+aiosqlite:///{tmp_path / 'dispatch.db'}"
+    assert database_url_problem(f"{sqlite}?timeout=10") is None
+    assert database_url_problem(f"{sqlite}?uri=true&mode=rwc") is None
+
+
+def test_a_sqlite_url_option_the_driver_would_drop_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'dispatch.db'}?journal_mode=wal"
+    line = one_error_line(dispatch("db", "upgrade", database_url=url), 1)
+    assert line.startswith(
+        "error: DISPATCH_DATABASE_URL: the option 'journal_mode' is not one SQLite's driver takes"
+    )
+    assert not (tmp_path / "dispatch.db").exists()
+
+
 def test_db_upgrade_names_a_refused_port_without_the_password() -> None:
     url = f"postgresql+asyncpg://postgres:hunter2secret@127.0.0.1:{free_port()}/dispatch"
     line = one_error_line(dispatch("db", "upgrade", database_url=url), 1)
@@ -361,6 +445,31 @@ def test_users_add_takes_a_name_as_the_api_does(tmp_path: Path) -> None:
         assert connection.execute("SELECT name FROM users").fetchall() == [("黄 队长",)]
         trail = connection.execute("SELECT data FROM audit_log WHERE action = 'cli_add_user'")
         assert [json.loads(data)["name"] for (data,) in trail] == ["黄 队长"]
+
+
+@pytest.mark.parametrize(
+    ("piped", "password"),
+    [
+        # A file written on Windows: the \\r kept made an account nobody could log into.
+        ("long-password\r\n", "long-password"),
+        ("long-password\n", "long-password"),
+        ("long-password", "long-password"),
+        # One line ending taken off, nothing else: what is left is the password.
+        (" long password \r\r\n", " long password \r"),
+    ],
+)
+def test_users_add_takes_the_password_without_its_line_ending(
+    tmp_path: Path, piped: str, password: str
+) -> None:
+    database = tmp_path / "users.db"
+    done = dispatch(
+        "users", "add", "bob", "--role", "admin",
+        database_url=f"sqlite+aiosqlite:///{database}", stdin=piped,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        [(stored,)] = connection.execute("SELECT password_hash FROM users").fetchall()
+    assert PasswordHasher().verify(stored, password)
 
 
 def test_users_add_names_an_unusable_database() -> None:
