@@ -203,12 +203,13 @@ async def watch_clock(runtime: Runtime) -> None:
 
 async def start_runtime(settings: Settings, clock: Clock) -> Runtime:
     unknown = await migrate.upgrade_async(settings.database_url)
+    release = await asyncio.to_thread(migrate.Release.read)
     if unknown:
         log.warning(
             "the database is at revision %s, which this release does not know (its newest is "
             "%s): a newer release migrated it; serving without migrating",
             ", ".join(unknown),
-            ", ".join(migrate.heads()),
+            ", ".join(sorted(release.heads)),
         )
     url, waited = settings.database_url, settings.db_pool_timeout_s
     engine = create_engine(url, settings.db_pool_size, 0, waited)
@@ -241,6 +242,7 @@ async def start_runtime(settings: Settings, clock: Clock) -> Runtime:
         secret=load_secret(settings),
         passwords=auth.password_hasher(settings.argon2_time_cost, settings.argon2_memory_kib),
         principals=Principals(settings.principal_cache_s),
+        release=release,
     )
 
 
@@ -280,7 +282,7 @@ def _add_health(app: FastAPI) -> None:
         try:
             async with runtime.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
-            schema = await migrate.schema_state(runtime.engine)
+            schema = await migrate.schema_state(runtime.engine, runtime.release)
         except Exception as error:
             return _not_ready({"status": "unavailable", "detail": str(error)})
         # Ahead (a newer release migrated it, a rolling upgrade): still ready.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
@@ -81,16 +82,36 @@ async def current_revisions(engine: AsyncEngine) -> list[str]:
     return sorted(current)
 
 
-async def schema_state(engine: AsyncEngine) -> Schema:
-    """Whether the database is at this release's newest migration, behind it, or ahead of it.
-    Only reads."""
-    return state_of(await current_revisions(engine))
+@dataclass(frozen=True)
+class Release:
+    """This release's migrations, read from their files once. A running server holds the one
+    it started with: its files cannot change under it, and reading them took ~19 ms of the
+    event loop's CPU, which each /readyz spent."""
+
+    heads: frozenset[str]
+    revisions: frozenset[str]
+
+    @classmethod
+    def read(cls) -> Release:
+        script = ScriptDirectory.from_config(alembic_config(""))
+        revisions = frozenset(revision.revision for revision in script.walk_revisions())
+        return cls(frozenset(script.get_heads()), revisions)
+
+    def state_of(self, current: Iterable[str]) -> Schema:
+        """The state of a database at the revisions ``current`` against this release's."""
+        current = set(current)
+        if current - self.revisions:
+            return Schema.AHEAD
+        return Schema.CURRENT if current == self.heads else Schema.BEHIND
+
+
+async def schema_state(engine: AsyncEngine, release: Release | None = None) -> Schema:
+    """Whether the database is at this release's newest migration, behind it, or ahead of it
+    (``release``: its migrations, read from their files if not given). Only reads."""
+    current = await current_revisions(engine)
+    return (release or Release.read()).state_of(current)
 
 
 def state_of(current: Iterable[str]) -> Schema:
     """The state of a database at the revisions ``current`` against this release's."""
-    script = ScriptDirectory.from_config(alembic_config(""))
-    current = list(current)
-    if unknown_revisions(script, current):
-        return Schema.AHEAD
-    return Schema.CURRENT if set(current) == set(script.get_heads()) else Schema.BEHIND
+    return Release.read().state_of(current)

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -28,6 +29,9 @@ from dispatch.outages import WriteHealth, database_unavailable
 from dispatch.rosters.book import DutyBook
 from dispatch.teams.coverage import Coverage
 from dispatch.villages.index import Villages
+
+if TYPE_CHECKING:
+    from dispatch.migrate import Release
 
 MESSAGES_CHANNEL = "dispatch_messages"
 
@@ -49,6 +53,8 @@ class Runtime:
     passwords: PasswordHasher
     # Who each recently seen bearer token speaks for (DISPATCH_PRINCIPAL_CACHE_S).
     principals: Principals
+    # This release's migrations, read as the server started, for /readyz.
+    release: Release
     # Cross-process fan-out; None on SQLite, which serves from one process.
     fanout: Listener | None = None
     # Records websocket acknowledgements in group commits; started in the lifespan.

@@ -15,6 +15,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, MetaData, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,6 +24,7 @@ from alerts.models import AlertsBase
 from dispatch import migrate
 from dispatch.audit.models import AuditEntry
 from dispatch.auth.models import User
+from dispatch.clock import ManualClock
 from dispatch.db import Base, create_engine, create_sessionmaker, table_of
 from dispatch.incidents.models import ChainTier, Dispatch, Incident
 from dispatch.rosters.models import RosterMember
@@ -30,7 +32,7 @@ from dispatch.teams import service as teams
 from dispatch.teams.coverage import Coverage
 from dispatch.teams.models import Team
 from dispatch.villages.models import Village
-from tests.conftest import fresh_database
+from tests.conftest import RunningServer, clock_start, fresh_database, server_settings
 from tests.processes import ServerProcess, server_env
 from tests.test_cli import dispatch
 
@@ -184,6 +186,32 @@ async def test_a_database_ahead_of_this_release_is_served_as_it_is(
             assert await migrate.current_revisions(engine) == [newer]
         finally:
             await engine.dispose()
+
+
+async def test_readyz_reads_no_migration_file_and_still_sees_a_database_behind(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The migrations cannot change under a running server: it reads them as it starts, and
+    each probe only asks the database (reading the files took ~19 ms of the event loop)."""
+    async with fresh_database(backend, tmp_path) as url:
+        server = RunningServer(server_settings(url), ManualClock(clock_start()))
+        await server.start()
+        try:
+
+            def read_from_files(*_: object) -> ScriptDirectory:
+                raise AssertionError("/readyz read the migration files")
+
+            monkeypatch.setattr(ScriptDirectory, "from_config", read_from_files)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http:
+                assert (await http.get("/readyz")).json()["status"] == "ready"
+                # A database behind this release (as though restored from an older backup).
+                older = text("UPDATE alembic_version SET version_num = '0014'")
+                async with server.app.state.runtime.engine.begin() as connection:
+                    await connection.execute(older)
+                ready = await http.get("/readyz")
+            assert (ready.status_code, ready.json()["status"]) == (503, "migrations pending")
+        finally:
+            await server.stop()
 
 
 async def _trail(connection: AsyncConnection, action: str) -> list[tuple[str, str, Any]]:
