@@ -393,17 +393,18 @@ async def _replay(session: _Session, after: int, upto: int | None = None) -> int
             )
         if page:
             await session.check_access()
-        if page and page[0].seq != last + 1:
-            if upto is not None:
-                # Filling a gap before a live message: what is missing is not readable yet.
-                return last
-            # The retention purge removed what follows ``last`` since the welcome looked: say
-            # so, as the welcome would have, rather than leave the client a silent gap. It
-            # reloads its state and carries on from just before the oldest message left.
-            reason = "messages after resume_from are past the retention window"
-            resync = _control("resync", page[0].seq - 1, {"reason": reason})
-            await session.websocket.send_text(resync)
         for envelope in page:
+            if envelope.seq != last + 1:
+                if upto is not None:
+                    # Filling a gap before a live message: what is missing is not readable yet.
+                    return last
+                # The retention purge removed what follows ``last`` since the welcome looked
+                # (or, as it deletes by time, a message whose clock read earlier than the one
+                # before it): say so, as the welcome would have, rather than leave the client a
+                # silent gap. It reloads its state and carries on from just before this one.
+                reason = "messages after resume_from are past the retention window"
+                resync = _control("resync", envelope.seq - 1, {"reason": reason})
+                await session.websocket.send_text(resync)
             await session.send(envelope)
             last = envelope.seq
         if len(page) < REPLAY_PAGE:

@@ -98,6 +98,9 @@ class Socket:
         if isinstance(message.get("seq"), int) and message["type"] not in CONTROL_FRAMES:
             assert message["seq"] == self.last_seq + 1, (message["seq"], self.last_seq)
             self.last_seq = message["seq"]
+        elif message.get("type") == "resync":
+            # As a client does: it reloads its state and carries on from the resync's seq.
+            self.last_seq = message["seq"]
         self.received.append(message)
         return message
 

@@ -151,3 +151,28 @@ async def test_messages_are_replayed_within_retention_and_resync_beyond(world: W
     assert "retention" in resync["data"]["reason"]
     assert await socket.silent()
     await socket.close()
+
+
+async def test_a_message_purged_between_two_kept_ones_is_a_resync_not_a_silent_gap(
+    world: World,
+) -> None:
+    leader = await world.leader(await world.team())
+    now = world.clock.now()
+    # The purge deletes by time, and a message's clock can read a little earlier than the one
+    # before it (two processes, one mailbox): the cutoff can fall between them.
+    for n, at in enumerate([now, now - timedelta(milliseconds=2), now]):
+        async with world.runtime.transaction() as session:
+            await mailboxes.enqueue(
+                session, [Outgoing(leader.id, "incident.updated", {"n": n})], now=at
+            )
+    async with world.runtime.transaction() as session:
+        assert await mailboxes.purge_before(session, now - timedelta(milliseconds=1)) == 1
+
+    socket = await world.connect(leader, resume_from=0)
+    first = await socket.next()
+    assert first["data"]["n"] == 0
+    resync = await socket.next()
+    assert resync["type"] == "resync" and resync["seq"] == first["seq"] + 1
+    assert "retention" in resync["data"]["reason"]
+    assert (await socket.next())["data"]["n"] == 2
+    await socket.close()
