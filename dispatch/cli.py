@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import getpass
 import logging
+import math
 import os
 import shutil
 import sys
@@ -505,11 +506,18 @@ def url_option_problem(url: URL, option: str) -> str | None:
     keywords = asyncpg_keywords()
     if option in SQLALCHEMY_ASYNCPG_OPTIONS:
         return None
+    if option == "command_timeout":
+        # The one number asyncpg reads from text itself; a bad one was its ValueError, a
+        # traceback, as it first connected.
+        return _positive_seconds(option, url.query[option])
     if option in keywords:
         default = keywords[option]
         # asyncpg turns no text into a number or a class: ?timeout=5 failed part-way through
-        # connecting with a TypeError. ``loop`` takes an event loop.
-        if option != "loop" and (default is None or isinstance(default, str | bool)):
+        # connecting with a TypeError. ``loop`` takes an event loop, ``server_settings`` a
+        # mapping (ours: ``dispatch.db``).
+        if option not in {"loop", "server_settings"} and (
+            default is None or isinstance(default, str | bool)
+        ):
             return None
         return (
             f"the option {option!r} cannot be given in the URL: the PostgreSQL driver (asyncpg) "
@@ -517,6 +525,18 @@ def url_option_problem(url: URL, option: str) -> str | None:
         )
     hint = LIBPQ_HINTS.get(option, "see the keyword arguments of asyncpg.connect")
     return f"the option {option!r} is not one the PostgreSQL driver (asyncpg) takes; {hint}"
+
+
+def _positive_seconds(option: str, given: str | tuple[str, ...]) -> str | None:
+    values = (given,) if isinstance(given, str) else given
+    for value in values:
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = math.nan
+        if not (math.isfinite(seconds) and seconds > 0):
+            return f"the option {option!r} must be a number of seconds greater than 0"
+    return None
 
 
 def asyncpg_keywords() -> dict[str, object]:

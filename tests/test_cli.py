@@ -349,6 +349,10 @@ def test_db_upgrade_refuses_an_unusable_url(database_url: str, says: str) -> Non
         ("sslmod=require", "the option 'sslmod' is not one the PostgreSQL driver"),
         # asyncpg's own, but a number: given as text it failed part-way through connecting.
         ("timeout=5", "the option 'timeout' cannot be given in the URL"),
+        ("server_settings=x", "the option 'server_settings' cannot be given in the URL"),
+        # The one number asyncpg reads from text: a bad one was its ValueError, a traceback.
+        ("command_timeout=abc", "the option 'command_timeout' must be a number of seconds"),
+        ("command_timeout=0", "the option 'command_timeout' must be a number of seconds"),
     ],
 )  # fmt: skip
 @pytest.mark.parametrize("command", [("db", "upgrade"), ("audit", "verify"), ("serve",)])
