@@ -205,6 +205,41 @@ async def test_the_alarm_button_is_readable_on_the_red_banner(
     await alarm.screenshot(path=artifacts / f"console-alarm-{backend}.png")
 
 
+async def test_the_banner_names_every_breach_it_silences(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """A fight and, 10 s later, a fire both go unanswered. The fire breaches before the
+    operator has acknowledged the fight: the banner names both, as 确认并静音 acknowledges
+    both. A breach after that is named alone."""
+    await world.team("fixed_post")
+    operator = await world.operator()
+    console = await open_console(browser, contexts, world)
+    await world.report(operator, category="fight")
+    world.clock.advance(10)
+    await world.report(operator, category="fire")
+    world.clock.advance(51)
+    banner = console.locator("#alarm-text")
+    await expect(banner).to_contain_text("打架斗殴", timeout=10 * SECOND)
+    world.clock.advance(10)
+    await expect(banner).to_contain_text("火情", timeout=10 * SECOND)
+    await expect(banner).to_contain_text("超时警报（2 起）")
+    await expect(banner).to_contain_text("打架斗殴")
+    await console.get_by_role("button", name="English").click()
+    await expect(banner).to_contain_text("Breach alarm (2)")
+    await expect(banner).to_contain_text("Fight")
+    await expect(banner).to_contain_text("Fire")
+    await console.get_by_role("button", name="中文").click()
+
+    await console.get_by_role("button", name="确认并静音").click()
+    await expect(console.locator("#alarm")).to_be_hidden()
+    await world.report(operator, category="theft")
+    world.clock.advance(61)
+    await expect(banner).to_contain_text("盗窃", timeout=10 * SECOND)
+    await expect(banner).not_to_contain_text("打架斗殴")
+    await expect(banner).not_to_contain_text("火情")
+    await expect(banner).not_to_contain_text("2 起")
+
+
 def rgb(css: str) -> tuple[float, float, float]:
     r, g, b = (float(n) for n in re.findall(r"[\d.]+", css)[:3])
     return r, g, b

@@ -65,14 +65,13 @@ const state = {
   coverage: null, // what the report form says about the point: {teams} or {error}
   legend: null,
   feed: [], // {at, kind, text}: text() says it in the language of the moment
-  alarmText: null,
+  alarms: [], // the breaches the banner names until acknowledged: {key, text}, oldest first
   status: null,
   closed: new Set(),
   pointProblems: [], // [{field: 'lon'|'lat', reason: 'number'|'range'}] of the typed point
   previewTimer: null,
   resume: null, // after a reconnect, until caught up: {missed, resync}
   breachSeen: new Set(), // incidentId:tier of every breach this page has shown
-  alarmed: new Set(), // ... of those the sounding alarm is about
   silenced: new Set(), // ... of those an operator acknowledged
   day: null, // the server's date the list was drawn on: dates show on other days' times
   arriving: new Set(), // dispatch ids whose arrival an operator is recording
@@ -115,7 +114,7 @@ function boot() {
     }
     if (state.me) $('#who').textContent = state.me.name;
     if (state.status) showStatus(state.status[0], state.status[1]);
-    if (state.alarmText) $('#alarm-text').textContent = t('alarm.breach', { text: state.alarmText() });
+    if (state.alarms.length) showAlarm();
     showTitle();
   });
   unlockOnGesture(() => {
@@ -272,9 +271,12 @@ async function reloadIncidents(gap) {
   }
   scheduleRender();
   if (!missed.length) return;
-  const texts = missed.map(([incident, tier]) => breachText(incident, tier));
-  for (const text of texts) addFeed(text, 'feed-breach');
-  raiseAlarm(() => texts.map((text) => text()).join(t('list.sep')), missed.map(([i, tier]) => breachKey(i, tier)));
+  const breaches = missed.map(([incident, tier]) => ({
+    key: breachKey(incident, tier),
+    text: breachText(incident, tier),
+  }));
+  for (const breach of breaches) addFeed(breach.text, 'feed-breach');
+  raiseAlarm(breaches);
 }
 
 function breachKey(incident, tier) {
@@ -344,7 +346,9 @@ function onMessage(message, info) {
     const text = breachText(incident, tier);
     addFeed(text, 'feed-breach');
     const age = state.live.serverNow() - ms(tier.breached_at || tier.deadline);
-    if (incident.status === 'open' && age < FRESH_BREACH_MS) raiseAlarm(text, [breachKey(incident, tier)]);
+    if (incident.status === 'open' && age < FRESH_BREACH_MS) {
+      raiseAlarm([{ key: breachKey(incident, tier), text }]);
+    }
   } else if (message.type === 'escalation') {
     if (data.incident) applyIncident(data.incident, true);
     const added = data.dispatches || [];
@@ -426,12 +430,14 @@ function renderFeed() {
 
 // ---------------------------------------------------------------- alarm
 
-// `text` is a function, so that the banner follows a language switch; `keys` the breaches
-// (incidentId:tier) it is about, acknowledged together when it is silenced.
-function raiseAlarm(text, keys) {
-  for (const key of keys || []) state.alarmed.add(key);
-  state.alarmText = text;
-  $('#alarm-text').textContent = t('alarm.breach', { text: text() });
+// `breaches`: [{key, text}], key incidentId:tier, text a function (the banner follows a
+// language switch). The banner names every breach raised since an operator last acknowledged,
+// not only the latest: 确认并静音 acknowledges all it names, so it must name all it silences.
+function raiseAlarm(breaches) {
+  for (const breach of breaches) {
+    if (!state.alarms.some((raised) => raised.key === breach.key)) state.alarms.push(breach);
+  }
+  showAlarm();
   $('#alarm').hidden = false;
   if (!state.stopAlarm) {
     state.stopAlarm = repeat(() => {
@@ -443,12 +449,18 @@ function raiseAlarm(text, keys) {
   showTitle();
 }
 
+function showAlarm() {
+  const n = state.alarms.length;
+  const text = state.alarms.map((breach) => breach.text()).join(t('alarm.sep'));
+  $('#alarm-text').textContent = t(n > 1 ? 'alarm.breaches' : 'alarm.breach', { n, text });
+  $('#alarm').dataset.count = String(n);
+}
+
 function silenceAlarm() {
   if (state.stopAlarm) state.stopAlarm();
   state.stopAlarm = null;
-  state.alarmText = null;
-  for (const key of state.alarmed) state.silenced.add(key);
-  state.alarmed.clear();
+  for (const breach of state.alarms) state.silenced.add(breach.key);
+  state.alarms = [];
   $('#alarm').hidden = true;
   showTitle();
 }
