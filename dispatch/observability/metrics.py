@@ -156,6 +156,20 @@ class Metrics:
         self.breaches = Counter(
             "dispatch_chain_breaches", "Chain tiers breached (超时).", ["tier"], registry=r
         )
+        # A counter only goes up: a breach the record withdraws later (an arrival that came
+        # in by the deadline, a close by it) stays in the breaches and is counted here too.
+        self.breach_withdrawals = Counter(
+            "dispatch_chain_breach_withdrawals",
+            "Breaches the record withdrew (an arrival or a close that came in by the "
+            "deadline); breaches minus these are the tiers breached.",
+            ["tier"],
+            registry=r,
+        )
+        # Every tier's series from the start, at 0: a series that first appears at 1 has no
+        # increase over a window to Prometheus, and the dashboard's sums need all three.
+        for tier in ("1", "2", "3"):
+            for chain in (self.met, self.breaches, self.breach_withdrawals):
+                chain.labels(tier)
         self.escalations = Counter(
             "dispatch_escalations", "Escalations to the wider tier-1 ring.", registry=r
         )
@@ -325,8 +339,13 @@ class Metrics:
             self._series(self.arrival, (tier,)).observe(float(data.get("elapsed_s", 0.0)))
         elif kind == "met":
             tally.add(self.met, tier)
+            if data.get("breach_withdrawn"):
+                tally.add(self.breach_withdrawals, tier)
         elif kind == "breached":
             tally.add(self.breaches, tier)
+        elif kind == "closed":
+            for withdrawn in data.get("breaches_withdrawn", ()):
+                tally.add(self.breach_withdrawals, str(withdrawn))
         elif kind == "escalated":
             tally.add(self.escalations)
         elif kind in ("notified", "notify_failed"):

@@ -136,6 +136,74 @@ async def test_the_chain_moves_the_metrics_as_it_happens(world: World) -> None:
     assert value(gone, "dispatch_websocket_connections", role="operator") == 0
 
 
+async def test_a_breach_an_arrival_by_the_deadline_withdrew_is_counted_as_withdrawn(
+    world: World,
+) -> None:
+    """The timer breaches tier 1 while an arrival that came in by the deadline waits: the
+    record says met, and only met. The breach stays counted (a counter only goes up), and
+    so does its withdrawal: breaches minus withdrawals is what the record says."""
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    console = await world.connect(operator)
+    before = await scrape(world)
+    incident = await world.report(operator)
+    [d] = [x for x in incident["dispatches"] if x["team_id"] == team["id"]]
+    world.clock.advance(61)
+    await console.next_of("chain.breached")
+    world.clock.advance(-1.5)  # the arrival's call came in at 59.5 s
+    reply = await world.http.post(f"/api/v1/dispatches/{d['id']}/arrive", headers=leader.headers)
+    assert reply.json()["chain"][0]["status"] == "met"
+    after = await scrape(world)
+    await console.close()
+
+    def moved(name: str) -> float:
+        return value(after, name, tier="1") - value(before, name, tier="1")
+
+    assert moved("dispatch_chain_met_total") == 1
+    assert moved("dispatch_chain_breaches_total") == 1
+    assert moved("dispatch_chain_breach_withdrawals_total") == 1
+
+
+async def test_a_breach_a_close_by_the_deadline_withdrew_is_counted_as_withdrawn(
+    world: World,
+) -> None:
+    await world.team("fixed_post")
+    operator = await world.operator()
+    console = await world.connect(operator)
+    before = await scrape(world)
+    incident = await world.report(operator)
+    world.clock.advance(61)
+    await console.next_of("chain.breached")
+    world.clock.advance(-2)  # the close's call came in at 59 s
+    reply = await world.http.post(
+        f"/api/v1/incidents/{incident['id']}/close", headers=operator.headers
+    )
+    assert [c["status"] for c in reply.json()["chain"]] == ["cancelled"] * 3
+    after = await scrape(world)
+    await console.close()
+
+    def moved(name: str, tier: str) -> float:
+        return value(after, name, tier=tier) - value(before, name, tier=tier)
+
+    assert [moved("dispatch_chain_breaches_total", t) for t in "123"] == [1, 0, 0]
+    assert [moved("dispatch_chain_breach_withdrawals_total", t) for t in "123"] == [1, 0, 0]
+    assert [moved("dispatch_chain_met_total", t) for t in "123"] == [0, 0, 0]
+
+
+async def test_every_tier_has_its_chain_series_before_anything_happens(world: World) -> None:
+    """A series that first appears at 1 has no increase over a window to Prometheus: the
+    first breach of a tier would never show on the dashboard."""
+    samples = await scrape(world)
+    for name in (
+        "dispatch_chain_met_total",
+        "dispatch_chain_breaches_total",
+        "dispatch_chain_breach_withdrawals_total",
+    ):
+        tiers = {dict(labels)["tier"] for n, labels in samples if n == name}
+        assert tiers == {"1", "2", "3"}, name
+
+
 async def test_hops_an_arrival_implied_are_neither_a_receipt_nor_an_accept(world: World) -> None:
     team = await world.team("patrol", radius_m=3000)
     leader = await world.leader(team)
