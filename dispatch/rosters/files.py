@@ -181,7 +181,7 @@ def _read_csv(data: bytes) -> list[list[str]]:
         for values in reader:
             if len(rows) >= MAX_ROWS:
                 raise InvalidInput(f"the file has more than {MAX_ROWS} rows", field="body")
-            rows.append([v.strip() for v in values[:MAX_COLUMNS]])
+            rows.append([unquoted(v.strip()) for v in values[:MAX_COLUMNS]])
         return rows
     except csv.Error as error:
         raise UnsupportedFile(f"the CSV cannot be parsed: {error}") from None
@@ -231,10 +231,26 @@ def is_formula_like(text: str) -> bool:
     return text[0] in "+-" and _PLAIN_NUMBER.fullmatch(text) is None
 
 
+def _quoted_in_csv(text: str) -> bool:
+    """Whether a CSV export writes ``text`` after a "'": formula-like text, and formula-like
+    text after one or more "'" already, so that reading drops exactly the "'" the export
+    added (``unquoted``) and every text comes back as it was: "'=1" as "'=1", not "=1"."""
+    return is_formula_like(text.lstrip("'"))
+
+
+def unquoted(text: str) -> str:
+    """A CSV cell as the export had it before it guarded it (``_csv_cell``): without the one
+    "'" it put before formula-like text. Without this a ledger's "-" came back as "'-" and
+    grew a "'" with each round trip, and a team named "-…" was not found."""
+    if text.startswith("'") and _quoted_in_csv(text[1:]):
+        return text[1:]
+    return text
+
+
 def _csv_cell(value: object) -> object:
     if value is None:
         return ""
-    if isinstance(value, str) and is_formula_like(value):
+    if isinstance(value, str) and _quoted_in_csv(value):
         # The apostrophe is how a spreadsheet user writes "this is text".
         return "'" + value
     return value

@@ -371,6 +371,38 @@ async def test_names_that_look_like_formulas_are_exported_as_text(world: World) 
     assert "13800138000" in {r[5] for r in rows_out[1:]}, "numbers stay as they are"
 
 
+async def test_formula_like_text_comes_back_as_it_was_from_a_csv_or_workbook_export(
+    world: World,
+) -> None:
+    """The CSV export puts a "'" before formula-like text; the import takes exactly that one
+    off again. A ledger's "-" for none stays "-" however often it goes round, and a team
+    whose name starts with "-" is still found."""
+    team = await world.team("fixed_post", name="-银湖驻点队")
+    rows = [
+        member(1, team["name"], "", "陈队长", "队长", "13800138000", site="-"),
+        member(2, team["name"], "", "@王", "队员", "13900139000", site="+1-2"),
+        # Text that has a "'" of its own keeps it.
+        member(3, team["name"], "", "'李", "队员", "13700137000", site="'=1+1"),
+        member(4, team["name"], "", "'-1-1", "队员", "13600136000", site="-12.5"),
+    ]
+    reply = await upload(world, xlsx(rows))
+    assert reply.status_code == 200, reply.text
+    admin = await world.admin()
+    stored = [(m["name"], m["site"]) for m in await members_listed(world)]
+    assert sorted(stored) == sorted((r[3], r[7]) for r in rows)
+
+    for fmt in ("csv", "csv", "xlsx", "csv"):
+        reply = await world.http.get(
+            "/api/v1/rosters/export",
+            params={"kind": "emergency", "format": fmt},
+            headers=admin.headers,
+        )
+        reply = await upload(world, reply.content)
+        assert reply.status_code == 200, reply.text
+        assert (reply.json()["created"], reply.json()["updated"]) == (0, 4)
+        assert [(m["name"], m["site"]) for m in await members_listed(world)] == stored
+
+
 async def test_a_team_that_does_not_exist_is_not_found_in_lists_and_exports(
     world: World,
 ) -> None:
