@@ -143,8 +143,16 @@ def _plain_number(value: object) -> object:
     return value
 
 
-# A number from a query string (a coordinate), written plainly.
-QueryNumber = Annotated[float, BeforeValidator(_plain_number)]
+# A coordinate from a query string, written plainly. Its range is given before the check of
+# how it is written: pydantic then sets it on the number, and the schema declares it as
+# JSON Schema's minimum and maximum. Given after it (on the validator), pydantic checks it as
+# well but declares it under its own keys ("ge", "le"), which no client or tool reads.
+QueryLongitude = Annotated[
+    float, Field(ge=-180, le=180, allow_inf_nan=False), BeforeValidator(_plain_number)
+]
+QueryLatitude = Annotated[
+    float, Field(ge=-90, le=90, allow_inf_nan=False), BeforeValidator(_plain_number)
+]
 
 
 # C0 and C1 control characters, and the bidirectional formatting characters (Unicode's

@@ -10,7 +10,7 @@ from dispatch.auth.models import Role
 from dispatch.deps import AdminDep, RuntimeDep, SessionDep, require
 from dispatch.errors import Forbidden
 from dispatch.routing import api_router
-from dispatch.schemas import LocationOut, QueryNumber
+from dispatch.schemas import LocationOut, QueryLatitude, QueryLongitude
 from dispatch.teams import service
 from dispatch.teams.coverage import CoveredBy
 from dispatch.teams.models import Team, TeamKind
@@ -85,8 +85,8 @@ async def list_teams(
 async def covering_teams(
     runtime: RuntimeDep,
     session: SessionDep,
-    lon: Annotated[QueryNumber, Query(ge=-180, le=180, allow_inf_nan=False)],
-    lat: Annotated[QueryNumber, Query(ge=-90, le=90, allow_inf_nan=False)],
+    lon: Annotated[QueryLongitude, Query()],
+    lat: Annotated[QueryLatitude, Query()],
     crs: Annotated[CRS, Query()] = CRS.WGS84,
 ) -> list[CoveringTeamOut]:
     """Every team whose zone covers the point, nearest first."""

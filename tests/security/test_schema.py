@@ -93,6 +93,30 @@ async def test_routes_outside_the_api_declare_what_the_middleware_answers(world:
     assert (await world.http.get("/readyz")).json()["status"] == "ready"
 
 
+# What pydantic writes for a bound it checks but cannot set on the type (one given to a
+# validator's output rather than to the number): no JSON Schema or OpenAPI tool reads these
+# keys, so to a client or a generator any number would be valid.
+PYDANTIC_ONLY = {"ge", "gt", "le", "lt", "allow_inf_nan", "multiple_of", "strict"}
+
+
+def pydantic_only_keys(node: Any, where: str = "#") -> list[str]:
+    if isinstance(node, list):
+        return [k for i, item in enumerate(node) for k in pydantic_only_keys(item, f"{where}/{i}")]
+    if not isinstance(node, dict):
+        return []
+    # A model's properties are named by its fields, any name.
+    keys = set() if where.endswith("/properties") else PYDANTIC_ONLY & set(node)
+    found = [f"{where}/{key}" for key in sorted(keys)]
+    for key, value in node.items():
+        found += pydantic_only_keys(value, f"{where}/{key}")
+    return found
+
+
+async def test_every_bound_is_declared_in_json_schemas_words(world: World) -> None:
+    schema = (await world.http.get("/openapi.json")).json()
+    assert pydantic_only_keys(schema) == []
+
+
 def test_an_export_declares_the_file_it_sends_and_its_name() -> None:
     app = FastAPI()
     router = api_router("/exports", tags=["exports"])

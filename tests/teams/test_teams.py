@@ -467,6 +467,28 @@ async def test_the_covering_query_names_the_parameter_at_fault(world: World) -> 
         assert reply.status_code == 200, query
 
 
+async def test_the_covering_querys_ranges_are_declared_as_it_checks_them(world: World) -> None:
+    """lon and lat are declared with JSON Schema's minimum and maximum, which clients and
+    generators read, and the server takes exactly that range."""
+    admin = await world.admin()
+    schema = (await world.http.get("/openapi.json")).json()
+    declared = {
+        p["name"]: p["schema"]
+        for p in schema["paths"]["/api/v1/teams/covering"]["get"]["parameters"]
+    }
+    ranges = {"lon": (-180, 180), "lat": (-90, 90)}
+    for name, (low, high) in ranges.items():
+        assert (declared[name]["minimum"], declared[name]["maximum"]) == (low, high), name
+        assert not {"ge", "le"} & set(declared[name]), declared[name]
+    url = "/api/v1/teams/covering"
+    for lon, lat in ((-180, -90), (180, 90)):
+        reply = await world.http.get(url, params={"lon": lon, "lat": lat}, headers=admin.headers)
+        assert reply.status_code == 200 and reply.json() == [], (lon, lat)
+    for lon, lat, field in ((180.5, 0, "lon"), (-180.5, 0, "lon"), (0, 90.5, "lat")):
+        reply = await world.http.get(url, params={"lon": lon, "lat": lat}, headers=admin.headers)
+        assert reply.status_code == 422 and named(reply) == [field], reply.json()
+
+
 async def create_team(world: World, name: str, kind: str = "fixed_post") -> Any:
     body = {"name": name, "kind": kind, "location": {"lon": QINGXI[0], "lat": QINGXI[1]}}
     return await world.http.post("/api/v1/teams", json=body, headers=(await world.admin()).headers)
