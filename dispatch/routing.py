@@ -22,6 +22,17 @@ def api_router(prefix: str = "", *, tags: list[str]) -> APIRouter:
     )
 
 
+def file_name(*, when: str = "") -> dict[str, Any]:
+    """The Content-Disposition header an export names its file with, for a 200's ``headers``;
+    ``when`` says which of a route's answers carry it, if not every one."""
+    description = "attachment, with the file's name (filename*, UTF-8, for names in Chinese)"
+    return {
+        "Content-Disposition": header(
+            f"{when}: {description}" if when else description, required=not when
+        )
+    }
+
+
 def file_answer(description: str, *media_types: str) -> dict[int | str, dict[str, Any]]:
     """``responses`` for a route whose 200 is a file to save (an export): its media types and
     the Content-Disposition header that names the file."""
@@ -29,10 +40,6 @@ def file_answer(description: str, *media_types: str) -> dict[int | str, dict[str
         200: {
             "description": description,
             "content": {media_type: {} for media_type in media_types},
-            "headers": {
-                "Content-Disposition": header(
-                    "attachment, with the file's name (filename*, UTF-8, for names in Chinese)"
-                )
-            },
+            "headers": file_name(),
         }
     }

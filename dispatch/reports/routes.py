@@ -16,7 +16,7 @@ from dispatch.reports.schemas import (
     ReportOut,
 )
 from dispatch.rosters.files import CSV_TYPE, XLSX_TYPE, download
-from dispatch.routing import api_router
+from dispatch.routing import api_router, file_name
 from dispatch.schemas import DISPLAY_TZ, LocalOrAware
 
 router = api_router("/api/v1/reports", tags=["reports"])
@@ -35,6 +35,7 @@ _FORMATS: dict[int | str, dict[str, Any]] = {
             "text/csv": {"schema": {"type": "string"}},
             XLSX_TYPE: {"schema": {"type": "string", "format": "binary"}},
         },
+        "headers": file_name(when="with format csv or xlsx"),
     }
 }
 

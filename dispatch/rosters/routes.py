@@ -11,7 +11,7 @@ from dispatch.auth.models import Role
 from dispatch.deps import AdminDep, RuntimeDep, SessionDep, require
 from dispatch.errors import ErrorOut
 from dispatch.rosters import service
-from dispatch.rosters.files import download, file_facts, read_capped
+from dispatch.rosters.files import XLSX_TYPE, download, file_facts, read_capped
 from dispatch.rosters.models import KIND_TITLES, RosterKind
 from dispatch.rosters.schemas import (
     AccountLink,
@@ -22,7 +22,7 @@ from dispatch.rosters.schemas import (
     MemberOut,
     TeamStrengthOut,
 )
-from dispatch.routing import api_router
+from dispatch.routing import api_router, file_answer
 from dispatch.schemas import Instant
 
 router = api_router("/api/v1/rosters", tags=["rosters"])
@@ -56,15 +56,7 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
         "description": "bad rows: each listed with its row number and reason; nothing written",
     },
 }
-_FILE: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "the roster file",
-        "content": {
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {},
-            "text/csv": {},
-        },
-    }
-}
+_FILE = file_answer("the roster file", XLSX_TYPE, "text/csv")
 
 
 @router.post("/import", response_model=ImportOut, openapi_extra=_UPLOAD, responses=_REFUSALS)

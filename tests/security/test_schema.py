@@ -93,6 +93,39 @@ async def test_routes_outside_the_api_declare_what_the_middleware_answers(world:
     assert (await world.http.get("/readyz")).json()["status"] == "ready"
 
 
+FILES = ("text/csv", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+
+
+async def test_every_export_declares_the_file_name_it_sends(world: World) -> None:
+    schema = (await world.http.get("/openapi.json")).json()
+    exports = {
+        label: operation["responses"]["200"]
+        for label, operation in operations(schema)
+        if set(FILES) & set(operation["responses"].get("200", {}).get("content", {}))
+    }
+    assert set(exports) == {"GET /api/v1/rosters/export", "GET /api/v1/reports/response-times"}
+    for label, answer in exports.items():
+        assert "Content-Disposition" in answer["headers"], label
+    # The report answers JSON too, without a file's name; each roster export is a file.
+    report = exports["GET /api/v1/reports/response-times"]["headers"]["Content-Disposition"]
+    assert report["required"] is False and "csv or xlsx" in report["description"]
+    roster = exports["GET /api/v1/rosters/export"]["headers"]["Content-Disposition"]
+    assert roster["required"] is True
+
+    admin = await world.admin()
+    for path, params in (
+        ("/api/v1/rosters/export", {"kind": "emergency", "format": "csv"}),
+        ("/api/v1/rosters/export", {"kind": "emergency", "format": "xlsx"}),
+        ("/api/v1/reports/response-times", {"format": "csv"}),
+        ("/api/v1/reports/response-times", {"format": "xlsx"}),
+    ):
+        reply = await world.http.get(path, params=params, headers=admin.headers)
+        assert reply.status_code == 200, reply.text
+        assert reply.headers["Content-Disposition"].startswith("attachment; filename="), params
+    reply = await world.http.get("/api/v1/reports/response-times", headers=admin.headers)
+    assert reply.status_code == 200 and "Content-Disposition" not in reply.headers
+
+
 # What pydantic writes for a bound it checks but cannot set on the type (one given to a
 # validator's output rather than to the number): no JSON Schema or OpenAPI tool reads these
 # keys, so to a client or a generator any number would be valid.
