@@ -374,6 +374,14 @@ async def create_member(
         raise Conflict(
             f"group_name: the team {row.group_name!r} was retired meanwhile", field="group_name"
         )
+    if row.id_number is not None:
+        holder = (await _id_number_holders(session, row.kind, [row.id_number])).get(row.id_number)
+        if holder is not None:
+            raise Conflict(
+                f"id_number: {holder.name!r} of {holder.group_name!r} has this ID number on the "
+                "roster already",
+                field="id_number",
+            )
     member = _new_member(row, now)
     if not await _insert_unless_phone_taken(session, member):
         raise Conflict(
@@ -392,6 +400,44 @@ PHONE_INDEX = "uq_roster_members_kind_group_phone"
 def _roster_of(row: _Row | RosterMember) -> str:
     """The team whose roster a member is on: a dispatched team's id, else its 队伍名称."""
     return row.team_id if row.team_id is not None else row.group_name
+
+
+@dataclass(frozen=True, slots=True)
+class _Holder:
+    """The member of a roster who has an ID number."""
+
+    roster: str
+    name: str
+    group_name: str
+
+
+async def _id_number_holders(
+    session: AsyncSession, kind: RosterKind, id_numbers: Sequence[str]
+) -> dict[str, _Holder]:
+    """Of ``id_numbers``, those a member of the roster ``kind`` has, and who: an ID number is
+    one person, on a roster once, as a file's rows have it (``_parse_rows``), so that the
+    roster's own export imports back. A retired team's members are left out: its people may
+    serve again in a new team of the roster. All the roster's ID numbers are read in one
+    query (a town's roster is some thousands), not a parameter for each of a file's."""
+    wanted = set(id_numbers)
+    if not wanted:
+        return {}
+    in_service = RosterMember.team_id.is_(None) | RosterMember.team_id.in_(
+        select(Team.id).where(Team.retired_at.is_(None))
+    )
+    rows = await session.execute(
+        select(
+            RosterMember.id_number,
+            RosterMember.team_id,
+            RosterMember.group_name,
+            RosterMember.name,
+        ).where(RosterMember.kind == kind.value, RosterMember.id_number.is_not(None), in_service)
+    )
+    return {
+        id_number: _Holder(team_id if team_id is not None else group_name, name, group_name)
+        for id_number, team_id, group_name, name in rows
+        if id_number in wanted
+    }
 
 
 async def _under_names_held(session: AsyncSession, rows: Sequence[_Row]) -> bool:
@@ -645,6 +691,9 @@ async def import_roster(
     existing = list(
         await session.scalars(select(RosterMember).where(RosterMember.kind == kind.value, theirs))
     )
+    _refuse_id_numbers_held(
+        rows, await _id_number_holders(session, kind, [r.id_number for r in rows if r.id_number])
+    )
     by_id_number = {(_roster_of(m), m.id_number): m for m in existing if m.id_number}
     by_name_phone = {(_roster_of(m), m.name, m.phone): m for m in existing}
     kept: set[str] = set()
@@ -694,6 +743,29 @@ async def import_roster(
         updated=len(kept),
         removed=len(removed),
     )
+
+
+def _refuse_id_numbers_held(rows: Sequence[_Row], holders: dict[str, _Holder]) -> None:
+    """Refuse the file if one of its ID numbers is a member's of a team it does not name (the
+    members of the teams it names are replaced by its rows)."""
+    rosters = {_roster_of(r) for r in rows}
+    problems = [
+        Problem(
+            row.line,
+            "id_number",
+            f"is the ID number of {holder.name!r} of {holder.group_name!r}, a team the file "
+            "does not name: an ID number is on a roster once",
+        )
+        for row in rows
+        if row.id_number is not None
+        and (holder := holders.get(row.id_number)) is not None
+        and holder.roster not in rosters
+    ]
+    if problems:
+        raise FileRejected(
+            f"{len(problems)} bad row(s); nothing of the file was imported",
+            problems[:MAX_PROBLEMS],
+        )
 
 
 def _roster_changed(groups: Sequence[str]) -> Conflict:

@@ -704,3 +704,50 @@ async def test_a_retired_teams_roster_stays_its_own_when_its_name_is_taken_again
         headers=admin.headers,
     )
     assert reply.status_code == 409 and reply.json()["field"] == "phone"
+
+
+async def add_member(world: World, kind: str, group_name: str, phone: str, **kw: str) -> Any:
+    return await world.http.post(
+        "/api/v1/rosters/members",
+        json={"kind": kind, "group_name": group_name, "name": "陈大文", "phone": phone}
+        | {"role": "guard"}
+        | kw,
+        headers=(await world.admin()).headers,
+    )
+
+
+async def test_an_id_number_is_on_a_roster_once_added_or_imported(world: World) -> None:
+    """One person, one ID number: as a file may not give it twice, a member added or a file
+    may not give it to a second member of the roster, so that the roster's export imports
+    back. Another roster may have the person too, and a retired team's people serve again."""
+    first = await world.team("fixed_post", name="甲驻点队")
+    second = await world.team("fixed_post", name="乙驻点队")
+    reply = await add_member(world, "emergency", first["name"], "13800138000", id_number=ID_A)
+    assert reply.status_code == 201, reply.text
+
+    for team in (first, second):
+        reply = await add_member(world, "emergency", team["name"], "13900139000", id_number=ID_A)
+        assert reply.status_code == 409, reply.text
+        assert reply.json()["field"] == "id_number" and "'甲驻点队'" in reply.json()["detail"]
+    row = member(1, second["name"], "", "陈大文", "队长", "13900139000", id_number=ID_A)
+    reply = await upload(world, xlsx([row]))
+    assert reply.status_code == 422, reply.text
+    assert [(p["row"], p["field"]) for p in reply.json()["problems"]] == [(3, "id_number")]
+    assert "'甲驻点队'" in reply.json()["problems"][0]["message"]
+    assert [m["name"] for m in await members_of(world, second)] == []
+    # The file that names the team the member is on replaces him: his number is free to it.
+    row = member(1, first["name"], "", "陈大文", "队长", "13700137000", id_number=ID_A)
+    reply = await upload(world, xlsx([row]))
+    assert reply.status_code == 200, reply.text
+    reply = await add_member(world, "watch", "上元村守望队", "13800138000", id_number=ID_A)
+    assert reply.status_code == 201, reply.text
+
+    admin = await world.admin()
+    export = await world.http.get(
+        "/api/v1/rosters/export", params={"kind": "emergency"}, headers=admin.headers
+    )
+    assert (await upload(world, export.content)).status_code == 200
+
+    await world.http.delete(f"/api/v1/teams/{first['id']}", headers=admin.headers)
+    reply = await add_member(world, "emergency", second["name"], "13900139000", id_number=ID_A)
+    assert reply.status_code == 201, reply.text
