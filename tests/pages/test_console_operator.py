@@ -327,6 +327,92 @@ async def test_breaches_in_a_gap_too_old_to_replay_raise_the_alarm_after_the_rel
     assert (await world.incident(operator, silenced["id"]))["chain"][0]["status"] == "breached"
 
 
+def breached(incident: dict[str, Any]) -> bool:
+    return bool(incident["chain"][0]["status"] == "breached")
+
+
+async def test_a_breach_replayed_after_a_short_outage_raises_the_alarm(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """The line drops (a server restart, Wi-Fi) 20 s into a fire and a fight and comes back two
+    minutes later, the messages still in the mailbox. The replay brings both tier-1 breaches:
+    the fire's, with nobody on scene yet, raises the alarm however long ago it happened, as
+    after a gap too old to replay; the fight's, whose team arrived late meanwhile, has nothing
+    left to do and is only listed."""
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    gate = Gate()
+    context = await desk_context(browser, contexts)
+    await context.route_web_socket(re.compile(r"/ws$"), gate.handle)
+    console = await context.new_page()
+    await log_in(console, world.base_url + "/console", operator)
+    conn = console.locator("#conn")
+    await expect(conn).to_have_attribute("data-state", "live")
+    fire = await world.report(operator, category="fire")
+    fight = await world.report(operator, category="fight")
+    await expect(card(console, fight["id"])).to_have_count(1)
+
+    world.clock.advance(20)
+    await gate.shut()
+    await expect(conn).to_have_attribute("data-state", "reconnecting")
+    world.clock.advance(45)  # both tier-1 deadlines pass while the console is away
+    for incident in (fire, fight):
+        await world.wait_for(operator, incident["id"], breached)
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{fight['dispatches'][0]['id']}/arrive", headers=leader.headers
+    )
+    assert reply.status_code == 200, reply.text
+    world.clock.advance(60)  # back two minutes after the drop
+    gate.closed = False
+
+    await expect(conn).to_have_attribute("data-state", "live", timeout=20 * SECOND)
+    feed = console.locator("#feed")
+    await expect(feed).to_contain_text("补收")
+    await expect(console.locator("#alarm")).to_be_visible()
+    await expect(console.locator("#alarm-text")).to_contain_text("火情")
+    await expect(console.locator("#alarm-text")).not_to_contain_text("打架斗殴")
+    await expect(feed.locator("li.feed-breach", has_text="打架斗殴")).to_have_count(1)
+    await expect(console.locator("#late-only")).to_contain_text("超时未到场 1 起")
+
+
+async def test_a_console_opened_while_an_incident_is_late_raises_the_alarm(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """The console is opened (or reloaded) while a fight's tier 1 is past its deadline with
+    nobody on scene: the alarm sounds for it as it would have live. A fire whose team arrived
+    late is on record as breached, but nothing is left to do about it: no alarm. Once the
+    operator has acknowledged, a reload does not sound again for it."""
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    fight = await world.report(operator, category="fight")
+    fire = await world.report(operator, category="fire")
+    world.clock.advance(61)
+    for incident in (fight, fire):
+        await world.wait_for(operator, incident["id"], breached)
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{fire['dispatches'][0]['id']}/arrive", headers=leader.headers
+    )
+    assert reply.status_code == 200, reply.text
+
+    console = await open_console(browser, contexts, world)
+    alarm = console.locator("#alarm")
+    await expect(alarm).to_be_visible()
+    await expect(console.locator("#alarm-text")).to_contain_text("打架斗殴")
+    await expect(console.locator("#alarm-text")).not_to_contain_text("火情")
+    await expect(console.locator("#feed li.feed-breach")).to_have_count(1)
+    await console.get_by_role("button", name="确认并静音").click()
+    await expect(alarm).to_be_hidden()
+
+    await console.reload()
+    await expect(console.locator("#conn")).to_have_attribute("data-state", "live")
+    # Drawn once the list is in, which is when the page judges it.
+    await expect(console.locator("#late-only")).to_contain_text("超时未到场 1 起")
+    await expect(alarm).to_be_hidden()
+    await expect(console.locator("#feed li.feed-breach")).to_have_count(0)
+
+
 async def test_an_operator_records_an_arrival_reported_by_radio(
     world: World, browser: Browser, contexts: Opened
 ) -> None:

@@ -7,6 +7,7 @@ import { Api, keepLoading } from '../shared/api.js';
 import { signInGate } from '../shared/login.js';
 import { Live } from '../shared/live.js';
 import { $, clear, h, newKey, readConfig } from '../shared/dom.js';
+import { load, save } from '../shared/storage.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
 import { clockTime, coordinate, metres, ms, shanghaiToday } from '../shared/format.js';
 import { errorText } from '../shared/errors.js';
@@ -38,8 +39,6 @@ const CATEGORIES = [
 const SYSTEMS = ['wgs84', 'gcj02', 'bd09'];
 const CAN_REPORT = ['operator', 'admin'];
 const CAN_VIEW = ['operator', 'admin', 'auditor'];
-// A breach older than this when it reaches the console (a replay) is listed, not sounded.
-const FRESH_BREACH_MS = 60000;
 // The coverage preview waits for typing to pause this long before asking the server.
 const PREVIEW_DELAY_MS = 300;
 const COORDINATE_RANGE = { lon: 180, lat: 90 };
@@ -71,8 +70,8 @@ const state = {
   pointProblems: [], // [{field: 'lon'|'lat', reason: 'number'|'range'}] of the typed point
   previewTimer: null,
   resume: null, // after a reconnect, until caught up: {missed, resync}
-  breachSeen: new Set(), // incidentId:tier of every breach this page has shown
-  silenced: new Set(), // ... of those an operator acknowledged
+  breachSeen: new Set(), // incidentId:tier of every breach this page has raised the alarm for
+  silenced: new Set(), // ... of those an operator acknowledged (kept on the device)
   day: null, // the server's date the list was drawn on: dates show on other days' times
   arriving: new Set(), // dispatch ids whose arrival an operator is recording
   lateOnly: false, // the list shows only the incidents with a tier late and nobody on scene
@@ -159,6 +158,7 @@ function stop() {
 
 async function start(me) {
   state.me = me;
+  state.silenced = loadSilenced();
   $('#report-form').closest('section').hidden = CAN_REPORT.indexOf(me.role) < 0;
   setupMap();
   if (!soundReady()) $('#sound-hint').hidden = false;
@@ -255,28 +255,63 @@ function drawZones(fit = true) {
   fitAll(state.view, local.length ? local : layers);
 }
 
-// `gap`: the reload follows a gap too old to replay; breaches that happened in it (tiers this
-// page never showed breached, nor an operator silenced) raise the alarm as live ones do.
-async function reloadIncidents(gap) {
+// The open incidents, as the console opens and after a gap too old to replay: a tier still
+// late among them raises the alarm (alarmLate).
+async function reloadIncidents() {
   const open = await api.get('/api/v1/incidents?status=open');
   state.incidents = new Map(open.map((incident) => [incident.id, incident]));
-  const missed = [];
-  for (const incident of open) {
+  scheduleRender();
+  forgetSilenced();
+  alarmLate(true);
+}
+
+// Every tier of an open incident past its deadline with nobody of it on scene raises the alarm,
+// unless this page has raised it already or an operator silenced it: found when the console
+// opens (reloaded while an incident is late), when it has caught up after a dropped line (the
+// replay brought the breach, however long ago it happened) and after a reload following a gap
+// too old to replay. A tier met late has nothing left to do about it. `withFeed`: the feed
+// lists the breaches too (a replay listed them as it brought them).
+function alarmLate(withFeed) {
+  const breaches = [];
+  for (const incident of state.incidents.values()) {
+    if (incident.status !== 'open') continue;
     for (const tier of incident.chain) {
-      if (tier.status !== 'breached') continue;
+      if (tier.status !== 'breached' || tier.arrived_at) continue;
       const key = breachKey(incident, tier);
-      if (gap && !state.breachSeen.has(key) && !state.silenced.has(key)) missed.push([incident, tier]);
-      state.breachSeen.add(key);
+      if (state.breachSeen.has(key) || state.silenced.has(key)) continue;
+      breaches.push({ key, text: breachText(incident, tier) });
     }
   }
-  scheduleRender();
-  if (!missed.length) return;
-  const breaches = missed.map(([incident, tier]) => ({
-    key: breachKey(incident, tier),
-    text: breachText(incident, tier),
-  }));
-  for (const breach of breaches) addFeed(breach.text, 'feed-breach');
+  if (!breaches.length) return;
+  if (withFeed) for (const breach of breaches) addFeed(breach.text, 'feed-breach');
   raiseAlarm(breaches);
+}
+
+// The breaches an operator silenced are kept on the device, per operator: a console reloaded
+// (or opened again) does not sound again for what was acknowledged. Only those of incidents
+// still open are kept.
+function silencedKey() {
+  return 'dispatch.console.silenced.' + state.me.id;
+}
+
+function loadSilenced() {
+  try {
+    const stored = JSON.parse(load(silencedKey()) || '[]');
+    return new Set(Array.isArray(stored) ? stored.map(String) : []);
+  } catch (_) {
+    return new Set();
+  }
+}
+
+function saveSilenced() {
+  if (state.me) save(silencedKey(), JSON.stringify(Array.from(state.silenced)));
+}
+
+function forgetSilenced() {
+  for (const key of Array.from(state.silenced)) {
+    if (!state.incidents.has(key.slice(0, key.lastIndexOf(':')))) state.silenced.delete(key);
+  }
+  saveSilenced();
 }
 
 function breachKey(incident, tier) {
@@ -303,10 +338,9 @@ function onWelcome(_, info) {
 }
 
 async function onResync() {
-  const gap = state.resume !== null;
-  if (gap) state.resume.resync = true;
+  if (state.resume) state.resume.resync = true;
   try {
-    await reloadIncidents(gap);
+    await reloadIncidents();
   } catch (_) {
     // The next reconnect resyncs again.
   }
@@ -315,6 +349,8 @@ async function onResync() {
 function onCaughtUp() {
   const resume = state.resume;
   state.resume = null;
+  // Breaches the replay brought are sounded now, on what is still late once it is over.
+  if (!(resume && resume.resync)) alarmLate(false);
   if (!resume) return;
   if (resume.resync) addFeed(() => t('conn.resync'), 'feed-warn');
   else addFeed(() => t('conn.resumed', { n: resume.missed }), 'feed-warn');
@@ -345,9 +381,11 @@ function onMessage(message, info) {
     const tier = data.tier;
     const text = breachText(incident, tier);
     addFeed(text, 'feed-breach');
-    const age = state.live.serverNow() - ms(tier.breached_at || tier.deadline);
-    if (incident.status === 'open' && age < FRESH_BREACH_MS) {
-      raiseAlarm([{ key: breachKey(incident, tier), text }]);
+    // A replayed one is judged once the replay is over (onCaughtUp): the incident may have
+    // been closed or reached since.
+    const key = breachKey(incident, tier);
+    if (!info.replayed && state.incidents.has(incident.id) && !state.silenced.has(key)) {
+      raiseAlarm([{ key, text }]);
     }
   } else if (message.type === 'escalation') {
     if (data.incident) applyIncident(data.incident, true);
@@ -372,9 +410,6 @@ function applyIncident(snapshot, quiet) {
   const before = state.incidents.get(snapshot.id);
   const incident = mergeIncident(before, snapshot);
   if (!quiet) describeChange(before, incident);
-  for (const tier of incident.chain) {
-    if (tier.status === 'breached') state.breachSeen.add(breachKey(incident, tier));
-  }
   if (incident.status === 'open') state.incidents.set(incident.id, incident);
   else {
     state.incidents.delete(incident.id);
@@ -435,6 +470,7 @@ function renderFeed() {
 // not only the latest: 确认并静音 acknowledges all it names, so it must name all it silences.
 function raiseAlarm(breaches) {
   for (const breach of breaches) {
+    state.breachSeen.add(breach.key);
     if (!state.alarms.some((raised) => raised.key === breach.key)) state.alarms.push(breach);
   }
   showAlarm();
@@ -460,6 +496,7 @@ function silenceAlarm() {
   if (state.stopAlarm) state.stopAlarm();
   state.stopAlarm = null;
   for (const breach of state.alarms) state.silenced.add(breach.key);
+  saveSilenced();
   state.alarms = [];
   $('#alarm').hidden = true;
   showTitle();
