@@ -45,7 +45,7 @@ from sqlalchemy.pool import QueuePool
 
 from alerts.store import OUTBOX_KEY, Envelope
 from dispatch.audit.chain import WRITTEN_KEY, Written
-from dispatch.incidents.models import AnyDispatch, Dispatch, IncidentEvent
+from dispatch.incidents.models import AnyDispatch, ChainTier, Dispatch, IncidentEvent
 from dispatch.notifiers.models import NotificationAttempt
 from dispatch.outages import error_kind
 from dispatch.reachability.models import TestAlert
@@ -93,6 +93,8 @@ class _Pending:
     )
     attempts: list[tuple[str, bool]] = field(default_factory=list)
     round_trips: list[float] = field(default_factory=list)
+    # Tiers reached: the tier and the seconds from the report to its first team on scene.
+    reached: list[tuple[str, float]] = field(default_factory=list)
 
 
 class _Tally:
@@ -147,7 +149,7 @@ class Metrics:
         )
         self.arrival = Histogram(
             "dispatch_time_to_arrival_seconds",
-            "From the report to a team of the tier on scene.",
+            "From the report to the first team of the tier on scene, once a tier.",
             ["tier"],
             buckets=ARRIVAL_BUCKETS,
             registry=r,
@@ -264,6 +266,12 @@ class Metrics:
         for obj in session.dirty:
             if isinstance(obj, TestAlert) and inspect(obj).attrs.acked_at.history.added:
                 pending.round_trips.append((obj.round_trip_ms or 0.0) / 1000)
+            elif isinstance(obj, ChainTier):
+                # The tier's time is its first team's: a second team on scene, or a later one,
+                # is no new measure of the tier (and a tier of two teams is not two tiers).
+                reached = inspect(obj).attrs.arrived_at.history
+                if reached.added and not any(reached.deleted):
+                    pending.reached.append((str(obj.tier), float(obj.elapsed_s or 0.0)))
 
     def _after_commit(self, session: Session) -> None:
         pending: _Pending | None = session.info.pop(PENDING_KEY, None)
@@ -280,6 +288,8 @@ class Metrics:
                 tally.add(self.notify_attempts, channel, "ok" if ok else "error")
             for seconds in pending.round_trips:
                 self.test_round_trip.observe(seconds)
+            for tier, seconds in pending.reached:
+                self._series(self.arrival, (tier,)).observe(seconds)
         for (metric, labels), count in tally.counts.items():
             self._series(metric, labels).inc(count)
 
@@ -335,8 +345,6 @@ class Metrics:
                 self._series(self.delivery_latency, (tier,)).observe(max(latency, 0.0))
         elif kind == "accepted":
             tally.add(self.alerts_acknowledged, tier)
-        elif kind == "arrived":
-            self._series(self.arrival, (tier,)).observe(float(data.get("elapsed_s", 0.0)))
         elif kind == "met":
             tally.add(self.met, tier)
             if data.get("breach_withdrawn"):

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.observability.test_metrics import Samples, scrape
-from tests.support import World
+from tests.observability.test_metrics import Samples, scrape, until, value
+from tests.support import QINGXI, World
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json"
 
@@ -93,3 +93,47 @@ async def test_the_breaches_shown_are_the_tiers_the_record_says_breached(world: 
     met, breached = expressions("Chain met and breached by tier")
     assert figure(met, before, after, tier="1") == 1
     assert figure(breached, before, after, tier="1") == 1
+    [share] = expressions("Tier 1 on scene within 60 s (24 h)")
+    assert figure(share, before, after) == 0.5
+
+
+async def test_the_tier1_share_counts_a_met_tier_once_however_many_teams_arrive(
+    world: World,
+) -> None:
+    """Two fixed posts cover the incident: one is on scene at 30 s, the other at 90 s. Tier 1
+    met its minute; counted by the teams' arrivals the share was a half."""
+    posts = [await world.team("fixed_post", lon=QINGXI[0] + i * 0.0002) for i in range(2)]
+    leaders = [await world.leader(post) for post in posts]
+    operator = await world.operator()
+    before = await scrape(world)
+    a = await world.report(operator)
+    world.clock.advance(30)
+    assert await world.arrive(a, posts[0], leaders[0]) == 200
+    world.clock.advance(60)
+    assert await world.arrive(a, posts[1], leaders[1]) == 200
+    after = await scrape(world)
+    assert tier(await world.incident(operator, a["id"]), 1) == "met"
+    [share] = expressions("Tier 1 on scene within 60 s (24 h)")
+    assert figure(share, before, after) == 1
+
+
+async def test_the_tier1_share_counts_a_tier_nobody_reached_as_breached(world: World) -> None:
+    """Incident A: tier 1 on scene at 30 s. Incident B: nobody of tier 1 comes, and it is
+    closed. Met in one of two; counted by arrivals the share was all of them."""
+    post = await world.team("fixed_post")
+    leader = await world.leader(post)
+    operator = await world.operator()
+    before = await scrape(world)
+    a = await world.report(operator)
+    world.clock.advance(30)
+    assert await world.arrive(a, post, leader) == 200
+    await world.http.post(f"/api/v1/incidents/{a['id']}/close", headers=operator.headers)
+    b = await world.report(operator)
+    world.clock.advance(61)
+    breached = value(before, "dispatch_chain_breaches_total", tier="1") + 1
+    await until(world, "dispatch_chain_breaches_total", breached, tier="1")
+    await world.http.post(f"/api/v1/incidents/{b['id']}/close", headers=operator.headers)
+    after = await scrape(world)
+    assert tier(await world.incident(operator, b["id"]), 1) == "breached"
+    [share] = expressions("Tier 1 on scene within 60 s (24 h)")
+    assert figure(share, before, after) == 0.5

@@ -136,6 +136,29 @@ async def test_the_chain_moves_the_metrics_as_it_happens(world: World) -> None:
     assert value(gone, "dispatch_websocket_connections", role="operator") == 0
 
 
+async def test_the_time_to_arrival_is_the_tiers_first_team_once_a_tier(world: World) -> None:
+    """Two fixed posts cover the incident, on scene at 30 s and at 90 s: tier 1 was reached
+    at 30 s, once. Each team's time in the histogram made a tier reached in 30 s look like
+    one of 60 s at the median, and a tier of two teams count as two."""
+    posts = [await world.team("fixed_post", lon=QINGXI[0] + i * 0.0002) for i in range(2)]
+    leaders = [await world.leader(post) for post in posts]
+    operator = await world.operator()
+    before = await scrape(world)
+    incident = await world.report(operator)
+    world.clock.advance(30)
+    assert await world.arrive(incident, posts[0], leaders[0]) == 200
+    world.clock.advance(60)
+    assert await world.arrive(incident, posts[1], leaders[1]) == 200
+    after = await scrape(world)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, tier="1", **labels) - value(before, name, tier="1", **labels)
+
+    assert moved("dispatch_time_to_arrival_seconds_count") == 1
+    assert moved("dispatch_time_to_arrival_seconds_sum") == 30
+    assert moved("dispatch_time_to_arrival_seconds_bucket", le="30.0") == 1
+
+
 async def test_a_breach_an_arrival_by_the_deadline_withdrew_is_counted_as_withdrawn(
     world: World,
 ) -> None:
