@@ -25,11 +25,22 @@ class PresenceTracker:
         self.written: dict[str, datetime] = {}
 
     async def run(self) -> None:
+        """Forget what is long stale once, then keep the rows in step with the hub. The
+        database may be away a while (locked, restarting, out of connections as several
+        workers start): each step is tried again on the next turn, and one that fails stops
+        neither the other nor the task, whose presence the other processes read."""
         loop = asyncio.get_running_loop()
         next_beat = loop.time()
-        async with self.runtime.transaction() as session:
-            await service.forget_before(session, self.runtime.clock.now() - FORGET_AFTER)
+        forgotten = False
         while True:
+            if not forgotten:
+                try:
+                    async with self.runtime.transaction() as session:
+                        cutoff = self.runtime.clock.now() - FORGET_AFTER
+                        await service.forget_before(session, cutoff)
+                    forgotten = True
+                except Exception:
+                    log.exception("could not forget stale presence")
             beat = loop.time() >= next_beat
             try:
                 await self.sync(beat)

@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.hub import Hub
 from dispatch.auth.models import User
@@ -183,6 +185,44 @@ async def test_a_leader_connected_to_another_server_process_is_reachable(
         await elsewhere.close()
     finally:
         await other.stop()
+
+
+async def test_a_process_whose_first_presence_write_failed_still_shows_its_leaders(
+    server: RunningServer, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process starting while the database is away a moment (locked, restarting, out of
+    connections as several workers start) writes its sockets' presence once it is back:
+    otherwise the leaders connected to it show as unreachable everywhere while it runs."""
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    forget_before = service.forget_before
+    failed: list[str] = []
+
+    async def database_away_once(session: AsyncSession, cutoff: datetime) -> None:
+        if not failed:
+            failed.append("database is locked")
+            raise OperationalError("DELETE FROM presence", {}, Exception("database is locked"))
+        await forget_before(session, cutoff)
+
+    monkeypatch.setattr(service, "forget_before", database_away_once)
+    other = RunningServer(server.settings, server.clock)
+    await other.start()
+    try:
+        for _ in range(100):
+            if failed:
+                break
+            await asyncio.sleep(0.02)
+        assert failed, "the other process's first presence write met the outage"
+        elsewhere = World(other.app, f"http://127.0.0.1:{other.port}", server.clock)
+        phone = await elsewhere.connect(leader)
+        seen = await until(world, operator, team["id"], lambda v: v["reachable"])
+        assert seen["leaders"][0]["connected"] is True
+        await phone.close()
+        await elsewhere.close()
+    finally:
+        await other.stop()
+    assert len(failed) == 1
 
 
 async def test_a_leader_on_a_killed_process_stops_counting_after_three_heartbeats(
