@@ -110,6 +110,19 @@ def header(description: str, *, required: bool = True, kind: str = "string") -> 
 
 RETRY_AFTER = {"Retry-After": header("seconds to wait before trying again", kind="integer")}
 WWW_AUTHENTICATE = {"WWW-Authenticate": header("Bearer: the scheme a token is sent with")}
+_ERROR_OUT = {"$ref": "#/components/schemas/ErrorOut"}
+
+# Every path answers 405 to a method it does not take, with Allow. Declared once among the
+# schema's components (``declare_shared_responses``) and named by each operation's responses,
+# rather than written out in full under each of them.
+SHARED_RESPONSES: dict[str, dict[str, Any]] = {
+    "MethodNotAllowed": {
+        "description": "method_not_allowed: the path exists, but not for this method",
+        "headers": {"Allow": header("the methods the path takes, e.g. GET, POST")},
+        "content": {"application/json": {"schema": _ERROR_OUT}},
+    }
+}
+METHOD_NOT_ALLOWED = {"$ref": "#/components/responses/MethodNotAllowed"}
 
 
 def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -131,6 +144,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _error("no token, or a bad, expired or revoked one, or a disabled user", WWW_AUTHENTICATE),
     403: _error("the caller's role or team may not do this"),
     404: _error("a named record does not exist"),
+    405: METHOD_NOT_ALLOWED,
     409: _error("the request conflicts with the record's state"),
     413: _error("the request body is larger than allowed"),
     422: _error("invalid input: the field and the reason are named"),
@@ -149,13 +163,13 @@ def _json_error(description: str) -> dict[str, Any]:
     # Named by reference rather than as a model: on a route whose own answer is HTML or text
     # (pages, metrics) FastAPI files a model under the route's media type, and these are JSON.
     # Every API router's declarations keep ErrorOut among the schema's components.
-    ref = {"$ref": "#/components/schemas/ErrorOut"}
-    return {"description": description, "content": {"application/json": {"schema": ref}}}
+    return {"description": description, "content": {"application/json": {"schema": _ERROR_OUT}}}
 
 
 # What the body-size and NUL checks (dispatch.security.middleware) answer on every HTTP route,
 # for the routes made without api_router (health, metrics, pages) to declare.
 MIDDLEWARE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    405: METHOD_NOT_ALLOWED,
     413: _json_error("the request body is larger than allowed"),
     422: _json_error("a NUL character in the path or the query (the field is named)"),
 }
@@ -229,7 +243,31 @@ _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 DATABASE_RETRY_AFTER_S = 2
 
 
+def declare_shared_responses(app: FastAPI) -> None:
+    """Put SHARED_RESPONSES among the served schema's components, and leave the operations
+    that name one nothing but the reference (FastAPI gives each a description of its own,
+    which would stand for the shared one's)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        schema.setdefault("components", {}).setdefault("responses", {}).update(SHARED_RESPONSES)
+        for methods in schema.get("paths", {}).values():
+            for operation in methods.values():
+                responses = operation.get("responses", {})
+                for status, response in responses.items():
+                    if "$ref" in response:
+                        responses[status] = {"$ref": response["$ref"]}
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    declare_shared_responses(app)
+
     async def domain_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DomainError)
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())

@@ -27,6 +27,17 @@ def json_schema(response: dict[str, Any]) -> Any:
     return response.get("content", {}).get("application/json", {}).get("schema")
 
 
+def resolved(schema: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+    """A response as declared, also when the operation names one of the schema's components."""
+    ref = response.get("$ref")
+    if ref is None:
+        return response
+    prefix = "#/components/responses/"
+    assert ref.startswith(prefix), ref
+    found: dict[str, Any] = schema["components"]["responses"][ref.removeprefix(prefix)]
+    return found
+
+
 async def test_every_error_of_the_api_declares_its_body(world: World) -> None:
     schema = (await world.http.get("/openapi.json")).json()
     undeclared = [
@@ -34,7 +45,7 @@ async def test_every_error_of_the_api_declares_its_body(world: World) -> None:
         for label, operation in operations(schema)
         if " /api/" in label
         for status, response in operation["responses"].items()
-        if int(status) >= 400 and json_schema(response) != ERROR_OUT
+        if int(status) >= 400 and json_schema(resolved(schema, response)) != ERROR_OUT
     ]
     assert undeclared == []
     # A route's own description of a refusal keeps the body and the headers of the default.
@@ -148,6 +159,30 @@ def pydantic_only_keys(node: Any, where: str = "#") -> list[str]:
 async def test_every_bound_is_declared_in_json_schemas_words(world: World) -> None:
     schema = (await world.http.get("/openapi.json")).json()
     assert pydantic_only_keys(schema) == []
+
+
+async def test_every_path_declares_its_405_with_the_methods_it_takes(world: World) -> None:
+    """A method a path does not take is answered 405 with Allow: one response among the
+    schema's components, which every operation names."""
+    schema = (await world.http.get("/openapi.json")).json()
+    shared = schema["components"]["responses"]["MethodNotAllowed"]
+    assert json_schema(shared) == ERROR_OUT
+    assert shared["headers"]["Allow"]["required"] is True
+    ref = {"$ref": "#/components/responses/MethodNotAllowed"}
+    assert [label for label, op in operations(schema) if op["responses"].get("405") != ref] == []
+
+    operator = await world.operator()
+    for method, path, allowed in (
+        ("PUT", "/api/v1/incidents", "GET, POST"),
+        ("DELETE", "/api/v1/audit", "GET"),
+        ("POST", "/healthz", "GET"),
+        ("POST", "/m", "GET"),
+    ):
+        reply = await world.http.request(method, path, headers=operator.headers)
+        assert reply.status_code == 405, (method, path)
+        assert reply.headers["Allow"] == allowed, (method, path)
+        assert reply.json()["error"] == "method_not_allowed"
+        assert path in schema["paths"] and method.lower() not in schema["paths"][path]
 
 
 def test_an_export_declares_the_file_it_sends_and_its_name() -> None:
