@@ -14,7 +14,7 @@ from starlette.staticfiles import PathLike, StaticFiles
 from starlette.types import Scope
 
 from dispatch.deps import RuntimeDep
-from dispatch.errors import MIDDLEWARE_RESPONSES
+from dispatch.errors import MIDDLEWARE_RESPONSES, RETRY_AFTER
 from dispatch.pages import service
 
 router = APIRouter(tags=["pages"])
@@ -23,9 +23,17 @@ NOT_BUILT = """<!doctype html><meta charset="utf-8"><title>503</title>
 <p>前端页面尚未构建 / The pages are not built: run <code>npm ci &amp;&amp; npm run build</code>
 in <code>web/</code> (or <code>bash scripts/setup</code>).</p>"""
 
+# When to look again at pages not built, as every 503 says: building them takes a minute or
+# more, and the server serves them once built, without a restart.
+NOT_BUILT_RETRY_AFTER_S = 60
+
 _PAGE_RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"content": {"text/html": {}}, "description": "the page"},
-    503: {"content": {"text/html": {}}, "description": "the front-end was not built"},
+    503: {
+        "content": {"text/html": {}},
+        "description": "the front-end was not built",
+        "headers": RETRY_AFTER,
+    },
     **MIDDLEWARE_RESPONSES,
 }
 
@@ -35,7 +43,11 @@ def _page(page: str, runtime: RuntimeDep) -> HTMLResponse:
     try:
         html = service.render_page(page, settings)
     except service.PagesNotBuilt:
-        return HTMLResponse(NOT_BUILT, status_code=503)
+        return HTMLResponse(
+            NOT_BUILT,
+            status_code=503,
+            headers={"Retry-After": str(NOT_BUILT_RETRY_AFTER_S)},
+        )
     return HTMLResponse(
         html,
         headers={

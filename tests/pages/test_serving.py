@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dispatch.config import Settings
-from dispatch.pages.service import PagesNotBuilt, render_page
+from dispatch.pages.service import PAGES, PagesNotBuilt, render_page
 from tests.support import World
 
 
@@ -55,6 +55,20 @@ async def test_a_missing_asset_is_404(world: World) -> None:
 def test_unbuilt_pages_are_reported_not_crashed(tmp_path: Path) -> None:
     with pytest.raises(PagesNotBuilt):
         render_page("console", Settings(), static_dir=tmp_path)
+
+
+async def test_a_page_not_built_is_a_503_that_says_when_to_look_again(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As every 503 of the server, with Retry-After, declared so in the schema."""
+    schema = (await world.http.get("/openapi.json")).json()
+    for page, path in (("console", "/console"), ("reports", "/console/reports"), ("phone", "/m")):
+        declared = schema["paths"][path]["get"]["responses"]["503"]
+        assert declared["headers"]["Retry-After"]["schema"] == {"type": "integer"}, path
+        monkeypatch.setitem(PAGES, page, "not-built-yet.html")
+        reply = await world.http.get(path)
+        assert reply.status_code == 503 and "npm run build" in reply.text, path
+        assert int(reply.headers["Retry-After"]) > 0, path
 
 
 def test_tile_settings_reach_the_page_escaped(tmp_path: Path) -> None:
