@@ -576,10 +576,23 @@ COLUMNS: dict[RosterKind, tuple[str, ...]] = {
         "site",
     ),
     RosterKind.AREA: ("seq", "group_name", "name", "role", "phone", "id_number", "site"),
-    RosterKind.VILLAGE_PATROL: ("seq", "group_name", "name", "role", "phone", "id_number"),
+    # The plan's attachment 4 has no 所在单位; a file may give it (a village's patrol comes from
+    # its committee and its enterprises), and what is stored is exported, so that it comes back.
+    RosterKind.VILLAGE_PATROL: ("seq", "group_name", "name", "role", "phone", "id_number", "site"),
     RosterKind.WATCH: ("seq", "group_name", "name", "role", "phone", "id_number", "site"),
 }
 REQUIRED = ("group_name", "name", "role", "phone")
+# The export's column widths (in characters).
+WIDTHS = {
+    "seq": 6,
+    "group_name": 28,
+    "unit": 8,
+    "name": 12,
+    "role": 12,
+    "phone": 16,
+    "id_number": 22,
+    "site": 28,
+}
 
 
 def header_label(kind: RosterKind, column: str) -> str:
@@ -624,7 +637,10 @@ def _find_header(table: Table) -> tuple[int, dict[int, str]]:
     )
 
 
-def _parse_rows(kind: RosterKind, table: Table, names: _TeamNames) -> list[_Row]:
+def _parse_rows(
+    kind: RosterKind, table: Table, names: _TeamNames
+) -> tuple[list[_Row], frozenset[str]]:
+    """The file's rows, checked, and the fields it has a column for."""
     header_index, columns = _find_header(table)
     rows: list[_Row] = []
     problems: list[Problem] = []
@@ -659,7 +675,7 @@ def _parse_rows(kind: RosterKind, table: Table, names: _TeamNames) -> list[_Row]
         raise FileRejected(f"{len(problems)} bad row(s); nothing of the file was imported", shown)
     if not rows:
         raise FileRejected("the file has no member rows", [Problem(None, None, "no rows")])
-    return rows
+    return rows, frozenset(columns.values())
 
 
 async def import_roster(
@@ -679,7 +695,7 @@ async def import_roster(
     # Off the event loop: a large workbook takes seconds to read, and alerts must not wait.
     table = await asyncio.to_thread(read_table, data)
     names = _TeamNames(await teams.all_teams(session))
-    rows = _parse_rows(kind, table, names)
+    rows, given = _parse_rows(kind, table, names)
     if not await _under_names_held(session, rows):
         raise _roster_changed(sorted({r.group_name for r in rows}))
     groups = sorted({r.group_name for r in rows})
@@ -715,8 +731,15 @@ async def import_roster(
             moved.append((match, row.phone))
             match.phone = match.id
         match.group_name, match.team_id, match.name = row.group_name, row.team_id, row.name
-        match.id_number, match.role, match.unit = row.id_number, row.role.value, row.unit
-        match.site, match.updated_at = row.site, now
+        match.role, match.updated_at = row.role.value, now
+        # A field the file has no column for is not blank in it: it says nothing of it (a file
+        # laid out as the plan's village roster, without 所在单位, must not erase the sites).
+        if "id_number" in given:
+            match.id_number = row.id_number
+        if "unit" in given:
+            match.unit = row.unit
+        if "site" in given:
+            match.site = row.site
     removed = [m.id for m in existing if m.id not in kept]
     try:
         if removed:
@@ -815,7 +838,7 @@ async def export_roster(
     sheet = workbook.active
     assert sheet is not None
     sheet.title = "花名册"
-    widths = [6, 28, 8, 12, 12, 16, 22, 28]
+    widths = [WIDTHS[c] for c in COLUMNS[kind]]
     write_sheet(sheet, header, rows, title=KIND_TITLES[kind], widths=widths)
     # Phone and ID numbers are text: Excel would otherwise show 4.4E+17 and drop digits.
     for row in sheet.iter_rows(min_row=3):

@@ -223,8 +223,56 @@ async def test_village_patrol_roster_and_plain_members(world: World) -> None:
     )
     assert (
         reply.content.decode("utf-8-sig").splitlines()[0]
-        == "序号,村(社区),姓名,职务,联系电话,身份证号码"
+        == "序号,村(社区),姓名,职务,联系电话,身份证号码,所在单位"
     )
+
+
+async def test_a_file_without_a_column_leaves_that_field_of_each_member_as_it_was(
+    world: World,
+) -> None:
+    """A village roster given with 所在单位 exports it and imports back with it; a file laid out
+    as the plan's attachment 4, which has no such column, says nothing of the sites: the
+    members it keeps keep theirs. A column there with a blank cell is none."""
+    admin = await world.admin()
+    body = "序号,村(社区),姓名,职务,联系电话,身份证号码,所在单位\n"
+    body += f"1,上元村,刘一,队长,13700000001,{ID_A},上元村委会\n"
+    body += "2,上元村,刘二,队员,13700000002,,上元五金厂\n"
+    assert (await upload(world, body.encode(), kind="village_patrol")).status_code == 200
+    before = [(m["name"], m["id_number"], m["site"]) for m in await members_listed(world)]
+    assert before == [("刘一", ID_A, "上元村委会"), ("刘二", None, "上元五金厂")]
+
+    for fmt in ("xlsx", "csv"):
+        reply = await world.http.get(
+            "/api/v1/rosters/export",
+            params={"kind": "village_patrol", "format": fmt},
+            headers=admin.headers,
+        )
+        reply = await upload(world, reply.content, kind="village_patrol")
+        assert reply.status_code == 200, reply.text
+        assert [(m["name"], m["id_number"], m["site"]) for m in await members_listed(world)] == (
+            before
+        )
+
+    plan = "序号,村(社区),姓名,职务,联系电话\n"
+    plan += "1,上元村,刘一,副队长,13700000001\n"
+    plan += "2,上元村,刘二,队员,13700000002\n"
+    plan += "3,上元村,刘三,队员,13700000003\n"
+    reply = await upload(world, plan.encode(), kind="village_patrol")
+    assert reply.status_code == 200, reply.text
+    assert (reply.json()["created"], reply.json()["updated"]) == (1, 2)
+    listed = [
+        (m["name"], m["role"], m["id_number"], m["site"]) for m in await members_listed(world)
+    ]
+    assert listed == [
+        ("刘一", "deputy", ID_A, "上元村委会"),
+        ("刘三", "member", None, None),
+        ("刘二", "member", None, "上元五金厂"),
+    ]
+
+    blank = "村(社区),姓名,职务,联系电话,所在单位\n上元村,刘一,队长,13700000001,\n"
+    assert (await upload(world, blank.encode(), kind="village_patrol")).status_code == 200
+    listed = [(m["name"], m["id_number"], m["site"]) for m in await members_listed(world)]
+    assert listed == [("刘一", ID_A, None)]
 
 
 async def test_reimport_keeps_members_and_links_and_removes_the_missing(world: World) -> None:
