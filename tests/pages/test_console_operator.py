@@ -457,6 +457,56 @@ async def test_an_operator_records_an_arrival_reported_by_radio(
     await expect(row.locator('.hop-done[data-hop="arrived"] .hop-latency')).to_have_text("+40 秒")
 
 
+FOCUSED = """() => {
+  const el = document.activeElement;
+  const card = el.closest('article.incident');
+  return [el.tagName, el.className, card ? card.dataset.incidentId : null];
+}"""
+
+
+async def test_the_keyboard_stays_on_a_cards_button_while_the_card_is_drawn_again(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """An operator tabs to 代报到场 of a team on the radio; meanwhile the team's phone accepts
+    and the card is drawn again: the focus is still on 代报到场, so his Enter records the
+    arrival. While it is being recorded the button keeps the focus, and once the arrival is in
+    (the button gone) the keyboard stays on the card, not thrown back to the top of the page."""
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    console = await open_console(browser, contexts, world)
+    incident = await world.report(operator)
+    dispatch_id = incident["dispatches"][0]["id"]
+    button = card(console, incident["id"]).locator(".record-arrival")
+    await button.focus()
+
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{dispatch_id}/accept", json={}, headers=leader.headers
+    )
+    assert reply.status_code == 200, reply.text
+    accepted = card(console, incident["id"]).locator('.hop-done[data-hop="accepted"]')
+    await expect(accepted).to_have_count(1)
+    assert await console.evaluate(FOCUSED) == ["BUTTON", "record-arrival", incident["id"]]
+
+    # The arrival held on its way to the server, to look at the card meanwhile.
+    release = asyncio.Event()
+
+    async def hold(route: Any) -> None:
+        await release.wait()
+        await route.continue_()
+
+    await console.route(f"**/api/v1/dispatches/{dispatch_id}/arrive", hold)
+    console.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await console.keyboard.press("Enter")
+    await expect(button).to_have_attribute("aria-disabled", "true")
+    assert await console.evaluate(FOCUSED) == ["BUTTON", "record-arrival", incident["id"]]
+    release.set()
+    tier1 = card(console, incident["id"]).locator('.tier[data-tier="1"]')
+    await expect(tier1).to_have_attribute("data-status", "met")
+    await expect(button).to_have_count(0)
+    assert await console.evaluate(FOCUSED) == ["ARTICLE", "incident", incident["id"]]
+
+
 async def arrived_without_accepting(
     world: World, browser: Browser, contexts: Opened, after_s: float
 ) -> tuple[Page, Account, dict[str, Any], Locator]:

@@ -98,9 +98,7 @@ function boot() {
   // Everything on screen is said again in the new language, what was drawn before included.
   onLangChange(() => {
     fillSelects();
-    state.cards.clear();
-    clear($('#incidents'));
-    renderIncidents();
+    renderIncidents(true);
     renderResult();
     renderCoverage();
     renderPointProblems();
@@ -756,8 +754,14 @@ function isLate(incident) {
   return incident.chain.some((tier) => tier.status === 'breached' && !tier.arrived_at);
 }
 
-function renderIncidents() {
+// `redraw`: every card is built again (a language switch, midnight), not only changed ones.
+function renderIncidents(redraw) {
   const list = $('#incidents');
+  const focus = focusPlace(list);
+  if (redraw) {
+    state.cards.clear();
+    clear(list);
+  }
   const open = Array.from(state.incidents.values()).sort(
     (a, b) => ms(b.reported_at) - ms(a.reported_at),
   );
@@ -780,7 +784,8 @@ function renderIncidents() {
       state.cards.delete(id);
     }
   }
-  // Only changed cards are rebuilt, so focus and scrolling survive live updates.
+  // Only changed cards are rebuilt, so scrolling survives live updates; the keyboard's place
+  // is put back below.
   let previous = null;
   for (const incident of incidents) {
     const json = JSON.stringify(incident);
@@ -801,8 +806,40 @@ function renderIncidents() {
     const empty = $('.empty', list);
     if (empty) empty.remove();
   }
+  restoreFocus(list, focus);
   drawMarkers(open);
   tick();
+}
+
+// Where the keyboard is in the list, if it is: the control (or the card) by what it is for, so
+// that it can be found again in a card built anew.
+function focusPlace(list) {
+  const active = document.activeElement;
+  if (!active || active === list || !list.contains(active)) return null;
+  const card = active.closest('article.incident');
+  if (!card) return null;
+  const row = active.closest('[data-dispatch-id]');
+  return {
+    el: active,
+    incidentId: card.dataset.incidentId,
+    dispatchId: row ? row.dataset.dispatchId : null,
+    control: active.dataset.control || null,
+  };
+}
+
+// A card rebuilt by a live update (a team accepted, an arrival being recorded) puts the focus
+// back on the same control in the new card, or on the card itself when the control is gone
+// (the arrival it recorded is in): the next Enter or Tab goes on from where the operator was,
+// not from the top of the page.
+function restoreFocus(list, place) {
+  if (!place || (place.el.isConnected && document.activeElement === place.el)) return;
+  const card = Array.from(list.children).find((el) => el.dataset.incidentId === place.incidentId);
+  if (!card) return;
+  const same = Array.from(card.querySelectorAll('[data-control]')).find((el) => {
+    const row = el.closest('[data-dispatch-id]');
+    return el.dataset.control === place.control && (row ? row.dataset.dispatchId : null) === place.dispatchId;
+  });
+  (same || card).focus({ preventScroll: true });
 }
 
 function incidentCard(incident) {
@@ -813,6 +850,8 @@ function incidentCard(incident) {
       class: 'incident' + (breached ? ' incident-breached' : ''),
       dataset: { incidentId: incident.id },
       'aria-label': t('category.' + incident.category),
+      // Not a tab stop; the keyboard is put here when the control it was on is gone.
+      tabindex: '-1',
     },
     h(
       'div',
@@ -833,12 +872,14 @@ function incidentCard(incident) {
         h('button', {
           type: 'button',
           text: t('incident.locate'),
+          dataset: { control: 'locate' },
           onClick: () => focusIncident(incident),
         }),
         CAN_REPORT.indexOf(state.me.role) >= 0
           ? h('button', {
               type: 'button',
               class: 'close',
+              dataset: { control: 'close' },
               text: t('incident.close'),
               onClick: () => closeIncident(incident),
             })
@@ -872,7 +913,10 @@ function dispatchItem(incident, d) {
             class: 'record-arrival',
             text: t('dispatch.arrive'),
             title: t('dispatch.arrive_hint'),
-            disabled: state.arriving.has(d.id),
+            dataset: { control: 'record-arrival' },
+            // Not disabled while the arrival is being recorded: a disabled button cannot hold
+            // the keyboard's focus. Pressed again meanwhile, it does nothing.
+            'aria-disabled': state.arriving.has(d.id) ? 'true' : null,
             onClick: () => recordArrival(incident, d),
           })
         : null,
@@ -894,6 +938,7 @@ async function closeIncident(incident) {
 // A team that reports arrival by radio: the operator records it for them (source operator),
 // after saying yes to the team's name.
 async function recordArrival(incident, d) {
+  if (state.arriving.has(d.id)) return;
   if (!window.confirm(t('dispatch.arrive_confirm', { team: d.team_name }))) return;
   state.arriving.add(d.id);
   redrawCard(incident.id);
@@ -938,9 +983,7 @@ function tick() {
     const first = state.day === null;
     state.day = day;
     if (!first) {
-      state.cards.clear();
-      clear($('#incidents'));
-      renderIncidents();
+      renderIncidents(true);
       return;
     }
   }
