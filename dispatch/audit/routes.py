@@ -32,7 +32,10 @@ async def audit_trail(
     """Every change made through the API and the command line, newest first. Read-only: no
     route changes or deletes a row. Phone and ID numbers are masked unless you are an admin."""
     filters = service.Filters(actor_id, action, target_id, start, end)
-    rows = await service.entries(session, filters, before_id=before_id, limit=limit)
+    # One row past the page says whether there is an older page: a last page the rows left fill
+    # exactly names no before_id, rather than one that answers an empty page.
+    rows = await service.entries(session, filters, before_id=before_id, limit=limit + 1)
+    more, rows = len(rows) > limit, rows[:limit]
     reveal = reader.role == Role.ADMIN
     items = [
         AuditEntryOut.model_validate(row).model_copy(
@@ -40,5 +43,5 @@ async def audit_trail(
         )
         for row in rows
     ]
-    last = rows[-1].id if len(rows) == limit else None
+    last = rows[-1].id if more else None
     return AuditPage(items=items, next_before_id=last)

@@ -122,6 +122,20 @@ async def test_filters_and_paging(world: World) -> None:
         world, auditor, action="create_team", limit=10, before_id=page["next_before_id"]
     )
     assert [r["target_id"] for r in page["items"] + rest] == [t["id"] for t in reversed(teams)]
+    # The last page says it is the last, also when the rows left fill it exactly.
+    for limit, sizes in ((5, [5]), (3, [3, 2]), (1, [1] * 5)):
+        pages: list[list[dict[str, Any]]] = []
+        before: int | None = None
+        while True:
+            params: dict[str, Any] = {"action": "create_team", "limit": limit}
+            if before is not None:
+                params["before_id"] = before
+            reply = await world.http.get("/api/v1/audit", params=params, headers=auditor.headers)
+            pages.append(reply.json()["items"])
+            before = reply.json()["next_before_id"]
+            if before is None:
+                break
+        assert [len(p) for p in pages] == sizes, limit
     assert await trail(world, auditor, target_id=teams[0]["id"]) == [created[-1]]
     assert {r["actor_id"] for r in await trail(world, auditor, actor_id=admin.id)} == {admin.id}
     since = await trail(world, auditor, action="create_team", **{"from": teams[3]["created_at"]})
