@@ -14,12 +14,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from dispatch.config import Settings
 from dispatch.errors import InvalidInput
-from dispatch.schemas import name_problem, strip_name
+from dispatch.schemas import LocationIn, name_problem, strip_name
 from dispatch.teams import service as teams_service
 from dispatch.teams.models import DEFAULT_RADIUS_M, TIER_OF_KIND, TeamKind
-from geo.crs import CRS, to_wgs84
+from dispatch.teams.schemas import MAX_RADIUS_M, MIN_RADIUS_M, RadiusM
 
 QINGXI = (114.159, 22.847)
 METRES_PER_DEG_LAT = 110_700.0
@@ -37,6 +39,13 @@ NAME_ROOM = 16
 MAX_NAME_LENGTH = 128 - NAME_ROOM
 # A drawn zone is checked as a server with the default settings checks it.
 MAX_ZONE_VERTICES: int = Settings.model_fields["max_zone_vertices"].default
+# A radius as the teams API takes it: on its own server the simulator writes teams straight
+# into the database, where nothing else would refuse one the API never stores.
+RADIUS = TypeAdapter(RadiusM)
+# Far beyond a town (the benchmarks seed 10k leaders), far short of what would take the
+# simulator hours to seed and the box its memory: a typo in a count is said, not run.
+MAX_TEAMS = 20_000
+MAX_LEADERS = 50_000
 
 
 @dataclass(frozen=True)
@@ -225,9 +234,17 @@ def load(path: Path) -> Town:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise TownFileError(f"{path}: {error}") from None
+    except RecursionError:
+        # The decoder recurses once per level; no town is more than a few levels deep.
+        raise TownFileError(f"{path}: nested too deeply to be a town file") from None
     if not isinstance(data, dict) or not isinstance(data.get("teams"), list) or not data["teams"]:
         raise TownFileError(f"{path}: needs an object with a non-empty list 'teams'")
+    if len(data["teams"]) > MAX_TEAMS:
+        raise TownFileError(f"teams: at most {MAX_TEAMS} teams, not {len(data['teams'])}")
     teams = [_team(item, f"teams[{i}]") for i, item in enumerate(data["teams"])]
+    leaders = sum(t.leaders for t in teams)
+    if leaders > MAX_LEADERS:
+        raise TownFileError(f"teams: at most {MAX_LEADERS} leaders in all, not {leaders}")
     first: dict[str, int] = {}
     for i, team in enumerate(teams):
         if first.setdefault(team.name, i) != i:
@@ -275,18 +292,23 @@ def _team(item: Any, where: str) -> TeamSpec:
     lon, lat = _point(item, where)
     leaders = item.get("leaders", 1)
     # A team nobody leads is alerted and never answers, as it would be in service.
-    if not isinstance(leaders, int) or isinstance(leaders, bool) or leaders < 0:
-        raise TownFileError(f"{where}.leaders: must be a whole number >= 0")
+    if not isinstance(leaders, int) or isinstance(leaders, bool) or not 0 <= leaders <= MAX_LEADERS:
+        raise TownFileError(f"{where}.leaders: must be a whole number from 0 to {MAX_LEADERS}")
     name = _name(item.get("name"), kind, where)
     if item.get("zone") is not None:
         if "radius_m" in item:
             raise TownFileError(f"{where}: give either radius_m or zone, not both")
         zone = _zone(item["zone"], kind, where)
         return TeamSpec(name, kind, lon, lat, None, leaders, zone)
-    radius = item.get("radius_m", DEFAULT_RADIUS_M.get(kind))
-    if not isinstance(radius, int | float) or not 0 < radius <= 50_000:
-        raise TownFileError(f"{where}.radius_m: a {kind.value} team needs 0 < radius_m <= 50000")
-    return TeamSpec(name, kind, lon, lat, float(radius), leaders)
+    try:
+        radius = RADIUS.validate_python(item.get("radius_m", DEFAULT_RADIUS_M.get(kind)))
+    except ValidationError:
+        raise TownFileError(
+            f"{where}.radius_m: a {kind.value} team needs a number of metres from "
+            f"{MIN_RADIUS_M} to {MAX_RADIUS_M}"
+            + ("" if kind in DEFAULT_RADIUS_M else ", or a drawn zone")
+        ) from None
+    return TeamSpec(name, kind, lon, lat, radius, leaders)
 
 
 def _zone(value: Any, kind: TeamKind, where: str) -> dict[str, Any]:
@@ -313,12 +335,18 @@ def _name(value: Any, kind: TeamKind, where: str) -> str:
 
 
 def _point(item: Any, where: str) -> tuple[float, float]:
+    """A place as the API takes a location: finite numbers in range (a boolean or a number
+    no float can hold is none), in a coordinate system it knows; kept in WGS84."""
     if not isinstance(item, dict):
         raise TownFileError(f"{where}: must be an object")
-    lon, lat = item.get("lon"), item.get("lat")
-    if not isinstance(lon, int | float) or not isinstance(lat, int | float):
-        raise TownFileError(f"{where}: lon and lat must be numbers")
+    given = {key: item[key] for key in ("lon", "lat", "crs") if key in item}
     try:
-        return to_wgs84(float(lon), float(lat), CRS(item.get("crs", "wgs84")))
-    except ValueError as error:
-        raise TownFileError(f"{where}: {error}") from None
+        location = LocationIn.model_validate(given)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        member = ".".join(str(part) for part in problem["loc"])
+        raise TownFileError(f"{where}.{member}: {problem['msg']}") from None
+    try:
+        return location.to_wgs84(where)
+    except InvalidInput as error:
+        raise TownFileError(error.detail) from None

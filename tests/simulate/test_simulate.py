@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from dispatch.simulate import town as towns
 from dispatch.teams.models import TeamKind
@@ -141,3 +144,38 @@ def test_a_bad_town_file_is_refused_naming_the_place(tmp_path: Path) -> None:
         path.write_text(json.dumps({"teams": teams}))
         done = simulate("--town", str(path))
         assert done.returncode == 2 and problem in done.stderr, done.stderr
+
+
+def test_a_town_file_holds_only_what_the_teams_api_takes(tmp_path: Path) -> None:
+    """On its own server the simulator writes the teams straight into the database: a radius
+    the teams API refuses (under a metre; true, which is no number), a place no float holds,
+    or a file nested deeper than any town is refused naming it, not seeded or a traceback."""
+    path = tmp_path / "town.json"
+
+    def mobile(**fields: Any) -> str:
+        return json.dumps({"teams": [{"kind": "mobile", "lon": 114.16, "lat": 22.85, **fields}]})
+
+    huge = '{"teams": [{"kind": "mobile", "lon": 1' + "0" * 400 + ', "lat": 22.8}]}'
+    deep = '{"teams": ' + "[" * 5000 + "]" * 5000 + "}"
+    for text, problem in (
+        (mobile(radius_m=0.5), "teams[0].radius_m: a mobile team needs a number of metres"),
+        (mobile(radius_m=True), "teams[0].radius_m"),
+        (mobile(radius_m=50_001), "teams[0].radius_m"),
+        (mobile(radius_m=float("nan")), "teams[0].radius_m"),
+        (mobile(lat=True), "teams[0].lat"),
+        (mobile(crs="osgb36"), "teams[0].crs"),
+        (mobile(leaders=10**9), "teams[0].leaders"),
+        (huge, "teams[0].lon"),
+        (deep, "nested too deeply"),
+    ):
+        path.write_text(text)
+        with pytest.raises(towns.TownFileError, match=re.escape(problem)):
+            towns.load(path)
+    for radius in (1, 50_000):
+        path.write_text(mobile(radius_m=radius))
+        assert towns.load(path).teams[0].radius_m == radius
+
+    path.write_text(huge)
+    done = simulate("--town", str(path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("error: teams[0].lon:"), done.stderr
