@@ -326,6 +326,13 @@ async def get_member(
     return member
 
 
+def _in_service() -> ColumnElement[bool]:
+    """Members of a roster in use: of no dispatched team, or of one in service."""
+    return RosterMember.team_id.is_(None) | RosterMember.team_id.in_(
+        select(Team.id).where(Team.retired_at.is_(None))
+    )
+
+
 async def list_members(
     session: AsyncSession,
     *,
@@ -333,7 +340,9 @@ async def list_members(
     team_id: str | None,
     group_name: str | None,
     viewer: auth.Principal,
+    in_service: bool = False,
 ) -> list[RosterMember]:
+    """``in_service``: leave out retired teams' members, unless ``team_id`` names one."""
     if viewer.role == Role.LEADER:
         if team_id is not None and team_id != viewer.team_id:
             raise Forbidden("a leader sees only his own team's roster")
@@ -350,6 +359,8 @@ async def list_members(
         query = query.where(RosterMember.team_id == team_id)
     if group_name is not None:
         query = query.where(RosterMember.group_name == group_name)
+    if in_service and team_id is None:
+        query = query.where(_in_service())
     return list(await session.scalars(query))
 
 
@@ -422,16 +433,13 @@ async def _id_number_holders(
     wanted = set(id_numbers)
     if not wanted:
         return {}
-    in_service = RosterMember.team_id.is_(None) | RosterMember.team_id.in_(
-        select(Team.id).where(Team.retired_at.is_(None))
-    )
     rows = await session.execute(
         select(
             RosterMember.id_number,
             RosterMember.team_id,
             RosterMember.group_name,
             RosterMember.name,
-        ).where(RosterMember.kind == kind.value, RosterMember.id_number.is_not(None), in_service)
+        ).where(RosterMember.kind == kind.value, RosterMember.id_number.is_not(None), _in_service())
     )
     return {
         id_number: _Holder(team_id if team_id is not None else group_name, name, group_name)
@@ -826,8 +834,10 @@ async def export_roster(
     team_id: str | None,
     viewer: auth.Principal,
 ) -> tuple[bytes, str]:
+    # The roster as it can be imported back: a retired team's members stay its own, a record
+    # that no file changes (an import knows the teams in service only); its team_id exports it.
     members = await list_members(
-        session, kind=kind, team_id=team_id, group_name=None, viewer=viewer
+        session, kind=kind, team_id=team_id, group_name=None, viewer=viewer, in_service=True
     )
     reveal = can_see_identity(viewer)
     header = [header_label(kind, c) for c in COLUMNS[kind]]

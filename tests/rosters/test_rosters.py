@@ -754,6 +754,58 @@ async def test_a_retired_teams_roster_stays_its_own_when_its_name_is_taken_again
     assert reply.status_code == 409 and reply.json()["field"] == "phone"
 
 
+async def test_the_emergency_roster_exported_after_a_team_was_retired_imports_back(
+    world: World,
+) -> None:
+    """The export is the roster of the teams in service, which an import knows: a retired
+    team's members stay its own, a record its team_id still exports."""
+    admin = await world.admin()
+    kept = await world.team("fixed_post", name="银湖驻点应急联防队")
+    gone = await world.team("fixed_post", name="大利批发市场驻点应急联防队")
+    rows = [
+        member(1, kept["name"], "", "陈队长", "队长", "13800138000"),
+        member(2, gone["name"], "", "王队长", "队长", "13900139000"),
+    ]
+    assert (await upload(world, csv_file(rows))).status_code == 200
+    await world.http.delete(f"/api/v1/teams/{gone['id']}", headers=admin.headers)
+
+    for fmt in ("xlsx", "csv"):
+        reply = await world.http.get(
+            "/api/v1/rosters/export",
+            params={"kind": "emergency", "format": fmt},
+            headers=admin.headers,
+        )
+        assert "王队长" not in exported_names(reply.content, fmt)
+        reply = await upload(world, reply.content)
+        assert reply.status_code == 200, reply.text
+        assert reply.json() | {"format": "?"} == {
+            "kind": "emergency",
+            "format": "?",
+            "rows": 1,
+            "groups": [kept["name"]],
+            "created": 0,
+            "updated": 1,
+            "removed": 0,
+        }
+    assert [m["name"] for m in await members_of(world, gone)] == ["王队长"]
+    reply = await world.http.get(
+        "/api/v1/rosters/export",
+        params={"kind": "emergency", "format": "csv", "team_id": gone["id"]},
+        headers=admin.headers,
+    )
+    assert exported_names(reply.content, "csv") == ["王队长"]
+
+
+def exported_names(content: bytes, fmt: str) -> list[str]:
+    """The 姓名 column of an exported roster."""
+    if fmt == "csv":
+        rows = list(csv.reader(io.StringIO(content.decode("utf-8-sig"))))
+    else:
+        sheet = load_workbook(io.BytesIO(content)).worksheets[0]
+        rows = [[str(v or "") for v in row] for row in sheet.iter_rows(min_row=2, values_only=True)]
+    return [row[rows[0].index("姓名")] for row in rows[1:]]
+
+
 async def add_member(world: World, kind: str, group_name: str, phone: str, **kw: str) -> Any:
     return await world.http.post(
         "/api/v1/rosters/members",
