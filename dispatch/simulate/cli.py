@@ -171,7 +171,7 @@ def add_simulate_command(commands: Any) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    problem = _problem(args)
+    problem = _problem(args) or _unwritable_output(args)
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -188,8 +188,8 @@ def _simulate(args: argparse.Namespace) -> int:
     if isinstance(second, int):
         return second
     if args.save_town is not None:
-        text = json.dumps(town.to_json(), indent=2, ensure_ascii=False)
-        args.save_town.write_text(text, encoding="utf-8")
+        if not _write("--save-town", args.save_town, town.to_json()):
+            return 1
         print(f"wrote {args.save_town}: {len(town.teams)} teams, {_places(town)}")
     if args.no_run:
         return 0
@@ -224,7 +224,6 @@ def _simulate(args: argparse.Namespace) -> int:
         admin=args.admin,
         password=password,
         keep_town=args.keep_town,
-        json_out=args.json if second is None else None,
     )
     first = _run(options, args)
     if isinstance(first, int):
@@ -232,6 +231,8 @@ def _simulate(args: argparse.Namespace) -> int:
     if second is not None:
         second = _on_first_towns_incidents(town, second)
         return _compare(first, replace(options, town=second), args)
+    if args.json is not None and not _write("--json", args.json, first):
+        return 1
     return 0
 
 
@@ -245,11 +246,49 @@ def _compare(first: dict[str, Any], options: Any, args: argparse.Namespace) -> i
         return then
     for line in compared(first, then):
         print(line)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"compared": [first, then]}, indent=2, ensure_ascii=False)
-        args.json.write_text(text, encoding="utf-8")
+    if args.json is not None and not _write("--json", args.json, {"compared": [first, then]}):
+        return 1
     return 0
+
+
+def _unwritable_output(args: argparse.Namespace) -> str | None:
+    """Why a file the run is to write cannot be written, found before anything runs: a
+    report lost to a typo in its path after minutes of simulation costs the minutes."""
+    for option, path in (("--save-town", args.save_town), ("--json", args.json)):
+        if path is None:
+            continue
+        problem = _unwritable(path)
+        if problem is not None:
+            return f"{option}: {problem}"
+    return None
+
+
+def _unwritable(path: Path) -> str | None:
+    if path.is_dir():
+        return f"{path} is a folder"
+    if not path.parent.is_dir():
+        return f"no folder {path.parent}"
+    try:
+        if path.exists():
+            with path.open("a"):
+                pass
+        else:
+            # Made and removed again: only opening says whether the folder takes a file.
+            path.open("x").close()
+            path.unlink()
+    except OSError as error:
+        return f"cannot write {path}: {error.strerror or error}"
+    return None
+
+
+def _write(option: str, path: Path, content: Any) -> bool:
+    """Write ``content`` as JSON; a failure is one line on stderr."""
+    try:
+        path.write_text(json.dumps(content, indent=2, ensure_ascii=False), encoding="utf-8")
+    except OSError as error:
+        print(f"error: {option}: cannot write {path}: {error.strerror or error}", file=sys.stderr)
+        return False
+    return True
 
 
 def _problem(args: argparse.Namespace) -> str | None:

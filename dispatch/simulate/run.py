@@ -62,7 +62,6 @@ class Options:
     password: str | None = None
     keep_town: bool = False
     targets: tuple[float, float, float] = DEFAULT_TARGETS
-    json_out: Path | None = None
     port: int | None = None
 
 
@@ -70,16 +69,11 @@ Say = Callable[[str], None]
 
 
 def simulate(options: Options, say: Say = print) -> dict[str, Any]:
-    """Run the whole simulation and return its report (also written to json_out if given)."""
+    """Run the whole simulation and return its report."""
     with tempfile.TemporaryDirectory(prefix="dispatch-sim-") as scratch:
         if options.url is None:
-            report = _with_own_server(options, Path(scratch), say)
-        else:
-            report = asyncio.run(_with_external_server(options, say))
-    if options.json_out is not None:
-        options.json_out.parent.mkdir(parents=True, exist_ok=True)
-        options.json_out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    return report
+            return _with_own_server(options, Path(scratch), say)
+        return asyncio.run(_with_external_server(options, say))
 
 
 def _with_own_server(options: Options, scratch: Path, say: Say) -> dict[str, Any]:

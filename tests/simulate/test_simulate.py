@@ -179,3 +179,21 @@ def test_a_town_file_holds_only_what_the_teams_api_takes(tmp_path: Path) -> None
     done = simulate("--town", str(path))
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.startswith("error: teams[0].lon:"), done.stderr
+
+
+def test_a_file_the_run_cannot_write_is_said_before_it_runs(tmp_path: Path) -> None:
+    """A report or a town to be written into a folder that is not there, or over a folder, is
+    one line and a failed exit before anything runs, not a traceback after the run (or, for
+    the town, a success that wrote nothing)."""
+    missing = tmp_path / "no such folder" / "out.json"
+    for args, problem in (
+        (["--save-town", str(missing), "--no-run"], f"--save-town: no folder {missing.parent}"),
+        (["--save-town", str(tmp_path)], f"--save-town: {tmp_path} is a folder"),
+        (["--json", str(missing)], f"--json: no folder {missing.parent}"),
+        (["--json", str(tmp_path), "--compare", "proposed.json"], f"--json: {tmp_path} is a"),
+    ):
+        done = simulate(*args)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert done.stderr.startswith(f"error: {problem}"), done.stderr
+        assert done.stderr.count("\n") == 1 and "seeding" not in done.stdout, done.stdout
+    assert list(tmp_path.iterdir()) == [], "nothing made, nothing left"
