@@ -1,4 +1,5 @@
-"""How the pages write times, asked of web/src/shared/format.js itself in headless Chromium.
+"""How the pages write times (web/src/shared/format.js) and say errors (errors.js), asked of
+the modules themselves in headless Chromium.
 
 The module is served as it is in the source tree, from an address no server holds (Playwright
 answers for it), and imported by a page that hands its functions to the test.
@@ -20,7 +21,10 @@ ORIGIN = "http://format.test"
 HARNESS = """<!doctype html><meta charset="utf-8"><script type="module">
 import * as format from './shared/format.js';
 import { setLang } from './shared/i18n.js';
+import { ApiError } from './shared/api.js';
+import { errorText } from './shared/errors.js';
 window.format = format;
+window.refusal = (status, body) => errorText(new ApiError(status, body.detail, null, body));
 window.setLang = setLang;
 window.ready = true;
 </script>"""
@@ -149,3 +153,31 @@ async def test_the_reports_round_up_to_a_tenth_before_splitting_off_the_minutes(
         None,
     ]
     assert await shown(page, "zh", "secondsUp", [None]) == ["—"]
+
+
+async def test_a_refused_position_is_named_in_the_leaders_language(page: Page) -> None:
+    """A fix's accuracy or the phone's clock refused by the server is named in words, not as
+    the API's field."""
+    refusals = [
+        {
+            "error": "invalid_input",
+            "detail": "accuracy_m: Input should be less than or equal to 100000",
+            "fields": [
+                {"field": "accuracy_m", "message": "Input should be less than or equal to 100000"}
+            ],
+        },
+        {
+            "error": "invalid_input",
+            "detail": "device_time: Input should be a valid datetime",
+            "fields": [{"field": "device_time", "message": "Input should be a valid datetime"}],
+        },
+    ]
+    said = {}
+    for lang in ("zh", "en"):
+        said[lang] = await page.evaluate(
+            "([lang, bodies]) => { setLang(lang); return bodies.map((b) => refusal(422, b)); }",
+            [lang, refusals],
+        )
+    assert said["zh"][0] == "定位精度超出范围：不能大于 100000"
+    assert said["en"][0] == "Position accuracy out of range: at most 100000"
+    assert said["zh"][1].startswith("手机时间") and said["en"][1].startswith("Phone's clock")

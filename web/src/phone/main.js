@@ -20,6 +20,10 @@ import { load, remove, save } from '../shared/storage.js';
 const POSITION_EVERY_MS = 4000;
 // A fix older than this is not sent as where the team is now.
 const FIX_FRESH_MS = 15000;
+// The coarsest fix the server takes (accuracy_m, metres: dispatch/incidents/schemas.py). A
+// coarser one (GPS off, indoors: a cell tower's or an IP's guess) says nothing of where the team
+// is, and is not sent: an arrival goes without it, positions are not sent.
+const COARSEST_FIX_M = 100000;
 // An alert sounds and vibrates until it is accepted or hidden, at most this long.
 const RING_FOR_MS = 60000;
 // A tap kept on the phone because it did not reach the server is sent again this often (and at
@@ -765,7 +769,7 @@ async function onArrive() {
   // The phone's clock at the tap, whenever the server gets it.
   const body = { device_time: new Date().toISOString() };
   const fix = await currentFix();
-  if (fix) {
+  if (fix && fix.accuracy <= COARSEST_FIX_M) {
     body.location = { lon: fix.lon, lat: fix.lat, crs: 'wgs84' };
     body.accuracy_m = fix.accuracy;
   }
@@ -827,6 +831,7 @@ async function send(entry, retrying) {
   state.sending.add(key);
   const me = state.me;
   const path = '/api/v1/dispatches/' + entry.dispatch_id + '/' + entry.action;
+  let again = false;
   try {
     const reply = retrying
       ? await api.postRetrying(path, entry.body, {}, showRetrying)
@@ -837,7 +842,11 @@ async function send(entry, retrying) {
     drop(entry);
     apply(reply);
   } catch (error) {
-    if (refusedForGood(error) && state.me === me) {
+    if (fixRefused(entry, error)) {
+      // The arrival is what counts; the position was an extra. Sent again without it, now.
+      withoutFix(entry);
+      again = true;
+    } else if (refusedForGood(error) && state.me === me) {
       drop(entry);
       state.outboxNotes.set(entry.incident_id, () => refusal(entry, error));
     }
@@ -846,6 +855,28 @@ async function send(entry, retrying) {
     state.sending.delete(key);
     renderAll();
   }
+  if (again) await send(entry, retrying);
+}
+
+// An arrival the server refused as invalid (422) while it carried a position: the position is
+// what it could refuse (a fix coarser than it takes, a kept tap of an older page), never the
+// arrival itself.
+function fixRefused(entry, error) {
+  const body = entry.body || {};
+  return (
+    error instanceof ApiError &&
+    error.status === 422 &&
+    entry.action === 'arrive' &&
+    (body.location !== undefined || body.accuracy_m !== undefined)
+  );
+}
+
+function withoutFix(entry) {
+  const body = Object.assign({}, entry.body);
+  delete body.location;
+  delete body.accuracy_m;
+  entry.body = body;
+  saveOutbox();
 }
 
 // A 4xx says the server has the answer or never will take it (the incident closed, another
@@ -971,6 +1002,7 @@ function startPositions() {
       state.fix = toFix(position);
       state.fixError = null;
       showMe();
+      renderPosition(myDispatch(state.incidents.get(state.overlay)));
       if (first) sendPositions();
     },
     (error) => {
@@ -992,7 +1024,7 @@ function stopPositions() {
 
 function sendPositions() {
   const fix = state.fix;
-  if (!fix || Date.now() - fix.at > FIX_FRESH_MS) return;
+  if (!fix || Date.now() - fix.at > FIX_FRESH_MS || fix.accuracy > COARSEST_FIX_M) return;
   for (const d of onTheWay()) {
     const body = {
       location: { lon: fix.lon, lat: fix.lat, crs: 'wgs84' },
@@ -1018,8 +1050,11 @@ function renderPosition(d) {
     return;
   }
   const last = state.positions.get(d.id);
+  const fix = state.fix;
   if (state.fixError === 'denied') showPositionText(t('phone.position_denied'));
-  else if (last) {
+  else if (fix && fix.accuracy > COARSEST_FIX_M) {
+    showPositionText(t('phone.position_coarse', { a: metres(fix.accuracy) }));
+  } else if (last) {
     showPositionText(t('phone.position', { d: metres(last.distance), a: metres(last.accuracy) }));
   } else showPositionText(t('phone.position_wait'));
 }

@@ -23,6 +23,8 @@ const FIELDS = [
   'body',
   'dispatch_id',
   'incident_id',
+  'accuracy_m',
+  'device_time',
 ];
 
 // The server's reason (Pydantic's or its own words) as one of ours, with what it carries.
