@@ -1,7 +1,7 @@
 """The console on a busy day, as an operator at a 1366x768 desk works it: the alarm banner
 leaves the lists in the window, the late incidents are counted and shown alone on demand, the
-report form is a few tabs from the header however many markers the map holds, and a chip never
-breaks inside its words."""
+report form is a few tabs from the header however many markers the map holds, a chip never
+breaks inside its words, and a link pasted into a description stays in its card."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from playwright.async_api import Browser, Page, expect
 
 from tests.pages.conftest import Opened, desk_context, log_in
 from tests.pages.test_console_and_phone import SECOND, away, card
+from tests.pages.test_phone_thumbs import LINK, report_with_a_link
 from tests.support import Account, World
 
 SMALL_DESK = {"width": 1366, "height": 768}
@@ -160,6 +161,22 @@ async def test_a_chip_beside_a_team_never_breaks_inside_its_words(
         }"""
     )
     assert broken == []
+
+
+async def test_a_link_pasted_into_the_description_stays_in_its_card(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    await world.team("fixed_post")
+    console = await open_small_console(browser, contexts, world)
+    incident = card(console, await report_with_a_link(world, await world.operator()))
+    line = incident.locator("p", has_text=LINK[:20])
+    await expect(line).to_contain_text(LINK)
+    box = await incident.bounding_box()
+    right = await line.evaluate(
+        "(el) => { const r = document.createRange(); r.selectNodeContents(el);"
+        " return r.getBoundingClientRect().right; }"
+    )
+    assert box is not None and right <= box["x"] + box["width"], (right, box)
 
 
 async def test_the_login_form_keeps_its_width_in_the_windows_column(

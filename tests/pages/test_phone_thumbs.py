@@ -1,6 +1,6 @@
-"""The team leader's page in a hand: every control thumb-sized, the tab's mark of a new alert
-in the leader's language, and a device clock that agrees with the server's shown without a
-sign."""
+"""The team leader's page in a hand: every control thumb-sized, a pasted link kept on the
+screen, the tab's mark of a new alert in the leader's language, and a device clock that agrees
+with the server's shown without a sign."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from playwright.async_api import Browser, Page, expect
 
 from tests.pages.conftest import Opened
 from tests.pages.test_console_and_phone import away, open_phone
-from tests.support import World
+from tests.support import QINGXI, Account, World
 
 # Android's and Apple's guidance for a control a thumb hits: 48 dp, 44 pt.
 THUMB_PX = 48
@@ -55,6 +55,45 @@ async def test_every_control_on_the_phone_is_thumb_sized(
     await phone.get_by_role("button", name="English").click()
     assert await small_controls(phone, "body > header") == []
     assert await small_controls(phone, "#app") == []
+
+
+# What an operator pastes from a caller's WeChat: the Amap share link of the place, one word
+# wider than a phone's screen or an incident's card.
+LINK = "https://surl.amap.com/2Xk9aB3cD4eF5gH6iJ7kL8mN9oP0qR1sT2uV3wX4yZ"
+
+
+async def report_with_a_link(world: World, by: Account) -> str:
+    reply = await world.http.post(
+        "/api/v1/incidents",
+        json={
+            "location": {"lon": QINGXI[0], "lat": QINGXI[1]},
+            "category": "fight",
+            "description": "报警人发来位置 " + LINK,
+        },
+        headers=by.headers,
+    )
+    assert reply.status_code == 201, reply.text
+    incident_id: str = reply.json()["id"]
+    return incident_id
+
+
+async def test_a_link_pasted_into_the_description_stays_on_the_alert_screen(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    post = await world.team("fixed_post")
+    leader = await world.leader(post)
+    phone = await open_phone(browser, contexts, world, leader, away(300))
+    await report_with_a_link(world, await world.operator())
+    alert = phone.locator("#alert")
+    line = alert.locator("#alert-info p", has_text=LINK[:20])
+    await expect(line).to_be_visible()
+    # Broken where it must be: nothing runs past the screen's edge, nothing scrolls sideways.
+    spill = await alert.evaluate("(el) => el.scrollWidth - el.clientWidth")
+    right = await line.evaluate(
+        "(el) => { const r = document.createRange(); r.selectNodeContents(el);"
+        " return r.getBoundingClientRect().right; }"
+    )
+    assert spill <= 0 and right <= 360, (spill, right)
 
 
 async def test_a_new_alert_marks_the_tab_in_the_leaders_language(

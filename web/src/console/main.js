@@ -886,7 +886,7 @@ function incidentCard(incident) {
           : null,
       ),
     ),
-    incident.description ? h('p', { class: 'meta', text: incident.description }) : null,
+    incident.description ? h('p', { class: 'meta description', text: incident.description }) : null,
     h('div', { class: 'tiers' }, incident.chain.map(tierView)),
     incident.dispatches.length
       ? h('ul', { class: 'dispatches' }, incident.dispatches.map((d) => dispatchItem(incident, d)))
