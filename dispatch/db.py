@@ -13,7 +13,8 @@ import orjson
 from sqlalchemy import MetaData, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_connection
-from sqlalchemy.engine import AdaptedConnection, Connection
+from sqlalchemy.engine import AdaptedConnection, Connection, Dialect
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -120,6 +121,7 @@ def create_engine(
         connect_args={**STATEMENT_CACHES, "server_settings": settings},
         **JSON_CODEC,
     )
+    event.listen(engine.sync_engine, "do_connect", _connect_or_unreachable)
     pool = engine.sync_engine.pool
     event.listen(pool, "connect", _note_checkin)
     event.listen(pool, "checkin", _note_checkin)
@@ -183,6 +185,28 @@ def begin_sqlite_transaction(connection: Connection) -> None:
     the transaction takes its snapshot at its first read."""
     adapted = cast(AdaptedConnection, connection.connection.dbapi_connection)
     adapted.run_async(lambda driver: driver.execute_fetchall("BEGIN"))
+
+
+def _connect_or_unreachable(
+    dialect: Dialect, _record: ConnectionPoolEntry, cargs: list[Any], cparams: dict[str, Any]
+) -> DBAPIConnection:
+    """The driver's connection; or, where the database's host could not be reached, the
+    driver's own error for an unusable database, caused by the network's.
+
+    asyncpg raises what the network said as it is: a host name that does not resolve
+    (``socket.gaierror``, compose's ``postgres`` while its container restarts), a connect
+    that timed out (``TimeoutError``), a host that cannot be reached (``OSError``,
+    EHOSTUNREACH). SQLAlchemy wraps, and runs its error handlers for, only the driver's own
+    errors: these went past what answers an outage 503, counts it and holds ``/readyz``
+    until a write succeeds, and were answered 500 as a bug. As the driver's error raised
+    while connecting they are a connection failure, as a refused connection is. Only the
+    connect is taken so: an ``OSError`` raised anywhere else says nothing of the database."""
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except OSError as error:
+        timed_out = "timed out connecting" if isinstance(error, TimeoutError) else None
+        reason = str(error) or timed_out or type(error).__name__
+        raise dialect.loaded_dbapi.OperationalError(reason, error) from error
 
 
 # A connection back in the pool for longer than this is checked with a query before it is

@@ -8,14 +8,16 @@ import asyncio
 import json
 import signal
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -24,6 +26,7 @@ from dispatch.config import Settings
 from dispatch.db import create_engine
 from dispatch.errors import install_error_handlers
 from dispatch.outages import database_unavailable, error_kind
+from dispatch.runtime import Runtime
 from tests.conftest import RunningServer, pg_admin
 from tests.processes import ServerProcess, cli, server_env
 from tests.support import World, get_token, open_socket
@@ -161,6 +164,59 @@ async def test_readyz_stays_not_ready_while_writes_fail_though_reads_work(
         assert (await ready_again(http)).json()["status"] == "ready"
 
 
+# A name no DNS answers for (RFC 6761).
+UNRESOLVED_HOST = "no-such-db-host.invalid"
+
+
+@contextmanager
+def connecting_with(**params: object) -> Iterator[None]:
+    """Every connection to PostgreSQL this process makes meanwhile is made with these of
+    asyncpg's parameters (``host=UNRESOLVED_HOST``: as compose's ``postgres`` while its
+    container restarts, a name nobody answers for)."""
+
+    def changed(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+        cparams.update(params)
+
+    # On the dialect's class: its listeners come before an engine's own, and an engine's
+    # listener that makes the connection is the last one asked.
+    event.listen(PGDialect_asyncpg, "do_connect", changed)
+    try:
+        yield
+    finally:
+        event.remove(PGDialect_asyncpg, "do_connect", changed)
+
+
+async def test_a_database_host_that_does_not_resolve_is_an_outage_not_a_bug(
+    backend: str, quiet_server: RunningServer
+) -> None:
+    """The name resolving to nothing was answered 500, left /readyz's write check alone and
+    was counted as no database error: the driver raises the network's error as it is."""
+    if backend == "sqlite":
+        pytest.skip("SQLite has no host to reach")
+    world = World(quiet_server.app, f"http://127.0.0.1:{quiet_server.port}", quiet_server.clock)
+    runtime: Runtime = quiet_server.app.state.runtime
+    operator = await world.operator()
+    await world.team()
+    async with httpx.AsyncClient(base_url=world.base_url, timeout=120) as http:
+        with connecting_with(host=UNRESOLVED_HOST):
+            # The restart ended every connection the server held.
+            for engine in runtime.pools().values():
+                await engine.dispose()
+            reply = await http.post("/api/v1/incidents", json=REPORT, headers=operator.headers)
+            assert reply.status_code == 503, reply.text
+            body = reply.json()
+            assert body["error"] == "database_unavailable"
+            assert reply.headers["Retry-After"] == str(body["retry_after_s"])
+            assert runtime.writes.failing
+            assert (await http.get("/readyz")).status_code == 503
+            metrics = (await http.get("/metrics")).text
+            assert 'dispatch_database_errors_total{error="connection"}' in metrics
+        assert (await ready_again(http)).json()["status"] == "ready"
+        reply = await http.post("/api/v1/incidents", json=REPORT, headers=operator.headers)
+        assert reply.status_code == 201, reply.text
+    await world.close()
+
+
 # ---------------------------------------------------------------- what counts as an outage
 
 
@@ -198,6 +254,49 @@ async def test_a_database_that_cannot_be_reached_is_an_outage(backend: str) -> N
         assert error_kind(refused.value) == "connection"
     finally:
         await engine.dispose()
+
+
+async def test_a_connect_that_times_out_is_an_outage() -> None:
+    """A host that takes the connection and never answers (a firewall dropping the packets,
+    a hung machine): asyncpg gives up after its connect timeout with a TimeoutError."""
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    listening = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = listening.sockets[0].getsockname()[1]
+    engine = create_engine(f"postgresql+asyncpg://dispatch@127.0.0.1:{port}/dispatch")
+    try:
+        # asyncpg's connect timeout, 60 s unless told.
+        with connecting_with(timeout=0.5), pytest.raises(DBAPIError) as timed_out:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        assert isinstance(timed_out.value.orig.__cause__, TimeoutError)
+        assert database_unavailable(timed_out.value)
+        assert error_kind(timed_out.value) == "connection"
+        assert "timed out connecting" in str(timed_out.value)
+    finally:
+        await engine.dispose()
+        listening.close()
+        await listening.wait_closed()
+
+
+async def test_an_os_error_that_is_not_the_databases_stays_a_500() -> None:
+    """Only what reaching the database raised is an outage: a file the server cannot read is
+    a bug, not a reason for the client to try again."""
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/read")
+    async def read() -> None:
+        await asyncio.to_thread(Path("/no/such/dir/file").read_text)
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        reply = await http.post("/read")
+    assert reply.status_code == 500
+    assert not database_unavailable(FileNotFoundError(2, "No such file or directory"))
 
 
 async def test_a_bug_in_a_database_statement_stays_a_500(tmp_path: Path) -> None:
