@@ -47,6 +47,28 @@ def count(text: str) -> int:
     return value
 
 
+def side_km(text: str) -> float:
+    """The side of a generated town's square, in km, within the simulator's bound."""
+    from dispatch.simulate.town import MAX_SIDE_M
+
+    value = positive(text)
+    if value > MAX_SIDE_M / 1000:
+        raise argparse.ArgumentTypeError(
+            f"a generated town is at most {MAX_SIDE_M / 1000:g} km across, not {text}"
+        )
+    return value
+
+
+def stations(text: str) -> int:
+    """How many police stations a generated town has, within the simulator's bound."""
+    from dispatch.simulate.town import MAX_STATIONS
+
+    value = positive_int(text)
+    if value > MAX_STATIONS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_STATIONS}, not {text}")
+    return value
+
+
 def server_url(text: str) -> str:
     """The http(s) address of a running server."""
     import httpx
@@ -102,13 +124,18 @@ def add_simulate_command(commands: Any) -> None:
     town = simulate.add_argument_group("the town")
     town.add_argument("--town", type=Path, help="a town JSON file (see docs/performance.md)")
     town.add_argument(
-        "--stations", type=positive_int, default=3, help="police stations (default 3)"
+        "--stations", type=stations, default=3, help="police stations (default 3, at most 1000)"
     )
     town.add_argument("--fixed-per-station", type=count, default=8, help="fixed posts per station")
     town.add_argument(
         "--mobile-per-station", type=count, default=3, help="mobile teams per station"
     )
-    town.add_argument("--side-km", type=positive, default=12.0, help="side of the town's square")
+    town.add_argument(
+        "--side-km",
+        type=side_km,
+        default=12.0,
+        help="side of the town's square (default 12, at most 60)",
+    )
     town.add_argument("--leaders-per-team", type=positive_int, default=1)
     town.add_argument(
         "--town-from",
@@ -354,14 +381,18 @@ def _town(args: argparse.Namespace, password: str | None) -> Town | int:
         except (httpx.HTTPError, RuntimeError) as error:
             print(f"error: {args.town_from}: {error or type(error).__name__}", file=sys.stderr)
             return 1
-    return towns.generate(
-        stations=args.stations,
-        fixed_per_station=args.fixed_per_station,
-        mobile_per_station=args.mobile_per_station,
-        side_m=args.side_km * 1000,
-        leaders_per_team=args.leaders_per_team,
-        seed=args.seed,
-    )
+    try:
+        return towns.generate(
+            stations=args.stations,
+            fixed_per_station=args.fixed_per_station,
+            mobile_per_station=args.mobile_per_station,
+            side_m=args.side_km * 1000,
+            leaders_per_team=args.leaders_per_team,
+            seed=args.seed,
+        )
+    except towns.TownTooLarge as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 def _places(town: Town) -> str:

@@ -46,6 +46,11 @@ RADIUS = TypeAdapter(RadiusM)
 # simulator hours to seed and the box its memory: a typo in a count is said, not run.
 MAX_TEAMS = 20_000
 MAX_LEADERS = 50_000
+# A generated patrol zone reaches three quarters of its station's share of the square, which
+# with one or two stations is the whole side: so the side stays within what keeps that radius
+# within the teams API's largest (45 km of 50).
+MAX_SIDE_M = 60_000.0
+MAX_STATIONS = 1000
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,12 @@ def generate(
     name: str = "清溪镇 (simulated)",
 ) -> Town:
     """A town by the plan's proportions: per police station a patrol zone, mobile teams at
-    multi-owner key sites and fixed posts at single-owner ones; response police cover it all."""
+    multi-owner key sites and fixed posts at single-owner ones; response police cover it all.
+    A town beyond the bounds (MAX_SIDE_M, MAX_STATIONS, MAX_TEAMS, MAX_LEADERS) is a
+    TownTooLarge naming the one it passes, before anything is made."""
+    problem = too_large(stations, fixed_per_station, mobile_per_station, side_m, leaders_per_team)
+    if problem is not None:
+        raise TownTooLarge(problem)
     rng = random.Random(seed)
     town = Town(name, centre, side_m)
     half = side_m / 2
@@ -204,8 +214,7 @@ def generate(
                     leaders_per_team,
                 )
             )
-    # Enough response-police bases that their zones reach every corner of the square.
-    per_side = max(1, math.ceil(side_m / (RESPONSE_RADIUS_M * math.sqrt(2))))
+    per_side = _response_per_side(side_m)
     for i in range(per_side * per_side):
         col, row = i % per_side, i // per_side
         east = -half + side_m / per_side * (col + 0.5)
@@ -220,6 +229,37 @@ def generate(
             )
         )
     return town
+
+
+def _response_per_side(side_m: float) -> int:
+    """Response-police bases along a side: enough that their zones reach every corner."""
+    return max(1, math.ceil(side_m / (RESPONSE_RADIUS_M * math.sqrt(2))))
+
+
+class TownTooLarge(ValueError):
+    """A generated town beyond the simulator's bounds; the message names the bound."""
+
+
+def too_large(
+    stations: int,
+    fixed_per_station: int,
+    mobile_per_station: int,
+    side_m: float,
+    leaders_per_team: int,
+) -> str | None:
+    """What a town generated so would pass of the bounds, worked out without making it."""
+    if not 0 < side_m <= MAX_SIDE_M:
+        return f"a generated town is at most {MAX_SIDE_M / 1000:g} km across"
+    if not 1 <= stations <= MAX_STATIONS:
+        return f"a generated town has 1 to {MAX_STATIONS} police stations"
+    per_side = _response_per_side(side_m)
+    teams = stations * (1 + fixed_per_station + mobile_per_station) + per_side * per_side
+    if teams > MAX_TEAMS:
+        return f"the town would have {teams} teams; a simulated town has at most {MAX_TEAMS}"
+    if teams * leaders_per_team > MAX_LEADERS:
+        leaders = teams * leaders_per_team
+        return f"the town would have {leaders} leaders; a simulated town has at most {MAX_LEADERS}"
+    return None
 
 
 class TownFileError(ValueError):

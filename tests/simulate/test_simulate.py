@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from dispatch.cli import main
 from dispatch.simulate import town as towns
 from dispatch.teams.models import TeamKind
 
@@ -197,3 +198,29 @@ def test_a_file_the_run_cannot_write_is_said_before_it_runs(tmp_path: Path) -> N
         assert done.stderr.startswith(f"error: {problem}"), done.stderr
         assert done.stderr.count("\n") == 1 and "seeding" not in done.stdout, done.stdout
     assert list(tmp_path.iterdir()) == [], "nothing made, nothing left"
+
+
+def test_a_generated_town_is_bounded_and_the_bound_is_named(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--side-km 12000 would have made some two million response teams and run for hours:
+    the side, the stations and the town's teams and leaders in all have bounds, each said in
+    one line before anything is made."""
+    for args, problem in (
+        (["--side-km", "12000"], "--side-km: a generated town is at most 60 km across"),
+        (["--stations", "5000"], "--stations: at most 1000"),
+        (["--fixed-per-station", "100000"], "a simulated town has at most 20000"),
+        (["--leaders-per-team", "5000"], "leaders; a simulated town has at most 50000"),
+    ):
+        try:
+            code = main(["simulate", *args, "--save-town", os.devnull, "--no-run"])
+        except SystemExit as exit:  # argparse's refusal of an option
+            code = exit.code
+        assert code == 2 and problem in capsys.readouterr().err, args
+    done = simulate("--side-km", "12000")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    # At the bounds a town is made, and every zone in it is one the teams API takes.
+    town = towns.generate(stations=1, side_m=towns.MAX_SIDE_M)
+    assert max(t.radius_m or 0 for t in town.teams) <= 50_000
+    with pytest.raises(towns.TownTooLarge):
+        towns.generate(side_m=towns.MAX_SIDE_M + 1)
