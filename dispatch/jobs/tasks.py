@@ -15,6 +15,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.jobs import service as jobs
+from dispatch.observability.logs import about_incident
 from dispatch.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class JobQueue:
         # One job per transaction: a failing step must not hold back or undo the others.
         while True:
             job_id: str | None = None
+            incident_id: str | None = None
             failed_before = 0
             try:
                 async with runtime.transaction() as session:
@@ -52,15 +54,19 @@ class JobQueue:
                     if not claimed:
                         return
                     job_id, failed_before = claimed[0].id, claimed[0].attempts
+                    incident_id = claimed[0].incident_id
                     await jobs.fire(session, claimed[0], runtime.clock.now(), self._handlers)
             except Exception as error:
                 if job_id is None:
                     raise
                 wait_s = retry_after_s(failed_before)
-                log.exception("job %s failed; retrying in %ss", job_id, wait_s)
-                retry_at = runtime.clock.now() + timedelta(seconds=wait_s)
-                async with runtime.transaction() as session:
-                    await jobs.postpone(session, job_id, retry_at, f"failed: {error!r}")
+                # The handler's own lines carry the incident's id; the line that says its step
+                # failed, outside the handler, is the one an investigation looks for.
+                with about_incident(incident_id):
+                    log.exception("job %s failed; retrying in %ss", job_id, wait_s)
+                    retry_at = runtime.clock.now() + timedelta(seconds=wait_s)
+                    async with runtime.transaction() as session:
+                        await jobs.postpone(session, job_id, retry_at, f"failed: {error!r}")
 
     async def next_due(self, session: AsyncSession) -> datetime | None:
         return await jobs.next_due(session)

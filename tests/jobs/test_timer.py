@@ -4,19 +4,24 @@ before it."""
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.jobs import service as jobs
 from dispatch.jobs.models import Job
 from dispatch.jobs.tasks import HELD_BACKOFF_S, Timer, retry_after_s
+from dispatch.observability import logs
 from dispatch.runtime import Runtime
-from tests.support import World
+from tests.support import QINGXI, World, sync_engines
 
 
 class Scheduled:
@@ -272,3 +277,45 @@ async def test_a_failed_attempt_leaves_a_job_another_process_fired_meanwhile_as_
 
 async def done(session: AsyncSession, job: Job, now: datetime) -> str:
     return "done by the other process"
+
+
+# The escalation step's read of whether a tier-1 team answered (dispatch.incidents.service).
+ANSWERED = "ORDER BY dispatches.accepted_at IS NULL"
+
+
+async def test_a_failed_step_of_an_incident_is_logged_with_the_incidents_id(world: World) -> None:
+    """docs/deploy.md: incident_id on every line about an incident, the steps that fall due
+    for it included. The ERROR that says an incident's escalation failed, and when it is
+    tried again, is the line an investigation looks for; it was written without the id."""
+    await world.team("fixed_post")  # covers it; nobody accepts within 20 s
+    await world.team("fixed_post", lon=QINGXI[0] + 0.006)  # in the 1 km escalation ring
+    incident = await world.report(await world.operator())
+    left = [1]
+
+    def fail_once(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if ANSWERED in statement and left[0]:
+            left[0] -= 1
+            raise RuntimeError("the escalation step's read failed")
+
+    stream = io.StringIO()
+    handler = logs.handler(stream)
+    logger = logging.getLogger("dispatch.jobs.tasks")
+    logger.addHandler(handler)
+    engines = sync_engines(world.runtime)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", fail_once)
+    try:
+        world.clock.advance(21)
+        for _ in range(250):
+            lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+            if lines:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", fail_once)
+        logger.removeHandler(handler)
+    [line] = lines
+    assert line["level"] == "ERROR"
+    assert "failed; retrying in 5.0s" in line["message"]
+    assert line["incident_id"] == incident["id"]
