@@ -9,7 +9,7 @@ import { errorText } from '../shared/errors.js';
 import { Live } from '../shared/live.js';
 import { $, clear, h, readConfig } from '../shared/dom.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
-import { clockTime, coordinate, metres, ms } from '../shared/format.js';
+import { clockTime, coordinate, metres, ms, shanghaiToday } from '../shared/format.js';
 import { chime, repeat, soundReady, unlockNow, unlockOnGesture, vibrate } from '../shared/alarm.js';
 import { L, createMap, incidentMarker, zoneLayer } from '../shared/map.js';
 import { arrivalView, tickClocks, tierView } from '../shared/views.js';
@@ -79,6 +79,7 @@ const state = Object.assign(
     reloads: 0, // reloads begun: a later resync's reload takes over from one still retrying
     sending: new Set(),
     guardTimer: null,
+    day: null, // the server's date the list was drawn on: dates show on other days' times
   },
   signedIn(),
 );
@@ -522,9 +523,10 @@ function fillRow(row, incident) {
   const shown = $('.meta-state', row);
   shown.hidden = !d;
   setText(shown, d ? dispatchState(d) : '');
-  // The clocks tick by themselves; the tiers are drawn again only when they change.
+  // The clocks tick by themselves; the tiers are drawn again only when they change, or the
+  // language, or the day (a time of yesterday takes its date).
   const tiers = $('.tiers', row);
-  const drawn = currentLang() + JSON.stringify(incident.chain);
+  const drawn = currentLang() + shanghaiToday() + JSON.stringify(incident.chain);
   if (tiers.dataset.drawn !== drawn) {
     clear(tiers);
     for (const tier of incident.chain) tiers.appendChild(tierView(tier));
@@ -1069,6 +1071,13 @@ function showRetrying(busy, seconds, attempt, tries) {
 
 function tick() {
   if (!state.live) return;
+  // At midnight (the server's, Asia/Shanghai) yesterday's times take their date: draw again.
+  const day = shanghaiToday();
+  if (state.day !== day) {
+    const first = state.day === null;
+    state.day = day;
+    if (!first) scheduleRender();
+  }
   const now = state.live.serverNow();
   tickClocks($('#incidents'), now);
   if (state.overlay) tickClocks($('#alert'), now);
