@@ -198,13 +198,16 @@ class Phones:
         # One payload per tag (measure mode), so a baseline can send the same bytes.
         self.samples: dict[str, str] = {}
         # "arrived" counts every arrival; "geofence" and "button" say how each was recorded;
-        # "fixes" the position fixes sent.
+        # "closed" the alerts a leader stopped answering because the incident was closed before
+        # he was done (his next act refused 409: nothing recorded); "fixes" the position fixes
+        # sent.
         self.acts_done: dict[str, int] = {
             "accepted": 0,
             "arrived": 0,
             "geofence": 0,
             "button": 0,
             "missed": 0,
+            "closed": 0,
             "errors": 0,
             "fixes": 0,
         }
@@ -319,16 +322,22 @@ class Phones:
         shown_at = time.monotonic() + rng.uniform(0.5, 3.0) / behaviour.speed
         accept_s = rng.lognormvariate(math.log(behaviour.accept_median_s), behaviour.accept_sigma)
         accept_at = shown_at + accept_s / behaviour.speed
+        path = f"/api/v1/dispatches/{dispatch['id']}"
         try:
             await _until(shown_at)
-            await self._post(f"/api/v1/dispatches/{dispatch['id']}/shown", headers, None)
+            if not await self._post(f"{path}/shown", headers, None):
+                self.acts_done["closed"] += 1
+                return
             await _until(accept_at)
-            await self._post(f"/api/v1/dispatches/{dispatch['id']}/accept", headers, None)
+            if not await self._post(f"{path}/accept", headers, None):
+                self.acts_done["closed"] += 1
+                return
             self.acts_done["accepted"] += 1
             journey = await self._travel(
                 leader, dispatch, incident["location"], headers, rng, accept_at
             )
             if journey == "closed":
+                self.acts_done["closed"] += 1
                 return
             if journey == "on_scene":
                 location = incident["location"]
@@ -336,7 +345,9 @@ class Phones:
                     "location": {"lon": location["lon"], "lat": location["lat"]},
                     "accuracy_m": FIX_ACCURACY_M,
                 }
-                await self._post(f"/api/v1/dispatches/{dispatch['id']}/arrive", headers, body)
+                if not await self._post(f"{path}/arrive", headers, body):
+                    self.acts_done["closed"] += 1
+                    return
             self.acts_done["arrived"] += 1
             self.acts_done["geofence" if journey == "geofence" else "button"] += 1
         except (httpx.HTTPError, RuntimeError) as error:
@@ -416,12 +427,16 @@ class Phones:
             return "on_the_way"
         return "arrived" if reply.json()["arrived"] else "on_the_way"
 
-    async def _post(self, path: str, headers: dict[str, str], body: Any) -> None:
+    async def _post(self, path: str, headers: dict[str, str], body: Any) -> bool:
+        """Whether the server recorded the act: False when the incident was closed meanwhile
+        (409), as a real leader would find it; any other refusal is a RuntimeError."""
         assert self._http is not None
         reply = await self._http.post(path, headers=headers, json=body)
-        # 409: the incident was closed meanwhile, which a real leader would see too.
-        if reply.status_code >= 400 and reply.status_code != 409:
+        if reply.status_code == 409:
+            return False
+        if reply.status_code >= 400:
             raise RuntimeError(f"{path}: {reply.status_code} {reply.text[:200]}")
+        return True
 
     async def finish(self) -> dict[str, Any]:
         for task in list(self._tasks):

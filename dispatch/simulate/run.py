@@ -369,7 +369,8 @@ def summarise(
     lines.append(
         f"  leaders: {acts.get('accepted', 0)} accepted, {acts.get('arrived', 0)} arrived "
         f"({acts.get('geofence', 0)} by geofence, {acts.get('button', 0)} by button), "
-        f"{acts.get('missed', 0)} missed, {acts.get('errors', 0)} errors"
+        f"{acts.get('missed', 0)} missed, {acts.get('closed', 0)} stopped by the close, "
+        f"{acts.get('errors', 0)} errors"
     )
     share = tiers["1"]["met_share"]
     lines.append(f"With these teams, {share:.0%} of incidents would meet 1 minute.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from dispatch.simulate.leaders import Leader, Phones, WorkerJob
+from dispatch.simulate.leaders import Behaviour, Leader, Phones, WorkerJob
 from tests.support import World
 
 
@@ -54,3 +54,33 @@ def test_a_team_answers_an_incident_alike_in_two_runs_of_one_seed() -> None:
     assert in_one_run.draws(leader, other_incident).random() != first
     other_seed = Phones(WorkerJob("ws://x", "http://x", [leader], seed=2000, run_seed=2))
     assert other_seed.draws(leader, incident).random() != first
+
+
+async def test_a_leader_whose_incident_closed_before_he_answered_is_not_counted_accepting(
+    world: World,
+) -> None:
+    """Closed before the leader's accept: the server refuses it (409) and records nothing, so
+    the run does not count it among the accepts; it counts it as stopped by the close."""
+    team = await world.team("fixed_post")
+    account = await world.leader(team)
+    leader = Leader(account.id, account.token, team["id"], "fixed_post", team_key="驻点")
+    # The accept about 0.2 s after the alert (2 s, ten times faster), never missed.
+    behaviour = Behaviour(speed=10.0, miss_share=0.0, accept_median_s=2.0)
+    phones = Phones(WorkerJob(world.ws_url, world.base_url, [leader], "simulate", behaviour))
+    await phones.connect_all()
+    try:
+        operator = await world.operator()
+        incident = await world.report(operator)
+        closed = await world.http.post(
+            f"/api/v1/incidents/{incident['id']}/close", headers=operator.headers
+        )
+        assert closed.status_code == 200, closed.text
+        async with asyncio.timeout(10):
+            while phones.acts_done["accepted"] + phones.acts_done.get("closed", 0) == 0:
+                await asyncio.sleep(0.05)
+    finally:
+        results = await phones.finish()
+    acts = results["acts"]
+    assert (acts["accepted"], acts.get("closed"), acts["errors"]) == (0, 1, 0), acts
+    record = await world.incident(operator, incident["id"])
+    assert record["dispatches"][0]["accepted_at"] is None
