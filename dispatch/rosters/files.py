@@ -22,13 +22,19 @@ from fastapi import Request, Response
 from openpyxl import Workbook, load_workbook
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
+from openpyxl.worksheet._reader import WorkSheetParser
 from openpyxl.worksheet.worksheet import Worksheet
 
 from dispatch.errors import DomainError, InvalidInput
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV_TYPE = "text/csv; charset=utf-8"
+# Rows with a value (a title and the header among them); blank ones are not counted.
 MAX_ROWS = 20_000
+# Rows read at all, blank ones too. A ledger's template is often formatted (borders drawn) far
+# below its last member, down to row 65 536 when it began as an .xls: its blank rows keep no
+# room, but each costs the time to read it (some 30 us a row of 8 cells).
+MAX_SCANNED_ROWS = 100_000
 MAX_COLUMNS = 64
 # What a workbook may unpack to. 20 000 rows of a roster are some 15 MB of sheet XML; a 5 MiB
 # upload of repeated text could unpack to gigabytes (deflate packs it ~1000:1), all of it held
@@ -102,11 +108,45 @@ async def read_capped(request: Request, limit: int) -> bytes:
 
 
 @dataclass(frozen=True)
+class Row:
+    """A row with a value: its number as the user sees it (the sheet's row number, the CSV's
+    record number) and its cells as trimmed text."""
+
+    line: int
+    cells: list[str]
+
+
+@dataclass(frozen=True)
 class Table:
-    """The cells of the first sheet (XLSX) or of the file (CSV), as trimmed text."""
+    """The rows with a value of the first sheet (XLSX) or of the file (CSV), in order."""
 
     format: str
-    rows: list[list[str]]
+    rows: list[Row]
+
+
+class _Rows:
+    """The rows kept, counted against MAX_ROWS, and every row read against MAX_SCANNED_ROWS."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.kept: list[Row] = []
+        self.scanned = 0
+
+    def add(self, line: int, cells: list[str]) -> None:
+        self.scanned += 1
+        if self.scanned > MAX_SCANNED_ROWS:
+            raise InvalidInput(
+                f"the {self.what} has more than {MAX_SCANNED_ROWS} rows, blank ones included; "
+                "delete the rows below the roster",
+                field="body",
+            )
+        if not any(cells):
+            return
+        if len(self.kept) >= MAX_ROWS:
+            raise InvalidInput(
+                f"the {self.what} has more than {MAX_ROWS} rows with a value", field="body"
+            )
+        self.kept.append(Row(line, cells))
 
 
 def read_table(data: bytes) -> Table:
@@ -143,7 +183,7 @@ def _check_unpacked_size(data: bytes) -> None:
         )
 
 
-def _read_xlsx(data: bytes) -> list[list[str]]:
+def _read_xlsx(data: bytes) -> list[Row]:
     _check_unpacked_size(data)
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
@@ -156,13 +196,7 @@ def _read_xlsx(data: bytes) -> list[list[str]]:
         # errors) for archives that are not workbooks; all mean the same to the user.
         raise UnsupportedFile(f"not a readable .xlsx workbook ({type(error).__name__})") from None
     try:
-        sheet = workbook.worksheets[0]
-        rows: list[list[str]] = []
-        for values in sheet.iter_rows(values_only=True):
-            if len(rows) >= MAX_ROWS:
-                raise InvalidInput(f"the sheet has more than {MAX_ROWS} rows", field="body")
-            rows.append([cell_text(v) for v in values[:MAX_COLUMNS]])
-        return rows
+        return _sheet_rows(workbook, workbook.worksheets[0])
     except DomainError:
         raise
     except Exception as error:
@@ -171,18 +205,46 @@ def _read_xlsx(data: bytes) -> list[list[str]]:
         workbook.close()
 
 
-def _read_csv(data: bytes) -> list[list[str]]:
+def _sheet_rows(workbook: Any, sheet: Any) -> list[Row]:
+    """The rows of the read-only ``sheet`` with a value.
+
+    Read by openpyxl's parser of the sheet's XML, driven here as its read-only sheets drive it
+    (``ReadOnlyWorksheet._cells_by_row``), rather than by ``iter_rows``: it gives the rows the
+    file has, by their numbers, where ``iter_rows`` makes up a blank one for each row missing
+    down to the last the sheet claims to have.
+    """
+    rows = _Rows("sheet")
+    with sheet._get_source() as source:
+        parser = WorkSheetParser(
+            source,
+            sheet._shared_strings,
+            data_only=True,
+            epoch=workbook.epoch,
+            date_formats=workbook._date_formats,
+            timedelta_formats=workbook._timedelta_formats,
+        )
+        for line, parsed in parser.parse():
+            # What the parser keeps of every row with a height or a style: nothing read here,
+            # and a dict for each of a template's formatted rows.
+            parser.row_dimensions.clear()
+            cells = [""] * min(MAX_COLUMNS, max((c["column"] for c in parsed), default=0))
+            for cell in parsed:
+                if cell["column"] <= MAX_COLUMNS:
+                    cells[cell["column"] - 1] = cell_text(cell["value"])
+            rows.add(line, cells)
+    return rows.kept
+
+
+def _read_csv(data: bytes) -> list[Row]:
     if b"\x00" in data:
         raise UnsupportedFile("the file is neither an .xlsx workbook nor a CSV text file")
     text = _decode(data)
     try:
         reader = csv.reader(io.StringIO(text, newline=""))
-        rows: list[list[str]] = []
-        for values in reader:
-            if len(rows) >= MAX_ROWS:
-                raise InvalidInput(f"the file has more than {MAX_ROWS} rows", field="body")
-            rows.append([unquoted(v.strip()) for v in values[:MAX_COLUMNS]])
-        return rows
+        rows = _Rows("file")
+        for line, values in enumerate(reader, start=1):
+            rows.add(line, [unquoted(v.strip()) for v in values[:MAX_COLUMNS]])
+        return rows.kept
     except csv.Error as error:
         raise UnsupportedFile(f"the CSV cannot be parsed: {error}") from None
 

@@ -618,9 +618,11 @@ def _canonical(text: str) -> str | None:
 
 
 def _find_header(table: Table) -> tuple[int, dict[int, str]]:
-    """The header row (0-based) and its columns; a title row above it is allowed."""
-    for index, row in enumerate(table.rows[:5]):
-        columns = {i: c for i, cell in enumerate(row) if (c := _canonical(cell)) is not None}
+    """The header's row number and its columns; a title row above it is allowed."""
+    for row in table.rows:
+        if row.line > 5:
+            break
+        columns = {i: c for i, cell in enumerate(row.cells) if (c := _canonical(cell)) is not None}
         if "name" in columns.values():
             missing = [header_label(RosterKind.EMERGENCY, c) for c in REQUIRED]
             missing = [
@@ -629,9 +631,9 @@ def _find_header(table: Table) -> tuple[int, dict[int, str]]:
             if missing:
                 raise FileRejected(
                     "the header lacks required columns; nothing was imported",
-                    [Problem(index + 1, None, f"missing column(s): {'、'.join(missing)}")],
+                    [Problem(row.line, None, f"missing column(s): {'、'.join(missing)}")],
                 )
-            return index, columns
+            return row.line, columns
     raise FileRejected(
         "no header row with 姓名 in the first 5 rows; nothing was imported",
         [
@@ -649,14 +651,12 @@ def _parse_rows(
     kind: RosterKind, table: Table, names: _TeamNames
 ) -> tuple[list[_Row], frozenset[str]]:
     """The file's rows, checked, and the fields it has a column for."""
-    header_index, columns = _find_header(table)
+    header_line, columns = _find_header(table)
     rows: list[_Row] = []
     problems: list[Problem] = []
     seen_phone: dict[tuple[str, str], int] = {}
     seen_id: dict[str, int] = {}
-    for index in range(header_index + 1, len(table.rows)):
-        cells = table.rows[index]
-        line = index + 1
+    for line, cells in ((r.line, r.cells) for r in table.rows if r.line > header_line):
         values = {column: cells[i] for i, column in columns.items() if i < len(cells)}
         if not any(v for k, v in values.items() if k != "seq"):
             continue

@@ -8,9 +8,10 @@ import zipfile
 from typing import Any
 
 from openpyxl import Workbook, load_workbook
+from openpyxl.styles import Border, Side
 from sqlalchemy import update
 
-from dispatch.rosters.files import workbook_bytes, write_sheet
+from dispatch.rosters.files import MAX_ROWS, MAX_SCANNED_ROWS, workbook_bytes, write_sheet
 from dispatch.rosters.models import RosterMember
 from tests.support import Account, World, unreadable_parts
 
@@ -194,6 +195,44 @@ async def test_untrusted_uploads_get_clean_4xx(world: World) -> None:
     assert reply.status_code == 413
     operator = await world.operator()
     assert (await upload(world, b"x", by=operator)).status_code == 403
+
+
+async def test_blank_rows_below_the_roster_are_read_past_and_not_counted(world: World) -> None:
+    """A ledger's template has borders drawn far below its last member, and Excel saves those
+    rows in a CSV as commas: only rows with a value count towards the limit, and a row keeps
+    its number as the sheet shows it. Rows read at all are bounded on their own."""
+    team = await world.team("fixed_post", name="银湖驻点应急联防队")
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(HEADER)
+    sheet.append(member(1, team["name"], "", "陈队长", "队长", "13800138000"))
+    sheet.append(member(2, team["name"], "", "王队员", "保安员", "13900139000"))
+    border = Border(top=Side(style="thin"), bottom=Side(style="thin"))
+    for row in range(4, 25_001):
+        sheet.cell(row=row, column=1).border = border
+    for column, value in enumerate(member(3, team["name"], "", "李队员", "保安员", "1234"), 1):
+        sheet.cell(row=25_001, column=column, value=value)
+    reply = await upload(world, workbook_bytes(workbook))
+    assert reply.status_code == 422, reply.text
+    assert [(p["row"], p["field"]) for p in reply.json()["problems"]] == [(25_001, "phone")]
+    sheet.cell(row=25_001, column=6, value="13700137000")
+    reply = await upload(world, workbook_bytes(workbook))
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["rows"] == 3
+
+    blank = "," * (len(HEADER) - 1) + "\r\n"
+    rows = [member(1, team["name"], "", "陈队长", "队长", "13800138000")]
+    reply = await upload(world, csv_file(rows) + (blank * 25_000).encode())
+    assert (reply.status_code, reply.json()["rows"]) == (200, 1), reply.text
+
+    reply = await upload(world, csv_file(rows) + (blank * MAX_SCANNED_ROWS).encode())
+    assert reply.status_code == 422, reply.text
+    assert reply.json()["field"] == "body"
+    assert f"more than {MAX_SCANNED_ROWS} rows, blank ones included" in reply.json()["detail"]
+    reply = await upload(world, csv_file(rows * MAX_ROWS))
+    assert reply.status_code == 422, reply.text
+    assert f"more than {MAX_ROWS} rows with a value" in reply.json()["detail"]
 
 
 async def test_csv_from_chinese_excel_in_gbk_is_read(world: World) -> None:
