@@ -33,6 +33,9 @@ class Signal(enum.Enum):
     # The server should look at this socket's access again: its user's access changed, or
     # its token is about to expire.
     RECHECK = "recheck"
+    # The client pinged (``Subscription.ping``): answer with a pong carrying the seq of what
+    # the socket wrote last.
+    PONG = "pong"
 
 
 # A message to send, a nudge (None: "look in the store", after this process may have missed a
@@ -55,6 +58,7 @@ class Subscription:
         "label",
         "mailbox",
         "overflowed",
+        "pings",
         "queue_size",
         "sent",
         "skipped",
@@ -84,6 +88,10 @@ class Subscription:
         # nothing of those. (A resync during a replay skips only messages the retention purge
         # removed: nothing is left of them to prove, and what was sent before it still is.)
         self.skipped = 0
+        # The client's pings not answered yet: its sender answers them with pongs as soon as
+        # the frame it is writing is out, ahead of the messages waiting, so that each pong
+        # carries the seq of the message just before it in the stream.
+        self.pings = 0
         self._items: deque[Item] | None = None
         self._getter: asyncio.Future[None] | None = None
         self._overflow: asyncio.Future[None] | None = None
@@ -102,14 +110,25 @@ class Subscription:
         if self._getter is not None and not self._getter.done():
             self._getter.set_result(None)
 
+    def ping(self) -> None:
+        """The client pinged: have the sender answer (Signal.PONG), ahead of what is queued.
+        Counted rather than queued: a pong is no message, and takes no place in the queue."""
+        self.pings += 1
+        if self._getter is not None and not self._getter.done():
+            self._getter.set_result(None)
+
     async def get(self) -> Item:
-        """The next envelope (or nudge, or signal), waiting for one if there is none."""
-        while not self._items:
+        """The next envelope (or nudge, or signal), waiting for one if there is none; a ping
+        not answered yet comes first."""
+        while not self._items and not self.pings:
             self._getter = asyncio.get_running_loop().create_future()
             try:
                 await self._getter
             finally:
                 self._getter = None
+        if self.pings:
+            return Signal.PONG
+        assert self._items is not None
         envelope = self._items.popleft()
         if not self._items:
             # An idle socket keeps no empty deque around.

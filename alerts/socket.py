@@ -145,6 +145,18 @@ class _Session:
     async def send(self, envelope: Envelope) -> None:
         await self.websocket.send_text(envelope.encode())
         self.subscription.sent = envelope.seq
+        if self.subscription.pings:
+            # Pinged while this was being written (a slow line, a replay): the pong goes
+            # right after it, not behind whatever else waits to be sent.
+            await self.answer_pings()
+
+    async def answer_pings(self) -> None:
+        """A pong for each ping not answered yet, written by the sender alone: its seq is
+        that of the message it wrote last, just before the pong in the stream."""
+        subscription = self.subscription
+        while subscription.pings:
+            subscription.pings -= 1
+            await self.websocket.send_text(_control("pong", subscription.sent, {}))
 
     async def check_access(self, told: bool = False) -> None:
         if self.recheck is None:
@@ -363,6 +375,9 @@ async def _send_loop(session: _Session, after: int, latest: int) -> None:
     # message published out of order has its gap filled from the store, as always).
     while True:
         envelope = await subscription.get()
+        if envelope is Signal.PONG:
+            await session.answer_pings()
+            continue
         if envelope is Signal.RECHECK:
             await session.check_access(told=True)
             continue
@@ -438,8 +453,11 @@ async def _receive_loop(
             # The client's own look at the line: the protocol's pings are answered by its
             # browser, unseen by the page, so a page whose server vanished without a word
             # (a host gone, Wi-Fi dropped behind NAT) would show "live" until TCP gave up,
-            # minutes later. Its seq is the last one this socket sent: nothing to act on.
-            await websocket.send_text(_control("pong", subscription.sent, {}))
+            # minutes later. The sender answers it: its pong's seq is the last one this
+            # socket sent, the message before it in the stream. Written from here, it would
+            # carry the seq sent when the ping came and could go out after a message the
+            # sender was still writing then.
+            subscription.ping()
         elif kind == "ack":
             seq = frame.get("seq")
             if not _is_seq(seq):

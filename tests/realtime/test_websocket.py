@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
@@ -171,6 +172,43 @@ async def test_a_ping_is_answered_by_a_pong_in_line_with_the_messages(world: Wor
     after = await world.incident(operator, incident["id"])
     assert after["dispatches"][0]["delivered_at"] is None
     await phone.close()
+
+
+async def test_a_pong_on_a_slow_line_carries_the_seq_just_before_it(world: World) -> None:
+    """A phone on a slow line pings while the server is still writing to it, in a replay on
+    reconnect and in a burst of live messages: its pong comes right after the message being
+    written (ahead of the rest) and carries that message's seq."""
+    leader = await world.leader(await world.team())
+
+    async def burst(n: int) -> None:
+        # Enough to fill the line's buffers many times over: the server waits to write.
+        async with world.runtime.transaction() as session:
+            messages = [Outgoing(leader.id, "incident.updated", {"pad": "x" * 20_000})] * n
+            await mailboxes.enqueue(session, messages, now=world.clock.now())
+
+    def pong_in_line(frames: list[dict[str, Any]], latest: int) -> None:
+        kinds = [f["type"] for f in frames]
+        assert kinds.count("pong") == 1, kinds
+        at = kinds.index("pong")
+        assert frames[at - 1]["seq"] == frames[at]["seq"], (frames[at - 1]["seq"], frames[at])
+        # The messages after it were waiting when the ping came: the line was slow.
+        assert frames[at + 1 :] and frames[-1]["seq"] == latest, (at, len(frames))
+
+    await burst(400)
+    # A client that reads slowly: it takes one frame, and the server's writes pause.
+    async with connect(world.ws_url, compression=None, max_queue=1, max_size=2**20) as ws:
+        await ws.send(json.dumps({"type": "hello", "token": leader.token, "resume_from": 0}))
+        welcome = json.loads(await ws.recv())
+        for latest in (welcome["seq"], welcome["seq"] + 400):
+            if latest > welcome["seq"]:
+                await burst(400)
+            await asyncio.sleep(1.5)
+            await ws.send(json.dumps({"type": "ping"}))
+            frames: list[dict[str, Any]] = []
+            last = ("incident.updated", latest)
+            while not frames or (frames[-1]["type"], frames[-1]["seq"]) != last:
+                frames.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+            pong_in_line(frames, latest)
 
 
 async def test_malformed_frames_close_with_a_clear_code(world: World) -> None:
