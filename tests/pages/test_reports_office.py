@@ -87,6 +87,47 @@ async def test_a_report_the_server_could_not_answer_asks_for_the_same_filters_ag
     await expect(status).to_contain_text("请修改条件后重新查询")
 
 
+async def test_a_date_the_page_cannot_ask_for_is_named_and_nothing_is_sent(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """A date field takes a year of five digits (a key held down types 20255), and 9999-12-31,
+    whose next day (the end the page asks for) no date can be. The page names the field and
+    the dates it takes, sends nothing, and clears the figures of the period before, as for a
+    period the server refuses."""
+    day, _ = await a_day_nobody_came(world)
+    page = await open_report(browser, contexts, world, day)
+    status = page.locator("#status")
+    to = page.locator("#to")
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/reports/" in r.url else None)
+
+    await to.evaluate("(el) => { el.value = '20255-12-01'; }")
+    await page.get_by_role("button", name="查询").click()
+    await expect(page.locator("#app")).to_have_attribute("data-state", "failed")
+    await expect(status).to_have_text(
+        "报表生成失败：截止日期超出范围：应在 2000-01-01 到 2099-12-31 之间"
+        " 此前的统计结果已清除，请修改条件后重新查询。"
+    )
+    await expect(to).to_have_attribute("aria-invalid", "true")
+    await expect(page.locator("#result")).to_be_hidden()
+    await page.get_by_role("button", name="English").click()
+    await expect(status).to_contain_text(
+        "End date is out of range: it must lie between 2000-01-01 and 2099-12-31"
+    )
+    await page.get_by_role("button", name="中文").click()
+
+    await to.fill("9999-12-31")
+    await page.get_by_role("button", name="查询").click()
+    await expect(status).to_contain_text("截止日期超出范围")
+    assert asked == []
+
+    await to.fill(day)
+    await page.get_by_role("button", name="查询").click()
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    await expect(to).not_to_have_attribute("aria-invalid", "true")
+    assert asked
+
+
 async def download_name(page: Page, link: str) -> str:
     async with page.expect_download() as download:
         await page.locator(link).click()

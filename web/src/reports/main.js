@@ -50,6 +50,11 @@ const MIXED_TARGETS = {
 };
 const DAY_MS = 86400000;
 const SHANGHAI_MS = 8 * 3600000;
+// The dates a report may be asked for. A date field takes years of five digits and more (a key
+// held down types 20255), and a last day of 9999-12-31 would ask up to 10000-01-01, which no
+// server date can be: such a date is named, not sent.
+const EARLIEST_DATE = '2000-01-01';
+const LATEST_DATE = '2099-12-31';
 
 // The console's login: one token for both pages.
 const api = new Api('dispatch.console.token');
@@ -214,10 +219,43 @@ function histogramParams(filters) {
   return params;
 }
 
+// A date the page cannot ask for, named before anything is sent.
+class DatesRefused extends Error {
+  constructor(problems) {
+    super('dates');
+    this.problems = problems; // [{field: 'from'|'to', reason: 'invalid'|'range'}]
+  }
+}
+
+function dateProblems() {
+  const problems = [];
+  for (const field of ['from', 'to']) {
+    const text = $('#' + field).value;
+    if (!text) continue; // the server picks the period
+    const match = /^(\d+)-(\d\d)-(\d\d)$/.exec(text);
+    const [year, month, day] = match ? match.slice(1).map(Number) : [];
+    const at = new Date(Date.UTC(year, month - 1, day));
+    const real = !!match && at.getUTCMonth() === month - 1 && at.getUTCDate() === day;
+    if (match && match[1].length !== 4) problems.push({ field, reason: 'range' });
+    else if (!real) problems.push({ field, reason: 'invalid' });
+    else if (text < EARLIEST_DATE || text > LATEST_DATE) problems.push({ field, reason: 'range' });
+  }
+  for (const field of ['from', 'to']) {
+    if (problems.some((p) => p.field === field)) $('#' + field).setAttribute('aria-invalid', 'true');
+    else $('#' + field).removeAttribute('aria-invalid');
+  }
+  return problems;
+}
+
+function datesText(problems) {
+  return problems
+    .map((p) =>
+      t('rep.date.' + p.reason, { field: t('field.' + p.field), min: EARLIEST_DATE, max: LATEST_DATE }),
+    )
+    .join(t('error.sep'));
+}
+
 async function run() {
-  const filters = filterParams();
-  const grouping = $('#group-by').value || 'tier';
-  const params = reportParams(filters, grouping);
   const ticket = ++state.running;
   $('#app').dataset.state = 'loading';
   $('#status').textContent = t('rep.loading');
@@ -227,6 +265,14 @@ async function run() {
   $('#result').classList.add('result-stale');
   $('#result').setAttribute('aria-busy', 'true');
   try {
+    const problems = dateProblems();
+    if (problems.length) {
+      $('#' + problems[0].field).focus();
+      throw new DatesRefused(problems);
+    }
+    const filters = filterParams();
+    const grouping = $('#group-by').value || 'tier';
+    const params = reportParams(filters, grouping);
     const chosen = filters.has('from') && filters.has('to');
     const reportAsked = api.get('/api/v1/reports/response-times?' + params.toString());
     // A period the server picks is asked for first, and the histogram for the same one: two
@@ -321,8 +367,9 @@ function render() {
   if (!report) {
     clearResult();
     if (state.failure !== null) {
-      $('#status').textContent =
-        t('rep.failed', { detail: errorText(state.failure) }) + ' ' + t(failureAdvice(state.failure));
+      const failure = state.failure;
+      const detail = failure instanceof DatesRefused ? datesText(failure.problems) : errorText(failure);
+      $('#status').textContent = t('rep.failed', { detail }) + ' ' + t(failureAdvice(failure));
       $('#status').className = 'status error';
     }
     return;
@@ -347,6 +394,7 @@ function render() {
 // The filters are worth changing only when the server refused them; when it could not answer
 // (out of reach, restarting, busy), the same filters are to be shown again shortly.
 function failureAdvice(error) {
+  if (error instanceof DatesRefused) return 'rep.failed_cleared';
   const status = error instanceof ApiError ? error.status : 0;
   if (isNetworkError(error) || status >= 500 || status === 429) return 'rep.failed_cleared_retry';
   return 'rep.failed_cleared';
