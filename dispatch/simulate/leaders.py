@@ -181,7 +181,7 @@ async def _worker(job: WorkerJob, pipe: Connection) -> dict[str, Any]:
     return await phones.finish()
 
 
-async def _until(moment: float) -> None:
+async def until(moment: float) -> None:
     """Sleep until ``moment`` of time.monotonic() (at once if it has passed)."""
     await asyncio.sleep(max(0.0, moment - time.monotonic()))
 
@@ -324,11 +324,11 @@ class Phones:
         accept_at = shown_at + accept_s / behaviour.speed
         path = f"/api/v1/dispatches/{dispatch['id']}"
         try:
-            await _until(shown_at)
+            await until(shown_at)
             if not await self._post(f"{path}/shown", headers, None):
                 self.acts_done["closed"] += 1
                 return
-            await _until(accept_at)
+            await until(accept_at)
             if not await self._post(f"{path}/accept", headers, None):
                 self.acts_done["closed"] += 1
                 return
@@ -402,7 +402,7 @@ class Phones:
                 return "on_scene"
             ticks += 1
             # On the phone's timer, however long a fix took to answer.
-            await _until(began + ticks * every_s)
+            await until(began + ticks * every_s)
 
     async def _fix(
         self, leader: Leader, path: str, headers: dict[str, str], lon: float, lat: float

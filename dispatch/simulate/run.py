@@ -26,7 +26,7 @@ from websockets.exceptions import ConnectionClosed
 
 from dispatch.config import DEFAULT_TARGETS
 from dispatch.incidents.models import ArrivalSource, Category
-from dispatch.simulate.leaders import Behaviour, Crowd, WorkerJob, split
+from dispatch.simulate.leaders import Behaviour, Crowd, WorkerJob, split, until
 from dispatch.simulate.seed import (
     SIMULATED_INCIDENT,
     Seeded,
@@ -259,10 +259,17 @@ async def _drive(options: Options, base: str, seeded: Seeded, say: Say) -> dict[
     rng = random.Random(options.seed)
     reported: list[str] = []
     started = time.monotonic()
+    # The run's drawn gaps between reports, in the town's seconds.
+    drawn_s = 0.0
     try:
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-            gap_s = 60.0 / options.rate_per_min / behaviour.speed
+            gap_s = 60.0 / options.rate_per_min
+            # Each report at its moment on one timeline: slept after each answer instead, the
+            # gaps would add every report's round trip, --speed times over, and the rate come
+            # out lower than asked.
+            report_at = time.monotonic()
             for n in range(1, options.incidents + 1):
+                await until(report_at)
                 lon, lat = options.town.incident_point(rng)
                 body = {
                     "location": {"lon": lon, "lat": lat},
@@ -279,7 +286,9 @@ async def _drive(options: Options, base: str, seeded: Seeded, say: Say) -> dict[
                 teams = len(incident["dispatches"])
                 say(f"#{n:<4} reported ({body['category']}), {teams} teams alerted")
                 if n < options.incidents:
-                    await asyncio.sleep(rng.expovariate(1.0) * gap_s)
+                    gap = rng.expovariate(1.0) * gap_s
+                    drawn_s += gap
+                    report_at += gap / behaviour.speed
             # Every tier settles by its deadline at the latest: wait for that, then a margin.
             wait_s = max(options.targets) / behaviour.speed + 5.0
             deadline = time.monotonic() + wait_s
@@ -299,7 +308,7 @@ async def _drive(options: Options, base: str, seeded: Seeded, say: Say) -> dict[
     for result in results:
         for key, value in result["acts"].items():
             acts[key] = acts.get(key, 0) + value
-    report = summarise(options, incidents, acts, time.monotonic() - started)
+    report = summarise(options, incidents, acts, time.monotonic() - started, drawn_s)
     for line in report["lines"]:
         say(line)
     return report
@@ -315,15 +324,27 @@ async def _fetch(http: httpx.AsyncClient, headers: dict[str, str], incident_id: 
 
 
 def summarise(
-    options: Options, incidents: list[dict[str, Any]], acts: dict[str, int], wall_s: float
+    options: Options,
+    incidents: list[dict[str, Any]],
+    acts: dict[str, int],
+    wall_s: float,
+    drawn_s: float | None = None,
 ) -> dict[str, Any]:
-    """Shares of incidents meeting each tier, time on scene, and the hops, in real seconds."""
+    """Shares of incidents meeting each tier, time on scene, and the hops, in real seconds;
+    ``drawn_s``: the gaps the run drew between its reports, in the town's seconds."""
     speed = options.behaviour.speed
     total = len(incidents)
     tiers: dict[str, Any] = {}
     lines = ["", f"Report: {total} incidents in {options.town.name} ({_describe(options.town)})"]
     if options.town.incident_places:
         lines.append(f"  at the places of {len(options.town.incident_places)} past incidents")
+    rates = _rates(options, incidents, drawn_s)
+    if rates["achieved"] is not None:
+        drawn = "" if rates["drawn"] is None else f"its random gaps {rates['drawn']:.1f}/min, "
+        lines.append(
+            f"  reported at {rates['achieved']:.1f}/min by the server's record "
+            f"({drawn}asked {options.rate_per_min:g}/min)"
+        )
     for tier in (1, 2, 3):
         rows = [t for i in incidents for t in i["chain"] if t["tier"] == tier]
         covered = sum(1 for t in rows if t["covered"])
@@ -381,6 +402,7 @@ def summarise(
         "incidents": total,
         "speed": speed,
         "wall_s": round(wall_s, 1),
+        "rate_per_min": rates,
         "tiers": tiers,
         "hops_median_s": hops,
         "dispatch_counts": counts,
@@ -468,6 +490,28 @@ def _hops(incidents: list[dict[str, Any]], speed: float) -> dict[str, float | No
     return {
         f"alert→{hop}": (statistics.median(v) * scale[hop] if v else None)
         for hop, v in spans.items()
+    }
+
+
+def _rates(
+    options: Options, incidents: list[dict[str, Any]], drawn_s: float | None
+) -> dict[str, float | None]:
+    """Incidents a minute of the town's time: asked for, drawn (the random gaps around the
+    asked rate the run drew, what it meant to report at) and achieved (from the times the
+    server recorded the reports at, scaled back by --speed)."""
+    from datetime import datetime
+
+    gaps = len(incidents) - 1
+    drawn = gaps * 60.0 / drawn_s if gaps > 0 and drawn_s else None
+    achieved = None
+    if gaps > 0:
+        times = sorted(datetime.fromisoformat(i["reported_at"]) for i in incidents)
+        span_s = (times[-1] - times[0]).total_seconds() * options.behaviour.speed
+        achieved = gaps * 60.0 / span_s if span_s > 0 else None
+    return {
+        "asked": options.rate_per_min,
+        "drawn": None if drawn is None else round(drawn, 2),
+        "achieved": None if achieved is None else round(achieved, 2),
     }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -16,7 +17,14 @@ import pytest
 
 from dispatch.cli import main
 from dispatch.simulate import town as towns
+from dispatch.simulate.run import CATEGORIES
 from dispatch.teams.models import TeamKind
+
+# A fixed post and police over it: a town small enough to start at once.
+QUIET_TOWN = [
+    {"name": "驻点", "kind": "fixed_post", "lon": 114.16, "lat": 22.847},
+    {"name": "巡逻", "kind": "patrol", "lon": 114.159, "lat": 22.847, "radius_m": 3000},
+]
 
 
 def simulate(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -224,3 +232,31 @@ def test_a_generated_town_is_bounded_and_the_bound_is_named(
     assert max(t.radius_m or 0 for t in town.teams) <= 50_000
     with pytest.raises(towns.TownTooLarge):
         towns.generate(side_m=towns.MAX_SIDE_M + 1)
+
+
+def test_incidents_come_at_the_rate_the_run_drew(tmp_path: Path) -> None:
+    """Each report goes out at its moment on the run's timeline, however long the one before
+    took to answer: slept after each answer, every round trip counted --speed times over and
+    the docs' --rate 12 --speed 30 reported a quarter slower than asked."""
+    path = tmp_path / "town.json"
+    path.write_text(json.dumps({"teams": QUIET_TOWN}), encoding="utf-8")
+    seed, n, rate = 5, 30, 12.0
+    out = tmp_path / "report.json"
+    done = simulate(
+        "--town", str(path), "--incidents", str(n), "--rate", f"{rate:g}", "--speed", "30",
+        "--seed", str(seed), "--miss", "0", "--json", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rates = json.loads(out.read_text())["rate_per_min"]
+    # The gaps the run drew, drawn again from its seed as the run draws them.
+    rng, town, drawn_s = random.Random(seed), towns.load(path), 0.0
+    for k in range(1, n + 1):
+        town.incident_point(rng)
+        rng.choice(CATEGORIES)
+        if k < n:
+            drawn_s += rng.expovariate(1.0) * 60.0 / rate
+    assert rates["asked"] == rate
+    assert rates["drawn"] == pytest.approx((n - 1) * 60.0 / drawn_s, abs=0.01)
+    # By the times the server recorded the reports at, scaled back by --speed.
+    assert rates["achieved"] >= 0.95 * rates["drawn"], rates
+    assert f"reported at {rates['achieved']:.1f}/min by the server's record" in done.stdout
