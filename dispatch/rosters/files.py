@@ -12,6 +12,7 @@ import hashlib
 import io
 import re
 import zipfile
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -117,11 +118,56 @@ class Row:
 
 
 @dataclass(frozen=True)
+class Merge:
+    """A merged range of cells (合并单元格), whose value the file holds in its top-left cell
+    alone: its first and last row numbers, and its first and last columns (from 0)."""
+
+    top: int
+    bottom: int
+    left: int
+    right: int
+
+
+@dataclass(frozen=True)
 class Table:
-    """The rows with a value of the first sheet (XLSX) or of the file (CSV), in order."""
+    """The rows with a value of the first sheet (XLSX) or of the file (CSV), in order, and the
+    sheet's merged ranges."""
 
     format: str
     rows: list[Row]
+    merges: tuple[Merge, ...] = ()
+
+    def filled(self, below: int) -> list[Row]:
+        """The rows below row ``below`` (the header), each cell a merged range covers holding
+        the range's value. Ledgers write a unit's 单元, or a team's name, once over its rows;
+        read as the file has it, every member but the first would have none.
+
+        A range starting at ``below`` or above is the title's or the header's layout, and a
+        row with nothing of its own stays out (a range drawn past a unit's last member)."""
+        rows = [Row(r.line, list(r.cells)) for r in self.rows if r.line > below]
+        lines = [r.line for r in rows]
+        by_line = {r.line: r for r in rows}
+        budget = MAX_ROWS * MAX_COLUMNS
+        for merge in self.merges:
+            top = by_line.get(merge.top)
+            if merge.top <= below or top is None or merge.left >= len(top.cells):
+                continue
+            value = top.cells[merge.left]
+            start, end = bisect_left(lines, merge.top), bisect_right(lines, merge.bottom)
+            for row in rows[start:end]:
+                for column in range(merge.left, min(merge.right, MAX_COLUMNS - 1) + 1):
+                    # Ranges of a sheet do not overlap, so their cells are at most the
+                    # table's; a file whose ranges do would otherwise take minutes.
+                    budget -= 1
+                    if budget < 0:
+                        raise InvalidInput(
+                            "the sheet's merged cells overlap; unmerge them", field="body"
+                        )
+                    if column >= len(row.cells):
+                        row.cells.extend([""] * (column + 1 - len(row.cells)))
+                    if not row.cells[column]:
+                        row.cells[column] = value
+        return rows
 
 
 class _Rows:
@@ -151,7 +197,7 @@ class _Rows:
 
 def read_table(data: bytes) -> Table:
     if data.startswith(_ZIP_MAGIC):
-        return Table("xlsx", _read_xlsx(data))
+        return Table("xlsx", *_read_xlsx(data))
     if data.startswith(_OLE_MAGIC):
         raise UnsupportedFile(
             "this is an Excel 97-2003 .xls file; save it as .xlsx (Excel workbook) or .csv"
@@ -183,7 +229,7 @@ def _check_unpacked_size(data: bytes) -> None:
         )
 
 
-def _read_xlsx(data: bytes) -> list[Row]:
+def _read_xlsx(data: bytes) -> tuple[list[Row], tuple[Merge, ...]]:
     _check_unpacked_size(data)
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
@@ -205,13 +251,15 @@ def _read_xlsx(data: bytes) -> list[Row]:
         workbook.close()
 
 
-def _sheet_rows(workbook: Any, sheet: Any) -> list[Row]:
-    """The rows of the read-only ``sheet`` with a value.
+def _sheet_rows(workbook: Any, sheet: Any) -> tuple[list[Row], tuple[Merge, ...]]:
+    """The rows of the read-only ``sheet`` with a value, and its merged ranges.
 
     Read by openpyxl's parser of the sheet's XML, driven here as its read-only sheets drive it
     (``ReadOnlyWorksheet._cells_by_row``), rather than by ``iter_rows``: it gives the rows the
     file has, by their numbers, where ``iter_rows`` makes up a blank one for each row missing
-    down to the last the sheet claims to have.
+    down to the last the sheet claims to have; and once past the rows it has read the merged
+    ranges, which a read-only sheet does not give (loading the sheet whole would, at some
+    hundred times the memory: a cell object for each blank formatted cell).
     """
     rows = _Rows("sheet")
     with sheet._get_source() as source:
@@ -232,7 +280,9 @@ def _sheet_rows(workbook: Any, sheet: Any) -> list[Row]:
                 if cell["column"] <= MAX_COLUMNS:
                     cells[cell["column"] - 1] = cell_text(cell["value"])
             rows.add(line, cells)
-    return rows.kept
+        found = parser.merged_cells.mergeCell if parser.merged_cells is not None else ()
+    merges = tuple(Merge(m.min_row, m.max_row, m.min_col - 1, m.max_col - 1) for m in found)
+    return rows.kept, merges
 
 
 def _read_csv(data: bytes) -> list[Row]:

@@ -656,7 +656,7 @@ def _parse_rows(
     problems: list[Problem] = []
     seen_phone: dict[tuple[str, str], int] = {}
     seen_id: dict[str, int] = {}
-    for line, cells in ((r.line, r.cells) for r in table.rows if r.line > header_line):
+    for line, cells in ((r.line, r.cells) for r in table.filled(below=header_line)):
         values = {column: cells[i] for i, column in columns.items() if i < len(cells)}
         if not any(v for k, v in values.items() if k != "seq"):
             continue

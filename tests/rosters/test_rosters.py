@@ -7,11 +7,22 @@ import io
 import zipfile
 from typing import Any
 
+import pytest
 from openpyxl import Workbook, load_workbook
 from openpyxl.styles import Border, Side
 from sqlalchemy import update
 
-from dispatch.rosters.files import MAX_ROWS, MAX_SCANNED_ROWS, workbook_bytes, write_sheet
+from dispatch.errors import InvalidInput
+from dispatch.rosters.files import (
+    MAX_COLUMNS,
+    MAX_ROWS,
+    MAX_SCANNED_ROWS,
+    Merge,
+    Row,
+    Table,
+    workbook_bytes,
+    write_sheet,
+)
 from dispatch.rosters.models import RosterMember
 from tests.support import Account, World, unreadable_parts
 
@@ -233,6 +244,60 @@ async def test_blank_rows_below_the_roster_are_read_past_and_not_counted(world: 
     reply = await upload(world, csv_file(rows * MAX_ROWS))
     assert reply.status_code == 422, reply.text
     assert f"more than {MAX_ROWS} rows with a value" in reply.json()["detail"]
+
+
+async def test_a_value_written_once_in_merged_cells_is_every_rows_it_covers(world: World) -> None:
+    """Ledgers merge a cell over the rows it is true of (合并单元格): the team's name over all
+    its members, a unit's 单元 over the unit's, a site over the people it sends. Each member
+    has it, not just the first; the title merged across the sheet is no member, nor is a row
+    a range was drawn over past a unit's last member."""
+    team = await world.team("mobile", name="清溪中心机动应急联防队")
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["清溪镇应急联防队伍人员花名册"])
+    sheet.merge_cells("A1:H1")
+    sheet.append(HEADER)
+    sheet.append(member(1, team["name"], "", "陈队长", "队长", "13800138000", site="清溪镇"))
+    roles = ["钢叉手", "盾牌手", "警棍手", "保安员"]
+    for u in (1, 2, 3):
+        top = sheet.max_row + 1
+        for i in range(4):
+            name, phone = f"队员{u}-{i}", f"139{u:04d}{i:04d}"
+            sheet.append(member(0, "", f"第{u}单元" if i == 0 else "", name, roles[i], phone))
+            sheet.cell(row=sheet.max_row, column=8, value="三中工业园" if i == 0 else None)
+        sheet.merge_cells(start_row=top, end_row=top + 3, start_column=3, end_column=3)
+        sheet.merge_cells(start_row=top, end_row=top + 3, start_column=8, end_column=8)
+    # The last unit's range runs one row past its members, onto a blank row.
+    sheet.unmerge_cells(f"C{sheet.max_row - 3}:C{sheet.max_row}")
+    sheet.merge_cells(f"C{sheet.max_row - 3}:C{sheet.max_row + 1}")
+    sheet.merge_cells(f"B3:B{sheet.max_row}")
+
+    reply = await upload(world, workbook_bytes(workbook))
+
+    assert reply.status_code == 200, reply.text
+    assert (reply.json()["rows"], reply.json()["groups"]) == (13, [team["name"]])
+    found = {m["name"]: (m["unit"], m["site"]) for m in await members_of(world, team)}
+    assert found == {
+        "陈队长": (None, "清溪镇"),
+        **{f"队员{u}-{i}": (u, "三中工业园") for u in (1, 2, 3) for i in range(4)},
+    }
+    strength = (
+        await world.http.get("/api/v1/rosters/strength", headers=(await world.admin()).headers)
+    ).json()
+    assert [(s["full_units"], s["under_strength"]) for s in strength] == [(3, False)]
+
+
+def test_merged_ranges_that_overlap_are_refused_rather_than_filled_again_and_again() -> None:
+    """A sheet's merged ranges never overlap; a file's that do could make each cell be filled
+    once for every range over it."""
+    rows = [Row(2, ["x"] * MAX_COLUMNS), Row(3, [""] * MAX_COLUMNS)]
+    over = Merge(top=2, bottom=3, left=0, right=MAX_COLUMNS - 1)
+    once = Table("xlsx", rows, (over,))
+    assert once.filled(below=1)[1].cells == ["x"] * MAX_COLUMNS
+    many = Table("xlsx", rows, (over,) * (MAX_ROWS * MAX_COLUMNS // len(rows[0].cells)))
+    with pytest.raises(InvalidInput, match="merged cells overlap"):
+        many.filled(below=1)
 
 
 async def test_csv_from_chinese_excel_in_gbk_is_read(world: World) -> None:
