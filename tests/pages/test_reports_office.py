@@ -153,6 +153,28 @@ async def test_downloads_are_named_in_the_pages_language(
     assert re.fullmatch("response-times" + stamp + r"\.xlsx", names[2]), names
 
 
+async def test_a_failed_download_stays_said_through_a_language_switch(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    day, _ = await a_day_nobody_came(world)
+    page = await open_report(browser, contexts, world, day)
+    status = page.locator("#status")
+    await page.route("**/api/v1/reports/response-times?*format=csv*", lambda r: r.abort())
+    await page.locator("#dl-csv").click()
+    await expect(status).to_have_text("下载失败：无法连接服务器，请检查网络")
+    await expect(status).to_have_class(re.compile(r"\berror\b"))
+    await page.get_by_role("button", name="English").click()
+    await expect(status).to_have_text("Download failed: Cannot reach the server; check the network")
+    await expect(status).to_have_class(re.compile(r"\berror\b"))
+
+    # A download that goes through says no more of it.
+    await page.unroute("**/api/v1/reports/response-times?*format=csv*")
+    await download_name(page, "#dl-csv")
+    await expect(status).to_contain_text("Generated")
+    await page.get_by_role("button", name="中文").click()
+    await expect(status).to_contain_text("已生成")
+
+
 async def test_a_download_refused_for_an_expired_login_signs_the_page_out_saying_so(
     world: World, browser: Browser, contexts: Opened
 ) -> None:

@@ -69,6 +69,7 @@ const state = {
   charts: [],
   running: 0,
   failure: null, // the error when the last request failed: said in the language of the moment
+  downloadFailure: null, // ... when the last download failed, until the next report or download
 };
 
 function boot() {
@@ -257,6 +258,7 @@ function datesText(problems) {
 
 async function run() {
   const ticket = ++state.running;
+  state.downloadFailure = null;
   $('#app').dataset.state = 'loading';
   $('#status').textContent = t('rep.loading');
   $('#status').className = 'status';
@@ -375,8 +377,7 @@ function render() {
     return;
   }
   $('#result').hidden = false;
-  $('#status').textContent = t('rep.done', { t: localTime(report.generated_at) });
-  $('#status').className = 'status';
+  showDone();
   $('#period').textContent = t('rep.period', {
     from: localTime(report.period_from).slice(0, 16),
     to: localTime(report.period_to).slice(0, 16),
@@ -829,10 +830,14 @@ async function download(path, part, format) {
     return;
   }
   let reply;
+  if (state.downloadFailure) {
+    state.downloadFailure = null;
+    showDone();
+  }
   try {
     reply = await fetch(path, { headers: { authorization: 'Bearer ' + token } });
   } catch (error) {
-    $('#status').textContent = t('rep.download_failed', { detail: errorText(error) });
+    failDownload(error);
     return;
   }
   if (reply.status === 401 && api.token === token) {
@@ -843,8 +848,7 @@ async function download(path, part, format) {
     return;
   }
   if (!reply.ok) {
-    const error = await errorFromReply(reply);
-    $('#status').textContent = t('rep.download_failed', { detail: errorText(error) });
+    failDownload(await errorFromReply(reply));
     return;
   }
   const blob = await reply.blob();
@@ -855,6 +859,27 @@ async function download(path, part, format) {
   link.click();
   link.remove();
   setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
+
+// Said in the status line until the next report or download, in the language of the moment: a
+// switch draws the page again, and must not take the failure with it.
+function failDownload(error) {
+  state.downloadFailure = error;
+  showDownloadFailure();
+}
+
+// What the status line says over a report: when it was generated, or the last download's failure.
+function showDone() {
+  if (!state.report) return;
+  $('#status').textContent = t('rep.done', { t: localTime(state.report.generated_at) });
+  $('#status').className = 'status';
+  showDownloadFailure();
+}
+
+function showDownloadFailure() {
+  if (!state.downloadFailure) return;
+  $('#status').textContent = t('rep.download_failed', { detail: errorText(state.downloadFailure) });
+  $('#status').className = 'status error';
 }
 
 // Saved under a name in the page's language (响应时间报表-20261201-0930.csv, or
