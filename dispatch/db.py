@@ -64,6 +64,11 @@ def _json_dumps(value: Any) -> str:
 # Every alert stores the incident as JSON once per recipient: the fast encoder keeps that cheap.
 JSON_CODEC: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
 
+# A database error names its statement without the values sent with it: the error is logged
+# with its traceback, kept as a failed job's outcome and shown by /readyz, and the values are
+# names, phone and ID numbers.
+WITHOUT_VALUES: dict[str, Any] = {"hide_parameters": True}
+
 
 # Prepared statements kept per PostgreSQL connection (SQLAlchemy's and asyncpg's own caches).
 # A list of n values or n rows is its own statement for each n (5-25 recipients, users acked
@@ -104,6 +109,7 @@ def create_engine(
             max_overflow=max_overflow if read_only else 0,
             pool_timeout=pool_timeout,
             pool_reset_on_return=None,
+            **WITHOUT_VALUES,
             **JSON_CODEC,
         )
         pragmas = _sqlite_read_only_pragmas if read_only else _sqlite_pragmas
@@ -119,6 +125,7 @@ def create_engine(
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,
         connect_args={**STATEMENT_CACHES, "server_settings": settings},
+        **WITHOUT_VALUES,
         **JSON_CODEC,
     )
     event.listen(engine.sync_engine, "do_connect", _connect_or_unreachable)

@@ -55,7 +55,9 @@ def migrate(connection: Connection) -> None:
 
 
 async def run_online() -> None:
-    engine = create_async_engine(database_url(), poolclass=NullPool)
+    # A failed migration's error names its statement, not the values (names, phone and ID
+    # numbers) it was moving.
+    engine = create_async_engine(database_url(), poolclass=NullPool, hide_parameters=True)
     if engine.dialect.name == "sqlite":
         # Its driver begins a transaction only before a write, so each DDL statement was its
         # own: an upgrade stopped part-way (killed, a full disk, a locked file) kept some of a

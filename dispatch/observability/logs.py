@@ -23,8 +23,13 @@ from dispatch.config import Settings
 
 current_incident: ContextVar[str | None] = ContextVar("current_incident", default=None)
 
-# Mainland mobile numbers (with or without +86): never written to a log in full.
+# Mainland mobile numbers (with or without +86) and resident ID numbers (18 characters, a
+# date of birth in the middle): never written to a log in full.
 MOBILE = re.compile(r"(?<!\d)(\+?86)?(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+ID_NUMBER = re.compile(
+    r"(?<![0-9A-Za-z])(\d{4})(\d{2}(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))"
+    r"(\d{3}[0-9Xx])(?![0-9A-Za-z])"
+)
 INCIDENT_PATH = re.compile(r"^/api/v1/incidents/([0-9a-f]{32})(?:/|$)")
 JSON_FIELDS = "%(levelname)s %(name)s %(message)s"
 
@@ -37,6 +42,13 @@ def mask_phone(phone: str | None) -> str:
     if len(digits) < 7:
         return "*" * len(digits)
     return f"{digits[:3]}****{digits[-4:]}"
+
+
+def mask_numbers(text: str) -> str:
+    """``text`` with every mobile and ID number in it masked as the rosters show them to
+    those who may not see them (``138****8000``, ``4419**********0016``)."""
+    text = MOBILE.sub(lambda m: f"{m.group(2)}****{m.group(4)}", text)
+    return ID_NUMBER.sub(lambda m: f"{m.group(1)}{'*' * 10}{m.group(3)}", text)
 
 
 @contextmanager
@@ -58,16 +70,34 @@ class IncidentFilter(logging.Filter):
 
 
 class RedactFilter(logging.Filter):
-    """Masks mobile numbers in the rendered message, whatever logged them."""
+    """Masks mobile and ID numbers in the rendered message, whatever logged them. What the
+    line adds to the message (a traceback, a stack) is masked as it is written
+    (``MaskingFormatter``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         # uvicorn's terminal colours, useless in a log collector.
         record.__dict__.pop("color_message", None)
         message = record.getMessage()
-        masked = MOBILE.sub(lambda m: f"{m.group(2)}****{m.group(4)}", message)
+        masked = mask_numbers(message)
         if masked != message:
             record.msg, record.args = masked, None
         return True
+
+
+class MaskingFormatter(logging.Formatter):
+    """The line as ``inner`` writes it, with every mobile and ID number in it masked.
+
+    A traceback holds what the message does not: an exception's text, a statement and its
+    values, the source lines of each frame. The formatters write it from the record's
+    ``exc_info`` and ``stack_info`` (the JSON one formats it anew however the record was
+    formatted before), so it is masked in the line they write, not on the record."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_numbers(self.inner.format(record))
 
 
 # uvicorn's line for a websocket handshake (on its error logger, not the access logger):
@@ -120,7 +150,8 @@ def text_formatter() -> logging.Formatter:
 def handler(stream: IO[str], log_format: str = "json") -> logging.Handler:
     """A handler with the filters every line passes through."""
     out = logging.StreamHandler(stream)
-    out.setFormatter(json_formatter() if log_format == "json" else text_formatter())
+    formatter = json_formatter() if log_format == "json" else text_formatter()
+    out.setFormatter(MaskingFormatter(formatter))
     out.addFilter(IncidentFilter())
     # Before the masking, which renders a message whose arguments hold a number: the access
     # filter needs uvicorn's arguments to drop the client and the query.

@@ -15,9 +15,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from dispatch.db import create_engine
 from dispatch.observability import logs
 from tests.conftest import free_port
 from tests.processes import ServerProcess, server_env
@@ -90,6 +93,53 @@ def test_mobile_numbers_are_masked_whatever_logged_them() -> None:
     assert first["incident_id"] == INCIDENT
     assert "incident_id" not in second
     assert logs.mask_phone("+86 138-0013-8000") == "861****8000"
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_numbers_in_a_logged_traceback_or_stack_are_masked(log_format: str) -> None:
+    """Only the message was masked: the traceback under it (an exception's text, the source
+    line of each frame) and a logged stack were written as they were."""
+    stream = io.StringIO()
+    logger = logging.getLogger("tests.observability.tracebacks")
+    handler = logs.handler(stream, log_format)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        try:
+            raise ValueError("leader 13912345678, ID number 44190019900101001X")
+        except ValueError:
+            logger.exception("could not set the leader's phone")
+        logger.warning("where from", stack_info=True)  # called about 13800138000
+    finally:
+        logger.removeHandler(handler)
+    output = stream.getvalue()
+    assert "Traceback" in output and "Stack (most recent call last)" in output
+    for number in ("13912345678", "44190019900101001X", "13800138000"):
+        assert number not in output
+    for masked in ("139****5678", "4419**********001X", "138****8000"):
+        assert masked in output
+
+
+async def test_a_database_error_names_its_statement_without_its_values(database_url: str) -> None:
+    """Its text is logged with the traceback of a 500 or a failed job, kept as the job's
+    outcome and shown by /readyz; the values were a leader's phone, a guard's ID number."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("CREATE TEMPORARY TABLE guards (id TEXT PRIMARY KEY, phone TEXT)")
+            )
+            await connection.execute(text("INSERT INTO guards VALUES ('a', '13800138000')"))
+            with pytest.raises(DBAPIError) as refused:
+                await connection.execute(
+                    text("INSERT INTO guards VALUES (:id, :phone)"),
+                    {"id": "a", "phone": "13912345678"},
+                )
+    finally:
+        await engine.dispose()
+    assert "INSERT INTO guards" in str(refused.value)
+    assert "13912345678" not in str(refused.value)
+    assert "13912345678" not in repr(refused.value)
 
 
 async def test_websocket_handshakes_are_logged_without_addresses_or_queries(
