@@ -95,6 +95,26 @@ def test_mobile_numbers_are_masked_whatever_logged_them() -> None:
     assert logs.mask_phone("+86 138-0013-8000") == "861****8000"
 
 
+def test_ids_are_not_taken_for_mobile_numbers() -> None:
+    """About one id in 700 (uuid4 hex, dispatch.db.new_id) holds 11 decimal digits in a row
+    between two letters: masked, the line no longer named the job, dispatch or incident."""
+    stream = io.StringIO()
+    logger = logging.getLogger("tests.observability.ids")
+    handler = logs.handler(stream)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    job_id = "1464270a0c16483593299b6a939e3dbb"  # a real uuid4().hex
+    try:
+        logger.error("job %s failed; retrying in %ss", job_id, 5.0)
+        logger.info("电话13912345678，身份证44190019900101001X。")
+    finally:
+        logger.removeHandler(handler)
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["message"] == f"job {job_id} failed; retrying in 5.0s"
+    # Next to hanzi and punctuation, a number is still one.
+    assert second["message"] == "电话139****5678，身份证4419**********001X。"
+
+
 @pytest.mark.parametrize("log_format", ["json", "text"])
 def test_numbers_in_a_logged_traceback_or_stack_are_masked(log_format: str) -> None:
     """Only the message was masked: the traceback under it (an exception's text, the source
