@@ -11,6 +11,7 @@ from datetime import datetime
 from functools import cache
 
 from openpyxl import Workbook
+from openpyxl.utils import get_column_letter
 from sqlalchemy import ColumnElement, Select, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,6 +30,7 @@ from dispatch.rosters.files import (
     XLSX_TYPE,
     FileRejected,
     Problem,
+    Row,
     Table,
     csv_bytes,
     read_table,
@@ -633,6 +635,7 @@ def _find_header(table: Table) -> tuple[int, dict[int, str]]:
                     "the header lacks required columns; nothing was imported",
                     [Problem(row.line, None, f"missing column(s): {'、'.join(missing)}")],
                 )
+            _refuse_columns_twice(row, columns)
             return row.line, columns
     raise FileRejected(
         "no header row with 姓名 in the first 5 rows; nothing was imported",
@@ -645,6 +648,25 @@ def _find_header(table: Table) -> tuple[int, dict[int, str]]:
             )
         ],
     )
+
+
+def _refuse_columns_twice(header: Row, columns: dict[int, str]) -> None:
+    """Refuse a header with two columns for one field (手机 and 电话, a mobile and an office
+    line; 单位 and 所在单位): read as one, the right-most would be taken, whatever the other said.
+    Two 序号 are harmless: it is not read."""
+    problems: list[Problem] = []
+    for field in dict.fromkeys(columns.values()):
+        found = [i for i, c in columns.items() if c == field]
+        if field != "seq" and len(found) > 1:
+            named = " and ".join(f"{header.cells[i]} ({get_column_letter(i + 1)})" for i in found)
+            label = header_label(RosterKind.EMERGENCY, field)
+            problems.append(
+                Problem(header.line, field, f"the columns {named} are both {label}: keep one")
+            )
+    if problems:
+        raise FileRejected(
+            "the header has two columns for one field; nothing was imported", problems
+        )
 
 
 def _parse_rows(

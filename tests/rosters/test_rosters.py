@@ -300,6 +300,30 @@ def test_merged_ranges_that_overlap_are_refused_rather_than_filled_again_and_aga
         many.filled(below=1)
 
 
+async def test_two_columns_for_one_field_are_refused_naming_both(world: World) -> None:
+    """A ledger with 手机 and 电话 (a mobile and an office line), or 单位 and 所在单位: which of
+    the two is the member's is not for the import to guess."""
+    team = await world.team("fixed_post", name="银湖驻点应急联防队")
+    header = ["序号", "队伍名称", "姓名", "职务", "手机", "身份证号码", "电话"]
+    body = ",".join(header) + f"\n1,{team['name']},陈队长,队长,13800138000,,076987654321\n"
+    reply = await upload(world, body.encode())
+    assert reply.status_code == 422, reply.text
+    assert reply.json()["problems"] == [
+        {
+            "row": 1,
+            "field": "phone",
+            "message": "the columns 手机 (E) and 电话 (G) are both 联系电话: keep one",
+        }
+    ]
+    header = ["队伍名称", "姓名", "职务", "联系电话", "单位", "所在单位"]
+    body = ",".join(header) + f"\n{team['name']},陈队长,队长,13800138000,银湖公司,\n"
+    reply = await upload(world, body.encode())
+    assert reply.status_code == 422, reply.text
+    assert [(p["row"], p["field"]) for p in reply.json()["problems"]] == [(1, "site")]
+    assert "单位 (E) and 所在单位 (F)" in reply.json()["problems"][0]["message"]
+    assert await members_of(world, team) == []
+
+
 async def test_csv_from_chinese_excel_in_gbk_is_read(world: World) -> None:
     team = await world.team("fixed_post", name="银湖驻点应急联防队")
     text = ",".join(HEADER) + "\r\n" + f"1,{team['name']},1,黄队长,队长,13800001111,,银湖公司\r\n"
