@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -20,6 +21,7 @@ from pydantic import (
     Strict,
     StringConstraints,
 )
+from pydantic.config import JsonDict
 
 from dispatch.errors import InvalidInput
 from geo.crs import CRS, to_wgs84
@@ -260,6 +262,50 @@ def shown_text(value: str) -> str:
     return value
 
 
+def _character_class(characters: str) -> str:
+    """``characters`` as the inside of a regex class, in \\u escapes both Python's and
+    ECMAScript's (JSON Schema's) read, runs of consecutive code points as ranges."""
+    points = sorted({ord(c) for c in characters})
+    runs: list[list[int]] = []
+    for point in points:
+        if runs and runs[-1][1] == point - 1:
+            runs[-1][1] = point
+        else:
+            runs.append([point, point])
+    return "".join(
+        f"\\u{low:04x}" if low == high else f"\\u{low:04x}-\\u{high:04x}" for low, high in runs
+    )
+
+
+def stripped_name_pattern(max_length: int, *, blank: bool = False) -> str:
+    """The JSON Schema pattern of a name the server strips (strip_name) before it counts its
+    length: any whitespace around 1 to ``max_length`` characters (or none, when ``blank``)
+    that start and end with something else. A maxLength would count the whitespace too, and
+    call a padded name too long that the server takes."""
+    space = _character_class(WHITESPACE)
+    shown = f"[^{space}]"
+    name = f"{shown}(?:[\\s\\S]{{0,{max_length - 2}}}{shown})?"
+    if blank:
+        name = f"(?:{name})?"
+    return f"^[{space}]*{name}[{space}]*$"
+
+
+def stripped_length(max_length: int, *, blank: bool = False) -> Callable[[JsonDict], None]:
+    """A ``json_schema_extra`` that declares a stripped name's length as the server counts it
+    (stripped_name_pattern) in place of the maxLength of its constraints."""
+    pattern = stripped_name_pattern(max_length, blank=blank)
+
+    def declare(schema: JsonDict) -> None:
+        options = schema.get("anyOf")
+        # A name or null: the pattern belongs to the string.
+        for option in options if isinstance(options, list) else [schema]:
+            if isinstance(option, dict) and option.get("type") == "string":
+                option.pop("maxLength", None)
+                option["pattern"] = pattern
+
+    return declare
+
+
 # Names and short labels others read (a team's, a user's): surrounding whitespace dropped, as
 # the rosters' 队伍名称 is read, then not blank, not too long and without control characters.
 # The same rules as name_problem, which the importers apply to a file's names; one alias per
@@ -270,6 +316,7 @@ ShownName = Annotated[
     # Before the constraints above, which it wraps.
     BeforeValidator(_stripped),
     AfterValidator(_shown_name),
+    Field(json_schema_extra=stripped_length(128)),
 ]
 ShortName = Annotated[
     str,
@@ -277,6 +324,7 @@ ShortName = Annotated[
     # Before the constraints above, which it wraps.
     BeforeValidator(_stripped),
     AfterValidator(_shown_name),
+    Field(json_schema_extra=stripped_length(64)),
 ]
 # A free text others read (shown_text): kept as written, lines and tabs allowed.
 ShownText = Annotated[str, StringConstraints(max_length=2000), AfterValidator(shown_text)]

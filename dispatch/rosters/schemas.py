@@ -7,7 +7,7 @@ from pydantic import Field, field_validator
 from pydantic.config import JsonDict
 
 from dispatch.rosters.models import MemberRole, RosterKind
-from dispatch.schemas import LocalTime, Schema, WholeNumber, strip_name
+from dispatch.schemas import LocalTime, Schema, WholeNumber, strip_name, stripped_length
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
@@ -47,8 +47,10 @@ def _unit_numbers(schema: JsonDict) -> None:
 
 class MemberCreate(Schema):
     kind: RosterKind
-    group_name: str = Field(min_length=1, max_length=128, description="队伍名称")
-    name: str = Field(min_length=1, max_length=64)
+    group_name: str = Field(
+        min_length=1, max_length=128, description="队伍名称", json_schema_extra=stripped_length(128)
+    )
+    name: str = Field(min_length=1, max_length=64, json_schema_extra=stripped_length(64))
     phone: str = Field(
         min_length=5,
         max_length=32,
@@ -63,10 +65,16 @@ class MemberCreate(Schema):
     )
     role: MemberRole
     unit: WholeNumber | None = Field(default=None, ge=1, le=99)
-    site: str | None = Field(default=None, max_length=128, description="所在单位")
+    site: str | None = Field(
+        default=None,
+        max_length=128,
+        description="所在单位",
+        json_schema_extra=stripped_length(128, blank=True),
+    )
 
     # Stripped as every name is (dispatch.schemas.strip_name; a roster file's too) before the
-    # lengths above are counted: a name padded with spaces is as long as the name it is.
+    # lengths above are counted: a name padded with spaces is as long as the name it is (and
+    # the schema says so: stripped_length).
     @field_validator("group_name", "name", "site", mode="before")
     @classmethod
     def _stripped(cls, value: object) -> object:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -162,27 +163,60 @@ LONGEST = {
 }
 
 
+# Where the served schema declares each field's name.
+DECLARED = {
+    "users.name": ("UserCreate", "name"),
+    "teams.name (create)": ("TeamCreate", "name"),
+    "teams.name (rename)": ("TeamPatch", "name"),
+    "rosters.group_name": ("MemberCreate", "group_name"),
+    "rosters.name": ("MemberCreate", "name"),
+    "rosters.site": ("MemberCreate", "site"),
+}
+
+
+def declared_string(schema: dict[str, Any], model: str, field: str) -> dict[str, Any]:
+    declared = schema["components"]["schemas"][model]["properties"][field]
+    string: dict[str, Any] = next(
+        option for option in declared.get("anyOf", [declared]) if option["type"] == "string"
+    )
+    return string
+
+
+def declared_to_take(string: dict[str, Any], value: str) -> bool:
+    """Whether a JSON Schema validator takes ``value`` for the declared ``string``."""
+    return (
+        string.get("minLength", 0) <= len(value) <= string.get("maxLength", len(value))
+        and re.search(string.get("pattern", ""), value) is not None
+    )
+
+
 @pytest.mark.parametrize("where", list(NAMES))
 async def test_a_padded_name_is_as_long_as_the_name_it_is(world: World, where: str) -> None:
     """The length is counted after the whitespace around a name is dropped, in every field
-    (the rosters' once counted the spaces: a padded name a file took was refused there)."""
+    (the rosters' once counted the spaces: a padded name a file took was refused there), and
+    the schema declares it so: it takes the padded name the server takes, and no longer one."""
     send, stored, field = NAMES[where]
     await world.admin()
     if where == "teams.name (rename)":
         await world.team("mobile", name="机动队")
     longest = LONGEST[where]
+    string = declared_string((await world.http.get("/openapi.json")).json(), *DECLARED[where])
     before = await trail_length(world)
 
-    reply = await send(world, " " + "名" * (longest + 1) + "\u3000")
+    too_long = " " + "名" * (longest + 1) + "\u3000"
+    reply = await send(world, too_long)
     assert reply.status_code == 422 and named(reply) == [field], reply.text
     assert f"at most {longest} characters" in reply.json()["detail"], reply.text
     assert await trail_length(world) == before, "a refused request writes nothing"
+    assert not declared_to_take(string, too_long), string
 
     name = "名" * longest
-    reply = await send(world, "\u3000 " + name + "\t")
+    padded = "\u3000 " + name + "\t"
+    reply = await send(world, padded)
     assert reply.status_code in (200, 201), reply.text
     assert reply.json()[field] == name
     assert await stored(world, reply) == name
+    assert declared_to_take(string, padded), string
 
 
 # Characters that show nothing, refused inside a name: with one, 联防队 in service twice would
@@ -267,6 +301,16 @@ async def test_a_login_name_is_read_as_names_are_stored(world: World) -> None:
             "/api/v1/auth/token", data={"username": name, "password": "password123"}
         )
         assert reply.status_code == 200, (name, reply.text)
+    # Then the length is counted, as the schema declares: a padded name of 64 characters is
+    # a login name (of no account here), one of 65 is none.
+    schema = (await world.http.get("/openapi.json")).json()
+    string = declared_string(schema, "Body_issue_token_api_v1_auth_token_post", "username")
+    for name, status in ((f"\t{'名' * 64}\u3000 ", 401), ("名" * 65, 422)):
+        reply = await world.http.post(
+            "/api/v1/auth/token", data={"username": name, "password": "password123"}
+        )
+        assert reply.status_code == status, reply.text
+        assert declared_to_take(string, name) == (status == 401), string
 
 
 async def test_a_roster_files_names_are_read_as_the_apis(world: World) -> None:
@@ -390,10 +434,13 @@ async def test_a_description_keeps_its_lines_and_refuses_other_control_character
 
 def test_a_names_length_is_that_of_the_name_as_stored() -> None:
     """Surrounding whitespace is dropped before the length is checked, as the schema's
-    minLength and maxLength say of the name as stored."""
+    pattern says (a maxLength would count the whitespace too)."""
     from dispatch.auth.schemas import UserCreate
 
     schema = UserCreate.model_json_schema()["properties"]["name"]
-    assert (schema["minLength"], schema["maxLength"]) == (1, 64)
-    user = UserCreate(name=" " + "名" * 64 + "\u3000", password="p" * 8, role="admin")
-    assert user.name == "名" * 64
+    assert "maxLength" not in schema
+    for value in (" " + "名" * 64 + "\u3000", "名", "\u3000名 字\t"):
+        assert declared_to_take(schema, value), value
+        assert UserCreate(name=value, password="p" * 8, role="admin").name == value.strip()
+    for value in ("名" * 65, " ", "\t\u3000", ""):
+        assert not declared_to_take(schema, value), value
