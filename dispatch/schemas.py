@@ -97,6 +97,9 @@ LocalOrAware = Annotated[
 # longitude 1 and made a 1 m zone.
 Number = Annotated[float, Strict()]
 WholeNumber = Annotated[int, Strict()]
+# JSON true and false in bodies, as the schema's boolean says: lax, pydantic reads "false",
+# "no", "off" and 0 as false, and "yes" and 1 as true.
+Flag = Annotated[bool, Strict()]
 
 
 class Schema(BaseModel):

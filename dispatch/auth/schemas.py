@@ -3,7 +3,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from dispatch.auth.models import Role
-from dispatch.schemas import LocalTime, Schema, ShortName
+from dispatch.schemas import Flag, LocalTime, Schema, ShortName
 
 
 class TokenOut(Schema):
@@ -32,7 +32,7 @@ class UserOut(Schema):
 
 
 class UserPatch(Schema):
-    disabled: bool | None = Field(
+    disabled: Flag | None = Field(
         default=None,
         description="a disabled user's tokens stop working at once, and for good: enabling the "
         "user again brings none issued before back",

@@ -74,6 +74,24 @@ async def test_a_disabled_users_tokens_stop_working_at_once(world: World) -> Non
     assert (await world.http.post("/api/v1/auth/token", data=login)).status_code == 200
 
 
+async def test_disabled_is_a_json_true_or_false(world: World) -> None:
+    """As the schema's boolean says: "false", 0 or "no" is refused naming the field, not read
+    as false (nor "true" or 1 as true), and the account stays as it was."""
+    admin = await world.admin()
+    leader = await world.leader(await world.team())
+    for value in ("false", 0, "no", "true", 1, "yes"):
+        reply = await world.http.patch(
+            f"/api/v1/users/{leader.id}", json={"disabled": value}, headers=admin.headers
+        )
+        assert reply.status_code == 422, (value, reply.text)
+        assert [f["field"] for f in reply.json()["fields"]] == ["disabled"], reply.text
+    assert await me(world, leader.token) == (200, "")
+    reply = await world.http.patch(
+        f"/api/v1/users/{leader.id}", json={"disabled": False}, headers=admin.headers
+    )
+    assert reply.status_code == 200 and reply.json()["disabled"] is False
+
+
 async def test_a_token_from_before_disabling_stays_dead_when_the_account_is_enabled_again(
     world: World,
 ) -> None:
