@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from pythonjsonlogger.json import JsonFormatter
@@ -145,8 +146,17 @@ def json_formatter() -> logging.Formatter:
     )
 
 
+class TextFormatter(logging.Formatter):
+    """A line for a terminal: its time as the JSON lines have it, ISO 8601 in UTC with the
+    offset, not the host's local time without one (asctime's), which read the same on a
+    UTC host and one in Asia/Shanghai eight hours apart."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="microseconds")
+
+
 def text_formatter() -> logging.Formatter:
-    return logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def handler(stream: IO[str], log_format: str = "json") -> logging.Handler:

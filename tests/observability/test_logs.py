@@ -11,6 +11,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -93,6 +95,32 @@ def test_mobile_numbers_are_masked_whatever_logged_them() -> None:
     assert first["incident_id"] == INCIDENT
     assert "incident_id" not in second
     assert logs.mask_phone("+86 138-0013-8000") == "861****8000"
+
+
+def test_a_text_line_says_its_time_in_utc_with_the_offset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DISPATCH_LOG_FORMAT=text wrote the host's local time without an offset: on a host in
+    Asia/Shanghai its lines were eight hours from the JSON lines' UTC, and nothing said so."""
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    stream = io.StringIO()
+    logger = logging.getLogger("tests.observability.text")
+    handler = logs.handler(stream, "text")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        logger.warning("the host clock is +60.000 s from the server's time")
+    finally:
+        logger.removeHandler(handler)
+        monkeypatch.undo()
+        time.tzset()
+    stamp, rest = stream.getvalue().split(" ", 1)
+    assert (
+        rest
+        == "WARNING tests.observability.text: the host clock is +60.000 s from the server's time\n"
+    )
+    written = datetime.fromisoformat(stamp)
+    assert written.utcoffset() == timedelta(0), stamp
+    assert abs(written - datetime.now(UTC)) < timedelta(seconds=10)
 
 
 def test_ids_are_not_taken_for_mobile_numbers() -> None:
