@@ -24,7 +24,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import ColumnElement, Row, Select, Table, event, inspect, select, text
+from sqlalchemy import ColumnElement, Row, Select, Table, Text, cast, event, inspect, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 
@@ -291,7 +292,8 @@ class Verdict:
 
 @dataclass
 class _Slice:
-    """Every row of the incidents whose ids fall in one range, by incident."""
+    """Every row of the incidents whose ids fall in one range, by incident; or, where one of
+    those rows holds a value that cannot be read, that row (``unreadable``)."""
 
     incidents: dict[str, Row[Any]] = field(default_factory=dict)
     heads: dict[str, Row[Any]] = field(default_factory=dict)
@@ -299,6 +301,7 @@ class _Slice:
     tiers: dict[str, list[Row[Any]]] = field(default_factory=dict)
     dispatches: dict[str, list[Row[Any]]] = field(default_factory=dict)
     skips: dict[str, list[Row[Any]]] = field(default_factory=dict)
+    unreadable: Break | None = None
 
     def incident_ids(self) -> list[str]:
         return sorted(
@@ -356,15 +359,133 @@ async def _read_range(session: AsyncSession, after: str | None, upto: str | None
 async def _slices(session: AsyncSession) -> AsyncIterator[_Slice]:
     after: str | None = None
     while True:
-        incidents = await _incidents_after(session, after)
-        # The last slice reaches past the last incident: rows naming no incident are in it.
-        upto = incidents[-1].id if len(incidents) == CHUNK else None
-        found = await _read_range(session, after, upto)
+        try:
+            incidents = await _incidents_after(session, after)
+            # The last slice reaches past the last incident: rows naming no incident are in it.
+            upto = incidents[-1].id if len(incidents) == CHUNK else None
+            found = await _read_range(session, after, upto)
+        except _UNREADABLE as error:
+            try:
+                unreadable = await _unreadable(session, after)
+            except _UNREADABLE:
+                unreadable = None  # what failed was the database: its own error says so
+            if unreadable is None:
+                raise error from None
+            yield _Slice(unreadable=unreadable)
+            return
         found.incidents = {i.id: i for i in incidents}
         yield found
         if upto is None:
             return
         after = upto
+
+
+# What reading a value the server never wrote raises: a time no datetime holds (SQLite's
+# ``someday``, PostgreSQL's year 20000), JSON Python does not load (``NaN``, 1e400), text that
+# is not UTF-8 (the driver's error, on SQLite). A value that cannot be read is a row changed.
+_UNREADABLE = (ValueError, OverflowError, TypeError, DBAPIError)
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """A table verify reads, and how it names one of its rows (by ``names``, its columns
+    read to name it)."""
+
+    table: Table
+    names: tuple[str, ...]
+    name: Callable[[Any], str]
+
+    def where(self, after: str | None, upto: str | None) -> list[Any]:
+        if self.table is VILLAGES:
+            # The villages the slice's incidents are in: the reports read their names.
+            ids = select(INCIDENTS.c.village_id).where(*_within(INCIDENTS.c.id, after, upto))
+            return [VILLAGES.c.id.in_(ids)]
+        column = INCIDENTS.c.id if self.table is INCIDENTS else self.table.c.incident_id
+        return _within(column, after, upto)
+
+
+_KINDS = (
+    _Kind(INCIDENTS, ("id",), lambda r: f"incidents row {r.id}"),
+    _Kind(VILLAGES, ("id",), lambda r: f"villages row {r.id}"),
+    _Kind(
+        HEADS, ("incident_id",), lambda r: f"incident_event_heads row (incident {r.incident_id})"
+    ),
+    _Kind(
+        EVENTS,
+        ("id", "incident_id", "seq"),
+        lambda r: f"incident_events row id={r.id} (incident {r.incident_id}, seq {r.seq})",
+    ),
+    _Kind(
+        TIER_ROWS,
+        ("incident_id", "tier"),
+        lambda r: f"chain_tiers row (incident {r.incident_id}, tier {r.tier})",
+    ),
+    _Kind(
+        DISPATCHES,
+        ("id", "incident_id"),
+        lambda r: f"dispatches row {r.id} (incident {r.incident_id})",
+    ),
+    _Kind(
+        SKIPS,
+        ("incident_id", "team_id"),
+        lambda r: f"incident_skips row (incident {r.incident_id}, team {r.team_id})",
+    ),
+)
+
+
+async def _unreadable(session: AsyncSession, after: str | None) -> Break | None:
+    """The first row of the slice after ``after`` holding a value that cannot be read, as
+    a break naming the row and the column; None when every value reads (what failed was not
+    a value). Found a table, then a row, then a column at a time: only where a slice failed.
+    A value is found unreadable only where its row's key still reads after it: a database
+    gone away fails that too, and is its own error."""
+    ids = select(INCIDENTS.c.id).where(*_within(INCIDENTS.c.id, after, None))
+    last = list(await session.scalars(ids.order_by(INCIDENTS.c.id).limit(CHUNK)))
+    upto = last[-1] if len(last) == CHUNK else None
+    for kind in _KINDS:
+        table, where = kind.table, kind.where(after, upto)
+        try:
+            list(await session.execute(select(table).where(*where)))
+            continue
+        except _UNREADABLE:
+            pass
+        keys = list(table.primary_key.columns)
+        names = select(*(table.c[n] for n in kind.names)).where(*where).order_by(*keys)
+        for named in list(await session.execute(names)):
+            this = [key == named._mapping[key.name] for key in keys]
+            try:
+                list(await session.execute(select(table).where(*this)))
+                continue
+            except _UNREADABLE:
+                pass
+            for column in table.columns:
+                try:
+                    list(await session.execute(select(column).where(*this)))
+                except _UNREADABLE as error:
+                    list(await session.execute(select(*keys).where(*this)))
+                    return _unreadable_value(
+                        kind, named, column.name, error, await _as_stored(session, column, this)
+                    )
+    return None
+
+
+async def _as_stored(session: AsyncSession, column: Any, this: list[Any]) -> str | None:
+    """The value as the database writes it as text (None: not even that reads)."""
+    try:
+        value = await session.scalar(select(cast(column, Text())).where(*this))
+    except _UNREADABLE:
+        return None
+    return None if value is None else records.show_text(value)
+
+
+def _unreadable_value(
+    kind: _Kind, named: Row[Any], column: str, error: BaseException, stored: str | None
+) -> Break:
+    cause = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+    held = f" ({stored} as stored)" if stored is not None else ""
+    reason = f"its {column}{held} cannot be read: {cause}: the row was changed"
+    incident_id = named.id if kind.table is INCIDENTS else named._mapping.get("incident_id", "")
+    return Break(None, incident_id, None, reason, kind.name(named))
 
 
 def _chain_break(incident_id: str, events: list[Row[Any]], head: Row[Any] | None) -> Break | None:
@@ -381,7 +502,12 @@ def _chain_break(incident_id: str, events: list[Row[Any]], head: Row[Any] | None
             return Break(e.id, incident_id, e.seq, f"expected seq {seq}: a row is missing")
         if e.prev_hash != prev_hash:
             return Break(e.id, incident_id, e.seq, "its prev_hash is not the previous row's hash")
-        body = canonical(incident_id, e.seq, e.at, e.type, e.actor_id, e.data)
+        try:
+            body = canonical(incident_id, e.seq, e.at, e.type, e.actor_id, e.data)
+        except (TypeError, ValueError) as error:
+            # Nothing the server writes fails to hash (a type or actor stored as bytes does).
+            reason = f"its content cannot be hashed: {error}: the row was changed"
+            return Break(e.id, incident_id, e.seq, reason)
         if e.hash != link(prev_hash, body):
             reason = "its hash does not match its content: the row was changed"
             return Break(e.id, incident_id, e.seq, reason)
@@ -436,6 +562,8 @@ async def verify(
     events = incidents = unrecorded = 0
     seen: set[str] = set()
     async for found in _slices(session):
+        if found.unreadable is not None:
+            return Verdict(events, incidents, found.unreadable, unrecorded)
         for incident_id in found.incident_ids():
             chain = found.events.get(incident_id, [])
             head = found.heads.get(incident_id)

@@ -30,7 +30,8 @@ What the events record, and so what is checked (``docs/security.md`` lists what 
   where a ``breached`` event records it; any tier's deadline is its report's time plus its
   ``target_s``, a met tier's is not before the arrival that met it, nor a cancelled tier's
   before the close that cancelled it;
-- each team skipped: its row and its ``skipped`` event, one for the other.
+- each team skipped: its row and its ``skipped`` event, one for the other;
+- each event: of a type the server records (``EVENT_TYPES``).
 
 Events written before they carried the category, description, village, targets and arrival
 positions leave those columns unchecked; ``Checked.unrecorded`` names them, for verify to count
@@ -39,7 +40,7 @@ the incidents it could not prove whole.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -85,6 +86,12 @@ def show(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)
+
+
+def show_text(value: Any, limit: int = 80) -> str:
+    """A stored value the server did not write, quoted as Python would, cut at ``limit``."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
 def _int(data: dict[str, Any], key: str) -> int | None:
@@ -142,11 +149,15 @@ class _Replay:
         dispatch_id = _str(data, "dispatch_id")
         return self.dispatches.get(dispatch_id) if dispatch_id is not None else None
 
-    def apply(self, e: Row[Any]) -> None:
+    def apply(self, e: Row[Any]) -> bool:
+        """Apply one event; False when its type is none the server records."""
+        if e.type not in EVENT_TYPES:
+            return False
         data: dict[str, Any] = e.data if isinstance(e.data, dict) else {}
-        handle = getattr(self, "_" + e.type, None)
+        handle = _HANDLERS.get(e.type)
         if handle is not None:
-            handle(e, data)
+            handle(self, e, data)
+        return True
 
     def _reported(self, e: Row[Any], data: dict[str, Any]) -> None:
         if self.reported is not None:
@@ -329,6 +340,29 @@ class _Replay:
             tier["target_s"] = Told(data["target_s"], e, "breached event")
 
 
+# Each kind of event that sets what the rows must hold, and its step of the replay. Looked up
+# by name in this table, never among the replay's attributes: an event forged with the type
+# ``tier`` is not a call of ``_Replay._tier``.
+_HANDLERS: dict[str, Callable[[_Replay, Row[Any], dict[str, Any]], None]] = {
+    "reported": _Replay._reported,
+    "village_changed": _Replay._village_changed,
+    "skipped": _Replay._skipped,
+    "closed": _Replay._closed,
+    "escalated": _Replay._escalated,
+    "dispatched": _Replay._dispatched,
+    "delivered": _Replay._delivered,
+    "shown": _Replay._shown,
+    "accepted": _Replay._accepted,
+    "arrived": _Replay._arrived,
+    "met": _Replay._met,
+    "breached": _Replay._breached,
+}
+# Every type of event the server records: those above, and those that set no row the reports
+# read (a report that alerted every leader of a team on turn; a notifier's outcome). An event
+# of any other type was not written by the server. A new kind of event is added here.
+EVENT_TYPES = frozenset(_HANDLERS) | {"all_leaders_alerted", "notified", "notify_failed"}
+
+
 # The column that says a hop was implied by its dispatch's arrival rather than observed.
 IMPLIED_FLAGS = {"delivered_at": "delivered_implied", "accepted_at": "accepted_implied"}
 
@@ -384,7 +418,12 @@ def check(
     its events (a chain already verified, in order)."""
     replay = _Replay()
     for e in events:
-        replay.apply(e)
+        if not replay.apply(e):
+            unknown = Mismatch(
+                f"incident_events row id={e.id} (incident {incident_id}, seq {e.seq})",
+                f"its type {show_text(e.type)} is none the server records",
+            )
+            return Checked(unknown, replay.unrecorded_columns())
     for told in replay.dispatches.values():
         _settle_implied(told)
     found = _mismatch(incident_id, events, incident, tiers, dispatches, skips, replay)
@@ -483,7 +522,7 @@ def _skips_mismatch(incident_id: str, skips: Rows, replay: _Replay) -> Mismatch 
                 f"no row for team {team_id}, which its skipped event records "
                 f"(incident_events row id={e.id}, seq {e.seq})",
             )
-        data: dict[str, Any] = e.data
+        data: dict[str, Any] = e.data if isinstance(e.data, dict) else {}
         told = {"at": Told(e.at, e, "skipped event")}
         for column in ("team_name", "tier", "reason", "detail", "unit"):
             if column in data:
