@@ -16,6 +16,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -124,6 +125,27 @@ def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
     return base64.b64encode(hmac.new(secret.encode(), to_sign, hashlib.sha256).digest()).decode()
 
 
+# What a receiver's answer may not bring into the record: control characters (C0, DEL and
+# C1) and halves of surrogate pairs. PostgreSQL keeps NUL in neither text nor jsonb, so that
+# an attempt answered "\x00" was lost with its outcome; the others garble a console or a log.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# As much of an error as is kept.
+ERROR_CHARS = 500
+
+
+def error_text(text: str) -> str:
+    """An error from outside (a receiver's answer, a connection's failure) as recorded: each
+    character ``_UNPRINTABLE`` holds written as its escape (``\x00``), cut to ERROR_CHARS."""
+    escaped = _UNPRINTABLE.sub(
+        lambda found: found.group().encode("unicode_escape").decode("ascii"), text
+    )
+    return escaped[:ERROR_CHARS]
+
+
+def failure(status_code: int | None, text: str) -> Result:
+    return Result(False, status_code, error_text(text))
+
+
 async def _post(
     client: httpx.AsyncClient,
     url: str | httpx.URL,
@@ -140,7 +162,7 @@ async def _post(
             auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT,
         )
     except httpx.HTTPError as error:
-        return Result(False, None, f"{type(error).__name__}: {error}"[:500])
+        return failure(None, f"{type(error).__name__}: {error}")
 
 
 def _plain(response: httpx.Response | Result) -> Result:
@@ -148,9 +170,7 @@ def _plain(response: httpx.Response | Result) -> Result:
         return response
     if response.is_success:
         return Result(True, response.status_code)
-    return Result(
-        False, response.status_code, f"HTTP {response.status_code}: {response.text}"[:500]
-    )
+    return failure(response.status_code, f"HTTP {response.status_code}: {response.text}")
 
 
 def _robot(response: httpx.Response | Result) -> Result:
@@ -164,7 +184,7 @@ def _robot(response: httpx.Response | Result) -> Result:
         return Result(False, response.status_code, "the robot's answer is not JSON")
     if isinstance(answer, dict) and answer.get("errcode") == 0:
         return result
-    return Result(False, response.status_code, f"robot refused: {response.text}"[:500])
+    return failure(response.status_code, f"robot refused: {response.text}")
 
 
 @dataclass(frozen=True)

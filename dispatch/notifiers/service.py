@@ -24,7 +24,7 @@ from dispatch.db import new_id
 from dispatch.errors import InvalidInput, NotFound
 from dispatch.incidents.models import Dispatch, Incident, IncidentEvent, IncidentStatus
 from dispatch.jobs import service as jobs
-from dispatch.notifiers.channels import Notice, Result
+from dispatch.notifiers.channels import Notice, Result, error_text
 from dispatch.notifiers.models import Notification, NotificationAttempt, NotificationStatus
 from dispatch.teams.models import Team
 
@@ -176,7 +176,9 @@ async def record_attempt(
     duration_ms: float,
     max_attempts: int,
 ) -> str:
-    """Keep the attempt; on success, or on the last failure, settle the notification."""
+    """Keep the attempt; on success, or on the last failure, settle the notification. Its
+    error, from outside whichever channel or gateway made it, is kept as ``error_text``."""
+    error = None if result.error is None else error_text(result.error)
     session.add(
         NotificationAttempt(
             notification_id=notice.notification_id,
@@ -185,7 +187,7 @@ async def record_attempt(
             at=started,
             ok=result.ok,
             status_code=result.status_code,
-            error=result.error,
+            error=error,
             duration_ms=round(duration_ms, 3),
         )
     )
@@ -200,7 +202,7 @@ async def record_attempt(
         outcome = "notified"
     elif notice.attempt >= max_attempts:
         _finish(notification, started, ok=False)
-        _outcome_event(session, notification, started, error=result.error)
+        _outcome_event(session, notification, started, error=error)
     await session.flush()
     return outcome
 

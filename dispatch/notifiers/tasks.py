@@ -17,7 +17,7 @@ from dispatch.db import after_commit
 from dispatch.jobs import service as jobs
 from dispatch.jobs.models import Job
 from dispatch.notifiers import service
-from dispatch.notifiers.channels import Channel, Notice, Result, configured_channels
+from dispatch.notifiers.channels import Channel, Notice, configured_channels, failure
 from dispatch.observability.logs import about_incident, mask_phone
 from dispatch.runtime import Runtime
 
@@ -121,7 +121,7 @@ class Notifier:
                 result = await channel.send(self._client, notice, started)
             except Exception as error:  # a channel's own bug must still be recorded
                 log.exception("notifier %s raised", channel.name)
-                result = Result(False, None, f"{type(error).__name__}: {error}"[:500])
+                result = failure(None, f"{type(error).__name__}: {error}")
             duration_ms = (time.perf_counter() - began) * 1000
             try:
                 async with self.runtime.transaction() as session:

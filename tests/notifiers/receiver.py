@@ -11,7 +11,7 @@ from typing import Any
 
 import uvicorn
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from tests.conftest import free_port
@@ -31,7 +31,8 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Answers each request with the next scripted (status, body); the last one repeats."""
+    """Answers each request with the next scripted (status, body: JSON, or bytes as they are);
+    the last one repeats."""
 
     answers: Sequence[tuple[int, Any]] = ((200, {"errcode": 0, "errmsg": "ok"}),)
     requests: list[Received] = field(default_factory=list)
@@ -60,7 +61,13 @@ class Receiver:
         )
         status, answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
         self._arrived.set()
-        await JSONResponse(answer, status_code=status)(scope, receive, send)
+        # Bytes are answered as they are (a receiver that answers with a binary body).
+        reply = (
+            Response(answer, status_code=status, media_type="application/octet-stream")
+            if isinstance(answer, bytes)
+            else JSONResponse(answer, status_code=status)
+        )
+        await reply(scope, receive, send)
 
     async def start(self) -> None:
         config = uvicorn.Config(self, host="127.0.0.1", port=self.port, log_level="warning")

@@ -437,6 +437,25 @@ async def test_an_unreachable_receiver_is_recorded_as_a_connection_error(
     assert "ConnectError" in attempt["error"]
 
 
+async def test_a_receiver_answering_a_binary_body_is_recorded_with_its_bytes_escaped(
+    start: Start, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    # PostgreSQL keeps NUL in neither text nor jsonb: the attempt and its outcome were lost.
+    webhook = await receivers((500, b"\x00\x01\x1b[31m\x7f\xc2\x85 gone\r\n"))
+    world = await start(
+        webhook_url=webhook.url, webhook_secret=WEBHOOK_SECRET, notify_max_attempts=1
+    )
+    _, operator, incident = await setup_incident(world)
+    world.clock.advance(15)
+    await webhook.wait_for(1)
+    [failed] = await wait_events(world, operator, incident["id"], "notify_failed", 1)
+    shown = "HTTP 500: \\x00\\x01\\x1b[31m\\x7f\\x85 gone\\r\\n"
+    assert failed["data"]["error"] == shown
+    [record] = await notifications(world, operator, incident["id"])
+    [attempt] = record["attempts"]
+    assert (attempt["status_code"], attempt["error"]) == (500, shown)
+
+
 async def test_a_leader_without_a_phone_number_cannot_be_texted(
     start: Start, receivers: Callable[..., Awaitable[Receiver]]
 ) -> None:
