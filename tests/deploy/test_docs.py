@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -15,8 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from dispatch.config import Settings
+from dispatch.deps import SessionDep
 from tests.processes import ServerProcess, cli, server_env
 from tests.support import World, get_token
 
@@ -168,6 +172,40 @@ async def test_the_error_answers_api_md_shows_are_the_servers(world: World) -> N
     assert (reply.status_code, reply.json()["error"]) == (405, "method_not_allowed")
     # Every method of the path, not only those of the first route at it.
     assert reply.headers["Allow"] == "GET, POST"
+
+
+async def test_a_500_is_the_plain_text_api_md_says_it_is(world: World) -> None:
+    """A bug is no error a handler answers: a constraint the database enforces failing (here
+    in a route of the test's own, in the request's unit of work) is Starlette's plain-text
+    500, logged with its traceback, not a JSON error a client could take for an answer."""
+    errors = (ROOT / "docs" / "api.md").read_text().split("## Errors", 1)[1].split("\n## ", 1)[0]
+    assert "Every error answer but a 500 (below) is a JSON object" in errors
+    assert "`Internal Server Error` in plain text" in errors
+
+    async def a_bug(session: SessionDep) -> None:
+        # teams.name is NOT NULL: refused by the database for what it was sent.
+        await session.execute(text("INSERT INTO teams (id) VALUES ('a-bug')"))
+
+    world.app.add_api_route("/a-bug", a_bug, methods=["POST"])
+    logged: list[logging.LogRecord] = []
+
+    class Kept(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            logged.append(record)
+
+    handler = Kept()
+    uvicorn_errors = logging.getLogger("uvicorn.error")
+    uvicorn_errors.addHandler(handler)
+    try:
+        reply = await world.http.post("/a-bug")
+    finally:
+        uvicorn_errors.removeHandler(handler)
+        world.app.router.routes.pop()
+    assert reply.status_code == 500
+    assert reply.headers["content-type"].startswith("text/plain")
+    assert reply.text == "Internal Server Error"
+    (error,) = (r.exc_info[1] for r in logged if r.exc_info)
+    assert isinstance(error, IntegrityError), error
 
 
 async def test_the_refused_name_api_md_shows_is_the_servers(world: World) -> None:
