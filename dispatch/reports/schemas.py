@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+from datetime import date
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -72,11 +73,33 @@ class TierFigures(Schema):
     acceptance_to_arrival: SegmentStat = Field(description="per dispatch: accepted to on scene")
 
 
+class TeamLabel(Schema):
+    """The parts a team's label is made of, for a page to say it in its own language."""
+
+    name: str
+    retired_on: date | None = Field(
+        description="the day (Asia/Shanghai) the team was retired; null while in service"
+    )
+    told_apart_by: Literal["day", "id"] | None = Field(
+        description="what the label adds to tell a retired team from a retired namesake: the "
+        "day it was retired (甲联防队（2026-03-01撤销）), or that day and its id when the "
+        "namesake was retired that day too; null when the label needs neither"
+    )
+
+
 class Group(Schema):
-    key: str
+    key: str = Field(
+        description="the group: a tier, a team's or village's id, a day, a week's Monday "
+        "(YYYY-MM-DD) or a month"
+    )
     label: str = Field(
         description="by team: its name, a retired team's marked （已撤销） and told apart from "
-        "a retired namesake by the day it was retired (甲联防队（2026-03-01撤销）)"
+        "a retired namesake by the day it was retired (甲联防队（2026-03-01撤销）); by week: "
+        "the ISO week and its Monday (2026-W50（2026-12-07起）); in Chinese, as the exports "
+        "write it"
+    )
+    team: TeamLabel | None = Field(
+        default=None, description="by team: the parts of its label; null in other groupings"
     )
     tiers: list[TierFigures]
 
@@ -95,6 +118,9 @@ class Exclusion(Schema):
     team_label: str | None = Field(
         description="the team as the groups by team label it: its name, a retired team's "
         "marked （已撤销） and told apart from a retired namesake by the day it was retired"
+    )
+    team: TeamLabel | None = Field(
+        default=None, description="the parts of team_label; null without a team"
     )
     reported_at: LocalTime
     outcome: str = Field(description="breached, cancelled or pending")

@@ -63,6 +63,7 @@ from dispatch.reports.schemas import (
     ReportOut,
     SegmentStat,
     Stat,
+    TeamLabel,
     TierFigures,
     TimelineEvent,
     Unit,
@@ -748,7 +749,13 @@ async def _list_stored_targets(
 async def _grouping(session: AsyncSession, by: GroupBy, unit: Unit, found: Found) -> Grouping:
     cells = {k: cell for k, (cell, _) in found.items() if cell is not None}
     stats = {k: series for k, (_, series) in found.items()}
-    labels = await _labels(session, by, sorted({k for k, _ in cells}))
+    keys = sorted({k for k, _ in cells})
+    parts: dict[str, TeamLabel | None] = {}
+    if by == GroupBy.TEAM:
+        parts = await team_label_parts(session, keys)
+        labels = {k: team_label_text(k, p) for k, p in parts.items()}
+    else:
+        labels = await _labels(session, by, keys)
     groups = []
     for key in labels:
         tiers_here = sorted(t for k, t in cells if k == key)
@@ -756,6 +763,7 @@ async def _grouping(session: AsyncSession, by: GroupBy, unit: Unit, found: Found
             Group(
                 key=key,
                 label=labels[key],
+                team=parts.get(key),
                 tiers=[_figures(t, cells[(key, t)], stats.get((key, t), {})) for t in tiers_here],
             )
         )
@@ -801,10 +809,8 @@ async def _tune(session: AsyncSession) -> None:
 
 
 async def _labels(session: AsyncSession, by: GroupBy, keys: Sequence[str]) -> dict[str, str]:
-    """Each group's label, in the order of the groups: teams as team_labels orders them, the
-    rest by key."""
-    if by == GroupBy.TEAM:
-        return await team_labels(session, keys)
+    """Each group's label but a team's (team_label_parts), in the order of the groups: by
+    key."""
     if by == GroupBy.VILLAGE:
         found_v = await villages.villages_by_id(session, [k for k in keys if k])
         return {k: found_v[k].name if k in found_v else NO_VILLAGE for k in keys}
@@ -817,13 +823,36 @@ RETIRED = "（已撤销）"
 
 
 async def team_labels(session: AsyncSession, team_ids: Iterable[str]) -> dict[str, str]:
+    """How the report names each team (team_label_parts), in its order; a team not found by
+    its id."""
+    parts = await team_label_parts(session, team_ids)
+    return {k: team_label_text(k, p) for k, p in parts.items()}
+
+
+def team_label_text(team_id: str, parts: TeamLabel | None) -> str:
+    """A team's label in Chinese, as the exports write it; a team not found, its id."""
+    if parts is None:
+        return team_id
+    if parts.retired_on is None:
+        return parts.name
+    if parts.told_apart_by is None:
+        return parts.name + RETIRED
+    day = parts.retired_on.isoformat()
+    if parts.told_apart_by == "day":
+        return f"{parts.name}（{day}撤销）"
+    return f"{parts.name}（{day}撤销，编号{team_id}）"
+
+
+async def team_label_parts(
+    session: AsyncSession, team_ids: Iterable[str]
+) -> dict[str, TeamLabel | None]:
     """How the report names each team: by its name, a retired team's marked （已撤销）, as the
     report page marks it among the filters. A retired team's name may be taken again, so a
     retired team whose name another retired team had too is told apart by the day it was
     retired (甲联防队（2026-03-01撤销）), and by its id if that day was theirs too. A label
     depends on the team and its namesakes only, so it is the same in every part of the
-    report. In order: by name, the team in service first, then the retired ones as they were
-    retired."""
+    report. In parts (team_label_text says them in Chinese), None for a team not found. In
+    order: by name, the team in service first, then the retired ones as they were retired."""
     wanted = sorted(set(team_ids))
     found = await teams.teams_by_id(session, wanted)
     names = sorted({t.name for t in found.values()})
@@ -831,17 +860,19 @@ async def team_labels(session: AsyncSession, team_ids: Iterable[str]) -> dict[st
     if names:
         namesakes = list(await session.scalars(select(Team).where(Team.name.in_(names))))
     retired = [t for t in namesakes if t.retired_at is not None]
-    labels = {t.id: t.name for t in namesakes if t.retired_at is None}
-    for team in retired:
-        labels[team.id] = team.name + RETIRED
-    for clash in _clashes(labels, retired):
-        for team in clash:
-            assert team.retired_at is not None
-            day = team.retired_at.astimezone(DISPLAY_TZ).date().isoformat()
-            labels[team.id] = f"{team.name}（{day}撤销）"
-    for clash in _clashes(labels, retired):
-        for team in clash:
-            labels[team.id] = labels[team.id][:-1] + f"，编号{team.id}）"
+    parts = {
+        t.id: TeamLabel(
+            name=t.name,
+            retired_on=t.retired_at.astimezone(DISPLAY_TZ).date() if t.retired_at else None,
+            told_apart_by=None,
+        )
+        for t in namesakes
+    }
+    for told_apart_by in ("day", "id"):
+        labels = {k: team_label_text(k, p) for k, p in parts.items()}
+        for clash in _clashes(labels, retired):
+            for team in clash:
+                parts[team.id] = parts[team.id].model_copy(update={"told_apart_by": told_apart_by})
 
     def order(team_id: str) -> tuple[Any, ...]:
         team = found.get(team_id)
@@ -850,7 +881,7 @@ async def team_labels(session: AsyncSession, team_ids: Iterable[str]) -> dict[st
         retired = team.retired_at.timestamp() if team.retired_at else None
         return (0, team.name, retired is not None, retired or 0.0, team.id)
 
-    return {k: labels[k] if k in found else k for k in sorted(wanted, key=order)}
+    return {k: parts[k] if k in found else None for k in sorted(wanted, key=order)}
 
 
 def _clashes(labels: dict[str, str], retired: Sequence[Team]) -> list[list[Team]]:
@@ -897,7 +928,7 @@ async def exclusions(
     rows = (await session.execute(query)).all()
     team_ids = sorted({r[2] for r in rows if r[2]})
     names = {t.id: t.name for t in (await teams.teams_by_id(session, team_ids)).values()}
-    labels = await team_labels(session, team_ids)
+    parts = await team_label_parts(session, team_ids)
     found = []
     for incident_id, tier, team_id, reported_at, outcome, covered in rows:
         reason = REASONS.get(outcome, outcome)
@@ -909,7 +940,8 @@ async def exclusions(
                 tier=tier,
                 team_id=team_id,
                 team_name=names.get(team_id) if team_id else None,
-                team_label=labels.get(team_id) if team_id else None,
+                team_label=team_label_text(team_id, parts.get(team_id)) if team_id else None,
+                team=parts.get(team_id) if team_id else None,
                 reported_at=_as_datetime(reported_at),
                 outcome=outcome,
                 covered=bool(covered),

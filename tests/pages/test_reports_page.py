@@ -378,6 +378,51 @@ async def test_a_retired_team_is_offered_after_those_in_service_and_reported_on(
     await expect(page.locator("#team")).to_have_value(retired)
 
 
+async def test_weeks_and_retired_teams_are_said_in_the_pages_language(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """The server labels a week 2026-W50（2026-12-07起） and a retired team A驻点队（已撤销）, in
+    Chinese, for its exports. The page says them in its own language from their parts: in the
+    grouping's table, the per-team chart and its data, and the exclusions."""
+    day = await seed(world)
+    local_day = day.incidents[0]["reported_at"][:10]
+    monday = date.fromisoformat(local_day)
+    monday -= timedelta(days=monday.weekday())
+    year, week, _ = monday.isocalendar()
+    admin = await world.admin()
+    retired = day.teams["A"]["id"]
+    reply = await world.http.delete(f"/api/v1/teams/{retired}", headers=admin.headers)
+    assert reply.status_code == 204
+
+    page = await (await desk_context(browser, contexts)).new_page()
+    await log_in(page, world.base_url + "/console/reports", await world.account("auditor"))
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    await page.get_by_role("button", name="English").click()
+    await page.locator("#from").fill(local_day)
+    await page.locator("#to").fill(local_day)
+    await page.locator("#group-by").select_option("week")
+    await page.get_by_role("button", name="Show").click()
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    weeks = page.locator("#grouping tbody th")
+    await expect(weeks.first).to_have_text(f"{year}-W{week:02d} (from {monday})")
+    await expect(page.locator("#data-teams")).to_contain_text("A驻点队 (retired)")
+    labels = json.loads(await page.locator("#chart-teams").get_attribute("data-labels") or "[]")
+    assert "A驻点队 (retired)" in labels, labels
+    # Filtered by the retired team: its exclusions (by dispatch) name it so too.
+    await page.locator("#team").select_option(retired)
+    await page.get_by_role("button", name="Show").click()
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    team_cells = page.locator("#exclusions tbody td:nth-child(4)")
+    await expect(team_cells.first).to_have_text("A驻点队 (retired)")
+    await expect(page.locator("#result")).not_to_contain_text("已撤销")
+    await expect(page.locator("#result")).not_to_contain_text("起）")
+
+    await page.get_by_role("button", name="中文").click()
+    await expect(weeks.first).to_have_text(f"{year}-W{week:02d}（{monday}起）")
+    await expect(team_cells.first).to_have_text("A驻点队（已撤销）")
+    await expect(page.locator("#data-teams")).to_contain_text("A驻点队（已撤销）")
+
+
 async def test_a_time_past_its_target_never_reads_as_on_it(
     world: World, browser: Browser, contexts: Opened
 ) -> None:

@@ -613,6 +613,21 @@ async def test_a_retired_team_is_told_apart_from_the_team_that_took_its_name(
     first = {**period, "team_id": jia_first["id"]}
     (excluded,) = (await report(world, **first)).json()["exclusions"]
     assert (excluded["team_name"], excluded["team_label"]) == ("甲联防队", first_label)
+    # Each label in its parts too, for a page to say it in its own language.
+    parts = {g["key"]: g["team"] for g in by_team["groups"]}
+    assert parts[yi_now["id"]] == {"name": "乙联防队", "retired_on": None, "told_apart_by": None}
+    assert parts[yi_old["id"]] == {
+        "name": "乙联防队",
+        "retired_on": day(yi_old),
+        "told_apart_by": None,
+    }
+    assert parts[jia_first["id"]] == {
+        "name": "甲联防队",
+        "retired_on": day(jia_first),
+        "told_apart_by": "day",
+    }
+    assert [parts[t["id"]]["told_apart_by"] for t in bing] == ["id", "id"]
+    assert excluded["team"] == parts[jia_first["id"]]
     header, rows = csv_rows(await report(world, **first, format="csv", part="exclusions"))
     assert [r[header.index("联防队")] for r in rows] == [first_label]
     book = load_workbook(io.BytesIO((await report(world, **first, format="xlsx")).content))

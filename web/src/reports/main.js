@@ -166,6 +166,31 @@ function teamName(team) {
   return team.retired_at === null ? team.name : t('rep.team_retired', { name: team.name });
 }
 
+// A team as the report labels it (the groups by team, the exclusions), said in the page's
+// language from the label's parts: its name, retired, and told apart from a retired namesake
+// by the day it was retired (and its id). The server's `label` is Chinese, for the exports.
+function teamLabel(parts, id, label) {
+  if (!parts) return label || '';
+  const name = parts.name;
+  if (!parts.retired_on) return name;
+  if (!parts.told_apart_by) return t('rep.team_retired', { name });
+  const day = parts.retired_on;
+  if (parts.told_apart_by === 'day') return t('rep.team_retired_on', { name, day });
+  return t('rep.team_retired_on_id', { name, day, id });
+}
+
+// A week by its Monday (the group's key, YYYY-MM-DD): its ISO week and that Monday,
+// 2026-W50（2026-12-07起）, or 2026-W50 (from 2026-12-07); null for a key that is no date.
+function weekLabel(monday) {
+  const at = /^\d{4}-\d\d-\d\d$/.test(monday) ? Date.parse(monday + 'T00:00:00Z') : NaN;
+  if (!Number.isFinite(at)) return null;
+  // The ISO week's year is its Thursday's; its number counts the Thursdays of that year.
+  const thursday = at + 3 * DAY_MS;
+  const year = new Date(thursday).getUTCFullYear();
+  const week = Math.floor((thursday - Date.UTC(year, 0, 1)) / (7 * DAY_MS)) + 1;
+  return t('rep.week', { year, week: (week < 10 ? '0' : '') + week, monday });
+}
+
 // A date left empty shows the server's choice, and the filters (the histogram's and the
 // downloads') carry it: the report's end is excluded, the last day shown the one before it.
 function showPeriod(report, filters) {
@@ -520,6 +545,8 @@ function renderTotals(report) {
 function groupLabel(grouping, group) {
   if (grouping.by === 'tier') return t('tier.' + group.key);
   if (grouping.by === 'village' && !group.key) return t('rep.no_village');
+  if (grouping.by === 'team') return teamLabel(group.team, group.key, group.label);
+  if (grouping.by === 'week') return weekLabel(group.key) || group.label;
   return group.label;
 }
 
@@ -577,7 +604,7 @@ function renderExclusions(report) {
       h('td', { class: 'mono', text: e.incident_id }),
       h('td', { text: localTime(e.reported_at) }),
       h('td', { text: t('tier.short.' + e.tier) }),
-      h('td', { text: e.team_label || '' }),
+      h('td', { text: e.team_id ? teamLabel(e.team, e.team_id, e.team_label) : '' }),
       h('td', { text: t('rep.outcome.' + e.outcome) }),
       h('td', { text: reason }),
     );
@@ -739,7 +766,8 @@ function tierChart(totals) {
 function teamChart(grouping) {
   const rows = [];
   for (const group of grouping ? grouping.groups : []) {
-    for (const f of group.tiers) rows.push({ name: group.label, tier: f.tier, f });
+    const name = teamLabel(group.team, group.key, group.label);
+    for (const f of group.tiers) rows.push({ name, tier: f.tier, f });
   }
   // Tier 1's teams first, then tier 2's and tier 3's, each by name, as in the filters.
   rows.sort((a, b) => a.tier - b.tier || a.name.localeCompare(b.name, 'zh'));
