@@ -12,6 +12,7 @@ import shutil
 import sqlite3 as sqlite
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -206,6 +207,67 @@ async def test_a_500_is_the_plain_text_api_md_says_it_is(world: World) -> None:
     assert reply.text == "Internal Server Error"
     (error,) = (r.exc_info[1] for r in logged if r.exc_info)
     assert isinstance(error, IntegrityError), error
+
+
+def api_md_section(title: str) -> str:
+    return (ROOT / "docs" / "api.md").read_text().split(f"\n## {title}", 1)[1].split("\n## ")[0]
+
+
+async def test_the_ids_api_md_calls_integers_are_the_schemas(world: World) -> None:
+    """Ids are strings but for the events' and the audit trail's, which are numbered."""
+    schema = (await world.http.get("/openapi.json")).json()
+
+    def integer(declared: dict[str, Any]) -> bool:
+        return "integer" in {o.get("type") for o in declared.get("anyOf", [declared])}
+
+    def id_like(name: str) -> bool:
+        return name == "id" or name.endswith("_id")
+
+    integers = sorted(
+        [
+            f"{model}.{name}"
+            for model, component in schema["components"]["schemas"].items()
+            for name, declared in component.get("properties", {}).items()
+            if id_like(name) and integer(declared)
+        ]
+        + [
+            f"{method.upper()} {path} {parameter['name']}"
+            for path, methods in schema["paths"].items()
+            for method, operation in methods.items()
+            for parameter in operation.get("parameters", [])
+            if id_like(parameter["name"]) and integer(parameter["schema"])
+        ]
+    )
+    assert integers == [
+        "AuditEntryOut.id",
+        "AuditPage.next_before_id",
+        "EventOut.id",
+        "GET /api/v1/audit before_id",
+    ]
+    intro = (ROOT / "docs" / "api.md").read_text().split("\n- [", 1)[0]
+    for said in ("an incident event's `id`", "an audit-trail row's `id`", "`next_before_id`"):
+        assert said in " ".join(intro.split()), said
+
+
+async def test_the_routes_api_md_says_need_no_token_are_those_that_take_none(
+    world: World,
+) -> None:
+    schema = (await world.http.get("/openapi.json")).json()
+    open_ = {
+        f"{method.upper()} {path}"
+        for path, methods in schema["paths"].items()
+        for method, operation in methods.items()
+        if "security" not in operation
+    }
+    pages = {"GET /console", "GET /console/reports", "GET /m"}
+    health = {"GET /healthz", "GET /readyz"}
+    assert open_ == {"POST /api/v1/auth/token", "GET /metrics", *health, *pages}
+    for label in sorted(open_ - {"POST /api/v1/auth/token"}):
+        reply = await world.http.get(label.split(" ", 1)[1])
+        assert reply.status_code == 200, label
+    said = " ".join(api_md_section("Authentication").split())
+    assert "The health checks, `GET /metrics` and the pages (`/console`, `/m`" in said
+    assert "need none" in said
 
 
 async def test_the_refused_name_api_md_shows_is_the_servers(world: World) -> None:
