@@ -14,7 +14,7 @@ import re
 import zipfile
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -111,10 +111,12 @@ async def read_capped(request: Request, limit: int) -> bytes:
 @dataclass(frozen=True)
 class Row:
     """A row with a value: its number as the user sees it (the sheet's row number, the CSV's
-    record number) and its cells as trimmed text."""
+    record number), its cells as trimmed text, and which of them (from 0) a workbook holds as
+    numbers: a number has lost what Excel does not keep of it (all digits after the 15th)."""
 
     line: int
     cells: list[str]
+    numbers: set[int] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ class Table:
 
         A range starting at ``below`` or above is the title's or the header's layout, and a
         row with nothing of its own stays out (a range drawn past a unit's last member)."""
-        rows = [Row(r.line, list(r.cells)) for r in self.rows if r.line > below]
+        rows = [Row(r.line, list(r.cells), set(r.numbers)) for r in self.rows if r.line > below]
         lines = [r.line for r in rows]
         by_line = {r.line: r for r in rows}
         budget = MAX_ROWS * MAX_COLUMNS
@@ -152,7 +154,7 @@ class Table:
             top = by_line.get(merge.top)
             if merge.top <= below or top is None or merge.left >= len(top.cells):
                 continue
-            value = top.cells[merge.left]
+            value, number = top.cells[merge.left], merge.left in top.numbers
             start, end = bisect_left(lines, merge.top), bisect_right(lines, merge.bottom)
             for row in rows[start:end]:
                 for column in range(merge.left, min(merge.right, MAX_COLUMNS - 1) + 1):
@@ -167,6 +169,8 @@ class Table:
                         row.cells.extend([""] * (column + 1 - len(row.cells)))
                     if not row.cells[column]:
                         row.cells[column] = value
+                        if number:
+                            row.numbers.add(column)
         return rows
 
 
@@ -178,7 +182,7 @@ class _Rows:
         self.kept: list[Row] = []
         self.scanned = 0
 
-    def add(self, line: int, cells: list[str]) -> None:
+    def add(self, line: int, cells: list[str], numbers: set[int] | None = None) -> None:
         self.scanned += 1
         if self.scanned > MAX_SCANNED_ROWS:
             raise InvalidInput(
@@ -192,7 +196,7 @@ class _Rows:
             raise InvalidInput(
                 f"the {self.what} has more than {MAX_ROWS} rows with a value", field="body"
             )
-        self.kept.append(Row(line, cells))
+        self.kept.append(Row(line, cells, numbers or set()))
 
 
 def read_table(data: bytes) -> Table:
@@ -276,10 +280,13 @@ def _sheet_rows(workbook: Any, sheet: Any) -> tuple[list[Row], tuple[Merge, ...]
             # and a dict for each of a template's formatted rows.
             parser.row_dimensions.clear()
             cells = [""] * min(MAX_COLUMNS, max((c["column"] for c in parsed), default=0))
+            numbers: set[int] = set()
             for cell in parsed:
                 if cell["column"] <= MAX_COLUMNS:
                     cells[cell["column"] - 1] = cell_text(cell["value"])
-            rows.add(line, cells)
+                    if cell["data_type"] == "n" and cell["value"] is not None:
+                        numbers.add(cell["column"] - 1)
+            rows.add(line, cells, numbers)
         found = parser.merged_cells.mergeCell if parser.merged_cells is not None else ()
     merges = tuple(Merge(m.min_row, m.max_row, m.min_col - 1, m.max_col - 1) for m in found)
     return rows.kept, merges

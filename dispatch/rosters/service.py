@@ -79,6 +79,12 @@ _ID_NUMBER = re.compile(r"^[0-9]{17}[0-9X]$")
 _HALF_WIDTH = str.maketrans(
     {0xFF01 + i: chr(0x21 + i) for i in range(0x7E - 0x21 + 1)} | {0x3000: " "}
 )
+# An ID number Excel took for a number, as a CSV it saves writes it: 4.41900199003070E+17.
+_SCIENTIFIC = re.compile(r"^[0-9]+(\.[0-9]*)?E\+?[0-9]+$")
+_TYPED_AS_NUMBER = (
+    "{value!r} is stored as a number, of which Excel keeps the first 15 digits alone: format "
+    "the column 身份证号码 as text (文本) and type the ID numbers in again"
+)
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 _CN_DIGITS = {
@@ -145,6 +151,8 @@ def normalize_id_number(value: str | None) -> str | None:
         return None
     text = value.translate(_HALF_WIDTH).strip().upper()
     if not _ID_NUMBER.match(text):
+        if _SCIENTIFIC.match(text):
+            raise RowError("id_number", _TYPED_AS_NUMBER.format(value=value))
         other = _other_digit(text)
         if other is not None:
             raise RowError("id_number", f"{value!r} has a digit other than 0-9 ({other})")
@@ -669,6 +677,15 @@ def _refuse_columns_twice(header: Row, columns: dict[int, str]) -> None:
         )
 
 
+def _refuse_numbers_for_text(row: Row, columns: dict[int, str]) -> None:
+    """An ID number a workbook holds as a number (typed into a column not formatted as text)
+    has only the 15 digits Excel keeps, and zeros after: read as it is, it failed the check
+    digit, or (1 in 11) passed it as another person's number."""
+    for i, column in columns.items():
+        if column == "id_number" and i in row.numbers and row.cells[i]:
+            raise RowError("id_number", _TYPED_AS_NUMBER.format(value=row.cells[i]))
+
+
 def _parse_rows(
     kind: RosterKind, table: Table, names: _TeamNames
 ) -> tuple[list[_Row], frozenset[str]]:
@@ -678,11 +695,13 @@ def _parse_rows(
     problems: list[Problem] = []
     seen_phone: dict[tuple[str, str], int] = {}
     seen_id: dict[str, int] = {}
-    for line, cells in ((r.line, r.cells) for r in table.filled(below=header_line)):
+    for found in table.filled(below=header_line):
+        line, cells = found.line, found.cells
         values = {column: cells[i] for i, column in columns.items() if i < len(cells)}
         if not any(v for k, v in values.items() if k != "seq"):
             continue
         try:
+            _refuse_numbers_for_text(found, columns)
             row = _check_member(kind, line, values, names)
         except RowError as error:
             problems.append(Problem(line, error.field, error.message))

@@ -324,6 +324,43 @@ async def test_two_columns_for_one_field_are_refused_naming_both(world: World) -
     assert await members_of(world, team) == []
 
 
+async def test_an_id_number_excel_holds_as_a_number_is_refused_asking_for_text(
+    world: World,
+) -> None:
+    """Typed into a column not formatted as text, an ID number is a number to Excel, which
+    keeps its first 15 digits: 441900199003003999 is held as 4.41900199003003E+17. Read as
+    digits it is another number, which failed the check digit or (1 in 11) passed it."""
+    team = await world.team("fixed_post", name="银湖驻点应急联防队")
+    # What Excel holds of 441900199003003999, which reads back as 441900199003003008: a valid
+    # ID number, but not his.
+    held = float("441900199003003" + "000")
+    rows = [
+        member(1, team["name"], "", "陈队长", "队长", "13800138000", id_number=ID_B),
+        [2, team["name"], "", "王队员", "保安员", 13900139000, held, "三中工业园"],
+    ]
+    reply = await upload(world, xlsx(rows))
+    assert reply.status_code == 422, reply.text
+    (problem,) = reply.json()["problems"]
+    assert (problem["row"], problem["field"]) == (4, "id_number")
+    assert "stored as a number" in problem["message"] and "as text (文本)" in problem["message"]
+    assert await members_of(world, team) == []
+
+    # As a CSV saved by Excel has it.
+    rows = [member(1, team["name"], "", "王队员", "保安员", "13900139000", id_number="4.41900E+17")]
+    reply = await upload(world, csv_file(rows))
+    assert reply.status_code == 422, reply.text
+    assert "stored as a number" in reply.json()["problems"][0]["message"]
+
+    # The phone as a number is whole: 11 digits.
+    rows[0][6] = ID_A
+    rows[0][5] = 13900139000
+    reply = await upload(world, xlsx(rows))
+    assert reply.status_code == 200, reply.text
+    assert [(m["phone"], m["id_number"]) for m in await members_of(world, team)] == [
+        ("13900139000", ID_A)
+    ]
+
+
 async def test_csv_from_chinese_excel_in_gbk_is_read(world: World) -> None:
     team = await world.team("fixed_post", name="银湖驻点应急联防队")
     text = ",".join(HEADER) + "\r\n" + f"1,{team['name']},1,黄队长,队长,13800001111,,银湖公司\r\n"
