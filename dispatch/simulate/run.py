@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import unicodedata
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,7 +38,6 @@ from dispatch.simulate.seed import (
 )
 from dispatch.simulate.town import Town
 
-TIER_NAMES = {1: "1 min", 2: "3 min", 3: "5 min"}
 CATEGORIES = [c.value for c in Category]
 # The simulation's own server records an arrival as the server's defaults do: a fix within
 # 50 m of the incident, of an accuracy within 30 m (the leaders' fixes claim 8 m).
@@ -61,6 +61,8 @@ class Options:
     admin: str | None = None
     password: str | None = None
     keep_town: bool = False
+    # Its own server's targets in the town's seconds (a running server keeps its own, which
+    # the report reads from each incident's chain).
     targets: tuple[float, float, float] = DEFAULT_TARGETS
     port: int | None = None
 
@@ -203,7 +205,7 @@ class Console:
 
     def _show(self, incident_id: str, tier: dict[str, Any]) -> None:
         n = self.numbers[incident_id]
-        label = f"#{n:<4} tier {tier['tier']} ({TIER_NAMES[tier['tier']]})"
+        label = f"#{n:<4} tier {tier['tier']} ({_short(tier['target_s'] * self.speed)})"
         if tier["status"] == "met":
             self.say(f"{label}: met, on scene after {tier['elapsed_s'] * self.speed:.0f} s")
         elif tier["status"] == "breached":
@@ -261,6 +263,9 @@ async def _drive(options: Options, base: str, seeded: Seeded, say: Say) -> dict[
     started = time.monotonic()
     # The run's drawn gaps between reports, in the town's seconds.
     drawn_s = 0.0
+    # The longest target of a chain the server set, in its seconds: a running server's
+    # targets are its own, not the defaults.
+    longest_s = 0.0
     try:
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
             gap_s = 60.0 / options.rate_per_min
@@ -281,6 +286,7 @@ async def _drive(options: Options, base: str, seeded: Seeded, say: Say) -> dict[
                     raise RuntimeError(f"reporting failed: {reply.status_code} {reply.text[:300]}")
                 incident = reply.json()
                 reported.append(incident["id"])
+                longest_s = max(longest_s, *(t["target_s"] for t in incident["chain"]))
                 console.update(incident)
                 console.number(incident["id"], n)
                 teams = len(incident["dispatches"])
@@ -290,8 +296,7 @@ async def _drive(options: Options, base: str, seeded: Seeded, say: Say) -> dict[
                     drawn_s += gap
                     report_at += gap / behaviour.speed
             # Every tier settles by its deadline at the latest: wait for that, then a margin.
-            wait_s = max(options.targets) / behaviour.speed + 5.0
-            deadline = time.monotonic() + wait_s
+            deadline = time.monotonic() + longest_s + 5.0
             while not console.settled(reported) and time.monotonic() < deadline:
                 console.changed.clear()
                 with contextlib.suppress(TimeoutError):
@@ -339,6 +344,7 @@ def summarise(
     if options.town.incident_places:
         lines.append(f"  at the places of {len(options.town.incident_places)} past incidents")
     rates = _rates(options, incidents, drawn_s)
+    targets = _targets(incidents, speed, options.targets)
     if rates["achieved"] is not None:
         drawn = "" if rates["drawn"] is None else f"its random gaps {rates['drawn']:.1f}/min, "
         lines.append(
@@ -351,7 +357,7 @@ def summarise(
         met = sum(1 for t in rows if t["status"] == "met")
         elapsed = [t["elapsed_s"] * speed for t in rows if t["elapsed_s"] is not None]
         entry = {
-            "target_s": options.targets[tier - 1],
+            "target_s": targets[tier],
             "covered": covered,
             "met": met,
             "breached": sum(1 for t in rows if t["status"] == "breached"),
@@ -365,7 +371,7 @@ def summarise(
             "-" if entry["on_scene_median_s"] is None else f"{entry['on_scene_median_s']:.0f} s"
         )
         lines.append(
-            f"  tier {tier} ({TIER_NAMES[tier]}): covered {_pct(covered, total)}, "
+            f"  tier {tier} ({_short(targets[tier])}): covered {_pct(covered, total)}, "
             f"met {_pct(met, total)} of all ({_pct(met, covered)} of covered), "
             f"on scene median {median}"
         )
@@ -394,7 +400,7 @@ def summarise(
         f"{acts.get('errors', 0)} errors"
     )
     share = tiers["1"]["met_share"]
-    lines.append(f"With these teams, {share:.0%} of incidents would meet 1 minute.")
+    lines.append(f"With these teams, {share:.0%} of incidents would meet {_long(targets[1])}.")
     return {
         "town": options.town.name,
         "teams": options.town.counts(),
@@ -432,7 +438,7 @@ def compared(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
     ]
     for tier in ("1", "2", "3"):
         a, b = first["tiers"][tier], second["tiers"][tier]
-        target = TIER_NAMES[int(tier)]
+        target = _short(a["target_s"])
         for label, key in ((f"met ({target})", "met_share"), ("covered", None)):
             share_a = a[key] if key else a["covered"] / first["incidents"]
             share_b = b[key] if key else b["covered"] / second["incidents"]
@@ -513,6 +519,38 @@ def _rates(
         "drawn": None if drawn is None else round(drawn, 2),
         "achieved": None if achieved is None else round(achieved, 2),
     }
+
+
+def _targets(
+    incidents: list[dict[str, Any]], speed: float, otherwise: tuple[float, float, float]
+) -> dict[int, float]:
+    """Each tier's target in the town's seconds, as the server set it on the chains (every
+    tier row carries it): a running server's are its own. Should it have changed while the run
+    went on (a restart with new settings), the most incidents' target."""
+    targets = {}
+    for tier in (1, 2, 3):
+        rows = [t for i in incidents for t in i["chain"] if t["tier"] == tier]
+        seen = Counter(round(t["target_s"] * speed, 2) for t in rows)
+        targets[tier] = seen.most_common(1)[0][0] if seen else otherwise[tier - 1]
+    return targets
+
+
+def _short(seconds: float) -> str:
+    """A target as the report's labels give it: "1 min", "90 s"."""
+    # A sped-up server's targets are the real ones divided and written to six digits.
+    seconds = round(seconds, 2)
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
+def _long(seconds: float) -> str:
+    """A target in words: "1 minute", "3 seconds"."""
+    seconds = round(seconds, 2)
+    if seconds >= 60 and seconds % 60 == 0:
+        minutes = seconds / 60
+        return f"{minutes:g} minute" + ("" if minutes == 1 else "s")
+    return f"{seconds:g} second" + ("" if seconds == 1 else "s")
 
 
 def _p90(values: list[float]) -> float | None:

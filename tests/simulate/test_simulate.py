@@ -220,6 +220,7 @@ def test_a_generated_town_is_bounded_and_the_bound_is_named(
         (["--fixed-per-station", "100000"], "a simulated town has at most 20000"),
         (["--leaders-per-team", "5000"], "leaders; a simulated town has at most 50000"),
     ):
+        code: int | str | None
         try:
             code = main(["simulate", *args, "--save-town", os.devnull, "--no-run"])
         except SystemExit as exit:  # argparse's refusal of an option

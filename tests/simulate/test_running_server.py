@@ -1,0 +1,80 @@
+"""The simulator against a running server (``--url``): a real ``dispatch serve`` process, with
+settings of its own where a test needs them, and ``dispatch simulate`` run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.processes import ServerProcess, cli, server_env
+from tests.simulate.test_town_from import simulate_beside
+
+ADMIN_PASSWORD = "admin-password-1"
+# A fixed post and a mobile team where the incidents happen, patrol and response police.
+TOWN = {
+    "name": "试点片区",
+    "teams": [
+        {"name": "驻点", "kind": "fixed_post", "lon": 114.1600, "lat": 22.8470},
+        {"name": "机动", "kind": "mobile", "lon": 114.1610, "lat": 22.8480},
+        {"name": "巡逻", "kind": "patrol", "lon": 114.159, "lat": 22.847, "radius_m": 3000},
+        {"name": "处突", "kind": "response", "lon": 114.159, "lat": 22.847, "radius_m": 6000},
+    ],
+    "hotspots": [{"lon": 114.1601, "lat": 22.8471}],
+}
+
+
+@asynccontextmanager
+async def a_running_server(
+    database_url: str, folder: Path, **settings: str
+) -> AsyncIterator[ServerProcess]:
+    """``dispatch serve`` on the database, with an admin account, until the block ends."""
+    env = server_env(database_url, folder, **settings)
+    await cli(env, "users", "add", "admin", "--role", "admin", stdin=ADMIN_PASSWORD + "\n")
+    server = ServerProcess(env, folder / "server.log")
+    await server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def town_file(folder: Path) -> Path:
+    path = folder / "town.json"
+    path.write_text(json.dumps(TOWN, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+async def as_admin(server: ServerProcess, path: str, **params: Any) -> Any:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        login = {"username": "admin", "password": ADMIN_PASSWORD}
+        token = (await http.post("/api/v1/auth/token", data=login)).json()["access_token"]
+        reply = await http.get(path, params=params, headers={"Authorization": f"Bearer {token}"})
+        assert reply.status_code == 200, reply.text
+        return reply.json()
+
+
+async def test_the_report_judges_by_the_targets_of_the_server_it_ran_on(
+    clean_database: str, tmp_path: Path
+) -> None:
+    """A running server keeps its own targets (here 3, 6 and 9 s): the report's targets, its
+    labels and its last line are the chain's, read from each incident, not the defaults."""
+    async with a_running_server(clean_database, tmp_path, chain_targets="3,6,9") as server:
+        out = tmp_path / "report.json"
+        code, stdout, stderr = await simulate_beside(
+            "--url", server.base_url, "--admin", "admin", "--town", str(town_file(tmp_path)),
+            "--incidents", "2", "--rate", "120", "--json", str(out),
+            stdin=ADMIN_PASSWORD + "\n",
+        )  # fmt: skip
+        assert code == 0, stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert {k: v["target_s"] for k, v in report["tiers"].items()} == {"1": 3, "2": 6, "3": 9}
+    for tier in report["tiers"].values():
+        assert tier["met"] + tier["breached"] == 2, tier
+    assert "  tier 1 (3 s): covered" in stdout and "  tier 3 (9 s): covered" in stdout, stdout
+    share = report["tiers"]["1"]["met_share"]
+    assert f"With these teams, {share:.0%} of incidents would meet 3 seconds." in stdout
