@@ -24,12 +24,33 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import ColumnElement, Row, Select, Table, Text, cast, event, inspect, select, text
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Integer,
+    Row,
+    Select,
+    String,
+    Table,
+    Text,
+    and_,
+    case,
+    cast,
+    event,
+    func,
+    inspect,
+    literal,
+    not_,
+    select,
+    text,
+    type_coerce,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 
 from alerts.bulk import Added, Changed, Step, any_of, on_postgresql
+from alerts.models import UTCDateTime
 from dispatch.audit import records
 from dispatch.audit.models import EventChainHead
 from dispatch.db import table_of
@@ -322,11 +343,59 @@ def _within(column: ColumnElement[str], after: str | None, upto: str | None) -> 
     return conditions
 
 
+# The one form the server writes a time in on SQLite (SQLAlchemy's, of the UTC time): fixed
+# width, so that comparing the text, as the reports do, compares the instants. The driver
+# reads any ISO 8601 text back, an offset included, as the same instant.
+SQLITE_TIME = "YYYY-MM-DD HH:MM:SS.ffffff"
+_SQLITE_TIME_GLOB = (
+    "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]"
+    ".[0-9][0-9][0-9][0-9][0-9][0-9]"
+)
+# On SQLite, each row read with the first of its times and flags not stored in the server's
+# form: that column's name, a space and the value as stored (SQLite's ``quote``); else null.
+ODD_FORM = "verify_odd_form"
+
+
+def _in_server_form(column: Any) -> ColumnElement[bool] | None:
+    """Whether a time or a flag holds what the server writes on SQLite (None: any column
+    else). The driver reads a flag stored as ``'false'`` as true, SQL as false."""
+    if isinstance(column.type, UTCDateTime):
+        as_text = type_coerce(column, String())
+        return and_(func.typeof(column) == "text", as_text.op("GLOB")(_SQLITE_TIME_GLOB))
+    if isinstance(column.type, Boolean):
+        as_integer = type_coerce(column, Integer())
+        return and_(func.typeof(column) == "integer", as_integer.in_([0, 1]))
+    return None
+
+
+@functools.cache
+def _odd_form(table: Table) -> ColumnElement[str] | None:
+    whens = []
+    for column in table.columns:
+        held = _in_server_form(column)
+        if held is not None:
+            stored = func.quote(type_coerce(column, String()))
+            whens.append(
+                (and_(column.is_not(None), not_(held)), literal(f"{column.name} ") + stored)
+            )
+    if not whens:
+        return None
+    return case(*whens, else_=None).label(ODD_FORM)
+
+
+def _with_stored_forms(session: AsyncSession, table: Table) -> list[Any]:
+    """The columns to read of ``table``: all, and on SQLite which of its times or flags, if
+    any, is not in the server's form (``ODD_FORM``). Read with the rows, in the statement
+    that reads them."""
+    odd = None if on_postgresql(session) else _odd_form(table)
+    return [table] if odd is None else [table, odd]
+
+
 async def _incidents_after(session: AsyncSession, after: str | None) -> list[Row[Any]]:
     """The next slice's incidents, each with its village's name (``village_name``), which the
     reports show it under."""
     query = (
-        select(INCIDENTS, VILLAGES.c.name.label("village_name"))
+        select(*_with_stored_forms(session, INCIDENTS), VILLAGES.c.name.label("village_name"))
         .outerjoin(VILLAGES, VILLAGES.c.id == INCIDENTS.c.village_id)
         .where(*_within(INCIDENTS.c.id, after, None))
     )
@@ -340,7 +409,8 @@ async def _read_range(session: AsyncSession, after: str | None, upto: str | None
 
     def rows_of(table: Table) -> Select[Any]:
         column = table.c.incident_id
-        return select(table).where(*_within(column, after, upto)).order_by(column)
+        columns = _with_stored_forms(session, table)
+        return select(*columns).where(*_within(column, after, upto)).order_by(column)
 
     for head in await session.execute(rows_of(HEADS)):
         found.heads[head.incident_id] = head
@@ -431,6 +501,7 @@ _KINDS = (
         lambda r: f"incident_skips row (incident {r.incident_id}, team {r.team_id})",
     ),
 )
+_KIND_OF = {kind.table.name: kind for kind in _KINDS}
 
 
 async def _unreadable(session: AsyncSession, after: str | None) -> Break | None:
@@ -486,6 +557,36 @@ def _unreadable_value(
     reason = f"its {column}{held} cannot be read: {cause}: the row was changed"
     incident_id = named.id if kind.table is INCIDENTS else named._mapping.get("incident_id", "")
     return Break(None, incident_id, None, reason, kind.name(named))
+
+
+def _odd_stored_form(incident_id: str, found: _Slice) -> Break | None:
+    """On SQLite, the first of the incident's rows with a time or a flag not stored in the
+    form the server writes (``ODD_FORM``): the driver reads it as the value it stands for,
+    and verify with it, while SQL, and so the reports, compare and test what is stored."""
+    incident = found.incidents.get(incident_id)
+    for table, rows in (
+        (INCIDENTS, [] if incident is None else [incident]),
+        (EVENTS, found.events.get(incident_id, [])),
+        (TIER_ROWS, found.tiers.get(incident_id, [])),
+        (DISPATCHES, found.dispatches.get(incident_id, [])),
+        (SKIPS, found.skips.get(incident_id, [])),
+    ):
+        for row in rows:
+            odd: str | None = row._mapping.get(ODD_FORM)
+            if odd is None:
+                continue
+            column, _, stored = odd.partition(" ")
+            if isinstance(table.c[column].type, Boolean):
+                form = "as the server writes a flag: the integer 0 or 1, which SQL tests as stored"
+            else:
+                form = (
+                    f"in the one form the server writes a time: UTC as '{SQLITE_TIME}', which "
+                    "SQL compares as text, so the same instant written otherwise is judged "
+                    "otherwise"
+                )
+            reason = f"{column} is stored as {stored}, not {form}"
+            return Break(None, incident_id, None, reason, _KIND_OF[table.name].name(row))
+    return None
 
 
 def _chain_break(incident_id: str, events: list[Row[Any]], head: Row[Any] | None) -> Break | None:
@@ -573,6 +674,8 @@ async def verify(
             if broken is None and against is not None and incident_id in against:
                 seen.add(incident_id)
                 broken = _rewritten(incident_id, chain, *against[incident_id])
+            if broken is None:
+                broken = _odd_stored_form(incident_id, found)
             if broken is None:
                 checked = records.check(
                     incident_id,

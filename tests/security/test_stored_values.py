@@ -1,14 +1,19 @@
 """``dispatch audit verify`` names a row an insider changed through SQL whatever he wrote into
 it: a value that cannot be read is a named row, not a traceback; an event of a type the server
-never records is named even with its chain hashed again."""
+never records is named even with its chain hashed again; and on SQLite, where a time is text
+and the reports compare that text, a time or flag that reads back as the value it stands for
+but is stored in another form than the server writes is named, since the reports judge it
+otherwise."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select, text, update
 
 from dispatch.audit import chain
@@ -55,6 +60,67 @@ async def a_late_arrival(world: World) -> tuple[dict[str, Any], str]:
     url = f"/api/v1/dispatches/{dispatch_id}/arrive"
     assert (await world.http.post(url, headers=leader.headers)).status_code == 200
     return incident, dispatch_id
+
+
+async def test_a_time_or_flag_stored_in_another_form_than_the_servers_is_named(
+    world: World, backend: str
+) -> None:
+    if backend != "sqlite":
+        pytest.skip("PostgreSQL keeps times as timestamptz and flags as booleans: one form each")
+    incident, dispatch_id = await a_late_arrival(world)
+    admin = await world.admin()
+    url = world.runtime.settings.database_url
+    assert await tier1(world, admin) == {"met": 0, "breached": 1}
+    assert (await asyncio.to_thread(verify, url))[0] == 0
+    tier = "incident_id = :i AND tier = 1"
+    async with world.runtime.engine.connect() as connection:
+        (arrived,) = (
+            await connection.execute(
+                text(f"SELECT arrived_at FROM chain_tiers WHERE {tier}"), {"i": incident["id"]}
+            )
+        ).one()
+    # The very same instant, written one hour behind UTC: the driver reads it as the arrival
+    # the events record, the reports compare its text with the deadline's and find it met.
+    utc = datetime.fromisoformat(arrived)
+    behind = (utc - timedelta(hours=1)).isoformat(sep=" ", timespec="microseconds") + "-01:00"
+    async with (
+        stored(world, "chain_tiers", "arrived_at", tier, ":a", i=incident["id"], a=behind),
+        stored(world, "dispatches", "arrived_at", "id = :d", ":a", d=dispatch_id, a=behind),
+    ):
+        assert await tier1(world, admin) == {"met": 1, "breached": 0}
+        code, out = await asyncio.to_thread(verify, url)
+    assert code == 1, out
+    assert out == (
+        f"BROKEN: chain_tiers row (incident {incident['id']}, tier 1): arrived_at is stored as "
+        f"'{behind}', not in the one form the server writes a time: UTC as "
+        "'YYYY-MM-DD HH:MM:SS.ffffff', which SQL compares as text, so the same instant written "
+        "otherwise is judged otherwise\n"
+    )
+
+    events = await events_of(world, incident["id"])
+    cases = [
+        # The arrival was implied no delivery: 'false' reads as true, SQL tests it as false.
+        ("dispatches", "delivered_implied", "id = :d", "'false'", {"d": dispatch_id}),
+        ("dispatches", "accepted_implied", "id = :d", "2", {"d": dispatch_id}),
+        ("chain_tiers", "covered", tier, "'true'", {"i": incident["id"]}),
+        ("chain_tiers", "deadline", tier, "replace(deadline, ' ', 'T')", {"i": incident["id"]}),
+        (
+            "incidents",
+            "reported_at",
+            "id = :i",
+            "substr(reported_at, 1, 23)",
+            {"i": incident["id"]},
+        ),
+        ("incident_events", "at", "id = :e", "at || '+00:00'", {"e": events[1].id}),
+    ]
+    for table, column, where, value, params in cases:
+        async with stored(world, table, column, where, value, **params):
+            found = await broken(world)
+        assert found is not None and f": {column} is stored as " in found, (column, found)
+        assert table in found and incident["id"] in found, found
+    code, out = await asyncio.to_thread(verify, url)
+    assert code == 0, out
+    assert await tier1(world, admin) == {"met": 0, "breached": 1}
 
 
 async def test_a_value_that_cannot_be_read_is_named_not_a_traceback(
