@@ -12,7 +12,7 @@ from functools import cache
 
 from openpyxl import Workbook
 from openpyxl.utils import get_column_letter
-from sqlalchemy import ColumnElement, Select, delete, func, select
+from sqlalchemy import ColumnElement, Select, delete, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
@@ -391,6 +391,7 @@ async def create_member(
         row = _check_member(data.kind, 0, values, names)
     except RowError as error:
         raise InvalidInput(f"{error.field}: {error.message}", field=error.field) from None
+    await _take_turn(session, row.kind)
     if not await _under_names_held(session, [row]):
         raise Conflict(
             f"group_name: the team {row.group_name!r} was retired meanwhile", field="group_name"
@@ -456,6 +457,26 @@ async def _id_number_holders(
         for id_number, team_id, group_name, name in rows
         if id_number in wanted
     }
+
+
+# Taken by every import to a roster and every member added to it, for its transaction (an
+# arbitrary constant, "rosters", and the roster's place in RosterKind after it).
+ROSTERS_LOCK = 0x726F737465727300
+
+
+async def _take_turn(session: AsyncSession, kind: RosterKind) -> None:
+    """Imports and members added to one roster take turns: each reads the roster and decides
+    from what it read which members are new, which it keeps and which it removes, and whether
+    an ID number is free (a rule of the whole roster, which no index keeps). Two imports at
+    once for one team each read it before the other wrote, and neither removed the other's
+    members: the roster was the union of two files, which neither listed. So each waits
+    here, on PostgreSQL, until the one before it has committed, and reads the roster as that
+    one left it. Taken before any row lock, and by nothing that holds one, so it cannot be
+    part of a deadlock; readers (reports, the duty book) never take it. On SQLite the one
+    connection already makes them take turns."""
+    if dialect_name(session) == "postgresql":
+        key = ROSTERS_LOCK + list(RosterKind).index(kind)
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 async def _under_names_held(session: AsyncSession, rows: Sequence[_Row]) -> bool:
@@ -745,6 +766,7 @@ async def import_roster(
     table = await asyncio.to_thread(read_table, data)
     names = _TeamNames(await teams.all_teams(session))
     rows, given = _parse_rows(kind, table, names)
+    await _take_turn(session, kind)
     if not await _under_names_held(session, rows):
         raise _roster_changed(sorted({r.group_name for r in rows}))
     groups = sorted({r.group_name for r in rows})

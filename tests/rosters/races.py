@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy import event
 
 from tests.support import World
 
@@ -76,3 +77,32 @@ async def racing_a_writer(
         request = asyncio.create_task(send())
         await when_blocked_or_done(world, request)
     return await request
+
+
+async def while_writing(
+    world: World,
+    marker: str,
+    request: Callable[[], Awaitable[httpx.Response]],
+    meanwhile: Callable[[], Awaitable[httpx.Response]],
+) -> tuple[httpx.Response, httpx.Response]:
+    """``request``, and ``meanwhile`` sent as soon as the request's first statement holding
+    ``marker`` has run: the request waits half a second there, its transaction open, so that
+    ``meanwhile`` reads what the request has not committed yet, unless it waits for it."""
+    started: list[asyncio.Task[httpx.Response]] = []
+
+    async def start(_: Any) -> None:
+        started.append(asyncio.ensure_future(meanwhile()))
+        await asyncio.sleep(0.5)
+
+    def after(connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if not started and marker in statement:
+            connection.connection.dbapi_connection.run_async(start)
+
+    engine = world.runtime.engine.sync_engine
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        first = await request()
+    finally:
+        event.remove(engine, "after_cursor_execute", after)
+    assert started, f"no statement held {marker!r}"
+    return first, await started[0]

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from tests.rosters.races import at_once, racing_a_writer, statuses
+from tests.rosters.races import at_once, racing_a_writer, statuses, while_writing
 from tests.rosters.test_rosters import ID_A, ID_B, member, upload, xlsx
 from tests.support import Account, World
 
@@ -280,3 +280,60 @@ async def test_a_file_imported_while_its_team_is_renamed_is_under_the_new_name(
     found = await members(world, team_id=team["id"])
     assert len(found) == 4
     assert {m["group_name"] for m in found} == {"银湖工业区机动应急联防队（二期）"}
+
+
+async def test_two_files_imported_at_once_for_one_team_leave_one_files_roster(
+    world: World,
+) -> None:
+    """The second file comes while the first is being written: it waits for it, and then
+    replaces what the first wrote. Each reading the roster before the other wrote, neither
+    removed the other's members, and the roster was the two files together."""
+    team = await world.team("fixed_post")
+    first = xlsx([member(1, team["name"], "", "陈一", "队长", "13800000001")])
+    second = xlsx([member(1, team["name"], "", "王二", "队长", "13900000002")])
+
+    one, two = await while_writing(
+        world,
+        "INSERT INTO roster_members",
+        lambda: upload(world, first),
+        lambda: upload(world, second),
+    )
+
+    assert (one.status_code, two.status_code) == (200, 200), (one.text, two.text)
+    assert (two.json()["created"], two.json()["removed"]) == (1, 1)
+    assert [m["name"] for m in await members(world, team_id=team["id"])] == ["王二"]
+
+
+async def test_an_id_number_added_to_the_roster_by_requests_at_once_is_on_it_once(
+    world: World,
+) -> None:
+    teams = [await world.team("fixed_post") for _ in range(4)]
+    admin = await world.admin()
+
+    async def add(i: int) -> httpx.Response:
+        body = {
+            "kind": "emergency",
+            "group_name": teams[i % 4]["name"],
+            "name": "陈大文",
+            "phone": f"1380000000{i}",
+            "role": "guard",
+            "id_number": ID_A,
+        }
+        return await world.http.post("/api/v1/rosters/members", json=body, headers=admin.headers)
+
+    replies = await at_once(add)
+
+    assert statuses(replies) == [201] + [409] * 7
+    assert {r.json()["field"] for r in replies if r.status_code == 409} == {"id_number"}
+    assert [m["id_number"] for m in await members(world, kind="emergency")] == [ID_A]
+
+    # Step by step: the second comes while the first is being written, and waits for it.
+    await world.http.delete(f"/api/v1/teams/{teams[0]['id']}", headers=admin.headers)
+    for team in teams[1:]:
+        for found in await members(world, team_id=team["id"]):
+            await world.http.delete(f"/api/v1/rosters/members/{found['id']}", headers=admin.headers)
+    one, two = await while_writing(
+        world, "INSERT INTO roster_members", lambda: add(1), lambda: add(2)
+    )
+    assert (one.status_code, two.status_code) == (201, 409), (one.text, two.text)
+    assert two.json()["field"] == "id_number"
