@@ -81,6 +81,21 @@ class RateLimited(DomainError):
         return {"Retry-After": str(self.retry_after_s)}
 
 
+class TryAgain(DomainError):
+    """The request met a change committed meanwhile and wrote nothing; sent again, it is
+    decided on the state as it is now. The pages send a 503 again by themselves."""
+
+    status = 503
+    code = "try_again"
+    retry_after_s = 1
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "retry_after_s": self.retry_after_s}
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
 class FieldProblem(BaseModel):
     field: str
     message: str

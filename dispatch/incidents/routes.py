@@ -3,12 +3,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request, Response
+from sqlalchemy.exc import IntegrityError
 
 from dispatch.audit import service as audit
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
 from dispatch.deps import OperatorDep, RuntimeDep, SessionDep, received_at, require
-from dispatch.errors import RATE_LIMITED, error_response, header
+from dispatch.errors import RATE_LIMITED, TryAgain, error_response, header
 from dispatch.incidents import service
 from dispatch.incidents.models import IncidentStatus
 from dispatch.incidents.schemas import (
@@ -23,6 +24,7 @@ from dispatch.incidents.schemas import (
 )
 from dispatch.routing import api_router
 from dispatch.security import limits
+from dispatch.villages import service as villages
 
 incidents_router = api_router("/api/v1/incidents", tags=["incidents"])
 dispatches_router = api_router("/api/v1/dispatches", tags=["dispatches"])
@@ -49,6 +51,11 @@ Responder = Annotated[auth.Principal, Depends(require(Role.LEADER, Role.OPERATOR
             },
         },
         **RATE_LIMITED,
+        503: error_response(
+            503,
+            "busy or database_unavailable, as every route; or try_again: a village was "
+            "deleted while the report was written. Nothing was written: send it again",
+        ),
     },
 )
 async def report_incident(
@@ -70,21 +77,32 @@ async def report_incident(
     settings = runtime.settings
     # Per user: one account cannot flood the teams with alerts.
     rate = limits.Rate(settings.report_burst, settings.report_per_min)
-    view, replayed = await service.report_incident(
-        session,
-        data,
-        reporter=reporter,
-        idempotency_key=idempotency_key,
-        coverage=runtime.coverage,
-        villages=runtime.villages,
-        targets=runtime.settings.chain_targets,
-        escalation=service.Escalation(
-            runtime.settings.escalation_after_s, runtime.settings.escalation_ring_m
-        ),
-        now=received_at(request),
-        rate=rate,
-        duty=runtime.duty,
-    )
+    try:
+        view, replayed = await service.report_incident(
+            session,
+            data,
+            reporter=reporter,
+            idempotency_key=idempotency_key,
+            coverage=runtime.coverage,
+            villages=runtime.villages,
+            targets=runtime.settings.chain_targets,
+            escalation=service.Escalation(
+                runtime.settings.escalation_after_s, runtime.settings.escalation_ring_m
+            ),
+            now=received_at(request),
+            rate=rate,
+            duty=runtime.duty,
+        )
+    except IntegrityError as error:
+        if not villages.lost_its_village(error):
+            raise
+        # Nothing was written. This process tags from the villages as they are now at once,
+        # not when the delete's announcement comes; the page sends the report again.
+        async with runtime.reading() as fresh:
+            runtime.villages.replace(await villages.load_index(fresh))
+        raise TryAgain(
+            "a village was deleted while this report was written; send it again"
+        ) from None
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     audit.note(session, target_id=view.id, category=view.category.value, replayed=replayed)

@@ -18,6 +18,7 @@ from typing import Any
 import shapely
 from shapely.geometry import MultiPolygon, Polygon, mapping, shape
 from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.bulk import write_rows
@@ -69,6 +70,13 @@ async def villages_by_id(session: AsyncSession, ids: Sequence[str]) -> dict[str,
 
 
 # ---------------------------------------------------------------- the village of a point
+
+
+def lost_its_village(error: IntegrityError) -> bool:
+    """Whether ``error`` is an incident's insert naming a village deleted meanwhile: tagged
+    from the index before the delete committed, it waited on the village's row, then found
+    it gone (PostgreSQL; on SQLite the delete and the report take turns)."""
+    return "fk_incidents_village_id_villages" in str(error.orig)
 
 
 async def load_index(session: AsyncSession) -> VillageIndex:
