@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from alembic import command
@@ -276,6 +277,31 @@ def test_text_that_is_not_unicode_is_refused_as_ever() -> None:
         hashed_as_ever({"text": "\ud800"})
     with pytest.raises(UnicodeEncodeError):
         hashed_now({"text": "\ud800"})
+
+
+async def test_a_time_in_event_data_is_refused_where_written_not_hashed_otherwise_than_stored(
+    world: World,
+) -> None:
+    """JSON keeps no time: the store writes one as text of its own, orjson rounding an offset
+    to the minute (Shanghai's mean time before 1901, +08:05:43, as +08:06), so a hash made
+    over another text would fail verify ever after. Events carry times as text."""
+    await world.team()
+    incident = await world.report(await world.operator())
+    local_mean_time = datetime(1900, 6, 1, 12, tzinfo=ZoneInfo("Asia/Shanghai"))
+    assert local_mean_time.isoformat().endswith("+08:05:43")
+    with pytest.raises(TypeError, match="event data holds a datetime"):
+        async with world.runtime.sessionmaker() as session, session.begin():
+            session.add(
+                IncidentEvent(
+                    incident_id=incident["id"],
+                    at=world.clock.now(),
+                    type="shown",
+                    actor_id=None,
+                    data={"device_time": local_mean_time},
+                )
+            )
+    code, out = await asyncio.to_thread(verify, world.runtime.settings.database_url)
+    assert code == 0, out
 
 
 async def test_each_event_carries_the_hash_of_the_one_before(world: World) -> None:
