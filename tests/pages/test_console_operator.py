@@ -15,7 +15,15 @@ from playwright.async_api import Browser, Locator, Page, WebSocketRoute, expect
 from alerts import store as mailboxes
 from geo.crs import CRS, from_wgs84
 from tests.pages.conftest import Opened, desk_context, log_in
-from tests.pages.test_console_and_phone import GEOD, SECOND, away, card, open_console
+from tests.pages.test_console_and_phone import (
+    GEOD,
+    SECOND,
+    away,
+    card,
+    card_on_phone,
+    open_console,
+    open_phone,
+)
 from tests.support import QINGXI, Account, World
 
 # The draft marker (dashed, amber): the point of the report form on the map.
@@ -567,6 +575,22 @@ async def test_times_of_a_minute_or_more_read_in_minutes_and_seconds(
     await console.get_by_role("button", name="English").click()
     await expect(latency).to_have_text("+3 min 08 s")
     await expect(tiers.nth(0)).to_contain_text(re.compile(r"on scene \S+ \(3 min 08 s\)"))
+
+
+async def test_a_tier_met_in_59_6_seconds_never_reads_as_a_minute(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """A post arrives 59.6 s after the report (by radio, so the arrival is counted from the
+    alert): in time, and read so on the console and the phone, 59 秒, where rounded up it read
+    1 分 00 秒 as if on the minute (the report page reads 59.6 秒)."""
+    console, leader, incident, row = await arrived_without_accepting(world, browser, contexts, 59.6)
+    tier1 = card(console, incident["id"]).locator('.tier[data-tier="1"]')
+    await expect(tier1).to_have_attribute("data-status", "met")
+    await expect(tier1).to_contain_text("(59 秒)")
+    await expect(row.locator('.hop-done[data-hop="arrived"] .hop-latency')).to_have_text("+59 秒")
+    phone = await open_phone(browser, contexts, world, leader, away(20))
+    on_phone = card_on_phone(phone, incident["id"]).locator('.tier[data-tier="1"]')
+    await expect(on_phone).to_contain_text("(59 秒)")
 
 
 async def test_the_live_list_is_in_view_on_a_1280x720_screen(

@@ -95,6 +95,55 @@ async def test_the_console_shows_a_minute_or_more_as_minutes_and_seconds(page: P
     ]
 
 
+async def test_a_tiers_time_never_reads_on_the_wrong_side_of_its_target(page: Page) -> None:
+    """A tier's time taken is rounded away from the side of the target it is not on: met at
+    59.6 s it reads 59 秒 (the report page's 59.6 秒), never 1 分 00 秒 as if on the minute;
+    late at 60.4 s it reads 1 分 01 秒, never 1 分 00 秒; exactly on the target, 1 分 00 秒."""
+    met = await page.evaluate(
+        "(values) => values.map((v) => format.secondsTaken(v, true))", [9.96, 59.6, 59.999, 60]
+    )
+    assert met == ["9.9 秒", "59 秒", "59 秒", "1 分 00 秒"]
+    late = await page.evaluate(
+        "(values) => values.map((v) => format.secondsTaken(v, false))", [60.0001, 60.4, 187.3]
+    )
+    assert late == ["1 分 01 秒", "1 分 01 秒", "3 分 08 秒"]
+    # An arrival's latency in time reads as its tier's time; others are rounded up.
+    assert await page.evaluate(
+        "[format.signedSeconds(59.6, true), format.signedSeconds(59.6)]"
+    ) == [
+        "+59 秒",
+        "+1 分 00 秒",
+    ]
+    # The report page, to 0.1 s, by the same rule.
+    against = await page.evaluate(
+        "(values) => values.map((v) => format.secondsAgainst(v, 60))", [59.6, 59.96, 60, 60.04]
+    )
+    assert against == ["59.6", "59.9", "60.0", "60.1"]
+
+
+async def test_a_countdown_never_reads_zero_while_there_is_time_or_once_it_is_late(
+    page: Page,
+) -> None:
+    """1:00 as the incident is reported, 0:01 in its last second, +0:01 as soon as the deadline
+    is past: 0:00 only at the deadline itself, where the clock read 0:59 at the report and 0:00
+    for the second either side of the deadline."""
+    left = [60, 59.999, 59.4, 1, 0.4, 0.001, 0, -0.001, -0.4, -1, -59.5, -61]
+    assert await shown(page, "zh", "countdown", left) == [
+        "1:00",
+        "1:00",
+        "1:00",
+        "0:01",
+        "0:01",
+        "0:01",
+        "0:00",
+        "+0:01",
+        "+0:01",
+        "+0:01",
+        "+1:00",
+        "+1:01",
+    ]
+
+
 async def test_a_clock_offset_reads_to_the_nearest_step(page: Page) -> None:
     """A device clock's offset from the server's has no later side: 30 ms either way agrees
     (0.0, no sign), 2.46 s reads 2.5 and 65.4 s reads 1 分 05 秒."""

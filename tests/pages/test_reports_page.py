@@ -43,12 +43,14 @@ AXES = {
 }
 
 
-def seconds(value: float | None) -> str:
-    """As the page shows a time: rounded up to the next 0.1 s (from whole microseconds), in
-    seconds below a minute and from one on as minutes and two-digit seconds."""
+def seconds(value: float | None, target: float | None = None) -> str:
+    """As the page shows a time: to 0.1 s (from whole microseconds), rounded up, or down when
+    on or under its target; in seconds below a minute and from one on as minutes and
+    two-digit seconds."""
     if value is None:
         return "—"
-    tenths = math.ceil(round(value * 1e6) / 1e5)
+    steps = round(value * 1e6) / 1e5
+    tenths = math.floor(steps) if target is not None and value <= target else math.ceil(steps)
     if tenths < 600:
         return f"{tenths / 10:.1f} 秒"
     minutes, rest = divmod(tenths, 600)
@@ -83,7 +85,7 @@ async def check_row(row: Locator, figures: dict[str, Any]) -> None:
     arrival = figures["time_to_arrival"]
     for stat in ("p50", "p90", "max"):
         await expect(row.locator(f'td[data-field="time_to_arrival.{stat}"]')).to_have_text(
-            seconds(arrival[f"{stat}_s"])
+            seconds(arrival[f"{stat}_s"], min(targets))
         )
     for segment in ("alert_to_delivery", "delivery_to_acceptance", "acceptance_to_arrival"):
         s = figures[segment]
@@ -159,9 +161,10 @@ async def test_the_report_page_shows_the_api_figures_with_charts_and_downloads(
     await expect(tier1).to_contain_text("P50 1 分 00.0 秒 · P90 1 分 15.0 秒 · 最大 1 分 15.0 秒")
     for figures in api["totals"]:
         arrival = figures["time_to_arrival"]
+        target = figures["target_s"]
         await expect(page.locator(f'.tier-card[data-tier="{figures["tier"]}"]')).to_contain_text(
-            f"P50 {seconds(arrival['p50_s'])} · P90 {seconds(arrival['p90_s'])} · "
-            f"最大 {seconds(arrival['max_s'])}"
+            f"P50 {seconds(arrival['p50_s'], target)} · P90 {seconds(arrival['p90_s'], target)} · "
+            f"最大 {seconds(arrival['max_s'], target)}"
         )
 
     by = {g["by"]: g for g in api["groupings"]}
@@ -426,8 +429,10 @@ async def test_weeks_and_retired_teams_are_said_in_the_pages_language(
 async def test_a_time_past_its_target_never_reads_as_on_it(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
-    """Times are shown rounded up to 0.1 s: 60.04 s breached the 60 s target and reads 1 分
-    00.1 秒, while 59.96 s and exactly 60 s, which met it, read 1 分 00.0 秒."""
+    """Times are shown to 0.1 s, rounded away from the side of the target they are not on:
+    60.04 s breached the 60 s target and reads 1 分 00.1 秒, 59.96 s met it and reads 59.9 秒
+    (as the console's 59 秒), never on the minute, and exactly 60 s, which met it too, reads
+    1 分 00.0 秒."""
     teams = await seed_around_the_target(world)
     auditor = await world.account("auditor")
     api = (
@@ -450,7 +455,7 @@ async def test_a_time_past_its_target_never_reads_as_on_it(
     await expect(page.locator("#grouping")).to_have_attribute("data-by", "team")
 
     shown = {
-        "早到驻点队": "1 分 00.0 秒",
+        "早到驻点队": "59.9 秒",
         "准时驻点队": "1 分 00.0 秒",
         "迟到驻点队": "1 分 00.1 秒",
     }

@@ -921,7 +921,7 @@ function dispatchItem(incident, d) {
           })
         : null,
     ),
-    hopsView(d),
+    hopsView(d, (incident.chain.find((tier) => tier.tier === d.tier) || {}).deadline),
     arrivalView(d),
   );
 }

@@ -19,7 +19,7 @@ import { errorFromReply, errorText, isNetworkError } from '../shared/errors.js';
 import { signInGate } from '../shared/login.js';
 import { $, clear, h } from '../shared/dom.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
-import { duration, secondsUp } from '../shared/format.js';
+import { duration, secondsAgainst } from '../shared/format.js';
 
 Chart.register(BarController, BarElement, CategoryScale, LinearScale, Tooltip, Legend, annotationPlugin);
 
@@ -336,11 +336,20 @@ async function run() {
 
 // ---------------------------------------------------------------- formatting
 
-// A time with its units, "42.3 秒" below a minute and "3 分 07.3 秒" from one on, rounded up
-// to 0.1 s (shared/format.js); "—" where there is none (a tier no team reached).
-function sec(value) {
-  const shown = secondsUp(value);
+// A time with its units, "42.3 秒" below a minute and "3 分 07.3 秒" from one on, to 0.1 s;
+// "—" where there is none (a tier no team reached). Rounded up, but down when on or under
+// `target` (a time to arrival judged by it): a time never reads on the wrong side of its
+// target, and a tier met at 59.96 s reads 59.9 秒 as the console's 59 秒, not 1 分 00.0 秒
+// (shared/format.js).
+function sec(value, target) {
+  const shown = secondsAgainst(value, target === undefined ? null : target);
   return shown === '—' ? shown : duration(shown);
+}
+
+// The target a row's times to arrival are judged by: the lowest, when the row was judged by
+// several (a time under it is under each).
+function lowestTarget(f) {
+  return f.target_s !== null ? f.target_s : f.targets_s.length ? Math.min.apply(null, f.targets_s) : null;
 }
 
 function share(value) {
@@ -368,11 +377,11 @@ function cell(field, value, text) {
   });
 }
 
-function statCells(prefix, stat) {
+function statCells(prefix, stat, target) {
   return [
-    cell(prefix + '.p50', stat.p50_s, sec(stat.p50_s)),
-    cell(prefix + '.p90', stat.p90_s, sec(stat.p90_s)),
-    cell(prefix + '.max', stat.max_s, sec(stat.max_s)),
+    cell(prefix + '.p50', stat.p50_s, sec(stat.p50_s, target)),
+    cell(prefix + '.p90', stat.p90_s, sec(stat.p90_s, target)),
+    cell(prefix + '.max', stat.max_s, sec(stat.max_s, target)),
   ];
 }
 
@@ -483,7 +492,7 @@ function figureCells(f) {
     targetCell(f),
     COUNTS.map((key) => cell(key, f[key], String(f[key]))),
     cell('share_within_target', f.share_within_target, share(f.share_within_target)),
-    statCells('time_to_arrival', f.time_to_arrival),
+    statCells('time_to_arrival', f.time_to_arrival, lowestTarget(f)),
     SEGMENTS.map(([key]) => {
       const s = f[key];
       return cell(
@@ -522,7 +531,7 @@ function renderTotals(report) {
               [t('rep.p90'), f.time_to_arrival.p90_s],
               [t('rep.max'), f.time_to_arrival.max_s],
             ]
-              .map(([name, value]) => name + ' ' + sec(value))
+              .map(([name, value]) => name + ' ' + sec(value, lowestTarget(f)))
               .join(' · '),
           }),
         ),

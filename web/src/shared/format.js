@@ -36,14 +36,28 @@ export function ms(iso) {
   return iso ? Date.parse(iso) : NaN;
 }
 
-// Tenths below 10 s, whole seconds from there. A time taken since an event is rounded up
-// (towards later): an arrival 60.4 s after the report, late for a 60 s target, reads 61 秒
-// beside 超时, never 60. A clock's offset has no later side and goes to the nearest. Counted in
-// whole microseconds, clear of binary fractions (0.3 s stays 0.3).
-function secondsText(value, up) {
+// An ISO time in whole microseconds since the epoch (Date.parse keeps milliseconds only): the
+// server's times carry microseconds, and an arrival is in time up to the microsecond.
+export function micros(iso) {
+  const match = /^(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?(.*)$/.exec(iso || '');
+  if (!match) return NaN;
+  const fraction = ((match[2] || '') + '000000').slice(0, 6);
+  return Date.parse(match[1] + match[3]) * 1000 + Number(fraction);
+}
+
+// Tenths below 10 s, whole seconds from there. A time is rounded away from the side of its
+// target it is not on: `mode` 'down' for a time in time (a tier met at 59.6 s reads 59 秒, never
+// 1 分 00 秒 as if on the minute), 'up' for one late or with no target to be judged by (an
+// arrival 60.4 s after the report, late for 60 s, reads 1 分 01 秒 beside 超时, never 1 分 00 秒);
+// a clock's offset has no side and goes to the 'nearest'. Counted in whole microseconds, clear
+// of binary fractions (0.3 s stays 0.3).
+function secondsText(value, mode) {
   const tenths = Math.abs(value) < 10;
   const steps = Math.round(Number(value) * 1e6) / (tenths ? 1e5 : 1e6);
-  const abs = Math.abs(up ? Math.ceil(steps) : Math.round(steps));
+  // Up is towards later, down towards earlier: a latency just under nothing (-0.03 s) rounded
+  // up is nothing.
+  const round = mode === 'up' ? Math.ceil : mode === 'down' ? Math.floor : Math.round;
+  const abs = Math.abs(round(steps));
   return tenths ? (abs / 10).toFixed(1) : String(abs);
 }
 
@@ -53,31 +67,46 @@ function sign(shown, value, plus) {
   return value < 0 ? '-' : plus;
 }
 
-function withSign(value, up, plus) {
-  const shown = secondsText(value, up);
+function withSign(value, mode, plus) {
+  const shown = secondsText(value, mode);
   return duration(shown, sign(shown, value, plus));
 }
 
-/** A time since an event (an arrival, a latency), rounded up. */
+/** A time since an event (a latency), rounded up. */
 export function seconds(value) {
-  return withSign(value, true, '');
+  return withSign(value, 'up', '');
 }
 
-export function signedSeconds(value) {
-  return withSign(value, true, '+');
+/** A tier's time taken: rounded down when `inTime` (met, on or under the target), else up. */
+export function secondsTaken(value, inTime) {
+  return withSign(value, inTime ? 'down' : 'up', '');
+}
+
+/** A latency with its sign: rounded up, or down for an arrival in time (`inTime`). */
+export function signedSeconds(value, inTime) {
+  return withSign(value, inTime ? 'down' : 'up', '+');
 }
 
 /** How far one clock is from another, to the nearest shown step. */
 export function offsetSeconds(value) {
-  return withSign(value, false, '+');
+  return withSign(value, 'nearest', '+');
 }
 
 // Rounded up to the next 0.1 s, so that a time over its target never reads as at or under it
 // (60.04 s shows 60.1, not 60.0; exactly 60 s shows 60.0). Times are whole microseconds: the
 // tenths are counted from those, clear of binary fractions (0.3 s is 0.3, not 0.4).
 export function secondsUp(value) {
+  return secondsAgainst(value, null);
+}
+
+// As secondsUp, but rounded down for a time on or under its target (`target`, seconds; null
+// for none): a time never reads on the wrong side of its target, 59.96 s under 60 reads 59.9,
+// 60.04 s over it 60.1, exactly 60 s 60.0. The live pages round a tier's time so too.
+export function secondsAgainst(value, target) {
   if (value === null || value === undefined) return '—';
-  const tenths = Math.ceil(Math.round(Number(value) * 1e6) / 1e5);
+  const steps = Math.round(Number(value) * 1e6) / 1e5;
+  const inTime = target !== null && target !== undefined && Number(value) <= target;
+  const tenths = inTime ? Math.floor(steps) : Math.ceil(steps);
   return (tenths / 10).toFixed(1);
 }
 
@@ -107,10 +136,13 @@ export function duration(shown, signText) {
   return minutesAndSeconds(shown, signText) || t('unit.s', { n: (signText || '') + shown });
 }
 
-// mm:ss for clocks; negative values are shown as overrun with a plus sign.
+// m:ss for clocks; negative values are shown as overrun with a plus sign. Rounded up either side
+// of the deadline, as a time taken is rounded away from its target: 1:00 as the incident is
+// reported, 0:01 in its last second (never 0:00 while there is time), +0:01 as soon as it is
+// past (never 0:00 once late); 0:00 only at the deadline itself.
 export function countdown(secondsLeft) {
   const over = secondsLeft < 0;
-  const total = Math.floor(Math.abs(secondsLeft));
+  const total = Math.ceil(Math.round(Math.abs(secondsLeft) * 1000) / 1000);
   const m = Math.floor(total / 60);
   const s = total % 60;
   return (over ? '+' : '') + m + ':' + (s < 10 ? '0' : '') + s;

@@ -1,7 +1,16 @@
 // Pieces both pages show: the three tier clocks and the hops of a dispatch.
 import { h } from './dom.js';
 import { t } from './i18n.js';
-import { clockTime, countdown, metres, ms, offsetSeconds, seconds, signedSeconds } from './format.js';
+import {
+  clockTime,
+  countdown,
+  metres,
+  micros,
+  ms,
+  offsetSeconds,
+  secondsTaken,
+  signedSeconds,
+} from './format.js';
 
 export const HOPS = ['alerted', 'delivered', 'shown', 'accepted', 'arrived'];
 
@@ -23,7 +32,7 @@ export function tierView(tier) {
     parts.push(h('span', { class: 'tier-state', text: metText(tier) }));
   } else if (status === 'breached') {
     const text = tier.arrived_at
-      ? t('tier.breached_late', { t: clockTime(tier.arrived_at) + ' (' + seconds(tier.elapsed_s) + ')' })
+      ? t('tier.breached_late', { t: takenText(tier, false) })
       : t('tier.breached') + ' ' + clockTime(tier.breached_at || tier.deadline);
     parts.push(h('span', { class: 'tier-state', text }));
   } else {
@@ -41,7 +50,13 @@ export function tierView(tier) {
 }
 
 function metText(tier) {
-  return t('tier.met', { t: clockTime(tier.arrived_at) + ' (' + seconds(tier.elapsed_s) + ')' });
+  return t('tier.met', { t: takenText(tier, true) });
+}
+
+// When the tier's first team arrived and how long that took: rounded down when met (59.6 s
+// reads 59 秒, never 1 分 00 秒 as if on the minute), up when late (60.4 s reads 1 分 01 秒).
+function takenText(tier, met) {
+  return clockTime(tier.arrived_at) + ' (' + secondsTaken(tier.elapsed_s, met) + ')';
 }
 
 function round(value) {
@@ -60,7 +75,10 @@ export function tickClocks(root, serverNowMs) {
   }
 }
 
-export function hopsView(d) {
+// `deadline`: the deadline of the dispatch's tier. An arrival by then is in time, and its latency
+// is rounded down as its tier's time is: the two may measure the same interval (an arrival
+// recorded by radio, counted from the alert), and must read alike.
+export function hopsView(d, deadline) {
   const items = [];
   const observed = []; // the times of the hops observed so far, in ms
   for (const hop of HOPS) {
@@ -78,7 +96,8 @@ export function hopsView(d) {
       const before = observed.filter((when) => when <= ms(at));
       if (before.length) {
         const latency = (ms(at) - Math.max.apply(null, before)) / 1000;
-        children.push(h('span', { class: 'hop-latency', text: signedSeconds(latency) }));
+        const inTime = hop === 'arrived' && !!deadline && micros(at) <= micros(deadline);
+        children.push(h('span', { class: 'hop-latency', text: signedSeconds(latency, inTime) }));
       }
       observed.push(ms(at));
     }
