@@ -130,11 +130,17 @@ def shown_name(values: dict[str, str], field: str, label: str, max_length: int) 
     return name
 
 
+# What may stand between a phone's digits once its full-width forms are read as ASCII, as the
+# schema's PHONE_PATTERN says: spaces (ASCII or ideographic), hyphens and brackets. A tab, a
+# line break or a no-break space is refused naming it, not dropped unseen.
+_PHONE_SEPARATORS = re.compile(r"[ \-()]")
+
+
 def normalize_phone(value: str) -> str:
     """The number as stored: ASCII digits, full-width ones read as such, without separators or
     +86; any other digit is refused (a number in them would be another number to the rule of
     one phone per roster)."""
-    digits = re.sub(r"[\s\-()]", "", value.translate(_HALF_WIDTH))
+    digits = _PHONE_SEPARATORS.sub("", value.translate(_HALF_WIDTH))
     if digits.startswith("+86"):
         digits = digits[3:]
     if _MOBILE.match(digits) or _LANDLINE.match(digits):
@@ -142,14 +148,22 @@ def normalize_phone(value: str) -> str:
     other = _other_digit(digits)
     if other is not None:
         raise RowError("phone", f"{value!r} has a digit other than 0-9 ({other})")
+    stray = next((c for c in digits if not (c.isdigit() or c == "+")), None)
+    if stray is not None:
+        raise RowError(
+            "phone",
+            f"{value!r} has a character other than digits, spaces, hyphens and brackets"
+            f" (U+{ord(stray):04X})",
+        )
     raise RowError("phone", f"{value!r} is not a mobile (11 digits, 1xx) or landline number")
 
 
 def normalize_id_number(value: str | None) -> str | None:
     """The number as stored: ASCII digits and X, full-width ones read as such."""
-    if value is None or not value.strip():
+    # Blank, or spaces around it (ASCII or ideographic), as the schema's ID_NUMBER_PATTERN says.
+    text = None if value is None else value.translate(_HALF_WIDTH).strip(" ").upper()
+    if not text:
         return None
-    text = value.translate(_HALF_WIDTH).strip().upper()
     if not _ID_NUMBER.match(text):
         if _SCIENTIFIC.match(text):
             raise RowError("id_number", _TYPED_AS_NUMBER.format(value=value))

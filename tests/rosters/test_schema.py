@@ -67,6 +67,13 @@ PHONES = [
     "（０７６９）８７６５４３２１",
     "139١٢٣٤٥٦٧٨",
     "13912345６7\u00b2",
+    # Between the digits spaces, hyphens and brackets only, as the pattern says: a tab, a line
+    # break or a no-break space is refused, not dropped unseen.
+    "139\t1234\t5678",
+    "139\u00a01234\u00a05678",
+    "\t13912345678",
+    "13912345678\n",
+    "139 1234\u20025678",
 ]
 # The check digit is beyond a pattern: these have a right one, or a wrong form.
 ID_NUMBERS = [
@@ -81,7 +88,28 @@ ID_NUMBERS = [
     "４４１９００１９９００３０７０１８ｘ",
     "\u3000４４１９００１９９００３０７００１６",
     "44190019900307001٦",
+    "\t441900199003070016",
+    "441900199003070016\u00a0",
+    "\t",
 ]
+
+
+async def test_a_phone_with_a_stray_space_is_refused_naming_it(world: World) -> None:
+    admin = await world.admin()
+    team = await world.team("mobile")
+    body = {
+        "kind": "emergency",
+        "group_name": team["name"],
+        "name": "黄队长",
+        "phone": "139\u00a01234\u00a05678",
+        "role": "leader",
+    }
+    reply = await world.http.post("/api/v1/rosters/members", json=body, headers=admin.headers)
+    assert reply.status_code == 422 and reply.json()["field"] == "phone", reply.text
+    assert "spaces, hyphens and brackets (U+00A0)" in reply.json()["detail"]
+    body["phone"] = "139 1234\u30005678"
+    reply = await world.http.post("/api/v1/rosters/members", json=body, headers=admin.headers)
+    assert reply.status_code == 201 and reply.json()["phone"] == "13912345678", reply.text
 
 
 def test_the_number_patterns_take_what_the_roster_takes() -> None:
