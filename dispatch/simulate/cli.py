@@ -193,7 +193,11 @@ def add_simulate_command(commands: Any) -> None:
         "--url", type=server_url, help="a running server instead (needs --admin); real time only"
     )
     server.add_argument("--admin", help="an admin account of that server; password from stdin")
-    server.add_argument("--keep-town", action="store_true", help="leave the simulated teams there")
+    server.add_argument(
+        "--keep-town",
+        action="store_true",
+        help="leave the simulated teams in service there (their accounts are disabled anyway)",
+    )
     simulate.set_defaults(handler=_simulate)
 
 

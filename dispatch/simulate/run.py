@@ -30,11 +30,12 @@ from dispatch.incidents.models import ArrivalSource, Category
 from dispatch.simulate.leaders import Behaviour, Crowd, WorkerJob, split, until
 from dispatch.simulate.seed import (
     SIMULATED_INCIDENT,
+    Made,
     Seeded,
-    retire_api,
     retire_database,
     seed_api,
     seed_database,
+    undo_api,
 )
 from dispatch.simulate.town import Town
 
@@ -79,11 +80,27 @@ def simulate(options: Options, say: Say = print) -> dict[str, Any]:
 
 
 def _with_own_server(options: Options, scratch: Path, say: Say) -> dict[str, Any]:
-    speed = options.behaviour.speed
     database_url = options.database_url or f"sqlite+aiosqlite:///{scratch / 'sim.db'}"
     secret = secrets.token_urlsafe(32)
     say(f"seeding {options.town.name}: {_describe(options.town)}")
+    # One transaction: stopped part-way, it leaves nothing behind.
     seeded = asyncio.run(seed_database(database_url, options.town, secret=secret))
+    try:
+        return _serve_and_drive(options, scratch, database_url, secret, seeded, say)
+    finally:
+        # A database of the caller's outlives the run: its next run must not meet this town,
+        # nor anyone use its accounts.
+        if options.database_url is not None:
+            teams = [] if options.keep_town else seeded.team_ids
+            asyncio.run(retire_database(database_url, teams, seeded.user_ids))
+            if teams:
+                say(f"retired the {len(teams)} simulated teams (--keep-town keeps them)")
+
+
+def _serve_and_drive(
+    options: Options, scratch: Path, database_url: str, secret: str, seeded: Seeded, say: Say
+) -> dict[str, Any]:
+    speed = options.behaviour.speed
     port = options.port or _free_port()
     scaled = ",".join(f"{t / speed:g}" for t in options.targets)
     env = {
@@ -120,10 +137,6 @@ def _with_own_server(options: Options, scratch: Path, say: Say) -> dict[str, Any
             server.wait(15)
         except subprocess.TimeoutExpired:
             server.kill()
-        # A database of the caller's outlives the run: its next run must not meet this town.
-        if options.database_url is not None and not options.keep_town:
-            asyncio.run(retire_database(database_url, seeded.team_ids))
-            say(f"retired the {len(seeded.team_ids)} simulated teams (--keep-town keeps them)")
 
 
 async def _with_external_server(options: Options, say: Say) -> dict[str, Any]:
@@ -132,15 +145,31 @@ async def _with_external_server(options: Options, say: Say) -> dict[str, Any]:
         raise SystemExit("simulating against a running server needs --admin and its password")
     base = options.url.rstrip("/")
     say(f"creating {options.town.name} on {base}: {_describe(options.town)}")
-    seeded = await seed_api(base, options.town, options.admin, options.password)
+    made = Made()
     try:
+        seeded = await seed_api(base, options.town, options.admin, options.password, made)
         return await _drive(options, base, seeded, say)
     finally:
-        if not options.keep_town:
-            await retire_api(base, options.admin, options.password, seeded.team_ids)
-            say(
-                f"retired the {len(seeded.team_ids)} simulated teams again (--keep-town keeps them)"
-            )
+        # Whatever the seeding got to, however the run ended: a simulated team left in service
+        # would be alerted for the server's own incidents and count as its tier-1 cover.
+        await _undo(base, options, made, say)
+
+
+async def _undo(base: str, options: Options, made: Made, say: Say) -> None:
+    assert options.admin is not None and options.password is not None
+    try:
+        retired, _ = await undo_api(
+            base, options.admin, options.password, made, retire=not options.keep_town
+        )
+    except (httpx.HTTPError, RuntimeError) as error:
+        # Said, not raised: the run's own error, if it has one, is the one to show.
+        say(
+            f"could not retire the simulated teams (sim-{made.run}) and disable their "
+            f"leaders' accounts: {error or type(error).__name__}; retire them on the console"
+        )
+        return
+    if retired:
+        say(f"retired the {retired} simulated teams again (--keep-town keeps them)")
 
 
 def _describe(town: Town) -> str:

@@ -43,6 +43,11 @@ def team_name(town_name: str, run: str) -> str:
     return town_name + tag
 
 
+def run_tag() -> str:
+    """A run's tag: its teams' names and its accounts' names carry it."""
+    return uuid.uuid4().hex[:6]
+
+
 @dataclass
 class Seeded:
     leaders: list[Leader]
@@ -50,6 +55,19 @@ class Seeded:
     team_ids: list[str]
     # Every operator's token, the first one being operator_token.
     operator_tokens: list[str] = field(default_factory=list)
+    # The accounts the seeding made (leaders and operators), disabled at the run's end.
+    user_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Made:
+    """What a seeding through the API has made on the server so far, recorded as each thing
+    is made: the run's end retires and disables what the seeding got to, however it stopped
+    (a team refused part-way, Ctrl-C)."""
+
+    run: str = field(default_factory=run_tag)
+    team_ids: list[str] = field(default_factory=list)
+    user_ids: list[str] = field(default_factory=list)
 
 
 async def seed_database(
@@ -67,7 +85,7 @@ async def seed_database(
     now = SystemClock().now()
     hasher = auth.password_hasher(*CHEAP_HASH)
     password_hash = hasher.hash(secrets.token_urlsafe(24))
-    run = uuid.uuid4().hex[:6]
+    run = run_tag()
     teams: list[Team] = []
     users: list[User] = []
     plan: list[tuple[User, Team, bool, str]] = []
@@ -115,7 +133,8 @@ async def seed_database(
 
     leaders = [Leader(u.id, token(u), t.id, t.kind, acts, key) for u, t, acts, key in plan]
     tokens = [token(u) for u in staff]
-    return Seeded(leaders, tokens[0], [t.id for t in teams], tokens)
+    user_ids = [u.id for u in [*users, *staff]]
+    return Seeded(leaders, tokens[0], [t.id for t in teams], tokens, user_ids)
 
 
 def _user(name: str, role: Role, team_id: str | None, password_hash: str, now: datetime) -> User:
@@ -130,9 +149,13 @@ def _user(name: str, role: Role, team_id: str | None, password_hash: str, now: d
     )
 
 
-async def seed_api(base_url: str, town: Town, admin_name: str, admin_password: str) -> Seeded:
-    """Create the town through a running server's API as an admin (fine for hundreds of teams)."""
-    run = uuid.uuid4().hex[:6]
+async def seed_api(
+    base_url: str, town: Town, admin_name: str, admin_password: str, made: Made | None = None
+) -> Seeded:
+    """Create the town through a running server's API as an admin (fine for hundreds of teams),
+    recording in ``made`` each team and account as the server makes it."""
+    made = made or Made()
+    run = made.run
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
         admin = await login(http, admin_name, admin_password)
         leaders: list[Leader] = []
@@ -145,23 +168,25 @@ async def seed_api(base_url: str, town: Town, admin_name: str, admin_password: s
                 **({"radius_m": spec.radius_m} if spec.zone is None else {"zone": spec.zone}),
             }
             team = ok(await http.post("/api/v1/teams", json=body, headers=admin))
+            made.team_ids.append(team["id"])
             team_ids.append(team["id"])
             for n in range(spec.leaders):
                 name, password = f"sim-{run}-{i}-{n}", secrets.token_urlsafe(12)
                 user = {"name": name, "password": password, "role": "leader", "team_id": team["id"]}
                 created = ok(await http.post("/api/v1/users", json=user, headers=admin))
+                made.user_ids.append(created["id"])
                 headers = await login(http, name, password)
                 token = headers["Authorization"].removeprefix("Bearer ")
                 leaders.append(
                     Leader(created["id"], token, team["id"], spec.kind.value, n == 0, spec.name)
                 )
         operator_token = admin["Authorization"].removeprefix("Bearer ")
-    return Seeded(leaders, operator_token, team_ids, [operator_token])
+    return Seeded(leaders, operator_token, team_ids, [operator_token], list(made.user_ids))
 
 
-async def retire_database(database_url: str, team_ids: list[str]) -> None:
-    """Take a simulated town's teams out of service again, straight in the database its own
-    server ran on once that has stopped (their records stay)."""
+async def retire_database(database_url: str, team_ids: list[str], user_ids: list[str]) -> None:
+    """Take a simulated town's teams out of service and disable its accounts, straight in the
+    database its own server ran on once that has stopped (their records stay)."""
     engine = create_engine(database_url)
     now = SystemClock().now()
     try:
@@ -175,18 +200,38 @@ async def retire_database(database_url: str, team_ids: list[str]) -> None:
                 team.retired_at = team.updated_at = now
             await session.flush()
             await teams_service.stamp_all(session, found)
+            for user in await session.scalars(select(User).where(User.id.in_(user_ids))):
+                user.disabled = True
     finally:
         await engine.dispose()
 
 
-async def retire_api(
-    base_url: str, admin_name: str, admin_password: str, team_ids: list[str]
-) -> None:
-    """Take a simulated town's teams out of service again (their records stay)."""
+async def undo_api(
+    base_url: str, admin_name: str, admin_password: str, made: Made, *, retire: bool
+) -> tuple[int, int]:
+    """Retire the run's teams (unless not ``retire``) and disable its accounts, so that nothing
+    of the run is alerted for the server's incidents or holds a live token; the teams and
+    accounts recorded, and any the server holds under the run's tag (made by a request whose
+    answer a stop cut off). How many teams were retired and accounts disabled."""
+    tag = f" (sim-{made.run})"
+    retired = disabled = 0
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
         admin = await login(http, admin_name, admin_password)
-        for team_id in team_ids:
-            await http.delete(f"/api/v1/teams/{team_id}", headers=admin)
+        if retire:
+            teams: list[dict[str, Any]] = ok(await http.get("/api/v1/teams", headers=admin))
+            tagged = [t["id"] for t in teams if t["name"].endswith(tag)]
+            for team_id in dict.fromkeys([*made.team_ids, *tagged]):
+                reply = await http.delete(f"/api/v1/teams/{team_id}", headers=admin)
+                retired += reply.status_code == 204
+        users: list[dict[str, Any]] = ok(await http.get("/api/v1/users", headers=admin))
+        named = [u["id"] for u in users if u["name"].startswith(f"sim-{made.run}-")]
+        enabled = {u["id"] for u in users if not u["disabled"]}
+        for user_id in dict.fromkeys([*made.user_ids, *named]):
+            if user_id in enabled:
+                body = {"disabled": True}
+                reply = await http.patch(f"/api/v1/users/{user_id}", json=body, headers=admin)
+                disabled += reply.status_code == 200
+    return retired, disabled
 
 
 async def login(http: httpx.AsyncClient, name: str, password: str) -> dict[str, str]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from dispatch.simulate.seed import SIMULATED_TEAM
 from tests.processes import ServerProcess, cli, server_env
 from tests.simulate.test_town_from import simulate_beside
 
@@ -43,9 +44,9 @@ async def a_running_server(
         server.stop()
 
 
-def town_file(folder: Path) -> Path:
+def town_file(folder: Path, town: dict[str, Any] = TOWN) -> Path:
     path = folder / "town.json"
-    path.write_text(json.dumps(TOWN, ensure_ascii=False), encoding="utf-8")
+    path.write_text(json.dumps(town, ensure_ascii=False), encoding="utf-8")
     return path
 
 
@@ -78,3 +79,46 @@ async def test_the_report_judges_by_the_targets_of_the_server_it_ran_on(
     assert "  tier 1 (3 s): covered" in stdout and "  tier 3 (9 s): covered" in stdout, stdout
     share = report["tiers"]["1"]["met_share"]
     assert f"With these teams, {share:.0%} of incidents would meet 3 seconds." in stdout
+
+
+async def simulated_left(server: ServerProcess) -> tuple[list[str], list[str]]:
+    """The run's teams still in service, and its accounts still enabled."""
+    teams = await as_admin(server, "/api/v1/teams")
+    users = await as_admin(server, "/api/v1/users")
+    return (
+        [t["name"] for t in teams if SIMULATED_TEAM.search(t["name"])],
+        [u["name"] for u in users if u["name"].startswith("sim-") and not u["disabled"]],
+    )
+
+
+async def test_a_town_the_server_refuses_part_way_leaves_nothing_of_the_run_in_service(
+    clean_database: str, tmp_path: Path
+) -> None:
+    """The server refuses the third team (its zones take fewer vertices than the file's): the
+    run fails naming the refusal, and the two teams made before it are retired again and their
+    leaders' accounts disabled, where they stayed in service, alerted for the server's own
+    incidents and counted as its tier-1 cover. A run that ends well disables its accounts too:
+    their tokens die with it."""
+    square = [[114.149, 22.838], [114.169, 22.838], [114.169, 22.856], [114.149, 22.856]]
+    zone = {"type": "Polygon", "coordinates": [[*square, square[0]]]}
+    patrol = {"name": "巡逻", "kind": "patrol", "lon": 114.159, "lat": 22.847, "zone": zone}
+    refused = {**TOWN, "teams": [*TOWN["teams"][:2], patrol, TOWN["teams"][3]]}
+    settings = {"max_zone_vertices": "4", "chain_targets": "3,6,9"}
+    async with a_running_server(clean_database, tmp_path, **settings) as server:
+        code, _, stderr = await simulate_beside(
+            "--url", server.base_url, "--admin", "admin", "--town",
+            str(town_file(tmp_path, refused)), "--incidents", "1", stdin=ADMIN_PASSWORD + "\n",
+        )  # fmt: skip
+        assert code == 1 and "POST /api/v1/teams" in stderr, stderr[-2000:]
+        assert "more than 4 vertices" in stderr
+        assert await simulated_left(server) == ([], [])
+        users = await as_admin(server, "/api/v1/users")
+        assert len([u for u in users if u["name"].startswith("sim-")]) == 2, "one each"
+
+        code, _, stderr = await simulate_beside(
+            "--url", server.base_url, "--admin", "admin", "--town", str(town_file(tmp_path)),
+            "--incidents", "1", "--keep-town", stdin=ADMIN_PASSWORD + "\n",
+        )  # fmt: skip
+        assert code == 0, stderr[-2000:]
+        teams, enabled = await simulated_left(server)
+        assert len(teams) == 4 and enabled == [], "the town kept, its accounts disabled"

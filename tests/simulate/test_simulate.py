@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from dispatch.auth.models import User
 from dispatch.cli import main
+from dispatch.db import create_engine
 from dispatch.simulate import town as towns
 from dispatch.simulate.run import CATEGORIES
 from dispatch.teams.models import TeamKind
@@ -134,6 +137,18 @@ async def test_a_town_file_is_loaded_with_its_coordinate_system(
         # Only this run's teams were alerted: each had a leader online to take the alert.
         counts = report["dispatch_counts"]
         assert counts["delivered"] == counts["dispatches"] > 0, counts
+    # The runs' accounts (4 leaders and an operator each) are disabled: no token of theirs
+    # works on a server of this database.
+    engine = create_engine(clean_database)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                select(User.name, User.disabled).where(User.name.startswith("sim-"))
+            )
+            accounts = rows.all()
+    finally:
+        await engine.dispose()
+    assert len(accounts) == 10 and all(disabled for _, disabled in accounts), accounts
 
 
 def test_a_bad_town_file_is_refused_naming_the_place(tmp_path: Path) -> None:
