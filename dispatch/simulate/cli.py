@@ -202,6 +202,16 @@ def add_simulate_command(commands: Any) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    try:
+        return _simulate_as_told(args)
+    except KeyboardInterrupt:
+        # What the run had made is undone on the way here (its incidents closed, its teams
+        # retired, its accounts disabled), and said; a traceback would add nothing.
+        print("stopped (Ctrl-C)", file=sys.stderr)
+        return 130
+
+
+def _simulate_as_told(args: argparse.Namespace) -> int:
     problem = _problem(args) or _unwritable_output(args)
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)

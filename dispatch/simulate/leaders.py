@@ -17,6 +17,7 @@ import math
 import multiprocessing
 import random
 import resource
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -155,6 +156,9 @@ def start_workers(jobs: list[WorkerJob]) -> list[tuple[BaseProcess, Connection]]
 
 
 def worker_main(job: WorkerJob, pipe: Connection) -> None:
+    # Ctrl-C reaches every process of the terminal's group: the parent stops the workers when
+    # it has done what stopping takes (their results, the incidents closed).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     logging.basicConfig(level=logging.WARNING)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import random
 import secrets
@@ -124,6 +125,9 @@ def _serve_and_drive(
             env=env,
             stdout=handle,
             stderr=subprocess.STDOUT,
+            # Out of the terminal's reach: Ctrl-C stops the run, which closes its incidents
+            # on this server and then stops it.
+            process_group=0,
         )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -266,6 +270,30 @@ class Console:
                         await socket.send(json.dumps({"type": "ack", "seq": last}))
 
 
+# Refusals that say when to try again: the server's limit on one user's reports (429), and a
+# moment it cannot take a report (503, its database busy or away).
+HELD_BACK = (429, 503)
+# 503s in a row for one report before the run gives up: the server is not coming back soon.
+MAX_UNAVAILABLE = 10
+
+
+@dataclass
+class Reports:
+    """What a run has reported, as it goes: what its end closes, however the run ended."""
+
+    ids: list[str] = field(default_factory=list)
+    # The request of a report on the wire when the run was stopped: let finish, so that an
+    # incident the server stored is closed with the others.
+    in_flight: asyncio.Future[httpx.Response] | None = None
+    # Times the server held a report back (HELD_BACK), and the seconds it asked for in all.
+    held_back: int = 0
+    held_back_s: float = 0.0
+    # The gaps drawn between reports, in the town's seconds, and the longest target of a
+    # chain the server set, in its seconds (a running server's are its own).
+    drawn_s: float = 0.0
+    longest_s: float = 0.0
+
+
 async def _drive(options: Options, base: str, seeded: Seeded, say: Say) -> dict[str, Any]:
     behaviour = options.behaviour
     ws_url = base.replace("http://", "ws://").replace("https://", "wss://") + "/ws"
@@ -282,70 +310,167 @@ async def _drive(options: Options, base: str, seeded: Seeded, say: Say) -> dict[
         for i, part in enumerate(split(seeded.leaders, options.processes))
     ]
     crowd = Crowd(jobs)
-    connected = await asyncio.to_thread(crowd.start)
-    say(f"{connected['connected']} leaders online ({connected['failed']} failed to connect)")
+    # In a thread; a run stopped meanwhile waits for it, as the workers it starts must be told
+    # to stop once they are there.
+    starting = asyncio.ensure_future(asyncio.to_thread(crowd.start))
     console = Console(behaviour.speed, say)
-    listening = asyncio.create_task(console.listen(ws_url, seeded.operator_token))
-    headers = {"Authorization": f"Bearer {seeded.operator_token}"}
-    rng = random.Random(options.seed)
-    reported: list[str] = []
+    listening: asyncio.Task[None] | None = None
+    reports = Reports()
     started = time.monotonic()
-    # The run's drawn gaps between reports, in the town's seconds.
-    drawn_s = 0.0
-    # The longest target of a chain the server set, in its seconds: a running server's
-    # targets are its own, not the defaults.
-    longest_s = 0.0
     try:
+        connected = await asyncio.shield(starting)
+        say(f"{connected['connected']} leaders online ({connected['failed']} failed to connect)")
+        listening = asyncio.create_task(console.listen(ws_url, seeded.operator_token))
+        headers = {"Authorization": f"Bearer {seeded.operator_token}"}
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-            gap_s = 60.0 / options.rate_per_min
-            # Each report at its moment on one timeline: slept after each answer instead, the
-            # gaps would add every report's round trip, --speed times over, and the rate come
-            # out lower than asked.
-            report_at = time.monotonic()
-            for n in range(1, options.incidents + 1):
-                await until(report_at)
-                lon, lat = options.town.incident_point(rng)
-                body = {
-                    "location": {"lon": lon, "lat": lat},
-                    "category": rng.choice(CATEGORIES),
-                    "description": f"{SIMULATED_INCIDENT} #{n}",
-                }
-                reply = await http.post("/api/v1/incidents", json=body, headers=headers)
-                if reply.status_code != 201:
-                    raise RuntimeError(f"reporting failed: {reply.status_code} {reply.text[:300]}")
-                incident = reply.json()
-                reported.append(incident["id"])
-                longest_s = max(longest_s, *(t["target_s"] for t in incident["chain"]))
-                console.update(incident)
-                console.number(incident["id"], n)
-                teams = len(incident["dispatches"])
-                say(f"#{n:<4} reported ({body['category']}), {teams} teams alerted")
-                if n < options.incidents:
-                    gap = rng.expovariate(1.0) * gap_s
-                    drawn_s += gap
-                    report_at += gap / behaviour.speed
-            # Every tier settles by its deadline at the latest: wait for that, then a margin.
-            deadline = time.monotonic() + longest_s + 5.0
-            while not console.settled(reported) and time.monotonic() < deadline:
-                console.changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(console.changed.wait(), 1.0)
-            incidents = [await _fetch(http, headers, i) for i in reported]
-            for incident_id in reported:
-                await http.post(f"/api/v1/incidents/{incident_id}/close", headers=headers)
+            finished = False
+            try:
+                await _report_all(options, http, headers, console, reports, say)
+                # Every tier settles by its deadline at the latest: wait for that and a margin.
+                deadline = time.monotonic() + reports.longest_s + 5.0
+                while not console.settled(reports.ids) and time.monotonic() < deadline:
+                    console.changed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(console.changed.wait(), 1.0)
+                incidents = [await _fetch(http, headers, i) for i in reports.ids]
+                finished = True
+            finally:
+                # A run that stopped part-way (Ctrl-C, a refusal) leaves no incident open on the
+                # server either: they are in its record, and open ones are on its console.
+                await _close(http, headers, reports, say, finished=finished)
     finally:
-        listening.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, OSError):
-            await listening
+        if listening is not None:
+            listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, OSError):
+                await listening
+        await asyncio.wait([starting])
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            starting.result()  # raised above if it was awaited; retrieved here if not
         results = await asyncio.to_thread(crowd.stop)
     acts: dict[str, int] = {}
     for result in results:
         for key, value in result["acts"].items():
             acts[key] = acts.get(key, 0) + value
-    report = summarise(options, incidents, acts, time.monotonic() - started, drawn_s)
+    report = summarise(options, incidents, acts, time.monotonic() - started, reports)
     for line in report["lines"]:
         say(line)
     return report
+
+
+async def _report_all(
+    options: Options,
+    http: httpx.AsyncClient,
+    headers: dict[str, str],
+    console: Console,
+    reports: Reports,
+    say: Say,
+) -> None:
+    behaviour = options.behaviour
+    rng = random.Random(options.seed)
+    gap_s = 60.0 / options.rate_per_min
+    # Each report at its moment on one timeline: slept after each answer instead, the gaps
+    # would add every report's round trip, --speed times over, and the rate come out lower
+    # than asked.
+    report_at = time.monotonic()
+    for n in range(1, options.incidents + 1):
+        await until(report_at)
+        lon, lat = options.town.incident_point(rng)
+        body = {
+            "location": {"lon": lon, "lat": lat},
+            "category": rng.choice(CATEGORIES),
+            "description": f"{SIMULATED_INCIDENT} #{n}",
+        }
+        incident, held_s = await _report(http, headers, body, n, reports, say)
+        # Held back, the rest of the timeline waits with it: the gaps stay as drawn.
+        report_at += held_s
+        reports.ids.append(incident["id"])
+        reports.longest_s = max(reports.longest_s, *(t["target_s"] for t in incident["chain"]))
+        console.update(incident)
+        console.number(incident["id"], n)
+        teams = len(incident["dispatches"])
+        say(f"#{n:<4} reported ({body['category']}), {teams} teams alerted")
+        if n < options.incidents:
+            gap = rng.expovariate(1.0) * gap_s
+            reports.drawn_s += gap
+            report_at += gap / behaviour.speed
+
+
+async def _report(
+    http: httpx.AsyncClient,
+    headers: dict[str, str],
+    body: dict[str, Any],
+    n: int,
+    reports: Reports,
+    say: Say,
+) -> tuple[dict[str, Any], float]:
+    """Report one incident: sent again with its key when the server says when to (Retry-After
+    on 429 or 503), as a console does. Its incident, and the seconds it was held back."""
+    # The same key each time: a report the server stored and whose answer was lost is
+    # answered with that incident, not stored twice.
+    keyed = {**headers, "Idempotency-Key": secrets.token_hex(16)}
+    held_s = 0.0
+    unavailable = 0
+    while True:
+        # Shielded: a run stopped meanwhile lets the request finish, to close what it made.
+        reports.in_flight = asyncio.ensure_future(
+            http.post("/api/v1/incidents", json=body, headers=keyed)
+        )
+        reply = await asyncio.shield(reports.in_flight)
+        reports.in_flight = None
+        if reply.status_code == 201:
+            incident: dict[str, Any] = reply.json()
+            return incident, held_s
+        wait_s = _retry_after(reply)
+        unavailable = unavailable + 1 if reply.status_code == 503 else 0
+        if wait_s is None or unavailable > MAX_UNAVAILABLE:
+            raise RuntimeError(f"reporting failed: {reply.status_code} {reply.text[:300]}")
+        reports.held_back += 1
+        reports.held_back_s += wait_s
+        held_s += wait_s
+        why = "its report limit" if reply.status_code == 429 else "busy"
+        say(f"#{n:<4} held back by the server ({reply.status_code}, {why}): again in {wait_s:g} s")
+        await asyncio.sleep(wait_s)
+
+
+def _retry_after(reply: httpx.Response) -> float | None:
+    """The seconds a refusal asks the client to wait (Retry-After), if it is one that does."""
+    if reply.status_code not in HELD_BACK:
+        return None
+    try:
+        wait_s = float(reply.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+    return wait_s if math.isfinite(wait_s) and wait_s >= 0 else None
+
+
+async def _close(
+    http: httpx.AsyncClient,
+    headers: dict[str, str],
+    reports: Reports,
+    say: Say,
+    *,
+    finished: bool,
+) -> None:
+    """Close every incident the run reported (and the one on the wire when it stopped, if the
+    server stored it); one that cannot be closed is said, not raised."""
+    if reports.in_flight is not None:
+        with contextlib.suppress(Exception):
+            reply = await asyncio.wait_for(reports.in_flight, 30)
+            if reply.status_code == 201:
+                reports.ids.append(reply.json()["id"])
+    left = 0
+    for incident_id in reports.ids:
+        try:
+            reply = await http.post(f"/api/v1/incidents/{incident_id}/close", headers=headers)
+        except httpx.HTTPError:
+            left += 1
+            continue
+        # 409: closed already.
+        left += reply.status_code not in (200, 409)
+    if left:
+        say(f"could not close {left} of the incidents the run reported: close them on the console")
+    elif not finished and reports.ids:
+        say(f"the run stopped: closed the {len(reports.ids)} incidents it reported")
 
 
 async def _fetch(http: httpx.AsyncClient, headers: dict[str, str], incident_id: str) -> Any:
@@ -362,23 +487,30 @@ def summarise(
     incidents: list[dict[str, Any]],
     acts: dict[str, int],
     wall_s: float,
-    drawn_s: float | None = None,
+    reports: Reports | None = None,
 ) -> dict[str, Any]:
     """Shares of incidents meeting each tier, time on scene, and the hops, in real seconds;
-    ``drawn_s``: the gaps the run drew between its reports, in the town's seconds."""
+    ``reports``: how the run reported them (the gaps it drew, how the server held it back)."""
     speed = options.behaviour.speed
     total = len(incidents)
     tiers: dict[str, Any] = {}
     lines = ["", f"Report: {total} incidents in {options.town.name} ({_describe(options.town)})"]
     if options.town.incident_places:
         lines.append(f"  at the places of {len(options.town.incident_places)} past incidents")
-    rates = _rates(options, incidents, drawn_s)
+    reports = reports or Reports()
+    rates = _rates(options, incidents, reports.drawn_s)
     targets = _targets(incidents, speed, options.targets)
     if rates["achieved"] is not None:
         drawn = "" if rates["drawn"] is None else f"its random gaps {rates['drawn']:.1f}/min, "
         lines.append(
             f"  reported at {rates['achieved']:.1f}/min by the server's record "
             f"({drawn}asked {options.rate_per_min:g}/min)"
+        )
+    held_back = {"times": reports.held_back, "s": round(reports.held_back_s, 1)}
+    if reports.held_back:
+        lines.append(
+            f"  the server held reports back {reports.held_back} times, "
+            f"{reports.held_back_s:g} s in all (Retry-After)"
         )
     for tier in (1, 2, 3):
         rows = [t for i in incidents for t in i["chain"] if t["tier"] == tier]
@@ -438,6 +570,7 @@ def summarise(
         "speed": speed,
         "wall_s": round(wall_s, 1),
         "rate_per_min": rates,
+        "held_back": held_back,
         "tiers": tiers,
         "hops_median_s": hops,
         "dispatch_counts": counts,

@@ -13,6 +13,7 @@ import httpx
 
 from dispatch.simulate.seed import SIMULATED_TEAM
 from tests.processes import ServerProcess, cli, server_env
+from tests.simulate.runs import ctrl_c_after, started_in_a_terminal
 from tests.simulate.test_town_from import simulate_beside
 
 ADMIN_PASSWORD = "admin-password-1"
@@ -122,3 +123,53 @@ async def test_a_town_the_server_refuses_part_way_leaves_nothing_of_the_run_in_s
         assert code == 0, stderr[-2000:]
         teams, enabled = await simulated_left(server)
         assert len(teams) == 4 and enabled == [], "the town kept, its accounts disabled"
+
+
+async def open_simulated_incidents(server: ServerProcess) -> list[str]:
+    incidents = await as_admin(server, "/api/v1/incidents", status="open", limit=1000)
+    return [i["description"] for i in incidents if i["description"].startswith("模拟警情")]
+
+
+async def test_ctrl_c_closes_the_incidents_the_run_reported(
+    clean_database: str, tmp_path: Path
+) -> None:
+    """Stopped part-way, the run closes what it reported (it had left them open on the
+    server's console and in its record), retires its teams and exits 130, without a
+    traceback from it or from its leaders' workers."""
+    async with a_running_server(clean_database, tmp_path) as server:
+        process = await started_in_a_terminal(
+            "--url", server.base_url, "--admin", "admin", "--town", str(town_file(tmp_path)),
+            "--incidents", "30", "--rate", "30",
+        )  # fmt: skip
+        assert process.stdin is not None
+        process.stdin.write((ADMIN_PASSWORD + "\n").encode())
+        output = await ctrl_c_after(process, "#3 ")
+        assert process.returncode == 130, output[-3000:]
+        assert "Traceback" not in output and output.endswith("stopped (Ctrl-C)\n"), output
+        assert "the run stopped: closed the 3 incidents it reported" in output, output
+        assert "retired the 4 simulated teams" in output
+        assert await open_simulated_incidents(server) == []
+        assert await simulated_left(server) == ([], [])
+
+
+async def test_the_servers_report_limit_holds_the_run_back_and_it_goes_on(
+    clean_database: str, tmp_path: Path
+) -> None:
+    """The server takes two reports at once and one a second after (its per-user report
+    limit: 429 with Retry-After). The run had stopped at the third, leaving the two open;
+    now it waits as told, reports every incident and says how long it was held back."""
+    settings = {"report_burst": "2", "report_per_min": "60", "chain_targets": "3,6,9"}
+    async with a_running_server(clean_database, tmp_path, **settings) as server:
+        out = tmp_path / "report.json"
+        code, stdout, stderr = await simulate_beside(
+            "--url", server.base_url, "--admin", "admin", "--town", str(town_file(tmp_path)),
+            "--incidents", "4", "--rate", "600", "--json", str(out),
+            stdin=ADMIN_PASSWORD + "\n",
+        )  # fmt: skip
+        assert code == 0, stderr[-3000:]
+        report = json.loads(out.read_text())
+        assert report["incidents"] == 4 and report["held_back"]["times"] >= 1, report
+        assert "held back by the server (429, its report limit): again in 1 s" in stdout
+        held = report["held_back"]
+        assert f"the server held reports back {held['times']} times" in stdout
+        assert await open_simulated_incidents(server) == []

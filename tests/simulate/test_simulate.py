@@ -19,9 +19,11 @@ from sqlalchemy import select
 from dispatch.auth.models import User
 from dispatch.cli import main
 from dispatch.db import create_engine
+from dispatch.incidents.models import Incident
 from dispatch.simulate import town as towns
 from dispatch.simulate.run import CATEGORIES
-from dispatch.teams.models import TeamKind
+from dispatch.teams.models import Team, TeamKind
+from tests.simulate.runs import ctrl_c_after, started_in_a_terminal
 
 # A fixed post and police over it: a town small enough to start at once.
 QUIET_TOWN = [
@@ -276,3 +278,31 @@ def test_incidents_come_at_the_rate_the_run_drew(tmp_path: Path) -> None:
     # By the times the server recorded the reports at, scaled back by --speed.
     assert rates["achieved"] >= 0.95 * rates["drawn"], rates
     assert f"reported at {rates['achieved']:.1f}/min by the server's record" in done.stdout
+
+
+async def test_ctrl_c_on_its_own_server_leaves_the_database_as_a_finished_run_does(
+    clean_database: str, tmp_path: Path
+) -> None:
+    """Ctrl-C reaches the run's whole terminal group, but not its own server: the run closes
+    the incidents it reported there before stopping it, then retires its teams and disables
+    its accounts in the database, which outlives it; exit 130, no traceback."""
+    path = tmp_path / "town.json"
+    path.write_text(json.dumps({"teams": QUIET_TOWN}), encoding="utf-8")
+    process = await started_in_a_terminal(
+        "--town", str(path), "--database-url", clean_database, "--incidents", "40",
+        "--rate", "6", "--speed", "10",
+    )  # fmt: skip
+    output = await ctrl_c_after(process, "#2 ")
+    assert process.returncode == 130 and "Traceback" not in output, output[-3000:]
+    assert "the run stopped: closed the 2 incidents it reported" in output, output
+    engine = create_engine(clean_database)
+    try:
+        async with engine.connect() as connection:
+            incidents = (await connection.execute(select(Incident.status))).scalars().all()
+            teams = (await connection.execute(select(Team.retired_at))).scalars().all()
+            users = (await connection.execute(select(User.disabled))).scalars().all()
+    finally:
+        await engine.dispose()
+    assert incidents == ["closed", "closed"], incidents
+    assert len(teams) == 2 and None not in teams, teams
+    assert len(users) == 3 and all(users), users
