@@ -281,8 +281,16 @@ def _compare(first: dict[str, Any], options: Any, args: argparse.Namespace) -> i
     """Simulate the second town and show both reports side by side."""
     from dispatch.simulate.run import compared
 
-    print(f"\nthe second town, {args.compare}:", flush=True)
-    then = _run(options, args)
+    # Written at once: a second run that fails or is stopped does not cost the first one's.
+    if args.json is not None and not _write("--json", args.json, {"compared": [first]}):
+        return 1
+    then: dict[str, Any] | int = 1
+    try:
+        print(f"\nthe second town, {args.compare}:", flush=True)
+        then = _run(options, args)
+    finally:
+        if isinstance(then, int) and args.json is not None:
+            print(f"the first town's report is in {args.json}", file=sys.stderr)
     if isinstance(then, int):
         return then
     for line in compared(first, then):

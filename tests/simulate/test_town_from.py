@@ -19,6 +19,7 @@ import pytest
 from dispatch.simulate import town as towns
 from dispatch.simulate.export import town_of_server
 from dispatch.teams.models import TeamKind
+from tests.simulate.runs import ctrl_c_after, started_in_a_terminal
 from tests.simulate.test_simulate import simulate
 from tests.support import QINGXI, World
 
@@ -268,3 +269,27 @@ def test_a_compared_town_meets_the_first_towns_incidents() -> None:
     compared = second.on_incidents_of(first)
     assert incidents(compared) == incidents(first)
     assert compared.teams == second.teams
+
+
+async def test_a_comparison_stopped_in_its_second_run_keeps_the_first_report(
+    tmp_path: Path,
+) -> None:
+    """The first town's report is written once it is done: a second run that fails or is
+    stopped no longer takes it with it."""
+    police = {"name": "巡逻", "kind": "patrol", "lon": 114.159, "lat": 22.847, "radius_m": 3000}
+    paths = []
+    for name, lon in (("现有布局", 114.18), ("拟调整布局", 114.1602)):
+        fixed = {"name": "驻点", "kind": "fixed_post", "lon": lon, "lat": 22.8471}
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"name": name, "teams": [fixed, police]}), encoding="utf-8")
+        paths.append(path)
+    out = tmp_path / "compared.json"
+    process = await started_in_a_terminal(
+        "--town", str(paths[0]), "--compare", str(paths[1]), "--incidents", "2",
+        "--rate", "240", "--speed", "30", "--json", str(out),
+    )  # fmt: skip
+    output = await ctrl_c_after(process, "the second town")
+    assert process.returncode == 130, output[-3000:]
+    assert f"the first town's report is in {out}" in output
+    (first,) = json.loads(out.read_text(encoding="utf-8"))["compared"]
+    assert (first["town"], first["incidents"]) == ("现有布局", 2)
