@@ -2,46 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 import httpx
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from dispatch.incidents.models import Incident
+from tests.rosters.races import while_writing
 from tests.support import QINGXI, World
 from tests.villages.test_villages import SHANGYUAN, collection, feature, import_villages
 
 LON, LAT = QINGXI
-
-
-async def while_writing(
-    world: World,
-    marker: str,
-    request: Callable[[], Awaitable[Any]],
-    meanwhile: Callable[[], Awaitable[Any]],
-) -> tuple[Any, Any]:
-    """``request``, with ``meanwhile`` started right after the request's first statement
-    holding ``marker`` has run, and given half a second before the request goes on."""
-    started: list[asyncio.Task[Any]] = []
-
-    async def start(_: Any) -> None:
-        started.append(asyncio.ensure_future(meanwhile()))
-        await asyncio.sleep(0.5)
-
-    def after(connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if not started and marker in statement:
-            connection.connection.dbapi_connection.run_async(start)
-
-    engine = world.runtime.engine.sync_engine
-    event.listen(engine, "after_cursor_execute", after)
-    try:
-        first = await request()
-    finally:
-        event.remove(engine, "after_cursor_execute", after)
-    assert started, f"no statement held {marker!r}"
-    return first, await started[0]
 
 
 async def report(world: World, headers: dict[str, str]) -> httpx.Response:
