@@ -35,6 +35,11 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["simulate", "measure"]
 TRY_AGAIN_LATER = 1013
+# Close codes a client reads (docs/delivery.md): the server restarting, and the token refused.
+RESTARTING = 1012
+POLICY = 1008
+# Frames whose seq is the mailbox's (welcome, resync) or the socket's (pong), not a message's.
+CONTROL_FRAMES = ("welcome", "resync", "pong")
 CONNECT_ATTEMPTS = 8
 # Real-world seconds between position fixes on the way: the phone page's POSITION_EVERY_MS.
 POSITION_EVERY_S = 4.0
@@ -130,6 +135,13 @@ class _Heard:
     at: float
 
 
+@dataclass
+class _Seq:
+    """The last seq of a leader's mailbox his phone has (the resume point)."""
+
+    last: int = 0
+
+
 PING = json.dumps({"type": "ping"})
 
 
@@ -185,6 +197,19 @@ async def _worker(job: WorkerJob, pipe: Connection) -> dict[str, Any]:
     return await phones.finish()
 
 
+def reconnect_delay(attempt: int, restarting: bool, rng: random.Random) -> float:
+    """Seconds before coming back after a lost socket, as the pages wait (live.js): at once
+    for a restarting server (1012), else from 0.5 s doubling up to 5 s; randomised in the
+    upper half, so a town's phones do not all come back in the same millisecond."""
+    base = 0.5 if restarting else min(5.0, 0.5 * 2**attempt)
+    return rng.uniform(base / 2, base)
+
+
+def refused_token(socket: ClientConnection) -> bool:
+    """Whether the server closed the socket for its token (1008): nothing to come back with."""
+    return socket.close_code == POLICY
+
+
 async def until(moment: float) -> None:
     """Sleep until ``moment`` of time.monotonic() (at once if it has passed)."""
     await asyncio.sleep(max(0.0, moment - time.monotonic()))
@@ -218,6 +243,13 @@ class Phones:
         # Page-like pings sent (``ping_after_s``) and the server's pongs heard.
         self.pings = 0
         self.pongs = 0
+        # Sockets the server dropped (a restart, 1013 for a phone too slow, a lost line), and
+        # connections made again after them, resuming (simulate mode).
+        self.drops = 0
+        self.resumed = 0
+        # The alerts each acting leader has taken up, by dispatch: one the server sends again
+        # (after a resync, "again": true) is the same alert, answered once.
+        self._taken: set[str] = set()
         self._sockets: list[ClientConnection] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
@@ -244,24 +276,65 @@ class Phones:
                         return
                 await asyncio.sleep(self.rng.uniform(0.5, 1.5) * 2 ** min(attempt, 4))
             self.connected += 1
-            self._sockets.append(socket)
-            heard = _Heard(time.monotonic())
-            self._spawn(self._listen(leader, socket, heard))
-            if self.job.ping_after_s is not None:
-                self._spawn(self._ping_when_quiet(socket, heard, self.job.ping_after_s))
+            self._spawn(self._phone(leader, socket))
 
         await asyncio.gather(*(one(leader) for leader in self.job.leaders))
+
+    async def _phone(self, leader: Leader, socket: ClientConnection) -> None:
+        """One leader's phone for the whole run: its socket, and after the server drops it
+        (a restart, 1013, a blip) a new one resuming from the last seq it had, as the pages
+        do; a phone that did not come back would leave every later alert of its team
+        unanswered, counted as the layout's breach."""
+        seq = _Seq()
+        attempt = 0
+        while True:
+            self._sockets.append(socket)
+            heard = _Heard(time.monotonic())
+            pinging = None
+            if self.job.ping_after_s is not None:
+                pinging = asyncio.create_task(
+                    self._ping_when_quiet(socket, heard, self.job.ping_after_s)
+                )
+            try:
+                await self._listen(leader, socket, heard, seq)
+            finally:
+                if pinging is not None:
+                    pinging.cancel()
+            # Measuring, a dropped socket stays dropped: its missing receipts are the figure.
+            if self.job.mode != "simulate":
+                return
+            self.drops += 1
+            if refused_token(socket):
+                log.warning("leader %s: token refused (1008), not coming back", leader.user_id)
+                return
+            restarting = socket.close_code == RESTARTING
+            while True:
+                attempt += 1
+                await asyncio.sleep(reconnect_delay(attempt, restarting, self.rng))
+                try:
+                    socket = await self._open(leader, seq.last)
+                    break
+                except ConnectionClosed as error:
+                    if error.rcvd is not None and error.rcvd.code == POLICY:
+                        log.warning("leader %s: token refused (1008)", leader.user_id)
+                        return
+                except (OSError, TimeoutError, InvalidHandshake):
+                    pass
+                restarting = False
+            attempt = 0
+            self.resumed += 1
 
     def _failed(self, leader: Leader, error: BaseException) -> None:
         log.warning("leader %s could not connect: %r", leader.user_id, error)
         self.failed += 1
 
-    async def _open(self, leader: Leader) -> ClientConnection:
+    async def _open(self, leader: Leader, resume_from: int = 0) -> ClientConnection:
         # Compression off, as the server has it: deflate costs memory and CPU on both ends.
         socket = await connect(
             self.job.ws_url, compression=None, open_timeout=60, ping_interval=None
         )
-        await socket.send(json.dumps({"type": "hello", "token": leader.token, "resume_from": 0}))
+        hello = {"type": "hello", "token": leader.token, "resume_from": resume_from}
+        await socket.send(json.dumps(hello))
         welcome = json.loads(await asyncio.wait_for(socket.recv(), 60))
         if welcome.get("type") != "welcome":
             await socket.close()
@@ -273,22 +346,41 @@ class Phones:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _listen(self, leader: Leader, socket: ClientConnection, heard: _Heard) -> None:
+    async def _listen(
+        self, leader: Leader, socket: ClientConnection, heard: _Heard, seq: _Seq
+    ) -> None:
+        """Until the socket closes: each message handled, its seq kept for a resume."""
         with contextlib.suppress(ConnectionClosed):
             async for raw in socket:
                 at = heard.at = time.monotonic()
                 text = raw if isinstance(raw, str) else raw.decode()
                 message = json.loads(text)
-                if message.get("type") == "pong":
+                kind = message.get("type")
+                if kind == "pong":
                     self.pongs += 1
-                if message.get("type") != "alert":
+                if kind == "resync":
+                    # What it skipped cannot be replayed; an alert among it that still waits
+                    # for the team comes again after it (docs/delivery.md), so the phone
+                    # carries on from here with nothing to reload.
+                    seq.last = int(message["seq"])
+                elif kind not in CONTROL_FRAMES and isinstance(message.get("seq"), int):
+                    seq.last = message["seq"]
+                if kind != "alert":
                     continue
                 if self.job.ack:
                     await socket.send(json.dumps({"type": "ack", "seq": message["seq"]}))
                 if self.job.mode == "measure":
                     self._record(leader, message, text, at)
-                elif leader.acts:
+                elif leader.acts and self._take(leader, message["data"]):
                     self._spawn(self._respond(leader, message["data"]))
+
+    def _take(self, leader: Leader, alert: dict[str, Any]) -> bool:
+        """Whether the leader takes the alert up: not if he has this dispatch already."""
+        key = f"{leader.user_id}|{alert['dispatch']['id']}"
+        if key in self._taken:
+            return False
+        self._taken.add(key)
+        return True
 
     async def _ping_when_quiet(
         self, socket: ClientConnection, heard: _Heard, after_s: float
@@ -457,6 +549,8 @@ class Phones:
             "acts": self.acts_done,
             "pings": self.pings,
             "pongs": self.pongs,
+            "drops": self.drops,
+            "resumed": self.resumed,
         }
 
 

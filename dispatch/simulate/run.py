@@ -24,11 +24,21 @@ from typing import Any
 
 import httpx
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from dispatch.config import DEFAULT_TARGETS
 from dispatch.incidents.models import ArrivalSource, Category
-from dispatch.simulate.leaders import Behaviour, Crowd, WorkerJob, split, until
+from dispatch.simulate.leaders import (
+    CONTROL_FRAMES,
+    RESTARTING,
+    Behaviour,
+    Crowd,
+    WorkerJob,
+    reconnect_delay,
+    refused_token,
+    split,
+    until,
+)
 from dispatch.simulate.seed import (
     SIMULATED_INCIDENT,
     Made,
@@ -217,6 +227,9 @@ class Console:
         self.numbers: dict[str, int] = {}
         self.chains: dict[str, dict[int, dict[str, Any]]] = {}
         self.changed = asyncio.Event()
+        # Sockets the server dropped, and connections made again after them, resuming.
+        self.drops = 0
+        self.resumed = 0
 
     def number(self, incident_id: str, n: int) -> None:
         self.numbers[incident_id] = n
@@ -256,18 +269,59 @@ class Console:
                 return False
         return True
 
-    async def listen(self, ws_url: str, token: str) -> None:
-        async with connect(ws_url, compression=None, ping_interval=None) as socket:
-            await socket.send(json.dumps({"type": "hello", "token": token, "resume_from": 0}))
-            last = 0
-            with contextlib.suppress(ConnectionClosed):
+    async def listen(self, ws_url: str, base_url: str, token: str) -> None:
+        """The board's messages for the whole run; after the server drops the socket (a
+        restart, 1013, a blip), a new one resuming from the last seq, as the console page
+        does: without it, what a tier came to after the drop was heard only at the end."""
+        rng = random.Random()
+        last = 0
+        attempt = 0
+        welcomed_before = False
+        while True:
+            socket = None
+            welcomed = False
+            try:
+                socket = await connect(ws_url, compression=None, ping_interval=None)
+                hello = {"type": "hello", "token": token, "resume_from": last}
+                await socket.send(json.dumps(hello))
                 async for raw in socket:
                     message = json.loads(raw)
-                    if message["type"] == "incident.updated":
-                        self.update(message["data"])
-                    if message["type"] not in ("welcome", "resync"):
-                        last = max(last, int(message.get("seq", 0)))
+                    kind = message["type"]
+                    if kind == "welcome":
+                        self.resumed += welcomed_before
+                        welcomed = welcomed_before = True
+                        attempt = 0
+                    elif kind == "resync":
+                        # What it skipped cannot be replayed: its incidents, read again.
+                        last = int(message["seq"])
+                        await self._reload(base_url, token)
+                    elif kind not in CONTROL_FRAMES and isinstance(message.get("seq"), int):
+                        if kind == "incident.updated":
+                            self.update(message["data"])
+                        last = max(last, message["seq"])
                         await socket.send(json.dumps({"type": "ack", "seq": last}))
+            except (ConnectionClosed, OSError, TimeoutError, InvalidHandshake):
+                pass
+            finally:
+                if socket is not None:
+                    await socket.close()
+            if socket is not None and refused_token(socket):
+                self.say("the console's socket was refused its token (1008)")
+                return
+            self.drops += welcomed
+            attempt += 1
+            restarting = socket is not None and socket.close_code == RESTARTING
+            await asyncio.sleep(reconnect_delay(attempt, restarting, rng))
+
+    async def _reload(self, base_url: str, token: str) -> None:
+        """Every incident the run follows, as the server has it now."""
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+            for incident_id in list(self.chains):
+                with contextlib.suppress(httpx.HTTPError):
+                    reply = await http.get(f"/api/v1/incidents/{incident_id}", headers=headers)
+                    if reply.status_code == 200:
+                        self.update(reply.json())
 
 
 # Refusals that say when to try again: the server's limit on one user's reports (429), and a
@@ -292,6 +346,9 @@ class Reports:
     # chain the server set, in its seconds (a running server's are its own).
     drawn_s: float = 0.0
     longest_s: float = 0.0
+    # Sockets the server dropped during the run (the phones', the console's), and how many
+    # came back resuming: a drop a phone never came back from is a team that answers nothing.
+    disconnects: dict[str, int] = field(default_factory=dict)
 
 
 async def _drive(options: Options, base: str, seeded: Seeded, say: Say) -> dict[str, Any]:
@@ -320,7 +377,7 @@ async def _drive(options: Options, base: str, seeded: Seeded, say: Say) -> dict[
     try:
         connected = await asyncio.shield(starting)
         say(f"{connected['connected']} leaders online ({connected['failed']} failed to connect)")
-        listening = asyncio.create_task(console.listen(ws_url, seeded.operator_token))
+        listening = asyncio.create_task(console.listen(ws_url, base, seeded.operator_token))
         headers = {"Authorization": f"Bearer {seeded.operator_token}"}
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
             finished = False
@@ -351,6 +408,12 @@ async def _drive(options: Options, base: str, seeded: Seeded, say: Say) -> dict[
     for result in results:
         for key, value in result["acts"].items():
             acts[key] = acts.get(key, 0) + value
+    reports.disconnects = {
+        "phones": sum(r["drops"] for r in results),
+        "phones_resumed": sum(r["resumed"] for r in results),
+        "console": console.drops,
+        "console_resumed": console.resumed,
+    }
     report = summarise(options, incidents, acts, time.monotonic() - started, reports)
     for line in report["lines"]:
         say(line)
@@ -507,6 +570,13 @@ def summarise(
             f"({drawn}asked {options.rate_per_min:g}/min)"
         )
     held_back = {"times": reports.held_back, "s": round(reports.held_back_s, 1)}
+    dropped = reports.disconnects
+    if dropped.get("phones") or dropped.get("console"):
+        lines.append(
+            f"  sockets the server dropped: {dropped['phones']} of the phones' "
+            f"({dropped['phones_resumed']} came back), {dropped['console']} of the console's "
+            f"({dropped['console_resumed']} came back)"
+        )
     if reports.held_back:
         lines.append(
             f"  the server held reports back {reports.held_back} times, "
@@ -571,6 +641,7 @@ def summarise(
         "wall_s": round(wall_s, 1),
         "rate_per_min": rates,
         "held_back": held_back,
+        "disconnects": dropped,
         "tiers": tiers,
         "hops_median_s": hops,
         "dispatch_counts": counts,

@@ -3,6 +3,8 @@ settings of its own where a test needs them, and ``dispatch simulate`` run as a 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,7 +13,9 @@ from typing import Any
 
 import httpx
 
-from dispatch.simulate.seed import SIMULATED_TEAM
+from dispatch.simulate.leaders import Behaviour, Leader, Phones, WorkerJob
+from dispatch.simulate.run import Console
+from dispatch.simulate.seed import SIMULATED_TEAM, login, ok
 from tests.processes import ServerProcess, cli, server_env
 from tests.simulate.runs import ctrl_c_after, started_in_a_terminal
 from tests.simulate.test_town_from import simulate_beside
@@ -173,3 +177,57 @@ async def test_the_servers_report_limit_holds_the_run_back_and_it_goes_on(
         held = report["held_back"]
         assert f"the server held reports back {held['times']} times" in stdout
         assert await open_simulated_incidents(server) == []
+
+
+async def a_leader(server: ServerProcess) -> tuple[Leader, dict[str, str]]:
+    """A fixed post with a leader, made by the admin; the leader and the admin's headers."""
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        admin = await login(http, "admin", ADMIN_PASSWORD)
+        site = {"lon": 114.16, "lat": 22.847}
+        body: dict[str, Any] = {"name": "驻点", "kind": "fixed_post", "location": site}
+        team = ok(await http.post("/api/v1/teams", json=body, headers=admin))
+        body = {"name": "leader-1", "password": "leader-password-1", "role": "leader"}
+        user = ok(
+            await http.post("/api/v1/users", json={**body, "team_id": team["id"]}, headers=admin)
+        )
+        token = (await login(http, "leader-1", "leader-password-1"))["Authorization"]
+    leader = Leader(user["id"], token.removeprefix("Bearer "), team["id"], "fixed_post")
+    return leader, admin
+
+
+async def test_the_phones_and_the_console_come_back_when_the_server_restarts(
+    clean_database: str, tmp_path: Path
+) -> None:
+    """The server restarts (a deploy; as for a socket dropped as too slow, 1013, or a blip):
+    the pages reconnect and resume, and so now do the simulated phone and console. The phone
+    had left every later alert of its team unanswered, counted as the layout's breach, and
+    the console heard nothing more of the chains."""
+    async with a_running_server(clean_database, tmp_path) as server:
+        leader, admin = await a_leader(server)
+        behaviour = Behaviour(speed=10.0, miss_share=0.0, accept_median_s=2.0)
+        job = WorkerJob(server.ws_url, server.base_url, [leader], "simulate", behaviour)
+        phones = Phones(job)
+        await phones.connect_all()
+        console = Console(1.0, lambda _: None)
+        token = admin["Authorization"].removeprefix("Bearer ")
+        listening = asyncio.create_task(console.listen(server.ws_url, server.base_url, token))
+        try:
+            await asyncio.sleep(1)  # the console's socket is open
+            server.terminate()  # every socket closed with 1012
+            await server.start()
+            async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+                body = {"location": {"lon": 114.16, "lat": 22.8471}, "category": "fight"}
+                incident = ok(await http.post("/api/v1/incidents", json=body, headers=admin))
+                console.update(incident)  # as the run does with each report's answer
+                # The phone takes the alert, its team walks the few metres and is on scene:
+                # the console hears the chain met.
+                async with asyncio.timeout(30):
+                    while console.chains[incident["id"]][1]["status"] != "met":
+                        await asyncio.sleep(0.2)
+        finally:
+            listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listening
+            results = await phones.finish()
+    assert (results["drops"], results["resumed"], results["acts"]["accepted"]) == (1, 1, 1)
+    assert (console.drops, console.resumed) == (1, 1)

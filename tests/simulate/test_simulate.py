@@ -72,6 +72,8 @@ async def test_a_short_run_reports_every_tier_of_every_incident(
 
     assert report["incidents"] == 4
     assert report["leaders"] == 4 + 2 + 1 + 1
+    nothing_dropped = {"phones": 0, "phones_resumed": 0, "console": 0, "console_resumed": 0}
+    assert report["disconnects"] == nothing_dropped
     assert "leaders online (0 failed to connect)" in done.stdout
     for tier in ("1", "2", "3"):
         outcome = report["tiers"][tier]
