@@ -117,11 +117,21 @@ class Notifier:
         with about_incident(notice.incident_id):
             started = self.runtime.clock.now()
             began = time.perf_counter()
+            # The client's timeout bounds each connect, write and read, not their sum: a
+            # receiver that dribbles its answer a byte at a time would hold one attempt as long
+            # as it liked (and the retry, due once this attempt is over, would wait for it).
+            limit = asyncio.timeout(settings.notify_timeout_s)
             try:
-                result = await channel.send(self._client, notice, started)
-            except Exception as error:  # a channel's own bug must still be recorded
-                log.exception("notifier %s raised", channel.name)
-                result = failure(None, f"{type(error).__name__}: {error}")
+                async with limit:
+                    result = await channel.send(self._client, notice, started)
+            except Exception as error:
+                if limit.expired():
+                    result = failure(
+                        None, f"TimeoutError: no answer within {settings.notify_timeout_s:g} s"
+                    )
+                else:  # a channel's own bug must still be recorded
+                    log.exception("notifier %s raised", channel.name)
+                    result = failure(None, f"{type(error).__name__}: {error}")
             duration_ms = (time.perf_counter() - began) * 1000
             try:
                 async with self.runtime.transaction() as session:

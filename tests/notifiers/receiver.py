@@ -93,3 +93,24 @@ class Receiver:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), remaining)
         return self.requests
+
+
+async def dribbling_receiver(port: int, seconds: float) -> asyncio.Server:
+    """Answers 200, but sends its header a byte every 0.25 s for ``seconds``: no single read
+    waits long, the answer as a whole takes that long."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Pad: " + b"x" * int(seconds * 4)
+    answer += b"\r\n\r\n{}"
+    head = answer[: answer.index(b"X-Pad: ") + len(b"X-Pad: ")]
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(head)
+            await writer.drain()
+            for byte in answer[len(head) :]:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.25)
+        writer.close()
+
+    return await asyncio.start_server(serve, "127.0.0.1", port)
