@@ -36,12 +36,29 @@ KEEPALIVE_S = 10.0
 # counts as missed.
 RECEIVER_RETRIES_S = (0.05, 0.25, 1.0)
 MAX_BACKOFF_S = 5.0
+# What SQLAlchemy's asyncpg adapter keeps for itself and never hands to asyncpg.connect.
+ADAPTER_OPTIONS = frozenset(
+    {"prepared_statement_cache_size", "prepared_statement_name_func", "async_creator_fn"}
+)
+
+
+def asyncpg_connect_args(database_url: str) -> dict[str, Any]:
+    """asyncpg.connect's keyword arguments for the SQLAlchemy URL, as the pools' connections
+    get them: read by the URL's dialect (its options as keyword arguments, a ``host`` in the
+    query before the address's host). Not a DSN: asyncpg reads a DSN's options as libpq's and
+    sends any other (``ssl``, ``command_timeout``) to PostgreSQL as a setting, which refuses
+    the connection, so that the pools served while the listener never connected."""
+    url = make_url(database_url).set(drivername="postgresql+asyncpg")
+    _, options = url.get_dialect()().create_connect_args(url)
+    return {k: v for k, v in options.items() if k not in ADAPTER_OPTIONS}
 
 
 def asyncpg_dsn(database_url: str) -> str:
-    """The SQLAlchemy URL as asyncpg's DSN, for the database its pools reach. A ``host`` in the
-    query (a socket's directory) goes before the address's host there, and asyncpg reads the
-    address first: the address's host is left out, or this connection alone would take TCP."""
+    """The SQLAlchemy URL as asyncpg's DSN, for the database its pools reach (a URL without
+    options: asyncpg reads a DSN's as libpq's, see ``asyncpg_connect_args``). A ``host`` in
+    the query (a socket's directory) goes before the address's host there, and asyncpg reads
+    the address first: the address's host is left out, or this connection alone would take
+    TCP."""
     url = make_url(database_url)
     if "host" not in url.query:
         return url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -99,7 +116,7 @@ class Listener:
     """One dedicated connection that LISTENs, reconnects by itself and says when it is up."""
 
     def __init__(self, database_url: str, origin: str) -> None:
-        self._dsn = asyncpg_dsn(database_url)
+        self._connect_args = asyncpg_connect_args(database_url)
         self.origin = origin
         self._receivers: dict[str, Receiver] = {}
         self._on_reconnect: list[Reconnected] = []
@@ -183,7 +200,7 @@ class Listener:
             delay = min(delay * 2, MAX_BACKOFF_S)
 
     async def _listen(self) -> None:
-        connection = await asyncpg.connect(self._dsn, timeout=10)
+        connection = await asyncpg.connect(**{**self._connect_args, "timeout": 10})
         lost = asyncio.Event()
         self._lost = lost
         connection.add_termination_listener(lambda _: lost.set())

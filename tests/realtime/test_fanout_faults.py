@@ -65,6 +65,28 @@ async def test_an_alert_from_another_process_arrives_though_reading_its_batch_fa
     await phone.close()
 
 
+async def test_the_listener_connects_with_the_options_of_the_database_url(
+    postgres_only: str,
+) -> None:
+    """The URL's options reach the LISTEN connection as they reach the pools, as keyword
+    arguments of asyncpg.connect (docs/deploy.md: ``?ssl=require`` for managed PostgreSQL).
+    Made from a DSN, asyncpg sent them to PostgreSQL as settings, which refused every
+    listener connection: /readyz said 503 for ever and no alert crossed."""
+    options = "ssl=prefer&command_timeout=30&prepared_statement_cache_size=500"
+    async with two_servers_on(server_settings(f"{postgres_only}?{options}")) as (a, b):
+        team = await a.team()
+        leader = await a.leader(team)
+        operator = await a.operator()
+        phone = await b.connect(leader)
+        for world in (a, b):
+            assert world.runtime.fanout is not None and world.runtime.fanout.connected
+            assert (await world.http.get("/readyz")).status_code == 200
+        incident = await a.report(operator)
+        alert = await phone.next_of("alert", timeout=10)
+        assert alert["data"]["incident"]["id"] == incident["id"]
+        await phone.close()
+
+
 async def listener_backends(database_url: str) -> list[int]:
     name = make_url(database_url).database
     async with pg_admin() as admin:
