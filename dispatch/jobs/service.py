@@ -81,8 +81,9 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Jo
 async def fire(
     session: AsyncSession, job: Job, now: datetime, handlers: Mapping[str, Handler]
 ) -> None:
-    handler = handlers.get(job.kind)
-    outcome = await handler(session, job, now) if handler else f"no handler for {job.kind}"
+    """Do the job's step and mark it done. Its kind has a handler: one without is left pending
+    by the caller (``dispatch.jobs.tasks.JobQueue``), never marked done."""
+    outcome = await handlers[job.kind](session, job, now)
     job.status, job.fired_at, job.outcome = JobStatus.DONE.value, now, outcome[:255]
     job.attempts += 1
     await session.flush()

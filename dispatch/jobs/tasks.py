@@ -15,6 +15,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.jobs import service as jobs
+from dispatch.jobs.models import Job
 from dispatch.observability.logs import about_incident
 from dispatch.runtime import Runtime
 
@@ -53,9 +54,12 @@ class JobQueue:
                     claimed = await jobs.claim_due(session, runtime.clock.now(), 1)
                     if not claimed:
                         return
-                    job_id, failed_before = claimed[0].id, claimed[0].attempts
-                    incident_id = claimed[0].incident_id
-                    await jobs.fire(session, claimed[0], runtime.clock.now(), self._handlers)
+                    job = claimed[0]
+                    job_id, failed_before, incident_id = job.id, job.attempts, job.incident_id
+                    if job.kind not in self._handlers:
+                        await self._leave(session, runtime, job)
+                        continue
+                    await jobs.fire(session, job, runtime.clock.now(), self._handlers)
             except Exception as error:
                 if job_id is None:
                     raise
@@ -67,6 +71,23 @@ class JobQueue:
                     retry_at = runtime.clock.now() + timedelta(seconds=wait_s)
                     async with runtime.transaction() as session:
                         await jobs.postpone(session, job_id, retry_at, f"failed: {error!r}")
+
+    async def _leave(self, session: AsyncSession, runtime: Runtime, job: Job) -> None:
+        """A job of a kind this release has no handler for: scheduled by a newer release (a
+        rolling upgrade, or a rollback after one), whose processes may serve beside this one.
+        Marked done it would be lost for good: left pending, looked at again less and less
+        often, for a process that can run it to claim meanwhile."""
+        wait_s = retry_after_s(job.attempts)
+        with about_incident(job.incident_id):
+            log.warning(
+                "job %s is of kind %s, which this release cannot run; "
+                "left for a process that can, looked at again in %ss",
+                job.id,
+                job.kind,
+                wait_s,
+            )
+        retry_at = runtime.clock.now() + timedelta(seconds=wait_s)
+        await jobs.postpone(session, job.id, retry_at, f"no handler for {job.kind} in this release")
 
     async def next_due(self, session: AsyncSession) -> datetime | None:
         return await jobs.next_due(session)

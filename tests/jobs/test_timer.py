@@ -7,7 +7,7 @@ import asyncio
 import io
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.jobs import service as jobs
 from dispatch.jobs.models import Job
-from dispatch.jobs.tasks import HELD_BACKOFF_S, Timer, retry_after_s
+from dispatch.jobs.tasks import (
+    HELD_BACKOFF_S,
+    JobQueue,
+    Timer,
+    retry_after_s,
+)
 from dispatch.observability import logs
 from dispatch.runtime import Runtime
 from tests.support import QINGXI, World, sync_engines
@@ -319,3 +324,70 @@ async def test_a_failed_step_of_an_incident_is_logged_with_the_incidents_id(worl
     assert line["level"] == "ERROR"
     assert "failed; retrying in 5.0s" in line["message"]
     assert line["incident_id"] == incident["id"]
+
+
+# A kind of job the next release schedules, which this one has no handler for.
+NEXT_RELEASE = "alert.next_release_step"
+
+
+async def job_row(world: World, job_id: str, until: Callable[[Job], bool]) -> Job:
+    """The job's row once ``until`` holds of it (the server's timer works on its own)."""
+    seen = "no row"
+    for _ in range(250):
+        async with world.runtime.sessionmaker() as session:
+            row = await session.get(Job, job_id)
+        assert row is not None
+        if until(row):
+            return row
+        seen = f"{row.status} / {row.attempts} / {row.outcome}"
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"never held: {seen}")
+
+
+async def test_a_job_this_release_cannot_run_is_left_for_a_process_that_can(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """docs/deploy.md (upgrading): servers of the release before serve beside the new ones on
+    the migrated database, and going back a release is the same case. A job of a kind this
+    process has no handler for was marked done by whichever process claimed it first, and its
+    step was lost for good."""
+    runtime = world.runtime
+    clock = world.clock
+    incident = await world.report(await world.operator())
+    scheduled_at = clock.now()
+    async with runtime.transaction() as session:
+        job = jobs.schedule(
+            session,
+            jobs.new_job(
+                NEXT_RELEASE,
+                scheduled_at,
+                incident_id=incident["id"],
+                data={"user_id": "u", "dispatch_id": "d", "seq": 1},
+            ),
+        )
+    with caplog.at_level(logging.WARNING, logger="dispatch.jobs.tasks"):
+        left = await job_row(world, job.id, lambda row: row.attempts == 1)
+        assert (left.status, left.fired_at) == ("pending", None)
+        assert left.outcome == f"no handler for {NEXT_RELEASE} in this release"
+        assert left.due_at == scheduled_at + timedelta(seconds=retry_after_s(0))
+
+        # Looked at again less and less often, never marked done.
+        clock.advance(retry_after_s(0))
+        again = await job_row(world, job.id, lambda row: row.attempts == 2)
+        assert again.status == "pending"
+        assert again.due_at == clock.now() + timedelta(seconds=retry_after_s(1))
+    said = [r for r in caplog.records if r.name == "dispatch.jobs.tasks"]
+    assert [r.levelno for r in said] == [logging.WARNING, logging.WARNING]
+    assert NEXT_RELEASE in said[0].getMessage() and said[0].exc_info is None
+
+    # A process of the release that has the handler claims it once it is due (unless this
+    # one's timer claimed it first, and left it again).
+    newer = JobQueue({NEXT_RELEASE: done})
+    row = again
+    for _ in range(5):
+        clock.advance(max((row.due_at - clock.now()).total_seconds(), 0))
+        await newer.fire_due(runtime)
+        row = await job_row(world, job.id, lambda row: True)
+        if row.status == "done":
+            break
+    assert (row.status, row.outcome) == ("done", "done by the other process")
