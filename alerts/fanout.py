@@ -36,6 +36,9 @@ KEEPALIVE_S = 10.0
 # counts as missed.
 RECEIVER_RETRIES_S = (0.05, 0.25, 1.0)
 MAX_BACKOFF_S = 5.0
+# The LISTEN connection's name in pg_stat_activity, where an administrator (or a test) tells
+# it from the pools' connections: the query shown there is its keep-alive's as often as not.
+APPLICATION_NAME = "fanout-listener"
 # What SQLAlchemy's asyncpg adapter keeps for itself and never hands to asyncpg.connect.
 ADAPTER_OPTIONS = frozenset(
     {"prepared_statement_cache_size", "prepared_statement_name_func", "async_creator_fn"}
@@ -200,7 +203,13 @@ class Listener:
             delay = min(delay * 2, MAX_BACKOFF_S)
 
     async def _listen(self) -> None:
-        connection = await asyncpg.connect(**{**self._connect_args, "timeout": 10})
+        connection = await asyncpg.connect(
+            **{
+                **self._connect_args,
+                "timeout": 10,
+                "server_settings": {"application_name": APPLICATION_NAME},
+            }
+        )
         lost = asyncio.Event()
         self._lost = lost
         connection.add_termination_listener(lambda _: lost.set())

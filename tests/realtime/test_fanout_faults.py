@@ -14,6 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from alerts.fanout import APPLICATION_NAME
 from dispatch.clock import ManualClock
 from tests.conftest import RunningServer, clock_start, pg_admin, server_settings, two_servers_on
 from tests.support import World, sync_engines
@@ -88,10 +89,13 @@ async def test_the_listener_connects_with_the_options_of_the_database_url(
 
 
 async def listener_backends(database_url: str) -> list[int]:
+    # By name: the query a listener shows is its LISTEN only until its first keep-alive.
     name = make_url(database_url).database
     async with pg_admin() as admin:
         rows = await admin.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'", name
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = $2",
+            name,
+            APPLICATION_NAME,
         )
     return [row["pid"] for row in rows]
 
