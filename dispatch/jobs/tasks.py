@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.jobs import service as jobs
@@ -25,6 +26,36 @@ log = logging.getLogger(__name__)
 # never given up (it may be an escalation), but a job that keeps failing does not flood the log.
 RETRY_AFTER_S = 5.0
 RETRY_AFTER_MAX_S = 300.0
+
+
+# How long a step waits, on PostgreSQL, for a row another transaction holds before it gives up
+# and is tried again later (``retry_after_s``). The timer fires one job after another: a step
+# waiting for one incident's row (held by a village import re-tagging its area, say) held back
+# every other incident's escalation and every breach for as long. The rows a step takes are held
+# for milliseconds by what else writes them (a hop, a close, a report's last statement).
+STEP_LOCK_TIMEOUT_MS = 500
+# lock_not_available: what a wait past lock_timeout (or a NOWAIT) ends in.
+LOCK_NOT_AVAILABLE = "55P03"
+
+
+async def bound_lock_waits(session: AsyncSession) -> None:
+    """Make the rest of the job's transaction wait at most ``STEP_LOCK_TIMEOUT_MS`` for a row
+    lock (PostgreSQL; SQLite has one writer, whose turn the busy timeout bounds)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text(f"SET LOCAL lock_timeout = '{STEP_LOCK_TIMEOUT_MS}ms'"))
+
+
+def row_held(error: BaseException) -> bool:
+    """Whether ``error`` is a wait for a row lock that ran out (``bound_lock_waits``)."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        # SQLAlchemy's error, its adaptation of asyncpg's and asyncpg's own carry the SQLSTATE.
+        if getattr(cause, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+            return True
+        cause = getattr(cause, "orig", None) or cause.__cause__ or cause.__context__
+    return False
 
 
 def retry_after_s(attempts_before: int) -> float:
@@ -59,6 +90,7 @@ class JobQueue:
                     if job.kind not in self._handlers:
                         await self._leave(session, runtime, job)
                         continue
+                    await bound_lock_waits(session)
                     await jobs.fire(session, job, runtime.clock.now(), self._handlers)
             except Exception as error:
                 if job_id is None:
@@ -67,10 +99,22 @@ class JobQueue:
                 # The handler's own lines carry the incident's id; the line that says its step
                 # failed, outside the handler, is the one an investigation looks for.
                 with about_incident(incident_id):
-                    log.exception("job %s failed; retrying in %ss", job_id, wait_s)
+                    if row_held(error):
+                        # Not a fault of the step: another transaction holds a row it needs.
+                        log.warning(
+                            "job %s waited %d ms for a row another transaction holds; "
+                            "retrying in %ss",
+                            job_id,
+                            STEP_LOCK_TIMEOUT_MS,
+                            wait_s,
+                        )
+                        reason = f"held: a row it needs was locked past {STEP_LOCK_TIMEOUT_MS} ms"
+                    else:
+                        log.exception("job %s failed; retrying in %ss", job_id, wait_s)
+                        reason = f"failed: {error!r}"
                     retry_at = runtime.clock.now() + timedelta(seconds=wait_s)
                     async with runtime.transaction() as session:
-                        await jobs.postpone(session, job_id, retry_at, f"failed: {error!r}")
+                        await jobs.postpone(session, job_id, retry_at, reason)
 
     async def _leave(self, session: AsyncSession, runtime: Runtime, job: Job) -> None:
         """A job of a kind this release has no handler for: scheduled by a newer release (a

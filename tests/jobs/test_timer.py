@@ -12,20 +12,24 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.jobs import service as jobs
 from dispatch.jobs.models import Job
 from dispatch.jobs.tasks import (
     HELD_BACKOFF_S,
+    STEP_LOCK_TIMEOUT_MS,
     JobQueue,
     Timer,
     retry_after_s,
 )
 from dispatch.observability import logs
 from dispatch.runtime import Runtime
+from tests.incidents.test_escalation import at
 from tests.support import QINGXI, World, sync_engines
 
 
@@ -391,3 +395,57 @@ async def test_a_job_this_release_cannot_run_is_left_for_a_process_that_can(
         if row.status == "done":
             break
     assert (row.status, row.outcome) == ("done", "done by the other process")
+
+
+async def test_one_incidents_held_row_holds_back_no_other_incidents_escalation(
+    world: World, backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The timer fires one job after another, and the escalation step waited for its
+    incident's row without a bound. While another transaction held one incident's row (a
+    village import re-tagging the incidents of its area holds them until it commits; here an
+    outside transaction stands for it), every other incident's escalation, and every breach,
+    waited behind that one step."""
+    if backend != "postgresql":
+        pytest.skip("SQLite has one writer: every transaction waits for every other")
+    operator = await world.operator()
+    await world.team("fixed_post")
+    await world.team("fixed_post", *at(800, 90))
+    elsewhere = at(5000, 0)
+    await world.team("fixed_post", *elsewhere)
+    held = await world.report(operator)
+    world.clock.advance(1)
+    other = await world.report(operator, *elsewhere)
+    held_step = await step_of(world, held["id"])
+    other_step = await step_of(world, other["id"])
+
+    url = make_url(world.runtime.settings.database_url).set(drivername="postgresql")
+    outside = await asyncpg.connect(url.render_as_string(hide_password=False))
+    try:
+        async with outside.transaction():
+            await outside.execute(
+                "SELECT id FROM incidents WHERE id = $1 FOR NO KEY UPDATE", held["id"]
+            )
+            with caplog.at_level(logging.WARNING, logger="dispatch.jobs.tasks"):
+                world.clock.advance(20)  # both escalations are due
+                fired = await job_row(world, other_step, lambda row: row.status == "done")
+                assert fired.outcome is not None and fired.outcome.startswith("escalated")
+                waited = await job_row(world, held_step, lambda row: row.attempts == 1)
+        assert waited.status == "pending"
+        assert waited.outcome == f"held: a row it needs was locked past {STEP_LOCK_TIMEOUT_MS} ms"
+        # Said once, as a wait, not as a failed step with its traceback.
+        [said] = [r for r in caplog.records if r.name == "dispatch.jobs.tasks"]
+        assert said.levelno == logging.WARNING and said.exc_info is None
+        assert said.getMessage().startswith(f"job {held_step} waited {STEP_LOCK_TIMEOUT_MS} ms")
+    finally:
+        await outside.close()
+    # Once the row is let go the step fires when it is tried again.
+    world.clock.advance(retry_after_s(0))
+    late = await job_row(world, held_step, lambda row: row.status == "done")
+    assert late.outcome is not None and late.outcome.startswith("escalated")
+
+
+async def step_of(world: World, incident_id: str) -> str:
+    """The id of the incident's one job (its escalation step)."""
+    async with world.runtime.sessionmaker() as session:
+        [job_id] = await session.scalars(select(Job.id).where(Job.incident_id == incident_id))
+    return job_id
