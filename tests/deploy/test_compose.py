@@ -7,8 +7,10 @@ the services and their order, named volumes, health checks, and the proxy in fro
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,11 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from dispatch.clock import ManualClock
 from dispatch.config import Settings
 from dispatch.notifiers.channels import DingTalkChannel, configured_channels
 from tests.conftest import RunningServer
+from tests.support import World
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVERS = ("server-1", "server-2")
@@ -198,3 +202,78 @@ async def test_the_server_health_check_command_passes_on_a_ready_server(
     assert await check() == 0
     await server.stop()
     assert await check() != 0
+
+
+def forwarded_for(nginx: str, where: str, client_sent: str | None, remote_addr: str) -> str:
+    """The X-Forwarded-For that nginx's ``location {where}`` passes upstream for a client at
+    ``remote_addr`` that sent ``client_sent`` itself."""
+    value = re.search(r"proxy_set_header\s+X-Forwarded-For\s+(\S+);", location(nginx, where))
+    assert value is not None, f"location {where} sets no X-Forwarded-For"
+    if value.group(1) == "$proxy_add_x_forwarded_for":
+        return f"{client_sent}, {remote_addr}" if client_sent else remote_addr
+    assert value.group(1) == "$remote_addr", value.group(1)
+    return remote_addr
+
+
+def test_nginx_hands_the_servers_the_address_it_saw_never_one_a_client_wrote(nginx: str) -> None:
+    for where in ("/", "= /ws"):
+        assert forwarded_for(nginx, where, "10.0.0.1", "203.0.113.7") == "203.0.113.7"
+
+
+def test_the_servers_trust_forwarded_headers_from_the_compose_network_only(
+    compose: dict[str, Any],
+) -> None:
+    """Not "*": a server port reached some other way (a port published by mistake, another
+    container) must not choose the address the audit trail and the login backoff see."""
+    trusted = compose["services"]["server-1"]["environment"]["FORWARDED_ALLOW_IPS"]
+    [subnet] = [c["subnet"] for c in compose["networks"]["default"]["ipam"]["config"]]
+    assert trusted == subnet
+    assert ipaddress.ip_network(subnet).is_private
+    for name, service in compose["services"].items():
+        assert "networks" not in service, f"{name} is on the default network with the others"
+        assert name == "nginx" or "ports" not in service, f"{name} publishes a port"
+
+
+@pytest.fixture
+async def behind_nginx(
+    settings: Settings, clock: ManualClock, compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[World]:
+    """A server that trusts forwarded headers from what the compose file's servers trust, and
+    from the test client, which plays nginx at 127.0.0.1."""
+    trusted = compose["services"]["server-1"]["environment"]["FORWARDED_ALLOW_IPS"]
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", trusted if trusted == "*" else f"{trusted},127.0.0.1")
+    running = RunningServer(settings, clock)
+    await running.start()
+    world = World(running.app, f"http://127.0.0.1:{running.port}", clock)
+    try:
+        yield world
+    finally:
+        await world.close()
+        await running.stop()
+
+
+async def test_a_client_that_forges_x_forwarded_for_stays_under_its_own_address(
+    behind_nginx: World, nginx: str
+) -> None:
+    """Password spraying from one internet address, each guess with an X-Forwarded-For of the
+    attacker's choosing: through nginx, every guess counts under the attacker's real address,
+    so the per-address backoff (docs/security.md, "Login backoff") starts as it says, and the
+    audit trail names that address."""
+    world = behind_nginx
+    attacker = "203.0.113.7"
+    free = world.runtime.settings.login_address_free_failures
+    codes = []
+    for n in range(free + 3):
+        forged = f"10.{n // 250}.{n % 250}.1"
+        reply = await world.http.post(
+            "/api/v1/auth/token",
+            data={"username": f"sprayed-{n}", "password": "Passw0rd!"},
+            headers={"X-Forwarded-For": forwarded_for(nginx, "/", forged, attacker)},
+        )
+        codes.append(reply.status_code)
+    assert codes == [401] * (free + 1) + [429] * 2
+    admin = await world.admin()
+    trail = await world.http.get(
+        "/api/v1/audit", params={"action": "login_failed"}, headers=admin.headers
+    )
+    assert {e["address"] for e in trail.json()["items"]} == {attacker}
