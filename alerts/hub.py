@@ -194,6 +194,11 @@ class Hub:
         (the user's access changed); one whose access ended is closed."""
         self._offer_all(Signal.RECHECK, lambda s: s.user_id == user_id)
 
+    def recheck_all(self) -> None:
+        """Have every socket ask the server whether its access still holds (changes of access
+        may have been missed: fan-out was interrupted)."""
+        self._offer_all(Signal.RECHECK, lambda _: True)
+
     def _offer_all(self, item: Item, which: Callable[[Subscription], bool]) -> None:
         chosen = [s for subs in self._by_mailbox.values() for s in subs if which(s)]
         for subscription in chosen:

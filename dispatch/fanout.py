@@ -61,6 +61,12 @@ def listen(runtime: Runtime) -> Listener:
             await runtime.coverage.catch_up(session)
         await reload_villages()
         runtime.duty.changed()
+        # Every socket is judged again, from the rows: a user disabled or logged out in another
+        # process meanwhile would otherwise keep an idle socket open until the token expired
+        # (user_changed's recheck never came). Before the nudge, so that such a socket is
+        # closed before it is sent what it missed. One token lookup a socket, as the nudge
+        # costs one replay read a socket.
+        runtime.hub.recheck_all()
         runtime.hub.nudge_all()
 
     listener.on(MESSAGES_CHANNEL, messages_committed)
