@@ -136,7 +136,8 @@ class Settings(BaseSettings):
     # acknowledged an alert within notify_after_s (no websocket, a killed background tab).
     notify_after_s: Seconds = Field(default=15.0, gt=0)
     notify_max_attempts: int = Field(default=5, ge=1, le=20)
-    # The wait before retry n is notify_backoff_s * 2 ** (n - 1).
+    # The wait before retry n is notify_backoff_s * 2 ** (n - 1), counted from the end of
+    # attempt n: its answer, or notify_timeout_s after it began (the whole request's limit).
     notify_backoff_s: Seconds = Field(default=2.0, gt=0)
     notify_timeout_s: Seconds = Field(default=5.0, gt=0)
     webhook_url: str | None = None

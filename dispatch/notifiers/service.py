@@ -3,9 +3,12 @@
 Each alert stored for a leader schedules a check ``notify_after_s`` later (a durable job). If
 the leader's phone has not acknowledged it by then (and nobody accepted the dispatch), one
 notification per configured channel is created, and each is tried by a job: the job stores the
-attempt number and the next try (exponential backoff) before the request is made outside the
-transaction, so a crash mid-request loses nothing — the next try is already on record. Every
-attempt is a row; the final outcome is an incident event, ``notified`` or ``notify_failed``.
+attempt number and the next try before the request is made outside the transaction, so a crash
+mid-request loses nothing — the next try is already on record. That try is due once the
+request's time limit and then the backoff have passed, so that it never goes out while the
+gateway may still be working on this one; a failure recorded sooner brings it forward to the
+backoff after that failure. Every attempt is a row; the final outcome is an incident event,
+``notified`` or ``notify_failed``.
 """
 
 from __future__ import annotations
@@ -14,16 +17,17 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
 from alerts.store import Envelope
 from dispatch.auth.models import User
-from dispatch.db import new_id
+from dispatch.db import falls_due, new_id
 from dispatch.errors import InvalidInput, NotFound
 from dispatch.incidents.models import Dispatch, Incident, IncidentEvent, IncidentStatus
 from dispatch.jobs import service as jobs
+from dispatch.jobs.models import Job, JobStatus
 from dispatch.notifiers.channels import Notice, Result, error_text
 from dispatch.notifiers.models import Notification, NotificationAttempt, NotificationStatus
 from dispatch.teams.models import Team
@@ -101,12 +105,16 @@ async def begin_attempt(
     *,
     max_attempts: int,
     backoff_s: float,
+    timeout_s: float,
     after_s: float,
 ) -> Notice | str:
     """Claim the next attempt of a notification: a Notice to send, or why there is none.
 
     The try after this one is scheduled here, before anything is sent: if this attempt fails
-    or is lost, that job makes the next one (and past the last, records the failure).
+    or is lost, that job makes the next one (and past the last, records the failure). It is
+    due ``timeout_s`` (the longest this attempt's request may take) plus the backoff from now:
+    a gateway slow to answer is not sent the text a second time while it may still send the
+    first, nor is the notification given up while its last request may still succeed.
     """
     notification = await session.get(Notification, notification_id, with_for_update=True)
     if notification is None:
@@ -130,16 +138,19 @@ async def begin_attempt(
         await session.flush()
         return f"failed: {error}"
     notification.attempts += 1
-    retry_at = now + timedelta(seconds=backoff_s * 2 ** (notification.attempts - 1))
-    retry = jobs.new_job(
-        SEND,
-        retry_at,
-        incident_id=notification.incident_id,
-        data={"notification_id": notification.id},
-    )
+    wait_s = timeout_s + backoff_wait_s(backoff_s, notification.attempts)
+    retry_at = now + timedelta(seconds=wait_s)
+    # ``after_attempt``: the attempt whose recorded failure may bring this job forward.
+    data = {"notification_id": notification.id, "after_attempt": notification.attempts}
+    retry = jobs.new_job(SEND, retry_at, incident_id=notification.incident_id, data=data)
     jobs.schedule(session, retry)
     await session.flush()
     return await _notice(session, notification, after_s)
+
+
+def backoff_wait_s(backoff_s: float, attempt: int) -> float:
+    """How long after attempt ``attempt`` has ended the next one waits: doubled each time."""
+    return float(backoff_s * 2 ** (attempt - 1))
 
 
 async def _answered(
@@ -173,12 +184,27 @@ async def record_attempt(
     result: Result,
     *,
     started: datetime,
+    now: datetime,
     duration_ms: float,
     max_attempts: int,
+    backoff_s: float,
 ) -> str:
     """Keep the attempt; on success, or on the last failure, settle the notification. Its
-    error, from outside whichever channel or gateway made it, is kept as ``error_text``."""
+    error, from outside whichever channel or gateway made it, is kept as ``error_text``.
+
+    A failure brings the next try forward to the backoff after ``now``: the attempt is over,
+    and the time limit it was given need not be waited out. A success that comes after the
+    notification was given up (its record held up past the follow-up) makes it ``notified``
+    after all, with a ``notified`` event after the ``notify_failed`` one: the leader was
+    reached, and the timeline keeps both in the order they were learned.
+    """
     error = None if result.error is None else error_text(result.error)
+    if not result.ok:
+        # Before the notification's row is locked: the job runner locks the job, then the
+        # notification, and the two orders could wait for each other.
+        await _bring_retry_forward(
+            session, notice, now + timedelta(seconds=backoff_wait_s(backoff_s, notice.attempt))
+        )
     session.add(
         NotificationAttempt(
             notification_id=notice.notification_id,
@@ -194,7 +220,11 @@ async def record_attempt(
     notification = await session.get(Notification, notice.notification_id, with_for_update=True)
     assert notification is not None
     outcome = "retrying" if notice.attempt < max_attempts else "failed"
-    if notification.status != NotificationStatus.PENDING.value:
+    if result.ok and notification.status == NotificationStatus.FAILED.value:
+        _finish(notification, now, ok=True)
+        _outcome_event(session, notification, now, status_code=result.status_code)
+        outcome = "notified after it was given up"
+    elif notification.status != NotificationStatus.PENDING.value:
         outcome = f"already {notification.status}"
     elif result.ok:
         _finish(notification, started, ok=True)
@@ -205,6 +235,34 @@ async def record_attempt(
         _outcome_event(session, notification, started, error=error)
     await session.flush()
     return outcome
+
+
+async def _bring_retry_forward(session: AsyncSession, notice: Notice, due_at: datetime) -> None:
+    """Bring the try after ``notice`` forward to ``due_at``, if it is still to come and due
+    later than that."""
+    candidates = await session.execute(
+        select(Job.id, Job.data).where(
+            Job.kind == SEND,
+            Job.incident_id == notice.incident_id,
+            Job.status == JobStatus.PENDING.value,
+        )
+    )
+    ids = [
+        job_id
+        for job_id, data in candidates
+        if data.get("notification_id") == notice.notification_id
+        and data.get("after_attempt") == notice.attempt
+    ]
+    if not ids:
+        return
+    # A job being fired now is done once its lock is let go: left as it is.
+    await session.execute(
+        update(Job)
+        .where(Job.id.in_(ids), Job.status == JobStatus.PENDING.value, Job.due_at > due_at)
+        .values(due_at=due_at)
+        .execution_options(synchronize_session=False)
+    )
+    falls_due(session, due_at)
 
 
 def _finish(

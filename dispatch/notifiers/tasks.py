@@ -90,6 +90,7 @@ class Notifier:
             now,
             max_attempts=settings.notify_max_attempts,
             backoff_s=settings.notify_backoff_s,
+            timeout_s=settings.notify_timeout_s,
             after_s=settings.notify_after_s,
         )
         if isinstance(notice, str):
@@ -141,8 +142,10 @@ class Notifier:
                         channel.name,
                         result,
                         started=started,
+                        now=self.runtime.clock.now(),
                         duration_ms=duration_ms,
                         max_attempts=settings.notify_max_attempts,
+                        backoff_s=settings.notify_backoff_s,
                     )
             except Exception:
                 # The next attempt is already scheduled; it will settle the notification.

@@ -95,6 +95,26 @@ class Receiver:
         return self.requests
 
 
+@dataclass
+class HeldReceiver(Receiver):
+    """Answers as a Receiver does, but only once ``release`` is set: a slow SMS gateway, still
+    working on a request while the server's clock moves on."""
+
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def held_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                await self.release.wait()
+            await send(message)
+
+        await super().__call__(scope, receive, held_send)
+
+    async def stop(self) -> None:
+        self.release.set()
+        await super().stop()
+
+
 async def dribbling_receiver(port: int, seconds: float) -> asyncio.Server:
     """Answers 200, but sends its header a byte every 0.25 s for ``seconds``: no single read
     waits long, the answer as a whole takes that long."""

@@ -22,7 +22,7 @@ from dispatch.jobs.models import Job
 from dispatch.notifiers.channels import Notice
 from dispatch.observability import logs
 from tests.conftest import RunningServer, free_port
-from tests.notifiers.receiver import Receiver, dribbling_receiver
+from tests.notifiers.receiver import HeldReceiver, Receiver, dribbling_receiver
 from tests.realtime.test_acks import marked
 from tests.support import Account, World
 
@@ -53,6 +53,15 @@ async def start(settings: Settings, clock: ManualClock) -> AsyncIterator[Start]:
         await world.close()
     for server in running:
         await server.stop()
+
+
+@pytest.fixture
+async def held() -> AsyncIterator[HeldReceiver]:
+    """A gateway that answers 200 once its ``release`` is set."""
+    gateway = HeldReceiver()
+    await gateway.start()
+    yield gateway
+    await gateway.stop()
 
 
 @pytest.fixture
@@ -119,6 +128,22 @@ async def notifications(world: World, by: Account, incident_id: str) -> list[Any
     assert reply.status_code == 200, reply.text
     found: list[Any] = reply.json()
     return found
+
+
+async def attempts_recorded(
+    world: World, by: Account, incident_id: str, count: int, *, ok: bool | None = None
+) -> list[Any]:
+    """The incident's notifications once ``count`` attempts (those ``ok`` as given, if given)
+    are on record. A receiver has the request before its answer is recorded, and a failed
+    attempt's retry is due its backoff after the failure was recorded: a test moves the clock
+    on once the record is there."""
+    for _ in range(250):
+        records = await notifications(world, by, incident_id)
+        attempts = [a for r in records for a in r["attempts"] if ok is None or a["ok"] is ok]
+        if len(attempts) >= count:
+            return records
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"fewer than {count} attempts recorded")
 
 
 async def test_an_unacknowledged_alert_reaches_the_leader_over_every_channel(
@@ -367,10 +392,12 @@ async def test_a_failing_receiver_is_retried_with_backoff_until_it_answers(
 
     world.clock.advance(15)
     await webhook.wait_for(1)
+    await attempts_recorded(world, operator, incident["id"], 1)
     await asyncio.sleep(0.3)
     assert len(webhook.requests) == 1, "no retry before its backoff has passed"
     world.clock.advance(1)
     await webhook.wait_for(2)
+    await attempts_recorded(world, operator, incident["id"], 2)
     await asyncio.sleep(0.3)
     assert len(webhook.requests) == 2, "the second retry waits twice as long"
     world.clock.advance(2)
@@ -392,6 +419,131 @@ async def test_a_failing_receiver_is_retried_with_backoff_until_it_answers(
     assert [r.json()["attempt"] for r in webhook.requests] == [1, 2, 3]
 
 
+async def test_a_slow_gateway_still_answering_is_not_sent_the_text_a_second_time(
+    start: Start, held: HeldReceiver
+) -> None:
+    """With the defaults a request may take 5 s (DISPATCH_NOTIFY_TIMEOUT_S) and the first
+    retry waits 2 s (DISPATCH_NOTIFY_BACKOFF_S): 2 s into a request the gateway is still
+    working on, the leader is not sent the text again."""
+    world = await start(sms_gateway_url=held.url)
+    _, operator, incident = await setup_incident(world)
+    world.clock.advance(15)
+    await held.wait_for(1)
+    world.clock.advance(4.9)
+    await asyncio.sleep(0.5)
+    assert len(held.requests) == 1, "a retry went out while the first request was in flight"
+    held.release.set()
+    [record] = await attempts_recorded(world, operator, incident["id"], 1)
+    assert record["status"] == "notified"
+    world.clock.advance(60)
+    await asyncio.sleep(0.3)
+    assert len(held.requests) == 1
+
+
+async def test_a_refusal_that_took_long_is_retried_its_backoff_after_it_came(
+    start: Start,
+) -> None:
+    gateway = HeldReceiver(((503, {"error": "busy"}), (200, {})))
+    await gateway.start()
+    try:
+        world = await start(sms_gateway_url=gateway.url, notify_backoff_s=2.0)
+        _, operator, incident = await setup_incident(world)
+        reported = datetime.fromisoformat(incident["reported_at"])
+        world.clock.advance(15)
+        await gateway.wait_for(1)
+        world.clock.advance(3)  # the gateway refuses 3 s into the request
+        gateway.release.set()
+        await attempts_recorded(world, operator, incident["id"], 1)
+        world.clock.advance(1.9)
+        await asyncio.sleep(0.3)
+        assert len(gateway.requests) == 1, "the retry came before its backoff after the refusal"
+        world.clock.advance(0.1)
+        await gateway.wait_for(2)
+        [notified] = await wait_events(world, operator, incident["id"], "notified", 1)
+    finally:
+        await gateway.stop()
+    assert notified["data"]["attempts"] == 2
+    [record] = await notifications(world, operator, incident["id"])
+    offsets = [datetime.fromisoformat(a["at"]) - reported for a in record["attempts"]]
+    assert offsets == [timedelta(seconds=15), timedelta(seconds=20)]
+
+
+async def test_a_text_the_gateway_accepted_late_is_not_recorded_as_failed(
+    start: Start, held: HeldReceiver
+) -> None:
+    """One attempt allowed: the notification is not given up while its request may still
+    succeed, 4.9 s into its 5 s."""
+    world = await start(sms_gateway_url=held.url, notify_max_attempts=1)
+    _, operator, incident = await setup_incident(world)
+    world.clock.advance(15)
+    await held.wait_for(1)
+    world.clock.advance(4.9)
+    await asyncio.sleep(0.5)
+    held.release.set()
+    [record] = await attempts_recorded(world, operator, incident["id"], 1)
+    assert [a["ok"] for a in record["attempts"]] == [True]
+    assert record["status"] == "notified"
+    assert await events_of(world, operator, incident["id"], "notify_failed") == []
+    [notified] = await wait_events(world, operator, incident["id"], "notified", 1)
+    assert notified["data"]["attempts"] == 1
+
+
+async def test_a_success_recorded_after_the_notification_was_given_up_is_told_after_it(
+    start: Start, held: HeldReceiver
+) -> None:
+    """The follow-up of the last attempt gives the notification up when that attempt's
+    outcome has not come by its time limit and backoff (a process that stopped mid-request).
+    A success recorded later still (held up, here by a clock moved on) is not dropped: the
+    leader was reached. The timeline keeps the notify_failed and adds notified after it."""
+    world = await start(sms_gateway_url=held.url, notify_max_attempts=1)
+    _, operator, incident = await setup_incident(world)
+    world.clock.advance(15)
+    await held.wait_for(1)
+    world.clock.advance(7)
+    [failed] = await wait_events(world, operator, incident["id"], "notify_failed", 1)
+    assert failed["data"]["error"] == "no success after 1 attempts"
+    held.release.set()
+    [record] = await attempts_recorded(world, operator, incident["id"], 1, ok=True)
+    assert record["status"] == "notified"
+    [notified] = await wait_events(world, operator, incident["id"], "notified", 1)
+    timeline = await events_of(world, operator, incident["id"], "notified", "notify_failed")
+    assert [e["type"] for e in timeline] == ["notify_failed", "notified"]
+    assert notified["data"]["status_code"] == 200
+    assert datetime.fromisoformat(notified["at"]) >= datetime.fromisoformat(failed["at"])
+
+
+async def test_a_send_cut_by_a_restart_is_tried_again_once_its_time_limit_has_passed(
+    settings: Settings, clock: ManualClock, held: HeldReceiver
+) -> None:
+    """The retry is on record before the request is made; the process that made it stopped
+    mid-request, so nobody knows whether the gateway sent the text: the retry waits the
+    request's time limit (5 s) and the backoff (2 s), as it would had the process stayed."""
+    configured = Settings(**(settings.model_dump() | {"sms_gateway_url": held.url}))
+    first = RunningServer(configured, clock)
+    await first.start()
+    world = World(first.app, f"http://127.0.0.1:{first.port}", clock)
+    _, operator, incident = await setup_incident(world)
+    clock.advance(15)
+    await held.wait_for(1)
+    await world.close()
+    await first.stop()
+    held.release.set()
+    second = RunningServer(configured, clock)
+    await second.start()
+    world = World(second.app, f"http://127.0.0.1:{second.port}", clock)
+    try:
+        clock.advance(6.9)
+        await asyncio.sleep(0.5)
+        assert len(held.requests) == 1
+        clock.advance(0.1)
+        await held.wait_for(2)
+        [notified] = await wait_events(world, operator, incident["id"], "notified", 1)
+        assert notified["data"]["attempts"] == 2
+    finally:
+        await world.close()
+        await second.stop()
+
+
 async def test_a_robot_that_keeps_refusing_ends_in_notify_failed(
     start: Start, receivers: Callable[..., Awaitable[Receiver]]
 ) -> None:
@@ -405,6 +557,7 @@ async def test_a_robot_that_keeps_refusing_ends_in_notify_failed(
     _, operator, incident = await setup_incident(world)
     world.clock.advance(15)
     await dingtalk.wait_for(1)
+    await attempts_recorded(world, operator, incident["id"], 1)
     world.clock.advance(1)
     await dingtalk.wait_for(2)
 
@@ -542,6 +695,7 @@ async def test_retries_stop_once_the_leader_accepts_or_the_incident_closes(
     leader, operator, incident = await setup_incident(world)
     world.clock.advance(15)
     await webhook.wait_for(1)
+    await attempts_recorded(world, operator, incident["id"], 1)
     if answer == "accept":
         url, by = f"/api/v1/dispatches/{incident['dispatches'][0]['id']}/accept", leader
     else:
@@ -606,6 +760,7 @@ async def test_notifier_logs_name_the_incident_and_never_the_phone_number(
         _, operator, incident = await setup_incident(world)
         world.clock.advance(15)
         await webhook.wait_for(1)
+        await attempts_recorded(world, operator, incident["id"], 1)
         world.clock.advance(1)
         await wait_events(world, operator, incident["id"], "notified", 1)
     finally:
