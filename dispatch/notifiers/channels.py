@@ -56,7 +56,9 @@ class Notice:
     leader_id: str
     leader_name: str
     phone: str | None
-    after_s: float
+    # Since the dispatch's alert, by the server's clock, when this attempt began: a retry
+    # tells the leader how long the alert has waited, not the check's first delay again.
+    unacknowledged_for_s: float
 
     def text(self) -> str:
         category = CATEGORY_LABELS.get(self.category, self.category)
@@ -64,7 +66,7 @@ class Notice:
             f"【警情派警】{self.team_name}（{TIER_ZH.get(self.tier, '')}）队长{self.leader_name}："
             f"{show_time(self.reported_at)[11:19]} 报{category}警情，"
             f"距离约{self.distance_m:.0f}米，"
-            f"告警{self.after_s:.0f}秒未确认接收，请立即打开派警页面接警。"
+            f"告警{self.unacknowledged_for_s:.0f}秒未确认接收，请立即打开派警页面接警。"
             f"警情编号 {self.incident_id[:8]}"
         )
 
@@ -73,7 +75,7 @@ class Notice:
             "event": EVENT,
             "notification_id": self.notification_id,
             "attempt": self.attempt,
-            "unacknowledged_for_s": self.after_s,
+            "unacknowledged_for_s": self.unacknowledged_for_s,
             "text": self.text(),
             "incident": {
                 "id": self.incident_id,

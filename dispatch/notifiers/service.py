@@ -106,7 +106,6 @@ async def begin_attempt(
     max_attempts: int,
     backoff_s: float,
     timeout_s: float,
-    after_s: float,
 ) -> Notice | str:
     """Claim the next attempt of a notification: a Notice to send, or why there is none.
 
@@ -145,7 +144,7 @@ async def begin_attempt(
     retry = jobs.new_job(SEND, retry_at, incident_id=notification.incident_id, data=data)
     jobs.schedule(session, retry)
     await session.flush()
-    return await _notice(session, notification, after_s)
+    return await _notice(session, notification, now)
 
 
 def backoff_wait_s(backoff_s: float, attempt: int) -> float:
@@ -303,7 +302,7 @@ def _outcome_event(
     )
 
 
-async def _notice(session: AsyncSession, notification: Notification, after_s: float) -> Notice:
+async def _notice(session: AsyncSession, notification: Notification, now: datetime) -> Notice:
     dispatch = await session.get(Dispatch, notification.dispatch_id)
     incident = await session.get(Incident, notification.incident_id)
     leader = await session.get(User, notification.user_id)
@@ -327,7 +326,7 @@ async def _notice(session: AsyncSession, notification: Notification, after_s: fl
         leader_id=leader.id,
         leader_name=leader.name,
         phone=leader.phone,
-        after_s=after_s,
+        unacknowledged_for_s=round((now - dispatch.alerted_at).total_seconds(), 1),
     )
 
 

@@ -91,7 +91,6 @@ class Notifier:
             max_attempts=settings.notify_max_attempts,
             backoff_s=settings.notify_backoff_s,
             timeout_s=settings.notify_timeout_s,
-            after_s=settings.notify_after_s,
         )
         if isinstance(notice, str):
             if notice.startswith("failed"):

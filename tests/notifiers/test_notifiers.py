@@ -251,7 +251,7 @@ def robbery_notice() -> Notice:
         leader_id="u1",
         leader_name="张三",
         phone=PHONE,
-        after_s=15,
+        unacknowledged_for_s=15,
     )
 
 
@@ -264,6 +264,25 @@ def test_the_alert_says_the_distance_once() -> None:
         "【警情派警】三中驻点队（应急联防队）队长张三：08:30:05 报抢劫抢夺警情，距离约123米，"
         "告警15秒未确认接收，请立即打开派警页面接警。警情编号 01234567"
     )
+
+
+async def test_a_retry_says_how_long_the_alert_has_gone_unacknowledged(
+    start: Start, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    webhook = await receivers((503, {"error": "busy"}), (200, {}))
+    world = await start(
+        webhook_url=webhook.url, webhook_secret=WEBHOOK_SECRET, notify_backoff_s=10.0
+    )
+    _, operator, incident = await setup_incident(world)
+    world.clock.advance(15)
+    await webhook.wait_for(1)
+    await attempts_recorded(world, operator, incident["id"], 1)
+    world.clock.advance(10)
+    [first, second] = await webhook.wait_for(2)
+    assert first.json()["unacknowledged_for_s"] == 15
+    assert "告警15秒未确认接收" in first.json()["text"]
+    assert second.json()["unacknowledged_for_s"] == 25
+    assert "告警25秒未确认接收" in second.json()["text"]
 
 
 async def test_a_leader_who_acknowledged_in_time_gets_no_notification(
