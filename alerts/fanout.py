@@ -35,7 +35,16 @@ KEEPALIVE_S = 10.0
 # A receiver that fails is tried again after each of these pauses, then the announcement
 # counts as missed.
 RECEIVER_RETRIES_S = (0.05, 0.25, 1.0)
+FIRST_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 5.0
+# How long connecting, and LISTENing on every channel, may take: a connection that drops
+# part-way without a word (a network that loses the packets) would otherwise hold the
+# listener until TCP gave up, many minutes later.
+CONNECT_TIMEOUT_S = 10.0
+# How long a catch-up may take before it counts as failed and is run again on a new
+# connection: its reads wait for a pooled connection up to the pool's timeout (30 s by
+# default), then read a whole table or two.
+CATCH_UP_TIMEOUT_S = 60.0
 # The LISTEN connection's name in pg_stat_activity, where an administrator (or a test) tells
 # it from the pools' connections: the query shown there is its keep-alive's as often as not.
 APPLICATION_NAME = "fanout-listener"
@@ -135,6 +144,9 @@ class Listener:
         # Announcements missed since the last catch-up: the next connection catches up even
         # when it is the first (its predecessors never came up).
         self._behind = False
+        # The pause before the next connection: doubled after each one that did not come up,
+        # back to the first once one has (however it then ends).
+        self._backoff = FIRST_BACKOFF_S
 
     def on(self, channel: str, receiver: Receiver) -> None:
         """Hand the ids other processes announce on ``channel`` to ``receiver``."""
@@ -181,11 +193,10 @@ class Listener:
         self._launch()
 
     async def _run(self) -> None:
-        delay = 0.1
+        self._backoff = FIRST_BACKOFF_S
         while True:
             try:
                 await self._listen()
-                delay = 0.1
             except Exception as error:
                 # Whatever failed (the connection, or the catch-up's reads in a callback:
                 # SQLAlchemy's errors too), the cure is the same: connect again, catch up again.
@@ -195,18 +206,21 @@ class Listener:
                 self._behind = True
                 self.errors += 1
                 log.warning(
-                    "fan-out listener lost (%r); reconnecting in %.1fs", error, delay, exc_info=True
+                    "fan-out listener lost (%r); reconnecting in %.1fs",
+                    error,
+                    self._backoff,
+                    exc_info=True,
                 )
             finally:
                 self._up.clear()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_BACKOFF_S)
+            await asyncio.sleep(self._backoff)
+            self._backoff = min(self._backoff * 2, MAX_BACKOFF_S)
 
     async def _listen(self) -> None:
         connection = await asyncpg.connect(
             **{
                 **self._connect_args,
-                "timeout": 10,
+                "timeout": CONNECT_TIMEOUT_S,
                 "server_settings": {"application_name": APPLICATION_NAME},
             }
         )
@@ -214,8 +228,9 @@ class Listener:
         self._lost = lost
         connection.add_termination_listener(lambda _: lost.set())
         try:
-            for channel in self._receivers:
-                await connection.add_listener(channel, self._received)
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                for channel in self._receivers:
+                    await connection.add_listener(channel, self._received)
             # Counted once listening, not when it ends well: a connection that ended in an
             # error still means the next one has announcements to catch up on.
             self.connections += 1
@@ -223,10 +238,14 @@ class Listener:
                 # Whatever was announced while we were away is in the database: catch up.
                 # Until that has worked this process is not up to date, and says so.
                 self._behind = True
-                for callback in self._on_reconnect:
-                    await callback()
+                async with asyncio.timeout(CATCH_UP_TIMEOUT_S):
+                    for callback in self._on_reconnect:
+                        await callback()
                 self._behind = False
             self._up.set()
+            # Up (and caught up): a drop from here on is a new trouble, not one more failure in
+            # a row, whether it ends the connection in an error or through its termination.
+            self._backoff = FIRST_BACKOFF_S
             while not lost.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(lost.wait(), KEEPALIVE_S)

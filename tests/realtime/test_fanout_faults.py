@@ -14,7 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from alerts.fanout import APPLICATION_NAME
+from alerts.fanout import APPLICATION_NAME, KEEPALIVE_S
 from dispatch.clock import ManualClock
 from tests.conftest import RunningServer, clock_start, pg_admin, server_settings, two_servers_on
 from tests.support import World, sync_engines
@@ -174,3 +174,53 @@ async def test_sockets_catch_up_once_a_listener_whose_first_connection_failed_co
             await world.close()
         await a.stop()
         await b.stop()
+
+
+async def test_a_listener_that_came_up_starts_its_backoff_anew_however_its_connection_ends(
+    postgres_only: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused a few times, the listener waits longer each time (0.1 s, doubling); once up,
+    the next drop is a trouble of its own and it reconnects at once, also when the connection
+    ends in an error (a keep-alive that fails) rather than through its termination. It waited
+    as long as after the failures before it had come up (up to 5 s)."""
+    connect = asyncpg.connect
+    refusals = [4]
+
+    async def refused_at_first(*args: Any, **kwargs: Any) -> Any:
+        task = asyncio.current_task()
+        if task is not None and task.get_name() == "fanout-listener" and refusals[0] > 0:
+            refusals[0] -= 1
+            raise OSError("the database refuses connections for now")
+        return await connect(*args, **kwargs)
+
+    fetchval = asyncpg.Connection.fetchval
+    breaking = asyncio.Event()
+
+    async def keepalive_breaks(self: asyncpg.Connection, *args: Any, **kwargs: Any) -> Any:
+        task = asyncio.current_task()
+        if breaking.is_set() and task is not None and task.get_name() == "fanout-listener":
+            breaking.clear()
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle")
+        return await fetchval(self, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg, "connect", refused_at_first)
+    monkeypatch.setattr(asyncpg.Connection, "fetchval", keepalive_breaks)
+    server = RunningServer(server_settings(postgres_only), ManualClock(clock_start()))
+    await server.start()
+    loop = asyncio.get_running_loop()
+    try:
+        fanout = server.app.state.runtime.fanout
+        # Up after four refusals: the next pause would have been 1.6 s.
+        assert fanout.connected and refusals == [0]
+        breaking.set()
+        deadline = loop.time() + KEEPALIVE_S + 5
+        while fanout.connected:
+            assert loop.time() < deadline, "the keep-alive never ran"
+            await asyncio.sleep(0.01)
+        lost_at = loop.time()
+        while not fanout.connected:
+            assert loop.time() < lost_at + 10
+            await asyncio.sleep(0.01)
+        assert loop.time() - lost_at < 1.0
+    finally:
+        await server.stop()
