@@ -25,6 +25,7 @@ import httpx
 
 from dispatch.config import Settings
 from dispatch.incidents.models import CATEGORY_LABELS
+from dispatch.observability.logs import mask_numbers
 from dispatch.schemas import show_time
 
 SIGNATURE_HEADER = "X-Dispatch-Signature"
@@ -136,10 +137,16 @@ ERROR_CHARS = 500
 
 
 def error_text(text: str) -> str:
-    """An error from outside (a receiver's answer, a connection's failure) as recorded: each
-    character ``_UNPRINTABLE`` holds written as its escape (``\x00``), cut to ERROR_CHARS."""
+    """An error from outside (a receiver's answer, a connection's failure) as recorded: its
+    mobile and ID numbers masked, each character ``_UNPRINTABLE`` holds written as its escape
+    (``\x00``), cut to ERROR_CHARS.
+
+    A gateway's refusal may name the leader's number ("recipient 13800138000 is not
+    reachable"), and the attempt and its ``notify_failed`` event are read by every operator and
+    auditor: a full number is for admins only (docs/security.md). Masked before the escapes,
+    which would put letters and digits beside a number (``\x0013800138000``)."""
     escaped = _UNPRINTABLE.sub(
-        lambda found: found.group().encode("unicode_escape").decode("ascii"), text
+        lambda found: found.group().encode("unicode_escape").decode("ascii"), mask_numbers(text)
     )
     return escaped[:ERROR_CHARS]
 

@@ -653,6 +653,23 @@ async def test_a_receiver_answering_a_binary_body_is_recorded_with_its_bytes_esc
     assert (attempt["status_code"], attempt["error"]) == (500, shown)
 
 
+async def test_a_gateways_answer_shows_operators_the_leaders_number_masked(
+    start: Start, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    """docs/security.md: a leader's phone is shown in full only to admins. A gateway that
+    echoes the number in its refusal would put it in the attempt and in the notify_failed
+    event every operator and auditor reads."""
+    sms = await receivers((400, {"error": "recipient 13800138000 is not reachable"}))
+    world = await start(sms_gateway_url=sms.url, notify_max_attempts=1)
+    _, operator, incident = await setup_incident(world)
+    world.clock.advance(15)
+    [failed] = await wait_events(world, operator, incident["id"], "notify_failed", 1)
+    [record] = await notifications(world, operator, incident["id"])
+    shown = 'HTTP 400: {"error":"recipient 138****8000 is not reachable"}'
+    assert failed["data"]["error"] == shown
+    assert record["attempts"][0]["error"] == shown
+
+
 async def test_a_leader_without_a_phone_number_cannot_be_texted(
     start: Start, receivers: Callable[..., Awaitable[Receiver]]
 ) -> None:
