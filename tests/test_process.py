@@ -10,13 +10,16 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from fastapi.routing import APIRoute
 from websockets.exceptions import ConnectionClosed
 
+from alerts.fanout import asyncpg_connect_args
 from dispatch.clock import ManualClock
 from dispatch.config import Settings
+from dispatch.runtime import MESSAGES_CHANNEL
 from tests.conftest import RunningServer, free_port
 from tests.incidents.test_hop_locks import accepted
 from tests.processes import ServerProcess, cli, server_env
@@ -44,7 +47,7 @@ async def test_the_served_process_alerts_measures_and_closes_cleanly(
     await served.start()
     async with httpx.AsyncClient(base_url=served.base_url) as client:
         admin = bearer(await get_token(client, "chief", "admin-password"))
-        body = {
+        body: dict[str, object] = {
             "name": "三中驻点队",
             "kind": "fixed_post",
             "location": {"lon": 114.159, "lat": 22.847},
@@ -112,6 +115,7 @@ async def test_two_workers_on_postgresql_serve_one_town(postgres_only: str, tmp_
     await cli(env, "users", "add", "chief", "--role", "admin", stdin="admin-password\n")
     server = ServerProcess(env, tmp_path / "server.log", args=("--workers", "2"))
     await server.start()
+    listening = await asyncpg.connect(**asyncpg_connect_args(postgres_only))
     try:
         async with httpx.AsyncClient(base_url=server.base_url) as client:
             admin = bearer(await get_token(client, "chief", "admin-password"))
@@ -127,8 +131,18 @@ async def test_two_workers_on_postgresql_serve_one_town(postgres_only: str, tmp_
                 server.ws_url, await get_token(client, "lead", "leader-password")
             )
         # A new connection for each report: whichever process accepts it, the phone's own
-        # process delivers the alert, in order.
-        for n in range(1, 7):
+        # process delivers the alert, in order. Until both processes have taken reports (each
+        # announces its messages under its own origin), so that some crossed to the phone's.
+        origins: set[str] = set()
+
+        def announced(_connection: object, _pid: int, _channel: str, payload: str) -> None:
+            origins.add(payload.partition(":")[0])
+
+        await listening.add_listener(MESSAGES_CHANNEL, announced)
+        n = 0
+        while len(origins) < 2 or n < 6:
+            n += 1
+            assert n <= 40, f"one process took every report: {origins}"
             async with httpx.AsyncClient(base_url=server.base_url) as client:
                 report = {"location": site, "category": "theft", "description": f"第{n}起"}
                 reply = await client.post("/api/v1/incidents", json=report, headers=admin)
@@ -138,6 +152,7 @@ async def test_two_workers_on_postgresql_serve_one_town(postgres_only: str, tmp_
             assert alert["data"]["incident"]["description"] == f"第{n}起"
         await phone.close()
     finally:
+        await listening.close()
         server.terminate()
         server.stop()
     started = set(re.findall(r"Started server process \[(\d+)\]", server.output()))
