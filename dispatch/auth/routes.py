@@ -22,7 +22,7 @@ router = api_router("/api/v1", tags=["auth"])
 
 def login_limits(settings: Settings, name: str, address: str) -> dict[str, limits.BackoffPolicy]:
     """Two counts for every attempt: the account's (from anywhere) and the address's (for any
-    account). Either one waiting refuses the attempt."""
+    account), the account's first in key order. Either one waiting refuses the attempt."""
     account = limits.BackoffPolicy(
         settings.login_account_free_failures,
         settings.login_backoff_s,
@@ -56,9 +56,15 @@ async def issue_token(
     actor = actor_of(request)
     name = username
     keys = login_limits(runtime.settings, name, actor.address or "unknown")
-    # Each step its own short unit of work: the password hash runs holding no connection.
+    account_key, address_key = keys
+    # Each step its own short unit of work: the password hash runs holding no connection. The
+    # account counts the attempt as a failure already: parallel guesses at one account cannot
+    # all be checked. The address counts only a failure: operators behind one address signing
+    # in together are not refused for each other's attempts in flight; an attempt whose check
+    # ends while the address waits is refused as if it came then, so a burst of guesses from
+    # one address has no more of them judged than the same guesses sent one by one.
     async with runtime.transaction() as session:
-        await limits.admit(session, keys, now, "login")
+        await limits.admit(session, keys, now, "login", count=[account_key])
     async with runtime.reading() as session:
         found = await service.find_user(session, name)
     try:
@@ -68,10 +74,16 @@ async def issue_token(
             tried = audit.Actor(None, name, None, actor.address)
             failed = audit.entry(tried, "login_failed", now, data={"username": name})
             audit.record(session, failed)
+            wait = await limits.failed(
+                session, {address_key: keys[address_key]}, runtime.clock.now()
+            )
+        if wait is not None:
+            limits.refuse_waiting(wait, "login")
         raise
-    account_key, address_key = keys
     async with runtime.transaction() as session:
-        await limits.succeeded(session, clear=[account_key], undo={address_key: keys[address_key]})
+        await limits.succeeded(
+            session, runtime.clock.now(), "login", clear=[account_key], check=[address_key]
+        )
     token, expires_at = service.issue_token(
         user, secret=runtime.secret, ttl_s=runtime.settings.token_ttl_s, now=now
     )

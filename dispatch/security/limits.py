@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -200,64 +200,116 @@ class BackoffPolicy:
     max_s: float
     forget_s: float
 
+    @property
+    def forgotten_s(self) -> float:
+        """After this long without a failure, any key of this policy is back at zero."""
+        return self.forget_s
+
     def wait_after(self, failures: int) -> float:
         if failures <= self.free:
             return 0.0
         return min(self.max_s, self.base_s * 2.0 ** min(failures - self.free - 1, 40))
 
-
-async def admit(
-    session: AsyncSession, keys: dict[str, BackoffPolicy], now: datetime, what: str
-) -> None:
-    """Refuse (429) while any key is waiting; otherwise count this attempt as a failure.
-
-    Counting before the outcome is known means that a burst of parallel attempts cannot all
-    slip in before the first failure is written. A success takes its count back
-    (``succeeded``). A refused attempt is not counted, so the wait ends when it says.
-    """
-    await session.execute(
-        delete(Backoff).where(
-            Backoff.last_at < now - timedelta(seconds=max(p.forget_s for p in keys.values()))
-        )
-    )
-    rows = [{"key": k, "failures": 0, "last_at": now, "blocked_until": None} for k in sorted(keys)]
-    await _ensure(session, Backoff, rows)
-    found = await session.scalars(
-        select(Backoff).where(Backoff.key.in_(keys)).order_by(Backoff.key).with_for_update()
-    )
-    counted = list(found)
-    waits = [
-        (row.blocked_until - now).total_seconds()
-        for row in counted
-        if row.blocked_until is not None and row.blocked_until > now
-    ]
-    if waits:
-        wait = max(waits)
-        raise RateLimited(
-            f"{what}: too many failed attempts; try again in {wait:.0f} s", retry_after_s=wait
-        )
-    for row in counted:
-        policy = keys[row.key]
-        if (now - row.last_at).total_seconds() > policy.forget_s:
+    def count(self, row: Backoff, now: datetime) -> None:
+        """Count one more failure under ``row`` at ``now``, and set the wait it earns."""
+        if (now - row.last_at).total_seconds() > self.forget_s:
             row.failures = 0
         row.failures += 1
         row.last_at = now
-        wait_s = policy.wait_after(row.failures)
+        wait_s = self.wait_after(row.failures)
         row.blocked_until = now + timedelta(seconds=wait_s) if wait_s else None
+
+
+def _waiting(rows: Sequence[Backoff], now: datetime) -> float | None:
+    """The longest wait still to run among ``rows``, or None if none is waiting."""
+    waits = [
+        (row.blocked_until - now).total_seconds()
+        for row in rows
+        if row.blocked_until is not None and row.blocked_until > now
+    ]
+    return max(waits) if waits else None
+
+
+def refuse_waiting(wait: float, what: str) -> NoReturn:
+    """429: ``what`` waits ``wait`` seconds more for the failures before it."""
+    raise RateLimited(
+        f"{what}: too many failed attempts; try again in {wait:.0f} s", retry_after_s=wait
+    )
+
+
+async def _locked(
+    session: AsyncSession, keys: Collection[str], *, shared: bool = False
+) -> list[Backoff]:
+    """The rows of ``keys`` that exist, locked in key order (``shared``: against changes only)."""
+    found = await session.scalars(
+        select(Backoff)
+        .where(Backoff.key.in_(keys))
+        .order_by(Backoff.key)
+        .with_for_update(read=shared)
+    )
+    return list(found)
+
+
+async def admit(
+    session: AsyncSession,
+    keys: dict[str, BackoffPolicy],
+    now: datetime,
+    what: str,
+    *,
+    count: Collection[str],
+) -> None:
+    """Refuse (429) while any key is waiting; otherwise count this attempt as a failure of the
+    ``count`` keys already, before its outcome is known.
+
+    Counting before the outcome means that a burst of parallel attempts under one such key
+    cannot all slip in before the first failure is written; a success takes the count back
+    (``succeeded``). The other keys count a failure only once it is one (``failed``). A
+    refused attempt is not counted, so the wait ends when it says.
+    """
+    forgotten_s = max(p.forgotten_s for p in keys.values())
+    await session.execute(
+        delete(Backoff).where(Backoff.last_at < now - timedelta(seconds=forgotten_s))
+    )
+    rows = [{"key": k, "failures": 0, "last_at": now, "blocked_until": None} for k in sorted(count)]
+    await _ensure(session, Backoff, rows)
+    found = await _locked(session, keys)
+    wait = _waiting(found, now)
+    if wait is not None:
+        refuse_waiting(wait, what)
+    for row in found:
+        if row.key in count:
+            keys[row.key].count(row, now)
     await session.flush()
+
+
+async def failed(
+    session: AsyncSession, keys: dict[str, BackoffPolicy], now: datetime
+) -> float | None:
+    """An attempt ``admit`` let in failed: count it under ``keys``, unless one of them is
+    waiting by now (other attempts failed meanwhile). Then nothing is counted, and the wait
+    is returned: the attempt is to be refused as if it had come now."""
+    rows = [{"key": k, "failures": 0, "last_at": now, "blocked_until": None} for k in sorted(keys)]
+    await _ensure(session, Backoff, rows)
+    found = await _locked(session, keys)
+    wait = _waiting(found, now)
+    if wait is not None:
+        return wait
+    for row in found:
+        keys[row.key].count(row, now)
+    await session.flush()
+    return None
 
 
 async def succeeded(
-    session: AsyncSession, *, clear: Sequence[str], undo: dict[str, BackoffPolicy]
+    session: AsyncSession, now: datetime, what: str, *, clear: Sequence[str], check: Sequence[str]
 ) -> None:
-    """An attempt counted by ``admit`` succeeded: forget the ``clear`` keys' failures, and take
-    this attempt back from the ``undo`` keys."""
+    """An attempt ``admit`` let in succeeded: refuse it (429) if one of the ``check`` keys is
+    waiting by now (other attempts failed meanwhile), as if it had come now; otherwise forget
+    the ``clear`` keys' failures."""
+    # The cleared keys are locked first: callers keep them before the checked ones in key
+    # order, the order in which ``admit`` locks them all.
     if clear:
         await session.execute(delete(Backoff).where(Backoff.key.in_(clear)))
-    for row in await session.scalars(
-        select(Backoff).where(Backoff.key.in_(undo)).order_by(Backoff.key).with_for_update()
-    ):
-        row.failures = max(0, row.failures - 1)
-        wait_s = undo[row.key].wait_after(row.failures)
-        row.blocked_until = row.last_at + timedelta(seconds=wait_s) if wait_s else None
-    await session.flush()
+    wait = _waiting(await _locked(session, check, shared=True), now)
+    if wait is not None:
+        refuse_waiting(wait, what)
