@@ -33,8 +33,8 @@ class NotificationOut(Schema):
     user_id: str
     channel: str = Field(description="webhook, wecom, dingtalk or sms")
     status: str = Field(
-        description="pending, notified, failed, or stopped (the leader answered or the incident"
-        " closed before its last retry)"
+        description="pending, notified, failed, or stopped (the leader answered, the incident"
+        " closed, or the channel was switched off by a restart before its last retry)"
     )
     attempts: list[AttemptOut]
     created_at: LocalTime

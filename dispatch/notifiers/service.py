@@ -13,7 +13,7 @@ backoff after that failure. Every attempt is a row; the final outcome is an inci
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -106,6 +106,7 @@ async def begin_attempt(
     max_attempts: int,
     backoff_s: float,
     timeout_s: float,
+    configured: Collection[str],
 ) -> Notice | str:
     """Claim the next attempt of a notification: a Notice to send, or why there is none.
 
@@ -114,20 +115,27 @@ async def begin_attempt(
     due ``timeout_s`` (the longest this attempt's request may take) plus the backoff from now:
     a gateway slow to answer is not sent the text a second time while it may still send the
     first, nor is the notification given up while its last request may still succeed.
+
+    ``configured``: the channels this process can send over.
     """
     notification = await session.get(Notification, notification_id, with_for_update=True)
     if notification is None:
         return "not needed: the notification is gone"
     if notification.status != NotificationStatus.PENDING.value:
         return f"not needed: already {notification.status}"
+    if notification.channel not in configured:
+        # Switched off by a restart without its setting: an attempt counted here would never
+        # be made, and the notification would end "no success after 5 attempts", tried once.
+        _stop(notification, now)
+        await session.flush()
+        return f"stopped: {notification.channel} is no longer configured"
     # A retry waits seconds to minutes: the leader may have answered meanwhile, and a text
     # about an alert he accepted, or an incident closed, would only mislead him.
     answered = await _answered(
         session, notification.incident_id, notification.dispatch_id, notification.user_id
     )
     if answered is not None:
-        notification.status = NotificationStatus.STOPPED.value
-        notification.finished_at = now
+        _stop(notification, now)
         await session.flush()
         return f"stopped: {answered}"
     if notification.attempts >= max_attempts:
@@ -262,6 +270,11 @@ async def _bring_retry_forward(session: AsyncSession, notice: Notice, due_at: da
         .execution_options(synchronize_session=False)
     )
     falls_due(session, due_at)
+
+
+def _stop(notification: Notification, now: datetime) -> None:
+    notification.status = NotificationStatus.STOPPED.value
+    notification.finished_at = now
 
 
 def _finish(

@@ -91,15 +91,17 @@ class Notifier:
             max_attempts=settings.notify_max_attempts,
             backoff_s=settings.notify_backoff_s,
             timeout_s=settings.notify_timeout_s,
+            configured=self.channels.keys(),
         )
         if isinstance(notice, str):
             if notice.startswith("failed"):
                 with about_incident(job.incident_id):
                     log.error("notification %s %s", job.data["notification_id"], notice)
+            elif notice.startswith("stopped"):
+                with about_incident(job.incident_id):
+                    log.info("notification %s %s", job.data["notification_id"], notice)
             return notice
-        channel = self.channels.get(notice.channel)
-        if channel is None:
-            return f"not sent: {notice.channel} is no longer configured"
+        channel = self.channels[notice.channel]
         after_commit(session, lambda: self._spawn(channel, notice))
         return f"attempt {notice.attempt} over {channel.name}"
 

@@ -756,6 +756,49 @@ async def test_retries_stop_once_the_leader_accepts_or_the_incident_closes(
     assert await events_of(world, operator, incident["id"], "notified", "notify_failed") == []
 
 
+async def test_a_channel_switched_off_by_a_restart_stops_its_notification_tried_once(
+    settings: Settings, clock: ManualClock, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    """The webhook fails once, and the server restarts without it: its retry is not counted
+    as an attempt it never makes, until "no success after 5 attempts" for one tried once."""
+    webhook, wecom = await receivers((503, {"error": "busy"})), await receivers()
+    with_webhook = {"webhook_url": webhook.url, "webhook_secret": WEBHOOK_SECRET}
+    first = RunningServer(Settings(**(settings.model_dump() | with_webhook)), clock)
+    await first.start()
+    world = World(first.app, f"http://127.0.0.1:{first.port}", clock)
+    _, operator, incident = await setup_incident(world)
+    clock.advance(15)
+    await webhook.wait_for(1)
+    await attempts_recorded(world, operator, incident["id"], 1)
+    await world.close()
+    await first.stop()
+
+    without = Settings(**(settings.model_dump() | {"wecom_robot_url": wecom.url}))
+    second = RunningServer(without, clock)
+    await second.start()
+    world = World(second.app, f"http://127.0.0.1:{second.port}", clock)
+    try:
+        clock.advance(2)
+        for _ in range(250):
+            if any(o.startswith("stopped") for o in await job_outcomes(world, "notify.send")):
+                break
+            await asyncio.sleep(0.02)
+        clock.advance(600)
+        await asyncio.sleep(0.3)
+        [record] = await notifications(world, operator, incident["id"])
+        assert record["status"] == "stopped"
+        assert record["finished_at"] is not None
+        assert [a["ok"] for a in record["attempts"]] == [False]
+        assert "stopped: webhook is no longer configured" in await job_outcomes(
+            world, "notify.send"
+        )
+        assert await events_of(world, operator, incident["id"], "notify_failed") == []
+        assert wecom.requests == [] and len(webhook.requests) == 1
+    finally:
+        await world.close()
+        await second.stop()
+
+
 async def test_setting_a_phone_number_is_validated_and_for_leaders_only(start: Start) -> None:
     world = await start()
     team = await world.team("fixed_post")
