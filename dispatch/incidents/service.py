@@ -449,7 +449,7 @@ async def _decide(
     events += [_event(incident.id, now, "skipped", None, skip.model_dump()) for skip in skipped]
     events += [_event(incident.id, now, "dispatched", None, _dispatch_facts(d)) for d in dispatches]
     ring: list[DispatchRecord] = []
-    job: list[Step] = []
+    job = _on_duty_steps(session, context, on_duty)
     tier1_covers = any(h.tier == 1 for h in hits)
     if tier1_covers:
         due = now + timedelta(seconds=escalation.after_s)
@@ -465,6 +465,34 @@ async def _decide(
         chain[0].covered = chain[0].covered or bool(ring)
     everyone = sorted([*dispatches, *ring], key=lambda d: (d.tier, d.distance_m))
     return _Decided(chain, everyone, events, skipped, on_turn, tier1_covers, job)
+
+
+def _on_duty_steps(
+    session: AsyncSession, context: _ReportContext, on_duty: rosters.OnDuty
+) -> list[Step]:
+    """An escalation step at the moment each covering tier-1 team skipped outside its duty
+    hours comes on duty, if that is before tier 1's deadline: it alerts the team then, unless a
+    tier-1 team has answered by then. Without it a team on duty from seconds after the report
+    was never alerted where no other tier-1 team covered: the ring was drawn at once, while it
+    was off duty, and no step came after."""
+    incident, now, escalation = context.incident, context.now, context.escalation
+    deadline = now + timedelta(seconds=context.targets[0])
+    coming: dict[datetime, list[str]] = {}
+    for skip in on_duty.skipped:
+        begins = on_duty.begins.get(skip.team_id)
+        if skip.tier == 1 and begins is not None and begins < deadline:
+            coming.setdefault(begins, []).append(skip.team_id)
+    steps: list[Step] = []
+    for due, team_ids in sorted(coming.items()):
+        # An escalation step of its own kind's data: a process of the release before, which
+        # knows no ``teams``, alerts the whole ring at that moment instead, this team within it.
+        step = {
+            "ring_m": escalation.ring_m,
+            "after_s": (due - now).total_seconds(),
+            "teams": sorted(team_ids),
+        }
+        steps.append(jobs.job_rows(session, ESCALATE, due, incident_id=incident.id, data=step))
+    return steps
 
 
 async def _insert_once(session: AsyncSession, incident: IncidentRecord, coverage: Coverage) -> bool:
@@ -832,9 +860,12 @@ async def escalate_if_unaccepted(
     after_s: float,
     coverage: Coverage,
     ring_m: float,
+    teams: Sequence[str] | None = None,
 ) -> str:
     """The escalation step: if no tier-1 team has accepted within ``after_s`` of the report,
-    alert the wider ring."""
+    alert the wider ring. With ``teams``: the covering tier-1 teams whose duty hours begin
+    ``after_s`` after the report, which were skipped at the report; those of them on duty now
+    are alerted, not the ring (which has its own step, or was alerted at the report)."""
     incident = await _load_incident(session, incident_id, for_update=True)
     # Of the report, not of the job: a step retried after a failure is due later, and its
     # event would carry the retry's time and its reason the wrong number of seconds.
@@ -854,10 +885,17 @@ async def escalate_if_unaccepted(
     )
     if answered is not None:
         return f"not needed: a tier-1 team {'accepted' if answered else 'arrived'}"
+    if teams is not None:
+        view = await _escalate(session, incident, due_at, now, coverage, ring_m, ON_DUTY, teams)
+        came = sum(1 for d in view.dispatches if d.ring == 1 and d.team_id in teams)
+        return f"escalated: {came} of {len(teams)} covering tier-1 teams came on duty"
     reason = f"no tier-1 team accepted within {after_s:g} s"
     view = await _escalate(session, incident, due_at, now, coverage, ring_m, reason)
     ringed = sum(1 for d in view.dispatches if d.ring == 1)
     return f"escalated: {ringed} tier-1 teams within {ring_m:g} m"
+
+
+ON_DUTY = "a covering tier-1 team came on duty"
 
 
 async def _escalate(
@@ -868,15 +906,17 @@ async def _escalate(
     coverage: Coverage,
     ring_m: float,
     reason: str,
+    teams: Sequence[str] | None = None,
 ) -> IncidentOut:
-    """Alert the tier-1 teams within ``ring_m`` not yet dispatched, and tell operators."""
+    """Alert the tier-1 teams within ``ring_m`` (or of ``teams``, those covering the incident)
+    not yet dispatched, and tell operators."""
     known = set(
         await session.scalars(select(Dispatch.team_id).where(Dispatch.incident_id == incident.id))
     )
     # The ring is drawn from the teams as they are now (a report's own is, by report_incident).
     await coverage.catch_up(session)
     added, events, on_turn = await _add_ring(
-        session, incident, due_at, now, coverage, ring_m, reason, known
+        session, incident, due_at, now, coverage, ring_m, reason, known, only=teams
     )
     if added:
         # The tier's row before the event chain's head, in the order an arrival or a breach
@@ -910,15 +950,21 @@ async def _add_ring(
     reason: str,
     known: set[str],
     duty: DutyBook | None = None,
+    *,
+    only: Sequence[str] | None = None,
 ) -> tuple[list[DispatchRecord], list[EventRecord], dict[str, OnTurn]]:
-    """The dispatches of the tier-1 teams on duty within ``ring_m`` that are not among
-    ``known``, their events, and the unit on turn of those whose units take turns; the caller
-    stores them."""
-    ring = [
-        h
-        for h in coverage.tier1_within(incident.lon, incident.lat, ring_m)
-        if h.team_id not in known
-    ]
+    """The dispatches of the tier-1 teams on duty within ``ring_m`` (or of ``only``, those that
+    cover the incident, wherever their site) that are not among ``known``, their events, and
+    the unit on turn of those whose units take turns; the caller stores them."""
+    if only is None:
+        candidates = coverage.tier1_within(incident.lon, incident.lat, ring_m)
+    else:
+        candidates = [
+            h
+            for h in coverage.covering(incident.lon, incident.lat)
+            if h.tier == 1 and h.team_id in only
+        ]
+    ring = [h for h in candidates if h.team_id not in known]
     # A team off duty is not alerted by the wider ring either.
     on_duty = await rosters.split_on_duty(session, ring, now, duty)
     added = [_new_dispatch(incident, hit, now, ring=1) for hit in on_duty.kept]

@@ -40,6 +40,7 @@ class ChainDeadlines:
 def job_handlers(runtime: Runtime) -> dict[str, jobs.Handler]:
     async def escalate(session: AsyncSession, job: Job, now: datetime) -> str:
         assert job.incident_id is not None
+        teams = job.data.get("teams")
         return await service.escalate_if_unaccepted(
             session,
             job.incident_id,
@@ -47,6 +48,8 @@ def job_handlers(runtime: Runtime) -> dict[str, jobs.Handler]:
             after_s=float(job.data["after_s"]),
             coverage=runtime.coverage,
             ring_m=float(job.data.get("ring_m", runtime.settings.escalation_ring_m)),
+            # A step at the moment covering teams skipped off duty come on duty: those teams.
+            teams=None if teams is None else [str(team) for team in teams],
         )
 
     async def send_again(session: AsyncSession, job: Job, now: datetime) -> str:

@@ -95,6 +95,23 @@ def shift_date(rotation: Rotation, at: datetime) -> date | None:
     return None
 
 
+def duty_begins(rotation: Rotation, at: datetime) -> datetime | None:
+    """The next moment after ``at`` at which the duty hours begin (their start that local day,
+    else the next day's); None for a schedule of all day, which never begins, or past the last
+    day there is."""
+    if rotation.start_minute == rotation.end_minute:
+        return None
+    local = at.astimezone(DISPLAY_TZ)
+    begins = local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(
+        minutes=rotation.start_minute
+    )
+    try:
+        # Wall-clock arithmetic: Asia/Shanghai keeps one offset all year.
+        return begins if begins > local else begins + timedelta(days=1)
+    except OverflowError:
+        return None
+
+
 def unit_on_turn(rotation: Rotation, day: date) -> int | None:
     if not rotation.units:
         return None

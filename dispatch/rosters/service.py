@@ -1139,12 +1139,15 @@ def _duty_changed(session: AsyncSession, book: DutyBook | None) -> None:
 
 @dataclass(frozen=True, slots=True)
 class OnDuty:
-    """``split_on_duty``'s answer: the teams to alert, the ones skipped, and of the teams to
-    alert whose schedule rotates units, the unit on turn (whose leaders the alert goes to)."""
+    """``split_on_duty``'s answer: the teams to alert, the ones skipped, of the teams to alert
+    whose schedule rotates units the unit on turn (whose leaders the alert goes to), and of the
+    teams skipped outside their duty hours when those hours next begin."""
 
     kept: list[CoveredBy]
     skipped: list[SkippedTeamOut]
     on_turn: dict[str, duty.OnTurn]
+    # Of the teams skipped outside their duty hours, when those hours next begin.
+    begins: dict[str, datetime]
 
 
 async def split_on_duty(
@@ -1159,15 +1162,16 @@ async def split_on_duty(
     else three small queries.
     """
     if not hits:
-        return OnDuty([], [], {})
+        return OnDuty([], [], {}, {})
     duties = book.current() if book is not None else None
     if duties is None:
         duties = await load_duties(session, [h.team_id for h in hits])
     if not duties:
-        return OnDuty(list(hits), [], {})
+        return OnDuty(list(hits), [], {}, {})
     kept: list[CoveredBy] = []
     off: list[tuple[CoveredBy, duty.DutyState]] = []
     on_turn: dict[str, duty.OnTurn] = {}
+    begins: dict[str, datetime] = {}
     for hit in hits:
         team_duty = duties.get(hit.team_id)
         if team_duty is None:
@@ -1176,12 +1180,16 @@ async def split_on_duty(
         state = duty.duty_state(team_duty.rotation, team_duty.unit_sizes, now)
         if not state.on_duty:
             off.append((hit, state))
+            if state.reason == "off_hours":
+                begin = duty.duty_begins(team_duty.rotation, now)
+                if begin is not None:
+                    begins[hit.team_id] = begin
             continue
         kept.append(hit)
         if state.unit is not None:
             on_turn[hit.team_id] = duty.OnTurn(state.unit, team_duty.leader_units)
     if not off:
-        return OnDuty(kept, [], on_turn)
+        return OnDuty(kept, [], on_turn, {})
     names = {
         t.id: t.name
         for t in (await teams.teams_by_id(session, [h.team_id for h, _ in off])).values()
@@ -1197,7 +1205,7 @@ async def split_on_duty(
         )
         for hit, state in off
     ]
-    return OnDuty(kept, skipped, on_turn)
+    return OnDuty(kept, skipped, on_turn, begins)
 
 
 def record_skips(

@@ -722,3 +722,99 @@ async def test_a_moment_whose_shift_has_no_date_is_refused_naming_at(world: Worl
     assert last.status_code == 200 and last.json()["on_duty"] is True
     first = await duty_at("0001-01-01T16:00:00Z")  # just after midnight on the second day
     assert first.status_code == 200 and first.json()["on_duty"] is True
+
+
+async def steps_of(world: World, incident_id: str) -> list[Job]:
+    async with world.runtime.sessionmaker() as session:
+        found = await session.scalars(
+            select(Job).where(Job.incident_id == incident_id).order_by(Job.due_at)
+        )
+        return list(found)
+
+
+async def test_a_team_coming_on_duty_just_after_an_uncovered_report_is_alerted_as_it_does(
+    world: World,
+) -> None:
+    """A covering mobile team on duty from 20:00, reported to at 19:59:50 with no other tier-1
+    team covering: the ring was drawn at once, while it was off duty, and no step came after.
+    It was never alerted, tier 1 left uncovered, and no operator action could dispatch it."""
+    world.runtime.settings.token_ttl_s = 30 * 86400
+    mobile = await world.team("mobile")
+    await add_members(world, mobile, 1, 4)
+    reply = await put_duty(
+        world, mobile, start="20:00", end="08:00", rotation_start="2026-01-05", units=[1]
+    )
+    assert reply.status_code == 200, reply.text
+    phone = await world.connect(await world.leader(mobile))
+    operator = await world.operator()
+
+    # Its duty begins past tier 1's 60 s: no step waits for it.
+    advance_to(world, 19, 58, 50)
+    early = await world.report(operator)
+    assert [s["reason"] for s in early["skipped"]] == ["off_hours"]
+    assert early["dispatches"] == [] and await steps_of(world, early["id"]) == []
+
+    on_duty = advance_to(world, 19, 59, 50) + timedelta(seconds=10)
+    incident = await world.report(operator)
+    assert [s["reason"] for s in incident["skipped"]] == ["off_hours"]
+    assert incident["dispatches"] == []
+    [step] = await steps_of(world, incident["id"])
+    assert (step.kind, step.due_at, step.data["teams"]) == ("escalate", on_duty, [mobile["id"]])
+    world.clock.advance(9.9)
+    assert await no_alert(phone), "alerted before its duty hours began"
+
+    world.clock.advance(0.1)  # 20:00:00
+    await alerted_with(phone, incident)
+    await escalated(world, operator, incident["id"])
+    after = await world.incident(operator, incident["id"])
+    assert [(d["team_id"], d["ring"]) for d in after["dispatches"]] == [(mobile["id"], 1)]
+    assert after["chain"][0]["covered"] is True
+    # It was off duty at the report, and the incident keeps saying so.
+    assert [s["team_id"] for s in after["skipped"]] == [mobile["id"]]
+    # The ring drawn at the report found nobody; the step that came at 20:00 found the team.
+    at_once, came = await events_of(world, operator, incident["id"], "escalated")
+    assert (at_once["data"]["reason"], at_once["data"]["team_ids"]) == (
+        "no tier-1 zone covers the incident",
+        [],
+    )
+    assert (came["data"]["reason"], came["data"]["team_ids"]) == (
+        "a covering tier-1 team came on duty",
+        [mobile["id"]],
+    )
+    assert datetime.fromisoformat(came["at"]) == on_duty
+    await phone.close()
+
+
+async def test_a_team_coming_on_duty_is_not_alerted_once_tier_one_has_answered(
+    world: World,
+) -> None:
+    """With a fixed post covering too, the team coming on duty is alerted when it does unless
+    the fixed post has accepted by then: it is on its way, as for the escalation ring."""
+    world.runtime.settings.token_ttl_s = 30 * 86400
+    fixed = await world.team("fixed_post")
+    mobile = await world.team("mobile")
+    await add_members(world, mobile, 1, 4)
+    reply = await put_duty(
+        world, mobile, start="20:00", end="08:00", rotation_start="2026-01-05", units=[1]
+    )
+    assert reply.status_code == 200, reply.text
+    advance_to(world, 19, 59, 50)
+    operator = await world.operator()
+    fixed_leader = await world.leader(fixed)
+
+    answered = await world.report(operator)
+    unanswered = await world.report(operator, *near(50, 0))
+    assert team_ids(answered) == team_ids(unanswered) == {fixed["id"]}
+    world.clock.advance(5)
+    dispatch_id = answered["dispatches"][0]["id"]
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{dispatch_id}/accept", headers=fixed_leader.headers
+    )
+    assert reply.status_code == 200, reply.text
+
+    world.clock.advance(5)  # 20:00:00
+    after = await world.wait_for(operator, unanswered["id"], lambda i: len(i["dispatches"]) == 2)
+    assert mobile["id"] in team_ids(after)
+    outcomes = [s.outcome for s in await steps_of(world, answered["id"])]
+    assert outcomes[0] == "not needed: a tier-1 team accepted"
+    assert team_ids(await world.incident(operator, answered["id"])) == {fixed["id"]}
