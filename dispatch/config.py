@@ -8,6 +8,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
+import httpx
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -38,6 +39,9 @@ OPTIONAL_SETTINGS = (
     "sms_gateway_username",
     "sms_gateway_password",
 )
+
+# Where the notifiers send: each is requested as it is given, and may carry a key.
+NOTIFIER_URLS = ("webhook_url", "wecom_robot_url", "dingtalk_robot_url", "sms_gateway_url")
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 LogFormat = Literal["json", "text"]
@@ -200,6 +204,22 @@ class Settings(BaseSettings):
     @classmethod
     def _format_in_any_case(cls, value: object) -> object:
         return _one_of(value, LOG_FORMATS, str.lower)
+
+    @field_validator(*NOTIFIER_URLS)
+    @classmethod
+    def _notifier_url_can_be_requested(cls, value: str | None) -> str | None:
+        # Taken as given, a URL without its scheme or host failed every notification
+        # ("UnsupportedProtocol"), found only when a leader did not answer a real alert. The
+        # parser's own message is left out: it may quote the URL, and with it a robot's key.
+        if value is None:
+            return value
+        try:
+            url = httpx.URL(value)
+        except httpx.InvalidURL:
+            url = None
+        if url is None or url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value
 
     @field_validator("webhook_secret")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from dispatch.config import OPTIONAL_SETTINGS, YEAR_S, Settings
+from dispatch.config import NOTIFIER_URLS, OPTIONAL_SETTINGS, YEAR_S, Settings, setting_errors
 from dispatch.notifiers.channels import (
     HttpSmsGateway,
     SmsChannel,
@@ -142,6 +142,41 @@ def test_a_webhook_is_refused_without_a_secret_to_sign_with(
     [error] = refused.value.errors()
     assert error["loc"] == ("webhook_secret",)
     assert "required with DISPATCH_WEBHOOK_URL" in error["msg"]
+
+
+@pytest.mark.parametrize("name", NOTIFIER_URLS)
+@pytest.mark.parametrize(
+    "url",
+    [
+        "qyapi.weixin.qq.com/cgi-bin/webhook/send?key=robot-key",
+        "ftp://gateway/send?key=robot-key",
+        "https:///cgi-bin/webhook/send?key=robot-key",
+        "http://[::1/send?key=robot-key",
+    ],
+)
+def test_a_notifier_url_that_cannot_be_requested_stops_the_start(
+    name: str, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Taken, it failed every notification ("UnsupportedProtocol"), found only when a leader
+    did not answer a real alert. The refusal names the variable, not the URL: it holds a key."""
+    monkeypatch.setenv(f"DISPATCH_{name.upper()}", url)
+    monkeypatch.setenv("DISPATCH_WEBHOOK_SECRET", "webhook-secret")
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    [error] = refused.value.errors()
+    assert error["loc"] == (name,)
+    [line] = setting_errors(refused.value)
+    assert line == f"error: DISPATCH_{name.upper()}: must be an http:// or https:// URL with a host"
+
+
+@pytest.mark.parametrize(
+    "url", ["https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k", "http://127.0.0.1:9/hook"]
+)
+def test_a_notifier_url_with_its_scheme_and_host_is_taken(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISPATCH_WECOM_ROBOT_URL", url)
+    assert Settings().wecom_robot_url == url
 
 
 def test_a_webhook_secret_is_kept_as_given(monkeypatch: pytest.MonkeyPatch) -> None:
