@@ -9,6 +9,7 @@ rows are always locked in key order, so two limits checked together cannot deadl
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -191,8 +192,13 @@ class FrameBudget:
 class BackoffPolicy:
     """``free`` failures cost nothing; each one after doubles the wait, up to ``max_s``.
 
-    The wait is never permanent: it is at most ``max_s`` after the last failure, and a key that
-    has been quiet for ``forget_s`` starts from zero again.
+    A key forgets its failures one at a time, one every ``forget_s / free`` seconds while it
+    holds any (counted from when it last stood at zero): it never waits while no window of
+    ``forget_s`` holds more than ``free`` of its failures, so a burst of ``free`` costs nothing
+    and so does one failure every ``forget_s / free`` for ever (a control room's occasional
+    typo), while guesses any faster add up. The wait is never permanent: it is at most
+    ``max_s`` after the last failure, and the count goes no higher than the one that earns
+    ``max_s`` (``most``), so a key is back at zero ``forgotten_s`` after its last failure.
     """
 
     free: int
@@ -201,9 +207,22 @@ class BackoffPolicy:
     forget_s: float
 
     @property
+    def every_s(self) -> float:
+        """A key forgets one failure each time this passes, while it holds any."""
+        return self.forget_s / self.free
+
+    @property
+    def most(self) -> int:
+        """The count that earns the longest wait; a key counts no higher."""
+        doublings = (
+            math.ceil(math.log2(self.max_s / self.base_s)) if self.max_s > self.base_s else 0
+        )
+        return self.free + 1 + doublings
+
+    @property
     def forgotten_s(self) -> float:
         """After this long without a failure, any key of this policy is back at zero."""
-        return self.forget_s
+        return self.most * self.every_s
 
     def wait_after(self, failures: int) -> float:
         if failures <= self.free:
@@ -211,11 +230,23 @@ class BackoffPolicy:
         return min(self.max_s, self.base_s * 2.0 ** min(failures - self.free - 1, 40))
 
     def count(self, row: Backoff, now: datetime) -> None:
-        """Count one more failure under ``row`` at ``now``, and set the wait it earns."""
-        if (now - row.last_at).total_seconds() > self.forget_s:
-            row.failures = 0
-        row.failures += 1
-        row.last_at = now
+        """Count one more failure under ``row`` at ``now``, after forgetting those whose time
+        has come, and set the wait it earns.
+
+        ``row.last_at`` is when the key's next failure is forgotten from: it moves on by whole
+        ``every_s`` as failures are forgotten, so no part of one is lost when another comes
+        (forgetting from the last failure instead, two typos in a row every six minutes would
+        add up without end)."""
+        if row.failures > 0:
+            due = max(0, math.floor((now - row.last_at).total_seconds() / self.every_s))
+            if due >= row.failures:
+                row.failures = 0
+            else:
+                row.failures -= due
+                row.last_at += timedelta(seconds=due * self.every_s)
+        if row.failures == 0:
+            row.last_at = now
+        row.failures = min(self.most, row.failures + 1)
         wait_s = self.wait_after(row.failures)
         row.blocked_until = now + timedelta(seconds=wait_s) if wait_s else None
 

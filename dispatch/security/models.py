@@ -24,6 +24,8 @@ class Backoff(Base):
     __tablename__ = "backoffs"
 
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # Not yet forgotten (``dispatch.security.limits.BackoffPolicy.count``) ...
     failures: Mapped[int]
+    # ... as of this time, from which the next one is forgotten.
     last_at: Mapped[datetime] = mapped_column(index=True)
     blocked_until: Mapped[datetime | None]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import httpx
 
@@ -78,6 +79,66 @@ async def test_a_burst_of_parallel_guesses_is_counted_before_any_is_checked(
     codes = sorted(r.status_code for r in replies)
     # Each attempt is counted as it starts: the one after the free ones sets the wait.
     assert codes == [401] * (free + 1) + [429] * 9
+
+
+async def test_an_addresss_failures_are_forgotten_one_for_every_three_minutes(
+    world: World,
+) -> None:
+    operator = await world.operator()
+    free = world.runtime.settings.login_address_free_failures
+    for n in range(free):
+        assert (await login(world, f"sprayed-{n}", "password1")).status_code == 401
+    assert (await login(world, operator.name, operator.password)).status_code == 200
+    # Three minutes (an hour / 20) forget one: one more failure is free again.
+    world.clock.advance(180)
+    assert (await login(world, "sprayed-again", "password1")).status_code == 401
+    assert (await login(world, operator.name, operator.password)).status_code == 200
+    # Faster than that, failures add up.
+    world.clock.advance(179)
+    assert (await login(world, "sprayed-once-more", "password1")).status_code == 401
+    refused = await login(world, operator.name, operator.password)
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+
+
+async def test_a_control_rooms_occasional_typos_never_lock_everyone_out(world: World) -> None:
+    """One control room behind one NAT address, staffed round the clock: once every 50
+    minutes an operator mistypes his password once and then types it right. Each attempt used
+    to move the address's time of last failure, so its count never started again from zero;
+    after the 20th typo of the week each single typo made every operator wait, doubling up to
+    900 s. Now each 3 minutes without a failure forget one."""
+    settings = world.runtime.settings
+    operators = [await world.operator() for _ in range(3)]
+    refused: list[tuple[int, str]] = []
+    for n in range(settings.login_address_free_failures + 10):
+        world.clock.advance(50 * 60)
+        typist = operators[n % 3]
+        colleague = operators[(n + 1) % 3]
+        typo = await login(world, typist.name, "typo-" + uuid.uuid4().hex)
+        assert typo.status_code == 401
+        # The colleague at the next desk signs in with the right password.
+        reply = await login(world, colleague.name, colleague.password)
+        if reply.status_code != 200:
+            refused.append((n + 1, reply.headers.get("retry-after", "?")))
+    assert not refused, (
+        f"operators typing the right password were refused (typo number, Retry-After s): {refused}"
+    )
+
+
+async def test_no_more_failures_than_the_free_ones_in_any_hour_never_earn_a_wait(
+    world: World,
+) -> None:
+    """Two typos half a minute apart every six minutes: ten failures an hour, under the
+    address's 20.
+    Forgotten from each last failure, the second of a pair would forgive nothing and the
+    count would grow by one every six minutes."""
+    operator = await world.operator()
+    settings = world.runtime.settings
+    for _ in range(settings.login_address_free_failures * 2):
+        for wait_s in (5.5 * 60, 30):
+            world.clock.advance(wait_s)
+            typo = await login(world, f"typist-{uuid.uuid4().hex[:8]}", "typo")
+            assert typo.status_code == 401
+        assert (await login(world, operator.name, operator.password)).status_code == 200
 
 
 async def test_operators_signing_in_together_with_the_right_password_all_get_in(
