@@ -13,8 +13,8 @@ class NotificationStatus(StrEnum):
     PENDING = "pending"
     NOTIFIED = "notified"
     FAILED = "failed"
-    # Given up before its last attempt: the leader answered, the incident closed, or the
-    # channel was switched off (a restart without its setting).
+    # Given up before its last attempt: the leader answered or was disabled, the incident
+    # closed, or the channel was switched off (a restart without its setting).
     STOPPED = "stopped"
 
 

@@ -33,8 +33,9 @@ class NotificationOut(Schema):
     user_id: str
     channel: str = Field(description="webhook, wecom, dingtalk or sms")
     status: str = Field(
-        description="pending, notified, failed, or stopped (the leader answered, the incident"
-        " closed, or the channel was switched off by a restart before its last retry)"
+        description="pending, notified, failed, or stopped (the leader answered or was"
+        " disabled, the incident closed, or the channel was switched off by a restart before"
+        " its last retry)"
     )
     attempts: list[AttemptOut]
     created_at: LocalTime

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
 from alerts.store import Envelope
+from dispatch.auth import service as auth
 from dispatch.auth.models import User
 from dispatch.db import falls_due, new_id
 from dispatch.errors import InvalidInput, NotFound
@@ -181,6 +182,11 @@ async def _answered(
         return "the team arrived"
     if incident.status == IncidentStatus.CLOSED.value:
         return "the incident is closed"
+    # A dismissed guard's account is disabled: his phone is texted no more, as it is sent no
+    # alert again after a resync (incidents.service.send_alert_again).
+    leaders = await auth.leaders_by_team(session, [dispatch.team_id])
+    if user_id not in leaders.get(dispatch.team_id, []):
+        return "no longer an enabled leader of the team"
     return None
 
 

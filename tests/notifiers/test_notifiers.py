@@ -799,6 +799,61 @@ async def test_a_channel_switched_off_by_a_restart_stops_its_notification_tried_
         await second.stop()
 
 
+async def test_a_leader_disabled_before_the_check_is_not_notified(
+    start: Start, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    webhook = await receivers()
+    world = await start(webhook_url=webhook.url, webhook_secret=WEBHOOK_SECRET)
+    leader, _, _ = await setup_incident(world)
+    await disable(world, leader)
+    world.clock.advance(15)
+    for _ in range(250):
+        if await job_outcomes(world, "notify.check"):
+            break
+        await asyncio.sleep(0.02)
+    assert await job_outcomes(world, "notify.check") == [
+        "not needed: no longer an enabled leader of the team"
+    ]
+    await asyncio.sleep(0.2)
+    assert webhook.requests == []
+
+
+async def test_retries_stop_once_the_leader_is_disabled(
+    start: Start, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    """A dismissed guard's account is disabled: his phone is no longer texted about the
+    team's alerts."""
+    sms = await receivers((503, {"error": "busy"}))
+    world = await start(sms_gateway_url=sms.url, notify_backoff_s=1.0)
+    leader, operator, incident = await setup_incident(world)
+    world.clock.advance(15)
+    await sms.wait_for(1)
+    await attempts_recorded(world, operator, incident["id"], 1)
+    await disable(world, leader)
+    world.clock.advance(1)
+    for _ in range(250):
+        if any(o.startswith("stopped") for o in await job_outcomes(world, "notify.send")):
+            break
+        await asyncio.sleep(0.02)
+    world.clock.advance(60)
+    await asyncio.sleep(0.3)
+    assert len(sms.requests) == 1, "the disabled leader was texted again"
+    assert "stopped: no longer an enabled leader of the team" in await job_outcomes(
+        world, "notify.send"
+    )
+    [record] = await notifications(world, operator, incident["id"])
+    assert record["status"] == "stopped"
+    assert await events_of(world, operator, incident["id"], "notified", "notify_failed") == []
+
+
+async def disable(world: World, user: Account) -> None:
+    admin = await world.admin()
+    reply = await world.http.patch(
+        f"/api/v1/users/{user.id}", json={"disabled": True}, headers=admin.headers
+    )
+    assert reply.status_code == 200, reply.text
+
+
 async def test_setting_a_phone_number_is_validated_and_for_leaders_only(start: Start) -> None:
     world = await start()
     team = await world.team("fixed_post")
