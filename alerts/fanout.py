@@ -6,7 +6,8 @@ transaction commits, so a receiver never hears of rows it cannot read yet.
 
 An announcement this process could not act on (its receiver failed, retried) counts as missed,
 like those sent while the connection was down: the listener reconnects and runs its catch-up,
-which reads the rows anew. Nothing ends the listener but ``stop``; until a catch-up has
+which reads the rows anew. Every connection runs it, the first too: what the process holds was
+loaded before it listened. Nothing ends the listener but ``stop``; until a catch-up has
 succeeded it reports itself not connected.
 """
 
@@ -139,11 +140,8 @@ class Listener:
         self._lost: asyncio.Event | None = None
         self._stopping = False
         self.errors = 0
-        # Connections made so far; every one after the first catches up on what it missed.
+        # Connections that came to listen so far; each, the first too, catches up.
         self.connections = 0
-        # Announcements missed since the last catch-up: the next connection catches up even
-        # when it is the first (its predecessors never came up).
-        self._behind = False
         # The pause before the next connection: doubled after each one that did not come up,
         # back to the first once one has (however it then ends).
         self._backoff = FIRST_BACKOFF_S
@@ -189,7 +187,6 @@ class Listener:
         self.errors += 1
         error = None if task.cancelled() else task.exception()
         log.error("fan-out listener ended unexpectedly; restarting it", exc_info=error)
-        self._behind = True
         self._launch()
 
     async def _run(self) -> None:
@@ -200,10 +197,6 @@ class Listener:
             except Exception as error:
                 # Whatever failed (the connection, or the catch-up's reads in a callback:
                 # SQLAlchemy's errors too), the cure is the same: connect again, catch up again.
-                # Also when no connection has listened yet: this process may already hold
-                # sockets (its start waits for the first connection a while, not for ever),
-                # and what other processes announced meanwhile is in the database alone.
-                self._behind = True
                 self.errors += 1
                 log.warning(
                     "fan-out listener lost (%r); reconnecting in %.1fs",
@@ -231,17 +224,15 @@ class Listener:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 for channel in self._receivers:
                     await connection.add_listener(channel, self._received)
-            # Counted once listening, not when it ends well: a connection that ended in an
-            # error still means the next one has announcements to catch up on.
             self.connections += 1
-            if self.connections > 1 or self._behind:
-                # Whatever was announced while we were away is in the database: catch up.
-                # Until that has worked this process is not up to date, and says so.
-                self._behind = True
-                async with asyncio.timeout(CATCH_UP_TIMEOUT_S):
-                    for callback in self._on_reconnect:
-                        await callback()
-                self._behind = False
+            # Whatever was announced while we were away is in the database: catch up. Until
+            # that has worked this process is not up to date, and says so. The first
+            # connection too: what the process holds (its villages, its duty book) was loaded
+            # as it started, before it listened, and a change announced in between reached
+            # nobody, so it judged by the old rows until some later change.
+            async with asyncio.timeout(CATCH_UP_TIMEOUT_S):
+                for callback in self._on_reconnect:
+                    await callback()
             self._up.set()
             # Up (and caught up): a drop from here on is a new trouble, not one more failure in
             # a row, whether it ends the connection in an error or through its termination.
@@ -282,7 +273,6 @@ class Listener:
         self._missed()
 
     def _missed(self) -> None:
-        self._behind = True
         self._up.clear()
         if self._lost is not None:
             self._lost.set()

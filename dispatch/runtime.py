@@ -143,6 +143,16 @@ class Runtime:
             return None
         return self.principals
 
+    def duty_book(self) -> DutyBook | None:
+        """The duty book for a decision, unless the listener that brings other processes'
+        changes is down: their announcements are lost meanwhile, so reports read the schedules
+        from the tables until the listener is back (its reconnect reloads the book). As the
+        token cache is set aside; the coverage index needs no such care, as every decision
+        checks the teams' revision."""
+        if self.fanout is not None and not self.fanout.connected:
+            return None
+        return self.duty
+
     def _notification(self, session: AsyncSession) -> Read | None:
         """What this transaction announces to the other processes (none on SQLite, served
         by one process): the ids each channel names, and the batches of messages it wrote."""

@@ -91,7 +91,7 @@ async def report_incident(
             ),
             now=received_at(request),
             rate=rate,
-            duty=runtime.duty,
+            duty=runtime.duty_book(),
         )
     except IntegrityError as error:
         if not villages.lost_its_village(error):

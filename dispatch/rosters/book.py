@@ -5,9 +5,10 @@ Every report asks whether its covering teams are on duty, and which of a rotatin
 leaders serve with the unit on turn. The answer depends on a few hundred rows that change when
 an admin edits a schedule, a roster or a member's account link, so each process keeps them and
 reloads them when they change: after its own change commits, and on ``DUTY_CHANNEL`` for
-another process's (and after the fan-out reconnects). From a change until the reload is in,
-``current`` is None and reports read the tables as before: a book is never older than the
-last change this process heard of.
+another process's (and whenever the fan-out connects, the first time too). From a change until
+the reload is in, ``current`` is None and reports read the tables as before: a book is never
+older than the last change this process heard of. While the fan-out is down the process hears
+of none, and reports read the tables too (``Runtime.duty_book``).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import shapely
 from shapely.geometry import Polygon, shape
 
 from tests.conftest import server_settings, two_servers_on
+from tests.rosters.test_duty_freshness import serving, starting_while
 from tests.support import QINGXI, World
 
 LON, LAT = QINGXI
@@ -384,3 +385,21 @@ async def test_quick_reimports_leave_another_process_with_the_last_one(
             await asyncio.sleep(0.01)
         assert seen.village_at(*centres[-1]) == village["id"]
         assert [seen.village_at(*c) for c in centres[:-1]] == [None, None, None]
+
+
+async def test_villages_imported_while_another_process_starts_tag_its_reports(
+    postgres_only: str,
+) -> None:
+    """The process loaded its villages as it started and listened only after: an import in
+    between was never heard of, and its reports went untagged until some later change."""
+    settings = server_settings(postgres_only)
+    async with serving(settings) as a:
+        operator = await a.operator()
+
+        async def import_them() -> None:
+            reply = await import_villages(a, collection(feature("上元村", SHANGYUAN)))
+            assert reply.status_code == 200, reply.text
+
+        async with starting_while(a, settings, "villages", import_them) as b:
+            (village,) = await villages_listed(a)
+            assert (await b.report(operator))["village_id"] == village["id"]
