@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -29,17 +31,27 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     presented = ""
     expires_at: datetime | None = None
     # The token cache's generation when the token was last judged: unchanged, no user's
-    # access has changed since (every change drops the cache's entries of its user).
+    # access has changed through the API since (every such change drops the cache's entries of
+    # its user).
     judged = -1
+    # When (monotonic) the rows the token was last judged by were read: a change made directly
+    # in the database is seen once ``principal_cache_s`` has passed since, as REST sees it.
+    read_at = -math.inf
 
-    async def look_up(token: str) -> auth.Principal:
-        nonlocal judged
-        cache = runtime.principal_cache()
+    async def look_up(token: str, *, fresh: bool = False) -> auth.Principal:
+        """The token's principal; ``fresh``: from the rows, not from the token cache."""
+        nonlocal judged, read_at
+        cache = None if fresh else runtime.principal_cache()
         judged = runtime.principals.generation
+        started = time.monotonic()
         async with runtime.reading() as session:
-            return await auth.principal_for_token(
+            principal = await auth.principal_for_token(
                 session, token, secret=runtime.secret, now=runtime.clock.now(), cache=cache
             )
+        age = None if cache is None else cache.age(token)
+        # Answered from the cache: as old as its entry. Else read now (and maybe cached).
+        read_at = started if age is None else min(started, time.monotonic() - age)
+        return principal
 
     async def authenticate(token: str) -> Peer | None:
         nonlocal presented, expires_at
@@ -64,13 +76,16 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     async def recheck(_peer: Peer, told: bool) -> str | None:
         """Why this socket's token no longer lets it read, or None while it does. A token
         that expired, was revoked (logout) or whose user was disabled or reset ends the
-        socket (1008): a dismissed guard's phone stops receiving the board at once."""
+        socket (1008): a dismissed guard's phone stops receiving the board at once. A change
+        made past the API (directly in the database) ends it at the first message after
+        ``principal_cache_s`` has passed since its rows were read, as REST would refuse it."""
         if expires_at is not None and expires_at <= runtime.clock.now():
             return "the token has expired: log in again"
-        if not told and runtime.principals.generation == judged:
+        aged = time.monotonic() - read_at >= runtime.settings.principal_cache_s
+        if not told and not aged and runtime.principals.generation == judged:
             return None
         try:
-            await look_up(presented)
+            await look_up(presented, fresh=aged)
         except Unauthorized:
             return "the token is no longer valid: log in again"
         return None

@@ -67,6 +67,11 @@ class Principals:
         self.hits += 1
         return entry.principal, entry.expires
 
+    def age(self, token: str) -> float | None:
+        """How long ago the rows behind ``token``'s entry were read, if it has one."""
+        entry = self._entries.get(token)
+        return None if entry is None else self._timer() - entry.cached_at
+
     def put(self, token: str, principal: Principal, expires: float, generation: int) -> None:
         if self.ttl_s <= 0 or generation != self._generation:
             return

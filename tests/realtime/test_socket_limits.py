@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -16,6 +17,10 @@ from websockets.exceptions import ConnectionClosed
 from alerts import store as mailboxes
 from alerts.acks import Acked, AckRecorder
 from alerts.store import Outgoing
+from dispatch.auth.models import User
+from dispatch.clock import ManualClock
+from dispatch.config import Settings
+from dispatch.db import create_engine
 from dispatch.realtime import record_acknowledged
 from tests.conftest import RunningServer
 from tests.realtime.test_acks import acked_marks, delivered, recorder
@@ -178,6 +183,49 @@ async def test_a_disabled_leaders_open_socket_is_closed_at_once_and_leaves_the_h
             break
         await asyncio.sleep(0.02)
     assert not world.runtime.hub.is_connected(leader.id)
+
+
+CACHE_S = 0.5
+
+
+@pytest.fixture
+async def short_cache_world(settings: Settings, clock: ManualClock) -> AsyncIterator[World]:
+    running = RunningServer(settings.model_copy(update={"principal_cache_s": CACHE_S}), clock)
+    await running.start()
+    world = World(running.app, f"http://127.0.0.1:{running.port}", clock)
+    try:
+        yield world
+    finally:
+        await world.close()
+        await running.stop()
+
+
+async def test_an_operator_disabled_in_the_database_stops_reading_the_board_as_rest_stops(
+    short_cache_world: World, settings: Settings
+) -> None:
+    """A change made directly in the database is seen within DISPATCH_PRINCIPAL_CACHE_S
+    (docs/security.md). The open console used to look at the rows again only when an API
+    change moved the token cache's generation, and went on receiving the board (every
+    incident's news) until its token expired, 12 h on."""
+    world = short_cache_world
+    await world.team()
+    disabled, colleague = await world.operator(), await world.operator()
+    console = await world.connect(disabled)
+    assert (await world.http.get("/api/v1/auth/me", headers=disabled.headers)).status_code == 200
+    engine = create_engine(settings.database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                update(User).where(User.id == disabled.id).values(disabled=True)
+            )
+    finally:
+        await engine.dispose()
+    await asyncio.sleep(CACHE_S + 0.3)
+    assert (await world.http.get("/api/v1/auth/me", headers=disabled.headers)).status_code == 401
+    await world.report(colleague)
+    code, reason = await closed_with(console)
+    assert code == 1008 and "token" in reason
+    assert not [m for m in console.received if m["type"] == "incident.updated"]
 
 
 async def test_logging_out_closes_that_tokens_socket_only(world: World) -> None:
