@@ -27,8 +27,10 @@ from dispatch.clock import ManualClock
 from dispatch.runtime import Runtime
 
 QINGXI = (114.159, 22.847)
-# The retention job's statement (alerts.store.purge_before).
+# The retention job's statements (alerts.store.purge_before, dispatch.jobs.service.
+# purge_done_before).
 PURGE = "DELETE FROM messages WHERE messages.created_at <"
+PURGE_JOBS = "DELETE FROM jobs WHERE jobs.status ="
 
 
 @functools.cache
@@ -46,12 +48,12 @@ def sync_engines(runtime: Runtime) -> list[Engine]:
 @contextmanager
 def statements_sent(sender: Runtime | Engine) -> Iterator[list[str]]:
     """The SQL statements the server's engines (or the one engine) send while the block runs,
-    in order; not the retention job's purge, which runs in its own task as the server starts,
+    in order; not the retention job's purges, which run in their own task as the server starts,
     whenever the event loop gets to it (sometimes in the middle of a test's block)."""
     sent: list[str] = []
 
     def seen(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if not statement.startswith(PURGE):
+        if not statement.startswith((PURGE, PURGE_JOBS)):
             sent.append(statement)
 
     engines = [sender] if isinstance(sender, Engine) else sync_engines(sender)

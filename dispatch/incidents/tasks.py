@@ -67,7 +67,8 @@ def job_handlers(runtime: Runtime) -> dict[str, jobs.Handler]:
 
 
 async def purge_old_messages(runtime: Runtime) -> None:
-    """Drop stored messages past the retention window; a client that far behind resyncs."""
+    """Drop stored messages past the retention window; a client that far behind resyncs. And
+    the jobs done before it, which nothing reads again."""
     while True:
         cutoff = runtime.clock.now() - timedelta(days=runtime.settings.message_retention_days)
         try:
@@ -75,6 +76,10 @@ async def purge_old_messages(runtime: Runtime) -> None:
                 removed = await store.purge_before(session, cutoff)
             if removed:
                 log.info("purged %d stored messages older than %s", removed, cutoff.isoformat())
+            async with runtime.transaction() as session:
+                done = await jobs.purge_done_before(session, cutoff)
+            if done:
+                log.info("purged %d jobs done before %s", done, cutoff.isoformat())
         except Exception:
-            log.exception("could not purge old messages")
+            log.exception("could not purge old messages and done jobs")
         await asyncio.sleep(3600)

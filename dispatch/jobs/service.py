@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.bulk import Added
@@ -97,6 +97,18 @@ async def postpone(session: AsyncSession, job_id: str, until: datetime, reason: 
         .where(Job.id == job_id, Job.status == JobStatus.PENDING.value)
         .values(due_at=until, attempts=Job.attempts + 1, outcome=reason[:255])
     )
+
+
+async def purge_done_before(session: AsyncSession, cutoff: datetime) -> int:
+    """Delete the jobs done before ``cutoff``: nothing reads a done job again (what its step
+    did is in the incident's events), and every report leaves at least one, which was kept
+    for ever. Done at or after its due time, so the due index narrows the search."""
+    result = await session.execute(
+        delete(Job).where(
+            Job.status == JobStatus.DONE.value, Job.due_at < cutoff, Job.fired_at < cutoff
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def next_due(session: AsyncSession) -> datetime | None:

@@ -449,3 +449,31 @@ async def step_of(world: World, incident_id: str) -> str:
     async with world.runtime.sessionmaker() as session:
         [job_id] = await session.scalars(select(Job.id).where(Job.incident_id == incident_id))
     return job_id
+
+
+async def test_jobs_done_before_the_retention_window_are_purged_and_no_other(
+    world: World,
+) -> None:
+    """Every report leaves at least one job, and a done job is never read again: they were
+    kept for ever. The retention sweep drops those done before its cutoff, as it drops the
+    stored messages."""
+    runtime = world.runtime
+    # Hours ahead of the test's clock: the server's own timer leaves them alone.
+    start = runtime.clock.now() + timedelta(hours=1)
+    later = start + timedelta(days=7)
+    async with runtime.transaction() as session:
+        old = jobs.schedule(session, jobs.new_job("nothing.to.do", start))
+        waiting = jobs.schedule(session, jobs.new_job("nothing.to.do", start))
+        recent = jobs.schedule(session, jobs.new_job("nothing.to.do", later))
+    for job, fired_at in ((old, start), (recent, later)):
+        async with runtime.transaction() as session:
+            claimed = await session.get(Job, job.id)
+            assert claimed is not None
+            await jobs.fire(session, claimed, fired_at, {"nothing.to.do": done})
+
+    async with runtime.transaction() as session:
+        assert await jobs.purge_done_before(session, later) == 1
+    async with runtime.sessionmaker() as session:
+        kept = {job.id: job.status for job in await session.scalars(select(Job))}
+    # A job still pending stays, however long overdue.
+    assert kept == {waiting.id: "pending", recent.id: "done"}
