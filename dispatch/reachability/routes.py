@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import Depends
 
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
+from dispatch.db import before_commit
 from dispatch.deps import OperatorDep, RuntimeDep, SessionDep, require
-from dispatch.errors import NotFound, error_response
+from dispatch.errors import RATE_LIMITED, NotFound, error_response
 from dispatch.reachability import service
 from dispatch.reachability.schemas import (
     LeaderReachabilityOut,
@@ -17,6 +19,7 @@ from dispatch.reachability.schemas import (
 )
 from dispatch.routing import api_router
 from dispatch.runtime import Runtime
+from dispatch.security import limits
 from dispatch.teams import service as teams
 from dispatch.teams.models import Team
 
@@ -79,6 +82,11 @@ async def one_team(
     return (await _views(runtime, session, [await teams.get_team(session, team_id)]))[0]
 
 
+# Per user, across teams: every team of a town tested at the start of a shift, then one every
+# few seconds; one account cannot ring the leaders' phones at machine speed.
+TEST_ALERTS = limits.Rate(burst=60, per_minute=20)
+
+
 @router.post(
     "/teams/{team_id}/test-alert",
     status_code=202,
@@ -86,16 +94,23 @@ async def one_team(
     responses={
         202: {"description": "stored for every leader of the team and sent to open sockets"},
         409: error_response(409, "the team has no leader account"),
+        **RATE_LIMITED,
     },
 )
 async def send_test_alert(
     team_id: str, runtime: RuntimeDep, session: SessionDep, operator: OperatorDep
 ) -> TestAlertSentOut:
     """A ``test_alert`` message to each leader of the team. The round trip is recorded when
-    the phone acknowledges it; read it from the team's reachability or the test alert."""
+    the phone acknowledges it; read it from the team's reachability or the test alert.
+
+    At most 60 at once and 20 a minute per user (429 with Retry-After beyond)."""
+    now = runtime.clock.now()
     team, sent = await service.send_test_alert(
-        session, team_id, requested_by=operator.user_id, now=runtime.clock.now()
+        session, team_id, requested_by=operator.user_id, now=now
     )
+    # Spent with the last statement, as a report's: a refused test alert writes nothing.
+    key = f"test-alert:{operator.user_id}"
+    before_commit(session, partial(limits.take, session, key, TEST_ALERTS, now, "test alerts"))
     return TestAlertSentOut(team_id=team.id, sent=[TestAlertOut.model_validate(t) for t in sent])
 
 

@@ -23,6 +23,7 @@ from alerts.hub import Hub
 from dispatch.auth.models import User
 from dispatch.reachability import service
 from dispatch.reachability.models import Presence, PresenceBeat
+from dispatch.reachability.routes import TEST_ALERTS
 from tests.conftest import RunningServer, clock_start, free_port
 from tests.support import Account, World, statements_sent
 
@@ -146,6 +147,26 @@ async def test_a_test_alert_to_an_offline_leader_waits_for_his_phone(world: Worl
     # An unreachable leader shows as a long round trip, not as a lost test.
     assert test["round_trip_ms"] == 90_000
     await phone.close()
+
+
+async def test_one_operator_cannot_send_test_alerts_at_machine_speed(world: World) -> None:
+    team = await world.team("fixed_post")
+    await world.leader(team)
+    operator, colleague = await world.operator(), await world.operator()
+    url = f"/api/v1/teams/{team['id']}/test-alert"
+    burst = TEST_ALERTS.burst
+    for _ in range(burst):
+        assert (await world.http.post(url, headers=operator.headers)).status_code == 202
+    refused = await world.http.post(url, headers=operator.headers)
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"] == "rate_limited"
+    assert refused.headers["retry-after"] == str(round(60 / TEST_ALERTS.per_minute))
+    # The refused one wrote nothing; a colleague's bucket is his own.
+    metrics = (await world.http.get("/metrics")).text
+    assert f"dispatch_test_alerts_total {burst}.0" in metrics
+    assert (await world.http.post(url, headers=colleague.headers)).status_code == 202
+    world.clock.advance(60 / TEST_ALERTS.per_minute)
+    assert (await world.http.post(url, headers=operator.headers)).status_code == 202
 
 
 async def test_test_alerts_need_an_operator_and_a_team_with_a_leader(world: World) -> None:
