@@ -32,7 +32,7 @@ from dispatch.incidents.routes import dispatches_router, incidents_router
 from dispatch.incidents.tasks import ChainDeadlines, job_handlers, purge_old_messages
 from dispatch.jobs.tasks import JobQueue, Timer
 from dispatch.observability.running import Operations, install_operations
-from dispatch.outages import database_unavailable
+from dispatch.outages import database_unavailable, describe, error_kind
 from dispatch.pages.routes import mount_static
 from dispatch.pages.routes import router as pages_router
 from dispatch.reachability import service as reachability
@@ -183,7 +183,8 @@ def watch_task(runtime: Runtime, task: asyncio.Task[None], *, core: bool) -> Non
         name = task.get_name()
         what = "returned" if error is None else f"{type(error).__name__}: {error}"
         if core:
-            runtime.stopped[name] = what
+            # /readyz, which anyone may ask, names the error's class; its text is logged.
+            runtime.stopped[name] = "returned" if error is None else type(error).__name__
         log.error(
             "background task %s stopped (%s)%s",
             name,
@@ -249,7 +250,11 @@ async def start_runtime(settings: Settings, clock: Clock) -> Runtime:
 class Readiness(BaseModel):
     status: str = Field(description="ready, or what is missing")
     fanout: str | None = Field(default=None, description="when ready: connected, or off (SQLite)")
-    detail: str | None = Field(default=None, description="when the database did not answer")
+    detail: str | None = Field(
+        default=None,
+        description="when not ready for a database error, its kind (connection, locked, ...); "
+        "for a background task stopped, each task and its error's class. The text is logged",
+    )
 
 
 def _add_health(app: FastAPI) -> None:
@@ -284,14 +289,20 @@ def _add_health(app: FastAPI) -> None:
                 await connection.execute(text("SELECT 1"))
             schema = await migrate.schema_state(runtime.engine, runtime.release)
         except Exception as error:
-            return _not_ready({"status": "unavailable", "detail": str(error)})
+            # Anyone may ask (nginx passes /readyz): the driver's text, which may name the
+            # database's host, port or name, goes to the log, and the answer only its kind.
+            kind = error_kind(error)
+            log.warning("/readyz: the database did not answer (%s): %s", kind, describe(error))
+            return _not_ready({"status": "unavailable", "detail": kind})
         # Ahead (a newer release migrated it, a rolling upgrade): still ready.
         if schema is migrate.Schema.BEHIND:
             return _not_ready({"status": "migrations pending"})
         if runtime.writes.failing and not await _writes_again(runtime):
-            return _not_ready(
-                {"status": "database refuses writes", "detail": runtime.writes.last_error}
+            writes = runtime.writes
+            log.warning(
+                "/readyz: the database refuses writes (%s): %s", writes.last_kind, writes.last_error
             )
+            return _not_ready({"status": "database refuses writes", "detail": writes.last_kind})
         fanout = getattr(runtime, "fanout", None)
         if fanout is not None and not fanout.connected:
             return _not_ready({"status": "fan-out listener disconnected"})

@@ -134,6 +134,8 @@ class WriteHealth:
     def __init__(self) -> None:
         self.failing_since: float | None = None
         self.last_error: str | None = None
+        # The last error's kind (``error_kind``): what /readyz tells anyone who asks.
+        self.last_kind: str | None = None
 
     @property
     def failing(self) -> bool:
@@ -143,10 +145,12 @@ class WriteHealth:
         if self.failing_since is None:
             self.failing_since = time.monotonic()
         self.last_error = describe(error)
+        self.last_kind = error_kind(error)
 
     def succeeded(self) -> None:
         self.failing_since = None
         self.last_error = None
+        self.last_kind = None
 
 
 def describe(error: BaseException) -> str:

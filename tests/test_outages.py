@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
@@ -27,7 +28,7 @@ from dispatch.db import create_engine
 from dispatch.errors import install_error_handlers
 from dispatch.outages import database_unavailable, error_kind
 from dispatch.runtime import Runtime
-from tests.conftest import RunningServer, pg_admin
+from tests.conftest import RunningServer, free_port, pg_admin
 from tests.processes import ServerProcess, cli, server_env
 from tests.support import World, get_token, open_socket
 
@@ -156,10 +157,7 @@ async def test_readyz_stays_not_ready_while_writes_fail_though_reads_work(
                     await session.execute(text("DELETE FROM presence_beats WHERE instance = 'x'"))
             ready = await http.get("/readyz")
             assert ready.status_code == 503
-            assert ready.json() == {
-                "status": "database refuses writes",
-                "detail": "database is locked",
-            }
+            assert ready.json() == {"status": "database refuses writes", "detail": "locked"}
             assert int(ready.headers["Retry-After"]) >= 1
         assert (await ready_again(http)).json()["status"] == "ready"
 
@@ -215,6 +213,29 @@ async def test_a_database_host_that_does_not_resolve_is_an_outage_not_a_bug(
         reply = await http.post("/api/v1/incidents", json=REPORT, headers=operator.headers)
         assert reply.status_code == 201, reply.text
     await world.close()
+
+
+async def test_readyz_names_the_kind_of_a_database_error_and_logs_its_text(
+    backend: str, quiet_server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anyone may ask /readyz (nginx passes it): it answered the driver's text, which names the
+    database's host and port (a connect refused) or its name."""
+    if backend == "sqlite":
+        pytest.skip("SQLite has no host to reach")
+    runtime: Runtime = quiet_server.app.state.runtime
+    port = free_port()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{quiet_server.port}") as http:
+        with connecting_with(port=port), caplog.at_level(logging.WARNING, logger="dispatch.app"):
+            for engine in runtime.pools().values():
+                await engine.dispose()
+            ready = await http.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json() == {"status": "unavailable", "detail": "connection"}
+        assert str(port) not in ready.text
+        [logged] = [r.getMessage() for r in caplog.records if r.name == "dispatch.app"]
+        assert logged.startswith("/readyz: the database did not answer (connection)")
+        assert str(port) in logged
+        assert (await ready_again(http)).json()["status"] == "ready"
 
 
 # ---------------------------------------------------------------- what counts as an outage

@@ -249,9 +249,10 @@ async def test_a_timer_that_dies_is_logged_at_once_and_the_server_is_no_longer_r
             await asyncio.sleep(0.02)
     assert ready.status_code == 503
     assert int(ready.headers["Retry-After"]) >= 1
+    # The error's class, for anyone who asks; its text is in the log.
     assert ready.json() == {
         "status": "background task stopped",
-        "detail": "chain-timer: OverflowError: date value out of range",
+        "detail": "chain-timer: OverflowError",
     }
     [record] = [r for r in caplog.records if r.name == "dispatch.app"]
     assert record.levelno == logging.ERROR
