@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -15,6 +17,7 @@ from alerts.socket import POLICY_VIOLATION, FrameError, Peer, SocketPolicy, serv
 from dispatch.auth import service as auth
 from dispatch.errors import Unauthorized
 from dispatch.incidents import service as incidents
+from dispatch.outages import database_unavailable
 from dispatch.reachability import service as reachability
 from dispatch.runtime import Runtime
 from dispatch.schemas import show_time
@@ -22,6 +25,7 @@ from dispatch.security.limits import FrameBudget
 from dispatch.security.origins import origin_allowed
 
 router = APIRouter()
+logger = logging.getLogger(__name__)
 
 
 @router.websocket("/ws")
@@ -37,6 +41,10 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     # When (monotonic) the rows the token was last judged by were read: a change made directly
     # in the database is seen once ``principal_cache_s`` has passed since, as REST sees it.
     read_at = -math.inf
+    # That read, once due, runs beside the socket's sender: an alert never waits on the
+    # database for it. What it found against the token ends the socket at the next look.
+    rereading: asyncio.Task[None] | None = None
+    refused: str | None = None
 
     async def look_up(token: str, *, fresh: bool = False) -> auth.Principal:
         """The token's principal; ``fresh``: from the rows, not from the token cache."""
@@ -73,22 +81,45 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             recheck_in_s=until,
         )
 
-    async def recheck(_peer: Peer, told: bool) -> str | None:
+    async def recheck(peer: Peer, told: bool) -> str | None:
         """Why this socket's token no longer lets it read, or None while it does. A token
         that expired, was revoked (logout) or whose user was disabled or reset ends the
         socket (1008): a dismissed guard's phone stops receiving the board at once. A change
-        made past the API (directly in the database) ends it at the first message after
-        ``principal_cache_s`` has passed since its rows were read, as REST would refuse it."""
+        made past the API (directly in the database) is read from the rows beside the first
+        message sent once ``principal_cache_s`` has passed since they were last read, and
+        ends the socket as soon as that read finds it, as REST would refuse the token."""
+        nonlocal rereading
+        if refused is not None:
+            return refused
         if expires_at is not None and expires_at <= runtime.clock.now():
             return "the token has expired: log in again"
         aged = time.monotonic() - read_at >= runtime.settings.principal_cache_s
-        if not told and not aged and runtime.principals.generation == judged:
+        if not told and runtime.principals.generation == judged:
+            if aged and (rereading is None or rereading.done()):
+                rereading = asyncio.create_task(read_again(peer.user_id))
             return None
         try:
             await look_up(presented, fresh=aged)
         except Unauthorized:
             return "the token is no longer valid: log in again"
         return None
+
+    async def read_again(user_id: str) -> None:
+        """Read the token's access from the rows; refused, have the socket look again."""
+        nonlocal refused
+        try:
+            await look_up(presented, fresh=True)
+        except Unauthorized:
+            refused = "the token is no longer valid: log in again"
+            runtime.hub.recheck(user_id)
+        except Exception as error:
+            if not database_unavailable(error):
+                raise
+            # Read again before a later message; the socket's access stands meanwhile, as
+            # it would for a token the cache still held.
+            logger.warning(
+                "an open socket's access could not be read again: %s", type(error).__name__
+            )
 
     frames = FrameBudget(runtime.settings.ws_frame_burst, runtime.settings.ws_frames_per_s)
     highest_ack = 0
@@ -124,17 +155,21 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         # Refused before accept: the handshake is answered 403, no cross-site hijacking.
         await websocket.close(code=POLICY_VIOLATION, reason="origin not allowed")
         return
-    await serve_socket(
-        websocket,
-        hub=runtime.hub,
-        sessionmaker=runtime.reading,
-        authenticate=authenticate,
-        acknowledge=acknowledge,
-        policy=SocketPolicy(hello_timeout_s=runtime.settings.ws_hello_timeout_s),
-        server_time=lambda: show_time(runtime.clock.now()),
-        recheck=recheck,
-        admit=admit,
-    )
+    try:
+        await serve_socket(
+            websocket,
+            hub=runtime.hub,
+            sessionmaker=runtime.reading,
+            authenticate=authenticate,
+            acknowledge=acknowledge,
+            policy=SocketPolicy(hello_timeout_s=runtime.settings.ws_hello_timeout_s),
+            server_time=lambda: show_time(runtime.clock.now()),
+            recheck=recheck,
+            admit=admit,
+        )
+    finally:
+        if rereading is not None:
+            rereading.cancel()
 
 
 # A timer may fire a little before the clock it was set by says the time has come.

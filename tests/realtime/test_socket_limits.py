@@ -225,7 +225,10 @@ async def test_an_operator_disabled_in_the_database_stops_reading_the_board_as_r
     await world.report(colleague)
     code, reason = await closed_with(console)
     assert code == 1008 and "token" in reason
-    assert not [m for m in console.received if m["type"] == "incident.updated"]
+    # The read runs beside the sender, so that no alert waits on it: the message that set it
+    # off may have gone out, nothing after it.
+    updates = [m for m in console.received if m["type"] == "incident.updated"]
+    assert len(updates) <= 1
 
 
 async def test_logging_out_closes_that_tokens_socket_only(world: World) -> None:
