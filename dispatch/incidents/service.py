@@ -1410,6 +1410,20 @@ async def _latest_hop(session: AsyncSession, incident_id: str) -> datetime | Non
     return max((t for t in row if t is not None), default=None)
 
 
+async def _latest_on_record(session: AsyncSession, incident_id: str) -> datetime | None:
+    """The latest time on record for the incident: of its events (an ``escalated`` one is
+    dated at its step's due time, its ``dispatched`` ones when the step fired), its
+    dispatches' alerts and its hops."""
+    alerted = await session.scalar(
+        select(func.max(Dispatch.alerted_at)).where(Dispatch.incident_id == incident_id)
+    )
+    event_at = await session.scalar(
+        select(func.max(IncidentEvent.at)).where(IncidentEvent.incident_id == incident_id)
+    )
+    hop = await _latest_hop(session, incident_id)
+    return max((t for t in (alerted, event_at, hop) if t is not None), default=None)
+
+
 def _after_recorded_hops(d: Dispatch, now: datetime) -> datetime:
     """The time to record showing or accepting at: the request's, unless a hop is on record
     later.
@@ -1720,10 +1734,13 @@ async def close_incident(
     if incident.status == IncidentStatus.CLOSED.value:
         return await get_incident(session, incident_id)
     # Hops share the incident's row and a close waits for all of them, also for those that
-    # came in after it did (on PostgreSQL a share lock does not queue behind a waiting close).
-    # What they recorded stays, and the close comes after it: nothing is on record after the
-    # close, and a late arrival's breach is not taken for the timer's and withdrawn.
-    now = max(now, await _latest_hop(session, incident_id) or now)
+    # came in after it did (on PostgreSQL a share lock does not queue behind a waiting close);
+    # it may also have waited behind an escalation step that fired after its call came in
+    # (its ``escalated`` event dated at the due time, its ring alerted when it fired). What
+    # they recorded stays, and the close comes after it: nothing is on record after the
+    # close, and a late arrival's breach is not taken for the timer's and withdrawn. The
+    # tiers are judged at that time too: one whose deadline passed before it is breached.
+    now = max(now, await _latest_on_record(session, incident_id) or now)
     # The database gives every tier the close's time, which the reports judge it by (a
     # trigger on the incident's closed_at, migration 0024, which keeps it for every writer).
     incident.status, incident.closed_at = IncidentStatus.CLOSED.value, now
