@@ -277,8 +277,10 @@ def test_incidents_come_at_the_rate_the_run_drew(tmp_path: Path) -> None:
             drawn_s += rng.expovariate(1.0) * 60.0 / rate
     assert rates["asked"] == rate
     assert rates["drawn"] == pytest.approx((n - 1) * 60.0 / drawn_s, abs=0.01)
-    # By the times the server recorded the reports at, scaled back by --speed.
-    assert rates["achieved"] >= 0.95 * rates["drawn"], rates
+    # By the times the server recorded the reports at, scaled back by --speed. The defect left
+    # a quarter of the rate behind; a loaded 2-core box, each stall magnified 30 times by
+    # --speed, has been seen to leave an eighth.
+    assert rates["achieved"] >= 0.85 * rates["drawn"], rates
     assert f"reported at {rates['achieved']:.1f}/min by the server's record" in done.stdout
 
 
