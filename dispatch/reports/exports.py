@@ -106,6 +106,31 @@ def target_cell(f: TierFigures) -> Any:
     return "/".join(seconds_text(t) for t in f.targets_s) + "（期间调整，各按当时时限判定）"
 
 
+# 达标率: a share to 0.1 %, as the page shows it.
+SHARE_FORMAT = "0.0%"
+# Shares a spreadsheet shows as 100.0% or 0.0% in SHARE_FORMAT (it rounds half away from zero,
+# after taking 15 significant digits: hence the margin of a hair), and what is written for them
+# when they have not reached it: 99.9% and 0.1%.
+_SHOWN_AS_ALL = 0.9995 - 1e-12
+_SHOWN_AS_NONE = 0.0005 + 1e-12
+SHARE_SHORT_OF_ALL = 0.999
+SHARE_ABOVE_NONE = 0.001
+
+
+def share_cell(share: float | None) -> float | None:
+    """The share as the cell 达标率 holds it: never rounded onto 100 % or 0 % it has not
+    reached, as on the page. 2000 met of 2001 (0.9995) would show 100.0%, as if none had
+    missed: it is written 0.999 (99.9%); one of 2001 is written 0.001 (0.1%), not 0.0% as if
+    none had met. Any other share is written as it is."""
+    if share is None:
+        return None
+    if _SHOWN_AS_ALL <= share < 1:
+        return SHARE_SHORT_OF_ALL
+    if 0 < share < _SHOWN_AS_NONE:
+        return SHARE_ABOVE_NONE
+    return share
+
+
 def figure_cells(f: TierFigures) -> list[Any]:
     cells: list[Any] = [
         TIER_LABELS[f.tier],
@@ -215,13 +240,18 @@ def report_xlsx(
     for grouping in report.groupings:
         sheet = workbook.create_sheet(SHEET_TITLES[grouping.by])
         header = [GROUP_LABELS[grouping.by], *FIGURE_HEADER]
-        rows = _grouping_rows(grouping)
+        # The share as it reads in SHARE_FORMAT; the CSV keeps it in full, as it has no format.
+        share = SHARE_COLUMN - 1
+        rows = [
+            [*row[:share], share_cell(row[share]), *row[share + 1 :]]
+            for row in _grouping_rows(grouping)
+        ]
         start = write_sheet(
             sheet, header, rows, title=f"响应时间 {SHEET_TITLES[grouping.by]}", widths=[28, 18]
         )
         for row in sheet.iter_rows(min_row=start + 1, min_col=SHARE_COLUMN, max_col=SHARE_COLUMN):
             for cell in row:
-                cell.number_format = "0.0%"
+                cell.number_format = SHARE_FORMAT
         if grouping.by == GroupBy.TEAM and rows:
             _compliance_chart(sheet, start, len(rows))
     targets = histogram.targets or (fallback_target_s,)

@@ -43,6 +43,7 @@ import io
 import json
 import re
 from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -727,6 +728,62 @@ async def test_xlsx_sheets_cells_and_charts(world: World) -> None:
     about = {r[0]: r[1] for r in book["说明"].iter_rows(min_row=3, values_only=True)}
     assert about["筛选条件"] == "无（全部警情）"
     assert "由到场推定" in about["各环节用时"] and "不计入" in about["各环节用时"]
+
+
+def shown_as_percent(value: float, number_format: str) -> str:
+    """What a spreadsheet shows of a number in a 0.0% cell: to 0.1 %, half away from zero."""
+    assert number_format == "0.0%"
+    return str(Decimal(repr(value * 100)).quantize(Decimal("0.1"), ROUND_HALF_UP)) + "%"
+
+
+async def test_the_workbooks_share_is_never_rounded_onto_100_or_0_percent(world: World) -> None:
+    """2001 incidents: tier 1 met by 2000 and breached by 1 (0.9995, which a 0.0% cell shows as
+    100.0%, as if none had missed), tier 2 met by 1 and breached by 2000 (0.0005, shown as 0.0%
+    as if none had met). The workbook's 达标率 reads 99.9% and 0.1%, as the page shows them, and
+    stays a number; the CSV, which has no format, keeps the shares in full."""
+    operator = await world.operator()
+    now = world.clock.now()
+    cases = []
+    for n in range(2001):
+        reported = now - timedelta(hours=2, seconds=n)
+        c = Case(new_id(), reported, None, "fight", None)
+        # The first: tier 1 late (90 s against 60), tier 2 in time (100 s against 180); every
+        # other the other way round (30 s and 200 s).
+        first = n == 0
+        c.tiers = [
+            Tier(
+                1,
+                60.0,
+                reported + timedelta(seconds=60),
+                "breached" if first else "met",
+                True,
+                reported + timedelta(seconds=90 if first else 30),
+            ),
+            Tier(
+                2,
+                180.0,
+                reported + timedelta(seconds=180),
+                "met" if first else "breached",
+                True,
+                reported + timedelta(seconds=100 if first else 200),
+            ),
+        ]
+        cases.append(c)
+    await store(world, cases, operator.id)
+    period = {"from": (now - timedelta(days=1)).isoformat(), "to": now.isoformat()}
+    body = (await report(world, **period)).json()
+    assert [(f["tier"], f["met"], f["breached"]) for f in body["totals"]] == [
+        (1, 2000, 1),
+        (2, 1, 2000),
+    ]
+    book = load_workbook(io.BytesIO((await report(world, **period, format="xlsx")).content))
+    tiers = book["按梯队"]
+    column = [c.value for c in tiers[2]].index("达标率") + 1
+    shares = [tiers.cell(row=r, column=column) for r in (3, 4)]
+    assert [c.data_type for c in shares] == ["n", "n"]
+    assert [shown_as_percent(c.value, c.number_format) for c in shares] == ["99.9%", "0.1%"]
+    header, rows = csv_rows(await report(world, **period, format="csv"))
+    assert [float(r[header.index("达标率")]) for r in rows] == [2000 / 2001, 1 / 2001]
 
 
 async def test_workbook_follows_the_team_and_tier_filters_and_names_them(world: World) -> None:
