@@ -189,8 +189,9 @@ def period_text(report: ReportOut) -> str:
 
 
 def filter_text(report: ReportOut) -> str:
-    """The filters in words: tier and category in Chinese, team and village by name."""
-    chosen, names = report.filters, report.filter_names
+    """The filters in words: tier and category in Chinese, the village by name and the team
+    as the groups by team label it (a retired team's marked), so that the words say which."""
+    chosen, names = report.filters, report.filter_labels
     parts = []
     if chosen.get("tier") is not None:
         parts.append(f"梯队：{TIER_LABELS[int(chosen['tier'])]}")
@@ -289,7 +290,7 @@ def histogram_sheet(tier: int) -> str:
 def detail_scope(report: ReportOut, details: Details) -> str:
     """What the sheet 警情明细 lists, when the filters narrow it."""
     if details.team_id is not None:
-        name = report.filter_names.get("team_id", details.team_id)
+        name = report.filter_labels.get("team_id", details.team_id)
         return f"；仅{name}被派警的警情，结果与用时为该队自己的到场"
     if len(details.tiers) == 1:
         return f"；仅列{TIER_NAMES[details.tiers[0]]}"

@@ -136,6 +136,12 @@ class ReportOut(Schema):
     filter_names: dict[str, str] = Field(
         description="the names of the team and village filtered by (team_id, village_id)"
     )
+    filter_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="the team and village filtered by as the report labels them (team_id, "
+        "village_id): the team as the groups by team do, a retired team marked （已撤销） and "
+        "told apart from a retired namesake; in Chinese, as the exports write them",
+    )
     method: str = Field(description="how the figures are computed, percentile definition included")
     totals: list[TierFigures] = Field(
         description="every measurement of the period, per tier; empty when it has none"

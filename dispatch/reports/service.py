@@ -987,12 +987,17 @@ async def response_times(
     unit = totals.unit
     total_without = sum(f.without_arrival for g in totals.groups for f in g.tiers)
     listed = await exclusions(session, filters, unit, now, max_exclusions)
+    names = await filter_names(session, filters)
+    labels = dict(names)
+    if filters.team_id is not None:
+        labels["team_id"] = (await team_labels(session, [filters.team_id]))[filters.team_id]
     return ReportOut(
         generated_at=now,
         period_from=filters.start,
         period_to=filters.end,
         filters=filters.as_dict(),
-        filter_names=await filter_names(session, filters),
+        filter_names=names,
+        filter_labels=labels,
         method=METHOD,
         totals=[f for g in totals.groups for f in g.tiers],
         groupings=[computed[by] for by in wanted],

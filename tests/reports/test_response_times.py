@@ -637,6 +637,53 @@ async def test_a_retired_team_is_told_apart_from_the_team_that_took_its_name(
     ]
 
 
+async def test_a_file_filtered_by_a_team_says_which_of_two_namesakes_it_is_of(
+    world: World,
+) -> None:
+    """甲联防队 was retired and the team now serving took its name. A CSV or workbook filtered
+    by either names it as the rows by team do, in the CSV's 筛选条件 on every row, on 说明 and
+    in 警情明细's title: a row copied elsewhere still says which team it covers."""
+    world.runtime.settings.token_ttl_s = 30 * 86400
+    admin = await world.admin()
+    operator = await world.operator()
+    old = await world.team("fixed_post", name="甲联防队")
+    reply = await world.http.delete(f"/api/v1/teams/{old['id']}", headers=admin.headers)
+    assert reply.status_code == 204, reply.text
+    world.clock.advance(86400)
+    new = await world.team("fixed_post", *near(2000, 90), name="甲联防队")
+    now = world.clock.now()
+    cases = []
+    for n, t in enumerate((old, new)):
+        reported = now - timedelta(days=2, hours=n)
+        c = Case(new_id(), reported, reported + timedelta(minutes=10), "fight", None)
+        c.tiers = [Tier(1, 60.0, reported + timedelta(seconds=60), "breached", True, None)]
+        c.hops = [Hop(t["id"], 1, reported, None, None, None)]
+        cases.append(c)
+    await store(world, cases, operator.id)
+    period = {"from": (now - timedelta(days=3)).isoformat(), "to": now.isoformat()}
+    by_team = (await report(world, **period, group_by=["team"])).json()["groupings"][0]
+    labels = {g["key"]: g["label"] for g in by_team["groups"]}
+    assert labels == {new["id"]: "甲联防队", old["id"]: "甲联防队（已撤销）"}
+    for t in (old, new):
+        label = labels[t["id"]]
+        for part in ("figures", "exclusions"):
+            header, rows = csv_rows(
+                await report(world, **period, team_id=t["id"], format="csv", part=part)
+            )
+            assert rows and {r[header.index("筛选条件")] for r in rows} == {f"联防队：{label}"}
+        reply = await report(world, **period, team_id=t["id"], format="xlsx")
+        book = load_workbook(io.BytesIO(reply.content))
+        about = {r[0]: r[1] for r in book["说明"].iter_rows(min_row=3, values_only=True)}
+        assert about["筛选条件"] == f"联防队：{label}"
+        assert book["警情明细"]["A1"].value == (
+            f"警情明细（共1起，列出1起；仅{label}被派警的警情，结果与用时为该队自己的到场）"
+        )
+        # The JSON gives the label beside the bare name.
+        body = (await report(world, **period, team_id=t["id"])).json()
+        assert body["filter_names"] == {"team_id": "甲联防队"}
+        assert body["filter_labels"] == {"team_id": label}
+
+
 async def test_xlsx_sheets_cells_and_charts(world: World) -> None:
     day = await seed(world)
     local_day = day.incidents[0]["reported_at"][:10]
