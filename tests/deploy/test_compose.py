@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import re
+import shutil
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -95,25 +98,115 @@ def test_every_dispatch_variable_in_the_compose_file_is_a_setting(compose: dict[
         assert not unknown, f"{name}: {unknown}"
 
 
+# What an operator's .env holds (docs/deploy.md): the two values compose refuses to start without.
+CREDENTIALS = {"POSTGRES_PASSWORD": "pg-password", "DISPATCH_SECRET_KEY": "k" * 48}
+
+
+class Refused(Exception):
+    """Compose refuses the file: a required variable has no value."""
+
+
+def interpolated(value: str, shell: dict[str, str]) -> str:
+    """``value`` as compose interpolates it from ``shell``: ``${NAME:-default}`` is the default
+    when NAME is unset or empty, and ``${NAME:?message}`` refuses the whole file then."""
+
+    def one(found: re.Match[str]) -> str:
+        name, operator, argument = found.groups()
+        given = shell.get(name)
+        if operator == ":-":
+            return given or argument
+        if not given:
+            raise Refused(f"required variable {name} is missing a value: {argument}")
+        return given
+
+    return re.sub(r"\$\{(\w+)(:[-?])([^}]*)\}", one, value)
+
+
 def servers_settings(
     compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch, **shell: str
 ) -> Settings:
-    """The servers' settings as compose makes them when the shell sets only ``shell``:
-    ``${NAME:-default}`` is the default when NAME is unset or empty."""
+    """The servers' settings as compose makes them when the shell (or .env) sets ``shell``
+    besides the required credentials."""
+    shell = {**CREDENTIALS, **shell}
     for name, value in compose["services"]["server-1"]["environment"].items():
-        interpolated = re.sub(
-            r"\$\{(\w+):-([^}]*)\}", lambda m: shell.get(m.group(1)) or m.group(2), str(value)
-        )
-        monkeypatch.setenv(name, interpolated)
+        monkeypatch.setenv(name, interpolated(str(value), shell))
     return Settings()
+
+
+def test_the_database_password_and_the_signing_secret_are_required_never_defaulted(
+    compose: dict[str, Any],
+) -> None:
+    """A default was used silently by a later `docker compose up` from a shell without the
+    exports: the servers logged in with "dispatch" (refused by the database initialised with
+    the real password), or signed with another secret (every token refused)."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    uses = re.findall(r"\$\{(POSTGRES_PASSWORD|DISPATCH_SECRET_KEY)([^}]*)\}", text)
+    assert {name for name, _ in uses} == set(CREDENTIALS)
+    for name, rest in uses:
+        assert rest.startswith(":?"), f"${{{name}{rest}}} must be required"
+    for missing in CREDENTIALS:
+        # Unset, or exported empty: refused either way.
+        for shell in (
+            {**CREDENTIALS, missing: ""},
+            {k: v for k, v in CREDENTIALS.items() if k != missing},
+        ):
+            for service in ("postgres", "migrate", *SERVERS):
+                values = [str(v) for v in compose["services"][service]["environment"].values()]
+                if any(missing in value for value in values):
+                    with pytest.raises(Refused, match=missing):
+                        [interpolated(value, shell) for value in values]
+    env = compose["services"]["postgres"]["environment"]
+    assert interpolated(env["POSTGRES_PASSWORD"], CREDENTIALS) == CREDENTIALS["POSTGRES_PASSWORD"]
+
+
+def docker_compose() -> list[str] | None:
+    """The compose v2 command line here, if any: the docker CLI's plugin or the standalone."""
+    if shutil.which("docker"):
+        plugin = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
+        if plugin.returncode == 0:
+            return ["docker", "compose"]
+    return ["docker-compose"] if shutil.which("docker-compose") else None
+
+
+def test_docker_compose_refuses_the_file_without_the_credentials_and_reads_them_from_env_file(
+    tmp_path: Path,
+) -> None:
+    """What an operator sees: `docker compose` names the missing variable and does nothing;
+    with the values in .env beside the file, any later shell gets the same ones."""
+    command = docker_compose()
+    if command is None:
+        pytest.skip("no docker compose here")
+    shutil.copy(ROOT / "docker-compose.yml", tmp_path)
+    (tmp_path / "deploy").mkdir()
+    shutil.copy(ROOT / "deploy" / "nginx.conf", tmp_path / "deploy")
+    shell = {k: v for k, v in os.environ.items() if k not in CREDENTIALS}
+
+    def config() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*command, "config"], cwd=tmp_path, env=shell, capture_output=True, text=True
+        )
+
+    refused = config()
+    assert refused.returncode != 0
+    assert "POSTGRES_PASSWORD" in refused.stderr or "DISPATCH_SECRET_KEY" in refused.stderr
+    assert "docs/deploy.md" in refused.stderr
+    (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in CREDENTIALS.items()))
+    done = config()
+    assert done.returncode == 0, done.stderr
+    rendered = yaml.safe_load(done.stdout)
+    env = rendered["services"]["server-1"]["environment"]
+    assert env["DISPATCH_SECRET_KEY"] == CREDENTIALS["DISPATCH_SECRET_KEY"]
+    assert f":{CREDENTIALS['POSTGRES_PASSWORD']}@postgres:" in env["DISPATCH_DATABASE_URL"]
+    postgres = rendered["services"]["postgres"]["environment"]
+    assert postgres["POSTGRES_PASSWORD"] == CREDENTIALS["POSTGRES_PASSWORD"]
 
 
 def test_the_notifiers_compose_passes_empty_are_off(
     compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = servers_settings(compose, monkeypatch, POSTGRES_PASSWORD="pw")
+    settings = servers_settings(compose, monkeypatch)
     assert configured_channels(settings) == []
-    assert settings.secret_key is None
+    assert settings.secret_key == CREDENTIALS["DISPATCH_SECRET_KEY"]
 
 
 def test_a_dingtalk_robot_without_its_secret_posts_unsigned(
