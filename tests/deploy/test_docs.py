@@ -42,6 +42,38 @@ def shown(value: object) -> str:
     return str(value)
 
 
+def shell_commands() -> list[tuple[str, str]]:
+    """Every command line in the docs' code blocks (continued lines joined), with its file."""
+    found = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for block in re.findall(r"```(?:sh|bash|shell)?\n(.*?)```", path.read_text(), re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                if line.strip() and not line.lstrip().startswith("#"):
+                    found.append((path.name, line.strip()))
+    return found
+
+
+def test_every_docker_command_fed_from_stdin_asks_for_no_terminal() -> None:
+    """`docker compose exec` allocates a TTY unless told -T, and with stdin redirected it stops
+    at once: "the input device is not a TTY"; `docker exec`/`docker run` need -i to pass stdin
+    on and must not ask for one (-t)."""
+    fed = re.compile(r"<<<|<<|(?<![<0-9])<\s*\S|^.*\|\s*docker ")
+    checked = 0
+    for name, line in shell_commands():
+        for command in re.finditer(r"docker\s+(compose\s+)?(exec|run)\s+((?:-{1,2}\S+\s+)*)", line):
+            if not fed.search(line):
+                continue
+            checked += 1
+            options = command.group(3).split()
+            flags = "".join(o[1:] for o in options if re.fullmatch(r"-[a-zA-Z]+", o))
+            if command.group(1):
+                assert "T" in flags or "--no-TTY" in options, f"{name}: {line}"
+            else:
+                assert "i" in flags or "--interactive" in options, f"{name}: {line}"
+                assert "t" not in flags and "--tty" not in options, f"{name}: {line}"
+    assert checked >= 3, "the docs' commands fed from stdin were not found"
+
+
 def test_the_settings_reference_lists_every_variable_with_its_default() -> None:
     documented = dict(re.findall(r"^\| `(DISPATCH_\w+)` \| `([^`]*)` \|", DEPLOY, re.M))
     expected = {
