@@ -370,3 +370,47 @@ async def test_a_client_that_forges_x_forwarded_for_stays_under_its_own_address(
         "/api/v1/audit", params={"action": "login_failed"}, headers=admin.headers
     )
     assert {e["address"] for e in trail.json()["items"]} == {attacker}
+
+
+def proxied(nginx: str, where: str, header: str, host: str, scheme: str) -> str:
+    """The ``header`` (Host or X-Forwarded-Proto) that nginx's ``location {where}`` passes
+    upstream for a request that named ``host`` (with its port) over ``scheme``."""
+    value = re.search(
+        r"proxy_set_header\s+" + re.escape(header) + r"\s+(\S+);", location(nginx, where)
+    )
+    assert value is not None, f"location {where} sets no {header}"
+    variables = {"$http_host": host, "$host": host.rsplit(":", 1)[0].lower(), "$scheme": scheme}
+    assert value.group(1) in variables, value.group(1)
+    return variables[value.group(1)]
+
+
+@pytest.mark.parametrize(
+    ("host", "scheme"), [("localhost:8080", "http"), ("dispatch.example:8443", "https")]
+)
+async def test_a_redirect_through_nginx_keeps_the_host_port_and_scheme_the_browser_used(
+    behind_nginx: World, nginx: str, host: str, scheme: str
+) -> None:
+    """/console/ redirects to /console: with the Host nginx sent as $host, a browser at
+    localhost:8080 was sent to localhost (port 80, nothing there)."""
+    for where in ("/", "= /ws"):
+        assert proxied(nginx, where, "Host", host, scheme) == host
+    reply = await behind_nginx.http.get(
+        "/console/",
+        headers={
+            "Host": proxied(nginx, "/", "Host", host, scheme),
+            "X-Forwarded-Proto": proxied(nginx, "/", "X-Forwarded-Proto", host, scheme),
+        },
+    )
+    assert reply.status_code == 307
+    assert reply.headers["location"] == f"{scheme}://{host}/console"
+
+
+def test_the_comments_on_the_websocket_timeouts_say_the_servers_settings(nginx: str) -> None:
+    settings = Settings()
+    ws = location(nginx, "= /ws")
+    said = re.search(r"(\d+) s of silence before it pings.*?(\d+) s pong timeout", ws, re.S)
+    assert said is not None, "the comment on proxy_read_timeout names the ping and pong times"
+    assert (float(said.group(1)), float(said.group(2))) == (
+        settings.ws_ping_interval_s,
+        settings.ws_ping_timeout_s,
+    )
