@@ -112,6 +112,35 @@ async def test_a_second_alert_waits_behind_the_first_and_comes_up_once_it_is_ans
         await expect(card_on_phone(phone, incident["id"])).to_have_class("incident incident-new")
 
 
+async def test_a_double_tap_on_hide_does_not_put_away_the_alert_that_came_up_under_it(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    _leader, operator, phone = await a_fixed_posts_phone(world, browser, contexts)
+    alert = phone.locator("#alert")
+    await world.report(operator, category="fight")
+    await expect(alert.locator("#alert-title")).to_contain_text("打架斗殴")
+    world.clock.advance(1)
+    await world.report(operator, category="fire")
+    await expect(phone.locator("#alert-waiting")).to_be_visible()
+
+    # A thumb's double tap on 收起: the second tap, 80 ms on, lands on the next alert's 收起.
+    box = await phone.locator("#alert-hide").bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    await phone.touchscreen.tap(x, y)
+    await phone.wait_for_timeout(80)
+    await phone.touchscreen.tap(x, y)
+    await phone.wait_for_timeout(300)
+    await expect(alert).to_be_visible()
+    await expect(alert.locator("#alert-title")).to_contain_text("火情")
+    await expect(alert).to_have_attribute("data-ringing", "true")
+
+    # Read, it is put away by a tap as before.
+    await phone.wait_for_timeout(600)
+    await phone.touchscreen.tap(x, y)
+    await expect(alert).to_be_hidden()
+
+
 async def test_alerts_missed_while_away_come_up_most_urgent_first(
     world: World, browser: Browser, contexts: Opened
 ) -> None:

@@ -574,12 +574,13 @@ function openAlert(incidentId, fresh) {
   reportShown();
 }
 
-// Taps on the answer buttons are let through again a moment after another alert came up.
+// Taps on the answer buttons and on 收起 are let through again a moment after another alert
+// came up: the second tap of a double tap on 收起 must not put away an alert nobody has read.
 function guardButtons() {
-  const actions = $('#alert .actions');
-  actions.classList.add('actions-guarded');
+  const alert = $('#alert');
+  alert.classList.add('alert-guarded');
   clearTimeout(state.guardTimer);
-  state.guardTimer = setTimeout(() => actions.classList.remove('actions-guarded'), SWITCH_GUARD_MS);
+  state.guardTimer = setTimeout(() => alert.classList.remove('alert-guarded'), SWITCH_GUARD_MS);
 }
 
 // Chimes and vibrates while some alert put up waits for an answer (at most a minute from the
