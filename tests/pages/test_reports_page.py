@@ -21,8 +21,13 @@ from playwright.async_api import Browser, Locator, Page, expect
 from dispatch.db import new_id
 from dispatch.schemas import DISPLAY_TZ
 from tests.pages.conftest import Opened, desk_context, log_in
-from tests.reports.test_report_exactness import TARGETS, Case, Tier, store, us
-from tests.reports.test_response_times import AROUND_THE_TARGET, seed, seed_around_the_target
+from tests.reports.test_report_exactness import TARGETS, Case, Hop, Tier, store, us
+from tests.reports.test_response_times import (
+    AROUND_THE_TARGET,
+    near,
+    seed,
+    seed_around_the_target,
+)
 from tests.support import World
 
 COUNTS = ("incidents", "with_arrival", "without_arrival", "met", "breached", "cancelled")
@@ -379,6 +384,92 @@ async def test_a_retired_team_is_offered_after_those_in_service_and_reported_on(
     await page.get_by_role("button", name="English").click()
     await expect(options.last).to_have_text("A驻点队 (retired)")
     await expect(page.locator("#team")).to_have_value(retired)
+
+
+async def test_retired_namesakes_are_told_apart_in_the_team_filter_as_in_the_report(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """Two 甲联防队 were retired on two days and a third serves under the name; two 乙联防队
+    were retired at one moment. Each option of the team filter says which team it is as the
+    report's rows by team label it: the day a retired namesake was retired, and its id when
+    that day was the other's too; in either language."""
+    world.runtime.settings.token_ttl_s = 30 * 86400
+    admin = await world.admin()
+    operator = await world.operator()
+    made: list[dict[str, Any]] = []
+
+    async def team(name: str) -> dict[str, Any]:
+        made.append(await world.team("fixed_post", *near(2000 * len(made), 90), name=name))
+        return made[-1]
+
+    async def retire(team: dict[str, Any]) -> str:
+        reply = await world.http.delete(f"/api/v1/teams/{team['id']}", headers=admin.headers)
+        assert reply.status_code == 204, reply.text
+        return world.clock.now().astimezone(DISPLAY_TZ).date().isoformat()
+
+    # A name is free again once its team is retired.
+    jia, jia_days = [], []
+    for _ in range(2):
+        jia.append(await team("甲联防队"))
+        jia_days.append(await retire(jia[-1]))
+        world.clock.advance(86400)
+    yi, yi_days = [], set()
+    for _ in range(2):  # at one moment
+        yi.append(await team("乙联防队"))
+        yi_days.add(await retire(yi[-1]))
+    (yi_day,) = yi_days
+    yi.sort(key=lambda t: t["id"])
+    world.clock.advance(86400)
+    serving = await team("甲联防队")
+    # Each alerted to an incident, so that the report labels it among its rows by team.
+    now = world.clock.now()
+    cases = []
+    for n, t in enumerate(made):
+        reported = now - timedelta(days=3, hours=n)
+        c = Case(new_id(), reported, reported + timedelta(minutes=10), "fight", None)
+        c.tiers = [Tier(1, 60.0, reported + timedelta(seconds=60), "breached", True, None)]
+        c.hops = [Hop(t["id"], 1, reported, None, None, None)]
+        cases.append(c)
+    await store(world, cases, operator.id)
+    auditor = await world.account("auditor")
+    reply = await world.http.get(
+        "/api/v1/reports/response-times",
+        params={"from": (now - timedelta(days=5)).isoformat(), "group_by": "team"},
+        headers=auditor.headers,
+    )
+    assert reply.status_code == 200, reply.text
+    labels = {g["key"]: g["label"] for g in reply.json()["groupings"][0]["groups"]}
+
+    page = await (await desk_context(browser, contexts)).new_page()
+    await log_in(page, world.base_url + "/console/reports", auditor)
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    options = page.locator("#team option")
+    # In service first, then the retired, by name (甲 jiǎ before 乙 yǐ) and as they retired.
+    order = [serving, *jia, *yi]
+    await expect(options).to_have_text(
+        [
+            "全部",
+            "甲联防队",
+            f"甲联防队（{jia_days[0]}撤销）",
+            f"甲联防队（{jia_days[1]}撤销）",
+            *(f"乙联防队（{yi_day}撤销，编号{t['id']}）" for t in yi),
+        ]
+    )
+    values = [await o.get_attribute("value") for o in await options.all()]
+    assert values == ["", *(t["id"] for t in order)]
+    texts = await options.all_text_contents()
+    assert texts[1:] == [labels[t["id"]] for t in order]
+
+    await page.get_by_role("button", name="English").click()
+    await expect(options).to_have_text(
+        [
+            "All",
+            "甲联防队",
+            f"甲联防队 (retired {jia_days[0]})",
+            f"甲联防队 (retired {jia_days[1]})",
+            *(f"乙联防队 (retired {yi_day}, id {t['id']})" for t in yi),
+        ]
+    )
 
 
 async def test_weeks_and_retired_teams_are_said_in_the_pages_language(

@@ -62,6 +62,7 @@ const api = new Api('dispatch.console.token');
 const state = {
   me: null,
   teams: [],
+  teamParts: {}, // each team's label parts (teamLabelParts), by id
   villages: [],
   report: null,
   histogram: null,
@@ -117,15 +118,19 @@ async function start(me) {
       api.get('/api/v1/teams?include_retired=true'),
       api.get('/api/v1/villages'),
     ]);
-    // Teams in service first, then the retired ones; each part by tier, then name.
+    // Teams in service first, then the retired ones; each part by tier, then name, and
+    // retired namesakes as they were retired.
     state.teams = teams
       .slice()
       .sort(
         (a, b) =>
           Number(a.retired_at !== null) - Number(b.retired_at !== null) ||
           a.tier - b.tier ||
-          a.name.localeCompare(b.name, 'zh'),
+          a.name.localeCompare(b.name, 'zh') ||
+          (Date.parse(a.retired_at) || 0) - (Date.parse(b.retired_at) || 0) ||
+          (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
       );
+    state.teamParts = teamLabelParts(state.teams);
     state.villages = villages;
   } catch (_) {
     // The filters then offer "all" only; the report itself still runs.
@@ -153,7 +158,10 @@ function fillSelect(select, options) {
 function fillSelects() {
   const all = ['', t('rep.all')];
   fillSelect($('#tier'), [all, ...[1, 2, 3].map((n) => [String(n), t('tier.' + n)])]);
-  fillSelect($('#team'), [all, ...state.teams.map((team) => [team.id, teamName(team)])]);
+  fillSelect($('#team'), [
+    all,
+    ...state.teams.map((team) => [team.id, teamLabel(state.teamParts[team.id], team.id, team.name)]),
+  ]);
   fillSelect($('#village'), [all, ...state.villages.map((v) => [v.id, v.name])]);
   fillSelect($('#category'), [all, ...CATEGORIES.map((c) => [c, t('category.' + c)])]);
   fillSelect(
@@ -162,8 +170,35 @@ function fillSelects() {
   );
 }
 
-function teamName(team) {
-  return team.retired_at === null ? team.name : t('rep.team_retired', { name: team.name });
+// Each team's label parts as the report gives them (`team` in its groups by team): a retired
+// team is marked retired, and told apart from a retired namesake by the day it was retired
+// (Beijing time), and by its id when that day was the namesake's too; so that two retired
+// 甲联防队 are two options that say which is which. The same rule as the server's
+// (reports.service.team_label_parts), over every team, as the server weighs every namesake.
+function teamLabelParts(teams) {
+  const parts = {};
+  for (const team of teams) {
+    parts[team.id] = {
+      name: team.name,
+      retired_on: team.retired_at ? shanghaiDate(Date.parse(team.retired_at)) : null,
+      told_apart_by: null,
+    };
+  }
+  for (const by of ['day', 'id']) {
+    const labels = {};
+    const holders = {};
+    for (const id of Object.keys(parts)) {
+      // What the label says, as a key: two teams share one exactly when their labels read the same.
+      const p = parts[id];
+      const day = p.told_apart_by ? p.retired_on : '';
+      labels[id] = [p.name, p.retired_on !== null, day, p.told_apart_by === 'id' ? id : ''].join('\n');
+      holders[labels[id]] = (holders[labels[id]] || 0) + 1;
+    }
+    for (const id of Object.keys(parts)) {
+      if (parts[id].retired_on !== null && holders[labels[id]] > 1) parts[id].told_apart_by = by;
+    }
+  }
+  return parts;
 }
 
 // A team as the report labels it (the groups by team, the exclusions), said in the page's
