@@ -7,6 +7,7 @@ the services and their order, named volumes, health checks, and the proxy in fro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import re
@@ -17,6 +18,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from pydantic import ValidationError
@@ -24,7 +26,7 @@ from pydantic import ValidationError
 from dispatch.clock import ManualClock
 from dispatch.config import Settings
 from dispatch.notifiers.channels import DingTalkChannel, configured_channels
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, free_port
 from tests.support import World
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -414,3 +416,97 @@ def test_the_comments_on_the_websocket_timeouts_say_the_servers_settings(nginx: 
         settings.ws_ping_interval_s,
         settings.ws_ping_timeout_s,
     )
+
+
+# Open source nginx resolves an upstream server's name again (`resolve`) from this release on.
+NGINX_RESOLVE = (1, 27, 3)
+
+
+def test_nginx_finds_servers_recreated_with_new_addresses_without_a_restart(
+    compose: dict[str, Any], nginx: str
+) -> None:
+    """Names resolved once at start: after `docker compose up -d --build` recreated the
+    servers, nginx sent to their old addresses and answered 502 until it was restarted."""
+    upstream = re.search(r"upstream dispatch \{(.*?)\}", nginx, re.S)
+    assert upstream is not None
+    assert re.search(r"^\s*zone dispatch \d+[km];", upstream.group(1), re.M), "resolve needs it"
+    servers = re.findall(r"^\s*server (\S+) (.*);", upstream.group(1), re.M)
+    assert len(servers) == len(SERVERS)
+    for address, parameters in servers:
+        assert "resolve" in parameters.split(), address
+    resolver = re.search(r"^\s*resolver 127\.0\.0\.11 valid=(\d+)s", nginx, re.M)
+    assert resolver is not None, "Docker's embedded DNS, looked up again within seconds"
+    assert int(resolver.group(1)) <= 30
+    image = compose["services"]["nginx"]["image"]
+    tag = re.fullmatch(r"nginx:(\d+)\.(\d+)(?:\.(\d+))?-alpine", image)
+    assert tag is not None, image
+    # A tag without its patch number may be any of that line's images, the first included.
+    version = (int(tag.group(1)), int(tag.group(2)), int(tag.group(3) or 0))
+    assert version >= NGINX_RESOLVE, image
+
+
+def installed_nginx() -> tuple[str, tuple[int, ...]]:
+    binary = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).is_file()), None
+    )
+    if binary is None:
+        pytest.skip("no nginx here")
+    said = subprocess.run([binary, "-v"], capture_output=True, text=True, check=False).stderr
+    found = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", said)
+    assert found is not None, said
+    return binary, tuple(int(part) for part in found.groups())
+
+
+async def test_nginx_takes_the_config_and_proxies_to_the_servers(
+    behind_nginx: World, nginx: str, tmp_path: Path
+) -> None:
+    """The committed config under the nginx installed here, its servers mapped to a running
+    one (the compose names do not resolve here; an nginx older than 1.27.3 is run without
+    `resolve`, which it does not know): `nginx -t` passes, and a browser's request through it
+    is served and redirected to the port it used."""
+    binary, version = installed_nginx()
+    server_port = behind_nginx.http.base_url.port
+    listen = free_port()
+    site = re.sub(r"server-\d:8000", f"127.0.0.1:{server_port}", nginx)
+    site = site.replace("listen 80 default_server;", f"listen 127.0.0.1:{listen} default_server;")
+    if version < NGINX_RESOLVE:
+        site = re.sub(r" resolve;", ";", site)
+    (tmp_path / "site.conf").write_text(site)
+    for folder in ("logs", "body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (tmp_path / folder).mkdir()
+    temp = " ".join(
+        f"{kind}_temp_path {tmp_path / folder};"
+        for kind, folder in [
+            ("client_body", "body"),
+            ("proxy", "proxy"),
+            ("fastcgi", "fastcgi"),
+            ("uwsgi", "uwsgi"),
+            ("scgi", "scgi"),
+        ]
+    )
+    (tmp_path / "nginx.conf").write_text(
+        f"worker_processes 1; pid {tmp_path / 'nginx.pid'}; error_log {tmp_path / 'error.log'};\n"
+        "events { worker_connections 64; }\n"
+        f"http {{ {temp} include {tmp_path / 'site.conf'}; }}\n"
+    )
+    command = [binary, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")]
+    checked = subprocess.run([*command, "-t"], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
+    proxy = subprocess.Popen(
+        [*command, "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        host = f"localhost:{listen}"
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{listen}") as client:
+            for _ in range(100):
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/healthz")).status_code == 200:
+                        break
+                assert proxy.poll() is None
+                await asyncio.sleep(0.05)
+            reply = await client.get("/console/", headers={"Host": host})
+        assert reply.status_code == 307
+        assert reply.headers["location"] == f"http://{host}/console"
+    finally:
+        proxy.terminate()
+        proxy.wait(10)
