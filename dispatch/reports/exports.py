@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -161,11 +161,15 @@ def reason_text(e: Exclusion) -> str:
     return reason if e.covered else f"{UNCOVERED_REASON}（{reason}）"
 
 
-def _exclusion_rows(exclusions: Sequence[Exclusion]) -> list[list[Any]]:
+def _exclusion_rows(
+    exclusions: Sequence[Exclusion], time: Callable[[datetime], Any]
+) -> list[list[Any]]:
+    """The exclusions' rows, their times as ``time`` writes them: text in the CSV, a date-time
+    (local_datetime) in the workbook."""
     return [
         [
             e.incident_id,
-            local_text(e.reported_at),
+            time(e.reported_at),
             TIER_LABELS[e.tier],
             e.team_label or "",
             OUTCOME_LABELS.get(e.outcome, e.outcome),
@@ -182,6 +186,27 @@ def local_text(value: datetime) -> str:
         # A period bound at the very end of the calendar (to=9999-12-31T23:59:59Z) has no
         # Beijing time: it is written in UTC, and says so.
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# The workbook's times: spreadsheet date-times in Beijing time, shown to the second as the CSV
+# writes them, so that Excel's and WPS's date filters and sorting work on them.
+DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
+# The first year a spreadsheet has dates for (1900 date system).
+FIRST_SHEET_YEAR = 1900
+
+
+def local_datetime(value: datetime) -> datetime | str:
+    """``value`` as a workbook's time cell holds it: the Beijing wall-clock time without its
+    zone (a spreadsheet has none; the header says 北京时间), to the whole second as shown
+    (a spreadsheet would round 09:00:00.6 to 09:00:01, where the CSV says 09:00:00). A time
+    no spreadsheet date can be (before 1900, or with no Beijing time) is its text."""
+    try:
+        local = value.astimezone(DISPLAY_TZ)
+    except OverflowError:
+        return local_text(value)
+    if local.year < FIRST_SHEET_YEAR:
+        return local_text(value)
+    return local.replace(tzinfo=None, microsecond=0)
 
 
 def period_text(report: ReportOut) -> str:
@@ -217,7 +242,7 @@ def report_csv(report: ReportOut, part: str) -> bytes:
     context = [period_text(report), filter_text(report), local_text(report.generated_at)]
     if part == "exclusions":
         context.append(listed_text(report))
-        rows = [[*row, *context] for row in _exclusion_rows(report.exclusions)]
+        rows = [[*row, *context] for row in _exclusion_rows(report.exclusions, local_text)]
         return csv_bytes([*EXCLUSION_HEADER, *CONTEXT_HEADER, LISTED_HEADER], rows)
     rows = [
         [SHEET_TITLES[g.by], *row, *context] for g in report.groupings for row in _grouping_rows(g)
@@ -259,13 +284,14 @@ def report_xlsx(
     _histogram(workbook.create_sheet(histogram_sheet(histogram.tier)), histogram, targets)
     exclusions = workbook.create_sheet("未到场清单")
     title = f"未到场清单（{listed_text(report)}）"
-    write_sheet(
+    start = write_sheet(
         exclusions,
         SHEET_EXCLUSION_HEADER,
-        _exclusion_rows(report.exclusions),
+        _exclusion_rows(report.exclusions, local_datetime),
         title=title,
         widths=[34, 20, 18, 28, 12, 48],
     )
+    _time_format(exclusions, start, 2)
     sheet = workbook.create_sheet("警情明细")
     header = [*DETAIL_HEADER]
     for tier in details.tiers:
@@ -273,14 +299,23 @@ def report_xlsx(
         header += [f"{TIER_NAMES[tier]}{own}结果", f"{TIER_NAMES[tier]}{own}用时(秒)"]
         header.append(f"{TIER_NAMES[tier]}时限(秒)")
     listed = f"共{details.total}起，列出{len(details.rows)}起{detail_scope(report, details)}"
-    write_sheet(
+    start = write_sheet(
         sheet,
         header,
         [_detail_cells(d, details.tiers) for d in details.rows],
         title=f"警情明细（{listed}）",
         widths=[34, 20, 18, 12, 10, *([14, 16, 14] * len(details.tiers))],
     )
+    _time_format(sheet, start, 2)
     return workbook_bytes(workbook)
+
+
+def _time_format(sheet: Worksheet, header_row: int, column: int) -> None:
+    """DATETIME_FORMAT on the date-times of a column below its header."""
+    for row in sheet.iter_rows(min_row=header_row + 1, min_col=column, max_col=column):
+        for cell in row:
+            if isinstance(cell.value, datetime):
+                cell.number_format = DATETIME_FORMAT
 
 
 def histogram_sheet(tier: int) -> str:
@@ -300,7 +335,7 @@ def detail_scope(report: ReportOut, details: Details) -> str:
 def _about(sheet: Worksheet, report: ReportOut, histogram: Histogram, details: Details) -> None:
     rows: list[list[Any]] = [
         ["统计区间（北京时间）", period_text(report)],
-        ["生成时间（北京时间）", local_text(report.generated_at)],
+        ["生成时间（北京时间）", local_datetime(report.generated_at)],
         ["筛选条件", filter_text(report)],
     ]
     ids = {k: v for k, v in report.filters.items() if k.endswith("_id") and v is not None}
@@ -351,7 +386,10 @@ def _about(sheet: Worksheet, report: ReportOut, histogram: Histogram, details: D
         ],
         ["Method", report.method],
     ]
-    write_sheet(sheet, ["项目", "内容"], rows, title="响应时间报表（1-3-5分钟）", widths=[22, 120])
+    start = write_sheet(
+        sheet, ["项目", "内容"], rows, title="响应时间报表（1-3-5分钟）", widths=[22, 120]
+    )
+    _time_format(sheet, start, 2)
 
 
 def _compliance_chart(sheet: Worksheet, header_row: int, count: int) -> None:
@@ -452,7 +490,7 @@ def _histogram(sheet: Worksheet, histogram: Histogram, targets: Sequence[float])
 def _detail_cells(row: DetailRow, tiers: Sequence[int]) -> list[Any]:
     cells: list[Any] = [
         row.incident_id,
-        local_text(row.reported_at),
+        local_datetime(row.reported_at),
         row.village,
         CATEGORY_LABELS.get(row.category, row.category),
         STATUS_LABELS.get(row.status, row.status),

@@ -777,6 +777,41 @@ async def test_xlsx_sheets_cells_and_charts(world: World) -> None:
     assert "由到场推定" in about["各环节用时"] and "不计入" in about["各环节用时"]
 
 
+async def test_the_workbooks_times_are_date_times_in_beijing_time(world: World) -> None:
+    """An incident nobody came to, reported at a time with a fraction of a second: its 报警时间
+    on 警情明细 and on 未到场清单, and the workbook's 生成时间 on 说明, are spreadsheet
+    date-times (Excel's and WPS's date filters work on them), Beijing wall-clock time to the
+    second as the CSV writes it, shown as yyyy-mm-dd hh:mm:ss under a header that says
+    北京时间."""
+    operator = await world.operator()
+    await world.team("fixed_post")
+    world.clock.advance(0.75)
+    incident = await world.report(operator)
+    world.clock.advance(120)
+    await settle(world)
+    reported = datetime.fromisoformat(incident["reported_at"]).astimezone(DISPLAY_TZ)
+    assert reported.microsecond
+    local = reported.replace(tzinfo=None, microsecond=0)
+    generated = datetime.fromisoformat((await report(world)).json()["generated_at"])
+    book = load_workbook(io.BytesIO((await report(world, format="xlsx")).content))
+    for name in ("警情明细", "未到场清单"):
+        sheet = book[name]
+        assert sheet["B2"].value == "报警时间(北京时间)"
+        cell = sheet["B3"]
+        assert (cell.is_date, cell.value, cell.number_format) == (
+            True,
+            local,
+            "yyyy-mm-dd hh:mm:ss",
+        ), name
+    about = {r[0].value: r[1] for r in book["说明"].iter_rows(min_row=3)}
+    made = about["生成时间（北京时间）"]
+    assert made.is_date and made.number_format == "yyyy-mm-dd hh:mm:ss"
+    assert made.value == generated.astimezone(DISPLAY_TZ).replace(tzinfo=None, microsecond=0)
+    # The CSV writes them as text, as before.
+    header, rows = csv_rows(await report(world, format="csv", part="exclusions"))
+    assert {r[header.index("报警时间")] for r in rows} == {f"{local:%Y-%m-%d %H:%M:%S}"}
+
+
 def shown_as_percent(value: float, number_format: str) -> str:
     """What a spreadsheet shows of a number in a 0.0% cell: to 0.1 %, half away from zero."""
     assert number_format == "0.0%"
