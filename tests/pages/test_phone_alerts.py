@@ -3,10 +3,20 @@ over at the change of shift, and a clean console: in headless Chromium against t
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 from datetime import datetime
 
-from playwright.async_api import Browser, ConsoleMessage, Page, Request, Response, expect
+from playwright.async_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Request,
+    Response,
+    Route,
+    expect,
+)
 
 from tests.conftest import RunningServer
 from tests.pages.conftest import (
@@ -247,6 +257,33 @@ async def test_an_accept_tapped_while_the_server_is_down_is_sent_once_it_is_back
         )
     finally:
         await restarted.stop()
+
+
+async def test_a_tap_on_its_way_over_a_slow_line_is_said_to_be_sending_not_unsent(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    _leader, operator, phone = await a_fixed_posts_phone(world, browser, contexts)
+    await world.report(operator)
+    await expect(phone.locator("#alert")).to_be_visible()
+    released = asyncio.Event()
+
+    async def slow(route: Route) -> None:
+        await released.wait()
+        await route.continue_()
+
+    await phone.route("**/accept", slow)
+    await phone.get_by_role("button", name="接警").click()
+    # Nothing has failed: the tap is on its way, not kept unsent.
+    line = phone.locator("#alert-outbox")
+    await expect(line).to_have_text(re.compile(r"^接警发送中（\d\d:\d\d:\d\d 点击）…$"))
+    await expect(line).to_have_attribute("data-state", "sending")
+    await expect(phone.locator("#accept")).to_have_text("接警发送中…")
+    await phone.wait_for_timeout(500)
+    await expect(line).not_to_contain_text("未发出")
+    await expect(phone.locator("#outbox")).to_be_hidden()
+    released.set()
+    await expect(phone.locator("#accept")).to_contain_text("已接警")
+    await expect(line).to_be_hidden()
 
 
 async def test_a_kept_tap_survives_a_reload_and_one_the_server_refuses_is_dropped_saying_why(

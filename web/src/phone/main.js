@@ -676,10 +676,10 @@ function renderOverlay() {
   const arriveKept = d && kept(d.id, 'arrive');
   accept.disabled = !d || !!d.accepted_at || !!d.arrived_at || !!acceptKept || !!arriveKept;
   if (d && d.accepted_at) accept.textContent = t('phone.accepted', { t: clockTime(d.accepted_at) });
-  else accept.textContent = t(acceptKept ? 'phone.accept_pending' : 'phone.accept');
+  else accept.textContent = t('phone.accept' + keptState(acceptKept));
   arrive.disabled = !d || !!d.arrived_at || !!arriveKept;
   if (d && d.arrived_at) arrive.textContent = t('phone.arrived', { t: clockTime(d.arrived_at) });
-  else arrive.textContent = t(arriveKept ? 'phone.arrive_pending' : 'phone.arrive');
+  else arrive.textContent = t('phone.arrive' + keptState(arriveKept));
   showWaiting();
   showOutboxLine(incident.id);
   updateRing();
@@ -755,7 +755,7 @@ async function onAccept() {
   if (!d) return;
   $('#accept').disabled = true;
   const entry = keep(d, incident, 'accept', { device_time: new Date().toISOString() });
-  renderOverlay();
+  // Drawn by send() as on its way; said to be unsent only once a try has failed.
   await send(entry, true);
   // Answered: the next alert waiting comes up; without one, on to the arrival.
   if (state.overlay !== incident.id) return;
@@ -777,7 +777,6 @@ async function onArrive() {
     body.accuracy_m = fix.accuracy;
   }
   const entry = keep(d, incident, 'arrive', body);
-  renderOverlay();
   await send(entry, true);
 }
 
@@ -821,6 +820,26 @@ function keep(d, incident, action, body) {
   return entry;
 }
 
+// A tap on its first way to the server, no try of it failed yet: said to be sending, not to be
+// unsent and kept. Once a try fails it is said to wait (and is sent again by itself).
+function inFlight(entry) {
+  return !entry.failed && state.sending.has(entry.dispatch_id + '/' + entry.action);
+}
+
+// The suffix of a button's text for its kept tap: none, on its way, or waiting to be sent.
+function keptState(entry) {
+  if (!entry) return '';
+  return inFlight(entry) ? '_sending' : '_pending';
+}
+
+// A try of this tap failed: from now on the screen says it is kept unsent.
+function failedTry(entry) {
+  if (entry.failed || !state.outbox.includes(entry)) return;
+  entry.failed = true;
+  saveOutbox();
+  renderAll();
+}
+
 function drop(entry) {
   state.outbox = state.outbox.filter((other) => other !== entry);
   saveOutbox();
@@ -832,12 +851,17 @@ async function send(entry, retrying) {
   const key = entry.dispatch_id + '/' + entry.action;
   if (state.sending.has(key) || !state.outbox.includes(entry)) return;
   state.sending.add(key);
+  if (!entry.failed) renderAll();
   const me = state.me;
   const path = '/api/v1/dispatches/' + entry.dispatch_id + '/' + entry.action;
   let again = false;
+  const retried = (busy, seconds, attempt, tries) => {
+    if (state.me === me) failedTry(entry);
+    showRetrying(busy, seconds, attempt, tries);
+  };
   try {
     const reply = retrying
-      ? await api.postRetrying(path, entry.body, {}, showRetrying)
+      ? await api.postRetrying(path, entry.body, {}, retried)
       : await api.post(path, entry.body);
     // Signed out meanwhile: the tap stays in its leader's outbox, sent again (and recorded
     // once) at his next login.
@@ -853,7 +877,11 @@ async function send(entry, retrying) {
       drop(entry);
       state.outboxNotes.set(entry.incident_id, () => refusal(entry, error));
     }
-    // Otherwise it stays on the phone for the next chance.
+    // Otherwise it stays on the phone for the next chance, said to be unsent.
+    else if (state.me === me && state.outbox.includes(entry) && !entry.failed) {
+      entry.failed = true;
+      saveOutbox();
+    }
   } finally {
     state.sending.delete(key);
     renderAll();
@@ -907,7 +935,7 @@ async function flushOutbox() {
 }
 
 function outboxState(entry) {
-  return t('phone.outbox_state', {
+  return t(inFlight(entry) ? 'phone.outbox_sending' : 'phone.outbox_state', {
     action: t('phone.outbox.' + entry.action),
     t: clockTime(entry.tapped_at),
   });
@@ -916,7 +944,7 @@ function outboxState(entry) {
 // Under the team's name: how many taps wait to be sent, and why any was dropped.
 function showOutbox() {
   const notice = $('#outbox');
-  const n = state.outbox.length;
+  const n = state.outbox.filter((entry) => !inFlight(entry)).length;
   const lines = n ? [t('phone.outbox_count', { n })] : [];
   for (const note of state.outboxNotes.values()) lines.push(note());
   notice.hidden = !lines.length;
@@ -932,7 +960,7 @@ function showOutboxLine(incidentId) {
   if (waiting.length) {
     text = waiting
       .map((entry) =>
-        t('phone.outbox_pending', {
+        t(inFlight(entry) ? 'phone.outbox_sending' : 'phone.outbox_pending', {
           action: t('phone.outbox.' + entry.action),
           t: clockTime(entry.tapped_at),
         }),
@@ -940,7 +968,7 @@ function showOutboxLine(incidentId) {
       .join(' ');
   } else if (note) text = note();
   line.hidden = !text;
-  line.dataset.state = waiting.length ? 'waiting' : 'dropped';
+  line.dataset.state = !waiting.length ? 'dropped' : waiting.every(inFlight) ? 'sending' : 'waiting';
   line.textContent = text;
 }
 
