@@ -8,8 +8,10 @@ incident, of a job about one, or explicitly with ``about_incident``; or given as
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import logging.config
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -132,6 +134,45 @@ class AccessFilter(logging.Filter):
         return True
 
 
+# Libraries whose own lines carry what a log never holds, and the level they are held at
+# whatever DISPATCH_LOG_LEVEL says: at DEBUG aiosqlite writes each statement with its values
+# (users' names, addresses, password hashes), SQLAlchemy its statements (INFO) and the rows it
+# read (DEBUG), asyncpg its connections' parameters, websockets every frame (a hello's token,
+# an alert's text) and a handshake's headers, httpcore each connection it opens; httpx at INFO
+# every request's full URL, robot keys included.
+QUIET_LIBRARIES = {
+    "aiosqlite": logging.INFO,
+    "asyncpg": logging.INFO,
+    "sqlalchemy": logging.WARNING,
+    "websockets": logging.INFO,
+    "httpx": logging.WARNING,
+    "httpcore": logging.INFO,
+}
+
+
+class QuietLibraries(logging.Filter):
+    """Drops a quiet library's lines below its level (``QUIET_LIBRARIES``) whatever logger
+    they come by: uvicorn hands websockets its own error logger, so the frames came as
+    ``uvicorn.error``. The library is told by the file that logged the line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.folders: list[tuple[str, int]] = []
+        for name, level in QUIET_LIBRARIES.items():
+            spec = importlib.util.find_spec(name)
+            for folder in (spec.submodule_search_locations or []) if spec else []:
+                for path in {folder, os.path.realpath(folder)}:
+                    self.folders.append((os.path.join(path, ""), level))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        for folder, level in self.folders:
+            if record.levelno < level and record.pathname.startswith(folder):
+                return False
+        return True
+
+
 def _without_query(path: object) -> str:
     return str(path).split("?", 1)[0]
 
@@ -164,6 +205,8 @@ def handler(stream: IO[str], log_format: str = "json") -> logging.Handler:
     out = logging.StreamHandler(stream)
     formatter = json_formatter() if log_format == "json" else text_formatter()
     out.setFormatter(MaskingFormatter(formatter))
+    # First: a line dropped is never rendered.
+    out.addFilter(QuietLibraries())
     out.addFilter(IncidentFilter())
     # Before the masking, which renders a message whose arguments hold a number: the access
     # filter needs uvicorn's arguments to drop the client and the query.
@@ -189,8 +232,12 @@ def uvicorn_log_config(settings: Settings) -> dict[str, Any]:
             "uvicorn": {"handlers": [], "propagate": True},
             "uvicorn.error": {"handlers": [], "propagate": True},
             "uvicorn.access": {"handlers": [], "propagate": True},
-            # httpx logs every request's full URL, robot keys and tokens included.
-            "httpx": {"level": "WARNING"},
+            # Statement values, frames, URLs with keys: QUIET_LIBRARIES (their lines that come
+            # by another logger are dropped by the handler, QuietLibraries).
+            **{
+                name: {"level": logging.getLevelName(level)}
+                for name, level in QUIET_LIBRARIES.items()
+            },
             # Every /readyz compares the schema with the migrations, and each migration run
             # lists the plugins it set up; that is no news.
             "alembic": {"level": "WARNING"},

@@ -218,3 +218,43 @@ async def test_websocket_handshakes_are_logged_without_addresses_or_queries(
     ]
     for leaked in ("203.0.113.77", "secret-in-a-query", "phone=", "138****8000"):
         assert leaked not in output
+
+
+async def test_debug_logs_carry_no_statement_values_and_no_websocket_frames(
+    clean_database: str, tmp_path: Path
+) -> None:
+    """At DISPATCH_LOG_LEVEL=debug the libraries' own debug lines carried what docs/security.md
+    says logs never do: aiosqlite wrote each statement with its values (a user's name, a
+    password's hash), SQLAlchemy the rows it read, and websockets each frame (a hello's token)."""
+    env = server_env(clean_database, tmp_path, log_level="debug", log_format="json")
+    name = "wang-xiaoming-7f3a"
+    add = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dispatch", "users", "add", name, "--role", "operator",
+        env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, added = await asyncio.wait_for(add.communicate(b"long-password\n"), 60)
+    assert add.returncode == 0, added.decode()
+    server = ServerProcess(env, tmp_path / "server.log")
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            reply = await client.post(
+                "/api/v1/auth/token", data={"username": name, "password": "long-password"}
+            )
+            assert reply.status_code == 200, reply.text
+            token = reply.json()["access_token"]
+        async with connect(server.ws_url) as ws:
+            await ws.send(json.dumps({"type": "hello", "token": token, "resume_from": 0}))
+            assert json.loads(await ws.recv())["type"] == "welcome"
+    finally:
+        server.terminate()
+        server.stop()
+    output = server.output()
+    for where in (added.decode(), output):
+        lines = [json.loads(line) for line in where.splitlines() if line.startswith("{")]
+        assert any(line["level"] == "DEBUG" for line in lines), "the level is debug"
+        assert name not in where
+        assert "$argon2" not in where
+    assert token not in output
+    assert "hello" not in output
