@@ -9,7 +9,10 @@ neither migrates (it does not know the newer revisions) nor reports itself not r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import fcntl
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -19,6 +22,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.script.revision import ResolutionError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import migrations
@@ -62,11 +67,47 @@ def heads() -> list[str]:
 
 def upgrade(database_url: str) -> list[str]:
     """Apply the pending migrations. A database ahead of this code is left as it is: its
-    revisions this code does not know are returned (none when it was upgraded or current)."""
+    revisions this code does not know are returned (none when it was upgraded or current).
+    Upgrades of one database run one at a time, the others waiting (``one_upgrade_at_a_time``)."""
     config = alembic_config(database_url)
-    command.upgrade(config, "head")
+    with one_upgrade_at_a_time(database_url):
+        command.upgrade(config, "head")
     unknown: list[str] = config.attributes.get(UNKNOWN_KEY, [])
     return unknown
+
+
+@contextmanager
+def one_upgrade_at_a_time(database_url: str) -> Iterator[None]:
+    """On SQLite, an exclusive lock on a file beside the database (``town.db.upgrade.lock``)
+    for the length of an upgrade: upgrades started together (several ``dispatch db upgrade``,
+    a server starting beside one) wait for each other, as PostgreSQL's advisory lock makes them
+    (migrations/env.py), where all but one stopped with "database is locked". The system lets
+    the lock go when its process ends, even killed. Not the server's own lock (``town.db.lock``,
+    held while it serves): an upgrade beside a running server must not wait for it to stop."""
+    path = sqlite_file(database_url)
+    if path is None or not path.parent.is_dir():
+        # PostgreSQL (env.py locks), memory, a URI; a missing directory is refused as it opens.
+        yield
+        return
+    lock = os.open(path.with_name(path.name + ".upgrade.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(lock)
+
+
+def sqlite_file(database_url: str) -> Path | None:
+    """The file of a SQLite URL; None for other databases, memory and URIs."""
+    try:
+        url = make_url(database_url)
+    except ArgumentError:
+        return None
+    if not url.drivername.startswith("sqlite") or url.query.get("uri"):
+        return None
+    if not url.database or url.database == ":memory:" or url.database.startswith("file:"):
+        return None
+    return Path(url.database)
 
 
 async def upgrade_async(database_url: str) -> list[str]:

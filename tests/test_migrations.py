@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -936,3 +937,30 @@ async def test_an_upgrade_stopped_part_way_leaves_the_database_as_it_found_it(
             assert await migrate.current_revisions(engine) == migrate.heads()
         finally:
             await engine.dispose()
+
+
+async def test_concurrent_upgrades_of_a_new_sqlite_file_wait_for_each_other(
+    tmp_path: Path,
+) -> None:
+    """As on PostgreSQL (its advisory lock): three `dispatch db upgrade` started together on a
+    new file all succeed, one migrating while the others wait, where two stopped with
+    "database is locked"."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'town.db'}"
+    env = server_env(url, tmp_path)
+
+    async def upgrade() -> tuple[int | None, str]:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "dispatch", "db", "upgrade",
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(child.communicate(), 120)
+        return child.returncode, (out + err).decode()
+
+    done = await asyncio.gather(upgrade(), upgrade(), upgrade())
+    assert [status for status, _ in done] == [0, 0, 0], done
+    assert all("database at the newest migration" in said for _, said in done), done
+    engine = create_engine(url)
+    try:
+        assert await migrate.current_revisions(engine) == migrate.heads()
+    finally:
+        await engine.dispose()
