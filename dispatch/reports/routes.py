@@ -130,6 +130,15 @@ async def arrival_histogram(
     _: Office,
     start: PeriodStart = None,
     end: PeriodEnd = None,
+    tier: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=3,
+            description="the tier whose times are counted (default: tier 1, or filtered by "
+            "team the team's own tier, as the workbook's histogram)",
+        ),
+    ] = None,
     team_id: Id = None,
     village_id: Id = None,
     category: Category | None = None,
@@ -137,20 +146,21 @@ async def arrival_histogram(
         HISTOGRAM_BIN_S
     ),
 ) -> ArrivalHistogramOut:
-    """Tier-1 times to arrival counted in bins closed on the right, as the workbook's chart
+    """A tier's times to arrival counted in bins closed on the right, as the workbook's chart
     draws them: the numbers behind the console's histogram with its target line(s)."""
     now = runtime.clock.now()
     period = service.local_period(start, end, now)
-    filters = service.Filters(period[0], period[1], 1, team_id, village_id, category)
+    filters = service.Filters(period[0], period[1], tier, team_id, village_id, category)
     await service.check_filters(session, filters)
     histogram = await service.arrival_histogram(session, filters, bin_s, now)
-    # The targets the period's measurements were judged by; with none, today's.
-    targets = histogram.targets or (runtime.settings.chain_targets[0],)
+    # The targets the period's measurements of the tier were judged by; with none, today's.
+    targets = histogram.targets or (runtime.settings.chain_targets[histogram.tier - 1],)
     return ArrivalHistogramOut(
         generated_at=now,
         period_from=filters.start,
         period_to=filters.end,
         filters=filters.as_dict(),
+        tier=histogram.tier,
         unit=service.unit_for(GroupBy.TIER, filters),
         target_s=targets[0] if len(targets) == 1 else None,
         targets_s=list(targets),

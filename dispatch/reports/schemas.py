@@ -162,16 +162,20 @@ class ArrivalHistogramOut(Schema):
     generated_at: LocalTime
     period_from: LocalTime
     period_to: LocalTime = Field(description="exclusive")
-    filters: dict[str, Any]
+    filters: dict[str, Any] = Field(description="as given, ids (tier null when not given)")
+    tier: int = Field(
+        description="the tier counted: the one asked for, else filtered by team the team's own "
+        "tier (the tier it was alerted in to the period's incidents, else its tier now), else 1"
+    )
     unit: Unit
     target_s: float | None = Field(
-        description="the target tier 1's measurements were judged by (stored with each incident; "
-        "the current setting when the period has none), for the line drawn across the bins; "
-        "null when they were judged by different targets"
+        description="the target the tier's measurements were judged by (stored with each "
+        "incident; the current setting when the period has none), for the line drawn across "
+        "the bins; null when they were judged by different targets"
     )
     targets_s: list[float] = Field(description="every such target, ascending: a line each")
     bin_s: int
-    n: int = Field(description="tier-1 measurements with an arrival")
+    n: int = Field(description="measurements of the tier with an arrival")
     bins: list[HistogramBin] = Field(
         description="from 0 up to the last arrival, and at least two bins past the target"
     )

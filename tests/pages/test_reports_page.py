@@ -517,6 +517,67 @@ async def test_weeks_and_retired_teams_are_said_in_the_pages_language(
     await expect(page.locator("#data-teams")).to_contain_text("A驻点队（已撤销）")
 
 
+async def test_the_histogram_follows_the_tier_or_the_teams_tier_with_its_target(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """Filtered by tier 2 the histogram is of tier 2's arrivals with its 180 s line, and says so
+    in its heading; filtered by the patrol, of the patrol's own arrivals (tier 2); without a
+    filter, tier 1's against 60 s, as before."""
+    day = await seed(world)
+    local_day = day.incidents[0]["reported_at"][:10]
+    page = await (await desk_context(browser, contexts)).new_page()
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    await log_in(page, world.base_url + "/console/reports", await world.account("auditor"))
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    canvas = page.locator("#chart-histogram")
+    heading = page.locator("section:has(#chart-histogram) h2")
+    bins = page.locator("#data-histogram tbody tr td:first-child")
+
+    async def show(**choices: str) -> None:
+        await page.locator("#from").fill(local_day)
+        await page.locator("#to").fill(local_day)
+        for field, value in choices.items():
+            await page.locator(f"#{field}").select_option(value)
+        asked.clear()
+        await page.get_by_role("button", name="查询").click()
+        await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+
+    await show()
+    await expect(heading).to_have_text("一梯队到场用时分布")
+    await expect(bins).to_have_text(["40-50", "50-60", "70-80"])
+
+    await show(tier="2")
+    await expect(bins).to_have_text(["90-100", "160-170", "190-200"])
+    await expect(heading).to_have_text("二梯队到场用时分布")
+    (histogram,) = [url for url in asked if "/api/v1/reports/arrival-histogram" in url]
+    assert "tier=2" in histogram
+    # The line drawn at 180 s (data-targets: the targets drawn).
+    await expect(canvas).to_have_attribute("data-tier", "2")
+    await expect(canvas).to_have_attribute("data-targets", "[180]")
+    await expect(canvas).to_have_attribute(
+        "aria-label", "二梯队到场用时分布 · 共 3 次到场 · 到场用时（秒） · 次数"
+    )
+    await page.get_by_role("button", name="English").click()
+    await expect(heading).to_have_text("Tier-2 times to arrival")
+    await page.get_by_role("button", name="中文").click()
+    await expect(heading).to_have_text("二梯队到场用时分布")
+
+    await show(tier="", team=day.teams["P"]["id"])
+    await expect(heading).to_have_text("二梯队到场用时分布")
+    await expect(canvas).to_have_attribute("data-targets", "[180]")
+    await expect(bins).to_have_text(["90-100", "160-170", "190-200"])
+
+    await show(tier="3", team="")
+    await expect(heading).to_have_text("三梯队到场用时分布")
+    await expect(canvas).to_have_attribute("data-targets", "[300]")
+    await expect(bins).to_have_text(["240-250", "290-300"])
+
+    await show(tier="")
+    await expect(heading).to_have_text("一梯队到场用时分布")
+    await expect(canvas).to_have_attribute("data-targets", "[60]")
+
+
 async def test_a_time_past_its_target_never_reads_as_on_it(
     world: World, browser: Browser, contexts: Opened
 ) -> None:

@@ -1,7 +1,8 @@
-"""The tier-1 arrival histogram behind the console's chart, on the hand-computed seeded day.
+"""The arrival histogram behind the console's chart, on the hand-computed seeded day.
 
-Tier-1 times to arrival that day (see test_response_times): 50, 60 and 75 s per incident tier;
-per team, B arrived once, at 90 s. Bins are closed on the right, like the target.
+Times to arrival that day (see test_response_times), per incident tier: tier 1 50, 60 and 75 s,
+tier 2 100, 170 and 200 s, tier 3 250 and 300 s; per team, B arrived once, at 90 s, and the
+patrol P at 100, 170 and 200 s. Bins are closed on the right, like the target.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ async def test_tier_1_arrivals_in_bins_closed_on_the_right(world: World) -> None
 
     body = await histogram(world, **period)
     assert body["unit"] == "incident_tier" and body["target_s"] == 60 and body["bin_s"] == 10
+    assert body["tier"] == 1
     # 60 s lies in (50, 60]: left of the target line, as it meets the target.
     assert used(body) == {"40-50": 1, "50-60": 1, "70-80": 1}
     assert body["n"] == 3
@@ -46,6 +48,43 @@ async def test_tier_1_arrivals_in_bins_closed_on_the_right(world: World) -> None
 
     theft = await histogram(world, **period, category="theft")
     assert used(theft) == {"70-80": 1}
+
+
+async def test_the_tier_filtered_by_or_the_teams_own_with_its_target(world: World) -> None:
+    """Asked for tier 2 or 3, the histogram counts that tier's arrivals against its own target
+    (180 s, 300 s), not tier 1's against 60 s; filtered by the patrol without a tier, the
+    patrol's own arrivals against tier 2's target, as the workbook draws them."""
+    day = await seed(world)
+    local_day = day.incidents[0]["reported_at"][:10]
+    period = {"from": local_day, "to": f"{local_day}T23:59:59"}
+
+    two = await histogram(world, **period, tier=2)
+    assert (two["tier"], two["target_s"], two["targets_s"], two["n"]) == (2, 180, [180], 3)
+    assert two["filters"]["tier"] == 2 and two["unit"] == "incident_tier"
+    assert used(two) == {"90-100": 1, "160-170": 1, "190-200": 1}
+    # Two bins past the 180 s line, the last arrival being before it.
+    assert two["bins"][-1]["to_s"] == 210
+
+    three = await histogram(world, **period, tier=3)
+    assert (three["tier"], three["target_s"], three["n"]) == (3, 300, 2)
+    assert used(three) == {"240-250": 1, "290-300": 1}
+    assert three["bins"][-1]["to_s"] == 330
+
+    patrol = await histogram(world, **period, team_id=day.teams["P"]["id"])
+    assert (patrol["tier"], patrol["target_s"], patrol["unit"]) == (2, 180, "dispatch")
+    assert patrol["filters"]["tier"] is None
+    assert used(patrol) == {"90-100": 1, "160-170": 1, "190-200": 1}
+
+    # A tier with no measurement in the period is drawn against its current target.
+    empty = await histogram(world, **{"from": "2020-01-01", "to": "2020-01-02"}, tier=3)
+    assert (empty["tier"], empty["target_s"], empty["n"], used(empty)) == (3, 300, 0, {})
+
+    auditor = await world.account("auditor")
+    for tier in (0, 4):
+        reply = await world.http.get(
+            "/api/v1/reports/arrival-histogram", params={"tier": tier}, headers=auditor.headers
+        )
+        assert reply.status_code == 422, (tier, reply.text)
 
 
 async def test_bad_bins_are_refused(world: World) -> None:

@@ -43,6 +43,12 @@ const SEGMENTS = [
 ];
 const COUNTS = ['incidents', 'with_arrival', 'without_arrival', 'met', 'breached', 'cancelled', 'pending', 'uncovered'];
 const COLORS = { met: '#047857', breach: '#b91c1c', between: '#b45309', bar: '#1d4ed8', line: '#b91c1c' };
+// The histogram's heading, of the tier it counts (the page's own words: the shared strings
+// name tier 1's only).
+const HISTOGRAM_TITLES = {
+  zh: (tier) => ({ 1: '一梯队', 2: '二梯队', 3: '三梯队' })[tier] + '到场用时分布',
+  en: (tier) => 'Tier-' + tier + ' times to arrival',
+};
 // Said when a row's measurements were judged by different targets (changed within the period).
 const MIXED_TARGETS = {
   zh: '期间调整过时限，每起警情按其当时的时限判定',
@@ -274,10 +280,10 @@ function reportParams(filters, grouping) {
   return params;
 }
 
+// The histogram of the tier filtered by, or, filtered by team, of the team's own tier (the
+// server picks it, as for the workbook's histogram); else tier 1.
 function histogramParams(filters) {
-  const params = new URLSearchParams(filters);
-  params.delete('tier'); // always tier 1
-  return params;
+  return new URLSearchParams(filters);
 }
 
 // A date the page cannot ask for, named before anything is sent.
@@ -832,6 +838,11 @@ function teamChart(grouping) {
 }
 
 function histogramChart(histogram) {
+  const canvas = $('#chart-histogram');
+  const tier = histogram.tier || 1;
+  const title = HISTOGRAM_TITLES[currentLang()] || HISTOGRAM_TITLES.en;
+  canvas.closest('section').querySelector('h2').textContent = title(tier);
+  canvas.dataset.tier = String(tier);
   const bins = histogram.bins;
   const labels = bins.map((b) => b.from_s + '-' + b.to_s);
   dataTable(
@@ -843,6 +854,7 @@ function histogramChart(histogram) {
   // category axis, half a bin after that bin's index. A line for each target the period's
   // incidents were judged by (two when it changed within the period).
   const targets = histogram.targets_s;
+  canvas.dataset.targets = JSON.stringify(targets);
   const lowest = Math.min(...targets);
   const highest = Math.max(...targets);
   const annotations = {};
@@ -864,7 +876,7 @@ function histogramChart(histogram) {
     };
   });
   const color = (b) => (b.to_s <= lowest ? COLORS.met : b.to_s <= highest ? COLORS.between : COLORS.breach);
-  const chart = new Chart($('#chart-histogram'), {
+  const chart = new Chart(canvas, {
     type: 'bar',
     data: {
       labels,
