@@ -12,7 +12,7 @@ import asyncio
 import fcntl
 import os
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -79,21 +79,42 @@ def upgrade(database_url: str) -> list[str]:
 @contextmanager
 def one_upgrade_at_a_time(database_url: str) -> Iterator[None]:
     """On SQLite, an exclusive lock on a file beside the database (``town.db.upgrade.lock``)
-    for the length of an upgrade: upgrades started together (several ``dispatch db upgrade``,
-    a server starting beside one) wait for each other, as PostgreSQL's advisory lock makes them
-    (migrations/env.py), where all but one stopped with "database is locked". The system lets
-    the lock go when its process ends, even killed. Not the server's own lock (``town.db.lock``,
-    held while it serves): an upgrade beside a running server must not wait for it to stop."""
+    for the length of an upgrade, the file removed after it: upgrades started together
+    (several ``dispatch db upgrade``, a server starting beside one) wait for each other, as
+    PostgreSQL's advisory lock makes them (migrations/env.py), where all but one stopped with
+    "database is locked". The system lets the lock go when its process ends, even killed (the
+    file is then left, and removed by the next upgrade). Not the server's own lock
+    (``town.db.lock``, held while it serves): an upgrade beside a running server must not wait
+    for it to stop."""
     path = sqlite_file(database_url)
     if path is None or not path.parent.is_dir():
         # PostgreSQL (env.py locks), memory, a URI; a missing directory is refused as it opens.
         yield
         return
-    lock = os.open(path.with_name(path.name + ".upgrade.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    name = path.with_name(path.name + ".upgrade.lock")
+    while True:
+        lock = os.open(name, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            held = os.fstat(lock)
+            try:
+                there = os.stat(name)
+            except FileNotFoundError:
+                there = None
+        except BaseException:
+            os.close(lock)
+            raise
+        if there is not None and (there.st_dev, there.st_ino) == (held.st_dev, held.st_ino):
+            break
+        # The upgrade before removed the file as it finished: lock the one there now.
+        os.close(lock)
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
         yield
     finally:
+        # Removed while still held, so nothing is left beside the database; one waiting on
+        # this file finds it gone and takes a new one.
+        with suppress(FileNotFoundError):
+            os.unlink(name)
         os.close(lock)
 
 

@@ -959,6 +959,7 @@ async def test_concurrent_upgrades_of_a_new_sqlite_file_wait_for_each_other(
     done = await asyncio.gather(upgrade(), upgrade(), upgrade())
     assert [status for status, _ in done] == [0, 0, 0], done
     assert all("database at the newest migration" in said for _, said in done), done
+    assert not list(tmp_path.glob("*.upgrade.lock")), "the lock's file is not left behind"
     engine = create_engine(url)
     try:
         assert await migrate.current_revisions(engine) == migrate.heads()
