@@ -366,6 +366,44 @@ async def test_an_alert_replayed_before_the_line_dropped_again_still_rings(
         await expect(card_on_phone(phone, incident["id"])).to_have_count(1)
 
 
+async def test_the_missed_notice_stays_through_a_later_reconnect_until_the_alerts_are_answered(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    post = await world.team("fixed_post")
+    leader = await world.leader(post)
+    operator = await world.operator()
+    line = Line()
+    phone = await phone_on(browser, contexts, world, leader, line)
+    missed = phone.locator("#missed")
+    alert = phone.locator("#alert")
+
+    await line.cut(phone)
+    first = await world.report(operator, category="fight")
+    world.clock.advance(1)
+    await world.report(operator, category="fire")
+    await line.restore(phone)
+    await expect(missed).to_have_text("离线期间漏收 2 条派警，已补收，待您处理")
+    # Both put away unanswered.
+    await phone.keyboard.press("Escape")
+    await expect(alert.locator("#alert-waiting")).to_be_hidden()
+    await phone.keyboard.press("Escape")
+    await expect(alert).to_be_hidden()
+
+    # A brief drop with nothing new meanwhile: both still wait for him, and the notice says so.
+    await line.cut(phone)
+    await line.restore(phone)
+    await phone.wait_for_timeout(500)
+    await expect(missed).to_have_text("离线期间漏收 2 条派警，已补收，待您处理")
+
+    # It counts down as they are answered, and goes with the last.
+    dispatch = first["dispatches"][0]["id"]
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{dispatch}/accept", json={}, headers=leader.headers
+    )
+    assert reply.status_code == 200, reply.text
+    await expect(missed).to_have_text(MISSED_ONE)
+
+
 async def test_a_reload_after_a_resync_that_fails_is_asked_for_again_until_it_comes(
     world: World, browser: Browser, contexts: Opened
 ) -> None:

@@ -389,14 +389,18 @@ function onMessage(message, info) {
 
 // Alerts that came while the phone was away: say how many still wait for this leader (not
 // those already accepted or arrived, from another device or by the time the phone is back),
-// and put the newest one up.
+// and put the newest one up. Those missed before and still unanswered stay counted: a later
+// reconnect that brought nothing new does not make them any less missed.
 function onCaughtUp() {
   state.replaying = false;
   const waiting = Array.from(state.missed)
     .map((id) => state.incidents.get(id))
     .filter(awaitsAnswer);
   state.missed.clear();
-  state.missedWaiting = waiting.map((incident) => incident.id);
+  const before = state.missedWaiting.filter((id) => awaitsAnswer(state.incidents.get(id)));
+  state.missedWaiting = before.concat(
+    waiting.map((incident) => incident.id).filter((id) => before.indexOf(id) < 0),
+  );
   for (const incident of waiting) state.queued.add(incident.id);
   renderAll();
   if (waiting.length) {
