@@ -215,6 +215,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
         ws_per_message_deflate=False,
         ws_max_size=settings.ws_max_frame_bytes,
         proxy_headers=True,
+        # Without it one client trickling a body held the stop until the stop timeout's
+        # SIGKILL, and the acknowledgements held in memory were never written.
+        timeout_graceful_shutdown=settings.shutdown_requests_s,
         log_level=settings.log_level.lower(),
         log_config=uvicorn_log_config(settings),
     )

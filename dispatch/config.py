@@ -175,6 +175,11 @@ class Settings(BaseSettings):
     # How long acknowledgements gather before they are written together: each write costs a
     # dozen statements whatever its size. Their times are stamped on arrival, not on writing.
     ack_gather_ms: float = Field(default=10.0, ge=0, le=1000)
+    # At shutdown, requests still under way and sockets not yet closed (a client trickling a
+    # body, a phone that does not answer the close) are given this long, then cut, so that the
+    # application's shutdown (the flush below) runs before the stop timeout kills the process.
+    # Whole seconds: uvicorn's timeout_graceful_shutdown.
+    shutdown_requests_s: int = Field(default=10, ge=1, le=YEAR_S)
     # At shutdown, acknowledgements not yet recorded are tried again for this long while the
     # database refuses them; what is left is recorded when the phones resume.
     shutdown_ack_flush_s: Seconds = Field(default=10.0, ge=0)

@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from dispatch import migrate
 from dispatch.cli import _parser, database_url_problem
 from dispatch.db import create_engine
 from tests.conftest import BACKENDS, free_port, fresh_database
+from tests.processes import ServerProcess, server_env
 
 
 def dispatch(
@@ -546,3 +548,55 @@ async def test_audit_verify_refuses_an_older_database_and_leaves_it_as_it_is(
             assert await migrate.current_revisions(engine) == ["0014"]
         finally:
             await engine.dispose()
+
+
+# ---------------------------------------------------------------- dispatch serve: stopping
+
+
+async def test_a_client_trickling_a_body_holds_the_stop_no_longer_than_its_bound(
+    tmp_path: Path,
+) -> None:
+    """uvicorn waited for every request to end: one client sending a body a byte a second
+    held a SIGTERM until Docker's SIGKILL, and the application's shutdown, which writes the
+    acknowledgements held in memory, never ran. DISPATCH_SHUTDOWN_REQUESTS_S bounds the wait."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'town.db'}"
+    env = server_env(url, tmp_path, shutdown_requests_s="2", shutdown_ack_flush_s="1")
+    server = ServerProcess(env, tmp_path / "server.log")
+    await server.start()
+    assert server.process is not None
+    _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+
+    async def trickle() -> None:
+        writer.write(
+            b"POST /api/v1/auth/token HTTP/1.1\r\nHost: town\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\n"
+        )
+        for _ in range(600):
+            writer.write(b"a")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+
+    sending = asyncio.create_task(trickle())
+    try:
+        await asyncio.sleep(0.5)
+        assert not sending.done(), "the body is still on its way"
+        started = asyncio.get_running_loop().time()
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(server.process.wait, 20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the trickling client held the stop")
+        took = asyncio.get_running_loop().time() - started
+    finally:
+        sending.cancel()
+        with contextlib.suppress(asyncio.CancelledError, OSError):
+            await sending
+        writer.close()
+        server.stop()
+    # The requests' bound, then the lifespan's shutdown (a flush with nothing held).
+    assert 2 <= took < 2 + 1 + 4, took
+    output = server.output()
+    assert "timeout graceful shutdown exceeded" in output
+    assert output.index("timeout graceful shutdown exceeded") < output.index(
+        "Application shutdown complete."
+    ), "the application's shutdown ran after the requests were cut"

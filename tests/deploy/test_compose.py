@@ -510,3 +510,15 @@ async def test_nginx_takes_the_config_and_proxies_to_the_servers(
     finally:
         proxy.terminate()
         proxy.wait(10)
+
+
+def test_the_servers_stop_grace_outlasts_their_shutdown(compose: dict[str, Any]) -> None:
+    """Requests are cut after DISPATCH_SHUTDOWN_REQUESTS_S, then the acknowledgements are
+    flushed for up to DISPATCH_SHUTDOWN_ACK_FLUSH_S (and one attempt's 2 s): Docker's SIGKILL
+    must come after both."""
+    settings = Settings()
+    shutdown = settings.shutdown_requests_s + settings.shutdown_ack_flush_s + 2
+    for name in SERVERS:
+        grace = re.fullmatch(r"(\d+)s", compose["services"][name]["stop_grace_period"])
+        assert grace is not None
+        assert int(grace.group(1)) >= shutdown + 5, name
