@@ -213,6 +213,38 @@ async def test_the_alarm_button_is_readable_on_the_red_banner(
     await alarm.screenshot(path=artifacts / f"console-alarm-{backend}.png")
 
 
+async def test_the_alarm_button_keeps_its_words_on_one_line_beside_many_breaches(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    await world.team("fixed_post")
+    operator = await world.operator()
+    console = await open_console(browser, contexts, world)
+    for i in range(8):
+        await world.report(operator, *away(20 + 8 * i, azimuth=40 * i), category="theft")
+        world.clock.advance(1)
+    world.clock.advance(60)
+    alarm = console.locator("#alarm")
+    await expect(alarm).to_have_attribute("data-count", "8", timeout=10 * SECOND)
+    for width in (1440, 1024):
+        await console.set_viewport_size({"width": width, "height": 900})
+        button = console.get_by_role("button", name="确认并静音")
+        # One line box for its words, none of them cut off: not 确认并 over 静音, nor a column.
+        lines, overflow = await button.evaluate(
+            """(el) => {
+                const range = document.createRange();
+                range.selectNodeContents(el);
+                return [range.getClientRects().length, el.scrollWidth - el.clientWidth];
+            }"""
+        )
+        assert (lines, overflow) == (1, 0), (width, lines, overflow)
+        # The list beside it gives way: it wraps (and scrolls within the banner), never runs
+        # out sideways.
+        text = await console.locator("#alarm-text").evaluate(
+            "(el) => [el.scrollWidth - el.clientWidth, getComputedStyle(el).overflowY]"
+        )
+        assert text == [0, "auto"], text
+
+
 async def test_the_banner_names_every_breach_it_silences(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
