@@ -265,7 +265,7 @@ async def test_the_banner_names_every_breach_it_silences(
     await expect(banner).to_contain_text("超时警报（2 起）")
     await expect(banner).to_contain_text("打架斗殴")
     await console.get_by_role("button", name="English").click()
-    await expect(banner).to_contain_text("Breach alarm (2)")
+    await expect(banner).to_contain_text("Breach alarm (2 incidents)")
     await expect(banner).to_contain_text("Fight")
     await expect(banner).to_contain_text("Fire")
     await console.get_by_role("button", name="中文").click()
@@ -278,6 +278,26 @@ async def test_the_banner_names_every_breach_it_silences(
     await expect(banner).not_to_contain_text("打架斗殴")
     await expect(banner).not_to_contain_text("火情")
     await expect(banner).not_to_contain_text("2 起")
+
+
+async def test_the_banner_counts_incidents_as_the_late_count_does(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """One incident whose tier 1 and tier 2 both breach: one incident late, two tiers."""
+    await world.team("fixed_post")
+    await world.team("patrol", radius_m=3000)
+    operator = await world.operator()
+    console = await open_console(browser, contexts, world)
+    await world.report(operator, category="theft")
+    world.clock.advance(181)
+    alarm = console.locator("#alarm")
+    await expect(alarm).to_have_attribute("data-count", "2", timeout=10 * SECOND)
+    banner = console.locator("#alarm-text")
+    await expect(banner).to_contain_text("超时警报（1 起，2 个梯队）：")
+    await expect(console.locator("#late-only")).to_have_text("超时未到场 1 起")
+    await console.get_by_role("button", name="English").click()
+    await expect(banner).to_contain_text("Breach alarm (1 incident, 2 tiers): ")
+    await expect(console.locator("#late-only")).to_have_text("Late, nobody on scene: 1")
 
 
 def rgb(css: str) -> tuple[float, float, float]:

@@ -483,10 +483,16 @@ function raiseAlarm(breaches) {
   showTitle();
 }
 
+// Counted in incidents (起), as the late count beside the list is; an incident with more than
+// one tier late says how many tiers.
 function showAlarm() {
   const n = state.alarms.length;
+  const ids = state.alarms.map((breach) => breach.key.slice(0, breach.key.lastIndexOf(':')));
+  const incidents = new Set(ids).size;
   const text = state.alarms.map((breach) => breach.text()).join(t('alarm.sep'));
-  $('#alarm-text').textContent = t(n > 1 ? 'alarm.breaches' : 'alarm.breach', { n, text });
+  let key = 'alarm.breach';
+  if (n > 1) key = incidents === n ? 'alarm.breaches' : 'alarm.breaches_tiers';
+  $('#alarm-text').textContent = t(key, { n: incidents, tiers: n, text });
   $('#alarm').dataset.count = String(n);
 }
 
