@@ -24,6 +24,7 @@ from tests.pages.test_console_and_phone import (
     open_console,
     open_phone,
 )
+from tests.rosters.test_duty import add_members, advance_to, put_duty
 from tests.support import QINGXI, Account, World
 
 # The draft marker (dashed, amber): the point of the report form on the map.
@@ -298,6 +299,55 @@ async def test_the_banner_counts_incidents_as_the_late_count_does(
     await console.get_by_role("button", name="English").click()
     await expect(banner).to_contain_text("Breach alarm (1 incident, 2 tiers): ")
     await expect(console.locator("#late-only")).to_have_text("Late, nobody on scene: 1")
+
+
+async def test_escalations_say_what_they_did_and_the_alarm_names_a_breach_once(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """A mobile team on duty from 20:00, the only tier-1 team near, reported to at 19:59:50:
+    the ring drawn at once finds nobody (it is off duty), and at 20:00 it comes on duty and is
+    alerted. Neither reads as a wider ring that added 0 teams."""
+    world.runtime.settings.token_ttl_s = 30 * 86400
+    mobile = await world.team("mobile", name="城东巡防队")
+    await add_members(world, mobile, 1, 2)
+    reply = await put_duty(
+        world, mobile, start="20:00", end="08:00", rotation_start="2026-01-05", units=[1]
+    )
+    assert reply.status_code == 200, reply.text
+    operator = await world.operator()
+    console = await open_console(browser, contexts, world)
+    feed = console.locator("#feed")
+
+    advance_to(world, 19, 59, 50)
+    incident = await world.report(operator, category="fight")
+    await expect(feed).to_contain_text("扩大范围（1000 米）：打架斗殴，范围内没有可加派的队伍")
+    world.clock.advance(10)
+    await escalated_twice(world, operator, incident["id"])
+    await expect(feed).to_contain_text("覆盖此处的队伍上岗：打架斗殴，加派 1 支队伍 城东巡防队")
+    await expect(feed).not_to_contain_text("加派 0 支队伍")
+
+    world.clock.advance(60)
+    banner = console.locator("#alarm-text")
+    await expect(banner).to_have_text(
+        re.compile(r"^超时警报：一梯队 应急联防队，打架斗殴 \d\d:\d\d:\d\d$"), timeout=10 * SECOND
+    )
+    await console.get_by_role("button", name="English").click()
+    await expect(banner).to_have_text(
+        re.compile(r"^Breach alarm: Tier 1 joint-defence teams, Fight \d\d:\d\d:\d\d$")
+    )
+    await expect(feed).to_contain_text("Wider ring (1000 m): Fight, no more team found within it")
+    await expect(feed).to_contain_text(
+        "A covering team came on duty: Fight, 1 more team 城东巡防队"
+    )
+
+
+async def escalated_twice(world: World, by: Account, incident_id: str) -> None:
+    for _ in range(250):
+        reply = await world.http.get(f"/api/v1/incidents/{incident_id}/events", headers=by.headers)
+        if sum(e["type"] == "escalated" for e in reply.json()) >= 2:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the team coming on duty was never alerted")
 
 
 def rgb(css: str) -> tuple[float, float, float]:

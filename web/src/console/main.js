@@ -42,6 +42,9 @@ const CAN_VIEW = ['operator', 'admin', 'auditor'];
 // The coverage preview waits for typing to pause this long before asking the server.
 const PREVIEW_DELAY_MS = 300;
 const COORDINATE_RANGE = { lon: 180, lat: 90 };
+// The reason of an escalation that alerted the covering tier-1 teams whose duty began after
+// the report (dispatch/incidents/service.py ON_DUTY), not a wider ring.
+const CAME_ON_DUTY = 'a covering tier-1 team came on duty';
 
 const config = readConfig();
 const api = new Api('dispatch.console.token', { timeoutS: config.request_timeout_s });
@@ -277,11 +280,12 @@ function alarmLate(withFeed) {
       if (tier.status !== 'breached' || tier.arrived_at) continue;
       const key = breachKey(incident, tier);
       if (state.breachSeen.has(key) || state.silenced.has(key)) continue;
-      breaches.push({ key, text: breachText(incident, tier) });
+      const text = breachText(incident, tier, 'alarm.item');
+      breaches.push({ key, text, feed: breachText(incident, tier) });
     }
   }
   if (!breaches.length) return;
-  if (withFeed) for (const breach of breaches) addFeed(breach.text, 'feed-breach');
+  if (withFeed) for (const breach of breaches) addFeed(breach.feed, 'feed-breach');
   raiseAlarm(breaches);
 }
 
@@ -316,9 +320,10 @@ function breachKey(incident, tier) {
   return incident.id + ':' + tier.tier;
 }
 
-function breachText(incident, tier) {
+// `key`: the feed's line (超时：…), or the alarm banner's item, which its heading introduces.
+function breachText(incident, tier, key = 'feed.breached') {
   return () =>
-    t('feed.breached', {
+    t(key, {
       tier: t('tier.' + tier.tier),
       category: t('category.' + incident.category),
       t: clockTime(tier.breached_at || tier.deadline),
@@ -377,21 +382,24 @@ function onMessage(message, info) {
     applyIncident(data.incident, true);
     const incident = data.incident;
     const tier = data.tier;
-    const text = breachText(incident, tier);
-    addFeed(text, 'feed-breach');
+    addFeed(breachText(incident, tier), 'feed-breach');
     // A replayed one is judged once the replay is over (onCaughtUp): the incident may have
     // been closed or reached since.
     const key = breachKey(incident, tier);
     if (!info.replayed && state.incidents.has(incident.id) && !state.silenced.has(key)) {
-      raiseAlarm([{ key, text }]);
+      raiseAlarm([{ key, text: breachText(incident, tier, 'alarm.item') }]);
     }
   } else if (message.type === 'escalation') {
     if (data.incident) applyIncident(data.incident, true);
     const added = data.dispatches || [];
     const incident = data.incident || state.incidents.get(data.incident_id);
+    // A wider ring (no tier-1 team accepted in time, or none covers the point), or a covering
+    // tier-1 team whose duty began after the report: the server's reason says which. Either
+    // may find no team to add, and says so.
+    const kind = data.reason === CAME_ON_DUTY ? 'feed.on_duty' : 'feed.escalation';
     addFeed(
       () =>
-        t('feed.escalation', {
+        t(added.length ? kind : kind + '_none', {
           ring: data.ring_m === undefined ? '' : Math.round(data.ring_m),
           category: incident ? t('category.' + incident.category) : '',
           n: added.length,
