@@ -13,7 +13,10 @@ class AuditEntryOut(Schema):
     actor_id: str | None = Field(description="null for the server itself or a failed login")
     actor_name: str | None
     actor_role: str | None
-    address: str | None = Field(description="the client's address as the server saw it")
+    address: str | None = Field(
+        description="the client's address as the server saw it, an IP address, or "
+        '"(not an IP address)" for anything else a trusted proxy forwarded'
+    )
     action: str = Field(description="the route's name (update_team, close_incident, ...)")
     method: str | None
     route: str | None = Field(description="the route's path template")

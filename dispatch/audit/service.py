@@ -73,7 +73,8 @@ def entry(
         "actor_id": actor.user_id,
         "actor_name": actor.name,
         "actor_role": actor.role,
-        "address": actor.address,
+        # An IP address or a marker (``trail.client_address``); cut as the column is anyway.
+        "address": actor.address[:64] if actor.address else None,
         "action": action[:64],
         "method": method,
         "route": route,

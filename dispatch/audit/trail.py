@@ -2,21 +2,46 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import AsyncIterator
 
 from fastapi import Request
 from fastapi.routing import APIRoute
+from starlette.requests import HTTPConnection
 
 from dispatch.audit import service
 from dispatch.auth import service as auth
 from dispatch.deps import SessionDep, runtime_of
 
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
+# What stands for a client address that is no IP address (docs/security.md).
+NOT_AN_ADDRESS = "(not an IP address)"
+# The length of audit_log.address: an IPv6 address (39) and a zone (``%eth0``) of up to 24.
+ADDRESS_LENGTH = 64
+
+
+def client_address(connection: HTTPConnection) -> str | None:
+    """The client's address as it is stored and counted (the audit trail, the login backoff):
+    an IP address in its normal form (``2001:db8::1``; an IPv4-mapped one as IPv4), else
+    ``NOT_AN_ADDRESS``; None without a client. Behind a trusted proxy uvicorn takes the
+    address from X-Forwarded-For unchecked, so it can be any text of any length: kept as it
+    came, one of 65 characters failed the audit row's insert (a 500 on every write and login,
+    on PostgreSQL), and each new text was a login backoff key of its own."""
+    if connection.client is None:
+        return None
+    try:
+        parsed = ipaddress.ip_address(connection.client.host)
+    except ValueError:
+        return NOT_AN_ADDRESS
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        parsed = parsed.ipv4_mapped
+    address = str(parsed)
+    return address if len(address) <= ADDRESS_LENGTH else NOT_AN_ADDRESS
 
 
 def actor_of(request: Request) -> service.Actor:
     principal: auth.Principal | None = getattr(request.state, "principal", None)
-    address = request.client.host if request.client is not None else None
+    address = client_address(request)
     if principal is None:
         return service.Actor(None, None, None, address)
     return service.Actor(principal.user_id, principal.name, principal.role.value, address)

@@ -74,6 +74,35 @@ async def test_team_user_and_incident_changes_leave_who_when_what_and_where(
     assert by_action["close_incident"]["target_id"] == incident["id"]
 
 
+async def test_the_address_is_an_ip_address_in_its_normal_form_or_a_marker(
+    world: World,
+) -> None:
+    """From a trusted proxy (the test server trusts 127.0.0.1) uvicorn takes the address from
+    X-Forwarded-For as it comes. Anything but an IP address is stored as a marker: one of 65
+    characters (audit_log.address holds 64) made every audited write a 500 on PostgreSQL."""
+    admin = await world.admin()
+    cases = [
+        ("a" * 65, "(not an IP address)"),
+        ("x" * 300, "(not an IP address)"),
+        ("not-an-address", "(not an IP address)"),
+        ("2001:DB8:0:0::0001", "2001:db8::1"),
+        ("::ffff:203.0.113.9", "203.0.113.9"),
+        ("203.0.113.9", "203.0.113.9"),
+    ]
+    for n, (forwarded, stored) in enumerate(cases):
+        body = {
+            "name": f"xff-{n}",
+            "kind": "fixed_post",
+            "location": {"lon": 114.159, "lat": 22.847},
+        }
+        reply = await world.http.post(
+            "/api/v1/teams", json=body, headers={**admin.headers, "X-Forwarded-For": forwarded}
+        )
+        assert reply.status_code == 201, (forwarded, reply.status_code, reply.text)
+        [row] = await trail(world, admin, target_id=reply.json()["id"])
+        assert row["address"] == stored, forwarded
+
+
 async def test_a_refused_change_leaves_no_row(world: World) -> None:
     admin = await world.admin()
     team = await world.team()
