@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 from starlette.routing import compile_path
 
 from dispatch.outages import database_unavailable
@@ -200,6 +201,8 @@ def unparsable(error: BaseException) -> str:
         return "nested too deeply"
     if isinstance(error, ValueError) and "integer string conversion" in str(error):
         return f"a number has more than {sys.get_int_max_str_digits()} digits"
+    if isinstance(error, MultiPartException):
+        return error.message.rstrip(".")
     return str(error)
 
 
@@ -298,6 +301,12 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 400 and exc.detail == _FASTAPI_UNPARSED:
             return JSONResponse(_unreadable_body(request, exc.__cause__), status_code=400)
+        if exc.status_code == 400 and isinstance(exc.__context__, MultiPartException):
+            # Starlette's form parsers raise every error they meet (no boundary, broken
+            # multipart data, a part without a name, too many fields or files, a part too
+            # large) as a 400 with the parser's text, while handling it: by that context it
+            # is known, whatever the text says.
+            return JSONResponse(_unreadable_body(request, exc.__context__), status_code=400)
         code = {
             400: "bad_request",
             401: "unauthorized",

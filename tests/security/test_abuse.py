@@ -392,3 +392,28 @@ async def test_a_body_json_cannot_hold_is_a_400_naming_the_body(world: World) ->
             }
     incidents = await world.http.get("/api/v1/incidents", headers=operator.headers)
     assert incidents.json() == []
+
+
+async def test_a_broken_form_is_a_400_naming_the_body_and_why(world: World) -> None:
+    """Every error of the form parsers is answered as a broken JSON body is: 400, ``field``
+    body, and the parser's reason, where Starlette's texts ("Missing boundary in multipart.")
+    came without a field. Nothing is written: no audit row, no failure counted."""
+    admin = await world.admin()
+    part = b"--zz\r\nContent-Disposition: form-data\r\n\r\nx\r\n--zz--\r\n"
+    many = "&".join(f"f{n}=1" for n in range(1001)).encode()
+    for content_type, body, reason in [
+        ("multipart/form-data", b"garbage", "Missing boundary in multipart"),
+        ("multipart/form-data; boundary=zz", b"garbage", "Invalid multipart data"),
+        ("multipart/form-data; boundary=zz", part, 'field "name" must be provided'),
+        ("application/x-www-form-urlencoded", many, "Too many fields"),
+    ]:
+        reply = await world.http.post(
+            "/api/v1/auth/token", content=body, headers={"content-type": content_type}
+        )
+        assert reply.status_code == 400, (content_type, reply.text)
+        answer = reply.json()
+        assert answer["error"] == "bad_request" and answer["field"] == "body", reply.text
+        assert answer["detail"].startswith("body: not a valid form ("), reply.text
+        assert reason in answer["detail"], reply.text
+    trail = await world.http.get("/api/v1/audit", headers=admin.headers)
+    assert {e["action"] for e in trail.json()["items"]} <= {"issue_token"}
