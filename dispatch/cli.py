@@ -10,20 +10,24 @@ import logging
 import math
 import os
 import shutil
+import signal
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from dispatch.config import Settings, setting_errors
 
 if TYPE_CHECKING:
+    import uvicorn
+    from fastapi import FastAPI
     from sqlalchemy.engine import URL
 
     from dispatch.auth.schemas import UserCreate
+    from dispatch.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -140,11 +144,10 @@ def _serve(args: argparse.Namespace) -> int:
         if args.demo:
             _print_demo(settings)
         with shared_metrics(args.workers):
-            _run(args, settings)
+            return _run(args, settings)
     finally:
         if isinstance(held, int):
             os.close(held)
-    return 0
 
 
 @contextlib.contextmanager
@@ -196,14 +199,17 @@ def serving_lock(database_url: str) -> int | bool:
     return fd
 
 
-def _run(args: argparse.Namespace, settings: Settings) -> None:
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve until stopped: 0, or CORE_TASK_STOPPED when the process stopped itself because
+    its deadline timer or its acknowledgements' recorder stopped."""
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     from dispatch.observability.logs import uvicorn_log_config
     from dispatch.websocket_protocol import WebSocketProtocol
 
-    uvicorn.run(
-        "dispatch.app:create_app",
+    config = uvicorn.Config(
+        "dispatch.cli:served_app",
         factory=True,
         host=args.host,
         port=args.port,
@@ -221,6 +227,96 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
         log_level=settings.log_level.lower(),
         log_config=uvicorn_log_config(settings),
     )
+    if args.workers > 1:
+        # uvicorn's supervisor; a worker that stops itself is replaced by a new one.
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        return 0
+    server = uvicorn.Server(config)
+    SERVING.server, SERVING.status = server, 0
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        SERVING.server = None
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+    return SERVING.status
+
+
+# `dispatch serve`'s exit status when the process stopped itself because a background task of
+# the alert path stopped (EX_SOFTWARE): a restart policy starts it again (compose's
+# `restart: unless-stopped`, `docker run --restart unless-stopped`, systemd's `Restart=`).
+CORE_TASK_STOPPED = 70
+# How often a serving process looks whether one of those tasks stopped.
+CORE_TASK_CHECK_S = 1.0
+
+
+class Serving:
+    """The uvicorn server this process runs itself (one process; not a worker of several),
+    and the status it is to exit with."""
+
+    server: uvicorn.Server | None = None
+    status = 0
+
+
+SERVING = Serving()
+
+
+def served_app() -> FastAPI:
+    """The application ``dispatch serve`` runs: dispatch.app's, whose process stops when its
+    deadline timer or its acknowledgements' recorder stopped.
+
+    The task is not started again in place: it ends only on a fault of its own (each catches
+    the database's errors and tries again), whose state a new process does not carry. Left
+    running, a server whose timer stopped took reports and alerted the teams but breached,
+    escalated and notified nothing more, and /readyz's 503 restarted nothing: neither Docker
+    nor compose restarts an unhealthy container, and a single server had no other to take
+    over. Stopped, it shuts down as on SIGTERM (websockets closed with 1012, the
+    acknowledgements held written), its restart policy starts it again, and the timer fires
+    what fell due meanwhile from the rows."""
+    from dispatch.app import create_app
+
+    app = create_app()
+    lifespan = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def watched(app: FastAPI) -> AsyncIterator[Any]:
+        async with lifespan(app) as state:
+            watch = asyncio.create_task(stop_when_a_core_task_stops(app.state.runtime))
+            try:
+                yield state
+            finally:
+                watch.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watch
+
+    app.router.lifespan_context = watched
+    return app
+
+
+async def stop_when_a_core_task_stops(runtime: Runtime) -> None:
+    # runtime.stopped is what /readyz answers from, filled by the tasks' own done callbacks
+    # (dispatch.app.watch_task); a look each second is nothing beside a deadline's minute.
+    while not runtime.stopped:  # noqa: ASYNC110
+        await asyncio.sleep(CORE_TASK_CHECK_S)
+    stopped = ", ".join(runtime.stopped)
+    server = SERVING.server
+    if server is not None:
+        log.error(
+            "background task %s stopped: this process stops, exit status %d, for its restart "
+            "policy to start it again",
+            stopped,
+            CORE_TASK_STOPPED,
+        )
+        SERVING.status = CORE_TASK_STOPPED
+        server.should_exit = True
+    else:
+        # A worker of --workers N: stopped as by SIGTERM, and replaced by the supervisor.
+        log.error("background task %s stopped: this worker stops, and a new one starts", stopped)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _print_demo(settings: Settings) -> None:

@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 from alembic import command
 from argon2 import PasswordHasher
@@ -23,7 +25,7 @@ from dispatch import migrate
 from dispatch.cli import _parser, database_url_problem
 from dispatch.db import create_engine
 from tests.conftest import BACKENDS, free_port, fresh_database
-from tests.processes import ServerProcess, server_env
+from tests.processes import ServerProcess, cli, server_env
 
 
 def dispatch(
@@ -600,3 +602,157 @@ async def test_a_client_trickling_a_body_holds_the_stop_no_longer_than_its_bound
     assert output.index("timeout graceful shutdown exceeded") < output.index(
         "Application shutdown complete."
     ), "the application's shutdown ran after the requests were cut"
+
+
+# `dispatch serve` whose deadline timer breaks once a file exists, a fault injected as a bug
+# outside the timer's own error handling would be.
+BREAKABLE_SERVE = """
+import os, sys
+from dispatch.jobs import tasks
+wake_time = tasks.wake_time
+def breaking(*args):
+    if os.path.exists(os.environ["BREAK_THE_TIMER"]):
+        raise RuntimeError("the timer broke")
+    return wake_time(*args)
+tasks.wake_time = breaking
+from dispatch.cli import main
+sys.exit(main())
+"""
+
+
+async def test_a_server_whose_chain_timer_stopped_exits_for_its_restart_policy(
+    tmp_path: Path,
+) -> None:
+    """A single server whose timer stopped answered /readyz 503 but kept serving with no
+    deadline firing: nothing restarts an unhealthy container. It now stops itself as on
+    SIGTERM (its shutdown runs), with status 70, and once restarted the tier that fell due
+    meanwhile is breached at its deadline."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'town.db'}"
+    trigger = tmp_path / "break-the-timer"
+    env = server_env(url, tmp_path, chain_targets="3,10,30", shutdown_requests_s="2")
+    env["BREAK_THE_TIMER"] = str(trigger)
+    await cli(env, "users", "add", "chief", "--role", "admin", stdin="admin-password\n")
+    await cli(env, "users", "add", "duty", "--role", "operator", stdin="operator-password\n")
+    port = free_port()
+    log = tmp_path / "breakable.log"
+    with log.open("ab") as out:
+        breakable = subprocess.Popen(
+            [sys.executable, "-c", BREAKABLE_SERVE, "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    restarted = ServerProcess(env, tmp_path / "restarted.log", port=port)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            for _ in range(400):
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/readyz")).status_code == 200:
+                        break
+                assert breakable.poll() is None, log.read_text()
+                await asyncio.sleep(0.05)
+            admin = await bearer(client, "chief", "admin-password")
+            team = {"name": "三中驻点队", "kind": "fixed_post", "location": LOCATION}
+            assert (await client.post("/api/v1/teams", json=team, headers=admin)).is_success
+            operator = await bearer(client, "duty", "operator-password")
+            body = {"location": LOCATION, "category": "violence"}
+            reply = await client.post("/api/v1/incidents", json=body, headers=operator)
+            assert reply.status_code == 201, reply.text
+            incident = reply.json()["id"]
+        trigger.touch()
+        try:
+            status = await asyncio.to_thread(breakable.wait, 20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the server kept running with its chain timer stopped")
+        output = log.read_text()
+        assert status == 70, output
+        assert "background task chain-timer stopped (RuntimeError: the timer broke)" in output
+        assert "exit status 70, for its restart policy to start it again" in output
+        assert "Application shutdown complete." in output, "stopped as on SIGTERM"
+
+        # What compose's restart: unless-stopped (or systemd's Restart=) does next.
+        trigger.unlink()
+        await restarted.start()
+        async with httpx.AsyncClient(base_url=restarted.base_url) as client:
+            operator = await bearer(client, "duty", "operator-password")
+            for _ in range(300):
+                reply = await client.get(f"/api/v1/incidents/{incident}", headers=operator)
+                tier = reply.json()["chain"][0]
+                if tier["breached_at"] is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert tier["breached_at"] == tier["deadline"], tier
+    finally:
+        if breakable.poll() is None:
+            breakable.kill()
+            breakable.wait(10)
+        restarted.stop()
+
+
+LOCATION = {"lon": 114.159, "lat": 22.847}
+
+
+async def bearer(client: httpx.AsyncClient, name: str, password: str) -> dict[str, str]:
+    reply = await client.post("/api/v1/auth/token", data={"username": name, "password": password})
+    assert reply.status_code == 200, reply.text
+    return {"Authorization": f"Bearer {reply.json()['access_token']}"}
+
+
+# The same fault for every process started with this folder on PYTHONPATH, the workers that
+# uvicorn spawns included; once (the file is removed as the timer breaks).
+BREAKING_SITE = """
+import builtins, os, sys
+TRIGGER = os.environ["BREAK_THE_TIMER"]
+_import = builtins.__import__
+def hook(name, *args, **kwargs):
+    module = _import(name, *args, **kwargs)
+    tasks = sys.modules.get("dispatch.jobs.tasks")
+    if tasks is not None and hasattr(tasks, "wake_time") and not hasattr(tasks, "broken"):
+        tasks.broken = wake_time = tasks.wake_time
+        def breaking(*args):
+            if os.path.exists(TRIGGER):
+                os.remove(TRIGGER)
+                raise RuntimeError("the timer broke")
+            return wake_time(*args)
+        tasks.wake_time = breaking
+    return module
+builtins.__import__ = hook
+"""
+
+
+async def test_a_worker_whose_chain_timer_stopped_is_replaced_by_a_new_one(
+    postgres_only: str, tmp_path: Path
+) -> None:
+    """With --workers, the worker stops itself as on SIGTERM and uvicorn's supervisor starts
+    another in its place: the server keeps its port and both workers are ready again."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BREAKING_SITE)
+    trigger = tmp_path / "break-the-timer"
+    env = server_env(postgres_only, tmp_path, shutdown_requests_s="2")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    env["BREAK_THE_TIMER"] = str(trigger)
+    server = ServerProcess(env, tmp_path / "server.log", args=("--workers", "2"))
+    try:
+        await server.start()
+        trigger.touch()
+        for _ in range(600):
+            if len(re.findall(r"Started server process", server.output())) == 3:
+                break
+            await asyncio.sleep(0.05)
+        output = server.output()
+        assert "background task chain-timer stopped: this worker stops" in output, output
+        assert re.search(r"Child process \[\d+\] died", output), output
+        assert len(re.findall(r"Started server process", output)) == 3, output
+        answers: list[int] = []
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            for _ in range(400):
+                with contextlib.suppress(httpx.TransportError):
+                    answers = [(await client.get("/readyz")).status_code for _ in range(6)]
+                    if answers == [200] * 6:
+                        break
+                await asyncio.sleep(0.05)
+            assert answers == [200] * 6
+        assert server.process is not None and server.process.poll() is None
+    finally:
+        server.stop()
