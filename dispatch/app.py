@@ -174,7 +174,8 @@ def watch_task(runtime: Runtime, task: asyncio.Task[None], *, core: bool) -> Non
     """Say at once when a background task ends by itself: each runs for the life of the
     process, so ending is a fault (cancelled at shutdown is not). Unwatched, its error was
     logged only at shutdown, and deadlines stopped breaching while /readyz said ready. A core
-    task's end makes /readyz answer 503 until the process is restarted."""
+    task's end makes /readyz answer 503, and `dispatch serve` stops the process (exit 70) for its
+    restart policy to start it again."""
 
     def ended(task: asyncio.Task[None]) -> None:
         if task.cancelled():
