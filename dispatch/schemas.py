@@ -6,7 +6,7 @@ import functools
 import math
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -93,6 +93,21 @@ def _local_instant(value: datetime) -> datetime:
 LocalOrAware = Annotated[
     datetime, BeforeValidator(_written_as_a_time), AfterValidator(_local_instant)
 ]
+# A date as ISO 8601 writes it: YYYY-MM-DD in ASCII digits.
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _written_as_a_date(value: object) -> object:
+    """A date comes as YYYY-MM-DD text: pydantic's lax mode also read the numbers 0 and 86400
+    as seconds since 1970 (1970-01-01, 1970-01-02) and "2026-01-01T00:00:00" as a date."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+        raise ValueError("write a date as YYYY-MM-DD, e.g. 2026-01-05")
+    return value
+
+
+CalendarDate = Annotated[date, BeforeValidator(_written_as_a_date)]
 # JSON numbers in bodies: pydantic's lax mode reads true as 1, which put an incident at
 # longitude 1 and made a 1 m zone.
 Number = Annotated[float, Strict()]
@@ -137,9 +152,10 @@ def wgs84_point(lon: float, lat: float, crs: CRS, field: str | None) -> tuple[fl
         raise InvalidInput(f"{name}: {error.message}", field=name) from None
 
 
-# A number in a query string, as digits with an optional sign, point and exponent. float() (and
-# so pydantic) also reads "1_14" as 114, which no client means.
-_PLAIN_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+# A number in a query string, as ASCII digits with an optional sign, point and exponent. float()
+# (and so pydantic) also reads "1_14" as 114, which no client means; Unicode's \d also matches
+# ١١٤ or full-width １１４.
+_PLAIN_NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
 
 
 def _plain_number(value: object) -> object:

@@ -7,9 +7,17 @@ from pydantic import Field, field_validator
 from pydantic.config import JsonDict
 
 from dispatch.rosters.models import MemberRole, RosterKind
-from dispatch.schemas import LocalTime, Schema, WholeNumber, strip_name, stripped_length
+from dispatch.schemas import (
+    CalendarDate,
+    LocalTime,
+    Schema,
+    WholeNumber,
+    strip_name,
+    stripped_length,
+)
 
-_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+# ASCII digits only: Unicode's \d also matches ٠٨:٠٠ or full-width ０８:００.
+_HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 
 # What the service accepts, written into the schema for clients (and the fuzzer); the service
 # checks the values itself (rosters.service: normalize_phone, normalize_id_number, and the
@@ -145,7 +153,9 @@ class DutyIn(Schema):
     rotation_weeks: WholeNumber = Field(
         default=1, ge=1, le=2, description="each unit serves 1 or 2 weeks"
     )
-    rotation_start: date = Field(description="local date on which the first unit's turn begins")
+    rotation_start: CalendarDate = Field(
+        description="local date on which the first unit's turn begins, YYYY-MM-DD"
+    )
     units: list[WholeNumber] = Field(
         default_factory=list,
         max_length=50,
@@ -157,7 +167,7 @@ class DutyIn(Schema):
     @field_validator("start", "end")
     @classmethod
     def _check_time(cls, value: str) -> str:
-        if not _HHMM.match(value):
+        if not _HHMM.fullmatch(value):
             raise ValueError("a time of day as HH:MM, 00:00 to 23:59")
         return value
 

@@ -241,6 +241,40 @@ async def test_duty_schedules_are_checked(world: World) -> None:
     assert reply.status_code == 404
 
 
+async def test_a_schedule_written_otherwise_than_its_schema_says_is_refused_naming_it(
+    world: World,
+) -> None:
+    """rotation_start is a date as YYYY-MM-DD (the schema's format date), start and end HH:MM
+    in ASCII digits (its pattern): pydantic's lax mode took the numbers 0 and 86400 as seconds
+    since 1970 and stored 1970-01-01 and 1970-01-02, and a date-time at midnight as its date;
+    Unicode's \\d took Arabic-Indic and full-width digits. Nothing refused is stored."""
+    mobile = await world.team("mobile")
+    good = {"start": "08:00", "end": "20:00", "rotation_start": "2026-01-05"}
+    for change, field in (
+        ({"rotation_start": 0}, "rotation_start"),
+        ({"rotation_start": 86400}, "rotation_start"),
+        ({"rotation_start": 1.5}, "rotation_start"),
+        ({"rotation_start": "2026-01-05T00:00:00"}, "rotation_start"),
+        ({"rotation_start": "20260105"}, "rotation_start"),
+        ({"rotation_start": "2026-1-5"}, "rotation_start"),
+        ({"rotation_start": "\u0662\u0660\u0662\u0666-01-05"}, "rotation_start"),
+        ({"rotation_start": "2026-01-05\n"}, "rotation_start"),
+        ({"start": "0\u0668:0\u0660"}, "start"),
+        ({"start": "1\uff19:0\uff10"}, "start"),
+        ({"end": "\u0662\u0660:\u0660\u0660"}, "end"),
+        ({"end": "20:00\n"}, "end"),
+    ):
+        reply = await put_duty(world, mobile, **{**good, **change})
+        assert reply.status_code == 422, (change, reply.text)
+        assert reply.json()["fields"][0]["field"] == field, (change, reply.text)
+    admin = await world.admin()
+    reply = await world.http.get(f"/api/v1/rosters/duty/{mobile['id']}", headers=admin.headers)
+    assert reply.status_code == 404, reply.text
+    assert (await put_duty(world, mobile, **good)).status_code == 200
+    reply = await world.http.get(f"/api/v1/rosters/duty/{mobile['id']}", headers=admin.headers)
+    assert reply.json()["rotation_start"] == "2026-01-05"
+
+
 def test_the_alert_goes_to_the_leaders_of_the_unit_on_turn_and_of_no_unit() -> None:
     turn = OnTurn(unit=2, leader_units={"first": 1, "second": 2, "third": 3})
     assert leaders_on_turn(["first", "second", "captain"], turn) == (["second", "captain"], False)

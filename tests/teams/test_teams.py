@@ -458,10 +458,14 @@ async def test_the_covering_query_names_the_parameter_at_fault(world: World) -> 
         ("lon=114.1&lat=2_2.8", "lat"),
         ("lon=0x72&lat=22.8", "lon"),
         ("lon=114.1&lat=%2022.8", "lat"),
+        # ASCII digits only: Unicode's \d also matches Arabic-Indic and full-width ones.
+        ("lon=\u0661\u0661\u0664.1&lat=22.8", "lon"),
+        ("lon=114.1&lat=\uff12\uff12.8", "lat"),
     ):
         reply = await world.http.get(f"{url}?{query}", headers=admin.headers)
         assert reply.status_code == 422, query
         assert named(reply) == [field], reply.json()
+        assert "write a plain decimal number" in reply.json()["detail"], reply.json()
     for query in ("lon=114.159&lat=22.847", "lon=%2B114.159&lat=2.2847e1", "lon=114&lat=.5"):
         reply = await world.http.get(f"{url}?{query}", headers=admin.headers)
         assert reply.status_code == 200, query
