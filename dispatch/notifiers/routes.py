@@ -33,17 +33,20 @@ async def incident_notifications(
 ) -> list[NotificationOut]:
     """Every outbound notification of the incident's alerts, with every attempt."""
     await incidents.get_incident(session, incident_id, viewer=viewer)
+    found = await service.notification_attempts(session, incident_id)
+    names = await service.leader_names(session, {n.user_id for n, _ in found})
     return [
         NotificationOut(
             id=n.id,
             incident_id=n.incident_id,
             dispatch_id=n.dispatch_id,
             user_id=n.user_id,
+            leader_name=names.get(n.user_id, ""),
             channel=n.channel,
             status=n.status,
             attempts=[AttemptOut.model_validate(a) for a in attempts],
             created_at=n.created_at,
             finished_at=n.finished_at,
         )
-        for n, attempts in await service.notification_attempts(session, incident_id)
+        for n, attempts in found
     ]

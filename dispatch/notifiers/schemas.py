@@ -31,6 +31,7 @@ class NotificationOut(Schema):
     incident_id: str
     dispatch_id: str
     user_id: str
+    leader_name: str = Field(description="the name of the leader to be reached")
     channel: str = Field(description="webhook, wecom, dingtalk or sms")
     status: str = Field(
         description="pending, notified, failed, or stopped (the leader answered or was"

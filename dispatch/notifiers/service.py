@@ -8,7 +8,10 @@ mid-request loses nothing — the next try is already on record. That try is due
 request's time limit and then the backoff have passed, so that it never goes out while the
 gateway may still be working on this one; a failure recorded sooner brings it forward to the
 backoff after that failure. Every attempt is a row; the final outcome is an incident event,
-``notified`` or ``notify_failed``.
+``notified`` or ``notify_failed``. The operators' board is told every outcome (notified,
+failed, stopped) in a ``notification.updated`` message staged in the same transaction: written
+with its commit and published once it has committed, never before; the alerts to the leaders
+carry none of it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
-from alerts.store import Envelope
+from alerts.store import Envelope, Outgoing
 from dispatch.auth import service as auth
 from dispatch.auth.models import User
 from dispatch.db import falls_due, new_id
@@ -31,6 +34,7 @@ from dispatch.jobs import service as jobs
 from dispatch.jobs.models import Job, JobStatus
 from dispatch.notifiers.channels import Notice, Result, error_text
 from dispatch.notifiers.models import Notification, NotificationAttempt, NotificationStatus
+from dispatch.schemas import show_time
 from dispatch.teams.models import Team
 
 CHECK = "notify.check"
@@ -38,6 +42,8 @@ SEND = "notify.send"
 # Put in every session of a server with notifiers configured: how long an alert may go
 # unacknowledged. Sessions without it (the CLI, a server with no channel) schedule nothing.
 AFTER_KEY = "notifiers.after_s"
+# The board's message of a notification's outcome.
+NEWS = "notification.updated"
 
 
 def watch_alerts(session: AsyncSession, envelopes: Sequence[Envelope], now: datetime) -> None:
@@ -88,7 +94,7 @@ async def check_acknowledged(
         session.add(notification)
         if needs_phone and not phone:
             _finish(notification, now, ok=False)
-            _outcome_event(session, notification, now, error="no phone number on file")
+            await _settled(session, notification, now, error="no phone number on file")
             continue
         data = {"notification_id": notification.id}
         jobs.schedule(session, jobs.new_job(SEND, now, incident_id=incident_id, data=data))
@@ -128,6 +134,7 @@ async def begin_attempt(
         # Switched off by a restart without its setting: an attempt counted here would never
         # be made, and the notification would end "no success after 5 attempts", tried once.
         _stop(notification, now)
+        await _tell_board(session, notification, now)
         await session.flush()
         return f"stopped: {notification.channel} is no longer configured"
     # A retry waits seconds to minutes: the leader may have answered meanwhile, and a text
@@ -137,12 +144,13 @@ async def begin_attempt(
     )
     if answered is not None:
         _stop(notification, now)
+        await _tell_board(session, notification, now)
         await session.flush()
         return f"stopped: {answered}"
     if notification.attempts >= max_attempts:
         error = f"no success after {notification.attempts} attempts"
         _finish(notification, now, ok=False)
-        _outcome_event(session, notification, now, error=error)
+        await _settled(session, notification, now, error=error)
         await session.flush()
         return f"failed: {error}"
     notification.attempts += 1
@@ -235,17 +243,17 @@ async def record_attempt(
     outcome = "retrying" if notice.attempt < max_attempts else "failed"
     if result.ok and notification.status == NotificationStatus.FAILED.value:
         _finish(notification, now, ok=True)
-        _outcome_event(session, notification, now, status_code=result.status_code)
+        await _settled(session, notification, now, status_code=result.status_code)
         outcome = "notified after it was given up"
     elif notification.status != NotificationStatus.PENDING.value:
         outcome = f"already {notification.status}"
     elif result.ok:
         _finish(notification, started, ok=True)
-        _outcome_event(session, notification, started, status_code=result.status_code)
+        await _settled(session, notification, started, status_code=result.status_code)
         outcome = "notified"
     elif notice.attempt >= max_attempts:
         _finish(notification, started, ok=False)
-        _outcome_event(session, notification, started, error=error)
+        await _settled(session, notification, started, error=error)
     await session.flush()
     return outcome
 
@@ -288,6 +296,45 @@ def _finish(
 ) -> None:
     notification.status = (NotificationStatus.NOTIFIED if ok else NotificationStatus.FAILED).value
     notification.finished_at = now
+
+
+async def _settled(
+    session: AsyncSession,
+    notification: Notification,
+    now: datetime,
+    *,
+    status_code: int | None = None,
+    error: str | None = None,
+) -> None:
+    """A notification's outcome: on the incident's timeline, and to the operators' board."""
+    _outcome_event(session, notification, now, status_code=status_code, error=error)
+    await _tell_board(session, notification, now, error=error)
+
+
+async def _tell_board(
+    session: AsyncSession, notification: Notification, now: datetime, *, error: str | None = None
+) -> None:
+    """Tell the operators' consoles how the notification ended (notified, failed, stopped).
+
+    Staged: written as the transaction's last write and published once it has committed, so a
+    console never hears of an outcome that is not on record; the board's mailbox, which every
+    report locks, is held for the commit alone. Only the notifier's own transactions (its jobs
+    and the records of its requests) stage it: an alert to a leader does no more than before.
+    """
+    leader_name = await session.scalar(select(User.name).where(User.id == notification.user_id))
+    news = {
+        "notification_id": notification.id,
+        "incident_id": notification.incident_id,
+        "dispatch_id": notification.dispatch_id,
+        "user_id": notification.user_id,
+        "leader_name": leader_name,
+        "channel": notification.channel,
+        "status": notification.status,
+        "attempts": notification.attempts,
+        "at": show_time(now),
+        "error": error,
+    }
+    mailboxes.stage(session, [Outgoing(auth.BOARD_MAILBOX, NEWS, news)], now=now)
 
 
 def _outcome_event(
@@ -347,6 +394,14 @@ async def _notice(session: AsyncSession, notification: Notification, now: dateti
         phone=leader.phone,
         unacknowledged_for_s=round((now - dispatch.alerted_at).total_seconds(), 1),
     )
+
+
+async def leader_names(session: AsyncSession, user_ids: Collection[str]) -> dict[str, str]:
+    """The names of these users, by id."""
+    if not user_ids:
+        return {}
+    rows = await session.execute(select(User.id, User.name).where(User.id.in_(set(user_ids))))
+    return {user_id: name for user_id, name in rows.tuples()}
 
 
 async def notification_attempts(

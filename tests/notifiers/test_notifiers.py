@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import io
@@ -24,7 +25,7 @@ from dispatch.observability import logs
 from tests.conftest import RunningServer, free_port
 from tests.notifiers.receiver import HeldReceiver, Receiver, dribbling_receiver
 from tests.realtime.test_acks import marked
-from tests.support import Account, World
+from tests.support import Account, Socket, World
 
 PHONE = "13800138000"
 WEBHOOK_SECRET = "webhook-secret-for-tests"
@@ -670,13 +671,104 @@ async def test_a_gateways_answer_shows_operators_the_leaders_number_masked(
     assert record["attempts"][0]["error"] == shown
 
 
+async def news_until(board: Socket, status: str, channel: str) -> list[dict[str, Any]]:
+    """The board's ``notification.updated`` messages up to the one saying ``channel`` ended
+    ``status``, checking each against the record as it comes: what it says is on record."""
+    heard: list[dict[str, Any]] = []
+    while True:
+        news = (await board.next_of("notification.updated"))["data"]
+        heard.append(news)
+        if (news["channel"], news["status"]) == (channel, status):
+            return heard
+
+
+async def test_the_board_is_told_each_outcome_once_it_is_on_record(
+    start: Start, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    """The operators' consoles hear of a notification sent, one that failed after its
+    attempts and one stopped by the leader's accept, each once it has committed, with the
+    leader's name; his own mailbox carries none of it."""
+    webhook = await receivers()
+    sms = await receivers((500, {"error": "gateway down"}))
+    world = await start(
+        webhook_url=webhook.url,
+        webhook_secret=WEBHOOK_SECRET,
+        sms_gateway_url=sms.url,
+        notify_backoff_s=1.0,
+        notify_max_attempts=2,
+    )
+    leader, operator, incident = await setup_incident(world)
+    dispatch_id = incident["dispatches"][0]["id"]
+    board = await world.connect(operator)
+
+    world.clock.advance(15)
+    [sent] = await news_until(board, "notified", "webhook")
+    # Published after the commit that recorded it: the record says so by the time it comes.
+    records = {n["channel"]: n for n in await notifications(world, operator, incident["id"])}
+    assert records["webhook"]["status"] == "notified"
+    assert records["webhook"]["leader_name"] == leader.name
+    assert sent == {
+        "notification_id": records["webhook"]["id"],
+        "incident_id": incident["id"],
+        "dispatch_id": dispatch_id,
+        "user_id": leader.id,
+        "leader_name": leader.name,
+        "channel": "webhook",
+        "status": "notified",
+        "attempts": 1,
+        "at": records["webhook"]["finished_at"],
+        "error": None,
+    }
+    await attempts_recorded(world, operator, incident["id"], 1, ok=False)
+    world.clock.advance(1)
+    [failed] = await news_until(board, "failed", "sms")
+    [record] = [
+        n for n in await notifications(world, operator, incident["id"]) if n["channel"] == "sms"
+    ]
+    assert record["status"] == "failed"
+    assert (failed["attempts"], failed["leader_name"]) == (2, leader.name)
+    assert "gateway down" in failed["error"]
+
+    # Accepted between two tries: the next one stops it, and the board hears so.
+    second = await world.report(operator)
+    world.clock.advance(15)
+    await news_until(board, "notified", "webhook")
+    await attempts_recorded(world, operator, second["id"], 1, ok=False)
+    accept = f"/api/v1/dispatches/{second['dispatches'][0]['id']}/accept"
+    reply = await world.http.post(accept, headers=leader.headers)
+    assert reply.status_code == 200, reply.text
+    world.clock.advance(1)
+    heard = await news_until(board, "stopped", "sms")
+    stopped = heard[-1]
+    assert (stopped["incident_id"], stopped["attempts"], stopped["error"]) == (
+        second["id"],
+        1,
+        None,
+    )
+    [record] = [
+        n for n in await notifications(world, operator, second["id"]) if n["channel"] == "sms"
+    ]
+    assert record["status"] == "stopped"
+
+    # The leader's mailbox holds his alerts and their news, never the board's.
+    phone = await world.connect(leader)
+    with contextlib.suppress(TimeoutError):
+        while True:
+            await phone.next(0.5)
+    kinds = {m["type"] for m in phone.received}
+    assert "alert" in kinds and "notification.updated" not in kinds, kinds
+
+
 async def test_a_leader_without_a_phone_number_cannot_be_texted(
     start: Start, receivers: Callable[..., Awaitable[Receiver]]
 ) -> None:
     sms, wecom = await receivers(), await receivers()
     world = await start(sms_gateway_url=sms.url, wecom_robot_url=wecom.url)
     _, operator, incident = await setup_incident(world, phone=None)
+    board = await world.connect(operator)
     world.clock.advance(15)
+    untried = (await news_until(board, "failed", "sms"))[-1]
+    assert (untried["attempts"], untried["error"]) == (0, "no phone number on file")
     [robot] = await wecom.wait_for(1)
     assert "mentioned_mobile_list" not in robot.json()["text"]
     [failed] = await wait_events(world, operator, incident["id"], "notify_failed", 1)

@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.async_api import Browser, Locator, Page, WebSocketRoute, expect
 
 from alerts import store as mailboxes
+from dispatch.clock import ManualClock
+from dispatch.config import Settings
 from geo.crs import CRS, from_wgs84
+from tests.conftest import RunningServer
+from tests.notifiers.receiver import Receiver
 from tests.pages.conftest import Opened, desk_context, log_in
 from tests.pages.test_console_and_phone import (
     GEOD,
@@ -348,6 +354,110 @@ async def escalated_twice(world: World, by: Account, incident_id: str) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("the team coming on duty was never alerted")
+
+
+@pytest.fixture
+async def notifying(
+    settings: Settings, clock: ManualClock
+) -> AsyncIterator[tuple[World, Receiver, Receiver]]:
+    """A server that texts a leader whose phone did not acknowledge an alert in 15 s (a gateway
+    that keeps failing, twice) and calls a webhook (which answers)."""
+    sms = Receiver(((500, {"error": "gateway down"}),))
+    hook = Receiver()
+    await sms.start()
+    await hook.start()
+    configured = Settings(
+        **settings.model_dump()
+        | {
+            "sms_gateway_url": sms.url,
+            "webhook_url": hook.url,
+            "webhook_secret": "webhook-secret-for-tests",
+            "notify_backoff_s": 1.0,
+            "notify_max_attempts": 2,
+        }
+    )
+    server = RunningServer(configured, clock)
+    await server.start()
+    world = World(server.app, f"http://127.0.0.1:{server.port}", clock)
+    yield world, sms, hook
+    await world.close()
+    await server.stop()
+    await sms.stop()
+    await hook.stop()
+
+
+async def notified(world: World, by: Account, incident_id: str, done: int) -> None:
+    """Wait until ``done`` of the incident's notifications have ended, or their attempts are
+    on record: each try's outcome is recorded after its receiver has answered."""
+    for _ in range(250):
+        reply = await world.http.get(
+            f"/api/v1/incidents/{incident_id}/notifications", headers=by.headers
+        )
+        records = reply.json()
+        if sum(n["status"] != "pending" or len(n["attempts"]) for n in records) >= done:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the notifications never got so far")
+
+
+async def test_the_console_shows_what_came_of_each_leaders_text_and_webhook(
+    notifying: tuple[World, Receiver, Receiver], browser: Browser, contexts: Opened
+) -> None:
+    """The server texts and calls out for a leader whose phone did not acknowledge the alert:
+    the operator sees per leader what came of each, as it happens, after a reload, and in
+    English."""
+    world, sms, hook = notifying
+    post = await world.team("fixed_post", name="三中驻点队")
+    leader = await world.leader(post)
+    admin = await world.admin()
+    reply = await world.http.put(
+        f"/api/v1/users/{leader.id}/phone", json={"phone": "13800138000"}, headers=admin.headers
+    )
+    assert reply.status_code == 200, reply.text
+    operator = await world.operator()
+    console = await open_console(browser, contexts, world)
+    feed = console.locator("#feed")
+
+    failing = await world.report(operator, category="fight")
+    world.clock.advance(15)
+    await hook.wait_for(1)
+    await sms.wait_for(1)
+    await notified(world, operator, failing["id"], 2)
+    world.clock.advance(1)
+    notes = card(console, failing["id"]).locator(".notifications")
+    await expect(notes).to_contain_text("短信发送失败（尝试 2 次）", timeout=10 * SECOND)
+    # One line for the leader, each channel's outcome on it.
+    await expect(notes.locator("li")).to_have_count(1)
+    await expect(notes.locator("li")).to_contain_text(f"{leader.name}：")
+    await expect(notes.locator('.notification[data-channel="webhook"]')).to_have_text(
+        re.compile(r"^Webhook已发送 \d\d:\d\d:\d\d$")
+    )
+    news = f"外部通知 {leader.name}（三中驻点队）："
+    await expect(feed).to_contain_text(news + "短信发送失败（尝试 2 次）")
+    await expect(feed).to_contain_text(news + "Webhook已发送")
+
+    # Accepted between two tries: the text is stopped, and the card says so.
+    answered = await world.report(operator, category="fire")
+    world.clock.advance(15)
+    await notified(world, operator, answered["id"], 2)
+    accept = f"/api/v1/dispatches/{answered['dispatches'][0]['id']}/accept"
+    reply = await world.http.post(accept, headers=leader.headers)
+    assert reply.status_code == 200, reply.text
+    world.clock.advance(1)
+    stopped = card(console, answered["id"]).locator('.notification[data-channel="sms"]')
+    await expect(stopped).to_have_text("短信已停止", timeout=10 * SECOND)
+
+    # Read from the record after a reload; and in English.
+    await console.reload()
+    await expect(console.locator("#conn")).to_have_attribute("data-state", "live")
+    await expect(notes).to_contain_text("短信发送失败（尝试 2 次）")
+    await expect(notes).to_contain_text("Webhook已发送")
+    await expect(stopped).to_have_text("短信已停止")
+    await console.get_by_role("button", name="English").click()
+    await expect(notes).to_contain_text(f"{leader.name}: ")
+    await expect(notes).to_contain_text("SMS failed after 2 attempts")
+    await expect(notes).to_contain_text("Webhook sent")
+    await expect(stopped).to_have_text("SMS stopped")
 
 
 def rgb(css: str) -> tuple[float, float, float]:

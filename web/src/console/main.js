@@ -80,6 +80,9 @@ const state = {
   lateOnly: false, // the list shows only the incidents with a tier late and nobody on scene
   loading: null, // the first load of teams and incidents, asked again until it comes
   loadProblem: null, // {error, tries} while it has not
+  // Of each open incident held, its external notifications (SMS, webhook, robots) by id:
+  // {id, incident_id, dispatch_id, user_id, leader_name, channel, status, attempts, at}
+  notices: new Map(),
 };
 
 function boot() {
@@ -261,9 +264,16 @@ function drawZones(fit = true) {
 async function reloadIncidents() {
   const open = await api.get('/api/v1/incidents?status=open');
   state.incidents = new Map(open.map((incident) => [incident.id, incident]));
+  for (const id of Array.from(state.notices.keys())) {
+    if (!state.incidents.has(id)) state.notices.delete(id);
+  }
   scheduleRender();
   forgetSilenced();
   alarmLate(true);
+  // What the notifiers did before the console opened (or while it was away past the replay)
+  // comes over HTTP; what they do from now on, over the websocket. Not waited for: the list
+  // is the console's first need, these follow.
+  loadNotifications(open.filter((incident) => incident.dispatches.length).map((i) => i.id));
 }
 
 // Every tier of an open incident past its deadline with nobody of it on scene raises the alarm,
@@ -389,6 +399,25 @@ function onMessage(message, info) {
     if (!info.replayed && state.incidents.has(incident.id) && !state.silenced.has(key)) {
       raiseAlarm([{ key, text: breachText(incident, tier, 'alarm.item') }]);
     }
+  } else if (message.type === 'notification.updated') {
+    const note = noticeOf(data, data.notification_id, data.attempts, data.at);
+    if (!keepNotice(note)) return;
+    scheduleRender();
+    // A text sent or given up is news for the feed; one stopped (the leader answered, the
+    // incident closed) only changes its line on the card.
+    if (note.status === 'notified' || note.status === 'failed') {
+      const incident = state.incidents.get(note.incident_id);
+      const d = incident && incident.dispatches.find((one) => one.id === note.dispatch_id);
+      addFeed(
+        () =>
+          t('feed.notice', {
+            leader: note.leader_name,
+            team: d ? d.team_name : '',
+            note: noticeText(note),
+          }),
+        note.status === 'failed' ? 'feed-breach' : '',
+      );
+    }
   } else if (message.type === 'escalation') {
     if (data.incident) applyIncident(data.incident, true);
     const added = data.dispatches || [];
@@ -419,6 +448,7 @@ function applyIncident(snapshot, quiet) {
   if (incident.status === 'open') state.incidents.set(incident.id, incident);
   else {
     state.incidents.delete(incident.id);
+    state.notices.delete(incident.id);
     state.closed.add(incident.id);
   }
   scheduleRender();
@@ -467,6 +497,117 @@ function feedItem(entry) {
 function renderFeed() {
   const feed = clear($('#feed'));
   for (const entry of state.feed) feed.appendChild(feedItem(entry));
+}
+
+// ---------------------------------------------------------------- external notifications
+
+// How far along a notification is: one ends once (sent, failed or stopped), but a text given up
+// may still be sent after all (its gateway's late answer). Kept furthest along, whichever of
+// the websocket and the HTTP answer comes first.
+const NOTICE_RANK = { pending: 0, stopped: 1, failed: 1, notified: 2 };
+
+// A notification from the board's `notification.updated` or the incident's notifications over
+// HTTP (`attempts` a count, `at` when it ended).
+function noticeOf(data, id, attempts, at) {
+  return {
+    id,
+    incident_id: data.incident_id,
+    dispatch_id: data.dispatch_id,
+    user_id: data.user_id,
+    leader_name: data.leader_name || '',
+    channel: data.channel,
+    status: data.status,
+    attempts: attempts || 0,
+    at: at || null,
+  };
+}
+
+// Kept if the incident is open here and the notification is further along than held; whether
+// it was.
+function keepNotice(note) {
+  if (!state.incidents.has(note.incident_id)) return false;
+  let notes = state.notices.get(note.incident_id);
+  if (!notes) {
+    notes = new Map();
+    state.notices.set(note.incident_id, notes);
+  }
+  const held = notes.get(note.id);
+  if (held) {
+    const rank = NOTICE_RANK[note.status] || 0;
+    const heldRank = NOTICE_RANK[held.status] || 0;
+    if (rank < heldRank || (rank === heldRank && note.attempts <= held.attempts)) return false;
+  }
+  notes.set(note.id, note);
+  return true;
+}
+
+// The open incidents' notifications, a few requests at a time; one that fails is left to the
+// websocket's news.
+async function loadNotifications(ids) {
+  const queue = ids.slice();
+  const worker = async () => {
+    while (queue.length) {
+      const id = queue.shift();
+      let found;
+      try {
+        found = await api.get('/api/v1/incidents/' + id + '/notifications');
+      } catch (_) {
+        continue;
+      }
+      let changed = false;
+      for (const n of found) {
+        changed = keepNotice(noticeOf(n, n.id, n.attempts.length, n.finished_at)) || changed;
+      }
+      if (changed) scheduleRender();
+    }
+  };
+  await Promise.all([worker(), worker(), worker(), worker()]);
+}
+
+// One notification as the operator reads it: 短信已发送 10:01:02, 短信发送失败（尝试 3 次）…
+function noticeText(note) {
+  const vars = {
+    channel: t('notify.channel.' + note.channel),
+    n: note.attempts,
+    t: note.at ? clockTime(note.at) : '',
+  };
+  if (note.status === 'failed' && !note.attempts) return t('notify.no_phone', vars);
+  return t('notify.' + note.status, vars);
+}
+
+// Under a dispatch: per leader of the team its notifications went to, what came of each.
+function noticesView(incidentId, dispatchId) {
+  const notes = state.notices.get(incidentId);
+  if (!notes) return null;
+  const byLeader = new Map();
+  for (const note of notes.values()) {
+    if (note.dispatch_id !== dispatchId) continue;
+    if (!byLeader.has(note.user_id)) byLeader.set(note.user_id, []);
+    byLeader.get(note.user_id).push(note);
+  }
+  if (!byLeader.size) return null;
+  return h(
+    'ul',
+    { class: 'notifications', 'aria-label': t('notify.title') },
+    Array.from(byLeader.values()).map((leaderNotes) =>
+      h(
+        'li',
+        { dataset: { userId: leaderNotes[0].user_id } },
+        h('span', {
+          class: 'notification-leader',
+          text: t('notify.leader', { leader: leaderNotes[0].leader_name }),
+        }),
+        leaderNotes.map((note, i) => [
+          i ? t('notify.sep') : null,
+          h('span', {
+            class: 'notification',
+            dataset: { channel: note.channel, status: note.status },
+            text: noticeText(note),
+          }),
+        ]),
+      ),
+    ),
+  );
 }
 
 // ---------------------------------------------------------------- alarm
@@ -802,7 +943,8 @@ function renderIncidents(redraw) {
   // is put back below.
   let previous = null;
   for (const incident of incidents) {
-    const json = JSON.stringify(incident);
+    const notes = state.notices.get(incident.id);
+    const json = JSON.stringify([incident, notes ? Array.from(notes.values()) : []]);
     let card = state.cards.get(incident.id);
     if (!card || card.json !== json) {
       const el = incidentCard(incident);
@@ -937,6 +1079,7 @@ function dispatchItem(incident, d) {
     ),
     hopsView(d, (incident.chain.find((tier) => tier.tier === d.tier) || {}).deadline),
     arrivalView(d),
+    noticesView(incident.id, d.id),
   );
 }
 
