@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
 from alerts import store as mailboxes
 from alerts.hub import Signal
@@ -224,6 +230,81 @@ async def test_malformed_frames_close_with_a_clear_code(world: World) -> None:
     with pytest.raises(ConnectionClosed) as closed:
         await asyncio.wait_for(socket.connection.recv(), 5)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+@contextmanager
+def uvicorn_says() -> Iterator[list[logging.LogRecord]]:
+    """Every record uvicorn's server logger writes meanwhile, down to DEBUG (it does not
+    propagate to the root logger, where caplog listens)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = records.append  # type: ignore[method-assign]
+    said = logging.getLogger("uvicorn.error")
+    level = said.level
+    said.addHandler(handler)
+    said.setLevel(logging.DEBUG)
+    try:
+        yield records
+    finally:
+        said.removeHandler(handler)
+        said.setLevel(level)
+
+
+async def close_code_after_raw_text(world: World, payload: bytes, token: str | None) -> int:
+    """The code of the close the server answers a text frame of ``payload`` with, written on
+    the wire as it is (a client library checks its UTF-8), after a hello with ``token``."""
+    uri = parse_uri(world.ws_url)
+    reader, writer = await asyncio.open_connection(uri.host, uri.port)
+    protocol = ClientProtocol(uri)
+
+    async def flush() -> None:
+        for data in protocol.data_to_send():
+            writer.write(data)
+        await writer.drain()
+
+    async def read() -> None:
+        data = await asyncio.wait_for(reader.read(65536), 5)
+        assert data, "the server went away without a close frame"
+        protocol.receive_data(data)
+        protocol.events_received()
+
+    try:
+        protocol.send_request(protocol.connect())
+        await flush()
+        while protocol.state is not State.OPEN:
+            await read()
+        if token is not None:
+            protocol.send_text(json.dumps({"type": "hello", "token": token}).encode())
+        protocol.send_text(payload)
+        await flush()
+        while protocol.close_rcvd is None:
+            await read()
+        return protocol.close_rcvd.code
+    finally:
+        writer.close()
+
+
+async def test_a_text_frame_that_is_not_utf8_closes_1007_as_the_clients_fault(
+    world: World,
+) -> None:
+    """Closed with 1007 as before, but not logged as a server error: uvicorn wrote "Invalid
+    UTF-8 sequence received from client." at ERROR with a traceback for any client's garbage."""
+    operator = await world.operator()
+    with uvicorn_says() as records:
+        for payload, token in (
+            (b"\xff\xfe", None),
+            (b'{"type": "ping", "x": "\xe4\xb8"}', operator.token),
+        ):
+            assert await close_code_after_raw_text(world, payload, token) == 1007, payload
+    assert not [r for r in records if r.levelno >= logging.WARNING or r.exc_info], [
+        (r.levelname, r.getMessage()) for r in records
+    ]
+    said = [r.getMessage() for r in records if "not UTF-8" in r.getMessage()]
+    assert len(said) == 2, [r.getMessage() for r in records]
+    # The server goes on: the operator's next socket is served.
+    socket = await world.connect(operator)
+    await socket.connection.send(json.dumps({"type": "ping"}))
+    assert (await socket.next_of("pong"))["type"] == "pong"
 
 
 async def test_an_unknown_type_is_quoted_within_a_close_frame(world: World) -> None:
