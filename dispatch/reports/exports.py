@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from openpyxl import Workbook
+from openpyxl.cell import Cell, WriteOnlyCell
 from openpyxl.chart import BarChart, Reference, ScatterChart, Series
+from openpyxl.chart._chart import ChartBase
 from openpyxl.chart.axis import ChartLines
 from openpyxl.chart.data_source import AxDataSource, StrRef
 from openpyxl.chart.shapes import GraphicalProperties
 from openpyxl.drawing.line import LineProperties
-from openpyxl.worksheet.worksheet import Worksheet
+from openpyxl.styles import Alignment, Font
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from dispatch.incidents.models import CATEGORY_LABELS
 from dispatch.reports.schemas import Exclusion, GroupBy, Grouping, ReportOut, Stat, TierFigures
 from dispatch.reports.service import TIER_LABELS, DetailRow, Details, Histogram
-from dispatch.rosters.files import csv_bytes, workbook_bytes, write_sheet
+from dispatch.rosters.files import csv_bytes, sheet_text, workbook_bytes
 from dispatch.schemas import DISPLAY_TZ
 
 SHEET_TITLES = {
@@ -252,74 +258,179 @@ def report_csv(report: ReportOut, part: str) -> bytes:
 
 # ---------------------------------------------------------------- XLSX
 
+TITLE_FONT = Font(bold=True, size=14)
+HEADER_FONT = Font(bold=True)
+HEADER_ALIGNMENT = Alignment(horizontal="center", vertical="center", wrap_text=True)
+
+
+class ReportWorkbook:
+    """The workbook, written as it is made (openpyxl's write-only mode: each sheet's rows go to
+    a temporary file as they come, not into a cell per value held in memory), with 警情明细
+    last, its rows added in batches (add_details) as the database gives them: the memory it
+    takes does not grow with the rows. Then ``finish`` gives the file; ``discard`` drops an
+    unfinished one. ``fallback_target_s``: the tier's current target, for the histogram's
+    line when the period has no measurement of the tier to take it from."""
+
+    def __init__(
+        self, report: ReportOut, histogram: Histogram, fallback_target_s: float, details: Details
+    ) -> None:
+        self.workbook = Workbook(write_only=True)
+        self.tiers = details.tiers
+        try:
+            self._start(report, histogram, fallback_target_s, details)
+        except BaseException:
+            self.discard()
+            raise
+
+    def _start(
+        self, report: ReportOut, histogram: Histogram, fallback_target_s: float, details: Details
+    ) -> None:
+        workbook = self.workbook
+        _about(workbook, report, histogram, details)
+        for grouping in report.groupings:
+            rows = _grouping_rows(grouping)
+            sheet, start = _sheet(
+                workbook,
+                SHEET_TITLES[grouping.by],
+                [GROUP_LABELS[grouping.by], *FIGURE_HEADER],
+                title=f"响应时间 {SHEET_TITLES[grouping.by]}",
+                widths=[28, 18],
+            )
+            # The share as it reads in SHARE_FORMAT; the CSV keeps it in full, as it has no
+            # format.
+            share = SHARE_COLUMN - 1
+            for row in rows:
+                row[share] = share_cell(row[share])
+                _append(sheet, row, {share: SHARE_FORMAT})
+            if grouping.by == GroupBy.TEAM and rows:
+                _compliance_chart(sheet, start, len(rows))
+        targets = histogram.targets or (fallback_target_s,)
+        _histogram(workbook, histogram, targets)
+        exclusions, _ = _sheet(
+            workbook,
+            "未到场清单",
+            SHEET_EXCLUSION_HEADER,
+            title=f"未到场清单（{listed_text(report)}）",
+            widths=[34, 20, 18, 28, 12, 48],
+        )
+        for row in _exclusion_rows(report.exclusions, local_datetime):
+            _append(exclusions, row)
+        header = [*DETAIL_HEADER]
+        for tier in details.tiers:
+            own = "本队" if details.team_id is not None else ""
+            header += [f"{TIER_NAMES[tier]}{own}结果", f"{TIER_NAMES[tier]}{own}用时(秒)"]
+            header.append(f"{TIER_NAMES[tier]}时限(秒)")
+        self.details, _ = _sheet(
+            workbook,
+            "警情明细",
+            header,
+            title=f"警情明细（{detail_text(report, details)}）",
+            widths=[34, 20, 18, 12, 10, *([14, 16, 14] * len(details.tiers))],
+        )
+
+    def add_details(self, rows: Iterable[DetailRow]) -> None:
+        """Rows of 警情明细, after those added before."""
+        try:
+            for row in rows:
+                _append(self.details, _detail_cells(row, self.tiers))
+        except BaseException:
+            self.discard()
+            raise
+
+    def finish(self) -> bytes:
+        try:
+            return workbook_bytes(self.workbook)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        """Removes what the sheets wrote to temporary files (saving removes its own; this is
+        for a workbook given up half made)."""
+        for sheet in self.workbook.worksheets:
+            writer = getattr(sheet, "_writer", None)
+            if writer is None or not os.path.exists(writer.out):
+                continue
+            with contextlib.suppress(Exception):
+                writer.close()
+            with contextlib.suppress(OSError, ValueError):
+                writer.cleanup()
+
 
 def report_xlsx(
-    report: ReportOut, histogram: Histogram, fallback_target_s: float, details: Details
+    report: ReportOut,
+    histogram: Histogram,
+    fallback_target_s: float,
+    details: Details,
+    rows: Iterable[DetailRow],
 ) -> bytes:
-    """The workbook. ``fallback_target_s``: the tier's current target, for the histogram's line
-    when the period has no measurement of the tier to take it from."""
-    workbook = Workbook()
-    about = workbook.active
-    assert about is not None
-    about.title = "说明"
-    _about(about, report, histogram, details)
-    for grouping in report.groupings:
-        sheet = workbook.create_sheet(SHEET_TITLES[grouping.by])
-        header = [GROUP_LABELS[grouping.by], *FIGURE_HEADER]
-        # The share as it reads in SHARE_FORMAT; the CSV keeps it in full, as it has no format.
-        share = SHARE_COLUMN - 1
-        rows = [
-            [*row[:share], share_cell(row[share]), *row[share + 1 :]]
-            for row in _grouping_rows(grouping)
+    """The workbook at once, its 警情明细 of ``rows``."""
+    book = ReportWorkbook(report, histogram, fallback_target_s, details)
+    book.add_details(rows)
+    return book.finish()
+
+
+def _sheet(
+    workbook: Workbook,
+    name: str,
+    header: Sequence[str],
+    *,
+    title: str,
+    widths: Sequence[int],
+) -> tuple[WriteOnlyWorksheet, int]:
+    """A new sheet with its title row and its header, ready for its rows; and the header's row
+    number. The widths (a header's without one: twice its length, at least 10) and the frozen
+    header are set first, as write-only mode writes them before the rows."""
+    sheet = workbook.create_sheet(name)
+    for column, text in enumerate(header, start=1):
+        width = widths[column - 1] if column <= len(widths) else max(10, 2 * len(text))
+        sheet.column_dimensions[get_column_letter(column)].width = width
+    header_row = 2
+    sheet.freeze_panes = f"A{header_row + 1}"
+    # A title or header may show a name too (a report's team).
+    sheet.append([_styled(sheet, sheet_text(title), font=TITLE_FONT)])
+    sheet.append(
+        [
+            _styled(sheet, sheet_text(text), font=HEADER_FONT, alignment=HEADER_ALIGNMENT)
+            for text in header
         ]
-        start = write_sheet(
-            sheet, header, rows, title=f"响应时间 {SHEET_TITLES[grouping.by]}", widths=[28, 18]
-        )
-        for row in sheet.iter_rows(min_row=start + 1, min_col=SHARE_COLUMN, max_col=SHARE_COLUMN):
-            for cell in row:
-                cell.number_format = SHARE_FORMAT
-        if grouping.by == GroupBy.TEAM and rows:
-            _compliance_chart(sheet, start, len(rows))
-    targets = histogram.targets or (fallback_target_s,)
-    _histogram(workbook.create_sheet(histogram_sheet(histogram.tier)), histogram, targets)
-    exclusions = workbook.create_sheet("未到场清单")
-    title = f"未到场清单（{listed_text(report)}）"
-    start = write_sheet(
-        exclusions,
-        SHEET_EXCLUSION_HEADER,
-        _exclusion_rows(report.exclusions, local_datetime),
-        title=title,
-        widths=[34, 20, 18, 28, 12, 48],
     )
-    _time_format(exclusions, start, 2)
-    sheet = workbook.create_sheet("警情明细")
-    header = [*DETAIL_HEADER]
-    for tier in details.tiers:
-        own = "本队" if details.team_id is not None else ""
-        header += [f"{TIER_NAMES[tier]}{own}结果", f"{TIER_NAMES[tier]}{own}用时(秒)"]
-        header.append(f"{TIER_NAMES[tier]}时限(秒)")
-    listed = f"共{details.total}起，列出{len(details.rows)}起{detail_scope(report, details)}"
-    start = write_sheet(
-        sheet,
-        header,
-        [_detail_cells(d, details.tiers) for d in details.rows],
-        title=f"警情明细（{listed}）",
-        widths=[34, 20, 18, 12, 10, *([14, 16, 14] * len(details.tiers))],
-    )
-    _time_format(sheet, start, 2)
-    return workbook_bytes(workbook)
+    return sheet, header_row
 
 
-def _time_format(sheet: Worksheet, header_row: int, column: int) -> None:
-    """DATETIME_FORMAT on the date-times of a column below its header."""
-    for row in sheet.iter_rows(min_row=header_row + 1, min_col=column, max_col=column):
-        for cell in row:
-            if isinstance(cell.value, datetime):
-                cell.number_format = DATETIME_FORMAT
+def _styled(sheet: WriteOnlyWorksheet, value: Any, **style: Any) -> Cell:
+    cell = WriteOnlyCell(sheet, value)
+    for name, setting in style.items():
+        setattr(cell, name, setting)
+    return cell
+
+
+def _append(
+    sheet: WriteOnlyWorksheet, row: Sequence[Any], formats: Mapping[int, str] | None = None
+) -> None:
+    """One row: text without what XML cannot hold, and kept as text when it starts with =
+    (openpyxl would store a formula: it is the user's text); date-times in DATETIME_FORMAT;
+    the numbers of the columns in ``formats`` (0-based) in theirs."""
+    cells: list[Any] = []
+    for column, value in enumerate(row):
+        if isinstance(value, str):
+            value = sheet_text(value)
+            if value.startswith("="):
+                value = _styled(sheet, value, data_type="s")
+        elif isinstance(value, datetime):
+            value = _styled(sheet, value, number_format=DATETIME_FORMAT)
+        elif formats and column in formats and value is not None:
+            value = _styled(sheet, value, number_format=formats[column])
+        cells.append(value)
+    sheet.append(cells)
 
 
 def histogram_sheet(tier: int) -> str:
     return TIER_NAMES[tier] + HISTOGRAM_SHEET
+
+
+def detail_text(report: ReportOut, details: Details) -> str:
+    """What 警情明细 lists, of how many: "共N起，列出M起", and what the filters narrow it to."""
+    return f"共{details.total}起，列出{details.listed}起{detail_scope(report, details)}"
 
 
 def detail_scope(report: ReportOut, details: Details) -> str:
@@ -332,7 +443,7 @@ def detail_scope(report: ReportOut, details: Details) -> str:
     return ""
 
 
-def _about(sheet: Worksheet, report: ReportOut, histogram: Histogram, details: Details) -> None:
+def _about(workbook: Workbook, report: ReportOut, histogram: Histogram, details: Details) -> None:
     rows: list[list[Any]] = [
         ["统计区间（北京时间）", period_text(report)],
         ["生成时间（北京时间）", local_datetime(report.generated_at)],
@@ -380,19 +491,17 @@ def _about(sheet: Worksheet, report: ReportOut, histogram: Histogram, details: D
             histogram_sheet(histogram.tier),
             f"{TIER_NAMES[histogram.tier]}到场用时，每{histogram.bin_s}秒一组（左开右闭）",
         ],
-        [
-            "警情明细",
-            f"共{details.total}起，列出{len(details.rows)}起{detail_scope(report, details)}",
-        ],
+        ["警情明细", detail_text(report, details)],
         ["Method", report.method],
     ]
-    start = write_sheet(
-        sheet, ["项目", "内容"], rows, title="响应时间报表（1-3-5分钟）", widths=[22, 120]
+    sheet, _ = _sheet(
+        workbook, "说明", ["项目", "内容"], title="响应时间报表（1-3-5分钟）", widths=[22, 120]
     )
-    _time_format(sheet, start, 2)
+    for row in rows:
+        _append(sheet, row)
 
 
-def _compliance_chart(sheet: Worksheet, header_row: int, count: int) -> None:
+def _compliance_chart(sheet: WriteOnlyWorksheet, header_row: int, count: int) -> None:
     chart = BarChart()
     chart.type = "bar"
     chart.title = "各联防队达标率"
@@ -407,7 +516,12 @@ def _compliance_chart(sheet: Worksheet, header_row: int, count: int) -> None:
     _text_categories(chart, categories)
     chart.height = max(7.5, 0.8 * count + 3)
     chart.width = 18
-    sheet.add_chart(chart, f"A{header_row + count + 3}")
+    _add_chart(sheet, chart, f"A{header_row + count + 3}")
+
+
+def _add_chart(sheet: WriteOnlyWorksheet, chart: ChartBase, anchor: str) -> None:
+    # The write-only sheet borrows the worksheet's add_chart, which the stubs type by the latter.
+    sheet.add_chart(chart, anchor)  # type: ignore[misc]
 
 
 def _text_categories(chart: BarChart, labels: Reference) -> None:
@@ -416,7 +530,7 @@ def _text_categories(chart: BarChart, labels: Reference) -> None:
         series.cat = AxDataSource(strRef=StrRef(f=str(labels)))
 
 
-def _histogram(sheet: Worksheet, histogram: Histogram, targets: Sequence[float]) -> None:
+def _histogram(workbook: Workbook, histogram: Histogram, targets: Sequence[float]) -> None:
     """The bins as a table and a column chart, with a red line at each target applied."""
     bin_s, counts = histogram.bin_s, histogram.counts
     last = max([*counts, *(int(t // bin_s) + 2 for t in targets)])
@@ -426,21 +540,22 @@ def _histogram(sheet: Worksheet, histogram: Histogram, targets: Sequence[float])
             [b * bin_s, (b + 1) * bin_s, f"{b * bin_s}-{(b + 1) * bin_s}秒", counts.get(b, 0)]
         )
     tallest = max([r[3] for r in rows] + [1])
+    # Each line's two points beside the bins, one line after the other.
+    points = [[target, y] for target in targets for y in (0, tallest)]
     named = "、".join(seconds_text(t) for t in targets)
     tier = TIER_NAMES[histogram.tier]
     header = ["区间起(秒,不含)", "区间止(秒,含)", "区间", "次数", "", "时限线x(秒)", "时限线y"]
-    start = write_sheet(
-        sheet,
+    sheet, start = _sheet(
+        workbook,
+        histogram_sheet(histogram.tier),
         header,
-        [[*r, None, None, None] for r in rows],
         title=f"{tier}到场用时分布（含{named}秒时限线）",
         widths=[12, 12, 14, 10, 4, 12, 10],
     )
-    # Each line's two points, one line after the other.
-    for n, target in enumerate(targets):
-        for k, y in enumerate((0, tallest)):
-            sheet.cell(row=start + 1 + 2 * n + k, column=6, value=target)
-            sheet.cell(row=start + 1 + 2 * n + k, column=7, value=y)
+    for n in range(max(len(rows), len(points))):
+        bins = rows[n] if n < len(rows) else [None] * 4
+        point = points[n] if n < len(points) else [None, None]
+        _append(sheet, [*bins, None, *point])
     end = start + len(rows)
 
     bars = BarChart()
@@ -484,7 +599,7 @@ def _histogram(sheet: Worksheet, histogram: Histogram, targets: Sequence[float])
     bars += line
     bars.width = 24
     bars.height = 10
-    sheet.add_chart(bars, f"I{start}")
+    _add_chart(sheet, bars, f"I{start}")
 
 
 def _detail_cells(row: DetailRow, tiers: Sequence[int]) -> list[Any]:

@@ -15,7 +15,7 @@ percentiles do not add up to the whole's, by nature.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -1081,14 +1081,14 @@ def histogram_bins(
 # ---------------------------------------------------------------- per incident, for the ledger
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DetailTier:
     outcome: str
     elapsed_s: float | None
     target_s: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DetailRow:
     incident_id: str
     reported_at: datetime
@@ -1100,90 +1100,154 @@ class DetailRow:
 
 @dataclass(frozen=True)
 class Details:
-    """The rows of the sheet 警情明细, how many there are in all, the tiers they show, and the
-    team whose own outcomes they are (None: each tier's, by its first arrival)."""
+    """What the sheet 警情明细 lists: how many incidents the filters keep (total), how many of
+    them it lists (the oldest ``listed``), the tiers it shows, and the team whose own outcomes
+    they are (None: each tier's, by its first arrival). The rows come in batches
+    (detail_rows), so that a sheet of a million rows is never held whole."""
 
-    rows: list[DetailRow]
     total: int
+    listed: int
     tiers: tuple[int, ...]
     team_id: str | None
 
 
-async def incident_details(
-    session: AsyncSession, filters: Filters, limit: int, now: datetime
-) -> Details:
-    """The period's incidents, oldest first, with the outcome, time and target of each tier the
-    filters keep; and how many. Filtered by team, only the incidents the team was alerted to
-    (in the filtered tier), each with the team's own outcome and time, as the figures count
-    them."""
+# Rows of 警情明细 read at once: the incidents, then their tiers (and the team's dispatches).
+DETAIL_BATCH = 2000
+
+
+def _detail_conditions(filters: Filters) -> list[Any]:
+    """The incidents 警情明细 may list: the filters', and filtered by team, those the team was
+    alerted to (in the filtered tier)."""
     conditions = _incident_filters(filters)
-    team_id = filters.team_id
-    if team_id is not None:
-        mine = select(Dispatch.incident_id).where(Dispatch.team_id == team_id)
+    if filters.team_id is not None:
+        mine = select(Dispatch.incident_id).where(Dispatch.team_id == filters.team_id)
         if filters.tier is not None:
             mine = mine.where(Dispatch.tier == filters.tier)
         conditions.append(Incident.id.in_(mine))
+    return conditions
+
+
+async def incident_details(session: AsyncSession, filters: Filters, limit: int) -> Details:
+    """How many incidents the sheet 警情明细 lists of how many, and the tiers it shows: the
+    filtered one; filtered by team, those the team was alerted in to the incidents listed (a
+    team serves in one: its columns only; all three if it has none listed); else all three."""
+    conditions = _detail_conditions(filters)
     total = int(
         await session.scalar(select(func.count()).select_from(Incident).where(*conditions)) or 0
     )
-    found = list(
-        await session.scalars(
-            select(Incident)
+    if filters.tier is not None:
+        shown: tuple[int, ...] = (filters.tier,)
+    elif filters.team_id is not None:
+        listed_ids = (
+            select(Incident.id)
             .where(*conditions)
             .order_by(Incident.reported_at, Incident.id)
             .limit(limit)
         )
-    )
-    names = {
-        v.id: v.name
-        for v in (
-            await villages.villages_by_id(
-                session, sorted({i.village_id for i in found if i.village_id})
-            )
-        ).values()
-    }
-    tiers: dict[str, dict[int, DetailTier]] = {i.id: {} for i in found}
-    incident = {i.id: i for i in found}
-    ids = [i.id for i in found]
-    for start in range(0, len(ids), 500):
-        batch = ids[start : start + 500]
-        query = select(ChainTier).where(ChainTier.incident_id.in_(batch))
-        if filters.tier is not None:
-            query = query.where(ChainTier.tier == filters.tier)
-        chain = {(row.incident_id, row.tier): row for row in await session.scalars(query)}
-        if team_id is None:
-            for row in chain.values():
-                closed_at = incident[row.incident_id].closed_at
-                outcome = _one_outcome(row.arrived_at, row.deadline, row.status, closed_at, now)
-                tiers[row.incident_id][row.tier] = DetailTier(outcome, row.elapsed_s, row.target_s)
-            continue
-        own = select(Dispatch).where(Dispatch.incident_id.in_(batch), Dispatch.team_id == team_id)
-        if filters.tier is not None:
-            own = own.where(Dispatch.tier == filters.tier)
-        for d in await session.scalars(own):
-            row, i = chain[(d.incident_id, d.tier)], incident[d.incident_id]
-            outcome = _one_outcome(d.arrived_at, row.deadline, row.status, i.closed_at, now)
-            elapsed = (d.arrived_at - i.reported_at).total_seconds() if d.arrived_at else None
-            tiers[d.incident_id][d.tier] = DetailTier(outcome, elapsed, row.target_s)
-    rows = [
-        DetailRow(
-            incident_id=i.id,
-            reported_at=i.reported_at,
-            village=names.get(i.village_id, NO_VILLAGE) if i.village_id else NO_VILLAGE,
-            category=i.category,
-            status=i.status,
-            tiers=tiers[i.id],
+        alerted = await session.scalars(
+            select(Dispatch.tier)
+            .where(Dispatch.team_id == filters.team_id, Dispatch.incident_id.in_(listed_ids))
+            .distinct()
         )
-        for i in found
-    ]
-    if filters.tier is not None:
-        shown: tuple[int, ...] = (filters.tier,)
-    elif team_id is not None:
-        # A team serves in one tier: its columns only (all three if it has none listed).
-        shown = tuple(sorted({t for r in rows for t in r.tiers})) or TIERS
+        shown = tuple(sorted(alerted)) or TIERS
     else:
         shown = TIERS
-    return Details(rows, total, shown, team_id)
+    return Details(total, min(total, limit), shown, filters.team_id)
+
+
+async def detail_rows(
+    session: AsyncSession,
+    filters: Filters,
+    details: Details,
+    now: datetime,
+    batch: int | None = None,
+) -> AsyncIterator[list[DetailRow]]:
+    """The rows of 警情明细 in batches of ``batch`` (DETAIL_BATCH): the period's incidents,
+    oldest first (by report time, then id, each batch after the last one's), up to
+    ``details.listed``, with the outcome, time and target of each tier the filters keep.
+    Filtered by team, each with the team's own outcome and time, as the figures count them.
+    Read as columns, not as records, a batch at a time: a million rows are never held at
+    once."""
+    size = batch or DETAIL_BATCH
+    conditions = _detail_conditions(filters)
+    team_id = filters.team_id
+    village_names: dict[str, str] = {}
+    after: tuple[datetime, str] | None = None
+    left = details.listed
+    while left > 0:
+        query = select(
+            Incident.id,
+            Incident.reported_at,
+            Incident.village_id,
+            Incident.category,
+            Incident.status,
+            Incident.closed_at,
+        ).where(*conditions)
+        if after is not None:
+            at, last = after
+            query = query.where(
+                or_(Incident.reported_at > at, and_(Incident.reported_at == at, Incident.id > last))
+            )
+        found = (
+            await session.execute(
+                query.order_by(Incident.reported_at, Incident.id).limit(min(size, left))
+            )
+        ).all()
+        if not found:
+            return
+        left -= len(found)
+        after = (found[-1].reported_at, found[-1].id)
+        unknown = sorted({i.village_id for i in found if i.village_id} - village_names.keys())
+        if unknown:
+            for v in (await villages.villages_by_id(session, unknown)).values():
+                village_names[v.id] = v.name
+        ids = [i.id for i in found]
+        closed = {i.id: i.closed_at for i in found}
+        reported = {i.id: i.reported_at for i in found}
+        tiers: dict[str, dict[int, DetailTier]] = {i: {} for i in ids}
+        query_tiers = select(
+            ChainTier.incident_id,
+            ChainTier.tier,
+            ChainTier.arrived_at,
+            ChainTier.deadline,
+            ChainTier.status,
+            ChainTier.elapsed_s,
+            ChainTier.target_s,
+        ).where(ChainTier.incident_id.in_(ids))
+        if filters.tier is not None:
+            query_tiers = query_tiers.where(ChainTier.tier == filters.tier)
+        chain = {(t.incident_id, t.tier): t for t in (await session.execute(query_tiers)).all()}
+        if team_id is None:
+            for t in chain.values():
+                outcome = _one_outcome(
+                    t.arrived_at, t.deadline, t.status, closed[t.incident_id], now
+                )
+                tiers[t.incident_id][t.tier] = DetailTier(outcome, t.elapsed_s, t.target_s)
+        else:
+            own = select(Dispatch.incident_id, Dispatch.tier, Dispatch.arrived_at).where(
+                Dispatch.incident_id.in_(ids), Dispatch.team_id == team_id
+            )
+            if filters.tier is not None:
+                own = own.where(Dispatch.tier == filters.tier)
+            for d in (await session.execute(own)).all():
+                t = chain[(d.incident_id, d.tier)]
+                outcome = _one_outcome(
+                    d.arrived_at, t.deadline, t.status, closed[d.incident_id], now
+                )
+                start = reported[d.incident_id]
+                elapsed = (d.arrived_at - start).total_seconds() if d.arrived_at else None
+                tiers[d.incident_id][d.tier] = DetailTier(outcome, elapsed, t.target_s)
+        yield [
+            DetailRow(
+                incident_id=i.id,
+                reported_at=i.reported_at,
+                village=village_names.get(i.village_id, NO_VILLAGE) if i.village_id else NO_VILLAGE,
+                category=i.category,
+                status=i.status,
+                tiers=tiers[i.id],
+            )
+            for i in found
+        ]
 
 
 # ---------------------------------------------------------------- one incident
