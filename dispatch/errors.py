@@ -45,6 +45,14 @@ class InvalidInput(DomainError):
     code = "invalid_input"
 
 
+class KeyReused(DomainError):
+    """An Idempotency-Key used before for a different request: replaying the first would drop
+    this one (IETF draft-ietf-httpapi-idempotency-key-header: 422)."""
+
+    status = 422
+    code = "idempotency_key_reused"
+
+
 class NotFound(DomainError):
     status = 404
     code = "not_found"

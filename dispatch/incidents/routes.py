@@ -51,6 +51,11 @@ Responder = Annotated[auth.Principal, Depends(require(Role.LEADER, Role.OPERATOR
             },
         },
         **RATE_LIMITED,
+        422: error_response(
+            422,
+            "invalid_input, as every route; or idempotency_key_reused (field Idempotency-Key): "
+            "the key was used for a different report, which is kept; nothing was written",
+        ),
         503: error_response(
             503,
             "busy or database_unavailable, as every route; or try_again: a village was "
@@ -70,7 +75,9 @@ async def report_incident(
         Header(
             min_length=1,
             max_length=128,
-            description="the same key from the same user returns the same incident",
+            description="the same key from the same user with the same report returns the "
+            "same incident; with a different report (location, category or description) it "
+            "is refused (422 idempotency_key_reused)",
         ),
     ] = None,
 ) -> IncidentOut:

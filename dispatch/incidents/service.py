@@ -51,7 +51,7 @@ from dispatch.db import (
     table_of,
     upsert_insert,
 )
-from dispatch.errors import Conflict, Forbidden, NotFound
+from dispatch.errors import Conflict, Forbidden, KeyReused, NotFound
 from dispatch.incidents.models import (
     TIERS,
     AnyDispatch,
@@ -364,7 +364,7 @@ async def report_incident(
         and not postgresql
         and not await _insert_once(session, incident, coverage)
     ):
-        return await _replay(session, reporter, idempotency_key), True
+        return await _replay(session, reporter, incident), True
     context = _ReportContext(incident, reporter.user_id, village_name, targets, escalation, now)
     # The revision the decision is made on: no await between here and the decision.
     since = coverage.revision
@@ -376,12 +376,12 @@ async def report_incident(
         if idempotency_key is None or not postgresql:
             await coverage.catch_up_to(session, written.newest)
         elif not await _insert_once(session, incident, coverage):
-            return await _replay(session, reporter, idempotency_key), True
+            return await _replay(session, reporter, incident), True
         decided = await _decide(session, context, coverage, duty)
         written = await _insert_report_rows(session, incident, first, decided, None)
     elif not written.inserted and idempotency_key is not None:
         # The key was used: the earlier report's incident is the answer.
-        return await _replay(session, reporter, idempotency_key), True
+        return await _replay(session, reporter, incident), True
     leaders = written.leaders
     event_chain.note_written(session, decided.events, decided.everyone)
     rosters.record_skips(session, incident.id, decided.skipped, now)
@@ -405,6 +405,8 @@ async def report_incident(
 
 
 NO_TIER1 = "no tier-1 zone covers the incident"
+# The header a report's key comes in, as a refusal names it.
+IDEMPOTENCY_KEY = "Idempotency-Key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,15 +533,29 @@ def _insert_unless_replayed(dialect: str) -> Executable:
     )
 
 
-async def _replay(session: AsyncSession, reporter: auth.Principal, key: str) -> IncidentOut:
-    """The incident the reporter's earlier report with this idempotency key stored."""
-    existing = await session.scalar(
-        select(Incident.id).where(
-            Incident.reported_by == reporter.user_id, Incident.idempotency_key == key
+async def _replay(
+    session: AsyncSession, reporter: auth.Principal, incident: IncidentRecord
+) -> IncidentOut:
+    """The incident the reporter's earlier report with this idempotency key stored, if
+    ``incident`` (this report's, not written) is the same report: the same point as stored
+    (WGS84, whatever system each came in), category and description, every field a report has.
+    A different report under a used key is refused (``KeyReused``): replayed, it was lost."""
+    key = incident.idempotency_key
+    earlier = (
+        await session.execute(
+            select(
+                Incident.id, Incident.lon, Incident.lat, Incident.category, Incident.description
+            ).where(Incident.reported_by == reporter.user_id, Incident.idempotency_key == key)
         )
-    )
-    assert existing is not None
-    return await get_incident(session, existing)
+    ).one()
+    asked = (incident.lon, incident.lat, incident.category, incident.description)
+    if tuple(earlier)[1:] != asked:
+        raise KeyReused(
+            f"{IDEMPOTENCY_KEY}: this key was used for a different report (incident "
+            f"{earlier.id}), which is kept; send this one with a new key",
+            field=IDEMPOTENCY_KEY,
+        )
+    return await get_incident(session, earlier.id)
 
 
 def _new_chain(

@@ -75,6 +75,73 @@ async def test_same_idempotency_key_returns_the_same_incident(world: World) -> N
     assert (await world.report(other, headers=key))["id"] != replies[0]["id"]
 
 
+async def test_a_used_key_with_a_different_report_is_refused_and_the_first_is_kept(
+    world: World,
+) -> None:
+    """A key sent again with another report (another point, category or description) was
+    answered with the first incident, 201 and Idempotent-Replayed: the second report was lost
+    without a word. It is refused, 422 naming the header, nothing written; the same report
+    sent again, however its JSON is written, is still the first incident."""
+    await world.team("fixed_post")
+    operator = await world.operator()
+    headers = {**operator.headers, "Idempotency-Key": "radio-call-0043"}
+    where = {"lon": QINGXI[0], "lat": QINGXI[1]}
+    body = {"location": where, "category": "fight", "description": "两名男子斗殴"}
+    first = await world.http.post("/api/v1/incidents", json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    incident_id = first.json()["id"]
+    for change in (
+        {"category": "fire"},
+        {"description": "仓库起火"},
+        {"description": None},
+        {"location": {"lon": QINGXI[0] + 0.001, "lat": QINGXI[1]}},
+        # The same numbers in another system are another point.
+        {"location": {**where, "crs": "gcj02"}},
+    ):
+        reply = await world.http.post("/api/v1/incidents", json={**body, **change}, headers=headers)
+        assert reply.status_code == 422, (change, reply.text)
+        answer = reply.json()
+        assert answer["error"] == "idempotency_key_reused", reply.text
+        assert answer["field"] == "Idempotency-Key", reply.text
+        assert incident_id in answer["detail"], reply.text
+        assert "Idempotent-Replayed" not in reply.headers
+    same = {
+        "description": "两名男子斗殴",
+        "category": "fight",
+        "location": {**where, "crs": "wgs84"},
+    }
+    again = await world.http.post("/api/v1/incidents", json=same, headers=headers)
+    assert again.status_code == 201, again.text
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == incident_id
+    listed = await world.http.get("/api/v1/incidents", headers=operator.headers)
+    assert [i["id"] for i in listed.json()] == [incident_id]
+    admin = await world.admin()
+    trail = await world.http.get(
+        "/api/v1/audit", params={"action": "report_incident"}, headers=admin.headers
+    )
+    assert [e["data"]["replayed"] for e in trail.json()["items"]] == [True, False]
+
+
+async def test_two_reports_sent_at_once_under_one_key_are_one_incident_and_one_refusal(
+    world: World,
+) -> None:
+    await world.team("fixed_post")
+    operator = await world.operator()
+    headers = {**operator.headers, "Idempotency-Key": "radio-call-0044"}
+    bodies = [
+        {"location": {"lon": QINGXI[0], "lat": QINGXI[1]}, "category": category}
+        for category in ("fight", "fire")
+    ]
+    replies = await asyncio.gather(
+        *(world.http.post("/api/v1/incidents", json=b, headers=headers) for b in bodies)
+    )
+    assert sorted(r.status_code for r in replies) == [201, 422], [r.text for r in replies]
+    [kept] = [r.json() for r in replies if r.status_code == 201]
+    listed = await world.http.get("/api/v1/incidents", headers=operator.headers)
+    assert [(i["id"], i["category"]) for i in listed.json()] == [(kept["id"], kept["category"])]
+
+
 async def test_bad_reports_are_refused_and_nothing_is_written(world: World) -> None:
     operator = await world.operator()
     bodies = [
