@@ -9,6 +9,7 @@ from dispatch.audit.schemas import AuditEntryOut, AuditPage
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
 from dispatch.deps import SessionDep, require
+from dispatch.errors import InvalidInput
 from dispatch.routing import api_router
 from dispatch.schemas import Instant
 
@@ -31,6 +32,9 @@ async def audit_trail(
 ) -> AuditPage:
     """Every change made through the API and the command line, newest first. Read-only: no
     route changes or deletes a row. Phone and ID numbers are masked unless you are an admin."""
+    if start is not None and end is not None and start >= end:
+        # As the reports say it: the period [from, to) holds no moment.
+        raise InvalidInput("from: the period's start must be before its end", field="from")
     filters = service.Filters(actor_id, action, target_id, start, end)
     # One row past the page says whether there is an older page: a last page the rows left fill
     # exactly names no before_id, rather than one that answers an empty page.

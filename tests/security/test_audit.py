@@ -206,6 +206,34 @@ async def test_bounds_off_the_calendar_are_named(world: World) -> None:
         assert reply.json()["fields"][0]["field"] == field
 
 
+async def test_a_period_that_ends_before_it_begins_is_named_as_the_reports_name_it(
+    world: World,
+) -> None:
+    """``from`` later than ``to`` (or the same moment: [from, to) holds none) answered 200 with
+    an empty page, as if nothing had happened then; the reports answer 422 naming ``from``."""
+    auditor = await world.account("auditor")
+    for start, end in (
+        ("2026-03-02T00:00:00+08:00", "2026-03-01T00:00:00+08:00"),
+        ("2026-03-01T00:00:00+08:00", "2026-02-28T16:00:00Z"),
+    ):
+        reply = await world.http.get(
+            "/api/v1/audit", params={"from": start, "to": end}, headers=auditor.headers
+        )
+        assert reply.status_code == 422, (start, end, reply.text)
+        assert reply.json()["field"] == "from", reply.text
+        assert reply.json()["detail"] == "from: the period's start must be before its end"
+        report = await world.http.get(
+            "/api/v1/reports/response-times",
+            params={"from": start, "to": end},
+            headers=auditor.headers,
+        )
+        assert (report.status_code, report.json()) == (422, reply.json())
+    rows = await trail(
+        world, auditor, **{"from": "2026-03-01T00:00:00+08:00", "to": "2026-03-01T00:00:01+08:00"}
+    )
+    assert rows == []
+
+
 async def test_a_file_import_leaves_the_file_digest_and_what_it_changed(world: World) -> None:
     admin = await world.admin()
     team = await world.team("fixed_post", name="大利批发市场驻点应急联防队")
