@@ -449,7 +449,9 @@ async def _decide(
     facts = _report_facts(incident, context.village_name, context.targets)
     events = [_event(incident.id, now, "reported", context.reporter_id, facts)]
     events += [_event(incident.id, now, "skipped", None, skip.model_dump()) for skip in skipped]
-    events += [_event(incident.id, now, "dispatched", None, _dispatch_facts(d)) for d in dispatches]
+    events += [
+        _dispatched_event(incident.id, now, d, coverage.name_of(d.team_id)) for d in dispatches
+    ]
     ring: list[DispatchRecord] = []
     job = _on_duty_steps(session, context, on_duty)
     tier1_covers = any(h.tier == 1 for h in hits)
@@ -610,6 +612,16 @@ def _report_facts(
 
 def _dispatch_facts(d: AnyDispatch) -> dict[str, Any]:
     return {"dispatch_id": d.id, "team_id": d.team_id, "tier": d.tier, "distance_m": d.distance_m}
+
+
+def _dispatched_event(
+    incident_id: str, at: datetime, d: AnyDispatch, team_name: str
+) -> EventRecord:
+    """A ``dispatched`` event: the dispatch, and its team's name as it was when alerted, which
+    the record of the incident keeps when the team is renamed later."""
+    return _event(
+        incident_id, at, "dispatched", None, {**_dispatch_facts(d), "team_name": team_name}
+    )
 
 
 def _event(
@@ -992,7 +1004,7 @@ async def _add_ring(
     }
     # Recorded at its due time, also when it fires late (after a restart).
     events = [_event(incident.id, due_at, "escalated", None, facts)]
-    events += [_event(incident.id, now, "dispatched", None, _dispatch_facts(d)) for d in added]
+    events += [_dispatched_event(incident.id, now, d, coverage.name_of(d.team_id)) for d in added]
     return added, events, on_duty.on_turn
 
 

@@ -192,7 +192,13 @@ class TimelineEvent(Schema):
 class DispatchOutcome(Schema):
     dispatch_id: str
     team_id: str
-    team_name: str
+    team_name: str = Field(description="the team's name now")
+    team_name_when_alerted: str | None = Field(
+        default=None,
+        description="the team's name when it was alerted, as its dispatched event recorded it "
+        "(another if the team was renamed since); null for a dispatch recorded before the "
+        "event kept it",
+    )
     tier: int
     outcome: str
     time_to_arrival_s: float | None

@@ -1279,6 +1279,12 @@ async def incident_report(
         else None
     )
     chain = {t.tier: t for t in view.chain}
+    # Each team's name when it was alerted: the team may have been renamed since.
+    alerted_as = {
+        e.data.get("dispatch_id"): e.data.get("team_name")
+        for e in events
+        if e.type == "dispatched" and isinstance(e.data.get("team_name"), str)
+    }
     outcomes = []
     for d in view.dispatches:
         tier = chain[d.tier]
@@ -1288,6 +1294,7 @@ async def incident_report(
                 dispatch_id=d.id,
                 team_id=d.team_id,
                 team_name=d.team_name,
+                team_name_when_alerted=alerted_as.get(d.id),
                 tier=d.tier,
                 outcome=_one_outcome(
                     d.arrived_at, tier.deadline, tier.status.value, view.closed_at, now

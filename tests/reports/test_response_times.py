@@ -1219,6 +1219,36 @@ async def test_one_incident_with_its_timeline(world: World) -> None:
     assert accepted["actor_name"] == day.leaders["A"].name
 
 
+async def test_a_team_renamed_since_is_named_in_the_record_as_it_was_when_alerted(
+    world: World,
+) -> None:
+    """甲驻点队 was sent to an incident and renamed 乙驻点队 afterwards: the record of the
+    incident says both, the name it has now and the one it was alerted under, which its
+    dispatched event keeps."""
+    admin = await world.admin()
+    operator = await world.operator()
+    team = await world.team("fixed_post", name="甲驻点队")
+    incident = await world.report(operator)
+    world.clock.advance(120)
+    await settle(world)
+    reply = await world.http.patch(
+        f"/api/v1/teams/{team['id']}", json={"name": "乙驻点队"}, headers=admin.headers
+    )
+    assert reply.status_code == 200, reply.text
+    auditor = await world.account("auditor")
+    reply = await world.http.get(
+        f"/api/v1/reports/incidents/{incident['id']}", headers=auditor.headers
+    )
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert [(t["team_name"], t["team_name_when_alerted"]) for t in body["teams"]] == [
+        ("乙驻点队", "甲驻点队")
+    ]
+    (dispatched,) = [e for e in body["timeline"] if e["type"] == "dispatched"]
+    assert dispatched["data"]["team_name"] == "甲驻点队"
+    assert dispatched["data"]["team_id"] == team["id"]
+
+
 def filled_bins(histogram: Any) -> dict[str, int]:
     """A histogram sheet's bins that hold arrivals, by their label."""
     return {
