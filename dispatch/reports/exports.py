@@ -21,8 +21,16 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from dispatch.incidents.models import CATEGORY_LABELS
-from dispatch.reports.schemas import Exclusion, GroupBy, Grouping, ReportOut, Stat, TierFigures
-from dispatch.reports.service import TIER_LABELS, DetailRow, Details, Histogram
+from dispatch.reports.schemas import (
+    Exclusion,
+    GroupBy,
+    Grouping,
+    HistogramBin,
+    ReportOut,
+    Stat,
+    TierFigures,
+)
+from dispatch.reports.service import TIER_LABELS, DetailRow, Details, Histogram, histogram_bins
 from dispatch.rosters.files import csv_bytes, sheet_text, workbook_bytes
 from dispatch.schemas import DISPLAY_TZ
 
@@ -286,7 +294,10 @@ class ReportWorkbook:
         self, report: ReportOut, histogram: Histogram, fallback_target_s: float, details: Details
     ) -> None:
         workbook = self.workbook
-        _about(workbook, report, histogram, details)
+        targets = histogram.targets or (fallback_target_s,)
+        # The bins of the JSON answer, its overflow bin too.
+        bins = histogram_bins(histogram.counts, histogram.bin_s, targets)
+        _about(workbook, report, histogram, bins, details)
         for grouping in report.groupings:
             rows = _grouping_rows(grouping)
             sheet, start = _sheet(
@@ -304,8 +315,7 @@ class ReportWorkbook:
                 _append(sheet, row, {share: SHARE_FORMAT})
             if grouping.by == GroupBy.TEAM and rows:
                 _compliance_chart(sheet, start, len(rows))
-        targets = histogram.targets or (fallback_target_s,)
-        _histogram(workbook, histogram, targets)
+        _histogram(workbook, histogram, bins, targets)
         exclusions, _ = _sheet(
             workbook,
             "未到场清单",
@@ -443,7 +453,13 @@ def detail_scope(report: ReportOut, details: Details) -> str:
     return ""
 
 
-def _about(workbook: Workbook, report: ReportOut, histogram: Histogram, details: Details) -> None:
+def _about(
+    workbook: Workbook,
+    report: ReportOut,
+    histogram: Histogram,
+    bins: Sequence[HistogramBin],
+    details: Details,
+) -> None:
     rows: list[list[Any]] = [
         ["统计区间（北京时间）", period_text(report)],
         ["生成时间（北京时间）", local_datetime(report.generated_at)],
@@ -489,7 +505,8 @@ def _about(workbook: Workbook, report: ReportOut, histogram: Histogram, details:
         ["无到场", f"{report.exclusions_total}项，见“未到场清单”"],
         [
             histogram_sheet(histogram.tier),
-            f"{TIER_NAMES[histogram.tier]}到场用时，每{histogram.bin_s}秒一组（左开右闭）",
+            f"{TIER_NAMES[histogram.tier]}到场用时，每{histogram.bin_s}秒一组（左开右闭）"
+            + _overflow_text(bins),
         ],
         ["警情明细", detail_text(report, details)],
         ["Method", report.method],
@@ -530,15 +547,29 @@ def _text_categories(chart: BarChart, labels: Reference) -> None:
         series.cat = AxDataSource(strRef=StrRef(f=str(labels)))
 
 
-def _histogram(workbook: Workbook, histogram: Histogram, targets: Sequence[float]) -> None:
+def _overflow_text(bins: Sequence[HistogramBin]) -> str:
+    if not bins or not bins[-1].overflow:
+        return ""
+    return f"；晚于{bins[-1].from_s}秒的到场合为最后一组（{bins[-1].from_s}秒以上）"
+
+
+def _histogram(
+    workbook: Workbook,
+    histogram: Histogram,
+    bins: Sequence[HistogramBin],
+    targets: Sequence[float],
+) -> None:
     """The bins as a table and a column chart, with a red line at each target applied."""
-    bin_s, counts = histogram.bin_s, histogram.counts
-    last = max([*counts, *(int(t // bin_s) + 2 for t in targets)])
-    rows: list[list[Any]] = []
-    for b in range(last + 1):
-        rows.append(
-            [b * bin_s, (b + 1) * bin_s, f"{b * bin_s}-{(b + 1) * bin_s}秒", counts.get(b, 0)]
-        )
+    bin_s = histogram.bin_s
+    rows: list[list[Any]] = [
+        [
+            b.from_s,
+            b.to_s,
+            f"{b.from_s}秒以上" if b.overflow else f"{b.from_s}-{b.to_s}秒",
+            b.count,
+        ]
+        for b in bins
+    ]
     tallest = max([r[3] for r in rows] + [1])
     # Each line's two points beside the bins, one line after the other.
     points = [[target, y] for target in targets for y in (0, tallest)]
@@ -553,9 +584,9 @@ def _histogram(workbook: Workbook, histogram: Histogram, targets: Sequence[float
         widths=[12, 12, 14, 10, 4, 12, 10],
     )
     for n in range(max(len(rows), len(points))):
-        bins = rows[n] if n < len(rows) else [None] * 4
+        cells = rows[n] if n < len(rows) else [None] * 4
         point = points[n] if n < len(points) else [None, None]
-        _append(sheet, [*bins, None, *point])
+        _append(sheet, [*cells, None, *point])
     end = start + len(rows)
 
     bars = BarChart()
@@ -590,7 +621,8 @@ def _histogram(workbook: Workbook, histogram: Histogram, targets: Sequence[float
     line.x_axis.crossAx = 600
     line.y_axis.crossAx = 500
     line.x_axis.scaling.min = 0
-    line.x_axis.scaling.max = (last + 1) * bin_s
+    # A category each, the overflow bin too: the lines fall where they do on the bins of bin_s.
+    line.x_axis.scaling.max = len(rows) * bin_s
     line.y_axis.scaling.min = 0
     line.y_axis.scaling.max = tallest
     line.x_axis.delete = True

@@ -156,6 +156,11 @@ class HistogramBin(Schema):
     from_s: int = Field(description="lower edge, excluded")
     to_s: int = Field(description="upper edge, included: an arrival at exactly 60 s is in 50-60")
     count: int
+    overflow: bool = Field(
+        default=False,
+        description="the last bin, wider than bin_s: every arrival later than the bins before "
+        "it, up to the end of the latest one's bin",
+    )
 
 
 class ArrivalHistogramOut(Schema):
@@ -177,7 +182,9 @@ class ArrivalHistogramOut(Schema):
     bin_s: int
     n: int = Field(description="measurements of the tier with an arrival")
     bins: list[HistogramBin] = Field(
-        description="from 0 up to the last arrival, and at least two bins past the target"
+        description="from 0 up to the last arrival, and at least two bins past the highest "
+        "target; but no further than 10 times that target nor more than 1000 bins, the later "
+        "arrivals then counted in one overflow bin after them (overflow true)"
     )
 
 

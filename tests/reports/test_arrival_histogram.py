@@ -7,8 +7,12 @@ patrol P at 100, 170 and 200 s. Bins are closed on the right, like the target.
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
+from openpyxl import load_workbook
+
+from dispatch.reports.exports import histogram_sheet
 from tests.reports.test_response_times import seed
 from tests.support import World
 
@@ -97,3 +101,56 @@ async def test_bad_bins_are_refused(world: World) -> None:
     leader = await world.leader(await world.team("fixed_post"))
     reply = await world.http.get("/api/v1/reports/arrival-histogram", headers=leader.headers)
     assert reply.status_code == 403
+
+
+async def test_an_arrival_days_late_is_counted_in_one_overflow_bin(world: World) -> None:
+    """One arrival recorded ten days after its report made 864 000 bins of a second (36 MB,
+    16 s of the event loop), and as many rows in the workbook. The bins reach ten times the
+    target (600 s for tier 1's 60 s, at most 1000 bins); one overflow bin counts the rest."""
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    on_time = await world.report(operator)
+    world.clock.advance(45)
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{on_time['dispatches'][0]['id']}/arrive", headers=leader.headers
+    )
+    assert reply.status_code == 200, reply.text
+    late = await world.report(operator)
+    world.clock.advance(10 * 86400)
+    leader = await world.relogin(leader)
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{late['dispatches'][0]['id']}/arrive", headers=leader.headers
+    )
+    assert reply.status_code == 200, reply.text
+
+    for bin_s, regular in ((1, 600), (10, 60), (7, 86)):
+        body = await histogram(world, bin_s=bin_s)
+        bins = body["bins"]
+        assert len(bins) == regular + 1, (bin_s, len(bins))
+        assert body["n"] == 2 and sum(b["count"] for b in bins) == 2
+        assert not any(b["overflow"] for b in bins[:-1])
+        assert bins[-1] == {
+            "from_s": regular * bin_s,
+            "to_s": -(-864_000 // bin_s) * bin_s,
+            "count": 1,
+            "overflow": True,
+        }, bin_s
+        assert [b["to_s"] for b in bins[:-1]] == [(n + 1) * bin_s for n in range(regular)]
+    # Without a late arrival the bins end as before: two past the target.
+    early = await histogram(world, to=late["reported_at"])
+    assert early["bins"][-1]["to_s"] == 90 and not early["bins"][-1]["overflow"]
+
+    admin = await world.relogin(await world.admin())
+    reply = await world.http.get(
+        "/api/v1/reports/response-times", params={"format": "xlsx"}, headers=admin.headers
+    )
+    assert reply.status_code == 200, reply.text
+    book = load_workbook(io.BytesIO(reply.content))
+    rows = [r[:4] for r in book[histogram_sheet(1)].iter_rows(min_row=3, values_only=True)]
+    rows = [r for r in rows if r[0] is not None]
+    assert len(rows) == 61, len(rows)
+    assert rows[-1] == (600, 864_000, "600秒以上", 1)
+    assert rows[4] == (40, 50, "40-50秒", 1)
+    about = {r[0]: r[1] for r in book["说明"].iter_rows(min_row=3, values_only=True)}
+    assert "晚于600秒的到场合为最后一组" in about[histogram_sheet(1)]
