@@ -22,8 +22,6 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.script.revision import ResolutionError
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import migrations
@@ -86,7 +84,9 @@ def one_upgrade_at_a_time(database_url: str) -> Iterator[None]:
     file is then left, and removed by the next upgrade). Not the server's own lock
     (``town.db.lock``, held while it serves): an upgrade beside a running server must not wait
     for it to stop."""
-    path = sqlite_file(database_url)
+    from dispatch.cli import sqlite_path
+
+    path = sqlite_path(database_url)
     if path is None or not path.parent.is_dir():
         # PostgreSQL (env.py locks), memory, a URI; a missing directory is refused as it opens.
         yield
@@ -116,19 +116,6 @@ def one_upgrade_at_a_time(database_url: str) -> Iterator[None]:
         with suppress(FileNotFoundError):
             os.unlink(name)
         os.close(lock)
-
-
-def sqlite_file(database_url: str) -> Path | None:
-    """The file of a SQLite URL; None for other databases, memory and URIs."""
-    try:
-        url = make_url(database_url)
-    except ArgumentError:
-        return None
-    if not url.drivername.startswith("sqlite") or url.query.get("uri"):
-        return None
-    if not url.database or url.database == ":memory:" or url.database.startswith("file:"):
-        return None
-    return Path(url.database)
 
 
 async def upgrade_async(database_url: str) -> list[str]:
