@@ -25,7 +25,7 @@ MAX_RETENTION_DAYS = 3660
 Seconds = Annotated[float, Field(le=YEAR_S)]
 
 # Settings that are off, or take a default, while unset. An empty or blank value is the same
-# as none: docker-compose.yml passes every one of them as ``${NAME:-}``, which is "" when the
+# as none: docker-compose.yml passes those it offers as ``${NAME:-}``, which is "" when the
 # operator set nothing. A feature that is on and needs one of them refuses to start without it.
 OPTIONAL_SETTINGS = (
     "secret_key",

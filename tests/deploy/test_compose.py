@@ -211,6 +211,32 @@ def test_the_notifiers_compose_passes_empty_are_off(
     assert settings.secret_key == CREDENTIALS["DISPATCH_SECRET_KEY"]
 
 
+def test_the_map_tiles_compose_passes_are_the_plain_map_unless_set(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A control room behind compose could not have had an online map: the tile settings never
+    reached the servers."""
+    plain = servers_settings(compose, monkeypatch)
+    assert (plain.tile_url, plain.tile_crs, plain.tile_subdomains) == (None, "wgs84", "abc")
+    assert (plain.tile_attribution, plain.tile_max_zoom) == ("", 18)
+    amap = "https://webrd0{s}.is.autonavi.com/appmaptile?x={x}&y={y}&z={z}&style=8"
+    settings = servers_settings(
+        compose,
+        monkeypatch,
+        DISPATCH_TILE_URL=amap,
+        DISPATCH_TILE_CRS="gcj02",
+        DISPATCH_TILE_SUBDOMAINS="1234",
+        DISPATCH_TILE_ATTRIBUTION="© 高德地图",
+        DISPATCH_TILE_MAX_ZOOM="17",
+    )
+    assert (settings.tile_url, settings.tile_crs, settings.tile_subdomains) == (
+        amap,
+        "gcj02",
+        "1234",
+    )
+    assert (settings.tile_attribution, settings.tile_max_zoom) == ("© 高德地图", 17)
+
+
 def test_a_dingtalk_robot_without_its_secret_posts_unsigned(
     compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
