@@ -56,7 +56,8 @@ log = logging.getLogger(__name__)
 
 DESCRIPTION = """
 Incidents in, covering teams alerted over websockets, the 1-3-5 minute chain on record.
-Every route but `POST /api/v1/auth/token` and the health checks needs `Authorization: Bearer`.
+Every route but `POST /api/v1/auth/token`, the health checks, `/metrics` and the pages needs
+`Authorization: Bearer`.
 The websocket protocol at `/ws` is described in docs/api.md.
 """
 

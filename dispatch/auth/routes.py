@@ -11,7 +11,7 @@ from dispatch.auth.models import Role
 from dispatch.auth.schemas import TokenOut, UserCreate, UserOut, UserPatch
 from dispatch.config import Settings
 from dispatch.deps import AdminDep, PrincipalDep, RuntimeDep, SessionDep
-from dispatch.errors import RATE_LIMITED, Unauthorized
+from dispatch.errors import RATE_LIMITED, Unauthorized, error_response
 from dispatch.routing import api_router
 from dispatch.schemas import ShortName
 from dispatch.security import limits
@@ -38,7 +38,14 @@ def login_limits(settings: Settings, name: str, address: str) -> dict[str, limit
     return {f"login:account:{name}"[:200]: account, f"login:address:{address}"[:200]: addressed}
 
 
-@router.post("/auth/token", response_model=TokenOut, responses=RATE_LIMITED)
+@router.post(
+    "/auth/token",
+    response_model=TokenOut,
+    responses={
+        **RATE_LIMITED,
+        401: error_response(401, "wrong name or password, or a disabled user"),
+    },
+)
 async def issue_token(
     request: Request,
     # As names are stored: without surrounding whitespace or control characters. One with a

@@ -177,3 +177,16 @@ async def test_expired_revocations_are_forgotten(world: World) -> None:
         kept = list(await session.scalars(select(RevokedToken.jti)))
     # The first token would have expired anyway: only the second is remembered.
     assert kept == [jwt.decode(second.token, options={"verify_signature": False})["jti"]]
+
+
+async def test_the_schema_says_a_logins_401_is_a_wrong_name_or_password(world: World) -> None:
+    """Not the generic 401 of a missing or bad token: the login takes no token."""
+    operator = await world.operator()
+    reply = await world.http.post(
+        "/api/v1/auth/token", data={"username": operator.name, "password": "not it"}
+    )
+    assert reply.status_code == 401
+    assert reply.json()["detail"] == "username or password is wrong"
+    schema = (await world.http.get("/openapi.json")).json()
+    declared = schema["paths"]["/api/v1/auth/token"]["post"]["responses"]["401"]
+    assert declared["description"] == "wrong name or password, or a disabled user"
