@@ -212,7 +212,7 @@ async def test_a_500_is_the_plain_text_api_md_says_it_is(world: World) -> None:
     in a route of the test's own, in the request's unit of work) is Starlette's plain-text
     500, logged with its traceback, not a JSON error a client could take for an answer."""
     errors = (ROOT / "docs" / "api.md").read_text().split("## Errors", 1)[1].split("\n## ", 1)[0]
-    assert "Every error answer but a 500 (below) is a JSON object" in errors
+    assert "Every error answer of the API (`/api/v1/...`) but a 500 (below) is a JSON" in errors
     assert "`Internal Server Error` in plain text" in errors
 
     async def a_bug(session: SessionDep) -> None:
