@@ -169,17 +169,22 @@ def test_entries_are_dropped_by_user_by_age_and_oldest_first() -> None:
     assert len(cache) == 0
 
 
-CACHE_S = 5
+# Far longer than the test: an entry in B never ages out while it runs, so B refusing a token it
+# has cached can only mean it was told. Ageing out is tested on the cache itself
+# (test_entries_are_dropped_by_user_by_age_and_oldest_first).
+CACHE_S = 600
+# Only a guard against waiting forever: how soon B hears of it is not what is tested.
+TOLD_WITHIN_S = 60
 
 
-async def refused_within(http: httpx.AsyncClient, token: str, seconds: float) -> float:
-    """How long after now ``token`` is first refused (the other process hears of it)."""
+async def refused_within(http: httpx.AsyncClient, token: str, seconds: float) -> None:
+    """Wait for ``token`` to be refused (the other process hears of it)."""
     loop = asyncio.get_running_loop()
     start = loop.time()
     while True:
         reply = await http.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
         if reply.status_code == 401:
-            return loop.time() - start
+            return
         assert loop.time() - start < seconds, "the other process kept serving the token"
         await asyncio.sleep(0.005)
 
@@ -187,8 +192,6 @@ async def refused_within(http: httpx.AsyncClient, token: str, seconds: float) ->
 async def test_a_logout_on_one_process_ends_the_token_cached_in_another(
     postgres_only: str, tmp_path: Path
 ) -> None:
-    # Long enough that B hearing of a logout is told apart from its entry ageing out, also on
-    # a loaded box where the notification takes a second or two.
     env = server_env(postgres_only, tmp_path, principal_cache_s=str(CACHE_S))
     a = ServerProcess(env, tmp_path / "a.log")
     b = ServerProcess(env, tmp_path / "b.log")
@@ -201,18 +204,15 @@ async def test_a_logout_on_one_process_ends_the_token_cached_in_another(
             httpx.AsyncClient(base_url=b.base_url) as on_b,
         ):
             admin = {"Authorization": f"Bearer {await get_token(on_a, 'chief', 'admin-password')}"}
-            tokens, cached = {}, {}
-            loop = asyncio.get_running_loop()
+            tokens = {}
             for name in ("duty", "spare"):
                 body = {"name": name, "password": f"{name}-password", "role": "operator"}
                 assert (await on_a.post("/api/v1/users", json=body, headers=admin)).is_success
                 tokens[name] = await get_token(on_a, name, f"{name}-password")
-                # At most this long ago B took the account in (or its entry is younger).
-                cached[name] = loop.time()
                 assert (await on_b.get("/api/v1/auth/me", headers=bearer(tokens[name]))).is_success
 
             # B answers from memory: a change made past the API reaches A, which reads the row,
-            # but not B until its entry ages out.
+            # but not B, which is told nothing of it.
             await disable_in_database(postgres_only, "spare")
             assert (
                 await on_a.get("/api/v1/auth/me", headers=bearer(tokens["spare"]))
@@ -221,11 +221,10 @@ async def test_a_logout_on_one_process_ends_the_token_cached_in_another(
 
             logout = await on_a.post("/api/v1/auth/logout", headers=bearer(tokens["duty"]))
             assert logout.status_code == 204
-            await refused_within(on_b, tokens["duty"], CACHE_S)
-            assert loop.time() - cached["duty"] < CACHE_S, "told, not aged out"
-
-            # The disabled account's entry ages out.
-            await refused_within(on_b, tokens["spare"], 4 * CACHE_S)
+            await refused_within(on_b, tokens["duty"], TOLD_WITHIN_S)
+            # B forgot that user's token, not its whole memory (as a reconnect of its listener
+            # would have made it): the disabled account it was not told of is still served.
+            assert (await on_b.get("/api/v1/auth/me", headers=bearer(tokens["spare"]))).is_success
     finally:
         a.stop()
         b.stop()
