@@ -26,8 +26,9 @@ import httpx
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from dispatch.config import DEFAULT_TARGETS
+from dispatch.config import DEFAULT_TARGETS, Settings
 from dispatch.incidents.models import ArrivalSource, Category
+from dispatch.reports.service import rank
 from dispatch.simulate.leaders import (
     CONTROL_FRAMES,
     RESTARTING,
@@ -56,6 +57,9 @@ CATEGORIES = [c.value for c in Category]
 GEOFENCE_M = 50.0
 GEOFENCE_ACCURACY_M = 30.0
 HOPS = ("delivered", "accepted", "arrived")
+# The server's escalation delay (no tier-1 dispatch accepted this long after the report: the
+# wider ring is alerted), in the town's seconds: its own server's is divided by --speed.
+ESCALATION_AFTER_S: float = Settings.model_fields["escalation_after_s"].default
 
 
 @dataclass
@@ -120,6 +124,7 @@ def _serve_and_drive(
         "DISPATCH_SECRET_KEY": secret,
         "DISPATCH_SECRET_FILE": str(scratch / "secret.key"),
         "DISPATCH_CHAIN_TARGETS": scaled,
+        "DISPATCH_ESCALATION_AFTER_S": f"{ESCALATION_AFTER_S / speed:g}",
         "DISPATCH_TIMER_POLL_S": str(min(1.0, 10.0 / speed)),
         # One simulated operator reports every incident, faster than any person would.
         "DISPATCH_REPORT_BURST": "100000",
@@ -142,7 +147,10 @@ def _serve_and_drive(
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(server, base, log)
-        say(f"server on {base} (targets {scaled} s: real targets / {speed:g})")
+        say(
+            f"server on {base} (targets {scaled} s, escalation after "
+            f"{ESCALATION_AFTER_S / speed:g} s: real times / {speed:g})"
+        )
         behaviour = replace(options.behaviour, fixes_within_m=GEOFENCE_M)
         return asyncio.run(_drive(replace(options, behaviour=behaviour), base, seeded, say))
     finally:
@@ -226,6 +234,8 @@ class Console:
         self.say = say
         self.numbers: dict[str, int] = {}
         self.chains: dict[str, dict[int, dict[str, Any]]] = {}
+        # Each incident as last heard, its dispatches with it (the board's copy is whole).
+        self.incidents: dict[str, dict[str, Any]] = {}
         self.changed = asyncio.Event()
         # Sockets the server dropped, and connections made again after them, resuming.
         self.drops = 0
@@ -238,6 +248,8 @@ class Console:
                 self._show(incident_id, tier)
 
     def update(self, incident: dict[str, Any]) -> None:
+        if "dispatches" in incident:
+            self.incidents[incident["id"]] = incident
         known = self.chains.setdefault(incident["id"], {})
         for tier in incident["chain"]:
             before = known.get(tier["tier"])
@@ -255,7 +267,9 @@ class Console:
         if tier["status"] == "met":
             self.say(f"{label}: met, on scene after {tier['elapsed_s'] * self.speed:.0f} s")
         elif tier["status"] == "breached":
-            why = "no team covers it" if not tier["covered"] else "nobody on scene in time"
+            incident = self.incidents.get(incident_id)
+            covered = tier["covered"] if incident is None else zone_covered(incident, tier["tier"])
+            why = "no team's zone covers it" if not covered else "nobody on scene in time"
             self.say(f"{label}: BREACHED ({why})")
         else:
             self.say(f"{label}: {tier['status']}")
@@ -268,6 +282,19 @@ class Console:
             if any(t["status"] == "pending" for t in chain.values()):
                 return False
         return True
+
+    def on_the_way(self, incident_ids: list[str]) -> bool:
+        """Whether a team is on its way to a tier nobody has reached yet: accepted, not
+        arrived (after the tier settled, its time on scene is still to come)."""
+        for incident_id in incident_ids:
+            incident = self.incidents.get(incident_id)
+            if incident is None:
+                continue
+            waiting = {t["tier"] for t in incident["chain"] if t["elapsed_s"] is None}
+            for d in incident["dispatches"]:
+                if d["tier"] in waiting and d.get("accepted_at") and not d.get("arrived_at"):
+                    return True
+        return False
 
     async def listen(self, ws_url: str, base_url: str, token: str) -> None:
         """The board's messages for the whole run; after the server drops the socket (a
@@ -349,6 +376,9 @@ class Reports:
     # Sockets the server dropped during the run (the phones', the console's), and how many
     # came back resuming: a drop a phone never came back from is a team that answers nothing.
     disconnects: dict[str, int] = field(default_factory=dict)
+    # How long, in the server's seconds, the teams on the way were let go on after every tier
+    # had settled: a tier nobody reached by then has its time on scene beyond the run's end.
+    overtime_s: float = 0.0
 
 
 async def _drive(options: Options, base: str, seeded: Seeded, say: Say) -> dict[str, Any]:
@@ -386,6 +416,15 @@ async def _drive(options: Options, base: str, seeded: Seeded, say: Say) -> dict[
                 # Every tier settles by its deadline at the latest: wait for that and a margin.
                 deadline = time.monotonic() + reports.longest_s + 5.0
                 while not console.settled(reports.ids) and time.monotonic() < deadline:
+                    console.changed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(console.changed.wait(), 1.0)
+                # A tier breached with a team on its way has its time on scene still to come:
+                # the teams go on until they arrive, for the longest target again at most (a
+                # tier nobody reached by then is counted beyond the run's end).
+                reports.overtime_s = reports.longest_s
+                deadline = time.monotonic() + reports.longest_s
+                while console.on_the_way(reports.ids) and time.monotonic() < deadline:
                     console.changed.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(console.changed.wait(), 1.0)
@@ -584,9 +623,15 @@ def summarise(
         )
     for tier in (1, 2, 3):
         rows = [t for i in incidents for t in i["chain"] if t["tier"] == tier]
-        covered = sum(1 for t in rows if t["covered"])
+        # Covered: a team of the tier was alerted from its own zone, not only from the
+        # escalation's wider ring (the server's ``covered`` is any team alerted).
+        covered = sum(1 for i in incidents if zone_covered(i, tier))
         met = sum(1 for t in rows if t["status"] == "met")
-        elapsed = [t["elapsed_s"] * speed for t in rows if t["elapsed_s"] is not None]
+        # Time on scene, of every incident a team of the tier was alerted to: one nobody of the
+        # tier reached by the run's end counts as beyond it, not left out.
+        alerted = [t for t in rows if t["covered"] or t["elapsed_s"] is not None]
+        on_scene = [math.inf if t["elapsed_s"] is None else t["elapsed_s"] * speed for t in alerted]
+        arrivals = sum(1 for t in alerted if t["elapsed_s"] is not None)
         entry = {
             "target_s": targets[tier],
             "covered": covered,
@@ -594,17 +639,22 @@ def summarise(
             "breached": sum(1 for t in rows if t["status"] == "breached"),
             "met_share": met / total if total else 0.0,
             "met_share_of_covered": met / covered if covered else 0.0,
-            "on_scene_median_s": statistics.median(elapsed) if elapsed else None,
-            "on_scene_p90_s": _p90(elapsed),
+            "on_scene_median_s": _finite(statistics.median(on_scene) if on_scene else None),
+            "on_scene_p90_s": _finite(_p90(on_scene)),
+            "on_scene_alerted": len(alerted),
+            "on_scene_arrivals": arrivals,
+            "on_scene_beyond": len(alerted) - arrivals,
         }
         tiers[str(tier)] = entry
-        median = (
-            "-" if entry["on_scene_median_s"] is None else f"{entry['on_scene_median_s']:.0f} s"
+        beyond = (
+            f", {entry['on_scene_beyond']} not by the run's end" if entry["on_scene_beyond"] else ""
         )
         lines.append(
             f"  tier {tier} ({_short(targets[tier])}): covered {_pct(covered, total)}, "
             f"met {_pct(met, total)} of all ({_pct(met, covered)} of covered), "
-            f"on scene median {median}"
+            f"on scene median {_on_scene(entry, 'on_scene_median_s')}, "
+            f"p90 {_on_scene(entry, 'on_scene_p90_s')} "
+            f"(of {len(alerted)} alerted: {arrivals} on scene{beyond})"
         )
     hops = _hops(incidents, speed)
     dispatches = [d for i in incidents for d in i["dispatches"]]
@@ -616,7 +666,7 @@ def summarise(
         },
     }
     lines.append(
-        "  hops (median, all tiers): "
+        "  hops (median, all tiers, in the town's seconds): "
         + ", ".join(f"{k} {v:.1f} s" if v is not None else f"{k} -" for k, v in hops.items())
     )
     # How the server recorded each arrival: the phones' fixes (geofence) or the arrive button.
@@ -639,6 +689,9 @@ def summarise(
         "incidents": total,
         "speed": speed,
         "wall_s": round(wall_s, 1),
+        # How long the teams on their way went on after every tier had settled, in the town's
+        # seconds: a tier nobody reached by then is on scene "beyond the run's end".
+        "overtime_s": round(reports.overtime_s * speed, 1),
         "rate_per_min": rates,
         "held_back": held_back,
         "disconnects": dropped,
@@ -682,7 +735,8 @@ def compared(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
         if median_a is not None and median_b is not None:
             change = f"{round(median_b - median_a):+d} s"
         label = f"tier {tier} on scene median"
-        lines.append(row(label, _seconds(median_a), _seconds(median_b), change))
+        shown_a, shown_b = (_on_scene(x, "on_scene_median_s") for x in (a, b))
+        lines.append(row(label, shown_a, shown_b, change))
     return lines
 
 
@@ -695,8 +749,23 @@ def _padded(text: str, width: int) -> str:
     return text + " " * max(1, width - _shown_width(text))
 
 
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f} s"
+def _on_scene(entry: dict[str, Any], key: str) -> str:
+    """A tier's time on scene as the report shows it: seconds; "beyond the run" where the
+    incidents at that rank had nobody of the tier on scene by the run's end; "-" for none."""
+    value = entry[key]
+    if value is not None:
+        return f"{value:.0f} s"
+    return "beyond the run" if entry.get("on_scene_alerted") else "-"
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or math.isinf(value) else value
+
+
+def zone_covered(incident: dict[str, Any], tier: int) -> bool:
+    """Whether a team of ``tier`` covers the incident's place: one was alerted from its own
+    zone (ring 0). The server's ``covered`` also counts the escalation's wider ring."""
+    return any(d["tier"] == tier and d.get("ring", 0) == 0 for d in incident["dispatches"])
 
 
 def _outcome(incident: dict[str, Any]) -> dict[str, Any]:
@@ -707,7 +776,8 @@ def _outcome(incident: dict[str, Any]) -> dict[str, Any]:
         "lon": incident["location"]["lon"],
         "lat": incident["location"]["lat"],
         "tiers": {
-            str(t["tier"]): t["status"] if t["covered"] else "uncovered" for t in incident["chain"]
+            str(t["tier"]): t["status"] if zone_covered(incident, t["tier"]) else "uncovered"
+            for t in incident["chain"]
         },
     }
 
@@ -724,11 +794,10 @@ def _hops(incidents: list[dict[str, Any]], speed: float) -> dict[str, float | No
                 if d.get(f"{hop}_at") and not d.get(f"{hop}_implied"):
                     at = datetime.fromisoformat(d[f"{hop}_at"])
                     spans[hop].append((at - alerted).total_seconds())
-    # Delivery is the network's real time; accepting and travelling are simulated, scaled back.
-    scale = {"delivered": 1.0, "accepted": speed, "arrived": speed}
+    # All in the town's seconds, as every other figure: the network's and the server's real
+    # time counts --speed times over there, in delivery as in the accept and arrival after it.
     return {
-        f"alert→{hop}": (statistics.median(v) * scale[hop] if v else None)
-        for hop, v in spans.items()
+        f"alert→{hop}": (statistics.median(v) * speed if v else None) for hop, v in spans.items()
     }
 
 
@@ -787,10 +856,10 @@ def _long(seconds: float) -> str:
 
 
 def _p90(values: list[float]) -> float | None:
+    """The nearest-rank 90th percentile, the reports' rule (the ceil(0.9 n)-th value)."""
     if not values:
         return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+    return sorted(values)[rank(90, len(values)) - 1]
 
 
 def _pct(part: int, whole: int) -> str:

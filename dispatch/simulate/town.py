@@ -268,7 +268,8 @@ class TownFileError(ValueError):
 
 def load(path: Path) -> Town:
     """A town from JSON: {"name", "teams": [{"name", "kind", "lon", "lat", "crs"?, "radius_m"?
-    or "zone"?, "leaders"?}], "hotspots"?: [{"lon", "lat"}], "incidents"?: [{"lon", "lat"}]}.
+    or "zone"?, "leaders"?}], "hotspots"?: [{"lon", "lat"}], "incidents"?: [{"lon", "lat"}],
+    "centre"?: {"lon", "lat"}, "side_m"?}: the area, by default the square around the teams.
     Coordinates may be wgs84, gcj02 or bd09."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -293,7 +294,24 @@ def load(path: Path) -> Town:
                 f"teams[{i}].name: {team.name!r} is the name of teams[{first[team.name]}]"
             )
     name = str(data.get("name", path.stem))
-    return around(name, teams, _points(data, "hotspots"), _points(data, "incidents"))
+    town = around(name, teams, _points(data, "hotspots"), _points(data, "incidents"))
+    # The area a saved town had (to_json writes it), where incidents away from the hotspots
+    # fall: without it, the square around the team sites.
+    if data.get("centre") is not None:
+        town.centre = _point(data["centre"], "centre")
+    if data.get("side_m") is not None:
+        town.side_m = _side(data["side_m"])
+    return town
+
+
+def _side(value: Any) -> float:
+    """The side of a town's square in metres: a finite number above 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TownFileError("side_m: must be a number of metres above 0")
+    side = float(value)
+    if not math.isfinite(side) or side <= 0:
+        raise TownFileError("side_m: must be a number of metres above 0")
+    return side
 
 
 def around(
