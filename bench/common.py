@@ -114,7 +114,14 @@ HEADER = ["benchmark", "case", "metric", "ours", "baseline", "ratio", "target", 
 
 
 def ratios(ours: Sequence[float], baseline: Sequence[float]) -> Figure:
-    return Figure.of(o / b for o, b in zip(ours, baseline, strict=False) if b)
+    """Ours over the baseline, repetition by repetition: the two lists pair up one to one, or
+    the figures are not comparable (ValueError, not a ratio of the wrong pairs)."""
+    if len(ours) != len(baseline):
+        raise ValueError(
+            f"{len(ours)} repetitions of ours against {len(baseline)} of the baseline: "
+            "their ratios would pair the wrong ones"
+        )
+    return Figure.of(o / b for o, b in zip(ours, baseline, strict=True) if b)
 
 
 def markdown_table(rows: Sequence[Row]) -> str:
