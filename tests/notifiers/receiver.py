@@ -115,22 +115,53 @@ class HeldReceiver(Receiver):
         await super().stop()
 
 
-async def dribbling_receiver(port: int, seconds: float) -> asyncio.Server:
-    """Answers 200, but sends its header a byte every 0.25 s for ``seconds``: no single read
-    waits long, the answer as a whole takes that long."""
-    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Pad: " + b"x" * int(seconds * 4)
-    answer += b"\r\n\r\n{}"
-    head = answer[: answer.index(b"X-Pad: ") + len(b"X-Pad: ")]
+@dataclass
+class Dribbler:
+    """A receiver that answers 200, but sends its header a byte every 0.25 s for ``seconds``:
+    no single read waits long, the answer as a whole takes that long. ``outcome`` is set once
+    its answer ended: "finished" (every byte sent) or "hung up" (the client closed first)."""
 
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    port: int
+    seconds: float
+    outcome: str | None = None
+    _ended: asyncio.Event = field(default_factory=asyncio.Event)
+    _server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def ended(self, timeout: float = 30.0) -> str:
+        """How the answer ended, once it has (``timeout``: only a guard against a hang)."""
+        await asyncio.wait_for(self._ended.wait(), timeout)
+        assert self.outcome is not None
+        return self.outcome
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Pad: " + b"x" * int(self.seconds * 4)
+        answer += b"\r\n\r\n{}"
+        head = answer[: answer.index(b"X-Pad: ") + len(b"X-Pad: ")]
+        outcome = "hung up"
         with contextlib.suppress(Exception):
             await reader.readuntil(b"\r\n\r\n")
+            # The client sends nothing more: the end of its side is it closing the connection.
+            closed = asyncio.ensure_future(reader.read())
             writer.write(head)
             await writer.drain()
             for byte in answer[len(head) :]:
+                if closed.done():
+                    break
                 writer.write(bytes([byte]))
                 await writer.drain()
                 await asyncio.sleep(0.25)
+            else:
+                outcome = "finished"
+            closed.cancel()
         writer.close()
-
-    return await asyncio.start_server(serve, "127.0.0.1", port)
+        if self.outcome is None:
+            self.outcome = outcome
+            self._ended.set()
