@@ -23,11 +23,12 @@ from dispatch.audit.routes import router as audit_router
 from dispatch.auth import service as auth
 from dispatch.auth.cache import Principals
 from dispatch.auth.routes import router as auth_router
-from dispatch.clock import Clock, StepWatch, SystemClock
+from dispatch.clock import Clock, StepWatch, SystemClock, check_against_record
 from dispatch.config import Settings
 from dispatch.db import create_engine, create_read_engine, create_sessionmaker
 from dispatch.deps import RuntimeDep
 from dispatch.errors import MIDDLEWARE_RESPONSES, RETRY_AFTER, install_error_handlers
+from dispatch.incidents import service as incidents
 from dispatch.incidents.routes import dispatches_router, incidents_router
 from dispatch.incidents.tasks import ChainDeadlines, job_handlers, purge_old_messages
 from dispatch.jobs.tasks import JobQueue, Timer
@@ -222,6 +223,9 @@ async def start_runtime(settings: Settings, clock: Clock) -> Runtime:
     coverage = Coverage()
     villages = Villages()
     async with sessionmaker() as session:
+        # The host's time against the record's (a restart after a clock that ran fast, a
+        # host behind the others): told, not followed (dispatch.clock).
+        check_against_record(clock.now(), await incidents.newest_on_record(session))
         await teams.load_coverage(session, coverage)
         villages.replace(await village_service.load_index(session))
 

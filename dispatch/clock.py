@@ -112,6 +112,41 @@ class ManualClock:
                     task.cancel()
 
 
+# A start whose time is this far behind the newest time on record is logged.
+BEHIND_RECORD_WARN_S = 1.0
+
+
+def check_against_record(now: datetime, newest: datetime | None) -> float:
+    """Compare the server's time at start with the newest time on record; return how far it
+    is behind (0 when it is not), and log a WARNING when that is more than
+    ``BEHIND_RECORD_WARN_S``.
+
+    Behind the record: this host's clock is behind the one that wrote it, another host's
+    serving the same database, or this one's before a restart, when it was ahead (set back
+    since, as it should be). The server's time is not moved to the record's: a clock that
+    ran fast would then stay fast. What is recorded from now on that follows what is on
+    record (a hop after its report, its alert and its earlier hops; a close) is recorded at
+    the later time, its event keeping how far behind this process's reading was, so the
+    record stays in order and no duration on it is negative."""
+    if newest is None:
+        return 0.0
+    behind = (newest - now).total_seconds()
+    if behind <= BEHIND_RECORD_WARN_S:
+        return max(behind, 0.0)
+    log.warning(
+        "the server's time at start, %s, is %.3f s behind the newest time on record, %s: the "
+        "host's clock is behind the one that wrote it (another host's, or this one's before "
+        "a restart while it was ahead). The server keeps the host's time; a hop that follows "
+        "a later time on record is recorded at that time, its event keeping clock_behind_s. "
+        "Check the hosts' clocks (chronyc tracking)",
+        now.isoformat(),
+        behind,
+        newest.isoformat(),
+        extra={"clock_behind_record_s": round(behind, 6)},
+    )
+    return behind
+
+
 class StepWatch:
     """Tells operations when the host clock and the server's time part (a step of the host
     clock) or agree again: one WARNING each time the offset changes by more than

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -150,6 +151,32 @@ async def incident_events(
         .order_by(IncidentEvent.at, IncidentEvent.id)
     )
     return [EventOut.model_validate(e) for e in rows]
+
+
+# How many of the newest events (by id) the start-up's look at the record reads.
+NEWEST_EVENTS = 1000
+
+
+async def newest_on_record(session: AsyncSession) -> datetime | None:
+    """The newest time on record: the latest incident's report time and the latest of the
+    newest events' times (every hop, alert, breach and close has its event).
+
+    One statement, read at start-up, cheap on any size of record: the report times' index
+    read backwards for one row, and the events' primary key for the last ``NEWEST_EVENTS``
+    (events have no index on their time; they are appended as they happen, so the newest
+    times are among the last rows written)."""
+    tail = (
+        select(IncidentEvent.at).order_by(IncidentEvent.id.desc()).limit(NEWEST_EVENTS).subquery()
+    )
+    row = (
+        await session.execute(
+            select(
+                select(func.max(Incident.reported_at)).scalar_subquery(),
+                select(func.max(tail.c.at)).scalar_subquery(),
+            )
+        )
+    ).one()
+    return max((t for t in row if t is not None), default=None)
 
 
 async def _say_whom_alerted(
@@ -1274,13 +1301,17 @@ async def record_deliveries(
     events: list[EventRecord] = []
     for d in changed:
         delivery = first[d.id]
-        facts: dict[str, Any] = {"dispatch_id": d.id}
+        # Not before the alert (nor the report): an ack stamped by a process whose clock is
+        # behind is recorded at the alert's time. Not floored at the hops on record: an
+        # observed delivery may come before the arrival that implied one.
+        at, floored = _hop_time(d, delivery.at, after_hops=False)
+        facts: dict[str, Any] = {"dispatch_id": d.id, **floored}
         if d.delivered_implied:
             # The delivery an arrival implied gives way to the one observed, earlier or later:
             # the timeline keeps both, the dispatch (and the report) the observed one.
             facts["replaces_implied"] = True
-        d.delivered_at, d.delivered_implied = delivery.at, False
-        events.append(_event(d.incident_id, delivery.at, "delivered", delivery.user_id, facts))
+        d.delivered_at, d.delivered_implied = at, False
+        events.append(_event(d.incident_id, at, "delivered", delivery.user_id, facts))
     delivered = [
         {"id": d.id, "delivered_at": d.delivered_at, "delivered_implied": False} for d in changed
     ]
@@ -1452,18 +1483,81 @@ async def _latest_on_record(session: AsyncSession, incident_id: str) -> datetime
     return max((t for t in (alerted, event_at, hop) if t is not None), default=None)
 
 
-def _after_recorded_hops(d: Dispatch, now: datetime) -> datetime:
-    """The time to record showing or accepting at: the request's, unless a hop is on record
-    later.
+# A hop floored by at least this much was read by a clock behind the one that wrote what it
+# follows (another host's, or this host's before a restart): a wait for a row lock while an
+# earlier hop committed is milliseconds.
+CLOCK_BEHIND_WARN_S = 1.0
+# ... and told of at most once in this long by a process, with the count since.
+CLOCK_BEHIND_WARN_EVERY_S = 300.0
 
-    A request's time is taken when it arrives, before it waits for the dispatch's row lock; a
-    hop that committed meanwhile (the phone's ack, stamped when it arrived and written by its
-    group commit) can then be later than it. Recording this hop at that time keeps the hops
-    in order (delivered, shown, accepted), off by the wait at most. Arrivals are judged against
-    the deadline and keep their own time.
+
+class _ClockBehind:
+    """Tells operations, once in a while, that hops came in before what they follow."""
+
+    def __init__(self, every_s: float = CLOCK_BEHIND_WARN_EVERY_S) -> None:
+        self._every_s = every_s
+        self._next_at: float | None = None
+        self._untold = 0
+
+    def floored(self, incident_id: str, own: datetime, floor: datetime) -> None:
+        behind = (floor - own).total_seconds()
+        if behind < CLOCK_BEHIND_WARN_S:
+            return
+        self._untold += 1
+        # Rate-limited on the monotonic clock: how often to log, not a time for the record.
+        at = time.monotonic()
+        if self._next_at is not None and at < self._next_at:
+            return
+        self._next_at = at + self._every_s
+        count, self._untold = self._untold, 0
+        log.warning(
+            "this process's clock is behind the record: a hop of incident %s came in at %s by "
+            "it, %.3f s before %s, the latest time on record that the hop follows (its alert, "
+            "its incident's report or an earlier hop, written by a process or a start whose "
+            "clock was ahead); recorded at %s, its event keeping clock_behind_s (%d such hops "
+            "since the last warning). Check the hosts' clocks (docs/deploy.md, the host clock)",
+            incident_id,
+            show_time(own),
+            behind,
+            show_time(floor),
+            show_time(floor),
+            count,
+            extra={"clock_behind_s": round(behind, 6), "incident_id": incident_id},
+        )
+
+
+_CLOCK_BEHIND = _ClockBehind()
+
+
+def _hop_time(
+    d: AnyDispatch, now: datetime, *, reported_at: datetime | None = None, after_hops: bool = True
+) -> tuple[datetime, dict[str, Any]]:
+    """The time to record a hop of ``d`` at, and what its event adds to say so: the request's
+    time (``now``, this process's reading), unless something the hop follows is on record
+    later. Every hop goes through here: delivered, shown, accepted and arrived, however it
+    came (a tap, a fix on scene, an operator's radio arrival).
+
+    What a hop follows: the incident's report (``reported_at``, or the dispatch's copy of it),
+    the dispatch's alert and, ``after_hops``, its hops on record (not for an observed delivery,
+    which may come before an arrival that implied one). A hop can come in before them two
+    ways. Its request's time is taken when it arrives, before it waits for the dispatch's row
+    lock: a hop that committed meanwhile (the phone's ack, written by its group commit) can
+    be later, by the wait. Or its process's clock is behind the one that wrote them: each
+    process's time is its host's at its start (``dispatch.clock``), and two hosts on one
+    database, or a server restarted after its host's clock was set back, disagree by
+    seconds or more. Recorded at that later time, the record stays in order, no duration on
+    it is negative, and a tier is judged at the time on record; the event keeps how far this
+    process's reading was behind (``clock_behind_s``), and a second or more is logged
+    (``_ClockBehind``). All of it is on the rows the hop has read already: no query.
     """
-    recorded = [t for t in (d.delivered_at, d.shown_at, d.accepted_at, d.arrived_at) if t]
-    return max([now, *recorded])
+    floors = [d.alerted_at, reported_at or d.incident_reported_at]
+    if after_hops:
+        floors += [d.delivered_at, d.shown_at, d.accepted_at, d.arrived_at]
+    floor = max((t for t in floors if t is not None), default=now)
+    if floor <= now:
+        return now, {}
+    _CLOCK_BEHIND.floored(d.incident_id, now, floor)
+    return floor, {"clock_behind_s": round((floor - now).total_seconds(), 6)}
 
 
 def _mark_delivered(
@@ -1494,14 +1588,16 @@ def _mark_accepted(
     *,
     implied: bool = False,
     off_turn: bool = False,
+    floored: Mapping[str, Any] | None = None,
 ) -> None:
     """Record the acceptance at ``now`` (and the delivery, if none is on record): tapped, or
     ``implied`` by the leader's arrival without an accept first; ``off_turn``: by a leader
-    the alert did not go to (``_take_on``)."""
+    the alert did not go to (``_take_on``). ``now`` comes from ``_hop_time``, and ``floored``
+    is what it added to the event."""
     _mark_delivered(session, d, actor_id, now, implied=implied)
     if d.accepted_at is None:
         d.accepted_at, d.accepted_implied = now, implied
-        facts: dict[str, Any] = {"dispatch_id": d.id}
+        facts: dict[str, Any] = {"dispatch_id": d.id, **(floored or {})}
         if implied:
             facts["implied"] = True
         if off_turn:
@@ -1530,8 +1626,8 @@ async def accept_dispatch(
     # after an arrival recorded by radio would put the acceptance after the arrival.
     if d.accepted_at is not None or d.arrived_at is not None:
         return await get_incident(session, incident.id)
-    now = _after_recorded_hops(d, now)
-    _mark_accepted(session, d, actor.user_id, now, device_time, off_turn=off_turn)
+    now, floored = _hop_time(d, now, reported_at=incident.reported_at)
+    _mark_accepted(session, d, actor.user_id, now, device_time, off_turn=off_turn, floored=floored)
     await session.flush()
     return await _announce(session, incident.id, now)
 
@@ -1571,11 +1667,13 @@ async def _arrive(
     now: datetime,
     source: ArrivalSource,
 ) -> IncidentOut:
-    # An arrival keeps the time its request came in, whatever was written while it waited:
-    # that time is judged against the deadline. An off-turn leader on scene is the team on
-    # scene: the tier is met by it all the same.
+    # An arrival keeps the time its request came in, unless what it follows is on record
+    # later (``_hop_time``: a clock behind, or an accept that committed while it waited):
+    # that time is judged against the deadline, the record's. An off-turn leader on scene is
+    # the team on scene: the tier is met by it all the same.
     d, incident = acting.dispatch, acting.incident
     off_turn = await _take_on(session, d, acting.following)
+    now, floored = _hop_time(d, now, reported_at=incident.reported_at)
     if source != ArrivalSource.OPERATOR:
         # The leader acted on the alert: his arrival stands for the accept he did not tap (and
         # for the delivery, if no ack came), marked implied, so that no segment is measured
@@ -1592,6 +1690,7 @@ async def _arrive(
     elapsed = (now - incident.reported_at).total_seconds()
     facts = {
         **_dispatch_facts(d),
+        **floored,
         "elapsed_s": elapsed,
         "source": source.value,
         "arrival_distance_m": d.arrival_distance_m,
@@ -1620,10 +1719,14 @@ async def record_shown(
     d, incident = acting.dispatch, acting.incident
     if d.shown_at is not None:
         return await get_incident(session, incident.id)
-    now = _after_recorded_hops(d, now)
+    now, floored = _hop_time(d, now, reported_at=incident.reported_at)
     _mark_delivered(session, d, actor.user_id, now)
     d.shown_at = now
-    facts = {"dispatch_id": d.id, "device_time": show_time(device_time) if device_time else None}
+    facts = {
+        "dispatch_id": d.id,
+        **floored,
+        "device_time": show_time(device_time) if device_time else None,
+    }
     _record(session, incident.id, now, "shown", actor.user_id, facts)
     await session.flush()
     await _tell_operators(session, [d], now)
