@@ -15,11 +15,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from dispatch.clock import ManualClock
 from dispatch.config import Settings
-from dispatch.jobs.models import Job
+from dispatch.jobs.models import Job, JobStatus
 from dispatch.notifiers.channels import Notice
 from dispatch.observability import logs
 from tests.conftest import RunningServer, free_port
@@ -122,6 +122,25 @@ async def job_outcomes(world: World, kind: str) -> list[str]:
         return [str(j.outcome) for j in rows]
 
 
+async def timer_caught_up(world: World) -> None:
+    """Wait until the timer has done every job due by the server's clock. Moved on, the clock
+    makes a job due, but the timer gets to it whenever the event loop does: until it has,
+    that nothing was sent shows nothing. Once it has, what those jobs did is on record (their
+    outcomes: ``job_outcomes``), though a request one of them started may be on its way."""
+    now = world.clock.now()
+    for _ in range(500):
+        async with world.runtime.sessionmaker() as session:
+            due = await session.scalar(
+                select(func.count())
+                .select_from(Job)
+                .where(Job.status == JobStatus.PENDING.value, Job.due_at <= now)
+            )
+        if not due:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the timer never did the jobs due")
+
+
 async def notifications(world: World, by: Account, incident_id: str) -> list[Any]:
     reply = await world.http.get(
         f"/api/v1/incidents/{incident_id}/notifications", headers=by.headers
@@ -165,7 +184,8 @@ async def test_an_unacknowledged_alert_reaches_the_leader_over_every_channel(
     dispatch = incident["dispatches"][0]
 
     world.clock.advance(14)
-    await asyncio.sleep(0.3)
+    await timer_caught_up(world)
+    assert await job_outcomes(world, "notify.check") == []
     assert not (webhook.requests or wecom.requests or dingtalk.requests or sms.requests)
     world.clock.advance(1)
     sent_at = world.clock.now()
@@ -307,7 +327,8 @@ async def test_a_leader_who_acknowledged_in_time_gets_no_notification(
             break
         await asyncio.sleep(0.02)
     assert await job_outcomes(world, "notify.check") == ["not needed: acknowledged"]
-    await asyncio.sleep(0.2)
+    await timer_caught_up(world)
+    assert await job_outcomes(world, "notify.send") == []
     assert webhook.requests == []
     assert await events_of(world, operator, incident["id"], "notified", "notify_failed") == []
     assert await notifications(world, operator, incident["id"]) == []
@@ -395,7 +416,8 @@ async def test_a_leader_who_acknowledged_the_alert_sent_again_after_a_resync_is_
             break
         await asyncio.sleep(0.02)
     assert await job_outcomes(world, "notify.check") == ["not needed: acknowledged"]
-    await asyncio.sleep(0.2)
+    await timer_caught_up(world)
+    assert await job_outcomes(world, "notify.send") == []
     assert webhook.requests == []
     await phone.close()
 
@@ -413,13 +435,18 @@ async def test_a_failing_receiver_is_retried_with_backoff_until_it_answers(
     world.clock.advance(15)
     await webhook.wait_for(1)
     await attempts_recorded(world, operator, incident["id"], 1)
-    await asyncio.sleep(0.3)
+    await timer_caught_up(world)
+    assert await job_outcomes(world, "notify.send") == ["attempt 1 over webhook"]
     assert len(webhook.requests) == 1, "no retry before its backoff has passed"
     world.clock.advance(1)
     await webhook.wait_for(2)
     await attempts_recorded(world, operator, incident["id"], 2)
-    await asyncio.sleep(0.3)
-    assert len(webhook.requests) == 2, "the second retry waits twice as long"
+    await timer_caught_up(world)
+    assert sorted(await job_outcomes(world, "notify.send")) == [
+        "attempt 1 over webhook",
+        "attempt 2 over webhook",
+    ], "the second retry waits twice as long"
+    assert len(webhook.requests) == 2
     world.clock.advance(2)
     await webhook.wait_for(3)
 
@@ -450,13 +477,20 @@ async def test_a_slow_gateway_still_answering_is_not_sent_the_text_a_second_time
     world.clock.advance(15)
     await held.wait_for(1)
     world.clock.advance(4.9)
-    await asyncio.sleep(0.5)
-    assert len(held.requests) == 1, "a retry went out while the first request was in flight"
+    await timer_caught_up(world)
+    assert await job_outcomes(world, "notify.send") == ["attempt 1 over sms"], (
+        "a retry went out while the first request was in flight"
+    )
+    assert len(held.requests) == 1
     held.release.set()
     [record] = await attempts_recorded(world, operator, incident["id"], 1)
     assert record["status"] == "notified"
     world.clock.advance(60)
-    await asyncio.sleep(0.3)
+    await timer_caught_up(world)
+    assert sorted(await job_outcomes(world, "notify.send")) == [
+        "attempt 1 over sms",
+        "not needed: already notified",
+    ]
     assert len(held.requests) == 1
 
 
@@ -475,8 +509,11 @@ async def test_a_refusal_that_took_long_is_retried_its_backoff_after_it_came(
         gateway.release.set()
         await attempts_recorded(world, operator, incident["id"], 1)
         world.clock.advance(1.9)
-        await asyncio.sleep(0.3)
-        assert len(gateway.requests) == 1, "the retry came before its backoff after the refusal"
+        await timer_caught_up(world)
+        assert await job_outcomes(world, "notify.send") == ["attempt 1 over sms"], (
+            "the retry came before its backoff after the refusal"
+        )
+        assert len(gateway.requests) == 1
         world.clock.advance(0.1)
         await gateway.wait_for(2)
         [notified] = await wait_events(world, operator, incident["id"], "notified", 1)
@@ -498,7 +535,9 @@ async def test_a_text_the_gateway_accepted_late_is_not_recorded_as_failed(
     world.clock.advance(15)
     await held.wait_for(1)
     world.clock.advance(4.9)
-    await asyncio.sleep(0.5)
+    # Whatever the timer does 4.9 s into the request, it has done before the answer comes.
+    await timer_caught_up(world)
+    assert await job_outcomes(world, "notify.send") == ["attempt 1 over sms"]
     held.release.set()
     [record] = await attempts_recorded(world, operator, incident["id"], 1)
     assert [a["ok"] for a in record["attempts"]] == [True]
@@ -553,7 +592,8 @@ async def test_a_send_cut_by_a_restart_is_tried_again_once_its_time_limit_has_pa
     world = World(second.app, f"http://127.0.0.1:{second.port}", clock)
     try:
         clock.advance(6.9)
-        await asyncio.sleep(0.5)
+        await timer_caught_up(world)
+        assert await job_outcomes(world, "notify.send") == ["attempt 1 over sms"]
         assert len(held.requests) == 1
         clock.advance(0.1)
         await held.wait_for(2)
@@ -590,8 +630,13 @@ async def test_a_robot_that_keeps_refusing_ends_in_notify_failed(
     assert record["status"] == "failed"
     assert [a["ok"] for a in record["attempts"]] == [False, False]
     world.clock.advance(10)
-    await asyncio.sleep(0.3)
-    assert len(dingtalk.requests) == 2, "nothing after the last attempt"
+    await timer_caught_up(world)
+    assert sorted(await job_outcomes(world, "notify.send")) == [
+        "attempt 1 over dingtalk",
+        "attempt 2 over dingtalk",
+        "not needed: already failed",
+    ], "nothing after the last attempt"
+    assert len(dingtalk.requests) == 2
 
 
 async def test_an_unreachable_receiver_is_recorded_as_a_connection_error(
@@ -837,8 +882,9 @@ async def test_retries_stop_once_the_leader_accepts_or_the_incident_closes(
             break
         await asyncio.sleep(0.02)
     world.clock.advance(30)
-    await asyncio.sleep(0.3)
+    await timer_caught_up(world)
 
+    assert not [o for o in await job_outcomes(world, "notify.send") if "attempt 2" in o]
     assert len(webhook.requests) == 1, "no retry after the answer"
     reason = "the dispatch was accepted" if answer == "accept" else "the incident is closed"
     assert f"stopped: {reason}" in await job_outcomes(world, "notify.send")
@@ -877,7 +923,7 @@ async def test_a_channel_switched_off_by_a_restart_stops_its_notification_tried_
                 break
             await asyncio.sleep(0.02)
         clock.advance(600)
-        await asyncio.sleep(0.3)
+        await timer_caught_up(world)
         [record] = await notifications(world, operator, incident["id"])
         assert record["status"] == "stopped"
         assert record["finished_at"] is not None
@@ -907,7 +953,8 @@ async def test_a_leader_disabled_before_the_check_is_not_notified(
     assert await job_outcomes(world, "notify.check") == [
         "not needed: no longer an enabled leader of the team"
     ]
-    await asyncio.sleep(0.2)
+    await timer_caught_up(world)
+    assert await job_outcomes(world, "notify.send") == []
     assert webhook.requests == []
 
 
@@ -929,7 +976,8 @@ async def test_retries_stop_once_the_leader_is_disabled(
             break
         await asyncio.sleep(0.02)
     world.clock.advance(60)
-    await asyncio.sleep(0.3)
+    await timer_caught_up(world)
+    assert not [o for o in await job_outcomes(world, "notify.send") if "attempt 2" in o]
     assert len(sms.requests) == 1, "the disabled leader was texted again"
     assert "stopped: no longer an enabled leader of the team" in await job_outcomes(
         world, "notify.send"
