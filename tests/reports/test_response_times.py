@@ -493,7 +493,7 @@ async def test_csv_writes_team_names_a_spreadsheet_would_work_out_as_text(world:
 
 
 async def test_the_exclusions_file_lists_them_all_and_says_when_asked_for_fewer(
-    world: World,
+    world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """340 incidents closed 20 s after the report, nobody alerted: 1020 tiers without an
     arrival, more than the 1000 the JSON lists by default. The file the page downloads (no
@@ -525,6 +525,15 @@ async def test_the_exclusions_file_lists_them_all_and_says_when_asked_for_fewer(
         (cases[-1].id, TIER_LABELS[2]),
         (cases[-1].id, TIER_LABELS[3]),
     ]
+
+    # The JSON of them all, written in batches (off the event loop) as one list in that order.
+    monkeypatch.setattr(exports, "JSON_BATCH", 7)
+    every = (await report(world, **period, max_exclusions=1020)).json()
+    assert [e["incident_id"] for e in every["exclusions"]] == [r[0] for r in rows]
+    assert every["exclusions_truncated"] is False
+    rest = {k: v for k, v in body.items() if k not in ("exclusions", "exclusions_truncated")}
+    assert {k: v for k, v in every.items() if k in rest} == rest
+    assert every["exclusions"][:1000] == body["exclusions"]
 
     asked = {**period, "format": "csv", "part": "exclusions", "max_exclusions": 10}
     header, rows = csv_rows(await report(world, **asked))
