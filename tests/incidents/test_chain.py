@@ -15,6 +15,7 @@ from dispatch.auth.service import Principal
 from dispatch.incidents import service as incidents
 from dispatch.incidents.models import ChainTier, Dispatch
 from tests.conftest import RunningServer
+from tests.incidents.test_close_after_escalation import call_came_in, requests_in_flight
 from tests.rosters.races import postgres_dsn, when_blocked_or_done
 from tests.support import QINGXI, World
 
@@ -383,7 +384,7 @@ async def test_a_close_that_came_by_the_deadline_cancels_the_tier_the_timer_brea
 
 
 async def test_a_hop_is_timed_when_its_call_came_in_not_when_a_connection_was_free(
-    world: World,
+    world: World, server: RunningServer
 ) -> None:
     """Before the route runs, a request may wait for its body, for a connection and for its
     token's owner (read from the database when not cached): its time is taken before all."""
@@ -399,13 +400,14 @@ async def test_a_hop_is_timed_when_its_call_came_in_not_when_a_connection_was_fr
     ]
     for unit in busy:
         await (await unit.__aenter__()).execute(text("SELECT 1"))
+    before = requests_in_flight(server)
     arrival = asyncio.create_task(
         world.http.post(
             f"/api/v1/dispatches/{dispatch_of(incident, team)['id']}/arrive",
             headers=leader.headers,
         )
     )
-    await asyncio.sleep(0.3)
+    await call_came_in(server, before)
     assert not arrival.done(), "the call waits for a connection"
     world.clock.advance(2)
     for unit in busy:

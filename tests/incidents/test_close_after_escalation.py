@@ -14,6 +14,7 @@ import pytest
 from pyproj import Geod
 from sqlalchemy import event
 
+from tests.conftest import RunningServer
 from tests.rosters.races import postgres_dsn
 from tests.support import QINGXI, World
 
@@ -105,8 +106,25 @@ async def test_a_close_is_recorded_after_an_escalation_that_fired_while_it_waite
     await _check_nothing_after_close(world, operator, incident["id"], ring_team)
 
 
+def requests_in_flight(server: RunningServer) -> set[asyncio.Task[None]]:
+    """The server's tasks of the requests it has taken in and not yet answered."""
+    return set(server.server.server_state.tasks)
+
+
+async def call_came_in(server: RunningServer, before: set[asyncio.Task[None]]) -> None:
+    """Wait until the server has taken in a request that was not in flight ``before``: its
+    task is made as it comes in, and the request's time is taken as that task starts."""
+    for _ in range(1000):
+        if requests_in_flight(server) - before:
+            # The request's task, made before this one looked, runs before this one resumes.
+            await asyncio.sleep(0)
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the request never reached the server")
+
+
 async def test_a_close_queued_behind_an_escalation_step_is_recorded_after_it(
-    world: World, backend: str
+    world: World, server: RunningServer, backend: str
 ) -> None:
     """SQLite: the timer has claimed the due escalation step on the one writer connection; the
     close's call comes in (at +20 s) and queues for the connection; the step reads the clock
@@ -121,6 +139,7 @@ async def test_a_close_queued_behind_an_escalation_step_is_recorded_after_it(
     fired: list[asyncio.Task[Any]] = []
 
     async def close_meanwhile(_: Any) -> None:
+        before = requests_in_flight(server)
         fired.append(
             asyncio.ensure_future(
                 world.http.post(
@@ -128,7 +147,7 @@ async def test_a_close_queued_behind_an_escalation_step_is_recorded_after_it(
                 )
             )
         )
-        await asyncio.sleep(0.5)  # the close's call came in and waits for the writer
+        await call_came_in(server, before)  # ... and waits for the writer
         assert not fired[0].done()
         world.clock.advance(2)
 

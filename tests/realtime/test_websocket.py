@@ -20,6 +20,8 @@ from websockets.uri import parse_uri
 from alerts import store as mailboxes
 from alerts.hub import Signal
 from alerts.store import Outgoing
+from dispatch.websocket_protocol import WebSocketProtocol
+from tests.conftest import RunningServer
 from tests.support import World, statements_sent
 
 
@@ -180,7 +182,20 @@ async def test_a_ping_is_answered_by_a_pong_in_line_with_the_messages(world: Wor
     await phone.close()
 
 
-async def test_a_pong_on_a_slow_line_carries_the_seq_just_before_it(world: World) -> None:
+async def writes_paused(server: RunningServer) -> None:
+    """Wait until the server's writes to a websocket wait for its line (its transport's buffer
+    is full: the client is not reading)."""
+    for _ in range(1000):
+        connections = server.server.server_state.connections
+        if any(isinstance(c, WebSocketProtocol) and not c.writable.is_set() for c in connections):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the server's writes never waited")
+
+
+async def test_a_pong_on_a_slow_line_carries_the_seq_just_before_it(
+    world: World, server: RunningServer
+) -> None:
     """A phone on a slow line pings while the server is still writing to it, in a replay on
     reconnect and in a burst of live messages: its pong comes right after the message being
     written (ahead of the rest) and carries that message's seq."""
@@ -208,7 +223,7 @@ async def test_a_pong_on_a_slow_line_carries_the_seq_just_before_it(world: World
         for latest in (welcome["seq"], welcome["seq"] + 400):
             if latest > welcome["seq"]:
                 await burst(400)
-            await asyncio.sleep(1.5)
+            await writes_paused(server)
             await ws.send(json.dumps({"type": "ping"}))
             frames: list[dict[str, Any]] = []
             last = ("incident.updated", latest)
