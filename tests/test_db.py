@@ -7,10 +7,12 @@ import functools
 import operator
 import os
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from enum import IntEnum, StrEnum
 from pathlib import Path
 
 import aiosqlite
+import orjson
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
@@ -28,6 +30,7 @@ from dispatch.db import (
     create_engine,
     create_sessionmaker,
     hold_snapshot,
+    json_text,
     new_id,
 )
 from tests.conftest import pg_admin, server_settings, two_servers_on
@@ -192,6 +195,33 @@ async def socket_dir() -> str:
         if os.path.exists(os.path.join(folder, f".s.PGSQL.{port}")):  # noqa: ASYNC240
             return folder
     pytest.skip(f"PostgreSQL has no socket on this machine ({listed!r})")
+
+
+class _Kind(StrEnum):
+    FIRE = "fire"
+
+
+class _Tier(IntEnum):
+    ONE = 1
+
+
+class _Text(str):
+    pass
+
+
+def test_json_is_written_as_with_non_str_keys_whatever_its_keys() -> None:
+    # Tried without OPT_NON_STR_KEYS first: the same bytes as with it, keys of any kind.
+    values = [
+        {"a": [1, 2.5, None, {"b": "甲"}], "c": {"d": True}},
+        {1: "one", "two": {2: [3]}},
+        {_Kind.FIRE: 1, _Tier.ONE: 2, _Text("t"): 3, date(2026, 12, 6): 4, None: 5},
+        [{"nested": {_Text("x"): {"y": 1}}}],
+        "text",
+    ]
+    for value in values:
+        assert json_text(value) == orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    with pytest.raises(orjson.JSONEncodeError):
+        json_text({"too big": 2**70})
 
 
 def test_new_ids_are_random_uuids_written_as_uuid4_writes_them() -> None:
