@@ -189,6 +189,14 @@ class Hub:
         """Make every socket catch up from the store (after fan-out was interrupted)."""
         self._offer_all(None, lambda _: True)
 
+    def nudge(self, mailboxes: Iterable[str]) -> None:
+        """Make the sockets reading these mailboxes catch up from the store: messages to them
+        may have been stored without being published here (a commit whose outcome is
+        unknown). A socket with nothing new to read sends nothing."""
+        by_mailbox = self._by_mailbox
+        chosen = [s for mailbox in set(mailboxes) for s in by_mailbox.get(mailbox, ())]
+        self._offer(None, chosen)
+
     def recheck(self, user_id: str) -> None:
         """Have every socket of ``user_id`` ask the server whether its access still holds
         (the user's access changed); one whose access ended is closed."""
@@ -200,7 +208,9 @@ class Hub:
         self._offer_all(Signal.RECHECK, lambda _: True)
 
     def _offer_all(self, item: Item, which: Callable[[Subscription], bool]) -> None:
-        chosen = [s for subs in self._by_mailbox.values() for s in subs if which(s)]
+        self._offer(item, [s for subs in self._by_mailbox.values() for s in subs if which(s)])
+
+    def _offer(self, item: Item, chosen: list[Subscription]) -> None:
         for subscription in chosen:
             subscription.offer(item)
         self._drop([s for s in chosen if s.overflowed])

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 from starlette.routing import compile_path
 
-from dispatch.outages import database_unavailable
+from dispatch.outages import commit_unknown, database_unavailable
 
 
 class DomainError(Exception):
@@ -174,7 +174,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: _error("invalid input: the field and the reason are named"),
     503: _error(
         "busy: no database connection came free in time; or database_unavailable: the database"
-        " is away, full, locked or read-only (the request was rolled back): try again",
+        " is away, full, locked or read-only (the request was rolled back; or, lost while it"
+        " committed, it may have been written: send it again with the same Idempotency-Key):"
+        " try again",
         RETRY_AFTER,
     ),
 }
@@ -343,10 +345,20 @@ def install_error_handlers(app: FastAPI) -> None:
         # answered 500 and logged with its traceback.
         if not database_unavailable(exc):
             raise exc
+        detail = (
+            # The COMMIT went out and its answer never came back (the connection dropped): the
+            # database may have committed it. "Rolled back" would have the client give up on
+            # a report its teams were alerted to, or send it again as a new one.
+            "the database became unavailable while the request was committing: whether it was"
+            " written is unknown, it may have been. Send it again with the same"
+            " Idempotency-Key: a report stored already is then answered with its incident"
+            if commit_unknown(exc)
+            else "the database is unavailable (away, full, locked or read-only); the request"
+            " was rolled back: try again"
+        )
         body = {
             "error": "database_unavailable",
-            "detail": "the database is unavailable (away, full, locked or read-only); the request"
-            " was rolled back: try again",
+            "detail": detail,
             "retry_after_s": DATABASE_RETRY_AFTER_S,
         }
         headers = {"Retry-After": str(DATABASE_RETRY_AFTER_S)}

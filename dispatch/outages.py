@@ -75,6 +75,23 @@ def outage_kind(error: BaseException) -> str | None:
     return _driver_outage(error)
 
 
+# Set on an error raised by a transaction's COMMIT itself (``Runtime.transaction``): the
+# database may have committed it all the same (the connection dropped after the COMMIT went
+# out, before its reply came back), or not.
+_COMMIT_UNKNOWN = "_dispatch_commit_outcome_unknown"
+
+
+def mark_commit_unknown(error: BaseException) -> None:
+    """``error`` was raised by the COMMIT: whether the transaction committed is unknown."""
+    setattr(error, _COMMIT_UNKNOWN, True)
+
+
+def commit_unknown(error: BaseException) -> bool:
+    """Whether ``error`` was raised by a COMMIT, which may have committed (``mark_commit_unknown``),
+    rather than before it (the transaction rolled back)."""
+    return bool(getattr(error, _COMMIT_UNKNOWN, False))
+
+
 def error_kind(error: BaseException) -> str:
     """What a database error was, in a word the same on SQLite and PostgreSQL: an outage's
     kind, or what the database refused (``constraint``, ``data``, ``statement``,

@@ -15,17 +15,19 @@ from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm.session import SessionTransactionState
 
 from alerts import store as mailboxes
 from alerts.acks import AckRecorder
 from alerts.bulk import Read, take_later, write_rows
 from alerts.fanout import Listener, notification
 from alerts.hub import Hub
+from alerts.store import Envelope
 from dispatch.auth.cache import Principals
 from dispatch.clock import Clock
 from dispatch.config import MIN_SECRET_CHARS, Settings
 from dispatch.db import BEFORE_COMMIT_KEY, EACH_STATEMENT_ALONE, FALLS_DUE_KEY, AfterCommit
-from dispatch.outages import WriteHealth, database_unavailable
+from dispatch.outages import WriteHealth, database_unavailable, mark_commit_unknown
 from dispatch.rosters.book import DutyBook
 from dispatch.teams.coverage import Coverage
 from dispatch.villages.index import Villages
@@ -34,6 +36,9 @@ if TYPE_CHECKING:
     from dispatch.migrate import Release
 
 MESSAGES_CHANNEL = "dispatch_messages"
+# After a COMMIT whose outcome is unknown, when this process's sockets look at the store a
+# second time (``Runtime._catch_up``).
+CATCH_UP_AGAIN_S = 1.0
 
 
 @dataclass
@@ -118,6 +123,9 @@ class Runtime:
             except BaseException as error:
                 if database_unavailable(error):
                     self.writes.failed(error)
+                if _reached_commit(session):
+                    mark_commit_unknown(error)
+                    self._catch_up(mailboxes.take_outbox(session))
                 await session.rollback()
                 raise
             envelopes = mailboxes.take_outbox(session)
@@ -133,6 +141,28 @@ class Runtime:
             # goes on (to a request's response, say): the teams hear first, the reporter a
             # few sends later.
             await asyncio.sleep(0)
+
+    def _catch_up(self, envelopes: list[Envelope]) -> None:
+        """A COMMIT of these messages failed, its outcome unknown: the connection may have
+        dropped after the database received it, and then it committed and the other
+        processes deliver the messages (they heard the announcement), but this one, which
+        publishes its own messages rather than hear them, would not. Its sockets reading
+        those mailboxes catch up from the store instead; finding nothing new (it rolled back
+        after all) they send nothing.
+
+        Once now, and once more a second later: the read may come before the database
+        finished a COMMIT it received as the connection dropped (writing it to disk, waiting
+        on a synchronous standby), and then sees the mailbox as before. A second is far
+        longer than a commit takes, and the second look costs one read a socket, on a path
+        that only a lost connection takes. What commits later still is not lost either: the
+        next message to the mailbox fills the gap from the store, and a reconnect resumes."""
+        if not envelopes:
+            return
+        names = {envelope.user_id for envelope in envelopes}
+        self.hub.nudge(names)
+        # A timer handle, not a task: nothing to await or cancel at shutdown, where a nudge of
+        # sockets that are gone finds nothing to offer.
+        asyncio.get_running_loop().call_later(CATCH_UP_AGAIN_S, self.hub.nudge, names)
 
     def principal_cache(self) -> Principals | None:
         """The token cache, unless the listener that brings other processes' changes is down:
@@ -167,6 +197,20 @@ class Runtime:
     def wake(self, due: datetime | None = None) -> None:
         for wake in self.wake_timers:
             wake(due)
+
+
+def _reached_commit(session: AsyncSession) -> bool:
+    """Whether the session's transaction failed in its COMMIT (or after it), not before: its
+    flush and the checks before it had passed. SQLAlchemy marks the transaction prepared then,
+    and leaves it so when the database's COMMIT raises; a failure before leaves it active, or
+    gone with the rollback of a failed flush. Read after the failure, it costs a commit that
+    succeeds nothing."""
+    transaction = session.sync_session.get_transaction()
+    return transaction is not None and transaction._state in _COMMITTING
+
+
+# The states of a session transaction whose COMMIT was sent (or done).
+_COMMITTING = frozenset({SessionTransactionState.PREPARED, SessionTransactionState.COMMITTED})
 
 
 class SecretFileError(ValueError):
