@@ -251,10 +251,13 @@ class RunningServer:
 
 
 @asynccontextmanager
-async def two_servers_on(settings: Settings) -> AsyncIterator[tuple[World, World]]:
-    """Two servers sharing one database and one driven clock, as two processes would."""
+async def two_servers_on(
+    settings: Settings, second: Settings | None = None
+) -> AsyncIterator[tuple[World, World]]:
+    """Two servers sharing one database and one driven clock, as two processes would; the
+    second with ``second`` where it reaches the database another way."""
     clock = ManualClock(clock_start())
-    servers = [RunningServer(settings, clock), RunningServer(settings, clock)]
+    servers = [RunningServer(settings, clock), RunningServer(second or settings, clock)]
     for server in servers:
         await server.start()
     worlds = [World(s.app, f"http://127.0.0.1:{s.port}", clock) for s in servers]

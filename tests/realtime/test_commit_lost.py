@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
 from typing import Any
 
 import httpx
@@ -21,9 +21,8 @@ from alerts.fanout import APPLICATION_NAME
 from alerts.hub import Hub
 from alerts.store import Envelope
 from dispatch.auth.service import BOARD_MAILBOX
-from dispatch.clock import ManualClock
 from dispatch.errors import DATABASE_RETRY_AFTER_S
-from tests.conftest import RunningServer, clock_start, server_settings
+from tests.conftest import server_settings, two_servers_on
 from tests.support import QINGXI, World
 
 REPORT = {"location": {"lon": QINGXI[0], "lat": QINGXI[1], "crs": "wgs84"}, "category": "fight"}
@@ -124,28 +123,13 @@ class CommitAnswerLost:
             self._tasks.discard(task)
 
 
-@asynccontextmanager
-async def two_servers_one_through(
+def two_servers_one_through(
     proxy_url: str, direct_url: str
-) -> AsyncIterator[tuple[World, World]]:
+) -> AbstractAsyncContextManager[tuple[World, World]]:
     """Two servers on one database and one driven clock: A reaches it through ``proxy_url``,
     B directly."""
-    clock = ManualClock(clock_start())
     settings = server_settings(proxy_url)
-    servers = [
-        RunningServer(settings, clock),
-        RunningServer(settings.model_copy(update={"database_url": direct_url}), clock),
-    ]
-    for server in servers:
-        await server.start()
-    worlds = [World(s.app, f"http://127.0.0.1:{s.port}", clock) for s in servers]
-    try:
-        yield worlds[0], worlds[1]
-    finally:
-        for world in worlds:
-            await world.close()
-        for server in servers:
-            await server.stop()
+    return two_servers_on(settings, settings.model_copy(update={"database_url": direct_url}))
 
 
 def reported(by_headers: dict[str, str], key: str) -> dict[str, str]:
