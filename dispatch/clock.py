@@ -1,9 +1,10 @@
 """The one clock of the server. Every timestamp comes from here, so tests can drive time.
 
 The server's time is the host's wall clock read once, when the clock is made (in production
-at start-up), advanced from then on by the monotonic clock. A step of the host clock (a manual
-``date -s``, an NTP client that steps, a virtual machine resumed) is not followed: durations
-between records stay exact and time never goes backwards. The host's clock is only compared with
+at start-up), advanced from then on by the count of seconds since the host booted, suspended
+time included (``since_boot_ns``). A step of the host clock (a manual ``date -s``, an NTP
+client that steps) is not followed: durations between records stay exact and time never goes
+backwards. The host's clock is only compared with
 it (``offset_s``) so that operations see a step; a restart adopts the host's time.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -20,6 +22,20 @@ from typing import Protocol
 log = logging.getLogger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+if sys.platform == "linux":
+
+    def since_boot_ns() -> int:
+        """Nanoseconds since the host booted, counting the time it spent suspended
+        (``CLOCK_BOOTTIME``). The monotonic clock stands still while the host sleeps: a server
+        on a control room's computer that slept ten minutes would have stayed ten minutes
+        behind from then on, every deadline and arrival recorded that much early, until a
+        restart. Slewed by NTP like the monotonic clock, and never stepped."""
+        return time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+
+else:  # No such clock: the monotonic one, which stops while the host sleeps.
+    since_boot_ns = time.monotonic_ns
 
 
 class Clock(Protocol):
@@ -37,16 +53,16 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """The host's time at the start, then the monotonic clock's count of seconds since.
+    """The host's time at the start, then the count of seconds since, suspended time included.
 
-    ``wall_ns`` and ``monotonic_ns`` are the standard library's sources, given as parameters so
-    that a test can stand in for the host.
+    ``wall_ns`` and ``monotonic_ns`` are the sources (``time.time_ns`` and ``since_boot_ns``),
+    given as parameters so that a test can stand in for the host.
     """
 
     def __init__(
         self,
         wall_ns: Callable[[], int] = time.time_ns,
-        monotonic_ns: Callable[[], int] = time.monotonic_ns,
+        monotonic_ns: Callable[[], int] = since_boot_ns,
     ) -> None:
         self._wall_ns = wall_ns
         self._monotonic_ns = monotonic_ns
@@ -68,8 +84,10 @@ class SystemClock:
         return (self._wall_ns() - self._now_ns()) / 1e9
 
     async def sleep_until(self, when: datetime, wake: asyncio.Event) -> None:
-        # The event loop waits on the monotonic clock too, so the wait is as long as now()
-        # says: a step of the host clock neither cuts it short nor stretches it.
+        # The event loop waits on the monotonic clock, so a step of the host clock neither
+        # cuts the wait short nor stretches it. A host that sleeps meanwhile stretches it by
+        # the sleep (the monotonic clock stands still): the timer's waits are at most
+        # DISPATCH_TIMER_POLL_S, so what fell due meanwhile fires that soon after the wake.
         delay = (when - self.now()).total_seconds()
         if delay <= 0:
             return

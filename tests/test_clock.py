@@ -1,13 +1,14 @@
-"""The server's time: the host's wall clock at start, advanced by the monotonic clock.
+"""The server's time: the host's wall clock at start, advanced by the time since boot.
 
-``Host`` stands in for the standard library's two sources (``time.time_ns`` and
-``time.monotonic_ns``), which ``SystemClock`` takes as plain functions; the test moves them.
+``Host`` stands in for the two sources (``time.time_ns`` and the count since boot), which
+``SystemClock`` takes as plain functions; the test moves them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from datetime import datetime, timedelta
 
@@ -59,6 +60,30 @@ def test_the_server_starts_at_the_host_time_and_counts_with_the_monotonic_clock(
     assert start.tzinfo is not None and start.utcoffset() == timedelta(0)
     host.elapse(1.5)
     assert clock.now() - start == s(1.5)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="CLOCK_BOOTTIME is Linux's")
+def test_time_the_host_spent_asleep_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The defect as seen: the control room's computer slept ten minutes; the monotonic clock
+    # stood still meanwhile, and the server stayed ten minutes behind, every arrival recorded
+    # that much early, until a restart. The kernel's clocks stand in for the host's.
+    host = Host()
+    asleep_ns = 0
+
+    def kernel_clock_ns(clock_id: int) -> int:
+        if clock_id == time.CLOCK_BOOTTIME:
+            return host.monotonic_ns + asleep_ns
+        assert clock_id == time.CLOCK_MONOTONIC
+        return host.monotonic_ns
+
+    monkeypatch.setattr(time, "clock_gettime_ns", kernel_clock_ns)
+    monkeypatch.setattr(time, "monotonic_ns", lambda: kernel_clock_ns(time.CLOCK_MONOTONIC))
+    clock = SystemClock(host.wall)
+    before = clock.now()
+    host.wall_ns += 600 * SECOND_NS  # the host asleep: its wall clock moves on (NTP, RTC) ...
+    asleep_ns += 600 * SECOND_NS  # ... the monotonic clock does not
+    assert clock.now() - before == s(600)
+    assert clock.offset_s() == 0  # in agreement with the host, no step to warn of
 
 
 def test_a_step_back_of_the_host_clock_does_not_move_the_server_time() -> None:
