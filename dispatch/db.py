@@ -340,9 +340,21 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 AfterCommit = Callable[[], None]
 
 
-def after_commit(session: AsyncSession, action: AfterCommit) -> None:
-    """Run ``action`` once this session's transaction has committed (never on rollback)."""
-    session.info.setdefault("after_commit", []).append(action)
+AFTER_COMMIT_KEY = "after_commit"
+REFRESH_KEY = "refresh_after_commit"
+
+
+def after_commit(session: AsyncSession, action: AfterCommit, *, refresh: bool = False) -> None:
+    """Run ``action`` once this session's transaction has committed (never on rollback).
+
+    ``refresh``: the action brings this process back to what the tables hold (forgets cached
+    tokens, has sockets judged again, reloads a book) rather than applying what the
+    transaction wrote. Right whether it committed or not, it runs also when the COMMIT's
+    outcome is unknown (the connection lost with its answer, ``Runtime.transaction``): a
+    logout lost that way left its token accepted here for as long as it stayed cached."""
+    session.info.setdefault(AFTER_COMMIT_KEY, []).append(action)
+    if refresh:
+        session.info.setdefault(REFRESH_KEY, []).append(action)
 
 
 BEFORE_COMMIT_KEY = "before_commit"

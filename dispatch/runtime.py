@@ -26,7 +26,14 @@ from alerts.store import Envelope
 from dispatch.auth.cache import Principals
 from dispatch.clock import Clock
 from dispatch.config import MIN_SECRET_CHARS, Settings
-from dispatch.db import BEFORE_COMMIT_KEY, EACH_STATEMENT_ALONE, FALLS_DUE_KEY, AfterCommit
+from dispatch.db import (
+    AFTER_COMMIT_KEY,
+    BEFORE_COMMIT_KEY,
+    EACH_STATEMENT_ALONE,
+    FALLS_DUE_KEY,
+    REFRESH_KEY,
+    AfterCommit,
+)
 from dispatch.outages import WriteHealth, database_unavailable, mark_commit_unknown
 from dispatch.rosters.book import DutyBook
 from dispatch.teams.coverage import Coverage
@@ -125,11 +132,13 @@ class Runtime:
                     self.writes.failed(error)
                 if _reached_commit(session):
                     mark_commit_unknown(error)
-                    self._catch_up(mailboxes.take_outbox(session))
+                    self._catch_up(
+                        mailboxes.take_outbox(session), session.info.pop(REFRESH_KEY, [])
+                    )
                 await session.rollback()
                 raise
             envelopes = mailboxes.take_outbox(session)
-            actions: list[AfterCommit] = session.info.pop("after_commit", [])
+            actions: list[AfterCommit] = session.info.pop(AFTER_COMMIT_KEY, [])
             due: datetime | None = session.info.pop(FALLS_DUE_KEY, None)
         self.hub.publish(envelopes)
         if due is not None:
@@ -142,13 +151,15 @@ class Runtime:
             # few sends later.
             await asyncio.sleep(0)
 
-    def _catch_up(self, envelopes: list[Envelope]) -> None:
+    def _catch_up(self, envelopes: list[Envelope], refreshes: list[AfterCommit]) -> None:
         """A COMMIT of these messages failed, its outcome unknown: the connection may have
         dropped after the database received it, and then it committed and the other
         processes deliver the messages (they heard the announcement), but this one, which
         publishes its own messages rather than hear them, would not. Its sockets reading
         those mailboxes catch up from the store instead; finding nothing new (it rolled back
-        after all) they send nothing.
+        after all) they send nothing. Its refreshing after-commit actions run too (``refresh``
+        of ``after_commit``: a logout's forgetting of the user's tokens, say), first, as they
+        do after a commit, so that a socket whose access ended is closed before it catches up.
 
         Once now, and once more a second later: the read may come before the database
         finished a COMMIT it received as the connection dropped (writing it to disk, waiting
@@ -156,13 +167,20 @@ class Runtime:
         longer than a commit takes, and the second look costs one read a socket, on a path
         that only a lost connection takes. What commits later still is not lost either: the
         next message to the mailbox fills the gap from the store, and a reconnect resumes."""
-        if not envelopes:
-            return
         names = {envelope.user_id for envelope in envelopes}
-        self.hub.nudge(names)
+        if not names and not refreshes:
+            return
+        self._look_again(names, refreshes)
         # A timer handle, not a task: nothing to await or cancel at shutdown, where a nudge of
         # sockets that are gone finds nothing to offer.
-        asyncio.get_running_loop().call_later(CATCH_UP_AGAIN_S, self.hub.nudge, names)
+        loop = asyncio.get_running_loop()
+        loop.call_later(CATCH_UP_AGAIN_S, self._look_again, names, refreshes)
+
+    def _look_again(self, names: set[str], refreshes: list[AfterCommit]) -> None:
+        for refresh in refreshes:
+            refresh()
+        if names:
+            self.hub.nudge(names)
 
     def principal_cache(self) -> Principals | None:
         """The token cache, unless the listener that brings other processes' changes is down:

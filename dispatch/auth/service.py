@@ -256,10 +256,10 @@ def _access_changed(
     were. And here, not only when this process hears its own announcement: SQLite has none, and
     a disabled leader's socket stayed open, acknowledging, until its token expired."""
     if principals is not None:
-        after_commit(session, partial(principals.drop_user, user_id))
+        after_commit(session, partial(principals.drop_user, user_id), refresh=True)
     if sockets is not None:
         # After the tokens are forgotten: the sockets' judgement reads the rows, not the cache.
-        after_commit(session, partial(sockets.recheck, user_id))
+        after_commit(session, partial(sockets.recheck, user_id), refresh=True)
     announce(session, USERS_CHANNEL, user_id)
 
 

@@ -95,5 +95,5 @@ def duty_changed(session: AsyncSession, book: DutyBook | None) -> None:
     """A schedule or a roster changes in ``session``'s transaction: once it commits, this
     process reloads its ``book`` and the other processes theirs (``DUTY_CHANNEL``)."""
     if book is not None:
-        after_commit(session, book.changed)
+        after_commit(session, book.changed, refresh=True)
     announce(session, DUTY_CHANNEL, "all")

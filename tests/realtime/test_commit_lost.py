@@ -16,12 +16,15 @@ import httpx
 import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from websockets.exceptions import ConnectionClosed
 
 from alerts.fanout import APPLICATION_NAME
 from alerts.hub import Hub
 from alerts.store import Envelope
-from dispatch.auth.service import BOARD_MAILBOX
+from dispatch.auth.service import BOARD_MAILBOX, USERS_CHANNEL
 from dispatch.errors import DATABASE_RETRY_AFTER_S
+from dispatch.runtime import MESSAGES_CHANNEL
+from tests.auth.test_tokens import me
 from tests.conftest import server_settings, two_servers_on
 from tests.support import QINGXI, World
 
@@ -30,15 +33,19 @@ REPORT = {"location": {"lon": QINGXI[0], "lat": QINGXI[1], "crs": "wgs84"}, "cat
 
 class CommitAnswerLost:
     """A TCP proxy in front of PostgreSQL. Once armed, the first transaction that announces
-    messages to the other processes (a statement naming ``dispatch_messages``) has its COMMIT
-    passed on, and PostgreSQL's answer, sent once it has committed, is lost: the connection
-    is cut both ways before the answer reaches the server. A network fault, the kind that
-    leaves the server not knowing whether its transaction committed.
+    to the other processes on ``channel`` (a statement naming it: ``dispatch_messages``, new
+    messages, unless told) has its COMMIT passed on, and PostgreSQL's answer, sent once it has
+    committed, is lost: the connection is cut both ways before the answer reaches the server.
+    A network fault, the kind that leaves the server not knowing whether its transaction
+    committed.
 
     The fan-out listener's connection (its LISTEN names the channel too) is passed as it is."""
 
-    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+    def __init__(
+        self, upstream_host: str, upstream_port: int, channel: str = MESSAGES_CHANNEL
+    ) -> None:
         self.upstream = (upstream_host, upstream_port)
+        self.channel = channel.encode()
         self.port = 0
         self.armed = False
         # Set once a COMMIT's answer was lost.
@@ -81,7 +88,7 @@ class CommitAnswerLost:
                 while data := await client.read(65536):
                     # The startup message names the connection's application.
                     listener = listener or APPLICATION_NAME.encode() in data
-                    if not listener and b"dispatch_messages" in data:
+                    if not listener and self.channel in data:
                         state["announcing"] = True
                     # A simple query, as the driver sends COMMIT and ROLLBACK.
                     if data[:1] == b"Q" and (b"COMMIT" in data or b"ROLLBACK" in data):
@@ -193,6 +200,37 @@ async def test_a_report_whose_commit_answer_is_lost_reaches_the_phones_of_its_ow
             assert (follow["seq"], follow["data"]["incident"]["id"]) == (2, second["id"])
             for socket in (phone_a, phone_b, console_a):
                 await socket.close()
+    finally:
+        await proxy.close()
+
+
+async def test_a_logout_whose_commit_answer_is_lost_ends_the_token_in_its_own_process(
+    postgres_only: str,
+) -> None:
+    """The logout committed; the process that made it forgets the user's cached tokens and
+    closes their sockets all the same, as after a commit it heard the answer of. Before, its
+    cache kept taking the token for up to DISPATCH_PRINCIPAL_CACHE_S (other processes heard
+    the announcement), and its sockets of the user stayed open."""
+    url = make_url(postgres_only)
+    proxy = CommitAnswerLost(url.host or "127.0.0.1", url.port or 5432, USERS_CHANNEL)
+    await proxy.start()
+    through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    try:
+        async with two_servers_one_through(through, postgres_only) as (a, _):
+            leader = await a.leader(await a.team())
+            assert (await me(a, leader.token))[0] == 200  # cached on A now
+            phone = await a.connect(leader)
+
+            proxy.armed = True
+            reply = await a.http.post("/api/v1/auth/logout", headers=leader.headers)
+            assert proxy.cut.is_set(), "the logout's COMMIT answer was not the one lost"
+            assert_outcome_unknown(reply)
+
+            logged_out = (401, "the bearer token was revoked (logged out)")
+            assert await me(a, leader.token) == logged_out
+            with pytest.raises(ConnectionClosed) as closed:
+                await phone.next(timeout=30)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
     finally:
         await proxy.close()
 
