@@ -105,8 +105,8 @@ async def test_a_date_the_page_cannot_ask_for_is_named_and_nothing_is_sent(
     await page.get_by_role("button", name="查询").click()
     await expect(page.locator("#app")).to_have_attribute("data-state", "failed")
     await expect(status).to_have_text(
-        "报表生成失败：截止日期超出范围：应在 2000-01-01 到 2099-12-31 之间"
-        " 此前的统计结果已清除，请修改条件后重新查询。"
+        "报表生成失败：截止日期超出范围：应在 2000-01-01 到 2099-12-31 之间。"
+        "此前的统计结果已清除，请修改条件后重新查询。"
     )
     await expect(to).to_have_attribute("aria-invalid", "true")
     await expect(page.locator("#result")).to_be_hidden()

@@ -446,7 +446,7 @@ function render() {
     if (state.failure !== null) {
       const failure = state.failure;
       const detail = failure instanceof DatesRefused ? datesText(failure.problems) : errorText(failure);
-      $('#status').textContent = t('rep.failed', { detail }) + ' ' + t(failureAdvice(failure));
+      $('#status').textContent = t('rep.failed', { detail, advice: t(failureAdvice(failure)) });
       $('#status').className = 'status error';
     }
     return;

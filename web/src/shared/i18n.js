@@ -263,7 +263,8 @@ const zh = {
   'rep.by.month': '按月',
   'rep.loading': '正在计算…',
   'rep.done': '已生成 {t}（北京时间）',
-  'rep.failed': '报表生成失败：{detail}',
+  // {advice}: what to do now (rep.failed_cleared…), a sentence of its own after the reason.
+  'rep.failed': '报表生成失败：{detail}。{advice}',
   'rep.failed_cleared': '此前的统计结果已清除，请修改条件后重新查询。',
   'rep.date.invalid': '{field}不是有效的日期（年-月-日）',
   'rep.date.range': '{field}超出范围：应在 {min} 到 {max} 之间',
@@ -600,7 +601,7 @@ const en = {
   'rep.by.month': 'By month',
   'rep.loading': 'Computing…',
   'rep.done': 'Generated {t} (Beijing time)',
-  'rep.failed': 'The report failed: {detail}',
+  'rep.failed': 'The report failed: {detail}. {advice}',
   'rep.failed_cleared': 'The previous figures were cleared; change the filters and show again.',
   'rep.date.invalid': '{field} is not a valid date (year-month-day)',
   'rep.date.range': '{field} is out of range: it must lie between {min} and {max}',
