@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     db_read_pool_size: int = Field(default=10, ge=1)
     # A request that waits longer for a connection is answered 503 with Retry-After.
     db_pool_timeout_s: Seconds = Field(default=30.0, gt=0)
+    # PostgreSQL ends a session of the writers' pool idle this long inside a transaction, and
+    # with it the transaction and its row locks: a server whose host lost power (or froze)
+    # between two statements of a report held the board's mailbox for as long as the
+    # database took to notice the connection dead (TCP keepalive, two hours by default), and
+    # every other server's reports waited on it.
+    db_idle_in_transaction_s: Seconds = Field(default=60.0, gt=0)
     # Seconds to be on scene for tiers 1, 2 and 3. Tests shorten them to seconds.
     chain_targets: Annotated[tuple[float, float, float], NoDecode] = DEFAULT_TARGETS
     # At least MIN_SECRET_CHARS: the key of the tokens' HMAC-SHA256 (RFC 7518 asks for 256 bits).

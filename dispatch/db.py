@@ -106,12 +106,15 @@ def create_engine(
     *,
     read_only: bool = False,
     isolation_level: str | None = None,
+    idle_in_transaction_s: float | None = None,
 ) -> AsyncEngine:
     """``pool_size`` and ``max_overflow``: the connections, waited for up to ``pool_timeout``
     seconds; a SQLite engine that writes has one. ``read_only``: for readers and for checks of
     a database (a backup among them), which must leave it exactly as it was: no write, no
     journal mode set. ``isolation_level``: its transactions' (PostgreSQL; the server's
-    default, READ COMMITTED, if None)."""
+    default, READ COMMITTED, if None). ``idle_in_transaction_s``: how long PostgreSQL lets a
+    session sit idle inside a transaction before ending it (its own default, for ever, if
+    None)."""
     if database_url.startswith("sqlite"):
         # One connection that writes: SQLite has one writer, and queuing inside the process
         # beats "database is locked" errors under concurrent requests.
@@ -129,6 +132,8 @@ def create_engine(
         event.listen(engine.sync_engine.pool, "reset", _roll_back_if_open)
         return engine
     settings = SESSION_SETTINGS | ({"default_transaction_read_only": "on"} if read_only else {})
+    if idle_in_transaction_s is not None:
+        settings["idle_in_transaction_session_timeout"] = str(round(idle_in_transaction_s * 1000))
     isolation = {"isolation_level": isolation_level} if isolation_level else {}
     engine = create_async_engine(
         database_url,
