@@ -547,3 +547,24 @@ async def test_phone_acknowledges_an_alert_before_reporting_it_shown(
     await world.wait_for(operator, replayed["id"], lambda i: i["dispatches"][0]["shown_at"])
     ack, shown = ack_then_shown(await again.evaluate("window.__wire"), replayed)
     assert ack < shown, await again.evaluate("window.__wire")
+
+
+async def test_a_clock_never_reads_more_than_its_tiers_target(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """A page takes the server's time from its welcome, and handles the welcome a moment after
+    the server wrote it (a page busy opening, a slow line): its idea of the server's clock runs
+    behind. An incident reported then came up as 1:06 on a one-minute clock, on the console and
+    on the phone. A clock reads at most its tier's whole target: 1:00, 3:00, 5:00."""
+    post = await world.team("fixed_post")
+    leader = await world.leader(post)
+    phone = await open_phone(browser, contexts, world, leader, away(300))
+    console = await open_console(browser, contexts, world)
+    # The server's clock moves on past what both pages made of it when they connected.
+    world.clock.advance(10)
+    incident = await world.report(await world.operator(), category="fight")
+
+    targets = ["1:00", "3:00", "5:00"]
+    await expect(card(console, incident["id"]).locator(".tier-clock")).to_have_text(targets)
+    await expect(phone.locator("#alert")).to_be_visible()
+    await expect(phone.locator("#alert-tiers .tier-clock")).to_have_text(targets)
