@@ -676,3 +676,36 @@ async def test_the_default_period_is_the_servers_last_30_days_whatever_this_comp
     assert period in histogram
     for link in ("#dl-csv", "#dl-exclusions", "#dl-xlsx"):
         assert period in (await page.locator(link).get_attribute("href") or ""), link
+
+
+async def test_a_reload_shows_the_report_asked_for_not_the_default_again(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """The office picks a day, a tier and a grouping and reloads the page (or opens the address
+    saved): the same report comes back, not the last 30 days by tier again. The page opened
+    bare still opens on the server's default."""
+    day = await seed(world)
+    local_day = day.incidents[0]["reported_at"][:10]
+    page = await (await desk_context(browser, contexts)).new_page()
+    await log_in(page, world.base_url + "/console/reports", await world.account("auditor"))
+    app = page.locator("#app")
+    await expect(app).to_have_attribute("data-state", "ready")
+    assert "?" not in page.url
+    await page.locator("#from").fill(local_day)
+    await page.locator("#to").fill(local_day)
+    await page.locator("#tier").select_option("1")
+    await page.locator("#group-by").select_option("day")
+    await page.get_by_role("button", name="查询").click()
+    await expect(app).to_have_attribute("data-state", "ready")
+    period = page.locator("#period")
+    asked = await period.inner_text()
+
+    await page.reload()
+    await expect(app).to_have_attribute("data-state", "ready")
+    await expect(page.locator("#from")).to_have_value(local_day)
+    await expect(page.locator("#to")).to_have_value(local_day)
+    await expect(page.locator("#tier")).to_have_value("1")
+    await expect(page.locator("#group-by")).to_have_value("day")
+    await expect(period).to_have_text(asked)
+    await expect(page.locator("#grouping-title")).to_have_text("按日")
+    await expect(page.locator(".tier-card")).to_have_count(1)

@@ -84,6 +84,7 @@ function boot() {
   $('#lang').addEventListener('click', () => setLang(currentLang() === 'zh' ? 'en' : 'zh'));
   $('#filters').addEventListener('submit', (event) => {
     event.preventDefault();
+    keepFilters();
     run();
   });
   for (const [id, part, format] of [
@@ -143,12 +144,44 @@ async function start(me) {
   }
   // The period left empty, the server picks its default (its last 30 days, today included)
   // and the inputs show it: "today" is the server's day, not this computer's, whose clock may
-  // be days off.
+  // be days off. Filters kept in the address (keepFilters) are asked for instead.
   fillSelects();
+  restoreFilters();
   run();
 }
 
 // ---------------------------------------------------------------- filters
+
+// The filters as the form shows them, by their name in the page's address: a reload (or the
+// address saved) shows the same report, not the default period again.
+const KEPT = [
+  ['from', '#from'],
+  ['to', '#to'],
+  ['tier', '#tier'],
+  ['team_id', '#team'],
+  ['village_id', '#village'],
+  ['category', '#category'],
+  ['group_by', '#group-by'],
+];
+
+// Only filters asked for with 查询 are kept: the page opened bare stays on the server's default.
+function keepFilters() {
+  const kept = new URLSearchParams();
+  for (const [name, id] of KEPT) if ($(id).value) kept.set(name, $(id).value);
+  window.history.replaceState(null, '', window.location.pathname + '?' + kept.toString());
+}
+
+function restoreFilters() {
+  const kept = new URLSearchParams(window.location.search);
+  for (const [name, id] of KEPT) {
+    const value = kept.get(name);
+    if (value === null) continue;
+    const field = $(id);
+    field.value = value;
+    // A select given a value it does not offer (a team since removed) shows none: "all" then.
+    if (field.tagName === 'SELECT' && field.value !== value) field.selectedIndex = 0;
+  }
+}
 
 function option(value, text) {
   return h('option', { value, text });
