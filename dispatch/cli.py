@@ -8,6 +8,7 @@ import contextlib
 import getpass
 import logging
 import math
+import multiprocessing
 import os
 import shutil
 import signal
@@ -22,6 +23,8 @@ from pydantic import ValidationError
 from dispatch.config import Settings, setting_errors
 
 if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
     import uvicorn
     from fastapi import FastAPI
     from sqlalchemy.engine import URL
@@ -246,6 +249,24 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return SERVING.status
 
 
+async def stop_when_the_supervisor_is_gone(supervisor: BaseProcess) -> None:
+    """A worker of --workers N stops, as on SIGTERM, once the supervisor that started it is
+    gone (killed -9, by the OOM killer say): it would serve on unsupervised, a worker of it
+    that died replaced by none, and the port it holds refused to the server started again
+    ("Address already in use", and so again at every restart) while it lived."""
+    # The supervisor holds the other end of this pipe: it reads as closed once that is gone,
+    # also when it went before this worker got here.
+    gone = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(supervisor.sentinel, gone.set)
+    try:
+        await gone.wait()
+    finally:
+        loop.remove_reader(supervisor.sentinel)
+    log.error("the supervisor (process %s) is gone: this worker stops", supervisor.pid)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 # `dispatch serve`'s exit status when the process stopped itself because a background task of
 # the alert path stopped (EX_SOFTWARE): a restart policy starts it again (compose's
 # `restart: unless-stopped`, `docker run --restart unless-stopped`, systemd's `Restart=`).
@@ -285,13 +306,17 @@ def served_app() -> FastAPI:
     @contextlib.asynccontextmanager
     async def watched(app: FastAPI) -> AsyncIterator[Any]:
         async with lifespan(app) as state:
-            watch = asyncio.create_task(stop_when_a_core_task_stops(app.state.runtime))
+            watches = [asyncio.create_task(stop_when_a_core_task_stops(app.state.runtime))]
+            # A worker of --workers N: the process that started it is uvicorn's supervisor.
+            supervisor = multiprocessing.parent_process()
+            if supervisor is not None:
+                watches.append(asyncio.create_task(stop_when_the_supervisor_is_gone(supervisor)))
             try:
                 yield state
             finally:
-                watch.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watch
+                for watch in watches:
+                    watch.cancel()
+                await asyncio.gather(*watches, return_exceptions=True)
 
     app.router.lifespan_context = watched
     return app

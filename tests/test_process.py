@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
 import signal
 import subprocess
@@ -157,6 +159,42 @@ async def test_two_workers_on_postgresql_serve_one_town(postgres_only: str, tmp_
         server.stop()
     started = set(re.findall(r"Started server process \[(\d+)\]", server.output()))
     assert len(started) == 2, server.output()
+
+
+def process_gone(pid: int) -> bool:
+    """Whether the process has ended (a zombie its new parent has not reaped has ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+async def test_workers_stop_when_their_supervisor_is_killed_and_the_server_starts_again(
+    postgres_only: str, tmp_path: Path
+) -> None:
+    """kill -9 of `dispatch serve --workers 2` itself: its workers served on unsupervised,
+    holding the port, and the server started again exited with "Address already in use"."""
+    env = server_env(postgres_only, tmp_path)
+    server = ServerProcess(env, tmp_path / "server.log", args=("--workers", "2"))
+    try:
+        await server.start()
+        workers = [int(p) for p in re.findall(r"Started server process \[(\d+)\]", server.output())]
+        assert len(workers) == 2, server.output()
+        server.kill()
+        for _ in range(600):
+            if all(process_gone(pid) for pid in workers):
+                break
+            await asyncio.sleep(0.05)
+        assert all(process_gone(pid) for pid in workers), server.output()
+        assert "the supervisor (process" in server.output()
+        await server.start()
+        assert server.process is not None and server.process.poll() is None, server.output()
+    finally:
+        server.stop()
+        for pid in re.findall(r"Started server process \[(\d+)\]", server.output()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
 
 
 def test_several_workers_are_refused_on_sqlite(tmp_path: Path) -> None:
