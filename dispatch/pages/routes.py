@@ -3,6 +3,8 @@ and their bundled assets at /static."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 
 import anyio
@@ -76,6 +78,41 @@ def reports_page(runtime: RuntimeDep) -> HTMLResponse:
 def phone_page(runtime: RuntimeDep) -> HTMLResponse:
     """The team leader's page (phone, also inside WeChat)."""
     return _page("phone", runtime)
+
+
+# The server's address alone (what scripts/demo and uvicorn print) names no page: a person who
+# opens it gets the pages listed, in both languages (the page has no script to switch), rather
+# than the API's 404 in JSON. Its one style element is allowed by its hash, nothing else inline.
+INDEX_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:0 auto;padding:1rem;max-width:36rem}"
+    "a{display:flex;align-items:center;min-height:3rem;margin:.5rem 0;padding:.5rem 1rem;"
+    "border:.0625rem solid #1d4ed8;border-radius:.375rem;color:#1d4ed8;text-decoration:none}"
+)
+INDEX_STYLE_HASH = base64.b64encode(hashlib.sha256(INDEX_STYLE.encode()).digest()).decode()
+INDEX = f"""<!doctype html><html lang="zh-CN"><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>1-3-5 指挥调度 / Dispatch 1-3-5</title><style>{INDEX_STYLE}</style>
+<h1>1-3-5 指挥调度 / Dispatch 1-3-5</h1>
+<a href="/console">指挥调度台（值班员）/ Dispatch console (operators)</a>
+<a href="/m">队长接警（手机）/ Team leader (phone)</a>
+<a href="/console/reports">响应时间报表 / Response-time report</a>
+</html>"""
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def index_page(runtime: RuntimeDep) -> HTMLResponse:
+    policy = service.content_security_policy(runtime.settings).replace(
+        "style-src 'self'", f"style-src 'self' 'sha256-{INDEX_STYLE_HASH}'"
+    )
+    return HTMLResponse(
+        INDEX,
+        headers={
+            "Cache-Control": "no-cache",
+            "Content-Security-Policy": policy,
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "same-origin",
+        },
+    )
 
 
 # The pages' icon, drawn here: a red tile with a clock face at one minute past, for the 1-3-5

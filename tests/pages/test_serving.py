@@ -7,10 +7,12 @@ import re
 from pathlib import Path
 
 import pytest
+from playwright.async_api import Browser, expect
 
 from dispatch.config import Settings
 from dispatch.pages.service import PAGES, PagesNotBuilt, render_page
-from tests.support import World
+from tests.pages.conftest import Opened, phone_context
+from tests.support import QINGXI, World
 
 
 def page_config(html: str) -> dict[str, object]:
@@ -45,6 +47,27 @@ async def test_pages_carry_the_map_settings_and_a_strict_policy(world: World) ->
         styles = re.findall(r"href=\"(/static/assets/[^\"]+\.css)\"", reply.text)
         assert len(styles) == 1
         assert "http" not in (await world.http.get(styles[0])).text
+
+
+async def test_the_servers_address_alone_lists_the_pages_for_a_person(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """What scripts/demo and uvicorn print is the server's address: opened as it is, it was the
+    API's 404 in JSON. It lists the pages, in both languages, each link a thumb's size on a
+    phone, under the pages' strict policy (a violation fails the test: the contexts fixture)."""
+    page = await (await phone_context(browser, contexts, QINGXI)).new_page()
+    reply = await page.goto(world.base_url + "/")
+    assert reply is not None and reply.status == 200
+    assert reply.headers["cache-control"] == "no-cache"
+    await expect(page.locator("body")).not_to_contain_text("not_found")
+    links = page.get_by_role("link")
+    await expect(links).to_have_count(3)
+    for link in await links.all():
+        box = await link.bounding_box()
+        assert box is not None and box["height"] >= 48 and box["width"] >= 48, box
+    await page.get_by_role("link", name=re.compile("队长接警")).click()
+    await expect(page).to_have_url(world.base_url + "/m")
+    await expect(page.get_by_label("用户名")).to_be_visible()
 
 
 async def test_a_missing_asset_is_404(world: World) -> None:

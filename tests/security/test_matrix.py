@@ -370,6 +370,7 @@ MATRIX: dict[str, Entry] = {
     # ------------------------------------------------------------ the audit trail
     "GET /api/v1/audit": Entry(fixed("/api/v1/audit"), only(200, "admin", "auditor")),
     # ------------------------------------------------------------ public: pages, health, docs
+    "GET /": Entry(fixed("/"), everyone(200)),
     "GET /console": Entry(fixed("/console"), everyone(200)),
     "GET /console/reports": Entry(fixed("/console/reports"), everyone(200)),
     "GET /m": Entry(fixed("/m"), everyone(200)),
