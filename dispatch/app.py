@@ -77,7 +77,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             await runtime.fanout.start()
         operations = Operations(app, runtime)
         handlers = operations.job_handlers(job_handlers(runtime))
-        timer = Timer(runtime, [ChainDeadlines(), JobQueue(handlers)])
+        # The steps first: after a restart, an escalation due before a deadline that also
+        # passed meanwhile alerts its ring before the breach, which its leaders then hear of.
+        timer = Timer(runtime, [JobQueue(handlers), ChainDeadlines()])
         runtime.acks = AckRecorder(
             runtime.transaction,
             partial(record_acknowledged, runtime),

@@ -169,3 +169,42 @@ async def test_an_escalation_due_while_down_fires_on_start_at_its_due_time(
         await again.close()
     finally:
         await restarted.stop()
+
+
+async def test_the_ring_alerted_on_start_hears_of_the_tier_one_breach_due_after_its_step(
+    server: RunningServer, world: World
+) -> None:
+    """Down across both the escalation step (20 s) and tier 1's deadline (60 s): on start they
+    fire in that order, as they would have live. The timer breached first, so the ring's
+    leaders, alerted after it, were never sent the breach, and the record had the step after
+    the breach it came before."""
+    await world.team("fixed_post")
+    ring_team = await world.team("mobile", *at(900, 270))
+    ring_leader = await world.leader(ring_team)
+    operator = await world.operator()
+    incident = await world.report(operator)
+    await server.stop()
+    server.clock.advance(65)
+    restarted = RunningServer(server.settings, server.clock)
+    await restarted.start()
+    try:
+        again = World(restarted.app, f"http://127.0.0.1:{restarted.port}", server.clock)
+        await again.wait_for(
+            operator,
+            incident["id"],
+            lambda i: len(i["dispatches"]) == 2 and i["chain"][0]["status"] == "breached",
+        )
+        phone = await again.connect(ring_leader)
+        assert (await phone.next_of("alert"))["data"]["dispatch"]["team_id"] == ring_team["id"]
+        breach = await phone.next_of("chain.breached")
+        assert breach["data"]["tier"]["tier"] == 1
+        await phone.close()
+        kinds = [
+            (e["type"], e["data"].get("tier"))
+            for e in await events(again, operator, incident["id"])
+            if e["type"] in ("escalated", "breached")
+        ]
+        assert kinds == [("escalated", None), ("breached", 1)]
+        await again.close()
+    finally:
+        await restarted.stop()
