@@ -177,10 +177,18 @@ async def test_errors_are_said_in_the_operators_language(
     )
     await page.get_by_role("button", name="中文").click()
 
-    # A leader on the console: the role in words, not its code.
+    # A leader on the console: the role in words, not its code, and where his page is.
     leader = await world.leader(await world.team("mobile"))
     await log_in(page, world.base_url + "/console", leader)
-    await expect(page.locator("#login-error")).to_have_text("此账号（队长）不能使用本页面")
+    await expect(page.locator("#login-error")).to_have_text(
+        "此账号（队长）不能使用本页面 — 队长请用手机打开 /m（队长接警）"
+    )
+    await page.get_by_role("button", name="English").click()
+    await expect(page.locator("#login-error")).to_have_text(
+        "This account (team leader) cannot use this page"
+        " — team leaders open /m (Team leader) on their phones"
+    )
+    await page.get_by_role("button", name="中文").click()
 
     # The server out of reach: every try fails, and the operator reads why in Chinese.
     await log_in(page, world.base_url + "/console", operator)

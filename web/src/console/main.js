@@ -4,7 +4,7 @@ import '../shared/base.css';
 import './console.css';
 
 import { Api, keepLoading } from '../shared/api.js';
-import { signInGate } from '../shared/login.js';
+import { officeRefusal, signInGate } from '../shared/login.js';
 import { Live } from '../shared/live.js';
 import { $, clear, h, newKey, readConfig } from '../shared/dom.js';
 import { load, save } from '../shared/storage.js';
@@ -125,7 +125,7 @@ function boot() {
   });
   signOut = signInGate(api, {
     admit: (me) =>
-      CAN_VIEW.indexOf(me.role) < 0 ? () => t('login.wrong_role', { role: t('role.' + me.role) }) : null,
+      CAN_VIEW.indexOf(me.role) < 0 ? () => officeRefusal(me.role) : null,
     enter: start,
     leave: stop,
   });

@@ -16,7 +16,7 @@ import annotationPlugin from 'chartjs-plugin-annotation';
 
 import { Api, ApiError } from '../shared/api.js';
 import { errorFromReply, errorText, isNetworkError } from '../shared/errors.js';
-import { signInGate } from '../shared/login.js';
+import { officeRefusal, signInGate } from '../shared/login.js';
 import { $, clear, h } from '../shared/dom.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
 import { duration, secondsAgainst } from '../shared/format.js';
@@ -105,7 +105,7 @@ function boot() {
   });
   signOut = signInGate(api, {
     admit: (me) =>
-      CAN_VIEW.indexOf(me.role) < 0 ? () => t('login.wrong_role', { role: t('role.' + me.role) }) : null,
+      CAN_VIEW.indexOf(me.role) < 0 ? () => officeRefusal(me.role) : null,
     enter: start,
     leave: () => {
       state.me = null;

@@ -19,6 +19,13 @@ function showGateProblem(message) {
   line.hidden = !gateMessage;
 }
 
+/** Why an account may not use an office page (console, reports): a team leader is told where his
+ * page is, as he is the one who lands here by mistake. */
+export function officeRefusal(role) {
+  const refused = t('login.wrong_role', { role: t('role.' + role) });
+  return role === 'leader' ? refused + ' — ' + t('login.leader_page') : refused;
+}
+
 /** Say why under the login form; `message` is a function giving the text, or nothing. */
 export function showLoginError(message) {
   loginMessage = message || null;
