@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -99,7 +100,10 @@ class Writer:
     def __init__(self, path: Path, taken: datetime) -> None:
         self.path = path
         self.incidents = 0
-        self._temporary = path.with_name(f".{path.name}.{os.getpid()}.part")
+        # A name of its own, not the process id: a verify that died writing (the power lost)
+        # leaves its part behind, and the next one may run as the same process id (1 in a
+        # container), where opening it exclusively was refused.
+        self._temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.part")
         self._digest = hashlib.sha256()
         try:
             self._file: IO[bytes] = open(self._temporary, "xb")  # noqa: SIM115

@@ -255,3 +255,37 @@ def test_a_damaged_checkpoint_is_refused_in_one_line(tmp_path: Path) -> None:
     code, out, err = audit_verify(url, "--checkpoint", str(nowhere))
     assert code == 1 and out == "" and len(err.splitlines()) == 1, err
     assert err.startswith(f"error: --checkpoint {nowhere}: cannot write it: "), err
+
+
+# Waits for a line on stdin, then becomes `dispatch audit verify` with the arguments given: the
+# same process, so the test knows the verify's process id before it runs.
+BECOME_VERIFY = """
+import os, sys
+sys.stdin.readline()
+os.execv(sys.executable, [sys.executable, "-m", "dispatch", "audit", "verify", *sys.argv[1:]])
+"""
+
+
+def test_a_checkpoint_half_written_by_a_verify_that_died_does_not_stop_the_next(
+    tmp_path: Path,
+) -> None:
+    """A verify killed while writing its checkpoint (the power lost, kill -9) leaves its part
+    written beside the file. The next one, in a container as the same process id (1 in a
+    `docker compose run`), was refused "cannot write it: File exists" until someone found the
+    hidden file and removed it."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'dispatch.db'}"
+    env = {**os.environ, "DISPATCH_DATABASE_URL": url}
+    upgrade = [sys.executable, "-m", "dispatch", "db", "upgrade"]
+    assert subprocess.run(upgrade, env=env, capture_output=True, check=False).returncode == 0
+    checkpoint = tmp_path / "nightly.checkpoint"
+    launcher = [sys.executable, "-c", BECOME_VERIFY, "--checkpoint", str(checkpoint)]
+    with subprocess.Popen(
+        launcher, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as verifying:
+        # What the one that died wrote: the start of a checkpoint, under this process id.
+        left = tmp_path / f".{checkpoint.name}.{verifying.pid}.part"
+        left.write_text("# dispatch audit checkpoint 1\n# taken 2026-12-06T03:00:00+08:00\n")
+        out, err = verifying.communicate(b"go\n", timeout=120)
+    assert verifying.returncode == 0, (out + err).decode()
+    assert b"checkpoint: 0 incident chain heads written" in out
+    assert audit_verify(url, "--against", str(checkpoint))[0] == 0
