@@ -1018,9 +1018,10 @@ function incidentCard(incident) {
         text:
           t('incident.reported', { t: clockTime(incident.reported_at) }) +
           ' · ' +
-          coordinate(incident.location.lat) +
-          ', ' +
-          coordinate(incident.location.lon),
+          t('incident.coords', {
+            lon: coordinate(incident.location.lon),
+            lat: coordinate(incident.location.lat),
+          }),
       }),
       h(
         'span',

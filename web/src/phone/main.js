@@ -668,8 +668,8 @@ function renderOverlay() {
     h('p', {
       class: 'meta',
       text: t('phone.coords', {
-        lat: coordinate(incident.location.lat),
         lon: coordinate(incident.location.lon),
+        lat: coordinate(incident.location.lat),
       }),
     }),
   );
