@@ -83,17 +83,29 @@ async def seed_demo(settings: Settings, credentials_file: Path) -> list[tuple[st
                     hasher=hasher,
                 )
                 created.append((name, role.value, password))
+            # Before the accounts commit: committed first, a crash before the file was written
+            # left accounts whose passwords nobody knew, never seeded again. Written first, a
+            # commit that fails leaves a file that the next start's seeding writes anew.
+            _write_credentials(credentials_file, created)
     finally:
         await engine.dispose()
-    _write_credentials(credentials_file, created)
     return created
 
 
 def _write_credentials(path: Path, accounts: list[tuple[str, str, str]]) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        for name, role, password in accounts:
-            handle.write(f"{name}\t{role}\t{password}\n")
+    """Whole or not at all: a file cut short by a crash would lose passwords for good."""
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            for name, role, password in accounts:
+                handle.write(f"{name}\t{role}\t{password}\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def _read_credentials(path: Path) -> list[tuple[str, str, str]]:
