@@ -176,6 +176,12 @@ def reason_text(e: Exclusion) -> str:
     return reason if e.covered else f"{UNCOVERED_REASON}（{reason}）"
 
 
+def team_text(e: Exclusion) -> str:
+    """The team of an exclusion measured per dispatch, or the teams alerted in an incident's
+    tier, as the groups by team label them; empty when none was alerted."""
+    return e.team_label or "、".join(t.team_label for t in e.alerted_teams)
+
+
 def _exclusion_rows(
     exclusions: Sequence[Exclusion], time: Callable[[datetime], Any]
 ) -> list[list[Any]]:
@@ -186,7 +192,7 @@ def _exclusion_rows(
             e.incident_id,
             time(e.reported_at),
             TIER_LABELS[e.tier],
-            e.team_label or "",
+            team_text(e),
             OUTCOME_LABELS.get(e.outcome, e.outcome),
             reason_text(e),
         ]

@@ -110,6 +110,15 @@ class Grouping(Schema):
     groups: list[Group]
 
 
+class AlertedTeam(Schema):
+    """A team alerted in an excluded tier, named as the groups by team label it."""
+
+    team_id: str
+    team_name: str
+    team_label: str = Field(description="as Exclusion.team_label")
+    team: TeamLabel | None = Field(description="the parts of team_label")
+
+
 class Exclusion(Schema):
     incident_id: str
     tier: int
@@ -122,7 +131,18 @@ class Exclusion(Schema):
     team: TeamLabel | None = Field(
         default=None, description="the parts of team_label; null without a team"
     )
+    alerted_teams: list[AlertedTeam] = Field(
+        default_factory=list,
+        description="the teams alerted in this tier, as they were alerted (the escalation's "
+        "included); measured per dispatch, the one team of team_id; empty when none was "
+        "(covered false)",
+    )
     reported_at: LocalTime
+    category: str | None = Field(default=None, description="the incident's category")
+    lon: float | None = Field(default=None, description="the incident's place, WGS84")
+    lat: float | None = Field(default=None, description="the incident's place, WGS84")
+    village_id: str | None = Field(default=None, description="the village the place is in")
+    village_name: str | None = Field(default=None, description="that village's name")
     outcome: str = Field(description="breached, cancelled or pending")
     covered: bool = Field(description="false when no team of the tier was alerted")
     reason: str = Field(description="the outcome and cover in English words; a stable text")

@@ -55,6 +55,7 @@ from dispatch.incidents.models import (
     TierStatus,
 )
 from dispatch.reports.schemas import (
+    AlertedTeam,
     DispatchOutcome,
     Exclusion,
     Group,
@@ -74,6 +75,7 @@ from dispatch.schemas import DISPLAY_TZ
 from dispatch.teams import service as teams
 from dispatch.teams.models import Team
 from dispatch.villages import service as villages
+from dispatch.villages.models import Village
 
 PERCENTILES = (50, 90)
 METRICS = ("arrival", "a2d", "d2acc", "acc2arr")
@@ -922,13 +924,47 @@ async def exclusions(
     else:
         missing = _dispatch_rows(sql, filters, GroupBy.TIER, now, judged=True, missing=True)
     m = missing.subquery("m")
-    query = (
+    listed = (
         select(m.c.incident_id, m.c.tier, m.c.team_id, m.c.reported_at, m.c.outcome, m.c.covered)
         .order_by(m.c.reported_at, m.c.incident_id, m.c.tier, m.c.team_id)
         .limit(limit)
+        .subquery("listed")
+    )
+    # What the list is read by: the incident's category and place, and for an incident's tier
+    # (no team of its own) the teams alerted in it, a row each, as alerted and nearest first,
+    # joined to the listed rows only.
+    query = (
+        select(
+            *listed.c,
+            Incident.category,
+            Incident.lon,
+            Incident.lat,
+            Incident.village_id,
+            Village.name,
+            Dispatch.team_id,
+        )
+        .join(Incident, Incident.id == listed.c.incident_id)
+        .outerjoin(Village, Village.id == Incident.village_id)
+        .outerjoin(
+            Dispatch,
+            and_(
+                listed.c.team_id.is_(None),
+                Dispatch.incident_id == listed.c.incident_id,
+                Dispatch.tier == listed.c.tier,
+            ),
+        )
+        .order_by(
+            listed.c.reported_at,
+            listed.c.incident_id,
+            listed.c.tier,
+            listed.c.team_id,
+            Dispatch.alerted_at,
+            Dispatch.distance_m,
+            Dispatch.id,
+        )
     )
     rows = (await session.execute(query)).all()
-    team_ids = sorted({r[2] for r in rows if r[2]})
+    team_ids = sorted({r[2] for r in rows if r[2]} | {r[11] for r in rows if r[11]})
     names = {t.id: t.name for t in (await teams.teams_by_id(session, team_ids)).values()}
     parts = await team_label_parts(session, team_ids)
     # Up to a million (a download of the list): made off the event loop, which 60k of them held
@@ -939,11 +975,19 @@ async def exclusions(
 def _exclusions_of(
     rows: Sequence[Any], names: dict[str, str], parts: dict[str, TeamLabel | None]
 ) -> list[Exclusion]:
-    found = []
-    for incident_id, tier, team_id, reported_at, outcome, covered in rows:
+    found: list[Exclusion] = []
+    last: tuple[Any, ...] | None = None
+    for row in rows:
+        incident_id, tier, team_id, reported_at, outcome, covered = row[:6]
+        category, lon, lat, village_id, village_name, alerted = row[6:]
+        if (incident_id, tier, team_id) == last:
+            found[-1].alerted_teams.append(_alerted_team(alerted, names, parts))
+            continue
+        last = (incident_id, tier, team_id)
         reason = REASONS.get(outcome, outcome)
         if not covered:
             reason = "no team of this tier covers the place (" + reason + ")"
+        own = team_id or alerted
         found.append(
             Exclusion(
                 incident_id=incident_id,
@@ -952,13 +996,30 @@ def _exclusions_of(
                 team_name=names.get(team_id) if team_id else None,
                 team_label=team_label_text(team_id, parts.get(team_id)) if team_id else None,
                 team=parts.get(team_id) if team_id else None,
+                alerted_teams=[_alerted_team(own, names, parts)] if own else [],
                 reported_at=_as_datetime(reported_at),
+                category=category,
+                lon=lon,
+                lat=lat,
+                village_id=village_id,
+                village_name=village_name,
                 outcome=outcome,
                 covered=bool(covered),
                 reason=reason,
             )
         )
     return found
+
+
+def _alerted_team(
+    team_id: str, names: dict[str, str], parts: dict[str, TeamLabel | None]
+) -> AlertedTeam:
+    return AlertedTeam(
+        team_id=team_id,
+        team_name=names.get(team_id, team_id),
+        team_label=team_label_text(team_id, parts.get(team_id)),
+        team=parts.get(team_id),
+    )
 
 
 def _as_datetime(value: Any) -> datetime:

@@ -467,6 +467,68 @@ async def test_csv_has_a_bom_and_chinese_headers(world: World) -> None:
     }
 
 
+async def test_an_exclusion_names_its_incident_and_the_teams_alerted_in_its_tier(
+    world: World,
+) -> None:
+    """Measured per incident tier an exclusion has no team of its own: it names the teams
+    alerted in the tier (the CSV's and the workbook's 联防队 were always empty), and says the
+    incident's category and place, which a 32-character id alone did not."""
+    day = await seed(world)
+    i2, i3 = day.incidents[1], day.incidents[2]
+    local_day = i2["reported_at"][:10]
+    next_day = (datetime.fromisoformat(local_day) + timedelta(days=1)).date().isoformat()
+    period = {"from": local_day, "to": next_day}
+    listed = (await report(world, **period)).json()["exclusions"]
+    assert [(e["incident_id"], e["tier"]) for e in listed] == [
+        (i2["id"], 3),
+        (i3["id"], 1),
+        (i3["id"], 2),
+        (i3["id"], 3),
+    ]
+    assert [[t["team_label"] for t in e["alerted_teams"]] for e in listed] == [
+        ["R处突警力"],
+        ["A驻点队", "B机动队"],
+        ["P巡逻警力"],
+        ["R处突警力"],
+    ]
+    assert all(e["team_id"] is None for e in listed)
+    first = listed[0]
+    assert first["category"] == "fight"
+    assert first["village_id"] == day.villages["上元村"] and first["village_name"] == "上元村"
+    assert (first["lon"], first["lat"]) == (i2["location"]["lon"], i2["location"]["lat"])
+    assert first["alerted_teams"][0]["team"] == {
+        "name": "R处突警力",
+        "retired_on": None,
+        "told_apart_by": None,
+    }
+
+    header, rows = csv_rows(await report(world, **period, format="csv", part="exclusions"))
+    assert [r[header.index("联防队")] for r in rows] == [
+        "R处突警力",
+        "A驻点队、B机动队",
+        "P巡逻警力",
+        "R处突警力",
+    ]
+    book = load_workbook(io.BytesIO((await report(world, **period, format="xlsx")).content))
+    sheet = list(book["未到场清单"].iter_rows(values_only=True))
+    column = sheet[1].index("联防队")
+    assert [r[column] for r in sheet[2:]] == [
+        "R处突警力",
+        "A驻点队、B机动队",
+        "P巡逻警力",
+        "R处突警力",
+    ]
+
+    # Per dispatch (filtered by a team) the one team alerted is the exclusion's own.
+    mine = (await report(world, **period, team_id=day.teams["R"]["id"])).json()["exclusions"]
+    assert [(e["team_id"], [t["team_id"] for t in e["alerted_teams"]]) for e in mine] == [
+        (day.teams["R"]["id"], [day.teams["R"]["id"]])
+    ] * 2
+    schema = (await world.http.get("/openapi.json")).json()["components"]["schemas"]
+    assert "alerted_teams" in schema["Exclusion"]["properties"]
+    assert "AlertedTeam" in schema
+
+
 async def test_csv_writes_team_names_a_spreadsheet_would_work_out_as_text(world: World) -> None:
     """Names such as -1-1 read like numbers but are sums to a spreadsheet (OWASP CSV injection):
     they are written after an apostrophe, as text."""

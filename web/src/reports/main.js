@@ -19,7 +19,8 @@ import { errorFromReply, errorText, isNetworkError } from '../shared/errors.js';
 import { officeRefusal, signInGate } from '../shared/login.js';
 import { $, clear, h } from '../shared/dom.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
-import { duration, secondsAgainst } from '../shared/format.js';
+import { coordinate, duration, secondsAgainst } from '../shared/format.js';
+import { arrivalView, hopsView } from '../shared/views.js';
 
 Chart.register(BarController, BarElement, CategoryScale, LinearScale, Tooltip, Legend, annotationPlugin);
 
@@ -102,7 +103,9 @@ function boot() {
   onLangChange(() => {
     fillSelects();
     render();
+    renderRecord();
   });
+  $('#record-close').addEventListener('click', closeRecord);
   signOut = signInGate(api, {
     admit: (me) =>
       CAN_VIEW.indexOf(me.role) < 0 ? () => officeRefusal(me.role) : null,
@@ -684,15 +687,156 @@ function renderExclusions(report) {
     return h(
       'tr',
       { dataset: { incidentId: e.incident_id, tier: String(e.tier) } },
-      h('td', { class: 'mono', text: e.incident_id }),
+      h('td', { class: 'excluded-incident' }, incidentCell(e)),
       h('td', { text: localTime(e.reported_at) }),
       h('td', { text: t('tier.short.' + e.tier) }),
-      h('td', { text: e.team_id ? teamLabel(e.team, e.team_id, e.team_label) : '' }),
+      h('td', { text: exclusionTeams(e) }),
       h('td', { text: t('rep.outcome.' + e.outcome) }),
       h('td', { text: reason }),
     );
   });
   box.appendChild(table(head, rows, 'exclusions-table'));
+}
+
+// The team an exclusion measured per dispatch is of, or the teams alerted in an incident's
+// tier (the report gives them in alerted_teams), each as the report labels it.
+function exclusionTeams(e) {
+  if (e.team_id) return teamLabel(e.team, e.team_id, e.team_label);
+  const teams = e.alerted_teams || [];
+  return teams.map((a) => teamLabel(a.team, a.team_id, a.team_label)).join(t('rep.list_sep'));
+}
+
+// Where an incident was: its village, or its coordinates named, longitude first.
+function placeText(villageName, lon, lat) {
+  if (villageName) return villageName;
+  if (lon === null || lon === undefined) return '';
+  return t('incident.coords', { lon: coordinate(lon), lat: coordinate(lat) });
+}
+
+// An excluded incident by what it was and where, its id a button that opens its record.
+function incidentCell(e) {
+  return [
+    h('span', { class: 'excluded-what', text: e.category ? t('category.' + e.category) : '' }),
+    h('span', { class: 'excluded-where meta', text: placeText(e.village_name, e.lon, e.lat) }),
+    h('button', {
+      type: 'button',
+      class: 'record-link mono',
+      text: e.incident_id,
+      title: t('rep.record_open'),
+      dataset: { control: 'record' },
+      onClick: () => openRecord(e.incident_id),
+    }),
+  ];
+}
+
+// ---------------------------------------------------------------- one incident's record
+
+// The record of one incident (GET /api/v1/reports/incidents/{id}), read-only: its tiers'
+// outcomes, and per team alerted its outcome and hops with the server's times.
+async function openRecord(id) {
+  state.recordId = id;
+  const box = $('#record');
+  box.hidden = false;
+  box.dataset.state = 'loading';
+  box.dataset.incidentId = id;
+  clear($('#record-body')).appendChild(h('p', { class: 'hint', text: t('rep.record_loading') }));
+  $('#record-title').textContent = t('rep.record');
+  box.scrollIntoView({ block: 'start' });
+  try {
+    const record = await api.get('/api/v1/reports/incidents/' + encodeURIComponent(id));
+    if (state.recordId !== id) return;
+    state.record = record;
+    renderRecord();
+  } catch (error) {
+    if (state.recordId !== id) return;
+    state.record = null;
+    box.dataset.state = 'failed';
+    clear($('#record-body')).appendChild(
+      h('p', { class: 'status error', text: t('rep.record_failed', { reason: errorText(error) }) }),
+    );
+  }
+}
+
+function closeRecord() {
+  state.recordId = null;
+  state.record = null;
+  $('#record').hidden = true;
+}
+
+function renderRecord() {
+  const record = state.record;
+  if (!record || $('#record').hidden) return;
+  const incident = record.incident;
+  const box = $('#record');
+  box.dataset.state = 'ready';
+  $('#record-title').textContent = t('rep.record') + ' · ' + t('category.' + incident.category);
+  const body = clear($('#record-body'));
+  const place = placeText(record.village_name, incident.location.lon, incident.location.lat);
+  const facts = [
+    t('rep.record_reported', { t: localTime(incident.reported_at) }),
+    record.village_name
+      ? place + ' · ' + t('incident.coords', {
+          lon: coordinate(incident.location.lon),
+          lat: coordinate(incident.location.lat),
+        })
+      : place,
+    incident.closed_at
+      ? t('rep.record_closed', { t: localTime(incident.closed_at) })
+      : t('rep.record_open_now'),
+  ];
+  body.appendChild(h('p', { class: 'record-facts', text: facts.join(' · ') }));
+  body.appendChild(h('p', { class: 'meta mono', text: incident.id }));
+  if (incident.description) body.appendChild(h('p', { text: incident.description }));
+  const tiers = record.tiers.map((tier) =>
+    h(
+      'tr',
+      { dataset: { tier: String(tier.tier), outcome: tier.outcome } },
+      h('th', { text: t('tier.short.' + tier.tier) }),
+      h('td', { text: t('rep.outcome.' + tier.outcome) }),
+      cell('elapsed', tier.elapsed_s, sec(tier.elapsed_s, tier.target_s)),
+      h('td', { text: sec(tier.target_s, null) }),
+    ),
+  );
+  body.appendChild(
+    table(
+      h(
+        'tr',
+        null,
+        ['rep.tier', 'rep.outcome', 'rep.record_time', 'rep.target'].map((k) => h('th', { text: t(k) })),
+      ),
+      tiers,
+      'record-tiers',
+    ),
+  );
+  const outcomes = {};
+  for (const o of record.teams) outcomes[o.dispatch_id] = o;
+  const deadlines = {};
+  const targets = {};
+  for (const tier of record.tiers) targets[tier.tier] = tier.target_s;
+  for (const c of incident.chain) deadlines[c.tier] = c.deadline;
+  const dispatches = incident.dispatches.map((d) => {
+    const o = outcomes[d.id];
+    const line = [t('tier.short.' + d.tier)];
+    if (o) {
+      line.push(t('rep.outcome.' + o.outcome));
+      if (o.time_to_arrival_s !== null) line.push(sec(o.time_to_arrival_s, targets[d.tier]));
+    }
+    return h(
+      'li',
+      { class: 'record-dispatch', dataset: { dispatchId: d.id, teamId: d.team_id } },
+      h('strong', { text: d.team_name }),
+      ' ',
+      h('span', { class: 'meta', text: line.join(' · ') }),
+      hopsView(d, deadlines[d.tier]),
+      arrivalView(d),
+    );
+  });
+  body.appendChild(h('h3', { text: t('rep.record_teams') }));
+  body.appendChild(
+    dispatches.length
+      ? h('ul', { class: 'record-dispatches' }, dispatches)
+      : h('p', { class: 'hint', text: t('rep.record_no_teams') }),
+  );
 }
 
 // ---------------------------------------------------------------- charts

@@ -1,0 +1,77 @@
+"""The report page's list of exclusions (未到场清单) read by the assessment office: each row says
+what the incident was, where and when, the teams alerted in its tier (the column was always
+empty: an incident's tier has no team of its own), and its id opens the incident's record."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from playwright.async_api import Browser, expect
+
+from tests.pages.conftest import Opened
+from tests.pages.test_reports_office import a_day_nobody_came, open_report
+from tests.reports.test_response_times import seed
+from tests.support import QINGXI, World
+
+
+async def test_an_exclusion_names_its_incident_and_teams_and_opens_its_record(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    day = await seed(world)
+    i2, i3 = day.incidents[1], day.incidents[2]
+    page = await open_report(browser, contexts, world, i2["reported_at"][:10])
+
+    cancelled = page.locator(f'#exclusions tr[data-incident-id="{i3["id"]}"][data-tier="1"]')
+    await expect(cancelled.locator("td").nth(0)).to_contain_text("打架斗殴")
+    await expect(cancelled.locator(".excluded-where")).to_have_text("上元村")
+    await expect(cancelled.locator("td").nth(1)).to_have_text(
+        i3["reported_at"][:19].replace("T", " ")
+    )
+    await expect(cancelled.locator("td").nth(3)).to_have_text("A驻点队、B机动队")
+    late = page.locator(f'#exclusions tr[data-incident-id="{i2["id"]}"][data-tier="3"]')
+    await expect(late.locator("td").nth(3)).to_have_text("R处突警力")
+
+    # The id opens the incident's record: its tiers and each team's hops at the server's times.
+    await late.get_by_role("button", name=i2["id"]).click()
+    record = page.locator("#record")
+    await expect(record).to_have_attribute("data-state", "ready")
+    await expect(record).to_have_attribute("data-incident-id", i2["id"])
+    await expect(page.locator("#record-title")).to_have_text("警情记录 · 打架斗殴")
+    await expect(record.locator(".record-facts")).to_contain_text("上元村")
+    await expect(record.locator('.record-tiers tr[data-tier="1"]')).to_contain_text("达标")
+    await expect(record.locator('.record-tiers tr[data-tier="3"]')).to_contain_text("超时")
+    post = record.locator(f'.record-dispatch[data-team-id="{day.teams["A"]["id"]}"]')
+    await expect(post).to_contain_text("A驻点队")
+    for hop in ("alerted", "accepted", "arrived"):
+        await expect(post.locator(f'.hop-done[data-hop="{hop}"]')).to_have_count(1)
+    arrived = datetime.fromisoformat(i2["reported_at"]) + timedelta(seconds=60)
+    await expect(post.locator('[data-hop="arrived"] time')).to_contain_text(
+        arrived.strftime("%H:%M:%S")
+    )
+    response = record.locator(f'.record-dispatch[data-team-id="{day.teams["R"]["id"]}"]')
+    await expect(response).to_contain_text("超时")
+
+    # Both in English.
+    await page.get_by_role("button", name="English").click()
+    await expect(cancelled.locator("td").nth(3)).to_have_text("A驻点队, B机动队")
+    await expect(cancelled.locator("td").nth(0)).to_contain_text("Fight")
+    await expect(page.locator("#record-title")).to_have_text("Incident record · Fight")
+    await expect(record.locator('.record-tiers tr[data-tier="1"]')).to_contain_text("Met")
+    await page.get_by_role("button", name="Close").click()
+    await expect(record).to_be_hidden()
+
+
+async def test_an_exclusion_outside_any_village_is_placed_by_its_coordinates(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    day, incident_id = await a_day_nobody_came(world)
+    page = await open_report(browser, contexts, world, day)
+    row = page.locator(f'#exclusions tr[data-incident-id="{incident_id}"][data-tier="1"]')
+    lon, lat = QINGXI
+    await expect(row.locator(".excluded-where")).to_have_text(
+        f"经度 {lon:.6f}，纬度 {lat:.6f}（WGS84）"
+    )
+    await page.get_by_role("button", name="English").click()
+    await expect(row.locator(".excluded-where")).to_have_text(
+        f"lon {lon:.6f}, lat {lat:.6f} (WGS84)"
+    )
