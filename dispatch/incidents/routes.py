@@ -130,9 +130,21 @@ async def list_incidents(
     viewer: Viewer,
     status: IncidentStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    day: Annotated[
+        str | None,
+        Query(
+            pattern=r"^\d{4}-\d{2}-\d{2}$",
+            description="only those reported on this day in Beijing time (YYYY-MM-DD)",
+        ),
+    ] = None,
+    offset: Annotated[
+        int, Query(ge=0, le=1_000_000, description="skip this many, for the next page")
+    ] = 0,
 ) -> list[IncidentOut]:
     """Newest first. A leader sees only incidents dispatched to his team."""
-    return await service.list_incidents(session, status=status, viewer=viewer, limit=limit)
+    return await service.list_incidents(
+        session, status=status, viewer=viewer, limit=limit, day=day, offset=offset
+    )
 
 
 @incidents_router.get("/{incident_id}", response_model=IncidentOut)

@@ -24,6 +24,7 @@ import {
 } from '../shared/map.js';
 import { arrivalView, hopsView, tickClocks, tierView } from '../shared/views.js';
 import { mergeDispatch, mergeIncident } from '../shared/merge.js';
+import { againstTarget, localTime, placeText, recordTitle, recordView } from '../shared/record.js';
 
 const CATEGORIES = [
   'violence',
@@ -83,7 +84,12 @@ const state = {
   // Of each open incident held, its external notifications (SMS, webhook, robots) by id:
   // {id, incident_id, dispatch_id, user_id, leader_name, channel, status, attempts, at}
   notices: new Map(),
+  // 历史警情: the incidents of a day (Beijing time), closed ones included, a page at a time,
+  // and the record of the one opened.
+  history: { day: null, incidents: [], more: false, villages: null, error: null, recordId: null, record: null },
 };
+// How many incidents the history asks for at a time (a town may have hundreds a day).
+const HISTORY_PAGE = 100;
 
 function boot() {
   applyLang();
@@ -96,6 +102,11 @@ function boot() {
   for (const id of ['#lon', '#lat']) $(id).addEventListener('input', schedulePreview);
   $('#crs').addEventListener('change', schedulePreview);
   $('#alarm-silence').addEventListener('click', silenceAlarm);
+  $('#history-open').addEventListener('click', openHistory);
+  $('#history-close').addEventListener('click', closeHistory);
+  $('#history-show').addEventListener('click', () => loadHistory(false));
+  $('#history-more').addEventListener('click', () => loadHistory(true));
+  $('#history-record-close').addEventListener('click', closeHistoryRecord);
   $('#late-only').addEventListener('click', () => {
     state.lateOnly = !state.lateOnly;
     renderIncidents();
@@ -119,6 +130,8 @@ function boot() {
     if (state.status) showStatus(state.status[0], state.status[1]);
     if (state.alarms.length) showAlarm();
     showTitle();
+    renderHistory();
+    renderHistoryRecord();
   });
   unlockOnGesture(() => {
     $('#sound-hint').hidden = true;
@@ -152,6 +165,9 @@ function fillSelects() {
 let signOut = () => {};
 
 function stop() {
+  closeHistory();
+  $('#history-open').hidden = true;
+  state.history = { day: null, incidents: [], more: false, villages: null, error: null, recordId: null, record: null };
   if (state.loading) state.loading.stop();
   state.loadProblem = null;
   renderLoadProblem();
@@ -165,6 +181,7 @@ async function start(me) {
   state.silenced = loadSilenced();
   $('#report-form').closest('section').hidden = CAN_REPORT.indexOf(me.role) < 0;
   setupMap();
+  $('#history-open').hidden = false;
   if (!soundReady()) $('#sound-hint').hidden = false;
   // The teams and the open incidents come over HTTP; the websocket only brings what changes
   // after. Refused or out of reach (a server restarting or busy as the console opens), they are
@@ -1149,3 +1166,175 @@ function tick() {
 }
 
 boot();
+
+// ---------------------------------------------------------------- 历史警情 (history)
+
+// The console's list gives way to the incidents of a day, closed ones included, read-only; the
+// alarm banner stays above it.
+function openHistory() {
+  $('#app').hidden = true;
+  $('#history').hidden = false;
+  const day = $('#history-day');
+  if (!day.value) day.value = shanghaiToday();
+  loadHistory(false);
+  $('#history-title').focus();
+}
+
+function closeHistory() {
+  if ($('#history').hidden) return;
+  $('#history').hidden = true;
+  if (state.me) {
+    $('#app').hidden = false;
+    // The map was hidden: Leaflet measures its box again.
+    if (state.view) state.view.map.invalidateSize();
+  }
+}
+
+async function loadHistory(more) {
+  const history = state.history;
+  const day = $('#history-day').value;
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(day)) {
+    history.error = { text: () => t('history.bad_day') };
+    renderHistory();
+    return;
+  }
+  const offset = more && history.day === day ? history.incidents.length : 0;
+  const asked = (history.asked = {});
+  $('#history').dataset.state = 'loading';
+  try {
+    if (!history.villages) {
+      try {
+        history.villages = {};
+        for (const v of await api.get('/api/v1/villages')) history.villages[v.id] = v.name;
+      } catch (_) {
+        history.villages = null; // the places are said by their coordinates meanwhile
+      }
+    }
+    const params = 'day=' + day + '&limit=' + HISTORY_PAGE + '&offset=' + offset;
+    const page = await api.get('/api/v1/incidents?' + params);
+    if (history.asked !== asked) return;
+    history.day = day;
+    history.incidents = offset ? history.incidents.concat(page) : page;
+    history.more = page.length === HISTORY_PAGE;
+    history.error = null;
+  } catch (error) {
+    if (history.asked !== asked) return;
+    history.error = { text: () => errorText(error) };
+  }
+  renderHistory();
+}
+
+// A tier of a past incident: its outcome, and the time to its first arrival.
+function historyTier(tier) {
+  if (!tier) return h('td', { text: '—' });
+  const parts = [t('rep.outcome.' + tier.status)];
+  if (tier.elapsed_s !== null) parts.push(againstTarget(tier.elapsed_s, tier.target_s));
+  else if (tier.status === 'breached') parts.push(t('rep.reason.breached'));
+  if (!tier.covered) parts.push(t('tier.uncovered'));
+  return h('td', { dataset: { tier: String(tier.tier), status: tier.status }, text: parts.join(' · ') });
+}
+
+function renderHistory() {
+  const history = state.history;
+  const box = $('#history');
+  if (box.hidden) return;
+  box.dataset.state = history.error ? 'failed' : 'ready';
+  const list = clear($('#history-list'));
+  if (history.error) {
+    $('#history-count').textContent = '';
+    list.appendChild(h('p', { class: 'error', role: 'alert', text: t('history.failed', { reason: history.error.text() }) }));
+    $('#history-more').hidden = true;
+    return;
+  }
+  const incidents = history.incidents;
+  $('#history-count').textContent = history.more
+    ? t('history.count_more', { n: incidents.length })
+    : t('history.count', { n: incidents.length });
+  $('#history-more').hidden = !history.more;
+  if (!incidents.length) {
+    list.appendChild(h('p', { class: 'hint', text: t('history.none') }));
+    return;
+  }
+  const head = h(
+    'tr',
+    null,
+    ['history.reported', 'report.category', 'history.place', 'history.status', 'tier.short.1', 'tier.short.2', 'tier.short.3', 'history.record'].map(
+      (key) => h('th', { text: t(key) }),
+    ),
+  );
+  const rows = incidents.map((incident) => {
+    const tiers = {};
+    for (const tier of incident.chain) tiers[tier.tier] = tier;
+    const villages = history.villages || {};
+    return h(
+      'tr',
+      { dataset: { incidentId: incident.id, status: incident.status } },
+      h('td', { text: localTime(incident.reported_at) }),
+      h('td', { text: t('category.' + incident.category) }),
+      h('td', {
+        text: placeText(villages[incident.village_id], incident.location.lon, incident.location.lat),
+      }),
+      h('td', {
+        text: incident.closed_at
+          ? t('rep.record_closed', { t: localTime(incident.closed_at) })
+          : t('rep.record_open_now'),
+      }),
+      historyTier(tiers[1]),
+      historyTier(tiers[2]),
+      historyTier(tiers[3]),
+      h(
+        'td',
+        null,
+        h('button', {
+          type: 'button',
+          text: t('history.open_record'),
+          dataset: { control: 'record' },
+          'aria-label': t('history.open_record') + ' ' + t('category.' + incident.category) + ' ' + localTime(incident.reported_at),
+          onClick: () => openHistoryRecord(incident.id),
+        }),
+      ),
+    );
+  });
+  list.appendChild(
+    h('table', { class: 'history-table' }, h('thead', null, head), h('tbody', null, rows)),
+  );
+}
+
+async function openHistoryRecord(id) {
+  const history = state.history;
+  history.recordId = id;
+  history.record = null;
+  const box = $('#history-record');
+  box.hidden = false;
+  box.dataset.state = 'loading';
+  box.dataset.incidentId = id;
+  $('#history-record-title').textContent = t('rep.record');
+  clear($('#history-record-body')).appendChild(h('p', { class: 'hint', text: t('rep.record_loading') }));
+  box.scrollIntoView({ block: 'start' });
+  try {
+    const record = await api.get('/api/v1/reports/incidents/' + encodeURIComponent(id));
+    if (history.recordId !== id) return;
+    history.record = record;
+    renderHistoryRecord();
+  } catch (error) {
+    if (history.recordId !== id) return;
+    box.dataset.state = 'failed';
+    clear($('#history-record-body')).appendChild(
+      h('p', { class: 'error', role: 'alert', text: t('rep.record_failed', { reason: errorText(error) }) }),
+    );
+  }
+}
+
+function closeHistoryRecord() {
+  state.history.recordId = null;
+  state.history.record = null;
+  $('#history-record').hidden = true;
+}
+
+function renderHistoryRecord() {
+  const record = state.history.record;
+  if (!record || $('#history-record').hidden) return;
+  $('#history-record').dataset.state = 'ready';
+  $('#history-record-title').textContent = recordTitle(record);
+  clear($('#history-record-body')).appendChild(recordView(record));
+}

@@ -19,8 +19,8 @@ import { errorFromReply, errorText, isNetworkError } from '../shared/errors.js';
 import { officeRefusal, signInGate } from '../shared/login.js';
 import { $, clear, h } from '../shared/dom.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
-import { coordinate, duration, secondsAgainst } from '../shared/format.js';
-import { arrivalView, hopsView } from '../shared/views.js';
+import { duration, secondsAgainst } from '../shared/format.js';
+import { placeText, recordTitle, recordView } from '../shared/record.js';
 
 Chart.register(BarController, BarElement, CategoryScale, LinearScale, Tooltip, Legend, annotationPlugin);
 
@@ -706,13 +706,6 @@ function exclusionTeams(e) {
   return teams.map((a) => teamLabel(a.team, a.team_id, a.team_label)).join(t('rep.list_sep'));
 }
 
-// Where an incident was: its village, or its coordinates named, longitude first.
-function placeText(villageName, lon, lat) {
-  if (villageName) return villageName;
-  if (lon === null || lon === undefined) return '';
-  return t('incident.coords', { lon: coordinate(lon), lat: coordinate(lat) });
-}
-
 // An excluded incident by what it was and where, its id a button that opens its record.
 function incidentCell(e) {
   return [
@@ -766,77 +759,9 @@ function closeRecord() {
 function renderRecord() {
   const record = state.record;
   if (!record || $('#record').hidden) return;
-  const incident = record.incident;
-  const box = $('#record');
-  box.dataset.state = 'ready';
-  $('#record-title').textContent = t('rep.record') + ' · ' + t('category.' + incident.category);
-  const body = clear($('#record-body'));
-  const place = placeText(record.village_name, incident.location.lon, incident.location.lat);
-  const facts = [
-    t('rep.record_reported', { t: localTime(incident.reported_at) }),
-    record.village_name
-      ? place + ' · ' + t('incident.coords', {
-          lon: coordinate(incident.location.lon),
-          lat: coordinate(incident.location.lat),
-        })
-      : place,
-    incident.closed_at
-      ? t('rep.record_closed', { t: localTime(incident.closed_at) })
-      : t('rep.record_open_now'),
-  ];
-  body.appendChild(h('p', { class: 'record-facts', text: facts.join(' · ') }));
-  body.appendChild(h('p', { class: 'meta mono', text: incident.id }));
-  if (incident.description) body.appendChild(h('p', { text: incident.description }));
-  const tiers = record.tiers.map((tier) =>
-    h(
-      'tr',
-      { dataset: { tier: String(tier.tier), outcome: tier.outcome } },
-      h('th', { text: t('tier.short.' + tier.tier) }),
-      h('td', { text: t('rep.outcome.' + tier.outcome) }),
-      cell('elapsed', tier.elapsed_s, sec(tier.elapsed_s, tier.target_s)),
-      h('td', { text: sec(tier.target_s, null) }),
-    ),
-  );
-  body.appendChild(
-    table(
-      h(
-        'tr',
-        null,
-        ['rep.tier', 'rep.outcome', 'rep.record_time', 'rep.target'].map((k) => h('th', { text: t(k) })),
-      ),
-      tiers,
-      'record-tiers',
-    ),
-  );
-  const outcomes = {};
-  for (const o of record.teams) outcomes[o.dispatch_id] = o;
-  const deadlines = {};
-  const targets = {};
-  for (const tier of record.tiers) targets[tier.tier] = tier.target_s;
-  for (const c of incident.chain) deadlines[c.tier] = c.deadline;
-  const dispatches = incident.dispatches.map((d) => {
-    const o = outcomes[d.id];
-    const line = [t('tier.short.' + d.tier)];
-    if (o) {
-      line.push(t('rep.outcome.' + o.outcome));
-      if (o.time_to_arrival_s !== null) line.push(sec(o.time_to_arrival_s, targets[d.tier]));
-    }
-    return h(
-      'li',
-      { class: 'record-dispatch', dataset: { dispatchId: d.id, teamId: d.team_id } },
-      h('strong', { text: d.team_name }),
-      ' ',
-      h('span', { class: 'meta', text: line.join(' · ') }),
-      hopsView(d, deadlines[d.tier]),
-      arrivalView(d),
-    );
-  });
-  body.appendChild(h('h3', { text: t('rep.record_teams') }));
-  body.appendChild(
-    dispatches.length
-      ? h('ul', { class: 'record-dispatches' }, dispatches)
-      : h('p', { class: 'hint', text: t('rep.record_no_teams') }),
-  );
+  $('#record').dataset.state = 'ready';
+  $('#record-title').textContent = recordTitle(record);
+  clear($('#record-body')).appendChild(recordView(record));
 }
 
 // ---------------------------------------------------------------- charts

@@ -1,0 +1,74 @@
+"""The incidents of a day in Beijing time, closed ones included, a page at a time: what the
+console's history (历史警情) reads."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from dispatch.schemas import DISPLAY_TZ
+from tests.support import World
+
+
+def field_of(answer: dict[str, Any]) -> str | None:
+    if "fields" in answer:
+        return answer["fields"][0]["field"]
+    return answer.get("field")
+
+
+async def test_a_days_incidents_newest_first_a_page_at_a_time(world: World) -> None:
+    world.runtime.settings.token_ttl_s = 30 * 86400
+    await world.team("fixed_post")
+    operator = await world.operator()
+    # Start at 23:59:00 Beijing time: one incident that day, three the next.
+    now = world.clock.now().astimezone(DISPLAY_TZ)
+    late = now.replace(hour=23, minute=59, second=0, microsecond=0)
+    if late <= now:
+        late += timedelta(days=1)
+    world.clock.advance((late - now).total_seconds())
+    first = await world.report(operator, category="fight")
+    closed = await world.http.post(
+        f"/api/v1/incidents/{first['id']}/close", headers=operator.headers
+    )
+    assert closed.status_code == 200, closed.text
+    world.clock.advance(120)
+    after = [await world.report(operator, category="theft")]
+    for _ in range(2):
+        world.clock.advance(10)
+        after.append(await world.report(operator, category="fire"))
+    day = late.date().isoformat()
+    next_day = (late.date() + timedelta(days=1)).isoformat()
+
+    async def listed(**params: Any) -> list[str]:
+        reply = await world.http.get("/api/v1/incidents", params=params, headers=operator.headers)
+        assert reply.status_code == 200, reply.text
+        return [i["id"] for i in reply.json()]
+
+    assert await listed(day=day) == [first["id"]]
+    assert await listed(day=day, status="closed") == [first["id"]]
+    assert await listed(day=day, status="open") == []
+    newest = [i["id"] for i in reversed(after)]
+    assert await listed(day=next_day) == newest
+    assert await listed(day=next_day, limit=2) == newest[:2]
+    assert await listed(day=next_day, limit=2, offset=2) == newest[2:]
+    assert await listed(day=next_day, limit=2, offset=4) == []
+    reported = datetime.fromisoformat(first["reported_at"]).astimezone(DISPLAY_TZ)
+    assert reported.date().isoformat() == day
+
+    for bad in ("2026-02-30", "20260101", "2026-1-1", "yesterday", "0001-01-01", "9999-12-31"):
+        reply = await world.http.get(
+            "/api/v1/incidents", params={"day": bad}, headers=operator.headers
+        )
+        assert reply.status_code == 422, (bad, reply.text)
+        assert field_of(reply.json()) == "day", (bad, reply.text)
+    for bad_offset in ("-1", "1000001", "x"):
+        reply = await world.http.get(
+            "/api/v1/incidents", params={"offset": bad_offset}, headers=operator.headers
+        )
+        assert reply.status_code == 422, reply.text
+        assert field_of(reply.json()) == "offset", reply.text
+
+    schema = (await world.http.get("/openapi.json")).json()
+    parameters = {p["name"]: p for p in schema["paths"]["/api/v1/incidents"]["get"]["parameters"]}
+    assert "Beijing time" in parameters["day"]["description"]
+    assert "offset" in parameters

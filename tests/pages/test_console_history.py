@@ -1,0 +1,85 @@
+"""历史警情 on the console: once closed an incident left the console, and no page could look it
+up. The history lists a day's incidents (Beijing time), closed ones included, with each tier's
+outcome, and opens one's record read-only: its tiers, teams and hops at the server's times."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from playwright.async_api import Browser, expect
+
+from dispatch.schemas import DISPLAY_TZ
+from tests.pages.conftest import Opened
+from tests.pages.test_console_and_phone import card, open_console
+from tests.support import QINGXI, World
+
+
+async def test_a_closed_incident_is_looked_up_in_the_history_with_its_record(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    team = await world.team("fixed_post", name="三中驻点队")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    met = await world.report(operator, category="fight")
+    world.clock.advance(40)
+    await world.arrive(met, team, leader)
+    world.clock.advance(20)
+    closed = await world.http.post(f"/api/v1/incidents/{met['id']}/close", headers=operator.headers)
+    assert closed.status_code == 200, closed.text
+    world.clock.advance(30)
+    still_open = await world.report(operator, category="theft")
+
+    console = await open_console(browser, contexts, world)
+    await expect(card(console, still_open["id"])).to_have_count(1)
+    await expect(card(console, met["id"])).to_have_count(0)  # closed: off the console's list
+
+    await console.get_by_role("button", name="历史警情").click()
+    history = console.locator("#history")
+    await expect(history).to_have_attribute("data-state", "ready")
+    today = datetime.fromisoformat(met["reported_at"]).astimezone(DISPLAY_TZ).date()
+    await expect(console.locator("#history-day")).to_have_value(today.isoformat())
+    rows = history.locator("#history-list tbody tr")
+    await expect(rows).to_have_count(2)
+    # Newest first: the open one, then the closed one.
+    await expect(rows.nth(0)).to_have_attribute("data-incident-id", still_open["id"])
+    row = history.locator(f'tr[data-incident-id="{met["id"]}"]')
+    await expect(row).to_have_attribute("data-status", "closed")
+    await expect(row).to_contain_text("打架斗殴")
+    await expect(row).to_contain_text(met["reported_at"][:19].replace("T", " "))
+    await expect(row).to_contain_text(f"经度 {QINGXI[0]:.6f}，纬度 {QINGXI[1]:.6f}")
+    await expect(row).to_contain_text("结案")
+    tier1 = row.locator('td[data-tier="1"]')
+    await expect(tier1).to_have_attribute("data-status", "met")
+    await expect(tier1).to_contain_text("达标 · 40.0 秒")
+    await expect(history.locator("#history-count")).to_have_text("共 2 起")
+
+    await row.get_by_role("button").click()
+    record = console.locator("#history-record")
+    await expect(record).to_have_attribute("data-state", "ready")
+    await expect(record).to_have_attribute("data-incident-id", met["id"])
+    await expect(console.locator("#history-record-title")).to_have_text("警情记录 · 打架斗殴")
+    await expect(record.locator('.record-tiers tr[data-tier="1"]')).to_contain_text("达标")
+    post = record.locator(f'.record-dispatch[data-team-id="{team["id"]}"]')
+    await expect(post).to_contain_text("三中驻点队")
+    await expect(post.locator('.hop-done[data-hop="alerted"]')).to_have_count(1)
+    arrived = datetime.fromisoformat(met["reported_at"]) + timedelta(seconds=40)
+    await expect(post.locator('[data-hop="arrived"] time')).to_contain_text(
+        arrived.astimezone(DISPLAY_TZ).strftime("%H:%M:%S")
+    )
+    await expect(record).not_to_contain_text("代报到场")  # read-only
+
+    await console.get_by_role("button", name="English").click()
+    await expect(console.locator("#history-title")).to_have_text("Past incidents")
+    await expect(tier1).to_contain_text("Met · 40.0 s")
+    await expect(console.locator("#history-record-title")).to_have_text("Incident record · Fight")
+    await console.get_by_role("button", name="中文").click()
+
+    # Another day: none.
+    await console.locator("#history-day").fill((today - timedelta(days=1)).isoformat())
+    await console.get_by_role("button", name="查询").click()
+    await expect(history).to_contain_text("这一天没有警情")
+    await expect(rows).to_have_count(0)
+
+    await console.get_by_role("button", name="返回未结警情").click()
+    await expect(history).to_be_hidden()
+    await expect(card(console, still_open["id"])).to_be_visible()

@@ -1,0 +1,103 @@
+// One incident's record, read-only (GET /api/v1/reports/incidents/{id}): its category, place
+// and times, each tier's outcome, time to arrival and target, and per team alerted its outcome
+// and hops at the server's times. Shown by the report page (an exclusion's id) and by the
+// console's history.
+import { h } from './dom.js';
+import { t } from './i18n.js';
+import { coordinate, duration, secondsAgainst } from './format.js';
+import { arrivalView, hopsView } from './views.js';
+
+// Times come as ISO 8601 with +08:00: the wall-clock time as sent, with its date.
+export function localTime(iso) {
+  return iso ? iso.slice(0, 19).replace('T', ' ') : '';
+}
+
+// A time against its target, rounded away from the side of it the time is not on.
+export function againstTarget(value, target) {
+  const shown = secondsAgainst(value, target === undefined ? null : target);
+  return shown === '—' ? shown : duration(shown);
+}
+
+// Where an incident was: its village, or its coordinates named, longitude first.
+export function placeText(villageName, lon, lat) {
+  if (villageName) return villageName;
+  if (lon === null || lon === undefined) return '';
+  return t('incident.coords', { lon: coordinate(lon), lat: coordinate(lat) });
+}
+
+export function recordTitle(record) {
+  return t('rep.record') + ' · ' + t('category.' + record.incident.category);
+}
+
+function row(cells, dataset) {
+  return h('tr', { dataset }, cells);
+}
+
+export function recordView(record) {
+  const incident = record.incident;
+  const coords = t('incident.coords', {
+    lon: coordinate(incident.location.lon),
+    lat: coordinate(incident.location.lat),
+  });
+  const facts = [
+    t('rep.record_reported', { t: localTime(incident.reported_at) }),
+    record.village_name ? record.village_name + ' · ' + coords : coords,
+    incident.closed_at
+      ? t('rep.record_closed', { t: localTime(incident.closed_at) })
+      : t('rep.record_open_now'),
+  ];
+  const tiers = record.tiers.map((tier) =>
+    row(
+      [
+        h('th', { text: t('tier.short.' + tier.tier) }),
+        h('td', { text: t('rep.outcome.' + tier.outcome) }),
+        h('td', {
+          dataset: { field: 'elapsed', value: tier.elapsed_s === null ? '' : String(tier.elapsed_s) },
+          text: againstTarget(tier.elapsed_s, tier.target_s),
+        }),
+        h('td', { text: againstTarget(tier.target_s, null) }),
+      ],
+      { tier: String(tier.tier), outcome: tier.outcome },
+    ),
+  );
+  const head = h(
+    'tr',
+    null,
+    ['rep.tier', 'rep.outcome', 'rep.record_time', 'rep.target'].map((k) => h('th', { text: t(k) })),
+  );
+  const outcomes = {};
+  for (const o of record.teams) outcomes[o.dispatch_id] = o;
+  const targets = {};
+  for (const tier of record.tiers) targets[tier.tier] = tier.target_s;
+  const deadlines = {};
+  for (const c of incident.chain) deadlines[c.tier] = c.deadline;
+  const dispatches = incident.dispatches.map((d) => {
+    const o = outcomes[d.id];
+    const line = [t('tier.short.' + d.tier)];
+    if (o) {
+      line.push(t('rep.outcome.' + o.outcome));
+      if (o.time_to_arrival_s !== null) line.push(againstTarget(o.time_to_arrival_s, targets[d.tier]));
+    }
+    return h(
+      'li',
+      { class: 'record-dispatch', dataset: { dispatchId: d.id, teamId: d.team_id } },
+      h('strong', { text: d.team_name }),
+      ' ',
+      h('span', { class: 'meta', text: line.join(' · ') }),
+      hopsView(d, deadlines[d.tier]),
+      arrivalView(d),
+    );
+  });
+  return h(
+    'div',
+    { class: 'record-view' },
+    h('p', { class: 'record-facts', text: facts.join(' · ') }),
+    h('p', { class: 'meta mono', text: incident.id }),
+    incident.description ? h('p', { text: incident.description }) : null,
+    h('table', { class: 'figures record-tiers' }, h('thead', null, head), h('tbody', null, tiers)),
+    h('h3', { text: t('rep.record_teams') }),
+    dispatches.length
+      ? h('ul', { class: 'record-dispatches' }, dispatches)
+      : h('p', { class: 'hint', text: t('rep.record_no_teams') }),
+  );
+}
