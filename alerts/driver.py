@@ -25,7 +25,8 @@ from typing import Any
 
 from sqlalchemy import ARRAY, ClauseElement, Executable
 from sqlalchemy.engine import CursorResult, Dialect
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import SessionTransaction
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
 
@@ -60,7 +61,7 @@ async def fetch_rows(
 ) -> Sequence[Row]:
     """Run ``statement`` (built once: it keys the cache) in the session's transaction; its
     rows as dicts by column name."""
-    connection = await session.connection()
+    connection = await _connection(session)
     compiled = for_driver(statement, connection.dialect)
     if compiled is None:
         result = await session.execute(statement, params)
@@ -71,6 +72,24 @@ async def fetch_rows(
     # The keys once for all rows: a row's mapping builds its key view again at every dict().
     keys = tuple(result.keys())
     return [dict(zip(keys, row, strict=True)) for row in result]
+
+
+# The session's connection, kept with the transaction it is of.
+_CONNECTION_KEY = "driver_connection"
+
+
+async def _connection(session: AsyncSession) -> AsyncConnection:
+    """The connection of the session's transaction, begun by its first statement.
+    ``AsyncSession.connection()`` runs in a greenlet of its own even where the transaction
+    has its connection already, as a report's and a flush's second statement finds it; kept
+    in ``session.info`` beside its transaction, it is asked again only for another one."""
+    transaction = session.sync_session.get_transaction()
+    kept: tuple[SessionTransaction, AsyncConnection] | None = session.info.get(_CONNECTION_KEY)
+    if kept is not None and kept[0] is transaction and transaction.is_active:
+        return kept[1]
+    connection = await session.connection()
+    session.info[_CONNECTION_KEY] = (session.sync_session.get_transaction(), connection)
+    return connection
 
 
 @functools.cache

@@ -11,6 +11,7 @@ from fastapi.security import HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.asgi import RECEIVED_AT
+from dispatch.audit import trail
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
 from dispatch.errors import Forbidden, Unauthorized
@@ -46,10 +47,19 @@ READING_METHODS = frozenset({"GET", "HEAD"})
 # The dependencies every request solves read the runtime off the request rather than depend on
 # get_runtime: FastAPI's solving of each dependency, even one it finds in its cache, was
 # about 1 % of a report's CPU (14 of them a report, now 8).
+#
+# The unit of work also leaves the audit row of what a write changed (``audit.trail.record``),
+# where a dependency of its own on every API router did: one dependency fewer to solve on every
+# request, the same row in the same transaction, before the commit.
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    reading = request.method in READING_METHODS
-    async with runtime_of(request).transaction(read=reading) as session:
+    runtime = runtime_of(request)
+    if request.method in READING_METHODS:
+        async with runtime.transaction(read=True) as session:
+            yield session
+        return
+    async with runtime.transaction() as session:
         yield session
+        await trail.record(request, session, runtime.clock)
 
 
 # scope="function": the commit happens before the response is sent, so a 2xx means durable.

@@ -1,4 +1,5 @@
-"""The one way API routers are made: shared error answers and the audit trail on every route."""
+"""The one way API routers are made: shared error answers, and every route in a unit of work
+that leaves the audit row of what it changed."""
 
 from __future__ import annotations
 
@@ -6,19 +7,20 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from dispatch.audit.trail import audit_trail
+from dispatch.deps import get_session
 from dispatch.errors import ERROR_RESPONSES, header
 
 
 def api_router(prefix: str = "", *, tags: list[str]) -> APIRouter:
-    """Every route declares the error answers ({"error", "detail"}) it may give, and every
-    change it makes leaves an audit row in the same transaction."""
+    """Every route declares the error answers ({"error", "detail"}) it may give, and runs in a
+    unit of work (``deps.get_session``, the same one its handler and the token's check ask
+    for), which writes the audit row of every change it makes in the same transaction."""
     return APIRouter(
         prefix=prefix,
         tags=list(tags),
         responses=dict(ERROR_RESPONSES),
-        # scope="function": the row is written before the unit of work commits.
-        dependencies=[Depends(audit_trail, scope="function")],
+        # scope="function", as SessionDep: one dependency, which commits before the response.
+        dependencies=[Depends(get_session, scope="function")],
     )
 
 

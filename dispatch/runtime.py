@@ -115,7 +115,8 @@ class Runtime:
         ``read``: on the readers' pool (a GET request's), of one moment however many
         statements it reads (``create_read_engine``)."""
         bind = self.read_engine if read else self.engine
-        async with self.sessionmaker(bind=bind) as session:
+        session = self.sessionmaker(bind=bind)
+        try:
             try:
                 yield session
                 for action in session.info.pop(BEFORE_COMMIT_KEY, []):
@@ -140,6 +141,8 @@ class Runtime:
             envelopes = mailboxes.take_outbox(session)
             actions: list[AfterCommit] = session.info.pop(AFTER_COMMIT_KEY, [])
             due: datetime | None = session.info.pop(FALLS_DUE_KEY, None)
+        finally:
+            await _close(session)
         self.hub.publish(envelopes)
         if due is not None:
             self.wake(due)
@@ -215,6 +218,20 @@ class Runtime:
     def wake(self, due: datetime | None = None) -> None:
         for wake in self.wake_timers:
             wake(due)
+
+
+async def _close(session: AsyncSession) -> None:
+    """Close a unit of work's session. Its own context manager closes it in a task of its own,
+    shielded so that a cancellation cannot cut the close short: turns of the event loop, some
+    90k instructions (about 1 % of a report). After its commit or its rollback the session
+    holds no connection, and its close only lets go of its objects: closed here at once. One
+    still in its transaction (its rollback failed) holds a connection, and is closed by its
+    context manager, to the end even if this task is cancelled meanwhile."""
+    if not session.in_transaction():
+        await session.close()
+        return
+    async with session:
+        pass
 
 
 def _reached_commit(session: AsyncSession) -> bool:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import AsyncIterator
 
 from fastapi import Request
 from fastapi.routing import APIRoute
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
 from dispatch.audit import service
 from dispatch.auth import service as auth
-from dispatch.deps import SessionDep, runtime_of
+from dispatch.clock import Clock
 
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 # What stands for a client address that is no IP address (docs/security.md).
@@ -56,13 +56,13 @@ def actor_of(request: Request) -> service.Actor:
     return service.Actor(principal.user_id, principal.name, principal.role.value, address)
 
 
-async def audit_trail(request: Request, session: SessionDep) -> AsyncIterator[None]:
-    """On every API router. A request that changes something and succeeds leaves one row
-    (one that succeeds without a change says so with ``audit.service.unchanged``):
-    the route, who (the bearer token's user), from which address, the ids in the path, and
-    what the handler noted with ``audit.service.note``. A failed request raises through the
-    ``yield``, so it leaves no row, and its unit of work is rolled back anyway."""
-    yield
+async def record(request: Request, session: AsyncSession, clock: Clock) -> None:
+    """The audit row of a request that changed something, written in its unit of work by the
+    session's dependency (``deps.get_session``) once the handler has returned: the route, who
+    (the bearer token's user), from which address, the ids in the path, and what the handler
+    noted with ``audit.service.note``; none for a read, or for a request that succeeded
+    without a change (``audit.service.unchanged``). A failed request raises before it, so it
+    leaves no row, and its unit of work is rolled back anyway."""
     if request.method in READS or not service.changed_anything(session):
         return
     route = request.scope.get("route")
@@ -74,7 +74,7 @@ async def audit_trail(request: Request, session: SessionDep) -> AsyncIterator[No
     row = service.entry(
         actor_of(request),
         route.name,
-        runtime_of(request).clock.now(),
+        clock.now(),
         target_id=target_id,
         method=request.method,
         route=route.path,
