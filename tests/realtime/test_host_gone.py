@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from sqlalchemy.engine import make_url
 
 from alerts.fanout import APPLICATION_NAME
@@ -94,14 +92,6 @@ class GoesDark:
             await asyncio.gather(up(), down(), return_exceptions=True)
         finally:
             self._tasks.discard(task)
-
-
-@pytest.fixture
-def servers() -> Iterator[list[ServerProcess]]:
-    started: list[ServerProcess] = []
-    yield started
-    for server in started:
-        server.stop()
 
 
 async def test_a_server_gone_dark_in_a_report_holds_up_the_other_servers_reports_briefly(
