@@ -489,3 +489,48 @@ async def test_the_next_leader_on_a_shared_phone_is_alerted_to_what_the_last_one
     await expect(alert).to_be_visible()
     await expect(alert).to_have_attribute("data-ringing", "true")
     await expect(card_on_phone(phone, incident["id"])).to_have_count(1)
+
+
+async def reachable_buttons(page: Page, name: str) -> list[str]:
+    """The ids of the buttons named ``name`` a tap at their middle would reach (not covered)."""
+    found: list[str] = await page.evaluate(
+        """(name) => [...document.querySelectorAll('button')]
+            .filter((b) => b.textContent.trim() === name && b.getClientRects().length)
+            .filter((b) => {
+              const r = b.getBoundingClientRect();
+              const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+              return hit !== null && b.contains(hit);
+            })
+            .map((b) => b.id)""",
+        name,
+    )
+    return found
+
+
+async def test_a_leader_switches_the_language_while_an_alert_covers_the_page(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    _leader, operator, phone = await a_fixed_posts_phone(world, browser, contexts)
+    await phone.set_viewport_size({"width": 390, "height": 844})
+    alert = phone.locator("#alert")
+    await world.report(operator, category="fight")
+    await expect(alert.locator("#alert-title")).to_contain_text("新警情 · 打架斗殴")
+
+    # The bar's switch lies under the alert: another one on the alert itself is, thumb-sized.
+    reachable = await reachable_buttons(phone, "English")
+    assert len(reachable) == 1, reachable
+    switch = phone.locator(f"#{reachable[0]}")
+    box = await switch.bounding_box()
+    assert box is not None and box["width"] >= 48 and box["height"] >= 48, box
+    await switch.click()
+
+    # The alert stays up, ringing, now in English; and the way back is there too.
+    await expect(alert.locator("#alert-title")).to_contain_text("New alert · Fight")
+    await expect(alert.get_by_role("button", name="Accept")).to_be_visible()
+    await expect(alert).to_have_attribute("data-ringing", "true")
+    assert await reachable_buttons(phone, "中文") == reachable
+    await switch.click()
+    await expect(alert.locator("#alert-title")).to_contain_text("新警情 · 打架斗殴")
+    # The page behind follows: the bar's switch says the same once the alert is put away.
+    await phone.keyboard.press("Escape")
+    await expect(phone.locator("#lang")).to_have_text("English")

@@ -86,7 +86,9 @@ const state = Object.assign(
 
 function boot() {
   applyLang();
-  $('#lang').addEventListener('click', () => setLang(currentLang() === 'zh' ? 'en' : 'zh'));
+  const switchLang = () => setLang(currentLang() === 'zh' ? 'en' : 'zh');
+  $('#lang').addEventListener('click', switchLang);
+  $('#alert-lang').addEventListener('click', switchLang);
   $('#sound').addEventListener('click', enableSound);
   $('#accept').addEventListener('click', onAccept);
   $('#arrive').addEventListener('click', onArrive);
