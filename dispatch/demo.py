@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from dispatch.auth.models import Role, User
 from dispatch.clock import SystemClock
 from dispatch.config import Settings
 from dispatch.db import create_engine, create_sessionmaker
+from dispatch.files import write_private
 from dispatch.schemas import LocationIn
 from dispatch.teams import service as teams
 from dispatch.teams.coverage import Coverage
@@ -93,19 +93,10 @@ async def seed_demo(settings: Settings, credentials_file: Path) -> list[tuple[st
 
 
 def _write_credentials(path: Path, accounts: list[tuple[str, str, str]]) -> None:
-    """Whole or not at all: a file cut short by a crash would lose passwords for good."""
-    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            for name, role, password in accounts:
-                handle.write(f"{name}\t{role}\t{password}\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    """Whole or not at all, and under its name on disk before the accounts commit: a file cut
+    short by a crash, or one whose name a power loss took back, would lose passwords for good."""
+    text = "".join(f"{name}\t{role}\t{password}\n" for name, role, password in accounts)
+    write_private(path, text, replace=True)
 
 
 def _read_credentials(path: Path) -> list[tuple[str, str, str]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -34,6 +33,7 @@ from dispatch.db import (
     REFRESH_KEY,
     AfterCommit,
 )
+from dispatch.files import write_private
 from dispatch.outages import WriteHealth, database_unavailable, mark_commit_unknown
 from dispatch.rosters.book import DutyBook
 from dispatch.teams.coverage import Coverage
@@ -281,23 +281,6 @@ def _new_secret(path: Path) -> str:
     first is kept, and returned instead."""
     secret = secrets.token_urlsafe(48)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secret)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            # A link, not a rename: it never replaces a file that is already there.
-            os.link(temporary, path)
-        except FileExistsError:
-            return _kept_secret(path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    if not write_private(path, secret, replace=False):
+        return _kept_secret(path)
     return secret

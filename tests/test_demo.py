@@ -73,3 +73,34 @@ async def test_a_file_that_cannot_be_written_leaves_no_accounts(
     # The folder made, the demo seeds then.
     kept.parent.mkdir()
     assert len(await seed_demo(settings, kept)) == 2 + len(DEMO_TEAMS)
+
+
+async def test_the_passwords_file_keeps_its_name_through_a_power_loss_before_the_commit(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file's data was synced but not its folder, which holds its name: power lost after
+    the accounts committed could take the new name back, and the passwords with it."""
+    kept = tmp_path / "demo-credentials.txt"
+    folder = os.stat(tmp_path)
+    folder_synced_with_the_name = False
+    fsync = os.fsync
+
+    def watched_fsync(fd: int) -> None:
+        nonlocal folder_synced_with_the_name
+        fsync(fd)
+        target = os.fstat(fd)
+        if (target.st_dev, target.st_ino) == (folder.st_dev, folder.st_ino) and kept.exists():
+            folder_synced_with_the_name = True
+
+    at_commit: list[bool] = []
+
+    def commit(_connection: Any) -> None:
+        at_commit.append(folder_synced_with_the_name)
+
+    monkeypatch.setattr(os, "fsync", watched_fsync)
+    event.listen(Engine, "commit", commit)
+    try:
+        await seed_demo(settings, kept)
+    finally:
+        event.remove(Engine, "commit", commit)
+    assert at_commit and at_commit[-1], "the folder was not synced before the accounts committed"
