@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -158,20 +159,72 @@ def shared_metrics(workers: int) -> Iterator[None]:
     """Several workers count into files of one directory, made empty now for this server's
     workers alone and removed when it stops, so that any worker's /metrics answers for all of
     them. prometheus_client takes the directory from PROMETHEUS_MULTIPROC_DIR when a worker
-    imports it. One worker counts in memory, whatever the variable said."""
+    imports it. One worker counts in memory, whatever the variable said.
+
+    A server killed (kill -9, the power lost) never removes its directory: whichever server
+    starts next on the host removes those whose server has ended."""
+    remove_stale_metrics(Path(tempfile.gettempdir()))
     if workers <= 1:
         os.environ.pop(MULTIPROCESS_VARIABLE, None)
         yield
         return
-    directory = tempfile.mkdtemp(prefix="dispatch-metrics-")
-    os.environ[MULTIPROCESS_VARIABLE] = directory
+    directory, held = _metrics_directory()
+    os.environ[MULTIPROCESS_VARIABLE] = str(directory)
     try:
         yield
     finally:
         os.environ.pop(MULTIPROCESS_VARIABLE, None)
         shutil.rmtree(directory, ignore_errors=True)
+        os.close(held)
 
 
+def _metrics_directory() -> tuple[Path, int]:
+    """A new metrics directory, and the descriptor of the lock this process holds on the file
+    in it for as long as it lives. The system lets the lock go when the process ends however
+    it ends, and a process id can be another process's later: the lock, not an id, tells a
+    live server's directory. The directory gets its name only once the lock is held, so no
+    other server starting meanwhile ever sees it without."""
+    import fcntl
+
+    making = Path(tempfile.mkdtemp(prefix=f".{METRICS_PREFIX}"))
+    held = os.open(making / METRICS_LOCK, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        directory = making.with_name(making.name.removeprefix("."))
+        making.rename(directory)
+    except BaseException:
+        os.close(held)
+        shutil.rmtree(making, ignore_errors=True)
+        raise
+    return directory, held
+
+
+def remove_stale_metrics(parent: Path) -> None:
+    """Remove the metrics directories in ``parent`` whose server has ended (its lock is free).
+    Those of live servers, of other users and of releases that kept no lock are left alone."""
+    import fcntl
+
+    for directory in parent.glob(f"{METRICS_PREFIX}*"):
+        try:
+            found = directory.lstat()
+            if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid():
+                continue
+            lock = os.open(directory / METRICS_LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # its server lives
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+        finally:
+            os.close(lock)
+
+
+METRICS_PREFIX = "dispatch-metrics-"
+# Held (flock) by the server that made the directory, for as long as it lives.
+METRICS_LOCK = "server.lock"
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 

@@ -197,6 +197,45 @@ async def test_workers_stop_when_their_supervisor_is_killed_and_the_server_start
                 os.kill(int(pid), signal.SIGKILL)
 
 
+async def test_a_killed_servers_metrics_directory_is_removed_by_the_next_start_and_no_other(
+    postgres_only: str, tmp_path: Path
+) -> None:
+    """kill -9 of `dispatch serve --workers 2` left its dispatch-metrics-* directory in the
+    temporary directory, one more a crash, for good. The next server started on the host
+    removes it; a live server's stays, however many servers start beside it."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {**server_env(postgres_only, tmp_path), "TMPDIR": str(temporary)}
+
+    def metrics_directories() -> set[str]:
+        return {p.name for p in temporary.iterdir() if p.name.startswith("dispatch-metrics-")}
+
+    live = ServerProcess(env, tmp_path / "live.log", args=("--workers", "2"))
+    killed = ServerProcess(env, tmp_path / "killed.log", args=("--workers", "2"))
+    again = ServerProcess(env, tmp_path / "again.log")
+    try:
+        await live.start()
+        (lives,) = metrics_directories()
+        await killed.start()
+        (stale,) = metrics_directories() - {lives}
+        killed.kill()
+        assert metrics_directories() == {lives, stale}
+        await again.start()
+        assert metrics_directories() == {lives}
+        # With what its workers counted so far.
+        assert any(name.endswith(".db") for name in os.listdir(temporary / lives))
+        live.terminate()
+        assert metrics_directories() == set()
+    finally:
+        for server in (live, killed, again):
+            server.stop()
+            if not server.log.exists():
+                continue
+            for pid in re.findall(r"Started server process \[(\d+)\]", server.output()):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+
+
 def test_several_workers_are_refused_on_sqlite(tmp_path: Path) -> None:
     env = server_env(f"sqlite+aiosqlite:///{tmp_path / 'town.db'}", tmp_path)
     done = subprocess.run(
