@@ -125,7 +125,7 @@ async def serve_socket(
         await _close(websocket, TRY_AGAIN_LATER, BUSY)
         return
     subscription = hub.subscribe(peer.user_id, peer.label, mailbox=peer.stream)
-    session = _Session(websocket, peer, subscription, sessionmaker, recheck)
+    session = _Session(websocket, peer, subscription, sessionmaker, server_time, recheck)
     try:
         await _converse(session, resume_from, acknowledge, server_time, admit)
     finally:
@@ -140,6 +140,7 @@ class _Session:
     peer: Peer
     subscription: Subscription
     sessionmaker: Callable[[], AsyncSession]
+    server_time: Callable[[], str]
     recheck: Recheck | None
 
     async def send(self, envelope: Envelope) -> None:
@@ -156,7 +157,11 @@ class _Session:
         subscription = self.subscription
         while subscription.pings:
             subscription.pings -= 1
-            await self.websocket.send_text(_control("pong", subscription.sent, {}))
+            # The time as the pong is written, not as the ping came: a page takes it as the
+            # server's time halfway through the round trip, and the time spent here waiting
+            # behind a message lies inside that trip.
+            pong = {"server_time": self.server_time()}
+            await self.websocket.send_text(_control("pong", subscription.sent, pong))
 
     async def check_access(self, told: bool = False) -> None:
         if self.recheck is None:

@@ -156,13 +156,21 @@ async def test_a_socket_without_a_valid_hello_is_closed_with_1008(world: World) 
 async def test_a_ping_is_answered_by_a_pong_in_line_with_the_messages(world: World) -> None:
     """The pages' own look at their line (the protocol's pings are answered by the browser,
     unseen by the page). A pong's seq is the last one the socket sent before it: what came
-    before it in the stream. It acknowledges nothing."""
+    before it in the stream. It acknowledges nothing. It carries the server's time as it was
+    written, which a page takes for the middle of the ping's round trip."""
     team = await world.team("fixed_post")
     leader = await world.leader(team)
     operator = await world.operator()
     phone = await world.connect(leader)
     await phone.connection.send(json.dumps({"type": "ping"}))
-    assert await phone.next() == {"type": "pong", "seq": 0, "data": {}}
+    pong = await phone.next()
+    assert pong == {"type": "pong", "seq": 0, "data": {"server_time": pong["data"]["server_time"]}}
+    assert datetime.fromisoformat(pong["data"]["server_time"]) == world.clock.now()
+    world.clock.advance(1.5)
+    await phone.connection.send(json.dumps({"type": "ping"}))
+    later = (await phone.next())["data"]["server_time"]
+    assert datetime.fromisoformat(later) == world.clock.now()
+    assert later.endswith("+08:00"), later
 
     incident = await world.report(operator)
     # Pings while the report's messages are on their way, one with more than it needs.
@@ -172,7 +180,11 @@ async def test_a_ping_is_answered_by_a_pong_in_line_with_the_messages(world: Wor
     while pongs < 5:
         frame = await phone.next()
         if frame["type"] == "pong":
-            assert frame == {"type": "pong", "seq": seen, "data": {}}
+            assert (frame["type"], frame["seq"], list(frame["data"])) == (
+                "pong",
+                seen,
+                ["server_time"],
+            )
             pongs += 1
         else:
             seen = frame["seq"]

@@ -15,6 +15,8 @@ const POLICY = 1008;
 // opening gets the same time for its welcome. The server may set both (its page config).
 const PING_S = 20;
 const TIMEOUT_S = 10;
+// Pings sent one after another once welcomed, each pong's server time a sample of the clock.
+const CLOCK_SAMPLES = 3;
 
 function positiveMs(seconds, fallback) {
   const value = Number(seconds);
@@ -28,6 +30,10 @@ export class Live {
     const stored = parseInt(load(this.seqKey) || '0', 10);
     this.lastSeq = Number.isFinite(stored) && stored > 0 ? stored : 0;
     this.offsetMs = 0;
+    this.bestRttMs = Infinity; // the round trip of the sample offsetMs comes from
+    this.helloAt = null;
+    this.pingsOut = []; // when each ping not answered yet went out, oldest first
+    this.samplesWanted = 0;
     this.attempt = 0;
     this.socket = null;
     this.timer = null;
@@ -49,7 +55,19 @@ export class Live {
     };
   }
 
-  // The server's clock as best known here: the welcome's server_time corrects this device's.
+  // The server's clock as best known here. A server time read in the middle of a round trip
+  // was read that trip's half before the page got it (the lines' delays taken as even): taken
+  // as is, the page ran behind by the one-way delay, a countdown as much too long. The sample
+  // of the shortest round trip wins, its error at most half of it.
+  clockSample(serverIso, rttMs) {
+    const serverTime = Date.parse(serverIso);
+    if (!Number.isFinite(serverTime) || !(rttMs >= 0) || rttMs > this.bestRttMs) return;
+    this.bestRttMs = rttMs;
+    this.offsetMs = serverTime + rttMs / 2 - Date.now();
+    // Dates are shown when a time is not of the server's today (shared/format.js).
+    setServerOffset(this.offsetMs);
+  }
+
   serverNow() {
     return Date.now() + this.offsetMs;
   }
@@ -93,11 +111,15 @@ export class Live {
     this.caughtUp = false;
     this.ackedSeq = 0;
     this.helloSent = false;
+    this.helloAt = null;
+    this.pingsOut = [];
+    this.samplesWanted = 0;
     this.status(this.everConnected ? 'reconnecting' : 'connecting');
     this.heard(socket);
     socket.onopen = () => {
       socket.send(JSON.stringify({ type: 'hello', token, resume_from: this.lastSeq }));
       this.helloSent = true;
+      this.helloAt = performance.now();
     };
     socket.onmessage = (event) => {
       this.heard(socket);
@@ -114,10 +136,14 @@ export class Live {
       return;
     }
     if (message.type === 'welcome') {
-      const serverTime = Date.parse(message.data.server_time);
-      if (Number.isFinite(serverTime)) this.offsetMs = serverTime - Date.now();
-      // Dates are shown when a time is not of the server's today (shared/format.js).
-      setServerOffset(this.offsetMs);
+      // Each socket measures afresh (the device's clock may have been set meanwhile): the
+      // hello's round trip first, whose server time was read somewhere within it, then pings'.
+      this.bestRttMs = Infinity;
+      if (this.helloAt !== null) {
+        this.clockSample(message.data.server_time, performance.now() - this.helloAt);
+      }
+      this.samplesWanted = CLOCK_SAMPLES;
+      this.sendPing(this.socket);
       this.welcomeSeq = message.seq;
       const missed = Math.max(0, message.seq - this.lastSeq);
       const reconnected = this.everConnected;
@@ -127,7 +153,16 @@ export class Live {
       this.checkCaughtUp();
       return;
     }
-    if (message.type === 'pong') return; // heard: that was all it was for
+    if (message.type === 'pong') {
+      // Pongs answer pings in order. Being heard was all a liveness ping was for; each also
+      // carries the server's time as it answered.
+      const sentAt = this.pingsOut.shift();
+      if (sentAt !== undefined && message.data) {
+        this.clockSample(message.data.server_time, performance.now() - sentAt);
+      }
+      if (this.samplesWanted > 0) this.sendPing(this.socket);
+      return;
+    }
     if (message.type === 'resync') {
       // The gap cannot be replayed: start from the latest seq and reload state over HTTP.
       this.remember(message.seq);
@@ -218,10 +253,15 @@ export class Live {
   probe(socket) {
     if (socket !== this.socket || this.stopped) return;
     // Before its hello a ping would be refused: a socket still opening only gets the wait.
-    if (this.helloSent && socket.readyState === WebSocket.OPEN) {
-      socket.send(JSON.stringify({ type: 'ping' }));
-    }
+    if (this.helloSent && socket.readyState === WebSocket.OPEN) this.sendPing(socket);
     this.deadTimer = setTimeout(() => this.giveUp(socket), this.timeoutMs);
+  }
+
+  sendPing(socket) {
+    if (!socket || socket !== this.socket || socket.readyState !== WebSocket.OPEN) return;
+    if (this.samplesWanted > 0) this.samplesWanted -= 1;
+    this.pingsOut.push(performance.now());
+    socket.send(JSON.stringify({ type: 'ping' }));
   }
 
   // Nothing heard, not even the pong: the line is dead though the socket says open. It is let

@@ -64,9 +64,9 @@ function round(value) {
 }
 
 // Called a few times a second: only the clocks' text changes, nothing is rebuilt.
-// The page's idea of the server's clock runs behind the server's by the time its welcome took to
-// be handled (a page busy opening, a slow line), so a clock is held at its tier's whole target:
-// 1:00 as a one-minute incident comes up, never 1:01.
+// The page's idea of the server's clock is off by up to half its best round trip (live.js), either
+// way, so a clock is held at its tier's whole target: 1:00 as a one-minute incident comes up,
+// never 1:01.
 export function tickClocks(root, serverNowMs) {
   for (const el of root.querySelectorAll('.tier-clock[data-deadline]')) {
     const target = parseFloat(el.dataset.target) || 60;

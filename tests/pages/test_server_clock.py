@@ -1,0 +1,104 @@
+"""The pages' idea of the server's clock on a slow line: in headless Chromium against a real
+server running on the host's clock, its websocket delayed both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, WebSocketRoute, expect
+
+from dispatch.clock import ManualClock, SystemClock
+from dispatch.config import Settings
+from tests.conftest import RunningServer
+from tests.pages.conftest import Opened, desk_context, log_in
+from tests.pages.test_console_and_phone import card
+from tests.support import World
+
+# Each way: a phone's line in a weak cell, or a console behind a congested link.
+ONE_WAY_S = 3.0
+
+
+@pytest.fixture
+async def real_time_world(settings: Settings, clock: ManualClock) -> AsyncIterator[World]:
+    """A server whose clock runs on as the host's does, as in production: the pages' clocks
+    are read against it while they run."""
+    # The hello takes ONE_WAY_S to come: the tests' quick timeout for it would refuse it.
+    slow = settings.model_copy(update={"ws_hello_timeout_s": 5 * ONE_WAY_S})
+    running = RunningServer(slow, clock, server_clock=SystemClock())
+    await running.start()
+    world = World(running.app, f"http://127.0.0.1:{running.port}", clock)
+    try:
+        yield world
+    finally:
+        await world.close()
+        await running.stop()
+
+
+@contextlib.asynccontextmanager
+async def slow_websocket(context: BrowserContext) -> AsyncIterator[None]:
+    """Every frame of the context's websockets arrives ONE_WAY_S after it was sent, either way,
+    in order."""
+    loop = asyncio.get_running_loop()
+    pumps: list[asyncio.Task[None]] = []
+
+    def delayed(send: Callable[[str | bytes], None]) -> Callable[[str | bytes], None]:
+        queue: asyncio.Queue[tuple[float, str | bytes]] = asyncio.Queue()
+
+        async def pump() -> None:
+            while True:
+                due, frame = await queue.get()
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                with contextlib.suppress(Exception):  # the socket closed meanwhile
+                    send(frame)
+
+        pumps.append(asyncio.create_task(pump()))
+        return lambda frame: queue.put_nowait((loop.time() + ONE_WAY_S, frame))
+
+    def route(page_side: WebSocketRoute) -> None:
+        server_side = page_side.connect_to_server()
+        page_side.on_message(delayed(server_side.send))
+        server_side.on_message(delayed(page_side.send))
+
+    await context.route_web_socket(re.compile(r"/ws$"), route)
+    try:
+        yield
+    finally:
+        for task in pumps:
+            task.cancel()
+
+
+def seconds_of(clock: str) -> int:
+    minutes, seconds = clock.split(":")
+    return int(minutes) * 60 + int(seconds)
+
+
+async def test_the_consoles_clocks_count_to_the_deadline_on_a_slow_line(
+    real_time_world: World, browser: Browser, contexts: Opened
+) -> None:
+    """The server's time in the welcome was read ONE_WAY_S before the page got it: taken as
+    the time it arrived, the page's clocks read ONE_WAY_S too long (held at 1:00 where 0:57 was
+    left). Taken as the middle of the round trip, they read the time left at the server."""
+    world = real_time_world
+    await world.leader(await world.team("fixed_post"))
+    context = await desk_context(browser, contexts)
+    async with slow_websocket(context):
+        console = await context.new_page()
+        await log_in(console, world.base_url + "/console", await world.operator())
+        live = console.locator("#conn")
+        await expect(live).to_have_attribute("data-state", "live", timeout=4_000 * ONE_WAY_S)
+        incident = await world.report(await world.operator(), category="fight")
+        deadline = datetime.fromisoformat(incident["chain"][0]["deadline"])
+        clock = card(console, incident["id"]).locator(".tier-clock").first
+        await expect(clock).to_have_text(re.compile(r"^\d:\d\d$"), timeout=2_000 * ONE_WAY_S)
+
+        for _ in range(3):
+            shown = seconds_of(await clock.inner_text())
+            left = (deadline - datetime.now(UTC)).total_seconds()
+            # Rounded up, drawn four times a second: at most 1.25 s above what is left.
+            assert -0.3 <= shown - left <= 1.5, (shown, left)
+            await asyncio.sleep(1.1)
