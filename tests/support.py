@@ -323,7 +323,49 @@ class World:
             await asyncio.sleep(0.02)
 
 
-class SilentProxy:
+class TcpProxy:
+    """A TCP proxy on a free port of 127.0.0.1; what it passes, and how, is the subclass's
+    ``_serve``, one task a connection. ``close`` cuts every connection still open and ends
+    their tasks: the client's end of each is in ``_ends`` while its task runs, and a subclass
+    adds there the ends it opens to the upstream server."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._ends: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for end in list(self._ends):
+            end.transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _accept(self, client: asyncio.StreamReader, to_client: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._ends.add(to_client)
+        try:
+            await self._serve(client, to_client)
+        finally:
+            self._ends.discard(to_client)
+            self._tasks.discard(task)
+
+    async def _serve(self, client: asyncio.StreamReader, to_client: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+class SilentProxy(TcpProxy):
     """A TCP proxy in front of a server that can fall silent: it stops passing bytes either way
     and closes nothing, which is how a line that died without a word (a phone's Wi-Fi dropped
     behind NAT, a server host gone) looks from both of its ends.
@@ -333,23 +375,18 @@ class SilentProxy:
     (as a host that came back answers a packet of a connection it no longer knows)."""
 
     def __init__(self, upstream_port: int) -> None:
+        super().__init__()
         self.upstream_port = upstream_port
-        self.port = 0
         self.silent = False
         self.connections = 0
         # Connections made before the latest fall into silence are dead.
         self._era = 0
-        self._server: asyncio.Server | None = None
-        self._ends: dict[asyncio.StreamWriter, int] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        # Each open end's era.
+        self._eras: dict[asyncio.StreamWriter, int] = {}
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
 
     def fall_silent(self) -> None:
         self.silent = True
@@ -361,30 +398,16 @@ class SilentProxy:
         self.silent = False
         if not reset_dead:
             return
-        for writer, era in list(self._ends.items()):
+        for writer, era in list(self._eras.items()):
             if era < self._era:
                 writer.transport.abort()
 
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for writer in list(self._ends):
-            writer.transport.abort()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
-
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
         self.connections += 1
         # Made while silent: of the dead era, it never passes anything.
         era = self._era - 1 if self.silent else self._era
         ends = [writer]
-        self._ends[writer] = era
+        self._eras[writer] = era
         try:
             if self.silent:
                 while await reader.read(65536):
@@ -394,7 +417,8 @@ class SilentProxy:
                 "127.0.0.1", self.upstream_port
             )
             ends.append(upstream)
-            self._ends[upstream] = era
+            self._ends.add(upstream)
+            self._eras[upstream] = era
             await asyncio.gather(
                 self._pump(reader, upstream, era), self._pump(upstream_reader, writer, era)
             )
@@ -402,9 +426,9 @@ class SilentProxy:
             pass
         finally:
             for end in ends:
-                self._ends.pop(end, None)
+                self._ends.discard(end)
+                self._eras.pop(end, None)
                 end.transport.abort()
-            self._tasks.discard(task)
 
     async def _pump(
         self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, era: int

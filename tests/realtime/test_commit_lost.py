@@ -26,12 +26,12 @@ from dispatch.errors import DATABASE_RETRY_AFTER_S
 from dispatch.runtime import MESSAGES_CHANNEL
 from tests.auth.test_tokens import me
 from tests.conftest import server_settings, two_servers_on
-from tests.support import QINGXI, World
+from tests.support import QINGXI, TcpProxy, World
 
 REPORT = {"location": {"lon": QINGXI[0], "lat": QINGXI[1], "crs": "wgs84"}, "category": "fight"}
 
 
-class CommitAnswerLost:
+class CommitAnswerLost(TcpProxy):
     """A TCP proxy in front of PostgreSQL. Once armed, the first transaction that announces
     to the other processes on ``channel`` (a statement naming it: ``dispatch_messages``, new
     messages, unless told) has its COMMIT passed on, and PostgreSQL's answer, sent once it has
@@ -44,37 +44,15 @@ class CommitAnswerLost:
     def __init__(
         self, upstream_host: str, upstream_port: int, channel: str = MESSAGES_CHANNEL
     ) -> None:
+        super().__init__()
         self.upstream = (upstream_host, upstream_port)
         self.channel = channel.encode()
-        self.port = 0
         self.armed = False
         # Set once a COMMIT's answer was lost.
         self.cut = asyncio.Event()
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._ends: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for end in list(self._ends):
-            end.transport.abort()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
 
     async def _serve(self, client: asyncio.StreamReader, to_client: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
         ends = [to_client]
-        self._ends.add(to_client)
         # This connection's transaction announces messages; its COMMIT's answer is to be lost.
         state = {"announcing": False, "losing": False}
 
@@ -127,7 +105,6 @@ class CommitAnswerLost:
             cut()
             for end in ends:
                 self._ends.discard(end)
-            self._tasks.discard(task)
 
 
 def two_servers_one_through(

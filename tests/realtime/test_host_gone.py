@@ -16,12 +16,12 @@ from alerts.fanout import APPLICATION_NAME
 from dispatch.runtime import MESSAGES_CHANNEL
 from tests.processes import ServerProcess, server_env
 from tests.realtime.test_durability import build_town
-from tests.support import QINGXI
+from tests.support import QINGXI, TcpProxy
 
 REPORT = {"location": {"lon": QINGXI[0], "lat": QINGXI[1]}, "category": "fight"}
 
 
-class GoesDark:
+class GoesDark(TcpProxy):
     """A TCP proxy in front of PostgreSQL. Once armed, the first transaction that announces
     new messages (a report's, which holds the board's mailbox from its last statement) has
     its COMMIT swallowed, and from then on nothing passes either way on that connection, which
@@ -29,35 +29,16 @@ class GoesDark:
     nothing tells the database so. The fan-out listener's connection passes as it is."""
 
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        super().__init__()
         self.upstream = (upstream_host, upstream_port)
-        self.port = 0
         self.armed = False
         # Set once a transaction was left open.
         self.dark = asyncio.Event()
-        self._server: asyncio.Server | None = None
-        self._ends: list[asyncio.StreamWriter] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for end in self._ends:
-            end.transport.abort()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _serve(self, client: asyncio.StreamReader, to_client: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self._ends.append(to_client)
         server, to_server = await asyncio.open_connection(*self.upstream)
-        self._ends.append(to_server)
+        # Left open at PostgreSQL's end when dark, until the proxy closes.
+        self._ends.add(to_server)
         state = {"announcing": False, "dark": False}
 
         async def up() -> None:
@@ -88,10 +69,7 @@ class GoesDark:
                     await to_client.drain()
             to_client.close()
 
-        try:
-            await asyncio.gather(up(), down(), return_exceptions=True)
-        finally:
-            self._tasks.discard(task)
+        await asyncio.gather(up(), down(), return_exceptions=True)
 
 
 async def test_a_server_gone_dark_in_a_report_holds_up_the_other_servers_reports_briefly(
