@@ -49,7 +49,7 @@ from dispatch.teams import service as teams
 from dispatch.teams.coverage import Coverage
 from dispatch.teams.routes import router as teams_router
 from dispatch.villages import service as village_service
-from dispatch.villages.index import Villages
+from dispatch.villages.index import VillageIndex, Villages
 from dispatch.villages.routes import coverage_router
 from dispatch.villages.routes import router as villages_router
 
@@ -119,6 +119,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             if runtime.fanout is not None:
                 await runtime.fanout.stop()
             await runtime.duty.close()
+            await runtime.villages.close()
             for engine in runtime.pools().values():
                 await engine.dispose()
 
@@ -226,7 +227,12 @@ async def start_runtime(settings: Settings, clock: Clock) -> Runtime:
     read_engine = await create_read_engine(engine, url, readers, waited)
     sessionmaker = create_sessionmaker(engine)
     coverage = Coverage()
-    villages = Villages()
+
+    async def load_villages() -> VillageIndex:
+        async with sessionmaker(bind=read_engine) as session:
+            return await village_service.load_index(session)
+
+    villages = Villages(load_villages)
     async with sessionmaker() as session:
         # The host's time against the record's (a restart after a clock that ran fast, a
         # host behind the others): told, not followed (dispatch.clock).

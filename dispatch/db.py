@@ -362,6 +362,15 @@ def after_commit(session: AsyncSession, action: AfterCommit, *, refresh: bool = 
         session.info.setdefault(REFRESH_KEY, []).append(action)
 
 
+def if_commit_unknown(session: AsyncSession, action: AfterCommit) -> None:
+    """Run ``action`` if this session's COMMIT fails with its outcome unknown (the connection
+    lost with its answer, ``Runtime.transaction``), at once and again a little later, as a
+    ``refresh`` of ``after_commit`` runs then: for what brings this process back to what the
+    tables hold where an after-commit action would have applied what the transaction wrote
+    (the villages' index it built)."""
+    session.info.setdefault(REFRESH_KEY, []).append(action)
+
+
 BEFORE_COMMIT_KEY = "before_commit"
 BeforeCommit = Callable[[], Awaitable[None]]
 

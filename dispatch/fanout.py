@@ -3,15 +3,12 @@ duty schedules and users."""
 
 from __future__ import annotations
 
-import asyncio
-
 from alerts import store as mailboxes
 from alerts.fanout import Listener
 from dispatch.auth.service import USERS_CHANNEL
 from dispatch.rosters.book import DUTY_CHANNEL
 from dispatch.runtime import MESSAGES_CHANNEL, Runtime
 from dispatch.teams import service as teams
-from dispatch.villages import service as villages
 from dispatch.villages.index import VILLAGES_CHANNEL
 
 
@@ -31,17 +28,9 @@ def listen(runtime: Runtime) -> Listener:
         async with runtime.reading() as session:
             await runtime.coverage.catch_up(session)
 
-    # One reload of the villages at a time. Each reads the whole table, so in turn the last
-    # one reads the newest; side by side (announcements are handled concurrently), an older
-    # read could be applied last and stay until the next change.
-    reloading_villages = asyncio.Lock()
-
-    async def reload_villages() -> None:
-        async with reloading_villages, runtime.reading() as session:
-            runtime.villages.replace(await villages.load_index(session))
-
     async def villages_changed(_: str) -> None:
-        await reload_villages()
+        # One reload at a time (announcements are handled concurrently): ``Villages.reload``.
+        await runtime.villages.reload()
 
     async def duty_changed(_: str) -> None:
         runtime.duty.changed()
@@ -59,7 +48,7 @@ def listen(runtime: Runtime) -> Listener:
         runtime.principals.clear()
         async with runtime.reading() as session:
             await runtime.coverage.catch_up(session)
-        await reload_villages()
+        await runtime.villages.reload()
         runtime.duty.changed()
         # Every socket is judged again, from the rows: a user disabled or logged out in another
         # process meanwhile would otherwise keep an idle socket open until the token expired

@@ -3,12 +3,15 @@
 Villages change rarely (an import, a delete) and every report asks. The index is loaded at
 start, replaced in the process that made a change once it commits, and reloaded by the other
 processes when the announcement on ``VILLAGES_CHANNEL`` arrives (``dispatch/fanout.py``) or
-their listener reconnects.
+their listener reconnects. The process that made a change whose COMMIT's outcome it does not
+know (the connection lost with the answer) reloads its own from the tables too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 
 import numpy as np
 import shapely
@@ -16,7 +19,11 @@ from shapely.geometry import shape
 
 from dispatch.villages.models import Village
 
+log = logging.getLogger(__name__)
+
 VILLAGES_CHANNEL = "dispatch_villages"
+# A reload that could not read the tables (the database away) is tried again this much later.
+RETRY_AFTER_S = 5.0
 
 
 class VillageIndex:
@@ -55,14 +62,61 @@ class VillageIndex:
         return found
 
 
-class Villages:
-    """The index a process currently uses, swapped whole on a change."""
+Load = Callable[[], Awaitable[VillageIndex]]
 
-    def __init__(self) -> None:
+
+class Villages:
+    """The index a process currently uses, swapped whole on a change. ``load`` reads every
+    village from the tables."""
+
+    def __init__(self, load: Load) -> None:
         self.index = VillageIndex()
+        self._load = load
+        # Moves with every index put in place: a reload whose read may be older than one put
+        # in place meanwhile reads again.
+        self._version = 0
+        # One reload at a time: each reads the whole table, so in turn the last one reads the
+        # newest; side by side an older read could be put in place last.
+        self._reloading = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def replace(self, index: VillageIndex) -> None:
+        self._version += 1
         self.index = index
+
+    async def reload(self) -> None:
+        """Tag from the villages as the tables hold them now."""
+        async with self._reloading:
+            while True:
+                version = self._version
+                index = await self._load()
+                if version == self._version:
+                    self.replace(index)
+                    return
+
+    def reload_soon(self) -> None:
+        """``reload`` in a task of its own, tried again until it reads the tables: for a change
+        whose COMMIT's outcome is unknown, after which the index the transaction built may or
+        may not be what the tables hold."""
+        task = asyncio.create_task(self._reload_until_read(), name="villages-reload")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Stop the reloads in flight (before the database goes)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _reload_until_read(self) -> None:
+        while True:
+            try:
+                await self.reload()
+                return
+            except Exception:
+                # Reports are tagged from the index as it was meanwhile.
+                log.exception("could not load the villages; retrying")
+                await asyncio.sleep(RETRY_AFTER_S)
 
     def village_at(self, lon: float, lat: float) -> str | None:
         return self.index.village_at(lon, lat)

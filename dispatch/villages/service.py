@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.bulk import write_rows
 from dispatch.audit import chain as event_chain
-from dispatch.db import after_commit, announce, dialect_name, new_id
+from dispatch.db import after_commit, announce, dialect_name, if_commit_unknown, new_id
 from dispatch.errors import InvalidInput, NotFound, unparsable
 from dispatch.incidents.models import EventRecord, Incident
 from dispatch.rosters.files import FileRejected, Problem
@@ -85,9 +85,14 @@ async def load_index(session: AsyncSession) -> VillageIndex:
 
 
 def _changed(session: AsyncSession, villages: Villages | None, index: VillageIndex) -> None:
-    """This process tags with ``index`` once the change commits; the others reload theirs."""
+    """This process tags with ``index`` once the change commits; the others reload theirs.
+    Where the COMMIT's outcome is unknown this process reloads its own from the tables (at
+    once, and again a little later: the database may still be completing the COMMIT): else
+    an import that committed all the same left its new and redrawn villages untagged here
+    until the next change."""
     if villages is not None:
         after_commit(session, partial(villages.replace, index))
+        if_commit_unknown(session, villages.reload_soon)
     announce(session, VILLAGES_CHANNEL, "all")
 
 
