@@ -15,6 +15,15 @@ pair proves the line. Pinging only after ``ws_ping_interval`` of silence from th
 leaves a page's socket one pair of frames per interval, and a silent client is still pinged,
 and dropped when its pong does not come, as before.
 
+**Letting go of a client the keepalive gave up on.** When a ping goes unanswered, uvicorn sends
+its close and closes the transport, which waits for whatever is still unsent to drain. A client
+frozen with its connection up (a phone whose system still acknowledges the packets, its window
+shut) never takes it: the connection stayed, and nothing told the application, so its leader
+stayed connected in the hub (reachable, said the console) until enough messages came to
+overflow his queue, months for a leader. The connection is cut instead, as a slow consumer's is
+(alerts.socket): the application hears the disconnect at once, and the client resumes from its
+cursor when it comes back.
+
 **A text message that is not UTF-8 is the client's fault.** uvicorn closes its socket with
 1007, as it should, but logged "Invalid UTF-8 sequence received from client." at ERROR with a
 traceback, so a client's garbage read as a fault of the server. Such a message is refused
@@ -42,6 +51,13 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             self.ping_timer = self.loop.call_later(interval - quiet, self.send_keepalive_ping)
             return
         super().send_keepalive_ping()
+
+    def keepalive_timeout(self) -> None:
+        gave_up = not (self.close_sent or self.transport.is_closing())
+        super().keepalive_timeout()
+        if gave_up:
+            # Its close frame waits behind what the client did not take: drop them both.
+            self.transport.abort()
 
     def send_receive_event_to_app(self) -> None:
         if self.curr_msg_data_type == "text" and not self.close_sent:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
+from websockets.asyncio.client import connect
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
@@ -16,6 +18,7 @@ from websockets.uri import parse_uri
 from alerts import store as mailboxes
 from alerts.store import Outgoing
 from dispatch.config import Settings
+from tests.conftest import RunningServer
 from tests.support import World
 
 
@@ -176,3 +179,39 @@ async def test_a_message_purged_between_two_kept_ones_is_a_resync_not_a_silent_g
     assert "retention" in resync["data"]["reason"]
     assert (await socket.next())["data"]["n"] == 2
     await socket.close()
+
+
+def open_websockets(server: RunningServer) -> int:
+    return sum("WebSocket" in type(c).__name__ for c in server.server.server_state.connections)
+
+
+async def test_a_client_that_stops_reading_with_alerts_still_unsent_is_let_go_by_the_keepalive(
+    world: World, server: RunningServer
+) -> None:
+    """A phone frozen with its connection up (its system still acknowledges the packets, its
+    window shut): the keepalive gave up on it, but the server's close waited for the unsent
+    alerts to drain, which never happened. The leader stayed connected in the hub (reachable,
+    said the console) and the connection held its buffers until queue_size more messages
+    came to his mailbox, months for a leader."""
+    leader = await world.leader(await world.team())
+    uri = parse_uri(world.ws_url)
+    line = socket.socket()
+    # A small window: the kernel's buffers on the way fill with a few megabytes.
+    line.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    line.connect((uri.host, uri.port))
+    async with connect(world.ws_url, sock=line, compression=None, close_timeout=0.1) as ws:
+        await ws.send(json.dumps({"type": "hello", "token": leader.token, "resume_from": 0}))
+        await asyncio.wait_for(ws.recv(), 5)
+        ws.transport.pause_reading()
+        # Far fewer than the hub's queue holds: the socket is not cut as a slow consumer.
+        async with world.runtime.transaction() as session:
+            pad = "x" * 1_000_000
+            burst = [Outgoing(leader.id, "incident.updated", {"pad": pad}) for _ in range(6)]
+            await mailboxes.enqueue(session, burst, now=world.clock.now())
+        for _ in range(100):
+            if not world.runtime.hub.is_connected(leader.id) and open_websockets(server) == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert not world.runtime.hub.is_connected(leader.id)
+        assert world.runtime.hub.count_by_label() == {}
+        assert open_websockets(server) == 0
