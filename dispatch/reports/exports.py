@@ -31,7 +31,14 @@ from dispatch.reports.schemas import (
     Stat,
     TierFigures,
 )
-from dispatch.reports.service import TIER_LABELS, DetailRow, Details, Histogram, histogram_bins
+from dispatch.reports.service import (
+    NO_VILLAGE,
+    TIER_LABELS,
+    DetailRow,
+    Details,
+    Histogram,
+    histogram_bins,
+)
 from dispatch.rosters.files import csv_bytes, sheet_text, workbook_bytes
 from dispatch.schemas import DISPLAY_TZ
 
@@ -95,7 +102,13 @@ EXCLUSION_HEADER = ["警情编号", "报警时间", "梯队", "联防队", "结�
 # The workbook names the time zone in the header, as in its other time columns; the CSV keeps
 # the header its readers look columns up by, and says 北京时间 in its context columns.
 LOCAL_TIME_HEADER = "报警时间(北京时间)"
-SHEET_EXCLUSION_HEADER = [LOCAL_TIME_HEADER if h == "报警时间" else h for h in EXCLUSION_HEADER]
+# What the incident was and where: the workbook has them after 原因; the CSV, whose columns are
+# only ever added at the end, after 列出条数.
+EXCLUSION_PLACE_HEADER = ["类别", "村(社区)", "经度(WGS84)", "纬度(WGS84)"]
+SHEET_EXCLUSION_HEADER = [
+    *[LOCAL_TIME_HEADER if h == "报警时间" else h for h in EXCLUSION_HEADER],
+    *EXCLUSION_PLACE_HEADER,
+]
 # Last in every CSV row: what the file covers, so that a row read alone still says it.
 CONTEXT_HEADER = ["统计区间(北京时间)", "筛选条件", "生成时间(北京时间)"]
 # After those in the exclusions' file: how many of how many it lists, as the workbook's title
@@ -182,11 +195,21 @@ def team_text(e: Exclusion) -> str:
     return e.team_label or "、".join(t.team_label for t in e.alerted_teams)
 
 
+def place_cells(e: Exclusion) -> list[Any]:
+    """The incident's category in Chinese, its village (未划入村(社区) outside any, as the groups
+    by village name it) and its place as numbers, longitude first as the report form gives it."""
+    category = CATEGORY_LABELS.get(e.category, e.category) if e.category else ""
+    village = (e.village_name or NO_VILLAGE) if e.village_id else NO_VILLAGE
+    return [category, village, e.lon, e.lat]
+
+
 def _exclusion_rows(
-    exclusions: Sequence[Exclusion], time: Callable[[datetime], Any]
+    exclusions: Sequence[Exclusion],
+    time: Callable[[datetime], Any],
+    extra: Callable[[Exclusion], Sequence[Any]] = lambda e: (),
 ) -> list[list[Any]]:
     """The exclusions' rows, their times as ``time`` writes them: text in the CSV, a date-time
-    (local_datetime) in the workbook."""
+    (local_datetime) in the workbook; each followed by ``extra``'s cells."""
     return [
         [
             e.incident_id,
@@ -195,6 +218,7 @@ def _exclusion_rows(
             team_text(e),
             OUTCOME_LABELS.get(e.outcome, e.outcome),
             reason_text(e),
+            *extra(e),
         ]
         for e in exclusions
     ]
@@ -286,8 +310,9 @@ def report_csv(report: ReportOut, part: str) -> bytes:
     context = [period_text(report), filter_text(report), local_text(report.generated_at)]
     if part == "exclusions":
         context.append(listed_text(report))
-        rows = [[*row, *context] for row in _exclusion_rows(report.exclusions, local_text)]
-        return csv_bytes([*EXCLUSION_HEADER, *CONTEXT_HEADER, LISTED_HEADER], rows)
+        rows = _exclusion_rows(report.exclusions, local_text, lambda e: [*context, *place_cells(e)])
+        header = [*EXCLUSION_HEADER, *CONTEXT_HEADER, LISTED_HEADER, *EXCLUSION_PLACE_HEADER]
+        return csv_bytes(header, rows)
     rows = [
         [SHEET_TITLES[g.by], *row, *context] for g in report.groupings for row in _grouping_rows(g)
     ]
@@ -351,9 +376,9 @@ class ReportWorkbook:
             "未到场清单",
             SHEET_EXCLUSION_HEADER,
             title=f"未到场清单（{listed_text(report)}）",
-            widths=[34, 20, 18, 28, 12, 48],
+            widths=[34, 20, 18, 28, 12, 48, 14, 18, 14, 14],
         )
-        for row in _exclusion_rows(report.exclusions, local_datetime):
+        for row in _exclusion_rows(report.exclusions, local_datetime, place_cells):
             _append(exclusions, row)
         header = [*DETAIL_HEADER]
         for tier in details.tiers:

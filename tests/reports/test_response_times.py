@@ -411,6 +411,8 @@ def csv_rows(reply: Any) -> tuple[list[str], list[list[str]]]:
 CONTEXT = ["统计区间(北京时间)", "筛选条件", "生成时间(北京时间)"]
 # Last in the exclusions' file: how many of how many it lists.
 LISTED = "列出条数"
+# Then what the incident was and where.
+PLACE = ["类别", "村(社区)", "经度(WGS84)", "纬度(WGS84)"]
 
 
 async def test_csv_has_a_bom_and_chinese_headers(world: World) -> None:
@@ -441,8 +443,18 @@ async def test_csv_has_a_bom_and_chinese_headers(world: World) -> None:
 
     exclusions = await report(world, **period, format="csv", part="exclusions")
     header, rows = csv_rows(exclusions)
-    assert header == ["警情编号", "报警时间", "梯队", "联防队", "结果", "原因", *CONTEXT, LISTED]
-    assert {r[-1] for r in rows} == {"共4条，列出4条"}
+    assert header == [
+        "警情编号",
+        "报警时间",
+        "梯队",
+        "联防队",
+        "结果",
+        "原因",
+        *CONTEXT,
+        LISTED,
+        *PLACE,
+    ]
+    assert {r[header.index(LISTED)] for r in rows} == {"共4条，列出4条"}
     # The reasons in Chinese, like the rest of the file.
     assert [(r[4], r[5]) for r in rows] == [
         ("超时", "无人到场"),
@@ -527,6 +539,48 @@ async def test_an_exclusion_names_its_incident_and_the_teams_alerted_in_its_tier
     schema = (await world.http.get("/openapi.json")).json()["components"]["schemas"]
     assert "alerted_teams" in schema["Exclusion"]["properties"]
     assert "AlertedTeam" in schema
+
+
+async def test_the_exclusions_files_say_what_each_incident_was_and_where(world: World) -> None:
+    """The office works from the files: an exclusion's row there says the incident's category,
+    village and place as the page does (the CSV and the workbook had the team column alone),
+    and one outside every village is said to be so, its place still given."""
+    day = await seed(world)
+    i2, i3 = day.incidents[1], day.incidents[2]
+    # Outside both villages (west of 上元村), nobody comes: its tier 1 runs out.
+    astray = await world.report(day.operator, *near(2500, 270), category="theft")
+    world.clock.advance(61)
+    await settle(world)
+    local_day = i2["reported_at"][:10]
+    next_day = (datetime.fromisoformat(local_day) + timedelta(days=1)).date().isoformat()
+    period = {"from": local_day, "to": next_day, "tier": 1}
+    expected = [
+        (i3["id"], "打架斗殴", "上元村", i3["location"]["lon"], i3["location"]["lat"]),
+        (
+            astray["id"],
+            "盗窃",
+            "未划入村(社区)",
+            astray["location"]["lon"],
+            astray["location"]["lat"],
+        ),
+    ]
+
+    header, rows = csv_rows(await report(world, **period, format="csv", part="exclusions"))
+    assert header[-4:] == PLACE
+    assert [(r[0], *r[-4:-2], float(r[-2]), float(r[-1])) for r in rows] == expected
+
+    book = load_workbook(io.BytesIO((await report(world, **period, format="xlsx")).content))
+    sheet = list(book["未到场清单"].iter_rows(values_only=True))
+    assert sheet[1] == (
+        "警情编号",
+        "报警时间(北京时间)",
+        "梯队",
+        "联防队",
+        "结果",
+        "原因",
+        *PLACE,
+    )
+    assert [(r[0], *r[6:]) for r in sheet[2:]] == expected
 
 
 async def test_csv_writes_team_names_a_spreadsheet_would_work_out_as_text(world: World) -> None:
@@ -819,6 +873,7 @@ async def test_xlsx_sheets_cells_and_charts(world: World) -> None:
         "联防队",
         "结果",
         "原因",
+        *PLACE,
     ]
     assert [r[4:6] for r in excluded.iter_rows(min_row=3, values_only=True)] == [
         ("超时", "无人到场"),
