@@ -7,7 +7,7 @@ import { Api, keepLoading } from '../shared/api.js';
 import { officeRefusal, signInGate } from '../shared/login.js';
 import { Live } from '../shared/live.js';
 import { $, clear, h, newKey, readConfig } from '../shared/dom.js';
-import { load, save } from '../shared/storage.js';
+import { load, loadForTab, save, saveForTab } from '../shared/storage.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
 import { clockTime, coordinate, metres, ms, shanghaiToday } from '../shared/format.js';
 import { errorText } from '../shared/errors.js';
@@ -67,7 +67,7 @@ const state = {
   retrying: null, // [busy, seconds, attempt, tries] while a report waits to be sent again
   coverage: null, // what the report form says about the point: {teams} or {error}
   legend: null,
-  feed: [], // {at, kind, text}: text() says it in the language of the moment
+  feed: [], // {at, kind, key, vars, ref}: said in the language of the moment (feedText)
   alarms: [], // the breaches the banner names until acknowledged: {key, text}, oldest first
   status: null,
   closed: new Set(),
@@ -108,7 +108,7 @@ function boot() {
   $('#history-more').addEventListener('click', () => loadHistory(true));
   $('#history-record-close').addEventListener('click', closeHistoryRecord);
   $('#late-only').addEventListener('click', () => {
-    state.lateOnly = !state.lateOnly;
+    setLateOnly(!state.lateOnly);
     renderIncidents();
   });
   fillSelects();
@@ -179,6 +179,7 @@ function stop() {
 async function start(me) {
   state.me = me;
   state.silenced = loadSilenced();
+  restoreView();
   $('#report-form').closest('section').hidden = CAN_REPORT.indexOf(me.role) < 0;
   setupMap();
   $('#history-open').hidden = false;
@@ -308,11 +309,18 @@ function alarmLate(withFeed) {
       const key = breachKey(incident, tier);
       if (state.breachSeen.has(key) || state.silenced.has(key)) continue;
       const text = breachText(incident, tier, 'alarm.item');
-      breaches.push({ key, text, feed: breachText(incident, tier) });
+      breaches.push({ key, text, vars: breachVars(incident, tier) });
     }
   }
   if (!breaches.length) return;
-  if (withFeed) for (const breach of breaches) addFeed(breach.feed, 'feed-breach');
+  if (withFeed) {
+    for (const breach of breaches) {
+      // A console reloaded has the line in its feed already (restoreView).
+      if (!state.feed.some((entry) => entry.ref === breach.key)) {
+        addFeed('feed.breached', breach.vars, 'feed-breach', breach.key);
+      }
+    }
+  }
   raiseAlarm(breaches);
 }
 
@@ -347,14 +355,18 @@ function breachKey(incident, tier) {
   return incident.id + ':' + tier.tier;
 }
 
-// `key`: the feed's line (超时：…), or the alarm banner's item, which its heading introduces.
-function breachText(incident, tier, key = 'feed.breached') {
-  return () =>
-    t(key, {
-      tier: t('tier.' + tier.tier),
-      category: t('category.' + incident.category),
-      t: clockTime(tier.breached_at || tier.deadline),
-    });
+function breachVars(incident, tier) {
+  return {
+    tier: { t: 'tier.' + tier.tier },
+    category: { t: 'category.' + incident.category },
+    t: clockTime(tier.breached_at || tier.deadline),
+  };
+}
+
+// The alarm banner's item, which its heading introduces.
+function breachText(incident, tier, key) {
+  const vars = breachVars(incident, tier);
+  return () => feedText({ key, vars });
 }
 
 // ---------------------------------------------------------------- the live feed
@@ -382,8 +394,8 @@ function onCaughtUp() {
   // Breaches the replay brought are sounded now, on what is still late once it is over.
   if (!(resume && resume.resync)) alarmLate(false);
   if (!resume) return;
-  if (resume.resync) addFeed(() => t('conn.resync'), 'feed-warn');
-  else addFeed(() => t('conn.resumed', { n: resume.missed }), 'feed-warn');
+  if (resume.resync) addFeed('conn.resync', {}, 'feed-warn');
+  else addFeed('conn.resumed', { n: resume.missed }, 'feed-warn');
 }
 
 function showStatus(status, attempt) {
@@ -409,10 +421,10 @@ function onMessage(message, info) {
     applyIncident(data.incident, true);
     const incident = data.incident;
     const tier = data.tier;
-    addFeed(breachText(incident, tier), 'feed-breach');
+    const key = breachKey(incident, tier);
+    addFeed('feed.breached', breachVars(incident, tier), 'feed-breach', key);
     // A replayed one is judged once the replay is over (onCaughtUp): the incident may have
     // been closed or reached since.
-    const key = breachKey(incident, tier);
     if (!info.replayed && state.incidents.has(incident.id) && !state.silenced.has(key)) {
       raiseAlarm([{ key, text: breachText(incident, tier, 'alarm.item') }]);
     }
@@ -426,12 +438,8 @@ function onMessage(message, info) {
       const incident = state.incidents.get(note.incident_id);
       const d = incident && incident.dispatches.find((one) => one.id === note.dispatch_id);
       addFeed(
-        () =>
-          t('feed.notice', {
-            leader: note.leader_name,
-            team: d ? d.team_name : '',
-            note: noticeText(note),
-          }),
+        'feed.notice',
+        { leader: note.leader_name, team: d ? d.team_name : '', note: { notice: note } },
         note.status === 'failed' ? 'feed-breach' : '',
       );
     }
@@ -444,13 +452,13 @@ function onMessage(message, info) {
     // may find no team to add, and says so.
     const kind = data.reason === CAME_ON_DUTY ? 'feed.on_duty' : 'feed.escalation';
     addFeed(
-      () =>
-        t(added.length ? kind : kind + '_none', {
-          ring: data.ring_m === undefined ? '' : Math.round(data.ring_m),
-          category: incident ? t('category.' + incident.category) : '',
-          n: added.length,
-          teams: added.map((d) => d.team_name).join(t('list.sep')),
-        }),
+      added.length ? kind : kind + '_none',
+      {
+        ring: data.ring_m === undefined ? '' : Math.round(data.ring_m),
+        category: incident ? { t: 'category.' + incident.category } : '',
+        n: added.length,
+        teams: { list: added.map((d) => d.team_name) },
+      },
       'feed-warn',
     );
   }
@@ -472,14 +480,13 @@ function applyIncident(snapshot, quiet) {
 }
 
 function describeChange(before, after) {
-  const category = () => t('category.' + after.category);
+  const category = { t: 'category.' + after.category };
   if (after.status === 'closed') {
-    if (before) addFeed(() => t('feed.closed', { category: category() }), '');
+    if (before) addFeed('feed.closed', { category }, '');
     return;
   }
   if (!before) {
-    const n = after.dispatches.length;
-    addFeed(() => t('feed.reported', { category: category(), n }), '');
+    addFeed('feed.reported', { category, n: after.dispatches.length }, '');
     return;
   }
   const old = new Map(before.dispatches.map((d) => [d.id, d]));
@@ -487,28 +494,76 @@ function describeChange(before, after) {
     const was = old.get(d.id) || {};
     // An accept the arrival stood for is no news of its own: the arrival says it.
     if (d.accepted_at && !d.accepted_implied && !was.accepted_at) {
-      addFeed(() => t('feed.accepted', { team: d.team_name }), '');
+      addFeed('feed.accepted', { team: d.team_name }, '');
     }
     if (d.arrived_at && !was.arrived_at) {
       const source = d.arrival_source;
-      addFeed(() => t('feed.arrived', { team: d.team_name, source: t('source.' + source) }), 'feed-good');
+      addFeed('feed.arrived', { team: d.team_name, source: { t: 'source.' + source } }, 'feed-good');
     }
   }
 }
 
-// `text` is a function, called again when the language changes.
-function addFeed(text, kind) {
+// A line is kept as its i18n key and values, said again when the language changes: a value is
+// plain, {t: key} (a category, a tier), {notice} (a notification's outcome) or {list} (team
+// names). `ref`: what the line is about, where the same thing must not be listed twice.
+function addFeed(key, vars, kind, ref) {
   const now = state.live ? state.live.serverNow() : Date.now();
   const at = new Date(now + 8 * 3600 * 1000).toISOString().slice(11, 19);
-  state.feed.unshift({ at, kind, text });
+  state.feed.unshift({ at, kind, key, vars, ref });
   if (state.feed.length > 200) state.feed.length = 200;
   const feed = $('#feed');
   feed.insertBefore(feedItem(state.feed[0]), feed.firstChild);
   while (feed.childNodes.length > 200) feed.removeChild(feed.lastChild);
+  saveView();
+}
+
+function feedValue(value) {
+  if (!value || typeof value !== 'object') return value;
+  if (value.t) return t(value.t);
+  if (value.notice) return noticeText(value.notice);
+  if (value.list) return value.list.join(t('list.sep'));
+  return '';
+}
+
+function feedText(entry) {
+  const vars = {};
+  for (const name of Object.keys(entry.vars || {})) vars[name] = feedValue(entry.vars[name]);
+  return t(entry.key, vars);
 }
 
 function feedItem(entry) {
-  return h('li', { class: entry.kind || null }, h('time', { text: entry.at }), entry.text());
+  return h('li', { class: entry.kind || null }, h('time', { text: entry.at }), feedText(entry));
+}
+
+// An operator who reloads the console in the middle of an incident (F5) finds the feed and the
+// late-only filter as he left them: kept for the tab (sessionStorage), per operator. The
+// incidents come from the server again; a breach already in the feed is not listed twice.
+function viewKey() {
+  return 'dispatch.console.view.' + state.me.id;
+}
+
+function saveView() {
+  if (!state.me) return;
+  saveForTab(viewKey(), JSON.stringify({ lateOnly: state.lateOnly, feed: state.feed }));
+}
+
+function restoreView() {
+  let stored = null;
+  try {
+    stored = JSON.parse(loadForTab(viewKey()) || 'null');
+  } catch (_) {
+    stored = null;
+  }
+  const feed = stored && Array.isArray(stored.feed) ? stored.feed : [];
+  state.feed = feed.filter((entry) => entry && typeof entry.key === 'string').slice(0, 200);
+  state.lateOnly = !!(stored && stored.lateOnly);
+  renderFeed();
+}
+
+function setLateOnly(value) {
+  if (state.lateOnly === value) return;
+  state.lateOnly = value;
+  saveView();
 }
 
 function renderFeed() {
@@ -940,7 +995,7 @@ function renderIncidents(redraw) {
   // Among thirty open incidents the late ones are far down the list: the heading counts them,
   // and its button shows them alone until pressed again (or none is late any more).
   const late = open.filter(isLate);
-  if (!late.length) state.lateOnly = false;
+  if (!late.length) setLateOnly(false);
   const incidents = state.lateOnly ? late : open;
   $('#incident-count').textContent =
     '(' + (state.lateOnly ? late.length + '/' + open.length : open.length) + ')';
@@ -1106,7 +1161,7 @@ async function closeIncident(incident) {
   try {
     applyIncident(await api.post('/api/v1/incidents/' + incident.id + '/close'), false);
   } catch (error) {
-    addFeed(() => t('error.generic', { detail: errorText(error) }), 'feed-breach');
+    addFeed('error.generic', { detail: errorText(error) }, 'feed-breach');
   }
 }
 
@@ -1121,7 +1176,8 @@ async function recordArrival(incident, d) {
     applyIncident(await api.post('/api/v1/dispatches/' + d.id + '/arrive'), false);
   } catch (error) {
     addFeed(
-      () => t('dispatch.arrive_failed', { team: d.team_name, detail: errorText(error) }),
+      'dispatch.arrive_failed',
+      { team: d.team_name, detail: errorText(error) },
       'feed-breach',
     );
   } finally {

@@ -27,3 +27,24 @@ export function remove(key) {
     // Nothing stored, nothing to remove.
   }
 }
+
+// For this tab alone, kept through a reload (sessionStorage), gone with the tab.
+const tabMemory = {};
+
+export function loadForTab(key) {
+  try {
+    const value = window.sessionStorage.getItem(key);
+    return value === null ? tabMemory[key] ?? null : value;
+  } catch (_) {
+    return tabMemory[key] ?? null;
+  }
+}
+
+export function saveForTab(key, value) {
+  tabMemory[key] = value;
+  try {
+    window.sessionStorage.setItem(key, value);
+  } catch (_) {
+    // Full or disabled: memory keeps it for this page's life.
+  }
+}
