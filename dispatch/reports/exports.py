@@ -254,8 +254,21 @@ def local_datetime(value: datetime) -> datetime | str:
     return local.replace(tzinfo=None, microsecond=0)
 
 
+def bound_text(value: datetime) -> str:
+    """A period's bound as local_text writes it, with its fraction of a second when it has one.
+    The rows' times are cut to the second: an incident at 09:00:00.3 listed in a period to
+    09:00:00.5 reads 09:00:00, and an end written 09:00:00（不含） would say it was left out."""
+    text = local_text(value)
+    if not value.microsecond:
+        return text
+    fraction = f".{value.microsecond:06d}".rstrip("0")
+    if text.endswith(" UTC"):
+        return text[: -len(" UTC")] + fraction + " UTC"
+    return text + fraction
+
+
 def period_text(report: ReportOut) -> str:
-    return f"{local_text(report.period_from)} 至 {local_text(report.period_to)}（不含）"
+    return f"{bound_text(report.period_from)} 至 {bound_text(report.period_to)}（不含）"
 
 
 def filter_text(report: ReportOut) -> str:

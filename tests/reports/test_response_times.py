@@ -939,6 +939,40 @@ async def test_the_workbooks_times_are_date_times_in_beijing_time(world: World) 
     assert {r[header.index("报警时间")] for r in rows} == {f"{local:%Y-%m-%d %H:%M:%S}"}
 
 
+async def test_a_period_bound_within_a_second_is_written_with_its_fraction(world: World) -> None:
+    """The rows' times are cut to the second. A period asked for up to half a second after an
+    incident it lists (reported at hh:mm:ss.3, to hh:mm:ss.5) was written "… 至 hh:mm:ss（不含）":
+    the file listed a row at hh:mm:ss and said that second was left out. The bounds keep their
+    fraction, so a row's time never reads on or past the end the file gives."""
+    operator = await world.operator()
+    await world.team("fixed_post")
+    now = world.clock.now()
+    world.clock.advance(1 - now.microsecond / 1e6 + 0.3)
+    incident = await world.report(operator)
+    world.clock.advance(120)
+    await settle(world)
+    reported = datetime.fromisoformat(incident["reported_at"]).astimezone(DISPLAY_TZ)
+    assert reported.microsecond == 300_000
+    start = reported - timedelta(hours=1, microseconds=250_000)
+    end = reported + timedelta(microseconds=200_000)
+    period = {"from": start.isoformat(), "to": end.isoformat()}
+    written = f"{start:%Y-%m-%d %H:%M:%S}.05 至 {end:%Y-%m-%d %H:%M:%S}.5（不含）"
+
+    header, rows = csv_rows(await report(world, **period, format="csv", part="exclusions"))
+    # Its three tiers, none reached (a fixed post alone: tiers 2 and 3 uncovered).
+    assert [r[header.index("报警时间")] for r in rows] == [f"{reported:%Y-%m-%d %H:%M:%S}"] * 3
+    assert {r[header.index("统计区间(北京时间)")] for r in rows} == {written}
+    book = load_workbook(io.BytesIO((await report(world, **period, format="xlsx")).content))
+    about = {r[0].value: r[1].value for r in book["说明"].iter_rows(min_row=3)}
+    assert about["统计区间（北京时间）"] == written
+    # A bound on the second is written as before, without a fraction.
+    whole = {"from": reported.date().isoformat(), "to": end.isoformat()}
+    header, rows = csv_rows(await report(world, **whole, format="csv", part="exclusions"))
+    assert rows[0][header.index("统计区间(北京时间)")].startswith(
+        f"{reported:%Y-%m-%d} 00:00:00 至"
+    )
+
+
 async def test_a_long_detail_sheet_is_written_a_batch_at_a_time(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
