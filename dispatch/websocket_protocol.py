@@ -22,7 +22,9 @@ shut) never takes it: the connection stayed, and nothing told the application, s
 stayed connected in the hub (reachable, said the console) until enough messages came to
 overflow his queue, months for a leader. The connection is cut instead, as a slow consumer's is
 (alerts.socket): the application hears the disconnect at once, and the client resumes from its
-cursor when it comes back.
+cursor when it comes back. So is one that the server closed (a token revoked, say) and whose
+answer to the close does not come in time: uvicorn closed the transport then, which waited in
+the same way for ever, holding the connection and its buffers.
 
 **A text message that is not UTF-8 is the client's fault.** uvicorn closes its socket with
 1007, as it should, but logged "Invalid UTF-8 sequence received from client." at ERROR with a
@@ -32,6 +34,7 @@ here, before uvicorn decodes it, with the same close and one line at INFO withou
 
 from __future__ import annotations
 
+from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 
@@ -58,6 +61,15 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         if gave_up:
             # Its close frame waits behind what the client did not take: drop them both.
             self.transport.abort()
+
+    async def send(self, message: ASGISendEvent) -> None:
+        timer = self.close_timer
+        await super().send(message)
+        if self.close_timer is not None and self.close_timer is not timer:
+            # The application's close went out: uvicorn closes the transport if no answer
+            # comes within close_timeout. Cut it then, whatever is still unsent.
+            self.close_timer.cancel()
+            self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
 
     def send_receive_event_to_app(self) -> None:
         if self.curr_msg_data_type == "text" and not self.close_sent:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
@@ -13,6 +14,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+from websockets.uri import parse_uri
 
 from alerts import store as mailboxes
 from alerts.acks import Acked, AckRecorder
@@ -328,3 +330,50 @@ async def test_acks_being_written_when_the_server_stops_are_written_by_its_last_
         await flushing
     assert await acks.flush()
     assert (await delivered(world, incident["id"]))[team["id"]] == world.clock.now()
+
+
+async def test_a_frozen_phone_logged_out_is_let_go_once_its_close_goes_unanswered(
+    world: World, server: RunningServer
+) -> None:
+    """A phone frozen with its connection up (its system still acknowledges the packets, its
+    window shut), with alerts still unsent in the server's buffer, closed by the server (its
+    token revoked): the close frame waited behind those alerts, and once the close handshake's
+    time was up uvicorn closed the transport, which waits for them to drain, for ever. The
+    connection and its buffers are let go then instead."""
+    leader = await world.leader(await world.team())
+    uri = parse_uri(world.ws_url)
+    line = socket.socket()
+    # A small window: the kernel's buffers on the way fill with a few megabytes.
+    line.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    line.connect((uri.host, uri.port))
+    async with connect(world.ws_url, sock=line, compression=None, close_timeout=0.1) as ws:
+        await ws.send(json.dumps({"type": "hello", "token": leader.token, "resume_from": 0}))
+        await asyncio.wait_for(ws.recv(), 5)
+        ws.transport.pause_reading()
+        (connection,) = [
+            c for c in server.server.server_state.connections if "WebSocket" in type(c).__name__
+        ]
+        # The close handshake's time (uvicorn's 10 s), shortened for the test.
+        connection.close_timeout = 0.2
+        # Alerts until the kernel's buffers are full and some wait in the server's own, less
+        # than it holds before the socket's sender waits for room (64 KiB).
+        for _ in range(400):
+            if connection.transport.get_write_buffer_size() > 0:
+                break
+            async with world.runtime.transaction() as session:
+                pad = "x" * 30_000
+                await mailboxes.enqueue(
+                    session,
+                    [Outgoing(leader.id, "incident.updated", {"pad": pad})],
+                    now=world.clock.now(),
+                )
+            await asyncio.sleep(0.01)
+        assert 0 < connection.transport.get_write_buffer_size() < 64 * 1024
+        reply = await world.http.post("/api/v1/auth/logout", headers=leader.headers)
+        assert reply.status_code == 204, reply.text
+        for _ in range(60):
+            if open_websockets(server) == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert not world.runtime.hub.is_connected(leader.id)
+        assert open_websockets(server) == 0
