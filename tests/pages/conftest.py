@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    async_playwright,
+    expect,
+)
 
 from dispatch.pages.service import PAGES, STATIC_DIR
 from tests.conftest import clock_start
@@ -129,3 +136,25 @@ async def log_in(page: Page, url: str, account: Account) -> None:
     await page.get_by_label("用户名").fill(account.name)
     await page.get_by_label("密码").fill(account.password)
     await page.get_by_role("button", name="登录").click()
+
+
+async def ask_report(
+    page: Page,
+    start: str,
+    end: str | None = None,
+    *,
+    choose: Mapping[str, str] | None = None,
+    button: str = "查询",
+    state: str = "ready",
+) -> None:
+    """On the report page: the period's dates (Beijing time, the last one included; ``end``
+    the same day as ``start`` unless given), the filters and grouping in ``choose`` (a select's
+    id, its value), a press of ``button`` (Show in English), and the wait until the page has
+    the answer in ``state`` (failed for a period refused). The click sets the page loading at
+    once, so a state left by the report before does not pass for this one's."""
+    await page.locator("#from").fill(start)
+    await page.locator("#to").fill(end or start)
+    for field, value in (choose or {}).items():
+        await page.locator(f"#{field}").select_option(value)
+    await page.get_by_role("button", name=button).click()
+    await expect(page.locator("#app")).to_have_attribute("data-state", state)

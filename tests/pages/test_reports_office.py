@@ -12,7 +12,7 @@ from typing import Any
 from playwright.async_api import Browser, Page, expect
 
 from dispatch.schemas import DISPLAY_TZ
-from tests.pages.conftest import Opened, desk_context, log_in
+from tests.pages.conftest import Opened, ask_report, desk_context, log_in
 from tests.support import World
 
 # A name as long as the town's teams' can get (a unit, a place, a shift).
@@ -34,10 +34,7 @@ async def open_report(browser: Browser, contexts: Opened, world: World, day: str
     page = await (await desk_context(browser, contexts, {"width": 1366, "height": 768})).new_page()
     await log_in(page, world.base_url + "/console/reports", await world.account("auditor"))
     await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
-    await page.locator("#from").fill(day)
-    await page.locator("#to").fill(day)
-    await page.get_by_role("button", name="查询").click()
-    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    await ask_report(page, day)
     return page
 
 
@@ -80,9 +77,7 @@ async def test_a_report_the_server_could_not_answer_asks_for_the_same_filters_ag
 
     # Refused by the server for what was asked (an end before the start): change the filters.
     await page.unroute("**/api/v1/reports/**")
-    await page.locator("#from").fill(day)
-    await page.locator("#to").fill("2000-01-01")
-    await page.get_by_role("button", name="查询").click()
+    await ask_report(page, day, "2000-01-01", state="failed")
     await expect(status).to_contain_text("起始日期不能晚于截止日期")
     await expect(status).to_contain_text("请修改条件后重新查询")
 

@@ -20,7 +20,7 @@ from playwright.async_api import Browser, Locator, Page, expect
 
 from dispatch.db import new_id
 from dispatch.schemas import DISPLAY_TZ
-from tests.pages.conftest import Opened, desk_context, log_in, phone_context
+from tests.pages.conftest import Opened, ask_report, desk_context, log_in, phone_context
 from tests.reports.test_report_exactness import TARGETS, Case, Hop, Tier, store, us
 from tests.reports.test_response_times import (
     AROUND_THE_TARGET,
@@ -149,12 +149,8 @@ async def test_the_report_page_shows_the_api_figures_with_charts_and_downloads(
     await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
 
     # The seeded day, grouped by village; dates are local, the last one included.
-    await page.locator("#from").fill(local_day)
-    await page.locator("#to").fill(local_day)
-    await page.locator("#group-by").select_option("village")
-    await page.get_by_role("button", name="查询").click()
+    await ask_report(page, local_day, choose={"group-by": "village"})
     await expect(page.locator("#period")).to_contain_text(f"{local_day} 00:00 至 {next_day} 00:00")
-    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
 
     totals = page.locator("table.totals-table")
     assert [f["tier"] for f in api["totals"]] == [1, 2, 3]
@@ -249,18 +245,13 @@ async def test_a_refused_period_clears_the_figures_of_the_one_before(
     page = await (await desk_context(browser, contexts)).new_page()
     await log_in(page, world.base_url + "/console/reports", await world.account("auditor"))
     await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
-    await page.locator("#from").fill(local_day)
-    await page.locator("#to").fill(local_day)
-    await page.get_by_role("button", name="查询").click()
-    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    await ask_report(page, local_day)
     result = page.locator("#result")
     await expect(result.locator('.tier-card[data-tier="1"] .tier-card-share')).to_have_text("66.7%")
 
     # An end before the start: the server refuses the period (4xx), and the figures of the
     # period before must not stay on screen as if they were this one's.
-    await page.locator("#to").fill(day_before)
-    await page.get_by_role("button", name="查询").click()
-    await expect(page.locator("#app")).to_have_attribute("data-state", "failed")
+    await ask_report(page, local_day, day_before, state="failed")
     await expect(result).to_be_hidden()
     await expect(page.locator(".tier-card")).to_have_count(0)
     await expect(page.locator("#totals tr, #grouping tr, #exclusions tr")).to_have_count(0)
@@ -285,9 +276,7 @@ async def test_a_refused_period_clears_the_figures_of_the_one_before(
     await expect(result).to_be_hidden()
 
     # A good period again: the figures are back.
-    await page.locator("#to").fill(local_day)
-    await page.get_by_role("button", name="Show").click()
-    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    await ask_report(page, local_day, button="Show")
     await expect(result).to_be_visible()
     await expect(result.locator('.tier-card[data-tier="1"] .tier-card-share')).to_have_text("66.7%")
     await expect(status).not_to_have_class(re.compile(r"\berror\b"))
@@ -312,15 +301,13 @@ async def test_the_report_page_fits_a_phone_with_teams_by_tier_and_zero_bars_see
         page = await context.new_page()
         await log_in(page, world.base_url + "/console/reports", auditor)
         await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
-        await page.locator("#from").fill(local_day)
-        await page.locator("#to").fill(local_day)
         for language in ("zh", "en"):
             if language == "en":
                 await page.get_by_role("button", name="English").click()
                 await expect(page.locator("h1")).to_have_text("1-3-5 response-time report")
+                await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
             else:
-                await page.get_by_role("button", name="查询").click()
-            await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+                await ask_report(page, local_day)
             for details in await page.locator("details").all():
                 await details.evaluate("el => { el.open = true; }")
             page_width = await page.evaluate("() => document.documentElement.scrollWidth")
@@ -373,11 +360,7 @@ async def test_a_retired_team_is_offered_after_those_in_service_and_reported_on(
     )
     assert await options.last.get_attribute("value") == retired
 
-    await page.locator("#from").fill(local_day)
-    await page.locator("#to").fill(local_day)
-    await page.locator("#team").select_option(retired)
-    await page.get_by_role("button", name="查询").click()
-    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    await ask_report(page, local_day, choose={"team": retired})
     assert [f["tier"] for f in api["totals"]] == [1]
     await check_row(page.locator('table.totals-table tr[data-tier="1"]'), api["totals"][0])
     await expect(page.locator('.tier-card[data-tier="1"] .tier-card-share')).to_have_text("66.7%")
@@ -493,11 +476,7 @@ async def test_weeks_and_retired_teams_are_said_in_the_pages_language(
     await log_in(page, world.base_url + "/console/reports", await world.account("auditor"))
     await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
     await page.get_by_role("button", name="English").click()
-    await page.locator("#from").fill(local_day)
-    await page.locator("#to").fill(local_day)
-    await page.locator("#group-by").select_option("week")
-    await page.get_by_role("button", name="Show").click()
-    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    await ask_report(page, local_day, choose={"group-by": "week"}, button="Show")
     weeks = page.locator("#grouping tbody th")
     await expect(weeks.first).to_have_text(f"{year}-W{week:02d} (from {monday})")
     await expect(page.locator("#data-teams")).to_contain_text("A驻点队 (retired)")
@@ -536,13 +515,8 @@ async def test_the_histogram_follows_the_tier_or_the_teams_tier_with_its_target(
     bins = page.locator("#data-histogram tbody tr td:first-child")
 
     async def show(**choices: str) -> None:
-        await page.locator("#from").fill(local_day)
-        await page.locator("#to").fill(local_day)
-        for field, value in choices.items():
-            await page.locator(f"#{field}").select_option(value)
         asked.clear()
-        await page.get_by_role("button", name="查询").click()
-        await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+        await ask_report(page, local_day, choose=choices)
 
     await show()
     await expect(heading).to_have_text("一梯队到场用时分布")
@@ -601,10 +575,8 @@ async def test_a_time_past_its_target_never_reads_as_on_it(
     # The seeding moved the server's clock on by half an hour, maybe past midnight in Shanghai
     # while the browser's today is still the day before: the period is the server's days.
     today = world.clock.now().astimezone(DISPLAY_TZ).date()
-    await page.locator("#from").fill((today - timedelta(days=1)).isoformat())
-    await page.locator("#to").fill(today.isoformat())
-    await page.locator("#group-by").select_option("team")
-    await page.get_by_role("button", name="查询").click()
+    yesterday = (today - timedelta(days=1)).isoformat()
+    await ask_report(page, yesterday, today.isoformat(), choose={"group-by": "team"})
     await expect(page.locator("#grouping")).to_have_attribute("data-by", "team")
 
     shown = {
@@ -691,12 +663,7 @@ async def test_a_reload_shows_the_report_asked_for_not_the_default_again(
     app = page.locator("#app")
     await expect(app).to_have_attribute("data-state", "ready")
     assert "?" not in page.url
-    await page.locator("#from").fill(local_day)
-    await page.locator("#to").fill(local_day)
-    await page.locator("#tier").select_option("1")
-    await page.locator("#group-by").select_option("day")
-    await page.get_by_role("button", name="查询").click()
-    await expect(app).to_have_attribute("data-state", "ready")
+    await ask_report(page, local_day, choose={"tier": "1", "group-by": "day"})
     period = page.locator("#period")
     asked = await period.inner_text()
 
@@ -731,10 +698,7 @@ async def test_every_control_of_the_report_page_is_thumb_sized_on_a_phone(
     page = await (await phone_context(browser, contexts, QINGXI)).new_page()
     await log_in(page, world.base_url + "/console/reports", await world.account("auditor"))
     await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
-    await page.locator("#from").fill(local_day)
-    await page.locator("#to").fill(local_day)
-    await page.get_by_role("button", name="查询").click()
-    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    await ask_report(page, local_day)
     for language in ("zh", "en"):
         small: list[str] = await page.evaluate(SMALL_CONTROLS, THUMB_PX)
         assert small == [], (language, small)
