@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatch.background import Background
 from dispatch.db import after_commit, announce
 from dispatch.rosters.duty import Rotation
 
@@ -49,7 +50,7 @@ class DutyBook:
         self._duties: Duties | None = None
         # Moves on every change; a load installs its result only if none came meanwhile.
         self._generation = 0
-        self._loading: set[asyncio.Task[None]] = set()
+        self._loading = Background()
 
     def current(self) -> Duties | None:
         """The teams that have a schedule, or None while a change is being loaded."""
@@ -67,15 +68,11 @@ class DutyBook:
         """Schedules or rosters changed (committed): read the tables until reloaded."""
         self._generation += 1
         self._duties = None
-        task = asyncio.create_task(self._reload(self._generation), name="duty-book")
-        self._loading.add(task)
-        task.add_done_callback(self._loading.discard)
+        self._loading.start(self._reload(self._generation), name="duty-book")
 
     async def close(self) -> None:
         """Stop the reloads in flight (before the database goes)."""
-        for task in list(self._loading):
-            task.cancel()
-        await asyncio.gather(*self._loading, return_exceptions=True)
+        await self._loading.cancel()
 
     async def _reload(self, generation: int) -> None:
         while generation == self._generation:

@@ -29,6 +29,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from dispatch.background import Background
 from geo.geodesy import wgs84_geod
 
 log = logging.getLogger(__name__)
@@ -251,7 +252,7 @@ class Phones:
         # (after a resync, "again": true) is the same alert, answered once.
         self._taken: set[str] = set()
         self._sockets: list[ClientConnection] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = Background()
         self._http: httpx.AsyncClient | None = None
 
     async def connect_all(self) -> None:
@@ -276,7 +277,7 @@ class Phones:
                         return
                 await asyncio.sleep(self.rng.uniform(0.5, 1.5) * 2 ** min(attempt, 4))
             self.connected += 1
-            self._spawn(self._phone(leader, socket))
+            self._tasks.start(self._phone(leader, socket))
 
         await asyncio.gather(*(one(leader) for leader in self.job.leaders))
 
@@ -341,11 +342,6 @@ class Phones:
             raise ConnectionClosed(None, None)
         return socket
 
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def _listen(
         self, leader: Leader, socket: ClientConnection, heard: _Heard, seq: _Seq
     ) -> None:
@@ -372,7 +368,7 @@ class Phones:
                 if self.job.mode == "measure":
                     self._record(leader, message, text, at)
                 elif leader.acts and self._take(leader, message["data"]):
-                    self._spawn(self._respond(leader, message["data"]))
+                    self._tasks.start(self._respond(leader, message["data"]))
 
     def _take(self, leader: Leader, alert: dict[str, Any]) -> bool:
         """Whether the leader takes the alert up: not if he has this dispatch already."""
@@ -535,9 +531,7 @@ class Phones:
         return True
 
     async def finish(self) -> dict[str, Any]:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.cancel()
         await asyncio.gather(*(s.close() for s in self._sockets), return_exceptions=True)
         if self._http is not None:
             await self._http.aclose()

@@ -17,6 +17,7 @@ import numpy as np
 import shapely
 from shapely.geometry import shape
 
+from dispatch.background import Background
 from dispatch.villages.models import Village
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class Villages:
         # One reload at a time: each reads the whole table, so in turn the last one reads the
         # newest; side by side an older read could be put in place last.
         self._reloading = asyncio.Lock()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._reloads = Background()
 
     def replace(self, index: VillageIndex) -> None:
         self._version += 1
@@ -98,15 +99,11 @@ class Villages:
         """``reload`` in a task of its own, tried again until it reads the tables: for a change
         whose COMMIT's outcome is unknown, after which the index the transaction built may or
         may not be what the tables hold."""
-        task = asyncio.create_task(self._reload_until_read(), name="villages-reload")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._reloads.start(self._reload_until_read(), name="villages-reload")
 
     async def close(self) -> None:
         """Stop the reloads in flight (before the database goes)."""
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._reloads.cancel()
 
     async def _reload_until_read(self) -> None:
         while True:
