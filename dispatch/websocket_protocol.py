@@ -26,6 +26,13 @@ cursor when it comes back. So is one that the server closed (a token revoked, sa
 answer to the close does not come in time: uvicorn closed the transport then, which waited in
 the same way for ever, holding the connection and its buffers.
 
+**A client this protocol let go of is gone to the application.** Once the protocol closed the
+connection on its own (an unanswered ping, a frame refused), uvicorn refused the application's
+next write as a misuse of ASGI (RuntimeError) until the connection was lost, a turn of the
+event loop or more later: an alert taken up meanwhile failed as a fault of the server, logged
+at ERROR with a traceback, a few times in every thousand phones that vanish. Such a write is
+told the client disconnected, as it is once the connection is lost.
+
 **A text message that is not UTF-8 is the client's fault.** uvicorn closes its socket with
 1007, as it should, but logged "Invalid UTF-8 sequence received from client." at ERROR with a
 traceback, so a client's garbage read as a fault of the server. Such a message is refused
@@ -35,6 +42,7 @@ here, before uvicorn decodes it, with the same close and one line at INFO withou
 from __future__ import annotations
 
 from uvicorn._types import ASGISendEvent
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 
@@ -63,6 +71,10 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.abort()
 
     async def send(self, message: ASGISendEvent) -> None:
+        if self.close_sent and self.handshake_complete and self.initial_response is None:
+            # Closed by this protocol, not by the application: Starlette lets no write through
+            # after the application's own close.
+            raise ClientDisconnected()
         timer = self.close_timer
         await super().send(message)
         if self.close_timer is not None and self.close_timer is not timer:
