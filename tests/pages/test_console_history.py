@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Request, expect
 
 from dispatch.schemas import DISPLAY_TZ
 from tests.pages.conftest import Opened
-from tests.pages.test_console_and_phone import card, open_console
+from tests.pages.test_console_and_phone import SECOND, card, open_console
 from tests.support import QINGXI, World
 
 
@@ -49,7 +49,7 @@ async def test_a_closed_incident_is_looked_up_in_the_history_with_its_record(
     await expect(row).to_contain_text(f"经度 {QINGXI[0]:.6f}，纬度 {QINGXI[1]:.6f}")
     await expect(row).to_contain_text("结案")
     tier1 = row.locator('td[data-tier="1"]')
-    await expect(tier1).to_have_attribute("data-status", "met")
+    await expect(tier1).to_have_attribute("data-outcome", "met")
     await expect(tier1).to_contain_text("达标 · 40.0 秒")
     await expect(history.locator("#history-count")).to_have_text("共 2 起")
 
@@ -83,3 +83,85 @@ async def test_a_closed_incident_is_looked_up_in_the_history_with_its_record(
     await console.get_by_role("button", name="返回未结警情").click()
     await expect(history).to_be_hidden()
     await expect(card(console, still_open["id"])).to_be_visible()
+
+
+async def test_the_history_judges_a_tier_as_its_record_does(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """At its very deadline a tier is not yet breached by the timer (an arrival then still
+    meets it), and stays pending on record; the record's judgement already reads it breached,
+    nobody having come. The list said 计时中 beside a record saying 超时."""
+    await world.team("fixed_post")
+    operator = await world.operator()
+    incident = await world.report(operator, category="fight")
+    world.clock.advance(60)
+    stored = await world.incident(operator, incident["id"])
+    assert stored["chain"][0]["status"] == "pending"
+
+    console = await open_console(browser, contexts, world)
+    await console.get_by_role("button", name="历史警情").click()
+    history = console.locator("#history")
+    await expect(history).to_have_attribute("data-state", "ready")
+    tier1 = history.locator(f'tr[data-incident-id="{incident["id"]}"] td[data-tier="1"]')
+    await tier1.locator("xpath=..").get_by_role("button").click()
+    in_record = console.locator('#history-record .record-tiers tr[data-tier="1"]')
+    await expect(in_record).to_have_attribute("data-outcome", "breached")
+    await expect(in_record).to_contain_text("超时")
+    await expect(tier1).to_contain_text("超时 · 无人到场")
+    await expect(tier1).to_have_attribute("data-outcome", "breached")
+
+
+async def test_the_history_follows_the_days_incidents_as_they_change(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """The day shown takes each report, breach, arrival and close as the console hears of it,
+    without asking for the list again: what the operator scrolled to stays where it was."""
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    earlier = []
+    for _ in range(8):
+        earlier.append(await world.report(operator, category="theft"))
+        world.clock.advance(1)
+    console = await open_console(browser, contexts, world, height=480)
+    await console.get_by_role("button", name="历史警情").click()
+    history = console.locator("#history")
+    await expect(history).to_have_attribute("data-state", "ready")
+    rows = history.locator("#history-list tbody tr")
+    await expect(rows).to_have_count(8)
+    asked: list[str] = []
+
+    def on_request(request: Request) -> None:
+        if "/api/v1/incidents?" in request.url:
+            asked.append(request.url)
+
+    console.on("request", on_request)
+    # The operator looks at the day's first incidents, at the bottom of the list.
+    oldest = history.locator(f'tr[data-incident-id="{earlier[0]["id"]}"]')
+    await oldest.scroll_into_view_if_needed()
+    scrolled = await console.evaluate("window.scrollY")
+    assert scrolled > 0
+
+    fire = await world.report(operator, category="fire")
+    await expect(rows).to_have_count(9)
+    await expect(rows.nth(0)).to_have_attribute("data-incident-id", fire["id"])
+    await expect(rows.nth(0)).to_contain_text("火情")
+    await expect(history.locator("#history-count")).to_have_text("共 9 起")
+
+    # Past tier 1's deadline, nobody there: 超时 as the breach comes; an arrival, then a close.
+    world.clock.advance(61)
+    tier1 = rows.nth(0).locator('td[data-tier="1"]')
+    await expect(tier1).to_have_attribute("data-outcome", "breached", timeout=10 * SECOND)
+    await expect(tier1).to_contain_text("超时 · 无人到场")
+    await world.arrive(fire, team, leader)
+    await expect(tier1).to_contain_text("超时 · 1 分 01.0 秒")
+    closed = await world.http.post(
+        f"/api/v1/incidents/{fire['id']}/close", headers=operator.headers
+    )
+    assert closed.status_code == 200, closed.text
+    await expect(rows.nth(0)).to_have_attribute("data-status", "closed")
+    await expect(rows.nth(0)).to_contain_text("结案")
+
+    assert asked == []
+    await expect(oldest).to_be_in_viewport()
+    assert await console.evaluate("window.scrollY") >= scrolled

@@ -9,7 +9,7 @@ import { Live } from '../shared/live.js';
 import { $, clear, h, newKey, readConfig } from '../shared/dom.js';
 import { load, loadForTab, save, saveForTab } from '../shared/storage.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
-import { clockTime, coordinate, metres, ms, shanghaiToday } from '../shared/format.js';
+import { clockTime, coordinate, metres, micros, ms, shanghaiToday } from '../shared/format.js';
 import { errorText } from '../shared/errors.js';
 import { repeat, siren, soundReady, unlockOnGesture } from '../shared/alarm.js';
 import {
@@ -24,7 +24,14 @@ import {
 } from '../shared/map.js';
 import { arrivalView, hopsView, tickClocks, tierView } from '../shared/views.js';
 import { mergeDispatch, mergeIncident } from '../shared/merge.js';
-import { againstTarget, localTime, placeText, recordTitle, recordView } from '../shared/record.js';
+import {
+  againstTarget,
+  localTime,
+  placeText,
+  recordTitle,
+  recordView,
+  tierOutcome,
+} from '../shared/record.js';
 
 const CATEGORIES = [
   'violence',
@@ -466,7 +473,9 @@ function onMessage(message, info) {
 
 // Keep the newest state of each open incident; list what changed in the feed.
 function applyIncident(snapshot, quiet) {
-  if (!snapshot || !snapshot.id || state.closed.has(snapshot.id)) return;
+  if (!snapshot || !snapshot.id) return;
+  historyTake(snapshot);
+  if (state.closed.has(snapshot.id)) return;
   const before = state.incidents.get(snapshot.id);
   const incident = mergeIncident(before, snapshot);
   if (!quiet) describeChange(before, incident);
@@ -1280,14 +1289,66 @@ async function loadHistory(more) {
   renderHistory();
 }
 
-// A tier of a past incident: its outcome, and the time to its first arrival.
-function historyTier(tier) {
+// A tier of a past incident: its outcome, judged as its record judges it (the stored status is
+// what the timer set live, which may lag its deadline), and the time to its first arrival.
+function historyTier(tier, incident) {
   if (!tier) return h('td', { text: '—' });
-  const parts = [t('rep.outcome.' + tier.status)];
+  const now = state.live ? state.live.serverNow() : Date.now();
+  const outcome = tierOutcome(tier, incident.closed_at, now);
+  const parts = [t('rep.outcome.' + outcome)];
   if (tier.elapsed_s !== null) parts.push(againstTarget(tier.elapsed_s, tier.target_s));
-  else if (tier.status === 'breached') parts.push(t('rep.reason.breached'));
+  else if (outcome === 'breached') parts.push(t('rep.reason.breached'));
   if (!tier.covered) parts.push(t('tier.uncovered'));
-  return h('td', { dataset: { tier: String(tier.tier), status: tier.status }, text: parts.join(' · ') });
+  return h('td', { dataset: { tier: String(tier.tier), outcome }, text: parts.join(' · ') });
+}
+
+// Newest first, as the server lists a day: by report time, then by id.
+function listedBefore(a, b) {
+  const at = micros(a.reported_at);
+  const bt = micros(b.reported_at);
+  return at > bt || (at === bt && a.id > b.id);
+}
+
+// The day shown follows what the console hears of its incidents (a report, a breach, an arrival,
+// a close), in place: the rows loaded stay, what the operator scrolled to stays in view, and the
+// list is not asked for again. One older than the last row loaded, while more are left to load,
+// comes with 更多 instead.
+function historyTake(snapshot) {
+  const history = state.history;
+  if (!history.day || history.error || !snapshot.reported_at) return;
+  if (localTime(snapshot.reported_at).slice(0, 10) !== history.day) return;
+  const incidents = history.incidents;
+  const at = incidents.findIndex((one) => one.id === snapshot.id);
+  let incident;
+  if (at >= 0) {
+    incident = incidents[at] = mergeIncident(incidents[at], snapshot);
+  } else {
+    const place = incidents.findIndex((one) => listedBefore(snapshot, one));
+    if (place < 0 && history.more) return;
+    incident = snapshot;
+    incidents.splice(place < 0 ? incidents.length : place, 0, incident);
+  }
+  const body = $('#history-list tbody');
+  if ($('#history').hidden || !body) {
+    renderHistory();
+    return;
+  }
+  renderHistoryCount();
+  const row = historyRow(incident);
+  const old = body.querySelector('tr[data-incident-id="' + incident.id + '"]');
+  if (old) {
+    const focused = old.contains(document.activeElement);
+    old.replaceWith(row);
+    if (focused) row.querySelector('button').focus();
+  } else {
+    body.insertBefore(row, body.children[incidents.indexOf(incident)] || null);
+  }
+}
+
+function renderHistoryCount() {
+  const history = state.history;
+  const n = history.incidents.length;
+  $('#history-count').textContent = t(history.more ? 'history.count_more' : 'history.count', { n });
 }
 
 function renderHistory() {
@@ -1303,9 +1364,7 @@ function renderHistory() {
     return;
   }
   const incidents = history.incidents;
-  $('#history-count').textContent = history.more
-    ? t('history.count_more', { n: incidents.length })
-    : t('history.count', { n: incidents.length });
+  renderHistoryCount();
   $('#history-more').hidden = !history.more;
   if (!incidents.length) {
     list.appendChild(h('p', { class: 'hint', text: t('history.none') }));
@@ -1318,41 +1377,42 @@ function renderHistory() {
       (key) => h('th', { text: t(key) }),
     ),
   );
-  const rows = incidents.map((incident) => {
-    const tiers = {};
-    for (const tier of incident.chain) tiers[tier.tier] = tier;
-    const villages = history.villages || {};
-    return h(
-      'tr',
-      { dataset: { incidentId: incident.id, status: incident.status } },
-      h('td', { text: localTime(incident.reported_at) }),
-      h('td', { text: t('category.' + incident.category) }),
-      h('td', {
-        text: placeText(villages[incident.village_id], incident.location.lon, incident.location.lat),
-      }),
-      h('td', {
-        text: incident.closed_at
-          ? t('rep.record_closed', { t: localTime(incident.closed_at) })
-          : t('rep.record_open_now'),
-      }),
-      historyTier(tiers[1]),
-      historyTier(tiers[2]),
-      historyTier(tiers[3]),
-      h(
-        'td',
-        null,
-        h('button', {
-          type: 'button',
-          text: t('history.open_record'),
-          dataset: { control: 'record' },
-          'aria-label': t('history.open_record') + ' ' + t('category.' + incident.category) + ' ' + localTime(incident.reported_at),
-          onClick: () => openHistoryRecord(incident.id),
-        }),
-      ),
-    );
-  });
   list.appendChild(
-    h('table', { class: 'history-table' }, h('thead', null, head), h('tbody', null, rows)),
+    h('table', { class: 'history-table' }, h('thead', null, head), h('tbody', null, incidents.map(historyRow))),
+  );
+}
+
+function historyRow(incident) {
+  const tiers = {};
+  for (const tier of incident.chain) tiers[tier.tier] = tier;
+  const villages = state.history.villages || {};
+  return h(
+    'tr',
+    { dataset: { incidentId: incident.id, status: incident.status } },
+    h('td', { text: localTime(incident.reported_at) }),
+    h('td', { text: t('category.' + incident.category) }),
+    h('td', {
+      text: placeText(villages[incident.village_id], incident.location.lon, incident.location.lat),
+    }),
+    h('td', {
+      text: incident.closed_at
+        ? t('rep.record_closed', { t: localTime(incident.closed_at) })
+        : t('rep.record_open_now'),
+    }),
+    historyTier(tiers[1], incident),
+    historyTier(tiers[2], incident),
+    historyTier(tiers[3], incident),
+    h(
+      'td',
+      null,
+      h('button', {
+        type: 'button',
+        text: t('history.open_record'),
+        dataset: { control: 'record' },
+        'aria-label': t('history.open_record') + ' ' + t('category.' + incident.category) + ' ' + localTime(incident.reported_at),
+        onClick: () => openHistoryRecord(incident.id),
+      }),
+    ),
   );
 }
 

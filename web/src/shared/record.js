@@ -4,7 +4,7 @@
 // console's history.
 import { h } from './dom.js';
 import { t } from './i18n.js';
-import { coordinate, duration, secondsAgainst } from './format.js';
+import { coordinate, duration, micros, secondsAgainst } from './format.js';
 import { arrivalView, hopsView } from './views.js';
 
 // Times come as ISO 8601 with +08:00: the wall-clock time as sent, with its date.
@@ -23,6 +23,23 @@ export function placeText(villageName, lon, lat) {
   if (villageName) return villageName;
   if (lon === null || lon === undefined) return '';
   return t('incident.coords', { lon: coordinate(lon), lat: coordinate(lat) });
+}
+
+// A tier's outcome judged from its times, by the rule the record's outcomes come by (the
+// server's reports/service.py, _one_outcome): an arrival by the deadline meets it, a later one
+// breaches it; with none, a tier cancelled or closed by its deadline is not judged, one whose
+// deadline is still ahead of `nowMs` (the server's clock as this page knows it) is pending, any
+// other breached. The stored status is what the timer set live, and may lag the deadline or the
+// record's times; one it breached is past its deadline on the server's clock, whatever this
+// page makes of that clock.
+export function tierOutcome(tier, closedAt, nowMs) {
+  const deadline = micros(tier.deadline);
+  if (tier.arrived_at) return micros(tier.arrived_at) <= deadline ? 'met' : 'breached';
+  if (tier.status === 'cancelled') return 'cancelled';
+  if (closedAt && micros(closedAt) <= deadline) return 'cancelled';
+  if (tier.status === 'breached') return 'breached';
+  if (deadline > nowMs * 1000) return 'pending';
+  return 'breached';
 }
 
 export function recordTitle(record) {
