@@ -222,9 +222,17 @@ async def start_runtime(settings: Settings, clock: Clock) -> Runtime:
     # Its transactions lock the rows every report shares: a server gone dark in one (its host
     # off) must not hold them until the database notices the connection dead.
     idle_s = settings.db_idle_in_transaction_s
-    engine = create_engine(url, settings.db_pool_size, 0, waited, idle_in_transaction_s=idle_s)
+    dark_s = settings.db_host_timeout_s
+    engine = create_engine(
+        url,
+        settings.db_pool_size,
+        0,
+        waited,
+        idle_in_transaction_s=idle_s,
+        host_timeout_s=dark_s,
+    )
     readers = settings.db_read_pool_size
-    read_engine = await create_read_engine(engine, url, readers, waited)
+    read_engine = await create_read_engine(engine, url, readers, waited, dark_s)
     sessionmaker = create_sessionmaker(engine)
     coverage = Coverage()
 

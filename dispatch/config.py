@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     # database took to notice the connection dead (TCP keepalive, two hours by default), and
     # every other server's reports waited on it.
     db_idle_in_transaction_s: Seconds = Field(default=60.0, gt=0)
+    # A PostgreSQL connection whose other end is heard nothing from for about this long (its
+    # host gone dark: power lost, the network cut) is given up by both ends, in the middle of
+    # a statement too: the request is answered 503 and the pool makes new connections once
+    # the host is back. A connect that gets no answer waits as long. Before, TCP's defaults
+    # held such a request, and the database such a session and its row locks, for hours.
+    db_host_timeout_s: Seconds = Field(default=30.0, ge=1)
     # Seconds to be on scene for tiers 1, 2 and 3. Tests shorten them to seconds.
     chain_targets: Annotated[tuple[float, float, float], NoDecode] = DEFAULT_TARGETS
     # At least MIN_SECRET_CHARS: the key of the tokens' HMAC-SHA256 (RFC 7518 asks for 256 bits).

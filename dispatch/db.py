@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -107,6 +108,7 @@ def create_engine(
     read_only: bool = False,
     isolation_level: str | None = None,
     idle_in_transaction_s: float | None = None,
+    host_timeout_s: float | None = None,
 ) -> AsyncEngine:
     """``pool_size`` and ``max_overflow``: the connections, waited for up to ``pool_timeout``
     seconds; a SQLite engine that writes has one. ``read_only``: for readers and for checks of
@@ -114,7 +116,9 @@ def create_engine(
     journal mode set. ``isolation_level``: its transactions' (PostgreSQL; the server's
     default, READ COMMITTED, if None). ``idle_in_transaction_s``: how long PostgreSQL lets a
     session sit idle inside a transaction before ending it (its own default, for ever, if
-    None)."""
+    None). ``host_timeout_s``: how long a connection's other end may go unheard, its host
+    gone dark, before either end gives the connection up (``_give_up_after``; TCP's
+    defaults, hours, if None)."""
     if database_url.startswith("sqlite"):
         # One connection that writes: SQLite has one writer, and queuing inside the process
         # beats "database is locked" errors under concurrent requests.
@@ -134,6 +138,11 @@ def create_engine(
     settings = SESSION_SETTINGS | ({"default_transaction_read_only": "on"} if read_only else {})
     if idle_in_transaction_s is not None:
         settings["idle_in_transaction_session_timeout"] = str(round(idle_in_transaction_s * 1000))
+    connect_args: dict[str, Any] = {**STATEMENT_CACHES, "server_settings": settings}
+    if host_timeout_s is not None:
+        settings |= _server_keepalives(host_timeout_s)
+        # A connect to a host that answers nothing waits no longer (asyncpg's own: 60 s).
+        connect_args["timeout"] = host_timeout_s
     isolation = {"isolation_level": isolation_level} if isolation_level else {}
     engine = create_async_engine(
         database_url,
@@ -141,12 +150,14 @@ def create_engine(
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,
-        connect_args={**STATEMENT_CACHES, "server_settings": settings},
+        connect_args=connect_args,
         **WITHOUT_VALUES,
         **JSON_CODEC,
     )
     event.listen(engine.sync_engine, "do_connect", _connect_or_unreachable)
     pool = engine.sync_engine.pool
+    if host_timeout_s is not None:
+        event.listen(pool, "connect", _give_up_after(host_timeout_s))
     event.listen(pool, "connect", _note_checkin)
     event.listen(pool, "checkin", _note_checkin)
     event.listen(pool, "checkout", _check)
@@ -154,7 +165,11 @@ def create_engine(
 
 
 async def create_read_engine(
-    writer: AsyncEngine, database_url: str, pool_size: int, pool_timeout: float
+    writer: AsyncEngine,
+    database_url: str,
+    pool_size: int,
+    pool_timeout: float,
+    host_timeout_s: float | None = None,
 ) -> AsyncEngine:
     """The readers' pool beside ``writer``, the writers': ``pool_size`` connections, doubling
     under load.
@@ -177,7 +192,12 @@ async def create_read_engine(
     what calls ``hold_snapshot`` reads one moment."""
     if not database_url.startswith("sqlite"):
         return create_engine(
-            database_url, pool_size, pool_size, pool_timeout, isolation_level="REPEATABLE READ"
+            database_url,
+            pool_size,
+            pool_size,
+            pool_timeout,
+            isolation_level="REPEATABLE READ",
+            host_timeout_s=host_timeout_s,
         )
     async with writer.connect() as connection:
         mode = (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar()
@@ -231,6 +251,65 @@ def _connect_or_unreachable(
         timed_out = "timed out connecting" if isinstance(error, TimeoutError) else None
         reason = str(error) or timed_out or type(error).__name__
         raise dialect.loaded_dbapi.OperationalError(reason, error) from error
+
+
+def _keepalive_steps(timeout_s: float) -> tuple[int, int, int]:
+    """TCP keepalive's idle time, interval and count (whole seconds, at least 1) that give a
+    silent other end up after about ``timeout_s``: half of it idle, then three probes."""
+    idle = max(1, int(timeout_s / 2))
+    interval = max(1, int(timeout_s / 6))
+    return idle, interval, 3
+
+
+def _server_keepalives(timeout_s: float) -> dict[str, str]:
+    """The same for PostgreSQL's end of the session: a client whose host went dark in the
+    middle of a statement (not idle in a transaction, which
+    ``idle_in_transaction_session_timeout`` ends) had its session, its transaction and its
+    row locks kept until TCP's defaults gave it up, hours later. Ignored over a Unix socket."""
+    idle, interval, count = _keepalive_steps(timeout_s)
+    return {
+        "tcp_keepalives_idle": str(idle),
+        "tcp_keepalives_interval": str(interval),
+        "tcp_keepalives_count": str(count),
+        "tcp_user_timeout": str(round(timeout_s * 1000)),
+    }
+
+
+def _give_up_after(
+    timeout_s: float,
+) -> Callable[[AdaptedConnection, ConnectionPoolEntry], None]:
+    """A pool ``connect`` listener: the new connection's socket gives the database's host up
+    once it has heard nothing from it for about ``timeout_s``.
+
+    asyncpg sets no keepalive, and its connect takes none. A connection whose host went dark
+    (power lost, the network cut: packets dropped, nothing sent back) in the middle of a
+    statement waited for its answer until TCP gave up, hours later, and the request with it;
+    the pool kept handing out such connections while the host was away. With keepalive
+    probes (the answer awaited, nothing in flight) and TCP_USER_TIMEOUT (what was sent left
+    unacknowledged) the kernel closes the socket: the statement fails as a lost connection
+    (503), the pool drops the connection, and a new one is made once the host is back. A
+    live but slow statement (a long report) is not cut: the host acknowledges the probes."""
+    idle, interval, count = _keepalive_steps(timeout_s)
+    options = [
+        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+        (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle),
+        (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval),
+        (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count),
+    ]
+    user_timeout = getattr(socket, "TCP_USER_TIMEOUT", None)  # Linux's
+    if user_timeout is not None:
+        options.append((socket.IPPROTO_TCP, user_timeout, round(timeout_s * 1000)))
+
+    def give_up(dbapi_connection: AdaptedConnection, _record: ConnectionPoolEntry) -> None:
+        # asyncpg keeps its transport to itself; the attribute has been there since 0.10.
+        transport = dbapi_connection.driver_connection._transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return  # a Unix socket: no network between, nothing to go dark
+        for level, option, value in options:
+            sock.setsockopt(level, option, value)
+
+    return give_up
 
 
 # A connection back in the pool for longer than this is checked with a query before it is

@@ -1,0 +1,227 @@
+"""The database's host goes dark (power lost, the network cut: packets dropped, nothing sent
+back) while a report's statement waits for its answer. Nothing tells the server's end of the
+connection so: it waited for TCP to give up, hours by default, and the report with it. Now it
+is given up after about DISPATCH_DB_HOST_TIMEOUT_S: the report is answered 503, the pool
+drops the dead connection, and once the host is back the report sent again is stored, once.
+
+The server runs in a network namespace of the test's own, joined to this host by two links:
+one to the database (through a proxy on this host), which the test takes down, so that the
+kernel drops what crosses it, and one that the test's requests take."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from sqlalchemy.engine import make_url
+
+from tests.processes import ServerProcess, server_env
+from tests.realtime.test_durability import build_town
+from tests.support import QINGXI
+
+REPORT = {"location": {"lon": QINGXI[0], "lat": QINGXI[1]}, "category": "fight"}
+HOST_TIMEOUT_S = 2.0
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+
+class Namespace:
+    """A network namespace with two links to this host, each a veth pair with a /30 of the
+    link-local range: ``database`` (this host's end at ``host_db``) and ``api`` (the
+    namespace's end at ``inside_api``)."""
+
+    def __init__(self) -> None:
+        tag = uuid.uuid4().hex[:6]
+        self.name = f"dispatch-{tag}"
+        self.database = f"dz{tag}d"
+        self.api = f"dz{tag}a"
+        octet = random.randint(1, 254)
+        self.host_db, self.inside_db = f"169.254.{octet}.1", f"169.254.{octet}.2"
+        self.host_api, self.inside_api = f"169.254.{octet}.5", f"169.254.{octet}.6"
+
+    def create(self) -> None:
+        ip("netns", "add", self.name)
+        ip("-n", self.name, "link", "set", "lo", "up")
+        for link, host, inside in (
+            (self.database, self.host_db, self.inside_db),
+            (self.api, self.host_api, self.inside_api),
+        ):
+            peer = f"{link}n"
+            ip("link", "add", link, "type", "veth", "peer", "name", peer)
+            ip("link", "set", peer, "netns", self.name)
+            ip("addr", "add", f"{host}/30", "dev", link)
+            ip("link", "set", link, "up")
+            ip("-n", self.name, "addr", "add", f"{inside}/30", "dev", peer)
+            ip("-n", self.name, "link", "set", peer, "up")
+
+    def go_dark(self) -> None:
+        """What crosses the database's link is dropped from now on, without a word back."""
+        ip("link", "set", self.database, "down")
+
+    def come_back(self) -> None:
+        ip("link", "set", self.database, "up")
+
+    def remove(self) -> None:
+        for link in (self.database, self.api):
+            subprocess.run(["ip", "link", "del", link], capture_output=True, timeout=10)
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=10)
+
+
+class DarkMidStatement:
+    """A TCP proxy on this host's end of the database's link, in front of PostgreSQL. Once
+    armed, the first statement that writes an incident is swallowed and the link goes dark:
+    the server waits for its answer, and nothing it sends from then on arrives. PostgreSQL's
+    end of that connection stays open, its transaction with it, as when the network between
+    is cut."""
+
+    def __init__(self, listen_host: str, upstream: tuple[str, int], namespace: Namespace) -> None:
+        self.listen_host = listen_host
+        self.upstream = upstream
+        self.namespace = namespace
+        self.port = 0
+        self.armed = False
+        self.dark = asyncio.Event()
+        self._server: asyncio.Server | None = None
+        self._ends: list[asyncio.StreamWriter] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, self.listen_host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for end in self._ends:
+            end.transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _serve(self, client: asyncio.StreamReader, to_client: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._ends.append(to_client)
+        server, to_server = await asyncio.open_connection(*self.upstream)
+        self._ends.append(to_server)
+        swallowing = [False]
+
+        async def up() -> None:
+            while data := await client.read(65536):
+                if self.armed and b"INSERT INTO incidents" in data:
+                    self.armed = False
+                    swallowing[0] = True
+                    self.namespace.go_dark()
+                    self.dark.set()
+                if swallowing[0]:
+                    continue
+                to_server.write(data)
+                await to_server.drain()
+            if not swallowing[0]:
+                to_server.close()
+
+        async def down() -> None:
+            while data := await server.read(65536):
+                if not swallowing[0]:
+                    to_client.write(data)
+                    await to_client.drain()
+            to_client.close()
+
+        try:
+            await asyncio.gather(up(), down(), return_exceptions=True)
+        finally:
+            self._tasks.discard(task)
+
+
+class ServerInNamespace(ServerProcess):
+    """``dispatch serve`` inside ``namespace``, listening on its end of the ``api`` link."""
+
+    def __init__(self, env: dict[str, str], log: Path, namespace: Namespace) -> None:
+        super().__init__(env, log, args=("--host", namespace.inside_api))
+        self.namespace = namespace
+        self.base_url = f"http://{namespace.inside_api}:{self.port}"
+        self.ws_url = f"ws://{namespace.inside_api}:{self.port}/ws"
+
+    async def start(self) -> None:
+        command = [sys.executable, "-m", "dispatch", "serve", "--port", str(self.port)]
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                ["ip", "netns", "exec", self.namespace.name, *command, *self.args],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        async with httpx.AsyncClient(base_url=self.base_url) as client:
+            for _ in range(400):
+                try:
+                    if (await client.get("/readyz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                assert self.process.poll() is None, self.output()
+                await asyncio.sleep(0.05)
+        raise AssertionError(f"server never became ready:\n{self.output()}")
+
+
+async def test_a_report_whose_database_host_goes_dark_mid_statement_fails_in_bounded_time(
+    postgres_only: str, tmp_path: Path, servers: list[ServerProcess]
+) -> None:
+    namespace = Namespace()
+    namespace.create()
+    url = make_url(postgres_only)
+    proxy = DarkMidStatement(
+        namespace.host_db, (url.host or "127.0.0.1", url.port or 5432), namespace
+    )
+    try:
+        await proxy.start()
+        through = url.set(host=namespace.host_db, port=proxy.port)
+        env = server_env(
+            through.render_as_string(hide_password=False),
+            tmp_path,
+            db_host_timeout_s=str(HOST_TIMEOUT_S),
+            db_idle_in_transaction_s="2",
+        )
+        server = ServerInNamespace(env, tmp_path / "server.log", namespace)
+        servers.append(server)
+        town = await build_town(server, ring_team=False)
+        reported = {**town.operator, "Idempotency-Key": uuid.uuid4().hex}
+
+        proxy.armed = True
+        # Before, the report was still waiting when the client gave up.
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
+            started = time.monotonic()
+            reply = await http.post("/api/v1/incidents", json=REPORT, headers=reported)
+            waited = time.monotonic() - started
+        assert proxy.dark.is_set(), "the report's statement was not the one swallowed"
+        assert reply.status_code == 503, reply.text
+        assert reply.json()["error"] == "database_unavailable", reply.text
+        # Given up after the keepalive's probes went unanswered (about HOST_TIMEOUT_S),
+        # with room for a loaded machine.
+        assert waited < HOST_TIMEOUT_S + 8, f"answered after {waited:.1f} s"
+
+        namespace.come_back()
+        # The pool's connections of the dark time are dropped; new ones are made. Sent again
+        # with its key, the report is stored, and only once: nothing of the first was kept.
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+            deadline = time.monotonic() + 30
+            while True:
+                again = await http.post("/api/v1/incidents", json=REPORT, headers=reported)
+                if again.status_code != 503 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)
+            assert again.status_code == 201, again.text
+            assert "Idempotent-Replayed" not in again.headers
+            listed = await http.get("/api/v1/incidents", headers=town.operator)
+        assert [incident["id"] for incident in listed.json()] == [again.json()["id"]]
+    finally:
+        await proxy.close()
+        namespace.remove()
