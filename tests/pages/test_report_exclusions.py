@@ -8,10 +8,16 @@ from datetime import datetime, timedelta
 
 from playwright.async_api import Browser, expect
 
-from tests.pages.conftest import Opened
+from tests.pages.conftest import Opened, ask_report, log_in, phone_context
 from tests.pages.test_reports_office import a_day_nobody_came, open_report
 from tests.reports.test_response_times import seed
 from tests.support import QINGXI, World
+
+# The list's columns by the names each cell shows on a phone, in both languages.
+COLUMNS = {
+    "zh": ["报警时间", "梯队", "联防队", "结果", "原因"],
+    "en": ["Reported", "Tier", "Team", "Outcome", "Reason"],
+}
 
 
 async def test_an_exclusion_names_its_incident_and_teams_and_opens_its_record(
@@ -75,3 +81,39 @@ async def test_an_exclusion_outside_any_village_is_placed_by_its_coordinates(
     await expect(row.locator(".excluded-where")).to_have_text(
         f"lon {lon:.6f}, lat {lat:.6f} (WGS84)"
     )
+
+
+async def test_on_a_phone_each_exclusion_reads_whole_within_the_screen(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """On a phone the list was a table whose first column, the incident's 32-character id on
+    one line, was as wide as the screen: the time, team, outcome and reason of every row lay
+    past its right edge. A row is now read whole within the screen, each cell after its
+    column's name, in either language."""
+    day = await seed(world)
+    i2 = day.incidents[1]
+    page = await (await phone_context(browser, contexts, QINGXI)).new_page()
+    await log_in(page, world.base_url + "/console/reports", await world.account("auditor"))
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    await ask_report(page, i2["reported_at"][:10])
+    width = page.viewport_size["width"] if page.viewport_size else 0
+    late = page.locator(f'#exclusions tr[data-incident-id="{i2["id"]}"][data-tier="3"]')
+    for language in ("zh", "en"):
+        if language == "en":
+            await page.get_by_role("button", name="English").click()
+            await expect(late.locator("td").nth(4)).to_have_text("Breached")
+        await late.scroll_into_view_if_needed()
+        cells = late.locator("td")
+        await expect(cells).to_have_count(6)
+        for n in range(6):
+            box = await cells.nth(n).bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (
+                language,
+                n,
+                box,
+            )
+        names = [
+            await cells.nth(n).evaluate("(td) => getComputedStyle(td, '::before').content")
+            for n in range(1, 6)
+        ]
+        assert names == [f'"{name}"' for name in COLUMNS[language]], names

@@ -674,25 +674,27 @@ function renderExclusions(report) {
     box.appendChild(h('p', { class: 'hint', text: t('rep.exclusions_none') }));
     return;
   }
+  const columns = ['rep.incident', 'rep.reported', 'rep.tier', 'rep.team', 'rep.outcome', 'rep.reason'];
   const head = h(
     'tr',
     null,
-    ['rep.incident', 'rep.reported', 'rep.tier', 'rep.team', 'rep.outcome', 'rep.reason'].map((key) =>
-      h('th', { text: t(key) }),
-    ),
+    columns.map((key) => h('th', { text: t(key) })),
   );
+  // Each cell carries its column's name: on a phone a row is laid out as a card, a cell a line
+  // under its name (reports.css), the header row out of sight.
+  const cell = (n, props, children) => h('td', { ...props, dataset: { label: t(columns[n]) } }, children);
   const rows = report.exclusions.map((e) => {
     let reason = t('rep.reason.' + e.outcome);
     if (e.covered === false) reason = t('rep.reason.uncovered_with', { reason });
     return h(
       'tr',
       { dataset: { incidentId: e.incident_id, tier: String(e.tier) } },
-      h('td', { class: 'excluded-incident' }, incidentCell(e)),
-      h('td', { text: localTime(e.reported_at) }),
-      h('td', { text: t('tier.short.' + e.tier) }),
-      h('td', { text: exclusionTeams(e) }),
-      h('td', { text: t('rep.outcome.' + e.outcome) }),
-      h('td', { text: reason }),
+      cell(0, { class: 'excluded-incident' }, incidentCell(e)),
+      cell(1, { text: localTime(e.reported_at) }),
+      cell(2, { text: t('tier.short.' + e.tier) }),
+      cell(3, { text: exclusionTeams(e) }),
+      cell(4, { text: t('rep.outcome.' + e.outcome) }),
+      cell(5, { text: reason }),
     );
   });
   box.appendChild(table(head, rows, 'exclusions-table'));
