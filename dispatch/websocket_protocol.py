@@ -24,7 +24,8 @@ overflow his queue, months for a leader. The connection is cut instead, as a slo
 (alerts.socket): the application hears the disconnect at once, and the client resumes from its
 cursor when it comes back. So is one that the server closed (a token revoked, say) and whose
 answer to the close does not come in time: uvicorn closed the transport then, which waited in
-the same way for ever, holding the connection and its buffers.
+the same way for ever, holding the connection and its buffers. And so is one whose frame was
+refused (not UTF-8, too large, not a frame at all) and that reads no more.
 
 **A client this protocol let go of is gone to the application.** Once the protocol closed the
 connection on its own (an unanswered ping, a frame refused), uvicorn refused the application's
@@ -81,6 +82,13 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             # The application's close went out: uvicorn closes the transport if no answer
             # comes within close_timeout. Cut it then, whatever is still unsent.
             self.close_timer.cancel()
+            self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+
+    def handle_parser_exception(self) -> None:
+        # uvicorn sends its close and closes the transport; what the client does not take
+        # keeps that waiting unless the connection is cut, once the close's time is up.
+        super().handle_parser_exception()
+        if self.close_timer is None:
             self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
 
     def send_receive_event_to_app(self) -> None:

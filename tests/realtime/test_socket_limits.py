@@ -377,3 +377,44 @@ async def test_a_frozen_phone_logged_out_is_let_go_once_its_close_goes_unanswere
             await asyncio.sleep(0.05)
         assert not world.runtime.hub.is_connected(leader.id)
         assert open_websockets(server) == 0
+
+
+async def test_a_client_whose_bad_frame_was_refused_is_let_go_though_it_stops_reading(
+    world: World, server: RunningServer
+) -> None:
+    """A client that sends a frame the server refuses (text that is not UTF-8) with alerts
+    still unsent to it, and reads no more: uvicorn sent its close and closed the transport,
+    which waits for the unsent alerts to drain, for ever. It is cut once the close
+    handshake's time is up, as a client that leaves the server's own close unanswered is."""
+    leader = await world.leader(await world.team())
+    uri = parse_uri(world.ws_url)
+    line = socket.socket()
+    line.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    line.connect((uri.host, uri.port))
+    async with connect(world.ws_url, sock=line, compression=None, close_timeout=0.1) as ws:
+        await ws.send(json.dumps({"type": "hello", "token": leader.token, "resume_from": 0}))
+        await asyncio.wait_for(ws.recv(), 5)
+        ws.transport.pause_reading()
+        (connection,) = [
+            c for c in server.server.server_state.connections if "WebSocket" in type(c).__name__
+        ]
+        # The close handshake's time (uvicorn's 10 s), shortened for the test.
+        connection.close_timeout = 0.2
+        async with world.runtime.transaction() as session:
+            pad = "x" * 1_000_000
+            burst = [Outgoing(leader.id, "incident.updated", {"pad": pad}) for _ in range(6)]
+            await mailboxes.enqueue(session, burst, now=world.clock.now())
+        for _ in range(100):
+            if connection.transport.get_write_buffer_size() > 0:
+                break
+            await asyncio.sleep(0.05)
+        assert connection.transport.get_write_buffer_size() > 0
+        # Written on the wire as it is: the client library would check its UTF-8.
+        ws.protocol.send_text(b"\xff\xfe")
+        ws.transport.write(b"".join(ws.protocol.data_to_send()))
+        for _ in range(60):
+            if open_websockets(server) == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert not world.runtime.hub.is_connected(leader.id)
+        assert open_websockets(server) == 0
