@@ -70,3 +70,39 @@ async def test_a_phone_that_cannot_reach_the_server_still_logs_out(
     await page.reload()
     await expect(page.locator("#login")).to_be_visible()
     await expect(page.locator("#app")).to_be_hidden()
+
+
+# Private mode, or an in-app browser with storage turned off: every use of either throws.
+STORAGE_OFF = """
+for (const area of ['localStorage', 'sessionStorage']) {
+  Object.defineProperty(window, area, {
+    get() {
+      throw new DOMException('The operation is insecure.', 'SecurityError');
+    },
+  });
+}
+"""
+
+
+async def test_a_browser_without_storage_keeps_the_sign_in_and_the_choices_for_the_page(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    await world.team("fixed_post")
+    operator = await world.operator()
+    context = await desk_context(browser, contexts)
+    await context.add_init_script(STORAGE_OFF)
+    page = await context.new_page()
+    assert await page.evaluate("(() => { try { localStorage; } catch (e) { return e.name; } })()")
+    await log_in(page, world.base_url + "/console", operator)
+    # The token, read back from memory by every request and by the socket.
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    # The tab's feed (kept for the tab at every line) and the language: in memory as well.
+    await world.report(operator, category="fire")
+    await expect(page.locator("#feed li").first).to_contain_text("新警情：火情")
+    await page.get_by_role("button", name="English").click()
+    await expect(page.locator("#feed li").first).to_contain_text("New incident: Fire")
+    async with page.expect_response("**/api/v1/auth/logout") as ended:
+        await page.get_by_role("button", name="Log out").click()
+    assert (await ended.value).status == 204
+    await expect(page.locator("#login")).to_be_visible()
+    await expect(page.locator("#app")).to_be_hidden()

@@ -1,50 +1,42 @@
-// localStorage can throw (private mode, storage disabled in some in-app browsers): degrade to memory.
-const memory = {};
-
-export function load(key) {
-  try {
-    const value = window.localStorage.getItem(key);
-    return value === null ? memory[key] ?? null : value;
-  } catch (_) {
-    return memory[key] ?? null;
-  }
+// The browser's storage can throw (private mode, storage disabled in some in-app browsers):
+// each store then degrades to memory, which keeps what was saved for the page's life.
+function store(area) {
+  const memory = {};
+  return {
+    load(key) {
+      try {
+        const value = window[area].getItem(key);
+        return value === null ? memory[key] ?? null : value;
+      } catch (_) {
+        return memory[key] ?? null;
+      }
+    },
+    save(key, value) {
+      memory[key] = value;
+      try {
+        window[area].setItem(key, value);
+      } catch (_) {
+        // Full or disabled: memory keeps it.
+      }
+    },
+    remove(key) {
+      delete memory[key];
+      try {
+        window[area].removeItem(key);
+      } catch (_) {
+        // Nothing stored, nothing to remove.
+      }
+    },
+  };
 }
 
-export function save(key, value) {
-  memory[key] = value;
-  try {
-    window.localStorage.setItem(key, value);
-  } catch (_) {
-    // Memory keeps it for this page's life.
-  }
-}
-
-export function remove(key) {
-  delete memory[key];
-  try {
-    window.localStorage.removeItem(key);
-  } catch (_) {
-    // Nothing stored, nothing to remove.
-  }
-}
-
+// Kept for the site across visits (localStorage).
+const site = store('localStorage');
 // For this tab alone, kept through a reload (sessionStorage), gone with the tab.
-const tabMemory = {};
+const tab = store('sessionStorage');
 
-export function loadForTab(key) {
-  try {
-    const value = window.sessionStorage.getItem(key);
-    return value === null ? tabMemory[key] ?? null : value;
-  } catch (_) {
-    return tabMemory[key] ?? null;
-  }
-}
-
-export function saveForTab(key, value) {
-  tabMemory[key] = value;
-  try {
-    window.sessionStorage.setItem(key, value);
-  } catch (_) {
-    // Full or disabled: memory keeps it for this page's life.
-  }
-}
+export const load = site.load;
+export const save = site.save;
+export const remove = site.remove;
+export const loadForTab = tab.load;
+export const saveForTab = tab.save;
