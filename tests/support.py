@@ -7,24 +7,29 @@ import contextlib
 import functools
 import io
 import json
+import socket
 import ssl
 import uuid
 import zipfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree
 
 import httpx
 from fastapi import FastAPI
 from sqlalchemy import Engine, event
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.uri import parse_uri
 
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
 from dispatch.clock import ManualClock
 from dispatch.runtime import Runtime
+
+if TYPE_CHECKING:
+    from tests.conftest import RunningServer
 
 QINGXI = (114.159, 22.847)
 # The retention job's statements (alerts.store.purge_before, dispatch.jobs.service.
@@ -442,3 +447,43 @@ class SilentProxy(TcpProxy):
         if era == self._era:
             # A close on a live line goes through; on a dead one it is lost with the rest.
             sink.close()
+
+
+def open_websockets(server: RunningServer) -> int:
+    """The websocket connections uvicorn still holds: its own count, not the hub's."""
+    return sum("WebSocket" in type(c).__name__ for c in server.server.server_state.connections)
+
+
+def the_websocket(server: RunningServer) -> Any:
+    """uvicorn's end of the one websocket connection the server holds."""
+    (connection,) = [
+        c for c in server.server.server_state.connections if "WebSocket" in type(c).__name__
+    ]
+    return connection
+
+
+@contextlib.asynccontextmanager
+async def frozen_phone(world: World, token: str) -> AsyncIterator[ClientConnection]:
+    """A phone welcomed, then frozen with its connection up: its system still acknowledges
+    the packets, its window shut. The window is small, so that the kernel's buffers on the
+    way fill with a few megabytes."""
+    uri = parse_uri(world.ws_url)
+    line = socket.socket()
+    line.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    line.connect((uri.host, uri.port))
+    async with connect(world.ws_url, sock=line, compression=None, close_timeout=0.1) as ws:
+        await ws.send(json.dumps({"type": "hello", "token": token, "resume_from": 0}))
+        await asyncio.wait_for(ws.recv(), 5)
+        ws.transport.pause_reading()
+        yield ws
+
+
+async def assert_let_go(world: World, server: RunningServer, user_id: str) -> None:
+    """The user's socket has left the hub and uvicorn holds no websocket connection (within
+    a few seconds)."""
+    for _ in range(60):
+        if not world.runtime.hub.is_connected(user_id) and open_websockets(server) == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert not world.runtime.hub.is_connected(user_id)
+    assert open_websockets(server) == 0

@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
-from websockets.asyncio.client import connect
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
@@ -20,7 +18,7 @@ from alerts import store as mailboxes
 from alerts.store import Envelope, Outgoing
 from dispatch.config import Settings
 from tests.conftest import RunningServer
-from tests.support import World
+from tests.support import World, assert_let_go, frozen_phone
 
 
 @pytest.fixture
@@ -182,10 +180,6 @@ async def test_a_message_purged_between_two_kept_ones_is_a_resync_not_a_silent_g
     await socket.close()
 
 
-def open_websockets(server: RunningServer) -> int:
-    return sum("WebSocket" in type(c).__name__ for c in server.server.server_state.connections)
-
-
 async def test_a_client_that_stops_reading_with_alerts_still_unsent_is_let_go_by_the_keepalive(
     world: World, server: RunningServer
 ) -> None:
@@ -195,27 +189,14 @@ async def test_a_client_that_stops_reading_with_alerts_still_unsent_is_let_go_by
     said the console) and the connection held its buffers until queue_size more messages
     came to his mailbox, months for a leader."""
     leader = await world.leader(await world.team())
-    uri = parse_uri(world.ws_url)
-    line = socket.socket()
-    # A small window: the kernel's buffers on the way fill with a few megabytes.
-    line.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    line.connect((uri.host, uri.port))
-    async with connect(world.ws_url, sock=line, compression=None, close_timeout=0.1) as ws:
-        await ws.send(json.dumps({"type": "hello", "token": leader.token, "resume_from": 0}))
-        await asyncio.wait_for(ws.recv(), 5)
-        ws.transport.pause_reading()
+    async with frozen_phone(world, leader.token):
         # Far fewer than the hub's queue holds: the socket is not cut as a slow consumer.
         async with world.runtime.transaction() as session:
             pad = "x" * 1_000_000
             burst = [Outgoing(leader.id, "incident.updated", {"pad": pad}) for _ in range(6)]
             await mailboxes.enqueue(session, burst, now=world.clock.now())
-        for _ in range(100):
-            if not world.runtime.hub.is_connected(leader.id) and open_websockets(server) == 0:
-                break
-            await asyncio.sleep(0.05)
-        assert not world.runtime.hub.is_connected(leader.id)
+        await assert_let_go(world, server, leader.id)
         assert world.runtime.hub.count_by_label() == {}
-        assert open_websockets(server) == 0
 
 
 async def test_an_alert_for_a_client_the_keepalive_just_gave_up_on_is_no_server_error(

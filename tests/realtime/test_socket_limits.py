@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
@@ -14,7 +13,6 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
-from websockets.uri import parse_uri
 
 from alerts import store as mailboxes
 from alerts.acks import Acked, AckRecorder
@@ -26,7 +24,14 @@ from dispatch.db import create_engine
 from dispatch.realtime import record_acknowledged
 from tests.conftest import RunningServer
 from tests.realtime.test_acks import acked_marks, delivered, recorder
-from tests.support import Socket, World
+from tests.support import (
+    Socket,
+    World,
+    assert_let_go,
+    frozen_phone,
+    open_websockets,
+    the_websocket,
+)
 
 BEYOND_INT4 = 2**31
 
@@ -263,11 +268,6 @@ async def test_a_socket_whose_token_expired_is_sent_nothing_more(world: World) -
     assert not [m for m in phone.received if m["type"] == "alert"]
 
 
-def open_websockets(server: RunningServer) -> int:
-    connections = server.server.server_state.connections
-    return sum("WebSocket" in type(c).__name__ for c in connections)
-
-
 async def test_a_client_that_stops_reading_is_let_go_at_once(
     world: World, server: RunningServer
 ) -> None:
@@ -341,18 +341,8 @@ async def test_a_frozen_phone_logged_out_is_let_go_once_its_close_goes_unanswere
     time was up uvicorn closed the transport, which waits for them to drain, for ever. The
     connection and its buffers are let go then instead."""
     leader = await world.leader(await world.team())
-    uri = parse_uri(world.ws_url)
-    line = socket.socket()
-    # A small window: the kernel's buffers on the way fill with a few megabytes.
-    line.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    line.connect((uri.host, uri.port))
-    async with connect(world.ws_url, sock=line, compression=None, close_timeout=0.1) as ws:
-        await ws.send(json.dumps({"type": "hello", "token": leader.token, "resume_from": 0}))
-        await asyncio.wait_for(ws.recv(), 5)
-        ws.transport.pause_reading()
-        (connection,) = [
-            c for c in server.server.server_state.connections if "WebSocket" in type(c).__name__
-        ]
+    async with frozen_phone(world, leader.token):
+        connection = the_websocket(server)
         # The close handshake's time (uvicorn's 10 s), shortened for the test.
         connection.close_timeout = 0.2
         # Alerts until the kernel's buffers are full and some wait in the server's own, less
@@ -371,12 +361,7 @@ async def test_a_frozen_phone_logged_out_is_let_go_once_its_close_goes_unanswere
         assert 0 < connection.transport.get_write_buffer_size() < 64 * 1024
         reply = await world.http.post("/api/v1/auth/logout", headers=leader.headers)
         assert reply.status_code == 204, reply.text
-        for _ in range(60):
-            if open_websockets(server) == 0:
-                break
-            await asyncio.sleep(0.05)
-        assert not world.runtime.hub.is_connected(leader.id)
-        assert open_websockets(server) == 0
+        await assert_let_go(world, server, leader.id)
 
 
 async def test_a_client_whose_bad_frame_was_refused_is_let_go_though_it_stops_reading(
@@ -387,17 +372,8 @@ async def test_a_client_whose_bad_frame_was_refused_is_let_go_though_it_stops_re
     which waits for the unsent alerts to drain, for ever. It is cut once the close
     handshake's time is up, as a client that leaves the server's own close unanswered is."""
     leader = await world.leader(await world.team())
-    uri = parse_uri(world.ws_url)
-    line = socket.socket()
-    line.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    line.connect((uri.host, uri.port))
-    async with connect(world.ws_url, sock=line, compression=None, close_timeout=0.1) as ws:
-        await ws.send(json.dumps({"type": "hello", "token": leader.token, "resume_from": 0}))
-        await asyncio.wait_for(ws.recv(), 5)
-        ws.transport.pause_reading()
-        (connection,) = [
-            c for c in server.server.server_state.connections if "WebSocket" in type(c).__name__
-        ]
+    async with frozen_phone(world, leader.token) as ws:
+        connection = the_websocket(server)
         # The close handshake's time (uvicorn's 10 s), shortened for the test.
         connection.close_timeout = 0.2
         async with world.runtime.transaction() as session:
@@ -412,9 +388,4 @@ async def test_a_client_whose_bad_frame_was_refused_is_let_go_though_it_stops_re
         # Written on the wire as it is: the client library would check its UTF-8.
         ws.protocol.send_text(b"\xff\xfe")
         ws.transport.write(b"".join(ws.protocol.data_to_send()))
-        for _ in range(60):
-            if open_websockets(server) == 0:
-                break
-            await asyncio.sleep(0.05)
-        assert not world.runtime.hub.is_connected(leader.id)
-        assert open_websockets(server) == 0
+        await assert_let_go(world, server, leader.id)
