@@ -165,3 +165,48 @@ async def test_the_history_follows_the_days_incidents_as_they_change(
     assert asked == []
     await expect(oldest).to_be_in_viewport()
     assert await console.evaluate("window.scrollY") >= scrolled
+
+
+async def test_the_next_operator_on_the_console_sees_nothing_of_the_one_who_signed_out(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """Signing out left the record the operator had opened in 历史警情 on the page, his day's
+    list, his feed and his late-only filter: the next operator on the same console found them
+    as he opened 历史警情, or at once."""
+    await world.team("fixed_post")
+    first = await world.operator()
+    incident = await world.report(first, category="fight")
+    world.clock.advance(61)  # tier 1 late: the feed says so and the late-only filter shows
+
+    console = await open_console(browser, contexts, world)
+    await expect(console.locator("#feed li")).not_to_have_count(0)
+    await console.locator("#late-only").click()
+    await expect(console.locator("#late-only")).to_have_attribute("aria-pressed", "true")
+    await console.get_by_role("button", name="历史警情").click()
+    history = console.locator("#history")
+    await expect(history).to_have_attribute("data-state", "ready")
+    await history.locator(f'tr[data-incident-id="{incident["id"]}"]').get_by_role("button").click()
+    record = console.locator("#history-record")
+    await expect(record).to_have_attribute("data-state", "ready")
+
+    await console.get_by_role("button", name="退出").click()
+    await expect(console.locator("#login")).to_be_visible()
+    await expect(record).to_be_hidden()
+    assert await console.evaluate("sessionStorage.length") == 0
+
+    second = await world.operator()
+    await console.get_by_label("用户名").fill(second.name)
+    await console.get_by_label("密码").fill(second.password)
+    await console.get_by_role("button", name="登录").click()
+    await expect(console.locator("#conn")).to_have_attribute("data-state", "live")
+    await expect(record).to_be_hidden()
+    await expect(console.locator("#history-record-body")).to_be_empty()
+    await expect(console.locator("#feed li")).to_have_count(0)
+    await expect(console.locator("#late-only")).to_have_attribute("aria-pressed", "false")
+    await expect(console.locator("#history-list")).to_be_empty()
+    await expect(console.locator("#history-day")).to_have_value("")
+
+    await console.get_by_role("button", name="历史警情").click()
+    await expect(history).to_have_attribute("data-state", "ready")
+    await expect(record).to_be_hidden()
+    await expect(console.locator("#history-record-title")).to_have_text("")

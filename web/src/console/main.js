@@ -7,7 +7,7 @@ import { Api, keepLoading } from '../shared/api.js';
 import { officeRefusal, signInGate } from '../shared/login.js';
 import { Live } from '../shared/live.js';
 import { $, clear, h, newKey, readConfig } from '../shared/dom.js';
-import { load, loadForTab, save, saveForTab } from '../shared/storage.js';
+import { load, loadForTab, removeForTab, save, saveForTab } from '../shared/storage.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
 import { clockTime, coordinate, metres, micros, ms, shanghaiToday } from '../shared/format.js';
 import { errorText } from '../shared/errors.js';
@@ -171,10 +171,21 @@ function fillSelects() {
 // set once the page has booted.
 let signOut = () => {};
 
+// Whoever signs in next on this page sees nothing of the one who signed out: not the record he
+// had open, nor his history, feed or late-only filter (the copy kept for the tab goes too).
 function stop() {
   closeHistory();
+  closeHistoryRecord();
   $('#history-open').hidden = true;
   state.history = { day: null, incidents: [], more: false, villages: null, error: null, recordId: null, record: null };
+  clear($('#history-list'));
+  $('#history-count').textContent = '';
+  $('#history-more').hidden = true;
+  $('#history-day').value = '';
+  if (state.me) removeForTab(viewKey());
+  state.feed = [];
+  renderFeed();
+  state.lateOnly = false;
   if (state.loading) state.loading.stop();
   state.loadProblem = null;
   renderLoadProblem();
@@ -1444,7 +1455,12 @@ async function openHistoryRecord(id) {
 function closeHistoryRecord() {
   state.history.recordId = null;
   state.history.record = null;
-  $('#history-record').hidden = true;
+  const box = $('#history-record');
+  box.hidden = true;
+  delete box.dataset.incidentId;
+  delete box.dataset.state;
+  $('#history-record-title').textContent = '';
+  clear($('#history-record-body'));
 }
 
 function renderHistoryRecord() {

@@ -40,3 +40,4 @@ export const save = site.save;
 export const remove = site.remove;
 export const loadForTab = tab.load;
 export const saveForTab = tab.save;
+export const removeForTab = tab.remove;
