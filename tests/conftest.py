@@ -278,6 +278,22 @@ async def server(settings: Settings, clock: ManualClock) -> AsyncIterator[Runnin
     await running.stop()
 
 
+@asynccontextmanager
+async def world_serving(
+    settings: Settings, clock: ManualClock, *, server_clock: Clock | None = None
+) -> AsyncIterator[World]:
+    """A server of its own on ``settings`` and the world seen from outside it, both stopped
+    when the block ends."""
+    running = RunningServer(settings, clock, server_clock=server_clock)
+    await running.start()
+    world = World(running.app, f"http://127.0.0.1:{running.port}", clock)
+    try:
+        yield world
+    finally:
+        await world.close()
+        await running.stop()
+
+
 @pytest.fixture
 async def world(server: RunningServer) -> AsyncIterator[World]:
     world = World(server.app, f"http://127.0.0.1:{server.port}", server.clock)

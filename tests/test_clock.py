@@ -16,9 +16,8 @@ import pytest
 
 from dispatch.clock import EPOCH, ManualClock, StepWatch, SystemClock
 from dispatch.config import Settings
-from tests.conftest import RunningServer
+from tests.conftest import world_serving
 from tests.observability.test_metrics import scrape, value
-from tests.support import World
 
 SECOND_NS = 1_000_000_000
 # 2026-11-28T10:00:00Z, a whole second: times on record are exact to the microsecond.
@@ -188,10 +187,8 @@ async def test_the_running_server_keeps_its_time_when_the_host_clock_steps_back(
     configured = settings.model_copy(
         update={"chain_targets": (6.0, 18.0, 30.0), "clock_check_s": 0.05}
     )
-    running = RunningServer(configured, clock, server_clock=SystemClock(host.wall, host.monotonic))
-    await running.start()
-    world = World(running.app, f"http://127.0.0.1:{running.port}", clock)
-    try:
+    server_clock = SystemClock(host.wall, host.monotonic)
+    async with world_serving(configured, clock, server_clock=server_clock) as world:
         team = await world.team("fixed_post")
         leader = await world.leader(team)
         operator = await world.operator()
@@ -222,6 +219,3 @@ async def test_the_running_server_keeps_its_time_when_the_host_clock_steps_back(
             await asyncio.sleep(0.02)
         [told] = warnings_of(caplog)
         assert "-60.000 s" in told
-    finally:
-        await world.close()
-        await running.stop()

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from dispatch.clock import ManualClock
 from dispatch.config import Settings
 from dispatch.notifiers.channels import DingTalkChannel, configured_channels
-from tests.conftest import RunningServer, free_port
+from tests.conftest import RunningServer, free_port, world_serving
 from tests.support import World
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -363,14 +363,8 @@ async def behind_nginx(
     from the test client, which plays nginx at 127.0.0.1."""
     trusted = compose["services"]["server-1"]["environment"]["FORWARDED_ALLOW_IPS"]
     monkeypatch.setenv("FORWARDED_ALLOW_IPS", trusted if trusted == "*" else f"{trusted},127.0.0.1")
-    running = RunningServer(settings, clock)
-    await running.start()
-    world = World(running.app, f"http://127.0.0.1:{running.port}", clock)
-    try:
+    async with world_serving(settings, clock) as world:
         yield world
-    finally:
-        await world.close()
-        await running.stop()
 
 
 async def test_a_client_that_forges_x_forwarded_for_stays_under_its_own_address(

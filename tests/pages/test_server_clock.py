@@ -14,7 +14,7 @@ from playwright.async_api import Browser, BrowserContext, WebSocketRoute, expect
 
 from dispatch.clock import ManualClock, SystemClock
 from dispatch.config import Settings
-from tests.conftest import RunningServer
+from tests.conftest import world_serving
 from tests.pages.conftest import Opened, desk_context, log_in
 from tests.pages.test_console_and_phone import card
 from tests.support import World
@@ -29,14 +29,8 @@ async def real_time_world(settings: Settings, clock: ManualClock) -> AsyncIterat
     are read against it while they run."""
     # The hello takes ONE_WAY_S to come: the tests' quick timeout for it would refuse it.
     slow = settings.model_copy(update={"ws_hello_timeout_s": 5 * ONE_WAY_S})
-    running = RunningServer(slow, clock, server_clock=SystemClock())
-    await running.start()
-    world = World(running.app, f"http://127.0.0.1:{running.port}", clock)
-    try:
+    async with world_serving(slow, clock, server_clock=SystemClock()) as world:
         yield world
-    finally:
-        await world.close()
-        await running.stop()
 
 
 @contextlib.asynccontextmanager

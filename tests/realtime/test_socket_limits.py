@@ -22,7 +22,7 @@ from dispatch.clock import ManualClock
 from dispatch.config import Settings
 from dispatch.db import create_engine
 from dispatch.realtime import record_acknowledged
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, world_serving
 from tests.realtime.test_acks import acked_marks, delivered, recorder
 from tests.support import (
     Socket,
@@ -197,14 +197,9 @@ CACHE_S = 0.5
 
 @pytest.fixture
 async def short_cache_world(settings: Settings, clock: ManualClock) -> AsyncIterator[World]:
-    running = RunningServer(settings.model_copy(update={"principal_cache_s": CACHE_S}), clock)
-    await running.start()
-    world = World(running.app, f"http://127.0.0.1:{running.port}", clock)
-    try:
+    short = settings.model_copy(update={"principal_cache_s": CACHE_S})
+    async with world_serving(short, clock) as world:
         yield world
-    finally:
-        await world.close()
-        await running.stop()
 
 
 async def test_an_operator_disabled_in_the_database_stops_reading_the_board_as_rest_stops(
