@@ -63,10 +63,13 @@ class ServerProcess:
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
         self.process: subprocess.Popen[bytes] | None = None
 
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "dispatch", "serve", "--port", str(self.port), *self.args]
+
     async def start(self) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "dispatch", "serve", "--port", str(self.port), *self.args],
+                self.command(),
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -14,7 +14,6 @@ import asyncio
 import os
 import random
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -153,25 +152,8 @@ class ServerInNamespace(ServerProcess):
         self.base_url = f"http://{namespace.inside_api}:{self.port}"
         self.ws_url = f"ws://{namespace.inside_api}:{self.port}/ws"
 
-    async def start(self) -> None:
-        command = [sys.executable, "-m", "dispatch", "serve", "--port", str(self.port)]
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                ["ip", "netns", "exec", self.namespace.name, *command, *self.args],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        async with httpx.AsyncClient(base_url=self.base_url) as client:
-            for _ in range(400):
-                try:
-                    if (await client.get("/readyz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                assert self.process.poll() is None, self.output()
-                await asyncio.sleep(0.05)
-        raise AssertionError(f"server never became ready:\n{self.output()}")
+    def command(self) -> list[str]:
+        return ["ip", "netns", "exec", self.namespace.name, *super().command()]
 
 
 def can_make_networks(namespace: Namespace) -> None:
