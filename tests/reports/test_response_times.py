@@ -413,6 +413,8 @@ CONTEXT = ["统计区间(北京时间)", "筛选条件", "生成时间(北京时
 LISTED = "列出条数"
 # Then what the incident was and where.
 PLACE = ["类别", "村(社区)", "经度(WGS84)", "纬度(WGS84)"]
+# The workbook's 未到场清单, its header row.
+EXCLUDED_HEADER = ("警情编号", "报警时间(北京时间)", "梯队", "联防队", "结果", "原因", *PLACE)
 
 
 async def test_csv_has_a_bom_and_chinese_headers(world: World) -> None:
@@ -571,15 +573,7 @@ async def test_the_exclusions_files_say_what_each_incident_was_and_where(world: 
 
     book = load_workbook(io.BytesIO((await report(world, **period, format="xlsx")).content))
     sheet = list(book["未到场清单"].iter_rows(values_only=True))
-    assert sheet[1] == (
-        "警情编号",
-        "报警时间(北京时间)",
-        "梯队",
-        "联防队",
-        "结果",
-        "原因",
-        *PLACE,
-    )
+    assert sheet[1] == EXCLUDED_HEADER
     assert [(r[0], *r[6:]) for r in sheet[2:]] == expected
 
 
@@ -866,15 +860,7 @@ async def test_xlsx_sheets_cells_and_charts(world: World) -> None:
     excluded = book["未到场清单"]
     assert excluded["A1"].value == "未到场清单（共4条，列出4条）"
     # Its times are Beijing time, and the header says so like every other time column.
-    assert [c.value for c in excluded[2]] == [
-        "警情编号",
-        "报警时间(北京时间)",
-        "梯队",
-        "联防队",
-        "结果",
-        "原因",
-        *PLACE,
-    ]
+    assert tuple(c.value for c in excluded[2]) == EXCLUDED_HEADER
     assert [r[4:6] for r in excluded.iter_rows(min_row=3, values_only=True)] == [
         ("超时", "无人到场"),
         ("取消(不判定)", "时限前结案，无人需到场"),
