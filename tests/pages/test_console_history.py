@@ -4,9 +4,10 @@ outcome, and opens one's record read-only: its tiers, teams and hops at the serv
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 
-from playwright.async_api import Browser, Request, expect
+from playwright.async_api import Browser, Page, Request, Route, expect
 
 from dispatch.schemas import DISPLAY_TZ
 from tests.pages.conftest import Opened
@@ -210,3 +211,53 @@ async def test_the_next_operator_on_the_console_sees_nothing_of_the_one_who_sign
     await expect(history).to_have_attribute("data-state", "ready")
     await expect(record).to_be_hidden()
     await expect(console.locator("#history-record-title")).to_have_text("")
+
+
+async def ask_records_of_an_incident_that_does_not_exist(page: Page) -> None:
+    """The page's next requests for a record ask the server for an incident id it has never
+    issued: the server answers them itself (404, incident_id), as it would for one gone."""
+    missing = uuid.uuid4().hex
+
+    async def elsewhere(route: Route) -> None:
+        await route.continue_(url=route.request.url.rsplit("/", 1)[0] + "/" + missing)
+
+    await page.route("**/api/v1/reports/incidents/*", elsewhere)
+
+
+async def the_record_fails_then_is_read_again(page: Page, box: str, opened_id: str) -> None:
+    """A record that could not be read: the box says what failed and what to do, as an alert
+    (announced by a screen reader), in either language; 重试 reads it again."""
+    record = page.locator(box)
+    await expect(record).to_have_attribute("data-state", "failed")
+    await expect(record).to_have_attribute("data-incident-id", opened_id)
+    alert = record.get_by_role("alert")
+    await expect(alert).to_have_text(
+        "警情记录读取失败：警情不存在（可能已被删除）。可按“重试”再读一次。"
+    )
+    await page.get_by_role("button", name="English").click()
+    await expect(alert).to_have_text(
+        "The incident record could not be read: The incident does not exist "
+        "(it may have been removed). Press Retry to read it again."
+    )
+    await page.get_by_role("button", name="中文").click()
+    await page.unroute("**/api/v1/reports/incidents/*")
+    await record.get_by_role("button", name="重试").click()
+    await expect(record).to_have_attribute("data-state", "ready")
+    await expect(record.get_by_role("alert")).to_have_count(0)
+    await expect(record.locator(".record-tiers")).to_be_visible()
+
+
+async def test_a_record_the_history_cannot_read_says_what_failed_and_is_read_again(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    await world.team("fixed_post")
+    operator = await world.operator()
+    incident = await world.report(operator, category="fight")
+    console = await open_console(browser, contexts, world)
+    await console.get_by_role("button", name="历史警情").click()
+    history = console.locator("#history")
+    await expect(history).to_have_attribute("data-state", "ready")
+
+    await ask_records_of_an_incident_that_does_not_exist(console)
+    await history.locator(f'tr[data-incident-id="{incident["id"]}"]').get_by_role("button").click()
+    await the_record_fails_then_is_read_again(console, "#history-record", incident["id"])

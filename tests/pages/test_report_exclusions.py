@@ -9,6 +9,10 @@ from datetime import datetime, timedelta
 from playwright.async_api import Browser, expect
 
 from tests.pages.conftest import Opened, ask_report, log_in, phone_context
+from tests.pages.test_console_history import (
+    ask_records_of_an_incident_that_does_not_exist,
+    the_record_fails_then_is_read_again,
+)
 from tests.pages.test_reports_office import a_day_nobody_came, open_report
 from tests.reports.test_response_times import seed
 from tests.support import QINGXI, World
@@ -65,6 +69,20 @@ async def test_an_exclusion_names_its_incident_and_teams_and_opens_its_record(
     await expect(record.locator('.record-tiers tr[data-tier="1"]')).to_contain_text("Met")
     await page.get_by_role("button", name="Close").click()
     await expect(record).to_be_hidden()
+
+
+async def test_a_record_the_report_page_cannot_read_says_what_failed_and_is_read_again(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    day = await seed(world)
+    i2 = day.incidents[1]
+    page = await open_report(browser, contexts, world, i2["reported_at"][:10])
+    late = page.locator(f'#exclusions tr[data-incident-id="{i2["id"]}"][data-tier="3"]')
+
+    await ask_records_of_an_incident_that_does_not_exist(page)
+    await late.get_by_role("button", name=i2["id"]).click()
+    await the_record_fails_then_is_read_again(page, "#record", i2["id"])
+    await expect(page.locator("#record-title")).to_have_text("警情记录 · 打架斗殴")
 
 
 async def test_an_exclusion_outside_any_village_is_placed_by_its_coordinates(

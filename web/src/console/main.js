@@ -28,8 +28,7 @@ import {
   againstTarget,
   localTime,
   placeText,
-  recordTitle,
-  recordView,
+  recordBox,
   tierOutcome,
 } from '../shared/record.js';
 
@@ -56,6 +55,13 @@ const CAME_ON_DUTY = 'a covering tier-1 team came on duty';
 
 const config = readConfig();
 const api = new Api('dispatch.console.token', { timeoutS: config.request_timeout_s });
+// The record of an incident opened from 历史警情.
+const historyRecord = recordBox(
+  api,
+  $('#history-record'),
+  $('#history-record-title'),
+  $('#history-record-body'),
+);
 
 const state = {
   me: null,
@@ -91,9 +97,8 @@ const state = {
   // Of each open incident held, its external notifications (SMS, webhook, robots) by id:
   // {id, incident_id, dispatch_id, user_id, leader_name, channel, status, attempts, at}
   notices: new Map(),
-  // 历史警情: the incidents of a day (Beijing time), closed ones included, a page at a time,
-  // and the record of the one opened.
-  history: { day: null, incidents: [], more: false, villages: null, error: null, recordId: null, record: null },
+  // 历史警情: the incidents of a day (Beijing time), closed ones included, a page at a time.
+  history: { day: null, incidents: [], more: false, villages: null, error: null },
 };
 // How many incidents the history asks for at a time (a town may have hundreds a day).
 const HISTORY_PAGE = 100;
@@ -113,7 +118,7 @@ function boot() {
   $('#history-close').addEventListener('click', closeHistory);
   $('#history-show').addEventListener('click', () => loadHistory(false));
   $('#history-more').addEventListener('click', () => loadHistory(true));
-  $('#history-record-close').addEventListener('click', closeHistoryRecord);
+  $('#history-record-close').addEventListener('click', historyRecord.close);
   $('#late-only').addEventListener('click', () => {
     setLateOnly(!state.lateOnly);
     renderIncidents();
@@ -138,7 +143,7 @@ function boot() {
     if (state.alarms.length) showAlarm();
     showTitle();
     renderHistory();
-    renderHistoryRecord();
+    historyRecord.render();
   });
   unlockOnGesture(() => {
     $('#sound-hint').hidden = true;
@@ -175,9 +180,9 @@ let signOut = () => {};
 // had open, nor his history, feed or late-only filter (the copy kept for the tab goes too).
 function stop() {
   closeHistory();
-  closeHistoryRecord();
+  historyRecord.close();
   $('#history-open').hidden = true;
-  state.history = { day: null, incidents: [], more: false, villages: null, error: null, recordId: null, record: null };
+  state.history = { day: null, incidents: [], more: false, villages: null, error: null };
   clear($('#history-list'));
   $('#history-count').textContent = '';
   $('#history-more').hidden = true;
@@ -1421,52 +1426,8 @@ function historyRow(incident) {
         text: t('history.open_record'),
         dataset: { control: 'record' },
         'aria-label': t('history.open_record') + ' ' + t('category.' + incident.category) + ' ' + localTime(incident.reported_at),
-        onClick: () => openHistoryRecord(incident.id),
+        onClick: () => historyRecord.open(incident.id),
       }),
     ),
   );
-}
-
-async function openHistoryRecord(id) {
-  const history = state.history;
-  history.recordId = id;
-  history.record = null;
-  const box = $('#history-record');
-  box.hidden = false;
-  box.dataset.state = 'loading';
-  box.dataset.incidentId = id;
-  $('#history-record-title').textContent = t('rep.record');
-  clear($('#history-record-body')).appendChild(h('p', { class: 'hint', text: t('rep.record_loading') }));
-  box.scrollIntoView({ block: 'start' });
-  try {
-    const record = await api.get('/api/v1/reports/incidents/' + encodeURIComponent(id));
-    if (history.recordId !== id) return;
-    history.record = record;
-    renderHistoryRecord();
-  } catch (error) {
-    if (history.recordId !== id) return;
-    box.dataset.state = 'failed';
-    clear($('#history-record-body')).appendChild(
-      h('p', { class: 'error', role: 'alert', text: t('rep.record_failed', { reason: errorText(error) }) }),
-    );
-  }
-}
-
-function closeHistoryRecord() {
-  state.history.recordId = null;
-  state.history.record = null;
-  const box = $('#history-record');
-  box.hidden = true;
-  delete box.dataset.incidentId;
-  delete box.dataset.state;
-  $('#history-record-title').textContent = '';
-  clear($('#history-record-body'));
-}
-
-function renderHistoryRecord() {
-  const record = state.history.record;
-  if (!record || $('#history-record').hidden) return;
-  $('#history-record').dataset.state = 'ready';
-  $('#history-record-title').textContent = recordTitle(record);
-  clear($('#history-record-body')).appendChild(recordView(record));
 }

@@ -20,7 +20,7 @@ import { officeRefusal, signInGate } from '../shared/login.js';
 import { $, clear, h } from '../shared/dom.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
 import { duration, secondsAgainst } from '../shared/format.js';
-import { placeText, recordTitle, recordView } from '../shared/record.js';
+import { placeText, recordBox } from '../shared/record.js';
 
 Chart.register(BarController, BarElement, CategoryScale, LinearScale, Tooltip, Legend, annotationPlugin);
 
@@ -65,6 +65,9 @@ const LATEST_DATE = '2099-12-31';
 
 // The console's login: one token for both pages.
 const api = new Api('dispatch.console.token');
+// The record of one incident (GET /api/v1/reports/incidents/{id}), read-only, an exclusion's id
+// opens: its tiers' outcomes, and per team alerted its outcome and hops with the server's times.
+const record = recordBox(api, $('#record'), $('#record-title'), $('#record-body'));
 
 const state = {
   me: null,
@@ -103,9 +106,9 @@ function boot() {
   onLangChange(() => {
     fillSelects();
     render();
-    renderRecord();
+    record.render();
   });
-  $('#record-close').addEventListener('click', closeRecord);
+  $('#record-close').addEventListener('click', record.close);
   signOut = signInGate(api, {
     admit: (me) =>
       CAN_VIEW.indexOf(me.role) < 0 ? () => officeRefusal(me.role) : null,
@@ -719,51 +722,9 @@ function incidentCell(e) {
       text: e.incident_id,
       title: t('rep.record_open'),
       dataset: { control: 'record' },
-      onClick: () => openRecord(e.incident_id),
+      onClick: () => record.open(e.incident_id),
     }),
   ];
-}
-
-// ---------------------------------------------------------------- one incident's record
-
-// The record of one incident (GET /api/v1/reports/incidents/{id}), read-only: its tiers'
-// outcomes, and per team alerted its outcome and hops with the server's times.
-async function openRecord(id) {
-  state.recordId = id;
-  const box = $('#record');
-  box.hidden = false;
-  box.dataset.state = 'loading';
-  box.dataset.incidentId = id;
-  clear($('#record-body')).appendChild(h('p', { class: 'hint', text: t('rep.record_loading') }));
-  $('#record-title').textContent = t('rep.record');
-  box.scrollIntoView({ block: 'start' });
-  try {
-    const record = await api.get('/api/v1/reports/incidents/' + encodeURIComponent(id));
-    if (state.recordId !== id) return;
-    state.record = record;
-    renderRecord();
-  } catch (error) {
-    if (state.recordId !== id) return;
-    state.record = null;
-    box.dataset.state = 'failed';
-    clear($('#record-body')).appendChild(
-      h('p', { class: 'status error', text: t('rep.record_failed', { reason: errorText(error) }) }),
-    );
-  }
-}
-
-function closeRecord() {
-  state.recordId = null;
-  state.record = null;
-  $('#record').hidden = true;
-}
-
-function renderRecord() {
-  const record = state.record;
-  if (!record || $('#record').hidden) return;
-  $('#record').dataset.state = 'ready';
-  $('#record-title').textContent = recordTitle(record);
-  clear($('#record-body')).appendChild(recordView(record));
 }
 
 // ---------------------------------------------------------------- charts

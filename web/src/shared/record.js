@@ -2,7 +2,8 @@
 // and times, each tier's outcome, time to arrival and target, and per team alerted its outcome
 // and hops at the server's times. Shown by the report page (an exclusion's id) and by the
 // console's history.
-import { h } from './dom.js';
+import { clear, h } from './dom.js';
+import { errorText } from './errors.js';
 import { t } from './i18n.js';
 import { coordinate, duration, micros, secondsAgainst } from './format.js';
 import { arrivalView, hopsView } from './views.js';
@@ -117,4 +118,72 @@ export function recordView(record) {
       ? h('ul', { class: 'record-dispatches' }, dispatches)
       : h('p', { class: 'hint', text: t('rep.record_no_teams') }),
   );
+}
+
+/**
+ * The box a page shows one incident's record in (its `box`, with `title` and `body` inside),
+ * as the report page and the console's history both do: open(id) reads it and shows it, close()
+ * hides it and forgets it, render() draws it again in the language of the moment. A record that
+ * could not be read says so, and why, as an alert a screen reader announces, with a button to
+ * read it again: the box is not left saying it is loading, nor blank.
+ */
+export function recordBox(api, box, title, body) {
+  let shown = null; // {id, record, error} of the record asked for last
+  function render() {
+    if (!shown || box.hidden) return;
+    if (shown.record) {
+      box.dataset.state = 'ready';
+      title.textContent = recordTitle(shown.record);
+      clear(body).appendChild(recordView(shown.record));
+      return;
+    }
+    title.textContent = t('rep.record');
+    if (!shown.error) {
+      box.dataset.state = 'loading';
+      clear(body).appendChild(h('p', { class: 'hint', text: t('rep.record_loading') }));
+      return;
+    }
+    box.dataset.state = 'failed';
+    const id = shown.id;
+    clear(body).appendChild(
+      h(
+        'div',
+        { class: 'record-failed' },
+        h('p', {
+          class: 'error',
+          role: 'alert',
+          text: t('rep.record_failed', { reason: errorText(shown.error) }),
+        }),
+        h('button', {
+          type: 'button',
+          dataset: { control: 'retry' },
+          text: t('rep.record_retry'),
+          onClick: () => open(id),
+        }),
+      ),
+    );
+  }
+  async function open(id) {
+    const asked = (shown = { id, record: null, error: null });
+    box.hidden = false;
+    box.dataset.incidentId = id;
+    render();
+    box.scrollIntoView({ block: 'start' });
+    try {
+      asked.record = await api.get('/api/v1/reports/incidents/' + encodeURIComponent(id));
+    } catch (error) {
+      asked.error = error;
+    }
+    // Another record asked for meanwhile, or the box closed: this answer is not shown.
+    if (shown === asked) render();
+  }
+  function close() {
+    shown = null;
+    box.hidden = true;
+    delete box.dataset.incidentId;
+    delete box.dataset.state;
+    title.textContent = '';
+    clear(body);
+  }
+  return { open, close, render };
 }
