@@ -57,11 +57,11 @@ class TierFigures(Schema):
     met: int
     breached: int
     cancelled: int = Field(description="closed by the deadline with nobody on scene: not judged")
-    pending: int = Field(description="deadline still ahead: not judged")
+    pending: int = Field(description="deadline not passed (ahead or this instant): not judged")
     uncovered: int = Field(
         description="tiers of which no team was alerted (neither by its zones nor by the "
-        "escalation ring), whatever their outcome: judged like any other, breached at the "
-        "deadline unless closed before it (cancelled), pending until then; 0 per team"
+        "escalation ring), whatever their outcome: judged like any other, breached past the "
+        "deadline unless closed by it (cancelled), pending until then; 0 per team"
     )
     uncovered_breached: int = Field(
         description="of the uncovered, those breached: nobody could come (counted in breached)"

@@ -97,12 +97,13 @@ METHOD = (
     "Each tier is judged by the target stored with the incident when it was reported "
     "(target_s; targets_s lists every target applied, and target_s is null when they differ). "
     "Share within target = met / (met + breached): a tier closed by its deadline with nobody "
-    "on scene (cancelled) and one whose deadline is still ahead (pending) are not judged. An "
-    "arrival exactly at the deadline meets it. Uncovered counts the tiers of which no team was "
-    "alerted, whatever their outcome; such a tier is judged like any other: breached at its "
-    "deadline unless closed before it (cancelled), pending until then; uncovered_breached "
-    "counts those breached (they are in breached too). Measurements without an arrival are "
-    "counted and listed as exclusions."
+    "on scene (cancelled) and one whose deadline has not passed (pending) are not judged. An "
+    "arrival exactly at the deadline meets it, and with none a tier is pending up to and at "
+    "its deadline's instant, breached only beyond it. Uncovered counts the tiers of which no "
+    "team was alerted, whatever their outcome; such a tier is judged like any other: "
+    "breached past its deadline unless closed by it (cancelled), pending until then; "
+    "uncovered_breached counts those breached (they are in breached too). Measurements "
+    "without an arrival are counted and listed as exclusions."
 )
 
 
@@ -277,15 +278,17 @@ def _outcome(arrived_at: Any, now: datetime) -> ColumnElement[str]:
 
     The stored tier status is what was shown live; the timer may set it at the very instant of
     the deadline, a hair before an arrival stamped with that same instant. The report goes by
-    the record: an arrival at or before the deadline meets it. Times are compared as stored
-    (timestamptz on PostgreSQL, fixed-width UTC text on SQLite), which is exact on both.
+    the record: an arrival at or before the deadline meets it. With none, a tier is pending up
+    to and at its deadline's instant (a team there then still meets it) and breached only
+    beyond it, as the timer breaches it. Times are compared as stored (timestamptz on
+    PostgreSQL, fixed-width UTC text on SQLite), which is exact on both.
     """
     return case(
         (arrived_at <= ChainTier.deadline, TierStatus.MET.value),
         (arrived_at.is_not(None), TierStatus.BREACHED.value),
         (ChainTier.status == TierStatus.CANCELLED.value, TierStatus.CANCELLED.value),
         (ChainTier.incident_closed_at <= ChainTier.deadline, TierStatus.CANCELLED.value),
-        (ChainTier.deadline > now, TierStatus.PENDING.value),
+        (ChainTier.deadline >= now, TierStatus.PENDING.value),
         else_=TierStatus.BREACHED.value,
     )
 
@@ -1441,6 +1444,6 @@ def _one_outcome(
         return TierStatus.CANCELLED.value
     if closed_at is not None and closed_at <= deadline:
         return TierStatus.CANCELLED.value
-    if deadline > now:
+    if deadline >= now:
         return TierStatus.PENDING.value
     return TierStatus.BREACHED.value

@@ -5,12 +5,12 @@ outcome, and opens one's record read-only: its tiers, teams and hops at the serv
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from playwright.async_api import Browser, Page, Request, Route, expect
 
 from dispatch.schemas import DISPLAY_TZ
-from tests.pages.conftest import Opened
+from tests.pages.conftest import Opened, desk_context, log_in
 from tests.pages.test_console_and_phone import SECOND, card, open_console
 from tests.support import QINGXI, World
 
@@ -90,26 +90,46 @@ async def test_the_history_judges_a_tier_as_its_record_does(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
     """At its very deadline a tier is not yet breached by the timer (an arrival then still
-    meets it), and stays pending on record; the record's judgement already reads it breached,
-    nobody having come. The list said 计时中 beside a record saying 超时."""
+    meets it): the list and the record both read it pending (计时中), as the report does, and
+    both 超时 once the timer breached it. The record read 超时 already at the instant."""
     await world.team("fixed_post")
     operator = await world.operator()
+    # Reported on a whole millisecond, the deadline is one the page's clock (in ms) can be at.
+    world.clock.advance((1000 - world.clock.now().microsecond % 1000) / 1_000_000)
     incident = await world.report(operator, category="fight")
     world.clock.advance(60)
     stored = await world.incident(operator, incident["id"])
     assert stored["chain"][0]["status"] == "pending"
+    deadline = datetime.fromisoformat(stored["chain"][0]["deadline"])
+    assert world.clock.now() == deadline and deadline.microsecond % 1000 == 0
 
-    console = await open_console(browser, contexts, world)
+    # The page's clock stands still, so that the server's clock as the page knows it (from the
+    # welcome, with no time for the round trip) is the server's own, held at the deadline.
+    context = await desk_context(browser, contexts)
+    console = await context.new_page()
+    await console.clock.install(time=datetime.now(UTC))
+    await console.clock.pause_at(datetime.now(UTC) + timedelta(seconds=1))
+    await log_in(console, world.base_url + "/console", operator)
+    await expect(console.locator("#conn")).to_have_attribute("data-state", "live")
     await console.get_by_role("button", name="历史警情").click()
     history = console.locator("#history")
     await expect(history).to_have_attribute("data-state", "ready")
     tier1 = history.locator(f'tr[data-incident-id="{incident["id"]}"] td[data-tier="1"]')
     await tier1.locator("xpath=..").get_by_role("button").click()
     in_record = console.locator('#history-record .record-tiers tr[data-tier="1"]')
+    await expect(in_record).to_have_attribute("data-outcome", "pending")
+    await expect(in_record).to_contain_text("计时中")
+    await expect(tier1).to_have_attribute("data-outcome", "pending")
+    await expect(tier1).to_contain_text("计时中")
+
+    # Beyond it the timer breaches the tier; the list takes the breach as it comes.
+    world.clock.advance(0.001)
+    await expect(tier1).to_have_attribute("data-outcome", "breached", timeout=10 * SECOND)
+    await expect(tier1).to_contain_text("超时 · 无人到场")
+    await console.get_by_role("button", name="关闭").click()
+    await tier1.locator("xpath=..").get_by_role("button").click()
     await expect(in_record).to_have_attribute("data-outcome", "breached")
     await expect(in_record).to_contain_text("超时")
-    await expect(tier1).to_contain_text("超时 · 无人到场")
-    await expect(tier1).to_have_attribute("data-outcome", "breached")
 
 
 async def test_the_history_follows_the_days_incidents_as_they_change(

@@ -1180,7 +1180,7 @@ async def test_uncovered_tiers_are_counted_whatever_their_outcome(world: World) 
     ]
     book = load_workbook(io.BytesIO((await report(world, format="xlsx")).content))
     about = {r[0]: r[1] for r in book["说明"].iter_rows(min_row=3, values_only=True)}
-    assert "不论结果" in about["无覆盖"] and "时限一到即为超时" in about["无覆盖"]
+    assert "不论结果" in about["无覆盖"] and "时限一过即为超时" in about["无覆盖"]
     assert "覆盖" not in about["达标率"]
 
 
@@ -1402,3 +1402,43 @@ def filled_bins(histogram: Any) -> dict[str, int]:
         for row in histogram.iter_rows(min_row=3, values_only=True)
         if row[2] is not None and row[3]
     }
+
+
+async def test_a_tier_at_its_deadlines_very_instant_with_nobody_there_is_pending(
+    world: World,
+) -> None:
+    """At the deadline's instant a team arriving still meets it, and the timer breaches a tier
+    only beyond it; the report judged it breached already then, nobody having come. It is
+    pending then in the figures, the exclusions and the record, and breached a microsecond on."""
+    team = await world.team("fixed_post", name="A驻点队")
+    operator = await world.operator()
+    incident = await world.report(operator)
+    world.clock.advance(60)  # tier 1's deadline, to the microsecond
+    await settle(world)
+    stored = await world.incident(operator, incident["id"])
+    assert world.clock.now() == datetime.fromisoformat(stored["chain"][0]["deadline"])
+    assert stored["chain"][0]["status"] == "pending"  # the timer has not breached it
+
+    async def judged() -> tuple[str, str, str, str, str]:
+        by_tier = (await report(world)).json()
+        tier1 = next(t for t in by_tier["totals"] if t["tier"] == 1)
+        counted = "pending" if tier1["pending"] == 1 else "breached" if tier1["breached"] else "?"
+        (excluded,) = [e["outcome"] for e in by_tier["exclusions"] if e["tier"] == 1]
+        by_team = (await report(world, group_by=["team"], team_id=team["id"])).json()
+        ((group,),) = [g["groups"] for g in by_team["groupings"]]
+        row = next(t for t in group["tiers"] if t["tier"] == 1)
+        team_counted = "pending" if row["pending"] == 1 else "breached" if row["breached"] else "?"
+        auditor = await world.account("auditor")
+        record = await world.http.get(
+            f"/api/v1/reports/incidents/{incident['id']}", headers=auditor.headers
+        )
+        assert record.status_code == 200, record.text
+        body = record.json()
+        in_record = next(t["outcome"] for t in body["tiers"] if t["tier"] == 1)
+        (team_outcome,) = [o["outcome"] for o in body["teams"]]
+        return counted, excluded, team_counted, in_record, team_outcome
+
+    assert await judged() == ("pending",) * 5
+    # A microsecond on, breached by its times, whether or not the timer has come round yet.
+    world.clock.advance(0.000001)
+    assert await judged() == ("breached",) * 5

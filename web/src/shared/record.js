@@ -29,8 +29,9 @@ export function placeText(villageName, lon, lat) {
 // A tier's outcome judged from its times, by the rule the record's outcomes come by (the
 // server's reports/service.py, _one_outcome): an arrival by the deadline meets it, a later one
 // breaches it; with none, a tier cancelled or closed by its deadline is not judged, one whose
-// deadline is still ahead of `nowMs` (the server's clock as this page knows it) is pending, any
-// other breached. The stored status is what the timer set live, and may lag the deadline or the
+// deadline `nowMs` (the server's clock as this page knows it) has not passed is pending (at the
+// deadline's very instant too: a team there then still meets it, and the timer breaches a tier
+// only beyond it), any other breached. The stored status is what the timer set live, and may lag the deadline or the
 // record's times; one it breached is past its deadline on the server's clock, whatever this
 // page makes of that clock.
 export function tierOutcome(tier, closedAt, nowMs) {
@@ -39,7 +40,7 @@ export function tierOutcome(tier, closedAt, nowMs) {
   if (tier.status === 'cancelled') return 'cancelled';
   if (closedAt && micros(closedAt) <= deadline) return 'cancelled';
   if (tier.status === 'breached') return 'breached';
-  if (deadline > nowMs * 1000) return 'pending';
+  if (deadline >= nowMs * 1000) return 'pending';
   return 'breached';
 }
 
