@@ -133,6 +133,11 @@ async def close_phone(page: Page, world: World, leader: Account) -> None:
 
 async def log_in(page: Page, url: str, account: Account) -> None:
     await page.goto(url)
+    await sign_in(page, account)
+
+
+async def sign_in(page: Page, account: Account) -> None:
+    """Through the login form the page shows."""
     await page.get_by_label("用户名").fill(account.name)
     await page.get_by_label("密码").fill(account.password)
     await page.get_by_role("button", name="登录").click()

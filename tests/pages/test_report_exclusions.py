@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from playwright.async_api import Browser, expect
 
-from tests.pages.conftest import Opened, ask_report, log_in, phone_context
+from tests.pages.conftest import Opened, ask_report, log_in, phone_context, sign_in
 from tests.pages.test_console_history import (
     ask_records_of_an_incident_that_does_not_exist,
     the_record_fails_then_is_read_again,
@@ -83,6 +83,30 @@ async def test_a_record_the_report_page_cannot_read_says_what_failed_and_is_read
     await late.get_by_role("button", name=i2["id"]).click()
     await the_record_fails_then_is_read_again(page, "#record", i2["id"])
     await expect(page.locator("#record-title")).to_have_text("警情记录 · 打架斗殴")
+
+
+async def test_the_next_user_of_the_report_page_sees_nothing_of_the_one_who_signed_out(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """Signing out left the record the auditor had opened, and his report, on the page: whoever
+    signed in next found them there."""
+    day = await seed(world)
+    i2 = day.incidents[1]
+    page = await open_report(browser, contexts, world, i2["reported_at"][:10])
+    late = page.locator(f'#exclusions tr[data-incident-id="{i2["id"]}"][data-tier="3"]')
+    await late.get_by_role("button", name=i2["id"]).click()
+    record = page.locator("#record")
+    await expect(record).to_have_attribute("data-state", "ready")
+
+    await page.get_by_role("button", name="退出").click()
+    await expect(page.locator("#login")).to_be_visible()
+    await expect(record).to_be_hidden()
+    await expect(page.locator("#record-body")).to_be_empty()
+    await expect(page.locator("#exclusions tr[data-incident-id]")).to_have_count(0)
+
+    await sign_in(page, await world.account("auditor"))
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    await expect(record).to_be_hidden()
 
 
 async def test_an_exclusion_outside_any_village_is_placed_by_its_coordinates(

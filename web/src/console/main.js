@@ -177,8 +177,10 @@ function fillSelects() {
 let signOut = () => {};
 
 // Whoever signs in next on this page sees nothing of the one who signed out: not the record he
-// had open, nor his history, feed or late-only filter (the copy kept for the tab goes too).
-function stop() {
+// had open, nor his history, feed or late-only filter. The copy kept for the tab goes when he
+// signed out himself (`ended`); a session the server ended keeps it (his alone, by his id) for
+// when he signs in again in the middle of an incident.
+function stop(ended) {
   closeHistory();
   historyRecord.close();
   $('#history-open').hidden = true;
@@ -187,7 +189,7 @@ function stop() {
   $('#history-count').textContent = '';
   $('#history-more').hidden = true;
   $('#history-day').value = '';
-  if (state.me) removeForTab(viewKey());
+  if (state.me && ended) removeForTab(viewKey());
   state.feed = [];
   renderFeed();
   state.lateOnly = false;
@@ -996,7 +998,8 @@ function scheduleRender() {
   state.renderQueued = true;
   setTimeout(() => {
     state.renderQueued = false;
-    renderIncidents();
+    // Signed out meanwhile (an update came just before the session ended): nothing to show.
+    if (state.me) renderIncidents();
   }, 30);
 }
 

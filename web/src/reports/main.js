@@ -114,7 +114,18 @@ function boot() {
       CAN_VIEW.indexOf(me.role) < 0 ? () => officeRefusal(me.role) : null,
     enter: start,
     leave: () => {
+      // Whoever signs in next on this page sees nothing of the one who signed out: not the
+      // record he had open, nor his report (an answer still on its way is not shown).
       state.me = null;
+      state.running += 1;
+      record.close();
+      state.report = null;
+      state.histogram = null;
+      state.failure = null;
+      state.downloadFailure = null;
+      $('#status').textContent = '';
+      $('#status').className = 'status';
+      render();
     },
   });
 }

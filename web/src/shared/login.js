@@ -55,15 +55,16 @@ function setIfPresent(selector, apply) {
 /**
  * The sign-in every page shares: the login form, signing out, an expired session, and who may
  * use the page. `page.admit(me)` gives null when `me` may use the page, else a function saying
- * why not; `page.enter(me)` starts the page for `me`; `page.leave()` stops what the page runs;
+ * why not; `page.enter(me)` starts the page for `me`; `page.leave(ended)` stops what the page
+ * runs, `ended` true when the user signed out with 退出 (not for a session the server ended);
  * `page.onSubmit()` (optional) runs within the login form's submit, a user's gesture.
  * Returns `signOut(message)`, for the page's own channels that find the session gone.
  */
 export function signInGate(api, page) {
-  function signOut(message) {
+  function signOut(message, ended = false) {
     gate.stop();
     showGateProblem(null);
-    page.leave();
+    page.leave(ended);
     $('#app').hidden = true;
     $('#logout').hidden = true;
     setIfPresent('#conn', (el) => (el.hidden = true));
@@ -105,7 +106,7 @@ export function signInGate(api, page) {
   // (login.expired) only forgets it here.
   $('#logout').addEventListener('click', () => {
     api.logout();
-    signOut(null);
+    signOut(null, true);
   });
   $('#login-form').addEventListener('submit', async (event) => {
     event.preventDefault();
