@@ -51,6 +51,7 @@ class DutyBook:
         # Moves on every change; a load installs its result only if none came meanwhile.
         self._generation = 0
         self._loading = Background()
+        self._closed = False
 
     def current(self) -> Duties | None:
         """The teams that have a schedule, or None while a change is being loaded."""
@@ -65,13 +66,18 @@ class DutyBook:
             self._duties = duties
 
     def changed(self) -> None:
-        """Schedules or rosters changed (committed): read the tables until reloaded."""
+        """Schedules or rosters changed (committed): read the tables until reloaded. Once
+        closed no reload starts: the second of a lost COMMIT's reloads, a second after it, may
+        come after the server began to stop, and would retry against the closed database."""
         self._generation += 1
         self._duties = None
+        if self._closed:
+            return
         self._loading.start(self._reload(self._generation), name="duty-book")
 
     async def close(self) -> None:
-        """Stop the reloads in flight (before the database goes)."""
+        """Stop the reloads in flight (before the database goes), and start no more."""
+        self._closed = True
         await self._loading.cancel()
 
     async def _reload(self, generation: int) -> None:
