@@ -112,9 +112,10 @@ async def report_incident(
         if not villages.lost_its_village(error):
             raise
         # Nothing was written. This process tags from the villages as they are now at once,
-        # not when the delete's announcement comes; the page sends the report again.
-        async with runtime.reading() as fresh:
-            runtime.villages.replace(await villages.load_index(fresh))
+        # not when the delete's announcement comes; the page sends the report again. Through
+        # ``reload``: were a change's index put in place while it reads, it reads again rather
+        # than put its older read over it.
+        await runtime.villages.reload()
         raise TryAgain(
             "a village was deleted while this report was written; send it again"
         ) from None
