@@ -33,10 +33,16 @@ def write_private(path: Path, text: str, *, replace: bool) -> bool:
                 return False
     finally:
         temporary.unlink(missing_ok=True)
-    # The new name is an entry of the directory: synced with the directory alone.
-    directory = os.open(path.parent, os.O_RDONLY)
+    sync_folder(path.parent)
+    return True
+
+
+def sync_folder(folder: Path) -> None:
+    """Sync ``folder`` itself: a name just given to a file in it (a rename, a link) is an entry
+    of the folder, and without this a power loss can take it back, or bring back the file that
+    name replaced, though the file's own data was synced."""
+    directory = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(directory)
     finally:
         os.close(directory)
-    return True

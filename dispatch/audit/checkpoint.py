@@ -32,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
+from dispatch.files import sync_folder
 from dispatch.schemas import show_time
 
 FIRST_LINE = "# dispatch audit checkpoint 1"
@@ -132,6 +133,9 @@ class Writer:
             os.fsync(self._file.fileno())
             self._file.close()
             os.replace(self._temporary, self.path)
+            # The replace is the folder's: unsynced, a power loss can bring the earlier
+            # checkpoint back at this path, though this one was reported written.
+            sync_folder(self.path.parent)
         except OSError as error:
             self.discard()
             raise CheckpointError(f"cannot write it: {error.strerror or error}") from None

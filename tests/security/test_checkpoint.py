@@ -11,10 +11,12 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import delete, select, update
 
 from dispatch.audit.chain import GENESIS, canonical, link
 from dispatch.audit.models import EventChainHead
+from dispatch.cli import main
 from dispatch.db import table_of
 from dispatch.incidents.models import ChainTier, Dispatch, IncidentEvent
 from tests.conftest import every_table_child_first
@@ -289,3 +291,34 @@ def test_a_checkpoint_half_written_by_a_verify_that_died_does_not_stop_the_next(
     assert verifying.returncode == 0, (out + err).decode()
     assert b"checkpoint: 0 incident chain heads written" in out
     assert audit_verify(url, "--against", str(checkpoint))[0] == 0
+
+
+def test_a_checkpoint_keeps_its_place_through_a_power_loss_once_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new checkpoint's data was synced, then put in the earlier one's place, but the
+    folder that holds the name was not synced: power lost after "checkpoint: … written" could
+    bring the earlier checkpoint back at that path."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'dispatch.db'}"
+    env = {**os.environ, "DISPATCH_DATABASE_URL": url}
+    upgrade = [sys.executable, "-m", "dispatch", "db", "upgrade"]
+    assert subprocess.run(upgrade, env=env, capture_output=True, check=False).returncode == 0
+    checkpoint = tmp_path / "nightly.checkpoint"
+    assert audit_verify(url, "--checkpoint", str(checkpoint))[0] == 0
+    earlier = os.stat(checkpoint).st_ino
+    folder = os.stat(tmp_path)
+    folder_synced_with_the_new_one = False
+    fsync = os.fsync
+
+    def watched_fsync(fd: int) -> None:
+        nonlocal folder_synced_with_the_new_one
+        fsync(fd)
+        target = os.fstat(fd)
+        if (target.st_dev, target.st_ino) == (folder.st_dev, folder.st_ino):
+            folder_synced_with_the_new_one = os.stat(checkpoint).st_ino != earlier
+
+    monkeypatch.setenv("DISPATCH_DATABASE_URL", url)
+    monkeypatch.setattr(os, "fsync", watched_fsync)
+    assert main(["audit", "verify", "--checkpoint", str(checkpoint)]) == 0
+    assert os.stat(checkpoint).st_ino != earlier
+    assert folder_synced_with_the_new_one, "the folder was not synced after the replace"
