@@ -7,6 +7,7 @@ import contextlib
 import functools
 import io
 import json
+import os
 import socket
 import ssl
 import uuid
@@ -14,10 +15,12 @@ import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import Engine, event
 from websockets.asyncio.client import ClientConnection, connect
@@ -487,3 +490,22 @@ async def assert_let_go(world: World, server: RunningServer, user_id: str) -> No
         await asyncio.sleep(0.05)
     assert not world.runtime.hub.is_connected(user_id)
     assert open_websockets(server) == 0
+
+
+def watch_folder_syncs(
+    monkeypatch: pytest.MonkeyPatch, folder: Path, seen: Callable[[], bool]
+) -> list[bool]:
+    """From now on, at each fsync of ``folder`` (which makes the names in it last through a
+    power loss), what ``seen()`` said of what was in place then."""
+    synced: list[bool] = []
+    fsync = os.fsync
+    watched = os.stat(folder)
+
+    def watched_fsync(fd: int) -> None:
+        fsync(fd)
+        target = os.fstat(fd)
+        if (target.st_dev, target.st_ino) == (watched.st_dev, watched.st_ino):
+            synced.append(seen())
+
+    monkeypatch.setattr(os, "fsync", watched_fsync)
+    return synced

@@ -15,6 +15,7 @@ from dispatch.auth.models import User
 from dispatch.config import Settings
 from dispatch.db import create_engine
 from dispatch.demo import DEMO_TEAMS, seed_demo
+from tests.support import watch_folder_syncs
 
 
 async def users_on_record(settings: Settings) -> int:
@@ -81,23 +82,12 @@ async def test_the_passwords_file_keeps_its_name_through_a_power_loss_before_the
     """The file's data was synced but not its folder, which holds its name: power lost after
     the accounts committed could take the new name back, and the passwords with it."""
     kept = tmp_path / "demo-credentials.txt"
-    folder = os.stat(tmp_path)
-    folder_synced_with_the_name = False
-    fsync = os.fsync
-
-    def watched_fsync(fd: int) -> None:
-        nonlocal folder_synced_with_the_name
-        fsync(fd)
-        target = os.fstat(fd)
-        if (target.st_dev, target.st_ino) == (folder.st_dev, folder.st_ino) and kept.exists():
-            folder_synced_with_the_name = True
-
+    synced = watch_folder_syncs(monkeypatch, tmp_path, kept.exists)
     at_commit: list[bool] = []
 
     def commit(_connection: Any) -> None:
-        at_commit.append(folder_synced_with_the_name)
+        at_commit.append(any(synced))
 
-    monkeypatch.setattr(os, "fsync", watched_fsync)
     event.listen(Engine, "commit", commit)
     try:
         await seed_demo(settings, kept)

@@ -20,7 +20,7 @@ from dispatch.cli import main
 from dispatch.db import table_of
 from dispatch.incidents.models import ChainTier, Dispatch, IncidentEvent
 from tests.conftest import every_table_child_first
-from tests.support import World
+from tests.support import World, watch_folder_syncs
 
 EVENTS, HEADS = table_of(IncidentEvent), table_of(EventChainHead)
 TIERS, DISPATCHES = table_of(ChainTier), table_of(Dispatch)
@@ -306,19 +306,11 @@ def test_a_checkpoint_keeps_its_place_through_a_power_loss_once_written(
     checkpoint = tmp_path / "nightly.checkpoint"
     assert audit_verify(url, "--checkpoint", str(checkpoint))[0] == 0
     earlier = os.stat(checkpoint).st_ino
-    folder = os.stat(tmp_path)
-    folder_synced_with_the_new_one = False
-    fsync = os.fsync
-
-    def watched_fsync(fd: int) -> None:
-        nonlocal folder_synced_with_the_new_one
-        fsync(fd)
-        target = os.fstat(fd)
-        if (target.st_dev, target.st_ino) == (folder.st_dev, folder.st_ino):
-            folder_synced_with_the_new_one = os.stat(checkpoint).st_ino != earlier
 
     monkeypatch.setenv("DISPATCH_DATABASE_URL", url)
-    monkeypatch.setattr(os, "fsync", watched_fsync)
+    synced = watch_folder_syncs(
+        monkeypatch, tmp_path, lambda: os.stat(checkpoint).st_ino != earlier
+    )
     assert main(["audit", "verify", "--checkpoint", str(checkpoint)]) == 0
     assert os.stat(checkpoint).st_ino != earlier
-    assert folder_synced_with_the_new_one, "the folder was not synced after the replace"
+    assert synced and synced[-1], "the folder was not synced after the replace"
