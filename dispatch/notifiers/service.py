@@ -401,7 +401,7 @@ async def leader_names(session: AsyncSession, user_ids: Collection[str]) -> dict
     if not user_ids:
         return {}
     rows = await session.execute(select(User.id, User.name).where(User.id.in_(set(user_ids))))
-    return {user_id: name for user_id, name in rows.tuples()}
+    return {user_id: name for user_id, name in rows}
 
 
 async def notification_attempts(
