@@ -45,3 +45,16 @@ async def test_a_task_is_held_until_it_ends() -> None:
         await asyncio.sleep(0)
     assert ran == ["done"]
     assert not background._tasks
+
+
+async def test_nothing_starts_once_cancelled() -> None:
+    ran: list[str] = []
+
+    async def late() -> None:
+        ran.append("late")
+
+    background = Background()
+    await background.cancel()
+    background.start(late())
+    await asyncio.sleep(0)
+    assert ran == []

@@ -51,7 +51,6 @@ class DutyBook:
         # Moves on every change; a load installs its result only if none came meanwhile.
         self._generation = 0
         self._loading = Background()
-        self._closed = False
 
     def current(self) -> Duties | None:
         """The teams that have a schedule, or None while a change is being loaded."""
@@ -71,13 +70,10 @@ class DutyBook:
         come after the server began to stop, and would retry against the closed database."""
         self._generation += 1
         self._duties = None
-        if self._closed:
-            return
         self._loading.start(self._reload(self._generation), name="duty-book")
 
     async def close(self) -> None:
         """Stop the reloads in flight (before the database goes), and start no more."""
-        self._closed = True
         await self._loading.cancel()
 
     async def _reload(self, generation: int) -> None:

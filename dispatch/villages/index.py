@@ -80,7 +80,6 @@ class Villages:
         # newest; side by side an older read could be put in place last.
         self._reloading = asyncio.Lock()
         self._reloads = Background()
-        self._closed = False
 
     def replace(self, index: VillageIndex) -> None:
         self._version += 1
@@ -101,13 +100,10 @@ class Villages:
         whose COMMIT's outcome is unknown, after which the index the transaction built may or
         may not be what the tables hold. None once closed: the second of a lost COMMIT's
         reloads, a second after it, may come after the server began to stop."""
-        if self._closed:
-            return
         self._reloads.start(self._reload_until_read(), name="villages-reload")
 
     async def close(self) -> None:
         """Stop the reloads in flight (before the database goes), and start no more."""
-        self._closed = True
         await self._reloads.cancel()
 
     async def _reload_until_read(self) -> None:
