@@ -46,6 +46,12 @@ class CheckpointError(Exception):
     """A checkpoint that cannot be read or written; the message says why, in one line."""
 
 
+class FolderNotSynced(Exception):
+    """The checkpoint was written and is in place, but its folder could not be synced: until
+    the folder reaches the disk, a power loss may bring the earlier checkpoint back at that
+    path (or none). The message is the system's reason."""
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     # Each incident's chain head when the checkpoint was taken: (seq, hash).
@@ -133,12 +139,16 @@ class Writer:
             os.fsync(self._file.fileno())
             self._file.close()
             os.replace(self._temporary, self.path)
+        except OSError as error:
+            self.discard()
+            raise CheckpointError(f"cannot write it: {error.strerror or error}") from None
+        try:
             # The replace is the folder's: unsynced, a power loss can bring the earlier
             # checkpoint back at this path, though this one was reported written.
             sync_folder(self.path.parent)
         except OSError as error:
-            self.discard()
-            raise CheckpointError(f"cannot write it: {error.strerror or error}") from None
+            # Not "cannot write it": it is written, and read from that path from now on.
+            raise FolderNotSynced(error.strerror or str(error)) from None
 
     def discard(self) -> None:
         self._file.close()

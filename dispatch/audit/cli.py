@@ -55,7 +55,7 @@ def add_audit_command(commands: Any) -> None:
 
 def _verify(args: argparse.Namespace) -> int:
     from dispatch.audit import checkpoint
-    from dispatch.audit.checkpoint import CheckpointError, Writer
+    from dispatch.audit.checkpoint import CheckpointError, FolderNotSynced, Writer
     from dispatch.cli import at_this_release, database_error, database_errors, sqlite_path
 
     settings = Settings()
@@ -85,10 +85,14 @@ def _verify(args: argparse.Namespace) -> int:
             print(f"error: --checkpoint {args.checkpoint}: {error}", file=sys.stderr)
             return 1
     written = False
+    unsynced: str | None = None  # why the checkpoint's folder could not be synced
     try:
         verdict = asyncio.run(_run_verify(settings, against, writer))
         if writer is not None and verdict.broken is None:
-            writer.finish(verdict.events)
+            try:
+                writer.finish(verdict.events)
+            except FolderNotSynced as error:
+                unsynced = str(error)
             written = True
     except database_errors() as error:
         print(
@@ -124,6 +128,16 @@ def _verify(args: argparse.Namespace) -> int:
             f"checkpoint: {writer.incidents} incident chain heads written to {args.checkpoint}; "
             "keep it outside the database, with the report, for verify --against"
         )
+    if unsynced is not None:
+        # The checkpoint is there, but not yet sure to outlast a power loss: exit 1, so that a
+        # schedule says so, and what to do rather than "cannot write it".
+        print(
+            f"warning: --checkpoint {args.checkpoint}: written, but its folder could not be "
+            f"synced ({unsynced}): a power loss may bring back the earlier checkpoint at that "
+            "path (or none); run sync, or verify again, before relying on it",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

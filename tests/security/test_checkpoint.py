@@ -5,6 +5,7 @@ hashed again, which the chain alone cannot show) or removed since."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, select, update
 
+from dispatch.audit import checkpoint as checkpoint_file
 from dispatch.audit.chain import GENESIS, canonical, link
 from dispatch.audit.models import EventChainHead
 from dispatch.cli import main
@@ -314,3 +316,41 @@ def test_a_checkpoint_keeps_its_place_through_a_power_loss_once_written(
     assert main(["audit", "verify", "--checkpoint", str(checkpoint)]) == 0
     assert os.stat(checkpoint).st_ino != earlier
     assert synced and synced[-1], "the folder was not synced after the replace"
+
+
+def test_a_checkpoint_whose_folder_cannot_be_synced_is_said_to_be_written_all_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The folder's sync comes after the new checkpoint took the earlier one's place: when it
+    failed, verify said it could not write the checkpoint, though the new one was there to be
+    read, and only a power loss could bring the earlier one back. It says just that."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'dispatch.db'}"
+    env = {**os.environ, "DISPATCH_DATABASE_URL": url}
+    upgrade = [sys.executable, "-m", "dispatch", "db", "upgrade"]
+    assert subprocess.run(upgrade, env=env, capture_output=True, check=False).returncode == 0
+    checkpoint = tmp_path / "nightly.checkpoint"
+    assert audit_verify(url, "--checkpoint", str(checkpoint))[0] == 0
+    earlier = os.stat(checkpoint).st_ino
+
+    monkeypatch.setenv("DISPATCH_DATABASE_URL", url)
+    fsync = os.fsync
+    folder = os.stat(tmp_path)
+
+    def failing_folder_fsync(fd: int) -> None:
+        target = os.fstat(fd)
+        if (target.st_dev, target.st_ino) == (folder.st_dev, folder.st_ino):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_folder_fsync)
+    assert main(["audit", "verify", "--checkpoint", str(checkpoint)]) == 1
+    out, err = capsys.readouterr()
+    assert os.stat(checkpoint).st_ino != earlier  # the new one is in place, and whole
+    assert checkpoint_file.read(checkpoint).heads == {}
+    assert "ok: 0 events" in out
+    assert "cannot write" not in err
+    assert (
+        f"--checkpoint {checkpoint}: written, but its folder could not be synced "
+        f"({os.strerror(errno.EIO)}): a power loss may bring back the earlier checkpoint"
+    ) in err
+    assert list(tmp_path.glob(".*.part")) == []
