@@ -71,8 +71,11 @@ class Coverage:
         # order they commit (dispatch.teams.service.stamp), so the teams with a higher
         # revision are exactly the changes still to apply.
         self.revision = 0
-        # The revision applied per team (retired ones too): a change applied out of turn
-        # (this process's own, after its commit) never undoes a newer one.
+        # The revision applied per team, of the changes applied ahead of ``revision`` (out of
+        # turn: this process's own, after its commit), so that a change heard later never
+        # undoes a newer one. A change up to ``revision`` needs no entry: it, or a newer one of
+        # its team, is applied by then. Kept for every team ever changed, this held each team
+        # ever dissolved for the life of the process.
         self._applied: dict[str, int] = {}
         # One catch-up at a time: two requests would both read and apply the same changes.
         self._catching_up = asyncio.Lock()
@@ -85,7 +88,7 @@ class Coverage:
         self._index = ZoneIndex(zone_of(t) for t in active)
         self._tiers = {t.id: t.tier for t in active}
         self._names = {t.id: t.name for t in active}
-        self._applied = {t.id: t.revision for t in teams}
+        self._applied = {t.id: t.revision for t in teams if t.revision > revision}
         self.revision = revision
 
     def put(self, team: Team) -> None:
@@ -101,7 +104,9 @@ class Coverage:
         revision = self.revision
         for team in teams:
             seen = newest.get(team.id)
-            if team.revision <= (seen.revision if seen else self._applied.get(team.id, 0)):
+            # A change up to ``self.revision`` is applied, or a newer one of its team.
+            held = seen.revision if seen else max(self._applied.get(team.id, 0), self.revision)
+            if team.revision <= held:
                 continue
             newest[team.id] = team
             if team.revision == revision + 1:
@@ -125,6 +130,11 @@ class Coverage:
         for team in active:
             self._tiers[team.id] = team.tier
             self._names[team.id] = team.name
+        self._forget_applied()
+
+    def _forget_applied(self) -> None:
+        """Drop the teams' revisions that ``revision`` has reached (``_applied``)."""
+        self._applied = {k: r for k, r in self._applied.items() if r > self.revision}
 
     async def catch_up(self, session: AsyncSession) -> None:
         """Apply every team change committed so far, read in ``session``.
@@ -156,6 +166,7 @@ class Coverage:
             applied = teams[-1].revision if teams else since
             # One statement saw them all: the newest committed, so did every one before it.
             self.revision = max(self.revision, applied)
+            self._forget_applied()
 
     def covering(self, lon: float, lat: float) -> list[CoveredBy]:
         hits = self._index.covering(lon, lat)

@@ -307,3 +307,39 @@ async def test_the_listener_applies_two_quick_changes_in_order(
             assert b.runtime.coverage.revision == newest
             assert [h.team_id for h in b.runtime.coverage.covering(*second)] == [team["id"]]
             assert b.runtime.coverage.covering(*first) == []
+
+
+async def test_teams_formed_and_dissolved_for_months_leave_nothing_in_the_index(
+    world: World,
+) -> None:
+    """Teams are dissolved and formed anew as a town's volunteers come and go: the index of a
+    server running for months holds what it needs of the teams in service, and nothing of
+    those retired (it held a revision of every team ever changed)."""
+    admin = await world.admin()
+    coverage = world.runtime.coverage
+    staying = await world.team("fixed_post")
+    before = len(coverage), len(coverage._applied)
+    for _ in range(5):
+        team = await world.team("fixed_post")
+        reply = await world.http.patch(
+            f"/api/v1/teams/{team['id']}", json={"radius_m": 200}, headers=admin.headers
+        )
+        assert reply.status_code == 200
+        reply = await world.http.delete(f"/api/v1/teams/{team['id']}", headers=admin.headers)
+        assert reply.status_code == 204
+    async with world.runtime.reading() as session:
+        await coverage.catch_up(session)
+    assert (len(coverage), len(coverage._applied)) == before
+    assert [t["id"] for t in await covering(world, admin.headers, *QINGXI)] == [staying["id"]]
+
+
+def test_a_change_heard_late_stays_ignored_once_the_index_forgot_its_team() -> None:
+    """The index keeps no revision of a team its own revision has reached: a change of that
+    team heard after (this process's own, applied after its commit) is still not applied."""
+    coverage = Coverage()
+    coverage.load([_team("t", 1, QINGXI[0])], 1)
+    coverage.put(_team("t", 2, QINGXI[0], retired=True))
+    assert coverage.revision == 2
+    coverage.put(_team("t", 1, QINGXI[0]))
+    assert coverage.covering(*QINGXI) == []
+    assert len(coverage) == 0
