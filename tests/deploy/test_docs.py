@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import sqlite3 as sqlite
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
+from dispatch.app import create_app
+from dispatch.cli import _parser
 from dispatch.config import Settings
 from dispatch.deps import SessionDep
 from tests.processes import ServerProcess, cli, server_env
@@ -42,11 +47,17 @@ def shown(value: object) -> str:
     return str(value)
 
 
+SHELLS = ("", "sh", "bash", "shell")
+
+
 def shell_commands() -> list[tuple[str, str]]:
     """Every command line in the docs' code blocks (continued lines joined), with its file."""
     found = []
     for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
-        for block in re.findall(r"```(?:sh|bash|shell)?\n(.*?)```", path.read_text(), re.S):
+        # Each block from its opening fence to its closing one: a block of another language
+        # (json) is passed over whole, its closing fence taken for no opening.
+        blocks = re.findall(r"^```(\w*)\n(.*?)^```", path.read_text(), re.S | re.M)
+        for block in (lines for language, lines in blocks if language in SHELLS):
             for line in block.replace("\\\n", " ").splitlines():
                 if line.strip() and not line.lstrip().startswith("#"):
                     found.append((path.name, line.strip()))
@@ -309,3 +320,111 @@ async def test_the_refused_name_api_md_shows_is_the_servers(world: World) -> Non
     body = {"name": "\u202e队防联", "kind": "mobile", "location": {"lon": 114.159, "lat": 22.847}}
     reply = await world.http.post("/api/v1/teams", json=body, headers=admin.headers)
     assert (reply.status_code, reply.json()) == (422, json.loads(shown))
+
+
+def parser_commands(
+    parser: argparse.ArgumentParser, words: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], list[str]]]:
+    """Every command the parser takes (``("audit", "verify")``) with its options' long names."""
+    options = [
+        action.option_strings[-1]
+        for action in parser._actions
+        if action.option_strings and not isinstance(action, argparse._HelpAction)
+    ]
+    subcommands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if words:
+        yield words, options
+    for action in subcommands:
+        for name, subparser in action.choices.items():
+            yield from parser_commands(subparser, (*words, name))
+
+
+# The options of docker exec and docker run the docs use that take a value.
+DOCKER_VALUED = {"--name", "--restart", "--stop-timeout", "-p", "-v", "-e", "-u", "-w"}
+
+
+def dispatch_commands(line: str) -> list[list[str]]:
+    """The arguments of each ``dispatch`` command on a shell line: the program itself
+    (``dispatch``, ``.venv/bin/dispatch``, after ``VAR=value`` assignments) or run in a
+    container (``docker exec -i dispatch dispatch users add ...``: the one after the
+    container's name, not the container ``--name dispatch``)."""
+    found = []
+    for command in re.split(r"\s(?:\||;|&&|\|\||<<<?|<|>)\s", line):
+        if not re.search(r"(?:^|[\s/])dispatch(?:\s|$)", command):
+            continue  # no command of ours (a printf's quoted format, a program's output)
+        # A substitution, $(date +%F), stands for one word.
+        words = shlex.split(re.sub(r"\$\([^)]*\)", "X", command), comments=True)
+        while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
+            words.pop(0)
+        if words and words[0].rsplit("/", 1)[-1] == "dispatch":
+            found.append(words[1:])
+        elif words[:1] == ["docker"] and ({"exec", "run"} & set(words)):
+            at = next(i for i, word in enumerate(words) if word in ("exec", "run")) + 1
+            while at < len(words) and words[at].startswith("-"):
+                at += 2 if words[at] in DOCKER_VALUED else 1
+            # The container (or image), then the command run in it.
+            if words[at + 1 : at + 2] == ["dispatch"]:
+                found.append(words[at + 2 :])
+    return found
+
+
+# The simulator's many options are its own page's (docs/performance.md) and its --help's.
+OPTIONS_ELSEWHERE = {("simulate",)}
+
+
+def test_every_command_line_the_docs_show_is_one_dispatch_takes() -> None:
+    """A command copied from the docs runs: its subcommand and options are the parser's; and
+    every command, and every option but the simulator's, is named somewhere in the docs."""
+    commands = [
+        (name, words) for name, line in shell_commands() for words in dispatch_commands(line)
+    ]
+    assert len(commands) >= 10, commands
+    for name, words in commands:
+        try:
+            _parser().parse_args(words)
+        except SystemExit:
+            pytest.fail(f"{name}: dispatch {' '.join(words)}")
+
+    docs = " ".join(
+        path.read_text() for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    )
+    said = " ".join(docs.split())
+    for command, options in parser_commands(_parser()):
+        named = f"dispatch {' '.join(command)}"
+        assert named in said, command
+        if command[:1] in OPTIONS_ELSEWHERE:
+            continue
+        for option in options:
+            assert re.search(rf"{named} [^`]*{option}\b", said), (command, option)
+
+
+def named_operations(text: str) -> set[tuple[str, str]]:
+    """``METHOD /path`` as the docs name them, path parameters written ``{}``."""
+    return {
+        (method, re.sub(r"\{[^}]*\}", "{}", path.rstrip(".,")))
+        for method, path in re.findall(r"\b(GET|POST|PUT|PATCH|DELETE) `?(/[\w/{}\-.]*)", text)
+    }
+
+
+def test_every_operation_the_docs_name_is_served_and_every_api_operation_is_named() -> None:
+    """A route the docs name (by method and path) is one the server takes, and every route of
+    the API is named in the docs with its method: api.md, or reports.md and security.md."""
+    schema = create_app(Settings(secret_key="k" * 32)).openapi()
+    served = {
+        (method.upper(), re.sub(r"\{[^}]*\}", "{}", path))
+        for path, methods in schema["paths"].items()
+        for method in methods
+    }
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    named: set[tuple[str, str]] = set()
+    for path in docs:
+        for method, route in named_operations(" ".join(path.read_text().split())):
+            # api.md and design.md shorten /api/v1/incidents to /incidents where it is clear.
+            full = route if (method, route) in served else f"/api/v1{route}"
+            if route == "/ws":
+                assert method == "GET"
+                continue
+            assert (method, full) in served, f"{path.name}: {method} {route}"
+            named.add((method, full))
+    api = {(method, path) for method, path in served if path.startswith("/api/")}
+    assert sorted(api - named) == []
