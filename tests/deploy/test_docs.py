@@ -428,3 +428,18 @@ def test_every_operation_the_docs_name_is_served_and_every_api_operation_is_name
             named.add((method, full))
     api = {(method, path) for method, path in served if path.startswith("/api/")}
     assert sorted(api - named) == []
+
+
+def test_the_incident_api_md_shows_has_every_field_of_the_schemas() -> None:
+    """The report's 201 body as api.md shows it: the incident, a chain entry and a dispatch,
+    each with every field the served schema declares and none other."""
+    components = create_app(Settings(secret_key="k" * 32)).openapi()["components"]["schemas"]
+    section = api_md_section("Incidents and the 1-3-5 chain")
+    (shown,) = re.findall(r"The body:\n\n```json\n(.*?)\n```", section, re.S)
+    keys = set(re.findall(r'"(\w+)":', shown))
+    declared = {
+        name
+        for model in ("IncidentOut", "ChainTierOut", "DispatchOut", "LocationOut")
+        for name in components[model]["properties"]
+    }
+    assert keys == declared
