@@ -443,3 +443,31 @@ def test_the_incident_api_md_shows_has_every_field_of_the_schemas() -> None:
         for name in components[model]["properties"]
     }
     assert keys == declared
+
+
+def said_default(said: str) -> float | None:
+    """The number a setting's mention gives as its default, ``(256 KiB)``, ``(10,000)``,
+    ``(20 s)``: None when it gives none (``(required with the URL)``)."""
+    found = re.match(r"(\d[\d, ]*(?:\.\d+)?)\s*(KiB|MiB)?", said)
+    if found is None:
+        return None
+    number = float(re.sub(r"[, ]", "", found.group(1)))
+    return number * {"KiB": 1024, "MiB": 1024 * 1024}.get(found.group(2) or "", 1)
+
+
+def test_the_defaults_the_docs_give_in_passing_are_the_settings() -> None:
+    """Beyond the reference's table: a setting named with its default in brackets,
+    "`DISPATCH_ESCALATION_AFTER_S` (20 s)", anywhere in the docs."""
+    defaults = {f"DISPATCH_{name.upper()}": f.default for name, f in Settings.model_fields.items()}
+    checked = 0
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = " ".join(path.read_text().split())
+        for found in re.finditer(r"(twice )?`(DISPATCH_\w+)`,? \(([^)]{1,40})\)", text):
+            twice, name, said = found.groups()
+            number = said_default(said)
+            if number is None:
+                continue
+            checked += 1
+            expected = defaults[name] * (2 if twice else 1)
+            assert number == expected, f"{path.name}: {found.group(0)}: the default is {expected}"
+    assert checked >= 20
