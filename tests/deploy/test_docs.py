@@ -471,3 +471,28 @@ def test_the_defaults_the_docs_give_in_passing_are_the_settings() -> None:
             expected = defaults[name] * (2 if twice else 1)
             assert number == expected, f"{path.name}: {found.group(0)}: the default is {expected}"
     assert checked >= 20
+
+
+# The message type, not a test.
+NOT_TESTS = {"test_alert"}
+
+
+def test_every_test_and_file_the_docs_cite_exists() -> None:
+    """security.md names the test that pins each control, and the pages name the files that do
+    a thing: a test renamed or a file moved left the docs pointing at nothing."""
+    tests = "\n".join(path.read_text() for path in (ROOT / "tests").rglob("*.py"))
+    defined = set(re.findall(r"^(?:async )?def (test_\w+)", tests, re.M))
+    cited_tests: set[str] = set()
+    missing = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = path.read_text()
+        cited = set(re.findall(r"`(test_\w+)`", text)) - NOT_TESTS
+        cited_tests |= cited
+        missing += [f"{path.name}: {name}" for name in sorted(cited - defined)]
+        # A path of the checkout (not /opt/dispatch/..., nor what a run writes under var/).
+        roots = "tests|dispatch|alerts|geo|bench|web|deploy|migrations|scripts|docs"
+        for cited_path in re.findall(rf"(?<![\w/.])((?:{roots})/[\w./\-]*\w)", text):
+            if not (ROOT / cited_path).exists():
+                missing.append(f"{path.name}: {cited_path}")
+    assert len(cited_tests) >= 20
+    assert missing == []
