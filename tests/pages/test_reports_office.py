@@ -207,3 +207,19 @@ async def test_a_long_team_name_stays_inside_the_per_team_chart(
         label,
     )
     assert fits["width"] + 30 <= fits["half"], fits
+
+
+async def test_a_tier_at_its_deadlines_very_instant_is_not_said_to_have_it_ahead(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """Nobody there at tier 1's deadline, to the microsecond: pending, a team arriving now still
+    meeting it. Its reason said the deadline was still ahead (时限未到), which it no longer is."""
+    await world.team("fixed_post", name="A驻点队")
+    incident = await world.report(await world.operator())
+    world.clock.advance(60)  # tier 1's deadline, to the microsecond
+    reported = datetime.fromisoformat(incident["reported_at"]).astimezone(DISPLAY_TZ)
+    page = await open_report(browser, contexts, world, reported.date().isoformat())
+    row = page.locator(f'#exclusions tr[data-incident-id="{incident["id"]}"][data-tier="1"]')
+    await expect(row.locator("td").last).to_have_text("时限未过")
+    await page.get_by_role("button", name="English").click()
+    await expect(row.locator("td").last).to_have_text("The deadline has not passed")

@@ -1176,7 +1176,7 @@ async def test_uncovered_tiers_are_counted_whatever_their_outcome(world: World) 
     assert [r[5] for r in rows if r[2] == "一梯队 应急联防队"] == [
         "此处无该梯队覆盖（时限前结案，无人需到场）",
         "此处无该梯队覆盖（无人到场）",
-        "此处无该梯队覆盖（时限未到）",
+        "此处无该梯队覆盖（时限未过）",
     ]
     book = load_workbook(io.BytesIO((await report(world, format="xlsx")).content))
     about = {r[0]: r[1] for r in book["说明"].iter_rows(min_row=3, values_only=True)}
@@ -1438,7 +1438,20 @@ async def test_a_tier_at_its_deadlines_very_instant_with_nobody_there_is_pending
         (team_outcome,) = [o["outcome"] for o in body["teams"]]
         return counted, excluded, team_counted, in_record, team_outcome
 
+    async def exported_reasons() -> tuple[str, str]:
+        header, rows = csv_rows(await report(world, format="csv", part="exclusions"))
+        tier = header.index("梯队")
+        (in_csv,) = [r[header.index("原因")] for r in rows if r[tier].startswith("一梯队")]
+        book = load_workbook(io.BytesIO((await report(world, format="xlsx")).content))
+        sheet = list(book["未到场清单"].iter_rows(min_row=2, values_only=True))
+        tier, reason = sheet[0].index("梯队"), sheet[0].index("原因")
+        (in_book,) = [r[reason] for r in sheet[1:] if str(r[tier]).startswith("一梯队")]
+        return in_csv, in_book
+
     assert await judged() == ("pending",) * 5
+    # Its deadline is no longer ahead, though not passed either: "时限未到" was not so.
+    assert await exported_reasons() == ("时限未过",) * 2
     # A microsecond on, breached by its times, whether or not the timer has come round yet.
     world.clock.advance(0.000001)
     assert await judged() == ("breached",) * 5
+    assert await exported_reasons() == ("无人到场",) * 2
