@@ -192,7 +192,11 @@ def add_simulate_command(commands: Any) -> None:
     server.add_argument(
         "--url", type=server_url, help="a running server instead (needs --admin); real time only"
     )
-    server.add_argument("--admin", help="an admin account of that server; password from stdin")
+    server.add_argument(
+        "--admin",
+        help="an admin account of that server; its password from DISPATCH_SIMULATE_PASSWORD,"
+        " else the first line of stdin",
+    )
     server.add_argument(
         "--keep-town",
         action="store_true",

@@ -496,3 +496,28 @@ def test_every_test_and_file_the_docs_cite_exists() -> None:
                 missing.append(f"{path.name}: {cited_path}")
     assert len(cited_tests) >= 20
     assert missing == []
+
+
+def every_help(parser: argparse.ArgumentParser) -> str:
+    """What ``--help`` says of the command and of every subcommand under it."""
+    said = parser.format_help()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            said += "".join(every_help(subparser) for subparser in action.choices.values())
+    return said
+
+
+def test_every_variable_the_code_reads_is_a_setting_or_said_where_to_give_it() -> None:
+    """A DISPATCH_ variable read outside the settings (by one command) is named where its
+    user looks: the docs or the command's --help."""
+    settings = {f"DISPATCH_{name.upper()}" for name in Settings.model_fields}
+    read = {
+        name
+        for package in ("dispatch", "alerts", "geo")
+        for source in (ROOT / package).rglob("*.py")
+        for name in re.findall(r"\bDISPATCH_[A-Z0-9_]*[A-Z0-9]\b", source.read_text())
+    }
+    said = every_help(_parser()) + "".join(
+        path.read_text() for path in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
+    )
+    assert sorted(name for name in read - settings if name not in said) == []
