@@ -521,3 +521,36 @@ def test_every_variable_the_code_reads_is_a_setting_or_said_where_to_give_it() -
         path.read_text() for path in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
     )
     assert sorted(name for name in read - settings if name not in said) == []
+
+
+def sent_message_types() -> set[str]:
+    """The type of every message the server stores for a mailbox, as the code writes it:
+    ``Outgoing(mailbox, "alert", ...)``, or a module's constant naming it."""
+    found = set()
+    for source in (ROOT / "dispatch").rglob("*.py"):
+        text = source.read_text()
+        for given in re.findall(r"\bOutgoing\(\s*[^,()]+,\s*([\"\w.]+)", text):
+            if given.startswith('"'):
+                found.add(given.strip('"'))
+            else:
+                (value,) = re.findall(rf"^{given} = \"([\w.]+)\"$", text, re.M)
+                found.add(value)
+    return found
+
+
+def test_every_message_type_and_closing_code_is_the_one_api_md_lists() -> None:
+    section = api_md_section("The websocket")
+    table = section.split("Message types:", 1)[1].split("\n\n", 2)[1]
+    documented = set(re.findall(r"^\| `([\w.]+)` \|", table, re.M))
+    assert len(sent_message_types()) >= 7
+    assert sent_message_types() == documented
+    # The control frames around them, each named in the protocol's steps.
+    for control in ("hello", "welcome", "resync", "ack", "ping", "pong"):
+        assert f'{{"type": "{control}"' in section, control
+
+    codes = section.split("Closing codes", 1)[1].split("\n\n", 2)[1]
+    listed = {int(code) for code in re.findall(r"\b(10\d\d)\b", codes)}
+    closes = (ROOT / "alerts" / "socket.py").read_text()
+    sent = {int(code) for code in re.findall(r"^[A-Z_]+ = (10\d\d)$", closes, re.M)}
+    assert len(sent) >= 6
+    assert sent <= listed, sent - listed
