@@ -554,3 +554,34 @@ def test_every_message_type_and_closing_code_is_the_one_api_md_lists() -> None:
     sent = {int(code) for code in re.findall(r"^[A-Z_]+ = (10\d\d)$", closes, re.M)}
     assert len(sent) >= 6
     assert sent <= listed, sent - listed
+
+
+def answered_error_codes() -> set[str]:
+    """Every ``error`` code an answer of the server can carry, as the code writes it: a domain
+    error's ``code``, the codes errors.py gives Starlette's and the database's errors."""
+    found: set[str] = set()
+    for source in (ROOT / "dispatch").rglob("*.py"):
+        text = source.read_text()
+        found |= set(re.findall(r"^\s+code(?:: ClassVar\[str\])? = \"(\w+)\"$", text, re.M))
+    errors = (ROOT / "dispatch" / "errors.py").read_text()
+    found |= set(re.findall(r"\"error\": \"(\w+)\"", errors))
+    found |= set(re.findall(r"^\s+\d{3}: \"(\w+)\",$", errors, re.M))
+    return found
+
+
+def test_every_error_code_the_server_answers_is_in_api_mds_table() -> None:
+    errors = api_md_section("Errors")
+    table = {
+        (int(status), code)
+        for status, code in re.findall(r"^\| (\d{3}) \| `(\w+)` \|", errors, re.M)
+    }
+    answered = answered_error_codes()
+    assert len(answered) >= 14
+    assert answered == {code for _, code in table}
+    # Each code at the status the table gives it.
+    from dispatch import errors as declared
+    from dispatch.rosters import files
+
+    for kind in (*vars(declared).values(), *vars(files).values()):
+        if isinstance(kind, type) and issubclass(kind, declared.DomainError):
+            assert (kind.status, kind.code) in table, kind
