@@ -320,6 +320,23 @@ def test_simulate_names_a_server_it_cannot_reach() -> None:
     assert url in one_error_line(done, 1)
 
 
+def test_simulate_stops_at_a_bad_setting_before_it_seeds_anything(tmp_path: Path) -> None:
+    """Its own server would refuse the setting (deploy.md: "stops every dispatch command before
+    it does anything", exit 2): found only once the town was seeded into the database given,
+    it stopped there with exit 1, the server's line inside its own."""
+    database = tmp_path / "sim.db"
+    done = dispatch(
+        "simulate", "--stations", "1", "--incidents", "1",
+        "--database-url", f"sqlite+aiosqlite:///{database}", log_level="bogus",
+    )  # fmt: skip
+    assert one_error_line(done, 2) == (
+        "error: DISPATCH_LOG_LEVEL: Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR' "
+        "(got 'bogus')"
+    )
+    assert done.stdout == ""
+    assert not database.exists()
+
+
 def test_simulate_names_a_database_it_cannot_connect_to() -> None:
     url = f"postgresql+asyncpg://postgres:hunter2secret@127.0.0.1:{free_port()}/nowhere"
     done = dispatch("simulate", "--database-url", url, "--incidents", "1")

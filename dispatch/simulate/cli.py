@@ -220,6 +220,12 @@ def _simulate_as_told(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    from dispatch.config import Settings
+
+    # A setting its own server cannot use stops the run here, as it stops every command (main
+    # names it, exit 2): found by the server, it came after the town was seeded into the
+    # database given, and as the server's line inside an exit 1 of the simulator's.
+    Settings()
     from dispatch.simulate.leaders import Behaviour
     from dispatch.simulate.run import Options
 
