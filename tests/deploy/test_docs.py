@@ -585,3 +585,16 @@ def test_every_error_code_the_server_answers_is_in_api_mds_table() -> None:
     for kind in (*vars(declared).values(), *vars(files).values()):
         if isinstance(kind, type) and issubclass(kind, declared.DomainError):
             assert (kind.status, kind.code) in table, kind
+
+
+def test_the_reports_answers_reports_md_describes_have_every_field_of_the_schemas() -> None:
+    components = create_app(Settings(secret_key="k" * 32)).openapi()["components"]["schemas"]
+    reports = (ROOT / "docs" / "reports.md").read_text()
+    for title, model in (
+        ("## Response-time reports", "ReportOut"),
+        ("### Arrival histogram", "ArrivalHistogramOut"),
+    ):
+        section = reports.split(f"\n{title}\n", 1)[1].split("\n#", 1)[0]
+        said = set(re.findall(r"[`\"](\w+)[`\"]", section))
+        fields = set(components[model]["properties"])
+        assert sorted(fields - said) == [], model
