@@ -7,10 +7,10 @@ import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, WebSocketRoute, expect
+from playwright.async_api import Browser, BrowserContext, Locator, WebSocketRoute, expect
 
 from dispatch.clock import ManualClock, SystemClock
 from dispatch.config import Settings
@@ -96,3 +96,55 @@ async def test_the_consoles_clocks_count_to_the_deadline_on_a_slow_line(
             # Rounded up, drawn four times a second: at most 1.25 s above what is left.
             assert -0.3 <= shown - left <= 1.5, (shown, left)
             await asyncio.sleep(1.1)
+
+
+async def reads_the_time_left(clock: Locator, deadline: datetime) -> None:
+    """The clock reads the time left at the server, once the page has seen what it needs to
+    (at most a few round trips on this line): tried for 5 s, then what it read is the failure."""
+    seen: list[tuple[int, float]] = []
+    for _ in range(50):
+        text = await clock.inner_text()
+        shown = -seconds_of(text[1:]) if text.startswith("+") else seconds_of(text)
+        left = (deadline - datetime.now(UTC)).total_seconds()
+        # Rounded up, drawn four times a second: at most 1.25 s above what is left.
+        if -0.3 <= shown - left <= 1.5:
+            return
+        seen.append((shown, round(left, 1)))
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"(shown, left at the server): {seen[-3:]}")
+
+
+async def test_the_consoles_clocks_stay_right_when_the_computers_clock_is_set(
+    real_time_world: World, browser: Browser, contexts: Opened
+) -> None:
+    """The computer's clock set 10 minutes on, and then back 10 minutes behind the true time
+    (by hand, by NTP, a phone's automatic time) while the console stays connected: the page
+    kept the server's clock measured against the computer's before, and every clock on screen
+    was off by the change until the socket was opened again, a 5-minute tier read over by 5
+    minutes, or held at 5:00. The change is seen, and the server's clock measured again."""
+    world = real_time_world
+    await world.leader(await world.team("fixed_post"))
+    context = await desk_context(browser, contexts)
+    console = await context.new_page()
+    await log_in(console, world.base_url + "/console", await world.operator())
+    await expect(console.locator("#conn")).to_have_attribute("data-state", "live")
+    incident = await world.report(await world.operator(), category="fight")
+    third = incident["chain"][2]
+    deadline = datetime.fromisoformat(third["deadline"])
+    clock = card(console, incident["id"]).locator(
+        f'.tier-clock[data-deadline="{third["deadline"]}"]'
+    )
+    await reads_the_time_left(clock, deadline)
+
+    for change in (timedelta(minutes=10), timedelta(minutes=-10)):
+        await context.clock.set_system_time(datetime.now(UTC) + change)
+        await reads_the_time_left(clock, deadline)
+        # And stays so: not a reading that happened to pass on the way.
+        await asyncio.sleep(1.1)
+        await reads_the_time_left(clock, deadline)
+    await expect(console.locator("#conn")).to_have_attribute("data-state", "live")
+
+    # The clocks are the same in English; the switch back says 中文.
+    await console.get_by_role("button", name="English").click()
+    await expect(console.get_by_role("button", name="中文")).to_be_visible()
+    await reads_the_time_left(clock, deadline)

@@ -17,6 +17,9 @@ const PING_S = 20;
 const TIMEOUT_S = 10;
 // Pings sent one after another once welcomed, each pong's server time a sample of the clock.
 const CLOCK_SAMPLES = 3;
+// The device's clock moved by more than this against the page's own steady one (set by hand, by
+// NTP, a phone's automatic time): the server's clock is measured again at once.
+const CLOCK_JUMP_MS = 500;
 
 function positiveMs(seconds, fallback) {
   const value = Number(seconds);
@@ -31,6 +34,7 @@ export class Live {
     this.lastSeq = Number.isFinite(stored) && stored > 0 ? stored : 0;
     this.offsetMs = 0;
     this.bestRttMs = Infinity; // the round trip of the sample offsetMs comes from
+    this.sampledDrift = null; // the device's clock less the steady one when offsetMs was taken
     this.helloAt = null;
     this.pingsOut = []; // when each ping not answered yet went out, oldest first
     this.samplesWanted = 0;
@@ -63,13 +67,34 @@ export class Live {
     const serverTime = Date.parse(serverIso);
     if (!Number.isFinite(serverTime) || !(rttMs >= 0) || rttMs > this.bestRttMs) return;
     this.bestRttMs = rttMs;
-    this.offsetMs = serverTime + rttMs / 2 - Date.now();
+    const deviceNow = Date.now();
+    this.offsetMs = serverTime + rttMs / 2 - deviceNow;
+    this.sampledDrift = deviceNow - performance.now();
     // Dates are shown when a time is not of the server's today (shared/format.js).
     setServerOffset(this.offsetMs);
   }
 
   serverNow() {
+    this.watchDeviceClock();
     return Date.now() + this.offsetMs;
+  }
+
+  // The offset holds while the device's clock runs on as it did when it was measured. Set
+  // meanwhile, every clock on screen was off by the change, for as long as the socket lasted.
+  // performance.now() counts on whatever the device's clock is set to, so a change shows as
+  // the two parting. The server's clock is then measured again rather than the change read off
+  // them: performance.now() may stand still while the device sleeps, which parts them too.
+  watchDeviceClock() {
+    if (this.sampledDrift === null) return;
+    const drift = Date.now() - performance.now();
+    if (Math.abs(drift - this.sampledDrift) <= CLOCK_JUMP_MS) return;
+    this.sampledDrift = drift; // once for each change
+    const socket = this.socket;
+    // A socket not yet past its hello measures on its welcome anyway.
+    if (!this.helloSent || !socket || socket.readyState !== WebSocket.OPEN) return;
+    this.bestRttMs = Infinity;
+    this.samplesWanted = CLOCK_SAMPLES;
+    this.sendPing(socket);
   }
 
   start() {
