@@ -634,3 +634,22 @@ def test_every_module_and_name_the_docs_cite_is_the_codes() -> None:
                 missing.append(f"{path.name}: {dotted}")
     assert cited >= 5
     assert missing == []
+
+
+def test_the_pages_settings_console_md_lists_have_their_defaults() -> None:
+    """console.md's own table of the map's settings, beside the reference's in deploy.md."""
+    console = (ROOT / "docs" / "console.md").read_text().split("\n## Settings\n", 1)[1]
+    defaults = {f"DISPATCH_{name.upper()}": f.default for name, f in Settings.model_fields.items()}
+    rows = re.findall(r"^\| ((?:`DISPATCH_\w+`(?:, )?)+) \| ([^|]+) \|", console, re.M)
+    assert len(rows) >= 6
+    for names, said in rows:
+        variables = re.findall(r"`(DISPATCH_\w+)`", names)
+        assert all(name in defaults for name in variables), variables
+        if len(variables) > 1:
+            # The map's first view, told in words ("Qingxi, 15"): its numbers are defaults.
+            numbers = set(re.findall(r"\d+(?:\.\d+)?", said))
+            assert numbers <= {shown(defaults[name]) for name in variables}, variables
+            continue
+        value = said.strip().strip("`")
+        words = {"none": "(none)", "empty": "(empty)"}
+        assert words.get(value, value) == shown(defaults[variables[0]]), variables
