@@ -15,8 +15,8 @@ from playwright.async_api import Browser, BrowserContext, Locator, WebSocketRout
 from dispatch.clock import ManualClock, SystemClock
 from dispatch.config import Settings
 from tests.conftest import world_serving
-from tests.pages.conftest import Opened, desk_context, log_in
-from tests.pages.test_console_and_phone import card
+from tests.pages.conftest import Opened, desk_context, log_in, phone_context
+from tests.pages.test_console_and_phone import away, card, card_on_phone
 from tests.support import World
 
 # Each way: a phone's line in a weak cell, or a console behind a congested link.
@@ -148,3 +148,31 @@ async def test_the_consoles_clocks_stay_right_when_the_computers_clock_is_set(
     await console.get_by_role("button", name="English").click()
     await expect(console.get_by_role("button", name="中文")).to_be_visible()
     await reads_the_time_left(clock, deadline)
+
+
+async def test_the_phones_clocks_stay_right_when_its_automatic_time_jumps(
+    real_time_world: World, browser: Browser, contexts: Opened
+) -> None:
+    """A phone's automatic time puts its clock 10 minutes on while its page stays connected,
+    then 10 minutes behind: the leader's clocks kept the old reckoning, off by the jump."""
+    world = real_time_world
+    leader = await world.leader(await world.team("fixed_post"))
+    context = await phone_context(browser, contexts, away(300))
+    phone = await context.new_page()
+    await log_in(phone, world.base_url + "/m", leader)
+    await expect(phone.locator("#conn")).to_have_attribute("data-state", "live")
+    incident = await world.report(await world.operator(), category="fight")
+    await expect(phone.locator("#alert")).to_be_visible()
+    await phone.get_by_role("button", name="收起").click()
+    third = incident["chain"][2]
+    deadline = datetime.fromisoformat(third["deadline"])
+    row = card_on_phone(phone, incident["id"])
+    clock = row.locator(f'.tier-clock[data-deadline="{third["deadline"]}"]')
+    await reads_the_time_left(clock, deadline)
+
+    for change in (timedelta(minutes=10), timedelta(minutes=-10)):
+        await context.clock.set_system_time(datetime.now(UTC) + change)
+        await reads_the_time_left(clock, deadline)
+        await asyncio.sleep(1.1)
+        await reads_the_time_left(clock, deadline)
+    await expect(phone.locator("#conn")).to_have_attribute("data-state", "live")
