@@ -151,7 +151,8 @@ class Hub:
         self._sockets_of: Counter[str] = Counter()
         self.stats = HubStats()
         self._clock = clock
-        # When each user last opened or closed a socket here (given a clock).
+        # When each user last opened or closed a socket here (given a clock), until whoever
+        # watches presence has recorded it (``forget_seen``).
         self.last_seen: dict[str, datetime] = {}
         # Users who opened or closed a socket since the last take_changed().
         self._changed: set[str] = set()
@@ -226,6 +227,13 @@ class Hub:
         self._changed.add(user_id)
         if self._clock is not None:
             self.last_seen[user_id] = self._clock()
+
+    def forget_seen(self, user_id: str, at: datetime) -> None:
+        """Forget when ``user_id`` was last seen, recorded elsewhere as ``at``, unless he has
+        a socket here or opened or closed one since. Kept, every user who ever connected would
+        stay in memory for the life of the process."""
+        if user_id not in self._sockets_of and self.last_seen.get(user_id) == at:
+            del self.last_seen[user_id]
 
     def take_changed(self) -> set[str]:
         """Who opened or closed a socket since the last call: whoever watches presence looks

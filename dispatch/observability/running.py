@@ -32,6 +32,7 @@ class Operations:
         self._tasks: list[asyncio.Task[None]] = []
         app.state.metrics = self.metrics
         app.state.notifier = self.notifier
+        app.state.presence = self.presence
 
     def job_handlers(self, handlers: Mapping[str, jobs.Handler]) -> dict[str, jobs.Handler]:
         """Every job handler, the notifier's added, each logging with its incident's id."""

@@ -21,7 +21,9 @@ class PresenceTracker:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.instance = runtime.origin
+        # The users with a socket here, as the rows say.
         self.known: set[str] = set()
+        # When each user's row was last written, while the hub remembers him.
         self.written: dict[str, datetime] = {}
 
     async def run(self) -> None:
@@ -76,6 +78,12 @@ class PresenceTracker:
             raise
         self.known = (self.known - changed) | connected
         self.written.update(seen)
+        # Whose last socket here closed is now on record: his row says when he was last seen,
+        # and neither the hub nor this keeps him (each leader ever seen stayed for months).
+        for user_id in seen.keys() - connected:
+            hub.forget_seen(user_id, seen[user_id])
+            if user_id not in hub.last_seen:
+                del self.written[user_id]
 
     async def stop(self) -> None:
         """Say this process's sockets are gone, so no one waits for rows to go stale."""

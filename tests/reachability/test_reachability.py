@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -434,3 +435,49 @@ async def test_a_town_reconnecting_at_once_is_written_in_one_statement(world: Wo
             (users[0], False, now, later),
             (users[1], True, later, later),
         }
+
+
+async def test_leaders_who_came_and_went_are_forgotten_here_and_still_shown_when_last_seen(
+    world: World,
+) -> None:
+    """A server runs for months while a town's leaders come and go. Once a leader's last socket
+    here has closed and his presence row says so, the process keeps nothing of him (it kept
+    when it last saw every leader ever connected), and the console still shows when he was
+    last seen, from the row; a leader connected all along is kept, and shown connected."""
+    team = await world.team("fixed_post")
+    operator = await world.operator()
+    hub = world.runtime.hub
+    tracker = world.app.state.presence
+    staying = await world.leader(team)
+    kept = await world.connect(staying)
+    await eventually(lambda: staying.id in tracker.written)
+    before = set(hub.last_seen), set(tracker.written)
+
+    left_at: dict[str, datetime] = {}
+    for _ in range(5):
+        leader = await world.leader(team)
+        phone = await world.connect(leader)
+        world.clock.advance(1)
+        await phone.close()
+        await eventually(partial(lambda user: not hub.is_connected(user), leader.id))
+        left_at[leader.id] = world.clock.now()
+        world.clock.advance(1)
+    await eventually(lambda: (set(hub.last_seen), set(tracker.written)) == before)
+    assert (set(hub.last_seen), set(tracker.written)) == before
+
+    view = await reachability(world, operator, team["id"])
+    shown = {
+        p["user_id"]: (p["connected"], datetime.fromisoformat(p["last_seen_at"]))
+        for p in view["leaders"]
+    }
+    assert shown.pop(staying.id) == (True, world.clock.now())
+    assert shown == {u: (False, at) for u, at in left_at.items()}
+    await kept.close()
+
+
+async def eventually(holds: Callable[[], bool]) -> None:
+    """Wait for ``holds`` (the presence task looks twice a second); give up after 6 s."""
+    for _ in range(300):
+        if holds():
+            return
+        await asyncio.sleep(0.02)
