@@ -1114,9 +1114,14 @@ async def _leader_units(
 
 
 async def load_duties(session: AsyncSession, team_ids: Sequence[str] | None = None) -> Duties:
-    """The duty of every team with a schedule (of ``team_ids``, or of all): three queries, one
-    when no team has a schedule."""
-    query = select(DutySchedule)
+    """The duty of every team in service with a schedule (of ``team_ids``, or of all): three
+    queries, one when no team has a schedule. A retired team's schedule stays on record but
+    not in the book: each process would otherwise hold every team ever given duty hours."""
+    query = (
+        select(DutySchedule)
+        .join(Team, Team.id == DutySchedule.team_id)
+        .where(Team.retired_at.is_(None))
+    )
     if team_ids is not None:
         query = query.where(DutySchedule.team_id.in_(list(team_ids)))
     schedules = list(await session.scalars(query))

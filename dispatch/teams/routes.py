@@ -128,5 +128,7 @@ async def update_team(
 async def retire_team(
     team_id: str, runtime: RuntimeDep, session: SessionDep, _: AdminDep
 ) -> Response:
-    await service.retire_team(session, team_id, coverage=runtime.coverage, now=runtime.clock.now())
+    await service.retire_team(
+        session, team_id, coverage=runtime.coverage, now=runtime.clock.now(), duty=runtime.duty
+    )
     return Response(status_code=204)

@@ -136,14 +136,23 @@ async def _remove_schedule(session: AsyncSession, team_id: str, duty: DutyBook |
 
 
 async def retire_team(
-    session: AsyncSession, team_id: str, *, coverage: Coverage, now: datetime
+    session: AsyncSession,
+    team_id: str,
+    *,
+    coverage: Coverage,
+    now: datetime,
+    duty: DutyBook | None = None,
 ) -> None:
-    """Teams are retired, not erased: past dispatches keep pointing at them."""
+    """Teams are retired, not erased: past dispatches keep pointing at them. Its duty
+    schedule stays on record; the duty book, which holds the teams in service, lets it go."""
     team = await get_team(session, team_id, for_update=True)
     team.retired_at = now
     team.updated_at = now
     await session.flush()
     await _changed(session, coverage, team)
+    scheduled = select(DutySchedule.team_id).where(DutySchedule.team_id == team.id)
+    if await session.scalar(scheduled) is not None:
+        duty_changed(session, duty)
 
 
 TEAMS_CHANNEL = "dispatch_teams"

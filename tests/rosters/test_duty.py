@@ -852,3 +852,20 @@ async def test_a_team_coming_on_duty_is_not_alerted_once_tier_one_has_answered(
     outcomes = [s.outcome for s in await steps_of(world, answered["id"])]
     assert outcomes[0] == "not needed: a tier-1 team accepted"
     assert team_ids(await world.incident(operator, answered["id"])) == {fixed["id"]}
+
+
+async def test_teams_dissolved_with_duty_hours_leave_the_duty_book(world: World) -> None:
+    """Mobile teams are dissolved and formed anew for months: the duty book each process holds
+    keeps the schedules of the teams in service, not of every team ever given one."""
+    admin = await world.admin()
+    staying = await world.team("mobile")
+    hours = {"start": "20:00", "end": "08:00", "rotation_start": "2026-01-05", "units": [1]}
+    assert (await put_duty(world, staying, **hours)).status_code == 200
+    before = set(await book_of(world))
+    assert staying["id"] in before
+    for _ in range(3):
+        team = await world.team("mobile")
+        assert (await put_duty(world, team, **hours)).status_code == 200
+        reply = await world.http.delete(f"/api/v1/teams/{team['id']}", headers=admin.headers)
+        assert reply.status_code == 204
+    assert set(await book_of(world)) == before
