@@ -156,6 +156,10 @@ def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str,
     return declared
 
 
+# A route's ``responses``: its answers by status.
+Responses = dict[int | str, dict[str, Any]]
+
+
 def error_response(status: int, description: str) -> dict[str, Any]:
     """One of ERROR_RESPONSES with its own description: a route's ``responses`` replace the
     router's entry for a status whole, model and headers included."""

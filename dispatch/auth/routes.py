@@ -116,7 +116,16 @@ async def who_am_i(principal: PrincipalDep, session: SessionDep) -> UserOut:
     return UserOut.model_validate(await service.get_user(session, principal.user_id))
 
 
-@router.post("/users", status_code=201, response_model=UserOut, tags=["users"])
+@router.post(
+    "/users",
+    status_code=201,
+    response_model=UserOut,
+    tags=["users"],
+    responses={
+        404: error_response(404, "team_id names no team in service"),
+        409: error_response(409, "a user has this name already (field name)"),
+    },
+)
 async def create_user(
     data: UserCreate, runtime: RuntimeDep, session: SessionDep, _: AdminDep
 ) -> UserOut:

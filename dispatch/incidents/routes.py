@@ -16,7 +16,7 @@ from dispatch.deps import (
     require,
     runtime_of,
 )
-from dispatch.errors import RATE_LIMITED, TryAgain, error_response, header
+from dispatch.errors import RATE_LIMITED, Responses, TryAgain, error_response, header
 from dispatch.incidents import service
 from dispatch.incidents.models import IncidentStatus
 from dispatch.incidents.schemas import (
@@ -40,6 +40,16 @@ Viewer = Annotated[
     auth.Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Role.AUDITOR, Role.LEADER))
 ]
 Responder = Annotated[auth.Principal, Depends(require(Role.LEADER, Role.OPERATOR, Role.ADMIN))]
+
+# Every role reads incidents; a leader only those dispatched to his team (service.get_incident).
+_LEADERS_OWN: Responses = {
+    403: error_response(403, "a leader: the incident was not dispatched to his team")
+}
+# What a hop of a dispatch (accept, shown, arrive, position) is refused beside who asks.
+_HOP_REFUSALS: Responses = {
+    403: error_response(403, "an auditor; or a leader of another team than the dispatch's"),
+    409: error_response(409, "the incident is closed (field dispatch_id)"),
+}
 
 
 @incidents_router.post(
@@ -148,12 +158,14 @@ async def list_incidents(
     )
 
 
-@incidents_router.get("/{incident_id}", response_model=IncidentOut)
+@incidents_router.get("/{incident_id}", response_model=IncidentOut, responses=_LEADERS_OWN)
 async def get_incident(incident_id: str, session: SessionDep, viewer: Viewer) -> IncidentOut:
     return await service.get_incident(session, incident_id, viewer=viewer)
 
 
-@incidents_router.get("/{incident_id}/events", response_model=list[EventOut])
+@incidents_router.get(
+    "/{incident_id}/events", response_model=list[EventOut], responses=_LEADERS_OWN
+)
 async def incident_events(incident_id: str, session: SessionDep, viewer: Viewer) -> list[EventOut]:
     """The append-only timeline: every state change with server time and actor."""
     return await service.incident_events(session, incident_id, viewer=viewer)
@@ -166,7 +178,9 @@ async def close_incident(
     return await service.close_incident(session, actor, incident_id, received_at(request))
 
 
-@dispatches_router.post("/{dispatch_id}/accept", response_model=IncidentOut)
+@dispatches_router.post(
+    "/{dispatch_id}/accept", response_model=IncidentOut, responses=_HOP_REFUSALS
+)
 async def accept_dispatch(
     dispatch_id: str,
     request: Request,
@@ -181,7 +195,7 @@ async def accept_dispatch(
     )
 
 
-@dispatches_router.post("/{dispatch_id}/shown", response_model=IncidentOut)
+@dispatches_router.post("/{dispatch_id}/shown", response_model=IncidentOut, responses=_HOP_REFUSALS)
 async def record_shown(
     dispatch_id: str,
     request: Request,
@@ -196,7 +210,9 @@ async def record_shown(
     )
 
 
-@dispatches_router.post("/{dispatch_id}/arrive", response_model=IncidentOut)
+@dispatches_router.post(
+    "/{dispatch_id}/arrive", response_model=IncidentOut, responses=_HOP_REFUSALS
+)
 async def record_arrival(
     dispatch_id: str,
     request: Request,
@@ -221,7 +237,8 @@ async def record_arrival(
             403,
             "not the leader of the dispatch's team: positions come from the leader's phone "
             "(an operator records an arrival with /arrive)",
-        )
+        ),
+        409: _HOP_REFUSALS[409],
     },
 )
 async def record_position(

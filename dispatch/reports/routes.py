@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
 from dispatch.deps import RuntimeDep, SessionDep, require
+from dispatch.errors import Responses, error_response
 from dispatch.incidents.models import Category
 from dispatch.reports import exports, service
 from dispatch.reports.schemas import (
@@ -46,6 +47,9 @@ _FORMATS: dict[int | str, dict[str, Any]] = {
 
 # A record's id: 404 when it names nothing (service.check_filters).
 Id = Annotated[str | None, Query(max_length=64)]
+_UNKNOWN_FILTER: Responses = {
+    404: error_response(404, "team_id or village_id names nothing (the field)")
+}
 PeriodStart = Annotated[
     LocalOrAware | None,
     Query(
@@ -60,7 +64,7 @@ PeriodEnd = Annotated[
 ]
 
 
-@router.get("/response-times", response_model=ReportOut, responses=_FORMATS)
+@router.get("/response-times", response_model=ReportOut, responses={**_FORMATS, **_UNKNOWN_FILTER})
 async def response_times(
     runtime: RuntimeDep,
     session: SessionDep,
@@ -157,7 +161,7 @@ async def _workbook(
             raise
 
 
-@router.get("/arrival-histogram", response_model=ArrivalHistogramOut)
+@router.get("/arrival-histogram", response_model=ArrivalHistogramOut, responses=_UNKNOWN_FILTER)
 async def arrival_histogram(
     runtime: RuntimeDep,
     session: SessionDep,

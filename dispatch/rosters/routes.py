@@ -9,7 +9,7 @@ from dispatch.audit import service as audit
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
 from dispatch.deps import AdminDep, RuntimeDep, SessionDep, require
-from dispatch.errors import ErrorOut
+from dispatch.errors import ErrorOut, Responses, error_response
 from dispatch.rosters import service
 from dispatch.rosters.files import XLSX_TYPE, download, file_facts, read_capped
 from dispatch.rosters.models import KIND_TITLES, RosterKind
@@ -55,8 +55,10 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
         "model": ErrorOut,
         "description": "bad rows: each listed with its row number and reason; nothing written",
     },
+    409: error_response(409, "a team's roster changed while the file was imported: import again"),
 }
 _FILE = file_answer("the roster file", XLSX_TYPE, "text/csv")
+_UNKNOWN_TEAM: Responses = {404: error_response(404, "team_id names no team")}
 
 
 @router.post("/import", response_model=ImportOut, openapi_extra=_UPLOAD, responses=_REFUSALS)
@@ -75,7 +77,7 @@ async def import_roster(
     return result
 
 
-@router.get("/export", response_class=Response, responses=_FILE)
+@router.get("/export", response_class=Response, responses={**_FILE, **_UNKNOWN_TEAM})
 async def export_roster(
     session: SessionDep,
     viewer: Office,
@@ -93,7 +95,14 @@ async def export_roster(
     )
 
 
-@router.get("/members", response_model=list[MemberOut])
+@router.get(
+    "/members",
+    response_model=list[MemberOut],
+    responses={
+        403: error_response(403, "a leader asking for another team's roster"),
+        **_UNKNOWN_TEAM,
+    },
+)
 async def list_members(
     session: SessionDep,
     viewer: Reader,
@@ -109,7 +118,18 @@ async def list_members(
     return [service.member_out(m, reveal=reveal) for m in members]
 
 
-@router.post("/members", status_code=201, response_model=MemberOut)
+@router.post(
+    "/members",
+    status_code=201,
+    response_model=MemberOut,
+    responses={
+        409: error_response(
+            409,
+            "the team's roster has the phone, or the kind's the ID number, already; or the "
+            "team was retired meanwhile (the field is named)",
+        )
+    },
+)
 async def create_member(
     data: MemberCreate, runtime: RuntimeDep, session: SessionDep, _: AdminDep
 ) -> MemberOut:
@@ -125,7 +145,14 @@ async def delete_member(
     return Response(status_code=204)
 
 
-@router.put("/members/{member_id}/account", response_model=MemberOut)
+@router.put(
+    "/members/{member_id}/account",
+    response_model=MemberOut,
+    responses={
+        404: error_response(404, "no such member, or user_id names no account"),
+        409: error_response(409, "the account is linked to another member (field user_id)"),
+    },
+)
 async def link_account(
     member_id: str, body: AccountLink, runtime: RuntimeDep, session: SessionDep, _: AdminDep
 ) -> MemberOut:

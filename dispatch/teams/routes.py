@@ -8,7 +8,7 @@ from dispatch.audit import service as audit
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
 from dispatch.deps import AdminDep, RuntimeDep, SessionDep, require
-from dispatch.errors import Forbidden
+from dispatch.errors import Forbidden, Responses, error_response
 from dispatch.routing import api_router
 from dispatch.schemas import LocationOut, QueryLatitude, QueryLongitude
 from dispatch.teams import service
@@ -39,11 +39,17 @@ def team_out(team: Team) -> TeamOut:
     )
 
 
+# The database keeps a name one team's in service: a create or a rename that takes another's.
+_NAME_TAKEN: Responses = {
+    409: error_response(409, "another team in service has this name (field name)")
+}
+
+
 def covering_out(team: Team, hit: CoveredBy) -> CoveringTeamOut:
     return CoveringTeamOut(**team_out(team).model_dump(), distance_m=round(hit.distance_m, 3))
 
 
-@router.post("", status_code=201, response_model=TeamOut)
+@router.post("", status_code=201, response_model=TeamOut, responses=_NAME_TAKEN)
 async def create_team(
     data: TeamCreate, runtime: RuntimeDep, session: SessionDep, _: AdminDep
 ) -> TeamOut:
@@ -58,7 +64,11 @@ async def create_team(
     return team_out(team)
 
 
-@router.get("", response_model=list[TeamOut])
+@router.get(
+    "",
+    response_model=list[TeamOut],
+    responses={403: error_response(403, "include_retired asked for by a leader")},
+)
 async def list_teams(
     session: SessionDep,
     principal: Viewer,
@@ -99,7 +109,7 @@ async def get_team(team_id: str, session: SessionDep) -> TeamOut:
     return team_out(await service.get_team(session, team_id))
 
 
-@router.patch("/{team_id}", response_model=TeamOut)
+@router.patch("/{team_id}", response_model=TeamOut, responses=_NAME_TAKEN)
 async def update_team(
     team_id: str, patch: TeamPatch, runtime: RuntimeDep, session: SessionDep, _: AdminDep
 ) -> TeamOut:

@@ -92,7 +92,12 @@ async def delete_village(
     return Response(status_code=204)
 
 
-@coverage_router.get("", response_model=CoverageOut, dependencies=[_Office])
+@coverage_router.get(
+    "",
+    response_model=CoverageOut,
+    dependencies=[_Office],
+    responses={404: error_response(404, "village_id names no village")},
+)
 async def coverage(
     session: SessionDep,
     tier: Annotated[int, Query(ge=1, le=3, description="which tier's zones")] = 1,

@@ -473,3 +473,36 @@ async def test_every_route_answers_every_role_with_the_exact_status(world: World
     print(f"authorisation matrix: {len(MATRIX)} routes x {len(ROLES)} roles = {checked} checks")
     assert not wrong, "\n".join(wrong)
     assert not unaudited, f"changes that left no audit row: {unaudited}"
+
+
+# Refusals a route makes for its input rather than for who asks, which the matrix (one good
+# request per route) does not send: each is provoked in tests/security/test_schema.py.
+REFUSED_FOR_INPUT = {
+    # A wrong password.
+    "POST /api/v1/auth/token": {401},
+    # include_retired asked for by a leader.
+    "GET /api/v1/teams": {403},
+}
+
+
+async def test_the_schema_declares_401_and_403_exactly_where_the_matrix_meets_them(
+    world: World,
+) -> None:
+    """A client reads from the schema whether a route wants a token (401) and whether some role
+    is refused (403): every route declares the refusals the matrix meets, and a route that no
+    role is refused, or that wants no token, declares no such refusal."""
+    schema = (await world.http.get("/openapi.json")).json()
+    wrong: list[str] = []
+    for key, entry in MATRIX.items():
+        method, path = key.split(" ", 1)
+        if not path.startswith("/api/"):
+            continue
+        responses = schema["paths"][path][method.lower()]["responses"]
+        declared = {int(status) for status in responses if int(status) >= 400}
+        met = {status for status in entry.expect.values() if status >= 400}
+        if undeclared := met - declared:
+            wrong.append(f"{key} answers {sorted(undeclared)}, undeclared")
+        by_role = (met | REFUSED_FOR_INPUT.get(key, set())) & {401, 403}
+        if declared & {401, 403} != by_role:
+            wrong.append(f"{key} declares {sorted(declared & {401, 403})}, meets {sorted(by_role)}")
+    assert not wrong, "\n".join(wrong)

@@ -197,3 +197,166 @@ def test_an_export_declares_the_file_it_sends_and_its_name() -> None:
     answer = app.openapi()["paths"]["/exports/roster"]["get"]["responses"]["200"]
     assert list(answer["content"]) == ["text/csv"]
     assert answer["headers"]["Content-Disposition"]["required"] is True
+
+
+def declared_errors(operation: dict[str, Any]) -> set[int]:
+    return {int(status) for status in operation["responses"] if int(status) >= 400}
+
+
+# The routes that count attempts (429 with Retry-After beyond the allowance).
+RATE_LIMITED_ROUTES = {
+    "POST /api/v1/auth/token",
+    "POST /api/v1/incidents",
+    "POST /api/v1/teams/{team_id}/test-alert",
+}
+
+
+async def test_no_route_declares_a_refusal_its_code_cannot_make(world: World) -> None:
+    """What every route's declarations follow from: a record the path names may be missing
+    (404); only a body is parsed (400); only a write can conflict (409); only the routes that
+    count attempts refuse for their rate (429). Who asks (401, 403) is held by the
+    authorisation matrix (tests/security/test_matrix.py)."""
+    schema = (await world.http.get("/openapi.json")).json()
+    wrong: list[str] = []
+    for label, operation in operations(schema):
+        method, path = label.split(" ", 1)
+        if not path.startswith("/api/"):
+            continue
+        declared = declared_errors(operation)
+        if ("{" in path) != (404 in declared) and not NOT_FOUND_IN_QUERY_OR_BODY.get(label):
+            wrong.append(f"{label}: 404 declared {404 in declared}, path names a record")
+        if 400 in declared and "requestBody" not in operation:
+            wrong.append(f"{label}: 400 without a body to parse")
+        if 409 in declared and method == "GET":
+            wrong.append(f"{label}: 409 on a read")
+        if (429 in declared) != (label in RATE_LIMITED_ROUTES):
+            wrong.append(f"{label}: 429 declared {429 in declared}")
+        # Every route takes a connection (503), has its input checked (422), its size (413).
+        if not {405, 413, 422, 503} <= declared:
+            wrong.append(f"{label}: lacks one of 405, 413, 422, 503")
+    assert not wrong, "\n".join(wrong)
+    token = schema["paths"]["/api/v1/auth/token"]["post"]["responses"]
+    assert "403" not in token and "404" not in token and "409" not in token
+
+
+# Routes that look up a record named in the query or the body, the field named.
+NOT_FOUND_IN_QUERY_OR_BODY = {
+    "POST /api/v1/users": "team_id",
+    "GET /api/v1/reports/response-times": "team_id",
+    "GET /api/v1/reports/arrival-histogram": "team_id",
+    "GET /api/v1/rosters/export": "team_id",
+    "GET /api/v1/rosters/members": "team_id",
+    "GET /api/v1/coverage": "village_id",
+}
+
+
+async def test_each_refusal_provoked_is_declared_by_its_route(world: World) -> None:
+    """Real requests that provoke each kind of refusal: each is answered as its route declares,
+    naming the field; and the obvious bad inputs to a route that does not declare a refusal do
+    not provoke it."""
+    schema = (await world.http.get("/openapi.json")).json()
+    admin, operator = await world.admin(), await world.operator()
+    team = await world.team()
+    leader = await world.leader(team)
+    leaderless = await world.team("fixed_post", 114.2, 22.9)
+    site = {"lon": 114.5, "lat": 23.2}
+    broken_json = {"content": b'{"name": ', "headers": {"Content-Type": "application/json"}}
+    provoked: list[tuple[str, str, Any, dict[str, Any], int, str | None]] = [
+        (
+            "POST",
+            "/api/v1/auth/token",
+            None,
+            {"data": {"username": admin.name, "password": "x"}},
+            401,
+            None,
+        ),
+        ("POST", "/api/v1/teams", admin, broken_json, 400, "body"),
+        ("GET", "/api/v1/teams/nope", admin, {}, 404, "team_id"),
+        ("PATCH", "/api/v1/users/nope", admin, {"json": {"disabled": True}}, 404, "user_id"),
+        ("DELETE", "/api/v1/villages/nope", admin, {}, 404, "village_id"),
+        ("POST", "/api/v1/dispatches/nope/accept", leader, {}, 404, "dispatch_id"),
+        (
+            "POST",
+            "/api/v1/users",
+            admin,
+            {
+                "json": {
+                    "name": "u-x",
+                    "password": "long-password",
+                    "role": "leader",
+                    "team_id": "nope",
+                }
+            },
+            404,
+            "team_id",
+        ),
+        (
+            "POST",
+            "/api/v1/users",
+            admin,
+            {"json": {"name": admin.name, "password": "long-password", "role": "auditor"}},
+            409,
+            "name",
+        ),
+        (
+            "POST",
+            "/api/v1/teams",
+            admin,
+            {"json": {"name": team["name"], "kind": "mobile", "location": site}},
+            409,
+            "name",
+        ),
+        ("POST", f"/api/v1/teams/{leaderless['id']}/test-alert", operator, {}, 409, "team_id"),
+        (
+            "GET",
+            "/api/v1/teams",
+            leader,
+            {"params": {"include_retired": True}},
+            403,
+            "include_retired",
+        ),
+    ]
+    for query, field in NOT_FOUND_IN_QUERY_OR_BODY.items():
+        method, path = query.split(" ", 1)
+        if method == "GET":
+            params = {field: "nope", "kind": "emergency"}
+            provoked.append((method, path, admin, {"params": params}, 404, field))
+    wrong: list[str] = []
+    for method, path, who, kwargs, status, field in provoked:
+        headers = {**(who.headers if who else {}), **kwargs.pop("headers", {})}
+        reply = await world.http.request(method, path, headers=headers, **kwargs)
+        route = next(
+            operation
+            for label, operation in operations(schema)
+            if label == f"{method} {path}" or _matches(label, f"{method} {path}")
+        )
+        if reply.status_code != status or reply.json().get("field") != field:
+            wrong.append(f"{method} {path}: {reply.status_code} {reply.text[:200]}")
+        elif status not in declared_errors(route):
+            wrong.append(f"{method} {path}: {status} undeclared")
+    assert not wrong, "\n".join(wrong)
+
+    # A route that checks no token answers as without one, whatever token is sent.
+    login = {"username": admin.name, "password": admin.password}
+    garbage = {"Authorization": "Bearer garbage"}
+    reply = await world.http.post("/api/v1/auth/token", data=login, headers=garbage)
+    assert reply.status_code == 200, reply.text
+    # A read names no missing record by its query but the records it declares: a filter that
+    # matches nothing matches nothing.
+    assert "404" not in schema["paths"]["/api/v1/incidents"]["get"]["responses"]
+    reply = await world.http.get(
+        "/api/v1/incidents", params={"day": "2000-01-01"}, headers=operator.headers
+    )
+    assert reply.status_code == 200 and reply.json() == []
+
+
+def _matches(label: str, request: str) -> bool:
+    """Whether ``request`` (METHOD /path) is answered by the operation ``label`` names."""
+    method, template = label.split(" ", 1)
+    wanted_method, path = request.split(" ", 1)
+    parts, wanted = template.split("/"), path.split("/")
+    return (
+        method == wanted_method
+        and len(parts) == len(wanted)
+        and all(p == w or p.startswith("{") for p, w in zip(parts, wanted, strict=True))
+    )
