@@ -9,6 +9,10 @@ like those sent while the connection was down: the listener reconnects and runs 
 which reads the rows anew. Every connection runs it, the first too: what the process holds was
 loaded before it listened. Nothing ends the listener but ``stop``; until a catch-up has
 succeeded it reports itself not connected.
+
+A database host that goes dark (power lost, the network cut: packets dropped, nothing sent
+back) says nothing to the connection. Given a ``HostTimeout``, the connection gives it up once
+it has heard nothing from it for about that long, and PostgreSQL's end does the same.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+import socket
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -38,9 +44,9 @@ KEEPALIVE_S = 10.0
 RECEIVER_RETRIES_S = (0.05, 0.25, 1.0)
 FIRST_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 5.0
-# How long connecting, and LISTENing on every channel, may take: a connection that drops
-# part-way without a word (a network that loses the packets) would otherwise hold the
-# listener until TCP gave up, many minutes later.
+# How long connecting, and LISTENing on every channel, may take (less if ``HostTimeout``
+# says so): a connection that drops part-way without a word (a network that loses the
+# packets) would otherwise hold the listener until TCP gave up, many minutes later.
 CONNECT_TIMEOUT_S = 10.0
 # How long a catch-up may take before it counts as failed and is run again on a new
 # connection: its reads wait for a pooled connection up to the pool's timeout (30 s by
@@ -53,6 +59,34 @@ APPLICATION_NAME = "fanout-listener"
 ADAPTER_OPTIONS = frozenset(
     {"prepared_statement_cache_size", "prepared_statement_name_func", "async_creator_fn"}
 )
+
+
+@dataclass(frozen=True)
+class HostTimeout:
+    """How the listener's connection gives up a database host it has heard nothing from for
+    about ``seconds``, in plain values its caller works out: ``socket_options``, the
+    (level, option, value) set on the connection's TCP socket (keepalive, TCP_USER_TIMEOUT),
+    and ``server_settings``, PostgreSQL's for its end (``tcp_keepalives_*``,
+    ``tcp_user_timeout``). Connecting, and LISTENing, wait no longer than ``seconds`` either
+    (nor than ``CONNECT_TIMEOUT_S``).
+
+    Without them the listener noticed a host gone dark only by its keep-alive query, 10 to
+    20 s later whatever the rest of the server was told, and PostgreSQL kept its end of the
+    dead connection, a session and a connection slot, for as long as TCP's defaults held
+    it: hours. A host that is alive but slow answers the probes: nothing is cut for that."""
+
+    seconds: float
+    socket_options: Sequence[tuple[int, int, int]] = ()
+    server_settings: Mapping[str, str] = field(default_factory=dict)
+
+    def apply(self, connection: asyncpg.Connection) -> None:
+        # asyncpg keeps its transport to itself; the attribute has been there since 0.10.
+        transport = getattr(connection, "_transport", None)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return  # a Unix socket: no network between, nothing to go dark
+        for level, option, value in self.socket_options:
+            sock.setsockopt(level, option, value)
 
 
 def asyncpg_connect_args(database_url: str) -> dict[str, Any]:
@@ -128,8 +162,14 @@ def _chunks(ids: list[str], limit: int) -> list[list[str]]:
 class Listener:
     """One dedicated connection that LISTENs, reconnects by itself and says when it is up."""
 
-    def __init__(self, database_url: str, origin: str) -> None:
+    def __init__(
+        self, database_url: str, origin: str, host_timeout: HostTimeout | None = None
+    ) -> None:
         self._connect_args = asyncpg_connect_args(database_url)
+        self._host_timeout = host_timeout
+        self._connect_timeout_s = CONNECT_TIMEOUT_S
+        if host_timeout is not None:
+            self._connect_timeout_s = min(CONNECT_TIMEOUT_S, host_timeout.seconds)
         self.origin = origin
         self._receivers: dict[str, Receiver] = {}
         self._on_reconnect: list[Reconnected] = []
@@ -210,18 +250,24 @@ class Listener:
             self._backoff = min(self._backoff * 2, MAX_BACKOFF_S)
 
     async def _listen(self) -> None:
+        host = self._host_timeout
         connection = await asyncpg.connect(
             **{
                 **self._connect_args,
-                "timeout": CONNECT_TIMEOUT_S,
-                "server_settings": {"application_name": APPLICATION_NAME},
+                "timeout": self._connect_timeout_s,
+                "server_settings": {
+                    **(host.server_settings if host is not None else {}),
+                    "application_name": APPLICATION_NAME,
+                },
             }
         )
         lost = asyncio.Event()
         self._lost = lost
         connection.add_termination_listener(lambda _: lost.set())
         try:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            if host is not None:
+                host.apply(connection)
+            async with asyncio.timeout(self._connect_timeout_s):
                 for channel in self._receivers:
                     await connection.add_listener(channel, self._received)
             self.connections += 1

@@ -117,7 +117,7 @@ def create_engine(
     default, READ COMMITTED, if None). ``idle_in_transaction_s``: how long PostgreSQL lets a
     session sit idle inside a transaction before ending it (its own default, for ever, if
     None). ``host_timeout_s``: how long a connection's other end may go unheard, its host
-    gone dark, before either end gives the connection up (``_give_up_after``; TCP's
+    gone dark, before either end gives the connection up (``give_up_after``; TCP's
     defaults, hours, if None)."""
     if database_url.startswith("sqlite"):
         # One connection that writes: SQLite has one writer, and queuing inside the process
@@ -140,7 +140,7 @@ def create_engine(
         settings["idle_in_transaction_session_timeout"] = str(round(idle_in_transaction_s * 1000))
     connect_args: dict[str, Any] = {**STATEMENT_CACHES, "server_settings": settings}
     if host_timeout_s is not None:
-        settings |= _server_keepalives(host_timeout_s)
+        settings |= server_keepalives(host_timeout_s)
         # A connect to a host that answers nothing waits no longer (asyncpg's own: 60 s).
         connect_args["timeout"] = host_timeout_s
     isolation = {"isolation_level": isolation_level} if isolation_level else {}
@@ -157,7 +157,7 @@ def create_engine(
     event.listen(engine.sync_engine, "do_connect", _connect_or_unreachable)
     pool = engine.sync_engine.pool
     if host_timeout_s is not None:
-        event.listen(pool, "connect", _give_up_after(host_timeout_s))
+        event.listen(pool, "connect", give_up_after(host_timeout_s))
     event.listen(pool, "connect", _note_checkin)
     event.listen(pool, "checkin", _note_checkin)
     event.listen(pool, "checkout", _check)
@@ -261,7 +261,7 @@ def _keepalive_steps(timeout_s: float) -> tuple[int, int, int]:
     return idle, interval, 3
 
 
-def _server_keepalives(timeout_s: float) -> dict[str, str]:
+def server_keepalives(timeout_s: float) -> dict[str, str]:
     """The same for PostgreSQL's end of the session: a client whose host went dark in the
     middle of a statement (not idle in a transaction, which
     ``idle_in_transaction_session_timeout`` ends) had its session, its transaction and its
@@ -275,7 +275,23 @@ def _server_keepalives(timeout_s: float) -> dict[str, str]:
     }
 
 
-def _give_up_after(
+def host_socket_options(timeout_s: float) -> list[tuple[int, int, int]]:
+    """``setsockopt``'s (level, option, value) that have a TCP socket give its other end up
+    once it has heard nothing from it for about ``timeout_s`` (``give_up_after``)."""
+    idle, interval, count = _keepalive_steps(timeout_s)
+    options = [
+        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+        (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle),
+        (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval),
+        (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count),
+    ]
+    user_timeout = getattr(socket, "TCP_USER_TIMEOUT", None)  # Linux's
+    if user_timeout is not None:
+        options.append((socket.IPPROTO_TCP, user_timeout, round(timeout_s * 1000)))
+    return options
+
+
+def give_up_after(
     timeout_s: float,
 ) -> Callable[[AdaptedConnection, ConnectionPoolEntry], None]:
     """A pool ``connect`` listener: the new connection's socket gives the database's host up
@@ -289,16 +305,7 @@ def _give_up_after(
     unacknowledged) the kernel closes the socket: the statement fails as a lost connection
     (503), the pool drops the connection, and a new one is made once the host is back. A
     live but slow statement (a long report) is not cut: the host acknowledges the probes."""
-    idle, interval, count = _keepalive_steps(timeout_s)
-    options = [
-        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
-        (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle),
-        (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval),
-        (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count),
-    ]
-    user_timeout = getattr(socket, "TCP_USER_TIMEOUT", None)  # Linux's
-    if user_timeout is not None:
-        options.append((socket.IPPROTO_TCP, user_timeout, round(timeout_s * 1000)))
+    options = host_socket_options(timeout_s)
 
     def give_up(dbapi_connection: AdaptedConnection, _record: ConnectionPoolEntry) -> None:
         # asyncpg keeps its transport to itself; the attribute has been there since 0.10.

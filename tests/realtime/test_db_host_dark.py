@@ -6,7 +6,8 @@ drops the dead connection, and once the host is back the report sent again is st
 
 The server runs in a network namespace of the test's own, joined to this host by two links:
 one to the database (through a proxy on this host), which the test takes down, so that the
-kernel drops what crosses it, and one that the test's requests take."""
+kernel drops what crosses it, and one that the test's requests take. The same holds for the
+dedicated connection on which the server LISTENs for other processes' announcements."""
 
 from __future__ import annotations
 
@@ -20,11 +21,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
 from tests.processes import ServerProcess, server_env
 from tests.realtime.test_durability import build_town
-from tests.support import QINGXI
+from tests.support import QINGXI, open_socket
 
 REPORT = {"location": {"lon": QINGXI[0], "lat": QINGXI[1]}, "category": "fight"}
 HOST_TIMEOUT_S = 2.0
@@ -81,7 +83,7 @@ class DarkMidStatement:
     armed, the first statement that writes an incident is swallowed and the link goes dark:
     the server waits for its answer, and nothing it sends from then on arrives. PostgreSQL's
     end of that connection stays open, its transaction with it, as when the network between
-    is cut."""
+    is cut. Never armed, it only relays."""
 
     def __init__(self, listen_host: str, upstream: tuple[str, int], namespace: Namespace) -> None:
         self.listen_host = listen_host
@@ -221,4 +223,72 @@ async def test_a_report_whose_database_host_goes_dark_mid_statement_fails_in_bou
         assert [incident["id"] for incident in listed.json()] == [again.json()["id"]]
     finally:
         await proxy.close()
+        namespace.remove()
+
+
+async def fanout_connected(server: ServerProcess) -> float:
+    """The server's ``dispatch_fanout_connected``, read from /metrics (which asks the
+    database nothing, so it answers while the database's host is dark)."""
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+        exposition = (await http.get("/metrics")).text
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == "dispatch_fanout_connected":
+                return sample.value
+    raise AssertionError("no dispatch_fanout_connected in /metrics")
+
+
+async def test_the_fan_out_listener_gives_a_dark_host_up_and_catches_up_once_it_is_back(
+    postgres_only: str, tmp_path: Path, servers: list[ServerProcess]
+) -> None:
+    namespace = Namespace()
+    url = make_url(postgres_only)
+    relay = DarkMidStatement(
+        namespace.host_db, (url.host or "127.0.0.1", url.port or 5432), namespace
+    )
+    try:
+        can_make_networks(namespace)
+        await relay.start()
+        through = url.set(host=namespace.host_db, port=relay.port)
+        env = server_env(
+            through.render_as_string(hide_password=False),
+            tmp_path,
+            db_host_timeout_s=str(HOST_TIMEOUT_S),
+        )
+        here = ServerInNamespace(env, tmp_path / "here.log", namespace)
+        servers.append(here)
+        town = await build_town(here, ring_team=False)
+        # Another process on the same database, on this host: its link never goes dark.
+        elsewhere = ServerProcess(server_env(postgres_only, tmp_path), tmp_path / "there.log")
+        servers.append(elsewhere)
+        await elsewhere.start()
+        leader = town.leaders[0]
+        phone = await open_socket(here.ws_url, leader.token)
+        assert await fanout_connected(here) == 1
+
+        namespace.go_dark()
+        # The listener's connection is given up after about HOST_TIMEOUT_S unheard (room
+        # left for a loaded machine). Before, its own keep-alive query took 10 to 20 s to
+        # notice, whatever DISPATCH_DB_HOST_TIMEOUT_S said, and PostgreSQL's end of it stayed
+        # for as long as TCP's defaults held it.
+        deadline = time.monotonic() + HOST_TIMEOUT_S + 6
+        while await fanout_connected(here) == 1:
+            assert time.monotonic() < deadline, "the listener still thinks itself connected"
+            await asyncio.sleep(0.2)
+
+        # Reported in the other process while this one hears nothing: its announcement is lost
+        # to this process, the rows are not.
+        async with httpx.AsyncClient(base_url=elsewhere.base_url, timeout=30) as http:
+            reply = await http.post("/api/v1/incidents", json=REPORT, headers=town.operator)
+        assert reply.status_code == 201, reply.text
+
+        namespace.come_back()
+        # The listener connects again (its pause between tries is 5 s at most), catches up from
+        # the database, and the leader's phone on this process is sent the alert.
+        alert = await phone.next_of("alert", timeout=HOST_TIMEOUT_S + 5 + 10)
+        assert alert["data"]["incident"]["id"] == reply.json()["id"]
+        assert await fanout_connected(here) == 1
+        await phone.close()
+    finally:
+        await relay.close()
         namespace.remove()
