@@ -209,7 +209,7 @@ async def watch_clock(runtime: Runtime) -> None:
 
 
 async def start_runtime(settings: Settings, clock: Clock) -> Runtime:
-    unknown = await migrate.upgrade_async(settings.database_url)
+    unknown = await migrate.upgrade_async(settings.database_url, settings.db_host_timeout_s)
     release = await asyncio.to_thread(migrate.Release.read)
     if unknown:
         log.warning(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import getpass
 import logging
 import math
@@ -143,7 +144,9 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     try:
         # A database ahead of this release is logged by each serving process as it starts.
-        if not upgraded(settings.database_url, warn=False):
+        if not upgraded(
+            settings.database_url, warn=False, host_timeout_s=settings.db_host_timeout_s
+        ):
             return 1
         if args.demo:
             _print_demo(settings)
@@ -438,7 +441,7 @@ def _db_upgrade(_: argparse.Namespace) -> int:
 
     settings = Settings()
     configure_logging(settings)
-    unknown = migrated(settings.database_url)
+    unknown = migrated(settings.database_url, host_timeout_s=settings.db_host_timeout_s)
     if unknown is None:
         return 1
     if not unknown:
@@ -447,19 +450,30 @@ def _db_upgrade(_: argparse.Namespace) -> int:
 
 
 def upgraded(
-    database_url: str, source: str = "DISPATCH_DATABASE_URL", *, warn: bool = True
+    database_url: str,
+    source: str = "DISPATCH_DATABASE_URL",
+    *,
+    warn: bool = True,
+    host_timeout_s: float | None = None,
 ) -> bool:
     """Migrate the database, or say in one line on stderr why it cannot be. A database ahead
     of this release is left as it is, with a warning (unless ``warn`` is False)."""
-    return migrated(database_url, source, warn=warn) is not None
+    migration = migrated(database_url, source, warn=warn, host_timeout_s=host_timeout_s)
+    return migration is not None
 
 
 def migrated(
-    database_url: str, source: str = "DISPATCH_DATABASE_URL", *, warn: bool = True
+    database_url: str,
+    source: str = "DISPATCH_DATABASE_URL",
+    *,
+    warn: bool = True,
+    host_timeout_s: float | None = None,
 ) -> list[str] | None:
     """Migrate the database: the revisions this release does not know when a newer release
     migrated it (left as it is, with a logged warning), or None when it cannot be migrated
-    (said in one line on stderr)."""
+    (said in one line on stderr). ``host_timeout_s``: how long its host may go unheard before
+    the migration is given up (``dispatch.db.create_engine``; TCP's defaults, hours, if
+    None)."""
     from dispatch import migrate
 
     problem = database_url_problem(database_url)
@@ -467,7 +481,7 @@ def migrated(
         print(f"error: {source}: {problem}", file=sys.stderr)
         return None
     try:
-        unknown = migrate.upgrade(database_url)
+        unknown = migrate.upgrade(database_url, host_timeout_s)
     except database_errors() as error:
         print(database_error(source, database_url, error), file=sys.stderr)
         return None
@@ -483,9 +497,15 @@ def migrated(
     return unknown
 
 
-def at_this_release(database_url: str, source: str = "DISPATCH_DATABASE_URL") -> bool:
+def at_this_release(
+    database_url: str,
+    source: str = "DISPATCH_DATABASE_URL",
+    *,
+    host_timeout_s: float | None = None,
+) -> bool:
     """Whether the database is at this release's newest migration, found without writing; if
-    not, or if it cannot be read, said in one line on stderr."""
+    not, or if it cannot be read (its host unheard for ``host_timeout_s``, as
+    ``dispatch.db.create_engine`` has it), said in one line on stderr."""
     from dispatch import migrate
     from dispatch.db import create_engine
 
@@ -495,7 +515,7 @@ def at_this_release(database_url: str, source: str = "DISPATCH_DATABASE_URL") ->
         return False
 
     async def revisions() -> list[str]:
-        engine = create_engine(database_url, read_only=True)
+        engine = create_engine(database_url, read_only=True, host_timeout_s=host_timeout_s)
         try:
             return await migrate.current_revisions(engine)
         finally:
@@ -542,7 +562,7 @@ def _users_add(args: argparse.Namespace) -> int:
     settings = Settings()
     configure_logging(settings)
     database_url = settings.database_url
-    if not upgraded(database_url):
+    if not upgraded(database_url, host_timeout_s=settings.db_host_timeout_s):
         return 1
     try:
         user_id = asyncio.run(
@@ -594,7 +614,8 @@ async def _add_user(name: str, role: object, team_id: str | None, password: str)
 
     settings = Settings()
     assert isinstance(role, Role)
-    engine = create_engine(settings.database_url)
+    # An operator's command on a host gone dark says so after about this long, not hours.
+    engine = create_engine(settings.database_url, host_timeout_s=settings.db_host_timeout_s)
     try:
         async with create_sessionmaker(engine)() as session, session.begin():
             if team_id is not None:
@@ -780,7 +801,26 @@ def database_error(source: str, database_url: str, error: BaseException) -> str:
             text = text.replace(str(password), "***")
     if isinstance(error, TimeoutError) and not lines:
         text = "timed out connecting"
+    elif _given_up_by_the_system(error):
+        # Its other end went unheard for DISPATCH_DB_HOST_TIMEOUT_S (dispatch.db's
+        # give_up_after): the driver says only that the connection closed.
+        text = (
+            f"{text}: the database's host was heard nothing from for DISPATCH_DB_HOST_TIMEOUT_S "
+            "(the host down or the network to it cut)"
+        )
     return f"error: {source} ({safe_url(database_url)}): {text}"
+
+
+def _given_up_by_the_system(error: BaseException) -> bool:
+    """Whether what caused ``error`` (through the driver's and SQLAlchemy's wrappings) is the
+    system giving a connection up, ETIMEDOUT: TCP's keepalive probes or unacknowledged data
+    went unanswered. A timeout of asyncio's has no errno."""
+    cause = error.__cause__
+    while cause is not None:
+        if isinstance(cause, TimeoutError) and cause.errno == errno.ETIMEDOUT:
+            return True
+        cause = cause.__cause__
+    return False
 
 
 if __name__ == "__main__":

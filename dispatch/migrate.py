@@ -28,6 +28,8 @@ import migrations
 
 # Where env.py leaves the revisions of the database this code does not know.
 UNKNOWN_KEY = "dispatch.unknown_revisions"
+# Where it finds how long the database's host may go unheard (``dispatch.db.create_engine``).
+HOST_TIMEOUT_KEY = "dispatch.host_timeout_s"
 
 
 class Schema(StrEnum):
@@ -38,10 +40,11 @@ class Schema(StrEnum):
     AHEAD = "ahead"
 
 
-def alembic_config(database_url: str) -> Config:
+def alembic_config(database_url: str, host_timeout_s: float | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(Path(migrations.__file__).parent))
     config.attributes["database_url"] = database_url
+    config.attributes[HOST_TIMEOUT_KEY] = host_timeout_s
     return config
 
 
@@ -63,11 +66,12 @@ def heads() -> list[str]:
     return sorted(ScriptDirectory.from_config(alembic_config("")).get_heads())
 
 
-def upgrade(database_url: str) -> list[str]:
+def upgrade(database_url: str, host_timeout_s: float | None = None) -> list[str]:
     """Apply the pending migrations. A database ahead of this code is left as it is: its
     revisions this code does not know are returned (none when it was upgraded or current).
-    Upgrades of one database run one at a time, the others waiting (``one_upgrade_at_a_time``)."""
-    config = alembic_config(database_url)
+    Upgrades of one database run one at a time, the others waiting (``one_upgrade_at_a_time``).
+    ``host_timeout_s``: as ``dispatch.db.create_engine``'s, for the migrations' connection."""
+    config = alembic_config(database_url, host_timeout_s)
     with one_upgrade_at_a_time(database_url):
         command.upgrade(config, "head")
     unknown: list[str] = config.attributes.get(UNKNOWN_KEY, [])
@@ -118,9 +122,9 @@ def one_upgrade_at_a_time(database_url: str) -> Iterator[None]:
         os.close(lock)
 
 
-async def upgrade_async(database_url: str) -> list[str]:
+async def upgrade_async(database_url: str, host_timeout_s: float | None = None) -> list[str]:
     # env.py runs its own event loop; give it a thread of its own.
-    return await asyncio.to_thread(upgrade, database_url)
+    return await asyncio.to_thread(upgrade, database_url, host_timeout_s)
 
 
 async def current_revisions(engine: AsyncEngine) -> list[str]:

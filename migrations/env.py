@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from alembic import context
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from alerts.models import AlertsBase
 from dispatch import models  # noqa: F401  (registers every table)
 from dispatch.config import Settings
-from dispatch.db import Base, begin_sqlite_transaction
-from dispatch.migrate import UNKNOWN_KEY, unknown_revisions
+from dispatch.db import Base, begin_sqlite_transaction, give_up_after, server_keepalives
+from dispatch.migrate import HOST_TIMEOUT_KEY, UNKNOWN_KEY, unknown_revisions
 
 target_metadata = [Base.metadata, AlertsBase.metadata]
 # An arbitrary constant: the advisory lock that lets one process migrate while others wait.
@@ -55,9 +56,21 @@ def migrate(connection: Connection) -> None:
 
 
 async def run_online() -> None:
+    url = make_url(database_url())
+    dark_s = context.config.attributes.get(HOST_TIMEOUT_KEY)
+    connect_args: dict[str, Any] = {}
+    if dark_s is not None and url.get_backend_name() == "postgresql":
+        # A host gone dark mid-migration (or before it answers the connect) is given up after
+        # about that long, as the server's pools give it up (dispatch.db.create_engine): the
+        # upgrade, run by hand or as the server starts, otherwise waited for TCP, for hours.
+        connect_args = {"timeout": dark_s, "server_settings": server_keepalives(dark_s)}
     # A failed migration's error names its statement, not the values (names, phone and ID
     # numbers) it was moving.
-    engine = create_async_engine(database_url(), poolclass=NullPool, hide_parameters=True)
+    engine = create_async_engine(
+        url, poolclass=NullPool, hide_parameters=True, connect_args=connect_args
+    )
+    if connect_args:
+        event.listen(engine.sync_engine.pool, "connect", give_up_after(dark_s))
     if engine.dialect.name == "sqlite":
         # Its driver begins a transaction only before a write, so each DDL statement was its
         # own: an upgrade stopped part-way (killed, a full disk, a locked file) kept some of a

@@ -439,6 +439,11 @@ async def _slices(session: AsyncSession) -> AsyncIterator[_Slice]:
             upto = incidents[-1].id if len(incidents) == CHUNK else None
             found = await _read_range(session, after, upto)
         except _UNREADABLE as error:
+            if isinstance(error, DBAPIError) and error.connection_invalidated:
+                # The connection was lost (its host gone dark, the server restarted): no row
+                # can be looked for on it, and the driver's error says what failed. Asked,
+                # the session refused as its transaction was gone, a traceback.
+                raise
             try:
                 unreadable = await _unreadable(session, after)
             except _UNREADABLE:

@@ -68,7 +68,7 @@ def _verify(args: argparse.Namespace) -> int:
         )
         return 1
     # Nor does it write: a database of an older release (a backup) is refused, not upgraded.
-    if not at_this_release(settings.database_url):
+    if not at_this_release(settings.database_url, host_timeout_s=settings.db_host_timeout_s):
         return 1
     against: Checkpoint | None = None
     if args.against is not None:
@@ -147,7 +147,11 @@ async def _run_verify(
     from dispatch.audit import chain
     from dispatch.db import create_engine, create_sessionmaker
 
-    engine = create_engine(settings.database_url, read_only=True)
+    # A host gone dark mid-read is given up after about DISPATCH_DB_HOST_TIMEOUT_S unheard;
+    # a read that is only slow, over a long log, goes on: the host answers TCP's probes.
+    engine = create_engine(
+        settings.database_url, read_only=True, host_timeout_s=settings.db_host_timeout_s
+    )
     try:
         async with create_sessionmaker(engine)() as session:
             return await chain.verify(

@@ -7,7 +7,8 @@ drops the dead connection, and once the host is back the report sent again is st
 The server runs in a network namespace of the test's own, joined to this host by two links:
 one to the database (through a proxy on this host), which the test takes down, so that the
 kernel drops what crosses it, and one that the test's requests take. The same holds for the
-dedicated connection on which the server LISTENs for other processes' announcements."""
+dedicated connection on which the server LISTENs for other processes' announcements, and for
+the commands an operator runs (``dispatch db upgrade``, ``dispatch audit verify``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import asyncio
 import os
 import random
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -80,13 +82,20 @@ class Namespace:
 
 class DarkMidStatement:
     """A TCP proxy on this host's end of the database's link, in front of PostgreSQL. Once
-    armed, the first statement that writes an incident is swallowed and the link goes dark:
-    the server waits for its answer, and nothing it sends from then on arrives. PostgreSQL's
-    end of that connection stays open, its transaction with it, as when the network between
-    is cut. Never armed, it only relays."""
+    armed, the first statement that holds ``swallow`` (by default: writes an incident) is
+    swallowed and the link goes dark: the client waits for its answer, and nothing it sends
+    from then on arrives. PostgreSQL's end of that connection stays open, its transaction
+    with it, as when the network between is cut. Never armed, it only relays."""
 
-    def __init__(self, listen_host: str, upstream: tuple[str, int], namespace: Namespace) -> None:
+    def __init__(
+        self,
+        listen_host: str,
+        upstream: tuple[str, int],
+        namespace: Namespace,
+        swallow: bytes = b"INSERT INTO incidents",
+    ) -> None:
         self.listen_host = listen_host
+        self.swallow = swallow
         self.upstream = upstream
         self.namespace = namespace
         self.port = 0
@@ -120,7 +129,7 @@ class DarkMidStatement:
 
         async def up() -> None:
             while data := await client.read(65536):
-                if self.armed and b"INSERT INTO incidents" in data:
+                if self.armed and self.swallow in data:
                     self.armed = False
                     swallowing[0] = True
                     self.namespace.go_dark()
@@ -291,4 +300,61 @@ async def test_the_fan_out_listener_gives_a_dark_host_up_and_catches_up_once_it_
         await phone.close()
     finally:
         await relay.close()
+        namespace.remove()
+
+
+# Each command and a statement of its own that the dark link swallows: the migrations' lock
+# (its first statement, on the migrations' engine), and verify's read of the event log (after
+# it has checked the schema on an engine of its own).
+COMMANDS = {
+    "db upgrade": (("db", "upgrade"), b"pg_advisory_xact_lock"),
+    "audit verify": (("audit", "verify"), b"incident_events"),
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+async def test_a_command_whose_database_host_goes_dark_mid_statement_says_so_and_exits(
+    postgres_only: str, tmp_path: Path, command: str
+) -> None:
+    args, statement = COMMANDS[command]
+    namespace = Namespace()
+    url = make_url(postgres_only)
+    upstream = (url.host or "127.0.0.1", url.port or 5432)
+    proxy = DarkMidStatement(namespace.host_db, upstream, namespace, swallow=statement)
+    child: asyncio.subprocess.Process | None = None
+    try:
+        can_make_networks(namespace)
+        await proxy.start()
+        through = url.set(host=namespace.host_db, port=proxy.port)
+        env = server_env(
+            through.render_as_string(hide_password=False),
+            tmp_path,
+            db_host_timeout_s=str(HOST_TIMEOUT_S),
+        )
+        proxy.armed = True
+        child = await asyncio.create_subprocess_exec(
+            *("ip", "netns", "exec", namespace.name, sys.executable, "-m", "dispatch", *args),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        # Before, the command waited for the answer until TCP gave up, hours later (this
+        # waits a minute for it, room enough for a loaded machine).
+        try:
+            out, err = await asyncio.wait_for(child.communicate(), 60)
+        except TimeoutError:
+            waiting = f"dispatch {command} still waiting a minute on a dark host"
+            raise AssertionError(waiting) from None
+        assert proxy.dark.is_set(), f"dispatch {command} never sent its statement"
+        said = err.decode()
+        assert child.returncode == 1, (child.returncode, out, said)
+        # One line naming the setting it came from and what happened, without a traceback.
+        assert said.startswith("error: DISPATCH_DATABASE_URL ("), said
+        assert said.count("\n") == 1, said
+        assert "heard nothing from for DISPATCH_DB_HOST_TIMEOUT_S" in said, said
+    finally:
+        if child is not None and child.returncode is None:
+            child.kill()
+            await child.wait()
+        await proxy.close()
         namespace.remove()
