@@ -120,5 +120,9 @@ async def get_test_alert(
 ) -> TestAlertOut:
     test = await service.get_test_alert(session, team_id, test_alert_id)
     if test is None:
+        # Which of the two is missing, the team first. Retired teams count: their test alerts
+        # are read still.
+        if not await teams.teams_by_id(session, [team_id]):
+            raise NotFound(f"team {team_id!r} does not exist", field="team_id")
         raise NotFound(f"test alert {test_alert_id!r} does not exist", field="test_alert_id")
     return TestAlertOut.model_validate(test)

@@ -185,7 +185,30 @@ async def test_test_alerts_need_an_operator_and_a_team_with_a_leader(world: Worl
     unknown = await world.http.get(
         f"/api/v1/teams/{team['id']}/test-alerts/nope", headers=operator.headers
     )
-    assert unknown.status_code == 404
+    assert unknown.status_code == 404 and unknown.json()["field"] == "test_alert_id"
+
+
+async def test_a_test_alert_of_an_unknown_team_names_the_team(world: World) -> None:
+    team = await world.team("fixed_post")
+    await world.leader(team)
+    operator = await world.operator()
+    sent = await world.http.post(f"/api/v1/teams/{team['id']}/test-alert", headers=operator.headers)
+    test_id = sent.json()["sent"][0]["id"]
+    for test in (test_id, "nope"):
+        reply = await world.http.get(
+            f"/api/v1/teams/nope/test-alerts/{test}", headers=operator.headers
+        )
+        assert reply.status_code == 404
+        assert reply.json()["field"] == "team_id", reply.text
+    # A retired team's test alerts are read still, as they were.
+    admin = await world.admin()
+    assert (
+        await world.http.delete(f"/api/v1/teams/{team['id']}", headers=admin.headers)
+    ).is_success
+    reply = await world.http.get(
+        f"/api/v1/teams/{team['id']}/test-alerts/{test_id}", headers=operator.headers
+    )
+    assert reply.status_code == 200, reply.text
 
 
 async def test_a_leader_connected_to_another_server_process_is_reachable(
