@@ -134,7 +134,10 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings()
     if args.workers > 1 and settings.is_sqlite:
         # Each process would hold its own hub and timers over one single-writer file.
-        print("--workers above 1 needs PostgreSQL (DISPATCH_DATABASE_URL)", file=sys.stderr)
+        print(
+            "error: --workers above 1 needs PostgreSQL: DISPATCH_DATABASE_URL is a SQLite file",
+            file=sys.stderr,
+        )
         return 2
     # Made (or checked) before anything starts: a worker refusing it would be a traceback.
     if signing_secret(settings) is None:

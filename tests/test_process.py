@@ -247,7 +247,10 @@ def test_several_workers_are_refused_on_sqlite(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 2
-    assert "--workers above 1 needs PostgreSQL" in done.stderr
+    # One line, as the other refusals: what is wrong and the setting to change.
+    assert done.stderr.splitlines() == [
+        "error: --workers above 1 needs PostgreSQL: DISPATCH_DATABASE_URL is a SQLite file"
+    ]
 
 
 async def test_a_second_server_on_the_same_sqlite_file_is_refused(tmp_path: Path) -> None:
