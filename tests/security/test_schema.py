@@ -4,11 +4,19 @@ Content-Disposition)."""
 
 from __future__ import annotations
 
+import ast
+import inspect
+import textwrap
+import types
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import Response
+from fastapi.routing import iter_route_contexts
 
+from dispatch.app import create_app
+from dispatch.config import Settings
+from dispatch.errors import DomainError
 from dispatch.routing import api_router, file_answer
 from tests.support import World
 
@@ -360,3 +368,69 @@ def _matches(label: str, request: str) -> bool:
         and len(parts) == len(wanted)
         and all(p == w or p.startswith("{") for p, w in zip(parts, wanted, strict=True))
     )
+
+
+# Refusals a route's code names that no request can meet, and why.
+UNREACHABLE = {
+    # The token's check refuses (401) a user who is not there; users are disabled, not deleted.
+    ("GET /api/v1/auth/me", 404),
+    # A replayed Idempotency-Key's incident was stored; incidents are never deleted.
+    ("POST /api/v1/incidents", 404),
+}
+
+
+def _named(node: ast.AST, names: dict[str, Any]) -> Any:
+    """What a name or a module's attribute in a function's code stands for."""
+    if isinstance(node, ast.Name):
+        return names.get(node.id)
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        module = names.get(node.value.id)
+        if isinstance(module, types.ModuleType):
+            return getattr(module, node.attr, None)
+    return None
+
+
+def domain_errors(function: Any, seen: set[Any]) -> set[type[DomainError]]:
+    """The domain errors ``function`` makes, and every function of ours it names (a call, or
+    one handed on, as to functools.partial), read from their code. Methods of objects are not
+    followed: an over-approximation of the functions, an under-approximation of the objects'."""
+    function = inspect.unwrap(function)
+    if function in seen or not inspect.isfunction(function):
+        return set()
+    if not function.__module__.startswith(("dispatch.", "alerts.", "geo.")):
+        return set()
+    seen.add(function)
+    tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    found: set[type[DomainError]] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call | ast.Raise):
+            made = _named(
+                node.func if isinstance(node, ast.Call) else node.exc, function.__globals__
+            )
+            if inspect.isclass(made) and issubclass(made, DomainError):
+                found.add(made)
+        named = _named(node, function.__globals__)
+        if inspect.isfunction(named):
+            found |= domain_errors(named, seen)
+    return found
+
+
+def test_every_domain_error_a_routes_code_makes_is_declared_by_it() -> None:
+    """Read from the code: a route declares the status of every domain error (NotFound,
+    Conflict, RateLimited, ...) its handler, and the functions it calls, can raise."""
+    app = create_app(Settings(secret_key="k" * 32))
+    schema = app.openapi()
+    undeclared: list[str] = []
+    for route in iter_route_contexts(app.routes):
+        if not route.path.startswith("/api/") or route.endpoint is None:
+            continue
+        for method in sorted(route.methods or ()):
+            label = f"{method} {route.path}"
+            declared = declared_errors(schema["paths"][route.path][method.lower()])
+            made = {error.status for error in domain_errors(route.endpoint, set())}
+            undeclared += [
+                f"{label} {status}"
+                for status in sorted(made - declared)
+                if (label, status) not in UNREACHABLE
+            ]
+    assert undeclared == []
