@@ -13,18 +13,21 @@ the commands an operator runs (``dispatch db upgrade``, ``dispatch audit verify`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from tests.processes import ServerProcess, server_env
 from tests.realtime.test_durability import build_town
@@ -180,24 +183,45 @@ def can_make_networks(namespace: Namespace) -> None:
         pytest.skip(reason)
 
 
-async def test_a_report_whose_database_host_goes_dark_mid_statement_fails_in_bounded_time(
-    postgres_only: str, tmp_path: Path, servers: list[ServerProcess]
-) -> None:
+@dataclass
+class DarkLink:
+    """A namespace of the test's own and the proxy on its database link, started: the server
+    (or command) inside reaches the database at ``url``."""
+
+    namespace: Namespace
+    proxy: DarkMidStatement
+    url: URL
+
+    def env(self, tmp_path: Path, **settings: str) -> dict[str, str]:
+        """A server's environment through the link, giving a dark host up after
+        HOST_TIMEOUT_S."""
+        through = self.url.render_as_string(hide_password=False)
+        return server_env(through, tmp_path, db_host_timeout_s=str(HOST_TIMEOUT_S), **settings)
+
+
+@contextlib.asynccontextmanager
+async def dark_link(database_url: str, swallow: bytes | None = None) -> AsyncIterator[DarkLink]:
     namespace = Namespace()
-    url = make_url(postgres_only)
+    url = make_url(database_url)
+    upstream = (url.host or "127.0.0.1", url.port or 5432)
     proxy = DarkMidStatement(
-        namespace.host_db, (url.host or "127.0.0.1", url.port or 5432), namespace
+        namespace.host_db, upstream, namespace, *([swallow] if swallow else [])
     )
     try:
         can_make_networks(namespace)
         await proxy.start()
-        through = url.set(host=namespace.host_db, port=proxy.port)
-        env = server_env(
-            through.render_as_string(hide_password=False),
-            tmp_path,
-            db_host_timeout_s=str(HOST_TIMEOUT_S),
-            db_idle_in_transaction_s="2",
-        )
+        yield DarkLink(namespace, proxy, url.set(host=namespace.host_db, port=proxy.port))
+    finally:
+        await proxy.close()
+        namespace.remove()
+
+
+async def test_a_report_whose_database_host_goes_dark_mid_statement_fails_in_bounded_time(
+    postgres_only: str, tmp_path: Path, servers: list[ServerProcess]
+) -> None:
+    async with dark_link(postgres_only) as link:
+        namespace, proxy = link.namespace, link.proxy
+        env = link.env(tmp_path, db_idle_in_transaction_s="2")
         server = ServerInNamespace(env, tmp_path / "server.log", namespace)
         servers.append(server)
         town = await build_town(server, ring_team=False)
@@ -230,9 +254,6 @@ async def test_a_report_whose_database_host_goes_dark_mid_statement_fails_in_bou
             assert "Idempotent-Replayed" not in again.headers
             listed = await http.get("/api/v1/incidents", headers=town.operator)
         assert [incident["id"] for incident in listed.json()] == [again.json()["id"]]
-    finally:
-        await proxy.close()
-        namespace.remove()
 
 
 async def fanout_connected(server: ServerProcess) -> float:
@@ -250,21 +271,9 @@ async def fanout_connected(server: ServerProcess) -> float:
 async def test_the_fan_out_listener_gives_a_dark_host_up_and_catches_up_once_it_is_back(
     postgres_only: str, tmp_path: Path, servers: list[ServerProcess]
 ) -> None:
-    namespace = Namespace()
-    url = make_url(postgres_only)
-    relay = DarkMidStatement(
-        namespace.host_db, (url.host or "127.0.0.1", url.port or 5432), namespace
-    )
-    try:
-        can_make_networks(namespace)
-        await relay.start()
-        through = url.set(host=namespace.host_db, port=relay.port)
-        env = server_env(
-            through.render_as_string(hide_password=False),
-            tmp_path,
-            db_host_timeout_s=str(HOST_TIMEOUT_S),
-        )
-        here = ServerInNamespace(env, tmp_path / "here.log", namespace)
+    async with dark_link(postgres_only) as link:
+        namespace = link.namespace
+        here = ServerInNamespace(link.env(tmp_path), tmp_path / "here.log", namespace)
         servers.append(here)
         town = await build_town(here, ring_team=False)
         # Another process on the same database, on this host: its link never goes dark.
@@ -298,9 +307,6 @@ async def test_the_fan_out_listener_gives_a_dark_host_up_and_catches_up_once_it_
         assert alert["data"]["incident"]["id"] == reply.json()["id"]
         assert await fanout_connected(here) == 1
         await phone.close()
-    finally:
-        await relay.close()
-        namespace.remove()
 
 
 # Each command and a statement of its own that the dark link swallows: the migrations' lock
@@ -317,32 +323,23 @@ async def test_a_command_whose_database_host_goes_dark_mid_statement_says_so_and
     postgres_only: str, tmp_path: Path, command: str
 ) -> None:
     args, statement = COMMANDS[command]
-    namespace = Namespace()
-    url = make_url(postgres_only)
-    upstream = (url.host or "127.0.0.1", url.port or 5432)
-    proxy = DarkMidStatement(namespace.host_db, upstream, namespace, swallow=statement)
-    child: asyncio.subprocess.Process | None = None
-    try:
-        can_make_networks(namespace)
-        await proxy.start()
-        through = url.set(host=namespace.host_db, port=proxy.port)
-        env = server_env(
-            through.render_as_string(hide_password=False),
-            tmp_path,
-            db_host_timeout_s=str(HOST_TIMEOUT_S),
-        )
+    async with dark_link(postgres_only, swallow=statement) as link:
+        proxy = link.proxy
         proxy.armed = True
         child = await asyncio.create_subprocess_exec(
-            *("ip", "netns", "exec", namespace.name, sys.executable, "-m", "dispatch", *args),
+            *("ip", "netns", "exec", link.namespace.name, sys.executable, "-m", "dispatch"),
+            *args,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=env,
+            env=link.env(tmp_path),
         )
         # Before, the command waited for the answer until TCP gave up, hours later (this
         # waits a minute for it, room enough for a loaded machine).
         try:
             out, err = await asyncio.wait_for(child.communicate(), 60)
         except TimeoutError:
+            child.kill()  # not left running
+            await child.wait()
             waiting = f"dispatch {command} still waiting a minute on a dark host"
             raise AssertionError(waiting) from None
         assert proxy.dark.is_set(), f"dispatch {command} never sent its statement"
@@ -352,9 +349,3 @@ async def test_a_command_whose_database_host_goes_dark_mid_statement_says_so_and
         assert said.startswith("error: DISPATCH_DATABASE_URL ("), said
         assert said.count("\n") == 1, said
         assert "heard nothing from for DISPATCH_DB_HOST_TIMEOUT_S" in said, said
-    finally:
-        if child is not None and child.returncode is None:
-            child.kill()
-            await child.wait()
-        await proxy.close()
-        namespace.remove()
