@@ -295,21 +295,26 @@ def test_a_checkpoint_half_written_by_a_verify_that_died_does_not_stop_the_next(
     assert audit_verify(url, "--against", str(checkpoint))[0] == 0
 
 
+def checkpoint_taken(tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    """A database made in ``tmp_path`` whose verify wrote ``checkpoint``, set as this process's
+    DISPATCH_DATABASE_URL for the next verify; the checkpoint's inode, to tell its successor."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'dispatch.db'}"
+    env = {**os.environ, "DISPATCH_DATABASE_URL": url}
+    upgrade = [sys.executable, "-m", "dispatch", "db", "upgrade"]
+    assert subprocess.run(upgrade, env=env, capture_output=True, check=False).returncode == 0
+    assert audit_verify(url, "--checkpoint", str(checkpoint))[0] == 0
+    monkeypatch.setenv("DISPATCH_DATABASE_URL", url)
+    return os.stat(checkpoint).st_ino
+
+
 def test_a_checkpoint_keeps_its_place_through_a_power_loss_once_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The new checkpoint's data was synced, then put in the earlier one's place, but the
     folder that holds the name was not synced: power lost after "checkpoint: … written" could
     bring the earlier checkpoint back at that path."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'dispatch.db'}"
-    env = {**os.environ, "DISPATCH_DATABASE_URL": url}
-    upgrade = [sys.executable, "-m", "dispatch", "db", "upgrade"]
-    assert subprocess.run(upgrade, env=env, capture_output=True, check=False).returncode == 0
     checkpoint = tmp_path / "nightly.checkpoint"
-    assert audit_verify(url, "--checkpoint", str(checkpoint))[0] == 0
-    earlier = os.stat(checkpoint).st_ino
-
-    monkeypatch.setenv("DISPATCH_DATABASE_URL", url)
+    earlier = checkpoint_taken(tmp_path, checkpoint, monkeypatch)
     synced = watch_folder_syncs(
         monkeypatch, tmp_path, lambda: os.stat(checkpoint).st_ino != earlier
     )
@@ -324,15 +329,8 @@ def test_a_checkpoint_whose_folder_cannot_be_synced_is_said_to_be_written_all_th
     """The folder's sync comes after the new checkpoint took the earlier one's place: when it
     failed, verify said it could not write the checkpoint, though the new one was there to be
     read, and only a power loss could bring the earlier one back. It says just that."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'dispatch.db'}"
-    env = {**os.environ, "DISPATCH_DATABASE_URL": url}
-    upgrade = [sys.executable, "-m", "dispatch", "db", "upgrade"]
-    assert subprocess.run(upgrade, env=env, capture_output=True, check=False).returncode == 0
     checkpoint = tmp_path / "nightly.checkpoint"
-    assert audit_verify(url, "--checkpoint", str(checkpoint))[0] == 0
-    earlier = os.stat(checkpoint).st_ino
-
-    monkeypatch.setenv("DISPATCH_DATABASE_URL", url)
+    earlier = checkpoint_taken(tmp_path, checkpoint, monkeypatch)
     fsync = os.fsync
     folder = os.stat(tmp_path)
 
