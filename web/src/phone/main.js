@@ -566,9 +566,13 @@ function openAlert(incidentId, fresh) {
   state.dismissed.delete(incidentId);
   const overlay = $('#alert');
   overlay.hidden = false;
-  // A modal: what lies behind it is out of the keyboard's and screen readers' way.
-  $('#app').setAttribute('aria-hidden', 'true');
-  $('#app').inert = true;
+  // A modal: what lies behind it is out of the keyboard's and screen readers' way, the bar
+  // too (its own language switch is covered: Tab past the alert's last button landed on it,
+  // the focus out of sight).
+  for (const behind of [$('body > .bar'), $('#app')]) {
+    behind.setAttribute('aria-hidden', 'true');
+    behind.inert = true;
+  }
   overlay.classList.toggle('alert-new', !!fresh);
   document.body.style.overflow = 'hidden';
   renderOverlay();
@@ -637,8 +641,10 @@ function closeOverlay() {
   stopRing();
   state.overlay = null;
   $('#alert').hidden = true;
-  $('#app').removeAttribute('aria-hidden');
-  $('#app').inert = false;
+  for (const behind of [$('body > .bar'), $('#app')]) {
+    behind.removeAttribute('aria-hidden');
+    behind.inert = false;
+  }
   document.body.style.overflow = '';
   if (state.mapView) {
     state.mapView.map.remove();

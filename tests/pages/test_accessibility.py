@@ -1,0 +1,247 @@
+"""The pages as people who cannot see them well, or work them by keyboard alone, meet them:
+axe-core (the standard engine, a devDependency of web/, never in the built pages) finds no
+serious or critical problem on the login, the console, the phone and the reports page in the
+states that matter, in Chinese and in English; and the operator's and the leader's main
+actions are reached and named without a mouse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import Browser, Page, expect
+
+from tests.pages.conftest import Opened, desk_context, phone_context
+from tests.pages.test_console_and_phone import card, open_console, open_phone
+from tests.support import QINGXI, World
+
+AXE = Path(__file__).parents[2] / "web" / "node_modules" / "axe-core" / "axe.min.js"
+# What keeps a person from using the page, or makes it very hard; axe's minor and moderate
+# findings are advice.
+BLOCKING = ("serious", "critical")
+LANGS = {"zh": ("zh-CN", "English"), "en": ("en", "中文")}
+
+
+async def violations(page: Page) -> list[str]:
+    """What axe finds serious or critical on the page as it is now, one line each."""
+    assert AXE.exists(), f"{AXE} is missing: npm --prefix web ci (scripts/setup does it)"
+    if not await page.evaluate("typeof window.axe !== 'undefined'"):
+        # Evaluated rather than added as a <script>: the pages' policy (script-src 'self')
+        # refuses inline scripts, rightly, and a context bypassing it would hide the page's
+        # own breaches of it, which the contexts fixture fails on.
+        await page.evaluate(AXE.read_text(encoding="utf-8"))
+    found: list[dict[str, Any]] = await page.evaluate(
+        "async () => (await axe.run(document, {"
+        "  resultTypes: ['violations'],"
+        # WCAG 2.2's target size, off in axe by default: a leader taps with one thumb.
+        "  rules: {'target-size': {enabled: true}},"
+        "})).violations"
+    )
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']]}"
+        for v in found
+        if v["impact"] in BLOCKING
+    ]
+
+
+async def switch_to(page: Page, lang: str) -> None:
+    """Press the language switch and wait until the page says it is in ``lang``."""
+    other = "zh" if lang == "en" else "en"
+    await page.get_by_role("button", name=LANGS[other][1]).last.click()
+    await expect(page.locator("html")).to_have_attribute("lang", LANGS[lang][0])
+
+
+async def assert_accessible_in_both_languages(page: Page, state: str) -> None:
+    """The page in Chinese (as it opens) and in English, then back in Chinese."""
+    await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+    found = await violations(page)
+    assert found == [], f"{state}, in Chinese:\n" + "\n".join(found)
+    await switch_to(page, "en")
+    found = await violations(page)
+    assert found == [], f"{state}, in English:\n" + "\n".join(found)
+    await switch_to(page, "zh")
+
+
+async def test_the_login_with_its_error_shown_has_no_serious_problem_on_any_page(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    operator = await world.operator()
+    for path, context in (
+        ("/console", await desk_context(browser, contexts)),
+        ("/console/reports", await desk_context(browser, contexts)),
+        ("/m", await phone_context(browser, contexts, QINGXI)),
+    ):
+        page = await context.new_page()
+        await page.goto(world.base_url + path)
+        await page.get_by_label("用户名").fill(operator.name)
+        await page.get_by_label("密码").fill("not-the-password")
+        await page.get_by_role("button", name="登录").click()
+        await expect(page.locator("#login-error")).to_have_text("登录失败：用户名或密码错误")
+        await assert_accessible_in_both_languages(page, f"{path}: the login with its error")
+
+
+async def test_the_console_with_a_live_incident_the_map_and_a_record_has_no_serious_problem(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    await world.team("fixed_post")
+    await world.team("mobile", *QINGXI)
+    operator = await world.operator()
+    incident = await world.report(operator, category="fight")
+    console = await open_console(browser, contexts, world)
+    live = card(console, incident["id"])
+    await expect(live.locator('.tier[data-tier="1"] .tier-clock')).to_be_visible()
+    await expect(console.locator("#map .leaflet-marker-icon, #map path").first).to_be_visible()
+    await assert_accessible_in_both_languages(console, "the console with a live incident")
+
+    # The clocks run out: the breach alarm and the cards' breached tiers.
+    world.clock.advance(61)
+    await expect(console.locator("#alarm")).to_be_visible()
+    await assert_accessible_in_both_languages(console, "the console with the breach alarm")
+
+    await console.get_by_role("button", name="历史警情").click()
+    await expect(console.locator("#history")).to_have_attribute("data-state", "ready")
+    await (
+        console.locator(f'#history tr[data-incident-id="{incident["id"]}"]')
+        .get_by_role("button")
+        .click()
+    )
+    await expect(console.locator("#history-record")).to_have_attribute("data-state", "ready")
+    await assert_accessible_in_both_languages(console, "the console with an incident's record")
+
+
+async def test_the_phone_with_its_alert_and_its_list_has_no_serious_problem(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    phone = await open_phone(browser, contexts, world, leader, QINGXI)
+    await world.report(await world.operator(), category="fire")
+    await expect(phone.locator("#alert")).to_be_visible()
+    await assert_accessible_in_both_languages(phone, "the phone's full-screen alert")
+
+    await phone.get_by_role("button", name="接警").click()
+    await expect(phone.locator("#accept")).to_contain_text("已接警")
+    await assert_accessible_in_both_languages(phone, "the phone's alert, accepted")
+
+    await phone.get_by_role("button", name="收起").click()
+    await expect(phone.locator("#alert")).to_be_hidden()
+    await expect(phone.locator("#incidents article").first).to_be_visible()
+    await assert_accessible_in_both_languages(phone, "the phone's list")
+
+
+async def focused(page: Page, selector: str) -> bool:
+    return bool(
+        await page.evaluate(
+            "s => document.activeElement !== null && document.activeElement.matches(s)", selector
+        )
+    )
+
+
+async def tab_to(page: Page, selector: str, most: int = 40) -> int:
+    """Press Tab until the element ``selector`` names has the focus; how many presses it took.
+    Fails if it never comes within ``most``: the keyboard cannot reach it."""
+    for presses in range(1, most + 1):
+        await page.keyboard.press("Tab")
+        if await focused(page, selector):
+            return presses
+    where = await page.evaluate(
+        "() => document.activeElement && document.activeElement.outerHTML.slice(0, 120)"
+    )
+    raise AssertionError(
+        f"{selector} not reached in {most} presses of Tab; the focus is on {where}"
+    )
+
+
+async def test_an_operator_signs_in_reports_opens_a_record_and_switches_language_by_keyboard(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    await world.team("fixed_post")
+    operator = await world.operator()
+    page = await (await desk_context(browser, contexts)).new_page()
+    await page.goto(world.base_url + "/console")
+    # The page opens on the form, the cursor in the user name.
+    await expect(page.locator("#login input[name=username]")).to_be_focused()
+    await page.keyboard.type(operator.name)
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(operator.password)
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+
+    # From the top of the page to the report form: the header and the map's controls, not a
+    # stop per marker.
+    presses = await tab_to(page, "#category")
+    print(f"Tab presses from the top of the console to the category: {presses}")
+    assert presses <= 10, presses
+    await page.keyboard.press("ArrowDown")  # the next category: a closed select takes arrows
+    await tab_to(page, "#lon", 3)
+    await page.keyboard.type(f"{QINGXI[0]:.6f}")
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(f"{QINGXI[1]:.6f}")
+    await page.keyboard.press("Enter")
+    result = page.locator("#report-result")
+    await expect(result).to_have_attribute("data-state", "ok")
+    incident_id = await result.get_attribute("data-incident-id")
+    assert incident_id is not None
+    await expect(card(page, incident_id)).to_have_count(1)
+    found = await violations(page)
+    assert found == [], "the console after a report:\n" + "\n".join(found)
+
+    # 历史警情, then the incident's record.
+    await page.locator("body").focus()
+    await tab_to(page, "#history-open")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#history")).to_have_attribute("data-state", "ready")
+    await expect(page.locator("#history-title")).to_be_focused()
+    await tab_to(page, f'#history tr[data-incident-id="{incident_id}"] button')
+    await page.keyboard.press("Enter")
+    record = page.locator("#history-record")
+    await expect(record).to_have_attribute("data-state", "ready")
+    await expect(record).to_have_attribute("data-incident-id", incident_id)
+
+    # The language, from wherever the operator is: Shift+Tab back up to the switch.
+    for _ in range(60):
+        if await focused(page, "#lang"):
+            break
+        await page.keyboard.press("Shift+Tab")
+    await expect(page.locator("#lang")).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("html")).to_have_attribute("lang", "en")
+    await expect(page.locator("#history-title")).to_have_text("Past incidents")
+    await expect(page.locator("#lang")).to_be_focused()
+    await page.keyboard.press("Space")
+    await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+
+
+async def test_the_phones_alert_takes_the_focus_to_its_named_accept_button(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    phone = await open_phone(browser, contexts, world, leader, QINGXI)
+    await world.report(await world.operator(), category="fire")
+    alert = phone.locator("#alert")
+    await expect(alert).to_be_visible()
+    await expect(phone.get_by_role("alertdialog")).to_be_visible()
+    accept = phone.get_by_role("button", name="接警", exact=True)
+    await expect(accept).to_be_focused()
+    # Around the dialog with Tab, and back to the button: nothing behind it takes the focus.
+    for _ in range(30):
+        await phone.keyboard.press("Tab")
+        # Past its last button the focus may rest on the document (the browser's own stops).
+        behind = await phone.evaluate(
+            "() => { const el = document.activeElement;"
+            " return !el || el === document.body || document.getElementById('alert').contains(el)"
+            " ? null : el.outerHTML.slice(0, 120); }"
+        )
+        assert behind is None, f"Tab left the alert for the page it covers: {behind}"
+        if await focused(phone, "#accept"):
+            break
+    await expect(accept).to_be_focused()
+    box = await accept.bounding_box()
+    assert box is not None and box["height"] >= 48 and box["width"] >= 48, box  # 3rem, thumb-sized
+    # Named in the leader's language, and pressed with the keyboard.
+    await switch_to(phone, "en")
+    await expect(phone.get_by_role("button", name="Accept", exact=True)).to_be_visible()
+    await tab_to(phone, "#accept", 10)
+    await phone.keyboard.press("Enter")
+    await expect(phone.locator("#accept")).to_contain_text("Accepted")
