@@ -13,6 +13,8 @@ from playwright.async_api import Browser, Page, expect
 
 from tests.pages.conftest import Opened, desk_context, phone_context
 from tests.pages.test_console_and_phone import card, open_console, open_phone
+from tests.pages.test_reports_office import open_report
+from tests.reports.test_response_times import seed
 from tests.support import QINGXI, World
 
 AXE = Path(__file__).parents[2] / "web" / "node_modules" / "axe-core" / "axe.min.js"
@@ -127,6 +129,21 @@ async def test_the_phone_with_its_alert_and_its_list_has_no_serious_problem(
     await expect(phone.locator("#alert")).to_be_hidden()
     await expect(phone.locator("#incidents article").first).to_be_visible()
     await assert_accessible_in_both_languages(phone, "the phone's list")
+
+
+async def test_the_reports_page_with_a_report_its_exclusions_and_a_record_has_no_serious_problem(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    day = await seed(world)
+    i2 = day.incidents[1]
+    page = await open_report(browser, contexts, world, i2["reported_at"][:10])
+    await expect(page.locator("#exclusions tr[data-incident-id]").first).to_be_visible()
+    await assert_accessible_in_both_languages(page, "the report with its exclusions")
+
+    late = page.locator(f'#exclusions tr[data-incident-id="{i2["id"]}"][data-tier="3"]')
+    await late.get_by_role("button", name=i2["id"]).click()
+    await expect(page.locator("#record")).to_have_attribute("data-state", "ready")
+    await assert_accessible_in_both_languages(page, "the report with an incident's record")
 
 
 async def focused(page: Page, selector: str) -> bool:

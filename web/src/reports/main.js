@@ -629,7 +629,7 @@ function renderTotals(report) {
       ),
     ),
   );
-  const wrap = h('div', { class: 'table-wrap' });
+  const wrap = h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-labelledby': 'totals-title' });
   wrap.appendChild(
     table(
       figureHead(['rep.tier']),
