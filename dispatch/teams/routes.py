@@ -22,6 +22,8 @@ _Viewer = Depends(require(Role.ADMIN, Role.OPERATOR, Role.AUDITOR, Role.LEADER))
 Viewer = Annotated[auth.Principal, _Viewer]
 # Those who read reports, which still name retired teams.
 OFFICE = (Role.ADMIN, Role.OPERATOR, Role.AUDITOR)
+# The largest page of GET /api/v1/teams: some hundreds of kilobytes.
+TEAM_PAGE_MAX = 2000
 
 
 def team_out(team: Team) -> TeamOut:
@@ -79,6 +81,15 @@ async def list_teams(
             "auditor: the office reports on them)"
         ),
     ] = False,
+    # A city has tens of thousands of teams: one answer with all of them is megabytes, built
+    # while the server's loop serves nothing else (alerts included). The console reads them a
+    # page at a time; without a limit the whole list comes, as it always has.
+    limit: Annotated[
+        int | None, Query(ge=1, le=TEAM_PAGE_MAX, description="at most this many (a page)")
+    ] = None,
+    offset: Annotated[
+        int, Query(ge=0, le=1_000_000, description="skip this many, for the next page")
+    ] = 0,
 ) -> list[TeamOut]:
     """Teams in service by tier and name; retired ones after them on request."""
     if include_retired and principal.role not in OFFICE:
@@ -87,7 +98,9 @@ async def list_teams(
             "retired teams are listed for admin, operator and auditor only",
             field="include_retired",
         )
-    teams = await service.list_teams(session, include_retired=include_retired)
+    teams = await service.list_teams(
+        session, include_retired=include_retired, limit=limit, offset=offset
+    )
     return [team_out(t) for t in teams]
 
 

@@ -316,13 +316,25 @@ async def names_held(session: AsyncSession, team_ids: list[str]) -> dict[str, st
     return {team_id: name for team_id, name in rows}
 
 
-async def list_teams(session: AsyncSession, *, include_retired: bool = False) -> list[Team]:
+async def list_teams(
+    session: AsyncSession,
+    *,
+    include_retired: bool = False,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[Team]:
     """Teams in service by tier and name; with ``include_retired``, the retired ones after
-    them, in the same order: reports still cover their past dispatches."""
+    them, in the same order: reports still cover their past dispatches. ``limit`` and
+    ``offset`` take a page of that list."""
     query = select(Team)
     if not include_retired:
         query = query.where(Team.retired_at.is_(None))
-    rows = await session.scalars(query.order_by(Team.retired_at.is_not(None), Team.tier, Team.name))
+    # By id last: retired teams may share a name, and a page must follow the one before it.
+    order = (Team.retired_at.is_not(None), Team.tier, Team.name, Team.id)
+    query = query.order_by(*order).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    rows = await session.scalars(query)
     return list(rows)
 
 

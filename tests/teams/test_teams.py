@@ -182,6 +182,34 @@ async def test_retired_teams_are_listed_on_request_for_the_office_after_those_in
     assert [t["id"] for t in reply.json()] == [kept["id"]]
 
 
+async def test_the_teams_are_listed_a_page_at_a_time_for_a_city(world: World) -> None:
+    """A city's tens of thousands of teams are megabytes in one answer: the console reads them
+    in pages, each following the one before in the list's order, none larger than the most
+    the server gives at once; without a limit the whole list comes as before."""
+    admin = await world.admin()
+    made = [await world.team("fixed_post", name=f"驻点队{i}") for i in range(5)]
+    whole = await world.http.get("/api/v1/teams", headers=admin.headers)
+    assert len(whole.json()) == len(made)
+    pages = [
+        (
+            await world.http.get(
+                "/api/v1/teams", params={"limit": 2, "offset": offset}, headers=admin.headers
+            )
+        ).json()
+        for offset in (0, 2, 4)
+    ]
+    assert [len(page) for page in pages] == [2, 2, 1]
+    assert [t["id"] for page in pages for t in page] == [t["id"] for t in whole.json()]
+    for params, field in (
+        ({"limit": 2001}, "limit"),
+        ({"limit": 0}, "limit"),
+        ({"offset": -1}, "offset"),
+    ):
+        reply = await world.http.get("/api/v1/teams", params=params, headers=admin.headers)
+        assert reply.status_code == 422, reply.text
+        assert field in reply.text
+
+
 async def test_only_admins_manage_teams(world: World) -> None:
     operator = await world.operator()
     body = {"name": "x", "kind": "fixed_post", "location": {"lon": 114.1, "lat": 22.8}}
