@@ -92,8 +92,13 @@ const state = {
   day: null, // the server's date the list was drawn on: dates show on other days' times
   arriving: new Set(), // dispatch ids whose arrival an operator is recording
   lateOnly: false, // the list shows only the incidents with a tier late and nobody on scene
-  loading: null, // the first load of teams and incidents, asked again until it comes
+  loading: null, // the first load of the open incidents, asked again until it comes
   loadProblem: null, // {error, tries} while it has not
+  teamsLoading: null, // the teams' load, the same, apart: the list never waits for the map
+  teamsProblem: null, // {error, tries} while the teams have not come
+  teamsAsked: null, // the teams' load under way: one asked after it (or a sign-out) ends it
+  zoneLayers: [], // each team's drawing, in the order of state.teams
+  zoneCanvas: null, // the canvas a city's zones are drawn on, rather than an SVG path each
   // Of each open incident held, its external notifications (SMS, webhook, robots) by id:
   // {id, incident_id, dispatch_id, user_id, leader_name, channel, status, attempts, at}
   notices: new Map(),
@@ -102,6 +107,11 @@ const state = {
 };
 // How many incidents the history asks for at a time (a town may have hundreds a day).
 const HISTORY_PAGE = 100;
+// How many teams are asked for at a time. A town has hundreds, a city tens of thousands: one
+// answer of them all would be megabytes, and each page is drawn as it comes. A town with a
+// page of them or more has its zones drawn on one canvas: thousands of SVG paths made every
+// drag, zoom and new incident's redraw take a second and more; a smaller town's stay SVG.
+const TEAM_PAGE = 1000;
 
 function boot() {
   applyLang();
@@ -136,7 +146,7 @@ function boot() {
     renderLoadProblem();
     if (state.view) {
       translateMap(state.view);
-      drawZones(false);
+      drawZones();
     }
     if (state.me) $('#who').textContent = state.me.name;
     if (state.status) showStatus(state.status[0], state.status[1]);
@@ -194,7 +204,10 @@ function stop(ended) {
   renderFeed();
   state.lateOnly = false;
   if (state.loading) state.loading.stop();
+  if (state.teamsLoading) state.teamsLoading.stop();
+  state.teamsAsked = null;
   state.loadProblem = null;
+  state.teamsProblem = null;
   renderLoadProblem();
   if (state.live) state.live.stop();
   state.live = null;
@@ -209,14 +222,22 @@ async function start(me) {
   setupMap();
   $('#history-open').hidden = false;
   if (!soundReady()) $('#sound-hint').hidden = false;
-  // The teams and the open incidents come over HTTP; the websocket only brings what changes
+  // The open incidents and the teams come over HTTP; the websocket only brings what changes
   // after. Refused or out of reach (a server restarting or busy as the console opens), they are
   // asked for again until they come: a console live but empty would read as "no incidents".
-  state.loading = keepLoading(loadState, (error, tries) => {
+  // The incidents and the live feed do not wait for the teams: a city's take seconds to come
+  // and draw, and the list is what an operator needs first.
+  state.loading = keepLoading(reloadIncidents, (error, tries) => {
     state.loadProblem = error ? { error, tries } : null;
     renderLoadProblem();
   });
-  await state.loading.run();
+  state.teamsLoading = keepLoading(loadTeams, (error, tries) => {
+    state.teamsProblem = error ? { error, tries } : null;
+    renderLoadProblem();
+  });
+  const listed = state.loading.run();
+  state.teamsLoading.run();
+  await listed;
   state.live = new Live({
     userId: me.id,
     token: () => api.token,
@@ -235,16 +256,39 @@ async function start(me) {
   state.live.start();
 }
 
-async function loadState() {
-  state.teams = await api.get('/api/v1/teams');
-  drawZones();
-  await reloadIncidents();
+// The teams a page at a time, each drawn as it comes; the map is fitted to them at the end.
+async function loadTeams() {
+  const asked = (state.teamsAsked = {});
+  let teams = [];
+  for (;;) {
+    const page = await api.get('/api/v1/teams?limit=' + TEAM_PAGE + '&offset=' + teams.length);
+    if (state.teamsAsked !== asked) return;
+    if (!teams.length) {
+      state.zones.clearLayers();
+      state.zoneLayers = [];
+      state.zoneCanvas = page.length >= TEAM_PAGE ? state.zoneCanvas || L.canvas() : null;
+    }
+    teams = teams.concat(page);
+    state.teams = teams;
+    for (const team of page) addZone(team);
+    if (page.length < TEAM_PAGE) break;
+  }
+  fitZones();
+  // How many teams the map has drawn, once it has them all.
+  $('#map').dataset.teams = String(teams.length);
+}
+
+// A team's zone and site, on the canvas of a city or in SVG; kept in the order of the teams.
+function addZone(team) {
+  const layer = zoneLayer(state.view, team, state.zoneCanvas || undefined);
+  state.zoneLayers.push(layer);
+  state.zones.addLayer(layer);
 }
 
 // Above the incident list: why it may be missing incidents, until they are loaded.
 function renderLoadProblem() {
   const line = $('#load-problem');
-  const problem = state.loadProblem;
+  const problem = state.loadProblem || state.teamsProblem;
   line.hidden = !problem;
   line.textContent = problem
     ? t('load.retrying', { detail: errorText(problem.error), n: problem.tries })
@@ -289,16 +333,17 @@ function renderLegend() {
   }
 }
 
-// `fit`: move the map to the zones; not when they are only drawn again (a language switch).
-function drawZones(fit = true) {
+// The zones drawn again where they are (a language switch: the sites' tooltips).
+function drawZones() {
   state.zones.clearLayers();
-  const layers = state.teams.map((team) => zoneLayer(state.view, team));
-  for (const layer of layers) state.zones.addLayer(layer);
-  if (!fit) return;
-  // Fit to the emergency teams: police zones are wide and would zoom the town away.
-  const local = state.teams
-    .map((team, i) => (team.tier === 1 ? layers[i] : null))
-    .filter((layer) => layer !== null);
+  state.zoneLayers = [];
+  for (const team of state.teams) addZone(team);
+}
+
+// Fit to the emergency teams: police zones are wide and would zoom the town away.
+function fitZones() {
+  const layers = state.zoneLayers;
+  const local = layers.filter((_, i) => state.teams[i].tier === 1);
   fitAll(state.view, local.length ? local : layers);
 }
 
@@ -402,6 +447,7 @@ function onWelcome(_, info) {
   state.resume = info.reconnected ? { missed: info.missed, resync: false } : null;
   // The server answers again: what the console could not load is asked for now.
   if (state.loadProblem) state.loading.run();
+  if (state.teamsProblem) state.teamsLoading.run();
 }
 
 async function onResync() {

@@ -99,7 +99,9 @@ function textTip(label) {
   return h('span', { text: label });
 }
 
-export function zoneLayer(view, team) {
+// `renderer`: where the zone and the site are drawn (a canvas shared by a city's thousands of
+// teams); by default each is an SVG element of its own.
+export function zoneLayer(view, team, renderer) {
   const style = ZONE_STYLE[team.kind] || ZONE_STYLE.patrol;
   const label = team.name + ' · ' + t('kind.' + team.kind);
   const group = L.featureGroup();
@@ -108,11 +110,13 @@ export function zoneLayer(view, team) {
       style: () => style,
       coordsToLatLng: (c) => view.toMap(c[0], c[1]),
       interactive: false,
+      renderer,
     }).addTo(group);
   } else if (team.radius_m) {
     L.circle(view.toMap(team.location.lon, team.location.lat), {
       radius: team.radius_m,
       interactive: false,
+      renderer,
       ...style,
     }).addTo(group);
   }
@@ -123,9 +127,11 @@ export function zoneLayer(view, team) {
       fillColor: style.color,
       fillOpacity: 1,
       weight: 1,
+      renderer,
     }),
   )
-    .bindTooltip(textTip(label))
+    // Made when first pointed at: a city's thousands of sites held as many elements unseen.
+    .bindTooltip(() => textTip(label))
     .addTo(group);
   return group;
 }

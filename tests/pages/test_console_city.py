@@ -1,0 +1,101 @@
+"""The console of a city: thousands of teams come a page at a time and are drawn on one canvas,
+and the incidents and the live feed never wait for them."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import parse_qs, urlparse
+
+from playwright.async_api import Browser, Route, expect
+
+from dispatch.db import new_id
+from dispatch.teams import service as teams_service
+from dispatch.teams.models import Team
+from tests.pages.conftest import Opened, desk_context, log_in
+from tests.support import QINGXI, World
+
+# More than the console asks for at once (its page is 1000 teams).
+CITY_TEAMS = 1200
+
+
+async def city_teams(world: World, count: int) -> None:
+    """``count`` fixed posts on a grid around the town, written at once as a city's seeding
+    writes them (through the API they would take minutes)."""
+    now = world.clock.now()
+    teams = [
+        Team(
+            id=new_id(),
+            name=f"驻点队{n:05d}",
+            kind="fixed_post",
+            tier=1,
+            lon=QINGXI[0] + 0.004 * (n % 40 - 20),
+            lat=QINGXI[1] + 0.004 * (n // 40 - 15),
+            radius_m=100.0,
+            zone=None,
+            created_at=now,
+            updated_at=now,
+            retired_at=None,
+            revision=0,
+            former_names=[],
+        )
+        for n in range(count)
+    ]
+    async with world.runtime.transaction() as session:
+        session.add_all(teams)
+        await session.flush()
+        await teams_service.stamp_all(session, teams)
+
+
+async def test_a_citys_teams_come_a_page_at_a_time_and_are_drawn_on_one_canvas(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """Two thousand and more SVG paths (a zone and a site each) made every drag, zoom and new
+    incident a second's stall; one answer of every team was megabytes."""
+    await city_teams(world, CITY_TEAMS)
+    page = await (await desk_context(browser, contexts)).new_page()
+    asked: list[dict[str, list[str]]] = []
+    page.on(
+        "request",
+        lambda request: (
+            asked.append(parse_qs(urlparse(request.url).query))
+            if urlparse(request.url).path == "/api/v1/teams"
+            else None
+        ),
+    )
+    await log_in(page, world.base_url + "/console", await world.operator())
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    await expect(page.locator("#map")).to_have_attribute("data-teams", str(CITY_TEAMS))
+    overlay = page.locator("#map .leaflet-overlay-pane")
+    assert await overlay.locator("canvas").count() == 1
+    assert await overlay.locator("path").count() == 0
+    assert [query["offset"] for query in asked] == [["0"], ["1000"]]
+    assert all(int(query["limit"][0]) <= 2000 for query in asked)
+
+
+async def test_an_incidents_card_and_the_live_feed_do_not_wait_for_the_teams(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """A city's teams take seconds to come and draw: the open incidents are listed, and new
+    ones arrive live, while the map is still waiting for them."""
+    await world.team("fixed_post")
+    operator = await world.operator()
+    await world.report(operator)
+    page = await (await desk_context(browser, contexts)).new_page()
+    release = asyncio.Event()
+
+    async def held(route: Route) -> None:
+        await release.wait()
+        await route.continue_()
+
+    await page.route(lambda url: urlparse(url).path == "/api/v1/teams", held)
+    await log_in(page, world.base_url + "/console", operator)
+    await expect(page.locator("article.incident")).to_have_count(1)
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    await world.report(operator)
+    await expect(page.locator("article.incident")).to_have_count(2)
+    sites = page.locator("#map .leaflet-overlay-pane path.leaflet-interactive")
+    assert await sites.count() == 2, "the incidents' markers, no team's site yet"
+
+    release.set()
+    # The team's zone and site join the two markers.
+    await expect(page.locator("#map .leaflet-overlay-pane path")).to_have_count(4)
