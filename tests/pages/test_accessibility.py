@@ -262,3 +262,76 @@ async def test_the_phones_alert_takes_the_focus_to_its_named_accept_button(
     await tab_to(phone, "#accept", 10)
     await phone.keyboard.press("Enter")
     await expect(phone.locator("#accept")).to_contain_text("Accepted")
+
+
+# The focused element's ring against what lies behind it: the better of its outline's and its
+# box-shadow's contrast (a two-tone ring reads on light and dark ground alike).
+RING_CONTRAST = """() => {
+  const el = document.activeElement;
+  if (!el || el === document.body) return [99, 'the browser'];  // past the last stop
+  const rgb = (colour) => {
+    const m = colour && colour.match(/rgba?\\(([^)]+)\\)/);
+    if (!m) return null;
+    const p = m[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number);
+    return p.length > 3 && p[3] === 0 ? null : p.slice(0, 3);
+  };
+  const lum = (c) => {
+    const f = (v) => ((v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+    return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]);
+  };
+  const ratio = (a, b) => {
+    const [dark, light] = [lum(a), lum(b)].sort((x, y) => x - y);
+    return (light + 0.05) / (dark + 0.05);
+  };
+  let behind = null;
+  for (let node = el.parentElement; node && !behind; node = node.parentElement) {
+    behind = rgb(getComputedStyle(node).backgroundColor);
+  }
+  behind = behind || [255, 255, 255];
+  const style = getComputedStyle(el);
+  const rings = [];
+  if (style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) > 0) {
+    rings.push(rgb(style.outlineColor));
+  }
+  rings.push(rgb(style.boxShadow));
+  const best = Math.max(0, ...rings.filter(Boolean).map((c) => ratio(c, behind)));
+  return [best, el.outerHTML.slice(0, 80)];
+}"""
+
+
+async def faint_focus(page: Page, stops: int) -> list[str]:
+    """Tab through ``stops`` stops from where the focus is; each whose ring is under WCAG's
+    3:1 for what shows a control's state against its ground (1.4.11)."""
+    faint = []
+    for _ in range(stops):
+        await page.keyboard.press("Tab")
+        best, element = await page.evaluate(RING_CONTRAST)
+        if best < 3:
+            faint.append(f"{best:.2f}:1 {element}")
+    return faint
+
+
+async def test_the_keyboards_focus_shows_on_light_and_dark_ground_alike(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    await world.report(await world.operator(), category="fire")
+    # The console: the bar (dark), the map's controls, the form and the cards (light).
+    console = await open_console(browser, contexts, world)
+    await expect(console.locator("article.incident")).to_have_count(1)
+    await console.locator("body").focus()
+    faint = await faint_focus(console, 25)
+    assert faint == [], "the console:\n" + "\n".join(faint)
+
+    # The phone's alert, read outdoors.
+    phone = await open_phone(browser, contexts, world, leader, QINGXI)
+    await expect(phone.locator("#alert")).to_be_visible()
+    faint = await faint_focus(phone, 6)
+    assert faint == [], "the phone's alert:\n" + "\n".join(faint)
+
+    # The report page's filters.
+    page = await (await desk_context(browser, contexts)).new_page()
+    await page.goto(world.base_url + "/console/reports")
+    faint = await faint_focus(page, 6)
+    assert faint == [], "the report page's login:\n" + "\n".join(faint)
