@@ -79,6 +79,8 @@ async def test_the_login_with_its_error_shown_has_no_serious_problem_on_any_page
         await page.get_by_label("密码").fill("not-the-password")
         await page.get_by_role("button", name="登录").click()
         await expect(page.locator("#login-error")).to_have_text("登录失败：用户名或密码错误")
+        # The form is the page's main landmark, where a screen reader's "main" key goes.
+        await expect(page.get_by_role("main").get_by_label("用户名")).to_be_visible()
         await assert_accessible_in_both_languages(page, f"{path}: the login with its error")
 
 
@@ -108,6 +110,8 @@ async def test_the_console_with_a_live_incident_the_map_and_a_record_has_no_seri
         .click()
     )
     await expect(console.locator("#history-record")).to_have_attribute("data-state", "ready")
+    # The history stands in for the console's main part, and is the main landmark in its turn.
+    await expect(console.get_by_role("main").locator("#history-record")).to_be_visible()
     await assert_accessible_in_both_languages(console, "the console with an incident's record")
 
 
