@@ -31,10 +31,11 @@ from geo.errors import CoordinateError
 DISPLAY_TZ = ZoneInfo("Asia/Shanghai")
 
 
-# Cached: a report shows the same few instants many times (every dispatch's alerted_at is its
-# reported_at), once for its messages and again for its response.
-@functools.lru_cache(maxsize=4096)
-def show_time(value: datetime) -> str:
+def show_instant(value: datetime) -> str:
+    """An instant as the users are shown it: in Asia/Shanghai, RFC 3339. Uncached, for a
+    clock's reading shown as it is taken (the server's time in a socket's welcome and pongs),
+    an instant never shown again that ``show_time``'s cache would keep in place of one that
+    is shown again."""
     try:
         local = value.astimezone(DISPLAY_TZ)
     except OverflowError:
@@ -47,6 +48,11 @@ def show_time(value: datetime) -> str:
         minutes = round(offset / timedelta(minutes=1))
         local = value.astimezone(timezone(timedelta(minutes=minutes)))
     return local.isoformat()
+
+
+# Cached: a report shows the same few instants many times (every dispatch's alerted_at is its
+# reported_at), once for its messages and again for its response.
+show_time = functools.lru_cache(maxsize=4096)(show_instant)
 
 
 LocalTime = Annotated[

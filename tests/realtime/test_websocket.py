@@ -20,6 +20,7 @@ from websockets.uri import parse_uri
 from alerts import store as mailboxes
 from alerts.hub import Signal
 from alerts.store import Outgoing
+from dispatch.schemas import show_time
 from dispatch.websocket_protocol import WebSocketProtocol
 from tests.conftest import RunningServer
 from tests.support import World, statements_sent
@@ -192,6 +193,25 @@ async def test_a_ping_is_answered_by_a_pong_in_line_with_the_messages(world: Wor
     after = await world.incident(operator, incident["id"])
     assert after["dispatches"][0]["delivered_at"] is None
     await phone.close()
+
+
+async def test_a_sockets_welcome_and_pongs_leave_the_shown_times_cache_alone(
+    world: World,
+) -> None:
+    """The server's time in a welcome or a pong is the clock's reading as it is written, an
+    instant shown once and never again: kept in the cache of shown times, each would push out
+    an instant a report shows again and again (every phone pings every 20 s), and the churn of
+    thousands of phones would keep that cache full of the clock's old readings."""
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    show_time.cache_clear()
+    phone = await world.connect(leader)
+    for _ in range(20):
+        world.clock.advance(0.001)
+        await phone.connection.send(json.dumps({"type": "ping"}))
+        assert (await phone.next())["type"] == "pong"
+    await phone.close()
+    assert show_time.cache_info().currsize == 0
 
 
 async def writes_paused(server: RunningServer) -> None:
