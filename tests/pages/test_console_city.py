@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import parse_qs, urlparse
 
-from playwright.async_api import Browser, Route, expect
+from playwright.async_api import Browser, Locator, Page, Route, expect
 
 from dispatch.db import new_id
 from dispatch.teams import service as teams_service
@@ -99,3 +99,80 @@ async def test_an_incidents_card_and_the_live_feed_do_not_wait_for_the_teams(
     release.set()
     # The team's zone and site join the two markers.
     await expect(page.locator("#map .leaflet-overlay-pane path")).to_have_count(4)
+
+
+async def test_a_citys_small_zones_are_drawn_only_when_zoomed_in(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """Zoomed out over a city, its tens of thousands of 100 m and 500 m zones are specks under
+    their sites' dots, and filling them took most of a second each time the map moved: they
+    are drawn from the zoom where they are wider than a dot."""
+    await city_teams(world, CITY_TEAMS)
+    page = await (await desk_context(browser, contexts)).new_page()
+    await log_in(page, world.base_url + "/console", await world.operator())
+    map_box = page.locator("#map")
+    await expect(map_box).to_have_attribute("data-teams", str(CITY_TEAMS))
+    # Fitted to the city's 16 km: zoomed out.
+    await expect(map_box).to_have_attribute("data-small-zones", "hidden")
+    zoom_in = page.locator(".leaflet-control-zoom-in")
+    zoom_out = page.locator(".leaflet-control-zoom-out")
+    # From the fitted zoom (10 to 12) two out, then five in: 13 at least.
+    for button in [zoom_out] * 2 + [zoom_in] * 5:
+        await zoomed(page, button)
+    await expect(map_box).to_have_attribute("data-small-zones", "shown")
+    for _ in range(3):
+        await zoomed(page, zoom_out)
+    await expect(map_box).to_have_attribute("data-small-zones", "hidden")
+
+
+async def zoomed(page: Page, button: Locator) -> None:
+    """A press of a zoom button, once the map has zoomed (its scale bar says so): a press
+    while the map is still zooming is not taken."""
+    scale = page.locator(".leaflet-control-scale-line")
+    before = await scale.text_content()
+    await button.click()
+    await expect(scale).not_to_have_text(before or "")
+
+
+async def test_an_incident_reported_while_the_list_is_on_its_way_stays_listed(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """A console opening (or resyncing) reads the open incidents over HTTP while the live feed
+    already brings new ones: a list read before a report committed, answered after the report
+    came live (a city's list is large and slow), took the new incident off the console."""
+    operator = await world.operator()
+    await world.report(operator)
+    page = await (await desk_context(browser, contexts)).new_page()
+    lists = 0
+    release = asyncio.Event()
+
+    async def late(route: Route) -> None:
+        nonlocal lists
+        lists += 1
+        answer = await route.fetch()
+        # The first list as the console opens; the next, the resync's, arrives late.
+        if lists > 1:
+            await release.wait()
+        await route.fulfill(response=answer)
+
+    is_list = "/api/v1/incidents?status=open"
+    await page.route(lambda url: url.endswith(is_list), late)
+    await log_in(page, world.base_url + "/console", operator)
+    await expect(page.locator("article.incident")).to_have_count(1)
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    assert lists == 2, "a console opening resyncs after its first list"
+    await world.report(operator, category="fire")
+    await expect(page.locator("#feed")).to_contain_text("新警情：火情")
+    await expect(page.locator("article.incident")).to_have_count(2)
+
+    async with page.expect_request_finished(lambda request: request.url.endswith(is_list)):
+        release.set()
+    # The late list read, and the list drawn again after it.
+    await page.evaluate(SETTLED)
+    assert await page.locator("article.incident").count() == 2
+    await expect(page.locator("#incident-count")).to_have_text("(2)")
+
+
+# A promise that resolves once the page has run what was queued and drawn two frames since.
+SETTLED = """() => new Promise((done) =>
+    setTimeout(() => requestAnimationFrame(() => requestAnimationFrame(done)), 0))"""

@@ -21,6 +21,7 @@ import {
   incidentMarker,
   translateMap,
   zoneLayer,
+  zoneParts,
 } from '../shared/map.js';
 import { arrivalView, hopsView, tickClocks, tierView } from '../shared/views.js';
 import { mergeDispatch, mergeIncident } from '../shared/merge.js';
@@ -71,6 +72,7 @@ const state = {
   live: null,
   view: null,
   zones: null,
+  smallZones: null, // on a city's canvas, the joint-defence teams' zones, drawn zoomed in only
   markers: null,
   draft: null,
   reportKey: null,
@@ -84,6 +86,7 @@ const state = {
   alarms: [], // the breaches the banner names until acknowledged: {key, text}, oldest first
   status: null,
   closed: new Set(),
+  hearing: new Set(), // of each list of open incidents on its way, the snapshots heard since
   pointProblems: [], // [{field: 'lon'|'lat', reason: 'number'|'range'}] of the typed point
   previewTimer: null,
   resume: null, // after a reconnect, until caught up: {missed, resync}
@@ -112,6 +115,10 @@ const HISTORY_PAGE = 100;
 // page of them or more has its zones drawn on one canvas: thousands of SVG paths made every
 // drag, zoom and new incident's redraw take a second and more; a smaller town's stay SVG.
 const TEAM_PAGE = 1000;
+// On a city's canvas the joint-defence teams' zones (100 m, 500 m) are drawn from this zoom in,
+// where a fixed post's is wider than its site's dot (6 px at 13): zoomed out over a city, tens of
+// thousands of them filled and stroked took most of a second each time the map moved.
+const SMALL_ZONES_ZOOM = 13;
 
 function boot() {
   applyLang();
@@ -264,8 +271,7 @@ async function loadTeams() {
     const page = await api.get('/api/v1/teams?limit=' + TEAM_PAGE + '&offset=' + teams.length);
     if (state.teamsAsked !== asked) return;
     if (!teams.length) {
-      state.zones.clearLayers();
-      state.zoneLayers = [];
+      clearZones();
       state.zoneCanvas = page.length >= TEAM_PAGE ? state.zoneCanvas || L.canvas() : null;
     }
     teams = teams.concat(page);
@@ -274,15 +280,41 @@ async function loadTeams() {
     if (page.length < TEAM_PAGE) break;
   }
   fitZones();
+  showSmallZones();
   // How many teams the map has drawn, once it has them all.
   $('#map').dataset.teams = String(teams.length);
 }
 
 // A team's zone and site, on the canvas of a city or in SVG; kept in the order of the teams.
 function addZone(team) {
-  const layer = zoneLayer(state.view, team, state.zoneCanvas || undefined);
-  state.zoneLayers.push(layer);
-  state.zones.addLayer(layer);
+  if (!state.zoneCanvas) {
+    const layer = zoneLayer(state.view, team);
+    state.zoneLayers.push(layer);
+    state.zones.addLayer(layer);
+    return;
+  }
+  const parts = zoneParts(state.view, team, state.zoneCanvas);
+  if (parts.zone) (team.tier === 1 ? state.smallZones : state.zones).addLayer(parts.zone);
+  state.zones.addLayer(parts.site);
+  // The map is fitted to the sites: a zone off the map has no bounds.
+  state.zoneLayers.push(parts.site);
+}
+
+function clearZones() {
+  state.zones.clearLayers();
+  state.smallZones.clearLayers();
+  state.zoneLayers = [];
+}
+
+// The joint-defence zones of a city's canvas, on the map only when zoomed in enough.
+function showSmallZones() {
+  const map = state.view.map;
+  const shown = !state.zoneCanvas || map.getZoom() >= SMALL_ZONES_ZOOM;
+  if (shown !== map.hasLayer(state.smallZones)) {
+    if (shown) state.smallZones.addTo(map);
+    else map.removeLayer(state.smallZones);
+  }
+  $('#map').dataset.smallZones = shown ? 'shown' : 'hidden';
 }
 
 // Above the incident list: why it may be missing incidents, until they are loaded.
@@ -301,7 +333,11 @@ function setupMap() {
     return;
   }
   state.view = createMap($('#map'), config);
+  state.smallZones = L.layerGroup();
   state.zones = L.layerGroup().addTo(state.view.map);
+  state.view.map.on('zoomend', () => {
+    if (state.zoneCanvas) showSmallZones();
+  });
   state.markers = L.layerGroup().addTo(state.view.map);
   state.view.map.on('click', onMapClick);
   // The alarm banner coming and going resizes the map without resizing the window.
@@ -335,8 +371,7 @@ function renderLegend() {
 
 // The zones drawn again where they are (a language switch: the sites' tooltips).
 function drawZones() {
-  state.zones.clearLayers();
-  state.zoneLayers = [];
+  clearZones();
   for (const team of state.teams) addZone(team);
 }
 
@@ -350,8 +385,26 @@ function fitZones() {
 // The open incidents, as the console opens and after a gap too old to replay: a tier still
 // late among them raises the alarm (alarmLate).
 async function reloadIncidents() {
-  const open = await api.get('/api/v1/incidents?status=open');
-  state.incidents = new Map(open.map((incident) => [incident.id, incident]));
+  // What the live feed brings while the list is on its way may be newer than the list (read
+  // before a report committed, or a close): kept and merged into it, or a console opened
+  // (or resynced) just then lost the new incident from its list.
+  const heard = new Map();
+  state.hearing.add(heard);
+  let open;
+  try {
+    open = await api.get('/api/v1/incidents?status=open');
+  } finally {
+    state.hearing.delete(heard);
+  }
+  const incidents = new Map();
+  for (const incident of open) {
+    if (!state.closed.has(incident.id)) incidents.set(incident.id, incident);
+  }
+  for (const [id, live] of heard) {
+    const incident = mergeIncident(incidents.get(id), live);
+    if (incident.status === 'open' && !state.closed.has(id)) incidents.set(id, incident);
+  }
+  state.incidents = incidents;
   for (const id of Array.from(state.notices.keys())) {
     if (!state.incidents.has(id)) state.notices.delete(id);
   }
@@ -538,6 +591,9 @@ function onMessage(message, info) {
 // Keep the newest state of each open incident; list what changed in the feed.
 function applyIncident(snapshot, quiet) {
   if (!snapshot || !snapshot.id) return;
+  for (const heard of state.hearing) {
+    heard.set(snapshot.id, mergeIncident(heard.get(snapshot.id), snapshot));
+  }
   historyTake(snapshot);
   if (state.closed.has(snapshot.id)) return;
   const before = state.incidents.get(snapshot.id);

@@ -102,25 +102,34 @@ function textTip(label) {
 // `renderer`: where the zone and the site are drawn (a canvas shared by a city's thousands of
 // teams); by default each is an SVG element of its own.
 export function zoneLayer(view, team, renderer) {
+  const parts = zoneParts(view, team, renderer);
+  const group = L.featureGroup();
+  if (parts.zone) parts.zone.addTo(group);
+  parts.site.addTo(group);
+  return group;
+}
+
+// A team's zone (none for a team without one) and its site, apart.
+export function zoneParts(view, team, renderer) {
   const style = ZONE_STYLE[team.kind] || ZONE_STYLE.patrol;
   const label = team.name + ' · ' + t('kind.' + team.kind);
-  const group = L.featureGroup();
+  let zone = null;
   if (team.zone) {
-    L.geoJSON(team.zone, {
+    zone = L.geoJSON(team.zone, {
       style: () => style,
       coordsToLatLng: (c) => view.toMap(c[0], c[1]),
       interactive: false,
       renderer,
-    }).addTo(group);
+    });
   } else if (team.radius_m) {
-    L.circle(view.toMap(team.location.lon, team.location.lat), {
+    zone = L.circle(view.toMap(team.location.lon, team.location.lat), {
       radius: team.radius_m,
       interactive: false,
       renderer,
       ...style,
-    }).addTo(group);
+    });
   }
-  outOfTabOrder(
+  const site = outOfTabOrder(
     L.circleMarker(view.toMap(team.location.lon, team.location.lat), {
       radius: 4,
       color: style.color,
@@ -131,9 +140,8 @@ export function zoneLayer(view, team, renderer) {
     }),
   )
     // Made when first pointed at: a city's thousands of sites held as many elements unseen.
-    .bindTooltip(() => textTip(label))
-    .addTo(group);
-  return group;
+    .bindTooltip(() => textTip(label));
+  return { zone, site };
 }
 
 export function incidentMarker(view, incident, label) {
