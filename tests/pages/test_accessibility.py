@@ -115,13 +115,18 @@ async def test_the_console_with_a_live_incident_the_map_and_a_record_has_no_seri
     await assert_accessible_in_both_languages(console, "the console with an incident's record")
 
 
+async def alerted_phone(world: World, browser: Browser, contexts: Opened) -> Page:
+    """A fixed post's leader's phone, open at the scene, as a fire there is reported."""
+    leader = await world.leader(await world.team("fixed_post"))
+    phone = await open_phone(browser, contexts, world, leader, QINGXI)
+    await world.report(await world.operator(), category="fire")
+    return phone
+
+
 async def test_the_phone_with_its_alert_and_its_list_has_no_serious_problem(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
-    team = await world.team("fixed_post")
-    leader = await world.leader(team)
-    phone = await open_phone(browser, contexts, world, leader, QINGXI)
-    await world.report(await world.operator(), category="fire")
+    phone = await alerted_phone(world, browser, contexts)
     await expect(phone.locator("#alert")).to_be_visible()
     await assert_accessible_in_both_languages(phone, "the phone's full-screen alert")
 
@@ -236,10 +241,7 @@ async def test_an_operator_signs_in_reports_opens_a_record_and_switches_language
 async def test_the_phones_alert_takes_the_focus_to_its_named_accept_button(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
-    team = await world.team("fixed_post")
-    leader = await world.leader(team)
-    phone = await open_phone(browser, contexts, world, leader, QINGXI)
-    await world.report(await world.operator(), category="fire")
+    phone = await alerted_phone(world, browser, contexts)
     alert = phone.locator("#alert")
     await expect(alert).to_be_visible()
     await expect(phone.get_by_role("alertdialog")).to_be_visible()
