@@ -163,3 +163,9 @@ async def ask_report(
         await page.locator(f"#{field}").select_option(value)
     await page.get_by_role("button", name=button).click()
     await expect(page.locator("#app")).to_have_attribute("data-state", state)
+
+
+def open_list(url: str) -> bool:
+    """Whether ``url`` asks for the open incidents, as the console and the phone do, a page at
+    a time (``status=open&limit=…&offset=…``)."""
+    return "/api/v1/incidents?status=open" in url

@@ -11,7 +11,8 @@ from playwright.async_api import Browser, Locator, Page, Route, expect
 from dispatch.db import new_id
 from dispatch.teams import service as teams_service
 from dispatch.teams.models import Team
-from tests.pages.conftest import Opened, desk_context, log_in
+from tests.pages.conftest import Opened, desk_context, log_in, open_list
+from tests.pages.test_console_and_phone import card, card_on_phone, open_phone
 from tests.support import QINGXI, World
 
 # More than the console asks for at once (its page is 1000 teams).
@@ -155,8 +156,7 @@ async def test_an_incident_reported_while_the_list_is_on_its_way_stays_listed(
             await release.wait()
         await route.fulfill(response=answer)
 
-    is_list = "/api/v1/incidents?status=open"
-    await page.route(lambda url: url.endswith(is_list), late)
+    await page.route(open_list, late)
     await log_in(page, world.base_url + "/console", operator)
     await expect(page.locator("article.incident")).to_have_count(1)
     await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
@@ -165,7 +165,7 @@ async def test_an_incident_reported_while_the_list_is_on_its_way_stays_listed(
     await expect(page.locator("#feed")).to_contain_text("新警情：火情")
     await expect(page.locator("article.incident")).to_have_count(2)
 
-    async with page.expect_request_finished(lambda request: request.url.endswith(is_list)):
+    async with page.expect_request_finished(lambda request: open_list(request.url)):
         release.set()
     # The late list read, and the list drawn again after it.
     await page.evaluate(SETTLED)
@@ -176,3 +176,31 @@ async def test_an_incident_reported_while_the_list_is_on_its_way_stays_listed(
 # A promise that resolves once the page has run what was queued and drawn two frames since.
 SETTLED = """() => new Promise((done) =>
     setTimeout(() => requestAnimationFrame(() => requestAnimationFrame(done)), 0))"""
+
+
+# More open incidents than one page of the list (the API's 200), as a city's control room can
+# hold; each operator's rate allows 30 reports at once.
+OPEN_INCIDENTS = 205
+
+
+async def test_every_open_incident_is_listed_on_the_console_and_the_phone_past_one_page(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """The console and the phone asked for the open incidents once, and the list's first page
+    is its newest 200: the older open incidents were missing from both, and a late tier among
+    them raised no alarm on the console."""
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operators = [await world.operator() for _ in range(OPEN_INCIDENTS // 30 + 1)]
+    reported = [await world.report(operators[n // 30]) for n in range(OPEN_INCIDENTS)]
+    oldest = reported[0]["id"]
+
+    console = await (await desk_context(browser, contexts)).new_page()
+    await log_in(console, world.base_url + "/console", await world.operator())
+    await expect(console.locator("#conn")).to_have_attribute("data-state", "live")
+    await expect(console.locator("article.incident")).to_have_count(OPEN_INCIDENTS)
+    await expect(card(console, oldest)).to_have_count(1)
+
+    phone = await open_phone(browser, contexts, world, leader, QINGXI)
+    await expect(phone.locator("#incidents article.incident")).to_have_count(OPEN_INCIDENTS)
+    await expect(card_on_phone(phone, oldest)).to_have_count(1)

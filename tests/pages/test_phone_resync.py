@@ -15,7 +15,7 @@ from typing import Any
 from playwright.async_api import Browser, Page, Route, WebSocketRoute, expect
 
 from alerts import store as mailboxes
-from tests.pages.conftest import Opened, log_in, phone_context
+from tests.pages.conftest import Opened, log_in, open_list, phone_context
 from tests.pages.test_console_and_phone import SECOND, away, card_on_phone
 from tests.rosters.test_duty import book_of, taking_turns
 from tests.support import Account, World
@@ -225,7 +225,7 @@ async def test_an_alert_a_resync_skipped_rings_once_before_or_after_its_copy_com
         await listed.wait()
         await route.continue_()
 
-    await phone.route(lambda url: url.endswith("/api/v1/incidents?status=open"), list_later)
+    await phone.route(open_list, list_later)
     await line.cut(phone)
     second = await gap_past_retention(world, post, operator, category="fire")
     before = await rings(phone)
@@ -428,7 +428,7 @@ async def test_a_reload_after_a_resync_that_fails_is_asked_for_again_until_it_co
             return
         await route.continue_()
 
-    await phone.route(lambda url: url.endswith("/api/v1/incidents?status=open"), busy_twice)
+    await phone.route(open_list, busy_twice)
     await line.cut(phone)
     await gap_past_retention(world, post, operator)
     await line.restore(phone)

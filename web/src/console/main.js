@@ -3,7 +3,7 @@ import 'leaflet/dist/leaflet.css';
 import '../shared/base.css';
 import './console.css';
 
-import { Api, keepLoading } from '../shared/api.js';
+import { Api, keepLoading, openIncidents } from '../shared/api.js';
 import { officeRefusal, signInGate } from '../shared/login.js';
 import { Live } from '../shared/live.js';
 import { $, clear, h, newKey, readConfig } from '../shared/dom.js';
@@ -392,7 +392,7 @@ async function reloadIncidents() {
   state.hearing.add(heard);
   let open;
   try {
-    open = await api.get('/api/v1/incidents?status=open');
+    open = await openIncidents(api);
   } finally {
     state.hearing.delete(heard);
   }

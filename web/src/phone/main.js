@@ -3,7 +3,7 @@ import 'leaflet/dist/leaflet.css';
 import '../shared/base.css';
 import './phone.css';
 
-import { Api, ApiError, keepLoading } from '../shared/api.js';
+import { Api, ApiError, keepLoading, openIncidents } from '../shared/api.js';
 import { signInGate } from '../shared/login.js';
 import { errorText } from '../shared/errors.js';
 import { Live } from '../shared/live.js';
@@ -203,7 +203,7 @@ async function loadTeamAndIncidents(me) {
   if (state.me !== me) return;
   state.team = team;
   showTeam();
-  const open = await api.get('/api/v1/incidents?status=open');
+  const open = await openIncidents(api);
   if (state.me !== me) return;
   // What the websocket brought meanwhile is kept where it is further on; none closed returns.
   state.incidents = new Map(
@@ -260,7 +260,7 @@ function reload() {
 // One try at the list for reload number `reloadNo`; a list that comes after a later reload
 // began is left to that one.
 async function reloadList(reloadNo) {
-  const open = await api.get('/api/v1/incidents?status=open');
+  const open = await openIncidents(api);
   if (reloadNo !== state.reloads) return;
   const during = state.reloading || new Set();
   const held = state.incidents;

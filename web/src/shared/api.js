@@ -220,3 +220,26 @@ export function keepLoading(load, show) {
   }
   return { run, stop };
 }
+
+// Open incidents asked for at once (the API's own default page).
+const OPEN_PAGE = 200;
+
+/**
+ * Every open incident the account may see, a page at a time: the list's first page alone (the
+ * newest 200) left older open incidents off the page, their late tiers with them, once there
+ * were more. An incident closed between two pages moves the later ones up by one: the next page
+ * starts one early, and what two pages both hold is counted once.
+ */
+export async function openIncidents(api) {
+  const byId = new Map();
+  let offset = 0;
+  for (;;) {
+    const page = await api.get(
+      '/api/v1/incidents?status=open&limit=' + OPEN_PAGE + '&offset=' + offset,
+    );
+    for (const incident of page) if (!byId.has(incident.id)) byId.set(incident.id, incident);
+    if (page.length < OPEN_PAGE) break;
+    offset += OPEN_PAGE - 1;
+  }
+  return Array.from(byId.values());
+}
