@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 
+from alerts.fanout import HostTimeout
 from alerts.models import NAMING, JSONType, UTCDateTime
 
 
@@ -305,18 +306,18 @@ def give_up_after(
     unacknowledged) the kernel closes the socket: the statement fails as a lost connection
     (503), the pool drops the connection, and a new one is made once the host is back. A
     live but slow statement (a long report) is not cut: the host acknowledges the probes."""
-    options = host_socket_options(timeout_s)
+    host = host_timeout(timeout_s)
 
     def give_up(dbapi_connection: AdaptedConnection, _record: ConnectionPoolEntry) -> None:
-        # asyncpg keeps its transport to itself; the attribute has been there since 0.10.
-        transport = dbapi_connection.driver_connection._transport
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
-            return  # a Unix socket: no network between, nothing to go dark
-        for level, option, value in options:
-            sock.setsockopt(level, option, value)
+        host.apply(dbapi_connection.driver_connection)
 
     return give_up
+
+
+def host_timeout(timeout_s: float) -> HostTimeout:
+    """Both ends' settings that give a database host up once unheard for about ``timeout_s``:
+    the pools' connections (``give_up_after``) and the fan-out listener's take the same."""
+    return HostTimeout(timeout_s, host_socket_options(timeout_s), server_keepalives(timeout_s))
 
 
 # A connection back in the pool for longer than this is checked with a query before it is

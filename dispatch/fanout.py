@@ -4,9 +4,9 @@ duty schedules and users."""
 from __future__ import annotations
 
 from alerts import store as mailboxes
-from alerts.fanout import HostTimeout, Listener
+from alerts.fanout import Listener
 from dispatch.auth.service import USERS_CHANNEL
-from dispatch.db import host_socket_options, server_keepalives
+from dispatch.db import host_timeout
 from dispatch.rosters.book import DUTY_CHANNEL
 from dispatch.runtime import MESSAGES_CHANNEL, Runtime
 from dispatch.teams import service as teams
@@ -17,9 +17,8 @@ def listen(runtime: Runtime) -> Listener:
     # Its connection gives a host gone dark up as the pools' do (dispatch.db.give_up_after):
     # this process would otherwise hear nothing of the others, and say it was fine, until
     # its keep-alive query noticed.
-    dark_s = runtime.settings.db_host_timeout_s
-    host_timeout = HostTimeout(dark_s, host_socket_options(dark_s), server_keepalives(dark_s))
-    listener = Listener(runtime.settings.database_url, runtime.origin, host_timeout)
+    dark = host_timeout(runtime.settings.db_host_timeout_s)
+    listener = Listener(runtime.settings.database_url, runtime.origin, dark)
 
     async def messages_committed(batch: str) -> None:
         # A read that fails is tried again, and then made up for by a catch-up of every
