@@ -4,20 +4,18 @@ Content-Disposition)."""
 
 from __future__ import annotations
 
-import ast
-import inspect
-import textwrap
-import types
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.responses import Response
 from fastapi.routing import iter_route_contexts
 
-from dispatch.app import create_app
-from dispatch.config import Settings
-from dispatch.errors import DomainError
-from dispatch.routing import api_router, file_answer
+from dispatch.deps import BearerPrincipal
+from dispatch.routing import EVERY_ROUTE, ApiRoute, api_router, file_answer, implied_refusals
+from tests.security import schema_fixture
+from tests.security.raising import OURS, Reader
 from tests.support import World
 
 ERROR_OUT = {"$ref": "#/components/schemas/ErrorOut"}
@@ -379,58 +377,76 @@ UNREACHABLE = {
 }
 
 
-def _named(node: ast.AST, names: dict[str, Any]) -> Any:
-    """What a name or a module's attribute in a function's code stands for."""
-    if isinstance(node, ast.Name):
-        return names.get(node.id)
-    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-        module = names.get(node.value.id)
-        if isinstance(module, types.ModuleType):
-            return getattr(module, node.attr, None)
-    return None
+def _followed(dependant: Dependant) -> Iterator[Any]:
+    """What a route's handler and its dependencies call, as FastAPI solves them: the
+    token's check aside, whose 401 and 403 ``implied_refusals`` declares and the authorisation
+    matrix holds to the roles (tests/security/test_matrix.py); its own dependencies are read."""
+    if dependant.call is not None and not isinstance(dependant.call, BearerPrincipal):
+        yield dependant.call
+    for sub in dependant.dependencies:
+        yield from _followed(sub)
 
 
-def domain_errors(function: Any, seen: set[Any]) -> set[type[DomainError]]:
-    """The domain errors ``function`` makes, and every function of ours it names (a call, or
-    one handed on, as to functools.partial), read from their code. Methods of objects are not
-    followed: an over-approximation of the functions, an under-approximation of the objects'."""
-    function = inspect.unwrap(function)
-    if function in seen or not inspect.isfunction(function):
-        return set()
-    if not function.__module__.startswith(("dispatch.", "alerts.", "geo.")):
-        return set()
-    seen.add(function)
-    tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
-    found: set[type[DomainError]] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call | ast.Raise):
-            made = _named(
-                node.func if isinstance(node, ast.Call) else node.exc, function.__globals__
-            )
-            if inspect.isclass(made) and issubclass(made, DomainError):
-                found.add(made)
-        named = _named(node, function.__globals__)
-        if inspect.isfunction(named):
-            found |= domain_errors(named, seen)
-    return found
-
-
-def test_every_domain_error_a_routes_code_makes_is_declared_by_it() -> None:
-    """Read from the code: a route declares the status of every domain error (NotFound,
-    Conflict, RateLimited, ...) its handler, and the functions it calls, can raise."""
-    app = create_app(Settings(secret_key="k" * 32))
+def refusals(
+    app: FastAPI, held: tuple[object, ...] = (), ours: tuple[str, ...] = OURS
+) -> tuple[list[str], list[str]]:
+    """For each API route: the statuses of the domain errors its code can raise that it does
+    not declare (but those UNREACHABLE lists), and the statuses it declares that nothing can
+    answer: not its code, not FastAPI (a body it cannot parse, 400), not the token's check
+    (401, 403), nor what every route answers (EVERY_ROUTE). ``held``: what the running server
+    holds (its runtime), whose objects' kept callables are followed."""
     schema = app.openapi()
+    reader = Reader(ours, held)
     undeclared: list[str] = []
+    overdeclared: list[str] = []
     for route in iter_route_contexts(app.routes):
-        if not route.path.startswith("/api/") or route.endpoint is None:
+        if not isinstance(route.original_route, ApiRoute):
             continue
+        # The dependencies as FastAPI solves them for a request (those its router was
+        # included with too).
+        followed = _followed(route.dependant)
+        made = {error.status for thing in followed for error in reader.errors(thing)}
+        outside = set(EVERY_ROUTE) | (implied_refusals(route.dependant) & {400, 401, 403})
         for method in sorted(route.methods or ()):
             label = f"{method} {route.path}"
             declared = declared_errors(schema["paths"][route.path][method.lower()])
-            made = {error.status for error in domain_errors(route.endpoint, set())}
             undeclared += [
                 f"{label} {status}"
                 for status in sorted(made - declared)
                 if (label, status) not in UNREACHABLE
             ]
+            overdeclared += [f"{label} {status}" for status in sorted(declared - made - outside)]
+    return undeclared, overdeclared
+
+
+async def test_every_domain_error_a_routes_code_makes_is_declared_by_it(world: World) -> None:
+    """Read from the code (tests/security/raising.py): a route declares the status of every
+    domain error (NotFound, Conflict, RateLimited, ...) its handler and its dependencies can
+    raise, in the functions they call and the methods of the objects they reach (the coverage
+    index, the village index, the duty book, ...); and declares no refusal that nothing can
+    make, a record missing (404), a conflict (409), a rate (429) its code never raises."""
+    undeclared, overdeclared = refusals(world.app, (world.runtime,))
     assert undeclared == []
+    assert overdeclared == []
+
+
+def test_a_refusal_reached_through_a_method_is_held_to_the_schema() -> None:
+    """Each route of tests/security/schema_fixture.py reaches a domain error only through a
+    method of an object, and declares none: each is named; and the conflict a route declares
+    that its code cannot raise."""
+    fixture, app = schema_fixture.__name__, schema_fixture.app()
+    undeclared, overdeclared = refusals(app, (schema_fixture.holder(),), (*OURS, fixture))
+    assert undeclared == [
+        "GET /fixture/shelf 404",
+        "POST /fixture/ticket 409",
+        "POST /fixture/counter 429",
+        "GET /fixture/issued 403",
+        "POST /fixture/passing 409",
+        "POST /fixture/gate 409",
+        "POST /fixture/loaded 401",
+    ]
+    assert overdeclared == ["POST /fixture/declared 409"]
+    # The loader is known only from the object held.
+    assert "POST /fixture/loaded 401" not in refusals(app, (), (*OURS, fixture))[0]
+    # Read as product code is, the fixture's module aside: nothing of it is followed.
+    assert refusals(app) == ([], ["POST /fixture/declared 409"])
