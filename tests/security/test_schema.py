@@ -5,14 +5,18 @@ Content-Disposition)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.responses import Response
 from fastapi.routing import iter_route_contexts
+from pydantic import BaseModel
 
-from dispatch.deps import BearerPrincipal
+from dispatch.app import create_app
+from dispatch.auth.models import Role
+from dispatch.config import Settings
+from dispatch.deps import AdminDep, BearerPrincipal, PrincipalDep, require
 from dispatch.routing import EVERY_ROUTE, ApiRoute, api_router, file_answer, implied_refusals
 from tests.security import schema_fixture
 from tests.security.raising import OURS, Reader
@@ -450,3 +454,100 @@ def test_a_refusal_reached_through_a_method_is_held_to_the_schema() -> None:
     assert "POST /fixture/loaded 401" not in refusals(app, (), (*OURS, fixture))[0]
     # Read as product code is, the fixture's module aside: nothing of it is followed.
     assert refusals(app) == ([], ["POST /fixture/declared 409"])
+
+
+class NamedBody(BaseModel):
+    name: str
+
+
+async def admins_name(admin: AdminDep) -> str:
+    return admin.name
+
+
+# A dependency that asks for the admin's token itself.
+AdminsName = Annotated[str, Depends(admins_name)]
+
+
+def read_apart(app: FastAPI) -> list[str]:
+    """Where ``ApiRoute`` read a route's dependencies otherwise than FastAPI solves them and
+    serves them in the schema: a request body FastAPI parses (400; an import reads its own,
+    described by ``openapi_extra``), a bearer token it asks for (401), a path parameter
+    (404), and the roles the token's check lets through (403)."""
+    schema = app.openapi()
+    apart: list[str] = []
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if not isinstance(route, ApiRoute):
+            continue
+        solved = implied_refusals(context.dependant)
+        for method in sorted(context.methods or ()):
+            operation = schema["paths"][context.path][method.lower()]
+            served = {403} & solved
+            if "requestBody" in operation and "requestBody" not in (route.openapi_extra or {}):
+                served.add(400)
+            if "security" in operation:
+                served.add(401)
+            if any(parameter["in"] == "path" for parameter in operation.get("parameters", ())):
+                served.add(404)
+            for seen, by in ((solved, "FastAPI solves"), (served, "the schema serves")):
+                if route.implied_refusals != seen:
+                    apart.append(
+                        f"{method} {context.path}: ApiRoute read {sorted(route.implied_refusals)},"
+                        f" {by} {sorted(seen)}"
+                    )
+    return apart
+
+
+def test_api_route_reads_a_routes_dependencies_as_fastapi_solves_them() -> None:
+    """ApiRoute reads a route's refusals with FastAPI functions that are not its public API
+    (dispatch/routing.py says why): after a FastAPI upgrade that changed them, this fails
+    naming the routes, rather than the schema leaving out a refusal without a word."""
+    assert read_apart(create_app(Settings(secret_key="k" * 32))) == []
+
+    # Each way a route takes what its refusals come from.
+    router = api_router("/c", tags=["c"])
+    guarded = APIRouter(route_class=ApiRoute, dependencies=[Depends(require(Role.ADMIN))])
+
+    @router.post("/body")
+    async def body(data: NamedBody) -> None: ...
+
+    @router.get("/path/{thing}")
+    async def path(thing: str) -> None: ...
+
+    @router.get("/anyone")
+    async def anyone(_: PrincipalDep) -> None: ...
+
+    @router.get("/admin")
+    async def admin(_: AdminDep) -> None: ...
+
+    @router.get("/listed", dependencies=[Depends(require(Role.ADMIN))])
+    async def listed() -> None: ...
+
+    @router.get("/nested")
+    async def nested(_: AdminsName) -> None: ...
+
+    @guarded.get("/c/router")
+    async def by_router() -> None: ...
+
+    app = FastAPI()
+    app.include_router(router)
+    app.include_router(guarded)
+    assert read_apart(app) == []
+    operations_ = dict(operations(app.openapi()))
+    assert {label: declared_errors(op) - set(EVERY_ROUTE) for label, op in operations_.items()} == {
+        "POST /c/body": {400},
+        "GET /c/path/{thing}": {404},
+        "GET /c/anyone": {401},
+        "GET /c/admin": {401, 403},
+        "GET /c/listed": {401, 403},
+        "GET /c/nested": {401, 403},
+        "GET /c/router": {401, 403},
+    }
+
+    # A router included with a dependency of its own: FastAPI solves it for the route without
+    # making the route again, and ApiRoute never sees it. Named, not served silently.
+    included = FastAPI()
+    included.include_router(router, prefix="/more", dependencies=[Depends(require(Role.ADMIN))])
+    assert "GET /more/c/anyone: ApiRoute read [401], FastAPI solves [401, 403]" in read_apart(
+        included
+    )
