@@ -12,6 +12,7 @@ import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n
 import { clockTime, coordinate, metres, micros, ms, shanghaiToday } from '../shared/format.js';
 import { errorText } from '../shared/errors.js';
 import { repeat, siren, soundReady, unlockOnGesture } from '../shared/alarm.js';
+import { announce } from '../shared/announce.js';
 import {
   L,
   ZONE_STYLE,
@@ -96,6 +97,10 @@ const state = {
   arriving: new Set(), // dispatch ids whose arrival an operator is recording
   lateOnly: false, // the list shows only the incidents with a tier late and nobody on scene
   loading: null, // the first load of the open incidents, asked again until it comes
+  listAsked: false, // whether the first load has begun (it waits for the socket's welcome)
+  listTimer: null, // when it fires, the first load begins without the welcome
+  welcomes: 0, // the sockets this console has been welcomed on
+  listSince: -1, // how many welcomes had come when the open incidents were last asked for
   loadProblem: null, // {error, tries} while it has not
   teamsLoading: null, // the teams' load, the same, apart: the list never waits for the map
   teamsProblem: null, // {error, tries} while the teams have not come
@@ -218,6 +223,11 @@ function stop(ended) {
   renderLoadProblem();
   if (state.live) state.live.stop();
   state.live = null;
+  clearTimeout(state.listTimer);
+  state.listTimer = null;
+  state.listAsked = false;
+  state.welcomes = 0;
+  state.listSince = -1;
   state.me = null;
 }
 
@@ -242,9 +252,14 @@ async function start(me) {
     state.teamsProblem = error ? { error, tries } : null;
     renderLoadProblem();
   });
-  const listed = state.loading.run();
   state.teamsLoading.run();
-  await listed;
+  // The list is asked for once the socket is welcomed, not before it: the welcome of a fresh
+  // console is followed by a resync (the operators' mailbox is shared: a new reader starts at
+  // its latest message), and a list read before the welcome missed what the resync skips, so
+  // it was read again, all its pages. Read after the welcome, it holds all of that, and the
+  // resync asks for nothing more (onResync). A socket that fails or is slow to open does not
+  // hold the list back.
+  state.listTimer = setTimeout(askFirstList, FIRST_LIST_WAIT_MS);
   state.live = new Live({
     userId: me.id,
     token: () => api.token,
@@ -382,9 +397,22 @@ function fitZones() {
   fitAll(state.view, local.length ? local : layers);
 }
 
+// How long the first load of the open incidents waits for the socket's welcome (it comes in a
+// round trip or two) before it begins without it.
+const FIRST_LIST_WAIT_MS = 3000;
+
+function askFirstList() {
+  if (state.listAsked || !state.loading) return;
+  state.listAsked = true;
+  clearTimeout(state.listTimer);
+  state.listTimer = null;
+  state.loading.run();
+}
+
 // The open incidents, as the console opens and after a gap too old to replay: a tier still
 // late among them raises the alarm (alarmLate).
 async function reloadIncidents() {
+  state.listSince = state.welcomes;
   // What the live feed brings while the list is on its way may be newer than the list (read
   // before a report committed, or a close): kept and merged into it, or a console opened
   // (or resynced) just then lost the new incident from its list.
@@ -498,13 +526,18 @@ function breachText(incident, tier, key) {
 // missed, or, when the gap was too old to replay, by reloading everything.
 function onWelcome(_, info) {
   state.resume = info.reconnected ? { missed: info.missed, resync: false } : null;
+  state.welcomes += 1;
   // The server answers again: what the console could not load is asked for now.
-  if (state.loadProblem) state.loading.run();
+  if (!state.listAsked) askFirstList();
+  else if (state.loadProblem) state.loading.run();
   if (state.teamsProblem) state.teamsLoading.run();
 }
 
 async function onResync() {
   if (state.resume) state.resume.resync = true;
+  // A list asked for since this socket's welcome (on its way, or asked again until it comes)
+  // was read after every message the resync skips: it needs no second read.
+  if (state.listSince === state.welcomes) return;
   try {
     await reloadIncidents();
   } catch (_) {
@@ -524,6 +557,8 @@ function onCaughtUp() {
 
 function showStatus(status, attempt) {
   state.status = [status, attempt];
+  // No welcome to wait for: the socket failed before it came.
+  if (status === 'reconnecting' || status === 'offline') askFirstList();
   const el = $('#conn');
   el.hidden = false;
   el.dataset.state = status;
@@ -644,6 +679,9 @@ function addFeed(key, vars, kind, ref) {
   feed.insertBefore(feedItem(state.feed[0]), feed.firstChild);
   while (feed.childNodes.length > 200) feed.removeChild(feed.lastChild);
   saveView();
+  // Said as it comes, without its time; a breach is said by the alarm, assertively, once
+  // (raiseAlarm), or not at all when an operator has silenced it already.
+  if (!(kind === 'feed-breach' && ref)) announce($('#said'), feedText(state.feed[0]));
 }
 
 function feedValue(value) {
@@ -817,11 +855,18 @@ function noticesView(incidentId, dispatchId) {
 // language switch). The banner names every breach raised since an operator last acknowledged,
 // not only the latest: 确认并静音 acknowledges all it names, so it must name all it silences.
 function raiseAlarm(breaches) {
+  const raised = [];
   for (const breach of breaches) {
     state.breachSeen.add(breach.key);
-    if (!state.alarms.some((raised) => raised.key === breach.key)) state.alarms.push(breach);
+    if (!state.alarms.some((held) => held.key === breach.key)) {
+      state.alarms.push(breach);
+      raised.push(breach);
+    }
   }
   showAlarm();
+  // The banner names every breach since the last acknowledgement; a screen reader hears only
+  // the ones new to it, once, at once (not again as more come, nor at a language switch).
+  if (raised.length) announce($('#said-now'), alarmText(raised));
   $('#alarm').hidden = false;
   if (!state.stopAlarm) {
     state.stopAlarm = repeat(() => {
@@ -836,14 +881,18 @@ function raiseAlarm(breaches) {
 // Counted in incidents (起), as the late count beside the list is; an incident with more than
 // one tier late says how many tiers.
 function showAlarm() {
-  const n = state.alarms.length;
-  const ids = state.alarms.map((breach) => breach.key.slice(0, breach.key.lastIndexOf(':')));
+  $('#alarm-text').textContent = alarmText(state.alarms);
+  $('#alarm').dataset.count = String(state.alarms.length);
+}
+
+function alarmText(breaches) {
+  const n = breaches.length;
+  const ids = breaches.map((breach) => breach.key.slice(0, breach.key.lastIndexOf(':')));
   const incidents = new Set(ids).size;
-  const text = state.alarms.map((breach) => breach.text()).join(t('alarm.sep'));
+  const text = breaches.map((breach) => breach.text()).join(t('alarm.sep'));
   let key = 'alarm.breach';
   if (n > 1) key = incidents === n ? 'alarm.breaches' : 'alarm.breaches_tiers';
-  $('#alarm-text').textContent = t(key, { n: incidents, tiers: n, text });
-  $('#alarm').dataset.count = String(n);
+  return t(key, { n: incidents, tiers: n, text });
 }
 
 function silenceAlarm() {

@@ -11,6 +11,7 @@ import { $, clear, h, readConfig } from '../shared/dom.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
 import { clockTime, coordinate, metres, ms, shanghaiToday } from '../shared/format.js';
 import { chime, repeat, soundReady, unlockNow, unlockOnGesture, vibrate } from '../shared/alarm.js';
+import { announce } from '../shared/announce.js';
 import { L, createMap, incidentMarker, zoneLayer } from '../shared/map.js';
 import { arrivalView, tickClocks, tierView } from '../shared/views.js';
 import { mergeIncident } from '../shared/merge.js';
@@ -29,6 +30,10 @@ const RING_FOR_MS = 60000;
 // A tap kept on the phone because it did not reach the server is sent again this often (and at
 // once when the line comes back).
 const OUTBOX_EVERY_MS = 5000;
+// On the way, the distance to the scene is said (screen readers) again once it has changed by a
+// step from the one said last, and no sooner than this after it: the line on screen follows
+// every reply, a fix wandering by a few metres is not news, nor is every 20 m of a run.
+const SAY_DISTANCE_EVERY_MS = 10000;
 // When the next alert takes the screen, its buttons ignore taps this long: the second tap of a
 // double tap must not answer an alert nobody has read.
 const SWITCH_GUARD_MS = 600;
@@ -80,6 +85,7 @@ const state = Object.assign(
     sending: new Set(),
     guardTimer: null,
     day: null, // the server's date the list was drawn on: dates show on other days' times
+    said: { id: null, kind: null, distance: null, at: 0 }, // the position line, as last said
   },
   signedIn(),
 );
@@ -434,7 +440,7 @@ function showMissed() {
   const n = state.missedWaiting.filter((id) => awaitsAnswer(state.incidents.get(id))).length;
   const notice = $('#missed');
   notice.hidden = n === 0;
-  notice.textContent = t('phone.missed', { n });
+  setText(notice, t('phone.missed', { n }));
 }
 
 function apply(snapshot) {
@@ -541,6 +547,9 @@ function fillRow(row, incident) {
   setText($('button', row), t('phone.open'));
 }
 
+// The list's rows and the status lines (role=status: a screen reader reads what is written into
+// them, the same words again included) are written only when their words change: every update
+// that comes in draws the page again.
 function setText(el, text) {
   if (el.textContent !== text) el.textContent = text;
 }
@@ -756,7 +765,7 @@ function reportShown() {
 function showWaiting() {
   const n = waitingAlerts().filter((incident) => incident.id !== state.overlay).length;
   $('#alert-waiting').hidden = n === 0;
-  $('#alert-waiting-text').textContent = t('phone.waiting', { n });
+  setText($('#alert-waiting-text'), t('phone.waiting', { n }));
 }
 
 // Accepting twice records the first, an arrival is recorded once: a tap is kept on the phone
@@ -960,7 +969,7 @@ function showOutbox() {
   const lines = n ? [t('phone.outbox_count', { n })] : [];
   for (const note of state.outboxNotes.values()) lines.push(note());
   notice.hidden = !lines.length;
-  notice.textContent = lines.join(' ');
+  setText(notice, lines.join(' '));
 }
 
 // On the alert screen: this incident's taps waiting to be sent, or why one was dropped.
@@ -981,7 +990,7 @@ function showOutboxLine(incidentId) {
   } else if (note) text = note();
   line.hidden = !text;
   line.dataset.state = !waiting.length ? 'dropped' : waiting.every(inFlight) ? 'sending' : 'waiting';
-  line.textContent = text;
+  setText(line, text);
 }
 
 // ---------------------------------------------------------------- positions
@@ -1090,24 +1099,72 @@ function sendPositions() {
 function renderPosition(d) {
   if (!d || !d.accepted_at || d.arrived_at) {
     showPositionText('');
+    if (d && d.arrived_at) sayPosition(d.id, 'arrived', null, arrivedText(d));
     return;
   }
   const last = state.positions.get(d.id);
   const fix = state.fix;
-  if (state.fixError === 'denied') showPositionText(t('phone.position_denied'));
-  else if (fix && fix.accuracy > COARSEST_FIX_M) {
-    showPositionText(t('phone.position_coarse', { a: metres(fix.accuracy) }));
+  if (state.fixError === 'denied') {
+    showPositionText(t('phone.position_denied'));
+    sayPosition(d.id, 'denied', null, t('phone.position_denied'));
+  } else if (fix && fix.accuracy > COARSEST_FIX_M) {
+    const text = t('phone.position_coarse', { a: metres(fix.accuracy) });
+    showPositionText(text);
+    sayPosition(d.id, 'coarse', null, text);
   } else if (last) {
     showPositionText(t('phone.position', { d: metres(last.distance), a: metres(last.accuracy) }));
-  } else showPositionText(t('phone.position_wait'));
+    sayPosition(d.id, 'distance', last.distance, t('phone.position_said', { d: metres(last.distance) }));
+  } else {
+    showPositionText(t('phone.position_wait'));
+    sayPosition(d.id, 'wait', null, '');
+  }
 }
 
 function showPositionText(text) {
-  $('#alert-position').textContent = text;
+  const line = $('#alert-position');
+  if (line.textContent !== text) line.textContent = text;
+}
+
+// What the position line says, told to a screen reader only when it matters: what the line is
+// about changes (no permission, a fix too rough, the server out of reach, the arrival: each
+// once), or the distance has moved a step (distanceStep) from the one said last and some
+// seconds have passed. The arrival is said only for a dispatch whose way here was followed:
+// not for one opened from the list long after.
+function sayPosition(dispatchId, kind, distance, text) {
+  const said = state.said;
+  if (said.id !== dispatchId) {
+    if (kind === 'arrived') return;
+    Object.assign(said, { id: dispatchId, kind: null, distance: null, at: 0 });
+  }
+  if (kind === 'distance' && said.kind === 'distance') {
+    const moved = Math.abs(distance - said.distance) >= distanceStep(said.distance);
+    if (!moved || Date.now() - said.at < SAY_DISTANCE_EVERY_MS) return;
+  } else if (kind === said.kind) return;
+  said.kind = kind;
+  said.distance = distance;
+  said.at = Date.now();
+  if (text) announce($('#alert-said'), text);
+}
+
+// The change in distance worth saying: 500 m out past a kilometre, 100 m nearer, 50 m close by.
+function distanceStep(distance) {
+  if (distance >= 1000) return 500;
+  return distance >= 200 ? 100 : 50;
+}
+
+function arrivedText(d) {
+  const parts = [t('phone.arrived', { t: clockTime(d.arrived_at) })];
+  if (d.arrival_source) {
+    parts.push(t('arrival.source', { source: t('source.' + d.arrival_source) }));
+  }
+  return parts.join(' · ');
 }
 
 function showRetrying(busy, seconds, attempt, tries) {
-  showPositionText(t(busy ? 'retry.busy' : 'retry.unreached', { s: seconds, n: attempt, max: tries }));
+  const text = t(busy ? 'retry.busy' : 'retry.unreached', { s: seconds, n: attempt, max: tries });
+  showPositionText(text);
+  const d = myDispatch(state.incidents.get(state.overlay));
+  if (d) sayPosition(d.id, 'retry', null, text);
 }
 
 function tick() {
