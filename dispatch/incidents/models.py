@@ -63,10 +63,16 @@ class ArrivalSource(StrEnum):
 
 class Incident(Base):
     __tablename__ = "incidents"
-    __table_args__ = (UniqueConstraint("reported_by", "idempotency_key"),)
+    __table_args__ = (
+        UniqueConstraint("reported_by", "idempotency_key"),
+        # The list's order, newest first with ties by id: a page, the first or one after a
+        # cursor, is read off it in order. Its leading column serves what reads by the report
+        # time alone (a day, a period, the newest).
+        Index("ix_incidents_reported_at_id", "reported_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    reported_at: Mapped[datetime] = mapped_column(index=True)
+    reported_at: Mapped[datetime]
     lon: Mapped[float]
     lat: Mapped[float]
     category: Mapped[str] = mapped_column(String(32))

@@ -135,7 +135,17 @@ async def report_incident(
     return view
 
 
-@incidents_router.get("", response_model=list[IncidentOut])
+@incidents_router.get(
+    "",
+    response_model=list[IncidentOut],
+    responses={
+        422: error_response(
+            422,
+            "invalid_input, as every route; a day not of the calendar (field day); or a "
+            "cursor that names no incident this account may read (field before)",
+        )
+    },
+)
 async def list_incidents(
     session: SessionDep,
     viewer: Viewer,
@@ -148,13 +158,30 @@ async def list_incidents(
             description="only those reported on this day in Beijing time (YYYY-MM-DD)",
         ),
     ] = None,
+    before: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=32,
+            description="the next page: the id of the last incident of the page before; only "
+            "those after it in the list's order come (older, or reported at the same time "
+            "with a smaller id), whatever became of it since. Incidents closed or reported "
+            "between pages neither skip nor repeat one, as they do with offset",
+        ),
+    ] = None,
     offset: Annotated[
-        int, Query(ge=0, le=1_000_000, description="skip this many, for the next page")
+        int,
+        Query(
+            ge=0,
+            le=1_000_000,
+            description="skip this many (after the cursor, with before), for the next page",
+        ),
     ] = 0,
 ) -> list[IncidentOut]:
-    """Newest first. A leader sees only incidents dispatched to his team."""
+    """Newest first, incidents reported at the same time by id, largest first. A leader sees
+    only incidents dispatched to his team."""
     return await service.list_incidents(
-        session, status=status, viewer=viewer, limit=limit, day=day, offset=offset
+        session, status=status, viewer=viewer, limit=limit, day=day, offset=offset, before=before
     )
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -129,23 +130,56 @@ async def list_incidents(
     limit: int,
     day: str | None = None,
     offset: int = 0,
+    before: str | None = None,
 ) -> list[IncidentOut]:
-    query = select(Incident).order_by(Incident.reported_at.desc()).limit(limit).offset(offset)
+    # Ties of the report time go by id, always: pages, by offset or after a cursor, then
+    # follow one another, neither repeating nor skipping incidents reported at one instant.
+    # The index on (reported_at, id) gives them in this order, newest first, page by page.
+    query = (
+        select(Incident)
+        .order_by(Incident.reported_at.desc(), Incident.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
     if day is not None:
-        # A day's incidents (hundreds) are sorted whole, their ids breaking ties so that the
-        # pages neither repeat nor skip one; without a day the index on the report time
-        # gives the newest alone, as before.
         start, end = local_day(day)
         query = query.where(Incident.reported_at >= start, Incident.reported_at < end)
-        query = query.order_by(Incident.id.desc())
     if status is not None:
         query = query.where(Incident.status == status.value)
     if viewer.role == Role.LEADER:
         mine = select(Dispatch.incident_id).where(Dispatch.team_id == viewer.team_id)
         query = query.where(Incident.id.in_(mine))
+    if before is not None:
+        # After the previous page's last incident, whatever became of it since (closed, it
+        # is out of an open list, but its place in the order stays): closes between pages
+        # move no later incident past the cursor, as they move them past an offset.
+        # One row-value comparison, not an OR of two: both databases then read the index on
+        # (reported_at, id) from the cursor on, where an OR had SQLite scan from the newest.
+        at = await _cursor_time(session, before, viewer)
+        query = query.where(tuple_(Incident.reported_at, Incident.id) < tuple_(at, before))
     views = await _views(session, list(await session.scalars(query)))
     await _say_whom_alerted(session, views, viewer)
     return views
+
+
+async def _cursor_time(session: AsyncSession, before: str, viewer: auth.Principal) -> datetime:
+    """The report time of the incident ``before`` names. One a leader may not read is refused
+    as one that does not exist: the answer says nothing of other teams' incidents."""
+    query = select(Incident.reported_at).where(Incident.id == before)
+    if viewer.role == Role.LEADER:
+        query = query.where(
+            select(Dispatch.id)
+            .where(Dispatch.incident_id == before, Dispatch.team_id == viewer.team_id)
+            .exists()
+        )
+    at = await session.scalar(query)
+    if at is None:
+        raise InvalidInput(
+            f"before: {before!r} names no incident of this list; give the id of the last "
+            "incident of the page before",
+            field="before",
+        )
+    return at
 
 
 def local_day(day: str) -> tuple[datetime, datetime]:

@@ -311,18 +311,27 @@ def _members_cleaned(connection: sa.Connection, now: datetime) -> list[Change]:
 
 def _descriptions_cleaned(connection: sa.Connection) -> list[Change]:
     i = _incidents.c
-    # Read in slices: the incidents are many, the descriptions to change few or none.
-    found = connection.execute(
-        sa.select(i.id, i.description)
-        .where(i.description.is_not(None))
-        .order_by(i.id)
-        .execution_options(yield_per=1000)
-    )
+    # Read in slices: the incidents are many, the descriptions to change few or none. Each
+    # slice is a query of its own, after the last id of the one before: a cursor held open on
+    # the server (``yield_per``) stays open on PostgreSQL to the end of the upgrade's
+    # transaction and keeps ``incidents`` in use, so a later revision's index on it (0025) was
+    # refused in the same transaction.
     changes: list[Change] = []
-    for incident_id, description in found:
-        clean = clean_text(description)
-        if clean != description:
-            changes.append(Change("incidents", incident_id, "description", description, clean))
+    last = ""
+    while True:
+        found = connection.execute(
+            sa.select(i.id, i.description)
+            .where(i.description.is_not(None), i.id > last)
+            .order_by(i.id)
+            .limit(1000)
+        ).all()
+        if not found:
+            break
+        last = found[-1].id
+        for incident_id, description in found:
+            clean = clean_text(description)
+            if clean != description:
+                changes.append(Change("incidents", incident_id, "description", description, clean))
     for change in changes:
         connection.execute(
             sa.update(_incidents).where(i.id == change.target_id).values(description=change.now)
