@@ -227,19 +227,19 @@ const OPEN_PAGE = 200;
 /**
  * Every open incident the account may see, a page at a time: the list's first page alone (the
  * newest 200) left older open incidents off the page, their late tiers with them, once there
- * were more. An incident closed between two pages moves the later ones up by one: the next page
- * starts one early, and what two pages both hold is counted once.
+ * were more. Each next page starts after the last incident of the one before (`before`), not at
+ * a count: incidents closed between pages, however many, move no open one past it, and those
+ * reported at one instant come in the order of their ids, each once.
  */
 export async function openIncidents(api) {
-  const byId = new Map();
-  let offset = 0;
+  const open = [];
+  let before = null;
   for (;;) {
-    const page = await api.get(
-      '/api/v1/incidents?status=open&limit=' + OPEN_PAGE + '&offset=' + offset,
-    );
-    for (const incident of page) if (!byId.has(incident.id)) byId.set(incident.id, incident);
+    const after = before === null ? '' : '&before=' + encodeURIComponent(before);
+    const page = await api.get('/api/v1/incidents?status=open&limit=' + OPEN_PAGE + after);
+    for (const incident of page) open.push(incident);
     if (page.length < OPEN_PAGE) break;
-    offset += OPEN_PAGE - 1;
+    before = page[page.length - 1].id;
   }
-  return Array.from(byId.values());
+  return open;
 }
