@@ -396,7 +396,7 @@ async def test_a_refused_report_is_an_error_in_the_operators_language_with_the_r
     result = console.locator("#report-result")
     await expect(result.locator("p.error")).to_be_visible()
     red = await result.evaluate("el => getComputedStyle(el).backgroundColor")
-    assert red == "rgb(254, 226, 226)"  # --breach-bg, not the green of a report that went out
+    assert red == "rgb(255, 232, 232)"  # --breach-bg, not the green of a report that went out
     await expect(result).to_have_attribute("data-state", "error")
     await expect(result).to_have_attribute("data-status", "422")
     await expect(result.locator(".result-title")).to_have_text("派警失败，警情未发出")
