@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import parse_qs, urlparse
 
-from playwright.async_api import Browser, Locator, Page, Route, expect
+from playwright.async_api import Browser, Locator, Page, Request, Route, expect
 
 from dispatch.db import new_id
 from dispatch.teams import service as teams_service
@@ -145,32 +145,68 @@ async def test_an_incident_reported_while_the_list_is_on_its_way_stays_listed(
     await world.report(operator)
     page = await (await desk_context(browser, contexts)).new_page()
     lists = 0
+    read = asyncio.Event()
     release = asyncio.Event()
 
     async def late(route: Route) -> None:
         nonlocal lists
         lists += 1
+        # Read by the server now, before the next report; answered once released.
         answer = await route.fetch()
-        # The first list as the console opens; the next, the resync's, arrives late.
-        if lists > 1:
-            await release.wait()
+        read.set()
+        await release.wait()
         await route.fulfill(response=answer)
 
     await page.route(open_list, late)
     await log_in(page, world.base_url + "/console", operator)
-    await expect(page.locator("article.incident")).to_have_count(1)
     await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
-    assert lists == 2, "a console opening resyncs after its first list"
+    await read.wait()
     await world.report(operator, category="fire")
     await expect(page.locator("#feed")).to_contain_text("新警情：火情")
-    await expect(page.locator("article.incident")).to_have_count(2)
+    await expect(page.locator("article.incident")).to_have_count(1)
 
     async with page.expect_request_finished(lambda request: open_list(request.url)):
         release.set()
-    # The late list read, and the list drawn again after it.
+    # The late list read, and the list drawn again after it: the first incident and the fire.
     await page.evaluate(SETTLED)
-    assert await page.locator("article.incident").count() == 2
+    await expect(page.locator("article.incident")).to_have_count(2)
     await expect(page.locator("#incident-count")).to_have_text("(2)")
+    assert lists == 1, "the console opening asks for the open incidents once"
+
+
+async def test_the_console_asks_for_the_open_incidents_once_as_it_opens(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """A console read the open incidents, then opened its websocket, whose welcome a fresh
+    console's resync follows (the operators' mailbox is shared: a new reader starts at its
+    latest message), and read them all again: twice the list's pages, a city's megabytes, at
+    every console opened. The list is now asked for once the socket is welcomed, and a resync
+    finds it read after the welcome and asks for nothing more."""
+    await world.team("fixed_post")
+    operator = await world.operator()
+    reported = [await world.report(operator) for _ in range(3)]
+    page = await (await desk_context(browser, contexts)).new_page()
+    asked: list[str] = []
+
+    def note(request: Request) -> None:
+        if open_list(request.url):
+            asked.append(request.url)
+
+    page.on("request", note)
+    await log_in(page, world.base_url + "/console", operator)
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    await expect(page.locator("article.incident")).to_have_count(3)
+    for incident in reported:
+        await expect(card(page, incident["id"])).to_have_count(1)
+    # Whatever the resync would have asked for has been asked by now.
+    await page.evaluate(SETTLED)
+    await asyncio.sleep(1)
+    assert len(asked) == 1, asked
+    assert "before=" not in asked[0], asked
+
+    # A reconnect past what can be replayed still reloads the list: the gap is read again.
+    await world.report(operator, category="fire")
+    await expect(page.locator("article.incident")).to_have_count(4)
 
 
 # A promise that resolves once the page has run what was queued and drawn two frames since.

@@ -97,6 +97,10 @@ const state = {
   arriving: new Set(), // dispatch ids whose arrival an operator is recording
   lateOnly: false, // the list shows only the incidents with a tier late and nobody on scene
   loading: null, // the first load of the open incidents, asked again until it comes
+  listAsked: false, // whether the first load has begun (it waits for the socket's welcome)
+  listTimer: null, // when it fires, the first load begins without the welcome
+  welcomes: 0, // the sockets this console has been welcomed on
+  listSince: -1, // how many welcomes had come when the open incidents were last asked for
   loadProblem: null, // {error, tries} while it has not
   teamsLoading: null, // the teams' load, the same, apart: the list never waits for the map
   teamsProblem: null, // {error, tries} while the teams have not come
@@ -219,6 +223,11 @@ function stop(ended) {
   renderLoadProblem();
   if (state.live) state.live.stop();
   state.live = null;
+  clearTimeout(state.listTimer);
+  state.listTimer = null;
+  state.listAsked = false;
+  state.welcomes = 0;
+  state.listSince = -1;
   state.me = null;
 }
 
@@ -243,9 +252,14 @@ async function start(me) {
     state.teamsProblem = error ? { error, tries } : null;
     renderLoadProblem();
   });
-  const listed = state.loading.run();
   state.teamsLoading.run();
-  await listed;
+  // The list is asked for once the socket is welcomed, not before it: the welcome of a fresh
+  // console is followed by a resync (the operators' mailbox is shared: a new reader starts at
+  // its latest message), and a list read before the welcome missed what the resync skips, so
+  // it was read again, all its pages. Read after the welcome, it holds all of that, and the
+  // resync asks for nothing more (onResync). A socket that fails or is slow to open does not
+  // hold the list back.
+  state.listTimer = setTimeout(askFirstList, FIRST_LIST_WAIT_MS);
   state.live = new Live({
     userId: me.id,
     token: () => api.token,
@@ -383,9 +397,22 @@ function fitZones() {
   fitAll(state.view, local.length ? local : layers);
 }
 
+// How long the first load of the open incidents waits for the socket's welcome (it comes in a
+// round trip or two) before it begins without it.
+const FIRST_LIST_WAIT_MS = 3000;
+
+function askFirstList() {
+  if (state.listAsked || !state.loading) return;
+  state.listAsked = true;
+  clearTimeout(state.listTimer);
+  state.listTimer = null;
+  state.loading.run();
+}
+
 // The open incidents, as the console opens and after a gap too old to replay: a tier still
 // late among them raises the alarm (alarmLate).
 async function reloadIncidents() {
+  state.listSince = state.welcomes;
   // What the live feed brings while the list is on its way may be newer than the list (read
   // before a report committed, or a close): kept and merged into it, or a console opened
   // (or resynced) just then lost the new incident from its list.
@@ -499,13 +526,18 @@ function breachText(incident, tier, key) {
 // missed, or, when the gap was too old to replay, by reloading everything.
 function onWelcome(_, info) {
   state.resume = info.reconnected ? { missed: info.missed, resync: false } : null;
+  state.welcomes += 1;
   // The server answers again: what the console could not load is asked for now.
-  if (state.loadProblem) state.loading.run();
+  if (!state.listAsked) askFirstList();
+  else if (state.loadProblem) state.loading.run();
   if (state.teamsProblem) state.teamsLoading.run();
 }
 
 async function onResync() {
   if (state.resume) state.resume.resync = true;
+  // A list asked for since this socket's welcome (on its way, or asked again until it comes)
+  // was read after every message the resync skips: it needs no second read.
+  if (state.listSince === state.welcomes) return;
   try {
     await reloadIncidents();
   } catch (_) {
@@ -525,6 +557,8 @@ function onCaughtUp() {
 
 function showStatus(status, attempt) {
   state.status = [status, attempt];
+  // No welcome to wait for: the socket failed before it came.
+  if (status === 'reconnecting' || status === 'offline') askFirstList();
   const el = $('#conn');
   el.hidden = false;
   el.dataset.state = status;
