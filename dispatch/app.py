@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, Field
 from sqlalchemy import text
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 
 from alerts.acks import AckRecorder
 from alerts.hub import Hub
@@ -42,6 +43,7 @@ from dispatch.realtime import router as realtime_router
 from dispatch.reports.routes import router as reports_router
 from dispatch.rosters import service as rosters
 from dispatch.rosters.book import Duties, DutyBook
+from dispatch.rosters.files import XLSX_TYPE
 from dispatch.rosters.routes import router as rosters_router
 from dispatch.runtime import Runtime, load_secret
 from dispatch.security.middleware import BodyLimit
@@ -65,6 +67,17 @@ The websocket protocol at `/ws` is described in docs/api.md.
 
 # Routes that take a file as the raw body: capped at max_upload_bytes, not max_body_bytes.
 UPLOAD_ROUTES = ("/api/v1/rosters/import", "/api/v1/villages/import")
+
+# Answers from this size on are gzipped for clients that accept it: a city's teams are
+# megabytes of JSON, seven times smaller gzipped. Below it they go out as written: an
+# incident's 201 (some 6.5 kB at a city's scale) is on the report-to-alert path, and on a
+# local network a few kilobytes cost less to send than to compress.
+COMPRESS_MIN_BYTES = 32 * 1024
+# zlib's level 5: within 2% of level 9's size on the teams' JSON, in a third of its time
+# (3 ms against 8 ms a page of 1000 teams); Starlette compresses 128 KiB and more off the loop.
+COMPRESS_LEVEL = 5
+# Workbooks are zip files already.
+NOT_COMPRESSED = (*DEFAULT_EXCLUDED_CONTENT_TYPES, XLSX_TYPE)
 
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -142,6 +155,14 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     mount_static(app)
     install_operations(app)
     _add_health(app)
+    # Websockets pass through untouched (and /ws skips the stack altogether); the bundles at
+    # /static/assets are gzipped by their own mount, and an answer already encoded is left so.
+    app.add_middleware(
+        GZipMiddleware,
+        minimum_size=COMPRESS_MIN_BYTES,
+        compresslevel=COMPRESS_LEVEL,
+        exclude_content_types=NOT_COMPRESSED,
+    )
     # Outermost: an oversized body is refused before anything reads it.
     app.add_middleware(BodyLimit, uploads=UPLOAD_ROUTES)
     return app

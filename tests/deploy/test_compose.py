@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import ipaddress
+import json
 import os
 import re
 import shutil
@@ -483,7 +485,9 @@ async def test_nginx_takes_the_config_and_proxies_to_the_servers(
     """The committed config under the nginx installed here, its servers mapped to a running
     one (the compose names do not resolve here; an nginx older than 1.27.3 is run without
     `resolve`, which it does not know): `nginx -t` passes, and a browser's request through it
-    is served and redirected to the port it used."""
+    is served and redirected to the port it used. With gzip turned on for the whole of nginx
+    (as a host's nginx.conf may), a large answer the server gzipped comes through gzipped once,
+    and a small one the server left plain stays plain."""
     binary, version = installed_nginx()
     server_port = behind_nginx.http.base_url.port
     listen = free_port()
@@ -507,7 +511,8 @@ async def test_nginx_takes_the_config_and_proxies_to_the_servers(
     (tmp_path / "nginx.conf").write_text(
         f"worker_processes 1; pid {tmp_path / 'nginx.pid'}; error_log {tmp_path / 'error.log'};\n"
         "events { worker_connections 64; }\n"
-        f"http {{ {temp} include {tmp_path / 'site.conf'}; }}\n"
+        f"http {{ {temp} gzip on; gzip_min_length 1; gzip_types application/json;\n"
+        f"include {tmp_path / 'site.conf'}; }}\n"
     )
     command = [binary, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")]
     checked = subprocess.run([*command, "-t"], capture_output=True, text=True, check=False)
@@ -525,8 +530,17 @@ async def test_nginx_takes_the_config_and_proxies_to_the_servers(
                 assert proxy.poll() is None
                 await asyncio.sleep(0.05)
             reply = await client.get("/console/", headers={"Host": host})
+            accepts = {"Host": host, "Accept-Encoding": "gzip"}
+            async with client.stream("GET", "/openapi.json", headers=accepts) as large:
+                wire = b"".join([chunk async for chunk in large.aiter_raw()])
+            async with client.stream("GET", "/readyz", headers=accepts) as small:
+                plain = b"".join([chunk async for chunk in small.aiter_raw()])
         assert reply.status_code == 307
         assert reply.headers["location"] == f"http://{host}/console"
+        assert large.headers["content-encoding"] == "gzip"
+        assert json.loads(gzip.decompress(wire))["openapi"]
+        assert "content-encoding" not in small.headers
+        assert json.loads(plain)["status"] == "ready"
     finally:
         proxy.terminate()
         proxy.wait(10)
