@@ -24,8 +24,9 @@ from alerts.hub import Hub
 from dispatch.auth.models import User
 from dispatch.reachability import service
 from dispatch.reachability.models import Presence, PresenceBeat
-from dispatch.reachability.routes import TEST_ALERTS
+from dispatch.reachability.routes import REACHABILITY_PAGE, REACHABILITY_PAGE_MAX, TEST_ALERTS
 from tests.conftest import RunningServer, clock_start, free_port
+from tests.pages.test_console_city import city_teams
 from tests.support import Account, World, statements_sent
 
 
@@ -86,6 +87,85 @@ async def test_a_connected_leader_is_reachable_and_a_gone_one_shows_when_last_se
     assert [t["team_id"] for t in everyone.json()] == [team["id"]]
     refused = await world.http.get("/api/v1/reachability", headers=leader.headers)
     assert refused.status_code == 403
+
+
+async def every_page(world: World, by: Account, limit: int) -> list[dict[str, Any]]:
+    """GET /api/v1/reachability a page at a time, as its readers read it, to the last one."""
+    found: list[dict[str, Any]] = []
+    while True:
+        reply = await world.http.get(
+            "/api/v1/reachability",
+            params={"limit": limit, "offset": len(found)},
+            headers=by.headers,
+        )
+        assert reply.status_code == 200, reply.text
+        page: list[dict[str, Any]] = reply.json()
+        assert len(page) <= limit
+        found += page
+        if len(page) < limit:
+            return found
+
+
+async def test_a_citys_reachability_is_listed_a_page_at_a_time(world: World) -> None:
+    """Every team of a city in one answer was megabytes, built while the loop served nothing
+    else: the list comes a page at a time, in the teams' order, each page's leaders its own."""
+    made = [await world.team("fixed_post", name=f"驻点队{i}") for i in range(5)]
+    leaders = {team["id"]: await world.leader(team) for team in made[:3]}
+    operator = await world.operator()
+    phone = await world.connect(leaders[made[1]["id"]])
+    teams = await world.http.get("/api/v1/teams", headers=operator.headers)
+    order = [t["id"] for t in teams.json()]
+
+    pages = [
+        (
+            await world.http.get(
+                "/api/v1/reachability",
+                params={"limit": 2, "offset": offset},
+                headers=operator.headers,
+            )
+        ).json()
+        for offset in (0, 2, 4, 6)
+    ]
+    assert [len(page) for page in pages] == [2, 2, 1, 0]
+    listed = [view for page in pages for view in page]
+    assert [view["team_id"] for view in listed] == order
+    for view in listed:
+        leader = leaders.get(view["team_id"])
+        assert [p["user_id"] for p in view["leaders"]] == ([leader.id] if leader else [])
+        assert view["reachable"] is (view["team_id"] == made[1]["id"])
+    assert await every_page(world, operator, 2) == listed
+    assert await every_page(world, operator, 1000) == listed
+    await phone.close()
+
+
+async def test_reachability_pages_out_of_bounds_are_named(world: World) -> None:
+    operator = await world.operator()
+    for params, field in (
+        ({"limit": REACHABILITY_PAGE_MAX + 1}, "limit"),
+        ({"limit": 0}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"offset": -1}, "offset"),
+        ({"offset": 1_000_001}, "offset"),
+        ({"offset": "1.5"}, "offset"),
+    ):
+        reply = await world.http.get(
+            "/api/v1/reachability", params=params, headers=operator.headers
+        )
+        assert reply.status_code == 422, (params, reply.text)
+        assert [f["field"] for f in reply.json()["fields"]] == [field], reply.text
+
+
+async def test_without_a_limit_reachability_is_one_bounded_page(world: World) -> None:
+    """A reader that asks without a limit gets the first REACHABILITY_PAGE teams, never the
+    whole city at once; it reads on with offset while a page comes full."""
+    operator = await world.operator()
+    await city_teams(world, REACHABILITY_PAGE + 1)
+    first = await world.http.get("/api/v1/reachability", headers=operator.headers)
+    assert first.status_code == 200
+    assert len(first.json()) == REACHABILITY_PAGE
+    everyone = await every_page(world, operator, REACHABILITY_PAGE)
+    assert len({view["team_id"] for view in everyone}) == REACHABILITY_PAGE + 1
+    assert everyone[:REACHABILITY_PAGE] == first.json()
 
 
 async def test_a_test_alert_round_trip_is_recorded(world: World) -> None:
