@@ -14,13 +14,15 @@ import re
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 from openpyxl import load_workbook
-from playwright.async_api import Browser, Locator, Page, expect
+from playwright.async_api import Browser, Locator, Page, Route, expect
 
 from dispatch.db import new_id
 from dispatch.schemas import DISPLAY_TZ
 from tests.pages.conftest import Opened, ask_report, desk_context, log_in, phone_context
+from tests.pages.test_console_city import CITY_TEAMS, city_teams
 from tests.reports.test_report_exactness import TARGETS, Case, Hop, Tier, store, us
 from tests.reports.test_response_times import (
     AROUND_THE_TARGET,
@@ -705,3 +707,59 @@ async def test_every_control_of_the_report_page_is_thumb_sized_on_a_phone(
         if language == "zh":
             await page.get_by_role("button", name="English").click()
             await expect(page.locator("h1")).to_have_text("1-3-5 response-time report")
+
+
+async def test_a_citys_teams_come_to_the_team_filter_a_page_at_a_time(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """The page asked for every team, retired ones too, in one answer: megabytes at a city's
+    scale. It reads them a page at a time, and the filter offers every one, the retired after
+    those in service, as before."""
+    await city_teams(world, CITY_TEAMS)
+    admin = await world.admin()
+    listed = await world.http.get("/api/v1/teams", headers=admin.headers)
+    in_service = [t["id"] for t in listed.json()]
+    retired = [in_service.pop(0), in_service.pop(-1)]
+    for team_id in retired:
+        reply = await world.http.delete(f"/api/v1/teams/{team_id}", headers=admin.headers)
+        assert reply.status_code == 204, reply.text
+    page = await (await desk_context(browser, contexts)).new_page()
+    asked: list[dict[str, list[str]]] = []
+    page.on(
+        "request",
+        lambda request: (
+            asked.append(parse_qs(urlparse(request.url).query))
+            if urlparse(request.url).path == "/api/v1/teams"
+            else None
+        ),
+    )
+
+    # One more retired while the first page is on its way: those after it move up by one. The
+    # page shows it as that page had it, in service; none after it is skipped.
+    moved: list[str] = []
+
+    async def retire_meanwhile(route: Route) -> None:
+        answer = await route.fetch()
+        if parse_qs(urlparse(route.request.url).query).get("offset") == ["0"]:
+            moved.append(in_service.pop(0))
+            reply = await world.http.delete(f"/api/v1/teams/{moved[0]}", headers=admin.headers)
+            assert reply.status_code == 204, reply.text
+        await route.fulfill(response=answer)
+
+    await page.route("**/api/v1/teams?*", retire_meanwhile)
+    await log_in(page, world.base_url + "/console/reports", await world.account("auditor"))
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    options = page.locator("#team option")
+    await expect(options).to_have_count(1 + CITY_TEAMS)
+    values = [await o.get_attribute("value") for o in await options.all()]
+    assert values[: 2 + len(in_service)] == ["", *moved, *in_service]
+    assert sorted(values[2 + len(in_service) :]) == sorted(retired)
+    assert [query["offset"] for query in asked] == [["0"], ["999"]]
+    for query in asked:
+        assert query["include_retired"] == ["true"]
+        assert int(query["limit"][0]) <= 2000
+    # A team of the second page is one the report filters by.
+    await page.locator("#team").select_option(retired[0])
+    await page.get_by_role("button", name="查询").click()
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    assert "team_id=" + retired[0] in page.url

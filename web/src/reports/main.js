@@ -138,10 +138,7 @@ async function start(me) {
   state.me = me;
   try {
     // Retired teams too: the report still covers their past dispatches.
-    const [teams, villages] = await Promise.all([
-      api.get('/api/v1/teams?include_retired=true'),
-      api.get('/api/v1/villages'),
-    ]);
+    const [teams, villages] = await Promise.all([everyTeam(), api.get('/api/v1/villages')]);
     // Teams in service first, then the retired ones; each part by tier, then name, and
     // retired namesakes as they were retired.
     state.teams = teams
@@ -165,6 +162,29 @@ async function start(me) {
   fillSelects();
   restoreFilters();
   run();
+}
+
+// How many teams are asked for at a time: a city has tens of thousands, megabytes in one
+// answer; the server gives at most 2000.
+const TEAM_PAGE = 1000;
+
+// Every team, retired ones after those in service, a page at a time. A team retired (or
+// added) between two pages moves those after it along by one: each page starts one early, so
+// none is skipped, and one seen twice is kept once.
+async function everyTeam() {
+  const teams = [];
+  const seen = new Set();
+  for (let offset = 0; ; ) {
+    const page = await api.get(
+      '/api/v1/teams?include_retired=true&limit=' + TEAM_PAGE + '&offset=' + offset,
+    );
+    for (const team of page) {
+      if (!seen.has(team.id)) teams.push(team);
+      seen.add(team.id);
+    }
+    if (page.length < TEAM_PAGE) return teams;
+    offset += page.length - 1;
+  }
 }
 
 // ---------------------------------------------------------------- filters
