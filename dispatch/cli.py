@@ -151,8 +151,8 @@ def _serve(args: argparse.Namespace) -> int:
             settings.database_url, warn=False, host_timeout_s=settings.db_host_timeout_s
         ):
             return 1
-        if args.demo:
-            _print_demo(settings)
+        if args.demo and not _print_demo(settings):
+            return 1
         with shared_metrics(args.workers):
             return _run(args, settings)
     finally:
@@ -403,14 +403,22 @@ async def stop_when_a_core_task_stops(runtime: Runtime) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _print_demo(settings: Settings) -> None:
+def _print_demo(settings: Settings) -> bool:
+    """Seed the demo town and print its accounts; or say in one line on stderr why its
+    database could not be seeded (its host unheard for DISPATCH_DB_HOST_TIMEOUT_S)."""
     from dispatch.demo import seed_demo
 
     credentials = Path(settings.secret_file).with_name("demo-credentials.txt")
-    accounts = asyncio.run(seed_demo(settings, credentials))
+    try:
+        accounts = asyncio.run(seed_demo(settings, credentials))
+    except database_errors() as error:
+        said = database_error("DISPATCH_DATABASE_URL", settings.database_url, error)
+        print(said, file=sys.stderr)
+        return False
     print(f"Demo town: 清溪镇 (22.847 N, 114.159 E). Accounts (also in {credentials}):")
     for name, role, password in accounts:
         print(f"  {name:<10} {role:<9} {password}")
+    return True
 
 
 def signing_secret(settings: Settings) -> str | None:

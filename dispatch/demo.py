@@ -43,8 +43,10 @@ DEMO_TEAMS = (
 
 
 async def seed_demo(settings: Settings, credentials_file: Path) -> list[tuple[str, str, str]]:
-    """Create the demo teams and accounts once; return (name, role, password) of each account."""
-    engine = create_engine(settings.database_url)
+    """Create the demo teams and accounts once; return (name, role, password) of each account.
+    Its connection gives a host gone dark up as the server's do (DISPATCH_DB_HOST_TIMEOUT_S):
+    the demo would otherwise wait for an answer until TCP gave up, hours later."""
+    engine = create_engine(settings.database_url, host_timeout_s=settings.db_host_timeout_s)
     sessionmaker = create_sessionmaker(engine)
     clock = SystemClock()
     hasher = auth.password_hasher(settings.argon2_time_cost, settings.argon2_memory_kib)

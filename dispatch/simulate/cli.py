@@ -225,7 +225,7 @@ def _simulate_as_told(args: argparse.Namespace) -> int:
     # A setting its own server cannot use stops the run here, as it stops every command (main
     # names it, exit 2): found by the server, it came after the town was seeded into the
     # database given, and as the server's line inside an exit 1 of the simulator's.
-    Settings()
+    settings = Settings()
     from dispatch.simulate.leaders import Behaviour
     from dispatch.simulate.run import Options
 
@@ -275,6 +275,7 @@ def _simulate_as_told(args: argparse.Namespace) -> int:
         admin=args.admin,
         password=password,
         keep_town=args.keep_town,
+        db_host_timeout_s=settings.db_host_timeout_s,
     )
     first = _run(options, args)
     if isinstance(first, int):

@@ -81,6 +81,9 @@ class Options:
     # the report reads from each incident's chain).
     targets: tuple[float, float, float] = DEFAULT_TARGETS
     port: int | None = None
+    # Its own server's database connections, and the seeding's and the retiring's, give a host
+    # unheard for this long up (DISPATCH_DB_HOST_TIMEOUT_S, which its server reads too).
+    db_host_timeout_s: float = Settings.model_fields["db_host_timeout_s"].default
 
 
 Say = Callable[[str], None]
@@ -99,7 +102,10 @@ def _with_own_server(options: Options, scratch: Path, say: Say) -> dict[str, Any
     secret = secrets.token_urlsafe(32)
     say(f"seeding {options.town.name}: {_describe(options.town)}")
     # One transaction: stopped part-way, it leaves nothing behind.
-    seeded = asyncio.run(seed_database(database_url, options.town, secret=secret))
+    dark_s = options.db_host_timeout_s
+    seeded = asyncio.run(
+        seed_database(database_url, options.town, secret=secret, host_timeout_s=dark_s)
+    )
     try:
         return _serve_and_drive(options, scratch, database_url, secret, seeded, say)
     finally:
@@ -107,7 +113,7 @@ def _with_own_server(options: Options, scratch: Path, say: Say) -> dict[str, Any
         # nor anyone use its accounts.
         if options.database_url is not None:
             teams = [] if options.keep_town else seeded.team_ids
-            asyncio.run(retire_database(database_url, teams, seeded.user_ids))
+            asyncio.run(retire_database(database_url, teams, seeded.user_ids, dark_s))
             if teams:
                 say(f"retired the {len(teams)} simulated teams (--keep-town keeps them)")
 

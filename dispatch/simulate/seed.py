@@ -77,10 +77,12 @@ async def seed_database(
     secret: str,
     token_ttl_s: int = 24 * 3600,
     operators: int = 1,
+    host_timeout_s: float | None = None,
 ) -> Seeded:
-    """Write the town's teams, one account per leader and the operators, in one transaction."""
-    await migrate.upgrade_async(database_url)
-    engine = create_engine(database_url)
+    """Write the town's teams, one account per leader and the operators, in one transaction.
+    ``host_timeout_s``: as ``dispatch.db.create_engine``'s, for the seeding's connections."""
+    await migrate.upgrade_async(database_url, host_timeout_s)
+    engine = create_engine(database_url, host_timeout_s=host_timeout_s)
     sessionmaker = create_sessionmaker(engine)
     now = SystemClock().now()
     hasher = auth.password_hasher(*CHEAP_HASH)
@@ -184,10 +186,15 @@ async def seed_api(
     return Seeded(leaders, operator_token, team_ids, [operator_token], list(made.user_ids))
 
 
-async def retire_database(database_url: str, team_ids: list[str], user_ids: list[str]) -> None:
+async def retire_database(
+    database_url: str,
+    team_ids: list[str],
+    user_ids: list[str],
+    host_timeout_s: float | None = None,
+) -> None:
     """Take a simulated town's teams out of service and disable its accounts, straight in the
     database its own server ran on once that has stopped (their records stay)."""
-    engine = create_engine(database_url)
+    engine = create_engine(database_url, host_timeout_s=host_timeout_s)
     now = SystemClock().now()
     try:
         async with create_sessionmaker(engine)() as session, session.begin():

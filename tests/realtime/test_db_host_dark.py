@@ -349,3 +349,51 @@ async def test_a_command_whose_database_host_goes_dark_mid_statement_says_so_and
         assert said.startswith("error: DISPATCH_DATABASE_URL ("), said
         assert said.count("\n") == 1, said
         assert "heard nothing from for DISPATCH_DB_HOST_TIMEOUT_S" in said, said
+
+
+# What seeds a town before any server serves it, each on connections of its own, and the
+# statement of the seeding that the dark link swallows: the demo's first team, and the
+# simulator's teams (after its migrations).
+SEEDINGS = {
+    "serve --demo": ("serve", "--demo"),
+    "simulate": (
+        *("simulate", "--stations", "1", "--fixed-per-station", "1"),
+        *("--mobile-per-station", "0", "--side-km", "2", "--incidents", "1"),
+    ),
+}
+
+
+@pytest.mark.parametrize("seeding", SEEDINGS)
+async def test_a_seeding_whose_database_host_goes_dark_mid_statement_says_so_and_exits(
+    postgres_only: str, tmp_path: Path, seeding: str
+) -> None:
+    async with dark_link(postgres_only, swallow=b"INSERT INTO teams") as link:
+        proxy = link.proxy
+        proxy.armed = True
+        args = SEEDINGS[seeding]
+        if seeding == "simulate":
+            through = link.url.render_as_string(hide_password=False)
+            args = (*args, "--database-url", through)
+        child = await asyncio.create_subprocess_exec(
+            *("ip", "netns", "exec", link.namespace.name, sys.executable, "-m", "dispatch"),
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=link.env(tmp_path),
+        )
+        # Before, the seeding's connections took no DISPATCH_DB_HOST_TIMEOUT_S: it waited
+        # for the answer until TCP gave up, hours later.
+        try:
+            out, err = await asyncio.wait_for(child.communicate(), 60)
+        except TimeoutError:
+            child.kill()  # not left running
+            await child.wait()
+            waiting = f"dispatch {seeding} still waiting a minute on a dark host"
+            raise AssertionError(waiting) from None
+        assert proxy.dark.is_set(), (f"dispatch {seeding} never sent its statement", err)
+        said = err.decode()
+        assert child.returncode == 1, (child.returncode, out, said)
+        # One line naming where the database came from and what happened, no traceback.
+        assert said.startswith("error: "), said
+        assert said.count("\n") == 1, said
+        assert "heard nothing from for DISPATCH_DB_HOST_TIMEOUT_S" in said, said
