@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import logging
 import socket
@@ -44,6 +45,15 @@ KEEPALIVE_S = 10.0
 RECEIVER_RETRIES_S = (0.05, 0.25, 1.0)
 FIRST_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 5.0
+# While the database's host answers nothing (a connect timed out, or found no route), the
+# listener asks its port every this often, each time with a new connect (one SYN) given this
+# long, and connects as soon as one is answered. A connect left to the kernel resends its SYN
+# 1, 3, 7... s after the first, and the pause after a failed try grows to MAX_BACKOFF_S: the
+# listener came back up to 5 s plus its connect's timeout after the host, and the alerts of
+# other processes meanwhile reached this one's phones only with the catch-up. One SYN every
+# half second is nothing to a host that is not there; a host that answers but refuses (the
+# database starting, too many connections) is tried with the backoff as before.
+PROBE_EVERY_S = 0.5
 # How long connecting, and LISTENing on every channel, may take (less if ``HostTimeout``
 # says so): a connection that drops part-way without a word (a network that loses the
 # packets) would otherwise hold the listener until TCP gave up, many minutes later.
@@ -159,6 +169,18 @@ def _chunks(ids: list[str], limit: int) -> list[list[str]]:
     return [c for c in chunks if c]
 
 
+# What a connect, or a connection, gets from a host gone dark: nothing in time, or no route
+# to it (the network down on the way).
+UNHEARD_ERRNOS = frozenset({errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH})
+
+
+def host_unheard(error: BaseException) -> bool:
+    """Whether ``error`` says the database's host answered nothing (rather than refused)."""
+    if isinstance(error, TimeoutError):
+        return True
+    return isinstance(error, OSError) and error.errno in UNHEARD_ERRNOS
+
+
 class Listener:
     """One dedicated connection that LISTENs, reconnects by itself and says when it is up."""
 
@@ -232,22 +254,66 @@ class Listener:
     async def _run(self) -> None:
         self._backoff = FIRST_BACKOFF_S
         while True:
+            unheard = False
             try:
                 await self._listen()
             except Exception as error:
                 # Whatever failed (the connection, or the catch-up's reads in a callback:
                 # SQLAlchemy's errors too), the cure is the same: connect again, catch up again.
                 self.errors += 1
-                log.warning(
-                    "fan-out listener lost (%r); reconnecting in %.1fs",
-                    error,
-                    self._backoff,
-                    exc_info=True,
-                )
+                unheard = self._probe_address is not None and host_unheard(error)
+                if unheard:
+                    log.warning(
+                        "fan-out listener lost (%r); reconnecting once the database's host "
+                        "answers (asked every %.1fs)",
+                        error,
+                        PROBE_EVERY_S,
+                        exc_info=True,
+                    )
+                else:
+                    log.warning(
+                        "fan-out listener lost (%r); reconnecting in %.1fs",
+                        error,
+                        self._backoff,
+                        exc_info=True,
+                    )
             finally:
                 self._up.clear()
+            if unheard:
+                await self._until_host_answers()
+                continue
             await asyncio.sleep(self._backoff)
             self._backoff = min(self._backoff * 2, MAX_BACKOFF_S)
+
+    @property
+    def _probe_address(self) -> tuple[str, int] | None:
+        """The database's TCP address, where the connection has one (not a Unix socket's
+        directory, nor several hosts to choose from)."""
+        host, port = self._connect_args.get("host"), self._connect_args.get("port")
+        if not isinstance(host, str) or host.startswith("/") or isinstance(port, list):
+            return None
+        return host, int(port or 5432)
+
+    async def _until_host_answers(self) -> None:
+        """Wait until the database's port answers a connect (or refuses it: the host is back),
+        a new one every PROBE_EVERY_S (``PROBE_EVERY_S``)."""
+        address = self._probe_address
+        assert address is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            try:
+                async with asyncio.timeout(PROBE_EVERY_S):
+                    _, writer = await asyncio.open_connection(*address)
+            except (TimeoutError, OSError) as error:
+                if not host_unheard(error):
+                    return  # an answer all the same (refused): try the connection itself
+                await asyncio.sleep(max(0.0, started + PROBE_EVERY_S - loop.time()))
+                continue
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            return
 
     async def _listen(self) -> None:
         host = self._host_timeout
