@@ -111,7 +111,9 @@ const state = {
   // {id, incident_id, dispatch_id, user_id, leader_name, channel, status, attempts, at}
   notices: new Map(),
   // 历史警情: the incidents of a day (Beijing time), closed ones included, a page at a time.
-  history: { day: null, incidents: [], more: false, villages: null, error: null },
+  // `error`: the day could not be read (nothing listed); `moreError`: its next page could not
+  // be, the rows listed stay.
+  history: { day: null, incidents: [], more: false, villages: null, error: null, moreError: null },
 };
 // How many incidents the history asks for at a time (a town may have hundreds a day).
 const HISTORY_PAGE = 100;
@@ -140,6 +142,7 @@ function boot() {
   $('#history-close').addEventListener('click', closeHistory);
   $('#history-show').addEventListener('click', () => loadHistory(false));
   $('#history-more').addEventListener('click', () => loadHistory(true));
+  $('#history-retry').addEventListener('click', () => loadHistory(!state.history.error));
   $('#history-record-close').addEventListener('click', historyRecord.close);
   $('#late-only').addEventListener('click', () => {
     setLateOnly(!state.lateOnly);
@@ -206,10 +209,12 @@ function stop(ended) {
   closeHistory();
   historyRecord.close();
   $('#history-open').hidden = true;
-  state.history = { day: null, incidents: [], more: false, villages: null, error: null };
+  state.history = { day: null, incidents: [], more: false, villages: null, error: null, moreError: null };
   clear($('#history-list'));
   $('#history-count').textContent = '';
   $('#history-more').hidden = true;
+  $('#history-end').hidden = true;
+  $('#history-problem').hidden = true;
   $('#history-day').value = '';
   if (state.me && ended) removeForTab(viewKey());
   state.feed = [];
@@ -1433,9 +1438,18 @@ async function loadHistory(more) {
     renderHistory();
     return;
   }
-  const offset = more && history.day === day ? history.incidents.length : 0;
+  // The next page starts after the last incident listed (its id, `before`), not at a count of
+  // the rows: an incident reported after the rows were counted and before the server read the
+  // page moved it by one, and the last row of a page came again atop the next. Reports heard
+  // live go above that row (historyTake), so it is always the last the server gave.
+  const next = more && history.day === day && history.incidents.length > 0;
+  const before = next ? history.incidents[history.incidents.length - 1].id : null;
   const asked = (history.asked = {});
   $('#history').dataset.state = 'loading';
+  // What the live feed brings while the page is on its way may be newer than the page (an
+  // incident of it closed after the server read it): merged into it as it comes.
+  const heard = new Map();
+  state.hearing.add(heard);
   try {
     if (!history.villages) {
       try {
@@ -1445,18 +1459,36 @@ async function loadHistory(more) {
         history.villages = null; // the places are said by their coordinates meanwhile
       }
     }
-    const params = 'day=' + day + '&limit=' + HISTORY_PAGE + '&offset=' + offset;
+    // One more than a page is asked for, to know whether another follows: a day of exactly a
+    // page (or two) then ends on its last row, not on a 加载更多 that brings nothing.
+    let params = 'day=' + day + '&limit=' + (HISTORY_PAGE + 1);
+    if (before !== null) params += '&before=' + encodeURIComponent(before);
     const page = await api.get('/api/v1/incidents?' + params);
     if (history.asked !== asked) return;
     history.day = day;
-    history.incidents = offset ? history.incidents.concat(page) : page;
-    history.more = page.length === HISTORY_PAGE;
+    history.more = page.length > HISTORY_PAGE;
+    history.incidents = next ? history.incidents.concat(page.slice(0, HISTORY_PAGE)) : page.slice(0, HISTORY_PAGE);
     history.error = null;
+    history.moreError = null;
+    for (const snapshot of heard.values()) historyPlace(snapshot);
   } catch (error) {
     if (history.asked !== asked) return;
-    history.error = { text: () => errorText(error) };
+    // A next page that failed leaves the rows listed where they are; 重试 asks for it again,
+    // after the same last row.
+    if (next) history.moreError = { text: () => errorText(error) };
+    else history.error = { text: () => errorText(error) };
+  } finally {
+    state.hearing.delete(heard);
   }
+  const focused = document.activeElement;
   renderHistory();
+  // The button pressed may be gone (the end reached, or the page failed): the focus goes to
+  // what took its place rather than to the top of the page.
+  if (focused && focused.hidden) {
+    const problem = $('#history-problem');
+    if (!problem.hidden) $('#history-retry').focus();
+    else if (!$('#history-end').hidden) $('#history-end').focus();
+  }
 }
 
 // A tier of a past incident: its outcome, judged as its record judges it (the stored status is
@@ -1484,20 +1516,8 @@ function listedBefore(a, b) {
 // list is not asked for again. One older than the last row loaded, while more are left to load,
 // comes with 更多 instead.
 function historyTake(snapshot) {
-  const history = state.history;
-  if (!history.day || history.error || !snapshot.reported_at) return;
-  if (localTime(snapshot.reported_at).slice(0, 10) !== history.day) return;
-  const incidents = history.incidents;
-  const at = incidents.findIndex((one) => one.id === snapshot.id);
-  let incident;
-  if (at >= 0) {
-    incident = incidents[at] = mergeIncident(incidents[at], snapshot);
-  } else {
-    const place = incidents.findIndex((one) => listedBefore(snapshot, one));
-    if (place < 0 && history.more) return;
-    incident = snapshot;
-    incidents.splice(place < 0 ? incidents.length : place, 0, incident);
-  }
+  const incident = historyPlace(snapshot);
+  if (!incident) return;
   const body = $('#history-list tbody');
   if ($('#history').hidden || !body) {
     renderHistory();
@@ -1511,31 +1531,57 @@ function historyTake(snapshot) {
     old.replaceWith(row);
     if (focused) row.querySelector('button').focus();
   } else {
-    body.insertBefore(row, body.children[incidents.indexOf(incident)] || null);
+    body.insertBefore(row, body.children[state.history.incidents.indexOf(incident)] || null);
   }
+}
+
+// The snapshot in the day's list: merged into its row, or a new row in its place; the incident
+// as listed, or null when it is not (another day, or older than the rows loaded while more are
+// left to load).
+function historyPlace(snapshot) {
+  const history = state.history;
+  if (!history.day || history.error || !snapshot.reported_at) return null;
+  if (localTime(snapshot.reported_at).slice(0, 10) !== history.day) return null;
+  const incidents = history.incidents;
+  const at = incidents.findIndex((one) => one.id === snapshot.id);
+  if (at >= 0) return (incidents[at] = mergeIncident(incidents[at], snapshot));
+  const place = incidents.findIndex((one) => listedBefore(snapshot, one));
+  if (place < 0 && history.more) return null;
+  incidents.splice(place < 0 ? incidents.length : place, 0, snapshot);
+  return snapshot;
 }
 
 function renderHistoryCount() {
   const history = state.history;
   const n = history.incidents.length;
   $('#history-count').textContent = t(history.more ? 'history.count_more' : 'history.count', { n });
+  // The day listed whole is said below its last row, so that the end of the list reads as one.
+  const end = $('#history-end');
+  end.hidden = !!history.error || history.more || !n;
+  end.textContent = end.hidden ? '' : t('history.end', { n });
 }
 
 function renderHistory() {
   const history = state.history;
   const box = $('#history');
   if (box.hidden) return;
-  box.dataset.state = history.error ? 'failed' : 'ready';
+  const failed = history.error || history.moreError;
+  box.dataset.state = failed ? 'failed' : 'ready';
   const list = clear($('#history-list'));
+  const problem = $('#history-problem');
+  problem.hidden = !failed;
+  $('#history-problem-text').textContent = failed
+    ? t(history.error ? 'history.failed' : 'history.more_failed', { reason: failed.text() })
+    : '';
   if (history.error) {
     $('#history-count').textContent = '';
-    list.appendChild(h('p', { class: 'error', role: 'alert', text: t('history.failed', { reason: history.error.text() }) }));
+    $('#history-end').hidden = true;
     $('#history-more').hidden = true;
     return;
   }
   const incidents = history.incidents;
   renderHistoryCount();
-  $('#history-more').hidden = !history.more;
+  $('#history-more').hidden = !history.more || !!history.moreError;
   if (!incidents.length) {
     list.appendChild(h('p', { class: 'hint', text: t('history.none') }));
     return;
