@@ -72,3 +72,76 @@ async def test_a_days_incidents_newest_first_a_page_at_a_time(world: World) -> N
     parameters = {p["name"]: p for p in schema["paths"]["/api/v1/incidents"]["get"]["parameters"]}
     assert "Beijing time" in parameters["day"]["description"]
     assert "offset" in parameters
+
+
+async def test_a_days_pages_after_a_cursor_hold_that_day_alone_each_incident_once(
+    world: World,
+) -> None:
+    """The history's next page, after the last incident of the one before (``before``), on a
+    day that ends at Beijing's midnight: incidents reported between pages (on the day or the
+    next), closed between pages, or at one instant come neither twice nor never, and none of
+    another day comes with them."""
+    world.runtime.settings.token_ttl_s = 30 * 86400
+    world.runtime.settings.report_burst = 100
+    await world.team("fixed_post")
+    operator = await world.operator()
+    now = world.clock.now().astimezone(DISPLAY_TZ)
+    start = now.replace(hour=23, minute=59, second=0, microsecond=0)
+    if start <= now:
+        start += timedelta(days=1)
+    world.clock.advance((start - now).total_seconds())
+    day = start.date().isoformat()
+    before_midnight = []
+    for n in range(9):
+        if n % 3 == 0:
+            world.clock.advance(5)  # three at each instant: ties go by id
+        before_midnight.append(await world.report(operator))
+
+    async def page(**params: Any) -> list[dict[str, Any]]:
+        reply = await world.http.get(
+            "/api/v1/incidents", params={"day": day, **params}, headers=operator.headers
+        )
+        assert reply.status_code == 200, reply.text
+        incidents: list[dict[str, Any]] = reply.json()
+        return incidents
+
+    whole = [incident["id"] for incident in await page(limit=1000)]
+    assert sorted(whole) == sorted(incident["id"] for incident in before_midnight)
+    read: list[str] = []
+    cursor: dict[str, Any] = {}
+    later = []
+    while True:
+        got = await page(limit=2, **cursor)
+        read += [incident["id"] for incident in got]
+        if len(got) < 2:
+            break
+        # Between pages: one closed that was read, one that was not; one reported that day
+        # (newer than every page), one the next day.
+        unread = [i for i in whole if i not in read]
+        for incident_id in (read[0], *unread[:1]):
+            closed = await world.http.post(
+                f"/api/v1/incidents/{incident_id}/close", headers=operator.headers
+            )
+            assert closed.status_code == 200, closed.text
+        if world.clock.now() < start + timedelta(seconds=59):
+            world.clock.advance(1)
+            later.append(await world.report(operator))
+        cursor = {"before": got[-1]["id"]}
+    assert read == whole
+    assert len(later) >= 2
+    # Past midnight too: one of the next day now, and the day's list holds only its own.
+    world.clock.advance(60)
+    next_day = await world.report(operator)
+    assert datetime.fromisoformat(next_day["reported_at"]).astimezone(DISPLAY_TZ).date() > (
+        start.date()
+    )
+    days_list = [*[i["id"] for i in reversed(later)], *whole]
+    assert [i["id"] for i in await page(limit=1000)] == days_list
+    # A cursor of another day places the page in the same order: after one of the next day the
+    # whole day comes; after the day's last, nothing. Open ones alone after a closed cursor.
+    assert [i["id"] for i in await page(limit=1000, before=next_day["id"])] == days_list
+    assert await page(before=whole[-1]) == []
+    still_open = {i["id"] for i in await page(status="open", limit=1000)}
+    assert whole[0] not in still_open
+    open_after = await page(status="open", before=whole[0])
+    assert [i["id"] for i in open_after] == [i for i in whole[1:] if i in still_open]
