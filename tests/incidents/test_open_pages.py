@@ -96,7 +96,7 @@ async def test_incidents_reported_at_one_instant_come_once_each_across_pages(
     assert [i["id"] for i in await page_of(world, operator, status="open", limit=4)] == (
         expected[:4]
     )
-    # offset pages, as the console's history and other readers take them, follow one another
+    # offset pages, as readers that take no cursor ask for them, follow one another
     # too now that ties are broken.
     by_offset = []
     for offset in range(0, 8, 3):
