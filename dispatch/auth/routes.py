@@ -95,7 +95,36 @@ async def issue_token(
         user, secret=runtime.secret, ttl_s=runtime.settings.token_ttl_s, now=now
     )
     request.state.principal = service.Principal(user.id, user.name, Role(user.role), user.team_id)
-    return TokenOut(access_token=token, expires_at=expires_at)
+    return TokenOut(
+        access_token=token, expires_at=expires_at, expires_in=runtime.settings.token_ttl_s
+    )
+
+
+@router.post(
+    "/auth/renew",
+    response_model=TokenOut,
+    responses={
+        401: error_response(
+            401,
+            "no token, or an expired, revoked or bad one, a disabled user, or one from before "
+            "a password reset: a new login is needed",
+        )
+    },
+)
+async def renew_token(
+    request: Request, principal: PrincipalDep, runtime: RuntimeDep, session: SessionDep
+) -> TokenOut:
+    """A fresh token for the presented one while it still holds, for a full term from now:
+    the pages ask for it once half of their login's term has passed, so that a leader or an
+    operator who keeps the page open through a shift is not signed out in the middle of it.
+    The presented token is judged as for any request (and read from the rows again); it is
+    not ended, and expires as it would have."""
+    _, _, presented = (request.headers.get("Authorization") or "").partition(" ")
+    ttl_s = runtime.settings.token_ttl_s
+    token, expires_at = await service.renew_token(
+        session, presented.strip(), secret=runtime.secret, ttl_s=ttl_s, now=runtime.clock.now()
+    )
+    return TokenOut(access_token=token, expires_at=expires_at, expires_in=ttl_s)
 
 
 @router.post("/auth/logout", status_code=204, response_class=Response)

@@ -10,6 +10,10 @@ class TokenOut(Schema):
     access_token: str
     token_type: str = "bearer"
     expires_at: LocalTime
+    # The token's term in seconds (OAuth2's expires_in): a page renews the login once half of
+    # it has passed since the token came, counted on its own clock (a difference of readings,
+    # right whatever date the device is set to).
+    expires_in: int
 
 
 class UserCreate(Schema):

@@ -147,6 +147,21 @@ def issue_token(user: User, *, secret: str, ttl_s: int, now: datetime) -> tuple[
     return jwt.encode(claims, secret, algorithm=TOKEN_ALGORITHM), expires_at
 
 
+async def renew_token(
+    session: AsyncSession, token: str, *, secret: str, ttl_s: int, now: datetime
+) -> tuple[str, datetime]:
+    """A fresh token, for a full term from now, for one that still holds: what a page open
+    through a shift asks for before its login's term ends. Judged from the rows, not from the
+    token cache, as a login reads them: a token logged out, of a disabled user or from before a
+    password reset is refused, and renewing never brings one back. The token presented stays
+    as it was (another tab of the same page may still hold it) and ends at its own expiry."""
+    principal = await principal_for_token(session, token, secret=secret, now=now)
+    user = await session.get(User, principal.user_id)
+    if user is None or user.disabled:  # Removed or disabled since the token's row was read.
+        raise Unauthorized("the bearer token's user is unknown or disabled")
+    return issue_token(user, secret=secret, ttl_s=ttl_s, now=now)
+
+
 async def principal_for_token(
     session: AsyncSession,
     token: str,

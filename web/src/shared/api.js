@@ -77,7 +77,42 @@ export class Api {
       body: body.toString(),
     });
     if (!reply.ok) throw new ApiError(reply.status, detailOf(data, reply), null, data);
-    save(this.key, JSON.stringify({ token: data.access_token, expires_at: data.expires_at }));
+    this.keep(data);
+    return data;
+  }
+
+  // The token with its term, and when (by this device's clock) it came: the renewal in
+  // shared/login.js counts from then, a difference of the device's own readings, so a clock
+  // set hours off moves it not at all.
+  keep(data) {
+    const kept = {
+      token: data.access_token,
+      expires_at: data.expires_at,
+      expires_in: data.expires_in,
+      received: Date.now(),
+    };
+    save(this.key, JSON.stringify(kept));
+  }
+
+  /** The stored token's term and when it came ({expires_in, received, expires_at}), or null. */
+  get term() {
+    try {
+      const stored = JSON.parse(load(this.key) || 'null');
+      return stored && stored.token ? stored : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  /**
+   * A fresh token for the one held while it still holds (POST /api/v1/auth/renew), kept in its
+   * place unless the page signed out or another login took its place meanwhile. A 401 signs the
+   * page out as any request's does.
+   */
+  async renew() {
+    const token = this.token;
+    const data = await this.post('/api/v1/auth/renew');
+    if (this.token === token) this.keep(data);
     return data;
   }
 

@@ -132,6 +132,7 @@ export class Live {
     }
     const scheme = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
     const socket = new WebSocket(scheme + '//' + window.location.host + '/ws');
+    socket.helloToken = token;
     this.socket = socket;
     this.caughtUp = false;
     this.ackedSeq = 0;
@@ -308,6 +309,15 @@ export class Live {
     if (socket !== this.socket || this.stopped) return;
     this.stopWatching();
     if (event.code === POLICY && /token/.test(event.reason || '')) {
+      // The login was renewed since this socket's hello (shared/login.js): the old token's
+      // expiry ends the socket, not the login. Another, with the renewed token, resumes at once.
+      const held = this.options.token();
+      if (held && held !== socket.helloToken) {
+        this.attempt = 0;
+        clearTimeout(this.timer);
+        this.connect();
+        return;
+      }
       this.options.onAuthFailed();
       return;
     }

@@ -1,5 +1,6 @@
 import { keepLoading } from './api.js';
 import { $ } from './dom.js';
+import { clockTime } from './format.js';
 import { errorText } from './errors.js';
 import { onLangChange, t } from './i18n.js';
 
@@ -61,7 +62,9 @@ function setIfPresent(selector, apply) {
  * Returns `signOut(message)`, for the page's own channels that find the session gone.
  */
 export function signInGate(api, page) {
+  const renewal = keepRenewed(api);
   function signOut(message, ended = false) {
+    renewal.stop();
     gate.stop();
     showGateProblem(null);
     page.leave(ended);
@@ -95,6 +98,7 @@ export function signInGate(api, page) {
     $('#app').hidden = false;
     $('#logout').hidden = false;
     setIfPresent('#who', (el) => (el.textContent = me.name));
+    renewal.start();
     page.enter(me);
   }
 
@@ -118,4 +122,117 @@ export function signInGate(api, page) {
   if (api.token) start();
   else signOut(null);
   return signOut;
+}
+
+// A login's term counts from its token's arrival; when no term was kept with it (a token stored
+// before terms were), the server's default.
+const DEFAULT_TERM_S = 12 * 3600;
+const RENEW_CHECK_MS = 1000;
+// Said on the page this long before the login ends, when it could not be renewed by then.
+const WARN_MS = 30 * 60 * 1000;
+
+/**
+ * Keeps the login of an open page alive through a shift: once half of its token's term has
+ * passed, the token is exchanged for a fresh one (POST /api/v1/auth/renew), with nothing on
+ * the page touched. A renewal the server cannot be reached for is tried again shortly; in the
+ * login's last half hour (its last quarter, for a short term) the page says when it ends and
+ * offers to renew at once. A refusal (logged out elsewhere, disabled, a password reset) signs
+ * the page out as any 401 does: the phone's untaken taps stay in its outbox for the next login.
+ */
+function keepRenewed(api) {
+  let timer = null;
+  let inFlight = false;
+  let retryAt = 0;
+  let failure = null;
+
+  function note() {
+    let line = $('#session-note');
+    if (!line) {
+      line = document.createElement('p');
+      line.id = 'session-note';
+      line.className = 'notice';
+      line.setAttribute('role', 'alert');
+      line.hidden = true;
+      const text = document.createElement('span');
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.addEventListener('click', () => renew());
+      line.append(text, ' ', button);
+      $('#app').prepend(line);
+    }
+    return line;
+  }
+
+  function show(left) {
+    const term = api.term;
+    if (left === null || !term) {
+      const line = $('#session-note');
+      if (line) line.hidden = true;
+      return;
+    }
+    const line = note();
+    line.firstChild.textContent = t('login.ending', {
+      time: clockTime(term.expires_at),
+      detail: failure ? errorText(failure) : '',
+    });
+    line.lastChild.textContent = t('login.renew');
+    line.hidden = false;
+  }
+
+  async function renew() {
+    if (inFlight) return;
+    inFlight = true;
+    try {
+      await api.renew();
+      failure = null;
+      retryAt = 0;
+    } catch (error) {
+      failure = error;
+      const term = api.term;
+      const termMs = 1000 * ((term && term.expires_in) || DEFAULT_TERM_S);
+      retryAt = Date.now() + Math.min(30000, termMs / 10);
+    } finally {
+      inFlight = false;
+    }
+    check();
+  }
+
+  function check() {
+    const term = api.term;
+    if (!term) return;
+    const termMs = 1000 * (Number(term.expires_in) || DEFAULT_TERM_S);
+    const received = Number(term.received) || 0;
+    const elapsed = Date.now() - received;
+    // A clock set back since the token came reads as a term begun in the future: renewed now.
+    const due = elapsed >= termMs / 2 || elapsed < 0;
+    const left = termMs - Math.max(elapsed, 0);
+    show(left <= Math.min(WARN_MS, termMs / 4) ? left : null);
+    if (due && Date.now() >= retryAt) renew();
+  }
+
+  function onVisible() {
+    if (document.visibilityState === 'visible') check();
+  }
+
+  onLangChange(() => {
+    const line = $('#session-note');
+    if (line && !line.hidden) check();
+  });
+
+  return {
+    start() {
+      clearInterval(timer);
+      failure = null;
+      retryAt = 0;
+      timer = setInterval(check, RENEW_CHECK_MS);
+      document.addEventListener('visibilitychange', onVisible);
+      check();
+    },
+    stop() {
+      clearInterval(timer);
+      timer = null;
+      document.removeEventListener('visibilitychange', onVisible);
+      show(null);
+    },
+  };
 }

@@ -1,0 +1,131 @@
+"""A login renewed while it still holds: a leader who keeps the phone page open through a
+shift is not signed out at the token's 12 h, and a renewal keeps every rule a login has."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import jwt
+
+from dispatch.auth.models import RevokedToken
+from tests.auth.test_tokens import hello_closes_with, me
+from tests.realtime.test_socket_limits import closed_with
+from tests.support import Account, World
+
+RENEW = "/api/v1/auth/renew"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def renew(world: World, token: str) -> tuple[int, dict[str, object]]:
+    reply = await world.http.post(RENEW, headers=bearer(token))
+    return reply.status_code, reply.json()
+
+
+async def test_a_token_still_valid_is_renewed_for_a_full_term(world: World) -> None:
+    leader = await world.leader(await world.team())
+    ttl = world.runtime.settings.token_ttl_s
+    world.clock.advance(ttl - 60)
+    status, body = await renew(world, leader.token)
+    assert status == 200, body
+    fresh = str(body["access_token"])
+    assert body["token_type"] == "bearer" and body["expires_in"] == ttl
+    expires = datetime.fromisoformat(str(body["expires_at"]))
+    assert abs(expires - (world.clock.now() + timedelta(seconds=ttl))) < timedelta(seconds=1)
+    old = jwt.decode(leader.token, options={"verify_signature": False})
+    new = jwt.decode(fresh, options={"verify_signature": False})
+    assert new["sub"] == old["sub"] and new["jti"] != old["jti"]
+
+    # Past the old token's expiry, the renewed one works; the old one ends as it would have.
+    world.clock.advance(61)
+    assert await me(world, leader.token) == (401, "the bearer token has expired")
+    assert (await me(world, fresh))[0] == 200
+    status, body = await renew(world, leader.token)
+    assert (status, body["detail"]) == (401, "the bearer token has expired")
+
+
+async def test_a_renewal_keeps_every_rule_of_a_login(world: World) -> None:
+    """Renewal is no way around a logout, a disabled account or a password reset: the token
+    presented must hold as REST judges it, and the renewed one ends with the account."""
+    admin = await world.admin()
+    leader = await world.leader(await world.team())
+
+    logged_out = await world.relogin(leader)
+    await world.http.post("/api/v1/auth/logout", headers=logged_out.headers)
+    status, body = await renew(world, logged_out.token)
+    assert (status, body["detail"]) == (401, "the bearer token was revoked (logged out)")
+
+    assert (await renew(world, "garbage"))[0] == 401
+    assert (await world.http.post(RENEW)).status_code == 401
+
+    renewed = str((await renew(world, leader.token))[1]["access_token"])
+    world.clock.advance(1)
+    patch = await world.http.patch(
+        f"/api/v1/users/{leader.id}", json={"disabled": True}, headers=admin.headers
+    )
+    assert patch.status_code == 200
+    for token in (leader.token, renewed):
+        status, body = await renew(world, token)
+        assert (status, body["detail"]) == (401, "the bearer token's user is unknown or disabled")
+    await world.http.patch(
+        f"/api/v1/users/{leader.id}", json={"disabled": False}, headers=admin.headers
+    )
+    # Enabled again: a token from before stays dead, renewed or not.
+    assert (await renew(world, renewed))[0] == 401
+
+    again = await world.relogin(leader)
+    world.clock.advance(1)
+    reset = await world.http.patch(
+        f"/api/v1/users/{leader.id}",
+        json={"password": "a-new-long-password"},
+        headers=admin.headers,
+    )
+    assert reset.status_code == 200
+    status, body = await renew(world, again.token)
+    assert status == 401 and "password was reset" in str(body["detail"])
+
+
+async def test_logout_of_a_renewed_token_ends_it(world: World) -> None:
+    operator = await world.operator()
+    renewed = str((await renew(world, operator.token))[1]["access_token"])
+    assert (
+        await world.http.post("/api/v1/auth/logout", headers=bearer(renewed))
+    ).status_code == 204
+    assert (await me(world, renewed))[0] == 401
+    async with world.runtime.sessionmaker() as session:
+        assert await session.get(
+            RevokedToken, jwt.decode(renewed, options={"verify_signature": False})["jti"]
+        )
+
+
+async def test_a_socket_moves_to_the_renewed_token_and_misses_nothing(world: World) -> None:
+    """The 08:00 leader at 20:00: the socket of the old token is closed at its expiry (1008,
+    saying so); one opened with the renewed token resumes where it was, the alert reported in
+    between included."""
+    team = await world.team()
+    leader = await world.leader(team)
+    operator = await world.operator()
+    phone = await world.connect(leader)
+    ttl = world.runtime.settings.token_ttl_s
+    world.clock.advance(ttl - 60)
+    renewed = Account(
+        **{**leader.__dict__, "token": str((await renew(world, leader.token))[1]["access_token"])}
+    )
+    world.clock.advance(61)
+    reporter = await world.relogin(operator)
+    incident = await world.report(reporter)
+    code, reason = await closed_with(phone)
+    assert code == 1008 and "expired" in reason
+    assert await hello_closes_with(world, leader.token) == 1008
+    again = await world.connect(renewed, resume_from=phone.last_seq)
+    alert = await again.next_of("alert")
+    assert alert["data"]["incident"]["id"] == incident["id"]
+    await again.close()
+
+
+async def test_the_schema_declares_the_renewals_statuses(world: World) -> None:
+    schema = (await world.http.get("/openapi.json")).json()
+    declared = schema["paths"][RENEW]["post"]["responses"]
+    assert {"200", "401"} <= set(declared)

@@ -1,0 +1,136 @@
+"""A login that outlasts its token's term while the page is open: the phone and the console
+renew it in the background, keep their socket and their state, and say ahead of time when a
+renewal cannot be had. In headless Chromium against the real server, its clock driven."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+from playwright.async_api import Browser, Route, expect
+
+from tests.pages.conftest import Opened, desk_context, log_in, sign_in
+from tests.pages.test_console_and_phone import SECOND, away, open_phone
+from tests.pages.test_phone_alerts import accept_on_phone, outbox
+from tests.support import World
+
+# A short term, so that half of it passes in seconds of the test's own time.
+TERM_S = 12
+
+
+def kept_token(key: str) -> str:
+    return f"JSON.parse(localStorage.getItem('{key}')).token"
+
+
+async def test_a_phone_open_through_the_shift_renews_its_login_and_keeps_ringing(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """The leader who logged in at 08:00 still gets the 20:00 alert, and his 接警 is taken: the
+    page renewed the login halfway through its term, and when the old token's socket was closed
+    at its expiry (1008) it opened one with the renewed token instead of signing him out."""
+    post = await world.team("fixed_post")
+    leader = await world.leader(post)
+    operator = await world.operator()
+    world.runtime.settings.token_ttl_s = TERM_S
+    phone = await open_phone(browser, contexts, world, leader, away(300))
+    first = await phone.evaluate(kept_token("dispatch.m.token"))
+    world.clock.advance(TERM_S - 4)
+    async with phone.expect_response(
+        lambda r: r.url.endswith("/api/v1/auth/renew"), timeout=20 * SECOND
+    ) as renewed:
+        pass
+    assert (await renewed.value).status == 200
+    for _ in range(50):
+        if await phone.evaluate(kept_token("dispatch.m.token")) != first:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the renewed token was not kept")
+
+    world.clock.advance(6)  # past the first token's expiry, within the renewed one's
+    incident = await world.report(operator)
+    alert = phone.locator("#alert")
+    await expect(alert).to_be_visible(timeout=15 * SECOND)
+    await expect(alert).to_contain_text("斗殴")
+    assert incident["category"] == "fight"
+    await expect(phone.locator("#login")).to_be_hidden()
+    await expect(phone.locator("#conn")).to_have_attribute("data-state", "live")
+    await accept_on_phone(phone)
+
+
+async def test_a_console_that_cannot_renew_says_when_its_login_ends_and_renews_on_a_tap(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """The server out of reach for the renewal: the operator is told, in Chinese and in English,
+    at what time his login ends, and 立即续期 renews it once it can, the console as it was."""
+    operator = await world.operator()
+    world.runtime.settings.token_ttl_s = TERM_S
+    console = await (await desk_context(browser, contexts)).new_page()
+    refused: list[str] = []
+
+    async def unreachable(route: Route) -> None:
+        refused.append(route.request.url)
+        await route.abort()
+
+    await console.route("**/api/v1/auth/renew", unreachable)
+    await log_in(console, world.base_url + "/console", operator)
+    await expect(console.locator("#conn")).to_have_attribute("data-state", "live")
+    kept = json.loads(await console.evaluate("localStorage.getItem('dispatch.console.token')"))
+    note = console.locator("#session-note")
+    await expect(note).to_be_visible(timeout=15 * SECOND)
+    assert refused
+    shown = kept["expires_at"][11:19]
+    await expect(note).to_contain_text(re.compile(f"登录将于 .*{shown} 过期，暂时无法续期"))
+    await console.locator("#lang").click()
+    await expect(note).to_contain_text(
+        re.compile(f"Your login ends at .*{shown} and cannot be renewed now")
+    )
+    await console.locator("#lang").click()
+
+    await console.unroute("**/api/v1/auth/renew")
+    async with console.expect_response(lambda r: r.url.endswith("/api/v1/auth/renew")) as renewed:
+        await note.get_by_role("button", name="立即续期").click()
+    assert (await renewed.value).status == 200
+    await expect(note).to_be_hidden()
+    await expect(console.locator("#login")).to_be_hidden()
+    again = json.loads(await console.evaluate("localStorage.getItem('dispatch.console.token')"))
+    assert again["token"] != kept["token"]
+
+
+async def test_a_tap_refused_for_an_expired_login_is_kept_and_sent_after_signing_in_again(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """A phone that slept through the login's end (its socket not yet closed by the server's
+    timer): 接警 is refused 401, the page signs out saying the login expired, and the tap stays
+    in the leader's outbox, sent and recorded as soon as he signs in again."""
+    post = await world.team("fixed_post")
+    leader = await world.leader(post)
+    operator = await world.operator()
+    # Nothing else goes to the phone meanwhile (an escalation or tier 1's deadline at 60 s
+    # would, and its socket would then be closed for the expired token before the tap): the
+    # tap is the first to find it. A term of 30 s, so that the page's renewal, due at 15 s of
+    # its own time, does not come first either.
+    world.runtime.settings.escalation_after_s = 7 * 86400
+    world.runtime.settings.token_ttl_s = 30
+    phone = await open_phone(browser, contexts, world, leader, away(300))
+    incident = await world.report(operator)
+    await expect(phone.locator("#alert")).to_be_visible()
+    world.clock.advance(31)
+    async with phone.expect_response(lambda r: r.url.endswith("/accept")) as refused:
+        await phone.get_by_role("button", name="接警").click()
+    assert (await refused.value).status == 401
+    await expect(phone.locator("#login")).to_be_visible()
+    await expect(phone.locator("#login-error")).to_have_text("登录已过期，请重新登录")
+    kept = json.loads(await phone.evaluate(outbox(leader)))
+    assert [(e["action"], e["dispatch_id"]) for e in kept] == [
+        ("accept", incident["dispatches"][0]["id"])
+    ]
+
+    async with phone.expect_response(lambda r: r.url.endswith("/accept")) as sent:
+        await sign_in(phone, leader)
+    assert (await sent.value).status == 200
+    await expect(phone.locator("#conn")).to_have_attribute("data-state", "live")
+    assert await phone.evaluate(outbox(leader)) is None
+    stored = await world.incident(await world.relogin(operator), incident["id"])
+    assert stored["dispatches"][0]["accepted_at"] is not None
