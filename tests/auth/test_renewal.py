@@ -9,6 +9,7 @@ import jwt
 
 from dispatch.auth.models import RevokedToken
 from tests.auth.test_tokens import hello_closes_with, me
+from tests.reachability.test_reachability import until
 from tests.realtime.test_socket_limits import closed_with
 from tests.support import Account, World
 
@@ -129,3 +130,28 @@ async def test_the_schema_declares_the_renewals_statuses(world: World) -> None:
     schema = (await world.http.get("/openapi.json")).json()
     declared = schema["paths"][RENEW]["post"]["responses"]
     assert {"200", "401"} <= set(declared)
+
+
+async def test_the_console_sees_a_phone_whose_login_ended_as_unreachable(world: World) -> None:
+    """A socket closed for its token's expiry is a leader out of reach on the operator's
+    reachability view (not a phone silently deaf), and reachable again once his page opens one
+    with a renewed or new token."""
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    ttl = world.runtime.settings.token_ttl_s
+    phone = await world.connect(leader)
+    assert (await until(world, operator, team["id"], lambda v: v["reachable"]))["reachable"]
+    world.clock.advance(ttl - 60)
+    fresh = str((await renew(world, leader.token))[1]["access_token"])
+    world.clock.advance(61)
+    desk = await world.relogin(operator)
+    await world.report(desk)  # something to send: the socket looks at its token and ends
+    code, _ = await closed_with(phone)
+    assert code == 1008
+    gone = await until(world, desk, team["id"], lambda v: not v["reachable"])
+    assert gone["leaders"][0]["connected"] is False
+    again = await world.connect(Account(**{**leader.__dict__, "token": fresh}), phone.last_seq)
+    back = await until(world, desk, team["id"], lambda v: v["reachable"])
+    assert back["leaders"][0]["connected"] is True
+    await again.close()
