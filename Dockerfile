@@ -37,11 +37,7 @@ RUN groupadd --system dispatch \
  && mkdir -p /var/lib/dispatch \
  && chown dispatch:dispatch /var/lib/dispatch
 COPY --from=build /opt/dispatch /opt/dispatch
-# Two malloc arenas, not eight a core: what aiosqlite's threads (one a connection) free stays
-# in their arenas, and the server's memory grew with it under websocket churn (docs/deploy.md,
-# "Memory"). compose's servers run this image and take it too.
 ENV PATH=/opt/dispatch/bin:$PATH \
-    MALLOC_ARENA_MAX=2 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     DISPATCH_DATABASE_URL=sqlite+aiosqlite:////var/lib/dispatch/dispatch.db \

@@ -84,13 +84,3 @@ def test_every_package_and_file_the_install_needs_is_copied_and_not_ignored() ->
     assert "web/node_modules/" in ignore and "dispatch/static/" in ignore
     assert any(re.fullmatch(r"!web/?", line) for line in ignore)
 
-
-def test_the_image_and_the_demo_keep_two_malloc_arenas() -> None:
-    """glibc gives each thread that allocates an arena of its own (up to eight a core), and
-    keeps what is freed there: aiosqlite runs a thread a connection, and after websocket churn
-    the server's resident memory grew with the arenas' freed memory. Two arenas keep less
-    (docs/deploy.md, "Memory"); compose's servers run the image, and so take it too."""
-    env = " ".join(rest for word, rest in stages()[-1] if word == "ENV")
-    assert "MALLOC_ARENA_MAX=2" in env.split()
-    demo = (ROOT / "scripts" / "demo").read_text()
-    assert 'export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"' in demo.splitlines()
