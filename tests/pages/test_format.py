@@ -20,12 +20,13 @@ SOURCE = Path(__file__).resolve().parents[2] / "web" / "src"
 ORIGIN = "http://format.test"
 HARNESS = """<!doctype html><meta charset="utf-8"><script type="module">
 import * as format from './shared/format.js';
-import { setLang } from './shared/i18n.js';
+import { setLang, t } from './shared/i18n.js';
 import { ApiError } from './shared/api.js';
 import { errorText } from './shared/errors.js';
 window.format = format;
 window.refusal = (status, body) => errorText(new ApiError(status, body.detail, null, body));
 window.setLang = setLang;
+window.t = t;
 window.ready = true;
 </script>"""
 
@@ -230,3 +231,24 @@ async def test_a_refused_position_is_named_in_the_leaders_language(page: Page) -
     assert said["zh"][0] == "定位精度超出范围：不能大于 100000"
     assert said["en"][0] == "Position accuracy out of range: at most 100000"
     assert said["zh"][1].startswith("手机时间") and said["en"][1].startswith("Phone's clock")
+
+
+async def test_a_count_of_one_reads_in_the_singular_in_english(page: Page) -> None:
+    """A day of one incident, and a field that must hold at least one character, are not
+    written "1 incidents" or "1 characters"."""
+    texts = await page.evaluate(
+        """() => { setLang('en'); return [
+          t('history.count', { n: 1 }), t('history.end', { n: 1 }),
+          t('error.field.too_short', { field: 'Name', n: 1 }),
+          t('error.field.too_long', { field: 'Name', n: 1 }),
+          t('history.count', { n: 2 }), t('history.end', { n: 2 }),
+        ]; }"""
+    )
+    assert texts == [
+        "1 incident",
+        "End of the list: the day's only incident is listed",
+        "Name is too short: at least 1 character",
+        "Name is too long: at most 1 character",
+        "2 incidents",
+        "End of the list: all 2 incidents of the day are listed",
+    ]
