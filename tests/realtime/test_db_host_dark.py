@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -318,33 +318,40 @@ COMMANDS = {
 }
 
 
+async def dispatch_in_namespace(
+    link: DarkLink, tmp_path: Path, args: Sequence[str], what: str
+) -> str:
+    """Run ``dispatch <args>`` inside the link's namespace, through its armed proxy, and give
+    what it said on stderr once it has stopped with exit 1 after sending the swallowed
+    statement. It is given a minute, room enough for a loaded machine."""
+    child = await asyncio.create_subprocess_exec(
+        *("ip", "netns", "exec", link.namespace.name, sys.executable, "-m", "dispatch"),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=link.env(tmp_path),
+    )
+    try:
+        out, err = await asyncio.wait_for(child.communicate(), 60)
+    except TimeoutError:
+        child.kill()  # not left running
+        await child.wait()
+        raise AssertionError(f"{what} still waiting a minute on a dark host") from None
+    assert link.proxy.dark.is_set(), (f"{what} never sent its statement", err)
+    said = err.decode()
+    assert child.returncode == 1, (child.returncode, out, said)
+    return said
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 async def test_a_command_whose_database_host_goes_dark_mid_statement_says_so_and_exits(
     postgres_only: str, tmp_path: Path, command: str
 ) -> None:
     args, statement = COMMANDS[command]
     async with dark_link(postgres_only, swallow=statement) as link:
-        proxy = link.proxy
-        proxy.armed = True
-        child = await asyncio.create_subprocess_exec(
-            *("ip", "netns", "exec", link.namespace.name, sys.executable, "-m", "dispatch"),
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=link.env(tmp_path),
-        )
-        # Before, the command waited for the answer until TCP gave up, hours later (this
-        # waits a minute for it, room enough for a loaded machine).
-        try:
-            out, err = await asyncio.wait_for(child.communicate(), 60)
-        except TimeoutError:
-            child.kill()  # not left running
-            await child.wait()
-            waiting = f"dispatch {command} still waiting a minute on a dark host"
-            raise AssertionError(waiting) from None
-        assert proxy.dark.is_set(), f"dispatch {command} never sent its statement"
-        said = err.decode()
-        assert child.returncode == 1, (child.returncode, out, said)
+        link.proxy.armed = True
+        # Before, the command waited for the answer until TCP gave up, hours later.
+        said = await dispatch_in_namespace(link, tmp_path, args, f"dispatch {command}")
         # One line naming the setting it came from and what happened, without a traceback.
         assert said.startswith("error: DISPATCH_DATABASE_URL ("), said
         assert said.count("\n") == 1, said
@@ -368,31 +375,14 @@ async def test_a_seeding_whose_database_host_goes_dark_mid_statement_says_so_and
     postgres_only: str, tmp_path: Path, seeding: str
 ) -> None:
     async with dark_link(postgres_only, swallow=b"INSERT INTO teams") as link:
-        proxy = link.proxy
-        proxy.armed = True
+        link.proxy.armed = True
         args = SEEDINGS[seeding]
         if seeding == "simulate":
             through = link.url.render_as_string(hide_password=False)
             args = (*args, "--database-url", through)
-        child = await asyncio.create_subprocess_exec(
-            *("ip", "netns", "exec", link.namespace.name, sys.executable, "-m", "dispatch"),
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=link.env(tmp_path),
-        )
         # Before, the seeding's connections took no DISPATCH_DB_HOST_TIMEOUT_S: it waited
         # for the answer until TCP gave up, hours later.
-        try:
-            out, err = await asyncio.wait_for(child.communicate(), 60)
-        except TimeoutError:
-            child.kill()  # not left running
-            await child.wait()
-            waiting = f"dispatch {seeding} still waiting a minute on a dark host"
-            raise AssertionError(waiting) from None
-        assert proxy.dark.is_set(), (f"dispatch {seeding} never sent its statement", err)
-        said = err.decode()
-        assert child.returncode == 1, (child.returncode, out, said)
+        said = await dispatch_in_namespace(link, tmp_path, args, f"dispatch {seeding}")
         # One line naming where the database came from and what happened, no traceback.
         assert said.startswith("error: "), said
         assert said.count("\n") == 1, said
