@@ -6,6 +6,7 @@ actions are reached and named without a mouse."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +54,22 @@ async def switch_to(page: Page, lang: str) -> None:
     await expect(page.locator("html")).to_have_attribute("lang", LANGS[lang][0])
 
 
-async def assert_accessible_in_both_languages(page: Page, state: str) -> None:
-    """The page in Chinese (as it opens) and in English, then back in Chinese."""
+async def assert_in_both_languages(
+    page: Page, state: str, problems: Callable[[Page], Awaitable[list[str]]]
+) -> None:
+    """The page in Chinese (as it opens) and in English, then back in Chinese, has none of
+    the ``problems`` found."""
     await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
-    found = await violations(page)
+    found = await problems(page)
     assert found == [], f"{state}, in Chinese:\n" + "\n".join(found)
     await switch_to(page, "en")
-    found = await violations(page)
+    found = await problems(page)
     assert found == [], f"{state}, in English:\n" + "\n".join(found)
     await switch_to(page, "zh")
+
+
+async def assert_accessible_in_both_languages(page: Page, state: str) -> None:
+    await assert_in_both_languages(page, state, violations)
 
 
 async def test_the_login_with_its_error_shown_has_no_serious_problem_on_any_page(
@@ -370,13 +378,7 @@ async def below_aaa(page: Page) -> list[str]:
 
 
 async def assert_aaa_in_both_languages(page: Page, state: str) -> None:
-    await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
-    faint = await below_aaa(page)
-    assert faint == [], f"{state}, in Chinese:\n" + "\n".join(faint)
-    await switch_to(page, "en")
-    faint = await below_aaa(page)
-    assert faint == [], f"{state}, in English:\n" + "\n".join(faint)
-    await switch_to(page, "zh")
+    await assert_in_both_languages(page, state, below_aaa)
 
 
 async def test_the_pages_text_meets_the_enhanced_contrast(
