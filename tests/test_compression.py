@@ -11,9 +11,8 @@ from datetime import timedelta
 from websockets.asyncio.client import connect
 
 from dispatch.app import COMPRESS_MIN_BYTES
-from dispatch.db import new_id
 from tests.pages.test_console_city import city_teams
-from tests.reports.test_report_exactness import Case, Hop, Tier, store
+from tests.reports.test_report_exactness import breached_unanswered, store
 from tests.support import World
 
 GZIP = {"accept-encoding": "gzip"}
@@ -94,13 +93,9 @@ async def test_a_workbook_is_sent_as_it_is_and_a_large_csv_compressed(world: Wor
     team = await world.team("fixed_post")
     operator = await world.operator()
     now = world.clock.now()
-    cases = []
-    for n in range(EXPORTED):
-        reported = now - timedelta(days=3, minutes=n)
-        case = Case(new_id(), reported, reported + timedelta(minutes=10), "fight", None)
-        case.tiers = [Tier(1, 60.0, reported + timedelta(seconds=60), "breached", True, None)]
-        case.hops = [Hop(team["id"], 1, reported, None, None, None)]
-        cases.append(case)
+    cases = [
+        breached_unanswered(team["id"], now - timedelta(days=3, minutes=n)) for n in range(EXPORTED)
+    ]
     await store(world, cases, operator.id)
     auditor = await world.account("auditor")
     url = "/api/v1/reports/response-times"

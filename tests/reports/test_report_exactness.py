@@ -69,6 +69,15 @@ class Case:
     hops: list[Hop] = field(default_factory=list)
 
 
+def breached_unanswered(team_id: str, reported: datetime) -> Case:
+    """A fight closed ten minutes after its report, whose one tier (tier 1, alerting
+    ``team_id`` alone) breached with nobody ever answering."""
+    case = Case(new_id(), reported, reported + timedelta(minutes=10), "fight", None)
+    case.tiers = [Tier(1, 60.0, reported + timedelta(seconds=60), "breached", True, None)]
+    case.hops = [Hop(team_id, 1, reported, None, None, None)]
+    return case
+
+
 def us(seconds: float) -> timedelta:
     return timedelta(microseconds=round(seconds * 1e6))
 

@@ -61,7 +61,7 @@ from dispatch.reports import exports, service
 from dispatch.reports.service import TIER_LABELS, rank
 from dispatch.schemas import DISPLAY_TZ
 from dispatch.teams.models import Team
-from tests.reports.test_report_exactness import Case, Hop, Tier, store
+from tests.reports.test_report_exactness import Case, Hop, Tier, breached_unanswered, store
 from tests.support import QINGXI, Account, World, unreadable_parts
 
 GEOD = Geod(ellps="WGS84")
@@ -772,13 +772,10 @@ async def test_a_file_filtered_by_a_team_says_which_of_two_namesakes_it_is_of(
     world.clock.advance(86400)
     new = await world.team("fixed_post", *near(2000, 90), name="甲联防队")
     now = world.clock.now()
-    cases = []
-    for n, t in enumerate((old, new)):
-        reported = now - timedelta(days=2, hours=n)
-        c = Case(new_id(), reported, reported + timedelta(minutes=10), "fight", None)
-        c.tiers = [Tier(1, 60.0, reported + timedelta(seconds=60), "breached", True, None)]
-        c.hops = [Hop(t["id"], 1, reported, None, None, None)]
-        cases.append(c)
+    cases = [
+        breached_unanswered(t["id"], now - timedelta(days=2, hours=n))
+        for n, t in enumerate((old, new))
+    ]
     await store(world, cases, operator.id)
     period = {"from": (now - timedelta(days=3)).isoformat(), "to": now.isoformat()}
     by_team = (await report(world, **period, group_by=["team"])).json()["groupings"][0]
