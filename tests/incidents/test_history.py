@@ -16,16 +16,22 @@ def field_of(answer: dict[str, Any]) -> str | None:
     return answer.get("field")
 
 
-async def test_a_days_incidents_newest_first_a_page_at_a_time(world: World) -> None:
-    world.runtime.settings.token_ttl_s = 30 * 86400
-    await world.team("fixed_post")
-    operator = await world.operator()
-    # Start at 23:59:00 Beijing time: one incident that day, three the next.
+def to_a_minute_before_midnight(world: World) -> datetime:
+    """Move the world's clock on to the next 23:59:00 in Beijing time, and give it."""
     now = world.clock.now().astimezone(DISPLAY_TZ)
     late = now.replace(hour=23, minute=59, second=0, microsecond=0)
     if late <= now:
         late += timedelta(days=1)
     world.clock.advance((late - now).total_seconds())
+    return late
+
+
+async def test_a_days_incidents_newest_first_a_page_at_a_time(world: World) -> None:
+    world.runtime.settings.token_ttl_s = 30 * 86400
+    await world.team("fixed_post")
+    operator = await world.operator()
+    # Start at 23:59:00 Beijing time: one incident that day, three the next.
+    late = to_a_minute_before_midnight(world)
     first = await world.report(operator, category="fight")
     closed = await world.http.post(
         f"/api/v1/incidents/{first['id']}/close", headers=operator.headers
@@ -85,11 +91,7 @@ async def test_a_days_pages_after_a_cursor_hold_that_day_alone_each_incident_onc
     world.runtime.settings.report_burst = 100
     await world.team("fixed_post")
     operator = await world.operator()
-    now = world.clock.now().astimezone(DISPLAY_TZ)
-    start = now.replace(hour=23, minute=59, second=0, microsecond=0)
-    if start <= now:
-        start += timedelta(days=1)
-    world.clock.advance((start - now).total_seconds())
+    start = to_a_minute_before_midnight(world)
     day = start.date().isoformat()
     before_midnight = []
     for n in range(9):
