@@ -22,6 +22,7 @@ from dispatch.runtime import Runtime
 from dispatch.security import limits
 from dispatch.teams import service as teams
 from dispatch.teams.models import Team
+from dispatch.teams.routes import AfterTeam, check_cursor
 
 router = api_router("/api/v1", tags=["reachability"])
 
@@ -73,7 +74,17 @@ async def _views(
     return views
 
 
-@router.get("/reachability", response_model=list[TeamReachabilityOut])
+@router.get(
+    "/reachability",
+    response_model=list[TeamReachabilityOut],
+    responses={
+        422: error_response(
+            422,
+            "invalid_input, as every route; a cursor that names no team (field after); or "
+            "offset with after (field offset)",
+        )
+    },
+)
 async def all_teams(
     runtime: RuntimeDep,
     session: SessionDep,
@@ -83,17 +94,25 @@ async def all_teams(
         Query(
             ge=1,
             le=REACHABILITY_PAGE_MAX,
-            description="at most this many teams (a page); read on with offset while a page "
+            description="at most this many teams (a page); read on with after while a page "
             "comes full",
         ),
     ] = REACHABILITY_PAGE,
+    after: AfterTeam = None,
     offset: Annotated[
-        int, Query(ge=0, le=1_000_000, description="skip this many, for the next page")
+        int,
+        Query(
+            ge=0,
+            le=1_000_000,
+            description="skip this many, for the next page (a team added or retired between "
+            "pages moves the rest by one: after does not)",
+        ),
     ] = 0,
 ) -> list[TeamReachabilityOut]:
     """The active teams, in GET /api/v1/teams's order, a page at a time: is a leader connected
     now, when each was last seen, the last test."""
-    found = await teams.list_teams(session, limit=limit, offset=offset)
+    check_cursor(after, offset)
+    found = await teams.list_teams(session, limit=limit, offset=offset, after=after)
     return await _views(runtime, session, found)
 
 

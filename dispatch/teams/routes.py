@@ -8,7 +8,7 @@ from dispatch.audit import service as audit
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
 from dispatch.deps import AdminDep, RuntimeDep, SessionDep, require
-from dispatch.errors import Forbidden, Responses, error_response
+from dispatch.errors import Forbidden, InvalidInput, Responses, error_response
 from dispatch.routing import api_router
 from dispatch.schemas import LocationOut, QueryLatitude, QueryLongitude
 from dispatch.teams import service
@@ -24,6 +24,26 @@ Viewer = Annotated[auth.Principal, _Viewer]
 OFFICE = (Role.ADMIN, Role.OPERATOR, Role.AUDITOR)
 # The largest page of GET /api/v1/teams: some hundreds of kilobytes.
 TEAM_PAGE_MAX = 2000
+
+# The next page of a city's teams, after the last team of the one before: GET /api/v1/teams
+# and GET /api/v1/reachability take it alike.
+AfterTeam = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=32,
+        description="the next page: the id of the last team of the page before; only the teams "
+        "after it in the list's order come (by tier, name, then id), whatever became of it "
+        "since. Teams added or retired between pages neither skip nor repeat one, as they do "
+        "with offset",
+    ),
+]
+
+
+def check_cursor(after: str | None, offset: int) -> None:
+    """A page is either after a team or at an offset: both at once is refused, not guessed."""
+    if after is not None and offset:
+        raise InvalidInput("offset: give after (the next page) or offset, not both", field="offset")
 
 
 def team_out(team: Team) -> TeamOut:
@@ -69,7 +89,15 @@ async def create_team(
 @router.get(
     "",
     response_model=list[TeamOut],
-    responses={403: error_response(403, "include_retired asked for by a leader")},
+    responses={
+        403: error_response(403, "include_retired asked for by a leader"),
+        422: error_response(
+            422,
+            "invalid_input, as every route; a cursor that names no team (field after); "
+            "after_retired for a team in service or without after (field after_retired); or "
+            "offset with after (field offset)",
+        ),
+    },
 )
 async def list_teams(
     session: SessionDep,
@@ -87,19 +115,45 @@ async def list_teams(
     limit: Annotated[
         int | None, Query(ge=1, le=TEAM_PAGE_MAX, description="at most this many (a page)")
     ] = None,
+    after: AfterTeam = None,
+    after_retired: Annotated[
+        bool,
+        Query(
+            description="with include_retired: the team named by after came retired on the "
+            "page before (its retired_at set), so the next page goes on among the retired"
+        ),
+    ] = False,
     offset: Annotated[
-        int, Query(ge=0, le=1_000_000, description="skip this many, for the next page")
+        int,
+        Query(
+            ge=0,
+            le=1_000_000,
+            description="skip this many, for the next page (a team added or retired between "
+            "pages moves the rest by one: after does not)",
+        ),
     ] = 0,
 ) -> list[TeamOut]:
-    """Teams in service by tier and name; retired ones after them on request."""
+    """Teams in service by tier and name (ties by id); retired ones after them on request."""
     if include_retired and principal.role not in OFFICE:
         # A leader's page needs the teams alerted today, not the town's past organisation.
         raise Forbidden(
             "retired teams are listed for admin, operator and auditor only",
             field="include_retired",
         )
+    check_cursor(after, offset)
+    if after_retired and (after is None or not include_retired):
+        raise InvalidInput(
+            "after_retired: only with after and include_retired, for a page whose last team "
+            "came retired",
+            field="after_retired",
+        )
     teams = await service.list_teams(
-        session, include_retired=include_retired, limit=limit, offset=offset
+        session,
+        include_retired=include_retired,
+        limit=limit,
+        offset=offset,
+        after=after,
+        after_retired=after_retired,
     )
     return [team_out(t) for t in teams]
 

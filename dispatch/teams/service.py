@@ -7,7 +7,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select, text, update
+from sqlalchemy import Select, delete, func, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
@@ -322,20 +322,75 @@ async def list_teams(
     include_retired: bool = False,
     limit: int | None = None,
     offset: int = 0,
+    after: str | None = None,
+    after_retired: bool = False,
 ) -> list[Team]:
     """Teams in service by tier and name; with ``include_retired``, the retired ones after
     them, in the same order: reports still cover their past dispatches. ``limit`` and
-    ``offset`` take a page of that list."""
-    query = select(Team)
-    if not include_retired:
-        query = query.where(Team.retired_at.is_(None))
-    # By id last: retired teams may share a name, and a page must follow the one before it.
-    order = (Team.retired_at.is_not(None), Team.tier, Team.name, Team.id)
-    query = query.order_by(*order).offset(offset)
+    ``offset`` take a page of that list; ``after`` (the id of the previous page's last team,
+    ``after_retired`` if it came retired) starts the next page after it."""
+    if offset:
+        query = select(Team)
+        if not include_retired:
+            query = query.where(Team.retired_at.is_(None))
+        # By id last: retired teams may share a name, and a page must follow the one before.
+        order = (Team.retired_at.is_not(None), Team.tier, Team.name, Team.id)
+        query = query.order_by(*order).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        return list(await session.scalars(query))
+    # From the start or from a cursor, each part of the list (in service, retired) is read on
+    # its own, on the index on (tier, name, id) from the cursor on: no page sorts the city's
+    # teams again, and teams added or retired between pages move none past the cursor.
+    since = None if after is None else await _cursor_key(session, after, after_retired)
+    teams: list[Team] = []
+    if not after_retired:
+        teams = await _part(session, retired=False, since=since, limit=limit)
+        if not include_retired or (limit is not None and len(teams) >= limit):
+            return teams
+        # The retired part from its start: the cursor was a team in service when listed.
+        since = None
+    rest = None if limit is None else limit - len(teams)
+    return teams + await _part(session, retired=True, since=since, limit=rest)
+
+
+# Where a cursor team stands in the list's order, ties of tier and name going by id.
+_Key = tuple[int, str, str]
+
+
+async def _cursor_key(session: AsyncSession, after: str, after_retired: bool) -> _Key:
+    """The place of the team ``after`` names as it stands now: its tier, name and id. A team
+    retired since its page was read keeps its place among those in service unless the page
+    listed it retired (``after_retired``); a team is never brought back into service."""
+    row = (
+        await session.execute(select(Team.tier, Team.name, Team.retired_at).where(Team.id == after))
+    ).one_or_none()
+    if row is None:
+        raise InvalidInput(
+            f"after: {after!r} names no team; give the id of the last team of the page before",
+            field="after",
+        )
+    if after_retired and row.retired_at is None:
+        raise InvalidInput(
+            f"after_retired: team {after!r} is in service; give after_retired only when the "
+            "page listed the team named by after as retired",
+            field="after_retired",
+        )
+    return (row.tier, row.name, after)
+
+
+async def _part(
+    session: AsyncSession, *, retired: bool, since: _Key | None, limit: int | None
+) -> list[Team]:
+    in_part = Team.retired_at.is_not(None) if retired else Team.retired_at.is_(None)
+    query = select(Team).where(in_part).order_by(Team.tier, Team.name, Team.id)
+    if since is not None:
+        # One row-value comparison, not an OR of three: both databases then read the index
+        # on (tier, name, id) from the cursor on.
+        query = query.where(tuple_(Team.tier, Team.name, Team.id) > tuple_(*since))
     if limit is not None:
         query = query.limit(limit)
-    rows = await session.scalars(query)
-    return list(rows)
+    return list(await session.scalars(query))
 
 
 async def teams_by_id(session: AsyncSession, team_ids: list[str]) -> dict[str, Team]:

@@ -138,6 +138,36 @@ async def test_a_citys_reachability_is_listed_a_page_at_a_time(world: World) -> 
     await phone.close()
 
 
+async def test_reachability_pages_after_a_cursor_skip_no_team_retired_between_them(
+    world: World,
+) -> None:
+    """Read by offset, two teams retired between pages moved the rest back past the next
+    page's start: a team's reachability was never shown. after=<id of the page's last team>
+    starts the next page after it, whatever became of it."""
+    admin = await world.admin()
+    operator = await world.operator()
+    for i in range(10):
+        await world.team("fixed_post", name=f"驻点队{i}")
+    teams = await world.http.get("/api/v1/teams", headers=operator.headers)
+    order = [t["id"] for t in teams.json()]
+    found: list[str] = []
+    params: dict[str, Any] = {"limit": 3}
+    while True:
+        reply = await world.http.get(
+            "/api/v1/reachability", params=params, headers=operator.headers
+        )
+        assert reply.status_code == 200, reply.text
+        page = [view["team_id"] for view in reply.json()]
+        found += page
+        if len(page) < 3:
+            break
+        for team_id in (page[0], page[-1]):
+            gone = await world.http.delete(f"/api/v1/teams/{team_id}", headers=admin.headers)
+            assert gone.status_code == 204, gone.text
+        params["after"] = page[-1]
+    assert found == order
+
+
 async def test_reachability_pages_out_of_bounds_are_named(world: World) -> None:
     operator = await world.operator()
     for params, field in (
