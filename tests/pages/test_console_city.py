@@ -69,8 +69,43 @@ async def test_a_citys_teams_come_a_page_at_a_time_and_are_drawn_on_one_canvas(
     overlay = page.locator("#map .leaflet-overlay-pane")
     assert await overlay.locator("canvas").count() == 1
     assert await overlay.locator("path").count() == 0
-    assert [query["offset"] for query in asked] == [["0"], ["1000"]]
+    assert "after" not in asked[0] and "offset" not in asked[0]
+    # The next page after the first one's last team.
+    operator = await world.operator()
+    first = await world.http.get("/api/v1/teams", params={"limit": 1000}, headers=operator.headers)
+    assert [query.get("after") for query in asked[1:]] == [[first.json()[-1]["id"]]]
     assert all(int(query["limit"][0]) <= 2000 for query in asked)
+
+
+async def test_teams_retired_while_the_map_reads_a_city_skip_none(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """The next page was asked for at the count already read: two teams retired while the
+    first page was on its way moved two of the next page's into the first, and the map never
+    drew them. Each page now starts after the last team of the one before."""
+    await city_teams(world, CITY_TEAMS)
+    admin = await world.admin()
+    listed = await world.http.get("/api/v1/teams", headers=admin.headers)
+    order = [t["id"] for t in listed.json()]
+    page = await (await desk_context(browser, contexts)).new_page()
+    asked: list[dict[str, list[str]]] = []
+
+    async def retire_meanwhile(route: Route) -> None:
+        answer = await route.fetch()
+        query = parse_qs(urlparse(route.request.url).query)
+        asked.append(query)
+        if len(asked) == 1:
+            # The first page's last team too: the cursor names a team retired since.
+            for team_id in (order[10], order[999]):
+                reply = await world.http.delete(f"/api/v1/teams/{team_id}", headers=admin.headers)
+                assert reply.status_code == 204, reply.text
+        await route.fulfill(response=answer)
+
+    await page.route(lambda url: urlparse(url).path == "/api/v1/teams", retire_meanwhile)
+    await log_in(page, world.base_url + "/console", await world.operator())
+    # Every team once: the first page's as it read them, the two retired included.
+    await expect(page.locator("#map")).to_have_attribute("data-teams", str(CITY_TEAMS))
+    assert [query.get("after") for query in asked] == [None, [order[999]]]
 
 
 async def test_an_incidents_card_and_the_live_feed_do_not_wait_for_the_teams(

@@ -23,7 +23,14 @@ from dispatch.db import new_id
 from dispatch.schemas import DISPLAY_TZ
 from tests.pages.conftest import Opened, ask_report, desk_context, log_in, phone_context
 from tests.pages.test_console_city import CITY_TEAMS, city_teams
-from tests.reports.test_report_exactness import TARGETS, Case, Hop, Tier, store, us
+from tests.reports.test_report_exactness import (
+    TARGETS,
+    Case,
+    Tier,
+    breached_unanswered,
+    store,
+    us,
+)
 from tests.reports.test_response_times import (
     AROUND_THE_TARGET,
     near,
@@ -409,13 +416,9 @@ async def test_retired_namesakes_are_told_apart_in_the_team_filter_as_in_the_rep
     serving = await team("甲联防队")
     # Each alerted to an incident, so that the report labels it among its rows by team.
     now = world.clock.now()
-    cases = []
-    for n, t in enumerate(made):
-        reported = now - timedelta(days=3, hours=n)
-        c = Case(new_id(), reported, reported + timedelta(minutes=10), "fight", None)
-        c.tiers = [Tier(1, 60.0, reported + timedelta(seconds=60), "breached", True, None)]
-        c.hops = [Hop(t["id"], 1, reported, None, None, None)]
-        cases.append(c)
+    cases = [
+        breached_unanswered(t["id"], now - timedelta(days=3, hours=n)) for n, t in enumerate(made)
+    ]
     await store(world, cases, operator.id)
     auditor = await world.account("auditor")
     reply = await world.http.get(
@@ -734,16 +737,18 @@ async def test_a_citys_teams_come_to_the_team_filter_a_page_at_a_time(
         ),
     )
 
-    # One more retired while the first page is on its way: those after it move up by one. The
-    # page shows it as that page had it, in service; none after it is skipped.
+    # Two more retired while the first page is on its way, its last team one of them: by
+    # offset, those after them moved up by two, past a next page started one early. The page
+    # shows them as the first page had them, in service; none after them is skipped.
     moved: list[str] = []
 
     async def retire_meanwhile(route: Route) -> None:
         answer = await route.fetch()
-        if parse_qs(urlparse(route.request.url).query).get("offset") == ["0"]:
-            moved.append(in_service.pop(0))
-            reply = await world.http.delete(f"/api/v1/teams/{moved[0]}", headers=admin.headers)
-            assert reply.status_code == 204, reply.text
+        if not moved:
+            moved.extend([in_service.pop(0), in_service[998]])
+            for team_id in moved:
+                reply = await world.http.delete(f"/api/v1/teams/{team_id}", headers=admin.headers)
+                assert reply.status_code == 204, reply.text
         await route.fulfill(response=answer)
 
     await page.route("**/api/v1/teams?*", retire_meanwhile)
@@ -752,11 +757,13 @@ async def test_a_citys_teams_come_to_the_team_filter_a_page_at_a_time(
     options = page.locator("#team option")
     await expect(options).to_have_count(1 + CITY_TEAMS)
     values = [await o.get_attribute("value") for o in await options.all()]
-    assert values[: 2 + len(in_service)] == ["", *moved, *in_service]
+    assert values[: 2 + len(in_service)] == ["", moved[0], *in_service]
     assert sorted(values[2 + len(in_service) :]) == sorted(retired)
-    assert [query["offset"] for query in asked] == [["0"], ["999"]]
+    # The next page after the first one's last team, retired since: it keeps its place.
+    assert [query.get("after") for query in asked] == [None, [moved[1]]]
     for query in asked:
         assert query["include_retired"] == ["true"]
+        assert "offset" not in query and "after_retired" not in query
         assert int(query["limit"][0]) <= 2000
     # A team of the second page is one the report filters by.
     await page.locator("#team").select_option(retired[0])

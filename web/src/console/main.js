@@ -288,7 +288,10 @@ async function loadTeams() {
   const asked = (state.teamsAsked = {});
   let teams = [];
   for (;;) {
-    const page = await api.get('/api/v1/teams?limit=' + TEAM_PAGE + '&offset=' + teams.length);
+    // Each page after the last team of the one before: a team retired or added meanwhile
+    // moves none past it, where an offset skipped one or drew one twice.
+    const after = teams.length ? '&after=' + encodeURIComponent(teams[teams.length - 1].id) : '';
+    const page = await api.get('/api/v1/teams?limit=' + TEAM_PAGE + after);
     if (state.teamsAsked !== asked) return;
     if (!teams.length) {
       clearZones();

@@ -168,22 +168,23 @@ async function start(me) {
 // answer; the server gives at most 2000.
 const TEAM_PAGE = 1000;
 
-// Every team, retired ones after those in service, a page at a time. A team retired (or
-// added) between two pages moves those after it along by one: each page starts one early, so
-// none is skipped, and one seen twice is kept once.
+// Every team, retired ones after those in service, a page at a time, each after the last team
+// of the one before (after=<id>; after_retired once the pages reached the retired): teams
+// retired or added between two pages skip and repeat none. One retired after its page was
+// read comes again among the retired: it is kept once.
 async function everyTeam() {
   const teams = [];
   const seen = new Set();
-  for (let offset = 0; ; ) {
-    const page = await api.get(
-      '/api/v1/teams?include_retired=true&limit=' + TEAM_PAGE + '&offset=' + offset,
-    );
+  let cursor = '';
+  for (;;) {
+    const page = await api.get('/api/v1/teams?include_retired=true&limit=' + TEAM_PAGE + cursor);
     for (const team of page) {
       if (!seen.has(team.id)) teams.push(team);
       seen.add(team.id);
     }
     if (page.length < TEAM_PAGE) return teams;
-    offset += page.length - 1;
+    const last = page[page.length - 1];
+    cursor = '&after=' + encodeURIComponent(last.id) + (last.retired_at ? '&after_retired=true' : '');
   }
 }
 
