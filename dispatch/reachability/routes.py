@@ -22,7 +22,7 @@ from dispatch.runtime import Runtime
 from dispatch.security import limits
 from dispatch.teams import service as teams
 from dispatch.teams.models import Team
-from dispatch.teams.routes import AfterTeam, check_cursor
+from dispatch.teams.routes import AfterTeam, TeamOffset, check_cursor
 
 router = api_router("/api/v1", tags=["reachability"])
 
@@ -99,15 +99,7 @@ async def all_teams(
         ),
     ] = REACHABILITY_PAGE,
     after: AfterTeam = None,
-    offset: Annotated[
-        int,
-        Query(
-            ge=0,
-            le=1_000_000,
-            description="skip this many, for the next page (a team added or retired between "
-            "pages moves the rest by one: after does not)",
-        ),
-    ] = 0,
+    offset: TeamOffset = 0,
 ) -> list[TeamReachabilityOut]:
     """The active teams, in GET /api/v1/teams's order, a page at a time: is a leader connected
     now, when each was last seen, the last test."""

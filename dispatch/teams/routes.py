@@ -39,6 +39,16 @@ AfterTeam = Annotated[
     ),
 ]
 
+TeamOffset = Annotated[
+    int,
+    Query(
+        ge=0,
+        le=1_000_000,
+        description="skip this many, for the next page (a team added or retired between "
+        "pages moves the rest by one: after does not)",
+    ),
+]
+
 
 def check_cursor(after: str | None, offset: int) -> None:
     """A page is either after a team or at an offset: both at once is refused, not guessed."""
@@ -123,15 +133,7 @@ async def list_teams(
             "page before (its retired_at set), so the next page goes on among the retired"
         ),
     ] = False,
-    offset: Annotated[
-        int,
-        Query(
-            ge=0,
-            le=1_000_000,
-            description="skip this many, for the next page (a team added or retired between "
-            "pages moves the rest by one: after does not)",
-        ),
-    ] = 0,
+    offset: TeamOffset = 0,
 ) -> list[TeamOut]:
     """Teams in service by tier and name (ties by id); retired ones after them on request."""
     if include_retired and principal.role not in OFFICE:
