@@ -129,13 +129,15 @@ async def renew_token(
 
 @router.post("/auth/logout", status_code=204, response_class=Response)
 async def logout(principal: PrincipalDep, runtime: RuntimeDep, session: SessionDep) -> Response:
-    """Revoke the bearer token of this request: it stops working at once, everywhere."""
+    """End the login of this request's bearer token: the token and every token renewed from
+    the same password login stop working at once, everywhere; other logins go on."""
     await service.revoke(
         session,
         principal,
         runtime.clock.now(),
         principals=runtime.principals,
         sockets=runtime.hub,
+        ttl_s=runtime.settings.token_ttl_s,
     )
     return Response(status_code=204)
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Select, bindparam, delete, exists, select
+from sqlalchemy import Select, bindparam, delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
@@ -65,6 +65,9 @@ class Principal:
     # The token this principal came with: logout revokes it until it would have expired.
     token_id: str | None = None
     token_expires_at: datetime | None = None
+    # The password login the token descends from by renewal (its ``sid``; a token from before
+    # logins were carried on is its own login, its ``jti``): logout ends the whole login.
+    login_id: str | None = None
 
 
 async def create_user(
@@ -135,7 +138,11 @@ async def check_password(hasher: PasswordHasher, user: User | None, password: st
     return user
 
 
-def issue_token(user: User, *, secret: str, ttl_s: int, now: datetime) -> tuple[str, datetime]:
+def issue_token(
+    user: User, *, secret: str, ttl_s: int, now: datetime, login_id: str | None = None
+) -> tuple[str, datetime]:
+    """A token for a full term; ``login_id`` carries a renewed token's login on, and a
+    password login (None) starts a new one."""
     expires_at = now + timedelta(seconds=ttl_s)
     claims = {
         "sub": user.id,
@@ -143,6 +150,7 @@ def issue_token(user: User, *, secret: str, ttl_s: int, now: datetime) -> tuple[
         "iat": now.timestamp(),
         "exp": int(expires_at.timestamp()),
         "jti": uuid.uuid4().hex,
+        "sid": login_id or uuid.uuid4().hex,
     }
     return jwt.encode(claims, secret, algorithm=TOKEN_ALGORITHM), expires_at
 
@@ -154,12 +162,13 @@ async def renew_token(
     through a shift asks for before its login's term ends. Judged from the rows, not from the
     token cache, as a login reads them: a token logged out, of a disabled user or from before a
     password reset is refused, and renewing never brings one back. The token presented stays
-    as it was (another tab of the same page may still hold it) and ends at its own expiry."""
+    as it was (another tab of the same page may still hold it) and ends at its own expiry or
+    with its login: the fresh token carries the login on, so that a logout ends them all."""
     principal = await principal_for_token(session, token, secret=secret, now=now)
     user = await session.get(User, principal.user_id)
     if user is None or user.disabled:  # Removed or disabled since the token's row was read.
         raise Unauthorized("the bearer token's user is unknown or disabled")
-    return issue_token(user, secret=secret, ttl_s=ttl_s, now=now)
+    return issue_token(user, secret=secret, ttl_s=ttl_s, now=now, login_id=principal.login_id)
 
 
 async def principal_for_token(
@@ -198,6 +207,8 @@ def _principal_query() -> Select[Any]:
     built at each call, the statement cost more of our CPU than its round trip."""
     users, revoked = User.__table__.c, RevokedToken.__table__.c
     jti = bindparam("principal_jti", type_=revoked.jti.type)
+    # A logout records the login it ended under the same key as a token (both random hex).
+    login = bindparam("principal_login", type_=revoked.jti.type)
     return select(
         users.id,
         users.name,
@@ -205,7 +216,7 @@ def _principal_query() -> Select[Any]:
         users.team_id,
         users.disabled,
         users.tokens_valid_after,
-        exists().where(revoked.jti == jti).label("revoked"),
+        exists().where(or_(revoked.jti == jti, revoked.jti == login)).label("revoked"),
     ).where(users.id == bindparam("principal_user", type_=users.id.type))
 
 
@@ -231,11 +242,20 @@ async def _look_up(
         raise Unauthorized("the bearer token is invalid") from None
     _check_expiry(expires, now)
     token_id = str(claims["jti"])
+    # Tokens from before logins were carried on have no ``sid``: each is a login of its own.
+    login_id = claims.get("sid")
+    if not isinstance(login_id, str) or not 0 < len(login_id) <= 32:
+        login_id = token_id
     # One round trip for the user and the revocation; the columns alone, not a mapped User
     # (every websocket's hello asks: a reconnecting town asks thousands of times at once).
     user = (
         await session.execute(
-            _principal_query(), {"principal_user": str(claims["sub"]), "principal_jti": token_id}
+            _principal_query(),
+            {
+                "principal_user": str(claims["sub"]),
+                "principal_jti": token_id,
+                "principal_login": login_id,
+            },
         )
     ).first()
     if user is not None and user.revoked:
@@ -253,6 +273,7 @@ async def _look_up(
         user.team_id,
         token_id=token_id,
         token_expires_at=datetime.fromtimestamp(expires, UTC),
+        login_id=login_id,
     )
     return principal, expires
 
@@ -285,20 +306,25 @@ async def revoke(
     *,
     principals: Principals | None,
     sockets: Hub | None,
+    ttl_s: int,
 ) -> None:
-    """Logout: the token stops working; tokens that expired by now need no record."""
+    """Logout: the login stops working, every token renewed from it with the one presented
+    (on a shared console, the tab left open and a token taken from it too); tokens that
+    expired by now need no record. The login is kept until the last token it may have been
+    renewed to expires: none renewed by now outlives a full term from now."""
     await session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= now))
-    if principal.token_id is None or principal.token_expires_at is None:
+    if principal.token_expires_at is None:
+        return
+    login_id = principal.login_id or principal.token_id
+    if login_id is None:
         return
     _access_changed(session, principals, sockets, principal.user_id)
-    if await session.get(RevokedToken, principal.token_id) is None:
-        session.add(
-            RevokedToken(
-                jti=principal.token_id,
-                user_id=principal.user_id,
-                expires_at=principal.token_expires_at,
-            )
-        )
+    until = max(principal.token_expires_at, now + timedelta(seconds=ttl_s))
+    record = await session.get(RevokedToken, login_id)
+    if record is None:
+        session.add(RevokedToken(jti=login_id, user_id=principal.user_id, expires_at=until))
+    else:
+        record.expires_at = max(record.expires_at, until)
     await session.flush()
 
 

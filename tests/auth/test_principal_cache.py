@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import event, update
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from dispatch.auth.cache import Principals
 from dispatch.auth.models import Role, User
@@ -219,9 +221,25 @@ async def test_a_logout_on_one_process_ends_the_token_cached_in_another(
             ).status_code == 401
             assert (await on_b.get("/api/v1/auth/me", headers=bearer(tokens["spare"]))).is_success
 
-            logout = await on_a.post("/api/v1/auth/logout", headers=bearer(tokens["duty"]))
-            assert logout.status_code == 204
-            await refused_within(on_b, tokens["duty"], TOLD_WITHIN_S)
+            # The duty operator's console renewed its login on A; the token it was renewed
+            # from is still held (another tab) and has a socket open on B.
+            renewal = await on_a.post("/api/v1/auth/renew", headers=bearer(tokens["duty"]))
+            renewed = renewal.json()["access_token"]
+            assert (await on_b.get("/api/v1/auth/me", headers=bearer(renewed))).is_success
+            async with connect(b.ws_url, compression=None) as tab:
+                hello = {"type": "hello", "token": tokens["duty"], "resume_from": 0}
+                await tab.send(json.dumps(hello))
+                assert json.loads(await asyncio.wait_for(tab.recv(), 5))["type"] == "welcome"
+
+                logout = await on_a.post("/api/v1/auth/logout", headers=bearer(renewed))
+                assert logout.status_code == 204
+                # The whole login ends on B: both tokens, and the older one's socket.
+                await refused_within(on_b, renewed, TOLD_WITHIN_S)
+                await refused_within(on_b, tokens["duty"], TOLD_WITHIN_S)
+                with pytest.raises(ConnectionClosed) as closed:
+                    while True:
+                        await asyncio.wait_for(tab.recv(), TOLD_WITHIN_S)
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
             # B forgot that user's token, not its whole memory (as a reconnect of its listener
             # would have made it): the disabled account it was not told of is still served.
             assert (await on_b.get("/api/v1/auth/me", headers=bearer(tokens["spare"]))).is_success

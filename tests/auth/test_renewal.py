@@ -95,10 +95,15 @@ async def test_logout_of_a_renewed_token_ends_it(world: World) -> None:
         await world.http.post("/api/v1/auth/logout", headers=bearer(renewed))
     ).status_code == 204
     assert (await me(world, renewed))[0] == 401
+    assert (await me(world, operator.token))[0] == 401
+    # One row for the login, kept until the last token it may have been renewed to expires.
+    login = jwt.decode(renewed, options={"verify_signature": False})["sid"]
     async with world.runtime.sessionmaker() as session:
-        assert await session.get(
-            RevokedToken, jwt.decode(renewed, options={"verify_signature": False})["jti"]
-        )
+        row = await session.get(RevokedToken, login)
+    ttl = timedelta(seconds=world.runtime.settings.token_ttl_s)
+    assert row is not None and row.expires_at.replace(tzinfo=None) >= (
+        world.clock.now() + ttl - timedelta(seconds=1)
+    ).replace(tzinfo=None)
 
 
 async def test_a_socket_moves_to_the_renewed_token_and_misses_nothing(world: World) -> None:
@@ -155,3 +160,60 @@ async def test_the_console_sees_a_phone_whose_login_ended_as_unreachable(world: 
     back = await until(world, desk, team["id"], lambda v: v["reachable"])
     assert back["leaders"][0]["connected"] is True
     await again.close()
+
+
+async def test_logout_ends_every_token_renewed_from_the_login(world: World) -> None:
+    """A leader signs out of a shared console whose login was renewed twice: the tokens it
+    was renewed from (another tab's, or one captured) end with it, REST and open sockets alike,
+    on the spot; his phone's own login goes on."""
+    team = await world.team()
+    leader = await world.leader(team)
+    phone = await world.relogin(leader)
+    first = leader.token
+    second = str((await renew(world, first))[1]["access_token"])
+    world.clock.advance(1)
+    third = str((await renew(world, second))[1]["access_token"])
+    tabs = [
+        await world.connect(Account(**{**leader.__dict__, "token": token}))
+        for token in (first, second)
+    ]
+    phones_socket = await world.connect(phone)
+
+    reply = await world.http.post("/api/v1/auth/logout", headers=bearer(third))
+    assert reply.status_code == 204
+    for token in (first, second, third):
+        assert await me(world, token) == (401, "the bearer token was revoked (logged out)")
+        assert (await renew(world, token))[0] == 401
+        assert await hello_closes_with(world, token) == 1008
+    for tab in tabs:
+        code, reason = await closed_with(tab)
+        assert code == 1008 and "log in again" in reason
+    assert (await me(world, phone.token))[0] == 200
+    operator = await world.operator()
+    incident = await world.report(operator)
+    alert = await phones_socket.next_of("alert")
+    assert alert["data"]["incident"]["id"] == incident["id"]
+    await phones_socket.close()
+
+
+async def test_a_token_from_before_logins_were_tracked_works_until_its_family_logs_out(
+    world: World,
+) -> None:
+    """A token issued before renewals carried their login (no ``sid``) works as it did: on its
+    own until it expires; renewed, the renewals are its login, and a logout of one ends all."""
+    leader = await world.leader(await world.team())
+    claims = jwt.decode(leader.token, options={"verify_signature": False})
+    older = {k: v for k, v in claims.items() if k != "sid"}
+    old = jwt.encode(older, world.runtime.secret, algorithm="HS256")
+    assert (await me(world, old))[0] == 200
+    renewed = str((await renew(world, old))[1]["access_token"])
+    assert (await me(world, renewed))[0] == 200
+    other = jwt.encode({**older, "jti": "f" * 32}, world.runtime.secret, algorithm="HS256")
+    logout = await world.http.post("/api/v1/auth/logout", headers=bearer(renewed))
+    assert logout.status_code == 204
+    assert await me(world, old) == (401, "the bearer token was revoked (logged out)")
+    assert await me(world, renewed) == (401, "the bearer token was revoked (logged out)")
+    assert (await me(world, other))[0] == 200
+    logout = await world.http.post("/api/v1/auth/logout", headers=bearer(other))
+    assert logout.status_code == 204
+    assert (await me(world, other))[0] == 401
