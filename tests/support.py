@@ -274,10 +274,14 @@ class World:
         return incident
 
     async def incident(self, by: Account, incident_id: str) -> dict[str, Any]:
-        reply = await self.http.get(f"/api/v1/incidents/{incident_id}", headers=by.headers)
-        assert reply.status_code == 200, reply.text
-        incident: dict[str, Any] = reply.json()
+        incident: dict[str, Any] = await self.read(f"/api/v1/incidents/{incident_id}", by)
         return incident
+
+    async def read(self, path: str, by: Account, **params: Any) -> Any:
+        """What ``GET path?params`` answers ``by`` (asserted 200)."""
+        reply = await self.http.get(path, params=params, headers=by.headers)
+        assert reply.status_code == 200, reply.text
+        return reply.json()
 
     async def connect(self, account: Account, resume_from: int = 0) -> Socket:
         return await open_socket(self.ws_url, account.token, resume_from)

@@ -16,9 +16,7 @@ NOWHERE = (QINGXI[0] + 0.5, QINGXI[1] + 0.5)
 
 
 async def page_of(world: World, by: Account, **params: Any) -> list[dict[str, Any]]:
-    reply = await world.http.get("/api/v1/incidents", params=params, headers=by.headers)
-    assert reply.status_code == 200, reply.text
-    page: list[dict[str, Any]] = reply.json()
+    page: list[dict[str, Any]] = await world.read("/api/v1/incidents", by, **params)
     return page
 
 

@@ -25,10 +25,9 @@ AREA_MEMBER = {
 
 
 async def members(world: World, **params: str) -> list[dict[str, Any]]:
-    admin = await world.admin()
-    reply = await world.http.get("/api/v1/rosters/members", params=params, headers=admin.headers)
-    assert reply.status_code == 200, reply.text
-    found: list[dict[str, Any]] = reply.json()
+    found: list[dict[str, Any]] = await world.read(
+        "/api/v1/rosters/members", await world.admin(), **params
+    )
     return found
 
 

@@ -56,9 +56,7 @@ async def retire(world: World, by: Account, team_id: str) -> None:
 
 
 async def listed(world: World, by: Account, **params: Any) -> list[dict[str, Any]]:
-    reply = await world.http.get("/api/v1/teams", params=params, headers=by.headers)
-    assert reply.status_code == 200, reply.text
-    teams: list[dict[str, Any]] = reply.json()
+    teams: list[dict[str, Any]] = await world.read("/api/v1/teams", by, **params)
     return teams
 
 
