@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 from playwright.async_api import (
@@ -12,6 +13,7 @@ from playwright.async_api import (
     BrowserContext,
     ConsoleMessage,
     Page,
+    Request,
     async_playwright,
     expect,
 )
@@ -167,5 +169,17 @@ async def ask_report(
 
 def open_list(url: str) -> bool:
     """Whether ``url`` asks for the open incidents, as the console and the phone do, a page at
-    a time (``status=open&limit=…&offset=…``)."""
+    a time (``status=open&limit=…&before=…``)."""
     return "/api/v1/incidents?status=open" in url
+
+
+def queries_to(page: Page, path: str) -> list[dict[str, list[str]]]:
+    """The query of each request ``page`` makes to ``path`` from now on, parsed, in order."""
+    asked: list[dict[str, list[str]]] = []
+
+    def note(request: Request) -> None:
+        if urlparse(request.url).path == path:
+            asked.append(parse_qs(urlparse(request.url).query))
+
+    page.on("request", note)
+    return asked

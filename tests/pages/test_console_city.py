@@ -11,7 +11,7 @@ from playwright.async_api import Browser, Locator, Page, Request, Route, expect
 from dispatch.db import new_id
 from dispatch.teams import service as teams_service
 from dispatch.teams.models import Team
-from tests.pages.conftest import Opened, desk_context, log_in, open_list
+from tests.pages.conftest import Opened, desk_context, log_in, open_list, queries_to
 from tests.pages.test_console_and_phone import card, card_on_phone, open_phone
 from tests.support import QINGXI, World
 
@@ -54,15 +54,7 @@ async def test_a_citys_teams_come_a_page_at_a_time_and_are_drawn_on_one_canvas(
     incident a second's stall; one answer of every team was megabytes."""
     await city_teams(world, CITY_TEAMS)
     page = await (await desk_context(browser, contexts)).new_page()
-    asked: list[dict[str, list[str]]] = []
-    page.on(
-        "request",
-        lambda request: (
-            asked.append(parse_qs(urlparse(request.url).query))
-            if urlparse(request.url).path == "/api/v1/teams"
-            else None
-        ),
-    )
+    asked = queries_to(page, "/api/v1/teams")
     await log_in(page, world.base_url + "/console", await world.operator())
     await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
     await expect(page.locator("#map")).to_have_attribute("data-teams", str(CITY_TEAMS))

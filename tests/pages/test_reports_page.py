@@ -14,14 +14,20 @@ import re
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 from openpyxl import load_workbook
 from playwright.async_api import Browser, Locator, Page, Route, expect
 
 from dispatch.db import new_id
 from dispatch.schemas import DISPLAY_TZ
-from tests.pages.conftest import Opened, ask_report, desk_context, log_in, phone_context
+from tests.pages.conftest import (
+    Opened,
+    ask_report,
+    desk_context,
+    log_in,
+    phone_context,
+    queries_to,
+)
 from tests.pages.test_console_city import CITY_TEAMS, city_teams
 from tests.reports.test_report_exactness import (
     TARGETS,
@@ -727,15 +733,7 @@ async def test_a_citys_teams_come_to_the_team_filter_a_page_at_a_time(
         reply = await world.http.delete(f"/api/v1/teams/{team_id}", headers=admin.headers)
         assert reply.status_code == 204, reply.text
     page = await (await desk_context(browser, contexts)).new_page()
-    asked: list[dict[str, list[str]]] = []
-    page.on(
-        "request",
-        lambda request: (
-            asked.append(parse_qs(urlparse(request.url).query))
-            if urlparse(request.url).path == "/api/v1/teams"
-            else None
-        ),
-    )
+    asked = queries_to(page, "/api/v1/teams")
 
     # Two more retired while the first page is on its way, its last team one of them: by
     # offset, those after them moved up by two, past a next page started one early. The page
