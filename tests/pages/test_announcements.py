@@ -13,8 +13,15 @@ from playwright.async_api import Browser, Page, expect
 
 from tests.pages.conftest import Opened
 from tests.pages.test_accessibility import switch_to
-from tests.pages.test_console_and_phone import SECOND, away, card, open_console, open_phone
-from tests.support import World
+from tests.pages.test_console_and_phone import (
+    SECOND,
+    away,
+    card,
+    open_console,
+    open_phone,
+    report_on_console,
+)
+from tests.support import QINGXI, World
 
 # Records, per live region and per batch of DOM changes (what the browser hands its
 # accessibility tree at once), the text that came into it: added nodes and changed text in a
@@ -133,6 +140,29 @@ async def test_the_consoles_new_incident_is_said_once_and_a_late_tier_once_asser
     await asyncio.sleep(1)
     again = [s for s in await heard(console, before) if s["region"] != "conn"]
     assert again == [], again
+
+
+async def test_the_operators_own_report_is_said_once_by_its_result(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """What the console reports is said by its result (who was alerted, what is uncovered);
+    its line in the feed, listed all the same, is not said a second time."""
+    await world.team("fixed_post")
+    console = await open_console(browser, contexts, world)
+    await listen(console)
+    incident_id = await report_on_console(console, *QINGXI)
+    await expect(card(console, incident_id)).to_have_count(1)
+    await expect(console.locator("#feed li")).to_have_count(1)
+    await asyncio.sleep(1.5)
+    said = [s for s in await heard(console) if s["region"] != "conn"]
+    assert len(said) == 1, said
+    assert said[0]["region"] == "report-result", said
+    # Another's report, heard live, is said by the feed as before.
+    await world.report(await world.operator(), category="fire")
+    await expect(console.locator("#feed li")).to_have_count(2)
+    await asyncio.sleep(1.5)
+    after = [s for s in await heard(console, len(said)) if s["region"] != "conn"]
+    assert [s["text"] for s in after] == ["新警情：火情（1 支队伍）"], after
 
 
 async def test_the_phones_distance_is_said_as_it_changes_not_with_every_position_reply(

@@ -67,6 +67,8 @@ const historyRecord = recordBox(
 
 const state = {
   me: null,
+  // A report of this console's on its way: its incident is said by the result, not the feed.
+  reporting: false,
   teams: [],
   incidents: new Map(),
   cards: new Map(),
@@ -658,7 +660,10 @@ function describeChange(before, after) {
     return;
   }
   if (!before) {
-    addFeed('feed.reported', { category, n: after.dispatches.length }, '');
+    // The report this console is sending is said by its result (who was alerted, what is
+    // uncovered): its feed line is not said as well.
+    const sentHere = after.reported_by === state.me?.id && state.reporting;
+    addFeed('feed.reported', { category, n: after.dispatches.length }, '', undefined, sentHere);
     return;
   }
   const old = new Map(before.dispatches.map((d) => [d.id, d]));
@@ -678,7 +683,8 @@ function describeChange(before, after) {
 // A line is kept as its i18n key and values, said again when the language changes: a value is
 // plain, {t: key} (a category, a tier), {notice} (a notification's outcome) or {list} (team
 // names). `ref`: what the line is about, where the same thing must not be listed twice.
-function addFeed(key, vars, kind, ref) {
+// `unsaid`: listed but not said, where the page says it otherwise.
+function addFeed(key, vars, kind, ref, unsaid = false) {
   const now = state.live ? state.live.serverNow() : Date.now();
   const at = new Date(now + 8 * 3600 * 1000).toISOString().slice(11, 19);
   state.feed.unshift({ at, kind, key, vars, ref });
@@ -689,7 +695,7 @@ function addFeed(key, vars, kind, ref) {
   saveView();
   // Said as it comes, without its time; a breach is said by the alarm, assertively, once
   // (raiseAlarm), or not at all when an operator has silenced it already.
-  if (!(kind === 'feed-breach' && ref)) announce($('#said'), feedText(state.feed[0]));
+  if (!unsaid && !(kind === 'feed-breach' && ref)) announce($('#said'), feedText(state.feed[0]));
 }
 
 function feedValue(value) {
@@ -1068,6 +1074,7 @@ async function onReport(event) {
   if (!state.reportKey) state.reportKey = newKey();
   const button = $('#report-submit');
   button.disabled = true;
+  state.reporting = true;
   try {
     const incident = await postReport(body, state.reportKey);
     state.reportKey = null;
@@ -1083,6 +1090,7 @@ async function onReport(event) {
     state.lastResult = { incident: null, error: { status: error.status || 0, error } };
   } finally {
     state.retrying = null;
+    state.reporting = false;
     button.disabled = false;
   }
   renderResult();
