@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     # Where the embedded default keeps its generated signing secret.
     secret_file: Path = Path("./dispatch-secret.key")
     token_ttl_s: Annotated[int, Field(le=YEAR_S)] = Field(default=12 * 3600, gt=0)
+    # The longest a password login lasts, renewed or not: a week, so that a leader's phone kept
+    # open through a week of shifts asks for the password once, told ahead, while a token taken
+    # unnoticed and renewed by whoever took it dies within the week all the same.
+    login_max_age_s: Annotated[int, Field(le=YEAR_S)] = Field(default=7 * 24 * 3600, gt=0)
     # How long a process may answer a seen token from memory. Changes made through the API
     # (logout, disabling, password resets) end cached tokens at once in every process; this
     # bounds how long one made past it, directly in the database, may go unseen. 0: no cache.

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Form, Request, Response
@@ -91,13 +92,16 @@ async def issue_token(
         await limits.succeeded(
             session, runtime.clock.now(), "login", clear=[account_key], check=[address_key]
         )
-    token, expires_at = service.issue_token(
-        user, secret=runtime.secret, ttl_s=runtime.settings.token_ttl_s, now=now
+    settings = runtime.settings
+    issued = service.issue_token(
+        user,
+        secret=runtime.secret,
+        ttl_s=settings.token_ttl_s,
+        now=now,
+        max_age_s=settings.login_max_age_s,
     )
     request.state.principal = service.Principal(user.id, user.name, Role(user.role), user.team_id)
-    return TokenOut(
-        access_token=token, expires_at=expires_at, expires_in=runtime.settings.token_ttl_s
-    )
+    return token_out(issued, now)
 
 
 @router.post(
@@ -120,11 +124,27 @@ async def renew_token(
     The presented token is judged as for any request (and read from the rows again); it is
     not ended, and expires as it would have."""
     _, _, presented = (request.headers.get("Authorization") or "").partition(" ")
-    ttl_s = runtime.settings.token_ttl_s
-    token, expires_at = await service.renew_token(
-        session, presented.strip(), secret=runtime.secret, ttl_s=ttl_s, now=runtime.clock.now()
+    now = runtime.clock.now()
+    issued = await service.renew_token(
+        session,
+        presented.strip(),
+        secret=runtime.secret,
+        ttl_s=runtime.settings.token_ttl_s,
+        max_age_s=runtime.settings.login_max_age_s,
+        now=now,
     )
-    return TokenOut(access_token=token, expires_at=expires_at, expires_in=ttl_s)
+    return token_out(issued, now)
+
+
+def token_out(issued: service.Issued, now: datetime) -> TokenOut:
+    # The term as given: the last token of a login is for what is left of it.
+    term = round((issued.expires_at - now).total_seconds())
+    return TokenOut(
+        access_token=issued.token,
+        expires_at=issued.expires_at,
+        expires_in=term,
+        login_expires_at=issued.login_expires_at,
+    )
 
 
 @router.post("/auth/logout", status_code=204, response_class=Response)

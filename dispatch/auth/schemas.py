@@ -14,6 +14,10 @@ class TokenOut(Schema):
     # it has passed since the token came, counted on its own clock (a difference of readings,
     # right whatever date the device is set to).
     expires_in: int
+    # When the login ends however often it is renewed (DISPATCH_LOGIN_MAX_AGE_S from the
+    # password login): a token whose expires_at is this one is the login's last, and the
+    # pages say ahead that a new login is due.
+    login_expires_at: LocalTime
 
 
 class UserCreate(Schema):

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jwt
 from argon2 import PasswordHasher
@@ -68,6 +68,9 @@ class Principal:
     # The password login the token descends from by renewal (its ``sid``; a token from before
     # logins were carried on is its own login, its ``jti``): logout ends the whole login.
     login_id: str | None = None
+    # When that password login was made (``auth_time``; a token from before it was carried
+    # counts from its own issue): renewals end at DISPATCH_LOGIN_MAX_AGE_S from it.
+    login_at: datetime | None = None
 
 
 async def create_user(
@@ -138,12 +141,28 @@ async def check_password(hasher: PasswordHasher, user: User | None, password: st
     return user
 
 
+class Issued(NamedTuple):
+    token: str
+    expires_at: datetime
+    # When the login ends however it is renewed: a token never outlives it.
+    login_expires_at: datetime
+
+
 def issue_token(
-    user: User, *, secret: str, ttl_s: int, now: datetime, login_id: str | None = None
-) -> tuple[str, datetime]:
-    """A token for a full term; ``login_id`` carries a renewed token's login on, and a
-    password login (None) starts a new one."""
-    expires_at = now + timedelta(seconds=ttl_s)
+    user: User,
+    *,
+    secret: str,
+    ttl_s: int,
+    now: datetime,
+    max_age_s: int,
+    login_id: str | None = None,
+    login_at: datetime | None = None,
+) -> Issued:
+    """A token for a full term, or for what is left of its login's ``max_age_s``; a renewal
+    carries its login on (``login_id``, ``login_at``), a password login (None) starts one."""
+    started = login_at or now
+    login_expires_at = started + timedelta(seconds=max_age_s)
+    expires_at = min(now + timedelta(seconds=ttl_s), login_expires_at)
     claims = {
         "sub": user.id,
         # To the microsecond: a password reset refuses tokens issued before it, to the instant.
@@ -151,13 +170,15 @@ def issue_token(
         "exp": int(expires_at.timestamp()),
         "jti": uuid.uuid4().hex,
         "sid": login_id or uuid.uuid4().hex,
+        "auth_time": started.timestamp(),
     }
-    return jwt.encode(claims, secret, algorithm=TOKEN_ALGORITHM), expires_at
+    token = jwt.encode(claims, secret, algorithm=TOKEN_ALGORITHM)
+    return Issued(token, expires_at, login_expires_at)
 
 
 async def renew_token(
-    session: AsyncSession, token: str, *, secret: str, ttl_s: int, now: datetime
-) -> tuple[str, datetime]:
+    session: AsyncSession, token: str, *, secret: str, ttl_s: int, max_age_s: int, now: datetime
+) -> Issued:
     """A fresh token, for a full term from now, for one that still holds: what a page open
     through a shift asks for before its login's term ends. Judged from the rows, not from the
     token cache, as a login reads them: a token logged out, of a disabled user or from before a
@@ -168,7 +189,20 @@ async def renew_token(
     user = await session.get(User, principal.user_id)
     if user is None or user.disabled:  # Removed or disabled since the token's row was read.
         raise Unauthorized("the bearer token's user is unknown or disabled")
-    return issue_token(user, secret=secret, ttl_s=ttl_s, now=now, login_id=principal.login_id)
+    if (
+        principal.login_at is not None
+        and principal.login_at.timestamp() + max_age_s <= now.timestamp()
+    ):
+        raise Unauthorized("the login is older than its longest term: log in again")
+    return issue_token(
+        user,
+        secret=secret,
+        ttl_s=ttl_s,
+        now=now,
+        max_age_s=max_age_s,
+        login_id=principal.login_id,
+        login_at=principal.login_at,
+    )
 
 
 async def principal_for_token(
@@ -246,6 +280,9 @@ async def _look_up(
     login_id = claims.get("sid")
     if not isinstance(login_id, str) or not 0 < len(login_id) <= 32:
         login_id = token_id
+    login_at = claims.get("auth_time", issued)
+    if not isinstance(login_at, int | float) or isinstance(login_at, bool):
+        login_at = issued
     # One round trip for the user and the revocation; the columns alone, not a mapped User
     # (every websocket's hello asks: a reconnecting town asks thousands of times at once).
     user = (
@@ -274,6 +311,7 @@ async def _look_up(
         token_id=token_id,
         token_expires_at=datetime.fromtimestamp(expires, UTC),
         login_id=login_id,
+        login_at=datetime.fromtimestamp(login_at, UTC),
     )
     return principal, expires
 

@@ -131,7 +131,11 @@ async def seed_database(
         await engine.dispose()
 
     def token(user: User) -> str:
-        return auth.issue_token(user, secret=secret, ttl_s=token_ttl_s, now=now)[0]
+        # A simulated login lasts as long as its one token.
+        issued = auth.issue_token(
+            user, secret=secret, ttl_s=token_ttl_s, now=now, max_age_s=token_ttl_s
+        )
+        return issued.token
 
     leaders = [Leader(u.id, token(u), t.id, t.kind, acts, key) for u, t, acts, key in plan]
     tokens = [token(u) for u in staff]

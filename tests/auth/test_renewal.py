@@ -217,3 +217,33 @@ async def test_a_token_from_before_logins_were_tracked_works_until_its_family_lo
     logout = await world.http.post("/api/v1/auth/logout", headers=bearer(other))
     assert logout.status_code == 204
     assert (await me(world, other))[0] == 401
+
+
+async def test_a_login_ends_at_its_maximum_age_however_often_it_is_renewed(
+    world: World,
+) -> None:
+    """A token taken from a phone and renewed by whoever took it, unnoticed, works no longer
+    than DISPATCH_LOGIN_MAX_AGE_S from the password login; the last renewal is for what is
+    left of it, and says when the login ends, so the page can say so ahead."""
+    hour = 3600
+    world.runtime.settings.token_ttl_s = 12 * hour
+    world.runtime.settings.login_max_age_s = 30 * hour
+    start = world.clock.now()
+    leader = await world.leader(await world.team())
+    login_ends = start + timedelta(hours=30)
+    token = leader.token
+    for step, term in ((10, 12 * hour), (10, 10 * hour), (9, hour)):
+        world.clock.advance(step * hour)
+        status, body = await renew(world, token)
+        assert status == 200, body
+        token = str(body["access_token"])
+        assert body["expires_in"] == term
+        ends = datetime.fromisoformat(str(body["login_expires_at"]))
+        assert abs(ends - login_ends) < timedelta(seconds=1)
+        expires = datetime.fromisoformat(str(body["expires_at"]))
+        assert abs(expires - (world.clock.now() + timedelta(seconds=term))) < timedelta(seconds=1)
+    world.clock.advance(hour)
+    assert await me(world, token) == (401, "the bearer token has expired")
+    assert (await renew(world, token))[0] == 401
+    again = await world.relogin(leader)
+    assert (await me(world, again.token))[0] == 200

@@ -134,3 +134,38 @@ async def test_a_tap_refused_for_an_expired_login_is_kept_and_sent_after_signing
     assert await phone.evaluate(outbox(leader)) is None
     stored = await world.incident(await world.relogin(operator), incident["id"])
     assert stored["dispatches"][0]["accepted_at"] is not None
+
+
+async def test_a_console_whose_login_reaches_its_longest_term_says_so_ahead(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """The renewal that reaches DISPATCH_LOGIN_MAX_AGE_S is the login's last: the console says,
+    in Chinese and in English, at what time it ends and that it cannot be renewed, offers no
+    renewal, and asks for none again."""
+    operator = await world.operator()
+    world.runtime.settings.token_ttl_s = TERM_S
+    world.runtime.settings.login_max_age_s = TERM_S + 4
+    console = await (await desk_context(browser, contexts)).new_page()
+    renewals: list[int] = []
+    console.on(
+        "response",
+        lambda r: renewals.append(r.status) if r.url.endswith("/api/v1/auth/renew") else None,
+    )
+    await log_in(console, world.base_url + "/console", operator)
+    await expect(console.locator("#conn")).to_have_attribute("data-state", "live")
+    world.clock.advance(TERM_S - 4)  # the renewal at half the term reaches the login's end
+    note = console.locator("#session-note")
+    await expect(note).to_be_visible(timeout=15 * SECOND)
+    assert renewals == [200]
+    kept = json.loads(await console.evaluate("localStorage.getItem('dispatch.console.token')"))
+    assert kept["expires_at"] == kept["login_expires_at"]
+    shown = kept["expires_at"][11:19]
+    await expect(note).to_contain_text(re.compile(f"登录将于 .*{shown} 到期，已达最长登录时长"))
+    await expect(note.get_by_role("button")).to_be_hidden()
+    await console.locator("#lang").click()
+    await expect(note).to_contain_text(
+        re.compile(f"Your login ends at .*{shown}: it has reached its longest term")
+    )
+    await asyncio.sleep(3)  # past half of the last term: nothing more is asked
+    assert renewals == [200]
+    await expect(console.locator("#login")).to_be_hidden()

@@ -768,3 +768,63 @@ async def test_a_citys_teams_come_to_the_team_filter_a_page_at_a_time(
     await page.get_by_role("button", name="查询").click()
     await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
     assert "team_id=" + retired[0] in page.url
+
+
+async def test_a_team_is_found_among_a_citys_by_typing_part_of_its_name(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """At a city's scale the team filter offered every team in one list, tens of thousands to
+    scroll through. Typing part of a name into 查找联防队 (Find team) narrows the list to the
+    teams whose label holds it, retired ones by their marked label; the list's value is still
+    the team filtered by, and one chosen stays offered while the text names others."""
+    await city_teams(world, CITY_TEAMS)
+    admin = await world.admin()
+    listed = await world.http.get("/api/v1/teams", headers=admin.headers)
+    by_name = {t["name"]: t["id"] for t in listed.json()}
+    retired = by_name["驻点队00123"]
+    reply = await world.http.delete(f"/api/v1/teams/{retired}", headers=admin.headers)
+    assert reply.status_code == 204, reply.text
+    page = await (await desk_context(browser, contexts)).new_page()
+    asked = queries_to(page, "/api/v1/reports/response-times")
+    await log_in(page, world.base_url + "/console/reports", await world.account("auditor"))
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    team = page.locator("#team")
+    options = team.locator("option")
+    await expect(options).to_have_count(1 + CITY_TEAMS)
+
+    find = page.get_by_role("searchbox", name="查找联防队")
+    await find.fill("0012")
+    # 全部, 驻点队00012 and 驻点队00120 to 00129: a part anywhere in the name.
+    await expect(options).to_have_count(12)
+    await expect(page.locator("#team-found")).to_have_text("找到 11 个联防队")
+    await find.fill("00123")
+    await expect(options).to_have_text(["全部", "驻点队00123（已撤销）"])
+    # From the text to the list by keyboard, and the team chosen there.
+    await find.press("Tab")
+    await expect(team).to_be_focused()
+    await team.select_option(label="驻点队00123（已撤销）")
+    await page.get_by_role("button", name="查询").click()
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    assert asked[-1]["team_id"] == [retired]
+    assert "team_id=" + retired in page.url
+    # Text naming other teams leaves the chosen one chosen and offered, in its place.
+    await find.fill("00777")
+    await expect(options).to_have_text(["全部", "驻点队00777", "驻点队00123（已撤销）"])
+    await expect(team).to_have_value(retired)
+
+    await page.get_by_role("button", name="English").click()
+    await expect(page.locator("h1")).to_have_text("1-3-5 response-time report")
+    find = page.get_by_role("searchbox", name="Find team")
+    await expect(find).to_have_value("00777")
+    await expect(options).to_have_text(["All", "驻点队00777", "驻点队00123 (retired)"])
+    await find.fill("队01111")
+    await expect(options).to_have_text(["All", "驻点队01111", "驻点队00123 (retired)"])
+    await expect(page.locator("#team-found")).to_have_text("1 team found")
+    await team.select_option(label="驻点队01111")
+    await page.get_by_role("button", name="Show").click()
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    assert asked[-1]["team_id"] == [by_name["驻点队01111"]]
+    # Emptied, the list offers every team again.
+    await find.fill("")
+    await expect(options).to_have_count(1 + CITY_TEAMS)
+    await expect(team).to_have_value(by_name["驻点队01111"])

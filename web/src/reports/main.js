@@ -73,6 +73,7 @@ const state = {
   me: null,
   teams: [],
   teamParts: {}, // each team's label parts (teamLabelParts), by id
+  teamLabels: [], // [id, label] of each team, in the page's language, in the filter's order
   villages: [],
   report: null,
   histogram: null,
@@ -103,6 +104,7 @@ function boot() {
     $(id).dataset.part = part;
     $(id).dataset.format = format;
   }
+  $('#team-find').addEventListener('input', fillTeams);
   onLangChange(() => {
     fillSelects();
     render();
@@ -235,16 +237,37 @@ function fillSelect(select, options) {
 function fillSelects() {
   const all = ['', t('rep.all')];
   fillSelect($('#tier'), [all, ...[1, 2, 3].map((n) => [String(n), t('tier.' + n)])]);
-  fillSelect($('#team'), [
-    all,
-    ...state.teams.map((team) => [team.id, teamLabel(state.teamParts[team.id], team.id, team.name)]),
-  ]);
+  state.teamLabels = state.teams.map((team) => [team.id, teamLabel(state.teamParts[team.id], team.id, team.name)]);
+  fillTeams();
   fillSelect($('#village'), [all, ...state.villages.map((v) => [v.id, v.name])]);
   fillSelect($('#category'), [all, ...CATEGORIES.map((c) => [c, t('category.' + c)])]);
   fillSelect(
     $('#group-by'),
     GROUPINGS.map((g) => [g, t('rep.by.' + g)]),
   );
+}
+
+// The team filter offers the teams whose label (as shown, in the page's language) holds the
+// text typed in 查找联防队, any case: a city's tens of thousands cannot be scrolled through. The
+// team chosen stays offered whatever the text, so typing never changes what is filtered by.
+function fillTeams() {
+  const select = $('#team');
+  const typed = $('#team-find').value.trim().toLocaleLowerCase();
+  const chosen = select.value;
+  const found = typed
+    ? state.teamLabels.filter(([id, label]) => id === chosen || label.toLocaleLowerCase().includes(typed))
+    : state.teamLabels;
+  // One fragment, not an option at a time: the list is laid out once, not per team.
+  const options = document.createDocumentFragment();
+  options.appendChild(option('', t('rep.all')));
+  for (const [value, text] of found) options.appendChild(option(value, text));
+  clear(select);
+  select.appendChild(options);
+  select.value = chosen;
+  if (select.value !== chosen) select.selectedIndex = 0;
+  const count = typed ? found.filter(([id, label]) => id !== chosen || label.toLocaleLowerCase().includes(typed)).length : null;
+  $('#team-found').textContent =
+    count === null ? '' : t(count === 1 ? 'rep.team_found_one' : 'rep.team_found', { n: count });
 }
 
 // Each team's label parts as the report gives them (`team` in its groups by team): a retired

@@ -89,12 +89,16 @@ export class Api {
       token: data.access_token,
       expires_at: data.expires_at,
       expires_in: data.expires_in,
+      login_expires_at: data.login_expires_at,
       received: Date.now(),
     };
     save(this.key, JSON.stringify(kept));
   }
 
-  /** The stored token's term and when it came ({expires_in, received, expires_at}), or null. */
+  /**
+   * The stored token's term and when it came ({expires_in, received, expires_at,
+   * login_expires_at}), or null.
+   */
   get term() {
     try {
       const stored = JSON.parse(load(this.key) || 'null');

@@ -138,7 +138,16 @@ const WARN_MS = 30 * 60 * 1000;
  * login's last half hour (its last quarter, for a short term) the page says when it ends and
  * offers to renew at once. A refusal (logged out elsewhere, disabled, a password reset) signs
  * the page out as any 401 does: the phone's untaken taps stay in its outbox for the next login.
+ * The token that ends with the login itself (DISPATCH_LOGIN_MAX_AGE_S) is not renewed: in its
+ * last half hour the page says when the login ends and that a new one is due then.
  */
+// The login's last token: it ends when the login does (a token kept before logins had an end
+// has none, and is renewed as ever).
+function isLast(term) {
+  if (!term.login_expires_at) return false;
+  return Date.parse(term.expires_at) >= Date.parse(term.login_expires_at);
+}
+
 function keepRenewed(api) {
   let timer = null;
   let inFlight = false;
@@ -171,11 +180,16 @@ function keepRenewed(api) {
       return;
     }
     const line = note();
-    line.firstChild.textContent = t('login.ending', {
-      time: clockTime(term.expires_at),
-      detail: failure ? errorText(failure) : '',
-    });
+    const last = isLast(term);
+    line.firstChild.textContent = last
+      ? t('login.final', { time: clockTime(term.expires_at) })
+      : t('login.ending', {
+          time: clockTime(term.expires_at),
+          detail: failure ? errorText(failure) : '',
+        });
     line.lastChild.textContent = t('login.renew');
+    // No renewal can outlast the login: only a new login helps, once this one ends.
+    line.lastChild.hidden = last;
     line.hidden = false;
   }
 
@@ -206,6 +220,10 @@ function keepRenewed(api) {
     // A clock set back since the token came reads as a term begun in the future: renewed now.
     const due = elapsed >= termMs / 2 || elapsed < 0;
     const left = termMs - Math.max(elapsed, 0);
+    if (isLast(term)) {
+      show(left <= WARN_MS ? left : null);
+      return;
+    }
     show(left <= Math.min(WARN_MS, termMs / 4) ? left : null);
     if (due && Date.now() >= retryAt) renew();
   }
