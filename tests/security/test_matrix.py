@@ -201,6 +201,10 @@ async def _logout(scene: Scene, role: str) -> Call:
     return Call("/api/v1/auth/logout", token=await scene.spare_token(role))
 
 
+async def _renew(scene: Scene, role: str) -> Call:
+    return Call("/api/v1/auth/renew", token=await scene.spare_token(role))
+
+
 async def _new_user(scene: Scene) -> Call:
     body = {"name": "user-" + uuid.uuid4().hex[:8], "password": "long-password", "role": "auditor"}
     return Call("/api/v1/users", json=body)
@@ -256,6 +260,7 @@ MATRIX: dict[str, Entry] = {
     # ------------------------------------------------------------ accounts
     "POST /api/v1/auth/token": Entry(_login, everyone(200)),
     "POST /api/v1/auth/logout": Entry(_logout, signed_in(204)),
+    "POST /api/v1/auth/renew": Entry(_renew, signed_in(200)),
     "GET /api/v1/auth/me": Entry(fixed("/api/v1/auth/me"), signed_in(200)),
     "POST /api/v1/users": Entry(made(_new_user), only(201, "admin")),
     "GET /api/v1/users": Entry(fixed("/api/v1/users"), only(200, "admin")),
