@@ -83,4 +83,3 @@ def test_every_package_and_file_the_install_needs_is_copied_and_not_ignored() ->
         assert f"!{source}" in ignore or f"!{source}/" in ignore, source
     assert "web/node_modules/" in ignore and "dispatch/static/" in ignore
     assert any(re.fullmatch(r"!web/?", line) for line in ignore)
-
