@@ -223,6 +223,12 @@ class World:
             account.name, account.password, account.id, account.role, account.team_id
         )
 
+    def long_logins(self, seconds: int = 30 * 86400) -> None:
+        """Logins from now on last ``seconds`` (tokens and the login's maximum age alike), for
+        a test whose clock jumps days or weeks ahead between the requests of one login."""
+        settings = self.runtime.settings
+        settings.token_ttl_s = settings.login_max_age_s = seconds
+
     async def admin(self) -> Account:
         if self._admin is None:
             self._admin = await self.account("admin")

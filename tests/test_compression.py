@@ -89,7 +89,7 @@ async def test_websockets_are_not_compressed_whatever_the_client_accepts(world: 
 async def test_a_workbook_is_sent_as_it_is_and_a_large_csv_compressed(world: World) -> None:
     """An XLSX is a zip already: gzip would spend the server's time for nothing. The CSV of a
     month's exclusions is text, and comes gzipped."""
-    world.runtime.settings.token_ttl_s = 30 * 86400
+    world.long_logins()
     team = await world.team("fixed_post")
     operator = await world.operator()
     now = world.clock.now()

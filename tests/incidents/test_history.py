@@ -27,7 +27,7 @@ def to_a_minute_before_midnight(world: World) -> datetime:
 
 
 async def test_a_days_incidents_newest_first_a_page_at_a_time(world: World) -> None:
-    world.runtime.settings.token_ttl_s = 30 * 86400
+    world.long_logins()
     await world.team("fixed_post")
     operator = await world.operator()
     # Start at 23:59:00 Beijing time: one incident that day, three the next.
@@ -87,7 +87,7 @@ async def test_a_days_pages_after_a_cursor_hold_that_day_alone_each_incident_onc
     day that ends at Beijing's midnight: incidents reported between pages (on the day or the
     next), closed between pages, or at one instant come neither twice nor never, and none of
     another day comes with them."""
-    world.runtime.settings.token_ttl_s = 30 * 86400
+    world.long_logins()
     world.runtime.settings.report_burst = 100
     await world.team("fixed_post")
     operator = await world.operator()

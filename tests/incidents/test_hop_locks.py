@@ -135,7 +135,7 @@ async def test_a_fix_on_scene_locks_and_records_the_arrival(world: World) -> Non
 async def test_a_leaders_accept_reads_the_followers_with_the_dispatch(world: World) -> None:
     """Only the dispatches of teams whose units take turns have followers; reading them took a
     round trip of its own at every accept and arrival, of every team."""
-    world.runtime.settings.token_ttl_s = 30 * 86400
+    world.long_logins()
     _, incident, dispatch_id = await accepted(world)
     mobile = await world.team("mobile")
     await add_members(world, mobile, 1, 2)

@@ -170,7 +170,7 @@ async def test_a_past_day_of_exactly_two_pages_is_read_to_its_end(
 ) -> None:
     """A page as long as the page size said 还有更多 though it was the day's last: the list of
     a day of 200 ended on a 加载更多 that brought nothing."""
-    world.runtime.settings.token_ttl_s = 30 * 86400
+    world.long_logins()
     await world.team("fixed_post")
     operator = await world.operator()
     day = START.astimezone(DISPLAY_TZ).date().isoformat()

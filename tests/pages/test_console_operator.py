@@ -321,7 +321,7 @@ async def test_escalations_say_what_they_did_and_the_alarm_names_a_breach_once(
     """A mobile team on duty from 20:00, the only tier-1 team near, reported to at 19:59:50:
     the ring drawn at once finds nobody (it is off duty), and at 20:00 it comes on duty and is
     alerted. Neither reads as a wider ring that added 0 teams."""
-    world.runtime.settings.token_ttl_s = 30 * 86400
+    world.long_logins()
     mobile = await world.team("mobile", name="城东巡防队")
     await add_members(world, mobile, 1, 2)
     reply = await put_duty(

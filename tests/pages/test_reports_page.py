@@ -392,7 +392,7 @@ async def test_retired_namesakes_are_told_apart_in_the_team_filter_as_in_the_rep
     were retired at one moment. Each option of the team filter says which team it is as the
     report's rows by team label it: the day a retired namesake was retired, and its id when
     that day was the other's too; in either language."""
-    world.runtime.settings.token_ttl_s = 30 * 86400
+    world.long_logins()
     admin = await world.admin()
     operator = await world.operator()
     made: list[dict[str, Any]] = []

@@ -144,7 +144,7 @@ async def settle(world: World) -> None:
 
 
 async def seed(world: World) -> Day:
-    world.runtime.settings.token_ttl_s = 30 * 86400
+    world.long_logins()
     day = Day(world)
     admin = await world.admin()
     villages = {
@@ -659,7 +659,7 @@ async def test_a_retired_team_is_told_apart_from_the_team_that_took_its_name(
     were retired at the same moment. Each row by team says which team it is, in the JSON, the
     CSV, the workbook and the exclusions alike, in one order: by name, the team in service,
     then the retired ones as they were retired."""
-    world.runtime.settings.token_ttl_s = 30 * 86400
+    world.long_logins()
     admin = await world.admin()
     operator = await world.operator()
     made: list[dict[str, Any]] = []
@@ -763,7 +763,7 @@ async def test_a_file_filtered_by_a_team_says_which_of_two_namesakes_it_is_of(
     """甲联防队 was retired and the team now serving took its name. A CSV or workbook filtered
     by either names it as the rows by team do, in the CSV's 筛选条件 on every row, on 说明 and
     in 警情明细's title: a row copied elsewhere still says which team it covers."""
-    world.runtime.settings.token_ttl_s = 30 * 86400
+    world.long_logins()
     admin = await world.admin()
     operator = await world.operator()
     old = await world.team("fixed_post", name="甲联防队")

@@ -119,7 +119,7 @@ def team_ids(incident: dict[str, Any]) -> set[str]:
 
 
 async def test_off_duty_mobile_team_is_skipped_with_its_reason(world: World) -> None:
-    world.runtime.settings.token_ttl_s = 30 * 86400  # the clock jumps days ahead
+    world.long_logins()  # the clock jumps days ahead
     fixed = await world.team("fixed_post")
     mobile = await world.team("mobile", *near(300, 90))
     await add_members(world, mobile, 1, 4)
@@ -178,7 +178,7 @@ async def test_off_duty_mobile_team_is_skipped_with_its_reason(world: World) -> 
 
 
 async def test_the_unit_on_turn_without_members_cannot_serve(world: World) -> None:
-    world.runtime.settings.token_ttl_s = 30 * 86400  # the clock jumps days ahead
+    world.long_logins()  # the clock jumps days ahead
     mobile = await world.team("mobile")
     await add_members(world, mobile, 1, 4)
     operator = await world.operator()
@@ -348,7 +348,7 @@ async def no_alert(phone: Socket, seconds: float = 0.3) -> bool:
 async def test_a_rotating_team_alerts_the_leaders_of_the_unit_on_turn_and_the_team_wide_ones(
     world: World,
 ) -> None:
-    world.runtime.settings.token_ttl_s = 30 * 86400  # the clock jumps a week ahead
+    world.long_logins()  # the clock jumps a week ahead
     mobile = await world.team("mobile")
     await add_members(world, mobile, 1, 4)
     await add_members(world, mobile, 2, 4)
@@ -655,7 +655,7 @@ async def test_the_duty_book_follows_every_schedule_and_roster_change(world: Wor
 
 
 async def test_a_report_reads_no_duty_table_while_the_book_is_current(world: World) -> None:
-    world.runtime.settings.token_ttl_s = 30 * 86400
+    world.long_logins()
     mobile = await world.team("mobile")
     await add_members(world, mobile, 1, 4)
     today = local(world).date().isoformat()
@@ -772,7 +772,7 @@ async def test_a_team_coming_on_duty_just_after_an_uncovered_report_is_alerted_a
     """A covering mobile team on duty from 20:00, reported to at 19:59:50 with no other tier-1
     team covering: the ring was drawn at once, while it was off duty, and no step came after.
     It was never alerted, tier 1 left uncovered, and no operator action could dispatch it."""
-    world.runtime.settings.token_ttl_s = 30 * 86400
+    world.long_logins()
     mobile = await world.team("mobile")
     await add_members(world, mobile, 1, 4)
     reply = await put_duty(
@@ -824,7 +824,7 @@ async def test_a_team_coming_on_duty_is_not_alerted_once_tier_one_has_answered(
 ) -> None:
     """With a fixed post covering too, the team coming on duty is alerted when it does unless
     the fixed post has accepted by then: it is on its way, as for the escalation ring."""
-    world.runtime.settings.token_ttl_s = 30 * 86400
+    world.long_logins()
     fixed = await world.team("fixed_post")
     mobile = await world.team("mobile")
     await add_members(world, mobile, 1, 4)
