@@ -351,11 +351,6 @@ async def test_the_keyboards_focus_shows_on_light_and_dark_ground_alike(
     assert faint == [], "the report page's login:\n" + "\n".join(faint)
 
 
-# Left at AA (4.5:1): the report page's links to an incident's record keep their own blue
-# (reports.css), 6.7:1 on white.
-AAA_LEFT = (".record-link",)
-
-
 async def below_aaa(page: Page) -> list[str]:
     """Text on the page under WCAG's enhanced contrast (1.4.6, AAA: 7:1, 4.5:1 for large
     text), as axe measures it against what is really behind it; one line each."""
@@ -367,8 +362,6 @@ async def below_aaa(page: Page) -> list[str]:
     faint = []
     for violation in found:
         for node in violation["nodes"]:
-            if any(left in str(node["target"]) for left in AAA_LEFT):
-                continue
             data = (node.get("any") or [{}])[0].get("data") or {}
             faint.append(
                 f"{data.get('contrastRatio')}:1 {data.get('fgColor')} on {data.get('bgColor')}"

@@ -77,6 +77,9 @@ export function translateMap(view) {
     button.title = t(key);
     button.setAttribute('aria-label', t(key));
   }
+  // Leaflet's own link in the attribution, titled in English.
+  const leaflet = container.querySelector('.leaflet-control-attribution a[href="https://leafletjs.com"]');
+  if (leaflet) leaflet.title = t('map.leaflet');
 }
 
 // Chromium makes a marker with a tooltip a tab stop (Leaflet listens for its focus): a town's
