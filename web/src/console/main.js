@@ -1242,22 +1242,40 @@ function focusPlace(list) {
   const card = active.closest('article.incident');
   if (!card) return null;
   const row = active.closest('[data-dispatch-id]');
+  const cards = Array.from(list.children).filter((el) => el.dataset.incidentId);
+  const at = cards.indexOf(card);
   return {
     el: active,
     incidentId: card.dataset.incidentId,
     dispatchId: row ? row.dataset.dispatchId : null,
     control: active.dataset.control || null,
+    // Where to go should the card go (closed, by this operator or another; no longer late
+    // under the late-only filter): the card below it, or else the one above.
+    near: cards
+      .slice(at + 1)
+      .concat(cards.slice(0, at).reverse())
+      .map((el) => el.dataset.incidentId),
   };
 }
 
 // A card rebuilt by a live update (a team accepted, an arrival being recorded) puts the focus
 // back on the same control in the new card, or on the card itself when the control is gone
 // (the arrival it recorded is in): the next Enter or Tab goes on from where the operator was,
-// not from the top of the page.
+// not from the top of the page. A card gone with the keyboard in it (closed here or at another
+// console) hands it to the nearest card left, or to the list's heading when none is.
 function restoreFocus(list, place) {
   if (!place || (place.el.isConnected && document.activeElement === place.el)) return;
-  const card = Array.from(list.children).find((el) => el.dataset.incidentId === place.incidentId);
-  if (!card) return;
+  const cards = new Map(
+    Array.from(list.children)
+      .filter((el) => el.dataset.incidentId)
+      .map((el) => [el.dataset.incidentId, el]),
+  );
+  const card = cards.get(place.incidentId);
+  if (!card) {
+    const near = place.near.map((id) => cards.get(id)).find(Boolean);
+    (near || $('#incidents-title')).focus({ preventScroll: true });
+    return;
+  }
   const same = Array.from(card.querySelectorAll('[data-control]')).find((el) => {
     const row = el.closest('[data-dispatch-id]');
     return el.dataset.control === place.control && (row ? row.dataset.dispatchId : null) === place.dispatchId;
