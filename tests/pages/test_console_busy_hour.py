@@ -156,6 +156,23 @@ async def test_an_incident_closed_by_another_operator_leaves_the_keyboard_in_the
     # The next Tab goes on inside that card.
     await console.keyboard.press("Tab")
     assert await console.evaluate(FOCUSED) == ["BUTTON", below["id"]]
+
+    # Both close the same one: the colleague while this operator's 结案 asks to be sure. It is
+    # closed once, said once, and this operator is told of no error.
+    same = incidents[4]
+
+    async def closed_meanwhile(dialog: Any) -> None:
+        await card(other, same["id"]).get_by_role("button", name="结案").click()
+        await expect(card(other, same["id"])).to_have_count(0)
+        await dialog.accept()
+
+    other.once("dialog", lambda dialog: dialog.accept())
+    console.once("dialog", closed_meanwhile)
+    await card(console, same["id"]).get_by_role("button", name="结案").click()
+    await expect(card(console, same["id"])).to_have_count(0)
+    await expect(console.locator("#feed li", has_text="已结案：打架斗殴")).to_have_count(2)
+    await expect(other.locator("#feed li", has_text="已结案：打架斗殴")).to_have_count(2)
+    await expect(console.locator("#feed li.feed-breach")).to_have_count(0)
     assert watched.errors == [] and other_watched.errors == []
 
 
@@ -273,6 +290,14 @@ async def test_the_language_switch_in_the_middle_of_an_incident(
     left = [line for line in text.splitlines() if CJK.search(line) and line.strip() != "中文"]
     assert left == [], left
     assert await console.title() and not CJK.search(await console.title())
+    # Nor in what is said of a control rather than shown: titles, names, placeholders.
+    said = await console.evaluate(
+        """() => Array.from(document.querySelectorAll('[title], [aria-label], [placeholder]'))
+            .filter((el) => el.getClientRects().length)
+            .flatMap((el) => ['title', 'aria-label', 'placeholder'].map((a) => el.getAttribute(a)))
+            .filter(Boolean)"""
+    )
+    assert [words for words in said if CJK.search(words)] == [], said
     assert await console.locator("time").all_inner_texts() == times
     assert shanghai(stored["reported_at"]) in await one.inner_text()
 
@@ -336,4 +361,98 @@ async def test_report_open_and_close_by_keyboard_while_news_comes(
     await expect(mine_card).to_have_count(0)
     # The card below it (the newest of those reported before) has the keyboard now.
     assert await console.evaluate(FOCUSED) == ["ARTICLE", older[2]["id"]]
+    assert watched.errors == []
+
+
+async def test_the_list_keeps_its_scroll_place_as_news_comes(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """Scrolled down a list of a dozen to one incident, the operator keeps it where it is on
+    screen as a new incident comes in above it and a card above it grows (an arrival)."""
+    await world.team("fixed_post")
+    operator = await world.operator()
+    console, watched = await console_in(browser, contexts, world, operator)
+    incidents = [await reported(world, operator, n) for n in range(12)]
+    await expect(console.locator("article.incident")).to_have_count(12)
+    watching = card(console, incidents[3]["id"])
+    place = """(card) => {
+        const box = card.closest('.incidents-card');
+        const top = card.getBoundingClientRect().top - box.getBoundingClientRect().top;
+        return [box.scrollTop > 0, top];
+    }"""
+    await watching.evaluate(
+        "(card) => { const box = card.closest('.incidents-card');"
+        " box.scrollTop += card.getBoundingClientRect().top - box.getBoundingClientRect().top; }"
+    )
+    before = await watching.evaluate(place)
+    assert before[0], "the list does not scroll"
+
+    newer = await reported(world, operator, 12)
+    await expect(card(console, newer["id"])).to_be_visible()
+    above = incidents[8]
+    assert await world.arrive(above, {"id": above["dispatches"][0]["team_id"]}, operator) == 200
+    await expect(card(console, above["id"]).locator(".arrival")).to_be_visible()
+    after = await watching.evaluate(place)
+    assert abs(after[1] - before[1]) < 2, (before, after)
+    assert watched.errors == []
+
+
+async def test_breaches_that_came_while_the_network_was_down_are_shown_once(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """The control room's network drops for the minute in which four tiers go late, a team
+    arrives, a colleague reports a fire and closes one of the four; back, the console replays
+    what it missed: each breach is in the feed once, the banner names those still late, and
+    the arrival, the new incident and the close are listed once each, as the breaches are
+    (a screen reader told at once how many messages were caught up), and not again on a
+    reload."""
+    await world.team("fixed_post")
+    operator = await world.operator()
+    console, watched = await console_in(browser, contexts, world, operator)
+    incidents = [await reported(world, operator, n) for n in range(4)]
+    await expect(console.locator("article.incident")).to_have_count(4)
+    await console.context.set_offline(True)
+    await expect(console.locator("#conn")).to_have_attribute("data-state", "offline")
+    world.clock.advance(61)
+    for incident in incidents:
+        await world.wait_for(
+            operator, incident["id"], lambda i: i["chain"][0]["status"] == "breached"
+        )
+    first = incidents[0]
+    assert await world.arrive(first, {"id": first["dispatches"][0]["team_id"]}, operator) == 200
+    # A colleague reports a fire and closes the last of the four meanwhile.
+    colleague = await world.operator()
+    fire = await world.report(colleague, *away(30), category="fire")
+    closed = await world.http.post(
+        f"/api/v1/incidents/{incidents[3]['id']}/close", headers=colleague.headers
+    )
+    assert closed.status_code == 200, closed.text
+    watched.errors.clear()  # what failed while the network was down
+    await console.context.set_offline(False)
+    await console.context.clock.set_system_time(world.clock.now())
+    await expect(console.locator("#conn")).to_have_attribute("data-state", "live")
+
+    feed = console.locator("#feed")
+    await expect(feed.locator("li.feed-breach")).to_have_count(4)
+    await expect(console.locator("#late-only")).to_have_text("超时未到场 2 起")
+    await expect(console.locator("#alarm")).to_contain_text("超时警报（2 起）")
+    for incident in incidents[:3]:
+        await expect(card(console, incident["id"]).locator(".tier-breached")).to_have_count(1)
+    await expect(card(console, fire["id"])).to_be_visible()
+    await expect(card(console, incidents[3]["id"])).to_have_count(0)
+    news = ["到场：", "新警情：火情", "已结案：打架斗殴"]
+    for words in news:
+        await expect(feed.locator("li", has_text=words)).to_have_count(1)
+    # Said at once by the line of what was caught up, not one by one.
+    await expect(feed.locator("li").first).to_contain_text("已重新连接，补收")
+    await expect(console.locator("#said")).to_contain_text("已重新连接，补收")
+
+    # Reloaded, the feed is as it was: nothing listed again.
+    lines = await feed.locator("li").count()
+    await console.reload()
+    await expect(console.locator("#conn")).to_have_attribute("data-state", "live")
+    await expect(console.locator("article.incident")).to_have_count(4)
+    await expect(feed.locator("li")).to_have_count(lines)
+    for words in news:
+        await expect(feed.locator("li", has_text=words)).to_have_count(1)
     assert watched.errors == []

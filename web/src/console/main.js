@@ -100,6 +100,7 @@ const state = {
   lateOnly: false, // the list shows only the incidents with a tier late and nobody on scene
   loading: null, // the first load of the open incidents, asked again until it comes
   listAsked: false, // whether the first load has begun (it waits for the socket's welcome)
+  listed: false, // whether a list of open incidents has come: the console knows what is news
   listTimer: null, // when it fires, the first load begins without the welcome
   welcomes: 0, // the sockets this console has been welcomed on
   listSince: -1, // how many welcomes had come when the open incidents were last asked for
@@ -233,6 +234,7 @@ function stop(ended) {
   clearTimeout(state.listTimer);
   state.listTimer = null;
   state.listAsked = false;
+  state.listed = false;
   state.welcomes = 0;
   state.listSince = -1;
   state.me = null;
@@ -443,6 +445,7 @@ async function reloadIncidents() {
     if (incident.status === 'open' && !state.closed.has(id)) incidents.set(id, incident);
   }
   state.incidents = incidents;
+  state.listed = true;
   for (const id of Array.from(state.notices.keys())) {
     if (!state.incidents.has(id)) state.notices.delete(id);
   }
@@ -578,7 +581,12 @@ function showStatus(status, attempt) {
 function onMessage(message, info) {
   const data = message.data || {};
   if (message.type === 'incident.updated') {
-    applyIncident(data, info.replayed);
+    // What a line that dropped missed (a report, an accept, an arrival, a close) is listed as
+    // the replay brings it, as its breaches are, but not said: the line saying how many
+    // messages the console caught up is. A console whose list is yet to come (reloaded,
+    // opened) cannot tell news from what the list will hold, and lists none of it.
+    if (!info.replayed) applyIncident(data, false);
+    else applyIncident(data, !(state.listed && !state.hearing.size), true);
   } else if (message.type === 'dispatches.updated') {
     // Only the hops of these dispatches moved; an incident this console does not hold is
     // skipped (a closed one, or one it will load whole).
@@ -634,7 +642,7 @@ function onMessage(message, info) {
 }
 
 // Keep the newest state of each open incident; list what changed in the feed.
-function applyIncident(snapshot, quiet) {
+function applyIncident(snapshot, quiet, unsaid = false) {
   if (!snapshot || !snapshot.id) return;
   for (const heard of state.hearing) {
     heard.set(snapshot.id, mergeIncident(heard.get(snapshot.id), snapshot));
@@ -643,7 +651,7 @@ function applyIncident(snapshot, quiet) {
   if (state.closed.has(snapshot.id)) return;
   const before = state.incidents.get(snapshot.id);
   const incident = mergeIncident(before, snapshot);
-  if (!quiet) describeChange(before, incident);
+  if (!quiet) describeChange(before, incident, unsaid);
   if (incident.status === 'open') state.incidents.set(incident.id, incident);
   else {
     state.incidents.delete(incident.id);
@@ -653,17 +661,17 @@ function applyIncident(snapshot, quiet) {
   scheduleRender();
 }
 
-function describeChange(before, after) {
+function describeChange(before, after, unsaid) {
   const category = { t: 'category.' + after.category };
   if (after.status === 'closed') {
-    if (before) addFeed('feed.closed', { category }, '');
+    if (before) addFeed('feed.closed', { category }, '', undefined, unsaid);
     return;
   }
   if (!before) {
     // The report this console is sending is said by its result (who was alerted, what is
     // uncovered): its feed line is not said as well.
     const sentHere = after.reported_by === state.me?.id && state.reporting;
-    addFeed('feed.reported', { category, n: after.dispatches.length }, '', undefined, sentHere);
+    addFeed('feed.reported', { category, n: after.dispatches.length }, '', undefined, sentHere || unsaid);
     return;
   }
   const old = new Map(before.dispatches.map((d) => [d.id, d]));
@@ -671,11 +679,17 @@ function describeChange(before, after) {
     const was = old.get(d.id) || {};
     // An accept the arrival stood for is no news of its own: the arrival says it.
     if (d.accepted_at && !d.accepted_implied && !was.accepted_at) {
-      addFeed('feed.accepted', { team: d.team_name }, '');
+      addFeed('feed.accepted', { team: d.team_name }, '', undefined, unsaid);
     }
     if (d.arrived_at && !was.arrived_at) {
       const source = d.arrival_source;
-      addFeed('feed.arrived', { team: d.team_name, source: { t: 'source.' + source } }, 'feed-good');
+      addFeed(
+        'feed.arrived',
+        { team: d.team_name, source: { t: 'source.' + source } },
+        'feed-good',
+        undefined,
+        unsaid,
+      );
     }
   }
 }
