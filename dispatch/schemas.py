@@ -66,11 +66,23 @@ LocalTime = Annotated[
 _DIGITS = re.compile(r"\s*[-+]?\d+(\.\d*)?\s*")
 
 
+# A time whose offset's "+" a URL's query made a space: ``?from=2026-12-07T08:00:00+08:00``
+# typed as the server writes its times arrives as "2026-12-07T08:00:00 08:00".
+_PLUS_AS_SPACE = re.compile(
+    r"\s*\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d*)?)? \d{2}(:?\d{2})?\s*"
+)
+
+
 def _written_as_a_time(value: object) -> object:
     """A time comes as ISO 8601 text: ``from=20260101`` or a bare 12345 are refused, where
     pydantic would read them as seconds since 1970 and answer about 1970-08-23."""
     if isinstance(value, int | float) or (isinstance(value, str) and _DIGITS.fullmatch(value)):
         raise ValueError("write a time in ISO 8601, e.g. 2026-11-30T08:00:00+08:00")
+    if isinstance(value, str) and _PLUS_AS_SPACE.fullmatch(value):
+        raise ValueError(
+            "a URL's query reads + as a space: write the offset's + as %2B "
+            "(2026-11-30T08:00:00%2B08:00)"
+        )
     return value
 
 
