@@ -10,7 +10,7 @@ import re
 
 from playwright.async_api import Browser, Route, expect
 
-from tests.pages.conftest import Opened, desk_context, log_in, sign_in
+from tests.pages.conftest import Opened, desk_context, log_in, phone_context, sign_in
 from tests.pages.test_console_and_phone import SECOND, away, open_phone
 from tests.pages.test_phone_alerts import accept_on_phone, outbox
 from tests.support import World
@@ -169,3 +169,37 @@ async def test_a_console_whose_login_reaches_its_longest_term_says_so_ahead(
     await asyncio.sleep(3)  # past half of the last term: nothing more is asked
     assert renewals == [200]
     await expect(console.locator("#login")).to_be_hidden()
+
+
+async def test_a_phone_whose_login_reaches_its_longest_term_says_so_ahead(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """As on the console: the leader's phone says, in Chinese and in English, at what time his
+    login ends and that it cannot be renewed, offers no renewal, and asks for none again."""
+    leader = await world.leader(await world.team("fixed_post"))
+    world.runtime.settings.token_ttl_s = TERM_S
+    world.runtime.settings.login_max_age_s = TERM_S + 4
+    renewals: list[int] = []
+    page = await (await phone_context(browser, contexts, away(300))).new_page()
+    page.on(
+        "response",
+        lambda r: renewals.append(r.status) if r.url.endswith("/api/v1/auth/renew") else None,
+    )
+    await log_in(page, world.base_url + "/m", leader)
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    world.clock.advance(TERM_S - 4)  # the renewal at half the term reaches the login's end
+    note = page.locator("#session-note")
+    await expect(note).to_be_visible(timeout=15 * SECOND)
+    assert renewals == [200]
+    kept = json.loads(await page.evaluate("localStorage.getItem('dispatch.m.token')"))
+    assert kept["expires_at"] == kept["login_expires_at"]
+    shown = kept["expires_at"][11:19]
+    await expect(note).to_contain_text(re.compile(f"登录将于 .*{shown} 到期，已达最长登录时长"))
+    await expect(note.get_by_role("button")).to_be_hidden()
+    await page.locator("#lang").click()
+    await expect(note).to_contain_text(
+        re.compile(f"Your login ends at .*{shown}: it has reached its longest term")
+    )
+    await asyncio.sleep(3)  # past half of the last term: nothing more is asked
+    assert renewals == [200]
+    await expect(page.locator("#login")).to_be_hidden()
