@@ -99,6 +99,7 @@ async def issue_token(
         ttl_s=settings.token_ttl_s,
         now=now,
         max_age_s=settings.login_max_age_s,
+        generation=user.token_generation,
     )
     request.state.principal = service.Principal(user.id, user.name, Role(user.role), user.team_id)
     return token_out(issued, now)

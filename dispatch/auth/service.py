@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Select, bindparam, delete, exists, or_, select
+from sqlalchemy import Select, and_, bindparam, delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import store as mailboxes
@@ -71,6 +71,14 @@ class Principal:
     # When that password login was made (``auth_time``; a token from before it was carried
     # counts from its own issue): renewals end at DISPATCH_LOGIN_MAX_AGE_S from it.
     login_at: datetime | None = None
+    # The user's token generation the token belongs to (its ``gen``; a token from before it was
+    # carried, the user's as read when it was judged): a renewal carries it on, so a renewal
+    # racing a disabling or a reset gives a token that is refused as the one renewed is.
+    generation: int = 0
+
+
+class LoggedOut(Unauthorized):
+    """The token's login was ended by logout: only a new login helps, no renewal."""
 
 
 async def create_user(
@@ -102,6 +110,7 @@ async def create_user(
         phone=None,
         created_at=now,
         tokens_valid_after=None,
+        token_generation=0,
     )
     if not await _insert_unless_named(session, user):
         raise taken
@@ -155,11 +164,15 @@ def issue_token(
     ttl_s: int,
     now: datetime,
     max_age_s: int,
+    generation: int,
     login_id: str | None = None,
     login_at: datetime | None = None,
 ) -> Issued:
     """A token for a full term, or for what is left of its login's ``max_age_s``; a renewal
-    carries its login on (``login_id``, ``login_at``), a password login (None) starts one."""
+    carries its login on (``login_id``, ``login_at``), a password login (None) starts one.
+    ``generation``: the user's token generation as read with the password the login checked
+    (a renewal: the renewed token's), so that a disabling or a reset committed meanwhile, in
+    the same microsecond or later, ends the token too."""
     started = login_at or now
     login_expires_at = started + timedelta(seconds=max_age_s)
     expires_at = min(now + timedelta(seconds=ttl_s), login_expires_at)
@@ -171,6 +184,7 @@ def issue_token(
         "jti": uuid.uuid4().hex,
         "sid": login_id or uuid.uuid4().hex,
         "auth_time": started.timestamp(),
+        "gen": generation,
     }
     token = jwt.encode(claims, secret, algorithm=TOKEN_ALGORITHM)
     return Issued(token, expires_at, login_expires_at)
@@ -200,6 +214,7 @@ async def renew_token(
         ttl_s=ttl_s,
         now=now,
         max_age_s=max_age_s,
+        generation=principal.generation,
         login_id=principal.login_id,
         login_at=principal.login_at,
     )
@@ -250,6 +265,7 @@ def _principal_query() -> Select[Any]:
         users.team_id,
         users.disabled,
         users.tokens_valid_after,
+        users.token_generation,
         exists().where(or_(revoked.jti == jti, revoked.jti == login)).label("revoked"),
     ).where(users.id == bindparam("principal_user", type_=users.id.type))
 
@@ -280,6 +296,13 @@ async def _look_up(
     login_id = claims.get("sid")
     if not isinstance(login_id, str) or not 0 < len(login_id) <= 32:
         login_id = token_id
+    # The user's token generation (``gen``); a token from before it was carried has none and
+    # is judged by its issue time alone, as it was when it was issued.
+    generation = claims.get("gen")
+    if generation is not None and (
+        not isinstance(generation, int) or isinstance(generation, bool) or generation < 0
+    ):
+        raise Unauthorized("the bearer token is invalid")
     login_at = claims.get("auth_time", issued)
     if not isinstance(login_at, int | float) or isinstance(login_at, bool):
         login_at = issued
@@ -296,10 +319,17 @@ async def _look_up(
         )
     ).first()
     if user is not None and user.revoked:
-        raise Unauthorized("the bearer token was revoked (logged out)")
+        raise LoggedOut("the bearer token was revoked (logged out)")
     if user is None or user.disabled:
         raise Unauthorized("the bearer token's user is unknown or disabled")
-    if user.tokens_valid_after is not None and issued < user.tokens_valid_after.timestamp():
+    # A disabling or a reset counts the generation up: a token of the one before is refused
+    # even when issued in the same microsecond (a login racing a reset, a frozen clock).
+    # Issue times are still compared, for a token from before ``gen`` and for a
+    # ``tokens_valid_after`` set directly in the database.
+    stale = generation is not None and generation != user.token_generation
+    if stale or (
+        user.tokens_valid_after is not None and issued < user.tokens_valid_after.timestamp()
+    ):
         raise Unauthorized(
             "the bearer token was issued before the password was reset or the account disabled"
         )
@@ -312,6 +342,7 @@ async def _look_up(
         token_expires_at=datetime.fromtimestamp(expires, UTC),
         login_id=login_id,
         login_at=datetime.fromtimestamp(login_at, UTC),
+        generation=user.token_generation if generation is None else generation,
     )
     return principal, expires
 
@@ -347,10 +378,13 @@ async def revoke(
     ttl_s: int,
 ) -> None:
     """Logout: the login stops working, every token renewed from it with the one presented
-    (on a shared console, the tab left open and a token taken from it too); tokens that
-    expired by now need no record. The login is kept until the last token it may have been
-    renewed to expires: none renewed by now outlives a full term from now."""
-    await session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= now))
+    (on a shared console, the tab left open and a token taken from it too). The login is kept
+    until the last token it may have been renewed to expires: none renewed by the logout
+    outlives a full term from it. Records are forgotten by the term as it is set now, not as
+    it was at their logout: with ``DISPATCH_TOKEN_TTL_S`` raised since (a process restarted
+    with it already renewing while another logged out), a token renewed for the longer term
+    is still refused to its end."""
+    await forget_ended_logins(session, now, ttl_s=ttl_s)
     if principal.token_expires_at is None:
         return
     login_id = principal.login_id or principal.token_id
@@ -360,10 +394,30 @@ async def revoke(
     until = max(principal.token_expires_at, now + timedelta(seconds=ttl_s))
     record = await session.get(RevokedToken, login_id)
     if record is None:
-        session.add(RevokedToken(jti=login_id, user_id=principal.user_id, expires_at=until))
+        session.add(
+            RevokedToken(jti=login_id, user_id=principal.user_id, expires_at=until, revoked_at=now)
+        )
     else:
         record.expires_at = max(record.expires_at, until)
+        record.revoked_at = now if record.revoked_at is None else max(record.revoked_at, now)
     await session.flush()
+
+
+async def forget_ended_logins(session: AsyncSession, now: datetime, *, ttl_s: int) -> None:
+    """Delete the logouts no token can outlive any more: past the record's own expiry and a
+    full term (``ttl_s``, the setting now) from the logout. A record from before the logout's
+    time was kept counts from its expiry, which is never before its logout."""
+    term = timedelta(seconds=ttl_s)
+    revoked = RevokedToken.__table__.c
+    await session.execute(
+        delete(RevokedToken).where(
+            revoked.expires_at <= now,
+            or_(
+                revoked.revoked_at <= now - term,
+                and_(revoked.revoked_at.is_(None), revoked.expires_at <= now - term),
+            ),
+        )
+    )
 
 
 async def update_user(
@@ -382,13 +436,15 @@ async def update_user(
     user = await get_user(session, user_id)
     if disabled is not None:
         user.disabled = disabled
-    if disabled:
-        # An account is disabled for a lost or stolen phone, and enabled again for the new
-        # one: the old phone's token must stay dead, as after a password reset.
-        user.tokens_valid_after = now
+    ends_tokens = bool(disabled) or password is not None
     if password is not None:
         user.password_hash = await hash_password(hasher, password)
+    if ends_tokens:
+        # An account is disabled for a lost or stolen phone, and enabled again for the new
+        # one: the old phone's token must stay dead, as after a password reset. Counted up
+        # in the database (two changes at once both count), every token before is refused.
         user.tokens_valid_after = now
+        user.token_generation = User.token_generation + 1
     await session.flush()
     if disabled is not None or password is not None:
         _access_changed(session, principals, sockets, user.id)

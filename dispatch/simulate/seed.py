@@ -133,7 +133,12 @@ async def seed_database(
     def token(user: User) -> str:
         # A simulated login lasts as long as its one token.
         issued = auth.issue_token(
-            user, secret=secret, ttl_s=token_ttl_s, now=now, max_age_s=token_ttl_s
+            user,
+            secret=secret,
+            ttl_s=token_ttl_s,
+            now=now,
+            max_age_s=token_ttl_s,
+            generation=user.token_generation,
         )
         return issued.token
 
@@ -152,6 +157,7 @@ def _user(name: str, role: Role, team_id: str | None, password_hash: str, now: d
         team_id=team_id,
         disabled=False,
         created_at=now,
+        token_generation=0,
     )
 
 
