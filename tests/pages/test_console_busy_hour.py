@@ -456,3 +456,36 @@ async def test_breaches_that_came_while_the_network_was_down_are_shown_once(
     for words in news:
         await expect(feed.locator("li", has_text=words)).to_have_count(1)
     assert watched.errors == []
+
+
+async def test_a_record_open_in_the_history_follows_an_arrival_and_a_close_at_another_console(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """The operator has an open incident's record open (历史警情 → 查看记录) when its team
+    arrives and a colleague, at his own console, closes it: the record says so, as the row
+    above it does, rather than 未结案 and nobody on scene."""
+    team = await world.team("fixed_post")
+    operator, colleague = await world.operator(), await world.operator()
+    console, watched = await console_in(browser, contexts, world, operator)
+    other, other_watched = await console_in(browser, contexts, world, colleague)
+    fire = await world.report(operator, *away(20), category="fire")
+    await expect(card(other, fire["id"])).to_be_visible()
+
+    await console.get_by_role("button", name="历史警情").click()
+    row = console.locator(f'#history-list tr[data-incident-id="{fire["id"]}"]')
+    await row.get_by_role("button", name="查看记录").click()
+    record = console.locator("#history-record")
+    await expect(record).to_have_attribute("data-state", "ready")
+    await expect(record).to_contain_text("未结案")
+
+    world.clock.advance(30)
+    assert await world.arrive(fire, team, await world.leader(team)) == 200
+    await expect(row.locator('td[data-tier="1"]')).to_have_attribute("data-outcome", "met")
+    await expect(record.locator("table").first).to_contain_text("达标")
+    other.once("dialog", lambda dialog: dialog.accept())
+    await card(other, fire["id"]).get_by_role("button", name="结案").click()
+    await expect(row).to_have_attribute("data-status", "closed")
+    stored = await world.incident(operator, fire["id"])
+    await expect(record).to_contain_text(f"{shanghai(stored['closed_at'])} 结案")
+    await expect(record).not_to_contain_text("未结案")
+    assert watched.errors == [] and other_watched.errors == []

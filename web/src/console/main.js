@@ -1559,6 +1559,8 @@ function listedBefore(a, b) {
 // list is not asked for again. One older than the last row loaded, while more are left to load,
 // comes with 更多 instead.
 function historyTake(snapshot) {
+  // The record open below the list is the server's reading of the incident: read again.
+  historyRecord.refresh(snapshot.id);
   const incident = historyPlace(snapshot);
   if (!incident) return;
   const body = $('#history-list tbody');

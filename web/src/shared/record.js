@@ -124,7 +124,8 @@ export function recordView(record) {
 /**
  * The box a page shows one incident's record in (its `box`, with `title` and `body` inside),
  * as the report page and the console's history both do: open(id) reads it and shows it, close()
- * hides it and forgets it, render() draws it again in the language of the moment. A record that
+ * hides it and forgets it, render() draws it again in the language of the moment, refresh(id)
+ * reads it again in place when the incident shown has changed (an arrival, a close). A record that
  * could not be read says so, and why, as an alert a screen reader announces, with a button to
  * read it again: the box is not left saying it is loading, nor blank.
  */
@@ -178,6 +179,30 @@ export function recordBox(api, box, title, body) {
     // Another record asked for meanwhile, or the box closed: this answer is not shown.
     if (shown === asked) render();
   }
+  // Read again where it is: neither "loading" meanwhile nor scrolled to, and a read that fails
+  // leaves the record shown as it was. Changes that come while a read is on its way are read
+  // once more after it, all together.
+  let reading = null; // the record being read again, and whether it changed again meanwhile
+  async function refresh(id) {
+    if (!shown || shown.id !== id || !shown.record) return;
+    if (reading && reading.shown === shown) {
+      reading.again = true;
+      return;
+    }
+    const current = (reading = { shown, again: false });
+    try {
+      const record = await api.get('/api/v1/reports/incidents/' + encodeURIComponent(id));
+      if (shown === current.shown) {
+        shown.record = record;
+        render();
+      }
+    } catch (_) {
+      // The record shown stays; the next change reads it again.
+    } finally {
+      if (reading === current) reading = null;
+    }
+    if (current.again) refresh(id);
+  }
   function close() {
     shown = null;
     box.hidden = true;
@@ -186,5 +211,5 @@ export function recordBox(api, box, title, body) {
     title.textContent = '';
     clear(body);
   }
-  return { open, close, render };
+  return { open, close, render, refresh };
 }
