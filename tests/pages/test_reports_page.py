@@ -28,6 +28,7 @@ from tests.pages.conftest import (
     phone_context,
     queries_to,
 )
+from tests.pages.test_announcements import heard, listen
 from tests.pages.test_console_city import CITY_TEAMS, city_teams
 from tests.reports.test_report_exactness import (
     TARGETS,
@@ -45,6 +46,8 @@ from tests.reports.test_response_times import (
 )
 from tests.support import QINGXI, World
 
+# The most teams the team filter lists at once (reports/main.js); more are found by typing.
+TEAMS_LISTED = 100
 COUNTS = ("incidents", "with_arrival", "without_arrival", "met", "breached", "cancelled")
 COUNTS += ("pending", "uncovered")
 # Each chart's axes with their titles as Chart.js resolved them, in either language: every axis
@@ -752,11 +755,22 @@ async def test_a_citys_teams_come_to_the_team_filter_a_page_at_a_time(
     await page.route("**/api/v1/teams?*", retire_meanwhile)
     await log_in(page, world.base_url + "/console/reports", await world.account("auditor"))
     await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    # The first TEAMS_LISTED in the list's order, and a count of the rest: every team once.
     options = page.locator("#team option")
-    await expect(options).to_have_count(1 + CITY_TEAMS)
+    await expect(options).to_have_count(1 + TEAMS_LISTED)
+    more = CITY_TEAMS - TEAMS_LISTED
+    await expect(page.locator("#team-found")).to_have_text(
+        f"列出前 {TEAMS_LISTED} 个联防队，另有 {more} 个请输入名称查找"
+    )
     values = [await o.get_attribute("value") for o in await options.all()]
-    assert values[: 2 + len(in_service)] == ["", moved[0], *in_service]
-    assert sorted(values[2 + len(in_service) :]) == sorted(retired)
+    assert values == ["", moved[0], *in_service[: TEAMS_LISTED - 1]]
+    # The retired after those in service: found by name, at the end of the list.
+    find = page.get_by_role("searchbox", name="查找联防队")
+    await find.fill("驻点队0")
+    await expect(page.locator("#team-found")).to_contain_text(f"找到 {CITY_TEAMS} 个联防队")
+    await find.fill("驻点队01199")
+    await expect(options).to_have_count(2)
+    assert await options.last.get_attribute("value") == retired[1]
     # The next page after the first one's last team, retired since: it keeps its place.
     assert [query.get("after") for query in asked] == [None, [moved[1]]]
     for query in asked:
@@ -764,6 +778,7 @@ async def test_a_citys_teams_come_to_the_team_filter_a_page_at_a_time(
         assert "offset" not in query and "after_retired" not in query
         assert int(query["limit"][0]) <= 2000
     # A team of the second page is one the report filters by.
+    await find.fill("驻点队00000")
     await page.locator("#team").select_option(retired[0])
     await page.get_by_role("button", name="查询").click()
     await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
@@ -790,7 +805,7 @@ async def test_a_team_is_found_among_a_citys_by_typing_part_of_its_name(
     await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
     team = page.locator("#team")
     options = team.locator("option")
-    await expect(options).to_have_count(1 + CITY_TEAMS)
+    await expect(options).to_have_count(1 + TEAMS_LISTED)
 
     find = page.get_by_role("searchbox", name="查找联防队")
     await find.fill("0012")
@@ -824,7 +839,134 @@ async def test_a_team_is_found_among_a_citys_by_typing_part_of_its_name(
     await page.get_by_role("button", name="Show").click()
     await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
     assert asked[-1]["team_id"] == [by_name["驻点队01111"]]
-    # Emptied, the list offers every team again.
+    # Emptied, the list offers the first teams again, and the one chosen in its place.
     await find.fill("")
-    await expect(options).to_have_count(1 + CITY_TEAMS)
+    await expect(options).to_have_count(2 + TEAMS_LISTED)
+    await expect(options.last).to_have_text("驻点队01111")
     await expect(team).to_have_value(by_name["驻点队01111"])
+
+
+async def test_typing_in_a_citys_team_filter_lists_a_few_and_says_the_count_once(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """Each keystroke in 查找联防队 laid out every team its text matched: the first character,
+    held by every name, thousands of options (a third of a second at 18 000 teams), and the
+    count under the field, a live region, was said at every keystroke. The list now holds the
+    first TEAMS_LISTED found, the line under the field says how many more to type on for, and
+    the count is said once the typing pauses."""
+    await city_teams(world, CITY_TEAMS)
+    page = await (await desk_context(browser, contexts)).new_page()
+    await log_in(page, world.base_url + "/console/reports", await world.account("auditor"))
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    options = page.locator("#team option")
+    found = page.locator("#team-found")
+    find = page.get_by_role("searchbox", name="查找联防队")
+    await expect(find).to_have_attribute("aria-describedby", "team-found")
+
+    await find.fill("驻")
+    await expect(options).to_have_count(1 + TEAMS_LISTED)
+    more = CITY_TEAMS - TEAMS_LISTED
+    await expect(found).to_have_text(
+        f"找到 {CITY_TEAMS} 个联防队，列出前 {TEAMS_LISTED} 个，另有 {more} 个请继续输入"
+    )
+    await expect(page.locator("#team-said")).to_have_text(re.compile(f"找到 {CITY_TEAMS} 个"))
+
+    # Typed a character at a time: the line follows each, the count is said once.
+    await find.fill("")
+    await listen(page)
+    await find.press_sequentially("驻点队0012")
+    await expect(options).to_have_text(["全部", *(f"驻点队{n:05d}" for n in range(120, 130))])
+    await expect(found).to_have_text("找到 10 个联防队")
+    await expect(page.locator("#team-said p").last).to_have_text("找到 10 个联防队")
+    said = await heard(page)
+    assert [(s["region"], s["text"]) for s in said] == [("team-said", "找到 10 个联防队")], said
+    # By keyboard from the text to the list, a team chosen there.
+    await find.press("Tab")
+    await expect(page.locator("#team")).to_be_focused()
+    await page.keyboard.press("ArrowDown")
+    await expect(page.locator("#team")).not_to_have_value("")
+
+    await page.get_by_role("button", name="English").click()
+    find = page.get_by_role("searchbox", name="Find team")
+    await find.fill("驻")
+    await expect(found).to_have_text(
+        f"{CITY_TEAMS} teams found, the first {TEAMS_LISTED} listed; {more} more, keep typing"
+    )
+    await find.fill("")
+    await expect(found).to_have_text(
+        f"The first {TEAMS_LISTED} teams listed; {more} more, type a name to find them"
+    )
+
+
+async def test_back_forward_and_a_shared_link_reopen_a_report_with_its_team_and_search(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """Each report asked for replaced the last in the page's address, the text typed in
+    查找联防队 left out: the browser's back left the page, and a link shared opened the team
+    filter on the first teams. Each is now a step of the history with its filters, the
+    search text among them: back and forward show the report before and after, and the link
+    opens the same report, the team listed for its search and chosen."""
+    await city_teams(world, CITY_TEAMS)
+    admin = await world.admin()
+    listed = await world.http.get("/api/v1/teams?limit=2000", headers=admin.headers)
+    by_name = {t["name"]: t["id"] for t in listed.json()}
+    today = world.clock.now().astimezone(DISPLAY_TZ).date()
+    first, second = (today - timedelta(days=2)).isoformat(), (today - timedelta(days=1)).isoformat()
+    auditor = await world.account("auditor")
+    page = await (await desk_context(browser, contexts)).new_page()
+    asked = queries_to(page, "/api/v1/reports/response-times")
+    await log_in(page, world.base_url + "/console/reports", auditor)
+    app = page.locator("#app")
+    await expect(app).to_have_attribute("data-state", "ready")
+    find = page.get_by_role("searchbox", name="查找联防队")
+    team = page.locator("#team")
+    period = page.locator("#period")
+
+    await find.fill("0012")
+    await team.select_option(label="驻点队00123")
+    await ask_report(page, first, choose={"group-by": "day"})
+    shared = page.url
+    assert "team_search=0012" in shared and "team_id=" + by_name["驻点队00123"] in shared
+    await find.fill("00777")
+    await team.select_option(label="驻点队00777")
+    await ask_report(page, second, choose={"tier": "1"})
+    assert "team_search=00777" in page.url
+
+    await page.go_back()
+    await expect(page.locator("#from")).to_have_value(first)
+    await expect(find).to_have_value("0012")
+    await expect(team).to_have_value(by_name["驻点队00123"])
+    await expect(page.locator("#tier")).to_have_value("")
+    await expect(page.locator("#group-by")).to_have_value("day")
+    await expect(app).to_have_attribute("data-state", "ready")
+    await expect(period).to_contain_text(first)
+    assert asked[-1]["team_id"] == [by_name["驻点队00123"]] and "tier" not in asked[-1]
+    assert page.url == shared
+
+    await page.go_forward()
+    await expect(page.locator("#from")).to_have_value(second)
+    await expect(find).to_have_value("00777")
+    await expect(team).to_have_value(by_name["驻点队00777"])
+    await expect(page.locator("#tier")).to_have_value("1")
+    await expect(app).to_have_attribute("data-state", "ready")
+    await expect(period).to_contain_text(second)
+    assert asked[-1]["team_id"] == [by_name["驻点队00777"]] and asked[-1]["tier"] == ["1"]
+
+    # Back to the page as it opened: the server's period again, every filter at "all".
+    await page.go_back()
+    await page.go_back()
+    await expect(find).to_have_value("")
+    await expect(team).to_have_value("")
+    await expect(app).to_have_attribute("data-state", "ready")
+    assert "team_id" not in asked[-1] and "from" not in asked[-1]
+
+    # The link shared, opened by someone else.
+    other = await (await desk_context(browser, contexts)).new_page()
+    theirs = queries_to(other, "/api/v1/reports/response-times")
+    await log_in(other, shared, auditor)
+    await expect(other.locator("#app")).to_have_attribute("data-state", "ready")
+    await expect(other.get_by_role("searchbox", name="查找联防队")).to_have_value("0012")
+    await expect(other.locator("#team")).to_have_value(by_name["驻点队00123"])
+    await expect(other.locator("#team option")).to_have_count(12)
+    await expect(other.locator("#period")).to_contain_text(first)
+    assert theirs[-1]["team_id"] == [by_name["驻点队00123"]]

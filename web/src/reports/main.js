@@ -18,6 +18,7 @@ import { Api, ApiError } from '../shared/api.js';
 import { errorFromReply, errorText, isNetworkError } from '../shared/errors.js';
 import { officeRefusal, signInGate } from '../shared/login.js';
 import { $, clear, h } from '../shared/dom.js';
+import { announce } from '../shared/announce.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
 import { duration, secondsAgainst } from '../shared/format.js';
 import { placeText, recordBox } from '../shared/record.js';
@@ -74,6 +75,9 @@ const state = {
   teams: [],
   teamParts: {}, // each team's label parts (teamLabelParts), by id
   teamLabels: [], // [id, label] of each team, in the page's language, in the filter's order
+  teamIndex: [], // {id, label, key} of each team, key its label as the search compares it
+  teamMatches: { typed: '', found: [] }, // the teams found for the text typed last
+  teamListed: null, // the ids of the teams the team filter lists, as one string
   villages: [],
   report: null,
   histogram: null,
@@ -104,13 +108,19 @@ function boot() {
     $(id).dataset.part = part;
     $(id).dataset.format = format;
   }
-  $('#team-find').addEventListener('input', fillTeams);
+  $('#team-find').addEventListener('input', () => sayTeamCount(fillTeams()));
   onLangChange(() => {
     fillSelects();
     render();
     record.render();
   });
   $('#record-close').addEventListener('click', record.close);
+  // Back or forward to another report asked for: its filters, and its figures asked again.
+  window.addEventListener('popstate', () => {
+    if (!state.me) return;
+    restoreFilters();
+    run();
+  });
   signOut = signInGate(api, {
     admit: (me) =>
       CAN_VIEW.indexOf(me.role) < 0 ? () => officeRefusal(me.role) : null,
@@ -192,12 +202,15 @@ async function everyTeam() {
 
 // ---------------------------------------------------------------- filters
 
-// The filters as the form shows them, by their name in the page's address: a reload (or the
-// address saved) shows the same report, not the default period again.
+// The filters as the form shows them, by their name in the page's address: a reload, the
+// address shared or saved, and the browser's back and forward show the same report, not the
+// default period again. team_search is the text typed in 查找联防队: it filters nothing, but the
+// team filter opens listing what it listed.
 const KEPT = [
   ['from', '#from'],
   ['to', '#to'],
   ['tier', '#tier'],
+  ['team_search', '#team-find'],
   ['team_id', '#team'],
   ['village_id', '#village'],
   ['category', '#category'],
@@ -205,18 +218,28 @@ const KEPT = [
 ];
 
 // Only filters asked for with 查询 are kept: the page opened bare stays on the server's default.
+// Each report asked for is a step of the browser's history (back shows the one before), the
+// same one asked again is not.
 function keepFilters() {
   const kept = new URLSearchParams();
   for (const [name, id] of KEPT) if ($(id).value) kept.set(name, $(id).value);
-  window.history.replaceState(null, '', window.location.pathname + '?' + kept.toString());
+  const address = window.location.pathname + '?' + kept.toString();
+  if (address === window.location.pathname + window.location.search) return;
+  window.history.pushState(null, '', address);
 }
 
+// The form as the address has it; a filter it does not name is left at its default (the
+// server's period, all), as when the page was opened bare.
 function restoreFilters() {
   const kept = new URLSearchParams(window.location.search);
   for (const [name, id] of KEPT) {
-    const value = kept.get(name);
-    if (value === null) continue;
+    const value = kept.get(name) || '';
     const field = $(id);
+    if (id === '#team') {
+      // Listed for the search text, the team among them wherever that text puts it.
+      fillTeams(value);
+      continue;
+    }
     field.value = value;
     // A select given a value it does not offer (a team since removed) shows none: "all" then.
     if (field.tagName === 'SELECT' && field.value !== value) field.selectedIndex = 0;
@@ -238,6 +261,7 @@ function fillSelects() {
   const all = ['', t('rep.all')];
   fillSelect($('#tier'), [all, ...[1, 2, 3].map((n) => [String(n), t('tier.' + n)])]);
   state.teamLabels = state.teams.map((team) => [team.id, teamLabel(state.teamParts[team.id], team.id, team.name)]);
+  indexTeams();
   fillTeams();
   fillSelect($('#village'), [all, ...state.villages.map((v) => [v.id, v.name])]);
   fillSelect($('#category'), [all, ...CATEGORIES.map((c) => [c, t('category.' + c)])]);
@@ -248,26 +272,90 @@ function fillSelects() {
 }
 
 // The team filter offers the teams whose label (as shown, in the page's language) holds the
-// text typed in 查找联防队, any case: a city's tens of thousands cannot be scrolled through. The
-// team chosen stays offered whatever the text, so typing never changes what is filtered by.
-function fillTeams() {
+// text typed in 查找联防队, any case, full-width or half-width alike: a city's tens of
+// thousands cannot be scrolled through. At most TEAMS_LISTED are listed, in the list's order,
+// and the line under the field says how many more there are, to be found by typing on: a
+// list of thousands took a third of a second to lay out at each keystroke. The team chosen
+// stays offered whatever the text, so typing never changes what is filtered by.
+const TEAMS_LISTED = 100;
+// How long the typing pauses before the count is said to a screen reader: once, not at every
+// keystroke (the line on screen follows each one).
+const TEAM_COUNT_PAUSE_MS = 700;
+
+// Text as the search compares it: NFKC (a full-width ０１２ typed with a Chinese input method
+// is 012), lower case.
+function searchKey(text) {
+  return text.normalize('NFKC').toLocaleLowerCase();
+}
+
+// Each team's label and its search key, made once per language (fillSelects), not per keystroke.
+function indexTeams() {
+  state.teamIndex = state.teamLabels.map(([id, label]) => ({ id, label, key: searchKey(label) }));
+  state.teamMatches = { typed: '', found: state.teamIndex };
+  state.teamListed = null;
+}
+
+// The teams whose key holds `typed`: looked for among those found for the text before when the
+// new text goes on from it (typing on), else among all.
+function teamsFound(typed) {
+  const before = state.teamMatches;
+  const among = before.typed && typed.startsWith(before.typed) ? before.found : state.teamIndex;
+  const found = typed ? among.filter((team) => team.key.includes(typed)) : state.teamIndex;
+  state.teamMatches = { typed, found };
+  return found;
+}
+
+function fillTeams(chosen) {
   const select = $('#team');
-  const typed = $('#team-find').value.trim().toLocaleLowerCase();
-  const chosen = select.value;
-  const found = typed
-    ? state.teamLabels.filter(([id, label]) => id === chosen || label.toLocaleLowerCase().includes(typed))
-    : state.teamLabels;
-  // One fragment, not an option at a time: the list is laid out once, not per team.
-  const options = document.createDocumentFragment();
-  options.appendChild(option('', t('rep.all')));
-  for (const [value, text] of found) options.appendChild(option(value, text));
-  clear(select);
-  select.appendChild(options);
+  if (typeof chosen !== 'string') chosen = select.value;
+  const typed = searchKey($('#team-find').value.trim());
+  const found = teamsFound(typed);
+  const listed = found.slice(0, TEAMS_LISTED);
+  // The team chosen, in its place in the list's order, when not among those listed.
+  if (chosen && !listed.some((team) => team.id === chosen)) {
+    const at = state.teamIndex.findIndex((team) => team.id === chosen);
+    if (at >= 0) {
+      const team = state.teamIndex[at];
+      const after = listed.findIndex((other) => state.teamIndex.indexOf(other) > at);
+      listed.splice(after < 0 ? listed.length : after, 0, team);
+    }
+  }
+  // The same options as already listed (text typed on among a few teams): left as they are.
+  const ids = listed.map((team) => team.id).join('\n');
+  if (state.teamListed !== ids || select.options.length === 0) {
+    const options = document.createDocumentFragment();
+    options.appendChild(option('', t('rep.all')));
+    for (const team of listed) options.appendChild(option(team.id, team.label));
+    clear(select);
+    select.appendChild(options);
+    state.teamListed = ids;
+  }
   select.value = chosen;
   if (select.value !== chosen) select.selectedIndex = 0;
-  const count = typed ? found.filter(([id, label]) => id !== chosen || label.toLocaleLowerCase().includes(typed)).length : null;
-  $('#team-found').textContent =
-    count === null ? '' : t(count === 1 ? 'rep.team_found_one' : 'rep.team_found', { n: count });
+  const more = found.length - Math.min(found.length, TEAMS_LISTED);
+  let line = '';
+  if (typed && more) line = t('rep.team_found_more', { n: found.length, shown: TEAMS_LISTED, more });
+  else if (typed) line = t(found.length === 1 ? 'rep.team_found_one' : 'rep.team_found', { n: found.length });
+  else if (more) line = t('rep.team_listed', { shown: TEAMS_LISTED, more });
+  $('#team-found').textContent = line;
+  return typed ? line : '';
+}
+
+// The count said once the typing pauses, and only when it says something new.
+let teamCountTimer = null;
+let teamCountSaid = '';
+
+function sayTeamCount(line) {
+  clearTimeout(teamCountTimer);
+  if (!line) {
+    teamCountSaid = '';
+    return;
+  }
+  teamCountTimer = setTimeout(() => {
+    if (line === teamCountSaid) return;
+    teamCountSaid = line;
+    announce($('#team-said'), line);
+  }, TEAM_COUNT_PAUSE_MS);
 }
 
 // Each team's label parts as the report gives them (`team` in its groups by team): a retired
