@@ -60,6 +60,8 @@ class Peer:
         return self.stream != self.user_id
 
 
+# The peer a hello's token speaks for, or None (closed with 1008); a FrameError it raises
+# closes the socket with its own code.
 Authenticate = Callable[[str], Awaitable[Peer | None]]
 # The peer holds every message up to ``seq``; of them, it was sent (and so proves received)
 # only those after ``skipped``: a resync had it skip the others, and it reloaded its state
@@ -69,7 +71,8 @@ Authenticate = Callable[[str], Awaitable[Peer | None]]
 # everything up to it.
 Acknowledge = Callable[[Peer, int, int], Awaitable[None]]
 # Whether a peer may still read, asked before the socket sends it anything: None if so, else
-# why not (the socket is closed with 1008 and that reason). ``told`` is True when the hub or
+# why not (the socket is closed with 1008 and that reason; a FrameError it raises closes it
+# with its own code). ``told`` is True when the hub or
 # the expiry timer asked, so the answer must come from the rows, not from what is remembered.
 Recheck = Callable[[Peer, bool], Awaitable[str | None]]
 # Called for every frame a peer sends after its hello, before it is acted on: raises

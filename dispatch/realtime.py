@@ -27,6 +27,12 @@ from dispatch.security.origins import origin_allowed
 router = APIRouter()
 logger = logging.getLogger(__name__)
 
+# The socket's login was ended by logout (here, in another tab or on another device): the
+# pages show they are signed out and neither renew nor reconnect. Every other refusal of the
+# token is 1008 (POLICY_VIOLATION), after which a page that holds a renewed token reconnects.
+LOGGED_OUT = 4001
+LOGGED_OUT_REASON = "logged out: this login was ended; log in again"
+
 
 @router.websocket("/ws")
 async def websocket_endpoint(websocket: WebSocket) -> None:
@@ -44,7 +50,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     # That read, once due, runs beside the socket's sender: an alert never waits on the
     # database for it. What it found against the token ends the socket at the next look.
     rereading: asyncio.Task[None] | None = None
-    refused: str | None = None
+    refused: FrameError | None = None
 
     async def look_up(token: str, *, fresh: bool = False) -> auth.Principal:
         """The token's principal; ``fresh``: from the rows, not from the token cache."""
@@ -65,6 +71,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         nonlocal presented, expires_at
         try:
             principal = await look_up(token)
+        except auth.LoggedOut:
+            raise FrameError(LOGGED_OUT, LOGGED_OUT_REASON) from None
         except Unauthorized:
             return None
         presented, expires_at = token, principal.token_expires_at
@@ -84,13 +92,14 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     async def recheck(peer: Peer, told: bool) -> str | None:
         """Why this socket's token no longer lets it read, or None while it does. A token
         that expired, was revoked (logout) or whose user was disabled or reset ends the
-        socket (1008): a dismissed guard's phone stops receiving the board at once. A change
+        socket (1008; a logout, LOGGED_OUT): a dismissed guard's phone stops receiving the
+        board at once. A change
         made past the API (directly in the database) is read from the rows beside the first
         message sent once ``principal_cache_s`` has passed since they were last read, and
         ends the socket as soon as that read finds it, as REST would refuse the token."""
         nonlocal rereading
         if refused is not None:
-            return refused
+            raise refused
         if expires_at is not None and expires_at <= runtime.clock.now():
             return "the token has expired: log in again"
         aged = time.monotonic() - read_at >= runtime.settings.principal_cache_s
@@ -100,6 +109,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             return None
         try:
             await look_up(presented, fresh=aged)
+        except auth.LoggedOut:
+            raise FrameError(LOGGED_OUT, LOGGED_OUT_REASON) from None
         except Unauthorized:
             return "the token is no longer valid: log in again"
         return None
@@ -109,8 +120,11 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         nonlocal refused
         try:
             await look_up(presented, fresh=True)
+        except auth.LoggedOut:
+            refused = FrameError(LOGGED_OUT, LOGGED_OUT_REASON)
+            runtime.hub.recheck(user_id)
         except Unauthorized:
-            refused = "the token is no longer valid: log in again"
+            refused = FrameError(POLICY_VIOLATION, "the token is no longer valid: log in again")
             runtime.hub.recheck(user_id)
         except Exception as error:
             if not database_unavailable(error):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import jwt
 
+from dispatch.realtime import LOGGED_OUT
 from tests.auth.test_renewal import bearer, renew
 from tests.auth.test_tokens import hello_closes_with, me
 from tests.support import Account, World
@@ -70,6 +71,7 @@ async def test_a_renewal_in_the_same_microsecond_as_the_logout_ends_with_the_log
     assert logout.status_code == 204
     for token in (leader.token, str(renewed["access_token"])):
         assert await me(world, token) == LOGGED_OUT_401
+        assert await hello_closes_with(world, token) == LOGGED_OUT
 
 
 async def test_a_token_from_before_generations_works_until_a_reset_after_it(world: World) -> None:

@@ -22,6 +22,7 @@ from dispatch.auth.service import Principal
 from dispatch.clock import ManualClock
 from dispatch.config import Settings
 from dispatch.db import create_engine
+from dispatch.realtime import LOGGED_OUT
 from dispatch.runtime import Runtime
 from tests.auth.test_tokens import hello_closes_with, me
 from tests.conftest import RunningServer
@@ -81,7 +82,7 @@ async def test_logout_ends_a_cached_token_at_once(world: World) -> None:
     assert reply.status_code == 204
 
     assert await me(world, leader.token) == (401, "the bearer token was revoked (logged out)")
-    assert await hello_closes_with(world, leader.token) == 1008
+    assert await hello_closes_with(world, leader.token) == LOGGED_OUT
     # The user's other token was forgotten too, and is read again: it was not revoked.
     assert (await me(world, console.token))[0] == 200
 
@@ -239,7 +240,7 @@ async def test_a_logout_on_one_process_ends_the_token_cached_in_another(
                 with pytest.raises(ConnectionClosed) as closed:
                     while True:
                         await asyncio.wait_for(tab.recv(), TOLD_WITHIN_S)
-                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == LOGGED_OUT
             # B forgot that user's token, not its whole memory (as a reconnect of its listener
             # would have made it): the disabled account it was not told of is still served.
             assert (await on_b.get("/api/v1/auth/me", headers=bearer(tokens["spare"]))).is_success

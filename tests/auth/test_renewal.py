@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import jwt
 
 from dispatch.auth.models import RevokedToken
+from dispatch.realtime import LOGGED_OUT
 from tests.auth.test_tokens import hello_closes_with, me
 from tests.reachability.test_reachability import until
 from tests.realtime.test_socket_limits import closed_with
@@ -184,10 +185,10 @@ async def test_logout_ends_every_token_renewed_from_the_login(world: World) -> N
     for token in (first, second, third):
         assert await me(world, token) == (401, "the bearer token was revoked (logged out)")
         assert (await renew(world, token))[0] == 401
-        assert await hello_closes_with(world, token) == 1008
+        assert await hello_closes_with(world, token) == LOGGED_OUT
     for tab in tabs:
         code, reason = await closed_with(tab)
-        assert code == 1008 and "log in again" in reason
+        assert code == LOGGED_OUT and reason.startswith("logged out")
     assert (await me(world, phone.token))[0] == 200
     operator = await world.operator()
     incident = await world.report(operator)

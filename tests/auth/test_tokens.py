@@ -12,6 +12,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from dispatch.auth.models import RevokedToken, User
+from dispatch.realtime import LOGGED_OUT
 from tests.support import World
 
 
@@ -48,7 +49,7 @@ async def test_logout_revokes_that_token_at_once_and_only_that_one(world: World)
 
     assert await me(world, leader.token) == (401, "the bearer token was revoked (logged out)")
     assert (await me(world, console.token))[0] == 200
-    assert await hello_closes_with(world, leader.token) == 1008
+    assert await hello_closes_with(world, leader.token) == LOGGED_OUT
     again = await world.http.post("/api/v1/auth/logout", headers=leader.headers)
     assert again.status_code == 401
 

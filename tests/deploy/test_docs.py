@@ -550,10 +550,13 @@ def test_every_message_type_and_closing_code_is_the_one_api_md_lists() -> None:
         assert f'{{"type": "{control}"' in section, control
 
     codes = section.split("Closing codes", 1)[1].split("\n\n", 2)[1]
-    listed = {int(code) for code in re.findall(r"\b(10\d\d)\b", codes)}
-    closes = (ROOT / "alerts" / "socket.py").read_text()
-    sent = {int(code) for code in re.findall(r"^[A-Z_]+ = (10\d\d)$", closes, re.M)}
-    assert len(sent) >= 6
+    listed = {int(code) for code in re.findall(r"\b((?:10|40)\d\d)\b", codes)}
+    sent: set[int] = set()
+    # The protocol's own codes, and the application's (4000-4999) the endpoint closes with.
+    for source in (ROOT / "alerts" / "socket.py", ROOT / "dispatch" / "realtime.py"):
+        closes = source.read_text()
+        sent |= {int(code) for code in re.findall(r"^[A-Z_]+ = ((?:10|40)\d\d)$", closes, re.M)}
+    assert len(sent) >= 7 and 4001 in sent
     assert sent <= listed, sent - listed
 
 

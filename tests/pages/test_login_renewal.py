@@ -8,7 +8,7 @@ import asyncio
 import json
 import re
 
-from playwright.async_api import Browser, Route, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from tests.pages.conftest import Opened, desk_context, log_in, phone_context, sign_in
 from tests.pages.test_console_and_phone import SECOND, away, open_phone
@@ -203,3 +203,54 @@ async def test_a_phone_whose_login_reaches_its_longest_term_says_so_ahead(
     await asyncio.sleep(3)  # past half of the last term: nothing more is asked
     assert renewals == [200]
     await expect(page.locator("#login")).to_be_hidden()
+
+
+async def signed_out_elsewhere(world: World, page: Page, key: str) -> list[str]:
+    """Log the page's login out from elsewhere (another tab, another device, with the token
+    the page holds): the page shows it signed out, in both languages. Returns the sockets it
+    opened meanwhile."""
+    opened: list[str] = []
+    page.on("websocket", lambda ws: opened.append(ws.url))
+    token = json.loads(await page.evaluate(f"localStorage.getItem('{key}')"))["token"]
+    reply = await world.http.post(
+        "/api/v1/auth/logout", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert reply.status_code == 204
+    await expect(page.locator("#login")).to_be_visible(timeout=15 * SECOND)
+    error = page.locator("#login-error")
+    await expect(error).to_contain_text("已退出登录")
+    await page.locator("#lang").click()
+    await expect(error).to_contain_text("Signed out")
+    await expect(page.locator("#app")).to_be_hidden()
+    assert await page.evaluate(f"localStorage.getItem('{key}')") is None
+    return opened
+
+
+async def test_a_console_logged_out_elsewhere_says_signed_out_and_stops(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """The operator's login is ended from another tab: the console's socket is closed as
+    logged out (4001), and the console says 已退出登录 / Signed out, not that the login
+    expired, and neither renews nor reconnects."""
+    operator = await world.operator()
+    console = await (await desk_context(browser, contexts)).new_page()
+    renewals: list[str] = []
+    console.on("request", lambda r: renewals.append(r.url) if "/auth/" in r.url else None)
+    await log_in(console, world.base_url + "/console", operator)
+    await expect(console.locator("#conn")).to_have_attribute("data-state", "live")
+    renewals.clear()
+    opened = await signed_out_elsewhere(world, console, "dispatch.console.token")
+    await asyncio.sleep(3)  # past the first reconnect's backoff: none is tried
+    assert opened == [] and renewals == []
+
+
+async def test_a_phone_logged_out_elsewhere_says_signed_out_and_stops(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    leader = await world.leader(await world.team("fixed_post"))
+    phone = await open_phone(browser, contexts, world, leader, away(300))
+    renewals: list[str] = []
+    phone.on("request", lambda r: renewals.append(r.url) if "/auth/" in r.url else None)
+    opened = await signed_out_elsewhere(world, phone, "dispatch.m.token")
+    await asyncio.sleep(3)  # past the first reconnect's backoff: none is tried
+    assert opened == [] and renewals == []

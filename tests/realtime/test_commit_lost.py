@@ -23,6 +23,7 @@ from alerts.hub import Hub
 from alerts.store import Envelope
 from dispatch.auth.service import BOARD_MAILBOX, USERS_CHANNEL
 from dispatch.errors import DATABASE_RETRY_AFTER_S
+from dispatch.realtime import LOGGED_OUT
 from dispatch.runtime import MESSAGES_CHANNEL
 from tests.auth.test_tokens import me
 from tests.conftest import server_settings, two_servers_on
@@ -207,7 +208,7 @@ async def test_a_logout_whose_commit_answer_is_lost_ends_the_token_in_its_own_pr
             assert await me(a, leader.token) == logged_out
             with pytest.raises(ConnectionClosed) as closed:
                 await phone.next(timeout=30)
-            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == LOGGED_OUT
     finally:
         await proxy.close()
 

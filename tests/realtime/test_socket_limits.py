@@ -21,7 +21,7 @@ from dispatch.auth.models import User
 from dispatch.clock import ManualClock
 from dispatch.config import Settings
 from dispatch.db import create_engine
-from dispatch.realtime import record_acknowledged
+from dispatch.realtime import LOGGED_OUT, record_acknowledged
 from tests.conftest import RunningServer, world_serving
 from tests.realtime.test_acks import acked_marks, delivered, recorder
 from tests.support import (
@@ -242,8 +242,8 @@ async def test_logging_out_closes_that_tokens_socket_only(world: World) -> None:
     reply = await world.http.post("/api/v1/auth/logout", headers=leader.headers)
     assert reply.status_code == 204, reply.text
     # Closed at once, before any message would make it look at its token again.
-    code, _ = await closed_with(phone, 10)
-    assert code == 1008
+    code, reason = await closed_with(phone, 10)
+    assert (code, reason) == (LOGGED_OUT, "logged out: this login was ended; log in again")
     incident = await world.report(operator)
     alert = await tablet.next_of("alert")
     assert alert["data"]["incident"]["id"] == incident["id"]

@@ -174,7 +174,7 @@ export class Api {
   async request(method, path, body, headers) {
     const token = this.token;
     if (!token) {
-      this.onUnauthorized();
+      this.onUnauthorized(null);
       throw new ApiError(401, 'not logged in');
     }
     const init = { method, headers: Object.assign({ authorization: 'Bearer ' + token }, headers) };
@@ -187,7 +187,7 @@ export class Api {
     // says nothing of the one held now, if any: only the refused token signs the page out.
     if (reply.status === 401 && this.token === token) {
       this.forget();
-      this.onUnauthorized();
+      this.onUnauthorized(detailOf(data, reply));
     }
     if (!reply.ok) throw new ApiError(reply.status, detailOf(data, reply), retryAfter(reply), data);
     return data;

@@ -7,6 +7,10 @@ const RESTART = 1012;
 // While the device says it is offline, a connection is still tried this often.
 const OFFLINE_RETRY_MS = 5000;
 const POLICY = 1008;
+// The socket's login was ended by logout, here or on another device (docs/api.md): no renewal
+// or reconnect brings it back. The page is told by LOGGED_OUT_EVENT and shows it signed out.
+const LOGGED_OUT = 4001;
+export const LOGGED_OUT_EVENT = 'dispatch:logged-out';
 // A socket can stay "open" for minutes after its line went dead without a word (a phone's Wi-Fi
 // dropped behind NAT, a server host gone): TCP gives up only after its retries, and the
 // protocol's pings are answered by the browser, unseen here. So the page looks for itself: after
@@ -308,6 +312,11 @@ export class Live {
   closed(socket, event) {
     if (socket !== this.socket || this.stopped) return;
     this.stopWatching();
+    if (event.code === LOGGED_OUT) {
+      this.stop();
+      window.dispatchEvent(new CustomEvent(LOGGED_OUT_EVENT));
+      return;
+    }
     if (event.code === POLICY && /token/.test(event.reason || '')) {
       // The login was renewed since this socket's hello (shared/login.js): the old token's
       // expiry ends the socket, not the login. Another, with the renewed token, resumes at once.

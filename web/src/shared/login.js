@@ -1,4 +1,5 @@
 import { keepLoading } from './api.js';
+import { LOGGED_OUT_EVENT } from './live.js';
 import { $ } from './dom.js';
 import { clockTime } from './format.js';
 import { errorText } from './errors.js';
@@ -118,7 +119,18 @@ export function signInGate(api, page) {
     if (page.onSubmit) page.onSubmit();
     start();
   });
-  api.onUnauthorized = () => signOut(() => t('login.expired'));
+  // A login ended by logout elsewhere (another tab's 退出, another device) says so, and the
+  // page stops: its socket closed with the logout's own code (shared/live.js), or a request
+  // refused as logged out. Any other refusal: the login expired.
+  const signedOut = () => {
+    api.forget();
+    signOut(() => t('login.signed_out'));
+  };
+  window.addEventListener(LOGGED_OUT_EVENT, signedOut);
+  api.onUnauthorized = (detail) => {
+    if (/\(logged out\)/.test(detail || '')) signedOut();
+    else signOut(() => t('login.expired'));
+  };
   if (api.token) start();
   else signOut(null);
   return signOut;
