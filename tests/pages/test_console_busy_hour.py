@@ -120,6 +120,8 @@ async def test_a_dozen_open_incidents_some_late_each_breach_shown_once_in_shangh
     await console.reload()
     await expect(console.locator("article.incident")).to_have_count(12)
     assert await listed(console) == order, "reloaded"
+    await expect(feed.locator("li.feed-breach")).to_have_count(6)
+    await expect(console.locator("#alarm")).to_contain_text("超时警报（6 起）")
     assert watched.errors == []
 
 
@@ -489,3 +491,35 @@ async def test_a_record_open_in_the_history_follows_an_arrival_and_a_close_at_an
     await expect(record).to_contain_text(f"{shanghai(stored['closed_at'])} 结案")
     await expect(record).not_to_contain_text("未结案")
     assert watched.errors == [] and other_watched.errors == []
+
+
+async def test_the_alarm_lets_go_of_an_incident_closed_at_another_console(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """Two incidents late, the banner naming both and the siren sounding; a colleague closes
+    one at his console: the banner names the other alone; he closes that one too: the banner
+    goes and the siren stops, with nothing for this operator to acknowledge."""
+    await world.team("fixed_post")
+    operator, colleague = await world.operator(), await world.operator()
+    console, watched = await console_in(browser, contexts, world, operator)
+    fight = await reported(world, operator, 0)
+    fire = await world.report(operator, *away(12), category="fire")
+    world.clock.advance(61)
+    alarm = console.locator("#alarm")
+    await expect(alarm).to_contain_text("超时警报（2 起）", timeout=10 * SECOND)
+    await expect(alarm).to_have_attribute("data-sounding", "true")
+
+    for incident in (fight, fire):
+        reply = await world.http.post(
+            f"/api/v1/incidents/{incident['id']}/close", headers=colleague.headers
+        )
+        assert reply.status_code == 200, reply.text
+        await expect(card(console, incident["id"])).to_have_count(0)
+        if incident is fight:
+            await expect(alarm).to_have_attribute("data-count", "1")
+            await expect(alarm).to_contain_text("火情")
+            await expect(alarm).not_to_contain_text("打架斗殴")
+    await expect(alarm).to_be_hidden()
+    # The siren stopped: the tab's title, marked while it sounds, is not any more.
+    await expect(console).not_to_have_title(re.compile("⚠"))
+    assert watched.errors == []

@@ -446,6 +446,11 @@ async function reloadIncidents() {
   }
   state.incidents = incidents;
   state.listed = true;
+  // Those closed while the console was away past the replay are not in the list.
+  for (const breach of state.alarms.slice()) {
+    const id = breach.key.slice(0, breach.key.lastIndexOf(':'));
+    if (!incidents.has(id)) dropAlarms(id);
+  }
   for (const id of Array.from(state.notices.keys())) {
     if (!state.incidents.has(id)) state.notices.delete(id);
   }
@@ -657,6 +662,7 @@ function applyIncident(snapshot, quiet, unsaid = false) {
     state.incidents.delete(incident.id);
     state.notices.delete(incident.id);
     state.closed.add(incident.id);
+    dropAlarms(incident.id);
   }
   scheduleRender();
 }
@@ -921,6 +927,23 @@ function alarmText(breaches) {
   let key = 'alarm.breach';
   if (n > 1) key = incidents === n ? 'alarm.breaches' : 'alarm.breaches_tiers';
   return t(key, { n: incidents, tiers: n, text });
+}
+
+// An incident closed (here, or by another operator at his console) has nothing left to act on:
+// its breaches leave the banner, and with none left the banner goes and the siren stops, with
+// nothing for this operator to acknowledge.
+function dropAlarms(incidentId) {
+  const left = state.alarms.filter((breach) => !breach.key.startsWith(incidentId + ':'));
+  if (left.length === state.alarms.length) return;
+  state.alarms = left;
+  if (left.length) {
+    showAlarm();
+    return;
+  }
+  if (state.stopAlarm) state.stopAlarm();
+  state.stopAlarm = null;
+  $('#alarm').hidden = true;
+  showTitle();
 }
 
 function silenceAlarm() {
