@@ -15,7 +15,7 @@ import { announce } from '../shared/announce.js';
 import { L, createMap, incidentMarker, zoneLayer } from '../shared/map.js';
 import { arrivalView, tickClocks, tierView } from '../shared/views.js';
 import { mergeIncident } from '../shared/merge.js';
-import { load, remove, save } from '../shared/storage.js';
+import { loadShared, remove, save } from '../shared/storage.js';
 
 // How often a position goes to the server while on the way; the server decides arrival.
 const POSITION_EVERY_MS = 4000;
@@ -134,6 +134,7 @@ function boot() {
   });
   setInterval(tick, 250);
   window.addEventListener('online', flushOutbox);
+  window.addEventListener('storage', onOutboxStored);
   setInterval(flushOutbox, OUTBOX_EVERY_MS);
 }
 
@@ -809,16 +810,44 @@ function outboxKey() {
 
 function loadOutbox() {
   try {
-    const stored = JSON.parse(load(outboxKey()) || '[]');
+    const stored = JSON.parse(loadShared(outboxKey()) || '[]');
     return Array.isArray(stored) ? stored : [];
   } catch (_) {
     return [];
   }
 }
 
-function saveOutbox() {
-  if (state.outbox.length) save(outboxKey(), JSON.stringify(state.outbox));
+// The kept taps are the phone's, not a tab's: every tab of the leader's page keeps them in one
+// place, and each change is made to what is stored there at that moment. Written from a tab's
+// own list, a tap taken in one tab (or kept) wiped out what another tab had kept, and a tap kept
+// by a tab closed since was lost.
+function changeOutbox(change) {
+  const stored = change(loadOutbox());
+  if (stored.length) save(outboxKey(), JSON.stringify(stored));
   else remove(outboxKey());
+  adoptOutbox(stored);
+}
+
+// This tab's list follows what is stored: taps another tab kept are sent from here too (the
+// server records each once), and those it got recorded wait no more. This tab's own entries
+// stay the objects they are.
+function adoptOutbox(stored) {
+  state.outbox = stored.map((entry) => state.outbox.find((own) => sameTap(own, entry)) || entry);
+}
+
+function sameTap(a, b) {
+  return a.dispatch_id === b.dispatch_id && a.action === b.action;
+}
+
+// This entry as it is now, in place of the stored one (tried and failed, its fix left off).
+function saveEntry(entry) {
+  changeOutbox((stored) => stored.map((other) => (sameTap(other, entry) ? entry : other)));
+}
+
+function onOutboxStored(event) {
+  if (!state.me || event.key !== outboxKey()) return;
+  adoptOutbox(loadOutbox());
+  renderAll();
 }
 
 // The tap on this dispatch (of this action, or any) still waiting to be sent.
@@ -833,9 +862,12 @@ function keep(d, incident, action, body) {
   let entry = kept(d.id, action);
   if (!entry) {
     const tapped = body && body.device_time ? body.device_time : new Date().toISOString();
-    entry = { dispatch_id: d.id, incident_id: incident.id, action, body, tapped_at: tapped };
-    state.outbox.push(entry);
-    saveOutbox();
+    const tap = { dispatch_id: d.id, incident_id: incident.id, action, body, tapped_at: tapped };
+    changeOutbox((stored) =>
+      stored.some((other) => sameTap(other, tap)) ? stored : stored.concat([tap]),
+    );
+    // Another tab's, if it kept the same tap first.
+    entry = kept(d.id, action);
   }
   state.outboxNotes.delete(incident.id);
   return entry;
@@ -857,13 +889,13 @@ function keptState(entry) {
 function failedTry(entry) {
   if (entry.failed || !state.outbox.includes(entry)) return;
   entry.failed = true;
-  saveOutbox();
+  saveEntry(entry);
   renderAll();
 }
 
 function drop(entry) {
   state.outbox = state.outbox.filter((other) => other !== entry);
-  saveOutbox();
+  changeOutbox((stored) => stored.filter((other) => !sameTap(other, entry)));
 }
 
 // `retrying`: right after the tap, tried a few times over some seconds, saying so; later
@@ -901,7 +933,7 @@ async function send(entry, retrying) {
     // Otherwise it stays on the phone for the next chance, said to be unsent.
     else if (state.me === me && state.outbox.includes(entry) && !entry.failed) {
       entry.failed = true;
-      saveOutbox();
+      saveEntry(entry);
     }
   } finally {
     state.sending.delete(key);
@@ -928,7 +960,7 @@ function withoutFix(entry) {
   delete body.location;
   delete body.accuracy_m;
   entry.body = body;
-  saveOutbox();
+  saveEntry(entry);
 }
 
 // A 4xx says the server has the answer or never will take it (the incident closed, another
