@@ -50,6 +50,19 @@ def show_instant(value: datetime) -> str:
     return local.isoformat()
 
 
+def empty_period(start: datetime, end: datetime, default_end: bool = False) -> InvalidInput:
+    """The 422 of a period [from, to) that holds no moment, as the reports and the audit trail
+    say it: from=2026-12-07&to=2026-12-07 reads as that day but is empty, so it gives both
+    bounds in Beijing time and says that to is excluded."""
+    end_said = show_instant(end) + (" (the default: tomorrow 00:00)" if default_end else "")
+    return InvalidInput(
+        f"from: the period's start must be before its end (from {show_instant(start)}, "
+        f"to {end_said}); to is excluded: one day is from=2026-12-07T00:00:00%2B08:00"
+        "&to=2026-12-08T00:00:00%2B08:00",
+        field="from",
+    )
+
+
 # Cached: a report shows the same few instants many times (every dispatch's alerted_at is its
 # reported_at), once for its messages and again for its response.
 show_time = functools.lru_cache(maxsize=4096)(show_instant)

@@ -9,9 +9,8 @@ from dispatch.audit.schemas import AuditEntryOut, AuditPage
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
 from dispatch.deps import SessionDep, require
-from dispatch.errors import InvalidInput
 from dispatch.routing import api_router
-from dispatch.schemas import Instant
+from dispatch.schemas import Instant, empty_period
 
 router = api_router("/api/v1/audit", tags=["audit"])
 Reader = Annotated[auth.Principal, Depends(require(Role.ADMIN, Role.AUDITOR))]
@@ -34,7 +33,7 @@ async def audit_trail(
     route changes or deletes a row. Phone and ID numbers are masked unless you are an admin."""
     if start is not None and end is not None and start >= end:
         # As the reports say it: the period [from, to) holds no moment.
-        raise InvalidInput("from: the period's start must be before its end", field="from")
+        raise empty_period(start, end)
     filters = service.Filters(actor_id, action, target_id, start, end)
     # One row past the page says whether there is an older page: a last page the rows left fill
     # exactly names no before_id, rather than one that answers an empty page.

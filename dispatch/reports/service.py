@@ -71,7 +71,7 @@ from dispatch.reports.schemas import (
     TimelineEvent,
     Unit,
 )
-from dispatch.schemas import DISPLAY_TZ, show_instant
+from dispatch.schemas import DISPLAY_TZ, empty_period
 from dispatch.teams import service as teams
 from dispatch.teams.models import Team
 from dispatch.villages import service as villages
@@ -171,13 +171,7 @@ def local_period(
                 "to: 30 days before it fall before the year 1; give from as well", field="to"
             ) from None
     if start_at >= end_at:
-        # A day asked for as from=D&to=D reads as that day, but is the empty [D 00:00, D 00:00).
-        end_said = show_instant(end_at) + (" (the default: tomorrow 00:00)" if end is None else "")
-        raise InvalidInput(
-            f"from: the period's start must be before its end (from {show_instant(start_at)}, "
-            f"to {end_said}); to is excluded: one day is from=2026-12-07&to=2026-12-08",
-            field="from",
-        )
+        raise empty_period(start_at, end_at, default_end=end is None)
     return start_at, end_at
 
 
