@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from alerts.models import AlertsBase
 from dispatch import migrate
 from dispatch.audit.models import AuditEntry
-from dispatch.auth.models import User
+from dispatch.auth.models import RevokedToken, User
 from dispatch.clock import ManualClock
 from dispatch.db import Base, create_engine, create_sessionmaker, table_of
 from dispatch.incidents.models import ChainTier, Dispatch, Incident
@@ -966,3 +966,47 @@ async def test_concurrent_upgrades_of_a_new_sqlite_file_wait_for_each_other(
         assert await migrate.current_revisions(engine) == migrate.heads()
     finally:
         await engine.dispose()
+
+
+async def test_users_and_logouts_stored_before_0027_keep_working(
+    backend: str, tmp_path: Path
+) -> None:
+    """0027: every user stored before starts at token generation 0 (tokens issued before carry
+    none and are judged by their issue time), a logout stored before has no time of its own
+    (kept by its expiry), and the release before, writing users and logouts without either
+    column during a rolling upgrade, is filled in by the database."""
+    at = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
+    users, revoked = table_of(User), table_of(RevokedToken)
+
+    def user(user_id: str) -> dict[str, Any]:
+        return {"id": user_id, "name": user_id, "password_hash": "x", "role": "operator",
+                "disabled": False, "created_at": at}  # fmt: skip
+
+    def logout(jti: str) -> dict[str, Any]:
+        return {"jti": jti, "user_id": "u-before", "expires_at": at + timedelta(hours=12)}
+
+    async with fresh_database(backend, tmp_path) as url:
+        config = migrate.alembic_config(url)
+        await asyncio.to_thread(command.downgrade, config, "0026")
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(users.insert(), user("u-before"))
+                await connection.execute(revoked.insert(), logout("a" * 32))
+            await asyncio.to_thread(command.upgrade, config, "head")
+            async with engine.begin() as connection:
+                await connection.execute(users.insert(), user("u-during"))
+                await connection.execute(revoked.insert(), logout("b" * 32))
+            async with engine.connect() as connection:
+                generations = await connection.execute(
+                    select(users.c.id, users.c.token_generation).order_by(users.c.id)
+                )
+                assert generations.all() == [("u-before", 0), ("u-during", 0)]
+                logouts = await connection.execute(
+                    select(revoked.c.jti, revoked.c.revoked_at).order_by(revoked.c.jti)
+                )
+                assert logouts.all() == [("a" * 32, None), ("b" * 32, None)]
+            await asyncio.to_thread(command.downgrade, config, "0026")
+            await asyncio.to_thread(command.upgrade, config, "head")
+        finally:
+            await engine.dispose()
