@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from playwright.async_api import Browser, Page, Request, expect
+from playwright.async_api import Browser, Page, Request, Route, expect
 
 from tests.conftest import RunningServer
 from tests.pages.conftest import Opened
@@ -263,6 +263,42 @@ async def test_a_page_frozen_in_the_background_rings_for_what_came_once_it_is_ba
     assert stored["dispatches"][0]["delivered_at"] is not None
     assert await phone.evaluate("window.__rings") == 1
     await expect(phone.locator("#conn")).to_have_attribute("data-state", "live")
+
+
+async def test_an_arrival_tapped_while_the_acceptance_is_on_a_slow_line_goes_after_it(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """The leader taps 接警 on a slow line and, the scene round the corner, 已到场 before the
+    acceptance's answer came: the server records the acceptance as tapped, then the arrival,
+    not the arrival first with an acceptance it implied (the tap's own time lost)."""
+    _leader, operator, phone = await a_fixed_posts_phone(world, browser, contexts)
+    incident = await world.report(operator)
+    await expect(phone.locator("#alert")).to_be_visible()
+    released = asyncio.Event()
+
+    async def slow(route: Route) -> None:
+        await released.wait()
+        await route.continue_()
+
+    await phone.route("**/accept", slow)
+    await phone.get_by_role("button", name="接警").click()
+    await expect(phone.locator("#accept")).to_have_text("接警发送中…")
+    world.clock.advance(20)
+    await phone.get_by_role("button", name="已到场").click()
+    await expect(phone.locator("#alert-outbox")).to_contain_text("到场发送中")
+    await phone.wait_for_timeout(500)
+    world.clock.advance(1)
+    released.set()
+    await expect(phone.locator("#arrive")).to_contain_text("已到场")
+    stored = await world.incident(operator, incident["id"])
+    dispatch = stored["dispatches"][0]
+    assert not dispatch["accepted_implied"]
+    events = await events_of(world, operator, incident["id"])
+    (accepted,) = kinds(events, "accepted")
+    assert accepted["data"].get("device_time") is not None
+    assert datetime.fromisoformat(dispatch["accepted_at"]) <= datetime.fromisoformat(
+        dispatch["arrived_at"]
+    )
 
 
 async def test_an_alert_closed_before_the_offline_phone_came_back_does_not_ring(

@@ -3,7 +3,7 @@ import 'leaflet/dist/leaflet.css';
 import '../shared/base.css';
 import './phone.css';
 
-import { Api, ApiError, keepLoading, openIncidents } from '../shared/api.js';
+import { Api, ApiError, RETRY_TRIES, keepLoading, openIncidents } from '../shared/api.js';
 import { signInGate } from '../shared/login.js';
 import { errorText } from '../shared/errors.js';
 import { Live } from '../shared/live.js';
@@ -34,6 +34,9 @@ const OUTBOX_EVERY_MS = 5000;
 // step from the one said last, and no sooner than this after it: the line on screen follows
 // every reply, a fix wandering by a few metres is not news, nor is every 20 m of a run.
 const SAY_DISTANCE_EVERY_MS = 10000;
+// Right after a tap, a try that failed for the network or a busy server (503) is made again after
+// the seconds it asks (at most this many), as the console's reports are.
+const LONGEST_RETRY_WAIT_S = 5;
 // When the next alert takes the screen, its buttons ignore taps this long: the second tap of a
 // double tap must not answer an alert nobody has read.
 const SWITCH_GUARD_MS = 600;
@@ -83,6 +86,7 @@ const state = Object.assign(
     renderQueued: false,
     reloads: 0, // reloads begun: a later resync's reload takes over from one still retrying
     sending: new Set(),
+    trying: new Map(), // tap (dispatch id/action) -> its try at the server on its way
     guardTimer: null,
     day: null, // the server's date the list was drawn on: dates show on other days' times
     said: { id: null, kind: null, distance: null, at: 0 }, // the position line, as last said
@@ -876,7 +880,7 @@ function keep(d, incident, action, body) {
 // A tap on its first way to the server, no try of it failed yet: said to be sending, not to be
 // unsent and kept. Once a try fails it is said to wait (and is sent again by itself).
 function inFlight(entry) {
-  return !entry.failed && state.sending.has(entry.dispatch_id + '/' + entry.action);
+  return !entry.failed && state.sending.has(tapKey(entry));
 }
 
 // The suffix of a button's text for its kept tap: none, on its way, or waiting to be sent.
@@ -901,21 +905,18 @@ function drop(entry) {
 // `retrying`: right after the tap, tried a few times over some seconds, saying so; later
 // chances send it once each.
 async function send(entry, retrying) {
-  const key = entry.dispatch_id + '/' + entry.action;
+  const key = tapKey(entry);
   if (state.sending.has(key) || !state.outbox.includes(entry)) return;
   state.sending.add(key);
   if (!entry.failed) renderAll();
   const me = state.me;
-  const path = '/api/v1/dispatches/' + entry.dispatch_id + '/' + entry.action;
   let again = false;
   const retried = (busy, seconds, attempt, tries) => {
     if (state.me === me) failedTry(entry);
     showRetrying(busy, seconds, attempt, tries);
   };
   try {
-    const reply = retrying
-      ? await api.postRetrying(path, entry.body, {}, retried)
-      : await api.post(path, entry.body);
+    const reply = retrying ? await tryTapRetrying(entry, retried) : await tryTap(entry);
     // Signed out meanwhile: the tap stays in its leader's outbox, sent again (and recorded
     // once) at his next login.
     if (state.me !== me) return;
@@ -940,6 +941,60 @@ async function send(entry, retrying) {
     renderAll();
   }
   if (again) await send(entry, retrying);
+}
+
+// One try of a kept tap at the server. An arrival goes after the acceptance tapped before it:
+// while that one's try is on its way the arrival waits for its answer, and one kept unsent is
+// tried first. Sent side by side, on a slow line or as the line came back, the arrival could
+// reach the server first, which then recorded the acceptance as implied by it, at its time, and
+// the acceptance's own tap as nothing. Whatever that try's answer, the arrival goes then: the
+// tier is judged by it, and it waits for one try of the acceptance at most.
+async function tryTap(entry) {
+  const accept = entry.action === 'arrive' ? kept(entry.dispatch_id, 'accept') : null;
+  if (accept) {
+    const onItsWay = state.trying.get(tapKey(accept));
+    if (onItsWay) await onItsWay.catch(() => {});
+    else {
+      const me = state.me;
+      await tryTap(accept).then(
+        (reply) => {
+          if (state.me !== me) return;
+          drop(accept);
+          apply(reply);
+        },
+        () => {}, // left to its own tries
+      );
+    }
+  }
+  const key = tapKey(entry);
+  const path = '/api/v1/dispatches/' + entry.dispatch_id + '/' + entry.action;
+  const reply = api.post(path, entry.body);
+  state.trying.set(key, reply);
+  try {
+    return await reply;
+  } finally {
+    if (state.trying.get(key) === reply) state.trying.delete(key);
+  }
+}
+
+// Tried a few times over some seconds while the network fails it or the server is busy (503),
+// `waiting(busy, seconds, attempt, tries)` told before each wait.
+async function tryTapRetrying(entry, waiting) {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await tryTap(entry);
+    } catch (error) {
+      const busy = error instanceof ApiError && error.status === 503;
+      if (!(busy || error instanceof TypeError) || attempt >= RETRY_TRIES) throw error;
+      const seconds = Math.min(error.retryAfterS || 1, LONGEST_RETRY_WAIT_S);
+      waiting(busy, seconds, attempt, RETRY_TRIES);
+      await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+    }
+  }
+}
+
+function tapKey(entry) {
+  return entry.dispatch_id + '/' + entry.action;
 }
 
 // An arrival the server refused as invalid (422) while it carried a position: the position is
