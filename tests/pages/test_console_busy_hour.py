@@ -523,3 +523,33 @@ async def test_the_alarm_lets_go_of_an_incident_closed_at_another_console(
     # The siren stopped: the tab's title, marked while it sounds, is not any more.
     await expect(console).not_to_have_title(re.compile("⚠"))
     assert watched.errors == []
+
+
+async def test_the_alarm_lets_go_of_a_tier_whose_team_has_arrived(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """Two incidents' tier 1 late, the banner naming both; the team of one arrives (late): the
+    banner names the other alone; the other's arrives too: the banner goes and the siren stops.
+    Both stay on record as breached, in the feed and on the cards."""
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    console, watched = await console_in(browser, contexts, world, operator)
+    fight = await reported(world, operator, 0)
+    fire = await world.report(operator, *away(12), category="fire")
+    world.clock.advance(61)
+    alarm = console.locator("#alarm")
+    await expect(alarm).to_contain_text("超时警报（2 起）", timeout=10 * SECOND)
+
+    assert await world.arrive(fight, team, leader) == 200
+    tier = card(console, fight["id"]).locator('.tier[data-tier="1"]')
+    await expect(tier).to_contain_text("超时，")
+    await expect(alarm).to_have_attribute("data-count", "1")
+    await expect(alarm).to_contain_text("火情")
+    await expect(alarm).not_to_contain_text("打架斗殴")
+    assert await world.arrive(fire, team, leader) == 200
+    await expect(alarm).to_be_hidden()
+    await expect(console).not_to_have_title(re.compile("⚠"))
+    await expect(console.locator("#feed li.feed-breach")).to_have_count(2)
+    await expect(console.locator(".tier-breached")).to_have_count(2)
+    assert watched.errors == []

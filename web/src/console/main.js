@@ -607,7 +607,10 @@ function onMessage(message, info) {
     addFeed('feed.breached', breachVars(incident, tier), 'feed-breach', key);
     // A replayed one is judged once the replay is over (onCaughtUp): the incident may have
     // been closed or reached since.
-    if (!info.replayed && state.incidents.has(incident.id) && !state.silenced.has(key)) {
+    // A tier whose team is there by now (the arrival came first) has nothing left to act on.
+    const held = state.incidents.get(incident.id);
+    const met = held && held.chain.some((one) => one.tier === tier.tier && one.arrived_at);
+    if (!info.replayed && held && !met && !state.silenced.has(key)) {
       raiseAlarm([{ key, text: breachText(incident, tier, 'alarm.item') }]);
     }
   } else if (message.type === 'notification.updated') {
@@ -657,8 +660,12 @@ function applyIncident(snapshot, quiet, unsaid = false) {
   const before = state.incidents.get(snapshot.id);
   const incident = mergeIncident(before, snapshot);
   if (!quiet) describeChange(before, incident, unsaid);
-  if (incident.status === 'open') state.incidents.set(incident.id, incident);
-  else {
+  if (incident.status === 'open') {
+    state.incidents.set(incident.id, incident);
+    for (const tier of incident.chain) {
+      if (tier.arrived_at) dropAlarms(incident.id, tier.tier);
+    }
+  } else {
     state.incidents.delete(incident.id);
     state.notices.delete(incident.id);
     state.closed.add(incident.id);
@@ -929,11 +936,14 @@ function alarmText(breaches) {
   return t(key, { n: incidents, tiers: n, text });
 }
 
-// An incident closed (here, or by another operator at his console) has nothing left to act on:
-// its breaches leave the banner, and with none left the banner goes and the siren stops, with
-// nothing for this operator to acknowledge.
-function dropAlarms(incidentId) {
-  const left = state.alarms.filter((breach) => !breach.key.startsWith(incidentId + ':'));
+// An incident closed (here, or by another operator at his console), or a late tier whose team
+// has arrived, has nothing left to act on: its breaches leave the banner, and with none left the
+// banner goes and the siren stops, with nothing for this operator to acknowledge. `tier`: that
+// tier's alone; without it, every tier of the incident.
+function dropAlarms(incidentId, tier) {
+  const gone = (key) =>
+    tier === undefined ? key.startsWith(incidentId + ':') : key === incidentId + ':' + tier;
+  const left = state.alarms.filter((breach) => !gone(breach.key));
   if (left.length === state.alarms.length) return;
   state.alarms = left;
   if (left.length) {
