@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime
+import re
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from playwright.async_api import Browser, Page, Request, Route, expect
 
 from tests.conftest import RunningServer
-from tests.pages.conftest import Opened
+from tests.pages.conftest import Opened, log_in, phone_context
 from tests.pages.test_console_and_phone import SECOND, away, card_on_phone, open_phone
 from tests.pages.test_phone_alerts import a_fixed_posts_phone, outbox, restart
 from tests.pages.test_phone_resync import RINGS
@@ -355,3 +356,36 @@ async def test_a_renewal_due_while_the_server_restarts_is_had_once_it_is_back(
         await expect(phone.locator("#session-note")).to_be_hidden()
     finally:
         await restarted.stop()
+
+
+async def test_a_tap_kept_offline_on_a_phone_whose_clock_is_wrong_says_the_servers_time(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """The phone's clock is ten minutes fast: the line saying when the kept tap was made reads
+    the server's time, as every other time on the page does, not the phone's own."""
+    post = await world.team("fixed_post")
+    leader = await world.leader(post)
+    operator = await world.operator()
+    context = await phone_context(browser, contexts, away(300))
+    await context.clock.set_system_time(world.clock.now() + timedelta(minutes=10))
+    phone = await context.new_page()
+    await log_in(phone, world.base_url + "/m", leader)
+    await expect(phone.locator("#conn")).to_have_attribute("data-state", "live")
+    await world.report(operator)
+    await expect(phone.locator("#alert")).to_be_visible()
+    await go_offline(phone)
+    await phone.get_by_role("button", name="接警").click()
+    line = phone.locator("#alert-outbox")
+    await expect(line).to_contain_text("接警未发出", timeout=15 * SECOND)
+    tapped = re.search(r"（(\d\d:\d\d:\d\d) 点击）", await line.inner_text())
+    assert tapped is not None
+    now = world.clock.now().astimezone(SHANGHAI)
+    at = datetime.combine(now.date(), time.fromisoformat(tapped[1]), SHANGHAI)
+    apart = (at - now).total_seconds() % 86400  # a time of day: midnight may lie between
+    # The server's clock stands still in the test; the page's runs on from it by the seconds
+    # the test took, and the phone's own is ten minutes off.
+    assert min(apart, 86400 - apart) < 120, (tapped[1], now)
+    kept = json.loads(await phone.evaluate(outbox(leader)))
+    # What goes to the server is the phone's own clock, as it was.
+    device = datetime.fromisoformat(kept[0]["body"]["device_time"])
+    assert (device - now).total_seconds() > 9 * 60

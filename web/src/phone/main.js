@@ -865,7 +865,10 @@ function kept(dispatchId, action) {
 function keep(d, incident, action, body) {
   let entry = kept(d.id, action);
   if (!entry) {
-    const tapped = body && body.device_time ? body.device_time : new Date().toISOString();
+    // When it was tapped, on the server's clock as the page knows it, as every time on the page
+    // is: a phone's own clock minutes off said the tap came minutes after it did. The phone's
+    // clock goes to the server in the body, as it is.
+    const tapped = new Date(state.live ? state.live.serverNow() : Date.now()).toISOString();
     const tap = { dispatch_id: d.id, incident_id: incident.id, action, body, tapped_at: tapped };
     changeOutbox((stored) =>
       stored.some((other) => sameTap(other, tap)) ? stored : stored.concat([tap]),
