@@ -1376,7 +1376,11 @@ function incidentCard(incident) {
       ),
     ),
     incident.description ? h('p', { class: 'meta description', text: incident.description }) : null,
-    h('div', { class: 'tiers' }, incident.chain.map(tierView)),
+    h(
+      'div',
+      { class: 'tiers' },
+      incident.chain.map((tier) => tierView(tier, { lateBy: true })),
+    ),
     incident.dispatches.length
       ? h('ul', { class: 'dispatches' }, incident.dispatches.map((d) => dispatchItem(incident, d)))
       : h('p', { class: 'uncovered', text: t('incident.no_dispatch') }),

@@ -14,8 +14,12 @@ import {
 
 export const HOPS = ['alerted', 'delivered', 'shown', 'accepted', 'arrived'];
 
-export function tierView(tier) {
+// `options.lateBy` (the console): a late tier also says how long it has been late, counted from
+// its deadline on the server's clock by tickClocks, and frozen once its team has arrived (a
+// closed incident leaves the console's list).
+export function tierView(tier, options) {
   const status = tier.status;
+  const lateBy = !!(options && options.lateBy);
   const parts = [
     h('span', { class: 'tier-name', text: t('tier.' + tier.tier) }),
     h('span', { class: 'tier-target', text: t('tier.target', { m: round(tier.target_s / 60) }) }),
@@ -35,6 +39,7 @@ export function tierView(tier) {
       ? t('tier.breached_late', { t: takenText(tier, false) })
       : t('tier.breached') + ' ' + clockTime(tier.breached_at || tier.deadline);
     parts.push(h('span', { class: 'tier-state', text }));
+    if (lateBy) parts.push(lateView(tier));
   } else {
     parts.push(h('span', { class: 'tier-state', text: t('tier.' + status) }));
   }
@@ -47,6 +52,21 @@ export function tierView(tier) {
     },
     parts,
   );
+}
+
+// Not a live region (no role timer): a screen reader reads it with the card, never each second.
+function lateView(tier) {
+  if (tier.arrived_at) {
+    const seconds = (micros(tier.arrived_at) - micros(tier.deadline)) / 1e6;
+    const text = t('tier.late_arrived', { d: lateFigure(seconds) });
+    return h('span', { class: 'tier-late tier-late-final', text });
+  }
+  return h('span', { class: 'tier-late', dataset: { lateFrom: tier.deadline } });
+}
+
+// How long late, as the clock past its deadline reads it (rounded up, 0:01 at the least).
+function lateFigure(seconds) {
+  return countdown(Math.min(-seconds, -0.001)).slice(1);
 }
 
 function metText(tier) {
@@ -75,6 +95,10 @@ export function tickClocks(root, serverNowMs) {
     if (el.textContent !== text) el.textContent = text;
     el.classList.toggle('clock-warning', left >= 0 && left < target * 0.25);
     el.classList.toggle('clock-over', left < 0);
+  }
+  for (const el of root.querySelectorAll('.tier-late[data-late-from]')) {
+    const text = t('tier.late', { d: lateFigure((serverNowMs - ms(el.dataset.lateFrom)) / 1000) });
+    if (el.textContent !== text) el.textContent = text;
   }
 }
 
