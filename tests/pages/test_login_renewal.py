@@ -8,6 +8,7 @@ import asyncio
 import json
 import re
 
+import pytest
 from playwright.async_api import Browser, Page, Route, expect
 
 from tests.pages.conftest import Opened, desk_context, log_in, phone_context, sign_in
@@ -136,62 +137,35 @@ async def test_a_tap_refused_for_an_expired_login_is_kept_and_sent_after_signing
     assert stored["dispatches"][0]["accepted_at"] is not None
 
 
-async def test_a_console_whose_login_reaches_its_longest_term_says_so_ahead(
-    world: World, browser: Browser, contexts: Opened
+@pytest.mark.parametrize("page_path", ["/console", "/m"])
+async def test_a_login_reaching_its_longest_term_is_said_ahead_on_console_and_phone(
+    world: World, browser: Browser, contexts: Opened, page_path: str
 ) -> None:
-    """The renewal that reaches DISPATCH_LOGIN_MAX_AGE_S is the login's last: the console says,
-    in Chinese and in English, at what time it ends and that it cannot be renewed, offers no
-    renewal, and asks for none again."""
-    operator = await world.operator()
+    """The renewal that reaches DISPATCH_LOGIN_MAX_AGE_S is the login's last: the operator's
+    console and the leader's phone say, in Chinese and in English, at what time it ends and that
+    it cannot be renewed, offer no renewal, and ask for none again."""
+    if page_path == "/console":
+        user = await world.operator()
+        context = await desk_context(browser, contexts)
+    else:
+        user = await world.leader(await world.team("fixed_post"))
+        context = await phone_context(browser, contexts, away(300))
     world.runtime.settings.token_ttl_s = TERM_S
     world.runtime.settings.login_max_age_s = TERM_S + 4
-    console = await (await desk_context(browser, contexts)).new_page()
+    page = await context.new_page()
     renewals: list[int] = []
-    console.on(
-        "response",
-        lambda r: renewals.append(r.status) if r.url.endswith("/api/v1/auth/renew") else None,
-    )
-    await log_in(console, world.base_url + "/console", operator)
-    await expect(console.locator("#conn")).to_have_attribute("data-state", "live")
-    world.clock.advance(TERM_S - 4)  # the renewal at half the term reaches the login's end
-    note = console.locator("#session-note")
-    await expect(note).to_be_visible(timeout=15 * SECOND)
-    assert renewals == [200]
-    kept = json.loads(await console.evaluate("localStorage.getItem('dispatch.console.token')"))
-    assert kept["expires_at"] == kept["login_expires_at"]
-    shown = kept["expires_at"][11:19]
-    await expect(note).to_contain_text(re.compile(f"登录将于 .*{shown} 到期，已达最长登录时长"))
-    await expect(note.get_by_role("button")).to_be_hidden()
-    await console.locator("#lang").click()
-    await expect(note).to_contain_text(
-        re.compile(f"Your login ends at .*{shown}: it has reached its longest term")
-    )
-    await asyncio.sleep(3)  # past half of the last term: nothing more is asked
-    assert renewals == [200]
-    await expect(console.locator("#login")).to_be_hidden()
-
-
-async def test_a_phone_whose_login_reaches_its_longest_term_says_so_ahead(
-    world: World, browser: Browser, contexts: Opened
-) -> None:
-    """As on the console: the leader's phone says, in Chinese and in English, at what time his
-    login ends and that it cannot be renewed, offers no renewal, and asks for none again."""
-    leader = await world.leader(await world.team("fixed_post"))
-    world.runtime.settings.token_ttl_s = TERM_S
-    world.runtime.settings.login_max_age_s = TERM_S + 4
-    renewals: list[int] = []
-    page = await (await phone_context(browser, contexts, away(300))).new_page()
     page.on(
         "response",
         lambda r: renewals.append(r.status) if r.url.endswith("/api/v1/auth/renew") else None,
     )
-    await log_in(page, world.base_url + "/m", leader)
+    await log_in(page, world.base_url + page_path, user)
     await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
     world.clock.advance(TERM_S - 4)  # the renewal at half the term reaches the login's end
     note = page.locator("#session-note")
     await expect(note).to_be_visible(timeout=15 * SECOND)
     assert renewals == [200]
-    kept = json.loads(await page.evaluate("localStorage.getItem('dispatch.m.token')"))
+    key = "dispatch.console.token" if page_path == "/console" else "dispatch.m.token"
+    kept = json.loads(await page.evaluate(f"localStorage.getItem('{key}')"))
     assert kept["expires_at"] == kept["login_expires_at"]
     shown = kept["expires_at"][11:19]
     await expect(note).to_contain_text(re.compile(f"登录将于 .*{shown} 到期，已达最长登录时长"))
