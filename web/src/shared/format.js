@@ -136,16 +136,19 @@ export function duration(shown, signText) {
   return minutesAndSeconds(shown, signText) || t('unit.s', { n: (signText || '') + shown });
 }
 
-// m:ss for clocks; negative values are shown as overrun with a plus sign. Rounded up either side
-// of the deadline, as a time taken is rounded away from its target: 1:00 as the incident is
-// reported, 0:01 in its last second (never 0:00 while there is time), +0:01 as soon as it is
-// past (never 0:00 once late); 0:00 only at the deadline itself.
+// m:ss for clocks, h:mm:ss from an hour on (1:15:00, never 75:00); negative values are shown as
+// overrun with a plus sign. Rounded up either side of the deadline, as a time taken is rounded
+// away from its target: 1:00 as the incident is reported, 0:01 in its last second (never 0:00
+// while there is time), +0:01 as soon as it is past (never 0:00 once late); 0:00 only at the
+// deadline itself.
 export function countdown(secondsLeft) {
   const over = secondsLeft < 0;
   const total = Math.ceil(Math.round(Math.abs(secondsLeft) * 1000) / 1000);
-  const m = Math.floor(total / 60);
+  const hours = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
   const s = total % 60;
-  return (over ? '+' : '') + m + ':' + (s < 10 ? '0' : '') + s;
+  const minutes = hours ? hours + ':' + (m < 10 ? '0' : '') + m : String(m);
+  return (over ? '+' : '') + minutes + ':' + (s < 10 ? '0' : '') + s;
 }
 
 export function metres(value) {
