@@ -133,3 +133,18 @@ async def test_the_phones_map_attribution_meets_aaa(
     await expect(phone.locator("#alert")).to_be_visible()
     await expect(phone.locator(".leaflet-control-attribution").first).to_contain_text("高德地图")
     await meets_aaa(phone, "the phone's map over base tiles")
+
+
+async def test_the_phones_map_titles_leaflets_link_in_the_language_switched_to(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    phone = await alerted_phone(world, browser, contexts)
+    await expect(phone.locator("#alert")).to_be_visible()
+    attribution = phone.locator("#alert-map .leaflet-control-attribution")
+    await expect(attribution).to_contain_text("高德地图")
+    leaflet = attribution.get_by_role("link", name="Leaflet")
+    await expect(leaflet).to_have_attribute("title", "Leaflet：开源交互地图库")
+    await switch_to(phone, "en")
+    await expect(leaflet).to_have_attribute("title", "A JavaScript library for interactive maps")
+    await switch_to(phone, "zh")
+    await expect(leaflet).to_have_attribute("title", "Leaflet：开源交互地图库")

@@ -12,7 +12,7 @@ import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n
 import { clockTime, coordinate, metres, ms, shanghaiToday } from '../shared/format.js';
 import { chime, repeat, soundReady, unlockNow, unlockOnGesture, vibrate } from '../shared/alarm.js';
 import { announce } from '../shared/announce.js';
-import { L, createMap, incidentMarker, zoneLayer } from '../shared/map.js';
+import { L, createMap, incidentMarker, translateMap, zoneLayer } from '../shared/map.js';
 import { arrivalView, tickClocks, tierView } from '../shared/views.js';
 import { mergeIncident } from '../shared/merge.js';
 import { loadShared, remove, save } from '../shared/storage.js';
@@ -115,6 +115,8 @@ function boot() {
   });
   onLangChange(() => {
     renderAll();
+    // The small map stays as it was drawn (the same incident): its controls are retitled.
+    if (state.mapView) translateMap(state.mapView);
     showTeam();
     showSound();
     showMissed();
