@@ -617,6 +617,18 @@ HEADERS: dict[str, tuple[str, ...]] = {
     "id_number": ("身份证号码", "身份证号"),
     "site": ("所在单位", "所属单位", "单位"),
 }
+# The same columns headed in English (compared without case, spaces, "_", "-" and "."), as a
+# roster kept for a bilingual office, or the template's second header line, has them.
+ENGLISH_HEADERS: dict[str, tuple[str, ...]] = {
+    "seq": ("no", "seq", "serialnumber"),
+    "group_name": ("team", "teamname", "group", "groupname", "village", "community"),
+    "unit": ("unit", "unitno"),
+    "name": ("name", "fullname"),
+    "role": ("role", "position", "duty", "post"),
+    "phone": ("phone", "phoneno", "phonenumber", "mobile", "mobilephone", "tel", "telephone"),
+    "id_number": ("id", "idno", "idnumber", "idcard", "idcardnumber"),
+    "site": ("site", "workplace", "employer", "company", "workunit"),
+}
 COLUMNS: dict[RosterKind, tuple[str, ...]] = {
     RosterKind.EMERGENCY: (
         "seq",
@@ -654,10 +666,19 @@ def header_label(kind: RosterKind, column: str) -> str:
     return HEADERS[column][0]
 
 
+# What a header cell has besides its name: spaces of every width (姓　名, padded to the width
+# of four characters with an ideographic space), line breaks, and the * of a required column.
+_HEADER_PADDING = re.compile(r"[\s*\u3000]+")
+
+
 def _canonical(text: str) -> str | None:
-    cleaned = text.replace(" ", "").replace("\n", "").replace("*", "")
+    cleaned = _HEADER_PADDING.sub("", text)
     for column, names in HEADERS.items():
         if cleaned in names:
+            return column
+    english = re.sub(r"[_.\-]", "", cleaned.casefold())
+    for column, names in ENGLISH_HEADERS.items():
+        if english in names:
             return column
     return None
 

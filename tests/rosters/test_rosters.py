@@ -1016,3 +1016,26 @@ async def test_an_id_number_is_on_a_roster_once_added_or_imported(world: World) 
     await world.http.delete(f"/api/v1/teams/{first['id']}", headers=admin.headers)
     reply = await add_member(world, "emergency", second["name"], "13900139000", id_number=ID_A)
     assert reply.status_code == 201, reply.text
+
+
+async def test_a_header_padded_with_full_width_spaces_or_written_in_english_is_read(
+    world: World,
+) -> None:
+    """Office templates pad two-character headers to the width of four with an ideographic
+    space (姓　名, 职　务), and a roster kept for a bilingual office may head its columns in
+    English: both are the plan's columns, not a file without a header."""
+    team = await world.team("fixed_post", name="银湖驻点应急联防队")
+    admin = await world.admin()
+    padded = ["序\u3000号", "队伍名称", "单\u3000元", "姓\u3000名", "职\u3000务", *HEADER[5:]]
+    english = ["No.", "Team", "Unit", "Name", "Role", "Phone", "ID Number", "Workplace"]
+    for header, who in ((padded, "黄队长"), (english, "林队长")):
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\r\n").writerows(
+            [header, [1, team["name"], 1, who, "队长", "13800001111", ID_A, "银湖公司"]]
+        )
+        reply = await upload(world, ("\ufeff" + buffer.getvalue()).encode())
+        assert reply.status_code == 200, (header, reply.text)
+        members = (await world.http.get("/api/v1/rosters/members", headers=admin.headers)).json()
+        assert [(m["name"], m["unit"], m["id_number"], m["site"]) for m in members] == [
+            (who, 1, ID_A, "银湖公司")
+        ]
