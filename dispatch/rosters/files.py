@@ -95,13 +95,13 @@ async def read_capped(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"the upload is {int(declared)} bytes; the limit is {limit}")
+        raise TooLarge(f"the upload is {int(declared)} bytes; the limit is {limit}", field="body")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise TooLarge(f"the upload is larger than the limit of {limit} bytes")
+            raise TooLarge(f"the upload is larger than the limit of {limit} bytes", field="body")
         chunks.append(chunk)
     if size == 0:
         raise InvalidInput("the upload is empty", field="body")
@@ -229,7 +229,8 @@ def _check_unpacked_size(data: bytes) -> None:
     if unpacked > MAX_UNPACKED_BYTES:
         raise TooLarge(
             f"the workbook unpacks to {unpacked} bytes, more than {MAX_UNPACKED_BYTES}; "
-            "save it without unused sheets or as .csv"
+            "save it without unused sheets or as .csv",
+            field="body",
         )
 
 

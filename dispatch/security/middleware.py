@@ -92,7 +92,8 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 async def _too_large(send: Send, limit: int) -> None:
     detail = f"the request body is larger than {limit} bytes"
     # The rest of the body is not read: the connection cannot be reused.
-    await _answer(send, 413, {"error": "too_large", "detail": detail}, close=True)
+    body = {"error": "too_large", "detail": detail, "field": "body"}
+    await _answer(send, 413, body, close=True)
 
 
 def _form_field_with_nul(encoded: bytes) -> str | None:

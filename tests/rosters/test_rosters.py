@@ -543,6 +543,7 @@ async def test_a_workbook_that_unpacks_past_the_cap_is_refused_before_it_is_read
     reply = await upload(world, packed.getvalue())
     assert reply.status_code == 413, reply.text
     assert reply.json()["error"] == "too_large" and "unpacks to" in reply.json()["detail"]
+    assert reply.json()["field"] == "body"
     admin = await world.admin()
     assert (await world.http.get("/api/v1/rosters/members", headers=admin.headers)).json() == []
 
@@ -1039,3 +1040,33 @@ async def test_a_header_padded_with_full_width_spaces_or_written_in_english_is_r
         assert [(m["name"], m["unit"], m["id_number"], m["site"]) for m in members] == [
             (who, 1, ID_A, "银湖公司")
         ]
+
+
+async def test_a_file_over_the_upload_cap_is_413_naming_the_body_and_nothing_is_written(
+    world: World,
+) -> None:
+    """A roster too large to take, declared so or streamed without a length: refused naming
+    what is too large (the body, the file itself), and the roster is as it was."""
+    team = await world.team("fixed_post", name="银湖驻点应急联防队")
+    admin = await world.admin()
+    assert (await upload(world, xlsx(full_team(team["name"])))).status_code == 200
+    before = (await world.http.get("/api/v1/rosters/members", headers=admin.headers)).json()
+    body = xlsx(full_team(team["name"], units=4))
+    world.runtime.settings.max_upload_bytes = len(body) - 1
+
+    async def streamed() -> Any:
+        yield body[:1000]
+        yield body[1000:]
+
+    for content in (body, streamed()):
+        reply = await world.http.post(
+            "/api/v1/rosters/import",
+            params={"kind": "emergency"},
+            content=content,
+            headers=admin.headers,
+        )
+        assert reply.status_code == 413, reply.text
+        assert reply.json()["error"] == "too_large" and reply.json()["field"] == "body"
+        assert str(len(body) - 1) in reply.json()["detail"]
+    after = (await world.http.get("/api/v1/rosters/members", headers=admin.headers)).json()
+    assert after == before

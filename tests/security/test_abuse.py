@@ -20,6 +20,7 @@ async def test_a_declared_body_over_the_cap_is_refused_before_it_is_read(world: 
     assert reply.json() == {
         "error": "too_large",
         "detail": f"the request body is larger than {cap} bytes",
+        "field": "body",
     }
 
 
@@ -176,6 +177,7 @@ async def test_zones_are_bounded_in_vertices_and_bytes(world: World) -> None:
     assert reply.json() == {
         "error": "too_large",
         "detail": f"the request body is larger than {cap} bytes",
+        "field": "body",
     }
     # With room for the bytes, the vertices are what is refused.
     world.runtime.settings.max_body_bytes = 10 * 1024 * 1024

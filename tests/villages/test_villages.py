@@ -403,3 +403,12 @@ async def test_villages_imported_while_another_process_starts_tag_its_reports(
         async with starting_while(a, settings, "villages", import_them) as b:
             (village,) = await villages_listed(a)
             assert (await b.report(operator))["village_id"] == village["id"]
+
+
+async def test_a_file_over_the_upload_cap_is_413_naming_the_body(world: World) -> None:
+    body = collection(feature("银湖村", square(114.1, 22.9, 0.01)))
+    world.runtime.settings.max_upload_bytes = len(body) - 1
+    reply = await import_villages(world, body)
+    assert reply.status_code == 413, reply.text
+    assert reply.json()["error"] == "too_large" and reply.json()["field"] == "body"
+    assert await villages_listed(world) == []
