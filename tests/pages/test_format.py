@@ -76,7 +76,7 @@ async def test_the_console_shows_a_minute_or_more_as_minutes_and_seconds(page: P
         "1 分 01 秒",
         "3 分 08 秒",
         "10 分 01 秒",
-        "62 分 05 秒",
+        "1 小时 02 分 05 秒",
     ]
     assert await shown(page, "en", "seconds", [59, 187.3]) == ["59 s", "3 min 08 s"]
     # Latencies carry their sign, on the minutes; rounded up, a latency just under nothing is
@@ -194,7 +194,7 @@ async def test_the_reports_round_up_to_a_tenth_before_splitting_off_the_minutes(
     assert await shown(page, "en", "duration", ["45.0", "187.3", "3600.0"]) == [
         "45.0 s",
         "3 min 07.3 s",
-        "60 min 00.0 s",
+        "1 h 00 min 00.0 s",
     ]
     # Below a minute a table shows the bare number: there is no minutes form of it.
     assert await shown(page, "zh", "minutesAndSeconds", ["59.9", "60.0", "—"]) == [
@@ -203,6 +203,52 @@ async def test_the_reports_round_up_to_a_tenth_before_splitting_off_the_minutes(
         None,
     ]
     assert await shown(page, "zh", "secondsUp", [None]) == ["—"]
+
+
+async def test_an_hour_or_more_reads_hours_never_minutes_past_sixty(page: Page) -> None:
+    """From an hour on a time reads hours, two-digit minutes and seconds (1 小时 16 分 00 秒 /
+    1 h 16 min 00 s), as the clocks read 1:16:00, never 76 分 00 秒; its rounding and its
+    decimals kept, never a 60th minute (3599.96 s rounded up is 1 小时 00 分 00.0 秒); under an
+    hour as before (59 分 59 秒)."""
+    values = [3599, 3599.4, 3600, 4560, 4560.4, 36125]
+    assert await shown(page, "zh", "seconds", values) == [
+        "59 分 59 秒",
+        "1 小时 00 分 00 秒",
+        "1 小时 00 分 00 秒",
+        "1 小时 16 分 00 秒",
+        "1 小时 16 分 01 秒",
+        "10 小时 02 分 05 秒",
+    ]
+    assert await shown(page, "en", "seconds", values) == [
+        "59 min 59 s",
+        "1 h 00 min 00 s",
+        "1 h 00 min 00 s",
+        "1 h 16 min 00 s",
+        "1 h 16 min 01 s",
+        "10 h 02 min 05 s",
+    ]
+    # Signed, the sign on the hours; a tier's time met stays under its hour.
+    assert await shown(page, "zh", "signedSeconds", [4560, -4560.4]) == [
+        "+1 小时 16 分 00 秒",
+        "-1 小时 16 分 00 秒",
+    ]
+    assert await shown(page, "en", "offsetSeconds", [-3725.4]) == ["-1 h 02 min 05 s"]
+    assert await page.evaluate(
+        "setLang('zh'), [format.secondsTaken(3599.6, true), format.secondsTaken(3600.4, false)]"
+    ) == ["59 分 59 秒", "1 小时 00 分 01 秒"]
+    # The record's and the report page's tenths.
+    rounded = await shown(page, "zh", "secondsUp", [3599.94, 3599.96, 4560.04])
+    assert rounded == ["3600.0", "3600.0", "4560.1"]
+    assert await shown(page, "zh", "duration", ["3599.9", *rounded]) == [
+        "59 分 59.9 秒",
+        "1 小时 00 分 00.0 秒",
+        "1 小时 00 分 00.0 秒",
+        "1 小时 16 分 00.1 秒",
+    ]
+    assert await shown(page, "en", "duration", ["3599.9", "4560.1"]) == [
+        "59 min 59.9 s",
+        "1 h 16 min 00.1 s",
+    ]
 
 
 async def test_a_refused_position_is_named_in_the_leaders_language(page: Page) -> None:

@@ -68,15 +68,18 @@ AXES = {
 
 def seconds(value: float | None, target: float | None = None) -> str:
     """As the page shows a time: to 0.1 s (from whole microseconds), rounded up, or down when
-    on or under its target; in seconds below a minute and from one on as minutes and
-    two-digit seconds."""
+    on or under its target; in seconds below a minute, from one on as minutes and two-digit
+    seconds, from an hour on as hours, two-digit minutes and seconds."""
     if value is None:
         return "—"
     steps = round(value * 1e6) / 1e5
     tenths = math.floor(steps) if target is not None and value <= target else math.ceil(steps)
     if tenths < 600:
         return f"{tenths / 10:.1f} 秒"
+    hours, tenths = divmod(tenths, 36000)
     minutes, rest = divmod(tenths, 600)
+    if hours:
+        return f"{hours} 小时 {minutes:02d} 分 {rest // 10:02d}.{rest % 10} 秒"
     return f"{minutes} 分 {rest // 10:02d}.{rest % 10} 秒"
 
 

@@ -111,10 +111,12 @@ export function secondsAgainst(value, target) {
 }
 
 // A time of a minute or more as minutes and seconds, "3 分 07.3 秒" / "3 min 07.3 s": 187.3 秒
-// left the reader to divide by 60. It takes the seconds as already rounded for showing
-// ("187.3", "60"), so it keeps their rounding and their decimals, and the split cannot make a
-// 60th second (179.96 s rounded up is 180.0: 3 分 00.0 秒). Below a minute, null: each page
-// shows those its own way.
+// left the reader to divide by 60; from an hour on as hours, minutes and seconds, "1 小时 16 分
+// 00 秒" / "1 h 16 min 00 s", never minutes past sixty (76 分 00 秒), as the clocks read 1:16:00.
+// It takes the seconds as already rounded for showing ("187.3", "60"), so it keeps their
+// rounding and their decimals, and the split cannot make a 60th second or minute (179.96 s
+// rounded up is 180.0: 3 分 00.0 秒; 3599.96 s is 1 小时 00 分 00.0 秒). Below a minute, null:
+// each page shows those its own way.
 export function minutesAndSeconds(shown, signText) {
   const match = /^(\d+)(?:\.(\d+))?$/.exec(String(shown));
   if (!match) return null;
@@ -124,14 +126,20 @@ export function minutesAndSeconds(shown, signText) {
   const units = Number(match[1]) * scale + (decimals ? Number(match[2]) : 0);
   const perMinute = 60 * scale;
   if (units < perMinute) return null;
-  const minutes = Math.floor(units / perMinute);
-  const rest = units - minutes * perMinute;
-  // Two digits of seconds, as on a clock: 3 分 07.3 秒.
+  const perHour = 60 * perMinute;
+  const hours = Math.floor(units / perHour);
+  const minutes = Math.floor((units - hours * perHour) / perMinute);
+  const rest = units - hours * perHour - minutes * perMinute;
+  // Two digits of seconds, as on a clock: 3 分 07.3 秒; and of minutes after hours: 1 小时 02 分.
   const text = (rest < 10 * scale ? '0' : '') + (rest / scale).toFixed(decimals);
-  return t('unit.min_s', { m: (signText || '') + minutes, s: text });
+  const sign = signText || '';
+  if (!hours) return t('unit.min_s', { m: sign + minutes, s: text });
+  const m = (minutes < 10 ? '0' : '') + minutes;
+  return t('unit.h_min_s', { h: sign + hours, m, s: text });
 }
 
-// Seconds as shown, with their unit: minutes and seconds from a minute on.
+// Seconds as shown, with their unit: minutes and seconds from a minute on, hours, minutes and
+// seconds from an hour on.
 export function duration(shown, signText) {
   return minutesAndSeconds(shown, signText) || t('unit.s', { n: (signText || '') + shown });
 }
