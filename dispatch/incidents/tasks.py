@@ -17,8 +17,10 @@ from dispatch.runtime import Runtime
 log = logging.getLogger(__name__)
 
 BATCH = 100
-# How far past a deadline the timer looks again: the least step its clock can be beyond it.
-BEYOND = timedelta(milliseconds=1)
+# How far past a deadline the timer looks again: the least step its clock can be beyond it, a
+# microsecond (the finest a datetime, and both databases, keep). A millisecond left a clock
+# stopped within it past a deadline with the tier due and nothing looking at it.
+BEYOND = timedelta(microseconds=1)
 
 
 class ChainDeadlines:

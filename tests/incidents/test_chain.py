@@ -12,10 +12,13 @@ from sqlalchemy import select, text
 
 from dispatch.auth.models import Role
 from dispatch.auth.service import Principal
+from dispatch.clock import ManualClock
+from dispatch.config import Settings
 from dispatch.incidents import service as incidents
 from dispatch.incidents.models import ChainTier, Dispatch
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, world_serving
 from tests.incidents.test_close_after_escalation import call_came_in, requests_in_flight
+from tests.reports.test_response_times import settle
 from tests.rosters.races import postgres_dsn, when_blocked_or_done
 from tests.support import QINGXI, World
 
@@ -100,6 +103,35 @@ async def test_a_missed_deadline_is_breached_at_the_deadline(world: World) -> No
     assert tier(late, 1)["status"] == "breached"
     assert tier(late, 1)["elapsed_s"] == 75
     await console.close()
+
+
+async def test_a_deadline_passed_by_the_clocks_least_step_is_breached_by_the_timer(
+    settings: Settings, clock: ManualClock
+) -> None:
+    """The timer looked at a deadline again only a millisecond past it: a clock stopped 1 µs
+    past a deadline (beyond it, so the tier is due) left the tier pending until something
+    else moved the clock or woke the timer, and waiting for the timers to settle failed."""
+    # Nothing else wakes the timer: no poll and no escalation step before the deadline.
+    settings.timer_poll_s = settings.escalation_after_s = 3600
+    async with world_serving(settings, clock) as world:
+        await world.team("fixed_post")
+        operator = await world.operator()
+        console = await world.connect(operator)
+        incident = await world.report(operator)
+        await console.next_of("incident.updated")
+        await settle(world)
+
+        deadline = t(tier(incident, 1)["deadline"])
+        assert clock.advance((deadline - clock.now()).total_seconds()) == deadline
+        await settle(world)
+        assert tier(await world.incident(operator, incident["id"]), 1)["status"] == "pending"
+        assert clock.advance(0.000001) == deadline + timedelta(microseconds=1)
+        await settle(world)
+        breach = await console.next_of("chain.breached")
+        assert breach["data"]["incident_id"] == incident["id"]
+        assert breach["data"]["tier"]["tier"] == 1
+        assert breach["data"]["tier"]["breached_at"] == tier(incident, 1)["deadline"]
+        await console.close()
 
 
 async def test_late_arrival_before_the_timer_notices_is_a_breach(world: World) -> None:
