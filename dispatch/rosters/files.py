@@ -13,7 +13,7 @@ import io
 import re
 import zipfile
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any, ClassVar
@@ -132,8 +132,8 @@ class Merge:
 
 @dataclass(frozen=True)
 class Table:
-    """The rows with a value of the first sheet (XLSX) or of the file (CSV), in order, and the
-    sheet's merged ranges."""
+    """The rows with a value of the sheet read (XLSX: the first the caller wants, else the
+    first) or of the file (CSV), in order, and the sheet's merged ranges."""
 
     format: str
     rows: list[Row]
@@ -199,9 +199,16 @@ class _Rows:
         self.kept.append(Row(line, cells, numbers or set()))
 
 
-def read_table(data: bytes) -> Table:
+# Whether the rows of a sheet are what the caller reads (a roster: they have its header).
+Wanted = Callable[[list[Row]], bool]
+
+
+def read_table(data: bytes, wanted: Wanted | None = None) -> Table:
+    """The file's table: a CSV's rows, or those of a workbook's first sheet that is
+    ``wanted`` (a template's sheet of instructions before the roster is passed over), else of
+    its first sheet."""
     if data.startswith(_ZIP_MAGIC):
-        return Table("xlsx", *_read_xlsx(data))
+        return Table("xlsx", *_read_xlsx(data, wanted))
     if data.startswith(_OLE_MAGIC):
         raise UnsupportedFile(
             "this is an Excel 97-2003 .xls file; save it as .xlsx (Excel workbook) or .csv"
@@ -234,7 +241,7 @@ def _check_unpacked_size(data: bytes) -> None:
         )
 
 
-def _read_xlsx(data: bytes) -> tuple[list[Row], tuple[Merge, ...]]:
+def _read_xlsx(data: bytes, wanted: Wanted | None) -> tuple[list[Row], tuple[Merge, ...]]:
     _check_unpacked_size(data)
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
@@ -247,7 +254,15 @@ def _read_xlsx(data: bytes) -> tuple[list[Row], tuple[Merge, ...]]:
         # errors) for archives that are not workbooks; all mean the same to the user.
         raise UnsupportedFile(f"not a readable .xlsx workbook ({type(error).__name__})") from None
     try:
-        return _sheet_rows(workbook, workbook.worksheets[0])
+        first: tuple[list[Row], tuple[Merge, ...]] | None = None
+        for sheet in workbook.worksheets:
+            read = _sheet_rows(workbook, sheet)
+            if wanted is None or wanted(read[0]):
+                return read
+            first = first or read
+        if first is None:
+            raise UnsupportedFile("the workbook has no worksheet")
+        return first
     except DomainError:
         raise
     except Exception as error:

@@ -34,8 +34,9 @@ Office = Annotated[auth.Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Ro
 _UPLOAD: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "description": "the roster as an .xlsx workbook (first sheet) or a CSV file (UTF-8 or "
-        "GBK), sent as the raw request body; the format is read from the content",
+        "description": "the roster as an .xlsx workbook (its first sheet with a header row) "
+        "or a CSV file (UTF-8 or GBK), sent as the raw request body; the format is read from "
+        "the content",
         "content": {
             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
                 "schema": {"type": "string", "format": "binary"}

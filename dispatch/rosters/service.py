@@ -683,6 +683,11 @@ def _canonical(text: str) -> str | None:
     return None
 
 
+def _has_header(rows: list[Row]) -> bool:
+    """Whether a sheet has the roster's header (a cell read as 姓名) in its first five rows."""
+    return any(_canonical(cell) == "name" for row in rows if row.line <= 5 for cell in row.cells)
+
+
 def _find_header(table: Table) -> tuple[int, dict[int, str]]:
     """The header's row number and its columns; a title row above it is allowed."""
     for row in table.rows:
@@ -798,7 +803,7 @@ async def import_roster(
     account. All rows are checked first: one bad row and nothing is written.
     """
     # Off the event loop: a large workbook takes seconds to read, and alerts must not wait.
-    table = await asyncio.to_thread(read_table, data)
+    table = await asyncio.to_thread(read_table, data, _has_header)
     names = _TeamNames(await teams.all_teams(session))
     rows, given = _parse_rows(kind, table, names)
     await _take_turn(session, kind)

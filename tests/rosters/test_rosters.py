@@ -1070,3 +1070,32 @@ async def test_a_file_over_the_upload_cap_is_413_naming_the_body_and_nothing_is_
         assert str(len(body) - 1) in reply.json()["detail"]
     after = (await world.http.get("/api/v1/rosters/members", headers=admin.headers)).json()
     assert after == before
+
+
+async def test_a_workbook_whose_roster_follows_a_sheet_of_instructions_is_read(
+    world: World,
+) -> None:
+    """The town's templates open on a sheet of instructions (填表说明) before the roster, and WPS
+    saves a workbook's sheets as they were: the roster is the first sheet with a header row,
+    not the first sheet. A workbook with no such sheet is still refused for its header."""
+    team = await world.team("fixed_post", name="银湖驻点应急联防队")
+    workbook = Workbook()
+    notes = workbook.active
+    assert notes is not None
+    notes.title = "填表说明"
+    notes.append(["填表说明：联系电话填写11位手机号码，身份证号码请设置为文本格式"])
+    notes.append(["姓名、职务为必填项"])
+    roster = workbook.create_sheet("花名册")
+    roster.append(["清溪镇应急联防队伍人员花名册"])
+    roster.append(HEADER)
+    roster.append(member(1, team["name"], 1, "黄队长", "队长", "13800001111", id_number=ID_A))
+    workbook.create_sheet("Sheet3")
+    reply = await upload(world, workbook_bytes(workbook))
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["format"] == "xlsx" and reply.json()["created"] == 1
+    assert [m["name"] for m in await members_listed(world)] == ["黄队长"]
+    del workbook["花名册"]
+    reply = await upload(world, workbook_bytes(workbook))
+    assert reply.status_code == 422, reply.text
+    assert "no header row" in reply.json()["detail"]
+    assert [m["name"] for m in await members_listed(world)] == ["黄队长"]
