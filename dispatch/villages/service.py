@@ -208,9 +208,25 @@ class _Parsed:
     geometry: Polygon | MultiPolygon
 
 
+def _decoded(data: bytes) -> str:
+    """The file's text: UTF-8 (RFC 7946's), with or without a byte order mark, or else GBK as
+    GIS tools on a Chinese Windows PC save it (read as GB18030, of which GBK is part)."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("gb18030")
+    except UnicodeDecodeError:
+        raise InvalidInput(
+            "body: not a JSON document (the text is neither UTF-8 nor GB18030 (GBK))",
+            field="body",
+        ) from None
+
+
 def parse_feature_collection(data: bytes, crs: CRS, max_vertices: int) -> list[_Parsed]:
     try:
-        document = json.loads(data.decode("utf-8-sig"))
+        document = json.loads(_decoded(data))
     except (ValueError, RecursionError) as error:
         # Not UTF-8, not JSON, nested past the interpreter's depth, or a number of more
         # digits than Python converts: all the file's fault, none a crash.

@@ -412,3 +412,20 @@ async def test_a_file_over_the_upload_cap_is_413_naming_the_body(world: World) -
     assert reply.status_code == 413, reply.text
     assert reply.json()["error"] == "too_large" and reply.json()["field"] == "body"
     assert await villages_listed(world) == []
+
+
+async def test_a_geojson_saved_in_gbk_is_read_with_its_chinese_names(world: World) -> None:
+    """GIS tools on a Chinese Windows PC (an older QGIS or ArcGIS writing in the system's
+    encoding) save GeoJSON in GBK: its names are read as they were written, as a roster CSV's
+    are. Bytes that are neither UTF-8 nor GB18030 are still refused naming the body."""
+    text = json.dumps(
+        {"type": "FeatureCollection", "features": [feature("银湖村", square(114.1, 22.9, 0.01))]},
+        ensure_ascii=False,
+    )
+    reply = await import_villages(world, text.encode("gbk"))
+    assert reply.status_code == 200, reply.text
+    assert [v["name"] for v in await villages_listed(world)] == ["银湖村"]
+    reply = await import_villages(world, b'{"type": "FeatureCollection", "\xff\xff": 1}')
+    assert reply.status_code == 422, reply.text
+    assert reply.json()["field"] == "body"
+    assert "neither UTF-8 nor GB18030" in reply.json()["detail"]
