@@ -158,6 +158,27 @@ def normalize_phone(value: str) -> str:
     raise RowError("phone", f"{value!r} is not a mobile (11 digits, 1xx) or landline number")
 
 
+# A phone a CSV writes as the float a sheet held (pandas, a WPS text export): 13800001111.0.
+_PHONE_AS_FLOAT = re.compile(r"([0-9]{7,12})\.0+")
+
+
+def _phone_written_as_number(value: str) -> str:
+    """A file's phone as its digits: the whole number a float such as 13800001111.0 is, as
+    an .xlsx workbook's phone held as a number is read. One written in scientific notation
+    (1.38E+10, Excel's CSV of a narrow column) has lost its digits, and is refused saying so."""
+    text = value.translate(_HALF_WIDTH).strip(" ")
+    whole = _PHONE_AS_FLOAT.fullmatch(text)
+    if whole is not None:
+        return whole.group(1)
+    if _SCIENTIFIC.match(text.upper()):
+        raise RowError(
+            "phone",
+            f"{value!r} is a number in scientific notation, which has lost its digits: "
+            "format the column 联系电话 as text (文本) and type the numbers in again",
+        )
+    return value
+
+
 def normalize_id_number(value: str | None) -> str | None:
     """The number as stored: ASCII digits and X, full-width ones read as such."""
     # Blank, or spaces around it (ASCII or ideographic), as the schema's ID_NUMBER_PATTERN says.
@@ -317,7 +338,7 @@ def _check_member(
     name = shown_name(values, "name", "name (姓名)", 64)
     if not values.get("phone", "").strip():
         raise RowError("phone", "the phone number (联系电话) is required")
-    phone = normalize_phone(values["phone"])
+    phone = normalize_phone(_phone_written_as_number(values["phone"]))
     id_number = normalize_id_number(values.get("id_number"))
     if not values.get("role", "").strip():
         raise RowError("role", "the role (职务) is required")

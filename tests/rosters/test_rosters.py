@@ -1099,3 +1099,28 @@ async def test_a_workbook_whose_roster_follows_a_sheet_of_instructions_is_read(
     assert reply.status_code == 422, reply.text
     assert "no header row" in reply.json()["detail"]
     assert [m["name"] for m in await members_listed(world)] == ["黄队长"]
+
+
+async def test_a_phone_a_csv_writes_as_a_float_is_read_and_one_in_scientific_notation_is_named(
+    world: World,
+) -> None:
+    """A CSV made from a sheet whose phone column held numbers (pandas, a WPS text export)
+    writes 13800001111.0: the whole number, read as it. Excel's CSV of a narrow column writes
+    1.38E+10, which has lost the digits: refused naming the row and the column, and why."""
+    team = await world.team("fixed_post", name="银湖驻点应急联防队")
+    good = csv_file([member(1, team["name"], 1, "黄队长", "队长", "13800001111.0")])
+    reply = await upload(world, good)
+    assert reply.status_code == 200, reply.text
+    assert [m["phone"] for m in await members_listed(world)] == ["13800001111"]
+    bad = csv_file(
+        [
+            member(1, team["name"], 1, "黄队长", "队长", "13800001111"),
+            member(2, team["name"], 1, "林队员", "队员", "1.38E+10"),
+        ]
+    )
+    reply = await upload(world, bad)
+    assert reply.status_code == 422, reply.text
+    [problem] = reply.json()["problems"]
+    assert (problem["row"], problem["field"]) == (3, "phone")
+    assert "scientific notation" in problem["message"] and "文本" in problem["message"]
+    assert [m["name"] for m in await members_listed(world)] == ["黄队长"]
