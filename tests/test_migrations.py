@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,12 +16,13 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, MetaData, inspect, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from alerts.models import AlertsBase
 from dispatch import migrate
@@ -57,6 +60,22 @@ async def test_the_newest_migration_is_the_schema_the_models_declare(database_ur
     assert differences == [], "a model and the migrations disagree: add a migration"
 
 
+@asynccontextmanager
+async def downgraded(
+    backend: str, folder: Path, revision: str
+) -> AsyncIterator[tuple[Config, AsyncEngine]]:
+    """A fresh database of ``backend`` taken down to ``revision``, as a release before wrote
+    it: its migrations' config and an engine on it, disposed when the block ends."""
+    async with fresh_database(backend, folder) as url:
+        config = migrate.alembic_config(url)
+        await asyncio.to_thread(command.downgrade, config, revision)
+        engine = create_engine(url)
+        try:
+            yield config, engine
+        finally:
+            await engine.dispose()
+
+
 def _member(member_id: str, kind: str, group: str, phone: str, **extra: Any) -> dict[str, Any]:
     at = extra.pop("at", datetime(2026, 3, 1, tzinfo=UTC))
     return {
@@ -83,55 +102,47 @@ async def test_a_phone_twice_on_a_team_is_kept_once_and_the_removal_is_on_the_tr
     """0015: of each set the member linked to an account stays, else the one entered first."""
     members = table_of(RosterMember)
     earlier = datetime(2026, 2, 1, tzinfo=UTC)
-    async with fresh_database(backend, tmp_path) as url:
-        config = migrate.alembic_config(url)
-        await asyncio.to_thread(command.downgrade, config, "0014")
-        engine = create_engine(url)
-        try:
+    async with downgraded(backend, tmp_path, "0014") as (config, engine):
+        async with engine.begin() as connection:
+            await connection.execute(
+                table_of(User).insert(),
+                {
+                    "id": "u1",
+                    "name": "u1",
+                    "password_hash": "x",
+                    "role": "leader",
+                    "disabled": False,
+                    "created_at": earlier,
+                },
+            )
+            await connection.execute(
+                members.insert(),
+                [
+                    _member("later", "area", "gX", "13900000001"),
+                    _member("first", "area", "gX", "13900000001", at=earlier),
+                    _member("entered", "area", "gX", "13900000002", at=earlier),
+                    _member("linked", "area", "gX", "13900000002", user_id="u1"),
+                    # Another team's roster, and another roster's team of the same name.
+                    _member("other-team", "area", "gY", "13900000001"),
+                    _member("other-roster", "watch", "gX", "13900000001"),
+                ],
+            )
+        await asyncio.to_thread(command.upgrade, config, "head")
+
+        async with engine.connect() as connection:
+            left = await connection.scalars(select(members.c.id).order_by(members.c.id))
+            assert list(left) == ["first", "linked", "other-roster", "other-team"]
+            trail = await _trail(connection, "duplicate_member_removed")
+            removed = [(actor, target, data["kept"], data["name"]) for actor, target, data in trail]
+            assert removed == [
+                ("migration 0015", "entered", "linked", "队员entered"),
+                ("migration 0015", "later", "first", "队员later"),
+            ]
+        with pytest.raises(IntegrityError):
             async with engine.begin() as connection:
                 await connection.execute(
-                    table_of(User).insert(),
-                    {
-                        "id": "u1",
-                        "name": "u1",
-                        "password_hash": "x",
-                        "role": "leader",
-                        "disabled": False,
-                        "created_at": earlier,
-                    },
+                    members.insert(), _member("again", "area", "gX", "13900000001")
                 )
-                await connection.execute(
-                    members.insert(),
-                    [
-                        _member("later", "area", "gX", "13900000001"),
-                        _member("first", "area", "gX", "13900000001", at=earlier),
-                        _member("entered", "area", "gX", "13900000002", at=earlier),
-                        _member("linked", "area", "gX", "13900000002", user_id="u1"),
-                        # Another team's roster, and another roster's team of the same name.
-                        _member("other-team", "area", "gY", "13900000001"),
-                        _member("other-roster", "watch", "gX", "13900000001"),
-                    ],
-                )
-            await asyncio.to_thread(command.upgrade, config, "head")
-
-            async with engine.connect() as connection:
-                left = await connection.scalars(select(members.c.id).order_by(members.c.id))
-                assert list(left) == ["first", "linked", "other-roster", "other-team"]
-                trail = await _trail(connection, "duplicate_member_removed")
-                removed = [
-                    (actor, target, data["kept"], data["name"]) for actor, target, data in trail
-                ]
-                assert removed == [
-                    ("migration 0015", "entered", "linked", "队员entered"),
-                    ("migration 0015", "later", "first", "队员later"),
-                ]
-            with pytest.raises(IntegrityError):
-                async with engine.begin() as connection:
-                    await connection.execute(
-                        members.insert(), _member("again", "area", "gX", "13900000001")
-                    )
-        finally:
-            await engine.dispose()
 
 
 async def test_a_database_ahead_of_this_release_is_served_as_it_is(
@@ -259,58 +270,50 @@ async def test_teams_are_numbered_in_the_order_they_were_created_and_back_again(
     old_teams = sa.table(
         "teams", *(sa.column(name) for name in _team_row("x", datetime.now(UTC)) if name != "zone")
     )
-    async with fresh_database(backend, tmp_path) as url:
-        config = migrate.alembic_config(url)
-        await asyncio.to_thread(command.downgrade, config, "0015")
-        engine = create_engine(url)
-        try:
+    async with downgraded(backend, tmp_path, "0015") as (config, engine):
+        async with engine.begin() as connection:
+            await connection.execute(
+                old_teams.insert(),
+                [
+                    {k: v for k, v in row.items() if k != "zone"}
+                    for row in (
+                        _team_row("late", datetime(2026, 3, 3, tzinfo=UTC)),
+                        _team_row("first", datetime(2026, 3, 1, tzinfo=UTC)),
+                        _team_row(
+                            "gone",
+                            datetime(2026, 3, 2, tzinfo=UTC),
+                            retired_at=datetime(2026, 3, 4, tzinfo=UTC),
+                        ),
+                    )
+                ],
+            )
+        await asyncio.to_thread(command.upgrade, config, "head")
+
+        teams_table = table_of(Team)
+        async with engine.connect() as connection:
+            numbered = await connection.execute(
+                select(teams_table.c.id, teams_table.c.revision).order_by(teams_table.c.revision)
+            )
+            assert list(numbered) == [("first", 1), ("gone", 2), ("late", 3)]
+            columns, indexes = await connection.run_sync(_team_columns)
+            assert "revision" in columns and "ix_teams_revision" in indexes
+        coverage = Coverage()
+        async with create_sessionmaker(engine)() as session:
+            await teams.load_coverage(session, coverage)
+        assert (len(coverage), coverage.revision) == (2, 3)
+        with pytest.raises(IntegrityError):
             async with engine.begin() as connection:
                 await connection.execute(
-                    old_teams.insert(),
-                    [
-                        {k: v for k, v in row.items() if k != "zone"}
-                        for row in (
-                            _team_row("late", datetime(2026, 3, 3, tzinfo=UTC)),
-                            _team_row("first", datetime(2026, 3, 1, tzinfo=UTC)),
-                            _team_row(
-                                "gone",
-                                datetime(2026, 3, 2, tzinfo=UTC),
-                                retired_at=datetime(2026, 3, 4, tzinfo=UTC),
-                            ),
-                        )
-                    ],
+                    teams_table.insert(), _team_row("unnumbered", datetime.now(UTC))
                 )
-            await asyncio.to_thread(command.upgrade, config, "head")
 
-            teams_table = table_of(Team)
-            async with engine.connect() as connection:
-                numbered = await connection.execute(
-                    select(teams_table.c.id, teams_table.c.revision).order_by(
-                        teams_table.c.revision
-                    )
-                )
-                assert list(numbered) == [("first", 1), ("gone", 2), ("late", 3)]
-                columns, indexes = await connection.run_sync(_team_columns)
-                assert "revision" in columns and "ix_teams_revision" in indexes
-            coverage = Coverage()
-            async with create_sessionmaker(engine)() as session:
-                await teams.load_coverage(session, coverage)
-            assert (len(coverage), coverage.revision) == (2, 3)
-            with pytest.raises(IntegrityError):
-                async with engine.begin() as connection:
-                    await connection.execute(
-                        teams_table.insert(), _team_row("unnumbered", datetime.now(UTC))
-                    )
-
-            await asyncio.to_thread(command.downgrade, config, "0015")
-            async with engine.connect() as connection:
-                columns, indexes = await connection.run_sync(_team_columns)
-                assert "revision" not in columns and "ix_teams_revision" not in indexes
-                left = await connection.scalars(select(old_teams.c.id).order_by(old_teams.c.id))
-                assert list(left) == ["first", "gone", "late"]
-            await asyncio.to_thread(command.upgrade, config, "head")
-        finally:
-            await engine.dispose()
+        await asyncio.to_thread(command.downgrade, config, "0015")
+        async with engine.connect() as connection:
+            columns, indexes = await connection.run_sync(_team_columns)
+            assert "revision" not in columns and "ix_teams_revision" not in indexes
+            left = await connection.scalars(select(old_teams.c.id).order_by(old_teams.c.id))
+            assert list(left) == ["first", "gone", "late"]
+        await asyncio.to_thread(command.upgrade, config, "head")
 
 
 async def test_hops_stamped_by_their_arrival_are_marked_implied(
@@ -339,50 +342,44 @@ async def test_hops_stamped_by_their_arrival_are_marked_implied(
             "arrival_source": None if arrived is None else "button",
         }  # fmt: skip
 
-    async with fresh_database(backend, tmp_path) as url:
-        config = migrate.alembic_config(url)
+    async with downgraded(backend, tmp_path, "0016") as (config, engine):
+        async with engine.begin() as connection:
+            await connection.execute(
+                table_of(User).insert(),
+                {"id": "u1", "name": "u1", "password_hash": "x", "role": "operator",
+                 "disabled": False, "created_at": reported},
+            )  # fmt: skip
+            team = _team_row("t1", reported, revision=1)
+            # As the table was at 0016: the columns of later revisions left out.
+            teams_then = sa.table("teams", *(sa.column(name) for name in team))
+            await connection.execute(teams_then.insert(), team)
+            await connection.execute(
+                table_of(Incident).insert(),
+                {"id": "i1", "reported_at": reported, "lon": 114.16, "lat": 22.85,
+                 "category": "fight", "status": "open", "reported_by": "u1"},
+            )  # fmt: skip
+            await connection.execute(
+                old_dispatches.insert(),
+                [
+                    dispatch("radio", 121, 121, 121),
+                    dispatch("tapped", 5, 10, 50),
+                    dispatch("acked", 3, 80, 80),
+                    dispatch("waiting", 2, None, None),
+                ],
+            )
+        await asyncio.to_thread(command.upgrade, config, "head")
+        async with engine.connect() as connection:
+            marked = await connection.execute(
+                select(dispatches.c.id, *(dispatches.c[name] for name in new_columns))
+            )
+            assert sorted(marked) == [
+                ("acked", False, True),
+                ("radio", True, True),
+                ("tapped", False, False),
+                ("waiting", False, False),
+            ]
         await asyncio.to_thread(command.downgrade, config, "0016")
-        engine = create_engine(url)
-        try:
-            async with engine.begin() as connection:
-                await connection.execute(
-                    table_of(User).insert(),
-                    {"id": "u1", "name": "u1", "password_hash": "x", "role": "operator",
-                     "disabled": False, "created_at": reported},
-                )  # fmt: skip
-                team = _team_row("t1", reported, revision=1)
-                # As the table was at 0016: the columns of later revisions left out.
-                teams_then = sa.table("teams", *(sa.column(name) for name in team))
-                await connection.execute(teams_then.insert(), team)
-                await connection.execute(
-                    table_of(Incident).insert(),
-                    {"id": "i1", "reported_at": reported, "lon": 114.16, "lat": 22.85,
-                     "category": "fight", "status": "open", "reported_by": "u1"},
-                )  # fmt: skip
-                await connection.execute(
-                    old_dispatches.insert(),
-                    [
-                        dispatch("radio", 121, 121, 121),
-                        dispatch("tapped", 5, 10, 50),
-                        dispatch("acked", 3, 80, 80),
-                        dispatch("waiting", 2, None, None),
-                    ],
-                )
-            await asyncio.to_thread(command.upgrade, config, "head")
-            async with engine.connect() as connection:
-                marked = await connection.execute(
-                    select(dispatches.c.id, *(dispatches.c[name] for name in new_columns))
-                )
-                assert sorted(marked) == [
-                    ("acked", False, True),
-                    ("radio", True, True),
-                    ("tapped", False, False),
-                    ("waiting", False, False),
-                ]
-            await asyncio.to_thread(command.downgrade, config, "0016")
-            await asyncio.to_thread(command.upgrade, config, "head")
-        finally:
-            await engine.dispose()
+        await asyncio.to_thread(command.upgrade, config, "head")
 
 
 async def test_teams_in_service_sharing_a_name_keep_it_for_the_first_and_the_trail_says_so(
@@ -400,58 +397,52 @@ async def test_teams_in_service_sharing_a_name_keep_it_for_the_first_and_the_tra
         at = datetime(2026, 3, day, tzinfo=UTC)
         return _team_row(team_id, at, name=name, revision=day, **extra)
 
-    async with fresh_database(backend, tmp_path) as url:
-        config = migrate.alembic_config(url)
-        await asyncio.to_thread(command.downgrade, config, "0017")
-        engine = create_engine(url)
-        try:
-            async with engine.begin() as connection:
-                await connection.execute(
-                    old_teams.insert(),
-                    [
-                        row("later", "三中驻点", 3),
-                        row("first", "三中驻点", 1),
-                        row("gone", "三中驻点", 2, retired_at=datetime(2026, 3, 4, tzinfo=UTC)),
-                        row("numbered", "三中驻点（2）", 4),
-                        row("long-1", long_name, 5),
-                        row("long-2", long_name, 6),
-                    ],
-                )
-            await asyncio.to_thread(command.upgrade, config, "head")
+    async with downgraded(backend, tmp_path, "0017") as (config, engine):
+        async with engine.begin() as connection:
+            await connection.execute(
+                old_teams.insert(),
+                [
+                    row("later", "三中驻点", 3),
+                    row("first", "三中驻点", 1),
+                    row("gone", "三中驻点", 2, retired_at=datetime(2026, 3, 4, tzinfo=UTC)),
+                    row("numbered", "三中驻点（2）", 4),
+                    row("long-1", long_name, 5),
+                    row("long-2", long_name, 6),
+                ],
+            )
+        await asyncio.to_thread(command.upgrade, config, "head")
 
-            async with engine.connect() as connection:
-                found = await connection.execute(
-                    select(teams_table.c.id, teams_table.c.name, teams_table.c.revision)
-                )
-                names = {team_id: (name, revision) for team_id, name, revision in found}
-                assert {k: v[0] for k, v in names.items()} == {
-                    "first": "三中驻点",
-                    "gone": "三中驻点",
-                    "later": "三中驻点（3）",
-                    "numbered": "三中驻点（2）",
-                    "long-1": long_name,
-                    "long-2": "长" * 125 + "（2）",
-                }
-                # Renamed: a change of the team, after every revision before.
-                assert sorted((names["later"][1], names["long-2"][1])) == [7, 8]
-                trail = await _trail(connection, "duplicate_team_renamed")
-                renamed = [(a, target, d["name"], d["was"], d["kept"]) for a, target, d in trail]
-                assert renamed == [
-                    ("migration 0018", "later", "三中驻点（3）", "三中驻点", "first"),
-                    ("migration 0018", "long-2", "长" * 125 + "（2）", long_name, "long-1"),
-                ]
-            with pytest.raises(IntegrityError):
-                async with engine.begin() as connection:
-                    await connection.execute(
-                        teams_table.insert(), row("again", "三中驻点", 9, former_names=[])
-                    )
+        async with engine.connect() as connection:
+            found = await connection.execute(
+                select(teams_table.c.id, teams_table.c.name, teams_table.c.revision)
+            )
+            names = {team_id: (name, revision) for team_id, name, revision in found}
+            assert {k: v[0] for k, v in names.items()} == {
+                "first": "三中驻点",
+                "gone": "三中驻点",
+                "later": "三中驻点（3）",
+                "numbered": "三中驻点（2）",
+                "long-1": long_name,
+                "long-2": "长" * 125 + "（2）",
+            }
+            # Renamed: a change of the team, after every revision before.
+            assert sorted((names["later"][1], names["long-2"][1])) == [7, 8]
+            trail = await _trail(connection, "duplicate_team_renamed")
+            renamed = [(a, target, d["name"], d["was"], d["kept"]) for a, target, d in trail]
+            assert renamed == [
+                ("migration 0018", "later", "三中驻点（3）", "三中驻点", "first"),
+                ("migration 0018", "long-2", "长" * 125 + "（2）", long_name, "long-1"),
+            ]
+        with pytest.raises(IntegrityError):
             async with engine.begin() as connection:
                 await connection.execute(
-                    teams_table.insert(),
-                    row("retired", "三中驻点", 9, former_names=[], retired_at=datetime.now(UTC)),
+                    teams_table.insert(), row("again", "三中驻点", 9, former_names=[])
                 )
-        finally:
-            await engine.dispose()
+        async with engine.begin() as connection:
+            await connection.execute(
+                teams_table.insert(),
+                row("retired", "三中驻点", 9, former_names=[], retired_at=datetime.now(UTC)),
+            )
 
 
 async def test_a_teams_roster_is_put_under_its_present_name_once_per_phone(
@@ -470,73 +461,65 @@ async def test_a_teams_roster_is_put_under_its_present_name_once_per_phone(
     def of_team(member_id: str, group: str, phone: str, **extra: Any) -> dict[str, Any]:
         return _member(member_id, "emergency", group, phone, team_id="t", **extra)
 
-    async with fresh_database(backend, tmp_path) as url:
-        config = migrate.alembic_config(url)
-        await asyncio.to_thread(command.downgrade, config, "0018")
-        engine = create_engine(url)
-        try:
+    async with downgraded(backend, tmp_path, "0018") as (config, engine):
+        async with engine.begin() as connection:
+            await connection.execute(
+                old_teams.insert(), _team_row("t", early, name="银湖机动队（二期）", revision=1)
+            )
+            await connection.execute(
+                table_of(User).insert(),
+                {
+                    "id": "u1",
+                    "name": "u1",
+                    "password_hash": "x",
+                    "role": "leader",
+                    "team_id": "t",
+                    "disabled": False,
+                    "created_at": early,
+                },
+            )
+            await connection.execute(
+                members.insert(),
+                [
+                    # Imported before the rename, and again under the new name.
+                    of_team("old-1", "银湖机动队", "13900000001", at=early),
+                    of_team("new-1", "银湖机动队（二期）", "13900000001", at=late),
+                    of_team("old-2", "银湖机动队", "13900000002", at=early, user_id="u1"),
+                    of_team("new-2", "银湖机动队（二期）", "13900000002", at=late),
+                    of_team("old-3", "银湖机动队", "13900000003", at=early),
+                    of_team("older", "银湖联防队", "13900000004", at=earliest),
+                    # Another roster's team of the same name: no team's, left as it is.
+                    _member("area", "area", "银湖机动队", "13900000001"),
+                ],
+            )  # fmt: skip
+        await asyncio.to_thread(command.upgrade, config, "head")
+
+        async with engine.connect() as connection:
+            left = await connection.execute(
+                select(members.c.id, members.c.group_name).order_by(members.c.id)
+            )
+            assert list(left) == [
+                ("area", "银湖机动队"),
+                ("new-1", "银湖机动队（二期）"),
+                ("old-2", "银湖机动队（二期）"),
+                ("old-3", "银湖机动队（二期）"),
+                ("older", "银湖机动队（二期）"),
+            ]
+            former = await connection.scalar(
+                select(teams_table.c.former_names).where(teams_table.c.id == "t")
+            )
+            assert former == ["银湖机动队", "银湖联防队"], "newest first"
+            trail = await _trail(connection, "duplicate_member_removed")
+            removed = [(a, target, data["kept"], data["group_name"]) for a, target, data in trail]
+            assert removed == [
+                ("migration 0019", "new-2", "old-2", "银湖机动队（二期）"),
+                ("migration 0019", "old-1", "new-1", "银湖机动队"),
+            ]
+        with pytest.raises(IntegrityError):
             async with engine.begin() as connection:
                 await connection.execute(
-                    old_teams.insert(), _team_row("t", early, name="银湖机动队（二期）", revision=1)
+                    members.insert(), of_team("again", "别的名字", "13900000003")
                 )
-                await connection.execute(
-                    table_of(User).insert(),
-                    {
-                        "id": "u1",
-                        "name": "u1",
-                        "password_hash": "x",
-                        "role": "leader",
-                        "team_id": "t",
-                        "disabled": False,
-                        "created_at": early,
-                    },
-                )
-                await connection.execute(
-                    members.insert(),
-                    [
-                        # Imported before the rename, and again under the new name.
-                        of_team("old-1", "银湖机动队", "13900000001", at=early),
-                        of_team("new-1", "银湖机动队（二期）", "13900000001", at=late),
-                        of_team("old-2", "银湖机动队", "13900000002", at=early, user_id="u1"),
-                        of_team("new-2", "银湖机动队（二期）", "13900000002", at=late),
-                        of_team("old-3", "银湖机动队", "13900000003", at=early),
-                        of_team("older", "银湖联防队", "13900000004", at=earliest),
-                        # Another roster's team of the same name: no team's, left as it is.
-                        _member("area", "area", "银湖机动队", "13900000001"),
-                    ],
-                )  # fmt: skip
-            await asyncio.to_thread(command.upgrade, config, "head")
-
-            async with engine.connect() as connection:
-                left = await connection.execute(
-                    select(members.c.id, members.c.group_name).order_by(members.c.id)
-                )
-                assert list(left) == [
-                    ("area", "银湖机动队"),
-                    ("new-1", "银湖机动队（二期）"),
-                    ("old-2", "银湖机动队（二期）"),
-                    ("old-3", "银湖机动队（二期）"),
-                    ("older", "银湖机动队（二期）"),
-                ]
-                former = await connection.scalar(
-                    select(teams_table.c.former_names).where(teams_table.c.id == "t")
-                )
-                assert former == ["银湖机动队", "银湖联防队"], "newest first"
-                trail = await _trail(connection, "duplicate_member_removed")
-                removed = [
-                    (a, target, data["kept"], data["group_name"]) for a, target, data in trail
-                ]
-                assert removed == [
-                    ("migration 0019", "new-2", "old-2", "银湖机动队（二期）"),
-                    ("migration 0019", "old-1", "new-1", "银湖机动队"),
-                ]
-            with pytest.raises(IntegrityError):
-                async with engine.begin() as connection:
-                    await connection.execute(
-                        members.insert(), of_team("again", "别的名字", "13900000003")
-                    )
-        finally:
-            await engine.dispose()
 
 
 async def test_names_stored_before_the_checks_are_stripped_and_marked_on_the_trail(
@@ -578,186 +561,180 @@ async def test_names_stored_before_the_checks_are_stripped_and_marked_on_the_tra
             "reported_by": "u-admin",
         }
 
-    async with fresh_database(backend, tmp_path) as url:
-        config = migrate.alembic_config(url)
+    async with downgraded(backend, tmp_path, "0019") as (config, engine):
+        async with engine.begin() as connection:
+            await connection.execute(
+                teams_table.insert(),
+                [
+                    team("kept", "三中驻点", 1),
+                    # Two names then, one once stripped: the one already clean keeps it.
+                    team("spaced", " 三中驻点\u3000", 2),
+                    team("rlo", "联防\u202e队", 3),
+                    team("blank", "   ", 4),
+                    team("gone", " 三中驻点", 5, retired_at=at),
+                    team(
+                        "former",
+                        "银湖机动队",
+                        6,
+                        former_names=[" 银湖机动队 ", "旧\u0007名", "旧\ufffd名", "旧名 "],
+                    ),
+                ],
+            )
+            await connection.execute(
+                users.insert(),
+                [
+                    user("u-admin", "admin", 1),
+                    user("u-space", " admin", 2),
+                    user("u-bel", "b\x07", 3),
+                ],
+            )
+            await connection.execute(
+                villages.insert(),
+                [
+                    {**village("v1", "上元村\u3000"), "created_at": at, "updated_at": at},
+                    {**village("v2", "下仙\u202e社区"), "created_at": at, "updated_at": at},
+                    # A zero-width space: a second 横坑村 that reads as the first.
+                    {**village("v3", "横\u200b坑村"), "created_at": at, "updated_at": at},
+                ],
+            )
+            await connection.execute(
+                members.insert(),
+                [
+                    _member(
+                        "of-team",
+                        "emergency",
+                        " 三中驻点\u3000",
+                        "13900000001",
+                        team_id="spaced",
+                    ),
+                    # Two rosters of no team that cleaning gives one name, a phone on both.
+                    _member("clean", "area", "甲\ufffd组", "13900000002", at=at),
+                    _member(
+                        "dirty",
+                        "area",
+                        "甲\u202e组",
+                        "13900000002",
+                        at=at + timedelta(1),
+                        name="李\u202e四",
+                        site=" 银湖 ",
+                    ),
+                    _member("no-site", "watch", "乙组", "13900000003", site="\u3000"),
+                ],
+            )
+            await connection.execute(
+                incidents.insert(),
+                [
+                    incident("i1", "持刀\u0007\r\n东门\t(\u202e)"),
+                    # A free text keeps what shows nothing: it names nobody.
+                    incident("i2", "两人\u200b\n\t打架 "),
+                    incident("i3", None),
+                ],
+            )
+        await asyncio.to_thread(command.upgrade, config, "head")
+
+        async with engine.connect() as connection:
+            found = await connection.execute(
+                select(
+                    teams_table.c.id,
+                    teams_table.c.name,
+                    teams_table.c.revision,
+                    teams_table.c.former_names,
+                )
+            )
+            stored = {row.id: row for row in found}
+            assert {k: v.name for k, v in stored.items()} == {
+                "kept": "三中驻点",
+                "spaced": "三中驻点（2）",
+                "rlo": "联防\ufffd队",
+                "blank": "（无名称）",
+                "gone": "三中驻点",
+                "former": "银湖机动队",
+            }
+            assert stored["former"].former_names == ["旧\ufffd名", "旧名"]
+            # Each team changed takes the next revision, after every one before.
+            changed = ("spaced", "rlo", "blank", "gone", "former")
+            assert [stored[t].revision for t in changed] == [7, 8, 9, 10, 11]
+            assert stored["kept"].revision == 1
+            found = await connection.execute(select(users.c.id, users.c.name))
+            assert dict(found.all()) == {
+                "u-admin": "admin",
+                "u-space": "admin（2）",
+                "u-bel": "b\ufffd",
+            }
+            found = await connection.execute(select(villages.c.id, villages.c.name))
+            assert dict(found.all()) == {
+                "v1": "上元村",
+                "v2": "下仙\ufffd社区",
+                "v3": "横\ufffd坑村",
+            }
+            found = await connection.execute(
+                select(members.c.id, members.c.group_name, members.c.name, members.c.site)
+            )
+            assert {row.id: tuple(row)[1:] for row in found} == {
+                "of-team": ("三中驻点（2）", "队员of-team", None),
+                "clean": ("甲\ufffd组", "队员clean", None),
+                "dirty": ("甲\ufffd组（2）", "李\ufffd四", "银湖"),
+                "no-site": ("乙组", "队员no-site", None),
+            }
+            found = await connection.execute(select(incidents.c.id, incidents.c.description))
+            assert dict(found.all()) == {
+                "i1": "持刀\ufffd\r\n东门\t(\ufffd)",
+                "i2": "两人\u200b\n\t打架 ",
+                "i3": None,
+            }
+            trail = await _trail(connection, "stored_text_cleaned")
+            cleaned = sorted(
+                (target, d["table"], d["field"], d["was"], d["now"], d.get("kept_by"))
+                for actor, target, d in trail
+                if actor == "migration 0020"
+            )
+            assert len(cleaned) == len(trail)
+            assert cleaned == sorted(
+                [
+                    ("spaced", "teams", "name", " 三中驻点\u3000", "三中驻点（2）", "kept"),
+                    ("rlo", "teams", "name", "联防\u202e队", "联防\ufffd队", None),
+                    ("blank", "teams", "name", "   ", "（无名称）", None),
+                    ("gone", "teams", "name", " 三中驻点", "三中驻点", None),
+                    (
+                        "former",
+                        "teams",
+                        "former_names",
+                        [" 银湖机动队 ", "旧\u0007名", "旧\ufffd名", "旧名 "],
+                        ["旧\ufffd名", "旧名"],
+                        None,
+                    ),
+                    ("u-space", "users", "name", " admin", "admin（2）", "u-admin"),
+                    ("u-bel", "users", "name", "b\x07", "b\ufffd", None),
+                    ("v1", "villages", "name", "上元村\u3000", "上元村", None),
+                    ("v2", "villages", "name", "下仙\u202e社区", "下仙\ufffd社区", None),
+                    ("v3", "villages", "name", "横\u200b坑村", "横\ufffd坑村", None),
+                    ("dirty", "roster_members", "name", "李\u202e四", "李\ufffd四", None),
+                    ("dirty", "roster_members", "site", " 银湖 ", "银湖", None),
+                    (
+                        "dirty",
+                        "roster_members",
+                        "group_name",
+                        "甲\u202e组",
+                        "甲\ufffd组（2）",
+                        None,
+                    ),
+                    ("no-site", "roster_members", "site", "\u3000", None, None),
+                    (
+                        "i1",
+                        "incidents",
+                        "description",
+                        "持刀\u0007\r\n东门\t(\u202e)",
+                        "持刀\ufffd\r\n东门\t(\ufffd)",
+                        None,
+                    ),
+                ]
+            )
+
+        # Run again on what it left: nothing more to clean.
         await asyncio.to_thread(command.downgrade, config, "0019")
-        engine = create_engine(url)
-        try:
-            async with engine.begin() as connection:
-                await connection.execute(
-                    teams_table.insert(),
-                    [
-                        team("kept", "三中驻点", 1),
-                        # Two names then, one once stripped: the one already clean keeps it.
-                        team("spaced", " 三中驻点\u3000", 2),
-                        team("rlo", "联防\u202e队", 3),
-                        team("blank", "   ", 4),
-                        team("gone", " 三中驻点", 5, retired_at=at),
-                        team(
-                            "former",
-                            "银湖机动队",
-                            6,
-                            former_names=[" 银湖机动队 ", "旧\u0007名", "旧\ufffd名", "旧名 "],
-                        ),
-                    ],
-                )
-                await connection.execute(
-                    users.insert(),
-                    [
-                        user("u-admin", "admin", 1),
-                        user("u-space", " admin", 2),
-                        user("u-bel", "b\x07", 3),
-                    ],
-                )
-                await connection.execute(
-                    villages.insert(),
-                    [
-                        {**village("v1", "上元村\u3000"), "created_at": at, "updated_at": at},
-                        {**village("v2", "下仙\u202e社区"), "created_at": at, "updated_at": at},
-                        # A zero-width space: a second 横坑村 that reads as the first.
-                        {**village("v3", "横\u200b坑村"), "created_at": at, "updated_at": at},
-                    ],
-                )
-                await connection.execute(
-                    members.insert(),
-                    [
-                        _member(
-                            "of-team",
-                            "emergency",
-                            " 三中驻点\u3000",
-                            "13900000001",
-                            team_id="spaced",
-                        ),
-                        # Two rosters of no team that cleaning gives one name, a phone on both.
-                        _member("clean", "area", "甲\ufffd组", "13900000002", at=at),
-                        _member(
-                            "dirty",
-                            "area",
-                            "甲\u202e组",
-                            "13900000002",
-                            at=at + timedelta(1),
-                            name="李\u202e四",
-                            site=" 银湖 ",
-                        ),
-                        _member("no-site", "watch", "乙组", "13900000003", site="\u3000"),
-                    ],
-                )
-                await connection.execute(
-                    incidents.insert(),
-                    [
-                        incident("i1", "持刀\u0007\r\n东门\t(\u202e)"),
-                        # A free text keeps what shows nothing: it names nobody.
-                        incident("i2", "两人\u200b\n\t打架 "),
-                        incident("i3", None),
-                    ],
-                )
-            await asyncio.to_thread(command.upgrade, config, "head")
-
-            async with engine.connect() as connection:
-                found = await connection.execute(
-                    select(
-                        teams_table.c.id,
-                        teams_table.c.name,
-                        teams_table.c.revision,
-                        teams_table.c.former_names,
-                    )
-                )
-                stored = {row.id: row for row in found}
-                assert {k: v.name for k, v in stored.items()} == {
-                    "kept": "三中驻点",
-                    "spaced": "三中驻点（2）",
-                    "rlo": "联防\ufffd队",
-                    "blank": "（无名称）",
-                    "gone": "三中驻点",
-                    "former": "银湖机动队",
-                }
-                assert stored["former"].former_names == ["旧\ufffd名", "旧名"]
-                # Each team changed takes the next revision, after every one before.
-                changed = ("spaced", "rlo", "blank", "gone", "former")
-                assert [stored[t].revision for t in changed] == [7, 8, 9, 10, 11]
-                assert stored["kept"].revision == 1
-                found = await connection.execute(select(users.c.id, users.c.name))
-                assert dict(found.all()) == {
-                    "u-admin": "admin",
-                    "u-space": "admin（2）",
-                    "u-bel": "b\ufffd",
-                }
-                found = await connection.execute(select(villages.c.id, villages.c.name))
-                assert dict(found.all()) == {
-                    "v1": "上元村",
-                    "v2": "下仙\ufffd社区",
-                    "v3": "横\ufffd坑村",
-                }
-                found = await connection.execute(
-                    select(members.c.id, members.c.group_name, members.c.name, members.c.site)
-                )
-                assert {row.id: tuple(row)[1:] for row in found} == {
-                    "of-team": ("三中驻点（2）", "队员of-team", None),
-                    "clean": ("甲\ufffd组", "队员clean", None),
-                    "dirty": ("甲\ufffd组（2）", "李\ufffd四", "银湖"),
-                    "no-site": ("乙组", "队员no-site", None),
-                }
-                found = await connection.execute(select(incidents.c.id, incidents.c.description))
-                assert dict(found.all()) == {
-                    "i1": "持刀\ufffd\r\n东门\t(\ufffd)",
-                    "i2": "两人\u200b\n\t打架 ",
-                    "i3": None,
-                }
-                trail = await _trail(connection, "stored_text_cleaned")
-                cleaned = sorted(
-                    (target, d["table"], d["field"], d["was"], d["now"], d.get("kept_by"))
-                    for actor, target, d in trail
-                    if actor == "migration 0020"
-                )
-                assert len(cleaned) == len(trail)
-                assert cleaned == sorted(
-                    [
-                        ("spaced", "teams", "name", " 三中驻点\u3000", "三中驻点（2）", "kept"),
-                        ("rlo", "teams", "name", "联防\u202e队", "联防\ufffd队", None),
-                        ("blank", "teams", "name", "   ", "（无名称）", None),
-                        ("gone", "teams", "name", " 三中驻点", "三中驻点", None),
-                        (
-                            "former",
-                            "teams",
-                            "former_names",
-                            [" 银湖机动队 ", "旧\u0007名", "旧\ufffd名", "旧名 "],
-                            ["旧\ufffd名", "旧名"],
-                            None,
-                        ),
-                        ("u-space", "users", "name", " admin", "admin（2）", "u-admin"),
-                        ("u-bel", "users", "name", "b\x07", "b\ufffd", None),
-                        ("v1", "villages", "name", "上元村\u3000", "上元村", None),
-                        ("v2", "villages", "name", "下仙\u202e社区", "下仙\ufffd社区", None),
-                        ("v3", "villages", "name", "横\u200b坑村", "横\ufffd坑村", None),
-                        ("dirty", "roster_members", "name", "李\u202e四", "李\ufffd四", None),
-                        ("dirty", "roster_members", "site", " 银湖 ", "银湖", None),
-                        (
-                            "dirty",
-                            "roster_members",
-                            "group_name",
-                            "甲\u202e组",
-                            "甲\ufffd组（2）",
-                            None,
-                        ),
-                        ("no-site", "roster_members", "site", "\u3000", None, None),
-                        (
-                            "i1",
-                            "incidents",
-                            "description",
-                            "持刀\u0007\r\n东门\t(\u202e)",
-                            "持刀\ufffd\r\n东门\t(\ufffd)",
-                            None,
-                        ),
-                    ]
-                )
-
-            # Run again on what it left: nothing more to clean.
-            await asyncio.to_thread(command.downgrade, config, "0019")
-            await asyncio.to_thread(command.upgrade, config, "head")
-            async with engine.connect() as connection:
-                assert len(await _trail(connection, "stored_text_cleaned")) == len(trail)
-        finally:
-            await engine.dispose()
+        await asyncio.to_thread(command.upgrade, config, "head")
+        async with engine.connect() as connection:
+            assert len(await _trail(connection, "stored_text_cleaned")) == len(trail)
 
 
 _COPIES = ("incident_reported_at", "incident_closed_at")
@@ -827,28 +804,22 @@ async def test_tiers_and_dispatches_stored_before_0023_take_their_incidents_time
     reported = datetime(2026, 3, 1, 1, 0, 0, 123456, tzinfo=UTC)
     closed = reported + timedelta(seconds=95, microseconds=7)
     later = timedelta(hours=1)
-    async with fresh_database(backend, tmp_path) as url:
-        config = migrate.alembic_config(url)
+    async with downgraded(backend, tmp_path, "0022") as (config, engine):
+        async with engine.begin() as connection:
+            await _an_operator_and_a_team(connection, reported)
+            await _incident_as_the_release_before_wrote_it(connection, "open", reported, None)
+            await _incident_as_the_release_before_wrote_it(
+                connection, "closed", reported + later, closed + later
+            )
+        await asyncio.to_thread(command.upgrade, config, "head")
+        async with engine.connect() as connection:
+            assert await _copies(connection) == (
+                [("closed", tier, reported + later, closed + later) for tier in (1, 2, 3)]
+                + [("open", tier, reported, None) for tier in (1, 2, 3)],
+                [("d-closed", reported + later), ("d-open", reported)],
+            )
         await asyncio.to_thread(command.downgrade, config, "0022")
-        engine = create_engine(url)
-        try:
-            async with engine.begin() as connection:
-                await _an_operator_and_a_team(connection, reported)
-                await _incident_as_the_release_before_wrote_it(connection, "open", reported, None)
-                await _incident_as_the_release_before_wrote_it(
-                    connection, "closed", reported + later, closed + later
-                )
-            await asyncio.to_thread(command.upgrade, config, "head")
-            async with engine.connect() as connection:
-                assert await _copies(connection) == (
-                    [("closed", tier, reported + later, closed + later) for tier in (1, 2, 3)]
-                    + [("open", tier, reported, None) for tier in (1, 2, 3)],
-                    [("d-closed", reported + later), ("d-open", reported)],
-                )
-            await asyncio.to_thread(command.downgrade, config, "0022")
-            await asyncio.to_thread(command.upgrade, config, "head")
-        finally:
-            await engine.dispose()
+        await asyncio.to_thread(command.upgrade, config, "head")
 
 
 async def test_the_release_before_writes_on_the_migrated_database_and_its_rows_get_the_copies(
@@ -985,28 +956,22 @@ async def test_users_and_logouts_stored_before_0027_keep_working(
     def logout(jti: str) -> dict[str, Any]:
         return {"jti": jti, "user_id": "u-before", "expires_at": at + timedelta(hours=12)}
 
-    async with fresh_database(backend, tmp_path) as url:
-        config = migrate.alembic_config(url)
+    async with downgraded(backend, tmp_path, "0026") as (config, engine):
+        async with engine.begin() as connection:
+            await connection.execute(users.insert(), user("u-before"))
+            await connection.execute(revoked.insert(), logout("a" * 32))
+        await asyncio.to_thread(command.upgrade, config, "head")
+        async with engine.begin() as connection:
+            await connection.execute(users.insert(), user("u-during"))
+            await connection.execute(revoked.insert(), logout("b" * 32))
+        async with engine.connect() as connection:
+            generations = await connection.execute(
+                select(users.c.id, users.c.token_generation).order_by(users.c.id)
+            )
+            assert generations.all() == [("u-before", 0), ("u-during", 0)]
+            logouts = await connection.execute(
+                select(revoked.c.jti, revoked.c.revoked_at).order_by(revoked.c.jti)
+            )
+            assert logouts.all() == [("a" * 32, None), ("b" * 32, None)]
         await asyncio.to_thread(command.downgrade, config, "0026")
-        engine = create_engine(url)
-        try:
-            async with engine.begin() as connection:
-                await connection.execute(users.insert(), user("u-before"))
-                await connection.execute(revoked.insert(), logout("a" * 32))
-            await asyncio.to_thread(command.upgrade, config, "head")
-            async with engine.begin() as connection:
-                await connection.execute(users.insert(), user("u-during"))
-                await connection.execute(revoked.insert(), logout("b" * 32))
-            async with engine.connect() as connection:
-                generations = await connection.execute(
-                    select(users.c.id, users.c.token_generation).order_by(users.c.id)
-                )
-                assert generations.all() == [("u-before", 0), ("u-during", 0)]
-                logouts = await connection.execute(
-                    select(revoked.c.jti, revoked.c.revoked_at).order_by(revoked.c.jti)
-                )
-                assert logouts.all() == [("a" * 32, None), ("b" * 32, None)]
-            await asyncio.to_thread(command.downgrade, config, "0026")
-            await asyncio.to_thread(command.upgrade, config, "head")
-        finally:
-            await engine.dispose()
+        await asyncio.to_thread(command.upgrade, config, "head")
