@@ -10,7 +10,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from playwright.async_api import Browser, Page, Request, Response, expect
+from playwright.async_api import Browser, Locator, Page, Request, Response, expect
 
 from tests.pages.conftest import DESK, TIMEOUT_MS, Opened, log_in, on_the_servers_clock
 from tests.pages.test_console_and_phone import SECOND, away, card
@@ -61,6 +61,19 @@ async def reported(world: World, operator: Account, n: int) -> dict[str, Any]:
     """The ``n``th incident of the hour, half a second after the one before."""
     world.clock.advance(0.5)
     return await world.report(operator, *away(10 + n))
+
+
+async def two_late(
+    world: World, operator: Account, console: Page
+) -> tuple[dict[str, Any], dict[str, Any], Locator]:
+    """A fight and a fire reported by ``operator``, both past their first tier's deadline with
+    nobody there: the incidents, and ``console``'s alarm banner once it names the two."""
+    fight = await reported(world, operator, 0)
+    fire = await world.report(operator, *away(12), category="fire")
+    world.clock.advance(61)
+    alarm = console.locator("#alarm")
+    await expect(alarm).to_contain_text("超时警报（2 起）", timeout=10 * SECOND)
+    return fight, fire, alarm
 
 
 async def listed(console: Page) -> list[str]:
@@ -502,11 +515,7 @@ async def test_the_alarm_lets_go_of_an_incident_closed_at_another_console(
     await world.team("fixed_post")
     operator, colleague = await world.operator(), await world.operator()
     console, watched = await console_in(browser, contexts, world, operator)
-    fight = await reported(world, operator, 0)
-    fire = await world.report(operator, *away(12), category="fire")
-    world.clock.advance(61)
-    alarm = console.locator("#alarm")
-    await expect(alarm).to_contain_text("超时警报（2 起）", timeout=10 * SECOND)
+    fight, fire, alarm = await two_late(world, operator, console)
     await expect(alarm).to_have_attribute("data-sounding", "true")
 
     for incident in (fight, fire):
@@ -535,11 +544,7 @@ async def test_the_alarm_lets_go_of_a_tier_whose_team_has_arrived(
     leader = await world.leader(team)
     operator = await world.operator()
     console, watched = await console_in(browser, contexts, world, operator)
-    fight = await reported(world, operator, 0)
-    fire = await world.report(operator, *away(12), category="fire")
-    world.clock.advance(61)
-    alarm = console.locator("#alarm")
-    await expect(alarm).to_contain_text("超时警报（2 起）", timeout=10 * SECOND)
+    fight, fire, alarm = await two_late(world, operator, console)
 
     assert await world.arrive(fight, team, leader) == 200
     tier = card(console, fight["id"]).locator('.tier[data-tier="1"]')
