@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
-from tests.pages.conftest import Opened, desk_context, phone_context
+from tests.pages.conftest import Opened, desk_context, log_in, phone_context
 from tests.pages.test_console_and_phone import card, open_console, open_phone
 from tests.pages.test_reports_office import open_report
 from tests.reports.test_response_times import seed
@@ -123,10 +123,21 @@ async def test_the_console_with_a_live_incident_the_map_and_a_record_has_no_seri
     await assert_accessible_in_both_languages(console, "the console with an incident's record")
 
 
-async def alerted_phone(world: World, browser: Browser, contexts: Opened) -> Page:
-    """A fixed post's leader's phone, open at the scene, as a fire there is reported."""
+async def alerted_phone(
+    world: World,
+    browser: Browser,
+    contexts: Opened,
+    tiles: Callable[[BrowserContext], Awaitable[None]] | None = None,
+) -> Page:
+    """A fixed post's leader's phone, open at the scene, as a fire there is reported; its map's
+    tiles served by ``tiles`` where given."""
     leader = await world.leader(await world.team("fixed_post"))
-    phone = await open_phone(browser, contexts, world, leader, QINGXI)
+    context = await phone_context(browser, contexts, QINGXI)
+    if tiles is not None:
+        await tiles(context)
+    phone = await context.new_page()
+    await log_in(phone, world.base_url + "/m", leader)
+    await expect(phone.locator("#conn")).to_have_attribute("data-state", "live")
     await world.report(await world.operator(), category="fire")
     return phone
 

@@ -10,14 +10,15 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, Route, expect
 
 from dispatch.config import Settings
-from tests.pages.conftest import Opened, desk_context, log_in, phone_context
+from tests.pages.conftest import Opened, desk_context, log_in
 from tests.pages.test_accessibility import (
     AXE,
+    alerted_phone,
     assert_aaa_in_both_languages,
     assert_in_both_languages,
     switch_to,
 )
-from tests.support import QINGXI, World
+from tests.support import World
 
 # A blank tile (PNG, 1x1, white): base tiles are drawn, none is fetched from outside.
 TILE = base64.b64decode(
@@ -115,21 +116,10 @@ async def test_the_consoles_zoom_buttons_and_attribution_are_named_and_meet_aaa(
     await expect(leaflet).to_have_attribute("title", "A JavaScript library for interactive maps")
 
 
-async def alerted_phone(world: World, browser: Browser, contexts: Opened) -> Page:
-    leader = await world.leader(await world.team("fixed_post"))
-    context = await phone_context(browser, contexts, QINGXI)
-    await blank_tiles(context)
-    phone = await context.new_page()
-    await log_in(phone, world.base_url + "/m", leader)
-    await expect(phone.locator("#conn")).to_have_attribute("data-state", "live")
-    await world.report(await world.operator(), category="fire")
-    return phone
-
-
 async def test_the_phones_map_attribution_meets_aaa(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
-    phone = await alerted_phone(world, browser, contexts)
+    phone = await alerted_phone(world, browser, contexts, blank_tiles)
     await expect(phone.locator("#alert")).to_be_visible()
     await expect(phone.locator(".leaflet-control-attribution").first).to_contain_text("高德地图")
     await meets_aaa(phone, "the phone's map over base tiles")
@@ -138,7 +128,7 @@ async def test_the_phones_map_attribution_meets_aaa(
 async def test_the_phones_map_titles_leaflets_link_in_the_language_switched_to(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
-    phone = await alerted_phone(world, browser, contexts)
+    phone = await alerted_phone(world, browser, contexts, blank_tiles)
     await expect(phone.locator("#alert")).to_be_visible()
     attribution = phone.locator("#alert-map .leaflet-control-attribution")
     await expect(attribution).to_contain_text("高德地图")
