@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 
 from playwright.async_api import (
@@ -37,6 +39,33 @@ async def restart(server: RunningServer) -> RunningServer:
     again.port = again.server.config.port = server.port
     await again.start()
     return again
+
+
+@asynccontextmanager
+async def back_and_live(server: RunningServer, phone: Page) -> AsyncIterator[RunningServer]:
+    """The server back on its address (``restart``) and ``phone`` live on it again, however
+    far its reconnecting has backed off; the server stopped again when the block ends."""
+    restarted = await restart(server)
+    try:
+        await expect(phone.locator("#conn")).to_have_attribute(
+            "data-state", "live", timeout=15 * SECOND
+        )
+        yield restarted
+    finally:
+        await restarted.stop()
+
+
+async def held(page: Page, url: str) -> asyncio.Event:
+    """Requests of ``page`` to ``url`` (a glob) wait on their way, as over a slow line, until
+    the event returned is set."""
+    released = asyncio.Event()
+
+    async def slow(route: Route) -> None:
+        await released.wait()
+        await route.continue_()
+
+    await page.route(url, slow)
+    return released
 
 
 async def a_fixed_posts_phone(
@@ -265,13 +294,7 @@ async def test_a_tap_on_its_way_over_a_slow_line_is_said_to_be_sending_not_unsen
     _leader, operator, phone = await a_fixed_posts_phone(world, browser, contexts)
     await world.report(operator)
     await expect(phone.locator("#alert")).to_be_visible()
-    released = asyncio.Event()
-
-    async def slow(route: Route) -> None:
-        await released.wait()
-        await route.continue_()
-
-    await phone.route("**/accept", slow)
+    released = await held(phone, "**/accept")
     await phone.get_by_role("button", name="接警").click()
     # Nothing has failed: the tap is on its way, not kept unsent.
     line = phone.locator("#alert-outbox")

@@ -12,12 +12,12 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from playwright.async_api import Browser, Page, Request, Route, expect
+from playwright.async_api import Browser, Page, Request, expect
 
 from tests.conftest import RunningServer
 from tests.pages.conftest import Opened, log_in, phone_context
 from tests.pages.test_console_and_phone import SECOND, away, card_on_phone, open_phone
-from tests.pages.test_phone_alerts import a_fixed_posts_phone, outbox, restart
+from tests.pages.test_phone_alerts import a_fixed_posts_phone, back_and_live, held, outbox
 from tests.pages.test_phone_resync import RINGS
 from tests.support import Account, World
 
@@ -152,18 +152,12 @@ async def test_a_server_restart_while_the_phone_is_open_loses_no_alert(
     await phone.evaluate(RINGS)
     await server.stop()
     await expect(phone.locator("#conn")).not_to_have_attribute("data-state", "live")
-    restarted = await restart(server)
-    try:
-        await expect(phone.locator("#conn")).to_have_attribute(
-            "data-state", "live", timeout=15 * SECOND
-        )
+    async with back_and_live(server, phone):
         incident = await world.report(operator)
         await expect(phone.locator("#alert")).to_be_visible()
         await world.wait_for(operator, incident["id"], lambda i: i["dispatches"][0]["shown_at"])
         assert await phone.evaluate("window.__rings") == 1
         await expect(phone.locator("#load-problem")).to_be_hidden()
-    finally:
-        await restarted.stop()
 
 
 async def test_two_tabs_of_one_leader_ring_once_each_and_an_answer_on_one_quiets_the_other(
@@ -275,13 +269,7 @@ async def test_an_arrival_tapped_while_the_acceptance_is_on_a_slow_line_goes_aft
     _leader, operator, phone = await a_fixed_posts_phone(world, browser, contexts)
     incident = await world.report(operator)
     await expect(phone.locator("#alert")).to_be_visible()
-    released = asyncio.Event()
-
-    async def slow(route: Route) -> None:
-        await released.wait()
-        await route.continue_()
-
-    await phone.route("**/accept", slow)
+    released = await held(phone, "**/accept")
     await phone.get_by_role("button", name="接警").click()
     await expect(phone.locator("#accept")).to_have_text("接警发送中…")
     world.clock.advance(20)
@@ -338,11 +326,7 @@ async def test_a_renewal_due_while_the_server_restarts_is_had_once_it_is_back(
     # Past half the term (6 s by the phone's own clock): the renewal is due and fails.
     await phone.wait_for_timeout(7000)
     world.clock.advance(8)  # the first token has 4 s left by the server's clock
-    restarted = await restart(server)
-    try:
-        await expect(phone.locator("#conn")).to_have_attribute(
-            "data-state", "live", timeout=15 * SECOND
-        )
+    async with back_and_live(server, phone):
         for _ in range(100):
             if await phone.evaluate(TOKEN) != first:
                 break
@@ -354,8 +338,6 @@ async def test_a_renewal_due_while_the_server_restarts_is_had_once_it_is_back(
         await expect(phone.locator("#alert")).to_be_visible(timeout=15 * SECOND)
         await expect(phone.locator("#login")).to_be_hidden()
         await expect(phone.locator("#session-note")).to_be_hidden()
-    finally:
-        await restarted.stop()
 
 
 async def test_a_tap_kept_offline_on_a_phone_whose_clock_is_wrong_says_the_servers_time(
