@@ -22,6 +22,7 @@ import math
 import random
 import secrets
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import httpx
 from playwright.async_api import Page, async_playwright
 
 from bench.common import (
+    Served,
     say,
     scratch_postgres,
     serve_dispatch,
@@ -37,7 +39,7 @@ from bench.common import (
     work_dir,
 )
 from dispatch.simulate import town as towns
-from dispatch.simulate.seed import seed_database
+from dispatch.simulate.seed import Seeded, seed_database
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
@@ -64,6 +66,24 @@ def city(teams: int) -> towns.Town:
     fixed = max(1, (teams - 100) // stations - 1 - towns.MOBILE_TEAMS_PER_STATION)
     side = min(towns.MAX_SIDE_M, 12_000.0 * math.sqrt(stations / 3))
     return towns.generate(stations=stations, fixed_per_station=fixed, side_m=side)
+
+
+@contextlib.asynccontextmanager
+async def served_city(
+    teams: int, work: Path, name: str
+) -> AsyncIterator[tuple[towns.Town, Served, Seeded]]:
+    """A ``city`` of ``teams`` teams, seeded into a scratch PostgreSQL database and served by a
+    dispatch process logging as ``name``; the process stopped when the block ends."""
+    town = city(teams)
+    async with scratch_postgres(f"bench_{name}") as dsn:
+        url = sqlalchemy_url(dsn)
+        secret = secrets.token_urlsafe(32)
+        seeded = await seed_database(url, town, secret=secret)
+        served = serve_dispatch(town_env(url, secret, work), work, name)
+        try:
+            yield town, served, seeded
+        finally:
+            served.stop()
 
 
 async def _metrics(page: Page) -> dict[str, float]:
@@ -160,25 +180,17 @@ async def measure(base: str, token: str, town: towns.Town) -> dict[str, Any]:
 
 
 async def one(teams: int, work: Path) -> None:
-    town = city(teams)
-    async with scratch_postgres("bench_console") as dsn:
-        url = sqlalchemy_url(dsn)
-        secret = secrets.token_urlsafe(32)
-        seeded = await seed_database(url, town, secret=secret)
-        served = serve_dispatch(town_env(url, secret, work), work, "console")
-        try:
-            async with httpx.AsyncClient(base_url=served.base_url) as http:
-                rng = random.Random(3)
-                for _ in range(OPEN_INCIDENTS):
-                    lon, lat = town.incident_point(rng)
-                    body = {"location": {"lon": lon, "lat": lat}, "category": "theft"}
-                    headers = {"authorization": f"Bearer {seeded.operator_token}"}
-                    (
-                        await http.post("/api/v1/incidents", json=body, headers=headers)
-                    ).raise_for_status()
-            figures = await measure(served.base_url, seeded.operator_token, town)
-        finally:
-            served.stop()
+    async with served_city(teams, work, "console") as (town, served, seeded):
+        async with httpx.AsyncClient(base_url=served.base_url) as http:
+            rng = random.Random(3)
+            for _ in range(OPEN_INCIDENTS):
+                lon, lat = town.incident_point(rng)
+                body = {"location": {"lon": lon, "lat": lat}, "category": "theft"}
+                headers = {"authorization": f"Bearer {seeded.operator_token}"}
+                (
+                    await http.post("/api/v1/incidents", json=body, headers=headers)
+                ).raise_for_status()
+        figures = await measure(served.base_url, seeded.operator_token, town)
     _show(len(town.teams), figures)
 
 

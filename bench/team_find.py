@@ -16,16 +16,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import secrets
 import statistics
 from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Page, async_playwright
 
-from bench.common import say, scratch_postgres, serve_dispatch, sqlalchemy_url, town_env, work_dir
-from bench.console_map import ARGS, CHROMIUM, city
-from dispatch.simulate.seed import seed_database
+from bench.common import say, work_dir
+from bench.console_map import ARGS, CHROMIUM, served_city
 
 # One keystroke: the search's text set as typing sets it, its input event, then the frame after.
 KEYSTROKE = """async (text) => {
@@ -73,16 +71,8 @@ async def measure(base: str, token: str, text: str, reps: int) -> list[dict[str,
 
 
 async def one(teams: int, text: str, reps: int, work: Path) -> None:
-    town = city(teams)
-    async with scratch_postgres("bench_team_find") as dsn:
-        url = sqlalchemy_url(dsn)
-        secret = secrets.token_urlsafe(32)
-        seeded = await seed_database(url, town, secret=secret)
-        served = serve_dispatch(town_env(url, secret, work), work, "team_find")
-        try:
-            rows = await measure(served.base_url, seeded.operator_token, text, reps)
-        finally:
-            served.stop()
+    async with served_city(teams, work, "team_find") as (town, served, seeded):
+        rows = await measure(served.base_url, seeded.operator_token, text, reps)
     say(f"{len(town.teams)} teams, median of {reps}:")
     say(f"    {'search text':<16} {'handler ms':>10} {'to frame ms':>12} {'options':>8}")
     for row in rows:
