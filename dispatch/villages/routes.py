@@ -48,7 +48,14 @@ async def import_villages(
     runtime: RuntimeDep,
     session: SessionDep,
     admin: AdminDep,
-    crs: Annotated[CRS, Query(description="coordinate system of the file")] = CRS.WGS84,
+    crs: Annotated[
+        CRS | None,
+        Query(
+            description="coordinate system of the file's coordinates (gcj02 for AMap's or "
+            "Tencent's, bd09 for Baidu's); a crs the file states must be this one. Omitted: "
+            "the one the file states, else wgs84"
+        ),
+    ] = None,
 ) -> VillageImportOut:
     """Add villages/communities, or replace the boundary of those with the same name. Incidents
     are re-tagged with the village they fall in.
@@ -67,7 +74,12 @@ async def import_villages(
         villages=runtime.villages,
         actor_id=admin.user_id,
     )
-    audit.note(session, file=file_facts(data), crs=crs.value, **result.model_dump(mode="json"))
+    audit.note(
+        session,
+        file=file_facts(data),
+        crs=(crs or CRS.WGS84).value,
+        **result.model_dump(mode="json"),
+    )
     return result
 
 

@@ -224,7 +224,11 @@ def _decoded(data: bytes) -> str:
         ) from None
 
 
-def parse_feature_collection(data: bytes, crs: CRS, max_vertices: int) -> list[_Parsed]:
+def parse_feature_collection(data: bytes, asked: CRS | None, max_vertices: int) -> list[_Parsed]:
+    """The file's villages in WGS 84. ``asked`` is the system the request names (?crs=): a
+    system the file states on the collection or a geometry must be it; with none asked, what
+    the file states, else WGS 84."""
+    crs = asked or CRS.WGS84
     try:
         document = json.loads(_decoded(data))
     except (ValueError, RecursionError) as error:
@@ -240,7 +244,7 @@ def parse_feature_collection(data: bytes, crs: CRS, max_vertices: int) -> list[_
             "features: a FeatureCollection with at least one feature", field="features"
         )
     problems: list[Problem] = []
-    crs = _declared_crs(document.get("crs"), "crs", crs, problems)
+    crs = _declared_crs(document.get("crs"), "crs", crs, problems, asked)
     parsed: list[_Parsed] = []
     seen: dict[str, int] = {}
     for i, feature in enumerate(features):
@@ -262,7 +266,7 @@ def parse_feature_collection(data: bytes, crs: CRS, max_vertices: int) -> list[_
         raw = feature.get("geometry")
         own = crs
         if isinstance(raw, dict) and "crs" in raw:
-            own = _declared_crs(raw["crs"], f"{where}.geometry.crs", crs, problems)
+            own = _declared_crs(raw["crs"], f"{where}.geometry.crs", crs, problems, asked)
             raw = {k: v for k, v in raw.items() if k != "crs"}
         try:
             geometry = parse_zone_geojson(raw, own, max_vertices=max_vertices)
@@ -288,12 +292,35 @@ _WGS84_NAMES = frozenset(
 )
 
 
-def _declared_crs(declared: object, where: str, default: CRS, problems: list[Problem]) -> CRS:
+def _declared_crs(
+    declared: object, where: str, default: CRS, problems: list[Problem], asked: CRS | None
+) -> CRS:
     """A crs the file states itself: ours by name (as a team's zone takes it), or a 2008-style
     named crs that is WGS 84. Any other is a problem, never silently read as WGS 84 (GCJ-02
-    lies some 600 m off near Qingxi)."""
+    lies some 600 m off near Qingxi), and so is one other than the request's ?crs=: which of
+    the two is wrong is not for the import to guess."""
     if declared is None:
         return default
+    stated = _stated_crs(declared)
+    if stated is None:
+        problems.append(
+            Problem(None, where, "use wgs84, gcj02 or bd09 (or ?crs=); other systems are not read")
+        )
+        return default
+    if asked is not None and stated != asked:
+        problems.append(
+            Problem(
+                None,
+                where,
+                f"the file states {stated.value} here, the request ?crs={asked.value}: "
+                "remove the file's crs or send the ?crs= it states",
+            )
+        )
+        return default
+    return stated
+
+
+def _stated_crs(declared: object) -> CRS | None:
     if isinstance(declared, str):
         try:
             return CRS(declared.lower())
@@ -304,10 +331,7 @@ def _declared_crs(declared: object, where: str, default: CRS, problems: list[Pro
         name = properties.get("name") if isinstance(properties, dict) else None
         if isinstance(name, str) and name.lower() in _WGS84_NAMES:
             return CRS.WGS84
-    problems.append(
-        Problem(None, where, "use wgs84, gcj02 or bd09 (or ?crs=); other systems are not read")
-    )
-    return default
+    return None
 
 
 def _implausible(geometry: Polygon | MultiPolygon) -> str | None:
@@ -374,7 +398,7 @@ async def import_villages(
     session: AsyncSession,
     data: bytes,
     *,
-    crs: CRS,
+    crs: CRS | None,
     now: datetime,
     max_vertices: int,
     villages: Villages | None = None,

@@ -429,3 +429,34 @@ async def test_a_geojson_saved_in_gbk_is_read_with_its_chinese_names(world: Worl
     assert reply.status_code == 422, reply.text
     assert reply.json()["field"] == "body"
     assert "neither UTF-8 nor GB18030" in reply.json()["detail"]
+
+
+async def test_a_crs_asked_for_that_the_file_contradicts_is_refused_naming_where(
+    world: World,
+) -> None:
+    """An admin who sends ?crs=gcj02 says the file's coordinates were copied from AMap; a file
+    that states WGS 84 (QGIS writes CRS84 into every layer it saves) says otherwise. Either
+    reading puts the villages some 600 m off if it is the wrong one, so neither is picked: the
+    file is refused naming each place that contradicts the request, and nothing is written.
+    A file that states what was asked, or states nothing, is read."""
+    from geo.crs import CRS, from_wgs84
+
+    shifted = [list(from_wgs84(x, y, CRS.GCJ02)) for x, y in SHANGYUAN["coordinates"][0]]
+    crs84 = {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}}
+    qgis = json.loads(collection(feature("上元村", {"type": "Polygon", "coordinates": [shifted]})))
+    qgis["crs"] = crs84
+    reply = await import_villages(world, json.dumps(qgis).encode(), crs="gcj02")
+    assert reply.status_code == 422, reply.text
+    [problem] = reply.json()["problems"]
+    assert problem["field"] == "crs"
+    assert "wgs84" in problem["message"] and "?crs=gcj02" in problem["message"]
+    own = {"type": "Polygon", "coordinates": [shifted], "crs": "bd09"}
+    reply = await import_villages(world, collection(feature("上元村", own)), crs="gcj02")
+    assert reply.status_code == 422, reply.text
+    assert [p["field"] for p in reply.json()["problems"]] == ["features[0].geometry.crs"]
+    assert await villages_listed(world) == []
+    own["crs"] = "gcj02"
+    reply = await import_villages(world, collection(feature("上元村", own)), crs="gcj02")
+    assert reply.status_code == 200, reply.text
+    corners = (await villages_listed(world))[0]["boundary"]["coordinates"][0]
+    assert_corners_kept(corners, SHANGYUAN["coordinates"][0])
