@@ -76,15 +76,12 @@ class Chain:
         self.operator: Account | None = None
         self.days: list[str] = []
 
-    async def at(self, start: datetime, offset: timedelta, settled: bool = True) -> None:
-        """The clock exactly ``offset`` after ``start``, the server's timers caught up unless
-        not ``settled``: the timer looks at a deadline again a millisecond past it
-        (``BEYOND``), so a clock a microsecond past one has nothing for it to do yet."""
+    async def at(self, start: datetime, offset: timedelta) -> None:
+        """The clock exactly ``offset`` after ``start``, the server's timers caught up."""
         target = start + offset
         self.world.clock.advance((target - self.world.clock.now()).total_seconds())
         assert self.world.clock.now() == target
-        if settled:
-            await settle(self.world)
+        await settle(self.world)
 
     async def report(self, name: str, where: tuple[float, float]) -> datetime:
         assert self.operator is not None
@@ -150,8 +147,8 @@ async def build(world: World) -> Chain:
     await chain.at(late, s(11 * 60))
     y = await chain.report("Y", here)
     await chain.at(y, s(20))  # nobody of tier 1 has accepted: the ring alerts E
-    # A microsecond late, before the timer has breached the tier: the arrival itself is late.
-    await chain.at(y, s(60, 1), settled=False)
+    # A microsecond late: the timer has breached the tier, at its deadline, by the arrival.
+    await chain.at(y, s(60, 1))
     await chain.act("Y", "T1", "arrive")
     await chain.at(y, s(300))
     await chain.act("Y", "P", "arrive")
