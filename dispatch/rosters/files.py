@@ -308,18 +308,42 @@ def _sheet_rows(workbook: Any, sheet: Any) -> tuple[list[Row], tuple[Merge, ...]
     return rows.kept, merges
 
 
+# Excel's "Unicode text" (Unicode 文本, *.txt): UTF-16 after its byte order mark, cells between
+# tabs. Offices save it when their CSV garbles Chinese.
+_UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+
+
 def _read_csv(data: bytes) -> list[Row]:
-    if b"\x00" in data:
+    delimiter = ","
+    unicode_text = _unicode_text(data)
+    if unicode_text is not None:
+        text, delimiter = unicode_text, "\t"
+    elif b"\x00" in data:
         raise UnsupportedFile("the file is neither an .xlsx workbook nor a CSV text file")
-    text = _decode(data)
+    else:
+        text = _decode(data)
+    if "\x00" in text:
+        raise UnsupportedFile("the file is neither an .xlsx workbook nor a CSV text file")
     try:
-        reader = csv.reader(io.StringIO(text, newline=""))
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         rows = _Rows("file")
         for line, values in enumerate(reader, start=1):
             rows.add(line, [unquoted(v.strip()) for v in values[:MAX_COLUMNS]])
         return rows.kept
     except csv.Error as error:
         raise UnsupportedFile(f"the CSV cannot be parsed: {error}") from None
+
+
+def _unicode_text(data: bytes) -> str | None:
+    """The text of Excel's "Unicode text", or None for anything else (bytes that merely start
+    as its byte order mark do, and are refused as binary)."""
+    if not data.startswith(_UTF16_MARKS):
+        return None
+    try:
+        text = data.decode("utf-16")
+    except UnicodeDecodeError:
+        return None
+    return text if "\t" in text else None
 
 
 def _decode(data: bytes) -> str:

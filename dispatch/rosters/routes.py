@@ -35,8 +35,8 @@ _UPLOAD: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": "the roster as an .xlsx workbook (its first sheet with a header row) "
-        "or a CSV file (UTF-8 or GBK), sent as the raw request body; the format is read from "
-        "the content",
+        "or a CSV file (UTF-8 or GBK; or Excel's Unicode text: UTF-16, tab-separated), sent "
+        "as the raw request body; the format is read from the content",
         "content": {
             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
                 "schema": {"type": "string", "format": "binary"}

@@ -1124,3 +1124,14 @@ async def test_a_phone_a_csv_writes_as_a_float_is_read_and_one_in_scientific_not
     assert (problem["row"], problem["field"]) == (3, "phone")
     assert "scientific notation" in problem["message"] and "文本" in problem["message"]
     assert [m["name"] for m in await members_listed(world)] == ["黄队长"]
+
+
+async def test_unicode_text_saved_by_excel_is_read_as_a_table(world: World) -> None:
+    """Excel's 另存为 “Unicode 文本(*.txt)”, what offices use when a CSV garbles Chinese, is
+    UTF-16 with a byte order mark and tabs between cells: read as the CSV it stands for."""
+    team = await world.team("fixed_post", name="银湖驻点应急联防队")
+    lines = [HEADER, member(1, team["name"], 1, "黄队长", "队长", "13800001111", id_number=ID_A)]
+    text = "".join("\t".join(str(c) for c in line) + "\r\n" for line in lines)
+    reply = await upload(world, text.encode("utf-16"))
+    assert reply.status_code == 200, reply.text
+    assert [(m["name"], m["id_number"]) for m in await members_listed(world)] == [("黄队长", ID_A)]
