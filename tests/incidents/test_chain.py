@@ -469,3 +469,80 @@ async def test_a_breach_that_a_close_records_is_announced_like_the_timers(world:
     assert breach["data"]["tier"]["tier"] == 1
     assert breach["data"]["tier"]["breached_at"] == tier(incident, 1)["deadline"]
     await phone.close()
+
+
+async def test_an_arrival_at_the_deadline_to_the_microsecond_meets_the_tier_the_timer_breached(
+    world: World,
+) -> None:
+    """The timer breaches a tier the clock's least step past its deadline; an arrival whose
+    call came in exactly at the deadline, then waited while the timer breached, meets it, and
+    the record and the breach announced agree with that judgement."""
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    console = await world.connect(operator)
+    incident = await world.report(operator)
+    d = dispatch_of(incident, team)
+    deadline = t(tier(incident, 1)["deadline"])
+    step = timedelta(microseconds=1)
+    assert world.clock.advance((deadline + step - world.clock.now()).total_seconds()) == (
+        deadline + step
+    )
+    breach = await console.next_of("chain.breached")
+    assert breach["data"]["tier"]["breached_at"] == tier(incident, 1)["deadline"]
+    assert world.clock.advance(-0.000001) == deadline
+    reply = await world.http.post(f"/api/v1/dispatches/{d['id']}/arrive", headers=leader.headers)
+    after = reply.json()
+    assert tier(after, 1)["status"] == "met"
+    assert tier(after, 1)["breached_at"] is None
+    assert tier(after, 1)["elapsed_s"] == 60
+    stored = await world.incident(operator, incident["id"])
+    assert tier(stored, 1)["status"] == "met" and tier(stored, 1)["breached_at"] is None
+    events = (
+        await world.http.get(f"/api/v1/incidents/{incident['id']}/events", headers=leader.headers)
+    ).json()
+    [met] = [e for e in events if e["type"] == "met"]
+    assert met["data"] == {"tier": 1, "elapsed_s": 60, "breach_withdrawn": True}
+    # The report judges it as the record does.
+    period = {
+        "from": t(incident["reported_at"]).isoformat(),
+        "to": (deadline + timedelta(seconds=1)).isoformat(),
+        "tier": 1,
+    }
+    auditor = await world.account("auditor")
+    reply = await world.http.get(
+        "/api/v1/reports/response-times", params=period, headers=auditor.headers
+    )
+    assert reply.status_code == 200, reply.text
+    [figures] = reply.json()["totals"]
+    assert (figures["met"], figures["breached"]) == (1, 0)
+    await console.close()
+
+
+async def test_an_arrival_a_microsecond_past_the_deadline_before_the_timer_is_a_breach(
+    world: World,
+) -> None:
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    incident = await world.report(await world.operator())
+    d = dispatch_of(incident, team)
+    # Nothing wakes the timer: the arrival alone judges, one least step past the deadline.
+    world.runtime.settings.timer_poll_s = world.runtime.settings.escalation_after_s = 3600
+    deadline = t(tier(incident, 1)["deadline"])
+    world.clock.advance((deadline + timedelta(microseconds=1) - world.clock.now()).total_seconds())
+    reply = await world.http.post(f"/api/v1/dispatches/{d['id']}/arrive", headers=leader.headers)
+    assert tier(reply.json(), 1)["status"] == "breached"
+    assert tier(reply.json(), 1)["breached_at"] == tier(incident, 1)["deadline"]
+    assert tier(reply.json(), 1)["elapsed_s"] == 60.000001
+    period = {
+        "from": t(incident["reported_at"]).isoformat(),
+        "to": (deadline + timedelta(seconds=1)).isoformat(),
+        "tier": 1,
+    }
+    auditor = await world.account("auditor")
+    report = await world.http.get(
+        "/api/v1/reports/response-times", params=period, headers=auditor.headers
+    )
+    assert report.status_code == 200, report.text
+    [figures] = report.json()["totals"]
+    assert (figures["met"], figures["breached"]) == (0, 1)

@@ -383,3 +383,109 @@ async def test_a_reconnect_storm_after_restart_catches_everyone_up(
     for phone in phones:
         assert phone.socket is not None
         await phone.socket.close()
+
+
+async def test_two_processes_breach_and_escalate_once_and_tell_every_console_once(
+    postgres_only: str, folder: Path, servers: list[ServerProcess]
+) -> None:
+    """Both processes run timers on one database: each deadline and the escalation step fall
+    due on both, are recorded once, and every operator's socket on either process hears of
+    each once."""
+    env = server_env(postgres_only, folder, chain_targets="1.5,2,2.5", escalation_after_s="1")
+    a = ServerProcess(env, folder / "a.log")
+    b = ServerProcess(env, folder / "b.log")
+    servers.extend([a, b])
+    town = await build_town(a)
+    await b.start()
+    operator_token = town.operator["Authorization"].removeprefix("Bearer ")
+    consoles = [await open_socket(s.ws_url, operator_token) for s in (a, b, a, b)]
+    async with httpx.AsyncClient(base_url=b.base_url) as on_b:
+        body = {"location": {"lon": QINGXI[0], "lat": QINGXI[1]}, "category": "fight"}
+        incident = (await on_b.post("/api/v1/incidents", json=body, headers=town.operator)).json()
+    await once_everything_fell_due(a, town)
+    events = await events_of(b, town, incident["id"])
+    assert [e["data"]["tier"] for e in events if e["type"] == "breached"] == [1, 2, 3]
+    assert [e["type"] for e in events].count("escalated") == 1
+    stored = (await incidents_in_db(b, town))[0]
+    assert [d["ring"] for d in stored["dispatches"]].count(1) == 1
+    for tier in stored["chain"]:
+        assert tier["breached_at"] == tier["deadline"]
+
+    # A second report after all that: what each socket was sent before it is all it will hear
+    # of the first.
+    async with httpx.AsyncClient(base_url=a.base_url) as on_a:
+        body = {"location": {"lon": QINGXI[0], "lat": QINGXI[1]}, "category": "theft"}
+        marker = (await on_a.post("/api/v1/incidents", json=body, headers=town.operator)).json()
+    for n, console in enumerate(consoles):
+        heard: list[tuple[str, Any]] = []
+        while True:
+            message = await console.next(10)
+            data = message.get("data") or {}
+            if data.get("id") == marker["id"] or data.get("incident_id") == marker["id"]:
+                break
+            if message["type"] == "chain.breached":
+                heard.append(("breached", data["tier"]["tier"]))
+            elif message["type"] == "escalation":
+                heard.append(("escalation", data["incident_id"]))
+        assert sorted(heard, key=str) == sorted(
+            [("breached", 1), ("breached", 2), ("breached", 3), ("escalation", incident["id"])],
+            key=str,
+        ), (n, heard)
+        await console.close()
+
+
+async def test_a_server_killed_as_a_deadline_falls_due_breaches_once_at_it_after_restart(
+    clean_database: str, folder: Path, servers: list[ServerProcess]
+) -> None:
+    """kill -9 as tier 2 falls due, and down across tier 3's deadline: on start each tier is
+    breached once, at its deadline, the escalation stays one, and the operators' console,
+    resuming where it left off, hears of each breach and the escalation once in all."""
+    env = server_env(clean_database, folder, chain_targets="1.5,3,5", escalation_after_s="1")
+    server = ServerProcess(env, folder / "server.log")
+    servers.append(server)
+    town = await build_town(server)
+    operator_token = town.operator["Authorization"].removeprefix("Bearer ")
+    console = await open_socket(server.ws_url, operator_token)
+    body = {"location": {"lon": QINGXI[0], "lat": QINGXI[1]}, "category": "fight"}
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        incident = (await http.post("/api/v1/incidents", json=body, headers=town.operator)).json()
+    deadlines = [t(tier["deadline"]) for tier in incident["chain"]]
+    heard: list[tuple[str, int | None]] = []
+
+    def take(message: dict[str, Any]) -> None:
+        if message["type"] == "chain.breached":
+            heard.append(("breached", message["data"]["tier"]["tier"]))
+        elif message["type"] == "escalation":
+            heard.append(("escalation", None))
+
+    while ("breached", 1) not in heard:
+        take(await console.next(10))
+    # The kill lands as tier 2 falls due, before, while or after the timer breaches it.
+    await asyncio.sleep(max((deadlines[1] - datetime.now(deadlines[1].tzinfo)).total_seconds(), 0))
+    server.kill()
+    with contextlib.suppress(ConnectionClosed, TimeoutError):
+        while True:
+            take(await console.next(5))
+    await asyncio.sleep(max((deadlines[2] - datetime.now(deadlines[2].tzinfo)).total_seconds(), 0))
+    await server.start()
+
+    stored = await once_everything_fell_due(server, town)
+    for tier in stored[incident["id"]]["chain"]:
+        assert tier["breached_at"] == tier["deadline"], "recorded at the deadline"
+    events = await events_of(server, town, incident["id"])
+    assert [e["data"]["tier"] for e in events if e["type"] == "breached"] == [1, 2, 3]
+    assert [e["type"] for e in events].count("escalated") == 1
+
+    resumed = await open_socket(server.ws_url, operator_token, console.last_seq)
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        marker = (await http.post("/api/v1/incidents", json=body, headers=town.operator)).json()
+    while True:
+        message = await resumed.next(10)
+        data = message.get("data") or {}
+        if marker["id"] in (data.get("id"), data.get("incident_id")):
+            break
+        take(message)
+    assert sorted(heard, key=str) == sorted(
+        [("escalation", None), ("breached", 1), ("breached", 2), ("breached", 3)], key=str
+    ), heard
+    await resumed.close()
