@@ -205,8 +205,8 @@ Wanted = Callable[[list[Row]], bool]
 
 def read_table(data: bytes, wanted: Wanted | None = None) -> Table:
     """The file's table: a CSV's rows, or those of a workbook's first sheet that is
-    ``wanted`` (a template's sheet of instructions before the roster is passed over), else of
-    its first sheet."""
+    ``wanted`` (a template's sheet of instructions before the roster is passed over), those in
+    view before hidden ones, else of its first sheet in view."""
     if data.startswith(_ZIP_MAGIC):
         return Table("xlsx", *_read_xlsx(data, wanted))
     if data.startswith(_OLE_MAGIC):
@@ -255,7 +255,10 @@ def _read_xlsx(data: bytes, wanted: Wanted | None) -> tuple[list[Row], tuple[Mer
         raise UnsupportedFile(f"not a readable .xlsx workbook ({type(error).__name__})") from None
     try:
         first: tuple[list[Row], tuple[Merge, ...]] | None = None
-        for sheet in workbook.worksheets:
+        # The sheets in view first: a hidden one (last year's roster kept out of sight) is
+        # not what the user sees and means, unless no sheet in view is wanted.
+        sheets = sorted(workbook.worksheets, key=lambda sheet: sheet.sheet_state != "visible")
+        for sheet in sheets:
             read = _sheet_rows(workbook, sheet)
             if wanted is None or wanted(read[0]):
                 return read

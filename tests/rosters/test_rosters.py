@@ -1135,3 +1135,32 @@ async def test_unicode_text_saved_by_excel_is_read_as_a_table(world: World) -> N
     reply = await upload(world, text.encode("utf-16"))
     assert reply.status_code == 200, reply.text
     assert [(m["name"], m["id_number"]) for m in await members_listed(world)] == [("黄队长", ID_A)]
+
+
+async def test_a_hidden_sheet_is_read_only_when_no_sheet_in_view_has_the_roster(
+    world: World,
+) -> None:
+    """An office keeps last year's roster in the workbook as a hidden sheet, often the first,
+    and edits this year's in view: the roster imported is the one the admin sees, not the
+    hidden one. A workbook whose only roster is hidden is still read."""
+    team = await world.team("fixed_post", name="银湖驻点应急联防队")
+    workbook = Workbook()
+    old = workbook.active
+    assert old is not None
+    old.title = "2025年"
+    old.append(HEADER)
+    old.append(member(1, team["name"], 1, "去年的队长", "队长", "13800001111"))
+    old.sheet_state = "hidden"
+    now = workbook.create_sheet("2026年")
+    now.append(HEADER)
+    now.append(member(1, team["name"], 1, "今年的队长", "队长", "13800001112"))
+    workbook.active = 1
+    reply = await upload(world, workbook_bytes(workbook))
+    assert reply.status_code == 200, reply.text
+    assert [m["name"] for m in await members_listed(world)] == ["今年的队长"]
+    del workbook["2026年"]
+    workbook.create_sheet("填表说明").append(["联系电话填写11位手机号码"])
+    workbook.active = 1
+    reply = await upload(world, workbook_bytes(workbook))
+    assert reply.status_code == 200, reply.text
+    assert [m["name"] for m in await members_listed(world)] == ["去年的队长"]
