@@ -349,16 +349,23 @@ def _unicode_text(data: bytes) -> str | None:
     return text if "\t" in text else None
 
 
+def office_text(data: bytes) -> str | None:
+    """A file's text as an office's PC saves it: UTF-8, with or without a byte order mark, or
+    else the ANSI code page of Chinese Windows, GBK (read as GB18030, of which GBK is part),
+    in which Excel saves "CSV" and GIS tools their files. None when it is neither."""
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return None
+
+
 def _decode(data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    # Excel on Chinese Windows saves "CSV" in the ANSI code page, GBK, a subset of GB18030.
-    try:
-        return data.decode("gb18030")
-    except UnicodeDecodeError:
-        raise UnsupportedFile("the CSV is neither UTF-8 nor GB18030 (GBK) text") from None
+    text = office_text(data)
+    if text is None:
+        raise UnsupportedFile("the CSV is neither UTF-8 nor GB18030 (GBK) text")
+    return text
 
 
 def cell_text(value: object) -> str:

@@ -26,7 +26,7 @@ from dispatch.audit import chain as event_chain
 from dispatch.db import after_commit, announce, dialect_name, if_commit_unknown, new_id
 from dispatch.errors import InvalidInput, NotFound, unparsable
 from dispatch.incidents.models import EventRecord, Incident
-from dispatch.rosters.files import FileRejected, Problem
+from dispatch.rosters.files import FileRejected, Problem, office_text
 from dispatch.schemas import name_problem, strip_name
 from dispatch.teams import service as teams
 from dispatch.villages.index import VILLAGES_CHANNEL, VillageIndex, Villages
@@ -210,18 +210,14 @@ class _Parsed:
 
 def _decoded(data: bytes) -> str:
     """The file's text: UTF-8 (RFC 7946's), with or without a byte order mark, or else GBK as
-    GIS tools on a Chinese Windows PC save it (read as GB18030, of which GBK is part)."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("gb18030")
-    except UnicodeDecodeError:
+    GIS tools on a Chinese Windows PC save it."""
+    text = office_text(data)
+    if text is None:
         raise InvalidInput(
             "body: not a JSON document (the text is neither UTF-8 nor GB18030 (GBK))",
             field="body",
-        ) from None
+        )
+    return text
 
 
 def parse_feature_collection(data: bytes, asked: CRS | None, max_vertices: int) -> list[_Parsed]:
