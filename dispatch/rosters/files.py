@@ -224,15 +224,47 @@ def file_facts(data: bytes) -> dict[str, Any]:
     return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
+# Office files that are zip archives too, told apart by a part each holds: a Word document
+# renamed .xlsx, or picked by mistake, is named as such rather than as a broken workbook.
+_ZIPPED_OTHERS = {
+    "word/document.xml": "a Word document (.docx)",
+    "ppt/presentation.xml": "a PowerPoint presentation (.pptx)",
+}
+_ODF_MIMETYPE = "application/vnd.oasis.opendocument."
+
+
+def _zipped_other(archive: zipfile.ZipFile) -> str | None:
+    """What the archive is when it is a known office file other than a workbook, else None."""
+    names = set(archive.namelist())
+    if "xl/workbook.xml" in names:
+        return None
+    for part, what in _ZIPPED_OTHERS.items():
+        if part in names:
+            return what
+    if "mimetype" in names and archive.getinfo("mimetype").file_size < 100:
+        mimetype = archive.read("mimetype").decode("ascii", "replace")
+        if mimetype.startswith(_ODF_MIMETYPE + "spreadsheet"):
+            return "an OpenDocument spreadsheet (.ods)"
+        if mimetype.startswith(_ODF_MIMETYPE):
+            return "an OpenDocument file (.odt, .odp)"
+    return None
+
+
 def _check_unpacked_size(data: bytes) -> None:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            other = _zipped_other(archive)
             # Declared sizes bound what the archive yields: zipfile stops a member at its size.
             unpacked = sum(info.file_size for info in archive.infolist())
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError):
         raise UnsupportedFile(
             "the file looks like a zip archive but is not a readable .xlsx"
         ) from None
+    if other is not None:
+        raise UnsupportedFile(
+            f"this is {other}, not an .xlsx workbook; upload the roster's .xlsx workbook "
+            "or save the roster as .xlsx or .csv"
+        )
     if unpacked > MAX_UNPACKED_BYTES:
         raise TooLarge(
             f"the workbook unpacks to {unpacked} bytes, more than {MAX_UNPACKED_BYTES}; "
@@ -249,10 +281,14 @@ def _read_xlsx(data: bytes, wanted: Wanted | None) -> tuple[list[Row], tuple[Mer
         raise UnsupportedFile(
             "the file looks like a zip archive but is not a readable .xlsx"
         ) from None
-    except Exception as error:
+    except Exception:
         # openpyxl raises a zoo of types (KeyError, ValueError, InvalidFileException, XML
-        # errors) for archives that are not workbooks; all mean the same to the user.
-        raise UnsupportedFile(f"not a readable .xlsx workbook ({type(error).__name__})") from None
+        # errors) for archives that are not workbooks; all mean the same to the user, and
+        # none of their names means anything to an office.
+        raise UnsupportedFile(
+            "the file is a zip archive but not a readable .xlsx workbook; "
+            "open it in Excel or WPS and save it as .xlsx or .csv"
+        ) from None
     try:
         first: tuple[list[Row], tuple[Merge, ...]] | None = None
         # The sheets in view first: a hidden one (last year's roster kept out of sight) is
@@ -268,8 +304,10 @@ def _read_xlsx(data: bytes, wanted: Wanted | None) -> tuple[list[Row], tuple[Mer
         return first
     except DomainError:
         raise
-    except Exception as error:
-        raise UnsupportedFile(f"the workbook cannot be read ({type(error).__name__})") from None
+    except Exception:
+        raise UnsupportedFile(
+            "the workbook cannot be read; open it in Excel or WPS and save it again"
+        ) from None
     finally:
         workbook.close()
 

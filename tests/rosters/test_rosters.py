@@ -1164,3 +1164,23 @@ async def test_a_hidden_sheet_is_read_only_when_no_sheet_in_view_has_the_roster(
     reply = await upload(world, workbook_bytes(workbook))
     assert reply.status_code == 200, reply.text
     assert [m["name"] for m in await members_listed(world)] == ["去年的队长"]
+
+
+async def test_an_office_file_other_than_a_workbook_is_named_for_what_it_is(world: World) -> None:
+    """A Word document renamed .xlsx (or picked by mistake) is a zip archive as a workbook is:
+    named as a Word document, and no refusal names a Python exception."""
+    await world.team("fixed_post", name="大利批发市场驻点应急联防队")
+    docx = io.BytesIO()
+    with zipfile.ZipFile(docx, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("word/document.xml", "<w:document/>")
+    reply = await upload(world, docx.getvalue())
+    assert reply.status_code == 415, reply.text
+    assert "Word document (.docx)" in reply.json()["detail"], reply.text
+    broken = io.BytesIO()
+    with zipfile.ZipFile(broken, "w") as archive:
+        archive.writestr("xl/workbook.xml", "<not a workbook")
+    for body in (broken.getvalue(), docx.getvalue()):
+        detail = (await upload(world, body)).json()["detail"]
+        assert "Error" not in detail, detail
+        assert ".xlsx" in detail, detail
