@@ -23,7 +23,7 @@ from fastapi import Request, Response
 from openpyxl import Workbook, load_workbook
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
-from openpyxl.worksheet._reader import WorkSheetParser
+from openpyxl.worksheet._reader import FORMULA_TAG, VALUE_TAG, WorkSheetParser
 from openpyxl.worksheet.worksheet import Worksheet
 
 from dispatch.errors import DomainError, InvalidInput
@@ -117,6 +117,10 @@ class Row:
     line: int
     cells: list[str]
     numbers: set[int] = field(default_factory=set)
+    # Cells (from 0) holding a formula without a saved value: a script wrote the formula and
+    # no spreadsheet has worked it out (Excel and WPS save the value with it), so the cell
+    # reads blank.
+    formulas: set[int] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,11 @@ class Table:
 
         A range starting at ``below`` or above is the title's or the header's layout, and a
         row with nothing of its own stays out (a range drawn past a unit's last member)."""
-        rows = [Row(r.line, list(r.cells), set(r.numbers)) for r in self.rows if r.line > below]
+        rows = [
+            Row(r.line, list(r.cells), set(r.numbers), set(r.formulas))
+            for r in self.rows
+            if r.line > below
+        ]
         lines = [r.line for r in rows]
         by_line = {r.line: r for r in rows}
         budget = MAX_ROWS * MAX_COLUMNS
@@ -182,7 +190,13 @@ class _Rows:
         self.kept: list[Row] = []
         self.scanned = 0
 
-    def add(self, line: int, cells: list[str], numbers: set[int] | None = None) -> None:
+    def add(
+        self,
+        line: int,
+        cells: list[str],
+        numbers: set[int] | None = None,
+        formulas: set[int] | None = None,
+    ) -> None:
         self.scanned += 1
         if self.scanned > MAX_SCANNED_ROWS:
             raise InvalidInput(
@@ -190,13 +204,13 @@ class _Rows:
                 "delete the rows below the roster",
                 field="body",
             )
-        if not any(cells):
+        if not any(cells) and not formulas:
             return
         if len(self.kept) >= MAX_ROWS:
             raise InvalidInput(
                 f"the {self.what} has more than {MAX_ROWS} rows with a value", field="body"
             )
-        self.kept.append(Row(line, cells, numbers or set()))
+        self.kept.append(Row(line, cells, numbers or set(), formulas or set()))
 
 
 # Whether the rows of a sheet are what the caller reads (a roster: they have its header).
@@ -312,6 +326,16 @@ def _read_xlsx(data: bytes, wanted: Wanted | None) -> tuple[list[Row], tuple[Mer
         workbook.close()
 
 
+class _Parser(WorkSheetParser):
+    """openpyxl's parser of a sheet's values (data_only), also telling a formula cell that has
+    no saved value (no ``<v>``), which it reads as blank like an empty cell."""
+
+    def parse_cell(self, element: Any) -> dict[str, Any]:
+        cell: dict[str, Any] = super().parse_cell(element)
+        cell["unsaved"] = element.find(FORMULA_TAG) is not None and element.find(VALUE_TAG) is None
+        return cell
+
+
 def _sheet_rows(workbook: Any, sheet: Any) -> tuple[list[Row], tuple[Merge, ...]]:
     """The rows of the read-only ``sheet`` with a value, and its merged ranges.
 
@@ -324,7 +348,7 @@ def _sheet_rows(workbook: Any, sheet: Any) -> tuple[list[Row], tuple[Merge, ...]
     """
     rows = _Rows("sheet")
     with sheet._get_source() as source:
-        parser = WorkSheetParser(
+        parser = _Parser(
             source,
             sheet._shared_strings,
             data_only=True,
@@ -338,12 +362,15 @@ def _sheet_rows(workbook: Any, sheet: Any) -> tuple[list[Row], tuple[Merge, ...]
             parser.row_dimensions.clear()
             cells = [""] * min(MAX_COLUMNS, max((c["column"] for c in parsed), default=0))
             numbers: set[int] = set()
+            formulas: set[int] = set()
             for cell in parsed:
                 if cell["column"] <= MAX_COLUMNS:
                     cells[cell["column"] - 1] = cell_text(cell["value"])
                     if cell["data_type"] == "n" and cell["value"] is not None:
                         numbers.add(cell["column"] - 1)
-            rows.add(line, cells, numbers)
+                    if cell["unsaved"]:
+                        formulas.add(cell["column"] - 1)
+            rows.add(line, cells, numbers, formulas)
         found = parser.merged_cells.mergeCell if parser.merged_cells is not None else ()
     merges = tuple(Merge(m.min_row, m.max_row, m.min_col - 1, m.max_col - 1) for m in found)
     return rows.kept, merges

@@ -768,6 +768,18 @@ def _refuse_numbers_for_text(row: Row, columns: dict[int, str]) -> None:
             raise RowError("id_number", _TYPED_AS_NUMBER.format(value=row.cells[i]))
 
 
+def _refuse_unsaved_formulas(row: Row, columns: dict[int, str]) -> None:
+    """A formula a script wrote with no value saved (Excel and WPS save one with each formula)
+    reads as blank: named as what it is, not as a blank name or phone."""
+    for i, column in sorted(columns.items()):
+        if i in row.formulas:
+            raise RowError(
+                column,
+                f"cell {get_column_letter(i + 1)}{row.line} holds a formula without a saved "
+                "value; open the file in Excel or WPS and save it, then import it again",
+            )
+
+
 def _parse_rows(
     kind: RosterKind, table: Table, names: _TeamNames
 ) -> tuple[list[_Row], frozenset[str]]:
@@ -780,9 +792,11 @@ def _parse_rows(
     for found in table.filled(below=header_line):
         line, cells = found.line, found.cells
         values = {column: cells[i] for i, column in columns.items() if i < len(cells)}
-        if not any(v for k, v in values.items() if k != "seq"):
+        unsaved = {i: c for i, c in columns.items() if c != "seq" and i in found.formulas}
+        if not any(v for k, v in values.items() if k != "seq") and not unsaved:
             continue
         try:
+            _refuse_unsaved_formulas(found, unsaved)
             _refuse_numbers_for_text(found, columns)
             row = _check_member(kind, line, values, names)
         except RowError as error:

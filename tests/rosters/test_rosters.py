@@ -1184,3 +1184,42 @@ async def test_an_office_file_other_than_a_workbook_is_named_for_what_it_is(worl
         detail = (await upload(world, body)).json()["detail"]
         assert "Error" not in detail, detail
         assert ".xlsx" in detail, detail
+
+
+def with_formula(book: bytes, cell: str, saved: str | None = None) -> bytes:
+    """The workbook with ``cell`` a formula, its value ``saved`` as Excel and WPS save it, or
+    without one, as a script writes it."""
+    source, out = zipfile.ZipFile(io.BytesIO(book)), io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                text = data.decode()
+                start = text.index(f'<c r="{cell}"')
+                end = text.index("</c>", start) + len("</c>")
+                formula = '<f>CONCAT("黄","队长")</f>'
+                if saved is None:
+                    written = f'<c r="{cell}">{formula}</c>'
+                else:
+                    written = f'<c r="{cell}" t="str">{formula}<v>{saved}</v></c>'
+                text = text[:start] + written + text[end:]
+                data = text.encode()
+            archive.writestr(info, data)
+    return out.getvalue()
+
+
+async def test_a_formula_without_a_saved_value_is_named_not_read_as_blank(world: World) -> None:
+    """Excel and WPS save a formula's value with it; a script writing a roster may not, and
+    the cell then reads blank. The refusal says so, naming the row and the column."""
+    team = await world.team("fixed_post", name="银湖驻点应急联防队")
+    book = xlsx([member(1, team["name"], 1, "黄队长", "队长", "13800001111")], title=None)
+    reply = await upload(world, with_formula(book, "D2"))
+    assert reply.status_code == 422, reply.text
+    [problem] = reply.json()["problems"]
+    assert (problem["row"], problem["field"]) == (2, "name"), problem
+    assert "formula without a saved value" in problem["message"], problem
+    assert "D2" in problem["message"] and "blank" not in problem["message"], problem
+    assert await members_listed(world) == []
+    reply = await upload(world, with_formula(book, "D2", saved="黄队长"))
+    assert reply.status_code == 200, reply.text
+    assert [m["name"] for m in await members_listed(world)] == ["黄队长"]
