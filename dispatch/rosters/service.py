@@ -160,6 +160,8 @@ def normalize_phone(value: str) -> str:
 
 # A phone a CSV writes as the float a sheet held (pandas, a WPS text export): 13800001111.0.
 _PHONE_AS_FLOAT = re.compile(r"([0-9]{7,12})\.0+")
+# A phone after the one apostrophe a spreadsheet user types to keep its digits as text.
+_APOSTROPHE_DIGITS = re.compile(r"'[0-9]")
 
 
 def _phone_written_as_number(value: str) -> str:
@@ -167,6 +169,9 @@ def _phone_written_as_number(value: str) -> str:
     an .xlsx workbook's phone held as a number is read. One written in scientific notation
     (1.38E+10, Excel's CSV of a narrow column) has lost its digits, and is refused saying so."""
     text = value.translate(_HALF_WIDTH).strip(" ")
+    if _APOSTROPHE_DIGITS.match(text):
+        # '13800138000: typed so in Excel to keep the digits as text, and kept by some exports.
+        text = value = text[1:]
     whole = _PHONE_AS_FLOAT.fullmatch(text)
     if whole is not None:
         return whole.group(1)

@@ -1223,3 +1223,21 @@ async def test_a_formula_without_a_saved_value_is_named_not_read_as_blank(world:
     reply = await upload(world, with_formula(book, "D2", saved="黄队长"))
     assert reply.status_code == 200, reply.text
     assert [m["name"] for m in await members_listed(world)] == ["黄队长"]
+
+
+async def test_a_csv_phone_after_an_apostrophe_is_read_and_anything_else_odd_is_named(
+    world: World,
+) -> None:
+    """'13800138000, as typed in Excel to keep the digits as text and kept by some exports, is
+    the number; two apostrophes, or one before anything but digits, is refused naming phone."""
+    team = await world.team("fixed_post", name="银湖驻点应急联防队")
+    good = csv_file([member(1, team["name"], 1, "黄队长", "队长", "'13800138000")])
+    reply = await upload(world, good)
+    assert reply.status_code == 200, reply.text
+    assert [m["phone"] for m in await members_listed(world)] == ["13800138000"]
+    for odd in ("''13800138000", "'x13800138000", "13800138000'", "'"):
+        bad = csv_file([member(1, team["name"], 1, "黄队长", "队长", odd)])
+        reply = await upload(world, bad)
+        assert reply.status_code == 422, (odd, reply.text)
+        [problem] = reply.json()["problems"]
+        assert (problem["row"], problem["field"]) == (2, "phone"), (odd, problem)
