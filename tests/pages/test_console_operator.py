@@ -329,10 +329,13 @@ async def test_escalations_say_what_they_did_and_the_alarm_names_a_breach_once(
     )
     assert reply.status_code == 200, reply.text
     operator = await world.operator()
+    # Before the console opens, so that it learns the server's day from its welcome: opened
+    # first, after 19:59:50 of the real day, it went on thinking it was the day before and
+    # dated the breach (12-08 20:00:50).
+    advance_to(world, 19, 59, 50)
     console = await open_console(browser, contexts, world)
     feed = console.locator("#feed")
 
-    advance_to(world, 19, 59, 50)
     incident = await world.report(operator, category="fight")
     await expect(feed).to_contain_text("扩大范围（1000 米）：打架斗殴，范围内没有可加派的队伍")
     world.clock.advance(10)
