@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from pyproj import Geod
 
+from geo.crs import CRS, from_wgs84, to_wgs84
 from tests.support import QINGXI, World
 
 GEOD = Geod(ellps="WGS84")
@@ -60,6 +61,40 @@ async def test_an_uncovered_tier_is_shown_as_such(world: World) -> None:
     operator = await world.operator()
     incident = await world.report(operator)
     assert [c["covered"] for c in incident["chain"]] == [False, True, False]
+
+
+async def test_a_point_given_in_gcj02_or_bd09_is_covered_at_the_zone_edge_as_the_ellipsoid_says(
+    world: World,
+) -> None:
+    """A point read off AMap (GCJ-02) or Baidu (BD-09) 99 m from a fixed post is dispatched to
+    it as covering it and one 101 m away is not (it is alerted only in the wider ring drawn at
+    once where no tier-1 team covers), exactly as the geodesic distance of the converted WGS84
+    point says, and so does the form's preview: the post's 100 m radius is no wider or
+    narrower for the shifted systems."""
+    post = await world.team("fixed_post")
+    operator = await world.operator()
+    for crs in (CRS.GCJ02, CRS.BD09):
+        for metres, azimuth in ((99.0, 37.0), (101.0, 37.0), (99.0, 250.0), (101.0, 250.0)):
+            typed = from_wgs84(*near(metres, azimuth), crs)
+            incident = await world.report(operator, *typed, crs=crs.value)
+            lon, lat = to_wgs84(*typed, crs)
+            assert incident["location"] == {"lon": lon, "lat": lat}
+            _, _, geodesic = GEOD.inv(*QINGXI, lon, lat)
+            assert abs(geodesic - metres) < 0.001, (crs, metres, geodesic)
+            (alerted,) = [d for d in incident["dispatches"] if d["team_id"] == post["id"]]
+            assert abs(alerted["distance_m"] - geodesic) < 0.001
+            # Inside its zone the post is alerted as covering the point (ring 0); outside it,
+            # with no tier-1 team covering, only as the nearest in the wider ring at once.
+            assert (alerted["ring"] == 0) == (geodesic <= post["radius_m"]), (crs, metres)
+            # The form's preview before sending says the same.
+            params = {"lon": typed[0], "lat": typed[1], "crs": crs.value}
+            preview = await world.http.get(
+                "/api/v1/teams/covering", params=params, headers=operator.headers
+            )
+            assert preview.status_code == 200, preview.text
+            covering = [team["id"] for team in preview.json()]
+            assert (covering == [post["id"]]) == (geodesic <= post["radius_m"]), (crs, metres)
+            assert covering in ([], [post["id"]])
 
 
 async def test_same_idempotency_key_returns_the_same_incident(world: World) -> None:
