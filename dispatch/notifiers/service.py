@@ -9,9 +9,10 @@ request's time limit and then the backoff have passed, so that it never goes out
 gateway may still be working on this one; a failure recorded sooner brings it forward to the
 backoff after that failure. Every attempt is a row; the final outcome is an incident event,
 ``notified`` or ``notify_failed``. The operators' board is told every outcome (notified,
-failed, stopped) in a ``notification.updated`` message staged in the same transaction: written
-with its commit and published once it has committed, never before; the alerts to the leaders
-carry none of it.
+failed, stopped), every notification begun and every failed attempt but the last (``pending``,
+with its attempts so far), in a ``notification.updated`` message staged in the same
+transaction: written with its commit and published once it has committed, never before; the
+alerts to the leaders carry none of it.
 """
 
 from __future__ import annotations
@@ -98,6 +99,10 @@ async def check_acknowledged(
             continue
         data = {"notification_id": notification.id}
         jobs.schedule(session, jobs.new_job(SEND, now, incident_id=incident_id, data=data))
+        # The operators learn now that the leader's phone did not answer, and over which
+        # channels he is being sought: a failing gateway's last retry settles it only after
+        # the tier's minute has passed.
+        await _tell_board(session, notification, now)
         started.append(name)
     await session.flush()
     if not started:
@@ -254,6 +259,9 @@ async def record_attempt(
     elif notice.attempt >= max_attempts:
         _finish(notification, started, ok=False)
         await _settled(session, notification, started, error=error)
+    else:
+        # Still sought: the consoles say how many tries have failed, and why the last did.
+        await _tell_board(session, notification, started, error=error)
     await session.flush()
     return outcome
 
@@ -314,7 +322,8 @@ async def _settled(
 async def _tell_board(
     session: AsyncSession, notification: Notification, now: datetime, *, error: str | None = None
 ) -> None:
-    """Tell the operators' consoles how the notification ended (notified, failed, stopped).
+    """Tell the operators' consoles how the notification ended (notified, failed, stopped),
+    or that it is still being tried (pending: begun, or its attempts so far failed).
 
     Staged: written as the transaction's last write and published once it has committed, so a
     console never hears of an outcome that is not on record; the board's mailbox, which every

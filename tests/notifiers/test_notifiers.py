@@ -748,7 +748,8 @@ async def test_the_board_is_told_each_outcome_once_it_is_on_record(
     board = await world.connect(operator)
 
     world.clock.advance(15)
-    [sent] = await news_until(board, "notified", "webhook")
+    # Before it, that each channel was begun (pending): no other outcome.
+    [sent] = [n for n in await news_until(board, "notified", "webhook") if n["status"] != "pending"]
     # Published after the commit that recorded it: the record says so by the time it comes.
     records = {n["channel"]: n for n in await notifications(world, operator, incident["id"])}
     assert records["webhook"]["status"] == "notified"
@@ -767,7 +768,7 @@ async def test_the_board_is_told_each_outcome_once_it_is_on_record(
     }
     await attempts_recorded(world, operator, incident["id"], 1, ok=False)
     world.clock.advance(1)
-    [failed] = await news_until(board, "failed", "sms")
+    [failed] = [n for n in await news_until(board, "failed", "sms") if n["status"] != "pending"]
     [record] = [
         n for n in await notifications(world, operator, incident["id"]) if n["channel"] == "sms"
     ]
@@ -803,6 +804,59 @@ async def test_the_board_is_told_each_outcome_once_it_is_on_record(
             await phone.next(0.5)
     kinds = {m["type"] for m in phone.received}
     assert "alert" in kinds and "notification.updated" not in kinds, kinds
+
+
+async def test_the_board_hears_at_once_whom_the_phone_did_not_reach_and_how_he_is_sought(
+    start: Start, held: HeldReceiver, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    """At the check, before any gateway has answered, the consoles hear that the leader's
+    phone did not acknowledge the alert and over which channels he is being sought; each try
+    that failed before the last is told with its count and error. A failing gateway's last
+    retry would tell them only after the tier's minute."""
+    sms = await receivers((500, {"error": "gateway down"}))
+    world = await start(
+        webhook_url=held.url,
+        webhook_secret=WEBHOOK_SECRET,
+        sms_gateway_url=sms.url,
+        notify_backoff_s=1.0,
+        notify_max_attempts=3,
+    )
+    leader, operator, incident = await setup_incident(world)
+    board = await world.connect(operator)
+
+    world.clock.advance(15)
+    begun = [(await board.next_of("notification.updated"))["data"] for _ in range(2)]
+    records = {n["channel"]: n for n in await notifications(world, operator, incident["id"])}
+    assert [(n["channel"], n["status"], n["attempts"], n["error"]) for n in begun] == [
+        ("webhook", "pending", 0, None),
+        ("sms", "pending", 0, None),
+    ]
+    for news in begun:
+        assert news["notification_id"] == records[news["channel"]]["id"]
+        assert (news["incident_id"], news["dispatch_id"]) == (
+            incident["id"],
+            incident["dispatches"][0]["id"],
+        )
+        assert (news["user_id"], news["leader_name"]) == (leader.id, leader.name)
+
+    retrying = (await board.next_of("notification.updated"))["data"]
+    assert (retrying["channel"], retrying["status"], retrying["attempts"]) == ("sms", "pending", 1)
+    assert "gateway down" in retrying["error"]
+    [record] = [
+        n for n in await notifications(world, operator, incident["id"]) if n["channel"] == "sms"
+    ]
+    assert retrying["at"] == record["attempts"][0]["at"]
+    # The webhook's receiver has the request and has not answered: nothing was said of it.
+    assert len(held.requests) == 1
+    held.release.set()
+    sent = (await news_until(board, "notified", "webhook"))[-1]
+    assert sent["attempts"] == 1
+    world.clock.advance(1)
+    second = (await board.next_of("notification.updated"))["data"]
+    assert (second["channel"], second["status"], second["attempts"]) == ("sms", "pending", 2)
+    world.clock.advance(2)
+    failed = (await board.next_of("notification.updated"))["data"]
+    assert (failed["channel"], failed["status"], failed["attempts"]) == ("sms", "failed", 3)
 
 
 async def test_a_leader_without_a_phone_number_cannot_be_texted(

@@ -19,7 +19,7 @@ from dispatch.clock import ManualClock
 from dispatch.config import Settings
 from geo.crs import CRS, from_wgs84
 from tests.conftest import RunningServer
-from tests.notifiers.receiver import Receiver
+from tests.notifiers.receiver import HeldReceiver, Receiver
 from tests.pages.conftest import Opened, desk_context, log_in
 from tests.pages.test_console_and_phone import (
     GEOD,
@@ -469,6 +469,92 @@ async def test_the_console_shows_what_came_of_each_leaders_text_and_webhook(
     await expect(notes).to_contain_text("SMS failed after 2 attempts")
     await expect(notes).to_contain_text("Webhook sent")
     await expect(stopped).to_have_text("SMS stopped")
+
+
+@pytest.fixture
+async def seeking(
+    settings: Settings, clock: ManualClock
+) -> AsyncIterator[tuple[World, Receiver, HeldReceiver]]:
+    """A server whose SMS gateway keeps failing (three tries) and whose webhook holds its
+    answer until released."""
+    sms = Receiver(((500, {"error": "gateway down"}),))
+    hook = HeldReceiver()
+    await sms.start()
+    await hook.start()
+    configured = Settings(
+        **settings.model_dump()
+        | {
+            "sms_gateway_url": sms.url,
+            "webhook_url": hook.url,
+            "webhook_secret": "webhook-secret-for-tests",
+            "notify_backoff_s": 1.0,
+            "notify_max_attempts": 3,
+        }
+    )
+    server = RunningServer(configured, clock)
+    await server.start()
+    world = World(server.app, f"http://127.0.0.1:{server.port}", clock)
+    yield world, sms, hook
+    await world.close()
+    await server.stop()
+    await sms.stop()
+    await hook.stop()
+
+
+async def test_the_console_shows_at_once_whom_the_phone_did_not_reach_and_how_he_is_sought(
+    seeking: tuple[World, Receiver, HeldReceiver], browser: Browser, contexts: Opened
+) -> None:
+    """15 s after the alert, with no gateway's answer yet, the dispatch's card says the
+    leader is being sought by text and webhook; each failed try is counted as it comes, not
+    only once the last has failed after the tier's minute; the same after a reload and in
+    English."""
+    world, sms, hook = seeking
+    post = await world.team("fixed_post", name="三中驻点队")
+    leader = await world.leader(post)
+    admin = await world.admin()
+    reply = await world.http.put(
+        f"/api/v1/users/{leader.id}/phone", json={"phone": "13800138000"}, headers=admin.headers
+    )
+    assert reply.status_code == 200, reply.text
+    operator = await world.operator()
+    console = await open_console(browser, contexts, world)
+    incident = await world.report(operator, category="fight")
+    dispatch = card(console, incident["id"]).locator(
+        f'[data-dispatch-id="{incident["dispatches"][0]["id"]}"]'
+    )
+    notes = dispatch.locator(".notifications")
+
+    world.clock.advance(15)
+    await hook.wait_for(1)
+    await expect(notes.locator("li")).to_contain_text(f"{leader.name}：", timeout=10 * SECOND)
+    await expect(notes.locator('.notification[data-channel="webhook"]')).to_have_text(
+        "Webhook发送中"
+    )
+    await notified(world, operator, incident["id"], 1)
+    sms_note = notes.locator('.notification[data-channel="sms"]')
+    await expect(sms_note).to_have_text("短信发送失败 1 次，重试中")
+    world.clock.advance(1)
+    await notified(world, operator, incident["id"], 2)
+    await expect(sms_note).to_have_text("短信发送失败 2 次，重试中")
+    assert len(sms.requests) == 2
+    # The webhook's receiver still holds its answer: nothing has ended.
+    assert not hook.release.is_set()
+
+    await console.reload()
+    await expect(console.locator("#conn")).to_have_attribute("data-state", "live")
+    await expect(sms_note).to_have_text("短信发送失败 2 次，重试中")
+    await expect(notes.locator('.notification[data-channel="webhook"]')).to_have_text(
+        "Webhook发送中"
+    )
+    await console.get_by_role("button", name="English").click()
+    await expect(sms_note).to_have_text("SMS failed 2 times, retrying")
+    await expect(notes.locator('.notification[data-channel="webhook"]')).to_have_text(
+        "Webhook being sent"
+    )
+    hook.release.set()
+    await expect(notes.locator('.notification[data-channel="webhook"]')).to_have_text(
+        re.compile(r"^Webhook sent \d\d:\d\d:\d\d$"), timeout=10 * SECOND
+    )
 
 
 def rgb(css: str) -> tuple[float, float, float]:

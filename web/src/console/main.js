@@ -844,7 +844,8 @@ async function loadNotifications(ids) {
   await Promise.all([worker(), worker(), worker(), worker()]);
 }
 
-// One notification as the operator reads it: 短信已发送 10:01:02, 短信发送失败（尝试 3 次）…
+// One notification as the operator reads it: 短信发送中, 短信发送失败 2 次，重试中,
+// 短信已发送 10:01:02, 短信发送失败（尝试 3 次）…
 function noticeText(note) {
   const vars = {
     channel: t('notify.channel.' + note.channel),
@@ -852,6 +853,8 @@ function noticeText(note) {
     t: note.at ? clockTime(note.at) : '',
   };
   if (note.status === 'failed' && !note.attempts) return t('notify.no_phone', vars);
+  // Still pending with tries on record: each of them failed (a success settles it).
+  if (note.status === 'pending' && note.attempts) return t('notify.retrying', vars);
   return t('notify.' + note.status, vars);
 }
 
