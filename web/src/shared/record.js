@@ -93,6 +93,8 @@ export function recordView(record) {
   const dispatches = incident.dispatches.map((d) => {
     const o = outcomes[d.id];
     const line = [t('tier.short.' + d.tier)];
+    // Alerted by the escalation, not by the report: said as the console's card says it.
+    if (d.ring > 0) line.push(t('ring.escalated'));
     if (o) {
       line.push(t('rep.outcome.' + o.outcome));
       if (o.time_to_arrival_s !== null) line.push(againstTarget(o.time_to_arrival_s, targets[d.tier]));
@@ -114,11 +116,68 @@ export function recordView(record) {
     h('p', { class: 'meta mono', text: incident.id }),
     incident.description ? h('p', { text: incident.description }) : null,
     h('table', { class: 'figures record-tiers' }, h('thead', null, head), h('tbody', null, tiers)),
+    ...eventsView(record),
     h('h3', { text: t('rep.record_teams') }),
     dispatches.length
       ? h('ul', { class: 'record-dispatches' }, dispatches)
       : h('p', { class: 'hint', text: t('rep.record_no_teams') }),
   );
+}
+
+// The escalation reasons the server writes (dispatch/incidents/service.py NO_TIER1, ON_DUTY,
+// escalate_if_unaccepted), said in the page's language; another is shown as written.
+const NO_TIER1 = 'no tier-1 zone covers the incident';
+const ON_DUTY = 'a covering tier-1 team came on duty';
+const NO_ACCEPT = /^no tier-1 team accepted within (\S+) s$/;
+
+function escalationText(data, names) {
+  const teams = (data.team_ids || []).map((id) => names[id] || id);
+  const vars = {
+    ring: Math.round(data.ring_m),
+    n: teams.length,
+    teams: teams.join(t('list.sep')),
+  };
+  if (data.reason === ON_DUTY) {
+    return t(teams.length ? 'rep.record_on_duty' : 'rep.record_on_duty_none', vars);
+  }
+  const waited = NO_ACCEPT.exec(data.reason || '');
+  vars.why =
+    data.reason === NO_TIER1
+      ? t('rep.record_why_uncovered')
+      : waited
+        ? t('rep.record_why_no_accept', { s: waited[1] })
+        : data.reason || '';
+  return t(teams.length ? 'rep.record_escalated' : 'rep.record_escalated_none', vars);
+}
+
+// What happened to the chain after the report, in the order of the server's times: each
+// escalation (when, why, how wide, the teams it added or that it found none), each tier's
+// breach and the close, with who closed it. The hops are the teams' own, below.
+function eventsView(record) {
+  const names = {};
+  for (const d of record.incident.dispatches) names[d.team_id] = d.team_name;
+  const items = [];
+  for (const event of record.timeline || []) {
+    const data = event.data || {};
+    let text = null;
+    if (event.type === 'escalated') text = escalationText(data, names);
+    else if (event.type === 'breached') {
+      text = t('rep.record_breached', { tier: t('tier.short.' + data.tier) });
+    } else if (event.type === 'closed') {
+      text = t('rep.record_closed_by', { who: event.actor_name || '' });
+    }
+    if (text === null) continue;
+    items.push(
+      h(
+        'li',
+        { dataset: { type: event.type } },
+        h('time', { datetime: event.at, text: localTime(event.at) }),
+        ' ' + text,
+      ),
+    );
+  }
+  if (!items.length) return [];
+  return [h('h3', { text: t('rep.record_events') }), h('ol', { class: 'record-events' }, items)];
 }
 
 /**
