@@ -4,6 +4,7 @@ import { t } from './i18n.js';
 import {
   clockTime,
   countdown,
+  duration,
   metres,
   micros,
   ms,
@@ -22,7 +23,7 @@ export function tierView(tier, options) {
   const lateBy = !!(options && options.lateBy);
   const parts = [
     h('span', { class: 'tier-name', text: t('tier.' + tier.tier) }),
-    h('span', { class: 'tier-target', text: t('tier.target', { m: round(tier.target_s / 60) }) }),
+    h('span', { class: 'tier-target', text: targetText(tier.target_s) }),
   ];
   if (status === 'pending') {
     parts.push(
@@ -79,8 +80,12 @@ function takenText(tier, met) {
   return clockTime(tier.arrived_at) + ' (' + secondsTaken(tier.elapsed_s, met) + ')';
 }
 
-function round(value) {
-  return Math.round(value * 100) / 100;
+// The targets are set in seconds (DISPATCH_CHAIN_TARGETS): whole minutes read as the plan
+// says them (1分钟到场), any other as minutes and seconds (1 分 30 秒到场, 45 秒到场), never as a
+// fraction of a minute (1.5分钟到场, 0.75分钟到场).
+function targetText(targetS) {
+  if (targetS >= 60 && targetS % 60 === 0) return t('tier.target', { m: targetS / 60 });
+  return t('tier.target_d', { d: duration(String(targetS)) });
 }
 
 // Called a few times a second: only the clocks' text changes, nothing is rebuilt.
