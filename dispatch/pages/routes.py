@@ -21,12 +21,18 @@ from dispatch.pages import service
 
 router = APIRouter(tags=["pages"])
 
+# A server installed with `pip install .` holds a copy of the pages made at the install: a
+# build after it reaches that server only once installed again.
 NOT_BUILT = """<!doctype html><meta charset="utf-8"><title>503</title>
-<p>前端页面尚未构建 / The pages are not built: run <code>npm ci &amp;&amp; npm run build</code>
-in <code>web/</code> (or <code>bash scripts/setup</code>).</p>"""
+<p>前端页面尚未构建：在 <code>web/</code> 中运行 <code>npm ci &amp;&amp; npm run build</code>
+（或 <code>bash scripts/setup</code>）；以 <code>pip install .</code> 安装的服务器，
+构建后须再运行一次 <code>pip install .</code>。</p>
+<p>The pages are not built: run <code>npm ci &amp;&amp; npm run build</code> in <code>web/</code>
+(or <code>bash scripts/setup</code>); a server installed with <code>pip install .</code> needs
+<code>pip install .</code> again after the build.</p>"""
 
 # When to look again at pages not built, as every 503 says: building them takes a minute or
-# more, and the server serves them once built, without a restart.
+# more, and the server serves them once built (or installed again), without a restart.
 NOT_BUILT_RETRY_AFTER_S = 60
 
 _PAGE_RESPONSES: dict[int | str, dict[str, object]] = {

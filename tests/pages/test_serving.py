@@ -91,6 +91,8 @@ async def test_a_page_not_built_is_a_503_that_says_when_to_look_again(
         monkeypatch.setitem(PAGES, page, "not-built-yet.html")
         reply = await world.http.get(path)
         assert reply.status_code == 503 and "npm run build" in reply.text, path
+        # Installed with pip, the build reaches the server only by installing it again.
+        assert "<code>pip install .</code> again" in reply.text, path
         assert int(reply.headers["Retry-After"]) > 0, path
 
 
