@@ -3,7 +3,7 @@ on the console's card and on the leader's alert, in both languages."""
 
 from __future__ import annotations
 
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Page, expect
 
 from tests.pages.conftest import Opened
 from tests.pages.test_console_and_phone import SCENE, away, card, open_console, open_phone
@@ -31,3 +31,177 @@ async def test_the_card_and_the_alert_name_longitude_and_latitude_in_the_forms_o
     await phone.get_by_role("button", name="English").click()
     await phone.get_by_role("button", name="Open").click()
     await expect(alert).to_contain_text("Coordinates (WGS84): lon 114.161200, lat 22.849000")
+
+
+async def paste(page: Page, field: str, text: str) -> None:
+    """``text`` pasted into ``field`` as the operator does it: copied, then Ctrl+V."""
+    await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    await page.evaluate("text => navigator.clipboard.writeText(text)", text)
+    await page.locator(field).fill("")
+    await page.locator(field).focus()
+    await page.keyboard.press("Control+V")
+
+
+async def test_a_pair_pasted_into_either_field_fills_both_in_the_right_order_and_says_so(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """A pair copied whole (AMap: lon first; Google, Apple, Tencent and WeChat: lat first; with
+    a full-width comma, spaces or 。) had to be split and retyped by hand; pasted into either
+    field it now fills both in the right order, and the form says what it did and asks to check
+    the system."""
+    post = await world.team("fixed_post", *SCENE)
+    console = await open_console(browser, contexts, world)
+    lon, lat = console.locator("#lon"), console.locator("#lat")
+    note, problem = console.locator("#point-note"), console.locator("#point-error")
+    await console.locator("#crs").select_option("wgs84")
+    for field, text, order in [
+        ("#lon", "114.1612,22.849", "原文经度在前"),
+        ("#lat", "22.849, 114.1612", "原文纬度在前"),
+        ("#lon", "22.849，114.1612", "原文纬度在前"),
+        ("#lat", "22。849 ， 114。1612", "原文纬度在前"),
+        ("#lon", "114.1612 22.849", "原文经度在前"),
+    ]:
+        await lon.fill("")
+        await lat.fill("")
+        await paste(console, field, text)
+        await expect(lon).to_have_value("114.1612")
+        await expect(lat).to_have_value("22.849")
+        await expect(note).to_contain_text("已将一对坐标分开填入：经度 114.1612，纬度 22.849")
+        await expect(note).to_contain_text(order)
+        await expect(note).to_contain_text("请核对坐标系")
+        await expect(problem).to_be_hidden()
+        await expect(console.locator("#coverage")).to_contain_text(post["name"])
+
+    await console.get_by_role("button", name="English").click()
+    await expect(note).to_contain_text("The pair was split: longitude 114.1612, latitude 22.849")
+    await expect(note).to_contain_text("It gave the longitude first")
+    await console.get_by_role("button", name="中文").click()
+
+    # Typed whole into one field, it is split when the operator leaves the field, never while
+    # typing ("114.1612,2" is not yet the pair); meanwhile the form says what it will do.
+    await lon.fill("")
+    await lat.fill("")
+    await lat.fill("22.849,114.1612")
+    await expect(problem).to_contain_text("纬度栏里是一对坐标：离开此栏（按 Tab）即分开填入")
+    await expect(lat).to_have_value("22.849,114.1612")
+    await lat.press("Tab")
+    await expect(lon).to_have_value("114.1612")
+    await expect(lat).to_have_value("22.849")
+    await expect(problem).to_be_hidden()
+
+    await console.get_by_role("button", name="派警").click()
+    result = console.locator("#report-result")
+    await expect(result).to_have_attribute("data-state", "ok")
+    incident_id = await result.get_attribute("data-incident-id")
+    assert incident_id is not None
+    stored = await world.incident(await world.operator(), incident_id)
+    assert stored["location"] == {"lon": 114.1612, "lat": 22.849}
+
+
+async def test_degrees_minutes_and_seconds_are_read_and_shown_as_decimal_degrees(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """Degrees, minutes and seconds from a phone's GPS app, or degrees and minutes, were refused
+    as not a number and had to be worked out by hand; they are read, each field saying the
+    decimal degrees it read, and a pair of them fills both fields by their N and E."""
+    post = await world.team("fixed_post", *SCENE)
+    console = await open_console(browser, contexts, world)
+    lon, lat = console.locator("#lon"), console.locator("#lat")
+    note, problem = console.locator("#point-note"), console.locator("#point-error")
+    await console.locator("#crs").select_option("wgs84")
+
+    await lon.fill("114°09'40.32\"E")
+    await lat.fill("北纬22度50分56.4秒")
+    await expect(problem).to_be_hidden()
+    await expect(note).to_contain_text("经度 114°09'40.32\"E 读作 114.161200")
+    await expect(note).to_contain_text("纬度 北纬22度50分56.4秒 读作 22.849000")
+    await expect(console.locator("#coverage")).to_contain_text(post["name"])
+    await lat.fill("22°50.94′")
+    await expect(note).to_contain_text("纬度 22°50.94′ 读作 22.849000")
+    await console.get_by_role("button", name="English").click()
+    await expect(note).to_contain_text("Latitude 22°50.94′ read as 22.849000")
+    await console.get_by_role("button", name="中文").click()
+
+    # Minutes or seconds of 60 and more are a typo, not a position.
+    await lat.fill("22°50'60\"N")
+    await expect(problem).to_contain_text("纬度不是完整的数字")
+
+    # The pair in one text, latitude first as GPS apps write it, in either field.
+    await paste(console, "#lon", "22°50'56.4\"N 114°09'40.32\"E")
+    await expect(lon).to_have_value("114.1612")
+    await expect(lat).to_have_value("22.849")
+    await expect(note).to_contain_text("先后按原文注明的 N/E 或经度/纬度")
+
+    # A latitude marked N pasted into the longitude field goes to the empty latitude field.
+    await lat.fill("")
+    await paste(console, "#lon", "22°50'56.4\"N")
+    await expect(lat).to_have_value("22°50'56.4\"N")
+    await expect(lon).to_have_value("")
+    await expect(note).to_contain_text("22°50'56.4\"N 是纬度，已从经度栏移到纬度栏")
+    # With the latitude field taken, it stays and is refused, never sent as a longitude.
+    await lon.fill("N22.849")
+    await expect(problem).to_contain_text("经度栏里是纬度（N22.849）：请填到纬度栏")
+    await console.get_by_role("button", name="派警").click()
+    await expect(console.locator("#report-result")).to_be_empty()
+
+
+async def test_a_swapped_or_unordered_pair_is_never_sent_by_a_guess(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """A latitude of China typed in the longitude field and a longitude in the latitude field
+    was refused only as a latitude past 90 (or, for the far west, sent to the Arctic); it is
+    named as swapped, nothing is sent, and one button swaps them. A pair that does not show
+    which is which is left as it is, with the reason, and is not split by a guess."""
+    post = await world.team("fixed_post", *SCENE)
+    console = await open_console(browser, contexts, world)
+    lon, lat = console.locator("#lon"), console.locator("#lat")
+    note, problem = console.locator("#point-note"), console.locator("#point-error")
+    swap = console.get_by_role("button", name="对调经纬度")
+    await console.locator("#crs").select_option("wgs84")
+
+    await lon.fill("22.849")
+    await lat.fill("114.1612")
+    await expect(problem).to_contain_text(
+        "经度和纬度似乎填反了：经度栏 22.849 像纬度，纬度栏 114.1612 像经度"
+    )
+    await expect(lon).to_have_attribute("aria-invalid", "true")
+    await expect(lat).to_have_attribute("aria-invalid", "true")
+    await expect(console.locator("#coverage")).to_be_empty()
+    await console.get_by_role("button", name="派警").click()
+    await expect(console.locator("#report-result")).to_be_empty()
+    # Kashgar's latitude 39.47 and longitude 75.99 swapped: a legal point in the Barents Sea.
+    await lon.fill("39.47")
+    await lat.fill("75.99")
+    await expect(problem).to_contain_text("似乎填反了")
+    await console.get_by_role("button", name="English").click()
+    await expect(problem).to_contain_text("Longitude and latitude look swapped")
+    await expect(console.get_by_role("button", name="Swap longitude and latitude")).to_be_visible()
+    await console.get_by_role("button", name="中文").click()
+    await lon.fill("22.849")
+    await lat.fill("114.1612")
+    await swap.click()
+    await expect(lon).to_have_value("114.1612")
+    await expect(lat).to_have_value("22.849")
+    await expect(note).to_contain_text("已对调经度和纬度")
+    await expect(problem).to_be_hidden()
+    await expect(swap).to_be_hidden()
+    await expect(console.locator("#coverage")).to_contain_text(post["name"])
+
+    # Two numbers neither of which is a longitude of China: which is which is not guessed.
+    await lat.fill("")
+    await paste(console, "#lon", "48.85, 2.35")
+    await expect(lon).to_have_value("48.85, 2.35")
+    await expect(lat).to_have_value("")
+    await expect(problem).to_contain_text("粘贴的两个数 48.85 和 2.35 看不出哪个是经度、哪个是纬度")
+    await lon.press("Tab")
+    await expect(lon).to_have_value("48.85, 2.35")
+    await console.get_by_role("button", name="English").click()
+    await expect(problem).to_contain_text("do not show which is the longitude")
+    await console.get_by_role("button", name="中文").click()
+    await console.get_by_role("button", name="派警").click()
+    await expect(console.locator("#report-result")).to_be_empty()
+    assert (
+        await world.http.get(
+            "/api/v1/incidents?status=open", headers=(await world.operator()).headers
+        )
+    ).json() == []

@@ -11,6 +11,7 @@ import { load, loadForTab, removeForTab, save, saveForTab } from '../shared/stor
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
 import { clockTime, coordinate, metres, micros, ms, shanghaiToday } from '../shared/format.js';
 import { errorText } from '../shared/errors.js';
+import { looksSwapped, readOne, readPair } from './coordinates.js';
 import { repeat, siren, soundReady, unlockOnGesture } from '../shared/alarm.js';
 import { announce } from '../shared/announce.js';
 import {
@@ -90,7 +91,9 @@ const state = {
   status: null,
   closed: new Set(),
   hearing: new Set(), // of each list of open incidents on its way, the snapshots heard since
-  pointProblems: [], // [{field: 'lon'|'lat', reason: 'number'|'range'}] of the typed point
+  pointProblems: [], // [{field: 'lon'|'lat', reason: 'number'|'range'|…}] of the typed point
+  pointNote: null, // what the form did with a pasted pair or a misplaced value: {key, vars}
+  pointRead: [], // [{field, text, value}]: fields typed in degrees-minutes-seconds or with N/E
   previewTimer: null,
   resume: null, // after a reconnect, until caught up: {missed, resync}
   breachSeen: new Set(), // incidentId:tier of every breach this page has raised the alarm for
@@ -138,7 +141,21 @@ function boot() {
     state.reportKey = null;
   });
   // The point as typed is checked, drawn and its coverage asked for again on every change.
-  for (const id of ['#lon', '#lat']) $(id).addEventListener('input', schedulePreview);
+  for (const field of ['lon', 'lat']) {
+    const input = $('#' + field);
+    // A pair pasted (or dropped) into either field fills both; one typed is split when the
+    // operator leaves the field, never while typing, when "114.1612,2" is not yet the pair.
+    input.addEventListener('input', (event) => {
+      state.pointNote = null;
+      const pasted = event.inputType === 'insertFromPaste' || event.inputType === 'insertFromDrop';
+      if (pasted && placePasted(field)) return;
+      schedulePreview();
+    });
+    input.addEventListener('change', () => {
+      if (placePasted(field)) state.reportKey = null;
+    });
+  }
+  $('#point-swap').addEventListener('click', swapPoint);
   $('#crs').addEventListener('change', schedulePreview);
   $('#alarm-silence').addEventListener('click', silenceAlarm);
   $('#history-open').addEventListener('click', openHistory);
@@ -159,6 +176,7 @@ function boot() {
     renderResult();
     renderCoverage();
     renderPointProblems();
+    renderPointNote();
     renderFeed();
     renderLegend();
     renderLoadProblem();
@@ -982,39 +1000,110 @@ function onMapClick(event) {
   $('#lat').value = event.latlng.lat.toFixed(6);
   $('#crs').value = state.view.tileCrs;
   state.reportKey = null;
+  state.pointNote = null;
   clearTimeout(state.previewTimer);
   previewCoverage();
 }
 
-// A coordinate as typed, or NaN unless the whole text is one number: "114。1612" from a
-// Chinese keyboard is read as 114.1612 (full-width digits, 。 and ． as the decimal point, a
-// decimal comma), but "114.16abc" or "114.16.1" is refused, never cut short.
-function parseCoordinate(text) {
-  const normal = String(text)
-    .trim()
-    .replace(/[\uff10-\uff19]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 0xff10 + 48))
-    .replace(/[。．｡,]/g, '.')
-    .replace(/^[－−]/, '-')
-    .replace(/^＋/, '+');
-  if (!/^[-+]?(\d+(\.\d*)?|\.\d+)$/.test(normal)) return NaN;
-  return Number(normal);
+// The other coordinate field.
+const OTHER = { lon: 'lat', lat: 'lon' };
+
+// A coordinate as the form writes it back: the digits given, or at most 7 decimals (1 cm).
+function coordinateText(value) {
+  return String(Number(value.toFixed(7)));
+}
+
+// What is in `field` (just pasted, or left after typing) put where it belongs: a whole pair
+// into both fields in the order it says or the ranges of China show, and a value named as
+// the other axis (22°50'56.4"N in the longitude field) into the other field when that one is
+// empty. The form says what it did. False when there was nothing to place: a pair whose order
+// nothing shows is left as it is, and the form says why (formPoint).
+function placePasted(field) {
+  const text = $('#' + field).value;
+  const pair = readPair(text);
+  if (pair && !pair.ambiguous) {
+    $('#lon').value = coordinateText(pair.lon);
+    $('#lat').value = coordinateText(pair.lat);
+    const order = pair.by === 'labels' ? 'labels' : pair.latFirst ? 'lat_first' : 'lon_first';
+    state.pointNote = {
+      key: 'point.split',
+      vars: { lon: coordinateText(pair.lon), lat: coordinateText(pair.lat) },
+      order,
+    };
+  } else {
+    const one = readOne(text);
+    const other = OTHER[field];
+    if (!one || one.axis !== other || $('#' + other).value.trim()) return false;
+    $('#' + other).value = text.trim();
+    $('#' + field).value = '';
+    state.pointNote = {
+      key: 'point.moved',
+      vars: { text: text.trim(), from: t('field.' + field), to: t('field.' + other) },
+      from: field,
+      to: other,
+    };
+  }
+  clearTimeout(state.previewTimer);
+  previewCoverage();
+  return true;
+}
+
+// Longitude and latitude each in the other's field, as the form shows when it finds them so:
+// exchanged at the operator's word, never by itself.
+function swapPoint() {
+  const lon = $('#lon').value;
+  $('#lon').value = $('#lat').value;
+  $('#lat').value = lon;
+  state.pointNote = { key: 'point.swapped_done', vars: {} };
+  state.reportKey = null;
+  clearTimeout(state.previewTimer);
+  previewCoverage();
+  $('#lon').focus();
 }
 
 // The point in the form, and what is wrong with it: a field that is not one whole number, or
-// one out of range. An empty field is a problem only when `complete` (the form is sent).
+// one out of range. An empty field is a problem only when `complete` (the form is sent). A
+// whole pair still in one field, a pair whose order nothing shows, a value named as the other
+// axis, or a latitude and a longitude of China each in the other's field are problems too:
+// nothing is sent that may be in the wrong place.
 function formPoint(complete) {
-  const point = { crs: $('#crs').value, problems: [] };
+  const point = { crs: $('#crs').value, problems: [], read: [] };
   for (const field of ['lon', 'lat']) {
     const text = $('#' + field).value;
-    const value = parseCoordinate(text);
+    const one = readOne(text);
+    const value = one ? one.value : NaN;
     point[field] = value;
     if (!text.trim()) {
       if (complete) point.problems.push({ field, reason: 'empty' });
-    } else if (!Number.isFinite(value)) {
+      continue;
+    }
+    const pair = one ? null : readPair(text);
+    if (pair && pair.ambiguous) {
+      point.problems.push({
+        field,
+        reason: 'ambiguous',
+        vars: { a: coordinateText(pair.ambiguous[0]), b: coordinateText(pair.ambiguous[1]) },
+      });
+    } else if (pair) {
+      point.problems.push({ field, reason: 'pair' });
+    } else if (!one) {
       point.problems.push({ field, reason: 'number' });
+    } else if (one.axis && one.axis !== field) {
+      point.problems.push({ field, reason: 'axis', vars: { text: text.trim(), other: t('field.' + one.axis) } });
     } else if (Math.abs(value) > COORDINATE_RANGE[field]) {
       point.problems.push({ field, reason: 'range' });
+    } else if (!one.plain) {
+      point.read.push({ field, text: text.trim(), value });
     }
+  }
+  const both = Number.isFinite(point.lon) && Number.isFinite(point.lat);
+  const axisNamed = point.problems.some((p) => p.reason === 'axis');
+  if (both && !axisNamed && looksSwapped(point.lon, point.lat)) {
+    point.problems = [
+      { field: 'lon', reason: 'swapped', vars: { lon: coordinateText(point.lon), lat: coordinateText(point.lat) } },
+      { field: 'lat', reason: 'swapped', silent: true },
+    ];
+    point.read = [];
   }
   return point;
 }
@@ -1029,11 +1118,41 @@ function renderPointProblems() {
   }
   const box = $('#point-error');
   box.textContent = problems
+    .filter((p) => !p.silent)
     .map((p) =>
-      t('point.' + p.reason, { field: t('field.' + p.field), max: COORDINATE_RANGE[p.field] }),
+      t('point.' + p.reason, {
+        field: t('field.' + p.field),
+        max: COORDINATE_RANGE[p.field],
+        ...(p.vars || {}),
+      }),
     )
     .join(t('error.sep'));
   box.hidden = !problems.length;
+  $('#point-swap').hidden = !problems.some((p) => p.reason === 'swapped');
+}
+
+// What the form did with what was pasted, and how it read a coordinate in degrees, minutes and
+// seconds or with a hemisphere, for the operator to check against what he was given.
+function renderPointNote() {
+  const lines = [];
+  const note = state.pointNote;
+  if (note) {
+    const vars = { ...note.vars };
+    if (note.key === 'point.moved') {
+      vars.from = t('field.' + note.from);
+      vars.to = t('field.' + note.to);
+    }
+    let line = t(note.key, vars);
+    if (note.order) line += t('point.order.' + note.order);
+    if (note.key === 'point.split') line += t('point.check_crs');
+    lines.push(line);
+  }
+  for (const r of state.pointRead) {
+    lines.push(t('point.read', { field: t('field.' + r.field), text: r.text, value: r.value.toFixed(6) }));
+  }
+  const box = $('#point-note');
+  box.textContent = lines.join(' ');
+  box.hidden = !lines.length;
 }
 
 // Typing, pasting or choosing another system: the preview follows once typing pauses.
@@ -1047,7 +1166,9 @@ function schedulePreview() {
 async function previewCoverage() {
   const point = formPoint(false);
   state.pointProblems = point.problems;
+  state.pointRead = point.read;
   renderPointProblems();
+  renderPointNote();
   state.coverage = null;
   renderCoverage();
   const usable = !point.problems.length && Number.isFinite(point.lon) && Number.isFinite(point.lat);
@@ -1108,7 +1229,9 @@ async function onReport(event) {
   clearTimeout(state.previewTimer);
   const point = formPoint(true);
   state.pointProblems = point.problems;
+  state.pointRead = point.read;
   renderPointProblems();
+  renderPointNote();
   if (point.problems.length) {
     // Nothing is sent: the field is marked and named, the operator corrects it.
     $('#' + point.problems[0].field).focus();
