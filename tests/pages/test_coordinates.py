@@ -143,6 +143,14 @@ async def test_degrees_minutes_and_seconds_are_read_and_shown_as_decimal_degrees
     await expect(problem).to_contain_text("经度栏里是纬度（N22.849）：请填到纬度栏")
     await console.get_by_role("button", name="派警").click()
     await expect(console.locator("#report-result")).to_be_empty()
+    # Each field holding the other's value by its mark: the same swap button puts them right.
+    await lat.fill("E114.1612")
+    await expect(problem).to_contain_text("纬度栏里是经度（E114.1612）：请填到经度栏")
+    await console.get_by_role("button", name="对调经纬度").click()
+    await expect(lon).to_have_value("E114.1612")
+    await expect(lat).to_have_value("N22.849")
+    await expect(problem).to_be_hidden()
+    await expect(console.locator("#coverage")).to_contain_text(post["name"])
 
 
 async def test_a_swapped_or_unordered_pair_is_never_sent_by_a_guess(

@@ -1128,7 +1128,9 @@ function renderPointProblems() {
     )
     .join(t('error.sep'));
   box.hidden = !problems.length;
-  $('#point-swap').hidden = !problems.some((p) => p.reason === 'swapped');
+  // Swapped by their values, or by their marks (22.849N in Longitude, 114.1612E in Latitude).
+  const byMarks = problems.filter((p) => p.reason === 'axis').length === 2;
+  $('#point-swap').hidden = !(byMarks || problems.some((p) => p.reason === 'swapped'));
 }
 
 // What the form did with what was pasted, and how it read a coordinate in degrees, minutes and
