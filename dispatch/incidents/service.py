@@ -480,7 +480,9 @@ async def report_incident(
     )
     if not decided.tier1_covers:
         added = [d for d in view.dispatches if d.ring == 1]
-        await _send_escalation(session, view, added, NO_TIER1, escalation.ring_m, now, new=True)
+        await _send_escalation(
+            session, view, added, NO_TIER1, escalation.ring_m, now, now, new=True
+        )
     return view, False
 
 
@@ -1044,7 +1046,7 @@ async def _escalate(
     added_ids = {a.id for a in added}
     alerted = [d for d in view.dispatches if d.id in added_ids]
     await _send_alerts(session, view, alerted, now, on_turn=on_turn)
-    await _send_escalation(session, view, alerted, reason, ring_m, now)
+    await _send_escalation(session, view, alerted, reason, ring_m, due_at, now)
     return view
 
 
@@ -1094,12 +1096,16 @@ async def _send_escalation(
     alerted: Sequence[DispatchOut],
     reason: str,
     ring_m: float,
+    at: datetime,
     now: datetime,
     *,
     new: bool = False,
 ) -> None:
     body = {
         "incident_id": view.id,
+        # When it was due, as its escalated event is dated: a console that hears of it in a
+        # replay, after a dropped line, says then, not when it heard.
+        "at": show_time(at),
         "reason": reason,
         "ring_m": ring_m,
         "dispatches": [d.model_dump(mode="json") for d in alerted],

@@ -208,3 +208,39 @@ async def test_the_ring_alerted_on_start_hears_of_the_tier_one_breach_due_after_
         await again.close()
     finally:
         await restarted.stop()
+
+
+async def test_the_escalation_message_says_when_it_was_due_also_to_a_console_come_back_later(
+    world: World,
+) -> None:
+    """A console whose line dropped hears the escalation in the replay, later than it happened:
+    the message says when (the escalated event's time, the step's due time, not the moment the
+    console hears of it), as a breach says its deadline; at the report for no tier-1 cover."""
+    await world.team("fixed_post")
+    operator = await world.operator()
+    console = await world.connect(operator)
+    incident = await world.report(operator)
+    await console.next_of("incident.updated")
+    mark = console.last_seq
+    await console.close()
+
+    world.clock.advance(25)
+    await escalation_outcome(world, incident["id"])
+    world.clock.advance(10)
+    back = await world.connect(operator, resume_from=mark)
+    escalation = await back.next_of("escalation")
+    escalated = [
+        e for e in await events(world, operator, incident["id"]) if e["type"] == "escalated"
+    ]
+    assert escalation["data"]["at"] == escalated[0]["at"]
+    assert t(escalation["data"]["at"]) - t(incident["reported_at"]) == timedelta(seconds=20)
+    await back.close()
+
+    uncovered = await world.report(operator, *at(3000, 0))
+    live = await world.connect(operator, resume_from=mark)
+    while True:
+        message = await live.next_of("escalation")
+        if message["data"]["incident_id"] == uncovered["id"]:
+            break
+    assert message["data"]["at"] == uncovered["reported_at"]
+    await live.close()

@@ -663,6 +663,9 @@ function onMessage(message, info) {
         teams: { list: added.map((d) => d.team_name) },
       },
       'feed-warn',
+      undefined,
+      false,
+      data.at,
     );
   }
 }
@@ -729,8 +732,10 @@ function describeChange(before, after, unsaid) {
 // plain, {t: key} (a category, a tier), {notice} (a notification's outcome) or {list} (team
 // names). `ref`: what the line is about, where the same thing must not be listed twice.
 // `unsaid`: listed but not said, where the page says it otherwise.
-function addFeed(key, vars, kind, ref, unsaid = false) {
-  const now = state.live ? state.live.serverNow() : Date.now();
+// `when`: the server's time the line's news happened at, where its message says it (an
+// escalation): replayed after a dropped line, it is listed at that time, not when it was heard.
+function addFeed(key, vars, kind, ref, unsaid = false, when = null) {
+  const now = when ? ms(when) : state.live ? state.live.serverNow() : Date.now();
   const at = new Date(now + 8 * 3600 * 1000).toISOString().slice(11, 19);
   state.feed.unshift({ at, kind, key, vars, ref });
   if (state.feed.length > 200) state.feed.length = 200;
