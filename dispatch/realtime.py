@@ -27,11 +27,35 @@ from dispatch.security.origins import origin_allowed
 router = APIRouter()
 logger = logging.getLogger(__name__)
 
-# The socket's login was ended by logout (here, in another tab or on another device): the
-# pages show they are signed out and neither renew nor reconnect. Every other refusal of the
-# token is 1008 (POLICY_VIOLATION), after which a page that holds a renewed token reconnects.
+# The socket's login was ended on purpose, each with its own code (docs/api.md): the pages say
+# what ended it and what to do, and neither renew nor reconnect. Every other refusal of the
+# token (expired, bad) is 1008 (POLICY_VIOLATION), after which a page that holds a renewed token
+# reconnects.
+# Logged out (here, in another tab or on another device).
 LOGGED_OUT = 4001
 LOGGED_OUT_REASON = "logged out: this login was ended; log in again"
+# The account was disabled by an administrator: only he can let the user in again.
+ACCOUNT_DISABLED = 4002
+ACCOUNT_DISABLED_REASON = "account disabled: ask your administrator"
+# The password was reset by an administrator: a login with the new one.
+PASSWORD_RESET = 4003
+PASSWORD_RESET_REASON = "password reset: log in with the new password"
+# Ended by an administrator otherwise (a disabling, the account enabled again since): a login.
+LOGIN_ENDED = 4004
+LOGIN_ENDED_REASON = "login ended by an administrator: log in again"
+
+ENDED: dict[type[auth.LoginEnded], tuple[int, str]] = {
+    auth.LoggedOut: (LOGGED_OUT, LOGGED_OUT_REASON),
+    auth.AccountDisabled: (ACCOUNT_DISABLED, ACCOUNT_DISABLED_REASON),
+    auth.PasswordReset: (PASSWORD_RESET, PASSWORD_RESET_REASON),
+    auth.EndedByAdministrator: (LOGIN_ENDED, LOGIN_ENDED_REASON),
+}
+
+
+def ended(error: auth.LoginEnded) -> FrameError:
+    """The close that tells the page what ended its login."""
+    code, reason = ENDED.get(type(error), (LOGIN_ENDED, LOGIN_ENDED_REASON))
+    return FrameError(code, reason)
 
 
 @router.websocket("/ws")
@@ -71,8 +95,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         nonlocal presented, expires_at
         try:
             principal = await look_up(token)
-        except auth.LoggedOut:
-            raise FrameError(LOGGED_OUT, LOGGED_OUT_REASON) from None
+        except auth.LoginEnded as error:
+            raise ended(error) from None
         except Unauthorized:
             return None
         presented, expires_at = token, principal.token_expires_at
@@ -91,9 +115,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
     async def recheck(peer: Peer, told: bool) -> str | None:
         """Why this socket's token no longer lets it read, or None while it does. A token
-        that expired, was revoked (logout) or whose user was disabled or reset ends the
-        socket (1008; a logout, LOGGED_OUT): a dismissed guard's phone stops receiving the
-        board at once. A change
+        that expired ends the socket (1008); one whose login was ended (logout, the user
+        disabled or given a new password) with the code saying which (``ENDED``): a dismissed
+        guard's phone stops receiving the board at once, and says why. A change
         made past the API (directly in the database) is read from the rows beside the first
         message sent once ``principal_cache_s`` has passed since they were last read, and
         ends the socket as soon as that read finds it, as REST would refuse the token."""
@@ -109,8 +133,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             return None
         try:
             await look_up(presented, fresh=aged)
-        except auth.LoggedOut:
-            raise FrameError(LOGGED_OUT, LOGGED_OUT_REASON) from None
+        except auth.LoginEnded as error:
+            raise ended(error) from None
         except Unauthorized:
             return "the token is no longer valid: log in again"
         return None
@@ -120,8 +144,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         nonlocal refused
         try:
             await look_up(presented, fresh=True)
-        except auth.LoggedOut:
-            refused = FrameError(LOGGED_OUT, LOGGED_OUT_REASON)
+        except auth.LoginEnded as error:
+            refused = ended(error)
             runtime.hub.recheck(user_id)
         except Unauthorized:
             refused = FrameError(POLICY_VIOLATION, "the token is no longer valid: log in again")

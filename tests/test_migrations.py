@@ -975,3 +975,31 @@ async def test_users_and_logouts_stored_before_0027_keep_working(
             assert logouts.all() == [("a" * 32, None), ("b" * 32, None)]
         await asyncio.to_thread(command.downgrade, config, "0026")
         await asyncio.to_thread(command.upgrade, config, "head")
+
+
+async def test_users_stored_before_0028_have_no_end_of_their_tokens_said(
+    backend: str, tmp_path: Path
+) -> None:
+    """0028: a user stored before, or written by the release before during a rolling upgrade,
+    has no ``tokens_ended_by``: a token of his ended since is refused as ended by an
+    administrator (4004), not said to be a reset or a disabling it may not have been."""
+    at = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
+    users = table_of(User)
+
+    def user(user_id: str) -> dict[str, Any]:
+        return {"id": user_id, "name": user_id, "password_hash": "x", "role": "operator",
+                "disabled": False, "created_at": at, "tokens_valid_after": at}  # fmt: skip
+
+    async with downgraded(backend, tmp_path, "0027") as (config, engine):
+        async with engine.begin() as connection:
+            await connection.execute(users.insert(), user("u-before"))
+        await asyncio.to_thread(command.upgrade, config, "head")
+        async with engine.begin() as connection:
+            await connection.execute(users.insert(), user("u-during"))
+        async with engine.connect() as connection:
+            ended = await connection.execute(
+                select(users.c.id, users.c.tokens_ended_by).order_by(users.c.id)
+            )
+            assert ended.all() == [("u-before", None), ("u-during", None)]
+        await asyncio.to_thread(command.downgrade, config, "0027")
+        await asyncio.to_thread(command.upgrade, config, "head")

@@ -36,6 +36,9 @@ class User(Base):
     # with the password a login checks, so a login racing a reset carries the old count.
     # Filled by the database when left out (a row the release before writes, a bulk insert).
     token_generation: Mapped[int] = mapped_column(server_default="0")
+    # What ended the tokens last ("disabled", "password_reset"): a page whose token was ended
+    # tells its user what happened and what to do. None: never, or from before it was kept.
+    tokens_ended_by: Mapped[str | None] = mapped_column(String(16))
 
 
 class RevokedToken(Base):

@@ -77,8 +77,41 @@ class Principal:
     generation: int = 0
 
 
-class LoggedOut(Unauthorized):
+class LoginEnded(Unauthorized):
+    """The token's login was ended on purpose, not by its term: no renewal or reconnect brings
+    it back, and the page says what ended it (each its own ``code``)."""
+
+
+class LoggedOut(LoginEnded):
     """The token's login was ended by logout: only a new login helps, no renewal."""
+
+    code = "logged_out"
+
+
+class AccountDisabled(LoginEnded):
+    """The token's user is disabled: only the administrator can let him in again."""
+
+    code = "account_disabled"
+
+
+class PasswordReset(LoginEnded):
+    """The token is from before the administrator reset the password: log in with the new one."""
+
+    code = "password_reset"
+
+
+class EndedByAdministrator(LoginEnded):
+    """The token is from before a disabling (the account enabled again since), or its end was
+    set in the database: a new login helps."""
+
+    code = "login_ended"
+
+
+ACCOUNT_DISABLED_DETAIL = "the account was disabled (account disabled): ask your administrator"
+
+# What a disabling or a reset writes in ``users.tokens_ended_by``.
+ENDED_BY_DISABLING = "disabled"
+ENDED_BY_RESET = "password_reset"
 
 
 async def create_user(
@@ -201,8 +234,10 @@ async def renew_token(
     with its login: the fresh token carries the login on, so that a logout ends them all."""
     principal = await principal_for_token(session, token, secret=secret, now=now)
     user = await session.get(User, principal.user_id)
-    if user is None or user.disabled:  # Removed or disabled since the token's row was read.
-        raise Unauthorized("the bearer token's user is unknown or disabled")
+    if user is None:  # Removed since the token's row was read.
+        raise Unauthorized("the bearer token's user is unknown")
+    if user.disabled:  # Disabled since.
+        raise AccountDisabled(ACCOUNT_DISABLED_DETAIL)
     if (
         principal.login_at is not None
         and principal.login_at.timestamp() + max_age_s <= now.timestamp()
@@ -266,6 +301,7 @@ def _principal_query() -> Select[Any]:
         users.disabled,
         users.tokens_valid_after,
         users.token_generation,
+        users.tokens_ended_by,
         exists().where(or_(revoked.jti == jti, revoked.jti == login)).label("revoked"),
     ).where(users.id == bindparam("principal_user", type_=users.id.type))
 
@@ -320,8 +356,10 @@ async def _look_up(
     ).first()
     if user is not None and user.revoked:
         raise LoggedOut("the bearer token was revoked (logged out)")
-    if user is None or user.disabled:
-        raise Unauthorized("the bearer token's user is unknown or disabled")
+    if user is None:
+        raise Unauthorized("the bearer token's user is unknown")
+    if user.disabled:
+        raise AccountDisabled(ACCOUNT_DISABLED_DETAIL)
     # A disabling or a reset counts the generation up: a token of the one before is refused
     # even when issued in the same microsecond (a login racing a reset, a frozen clock).
     # Issue times are still compared, for a token from before ``gen`` and for a
@@ -330,8 +368,14 @@ async def _look_up(
     if stale or (
         user.tokens_valid_after is not None and issued < user.tokens_valid_after.timestamp()
     ):
-        raise Unauthorized(
+        if user.tokens_ended_by == ENDED_BY_RESET:
+            raise PasswordReset(
+                "the password was reset by an administrator (password reset): "
+                "log in with the new password"
+            )
+        raise EndedByAdministrator(
             "the bearer token was issued before the password was reset or the account disabled"
+            " (login ended): log in again"
         )
     principal = Principal(
         user.id,
@@ -445,6 +489,9 @@ async def update_user(
         # in the database (two changes at once both count), every token before is refused.
         user.tokens_valid_after = now
         user.token_generation = User.token_generation + 1
+        # The page of an ended token says which: a disabling when both come at once (the
+        # account is shut, whatever its password).
+        user.tokens_ended_by = ENDED_BY_DISABLING if disabled else ENDED_BY_RESET
     await session.flush()
     if disabled is not None or password is not None:
         _access_changed(session, principals, sockets, user.id)

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import jwt
 
-from dispatch.realtime import LOGGED_OUT
+from dispatch.realtime import LOGGED_OUT, LOGIN_ENDED, PASSWORD_RESET
 from tests.auth.test_renewal import bearer, renew
-from tests.auth.test_tokens import hello_closes_with, me
+from tests.auth.test_tokens import ENDED_401, RESET_401, hello_closes_with, me
 from tests.support import Account, World
 
-BEFORE_RESET = "the bearer token was issued before the password was reset or the account disabled"
 LOGGED_OUT_401 = (401, "the bearer token was revoked (logged out)")
 HOUR = 3600
 
@@ -32,9 +31,9 @@ async def test_a_disabling_in_the_same_microsecond_as_a_login_ends_it_for_good(
     assert (await world.http.patch(url, json={"disabled": False}, headers=admin.headers)).is_success
 
     for token in (leader.token, str(renewed["access_token"])):
-        assert await me(world, token) == (401, BEFORE_RESET)
+        assert await me(world, token) == ENDED_401
         assert (await renew(world, token))[0] == 401
-        assert await hello_closes_with(world, token) == 1008
+        assert await hello_closes_with(world, token) == LOGIN_ENDED
     new_phone = await world.relogin(leader)
     assert await me(world, new_phone.token) == (200, "")
 
@@ -48,8 +47,9 @@ async def test_a_password_reset_in_the_same_microsecond_as_a_login_ends_it(world
         headers=admin.headers,
     )
     assert reply.status_code == 200
-    assert await me(world, operator.token) == (401, BEFORE_RESET)
+    assert await me(world, operator.token) == RESET_401
     assert (await renew(world, operator.token))[0] == 401
+    assert await hello_closes_with(world, operator.token) == PASSWORD_RESET
     fresh = await world.relogin(Account(**{**operator.__dict__, "password": "a-new-long-password"}))
     assert await me(world, fresh.token) == (200, "")
     # Two resets at once both count: neither leaves a token of before working.
@@ -58,7 +58,7 @@ async def test_a_password_reset_in_the_same_microsecond_as_a_login_ends_it(world
             f"/api/v1/users/{operator.id}", json={"password": password}, headers=admin.headers
         )
         assert reply.status_code == 200
-    assert await me(world, fresh.token) == (401, BEFORE_RESET)
+    assert await me(world, fresh.token) == RESET_401
 
 
 async def test_a_renewal_in_the_same_microsecond_as_the_logout_ends_with_the_login(
@@ -95,7 +95,7 @@ async def test_a_token_from_before_generations_works_until_a_reset_after_it(worl
     )
     assert reply.status_code == 200
     for token in (older, str(renewed["access_token"])):
-        assert await me(world, token) == (401, BEFORE_RESET)
+        assert await me(world, token) == RESET_401
 
 
 async def test_a_token_with_a_generation_that_is_no_count_is_refused(world: World) -> None:

@@ -22,9 +22,9 @@ from dispatch.auth.service import Principal
 from dispatch.clock import ManualClock
 from dispatch.config import Settings
 from dispatch.db import create_engine
-from dispatch.realtime import LOGGED_OUT
+from dispatch.realtime import ACCOUNT_DISABLED, LOGGED_OUT
 from dispatch.runtime import Runtime
-from tests.auth.test_tokens import hello_closes_with, me
+from tests.auth.test_tokens import DISABLED_401, hello_closes_with, me
 from tests.conftest import RunningServer
 from tests.processes import ServerProcess, cli, server_env
 from tests.support import World, get_token, sync_engines
@@ -96,8 +96,8 @@ async def test_disabling_a_user_ends_his_cached_tokens_at_once(world: World) -> 
     world.clock.advance(1)
 
     assert (await world.http.patch(url, json={"disabled": True}, headers=admin.headers)).is_success
-    assert await me(world, leader.token) == (401, "the bearer token's user is unknown or disabled")
-    assert await hello_closes_with(world, leader.token) == 1008
+    assert await me(world, leader.token) == DISABLED_401
+    assert await hello_closes_with(world, leader.token) == ACCOUNT_DISABLED
 
     # Enabled again, the account takes new logins; the token from before stays dead.
     assert (await world.http.patch(url, json={"disabled": False}, headers=admin.headers)).is_success

@@ -9,7 +9,7 @@ import jwt
 
 from dispatch.auth.models import RevokedToken
 from dispatch.realtime import LOGGED_OUT
-from tests.auth.test_tokens import hello_closes_with, me
+from tests.auth.test_tokens import DISABLED_401, hello_closes_with, me
 from tests.reachability.test_reachability import until
 from tests.realtime.test_socket_limits import closed_with
 from tests.support import Account, World
@@ -70,7 +70,7 @@ async def test_a_renewal_keeps_every_rule_of_a_login(world: World) -> None:
     assert patch.status_code == 200
     for token in (leader.token, renewed):
         status, body = await renew(world, token)
-        assert (status, body["detail"]) == (401, "the bearer token's user is unknown or disabled")
+        assert (status, body["detail"]) == DISABLED_401
     await world.http.patch(
         f"/api/v1/users/{leader.id}", json={"disabled": False}, headers=admin.headers
     )

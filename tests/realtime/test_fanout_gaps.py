@@ -15,6 +15,7 @@ from websockets.exceptions import ConnectionClosed
 
 from alerts.fanout import APPLICATION_NAME
 from dispatch.clock import ManualClock
+from dispatch.realtime import ACCOUNT_DISABLED
 from tests.conftest import RunningServer, clock_start, pg_admin, server_settings
 from tests.support import Socket, World
 
@@ -146,5 +147,5 @@ async def test_a_leader_disabled_while_the_listener_was_away_is_closed_once_it_i
             f"/api/v1/users/{leader.id}", json={"disabled": True}, headers=admin.headers
         )
         assert reply.status_code == 200, reply.text
-    assert await closed_with(phone, 10) == 1008
+    assert await closed_with(phone, 10) == ACCOUNT_DISABLED
     assert not b.runtime.hub.is_connected(leader.id)

@@ -21,10 +21,18 @@ from dispatch.auth.models import User
 from dispatch.clock import ManualClock
 from dispatch.config import Settings
 from dispatch.db import create_engine
-from dispatch.realtime import LOGGED_OUT, record_acknowledged
+from dispatch.realtime import (
+    ACCOUNT_DISABLED,
+    ACCOUNT_DISABLED_REASON,
+    LOGGED_OUT,
+    PASSWORD_RESET,
+    PASSWORD_RESET_REASON,
+    record_acknowledged,
+)
 from tests.conftest import RunningServer, world_serving
 from tests.realtime.test_acks import acked_marks, delivered, recorder
 from tests.support import (
+    Account,
     Socket,
     World,
     assert_let_go,
@@ -153,7 +161,7 @@ async def test_an_ack_covers_only_what_was_sent_on_its_socket(world: World) -> N
     await phone.close()
 
 
-async def test_a_disabled_operator_is_sent_nothing_more_and_closed_with_1008(
+async def test_a_disabled_operator_is_sent_nothing_more_and_told_the_account_was_disabled(
     world: World,
 ) -> None:
     operator, colleague = await world.operator(), await world.operator()
@@ -165,8 +173,7 @@ async def test_a_disabled_operator_is_sent_nothing_more_and_closed_with_1008(
     assert reply.status_code == 200, reply.text
     # At once, on SQLite too: the change itself has this process's sockets judged again once
     # it commits, not the next message (PostgreSQL's other processes hear its announcement).
-    code, reason = await closed_with(console, 10)
-    assert code == 1008 and "token" in reason
+    assert await closed_with(console, 10) == (ACCOUNT_DISABLED, ACCOUNT_DISABLED_REASON)
     await world.report(colleague)
     assert not [m for m in console.received if m["type"] == "incident.updated"]
 
@@ -183,13 +190,35 @@ async def test_a_disabled_leaders_open_socket_is_closed_at_once_and_leaves_the_h
     )
     assert reply.status_code == 200, reply.text
     # No message comes meanwhile to make the socket look at its token again.
-    code, reason = await closed_with(phone, 10)
-    assert code == 1008 and "token" in reason
+    assert await closed_with(phone, 10) == (ACCOUNT_DISABLED, ACCOUNT_DISABLED_REASON)
     for _ in range(250):
         if not world.runtime.hub.is_connected(leader.id):
             break
         await asyncio.sleep(0.02)
     assert not world.runtime.hub.is_connected(leader.id)
+
+
+async def test_a_leader_whose_password_is_reset_is_told_so_on_his_open_socket(
+    world: World,
+) -> None:
+    """The admin resets a leader's password: the phone's socket is closed at once saying so
+    (4003), so that the page asks for the new password rather than say the login expired. A
+    disabling and a reset at once say the account is disabled: a new password lets no one in."""
+    admin = await world.admin()
+    leader = await world.leader(await world.team())
+    phone = await world.connect(leader)
+    url = f"/api/v1/users/{leader.id}"
+    reply = await world.http.patch(
+        url, json={"password": "a-new-long-password"}, headers=admin.headers
+    )
+    assert reply.status_code == 200, reply.text
+    assert await closed_with(phone, 10) == (PASSWORD_RESET, PASSWORD_RESET_REASON)
+
+    renewed = Account(**{**leader.__dict__, "password": "a-new-long-password"})
+    again = await world.connect(await world.relogin(renewed))
+    body = {"password": "another-long-password", "disabled": True}
+    assert (await world.http.patch(url, json=body, headers=admin.headers)).is_success
+    assert await closed_with(again, 10) == (ACCOUNT_DISABLED, ACCOUNT_DISABLED_REASON)
 
 
 CACHE_S = 0.5
@@ -225,8 +254,7 @@ async def test_an_operator_disabled_in_the_database_stops_reading_the_board_as_r
     await asyncio.sleep(CACHE_S + 0.3)
     assert (await world.http.get("/api/v1/auth/me", headers=disabled.headers)).status_code == 401
     await world.report(colleague)
-    code, reason = await closed_with(console)
-    assert code == 1008 and "token" in reason
+    assert await closed_with(console) == (ACCOUNT_DISABLED, ACCOUNT_DISABLED_REASON)
     # The read runs beside the sender, so that no alert waits on it: the message that set it
     # off may have gone out, nothing after it.
     updates = [m for m in console.received if m["type"] == "incident.updated"]
