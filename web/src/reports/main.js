@@ -1134,9 +1134,11 @@ async function download(path, part, format) {
   }
   if (reply.status === 401 && api.token === token) {
     // The server has ended the token (it judges expiry, not this computer's clock): the page
-    // signs out, as it does when any other request is refused so.
+    // signs out saying why, as it does when any other request is refused so.
+    const refused = await errorFromReply(reply);
+    if (api.token !== token) return;
     api.forget();
-    signOut(() => t('login.expired'));
+    api.onUnauthorized(refused.detail, refused.body && refused.body.error);
     return;
   }
   if (!reply.ok) {

@@ -62,7 +62,7 @@ export class Api {
       const stored = JSON.parse(raw);
       // Its expiry is not judged here: this device's clock may be hours off (set by hand, no
       // network time), and a phone ahead by more than a token's life could never log in. The
-      // server judges it, and its 401 (or the websocket's 1008) signs the page out.
+      // server judges it, and its 401 (or the websocket's close) signs the page out.
       return stored.token || null;
     } catch (_) {
       return null;
@@ -187,7 +187,7 @@ export class Api {
     // says nothing of the one held now, if any: only the refused token signs the page out.
     if (reply.status === 401 && this.token === token) {
       this.forget();
-      this.onUnauthorized(detailOf(data, reply));
+      this.onUnauthorized(detailOf(data, reply), data && data.error);
     }
     if (!reply.ok) throw new ApiError(reply.status, detailOf(data, reply), retryAfter(reply), data);
     return data;

@@ -7,10 +7,16 @@ const RESTART = 1012;
 // While the device says it is offline, a connection is still tried this often.
 const OFFLINE_RETRY_MS = 5000;
 const POLICY = 1008;
-// The socket's login was ended by logout, here or on another device (docs/api.md): no renewal
-// or reconnect brings it back. The page is told by LOGGED_OUT_EVENT and shows it signed out.
-const LOGGED_OUT = 4001;
-export const LOGGED_OUT_EVENT = 'dispatch:logged-out';
+// The socket's login was ended on purpose (docs/api.md): no renewal or reconnect brings it
+// back. The page is told by LOGIN_ENDED_EVENT, its `detail` saying what ended it (as the REST
+// API's 401 `error` code says it), and shows it signed out and why.
+const ENDED = {
+  4001: 'logged_out', // logged out, here or on another device
+  4002: 'account_disabled', // the administrator disabled the account
+  4003: 'password_reset', // the administrator reset the password
+  4004: 'login_ended', // the administrator ended it otherwise
+};
+export const LOGIN_ENDED_EVENT = 'dispatch:login-ended';
 // A socket can stay "open" for minutes after its line went dead without a word (a phone's Wi-Fi
 // dropped behind NAT, a server host gone): TCP gives up only after its retries, and the
 // protocol's pings are answered by the browser, unseen here. So the page looks for itself: after
@@ -312,9 +318,9 @@ export class Live {
   closed(socket, event) {
     if (socket !== this.socket || this.stopped) return;
     this.stopWatching();
-    if (event.code === LOGGED_OUT) {
+    if (ENDED[event.code]) {
       this.stop();
-      window.dispatchEvent(new CustomEvent(LOGGED_OUT_EVENT));
+      window.dispatchEvent(new CustomEvent(LOGIN_ENDED_EVENT, { detail: ENDED[event.code] }));
       return;
     }
     if (event.code === POLICY && /token/.test(event.reason || '')) {

@@ -1,5 +1,5 @@
 import { keepLoading } from './api.js';
-import { LOGGED_OUT_EVENT } from './live.js';
+import { LOGIN_ENDED_EVENT } from './live.js';
 import { $ } from './dom.js';
 import { clockTime } from './format.js';
 import { errorText } from './errors.js';
@@ -119,21 +119,44 @@ export function signInGate(api, page) {
     if (page.onSubmit) page.onSubmit();
     start();
   });
-  // A login ended by logout elsewhere (another tab's 退出, another device) says so, and the
-  // page stops: its socket closed with the logout's own code (shared/live.js), or a request
-  // refused as logged out. Any other refusal: the login expired.
-  const signedOut = () => {
+  // A login ended on purpose says what ended it and what to do, and the page stops: logged out
+  // elsewhere (another tab's 退出, another device), the account disabled, the password reset by
+  // the administrator. Its socket closed with the end's own code (shared/live.js), or a request
+  // refused with its own 401 (whichever reaches the page first). Any other refusal: the login
+  // expired.
+  const ended = (why) => {
     api.forget();
-    signOut(() => t('login.signed_out'));
+    signOut(() => t(ENDED_MESSAGES[why] || 'login.expired'));
   };
-  window.addEventListener(LOGGED_OUT_EVENT, signedOut);
-  api.onUnauthorized = (detail) => {
-    if (/\(logged out\)/.test(detail || '')) signedOut();
-    else signOut(() => t('login.expired'));
-  };
+  window.addEventListener(LOGIN_ENDED_EVENT, (event) => ended(event.detail));
+  api.onUnauthorized = (detail, code) => ended(endedBy(detail, code));
   if (api.token) start();
   else signOut(null);
   return signOut;
+}
+
+// What a page says of a login ended on purpose, by the 401's `error` code or the socket's close.
+const ENDED_MESSAGES = {
+  logged_out: 'login.signed_out',
+  account_disabled: 'login.account_disabled',
+  password_reset: 'login.password_reset',
+  login_ended: 'login.ended',
+};
+// The same in the 401's detail, for a server that sent only `unauthorized` (the release before).
+const ENDED_DETAILS = {
+  '(logged out)': 'logged_out',
+  '(account disabled)': 'account_disabled',
+  '(password reset)': 'password_reset',
+  '(login ended)': 'login_ended',
+};
+
+/** What ended a login refused with `detail` and `code` (a 401's), or null: it expired. */
+export function endedBy(detail, code) {
+  if (ENDED_MESSAGES[code]) return code;
+  for (const [mark, why] of Object.entries(ENDED_DETAILS)) {
+    if ((detail || '').includes(mark)) return why;
+  }
+  return null;
 }
 
 // A login's term counts from its token's arrival; when no term was kept with it (a token stored
