@@ -39,7 +39,11 @@ log = logging.getLogger(__name__)
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # argparse leaves them to the whole program, whose usage lacks the command's options.
+        command: argparse.ArgumentParser = getattr(args, "command_parser", parser)
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
@@ -92,7 +96,18 @@ def _parser() -> argparse.ArgumentParser:
 
     add_simulate_command(commands)
     add_audit_command(commands)
+    _name_each_command(parser)
     return parser
+
+
+def _name_each_command(parser: argparse.ArgumentParser) -> None:
+    """Each command's parser in the arguments it parses (``command_parser``), the innermost
+    winning, so that what it does not take is refused in its own name, with its own usage."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                command.set_defaults(command_parser=command)
+                _name_each_command(command)
 
 
 def port_number(text: str) -> int:

@@ -71,6 +71,31 @@ def test_a_command_without_its_subcommand_shows_its_own_help(command: str, subco
     assert subcommand in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "command", "unknown"),
+    [
+        (["serve", "--post", "8001"], "dispatch serve", "--post 8001"),
+        (["db", "upgrade", "--yes"], "dispatch db upgrade", "--yes"),
+        (["secret", "now"], "dispatch secret", "now"),
+        (["users", "add", "chief", "--role", "admin", "--pasword", "x"], "dispatch users add",
+         "--pasword x"),
+        (["audit", "verify", "--checkpiont", "c"], "dispatch audit verify", "--checkpiont c"),
+        (["simulate", "--incidnets", "3"], "dispatch simulate", "--incidnets 3"),
+    ],
+)  # fmt: skip
+def test_a_mistyped_option_is_named_by_the_command_it_was_given_to(
+    args: list[str], command: str, unknown: str
+) -> None:
+    """The whole program's usage and ``dispatch: error: unrecognized arguments`` sent the
+    reader of ``dispatch serve --post 8001`` to a usage line without serve's options."""
+    done = dispatch(*args)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[0].startswith(f"usage: {command} [-h]"), done.stderr
+    assert lines[-1] == f"{command}: error: unrecognized arguments: {unknown}"
+
+
 def test_the_parser_every_command_builds_imports_none_of_the_server() -> None:
     """Every command, ``--help`` and a mistyped argument among them, builds the whole parser:
     the server's modules (FastAPI, the schemas, pyproj) are for the commands that use them,
