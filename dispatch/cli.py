@@ -669,6 +669,7 @@ async def _add_user(name: str, role: object, team_id: str | None, password: str)
 
 DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 URL_FORMS = "sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user:password@host/name"
+ENCODED = "write a password's @ : / ? # % percent-encoded (@ as %40, : as %3A, / as %2F)"
 
 
 def database_url_problem(database_url: str) -> str | None:
@@ -681,6 +682,14 @@ def database_url_problem(database_url: str) -> str | None:
         url = make_url(database_url)
     except ArgumentError:
         return f"not a database URL (expected {URL_FORMS})"
+    except ValueError:
+        # SQLAlchemy read what follows a ':' as the port: a mistyped port, or the rest of a
+        # password after an '@' written as it is. Its message would quote that part.
+        return f"not a database URL: its port is not a number (expected {URL_FORMS}); {ENCODED}"
+    if url.host is not None and "@" in url.host:
+        # The password ended at its first '@': the rest, read as the host, would be named
+        # (unmasked) by every refusal to connect.
+        return f"not a database URL: its host holds an '@': {ENCODED}"
     if url.drivername not in DRIVERS:
         return f"unsupported database {url.drivername!r} (expected {URL_FORMS})"
     for option in url.query:
@@ -782,7 +791,7 @@ def sqlite_path(database_url: str) -> Path | None:
 
     try:
         url = make_url(database_url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # refused by database_url_problem, in its words
         return None
     if not url.drivername.startswith("sqlite") or url.query.get("uri"):
         return None

@@ -379,13 +379,28 @@ def test_simulate_names_a_database_it_cannot_connect_to() -> None:
         ("garbage", "not a database URL"),
         ("mysql://root:hunter2secret@127.0.0.1/dispatch", "unsupported database 'mysql'"),
         ("sqlite+aiosqlite:////no/such/dir/dispatch.db", "does not exist"),
+        # A password with '@' in it, not percent-encoded: what follows it was read as the host
+        # (and shown, masked up to the '@'), or its ':' as the port's, a traceback.
+        ("postgresql+asyncpg://dispatch:hunter2@secret@127.0.0.1:5432/dispatch",
+         "its host holds an '@': write a password's @ : / ? # % percent-encoded (@ as %40"),
+        ("postgresql+asyncpg://dispatch:hunter2@secret:w/x@127.0.0.1:5432/dispatch",
+         "its port is not a number (expected"),
+        ("postgresql+asyncpg://dispatch:hunter2secret@127.0.0.1:54x2/dispatch",
+         "its port is not a number (expected"),
     ],
-)
+)  # fmt: skip
 def test_db_upgrade_refuses_an_unusable_url(database_url: str, says: str) -> None:
     line = one_error_line(dispatch("db", "upgrade", database_url=database_url), 1)
     assert "DISPATCH_DATABASE_URL" in line
     assert says in line
-    assert "hunter2secret" not in line
+    assert "hunter2" not in line and "secret" not in line
+
+
+def test_serve_refuses_a_url_it_cannot_read_in_one_line() -> None:
+    url = "postgresql+asyncpg://dispatch:hunter2@secret:w/x@127.0.0.1:5432/dispatch"
+    line = one_error_line(dispatch("serve", "--port", str(free_port()), database_url=url), 1)
+    assert line.startswith("error: DISPATCH_DATABASE_URL: not a database URL: its port")
+    assert "hunter2" not in line and "secret" not in line
 
 
 @pytest.mark.parametrize(
