@@ -105,9 +105,18 @@ LOCAL_TIME_HEADER = "报警时间(北京时间)"
 # What the incident was and where: the workbook has them after 原因; the CSV, whose columns are
 # only ever added at the end, after 列出条数.
 EXCLUSION_PLACE_HEADER = ["类别", "村(社区)", "经度(WGS84)", "纬度(WGS84)"]
+# How far each alerted team's alert got: never delivered to a phone is another failure than
+# delivered and not accepted. Last in both, after the place.
+REACHED_HEADER = "送达情况"
+REACHED_LABELS = {
+    "not_delivered": "未送达",
+    "delivered": "已送达未接警",
+    "accepted": "已接警未到场",
+}
 SHEET_EXCLUSION_HEADER = [
     *[LOCAL_TIME_HEADER if h == "报警时间" else h for h in EXCLUSION_HEADER],
     *EXCLUSION_PLACE_HEADER,
+    REACHED_HEADER,
 ]
 # Last in every CSV row: what the file covers, so that a row read alone still says it.
 CONTEXT_HEADER = ["统计区间(北京时间)", "筛选条件", "生成时间(北京时间)"]
@@ -195,12 +204,25 @@ def team_text(e: Exclusion) -> str:
     return e.team_label or "、".join(t.team_label for t in e.alerted_teams)
 
 
+def reached_text(e: Exclusion) -> str:
+    """How far the alert got: of the exclusion's own team (未送达), or of each team alerted in
+    the incident's tier (A驻点队：未送达；B机动队：已送达未接警); empty when none was."""
+    if e.team_id:
+        return "、".join(REACHED_LABELS[t.reached] for t in e.alerted_teams)
+    return "；".join(f"{t.team_label}：{REACHED_LABELS[t.reached]}" for t in e.alerted_teams)
+
+
 def place_cells(e: Exclusion) -> list[Any]:
     """The incident's category in Chinese, its village (未划入村(社区) outside any, as the groups
     by village name it) and its place as numbers, longitude first as the report form gives it."""
     category = CATEGORY_LABELS.get(e.category, e.category) if e.category else ""
     village = (e.village_name or NO_VILLAGE) if e.village_id else NO_VILLAGE
     return [category, village, e.lon, e.lat]
+
+
+def sheet_cells(e: Exclusion) -> list[Any]:
+    """After 原因 on 未到场清单: the place, then how far the alerts got."""
+    return [*place_cells(e), reached_text(e)]
 
 
 def _exclusion_rows(
@@ -323,8 +345,16 @@ def report_csv(report: ReportOut, part: str) -> bytes:
     context = [period_text(report), filter_text(report), local_text(report.generated_at)]
     if part == "exclusions":
         context.append(listed_text(report))
-        rows = _exclusion_rows(report.exclusions, local_text, lambda e: [*context, *place_cells(e)])
-        header = [*EXCLUSION_HEADER, *CONTEXT_HEADER, LISTED_HEADER, *EXCLUSION_PLACE_HEADER]
+        rows = _exclusion_rows(
+            report.exclusions, local_text, lambda e: [*context, *place_cells(e), reached_text(e)]
+        )
+        header = [
+            *EXCLUSION_HEADER,
+            *CONTEXT_HEADER,
+            LISTED_HEADER,
+            *EXCLUSION_PLACE_HEADER,
+            REACHED_HEADER,
+        ]
         return csv_bytes(header, rows)
     rows = [
         [SHEET_TITLES[g.by], *row, *context] for g in report.groupings for row in _grouping_rows(g)
@@ -389,9 +419,9 @@ class ReportWorkbook:
             "未到场清单",
             SHEET_EXCLUSION_HEADER,
             title=f"未到场清单（{listed_text(report)}）",
-            widths=[34, 20, 18, 28, 12, 48, 14, 18, 14, 14],
+            widths=[34, 20, 18, 28, 12, 48, 14, 18, 14, 14, 40],
         )
-        for row in _exclusion_rows(report.exclusions, local_datetime, place_cells):
+        for row in _exclusion_rows(report.exclusions, local_datetime, sheet_cells):
             _append(exclusions, row)
         header = [*DETAIL_HEADER]
         for tier in details.tiers:

@@ -117,6 +117,15 @@ class AlertedTeam(Schema):
     team_name: str
     team_label: str = Field(description="as Exclusion.team_label")
     team: TeamLabel | None = Field(description="the parts of team_label")
+    reached: Literal["not_delivered", "delivered", "accepted"] = Field(
+        description="how far the team's alert got: not_delivered (no leader's phone "
+        "acknowledged it: off, asleep with the page closed, or out of the network), delivered "
+        "(a phone had it, nobody accepted), accepted (nobody came on scene)"
+    )
+    delivered_at: LocalTime | None = Field(
+        description="when the alert first reached a leader's phone (or an accept proved it)"
+    )
+    accepted_at: LocalTime | None = Field(description="when a leader accepted the dispatch")
 
 
 class Exclusion(Schema):

@@ -935,7 +935,8 @@ async def exclusions(
     )
     # What the list is read by: the incident's category and place, and for an incident's tier
     # (no team of its own) the teams alerted in it, a row each, as alerted and nearest first,
-    # joined to the listed rows only.
+    # joined to the listed rows only; of each team (a dispatch's own too) how far its alert
+    # got: never delivered to a phone, delivered and not accepted, or accepted.
     query = (
         select(
             *listed.c,
@@ -945,15 +946,17 @@ async def exclusions(
             Incident.village_id,
             Village.name,
             Dispatch.team_id,
+            Dispatch.delivered_at,
+            Dispatch.accepted_at,
         )
         .join(Incident, Incident.id == listed.c.incident_id)
         .outerjoin(Village, Village.id == Incident.village_id)
         .outerjoin(
             Dispatch,
             and_(
-                listed.c.team_id.is_(None),
                 Dispatch.incident_id == listed.c.incident_id,
                 Dispatch.tier == listed.c.tier,
+                or_(listed.c.team_id.is_(None), Dispatch.team_id == listed.c.team_id),
             ),
         )
         .order_by(
@@ -982,9 +985,10 @@ def _exclusions_of(
     last: tuple[Any, ...] | None = None
     for row in rows:
         incident_id, tier, team_id, reported_at, outcome, covered = row[:6]
-        category, lon, lat, village_id, village_name, alerted = row[6:]
+        category, lon, lat, village_id, village_name, alerted, delivered_at, accepted_at = row[6:]
+        hops = (delivered_at, accepted_at)
         if (incident_id, tier, team_id) == last:
-            found[-1].alerted_teams.append(_alerted_team(alerted, names, parts))
+            found[-1].alerted_teams.append(_alerted_team(alerted, names, parts, *hops))
             continue
         last = (incident_id, tier, team_id)
         reason = REASONS.get(outcome, outcome)
@@ -999,7 +1003,7 @@ def _exclusions_of(
                 team_name=names.get(team_id) if team_id else None,
                 team_label=team_label_text(team_id, parts.get(team_id)) if team_id else None,
                 team=parts.get(team_id) if team_id else None,
-                alerted_teams=[_alerted_team(own, names, parts)] if own else [],
+                alerted_teams=[_alerted_team(own, names, parts, *hops)] if own else [],
                 reported_at=_as_datetime(reported_at),
                 category=category,
                 lon=lon,
@@ -1015,13 +1019,23 @@ def _exclusions_of(
 
 
 def _alerted_team(
-    team_id: str, names: dict[str, str], parts: dict[str, TeamLabel | None]
+    team_id: str,
+    names: dict[str, str],
+    parts: dict[str, TeamLabel | None],
+    delivered_at: datetime | None = None,
+    accepted_at: datetime | None = None,
 ) -> AlertedTeam:
+    # An accept with no ack before it proves delivery (its delivered_at is the accept's), but
+    # either alone says how far the alert got: an exclusion has no arrival to imply them.
+    reached = "accepted" if accepted_at else "delivered" if delivered_at else "not_delivered"
     return AlertedTeam(
         team_id=team_id,
         team_name=names.get(team_id, team_id),
         team_label=team_label_text(team_id, parts.get(team_id)),
         team=parts.get(team_id),
+        reached=reached,
+        delivered_at=delivered_at,
+        accepted_at=accepted_at,
     )
 
 

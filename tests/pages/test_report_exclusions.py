@@ -14,13 +14,13 @@ from tests.pages.test_console_history import (
     the_record_fails_then_is_read_again,
 )
 from tests.pages.test_reports_office import a_day_nobody_came, open_report
-from tests.reports.test_response_times import seed
+from tests.reports.test_response_times import Unreached, seed
 from tests.support import QINGXI, World
 
 # The list's columns by the names each cell shows on a phone, in both languages.
 COLUMNS = {
-    "zh": ["报警时间", "梯队", "联防队", "结果", "原因"],
-    "en": ["Reported", "Tier", "Team", "Outcome", "Reason"],
+    "zh": ["报警时间", "梯队", "联防队", "送达情况", "结果", "原因"],
+    "en": ["Reported", "Tier", "Team", "Alert reached", "Outcome", "Reason"],
 }
 
 
@@ -69,6 +69,42 @@ async def test_an_exclusion_names_its_incident_and_teams_and_opens_its_record(
     await expect(record.locator('.record-tiers tr[data-tier="1"]')).to_contain_text("Met")
     await page.get_by_role("button", name="Close").click()
     await expect(record).to_be_hidden()
+
+
+async def test_an_exclusion_says_whether_each_teams_alert_was_delivered_or_only_not_accepted(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """Nobody came: the list tells a team whose phone never had the alert (off, asleep with
+    the page closed, out of the network) from one whose phone had it and nobody accepted, and
+    from one that accepted and did not come, in either language."""
+    unreached = await Unreached(world).happen()
+    incident_id = unreached.incident["id"]
+    page = await open_report(browser, contexts, world, unreached.day)
+    rows = {
+        tier: page.locator(f'#exclusions tr[data-incident-id="{incident_id}"][data-tier="{tier}"]')
+        for tier in (1, 2, 3)
+    }
+    said = {
+        1: "A驻点队：未送达；B机动队：已送达未接警",
+        2: "P巡逻警力：已接警未到场",
+        3: "R处突警力：未送达",
+    }
+    for tier, text in said.items():
+        await expect(rows[tier].locator(".excluded-reached")).to_have_text(text)
+    await page.get_by_role("button", name="English").click()
+    await expect(rows[1].locator(".excluded-reached")).to_have_text(
+        "A驻点队: not delivered; B机动队: delivered, not accepted"
+    )
+    await expect(rows[2].locator(".excluded-reached")).to_have_text(
+        "P巡逻警力: accepted, not on scene"
+    )
+    await expect(page.locator("#exclusions th").nth(4)).to_have_text("Alert reached")
+
+    # Per team (filtered by B): its own state alone.
+    await page.get_by_role("button", name="中文").click()
+    await ask_report(page, unreached.day, choose={"team": unreached.teams["B"]["id"]})
+    own = page.locator(f'#exclusions tr[data-incident-id="{incident_id}"][data-tier="1"]')
+    await expect(own.locator(".excluded-reached")).to_have_text("已送达未接警")
 
 
 async def test_a_record_the_report_page_cannot_read_says_what_failed_and_is_read_again(
@@ -143,11 +179,11 @@ async def test_on_a_phone_each_exclusion_reads_whole_within_the_screen(
     for language in ("zh", "en"):
         if language == "en":
             await page.get_by_role("button", name="English").click()
-            await expect(late.locator("td").nth(4)).to_have_text("Breached")
+            await expect(late.locator("td").nth(5)).to_have_text("Breached")
         await late.scroll_into_view_if_needed()
         cells = late.locator("td")
-        await expect(cells).to_have_count(6)
-        for n in range(6):
+        await expect(cells).to_have_count(7)
+        for n in range(7):
             box = await cells.nth(n).bounding_box()
             assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (
                 language,
@@ -156,6 +192,6 @@ async def test_on_a_phone_each_exclusion_reads_whole_within_the_screen(
             )
         names = [
             await cells.nth(n).evaluate("(td) => getComputedStyle(td, '::before').content")
-            for n in range(1, 6)
+            for n in range(1, 7)
         ]
         assert names == [f'"{name}"' for name in COLUMNS[language]], names

@@ -413,8 +413,19 @@ CONTEXT = ["统计区间(北京时间)", "筛选条件", "生成时间(北京时
 LISTED = "列出条数"
 # Then what the incident was and where.
 PLACE = ["类别", "村(社区)", "经度(WGS84)", "纬度(WGS84)"]
+# Last in both exclusions' files: how far each team's alert got.
+REACHED = "送达情况"
 # The workbook's 未到场清单, its header row.
-EXCLUDED_HEADER = ("警情编号", "报警时间(北京时间)", "梯队", "联防队", "结果", "原因", *PLACE)
+EXCLUDED_HEADER = (
+    "警情编号",
+    "报警时间(北京时间)",
+    "梯队",
+    "联防队",
+    "结果",
+    "原因",
+    *PLACE,
+    REACHED,
+)
 
 
 async def test_csv_has_a_bom_and_chinese_headers(world: World) -> None:
@@ -455,6 +466,7 @@ async def test_csv_has_a_bom_and_chinese_headers(world: World) -> None:
         *CONTEXT,
         LISTED,
         *PLACE,
+        REACHED,
     ]
     assert {r[header.index(LISTED)] for r in rows} == {"共4条，列出4条"}
     # The reasons in Chinese, like the rest of the file.
@@ -543,6 +555,114 @@ async def test_an_exclusion_names_its_incident_and_the_teams_alerted_in_its_tier
     assert "AlertedTeam" in schema
 
 
+async def delivered(world: World, by: Account, incident: dict[str, Any], team_id: str) -> str:
+    """When the team's dispatch was recorded delivered, once its phone's ack is on record."""
+    for _ in range(250):
+        reply = await world.http.get(f"/api/v1/incidents/{incident['id']}", headers=by.headers)
+        [d] = [d for d in reply.json()["dispatches"] if d["team_id"] == team_id]
+        if d["delivered_at"]:
+            at: str = d["delivered_at"]
+            return at
+        await asyncio.sleep(0.02)
+    raise AssertionError("the ack was never recorded")
+
+
+class Unreached:
+    """An incident nobody came to: of tier 1, A's phone off and B's phone had the alert
+    (acknowledged) and nobody accepted; tier 2's P accepted and did not come; tier 3's R's
+    phone off. Every deadline passed."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.teams: dict[str, dict[str, Any]] = {}
+        self.incident: dict[str, Any] = {}
+        self.b_delivered = ""
+        self.p_dispatch: dict[str, Any] = {}
+
+    async def happen(self) -> Unreached:
+        world = self.world
+        world.long_logins()
+        self.teams = {
+            "A": await world.team("fixed_post", name="A驻点队"),
+            "B": await world.team("mobile", *near(300, 270), name="B机动队"),
+            "P": await world.team("patrol", radius_m=3000, name="P巡逻警力"),
+            "R": await world.team("response", radius_m=6000, name="R处突警力"),
+        }
+        leaders = {k: await world.leader(t) for k, t in self.teams.items()}
+        operator = await world.operator()
+        phone = await world.connect(leaders["B"])
+        self.incident = await world.report(operator, category="fight")
+        await phone.next_of("alert")
+        await phone.ack()
+        self.b_delivered = await delivered(world, operator, self.incident, self.teams["B"]["id"])
+        [p_dispatch] = [
+            d for d in self.incident["dispatches"] if d["team_id"] == self.teams["P"]["id"]
+        ]
+        world.clock.advance(20)
+        reply = await world.http.post(
+            f"/api/v1/dispatches/{p_dispatch['id']}/accept", headers=leaders["P"].headers
+        )
+        assert reply.status_code == 200, reply.text
+        [self.p_dispatch] = [d for d in reply.json()["dispatches"] if d["id"] == p_dispatch["id"]]
+        world.clock.advance(301)
+        await settle(world)
+        await phone.close()
+        return self
+
+    @property
+    def day(self) -> str:
+        return str(self.incident["reported_at"][:10])
+
+
+async def test_an_exclusion_tells_an_alert_never_delivered_from_one_delivered_not_accepted(
+    world: World,
+) -> None:
+    """Nobody came: a team whose leader's phone was off (the alert never delivered) failed
+    otherwise than one whose phone had it and nobody accepted, or one that accepted and did
+    not come. Each alerted team of an exclusion says how far its alert got, in the JSON, the
+    CSV and the workbook alike."""
+    unreached = await Unreached(world).happen()
+    teams, day = unreached.teams, unreached.day
+    b_delivered, p_now = unreached.b_delivered, unreached.p_dispatch
+    period = {
+        "from": day,
+        "to": (datetime.fromisoformat(day) + timedelta(days=1)).date().isoformat(),
+    }
+    listed = (await report(world, **period)).json()["exclusions"]
+    reached = [
+        [
+            (t["team_name"], t["reached"], t["delivered_at"], t["accepted_at"])
+            for t in e["alerted_teams"]
+        ]
+        for e in listed
+    ]
+    assert reached == [
+        [("A驻点队", "not_delivered", None, None), ("B机动队", "delivered", b_delivered, None)],
+        [("P巡逻警力", "accepted", p_now["delivered_at"], p_now["accepted_at"])],
+        [("R处突警力", "not_delivered", None, None)],
+    ]
+    # Per dispatch, the exclusion's own team.
+    mine = (await report(world, **period, team_id=teams["B"]["id"])).json()["exclusions"]
+    assert [[t["reached"] for t in e["alerted_teams"]] for e in mine] == [["delivered"]]
+
+    said = [
+        "A驻点队：未送达；B机动队：已送达未接警",
+        "P巡逻警力：已接警未到场",
+        "R处突警力：未送达",
+    ]
+    header, rows = csv_rows(await report(world, **period, format="csv", part="exclusions"))
+    assert header[-1] == "送达情况"
+    assert [r[-1] for r in rows] == said
+    header, rows = csv_rows(
+        await report(world, **period, format="csv", part="exclusions", team_id=teams["B"]["id"])
+    )
+    assert [r[-1] for r in rows] == ["已送达未接警"]
+    book = load_workbook(io.BytesIO((await report(world, **period, format="xlsx")).content))
+    sheet = list(book["未到场清单"].iter_rows(values_only=True))
+    assert sheet[1][-1] == "送达情况"
+    assert [r[-1] for r in sheet[2:]] == said
+
+
 async def test_the_exclusions_files_say_what_each_incident_was_and_where(world: World) -> None:
     """The office works from the files: an exclusion's row there says the incident's category,
     village and place as the page does (the CSV and the workbook had the team column alone),
@@ -568,13 +688,13 @@ async def test_the_exclusions_files_say_what_each_incident_was_and_where(world: 
     ]
 
     header, rows = csv_rows(await report(world, **period, format="csv", part="exclusions"))
-    assert header[-4:] == PLACE
-    assert [(r[0], *r[-4:-2], float(r[-2]), float(r[-1])) for r in rows] == expected
+    assert header[-5:-1] == PLACE
+    assert [(r[0], *r[-5:-3], float(r[-3]), float(r[-2])) for r in rows] == expected
 
     book = load_workbook(io.BytesIO((await report(world, **period, format="xlsx")).content))
     sheet = list(book["未到场清单"].iter_rows(values_only=True))
     assert sheet[1] == EXCLUDED_HEADER
-    assert [(r[0], *r[6:]) for r in sheet[2:]] == expected
+    assert [(r[0], *r[6:10]) for r in sheet[2:]] == expected
 
 
 async def test_csv_writes_team_names_a_spreadsheet_would_work_out_as_text(world: World) -> None:

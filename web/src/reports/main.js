@@ -820,7 +820,15 @@ function renderExclusions(report) {
     box.appendChild(h('p', { class: 'hint', text: t('rep.exclusions_none') }));
     return;
   }
-  const columns = ['rep.incident', 'rep.reported', 'rep.tier', 'rep.team', 'rep.outcome', 'rep.reason'];
+  const columns = [
+    'rep.incident',
+    'rep.reported',
+    'rep.tier',
+    'rep.team',
+    'rep.reached',
+    'rep.outcome',
+    'rep.reason',
+  ];
   const head = h(
     'tr',
     null,
@@ -839,8 +847,9 @@ function renderExclusions(report) {
       cell(1, { text: localTime(e.reported_at) }),
       cell(2, { text: t('tier.short.' + e.tier) }),
       cell(3, { text: exclusionTeams(e) }),
-      cell(4, { text: t('rep.outcome.' + e.outcome) }),
-      cell(5, { text: reason }),
+      cell(4, { class: 'excluded-reached', text: exclusionReached(e) }),
+      cell(5, { text: t('rep.outcome.' + e.outcome) }),
+      cell(6, { text: reason }),
     );
   });
   box.appendChild(table(head, rows, 'exclusions-table'));
@@ -852,6 +861,21 @@ function exclusionTeams(e) {
   if (e.team_id) return teamLabel(e.team, e.team_id, e.team_label);
   const teams = e.alerted_teams || [];
   return teams.map((a) => teamLabel(a.team, a.team_id, a.team_label)).join(t('rep.list_sep'));
+}
+
+// How far each alerted team's alert got: never delivered to a phone (off, asleep with the page
+// closed, out of the network) is another failure than delivered and not accepted. Of the
+// exclusion's own team the state alone; of an incident's tier each team with its state.
+function exclusionReached(e) {
+  const teams = e.alerted_teams || [];
+  const state = (a) => t('rep.reached.' + a.reached);
+  if (e.team_id) return teams.map(state).join(t('rep.list_sep'));
+  return teams
+    .map((a) => {
+      const team = teamLabel(a.team, a.team_id, a.team_label);
+      return t('rep.reached_team', { team, state: state(a) });
+    })
+    .join(t('rep.reached_sep'));
 }
 
 // An excluded incident by what it was and where, its id a button that opens its record.
