@@ -58,6 +58,7 @@ function signedIn() {
     status: null,
     missedWaiting: [], // ids of the missed alerts said to wait for an answer
     closed: new Set(),
+    closedShown: null, // the last copy of the incident on screen when it was closed
     queued: new Set(), // alerts put up for an answer: live ones, and missed ones once caught up
     dismissed: new Set(), // put away unanswered (收起): not put up again by themselves
     replaying: false, // missed messages are coming in on this connection
@@ -458,6 +459,7 @@ function apply(snapshot) {
   else {
     state.incidents.delete(incident.id);
     state.closed.add(incident.id);
+    if (state.overlay === incident.id) state.closedShown = incident;
   }
   scheduleRender();
 }
@@ -674,10 +676,18 @@ function renderOverlay() {
   if (!state.overlay) return;
   const incident = state.incidents.get(state.overlay);
   if (!incident) {
-    // Closed while on screen: say so briefly instead of vanishing.
+    // Closed while on screen: say so briefly instead of vanishing. Nothing more is sent (no
+    // position goes for it), and its tiers are as the close left them: the ones it cancelled
+    // no longer count down, to read late.
     $('#alert-title').textContent = t('phone.closed');
     $('#accept').disabled = true;
     $('#arrive').disabled = true;
+    showPositionText('');
+    const last = state.closedShown;
+    if (last && last.id === state.overlay) {
+      const tiers = clear($('#alert-tiers'));
+      for (const tier of last.chain) tiers.appendChild(tierView(tier));
+    }
     showWaiting();
     showOutboxLine(state.overlay);
     updateRing();
