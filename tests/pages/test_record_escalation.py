@@ -93,7 +93,15 @@ async def test_the_record_says_how_a_late_tier_one_was_escalated_and_who_closed_
     )
     await page.get_by_role("button", name="中文").click()
 
+    # Tier 1 was covered here; tiers 2 and 3 by nobody (no police team in this town).
+    tiers = record.locator(".record-tiers tbody tr")
+    await expect(tiers.nth(0)).to_contain_text("超时")
+    await expect(tiers.nth(0)).not_to_contain_text("无覆盖")
+    await expect(tiers.nth(1)).to_contain_text("无覆盖")
+
     record = await open_record(page, alone)
+    # No tier-1 team covers the place: the record says so beside the breach.
+    await expect(record.locator(".record-tiers tbody tr").nth(0)).to_contain_text("超时 · 无覆盖")
     await expect(record.locator(".record-events li")).to_have_text(
         [
             f"{local(alone, 0)} 扩大范围（1000 米）：此处无一梯队队伍覆盖，范围内没有可加派的队伍",

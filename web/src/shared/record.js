@@ -69,7 +69,13 @@ export function recordView(record) {
     row(
       [
         h('th', { text: t('tier.short.' + tier.tier) }),
-        h('td', { text: t('rep.outcome.' + tier.outcome) }),
+        // A tier no team was alerted for says so beside its outcome, as the exclusions and the
+        // console's 历史警情 do: breached, but with nobody to send.
+        h('td', {
+          text:
+            t('rep.outcome.' + tier.outcome) +
+            (tier.covered === false ? ' · ' + t('tier.uncovered') : ''),
+        }),
         h('td', {
           dataset: { field: 'elapsed', value: tier.elapsed_s === null ? '' : String(tier.elapsed_s) },
           text: againstTarget(tier.elapsed_s, tier.target_s),
