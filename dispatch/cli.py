@@ -686,10 +686,12 @@ def database_url_problem(database_url: str) -> str | None:
         # SQLAlchemy read what follows a ':' as the port: a mistyped port, or the rest of a
         # password after an '@' written as it is. Its message would quote that part.
         return f"not a database URL: its port is not a number (expected {URL_FORMS}); {ENCODED}"
-    if url.host is not None and "@" in url.host:
-        # The password ended at its first '@': the rest, read as the host, would be named
-        # (unmasked) by every refusal to connect.
-        return f"not a database URL: its host holds an '@': {ENCODED}"
+    if "@" in (url.host or "") or (
+        url.drivername.startswith("postgresql") and "@" in (url.database or "")
+    ):
+        # The password ended at its first '@': the rest, read as the host (or after a '/' as
+        # the database), would be named, unmasked, by every refusal to connect.
+        return f"not a database URL: its host or database name holds an '@': {ENCODED}"
     if url.drivername not in DRIVERS:
         return f"unsupported database {url.drivername!r} (expected {URL_FORMS})"
     for option in url.query:

@@ -382,9 +382,11 @@ def test_simulate_names_a_database_it_cannot_connect_to() -> None:
         # A password with '@' in it, not percent-encoded: what follows it was read as the host
         # (and shown, masked up to the '@'), or its ':' as the port's, a traceback.
         ("postgresql+asyncpg://dispatch:hunter2@secret@127.0.0.1:5432/dispatch",
-         "its host holds an '@': write a password's @ : / ? # % percent-encoded (@ as %40"),
+         "holds an '@': write a password's @ : / ? # % percent-encoded (@ as %40"),
         ("postgresql+asyncpg://dispatch:hunter2@secret:w/x@127.0.0.1:5432/dispatch",
          "its port is not a number (expected"),
+        ("postgresql+asyncpg://dispatch:hunter2@secret/x@127.0.0.1:5432/dispatch",
+         "its host or database name holds an '@'"),
         ("postgresql+asyncpg://dispatch:hunter2secret@127.0.0.1:54x2/dispatch",
          "its port is not a number (expected"),
     ],
