@@ -222,6 +222,10 @@ class TimelineEvent(Schema):
     type: str
     actor_id: str | None
     actor_name: str | None
+    leader_name: str | None = Field(
+        default=None,
+        description="of a notified or notify_failed event, the leader it was about (data.user_id)",
+    )
     data: dict[str, Any]
 
 

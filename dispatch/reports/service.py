@@ -1364,6 +1364,11 @@ async def detail_rows(
 # ---------------------------------------------------------------- one incident
 
 
+# Events of the notifiers: a leader whose phone did not acknowledge the alert was texted or
+# called out for (notified), or that gave up (notify_failed).
+NOTIFY_EVENTS = ("notified", "notify_failed")
+
+
 async def incident_report(
     session: AsyncSession, incident_id: str, now: datetime
 ) -> IncidentReportOut:
@@ -1378,7 +1383,12 @@ async def incident_report(
             .order_by(IncidentEvent.at, IncidentEvent.id)
         )
     )
-    actor_ids = sorted({e.actor_id for e in events if e.actor_id})
+    # The leaders a notification was about are named as the actors are.
+    about = {e.id: e.data.get("user_id") for e in events if e.type in NOTIFY_EVENTS}
+    actor_ids = sorted(
+        {e.actor_id for e in events if e.actor_id}
+        | {u for u in about.values() if isinstance(u, str)}
+    )
     actors = (
         {u.id: u.name for u in (await session.scalars(select(User).where(User.id.in_(actor_ids))))}
         if actor_ids
@@ -1437,6 +1447,7 @@ async def incident_report(
                 type=e.type,
                 actor_id=e.actor_id,
                 actor_name=actors.get(e.actor_id) if e.actor_id else None,
+                leader_name=actors.get(str(about[e.id])) if about.get(e.id) else None,
                 data=e.data,
             )
             for e in events

@@ -4,18 +4,25 @@ empty: an incident's tier has no team of its own), and its id opens the incident
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from playwright.async_api import Browser, expect
 
+from tests.notifiers.receiver import Receiver
+from tests.pages import test_console_operator
 from tests.pages.conftest import Opened, ask_report, log_in, phone_context, sign_in
 from tests.pages.test_console_history import (
     ask_records_of_an_incident_that_does_not_exist,
     the_record_fails_then_is_read_again,
 )
+from tests.pages.test_console_operator import notified
 from tests.pages.test_reports_office import a_day_nobody_came, open_report
 from tests.reports.test_response_times import Unreached, seed
 from tests.support import QINGXI, World
+
+# A server that texts (its gateway failing twice) and calls a webhook for an unacknowledged alert.
+notifying = test_console_operator.notifying
 
 # The list's columns by the names each cell shows on a phone, in both languages.
 COLUMNS = {
@@ -105,6 +112,67 @@ async def test_an_exclusion_says_whether_each_teams_alert_was_delivered_or_only_
     await ask_report(page, unreached.day, choose={"team": unreached.teams["B"]["id"]})
     own = page.locator(f'#exclusions tr[data-incident-id="{incident_id}"][data-tier="1"]')
     await expect(own.locator(".excluded-reached")).to_have_text("已送达未接警")
+
+
+async def test_an_incidents_record_names_each_leader_reached_by_text_or_webhook_and_how(
+    notifying: tuple[World, Receiver, Receiver], browser: Browser, contexts: Opened
+) -> None:
+    """Once an incident is closed the console shows its notifications no more: its record says
+    which leader's phone did not acknowledge the alert and what came of each channel tried."""
+    world, sms, hook = notifying
+    post = await world.team("fixed_post", name="三中驻点队")
+    leader = await world.leader(post)
+    admin = await world.admin()
+    reply = await world.http.put(
+        f"/api/v1/users/{leader.id}/phone", json={"phone": "13800138000"}, headers=admin.headers
+    )
+    assert reply.status_code == 200, reply.text
+    operator = await world.operator()
+    incident = await world.report(operator, category="fight")
+    world.clock.advance(15)
+    await notified(world, operator, incident["id"], 2)
+    world.clock.advance(1)
+    for _ in range(250):
+        reply = await world.http.get(
+            f"/api/v1/incidents/{incident['id']}/notifications", headers=operator.headers
+        )
+        if all(n["status"] != "pending" for n in reply.json()):
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the text was never given up")
+    reply = await world.http.post(
+        f"/api/v1/incidents/{incident['id']}/close", headers=operator.headers
+    )
+    assert reply.status_code == 200, reply.text
+    auditor = await world.account("auditor")
+    reply = await world.http.get(
+        f"/api/v1/reports/incidents/{incident['id']}", headers=auditor.headers
+    )
+    told = [e for e in reply.json()["timeline"] if e["type"] in ("notified", "notify_failed")]
+    assert {(e["type"], e["data"]["channel"], e["leader_name"]) for e in told} == {
+        ("notified", "webhook", leader.name),
+        ("notify_failed", "sms", leader.name),
+    }
+
+    page = await open_report(browser, contexts, world, incident["reported_at"][:10])
+    row = page.locator(f'#exclusions tr[data-incident-id="{incident["id"]}"][data-tier="1"]')
+    await row.get_by_role("button", name=incident["id"]).click()
+    events = page.locator("#record .record-events")
+    await expect(events.locator('[data-type="notify_failed"]')).to_contain_text(
+        f"三中驻点队 {leader.name}未确认接收，短信发送失败（尝试 2 次）"
+    )
+    await expect(events.locator('[data-type="notified"]')).to_contain_text(
+        f"三中驻点队 {leader.name}未确认接收，Webhook已发送"
+    )
+    await page.get_by_role("button", name="English").click()
+    await expect(events.locator('[data-type="notify_failed"]')).to_contain_text(
+        f"三中驻点队 {leader.name} did not acknowledge: SMS failed after 2 attempts"
+    )
+    await expect(events.locator('[data-type="notified"]')).to_contain_text(
+        f"三中驻点队 {leader.name} did not acknowledge: Webhook sent"
+    )
+    assert len(sms.requests) == 2 and len(hook.requests) == 1
 
 
 async def test_a_record_the_report_page_cannot_read_says_what_failed_and_is_read_again(

@@ -156,12 +156,32 @@ function escalationText(data, names) {
   return t(teams.length ? 'rep.record_escalated' : 'rep.record_escalated_none', vars);
 }
 
+// A leader whose phone did not acknowledge the alert, reached over SMS, a webhook or a group
+// robot, or not: 三中驻点队 张三未确认接收，短信发送失败（尝试 5 次）.
+function noticeText(event, teams) {
+  const data = event.data || {};
+  const vars = {
+    team: teams[data.dispatch_id] || '',
+    leader: event.leader_name || '',
+    channel: t('notify.channel.' + data.channel),
+    n: data.attempts || 0,
+  };
+  if (event.type === 'notified') return t('rep.record_notified', vars);
+  if (!data.attempts) return t('rep.record_notify_no_phone', vars);
+  return t('rep.record_notify_failed', vars);
+}
+
 // What happened to the chain after the report, in the order of the server's times: each
 // escalation (when, why, how wide, the teams it added or that it found none), each tier's
-// breach and the close, with who closed it. The hops are the teams' own, below.
+// breach, each leader the server reached out to over another channel when his phone did not
+// acknowledge the alert, and the close, with who closed it. The hops are the teams' own, below.
 function eventsView(record) {
   const names = {};
-  for (const d of record.incident.dispatches) names[d.team_id] = d.team_name;
+  const teams = {}; // by dispatch id
+  for (const d of record.incident.dispatches) {
+    names[d.team_id] = d.team_name;
+    teams[d.id] = d.team_name;
+  }
   const items = [];
   for (const event of record.timeline || []) {
     const data = event.data || {};
@@ -171,6 +191,8 @@ function eventsView(record) {
       text = t('rep.record_breached', { tier: t('tier.short.' + data.tier) });
     } else if (event.type === 'closed') {
       text = t('rep.record_closed_by', { who: event.actor_name || '' });
+    } else if (event.type === 'notified' || event.type === 'notify_failed') {
+      text = noticeText(event, teams);
     }
     if (text === null) continue;
     items.push(
