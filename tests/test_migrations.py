@@ -869,6 +869,65 @@ async def test_the_release_before_writes_on_the_migrated_database_and_its_rows_g
             await engine.dispose()
 
 
+async def _report_as_the_release_before_wrote_it(
+    connection: AsyncConnection, incident_id: str, at: datetime
+) -> None:
+    """A report of the release before 0023 as it wrote it: on PostgreSQL in one statement, the
+    incident and its dispatch inserted in CTEs beside the tiers' insert (alerts.bulk), so that
+    a trigger of one of those inserts does not see the incident yet; on SQLite, which has no
+    such statements, one statement after another."""
+    if connection.dialect.name != "postgresql":
+        await _incident_as_the_release_before_wrote_it(connection, incident_id, at, None)
+        return
+    incident = (
+        table_of(Incident)
+        .insert()
+        .values(id=incident_id, reported_at=at, lon=114.16, lat=22.85, category="fight",
+                status="open", closed_at=None, reported_by="u1")
+        .cte("incident")
+    )  # fmt: skip
+    dispatch = (
+        _without_copies(table_of(Dispatch))
+        .insert()
+        .values(id=f"d-{incident_id}", incident_id=incident_id, team_id="t1", tier=1, ring=0,
+                distance_m=10.0, alerted_at=at + timedelta(milliseconds=3))
+        .cte("dispatch")
+    )  # fmt: skip
+    tiers = _without_copies(table_of(ChainTier)).insert().values(
+        [
+            {"incident_id": incident_id, "tier": tier, "target_s": 60.0 * tier,
+             "deadline": at + timedelta(minutes=tier), "status": "pending",
+             "covered": tier == 1}
+            for tier in (1, 2, 3)
+        ]
+    )  # fmt: skip
+    await connection.execute(tiers.add_cte(incident, dispatch))
+
+
+async def test_a_report_the_release_before_writes_in_one_statement_gets_the_copies(
+    backend: str, tmp_path: Path
+) -> None:
+    """0029: on PostgreSQL the release before writes a report's incident, tiers and dispatches
+    in one statement, and 0024's triggers, run before each row was inserted, did not see the
+    incident yet: the copies stayed empty, and `dispatch audit verify` called every report an
+    older server took during a rolling upgrade broken. They now fill the rows once the
+    statement has written them all."""
+    reported = datetime(2026, 3, 1, 1, 0, 0, 123456, tzinfo=UTC)
+    async with fresh_database(backend, tmp_path) as url:
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as connection:
+                await _an_operator_and_a_team(connection, reported)
+                await _report_as_the_release_before_wrote_it(connection, "i1", reported)
+            async with engine.connect() as connection:
+                assert await _copies(connection) == (
+                    [("i1", tier, reported, None) for tier in (1, 2, 3)],
+                    [("d-i1", reported)],
+                )
+        finally:
+            await engine.dispose()
+
+
 class Interrupted(Exception):
     """The upgrade stopped part-way: the process killed, the disk full, the file locked."""
 
