@@ -604,6 +604,49 @@ async def test_a_send_cut_by_a_restart_is_tried_again_once_its_time_limit_has_pa
         await second.stop()
 
 
+async def test_a_check_due_while_the_server_was_down_notifies_once_at_its_restart(
+    settings: Settings, clock: ManualClock, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    """The server stopped 5 s after the alert and came back 40 s later: the check that fell
+    due meanwhile texts the leader once as it starts, says how long the alert has waited, and
+    the attempt is on record at the server's time of the restart; the consoles hear of it, and
+    the leader's phone, back, is sent the alert it missed."""
+    sms = await receivers()
+    configured = Settings(**(settings.model_dump() | {"sms_gateway_url": sms.url}))
+    first = RunningServer(configured, clock)
+    await first.start()
+    world = World(first.app, f"http://127.0.0.1:{first.port}", clock)
+    leader, operator, incident = await setup_incident(world)
+    clock.advance(5)
+    await world.close()
+    await first.stop()
+    clock.advance(40)
+    back = clock.now()
+    second = RunningServer(configured, clock)
+    await second.start()
+    world = World(second.app, f"http://127.0.0.1:{second.port}", clock)
+    try:
+        board = await world.connect(operator)
+        [texted] = await sms.wait_for(1)
+        assert "告警45秒未确认接收" in texted.json()["text"]
+        records = await attempts_recorded(world, operator, incident["id"], 1, ok=True)
+        [record] = records
+        assert record["status"] == "notified"
+        assert datetime.fromisoformat(record["attempts"][0]["at"]) == back
+        assert datetime.fromisoformat(record["created_at"]) == back
+        news = (await news_until(board, "notified", "sms"))[-1]
+        assert news["user_id"] == leader.id
+        phone = await world.connect(leader)
+        alert = await phone.next_of("alert")
+        assert alert["data"]["incident"]["id"] == incident["id"]
+        await timer_caught_up(world)
+        assert await job_outcomes(world, "notify.check") == ["unacknowledged: notifying over sms"]
+        assert len(sms.requests) == 1
+    finally:
+        await world.close()
+        await second.stop()
+
+
 async def test_a_robot_that_keeps_refusing_ends_in_notify_failed(
     start: Start, receivers: Callable[..., Awaitable[Receiver]]
 ) -> None:
