@@ -36,9 +36,13 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["simulate", "measure"]
 TRY_AGAIN_LATER = 1013
-# Close codes a client reads (docs/delivery.md): the server restarting, and the token refused.
+# Close codes a client reads (docs/delivery.md, docs/api.md): the server restarting, the token
+# refused, and the login ended (logged out, the account disabled, the password reset, ended by
+# an administrator): after those no reconnect brings the token back.
 RESTARTING = 1012
 POLICY = 1008
+LOGIN_ENDED = frozenset({4001, 4002, 4003, 4004})
+REFUSED = LOGIN_ENDED | {POLICY}
 # Frames whose seq is the mailbox's (welcome, resync) or the socket's (pong), not a message's.
 CONTROL_FRAMES = ("welcome", "resync", "pong")
 CONNECT_ATTEMPTS = 8
@@ -207,8 +211,9 @@ def reconnect_delay(attempt: int, restarting: bool, rng: random.Random) -> float
 
 
 def refused_token(socket: ClientConnection) -> bool:
-    """Whether the server closed the socket for its token (1008): nothing to come back with."""
-    return socket.close_code == POLICY
+    """Whether the server closed the socket for its token (1008, or its login ended: 4001 to
+    4004): nothing to come back with."""
+    return socket.close_code in REFUSED
 
 
 async def until(moment: float) -> None:
@@ -306,7 +311,11 @@ class Phones:
                 return
             self.drops += 1
             if refused_token(socket):
-                log.warning("leader %s: token refused (1008), not coming back", leader.user_id)
+                log.warning(
+                    "leader %s: token refused (%s), not coming back",
+                    leader.user_id,
+                    socket.close_code,
+                )
                 return
             restarting = socket.close_code == RESTARTING
             while True:
@@ -316,8 +325,10 @@ class Phones:
                     socket = await self._open(leader, seq.last)
                     break
                 except ConnectionClosed as error:
-                    if error.rcvd is not None and error.rcvd.code == POLICY:
-                        log.warning("leader %s: token refused (1008)", leader.user_id)
+                    if error.rcvd is not None and error.rcvd.code in REFUSED:
+                        log.warning(
+                            "leader %s: token refused (%s)", leader.user_id, error.rcvd.code
+                        )
                         return
                 except (OSError, TimeoutError, InvalidHandshake):
                     pass

@@ -339,7 +339,7 @@ class Console:
                 if socket is not None:
                     await socket.close()
             if socket is not None and refused_token(socket):
-                self.say("the console's socket was refused its token (1008)")
+                self.say(f"the console's socket was refused its token ({socket.close_code})")
                 return
             self.drops += welcomed
             attempt += 1

@@ -4,6 +4,9 @@ for a while pings, and the server's pongs come back."""
 from __future__ import annotations
 
 import asyncio
+import logging
+
+import pytest
 
 from dispatch.simulate.leaders import Behaviour, Leader, Phones, WorkerJob
 from tests.support import World
@@ -36,6 +39,37 @@ async def test_a_phone_without_page_pings_sends_none(world: World) -> None:
     await asyncio.sleep(0.5)
     results = await phones.finish()
     assert (results["connected"], results["pings"], results["pongs"]) == (1, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("change", "code"), [({"disabled": True}, 4002), ({"password": "x" * 12}, 4003)]
+)
+async def test_a_phone_whose_login_the_admin_ended_does_not_come_back(
+    world: World, caplog: pytest.LogCaptureFixture, change: dict[str, object], code: int
+) -> None:
+    """A simulated leader disabled or given a new password mid-run: his socket is closed
+    saying so (4002, 4003), and his phone, as the pages, does not reconnect with the dead
+    token, as after a refused token (1008)."""
+    admin = await world.admin()
+    team = await world.team("fixed_post")
+    account = await world.leader(team)
+    leader = Leader(account.id, account.token, team["id"], "fixed_post")
+    phones = Phones(WorkerJob(world.ws_url, world.base_url, [leader], "simulate"))
+    await phones.connect_all()
+    caplog.set_level(logging.WARNING, logger="dispatch.simulate.leaders")
+    try:
+        reply = await world.http.patch(
+            f"/api/v1/users/{account.id}", json=change, headers=admin.headers
+        )
+        assert reply.status_code == 200, reply.text
+        async with asyncio.timeout(10):
+            while phones.drops < 1:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(2)  # past the first reconnect's backoff
+    finally:
+        results = await phones.finish()
+    assert (results["drops"], results["resumed"]) == (1, 0)
+    assert f"token refused ({code}), not coming back" in caplog.text
 
 
 def test_a_team_answers_an_incident_alike_in_two_runs_of_one_seed() -> None:
