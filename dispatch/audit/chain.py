@@ -64,6 +64,7 @@ from dispatch.incidents.models import (
     IncidentEvent,
 )
 from dispatch.rosters.models import IncidentSkip
+from dispatch.schemas import show_instant
 from dispatch.villages.models import Village
 
 GENESIS = "0" * 64
@@ -313,6 +314,8 @@ class Verdict:
     # Incidents some of whose columns their events were written too early to record (before
     # they carried everything the reports read): those columns are not checked.
     unrecorded: int = 0
+    # Where the break is in the office's terms (``_where``), when its rows could be read.
+    where: str | None = None
 
 
 @dataclass
@@ -609,6 +612,14 @@ def _chain_break(incident_id: str, events: list[Row[Any]], head: Row[Any] | None
     for e in events:
         seq += 1
         if e.seq != seq:
+            later = next((other for other in events if other.seq == seq), None)
+            if later is not None:
+                # Read in the order they were written: the seqs of rows moved about.
+                reason = (
+                    f"expected seq {seq}, which the later row id={later.id} holds: "
+                    "the rows were reordered"
+                )
+                return Break(e.id, incident_id, e.seq, reason)
             return Break(e.id, incident_id, e.seq, f"expected seq {seq}: a row is missing")
         if e.prev_hash != prev_hash:
             return Break(e.id, incident_id, e.seq, "its prev_hash is not the previous row's hash")
@@ -700,7 +711,8 @@ async def verify(
                 if checked.unrecorded and head is not None:
                     unrecorded += 1
             if broken is not None:
-                return Verdict(events, incidents, broken, unrecorded)
+                where = _where(incident_id, found, broken)
+                return Verdict(events, incidents, broken, unrecorded, where)
             if keep is not None and head is not None:
                 keep(incident_id, head.seq, head.hash)
     if against is not None and len(seen) < len(against):
@@ -714,6 +726,36 @@ async def verify(
             unrecorded,
         )
     return Verdict(events, incidents, None, unrecorded)
+
+
+def _where(incident_id: str, found: _Slice, broken: Break) -> str | None:
+    """The broken incident as the office knows it, to find it in its reports and pages: when
+    it was reported (Beijing time), its category and village, as its ``reported`` event
+    records them (else as its row holds them); and the event row named, by its type and
+    time as stored. None when neither is left to read."""
+    chain = found.events.get(incident_id, [])
+    reported = next((e for e in chain if e.type == "reported"), None)
+    incident = found.incidents.get(incident_id)
+    if reported is not None:
+        data = reported.data if isinstance(reported.data, dict) else {}
+        when, source = reported.at, "its reported event"
+        category, village = data.get("category"), data.get("village_name")
+        if "category" not in data and incident is not None:
+            # Recorded before the event carried them: the row's.
+            category, village = incident.category, incident.village_name
+    elif incident is not None:
+        when, source = incident.reported_at, "its incidents row"
+        category, village = incident.category, incident.village_name
+    else:
+        return None
+    place = village if isinstance(village, str) and village else "in no village"
+    where = f"incident {incident_id}, reported {show_instant(when)} ({source}), {category}, {place}"
+    event = next(
+        (e for e in chain if broken.event_id is not None and e.id == broken.event_id), None
+    )
+    if event is not None:
+        where += f"; the event: {event.type} at {show_instant(event.at)} as stored"
+    return where
 
 
 def _whose(incident_id: str) -> str:

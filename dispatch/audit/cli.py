@@ -109,6 +109,8 @@ def _verify(args: argparse.Namespace) -> int:
             writer.discard()
     if verdict.broken is not None:
         print(f"BROKEN: {verdict.broken}")
+        if verdict.where is not None:
+            print(f"where: {verdict.where}")
         return 1
     print(f"ok: {verdict.events} events in {verdict.incidents} incident chains")
     # The extent of the proof: what events written before they carried every column the

@@ -48,6 +48,7 @@ from typing import Any
 from sqlalchemy import Row
 
 from dispatch.incidents.models import TIERS, IncidentStatus, TierStatus
+from dispatch.schemas import show_instant
 
 Rows = Sequence[Row[Any]]
 
@@ -82,7 +83,9 @@ def show(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, datetime):
-        return value.isoformat()
+        # In Beijing time, as every page and report shows it: the office finds the moment
+        # named in its own records (stored in UTC, the same instant).
+        return show_instant(value)
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)

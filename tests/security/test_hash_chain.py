@@ -30,6 +30,7 @@ from dispatch.audit.chain import GENESIS, event_hash
 from dispatch.auth.models import User
 from dispatch.db import create_engine, create_sessionmaker, table_of
 from dispatch.incidents.models import ChainTier, Dispatch, Incident, IncidentEvent
+from dispatch.schemas import DISPLAY_TZ
 from tests.conftest import fresh_database
 from tests.support import QINGXI, Account, World
 
@@ -404,7 +405,8 @@ async def test_a_row_the_reports_judge_from_changed_through_sql_is_named(world: 
             DISPATCHES.c.id == patrol,
             {"arrived_at": moved},
             f"dispatches row {patrol} (incident {a['id']}): arrived_at "
-            f"{moved.astimezone(UTC).isoformat()} differs from its arrived event (incident_events "
+            f"{moved.astimezone(DISPLAY_TZ).isoformat()} differs from its arrived event "
+            "(incident_events "
             "row id=",
         ),
         (

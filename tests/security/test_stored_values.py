@@ -90,12 +90,14 @@ async def test_a_time_or_flag_stored_in_another_form_than_the_servers_is_named(
         assert await tier1(world, admin) == {"met": 1, "breached": 0}
         code, out = await asyncio.to_thread(verify, url)
     assert code == 1, out
-    assert out == (
+    first, where = out.splitlines()
+    assert first == (
         f"BROKEN: chain_tiers row (incident {incident['id']}, tier 1): arrived_at is stored as "
         f"'{behind}', not in the one form the server writes a time: UTC as "
         "'YYYY-MM-DD HH:MM:SS.ffffff', which SQL compares as text, so the same instant written "
-        "otherwise is judged otherwise\n"
+        "otherwise is judged otherwise"
     )
+    assert where.startswith(f"where: incident {incident['id']}, reported "), where
 
     events = await events_of(world, incident["id"])
     cases = [
@@ -224,10 +226,12 @@ async def test_an_event_of_a_type_the_server_never_records_is_named(world: World
         code, out = await asyncio.to_thread(verify, url)
         assert code == 1 and "Traceback" not in out, out
         (row,) = [e for e in await events_of(world, incident["id"]) if e.seq == seq]
-        assert out == (
+        first, where = out.splitlines()
+        assert first == (
             f"BROKEN: incident_events row id={row.id} (incident {incident['id']}, seq {seq}): "
-            f"its type {kind!r} is none the server records\n"
+            f"its type {kind!r} is none the server records"
         ), out
+        assert where.startswith(f"where: incident {incident['id']}, reported "), where
         async with world.runtime.engine.begin() as connection:
             await connection.execute(
                 text("DELETE FROM incident_events WHERE id = :e"), {"e": row.id}
