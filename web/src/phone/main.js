@@ -9,7 +9,7 @@ import { errorText } from '../shared/errors.js';
 import { Live } from '../shared/live.js';
 import { $, clear, h, readConfig } from '../shared/dom.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
-import { clockTime, coordinate, metres, ms, shanghaiToday } from '../shared/format.js';
+import { clockTime, coordinate, duration, metres, ms, shanghaiToday } from '../shared/format.js';
 import { chime, repeat, soundReady, unlockNow, unlockOnGesture, vibrate } from '../shared/alarm.js';
 import { announce } from '../shared/announce.js';
 import { L, createMap, incidentMarker, translateMap, zoneLayer } from '../shared/map.js';
@@ -697,6 +697,13 @@ function renderOverlay() {
   $('#alert-title').textContent = t('phone.new_alert') + ' · ' + t('category.' + incident.category);
   const info = clear($('#alert-info'));
   if (d) info.appendChild(h('p', { class: 'distance', text: t('phone.distance', { d: metres(d.distance_m) }) }));
+  // Sent for by the escalation (no tier-1 team accepted in time, or none covers the place, or
+  // his came on duty later): the leader is told how long after the report, the minute of tier 1
+  // being that much shorter for his team.
+  if (d && d.ring > 0) {
+    const after = Math.round((ms(d.alerted_at) - ms(incident.reported_at)) / 1000);
+    info.appendChild(h('p', { class: 'ring-note', text: t('phone.ring', { d: duration(String(after)) }) }));
+  }
   info.appendChild(h('p', { text: t('phone.reported', { t: clockTime(incident.reported_at) }) }));
   info.appendChild(
     h('p', {
