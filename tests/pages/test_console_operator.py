@@ -530,6 +530,13 @@ async def test_the_console_shows_at_once_whom_the_phone_did_not_reach_and_how_he
     await expect(notes.locator('.notification[data-channel="webhook"]')).to_have_text(
         "Webhook发送中"
     )
+    # The feed says it once for the leader, however many channels seek him.
+    unreached = console.locator("#feed li", has_text="未确认接收：")
+    await expect(unreached).to_have_text(
+        re.compile(
+            rf"未确认接收：{leader.name}（三中驻点队）的手机未确认告警，正在通过其他渠道联系$"
+        )
+    )
     await notified(world, operator, incident["id"], 1)
     sms_note = notes.locator('.notification[data-channel="sms"]')
     await expect(sms_note).to_have_text("短信发送失败 1 次，重试中")
@@ -546,7 +553,11 @@ async def test_the_console_shows_at_once_whom_the_phone_did_not_reach_and_how_he
     await expect(notes.locator('.notification[data-channel="webhook"]')).to_have_text(
         "Webhook发送中"
     )
+    await expect(unreached).to_have_count(1)
     await console.get_by_role("button", name="English").click()
+    await expect(console.locator("#feed")).to_contain_text(
+        f"Not acknowledged: the phone of {leader.name} (三中驻点队) did not acknowledge the alert"
+    )
     await expect(sms_note).to_have_text("SMS failed 2 times, retrying")
     await expect(notes.locator('.notification[data-channel="webhook"]')).to_have_text(
         "Webhook being sent"

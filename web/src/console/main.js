@@ -97,6 +97,7 @@ const state = {
   previewTimer: null,
   resume: null, // after a reconnect, until caught up: {missed, resync}
   breachSeen: new Set(), // incidentId:tier of every breach this page has raised the alarm for
+  unreached: new Set(), // dispatchId:userId of every leader the feed said was not reached
   silenced: new Set(), // ... of those an operator acknowledged (kept on the device)
   day: null, // the server's date the list was drawn on: dates show on other days' times
   arriving: new Set(), // dispatch ids whose arrival an operator is recording
@@ -635,6 +636,20 @@ function onMessage(message, info) {
     const note = noticeOf(data, data.notification_id, data.attempts, data.at);
     if (!keepNotice(note)) return;
     scheduleRender();
+    // A notification begun: the leader's phone did not acknowledge the alert. The feed says
+    // so once for him and the dispatch, however many channels now seek him (the card says
+    // which), before any of them has an outcome.
+    const unreached = note.dispatch_id + ':' + note.user_id;
+    if (note.status === 'pending' && !note.attempts && !state.unreached.has(unreached)) {
+      state.unreached.add(unreached);
+      const incident = state.incidents.get(note.incident_id);
+      const d = incident && incident.dispatches.find((one) => one.id === note.dispatch_id);
+      addFeed(
+        'feed.unreached',
+        { leader: note.leader_name, team: d ? d.team_name : '' },
+        'feed-breach',
+      );
+    }
     // A text sent or given up is news for the feed; one stopped (the leader answered, the
     // incident closed) only changes its line on the card.
     if (note.status === 'notified' || note.status === 'failed') {
