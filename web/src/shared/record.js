@@ -44,6 +44,48 @@ export function tierOutcome(tier, closedAt, nowMs) {
   return 'breached';
 }
 
+// The village the report recorded the incident in: its reported event's, null for none;
+// undefined where the event did not keep it (a report written before it did).
+function reportedVillage(timeline) {
+  for (const event of timeline || []) {
+    const data = event.data || {};
+    if (event.type === 'reported') return 'village_name' in data ? data.village_name : undefined;
+  }
+  return undefined;
+}
+
+// Where the incident is counted now (the village its place lies in by the boundaries of today),
+// and, when the boundaries were imported or deleted since and it was reported in another, that
+// one too: the record keeps what the report said beside what the reports count now.
+function placeFact(record, coords) {
+  const now = record.village_name ? record.village_name + ' · ' + coords : coords;
+  const then = reportedVillage(record.timeline);
+  if (then === undefined || (then || null) === (record.village_name || null)) return now;
+  return now + t('rep.record_reported_in', { name: then || t('rep.no_village') });
+}
+
+// Each village_changed event said as the move it made: from the village the incident was in
+// before (as its report or the change before recorded it) to the one it is counted in from
+// then on, and the administrator whose import or deletion of boundaries moved it. Without it
+// the record's place changed with nothing said.
+function villageMoves(timeline) {
+  const moves = new Map();
+  let before = reportedVillage(timeline);
+  for (const event of timeline || []) {
+    if (event.type !== 'village_changed') continue;
+    const data = event.data || {};
+    const vars = {
+      from: before || t('rep.no_village'),
+      to: data.village_name || t('rep.no_village'),
+      who: event.actor_name || '',
+    };
+    const key = before === undefined ? 'rep.record_village_to' : 'rep.record_village_moved';
+    moves.set(event, t(key, vars));
+    before = data.village_name || null;
+  }
+  return moves;
+}
+
 export function recordTitle(record) {
   return t('rep.record') + ' · ' + t('category.' + record.incident.category);
 }
@@ -60,7 +102,7 @@ export function recordView(record) {
   });
   const facts = [
     t('rep.record_reported', { t: localTime(incident.reported_at) }),
-    record.village_name ? record.village_name + ' · ' + coords : coords,
+    placeFact(record, coords),
     incident.closed_at
       ? t('rep.record_closed', { t: localTime(incident.closed_at) })
       : t('rep.record_open_now'),
@@ -183,9 +225,10 @@ function eventsView(record) {
     teams[d.id] = d.team_name;
   }
   const items = [];
+  const moves = villageMoves(record.timeline);
   for (const event of record.timeline || []) {
     const data = event.data || {};
-    let text = null;
+    let text = moves.get(event) || null;
     if (event.type === 'escalated') text = escalationText(data, names);
     else if (event.type === 'breached') {
       text = t('rep.record_breached', { tier: t('tier.short.' + data.tier) });
