@@ -716,9 +716,17 @@ async def verify(
             if keep is not None and head is not None:
                 keep(incident_id, head.seq, head.hash)
     if against is not None and len(seen) < len(against):
-        incident_id = min(set(against) - seen)
+        gone = set(against) - seen
+        incident_id = min(gone)
         seq, _ = against[incident_id]
         reason = f"removed since the checkpoint, which names its chain up to seq {seq}"
+        if len(gone) > 1:
+            # An older backup restored lacks every incident reported after it: not one
+            # incident deleted, which the office would look for otherwise.
+            reason += (
+                f" (and {len(gone) - 1} more of its {len(against)} incidents are gone: "
+                f"deleted, or {OLDER})"
+            )
         return Verdict(
             events,
             incidents,
@@ -762,12 +770,17 @@ def _whose(incident_id: str) -> str:
     return f"incident {incident_id}"
 
 
+# What a checkpoint's incidents, or events, missing may also mean: a backup restored.
+OLDER = "this database is older than the checkpoint (a backup from before it, restored)"
+
+
 def _rewritten(incident_id: str, chain: list[Row[Any]], seq: int, hash_: str) -> Break | None:
     """Where a chain (that holds) no longer passes through the head a checkpoint noted."""
     since = "rewritten since the checkpoint"
     if len(chain) < seq:
         reason = (
-            f"{since}: its chain ends at seq {len(chain)}, the checkpoint's head is at seq {seq}"
+            f"{since}: its chain ends at seq {len(chain)}, the checkpoint's head is at seq {seq}: "
+            f"its later events were removed, or {OLDER}"
         )
         return Break(None, incident_id, None, reason, _whose(incident_id))
     e = chain[seq - 1]

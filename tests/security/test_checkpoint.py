@@ -352,3 +352,55 @@ def test_a_checkpoint_whose_folder_cannot_be_synced_is_said_to_be_written_all_th
         f"({os.strerror(errno.EIO)}): a power loss may bring back the earlier checkpoint"
     ) in err
     assert list(tmp_path.glob(".*.part")) == []
+
+
+async def test_an_older_backup_restored_is_named_as_possibly_that(
+    world: World, tmp_path: Path
+) -> None:
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    first = await world.report(operator)
+    async with world.runtime.engine.begin() as connection:
+        backed_up = (
+            await connection.execute(select(HEADS).where(HEADS.c.incident_id == first["id"]))
+        ).one()
+    # After the night's backup: the team arrives, two more incidents are reported, and the
+    # office takes its checkpoint with the month's report.
+    world.clock.advance(30)
+    assert await world.arrive(first, team, leader) == 200
+    later = [await world.report(operator, category=c) for c in ("theft", "fire")]
+    checkpoint = tmp_path / "with-the-report.checkpoint"
+    assert (await verify(world, "--checkpoint", checkpoint))[0] == 0
+
+    # The backup restored over it: the first incident's chain as it was then, the later
+    # incidents not yet there.
+    async with world.runtime.engine.begin() as connection:
+        await connection.execute(
+            delete(EVENTS).where(EVENTS.c.incident_id == first["id"], EVENTS.c.seq > backed_up.seq)
+        )
+        await connection.execute(
+            update(HEADS)
+            .where(HEADS.c.incident_id == first["id"])
+            .values(seq=backed_up.seq, hash=backed_up.hash)
+        )
+    for incident in later:
+        await remove_whole(world, incident["id"])
+    code, out, err = await verify(world, "--against", checkpoint)
+    assert code == 1 and "Traceback" not in err, out + err
+    assert out.splitlines()[0] == (
+        f"BROKEN: incident {first['id']}: rewritten since the checkpoint: its chain ends at seq "
+        f"{backed_up.seq}, the checkpoint's head is at seq {removed_seq(checkpoint, first['id'])}"
+        ": its later events were removed, or this database is older than the checkpoint (a "
+        "backup from before it, restored)"
+    ), out
+
+    await remove_whole(world, first["id"])
+    code, out, err = await verify(world, "--against", checkpoint)
+    assert code == 1, out + err
+    gone = min(incident["id"] for incident in [first, *later])
+    assert out == (
+        f"BROKEN: incident {gone}: removed since the checkpoint, which names its chain up to "
+        f"seq {removed_seq(checkpoint, gone)} (and 2 more of its 3 incidents are gone: deleted, "
+        "or this database is older than the checkpoint (a backup from before it, restored))\n"
+    ), out
