@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers()
 
     serve = commands.add_parser("serve", help="serve the API, websockets and pages")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--host", type=listen_host, default="127.0.0.1")
     serve.add_argument("--port", type=port_number, default=8000, help="1-65535")
     serve.add_argument("--workers", type=worker_count, default=1, help="processes, at least 1")
     serve.add_argument("--demo", action="store_true", help="seed a demo town on first start")
@@ -118,6 +118,24 @@ def port_number(text: str) -> int:
     if not 1 <= number <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port: 1 to 65535")
     return number
+
+
+def listen_host(text: str) -> str:
+    """An address (or name) to listen on. One that does not resolve was found by uvicorn only
+    after the migrations, as a log line that named no option (``Name or service not known``)."""
+    import socket
+
+    if not text:  # every interface, as uvicorn (asyncio's create_server) takes it
+        return text
+    try:
+        socket.getaddrinfo(text, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as error:
+        reason = error.strerror if isinstance(error, socket.gaierror) else "not a host name"
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is no address to listen on ({reason}): an address of this host such "
+            "as 0.0.0.0 (all) or 127.0.0.1, or a name that resolves to one"
+        ) from None
+    return text
 
 
 def worker_count(text: str) -> int:

@@ -136,6 +136,16 @@ def test_serve_refuses_a_port_or_a_number_of_workers_it_cannot_use(
     assert said.startswith(f"dispatch serve: error: argument {option}: '{value}' is not")
 
 
+def test_serve_on_a_host_name_that_does_not_resolve_names_the_option() -> None:
+    """uvicorn logged only ``[Errno -2] Name or service not known``, after the migrations, and
+    exited 3: nothing said it was --host."""
+    done = dispatch("serve", "--host", "dispatch.invalid", "--port", str(free_port()))
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    said = done.stderr.strip().splitlines()[-1]
+    assert said.startswith("dispatch serve: error: argument --host: 'dispatch.invalid' is no ")
+
+
 def test_serve_takes_every_port_and_any_number_of_workers() -> None:
     args = _parser().parse_args(["serve", "--port", "1", "--workers", "1"])
     assert (args.port, args.workers) == (1, 1)
