@@ -623,7 +623,7 @@ function onMessage(message, info) {
     const incident = data.incident;
     const tier = data.tier;
     const key = breachKey(incident, tier);
-    addFeed('feed.breached', breachVars(incident, tier), 'feed-breach', key);
+    addFeed('feed.breached', breachVars(incident, tier), 'feed-breach', key, false, tier.breached_at);
     // A replayed one is judged once the replay is over (onCaughtUp): the incident may have
     // been closed or reached since.
     // A tier whose team is there by now (the arrival came first) has nothing left to act on.
@@ -713,14 +713,21 @@ function applyIncident(snapshot, quiet, unsaid = false) {
 function describeChange(before, after, unsaid) {
   const category = { t: 'category.' + after.category };
   if (after.status === 'closed') {
-    if (before) addFeed('feed.closed', { category }, '', undefined, unsaid);
+    if (before) addFeed('feed.closed', { category }, '', undefined, unsaid, after.closed_at);
     return;
   }
   if (!before) {
     // The report this console is sending is said by its result (who was alerted, what is
     // uncovered): its feed line is not said as well.
     const sentHere = after.reported_by === state.me?.id && state.reporting;
-    addFeed('feed.reported', { category, n: after.dispatches.length }, '', undefined, sentHere || unsaid);
+    addFeed(
+      'feed.reported',
+      { category, n: after.dispatches.length },
+      '',
+      undefined,
+      sentHere || unsaid,
+      after.reported_at,
+    );
     return;
   }
   const old = new Map(before.dispatches.map((d) => [d.id, d]));
@@ -728,7 +735,7 @@ function describeChange(before, after, unsaid) {
     const was = old.get(d.id) || {};
     // An accept the arrival stood for is no news of its own: the arrival says it.
     if (d.accepted_at && !d.accepted_implied && !was.accepted_at) {
-      addFeed('feed.accepted', { team: d.team_name }, '', undefined, unsaid);
+      addFeed('feed.accepted', { team: d.team_name }, '', undefined, unsaid, d.accepted_at);
     }
     if (d.arrived_at && !was.arrived_at) {
       const source = d.arrival_source;
@@ -738,6 +745,7 @@ function describeChange(before, after, unsaid) {
         'feed-good',
         undefined,
         unsaid,
+        d.arrived_at,
       );
     }
   }
@@ -747,8 +755,9 @@ function describeChange(before, after, unsaid) {
 // plain, {t: key} (a category, a tier), {notice} (a notification's outcome) or {list} (team
 // names). `ref`: what the line is about, where the same thing must not be listed twice.
 // `unsaid`: listed but not said, where the page says it otherwise.
-// `when`: the server's time the line's news happened at, where its message says it (an
-// escalation): replayed after a dropped line, it is listed at that time, not when it was heard.
+// `when`: the server's time the line's news happened at (a report, an accept, an arrival, a
+// breach, an escalation, a close): replayed after a dropped line, it is listed at that time,
+// not when it was heard.
 function addFeed(key, vars, kind, ref, unsaid = false, when = null) {
   const now = when ? ms(when) : state.live ? state.live.serverNow() : Date.now();
   const at = new Date(now + 8 * 3600 * 1000).toISOString().slice(11, 19);
