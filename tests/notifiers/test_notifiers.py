@@ -25,7 +25,7 @@ from dispatch.observability import logs
 from tests.conftest import RunningServer, free_port
 from tests.notifiers.receiver import Dribbler, HeldReceiver, Receiver
 from tests.realtime.test_acks import marked
-from tests.support import Account, Socket, World
+from tests.support import Account, SilentProxy, Socket, World, open_socket
 
 PHONE = "13800138000"
 WEBHOOK_SECRET = "webhook-secret-for-tests"
@@ -645,6 +645,59 @@ async def test_a_check_due_while_the_server_was_down_notifies_once_at_its_restar
     finally:
         await world.close()
         await second.stop()
+
+
+async def test_a_phone_whose_line_died_without_a_word_is_texted_and_replayed_on_its_return(
+    start: Start, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    """The leader's socket is open, but its line fell silent (no close) just before the alert:
+    the server sent the alert into it and counts him connected, yet nothing acknowledged it,
+    so he is texted 15 s later. His phone, back on a new connection resuming from its last seq,
+    is sent the alert, and its ack is the delivery, at the server's time of the ack."""
+    sms = await receivers()
+    world = await start(sms_gateway_url=sms.url)
+    team = await world.team("fixed_post", name="三中驻点队")
+    leader = await world.leader(team)
+    admin = await world.admin()
+    reply = await world.http.put(
+        f"/api/v1/users/{leader.id}/phone", json={"phone": PHONE}, headers=admin.headers
+    )
+    assert reply.status_code == 200, reply.text
+    operator = await world.operator()
+    line = SilentProxy(int(world.base_url.rsplit(":", 1)[1]))
+    await line.start()
+    try:
+        phone = await open_socket(f"ws://127.0.0.1:{line.port}/ws", leader.token)
+        last_seq = phone.last_seq
+        line.fall_silent()
+        incident = await world.report(operator)
+        # Each process writes its sockets' presence within half a second of their opening.
+        for _ in range(100):
+            reach = await world.http.get(
+                f"/api/v1/teams/{team['id']}/reachability", headers=operator.headers
+            )
+            if [m["connected"] for m in reach.json()["leaders"]] == [True]:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the leader never showed as connected")
+        world.clock.advance(15)
+        [texted] = await sms.wait_for(1)
+        assert texted.json()["to"] == PHONE
+        await wait_events(world, operator, incident["id"], "notified", 1)
+
+        world.clock.advance(5)
+        back = world.clock.now()
+        again = await world.connect(leader, resume_from=last_seq)
+        alert = await again.next_of("alert")
+        assert alert["data"]["incident"]["id"] == incident["id"]
+        await again.ack()
+        [delivered] = await wait_events(world, operator, incident["id"], "delivered", 1)
+        assert datetime.fromisoformat(delivered["at"]) == back
+        assert len(sms.requests) == 1
+        await again.close()
+    finally:
+        await line.close()
 
 
 async def test_a_robot_that_keeps_refusing_ends_in_notify_failed(
