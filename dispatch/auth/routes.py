@@ -44,7 +44,11 @@ def login_limits(settings: Settings, name: str, address: str) -> dict[str, limit
     response_model=TokenOut,
     responses={
         **RATE_LIMITED,
-        401: error_response(401, "wrong name or password, or a disabled user"),
+        401: error_response(
+            401,
+            "wrong name or password, or a disabled user (`account_disabled` only with the "
+            "right password)",
+        ),
     },
 )
 async def issue_token(
@@ -77,10 +81,16 @@ async def issue_token(
         found = await service.find_user(session, name)
     try:
         user = await service.check_password(runtime.passwords, found, password)
-    except Unauthorized:
+    except Unauthorized as refusal:
+        # A disabled account's right password is a failure too, for the backoff as for the
+        # trail: counted as a wrong one is, the account's count kept, so that it neither skips
+        # nor clears a wait. The trail says which, for the administrator who disabled it.
+        data = {"username": name}
+        if isinstance(refusal, service.AccountDisabled):
+            data["reason"] = refusal.code
         async with runtime.transaction() as session:
             tried = audit.Actor(None, name, None, actor.address)
-            failed = audit.entry(tried, "login_failed", now, data={"username": name})
+            failed = audit.entry(tried, "login_failed", now, data=data)
             audit.record(session, failed)
             wait = await limits.failed(
                 session, {address_key: keys[address_key]}, runtime.clock.now()

@@ -169,17 +169,28 @@ async def find_user(session: AsyncSession, name: str) -> User | None:
     return found
 
 
+WRONG_LOGIN_DETAIL = "username or password is wrong"
+
+
 async def check_password(hasher: PasswordHasher, user: User | None, password: str) -> User:
     """The user, if the password is theirs and the account is enabled; else 401.
+
+    An unknown name, a wrong password and a disabled account with a wrong password get the same
+    answer for the same cost (one Argon2 hash each), so neither the answer nor its time tells
+    which names exist or which are disabled. Only the right password of a disabled account is
+    told so (``AccountDisabled``): the password proved who asks, and he stops retrying it.
 
     Needs no database session: the slow hash holds no connection while it runs.
     """
     if user is None:
         # Spend the same time as for a known name, so timing does not reveal which names exist.
         await hash_password(hasher, password)
-        raise Unauthorized("username or password is wrong")
-    if not await _verify_password(hasher, user.password_hash, password) or user.disabled:
-        raise Unauthorized("username or password is wrong")
+        raise Unauthorized(WRONG_LOGIN_DETAIL)
+    # Verified whether or not the account is disabled: the same hash, whatever the answer.
+    if not await _verify_password(hasher, user.password_hash, password):
+        raise Unauthorized(WRONG_LOGIN_DETAIL)
+    if user.disabled:
+        raise AccountDisabled(ACCOUNT_DISABLED_DETAIL)
     return user
 
 

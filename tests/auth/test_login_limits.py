@@ -212,3 +212,52 @@ async def test_forwarded_addresses_that_are_no_ip_address_are_one_address(world:
         "/api/v1/audit", params={"action": "login_failed", "limit": 1}, headers=admin.headers
     )
     assert trail.json()["items"][0]["address"] == "(not an IP address)"
+
+
+async def test_a_disabled_accounts_right_password_neither_skips_nor_clears_the_wait(
+    world: World,
+) -> None:
+    """Told that the account is disabled, the attempt still counts as a failure: it is refused
+    while the account waits, earns the next wait, and enabling the account again finds the
+    count where it was."""
+    admin = await world.admin()
+    leader = await world.leader(await world.team())
+    url = f"/api/v1/users/{leader.id}"
+    await world.http.patch(url, json={"disabled": True}, headers=admin.headers)
+    settings = world.runtime.settings
+    for _ in range(settings.login_account_free_failures + 1):
+        assert (await login(world, leader.name, "guess")).status_code == 401
+    # The sixth failure earned a wait of 1 s: the right password is not even checked.
+    refused = await login(world, leader.name, leader.password)
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+
+    world.clock.advance(1)
+    told = await login(world, leader.name, leader.password)
+    assert told.status_code == 401 and told.json()["error"] == "account_disabled"
+    # Counted as the seventh failure: the wait doubled, the count not cleared.
+    assert (await login(world, leader.name, leader.password)).headers["retry-after"] == "2"
+    await world.http.patch(url, json={"disabled": False}, headers=admin.headers)
+    assert (await login(world, leader.name, leader.password)).headers["retry-after"] == "2"
+    world.clock.advance(2)
+    assert (await login(world, leader.name, leader.password)).status_code == 200
+
+
+async def test_a_disabled_accounts_right_password_counts_against_the_address(
+    world: World,
+) -> None:
+    admin = await world.admin()
+    operator = await world.operator()
+    settings = world.runtime.settings
+    # Enough disabled accounts that none of them reaches its own wait: only the address does.
+    dismissed = [await world.operator() for _ in range(5)]
+    for user in dismissed:
+        await world.http.patch(
+            f"/api/v1/users/{user.id}", json={"disabled": True}, headers=admin.headers
+        )
+    address = "203.0.113.77"
+    for n in range(settings.login_address_free_failures + 1):
+        user = dismissed[n % len(dismissed)]
+        reply = await login(world, user.name, user.password, forwarded=address)
+        assert reply.json()["error"] == "account_disabled", (n, reply.text)
+    refused = await login(world, operator.name, operator.password, forwarded=address)
+    assert refused.status_code == 429, refused.text

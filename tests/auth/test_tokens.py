@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Literal
 
 import jwt
 import pytest
+from argon2 import PasswordHasher, extract_parameters
 from sqlalchemy import select
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -85,6 +87,91 @@ async def test_a_disabled_users_tokens_stop_working_at_once(world: World) -> Non
         f"/api/v1/users/{leader.id}", json={"disabled": False}, headers=admin.headers
     )
     assert (await world.http.post("/api/v1/auth/token", data=login)).status_code == 200
+
+
+async def test_a_disabled_user_with_his_right_password_is_told_his_account_is_disabled(
+    world: World,
+) -> None:
+    """He stops retrying his password and asks his administrator. A wrong password tells
+    nothing: the same answer as a wrong password of an enabled account or an unknown name."""
+    admin = await world.admin()
+    leader = await world.leader(await world.team())
+    enabled = await world.operator()
+    await world.http.patch(
+        f"/api/v1/users/{leader.id}", json={"disabled": True}, headers=admin.headers
+    )
+
+    async def login(name: str, password: str) -> tuple[int, dict[str, str], str]:
+        reply = await world.http.post(
+            "/api/v1/auth/token", data={"username": name, "password": password}
+        )
+        return reply.status_code, reply.json(), reply.headers["www-authenticate"]
+
+    assert await login(leader.name, leader.password) == (
+        401,
+        {"error": "account_disabled", "detail": DISABLED_401[1]},
+        "Bearer",
+    )
+    wrong = (401, {"error": "unauthorized", "detail": "username or password is wrong"}, "Bearer")
+    assert await login(leader.name, "not-his-password") == wrong
+    assert await login(enabled.name, "not-his-password") == wrong
+    assert await login("nobody-of-that-name", "not-his-password") == wrong
+    # The administrator sees who tried: a disabled account's right password is a failed login.
+    trail = await world.http.get(
+        "/api/v1/audit", params={"action": "login_failed"}, headers=admin.headers
+    )
+    reasons = [
+        (row["data"]["username"], row["data"].get("reason")) for row in trail.json()["items"]
+    ]
+    assert sorted(reasons, key=str) == sorted(
+        [
+            (leader.name, "account_disabled"),
+            (leader.name, None),
+            (enabled.name, None),
+            ("nobody-of-that-name", None),
+        ],
+        key=str,
+    )
+
+
+async def test_every_refused_login_costs_one_password_hash_of_the_same_cost(
+    world: World,
+) -> None:
+    """Timing tells no more than the answer: an unknown name, a wrong password and a disabled
+    account, with the right password or not, each cost one Argon2 hash with the server's
+    parameters, as a login that succeeds does."""
+    admin = await world.admin()
+    disabled = await world.leader(await world.team())
+    enabled = await world.operator()
+    await world.http.patch(
+        f"/api/v1/users/{disabled.id}", json={"disabled": True}, headers=admin.headers
+    )
+    hasher = world.runtime.passwords
+    spent: list[tuple[str, int, int]] = []
+
+    class Counted(PasswordHasher):
+        def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+            spent.append(("hash", self.time_cost, self.memory_cost))
+            return super().hash(password, salt=salt)
+
+        def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
+            params = extract_parameters(hash if isinstance(hash, str) else hash.decode())
+            spent.append(("verify", params.time_cost, params.memory_cost))
+            return super().verify(hash, password)
+
+    world.runtime.passwords = Counted(time_cost=hasher.time_cost, memory_cost=hasher.memory_cost)
+    cost = (hasher.time_cost, hasher.memory_cost)
+    tries = [
+        ("nobody-of-that-name", "a-guess", "hash"),
+        (enabled.name, "a-guess", "verify"),
+        (enabled.name, enabled.password, "verify"),
+        (disabled.name, "a-guess", "verify"),
+        (disabled.name, disabled.password, "verify"),
+    ]
+    for name, password, way in tries:
+        spent.clear()
+        await world.http.post("/api/v1/auth/token", data={"username": name, "password": password})
+        assert spent == [(way, *cost)], (name, password)
 
 
 async def test_disabled_is_a_json_true_or_false(world: World) -> None:
@@ -197,4 +284,7 @@ async def test_the_schema_says_a_logins_401_is_a_wrong_name_or_password(world: W
     assert reply.json()["detail"] == "username or password is wrong"
     schema = (await world.http.get("/openapi.json")).json()
     declared = schema["paths"]["/api/v1/auth/token"]["post"]["responses"]["401"]
-    assert declared["description"] == "wrong name or password, or a disabled user"
+    assert declared["description"] == (
+        "wrong name or password, or a disabled user (`account_disabled` only with the "
+        "right password)"
+    )
