@@ -64,10 +64,28 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dispatch", description="1-3-5 dispatch server")
     commands = parser.add_subparsers()
 
-    serve = commands.add_parser("serve", help="serve the API, websockets and pages")
-    serve.add_argument("--host", type=listen_host, default="127.0.0.1")
-    serve.add_argument("--port", type=port_number, default=8000, help="1-65535")
-    serve.add_argument("--workers", type=worker_count, default=1, help="processes, at least 1")
+    serve = commands.add_parser(
+        "serve",
+        help="serve the API, websockets and pages",
+        epilog="The database, the signing secret and every other setting come from DISPATCH_ "
+        "environment variables (DISPATCH_DATABASE_URL, DISPATCH_SECRET_FILE, ...): see "
+        "docs/deploy.md, Settings reference.",
+    )
+    serve.add_argument(
+        "--host",
+        type=listen_host,
+        default="127.0.0.1",
+        help="address to listen on, 0.0.0.0 for every one (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--port", type=port_number, default=8000, help="1-65535 (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=worker_count,
+        default=1,
+        help="processes, at least 1; above 1 needs PostgreSQL (default: %(default)s)",
+    )
     serve.add_argument("--demo", action="store_true", help="seed a demo town on first start")
     serve.set_defaults(handler=_serve)
 
@@ -105,8 +123,12 @@ def _name_each_command(parser: argparse.ArgumentParser) -> None:
     winning, so that what it does not take is refused in its own name, with its own usage."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            for command in action.choices.values():
+            # What each does, said in the list of commands, is said in its own --help too.
+            said = {listed.dest: listed.help for listed in action._get_subactions()}
+            for name, command in action.choices.items():
                 command.set_defaults(command_parser=command)
+                if command.description is None:
+                    command.description = said.get(name)
                 _name_each_command(command)
 
 

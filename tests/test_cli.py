@@ -96,6 +96,37 @@ def test_a_mistyped_option_is_named_by_the_command_it_was_given_to(
     assert lines[-1] == f"{command}: error: unrecognized arguments: {unknown}"
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["serve"], "serve the API, websockets and pages"),
+        (["db", "upgrade"], "apply every pending migration"),
+        (["secret"], "write the token signing secret to DISPATCH_SECRET_FILE unless it exists"),
+        (["users", "add"], "add an account; the password is read from stdin"),
+        (["audit", "verify"], "check every incident's event chain"),
+    ],
+)
+def test_each_commands_help_says_what_it_does(
+    args: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``dispatch secret --help`` showed a usage line and -h alone: what the command does was
+    only in ``dispatch --help``."""
+    with pytest.raises(SystemExit) as exited:
+        _parser().parse_args([*args, "--help"])
+    assert exited.value.code == 0
+    assert says in " ".join(capsys.readouterr().out.split())
+
+
+def test_serve_help_gives_the_defaults_and_where_the_settings_are(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["serve", "--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert "(default: 127.0.0.1)" in said and "(default: 8000)" in said
+    assert "DISPATCH_DATABASE_URL" in said and "docs/deploy.md" in said
+
+
 def test_the_parser_every_command_builds_imports_none_of_the_server() -> None:
     """Every command, ``--help`` and a mistyped argument among them, builds the whole parser:
     the server's modules (FastAPI, the schemas, pyproj) are for the commands that use them,
