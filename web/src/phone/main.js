@@ -550,7 +550,7 @@ function fillRow(row, incident) {
   const drawn = currentLang() + shanghaiToday() + JSON.stringify(incident.chain);
   if (tiers.dataset.drawn !== drawn) {
     clear(tiers);
-    for (const tier of incident.chain) tiers.appendChild(tierView(tier));
+    for (const tier of incident.chain) tiers.appendChild(tierView(tier, { mine: isMine(tier, d) }));
     tiers.dataset.drawn = drawn;
   }
   setText($('button', row), t('phone.open'));
@@ -672,6 +672,11 @@ function closeOverlay() {
   }
 }
 
+// The tier of the leader's own team (his dispatch's), marked on the tiers he sees.
+function isMine(tier, d) {
+  return !!d && tier.tier === d.tier;
+}
+
 function renderOverlay() {
   if (!state.overlay) return;
   const incident = state.incidents.get(state.overlay);
@@ -686,7 +691,9 @@ function renderOverlay() {
     const last = state.closedShown;
     if (last && last.id === state.overlay) {
       const tiers = clear($('#alert-tiers'));
-      for (const tier of last.chain) tiers.appendChild(tierView(tier));
+      for (const tier of last.chain) {
+        tiers.appendChild(tierView(tier, { mine: isMine(tier, myDispatch(last)) }));
+      }
     }
     showWaiting();
     showOutboxLine(state.overlay);
@@ -733,7 +740,7 @@ function renderOverlay() {
   if (shown) arrival.appendChild(shown);
   renderPosition(d);
   const tiers = clear($('#alert-tiers'));
-  for (const tier of incident.chain) tiers.appendChild(tierView(tier));
+  for (const tier of incident.chain) tiers.appendChild(tierView(tier, { mine: isMine(tier, d) }));
   renderMap(incident);
 }
 

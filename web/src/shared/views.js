@@ -18,11 +18,15 @@ export const HOPS = ['alerted', 'delivered', 'shown', 'accepted', 'arrived'];
 // `options.lateBy` (the console): a late tier also says how long it has been late, counted from
 // its deadline on the server's clock by tickClocks, and frozen once its team has arrived (a
 // closed incident leaves the console's list).
+// `options.mine` (the phone): the tier of the leader's own team, marked 本队 so that another
+// tier's breach beside it is plainly not his.
 export function tierView(tier, options) {
   const status = tier.status;
   const lateBy = !!(options && options.lateBy);
+  const mine = !!(options && options.mine);
   const parts = [
     h('span', { class: 'tier-name', text: t('tier.' + tier.tier) }),
+    mine ? h('span', { class: 'tier-mine', text: t('tier.mine') }) : null,
     h('span', { class: 'tier-target', text: targetText(tier.target_s) }),
   ];
   if (status === 'pending') {
