@@ -103,6 +103,11 @@ class IncidentOut(Schema):
     chain: list[ChainTierOut]
     dispatches: list[DispatchOut]
     village_id: str | None = Field(default=None, description="the village it falls in, if any")
+    village_name: str | None = Field(
+        default=None,
+        description="that village's name as it is now (the console and the phone label the "
+        "incident with it), null in none",
+    )
     skipped: list[SkippedTeamOut] = Field(
         default_factory=list, description="covering teams not alerted because off duty"
     )

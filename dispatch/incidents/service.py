@@ -98,6 +98,7 @@ from dispatch.teams.coverage import (
     teams_unchanged_since,
 )
 from dispatch.villages.index import Villages
+from dispatch.villages.models import Village
 from geo.geodesy import distance_m
 
 log = logging.getLogger(__name__)
@@ -315,7 +316,28 @@ async def _views(session: AsyncSession, incidents: Sequence[Incident]) -> list[I
         dispatches[d.incident_id].append(d)
     names = await teams.team_names(session, {d.team_id for ds in dispatches.values() for d in ds})
     skips = await rosters.skips_for(session, ids)
-    return [incident_view(i, chains[i.id], dispatches[i.id], names, skips[i.id]) for i in incidents]
+    villages = await _village_names(session, {i.village_id for i in incidents if i.village_id})
+    return [
+        incident_view(
+            i,
+            chains[i.id],
+            dispatches[i.id],
+            names,
+            skips[i.id],
+            villages.get(i.village_id) if i.village_id else None,
+        )
+        for i in incidents
+    ]
+
+
+async def _village_names(session: AsyncSession, village_ids: set[str]) -> dict[str, str]:
+    """Each village's name as it is now: the pages label an incident with it."""
+    if not village_ids:
+        return {}
+    rows = await session.execute(
+        select(Village.id, Village.name).where(Village.id.in_(sorted(village_ids)))
+    )
+    return {village_id: name for village_id, name in rows}
 
 
 @cache
@@ -338,6 +360,7 @@ def incident_view(
     dispatches: Iterable[AnyDispatch],
     team_names: dict[str, str],
     skipped: Iterable[SkippedTeamOut] = (),
+    village_name: str | None = None,
 ) -> IncidentOut:
     return IncidentOut(
         id=incident.id,
@@ -351,6 +374,7 @@ def incident_view(
         chain=[ChainTierOut.model_validate(t) for t in sorted(chain, key=lambda t: t.tier)],
         dispatches=[dispatch_view(d, team_names.get(d.team_id, "")) for d in dispatches],
         village_id=incident.village_id,
+        village_name=village_name,
         skipped=list(skipped),
     )
 
@@ -468,7 +492,7 @@ async def report_incident(
     chain, everyone, skipped = decided.chain, decided.everyone, decided.skipped
     # Every team just dispatched is active, so the coverage index knows its name.
     names = {d.team_id: coverage.name_of(d.team_id) for d in everyone}
-    view = incident_view(incident, chain, everyone, names, skipped)
+    view = incident_view(incident, chain, everyone, names, skipped, village_name)
     # The rate-limit bucket and the mailboxes are rows that other reports lock too: taken
     # last, they are held for the end of the transaction, not for the whole report. The
     # bucket, shared by all of one user's reports, comes last of all.

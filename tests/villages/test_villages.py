@@ -460,3 +460,36 @@ async def test_a_crs_asked_for_that_the_file_contradicts_is_refused_naming_where
     assert reply.status_code == 200, reply.text
     corners = (await villages_listed(world))[0]["boundary"]["coordinates"][0]
     assert_corners_kept(corners, SHANGYUAN["coordinates"][0])
+
+
+async def test_an_incident_is_said_with_its_villages_name_wherever_it_is_sent(
+    world: World,
+) -> None:
+    """The console's card and the leader's phone label an incident by its village: the report's
+    answer, the incident read back, the open list and the leader's alert carry its name (as
+    the village is named now), null outside every village."""
+    reply = await import_villages(world, collection(feature("上元村", SHANGYUAN)))
+    assert reply.status_code == 200, reply.text
+    operator = await world.operator()
+    leader = await world.leader(await world.team("fixed_post", name="上元驻点队"))
+    inside = await world.report(operator)
+    assert inside["village_name"] == "上元村"
+    outside = await world.report(operator, LON, LAT + 0.02)
+    assert outside["village_name"] is None
+    assert (await world.incident(operator, inside["id"]))["village_name"] == "上元村"
+    listed = {i["id"]: i for i in await world.read("/api/v1/incidents", operator)}
+    assert listed[inside["id"]]["village_name"] == "上元村"
+    assert listed[outside["id"]]["village_name"] is None
+    mine = {i["id"]: i for i in await world.read("/api/v1/incidents", leader)}
+    assert mine[inside["id"]]["village_name"] == "上元村"
+
+    # Imported again under its new name, the old one deleted: the incident is said by the new.
+    await import_villages(world, collection(feature("上元社区", SHANGYUAN)))
+    admin = await world.admin()
+    old = next(
+        v["id"]
+        for v in (await world.http.get("/api/v1/villages", headers=admin.headers)).json()
+        if v["name"] == "上元村"
+    )
+    assert (await world.http.delete(f"/api/v1/villages/{old}", headers=admin.headers)).is_success
+    assert (await world.incident(operator, inside["id"]))["village_name"] == "上元社区"

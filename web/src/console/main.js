@@ -1507,6 +1507,8 @@ function incidentCard(incident) {
         text:
           t('incident.reported', { t: clockTime(incident.reported_at) }) +
           ' · ' +
+          // Its village first, as the office names places; then where exactly.
+          (incident.village_name ? incident.village_name + ' · ' : '') +
           t('incident.coords', {
             lon: coordinate(incident.location.lon),
             lat: coordinate(incident.location.lat),

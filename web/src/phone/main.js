@@ -714,11 +714,14 @@ function renderOverlay() {
   info.appendChild(h('p', { text: t('phone.reported', { t: clockTime(incident.reported_at) }) }));
   info.appendChild(
     h('p', {
-      class: 'meta',
-      text: t('phone.coords', {
-        lon: coordinate(incident.location.lon),
-        lat: coordinate(incident.location.lat),
-      }),
+      class: 'meta place',
+      // Its village first: a leader knows the town by its villages before its coordinates.
+      text:
+        (incident.village_name ? incident.village_name + ' · ' : '') +
+        t('phone.coords', {
+          lon: coordinate(incident.location.lon),
+          lat: coordinate(incident.location.lat),
+        }),
     }),
   );
   if (incident.description) info.appendChild(h('p', { text: incident.description }));
