@@ -283,8 +283,19 @@ def parse_feature_collection(data: bytes, asked: CRS | None, max_vertices: int) 
 
 
 # The names GeoJSON files of 2008 used for WGS 84, longitude first; RFC 7946 drops the member.
+# CGCS2000 (EPSG:4490) too: China's official boundaries, the land surveys' villages among them,
+# come in it, and it lies within centimetres of WGS 84 (both are realised on the ITRF), far
+# below the metre a village's edge is known to; GDAL and QGIS write it longitude first in
+# GeoJSON as they do WGS 84. Refused, the office had no way to load its own villages.
 _WGS84_NAMES = frozenset(
-    {"urn:ogc:def:crs:ogc:1.3:crs84", "epsg:4326", "urn:ogc:def:crs:epsg::4326", "crs84"}
+    {
+        "urn:ogc:def:crs:ogc:1.3:crs84",
+        "epsg:4326",
+        "urn:ogc:def:crs:epsg::4326",
+        "crs84",
+        "epsg:4490",
+        "urn:ogc:def:crs:epsg::4490",
+    }
 )
 
 
@@ -300,7 +311,12 @@ def _declared_crs(
     stated = _stated_crs(declared)
     if stated is None:
         problems.append(
-            Problem(None, where, "use wgs84, gcj02 or bd09 (or ?crs=); other systems are not read")
+            Problem(
+                None,
+                where,
+                "use wgs84 (or CGCS2000, EPSG:4490), gcj02 or bd09 (or ?crs=); other systems "
+                "are not read",
+            )
         )
         return default
     if asked is not None and stated != asked:

@@ -496,3 +496,21 @@ async def test_an_incident_is_said_with_its_villages_name_wherever_it_is_sent(
     )
     assert (await world.http.delete(f"/api/v1/villages/{old}", headers=admin.headers)).is_success
     assert (await world.incident(operator, inside["id"]))["village_name"] == "上元社区"
+
+
+async def test_a_file_in_cgcs2000_as_the_surveys_deliver_it_is_read_where_it_lies(
+    world: World,
+) -> None:
+    """China's official boundaries (the land surveys' 村 boundaries) come in CGCS2000, which
+    QGIS and GDAL write as EPSG:4490: centimetres from WGS 84, so read as it, not refused."""
+    for name in ("urn:ogc:def:crs:EPSG::4490", "EPSG:4490"):
+        document = json.loads(collection(feature("上元村", SHANGYUAN)))
+        document["crs"] = {"type": "name", "properties": {"name": name}}
+        reply = await import_villages(world, json.dumps(document).encode())
+        assert reply.status_code == 200, reply.text
+    stored = await villages_listed(world)
+    assert stored[0]["boundary"]["coordinates"][0] == SHANGYUAN["coordinates"][0]
+    # As with WGS 84's names: a request's ?crs= other than it is refused, naming the file's.
+    reply = await import_villages(world, json.dumps(document).encode(), crs="gcj02")
+    assert reply.status_code == 422, reply.text
+    assert [p["field"] for p in reply.json()["problems"]] == ["crs"]
