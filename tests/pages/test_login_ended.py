@@ -186,3 +186,34 @@ async def test_the_report_page_says_why_its_login_ended_at_its_next_request(
         await page.locator("#dl-csv").click()
     assert (await refused.value).status == 401
     await says_signed_out(page, key, chinese, english)
+
+
+@pytest.mark.parametrize("page_path", ["/console", "/console/reports", "/m"])
+async def test_a_disabled_user_signing_in_with_his_right_password_is_told_to_ask_his_admin(
+    world: World, browser: Browser, contexts: Opened, page_path: str
+) -> None:
+    """Told that the name or password was wrong, he retried and called about his password. The
+    right password now says the account is disabled, in both languages; a wrong one still says
+    only that the name or password is wrong."""
+    if page_path == "/m":
+        user = await world.leader(await world.team("fixed_post"))
+        context = await phone_context(browser, contexts, away(300))
+    else:
+        user = await world.operator()
+        context = await desk_context(browser, contexts)
+    await end_login(world, user, "disabled")
+    page = await context.new_page()
+    await log_in(page, world.base_url + page_path, user)
+
+    error = page.locator("#login-error")
+    await expect(error).to_have_text("登录失败：账号已停用，请联系管理员")
+    await page.locator("#lang").click()
+    await expect(error).to_have_text(
+        "Login failed: This account was disabled; ask your administrator"
+    )
+    await page.locator("#lang").click()
+    await expect(page.locator("#app")).to_be_hidden()
+
+    await sign_in(page, Account(**{**user.__dict__, "password": "not-his-password"}))
+    await expect(error).to_have_text("登录失败：用户名或密码错误")
+    await expect(page.locator("#app")).to_be_hidden()

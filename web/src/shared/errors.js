@@ -60,7 +60,11 @@ export function errorText(error, context) {
   const status = error.status;
   const body = error.body || {};
   const code = body.error;
-  if (status === 401) return t(context && context.login ? 'error.login_wrong' : 'error.unauthorized');
+  if (status === 401 && context && context.login) {
+    // The right password of a disabled account: said so, or its user retries his password.
+    return t(code === 'account_disabled' ? 'error.account_disabled' : 'error.login_wrong');
+  }
+  if (status === 401) return t('error.unauthorized');
   if (status === 403) return t('error.forbidden');
   if (status === 429) return t('error.rate_limited', { s: error.retryAfterS || body.retry_after_s || 1 });
   if (status === 503 || code === 'busy') return t('error.busy');
