@@ -13,14 +13,23 @@ from dispatch.schemas import DISPLAY_TZ
 from tests.pages.conftest import Opened, desk_context, log_in, phone_context
 from tests.pages.test_console_and_phone import card
 from tests.pages.test_console_operator import arrived_without_accepting
+from tests.rosters.test_duty import advance_to
 from tests.support import QINGXI, World
 
 AN_HOUR_AND_16 = 76 * 60
 
 
+def at_nine_in_the_morning(world: World) -> None:
+    """Before any page opens: from 22:44 Beijing time of the real day, the arrival an hour and
+    16 minutes on fell on the next day, read with its date (12-08 00:11:00) and outside the
+    report page's day."""
+    advance_to(world, 9)
+
+
 async def test_an_arrival_over_an_hour_after_the_report_reads_in_hours_on_the_card_and_record(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
+    at_nine_in_the_morning(world)
     console, _, incident, row = await arrived_without_accepting(
         world, browser, contexts, AN_HOUR_AND_16
     )
@@ -60,6 +69,7 @@ async def test_an_arrival_over_an_hour_after_the_report_reads_in_hours_on_the_ca
 async def test_the_report_page_gives_times_over_an_hour_in_hours(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
+    at_nine_in_the_morning(world)
     _, _, incident, _ = await arrived_without_accepting(world, browser, contexts, AN_HOUR_AND_16)
     auditor = await world.account("auditor")
     page = await (await desk_context(browser, contexts)).new_page()
@@ -78,6 +88,7 @@ async def test_the_report_page_gives_times_over_an_hour_in_hours(
 async def test_the_phone_gives_a_tiers_time_over_an_hour_in_hours(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
+    at_nine_in_the_morning(world)
     team = await world.team("fixed_post")
     leader = await world.leader(team)
     phone = await (await phone_context(browser, contexts, QINGXI)).new_page()
