@@ -355,15 +355,40 @@ def _implausible(geometry: Polygon | MultiPolygon) -> str | None:
     return None
 
 
-_NO_NAME = "a non-empty name of at most 128 chars"
 MAX_NAME = 128
+_NAME_FROM = (
+    f"no name: a village's name is read from properties.{NAME_KEYS[0]} "
+    f"(or {', '.join(NAME_KEYS[1:])})"
+)
+# Of a feature's own properties, how many a refusal lists.
+_KEYS_SHOWN = 10
+
+
+def _no_name(properties: object) -> str:
+    """Why a feature has no name, saying where a name is read from and what the feature has:
+    a land-survey export names its villages in a column of its own (XZQMC, 村名, …), and the
+    admin must know which one to rename."""
+    if not isinstance(properties, dict) or not properties:
+        return f"{_NAME_FROM}; this feature has no properties"
+    for key in NAME_KEYS:
+        value = properties.get(key)
+        if value is not None and not isinstance(value, str):
+            return f"the name must be text, not {json.dumps(value, ensure_ascii=False)[:40]}"
+    if any(key in properties for key in NAME_KEYS):
+        return f"{_NAME_FROM}, and it is empty here"
+    keys = [str(key)[:40] for key in list(properties)[:_KEYS_SHOWN]]
+    more = ", …" if len(properties) > _KEYS_SHOWN else ""
+    return (
+        f"{_NAME_FROM}; this feature's properties are {', '.join(keys)}{more}: rename the one "
+        f"that holds the name to {NAME_KEYS[0]}"
+    )
 
 
 def _feature_name(properties: object) -> tuple[str | None, str]:
     """The feature's name, or None and why there is none to store: the first of NAME_KEYS
     that holds text, read as the API reads a name (dispatch.schemas.name_problem)."""
     if not isinstance(properties, dict):
-        return None, _NO_NAME
+        return None, _no_name(properties)
     for key in NAME_KEYS:
         value = properties.get(key)
         if isinstance(value, str) and strip_name(value):
@@ -372,7 +397,7 @@ def _feature_name(properties: object) -> tuple[str | None, str]:
             if problem is not None:
                 return None, f"the name {problem}"
             return name, wrong
-    return None, _NO_NAME
+    return None, _no_name(properties)
 
 
 def _storable(name: str) -> tuple[str | None, str]:

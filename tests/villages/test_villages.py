@@ -514,3 +514,30 @@ async def test_a_file_in_cgcs2000_as_the_surveys_deliver_it_is_read_where_it_lie
     reply = await import_villages(world, json.dumps(document).encode(), crs="gcj02")
     assert reply.status_code == 422, reply.text
     assert [p["field"] for p in reply.json()["problems"]] == ["crs"]
+
+
+async def test_a_feature_without_a_name_is_told_where_the_name_is_read_from(world: World) -> None:
+    """A land-survey export names its villages in a column of its own (XZQMC, 村名, …): the
+    refusal says which properties a name is read from and which the feature has, so the
+    admin knows which column to rename, rather than only that a name is wanted."""
+    survey = {
+        "type": "Feature",
+        "properties": {"XZQMC": "上元村", "XZQDM": "441900113201"},
+        "geometry": SHANGYUAN,
+    }
+    bare = {"type": "Feature", "properties": None, "geometry": XIAXIAN}
+    numbered = {"type": "Feature", "properties": {"name": 12}, "geometry": XIAXIAN}
+    reply = await import_villages(world, collection(survey, bare, numbered))
+    assert reply.status_code == 422, reply.text
+    problems = reply.json()["problems"]
+    assert [p["field"] for p in problems] == [f"features[{i}].properties.name" for i in range(3)]
+    assert problems[0]["message"] == (
+        "no name: a village's name is read from properties.name (or 名称, NAME, Name); this "
+        "feature's properties are XZQMC, XZQDM: rename the one that holds the name to name"
+    )
+    assert problems[1]["message"] == (
+        "no name: a village's name is read from properties.name (or 名称, NAME, Name); this "
+        "feature has no properties"
+    )
+    assert problems[2]["message"] == "the name must be text, not 12"
+    assert await villages_listed(world) == []
