@@ -5,6 +5,7 @@ arrivals recorded on a team's behalf, and the layout of a 1280x720 screen."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -367,14 +368,12 @@ async def escalated_twice(world: World, by: Account, incident_id: str) -> None:
     raise AssertionError("the team coming on duty was never alerted")
 
 
-@pytest.fixture
-async def notifying(
-    settings: Settings, clock: ManualClock
-) -> AsyncIterator[tuple[World, Receiver, Receiver]]:
-    """A server that texts a leader whose phone did not acknowledge an alert in 15 s (a gateway
-    that keeps failing, twice) and calls a webhook (which answers)."""
-    sms = Receiver(((500, {"error": "gateway down"}),))
-    hook = Receiver()
+@contextlib.asynccontextmanager
+async def server_seeking_leaders(
+    settings: Settings, clock: ManualClock, sms: Receiver, hook: Receiver, tries: int
+) -> AsyncIterator[World]:
+    """A server that texts (``sms``) and calls a webhook (``hook``) for a leader whose phone did
+    not acknowledge an alert in 15 s, trying each up to ``tries`` times, a second apart."""
     await sms.start()
     await hook.start()
     configured = Settings(
@@ -384,17 +383,43 @@ async def notifying(
             "webhook_url": hook.url,
             "webhook_secret": "webhook-secret-for-tests",
             "notify_backoff_s": 1.0,
-            "notify_max_attempts": 2,
+            "notify_max_attempts": tries,
         }
     )
     server = RunningServer(configured, clock)
     await server.start()
     world = World(server.app, f"http://127.0.0.1:{server.port}", clock)
-    yield world, sms, hook
-    await world.close()
-    await server.stop()
-    await sms.stop()
-    await hook.stop()
+    try:
+        yield world
+    finally:
+        await world.close()
+        await server.stop()
+        await sms.stop()
+        await hook.stop()
+
+
+@pytest.fixture
+async def notifying(
+    settings: Settings, clock: ManualClock
+) -> AsyncIterator[tuple[World, Receiver, Receiver]]:
+    """A server that texts a leader whose phone did not acknowledge an alert in 15 s (a gateway
+    that keeps failing, twice) and calls a webhook (which answers)."""
+    sms = Receiver(((500, {"error": "gateway down"}),))
+    hook = Receiver()
+    async with server_seeking_leaders(settings, clock, sms, hook, tries=2) as world:
+        yield world, sms, hook
+
+
+async def leader_with_a_phone_number(world: World) -> Account:
+    """The leader of a fixed post (三中驻点队), whose mobile number the admin has entered."""
+    post = await world.team("fixed_post", name="三中驻点队")
+    leader = await world.leader(post)
+    admin = await world.admin()
+    reply = await world.http.put(
+        f"/api/v1/users/{leader.id}/phone", json={"phone": "13800138000"}, headers=admin.headers
+    )
+    assert reply.status_code == 200, reply.text
+    return leader
 
 
 async def notified(world: World, by: Account, incident_id: str, done: int) -> None:
@@ -418,13 +443,7 @@ async def test_the_console_shows_what_came_of_each_leaders_text_and_webhook(
     the operator sees per leader what came of each, as it happens, after a reload, and in
     English."""
     world, sms, hook = notifying
-    post = await world.team("fixed_post", name="三中驻点队")
-    leader = await world.leader(post)
-    admin = await world.admin()
-    reply = await world.http.put(
-        f"/api/v1/users/{leader.id}/phone", json={"phone": "13800138000"}, headers=admin.headers
-    )
-    assert reply.status_code == 200, reply.text
+    leader = await leader_with_a_phone_number(world)
     operator = await world.operator()
     console = await open_console(browser, contexts, world)
     feed = console.locator("#feed")
@@ -479,26 +498,8 @@ async def seeking(
     answer until released."""
     sms = Receiver(((500, {"error": "gateway down"}),))
     hook = HeldReceiver()
-    await sms.start()
-    await hook.start()
-    configured = Settings(
-        **settings.model_dump()
-        | {
-            "sms_gateway_url": sms.url,
-            "webhook_url": hook.url,
-            "webhook_secret": "webhook-secret-for-tests",
-            "notify_backoff_s": 1.0,
-            "notify_max_attempts": 3,
-        }
-    )
-    server = RunningServer(configured, clock)
-    await server.start()
-    world = World(server.app, f"http://127.0.0.1:{server.port}", clock)
-    yield world, sms, hook
-    await world.close()
-    await server.stop()
-    await sms.stop()
-    await hook.stop()
+    async with server_seeking_leaders(settings, clock, sms, hook, tries=3) as world:
+        yield world, sms, hook
 
 
 async def test_the_console_shows_at_once_whom_the_phone_did_not_reach_and_how_he_is_sought(
@@ -509,13 +510,7 @@ async def test_the_console_shows_at_once_whom_the_phone_did_not_reach_and_how_he
     only once the last has failed after the tier's minute; the same after a reload and in
     English."""
     world, sms, hook = seeking
-    post = await world.team("fixed_post", name="三中驻点队")
-    leader = await world.leader(post)
-    admin = await world.admin()
-    reply = await world.http.put(
-        f"/api/v1/users/{leader.id}/phone", json={"phone": "13800138000"}, headers=admin.headers
-    )
-    assert reply.status_code == 200, reply.text
+    leader = await leader_with_a_phone_number(world)
     operator = await world.operator()
     console = await open_console(browser, contexts, world)
     incident = await world.report(operator, category="fight")

@@ -120,13 +120,7 @@ async def test_an_incidents_record_names_each_leader_reached_by_text_or_webhook_
     """Once an incident is closed the console shows its notifications no more: its record says
     which leader's phone did not acknowledge the alert and what came of each channel tried."""
     world, sms, hook = notifying
-    post = await world.team("fixed_post", name="三中驻点队")
-    leader = await world.leader(post)
-    admin = await world.admin()
-    reply = await world.http.put(
-        f"/api/v1/users/{leader.id}/phone", json={"phone": "13800138000"}, headers=admin.headers
-    )
-    assert reply.status_code == 200, reply.text
+    leader = await test_console_operator.leader_with_a_phone_number(world)
     operator = await world.operator()
     incident = await world.report(operator, category="fight")
     world.clock.advance(15)
