@@ -56,9 +56,18 @@ async def report_on_console(
     await console.locator("#crs").select_option(crs)
     await console.locator("#lon").fill(f"{lon:.7f}")
     await console.locator("#lat").fill(f"{lat:.7f}")
-    await console.get_by_role("button", name="派警").click()
+    return await sent_report(console)
+
+
+async def sent_report(console: Page) -> str:
+    """Press 派警 and wait for the report to go out: the incident's id (not the one before's,
+    still shown until the new one's answer comes)."""
     result = console.locator("#report-result")
-    await expect(result).to_have_attribute("data-incident-id", re.compile(r".+"))
+    before = await result.get_attribute("data-incident-id")
+    await console.get_by_role("button", name="派警").click()
+    await expect(result).to_have_attribute("data-state", "ok")
+    if before is not None:
+        await expect(result).not_to_have_attribute("data-incident-id", before)
     incident_id = await result.get_attribute("data-incident-id")
     assert incident_id is not None
     return incident_id

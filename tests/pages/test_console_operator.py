@@ -30,6 +30,7 @@ from tests.pages.test_console_and_phone import (
     card_on_phone,
     open_console,
     open_phone,
+    sent_report,
 )
 from tests.rosters.test_duty import add_members, advance_to, put_duty
 from tests.support import QINGXI, Account, World
@@ -93,11 +94,7 @@ async def test_a_coordinate_that_is_not_one_whole_number_is_refused_and_named(
     await expect(lon).not_to_have_attribute("aria-invalid", "true")
     await expect(problem).to_be_hidden()
     await expect(console.locator("#coverage")).to_contain_text(team["name"])
-    await console.get_by_role("button", name="派警").click()
-    result = console.locator("#report-result")
-    await expect(result).to_have_attribute("data-state", "ok")
-    incident_id = await result.get_attribute("data-incident-id")
-    assert incident_id is not None
+    incident_id = await sent_report(console)
     stored = await world.incident(await world.operator(), incident_id)
     _, _, off = GEOD.inv(*QINGXI, stored["location"]["lon"], stored["location"]["lat"])
     assert off < 0.2
@@ -921,11 +918,7 @@ async def test_the_live_list_is_in_view_on_a_1280x720_screen(
     await page.locator("#lon").fill(f"{QINGXI[0]:.6f}")
     await page.locator("#lat").fill(f"{QINGXI[1]:.6f}")
     await expect(page.locator("#coverage")).to_contain_text("此处覆盖")
-    await page.get_by_role("button", name="派警").click()
-    result = page.locator("#report-result")
-    await expect(result).to_have_attribute("data-state", "ok")
-    incident_id = await result.get_attribute("data-incident-id")
-    assert incident_id is not None
+    incident_id = await sent_report(page)
     first = card(page, incident_id)
     await expect(first).to_be_in_viewport()
     box = await first.bounding_box()

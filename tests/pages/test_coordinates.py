@@ -6,7 +6,14 @@ from __future__ import annotations
 from playwright.async_api import Browser, Page, expect
 
 from tests.pages.conftest import Opened
-from tests.pages.test_console_and_phone import SCENE, away, card, open_console, open_phone
+from tests.pages.test_console_and_phone import (
+    SCENE,
+    away,
+    card,
+    open_console,
+    open_phone,
+    sent_report,
+)
 from tests.support import World
 
 
@@ -89,11 +96,7 @@ async def test_a_pair_pasted_into_either_field_fills_both_in_the_right_order_and
     await expect(lat).to_have_value("22.849")
     await expect(problem).to_be_hidden()
 
-    await console.get_by_role("button", name="派警").click()
-    result = console.locator("#report-result")
-    await expect(result).to_have_attribute("data-state", "ok")
-    incident_id = await result.get_attribute("data-incident-id")
-    assert incident_id is not None
+    incident_id = await sent_report(console)
     stored = await world.incident(await world.operator(), incident_id)
     assert stored["location"] == {"lon": 114.1612, "lat": 22.849}
 
