@@ -11,7 +11,7 @@ from dispatch.errors import error_response
 from dispatch.rosters.files import file_facts, read_capped
 from dispatch.routing import api_router
 from dispatch.villages import service
-from dispatch.villages.schemas import CoverageOut, VillageImportOut, VillageOut
+from dispatch.villages.schemas import CoverageOut, VillageImportOut, VillageNameOut, VillageOut
 from geo.crs import CRS
 
 router = api_router("/api/v1/villages", tags=["villages"])
@@ -86,6 +86,14 @@ async def import_villages(
 @router.get("", response_model=list[VillageOut], dependencies=[_Viewer])
 async def list_villages(session: SessionDep) -> list[VillageOut]:
     return [service.village_out(v) for v in await service.list_villages(session)]
+
+
+# Declared before /{village_id}, which would take "names" for an id.
+@router.get("/names", response_model=list[VillageNameOut], dependencies=[_Viewer])
+async def village_names(session: SessionDep) -> list[VillageNameOut]:
+    """Every village's id and name, by name, without its boundary: what a filter or a label
+    needs."""
+    return await service.village_names(session)
 
 
 @router.get("/{village_id}", response_model=VillageOut, dependencies=[_Viewer])

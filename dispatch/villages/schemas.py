@@ -16,6 +16,11 @@ class VillageOut(Schema):
     updated_at: LocalTime
 
 
+class VillageNameOut(Schema):
+    id: str
+    name: str
+
+
 class VillageImportOut(Schema):
     created: list[str] = Field(description="names of villages that were new")
     updated: list[str] = Field(description="names of villages whose boundary was replaced")

@@ -358,6 +358,7 @@ MATRIX: dict[str, Entry] = {
         fixed("/api/v1/villages/import", content=ONE_VILLAGE), only(200, "admin")
     ),
     "GET /api/v1/villages": Entry(fixed("/api/v1/villages"), signed_in(200)),
+    "GET /api/v1/villages/names": Entry(fixed("/api/v1/villages/names"), signed_in(200)),
     "GET /api/v1/villages/{village_id}": Entry(fixed("/api/v1/villages/{village}"), signed_in(200)),
     "DELETE /api/v1/villages/{village_id}": Entry(made(_delete_village), only(204, "admin")),
     "GET /api/v1/coverage": Entry(fixed("/api/v1/coverage"), only(200, *OFFICE)),

@@ -541,3 +541,21 @@ async def test_a_feature_without_a_name_is_told_where_the_name_is_read_from(worl
     )
     assert problems[2]["message"] == "the name must be text, not 12"
     assert await villages_listed(world) == []
+
+
+async def test_the_village_names_come_without_their_boundaries(world: World) -> None:
+    """A filter or a label needs a village's id and name: its boundary, megabytes for a city's
+    villages, is left out."""
+    reply = await import_villages(
+        world, collection(feature("下仙社区", XIAXIAN), feature("上元村", SHANGYUAN))
+    )
+    assert reply.status_code == 200, reply.text
+    leader = await world.leader(await world.team("fixed_post"))
+    reply = await world.http.get("/api/v1/villages/names", headers=leader.headers)
+    assert reply.status_code == 200, reply.text
+    full = {v["name"]: v["id"] for v in await villages_listed(world)}
+    # In the order of the full list: by name, 上 (U+4E0A) before 下 (U+4E0B).
+    assert reply.json() == [
+        {"id": full["上元村"], "name": "上元村"},
+        {"id": full["下仙社区"], "name": "下仙社区"},
+    ]
