@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from sqlalchemy.engine import URL
 
+    from dispatch import migrate
     from dispatch.auth.schemas import UserCreate
     from dispatch.runtime import Runtime
 
@@ -507,12 +508,26 @@ def _db_upgrade(_: argparse.Namespace) -> int:
 
     settings = Settings()
     configure_logging(settings)
-    unknown = migrated(settings.database_url, host_timeout_s=settings.db_host_timeout_s)
-    if unknown is None:
+    done = migrated(settings.database_url, host_timeout_s=settings.db_host_timeout_s)
+    if done is None:
         return 1
-    if not unknown:
-        print("database at the newest migration")
+    if not done.unknown:  # else left as it is, with the warning logged
+        print(upgrade_said(done))
     return 0
+
+
+def upgrade_said(done: migrate.Upgrade) -> str:
+    """What an upgrade did, in one line: an operator reads whether anything changed."""
+    from dispatch import migrate
+
+    newest = ", ".join(migrate.heads())
+    count = len(done.applied)
+    applied = f"{count} migration{'' if count == 1 else 's'}"
+    if not done.applied:
+        return f"database already at {newest} (the latest): nothing to do"
+    if not done.before:
+        return f"database created at {newest} ({applied})"
+    return f"database upgraded from {', '.join(done.before)} to {newest} ({applied})"
 
 
 def upgraded(
@@ -524,8 +539,8 @@ def upgraded(
 ) -> bool:
     """Migrate the database, or say in one line on stderr why it cannot be. A database ahead
     of this release is left as it is, with a warning (unless ``warn`` is False)."""
-    migration = migrated(database_url, source, warn=warn, host_timeout_s=host_timeout_s)
-    return migration is not None
+    done = migrated(database_url, source, warn=warn, host_timeout_s=host_timeout_s)
+    return done is not None
 
 
 def migrated(
@@ -534,12 +549,12 @@ def migrated(
     *,
     warn: bool = True,
     host_timeout_s: float | None = None,
-) -> list[str] | None:
-    """Migrate the database: the revisions this release does not know when a newer release
-    migrated it (left as it is, with a logged warning), or None when it cannot be migrated
-    (said in one line on stderr). ``host_timeout_s``: how long its host may go unheard before
-    the migration is given up (``dispatch.db.create_engine``; TCP's defaults, hours, if
-    None)."""
+) -> migrate.Upgrade | None:
+    """Migrate the database: what it was at and what was applied, with the revisions this
+    release does not know when a newer release migrated it (left as it is, with a logged
+    warning), or None when it cannot be migrated (said in one line on stderr).
+    ``host_timeout_s``: how long its host may go unheard before the migration is given up
+    (``dispatch.db.create_engine``; TCP's defaults, hours, if None)."""
     from dispatch import migrate
 
     problem = database_url_problem(database_url)
@@ -547,10 +562,11 @@ def migrated(
         print(f"error: {source}: {problem}", file=sys.stderr)
         return None
     try:
-        unknown = migrate.upgrade(database_url, host_timeout_s)
+        done = migrate.upgrade_database(database_url, host_timeout_s)
     except database_errors() as error:
         print(database_error(source, database_url, error), file=sys.stderr)
         return None
+    unknown = done.unknown
     if unknown and warn:
         # Logged, not printed: with DISPATCH_LOG_FORMAT=json a collector reads it as a WARNING.
         log.warning(
@@ -560,7 +576,7 @@ def migrated(
             ", ".join(unknown),
             ", ".join(migrate.heads()),
         )
-    return unknown
+    return done
 
 
 def at_this_release(

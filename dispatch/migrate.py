@@ -28,6 +28,10 @@ import migrations
 
 # Where env.py leaves the revisions of the database this code does not know.
 UNKNOWN_KEY = "dispatch.unknown_revisions"
+# Where it leaves the revisions the database was at before, read under the migrators' lock.
+BEFORE_KEY = "dispatch.revisions_before"
+# Where it lists the migrations it applied, in order.
+APPLIED_KEY = "dispatch.applied_revisions"
 # Where it finds how long the database's host may go unheard (``dispatch.db.create_engine``).
 HOST_TIMEOUT_KEY = "dispatch.host_timeout_s"
 
@@ -66,16 +70,38 @@ def heads() -> list[str]:
     return sorted(ScriptDirectory.from_config(alembic_config("")).get_heads())
 
 
+@dataclass(frozen=True)
+class Upgrade:
+    """What an upgrade found and did."""
+
+    # The database's revisions before it; none for a new (empty) database.
+    before: list[str]
+    # The migrations it applied, in order; none when the database was current or ahead.
+    applied: list[str]
+    # The database's revisions this code does not know (a newer release migrated it): left
+    # as it is.
+    unknown: list[str]
+
+
 def upgrade(database_url: str, host_timeout_s: float | None = None) -> list[str]:
     """Apply the pending migrations. A database ahead of this code is left as it is: its
     revisions this code does not know are returned (none when it was upgraded or current).
     Upgrades of one database run one at a time, the others waiting (``one_upgrade_at_a_time``).
     ``host_timeout_s``: as ``dispatch.db.create_engine``'s, for the migrations' connection."""
+    return upgrade_database(database_url, host_timeout_s).unknown
+
+
+def upgrade_database(database_url: str, host_timeout_s: float | None = None) -> Upgrade:
+    """``upgrade``, saying what the database was at and which migrations it applied."""
     config = alembic_config(database_url, host_timeout_s)
     with one_upgrade_at_a_time(database_url):
         command.upgrade(config, "head")
-    unknown: list[str] = config.attributes.get(UNKNOWN_KEY, [])
-    return unknown
+    found = config.attributes
+    return Upgrade(
+        list(found.get(BEFORE_KEY, [])),
+        list(found.get(APPLIED_KEY, [])),
+        found.get(UNKNOWN_KEY, []),
+    )
 
 
 @contextmanager

@@ -15,7 +15,13 @@ from alerts.models import AlertsBase
 from dispatch import models  # noqa: F401  (registers every table)
 from dispatch.config import Settings
 from dispatch.db import Base, begin_sqlite_transaction, give_up_after, server_keepalives
-from dispatch.migrate import HOST_TIMEOUT_KEY, UNKNOWN_KEY, unknown_revisions
+from dispatch.migrate import (
+    APPLIED_KEY,
+    BEFORE_KEY,
+    HOST_TIMEOUT_KEY,
+    UNKNOWN_KEY,
+    unknown_revisions,
+)
 
 target_metadata = [Base.metadata, AlertsBase.metadata]
 # An arbitrary constant: the advisory lock that lets one process migrate while others wait.
@@ -34,6 +40,7 @@ def run_offline() -> None:
 
 
 def migrate(connection: Connection) -> None:
+    applied: list[str] = context.config.attributes.setdefault(APPLIED_KEY, [])
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -41,12 +48,16 @@ def migrate(connection: Connection) -> None:
         compare_type=True,
         # SQLite's too (below): an upgrade stopped part-way leaves the database as it found it.
         transactional_ddl=True,
+        # What was applied, for `dispatch db upgrade` to say.
+        on_version_apply=lambda *, step, **_: applied.append(str(step.up_revision_id)),
     )
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
     # A newer release migrated the database (a rolling upgrade): leave it as it is. Its
     # migrations keep it usable by this release (expand first, contract a release later).
+    # Read under the lock (SQLite's is dispatch.migrate's): what this upgrade starts from.
     current = context.get_context().get_current_heads()
+    context.config.attributes[BEFORE_KEY] = sorted(current)
     unknown = unknown_revisions(context.script, current)
     if unknown:
         context.config.attributes[UNKNOWN_KEY] = unknown

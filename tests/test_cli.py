@@ -14,18 +14,26 @@ import sqlite3
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from argon2 import PasswordHasher
 
 from dispatch import migrate
 from dispatch.cli import _parser, database_url_problem
 from dispatch.config import Settings
 from dispatch.db import create_engine
-from tests.conftest import BACKENDS, free_port, fresh_database
+from tests.conftest import (
+    BACKENDS,
+    database_url_named,
+    free_port,
+    fresh_database,
+    pg_admin,
+)
 from tests.processes import ServerProcess, cli, server_env
 
 DEFAULT_SHUTDOWN_REQUESTS_S: int = Settings.model_fields["shutdown_requests_s"].default
@@ -513,6 +521,53 @@ def test_db_upgrade_names_a_postgres_database_that_does_not_exist() -> None:
     assert "DISPATCH_DATABASE_URL" in line
     assert f'database "{name}" does not exist' in line
     assert "hunter2secret" not in line
+
+
+@contextlib.asynccontextmanager
+async def empty_database(backend: str, folder: Path) -> AsyncIterator[str]:
+    """A database without a table (a SQLite one in ``folder``, not made yet)."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{folder / 'new.db'}"
+        return
+    name = f"dispatch_test_{uuid.uuid4().hex[:12]}"
+    async with pg_admin() as admin:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield database_url_named(name)
+    finally:
+        async with pg_admin() as admin:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_db_upgrade_says_it_created_a_new_database(backend: str, tmp_path: Path) -> None:
+    """It said "database at the newest migration" whatever it did: the operator could not tell
+    a new database (a wrong URL, say) from the one expected."""
+    newest = ", ".join(migrate.heads())
+    every = ScriptDirectory.from_config(migrate.alembic_config("")).walk_revisions()
+    async with empty_database(backend, tmp_path) as url:
+        done = await asyncio.to_thread(dispatch, "db", "upgrade", database_url=url)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == f"database created at {newest} ({len(list(every))} migrations)\n"
+
+
+async def test_db_upgrade_says_which_migrations_it_applied_or_that_none_were_due(
+    backend: str, tmp_path: Path
+) -> None:
+    newest = ", ".join(migrate.heads())
+    async with fresh_database(backend, tmp_path) as url:
+        done = await asyncio.to_thread(dispatch, "db", "upgrade", database_url=url)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == f"database already at {newest} (the latest): nothing to do\n"
+
+        await asyncio.to_thread(command.downgrade, migrate.alembic_config(url), "-2")
+        engine = create_engine(url)
+        try:
+            (before,) = await migrate.current_revisions(engine)
+        finally:
+            await engine.dispose()
+        done = await asyncio.to_thread(dispatch, "db", "upgrade", database_url=url)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == f"database upgraded from {before} to {newest} (2 migrations)\n"
 
 
 def test_db_upgrade_still_creates_a_sqlite_database(tmp_path: Path) -> None:
