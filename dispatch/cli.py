@@ -195,6 +195,11 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    problem = database_url_problem(settings.database_url)
+    if problem is not None:
+        # Said before the secret is made: a refused server leaves no new secret file behind.
+        print(f"error: DISPATCH_DATABASE_URL: {problem}", file=sys.stderr)
+        return 1
     # Made (or checked) before anything starts: a worker refusing it would be a traceback.
     if signing_secret(settings) is None:
         return 1

@@ -457,6 +457,26 @@ def test_serve_refuses_a_url_it_cannot_read_in_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    "database_url",
+    [
+        "postgresql+asyncpg://dispatch:hunter2@secret:w/x@127.0.0.1:5432/dispatch",
+        "sqlite+aiosqlite:////no/such/dir/dispatch.db",
+    ],
+)
+def test_serve_refused_for_its_url_leaves_no_secret_file_behind(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The signing secret was made first: each refused start left a new secret file, which a
+    second server of the town then did not share."""
+    secret = tmp_path / "secret.key"
+    done = dispatch(
+        "serve", "--port", str(free_port()), database_url=database_url, secret_file=str(secret)
+    )
+    assert one_error_line(done, 1).startswith("error: DISPATCH_DATABASE_URL: ")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
     ("query", "says"),
     [
         # libpq's form, which managed PostgreSQL providers hand out: asyncpg calls it ssl.
