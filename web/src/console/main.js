@@ -120,7 +120,7 @@ const state = {
   // 历史警情: the incidents of a day (Beijing time), closed ones included, a page at a time.
   // `error`: the day could not be read (nothing listed); `moreError`: its next page could not
   // be, the rows listed stay.
-  history: { day: null, incidents: [], more: false, villages: null, error: null, moreError: null },
+  history: { day: null, incidents: [], more: false, error: null, moreError: null },
 };
 // How many incidents the history asks for at a time (a town may have hundreds a day).
 const HISTORY_PAGE = 100;
@@ -231,7 +231,7 @@ function stop(ended) {
   closeHistory();
   historyRecord.close();
   $('#history-open').hidden = true;
-  state.history = { day: null, incidents: [], more: false, villages: null, error: null, moreError: null };
+  state.history = { day: null, incidents: [], more: false, error: null, moreError: null };
   clear($('#history-list'));
   $('#history-count').textContent = '';
   $('#history-more').hidden = true;
@@ -1690,14 +1690,6 @@ async function loadHistory(more) {
   const heard = new Map();
   state.hearing.add(heard);
   try {
-    if (!history.villages) {
-      try {
-        history.villages = {};
-        for (const v of await api.get('/api/v1/villages')) history.villages[v.id] = v.name;
-      } catch (_) {
-        history.villages = null; // the places are said by their coordinates meanwhile
-      }
-    }
     // One more than a page is asked for, to know whether another follows: a day of exactly a
     // page (or two) then ends on its last row, not on a 加载更多 that brings nothing.
     let params = 'day=' + day + '&limit=' + (HISTORY_PAGE + 1);
@@ -1842,14 +1834,14 @@ function renderHistory() {
 function historyRow(incident) {
   const tiers = {};
   for (const tier of incident.chain) tiers[tier.tier] = tier;
-  const villages = state.history.villages || {};
   return h(
     'tr',
     { dataset: { incidentId: incident.id, status: incident.status } },
     h('td', { text: localTime(incident.reported_at) }),
     h('td', { text: t('category.' + incident.category) }),
     h('td', {
-      text: placeText(villages[incident.village_id], incident.location.lon, incident.location.lat),
+      // Named by the incident itself: the villages' list, boundaries and all, is not fetched.
+      text: placeText(incident.village_name, incident.location.lon, incident.location.lat),
     }),
     h('td', {
       text: incident.closed_at

@@ -149,8 +149,9 @@ let signOut = () => {};
 async function start(me) {
   state.me = me;
   try {
-    // Retired teams too: the report still covers their past dispatches.
-    const [teams, villages] = await Promise.all([everyTeam(), api.get('/api/v1/villages')]);
+    // Retired teams too: the report still covers their past dispatches. The village filter
+    // needs names only: not the boundaries, megabytes for a city's villages.
+    const [teams, villages] = await Promise.all([everyTeam(), api.get('/api/v1/villages/names')]);
     // Teams in service first, then the retired ones; each part by tier, then name, and
     // retired namesakes as they were retired.
     state.teams = teams
