@@ -29,6 +29,25 @@ async def close(world: World, operator: Account, incident: dict[str, Any]) -> No
     assert reply.status_code == 200, reply.text
 
 
+async def closed_once_tier_one_breached(
+    world: World, operator: Account, incidents: tuple[dict[str, Any], ...]
+) -> None:
+    """Each incident, once the server has seen its tier 1 breach, closed by the operator."""
+    for incident in incidents:
+        await world.wait_for(
+            operator, incident["id"], lambda i: i["chain"][0]["status"] == "breached"
+        )
+        await close(world, operator, incident)
+
+
+async def report_of_the_day(
+    browser: Browser, contexts: Opened, world: World, incident: dict[str, Any]
+) -> Any:
+    """The report page on the day (Beijing) the incident was reported."""
+    day = datetime.fromisoformat(incident["reported_at"]).astimezone(DISPLAY_TZ).date()
+    return await open_report(browser, contexts, world, day.isoformat())
+
+
 async def open_record(page: Any, incident: dict[str, Any]) -> Locator:
     row = page.locator(f'#exclusions tr[data-incident-id="{incident["id"]}"][data-tier="1"]')
     await row.get_by_role("button", name=incident["id"]).click()
@@ -54,14 +73,9 @@ async def test_the_record_says_how_a_late_tier_one_was_escalated_and_who_closed_
     world.clock.advance(21)
     await world.wait_for(operator, widened["id"], lambda i: len(i["dispatches"]) == 2)
     world.clock.advance(40)
-    for incident in (widened, alone):
-        await world.wait_for(
-            operator, incident["id"], lambda i: i["chain"][0]["status"] == "breached"
-        )
-        await close(world, operator, incident)
+    await closed_once_tier_one_breached(world, operator, (widened, alone))
 
-    day = datetime.fromisoformat(widened["reported_at"]).astimezone(DISPLAY_TZ).date()
-    page = await open_report(browser, contexts, world, day.isoformat())
+    page = await report_of_the_day(browser, contexts, world, widened)
 
     record = await open_record(page, widened)
     steps = record.locator(".record-events li")

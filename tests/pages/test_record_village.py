@@ -4,14 +4,15 @@ when the boundaries moved it, and by whom; it no longer changes its place with n
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from playwright.async_api import Browser, expect
 
-from dispatch.schemas import DISPLAY_TZ
 from tests.pages.conftest import Opened
-from tests.pages.test_record_escalation import close, local, open_record
-from tests.pages.test_reports_office import open_report
+from tests.pages.test_record_escalation import (
+    closed_once_tier_one_breached,
+    local,
+    open_record,
+    report_of_the_day,
+)
 from tests.support import QINGXI, World
 from tests.villages.test_villages import collection, feature, import_villages, square
 
@@ -43,14 +44,8 @@ async def test_a_record_keeps_the_village_it_was_reported_in_and_says_how_it_mov
     )
     assert reply.status_code == 200, reply.text
     world.clock.advance(61)
-    for incident in (renamed, gone):
-        await world.wait_for(
-            operator, incident["id"], lambda i: i["chain"][0]["status"] == "breached"
-        )
-        await close(world, operator, incident)
-
-    day = datetime.fromisoformat(renamed["reported_at"]).astimezone(DISPLAY_TZ).date()
-    page = await open_report(browser, contexts, world, day.isoformat())
+    await closed_once_tier_one_breached(world, operator, (renamed, gone))
+    page = await report_of_the_day(browser, contexts, world, renamed)
     record = await open_record(page, renamed)
     facts = record.locator(".record-facts")
     await expect(facts).to_contain_text("（接报时：上元村）")

@@ -21,13 +21,18 @@ from tests.villages.test_villages import collection, feature, import_villages, s
 LON, LAT = QINGXI
 
 
-async def test_the_console_and_the_phone_name_the_village_an_incident_is_in(
-    world: World, browser: Browser, contexts: Opened
-) -> None:
+async def shangyuan_around_qingxi(world: World) -> None:
+    """上元村 imported: a square of about a kilometre around the demo town's centre."""
     reply = await import_villages(
         world, collection(feature("上元村", square(LON - 0.005, LAT - 0.005, 0.01)))
     )
     assert reply.status_code == 200, reply.text
+
+
+async def test_the_console_and_the_phone_name_the_village_an_incident_is_in(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    await shangyuan_around_qingxi(world)
     post = await world.team("fixed_post", name="上元驻点队")
     leader = await world.leader(post)
     phone = await open_phone(browser, contexts, world, leader, away(300))
@@ -64,10 +69,7 @@ def boundaries_asked(context: BrowserContext) -> list[str]:
 async def test_the_history_and_the_report_name_villages_without_their_boundaries(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
-    reply = await import_villages(
-        world, collection(feature("上元村", square(LON - 0.005, LAT - 0.005, 0.01)))
-    )
-    assert reply.status_code == 200, reply.text
+    await shangyuan_around_qingxi(world)
     operator = await world.operator()
     inside = await world.report(operator, LON, LAT)
     outside = await world.report(operator, LON, LAT + 0.02)
