@@ -170,6 +170,19 @@ def process_gone(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] == "Z"
 
 
+async def started_workers(server: ServerProcess, count: int) -> list[int]:
+    """The workers' process ids once each has finished its startup: the server is ready as soon
+    as its first worker is, and a second still starting when the supervisor is killed would not
+    be the unsupervised worker this means to catch."""
+    for _ in range(400):
+        output = server.output()
+        workers = [int(p) for p in re.findall(r"Started server process \[(\d+)\]", output)]
+        if len(workers) == count and output.count("Application startup complete") == count:
+            return workers
+        await asyncio.sleep(0.05)
+    raise AssertionError(server.output())
+
+
 async def test_workers_stop_when_their_supervisor_is_killed_and_the_server_starts_again(
     postgres_only: str, tmp_path: Path
 ) -> None:
@@ -179,8 +192,7 @@ async def test_workers_stop_when_their_supervisor_is_killed_and_the_server_start
     server = ServerProcess(env, tmp_path / "server.log", args=("--workers", "2"))
     try:
         await server.start()
-        workers = [int(p) for p in re.findall(r"Started server process \[(\d+)\]", server.output())]
-        assert len(workers) == 2, server.output()
+        workers = await started_workers(server, 2)
         server.kill()
         for _ in range(600):
             if all(process_gone(pid) for pid in workers):
