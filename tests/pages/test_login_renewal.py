@@ -115,8 +115,12 @@ async def test_a_tap_refused_for_an_expired_login_is_kept_and_sent_after_signing
     world.runtime.settings.escalation_after_s = 7 * 86400
     world.runtime.settings.token_ttl_s = 30
     phone = await open_phone(browser, contexts, world, leader, away(300))
-    incident = await world.report(operator)
-    await expect(phone.locator("#alert")).to_be_visible()
+    # The alert put up tells the server it was shown: a request of its own, which must have
+    # been answered before the login ends, or its 401 signs the phone out before the tap.
+    async with phone.expect_response(lambda r: r.url.endswith("/shown")) as shown:
+        incident = await world.report(operator)
+        await expect(phone.locator("#alert")).to_be_visible()
+    assert (await shown.value).status == 200
     world.clock.advance(31)
     async with phone.expect_response(lambda r: r.url.endswith("/accept")) as refused:
         await phone.get_by_role("button", name="接警").click()
