@@ -15,7 +15,8 @@ What the events record, and so what is checked (``docs/security.md`` lists what 
   ``status`` and ``closed_at`` (its ``closed`` event, or none);
 - each dispatch: that it exists, its ``team_id``, ``tier``, ``distance_m`` and ``alerted_at``
   (its ``dispatched`` event), ``incident_reported_at`` (the ``reported`` event), its ``ring``
-  (1 when an ``escalated`` event named its team), and each hop: ``delivered_at``, ``shown_at``,
+  (1 when an ``escalated`` event named its team, 2 when a ``team_added`` event did), and
+  each hop: ``delivered_at``, ``shown_at``,
   ``accepted_at`` (their events; an arrival records the accept and the delivery it implies as
   events of their own, marked implied, which gives ``delivered_implied`` and
   ``accepted_implied``; a later delivery observed replaces an implied one, its event says so),
@@ -23,7 +24,8 @@ What the events record, and so what is checked (``docs/security.md`` lists what 
   ``arrival_lon``, ``arrival_lat`` and ``arrival_accuracy_m`` (its ``arrived`` event); a hop
   with no event must be null;
 - each of the three tiers: that it exists, ``incident_reported_at`` and ``incident_closed_at``
-  (the ``reported`` and ``closed`` events), ``covered`` (a ``dispatched`` event of that tier),
+  (the ``reported`` and ``closed`` events), ``covered`` (a ``dispatched`` event of that tier,
+  but for a team added by hand after the tier's deadline),
   ``arrived_at`` and ``elapsed_s`` (the tier's first ``arrived`` event), ``status`` and
   ``breached_at`` (``met``, ``breached`` and ``closed`` events, as the service applies them),
   ``target_s`` (the ``reported`` event's ``targets_s``; a ``breached`` event's), ``deadline``
@@ -143,6 +145,8 @@ class _Replay:
         self.met: dict[int, Row[Any]] = {}
         self.cancelled: dict[int, Row[Any]] = {}
         self.ringed: dict[str, Row[Any]] = {}
+        # The teams an operator added by hand (their ``team_added`` events), by team id.
+        self.added: dict[str, Row[Any]] = {}
 
     def _tier(self, data: dict[str, Any]) -> dict[str, Told] | None:
         tier = _int(data, "tier")
@@ -232,6 +236,11 @@ class _Replay:
             if isinstance(team_id, str):
                 self.ringed.setdefault(team_id, e)
 
+    def _team_added(self, e: Row[Any], data: dict[str, Any]) -> None:
+        team_id = _str(data, "team_id")
+        if team_id is not None:
+            self.added.setdefault(team_id, e)
+
     def _dispatched(self, e: Row[Any], data: dict[str, Any]) -> None:
         dispatch_id = _str(data, "dispatch_id")
         if dispatch_id is None or dispatch_id in self.dispatches:
@@ -246,11 +255,13 @@ class _Replay:
                 told[key] = Told(data[key], e, "dispatched event")
         team_id = _str(data, "team_id")
         escalated = self.ringed.get(team_id) if team_id is not None else None
-        told["ring"] = (
-            Told(1, escalated, "escalated event")
-            if escalated is not None
-            else Told(0, e, "dispatched event")
-        )
+        added = self.added.get(team_id) if team_id is not None else None
+        if added is not None:
+            told["ring"] = Told(2, added, "team_added event")
+        elif escalated is not None:
+            told["ring"] = Told(1, escalated, "escalated event")
+        else:
+            told["ring"] = Told(0, e, "dispatched event")
         for column, kind in (
             ("delivered_at", "delivered"),
             ("shown_at", "shown"),
@@ -269,8 +280,15 @@ class _Replay:
             told[column] = Told(None, None, "arrived event")
         self.dispatches[dispatch_id] = told
         tier = self._tier(data)
-        if tier is not None:
+        if tier is not None and not (added is not None and self._past_deadline(tier, e.at)):
+            # A team added by hand after its tier's deadline leaves the tier as it was.
             tier["covered"] = Told(True, e, "dispatched event")
+
+    def _past_deadline(self, tier: dict[str, Told], at: datetime) -> bool:
+        target = tier.get("target_s")
+        if self.reported is None or target is None or not isinstance(target.value, int | float):
+            return False
+        return bool(at > self.reported.at + timedelta(seconds=target.value))
 
     def _hop(self, e: Row[Any], data: dict[str, Any], column: str) -> None:
         told = self._dispatch(data)
@@ -352,6 +370,7 @@ _HANDLERS: dict[str, Callable[[_Replay, Row[Any], dict[str, Any]], None]] = {
     "skipped": _Replay._skipped,
     "closed": _Replay._closed,
     "escalated": _Replay._escalated,
+    "team_added": _Replay._team_added,
     "dispatched": _Replay._dispatched,
     "delivered": _Replay._delivered,
     "shown": _Replay._shown,

@@ -22,6 +22,7 @@ from dispatch.incidents.models import IncidentStatus
 from dispatch.incidents.schemas import (
     AcceptIn,
     ArriveIn,
+    DispatchAddIn,
     EventOut,
     IncidentCreate,
     IncidentOut,
@@ -203,6 +204,47 @@ async def close_incident(
     incident_id: str, request: Request, session: SessionDep, actor: OperatorDep
 ) -> IncidentOut:
     return await service.close_incident(session, actor, incident_id, received_at(request))
+
+
+@incidents_router.post(
+    "/{incident_id}/dispatches",
+    status_code=201,
+    response_model=IncidentOut,
+    responses={
+        201: {"description": "the team was added and alerted: the incident as it is now"},
+        403: error_response(403, "not an operator or an administrator"),
+        404: error_response(
+            404, "no such incident (field incident_id) or no team in service (field team_id)"
+        ),
+        409: error_response(
+            409,
+            "the incident is closed (field incident_id); or the team is already dispatched to "
+            "it, or off duty (field team_id)",
+        ),
+    },
+)
+async def add_dispatch(
+    incident_id: str,
+    data: DispatchAddIn,
+    request: Request,
+    session: SessionDep,
+    actor: OperatorDep,
+) -> IncidentOut:
+    """Add a team to an open incident by hand (加派): it is alerted as any dispatched team,
+    at its own tier, its dispatch marked ``added_by: operator`` (``ring`` 2), and the
+    incident's timeline records who added it, when, and the note (``team_added``)."""
+    runtime = runtime_of(request)
+    view = await service.add_dispatch(
+        session,
+        actor,
+        incident_id,
+        data.team_id,
+        data.note,
+        received_at(request),
+        runtime.duty_book(),
+    )
+    audit.note(session, target_id=incident_id, team_id=data.team_id)
+    return view
 
 
 @dispatches_router.post(

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -42,7 +42,14 @@ class DispatchOut(Schema):
     team_id: str
     team_name: str
     tier: int
-    ring: int = Field(description="0: the team's zone covers the incident; 1: escalation ring")
+    ring: int = Field(
+        description="0: the team's zone covers the incident; 1: the escalation added it; 2: an "
+        "operator added it by hand (POST /api/v1/incidents/{id}/dispatches)"
+    )
+    added_by: Literal["zone", "escalation", "operator"] = Field(
+        description="how the team came to be alerted, as ring says it: its zone covers the "
+        "incident, the escalation added it, or an operator did (人工加派)"
+    )
     distance_m: float
     alerted_at: LocalTime
     delivered_at: LocalTime | None = Field(
@@ -153,3 +160,15 @@ class EventOut(Schema):
     type: str
     actor_id: str | None
     data: dict[str, Any]
+
+
+class DispatchAddIn(Schema):
+    """A team an operator adds to an open incident by hand (加派)."""
+
+    team_id: str = Field(min_length=1, max_length=32, description="a team in service")
+    note: ShownText | None = Field(
+        default=None,
+        max_length=500,
+        description="why (the caller asked for it, a second car...): kept in the incident's "
+        "timeline with who added the team",
+    )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dt_time
 from functools import cache, partial
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from sqlalchemy import (
     CTE,
@@ -379,6 +379,14 @@ def incident_view(
     )
 
 
+# How a dispatch of each ring came to be (DispatchOut.added_by).
+ADDED_BY: dict[int, Literal["zone", "escalation", "operator"]] = {
+    0: "zone",
+    1: "escalation",
+    2: "operator",
+}
+
+
 def dispatch_view(d: AnyDispatch, team_name: str) -> DispatchOut:
     arrival = (
         LocationOut(lon=d.arrival_lon, lat=d.arrival_lat)
@@ -392,6 +400,7 @@ def dispatch_view(d: AnyDispatch, team_name: str) -> DispatchOut:
         team_name=team_name,
         tier=d.tier,
         ring=d.ring,
+        added_by=ADDED_BY.get(d.ring, "zone"),
         distance_m=d.distance_m,
         alerted_at=d.alerted_at,
         delivered_at=d.delivered_at,
@@ -1136,6 +1145,88 @@ async def _send_escalation(
         "incident": view.model_dump(mode="json"),
     }
     await _send(session, [Outgoing(auth.BOARD_MAILBOX, "escalation", body)], now, new=new)
+
+
+# ---------------------------------------------------------------- dispatches added by hand
+
+# A dispatch's ``ring``: 0 for the teams whose zone covers the incident, 1 for those the
+# escalation added, 2 for those an operator added by hand (``add_dispatch``).
+RING_OPERATOR = 2
+
+
+async def add_dispatch(
+    session: AsyncSession,
+    actor: auth.Principal,
+    incident_id: str,
+    team_id: str,
+    note: str | None,
+    now: datetime,
+    duty: DutyBook | None = None,
+) -> IncidentOut:
+    """An operator adds a team to an open incident by hand (加派): a team outside the zones,
+    a second patrol, the team the caller asks for. It is alerted as an escalation's teams are
+    (its dispatch's hops, followers and notifiers the same), at its own tier, with ``ring`` 2;
+    a ``team_added`` event (the operator, the note) comes before its ``dispatched`` one.
+
+    Its tier counts it as covered only if it is added by that tier's deadline: added later,
+    the tier's judgement (breached, or uncovered and breached) stays what it was."""
+    # Locked as an escalation step locks it: an add, a close and a step come one after another.
+    incident = await _load_incident(session, incident_id, for_update=True)
+    if incident.status == IncidentStatus.CLOSED.value:
+        raise Conflict(
+            f"incident_id: incident {incident_id!r} is closed; no team can be added",
+            field="incident_id",
+        )
+    team = await teams.get_team(session, team_id)
+    dispatched = await session.scalar(
+        select(Dispatch.id).where(Dispatch.incident_id == incident_id, Dispatch.team_id == team_id)
+    )
+    if dispatched is not None:
+        raise Conflict(
+            f"team_id: team {team.name!r} is already dispatched to this incident "
+            f"(dispatch {dispatched})",
+            field="team_id",
+        )
+    hit = CoveredBy(team.id, team.tier, distance_m(team.lon, team.lat, incident.lon, incident.lat))
+    on_duty = await rosters.split_on_duty(session, [hit], now, duty)
+    if not on_duty.kept:
+        skip = on_duty.skipped[0]
+        raise Conflict(
+            f"team_id: team {team.name!r} is off duty ({skip.reason}: {skip.detail})",
+            field="team_id",
+        )
+    d = _new_dispatch(incident, hit, now, ring=RING_OPERATOR)
+    facts = {
+        "dispatch_id": d.id,
+        "team_id": team.id,
+        "team_name": team.name,
+        "tier": team.tier,
+        "note": note,
+    }
+    events = [
+        _event(incident.id, now, "team_added", actor.user_id, facts),
+        _dispatched_event(incident.id, now, d, team.name),
+    ]
+    tier = await session.scalar(
+        select(ChainTier)
+        .where(ChainTier.incident_id == incident.id, ChainTier.tier == team.tier)
+        .with_for_update(key_share=True)
+    )
+    assert tier is not None, "every incident has three chain tiers"
+    if now <= tier.deadline and not tier.covered:
+        # The tier's row before the event chain's head, as an escalation takes them.
+        tier.covered = True
+        await session.flush()
+    await write_rows(
+        session,
+        Added(DISPATCHES, [d.values()]),
+        *await event_chain.appended_rows(session, events, [d]),
+    )
+    await session.flush()
+    view = (await _views(session, [incident]))[0]
+    alerted = [v for v in view.dispatches if v.id == d.id]
+    await _send_alerts(session, view, alerted, now, on_turn=on_duty.on_turn)
+    return view
 
 
 class _LeaderCopies:
