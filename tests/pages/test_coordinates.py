@@ -3,8 +3,10 @@ on the console's card and on the leader's alert, in both languages."""
 
 from __future__ import annotations
 
+import pytest
 from playwright.async_api import Browser, Page, expect
 
+from geo.crs import CRS, to_wgs84
 from tests.pages.conftest import Opened
 from tests.pages.test_console_and_phone import (
     SCENE,
@@ -216,3 +218,201 @@ async def test_a_swapped_or_unordered_pair_is_never_sent_by_a_guess(
             "/api/v1/incidents?status=open", headers=(await world.operator()).headers
         )
     ).json() == []
+
+
+async def test_a_map_link_pasted_into_either_field_fills_both_and_sets_its_system(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """A share link from AMap, Baidu, Tencent, WeChat, OpenStreetMap, Google or a geo: URI was
+    refused as not a number, and the operator had to dig the two numbers out of it, in the
+    right order, and guess the system; pasted into either field it now fills both, sets the
+    system its map uses (GCJ-02 for AMap and Tencent, BD-09 for Baidu unless coord_type says
+    otherwise, WGS84 for OpenStreetMap, Google and geo:) and says what it read."""
+    gcj02 = to_wgs84(*SCENE, CRS.GCJ02)
+    post = await world.team("fixed_post", *gcj02)
+    console = await open_console(browser, contexts, world)
+    lon, lat, crs = console.locator("#lon"), console.locator("#lat"), console.locator("#crs")
+    note, problem = console.locator("#point-note"), console.locator("#point-error")
+    coverage = console.locator("#coverage")
+    for field, link, system, said in [
+        (
+            "#lat",
+            "https://uri.amap.com/marker?position=114.1612,22.849&name=现场",
+            "gcj02",
+            "已从高德链接读取（GCJ-02）",
+        ),
+        (
+            "#lon",
+            "【高德地图】现场 https://www.amap.com/?p=B0FFFAB6J2,22.849,114.1612,现场,某路1号",
+            "gcj02",
+            "已从高德链接读取（GCJ-02）",
+        ),
+        (
+            "#lon",
+            "https://ditu.amap.com/regeo?lng=114.1612&lat=22.849&name=现场",
+            "gcj02",
+            "已从高德链接读取（GCJ-02）",
+        ),
+        (
+            "#lon",
+            "https://apis.map.qq.com/uri/v1/marker?marker=coord:22.849,114.1612;title:现场;addr:某路&referer=x",
+            "gcj02",
+            "已从腾讯链接读取（GCJ-02）",
+        ),
+        (
+            "#lat",
+            '<msg><location x="22.849" y="114.1612" scale="16" poiname="现场" /></msg>',
+            "gcj02",
+            "已从微信位置消息读取（GCJ-02）",
+        ),
+        (
+            "#lon",
+            "https://api.map.baidu.com/marker?location=22.849,114.1612&title=现场&coord_type=gcj02&output=html",
+            "gcj02",
+            "已从百度链接读取（GCJ-02）",
+        ),
+        (
+            "#lat",
+            "https://www.openstreetmap.org/?mlat=22.849&mlon=114.1612#map=17/22.849/114.1612",
+            "wgs84",
+            "已从OpenStreetMap 链接读取（WGS84）",
+        ),
+        (
+            "#lon",
+            "https://maps.google.com/?q=22.849,114.1612",
+            "wgs84",
+            "已从谷歌地图链接读取（WGS84）",
+        ),
+        ("#lat", "geo:22.849,114.1612?z=17", "wgs84", "已从geo: 链接读取（WGS84）"),
+        (
+            "#lon",
+            "https://api.map.baidu.com/marker?location=22.849,114.1612&title=现场&content=某路&output=html",
+            "bd09",
+            "已从百度链接读取（BD-09）",
+        ),
+    ]:
+        await lon.fill("")
+        await lat.fill("")
+        await crs.select_option("wgs84" if system != "wgs84" else "gcj02")
+        await paste(console, field, link)
+        await expect(lon).to_have_value("114.1612")
+        await expect(lat).to_have_value("22.849")
+        await expect(crs).to_have_value(system)
+        await expect(note).to_contain_text(said + "：经度 114.1612，纬度 22.849")
+        await expect(problem).to_be_hidden()
+        if system == "gcj02":
+            await expect(coverage).to_contain_text(post["name"])
+
+    await console.get_by_role("button", name="English").click()
+    await expect(note).to_contain_text(
+        "Read from a Baidu link (BD-09): longitude 114.1612, latitude 22.849"
+    )
+    await console.get_by_role("button", name="中文").click()
+    incident_id = await sent_report(console)
+    stored = await world.incident(await world.operator(), incident_id)
+    bd09 = to_wgs84(*SCENE, CRS.BD09)
+    assert stored["location"]["lon"] == pytest.approx(bd09[0], abs=1e-6)
+    assert stored["location"]["lat"] == pytest.approx(bd09[1], abs=1e-6)
+
+    # Typed into a field, the link is read when the operator leaves it; a system then chosen
+    # by hand is the operator's, and what the link said of it goes.
+    await lon.fill("")
+    await lat.fill("")
+    await lon.fill("https://uri.amap.com/marker?position=114.1612,22.849")
+    await expect(problem).to_contain_text("经度栏里是地图链接：离开此栏（按 Tab）即读出坐标")
+    await lon.press("Tab")
+    await expect(lon).to_have_value("114.1612")
+    await expect(crs).to_have_value("gcj02")
+    await expect(note).to_contain_text("已从高德链接读取（GCJ-02）")
+    await crs.select_option("wgs84")
+    await expect(note).to_be_hidden()
+
+
+async def test_a_link_without_a_point_to_trust_is_refused_and_nothing_is_guessed(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """A short link (read only by asking its map), a search, a link in Baidu's Mercator metres,
+    a place's link that gives only the map's centre beside its panel and a link of a map whose
+    order and system are not known fill nothing: the text stays, the form says why, the system
+    is left as it was, and nothing is sent."""
+    await world.team("fixed_post", *SCENE)
+    console = await open_console(browser, contexts, world)
+    lon, lat, crs = console.locator("#lon"), console.locator("#lat"), console.locator("#crs")
+    problem = console.locator("#point-error")
+    await crs.select_option("wgs84")
+    for text, said in [
+        (
+            "【高德地图】我在这里 https://surl.amap.com/1a2B3c",
+            "经度栏里是短链接，本页无法打开它读出坐标",
+        ),
+        ("https://www.amap.com/search?query=青溪小学", "经度栏里的高德链接没有可读的地点坐标"),
+        (
+            "https://api.map.baidu.com/marker?location=2556789.5,12706789.1&coord_type=bd09mc",
+            "经度栏里的百度链接用的坐标系（bd09mc）不能读",
+        ),
+        (
+            "https://www.google.com/maps/place/Qingxi/@22.849,114.1612,17z",
+            "经度栏里的谷歌地图链接没有可读的地点坐标",
+        ),
+        (
+            "https://maps.example.com/?lat=22.849&lon=114.1612",
+            "经度栏里的链接不是能读的地图链接",
+        ),
+    ]:
+        await lat.fill("")
+        await paste(console, "#lon", text)
+        await expect(problem).to_contain_text(said)
+        await expect(lon).to_have_value(text)
+        await expect(lat).to_have_value("")
+        await expect(crs).to_have_value("wgs84")
+        await lon.press("Tab")
+        await expect(lon).to_have_value(text)
+        await console.get_by_role("button", name="派警").click()
+        await expect(console.locator("#report-result")).to_be_empty()
+    await console.get_by_role("button", name="English").click()
+    await expect(problem).to_contain_text(
+        "The link in Longitude is not a map link that can be read"
+    )
+    assert (
+        await world.http.get(
+            "/api/v1/incidents?status=open", headers=(await world.operator()).headers
+        )
+    ).json() == []
+
+
+async def test_whole_numbers_either_side_of_a_comma_are_read_by_the_ranges_of_china_and_said(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """114,22 was read silently as the longitude 114.22; a comma between two numbers of a
+    pasted pair is two values in Chinese usage, so a longitude and a latitude of China either
+    side of it fill both fields, the form saying so and what to type for the decimal. Where the
+    ranges of China show no pair (114,1612) the comma is the decimal point, and the form says
+    that too."""
+    await world.team("fixed_post", *SCENE)
+    console = await open_console(browser, contexts, world)
+    lon, lat = console.locator("#lon"), console.locator("#lat")
+    note = console.locator("#point-note")
+    await console.locator("#crs").select_option("wgs84")
+
+    await paste(console, "#lon", "114,22")
+    await expect(lon).to_have_value("114")
+    await expect(lat).to_have_value("22")
+    await expect(note).to_contain_text("已将一对坐标分开填入：经度 114，纬度 22")
+    await expect(note).to_contain_text(
+        "原文 114,22 的逗号两边读作两个数；若是小数 114.22，请改用小数点"
+    )
+    await lon.fill("")
+    await lat.fill("")
+    await paste(console, "#lat", "22,114")
+    await expect(lon).to_have_value("114")
+    await expect(lat).to_have_value("22")
+    await expect(note).to_contain_text("原文纬度在前")
+
+    await lon.fill("114,1612")
+    await lat.fill("22.849")
+    await expect(console.locator("#point-error")).to_be_hidden()
+    await expect(note).to_contain_text("经度 114,1612 读作 114.161200（逗号当作小数点）")
+    await console.get_by_role("button", name="English").click()
+    await expect(note).to_contain_text(
+        "Longitude 114,1612 read as 114.161200 (the comma taken as the decimal point)"
+    )

@@ -78,27 +78,53 @@ function tokenValue(groups, at) {
   return { value, axis, plain };
 }
 
-// One coordinate as typed into a field: {value, axis, plain} or null. A single comma with digits
-// either side and no point is a decimal comma (114,1612), as the form always read it.
+// Whole numbers either side of one comma (114,22; 114,1612): in Chinese usage two values when
+// one is a latitude of China and the other a longitude, else a decimal comma (114,1612 is
+// 114.1612). True for the pair.
+const COMMA = /^([-+]?\d+),(\d+)$/;
+
+function commaPair(normal) {
+  const m = COMMA.exec(normal);
+  if (!m) return false;
+  const a = Number(m[1]);
+  const b = Number(m[2]);
+  return (inRange(a, CHINA_LAT) && inRange(b, CHINA_LON)) || (inRange(a, CHINA_LON) && inRange(b, CHINA_LAT));
+}
+
+// One coordinate as typed into a field: {value, axis, plain, comma} or null. Whole numbers either
+// side of a comma are a decimal comma (114,1612, said so: comma) unless they are a pair of China
+// (114,22), which is no one coordinate.
 export function readOne(text) {
   let normal = normalise(text).trim();
-  if (/^[-+]?\d+,\d+$/.test(normal)) normal = normal.replace(',', '.');
+  let comma = false;
+  if (COMMA.test(normal)) {
+    if (commaPair(normal)) return null;
+    normal = normal.replace(',', '.');
+    comma = true;
+  }
   const m = ONE.exec(normal);
   if (!m) return null;
-  return tokenValue(m, 1);
+  const one = tokenValue(m, 1);
+  if (one && comma) {
+    one.plain = false;
+    one.comma = true;
+  }
+  return one;
 }
 
 function inRange(value, [low, high]) {
   return value >= low && value <= high;
 }
 
-// A whole pair in one text, or null when it is not one. {lon, lat, latFirst, by} where `by`
+// A whole pair in one text, or null when it is not one. {lon, lat, latFirst, by, decimal} where `by`
 // says how the order was known ('labels': hemispheres or axes named; 'china': one number is a
-// latitude of China and the other a longitude); {ambiguous: [a, b]} when nothing says which is
-// which: never guessed.
+// latitude of China and the other a longitude) and `decimal` is the one number whole numbers
+// either side of a comma read as two (114,22) may have meant (114.22), else null;
+// {ambiguous: [a, b]} when nothing says which is which: never guessed.
 export function readPair(text) {
   const normal = normalise(text).trim();
-  if (/^[-+]?\d+,\d+$/.test(normal)) return null;
+  const comma = COMMA.test(normal);
+  if (comma && !commaPair(normal)) return null;
   const m = PAIR.exec(normal);
   if (!m) return null;
   const first = tokenValue(m, 1);
@@ -126,6 +152,8 @@ export function readPair(text) {
     lat: latFirst ? first.value : second.value,
     latFirst,
     by,
+    // 114,22: two values by the ranges of China, though it may have meant 114.22.
+    decimal: comma ? Number(normal.replace(',', '.')) : null,
   };
 }
 
@@ -133,4 +161,187 @@ export function readPair(text) {
 // longitude field and a longitude of China in the latitude field.
 export function looksSwapped(lon, lat) {
   return inRange(lon, CHINA_LAT) && inRange(lat, CHINA_LON);
+}
+
+// ---------------------------------------------------------------- map links
+
+// A map's share link (or WeChat's location message) anywhere in the text: what it says of the
+// place, in its own order and coordinate system; each map's order and system are its own, so a
+// link of a map not known here is refused rather than read by a guess.
+const LINK = /(?:https?:\/\/|geo:)[^\s<>"]+/i;
+const WECHAT = /<location\b[^>]*>/i;
+// Links that only a request to their map would turn into the long one: this page makes none.
+const SHORT_HOSTS = ['surl.amap.com', 'j.map.baidu.com', 'maps.app.goo.gl', 'goo.gl', 'url.cn', 't.cn', 'dwz.cn'];
+
+const DECIMAL = /^[-+]?(?:\d+(?:\.\d*)?|\.\d+)$/;
+
+function decimal(text) {
+  const s = String(text === undefined || text === null ? '' : text).trim();
+  return DECIMAL.test(s) ? Number(s) : NaN;
+}
+
+// "a,b" as two decimals, or null.
+function twoNumbers(text) {
+  if (!text) return null;
+  const parts = String(text).split(',');
+  if (parts.length < 2) return null;
+  const a = decimal(parts[0]);
+  const b = decimal(parts[1]);
+  return Number.isFinite(a) && Number.isFinite(b) ? [a, b] : null;
+}
+
+function onHost(host, domain) {
+  return host === domain || host.endsWith('.' + domain);
+}
+
+// A point found: checked against the ranges of longitude and latitude.
+function found(source, crs, lon, lat, view) {
+  if (!Number.isFinite(lon) || !Number.isFinite(lat) || Math.abs(lon) > 180 || Math.abs(lat) > 90) {
+    return { refused: 'range', source };
+  }
+  return { source, crs, lon, lat, view: !!view };
+}
+
+function amap(url) {
+  const q = url.searchParams;
+  const system = (q.get('coordinate') || 'gaode').toLowerCase();
+  const crs = system === 'gaode' ? 'gcj02' : system === 'wgs84' ? 'wgs84' : null;
+  if (!crs) return { refused: 'system', source: 'amap', system };
+  // uri.amap.com/marker?position=lon,lat; ditu.amap.com/regeo?lng=&lat=;
+  // www.amap.com/?p=POI,lat,lon,name,address.
+  const position = twoNumbers(q.get('position'));
+  if (position) return found('amap', crs, position[0], position[1]);
+  if (q.has('lng') && q.has('lat')) return found('amap', crs, decimal(q.get('lng')), decimal(q.get('lat')));
+  const p = q.get('p');
+  if (p) {
+    const parts = p.split(',');
+    const ll = twoNumbers(parts.slice(1, 3).join(','));
+    if (ll) return found('amap', crs, ll[1], ll[0]);
+  }
+  return { refused: 'none', source: 'amap' };
+}
+
+function baidu(url) {
+  const q = url.searchParams;
+  // Baidu's own longitudes and latitudes unless coord_type says otherwise; its Mercator metres
+  // (bd09mc) are no longitude and latitude.
+  const system = (q.get('coord_type') || 'bd09ll').toLowerCase();
+  const crs = { bd09ll: 'bd09', gcj02: 'gcj02', wgs84: 'wgs84' }[system];
+  if (!crs) return { refused: 'system', source: 'baidu', system };
+  // api.map.baidu.com/marker?location=lat,lng; map.baidu.com/?latlng=lat,lng.
+  const ll = twoNumbers(q.get('location')) || twoNumbers(q.get('latlng'));
+  if (ll) return found('baidu', crs, ll[1], ll[0]);
+  return { refused: 'none', source: 'baidu' };
+}
+
+function tencent(url) {
+  const q = url.searchParams;
+  // Tencent's (GCJ-02) unless coord_type=1, a GPS's.
+  const system = q.get('coord_type') || '2';
+  const crs = { 1: 'wgs84', 2: 'gcj02' }[system];
+  if (!crs) return { refused: 'system', source: 'tencent', system };
+  // apis.map.qq.com/uri/v1/marker?marker=coord:lat,lng;title:…; map.qq.com/?pointx=lon&pointy=lat.
+  const coord = /(?:^|;)\s*coord:([^;]*)/.exec(q.get('marker') || '');
+  const ll = coord && twoNumbers(coord[1]);
+  if (ll) return found('tencent', crs, ll[1], ll[0]);
+  if (q.has('pointx') && q.has('pointy')) {
+    return found('tencent', crs, decimal(q.get('pointx')), decimal(q.get('pointy')));
+  }
+  return { refused: 'none', source: 'tencent' };
+}
+
+function openStreetMap(url) {
+  const q = url.searchParams;
+  if (q.has('mlat') && q.has('mlon')) return found('osm', 'wgs84', decimal(q.get('mlon')), decimal(q.get('mlat')));
+  // #map=zoom/lat/lon: the map's centre, no marked place.
+  const view = /(?:^#|&)map=[\d.]+\/([-+\d.]+)\/([-+\d.]+)/.exec(url.hash);
+  if (view) return found('osm', 'wgs84', decimal(view[2]), decimal(view[1]), true);
+  return { refused: 'none', source: 'osm' };
+}
+
+function google(url, host) {
+  // Google's map of China (google.cn) is in GCJ-02.
+  const crs = onHost(host, 'google.cn') ? 'gcj02' : 'wgs84';
+  const path = decodeURIComponent(url.pathname);
+  // A place's own point: …/data=…!3d<lat>!4d<lon>.
+  const places = path.match(/!3d[-+\d.]+!4d[-+\d.]+/g);
+  if (places) {
+    const m = /!3d([-+\d.]+)!4d([-+\d.]+)/.exec(places[places.length - 1]);
+    return found('google', crs, decimal(m[2]), decimal(m[1]));
+  }
+  const q = url.searchParams;
+  for (const name of ['q', 'query', 'll', 'center']) {
+    const ll = twoNumbers((q.get(name) || '').replace(/\s+/g, ''));
+    if (ll) return found('google', crs, ll[1], ll[0]);
+  }
+  // /maps/place/22.849,114.1612 or /maps/search/22.849, 114.1612.
+  const named = /\/maps\/(?:place|search)\/([^/@]+)/.exec(path);
+  const ll = named && twoNumbers(named[1].replace(/[\s+]+/g, ''));
+  if (ll) return found('google', crs, ll[1], ll[0]);
+  // /maps/@lat,lon,17z: the map's centre, no marked place. A place's link (/maps/place/name/@…)
+  // centres the map beside its panel, not on the place: no point of it.
+  const view = /^\/maps\/@([-+\d.]+),([-+\d.]+)/.exec(path);
+  if (view) return found('google', crs, decimal(view[2]), decimal(view[1]), true);
+  return { refused: 'none', source: 'google' };
+}
+
+// geo:lat,lon[,alt][;crs=…][;u=…][?q=lat,lon(label)] (RFC 5870, and Android's q).
+function geoUri(link) {
+  const [head, query] = link.slice(4).split('?');
+  const [coords, ...params] = head.split(';');
+  for (const param of params) {
+    const [name, value] = param.split('=');
+    if (name.toLowerCase() === 'crs' && (value || '').toLowerCase() !== 'wgs84') {
+      return { refused: 'system', source: 'geo', system: value || '' };
+    }
+  }
+  const ll = twoNumbers(coords);
+  if (ll && !(ll[0] === 0 && ll[1] === 0)) return found('geo', 'wgs84', ll[1], ll[0]);
+  const q = query && /(?:^|&)q=([^&(]*)/.exec(query);
+  const asked = q && twoNumbers(decodeURIComponent(q[1]).replace(/\s+/g, ''));
+  if (asked) return found('geo', 'wgs84', asked[1], asked[0]);
+  return { refused: 'none', source: 'geo' };
+}
+
+// WeChat's location message: <location x="lat" y="lon" …/> in Tencent's GCJ-02.
+function weChat(tag) {
+  const attribute = (name) => {
+    const m = new RegExp('\\s' + name + '\\s*=\\s*"([^"]*)"', 'i').exec(tag);
+    return m ? m[1] : '';
+  };
+  const lat = decimal(attribute('x'));
+  const lon = decimal(attribute('y'));
+  if (!Number.isFinite(lat) || !Number.isFinite(lon)) return { refused: 'none', source: 'wechat' };
+  return found('wechat', 'gcj02', lon, lat);
+}
+
+// The place a map link in `text` gives, or null when there is no link: {source, crs, lon, lat,
+// view} where `source` names the map ('amap', 'baidu', 'tencent', 'wechat', 'osm', 'google',
+// 'geo'), `crs` is its system and `view` says the link gives only its map's centre; or
+// {refused, source, system} when it gives no point one can trust: 'short' (a short link, read
+// only by asking its map), 'none' (no coordinates: a search, a route, a place by its number),
+// 'system' (coordinates in a system not read here), 'range' (past ±180 or ±90), 'unknown' (a
+// link of another map, whose order and system are not known).
+export function readLink(text) {
+  const normal = String(text);
+  const tag = WECHAT.exec(normal);
+  if (tag) return weChat(tag[0]);
+  const m = LINK.exec(normal);
+  if (!m) return null;
+  const link = m[0];
+  if (/^geo:/i.test(link)) return geoUri(link);
+  let url;
+  try {
+    url = new URL(link);
+  } catch (error) {
+    return { refused: 'none', source: null };
+  }
+  const host = url.hostname.toLowerCase();
+  if (SHORT_HOSTS.some((domain) => onHost(host, domain))) return { refused: 'short', source: null };
+  if (onHost(host, 'amap.com') || onHost(host, 'gaode.com')) return amap(url);
+  if (onHost(host, 'map.baidu.com')) return baidu(url);
+  if (onHost(host, 'map.qq.com')) return tencent(url);
+  if (onHost(host, 'openstreetmap.org') || onHost(host, 'osm.org')) return openStreetMap(url);
+  if (/(^|\.)google(\.com)?\.[a-z]{2,3}$/.test(host) || host === 'google.com') return google(url, host);
+  return { refused: 'unknown', source: null };
 }

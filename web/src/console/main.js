@@ -11,7 +11,7 @@ import { load, loadForTab, removeForTab, save, saveForTab } from '../shared/stor
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
 import { clockTime, coordinate, metres, micros, ms, shanghaiToday } from '../shared/format.js';
 import { errorText } from '../shared/errors.js';
-import { looksSwapped, readOne, readPair } from './coordinates.js';
+import { looksSwapped, readLink, readOne, readPair } from './coordinates.js';
 import { repeat, siren, soundReady, unlockOnGesture } from '../shared/alarm.js';
 import { announce } from '../shared/announce.js';
 import {
@@ -157,7 +157,14 @@ function boot() {
     });
   }
   $('#point-swap').addEventListener('click', swapPoint);
-  $('#crs').addEventListener('change', schedulePreview);
+  $('#crs').addEventListener('change', () => {
+    // What a link said of its system no longer stands once the operator chose another.
+    if (state.pointNote && state.pointNote.key === 'point.link_read' && state.pointNote.crs !== $('#crs').value) {
+      state.pointNote = null;
+      renderPointNote();
+    }
+    schedulePreview();
+  });
   $('#alarm-silence').addEventListener('click', silenceAlarm);
   $('#history-open').addEventListener('click', openHistory);
   $('#history-close').addEventListener('click', closeHistory);
@@ -1049,6 +1056,24 @@ function coordinateText(value) {
 // nothing shows is left as it is, and the form says why (formPoint).
 function placePasted(field) {
   const text = $('#' + field).value;
+  const link = readLink(text);
+  if (link) {
+    // A link whose point cannot be trusted stays, and the form says why (formPoint).
+    if (link.refused) return false;
+    $('#lon').value = coordinateText(link.lon);
+    $('#lat').value = coordinateText(link.lat);
+    $('#crs').value = link.crs;
+    state.pointNote = {
+      key: 'point.link_read',
+      vars: { lon: coordinateText(link.lon), lat: coordinateText(link.lat) },
+      source: link.source,
+      crs: link.crs,
+      view: link.view,
+    };
+    clearTimeout(state.previewTimer);
+    previewCoverage();
+    return true;
+  }
   const pair = readPair(text);
   if (pair && !pair.ambiguous) {
     $('#lon').value = coordinateText(pair.lon);
@@ -1058,6 +1083,7 @@ function placePasted(field) {
       key: 'point.split',
       vars: { lon: coordinateText(pair.lon), lat: coordinateText(pair.lat) },
       order,
+      comma: pair.decimal === null ? null : { text: text.trim(), decimal: coordinateText(pair.decimal) },
     };
   } else {
     const one = readOne(text);
@@ -1106,6 +1132,17 @@ function formPoint(complete) {
       if (complete) point.problems.push({ field, reason: 'empty' });
       continue;
     }
+    const link = readLink(text);
+    if (link) {
+      // A link is read when pasted or when the operator leaves the field; one left here is
+      // one whose point cannot be trusted, or one still being typed.
+      point.problems.push(
+        link.refused
+          ? { field, reason: 'link_' + link.refused, source: link.source, vars: { system: link.system || '' } }
+          : { field, reason: 'link' },
+      );
+      continue;
+    }
     const pair = one ? null : readPair(text);
     if (pair && pair.ambiguous) {
       point.problems.push({
@@ -1122,7 +1159,7 @@ function formPoint(complete) {
     } else if (Math.abs(value) > COORDINATE_RANGE[field]) {
       point.problems.push({ field, reason: 'range' });
     } else if (!one.plain) {
-      point.read.push({ field, text: text.trim(), value });
+      point.read.push({ field, text: text.trim(), value, comma: !!one.comma });
     }
   }
   const both = Number.isFinite(point.lon) && Number.isFinite(point.lat);
@@ -1152,6 +1189,7 @@ function renderPointProblems() {
       t('point.' + p.reason, {
         field: t('field.' + p.field),
         max: COORDINATE_RANGE[p.field],
+        source: t('link.source.' + (p.source || 'other')),
         ...(p.vars || {}),
       }),
     )
@@ -1173,13 +1211,20 @@ function renderPointNote() {
       vars.from = t('field.' + note.from);
       vars.to = t('field.' + note.to);
     }
+    if (note.key === 'point.link_read') {
+      vars.source = t('link.source.' + note.source);
+      vars.crs = t('link.crs.' + note.crs);
+    }
     let line = t(note.key, vars);
+    if (note.view) line += t('point.link_view');
     if (note.order) line += t('point.order.' + note.order);
+    if (note.comma) line += t('point.order.comma', note.comma);
     if (note.key === 'point.split') line += t('point.check_crs');
     lines.push(line);
   }
   for (const r of state.pointRead) {
-    lines.push(t('point.read', { field: t('field.' + r.field), text: r.text, value: r.value.toFixed(6) }));
+    const read = t('point.read', { field: t('field.' + r.field), text: r.text, value: r.value.toFixed(6) });
+    lines.push(r.comma ? read + t('point.read_comma') : read);
   }
   const box = $('#point-note');
   box.textContent = lines.join(' ');
