@@ -156,15 +156,20 @@ class Hub:
         self.last_seen: dict[str, datetime] = {}
         # Users who opened or closed a socket since the last take_changed().
         self._changed: set[str] = set()
+        # Users whose last socket here the server closed as it stopped (1012), none since.
+        self.closed_for_restart: set[str] = set()
 
     def subscribe(self, user_id: str, label: str = "", mailbox: str | None = None) -> Subscription:
         subscription = Subscription(user_id, label, self.queue_size, self.stats, mailbox)
         self._by_mailbox.setdefault(subscription.mailbox, set()).add(subscription)
         self._sockets_of[user_id] += 1
+        self.closed_for_restart.discard(user_id)
         self._seen(user_id)
         return subscription
 
-    def unsubscribe(self, subscription: Subscription) -> None:
+    def unsubscribe(self, subscription: Subscription, *, for_restart: bool = False) -> None:
+        """``for_restart``: the server closed the socket as it stops (its client reconnects
+        to the server that comes back, or to another process)."""
         self._seen(subscription.user_id)
         readers = self._by_mailbox.get(subscription.mailbox)
         if readers is None or subscription not in readers:
@@ -175,6 +180,8 @@ class Hub:
         self._sockets_of[subscription.user_id] -= 1
         if self._sockets_of[subscription.user_id] <= 0:
             del self._sockets_of[subscription.user_id]
+            if for_restart:
+                self.closed_for_restart.add(subscription.user_id)
 
     def publish(self, envelopes: Iterable[Envelope]) -> None:
         # Envelope.user_id is the mailbox the message was stored in.

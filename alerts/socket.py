@@ -129,10 +129,11 @@ async def serve_socket(
         return
     subscription = hub.subscribe(peer.user_id, peer.label, mailbox=peer.stream)
     session = _Session(websocket, peer, subscription, sessionmaker, server_time, recheck)
+    for_restart = False
     try:
-        await _converse(session, resume_from, acknowledge, server_time, admit)
+        for_restart = await _converse(session, resume_from, acknowledge, server_time, admit)
     finally:
-        hub.unsubscribe(subscription)
+        hub.unsubscribe(subscription, for_restart=for_restart)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +246,8 @@ async def _converse(
     acknowledge: Acknowledge,
     server_time: Callable[[], str],
     admit: Admit | None = None,
-) -> None:
+) -> bool:
+    """Serve the socket until it ends; whether the server closed it as it stops (1012)."""
     websocket, peer, subscription = session.websocket, session.peer, session.subscription
     try:
         start_after, span = await _welcome(
@@ -254,10 +256,10 @@ async def _converse(
     except SQLAlchemyError:
         log.warning("database busy while welcoming a websocket", exc_info=True)
         await _close(websocket, TRY_AGAIN_LATER, BUSY)
-        return
+        return False
     except (WebSocketDisconnect, ConnectionError):
         # The client left while being welcomed: nothing to close, nothing went wrong here.
-        return
+        return False
     # What the client holds once welcomed: the messages up to where it resumes (or, after a
     # resync, what it reloads), so its acks may cover them.
     subscription.sent = start_after
@@ -298,6 +300,16 @@ async def _converse(
         await _close(websocket, code, reason, timeout_s=OVERFLOW_CLOSE_S)
     elif code:
         await _close(websocket, code, reason)
+    return any(_stopping(task) for task in done if task is not overflow)
+
+
+def _stopping(task: asyncio.Future[Any]) -> bool:
+    """Whether the socket ended because the server is stopping: uvicorn tells the application
+    so with a disconnect of code 1012 as it sends every socket its close."""
+    if task.cancelled():
+        return False
+    error = task.exception()
+    return isinstance(error, WebSocketDisconnect) and error.code == SERVICE_RESTART
 
 
 def _closing(done: set[asyncio.Future[Any]], overflow: asyncio.Future[Any]) -> tuple[int, str]:

@@ -160,6 +160,12 @@ class Settings(BaseSettings):
     # attempt n: its answer, or notify_timeout_s after it began (the whole request's limit).
     notify_backoff_s: Seconds = Field(default=2.0, gt=0)
     notify_timeout_s: Seconds = Field(default=5.0, gt=0)
+    # After a restart, a leader whose phone was connected to a server process when it stopped
+    # (or died) is given this long, from when the server is back, for the phone to reconnect
+    # and acknowledge what it missed before his unacknowledged alerts are taken as undelivered:
+    # the pages reconnect within half a second of a restart and within 5 s of any other drop.
+    # A leader whose phone was not connected then is reached at once, as ever. 0: no grace.
+    notify_reconnect_grace_s: Seconds = Field(default=10.0, ge=0)
     webhook_url: str | None = None
     # Required with the URL: an unsigned (or empty-keyed) webhook could be forged.
     webhook_secret: SecretStr | None = Field(default=None, validate_default=True)

@@ -33,6 +33,9 @@ class Notification(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+    # Why it was begun later than its alert's check fell due (the leader's phone was given
+    # time to reconnect after a restart), or None.
+    held: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class NotificationAttempt(Base):

@@ -47,6 +47,7 @@ async def incident_notifications(
             attempts=[AttemptOut.model_validate(a) for a in attempts],
             created_at=n.created_at,
             finished_at=n.finished_at,
+            held=n.held,
         )
         for n, attempts in found
     ]

@@ -41,3 +41,8 @@ class NotificationOut(Schema):
     attempts: list[AttemptOut]
     created_at: LocalTime
     finished_at: LocalTime | None
+    held: str | None = Field(
+        description="why it was begun later than its alert's check fell due: the leader's"
+        " phone, connected when a server process went away, was given"
+        " DISPATCH_NOTIFY_RECONNECT_GRACE_S to reconnect; null when it was not held"
+    )

@@ -18,6 +18,7 @@ alerts to the leaders carry none of it.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,6 +36,7 @@ from dispatch.jobs import service as jobs
 from dispatch.jobs.models import Job, JobStatus
 from dispatch.notifiers.channels import Notice, Result, error_text
 from dispatch.notifiers.models import Notification, NotificationAttempt, NotificationStatus
+from dispatch.reachability import service as reachability
 from dispatch.schemas import show_time
 from dispatch.teams.models import Team
 
@@ -61,6 +63,18 @@ def watch_alerts(session: AsyncSession, envelopes: Sequence[Envelope], now: date
         jobs.schedule(session, jobs.new_job(CHECK, due, incident_id=incident_id, data=data))
 
 
+@dataclass(frozen=True)
+class Grace:
+    """The checking process's reconnection grace (DISPATCH_NOTIFY_RECONNECT_GRACE_S)."""
+
+    seconds: float
+    # When this process started, and its presence rows' name.
+    started_at: datetime
+    instance: str
+    # A process whose heartbeat is older than this died.
+    stale_after_s: float
+
+
 async def check_acknowledged(
     session: AsyncSession,
     *,
@@ -70,14 +84,29 @@ async def check_acknowledged(
     dispatch_id: str,
     channels: Sequence[tuple[str, bool]],
     now: datetime,
+    grace: Grace | None = None,
+    held: str | None = None,
 ) -> str:
     """The check step: if the alert is still unacknowledged, start one notification a channel.
 
     ``channels`` are (name, needs a phone number) in the order they are tried.
+
+    Unless the check was held already (``held`` says why), a leader whose phone was connected
+    to a server process when it went away (stopped or died) is given ``grace`` to reconnect
+    from when the server was back (its stop, for a process that kept running; this process's
+    start, for one that started since): his phone, reconnecting, acknowledges what it missed.
+    The check is looked at again then, and a notification it begins says why it waited.
     """
     answered = await _answered(session, incident_id, dispatch_id, user_id, since_seq=seq)
     if answered is not None:
         return f"not needed: {answered}"
+    if grace is not None and held is None:
+        hold = await _reconnection_hold(session, user_id, now, grace)
+        if hold is not None:
+            data = {"user_id": user_id, "seq": seq, "dispatch_id": dispatch_id, "held": hold[1]}
+            jobs.schedule(session, jobs.new_job(CHECK, hold[0], incident_id=incident_id, data=data))
+            await session.flush()
+            return hold[1]
     phone = await session.scalar(select(User.phone).where(User.id == user_id))
     started: list[str] = []
     for name, needs_phone in channels:
@@ -91,6 +120,7 @@ async def check_acknowledged(
             attempts=0,
             created_at=now,
             finished_at=None,
+            held=held,
         )
         session.add(notification)
         if needs_phone and not phone:
@@ -108,6 +138,30 @@ async def check_acknowledged(
     if not started:
         return "unacknowledged: no channel can reach the leader"
     return f"unacknowledged: notifying over {', '.join(started)}"
+
+
+async def _reconnection_hold(
+    session: AsyncSession, user_id: str, now: datetime, grace: Grace
+) -> tuple[datetime, str] | None:
+    """Until when, and why, the leader's check waits for his phone to reconnect, or None.
+
+    Looked at only for a check that would begin notifications: one query, rarely."""
+    if grace.seconds <= 0:
+        return None
+    gone = await reachability.connected_when_gone(
+        session, user_id, instance=grace.instance, now=now, stale_after_s=grace.stale_after_s
+    )
+    if gone is None:
+        return None
+    until = max(gone, grace.started_at) + timedelta(seconds=grace.seconds)
+    if until <= now:
+        return None
+    why = (
+        f"held until {show_time(until)}: the leader's phone was connected to a server process "
+        f"that went away at {show_time(gone)}, and was given {grace.seconds:g} s to reconnect "
+        "once the server was back"
+    )
+    return until, why
 
 
 async def begin_attempt(
@@ -366,6 +420,8 @@ def _outcome_event(
         data["status_code"] = status_code
     else:
         data["error"] = error
+    if notification.held is not None:
+        data["held"] = notification.held
     session.add(
         IncidentEvent(
             incident_id=notification.incident_id,

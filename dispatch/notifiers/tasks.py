@@ -33,6 +33,7 @@ class Notifier:
         }
         self._client: httpx.AsyncClient | None = None
         self._sending: set[asyncio.Task[None]] = set()
+        self._grace: service.Grace | None = None
 
     @property
     def enabled(self) -> bool:
@@ -43,6 +44,12 @@ class Notifier:
             return
         settings = self.runtime.settings
         self._client = httpx.AsyncClient(timeout=settings.notify_timeout_s)
+        self._grace = service.Grace(
+            seconds=settings.notify_reconnect_grace_s,
+            started_at=self.runtime.clock.now(),
+            instance=self.runtime.origin,
+            stale_after_s=3 * settings.presence_heartbeat_s,
+        )
         # From now on every unit of work of this server watches the alerts it enqueues.
         info = dict(self.runtime.sessionmaker.kw.get("info") or {})
         info[service.AFTER_KEY] = settings.notify_after_s
@@ -72,10 +79,19 @@ class Notifier:
                 dispatch_id=str(job.data["dispatch_id"]),
                 channels=[(c.name, c.needs_phone) for c in self.channels.values()],
                 now=now,
+                grace=self._grace,
+                held=job.data.get("held"),
             )
             if outcome.startswith("unacknowledged"):
                 log.warning(
                     "alert of dispatch %s not acknowledged by leader %s: %s",
+                    job.data["dispatch_id"],
+                    job.data["user_id"],
+                    outcome,
+                )
+            elif outcome.startswith("held"):
+                log.info(
+                    "alert of dispatch %s to leader %s: %s",
                     job.data["dispatch_id"],
                     job.data["user_id"],
                     outcome,

@@ -35,6 +35,9 @@ class PresenceBeat(Base):
 
     instance: Mapped[str] = mapped_column(String(32), primary_key=True)
     seen_at: Mapped[datetime]
+    # When the process stopped, its sockets closed for the restart written closed at that
+    # moment (``PresenceTracker.stop``); None while it runs, and for one that died.
+    stopped_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class TestAlert(Base):

@@ -80,6 +80,48 @@ async def heartbeat(session: AsyncSession, instance: str, now: datetime) -> None
     )
 
 
+async def stopped(session: AsyncSession, instance: str, now: datetime) -> None:
+    """This process stops: its last beat, and when it stopped."""
+    insert = upsert_insert(dialect_name(session))
+    statement = insert(PresenceBeat).values(instance=instance, seen_at=now, stopped_at=now)
+    new = statement.excluded
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["instance"], set_={"seen_at": new.seen_at, "stopped_at": new.stopped_at}
+        )
+    )
+
+
+async def connected_when_gone(
+    session: AsyncSession, user_id: str, *, instance: str, now: datetime, stale_after_s: float
+) -> datetime | None:
+    """When the last server process that went away with a socket of ``user_id`` open went
+    away, or None: one that stopped (its sockets still open then are written closed at its
+    stop) or died (its beat stale, his row still open). This process's own rows, and those
+    of processes still running, say nothing of a restart."""
+    rows = (
+        await session.execute(
+            select(
+                Presence.connected, Presence.seen_at, PresenceBeat.seen_at, PresenceBeat.stopped_at
+            )
+            .join(PresenceBeat, PresenceBeat.instance == Presence.instance)
+            .where(Presence.user_id == user_id, Presence.instance != instance)
+        )
+    ).all()
+    fresh = now - timedelta(seconds=stale_after_s)
+    latest: datetime | None = None
+    for connected, seen_at, beat, stopped_at in rows:
+        if stopped_at is not None:
+            gone = stopped_at if connected or seen_at >= stopped_at else None
+        elif beat < fresh:
+            gone = beat if connected else None
+        else:
+            gone = None
+        if gone is not None and (latest is None or gone > latest):
+            latest = gone
+    return latest
+
+
 async def forget_before(session: AsyncSession, cutoff: datetime) -> None:
     """Drop what says nothing since ``cutoff``: sockets closed before it, sockets of processes
     that stopped beating before it, and those processes' beats. A socket open for longer on a

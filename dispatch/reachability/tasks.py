@@ -57,7 +57,9 @@ class PresenceTracker:
         now = self.runtime.clock.now()
         # Only users whose sockets came or went since the last look can have changed.
         changed = hub.take_changed()
-        connected = {u for u in changed if hub.is_connected(u)}
+        # A socket the server closed as it stops stays open on record until the process has
+        # stopped (``stop``): its leader was connected when it stopped.
+        connected = {u for u in changed if hub.is_connected(u) or u in hub.closed_for_restart}
         seen = {u: hub.last_seen[u] for u in changed if u in hub.last_seen}
         changes = [service.Change(u, True, seen.get(u, now)) for u in connected - self.known]
         # Closed since the last look, including a socket that opened and closed in between.
@@ -86,12 +88,28 @@ class PresenceTracker:
                 del self.written[user_id]
 
     async def stop(self) -> None:
-        """Say this process's sockets are gone, so no one waits for rows to go stale."""
+        """Say this process's sockets are gone, so no one waits for rows to go stale, and that
+        it stopped: the sockets still open on record, those the stop closed among them, are
+        written closed at the moment it stopped (the notifiers' reconnection grace reads them
+        as connected when it stopped)."""
         now = self.runtime.clock.now()
+        hub = self.runtime.hub
+        changed = hub.take_changed()
+        # Closed by their clients since the last look, at their own times; the others were
+        # open when the process stopped, those opened and closed for the restart since the
+        # last look among them.
+        left = {u for u in changed if not hub.is_connected(u) and u not in hub.closed_for_restart}
+        opened = (changed & hub.closed_for_restart) - self.known
         try:
             async with self.runtime.transaction() as session:
-                gone = [service.Change(u, False, now) for u in self.known]
-                await service.record_presence(session, self.instance, gone)
+                changes = [service.Change(u, True, hub.last_seen.get(u, now)) for u in opened]
+                await service.record_presence(session, self.instance, changes)
+                changes = [
+                    service.Change(u, False, hub.last_seen.get(u, now)) for u in left & self.known
+                ]
+                changes += [service.Change(u, False, now) for u in (self.known - left) | opened]
+                await service.record_presence(session, self.instance, changes)
+                await service.stopped(session, self.instance, now)
         except Exception:
             log.exception("could not close presence rows on the way out")
         self.known = set()
