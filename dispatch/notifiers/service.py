@@ -73,6 +73,8 @@ class Grace:
     instance: str
     # A process whose heartbeat is older than this died.
     stale_after_s: float
+    # No other process can be running (SQLite): any other one died or stopped.
+    alone: bool = False
 
 
 async def check_acknowledged(
@@ -149,7 +151,12 @@ async def _reconnection_hold(
     if grace.seconds <= 0:
         return None
     gone = await reachability.connected_when_gone(
-        session, user_id, instance=grace.instance, now=now, stale_after_s=grace.stale_after_s
+        session,
+        user_id,
+        instance=grace.instance,
+        now=now,
+        stale_after_s=grace.stale_after_s,
+        alone=grace.alone,
     )
     if gone is None:
         return None

@@ -49,6 +49,7 @@ class Notifier:
             started_at=self.runtime.clock.now(),
             instance=self.runtime.origin,
             stale_after_s=3 * settings.presence_heartbeat_s,
+            alone=settings.is_sqlite,
         )
         # From now on every unit of work of this server watches the alerts it enqueues.
         info = dict(self.runtime.sessionmaker.kw.get("info") or {})

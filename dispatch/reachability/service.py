@@ -93,12 +93,19 @@ async def stopped(session: AsyncSession, instance: str, now: datetime) -> None:
 
 
 async def connected_when_gone(
-    session: AsyncSession, user_id: str, *, instance: str, now: datetime, stale_after_s: float
+    session: AsyncSession,
+    user_id: str,
+    *,
+    instance: str,
+    now: datetime,
+    stale_after_s: float,
+    alone: bool = False,
 ) -> datetime | None:
     """When the last server process that went away with a socket of ``user_id`` open went
     away, or None: one that stopped (its sockets still open then are written closed at its
-    stop) or died (its beat stale, his row still open). This process's own rows, and those
-    of processes still running, say nothing of a restart."""
+    stop) or died (his row still open, its beat stale; on SQLite, ``alone``, where no other
+    process can be running, its beat however fresh: a crash restarted at once). This
+    process's own rows, and those of processes still running, say nothing of a restart."""
     rows = (
         await session.execute(
             select(
@@ -113,7 +120,7 @@ async def connected_when_gone(
     for connected, seen_at, beat, stopped_at in rows:
         if stopped_at is not None:
             gone = stopped_at if connected or seen_at >= stopped_at else None
-        elif beat < fresh:
+        elif alone or beat < fresh:
             gone = beat if connected else None
         else:
             gone = None

@@ -1,5 +1,6 @@
-"""Two real server processes on one PostgreSQL database, both with the notifiers on: a leader
-whose phone is off is texted and called out for once, not once a process."""
+"""Real server processes with the notifiers on: two on one PostgreSQL database, where a leader
+whose phone is off is texted and called out for once, not once a process; and one killed and
+started again, where a leader whose phone was connected is given time to reconnect."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from dispatch.jobs.models import Job
+from dispatch.reachability.models import Presence
 from tests.notifiers.receiver import Receiver
-from tests.processes import ServerProcess, server_env
+from tests.processes import ServerProcess, cli, server_env
 from tests.realtime.test_durability import build_town, events_of
-from tests.support import QINGXI
+from tests.support import QINGXI, get_token, open_socket
 
 PHONE = "13800138000"
 
@@ -112,3 +117,103 @@ async def settled(server: ServerProcess, headers: dict[str, str], incident_id: s
                 return records
             await asyncio.sleep(0.1)
     raise AssertionError("the notifications never settled")
+
+
+async def test_a_phone_connected_when_the_server_was_killed_is_given_its_grace_at_restart(
+    clean_database: str, tmp_path: Path, servers: list[ServerProcess]
+) -> None:
+    """kill -9 right after an alert reached the phone, its acknowledgement not yet written,
+    and the server started again at once: the process that died left the leader's socket open
+    on record, so his alert's check, falling due as the server is back, waits for his phone
+    instead of texting him (before, the text went as the server started)."""
+    if not clean_database.startswith("sqlite"):
+        pytest.skip("a worker that died is known dead once its heartbeat is stale (30 s)")
+    sms = Receiver()
+    await sms.start()
+    try:
+        env = server_env(
+            clean_database,
+            tmp_path,
+            sms_gateway_url=sms.url,
+            notify_after_s="3",
+            notify_reconnect_grace_s="600",
+        )
+        server = ServerProcess(env, tmp_path / "server.log")
+        servers.append(server)
+        await cli(env, "users", "add", "chief", "--role", "admin", stdin="admin-password\n")
+        await server.start()
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            admin = {"Authorization": f"Bearer {await get_token(http, 'chief', 'admin-password')}"}
+            body = {"name": "三中驻点队", "kind": "fixed_post", "location": QINGXI_POINT}
+            team = (await http.post("/api/v1/teams", json=body, headers=admin)).json()
+            leader = await add(http, admin, "leader1", "leader", team["id"])
+            reply = await http.put(
+                f"/api/v1/users/{leader}/phone", json={"phone": "13800138000"}, headers=admin
+            )
+            assert reply.status_code == 200, reply.text
+            await add(http, admin, "duty", "operator")
+            operator = {"Authorization": f"Bearer {await get_token(http, 'duty', 'pw-operator')}"}
+            token = await get_token(http, "leader1", "pw-leader")
+            phone = await open_socket(server.ws_url, token)
+            await on_record(clean_database, leader)
+            body = {"location": QINGXI_POINT, "category": "fight"}
+            reply = await http.post("/api/v1/incidents", json=body, headers=operator)
+            assert reply.status_code == 201, reply.text
+            await phone.next_of("alert")
+            server.kill()
+            assert server.process is not None
+            server.process.wait(10)
+        await server.start()
+        outcome = await check_outcome(clean_database)
+        assert outcome.startswith("held until"), outcome
+        assert sms.requests == []
+    finally:
+        await sms.stop()
+
+
+QINGXI_POINT = {"lon": QINGXI[0], "lat": QINGXI[1]}
+
+
+async def add(
+    http: httpx.AsyncClient, admin: dict[str, str], name: str, role: str, team_id: str = ""
+) -> str:
+    body = {"name": name, "password": f"pw-{role}", "role": role, "team_id": team_id or None}
+    reply = await http.post("/api/v1/users", json=body, headers=admin)
+    assert reply.status_code == 201, reply.text
+    user_id: str = reply.json()["id"]
+    return user_id
+
+
+async def on_record(database_url: str, user_id: str) -> None:
+    """The process writes its sockets' presence within half a second of their opening: the
+    phone had been connected that long when the server was killed."""
+    engine = create_async_engine(database_url)
+    try:
+        for _ in range(200):
+            async with engine.connect() as connection:
+                found = await connection.scalar(
+                    select(Presence.connected).where(Presence.user_id == user_id)
+                )
+            if found:
+                return
+            await asyncio.sleep(0.05)
+    finally:
+        await engine.dispose()
+    raise AssertionError("the leader's socket never went on record")
+
+
+async def check_outcome(database_url: str) -> str:
+    """The outcome of the first alert check the restarted server did."""
+    engine = create_async_engine(database_url)
+    try:
+        for _ in range(400):
+            async with engine.connect() as connection:
+                outcome = await connection.scalar(
+                    select(Job.outcome).where(Job.kind == "notify.check", Job.status == "done")
+                )
+            if outcome is not None:
+                return str(outcome)
+            await asyncio.sleep(0.05)
+    finally:
+        await engine.dispose()
+    raise AssertionError("the check never ran")
