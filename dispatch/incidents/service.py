@@ -1174,7 +1174,7 @@ async def add_dispatch(
     incident = await _load_incident(session, incident_id, for_update=True)
     if incident.status == IncidentStatus.CLOSED.value:
         raise Conflict(
-            f"incident_id: incident {incident_id!r} is closed; no team can be added",
+            f"incident_id: the incident is closed ({incident_id}): no team can be added",
             field="incident_id",
         )
     team = await teams.get_team(session, team_id)

@@ -72,6 +72,7 @@ const state = {
   reporting: false,
   teams: [],
   incidents: new Map(),
+  adding: null, // the 加派 dialog's incident, chosen team, refusal (openAddTeam)
   cards: new Map(),
   live: null,
   view: null,
@@ -172,6 +173,11 @@ function boot() {
   $('#history-more').addEventListener('click', () => loadHistory(true));
   $('#history-retry').addEventListener('click', () => loadHistory(!state.history.error));
   $('#history-record-close').addEventListener('click', historyRecord.close);
+  $('#add-team-form').addEventListener('submit', submitAddTeam);
+  $('#add-team-cancel').addEventListener('click', closeAddTeam);
+  $('#add-team').addEventListener('close', () => {
+    state.adding = null;
+  });
   $('#late-only').addEventListener('click', () => {
     setLateOnly(!state.lateOnly);
     renderIncidents();
@@ -198,6 +204,7 @@ function boot() {
     showTitle();
     renderHistory();
     historyRecord.render();
+    renderAddTeam();
   });
   unlockOnGesture(() => {
     $('#sound-hint').hidden = true;
@@ -715,6 +722,7 @@ function applyIncident(snapshot, quiet, unsaid = false) {
     dropAlarms(incident.id);
   }
   scheduleRender();
+  if (state.adding && state.adding.id === snapshot.id) renderAddTeam();
 }
 
 function describeChange(before, after, unsaid) {
@@ -740,6 +748,9 @@ function describeChange(before, after, unsaid) {
   const old = new Map(before.dispatches.map((d) => [d.id, d]));
   for (const d of after.dispatches) {
     const was = old.get(d.id) || {};
+    if (!old.has(d.id) && d.added_by === 'operator') {
+      addFeed('add.done', { team: d.team_name }, '', undefined, unsaid, d.alerted_at);
+    }
     // An accept the arrival stood for is no news of its own: the arrival says it.
     if (d.accepted_at && !d.accepted_implied && !was.accepted_at) {
       addFeed('feed.accepted', { team: d.team_name }, '', undefined, unsaid, d.accepted_at);
@@ -1568,6 +1579,15 @@ function incidentCard(incident) {
           dataset: { control: 'locate' },
           onClick: () => focusIncident(incident),
         }),
+        CAN_REPORT.indexOf(state.me.role) >= 0 && incident.status === 'open'
+          ? h('button', {
+              type: 'button',
+              class: 'add-team',
+              dataset: { control: 'add-team' },
+              text: t('incident.add_team'),
+              onClick: () => openAddTeam(incident),
+            })
+          : null,
         CAN_REPORT.indexOf(state.me.role) >= 0
           ? h('button', {
               type: 'button',
@@ -1603,7 +1623,12 @@ function dispatchItem(incident, d) {
       d.team_name + ' ',
       h('span', { class: 'meta', text: t('tier.short.' + d.tier) + ' · ' + metres(d.distance_m) }),
       d.ring ? ' ' : null,
-      d.ring ? h('span', { class: 'ring', text: t('ring.escalated') }) : null,
+      d.ring
+        ? h('span', {
+            class: d.added_by === 'operator' ? 'ring ring-operator' : 'ring',
+            text: t(d.added_by === 'operator' ? 'ring.operator' : 'ring.escalated'),
+          })
+        : null,
       canRecord
         ? h('button', {
             type: 'button',
@@ -1622,6 +1647,96 @@ function dispatchItem(incident, d) {
     arrivalView(d),
     noticesView(incident.id, d.id),
   );
+}
+
+// ---------------------------------------------------------------- 加派 (adding a team by hand)
+
+// The teams in service not yet dispatched to the incident, nearest first: the distance from
+// each team's site, on the sphere (the server measures the dispatch's own on the ellipsoid).
+function teamsToAdd(incident) {
+  const sent = new Set(incident.dispatches.map((d) => d.team_id));
+  const { lon, lat } = incident.location;
+  return state.teams
+    .filter((team) => !sent.has(team.id) && !team.retired_at)
+    .map((team) => ({ team, d: sphereMetres(lon, lat, team.location.lon, team.location.lat) }))
+    .sort((a, b) => a.d - b.d || a.team.tier - b.team.tier);
+}
+
+function sphereMetres(lon1, lat1, lon2, lat2) {
+  const rad = Math.PI / 180;
+  const dLat = (lat2 - lat1) * rad;
+  const dLon = (lon2 - lon1) * rad;
+  const a =
+    Math.sin(dLat / 2) ** 2 + Math.cos(lat1 * rad) * Math.cos(lat2 * rad) * Math.sin(dLon / 2) ** 2;
+  return 2 * 6371008.8 * Math.asin(Math.min(1, Math.sqrt(a)));
+}
+
+function openAddTeam(incident) {
+  state.adding = { id: incident.id, error: null, busy: false, chosen: null };
+  $('#add-team-note').value = '';
+  renderAddTeam();
+  const dialog = $('#add-team');
+  if (!dialog.open) dialog.showModal();
+  $('#add-team-select').focus();
+}
+
+function closeAddTeam() {
+  state.adding = null;
+  const dialog = $('#add-team');
+  if (dialog.open) dialog.close();
+}
+
+// The dialog as the incident is now (a team dispatched meanwhile drops out of the list) and
+// in the page's language; the chosen team and the note stay.
+function renderAddTeam() {
+  const adding = state.adding;
+  if (!adding) return;
+  const incident = state.incidents.get(adding.id);
+  if (!incident || incident.status !== 'open') {
+    closeAddTeam();
+    return;
+  }
+  $('#add-team-title').textContent = t('add.title', {
+    incident: t('category.' + incident.category) + ' ' + clockTime(incident.reported_at),
+  });
+  const select = $('#add-team-select');
+  if (select.value) adding.chosen = select.value;
+  const options = teamsToAdd(incident);
+  clear(select);
+  for (const { team, d } of options) {
+    const text = t('add.option', { name: team.name, tier: t('tier.short.' + team.tier), d: metres(d) });
+    select.appendChild(h('option', { value: team.id, text }));
+  }
+  if (adding.chosen && options.some((o) => o.team.id === adding.chosen)) select.value = adding.chosen;
+  $('#add-team-none').hidden = options.length > 0;
+  $('#add-team-submit').disabled = !options.length;
+  $('#add-team-submit').setAttribute('aria-busy', adding.busy ? 'true' : 'false');
+  const problem = $('#add-team-error');
+  problem.hidden = !adding.error;
+  problem.textContent = adding.error ? t('add.failed', { detail: errorText(adding.error) }) : '';
+}
+
+async function submitAddTeam(event) {
+  event.preventDefault();
+  const adding = state.adding;
+  if (!adding || adding.busy) return;
+  const teamId = $('#add-team-select').value;
+  if (!teamId) return;
+  const note = $('#add-team-note').value.trim();
+  adding.busy = true;
+  adding.error = null;
+  renderAddTeam();
+  try {
+    const body = note ? { team_id: teamId, note } : { team_id: teamId };
+    const incident = await api.post('/api/v1/incidents/' + adding.id + '/dispatches', body);
+    applyIncident(incident, false);
+    if (state.adding === adding) closeAddTeam();
+  } catch (error) {
+    adding.error = error;
+  } finally {
+    adding.busy = false;
+  }
+  if (state.adding === adding) renderAddTeam();
 }
 
 async function closeIncident(incident) {

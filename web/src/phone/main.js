@@ -705,11 +705,14 @@ function renderOverlay() {
   const info = clear($('#alert-info'));
   if (d) info.appendChild(h('p', { class: 'distance', text: t('phone.distance', { d: metres(d.distance_m) }) }));
   // Sent for by the escalation (no tier-1 team accepted in time, or none covers the place, or
-  // his came on duty later): the leader is told how long after the report, the minute of tier 1
-  // being that much shorter for his team.
+  // his came on duty later), or added by hand by the control room (人工加派): the leader is told
+  // how long after the report, his tier's minutes being that much shorter for his team.
   if (d && d.ring > 0) {
     const after = Math.round((ms(d.alerted_at) - ms(incident.reported_at)) / 1000);
-    info.appendChild(h('p', { class: 'ring-note', text: t('phone.ring', { d: duration(String(after)) }) }));
+    const key = d.added_by === 'operator' ? 'phone.added' : 'phone.ring';
+    const note = h('p', { class: 'ring-note', text: t(key, { d: duration(String(after)) }) });
+    if (d.added_by === 'operator') note.dataset.addedBy = 'operator';
+    info.appendChild(note);
   }
   info.appendChild(h('p', { text: t('phone.reported', { t: clockTime(incident.reported_at) }) }));
   info.appendChild(

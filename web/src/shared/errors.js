@@ -25,6 +25,7 @@ const FIELDS = [
   'incident_id',
   'accuracy_m',
   'device_time',
+  'note',
 ];
 
 // The server's reason (Pydantic's or its own words) as one of ours, with what it carries.
@@ -71,6 +72,12 @@ export function errorText(error, context) {
   if (status === 413) return t('error.too_large');
   if (status === 404 && body.field) return t('error.not_found', { field: fieldName(body.field) });
   if (status === 409 && /incident is closed/.test(error.detail || '')) return t('error.closed');
+  if (status === 409 && /already dispatched/.test(error.detail || '')) {
+    return t('error.already_dispatched');
+  }
+  if (status === 409 && /is off duty \((.*)\)$/.test(error.detail || '')) {
+    return t('error.off_duty', { detail: /is off duty \((.*)\)$/.exec(error.detail)[1] });
+  }
   if (status === 422 || status === 400) {
     const problems = fieldProblems(error, body);
     if (problems.length) return problems.map(problemText).join(t('error.sep'));

@@ -142,7 +142,7 @@ export function recordView(record) {
     const o = outcomes[d.id];
     const line = [t('tier.short.' + d.tier)];
     // Alerted by the escalation, not by the report: said as the console's card says it.
-    if (d.ring > 0) line.push(t('ring.escalated'));
+    if (d.ring > 0) line.push(t(d.added_by === 'operator' ? 'ring.operator' : 'ring.escalated'));
     if (o) {
       line.push(t('rep.outcome.' + o.outcome));
       if (o.time_to_arrival_s !== null) line.push(againstTarget(o.time_to_arrival_s, targets[d.tier]));
@@ -214,7 +214,8 @@ function noticeText(event, teams) {
 }
 
 // What happened to the chain after the report, in the order of the server's times: each
-// escalation (when, why, how wide, the teams it added or that it found none), each tier's
+// escalation (when, why, how wide, the teams it added or that it found none), each team an
+// operator added by hand (who, which, the note), each tier's
 // breach, each leader the server reached out to over another channel when his phone did not
 // acknowledge the alert, and the close, with who closed it. The hops are the teams' own, below.
 function eventsView(record) {
@@ -232,6 +233,15 @@ function eventsView(record) {
     if (event.type === 'escalated') text = escalationText(data, names);
     else if (event.type === 'breached') {
       text = t('rep.record_breached', { tier: t('tier.short.' + data.tier) });
+    } else if (event.type === 'team_added') {
+      // 人工加派: who added which team, at its tier, and why when he said.
+      const vars = {
+        who: event.actor_name || '',
+        team: data.team_name || names[data.team_id] || data.team_id || '',
+        tier: t('tier.short.' + data.tier),
+        note: data.note || '',
+      };
+      text = t(data.note ? 'rep.record_added_note' : 'rep.record_added', vars);
     } else if (event.type === 'closed') {
       text = t('rep.record_closed_by', { who: event.actor_name || '' });
     } else if (event.type === 'notified' || event.type === 'notify_failed') {
