@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from geo.crs import CRS, to_wgs84
+from geo.crs import CRS, in_china, to_wgs84
 from tests.pages.conftest import Opened
 from tests.pages.test_console_and_phone import (
     SCENE,
@@ -226,8 +226,8 @@ async def test_a_map_link_pasted_into_either_field_fills_both_and_sets_its_syste
     """A share link from AMap, Baidu, Tencent, WeChat, OpenStreetMap, Google or a geo: URI was
     refused as not a number, and the operator had to dig the two numbers out of it, in the
     right order, and guess the system; pasted into either field it now fills both, sets the
-    system its map uses (GCJ-02 for AMap and Tencent, BD-09 for Baidu unless coord_type says
-    otherwise, WGS84 for OpenStreetMap, Google and geo:) and says what it read."""
+    system its map uses (GCJ-02 for AMap, Tencent and Google in mainland China, BD-09 for Baidu
+    unless coord_type says otherwise, WGS84 for OpenStreetMap and geo:) and says what it read."""
     gcj02 = to_wgs84(*SCENE, CRS.GCJ02)
     post = await world.team("fixed_post", *gcj02)
     console = await open_console(browser, contexts, world)
@@ -280,8 +280,8 @@ async def test_a_map_link_pasted_into_either_field_fills_both_and_sets_its_syste
         (
             "#lon",
             "https://maps.google.com/?q=22.849,114.1612",
-            "wgs84",
-            "已从谷歌地图链接读取（WGS84）",
+            "gcj02",
+            "已从谷歌地图链接读取（GCJ-02）",
         ),
         ("#lat", "geo:22.849,114.1612?z=17", "wgs84", "已从geo: 链接读取（WGS84）"),
         (
@@ -326,6 +326,70 @@ async def test_a_map_link_pasted_into_either_field_fills_both_and_sets_its_syste
     await expect(note).to_contain_text("已从高德链接读取（GCJ-02）")
     await crs.select_option("wgs84")
     await expect(note).to_be_hidden()
+
+
+async def test_a_google_link_in_mainland_china_is_read_as_gcj02_as_the_server_bounds_china(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """Google's road map and places in mainland China are in GCJ-02 whichever of its domains
+    serves them, yet a google.com link was read as WGS84 and the incident sent some 600 m from
+    the place near the Shenzhen border. A Google link whose point lies in the server's bounds
+    of China (in_china) is now read as GCJ-02, and the form says why and to choose WGS84 for a
+    point outside mainland China (Hong Kong lies inside those bounds); elsewhere Google's points
+    stay WGS84, and a phone's geo: URI is WGS84 wherever it is."""
+    await world.team("fixed_post", *SCENE)
+    console = await open_console(browser, contexts, world)
+    lon, lat, crs = console.locator("#lon"), console.locator("#lat"), console.locator("#crs")
+    note, problem = console.locator("#point-note"), console.locator("#point-error")
+    mainland = "谷歌地图在中国大陆的坐标为 GCJ-02"
+    for link, (lon_text, lat_text) in [
+        ("https://www.google.com/maps/search/22.849,+114.1612", ("114.1612", "22.849")),
+        ("https://www.google.com.hk/maps?q=22.849,114.1612", ("114.1612", "22.849")),
+        ("https://ditu.google.cn/maps?ll=22.849,114.1612", ("114.1612", "22.849")),
+        (
+            "https://www.google.com/maps/place/x/data=!4m2!3m1!1s0x0:0x0!3d22.849!4d114.1612",
+            ("114.1612", "22.849"),
+        ),
+        # Edges of the server's bounds, and Tokyo, Paris and google.cn's own point outside them.
+        ("https://www.google.com/maps?q=35.0,137.8347", ("137.8347", "35")),
+        ("https://www.google.com/maps?q=35.0,137.8348", ("137.8348", "35")),
+        ("https://www.google.com/maps?q=55.8272,120.0", ("120", "55.8272")),
+        ("https://www.google.com/maps?q=35.6812,139.7671", ("139.7671", "35.6812")),
+        ("https://ditu.google.cn/maps?q=48.8584,2.2945", ("2.2945", "48.8584")),
+    ]:
+        inside = in_china(float(lon_text), float(lat_text))
+        system = "gcj02" if inside else "wgs84"
+        await crs.select_option("wgs84" if inside else "gcj02")
+        await paste(console, "#lon", link)
+        await expect(lon).to_have_value(lon_text)
+        await expect(lat).to_have_value(lat_text)
+        await expect(crs).to_have_value(system)
+        await expect(problem).to_be_hidden()
+        if inside:
+            await expect(note).to_contain_text("已从谷歌地图链接读取（GCJ-02）")
+            await expect(note).to_contain_text(mainland)
+            await expect(note).to_contain_text("点位若不在中国大陆，请改选 WGS84")
+        else:
+            await expect(note).to_contain_text("已从谷歌地图链接读取（WGS84）")
+            await expect(note).not_to_contain_text(mainland)
+
+    await paste(console, "#lat", "geo:22.849,114.1612?z=17")
+    await expect(crs).to_have_value("wgs84")
+    await expect(note).to_contain_text("已从geo: 链接读取（WGS84）")
+    await expect(note).not_to_contain_text(mainland)
+
+    await paste(console, "#lon", "https://maps.google.com/?q=22.849,114.1612")
+    await expect(crs).to_have_value("gcj02")
+    await console.get_by_role("button", name="English").click()
+    await expect(note).to_contain_text("Read from a Google Maps link (GCJ-02)")
+    await expect(note).to_contain_text("Google Maps gives points in mainland China in GCJ-02")
+    await expect(note).to_contain_text("for a point outside mainland China, choose WGS84")
+    await console.get_by_role("button", name="中文").click()
+    incident_id = await sent_report(console)
+    stored = await world.incident(await world.operator(), incident_id)
+    gcj02 = to_wgs84(*SCENE, CRS.GCJ02)
+    assert stored["location"]["lon"] == pytest.approx(gcj02[0], abs=1e-6)
+    assert stored["location"]["lat"] == pytest.approx(gcj02[1], abs=1e-6)
 
 
 async def test_a_link_without_a_point_to_trust_is_refused_and_nothing_is_guessed(

@@ -259,29 +259,47 @@ function openStreetMap(url) {
   return { refused: 'none', source: 'osm' };
 }
 
-function google(url, host) {
-  // Google's map of China (google.cn) is in GCJ-02.
-  const crs = onHost(host, 'google.cn') ? 'gcj02' : 'wgs84';
+// The box the server takes as China, where GCJ-02 applies (geo/crs.py, in_china): the GCJ-02
+// algorithm's own. It is a rough one: Hong Kong, Macau, Taiwan and neighbouring countries lie
+// inside it.
+const GCJ02_LON = [72.004, 137.8347];
+const GCJ02_LAT = [0.8293, 55.8271];
+
+function inGcj02Box(lon, lat) {
+  return inRange(lon, GCJ02_LON) && inRange(lat, GCJ02_LAT);
+}
+
+// A Google link's point, in the system Google's map has there: its road map and places in
+// mainland China are in GCJ-02, whichever of its domains serves them (only its satellite
+// imagery is not), and elsewhere in WGS84. Mainland China is the server's box, so a point in
+// Hong Kong, just over the border, is read as GCJ-02 too: the form says so, for the operator
+// to check.
+function googlePoint(lon, lat, view) {
+  const crs = Number.isFinite(lon) && Number.isFinite(lat) && inGcj02Box(lon, lat) ? 'gcj02' : 'wgs84';
+  return found('google', crs, lon, lat, view);
+}
+
+function google(url) {
   const path = decodeURIComponent(url.pathname);
   // A place's own point: …/data=…!3d<lat>!4d<lon>.
   const places = path.match(/!3d[-+\d.]+!4d[-+\d.]+/g);
   if (places) {
     const m = /!3d([-+\d.]+)!4d([-+\d.]+)/.exec(places[places.length - 1]);
-    return found('google', crs, decimal(m[2]), decimal(m[1]));
+    return googlePoint(decimal(m[2]), decimal(m[1]));
   }
   const q = url.searchParams;
   for (const name of ['q', 'query', 'll', 'center']) {
     const ll = twoNumbers((q.get(name) || '').replace(/\s+/g, ''));
-    if (ll) return found('google', crs, ll[1], ll[0]);
+    if (ll) return googlePoint(ll[1], ll[0]);
   }
   // /maps/place/22.849,114.1612 or /maps/search/22.849, 114.1612.
   const named = /\/maps\/(?:place|search)\/([^/@]+)/.exec(path);
   const ll = named && twoNumbers(named[1].replace(/[\s+]+/g, ''));
-  if (ll) return found('google', crs, ll[1], ll[0]);
+  if (ll) return googlePoint(ll[1], ll[0]);
   // /maps/@lat,lon,17z: the map's centre, no marked place. A place's link (/maps/place/name/@…)
   // centres the map beside its panel, not on the place: no point of it.
   const view = /^\/maps\/@([-+\d.]+),([-+\d.]+)/.exec(path);
-  if (view) return found('google', crs, decimal(view[2]), decimal(view[1]), true);
+  if (view) return googlePoint(decimal(view[2]), decimal(view[1]), true);
   return { refused: 'none', source: 'google' };
 }
 
@@ -342,6 +360,6 @@ export function readLink(text) {
   if (onHost(host, 'map.baidu.com')) return baidu(url);
   if (onHost(host, 'map.qq.com')) return tencent(url);
   if (onHost(host, 'openstreetmap.org') || onHost(host, 'osm.org')) return openStreetMap(url);
-  if (/(^|\.)google(\.com)?\.[a-z]{2,3}$/.test(host) || host === 'google.com') return google(url, host);
+  if (/(^|\.)google(\.com)?\.[a-z]{2,3}$/.test(host) || host === 'google.com') return google(url);
   return { refused: 'unknown', source: null };
 }

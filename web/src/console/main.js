@@ -1228,6 +1228,7 @@ function renderPointNote() {
     }
     let line = t(note.key, vars);
     if (note.view) line += t('point.link_view');
+    if (note.source === 'google' && note.crs === 'gcj02') line += t('point.link_google_china');
     if (note.order) line += t('point.order.' + note.order);
     if (note.comma) line += t('point.order.comma', note.comma);
     if (note.key === 'point.split') line += t('point.check_crs');
