@@ -223,6 +223,12 @@ async def _close(scene: Scene) -> Call:
     return Call(f"/api/v1/incidents/{(await scene.incident())['id']}/close")
 
 
+async def _add_team(scene: Scene) -> Call:
+    """A team added by hand to the shared incident: a fresh one for each call."""
+    body = {"team_id": await scene.team(), "note": "报警人要求"}
+    return Call(f"/api/v1/incidents/{scene.ids['incident']}/dispatches", json=body)
+
+
 async def _delete_member(scene: Scene) -> Call:
     return Call(f"/api/v1/rosters/members/{await scene.member()}")
 
@@ -293,6 +299,9 @@ MATRIX: dict[str, Entry] = {
     ),
     "POST /api/v1/incidents/{incident_id}/close": Entry(
         made(_close), only(200, "admin", "operator")
+    ),
+    "POST /api/v1/incidents/{incident_id}/dispatches": Entry(
+        made(_add_team), only(201, "admin", "operator")
     ),
     "POST /api/v1/dispatches/{dispatch_id}/accept": Entry(
         fixed("/api/v1/dispatches/{dispatch}/accept"), only(200, *RESPONDERS)
