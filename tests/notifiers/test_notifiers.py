@@ -1203,3 +1203,32 @@ async def test_notifier_logs_name_the_incident_and_never_the_phone_number(
         assert {"time", "level", "message"} <= set(line)
     assert any("138****8000" in line["message"] for line in about)
     assert PHONE not in stream.getvalue()
+
+
+async def test_a_team_added_by_hand_whose_leader_does_not_acknowledge_is_texted(
+    start: Start, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    """加派: the alert of a team an operator added is watched as any other alert."""
+    sms = await receivers()
+    world = await start(
+        sms_gateway_url=sms.url, sms_gateway_username="town", sms_gateway_password="pw"
+    )
+    await world.team("fixed_post")
+    far = await world.team("patrol", 114.2, 22.9, radius_m=1000, name="三号巡逻车")
+    leader, operator, incident = await setup_incident(world, team=far)
+    assert far["id"] not in {d["team_id"] for d in incident["dispatches"]}
+    reply = await world.http.post(
+        f"/api/v1/incidents/{incident['id']}/dispatches",
+        json={"team_id": far["id"]},
+        headers=operator.headers,
+    )
+    assert reply.status_code == 201, reply.text
+    added = next(d for d in reply.json()["dispatches"] if d["team_id"] == far["id"])
+
+    world.clock.advance(15)
+    [text] = await sms.wait_for(1)
+    assert text.json()["to"] == PHONE
+    assert "三号巡逻车" in text.json()["text"]
+    [notified] = await wait_events(world, operator, incident["id"], "notified", 1)
+    assert notified["data"]["dispatch_id"] == added["id"]
+    assert notified["data"]["user_id"] == leader.id
