@@ -314,8 +314,63 @@ class Verdict:
     # Incidents some of whose columns their events were written too early to record (before
     # they carried everything the reports read): those columns are not checked.
     unrecorded: int = 0
-    # Where the break is in the office's terms (``_where``), when its rows could be read.
+    # Where the break is in the office's terms (``_place``), when its rows could be read.
     where: str | None = None
+    # The same, as values (``Place``): for the pages, which show them in their own words.
+    place: Place | None = None
+
+
+@dataclass(frozen=True)
+class Place:
+    """A broken incident as the office knows it: when it was reported, its category and
+    village (None: in no village), from ``source``; and the event row named, if any."""
+
+    incident_id: str
+    reported_at: datetime
+    source: str
+    category: str | None
+    village: str | None
+    event_type: str | None = None
+    event_at: datetime | None = None
+
+    def __str__(self) -> str:
+        place = self.village or "in no village"
+        where = (
+            f"incident {self.incident_id}, reported {show_instant(self.reported_at)} "
+            f"({self.source}), {self.category}, {place}"
+        )
+        if self.event_type is not None and self.event_at is not None:
+            where += f"; the event: {self.event_type} at {show_instant(self.event_at)} as stored"
+        return where
+
+
+@dataclass(frozen=True)
+class Head:
+    """The newest row of the event log: its id, hash and time."""
+
+    event_id: int
+    hash: str
+    at: datetime
+
+
+async def head_at(session: AsyncSession, moment: datetime) -> Head | None:
+    """The log's row written last (the greatest id) of those at or before ``moment``: what a
+    report computed then was computed against. None when there is none."""
+    query = (
+        select(EVENTS.c.id, EVENTS.c.hash, EVENTS.c.at)
+        .where(EVENTS.c.at <= moment)
+        .order_by(EVENTS.c.id.desc())
+        .limit(1)
+    )
+    row = (await session.execute(query)).first()
+    return None if row is None else Head(row.id, row.hash, row.at)
+
+
+async def event_with_hash(session: AsyncSession, hash_: str) -> Head | None:
+    """The row of the log whose hash is ``hash_``, if it is still there."""
+    query = select(EVENTS.c.id, EVENTS.c.hash, EVENTS.c.at).where(EVENTS.c.hash == hash_)
+    row = (await session.execute(query.order_by(EVENTS.c.id).limit(1))).first()
+    return None if row is None else Head(row.id, row.hash, row.at)
 
 
 @dataclass
@@ -621,6 +676,14 @@ def _chain_break(incident_id: str, events: list[Row[Any]], head: Row[Any] | None
                 )
                 return Break(e.id, incident_id, e.seq, reason)
             return Break(e.id, incident_id, e.seq, f"expected seq {seq}: a row is missing")
+        if head is not None and seq == head.seq + 1 and prev_hash == head.hash:
+            # The chain holds up to its head, which the server moves with every row it adds:
+            # a row past it was not added by the server, whatever its hash.
+            reason = (
+                f"it comes after the chain's head (seq {head.seq}), which the server moves with "
+                "every row it adds: the row was added"
+            )
+            return Break(e.id, incident_id, e.seq, reason)
         if e.prev_hash != prev_hash:
             return Break(e.id, incident_id, e.seq, "its prev_hash is not the previous row's hash")
         try:
@@ -711,8 +774,9 @@ async def verify(
                 if checked.unrecorded and head is not None:
                     unrecorded += 1
             if broken is not None:
-                where = _where(incident_id, found, broken)
-                return Verdict(events, incidents, broken, unrecorded, where)
+                place = _place(incident_id, found, broken)
+                where = None if place is None else str(place)
+                return Verdict(events, incidents, broken, unrecorded, where, place)
             if keep is not None and head is not None:
                 keep(incident_id, head.seq, head.hash)
     if against is not None and len(seen) < len(against):
@@ -736,7 +800,7 @@ async def verify(
     return Verdict(events, incidents, None, unrecorded)
 
 
-def _where(incident_id: str, found: _Slice, broken: Break) -> str | None:
+def _place(incident_id: str, found: _Slice, broken: Break) -> Place | None:
     """The broken incident as the office knows it, to find it in its reports and pages: when
     it was reported (Beijing time), its category and village, as its ``reported`` event
     records them (else as its row holds them); and the event row named, by its type and
@@ -756,14 +820,18 @@ def _where(incident_id: str, found: _Slice, broken: Break) -> str | None:
         category, village = incident.category, incident.village_name
     else:
         return None
-    place = village if isinstance(village, str) and village else "in no village"
-    where = f"incident {incident_id}, reported {show_instant(when)} ({source}), {category}, {place}"
     event = next(
         (e for e in chain if broken.event_id is not None and e.id == broken.event_id), None
     )
-    if event is not None:
-        where += f"; the event: {event.type} at {show_instant(event.at)} as stored"
-    return where
+    return Place(
+        incident_id,
+        when,
+        source,
+        None if category is None else str(category),
+        village if isinstance(village, str) and village else None,
+        None if event is None else event.type,
+        None if event is None else event.at,
+    )
 
 
 def _whose(incident_id: str) -> str:

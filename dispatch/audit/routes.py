@@ -4,16 +4,25 @@ from typing import Annotated
 
 from fastapi import Depends, Query
 
-from dispatch.audit import service
-from dispatch.audit.schemas import AuditEntryOut, AuditPage
+from dispatch.audit import chain, service, verification
+from dispatch.audit.schemas import (
+    AuditEntryOut,
+    AuditPage,
+    BreakOut,
+    BreakPlaceOut,
+    ChainHeadOut,
+    VerificationOut,
+)
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
-from dispatch.deps import SessionDep, require
+from dispatch.deps import RuntimeDep, SessionDep, require
 from dispatch.routing import api_router
 from dispatch.schemas import Instant, empty_period
 
 router = api_router("/api/v1/audit", tags=["audit"])
 Reader = Annotated[auth.Principal, Depends(require(Role.ADMIN, Role.AUDITOR))]
+# Those who read the reports, whose figures the verification vouches for.
+Verifier = Annotated[auth.Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Role.AUDITOR))]
 _Id = Annotated[str | None, Query(max_length=64)]
 
 
@@ -48,3 +57,69 @@ async def audit_trail(
     ]
     last = rows[-1].id if more else None
     return AuditPage(items=items, next_before_id=last)
+
+
+@router.get("/verification", response_model=VerificationOut)
+async def audit_verification(
+    runtime: RuntimeDep,
+    session: SessionDep,
+    _: Verifier,
+    head: Annotated[
+        str | None,
+        Query(
+            pattern="^[0-9a-f]{64}$",
+            description="a chain head a report states (记录链头): answer whether that row is "
+            "still in the log",
+        ),
+    ] = None,
+) -> VerificationOut:
+    """What `dispatch audit verify` checks and says, over one snapshot of the database: every
+    incident's event chain, and the rows the reports judge from against the events. Read a
+    slice of incidents at a time; over a large log it takes as long as the command."""
+    now = runtime.clock.now()
+    found = await verification.verify(session, now, head)
+    verdict = found.verdict
+    breaks = [] if verdict.broken is None else [_break_out(verdict)]
+    return VerificationOut(
+        ok=verdict.broken is None,
+        checked_at=now,
+        events=verdict.events,
+        incidents=verdict.incidents,
+        unchecked=verdict.unrecorded,
+        head=_head_out(found.head),
+        breaks=breaks,
+        asked_head=_head_out(found.asked),
+        head_found=None if head is None else found.asked is not None,
+    )
+
+
+def _head_out(head: chain.Head | None) -> ChainHeadOut | None:
+    return (
+        None if head is None else ChainHeadOut(event_id=head.event_id, hash=head.hash, at=head.at)
+    )
+
+
+def _break_out(verdict: chain.Verdict) -> BreakOut:
+    broken = verdict.broken
+    assert broken is not None
+    place = verdict.place
+    return BreakOut(
+        incident_id=broken.incident_id,
+        event_id=broken.event_id,
+        seq=broken.seq,
+        row=broken.row,
+        reason=broken.reason,
+        text=str(broken),
+        where=verdict.where,
+        place=None
+        if place is None
+        else BreakPlaceOut(
+            incident_id=place.incident_id,
+            reported_at=place.reported_at,
+            source=place.source,
+            category=place.category,
+            village=place.village,
+            event_type=place.event_type,
+            event_at=place.event_at,
+        ),
+    )

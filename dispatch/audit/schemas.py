@@ -31,3 +31,58 @@ class AuditPage(Schema):
     next_before_id: int | None = Field(
         description="pass as before_id for the next (older) page; null on the last page"
     )
+
+
+class ChainHeadOut(Schema):
+    """The newest row of the incident event log: what a record was read against."""
+
+    event_id: int = Field(description="its incident_events row id")
+    hash: str = Field(description="its hash (64 hex digits), which covers every row before it")
+    at: LocalTime = Field(description="its time, in Beijing time")
+
+
+class BreakPlaceOut(Schema):
+    """The broken incident as the office knows it, to find in its reports and pages."""
+
+    incident_id: str
+    reported_at: LocalTime
+    source: str = Field(description='"its reported event" or "its incidents row"')
+    category: str | None = Field(description="the category code (theft, fire, ...)")
+    village: str | None = Field(description="its village's name; null: in no village")
+    event_type: str | None = Field(description="the event row named, by its type")
+    event_at: LocalTime | None = Field(description="and its time as stored")
+
+
+class BreakOut(Schema):
+    incident_id: str
+    event_id: int | None = Field(description="the incident_events row, when one is named")
+    seq: int | None
+    row: str | None = Field(description="the row named when it is not an event row")
+    reason: str = Field(description="what does not hold, in English")
+    text: str = Field(description="what `dispatch audit verify` prints after BROKEN:")
+    where: str | None = Field(description="what it prints after where: (null: nothing to name)")
+    place: BreakPlaceOut | None = Field(description="the same, as values")
+
+
+class VerificationOut(Schema):
+    ok: bool = Field(description="every chain holds and every row the reports read agrees")
+    checked_at: LocalTime
+    events: int = Field(description="event rows checked")
+    incidents: int = Field(description="incident chains checked")
+    unchecked: int = Field(
+        description="incidents recorded before the events carried every column the reports "
+        "read: those columns are not checked"
+    )
+    head: ChainHeadOut | None = Field(
+        description="the log's newest row at checked_at; null when it has none"
+    )
+    breaks: list[BreakOut] = Field(
+        description="what does not hold; verification stops at the first, so at most one"
+    )
+    asked_head: ChainHeadOut | None = Field(
+        description="with head=: the row of the log with that hash; null when it is not there "
+        "(or head= was not given)"
+    )
+    head_found: bool | None = Field(
+        description="with head=: whether that row is still in the log; null without head="
+    )

@@ -120,6 +120,11 @@ SHEET_EXCLUSION_HEADER = [
 ]
 # Last in every CSV row: what the file covers, so that a row read alone still says it.
 CONTEXT_HEADER = ["统计区间(北京时间)", "筛选条件", "生成时间(北京时间)"]
+# Last in every CSV row (columns are only ever added at the end): the chain head the figures
+# were computed against, the event log's newest row then, to check the file against the log
+# later (GET /api/v1/audit/verification?head=).
+CHAIN_HEAD_HEADER = ["记录链头哈希", "记录链头时间(北京时间)"]
+NO_CHAIN_HEAD = "无（事件记录为空）"
 # After those in the exclusions' file: how many of how many it lists, as the workbook's title
 # of the list says, so that a list cut by max_exclusions says so.
 LISTED_HEADER = "列出条数"
@@ -340,13 +345,24 @@ def report_json(report: ReportOut) -> bytes:
     return b"".join(written)
 
 
+def chain_head_cells(report: ReportOut) -> list[str]:
+    """The chain head's hash and its time in Beijing time (no head: an empty log)."""
+    head = report.chain_head
+    if head is None:
+        return [NO_CHAIN_HEAD, ""]
+    return [head.hash, local_text(head.at)]
+
+
 def report_csv(report: ReportOut, part: str) -> bytes:
     """One table, its header on the first line; every row ends with what the file covers."""
     context = [period_text(report), filter_text(report), local_text(report.generated_at)]
+    head = chain_head_cells(report)
     if part == "exclusions":
         context.append(listed_text(report))
         rows = _exclusion_rows(
-            report.exclusions, local_text, lambda e: [*context, *place_cells(e), reached_text(e)]
+            report.exclusions,
+            local_text,
+            lambda e: [*context, *place_cells(e), reached_text(e), *head],
         )
         header = [
             *EXCLUSION_HEADER,
@@ -354,12 +370,17 @@ def report_csv(report: ReportOut, part: str) -> bytes:
             LISTED_HEADER,
             *EXCLUSION_PLACE_HEADER,
             REACHED_HEADER,
+            *CHAIN_HEAD_HEADER,
         ]
         return csv_bytes(header, rows)
     rows = [
-        [SHEET_TITLES[g.by], *row, *context] for g in report.groupings for row in _grouping_rows(g)
+        [SHEET_TITLES[g.by], *row, *context, *head]
+        for g in report.groupings
+        for row in _grouping_rows(g)
     ]
-    return csv_bytes(["分组方式", "分组", *FIGURE_HEADER, *CONTEXT_HEADER], rows)
+    return csv_bytes(
+        ["分组方式", "分组", *FIGURE_HEADER, *CONTEXT_HEADER, *CHAIN_HEAD_HEADER], rows
+    )
 
 
 # ---------------------------------------------------------------- XLSX
@@ -562,6 +583,17 @@ def _about(
         ["统计区间（北京时间）", period_text(report)],
         ["生成时间（北京时间）", local_datetime(report.generated_at)],
         ["筛选条件", filter_text(report)],
+    ]
+    head = report.chain_head
+    rows += [
+        ["记录链头哈希", NO_CHAIN_HEAD if head is None else head.hash],
+        ["记录链头时间（北京时间）", "" if head is None else local_datetime(head.at)],
+        [
+            "记录核验",
+            "记录链头为生成本表时事件记录的最新一行；报表页“核验记录”或 "
+            "GET /api/v1/audit/verification?head=<记录链头哈希> 可核对该行仍在记录中且记录完整"
+            "（dispatch audit verify 亦可）。",
+        ],
     ]
     ids = {k: v for k, v in report.filters.items() if k.endswith("_id") and v is not None}
     if ids:

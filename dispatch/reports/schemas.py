@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from dispatch.audit.schemas import ChainHeadOut
 from dispatch.incidents.schemas import IncidentOut
 from dispatch.schemas import LocalTime, Schema
 
@@ -159,6 +160,12 @@ class Exclusion(Schema):
 
 class ReportOut(Schema):
     generated_at: LocalTime
+    chain_head: ChainHeadOut | None = Field(
+        default=None,
+        description="the incident event log's newest row at generated_at, which the figures "
+        "were computed against (记录链头): check it later with GET /api/v1/audit/verification"
+        "?head=; null when the log is empty",
+    )
     period_from: LocalTime
     period_to: LocalTime = Field(description="exclusive")
     filters: dict[str, Any]

@@ -42,6 +42,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatch.audit import chain
+from dispatch.audit.schemas import ChainHeadOut
 from dispatch.auth.models import User
 from dispatch.db import dialect_name, hold_snapshot
 from dispatch.errors import InvalidInput, NotFound
@@ -1079,8 +1081,13 @@ async def response_times(
     labels = dict(names)
     if filters.team_id is not None:
         labels["team_id"] = (await team_labels(session, [filters.team_id]))[filters.team_id]
+    # Read in the figures' snapshot: the log as the report saw it.
+    head = await chain.head_at(session, now)
     return ReportOut(
         generated_at=now,
+        chain_head=None
+        if head is None
+        else ChainHeadOut(event_id=head.event_id, hash=head.hash, at=head.at),
         period_from=filters.start,
         period_to=filters.end,
         filters=filters.as_dict(),

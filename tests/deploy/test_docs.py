@@ -285,6 +285,8 @@ async def test_the_ids_api_md_calls_integers_are_the_schemas(world: World) -> No
     assert integers == [
         "AuditEntryOut.id",
         "AuditPage.next_before_id",
+        "BreakOut.event_id",
+        "ChainHeadOut.event_id",
         "EventOut.id",
         "GET /api/v1/audit before_id",
     ]

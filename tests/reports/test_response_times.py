@@ -409,6 +409,8 @@ def csv_rows(reply: Any) -> tuple[list[str], list[list[str]]]:
 
 
 CONTEXT = ["统计区间(北京时间)", "筛选条件", "生成时间(北京时间)"]
+# Last in every CSV row: the chain head the figures were computed against.
+CHAIN_HEAD = ["记录链头哈希", "记录链头时间(北京时间)"]
 # Last in the exclusions' file: how many of how many it lists.
 LISTED = "列出条数"
 # Then what the incident was and where.
@@ -443,15 +445,19 @@ async def test_csv_has_a_bom_and_chinese_headers(world: World) -> None:
     assert tier1[:2] == ["按梯队", "一梯队 应急联防队"]
     assert tier1[header.index("达标")] == "2" and tier1[header.index("超时")] == "1"
     assert float(tier1[header.index("到场用时P90(秒)")]) == 75
-    # Every row ends with what the file covers: the period in Beijing time, the filters, when.
-    assert header[-3:] == CONTEXT
-    generated = (await report(world, **period)).json()["generated_at"]  # the clock stood still
+    # Every row ends with what the file covers: the period in Beijing time, the filters, when,
+    # and the chain head the figures were computed against.
+    assert header[-5:] == [*CONTEXT, *CHAIN_HEAD]
+    same = (await report(world, **period)).json()  # the clock stood still
+    generated, head = same["generated_at"], same["chain_head"]
     for row in rows:
         assert len(row) == len(header)
-        assert row[-3:] == [
+        assert row[-5:] == [
             f"{local_day} 00:00:00 至 {next_day} 00:00:00（不含）",
             "无（全部警情）",
             generated[:19].replace("T", " "),
+            head["hash"],
+            head["at"][:19].replace("T", " "),
         ]
 
     exclusions = await report(world, **period, format="csv", part="exclusions")
@@ -467,6 +473,7 @@ async def test_csv_has_a_bom_and_chinese_headers(world: World) -> None:
         LISTED,
         *PLACE,
         REACHED,
+        *CHAIN_HEAD,
     ]
     assert {r[header.index(LISTED)] for r in rows} == {"共4条，列出4条"}
     # The reasons in Chinese, like the rest of the file.
@@ -488,7 +495,7 @@ async def test_csv_has_a_bom_and_chinese_headers(world: World) -> None:
         category="fight",
     )
     header, rows = csv_rows(filtered)
-    assert {r[-2] for r in rows} == {
+    assert {r[header.index("筛选条件")] for r in rows} == {
         "梯队：一梯队 应急联防队；联防队：B机动队；村(社区)：上元村；类别：打架斗殴"
     }
 
@@ -651,12 +658,12 @@ async def test_an_exclusion_tells_an_alert_never_delivered_from_one_delivered_no
         "R处突警力：未送达",
     ]
     header, rows = csv_rows(await report(world, **period, format="csv", part="exclusions"))
-    assert header[-1] == "送达情况"
-    assert [r[-1] for r in rows] == said
+    assert header[-3:] == ["送达情况", *CHAIN_HEAD]
+    assert [r[-3] for r in rows] == said
     header, rows = csv_rows(
         await report(world, **period, format="csv", part="exclusions", team_id=teams["B"]["id"])
     )
-    assert [r[-1] for r in rows] == ["已送达未接警"]
+    assert [r[-3] for r in rows] == ["已送达未接警"]
     book = load_workbook(io.BytesIO((await report(world, **period, format="xlsx")).content))
     sheet = list(book["未到场清单"].iter_rows(values_only=True))
     assert sheet[1][-1] == "送达情况"
@@ -688,8 +695,8 @@ async def test_the_exclusions_files_say_what_each_incident_was_and_where(world: 
     ]
 
     header, rows = csv_rows(await report(world, **period, format="csv", part="exclusions"))
-    assert header[-5:-1] == PLACE
-    assert [(r[0], *r[-5:-3], float(r[-3]), float(r[-2])) for r in rows] == expected
+    assert header[-7:-3] == PLACE
+    assert [(r[0], *r[-7:-5], float(r[-5]), float(r[-4])) for r in rows] == expected
 
     book = load_workbook(io.BytesIO((await report(world, **period, format="xlsx")).content))
     sheet = list(book["未到场清单"].iter_rows(values_only=True))

@@ -384,6 +384,10 @@ MATRIX: dict[str, Entry] = {
     ),
     # ------------------------------------------------------------ the audit trail
     "GET /api/v1/audit": Entry(fixed("/api/v1/audit"), only(200, "admin", "auditor")),
+    # Those who read the reports check the record they are computed from.
+    "GET /api/v1/audit/verification": Entry(
+        fixed("/api/v1/audit/verification"), only(200, *OFFICE)
+    ),
     # ------------------------------------------------------------ public: pages, health, docs
     "GET /": Entry(fixed("/"), everyone(200)),
     "GET /console": Entry(fixed("/console"), everyone(200)),

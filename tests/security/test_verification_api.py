@@ -1,0 +1,142 @@
+"""GET /api/v1/audit/verification: what ``dispatch audit verify`` checks and says, for those who
+read the reports, with the log's chain head; and whether a chain head a report states is still
+in the log."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from dispatch.audit.chain import link
+from dispatch.audit.models import EventChainHead
+from dispatch.db import table_of
+from dispatch.incidents.models import IncidentEvent
+from dispatch.schemas import show_time
+from tests.security.test_checkpoint import verify
+from tests.security.test_verify_where import an_arrival, beijing
+from tests.support import Account, World
+
+EVENTS, HEADS = table_of(IncidentEvent), table_of(EventChainHead)
+URL = "/api/v1/audit/verification"
+
+
+async def verification(world: World, by: Account, **params: Any) -> dict[str, Any]:
+    reply = await world.http.get(URL, params=params, headers=by.headers)
+    assert reply.status_code == 200, reply.text
+    answer: dict[str, Any] = reply.json()
+    return answer
+
+
+async def test_an_intact_record_is_ok_with_the_rows_checked_and_the_logs_head(
+    world: World,
+) -> None:
+    incident, _ = await an_arrival(world)
+    async with world.runtime.engine.connect() as connection:
+        rows = (await connection.execute(select(EVENTS).order_by(EVENTS.c.id))).all()
+    last = rows[-1]
+    for role in ("admin", "operator", "auditor"):
+        answer = await verification(world, await world.account(role))
+        assert answer["ok"] is True and answer["breaks"] == [], answer
+        assert (answer["events"], answer["incidents"]) == (len(rows), 1)
+        assert answer["head"] == {"event_id": last.id, "hash": last.hash, "at": show_time(last.at)}
+        assert answer["head"]["at"].endswith("+08:00")
+        assert answer["head_found"] is None and answer["asked_head"] is None
+    leader = await world.leader({"id": incident["dispatches"][0]["team_id"]})
+    refused = await world.http.get(URL, headers=leader.headers)
+    assert refused.status_code == 403, refused.text
+
+
+async def test_a_changed_event_is_named_in_the_words_of_the_command_line(world: World) -> None:
+    incident, _ = await an_arrival(world)
+    async with world.runtime.engine.begin() as connection:
+        arrived = (await connection.execute(select(EVENTS).where(EVENTS.c.type == "arrived"))).one()
+        reported = (
+            await connection.execute(select(EVENTS).where(EVENTS.c.type == "reported"))
+        ).one()
+        earlier = arrived.at - timedelta(seconds=30)
+        await connection.execute(update(EVENTS).where(EVENTS.c.id == arrived.id).values(at=earlier))
+
+    answer = await verification(world, await world.admin())
+    code, out, err = await verify(world)
+    assert code == 1, out + err
+    assert answer["ok"] is False
+    (broken,) = answer["breaks"]
+    assert [f"BROKEN: {broken['text']}", f"where: {broken['where']}"] == out.splitlines()
+    assert (broken["incident_id"], broken["event_id"], broken["seq"]) == (
+        incident["id"],
+        arrived.id,
+        arrived.seq,
+    )
+    assert broken["reason"] == "its hash does not match its content: the row was changed"
+    assert broken["place"] == {
+        "incident_id": incident["id"],
+        "reported_at": beijing(reported.at),
+        "source": "its reported event",
+        "category": "theft",
+        "village": None,
+        "event_type": "arrived",
+        "event_at": beijing(earlier),
+    }
+
+
+async def test_a_reports_chain_head_is_found_while_its_row_is_in_the_log(world: World) -> None:
+    await an_arrival(world)
+    admin = await world.admin()
+    report = await world.http.get("/api/v1/reports/response-times", headers=admin.headers)
+    head = report.json()["chain_head"]
+    answer = await verification(world, admin, head=head["hash"])
+    assert answer["head_found"] is True and answer["asked_head"] == head
+    async with world.runtime.engine.begin() as connection:
+        await connection.execute(
+            update(EVENTS).where(EVENTS.c.id == head["event_id"]).values(hash="0" * 64)
+        )
+    answer = await verification(world, admin, head=head["hash"])
+    assert answer["head_found"] is False and answer["asked_head"] is None
+    assert answer["ok"] is False
+
+
+async def test_a_head_that_is_no_hash_is_refused_naming_the_field(world: World) -> None:
+    admin = await world.admin()
+    for wrong in ("abc", "G" * 64, "A" * 64, "0" * 65):
+        reply = await world.http.get(URL, params={"head": wrong}, headers=admin.headers)
+        assert reply.status_code == 422, (wrong, reply.text)
+        assert reply.json()["fields"][0]["field"] == "head", reply.text
+
+
+async def test_a_row_forged_past_the_head_is_said_to_be_added(world: World) -> None:
+    incident, _ = await an_arrival(world)
+    async with world.runtime.engine.begin() as connection:
+        last = (
+            await connection.execute(
+                select(EVENTS)
+                .where(EVENTS.c.incident_id == incident["id"])
+                .order_by(EVENTS.c.seq.desc())
+            )
+        ).first()
+        assert last is not None
+        forged = {
+            "incident_id": incident["id"],
+            "at": last.at + timedelta(seconds=1),
+            "type": "note",
+            "actor_id": None,
+            "data": {"text": "补记"},
+            "seq": last.seq + 1,
+            "prev_hash": last.hash,
+            "hash": link(last.hash, b"whatever"),
+        }
+        await connection.execute(insert(EVENTS), forged)
+        added = (
+            await connection.execute(select(EVENTS.c.id).where(EVENTS.c.seq == last.seq + 1))
+        ).scalar_one()
+
+    code, out, err = await verify(world)
+    assert code == 1, out + err
+    assert out.splitlines()[0] == (
+        f"BROKEN: incident_events row id={added} (incident {incident['id']}, seq {last.seq + 1}): "
+        f"it comes after the chain's head (seq {last.seq}), which the server moves with every "
+        "row it adds: the row was added"
+    ), out
+    (broken,) = (await verification(world, await world.admin()))["breaks"]
+    assert broken["text"] == out.splitlines()[0].removeprefix("BROKEN: ")
