@@ -86,6 +86,9 @@ const state = {
   running: 0,
   failure: null, // the error when the last request failed: said in the language of the moment
   downloadFailure: null, // ... when the last download failed, until the next report or download
+  verification: null, // the last answer of GET /api/v1/audit/verification
+  verifyFailure: null, // ... or why it did not come
+  verifying: 0, // the verification asked for last, counted: an older answer is not shown
 };
 
 function boot() {
@@ -113,8 +116,10 @@ function boot() {
     fillSelects();
     render();
     record.render();
+    renderVerification();
   });
   $('#record-close').addEventListener('click', record.close);
+  $('#verify-run').addEventListener('click', verifyRecord);
   // Back or forward to another report asked for: its filters, and its figures asked again.
   window.addEventListener('popstate', () => {
     if (!state.me) return;
@@ -135,9 +140,14 @@ function boot() {
       state.histogram = null;
       state.failure = null;
       state.downloadFailure = null;
+      state.verifying += 1;
+      $('#verify-run').disabled = false;
+      state.verification = null;
+      state.verifyFailure = null;
       $('#status').textContent = '';
       $('#status').className = 'status';
       render();
+      renderVerification();
     },
   });
 }
@@ -646,6 +656,7 @@ function render() {
   renderGrouping(by[state.params.grouping]);
   renderExclusions(report);
   $('#method').textContent = t('rep.method_text');
+  renderReportHead();
   for (const chart of state.charts) chart.destroy();
   state.charts = [tierChart(report.totals), teamChart(by.team), histogramChart(state.histogram)];
 }
@@ -660,6 +671,7 @@ function failureAdvice(error) {
 }
 
 function clearResult() {
+  $('#report-head').textContent = '';
   for (const chart of state.charts) chart.destroy();
   state.charts = [];
   $('#result').hidden = true;
@@ -1210,3 +1222,111 @@ function fileName(disposition, part, format) {
 }
 
 boot();
+
+// ---------------------------------------------------------------- verifying the record
+
+// The chain head the report on screen states: the event log's newest row it was computed
+// against, which the verification looks for.
+function renderReportHead() {
+  const report = state.report;
+  if (!report) {
+    $('#report-head').textContent = '';
+    return;
+  }
+  const head = report.chain_head;
+  $('#report-head').textContent = head
+    ? t('rep.verify_report_head', { hash: head.hash, at: localTime(head.at) })
+    : t('rep.verify_report_no_head');
+}
+
+async function verifyRecord() {
+  const ticket = ++state.verifying;
+  const head = state.report && state.report.chain_head;
+  state.verification = null;
+  state.verifyFailure = null;
+  $('#verify-run').disabled = true;
+  renderVerification();
+  try {
+    const query = head ? '?head=' + encodeURIComponent(head.hash) : '';
+    const answer = await api.get('/api/v1/audit/verification' + query);
+    if (ticket !== state.verifying) return;
+    state.verification = answer;
+  } catch (error) {
+    if (ticket !== state.verifying) return;
+    state.verifyFailure = error;
+  } finally {
+    if (ticket === state.verifying) $('#verify-run').disabled = false;
+  }
+  renderVerification();
+}
+
+function renderVerification() {
+  const box = $('#verify-result');
+  clear(box);
+  const answer = state.verification;
+  if (state.verifyFailure !== null) {
+    $('#verify').dataset.state = 'failed';
+    box.append(h('p', { class: 'error', text: t('rep.verify_failed', { detail: errorText(state.verifyFailure) }) }));
+    return;
+  }
+  if (!answer) {
+    if ($('#verify-run').disabled) {
+      $('#verify').dataset.state = 'loading';
+      box.append(h('p', { class: 'hint', text: t('rep.verify_running') }));
+    } else {
+      delete $('#verify').dataset.state;
+    }
+    return;
+  }
+  $('#verify').dataset.state = answer.ok ? 'ok' : 'broken';
+  const lines = [];
+  if (answer.ok) {
+    lines.push(h('p', { class: 'verify-ok', text: t('rep.verify_ok', { events: answer.events, incidents: answer.incidents }) }));
+  } else {
+    lines.push(h('p', { class: 'verify-broken', text: t('rep.verify_broken') }));
+    const items = answer.breaks.map((b) => h('li', { class: 'verify-break' }, breakLines(b)));
+    lines.push(h('ul', { class: 'verify-breaks' }, items));
+  }
+  lines.push(
+    h('p', {
+      class: 'verify-head',
+      text: answer.head
+        ? t('rep.verify_head', { hash: answer.head.hash, at: localTime(answer.head.at) })
+        : t('rep.verify_no_head'),
+    }),
+  );
+  if (answer.unchecked) lines.push(h('p', { class: 'hint', text: t('rep.verify_unchecked', { n: answer.unchecked }) }));
+  if (answer.head_found === true) {
+    lines.push(h('p', { class: 'verify-ok', text: t('rep.verify_head_found', { at: localTime(answer.asked_head.at) }) }));
+  } else if (answer.head_found === false) {
+    const asked = state.report && state.report.chain_head ? state.report.chain_head.hash : '';
+    lines.push(h('p', { class: 'verify-broken', text: t('rep.verify_head_missing', { hash: asked }) }));
+  }
+  box.append(...lines);
+}
+
+// A break as the office finds it in its pages: the incident by its report time (Beijing time),
+// category and village, the event named; then the command line's words in full.
+function breakLines(b) {
+  const lines = [];
+  const place = b.place;
+  if (place) {
+    const category = place.category ? t('category.' + place.category) : '—';
+    lines.push(
+      h('div', {
+        class: 'verify-where',
+        text: t('rep.verify_where', {
+          id: place.incident_id,
+          at: localTime(place.reported_at),
+          category,
+          village: place.village || t('rep.verify_no_village'),
+        }),
+      }),
+    );
+    if (place.event_type) {
+      lines.push(h('div', { text: t('rep.verify_event', { type: place.event_type, at: localTime(place.event_at) }) }));
+    }
+  }
+  lines.push(h('div', { class: 'verify-text', text: t('rep.verify_text', { text: b.text }) }));
+  return lines;
+}

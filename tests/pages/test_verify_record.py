@@ -1,0 +1,85 @@
+"""The report page's 核验记录 (Verify record): the record checked as ``dispatch audit verify``
+checks it, in green with the rows checked and the chain head when it holds, each break named by
+its incident's report time (Beijing time), category and village when it does not; and the chain
+head the report on screen states, looked for in the record. Chinese first, English on switch."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from playwright.async_api import Browser, expect
+from sqlalchemy import select, update
+
+from dispatch.db import table_of
+from dispatch.incidents.models import IncidentEvent
+from tests.pages.conftest import Opened, ask_report, desk_context, log_in
+from tests.security.test_verify_where import an_arrival
+from tests.support import World
+
+EVENTS = table_of(IncidentEvent)
+
+
+def wall(iso: str) -> str:
+    return iso[:19].replace("T", " ")
+
+
+async def test_verify_record_shows_the_record_whole_then_the_break_in_both_languages(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    incident, _ = await an_arrival(world)
+    auditor = await world.account("auditor")
+    head = (await world.http.get("/api/v1/reports/response-times", headers=auditor.headers)).json()[
+        "chain_head"
+    ]
+    context = await desk_context(browser, contexts)
+    page = await context.new_page()
+    await log_in(page, world.base_url + "/console/reports", auditor)
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    await ask_report(page, incident["reported_at"][:10])
+    await expect(page.locator("#report-head")).to_have_text(
+        f"本报表的记录链头：{head['hash']}（北京时间 {wall(head['at'])}）"
+    )
+
+    section = page.locator("#verify")
+    await page.get_by_role("button", name="核验记录").click()
+    await expect(section).to_have_attribute("data-state", "ok")
+    result = page.locator("#verify-result")
+    ok = result.locator(".verify-ok").first
+    await expect(ok).to_have_text(
+        f"记录完整：核验了 1 起警情的 {head['event_id']} 条事件记录，均未被改动"
+    )
+    assert await ok.evaluate("e => getComputedStyle(e).color") == "rgb(4, 120, 87)"
+    await expect(result).to_contain_text(f"记录链头：{head['hash']}（北京时间 {wall(head['at'])}）")
+    await expect(result).to_contain_text("本报表的记录链头仍在记录中")
+
+    async with world.runtime.engine.begin() as connection:
+        arrived = (await connection.execute(select(EVENTS).where(EVENTS.c.type == "arrived"))).one()
+        earlier = arrived.at - timedelta(seconds=30)
+        await connection.execute(update(EVENTS).where(EVENTS.c.id == arrived.id).values(at=earlier))
+    reply = await world.http.get("/api/v1/audit/verification", headers=auditor.headers)
+    (broken,) = reply.json()["breaks"]
+
+    await page.get_by_role("button", name="核验记录").click()
+    await expect(section).to_have_attribute("data-state", "broken")
+    await expect(result.locator(".verify-broken").first).to_have_text(
+        "记录有断裂：以下记录与哈希链不符"
+    )
+    where = result.locator(".verify-where")
+    await expect(where).to_have_text(
+        f"警情 {incident['id']}：报警时间 {wall(incident['reported_at'])}（北京时间），"
+        "盗窃，不属任何村"
+    )
+    await expect(result).to_contain_text(
+        f"所涉事件：arrived，记录时间 {wall(broken['place']['event_at'])}（北京时间）"
+    )
+    await expect(result.locator(".verify-text")).to_have_text(f"原文：{broken['text']}")
+
+    await page.get_by_role("button", name="English").click()
+    await expect(where).to_have_text(
+        f"Incident {incident['id']}: reported {wall(incident['reported_at'])} (Beijing time), "
+        "Theft, in no village"
+    )
+    await expect(result.locator(".verify-broken").first).to_have_text(
+        "The record is broken: these rows do not agree with the hash chain"
+    )
+    await expect(page.get_by_role("button", name="Verify record")).to_be_visible()
