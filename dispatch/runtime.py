@@ -80,6 +80,10 @@ class Runtime:
     # Background tasks the server cannot do without (the deadline timer, the acknowledgements'
     # recorder) that ended, by name, with what ended them: /readyz answers 503 meanwhile.
     stopped: dict[str, str] = field(default_factory=dict)
+    # Held while this process verifies the record (GET /api/v1/audit/verification): a check
+    # of the whole log holds a reader's connection and CPU for as long as the command takes,
+    # so a second asked meanwhile is refused rather than run beside it.
+    verifying: asyncio.Lock = field(default_factory=asyncio.Lock)
     # The readers' pool, each statement its own transaction.
     statement_read_engine: AsyncEngine = field(init=False)
 

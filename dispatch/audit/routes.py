@@ -16,6 +16,7 @@ from dispatch.audit.schemas import (
 from dispatch.auth import service as auth
 from dispatch.auth.models import Role
 from dispatch.deps import RuntimeDep, SessionDep, require
+from dispatch.errors import RATE_LIMITED, RateLimited
 from dispatch.routing import api_router
 from dispatch.schemas import Instant, empty_period
 
@@ -24,6 +25,8 @@ Reader = Annotated[auth.Principal, Depends(require(Role.ADMIN, Role.AUDITOR))]
 # Those who read the reports, whose figures the verification vouches for.
 Verifier = Annotated[auth.Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Role.AUDITOR))]
 _Id = Annotated[str | None, Query(max_length=64)]
+# When a verification refused for another one running is worth asking again.
+VERIFYING_RETRY_S = 10
 
 
 @router.get("", response_model=AuditPage)
@@ -59,7 +62,16 @@ async def audit_trail(
     return AuditPage(items=items, next_before_id=last)
 
 
-@router.get("/verification", response_model=VerificationOut)
+@router.get(
+    "/verification",
+    response_model=VerificationOut,
+    responses={
+        429: {
+            **RATE_LIMITED[429],
+            "description": "a verification is already running on this server",
+        }
+    },
+)
 async def audit_verification(
     runtime: RuntimeDep,
     session: SessionDep,
@@ -76,8 +88,15 @@ async def audit_verification(
     """What `dispatch audit verify` checks and says, over one snapshot of the database: every
     incident's event chain, and the rows the reports judge from against the events. Read a
     slice of incidents at a time; over a large log it takes as long as the command."""
-    now = runtime.clock.now()
-    found = await verification.verify(session, now, head)
+    if runtime.verifying.locked():
+        raise RateLimited(
+            "a verification of the record is already running on this server; its answer comes "
+            "once every incident is checked: ask again then",
+            retry_after_s=VERIFYING_RETRY_S,
+        )
+    async with runtime.verifying:
+        now = runtime.clock.now()
+        found = await verification.verify(session, now, head)
     verdict = found.verdict
     breaks = [] if verdict.broken is None else [_break_out(verdict)]
     return VerificationOut(

@@ -108,6 +108,22 @@ async def test_a_head_that_is_no_hash_is_refused_naming_the_field(world: World) 
         assert reply.json()["fields"][0]["field"] == "head", reply.text
 
 
+async def test_a_second_verification_asked_while_one_runs_is_refused_until_it_ends(
+    world: World,
+) -> None:
+    """Two people press 核验记录 at once: the second is told to come back (429, Retry-After)
+    rather than holding a second connection and the CPU for the whole log again."""
+    await an_arrival(world)
+    admin = await world.admin()
+    async with world.runtime.verifying:
+        reply = await world.http.get(URL, headers=admin.headers)
+        assert reply.status_code == 429, reply.text
+        assert reply.json()["error"] == "rate_limited", reply.text
+        assert "already running" in reply.json()["detail"]
+        assert reply.headers["Retry-After"] == "10"
+    assert (await verification(world, admin))["ok"] is True
+
+
 async def test_a_row_forged_past_the_head_is_said_to_be_added(world: World) -> None:
     incident, _ = await an_arrival(world)
     async with world.runtime.engine.begin() as connection:
