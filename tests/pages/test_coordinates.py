@@ -16,6 +16,7 @@ from tests.pages.test_console_and_phone import (
     open_phone,
     sent_report,
 )
+from tests.pages.test_console_operator import open_incidents
 from tests.support import World
 
 
@@ -213,11 +214,7 @@ async def test_a_swapped_or_unordered_pair_is_never_sent_by_a_guess(
     await console.get_by_role("button", name="中文").click()
     await console.get_by_role("button", name="派警").click()
     await expect(console.locator("#report-result")).to_be_empty()
-    assert (
-        await world.http.get(
-            "/api/v1/incidents?status=open", headers=(await world.operator()).headers
-        )
-    ).json() == []
+    assert await open_incidents(world) == []
 
 
 async def test_a_map_link_pasted_into_either_field_fills_both_and_sets_its_system(
@@ -437,11 +434,7 @@ async def test_a_link_without_a_point_to_trust_is_refused_and_nothing_is_guessed
     await expect(problem).to_contain_text(
         "The link in Longitude is not a map link that can be read"
     )
-    assert (
-        await world.http.get(
-            "/api/v1/incidents?status=open", headers=(await world.operator()).headers
-        )
-    ).json() == []
+    assert await open_incidents(world) == []
 
 
 async def test_whole_numbers_either_side_of_a_comma_are_read_by_the_ranges_of_china_and_said(

@@ -18,7 +18,7 @@ from dispatch.db import hold_snapshot, table_of
 from dispatch.incidents.models import IncidentEvent
 from dispatch.schemas import show_time
 from tests.security.test_checkpoint import verify
-from tests.security.test_verify_where import an_arrival, beijing
+from tests.security.test_verify_where import an_arrival, arrival_and_report, beijing
 from tests.support import Account, World
 
 EVENTS, HEADS = table_of(IncidentEvent), table_of(EventChainHead)
@@ -54,10 +54,7 @@ async def test_an_intact_record_is_ok_with_the_rows_checked_and_the_logs_head(
 async def test_a_changed_event_is_named_in_the_words_of_the_command_line(world: World) -> None:
     incident, _ = await an_arrival(world)
     async with world.runtime.engine.begin() as connection:
-        arrived = (await connection.execute(select(EVENTS).where(EVENTS.c.type == "arrived"))).one()
-        reported = (
-            await connection.execute(select(EVENTS).where(EVENTS.c.type == "reported"))
-        ).one()
+        arrived, reported = await arrival_and_report(connection)
         earlier = arrived.at - timedelta(seconds=30)
         await connection.execute(update(EVENTS).where(EVENTS.c.id == arrived.id).values(at=earlier))
 

@@ -6,8 +6,10 @@ An intact record says ``ok`` and nothing of the kind."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dispatch.db import table_of
 from dispatch.incidents.models import Dispatch, IncidentEvent
@@ -33,6 +35,13 @@ async def an_arrival(world: World) -> tuple[dict[str, object], str]:
     return incident, incident["dispatches"][0]["id"]
 
 
+async def arrival_and_report(connection: AsyncConnection) -> tuple[Row[Any], Row[Any]]:
+    """The event rows of ``an_arrival``'s arrival and of its report."""
+    arrived = (await connection.execute(select(EVENTS).where(EVENTS.c.type == "arrived"))).one()
+    reported = (await connection.execute(select(EVENTS).where(EVENTS.c.type == "reported"))).one()
+    return arrived, reported
+
+
 async def test_an_intact_record_is_ok_and_names_nothing(world: World) -> None:
     await an_arrival(world)
     code, out, err = await verify(world)
@@ -43,10 +52,7 @@ async def test_an_intact_record_is_ok_and_names_nothing(world: World) -> None:
 async def test_an_arrival_moved_is_named_with_its_incident_in_beijing_time(world: World) -> None:
     incident, dispatch_id = await an_arrival(world)
     async with world.runtime.engine.begin() as connection:
-        arrived = (await connection.execute(select(EVENTS).where(EVENTS.c.type == "arrived"))).one()
-        reported = (
-            await connection.execute(select(EVENTS).where(EVENTS.c.type == "reported"))
-        ).one()
+        arrived, reported = await arrival_and_report(connection)
         earlier = arrived.at - timedelta(seconds=30)
         await connection.execute(
             update(DISPATCHES).where(DISPATCHES.c.id == dispatch_id).values(arrived_at=earlier)
