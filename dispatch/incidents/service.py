@@ -1177,7 +1177,8 @@ async def add_dispatch(
             f"incident_id: the incident is closed ({incident_id}): no team can be added",
             field="incident_id",
         )
-    team = await teams.get_team(session, team_id)
+    # Held, as a retirement locks it: a team retired at the same moment is not added.
+    team = await teams.get_team(session, team_id, held=True)
     dispatched = await session.scalar(
         select(Dispatch.id).where(Dispatch.incident_id == incident_id, Dispatch.team_id == team_id)
     )

@@ -294,10 +294,17 @@ def parse_zone(zone: dict[str, Any], max_vertices: int) -> dict[str, Any]:
     return zone_to_geojson(geometry)
 
 
-async def get_team(session: AsyncSession, team_id: str, *, for_update: bool = False) -> Team:
+async def get_team(
+    session: AsyncSession, team_id: str, *, for_update: bool = False, held: bool = False
+) -> Team:
+    """The team in service. ``for_update`` to change it; ``held`` to act on it as it is
+    (names_held's share lock): no retirement or change of it commits until the transaction
+    ends, and one under way is waited for, after which a team it retired is not found."""
     query = select(Team).where(Team.id == team_id, Team.retired_at.is_(None))
     if for_update:
         query = query.with_for_update(key_share=True)
+    elif held:
+        query = query.with_for_update(read=True)
     team = await session.scalar(query)
     if team is None:
         raise NotFound(f"team {team_id!r} does not exist", field="team_id")

@@ -13,6 +13,7 @@ from dispatch.auth import service as auth
 from dispatch.auth.models import Role
 from dispatch.errors import Conflict, NotFound
 from dispatch.incidents import service as incidents
+from tests.rosters.races import racing_a_writer
 from tests.rosters.test_duty import advance_to, put_duty
 from tests.support import QINGXI, Account, World
 
@@ -210,3 +211,23 @@ async def test_the_service_adds_a_team_in_one_unit_of_work(world: World) -> None
     after = await world.incident(operator, incident["id"])
     assert [d["team_id"] for d in after["dispatches"]].count(response["id"]) == 1
     await chain_holds(world)
+
+
+async def test_a_team_retired_while_it_is_added_is_not_added(world: World) -> None:
+    """Retirement and 加派 take turns on the team's row: the add waits for a retirement under
+    way, then finds the team out of service (before, it read the team as still serving and
+    dispatched a retired team)."""
+    await world.team("fixed_post")
+    patrol = await world.team("patrol", *at(2000, 90), radius_m=1000)
+    operator = await world.operator()
+    incident = await world.report(operator)
+
+    reply = await racing_a_writer(
+        world,
+        lambda: add(world, operator, incident["id"], patrol["id"]),
+        "UPDATE teams SET retired_at = now() WHERE id = $1",
+        patrol["id"],
+    )
+    assert (reply.status_code, reply.json()["field"]) == (404, "team_id"), reply.text
+    after = await world.incident(operator, incident["id"])
+    assert patrol["id"] not in [d["team_id"] for d in after["dispatches"]]
