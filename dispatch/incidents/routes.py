@@ -22,6 +22,7 @@ from dispatch.incidents.models import IncidentStatus
 from dispatch.incidents.schemas import (
     AcceptIn,
     ArriveIn,
+    DispatchAddedOut,
     DispatchAddIn,
     EventOut,
     IncidentCreate,
@@ -209,9 +210,12 @@ async def close_incident(
 @incidents_router.post(
     "/{incident_id}/dispatches",
     status_code=201,
-    response_model=IncidentOut,
+    response_model=DispatchAddedOut,
     responses={
-        201: {"description": "the team was added and alerted: the incident as it is now"},
+        201: {
+            "description": "the team was added and alerted: the incident as it is now, and "
+            "no_active_leader true when the team has no enabled leader account to alert"
+        },
         403: error_response(403, "not an operator or an administrator"),
         404: error_response(
             404, "no such incident (field incident_id) or no team in service (field team_id)"
@@ -229,7 +233,7 @@ async def add_dispatch(
     request: Request,
     session: SessionDep,
     actor: OperatorDep,
-) -> IncidentOut:
+) -> DispatchAddedOut:
     """Add a team to an open incident by hand (加派): it is alerted as any dispatched team,
     at its own tier, its dispatch marked ``added_by: operator`` (``ring`` 2), and the
     incident's timeline records who added it, when, and the note (``team_added``)."""

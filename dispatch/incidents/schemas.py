@@ -120,6 +120,16 @@ class IncidentOut(Schema):
     )
 
 
+class DispatchAddedOut(IncidentOut):
+    """The answer to 加派: the incident as it is now, and whether anyone got the alert."""
+
+    no_active_leader: bool = Field(
+        description="the team added has no enabled leader account (all disabled, or none): "
+        "its alert reached nobody and no SMS or robot follow-up can reach anyone. The team "
+        "is on record all the same, dispatched, to be reached by radio or phone"
+    )
+
+
 class ArriveIn(Schema):
     location: LocationIn | None = Field(
         default=None, description="where the team is, as the device measured it"

@@ -76,6 +76,7 @@ from dispatch.incidents.models import (
 )
 from dispatch.incidents.schemas import (
     ChainTierOut,
+    DispatchAddedOut,
     DispatchOut,
     EventOut,
     IncidentCreate,
@@ -1162,14 +1163,17 @@ async def add_dispatch(
     note: str | None,
     now: datetime,
     duty: DutyBook | None = None,
-) -> IncidentOut:
+) -> DispatchAddedOut:
     """An operator adds a team to an open incident by hand (加派): a team outside the zones,
     a second patrol, the team the caller asks for. It is alerted as an escalation's teams are
     (its dispatch's hops, followers and notifiers the same), at its own tier, with ``ring`` 2;
     a ``team_added`` event (the operator, the note) comes before its ``dispatched`` one.
 
     Its tier counts it as covered only if it is added by that tier's deadline: added later,
-    the tier's judgement (breached, or uncovered and breached) stays what it was."""
+    the tier's judgement (breached, or uncovered and breached) stays what it was.
+
+    A team without an enabled leader account is added all the same (the operator may still
+    radio it and wants it on record), and the answer says so (``no_active_leader``)."""
     # Locked as an escalation step locks it: an add, a close and a step come one after another.
     incident = await _load_incident(session, incident_id, for_update=True)
     if incident.status == IncidentStatus.CLOSED.value:
@@ -1226,8 +1230,9 @@ async def add_dispatch(
     await session.flush()
     view = (await _views(session, [incident]))[0]
     alerted = [v for v in view.dispatches if v.id == d.id]
-    await _send_alerts(session, view, alerted, now, on_turn=on_duty.on_turn)
-    return view
+    leaders = await auth.leaders_by_team(session, [team.id])
+    await _send_alerts(session, view, alerted, now, leaders=leaders, on_turn=on_duty.on_turn)
+    return DispatchAddedOut(**dict(view), no_active_leader=not leaders.get(team.id))
 
 
 class _LeaderCopies:

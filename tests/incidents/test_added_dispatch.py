@@ -231,3 +231,31 @@ async def test_a_team_retired_while_it_is_added_is_not_added(world: World) -> No
     assert (reply.status_code, reply.json()["field"]) == (404, "team_id"), reply.text
     after = await world.incident(operator, incident["id"])
     assert patrol["id"] not in [d["team_id"] for d in after["dispatches"]]
+
+
+async def test_adding_a_team_without_an_enabled_leader_says_nobody_got_its_alert(
+    world: World,
+) -> None:
+    """A team whose leaders are all disabled, or that has none, is added (the operator may
+    radio it, and it is on record) and the answer says its alert reached nobody; a team with
+    a leader says it has one."""
+    await world.team("fixed_post")
+    disabled_only = await world.team("patrol", *at(2000, 90), radius_m=1000)
+    leaderless = await world.team("response", *at(2500, 180), radius_m=1000)
+    staffed = await world.team("patrol", *at(3000, 270), radius_m=1000)
+    gone = await world.leader(disabled_only)
+    await world.leader(staffed)
+    admin = await world.admin()
+    reply = await world.http.patch(
+        f"/api/v1/users/{gone.id}", json={"disabled": True}, headers=admin.headers
+    )
+    assert reply.is_success, reply.text
+    operator = await world.operator()
+    incident = await world.report(operator)
+
+    for team, alone in ((disabled_only, True), (leaderless, True), (staffed, False)):
+        reply = await add(world, operator, incident["id"], team["id"])
+        assert reply.status_code == 201, reply.text
+        assert reply.json()["no_active_leader"] is alone, team["name"]
+        assert team["id"] in [d["team_id"] for d in reply.json()["dispatches"]]
+    await chain_holds(world)

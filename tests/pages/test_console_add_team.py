@@ -95,3 +95,48 @@ async def test_an_operator_adds_a_team_by_hand_and_its_leader_is_alerted(
     )
     team_line = record.locator(f'.record-dispatch[data-team-id="{patrol["id"]}"]')
     await expect(team_line).to_contain_text("人工加派")
+
+
+async def test_the_dialog_marks_a_team_without_an_enabled_leader_and_the_add_says_so(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """A team whose leader accounts are all disabled is marked in the dialog once chosen,
+    before the add; it can still be added, and the feed says nobody got its alert."""
+    await world.team("fixed_post")
+    patrol = await world.team("patrol", *away(3000, 270), radius_m=1000, name="三号巡逻车")
+    gone = await world.leader(patrol)
+    admin = await world.admin()
+    reply = await world.http.patch(
+        f"/api/v1/users/{gone.id}", json={"disabled": True}, headers=admin.headers
+    )
+    assert reply.is_success, reply.text
+    console = await open_console(browser, contexts, world)
+    operator = await world.operator()
+    incident = await world.report(operator)
+
+    shown = card(console, incident["id"])
+    await shown.get_by_role("button", name="加派队伍").click()
+    dialog = console.locator("#add-team")
+    await dialog.locator("#add-team-select").select_option(patrol["id"])
+    warning = dialog.locator("#add-team-no-leader")
+    await expect(warning).to_be_visible()
+    await expect(warning).to_contain_text("无可用队长账号")
+    await expect(dialog.locator("#add-team-select option")).to_contain_text(
+        ["三号巡逻车 · 二梯队 · 约 3.00 公里 · 无可用队长账号"]
+    )
+    await dialog.get_by_role("button", name="取消").click()
+    await console.locator("#lang").click()
+    await shown.get_by_role("button", name="Add team").click()
+    await expect(warning).to_contain_text("No active leader account")
+    await expect(dialog.locator("#add-team-select option")).to_contain_text(["no active leader"])
+
+    await dialog.get_by_role("button", name="Add", exact=True).click()
+    await expect(dialog).to_be_hidden()
+    await expect(shown.locator(".dispatch", has_text="三号巡逻车")).to_be_visible()
+    await expect(console.locator("#feed")).to_contain_text(
+        "三号巡逻车 added, but it has no active leader account: nobody got the alert"
+    )
+    await console.locator("#lang").click()
+    await expect(console.locator("#feed")).to_contain_text(
+        "已加派 三号巡逻车，但无可用队长账号：告警无人接收，请用电台联系"
+    )

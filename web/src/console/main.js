@@ -175,6 +175,7 @@ function boot() {
   $('#history-record-close').addEventListener('click', historyRecord.close);
   $('#add-team-form').addEventListener('submit', submitAddTeam);
   $('#add-team-cancel').addEventListener('click', closeAddTeam);
+  $('#add-team-select').addEventListener('change', renderAddTeam);
   $('#add-team').addEventListener('close', () => {
     state.adding = null;
   });
@@ -1673,7 +1674,8 @@ function sphereMetres(lon1, lat1, lon2, lat2) {
 }
 
 function openAddTeam(incident) {
-  state.adding = { id: incident.id, error: null, busy: false, chosen: null };
+  // leaderless: team id -> whether it has no enabled leader account, once asked (checkLeaders)
+  state.adding = { id: incident.id, error: null, busy: false, chosen: null, leaderless: new Map() };
   $('#add-team-note').value = '';
   renderAddTeam();
   const dialog = $('#add-team');
@@ -1705,16 +1707,34 @@ function renderAddTeam() {
   const options = teamsToAdd(incident);
   clear(select);
   for (const { team, d } of options) {
-    const text = t('add.option', { name: team.name, tier: t('tier.short.' + team.tier), d: metres(d) });
+    let text = t('add.option', { name: team.name, tier: t('tier.short.' + team.tier), d: metres(d) });
+    if (adding.leaderless.get(team.id)) text += ' · ' + t('add.no_leader_short');
     select.appendChild(h('option', { value: team.id, text }));
   }
   if (adding.chosen && options.some((o) => o.team.id === adding.chosen)) select.value = adding.chosen;
+  if (select.value) checkLeaders(adding, select.value);
+  $('#add-team-no-leader').hidden = !adding.leaderless.get(select.value);
   $('#add-team-none').hidden = options.length > 0;
   $('#add-team-submit').disabled = !options.length;
   $('#add-team-submit').setAttribute('aria-busy', adding.busy ? 'true' : 'false');
   const problem = $('#add-team-error');
   problem.hidden = !adding.error;
   problem.textContent = adding.error ? t('add.failed', { detail: errorText(adding.error) }) : '';
+}
+
+// Whether the chosen team has an enabled leader account to get its alert: without one the
+// dialog says so before the add (the server answers it too: no_active_leader).
+async function checkLeaders(adding, teamId) {
+  if (adding.leaderless.has(teamId)) return;
+  adding.leaderless.set(teamId, false);
+  try {
+    const found = await api.get('/api/v1/teams/' + encodeURIComponent(teamId) + '/reachability');
+    adding.leaderless.set(teamId, !found.leaders.length);
+  } catch {
+    adding.leaderless.delete(teamId);
+    return;
+  }
+  if (state.adding === adding) renderAddTeam();
 }
 
 async function submitAddTeam(event) {
@@ -1731,6 +1751,10 @@ async function submitAddTeam(event) {
     const body = note ? { team_id: teamId, note } : { team_id: teamId };
     const incident = await api.post('/api/v1/incidents/' + adding.id + '/dispatches', body);
     applyIncident(incident, false);
+    if (incident.no_active_leader) {
+      const d = incident.dispatches.find((one) => one.team_id === teamId);
+      addFeed('add.no_leader_done', { team: d ? d.team_name : '' }, 'feed-breach');
+    }
     if (state.adding === adding) closeAddTeam();
   } catch (error) {
     adding.error = error;
