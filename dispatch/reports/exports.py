@@ -96,6 +96,9 @@ FIGURE_HEADER = [
     *[f"{label}{stat}" for _, label in SEGMENTS for stat in ("P50(秒)", "P90(秒)", "最长(秒)")],
     # Added after the columns that were there first, so that they keep their places.
     "无覆盖且超时",
+    # Per team: how many of the dispatches counted an operator added by hand after their
+    # tier's deadline, each timed and judged from its own alert.
+    "人工加派(自接警起算)",
 ]
 SHARE_COLUMN = 12  # 1-based column of 达标率 on the grouping sheets (after 分组 and 梯队...)
 EXCLUSION_HEADER = ["警情编号", "报警时间", "梯队", "联防队", "结果", "原因"]
@@ -113,6 +116,9 @@ REACHED_LABELS = {
     "delivered": "已送达未接警",
     "accepted": "已接警未到场",
 }
+# A team an operator added by hand after its tier's deadline (人工加派) is judged from its own
+# alert: said after its outcome on 警情明细 and after the reason on the exclusions' lists.
+FROM_ALERT_NOTE = "（人工加派，自接警起算）"
 SHEET_EXCLUSION_HEADER = [
     *[LOCAL_TIME_HEADER if h == "报警时间" else h for h in EXCLUSION_HEADER],
     *EXCLUSION_PLACE_HEADER,
@@ -190,6 +196,7 @@ def figure_cells(f: TierFigures) -> list[Any]:
     for name, _ in SEGMENTS:
         cells += _stat_cells(getattr(f, name))
     cells.append(f.uncovered_breached)
+    cells.append(f.judged_from_alert)
     return cells
 
 
@@ -198,8 +205,12 @@ def _grouping_rows(grouping: Grouping) -> list[list[Any]]:
 
 
 def reason_text(e: Exclusion) -> str:
-    """Why nobody is on scene, in Chinese, from the outcome and whether any team was alerted."""
+    """Why nobody is on scene, in Chinese, from the outcome and whether any team was alerted;
+    of a team added by hand after its tier's deadline, that it was judged from its alert."""
     reason = REASON_LABELS.get(e.outcome, OUTCOME_LABELS.get(e.outcome, e.outcome))
+    if e.judged_from_alert:
+        # Its deadline is its tier's target after its own alert, not after the report.
+        reason += FROM_ALERT_NOTE
     return reason if e.covered else f"{UNCOVERED_REASON}（{reason}）"
 
 
@@ -777,6 +788,9 @@ def _detail_cells(row: DetailRow, tiers: Sequence[int]) -> list[Any]:
         if found is None:
             cells += ["", None, None]
         else:
-            cells += [OUTCOME_LABELS.get(found.outcome, found.outcome), found.elapsed_s]
+            outcome = OUTCOME_LABELS.get(found.outcome, found.outcome)
+            if found.from_alert:
+                outcome += FROM_ALERT_NOTE
+            cells += [outcome, found.elapsed_s]
             cells.append(found.target_s)
     return cells

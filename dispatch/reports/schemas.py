@@ -67,8 +67,17 @@ class TierFigures(Schema):
     uncovered_breached: int = Field(
         description="of the uncovered, those breached: nobody could come (counted in breached)"
     )
+    judged_from_alert: int = Field(
+        default=0,
+        description="per team: of the dispatches counted, those an operator added by hand "
+        "(人工加派) after their tier's deadline, each timed and judged from its own alert (its "
+        "tier's target counted from its alerted_at), not from the report; 0 by tier",
+    )
     share_within_target: float | None = Field(description="met / (met + breached)")
-    time_to_arrival: Stat = Field(description="from the report to arrival on scene")
+    time_to_arrival: Stat = Field(
+        description="from the report to arrival on scene; per team, for a dispatch added by "
+        "hand after its tier's deadline (judged_from_alert), from its own alert"
+    )
     alert_to_delivery: SegmentStat = Field(description="per dispatch: alert sent to phone received")
     delivery_to_acceptance: SegmentStat = Field(description="per dispatch: received to accepted")
     acceptance_to_arrival: SegmentStat = Field(description="per dispatch: accepted to on scene")
@@ -155,6 +164,11 @@ class Exclusion(Schema):
     village_name: str | None = Field(default=None, description="that village's name")
     outcome: str = Field(description="breached, cancelled or pending")
     covered: bool = Field(description="false when no team of the tier was alerted")
+    judged_from_alert: bool = Field(
+        default=False,
+        description="measured per dispatch: an operator added the team by hand (人工加派) after "
+        "its tier's deadline, so it is judged by its tier's target counted from its own alert",
+    )
     reason: str = Field(description="the outcome and cover in English words; a stable text")
 
 
@@ -247,8 +261,19 @@ class DispatchOutcome(Schema):
         "event kept it",
     )
     tier: int
+    added_by: Literal["zone", "escalation", "operator"] = Field(
+        default="zone", description="as the incident's dispatch says it (人工加派: operator)"
+    )
+    judged_from_alert: bool = Field(
+        default=False,
+        description="an operator added the team by hand after its tier's deadline: its outcome "
+        "and time_to_arrival_s count from its own alert, against its tier's target",
+    )
     outcome: str
-    time_to_arrival_s: float | None
+    time_to_arrival_s: float | None = Field(
+        description="from the report to the team's arrival; from its own alert when "
+        "judged_from_alert"
+    )
 
 
 class IncidentReportOut(Schema):

@@ -104,7 +104,9 @@ METHOD = (
     "its deadline's instant, breached only beyond it. Uncovered counts the tiers of which no "
     "team was alerted, whatever their outcome; such a tier is judged like any other: "
     "breached past its deadline unless closed by it (cancelled), pending until then; "
-    "uncovered_breached counts those breached (they are in breached too). Measurements "
+    "uncovered_breached counts those breached (they are in breached too). Per team, a team "
+    "an operator added by hand after its tier's deadline is timed and judged from its own "
+    "alert, against its tier's target (judged_from_alert counts them). Measurements "
     "without an arrival are counted and listed as exclusions."
 )
 
@@ -295,6 +297,39 @@ def _outcome(arrived_at: Any, now: datetime) -> ColumnElement[str]:
     )
 
 
+def _from_alert() -> ColumnElement[bool]:
+    """Whether a dispatch is judged per team by its own alert: an operator added it by hand
+    (人工加派, ring 2) after its tier's deadline, which it could never have met. The tier's
+    judgement leaves such a team out (it does not cover the tier); per team it is judged by
+    its tier's target counted from its own ``alerted_at``."""
+    return and_(Dispatch.ring == incidents.RING_OPERATOR, Dispatch.alerted_at > ChainTier.deadline)
+
+
+def _outcome_from_alert(sql: _Sql, now: datetime) -> ColumnElement[str]:
+    """_outcome's rule for a dispatch judged by its own alert (_from_alert): its deadline is
+    its tier's target after its ``alerted_at``, compared as exact microseconds. The tier's
+    status says nothing of it (the tier was judged before the team was sent)."""
+    target_us = ChainTier.target_s * 1_000_000
+    alerted = Dispatch.alerted_at
+    arrived = Dispatch.arrived_at
+    at_now = literal(now, Dispatch.alerted_at.type)
+    return case(
+        (
+            arrived.is_not(None),
+            case(
+                (sql.duration_us(arrived, alerted) <= target_us, TierStatus.MET.value),
+                else_=TierStatus.BREACHED.value,
+            ),
+        ),
+        (
+            sql.duration_us(ChainTier.incident_closed_at, alerted) <= target_us,
+            TierStatus.CANCELLED.value,
+        ),
+        (sql.duration_us(at_now, alerted) <= target_us, TierStatus.PENDING.value),
+        else_=TierStatus.BREACHED.value,
+    )
+
+
 def _series(sql: _Sql, name: str, later: Any, earlier: Any) -> list[Any]:
     """A series' value in µs, and whether the row has one (counted without computing it)."""
     return [
@@ -342,6 +377,7 @@ def _tier_rows(
         ChainTier.covered.label("covered"),
         ChainTier.target_s.label("target_s"),
         *_series(sql, "arrival", ChainTier.arrived_at, reported_at),
+        literal(False).label("from_alert"),
     )
     if _reads_incident(filters, by):
         query = query.join(Incident, Incident.id == ChainTier.incident_id)
@@ -370,14 +406,26 @@ def _dispatch_rows(
         *_hops(sql),
     ]
     if judged:
+        # A team added by hand after its tier's deadline is timed and judged from its own
+        # alert (_from_alert); every other from the report, against the tier's deadline.
+        from_alert = _from_alert()
         columns += [
             Dispatch.incident_id.label("incident_id"),
             Dispatch.team_id.label("team_id"),
             reported_at.label("reported_at"),
-            _outcome(Dispatch.arrived_at, now).label("outcome"),
+            case(
+                (from_alert, _outcome_from_alert(sql, now)),
+                else_=_outcome(Dispatch.arrived_at, now),
+            ).label("outcome"),
             literal(True).label("covered"),
             ChainTier.target_s.label("target_s"),
-            *_series(sql, "arrival", Dispatch.arrived_at, reported_at),
+            *_series(
+                sql,
+                "arrival",
+                Dispatch.arrived_at,
+                case((from_alert, Dispatch.alerted_at), else_=reported_at),
+            ),
+            from_alert.label("from_alert"),
         ]
     query = select(*columns)
     if _reads_incident(filters, by):
@@ -410,6 +458,7 @@ class _Cell:
     pending: int = 0
     uncovered: int = 0
     uncovered_breached: int = 0
+    from_alert: int = 0
     # Whether any measurement counted here was judged by a target other than today's (then
     # the stored ones are looked up), and the targets applied (chain_tiers.target_s).
     off_target: bool = False
@@ -448,6 +497,7 @@ COUNTS = (
     *(outcome.value for outcome in COUNTED_OUTCOMES),
     "uncovered",
     "uncovered_breached",
+    "from_alert",
 )
 COUNTED = len(COUNTS)
 
@@ -485,6 +535,7 @@ def _aggregates(
         ]
         columns.append(where(func.count(), uncovered))
         columns.append(where(func.count(), and_(uncovered, breached)))
+        columns.append(where(func.count(), m.c.from_alert))
     for metric in METRICS:
         held = metric in source.metrics
         columns.append(
@@ -679,6 +730,7 @@ def _figures(tier: int, cell: _Cell, stats: dict[str, Stat]) -> TierFigures:
         pending=cell.pending,
         uncovered=cell.uncovered,
         uncovered_breached=cell.uncovered_breached,
+        judged_from_alert=cell.from_alert,
         share_within_target=cell.met / judged if judged else None,
         time_to_arrival=stats.get("arrival", empty),
         alert_to_delivery=segment("a2d"),
@@ -930,7 +982,15 @@ async def exclusions(
         missing = _dispatch_rows(sql, filters, GroupBy.TIER, now, judged=True, missing=True)
     m = missing.subquery("m")
     listed = (
-        select(m.c.incident_id, m.c.tier, m.c.team_id, m.c.reported_at, m.c.outcome, m.c.covered)
+        select(
+            m.c.incident_id,
+            m.c.tier,
+            m.c.team_id,
+            m.c.reported_at,
+            m.c.outcome,
+            m.c.covered,
+            m.c.from_alert,
+        )
         .order_by(m.c.reported_at, m.c.incident_id, m.c.tier, m.c.team_id)
         .limit(limit)
         .subquery("listed")
@@ -972,7 +1032,7 @@ async def exclusions(
         )
     )
     rows = (await session.execute(query)).all()
-    team_ids = sorted({r[2] for r in rows if r[2]} | {r[11] for r in rows if r[11]})
+    team_ids = sorted({r[2] for r in rows if r[2]} | {r[12] for r in rows if r[12]})
     names = {t.id: t.name for t in (await teams.teams_by_id(session, team_ids)).values()}
     parts = await team_label_parts(session, team_ids)
     # Up to a million (a download of the list): made off the event loop, which 60k of them held
@@ -986,8 +1046,8 @@ def _exclusions_of(
     found: list[Exclusion] = []
     last: tuple[Any, ...] | None = None
     for row in rows:
-        incident_id, tier, team_id, reported_at, outcome, covered = row[:6]
-        category, lon, lat, village_id, village_name, alerted, delivered_at, accepted_at = row[6:]
+        incident_id, tier, team_id, reported_at, outcome, covered, from_alert = row[:7]
+        category, lon, lat, village_id, village_name, alerted, delivered_at, accepted_at = row[7:]
         hops = (delivered_at, accepted_at)
         if (incident_id, tier, team_id) == last:
             found[-1].alerted_teams.append(_alerted_team(alerted, names, parts, *hops))
@@ -1014,6 +1074,7 @@ def _exclusions_of(
                 village_name=village_name,
                 outcome=outcome,
                 covered=bool(covered),
+                judged_from_alert=bool(from_alert),
                 reason=reason,
             )
         )
@@ -1204,6 +1265,9 @@ class DetailTier:
     outcome: str
     elapsed_s: float | None
     target_s: float
+    # Filtered by team: the team was added by hand after the tier's deadline, and is timed and
+    # judged from its own alert (judge_dispatch).
+    from_alert: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -1342,19 +1406,31 @@ async def detail_rows(
                 )
                 tiers[t.incident_id][t.tier] = DetailTier(outcome, t.elapsed_s, t.target_s)
         else:
-            own = select(Dispatch.incident_id, Dispatch.tier, Dispatch.arrived_at).where(
-                Dispatch.incident_id.in_(ids), Dispatch.team_id == team_id
-            )
+            own = select(
+                Dispatch.incident_id,
+                Dispatch.tier,
+                Dispatch.ring,
+                Dispatch.alerted_at,
+                Dispatch.arrived_at,
+            ).where(Dispatch.incident_id.in_(ids), Dispatch.team_id == team_id)
             if filters.tier is not None:
                 own = own.where(Dispatch.tier == filters.tier)
             for d in (await session.execute(own)).all():
                 t = chain[(d.incident_id, d.tier)]
-                outcome = _one_outcome(
-                    d.arrived_at, t.deadline, t.status, closed[d.incident_id], now
+                judged = judge_dispatch(
+                    d.ring,
+                    d.alerted_at,
+                    d.arrived_at,
+                    reported[d.incident_id],
+                    t.deadline,
+                    t.target_s,
+                    t.status,
+                    closed[d.incident_id],
+                    now,
                 )
-                start = reported[d.incident_id]
-                elapsed = (d.arrived_at - start).total_seconds() if d.arrived_at else None
-                tiers[d.incident_id][d.tier] = DetailTier(outcome, elapsed, t.target_s)
+                tiers[d.incident_id][d.tier] = DetailTier(
+                    judged.outcome, judged.elapsed_s, t.target_s, judged.from_alert
+                )
         yield [
             DetailRow(
                 incident_id=i.id,
@@ -1416,7 +1492,17 @@ async def incident_report(
     outcomes = []
     for d in view.dispatches:
         tier = chain[d.tier]
-        elapsed = (d.arrived_at - view.reported_at).total_seconds() if d.arrived_at else None
+        judged = judge_dispatch(
+            d.ring,
+            d.alerted_at,
+            d.arrived_at,
+            view.reported_at,
+            tier.deadline,
+            tier.target_s,
+            tier.status.value,
+            view.closed_at,
+            now,
+        )
         outcomes.append(
             DispatchOutcome(
                 dispatch_id=d.id,
@@ -1424,10 +1510,10 @@ async def incident_report(
                 team_name=d.team_name,
                 team_name_when_alerted=alerted_as.get(d.id),
                 tier=d.tier,
-                outcome=_one_outcome(
-                    d.arrived_at, tier.deadline, tier.status.value, view.closed_at, now
-                ),
-                time_to_arrival_s=elapsed,
+                added_by=d.added_by,
+                judged_from_alert=judged.from_alert,
+                outcome=judged.outcome,
+                time_to_arrival_s=judged.elapsed_s,
             )
         )
     return IncidentReportOut(
@@ -1460,6 +1546,37 @@ async def incident_report(
             for e in events
         ],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    outcome: str
+    elapsed_s: float | None
+    from_alert: bool
+
+
+def judge_dispatch(
+    ring: int,
+    alerted_at: datetime,
+    arrived_at: datetime | None,
+    reported_at: datetime,
+    deadline: datetime,
+    target_s: float,
+    tier_status: str,
+    closed_at: datetime | None,
+    now: datetime,
+) -> Judged:
+    """One team's own outcome and time to arrival, as the figures per team count them: from
+    the report against its tier's deadline; a team an operator added by hand after that
+    deadline (_from_alert), from its own alert against its tier's target."""
+    if ring == incidents.RING_OPERATOR and alerted_at > deadline:
+        own = alerted_at + timedelta(seconds=target_s)
+        outcome = _one_outcome(arrived_at, own, "", closed_at, now)
+        elapsed = (arrived_at - alerted_at).total_seconds() if arrived_at else None
+        return Judged(outcome, elapsed, True)
+    outcome = _one_outcome(arrived_at, deadline, tier_status, closed_at, now)
+    elapsed = (arrived_at - reported_at).total_seconds() if arrived_at else None
+    return Judged(outcome, elapsed, False)
 
 
 def _one_outcome(

@@ -6,10 +6,11 @@ delivered, accepts without an arrival, arrivals exactly at the deadline, leaders
 an accept first (the accept, and the delivery without an ack, implied), arrivals recorded by an
 operator (no accept at all), acks coming after an implied delivery, tiers cancelled, closed
 before the deadline, or still pending; a few judged by other targets, as after the targets were
-changed). The expected report is worked out below in plain
-Python: sort each series, take the values at the nearest ranks, count the outcomes by the rules
-of docs/reports.md. On PostgreSQL the report is computed both ways the server knows (ordered-set
-aggregates and window functions) and each must agree to the microsecond.
+changed; teams an operator added by hand after their tier's deadline). The expected report is
+worked out below in plain Python: sort each series, take the values at the nearest ranks,
+count the outcomes by the rules of docs/reports.md. On PostgreSQL the report is computed both
+ways the server knows (ordered-set aggregates and window functions) and each must agree to the
+microsecond.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Hop:
     arrived: datetime | None
     delivered_implied: bool = False
     accepted_implied: bool = False
+    ring: int = 0
 
 
 @dataclass
@@ -105,11 +107,46 @@ def unanswered_arrival(
             hop.delivered, hop.delivered_implied = late, False
 
 
+def added_late(
+    added: random.Random,
+    team_ids: list[str],
+    hops: list[Hop],
+    tier: int,
+    target: float,
+    deadline: datetime,
+    closed: datetime | None,
+    now: datetime,
+) -> Hop | None:
+    """Now and then, a team of a later tier an operator added by hand (人工加派, ring 2) after
+    the tier's deadline: it does not cover the tier (the stored tier is left as it was), and
+    per team it is judged from its own alert. Some arrive, one now and then exactly its own
+    target after its alert."""
+    sent = {h.team_id for h in hops}
+    free = [t for t in team_ids if t not in sent]
+    if tier == 1 or not free or added.random() > 0.15:
+        return None
+    alerted = deadline + us(added.uniform(0.5, 120))
+    if alerted > now or (closed is not None and alerted >= closed):
+        return None
+    hop = Hop(added.choice(free), tier, alerted, None, None, None, ring=2)
+    if added.random() < 0.8:
+        hop.delivered = alerted + us(added.uniform(0.05, 4))
+        hop.accepted = hop.delivered + us(added.uniform(0, 20))
+        arrived = hop.accepted + us(added.uniform(5, target * 1.2))
+        if added.random() < 0.1:
+            arrived = alerted + us(target)  # exactly at its own deadline
+        if arrived <= now and (closed is None or arrived <= closed):
+            hop.arrived = arrived
+    return hop
+
+
 def invent(
     rng: random.Random, now: datetime, teams: dict[int, list[str]], villages: list[str]
 ) -> list[Case]:
-    # The hops without an accept are drawn apart, leaving the other draws as they were.
+    # The hops without an accept are drawn apart, leaving the other draws as they were; so
+    # are the teams added by hand.
     kinds = random.Random(5_3_1)
+    added = random.Random(2_2_2)
     # One whole day in Shanghai keeps the usual targets, so the report meets a day judged by a
     # single target whatever the hour the test runs at (the day boundaries move with it).
     steady_day = (now - timedelta(days=3)).astimezone(DISPLAY_TZ).date()
@@ -162,6 +199,9 @@ def invent(
                 status = "pending" if deadline > now else "breached"
             case.tiers.append(Tier(tier, target, deadline, status, bool(hops), first))
             case.hops += hops
+            late = added_late(added, teams[tier], hops, tier, target, deadline, closed, now)
+            if late is not None and not early:
+                case.hops.append(late)
         cases.append(case)
     return cases
 
@@ -216,6 +256,7 @@ async def store(world: World, cases: list[Case], operator_id: str) -> None:
                         arrived_at=h.arrived,
                         delivered_implied=h.delivered_implied,
                         accepted_implied=h.accepted_implied,
+                        ring=h.ring,
                     )
                 )
 
@@ -229,6 +270,21 @@ def outcome(arrived: datetime | None, tier: Tier, closed: datetime | None, now: 
     if tier.status == "cancelled" or (closed is not None and closed <= tier.deadline):
         return "cancelled"
     return "pending" if tier.deadline > now else "breached"
+
+
+def from_alert(hop: Hop | None, tier: Tier) -> bool:
+    """A team added by hand after its tier's deadline: judged per team from its own alert."""
+    return hop is not None and hop.ring == 2 and hop.alerted > tier.deadline
+
+
+def own_outcome(hop: Hop, tier: Tier, closed: datetime | None, now: datetime) -> str:
+    """Such a team's outcome: its deadline is its tier's target after its own alert."""
+    own = hop.alerted + us(tier.target_s)
+    if hop.arrived is not None:
+        return "met" if hop.arrived <= own else "breached"
+    if closed is not None and closed <= own:
+        return "cancelled"
+    return "pending" if own > now else "breached"
 
 
 def micro(span: timedelta) -> int:
@@ -270,19 +326,24 @@ def expected(
     targets: dict[tuple[str, int], set[float]] = defaultdict(set)
     for c in cases:
         tiers = {t.tier: t for t in c.tiers}
-        measured: list[tuple[str, int, datetime | None, bool]] = []
+        measured: list[tuple[str, int, datetime | None, bool, Hop | None]] = []
         if per_team:
             for h in c.hops:
                 if team_id in (None, h.team_id):
-                    measured.append((key_of(by, c, h.team_id), h.tier, h.arrived, True))
+                    measured.append((key_of(by, c, h.team_id), h.tier, h.arrived, True, h))
         else:
             for row in c.tiers:
-                measured.append((key_of(by, c, None), row.tier, row.arrived, row.covered))
-        for key, t, arrived, covered in measured:
+                measured.append((key_of(by, c, None), row.tier, row.arrived, row.covered, None))
+        for key, t, arrived, covered, hop in measured:
             if tier not in (None, t):
                 continue
             cell = counts[(key, t)]
-            judged = outcome(arrived, tiers[t], c.closed, now)
+            own = from_alert(hop, tiers[t])
+            if hop is not None and own:
+                judged = own_outcome(hop, tiers[t], c.closed, now)
+            else:
+                judged = outcome(arrived, tiers[t], c.closed, now)
+            cell["judged_from_alert"] += own
             cell["incidents"] += 1
             cell["with_arrival"] += arrived is not None
             cell[judged] += 1
@@ -290,7 +351,8 @@ def expected(
             cell["uncovered_breached"] += not covered and judged == "breached"
             targets[(key, t)].add(tiers[t].target_s)
             if arrived is not None:
-                series[(key, t)]["arrival"].append(micro(arrived - c.reported))
+                start = hop.alerted if hop is not None and own else c.reported
+                series[(key, t)]["arrival"].append(micro(arrived - start))
         for h in c.hops:
             if tier not in (None, h.tier) or team_id not in (None, h.team_id):
                 continue
@@ -325,6 +387,7 @@ def expected(
             "pending": cell["pending"],
             "uncovered": cell["uncovered"],
             "uncovered_breached": cell["uncovered_breached"],
+            "judged_from_alert": cell["judged_from_alert"],
             "share_within_target": cell["met"] / judged if judged else None,
             "time_to_arrival": stat(values["arrival"]),
             "alert_to_delivery": stat(values["a2d"], implied[(key, t)]["a2d"]),
@@ -383,6 +446,9 @@ async def test_every_figure_equals_a_direct_computation(world: World) -> None:
     # Every kind of arrival without an accept tapped is among them: implied delivery and
     # accept, an ack after the arrival replacing the delivery, an operator's record.
     assert any(h.delivered_implied for h in hops)
+    # Teams added by hand after the deadline, arriving within their own target and not.
+    late = [h for h in hops if h.ring == 2]
+    assert any(h.arrived for h in late) and not all(h.arrived for h in late)
     assert any(h.accepted_implied and h.delivered > h.arrived for h in hops if h.delivered)
     assert any(h.arrived and h.accepted is None for h in hops)
     await store(world, cases, operator.id)

@@ -808,7 +808,16 @@ function renderGrouping(grouping) {
         h(
           'tr',
           { dataset: { key: group.key, tier: String(f.tier) } },
-          h('th', { text: groupLabel(grouping, group) }),
+          h(
+            'th',
+            null,
+            groupLabel(grouping, group),
+            // Per team: how many of its dispatches were added by hand after the tier's
+            // deadline, each judged from its own alert.
+            f.judged_from_alert
+              ? h('span', { class: 'from-alert', text: t('rep.from_alert_count', { n: f.judged_from_alert }) })
+              : null,
+          ),
           h('td', { text: t('tier.short.' + f.tier) }),
           figureCells(f),
         ),
@@ -852,6 +861,8 @@ function renderExclusions(report) {
   const cell = (n, props, children) => h('td', { ...props, dataset: { label: t(columns[n]) } }, children);
   const rows = report.exclusions.map((e) => {
     let reason = t('rep.reason.' + e.outcome);
+    // A team added by hand after its tier's deadline is judged from its own alert.
+    if (e.judged_from_alert) reason = t('rep.reason.from_alert', { reason });
     if (e.covered === false) reason = t('rep.reason.uncovered_with', { reason });
     return h(
       'tr',

@@ -481,6 +481,10 @@ const zh = {
   'rep.reason.pending': '时限未过',
   'rep.reason.uncovered': '此处无该梯队覆盖',
   'rep.reason.uncovered_with': '此处无该梯队覆盖（{reason}）',
+  // A team added by hand after its tier's deadline: judged from its own alert, not the report.
+  'rep.from_alert': '自接警起算',
+  'rep.reason.from_alert': '{reason}（人工加派，自接警起算）',
+  'rep.from_alert_count': '其中 {n} 次人工加派，自接警起算',
   'rep.file.figures': '响应时间报表',
   'rep.file.exclusions': '未到场清单',
 };
@@ -980,6 +984,9 @@ const en = {
   'rep.reason.pending': 'The deadline has not passed',
   'rep.reason.uncovered': 'No team of this tier covers the place',
   'rep.reason.uncovered_with': 'No team of this tier covers the place ({reason})',
+  'rep.from_alert': 'timed from its own alert',
+  'rep.reason.from_alert': '{reason} (added by hand: timed from its own alert)',
+  'rep.from_alert_count': '{n} added by hand: timed from their own alert',
   'rep.file.figures': 'response-times',
   'rep.file.exclusions': 'exclusions',
 };

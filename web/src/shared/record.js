@@ -145,6 +145,8 @@ export function recordView(record) {
     if (d.ring > 0) line.push(t(d.added_by === 'operator' ? 'ring.operator' : 'ring.escalated'));
     if (o) {
       line.push(t('rep.outcome.' + o.outcome));
+      // Added by hand after its tier's deadline: its outcome and time count from its alert.
+      if (o.judged_from_alert) line.push(t('rep.from_alert'));
       if (o.time_to_arrival_s !== null) line.push(againstTarget(o.time_to_arrival_s, targets[d.tier]));
     }
     return h(
