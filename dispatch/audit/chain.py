@@ -294,6 +294,10 @@ class Break:
     seq: int | None
     reason: str
     row: str | None = None
+    # The kind of break, and what it names, for the pages to say in their own words
+    # (``docs/security.md`` lists the codes): ``reason`` is the command line's.
+    code: str = ""
+    values: Mapping[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
         if self.row is not None:
@@ -624,7 +628,8 @@ def _unreadable_value(
     held = f" ({stored} as stored)" if stored is not None else ""
     reason = f"its {column}{held} cannot be read: {cause}: the row was changed"
     incident_id = named.id if kind.table is INCIDENTS else named._mapping.get("incident_id", "")
-    return Break(None, incident_id, None, reason, kind.name(named))
+    values = {"table": kind.table.name, "column": column, "stored": stored, "error": str(cause)}
+    return Break(None, incident_id, None, reason, kind.name(named), "value_unreadable", values)
 
 
 def _odd_stored_form(incident_id: str, found: _Slice) -> Break | None:
@@ -644,7 +649,9 @@ def _odd_stored_form(incident_id: str, found: _Slice) -> Break | None:
             if odd is None:
                 continue
             column, _, stored = odd.partition(" ")
+            called = "stored_form_time"
             if isinstance(table.c[column].type, Boolean):
+                called = "stored_form_flag"
                 form = "as the server writes a flag: the integer 0 or 1, which SQL tests as stored"
             else:
                 form = (
@@ -653,7 +660,9 @@ def _odd_stored_form(incident_id: str, found: _Slice) -> Break | None:
                     "otherwise"
                 )
             reason = f"{column} is stored as {stored}, not {form}"
-            return Break(None, incident_id, None, reason, _KIND_OF[table.name].name(row))
+            name = _KIND_OF[table.name].name(row)
+            values = {"table": table.name, "column": column, "stored": stored}
+            return Break(None, incident_id, None, reason, name, called, values)
     return None
 
 
@@ -662,11 +671,14 @@ def _chain_break(incident_id: str, events: list[Row[Any]], head: Row[Any] | None
     gone from its end, events without a head or a head without events."""
     if not events:
         if head is not None:
-            return Break(None, incident_id, None, "its head names events that are gone")
+            reason = "its head names events that are gone"
+            values = {"head_seq": head.seq}
+            return Break(None, incident_id, None, reason, None, "head_without_events", values)
         return None
     prev_hash, seq = GENESIS, 0
     for e in events:
         seq += 1
+        at = {"event_id": e.id, "seq": e.seq}
         if e.seq != seq:
             later = next((other for other in events if other.seq == seq), None)
             if later is not None:
@@ -675,8 +687,11 @@ def _chain_break(incident_id: str, events: list[Row[Any]], head: Row[Any] | None
                     f"expected seq {seq}, which the later row id={later.id} holds: "
                     "the rows were reordered"
                 )
-                return Break(e.id, incident_id, e.seq, reason)
-            return Break(e.id, incident_id, e.seq, f"expected seq {seq}: a row is missing")
+                values = {**at, "expected_seq": seq, "later_event_id": later.id}
+                return Break(e.id, incident_id, e.seq, reason, None, "rows_reordered", values)
+            reason = f"expected seq {seq}: a row is missing"
+            values = {**at, "expected_seq": seq}
+            return Break(e.id, incident_id, e.seq, reason, None, "row_missing", values)
         if head is not None and seq == head.seq + 1 and prev_hash == head.hash:
             # The chain holds up to its head, which the server moves with every row it adds:
             # a row past it was not added by the server, whatever its hash.
@@ -684,24 +699,29 @@ def _chain_break(incident_id: str, events: list[Row[Any]], head: Row[Any] | None
                 f"it comes after the chain's head (seq {head.seq}), which the server moves with "
                 "every row it adds: the row was added"
             )
-            return Break(e.id, incident_id, e.seq, reason)
+            values = {**at, "head_seq": head.seq}
+            return Break(e.id, incident_id, e.seq, reason, None, "row_added", values)
         if e.prev_hash != prev_hash:
-            return Break(e.id, incident_id, e.seq, "its prev_hash is not the previous row's hash")
+            reason = "its prev_hash is not the previous row's hash"
+            return Break(e.id, incident_id, e.seq, reason, None, "prev_hash_mismatch", at)
         try:
             body = canonical(incident_id, e.seq, e.at, e.type, e.actor_id, e.data)
         except (TypeError, ValueError) as error:
             # Nothing the server writes fails to hash (a type or actor stored as bytes does).
             reason = f"its content cannot be hashed: {error}: the row was changed"
-            return Break(e.id, incident_id, e.seq, reason)
+            values = {**at, "error": str(error)}
+            return Break(e.id, incident_id, e.seq, reason, None, "content_unhashable", values)
         if e.hash != link(prev_hash, body):
             reason = "its hash does not match its content: the row was changed"
-            return Break(e.id, incident_id, e.seq, reason)
+            return Break(e.id, incident_id, e.seq, reason, None, "hash_mismatch", at)
         prev_hash = e.hash
     if head is None:
-        return Break(None, incident_id, None, "its events have no chain head")
+        reason = "its events have no chain head"
+        return Break(None, incident_id, None, reason, None, "head_missing", {"end_seq": seq})
     if (head.seq, head.hash) != (seq, prev_hash):
         reason = f"the chain ends at seq {seq} but its head says seq {head.seq}: rows are missing"
-        return Break(None, incident_id, None, reason)
+        values = {"end_seq": seq, "head_seq": head.seq}
+        return Break(None, incident_id, None, reason, None, "rows_truncated", values)
     return None
 
 
@@ -775,7 +795,15 @@ async def verify(
                 )
                 different = checked.mismatch
                 if different is not None:
-                    broken = Break(None, incident_id, None, different.reason, different.row)
+                    broken = Break(
+                        None,
+                        incident_id,
+                        None,
+                        different.reason,
+                        different.row,
+                        different.code,
+                        different.values,
+                    )
                 if checked.unrecorded and head is not None:
                     unrecorded += 1
             if broken is not None:
@@ -796,12 +824,10 @@ async def verify(
                 f" (and {len(gone) - 1} more of its {len(against)} incidents are gone: "
                 f"deleted, or {OLDER})"
             )
-        return Verdict(
-            events,
-            incidents,
-            Break(None, incident_id, None, reason, _whose(incident_id)),
-            unrecorded,
-        )
+        values = {"checkpoint_seq": seq, "gone": len(gone), "checkpoint_incidents": len(against)}
+        called = "checkpoint_incidents_gone"
+        broken = Break(None, incident_id, None, reason, _whose(incident_id), called, values)
+        return Verdict(events, incidents, broken, unrecorded)
     return Verdict(events, incidents, None, unrecorded)
 
 
@@ -855,12 +881,16 @@ def _rewritten(incident_id: str, chain: list[Row[Any]], seq: int, hash_: str) ->
             f"{since}: its chain ends at seq {len(chain)}, the checkpoint's head is at seq {seq}: "
             f"its later events were removed, or {OLDER}"
         )
-        return Break(None, incident_id, None, reason, _whose(incident_id))
+        ends = {"end_seq": len(chain), "checkpoint_seq": seq}
+        called = "checkpoint_truncated"
+        return Break(None, incident_id, None, reason, _whose(incident_id), called, ends)
     e = chain[seq - 1]
     if e.hash != hash_:
         reason = (
             f"{since}: its event at seq {seq} (incident_events row id={e.id}) has the hash "
             f"{e.hash}, the checkpoint's head there {hash_}"
         )
-        return Break(e.id, incident_id, seq, reason, _whose(incident_id))
+        values = {"event_id": e.id, "seq": seq, "hash": e.hash, "checkpoint_hash": hash_}
+        called = "checkpoint_rewritten"
+        return Break(e.id, incident_id, seq, reason, _whose(incident_id), called, values)
     return None

@@ -43,7 +43,7 @@ the incidents it could not prove whole.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -64,21 +64,54 @@ class Told:
     event: Row[Any] | None
     what: str
 
-    def differs(self, column: str, stored: Any) -> str:
+    def differs(self, row: Named, column: str, stored: Any) -> Mismatch:
         where = (
             f"its {self.what} (incident_events row id={self.event.id}, seq {self.event.seq}: "
             if self.event is not None
             else f"its events (no {self.what}: "
         )
-        return f"{column} {show(stored)} differs from {where}{show(self.value)})"
+        reason = f"{column} {show(stored)} differs from {where}{show(self.value)})"
+        values = {
+            **row.keys,
+            "column": column,
+            "stored": value_of(stored),
+            "expected": value_of(self.value),
+            "expected_from": self.what,
+            "event_id": None if self.event is None else self.event.id,
+            "seq": None if self.event is None else self.event.seq,
+            "event_type": None if self.event is None else value_of(self.event.type),
+        }
+        return Mismatch(row.name, reason, "value_differs", values)
+
+
+@dataclass(frozen=True)
+class Named:
+    """A stored row as a break names it: in the command line's words, and as values (its
+    table and keys) for the pages to say in their own."""
+
+    name: str
+    keys: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Mismatch:
-    """The first stored row that disagrees with the events: which row, and how."""
+    """The first stored row that disagrees with the events: which row, and how; ``code`` and
+    ``values`` say the same for the pages (``docs/security.md`` lists the codes)."""
 
     row: str
     reason: str
+    code: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+def value_of(value: Any) -> Any:
+    """A value a break names, as JSON carries it: times in Beijing time (RFC 3339), numbers,
+    flags and text as they are, anything else as the command line quotes it."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, datetime):
+        return show(value)
+    return show_text(value)
 
 
 def show(value: Any) -> str:
@@ -411,12 +444,16 @@ def _instant(text: str) -> datetime | None:
         return None
 
 
-def _first_difference(stored: Row[Any], told: dict[str, Told]) -> str | None:
+def _first_difference(row: Named, stored: Row[Any], told: dict[str, Told]) -> Mismatch | None:
     for column, expected in told.items():
         value = getattr(stored, column)
         if value != expected.value:
-            return expected.differs(column, value)
+            return expected.differs(row, column, value)
     return None
+
+
+def _event(e: Row[Any]) -> dict[str, Any]:
+    return {"event_id": e.id, "seq": e.seq}
 
 
 @dataclass(frozen=True)
@@ -444,6 +481,8 @@ def check(
             unknown = Mismatch(
                 f"incident_events row id={e.id} (incident {incident_id}, seq {e.seq})",
                 f"its type {show_text(e.type)} is none the server records",
+                "event_type_unknown",
+                {**_event(e), "type": value_of(e.type)},
             )
             return Checked(unknown, replay.unrecorded_columns())
     for told in replay.dispatches.values():
@@ -470,31 +509,37 @@ def _mismatch(
             return Mismatch(
                 f"incident {incident_id}",
                 "chain_tiers or dispatches rows name it, but it has no incidents row, no events",
+                "rows_without_incident",
             )
         first = events[0]
         return Mismatch(
             f"incident {incident_id}",
             f"no incidents row, though its events are on record (incident_events row "
             f"id={first.id}, seq {first.seq})",
+            "incident_row_missing",
+            _event(first),
         )
-    row = f"incidents row {incident_id}"
+    row = Named(f"incidents row {incident_id}", {"table": "incidents"})
     if reported is None:
-        return Mismatch(row, "no reported event records it")
-    if (reason := _first_difference(incident, replay.incident)) is not None:
-        return Mismatch(row, reason)
+        return Mismatch(row.name, "no reported event records it", "reported_event_missing")
+    if (found := _first_difference(row, incident, replay.incident)) is not None:
+        return found
     named = replay.village_name
     if named is not None and incident.village_name != named.value:
         # Its village is the one its events name (checked above): that village's row is off.
-        return Mismatch(
+        village = Named(
             f"villages row {incident.village_id} (the village of incident {incident_id})",
-            named.differs("name", incident.village_name),
+            {"table": "villages", "village_id": incident.village_id},
         )
+        return named.differs(village, "name", incident.village_name)
 
     for d in dispatches:
         if d.id not in replay.dispatches:
             return Mismatch(
                 f"dispatches row {d.id} (incident {incident_id})",
                 "no dispatched event records it",
+                "dispatch_unrecorded",
+                {"dispatch_id": d.id},
             )
     by_id = {d.id: d for d in dispatches}
     for dispatch_id, told in replay.dispatches.items():
@@ -505,24 +550,41 @@ def _mismatch(
                 f"dispatches (incident {incident_id})",
                 f"no row for dispatch {dispatch_id}, which its dispatched event records "
                 f"(incident_events row id={e.id}, seq {e.seq})",
+                "dispatch_row_missing",
+                {"dispatch_id": dispatch_id, **_event(e)},
             )
-        if (reason := _first_difference(stored, told)) is not None:
-            return Mismatch(f"dispatches row {dispatch_id} (incident {incident_id})", reason)
+        row = Named(
+            f"dispatches row {dispatch_id} (incident {incident_id})",
+            {"table": "dispatches", "dispatch_id": dispatch_id},
+        )
+        if (found := _first_difference(row, stored, told)) is not None:
+            return found
     by_tier = {t.tier: t for t in tiers}
     for t in tiers:
         if t.tier not in replay.tiers:
             return Mismatch(
-                f"chain_tiers row (incident {incident_id}, tier {t.tier})", "no such tier"
+                f"chain_tiers row (incident {incident_id}, tier {t.tier})",
+                "no such tier",
+                "tier_unknown",
+                {"tier": value_of(t.tier)},
             )
     for tier, told in replay.tiers.items():
-        row = f"chain_tiers row (incident {incident_id}, tier {tier})"
+        row = Named(
+            f"chain_tiers row (incident {incident_id}, tier {tier})",
+            {"table": "chain_tiers", "tier": tier},
+        )
         stored = by_tier.get(tier)
         if stored is None:
-            return Mismatch(f"chain_tiers (incident {incident_id})", f"no row for tier {tier}")
-        if (reason := _first_difference(stored, told)) is not None:
-            return Mismatch(row, reason)
-        if (reason := _deadline(stored, reported, replay, tier)) is not None:
-            return Mismatch(row, reason)
+            return Mismatch(
+                f"chain_tiers (incident {incident_id})",
+                f"no row for tier {tier}",
+                "tier_row_missing",
+                {"tier": tier},
+            )
+        if (found := _first_difference(row, stored, told)) is not None:
+            return found
+        if (found := _deadline(row, stored, reported, replay, tier)) is not None:
+            return found
     return _skips_mismatch(incident_id, skips, replay)
 
 
@@ -534,6 +596,8 @@ def _skips_mismatch(incident_id: str, skips: Rows, replay: _Replay) -> Mismatch 
             return Mismatch(
                 f"incident_skips row (incident {incident_id}, team {s.team_id})",
                 "no skipped event records it",
+                "skip_unrecorded",
+                {"team_id": s.team_id},
             )
     by_team = {s.team_id: s for s in skips}
     for team_id, e in replay.skipped.items():
@@ -543,6 +607,8 @@ def _skips_mismatch(incident_id: str, skips: Rows, replay: _Replay) -> Mismatch 
                 f"incident_skips (incident {incident_id})",
                 f"no row for team {team_id}, which its skipped event records "
                 f"(incident_events row id={e.id}, seq {e.seq})",
+                "skip_row_missing",
+                {"team_id": team_id, **_event(e)},
             )
         data: dict[str, Any] = e.data if isinstance(e.data, dict) else {}
         told = {"at": Told(e.at, e, "skipped event")}
@@ -553,8 +619,12 @@ def _skips_mismatch(incident_id: str, skips: Rows, replay: _Replay) -> Mismatch 
                 if column == "detail" and isinstance(value, str):
                     value = value[:DETAIL_CHARS]
                 told[column] = Told(value, e, "skipped event")
-        if (reason := _first_difference(stored, told)) is not None:
-            return Mismatch(f"incident_skips row (incident {incident_id}, team {team_id})", reason)
+        row = Named(
+            f"incident_skips row (incident {incident_id}, team {team_id})",
+            {"table": "incident_skips", "team_id": team_id},
+        )
+        if (found := _first_difference(row, stored, told)) is not None:
+            return found
     return None
 
 
@@ -562,7 +632,9 @@ def _skips_mismatch(incident_id: str, skips: Rows, replay: _Replay) -> Mismatch 
 DETAIL_CHARS = 255
 
 
-def _deadline(stored: Row[Any], reported: Row[Any], replay: _Replay, tier: int) -> str | None:
+def _deadline(
+    row: Named, stored: Row[Any], reported: Row[Any], replay: _Replay, tier: int
+) -> Mismatch | None:
     """What no event states outright about a tier's deadline, but its events bound."""
     try:
         due = reported.at + timedelta(seconds=stored.target_s)
@@ -570,11 +642,22 @@ def _deadline(stored: Row[Any], reported: Row[Any], replay: _Replay, tier: int) 
         due = None
     if due != stored.deadline:
         what = f"reported event plus its target_s {show(stored.target_s)}"
-        return Told(due, reported, what).differs("deadline", stored.deadline)
+        found = Told(due, reported, what).differs(row, "deadline", stored.deadline)
+        values = {**found.values, "target_s": value_of(stored.target_s)}
+        return Mismatch(found.row, found.reason, found.code, values)
     for bound, kind in ((replay.met.get(tier), "met"), (replay.cancelled.get(tier), "closed")):
         if bound is not None and stored.deadline < bound.at:
-            return (
+            reason = (
                 f"deadline {show(stored.deadline)} is before its {kind} event (incident_events "
                 f"row id={bound.id}, seq {bound.seq}: {show(bound.at)})"
             )
+            values = {
+                **row.keys,
+                "column": "deadline",
+                "stored": value_of(stored.deadline),
+                "event_type": kind,
+                **_event(bound),
+                "event_at": value_of(bound.at),
+            }
+            return Mismatch(row.name, reason, "deadline_before_event", values)
     return None

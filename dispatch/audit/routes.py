@@ -128,6 +128,8 @@ def _break_out(verdict: chain.Verdict) -> BreakOut:
         seq=broken.seq,
         row=broken.row,
         reason=broken.reason,
+        code=broken.code,
+        values=dict(broken.values),
         text=str(broken),
         where=verdict.where,
         place=None

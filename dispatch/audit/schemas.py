@@ -59,6 +59,15 @@ class BreakOut(Schema):
     seq: int | None
     row: str | None = Field(description="the row named when it is not an event row")
     reason: str = Field(description="what does not hold, in English")
+    code: str = Field(
+        description="the kind of break, a stable code (docs/security.md lists each and its "
+        "values): hash_mismatch, row_missing, value_differs, ..."
+    )
+    values: dict[str, Any] = Field(
+        description="what the break names, by the code's keys (row ids, seqs, the column, the "
+        "value stored and the one expected, ...): times in Beijing time; for the pages to say "
+        "it in their own words"
+    )
     text: str = Field(description="what `dispatch audit verify` prints after BROKEN:")
     where: str | None = Field(description="what it prints after where: (null: nothing to name)")
     place: BreakPlaceOut | None = Field(description="the same, as values")

@@ -9,19 +9,21 @@ import itertools
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Row, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dispatch.audit import chain
 from dispatch.audit.chain import link
 from dispatch.audit.models import EventChainHead
 from dispatch.db import hold_snapshot, table_of
-from dispatch.incidents.models import IncidentEvent
+from dispatch.incidents.models import Dispatch, IncidentEvent
 from dispatch.schemas import show_time
 from tests.security.test_checkpoint import verify
 from tests.security.test_verify_where import an_arrival, arrival_and_report, beijing
 from tests.support import Account, World
 
 EVENTS, HEADS = table_of(IncidentEvent), table_of(EventChainHead)
+DISPATCHES = table_of(Dispatch)
 URL = "/api/v1/audit/verification"
 
 
@@ -70,6 +72,8 @@ async def test_a_changed_event_is_named_in_the_words_of_the_command_line(world: 
         arrived.seq,
     )
     assert broken["reason"] == "its hash does not match its content: the row was changed"
+    assert broken["code"] == "hash_mismatch"
+    assert broken["values"] == {"event_id": arrived.id, "seq": arrived.seq}
     assert broken["place"] == {
         "incident_id": incident["id"],
         "reported_at": beijing(reported.at),
@@ -185,3 +189,125 @@ async def test_the_server_runs_its_other_work_between_the_incidents_verified(
     assert verdict.broken is None and len(kept) == 4
     steps = [b - a for a, b in itertools.pairwise(seen)]
     assert max(steps) <= 1, seen
+
+
+async def test_each_break_is_given_a_code_and_its_values_for_the_page_to_say(
+    world: World,
+) -> None:
+    """Beside the command line's words, each break says what kind it is and what it names,
+    for the page to say it in Chinese or English: an arrival moved in its dispatch (the column,
+    the value stored and the one its event records), an event changed, one deleted, two
+    swapped, the last one cut off."""
+    incident, dispatch_id = await an_arrival(world)
+    admin = await world.admin()
+    async with world.runtime.engine.begin() as connection:
+        arrived, _ = await arrival_and_report(connection)
+        earlier = arrived.at - timedelta(seconds=30)
+        await connection.execute(
+            update(DISPATCHES).where(DISPATCHES.c.id == dispatch_id).values(arrived_at=earlier)
+        )
+    (broken,) = (await verification(world, admin))["breaks"]
+    assert broken["code"] == "value_differs"
+    assert broken["values"] == {
+        "table": "dispatches",
+        "dispatch_id": dispatch_id,
+        "column": "arrived_at",
+        "stored": beijing(earlier),
+        "expected": beijing(arrived.at),
+        "expected_from": "arrived event",
+        "event_id": arrived.id,
+        "seq": arrived.seq,
+        "event_type": "arrived",
+    }
+    async with world.runtime.engine.begin() as connection:
+        await connection.execute(
+            update(DISPATCHES).where(DISPATCHES.c.id == dispatch_id).values(arrived_at=arrived.at)
+        )
+        chain_ = await events_of(connection, str(incident["id"]))
+        changed = chain_[1]
+        await connection.execute(
+            update(EVENTS).where(EVENTS.c.id == changed.id).values(actor_id="someone")
+        )
+    (broken,) = (await verification(world, admin))["breaks"]
+    assert (broken["code"], broken["values"]) == (
+        "hash_mismatch",
+        {"event_id": changed.id, "seq": changed.seq},
+    )
+
+    async with world.runtime.engine.begin() as connection:
+        await connection.execute(
+            update(EVENTS).where(EVENTS.c.id == changed.id).values(actor_id=changed.actor_id)
+        )
+        first, second = chain_[2], chain_[3]
+        for row, seq in ((first, 10_000), (second, first.seq), (first, second.seq)):
+            await connection.execute(update(EVENTS).where(EVENTS.c.id == row.id).values(seq=seq))
+    (broken,) = (await verification(world, admin))["breaks"]
+    assert (broken["code"], broken["values"]) == (
+        "rows_reordered",
+        {
+            "event_id": first.id,
+            "seq": second.seq,
+            "expected_seq": first.seq,
+            "later_event_id": second.id,
+        },
+    )
+
+    async with world.runtime.engine.begin() as connection:
+        for row, seq in ((first, 10_000), (second, second.seq), (first, first.seq)):
+            await connection.execute(update(EVENTS).where(EVENTS.c.id == row.id).values(seq=seq))
+    assert (await verification(world, admin))["ok"] is True
+    async with world.runtime.engine.begin() as connection:
+        last = chain_[-1]
+        await connection.execute(delete(EVENTS).where(EVENTS.c.id == last.id))
+    (broken,) = (await verification(world, admin))["breaks"]
+    assert (broken["code"], broken["values"]) == (
+        "rows_truncated",
+        {"end_seq": last.seq - 1, "head_seq": last.seq},
+    )
+    assert (broken["event_id"], broken["seq"]) == (None, None)
+
+    async with world.runtime.engine.begin() as connection:
+        await connection.execute(delete(EVENTS).where(EVENTS.c.id == first.id))
+    (broken,) = (await verification(world, admin))["breaks"]
+    assert (broken["code"], broken["values"]) == (
+        "row_missing",
+        {"event_id": second.id, "seq": second.seq, "expected_seq": first.seq},
+    )
+    assert broken["text"].endswith(f"expected seq {first.seq}: a row is missing")
+
+
+async def test_a_row_added_and_a_head_left_without_events_are_given_their_codes(
+    world: World,
+) -> None:
+    incident, _ = await an_arrival(world)
+    admin = await world.admin()
+    async with world.runtime.engine.begin() as connection:
+        last = (await events_of(connection, str(incident["id"])))[-1]
+        forged = {
+            "incident_id": incident["id"],
+            "at": last.at + timedelta(seconds=1),
+            "type": "closed",
+            "actor_id": None,
+            "data": {},
+            "seq": last.seq + 1,
+            "prev_hash": last.hash,
+            "hash": link(last.hash, b"whatever"),
+        }
+        await connection.execute(insert(EVENTS), forged)
+    (broken,) = (await verification(world, admin))["breaks"]
+    assert broken["code"] == "row_added"
+    assert broken["values"] == {
+        "event_id": broken["event_id"],
+        "seq": last.seq + 1,
+        "head_seq": last.seq,
+    }
+    async with world.runtime.engine.begin() as connection:
+        await connection.execute(delete(EVENTS).where(EVENTS.c.incident_id == incident["id"]))
+    (broken,) = (await verification(world, admin))["breaks"]
+    assert (broken["code"], broken["values"]) == ("head_without_events", {"head_seq": last.seq})
+    assert broken["text"].endswith("its head names events that are gone")
+
+
+async def events_of(connection: AsyncConnection, incident_id: str) -> list[Row[Any]]:
+    query = select(EVENTS).where(EVENTS.c.incident_id == incident_id).order_by(EVENTS.c.seq)
+    return list((await connection.execute(query)).all())
