@@ -403,6 +403,7 @@ async def _tell_board(
         "attempts": notification.attempts,
         "at": show_time(now),
         "error": error,
+        "held": notification.held,
     }
     mailboxes.stage(session, [Outgoing(auth.BOARD_MAILBOX, NEWS, news)], now=now)
 

@@ -172,6 +172,7 @@ async def test_a_leader_not_connected_before_is_texted_at_once_one_who_was_once_
     second = await serve()
     world = second.world
     restarted = clock.now()
+    console = await world.connect(operator)
     [texted] = await sms.wait_for(1)
     assert texted.json()["to"] == OTHER_PHONE
     await timer_caught_up(world)
@@ -196,6 +197,14 @@ async def test_a_leader_not_connected_before_is_texted_at_once_one_who_was_once_
         connected.id: late["held"],
     }
     assert len(sms.requests) == 2
+    # The consoles hear it too, as each notification is begun and ends.
+    heard: dict[tuple[str, str], str | None] = {}
+    while (connected.id, "notified") not in heard:
+        news = (await console.next_of("notification.updated"))["data"]
+        heard[(news["user_id"], news["status"])] = news["held"]
+    assert heard[(connected.id, "pending")] == heard[(connected.id, "notified")] == late["held"]
+    assert heard[(away.id, "notified")] is None
+    await console.close()
 
 
 async def test_a_worker_gives_the_leaders_of_a_stopped_worker_their_grace_and_no_one_else(

@@ -11,12 +11,12 @@ from playwright.async_api import Browser, expect
 from sqlalchemy import select, update
 
 from dispatch.db import table_of
-from dispatch.incidents.models import IncidentEvent
+from dispatch.incidents.models import Dispatch, IncidentEvent
 from tests.pages.conftest import Opened, ask_report, desk_context, log_in
 from tests.security.test_verify_where import an_arrival
 from tests.support import World
 
-EVENTS = table_of(IncidentEvent)
+EVENTS, DISPATCHES = table_of(IncidentEvent), table_of(Dispatch)
 
 
 def wall(iso: str) -> str:
@@ -72,6 +72,10 @@ async def test_verify_record_shows_the_record_whole_then_the_break_in_both_langu
     await expect(result).to_contain_text(
         f"所涉事件：arrived，记录时间 {wall(broken['place']['event_at'])}（北京时间）"
     )
+    says = result.locator(".verify-says")
+    await expect(says).to_have_text(
+        f"第 {arrived.id} 条事件记录（序号 {arrived.seq}）的内容与其哈希不符：记录可能被改动"
+    )
     await expect(result.locator(".verify-text")).to_have_text(f"原文：{broken['text']}")
 
     await page.get_by_role("button", name="English").click()
@@ -83,3 +87,35 @@ async def test_verify_record_shows_the_record_whole_then_the_break_in_both_langu
         "The record is broken: these rows do not agree with the hash chain"
     )
     await expect(page.get_by_role("button", name="Verify record")).to_be_visible()
+    await expect(says).to_have_text(
+        f"Event row {arrived.id} (seq {arrived.seq}): its content does not match its hash: "
+        "the row may have been changed"
+    )
+
+    # The event put back, the dispatch's arrival moved: the column, the time stored and the
+    # one the arrival event records, in Beijing time, in either language.
+    async with world.runtime.engine.begin() as connection:
+        await connection.execute(
+            update(EVENTS).where(EVENTS.c.id == arrived.id).values(at=arrived.at)
+        )
+        await connection.execute(
+            update(DISPATCHES)
+            .where(DISPATCHES.c.id == incident["dispatches"][0]["id"])
+            .values(arrived_at=earlier)
+        )
+    reply = await world.http.get("/api/v1/audit/verification", headers=auditor.headers)
+    (broken,) = reply.json()["breaks"]
+    values = broken["values"]
+    await page.get_by_role("button", name="Verify record").click()
+    await expect(says).to_have_text(
+        f"The arrival time of the dispatch row, {wall(values['stored'])}, differs from the "
+        f"{wall(values['expected'])} its arrival event records (event row {arrived.id}, seq "
+        f"{arrived.seq}): the row may have been changed"
+    )
+    await page.get_by_role("button", name="中文").click()
+    await expect(says).to_have_text(
+        f"派单记录的到场时间 {wall(values['stored'])} 与到场事件所记 "
+        f"{wall(values['expected'])} 不符（第 {arrived.id} 条事件记录，序号 {arrived.seq}）："
+        "记录可能被改动"
+    )
+    await expect(result.locator(".verify-text")).to_have_text(f"原文：{broken['text']}")

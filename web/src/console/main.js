@@ -9,7 +9,15 @@ import { Live } from '../shared/live.js';
 import { $, clear, h, newKey, readConfig } from '../shared/dom.js';
 import { load, loadForTab, removeForTab, save, saveForTab } from '../shared/storage.js';
 import { applyLang, currentLang, onLangChange, setLang, t } from '../shared/i18n.js';
-import { clockTime, coordinate, metres, micros, ms, shanghaiToday } from '../shared/format.js';
+import {
+  clockTime,
+  coordinate,
+  heldText,
+  metres,
+  micros,
+  ms,
+  shanghaiToday,
+} from '../shared/format.js';
 import { errorText } from '../shared/errors.js';
 import { looksSwapped, readLink, readOne, readPair } from './coordinates.js';
 import { repeat, siren, soundReady, unlockOnGesture } from '../shared/alarm.js';
@@ -865,6 +873,7 @@ function noticeOf(data, id, attempts, at) {
     status: data.status,
     attempts: attempts || 0,
     at: at || null,
+    held: data.held || null,
   };
 }
 
@@ -913,6 +922,11 @@ async function loadNotifications(ids) {
 // One notification as the operator reads it: 短信发送中, 短信发送失败 2 次，重试中,
 // 短信已发送 10:01:02, 短信发送失败（尝试 3 次）…
 function noticeText(note) {
+  const text = noticeStatusText(note);
+  return note.held ? t('notify.with_held', { text, held: heldText(note.held) }) : text;
+}
+
+function noticeStatusText(note) {
   const vars = {
     channel: t('notify.channel.' + note.channel),
     n: note.attempts,

@@ -1338,6 +1338,39 @@ function breakLines(b) {
       lines.push(h('div', { text: t('rep.verify_event', { type: place.event_type, at: localTime(place.event_at) }) }));
     }
   }
+  const says = breakSentence(b);
+  if (says !== null) lines.push(h('div', { class: 'verify-says', text: says }));
   lines.push(h('div', { class: 'verify-text', text: t('rep.verify_text', { text: b.text }) }));
   return lines;
+}
+
+// A translated word, or the server's own when the page has none for it.
+function known(key, fallback, vars) {
+  const text = t(key, vars);
+  return text === key ? fallback : text;
+}
+
+// A value a break names: times in Beijing time as the page shows them, null and flags in words.
+function breakValue(value) {
+  if (value === null || value === undefined) return t('rep.break.null');
+  if (typeof value === 'boolean') return t(value ? 'rep.break.true' : 'rep.break.false');
+  if (typeof value === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d/.test(value)) return localTime(value);
+  return String(value);
+}
+
+// The break in the page's language, from its code and values (docs/security.md lists them);
+// null for a code the page does not know, which the command's words then say alone.
+function breakSentence(b) {
+  if (!b.code) return null;
+  const values = b.values || {};
+  const vars = {};
+  for (const [name, value] of Object.entries(values)) vars[name] = breakValue(value);
+  if (values.table) vars.row = known('rep.break.row.' + values.table, values.table, vars);
+  if (values.column) vars.column = known('rep.break.col.' + values.column, values.column);
+  if (values.event_type) vars.event = known('rep.break.event.' + values.event_type, values.event_type);
+  if (values.gone !== undefined) vars.n = values.gone;
+  let key = 'rep.break.' + b.code;
+  if (b.code === 'value_differs' && values.event_id === null) key += '_none';
+  const text = t(key, vars);
+  return text === key ? null : text;
 }

@@ -159,6 +159,15 @@ export function countdown(secondsLeft) {
   return (over ? '+' : '') + minutes + ':' + (s < 10 ? '0' : '') + s;
 }
 
+// Why a notification was begun late (its `held`: the leader's phone was connected to a server
+// process that went away, and was given time to reconnect), said short in the page's language:
+// 先等待队长手机重连 10 秒. Empty when it was not held.
+export function heldText(held) {
+  if (!held) return '';
+  const grace = /given ([\d.]+) s to reconnect/.exec(held);
+  return grace ? t('notify.held', { s: grace[1] }) : t('notify.held_any');
+}
+
 export function metres(value) {
   if (value === null || value === undefined) return '';
   if (value >= 1000) return t('unit.km', { n: (value / 1000).toFixed(2) });

@@ -5,7 +5,7 @@
 import { clear, h } from './dom.js';
 import { errorText } from './errors.js';
 import { t } from './i18n.js';
-import { coordinate, duration, micros, secondsAgainst } from './format.js';
+import { coordinate, duration, heldText, micros, secondsAgainst } from './format.js';
 import { arrivalView, hopsView } from './views.js';
 
 // Times come as ISO 8601 with +08:00: the wall-clock time as sent, with its date.
@@ -210,8 +210,13 @@ function noticeText(event, teams) {
     channel: t('notify.channel.' + data.channel),
     n: data.attempts || 0,
   };
+  const text = noticeStatusText(event, vars);
+  return data.held ? t('notify.with_held', { text, held: heldText(data.held) }) : text;
+}
+
+function noticeStatusText(event, vars) {
   if (event.type === 'notified') return t('rep.record_notified', vars);
-  if (!data.attempts) return t('rep.record_notify_no_phone', vars);
+  if (!(event.data || {}).attempts) return t('rep.record_notify_no_phone', vars);
   return t('rep.record_notify_failed', vars);
 }
 
