@@ -861,6 +861,7 @@ async def test_the_board_is_told_each_outcome_once_it_is_on_record(
         "attempts": 1,
         "at": records["webhook"]["finished_at"],
         "error": None,
+        "held": None,
     }
     await attempts_recorded(world, operator, incident["id"], 1, ok=False)
     world.clock.advance(1)

@@ -218,6 +218,8 @@ RATE_LIMITED_ROUTES = {
     "POST /api/v1/auth/token",
     "POST /api/v1/incidents",
     "POST /api/v1/teams/{team_id}/test-alert",
+    # Not a count of attempts: one verification of the whole record at a time.
+    "GET /api/v1/audit/verification",
 }
 
 
