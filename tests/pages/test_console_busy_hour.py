@@ -369,6 +369,9 @@ async def test_report_open_and_close_by_keyboard_while_news_comes(
     )
     assert await console.evaluate(FOCUSED) == ["BUTTON", mine]
 
+    # 加派队伍, then 结案.
+    await console.keyboard.press("Tab")
+    assert await console.evaluate("document.activeElement.textContent") == "加派队伍"
     await console.keyboard.press("Tab")
     assert await console.evaluate("document.activeElement.textContent") == "结案"
     console.once("dialog", lambda dialog: dialog.accept())
