@@ -31,6 +31,7 @@ from dispatch.auth.models import RevokedToken, User
 from dispatch.clock import ManualClock
 from dispatch.db import Base, create_engine, create_sessionmaker, table_of
 from dispatch.incidents.models import ChainTier, Dispatch, Incident
+from dispatch.notifiers.models import Notification
 from dispatch.rosters.models import RosterMember
 from dispatch.teams import service as teams
 from dispatch.teams.coverage import Coverage
@@ -1069,4 +1070,67 @@ async def test_users_stored_before_0028_have_no_end_of_their_tokens_said(
             )
             assert ended.all() == [("u-before", None), ("u-during", None)]
         await asyncio.to_thread(command.downgrade, config, "0027")
+        await asyncio.to_thread(command.upgrade, config, "head")
+
+
+async def test_notifications_held_before_0031_get_their_time_from_their_sentence(
+    backend: str, tmp_path: Path
+) -> None:
+    """0031: a notification held before for its leader's phone to reconnect gets
+    ``held_until`` from the time its ``held`` sentence begins with (stored in UTC); one whose
+    sentence does not begin with a time, and one not held, are left null; the release before,
+    writing notifications without it during a rolling upgrade, leaves it null too."""
+    at = datetime(2026, 12, 7, 9, 59, 40, tzinfo=UTC)
+    until = datetime(2026, 12, 7, 10, 0, 10, 250000, tzinfo=UTC)
+    notifications = table_of(Notification)
+    before = sa.table(
+        notifications.name,
+        *(sa.column(c.name, c.type) for c in notifications.c if c.name != "held_until"),
+    )
+    sentence = (
+        "held until 2026-12-07T18:00:10.250000+08:00: the leader's phone was connected to a "
+        "server process that went away at 2026-12-07T17:59:40+08:00, and was given 10 s to "
+        "reconnect once the server was back"
+    )
+
+    def notification(notification_id: str, held: str | None) -> dict[str, Any]:
+        return {"id": notification_id, "incident_id": "i1", "dispatch_id": "d-i1",
+                "user_id": "u1", "channel": "sms", "status": "notified", "attempts": 1,
+                "created_at": at, "finished_at": at, "held": held}  # fmt: skip
+
+    async with downgraded(backend, tmp_path, "0030") as (config, engine):
+        async with engine.begin() as connection:
+            await _an_operator_and_a_team(connection, at)
+            await _incident_as_the_release_before_wrote_it(connection, "i1", at, None)
+            await connection.execute(
+                before.insert(),
+                [
+                    notification("n-held", sentence),
+                    notification("n-unreadable", "held until later: the phone was away"),
+                    notification("n-bad-time", "held until 2026-13-40T99:00:00+08:00: away"),
+                    notification("n-not-held", None),
+                ],
+            )
+        await asyncio.to_thread(command.upgrade, config, "head")
+        async with engine.begin() as connection:
+            await connection.execute(before.insert(), notification("n-during", sentence))
+        async with engine.connect() as connection:
+            found = await connection.execute(
+                select(notifications.c.id, notifications.c.held_until).order_by(notifications.c.id)
+            )
+            assert found.all() == [
+                ("n-bad-time", None),
+                ("n-during", None),
+                ("n-held", until),
+                ("n-not-held", None),
+                ("n-unreadable", None),
+            ]
+        await asyncio.to_thread(command.downgrade, config, "0030")
+        async with engine.connect() as connection:
+            columns = await connection.run_sync(
+                lambda sync: [c["name"] for c in inspect(sync).get_columns("notifications")]
+            )
+            assert "held_until" not in columns
+            held = await connection.execute(select(before.c.id, before.c.held))
+            assert dict(held.all())["n-held"] == sentence
         await asyncio.to_thread(command.upgrade, config, "head")

@@ -36,6 +36,9 @@ class Notification(Base):
     # Why it was begun later than its alert's check fell due (the leader's phone was given
     # time to reconnect after a restart), or None.
     held: Mapped[str | None] = mapped_column(Text, default=None)
+    # Until when it was held: the end of the leader's reconnection grace, by the server's
+    # clock (UTC), or None (not held, or held before this was recorded).
+    held_until: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class NotificationAttempt(Base):

@@ -48,6 +48,7 @@ async def incident_notifications(
             created_at=n.created_at,
             finished_at=n.finished_at,
             held=n.held,
+            held_until=n.held_until,
         )
         for n, attempts in found
     ]

@@ -46,3 +46,8 @@ class NotificationOut(Schema):
         " phone, connected when a server process went away, was given"
         " DISPATCH_NOTIFY_RECONNECT_GRACE_S to reconnect; null when it was not held"
     )
+    held_until: LocalTime | None = Field(
+        description="of a held notification, until when it waited: the end of the leader's"
+        " reconnection grace by the server's clock; null when it was not held (or was held"
+        " before the server recorded this)"
+    )

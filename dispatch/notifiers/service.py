@@ -88,16 +88,18 @@ async def check_acknowledged(
     now: datetime,
     grace: Grace | None = None,
     held: str | None = None,
+    held_until: datetime | None = None,
 ) -> str:
     """The check step: if the alert is still unacknowledged, start one notification a channel.
 
     ``channels`` are (name, needs a phone number) in the order they are tried.
 
-    Unless the check was held already (``held`` says why), a leader whose phone was connected
-    to a server process when it went away (stopped or died) is given ``grace`` to reconnect
-    from when the server was back (its stop, for a process that kept running; this process's
-    start, for one that started since): his phone, reconnecting, acknowledges what it missed.
-    The check is looked at again then, and a notification it begins says why it waited.
+    Unless the check was held already (``held`` says why, ``held_until`` until when), a
+    leader whose phone was connected to a server process when it went away (stopped or died)
+    is given ``grace`` to reconnect from when the server was back (its stop, for a process
+    that kept running; this process's start, for one that started since): his phone,
+    reconnecting, acknowledges what it missed. The check is looked at again then, and a
+    notification it begins says why it waited, and until when.
     """
     answered = await _answered(session, incident_id, dispatch_id, user_id, since_seq=seq)
     if answered is not None:
@@ -105,7 +107,13 @@ async def check_acknowledged(
     if grace is not None and held is None:
         hold = await _reconnection_hold(session, user_id, now, grace)
         if hold is not None:
-            data = {"user_id": user_id, "seq": seq, "dispatch_id": dispatch_id, "held": hold[1]}
+            data = {
+                "user_id": user_id,
+                "seq": seq,
+                "dispatch_id": dispatch_id,
+                "held": hold[1],
+                "held_until": hold[0].isoformat(),
+            }
             jobs.schedule(session, jobs.new_job(CHECK, hold[0], incident_id=incident_id, data=data))
             await session.flush()
             return hold[1]
@@ -123,6 +131,7 @@ async def check_acknowledged(
             created_at=now,
             finished_at=None,
             held=held,
+            held_until=held_until,
         )
         session.add(notification)
         if needs_phone and not phone:
@@ -140,6 +149,19 @@ async def check_acknowledged(
     if not started:
         return "unacknowledged: no channel can reach the leader"
     return f"unacknowledged: notifying over {', '.join(started)}"
+
+
+def held_until_of(data: dict[str, Any]) -> datetime | None:
+    """Until when a held check waited, from its job's data: None from one a release before
+    held (it wrote no ``held_until``), or from a value that is not an aware ISO 8601 time."""
+    text = data.get("held_until")
+    if not isinstance(text, str):
+        return None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None
 
 
 async def _reconnection_hold(
@@ -404,8 +426,13 @@ async def _tell_board(
         "at": show_time(now),
         "error": error,
         "held": notification.held,
+        "held_until": _shown(notification.held_until),
     }
     mailboxes.stage(session, [Outgoing(auth.BOARD_MAILBOX, NEWS, news)], now=now)
+
+
+def _shown(at: datetime | None) -> str | None:
+    return show_time(at) if at is not None else None
 
 
 def _outcome_event(
@@ -430,6 +457,7 @@ def _outcome_event(
         data["error"] = error
     if notification.held is not None:
         data["held"] = notification.held
+        data["held_until"] = _shown(notification.held_until)
     session.add(
         IncidentEvent(
             incident_id=notification.incident_id,

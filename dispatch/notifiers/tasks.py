@@ -82,6 +82,7 @@ class Notifier:
                 now=now,
                 grace=self._grace,
                 held=job.data.get("held"),
+                held_until=service.held_until_of(job.data),
             )
             if outcome.startswith("unacknowledged"):
                 log.warning(

@@ -862,6 +862,7 @@ async def test_the_board_is_told_each_outcome_once_it_is_on_record(
         "at": records["webhook"]["finished_at"],
         "error": None,
         "held": None,
+        "held_until": None,
     }
     await attempts_recorded(world, operator, incident["id"], 1, ok=False)
     world.clock.advance(1)

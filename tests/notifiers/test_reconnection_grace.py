@@ -184,8 +184,13 @@ async def test_a_leader_not_connected_before_is_texted_at_once_one_who_was_once_
     by_leader = {r["user_id"]: r for r in records}
     assert at(by_leader[away.id]["created_at"]) == restarted
     assert by_leader[away.id]["held"] is None
+    assert by_leader[away.id]["held_until"] is None
     late = by_leader[connected.id]
-    assert at(late["created_at"]) == restarted + timedelta(seconds=GRACE_S)
+    grace_ended = restarted + timedelta(seconds=GRACE_S)
+    assert at(late["created_at"]) == grace_ended
+    # Until when, as a time: the end of his grace by the server's clock, in Beijing time.
+    assert late["held_until"] == show_time(grace_ended)
+    assert late["held_until"].endswith("+08:00")
     assert late["held"] == (
         f"held until {show_time(restarted + timedelta(seconds=GRACE_S))}: the leader's phone "
         f"was connected to a server process that went away at {show_time(stopped)}, and was "
@@ -196,14 +201,19 @@ async def test_a_leader_not_connected_before_is_texted_at_once_one_who_was_once_
         away.id: None,
         connected.id: late["held"],
     }
+    assert {e["data"]["user_id"]: e["data"].get("held_until") for e in notified} == {
+        away.id: None,
+        connected.id: late["held_until"],
+    }
     assert len(sms.requests) == 2
     # The consoles hear it too, as each notification is begun and ends.
-    heard: dict[tuple[str, str], str | None] = {}
+    heard: dict[tuple[str, str], tuple[str | None, str | None]] = {}
     while (connected.id, "notified") not in heard:
         news = (await console.next_of("notification.updated"))["data"]
-        heard[(news["user_id"], news["status"])] = news["held"]
-    assert heard[(connected.id, "pending")] == heard[(connected.id, "notified")] == late["held"]
-    assert heard[(away.id, "notified")] is None
+        heard[(news["user_id"], news["status"])] = (news["held"], news["held_until"])
+    told = (late["held"], late["held_until"])
+    assert heard[(connected.id, "pending")] == heard[(connected.id, "notified")] == told
+    assert heard[(away.id, "notified")] == (None, None)
     await console.close()
 
 

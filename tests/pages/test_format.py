@@ -8,12 +8,15 @@ answers for it), and imported by a page that hands its functions to the test.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page, Route
 
+from dispatch.schemas import DISPLAY_TZ
 from tests.pages.conftest import Opened, desk_context
 
 SOURCE = Path(__file__).resolve().parents[2] / "web" / "src"
@@ -297,4 +300,49 @@ async def test_a_count_of_one_reads_in_the_singular_in_english(page: Page) -> No
         "Name is too long: at most 1 character",
         "2 incidents",
         "End of the list: all 2 incidents of the day are listed",
+    ]
+
+
+async def test_a_held_notification_says_until_when_from_its_time_never_from_its_english(
+    page: Page,
+) -> None:
+    """A notification's hold is said from ``held_until`` in Beijing time, the zone the server
+    writes it in or not; held with no time, or one that does not read, it says it waited and
+    no time; the English of ``held`` is never read for one; not held, nothing."""
+    day = datetime.now(DISPLAY_TZ).date()
+    until = datetime.combine(day, dt_time(18, 0, 10), DISPLAY_TZ)
+    held = (
+        "held until 2026-12-07T18:00:10+08:00: the leader's phone was connected to a server "
+        "process that went away at 2026-12-07T17:59:40+08:00, and was given 10 s to reconnect "
+        "once the server was back"
+    )
+    cases = [
+        [held, until.isoformat()],
+        [held, until.astimezone(UTC).isoformat()],
+        [held, None],
+        [held, "not a time"],
+        [None, None],
+        [None, "not a time"],
+        ["", None],
+    ]
+    said = {}
+    for lang in ("zh", "en"):
+        said[lang] = await page.evaluate(
+            "([lang, cases]) => { setLang(lang);"
+            " return cases.map(([held, until]) => format.heldText(held, until)); }",
+            [lang, cases],
+        )
+    assert said["zh"] == [
+        "先等待队长手机重连至 18:00:10",
+        "先等待队长手机重连至 18:00:10",
+        "先等待队长手机重连",
+        "先等待队长手机重连",
+        "",
+        "",
+        "",
+    ]
+    assert said["en"][:3] == [
+        "after waiting until 18:00:10 for the leader's phone to reconnect",
+        "after waiting until 18:00:10 for the leader's phone to reconnect",
+        "after waiting for the leader's phone to reconnect",
     ]

@@ -3,12 +3,14 @@ console, live, and in the incident's record, in Chinese and English."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import re
+from datetime import datetime, timedelta
+from typing import Any
 
 from playwright.async_api import Browser, expect
 
 from dispatch.notifiers import service as notifiers
-from dispatch.schemas import show_time
+from dispatch.schemas import DISPLAY_TZ, show_time
 from tests.pages.conftest import Opened
 from tests.pages.test_console_and_phone import card, open_console
 from tests.pages.test_record_escalation import (
@@ -16,25 +18,18 @@ from tests.pages.test_record_escalation import (
     open_record,
     report_of_the_day,
 )
-from tests.support import World
+from tests.support import Account, World
 
 
-async def test_a_notification_held_for_the_leaders_reconnection_says_it_waited(
-    world: World, browser: Browser, contexts: Opened
+async def check_held(
+    world: World,
+    incident: dict[str, Any],
+    leader: Account,
+    held: str,
+    held_until: datetime | None,
 ) -> None:
-    team = await world.team("fixed_post", name="三中驻点队")
-    leader = await world.leader(team)  # no phone number on file: the SMS is not sent
-    console = await open_console(browser, contexts, world)
-    operator = await world.operator()
-    incident = await world.report(operator)
+    """The check as it runs once the leader's grace has ended, his alert still unacknowledged."""
     [dispatch] = incident["dispatches"]
-    now = world.clock.now()
-    held = (
-        f"held until {show_time(now)}: the leader's phone was connected to a server process "
-        f"that went away at {show_time(now - timedelta(seconds=30))}, and was given 10 s to "
-        "reconnect once the server was back"
-    )
-    # The check as it runs once the leader's grace has ended, his alert still unacknowledged.
     async with world.runtime.transaction() as session:
         outcome = await notifiers.check_acknowledged(
             session,
@@ -43,17 +38,53 @@ async def test_a_notification_held_for_the_leaders_reconnection_says_it_waited(
             seq=0,
             dispatch_id=dispatch["id"],
             channels=[("sms", True)],
-            now=now,
+            now=world.clock.now(),
             held=held,
+            held_until=held_until,
         )
     assert outcome.startswith("unacknowledged"), outcome
 
-    line = card(console, incident["id"]).locator(".notification")
-    await expect(line).to_have_text("短信未发送：未登记手机号（先等待队长手机重连 10 秒）")
+
+async def test_a_notification_held_for_the_leaders_reconnection_says_until_when(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """Until when it waited is read from ``held_until`` and shown in Beijing time, not from
+    the English of ``held``; one held with no time known (held before the server recorded
+    it) says it waited, and no time."""
+    team = await world.team("fixed_post", name="三中驻点队")
+    # No phone numbers on file: the SMS is not sent.
+    leader, other = await world.leader(team), await world.leader(team)
+    console = await open_console(browser, contexts, world)
+    operator = await world.operator()
+    incident = await world.report(operator)
+    now = world.clock.now()
+    # The grace ended 7.4 s ago, and the check is only now run (the timer was late): the time
+    # shown is the field's, not the check's, and not the sentence's 10 s.
+    until = now - timedelta(seconds=7.4)
+    held = (
+        f"held until {show_time(until)}: the leader's phone was connected to a server process "
+        f"that went away at {show_time(until - timedelta(seconds=40))}, and was given 10 s to "
+        "reconnect once the server was back"
+    )
+    wall = until.astimezone(DISPLAY_TZ).strftime("%H:%M:%S")
+    await check_held(world, incident, leader, held, until)
+    lines = card(console, incident["id"]).locator(".notification")
+    await expect(lines).to_have_text([f"短信未发送：未登记手机号（先等待队长手机重连至 {wall}）"])
+    await check_held(world, incident, other, held, None)
+    await expect(lines).to_have_text(
+        [
+            f"短信未发送：未登记手机号（先等待队长手机重连至 {wall}）",
+            "短信未发送：未登记手机号（先等待队长手机重连）",
+        ]
+    )
     await console.locator("#lang").click()
-    await expect(line).to_have_text(
-        "SMS not sent: no phone number on file (after waiting 10 s for the leader's phone to "
-        "reconnect)"
+    await expect(lines).to_have_text(
+        [
+            f"SMS not sent: no phone number on file (after waiting until {wall} for the "
+            "leader's phone to reconnect)",
+            "SMS not sent: no phone number on file (after waiting for the leader's phone to "
+            "reconnect)",
+        ]
     )
 
     world.clock.advance(61)
@@ -61,4 +92,8 @@ async def test_a_notification_held_for_the_leaders_reconnection_says_it_waited(
     report = await report_of_the_day(browser, contexts, world, incident)
     record = await open_record(report, incident)
     said = record.locator('.record-events li[data-type="notify_failed"]')
-    await expect(said).to_contain_text("短信未发送：未登记手机号（先等待队长手机重连 10 秒）")
+    await expect(said).to_have_count(2)
+    await expect(said.nth(0)).to_contain_text(
+        re.compile(rf"短信未发送：未登记手机号（先等待队长手机重连至 (\S+ )?{wall}）")
+    )
+    await expect(said.nth(1)).to_contain_text("短信未发送：未登记手机号（先等待队长手机重连）")

@@ -874,6 +874,7 @@ function noticeOf(data, id, attempts, at) {
     attempts: attempts || 0,
     at: at || null,
     held: data.held || null,
+    held_until: data.held_until || null,
   };
 }
 
@@ -923,7 +924,8 @@ async function loadNotifications(ids) {
 // 短信已发送 10:01:02, 短信发送失败（尝试 3 次）…
 function noticeText(note) {
   const text = noticeStatusText(note);
-  return note.held ? t('notify.with_held', { text, held: heldText(note.held) }) : text;
+  const held = heldText(note.held, note.held_until);
+  return held ? t('notify.with_held', { text, held }) : text;
 }
 
 function noticeStatusText(note) {

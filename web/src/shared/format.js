@@ -159,13 +159,15 @@ export function countdown(secondsLeft) {
   return (over ? '+' : '') + minutes + ':' + (s < 10 ? '0' : '') + s;
 }
 
-// Why a notification was begun late (its `held`: the leader's phone was connected to a server
-// process that went away, and was given time to reconnect), said short in the page's language:
-// 先等待队长手机重连 10 秒. Empty when it was not held.
-export function heldText(held) {
-  if (!held) return '';
-  const grace = /given ([\d.]+) s to reconnect/.exec(held);
-  return grace ? t('notify.held', { s: grace[1] }) : t('notify.held_any');
+// That a notification was begun late (its `held`: the leader's phone was connected to a server
+// process that went away, and was given time to reconnect), said short in the page's language
+// with until when (its `held_until`, in Beijing time): 先等待队长手机重连至 18:00:10. Held with
+// no time known (held before the server recorded it, or a time that does not read): 先等待队长
+// 手机重连. Empty when it was not held.
+export function heldText(held, heldUntil) {
+  const until = typeof heldUntil === 'string' && Number.isFinite(Date.parse(heldUntil));
+  if (until) return t('notify.held', { time: clockTime(heldUntil) });
+  return held ? t('notify.held_any') : '';
 }
 
 export function metres(value) {

@@ -211,7 +211,8 @@ function noticeText(event, teams) {
     n: data.attempts || 0,
   };
   const text = noticeStatusText(event, vars);
-  return data.held ? t('notify.with_held', { text, held: heldText(data.held) }) : text;
+  const held = heldText(data.held, data.held_until);
+  return held ? t('notify.with_held', { text, held }) : text;
 }
 
 function noticeStatusText(event, vars) {
