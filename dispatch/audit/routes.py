@@ -132,15 +132,5 @@ def _break_out(verdict: chain.Verdict) -> BreakOut:
         values=dict(broken.values),
         text=str(broken),
         where=verdict.where,
-        place=None
-        if place is None
-        else BreakPlaceOut(
-            incident_id=place.incident_id,
-            reported_at=place.reported_at,
-            source=place.source,
-            category=place.category,
-            village=place.village,
-            event_type=place.event_type,
-            event_at=place.event_at,
-        ),
+        place=None if place is None else BreakPlaceOut.model_validate(place),
     )
