@@ -29,6 +29,14 @@ _Id = Annotated[str | None, Query(max_length=64)]
 VERIFYING_RETRY_S = 10
 
 
+class VerificationRunning(RateLimited):
+    """A verification asked for while another runs in this process. No count of attempts was
+    passed, so it has a code of its own: the report page says a verification is under way and
+    when to ask again, where ``rate_limited`` would tell its user he did too much."""
+
+    code = "verification_running"
+
+
 @router.get("", response_model=AuditPage)
 async def audit_trail(
     session: SessionDep,
@@ -68,7 +76,8 @@ async def audit_trail(
     responses={
         429: {
             **RATE_LIMITED[429],
-            "description": "a verification is already running on this server",
+            "description": "verification_running: a verification is already running on this "
+            "server (one at a time); ask again after Retry-After seconds (10)",
         }
     },
 )
@@ -89,7 +98,7 @@ async def audit_verification(
     incident's event chain, and the rows the reports judge from against the events. Read a
     slice of incidents at a time; over a large log it takes as long as the command."""
     if runtime.verifying.locked():
-        raise RateLimited(
+        raise VerificationRunning(
             "a verification of the record is already running on this server; its answer comes "
             "once every incident is checked: ask again then",
             retry_after_s=VERIFYING_RETRY_S,

@@ -5,6 +5,7 @@ head the report on screen states, looked for in the record. Chinese first, Engli
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from playwright.async_api import Browser, expect
@@ -120,3 +121,39 @@ async def test_verify_record_shows_the_record_whole_then_the_break_in_both_langu
         "记录可能被改动"
     )
     await expect(result.locator(".verify-text")).to_have_text(f"原文：{broken['text']}")
+
+
+async def test_verify_record_pressed_while_one_runs_says_so_and_waits_the_servers_seconds(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """One verification runs at a time on a server: pressed meanwhile, the page says a
+    verification is under way and when to try again (the 429's Retry-After), not 操作过于频繁,
+    as if its user had done too much; the button may be pressed again after those seconds."""
+    incident, _ = await an_arrival(world)
+    auditor = await world.account("auditor")
+    context = await desk_context(browser, contexts)
+    page = await context.new_page()
+    await log_in(page, world.base_url + "/console/reports", auditor)
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    await ask_report(page, incident["reported_at"][:10])
+
+    section, result = page.locator("#verify"), page.locator("#verify-result")
+    button = page.locator("#verify-run")
+    loop = asyncio.get_running_loop()
+    async with world.runtime.verifying:
+        await button.click()
+        await expect(section).to_have_attribute("data-state", "waiting")
+        refused_at = loop.time()
+    await expect(result).to_have_text("核验正在进行，请稍后再试（约 10 秒）")
+    await expect(result).not_to_contain_text("操作过于频繁")
+    await expect(button).to_be_disabled()
+    await page.get_by_role("button", name="English").click()
+    await expect(result).to_have_text("A verification is already running; try again in about 10 s")
+    # Still waiting a few seconds on; pressable again once the ten have passed.
+    await asyncio.sleep(max(0.0, refused_at + 3 - loop.time()))
+    await expect(button).to_be_disabled()
+    await expect(button).to_be_enabled(timeout=12_000)
+    assert loop.time() - refused_at >= 9.5
+    await button.click()
+    await expect(section).to_have_attribute("data-state", "ok")
+    await expect(result.locator(".verify-ok").first).to_contain_text("The record holds")

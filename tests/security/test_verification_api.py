@@ -119,9 +119,11 @@ async def test_a_second_verification_asked_while_one_runs_is_refused_until_it_en
     async with world.runtime.verifying:
         reply = await world.http.get(URL, headers=admin.headers)
         assert reply.status_code == 429, reply.text
-        assert reply.json()["error"] == "rate_limited", reply.text
+        # Its own code, not rate_limited: nobody asked too often, and the page says so.
+        assert reply.json()["error"] == "verification_running", reply.text
         assert "already running" in reply.json()["detail"]
         assert reply.headers["Retry-After"] == "10"
+        assert reply.json()["retry_after_s"] == 10
     assert (await verification(world, admin))["ok"] is True
 
 

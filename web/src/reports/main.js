@@ -1265,16 +1265,44 @@ async function verifyRecord() {
   } catch (error) {
     if (ticket !== state.verifying) return;
     state.verifyFailure = error;
+    const wait = verificationRunningS(error);
+    if (wait !== null) {
+      // Another verification runs on the server (one at a time): the button waits as long as
+      // the server asks, then may be pressed again.
+      renderVerification();
+      setTimeout(() => {
+        if (ticket === state.verifying) $('#verify-run').disabled = false;
+      }, wait * 1000);
+      return;
+    }
   } finally {
-    if (ticket === state.verifying) $('#verify-run').disabled = false;
+    if (ticket === state.verifying && verificationRunningS(state.verifyFailure) === null) {
+      $('#verify-run').disabled = false;
+    }
   }
   renderVerification();
+}
+
+// The seconds to wait when the server refused a verification because another one is running
+// (429 verification_running, with Retry-After); null for any other outcome. Not a rate limit
+// reached: the page says a verification is under way rather than 操作过于频繁.
+function verificationRunningS(error) {
+  if (!error || error.status !== 429 || !error.body || error.body.error !== 'verification_running') {
+    return null;
+  }
+  return error.retryAfterS || error.body.retry_after_s || 10;
 }
 
 function renderVerification() {
   const box = $('#verify-result');
   clear(box);
   const answer = state.verification;
+  const wait = verificationRunningS(state.verifyFailure);
+  if (wait !== null) {
+    $('#verify').dataset.state = 'waiting';
+    box.append(h('p', { class: 'hint verify-wait', text: t('rep.verify_busy', { s: wait }) }));
+    return;
+  }
   if (state.verifyFailure !== null) {
     $('#verify').dataset.state = 'failed';
     box.append(h('p', { class: 'error', text: t('rep.verify_failed', { detail: errorText(state.verifyFailure) }) }));

@@ -391,6 +391,7 @@ const zh = {
   'rep.verify_event': '所涉事件：{type}，记录时间 {at}（北京时间）',
   'rep.verify_text': '原文：{text}',
   'rep.verify_failed': '核验未完成：{detail}',
+  'rep.verify_busy': '核验正在进行，请稍后再试（约 {s} 秒）',
   // A break of the record in the page's words, from its code and values (docs/security.md).
   'rep.break.hash_mismatch': '第 {event_id} 条事件记录（序号 {seq}）的内容与其哈希不符：记录可能被改动',
   'rep.break.content_unhashable': '第 {event_id} 条事件记录（序号 {seq}）的内容无法计算哈希（{error}）：记录被改动',
@@ -985,6 +986,7 @@ const en = {
   'rep.verify_event': 'The event: {type}, recorded {at} (Beijing time)',
   'rep.verify_text': 'In full: {text}',
   'rep.verify_failed': 'Verification did not finish: {detail}',
+  'rep.verify_busy': 'A verification is already running; try again in about {s} s',
   'rep.break.hash_mismatch': 'Event row {event_id} (seq {seq}): its content does not match its hash: the row may have been changed',
   'rep.break.content_unhashable': 'Event row {event_id} (seq {seq}) holds content that cannot be hashed ({error}): the row was changed',
   'rep.break.prev_hash_mismatch': 'Event row {event_id} (seq {seq}): the previous hash it holds is not the previous row’s: a row before it was inserted or changed',
