@@ -50,6 +50,13 @@ class DispatchOut(Schema):
         description="how the team came to be alerted, as ring says it: its zone covers the "
         "incident, the escalation added it, or an operator did (人工加派)"
     )
+    note: str | None = Field(
+        default=None,
+        description="of a team an operator added (added_by operator): the note he gave with "
+        "it (调度员附言, the note of POST /api/v1/incidents/{id}/dispatches, as its team_added "
+        "event keeps it), for the team's leader on the way; null without one (or only "
+        "blanks) and for every other dispatch",
+    )
     distance_m: float
     alerted_at: LocalTime
     delivered_at: LocalTime | None = Field(

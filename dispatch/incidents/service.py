@@ -55,6 +55,7 @@ from dispatch.db import (
     upsert_insert,
 )
 from dispatch.errors import Conflict, Forbidden, InvalidInput, KeyReused, NotFound
+from dispatch.incidents import notes
 from dispatch.incidents.models import (
     TIERS,
     AnyDispatch,
@@ -318,6 +319,7 @@ async def _views(session: AsyncSession, incidents: Sequence[Incident]) -> list[I
     names = await teams.team_names(session, {d.team_id for ds in dispatches.values() for d in ds})
     skips = await rosters.skips_for(session, ids)
     villages = await _village_names(session, {i.village_id for i in incidents if i.village_id})
+    noted = await _notes_of(session, [d for ds in dispatches.values() for d in ds])
     return [
         incident_view(
             i,
@@ -326,9 +328,17 @@ async def _views(session: AsyncSession, incidents: Sequence[Incident]) -> list[I
             names,
             skips[i.id],
             villages.get(i.village_id) if i.village_id else None,
+            noted,
         )
         for i in incidents
     ]
+
+
+async def _notes_of(session: AsyncSession, dispatches: Sequence[AnyDispatch]) -> dict[str, str]:
+    """The operators' notes of those of ``dispatches`` added by hand, by dispatch id: no query
+    when none was."""
+    added = {d.incident_id for d in dispatches if d.ring == RING_OPERATOR}
+    return await notes.operator_notes(session, added) if added else {}
 
 
 async def _village_names(session: AsyncSession, village_ids: set[str]) -> dict[str, str]:
@@ -362,6 +372,7 @@ def incident_view(
     team_names: dict[str, str],
     skipped: Iterable[SkippedTeamOut] = (),
     village_name: str | None = None,
+    noted: Mapping[str, str] | None = None,
 ) -> IncidentOut:
     return IncidentOut(
         id=incident.id,
@@ -373,7 +384,10 @@ def incident_view(
         closed_at=incident.closed_at,
         reported_by=incident.reported_by,
         chain=[ChainTierOut.model_validate(t) for t in sorted(chain, key=lambda t: t.tier)],
-        dispatches=[dispatch_view(d, team_names.get(d.team_id, "")) for d in dispatches],
+        dispatches=[
+            dispatch_view(d, team_names.get(d.team_id, ""), (noted or {}).get(d.id))
+            for d in dispatches
+        ],
         village_id=incident.village_id,
         village_name=village_name,
         skipped=list(skipped),
@@ -388,7 +402,7 @@ ADDED_BY: dict[int, Literal["zone", "escalation", "operator"]] = {
 }
 
 
-def dispatch_view(d: AnyDispatch, team_name: str) -> DispatchOut:
+def dispatch_view(d: AnyDispatch, team_name: str, note: str | None = None) -> DispatchOut:
     arrival = (
         LocationOut(lon=d.arrival_lon, lat=d.arrival_lat)
         if d.arrival_lon is not None and d.arrival_lat is not None
@@ -402,6 +416,7 @@ def dispatch_view(d: AnyDispatch, team_name: str) -> DispatchOut:
         tier=d.tier,
         ring=d.ring,
         added_by=ADDED_BY.get(d.ring, "zone"),
+        note=note,
         distance_m=d.distance_m,
         alerted_at=d.alerted_at,
         delivered_at=d.delivered_at,
@@ -1152,7 +1167,7 @@ async def _send_escalation(
 
 # A dispatch's ``ring``: 0 for the teams whose zone covers the incident, 1 for those the
 # escalation added, 2 for those an operator added by hand (``add_dispatch``).
-RING_OPERATOR = 2
+RING_OPERATOR = notes.RING_OPERATOR
 
 
 async def add_dispatch(
@@ -1548,7 +1563,11 @@ async def _board_news(
     # A team the index does not hold (deactivated since) is looked up.
     missing = [t for t in team_ids if not names.get(t)]
     names.update({t.id: t.name for t in (await teams.teams_by_id(session, missing)).values()})
-    views = [dispatch_view(d, names.get(d.team_id, "")).model_dump(mode="json") for d in changed]
+    noted = await _notes_of(session, changed)
+    views = [
+        dispatch_view(d, names.get(d.team_id, ""), noted.get(d.id)).model_dump(mode="json")
+        for d in changed
+    ]
     return [Outgoing(auth.BOARD_MAILBOX, "dispatches.updated", {"dispatches": views})]
 
 
