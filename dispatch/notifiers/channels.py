@@ -34,6 +34,10 @@ DELIVERY_HEADER = "X-Dispatch-Delivery"
 EVENT = "alert.unacknowledged"
 
 TIER_ZH = {1: "应急联防队", 2: "巡逻警力", 3: "处突警力"}
+# As much of the operator's note (调度员附言) of a team added by hand as the text quotes: the
+# gist for a leader on the way (a message of about 70 characters is one SMS, and the text is
+# already longer); the whole note is on his page and in the webhook's ``dispatch.note``.
+NOTE_CHARS = 40
 
 
 @dataclass(frozen=True)
@@ -60,16 +64,21 @@ class Notice:
     # Since the dispatch's alert, by the server's clock, when this attempt began: a retry
     # tells the leader how long the alert has waited, not the check's first delay again.
     unacknowledged_for_s: float
+    # The operator's note of a team he added by hand (加派), None without one.
+    note: str | None = None
 
     def text(self) -> str:
         category = CATEGORY_LABELS.get(self.category, self.category)
-        return (
+        text = (
             f"【警情派警】{self.team_name}（{TIER_ZH.get(self.tier, '')}）队长{self.leader_name}："
             f"{show_time(self.reported_at)[11:19]} 报{category}警情，"
             f"距离约{self.distance_m:.0f}米，"
             f"告警{self.unacknowledged_for_s:.0f}秒未确认接收，请立即打开派警页面接警。"
             f"警情编号 {self.incident_id[:8]}"
         )
+        if self.note is not None:
+            text += f"。调度员附言：{brief(self.note)}"
+        return text
 
     def document(self) -> dict[str, Any]:
         return {
@@ -91,9 +100,18 @@ class Notice:
                 "tier": self.tier,
                 "distance_m": self.distance_m,
                 "alerted_at": show_time(self.alerted_at),
+                "note": self.note,
             },
             "leader": {"id": self.leader_id, "name": self.leader_name, "phone": self.phone},
         }
+
+
+def brief(note: str) -> str:
+    """A note on one line (its line breaks and tabs as spaces), cut to ``NOTE_CHARS`` with …"""
+    line = " ".join(note.split())
+    if len(line) <= NOTE_CHARS:
+        return line
+    return line[: NOTE_CHARS - 1].rstrip() + "…"
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from dispatch.auth.models import User
 from dispatch.db import falls_due, new_id
 from dispatch.errors import InvalidInput, NotFound
 from dispatch.incidents.models import Dispatch, Incident, IncidentEvent, IncidentStatus
+from dispatch.incidents.notes import RING_OPERATOR, operator_notes
 from dispatch.jobs import service as jobs
 from dispatch.jobs.models import Job, JobStatus
 from dispatch.notifiers.channels import Notice, Result, error_text
@@ -475,6 +476,9 @@ async def _notice(session: AsyncSession, notification: Notification, now: dateti
     leader = await session.get(User, notification.user_id)
     assert dispatch is not None and incident is not None and leader is not None
     team = await session.get(Team, dispatch.team_id)
+    # Of a team an operator added by hand (加派), what he said with it: the leader reads it
+    # on the way, and a text may be all he reads.
+    noted = await operator_notes(session, [incident.id]) if dispatch.ring == RING_OPERATOR else {}
     return Notice(
         notification_id=notification.id,
         channel=notification.channel,
@@ -494,6 +498,7 @@ async def _notice(session: AsyncSession, notification: Notification, now: dateti
         leader_name=leader.name,
         phone=leader.phone,
         unacknowledged_for_s=round((now - dispatch.alerted_at).total_seconds(), 1),
+        note=noted.get(dispatch.id),
     )
 
 
