@@ -714,6 +714,18 @@ function renderOverlay() {
     if (d.added_by === 'operator') note.dataset.addedBy = 'operator';
     info.appendChild(note);
   }
+  // What the operator said with it (调度员附言: which gate, which floor), what the leader needs
+  // on the way: under 人工加派, as the operator wrote it, set as text (never markup).
+  if (d && d.added_by === 'operator' && d.note) {
+    info.appendChild(
+      h(
+        'div',
+        { class: 'operator-note' },
+        h('p', { class: 'operator-note-label', text: t('phone.operator_note') }),
+        h('p', { class: 'operator-note-text', text: d.note }),
+      ),
+    );
+  }
   info.appendChild(h('p', { text: t('phone.reported', { t: clockTime(incident.reported_at) }) }));
   info.appendChild(
     h('p', {
