@@ -5,7 +5,7 @@ the webhook's document carries it whole. A 加派 without one is texted as befor
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from dataclasses import replace
 
 from dispatch.notifiers.channels import NOTE_CHARS, Notice
 from tests.notifiers.receiver import Receiver
@@ -13,6 +13,7 @@ from tests.notifiers.test_notifiers import (
     WEBHOOK_SECRET,
     Start,
     receivers,
+    robbery_notice,
     setup_incident,
     start,
 )
@@ -78,27 +79,9 @@ async def test_a_team_added_without_a_note_is_texted_as_any_other(
 
 
 def notice(note: str | None) -> Notice:
-    reported = datetime(2026, 5, 1, 0, 30, 5, tzinfo=UTC)
-    return Notice(
-        notification_id="n1",
-        channel="sms",
-        attempt=1,
-        incident_id="0123456789abcdef",
-        category="robbery",
-        reported_at=reported,
-        lon=114.16,
-        lat=22.85,
-        dispatch_id="d1",
-        team_id="t1",
-        team_name="三号巡逻车",
-        tier=2,
-        distance_m=3000,
-        alerted_at=reported,
-        leader_id="u1",
-        leader_name="张三",
-        phone=None,
-        unacknowledged_for_s=15,
-        note=note,
+    """The robbery notice of the notifier tests, for a patrol added by hand with ``note``."""
+    return replace(
+        robbery_notice(), team_name="三号巡逻车", tier=2, distance_m=3000, phone=None, note=note
     )
 
 

@@ -5,12 +5,32 @@ A 加派 without a note shows nothing more."""
 
 from __future__ import annotations
 
-from playwright.async_api import Browser, expect
+from typing import Any
+
+from playwright.async_api import Browser, Page, expect
 
 from tests.incidents.test_added_dispatch import add, at
 from tests.pages.conftest import Opened
 from tests.pages.test_console_and_phone import card_on_phone, open_phone
 from tests.support import World
+
+
+async def patrol_added_by_hand(
+    world: World, browser: Browser, contexts: Opened, note: str | None
+) -> tuple[Page, dict[str, Any]]:
+    """A patrol outside the incident's zones added by hand with ``note``, its leader's phone
+    open on the alert."""
+    await world.team("fixed_post")
+    patrol = await world.team("patrol", *at(3000, 90), radius_m=1000)
+    leader = await world.leader(patrol)
+    operator = await world.operator()
+    phone = await open_phone(browser, contexts, world, leader, at(2900, 90))
+    incident = await world.report(operator)
+    reply = await add(world, operator, incident["id"], patrol["id"], note)
+    assert reply.status_code == 201, reply.text
+    await expect(phone.locator("#alert")).to_be_visible()
+    return phone, incident
+
 
 NOTE = '<img src="x" onerror="window.injected = 1"><b>从北门进</b>\n报警人在二楼'
 
@@ -18,17 +38,8 @@ NOTE = '<img src="x" onerror="window.injected = 1"><b>从北门进</b>\n报警�
 async def test_the_leader_reads_the_operators_note_under_added_by_hand_as_text(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
-    await world.team("fixed_post")
-    patrol = await world.team("patrol", *at(3000, 90), radius_m=1000)
-    leader = await world.leader(patrol)
-    operator = await world.operator()
-    phone = await open_phone(browser, contexts, world, leader, at(2900, 90))
-    incident = await world.report(operator)
-
-    reply = await add(world, operator, incident["id"], patrol["id"], NOTE)
-    assert reply.status_code == 201, reply.text
+    phone, incident = await patrol_added_by_hand(world, browser, contexts, NOTE)
     info = phone.locator("#alert-info")
-    await expect(phone.locator("#alert")).to_be_visible()
     added = info.locator('.ring-note[data-added-by="operator"]')
     await expect(added).to_contain_text("人工加派")
     note = info.locator(".operator-note")
@@ -65,17 +76,8 @@ async def test_the_leader_reads_the_operators_note_under_added_by_hand_as_text(
 async def test_a_team_added_without_a_note_shows_nothing_more(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
-    await world.team("fixed_post")
-    patrol = await world.team("patrol", *at(3000, 90), radius_m=1000)
-    leader = await world.leader(patrol)
-    operator = await world.operator()
-    phone = await open_phone(browser, contexts, world, leader, at(2900, 90))
-    incident = await world.report(operator)
-
-    reply = await add(world, operator, incident["id"], patrol["id"])
-    assert reply.status_code == 201, reply.text
+    phone, _ = await patrol_added_by_hand(world, browser, contexts, None)
     info = phone.locator("#alert-info")
-    await expect(phone.locator("#alert")).to_be_visible()
     await expect(info.locator('.ring-note[data-added-by="operator"]')).to_contain_text("人工加派")
     await expect(info.locator(".operator-note")).to_have_count(0)
     await expect(info).not_to_contain_text("调度员附言")
