@@ -413,9 +413,15 @@ _HANDLERS: dict[str, Callable[[_Replay, Row[Any], dict[str, Any]], None]] = {
     "breached": _Replay._breached,
 }
 # Every type of event the server records: those above, and those that set no row the reports
-# read (a report that alerted every leader of a team on turn; a notifier's outcome). An event
-# of any other type was not written by the server. A new kind of event is added here.
-EVENT_TYPES = frozenset(_HANDLERS) | {"all_leaders_alerted", "notified", "notify_failed"}
+# read (a report that alerted every leader of a team on turn; a team whose alert reached
+# nobody, with no enabled leader account; a notifier's outcome). An event of any other type
+# was not written by the server. A new kind of event is added here.
+EVENT_TYPES = frozenset(_HANDLERS) | {
+    "all_leaders_alerted",
+    "nobody_alerted",
+    "notified",
+    "notify_failed",
+}
 
 
 # The column that says a hop was implied by its dispatch's arrival rather than observed.

@@ -84,6 +84,12 @@ class DispatchOut(Schema):
     arrival_clock_skew_s: float | None = Field(
         description="device clock minus server clock at arrival; large values mean a wrong clock"
     )
+    nobody_alerted: bool = Field(
+        default=False,
+        description="its alert reached nobody: the team had no enabled leader account when it "
+        "was dispatched (its nobody_alerted event says so). It is dispatched all the same, to "
+        "be reached by radio or phone; nothing on its phones answers for it",
+    )
     alerted_you: bool | None = Field(
         default=None,
         description="in a leader's own GET /api/v1/incidents and /api/v1/incidents/{id}: "

@@ -314,13 +314,16 @@ async def _views(session: AsyncSession, incidents: Sequence[Incident]) -> list[I
     for tier in await session.scalars(chain_query, {"incident_ids": ids}):
         chains[tier.incident_id].append(tier)
     dispatches: dict[str, list[Dispatch]] = {i: [] for i in ids}
-    for d in await session.scalars(dispatch_query, {"incident_ids": ids}):
+    unalerted: set[str] = set()
+    for d, nobody in await session.execute(dispatch_query, {"incident_ids": ids}):
         dispatches[d.incident_id].append(d)
+        if nobody:
+            unalerted.add(d.id)
     names = await teams.team_names(session, {d.team_id for ds in dispatches.values() for d in ds})
     skips = await rosters.skips_for(session, ids)
     villages = await _village_names(session, {i.village_id for i in incidents if i.village_id})
     noted = await _notes_of(session, [d for ds in dispatches.values() for d in ds])
-    return [
+    views = [
         incident_view(
             i,
             chains[i.id],
@@ -332,6 +335,10 @@ async def _views(session: AsyncSession, incidents: Sequence[Incident]) -> list[I
         )
         for i in incidents
     ]
+    for view in views:
+        for dispatch in view.dispatches:
+            dispatch.nobody_alerted = dispatch.id in unalerted
+    return views
 
 
 async def _notes_of(session: AsyncSession, dispatches: Sequence[AnyDispatch]) -> dict[str, str]:
@@ -352,14 +359,26 @@ async def _village_names(session: AsyncSession, village_ids: set[str]) -> dict[s
 
 
 @cache
-def _view_queries(postgresql: bool) -> tuple[Select[ChainTier], Select[Dispatch]]:
+def _view_queries(postgresql: bool) -> tuple[Select[ChainTier], Select[Dispatch, bool]]:
     # Built once: every view (a hop's answer, a GET) reads its incidents' rows, and building
     # the statements took more of our CPU than sending them and reading the rows.
+    # Each dispatch with whether its alert reached nobody (a ``nobody_alerted`` event names
+    # it), read in the same statement by the incident's index of events (incident_id, seq):
+    # a console reloaded still shows it, and no view waits for a query more.
+    nobody = (
+        select(IncidentEvent.id)
+        .where(
+            IncidentEvent.incident_id == Dispatch.incident_id,
+            IncidentEvent.type == NOBODY_ALERTED,
+            IncidentEvent.data["dispatch_id"].as_string() == Dispatch.id,
+        )
+        .exists()
+    )
     return (
         select(ChainTier)
         .where(any_of(ChainTier.incident_id, "incident_ids", postgresql))
         .order_by(ChainTier.tier),
-        select(Dispatch)
+        select(Dispatch, nobody.label("nobody_alerted"))
         .where(any_of(Dispatch.incident_id, "incident_ids", postgresql))
         .order_by(Dispatch.tier, Dispatch.distance_m),
     )
@@ -912,6 +931,7 @@ async def _send_alerts(
     if leaders is None:
         leaders = await auth.leaders_by_team(session, [d.team_id for d in alerted])
     leaders = await _serving(session, view.id, alerted, leaders, on_turn, now)
+    unalerted = await _nobody_alerted(session, view.id, alerted, leaders, now)
     followers = [
         {"dispatch_id": d.id, "user_id": leader, "alerted": True}
         for d in alerted
@@ -934,6 +954,11 @@ async def _send_alerts(
         for leader in leaders.get(d.team_id, [])
     ]
     outgoing.append(Outgoing(auth.BOARD_MAILBOX, "incident.updated", incident_json))
+    if unalerted:
+        # After the incident, whose dispatches carry ``nobody_alerted`` too: the console
+        # shows the card it warns of.
+        news = {"incident_id": view.id, "at": show_time(now), "teams": unalerted}
+        outgoing.append(Outgoing(auth.BOARD_MAILBOX, NOBODY_ALERTED, news))
     watch = partial(notifiers.watch_alerts, session, now=now)
     await _send(session, outgoing, now, new=new, then=watch)
 
@@ -981,6 +1006,51 @@ async def _serving(
         # before the messages, as every transaction takes the chain's head and the mailboxes.
         await write_rows(session, *await event_chain.appended_rows(session, fell_back))
     return chosen
+
+
+# The event and the board's message that say a dispatched team's alert reached nobody, and why.
+NOBODY_ALERTED = "nobody_alerted"
+NO_ENABLED_LEADER = "no_enabled_leader"
+
+
+async def _nobody_alerted(
+    session: AsyncSession,
+    incident_id: str,
+    alerted: Sequence[DispatchOut],
+    leaders: Mapping[str, Sequence[str]],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Of the ``alerted`` dispatches, those whose alert goes to nobody: their team has no
+    enabled leader account (all disabled, or none; of a team whose units take turns, its
+    leaders off turn are alerted when none serves with the unit on turn, so only a team with
+    none at all). Each gets a ``nobody_alerted`` event in the incident's chain, written now in
+    the dispatch's transaction, and its view ``nobody_alerted``; returned, they are what the
+    board's message of the same name says. A team alerted to nobody is still dispatched (the
+    operator may radio it), but nothing on its phones or its follow-ups will ever answer."""
+    facts = [
+        {
+            "dispatch_id": d.id,
+            "team_id": d.team_id,
+            "team_name": d.team_name,
+            "tier": d.tier,
+            "reason": NO_ENABLED_LEADER,
+        }
+        for d in alerted
+        if not leaders.get(d.team_id)
+    ]
+    if not facts:
+        return []
+    events = [_event(incident_id, now, NOBODY_ALERTED, None, f) for f in facts]
+    # Rare (a team to give a leader), so a statement of its own, as ``_serving``'s.
+    await write_rows(session, *await event_chain.appended_rows(session, events))
+    unalerted = {f["dispatch_id"] for f in facts}
+    for d in alerted:
+        if d.id in unalerted:
+            d.nobody_alerted = True
+    line = "incident %s: team %s (%s): no enabled leader account; its alert reached nobody"
+    for f in facts:
+        after_commit(session, partial(log.warning, line, incident_id, f["team_name"], f["team_id"]))
+    return facts
 
 
 async def _send(
@@ -1247,7 +1317,9 @@ async def add_dispatch(
     alerted = [v for v in view.dispatches if v.id == d.id]
     leaders = await auth.leaders_by_team(session, [team.id])
     await _send_alerts(session, view, alerted, now, leaders=leaders, on_turn=on_duty.on_turn)
-    return DispatchAddedOut(**dict(view), no_active_leader=not leaders.get(team.id))
+    # Whom its alert went to, as ``_send_alerts`` found them: nobody, ``nobody_alerted``.
+    nobody = any(v.nobody_alerted for v in alerted)
+    return DispatchAddedOut(**dict(view), no_active_leader=nobody)
 
 
 class _LeaderCopies:

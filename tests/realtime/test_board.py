@@ -95,7 +95,8 @@ async def test_a_delivery_reaches_the_board_once_and_every_console_sees_it(world
 
 
 async def test_a_console_new_to_the_board_starts_at_its_latest_message(world: World) -> None:
-    await world.team("fixed_post")
+    # With a leader: a team without one adds a nobody_alerted message to each report.
+    await world.leader(await world.team("fixed_post"))
     operator = await world.operator()
     for _ in range(3):
         await world.report(operator)
@@ -114,7 +115,8 @@ async def test_a_console_new_to_the_board_starts_at_its_latest_message(world: Wo
 
 
 async def test_a_console_resuming_on_the_board_gets_what_it_missed(world: World) -> None:
-    await world.team("fixed_post")
+    # With a leader: a team without one adds a nobody_alerted message to each report.
+    await world.leader(await world.team("fixed_post"))
     operator = await world.operator()
     first = await world.report(operator)
     console = await world.connect(operator, resume_from=1)
@@ -133,7 +135,8 @@ async def test_a_console_resuming_on_the_board_gets_what_it_missed(world: World)
 
 
 async def test_acknowledging_the_board_moves_no_mark(world: World) -> None:
-    await world.team("fixed_post")
+    # With a leader: a team without one adds a nobody_alerted message to each report.
+    await world.leader(await world.team("fixed_post"))
     operator = await world.operator()
     console = await world.connect(operator)
     await world.report(operator)
