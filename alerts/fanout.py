@@ -13,6 +13,11 @@ succeeded it reports itself not connected.
 A database host that goes dark (power lost, the network cut: packets dropped, nothing sent
 back) says nothing to the connection. Given a ``HostTimeout``, the connection gives it up once
 it has heard nothing from it for about that long, and PostgreSQL's end does the same.
+
+Given a ``lock_key``, the connection holds that session-level advisory lock while it is up,
+taken again on each new connection: the process is alive for as long as the lock is held. A
+process that dies, even by ``kill -9``, has its connection closed by the kernel, and
+PostgreSQL frees the lock at once.
 """
 
 from __future__ import annotations
@@ -185,10 +190,15 @@ class Listener:
     """One dedicated connection that LISTENs, reconnects by itself and says when it is up."""
 
     def __init__(
-        self, database_url: str, origin: str, host_timeout: HostTimeout | None = None
+        self,
+        database_url: str,
+        origin: str,
+        host_timeout: HostTimeout | None = None,
+        lock_key: int | None = None,
     ) -> None:
         self._connect_args = asyncpg_connect_args(database_url)
         self._host_timeout = host_timeout
+        self.lock_key = lock_key
         self._connect_timeout_s = CONNECT_TIMEOUT_S
         if host_timeout is not None:
             self._connect_timeout_s = min(CONNECT_TIMEOUT_S, host_timeout.seconds)
@@ -334,6 +344,7 @@ class Listener:
             if host is not None:
                 host.apply(connection)
             async with asyncio.timeout(self._connect_timeout_s):
+                locked = await self._lock(connection)
                 for channel in self._receivers:
                     await connection.add_listener(channel, self._received)
             self.connections += 1
@@ -354,9 +365,25 @@ class Listener:
                     await asyncio.wait_for(lost.wait(), KEEPALIVE_S)
                 if not lost.is_set():
                     await connection.fetchval("SELECT 1", timeout=KEEPALIVE_S)
+                if not (locked or lost.is_set()):
+                    locked = await self._lock(connection)
         finally:
             with contextlib.suppress(Exception):
                 await connection.close(timeout=2)
+
+    async def _lock(self, connection: asyncpg.Connection) -> bool:
+        """Take the lock (``lock_key``) on this connection; whether it is held. A session of
+        this process that the server has not let go of yet (its connection lost on the way,
+        not yet closed at PostgreSQL's end) may still hold it: tried again with each
+        keep-alive until this connection holds it."""
+        if self.lock_key is None:
+            return True
+        held = await connection.fetchval(
+            "SELECT pg_try_advisory_lock($1)", self.lock_key, timeout=KEEPALIVE_S
+        )
+        if not held:
+            log.warning("fan-out listener: lock %d held elsewhere; trying again", self.lock_key)
+        return bool(held)
 
     def _received(self, _connection: Any, _pid: int, channel: str, payload: str) -> None:
         origin, _, ids = payload.partition(":")

@@ -7,6 +7,7 @@ from alerts import store as mailboxes
 from alerts.fanout import Listener
 from dispatch.auth.service import USERS_CHANNEL
 from dispatch.db import host_timeout
+from dispatch.reachability.service import instance_lock_key
 from dispatch.rosters.book import DUTY_CHANNEL
 from dispatch.runtime import MESSAGES_CHANNEL, Runtime
 from dispatch.teams import service as teams
@@ -18,7 +19,10 @@ def listen(runtime: Runtime) -> Listener:
     # this process would otherwise hear nothing of the others, and say it was fine, until
     # its keep-alive query noticed.
     dark = host_timeout(runtime.settings.db_host_timeout_s)
-    listener = Listener(runtime.settings.database_url, runtime.origin, dark)
+    # It holds this process's lock for as long as it is connected: the others know the process
+    # alive by it (dispatch.reachability.service.connected_when_gone).
+    lock = instance_lock_key(runtime.origin)
+    listener = Listener(runtime.settings.database_url, runtime.origin, dark, lock_key=lock)
 
     async def messages_committed(batch: str) -> None:
         # A read that fails is tried again, and then made up for by a catch-up of every
