@@ -17,6 +17,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from alerts.fanout import APPLICATION_NAME, KEEPALIVE_S
 from dispatch.clock import ManualClock
+from dispatch.reachability import service as reachability
 from tests.conftest import RunningServer, clock_start, pg_admin, server_settings, two_servers_on
 from tests.support import World, sync_engines
 
@@ -235,3 +236,33 @@ async def test_a_listener_that_came_up_starts_its_backoff_anew_however_its_conne
         assert pauses() == ["0.1s", "0.2s", "0.4s", "0.8s", "0.1s"]
     finally:
         await server.stop()
+
+
+async def test_a_process_whose_listener_was_cut_off_holds_its_lock_again_once_back(
+    two_servers: tuple[World, World],
+) -> None:
+    """Each process is known alive by the lock its listener's connection holds (the
+    notifiers' reconnection grace: a process without it counts as dead). A connection cut
+    off (the database restarted, the network dropped) lets the lock go; the listener takes it
+    again as it reconnects, so the process does not look dead for longer than that."""
+    a, b = two_servers
+    origins = {a.runtime.origin, b.runtime.origin}
+
+    async def live() -> set[str]:
+        async with a.runtime.reading() as session:
+            return await reachability.live_instances(session, origins | {"never-started"})
+
+    assert await live() == origins
+    async with pg_admin() as admin:
+        for pid in await listener_backends(a.runtime.settings.database_url):
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+    # PostgreSQL frees a session's locks before its connection closes, which is how the
+    # listener learns of it.
+    deadline = asyncio.get_running_loop().time() + 20
+    for world in (a, b):
+        listener = world.runtime.fanout
+        assert listener is not None
+        while not (listener.connections == 2 and listener.connected):
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.05)
+    assert await live() == origins
