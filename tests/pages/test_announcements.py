@@ -98,7 +98,7 @@ async def heard(page: Page, since: int = 0) -> list[dict[str, Any]]:
 async def test_the_consoles_new_incident_is_said_once_and_a_late_tier_once_assertively(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
-    await world.team("fixed_post")
+    await world.leader(await world.team("fixed_post"))
     operator = await world.operator()
     console = await open_console(browser, contexts, world)
     await listen(console)
@@ -147,7 +147,7 @@ async def test_the_operators_own_report_is_said_once_by_its_result(
 ) -> None:
     """What the console reports is said by its result (who was alerted, what is uncovered);
     its line in the feed, listed all the same, is not said a second time."""
-    await world.team("fixed_post")
+    await world.leader(await world.team("fixed_post"))
     console = await open_console(browser, contexts, world)
     await listen(console)
     incident_id = await report_on_console(console, *QINGXI)

@@ -90,9 +90,11 @@ async def test_a_dozen_open_incidents_some_late_each_breach_shown_once_in_shangh
     their tier 1 late: each card shows it once, with the breach's Shanghai time on a console
     whose device is set to New York; the feed lists each breach once; the list keeps its order
     as news comes; an escalation names the teams it added."""
-    await world.team("fixed_post")
+    await world.leader(await world.team("fixed_post"))
     # Outside the post's 100 m, inside the 1000 m ring alerted when nobody accepts in time.
     ring = await world.team("fixed_post", *away(600), name="银湖东门驻点队")
+    # Each team with a leader to alert: a team without one adds a line of its own to the feed.
+    await world.leader(ring)
     operator = await world.operator()
     console, watched = await console_in(browser, contexts, world, operator, "America/New_York")
     first = [await reported(world, operator, n) for n in range(6)]
@@ -151,7 +153,7 @@ async def test_an_incident_closed_by_another_operator_leaves_the_keyboard_in_the
     """This operator's keyboard is on 定位 of an incident in the middle of the list when a
     colleague, at his own console, closes it: the card goes, the feed says so once, and the
     keyboard is on the card that took its place, not thrown back to the top of the page."""
-    await world.team("fixed_post")
+    await world.leader(await world.team("fixed_post"))
     operator, colleague = await world.operator(), await world.operator()
     console, watched = await console_in(browser, contexts, world, operator)
     other, other_watched = await console_in(browser, contexts, world, colleague)
@@ -424,7 +426,7 @@ async def test_breaches_that_came_while_the_network_was_down_are_shown_once(
     the arrival, the new incident and the close are listed once each, as the breaches are
     (a screen reader told at once how many messages were caught up), and not again on a
     reload."""
-    await world.team("fixed_post")
+    await world.leader(await world.team("fixed_post"))
     operator = await world.operator()
     console, watched = await console_in(browser, contexts, world, operator)
     incidents = [await reported(world, operator, n) for n in range(4)]

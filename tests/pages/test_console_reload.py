@@ -15,7 +15,7 @@ from tests.support import World
 async def test_a_console_reloaded_mid_incident_keeps_its_feed_and_its_late_only_filter(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
-    await world.team("fixed_post")
+    await world.leader(await world.team("fixed_post"))
     operator = await world.operator()
     console = await open_console(browser, contexts, world)
     late = await world.report(operator, category="theft")
@@ -67,7 +67,7 @@ async def test_an_operator_whose_session_ended_finds_his_feed_again_as_he_signs_
     """A session the server ended (his token expired mid-incident) is not a sign-out of his
     own: signed in again, the operator finds his feed and his late-only filter as they were.
     Only 退出 forgets them."""
-    await world.team("fixed_post")
+    await world.leader(await world.team("fixed_post"))
     operator = await world.operator()
     console = await (await desk_context(browser, contexts)).new_page()
     await log_in(console, world.base_url + "/console", operator)

@@ -62,7 +62,10 @@ async def test_the_record_says_how_a_late_tier_one_was_escalated_and_who_closed_
 ) -> None:
     covering = await world.team("fixed_post", name="甲驻点队")
     # 800 m east: its 500 m zone does not cover the place, the escalation's 1000 m ring does.
-    await world.team("mobile", *at(800, 90), name="乙机动队")
+    ring_team = await world.team("mobile", *at(800, 90), name="乙机动队")
+    # Each with a leader to alert: the record says nothing of a team whose alert reached nobody.
+    for team in (covering, ring_team):
+        await world.leader(team)
     operator = await world.operator()
     widened = await world.report(operator)
     assert [d["team_id"] for d in widened["dispatches"]] == [covering["id"]]

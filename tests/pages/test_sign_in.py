@@ -87,7 +87,7 @@ for (const area of ['localStorage', 'sessionStorage']) {
 async def test_a_browser_without_storage_keeps_the_sign_in_and_the_choices_for_the_page(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
-    await world.team("fixed_post")
+    await world.leader(await world.team("fixed_post"))
     operator = await world.operator()
     context = await desk_context(browser, contexts)
     await context.add_init_script(STORAGE_OFF)

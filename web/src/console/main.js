@@ -107,6 +107,7 @@ const state = {
   resume: null, // after a reconnect, until caught up: {missed, resync}
   breachSeen: new Set(), // incidentId:tier of every breach this page has raised the alarm for
   unreached: new Set(), // dispatchId:userId of every leader the feed said was not reached
+  unalerted: new Set(), // dispatch ids the feed said their alert reached nobody
   silenced: new Set(), // ... of those an operator acknowledged (kept on the device)
   day: null, // the server's date the list was drawn on: dates show on other days' times
   arriving: new Set(), // dispatch ids whose arrival an operator is recording
@@ -684,6 +685,17 @@ function onMessage(message, info) {
         note.status === 'failed' ? 'feed-breach' : '',
       );
     }
+  } else if (message.type === 'nobody_alerted') {
+    // Teams just dispatched (at the report, by the escalation, by hand) with no enabled leader
+    // account: their alert reached nobody. Said at once, to radio the team or add another;
+    // their cards say it for as long as the incident is open.
+    for (const team of data.teams || []) {
+      // The team this console is adding by hand right now: the answer to its 加派 says it.
+      const adding = state.adding;
+      const own =
+        adding && adding.busy && adding.id === data.incident_id && adding.teamId === team.team_id;
+      if (!own) sayUnalerted(team.dispatch_id, team.team_name, team.tier, data.at);
+    }
   } else if (message.type === 'escalation') {
     if (data.incident) applyIncident(data.incident, true);
     const added = data.dispatches || [];
@@ -706,6 +718,22 @@ function onMessage(message, info) {
       data.at,
     );
   }
+}
+
+// The feed's line for a dispatch whose alert reached nobody, once: of a team this console adds
+// by hand, the answer to its 加派 says it instead (已加派 …，但无可用队长账号), whichever of
+// that answer and the board's message comes first.
+function sayUnalerted(dispatchId, teamName, tier, when = null) {
+  if (state.unalerted.has(dispatchId)) return;
+  state.unalerted.add(dispatchId);
+  addFeed(
+    'feed.nobody_alerted',
+    { team: teamName, tier: { t: 'tier.short.' + tier } },
+    'feed-breach',
+    undefined,
+    false,
+    when,
+  );
 }
 
 // Keep the newest state of each open incident; list what changed in the feed.
@@ -1661,6 +1689,10 @@ function dispatchItem(incident, d) {
           })
         : null,
     ),
+    // No enabled leader account when it was dispatched: nothing on its phones will answer.
+    d.nobody_alerted
+      ? h('p', { class: 'nobody-alerted', text: t('dispatch.nobody_alerted') })
+      : null,
     hopsView(d, (incident.chain.find((tier) => tier.tier === d.tier) || {}).deadline),
     arrivalView(d),
     noticesView(incident.id, d.id),
@@ -1761,6 +1793,7 @@ async function submitAddTeam(event) {
   if (!teamId) return;
   const note = $('#add-team-note').value.trim();
   adding.busy = true;
+  adding.teamId = teamId;
   adding.error = null;
   renderAddTeam();
   try {
@@ -1769,7 +1802,11 @@ async function submitAddTeam(event) {
     applyIncident(incident, false);
     if (incident.no_active_leader) {
       const d = incident.dispatches.find((one) => one.team_id === teamId);
-      addFeed('add.no_leader_done', { team: d ? d.team_name : '' }, 'feed-breach');
+      // Said once: the board's nobody_alerted may have come first and said it.
+      if (!d || !state.unalerted.has(d.id)) {
+        if (d) state.unalerted.add(d.id);
+        addFeed('add.no_leader_done', { team: d ? d.team_name : '' }, 'feed-breach');
+      }
     }
     if (state.adding === adding) closeAddTeam();
   } catch (error) {

@@ -37,6 +37,9 @@ function mergeHops(incoming, old) {
     merged[hop + '_at'] = from[hop + '_at'] || null;
     merged[hop + '_implied'] = !!from[hop + '_implied'];
   }
+  // Whether its alert reached nobody is known from its dispatch on: a view that does not say
+  // it (a dispatches.updated of a hop) never takes it back.
+  merged.nobody_alerted = !!(incoming.nobody_alerted || old.nobody_alerted);
   return merged;
 }
 

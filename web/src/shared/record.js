@@ -143,6 +143,8 @@ export function recordView(record) {
     const line = [t('tier.short.' + d.tier)];
     // Alerted by the escalation, not by the report: said as the console's card says it.
     if (d.ring > 0) line.push(t(d.added_by === 'operator' ? 'ring.operator' : 'ring.escalated'));
+    // Its team had no enabled leader account: its alert reached nobody (its event says when).
+    if (d.nobody_alerted) line.push(t('dispatch.nobody_alerted_short'));
     if (o) {
       line.push(t('rep.outcome.' + o.outcome));
       // Added by hand after its tier's deadline: its outcome and time count from its alert.
@@ -223,9 +225,10 @@ function noticeStatusText(event, vars) {
 
 // What happened to the chain after the report, in the order of the server's times: each
 // escalation (when, why, how wide, the teams it added or that it found none), each team an
-// operator added by hand (who, which, the note), each tier's
-// breach, each leader the server reached out to over another channel when his phone did not
-// acknowledge the alert, and the close, with who closed it. The hops are the teams' own, below.
+// operator added by hand (who, which, the note), each team whose alert reached nobody (no
+// enabled leader account), each tier's breach, each leader the server reached out to over
+// another channel when his phone did not acknowledge the alert, and the close, with who closed
+// it. The hops are the teams' own, below.
 function eventsView(record) {
   const names = {};
   const teams = {}; // by dispatch id
@@ -250,6 +253,13 @@ function eventsView(record) {
         note: data.note || '',
       };
       text = t(data.note ? 'rep.record_added_note' : 'rep.record_added', vars);
+    } else if (event.type === 'nobody_alerted') {
+      // A team dispatched with no enabled leader account: its alert reached nobody.
+      const vars = {
+        team: data.team_name || names[data.team_id] || data.team_id || '',
+        tier: t('tier.short.' + data.tier),
+      };
+      text = t('rep.record_nobody_alerted', vars);
     } else if (event.type === 'closed') {
       text = t('rep.record_closed_by', { who: event.actor_name || '' });
     } else if (event.type === 'notified' || event.type === 'notify_failed') {
