@@ -92,6 +92,8 @@ async def test_a_report_decided_before_a_team_change_was_heard_of_is_decided_aga
     key = {"Idempotency-Key": "console-1"} if keyed else None
     assert dispatched(await b.report(operator, *QINGXI)) == []
     team = await a.team("fixed_post", *QINGXI)
+    # With a leader to alert: a team without one has a nobody_alerted event written too.
+    await a.leader(team)
 
     with statements_sent(b.runtime) as sent:
         incident = await b.report(operator, *QINGXI, headers=key)
