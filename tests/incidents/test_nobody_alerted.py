@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dispatch.audit import chain as event_chain
-from tests.incidents.test_added_dispatch import add, at
+from tests.incidents.test_added_dispatch import add, at, chain_holds
 from tests.rosters.test_duty import (
     add_members,
     alerted_with,
@@ -35,13 +34,6 @@ async def disable(world: World, leader: Account) -> None:
         headers=(await world.admin()).headers,
     )
     assert reply.is_success, reply.text
-
-
-async def chain_holds(world: World) -> None:
-    async with world.runtime.sessionmaker() as session:
-        verdict = await event_chain.verify(session)
-    # Every event of a type the server writes, the rows as the events record them.
-    assert verdict.broken is None, verdict.broken
 
 
 async def test_a_zone_dispatch_with_no_enabled_leader_tells_the_board_and_stays_on_record(
