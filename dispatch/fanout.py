@@ -20,7 +20,7 @@ def listen(runtime: Runtime) -> Listener:
     # its keep-alive query noticed.
     dark = host_timeout(runtime.settings.db_host_timeout_s)
     # It holds this process's lock for as long as it is connected: the others know the process
-    # alive by it (dispatch.reachability.service.connected_when_gone).
+    # alive by it (dispatch.reachability.service: connected_when_gone, presence_of).
     lock = instance_lock_key(runtime.origin)
     listener = Listener(runtime.settings.database_url, runtime.origin, dark, lock_key=lock)
 

@@ -47,6 +47,7 @@ async def _views(
         stale_after_s=3 * runtime.settings.presence_heartbeat_s,
         local=runtime.hub.connected_users(),
         local_seen=runtime.hub.last_seen,
+        instance=runtime.origin,
     )
     tests = await service.latest_tests(session, user_ids)
     views = []

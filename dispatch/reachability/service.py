@@ -160,8 +160,9 @@ async def live_instances(session: AsyncSession, instances: set[str]) -> set[str]
 
     A live process without its lock for a while (its listener reconnecting after the database
     restarted or the network dropped, a process of a release that took none) looks dead here
-    meanwhile: the one consequence is that an unacknowledged alert of a leader connected to it
-    waits the reconnection grace (10 s by default) before he is texted. Not worth more."""
+    meanwhile: an unacknowledged alert of a leader connected to it waits the reconnection
+    grace (10 s by default) before he is texted, and reachability shows him not connected
+    (``presence_of``) until the lock is back. Not worth more."""
     held = await session.execute(
         text(
             "SELECT classid::bigint, objid::bigint FROM pg_locks "
@@ -201,9 +202,17 @@ async def presence_of(
     stale_after_s: float,
     local: set[str],
     local_seen: dict[str, datetime],
+    instance: str | None = None,
 ) -> dict[str, Seen]:
     """Connected if a socket is open in this process (``local``) or a fresh row says so;
-    last seen from this process's own memory and every process's rows, the latest wins."""
+    last seen from this process's own memory and every process's rows, the latest wins.
+
+    On PostgreSQL a row of another process whose lock is free (``live_instances``: killed by
+    ``kill -9`` or the OOM killer, its heartbeat fresh for three beats more) is not connected,
+    its socket gone with the process, and last seen at its last beat: a process is dead by the
+    same rule as in ``connected_when_gone``. One read of pg_locks for all the rows, none when
+    no other process's row says connected; this process (``instance``) is alive. SQLite serves
+    from one process and goes by the heartbeat alone."""
     if not user_ids:
         return {}
     fresh = now - timedelta(seconds=stale_after_s)
@@ -212,13 +221,26 @@ async def presence_of(
         await session.scalars(select(Presence).where(Presence.user_id.in_(list(user_ids))))
     ).all()
     beats = await _beats(session, {row.instance for row in rows})
+
+    def last_there(row: Presence) -> datetime:
+        # An open socket was there until its process's last beat (or its own opening, later).
+        if row.connected:
+            return max(row.seen_at, beats.get(row.instance, row.seen_at))
+        return row.seen_at
+
+    # Other processes whose beat alone says a socket of theirs is open.
+    beating = {
+        row.instance
+        for row in rows
+        if row.connected and row.instance != instance and last_there(row) >= fresh
+    }
+    dead: set[str] = set()
+    if beating and dialect_name(session) == "postgresql":
+        dead = beating - await live_instances(session, beating)
     for row in rows:
         current = seen[row.user_id]
-        # An open socket was there until its process's last beat (or its own opening, later).
-        at = row.seen_at
-        if row.connected:
-            at = max(at, beats.get(row.instance, at))
-        live = row.connected and at >= fresh
+        at = last_there(row)
+        live = row.connected and at >= fresh and row.instance not in dead
         last = now if current.connected or live else at
         if current.last_seen_at is not None:
             last = max(last, current.last_seen_at)

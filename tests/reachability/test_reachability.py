@@ -9,19 +9,21 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.hub import Hub
 from dispatch.auth.models import User
+from dispatch.db import dialect_name
 from dispatch.reachability import service
 from dispatch.reachability.models import Presence, PresenceBeat
 from dispatch.reachability.routes import REACHABILITY_PAGE, REACHABILITY_PAGE_MAX, TEST_ALERTS
@@ -380,14 +382,13 @@ async def test_a_process_whose_first_presence_write_failed_still_shows_its_leade
     assert len(failed) == 1
 
 
-async def test_a_leader_on_a_killed_process_stops_counting_after_three_heartbeats(
-    server: RunningServer, world: World
-) -> None:
-    if clock_start() is not None:
-        pytest.skip("the second process beats on the host's time, not the test clock's start")
-    team = await world.team("fixed_post")
-    leader = await world.leader(team)
-    operator = await world.operator()
+@asynccontextmanager
+async def a_worker_process(
+    server: RunningServer,
+) -> AsyncIterator[tuple[subprocess.Popen[bytes], str]]:
+    """Another server process on the test server's database, as a worker of a real deployment
+    (its own heartbeat, on the host's clock; on PostgreSQL its own lock), and its URL; killed
+    at the end if it still runs."""
     port = free_port()
     env = {
         **os.environ,
@@ -410,6 +411,41 @@ async def test_a_leader_on_a_killed_process_stops_counting_after_three_heartbeat
                         break
                 assert process.poll() is None
                 await asyncio.sleep(0.05)
+        yield process, base
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+async def last_alive_on_record(world: World, leader: Account) -> tuple[datetime, datetime]:
+    """The last heartbeat of the process the leader's socket was open on, and its opening."""
+    async with world.runtime.sessionmaker() as session:
+        beat = await session.scalar(
+            select(func.max(PresenceBeat.seen_at))
+            .join(Presence, Presence.instance == PresenceBeat.instance)
+            .where(Presence.user_id == leader.id)
+        )
+        opened = await session.scalar(
+            select(func.max(Presence.seen_at)).where(Presence.user_id == leader.id)
+        )
+    assert beat is not None and opened is not None
+    return beat, opened
+
+
+async def test_a_leader_on_a_killed_process_stops_counting_after_three_heartbeats(
+    server: RunningServer, world: World
+) -> None:
+    """On SQLite, a process killed says nothing: its leaders count until three heartbeats are
+    missed. (On PostgreSQL its lock says it at once: the test below.)"""
+    if clock_start() is not None:
+        pytest.skip("the second process beats on the host's time, not the test clock's start")
+    if not server.settings.is_sqlite:
+        pytest.skip("on PostgreSQL a killed process is known dead by its lock, at once")
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    async with a_worker_process(server) as (process, base):
         elsewhere = World(server.app, base, world.clock)
         phone = await elsewhere.connect(leader)
         await until(world, operator, team["id"], lambda v: v["reachable"])
@@ -419,16 +455,7 @@ async def test_a_leader_on_a_killed_process_stops_counting_after_three_heartbeat
             await phone.close()
         # No process said goodbye: the row stays fresh until three heartbeats are missed,
         # counted from its last heartbeat (written with that process's own clock).
-        async with world.runtime.sessionmaker() as session:
-            beat = await session.scalar(
-                select(func.max(PresenceBeat.seen_at))
-                .join(Presence, Presence.instance == PresenceBeat.instance)
-                .where(Presence.user_id == leader.id)
-            )
-            opened = await session.scalar(
-                select(func.max(Presence.seen_at)).where(Presence.user_id == leader.id)
-            )
-        assert beat is not None and opened is not None
+        beat, opened = await last_alive_on_record(world, leader)
         stale_at = max(beat, opened) + timedelta(seconds=3 * server.settings.presence_heartbeat_s)
         world.clock.advance((stale_at - world.clock.now()).total_seconds() - 1)
         assert (await reachability(world, operator, team["id"]))["reachable"] is True
@@ -437,10 +464,43 @@ async def test_a_leader_on_a_killed_process_stops_counting_after_three_heartbeat
         assert gone["reachable"] is False
         assert gone["leaders"][0]["last_seen_at"] is not None
         await elsewhere.close()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
+
+
+async def test_a_leader_on_a_process_killed_on_postgresql_is_not_connected_at_once(
+    server: RunningServer, world: World
+) -> None:
+    """kill -9 of a worker (the OOM killer does the same): its leaders' sockets are gone with
+    it, and the operators read so at once, not once three heartbeats are missed (30 s, when its
+    leaders looked connected though nothing could reach them). PostgreSQL frees the process's
+    lock as the kernel closes its connection; its leaders are last seen at its last beat."""
+    if clock_start() is not None:
+        pytest.skip("the second process beats on the host's time, not the test clock's start")
+    if server.settings.is_sqlite:
+        pytest.skip("SQLite serves from one process: the test above")
+    team = await world.team("fixed_post")
+    leader = await world.leader(team)
+    operator = await world.operator()
+    async with a_worker_process(server) as (process, base):
+        elsewhere = World(server.app, base, world.clock)
+        phone = await elsewhere.connect(leader)
+        await until(world, operator, team["id"], lambda v: v["reachable"])
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        with contextlib.suppress(Exception):
+            await phone.close()
+        # The test's clock stands still: by the heartbeat alone the leader would stay
+        # connected for good.
+        beat, opened = await last_alive_on_record(world, leader)
+        stale_at = max(beat, opened) + timedelta(seconds=3 * server.settings.presence_heartbeat_s)
+        assert world.clock.now() < stale_at
+        gone = await until(world, operator, team["id"], lambda v: not v["reachable"])
+        assert world.clock.now() < stale_at
+        assert gone["leaders"][0]["connected"] is False
+        assert datetime.fromisoformat(gone["leaders"][0]["last_seen_at"]) == max(beat, opened)
+        # The whole list says the same.
+        listed = await world.http.get("/api/v1/reachability", headers=operator.headers)
+        assert [t["reachable"] for t in listed.json() if t["team_id"] == team["id"]] == [False]
+        await elsewhere.close()
 
 
 async def test_presence_looks_only_at_who_came_or_went_since_its_last_look() -> None:
@@ -460,12 +520,78 @@ async def test_presence_looks_only_at_who_came_or_went_since_its_last_look() -> 
     assert hub.connected_users() == {"leader-2"} and second.user_id == "leader-2"
 
 
-async def presence_elsewhere(world: World, users: list[str], now: datetime) -> dict[str, Any]:
-    """What another process's rows say of ``users``, with no socket of this process's own."""
+async def presence_elsewhere(
+    world: World, users: list[str], now: datetime, *, alive: Sequence[str] = ("elsewhere",)
+) -> dict[str, Any]:
+    """What other processes' rows say of ``users``, with no socket of this process's own; on
+    PostgreSQL the processes ``alive`` hold their locks meanwhile (those of the others are
+    free: killed)."""
     async with world.runtime.transaction(read=True) as session:
+        await hold_locks(session, alive)
         return await service.presence_of(
             session, users, now=now, stale_after_s=30, local=set(), local_seen={}
         )
+
+
+async def hold_locks(session: AsyncSession, instances: Sequence[str]) -> None:
+    """On PostgreSQL, hold the locks of the processes ``instances`` until the transaction ends,
+    as they would while running."""
+    if dialect_name(session) != "postgresql":
+        return
+    for instance in instances:
+        key = service.instance_lock_key(instance)
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+async def test_on_postgresql_a_process_whose_lock_is_free_has_no_leader_connected(
+    world: World,
+) -> None:
+    """A process killed leaves its rows open and its heartbeat fresh for three beats; on
+    PostgreSQL its lock is free at once, and its leaders are not connected, last seen at its
+    last beat, read with one look at pg_locks however many processes there are. This process's
+    own rows need no lock (its listener may be reconnecting). SQLite goes by the heartbeat."""
+    leaders = [(await world.leader(await world.team())).id for _ in range(5)]
+    instances = ["live-1", "live-2", "killed-1", "killed-2", "here"]
+    beat = world.clock.now()
+    opened = beat - timedelta(seconds=5)
+    async with world.runtime.transaction() as session:
+        for leader, instance in zip(leaders, instances, strict=True):
+            changes = [service.Change(leader, True, opened)]
+            await service.record_presence(session, instance, changes)
+            await service.heartbeat(session, instance, beat)
+    now = beat + timedelta(seconds=1)
+    with statements_sent(world.runtime) as sent:
+        async with world.runtime.transaction(read=True) as session:
+            await hold_locks(session, ["live-1", "live-2"])
+            seen = await service.presence_of(
+                session,
+                leaders,
+                now=now,
+                stale_after_s=30,
+                local=set(),
+                local_seen={},
+                instance="here",
+            )
+    shown = [(seen[u].connected, seen[u].last_seen_at) for u in leaders]
+    if world.runtime.settings.is_sqlite:
+        assert shown == [(True, now)] * 5
+        assert [s for s in sent if "pg_locks" in s] == []
+        return
+    assert shown == [(True, now), (True, now), (False, beat), (False, beat), (True, now)]
+    assert len([s for s in sent if "pg_locks" in s]) == 1
+    # Nobody connected elsewhere: no look at all.
+    with statements_sent(world.runtime) as sent:
+        async with world.runtime.transaction(read=True) as session:
+            await service.presence_of(
+                session,
+                leaders[4:],
+                now=now,
+                stale_after_s=30,
+                local=set(),
+                local_seen={},
+                instance="here",
+            )
+    assert [s for s in sent if "pg_locks" in s] == []
 
 
 async def test_a_heartbeat_is_one_row_a_process_and_keeps_all_its_open_sockets_live(
