@@ -33,7 +33,13 @@ import {
   zoneLayer,
   zoneParts,
 } from '../shared/map.js';
-import { arrivalView, hopsView, tickClocks, tierView } from '../shared/views.js';
+import {
+  arrivalView,
+  hopsView,
+  operatorNoteView,
+  tickClocks,
+  tierView,
+} from '../shared/views.js';
 import { mergeDispatch, mergeIncident } from '../shared/merge.js';
 import {
   againstTarget,
@@ -1689,6 +1695,9 @@ function dispatchItem(incident, d) {
           })
         : null,
     ),
+    // Added by hand with a note: what its leader was told (调度员附言), for every operator
+    // looking at the card to read as well. Text, never markup; its line breaks kept.
+    operatorNoteView(d),
     // No enabled leader account when it was dispatched: nothing on its phones will answer.
     d.nobody_alerted
       ? h('p', { class: 'nobody-alerted', text: t('dispatch.nobody_alerted') })

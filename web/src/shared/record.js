@@ -6,7 +6,7 @@ import { clear, h } from './dom.js';
 import { errorText } from './errors.js';
 import { t } from './i18n.js';
 import { coordinate, duration, heldText, micros, secondsAgainst } from './format.js';
-import { arrivalView, hopsView } from './views.js';
+import { arrivalView, hopsView, operatorNoteView } from './views.js';
 
 // Times come as ISO 8601 with +08:00: the wall-clock time as sent, with its date.
 export function localTime(iso) {
@@ -157,6 +157,8 @@ export function recordView(record) {
       h('strong', { text: d.team_name }),
       ' ',
       h('span', { class: 'meta', text: line.join(' · ') }),
+      // Added by hand with a note: what its leader was told, as the console's card says it.
+      operatorNoteView(d),
       hopsView(d, deadlines[d.tier]),
       arrivalView(d),
     );

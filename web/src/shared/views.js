@@ -144,6 +144,19 @@ export function hopsView(d, deadline) {
   return h('ol', { class: 'hops' }, items);
 }
 
+// The operator's note of a team added by hand (加派), what its leader was told (调度员附言), as
+// the console's card and the incident's record say it: text, never markup, its line breaks
+// kept. None for any other dispatch, nor for a 加派 without one.
+export function operatorNoteView(d) {
+  if (d.added_by !== 'operator' || !d.note) return null;
+  return h(
+    'p',
+    { class: 'operator-note' },
+    h('span', { class: 'operator-note-label', text: t('dispatch.operator_note') }),
+    h('span', { class: 'operator-note-text', text: d.note }),
+  );
+}
+
 export function arrivalView(d) {
   if (!d.arrived_at) return null;
   const parts = [t('arrival.source', { source: t('source.' + d.arrival_source) })];
