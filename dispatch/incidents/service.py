@@ -55,7 +55,7 @@ from dispatch.db import (
     upsert_insert,
 )
 from dispatch.errors import Conflict, Forbidden, InvalidInput, KeyReused, NotFound
-from dispatch.incidents import notes
+from dispatch.incidents import event_facts
 from dispatch.incidents.models import (
     TIERS,
     AnyDispatch,
@@ -314,16 +314,14 @@ async def _views(session: AsyncSession, incidents: Sequence[Incident]) -> list[I
     for tier in await session.scalars(chain_query, {"incident_ids": ids}):
         chains[tier.incident_id].append(tier)
     dispatches: dict[str, list[Dispatch]] = {i: [] for i in ids}
-    unalerted: set[str] = set()
-    for d, nobody in await session.execute(dispatch_query, {"incident_ids": ids}):
+    facts: dict[str, event_facts.DispatchFacts] = {}
+    for d, note, nobody in await session.execute(dispatch_query, {"incident_ids": ids}):
         dispatches[d.incident_id].append(d)
-        if nobody:
-            unalerted.add(d.id)
+        facts[d.id] = event_facts.facts(note, nobody)
     names = await teams.team_names(session, {d.team_id for ds in dispatches.values() for d in ds})
     skips = await rosters.skips_for(session, ids)
     villages = await _village_names(session, {i.village_id for i in incidents if i.village_id})
-    noted = await _notes_of(session, [d for ds in dispatches.values() for d in ds])
-    views = [
+    return [
         incident_view(
             i,
             chains[i.id],
@@ -331,21 +329,10 @@ async def _views(session: AsyncSession, incidents: Sequence[Incident]) -> list[I
             names,
             skips[i.id],
             villages.get(i.village_id) if i.village_id else None,
-            noted,
+            facts,
         )
         for i in incidents
     ]
-    for view in views:
-        for dispatch in view.dispatches:
-            dispatch.nobody_alerted = dispatch.id in unalerted
-    return views
-
-
-async def _notes_of(session: AsyncSession, dispatches: Sequence[AnyDispatch]) -> dict[str, str]:
-    """The operators' notes of those of ``dispatches`` added by hand, by dispatch id: no query
-    when none was."""
-    added = {d.incident_id for d in dispatches if d.ring == RING_OPERATOR}
-    return await notes.operator_notes(session, added) if added else {}
 
 
 async def _village_names(session: AsyncSession, village_ids: set[str]) -> dict[str, str]:
@@ -359,26 +346,18 @@ async def _village_names(session: AsyncSession, village_ids: set[str]) -> dict[s
 
 
 @cache
-def _view_queries(postgresql: bool) -> tuple[Select[ChainTier], Select[Dispatch, bool]]:
+def _view_queries(
+    postgresql: bool,
+) -> tuple[Select[ChainTier], Select[Dispatch, str | None, bool]]:
     # Built once: every view (a hop's answer, a GET) reads its incidents' rows, and building
     # the statements took more of our CPU than sending them and reading the rows.
-    # Each dispatch with whether its alert reached nobody (a ``nobody_alerted`` event names
-    # it), read in the same statement by the incident's index of events (incident_id, seq):
-    # a console reloaded still shows it, and no view waits for a query more.
-    nobody = (
-        select(IncidentEvent.id)
-        .where(
-            IncidentEvent.incident_id == Dispatch.incident_id,
-            IncidentEvent.type == NOBODY_ALERTED,
-            IncidentEvent.data["dispatch_id"].as_string() == Dispatch.id,
-        )
-        .exists()
-    )
+    # Each dispatch with what its events say of it (``event_facts``), in the same statement:
+    # a console reloaded still shows them, and no view waits for a query more.
     return (
         select(ChainTier)
         .where(any_of(ChainTier.incident_id, "incident_ids", postgresql))
         .order_by(ChainTier.tier),
-        select(Dispatch, nobody.label("nobody_alerted"))
+        select(Dispatch, event_facts.note_column(), event_facts.nobody_alerted_column())
         .where(any_of(Dispatch.incident_id, "incident_ids", postgresql))
         .order_by(Dispatch.tier, Dispatch.distance_m),
     )
@@ -391,7 +370,7 @@ def incident_view(
     team_names: dict[str, str],
     skipped: Iterable[SkippedTeamOut] = (),
     village_name: str | None = None,
-    noted: Mapping[str, str] | None = None,
+    facts: Mapping[str, event_facts.DispatchFacts] | None = None,
 ) -> IncidentOut:
     return IncidentOut(
         id=incident.id,
@@ -404,7 +383,9 @@ def incident_view(
         reported_by=incident.reported_by,
         chain=[ChainTierOut.model_validate(t) for t in sorted(chain, key=lambda t: t.tier)],
         dispatches=[
-            dispatch_view(d, team_names.get(d.team_id, ""), (noted or {}).get(d.id))
+            dispatch_view(
+                d, team_names.get(d.team_id, ""), (facts or {}).get(d.id, event_facts.NO_FACTS)
+            )
             for d in dispatches
         ],
         village_id=incident.village_id,
@@ -421,7 +402,9 @@ ADDED_BY: dict[int, Literal["zone", "escalation", "operator"]] = {
 }
 
 
-def dispatch_view(d: AnyDispatch, team_name: str, note: str | None = None) -> DispatchOut:
+def dispatch_view(
+    d: AnyDispatch, team_name: str, facts: event_facts.DispatchFacts = event_facts.NO_FACTS
+) -> DispatchOut:
     arrival = (
         LocationOut(lon=d.arrival_lon, lat=d.arrival_lat)
         if d.arrival_lon is not None and d.arrival_lat is not None
@@ -435,7 +418,7 @@ def dispatch_view(d: AnyDispatch, team_name: str, note: str | None = None) -> Di
         tier=d.tier,
         ring=d.ring,
         added_by=ADDED_BY.get(d.ring, "zone"),
-        note=note,
+        note=facts.note,
         distance_m=d.distance_m,
         alerted_at=d.alerted_at,
         delivered_at=d.delivered_at,
@@ -450,6 +433,7 @@ def dispatch_view(d: AnyDispatch, team_name: str, note: str | None = None) -> Di
         arrival_accuracy_m=d.arrival_accuracy_m,
         arrival_device_time=d.arrival_device_time,
         arrival_clock_skew_s=_skew(d.arrival_device_time, d.arrived_at),
+        nobody_alerted=facts.nobody_alerted,
     )
 
 
@@ -1009,7 +993,7 @@ async def _serving(
 
 
 # The event and the board's message that say a dispatched team's alert reached nobody, and why.
-NOBODY_ALERTED = "nobody_alerted"
+NOBODY_ALERTED = event_facts.NOBODY_ALERTED
 NO_ENABLED_LEADER = "no_enabled_leader"
 
 
@@ -1237,7 +1221,7 @@ async def _send_escalation(
 
 # A dispatch's ``ring``: 0 for the teams whose zone covers the incident, 1 for those the
 # escalation added, 2 for those an operator added by hand (``add_dispatch``).
-RING_OPERATOR = notes.RING_OPERATOR
+RING_OPERATOR = event_facts.RING_OPERATOR
 
 
 async def add_dispatch(
@@ -1294,7 +1278,7 @@ async def add_dispatch(
         "note": note,
     }
     events = [
-        _event(incident.id, now, "team_added", actor.user_id, facts),
+        _event(incident.id, now, event_facts.TEAM_ADDED, actor.user_id, facts),
         _dispatched_event(incident.id, now, d, team.name),
     ]
     tier = await session.scalar(
@@ -1558,11 +1542,14 @@ async def record_deliveries(
     rows = await session.execute(undelivered, {"delivered_ids": sorted(first)})
     # Plain objects for the views, never added to the session.
     changed: list[DispatchRecord] = []
+    said_of: dict[str, event_facts.DispatchFacts] = {}
     for row in rows.mappings():
         values = dict(row)
         closed_at = values.pop(CLOSED_AT)
+        said = event_facts.facts(values.pop(event_facts.NOTE), values.pop(event_facts.NOBODY))
         if closed_at is None or first[values["id"]].at < closed_at:
             changed.append(DispatchRecord(**values))
+            said_of[values["id"]] = said
     if not changed:
         return
     events: list[EventRecord] = []
@@ -1590,7 +1577,7 @@ async def record_deliveries(
     # board is locked for the commit alone, and the announcement to other processes rides it.
     for step in marked:
         write_later(session, step)
-    mailboxes.stage(session, await _board_news(session, changed, coverage), now=now)
+    mailboxes.stage(session, await _board_news(session, changed, said_of, coverage), now=now)
 
 
 # The column beside a dispatch's own that says when its incident was closed.
@@ -1601,7 +1588,14 @@ CLOSED_AT = "incident_closed_at"
 def _undelivered_locked(postgresql: bool) -> Select[Any]:
     # Built once: built at every flush of deliveries, it was walked again for its cache key.
     return (
-        select(DISPATCHES, INCIDENTS.c.closed_at.label(CLOSED_AT))
+        select(
+            DISPATCHES,
+            INCIDENTS.c.closed_at.label(CLOSED_AT),
+            # What the operators' news says of each beside its row, read here: the most
+            # frequent write of all waits for no query more.
+            event_facts.note_column(),
+            event_facts.nobody_alerted_column(),
+        )
         .join(INCIDENTS, INCIDENTS.c.id == DISPATCHES.c.incident_id)
         .where(
             any_of(DISPATCHES.c.id, "delivered_ids", postgresql),
@@ -1619,13 +1613,18 @@ async def _tell_operators(
 ) -> None:
     """A ``dispatches.updated`` to the operators' board with the dispatches whose hops moved."""
     if changed:
-        await mailboxes.enqueue(session, await _board_news(session, changed), now=now)
+        facts = await event_facts.facts_of(session, [d.id for d in changed])
+        await mailboxes.enqueue(session, await _board_news(session, changed, facts), now=now)
 
 
 async def _board_news(
-    session: AsyncSession, changed: Sequence[AnyDispatch], coverage: Coverage | None = None
+    session: AsyncSession,
+    changed: Sequence[AnyDispatch],
+    facts: Mapping[str, event_facts.DispatchFacts],
+    coverage: Coverage | None = None,
 ) -> list[Outgoing]:
-    """The board's ``dispatches.updated`` for these dispatches: one message for all of them.
+    """The board's ``dispatches.updated`` for these dispatches, with what their events say of
+    them (``facts``): one message for all of them.
 
     A flush of acknowledgements delivers the dispatches of one alert together; a message each
     was a row, a frame to every console and a render each, for what the console shows at once.
@@ -1635,9 +1634,10 @@ async def _board_news(
     # A team the index does not hold (deactivated since) is looked up.
     missing = [t for t in team_ids if not names.get(t)]
     names.update({t.id: t.name for t in (await teams.teams_by_id(session, missing)).values()})
-    noted = await _notes_of(session, changed)
     views = [
-        dispatch_view(d, names.get(d.team_id, ""), noted.get(d.id)).model_dump(mode="json")
+        dispatch_view(
+            d, names.get(d.team_id, ""), facts.get(d.id, event_facts.NO_FACTS)
+        ).model_dump(mode="json")
         for d in changed
     ]
     return [Outgoing(auth.BOARD_MAILBOX, "dispatches.updated", {"dispatches": views})]

@@ -31,8 +31,8 @@ from dispatch.auth import service as auth
 from dispatch.auth.models import User
 from dispatch.db import falls_due, new_id
 from dispatch.errors import InvalidInput, NotFound
+from dispatch.incidents.event_facts import NO_FACTS, RING_OPERATOR, facts_of
 from dispatch.incidents.models import Dispatch, Incident, IncidentEvent, IncidentStatus
-from dispatch.incidents.notes import RING_OPERATOR, operator_notes
 from dispatch.jobs import service as jobs
 from dispatch.jobs.models import Job, JobStatus
 from dispatch.notifiers.channels import Notice, Result, error_text
@@ -478,7 +478,7 @@ async def _notice(session: AsyncSession, notification: Notification, now: dateti
     team = await session.get(Team, dispatch.team_id)
     # Of a team an operator added by hand (加派), what he said with it: the leader reads it
     # on the way, and a text may be all he reads.
-    noted = await operator_notes(session, [incident.id]) if dispatch.ring == RING_OPERATOR else {}
+    noted = await facts_of(session, [dispatch.id]) if dispatch.ring == RING_OPERATOR else {}
     return Notice(
         notification_id=notification.id,
         channel=notification.channel,
@@ -498,7 +498,7 @@ async def _notice(session: AsyncSession, notification: Notification, now: dateti
         leader_name=leader.name,
         phone=leader.phone,
         unacknowledged_for_s=round((now - dispatch.alerted_at).total_seconds(), 1),
-        note=noted.get(dispatch.id),
+        note=noted.get(dispatch.id, NO_FACTS).note,
     )
 
 

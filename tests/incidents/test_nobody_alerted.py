@@ -206,3 +206,29 @@ async def test_adding_by_hand_a_rotating_team_whose_unit_on_turn_has_no_enabled_
     ]
     await chain_holds(world)
     await console.close()
+
+
+async def test_the_boards_news_of_a_hop_says_it_of_a_team_that_was_alerted_to_nobody(
+    world: World,
+) -> None:
+    """A leader account given to the team after its dispatch opens the incident and his screen
+    shows it: the board's ``dispatches.updated`` of that hop says the dispatch as it is on
+    record, its alert having reached nobody, as a reload would, and not the contrary."""
+    team = await world.team("mobile")
+    operator = await world.operator()
+    incident = await world.report(operator)
+    (dispatch,) = incident["dispatches"]
+    assert dispatch["nobody_alerted"] is True
+    console = await world.connect(operator)
+    late = await world.leader(team)
+
+    reply = await world.http.post(
+        f"/api/v1/dispatches/{dispatch['id']}/shown", headers=late.headers
+    )
+    assert reply.status_code == 200, reply.text
+    news = await console.next_of("dispatches.updated")
+    assert [(d["id"], d["nobody_alerted"]) for d in news["data"]["dispatches"]] == [
+        (dispatch["id"], True)
+    ]
+    assert flags(await world.incident(operator, incident["id"])) == {team["id"]: True}
+    await console.close()
