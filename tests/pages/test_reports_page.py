@@ -695,6 +695,31 @@ async def test_a_reload_shows_the_report_asked_for_not_the_default_again(
     await expect(page.locator(".tier-card")).to_have_count(1)
 
 
+async def test_the_page_opened_bare_says_its_report_is_grouped_by_tier(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """Opened bare, the report is by tier and 分组方式 says 按梯队 (it was blank, no grouping
+    chosen, beside a report headed 按梯队); 查询 keeps it so, in the address too."""
+    await world.team("fixed_post")
+    page = await (await desk_context(browser, contexts)).new_page()
+    await log_in(page, world.base_url + "/console/reports", await world.account("auditor"))
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    group_by = page.locator("#group-by")
+    await expect(page.locator("#grouping-title")).to_have_text("按梯队")
+    await expect(group_by).to_have_value("tier")
+    await expect(group_by.locator("option:checked")).to_have_text("按梯队")
+    await page.get_by_role("button", name="English").click()
+    await expect(group_by.locator("option:checked")).to_have_text("By tier")
+    await page.get_by_role("button", name="中文").click()
+
+    await page.get_by_role("button", name="查询").click()
+    await expect(page).to_have_url(re.compile(r"[?&]group_by=tier(&|$)"))
+    await page.reload()
+    await expect(page.locator("#app")).to_have_attribute("data-state", "ready")
+    await expect(group_by).to_have_value("tier")
+    await expect(page.locator("#grouping-title")).to_have_text("按梯队")
+
+
 # Android's and Apple's guidance for a control a thumb hits: 48 dp, 44 pt (as on the leader's page).
 THUMB_PX = 48
 SMALL_CONTROLS = """(least) => Array.from(document.querySelectorAll(

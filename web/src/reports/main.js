@@ -252,8 +252,11 @@ function restoreFilters() {
       continue;
     }
     field.value = value;
-    // A select given a value it does not offer (a team since removed) shows none: "all" then.
-    if (field.tagName === 'SELECT' && field.value !== value) field.selectedIndex = 0;
+    // A select given a value it does not offer (a team since removed) shows none: its first
+    // then, "all", or for 分组方式 (which offers no "") 按梯队, the server's default.
+    if (field.tagName === 'SELECT' && (field.value !== value || field.selectedIndex < 0)) {
+      field.selectedIndex = 0;
+    }
   }
 }
 
