@@ -972,3 +972,32 @@ async def test_a_name_too_long_for_the_server_is_said_in_words(
     await expect(page.locator("#login-error")).to_have_text(
         "Login failed: User name is too long: at most 64 characters"
     )
+
+
+async def test_a_latitude_that_is_not_a_number_is_shown_a_latitude_to_copy(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """Each field's refusal shows a value of its own kind to copy: a latitude's is a latitude
+    (22.849, 22°50′56.4″N), not the longitude 114.1612 an operator would type into it."""
+    await world.team("fixed_post")
+    console = await open_console(browser, contexts, world)
+    problem = console.locator("#point-error")
+    await console.locator("#lon").fill(f"{QINGXI[0]:.6f}")
+    await console.locator("#lat").fill("22.85abc")
+    await console.get_by_role("button", name="派警").click()
+    await expect(problem).to_have_text("纬度不是完整的数字：应如 22.849，或度分秒如 22°50′56.4″N")
+    await console.get_by_role("button", name="English").click()
+    await expect(problem).to_have_text(
+        "Latitude is not a valid number: type it as 22.849,"
+        " or in degrees, minutes and seconds as 22°50′56.4″N"
+    )
+    await console.get_by_role("button", name="中文").click()
+
+    # The longitude's stays a longitude.
+    await console.locator("#lon").fill("114.16abc")
+    await console.locator("#lat").fill(f"{QINGXI[1]:.6f}")
+    await console.get_by_role("button", name="派警").click()
+    await expect(problem).to_have_text(
+        "经度不是完整的数字：应如 114.1612，或度分秒如 114°09′40.3″E"
+    )
+    assert await open_incidents(world) == []

@@ -66,6 +66,13 @@ const CAN_VIEW = ['operator', 'admin', 'auditor'];
 // The coverage preview waits for typing to pause this long before asking the server.
 const PREVIEW_DELAY_MS = 300;
 const COORDINATE_RANGE = { lon: 180, lat: 90 };
+// What a refused coordinate is shown to copy: a value of its own field (a longitude in the
+// longitude's words, a latitude in the latitude's), as a decimal and in degrees, minutes and
+// seconds.
+const COORDINATE_EXAMPLE = {
+  lon: { example: '114.1612', dms: '114°09′40.3″E' },
+  lat: { example: '22.849', dms: '22°50′56.4″N' },
+};
 // The reason of an escalation that alerted the covering tier-1 teams whose duty began after
 // the report (dispatch/incidents/service.py ON_DUTY), not a wider ring.
 const CAME_ON_DUTY = 'a covering tier-1 team came on duty';
@@ -1251,6 +1258,7 @@ function renderPointProblems() {
       t('point.' + p.reason, {
         field: t('field.' + p.field),
         max: COORDINATE_RANGE[p.field],
+        ...COORDINATE_EXAMPLE[p.field],
         source: t('link.source.' + (p.source || 'other')),
         ...(p.vars || {}),
       }),
