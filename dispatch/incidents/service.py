@@ -992,8 +992,9 @@ async def _serving(
     return chosen
 
 
-# The event and the board's message that say a dispatched team's alert reached nobody, and why.
-NOBODY_ALERTED = event_facts.NOBODY_ALERTED
+# The board's message that says a dispatched team's alert reached nobody, and why (its event
+# is ``event_facts.NOBODY_ALERTED``, of the same name).
+NOBODY_ALERTED = "nobody_alerted"
 NO_ENABLED_LEADER = "no_enabled_leader"
 
 
@@ -1024,7 +1025,7 @@ async def _nobody_alerted(
     ]
     if not facts:
         return []
-    events = [_event(incident_id, now, NOBODY_ALERTED, None, f) for f in facts]
+    events = [_event(incident_id, now, event_facts.NOBODY_ALERTED, None, f) for f in facts]
     # Rare (a team to give a leader), so a statement of its own, as ``_serving``'s.
     await write_rows(session, *await event_chain.appended_rows(session, events))
     unalerted = {f["dispatch_id"] for f in facts}
