@@ -1001,3 +1001,33 @@ async def test_a_latitude_that_is_not_a_number_is_shown_a_latitude_to_copy(
         "经度不是完整的数字：应如 114.1612，或度分秒如 114°09′40.3″E"
     )
     assert await open_incidents(world) == []
+
+
+async def test_an_incident_cards_buttons_keep_their_words_on_one_line(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """定位, 加派队伍 and 结案 each read on one line, on a wide screen as on a laptop's: the
+    加派 dialog's width once applied to the card's 加派队伍 button too, which took the card's
+    width and left 定 over 位 and 结 over 案 beside it."""
+    await world.team("fixed_post")
+    console = await open_console(browser, contexts, world)
+    incident = await world.report(await world.operator())
+    shown = card(console, incident["id"])
+    for width, height in ((1920, 1080), (1440, 900), (1280, 720)):
+        await console.set_viewport_size({"width": width, "height": height})
+        for name in ("定位", "加派队伍", "结案"):
+            button = shown.get_by_role("button", name=name, exact=True)
+            lines, overflow = await button.evaluate(
+                """(el) => {
+                    const range = document.createRange();
+                    range.selectNodeContents(el);
+                    return [range.getClientRects().length, el.scrollWidth - el.clientWidth];
+                }"""
+            )
+            assert (lines, overflow) == (1, 0), (width, name, lines, overflow)
+    # The dialog keeps its own width.
+    await shown.get_by_role("button", name="加派队伍").click()
+    dialog = console.locator("#add-team")
+    await expect(dialog).to_be_visible()
+    box = await dialog.bounding_box()
+    assert box is not None and 400 < box["width"] <= 32 * 16 + 1, box
