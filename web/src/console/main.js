@@ -1443,6 +1443,7 @@ function renderResult() {
   delete box.dataset.incidentId;
   delete box.dataset.state;
   delete box.dataset.status;
+  delete box.dataset.alerted;
   if (state.retrying) {
     const [busy, seconds, attempt, tries] = state.retrying;
     const text = t(busy ? 'retry.busy' : 'retry.unreached', { s: seconds, n: attempt, max: tries });
@@ -1462,19 +1463,27 @@ function renderResult() {
   }
   const incident = result.incident;
   const ds = incident.dispatches;
+  const missing = incident.chain.filter((tier) => !tier.covered).map((tier) => tier.tier);
   box.dataset.state = 'ok';
   box.dataset.incidentId = incident.id;
-  box.appendChild(h('p', { text: ds.length ? t('report.sent', { n: ds.length }) : t('report.no_team') }));
-  box.appendChild(
-    h(
-      'ul',
-      { class: 'alerted' },
-      ds.map((d) =>
-        h('li', { text: d.team_name + ' · ' + t('tier.short.' + d.tier) + ' · ' + metres(d.distance_m) }),
+  // data-alerted: all tiers alerted (green), some (green, the tiers nobody covers on red),
+  // none: the incident is recorded but nobody was alerted, red as a failure.
+  box.dataset.alerted = !ds.length ? 'none' : missing.length ? 'some' : 'all';
+  if (!ds.length) {
+    box.appendChild(h('p', { class: 'error result-title', text: t('report.no_team') }));
+    box.appendChild(h('p', { class: 'advice', text: t('report.no_team_advice') }));
+  } else {
+    box.appendChild(h('p', { class: 'result-title', text: t('report.sent', { n: ds.length }) }));
+    box.appendChild(
+      h(
+        'ul',
+        { class: 'alerted' },
+        ds.map((d) =>
+          h('li', { text: d.team_name + ' · ' + t('tier.short.' + d.tier) + ' · ' + metres(d.distance_m) }),
+        ),
       ),
-    ),
-  );
-  const missing = incident.chain.filter((tier) => !tier.covered).map((tier) => tier.tier);
+    );
+  }
   if (missing.length) box.appendChild(uncoveredLine(missing));
 }
 

@@ -107,6 +107,8 @@ const zh = {
   'report.none': '此处无任何联防队覆盖',
   'report.sent': '已派警：通知 {n} 支队伍',
   'report.no_team': '没有通知到任何队伍',
+  'report.no_team_advice':
+    '警情已记录，但此处没有任何队伍覆盖，无人收到警报：请用电台或电话调派警力，或在警情卡片上按「加派队伍」',
   'report.uncovered': '无覆盖梯队：{tiers}',
   'report.failed': '派警失败，警情未发出',
   'report.failed_input': '请检查经纬度、坐标系、警情类别和简要情况后再按「派警」。',
@@ -697,6 +699,8 @@ const en = {
   'report.sent': 'Dispatched: {n} teams alerted',
   'report.sent.one': 'Dispatched: 1 team alerted',
   'report.no_team': 'No team was alerted',
+  'report.no_team_advice':
+    "The incident is recorded, but no team covers this point and nobody received the alert: radio or call a team, or press Add team on the incident's card",
   'report.uncovered': 'Tiers without coverage: {tiers}',
   'report.failed': 'Dispatch failed: the incident was not sent',
   'report.failed_input': 'Check the longitude, latitude, coordinate system, category and description, then press Dispatch again.',

@@ -1,0 +1,95 @@
+"""What the console says of its own report at once: green for who was alerted, red for where
+nobody was. A report at a point no team covers alerted nobody: its box is red, as a failure
+is, and says what to do, in the operator's language; a report that alerted teams stays green,
+and the tiers nobody covers are set apart on red within it."""
+
+from __future__ import annotations
+
+from playwright.async_api import Browser, Page, expect
+
+from tests.pages.conftest import Opened
+from tests.pages.test_accessibility import AXE
+from tests.pages.test_console_and_phone import away, open_console, report_on_console
+from tests.support import QINGXI, World
+
+GREEN = "rgb(209, 250, 229)"  # --met-bg: a report that went out
+RED = "rgb(255, 232, 232)"  # --breach-bg: nobody there
+BREACH = "rgb(153, 27, 27)"  # --breach
+
+
+async def background(page: Page, selector: str) -> str:
+    colour: str = await page.locator(selector).evaluate(
+        "el => getComputedStyle(el).backgroundColor"
+    )
+    return colour
+
+
+async def contrast_problems(page: Page) -> list[str]:
+    """What axe finds of the result box's text under 7:1 (WCAG's enhanced contrast)."""
+    if not await page.evaluate("typeof window.axe !== 'undefined'"):
+        await page.evaluate(AXE.read_text(encoding="utf-8"))
+    found: list[dict[str, object]] = await page.evaluate(
+        "async () => (await axe.run('#report-result', {"
+        "  resultTypes: ['violations'],"
+        "  runOnly: ['color-contrast', 'color-contrast-enhanced'],"
+        "})).violations"
+    )
+    return [str(v["id"]) for v in found]
+
+
+async def test_a_report_that_alerted_nobody_reads_red_not_as_a_success(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    await world.team("fixed_post", *QINGXI)
+    console = await open_console(browser, contexts, world)
+    # 5 km away: no team's zone reaches it.
+    await report_on_console(console, *away(5000))
+    result = console.locator("#report-result")
+    await expect(result).to_have_attribute("data-alerted", "none")
+    assert await background(console, "#report-result") == RED
+    title = result.locator(".result-title")
+    await expect(title).to_have_text("没有通知到任何队伍")
+    assert await title.evaluate("el => getComputedStyle(el).color") == BREACH
+    await expect(result.locator(".advice")).to_have_text(
+        "警情已记录，但此处没有任何队伍覆盖，无人收到警报：请用电台或电话调派警力，"
+        "或在警情卡片上按「加派队伍」"
+    )
+    await expect(result.locator(".uncovered")).to_have_text(
+        "无覆盖梯队：一梯队 应急联防队、二梯队 巡逻警力、三梯队 处突警力"
+    )
+
+    await console.locator("#lang").click()
+    await expect(title).to_have_text("No team was alerted")
+    await expect(result.locator(".advice")).to_have_text(
+        "The incident is recorded, but no team covers this point and nobody received the "
+        "alert: radio or call a team, or press Add team on the incident's card"
+    )
+    assert await background(console, "#report-result") == RED
+    assert await contrast_problems(console) == []
+
+
+async def test_a_report_that_alerted_a_team_stays_green_with_its_gaps_on_red(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    # Tier 1 alone covers the point: tiers 2 and 3 are nobody's.
+    await world.leader(await world.team("fixed_post", *QINGXI, name="甲驻点队"))
+    console = await open_console(browser, contexts, world)
+    await report_on_console(console, *QINGXI)
+    result = console.locator("#report-result")
+    await expect(result).to_have_attribute("data-alerted", "some")
+    await expect(result.locator(".result-title")).to_have_text("已派警：通知 1 支队伍")
+    assert await background(console, "#report-result") == GREEN
+    gaps = result.locator(".uncovered")
+    await expect(gaps).to_have_text("无覆盖梯队：二梯队 巡逻警力、三梯队 处突警力")
+    assert await background(console, "#report-result .uncovered") == RED
+    await expect(result.locator(".advice")).to_have_count(0)
+    assert await contrast_problems(console) == []
+
+    # Every tier covered: green, nothing on red.
+    for kind in ("patrol", "response"):
+        await world.leader(await world.team(kind, *QINGXI, radius_m=3000))
+    await report_on_console(console, *QINGXI)
+    await expect(result).to_have_attribute("data-alerted", "all")
+    await expect(result.locator(".result-title")).to_have_text("已派警：通知 3 支队伍")
+    await expect(result.locator(".uncovered")).to_have_count(0)
+    assert await background(console, "#report-result") == GREEN
