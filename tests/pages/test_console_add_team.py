@@ -122,7 +122,7 @@ async def test_the_dialog_marks_a_team_without_an_enabled_leader_and_the_add_say
     await expect(warning).to_be_visible()
     await expect(warning).to_contain_text("无可用队长账号")
     await expect(dialog.locator("#add-team-select option")).to_contain_text(
-        ["三号巡逻车 · 二梯队 · 约 3.00 公里 · 无可用队长账号"]
+        ["三号巡逻车 · 二梯队 · 3.00 公里 · 无可用队长账号"]
     )
     await dialog.get_by_role("button", name="取消").click()
     await console.locator("#lang").click()

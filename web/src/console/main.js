@@ -20,6 +20,7 @@ import {
 } from '../shared/format.js';
 import { errorText } from '../shared/errors.js';
 import { looksSwapped, readLink, readOne, readPair } from './coordinates.js';
+import { Geodesic } from 'geographiclib-geodesic';
 import { repeat, siren, soundReady, unlockOnGesture } from '../shared/alarm.js';
 import { announce } from '../shared/announce.js';
 import {
@@ -1728,23 +1729,20 @@ function dispatchItem(incident, d) {
 // ---------------------------------------------------------------- 加派 (adding a team by hand)
 
 // The teams in service not yet dispatched to the incident, nearest first: the distance from
-// each team's site, on the sphere (the server measures the dispatch's own on the ellipsoid).
+// each team's site on the WGS-84 ellipsoid (Karney's geodesic, as the server measures it, and
+// to the millimetre as a dispatch records it), so that a team added reads on the card as it
+// did in the list.
 function teamsToAdd(incident) {
   const sent = new Set(incident.dispatches.map((d) => d.team_id));
   const { lon, lat } = incident.location;
   return state.teams
     .filter((team) => !sent.has(team.id) && !team.retired_at)
-    .map((team) => ({ team, d: sphereMetres(lon, lat, team.location.lon, team.location.lat) }))
+    .map((team) => ({ team, d: geodesicMetres(lon, lat, team.location.lon, team.location.lat) }))
     .sort((a, b) => a.d - b.d || a.team.tier - b.team.tier);
 }
 
-function sphereMetres(lon1, lat1, lon2, lat2) {
-  const rad = Math.PI / 180;
-  const dLat = (lat2 - lat1) * rad;
-  const dLon = (lon2 - lon1) * rad;
-  const a =
-    Math.sin(dLat / 2) ** 2 + Math.cos(lat1 * rad) * Math.cos(lat2 * rad) * Math.sin(dLon / 2) ** 2;
-  return 2 * 6371008.8 * Math.asin(Math.min(1, Math.sqrt(a)));
+function geodesicMetres(lon1, lat1, lon2, lat2) {
+  return Math.round(Geodesic.WGS84.Inverse(lat1, lon1, lat2, lon2).s12 * 1000) / 1000;
 }
 
 function openAddTeam(incident) {
