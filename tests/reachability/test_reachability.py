@@ -433,15 +433,12 @@ async def last_alive_on_record(world: World, leader: Account) -> tuple[datetime,
     return beat, opened
 
 
-async def test_a_leader_on_a_killed_process_stops_counting_after_three_heartbeats(
+@asynccontextmanager
+async def a_leader_on_a_killed_worker(
     server: RunningServer, world: World
-) -> None:
-    """On SQLite, a process killed says nothing: its leaders count until three heartbeats are
-    missed. (On PostgreSQL its lock says it at once: the test below.)"""
-    if clock_start() is not None:
-        pytest.skip("the second process beats on the host's time, not the test clock's start")
-    if not server.settings.is_sqlite:
-        pytest.skip("on PostgreSQL a killed process is known dead by its lock, at once")
+) -> AsyncIterator[tuple[Account, dict[str, Any], Account]]:
+    """A team's leader connected to a worker process, seen reachable, then the worker killed
+    (``kill -9``) under his socket: the operator, the team and the leader."""
     team = await world.team("fixed_post")
     leader = await world.leader(team)
     operator = await world.operator()
@@ -453,6 +450,20 @@ async def test_a_leader_on_a_killed_process_stops_counting_after_three_heartbeat
         process.wait(10)
         with contextlib.suppress(Exception):
             await phone.close()
+        yield operator, team, leader
+        await elsewhere.close()
+
+
+async def test_a_leader_on_a_killed_process_stops_counting_after_three_heartbeats(
+    server: RunningServer, world: World
+) -> None:
+    """On SQLite, a process killed says nothing: its leaders count until three heartbeats are
+    missed. (On PostgreSQL its lock says it at once: the test below.)"""
+    if clock_start() is not None:
+        pytest.skip("the second process beats on the host's time, not the test clock's start")
+    if not server.settings.is_sqlite:
+        pytest.skip("on PostgreSQL a killed process is known dead by its lock, at once")
+    async with a_leader_on_a_killed_worker(server, world) as (operator, team, leader):
         # No process said goodbye: the row stays fresh until three heartbeats are missed,
         # counted from its last heartbeat (written with that process's own clock).
         beat, opened = await last_alive_on_record(world, leader)
@@ -463,7 +474,6 @@ async def test_a_leader_on_a_killed_process_stops_counting_after_three_heartbeat
         gone = await reachability(world, operator, team["id"])
         assert gone["reachable"] is False
         assert gone["leaders"][0]["last_seen_at"] is not None
-        await elsewhere.close()
 
 
 async def test_a_leader_on_a_process_killed_on_postgresql_is_not_connected_at_once(
@@ -477,17 +487,7 @@ async def test_a_leader_on_a_process_killed_on_postgresql_is_not_connected_at_on
         pytest.skip("the second process beats on the host's time, not the test clock's start")
     if server.settings.is_sqlite:
         pytest.skip("SQLite serves from one process: the test above")
-    team = await world.team("fixed_post")
-    leader = await world.leader(team)
-    operator = await world.operator()
-    async with a_worker_process(server) as (process, base):
-        elsewhere = World(server.app, base, world.clock)
-        phone = await elsewhere.connect(leader)
-        await until(world, operator, team["id"], lambda v: v["reachable"])
-        process.send_signal(signal.SIGKILL)
-        process.wait(10)
-        with contextlib.suppress(Exception):
-            await phone.close()
+    async with a_leader_on_a_killed_worker(server, world) as (operator, team, leader):
         # The test's clock stands still: by the heartbeat alone the leader would stay
         # connected for good.
         beat, opened = await last_alive_on_record(world, leader)
@@ -500,7 +500,6 @@ async def test_a_leader_on_a_process_killed_on_postgresql_is_not_connected_at_on
         # The whole list says the same.
         listed = await world.http.get("/api/v1/reachability", headers=operator.headers)
         assert [t["reachable"] for t in listed.json() if t["team_id"] == team["id"]] == [False]
-        await elsewhere.close()
 
 
 async def test_presence_looks_only_at_who_came_or_went_since_its_last_look() -> None:
