@@ -175,3 +175,56 @@ async def test_the_files_say_which_teams_were_judged_from_their_own_alert(world:
     book = load_workbook(io.BytesIO((await report(world, **never, format="xlsx")).content))
     excluded = list(book["未到场清单"].iter_rows(min_row=3, values_only=True))
     assert [r[5] for r in excluded] == ["时限前结案，无人需到场（人工加派，自接警起算）"]
+
+
+async def test_a_tier_reached_only_by_a_team_added_after_its_deadline(world: World) -> None:
+    """No patrol covers the place; the operator adds one at 240 s, past tier 2's 180 s. It
+    accepts at 250 and arrives at 410. The tier stays uncovered and breached, but it has an
+    arrival: the team's, counted from the report (410 s) in the tier's time to arrival, and
+    not an exclusion; the team's hops are the tier's segments as any dispatch's are."""
+    world.long_logins()
+    await world.team("fixed_post")
+    patrol = await world.team("patrol", *at(4000, 90), radius_m=1000, name="Late巡逻")
+    leader = await world.leader(patrol)
+    operator = await world.operator()
+    incident = await world.report(operator)
+    start = datetime.fromisoformat(incident["reported_at"])
+
+    async def at_second(offset: float) -> None:
+        world.clock.advance((start + timedelta(seconds=offset) - world.clock.now()).total_seconds())
+        await settle(world)
+
+    await at_second(240)
+    reply = await add(world, operator, incident["id"], patrol["id"], None)
+    assert reply.status_code == 201, reply.text
+    view = reply.json()
+    dispatch = next(d["id"] for d in view["dispatches"] if d["team_id"] == patrol["id"])
+    await at_second(250)
+    path = f"/api/v1/dispatches/{dispatch}/accept"
+    accepted = await world.http.post(path, headers=leader.headers)
+    assert accepted.status_code == 200, accepted.text
+    await at_second(410)
+    assert await world.arrive(view, patrol, leader) == 200
+    await at_second(500)
+    day = start.astimezone(DISPLAY_TZ).date()
+    period = {"from": day.isoformat(), "to": (day + timedelta(days=1)).isoformat()}
+    body = (await report(world, **period, group_by=["tier", "team"])).json()
+
+    tier_two = figures(body, "tier")["二梯队 巡逻警力"]
+    counts = ("with_arrival", "without_arrival", "met", "breached", "uncovered")
+    assert {k: tier_two[k] for k in (*counts, "uncovered_breached")} == {
+        "with_arrival": 1,
+        "without_arrival": 0,
+        "met": 0,
+        "breached": 1,
+        "uncovered": 1,
+        "uncovered_breached": 1,
+    }
+    assert tier_two["time_to_arrival"]["p50_s"] == 410
+    assert tier_two["alert_to_delivery"]["p50_s"] == 10
+    assert tier_two["delivery_to_acceptance"]["p50_s"] == 0
+    assert tier_two["acceptance_to_arrival"]["p50_s"] == 160
+    assert [e for e in body["exclusions"] if e["tier"] == 2] == []
+    # Per team it met its own 3 minutes: 170 s from its alert.
+    team = figures(body, "team")["Late巡逻"]
+    assert (team["met"], team["judged_from_alert"], team["time_to_arrival"]["p50_s"]) == (1, 1, 170)
