@@ -81,13 +81,13 @@ async def test_late_incidents_are_counted_and_shown_alone_on_demand(
     count = console.locator("#incident-count")
     await expect(button).to_have_text("超时未到场 1 起")
     await expect(button).to_have_attribute("aria-pressed", "false")
-    await expect(count).to_have_text("(3)")
+    await expect(count).to_have_text("（3）")
 
     await button.click()
     await expect(console.locator("article.incident")).to_have_count(1)
     await expect(card(console, late["id"])).to_be_visible()
     await expect(button).to_have_attribute("aria-pressed", "true")
-    await expect(count).to_have_text("(1/3)")
+    await expect(count).to_have_text("（1/3）")
     await console.screenshot(path=artifacts / f"console-late-only-{backend}.png")
     await console.get_by_role("button", name="English").click()
     await expect(button).to_have_text("Late, nobody on scene: 1")
@@ -101,7 +101,7 @@ async def test_late_incidents_are_counted_and_shown_alone_on_demand(
     await record_arrival(world, operator, late)
     await expect(console.locator("article.incident")).to_have_count(3)
     await expect(button).to_be_hidden()
-    await expect(count).to_have_text("(3)")
+    await expect(count).to_have_text("（3）")
 
 
 async def test_the_report_form_is_a_few_tabs_from_the_header_however_many_markers(

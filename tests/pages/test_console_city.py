@@ -197,7 +197,7 @@ async def test_an_incident_reported_while_the_list_is_on_its_way_stays_listed(
     # The late list read, and the list drawn again after it: the first incident and the fire.
     await page.evaluate(SETTLED)
     await expect(page.locator("article.incident")).to_have_count(2)
-    await expect(page.locator("#incident-count")).to_have_text("(2)")
+    await expect(page.locator("#incident-count")).to_have_text("（2）")
     assert lists == 1, "the console opening asks for the open incidents once"
 
 

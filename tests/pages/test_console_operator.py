@@ -884,7 +884,7 @@ async def test_times_of_a_minute_or_more_read_in_minutes_and_seconds(
     await expect(latency).to_have_text("+3 分 08 秒")
     tiers = card(console, incident["id"]).locator(".tier")
     await expect(tiers.nth(0)).to_have_attribute("data-status", "breached")
-    await expect(tiers.nth(0)).to_contain_text(re.compile(r"超时，\S+ \(3 分 08 秒\) 到场"))
+    await expect(tiers.nth(0)).to_contain_text(re.compile(r"超时，\S+（3 分 08 秒）到场"))
     await console.get_by_role("button", name="English").click()
     await expect(latency).to_have_text("+3 min 08 s")
     await expect(tiers.nth(0)).to_contain_text(re.compile(r"on scene \S+ \(3 min 08 s\)"))
@@ -899,11 +899,11 @@ async def test_a_tier_met_in_59_6_seconds_never_reads_as_a_minute(
     console, leader, incident, row = await arrived_without_accepting(world, browser, contexts, 59.6)
     tier1 = card(console, incident["id"]).locator('.tier[data-tier="1"]')
     await expect(tier1).to_have_attribute("data-status", "met")
-    await expect(tier1).to_contain_text("(59 秒)")
+    await expect(tier1).to_contain_text("（59 秒）")
     await expect(row.locator('.hop-done[data-hop="arrived"] .hop-latency')).to_have_text("+59 秒")
     phone = await open_phone(browser, contexts, world, leader, away(20))
     on_phone = card_on_phone(phone, incident["id"]).locator('.tier[data-tier="1"]')
-    await expect(on_phone).to_contain_text("(59 秒)")
+    await expect(on_phone).to_contain_text("（59 秒）")
 
 
 async def test_the_live_list_is_in_view_on_a_1280x720_screen(

@@ -37,7 +37,7 @@ async def test_an_arrival_over_an_hour_after_the_report_reads_in_hours_on_the_ca
     await expect(latency).to_have_text("+1 小时 16 分 00 秒")
     tier = card(console, incident["id"]).locator('.tier[data-tier="1"]')
     await expect(tier).to_have_attribute("data-status", "breached")
-    await expect(tier).to_contain_text(re.compile(r"超时，\S+ \(1 小时 16 分 00 秒\) 到场"))
+    await expect(tier).to_contain_text(re.compile(r"超时，\S+（1 小时 16 分 00 秒）到场"))
     await expect(tier.locator(".tier-late")).to_have_text("迟到 1:15:00 到场")
     await console.get_by_role("button", name="English").click()
     await expect(latency).to_have_text("+1 h 16 min 00 s")
@@ -100,7 +100,7 @@ async def test_the_phone_gives_a_tiers_time_over_an_hour_in_hours(
     world.clock.advance(AN_HOUR_AND_16)
     assert await world.arrive(incident, team, leader) == 200
     await expect(tier).to_have_attribute("data-status", "breached")
-    await expect(tier).to_contain_text(re.compile(r"超时，\S+ \(1 小时 16 分 00 秒\) 到场"))
+    await expect(tier).to_contain_text(re.compile(r"超时，\S+（1 小时 16 分 00 秒）到场"))
     await phone.get_by_role("button", name="English").last.click()
     await expect(phone.locator("html")).to_have_attribute("lang", "en")
     await expect(tier).to_contain_text(re.compile(r"on scene \S+ \(1 h 16 min 00 s\)"))

@@ -116,7 +116,7 @@ async def test_the_console_opened_while_the_server_is_busy_loads_its_incidents_w
     outage.end()
     await expect(card(console, incident["id"])).to_be_visible(timeout=15 * SECOND)
     await expect(problem).to_be_hidden()
-    await expect(console.locator("#incident-count")).to_have_text("(1)")
+    await expect(console.locator("#incident-count")).to_have_text("（1）")
     # The team's site and the incident are on the map.
     await expect(console.locator("#map path.leaflet-interactive")).to_have_count(2)
 

@@ -52,8 +52,8 @@ async def test_a_record_keeps_the_village_it_was_reported_in_and_says_how_it_mov
     moves = record.locator('.record-events li[data-type="village_changed"]')
     await expect(moves).to_have_text(
         [
-            f"{local(renamed, 5)} 村(社区)边界调整：由 上元村 改为 上元社区（{admin.name}）",
-            f"{local(renamed, 10)} 村(社区)边界调整：由 上元社区 改为 未划入村(社区)"
+            f"{local(renamed, 5)} 村（社区）边界调整：由 上元村 改为 上元社区（{admin.name}）",
+            f"{local(renamed, 10)} 村（社区）边界调整：由 上元社区 改为 未划入村（社区）"
             f"（{admin.name}）",
         ]
     )
@@ -68,5 +68,5 @@ async def test_a_record_keeps_the_village_it_was_reported_in_and_says_how_it_mov
     record = await open_record(page, gone)
     await expect(record.locator(".record-facts")).to_contain_text("（接报时：上元社区）")
     await expect(record.locator('.record-events li[data-type="village_changed"]')).to_have_text(
-        [f"{local(gone, 0)} 村(社区)边界调整：由 上元社区 改为 未划入村(社区)（{admin.name}）"]
+        [f"{local(gone, 0)} 村（社区）边界调整：由 上元社区 改为 未划入村（社区）（{admin.name}）"]
     )

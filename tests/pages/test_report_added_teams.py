@@ -40,7 +40,7 @@ async def test_the_page_marks_the_teams_judged_from_their_own_alert(
     await expect(reason).to_have_text(["时限前结案，无人需到场（人工加派，自接警起算）"])
     await page.locator("#exclusions tbody .record-link").first.click()
     record = page.locator(f'.record-dispatch[data-team-id="{patrols["Never巡逻"]["id"]}"]')
-    await expect(record).to_contain_text("人工加派 · 取消(不判定) · 自接警起算")
+    await expect(record).to_contain_text("人工加派 · 取消（不判定） · 自接警起算")
 
     await page.get_by_role("button", name="English").click()
     await expect(reason).to_have_text(

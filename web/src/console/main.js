@@ -1522,8 +1522,9 @@ function renderIncidents(redraw) {
   const late = open.filter(isLate);
   if (!late.length) setLateOnly(false);
   const incidents = state.lateOnly ? late : open;
-  $('#incident-count').textContent =
-    '(' + (state.lateOnly ? late.length + '/' + open.length : open.length) + ')';
+  $('#incident-count').textContent = t('incidents.count', {
+    n: state.lateOnly ? late.length + '/' + open.length : open.length,
+  });
   const lateOnly = $('#late-only');
   lateOnly.hidden = !late.length;
   lateOnly.textContent = t('incidents.late', { n: late.length });

@@ -81,7 +81,7 @@ function metText(tier) {
 // When the tier's first team arrived and how long that took: rounded down when met (59.6 s
 // reads 59 秒, never 1 分 00 秒 as if on the minute), up when late (60.4 s reads 1 分 01 秒).
 function takenText(tier, met) {
-  return clockTime(tier.arrived_at) + ' (' + secondsTaken(tier.elapsed_s, met) + ')';
+  return t('tier.taken', { time: clockTime(tier.arrived_at), d: secondsTaken(tier.elapsed_s, met) });
 }
 
 // The targets are set in seconds (DISPATCH_CHAIN_TARGETS): whole minutes read as the plan
