@@ -1464,23 +1464,47 @@ function renderResult() {
   }
   const incident = result.incident;
   const ds = incident.dispatches;
+  // A team dispatched with no enabled leader account: its alert reached nobody. It is not
+  // counted among the teams notified, but named apart on red, with what to do.
+  const reached = ds.filter((d) => !d.nobody_alerted);
+  const unreached = ds.filter((d) => d.nobody_alerted);
   const missing = incident.chain.filter((tier) => !tier.covered).map((tier) => tier.tier);
   box.dataset.state = 'ok';
   box.dataset.incidentId = incident.id;
-  // data-alerted: all tiers alerted (green), some (green, the tiers nobody covers on red),
-  // none: the incident is recorded but nobody was alerted, red as a failure.
-  box.dataset.alerted = !ds.length ? 'none' : missing.length ? 'some' : 'all';
-  if (!ds.length) {
+  // data-alerted: all teams dispatched alerted and every tier covered (green); some (green,
+  // the teams whose alert reached nobody and the tiers nobody covers on red); none: the
+  // incident is recorded but nobody was alerted, red as a failure.
+  box.dataset.alerted = !reached.length ? 'none' : missing.length || unreached.length ? 'some' : 'all';
+  if (!reached.length) {
     box.appendChild(h('p', { class: 'error result-title', text: t('report.no_team') }));
-    box.appendChild(h('p', { class: 'advice', text: t('report.no_team_advice') }));
+    const advice = ds.length ? 'report.nobody_alerted_advice' : 'report.no_team_advice';
+    box.appendChild(h('p', { class: 'advice', text: t(advice) }));
   } else {
-    box.appendChild(h('p', { class: 'result-title', text: t('report.sent', { n: ds.length }) }));
+    box.appendChild(h('p', { class: 'result-title', text: t('report.sent', { n: reached.length }) }));
     box.appendChild(
       h(
         'ul',
         { class: 'alerted' },
-        ds.map((d) =>
+        reached.map((d) =>
           h('li', { text: d.team_name + ' · ' + t('tier.short.' + d.tier) + ' · ' + metres(d.distance_m) }),
+        ),
+      ),
+    );
+  }
+  if (unreached.length) {
+    box.appendChild(
+      h(
+        'ul',
+        { class: 'unreached' },
+        unreached.map((d) =>
+          h('li', {
+            dataset: { dispatchId: d.id },
+            text: t('report.unreached', {
+              team: d.team_name,
+              tier: t('tier.short.' + d.tier),
+              what: t('dispatch.nobody_alerted'),
+            }),
+          }),
         ),
       ),
     );

@@ -110,6 +110,9 @@ const zh = {
   'report.no_team': '没有通知到任何队伍',
   'report.no_team_advice':
     '警情已记录，但此处没有任何队伍覆盖，无人收到警报：请用电台或电话调派警力，或在警情卡片上按「加派队伍」',
+  'report.nobody_alerted_advice':
+    '警情已记录，但派出的队伍均无可用队长账号，无人收到警报：请用电台或电话联系这些队伍，或在警情卡片上按「加派队伍」',
+  'report.unreached': '{team}（{tier}）{what}',
   'report.uncovered': '无覆盖梯队：{tiers}',
   'report.failed': '派警失败，警情未发出',
   'report.failed_input': '请检查经纬度、坐标系、警情类别和简要情况后再按「派警」。',
@@ -704,6 +707,9 @@ const en = {
   'report.no_team': 'No team was alerted',
   'report.no_team_advice':
     "The incident is recorded, but no team covers this point and nobody received the alert: radio or call a team, or press Add team on the incident's card",
+  'report.nobody_alerted_advice':
+    "The incident is recorded, but no team dispatched has an active leader account and nobody received the alert: radio or call these teams, or press Add team on the incident's card",
+  'report.unreached': '{team} ({tier}): {what}',
   'report.uncovered': 'Tiers without coverage: {tiers}',
   'report.failed': 'Dispatch failed: the incident was not sent',
   'report.failed_input': 'Check the longitude, latitude, coordinate system, category and description, then press Dispatch again.',
