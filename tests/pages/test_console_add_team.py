@@ -5,8 +5,9 @@ leader is alerted and told the control room added his team."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Locator, Page, expect
 
 from tests.pages.conftest import Opened
 from tests.pages.test_console_and_phone import away, card, open_console, open_phone
@@ -17,6 +18,18 @@ from tests.pages.test_record_escalation import (
 )
 from tests.rosters.test_duty import add_members, advance_to, put_duty
 from tests.support import World
+
+
+async def choose_team_to_add(
+    console: Page, incident_id: str, team: dict[str, Any]
+) -> tuple[Locator, Locator]:
+    """Open 加派 on the incident's card and choose the team in its dialog: the card and the
+    dialog, the team chosen but not yet added."""
+    shown = card(console, incident_id)
+    await shown.get_by_role("button", name="加派队伍").click()
+    dialog = console.locator("#add-team")
+    await dialog.locator("#add-team-select").select_option(team["id"])
+    return shown, dialog
 
 
 async def test_an_operator_adds_a_team_by_hand_and_its_leader_is_alerted(
@@ -114,10 +127,7 @@ async def test_the_dialog_marks_a_team_without_an_enabled_leader_and_the_add_say
     operator = await world.operator()
     incident = await world.report(operator)
 
-    shown = card(console, incident["id"])
-    await shown.get_by_role("button", name="加派队伍").click()
-    dialog = console.locator("#add-team")
-    await dialog.locator("#add-team-select").select_option(patrol["id"])
+    shown, dialog = await choose_team_to_add(console, incident["id"], patrol)
     warning = dialog.locator("#add-team-no-leader")
     await expect(warning).to_be_visible()
     await expect(warning).to_contain_text("无可用队长账号")

@@ -12,6 +12,7 @@ from playwright.async_api import Browser, Locator, Page, expect
 
 from tests.incidents.test_added_dispatch import add, at
 from tests.pages.conftest import Opened
+from tests.pages.test_console_add_team import choose_team_to_add
 from tests.pages.test_console_and_phone import card, open_console
 from tests.pages.test_record_escalation import (
     closed_once_tier_one_breached,
@@ -113,10 +114,7 @@ async def test_a_long_note_added_on_the_console_wraps_within_the_card_on_a_narro
     console = await open_console(browser, contexts, world)
     operator = await world.operator()
     incident = await world.report(operator)
-    shown = card(console, incident["id"])
-    await shown.get_by_role("button", name="加派队伍").click()
-    dialog = console.locator("#add-team")
-    await dialog.locator("#add-team-select").select_option(patrol["id"])
+    shown, dialog = await choose_team_to_add(console, incident["id"], patrol)
     await dialog.locator("#add-team-note").fill(LONG)
     await dialog.get_by_role("button", name="加派", exact=True).click()
     await expect(dialog).to_be_hidden()
