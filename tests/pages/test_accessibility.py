@@ -200,7 +200,7 @@ async def tab_to(page: Page, selector: str, most: int = 40) -> int:
 async def test_an_operator_signs_in_reports_opens_a_record_and_switches_language_by_keyboard(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
-    await world.team("fixed_post")
+    await world.leader(await world.team("fixed_post"))
     operator = await world.operator()
     page = await (await desk_context(browser, contexts)).new_page()
     await page.goto(world.base_url + "/console")

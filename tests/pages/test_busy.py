@@ -24,7 +24,7 @@ def settings(settings: Settings) -> Settings:
 async def test_a_report_refused_as_busy_goes_through_once_the_server_has_room(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
-    await world.team("fixed_post", *SCENE)
+    await world.leader(await world.team("fixed_post", *SCENE))
     console = await open_console(browser, contexts, world)
     await console.locator("#lon").fill(f"{SCENE[0]:.7f}")
     await console.locator("#lat").fill(f"{SCENE[1]:.7f}")

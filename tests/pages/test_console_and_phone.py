@@ -388,7 +388,7 @@ def strip(text: str, names: list[str]) -> str:
 async def test_a_refused_report_is_an_error_in_the_operators_language_with_the_reason(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
-    await world.team("fixed_post")
+    await world.leader(await world.team("fixed_post"))
     console = await open_console(browser, contexts, world)
     # Typed as GCJ-02 but far outside China: the server refuses it with 422 and says why.
     body = {"location": {"lon": 2.35, "lat": 48.85, "crs": "gcj02"}, "category": "fight"}
