@@ -429,3 +429,23 @@ async def test_the_pages_text_meets_the_enhanced_contrast(
     report = await open_report(browser, contexts, world, i2["reported_at"][:10])
     await expect(report.locator("#exclusions tr[data-incident-id]").first).to_be_visible()
     await assert_aaa_in_both_languages(report, "the report page")
+
+
+async def test_the_consoles_live_events_scrolled_full_are_reached_by_keyboard(
+    world: World, browser: Browser, contexts: Opened
+) -> None:
+    """A busy hour fills the live events past their height: the list scrolls, and a keyboard
+    alone reaches it, named as its heading names it, to read the earlier lines."""
+    await world.leader(await world.team("fixed_post"))
+    operator = await world.operator()
+    console = await open_console(browser, contexts, world)
+    for _ in range(30):
+        await world.report(operator, category="fight")
+    feed = console.locator("#feed")
+    await expect(feed.locator("li")).to_have_count(30, timeout=10_000)
+    scrolls = "(el) => el.scrollHeight > el.clientHeight"
+    assert await feed.evaluate(scrolls), "the live events should overflow for this test"
+    await assert_accessible_in_both_languages(console, "the console with its live events full")
+    await feed.focus()
+    await expect(feed).to_be_focused()
+    await expect(feed).to_have_accessible_name("实时动态")
