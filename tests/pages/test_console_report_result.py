@@ -8,12 +8,13 @@ nobody."""
 
 from __future__ import annotations
 
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Locator, Page, expect
 
+from tests.incidents.test_nobody_alerted import disable
 from tests.pages.conftest import Opened
 from tests.pages.test_accessibility import AXE
 from tests.pages.test_console_and_phone import away, open_console, report_on_console
-from tests.support import QINGXI, Account, World
+from tests.support import QINGXI, World
 
 GREEN = "rgb(209, 250, 229)"  # --met-bg: a report that went out
 RED = "rgb(255, 232, 232)"  # --breach-bg: nobody there
@@ -40,6 +41,18 @@ async def contrast_problems(page: Page) -> list[str]:
     return [str(v["id"]) for v in found]
 
 
+async def reads_red(console: Page, advice: str) -> Locator:
+    """The report's result as a failure: red, 没有通知到任何队伍, and what to do (``advice``)."""
+    result = console.locator("#report-result")
+    await expect(result).to_have_attribute("data-alerted", "none")
+    assert await background(console, "#report-result") == RED
+    title = result.locator(".result-title")
+    await expect(title).to_have_text("没有通知到任何队伍")
+    assert await title.evaluate("el => getComputedStyle(el).color") == BREACH
+    await expect(result.locator(".advice")).to_have_text(advice)
+    return result
+
+
 async def test_a_report_that_alerted_nobody_reads_red_not_as_a_success(
     world: World, browser: Browser, contexts: Opened
 ) -> None:
@@ -47,22 +60,17 @@ async def test_a_report_that_alerted_nobody_reads_red_not_as_a_success(
     console = await open_console(browser, contexts, world)
     # 5 km away: no team's zone reaches it.
     await report_on_console(console, *away(5000))
-    result = console.locator("#report-result")
-    await expect(result).to_have_attribute("data-alerted", "none")
-    assert await background(console, "#report-result") == RED
-    title = result.locator(".result-title")
-    await expect(title).to_have_text("没有通知到任何队伍")
-    assert await title.evaluate("el => getComputedStyle(el).color") == BREACH
-    await expect(result.locator(".advice")).to_have_text(
+    result = await reads_red(
+        console,
         "警情已记录，但此处没有任何队伍覆盖，无人收到警报：请用电台或电话调派警力，"
-        "或在警情卡片上按「加派队伍」"
+        "或在警情卡片上按「加派队伍」",
     )
     await expect(result.locator(".uncovered")).to_have_text(
         "无覆盖梯队：一梯队 应急联防队、二梯队 巡逻警力、三梯队 处突警力"
     )
 
     await console.locator("#lang").click()
-    await expect(title).to_have_text("No team was alerted")
+    await expect(result.locator(".result-title")).to_have_text("No team was alerted")
     await expect(result.locator(".advice")).to_have_text(
         "The incident is recorded, but no team covers this point and nobody received the "
         "alert: radio or call a team, or press Add team on the incident's card"
@@ -96,16 +104,6 @@ async def test_a_report_that_alerted_a_team_stays_green_with_its_gaps_on_red(
     await expect(result.locator(".result-title")).to_have_text("已派警：通知 3 支队伍")
     await expect(result.locator(".uncovered")).to_have_count(0)
     assert await background(console, "#report-result") == GREEN
-
-
-async def disable(world: World, leader: Account) -> None:
-    """The leader's account disabled: his team, if he was its only one, alerts nobody."""
-    reply = await world.http.patch(
-        f"/api/v1/users/{leader.id}",
-        json={"disabled": True},
-        headers=(await world.admin()).headers,
-    )
-    assert reply.is_success, reply.text
 
 
 UNREACHED_ZH = "三号巡逻车（二梯队）无人接收警报：该队无可用队长账号，请用电台联系或加派其他队伍"
@@ -165,15 +163,10 @@ async def test_a_report_whose_every_team_alerted_nobody_reads_red_and_names_them
     await disable(world, await world.leader(patrol))
     console = await open_console(browser, contexts, world)
     await report_on_console(console, *QINGXI)
-    result = console.locator("#report-result")
-    await expect(result).to_have_attribute("data-alerted", "none")
-    assert await background(console, "#report-result") == RED
-    title = result.locator(".result-title")
-    await expect(title).to_have_text("没有通知到任何队伍")
-    assert await title.evaluate("el => getComputedStyle(el).color") == BREACH
-    await expect(result.locator(".advice")).to_have_text(
+    result = await reads_red(
+        console,
         "警情已记录，但派出的队伍均无可用队长账号，无人收到警报：请用电台或电话联系这些队伍，"
-        "或在警情卡片上按「加派队伍」"
+        "或在警情卡片上按「加派队伍」",
     )
     await expect(result.locator(".alerted")).to_have_count(0)
     await expect(result.locator(".unreached li")).to_have_text(
@@ -186,7 +179,7 @@ async def test_a_report_whose_every_team_alerted_nobody_reads_red_and_names_them
     assert await contrast_problems(console) == []
 
     await console.locator("#lang").click()
-    await expect(title).to_have_text("No team was alerted")
+    await expect(result.locator(".result-title")).to_have_text("No team was alerted")
     await expect(result.locator(".advice")).to_have_text(
         "The incident is recorded, but no team dispatched has an active leader account and "
         "nobody received the alert: radio or call these teams, or press Add team on the "
